@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: install run test lint
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Web server, Celery worker and beat on the embedded defaults (or on the services
+# named by DATABASE_URL / REDIS_URL), until Ctrl-C stops all three.
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py seed_demo
+	@trap 'kill 0' INT TERM EXIT; \
+	$(VENV)/bin/celery -A newsletter worker --loglevel=INFO --concurrency=2 & \
+	$(VENV)/bin/celery -A newsletter beat --loglevel=INFO & \
+	$(PY) manage.py runserver --noreload 127.0.0.1:$(PORT) & \
+	sleep 2; \
+	echo; \
+	echo "  Site:   http://127.0.0.1:$(PORT)/"; \
+	echo "  Admin:  http://127.0.0.1:$(PORT)/admin/  (login printed above)"; \
+	echo "  Outbox: http://127.0.0.1:$(PORT)/outbox/  (every email the site sends)"; \
+	echo "  Ctrl-C stops the web server, the worker and beat."; \
+	echo; \
+	wait
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run

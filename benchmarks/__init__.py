@@ -1,0 +1,1 @@
+"""Benchmarks and local test doubles (e.g. a fake ESP API) for the newsletter."""

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class NewsletterConfig(AppConfig):
+    name = "newsletter"
+    verbose_name = "Newsletter"
+
+    def ready(self) -> None:
+        from posts.signals import post_published
+
+        from . import receivers
+
+        post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")

@@ -1,0 +1,123 @@
+from django.conf import settings
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from . import outbox, subscriptions
+from .celery import app as celery_app
+from .forms import SubscribeForm
+from .tokens import InvalidToken, Purpose, read_token
+
+
+@require_http_methods(["GET", "POST"])
+def subscribe(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = SubscribeForm(request.POST)
+        if form.is_valid():
+            subscriptions.subscribe(
+                email=form.cleaned_data["email"],
+                name=form.cleaned_data["name"],
+                ip_address=request.META.get("REMOTE_ADDR"),
+            )
+            # The same page for every address: it must not reveal who subscribes.
+            return render(request, "newsletter/subscribe_done.html")
+        return render(request, "newsletter/subscribe.html", {"form": form}, status=400)
+    return render(request, "newsletter/subscribe.html", {"form": SubscribeForm()})
+
+
+def _token_error(request: HttpRequest, error: InvalidToken) -> HttpResponse:
+    return render(
+        request,
+        "newsletter/bad_link.html",
+        {"expired": error.expired},
+        status=410 if error.expired else 404,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.CONFIRM)
+    except InvalidToken as error:
+        return _token_error(request, error)
+    # Link scanners in corporate mail systems follow every link they see, so the
+    # GET only shows a button; the reader's own POST confirms.
+    if request.method == "POST":
+        subscriptions.confirm(subscriber=subscriber)
+        return render(request, "newsletter/confirmed.html", {"subscriber": subscriber})
+    return render(request, "newsletter/confirm.html", {"subscriber": subscriber})
+
+
+@never_cache
+@csrf_exempt  # RFC 8058: mail providers POST here with no cookie and no CSRF token
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.UNSUBSCRIBE)
+    except InvalidToken as error:
+        return _token_error(request, error)
+    if request.method == "POST":
+        subscriptions.unsubscribe(subscriber=subscriber)
+        return render(
+            request, "newsletter/unsubscribed.html", {"subscriber": subscriber}
+        )
+    return render(request, "newsletter/unsubscribe.html", {"subscriber": subscriber})
+
+
+def _outbox_only_in_debug() -> None:
+    if not settings.DEBUG:
+        raise Http404
+
+
+def outbox_list(request: HttpRequest) -> HttpResponse:
+    _outbox_only_in_debug()
+    messages = []
+    for name in outbox.message_names()[:200]:
+        message = outbox.read_message(name)
+        if message is not None:
+            messages.append({"name": name, "message": message})
+    return render(request, "newsletter/outbox_list.html", {"messages": messages})
+
+
+def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
+    _outbox_only_in_debug()
+    message = outbox.read_message(name)
+    if message is None:
+        raise Http404
+    html = message.get_body(preferencelist=("html",))
+    text = message.get_body(preferencelist=("plain",))
+    return render(
+        request,
+        "newsletter/outbox_message.html",
+        {
+            "name": name,
+            "message": message,
+            "headers": list(message.items()),
+            # Links in the sandboxed frame open in the whole window, not the frame.
+            "html": '<base target="_top">' + html.get_content() if html else "",
+            "text": text.get_content() if text else "",
+        },
+    )
+
+
+@never_cache
+def healthz(request: HttpRequest) -> HttpResponse:
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        with celery_app.connection_for_write() as broker:
+            broker.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"error: {type(exc).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(checks, status=200 if healthy else 503)

@@ -1,0 +1,1 @@
+"""The publication: posts on probation inspections. Knows nothing of email."""

@@ -1,0 +1,6 @@
+from django.dispatch import Signal
+
+# Sent once per post, inside the transaction that makes it visible to readers
+# (see posts.services.announce). Receivers get `post`; whatever they write commits or
+# rolls back with the publication itself.
+post_published = Signal()

@@ -1,0 +1,42 @@
+import os
+
+import pytest
+
+from newsletter.celery import app as celery_app
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # CI runs on real services; a missing one must fail the run, never skip tests.
+    if os.environ.get("CI") and not (
+        os.environ.get("DATABASE_URL", "").startswith("postgres")
+        and os.environ.get("REDIS_URL", "").startswith("redis")
+    ):
+        raise pytest.UsageError(
+            "CI needs DATABASE_URL (PostgreSQL) and REDIS_URL (Redis) set."
+        )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_outbox(settings, tmp_path):
+    settings.OUTBOX_DIR = tmp_path / "outbox"
+
+
+@pytest.fixture
+def celery_eager():
+    """Run tasks in-process when they are enqueued (unit tests, not integration)."""
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.task_eager_propagates = False
+
+
+@pytest.fixture
+def fake_esp(settings):
+    """Send through anymail's real Postmark backend to a local fake of its API."""
+    from benchmarks.fake_esp import FakeESP
+
+    with FakeESP() as esp:
+        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+        settings.ANYMAIL = esp.postmark_settings()
+        yield esp

@@ -1,0 +1,260 @@
+from datetime import timedelta
+from email.utils import parseaddr
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.utils import timezone
+
+from newsletter import delivery
+from newsletter.models import Batch, Delivery, Send, Subscriber
+from posts.services import post_publish
+
+from .factories import PostFactory, SubscriberFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+
+@pytest.fixture
+def publish(django_capture_on_commit_callbacks):
+    def publish(post):
+        with django_capture_on_commit_callbacks(execute=True):
+            post_publish(post=post)
+
+    return publish
+
+
+@pytest.fixture
+def audience():
+    """Three readers who should get the post, two who must not."""
+    return {
+        "confirmed": SubscriberFactory.create_batch(3),
+        "pending": SubscriberFactory(status=Subscriber.Status.PENDING),
+        "unsubscribed": SubscriberFactory(status=Subscriber.Status.UNSUBSCRIBED),
+    }
+
+
+def plan(post) -> Send:
+    """Create and plan the post's send without sending (the doorbell is ignored)."""
+    delivery.send_create_for_post(post=post)
+    send = Send.objects.get(post=post)
+    while delivery.plan_next_batch(send_id=send.pk):
+        pass
+    return send
+
+
+def test_each_confirmed_subscriber_gets_exactly_one_copy(publish, audience):
+    post = PostFactory(title="Suffolk: caseloads too high")
+    publish(post)
+    confirmed = sorted(s.email for s in audience["confirmed"])
+    assert sorted(m.to[0] for m in mail.outbox) == confirmed
+    assert all(len(m.recipients()) == 1 for m in mail.outbox)
+    assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 3
+    send = Send.objects.get(post=post)
+    assert send.status == Send.Status.DONE
+    assert send.finished_at is not None
+
+
+def test_post_email_has_both_parts_a_link_to_the_post_and_one_click_headers(
+    publish, audience
+):
+    post = PostFactory()
+    publish(post)
+    message = mail.outbox[0]
+    html = message.alternatives[0].content
+    assert f"http://127.0.0.1:8000/posts/{post.slug}/" in message.body
+    assert f"http://127.0.0.1:8000/posts/{post.slug}/" in html
+    unsubscribe_url = message.extra_headers["List-Unsubscribe"].strip("<>")
+    assert unsubscribe_url.startswith("http://127.0.0.1:8000/unsubscribe/")
+    assert (
+        message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    )
+    assert unsubscribe_url in message.body
+    assert unsubscribe_url in html
+    # The header's link unsubscribes exactly this reader, with a bare POST.
+    path = unsubscribe_url.removeprefix("http://127.0.0.1:8000")
+    response = Client(enforce_csrf_checks=True).post(
+        path, "List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 200
+    reader = Subscriber.objects.get(email=message.to[0])
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+    assert Subscriber.objects.confirmed().count() == 2
+
+
+def test_each_reader_gets_their_own_unsubscribe_link(publish, audience):
+    publish(PostFactory())
+    links = {m.extra_headers["List-Unsubscribe"] for m in mail.outbox}
+    assert len(links) == 3
+
+
+def test_second_publish_sends_nothing(publish, audience):
+    post = PostFactory()
+    publish(post)
+    publish(post)
+    post.title = "Edited after publication"
+    post.save()
+    publish(post)
+    assert len(mail.outbox) == 3
+    assert Send.objects.count() == 1
+
+
+def test_a_redelivered_batch_task_sends_nothing_twice(audience):
+    send = plan(PostFactory())
+    batch = send.batches.get()
+    delivery.send_batch(batch_id=batch.pk)
+    delivery.send_batch(batch_id=batch.pk)
+    assert len(mail.outbox) == 3
+
+
+def test_planning_pages_the_audience_into_batches(monkeypatch):
+    monkeypatch.setattr(delivery, "BATCH_SIZE", 2)
+    readers = SubscriberFactory.create_batch(5)
+    send = plan(PostFactory())
+    assert send.batches.count() == 3
+    planned = sorted(send.deliveries.values_list("subscriber_id", flat=True))
+    assert planned == sorted(r.pk for r in readers)
+    send.refresh_from_db()
+    assert send.status == Send.Status.SENDING
+    assert send.planned_up_to == max(r.pk for r in readers)
+    # Planning again after it finished adds nothing.
+    assert delivery.plan_next_batch(send_id=send.pk) is False
+    assert send.deliveries.count() == 5
+
+
+def test_a_send_with_no_audience_is_done_at_once():
+    send = plan(PostFactory())
+    send.refresh_from_db()
+    assert send.status == Send.Status.DONE
+    assert not send.batches.exists()
+
+
+def test_reader_who_unsubscribes_after_planning_is_skipped(audience):
+    send = plan(PostFactory())
+    leaver = audience["confirmed"][0]
+    Subscriber.objects.filter(pk=leaver.pk).update(status="unsubscribed")
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert leaver.email not in [m.to[0] for m in mail.outbox]
+    assert len(mail.outbox) == 2
+    assert send.deliveries.get(subscriber=leaver).status == Delivery.Status.SKIPPED
+
+
+def test_sends_through_anymail_to_the_provider_api(fake_esp, audience):
+    send = plan(PostFactory(title="Wales: Good, with caveats"))
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+    payload = fake_esp.messages[0]["payload"]
+    headers = {h["Name"]: h["Value"] for h in payload["Headers"]}
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert headers["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/unsubscribe/")
+    ids = set(send.deliveries.values_list("esp_message_id", flat=True))
+    assert len(ids) == 3 and "" not in ids
+
+
+def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(
+    fake_esp, audience
+):
+    send = plan(PostFactory())
+    batch = send.batches.get()
+    fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.send_batch(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.QUEUED
+    assert fake_esp.count == 0
+    assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
+    delivery.send_batch(batch_id=batch.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+    assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 3
+
+
+def test_rate_limited_by_the_provider_is_retried(fake_esp, audience):
+    send = plan(PostFactory())
+    batch = send.batches.get()
+    fake_esp.set_faults(rate_limit_next=1)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.send_batch(batch_id=batch.pk)
+    delivery.send_batch(batch_id=batch.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+
+
+def test_connection_dropped_after_the_request_marks_it_uncertain_never_resent(
+    fake_esp, audience
+):
+    send = plan(PostFactory())
+    batch = send.batches.get()
+    fake_esp.set_faults(drop_after_accept_next=1)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.send_batch(batch_id=batch.pk)
+    uncertain = send.deliveries.get(status=Delivery.Status.UNCERTAIN)
+    delivery.send_batch(batch_id=batch.pk)
+    # The provider did take it, and nobody resent it blindly.
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+    uncertain.refresh_from_db()
+    assert uncertain.status == Delivery.Status.UNCERTAIN
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.DONE
+
+
+def test_provider_unreachable_is_retried(settings, audience):
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    # Port 9 (discard) is closed here: the connection is refused before any request.
+    settings.ANYMAIL = {
+        "POSTMARK_API_URL": "http://127.0.0.1:9/",
+        "POSTMARK_SERVER_TOKEN": "x",
+    }
+    send = plan(PostFactory())
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.send_batch(batch_id=send.batches.get().pk)
+    assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
+
+
+def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audience):
+    send = plan(PostFactory())
+    batch = send.batches.get()
+    # A worker claimed the batch, handed one message over, and died.
+    first, *rest = send.deliveries.order_by("pk")
+    Batch.objects.filter(pk=batch.pk).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now() - delivery.CLAIM_TIMEOUT - timedelta(seconds=1),
+    )
+    Delivery.objects.filter(pk=first.pk).update(status=Delivery.Status.SENDING)
+    counts = delivery.reap()
+    assert counts["stale_claims"] == 1
+    first.refresh_from_db()
+    assert first.status == Delivery.Status.UNCERTAIN
+    # The reaper rang the doorbell again (eager here): the rest went out once.
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(
+        d.subscriber.email for d in rest
+    )
+
+
+def test_reaper_leaves_a_fresh_claim_alone(audience):
+    send = plan(PostFactory())
+    Batch.objects.filter(send=send).update(status=Batch.Status.SENDING)
+    assert delivery.reap() == {"stale_claims": 0, "batches_rung": 0, "sends_rung": 0}
+    assert mail.outbox == []
+
+
+def test_reaper_rings_again_for_a_batch_whose_doorbell_was_lost(audience):
+    send = plan(PostFactory())
+    Batch.objects.filter(send=send).update(
+        touched_at=timezone.now() - delivery.DOORBELL_TIMEOUT - timedelta(seconds=1)
+    )
+    assert delivery.reap()["batches_rung"] == 1
+    assert len(mail.outbox) == 3
+
+
+def test_reaper_resumes_planning_whose_doorbell_was_lost(
+    audience, django_capture_on_commit_callbacks
+):
+    post = PostFactory()
+    delivery.send_create_for_post(post=post)  # on_commit never runs: doorbell lost
+    Send.objects.update(
+        touched_at=timezone.now() - delivery.DOORBELL_TIMEOUT - timedelta(seconds=1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.reap()["sends_rung"] == 1
+    assert sorted(parseaddr(m.to[0])[1] for m in mail.outbox) == sorted(
+        s.email for s in audience["confirmed"]
+    )

@@ -1,0 +1,121 @@
+import os
+import subprocess
+import sys
+from email import policy
+from email.parser import BytesParser
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+
+from newsletter.emails import PostEmail
+from posts.demo_content import POSTS
+from posts.models import Post
+
+from .factories import PublishedPostFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def outbox_backend(settings):
+    settings.EMAIL_BACKEND = "newsletter.outbox.OutboxBackend"
+    return settings.OUTBOX_DIR
+
+
+def test_outbox_backend_writes_one_eml_file_per_recipient(outbox_backend):
+    mail.EmailMessage("Hello", "Body", "from@example.org", ["a@example.org"]).send()
+    mail.EmailMessage(
+        "Two", "Body", "from@example.org", ["b@example.org", "c@example.org"]
+    ).send()
+    files = sorted(outbox_backend.glob("*.eml"))
+    assert len(files) == 3
+    parsed = [BytesParser(policy=policy.default).parse(f.open("rb")) for f in files]
+    assert [m["Subject"] for m in parsed].count("Two") == 2
+
+
+def test_outbox_pages_list_and_render_messages_in_debug(
+    client, settings, outbox_backend
+):
+    settings.DEBUG = True
+    reader = SubscriberFactory()
+    PostEmail(PublishedPostFactory(title="Derby: Inadequate")).for_subscriber(
+        reader
+    ).send()
+    listing = client.get("/outbox/")
+    assert listing.status_code == 200
+    assert "Derby: Inadequate" in listing.content.decode()
+    name = next(outbox_backend.glob("*.eml")).name
+    page = client.get(f"/outbox/{name}/")
+    assert page.status_code == 200
+    assert "List-Unsubscribe-Post" in page.content.decode()
+    assert client.get("/outbox/../../etc/passwd/").status_code == 404
+    assert client.get("/outbox/nope.eml/").status_code == 404
+
+
+def test_outbox_is_not_served_in_production(client, settings, outbox_backend):
+    settings.DEBUG = False
+    assert client.get("/outbox/").status_code == 404
+
+
+def test_seed_demo_loads_the_demo_posts_and_is_idempotent():
+    call_command("seed_demo")
+    call_command("seed_demo")
+    assert Post.objects.published().count() == len(POSTS)
+    suffolk = Post.objects.get(slug=POSTS[0]["slug"])
+    assert "Suffolk" in suffolk.title
+    assert suffolk.body_html.startswith("<")
+
+
+def test_ensure_admin_creates_the_admin_once(monkeypatch, capsys):
+    monkeypatch.setenv("ADMIN_PASSWORD", "a-long-demo-password")
+    call_command("ensure_admin")
+    call_command("ensure_admin")
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser
+    assert admin.check_password("a-long-demo-password")
+
+
+def test_healthz_answers_when_database_and_broker_do(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "broker": "ok"}
+
+
+def run_settings(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, json; django.setup(); from django.conf import settings; "
+            "print(json.dumps(settings.ANYMAIL))",
+        ],
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "newsletter.settings",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_production_refuses_to_start_without_a_real_secret_key():
+    result = run_settings({"DJANGO_DEBUG": "0"})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_every_anymail_variable_reaches_the_anymail_setting():
+    result = run_settings(
+        {
+            "ANYMAIL_POSTMARK_SERVER_TOKEN": "token-123",
+            "ANYMAIL_WEBHOOK_SECRET": "user:pass",
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"POSTMARK_SERVER_TOKEN": "token-123"' in result.stdout
+    assert '"WEBHOOK_SECRET": "user:pass"' in result.stdout

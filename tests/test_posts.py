@@ -1,0 +1,142 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from newsletter.models import Send
+from posts.models import Post
+from posts.services import announce_due_posts, post_publish
+
+from .factories import PostFactory, PublishedPostFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_markdown_body_is_rendered_once_and_sanitised():
+    post = PostFactory(
+        body="## Findings\n\n<script>alert(1)</script>[report](javascript:alert(1)) "
+        '<a href="javascript:alert(2)">raw</a> <img src="x" onerror="alert(1)">'
+    )
+    assert "<h2>Findings</h2>" in post.body_html
+    assert "<script" not in post.body_html
+    assert 'href="javascript' not in post.body_html
+    assert "onerror" not in post.body_html
+
+
+def test_published_excludes_drafts_and_scheduled_posts():
+    visible = PublishedPostFactory()
+    PostFactory()  # draft
+    PublishedPostFactory(published_at=timezone.now() + timedelta(days=1))
+    assert list(Post.objects.published()) == [visible]
+
+
+def test_home_lists_published_posts_newest_first(client):
+    older = PublishedPostFactory(published_at=timezone.now() - timedelta(days=2))
+    newer = PublishedPostFactory(published_at=timezone.now() - timedelta(days=1))
+    PostFactory(title="A draft nobody should see")
+    response = client.get("/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.index(newer.title) < body.index(older.title)
+    assert "A draft nobody should see" not in body
+
+
+def test_home_paginates_and_survives_a_bad_page_number(client):
+    for _ in range(12):
+        PublishedPostFactory()
+    assert "Page 2 of 2" in client.get("/?page=2").content.decode()
+    assert client.get("/?page=nonsense").status_code == 200
+    assert client.get("/?page=999").status_code == 200
+
+
+def test_post_page_shows_the_rendered_body(client):
+    post = PublishedPostFactory(body="Inspectors found **47 cases** reviewed.")
+    response = client.get(f"/posts/{post.slug}/")
+    assert response.status_code == 200
+    assert "<strong>47 cases</strong>" in response.content.decode()
+
+
+def test_draft_and_scheduled_posts_are_not_found(client):
+    draft = PostFactory()
+    scheduled = PublishedPostFactory(published_at=timezone.now() + timedelta(hours=1))
+    assert client.get(f"/posts/{draft.slug}/").status_code == 404
+    assert client.get(f"/posts/{scheduled.slug}/").status_code == 404
+
+
+def test_publishing_announces_once_and_creates_one_send(
+    django_capture_on_commit_callbacks,
+):
+    post = PostFactory()
+    with django_capture_on_commit_callbacks():
+        post_publish(post=post)
+        post_publish(post=post)
+    post.refresh_from_db()
+    assert post.status == Post.Status.PUBLISHED
+    assert post.announced_at is not None
+    assert Send.objects.filter(post=post).count() == 1
+
+
+def test_post_not_marked_for_email_creates_no_send():
+    post = PostFactory(email_subscribers=False)
+    post_publish(post=post)
+    assert not Send.objects.exists()
+
+
+def test_scheduled_post_is_announced_only_when_its_time_comes():
+    post = PostFactory(published_at=timezone.now() + timedelta(hours=1))
+    post_publish(post=post)
+    assert not Send.objects.exists()
+    Post.objects.filter(pk=post.pk).update(
+        published_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert announce_due_posts() == 1
+    assert announce_due_posts() == 0
+    assert Send.objects.filter(post=post).count() == 1
+
+
+def test_author_publishes_from_the_admin_form(client):
+    client.force_login(UserFactory())
+    response = client.post(
+        "/admin/posts/post/add/",
+        {
+            "title": "Suffolk: a probation service under strain",
+            "slug": "suffolk-under-strain",
+            "excerpt": "",
+            "body": "Inspectors visited in **May**.",
+            "status": "published",
+            "published_at_0": "",
+            "published_at_1": "",
+            "email_subscribers": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    post = Post.objects.get(slug="suffolk-under-strain")
+    assert post.is_published
+    assert Send.objects.filter(post=post).count() == 1
+    # Saving the published post again sends nothing more.
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        {
+            "title": post.title + " (updated)",
+            "slug": post.slug,
+            "excerpt": "",
+            "body": post.body,
+            "status": "published",
+            "published_at_0": post.published_at.strftime("%d/%m/%Y"),
+            "published_at_1": post.published_at.strftime("%H:%M:%S"),
+            "email_subscribers": "on",
+        },
+    )
+    assert Send.objects.filter(post=post).count() == 1
+
+
+def test_publish_action_on_the_post_list(client):
+    client.force_login(UserFactory())
+    drafts = PostFactory.create_batch(2)
+    response = client.post(
+        "/admin/posts/post/",
+        {"action": "publish", "_selected_action": [p.pk for p in drafts]},
+        follow=True,
+    )
+    assert "Published 2 post(s)." in response.content.decode()
+    assert Send.objects.count() == 2

@@ -1,0 +1,187 @@
+from datetime import timedelta
+
+import pytest
+from django.core import mail, signing
+from django.utils import timezone
+
+from newsletter.models import Consent, Subscriber
+from newsletter.subscriptions import CONSENT_VERSION, CONSENT_WORDING
+from newsletter.tokens import Purpose, make_token
+
+from .factories import SubscriberFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+
+def subscribe(client, email, django_capture_on_commit_callbacks, **extra):
+    with django_capture_on_commit_callbacks(execute=True):
+        return client.post("/subscribe/", {"email": email, **extra})
+
+
+def confirm_url_from(message) -> str:
+    return next(
+        line.strip()
+        for line in message.body.splitlines()
+        if "/subscribe/confirm/" in line
+    )
+
+
+def test_subscribe_form_shows_the_consent_wording(client):
+    response = client.get("/subscribe/")
+    assert response.status_code == 200
+    assert CONSENT_WORDING in response.content.decode()
+
+
+def test_new_address_gets_one_confirmation_and_a_consent_record(
+    client, django_capture_on_commit_callbacks
+):
+    response = subscribe(
+        client,
+        "  Reader@Example.ORG ",
+        django_capture_on_commit_callbacks,
+        name="Sam Reader",
+    )
+    assert response.status_code == 200
+    subscriber = Subscriber.objects.get()
+    assert subscriber.email == "reader@example.org"
+    assert subscriber.status == Subscriber.Status.PENDING
+    consent = Consent.objects.get()
+    assert consent.ip_address == "127.0.0.1"
+    assert consent.wording == CONSENT_WORDING
+    assert consent.wording_version == CONSENT_VERSION
+    assert consent.confirmed_at is None
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["reader@example.org"]
+    assert "/subscribe/confirm/" in mail.outbox[0].body
+
+
+@pytest.mark.parametrize(
+    "status", ["new", "pending", "active", "unsubscribed"], ids=lambda s: s
+)
+def test_the_answer_is_the_same_whatever_the_address_state(
+    client, django_capture_on_commit_callbacks, status
+):
+    reference = subscribe(
+        client, "someone-else@example.org", django_capture_on_commit_callbacks
+    )
+    if status != "new":
+        SubscriberFactory(email="known@example.org", status=status)
+    response = subscribe(
+        client, "known@example.org", django_capture_on_commit_callbacks
+    )
+    assert response.status_code == reference.status_code == 200
+    assert response.content == reference.content
+
+
+def test_confirmed_reader_gets_no_new_confirmation(
+    client, django_capture_on_commit_callbacks
+):
+    SubscriberFactory(email="known@example.org")
+    subscribe(client, "known@example.org", django_capture_on_commit_callbacks)
+    assert mail.outbox == []
+
+
+def test_confirmation_is_resent_at_most_once_a_day(
+    client, django_capture_on_commit_callbacks
+):
+    for _ in range(3):
+        subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    assert len(mail.outbox) == 1
+    Subscriber.objects.update(confirmation_sent_at=timezone.now() - timedelta(days=2))
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    assert len(mail.outbox) == 2
+
+
+def test_invalid_email_is_refused_with_a_clear_error_and_nothing_stored(client):
+    response = client.post("/subscribe/", {"email": "not-an-address"})
+    assert response.status_code == 400
+    assert "Enter a valid email address." in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+def test_control_characters_in_the_name_are_refused(client):
+    response = client.post(
+        "/subscribe/", {"email": "a@example.org", "name": "Sam\r\nBcc: x@evil.test"}
+    )
+    assert response.status_code == 400
+    assert not Subscriber.objects.exists()
+
+
+def test_confirm_link_shows_a_button_and_get_changes_nothing(
+    client, django_capture_on_commit_callbacks
+):
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    response = client.get(confirm_url_from(mail.outbox[0]))
+    assert response.status_code == 200
+    assert "Confirm my subscription" in response.content.decode()
+    assert Subscriber.objects.get().status == Subscriber.Status.PENDING
+
+
+def test_confirming_activates_and_records_when(
+    client, django_capture_on_commit_callbacks
+):
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    response = client.post(confirm_url_from(mail.outbox[0]))
+    assert response.status_code == 200
+    subscriber = Subscriber.objects.get()
+    assert subscriber.status == Subscriber.Status.ACTIVE
+    assert subscriber.confirmed_at is not None
+    assert Consent.objects.get().confirmed_at == subscriber.confirmed_at
+
+
+def test_expired_confirmation_link_says_so(client, settings):
+    subscriber = SubscriberFactory(
+        status="pending", confirmation_sent_at=timezone.now() - timedelta(days=8)
+    )
+    token = make_token(subscriber, Purpose.CONFIRM)
+    signer = signing.TimestampSigner(salt="newsletter.tokens.confirm")
+    value = signer.unsign(token)
+    old = signing.TimestampSigner(salt="newsletter.tokens.confirm")
+    old.timestamp = lambda: signing.b62_encode(
+        int(timezone.now().timestamp()) - 8 * 86400
+    )
+    expired = old.sign(value)
+    response = client.post(f"/subscribe/confirm/{expired}/")
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.PENDING
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["nonsense", "a:b:c", "%2e%2e", "x" * 500],
+)
+def test_tampered_or_unknown_confirmation_links_get_a_clear_404(client, token):
+    response = client.post(f"/subscribe/confirm/{token}/")
+    assert response.status_code == 404
+    assert "not valid" in response.content.decode()
+
+
+def test_an_unsubscribe_token_does_not_confirm(client):
+    subscriber = SubscriberFactory(status="pending")
+    token = make_token(subscriber, Purpose.UNSUBSCRIBE)
+    assert client.post(f"/subscribe/confirm/{token}/").status_code == 404
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.PENDING
+
+
+def test_only_the_latest_confirmation_link_works(
+    client, django_capture_on_commit_callbacks
+):
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    first = confirm_url_from(mail.outbox[0])
+    Subscriber.objects.update(confirmation_sent_at=timezone.now() - timedelta(days=2))
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    assert client.post(first).status_code == 404
+    assert client.post(confirm_url_from(mail.outbox[1])).status_code == 200
+
+
+def test_unsubscribed_reader_comes_back_only_by_confirming_again(
+    client, django_capture_on_commit_callbacks
+):
+    SubscriberFactory(email="back@example.org", status="unsubscribed")
+    subscribe(client, "back@example.org", django_capture_on_commit_callbacks)
+    assert Subscriber.objects.get().status == Subscriber.Status.UNSUBSCRIBED
+    client.post(confirm_url_from(mail.outbox[0]))
+    assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE

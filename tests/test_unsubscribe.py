@@ -1,0 +1,67 @@
+import pytest
+from django.test import Client
+
+from newsletter.models import Subscriber
+from newsletter.tokens import Purpose, make_token
+
+from .factories import SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def reader():
+    return SubscriberFactory(email="reader@example.org")
+
+
+def test_get_shows_a_button_and_changes_nothing(client, reader):
+    response = client.get(f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/")
+    assert response.status_code == 200
+    assert "<button" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_one_click_post_without_cookie_or_csrf_token_unsubscribes(reader):
+    # What Gmail and Yahoo send (RFC 8058): a bare POST with this body.
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/",
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+    assert reader.unsubscribed_at is not None
+
+
+def test_repeating_the_unsubscribe_is_harmless(client, reader):
+    url = f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/"
+    client.post(url)
+    reader.refresh_from_db()
+    first_time = reader.unsubscribed_at
+    assert client.post(url).status_code == 200
+    reader.refresh_from_db()
+    assert reader.unsubscribed_at == first_time
+
+
+def test_a_confirmation_token_does_not_unsubscribe(client, reader):
+    response = client.post(f"/unsubscribe/{make_token(reader, Purpose.CONFIRM)}/")
+    assert response.status_code == 404
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_a_tampered_token_gets_a_clear_404(client, reader):
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+    response = client.post(f"/unsubscribe/{token[:-2]}xx/")
+    assert response.status_code == 404
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_the_link_stops_working_once_the_address_changes(client, reader):
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+    Subscriber.objects.filter(pk=reader.pk).update(email="new@example.org")
+    assert client.post(f"/unsubscribe/{token}/").status_code == 404
