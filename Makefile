@@ -17,6 +17,7 @@ install: $(VENV)/.installed
 
 # Web server, Celery worker and beat on the embedded defaults (or on the services
 # named by DATABASE_URL / REDIS_URL), until Ctrl-C stops all three.
+run: export SITE_URL ?= http://127.0.0.1:$(PORT)
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
