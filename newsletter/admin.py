@@ -3,6 +3,7 @@ import csv
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import HttpRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -140,7 +141,15 @@ class SubscriberAdmin(admin.ModelAdmin):
                     not report.rejected
                     or form.cleaned_data["import_despite_rejections"]
                 ):
-                    imports.import_rows(report=report)
+                    try:
+                        imports.import_rows(report=report)
+                    except IntegrityError:
+                        # Someone subscribed meanwhile; the transaction undid it all.
+                        form.add_error(
+                            None,
+                            "The subscriber list changed while importing, so "
+                            "nothing was imported. Please upload the file again.",
+                        )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -4,6 +4,7 @@ The link is the reader's key, so every change is a POST with a CSRF token from t
 page itself; a GET never changes anything (mail scanners follow links).
 """
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -151,7 +152,17 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber, new_email = read_change_email_token(token)
     except InvalidToken as error:
-        return _token_error(request, error)
+        if not error.expired:
+            return _token_error(request, error)
+        return _done(
+            request,
+            None,
+            "This link has expired",
+            "Links that confirm a new address work for "
+            f"{settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE // 86400} days. Ask for a "
+            "new one from the preferences link in any newsletter email.",
+            status=410,
+        )
     if request.method == "GET":
         return render(
             request,

@@ -53,7 +53,8 @@ def _fingerprint(subscriber: Subscriber, purpose: Purpose, new_email: str) -> st
 def make_token(subscriber: Subscriber, purpose: Purpose, *, new_email: str = "") -> str:
     """A signed link token; `new_email` only for Purpose.CHANGE_EMAIL."""
     return signing.dumps(
-        [subscriber.pk, _fingerprint(subscriber, purpose, new_email), new_email],
+        [subscriber.pk, _fingerprint(subscriber, purpose, new_email)]
+        + ([new_email] if new_email else []),
         salt=f"newsletter.tokens.{purpose}",
     )
 

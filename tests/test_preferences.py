@@ -221,7 +221,8 @@ def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
     monkeypatch.setitem(tokens.MAX_AGE, Purpose.CHANGE_EMAIL, -1)
     response = client.post(confirm)
     assert response.status_code == 410
-    assert "expired" in response.content.decode()
+    assert "This link has expired" in response.content.decode()
+    assert "work for 2 days" in response.content.decode()
     reader.refresh_from_db()
     assert reader.email == "reader@example.org"
 
