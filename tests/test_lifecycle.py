@@ -5,8 +5,8 @@ from django.conf import settings
 from django.core import mail
 from django.utils import timezone
 
-from newsletter import subscriptions, tasks
-from newsletter.models import Consent, Subscriber, Suppression
+from newsletter import delivery, subscriptions, tasks
+from newsletter.models import Consent, Delivery, Send, Subscriber, Suppression
 from newsletter.tokens import Purpose, make_token
 from posts.services import post_publish
 
@@ -207,3 +207,40 @@ def test_pending_subscriptions_expire_and_are_purged_by_the_beat_task():
 
     assert set(Subscriber.objects.all()) == {recent, old_but_confirmed}
     assert not Consent.objects.exists()
+
+
+def test_a_complained_address_receives_nothing_from_any_path(client, on_commit):
+    reader = SubscriberFactory(email="spam@example.org")
+    other = SubscriberFactory(email="other@example.org")
+    subscriptions.suppress(email=reader.email, reason=Reason.COMPLAINT)
+    mail.outbox.clear()
+
+    subscribe(client, on_commit, "spam@example.org")
+    preferences = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+    on_commit(client.post, preferences, {"action": "resubscribe"})
+    other_preferences = f"/preferences/{make_token(other, Purpose.PREFERENCES)}/"
+    on_commit(
+        client.post, other_preferences + "email/", {"new_email": "spam@example.org"}
+    )
+    tasks.send_confirmation.delay(reader.pk)
+    tasks.send_welcome.delay(reader.pk)
+    tasks.send_email_change.delay(other.pk, "spam@example.org")
+    on_commit(post_publish, post=PostFactory())
+
+    assert [m.to for m in mail.outbox] == [["other@example.org"]]
+
+
+def test_an_address_suppressed_after_planning_is_skipped_when_its_batch_goes_out():
+    reader = SubscriberFactory(email="reader@example.org")
+    post = PostFactory()
+    post_publish(post=post)  # on_commit not run: planned below, by hand
+    send = Send.objects.get(post=post)
+    while delivery.plan_next_batch(send_id=send.pk):
+        pass
+    subscriptions.suppress(email=reader.email, reason=Reason.HARD_BOUNCE)
+
+    for batch in send.batches.all():
+        delivery.send_batch(batch_id=batch.pk)
+
+    assert mail.outbox == []
+    assert Delivery.objects.get().status == Delivery.Status.SKIPPED
