@@ -23,3 +23,11 @@ class SubscribeForm(forms.Form):
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
             raise forms.ValidationError("Please use letters and spaces only.")
         return name
+
+
+class ChangeEmailForm(forms.Form):
+    new_email = forms.EmailField(
+        label="New email address",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )

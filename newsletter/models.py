@@ -1,13 +1,22 @@
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from posts.models import Post
 
 
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
 class SubscriberQuerySet(models.QuerySet):
     def confirmed(self) -> "SubscriberQuerySet":
-        """Subscribers who confirmed and have not unsubscribed: the audience."""
-        return self.filter(status=Subscriber.Status.ACTIVE)
+        """The audience: confirmed, not paused, not unsubscribed or suppressed.
+
+        Every suppression also moves the subscriber out of ACTIVE (see
+        subscriptions.suppress), so the status alone decides.
+        """
+        return self.filter(status=Subscriber.Status.ACTIVE, paused_at__isnull=True)
 
 
 class Subscriber(models.Model):
@@ -15,8 +24,11 @@ class Subscriber(models.Model):
         PENDING = "pending", "Pending confirmation"
         ACTIVE = "active", "Subscribed"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained (marked as spam)"
+        SUPPRESSED = "suppressed", "Suppressed by the author"
 
-    # Stored normalised (see subscriptions.normalise_email), so it is unique as typed.
+    # Stored normalised (see normalise_email), so it is unique as typed.
     email = models.EmailField(max_length=254, unique=True)
     name = models.CharField(max_length=100, blank=True)
     status = models.CharField(
@@ -25,7 +37,12 @@ class Subscriber(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
+    # When the subscriber last left the audience (unsubscribed, bounced, …).
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    # A paused subscriber stays subscribed but is left out of every send.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    # Soft bounces since the last successful delivery; at the limit, suppressed.
+    soft_bounces = models.PositiveIntegerField(default=0)
 
     objects = SubscriberQuerySet.as_manager()
 
@@ -46,6 +63,8 @@ class Consent(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     wording = models.TextField(help_text="The exact text the form showed.")
     wording_version = models.CharField(max_length=20)
+    # Where the consent was given: the subscribe form, or the source of an import.
+    source = models.CharField(max_length=200, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -53,6 +72,78 @@ class Consent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscriber}: consent {self.wording_version}"
+
+
+class SuppressionQuerySet(models.QuerySet):
+    def for_email(self, email: str) -> "SuppressionQuerySet":
+        return self.filter(address_hash=Suppression.hash_address(email))
+
+    def blocking(self) -> "SuppressionQuerySet":
+        """Suppressions the reader cannot lift by subscribing again."""
+        return self.exclude(reason__in=Suppression.READER_LIFTABLE)
+
+
+class Suppression(models.Model):
+    """Addresses never to be mailed, keyed by an HMAC so no address is stored.
+
+    A deleted person's address stays here as a keyed hash; nobody can read it back,
+    but a new subscribe request for it is recognised. (Rotating SECRET_KEY loses
+    the list's keys: re-key it before rotating.)
+    """
+
+    class Reason(models.TextChoices):
+        # In order of strength: a stronger reason replaces a weaker one, never back.
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        DELETED = "deleted", "Deleted their data"
+        SOFT_BOUNCES = "soft_bounces", "Soft-bounced repeatedly"
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        MANUAL = "manual", "Suppressed by the author"
+        COMPLAINT = "complaint", "Spam complaint"
+
+    # The reader may come back from these through a fresh double opt-in.
+    READER_LIFTABLE = (Reason.UNSUBSCRIBED, Reason.DELETED)
+
+    address_hash = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=12, choices=Reason.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SuppressionQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.address_hash[:12]}…: {self.get_reason_display()}"
+
+    @staticmethod
+    def hash_address(email: str) -> str:
+        return salted_hmac(
+            "newsletter.suppression", normalise_email(email), algorithm="sha256"
+        ).hexdigest()
+
+    @classmethod
+    def strength(cls, reason: str) -> int:
+        return cls.Reason.values.index(reason)
+
+
+class Event(models.Model):
+    """A tracking event an ESP reported through its webhook, recorded once."""
+
+    esp = models.CharField(max_length=30)
+    # The ESP's own id, or a digest of the payload when the ESP gives none.
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=20)
+    recipient = models.CharField(max_length=254, blank=True, db_index=True)
+    message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    timestamp = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["esp", "event_id"], name="event_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.esp} {self.event_type} for {self.recipient}"
 
 
 class Send(models.Model):
@@ -136,6 +227,9 @@ class Delivery(models.Model):
     esp_message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The latest tracking event the ESP reported for this message (webhooks.py).
+    last_event = models.CharField(max_length=20, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "deliveries"

@@ -156,6 +156,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "newsletter.tasks.reap",
         "schedule": envint("NEWSLETTER_REAP_EVERY_SECONDS", "60"),
     },
+    "purge-expired-pending": {
+        "task": "newsletter.tasks.purge_expired_pending",
+        "schedule": 3600,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -178,6 +182,12 @@ SERVER_EMAIL = NEWSLETTER_FROM_EMAIL
 # How long a confirmation link works, and how often one address may be sent one.
 NEWSLETTER_CONFIRM_MAX_AGE = envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7") * 86400
 NEWSLETTER_CONFIRM_RESEND_AFTER = 24 * 3600
+# Unconfirmed subscriptions are deleted this long after their latest confirmation.
+NEWSLETTER_PENDING_MAX_AGE = envint("NEWSLETTER_PENDING_EXPIRE_DAYS", "7") * 86400
+# How long the link confirming a new address works.
+NEWSLETTER_CHANGE_EMAIL_MAX_AGE = 2 * 86400
+# Soft bounces in a row (no delivery between) after which an address is suppressed.
+NEWSLETTER_SOFT_BOUNCE_LIMIT = envint("NEWSLETTER_SOFT_BOUNCE_LIMIT", "3")
 
 # Static files -------------------------------------------------------------------
 

@@ -22,6 +22,35 @@ def send_confirmation(self, subscriber_id: int) -> None:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
 
 
+def _retry_if_provider_refused(task, exc: Exception) -> None:
+    if not delivery.provider_refused(exc):
+        raise exc  # possibly sent already: a second copy is worse than none
+    raise task.retry(exc=exc, countdown=backoff(task.request.retries)) from exc
+
+
+@shared_task(bind=True, max_retries=8)
+def send_welcome(self, subscriber_id: int) -> None:
+    try:
+        subscriptions.send_welcome(subscriber_id=subscriber_id)
+    except Exception as exc:
+        _retry_if_provider_refused(self, exc)
+
+
+@shared_task(bind=True, max_retries=8)
+def send_email_change(self, subscriber_id: int, new_email: str) -> None:
+    try:
+        subscriptions.send_email_change(
+            subscriber_id=subscriber_id, new_email=new_email
+        )
+    except Exception as exc:
+        _retry_if_provider_refused(self, exc)
+
+
+@shared_task
+def purge_expired_pending() -> int:
+    return subscriptions.purge_expired_pending()
+
+
 @shared_task
 def plan_send(send_id: int) -> None:
     if delivery.plan_next_batch(send_id=send_id):

@@ -1,12 +1,33 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from . import views
+from . import preference_views, views
 
 newsletter_patterns = [
     path("subscribe/", views.subscribe, name="subscribe"),
     path("subscribe/confirm/<str:token>/", views.confirm, name="confirm"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path(
+        "preferences/email/confirm/<str:token>/",
+        preference_views.change_email_confirm,
+        name="change_email",
+    ),
+    path("preferences/<str:token>/", preference_views.preferences, name="preferences"),
+    path(
+        "preferences/<str:token>/email/",
+        preference_views.change_email_request,
+        name="preferences_email",
+    ),
+    path(
+        "preferences/<str:token>/export/",
+        preference_views.export,
+        name="preferences_export",
+    ),
+    path(
+        "preferences/<str:token>/delete/",
+        preference_views.delete,
+        name="preferences_delete",
+    ),
     path("outbox/", views.outbox_list, name="outbox"),
     path("outbox/<str:name>/", views.outbox_message, name="outbox_message"),
     path("healthz", views.healthz, name="healthz"),
@@ -14,6 +35,7 @@ newsletter_patterns = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("anymail/", include("anymail.urls")),
     path("", include((newsletter_patterns, "newsletter"))),
     path("", include("posts.urls")),
 ]

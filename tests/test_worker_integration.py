@@ -106,6 +106,8 @@ def test_reader_subscribes_confirms_and_gets_one_copy_then_unsubscribes(
         r"http://127\.0\.0\.1:8000(/subscribe/confirm/\S+/)", confirmation
     )
     assert reader.post(confirm_url[1]).status_code == 200
+    wait_for(lambda: fake_esp.recipients().get("sam@example.org") == 2)
+    assert fake_esp.messages[-1]["payload"]["Subject"] == "Welcome to On Probation"
     fake_esp.reset()
 
     post = publish_in_admin("Wales: unpaid work restarts", "wales-unpaid-work")

@@ -1,0 +1,228 @@
+"""The reader's preference centre, reached by a personal link in every email.
+
+The link is the reader's key, so every change is a POST with a CSRF token from the
+page itself; a GET never changes anything (mail scanners follow links).
+"""
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import subscriptions
+from .forms import ChangeEmailForm
+from .links import preferences_url
+from .models import Subscriber
+from .tokens import InvalidToken, Purpose, read_change_email_token, read_token
+from .views import _token_error
+
+
+def _done(
+    request: HttpRequest,
+    subscriber: Subscriber | None,
+    title: str,
+    message: str,
+    status: int = 200,
+) -> HttpResponse:
+    return render(
+        request,
+        "newsletter/preferences_done.html",
+        {
+            "title": title,
+            "message": message,
+            "preferences_url": preferences_url(subscriber) if subscriber else "",
+        },
+        status=status,
+    )
+
+
+def _page(
+    request: HttpRequest, subscriber: Subscriber, form: ChangeEmailForm, status=200
+) -> HttpResponse:
+    return render(
+        request,
+        "newsletter/preferences.html",
+        {
+            "subscriber": subscriber,
+            "blocked": subscriptions.is_blocked(subscriber.email),
+            "form": form,
+            "token": request.resolver_match.kwargs["token"],
+        },
+        status=status,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.PREFERENCES)
+    except InvalidToken as error:
+        return _token_error(request, error)
+    if request.method == "GET":
+        return _page(request, subscriber, ChangeEmailForm())
+    action = request.POST.get("action")
+    active = subscriber.status == Subscriber.Status.ACTIVE
+    if action == "pause" and active:
+        subscriptions.pause(subscriber=subscriber)
+        return _done(
+            request,
+            subscriber,
+            "Your newsletter is paused",
+            "Nothing will be sent until you resume it from this page.",
+        )
+    if action == "resume" and active:
+        subscriptions.resume(subscriber=subscriber)
+        return _done(
+            request,
+            subscriber,
+            "Your newsletter is back on",
+            "New posts will arrive as they are published.",
+        )
+    if action == "unsubscribe":
+        subscriptions.unsubscribe(subscriber=subscriber)
+        return _done(
+            request,
+            subscriber,
+            "You are unsubscribed",
+            f"Nothing more will be sent to {subscriber.email}. You can resubscribe "
+            "from this page at any time.",
+        )
+    if action == "resubscribe" and not active:
+        if subscriptions.is_blocked(subscriber.email):
+            return _done(
+                request,
+                subscriber,
+                "This address cannot be resubscribed here",
+                "Our email provider reported that mail to this address bounced or "
+                "was marked as spam, so we no longer send to it. Please write to us "
+                "if you want it restored.",
+                status=409,
+            )
+        subscriptions.subscribe(
+            email=subscriber.email,
+            name=subscriber.name,
+            ip_address=request.META.get("REMOTE_ADDR"),
+        )
+        return _done(
+            request,
+            subscriber,
+            "Check your inbox",
+            f"We have sent a confirmation link to {subscriber.email} (at most one "
+            "a day). Your subscription starts again when you click it.",
+        )
+    return _done(
+        request,
+        subscriber,
+        "Nothing to do",
+        "That change does not apply to your subscription as it stands.",
+        status=400,
+    )
+
+
+@never_cache
+@require_POST
+def change_email_request(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.PREFERENCES)
+    except InvalidToken as error:
+        return _token_error(request, error)
+    form = ChangeEmailForm(request.POST)
+    if not form.is_valid():
+        return _page(request, subscriber, form, status=400)
+    new_email = subscriptions.normalise_email(form.cleaned_data["new_email"])
+    subscriptions.request_email_change(subscriber=subscriber, new_email=new_email)
+    # The same answer whether or not the address is free, so this page does not
+    # reveal who else subscribes.
+    return _done(
+        request,
+        subscriber,
+        "Check the new inbox",
+        f"If {new_email} can receive the newsletter, a link to confirm it is on its "
+        f"way there. Until you click it, emails keep going to {subscriber.email}.",
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber, new_email = read_change_email_token(token)
+    except InvalidToken as error:
+        if not error.expired:
+            return _token_error(request, error)
+        return _done(
+            request,
+            None,
+            "This link has expired",
+            "Links that confirm a new address work for "
+            f"{settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE // 86400} days. Ask for a "
+            "new one from the preferences link in any newsletter email.",
+            status=410,
+        )
+    if request.method == "GET":
+        return render(
+            request,
+            "newsletter/preferences_change_email.html",
+            {"subscriber": subscriber, "new_email": new_email},
+        )
+    if not subscriptions.change_email(subscriber=subscriber, new_email=new_email):
+        return _done(
+            request,
+            subscriber,
+            "The address could not be changed",
+            f"{new_email} cannot be used for this subscription. Your emails keep "
+            f"going to {subscriber.email}.",
+            status=409,
+        )
+    return _done(
+        request,
+        subscriber,
+        "Your address is changed",
+        f"From now on the newsletter goes to {subscriber.email}. Links in older "
+        "emails no longer work; use the one below.",
+    )
+
+
+@never_cache
+@require_POST
+def export(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.PREFERENCES)
+    except InvalidToken as error:
+        return _token_error(request, error)
+    data = {
+        "exported_at": timezone.now(),
+        **subscriptions.export_data(subscriber=subscriber),
+    }
+    response = JsonResponse(
+        data, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2}
+    )
+    response["Content-Disposition"] = 'attachment; filename="my-newsletter-data.json"'
+    return response
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def delete(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.PREFERENCES)
+    except InvalidToken as error:
+        return _token_error(request, error)
+    if request.method == "GET":
+        return render(
+            request, "newsletter/preferences_delete.html", {"subscriber": subscriber}
+        )
+    email = subscriber.email
+    subscriptions.delete_subscriber(subscriber=subscriber)
+    return _done(
+        request,
+        None,
+        "Your data is deleted",
+        f"We have deleted {email}, your consent records and the record of what we "
+        "sent you. We keep only a one-way keyed fingerprint of the address, so "
+        "nothing is sent to it unless you subscribe again.",
+    )

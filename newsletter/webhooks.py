@@ -1,0 +1,114 @@
+"""ESP tracking webhooks: anymail authenticates and parses, we record and act.
+
+anymail's views (mounted at /anymail/<esp>/tracking/) check the basic-auth secret
+(ANYMAIL_WEBHOOK_SECRET) and the ESP's signature where it has one, then send the
+`tracking` signal with a normalised event. Each event is recorded once per ESP event
+id; its effects (the ledger row, the subscriber, the suppression list) are applied in
+the same transaction, so a redelivered event changes nothing.
+"""
+
+import hashlib
+import json
+
+from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
+from django.conf import settings
+from django.core import checks
+from django.db import transaction
+from django.db.models import F, Q
+from django.http import QueryDict
+from django.utils import timezone
+
+from . import subscriptions
+from .models import Delivery, Event, Subscriber, Suppression, normalise_email
+
+
+def record_tracking_event(
+    sender, *, event: AnymailTrackingEvent, esp_name: str, **kwargs
+) -> None:
+    """Receiver of anymail's `tracking` signal."""
+    raw = _jsonable(event.esp_event)
+    event_id = event.event_id or _digest(raw)
+    recipient = normalise_email(event.recipient or "")
+    timestamp = event.timestamp or timezone.now()
+    with transaction.atomic():
+        _, created = Event.objects.get_or_create(
+            esp=esp_name.lower(),
+            event_id=event_id[:255],
+            defaults={
+                "event_type": event.event_type,
+                "recipient": recipient[:254],
+                "message_id": (event.message_id or "")[:255],
+                "timestamp": event.timestamp,
+                "raw": raw,
+            },
+        )
+        if not created:
+            return  # seen before: its effects are already applied
+        if event.message_id:
+            Delivery.objects.filter(esp_message_id=event.message_id).filter(
+                Q(last_event_at__isnull=True) | Q(last_event_at__lte=timestamp)
+            ).update(last_event=event.event_type, last_event_at=timestamp)
+        if recipient:
+            _apply_to_address(event, recipient)
+
+
+def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
+    kind = event.event_type
+    if kind == EventType.DELIVERED:
+        Subscriber.objects.filter(email=email, soft_bounces__gt=0).update(
+            soft_bounces=0
+        )
+    elif kind == EventType.COMPLAINED:
+        subscriptions.suppress(email=email, reason=Suppression.Reason.COMPLAINT)
+    elif kind == EventType.UNSUBSCRIBED:
+        subscriptions.suppress(email=email, reason=Suppression.Reason.UNSUBSCRIBED)
+    elif _is_soft_bounce(event):
+        Subscriber.objects.filter(email=email).update(
+            soft_bounces=F("soft_bounces") + 1
+        )
+        if Subscriber.objects.filter(
+            email=email, soft_bounces__gte=settings.NEWSLETTER_SOFT_BOUNCE_LIMIT
+        ).exists():
+            subscriptions.suppress(email=email, reason=Suppression.Reason.SOFT_BOUNCES)
+    elif kind == EventType.BOUNCED or (
+        kind == EventType.REJECTED
+        and event.reject_reason in (RejectReason.INVALID, RejectReason.BOUNCED)
+    ):
+        subscriptions.suppress(email=email, reason=Suppression.Reason.HARD_BOUNCE)
+
+
+def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:
+    # anymail reports Postmark's SoftBounce as "bounced"; its Type tells them apart.
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    return event.event_type == EventType.DEFERRED or (
+        event.event_type == EventType.BOUNCED and esp_event.get("Type") == "SoftBounce"
+    )
+
+
+def _jsonable(esp_event) -> object:
+    if isinstance(esp_event, QueryDict):  # Mailgun's legacy form-encoded webhooks
+        esp_event = dict(esp_event.lists())
+    return json.loads(json.dumps(esp_event, default=str))
+
+
+def _digest(raw: object) -> str:
+    """An id for events the ESP gives none (Postmark deliveries, opens, clicks):
+    the same payload delivered twice is the same event."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_webhook_secret(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Without a secret anymail accepts webhooks from anyone (Postmark has no
+    signature), and anyone could unsubscribe or suppress any reader."""
+    if settings.ANYMAIL.get("WEBHOOK_SECRET"):
+        return []
+    return [
+        checks.Warning(
+            "ANYMAIL_WEBHOOK_SECRET is not set: tracking webhooks are open to anyone.",
+            hint="Set ANYMAIL_WEBHOOK_SECRET to 'user:password' and put the same "
+            "credentials in the webhook URL you give your ESP.",
+            id="newsletter.W001",
+        )
+    ]

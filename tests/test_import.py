@@ -1,0 +1,241 @@
+"""The author's subscriber desk: CSV import and export, counts, bulk actions."""
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from newsletter.models import Consent, Subscriber, Suppression
+from newsletter.subscriptions import suppress
+
+from .factories import SubscriberFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+IMPORT_URL = "/admin/newsletter/subscriber/import/"
+LIST_URL = "/admin/newsletter/subscriber/"
+HEADER = "email,name,consent_source,consent_date\n"
+
+
+@pytest.fixture
+def author(client):
+    client.force_login(UserFactory())
+    return client
+
+
+def upload(client, text: str, *, anyway: bool = False, name="list.csv"):
+    data = {"file": SimpleUploadedFile(name, text.encode(), "text/csv")}
+    if anyway:
+        data["import_despite_rejections"] = "on"
+    return client.post(IMPORT_URL, data)
+
+
+def rejected_lines(response) -> list[tuple[int, str]]:
+    return response.context["report"].rejected
+
+
+GOOD = (
+    "a@example.org,Alex,Conference sign-up sheet,2026-10-01\n"
+    "b@example.org,,Old Mailchimp list,2025-03-15T09:30:00Z\n"
+)
+BAD = (
+    "not-an-address,Bad,Form,2026-10-01\n"
+    "c@example.org,Casey,,2026-10-01\n"
+    "d@example.org,Dee,Form,next tuesday\n"
+    "e@example.org,Eve,Form\n"
+    "f@example.org,Fay,Form,2999-01-01\n"
+    "g@example.org,Gus,Form,2026-02-30\n"
+)
+
+
+def test_the_import_page_needs_a_staff_login(client):
+    response = client.get(IMPORT_URL)
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_a_clean_file_is_imported_with_its_consent_records(author):
+    response = upload(author, HEADER + GOOD)
+    assert response.status_code == 200
+    report = response.context["report"]
+    assert (report.imported, report.created, report.updated) == (True, 2, 0)
+    a = Subscriber.objects.get(email="a@example.org")
+    assert (a.name, a.status) == ("Alex", Subscriber.Status.ACTIVE)
+    consent = Consent.objects.get(subscriber=a)
+    assert consent.source == "Conference sign-up sheet"
+    assert timezone.localdate(consent.created_at).isoformat() == "2026-10-01"
+    assert consent.confirmed_at == consent.created_at
+    b = Subscriber.objects.get(email="b@example.org")
+    assert b.consents.get().created_at.isoformat() == "2025-03-15T09:30:00+00:00"
+    assert Subscriber.objects.confirmed().count() == 2
+
+
+def test_a_file_with_bad_rows_reports_each_line_and_imports_nothing(author):
+    response = upload(author, HEADER + GOOD + BAD)
+    assert response.status_code == 200
+    assert rejected_lines(response) == [
+        (4, "“not-an-address” is not a valid email address"),
+        (5, "the consent source is missing"),
+        (6, "the consent date “next tuesday” is not a date (use YYYY-MM-DD)"),
+        (7, "expected 4 columns, found 3"),
+        (8, "the consent date is in the future"),
+        (9, "the consent date “2026-02-30” is not a date (use YYYY-MM-DD)"),
+    ]
+    page = response.content.decode()
+    assert "Nothing was imported: 6 lines rejected" in page
+    assert "next tuesday" in page
+    assert not Subscriber.objects.exists()
+
+
+def test_the_valid_rows_can_be_imported_without_the_rejected_ones(author):
+    response = upload(author, HEADER + GOOD + BAD, anyway=True)
+    assert len(rejected_lines(response)) == 6
+    assert response.context["report"].created == 2
+    assert set(Subscriber.objects.values_list("email", flat=True)) == {
+        "a@example.org",
+        "b@example.org",
+    }
+
+
+def test_duplicates_are_merged_within_the_file_and_with_existing_subscribers(
+    author,
+):
+    existing = SubscriberFactory(email="known@example.org", name="")
+    pending = SubscriberFactory(
+        email="pending@example.org", status=Subscriber.Status.PENDING
+    )
+    response = upload(
+        author,
+        HEADER
+        + "A@Example.org,Alex,Sheet,2026-10-01\n"
+        + "a@example.org ,Alexander,Sheet,2026-10-02\n"
+        + "known@example.org,Kim,Sheet,2026-10-01\n"
+        + "pending@example.org,,Sheet,2026-10-01\n",
+    )
+    report = response.context["report"]
+    assert report.merged == [(3, 2)]
+    assert (report.created, report.updated) == (1, 2)
+    assert Subscriber.objects.get(email="a@example.org").name == "Alex"
+    existing.refresh_from_db()
+    assert existing.name == "Kim"
+    assert existing.consents.get().source == "Sheet"
+    pending.refresh_from_db()
+    assert pending.status == Subscriber.Status.ACTIVE
+    assert Subscriber.objects.count() == 3
+
+
+def test_suppressed_addresses_are_skipped_and_stay_out(author):
+    unsubscribed = SubscriberFactory(email="gone@example.org")
+    suppress(email=unsubscribed.email, reason=Suppression.Reason.UNSUBSCRIBED)
+    suppress(email="deleted@example.org", reason=Suppression.Reason.DELETED)
+    suppress(email="spam@example.org", reason=Suppression.Reason.COMPLAINT)
+    response = upload(
+        author,
+        HEADER
+        + "gone@example.org,,Sheet,2026-10-01\n"
+        + "deleted@example.org,,Sheet,2026-10-01\n"
+        + "spam@example.org,,Sheet,2026-10-01\n"
+        + "new@example.org,,Sheet,2026-10-01\n",
+    )
+    report = response.context["report"]
+    assert report.skipped == [
+        (2, "the address is suppressed (unsubscribed)"),
+        (3, "the address is suppressed (deleted their data)"),
+        (4, "the address is suppressed (spam complaint)"),
+    ]
+    assert report.created == 1
+    assert list(Subscriber.objects.confirmed().values_list("email", flat=True)) == [
+        "new@example.org"
+    ]
+    unsubscribed.refresh_from_db()
+    assert unsubscribed.status == Subscriber.Status.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The submitted file is empty."),
+        ("\ufeff".encode(), "The file is empty."),
+        (b"\xff\xfe\x00bad", "The file is not UTF-8 text."),
+        (b"mail,who\nx@example.org,X\n", "The first line must be the header"),
+    ],
+    ids=["empty", "only a byte-order mark", "not utf-8", "wrong header"],
+)
+def test_an_unreadable_file_gets_a_clear_error_and_nothing_changes(
+    author, content, message
+):
+    response = author.post(
+        IMPORT_URL, {"file": SimpleUploadedFile("list.csv", content, "text/csv")}
+    )
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+def test_the_list_shows_counts_per_status_and_filters(author):
+    SubscriberFactory.create_batch(3)
+    SubscriberFactory(paused_at=timezone.now())
+    SubscriberFactory(status=Subscriber.Status.PENDING)
+    response = author.get(LIST_URL)
+    assert response.status_code == 200
+    assert ("Subscribed", 4) in response.context["status_counts"]
+    assert ("Pending confirmation", 1) in response.context["status_counts"]
+    assert response.context["paused_count"] == 1
+    assert "Import from CSV" in response.content.decode()
+    paused = author.get(LIST_URL, {"paused": "yes"})
+    assert paused.context["cl"].result_count == 1
+    pending = author.get(LIST_URL, {"status__exact": "pending"})
+    assert pending.context["cl"].result_count == 1
+    found = author.get(LIST_URL, {"q": "reader"})
+    assert found.context["cl"].result_count == 5
+
+
+def action(client, name: str, subscribers):
+    return client.post(
+        LIST_URL,
+        {"action": name, "_selected_action": [s.pk for s in subscribers]},
+    )
+
+
+def test_export_gives_a_csv_that_the_import_reads_back(author):
+    reader = SubscriberFactory(email="reader@example.org", name="=cmd|' /C calc'!A0")
+    Consent.objects.create(
+        subscriber=reader,
+        wording="w",
+        wording_version="v",
+        source="Sheet",
+        created_at=timezone.now() - timedelta(days=3),
+    )
+    response = action(author, "export_csv", [reader])
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0][:4] == ["email", "name", "consent_source", "consent_date"]
+    assert rows[1][0] == "reader@example.org"
+    assert rows[1][1] == "'=cmd|' /C calc'!A0"  # never a live formula
+    assert rows[1][2] == "Sheet"
+    assert rows[1][4] == "active"
+
+
+def test_bulk_unsubscribe_and_suppress(author):
+    first, second, kept = SubscriberFactory.create_batch(3)
+    action(author, "unsubscribe", [first])
+    action(author, "suppress", [second])
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == Subscriber.Status.UNSUBSCRIBED
+    assert second.status == Subscriber.Status.SUPPRESSED
+    assert Suppression.objects.for_email(second.email).get().reason == "manual"
+    assert list(Subscriber.objects.confirmed()) == [kept]
+
+
+def test_the_suppression_list_is_searchable_by_address(author):
+    suppress(email="spam@example.org", reason=Suppression.Reason.COMPLAINT)
+    suppress(email="other@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+    url = "/admin/newsletter/suppression/"
+    assert author.get(url).context["cl"].result_count == 2
+    found = author.get(url, {"q": " SPAM@example.org"})
+    assert [s.reason for s in found.context["cl"].result_list] == ["complaint"]

@@ -1,0 +1,246 @@
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core import mail
+from django.utils import timezone
+
+from newsletter import delivery, subscriptions, tasks
+from newsletter.models import Consent, Delivery, Send, Subscriber, Suppression
+from newsletter.tokens import Purpose, make_token
+from posts.services import post_publish
+
+from .factories import PostFactory, SubscriberFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+Reason = Suppression.Reason
+
+
+@pytest.fixture
+def on_commit(django_capture_on_commit_callbacks):
+    def run(action, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return action(*args, **kwargs)
+
+    return run
+
+
+def subscribe(client, on_commit, email):
+    return on_commit(client.post, "/subscribe/", {"email": email})
+
+
+def confirm_url_from(message) -> str:
+    return next(
+        line.strip()
+        for line in message.body.splitlines()
+        if "/subscribe/confirm/" in line
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [
+        (Reason.UNSUBSCRIBED, Subscriber.Status.UNSUBSCRIBED),
+        (Reason.HARD_BOUNCE, Subscriber.Status.BOUNCED),
+        (Reason.SOFT_BOUNCES, Subscriber.Status.BOUNCED),
+        (Reason.COMPLAINT, Subscriber.Status.COMPLAINED),
+        (Reason.MANUAL, Subscriber.Status.SUPPRESSED),
+    ],
+)
+def test_a_suppressed_address_leaves_the_audience_and_gets_no_post(
+    on_commit, reason, status
+):
+    kept = SubscriberFactory(email="kept@example.org")
+    gone = SubscriberFactory(email="gone@example.org")
+    subscriptions.suppress(email="Gone@Example.org ", reason=reason)
+    gone.refresh_from_db()
+    assert gone.status == status
+    assert list(Subscriber.objects.confirmed()) == [kept]
+
+    on_commit(post_publish, post=PostFactory())
+    assert [m.to for m in mail.outbox] == [["kept@example.org"]]
+
+
+def test_the_suppression_list_keeps_a_keyed_hash_not_the_address():
+    subscriptions.suppress(email="reader@example.org", reason=Reason.COMPLAINT)
+    suppression = Suppression.objects.get()
+    assert "reader" not in suppression.address_hash
+    assert len(suppression.address_hash) == 64
+    assert Suppression.objects.for_email(" READER@example.org").exists()
+
+
+def test_a_stronger_reason_is_never_replaced_by_a_weaker_one():
+    subscriber = SubscriberFactory(email="reader@example.org")
+    subscriptions.suppress(email=subscriber.email, reason=Reason.COMPLAINT)
+    subscriptions.unsubscribe(subscriber=subscriber)
+    subscriptions.suppress(email=subscriber.email, reason=Reason.SOFT_BOUNCES)
+    assert Suppression.objects.get().reason == Reason.COMPLAINT
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.COMPLAINED
+
+
+@pytest.mark.parametrize(
+    "reason", [Reason.COMPLAINT, Reason.HARD_BOUNCE, Reason.SOFT_BOUNCES]
+)
+def test_a_bounced_or_complained_address_cannot_resubscribe_through_the_form(
+    client, on_commit, reason
+):
+    reference = subscribe(client, on_commit, "someone@example.org")
+    mail.outbox.clear()
+    subscriber = SubscriberFactory(email="blocked@example.org")
+    subscriptions.suppress(email=subscriber.email, reason=reason)
+
+    response = subscribe(client, on_commit, "blocked@example.org")
+
+    assert response.status_code == 200
+    assert response.content == reference.content
+    assert mail.outbox == []
+    assert not Consent.objects.filter(subscriber=subscriber).exists()
+    subscriber.refresh_from_db()
+    assert subscriber.status != Subscriber.Status.ACTIVE
+
+
+def test_a_complaint_survives_deletion_and_still_blocks_the_form(client, on_commit):
+    subscriber = SubscriberFactory(email="blocked@example.org")
+    subscriptions.suppress(email=subscriber.email, reason=Reason.COMPLAINT)
+    subscriptions.delete_subscriber(subscriber=subscriber)
+    subscribe(client, on_commit, "blocked@example.org")
+    assert mail.outbox == []
+    assert not Subscriber.objects.exists()
+    assert Suppression.objects.get().reason == Reason.COMPLAINT
+
+
+def test_a_confirmation_queued_before_a_bounce_is_not_sent():
+    subscriber = SubscriberFactory(
+        email="reader@example.org", status=Subscriber.Status.PENDING
+    )
+    subscriptions.suppress(email=subscriber.email, reason=Reason.HARD_BOUNCE)
+    tasks.send_confirmation.delay(subscriber.pk)
+    assert mail.outbox == []
+
+
+def test_a_confirmation_link_cannot_confirm_a_complained_address(client):
+    subscriber = SubscriberFactory(
+        status=Subscriber.Status.PENDING, confirmation_sent_at=timezone.now()
+    )
+    token = make_token(subscriber, Purpose.CONFIRM)
+    subscriptions.suppress(email=subscriber.email, reason=Reason.COMPLAINT)
+    client.post(f"/subscribe/confirm/{token}/")
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.COMPLAINED
+    assert not Subscriber.objects.confirmed().exists()
+
+
+def test_an_unsubscribed_reader_comes_back_only_through_a_fresh_double_opt_in(
+    client, on_commit
+):
+    subscribe(client, on_commit, "reader@example.org")
+    first_link = confirm_url_from(mail.outbox[0])
+    assert on_commit(client.post, first_link).status_code == 200
+    subscriber = Subscriber.objects.get()
+    subscriptions.unsubscribe(subscriber=subscriber)
+
+    # The old confirmation link, still within its week, does not bring them back.
+    client.post(first_link)
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.UNSUBSCRIBED
+
+    mail.outbox.clear()
+    subscribe(client, on_commit, "reader@example.org")
+    assert len(mail.outbox) == 1
+    on_commit(client.post, confirm_url_from(mail.outbox[0]))
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.ACTIVE
+    assert not Suppression.objects.exists()
+
+
+def test_a_deleted_person_may_come_back_through_a_fresh_double_opt_in(
+    client, on_commit
+):
+    subscriptions.delete_subscriber(subscriber=SubscriberFactory(email="r@example.org"))
+    assert Suppression.objects.get().reason == Reason.DELETED
+    assert Subscriber.objects.confirmed().count() == 0
+
+    subscribe(client, on_commit, "r@example.org")
+    assert Subscriber.objects.get().status == Subscriber.Status.PENDING
+    on_commit(client.post, confirm_url_from(mail.outbox[0]))
+    assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE
+    assert not Suppression.objects.exists()
+
+
+def test_confirming_sends_one_welcome_email_with_personal_links(client, on_commit):
+    subscribe(client, on_commit, "reader@example.org")
+    on_commit(client.post, confirm_url_from(mail.outbox[0]))
+    on_commit(client.post, confirm_url_from(mail.outbox[0]))  # a second click
+
+    assert [m.subject for m in mail.outbox] == [
+        "Confirm your subscription to On Probation",
+        "Welcome to On Probation",
+    ]
+    welcome = mail.outbox[1]
+    assert welcome.to == ["reader@example.org"]
+    assert "/preferences/" in welcome.body
+    assert "/unsubscribe/" in welcome.body
+    html = welcome.alternatives[0][0]
+    assert "/preferences/" in html
+
+
+def test_pending_subscriptions_expire_and_are_purged_by_the_beat_task():
+    now = timezone.now()
+    expired = SubscriberFactory(
+        status=Subscriber.Status.PENDING,
+        confirmed_at=None,
+        confirmation_sent_at=now - timedelta(days=8),
+    )
+    Consent.objects.create(subscriber=expired, wording="w", wording_version="v")
+    recent = SubscriberFactory(
+        status=Subscriber.Status.PENDING,
+        confirmed_at=None,
+        confirmation_sent_at=now - timedelta(days=6),
+    )
+    old_but_confirmed = SubscriberFactory(confirmation_sent_at=now - timedelta(days=30))
+
+    schedule = settings.CELERY_BEAT_SCHEDULE["purge-expired-pending"]
+    assert schedule["task"] == "newsletter.tasks.purge_expired_pending"
+    tasks.purge_expired_pending.delay()
+
+    assert set(Subscriber.objects.all()) == {recent, old_but_confirmed}
+    assert not Consent.objects.exists()
+
+
+def test_a_complained_address_receives_nothing_from_any_path(client, on_commit):
+    reader = SubscriberFactory(email="spam@example.org")
+    other = SubscriberFactory(email="other@example.org")
+    subscriptions.suppress(email=reader.email, reason=Reason.COMPLAINT)
+    mail.outbox.clear()
+
+    subscribe(client, on_commit, "spam@example.org")
+    preferences = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+    on_commit(client.post, preferences, {"action": "resubscribe"})
+    other_preferences = f"/preferences/{make_token(other, Purpose.PREFERENCES)}/"
+    on_commit(
+        client.post, other_preferences + "email/", {"new_email": "spam@example.org"}
+    )
+    tasks.send_confirmation.delay(reader.pk)
+    tasks.send_welcome.delay(reader.pk)
+    tasks.send_email_change.delay(other.pk, "spam@example.org")
+    on_commit(post_publish, post=PostFactory())
+
+    assert [m.to for m in mail.outbox] == [["other@example.org"]]
+
+
+def test_an_address_suppressed_after_planning_is_skipped_when_its_batch_goes_out():
+    reader = SubscriberFactory(email="reader@example.org")
+    post = PostFactory()
+    post_publish(post=post)  # on_commit not run: planned below, by hand
+    send = Send.objects.get(post=post)
+    while delivery.plan_next_batch(send_id=send.pk):
+        pass
+    subscriptions.suppress(email=reader.email, reason=Reason.HARD_BOUNCE)
+
+    for batch in send.batches.all():
+        delivery.send_batch(batch_id=batch.pk)
+
+    assert mail.outbox == []
+    assert Delivery.objects.get().status == Delivery.Status.SKIPPED

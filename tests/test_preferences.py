@@ -1,0 +1,297 @@
+import json
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from newsletter import tokens
+from newsletter.links import preferences_url
+from newsletter.models import (
+    Batch,
+    Consent,
+    Delivery,
+    Event,
+    Send,
+    Subscriber,
+    Suppression,
+)
+from newsletter.subscriptions import suppress
+from newsletter.tokens import Purpose, make_token
+from posts.services import post_publish
+
+from .factories import PostFactory, PublishedPostFactory, SubscriberFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+
+@pytest.fixture
+def reader():
+    subscriber = SubscriberFactory(email="reader@example.org", name="Sam")
+    Consent.objects.create(
+        subscriber=subscriber,
+        wording="Email me each new post.",
+        wording_version="2026-11-26",
+        source="subscribe form",
+        ip_address="192.0.2.1",
+    )
+    return subscriber
+
+
+@pytest.fixture
+def on_commit(django_capture_on_commit_callbacks):
+    def run(action, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return action(*args, **kwargs)
+
+    return run
+
+
+def url(subscriber, suffix="") -> str:
+    return f"/preferences/{make_token(subscriber, Purpose.PREFERENCES)}/{suffix}"
+
+
+def link_in(message, path: str) -> str:
+    return re.search(rf"https?://[^/\s]+({path}\S+/)", message.body)[1]
+
+
+def test_preferences_url_is_an_absolute_link_to_the_centre(client, reader):
+    link = preferences_url(reader)
+    assert link.startswith("http://127.0.0.1:8000/preferences/")
+    response = client.get(link.removeprefix("http://127.0.0.1:8000"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "reader@example.org" in page
+    assert "Subscribed" in page
+
+
+@pytest.mark.parametrize(
+    "token", ["nonsense", "a:b:c", "x" * 300], ids=["junk", "colons", "long"]
+)
+def test_a_bad_token_gets_a_clear_404(client, token):
+    for suffix in ("", "export/", "delete/", "email/"):
+        response = client.post(f"/preferences/{token}/{suffix}")
+        assert response.status_code == 404
+        assert "not valid" in response.content.decode()
+
+
+def test_an_unsubscribe_token_does_not_open_the_preference_centre(client, reader):
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+    assert client.get(f"/preferences/{token}/").status_code == 404
+
+
+def test_every_action_needs_the_pages_csrf_token(reader):
+    client = Client(enforce_csrf_checks=True)
+    for suffix, data in [
+        ("", {"action": "unsubscribe"}),
+        ("", {"action": "pause"}),
+        ("email/", {"new_email": "new@example.org"}),
+        ("export/", {}),
+        ("delete/", {}),
+    ]:
+        assert client.post(url(reader, suffix), data).status_code == 403
+    reader.refresh_from_db()
+    assert (reader.status, reader.paused_at) == (Subscriber.Status.ACTIVE, None)
+    assert mail.outbox == []
+
+
+def test_pausing_leaves_the_reader_out_until_they_resume(client, reader, on_commit):
+    response = client.post(url(reader), {"action": "pause"})
+    assert response.status_code == 200
+    assert "paused" in response.content.decode()
+    assert not Subscriber.objects.confirmed().exists()
+    on_commit(post_publish, post=PostFactory())
+    assert mail.outbox == []
+
+    assert "Resume" in client.get(url(reader)).content.decode()
+    client.post(url(reader), {"action": "resume"})
+    assert list(Subscriber.objects.confirmed()) == [reader]
+    on_commit(post_publish, post=PostFactory())
+    assert [m.to for m in mail.outbox] == [["reader@example.org"]]
+
+
+def test_unsubscribing_from_the_centre(client, reader):
+    response = client.post(url(reader), {"action": "unsubscribe"})
+    assert response.status_code == 200
+    assert "You are unsubscribed" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+    assert Suppression.objects.get().reason == "unsubscribed"
+
+
+def test_resubscribing_sends_a_fresh_confirmation(client, reader, on_commit):
+    client.post(url(reader), {"action": "unsubscribe"})
+    reader.refresh_from_db()
+    response = on_commit(client.post, url(reader), {"action": "resubscribe"})
+    assert response.status_code == 200
+    assert "Check your inbox" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+    [confirmation] = mail.outbox
+    on_commit(client.post, link_in(confirmation, "/subscribe/confirm/"))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_a_complained_address_cannot_resubscribe_from_the_centre(client, reader):
+    suppress(email=reader.email, reason=Suppression.Reason.COMPLAINT)
+    assert "no longer send" in client.get(url(reader)).content.decode()
+    response = client.post(url(reader), {"action": "resubscribe"})
+    assert response.status_code == 409
+    assert mail.outbox == []
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.COMPLAINED
+
+
+@pytest.mark.parametrize("action", ["", "explode", "resubscribe"])
+def test_an_action_that_does_not_apply_gets_a_400(client, reader, action):
+    response = client.post(url(reader), {"action": action})
+    assert response.status_code == 400
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_changing_the_address_waits_for_the_new_address_to_confirm(
+    client, reader, on_commit
+):
+    old_link = url(reader)
+    response = on_commit(
+        client.post, url(reader, "email/"), {"new_email": " New@Example.org"}
+    )
+    assert response.status_code == 200
+    assert "new@example.org" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.email == "reader@example.org"
+    [message] = mail.outbox
+    assert message.to == ["new@example.org"]
+    confirm = link_in(message, "/preferences/email/confirm/")
+
+    assert client.get(confirm).status_code == 200
+    reader.refresh_from_db()
+    assert reader.email == "reader@example.org"
+
+    response = client.post(confirm)
+    assert response.status_code == 200
+    assert "Your address is changed" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+    assert reader.status == Subscriber.Status.ACTIVE
+    # The confirmation link is spent, and links for the old address retire.
+    assert client.post(confirm).status_code == 404
+    assert client.get(old_link).status_code == 404
+    assert client.get(url(reader)).status_code == 200
+
+
+def test_an_address_already_subscribed_gets_the_same_answer_and_no_email(
+    client, reader, on_commit
+):
+    SubscriberFactory(email="taken@example.org")
+    free = on_commit(client.post, url(reader, "email/"), {"new_email": "free@x.org"})
+    mail.outbox.clear()
+    taken = on_commit(
+        client.post, url(reader, "email/"), {"new_email": "taken@example.org"}
+    )
+    assert taken.status_code == free.status_code == 200
+    assert mail.outbox == []
+    reader.refresh_from_db()
+    assert reader.email == "reader@example.org"
+
+
+def test_a_change_link_fails_if_the_address_was_taken_meanwhile(
+    client, reader, on_commit
+):
+    on_commit(client.post, url(reader, "email/"), {"new_email": "new@example.org"})
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    SubscriberFactory(email="new@example.org")
+    assert client.post(confirm).status_code == 409
+    reader.refresh_from_db()
+    assert reader.email == "reader@example.org"
+
+
+def test_an_invalid_new_address_is_refused_with_a_clear_error(client, reader):
+    response = client.post(url(reader, "email/"), {"new_email": "not-an-address"})
+    assert response.status_code == 400
+    assert "Enter a valid email address." in response.content.decode()
+    assert mail.outbox == []
+
+
+def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
+    on_commit(client.post, url(reader, "email/"), {"new_email": "new@example.org"})
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    monkeypatch.setitem(tokens.MAX_AGE, Purpose.CHANGE_EMAIL, -1)
+    response = client.post(confirm)
+    assert response.status_code == 410
+    assert "This link has expired" in response.content.decode()
+    assert "work for 2 days" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.email == "reader@example.org"
+
+
+def test_downloading_my_data_gives_everything_held_as_json(client, reader):
+    post = PublishedPostFactory(title="Suffolk: caseloads too high")
+    send = Send.objects.create(post=post)
+    Delivery.objects.create(
+        send=send,
+        batch=Batch.objects.create(send=send, number=1),
+        subscriber=reader,
+        status=Delivery.Status.SENT,
+        esp_message_id="abc",
+    )
+    assert client.get(url(reader, "export/")).status_code == 405
+    response = client.post(url(reader, "export/"))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert "no-store" in response["Cache-Control"]
+    data = json.loads(response.content)
+    assert data["subscriber"]["email"] == "reader@example.org"
+    assert data["subscriber"]["name"] == "Sam"
+    assert data["consents"][0]["ip_address"] == "192.0.2.1"
+    assert data["consents"][0]["wording"] == "Email me each new post."
+    assert data["deliveries"] == [
+        {
+            "post": "Suffolk: caseloads too high",
+            "post_url": f"http://127.0.0.1:8000{post.get_absolute_url()}",
+            "status": "sent",
+            "sent_at": None,
+            "last_event": "",
+            "last_event_at": None,
+        }
+    ]
+
+
+def test_deleting_my_data_forgets_the_person_but_keeps_them_suppressed(
+    client, reader, on_commit
+):
+    other = SubscriberFactory(email="other@example.org")
+    send = Send.objects.create(post=PublishedPostFactory())
+    batch = Batch.objects.create(send=send, number=1)
+    for subscriber, message_id in [(reader, "m-reader"), (other, "m-other")]:
+        Delivery.objects.create(
+            send=send, batch=batch, subscriber=subscriber, esp_message_id=message_id
+        )
+        Event.objects.create(
+            esp="postmark",
+            event_id=message_id,
+            event_type="delivered",
+            recipient=subscriber.email,
+            message_id=message_id,
+            raw={"Recipient": subscriber.email},
+        )
+    link = url(reader, "delete/")
+    assert "cannot be undone" in client.get(link).content.decode()
+    assert Subscriber.objects.filter(pk=reader.pk).exists()
+
+    response = client.post(link)
+    assert response.status_code == 200
+    assert "Your data is deleted" in response.content.decode()
+    assert list(Subscriber.objects.all()) == [other]
+    assert not Consent.objects.exists()
+    assert list(Delivery.objects.values_list("subscriber", flat=True)) == [other.pk]
+    assert list(Event.objects.values_list("recipient", flat=True)) == [other.email]
+    suppression = Suppression.objects.for_email("reader@example.org").get()
+    assert suppression.reason == "deleted"
+    assert client.get(link).status_code == 404
+
+    on_commit(post_publish, post=PostFactory())
+    assert [m.to for m in mail.outbox] == [["other@example.org"]]

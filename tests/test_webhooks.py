@@ -1,0 +1,425 @@
+"""Tracking webhooks, posted as the ESPs post them (payload shapes from the Postmark
+and Mailgun webhook documentation, as parsed by anymail)."""
+
+import base64
+import hashlib
+import hmac
+import json
+
+import pytest
+from django.core import checks
+
+from newsletter.models import Batch, Delivery, Event, Send, Subscriber, Suppression
+from newsletter.webhooks import check_webhook_secret
+
+from .factories import PublishedPostFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "anymail-hook:correct-horse-battery"
+MAILGUN_KEY = "mailgun-webhook-signing-key-123"
+POSTMARK_URL = "/anymail/postmark/tracking/"
+MAILGUN_URL = "/anymail/mailgun/tracking/"
+
+
+@pytest.fixture(autouse=True)
+def webhook_settings(settings):
+    settings.ANYMAIL = {
+        "WEBHOOK_SECRET": SECRET,
+        "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY,
+    }
+
+
+def basic_auth(credentials: str = SECRET) -> dict:
+    return {
+        "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(credentials.encode()).decode()
+    }
+
+
+@pytest.fixture
+def reader():
+    return SubscriberFactory(email="reader@example.org")
+
+
+def delivery_to(subscriber: Subscriber, message_id: str) -> Delivery:
+    send = Send.objects.create(post=PublishedPostFactory())
+    batch = Batch.objects.create(send=send, number=1)
+    return Delivery.objects.create(
+        send=send,
+        batch=batch,
+        subscriber=subscriber,
+        status=Delivery.Status.SENT,
+        esp_message_id=message_id,
+    )
+
+
+# Postmark ------------------------------------------------------------------------
+
+POSTMARK_ID = "883953f4-6105-42a2-a16a-77a8eac79483"
+
+
+def postmark_delivery(email="reader@example.org", at="2026-11-26T16:33:54Z"):
+    return {
+        "RecordType": "Delivery",
+        "ServerID": 23,
+        "MessageStream": "broadcast",
+        "MessageID": POSTMARK_ID,
+        "Recipient": email,
+        "Tag": "",
+        "DeliveredAt": at,
+        "Details": "Test delivery webhook details",
+        "Metadata": {},
+    }
+
+
+def postmark_bounce(bounce_type="HardBounce", event_id=4323372036854775807):
+    return {
+        "RecordType": "Bounce",
+        "MessageStream": "broadcast",
+        "ID": event_id,
+        "Type": bounce_type,
+        "TypeCode": 1 if bounce_type == "HardBounce" else 4096,
+        "Name": "Hard bounce" if bounce_type == "HardBounce" else "Soft bounce",
+        "Tag": "",
+        "MessageID": POSTMARK_ID,
+        "Metadata": {},
+        "ServerID": 23,
+        "Description": "The server was unable to deliver your message.",
+        "Details": "smtp;550 5.1.1 The email account does not exist.",
+        "Email": "reader@example.org",
+        "From": "newsletter@example.org",
+        "BouncedAt": "2026-11-26T16:34:54Z",
+        "DumpAvailable": True,
+        "Inactive": bounce_type == "HardBounce",
+        "CanActivate": True,
+        "Subject": "Suffolk: caseloads too high",
+        "Content": "<Full dump of bounce>",
+    }
+
+
+def postmark_complaint():
+    return {
+        "RecordType": "SpamComplaint",
+        "MessageStream": "broadcast",
+        "ID": 42,
+        "Type": "SpamComplaint",
+        "TypeCode": 512,
+        "Name": "Spam complaint",
+        "Tag": "",
+        "MessageID": POSTMARK_ID,
+        "Metadata": {},
+        "ServerID": 23,
+        "Description": "The subscriber explicitly marked this message as spam.",
+        "Details": "Test spam complaint details",
+        "Email": "reader@example.org",
+        "From": "newsletter@example.org",
+        "BouncedAt": "2026-11-26T16:35:54Z",
+        "DumpAvailable": True,
+        "Inactive": True,
+        "CanActivate": False,
+        "Subject": "Suffolk: caseloads too high",
+    }
+
+
+def postmark_subscription_change():
+    return {
+        "RecordType": "SubscriptionChange",
+        "MessageID": POSTMARK_ID,
+        "ServerID": 23,
+        "MessageStream": "broadcast",
+        "ChangedAt": "2026-11-26T16:36:54Z",
+        "Recipient": "reader@example.org",
+        "Origin": "Recipient",
+        "SuppressSending": True,
+        "SuppressionReason": "ManualSuppression",
+        "Tag": "",
+        "Metadata": {},
+    }
+
+
+def postmark_open():
+    return {
+        "RecordType": "Open",
+        "MessageStream": "broadcast",
+        "Metadata": {},
+        "FirstOpen": True,
+        "Recipient": "reader@example.org",
+        "MessageID": POSTMARK_ID,
+        "ReceivedAt": "2026-11-26T17:00:00Z",
+        "Platform": "WebMail",
+        "ReadSeconds": 5,
+        "Tag": "",
+        "UserAgent": "Mozilla/5.0",
+        "OS": {"Name": "OS X 10.7 Lion", "Family": "OS X", "Company": "Apple"},
+        "Client": {"Name": "Chrome 35.0", "Family": "Chrome", "Company": "Google"},
+        "Geo": {"CountryISOCode": "GB", "Country": "United Kingdom"},
+    }
+
+
+def postmark_click():
+    return {
+        "RecordType": "Click",
+        "MessageStream": "broadcast",
+        "ClickLocation": "HTML",
+        "Client": {"Name": "Chrome 35.0", "Family": "Chrome", "Company": "Google"},
+        "OS": {"Name": "OS X 10.7 Lion", "Family": "OS X", "Company": "Apple"},
+        "Platform": "Desktop",
+        "UserAgent": "Mozilla/5.0",
+        "OriginalLink": "https://example.org/posts/suffolk/",
+        "Geo": {"CountryISOCode": "GB", "Country": "United Kingdom"},
+        "MessageID": POSTMARK_ID,
+        "Metadata": {},
+        "ReceivedAt": "2026-11-26T17:05:00Z",
+        "Tag": "",
+        "Recipient": "reader@example.org",
+    }
+
+
+def post_postmark(client, payload, **auth):
+    return client.post(
+        POSTMARK_URL,
+        data=json.dumps(payload),
+        content_type="application/json",
+        **(auth or basic_auth()),
+    )
+
+
+def test_postmark_delivery_updates_the_ledger_once(client, reader):
+    delivery = delivery_to(reader, POSTMARK_ID)
+    for _ in range(2):  # Postmark retries; the second copy changes nothing
+        assert post_postmark(client, postmark_delivery()).status_code == 200
+    event = Event.objects.get()
+    assert (event.esp, event.event_type) == ("postmark", "delivered")
+    assert event.recipient == "reader@example.org"
+    assert event.message_id == POSTMARK_ID
+    assert event.raw["RecordType"] == "Delivery"
+    delivery.refresh_from_db()
+    assert delivery.last_event == "delivered"
+    assert delivery.last_event_at.isoformat() == "2026-11-26T16:33:54+00:00"
+
+
+def test_postmark_open_then_click_are_recorded_on_the_ledger(client, reader):
+    delivery = delivery_to(reader, POSTMARK_ID)
+    post_postmark(client, postmark_delivery())
+    post_postmark(client, postmark_click())
+    post_postmark(client, postmark_open())  # arrives late: older than the click
+    assert Event.objects.count() == 3
+    delivery.refresh_from_db()
+    assert delivery.last_event == "clicked"
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_postmark_hard_bounce_suppresses_the_address(client, reader):
+    delivery = delivery_to(reader, POSTMARK_ID)
+    assert post_postmark(client, postmark_bounce()).status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.for_email(reader.email).get().reason == "hard_bounce"
+    assert Event.objects.get().event_id == "4323372036854775807"
+    delivery.refresh_from_db()
+    assert delivery.last_event == "bounced"
+    assert not Subscriber.objects.confirmed().exists()
+
+
+def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settings):
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
+    post_postmark(client, postmark_bounce("SoftBounce", event_id=1))
+    post_postmark(client, postmark_bounce("SoftBounce", event_id=1))  # a retry
+    post_postmark(client, postmark_bounce("SoftBounce", event_id=2))
+    reader.refresh_from_db()
+    assert reader.soft_bounces == 2
+    assert reader.status == Subscriber.Status.ACTIVE
+
+    post_postmark(client, postmark_delivery())  # a delivery starts the count again
+    post_postmark(client, postmark_bounce("SoftBounce", event_id=3))
+    post_postmark(client, postmark_bounce("SoftBounce", event_id=4))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    post_postmark(client, postmark_bounce("SoftBounce", event_id=5))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.get().reason == "soft_bounces"
+
+
+def test_postmark_spam_complaint_suppresses_for_good(client, reader):
+    post_postmark(client, postmark_complaint())
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.COMPLAINED
+    assert Suppression.objects.get().reason == "complaint"
+
+
+def test_postmark_unsubscribe_suppresses_as_unsubscribed(client, reader):
+    post_postmark(client, postmark_subscription_change())
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+    assert Suppression.objects.get().reason == "unsubscribed"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [{}, basic_auth("anymail-hook:wrong"), basic_auth("someone:" + SECRET)],
+    ids=["no credentials", "wrong password", "wrong user"],
+)
+def test_postmark_webhook_without_the_secret_is_rejected_and_writes_nothing(
+    client, reader, auth
+):
+    response = client.post(
+        POSTMARK_URL,
+        data=json.dumps(postmark_complaint()),
+        content_type="application/json",
+        **auth,
+    )
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+    assert not Suppression.objects.exists()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+# Mailgun -------------------------------------------------------------------------
+
+MAILGUN_ID = "20261126182626.18666.16540@mg.example.org"
+
+
+def mailgun_signature(token: str, timestamp: str = "1764178000", key=MAILGUN_KEY):
+    return {
+        "timestamp": timestamp,
+        "token": token,
+        "signature": hmac.new(
+            key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256
+        ).hexdigest(),
+    }
+
+
+def mailgun_event(event: str, token: str, key=MAILGUN_KEY, **extra) -> dict:
+    return {
+        "signature": mailgun_signature(token, key=key),
+        "event-data": {
+            "tags": [],
+            "timestamp": 1764178000.908181,
+            "storage": {"url": "https://se.api.mailgun.net/v3/domains/...", "key": "k"},
+            "envelope": {
+                "sending-ip": "209.61.154.250",
+                "sender": "newsletter@mg.example.org",
+                "transport": "smtp",
+                "targets": "reader@example.org",
+            },
+            "recipient-domain": "example.org",
+            "id": "CPgfbmQMTCKtHW6uIWtuVe",
+            "campaigns": [],
+            "user-variables": {},
+            "flags": {"is-routed": False, "is-authenticated": True},
+            "log-level": "info",
+            "message": {
+                "headers": {
+                    "to": "reader@example.org",
+                    "message-id": MAILGUN_ID,
+                    "from": "On Probation <newsletter@mg.example.org>",
+                    "subject": "Suffolk: caseloads too high",
+                },
+                "attachments": [],
+                "size": 111,
+            },
+            "recipient": "reader@example.org",
+            "event": event,
+            **extra,
+        },
+    }
+
+
+def mailgun_failed(severity: str, token: str) -> dict:
+    return mailgun_event(
+        "failed",
+        token,
+        severity=severity,
+        reason="bounce" if severity == "permanent" else "generic",
+        **{
+            "delivery-status": {
+                "attempt-no": 1,
+                "message": "",
+                "code": 550 if severity == "permanent" else 452,
+                "description": "Not delivered",
+                "session-seconds": 0.1,
+            }
+        },
+    )
+
+
+def post_mailgun(client, payload, **auth):
+    return client.post(
+        MAILGUN_URL,
+        data=json.dumps(payload),
+        content_type="application/json",
+        **(auth or basic_auth()),
+    )
+
+
+def test_mailgun_delivered_updates_the_ledger_once_per_token(client, reader):
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    payload = mailgun_event("delivered", "a8ce0edb2dd8301dee6c2405235584e45a")
+    assert post_mailgun(client, payload).status_code == 200
+    assert post_mailgun(client, payload).status_code == 200
+    event = Event.objects.get()
+    assert (event.esp, event.event_id) == ("mailgun", payload["signature"]["token"])
+    delivery.refresh_from_db()
+    assert delivery.last_event == "delivered"
+
+
+def test_mailgun_permanent_failure_suppresses_as_a_hard_bounce(client, reader):
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    post_mailgun(client, mailgun_failed("permanent", "token-permanent-1"))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.get().reason == "hard_bounce"
+    delivery.refresh_from_db()
+    assert delivery.last_event == "bounced"
+
+
+def test_mailgun_temporary_failures_count_as_soft_bounces(client, reader, settings):
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
+    post_mailgun(client, mailgun_failed("temporary", "token-temp-1"))
+    reader.refresh_from_db()
+    assert (reader.soft_bounces, reader.status) == (1, Subscriber.Status.ACTIVE)
+    post_mailgun(client, mailgun_failed("temporary", "token-temp-2"))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+
+
+def test_mailgun_complaint_and_unsubscribe_suppress(client, reader):
+    other = SubscriberFactory(email="other@example.org")
+    post_mailgun(client, mailgun_event("complained", "token-complained"))
+    unsubscribed = mailgun_event("unsubscribed", "token-unsubscribed")
+    unsubscribed["event-data"]["recipient"] = "other@example.org"
+    post_mailgun(client, unsubscribed)
+    reader.refresh_from_db()
+    other.refresh_from_db()
+    assert reader.status == Subscriber.Status.COMPLAINED
+    assert other.status == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_mailgun_webhook_with_a_forged_signature_is_rejected(client, reader):
+    forged = mailgun_event("complained", "token-forged", key="not-the-signing-key")
+    assert post_mailgun(client, forged).status_code == 400
+    assert not Event.objects.exists()
+    assert not Suppression.objects.exists()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_mailgun_webhook_without_the_basic_auth_secret_is_rejected(client, reader):
+    payload = mailgun_event("complained", "token-no-auth")
+    response = client.post(
+        MAILGUN_URL, data=json.dumps(payload), content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+    assert not Suppression.objects.exists()
+
+
+def test_deploy_check_warns_when_webhooks_have_no_secret(settings):
+    assert check_webhook_secret(None) == []
+    settings.ANYMAIL = {}
+    [warning] = check_webhook_secret(None)
+    assert warning.level == checks.WARNING
+    assert warning.id == "newsletter.W001"
