@@ -174,6 +174,13 @@ NEWSLETTER_FROM_EMAIL = os.environ.get(
 )
 DEFAULT_FROM_EMAIL = NEWSLETTER_FROM_EMAIL
 SERVER_EMAIL = NEWSLETTER_FROM_EMAIL
+# Where readers' replies go; the From address unless a person reads another mailbox.
+NEWSLETTER_REPLY_TO = os.environ.get("NEWSLETTER_REPLY_TO", NEWSLETTER_FROM_EMAIL)
+# Optional: a mailbox that takes unsubscribe requests by email, offered in
+# List-Unsubscribe beside the one-click link (e.g. unsubscribe@your-domain.example).
+NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
+if any(char in NEWSLETTER_UNSUBSCRIBE_MAILTO for char in "<>?, \t\r\n"):
+    raise ImproperlyConfigured("NEWSLETTER_UNSUBSCRIBE_MAILTO must be a bare address.")
 
 # How long a confirmation link works, and how often one address may be sent one.
 NEWSLETTER_CONFIRM_MAX_AGE = envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7") * 86400
