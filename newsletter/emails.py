@@ -240,5 +240,8 @@ def html_size(email: RenderedEmail) -> int:
     return len(email.html.encode())
 
 
-def send_post_test(*, post: Post, to: str) -> None:
-    PostEmail(post).test_message(to=to).send()
+def send_post_test(*, post_id: int, to: str) -> None:
+    """Send the author a test of a post's email through the normal backend."""
+    post = Post.objects.filter(pk=post_id).first()
+    if post is not None:
+        PostEmail(post).test_message(to=to).send()
