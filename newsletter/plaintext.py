@@ -34,7 +34,7 @@ class _TextWriter(HTMLParser):
         self.quote_depth = 0
         self.in_pre = False
         self.links: list[str] = []
-        self.open_links: list[tuple[str | None, int]] = []  # (href, inline index)
+        self.open_links: list[str | None] = []
         self.row: list[str] | None = None
 
     # Blocks ------------------------------------------------------------------
@@ -43,7 +43,8 @@ class _TextWriter(HTMLParser):
         text = "".join(self.inline)
         self.inline = []
         if self.row is not None:  # inside a table cell: collected by the row
-            self.row.append(" ".join(text.split()))
+            cell = text.replace(_BREAK, " ")
+            self.row.append(" ".join(cell.split()).replace(_GLUE, " "))
             return
         if not text.strip():
             return  # a list item's bullet waits for the item's first words
@@ -98,20 +99,19 @@ class _TextWriter(HTMLParser):
         elif tag == "br":
             self.inline.append(_BREAK)
         elif tag == "img" and attributes.get("alt"):
-            self.inline.append(f"[image: {attributes['alt']}]")
+            self.inline.append(f" [image: {attributes['alt']}] ")
         elif tag == "a":
-            self.open_links.append((attributes.get("href"), len(self.inline)))
+            self.open_links.append(attributes.get("href"))
         if tag in _BLOCKS and tag not in {"ul", "ol", "table", "tr", "hr"}:
             self.kind = tag
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self.open_links:
-            href, start = self.open_links.pop()
-            label = " ".join("".join(self.inline[start:]).split())
-            if href and label not in {href, href.removeprefix("mailto:")}:
+            href = self.open_links.pop()
+            # Numbered even when the text is the address itself: text running on
+            # after an address written out would otherwise corrupt it.
+            if href:
                 self.inline.append(f"{_GLUE}[{self.reference(href)}]")
-            elif href and not label:
-                self.inline.append(href)
             return
         if tag in {"td", "th"} and self.row is not None:
             self.flush()
@@ -120,6 +120,8 @@ class _TextWriter(HTMLParser):
             cells, self.row = self.row, None
             self.blocks.append(("tr", " | ".join(cells)))
             return
+        if tag == "table":
+            self.blocks.append(("end", ""))  # a blank line after a table
         if tag in _BLOCKS:
             self.flush()
             self.kind = "li" if self.lists else "p"

@@ -4,6 +4,8 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from newsletter.emails import (
     EMAIL_HTML_MAX_BYTES,
@@ -14,7 +16,9 @@ from newsletter.emails import (
     render_email,
     welcome_message,
 )
+from newsletter.plaintext import html_to_text
 from posts.demo_content import POSTS
+from posts.markdown import render_markdown
 from posts.models import Post
 
 from .factories import PublishedPostFactory, SubscriberFactory
@@ -145,6 +149,49 @@ def test_post_text_part_reads_as_text_with_numbered_link_references(post):
     assert "[2] http://127.0.0.1:8000/area/derby/" in text
     assert "[image: A chart of caseloads]" in text
     assert "**" not in text and "](" not in text and "## " not in text
+
+
+def test_text_part_keeps_quotes_tables_code_and_line_breaks_readable():
+    body = (
+        "> The service was *not* safe.\n\n"
+        "| Standard | Rating |\n|---|---|\n"
+        "| Assessment | [Inadequate](https://example.org/r) |\n\n"
+        "```\nrisk = high\n  review = overdue\n```\n\n"
+        "First line  \nsecond line\n\n"
+        "<script>alert(1)</script>"
+    )
+    text = PostEmail(PublishedPostFactory(body=body)).rendered.text
+    assert "> The service was not safe." in text
+    assert "Standard | Rating\nAssessment | Inadequate [1]" in text
+    assert "risk = high\n  review = overdue" in text
+    assert "First line\nsecond line" in text
+    assert "[1] https://example.org/r" in text
+    assert "alert" not in text and "<script>" not in text
+
+
+MARKDOWN_PIECES = st.sampled_from(
+    [
+        "\n", "\n\n", "## ", "- ", "1. ", "   ", "> ", "| a | b |\n|---|---|\n| ",
+        "```\n", "**", "_", "  \n", "<br>", "![alt](https://example.org/i.png)",
+        "[link](https://example.org/a)", "[other](https://example.org/b?x=1&y=2)",
+        "<https://example.org/c>", "[mail](mailto:ed@example.org)",
+        "[bad](javascript:x)",
+    ]
+)  # fmt: skip
+PRINTABLE = st.characters(blacklist_categories=["Cc", "Cs"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(MARKDOWN_PIECES | st.text(PRINTABLE, max_size=8), max_size=30))
+def test_any_post_body_gives_text_listing_exactly_the_html_links(pieces):
+    html = render_markdown("".join(pieces))
+    text = html_to_text(html)
+    assert "\x00" not in text and "\x01" not in text
+    references = dict(re.findall(r"^\[(\d+)\] (\S+)$", text, re.M))
+    # Each link of the HTML listed exactly once, numbered in order of appearance.
+    assert set(references.values()) == _Page(html).links
+    assert len(references) == len(set(references.values()))
+    assert list(references) == [str(n) for n in range(1, len(references) + 1)]
 
 
 def test_relative_links_in_a_post_become_absolute_in_the_email(post):
