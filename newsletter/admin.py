@@ -12,7 +12,7 @@ from posts import admin as posts_admin
 from posts.models import Post
 
 from . import tasks
-from .emails import EMAIL_HTML_MAX_BYTES, PostEmail, html_size
+from .emails import EMAIL_HTML_MAX_BYTES, PostEmail, html_size, images_without_alt
 from .models import Consent, Delivery, Send, Subscriber
 
 
@@ -134,7 +134,7 @@ class PostAdmin(posts_admin.PostAdmin):
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
         email = PostEmail(obj)
-        if email.shortened:
+        if email.shortened or images_without_alt(obj.body_html):
             self.message_user(request, _describe(email), level=messages.WARNING)
 
     def get_urls(self):
@@ -199,12 +199,20 @@ class PostAdmin(posts_admin.PostAdmin):
 def _describe(email: PostEmail) -> str:
     size = f"{html_size(email.rendered) / 1000:.0f} KB of HTML"
     if email.shortened:
-        return (
+        description = (
             f"This post is too long for an inbox: Gmail clips email beyond about "
             f"{EMAIL_HTML_MAX_BYTES // 1000} KB, hiding the unsubscribe link. "
             f"Subscribers will get its excerpt with a link to read it on the site "
             f"({size})."
         )
-    if email.full:
-        return f"Subscribers get the whole post ({size})."
-    return f"Subscribers get the excerpt with a link to the site ({size})."
+    elif email.full:
+        description = f"Subscribers get the whole post ({size})."
+    else:
+        description = f"Subscribers get the excerpt with a link to the site ({size})."
+    missing = images_without_alt(email.post.body_html)
+    if missing:
+        description += (
+            f" {missing} image(s) have no alt text: most mail clients hide images "
+            f"until asked, so describe each one, as in ![what it shows](address)."
+        )
+    return description

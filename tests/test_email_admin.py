@@ -105,3 +105,24 @@ def test_saving_a_post_too_long_for_an_inbox_warns_the_author(client, author):
     assert response.status_code == 302
     assert "too long for an inbox" in flash(response)
     assert Post.objects.get(pk=post.pk).body == LONG_BODY.strip()
+
+
+def test_saving_a_post_with_an_image_without_alt_text_warns_the_author(client, author):
+    post = PostFactory()
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        {
+            "title": post.title,
+            "slug": post.slug,
+            "excerpt": post.excerpt,
+            "body": "![](https://example.org/a.png) ![A chart](https://example.org/b.png)",
+            "status": "draft",
+            "published_at_0": "",
+            "published_at_1": "",
+            "email_format": "full",
+        },
+    )
+    assert response.status_code == 302
+    assert "1 image(s) have no alt text" in flash(response)
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
+    assert "1 image(s) have no alt text" in page

@@ -294,6 +294,13 @@ def test_bulk_email_carries_sender_and_list_headers_exactly_once(post, settings)
     assert header(message, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
 
 
+def test_every_email_has_exactly_one_from_date_message_id_and_subject(post):
+    for name, message in every_email(post).items():
+        names = [field.lower() for field, _ in raw_header_fields(message)]
+        for required in ("from", "date", "message-id", "subject", "reply-to"):
+            assert names.count(required) == 1, f"{name}: {required}"
+
+
 def test_reply_to_defaults_to_the_from_address(post):
     message = PostEmail(post).for_subscriber(SubscriberFactory())
     assert header(message, "Reply-To") == header(message, "From")
