@@ -2,21 +2,41 @@
 
 The post email is rendered once per send and personalised per recipient by
 replacing placeholders, which costs microseconds instead of a template render.
+
+Headers are built only from settings and from values passed through header_safe(),
+and the list headers are plain ASCII kept whole: Django's compat32 policy folds a long
+List-Unsubscribe only at the ", " between its <...> targets, never inside one, and
+never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes).
 """
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from email.utils import make_msgid
 from urllib.parse import urlsplit
 
+import css_inline
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import strip_tags
+from django.utils.text import Truncator
 
 from posts.models import Post
 
 from .models import Subscriber
+from .plaintext import html_to_text
 from .tokens import Purpose, make_token
+
+# Gmail clips an HTML part beyond about 102 KB and hides the rest, footer and
+# unsubscribe link included. Below this size, with room for each reader's links,
+# the post goes in full; above it, as an excerpt with a link to the site.
+EMAIL_HTML_MAX_BYTES = 100_000
+
+# Inlined once per render. Rules that cannot live in a style attribute (media
+# queries for small screens and dark mode) stay in the <style> element.
+_inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
 @dataclass(frozen=True)
@@ -26,14 +46,20 @@ class RenderedEmail:
     html: str
 
 
+def header_safe(value: str) -> str:
+    """One line of text fit for a header: no CR, LF or other control characters."""
+    return "".join(
+        char for char in " ".join(value.split()) if unicodedata.category(char) != "Cc"
+    )
+
+
 def render_email(name: str, context: dict) -> RenderedEmail:
     context = {"site_url": settings.SITE_URL, **context}
     subject = render_to_string(f"email/{name}-subject.txt", context)
     return RenderedEmail(
-        # A subject is one line whatever the template's whitespace.
-        subject=" ".join(subject.split()),
+        subject=header_safe(subject),
         text=render_to_string(f"email/{name}-body-text.txt", context),
-        html=render_to_string(f"email/{name}-body-html.html", context),
+        html=_inliner.inline(render_to_string(f"email/{name}-body-html.html", context)),
     )
 
 
@@ -41,20 +67,58 @@ def site_link(view_name: str, **kwargs) -> str:
     return settings.SITE_URL + reverse(view_name, kwargs=kwargs)
 
 
+def site_domain() -> str:
+    host = urlsplit(settings.SITE_URL).hostname or "localhost"
+    return host.encode("idna").decode("ascii")
+
+
+def list_headers(*, unsubscribe_url: str) -> dict[str, str]:
+    """RFC 2919 List-Id, RFC 2369 List-Unsubscribe and RFC 8058 one-click.
+
+    Gmail and Yahoo require the one-click pair on bulk mail: the mail client POSTs
+    "List-Unsubscribe=One-Click" to the https URL, without a cookie or a page.
+    """
+    targets = [f"<{unsubscribe_url}>"]
+    if settings.NEWSLETTER_UNSUBSCRIBE_MAILTO:
+        targets.append(
+            f"<mailto:{settings.NEWSLETTER_UNSUBSCRIBE_MAILTO}?subject=unsubscribe>"
+        )
+    return {
+        "List-Id": f"On Probation <posts.{site_domain()}>",
+        "List-Unsubscribe": ", ".join(targets),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
 def build_message(
     email: RenderedEmail, *, to: str, headers: dict | None = None, connection=None
 ) -> EmailMultiAlternatives:
-    domain = urlsplit(settings.SITE_URL).hostname or "localhost"
     message = EmailMultiAlternatives(
-        subject=email.subject,
+        subject=header_safe(email.subject),
         body=email.text,
         from_email=settings.NEWSLETTER_FROM_EMAIL,
         to=[to],
-        headers={"Message-ID": make_msgid(domain=domain), **(headers or {})},
+        reply_to=[settings.NEWSLETTER_REPLY_TO],
+        # Django adds Date; the Message-ID names our own domain, not this host's.
+        headers={"Message-ID": make_msgid(domain=site_domain()), **(headers or {})},
         connection=connection,
     )
     message.attach_alternative(email.html, "text/html")
     return message
+
+
+def unsubscribe_url(subscriber: Subscriber) -> str:
+    """The reader's one-click unsubscribe link; it never expires."""
+    return site_link(
+        "newsletter:unsubscribe", token=make_token(subscriber, Purpose.UNSUBSCRIBE)
+    )
+
+
+def preferences_url(subscriber: Subscriber) -> str:
+    """The reader's preference centre; it never expires."""
+    return site_link(
+        "newsletter:preferences", token=make_token(subscriber, Purpose.PREFERENCES)
+    )
 
 
 def confirmation_message(subscriber: Subscriber) -> EmailMultiAlternatives:
@@ -70,45 +134,141 @@ def confirmation_message(subscriber: Subscriber) -> EmailMultiAlternatives:
     return build_message(email, to=subscriber.email)
 
 
+def welcome_message(subscriber: Subscriber) -> EmailMultiAlternatives:
+    """Sent once a subscription is confirmed: what to expect, and how to leave."""
+    leave_url = unsubscribe_url(subscriber)
+    latest = Post.objects.published().first()
+    email = render_email(
+        "welcome",
+        {
+            "subscriber": subscriber,
+            "unsubscribe_url": leave_url,
+            "preferences_url": preferences_url(subscriber),
+            "latest_post": latest,
+            "latest_post_url": (
+                settings.SITE_URL + latest.get_absolute_url() if latest else ""
+            ),
+        },
+    )
+    return build_message(
+        email,
+        to=subscriber.email,
+        headers=list_headers(unsubscribe_url=leave_url),
+    )
+
+
 # Placeholders survive HTML escaping unchanged, and tokens contain only URL-safe
 # characters and ':', so substituting them into rendered HTML is safe.
 _UNSUBSCRIBE_URL = "%%unsubscribe_url%%"
+_PREFERENCES_URL = "%%preferences_url%%"
+
+# Links in a post body may be relative to the site; in an inbox they must be whole.
+_RELATIVE_LINK = re.compile(r'(\s(?:href|src)=")/(?!/)')
+
+
+def post_email_context(post: Post, *, full: bool) -> dict:
+    """What the post templates need. The optional keys render their block when set.
+
+    HOOK for the publication's content model (inspections, related posts, sponsors):
+    fill these keys here once posts/ has them; the templates already show them.
+    - "fact_box": {"title": str, "facts": [(label, value), ...],
+                   "ratings": [(label, rating), ...]}  the inspection at the top;
+      a rating is shown as a labelled badge, e.g. ("Overall", "Good").
+    - "related_posts": [{"title": str, "url": absolute URL}, ...]  at the end.
+    - "sponsor": {"name": str, "url": absolute URL or "", "text": str}  the
+      category sponsor line, above the footer.
+    """
+    body_html = _RELATIVE_LINK.sub(rf"\1{settings.SITE_URL}/", post.body_html)
+    summary = post.excerpt or Truncator(strip_tags(post.body_html)).words(60)
+    post_url = settings.SITE_URL + post.get_absolute_url()
+    return {
+        "post": post,
+        "post_url": post_url,
+        "web_url": post_url,
+        "full": full,
+        "summary": summary,
+        "preheader": Truncator(summary).chars(140),
+        "body_html": body_html,
+        "body_text": html_to_text(body_html) if full else "",
+        "unsubscribe_url": _UNSUBSCRIBE_URL,
+        "preferences_url": _PREFERENCES_URL,
+    }
 
 
 class PostEmail:
-    """A post rendered once, ready to be addressed to each subscriber."""
+    """A post rendered once, ready to be addressed to each subscriber.
+
+    The author chooses the full post or an excerpt; a full post whose HTML part
+    would be clipped by Gmail goes as an excerpt, and `shortened` says so.
+    """
 
     def __init__(self, post: Post) -> None:
         self.post = post
-        self.rendered = render_email(
-            "post",
-            {
-                "post": post,
-                "post_url": settings.SITE_URL + post.get_absolute_url(),
-                "unsubscribe_url": _UNSUBSCRIBE_URL,
-            },
-        )
+        self.full = post.email_format == Post.EmailFormat.FULL
+        self.rendered = render_email("post", post_email_context(post, full=self.full))
+        self.shortened = self.full and html_size(self.rendered) > EMAIL_HTML_MAX_BYTES
+        if self.shortened:
+            self.full = False
+            self.rendered = render_email("post", post_email_context(post, full=False))
 
     def for_subscriber(
         self, subscriber: Subscriber, *, connection=None
     ) -> EmailMultiAlternatives:
-        unsubscribe_url = site_link(
-            "newsletter:unsubscribe",
-            token=make_token(subscriber, Purpose.UNSUBSCRIBE),
-        )
-        personal = RenderedEmail(
-            subject=self.rendered.subject,
-            text=self.rendered.text.replace(_UNSUBSCRIBE_URL, unsubscribe_url),
-            html=self.rendered.html.replace(_UNSUBSCRIBE_URL, unsubscribe_url),
-        )
-        return build_message(
-            personal,
+        return self._addressed(
             to=subscriber.email,
+            links={
+                _UNSUBSCRIBE_URL: unsubscribe_url(subscriber),
+                _PREFERENCES_URL: preferences_url(subscriber),
+            },
             connection=connection,
-            headers={
-                # RFC 2369 and RFC 8058: mail clients show an unsubscribe button
-                # that POSTs "List-Unsubscribe=One-Click" to this URL.
-                "List-Unsubscribe": f"<{unsubscribe_url}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        )
+
+    def test_message(self, *, to: str) -> EmailMultiAlternatives:
+        """The email as a reader gets it, marked as a test, for the author's inbox.
+
+        The author is not a subscriber, so the personal links are dead ones that
+        the site answers with "this link is not valid".
+        """
+        rejected = "test"  # not a secret: a token every view refuses
+        message = self._addressed(
+            to=to,
+            links={
+                _UNSUBSCRIBE_URL: site_link("newsletter:unsubscribe", token=rejected),
+                _PREFERENCES_URL: site_link("newsletter:preferences", token=rejected),
             },
         )
+        message.subject = header_safe(f"[TEST] {message.subject}")
+        return message
+
+    def _addressed(
+        self, *, to: str, links: dict[str, str], connection=None
+    ) -> EmailMultiAlternatives:
+        text, html = self.rendered.text, self.rendered.html
+        for placeholder, url in links.items():
+            text, html = text.replace(placeholder, url), html.replace(placeholder, url)
+        personal = RenderedEmail(subject=self.rendered.subject, text=text, html=html)
+        return build_message(
+            personal,
+            to=to,
+            connection=connection,
+            headers=list_headers(unsubscribe_url=links[_UNSUBSCRIBE_URL]),
+        )
+
+
+def html_size(email: RenderedEmail) -> int:
+    return len(email.html.encode())
+
+
+_IMAGE_WITHOUT_ALT = re.compile(r'<img\b(?![^>]*\salt="[^"]*[^"\s])[^>]*>')
+
+
+def images_without_alt(html: str) -> int:
+    """Images a reader who blocks images (most mail clients, by default) won't see."""
+    return len(_IMAGE_WITHOUT_ALT.findall(html))
+
+
+def send_post_test(*, post_id: int, to: str) -> None:
+    """Send the author a test of a post's email through the normal backend."""
+    post = Post.objects.filter(pk=post_id).first()
+    if post is not None:
+        PostEmail(post).test_message(to=to).send()

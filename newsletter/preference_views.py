@@ -13,8 +13,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import subscriptions
+from .emails import preferences_url
 from .forms import ChangeEmailForm
-from .links import preferences_url
 from .models import Subscriber
 from .tokens import InvalidToken, Purpose, read_change_email_token, read_token
 from .views import _token_error

@@ -166,6 +166,16 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Email --------------------------------------------------------------------------
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "newsletter.outbox.OutboxBackend")
+# Sending straight over SMTP (django's backend, or newsletter.dkim.DKIMEmailBackend
+# to sign each message with the key below).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "0")
+NEWSLETTER_DKIM_DOMAIN = os.environ.get("NEWSLETTER_DKIM_DOMAIN", "")
+NEWSLETTER_DKIM_SELECTOR = os.environ.get("NEWSLETTER_DKIM_SELECTOR", "")
+NEWSLETTER_DKIM_KEY_FILE = os.environ.get("NEWSLETTER_DKIM_KEY_FILE", "")
 OUTBOX_DIR = Path(os.environ.get("OUTBOX_DIR", VAR_DIR / "outbox"))
 # Every ANYMAIL_FOO variable becomes ANYMAIL["FOO"], e.g. ANYMAIL_POSTMARK_SERVER_TOKEN.
 ANYMAIL = {
@@ -178,6 +188,13 @@ NEWSLETTER_FROM_EMAIL = os.environ.get(
 )
 DEFAULT_FROM_EMAIL = NEWSLETTER_FROM_EMAIL
 SERVER_EMAIL = NEWSLETTER_FROM_EMAIL
+# Where readers' replies go; the From address unless a person reads another mailbox.
+NEWSLETTER_REPLY_TO = os.environ.get("NEWSLETTER_REPLY_TO", NEWSLETTER_FROM_EMAIL)
+# Optional: a mailbox that takes unsubscribe requests by email, offered in
+# List-Unsubscribe beside the one-click link (e.g. unsubscribe@your-domain.example).
+NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
+if any(char in NEWSLETTER_UNSUBSCRIBE_MAILTO for char in "<>?, \t\r\n"):
+    raise ImproperlyConfigured("NEWSLETTER_UNSUBSCRIBE_MAILTO must be a bare address.")
 
 # How long a confirmation link works, and how often one address may be sent one.
 NEWSLETTER_CONFIRM_MAX_AGE = envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7") * 86400

@@ -14,8 +14,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import tasks
-from .emails import build_message, confirmation_message, render_email, site_link
-from .links import preferences_url
+from .emails import (
+    build_message,
+    confirmation_message,
+    render_email,
+    site_link,
+    welcome_message,
+)
 from .models import Consent, Delivery, Event, Subscriber, Suppression, normalise_email
 from .tokens import Purpose, make_token
 
@@ -268,20 +273,8 @@ def send_confirmation(*, subscriber_id: int) -> None:
 
 def send_welcome(*, subscriber_id: int) -> None:
     subscriber = Subscriber.objects.confirmed().filter(pk=subscriber_id).first()
-    if subscriber is None:
-        return
-    email = render_email(
-        "welcome",
-        {
-            "subscriber": subscriber,
-            "preferences_url": preferences_url(subscriber),
-            "unsubscribe_url": site_link(
-                "newsletter:unsubscribe",
-                token=make_token(subscriber, Purpose.UNSUBSCRIBE),
-            ),
-        },
-    )
-    build_message(email, to=subscriber.email).send()
+    if subscriber is not None:
+        welcome_message(subscriber).send()
 
 
 def send_email_change(*, subscriber_id: int, new_email: str) -> None:

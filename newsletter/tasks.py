@@ -4,7 +4,7 @@ import random
 
 from celery import shared_task
 
-from . import delivery, subscriptions
+from . import delivery, emails, subscriptions
 
 
 def backoff(retries: int) -> float:
@@ -69,3 +69,9 @@ def send_batch(self, batch_id: int) -> None:
 @shared_task
 def reap() -> dict[str, int]:
     return delivery.reap()
+
+
+@shared_task
+def send_post_test(post_id: int, to: str) -> None:
+    # No retries: the author is watching and can press the button again.
+    emails.send_post_test(post_id=post_id, to=to)

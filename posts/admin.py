@@ -16,6 +16,7 @@ class PostAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["title", "slug", "excerpt", "body"]}),
         ("Publication", {"fields": ["status", "published_at", "email_subscribers"]}),
+        ("Email", {"fields": ["email_format"]}),
     ]
 
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:

@@ -22,6 +22,10 @@ class Post(models.Model):
         DRAFT = "draft", "Draft"
         PUBLISHED = "published", "Published"
 
+    class EmailFormat(models.TextChoices):
+        FULL = "full", "The whole post"
+        EXCERPT = "excerpt", "The excerpt, with a link to read on the site"
+
     title = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200, unique=True)
     excerpt = models.TextField(
@@ -49,6 +53,14 @@ class Post(models.Model):
         "email to subscribers",
         default=True,
         help_text="Send this post to subscribers when it is published.",
+    )
+    email_format = models.CharField(
+        "in the email",
+        max_length=10,
+        choices=EmailFormat.choices,
+        default=EmailFormat.FULL,
+        help_text="A post too long for an inbox (Gmail clips past about 100 KB) "
+        "is sent as its excerpt whatever this says.",
     )
     # When readers were told of this post (post_published sent). Set exactly once.
     announced_at = models.DateTimeField(null=True, editable=False)

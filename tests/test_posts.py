@@ -107,6 +107,7 @@ def test_author_publishes_from_the_admin_form(client):
             "published_at_0": "",
             "published_at_1": "",
             "email_subscribers": "on",
+            "email_format": "full",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -125,6 +126,7 @@ def test_author_publishes_from_the_admin_form(client):
             "published_at_0": post.published_at.strftime("%d/%m/%Y"),
             "published_at_1": post.published_at.strftime("%H:%M:%S"),
             "email_subscribers": "on",
+            "email_format": "full",
         },
     )
     assert Send.objects.filter(post=post).count() == 1

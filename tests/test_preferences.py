@@ -6,7 +6,7 @@ from django.core import mail
 from django.test import Client
 
 from newsletter import tokens
-from newsletter.links import preferences_url
+from newsletter.emails import preferences_url
 from newsletter.models import (
     Batch,
     Consent,

@@ -59,6 +59,7 @@ def publish_in_admin(title: str, slug: str) -> Post:
             "published_at_0": "",
             "published_at_1": "",
             "email_subscribers": "on",
+            "email_format": "full",
         },
     )
     assert response.status_code == 302

@@ -1,0 +1,171 @@
+"""Readable plain text from a post's sanitised HTML, for the text part of its email.
+
+The text part carries what the HTML carries: headings underlined, lists as lists,
+tables as rows, and each link as a numbered reference [1] listed at the end. It is
+made from the sanitised HTML rather than the Markdown so that both parts hold exactly
+the same links (the sanitiser has already removed what the HTML may not carry).
+"""
+
+import textwrap
+from html.parser import HTMLParser
+
+WIDTH = 72
+
+_BLOCKS = {
+    "p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "ul", "ol",
+    "table", "tr", "figure", "figcaption", "hr", "div",
+}  # fmt: skip
+# Consecutive blocks of these kinds are not separated by a blank line.
+_TIGHT = {"li", "tr"}
+# Stand for <br>, and for a space that must not break (before a reference number),
+# until a block is wrapped; newlines in the source are only whitespace.
+_BREAK = "\x00"
+_GLUE = "\x01"
+
+
+class _TextWriter(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[tuple[str, str]] = []  # (kind, text)
+        self.inline: list[str] = []
+        self.kind = "p"
+        self.lists: list[list] = []  # [ordered, next number] per open list
+        self.marker = ""  # a list item's bullet, waiting for the item's first block
+        self.quote_depth = 0
+        self.in_pre = False
+        self.links: list[str] = []
+        self.open_links: list[str | None] = []
+        self.row: list[str] | None = None
+
+    # Blocks ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        text = "".join(self.inline)
+        self.inline = []
+        if self.row is not None:  # inside a table cell: collected by the row
+            cell = text.replace(_BREAK, " ")
+            self.row.append(" ".join(cell.split()).replace(_GLUE, " "))
+            return
+        if not text.strip():
+            return  # a list item's bullet waits for the item's first words
+        indent = "  " * max(len(self.lists) - 1, 0)
+        first, rest = indent + self.marker, indent + " " * len(self.marker)
+        self.marker = ""
+        if self.in_pre:
+            lines = [
+                indent + line
+                for line in text.strip("\n").replace(_BREAK, "\n").splitlines()
+            ]
+        else:
+            lines = []
+            for i, line in enumerate(text.split(_BREAK)):
+                line = " ".join(line.split())
+                lines += textwrap.wrap(
+                    line,
+                    WIDTH,
+                    initial_indent=first if i == 0 else rest,
+                    subsequent_indent=rest,
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                ) or [first if i == 0 else rest]
+        if self.kind in {"h1", "h2", "h3", "h4", "h5", "h6"}:
+            underline = "=" if self.kind in {"h1", "h2"} else "-"
+            lines.append(underline * max(len(line) for line in lines))
+        if self.quote_depth:
+            lines = [("> " * self.quote_depth + line).rstrip() for line in lines]
+        self.blocks.append((self.kind, "\n".join(lines).replace(_GLUE, " ")))
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attributes = dict(attrs)
+        if tag in _BLOCKS:
+            self.flush()
+        if tag in {"ul", "ol"}:
+            start = attributes.get("start") or "1"
+            self.lists.append([tag == "ol", int(start) if start.isdigit() else 1])
+        elif tag == "li" and self.lists:
+            ordered, number = self.lists[-1]
+            self.marker = f"{number}. " if ordered else "- "
+            self.lists[-1][1] += 1
+        elif tag == "blockquote":
+            self.quote_depth += 1
+        elif tag == "pre":
+            self.in_pre = True
+        elif tag == "tr":
+            self.row = []
+        elif tag in {"td", "th"}:
+            self.inline = []
+        elif tag == "hr":
+            self.blocks.append(("hr", "* * *"))
+        elif tag == "br":
+            self.inline.append(_BREAK)
+        elif tag == "img" and attributes.get("alt"):
+            self.inline.append(f" [image: {attributes['alt']}] ")
+        elif tag == "a":
+            self.open_links.append(attributes.get("href"))
+        if tag in _BLOCKS and tag not in {"ul", "ol", "table", "tr", "hr"}:
+            self.kind = tag
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self.open_links:
+            href = self.open_links.pop()
+            # Numbered even when the text is the address itself: text running on
+            # after an address written out would otherwise corrupt it.
+            if href:
+                self.inline.append(f"{_GLUE}[{self.reference(href)}]")
+            return
+        if tag in {"td", "th"} and self.row is not None:
+            self.flush()
+            return
+        if tag == "tr" and self.row is not None:
+            cells, self.row = self.row, None
+            self.blocks.append(("tr", " | ".join(cells)))
+            return
+        if tag == "table":
+            self.blocks.append(("end", ""))  # a blank line after a table
+        if tag in _BLOCKS:
+            self.flush()
+            self.kind = "li" if self.lists else "p"
+        if tag in {"ul", "ol"} and self.lists:
+            self.lists.pop()
+            self.kind = "li" if self.lists else "p"
+            if not self.lists:  # a blank line after a list, even before another
+                self.blocks.append(("end", ""))
+        elif tag == "blockquote":
+            self.quote_depth = max(self.quote_depth - 1, 0)
+        elif tag == "pre":
+            self.in_pre = False
+
+    def handle_data(self, data: str) -> None:
+        self.inline.append(data.replace(_BREAK, "").replace(_GLUE, ""))
+
+    def reference(self, href: str) -> int:
+        if href not in self.links:
+            self.links.append(href)
+        return self.links.index(href) + 1
+
+    # Result ------------------------------------------------------------------
+
+    def text(self) -> str:
+        self.flush()
+        out = ""
+        previous = None
+        for kind, text in self.blocks:
+            if kind == "end":
+                previous = kind
+                continue
+            if previous is not None:
+                out += "\n" if kind in _TIGHT and previous in _TIGHT else "\n\n"
+            out += text
+            previous = kind
+        if self.links:
+            out += "\n\nLinks:\n" + "\n".join(
+                f"[{n}] {href}" for n, href in enumerate(self.links, start=1)
+            )
+        return out
+
+
+def html_to_text(html: str) -> str:
+    writer = _TextWriter()
+    writer.feed(html)
+    writer.close()
+    return writer.text()

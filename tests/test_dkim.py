@@ -1,0 +1,109 @@
+"""DKIM signing for SMTP: the signature verifies and covers the one-click headers."""
+
+import base64
+import re
+import shutil
+import socketserver
+import subprocess
+import threading
+
+import dkim
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail import get_connection
+
+from newsletter.emails import PostEmail
+
+from .factories import PublishedPostFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+class _SMTPSink(socketserver.StreamRequestHandler):
+    """The receiving mail server, reduced to accepting and keeping each message."""
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 sink ESMTP\r\n")
+        in_data, lines = False, []
+        while line := self.rfile.readline():
+            if in_data:
+                if line == b".\r\n":
+                    self.server.messages.append(b"".join(lines))
+                    in_data, lines = False, []
+                    self.wfile.write(b"250 queued\r\n")
+                else:  # RFC 5321 dot-stuffing
+                    lines.append(line[1:] if line.startswith(b"..") else line)
+            elif line[:4].upper() == b"DATA":
+                in_data = True
+                self.wfile.write(b"354 go ahead\r\n")
+            elif line[:4].upper() == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"250 ok\r\n")
+
+
+@pytest.fixture
+def smtp_sink():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SMTPSink)
+    server.messages = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def dkim_key(tmp_path) -> tuple[str, bytes]:
+    """A fresh RSA key file, and the DNS TXT record publishing its public half."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is needed to make a DKIM test key", pytrace=False)
+    key_file = tmp_path / "dkim.pem"
+    subprocess.run([openssl, "genrsa", "-out", key_file, "2048"], check=True)  # noqa: S603
+    public = subprocess.run(  # noqa: S603
+        [openssl, "rsa", "-in", key_file, "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return str(key_file), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+@pytest.fixture
+def dkim_smtp(settings, smtp_sink, dkim_key):
+    settings.EMAIL_BACKEND = "newsletter.dkim.DKIMEmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = smtp_sink.server_address
+    settings.NEWSLETTER_DKIM_DOMAIN = "onprobation.example.org"
+    settings.NEWSLETTER_DKIM_SELECTOR = "news2026"
+    settings.NEWSLETTER_DKIM_KEY_FILE = dkim_key[0]
+    txt = dkim_key[1]
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return txt if name == b"news2026._domainkey.onprobation.example.org." else None
+
+    return smtp_sink, dns
+
+
+def test_post_sent_over_smtp_is_signed_over_the_one_click_headers(dkim_smtp):
+    sink, dns = dkim_smtp
+    PostEmail(PublishedPostFactory()).for_subscriber(SubscriberFactory()).send()
+    [raw] = sink.messages
+    assert raw.startswith(b"DKIM-Signature:")
+    assert dkim.verify(raw, dnsfunc=dns)
+    signature = raw.split(b"\r\n\r\n", 1)[0].split(b"DKIM-Signature:", 1)[1]
+    signed = re.search(rb"h=([^;]+);", re.sub(rb"\s+", b"", signature)).group(1)
+    names = signed.lower().split(b":")
+    for name in (b"list-unsubscribe", b"list-unsubscribe-post", b"from", b"subject"):
+        assert name in names
+    # A relay that rewrote the unsubscribe link would break the signature.
+    head, body = raw.split(b"\r\n\r\n", 1)
+    forged_head = re.sub(rb"/unsubscribe/[^/]+/", b"/unsubscribe/forged/", head)
+    assert forged_head != head
+    assert not dkim.verify(forged_head + b"\r\n\r\n" + body, dnsfunc=dns)
+
+
+def test_dkim_backend_refuses_to_start_without_its_key(settings):
+    settings.NEWSLETTER_DKIM_KEY_FILE = ""
+    with pytest.raises(ImproperlyConfigured, match="NEWSLETTER_DKIM_KEY_FILE"):
+        get_connection("newsletter.dkim.DKIMEmailBackend")

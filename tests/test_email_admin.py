@@ -1,0 +1,128 @@
+"""The author's email tools in the admin: preview, test send, and the size warning."""
+
+import pytest
+from django.contrib.messages import get_messages
+from django.core import mail
+
+from posts.models import Post
+
+from .factories import PostFactory, PublishedPostFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+LONG_BODY = "\n\n".join(
+    ["Inspectors read case files and interviewed staff in every team. " * 8] * 250
+)
+
+
+def flash(response) -> str:
+    """The messages the admin shows after a redirect, as one string."""
+    return " ".join(str(m) for m in get_messages(response.wsgi_request))
+
+
+@pytest.fixture
+def author(client):
+    user = UserFactory(email="editor@example.org")
+    client.force_login(user)
+    return user
+
+
+def test_author_previews_a_post_as_its_email_at_two_widths_and_as_text(client, author):
+    post = PostFactory(title="Derby & Nottingham", body="## Findings\n\n- one\n- two")
+    page = client.get(f"/admin/posts/post/{post.pk}/email/")
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert content.count("<iframe") == 2
+    assert 'width="700"' in content and 'width="375"' in content
+    # The whole HTML email sits escaped inside srcdoc, and the text part below it.
+    assert 'srcdoc="&lt;!DOCTYPE html&gt;' in content
+    assert "Derby &amp;amp; Nottingham" in content
+    assert "Findings\n========" in content
+    assert "- one\n- two" in content
+
+
+def test_change_form_links_to_the_email_preview_and_tells_the_format(client, author):
+    post = PostFactory()
+    page = client.get(f"/admin/posts/post/{post.pk}/change/")
+    assert f"/admin/posts/post/{post.pk}/email/" in page.content.decode()
+    assert "Subscribers get the whole post" in page.content.decode()
+
+
+def test_send_a_test_to_me_goes_through_the_backend_marked_test(
+    client, author, celery_eager, django_capture_on_commit_callbacks
+):
+    post = PublishedPostFactory(title="Derby: Inadequate")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/posts/post/{post.pk}/email/test/")
+    assert response.status_code == 302
+    assert [m.to for m in mail.outbox] == [["editor@example.org"]]
+    message = mail.outbox[0]
+    assert message.subject == "[TEST] Derby: Inadequate"
+    assert message.extra_headers["List-Unsubscribe-Post"] == (
+        "List-Unsubscribe=One-Click"
+    )
+    assert "on its way to editor@example.org" in flash(response)
+
+
+def test_send_a_test_needs_an_address_a_post_and_a_post_request(
+    client, celery_eager, django_capture_on_commit_callbacks
+):
+    client.force_login(UserFactory(email=""))
+    post = PostFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/posts/post/{post.pk}/email/test/")
+        assert client.get(f"/admin/posts/post/{post.pk}/email/test/").status_code == 405
+        assert client.post("/admin/posts/post/999999/email/test/").status_code == 404
+        assert client.get("/admin/posts/post/nope/email/").status_code == 404
+    assert response.status_code == 302
+    assert "no email address" in flash(response)
+    assert mail.outbox == []
+
+
+def test_email_tools_are_for_staff_only(client):
+    post = PostFactory()
+    response = client.get(f"/admin/posts/post/{post.pk}/email/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_saving_a_post_too_long_for_an_inbox_warns_the_author(client, author):
+    post = PostFactory()
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        {
+            "title": post.title,
+            "slug": post.slug,
+            "excerpt": post.excerpt,
+            "body": LONG_BODY,
+            "status": "draft",
+            "published_at_0": "",
+            "published_at_1": "",
+            "email_subscribers": "on",
+            "email_format": "full",
+        },
+    )
+    assert response.status_code == 302
+    assert "too long for an inbox" in flash(response)
+    assert Post.objects.get(pk=post.pk).body == LONG_BODY.strip()
+
+
+def test_saving_a_post_with_an_image_without_alt_text_warns_the_author(client, author):
+    post = PostFactory()
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        {
+            "title": post.title,
+            "slug": post.slug,
+            "excerpt": post.excerpt,
+            "body": "![](https://example.org/a.png) ![A chart](https://example.org/b.png)",
+            "status": "draft",
+            "published_at_0": "",
+            "published_at_1": "",
+            "email_format": "full",
+        },
+    )
+    assert response.status_code == 302
+    assert "1 image(s) have no alt text" in flash(response)
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
+    assert "1 image(s) have no alt text" in page

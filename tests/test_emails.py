@@ -1,0 +1,370 @@
+"""What every email carries: its parts, its links, and headers exact to the byte."""
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from newsletter.emails import (
+    EMAIL_HTML_MAX_BYTES,
+    PostEmail,
+    confirmation_message,
+    html_size,
+    post_email_context,
+    render_email,
+    welcome_message,
+)
+from newsletter.plaintext import html_to_text
+from posts.demo_content import POSTS
+from posts.markdown import render_markdown
+from posts.models import Post
+
+from .factories import PublishedPostFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+MARKDOWN_BODY = """\
+## What inspectors found
+
+Caseloads were **too high**, as the [inspection report](https://example.gov.uk/report)
+and the [area page](/area/derby/) show.
+
+1. Risk assessments were thin.
+2. Home visits were rare.
+
+- Staffing
+- Training, see [the report](https://example.gov.uk/report) again
+
+![A chart of caseloads](https://example.org/chart.png)
+"""
+
+
+class _Page(HTMLParser):
+    """The links, images and root language of an HTML part."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: set[str] = set()
+        self.images: list[dict] = []
+        self.lang = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "a" and attributes.get("href"):
+            self.links.add(attributes["href"])
+        elif tag == "img":
+            self.images.append(attributes)
+        elif tag == "html":
+            self.lang = attributes.get("lang")
+
+
+def text_links(text: str) -> set[str]:
+    return set(re.findall(r"(?:https?://|mailto:)[^\s<>\"]+", text))
+
+
+def raw_header_fields(message) -> list[tuple[str, str]]:
+    """(name, value) per header field of the raw bytes, folds kept as '\\n'."""
+    raw = message.message().as_bytes()
+    head = raw.split(b"\n\n", 1)[0].decode("ascii")  # a header is 7-bit or broken
+    fields: list[tuple[str, str]] = []
+    for line in head.split("\n"):
+        if line[:1] in {" ", "\t"}:
+            name, value = fields[-1]
+            fields[-1] = (name, value + "\n" + line)
+        else:
+            name, _, value = line.partition(":")
+            fields.append((name, value.lstrip(" ")))
+    return fields
+
+
+def unfold(value: str) -> str:
+    return value.replace("\n", "").strip()
+
+
+def header(message, name: str) -> str:
+    values = [v for n, v in raw_header_fields(message) if n.lower() == name.lower()]
+    assert len(values) == 1, f"{name} appears {len(values)} times"
+    return unfold(values[0])
+
+
+@pytest.fixture
+def post():
+    return PublishedPostFactory(title="Derby: caseloads too high", body=MARKDOWN_BODY)
+
+
+def every_email(post) -> dict[str, object]:
+    reader = SubscriberFactory(name="Ann")
+    return {
+        "post": PostEmail(post).for_subscriber(reader),
+        "confirm": confirmation_message(SubscriberFactory(status="pending")),
+        "welcome": welcome_message(reader),
+    }
+
+
+# Templates ----------------------------------------------------------------------
+
+
+def test_every_email_type_has_a_subject_a_text_part_and_an_inlined_html_part(post):
+    for name, message in every_email(post).items():
+        html = message.alternatives[0][0]
+        assert message.subject, name
+        assert len(message.body) > 200, name
+        assert "max-width: 600px" in html, name
+        assert 'role="presentation"' in html, name
+        # Inlined: the rules live in style attributes; only media queries stay.
+        assert '<body style="' in html, name
+        assert ".masthead {" not in html, name
+        assert 'class="preheader"' in html, name
+
+
+def test_every_html_part_declares_its_language_and_every_image_has_alt_text(post):
+    for name, message in every_email(post).items():
+        page = _Page(message.alternatives[0][0])
+        assert page.lang == "en-GB", name
+        assert all(image.get("alt") for image in page.images), name
+    post_page = _Page(every_email(post)["post"].alternatives[0][0])
+    assert post_page.images  # the body's chart is there, with its alt text
+
+
+def test_text_and_html_parts_carry_the_same_links(post):
+    for name, message in every_email(post).items():
+        html_links = _Page(message.alternatives[0][0]).links
+        assert text_links(message.body) == html_links, name
+
+
+def test_post_text_part_reads_as_text_with_numbered_link_references(post):
+    text = PostEmail(post).for_subscriber(SubscriberFactory()).body
+    assert "What inspectors found\n=====================" in text
+    assert "1. Risk assessments were thin.\n2. Home visits were rare.\n\n- " in text
+    assert "- Staffing\n- Training" in text
+    # One number per distinct link, listed once at the end.
+    words = " ".join(text.split())
+    assert "inspection report [1]" in words
+    assert "the report [1] again" in words
+    assert "area page [2]" in words
+    assert text.count("[1] https://example.gov.uk/report") == 1
+    assert "[2] http://127.0.0.1:8000/area/derby/" in text
+    assert "[image: A chart of caseloads]" in text
+    assert "**" not in text and "](" not in text and "## " not in text
+
+
+def test_text_part_keeps_quotes_tables_code_and_line_breaks_readable():
+    body = (
+        "> The service was *not* safe.\n\n"
+        "| Standard | Rating |\n|---|---|\n"
+        "| Assessment | [Inadequate](https://example.org/r) |\n\n"
+        "```\nrisk = high\n  review = overdue\n```\n\n"
+        "First line  \nsecond line\n\n"
+        "<script>alert(1)</script>"
+    )
+    text = PostEmail(PublishedPostFactory(body=body)).rendered.text
+    assert "> The service was not safe." in text
+    assert "Standard | Rating\nAssessment | Inadequate [1]" in text
+    assert "risk = high\n  review = overdue" in text
+    assert "First line\nsecond line" in text
+    assert "[1] https://example.org/r" in text
+    assert "alert" not in text and "<script>" not in text
+
+
+MARKDOWN_PIECES = st.sampled_from(
+    [
+        "\n", "\n\n", "## ", "- ", "1. ", "   ", "> ", "| a | b |\n|---|---|\n| ",
+        "```\n", "**", "_", "  \n", "<br>", "![alt](https://example.org/i.png)",
+        "[link](https://example.org/a)", "[other](https://example.org/b?x=1&y=2)",
+        "<https://example.org/c>", "[mail](mailto:ed@example.org)",
+        "[bad](javascript:x)",
+    ]
+)  # fmt: skip
+PRINTABLE = st.characters(blacklist_categories=["Cc", "Cs"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(MARKDOWN_PIECES | st.text(PRINTABLE, max_size=8), max_size=30))
+def test_any_post_body_gives_text_listing_exactly_the_html_links(pieces):
+    html = render_markdown("".join(pieces))
+    text = html_to_text(html)
+    assert "\x00" not in text and "\x01" not in text
+    references = dict(re.findall(r"^\[(\d+)\] (\S+)$", text, re.M))
+    # Each link of the HTML listed exactly once, numbered in order of appearance.
+    assert set(references.values()) == _Page(html).links
+    assert len(references) == len(set(references.values()))
+    assert list(references) == [str(n) for n in range(1, len(references) + 1)]
+
+
+def test_relative_links_in_a_post_become_absolute_in_the_email(post):
+    html = PostEmail(post).rendered.html
+    assert 'href="http://127.0.0.1:8000/area/derby/"' in html
+    assert 'href="/area/' not in html
+
+
+def test_post_email_has_a_web_link_a_preheader_and_a_footer_with_unsubscribe(post):
+    message = PostEmail(post).for_subscriber(SubscriberFactory())
+    html = message.alternatives[0][0]
+    unsubscribe_url = header(message, "List-Unsubscribe").strip("<>")
+    assert "View this email on the web" in html
+    assert post.excerpt in html.split('class="preheader"')[1].split("</div>")[0]
+    assert "You receive this because you subscribed" in html
+    assert f'href="{unsubscribe_url}"' in html
+    assert f"Unsubscribe in one click: {unsubscribe_url}" in message.body
+
+
+def test_fact_box_related_posts_sponsor_and_preferences_render_when_provided(post):
+    context = post_email_context(post, full=True) | {
+        "fact_box": {
+            "title": "Derby City PDU, inspected 2023",
+            "facts": [("Inspected by", "HM Inspectorate of Probation")],
+            "ratings": [("Overall", "Requires improvement")],
+        },
+        "related_posts": [
+            {"title": "Nottingham City PDU", "url": "http://127.0.0.1:8000/posts/n/"}
+        ],
+        "sponsor": {"name": "Probation Institute", "url": "https://example.org/pi/"},
+        "preferences_url": "http://127.0.0.1:8000/preferences/abc/",
+        "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/abc/",
+    }
+    email = render_email("post", context)
+    for part in (email.html, email.text):
+        assert "Derby City PDU, inspected 2023" in part
+        assert "Requires improvement" in part
+        assert "Nottingham City PDU" in part
+        assert "Probation Institute" in part
+    assert '<span class="badge"' in email.html  # a labelled badge, not a colour
+    assert text_links(email.text) == _Page(email.html).links
+    bare = render_email("post", post_email_context(post, full=True))
+    assert "Related posts" not in bare.html and 'class="badge"' not in bare.html
+
+
+# Full post or excerpt -------------------------------------------------------------
+
+
+def test_author_can_send_the_excerpt_with_a_link_to_read_on_the_site(post):
+    post.email_format = Post.EmailFormat.EXCERPT
+    email = PostEmail(post)
+    assert not email.full and not email.shortened
+    assert "Read the full post on the site" in email.rendered.html
+    assert "Risk assessments were thin" not in email.rendered.html
+    assert "Risk assessments were thin" not in email.rendered.text
+    assert post.excerpt[:40] in email.rendered.text
+
+
+def test_a_post_too_long_for_gmail_goes_as_an_excerpt():
+    paragraph = "Inspectors read case files and interviewed staff in every team. " * 8
+    long_post = PublishedPostFactory(body="\n\n".join([paragraph] * 250))
+    email = PostEmail(long_post)
+    assert email.shortened and not email.full
+    assert html_size(email.rendered) < EMAIL_HTML_MAX_BYTES
+    assert "Read the full post on the site" in email.rendered.html
+    message = email.for_subscriber(SubscriberFactory())
+    assert "Unsubscribe in one click" in message.alternatives[0][0]
+
+
+def test_longest_demo_post_is_sent_in_full_under_100_kb():
+    longest = max(POSTS, key=lambda demo: len(demo["body"]))
+    post = PublishedPostFactory(
+        title=longest["title"], excerpt=longest["excerpt"], body=longest["body"]
+    )
+    email = PostEmail(post)
+    assert email.full
+    message = email.for_subscriber(SubscriberFactory())
+    assert len(message.alternatives[0][0].encode()) < 100_000
+
+
+# Headers, on the raw bytes --------------------------------------------------------
+
+
+def test_bulk_email_carries_sender_and_list_headers_exactly_once(post, settings):
+    settings.SITE_URL = "https://onprobation.example"
+    settings.NEWSLETTER_REPLY_TO = "Editor <editor@onprobation.example>"
+    message = PostEmail(post).for_subscriber(SubscriberFactory())
+    assert header(message, "From") == "On Probation <newsletter@localhost>"
+    assert header(message, "Reply-To") == "Editor <editor@onprobation.example>"
+    assert header(message, "Subject") == "Derby: caseloads too high"
+    assert re.fullmatch(r"\w{3}, \d{1,2} \w{3} \d{4} .+", header(message, "Date"))
+    assert re.fullmatch(
+        r"<[^<>@\s]+@onprobation\.example>", header(message, "Message-ID")
+    )
+    assert header(message, "List-Id") == "On Probation <posts.onprobation.example>"
+    assert re.fullmatch(
+        r"<https://onprobation\.example/unsubscribe/[\w:-]+/>",
+        header(message, "List-Unsubscribe"),
+    )
+    assert header(message, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
+
+
+def test_every_email_has_exactly_one_from_date_message_id_and_subject(post):
+    for name, message in every_email(post).items():
+        names = [field.lower() for field, _ in raw_header_fields(message)]
+        for required in ("from", "date", "message-id", "subject", "reply-to"):
+            assert names.count(required) == 1, f"{name}: {required}"
+
+
+def test_reply_to_defaults_to_the_from_address(post):
+    message = PostEmail(post).for_subscriber(SubscriberFactory())
+    assert header(message, "Reply-To") == header(message, "From")
+
+
+def test_list_headers_are_never_encoded_or_broken_inside_their_brackets(settings):
+    # A long site path and mailbox make each value far longer than a header line,
+    # and non-ASCII names make Python reach for RFC 2047 encoding.
+    settings.SITE_URL = "https://onprobation.example/" + "newsletter-archive/" * 8
+    settings.NEWSLETTER_FROM_EMAIL = (
+        "Über Probation — Ünïcode <news@onprobation.example>"
+    )
+    settings.NEWSLETTER_UNSUBSCRIBE_MAILTO = (
+        "unsubscribe-requests-for-the-newsletter-" + "x" * 60 + "@onprobation.example"
+    )
+    title = "Überprüfung: inspectors\u2019 verdict on Derby " + "and more " * 12
+    post = PublishedPostFactory(title=title)
+    message = PostEmail(post).for_subscriber(SubscriberFactory())
+    fields = dict(raw_header_fields(message))
+    unsubscribe_url = (
+        settings.SITE_URL
+        + "/unsubscribe/"
+        + re.search(r"/unsubscribe/([^/]+)/", message.body).group(1)
+        + "/"
+    )
+    for name in ("List-Unsubscribe", "List-Unsubscribe-Post", "List-Id"):
+        assert "=?" not in fields[name], name
+        for bracketed in re.findall(r"<[^>]*>", fields[name]):
+            assert "\n" not in bracketed, f"{name} folded inside {bracketed}"
+    assert unfold(fields["List-Unsubscribe"]) == (
+        f"<{unsubscribe_url}>, "
+        f"<mailto:{settings.NEWSLETTER_UNSUBSCRIBE_MAILTO}?subject=unsubscribe>"
+    )
+    assert unfold(fields["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+    # The non-ASCII values are encoded, as they must be, and appear exactly once.
+    assert header(message, "From").startswith("=?utf-8?")
+    assert header(message, "Subject").startswith("=?utf-8?")
+    assert header(message, "Message-ID").endswith("@onprobation.example>")
+
+
+def test_cr_lf_in_a_title_or_a_name_never_reaches_a_header():
+    post = PublishedPostFactory(title="Derby\r\nBcc: victim@example.org\nX-Evil: 1")
+    reader = SubscriberFactory(name="Eve\r\nBcc: eve@example.org")
+    pending = SubscriberFactory(name="Mal\nCc: mal@example.org", status="pending")
+    messages = [
+        PostEmail(post).for_subscriber(reader),
+        welcome_message(reader),
+        confirmation_message(pending),
+    ]
+    for message in messages:
+        names = [name.lower() for name, _ in raw_header_fields(message)]
+        assert "bcc" not in names and "cc" not in names and "x-evil" not in names
+    assert header(messages[0], "Subject") == ("Derby Bcc: victim@example.org X-Evil: 1")
+
+
+def test_confirmation_email_has_no_list_headers_as_nobody_is_subscribed_yet():
+    message = confirmation_message(SubscriberFactory(status="pending"))
+    names = {name.lower() for name, _ in raw_header_fields(message)}
+    assert "list-unsubscribe" not in names
+    assert header(message, "Message-ID")
+
+
+def test_welcome_email_lets_the_new_reader_leave_in_one_click():
+    message = welcome_message(SubscriberFactory())
+    assert header(message, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
+    unsubscribe_url = header(message, "List-Unsubscribe").strip("<>")
+    assert unsubscribe_url in message.body
