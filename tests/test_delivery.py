@@ -258,3 +258,20 @@ def test_reaper_resumes_planning_whose_doorbell_was_lost(
     assert sorted(parseaddr(m.to[0])[1] for m in mail.outbox) == sorted(
         s.email for s in audience["confirmed"]
     )
+
+
+def test_post_email_links_each_reader_to_their_own_preference_centre(
+    client, publish, audience
+):
+    publish(PostFactory())
+    message = mail.outbox[0]
+    html = message.alternatives[0].content
+    link = next(
+        word
+        for word in message.body.split()
+        if word.startswith("http://127.0.0.1:8000/preferences/")
+    )
+    assert link in html
+    page = client.get(link.removeprefix("http://127.0.0.1:8000"))
+    assert page.status_code == 200
+    assert message.to[0] in page.content.decode()
