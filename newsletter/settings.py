@@ -178,6 +178,18 @@ SERVER_EMAIL = NEWSLETTER_FROM_EMAIL
 # How long a confirmation link works, and how often one address may be sent one.
 NEWSLETTER_CONFIRM_MAX_AGE = envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7") * 86400
 NEWSLETTER_CONFIRM_RESEND_AFTER = 24 * 3600
+# Subscribe requests allowed per client (IPv4 address or IPv6 /64) and per target
+# address in each window; over either, a 429 page and nothing stored or sent.
+NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW = 3600
+NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = envint(
+    "NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT", "20"
+)
+NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = envint(
+    "NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS", "5"
+)
+# How many reverse proxies in front of the site append to X-Forwarded-For: 0 when
+# gunicorn faces the internet (docker/compose.yaml), 1 behind one load balancer.
+NEWSLETTER_TRUSTED_PROXIES = envint("NEWSLETTER_TRUSTED_PROXIES", "0")
 
 # Static files -------------------------------------------------------------------
 
