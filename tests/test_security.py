@@ -1,13 +1,18 @@
 """Each test names the attack it stops: abuse of the subscribe form, forged or
 replayed links, header and markup injection, and the production settings."""
 
+import json
+import time
+
 import pytest
-from django.core import mail
+from django.core import mail, signing
 
 from newsletter.celery import app as celery_app
+from newsletter.emails import PostEmail
 from newsletter.models import Consent, Subscriber
+from newsletter.tokens import Purpose, make_token
 
-from .factories import SubscriberFactory
+from .factories import PublishedPostFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -168,3 +173,237 @@ def test_confirmation_is_queued_never_sent_inline_even_when_the_provider_is_down
     assert "Check your inbox" in response.content.decode()
     assert queued_tasks() == 1
     assert mail.outbox == []
+
+
+# Forged, replayed and stale links -------------------------------------------------
+
+
+@pytest.fixture
+def reader():
+    return SubscriberFactory(email="reader@example.org", status="pending")
+
+
+def token_url(purpose: Purpose, token: str) -> str:
+    prefix = "/subscribe/confirm" if purpose == Purpose.CONFIRM else "/unsubscribe"
+    return f"{prefix}/{token}/"
+
+
+@pytest.mark.parametrize(
+    ("issued_for", "used_for"),
+    [
+        (Purpose.CONFIRM, Purpose.UNSUBSCRIBE),
+        (Purpose.UNSUBSCRIBE, Purpose.CONFIRM),
+    ],
+    ids=["confirm-as-unsubscribe", "unsubscribe-as-confirm"],
+)
+def test_cross_purpose_replay_of_a_token_is_refused(
+    client, reader, issued_for, used_for
+):
+    token = make_token(reader, issued_for)
+    response = client.post(token_url(used_for, token))
+    assert response.status_code == 404
+    assert "not valid" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.PENDING
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_tampering_with_the_subscriber_id_in_a_token_is_refused(
+    client, reader, purpose
+):
+    victim = SubscriberFactory(email="victim@example.org")
+    token = make_token(reader, purpose)
+    payload, signature = token.split(":", 1)
+    _, fingerprint = json.loads(signing.b64_decode(payload.encode()))
+    other_payload = signing.b64_encode(
+        json.dumps([victim.pk, fingerprint], separators=(",", ":")).encode()
+    ).decode()
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    for forged in (f"{other_payload}:{signature}", flipped):
+        assert client.post(token_url(purpose, forged)).status_code == 404
+    victim.refresh_from_db()
+    assert victim.status == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_a_token_signed_with_another_secret_key_is_refused(
+    client, reader, settings, purpose
+):
+    settings.SECRET_KEY = "an-attacker-guessing-the-key-" + "x" * 40
+    token = make_token(reader, purpose)
+    settings.SECRET_KEY = "the-real-secret-key-" + "y" * 40
+    assert client.post(token_url(purpose, token)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"pk": 1}, ["1", "fingerprint"], [1, 2, 3], 7, None, "text"],
+    ids=["dict", "string-id", "three-items", "int", "null", "string"],
+)
+def test_a_correctly_signed_token_of_the_wrong_shape_gets_a_404_not_a_500(
+    client, reader, payload
+):
+    token = signing.dumps(payload, salt="newsletter.tokens.unsubscribe")
+    assert client.post(f"/unsubscribe/{token}/").status_code == 404
+
+
+def test_a_token_for_a_deleted_subscriber_gets_a_404(client, reader):
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+    reader.delete()
+    assert client.post(f"/unsubscribe/{token}/").status_code == 404
+
+
+def shift_signing_clock(monkeypatch, days: float) -> None:
+    real_time = time.time
+    monkeypatch.setattr(signing.time, "time", lambda: real_time() + days * 86400)
+
+
+def test_replaying_a_confirmation_link_after_it_expires_is_refused(
+    client, reader, settings, monkeypatch
+):
+    token = make_token(reader, Purpose.CONFIRM)
+    shift_signing_clock(monkeypatch, settings.NEWSLETTER_CONFIRM_MAX_AGE / 86400 + 1)
+    response = client.post(f"/subscribe/confirm/{token}/")
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.PENDING
+
+
+def test_an_unsubscribe_link_in_an_email_years_old_still_works(client, monkeypatch):
+    reader = SubscriberFactory()
+    shift_signing_clock(monkeypatch, -3 * 365)
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+    monkeypatch.undo()
+    assert client.post(f"/unsubscribe/{token}/").status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+
+
+# Header and markup injection ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Sam\r\nBcc: everyone@example.org",
+        "Sam\nBcc: everyone@example.org",
+        "Sam\rX",
+        "Sam\x00",
+        "Sam\x1b[31m",
+        "Sam\x85Bcc: x",  # NEL
+        "Sam\u2028Bcc: x",  # LINE SEPARATOR
+        "Sam\u202emoc.live",  # RIGHT-TO-LEFT OVERRIDE
+    ],
+    ids=["crlf", "lf", "cr", "nul", "escape", "nel", "line-separator", "rtl-override"],
+)
+def test_header_injection_through_the_name_is_refused(client, name):
+    response = post_subscribe(client, "sam@example.org", name=name)
+    assert response.status_code == 400
+    assert "letters, spaces and punctuation" in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a@example.org\r\nBcc: everyone@example.org",
+        "a@example.org\nCc: x@example.org",
+        "a@example.org, b@example.org",
+        "A Person <a@example.org>",
+        "a@example.org\x00",
+        "a@exa\u2028mple.org",
+        "@example.org",
+        "a@localhost",
+        "a@[127.0.0.1]",
+        "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + ".org",
+    ],
+    ids=[
+        "crlf-bcc",
+        "lf-cc",
+        "two-addresses",
+        "display-name",
+        "nul",
+        "line-separator",
+        "no-local-part",
+        "special-use-domain",
+        "ip-literal",
+        "address-too-long",
+    ],
+)
+def test_header_injection_and_malformed_addresses_are_refused(client, email):
+    response = post_subscribe(client, email)
+    assert response.status_code == 400
+    assert not Subscriber.objects.exists()
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_an_internationalised_domain_is_stored_in_its_ascii_idna_form(client):
+    assert post_subscribe(client, "Reader@Bücher.Example.org").status_code == 200
+    assert Subscriber.objects.get().email == "reader@xn--bcher-kva.example.org"
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_the_same_mailbox_typed_in_unicode_or_idna_is_one_subscriber(client):
+    post_subscribe(client, "reader@bücher.example.org")
+    post_subscribe(client, "READER@xn--bcher-kva.example.org")
+    assert Subscriber.objects.count() == 1
+
+
+def test_an_internationalised_local_part_is_clearly_refused(client):
+    response = post_subscribe(client, "josé@example.org")
+    assert response.status_code == 400
+    assert "before the @ are not supported" in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+def test_a_post_title_with_line_breaks_cannot_add_email_headers():
+    post = PublishedPostFactory(title="Derby\r\nBcc: everyone@example.org")
+    message = PostEmail(post).for_subscriber(SubscriberFactory()).message()
+    assert message["Subject"] == "Derby Bcc: everyone@example.org"
+    assert "Bcc" not in message  # the headers
+
+
+@pytest.mark.parametrize(
+    ("body", "forbidden"),
+    [
+        ("<script>alert(1)</script>", "<script"),
+        ("<img src=x onerror=alert(1)>", "onerror"),
+        ('<a href="#" onclick="alert(1)">x</a>', "onclick"),
+        ("<svg onload=alert(1)></svg>", "onload"),
+        ("[click](javascript:alert(1))", 'href="javascript:'),
+        ("[click](JaVaScRiPt:alert(1))", 'href="javascript:'),
+        ('<a href="&#106;avascript:alert(1)">x</a>', "avascript"),
+        ('<a href="data:text/html,<script>alert(1)</script>">x</a>', "data:"),
+        ("![x](data:image/svg+xml;base64,PHN2Zz4=)", 'src="data:'),
+        ('<p style="background:url(javascript:alert(1))">x</p>', "style="),
+        ("<style>body{display:none}</style>", "<style"),
+        ('<iframe src="https://evil.example"></iframe>', "<iframe"),
+        ('<form action="https://evil.example"><input></form>', "<form"),
+        ('<object data="x.swf"></object>', "<object"),
+        ('<meta http-equiv="refresh" content="0;url=https://evil.example">', "<meta"),
+    ],
+    ids=[
+        "script",
+        "img-onerror",
+        "onclick",
+        "svg-onload",
+        "javascript-url",
+        "javascript-url-mixed-case",
+        "javascript-url-entity-encoded",
+        "data-url-link",
+        "data-url-image",
+        "style-attribute",
+        "style-element",
+        "iframe",
+        "form",
+        "object",
+        "meta-refresh",
+    ],
+)
+def test_script_injection_in_a_post_body_is_removed(client, body, forbidden):
+    post = PublishedPostFactory(body=f"Before.\n\n{body}\n\nAfter.")
+    assert forbidden.lower() not in post.body_html.lower()
+    page = client.get(post.get_absolute_url()).content.decode()
+    assert forbidden.lower() not in page.split("<main", 1)[1].lower()
+    assert "After." in post.body_html
