@@ -1,3 +1,4 @@
+from csp.decorators import csp_update
 from django.conf import settings
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -109,6 +110,10 @@ def outbox_list(request: HttpRequest) -> HttpResponse:
     return render(request, "newsletter/outbox_list.html", {"messages": messages})
 
 
+# The email's HTML is shown in a sandboxed srcdoc frame (no scripts run there),
+# which inherits this page's policy: emails need inline styles, and may show
+# images from anywhere, as a mail client would.
+@csp_update({"style-src": ["'unsafe-inline'"], "img-src": ["data:", "http:"]})
 def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
     _outbox_only_in_debug()
     message = outbox.read_message(name)

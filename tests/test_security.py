@@ -2,7 +2,11 @@
 replayed links, header and markup injection, and the production settings."""
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from django.core import mail, signing
@@ -12,7 +16,7 @@ from newsletter.emails import PostEmail
 from newsletter.models import Consent, Subscriber
 from newsletter.tokens import Purpose, make_token
 
-from .factories import PublishedPostFactory, SubscriberFactory
+from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -407,3 +411,141 @@ def test_script_injection_in_a_post_body_is_removed(client, body, forbidden):
     page = client.get(post.get_absolute_url()).content.decode()
     assert forbidden.lower() not in page.split("<main", 1)[1].lower()
     assert "After." in post.body_html
+
+
+# Headers and production settings --------------------------------------------------
+
+
+def csp_directives(response) -> dict[str, list[str]]:
+    parts = [part.split() for part in response["Content-Security-Policy"].split(";")]
+    return {part[0]: part[1:] for part in parts if part}
+
+
+def test_cross_site_scripting_is_contained_by_a_strict_content_security_policy(
+    client,
+):
+    PublishedPostFactory(slug="derby")
+    for url in ["/", "/posts/derby/", "/subscribe/"]:
+        directives = csp_directives(client.get(url))
+        assert directives["default-src"] == ["'self'"]
+        assert directives["script-src"] == ["'self'"]
+        assert directives["style-src"] == ["'self'"]
+        assert directives["object-src"] == ["'none'"]
+        assert directives["base-uri"] == ["'none'"]
+
+
+def test_clickjacking_is_stopped_by_frame_protection(client):
+    response = client.get("/subscribe/")
+    assert response["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_dev_outbox_allows_inline_styles_for_its_email_frame_only(client, settings):
+    settings.DEBUG = True
+    settings.EMAIL_BACKEND = "newsletter.outbox.OutboxBackend"
+    PostEmail(PublishedPostFactory()).for_subscriber(SubscriberFactory()).send()
+    listing = client.get("/outbox/")
+    name = listing.content.decode().split('href="/outbox/', 1)[1].split("/", 1)[0]
+    message_page = csp_directives(client.get(f"/outbox/{name}/"))
+    assert message_page["style-src"] == ["'self'", "'unsafe-inline'"]
+    assert message_page["script-src"] == ["'self'"]
+    assert csp_directives(listing)["style-src"] == ["'self'"]
+
+
+def test_admin_password_guessing_is_locked_out_after_the_failure_limit(
+    client, settings
+):
+    UserFactory(username="author")
+
+    def log_in(password: str):
+        return client.post(
+            "/admin/login/?next=/admin/",
+            {"username": "author", "password": password},
+            REMOTE_ADDR="203.0.113.50",
+        )
+
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert log_in("guess").status_code == 200  # the form again, with an error
+    assert log_in("guess").status_code == 429
+    # Locked out: even the right password is refused for now.
+    assert log_in("correct horse battery staple").status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_author_logs_in_normally_after_a_mistyped_password(client):
+    UserFactory(username="author")
+    client.post("/admin/login/", {"username": "author", "password": "typo"})
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "author", "password": "correct horse battery staple"},
+    )
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 200
+
+
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "k3Y-" + "".join(chr(97 + (n * 7) % 26) for n in range(60)),
+    "DJANGO_ALLOWED_HOSTS": "news.example.org",
+    "SITE_URL": "https://news.example.org",
+}
+
+
+def run_production(*args: str, extra_env: dict | None = None):
+    # Our own interpreter running our own manage.py or a literal script.
+    return subprocess.run(  # noqa: S603
+        [sys.executable, *args],
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "newsletter.settings",
+            **PRODUCTION_ENV,
+            **(extra_env or {}),
+        },
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_production_settings_pass_the_deployment_checklist():
+    result = run_production("manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    ["", "short", "dev-only-insecure-key-never-use-in-production"],
+    ids=["empty", "short", "the-dev-key"],
+)
+def test_production_refuses_to_start_with_a_weak_secret_key(secret_key):
+    result = run_production(
+        "manage.py", "check", extra_env={"DJANGO_SECRET_KEY": secret_key}
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_sends_hsts_and_only_secure_cookies_over_https(tmp_path):
+    var = {"VAR_DIR": str(tmp_path)}
+    collected = run_production("manage.py", "collectstatic", "--noinput", extra_env=var)
+    assert collected.returncode == 0, collected.stderr
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "client = Client(HTTP_HOST='news.example.org')\n"
+        "plain = client.get('/subscribe/')\n"
+        "print(plain.status_code, plain['Location'])\n"
+        "page = client.get('/subscribe/', secure=True)\n"
+        "print(page.status_code, page['Strict-Transport-Security'])\n"
+        "print(page.cookies['csrftoken']['secure'])\n"
+    )
+    result = run_production("-c", script, extra_env=var)
+    assert result.returncode == 0, result.stderr
+    redirect, page, cookie = result.stdout.splitlines()
+    assert redirect == "301 https://news.example.org/subscribe/"
+    assert page.startswith("200 max-age=31536000; includeSubDomains; preload")
+    assert cookie == "True"
