@@ -6,8 +6,14 @@ class NewsletterConfig(AppConfig):
     verbose_name = "Newsletter"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from posts.models import Post
         from posts.signals import post_published
 
-        from . import receivers
+        from . import pagecache, receivers
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
+        # Any change to a post, or a scheduled post going live, retires cached pages.
+        for signal in (post_save, post_delete, post_published):
+            signal.connect(pagecache.invalidate, sender=Post, dispatch_uid="pagecache")

@@ -228,6 +228,10 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# How long the home and post pages are kept in the cache (newsletter/pagecache.py);
+# publishing or editing a post retires them at once anyway.
+PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", "60")
+
 # Content Security Policy (django-csp): only the site's own scripts, styles and
 # frames; no inline script or style anywhere. Post bodies may show images from
 # other https hosts (the sanitiser allows <img src="https://...">). The dev outbox
@@ -235,6 +239,8 @@ if not DEBUG:
 INSTALLED_APPS += ["csp", "axes"]
 MIDDLEWARE += [
     "csp.middleware.CSPMiddleware",
+    # Inside the header-setting middleware, so cached pages get fresh headers.
+    "newsletter.pagecache.PageCacheMiddleware",
     # Last, as django-axes requires: it turns a lockout into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]

@@ -1,0 +1,80 @@
+"""Whole-page caching of the public post pages, in the Django cache (Redis in
+production), so a post page costs one or two cache reads instead of queries and a
+template render.
+
+Every cached page is keyed by a generation number; saving, deleting or announcing a
+post starts a new generation once its transaction commits, which retires every
+cached page at once without listing keys. A short lifetime bounds anything else
+(a scheduled post becoming visible is announced by beat, which also invalidates).
+"""
+
+import hashlib
+import re
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
+
+CACHED_VIEWS = {"posts:home", "posts:detail"}
+GENERATION_KEY = "pagecache:generation"
+# Only the query strings the pages themselves link to: anything else (made up by a
+# crawler or an attacker) is answered fresh, so it cannot fill the cache.
+_CACHEABLE_QUERY = re.compile(r"(page=\d{1,4})?")
+
+
+def _new_generation() -> None:
+    try:
+        cache.incr(GENERATION_KEY)
+    except ValueError:  # no generation yet (or evicted): any new value retires all
+        cache.set(GENERATION_KEY, 1, timeout=None)
+
+
+def invalidate(**kwargs) -> None:
+    """Signal receiver: retire every cached page once the change is committed.
+
+    Not before: a request in between would cache the old page again under the new
+    generation.
+    """
+    transaction.on_commit(_new_generation)
+
+
+class PageCacheMiddleware:
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not self._cacheable(request):
+            return self.get_response(request)
+        generation = cache.get_or_set(GENERATION_KEY, 0, timeout=None)
+        path = hashlib.sha256(request.get_full_path().encode()).hexdigest()[:32]
+        key = f"pagecache:{generation}:{request.method}:{path}"
+        response = cache.get(key)
+        if response is not None:
+            return response
+        response = self.get_response(request)
+        if (
+            response.status_code == 200
+            and not response.streaming
+            and not response.cookies
+            # A page that holds a CSRF token is the visitor's own.
+            and not request.META.get("CSRF_COOKIE_NEEDS_UPDATE")
+        ):
+            cache.set(key, response, timeout=settings.PAGE_CACHE_SECONDS)
+        return response
+
+    @staticmethod
+    def _cacheable(request: HttpRequest) -> bool:
+        if request.method not in ("GET", "HEAD"):
+            return False
+        # The author, logged in, always sees the pages fresh.
+        if settings.SESSION_COOKIE_NAME in request.COOKIES:
+            return False
+        if not _CACHEABLE_QUERY.fullmatch(request.META.get("QUERY_STRING", "")):
+            return False
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return False
+        return match.view_name in CACHED_VIEWS
