@@ -2,10 +2,11 @@
 production), so a post page costs one or two cache reads instead of queries and a
 template render.
 
-Every cached page is keyed by a generation number; saving, deleting or announcing a
-post starts a new generation once its transaction commits, which retires every
-cached page at once without listing keys. A short lifetime bounds anything else
-(a scheduled post becoming visible is announced by beat, which also invalidates).
+Every cached page is stored with the generation number it was rendered in; saving,
+deleting or announcing a post starts a new generation once its transaction commits,
+which retires every cached page at once without listing keys. A short lifetime
+bounds anything else (a scheduled post going live is announced by beat, which also
+invalidates).
 """
 
 import hashlib
@@ -47,21 +48,23 @@ class PageCacheMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not self._cacheable(request):
             return self.get_response(request)
-        generation = cache.get_or_set(GENERATION_KEY, 0, timeout=None)
         path = hashlib.sha256(request.get_full_path().encode()).hexdigest()[:32]
-        key = f"pagecache:{generation}:{request.method}:{path}"
-        response = cache.get(key)
-        if response is not None:
-            return response
+        key = f"pagecache:{request.method}:{path}"
+        # One round trip for both: the page is stored with the generation it was
+        # rendered in, and is good only while that is still the current one.
+        found = cache.get_many([GENERATION_KEY, key])
+        generation = found.get(GENERATION_KEY, 0)
+        if key in found and found[key][0] == generation:
+            return found[key][1]
         response = self.get_response(request)
         if (
             response.status_code == 200
             and not response.streaming
+            # A response that sets a cookie (CSRF, session, messages) belongs to
+            # one visitor.
             and not response.cookies
-            # A page that holds a CSRF token is the visitor's own.
-            and not request.META.get("CSRF_COOKIE_NEEDS_UPDATE")
         ):
-            cache.set(key, response, timeout=settings.PAGE_CACHE_SECONDS)
+            cache.set(key, (generation, response), timeout=settings.PAGE_CACHE_SECONDS)
         return response
 
     @staticmethod

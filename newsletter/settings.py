@@ -231,6 +231,13 @@ if not DEBUG:
 # How long the home and post pages are kept in the cache (newsletter/pagecache.py);
 # publishing or editing a post retires them at once anyway.
 PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", "60")
+# Right after whitenoise, so a cached page skips the rest of the stack; what the
+# inner middleware added (CSP, X-Frame-Options) is cached with it, and a response
+# that sets a cookie is never cached.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
+    "newsletter.pagecache.PageCacheMiddleware",
+)
 
 # Content Security Policy (django-csp): only the site's own scripts, styles and
 # frames; no inline script or style anywhere. Post bodies may show images from
@@ -239,8 +246,6 @@ PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", "60")
 INSTALLED_APPS += ["csp", "axes"]
 MIDDLEWARE += [
     "csp.middleware.CSPMiddleware",
-    # Inside the header-setting middleware, so cached pages get fresh headers.
-    "newsletter.pagecache.PageCacheMiddleware",
     # Last, as django-axes requires: it turns a lockout into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]

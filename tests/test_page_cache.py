@@ -23,7 +23,8 @@ def test_a_post_page_read_twice_is_served_from_the_cache_the_second_time(client)
     assert queries_for(client, post.get_absolute_url()) == 0
     second = client.get(post.get_absolute_url())
     assert second.content == first.content
-    assert "Content-Security-Policy" in second  # headers are still added per request
+    assert second["Content-Security-Policy"] == first["Content-Security-Policy"]
+    assert second["X-Frame-Options"] == "DENY"
 
 
 def test_editing_a_post_shows_the_change_on_the_next_read(
