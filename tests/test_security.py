@@ -166,6 +166,7 @@ def test_timing_attack_finds_the_same_work_queued_for_every_address_state(
 def test_confirmation_is_queued_never_sent_inline_even_when_the_provider_is_down(
     client, settings
 ):
+    working = post_subscribe(client, "someone@example.org")
     # A real provider backend aimed at a port where nothing listens.
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     settings.ANYMAIL = {
@@ -173,9 +174,9 @@ def test_confirmation_is_queued_never_sent_inline_even_when_the_provider_is_down
         "POSTMARK_API_URL": "http://127.0.0.1:9/",
     }
     response = post_subscribe(client, "reader@example.org")
-    assert response.status_code == 200
-    assert "Check your inbox" in response.content.decode()
-    assert queued_tasks() == 1
+    assert response.status_code == working.status_code == 200
+    assert response.content == working.content
+    assert queued_tasks() == 2
     assert mail.outbox == []
 
 
