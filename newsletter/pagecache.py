@@ -1,9 +1,9 @@
 """Whole-page caching of the public post pages, in the Django cache (Redis in
-production), so a post page costs one or two cache reads instead of queries and a
+production), so a post page costs one cache read instead of queries and a
 template render.
 
 Every cached page is stored with the generation number it was rendered in; saving,
-deleting or announcing a post starts a new generation once its transaction commits,
+deleting or announcing a post starts a new generation (and again once it commits),
 which retires every cached page at once without listing keys. A short lifetime
 bounds anything else (a scheduled post going live is announced by beat, which also
 invalidates).
@@ -33,11 +33,13 @@ def _new_generation() -> None:
 
 
 def invalidate(**kwargs) -> None:
-    """Signal receiver: retire every cached page once the change is committed.
+    """Signal receiver: retire every cached page now and once the change commits.
 
-    Not before: a request in between would cache the old page again under the new
-    generation.
+    Now, so that whoever made the change sees it at once, even inside the
+    transaction; again on commit, because a request in between may have cached the
+    old page again.
     """
+    _new_generation()
     transaction.on_commit(_new_generation)
 
 
