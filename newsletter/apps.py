@@ -7,10 +7,15 @@ class NewsletterConfig(AppConfig):
 
     def ready(self) -> None:
         from anymail.signals import tracking
+        from django.db.models.signals import post_delete, post_save
 
+        from posts.models import Post
         from posts.signals import post_published
 
-        from . import receivers, webhooks
+        from . import pagecache, receivers, webhooks
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
         tracking.connect(webhooks.record_tracking_event, dispatch_uid="tracking_event")
+        # Any change to a post, or a scheduled post going live, retires cached pages.
+        for signal in (post_save, post_delete, post_published):
+            signal.connect(pagecache.invalidate, sender=Post, dispatch_uid="pagecache")

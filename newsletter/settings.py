@@ -205,6 +205,18 @@ NEWSLETTER_PENDING_MAX_AGE = envint("NEWSLETTER_PENDING_EXPIRE_DAYS", "7") * 864
 NEWSLETTER_CHANGE_EMAIL_MAX_AGE = 2 * 86400
 # Soft bounces in a row (no delivery between) after which an address is suppressed.
 NEWSLETTER_SOFT_BOUNCE_LIMIT = envint("NEWSLETTER_SOFT_BOUNCE_LIMIT", "3")
+# Subscribe requests allowed per client (IPv4 address or IPv6 /64) and per target
+# address in each window; over either, a 429 page and nothing stored or sent.
+NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW = 3600
+NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = envint(
+    "NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT", "20"
+)
+NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = envint(
+    "NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS", "5"
+)
+# How many reverse proxies in front of the site append to X-Forwarded-For: 0 when
+# gunicorn faces the internet (docker/compose.yaml), 1 behind one load balancer.
+NEWSLETTER_TRUSTED_PROXIES = envint("NEWSLETTER_TRUSTED_PROXIES", "0")
 
 # Static files -------------------------------------------------------------------
 
@@ -242,6 +254,56 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# How long the home and post pages are kept in the cache (newsletter/pagecache.py);
+# publishing or editing a post retires them at once anyway.
+PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", "60")
+# Right after whitenoise, so a cached page skips the rest of the stack; what the
+# inner middleware added (CSP, X-Frame-Options) is cached with it, and a response
+# that sets a cookie is never cached.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
+    "newsletter.pagecache.PageCacheMiddleware",
+)
+
+# Content Security Policy (django-csp): only the site's own scripts, styles and
+# frames; no inline script or style anywhere. Post bodies may show images from
+# other https hosts (the sanitiser allows <img src="https://...">). The dev outbox
+# relaxes it for its one page (views.outbox_message).
+INSTALLED_APPS += ["csp", "axes"]
+MIDDLEWARE += [
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: it turns a lockout into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "https:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Admin brute force (django-axes): after AXES_FAILURE_LIMIT wrong passwords from one
+# client address the login answers 429 for an hour. Attempts are kept in the
+# database, so every web process and every deployment (with or without Redis)
+# counts the same attempts; the client address is worked out as for the subscribe
+# rate limit.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = 1  # hour
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "newsletter.ratelimit.client_ip"
+AXES_VERBOSE = False  # no banner on every manage.py command
 
 LOGGING = {
     "version": 1,

@@ -12,6 +12,15 @@ def backoff(retries: int) -> float:
     return random.uniform(0, min(600, 5 * 2**retries))
 
 
+@shared_task
+def subscribe(email: str, name: str, ip_address: str | None) -> None:
+    # Queued by the subscribe view rather than run in the request, so that the
+    # answer takes as long whatever the address's state: a known address would
+    # otherwise answer sooner (no row to write, no email to queue) and give itself
+    # away to anyone timing the form.
+    subscriptions.subscribe(email=email, name=name, ip_address=ip_address)
+
+
 @shared_task(bind=True, max_retries=8)
 def send_confirmation(self, subscriber_id: int) -> None:
     try:

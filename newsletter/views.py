@@ -1,3 +1,4 @@
+from csp.decorators import csp_update
 from django.conf import settings
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -6,7 +7,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import outbox, subscriptions
+from . import outbox, ratelimit, subscriptions, tasks
 from .celery import app as celery_app
 from .forms import SubscribeForm
 from .tokens import InvalidToken, Purpose, read_token
@@ -14,18 +15,44 @@ from .tokens import InvalidToken, Purpose, read_token
 
 @require_http_methods(["GET", "POST"])
 def subscribe(request: HttpRequest) -> HttpResponse:
-    if request.method == "POST":
-        form = SubscribeForm(request.POST)
-        if form.is_valid():
-            subscriptions.subscribe(
-                email=form.cleaned_data["email"],
-                name=form.cleaned_data["name"],
-                ip_address=request.META.get("REMOTE_ADDR"),
-            )
-            # The same page for every address: it must not reveal who subscribes.
-            return render(request, "newsletter/subscribe_done.html")
+    if request.method != "POST":
+        return render(request, "newsletter/subscribe.html", {"form": SubscribeForm()})
+    # Every POST counts against its client, valid or not, so no client can fill the
+    # table or probe the form without limit.
+    if not ratelimit.allow(
+        "subscribe-client",
+        ratelimit.client_key(request),
+        limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT,
+        window=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
+    ):
+        return _too_many(request)
+    form = SubscribeForm(request.POST)
+    if not form.is_valid():
         return render(request, "newsletter/subscribe.html", {"form": form}, status=400)
-    return render(request, "newsletter/subscribe.html", {"form": SubscribeForm()})
+    if form.is_from_a_bot():
+        # The bot is told what a person is told, and nothing is stored or sent.
+        return render(request, "newsletter/subscribe_done.html")
+    if not ratelimit.allow(
+        "subscribe-address",
+        form.cleaned_data["email"],
+        limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS,
+        window=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
+    ):
+        return _too_many(request)
+    tasks.subscribe.delay(
+        form.cleaned_data["email"],
+        form.cleaned_data["name"],
+        ratelimit.client_ip(request) or None,
+    )
+    # The same page, after the same work, for every address: neither the answer nor
+    # its timing may reveal who subscribes.
+    return render(request, "newsletter/subscribe_done.html")
+
+
+def _too_many(request: HttpRequest) -> HttpResponse:
+    response = render(request, "newsletter/too_many.html", status=429)
+    response["Retry-After"] = str(settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW)
+    return response
 
 
 def _token_error(request: HttpRequest, error: InvalidToken) -> HttpResponse:
@@ -83,6 +110,10 @@ def outbox_list(request: HttpRequest) -> HttpResponse:
     return render(request, "newsletter/outbox_list.html", {"messages": messages})
 
 
+# The email's HTML is shown in a sandboxed srcdoc frame (no scripts run there),
+# which inherits this page's policy: emails need inline styles, and may show
+# images from anywhere, as a mail client would.
+@csp_update({"style-src": ["'unsafe-inline'"], "img-src": ["data:", "http:"]})
 def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
     _outbox_only_in_debug()
     message = outbox.read_message(name)

@@ -1,4 +1,5 @@
 import os
+import uuid
 
 import pytest
 
@@ -19,6 +20,17 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _isolated_outbox(settings, tmp_path):
     settings.OUTBOX_DIR = tmp_path / "outbox"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(settings):
+    # Each test counts rate limits afresh. A key prefix rather than cache.clear(),
+    # which on Redis would also empty the Celery broker's queues.
+    prefix = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        name: {**config, "KEY_PREFIX": prefix}
+        for name, config in settings.CACHES.items()
+    }
 
 
 @pytest.fixture

@@ -1,0 +1,52 @@
+"""Helpers for the browser journeys: Debian's Chromium driven by Playwright,
+axe-core for accessibility, and screenshots kept as artefacts."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+AXE_SCRIPT = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+ARTEFACTS = Path(__file__).resolve().parents[2] / "var" / "artefacts"
+MOBILE = {"width": 375, "height": 812}
+
+
+def require(path: Path, how_to_install: str) -> None:
+    """Skip on a developer's machine without it; fail in CI, which must have it."""
+    if path.exists():
+        return
+    message = f"{path} is missing: {how_to_install}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def serious_accessibility_violations(page) -> list[str]:
+    """axe-core's serious and critical violations on the page, one line each."""
+    page.add_script_tag(path=str(AXE_SCRIPT))
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ["violations"]}))
+            .violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                   targets: v.nodes.map(n => n.target.join(" "))}))"""
+    )
+    return [
+        f"{v['impact']}: {v['id']} ({v['help']}) at {', '.join(v['targets'][:3])}"
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def save_screenshot(page, name: str) -> Path:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTEFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,199 @@
+"""The reader's and the author's journeys in a real browser: Debian's Chromium
+driven by Playwright, against a live server with a real Celery worker and the dev
+outbox as the only email provider. Also axe-core on the public pages, and
+mobile-width screenshots of them under var/artefacts/."""
+
+import os
+import re
+import time
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+
+from newsletter import outbox
+from newsletter.celery import app as celery_app
+from newsletter.emails import preferences_url
+from newsletter.models import Subscriber
+from posts.models import Post
+
+from .browser import (
+    AXE_SCRIPT,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MOBILE,
+    require,
+    save_screenshot,
+    serious_accessibility_violations,
+)
+from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(CHROMIUM, "apt-get install chromium (.ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API keeps an event loop in this thread; the test's own
+    # ORM calls are still synchronous, which Django must be told it may allow.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def site(live_server, settings):
+    """The live site as a newcomer runs it: DEBUG on, emails in the outbox."""
+    settings.DEBUG = True
+    settings.EMAIL_BACKEND = "newsletter.outbox.OutboxBackend"
+    settings.SITE_URL = live_server.url
+    return live_server.url
+
+
+@pytest.fixture
+def worker(site):
+    celery_app.control.purge()  # tasks left by an earlier run name rows gone now
+    with start_worker(
+        celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10
+    ) as worker:
+        yield worker
+
+
+def new_page(browser, **options):
+    """A page in a fresh context that records Content-Security-Policy violations."""
+    page = browser.new_context(**options).new_page()
+    page.csp_violations = []
+    page.on(
+        "console",
+        lambda message: (
+            "Content Security Policy" in message.text
+            and page.csp_violations.append(message.text)
+        ),
+    )
+    page.set_default_timeout(20_000)
+    return page
+
+
+def wait_for_email(subject: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name in outbox.message_names():
+            message = outbox.read_message(name)
+            if message is not None and subject in message["Subject"]:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"no email with subject {subject!r} after {timeout:.0f}s")
+
+
+def open_email(page, site: str, subject: str):
+    """Open an email from the outbox; returns the frame showing its HTML part."""
+    page.goto(f"{site}/outbox/")
+    page.get_by_role("link", name=subject).first.click()
+    return page.frame_locator("iframe.outbox-frame")
+
+
+@pytest.mark.usefixtures("worker")
+def test_reader_subscribes_confirms_reads_a_new_post_and_unsubscribes(browser, site):
+    reader = new_page(browser)
+
+    # The reader subscribes on the site.
+    reader.goto(f"{site}/subscribe/")
+    reader.get_by_label("Email address").fill("sam@example.org")
+    reader.get_by_label("Name (optional)").fill("Sam")
+    reader.get_by_role("button", name="Subscribe").click()
+    reader.get_by_role("heading", name="Check your inbox").wait_for()
+
+    # ... opens the confirmation email from the outbox and confirms.
+    wait_for_email("Confirm")
+    email = open_email(reader, site, "Confirm your subscription")
+    email.get_by_role("link", name="Confirm my subscription").click()
+    reader.get_by_role("button", name="Confirm my subscription").click()
+    reader.get_by_text("subscribed", exact=False).first.wait_for()
+    assert Subscriber.objects.get(email="sam@example.org").status == "active"
+
+    # The author logs in to the admin, writes a post and publishes it.
+    UserFactory(username="author")
+    author = new_page(browser)
+    author.goto(f"{site}/admin/login/")
+    author.get_by_label("Username").fill("author")
+    author.get_by_label("Password").fill("correct horse battery staple")
+    author.get_by_role("button", name="Log in").click()
+    author.goto(f"{site}/admin/posts/post/add/")
+    author.get_by_label("Title").press_sequentially("Wales: unpaid work restarts")
+    assert author.get_by_label("Slug").input_value() == "wales-unpaid-work-restarts"
+    author.get_by_label("Excerpt").fill("Inspectors found the backlog shrinking.")
+    author.get_by_label("Body").fill("## Findings\n\nUnpaid work is **back**.")
+    author.get_by_label("Status").select_option("published")
+    author.get_by_role("button", name="Save", exact=True).click()
+    author.get_by_text("was added successfully").wait_for()
+    assert Post.objects.published().filter(slug="wales-unpaid-work-restarts")
+
+    # The reader's email arrives; its link opens the post.
+    wait_for_email("Wales: unpaid work restarts")
+    email = open_email(reader, site, "Wales: unpaid work restarts")
+    email.get_by_role("link", name="Wales: unpaid work restarts").click()
+    reader.get_by_role("heading", name="Wales: unpaid work restarts").wait_for()
+    assert reader.url == f"{site}/posts/wales-unpaid-work-restarts/"
+
+    # The unsubscribe link in the email shows a button and changes nothing yet.
+    email = open_email(reader, site, "Wales: unpaid work restarts")
+    reader.get_by_text("Headers").click()
+    headers = reader.locator("details dl").inner_text()
+    one_click_url = re.search(r"List-Unsubscribe\s+<(\S+)>", headers)[1]
+    email.get_by_role("link", name="Unsubscribe in one click").click()
+    reader.get_by_role("button", name="Unsubscribe").wait_for()
+    assert Subscriber.objects.get(email="sam@example.org").status == "active"
+
+    # The mail client's one-click unsubscribe (RFC 8058): a bare POST, no cookie.
+    response = browser.new_context().request.post(
+        one_click_url,
+        data="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status == 200
+    assert Subscriber.objects.get(email="sam@example.org").status == "unsubscribed"
+
+    # The preference centre, from the same email, says so and offers a way back.
+    email = open_email(reader, site, "Wales: unpaid work restarts")
+    email.get_by_role("link", name="Change what you receive").click()
+    reader.get_by_text("unsubscribed", exact=False).first.wait_for()
+    assert reader.get_by_role("button", name=re.compile("subscribe", re.I)).count()
+
+    assert reader.csp_violations == author.csp_violations == []
+
+
+@pytest.mark.parametrize(
+    "page_name", ["home", "post", "subscribe", "subscribe-with-errors", "preferences"]
+)
+def test_public_pages_have_no_serious_accessibility_violations_on_a_phone(
+    browser, site, page_name
+):
+    require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
+    post = PublishedPostFactory(
+        title="Suffolk: a service under strain",
+        body="## Findings\n\n| Standard | Rating |\n|---|---|\n| Risk | Inadequate |",
+    )
+    PublishedPostFactory.create_batch(3)
+    # axe-core is injected as a script, which the site's CSP rightly forbids.
+    page = new_page(browser, viewport=MOBILE, bypass_csp=True, is_mobile=True)
+    if page_name == "subscribe-with-errors":
+        page.goto(f"{site}/subscribe/")
+        page.get_by_role("button", name="Subscribe").click()
+        page.get_by_text("This field is required").wait_for()
+    else:
+        reader = SubscriberFactory()
+        path = {
+            "home": "/",
+            "post": post.get_absolute_url(),
+            "subscribe": "/subscribe/",
+            "preferences": preferences_url(reader).removeprefix(settings.SITE_URL),
+        }[page_name]
+        page.goto(f"{site}{path}")
+    save_screenshot(page, f"mobile-{page_name}")
+    assert serious_accessibility_violations(page) == []

@@ -1,0 +1,566 @@
+"""Each test names the attack it stops: abuse of the subscribe form, forged or
+replayed links, header and markup injection, and the production settings."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.core import mail, signing
+
+from newsletter.celery import app as celery_app
+from newsletter.emails import PostEmail
+from newsletter.models import Consent, Subscriber
+from newsletter.tokens import Purpose, make_token
+
+from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def post_subscribe(client, email, *, ip="203.0.113.7", **extra):
+    return client.post("/subscribe/", {"email": email, **extra}, REMOTE_ADDR=ip)
+
+
+def queued_tasks() -> int:
+    with celery_app.connection_for_write() as connection:
+        return connection.default_channel.queue_declare(queue="celery").message_count
+
+
+@pytest.fixture
+def broker_queue():
+    """The real broker's queue, empty before the test and emptied after it."""
+    celery_app.control.purge()
+    yield
+    celery_app.control.purge()
+
+
+# Abuse of the subscribe form ------------------------------------------------------
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_subscription_bombing_of_one_address_is_stopped_and_writes_nothing(
+    client, settings
+):
+    limit = settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS
+    for n in range(limit):
+        ip = f"198.51.100.{n + 1}"  # from many clients, so only the address limit bites
+        assert post_subscribe(client, "victim@example.org", ip=ip).status_code == 200
+    consents = Consent.objects.count()
+
+    response = post_subscribe(client, "Victim@Example.org", ip="198.51.100.200")
+
+    assert response.status_code == 429
+    assert "Too many requests" in response.content.decode()
+    assert int(response["Retry-After"]) > 0
+    assert Consent.objects.count() == consents
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_one_client_filling_the_table_with_addresses_is_stopped(client, settings):
+    limit = settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT
+    for n in range(limit):
+        assert post_subscribe(client, f"made-up-{n}@example.org").status_code == 200
+
+    response = post_subscribe(client, "one-more@example.org")
+
+    assert response.status_code == 429
+    assert Subscriber.objects.count() == limit
+    assert not Subscriber.objects.filter(email="one-more@example.org").exists()
+
+
+def test_invalid_posts_count_against_the_client_too(client, settings):
+    for _ in range(settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT):
+        assert post_subscribe(client, "not-an-address").status_code == 400
+    assert post_subscribe(client, "real@example.org").status_code == 429
+    assert not Subscriber.objects.exists()
+
+
+def test_rotating_through_one_ipv6_network_counts_as_one_client(client, settings):
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = 2
+    assert post_subscribe(client, "a@example.org", ip="2001:db8::1").status_code == 200
+    assert post_subscribe(client, "b@example.org", ip="2001:db8::ff").status_code == 200
+    blocked = post_subscribe(client, "c@example.org", ip="2001:db8::1:2:3:4")
+    assert blocked.status_code == 429
+    other_network = post_subscribe(client, "d@example.org", ip="2001:db8:0:1::1")
+    assert other_network.status_code == 200
+
+
+def test_a_forged_x_forwarded_for_does_not_escape_the_client_limit(client, settings):
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = 2
+    for n in range(3):
+        response = client.post(
+            "/subscribe/",
+            {"email": f"x{n}@example.org"},
+            REMOTE_ADDR="203.0.113.9",
+            HTTP_X_FORWARDED_FOR=f"10.0.0.{n}",
+        )
+    assert response.status_code == 429
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for(
+    client, settings
+):
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = 1
+    settings.NEWSLETTER_TRUSTED_PROXIES = 1
+    for n in range(3):
+        response = client.post(
+            "/subscribe/",
+            {"email": f"x{n}@example.org"},
+            REMOTE_ADDR="10.0.0.1",  # the proxy
+            HTTP_X_FORWARDED_FOR=f"forged, 203.0.113.{n}",
+        )
+        assert response.status_code == 200
+    assert Consent.objects.get(subscriber__email="x2@example.org").ip_address == (
+        "203.0.113.2"
+    )
+
+
+@pytest.mark.usefixtures("broker_queue")
+def test_a_bot_filling_the_honeypot_is_told_the_same_and_nothing_is_queued(client):
+    bot = post_subscribe(client, "bot-target@example.org", website="http://spam.test")
+    assert queued_tasks() == 0
+    person = post_subscribe(client, "person@example.org")
+    assert bot.status_code == person.status_code == 200
+    assert bot.content == person.content
+
+
+@pytest.mark.usefixtures("celery_eager")
+@pytest.mark.parametrize("state", ["new", "pending", "active", "unsubscribed"])
+def test_address_enumeration_learns_nothing_from_status_body_or_headers(
+    client, django_capture_on_commit_callbacks, state
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        reference = post_subscribe(client, "reference@example.org")
+    if state != "new":
+        SubscriberFactory(email="probe@example.org", status=state)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_subscribe(client, "probe@example.org")
+    assert response.status_code == reference.status_code == 200
+    assert response.content == reference.content
+    assert sorted(response.headers.keys()) == sorted(reference.headers.keys())
+
+
+@pytest.mark.usefixtures("broker_queue")
+@pytest.mark.parametrize("state", ["new", "pending", "active", "unsubscribed"])
+def test_timing_attack_finds_the_same_work_queued_for_every_address_state(
+    client, state
+):
+    # The request itself only validates, counts and queues one task, whatever the
+    # state; the database and the email are the worker's business.
+    if state != "new":
+        SubscriberFactory(email="probe@example.org", status=state)
+    before = {s.pk: s.status for s in Subscriber.objects.all()}
+    response = post_subscribe(client, "probe@example.org")
+    assert response.status_code == 200
+    assert queued_tasks() == 1
+    assert {s.pk: s.status for s in Subscriber.objects.all()} == before
+    assert not Consent.objects.exists()
+
+
+@pytest.mark.usefixtures("broker_queue")
+def test_confirmation_is_queued_never_sent_inline_even_when_the_provider_is_down(
+    client, settings
+):
+    working = post_subscribe(client, "someone@example.org")
+    # A real provider backend aimed at a port where nothing listens.
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {
+        "POSTMARK_SERVER_TOKEN": "unused",
+        "POSTMARK_API_URL": "http://127.0.0.1:9/",
+    }
+    response = post_subscribe(client, "reader@example.org")
+    assert response.status_code == working.status_code == 200
+    assert response.content == working.content
+    assert queued_tasks() == 2
+    assert mail.outbox == []
+
+
+# Forged, replayed and stale links -------------------------------------------------
+
+
+@pytest.fixture
+def reader():
+    return SubscriberFactory(email="reader@example.org", status="pending")
+
+
+def token_url(purpose: Purpose, token: str) -> str:
+    prefix = "/subscribe/confirm" if purpose == Purpose.CONFIRM else "/unsubscribe"
+    return f"{prefix}/{token}/"
+
+
+@pytest.mark.parametrize(
+    ("issued_for", "used_for"),
+    [
+        (Purpose.CONFIRM, Purpose.UNSUBSCRIBE),
+        (Purpose.UNSUBSCRIBE, Purpose.CONFIRM),
+    ],
+    ids=["confirm-as-unsubscribe", "unsubscribe-as-confirm"],
+)
+def test_cross_purpose_replay_of_a_token_is_refused(
+    client, reader, issued_for, used_for
+):
+    token = make_token(reader, issued_for)
+    response = client.post(token_url(used_for, token))
+    assert response.status_code == 404
+    assert "not valid" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.PENDING
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_tampering_with_the_subscriber_id_in_a_token_is_refused(
+    client, reader, purpose
+):
+    victim = SubscriberFactory(email="victim@example.org")
+    token = make_token(reader, purpose)
+    payload, signature = token.split(":", 1)
+    _, fingerprint = json.loads(signing.b64_decode(payload.encode()))
+    other_payload = signing.b64_encode(
+        json.dumps([victim.pk, fingerprint], separators=(",", ":")).encode()
+    ).decode()
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    for forged in (f"{other_payload}:{signature}", flipped):
+        assert client.post(token_url(purpose, forged)).status_code == 404
+    victim.refresh_from_db()
+    assert victim.status == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_a_token_signed_with_another_secret_key_is_refused(
+    client, reader, settings, purpose
+):
+    settings.SECRET_KEY = "an-attacker-guessing-the-key-" + "x" * 40
+    token = make_token(reader, purpose)
+    settings.SECRET_KEY = "the-real-secret-key-" + "y" * 40
+    assert client.post(token_url(purpose, token)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"pk": 1}, ["1", "fingerprint"], [1, 2, 3], 7, None, "text"],
+    ids=["dict", "string-id", "three-items", "int", "null", "string"],
+)
+def test_a_correctly_signed_token_of_the_wrong_shape_gets_a_404_not_a_500(
+    client, reader, payload
+):
+    token = signing.dumps(payload, salt="newsletter.tokens.unsubscribe")
+    assert client.post(f"/unsubscribe/{token}/").status_code == 404
+
+
+def test_a_token_for_a_deleted_subscriber_gets_a_404(client, reader):
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+    reader.delete()
+    assert client.post(f"/unsubscribe/{token}/").status_code == 404
+
+
+def shift_signing_clock(monkeypatch, days: float) -> None:
+    real_time = time.time
+    monkeypatch.setattr(signing.time, "time", lambda: real_time() + days * 86400)
+
+
+def test_replaying_a_confirmation_link_after_it_expires_is_refused(
+    client, reader, settings, monkeypatch
+):
+    token = make_token(reader, Purpose.CONFIRM)
+    shift_signing_clock(monkeypatch, settings.NEWSLETTER_CONFIRM_MAX_AGE / 86400 + 1)
+    response = client.post(f"/subscribe/confirm/{token}/")
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.PENDING
+
+
+def test_an_unsubscribe_link_in_an_email_years_old_still_works(client, monkeypatch):
+    reader = SubscriberFactory()
+    shift_signing_clock(monkeypatch, -3 * 365)
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+    monkeypatch.undo()
+    assert client.post(f"/unsubscribe/{token}/").status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+
+
+# Header and markup injection ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Sam\r\nBcc: everyone@example.org",
+        "Sam\nBcc: everyone@example.org",
+        "Sam\rX",
+        "Sam\x00",
+        "Sam\x1b[31m",
+        "Sam\x85Bcc: x",  # NEL
+        "Sam\u2028Bcc: x",  # LINE SEPARATOR
+        "Sam\u202emoc.live",  # RIGHT-TO-LEFT OVERRIDE
+    ],
+    ids=["crlf", "lf", "cr", "nul", "escape", "nel", "line-separator", "rtl-override"],
+)
+def test_header_injection_through_the_name_is_refused(client, name):
+    response = post_subscribe(client, "sam@example.org", name=name)
+    assert response.status_code == 400
+    assert "letters, spaces and punctuation" in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a@example.org\r\nBcc: everyone@example.org",
+        "a@example.org\nCc: x@example.org",
+        "a@example.org, b@example.org",
+        "A Person <a@example.org>",
+        "a@example.org\x00",
+        "a@exa\u2028mple.org",
+        "@example.org",
+        "a@localhost",
+        "a@[127.0.0.1]",
+        "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + ".org",
+    ],
+    ids=[
+        "crlf-bcc",
+        "lf-cc",
+        "two-addresses",
+        "display-name",
+        "nul",
+        "line-separator",
+        "no-local-part",
+        "special-use-domain",
+        "ip-literal",
+        "address-too-long",
+    ],
+)
+def test_header_injection_and_malformed_addresses_are_refused(client, email):
+    response = post_subscribe(client, email)
+    assert response.status_code == 400
+    assert not Subscriber.objects.exists()
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_an_internationalised_domain_is_stored_in_its_ascii_idna_form(client):
+    assert post_subscribe(client, "Reader@Bücher.Example.org").status_code == 200
+    assert Subscriber.objects.get().email == "reader@xn--bcher-kva.example.org"
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_the_same_mailbox_typed_in_unicode_or_idna_is_one_subscriber(client):
+    post_subscribe(client, "reader@bücher.example.org")
+    post_subscribe(client, "READER@xn--bcher-kva.example.org")
+    assert Subscriber.objects.count() == 1
+
+
+def test_an_internationalised_local_part_is_clearly_refused(client):
+    response = post_subscribe(client, "josé@example.org")
+    assert response.status_code == 400
+    assert "before the @ are not supported" in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+def test_a_post_title_with_line_breaks_cannot_add_email_headers():
+    post = PublishedPostFactory(title="Derby\r\nBcc: everyone@example.org")
+    message = PostEmail(post).for_subscriber(SubscriberFactory()).message()
+    assert message["Subject"] == "Derby Bcc: everyone@example.org"
+    assert "Bcc" not in message  # the headers
+
+
+@pytest.mark.parametrize(
+    ("body", "forbidden"),
+    [
+        ("<script>alert(1)</script>", "<script"),
+        ("<img src=x onerror=alert(1)>", "onerror"),
+        ('<a href="#" onclick="alert(1)">x</a>', "onclick"),
+        ("<svg onload=alert(1)></svg>", "onload"),
+        ("[click](javascript:alert(1))", 'href="javascript:'),
+        ("[click](JaVaScRiPt:alert(1))", 'href="javascript:'),
+        ('<a href="&#106;avascript:alert(1)">x</a>', "avascript"),
+        ('<a href="data:text/html,<script>alert(1)</script>">x</a>', "data:"),
+        ("![x](data:image/svg+xml;base64,PHN2Zz4=)", 'src="data:'),
+        ('<p style="background:url(javascript:alert(1))">x</p>', "style="),
+        ("<style>body{display:none}</style>", "<style"),
+        ('<iframe src="https://evil.example"></iframe>', "<iframe"),
+        ('<form action="https://evil.example"><input></form>', "<form"),
+        ('<object data="x.swf"></object>', "<object"),
+        ('<meta http-equiv="refresh" content="0;url=https://evil.example">', "<meta"),
+    ],
+    ids=[
+        "script",
+        "img-onerror",
+        "onclick",
+        "svg-onload",
+        "javascript-url",
+        "javascript-url-mixed-case",
+        "javascript-url-entity-encoded",
+        "data-url-link",
+        "data-url-image",
+        "style-attribute",
+        "style-element",
+        "iframe",
+        "form",
+        "object",
+        "meta-refresh",
+    ],
+)
+def test_script_injection_in_a_post_body_is_removed(client, body, forbidden):
+    post = PublishedPostFactory(body=f"Before.\n\n{body}\n\nAfter.")
+    assert forbidden.lower() not in post.body_html.lower()
+    page = client.get(post.get_absolute_url()).content.decode()
+    assert forbidden.lower() not in page.split("<main", 1)[1].lower()
+    assert "After." in post.body_html
+
+
+# Headers and production settings --------------------------------------------------
+
+
+def csp_directives(response) -> dict[str, list[str]]:
+    parts = [part.split() for part in response["Content-Security-Policy"].split(";")]
+    return {part[0]: part[1:] for part in parts if part}
+
+
+def test_cross_site_scripting_is_contained_by_a_strict_content_security_policy(
+    client,
+):
+    PublishedPostFactory(slug="derby")
+    for url in ["/", "/posts/derby/", "/subscribe/"]:
+        directives = csp_directives(client.get(url))
+        assert directives["default-src"] == ["'self'"]
+        assert directives["script-src"] == ["'self'"]
+        assert directives["style-src"] == ["'self'"]
+        assert directives["object-src"] == ["'none'"]
+        assert directives["base-uri"] == ["'none'"]
+
+
+def test_clickjacking_is_stopped_by_frame_protection(client):
+    response = client.get("/subscribe/")
+    assert response["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_dev_outbox_allows_inline_styles_for_its_email_frame_only(client, settings):
+    settings.DEBUG = True
+    settings.EMAIL_BACKEND = "newsletter.outbox.OutboxBackend"
+    PostEmail(PublishedPostFactory()).for_subscriber(SubscriberFactory()).send()
+    listing = client.get("/outbox/")
+    name = listing.content.decode().split('href="/outbox/', 1)[1].split("/", 1)[0]
+    message_page = csp_directives(client.get(f"/outbox/{name}/"))
+    assert message_page["style-src"] == ["'self'", "'unsafe-inline'"]
+    assert message_page["script-src"] == ["'self'"]
+    assert csp_directives(listing)["style-src"] == ["'self'"]
+
+
+def test_admin_password_guessing_is_locked_out_after_the_failure_limit(
+    client, settings
+):
+    UserFactory(username="author")
+
+    def log_in(password: str):
+        return client.post(
+            "/admin/login/?next=/admin/",
+            {"username": "author", "password": password},
+            REMOTE_ADDR="203.0.113.50",
+        )
+
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert log_in("guess").status_code == 200  # the form again, with an error
+    assert log_in("guess").status_code == 429
+    # Locked out: even the right password is refused for now.
+    assert log_in("correct horse battery staple").status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_author_logs_in_normally_after_a_mistyped_password(client):
+    UserFactory(username="author")
+    client.post("/admin/login/", {"username": "author", "password": "typo"})
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "author", "password": "correct horse battery staple"},
+    )
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 200
+
+
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "k3Y-" + "".join(chr(97 + (n * 7) % 26) for n in range(60)),
+    "DJANGO_ALLOWED_HOSTS": "news.example.org",
+    "SITE_URL": "https://news.example.org",
+    "ANYMAIL_WEBHOOK_SECRET": "tracking:a-long-random-webhook-password",
+}
+
+
+def run_production(*args: str, extra_env: dict | None = None):
+    # Our own interpreter running our own manage.py or a literal script.
+    return subprocess.run(  # noqa: S603
+        [sys.executable, *args],
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "newsletter.settings",
+            **PRODUCTION_ENV,
+            **(extra_env or {}),
+        },
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_production_settings_pass_the_deployment_checklist():
+    result = run_production("manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    ["", "short", "dev-only-insecure-key-never-use-in-production"],
+    ids=["empty", "short", "the-dev-key"],
+)
+def test_production_refuses_to_start_with_a_weak_secret_key(secret_key):
+    result = run_production(
+        "manage.py", "check", extra_env={"DJANGO_SECRET_KEY": secret_key}
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_sends_hsts_and_only_secure_cookies_over_https(tmp_path):
+    var = {"VAR_DIR": str(tmp_path)}
+    collected = run_production("manage.py", "collectstatic", "--noinput", extra_env=var)
+    assert collected.returncode == 0, collected.stderr
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "client = Client(HTTP_HOST='news.example.org')\n"
+        "plain = client.get('/subscribe/')\n"
+        "print(plain.status_code, plain['Location'])\n"
+        "page = client.get('/subscribe/', secure=True)\n"
+        "print(page.status_code, page['Strict-Transport-Security'])\n"
+        "print(page.cookies['csrftoken']['secure'])\n"
+    )
+    result = run_production("-c", script, extra_env=var)
+    assert result.returncode == 0, result.stderr
+    redirect, page, cookie = result.stdout.splitlines()
+    assert redirect == "301 https://news.example.org/subscribe/"
+    assert page.startswith("200 max-age=31536000; includeSubDomains; preload")
+    assert cookie == "True"
+
+
+def test_open_tracking_webhooks_fail_the_deployment_checklist():
+    result = run_production(
+        "manage.py",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        extra_env={"ANYMAIL_WEBHOOK_SECRET": ""},
+    )
+    assert result.returncode != 0
+    assert "ANYMAIL_WEBHOOK_SECRET" in result.stdout + result.stderr
