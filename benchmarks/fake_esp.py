@@ -89,7 +89,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-__all__ = ["FAULT_DEFAULTS", "Delivery", "FakeESP", "FakeESPClient", "main"]
+__all__ = [
+    "FAULT_DEFAULTS",
+    "Delivery",
+    "FakeESP",
+    "FakeESPClient",
+    "main",
+    "postmark_messages",
+]
 
 #: Fault settings and their defaults (all off).
 FAULT_DEFAULTS: dict[str, Any] = {
@@ -145,6 +152,17 @@ class Delivery(NamedTuple):
 
 class _Dropped(Exception):
     """Raised to hang up after recording (drop_after_accept)."""
+
+
+def postmark_messages(stored: list[dict]) -> list[dict]:
+    """The Postmark messages in stored payloads, batch calls flattened."""
+    messages = []
+    for entry in stored:
+        payload = entry["payload"]
+        if isinstance(payload, dict) and "Messages" in payload:
+            payload = payload["Messages"]
+        messages.extend(payload if isinstance(payload, list) else [payload])
+    return messages
 
 
 def _addresses(field: Any) -> list[str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from email.utils import make_msgid
 from urllib.parse import urlsplit
 
+from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
@@ -92,10 +93,7 @@ class PostEmail:
     def for_subscriber(
         self, subscriber: Subscriber, *, connection=None
     ) -> EmailMultiAlternatives:
-        unsubscribe_url = site_link(
-            "newsletter:unsubscribe",
-            token=make_token(subscriber, Purpose.UNSUBSCRIBE),
-        )
+        unsubscribe_url = unsubscribe_link(subscriber)
         personal = RenderedEmail(
             subject=self.rendered.subject,
             text=self.rendered.text.replace(_UNSUBSCRIBE_URL, unsubscribe_url),
@@ -105,10 +103,55 @@ class PostEmail:
             personal,
             to=subscriber.email,
             connection=connection,
-            headers={
-                # RFC 2369 and RFC 8058: mail clients show an unsubscribe button
-                # that POSTs "List-Unsubscribe=One-Click" to this URL.
-                "List-Unsubscribe": f"<{unsubscribe_url}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            },
+            headers=one_click_headers(unsubscribe_url),
         )
+
+    def for_many(
+        self,
+        subscribers: list[Subscriber],
+        *,
+        body_link: str,
+        merge_body_link: bool,
+        connection=None,
+    ) -> AnymailMessage:
+        """One provider batch call to many subscribers, personalised by the provider.
+
+        Each recipient gets their own one-click List-Unsubscribe headers (anymail's
+        merge_headers). The bodies are shared, so their unsubscribe link becomes
+        `body_link`, written in the provider's merge syntax; with merge_body_link
+        each recipient's own URL is passed as merge data "unsubscribe_url".
+        """
+        links = {s.email: unsubscribe_link(s) for s in subscribers}
+        message = AnymailMessage(
+            subject=self.rendered.subject,
+            body=self.rendered.text.replace(_UNSUBSCRIBE_URL, body_link),
+            from_email=settings.NEWSLETTER_FROM_EMAIL,
+            to=list(links),
+            connection=connection,
+        )
+        message.attach_alternative(
+            self.rendered.html.replace(_UNSUBSCRIBE_URL, body_link), "text/html"
+        )
+        message.merge_headers = {
+            email: one_click_headers(url) for email, url in links.items()
+        }
+        if merge_body_link:
+            message.merge_data = {
+                email: {"unsubscribe_url": url} for email, url in links.items()
+            }
+        return message
+
+
+def unsubscribe_link(subscriber: Subscriber) -> str:
+    return site_link(
+        "newsletter:unsubscribe", token=make_token(subscriber, Purpose.UNSUBSCRIBE)
+    )
+
+
+def one_click_headers(unsubscribe_url: str) -> dict[str, str]:
+    # RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs
+    # "List-Unsubscribe=One-Click" to this URL.
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }

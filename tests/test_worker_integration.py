@@ -10,7 +10,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
-from newsletter import delivery
+from benchmarks.fake_esp import postmark_messages
 from newsletter.celery import app as celery_app
 from newsletter.models import Delivery, Send, Subscriber
 from posts.models import Post
@@ -70,9 +70,9 @@ def send_is_done(post: Post):
 
 
 def test_publishing_sends_each_confirmed_subscriber_exactly_one_message(
-    worker, fake_esp, monkeypatch
+    worker, fake_esp, settings
 ):
-    monkeypatch.setattr(delivery, "BATCH_SIZE", 7)  # several batches, one worker
+    settings.NEWSLETTER_BATCH_SIZE = 7  # several batches, one worker
     confirmed = SubscriberFactory.create_batch(30)
     SubscriberFactory.create_batch(10, status=Subscriber.Status.PENDING)
     SubscriberFactory.create_batch(10, status=Subscriber.Status.UNSUBSCRIBED)
@@ -82,8 +82,7 @@ def test_publishing_sends_each_confirmed_subscriber_exactly_one_message(
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
     assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 30
-    for stored in fake_esp.messages:
-        message = stored["payload"]
+    for message in postmark_messages(fake_esp.messages):
         headers = {h["Name"]: h["Value"] for h in message["Headers"]}
         assert message["To"].count("@") == 1
         assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -112,7 +111,7 @@ def test_reader_subscribes_confirms_and_gets_one_copy_then_unsubscribes(
     wait_for(send_is_done(post))
     assert fake_esp.recipients() == {"sam@example.org": 1}
 
-    message = fake_esp.messages[-1]["payload"]
+    message = postmark_messages(fake_esp.messages)[-1]
     headers = {h["Name"]: h["Value"] for h in message["Headers"]}
     one_click = (
         headers["List-Unsubscribe"].strip("<>").removeprefix("http://127.0.0.1:8000")
