@@ -41,3 +41,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
+
+# Delivery engine figures, on PostgreSQL + Redis with real workers (see README,
+# Performance). BENCH_DATABASE_URL / BENCH_REDIS_URL name the services; the database
+# must be one named *bench* (it is emptied). `make bench ARGS=--full` for 1,000,000.
+.PHONY: bench chaos
+bench: install
+	$(PY) -m benchmarks.fanout $(ARGS)
+
+chaos: install
+	$(PY) -m benchmarks.chaos $(ARGS)
