@@ -74,7 +74,7 @@ def confirmation_message(subscriber: Subscriber) -> EmailMultiAlternatives:
 # Placeholders survive HTML escaping unchanged, and tokens contain only URL-safe
 # characters and ':', so substituting them into rendered HTML is safe.
 _UNSUBSCRIBE_URL = "%%unsubscribe_url%%"
-_TOKEN = "--token--"  # survives reverse() unescaped
+_PATH_SLOT = "--slot--"  # survives reverse() unescaped
 
 
 class PostEmail:
@@ -123,9 +123,9 @@ class PostEmail:
         each recipient's own URL is passed as merge data "unsubscribe_url".
         """
         # reverse() once, not per recipient: it costs more than signing the token.
-        url = site_link("newsletter:unsubscribe", token=_TOKEN)
+        url = site_link("newsletter:unsubscribe", token=_PATH_SLOT)
         links = {
-            s.email: url.replace(_TOKEN, make_token(s, Purpose.UNSUBSCRIBE))
+            s.email: url.replace(_PATH_SLOT, make_token(s, Purpose.UNSUBSCRIBE))
             for s in subscribers
         }
         message = AnymailMessage(
