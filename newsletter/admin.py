@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+import requests
 from django.contrib import admin
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
@@ -8,6 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from . import delivery
+from .delivery.provider import CannotAsk
 from .models import Batch, Consent, Delivery, Send, Subscriber
 
 
@@ -183,7 +185,7 @@ class BatchAdmin(admin.ModelAdmin):
         "send", "number", "status", "size", "sent", "failed", "uncertain",
         "attempts", "touched_at", "finished_at", "last_error", "recipients",
     ]  # fmt: skip
-    actions = ["mark_sent", "resend"]
+    actions = ["resolve", "mark_sent", "resend"]
 
     @admin.display(description="recipients")
     def recipients(self, batch: Batch) -> str:
@@ -191,6 +193,18 @@ class BatchAdmin(admin.ModelAdmin):
         return format_html(
             '<a href="{}?batch__id__exact={}">ledger rows</a>', url, batch.pk
         )
+
+    @admin.action(description="Ask the provider; resend only what it did not take")
+    def resolve(self, request, queryset) -> None:
+        try:
+            changed = sum(
+                delivery.batch_resolve_with_provider(batch_id=pk)
+                for pk in _ids(queryset)
+            )
+        except (CannotAsk, requests.RequestException) as exc:
+            self.message_user(request, f"Could not ask the provider: {exc}", "error")
+        else:
+            self.message_user(request, f"Resolved {changed} batch(es).")
 
     @admin.action(description="Record uncertain batches as sent (provider confirms)")
     def mark_sent(self, request, queryset) -> None:

@@ -164,6 +164,41 @@ def test_an_uncertain_batch_the_provider_confirms_is_recorded_as_sent(
     assert fake_esp.count == 6
 
 
+def test_resolving_with_the_provider_records_what_it_took_as_sent(planned, fake_esp):
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    assert delivery.batch_resolve_with_provider(batch_id=uncertain.pk)
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.sent) == (Batch.Status.DONE, 2)
+    ids = uncertain.deliveries.values_list("esp_message_id", flat=True)
+    assert "" not in ids
+    assert sorted(fake_esp.recipients().values()) == [1] * 6
+
+
+def test_resolving_with_the_provider_resends_only_what_it_never_took(
+    settings, planned, fake_esp, readers, django_capture_on_commit_callbacks
+):
+    first, *others = planned.batches.order_by("number")
+    # A worker claimed the first batch and died before its request went out.
+    Batch.objects.filter(pk=first.pk).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+    )
+    first.deliveries.update(status=Delivery.Status.SENDING)
+    delivery.reap()
+    for batch in others:
+        delivery.send_batch(batch_id=batch.pk)
+    assert fake_esp.count == 4
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.batch_resolve_with_provider(batch_id=first.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+    planned.refresh_from_db()
+    assert planned.status == Send.Status.DONE
+    assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6
+
+
 def test_admin_shows_each_sends_progress(author, planned):
     delivery.send_batch(batch_id=planned.batches.order_by("number").first().pk)
     response = author.get("/admin/newsletter/send/")

@@ -19,6 +19,7 @@ The database is the source of truth and the broker only rings the doorbell:
 from .control import (
     batch_mark_sent,
     batch_resend,
+    batch_resolve_with_provider,
     send_cancel,
     send_pause,
     send_resume,
@@ -44,6 +45,7 @@ __all__ = [
     "RetryLater",
     "batch_mark_sent",
     "batch_resend",
+    "batch_resolve_with_provider",
     "plan_next_page",
     "provider_refused",
     "reap",

@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from .. import tasks
 from ..models import Batch, Delivery, Send
-from . import ledger
+from . import ledger, provider
+from .ledger import Outcome
 from .sender import close_send_if_finished
 
 RUNNING = [Send.Status.PLANNING, Send.Status.SENDING]
@@ -100,4 +101,39 @@ def batch_mark_sent(*, batch_id: int) -> bool:
         )
         ledger.close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
     close_send_if_finished(batch.send_id)
+    return True
+
+
+def batch_resolve_with_provider(*, batch_id: int) -> bool:
+    """Settle an uncertain batch by asking the provider what it accepted.
+
+    Recipients the provider took are recorded as sent; the others were never
+    accepted, so they are queued and sent again: no one gets a second copy, no one
+    is left without one. Raises provider.CannotAsk for providers without a search.
+    """
+    if not Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).exists():
+        return False
+    accepted = provider.accepted_recipients(batch_id)
+    uncertain = Delivery.objects.filter(
+        batch_id=batch_id, status=Delivery.Status.UNCERTAIN
+    ).values_list("pk", "subscriber__email")
+    outcomes = {
+        pk: Outcome(Delivery.Status.SENT, accepted[email], "confirmed by the provider")
+        if email in accepted
+        else Outcome(Delivery.Status.QUEUED, error="the provider never took it")
+        for pk, email in uncertain
+    }
+    now = timezone.now()
+    with transaction.atomic():
+        ledger.record_outcomes(outcomes, now)
+        status, _others = ledger.close_batch(
+            batch_id, from_status=Batch.Status.UNCERTAIN, now=now
+        )
+        send_id = Batch.objects.values_list("send_id", flat=True).get(pk=batch_id)
+        if status == Batch.Status.QUEUED:
+            Send.objects.filter(pk=send_id, status=Send.Status.DONE).update(
+                status=Send.Status.SENDING, finished_at=None
+            )
+            transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
+    close_send_if_finished(send_id)
     return True

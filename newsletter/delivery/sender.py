@@ -143,6 +143,8 @@ def _hand_over(
             except Exception as exc:  # the shared budget is unreachable
                 return outcomes, RetryLater(f"rate limiter unavailable: {exc!r}")
             if how.body_link:
+                # The metadata lets webhooks and the uncertain-batch resolver
+                # find the ledger rows.
                 message = post_email.for_many(
                     subscribers,
                     body_link=how.body_link,
@@ -152,10 +154,15 @@ def _hand_over(
                 message.merge_metadata = {
                     r.email: {"delivery": str(r.delivery_id)} for r in chunk
                 }
+                message.metadata = {"batch": str(batch.pk)}
             else:
                 message = post_email.for_subscriber(
                     subscribers[0], connection=connection
                 )
+                message.metadata = {
+                    "batch": str(batch.pk),
+                    "delivery": str(chunk[0].delivery_id),
+                }
             try:
                 message.send()
             except AnymailRecipientsRefused as exc:
