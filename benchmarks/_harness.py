@@ -102,7 +102,7 @@ def start_fake_esp(*args: str) -> tuple[subprocess.Popen, str]:
 
 def start_worker(env: dict[str, str], name: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "newsletter", "worker",
+        [sys.executable, "-m", "celery", "-q", "-A", "newsletter", "worker",
          "--pool=solo", "--loglevel=WARNING", "--without-gossip",
          "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h"],
         cwd=ROOT,

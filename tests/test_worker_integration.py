@@ -12,7 +12,7 @@ from django.test import Client
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter.celery import app as celery_app
-from newsletter.models import Delivery, Send, Subscriber
+from newsletter.models import Batch, Delivery, Send, Subscriber
 from posts.models import Post
 
 from .factories import SubscriberFactory, UserFactory
@@ -121,3 +121,26 @@ def test_reader_subscribes_confirms_and_gets_one_copy_then_unsubscribes(
     )
     assert response.status_code == 200
     assert Subscriber.objects.get(email="sam@example.org").status == "unsubscribed"
+
+
+def test_a_provider_outage_is_retried_by_the_worker_and_nobody_gets_two_copies(
+    worker, fake_esp, settings
+):
+    settings.NEWSLETTER_BATCH_SIZE = 4
+    confirmed = SubscriberFactory.create_batch(10)
+    # Two 429s (Retry-After: 1 s), one 503, one dropped connection after accepting.
+    fake_esp.set_faults(
+        rate_limit_next=2, retry_after_s=1, fail_5xx_next=1, drop_after_accept_next=1
+    )
+    post = publish_in_admin("Kent: a service recovering", "kent-recovering")
+    wait_for(send_is_done(post))
+
+    assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
+    send = Send.objects.get(post=post)
+    uncertain = send.batches.get(status=Batch.Status.UNCERTAIN)
+    assert uncertain.deliveries.filter(status=Delivery.Status.UNCERTAIN).exists()
+    assert (
+        send.deliveries.filter(status=Delivery.Status.SENT).count()
+        + (uncertain.uncertain)
+        == 10
+    )
