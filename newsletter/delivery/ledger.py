@@ -18,8 +18,11 @@ WAITING = (Delivery.Status.QUEUED, Delivery.Status.SENDING)
 
 
 class Recipient(NamedTuple):
+    """A claimed delivery's subscriber: all a personalised link needs (pk, email),
+    without the cost of a model instance per recipient."""
+
     delivery_id: int
-    subscriber_id: int
+    pk: int
     email: str
 
 

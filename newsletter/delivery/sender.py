@@ -25,7 +25,7 @@ from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
 
 from ..emails import PostEmail
-from ..models import Batch, Delivery, Send, Subscriber
+from ..models import Batch, Delivery, Send
 from . import ledger
 from .ledger import Outcome, Recipient
 from .ratelimit import RateLimited, sending_budget
@@ -129,13 +129,12 @@ def _hand_over(
     """Give the recipients to the provider. Returns each one's outcome (recipients
     never attempted go back to QUEUED) and the error that stopped it, if any."""
     how = channel()
-    post_email = PostEmail(batch.send.post)
+    post_email = _rendered(batch.send)
     budget = sending_budget(how.esp)
     size = how.batch_size if how.body_link else 1
     outcomes = {r.delivery_id: Outcome(Delivery.Status.QUEUED) for r in recipients}
     with mail.get_connection() as connection:
         for chunk in _chunks(recipients, size):
-            subscribers = [Subscriber(pk=r.subscriber_id, email=r.email) for r in chunk]
             try:
                 budget.acquire(len(chunk))
             except RateLimited as exc:
@@ -146,7 +145,7 @@ def _hand_over(
                 # The metadata lets webhooks and the uncertain-batch resolver
                 # find the ledger rows.
                 message = post_email.for_many(
-                    subscribers,
+                    chunk,
                     body_link=how.body_link,
                     merge_body_link=how.merge_body_link,
                     connection=connection,
@@ -156,9 +155,7 @@ def _hand_over(
                 }
                 message.metadata = {"batch": str(batch.pk)}
             else:
-                message = post_email.for_subscriber(
-                    subscribers[0], connection=connection
-                )
+                message = post_email.for_subscriber(chunk[0], connection=connection)
                 message.metadata = {
                     "batch": str(batch.pk),
                     "delivery": str(chunk[0].delivery_id),
@@ -181,6 +178,18 @@ def _hand_over(
             else:
                 outcomes.update(_accepted(message, chunk))
     return outcomes, None
+
+
+_last_rendered: tuple[tuple, PostEmail] | None = None
+
+
+def _rendered(send: Send) -> PostEmail:
+    """The send's post, rendered once per worker process rather than per batch."""
+    global _last_rendered
+    key = (send.pk, send.created_at)  # ids alone may be reused (tests, restores)
+    if _last_rendered is None or _last_rendered[0] != key:
+        _last_rendered = (key, PostEmail(send.post))
+    return _last_rendered[1]
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
