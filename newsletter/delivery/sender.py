@@ -38,6 +38,8 @@ POSTMARK_BATCH_SIZE = 500
 MAILGUN_BATCH_SIZE = 1000
 # One message per recipient: a batch is just the unit of claiming and recording.
 SINGLE_MESSAGE_BATCH_SIZE = 200
+# The longest Retry-After honoured, in seconds.
+MAX_RETRY_AFTER = 600
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,15 @@ def send_batch(*, batch_id: int) -> None:
     outcomes, trouble = _hand_over(batch, recipients)
     now = timezone.now()
     ledger.record_outcomes(outcomes, now)
-    status, others = ledger.close_batch(
+    closed = ledger.close_batch(
         batch_id,
         from_status=Batch.Status.SENDING,
         now=now,
         error=str(trouble) if trouble else "",
     )
+    if closed is None:
+        return  # the reaper took this claim for a dead one; it owns the batch now
+    status, others = closed
     # A spent sending budget is ours, not the provider's: it does not count.
     if trouble is not None and type(trouble) is not RetryLater:
         _count_failure(batch.send, now)
@@ -258,9 +263,14 @@ def retry_after(exc: BaseException) -> float | None:
     response = getattr(exc, "response", None)
     value = response.headers.get("Retry-After") if response is not None else None
     try:
-        return float(value) + random.uniform(0, 1) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None  # an HTTP date: fall back to backoff
+    if seconds is None:
+        return None
+    # Capped well below the broker's visibility timeout (6 hours), past which
+    # Redis would hand the waiting task to a second worker.
+    return min(seconds, MAX_RETRY_AFTER) + random.uniform(0, 1)
 
 
 def _count_failure(send: Send, now: datetime) -> None:
