@@ -259,3 +259,21 @@ def test_admin_lists_uncertain_batches_and_resends_one_deliberately(
         )
     assert response.status_code == 302
     assert fake_esp.count == 8
+
+
+def test_asking_a_provider_without_a_search_changes_nothing_and_says_so(
+    author, planned, fake_esp, settings
+):
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    response = author.post(
+        "/admin/newsletter/batch/",
+        {"action": "resolve", "_selected_action": [uncertain.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Could not ask the provider" in response.content.decode()
+    uncertain.refresh_from_db()
+    assert uncertain.status == Batch.Status.UNCERTAIN

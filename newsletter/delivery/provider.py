@@ -19,13 +19,11 @@ class CannotAsk(Exception):
 
 def accepted_recipients(batch_id: int) -> dict[str, str]:
     """{address: provider message id} of the batch's recipients the provider took."""
-    if settings.EMAIL_BACKEND != POSTMARK:
-        raise CannotAsk("only Postmark's message search is supported")
+    token = settings.ANYMAIL.get("POSTMARK_SERVER_TOKEN")
+    if settings.EMAIL_BACKEND != POSTMARK or not token:
+        raise CannotAsk("only Postmark's message search (with a server token)")
     api = settings.ANYMAIL.get("POSTMARK_API_URL", "https://api.postmarkapp.com/")
-    headers = {
-        "Accept": "application/json",
-        "X-Postmark-Server-Token": settings.ANYMAIL["POSTMARK_SERVER_TOKEN"],
-    }
+    headers = {"Accept": "application/json", "X-Postmark-Server-Token": token}
     accepted: dict[str, str] = {}
     offset = 0
     with requests.Session() as session:
