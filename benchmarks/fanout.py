@@ -5,8 +5,8 @@ For each N (10,000 and 100,000; --full adds 1,000,000) on PostgreSQL and Redis:
 * plan_s: planning the send (the ledger rows), in its own process;
 * copy_s: a raw PostgreSQL COPY of as many ledger rows into the same table;
 * batch / per_message: recipients per second the fake ESP accepted from real Celery
-  workers (subprocesses, --workers of them) in batch mode (Postmark /email/batch) and
-  in one-message-per-recipient mode;
+  workers (subprocesses, --workers of them) in batch mode (Postmark /email/batch, or
+  with --postmark-bulk its bulk API) and in one-message-per-recipient mode;
 * batch_limit / per_message_limit: a bare client (as many processes as workers)
   posting pre-built copies of the very requests the product made, as fast as it can;
 * naive: a loop that renders and send_mail()s one message per subscriber, the way
@@ -38,6 +38,11 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also N=1,000,000")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--naive-n", type=int, default=1000)
+    parser.add_argument(
+        "--postmark-bulk",
+        action="store_true",
+        help="batch mode through Postmark's bulk API (content once per call)",
+    )
     parser.add_argument(
         "--database-url",
         default=os.environ.get(
@@ -102,11 +107,17 @@ def measure(n: int, env: dict, client: FakeESPClient, args) -> dict:
     app.control.purge()
     result = {"n": n, "copy_s": copy_reference(n)}
 
+    batch_env = (
+        {**env, "ANYMAIL_POSTMARK_USE_BULK_API": "1"} if args.postmark_bulk else env
+    )
+    endpoint = "email/bulk" if args.postmark_bulk else "email/batch"
     send_id = new_send("Batch mode")
-    result["plan_s"], result["planner_rss_mb"] = plan_elsewhere(send_id, env)
-    result["batch"], rss = send_with_workers(env, client, send_id, n, args.workers)
+    result["plan_s"], result["planner_rss_mb"] = plan_elsewhere(send_id, batch_env)
+    result["batch"], rss = send_with_workers(
+        batch_env, client, send_id, n, args.workers
+    )
+    result["batch_limit"] = bare_client_rate(client, endpoint, args.workers)
     result["queries_per_batch"] = queries_per_batch()
-    result["batch_limit"] = bare_client_rate(client, "email/batch", args.workers)
 
     single = {**env, "NEWSLETTER_DELIVERY_MODE": "single"}
     send_id = new_send("One message each")
@@ -253,7 +264,10 @@ def bare_client_rate(client: FakeESPClient, endpoint: str, processes: int) -> fl
     from django.db import connections
 
     payload = client.messages(limit=1)[0]["payload"]
-    recipients = len(payload) if isinstance(payload, list) else 1
+    if isinstance(payload, dict) and "Messages" in payload:  # the bulk API
+        recipients = len(payload["Messages"])
+    else:
+        recipients = len(payload) if isinstance(payload, list) else 1
     body = json.dumps(payload).encode()
     connections.close_all()  # children must not share (and close) our connection
     with multiprocessing.get_context("fork").Pool(processes) as pool:

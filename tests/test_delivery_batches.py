@@ -77,6 +77,29 @@ def test_mailgun_batch_personalises_bodies_and_headers_through_recipient_variabl
     assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 5
 
 
+def test_postmark_bulk_api_sends_the_content_once_with_each_readers_own_links(
+    settings, fake_esp
+):
+    settings.ANYMAIL = {**fake_esp.postmark_settings(), "POSTMARK_USE_BULK_API": True}
+    audience = readers(4)
+    send = plan(PostFactory())
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert fake_esp.stats()["accepted_requests"] == 1
+    assert fake_esp.recipients() == {s.email: 1 for s in audience}
+    payload = fake_esp.messages[0]["payload"]
+    assert "{{unsubscribe_url}}" in payload["HtmlBody"]
+    assert "{{unsubscribe_url}}" in payload["TextBody"]
+    for message in payload["Messages"]:
+        url = message["TemplateModel"]["unsubscribe_url"]
+        headers = {h["Name"]: h["Value"] for h in message["Headers"]}
+        assert headers["List-Unsubscribe"] == f"<{url}>"
+        token = url.removeprefix("http://127.0.0.1:8000/unsubscribe/").strip("/")
+        assert read_token(token, Purpose.UNSUBSCRIBE).email == message["To"]
+    sent = send.deliveries.filter(status=Delivery.Status.SENT)
+    assert sent.count() == 4
+    assert "" not in set(sent.values_list("esp_message_id", flat=True))
+
+
 @pytest.mark.parametrize("batch_size", [10, 100])
 @pytest.mark.parametrize("esp", ["postmark", "mailgun"])
 def test_database_queries_per_batch_stay_at_five_whatever_the_batch_size(

@@ -65,6 +65,19 @@ def channel() -> Channel:
                 body_link="%recipient.unsubscribe_url%",
                 merge_body_link=True,
             )
+        if backend == "anymail.backends.postmark.EmailBackend" and (
+            settings.ANYMAIL.get("POSTMARK_USE_BULK_API")
+        ):
+            # Postmark's bulk API takes the content once and fills each
+            # recipient's TemplateModel into it: fully personal, and a payload of
+            # one message instead of 500 copies (but it must be enabled by
+            # Postmark, and answers "accepted" without per-recipient ids).
+            return Channel(
+                "postmark",
+                POSTMARK_BATCH_SIZE,
+                body_link="{{unsubscribe_url}}",
+                merge_body_link=True,
+            )
         if backend == "anymail.backends.postmark.EmailBackend":
             # Without a stored template Postmark cannot vary a batch's bodies;
             # its own unsubscribe placeholder is personalised by Postmark (on a
