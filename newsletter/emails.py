@@ -4,6 +4,7 @@ The post email is rendered once per send and personalised per recipient by
 replacing placeholders, which costs microseconds instead of a template render.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import make_msgid
 from urllib.parse import urlsplit
@@ -109,13 +110,16 @@ class PostEmail:
 
     def for_many(
         self,
-        subscribers: list[Subscriber],
+        subscribers: Sequence[Subscriber],
         *,
         body_link: str,
         merge_body_link: bool,
         connection=None,
     ) -> AnymailMessage:
         """One provider batch call to many subscribers, personalised by the provider.
+
+        Only each subscriber's pk and email are read, so the sender passes its
+        claimed ledger rows rather than model instances.
 
         Each recipient gets their own one-click List-Unsubscribe headers (anymail's
         merge_headers). The bodies are shared, so their unsubscribe link becomes
@@ -139,11 +143,11 @@ class PostEmail:
             self.rendered.html.replace(_UNSUBSCRIBE_URL, body_link), "text/html"
         )
         message.merge_headers = {
-            email: one_click_headers(url) for email, url in links.items()
+            email: one_click_headers(link) for email, link in links.items()
         }
         if merge_body_link:
             message.merge_data = {
-                email: {"unsubscribe_url": url} for email, url in links.items()
+                email: {"unsubscribe_url": link} for email, link in links.items()
             }
         return message
 
