@@ -48,3 +48,13 @@ lint: install
 load: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m benchmarks.load
+
+# Delivery engine figures, on PostgreSQL + Redis with real workers (see README,
+# Performance). BENCH_DATABASE_URL / BENCH_REDIS_URL name the services; the database
+# must be one named *bench* (it is emptied). `make bench ARGS=--full` for 1,000,000.
+.PHONY: bench chaos
+bench: install
+	$(PY) -m benchmarks.fanout $(ARGS)
+
+chaos: install
+	$(PY) -m benchmarks.chaos $(ARGS)

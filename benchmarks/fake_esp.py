@@ -45,6 +45,10 @@ ESP endpoints (any token/key is accepted; a missing one gets 401):
 * ``POST /email/bulk`` (anymail's ``POSTMARK_USE_BULK_API``): answered
   ``{"Id", "Status": "Accepted", "SubmittedAt", "TotalMessages",
   "PercentageCompleted": 0}``.
+* ``GET /messages/outbound?count=N&offset=M&metadata_KEY=V&recipient=A``:
+  Postmark's outbound message search over what was accepted (needs
+  record_deliveries): ``{"TotalCount", "Messages": [{"MessageID", "Recipients",
+  "Metadata", ...}]}``.
 * ``POST /v3/<domain>/messages`` (Mailgun; form-urlencoded or multipart, with
   ``recipient-variables`` for batch sends): ``{"id": "<...@domain>",
   "message": "Queued. Thank you."}``. ``%recipient.KEY%`` in the subject and
@@ -89,7 +93,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-__all__ = ["FAULT_DEFAULTS", "Delivery", "FakeESP", "FakeESPClient", "main"]
+__all__ = [
+    "FAULT_DEFAULTS",
+    "Delivery",
+    "FakeESP",
+    "FakeESPClient",
+    "main",
+    "postmark_messages",
+]
 
 #: Fault settings and their defaults (all off).
 FAULT_DEFAULTS: dict[str, Any] = {
@@ -141,10 +152,23 @@ class Delivery(NamedTuple):
     #: Postmark: the message's "Headers" list as sent ([{"Name", "Value"}], or
     #: None); Mailgun: {name: value} from the ``h:`` fields, recipient-expanded.
     headers: Any
+    #: Postmark: the message's "Metadata" object, or None.
+    metadata: Any = None
 
 
 class _Dropped(Exception):
     """Raised to hang up after recording (drop_after_accept)."""
+
+
+def postmark_messages(stored: list[dict]) -> list[dict]:
+    """The Postmark messages in stored payloads, batch calls flattened."""
+    messages = []
+    for entry in stored:
+        payload = entry["payload"]
+        if isinstance(payload, dict) and "Messages" in payload:
+            payload = payload["Messages"]
+        messages.extend(payload if isinstance(payload, list) else [payload])
+    return messages
 
 
 def _addresses(field: Any) -> list[str]:
@@ -277,8 +301,46 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path.startswith("/_fake/"):
             self._control(url.path, parse_qs(url.query), body)
+        elif url.path.rstrip("/") == "/messages/outbound":
+            self._outbound_search(parse_qs(url.query))
         else:
             self._respond(404, {"message": "Not found"})
+
+    def _outbound_search(self, query):
+        """Postmark's outbound message search (never faulted): filters
+        ``recipient`` and ``metadata_<key>``, paged by ``count``/``offset``."""
+        token = self.headers.get("X-Postmark-Server-Token")
+        if not (token and token.strip()):
+            self._respond(401, _POSTMARK_401)
+            return
+        try:
+            count = int(query["count"][0])
+            offset = int(query.get("offset", ["0"])[0])
+        except (KeyError, ValueError):
+            self._respond(422, {"ErrorCode": 1201, "Message": "Count and offset"})
+            return
+        wanted = {
+            key.removeprefix("metadata_"): values[0]
+            for key, values in query.items()
+            if key.startswith("metadata_")
+        }
+        recipient = query.get("recipient", [None])[0]
+        messages: dict[str, dict] = {}
+        for d in self.server.fake.deliveries():
+            metadata = d.metadata or {}
+            if recipient is not None and d.address != recipient:
+                continue
+            if any(metadata.get(k) != v for k, v in wanted.items()):
+                continue
+            found = messages.setdefault(
+                d.message_id,
+                {"MessageID": d.message_id, "Recipients": [], "Metadata": metadata,
+                 "Subject": d.subject, "Status": "Sent"},
+            )  # fmt: skip
+            found["Recipients"].append(d.address)
+        found = list(messages.values())
+        page = found[offset : offset + min(count, 500)]
+        self._respond(200, {"TotalCount": len(found), "Messages": page})
 
     def do_POST(self):
         body = self._read_body()
@@ -813,7 +875,10 @@ class FakeESP:
             subject = sys.intern(subject)
         message_id = self._next_id()
         headers = message.get("Headers")
-        deliveries.extend(Delivery(a, subject, message_id, headers) for a in addresses)
+        metadata = message.get("Metadata")
+        deliveries.extend(
+            Delivery(a, subject, message_id, headers, metadata) for a in addresses
+        )
         result = {"SubmittedAt": submitted_at, "MessageID": message_id}
         if to:
             result["To"] = to

@@ -11,11 +11,13 @@ never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import make_msgid
 from urllib.parse import urlsplit
 
 import css_inline
+from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
@@ -195,6 +197,9 @@ def post_email_context(post: Post, *, full: bool) -> dict:
     }
 
 
+_PATH_SLOT = "--slot--"  # survives reverse() unescaped
+
+
 class PostEmail:
     """A post rendered once, ready to be addressed to each subscriber.
 
@@ -206,6 +211,7 @@ class PostEmail:
         self.post = post
         self.full = post.email_format == Post.EmailFormat.FULL
         self.rendered = render_email("post", post_email_context(post, full=self.full))
+        self._shared_renders: dict[str, RenderedEmail] = {}
         self.shortened = self.full and html_size(self.rendered) > EMAIL_HTML_MAX_BYTES
         if self.shortened:
             self.full = False
@@ -222,6 +228,82 @@ class PostEmail:
             },
             connection=connection,
         )
+
+    def for_many(
+        self,
+        subscribers: Sequence[Subscriber],
+        *,
+        merge_field: str | None,
+        shared_unsubscribe_link: str = "",
+        connection=None,
+    ) -> AnymailMessage:
+        """One provider batch call to many subscribers, personalised by the provider.
+
+        Only each subscriber's pk and email are read, so the sender passes its
+        claimed ledger rows rather than model instances. Each recipient gets their
+        own list headers (anymail's merge_headers). Where the provider fills merge
+        fields in bodies, `merge_field` is its syntax with NAME for the field (e.g.
+        "%recipient.NAME%") and the bodies carry each reader's own links; otherwise
+        the bodies carry the provider's `shared_unsubscribe_link` and no
+        preferences link. The provider assigns each copy its own Message-ID.
+        """
+        # reverse() once, not per recipient: it costs more than signing the token.
+        slots = {
+            purpose: site_link(view, token=_PATH_SLOT)
+            for purpose, view in (
+                (Purpose.UNSUBSCRIBE, "newsletter:unsubscribe"),
+                (Purpose.PREFERENCES, "newsletter:preferences"),
+            )
+        }
+        links = {
+            s.email: {
+                field: slots[purpose].replace(_PATH_SLOT, make_token(s, purpose))
+                for field, purpose in (
+                    ("unsubscribe_url", Purpose.UNSUBSCRIBE),
+                    ("preferences_url", Purpose.PREFERENCES),
+                )
+            }
+            for s in subscribers
+        }
+        if merge_field:
+            text, html = self.rendered.text, self.rendered.html
+            for placeholder, field in (
+                (_UNSUBSCRIBE_URL, "unsubscribe_url"),
+                (_PREFERENCES_URL, "preferences_url"),
+            ):
+                merged = merge_field.replace("NAME", field)
+                text, html = (
+                    text.replace(placeholder, merged),
+                    html.replace(placeholder, merged),
+                )
+        else:
+            shared = self._shared(shared_unsubscribe_link)
+            text, html = shared.text, shared.html
+        message = AnymailMessage(
+            subject=header_safe(self.rendered.subject),
+            body=text,
+            from_email=settings.NEWSLETTER_FROM_EMAIL,
+            to=list(links),
+            reply_to=[settings.NEWSLETTER_REPLY_TO],
+            connection=connection,
+        )
+        message.attach_alternative(html, "text/html")
+        message.merge_headers = {
+            email: list_headers(unsubscribe_url=personal["unsubscribe_url"])
+            for email, personal in links.items()
+        }
+        if merge_field:
+            message.merge_data = links
+        return message
+
+    def _shared(self, unsubscribe_link: str) -> RenderedEmail:
+        """The post rendered for everyone alike, for providers that cannot vary
+        bodies per recipient: rendered once per worker and link."""
+        if unsubscribe_link not in self._shared_renders:
+            context = post_email_context(self.post, full=self.full)
+            context.update(unsubscribe_url=unsubscribe_link, preferences_url="")
+            self._shared_renders[unsubscribe_link] = render_email("post", context)
+        return self._shared_renders[unsubscribe_link]
 
     def test_message(self, *, to: str) -> EmailMultiAlternatives:
         """The email as a reader gets it, marked as a test, for the author's inbox.

@@ -153,6 +153,7 @@ class Send(models.Model):
         PLANNING = "planning", "Planning"
         SENDING = "sending", "Sending"
         DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
 
     post = models.OneToOneField(
         Post, on_delete=models.PROTECT, related_name="newsletter_send"
@@ -163,11 +164,20 @@ class Send(models.Model):
     # Keyset cursor: the highest subscriber id already planned into a batch.
     planned_up_to = models.BigIntegerField(default=0)
     batch_count = models.PositiveIntegerField(default=0)
+    # Recipients per batch, fixed when planning starts (depends on the provider).
+    batch_size = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     # When planning last moved; the reaper's clock for a lost planning doorbell.
     touched_at = models.DateTimeField(default=timezone.now)
     planned_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A paused send claims no batch. The circuit breaker pauses with a resume_at;
+    # the author pauses without one and resumes from the admin.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    resume_at = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.CharField(max_length=200, blank=True)
+    # Batch attempts the provider failed in a row; trips the circuit breaker.
+    consecutive_failures = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"Send of “{self.post}”"
@@ -180,6 +190,11 @@ class Batch(models.Model):
         QUEUED = "queued", "Queued"
         SENDING = "sending", "Sending"
         DONE = "done", "Done"
+        # Some of it may or may not have reached the provider (a connection that
+        # dropped after the request, a worker that died mid-send). Never resent
+        # automatically: the author reviews it in the admin.
+        UNCERTAIN = "uncertain", "Uncertain"
+        CANCELLED = "cancelled", "Cancelled"
 
     send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="batches")
     number = models.PositiveIntegerField()
@@ -190,12 +205,23 @@ class Batch(models.Model):
     # When the batch was last queued or claimed; the reaper's clock.
     touched_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Counts from the ledger, written when an attempt ends, so progress is a sum
+    # over batches instead of a count over every delivery.
+    size = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    uncertain = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
 
     class Meta:
+        verbose_name_plural = "batches"
         constraints = [
             models.UniqueConstraint(fields=["send", "number"], name="batch_unique")
         ]
-        indexes = [models.Index(fields=["status", "touched_at"])]
+        indexes = [
+            models.Index(fields=["status", "touched_at"]),
+            models.Index(fields=["send", "status"]),
+        ]
 
     def __str__(self) -> str:
         return f"Batch {self.number} of {self.send}"
@@ -214,9 +240,13 @@ class Delivery(models.Model):
         UNCERTAIN = "uncertain", "Uncertain"
         SKIPPED = "skipped", "Skipped"
 
-    send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of their own: the unique (send, subscriber) and the (batch, status)
+    # indexes cover these, and every index costs planning time per row.
+    send = models.ForeignKey(
+        Send, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     batch = models.ForeignKey(
-        Batch, on_delete=models.CASCADE, related_name="deliveries"
+        Batch, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
     subscriber = models.ForeignKey(
         Subscriber, on_delete=models.CASCADE, related_name="deliveries"

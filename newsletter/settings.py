@@ -218,6 +218,26 @@ NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = envint(
 # gunicorn faces the internet (docker/compose.yaml), 1 behind one load balancer.
 NEWSLETTER_TRUSTED_PROXIES = envint("NEWSLETTER_TRUSTED_PROXIES", "0")
 
+# Delivery engine (newsletter/delivery/) ------------------------------------------
+
+# Recipients per second handed to the provider, one budget shared by every worker
+# (a Redis token bucket with REDIS_URL, else a file-locked one under var/); 0: none.
+NEWSLETTER_SEND_RATE = float(os.environ.get("NEWSLETTER_SEND_RATE", "0"))
+NEWSLETTER_SEND_BURST = envint("NEWSLETTER_SEND_BURST", "1000")
+# "auto": the provider's batch API where anymail supports it (Postmark, Mailgun),
+# else one message per recipient; "single" forces one message per recipient.
+NEWSLETTER_DELIVERY_MODE = os.environ.get("NEWSLETTER_DELIVERY_MODE", "auto")
+# Recipients per batch; 0 uses the provider's own batch size.
+NEWSLETTER_BATCH_SIZE = envint("NEWSLETTER_BATCH_SIZE", "0")
+# A claimed batch untouched this long belongs to a dead worker; a queued batch or a
+# planning send untouched this long lost its doorbell (the reaper rings again).
+NEWSLETTER_CLAIM_TIMEOUT = envint("NEWSLETTER_CLAIM_TIMEOUT_SECONDS", "600")
+NEWSLETTER_DOORBELL_TIMEOUT = envint("NEWSLETTER_DOORBELL_TIMEOUT_SECONDS", "300")
+# Circuit breaker: after this many failed batch attempts in a row a send pauses
+# itself, and the reaper resumes it after the cool-down.
+NEWSLETTER_BREAKER_FAILURES = envint("NEWSLETTER_BREAKER_FAILURES", "5")
+NEWSLETTER_BREAKER_COOLDOWN = envint("NEWSLETTER_BREAKER_COOLDOWN_SECONDS", "300")
+
 # Static files -------------------------------------------------------------------
 
 STATIC_URL = "/static/"

@@ -62,7 +62,7 @@ def purge_expired_pending() -> int:
 
 @shared_task
 def plan_send(send_id: int) -> None:
-    if delivery.plan_next_batch(send_id=send_id):
+    if delivery.plan_next_page(send_id=send_id):
         plan_send.delay(send_id)
 
 
@@ -70,9 +70,11 @@ def plan_send(send_id: int) -> None:
 def send_batch(self, batch_id: int) -> None:
     try:
         delivery.send_batch(batch_id=batch_id)
-    except delivery.ProviderUnavailable as exc:
-        # After the last retry the batch stays queued and the reaper rings again.
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    except delivery.RetryLater as exc:
+        # A 429's Retry-After, else backoff. After the last retry the batch stays
+        # queued and the reaper rings again.
+        countdown = exc.countdown or backoff(self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown) from exc
 
 
 @shared_task

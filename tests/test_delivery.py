@@ -2,10 +2,12 @@ from datetime import timedelta
 from email.utils import parseaddr
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery
 from newsletter.models import Batch, Delivery, Send, Subscriber
 from posts.services import post_publish
@@ -38,7 +40,7 @@ def plan(post) -> Send:
     """Create and plan the post's send without sending (the doorbell is ignored)."""
     delivery.send_create_for_post(post=post)
     send = Send.objects.get(post=post)
-    while delivery.plan_next_batch(send_id=send.pk):
+    while delivery.plan_next_page(send_id=send.pk):
         pass
     return send
 
@@ -107,8 +109,8 @@ def test_a_redelivered_batch_task_sends_nothing_twice(audience):
     assert len(mail.outbox) == 3
 
 
-def test_planning_pages_the_audience_into_batches(monkeypatch):
-    monkeypatch.setattr(delivery, "BATCH_SIZE", 2)
+def test_planning_pages_the_audience_into_batches(settings):
+    settings.NEWSLETTER_BATCH_SIZE = 2
     readers = SubscriberFactory.create_batch(5)
     send = plan(PostFactory())
     assert send.batches.count() == 3
@@ -118,7 +120,7 @@ def test_planning_pages_the_audience_into_batches(monkeypatch):
     assert send.status == Send.Status.SENDING
     assert send.planned_up_to == max(r.pk for r in readers)
     # Planning again after it finished adds nothing.
-    assert delivery.plan_next_batch(send_id=send.pk) is False
+    assert delivery.plan_next_page(send_id=send.pk) is False
     assert send.deliveries.count() == 5
 
 
@@ -129,30 +131,60 @@ def test_a_send_with_no_audience_is_done_at_once():
     assert not send.batches.exists()
 
 
-def test_reader_who_unsubscribes_after_planning_is_skipped(audience):
+@pytest.mark.parametrize(
+    "leaving",
+    [{"status": "unsubscribed"}, {"paused_at": timezone.now()}],
+    ids=["unsubscribes", "pauses"],
+)
+def test_reader_who_leaves_after_planning_is_skipped(audience, leaving):
     send = plan(PostFactory())
     leaver = audience["confirmed"][0]
-    Subscriber.objects.filter(pk=leaver.pk).update(status="unsubscribed")
+    Subscriber.objects.filter(pk=leaver.pk).update(**leaving)
     delivery.send_batch(batch_id=send.batches.get().pk)
     assert leaver.email not in [m.to[0] for m in mail.outbox]
     assert len(mail.outbox) == 2
     assert send.deliveries.get(subscriber=leaver).status == Delivery.Status.SKIPPED
 
 
-def test_sends_through_anymail_to_the_provider_api(fake_esp, audience):
+@pytest.fixture(params=["batch", "single"])
+def mode(request, settings, fake_esp):
+    """Each provider test runs with Postmark's batch API and one message each."""
+    settings.NEWSLETTER_DELIVERY_MODE = "auto" if request.param == "batch" else "single"
+    return request.param
+
+
+def test_sends_through_anymail_to_the_provider_api(fake_esp, mode, audience):
     send = plan(PostFactory(title="Wales: Good, with caveats"))
     delivery.send_batch(batch_id=send.batches.get().pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
-    payload = fake_esp.messages[0]["payload"]
-    headers = {h["Name"]: h["Value"] for h in payload["Headers"]}
-    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert headers["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/unsubscribe/")
+    calls = {"batch": 1, "single": 3}[mode]
+    assert fake_esp.stats()["accepted_requests"] == calls
+    links = set()
+    for message in postmark_messages(fake_esp.messages):
+        headers = {h["Name"]: h["Value"] for h in message["Headers"]}
+        assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert headers["List-Unsubscribe"].startswith(
+            "<http://127.0.0.1:8000/unsubscribe/"
+        )
+        links.add(headers["List-Unsubscribe"])
+    assert len(links) == 3
     ids = set(send.deliveries.values_list("esp_message_id", flat=True))
     assert len(ids) == 3 and "" not in ids
 
 
-def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(
+def test_postmark_batch_bodies_carry_postmarks_own_unsubscribe_placeholder(
     fake_esp, audience
+):
+    send = plan(PostFactory())
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    for message in postmark_messages(fake_esp.messages):
+        assert "{{{ pm:unsubscribe }}}" in message["TextBody"]
+        assert "{{{ pm:unsubscribe }}}" in message["HtmlBody"]
+        assert "%%unsubscribe_url%%" not in message["HtmlBody"]
+
+
+def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(
+    fake_esp, mode, audience
 ):
     send = plan(PostFactory())
     batch = send.batches.get()
@@ -168,32 +200,55 @@ def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(
     assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 3
 
 
-def test_rate_limited_by_the_provider_is_retried(fake_esp, audience):
+def test_rate_limited_by_the_provider_is_retried_after_its_retry_after(
+    fake_esp, mode, audience
+):
     send = plan(PostFactory())
     batch = send.batches.get()
-    fake_esp.set_faults(rate_limit_next=1)
-    with pytest.raises(delivery.ProviderUnavailable):
+    fake_esp.set_faults(rate_limit_next=1, retry_after_s=7)
+    with pytest.raises(delivery.ProviderUnavailable) as raised:
         delivery.send_batch(batch_id=batch.pk)
+    assert 7 <= raised.value.countdown <= 8
     delivery.send_batch(batch_id=batch.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
 
 
-def test_connection_dropped_after_the_request_marks_it_uncertain_never_resent(
+def test_connection_dropped_after_the_request_leaves_the_batch_uncertain_never_resent(
     fake_esp, audience
 ):
     send = plan(PostFactory())
     batch = send.batches.get()
     fake_esp.set_faults(drop_after_accept_next=1)
-    with pytest.raises(delivery.ProviderUnavailable):
+    delivery.send_batch(batch_id=batch.pk)  # nothing to retry: all of it is uncertain
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.UNCERTAIN
+    assert batch.uncertain == 3
+    assert send.deliveries.filter(status=Delivery.Status.UNCERTAIN).count() == 3
+    delivery.send_batch(batch_id=batch.pk)
+    delivery.reap()
+    # The provider did take it, and nobody resent it blindly.
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+    send.refresh_from_db()
+    assert send.status == Send.Status.DONE
+
+
+def test_one_message_mode_drop_marks_only_that_message_uncertain(
+    fake_esp, settings, audience
+):
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    send = plan(PostFactory())
+    batch = send.batches.get()
+    fake_esp.set_faults(drop_after_accept_next=1)
+    with pytest.raises(delivery.RetryLater):
         delivery.send_batch(batch_id=batch.pk)
     uncertain = send.deliveries.get(status=Delivery.Status.UNCERTAIN)
     delivery.send_batch(batch_id=batch.pk)
-    # The provider did take it, and nobody resent it blindly.
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     uncertain.refresh_from_db()
     assert uncertain.status == Delivery.Status.UNCERTAIN
     batch.refresh_from_db()
-    assert batch.status == Batch.Status.DONE
+    assert batch.status == Batch.Status.UNCERTAIN
+    assert (batch.sent, batch.uncertain) == (2, 1)
 
 
 def test_provider_unreachable_is_retried(settings, audience):
@@ -204,7 +259,7 @@ def test_provider_unreachable_is_retried(settings, audience):
         "POSTMARK_SERVER_TOKEN": "x",
     }
     send = plan(PostFactory())
-    with pytest.raises(delivery.ProviderUnavailable):
+    with pytest.raises(delivery.RetryLater):
         delivery.send_batch(batch_id=send.batches.get().pk)
     assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
 
@@ -216,7 +271,8 @@ def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audienc
     first, *rest = send.deliveries.order_by("pk")
     Batch.objects.filter(pk=batch.pk).update(
         status=Batch.Status.SENDING,
-        touched_at=timezone.now() - delivery.CLAIM_TIMEOUT - timedelta(seconds=1),
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
     )
     Delivery.objects.filter(pk=first.pk).update(status=Delivery.Status.SENDING)
     counts = delivery.reap()
@@ -232,14 +288,20 @@ def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audienc
 def test_reaper_leaves_a_fresh_claim_alone(audience):
     send = plan(PostFactory())
     Batch.objects.filter(send=send).update(status=Batch.Status.SENDING)
-    assert delivery.reap() == {"stale_claims": 0, "batches_rung": 0, "sends_rung": 0}
+    assert delivery.reap() == {
+        "stale_claims": 0,
+        "batches_rung": 0,
+        "sends_rung": 0,
+        "sends_resumed": 0,
+    }
     assert mail.outbox == []
 
 
 def test_reaper_rings_again_for_a_batch_whose_doorbell_was_lost(audience):
     send = plan(PostFactory())
     Batch.objects.filter(send=send).update(
-        touched_at=timezone.now() - delivery.DOORBELL_TIMEOUT - timedelta(seconds=1)
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
     )
     assert delivery.reap()["batches_rung"] == 1
     assert len(mail.outbox) == 3
@@ -251,7 +313,8 @@ def test_reaper_resumes_planning_whose_doorbell_was_lost(
     post = PostFactory()
     delivery.send_create_for_post(post=post)  # on_commit never runs: doorbell lost
     Send.objects.update(
-        touched_at=timezone.now() - delivery.DOORBELL_TIMEOUT - timedelta(seconds=1)
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
     )
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.reap()["sends_rung"] == 1

@@ -235,7 +235,7 @@ def test_an_address_suppressed_after_planning_is_skipped_when_its_batch_goes_out
     post = PostFactory()
     post_publish(post=post)  # on_commit not run: planned below, by hand
     send = Send.objects.get(post=post)
-    while delivery.plan_next_batch(send_id=send.pk):
+    while delivery.plan_next_page(send_id=send.pk):
         pass
     subscriptions.suppress(email=reader.email, reason=Reason.HARD_BOUNCE)
 

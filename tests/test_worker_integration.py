@@ -10,9 +10,9 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
-from newsletter import delivery
+from benchmarks.fake_esp import postmark_messages
 from newsletter.celery import app as celery_app
-from newsletter.models import Delivery, Send, Subscriber
+from newsletter.models import Batch, Delivery, Send, Subscriber
 from posts.models import Post
 
 from .factories import SubscriberFactory, UserFactory
@@ -71,9 +71,9 @@ def send_is_done(post: Post):
 
 
 def test_publishing_sends_each_confirmed_subscriber_exactly_one_message(
-    worker, fake_esp, monkeypatch
+    worker, fake_esp, settings
 ):
-    monkeypatch.setattr(delivery, "BATCH_SIZE", 7)  # several batches, one worker
+    settings.NEWSLETTER_BATCH_SIZE = 7  # several batches, one worker
     confirmed = SubscriberFactory.create_batch(30)
     SubscriberFactory.create_batch(10, status=Subscriber.Status.PENDING)
     SubscriberFactory.create_batch(10, status=Subscriber.Status.UNSUBSCRIBED)
@@ -83,8 +83,7 @@ def test_publishing_sends_each_confirmed_subscriber_exactly_one_message(
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
     assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 30
-    for stored in fake_esp.messages:
-        message = stored["payload"]
+    for message in postmark_messages(fake_esp.messages):
         headers = {h["Name"]: h["Value"] for h in message["Headers"]}
         assert message["To"].count("@") == 1
         assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -115,7 +114,7 @@ def test_reader_subscribes_confirms_and_gets_one_copy_then_unsubscribes(
     wait_for(send_is_done(post))
     assert fake_esp.recipients() == {"sam@example.org": 1}
 
-    message = fake_esp.messages[-1]["payload"]
+    message = postmark_messages(fake_esp.messages)[-1]
     headers = {h["Name"]: h["Value"] for h in message["Headers"]}
     one_click = (
         headers["List-Unsubscribe"].strip("<>").removeprefix("http://127.0.0.1:8000")
@@ -125,3 +124,26 @@ def test_reader_subscribes_confirms_and_gets_one_copy_then_unsubscribes(
     )
     assert response.status_code == 200
     assert Subscriber.objects.get(email="sam@example.org").status == "unsubscribed"
+
+
+def test_a_provider_outage_is_retried_by_the_worker_and_nobody_gets_two_copies(
+    worker, fake_esp, settings
+):
+    settings.NEWSLETTER_BATCH_SIZE = 4
+    confirmed = SubscriberFactory.create_batch(10)
+    # Two 429s (Retry-After: 1 s), one 503, one dropped connection after accepting.
+    fake_esp.set_faults(
+        rate_limit_next=2, retry_after_s=1, fail_5xx_next=1, drop_after_accept_next=1
+    )
+    post = publish_in_admin("Kent: a service recovering", "kent-recovering")
+    wait_for(send_is_done(post))
+
+    assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
+    send = Send.objects.get(post=post)
+    uncertain = send.batches.get(status=Batch.Status.UNCERTAIN)
+    assert uncertain.deliveries.filter(status=Delivery.Status.UNCERTAIN).exists()
+    assert (
+        send.deliveries.filter(status=Delivery.Status.SENT).count()
+        + (uncertain.uncertain)
+        == 10
+    )

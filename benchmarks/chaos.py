@@ -1,0 +1,241 @@
+"""`make chaos`: a send to 20,000 subscribers through crashes and outages.
+
+Real Celery workers (subprocesses) and beat (the reaper) on PostgreSQL and on a Redis
+of its own (a redis-server on --redis-port, so other users of the machine's Redis
+are not disturbed), sending through the fake ESP in its own process. As the send
+progresses it SIGKILLs a worker several times (starting a replacement), restarts
+Redis once (losing every queued task), and makes the fake ESP answer bursts of 5xx
+and 429 and accept-then-drop a few requests.
+
+Then it lists the uncertain batches, resolves them by asking the provider what it
+accepted (Postmark's message search, which the fake ESP answers), and counts from
+the fake ESP how many subscribers got 0, 1 and 2+ copies. Its last line is
+`chaos: missing=<n> duplicated=<n> uncertain_batches=<n>` (duplicated: 2+ copies
+outside a batch reported uncertain); it exits non-zero when missing or duplicated
+is not 0.
+"""
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+
+from benchmarks import _harness as h
+from benchmarks.fake_esp import FakeESPClient
+
+# (fraction of recipients accepted, what happens then)
+EVENTS = [
+    (0.03, "5xx burst"),
+    (0.08, "kill a worker"),
+    (0.15, "429 burst"),
+    (0.25, "restart Redis"),
+    (0.35, "kill a worker"),
+    (0.45, "drop after accept"),
+    (0.55, "kill a worker"),
+    (0.65, "5xx burst"),
+    (0.75, "kill a worker"),
+    (0.85, "drop after accept"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos")
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--redis-port", type=int, default=6390)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-resolve", action="store_true", help="leave uncertain batches as they are"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/newsletter_bench"
+        ),
+    )
+    args = parser.parse_args()
+    random.seed(args.seed)
+
+    workdir = tempfile.mkdtemp(prefix="chaos-")
+    redis = start_redis(args.redis_port, workdir)
+    esp, url = h.start_fake_esp()
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        env = h.configure(
+            args.database_url,
+            f"redis://127.0.0.1:{args.redis_port}/0",
+            ANYMAIL_POSTMARK_API_URL=url,
+            NEWSLETTER_BATCH_SIZE="100",
+            NEWSLETTER_CLAIM_TIMEOUT_SECONDS="15",
+            NEWSLETTER_DOORBELL_TIMEOUT_SECONDS="10",
+            NEWSLETTER_REAP_EVERY_SECONDS="3",
+            NEWSLETTER_BREAKER_FAILURES="8",
+            NEWSLETTER_BREAKER_COOLDOWN_SECONDS="5",
+            VAR_DIR=workdir,
+        )
+        client = FakeESPClient(url)
+        h.reset_database()
+        h.seed_subscribers(args.n)
+        for i in range(args.workers):
+            processes[f"w{i}"] = h.start_worker(env, f"chaos-w{i}")
+        processes["beat"] = start_beat(env, workdir)
+        send_id = publish()
+        redis = run_events(args, env, client, send_id, processes, redis, workdir)
+        uncertain = report_uncertain(send_id)
+        if uncertain and not args.no_resolve:
+            resolve(send_id, uncertain)
+        missing, duplicated = count_copies(client, uncertain)
+    finally:
+        for process in processes.values():
+            h.stop(process, signal.SIGKILL)
+        h.stop(esp)
+        stop_redis(args.redis_port, redis)
+    print(f"chaos: missing={missing} duplicated={duplicated}"
+          f" uncertain_batches={len(uncertain)}")  # fmt: skip
+    sys.exit(1 if missing or duplicated else 0)
+
+
+def start_redis(port: int, workdir: str) -> subprocess.Popen:
+    import redis
+
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", workdir, "--logfile", f"{workdir}/redis.log"],
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+
+    def answers() -> bool:
+        try:
+            return client.ping()
+        except redis.ConnectionError:
+            return False
+
+    h.wait_for(answers, timeout=10)
+    return process
+
+
+def stop_redis(port: int, process: subprocess.Popen) -> None:
+    subprocess.run(
+        ["redis-cli", "-p", str(port), "shutdown", "nosave"],
+        capture_output=True,
+        check=False,
+    )
+    process.wait(timeout=10)
+
+
+def start_beat(env: dict, workdir: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-q", "-A", "newsletter", "beat",
+         "--loglevel=WARNING", "-s", f"{workdir}/beat-schedule"],
+        cwd=h.ROOT,
+        env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def publish() -> int:
+    from django.db import transaction
+
+    from newsletter import delivery
+    from newsletter.models import Send
+
+    post = h.new_post("Chaos: a send through crashes and outages")
+    with transaction.atomic():
+        delivery.send_create_for_post(post=post)
+    return Send.objects.get(post=post).pk
+
+
+def run_events(args, env, client, send_id, processes, redis, workdir):
+    from newsletter.models import Batch, Send
+
+    events = list(EVENTS)
+    replacements = 0
+    deadline = time.monotonic() + args.timeout
+    while True:
+        done = Send.objects.filter(pk=send_id, status=Send.Status.DONE).exists()
+        if done and not events:
+            return redis
+        if time.monotonic() > deadline:
+            waiting = Batch.objects.filter(
+                send_id=send_id, status__in=["queued", "sending"]
+            ).count()
+            sys.exit(f"chaos: timed out with {waiting} batches still waiting")
+        progress = client.stats()["count"] / args.n
+        while events and (progress >= events[0][0] or done):
+            _at, event = events.pop(0)
+            print(f"{progress:6.1%}  {event}", flush=True)
+            if event == "5xx burst":
+                client.set_faults(fail_5xx_next=12, fail_5xx_status=503)
+            elif event == "429 burst":
+                client.set_faults(rate_limit_next=12, retry_after_s=1)
+            elif event == "drop after accept":
+                client.set_faults(drop_after_accept_next=2)
+            elif event == "kill a worker":
+                name = random.choice([k for k in processes if k != "beat"])
+                h.stop(processes.pop(name), signal.SIGKILL)
+                replacements += 1
+                processes[f"r{replacements}"] = h.start_worker(
+                    env, f"chaos-r{replacements}"
+                )
+            elif event == "restart Redis":
+                stop_redis(args.redis_port, redis)
+                redis = start_redis(args.redis_port, workdir)
+        time.sleep(0.2)
+
+
+def report_uncertain(send_id: int) -> list[int]:
+    from newsletter.models import Batch
+
+    uncertain = list(
+        Batch.objects.filter(send_id=send_id, status=Batch.Status.UNCERTAIN)
+        .order_by("number")
+        .values_list("pk", "number", "size", "last_error")
+    )
+    print(f"uncertain batches: {len(uncertain)}")
+    for _pk, number, size, error in uncertain:
+        print(f"  batch {number} ({size} recipients): {error[:100]}")
+    return [pk for pk, *_ in uncertain]
+
+
+def resolve(send_id: int, uncertain: list[int]) -> None:
+    from newsletter import delivery
+    from newsletter.models import Send
+
+    for batch_id in uncertain:
+        delivery.batch_resolve_with_provider(batch_id=batch_id)
+    h.wait_for(
+        lambda: Send.objects.filter(pk=send_id, status=Send.Status.DONE).exists(),
+        timeout=120,
+        every=0.5,
+    )
+    print(f"resolved {len(uncertain)} uncertain batches with the provider")
+
+
+def count_copies(client: FakeESPClient, uncertain: list[int]) -> tuple[int, int]:
+    from newsletter.models import Delivery, Subscriber
+
+    copies = client.recipients()
+    audience = Subscriber.objects.confirmed().values_list("email", flat=True)
+    histogram = Counter(min(copies.get(email, 0), 2) for email in audience)
+    print(
+        f"copies per subscriber: 0: {histogram[0]}  1: {histogram[1]}"
+        f"  2+: {histogram[2]}"
+    )
+    in_uncertain = set(
+        Delivery.objects.filter(batch_id__in=uncertain).values_list(
+            "subscriber__email", flat=True
+        )
+    )
+    duplicated = sum(
+        1 for email, n in copies.items() if n > 1 and email not in in_uncertain
+    )
+    return histogram[0], duplicated
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The statements a batch runs against the ledger: a fixed number per batch, whatever
+its size. Django's ORM has no UPDATE … RETURNING nor an update from a list of rows,
+so these few are SQL, written to run unchanged on PostgreSQL and SQLite (3.35+)
+except where a comment says otherwise."""
+
+import json
+from datetime import datetime
+from typing import NamedTuple
+
+from django.db import connection
+
+from ..models import Batch, Delivery, Subscriber
+
+D = Delivery._meta.db_table
+B = Batch._meta.db_table
+S = Subscriber._meta.db_table
+WAITING = (Delivery.Status.QUEUED, Delivery.Status.SENDING)
+
+
+class Recipient(NamedTuple):
+    """A claimed delivery's subscriber: all a personalised link needs (pk, email),
+    without the cost of a model instance per recipient."""
+
+    delivery_id: int
+    pk: int
+    email: str
+
+
+def claim_recipients(batch_id: int) -> list[Recipient]:
+    """Claim the batch's queued deliveries (QUEUED -> SENDING) and return them.
+
+    Readers who left the audience since planning (unsubscribed, suppressed or
+    paused: see SubscriberQuerySet.confirmed) are marked SKIPPED in the same
+    statement. A SENDING row is one handed to the provider without an answer
+    recorded yet: if the worker dies now, it becomes UNCERTAIN, never resent.
+    """
+    active = (
+        f"EXISTS (SELECT 1 FROM {S} s WHERE s.id = {D}.subscriber_id"
+        " AND s.status = %s AND s.paused_at IS NULL)"
+    )
+    sql = f"""
+        UPDATE {D}
+        SET status = CASE WHEN {active} THEN %s ELSE %s END,
+            error = CASE WHEN {active} THEN '' ELSE %s END
+        WHERE batch_id = %s AND status = %s
+        RETURNING id, subscriber_id, status,
+            (SELECT email FROM {S} s WHERE s.id = {D}.subscriber_id)
+    """
+    params = [
+        Subscriber.Status.ACTIVE,
+        Delivery.Status.SENDING,
+        Delivery.Status.SKIPPED,
+        Subscriber.Status.ACTIVE,
+        "left the audience before sending",
+        batch_id,
+        Delivery.Status.QUEUED,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return sorted(
+        Recipient(pk, subscriber_id, email)
+        for pk, subscriber_id, status, email in rows
+        if status == Delivery.Status.SENDING
+    )
+
+
+class Outcome(NamedTuple):
+    status: str
+    esp_message_id: str = ""
+    error: str = ""
+
+
+def record_outcomes(outcomes: dict[int, Outcome], now: datetime) -> None:
+    """Write every recipient's outcome in one statement."""
+    if not outcomes:
+        return
+    rows = json.dumps(
+        [
+            {
+                "id": pk,
+                "status": o.status,
+                "mid": o.esp_message_id,
+                "err": o.error[:2000],
+            }
+            for pk, o in outcomes.items()
+        ]
+    )
+    sent_at = connection.ops.adapt_datetimefield_value(now)
+    if connection.vendor == "postgresql":
+        sql = f"""
+            UPDATE {D} AS d
+            SET status = v.status, esp_message_id = v.mid, error = v.err,
+                sent_at = CASE WHEN v.status = %s THEN %s::timestamptz END
+            FROM jsonb_to_recordset(%s::jsonb)
+                AS v(id bigint, status text, mid text, err text)
+            WHERE d.id = v.id
+        """
+    else:
+        sql = f"""
+            UPDATE {D}
+            SET status = v.value ->> 'status', esp_message_id = v.value ->> 'mid',
+                error = v.value ->> 'err',
+                sent_at = CASE WHEN v.value ->> 'status' = %s THEN %s END
+            FROM json_each(%s) AS v
+            WHERE {D}.id = v.value ->> 'id'
+        """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Delivery.Status.SENT, sent_at, rows])
+
+
+def _count(status: str) -> str:
+    return (
+        f"(SELECT COUNT(*) FROM {D} d"
+        f" WHERE d.batch_id = {B}.id AND d.status = '{status}')"
+    )
+
+
+def close_batch(
+    batch_id: int, *, from_status: str, now: datetime, error: str = ""
+) -> tuple[str, int] | None:
+    """End an attempt at a batch: recount it from the ledger and set its status.
+
+    QUEUED again while deliveries wait, else UNCERTAIN if any is uncertain, else
+    DONE. Returns (new status, batches of the send still queued or sending), or
+    None when the batch was not in `from_status`.
+    """
+    waiting = ", ".join(f"'{s}'" for s in WAITING)
+    has = f"EXISTS (SELECT 1 FROM {D} d WHERE d.batch_id = {B}.id AND d.status"
+    sql = f"""
+        UPDATE {B}
+        SET status = CASE
+                WHEN {has} IN ({waiting})) THEN %s
+                WHEN {has} = %s) THEN %s
+                ELSE %s END,
+            finished_at = CASE WHEN {has} IN ({waiting})) THEN NULL ELSE %s END,
+            touched_at = %s,
+            last_error = %s,
+            sent = {_count(Delivery.Status.SENT)},
+            failed = {_count(Delivery.Status.FAILED)},
+            uncertain = {_count(Delivery.Status.UNCERTAIN)}
+        WHERE id = %s AND status = %s
+        RETURNING status, (
+            SELECT COUNT(*) FROM {B} b
+            WHERE b.send_id = {B}.send_id AND b.id <> {B}.id AND b.status IN (%s, %s)
+        )
+    """
+    when = connection.ops.adapt_datetimefield_value(now)
+    params = [
+        Batch.Status.QUEUED,
+        Delivery.Status.UNCERTAIN,
+        Batch.Status.UNCERTAIN,
+        Batch.Status.DONE,
+        when,
+        when,
+        error[:2000],
+        batch_id,
+        from_status,
+        Batch.Status.QUEUED,
+        Batch.Status.SENDING,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None

@@ -1,0 +1,44 @@
+"""Asking the provider what it accepted, to resolve uncertain batches without
+guessing. Every message carries the metadata {"batch": id}, so one search by that
+metadata lists the batch's recipients the provider took.
+
+Only Postmark's outbound message search is wired up. Its index lags acceptance by
+seconds to minutes, so ask about a batch that has been uncertain for a while.
+"""
+
+import requests
+from django.conf import settings
+
+POSTMARK = "anymail.backends.postmark.EmailBackend"
+PAGE = 500  # Postmark's largest page
+
+
+class CannotAsk(Exception):
+    """The configured provider offers no search we use."""
+
+
+def accepted_recipients(batch_id: int) -> dict[str, str]:
+    """{address: provider message id} of the batch's recipients the provider took."""
+    token = settings.ANYMAIL.get("POSTMARK_SERVER_TOKEN")
+    if settings.EMAIL_BACKEND != POSTMARK or not token:
+        raise CannotAsk("only Postmark's message search (with a server token)")
+    api = settings.ANYMAIL.get("POSTMARK_API_URL", "https://api.postmarkapp.com/")
+    headers = {"Accept": "application/json", "X-Postmark-Server-Token": token}
+    accepted: dict[str, str] = {}
+    offset = 0
+    with requests.Session() as session:
+        while True:
+            response = session.get(
+                api.rstrip("/") + "/messages/outbound",
+                params={"count": PAGE, "offset": offset, "metadata_batch": batch_id},
+                headers=headers,
+                timeout=30,
+            )
+            response.raise_for_status()
+            found = response.json()
+            for message in found["Messages"]:
+                for address in message["Recipients"]:
+                    accepted[address] = message["MessageID"]
+            offset += PAGE
+            if offset >= found["TotalCount"]:
+                return accepted

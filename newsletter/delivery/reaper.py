@@ -1,0 +1,82 @@
+"""The reaper, run by beat: recovers work whose worker died or whose doorbell the
+broker lost (a Redis restart loses queued tasks), resumes sends whose circuit-breaker
+cool-down is over, and closes sends whose last batches finished side by side."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from .. import tasks
+from ..models import Batch, Delivery, Send
+from . import ledger
+from .control import RUNNING, send_resume
+from .sender import close_send_if_finished
+
+
+def reap() -> dict[str, int]:
+    now = timezone.now()
+    claim_cutoff = now - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT)
+    doorbell_cutoff = now - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT)
+    counts = dict.fromkeys(
+        ["stale_claims", "batches_rung", "sends_rung", "sends_resumed"], 0
+    )
+
+    stale = Batch.objects.filter(
+        status=Batch.Status.SENDING, touched_at__lt=claim_cutoff
+    ).values_list("pk", "touched_at")
+    for batch_id, touched_at in stale:
+        with transaction.atomic():
+            # Re-check under the same clock: a live worker may have moved on.
+            if not Batch.objects.filter(
+                pk=batch_id, status=Batch.Status.SENDING, touched_at=touched_at
+            ).update(touched_at=now):
+                continue
+            # The worker died between handing these over and recording the answer.
+            Delivery.objects.filter(
+                batch_id=batch_id, status=Delivery.Status.SENDING
+            ).update(
+                status=Delivery.Status.UNCERTAIN,
+                error="worker stopped while sending; not resent automatically",
+            )
+            status, _others = ledger.close_batch(
+                batch_id,
+                from_status=Batch.Status.SENDING,
+                now=now,
+                error="worker stopped while sending",
+            )
+        counts["stale_claims"] += 1
+        if status == Batch.Status.QUEUED:
+            tasks.send_batch.delay(batch_id)
+
+    due = Send.objects.filter(paused_at__isnull=False, resume_at__lte=now)
+    for send_id in due.values_list("pk", flat=True):
+        counts["sends_resumed"] += send_resume(send_id=send_id)
+
+    running = Send.objects.filter(
+        pk=OuterRef("send_id"), status__in=RUNNING, paused_at__isnull=True
+    )
+    lost = Batch.objects.filter(
+        Exists(running), status=Batch.Status.QUEUED, touched_at__lt=doorbell_cutoff
+    )
+    for batch_id in lost.values_list("pk", flat=True):
+        Batch.objects.filter(pk=batch_id).update(touched_at=now)
+        tasks.send_batch.delay(batch_id)
+        counts["batches_rung"] += 1
+
+    for send_id in Send.objects.filter(
+        status=Send.Status.PLANNING,
+        paused_at__isnull=True,
+        touched_at__lt=doorbell_cutoff,
+    ).values_list("pk", flat=True):
+        Send.objects.filter(pk=send_id).update(touched_at=now)
+        tasks.plan_send.delay(send_id)
+        counts["sends_rung"] += 1
+
+    for send_id in Send.objects.filter(status=Send.Status.SENDING).values_list(
+        "pk", flat=True
+    ):
+        close_send_if_finished(send_id)
+    return counts

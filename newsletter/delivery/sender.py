@@ -1,0 +1,317 @@
+"""Sending one batch: claim it, render once, hand it to the provider, record outcomes.
+
+Five database statements per batch, whatever its size (the last batch of a send adds
+one to close the send): claim the batch, load the send and post, claim the
+recipients, record every outcome, close the batch.
+
+Where anymail can send one API call to many recipients with per-recipient data
+(Postmark's /email/batch with merge_headers, Mailgun's recipient-variables), a batch
+is one call; otherwise one message per recipient over one reused connection.
+"""
+
+import random
+import smtplib
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import requests
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+from django.conf import settings
+from django.core import mail
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+from urllib3.exceptions import NewConnectionError
+
+from ..emails import PostEmail
+from ..models import Batch, Delivery, Send
+from . import ledger
+from .ledger import Outcome, Recipient
+from .ratelimit import RateLimited, sending_budget
+
+# Recipients per provider call. Postmark takes at most 500 messages per
+# /email/batch; Mailgun at most 1,000 recipients per call. A batch holds its
+# recipients' (id, email) rows and the request body in memory (Postmark: ~40 KB
+# per message, so ~20 MB for 500) and is the unit a crash can leave uncertain.
+POSTMARK_BATCH_SIZE = 500
+MAILGUN_BATCH_SIZE = 1000
+# One message per recipient: a batch is just the unit of claiming and recording.
+SINGLE_MESSAGE_BATCH_SIZE = 200
+# The longest Retry-After honoured, in seconds.
+MAX_RETRY_AFTER = 600
+
+
+@dataclass(frozen=True)
+class Channel:
+    """How the configured email backend takes a batch."""
+
+    esp: str
+    batch_size: int
+    # Batch mode, where the provider fills per-recipient fields in bodies: its
+    # merge syntax, NAME standing for the field.
+    merge_field: str | None = None
+    # Batch mode, where it cannot: the provider's own unsubscribe link for bodies.
+    shared_unsubscribe_link: str | None = None
+
+    @property
+    def batched(self) -> bool:
+        return bool(self.merge_field or self.shared_unsubscribe_link)
+
+
+def channel() -> Channel:
+    backend = settings.EMAIL_BACKEND
+    if settings.NEWSLETTER_DELIVERY_MODE != "single":
+        if backend == "anymail.backends.mailgun.EmailBackend":
+            # Mailgun substitutes recipient-variables in bodies too: fully personal.
+            return Channel(
+                "mailgun", MAILGUN_BATCH_SIZE, merge_field="%recipient.NAME%"
+            )
+        if backend == "anymail.backends.postmark.EmailBackend" and (
+            settings.ANYMAIL.get("POSTMARK_USE_BULK_API")
+        ):
+            # Postmark's bulk API takes the content once and fills each
+            # recipient's TemplateModel into it: fully personal, and a payload of
+            # one message instead of 500 copies (but it must be enabled by
+            # Postmark, and answers "accepted" without per-recipient ids).
+            return Channel("postmark", POSTMARK_BATCH_SIZE, merge_field="{{NAME}}")
+        if backend == "anymail.backends.postmark.EmailBackend":
+            # Without a stored template Postmark cannot vary a batch's bodies;
+            # its own unsubscribe placeholder is personalised by Postmark (on a
+            # broadcast stream), while our one-click link is in each one's headers.
+            return Channel(
+                "postmark",
+                POSTMARK_BATCH_SIZE,
+                shared_unsubscribe_link="{{{ pm:unsubscribe }}}",
+            )
+    return Channel(backend.rsplit(".", 2)[-2], SINGLE_MESSAGE_BATCH_SIZE)
+
+
+class RetryLater(Exception):
+    """The batch went back to the queue; retry its task after `countdown` seconds
+    (None: the task's own exponential backoff)."""
+
+    def __init__(self, message: str, countdown: float | None = None) -> None:
+        super().__init__(message)
+        self.countdown = countdown
+
+
+class ProviderUnavailable(RetryLater):
+    """The provider did not take the message now (an error answer, no connection)."""
+
+
+def send_batch(*, batch_id: int) -> None:
+    """Send one batch. Raises RetryLater when it went back to the queue."""
+    now = timezone.now()
+    running = Send.objects.filter(
+        pk=OuterRef("send_id"),
+        status__in=[Send.Status.PLANNING, Send.Status.SENDING],
+        paused_at__isnull=True,
+    )
+    claimed = (
+        Batch.objects.filter(pk=batch_id, status=Batch.Status.QUEUED)
+        .filter(Exists(running))
+        .update(status=Batch.Status.SENDING, touched_at=now, attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return  # done already, another worker has it, or its send is paused
+    batch = Batch.objects.select_related("send__post").get(pk=batch_id)
+    recipients = ledger.claim_recipients(batch_id)
+    outcomes, trouble = _hand_over(batch, recipients)
+    now = timezone.now()
+    ledger.record_outcomes(outcomes, now)
+    closed = ledger.close_batch(
+        batch_id,
+        from_status=Batch.Status.SENDING,
+        now=now,
+        error=str(trouble) if trouble else "",
+    )
+    if closed is None:
+        return  # the reaper took this claim for a dead one; it owns the batch now
+    status, others = closed
+    # A spent sending budget is ours, not the provider's: it does not count.
+    if trouble is not None and type(trouble) is not RetryLater:
+        _count_failure(batch.send, now)
+    elif batch.send.consecutive_failures:
+        Send.objects.filter(pk=batch.send_id).update(consecutive_failures=0)
+    if status == Batch.Status.QUEUED:
+        raise trouble if isinstance(trouble, RetryLater) else RetryLater(str(trouble))
+    if not others:
+        close_send_if_finished(batch.send_id)
+
+
+def _hand_over(
+    batch: Batch, recipients: list[Recipient]
+) -> tuple[dict[int, Outcome], Exception | None]:
+    """Give the recipients to the provider. Returns each one's outcome (recipients
+    never attempted go back to QUEUED) and the error that stopped it, if any."""
+    how = channel()
+    post_email = _rendered(batch.send)
+    budget = sending_budget(how.esp)
+    size = how.batch_size if how.batched else 1
+    outcomes = {r.delivery_id: Outcome(Delivery.Status.QUEUED) for r in recipients}
+    with mail.get_connection() as connection:
+        for chunk in _chunks(recipients, size):
+            try:
+                budget.acquire(len(chunk))
+            except RateLimited as exc:
+                return outcomes, RetryLater(str(exc), countdown=exc.wait)
+            except Exception as exc:  # the shared budget is unreachable
+                return outcomes, RetryLater(f"rate limiter unavailable: {exc!r}")
+            if how.batched:
+                # The metadata lets webhooks and the uncertain-batch resolver
+                # find the ledger rows.
+                message = post_email.for_many(
+                    chunk,
+                    merge_field=how.merge_field,
+                    shared_unsubscribe_link=how.shared_unsubscribe_link or "",
+                    connection=connection,
+                )
+                message.merge_metadata = {
+                    r.email: {"delivery": str(r.delivery_id)} for r in chunk
+                }
+                message.metadata = {"batch": str(batch.pk)}
+            else:
+                message = post_email.for_subscriber(chunk[0], connection=connection)
+                message.metadata = {
+                    "batch": str(batch.pk),
+                    "delivery": str(chunk[0].delivery_id),
+                }
+            try:
+                message.send()
+            except AnymailRecipientsRefused as exc:
+                for r in chunk:
+                    outcomes[r.delivery_id] = Outcome(
+                        Delivery.Status.FAILED, error=str(exc)
+                    )
+            except Exception as exc:
+                if provider_refused(exc):
+                    return outcomes, ProviderUnavailable(str(exc), retry_after(exc))
+                for r in chunk:
+                    outcomes[r.delivery_id] = Outcome(
+                        Delivery.Status.UNCERTAIN, error=repr(exc)
+                    )
+                return outcomes, exc
+            else:
+                outcomes.update(_accepted(message, chunk))
+    return outcomes, None
+
+
+_last_rendered: tuple[tuple, PostEmail] | None = None
+
+
+def _rendered(send: Send) -> PostEmail:
+    """The send's post, rendered once per worker process rather than per batch."""
+    global _last_rendered
+    key = (send.pk, send.created_at)  # ids alone may be reused (tests, restores)
+    if _last_rendered is None or _last_rendered[0] != key:
+        _last_rendered = (key, PostEmail(send.post))
+    return _last_rendered[1]
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# anymail's per-recipient statuses: https://anymail.dev/en/stable/sending/anymail_additions/#anymail.message.AnymailStatus
+_ACCEPTED = {"sent", "queued"}
+_REFUSED = {"rejected", "invalid", "failed", "bounced"}
+
+
+def _accepted(message, chunk: Sequence[Recipient]) -> dict[int, Outcome]:
+    status = getattr(message, "anymail_status", None)
+    if status is None or not status.recipients:  # not an anymail backend
+        return {r.delivery_id: Outcome(Delivery.Status.SENT) for r in chunk}
+    outcomes = {}
+    for r in chunk:
+        answer = status.recipients.get(r.email)
+        if answer is not None and answer.status in _ACCEPTED:
+            outcomes[r.delivery_id] = Outcome(
+                Delivery.Status.SENT, esp_message_id=answer.message_id or ""
+            )
+        elif answer is not None and answer.status in _REFUSED:
+            outcomes[r.delivery_id] = Outcome(
+                Delivery.Status.FAILED, error=f"provider: {answer.status}"
+            )
+        else:  # the provider answered but said nothing clear about this one
+            outcomes[r.delivery_id] = Outcome(
+                Delivery.Status.UNCERTAIN, error="provider gave no status"
+            )
+    return outcomes
+
+
+def provider_refused(exc: BaseException) -> bool:
+    """True when an error proves the provider did not accept the message.
+
+    An HTTP error answer, or a connection that was never made, means nothing was
+    accepted and a retry is safe. A connection that broke after the request went
+    out, or a timeout waiting for the answer, might hide an accepted message.
+    """
+    if isinstance(exc, AnymailAPIError):
+        if exc.status_code is not None:
+            return True
+        if exc.__cause__ is not None:  # the requests error anymail wrapped
+            return provider_refused(exc.__cause__)
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        # requests raises ConnectionError both for a refused connection and for one
+        # dropped mid-answer; only the first proves nothing was sent.
+        reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+        return isinstance(reason, NewConnectionError)
+    return isinstance(
+        exc,
+        ConnectionRefusedError
+        | socket.gaierror
+        | smtplib.SMTPConnectError
+        | smtplib.SMTPSenderRefused
+        | smtplib.SMTPAuthenticationError,
+    )
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The provider's Retry-After (seconds), on a 429 that carries one."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None  # an HTTP date: fall back to backoff
+    if seconds is None:
+        return None
+    # Capped well below the broker's visibility timeout (6 hours), past which
+    # Redis would hand the waiting task to a second worker.
+    return min(seconds, MAX_RETRY_AFTER) + random.uniform(0, 1)
+
+
+def _count_failure(send: Send, now: datetime) -> None:
+    """One more failed attempt in a row; the Kth pauses the send for a cool-down."""
+    failures = F("consecutive_failures") + 1
+    Send.objects.filter(pk=send.pk).update(consecutive_failures=failures)
+    Send.objects.filter(
+        pk=send.pk,
+        paused_at__isnull=True,
+        consecutive_failures__gte=settings.NEWSLETTER_BREAKER_FAILURES,
+    ).update(
+        paused_at=now,
+        resume_at=now + timedelta(seconds=settings.NEWSLETTER_BREAKER_COOLDOWN),
+        pause_reason=(
+            f"Paused after {settings.NEWSLETTER_BREAKER_FAILURES} failed attempts"
+            " in a row; resumes by itself after the cool-down."
+        ),
+    )
+
+
+def close_send_if_finished(send_id: int) -> None:
+    """Mark a fully planned send done once none of its batches is waiting.
+
+    Called by the planner, by the last batch and by the reaper; whichever comes last
+    closes it. On PostgreSQL the planner's row lock makes a batch's UPDATE wait.
+    """
+    unfinished = Batch.objects.filter(
+        send_id=send_id, status__in=[Batch.Status.QUEUED, Batch.Status.SENDING]
+    )
+    Send.objects.filter(pk=send_id, status=Send.Status.SENDING).exclude(
+        Exists(unfinished)
+    ).update(status=Send.Status.DONE, finished_at=timezone.now())

@@ -1,0 +1,170 @@
+"""Batch mode: one provider call per batch, personalised per recipient, in a fixed
+number of database queries whatever the batch size."""
+
+import json
+import re
+
+import pytest
+from django.core import mail
+
+from benchmarks.fake_esp import postmark_messages
+from newsletter import delivery
+from newsletter.models import Batch, Delivery, Send, Subscriber
+from newsletter.tokens import Purpose, read_token
+
+from .factories import PostFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+
+def readers(count: int) -> list[Subscriber]:
+    return Subscriber.objects.bulk_create(
+        Subscriber(email=f"reader{i}@example.org", status=Subscriber.Status.ACTIVE)
+        for i in range(count)
+    )
+
+
+def plan(post) -> Send:
+    delivery.send_create_for_post(post=post)
+    send = Send.objects.get(post=post)
+    while delivery.plan_next_page(send_id=send.pk):
+        pass
+    send.refresh_from_db()
+    return send
+
+
+@pytest.fixture
+def mailgun(settings, fake_esp):
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = fake_esp.mailgun_settings(sender_domain="mg.example.org")
+    return fake_esp
+
+
+def test_postmark_batch_is_one_call_with_each_readers_own_one_click_link(fake_esp):
+    audience = readers(12)
+    send = plan(PostFactory())
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert fake_esp.stats()["accepted_requests"] == 1
+    assert fake_esp.recipients() == {s.email: 1 for s in audience}
+    for message in postmark_messages(fake_esp.messages):
+        headers = {h["Name"]: h["Value"] for h in message["Headers"]}
+        token = re.fullmatch(r"<http://127\.0\.0\.1:8000/unsubscribe/(\S+)/>",
+                             headers["List-Unsubscribe"])[1]  # fmt: skip
+        assert read_token(token, Purpose.UNSUBSCRIBE).email == message["To"]
+    sent = send.deliveries.filter(status=Delivery.Status.SENT)
+    assert sent.count() == 12
+    assert len(set(sent.values_list("esp_message_id", flat=True))) == 12
+
+
+def test_mailgun_batch_personalises_bodies_and_headers_through_recipient_variables(
+    mailgun,
+):
+    audience = readers(5)
+    send = plan(PostFactory())
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert mailgun.stats()["accepted_requests"] == 1
+    assert mailgun.recipients() == {s.email: 1 for s in audience}
+    payload = mailgun.messages[0]["payload"]
+    assert "%recipient.unsubscribe_url%" in payload["text"]
+    assert "%recipient.unsubscribe_url%" in payload["html"]
+    variables = json.loads(payload["recipient-variables"])
+    for reader in audience:
+        url = variables[reader.email]["unsubscribe_url"]
+        token = url.removeprefix("http://127.0.0.1:8000/unsubscribe/").strip("/")
+        assert read_token(token, Purpose.UNSUBSCRIBE) == reader
+        (received,) = mailgun.deliveries(address=reader.email)
+        assert received.headers["List-Unsubscribe"] == f"<{url}>"
+    assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 5
+
+
+def test_postmark_bulk_api_sends_the_content_once_with_each_readers_own_links(
+    settings, fake_esp
+):
+    settings.ANYMAIL = {**fake_esp.postmark_settings(), "POSTMARK_USE_BULK_API": True}
+    audience = readers(4)
+    send = plan(PostFactory())
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert fake_esp.stats()["accepted_requests"] == 1
+    assert fake_esp.recipients() == {s.email: 1 for s in audience}
+    payload = fake_esp.messages[0]["payload"]
+    assert "{{unsubscribe_url}}" in payload["HtmlBody"]
+    assert "{{unsubscribe_url}}" in payload["TextBody"]
+    for message in payload["Messages"]:
+        url = message["TemplateModel"]["unsubscribe_url"]
+        headers = {h["Name"]: h["Value"] for h in message["Headers"]}
+        assert headers["List-Unsubscribe"] == f"<{url}>"
+        token = url.removeprefix("http://127.0.0.1:8000/unsubscribe/").strip("/")
+        assert read_token(token, Purpose.UNSUBSCRIBE).email == message["To"]
+    sent = send.deliveries.filter(status=Delivery.Status.SENT)
+    assert sent.count() == 4
+    assert "" not in set(sent.values_list("esp_message_id", flat=True))
+
+
+@pytest.mark.parametrize("batch_size", [10, 100])
+@pytest.mark.parametrize("esp", ["postmark", "mailgun"])
+def test_database_queries_per_batch_stay_at_five_whatever_the_batch_size(
+    request, settings, fake_esp, django_assert_max_num_queries, batch_size, esp
+):
+    if esp == "mailgun":
+        request.getfixturevalue("mailgun")
+    settings.NEWSLETTER_BATCH_SIZE = batch_size
+    readers(batch_size * 2)
+    send = plan(PostFactory())
+    first, second = send.batches.order_by("number")
+    with django_assert_max_num_queries(5):
+        delivery.send_batch(batch_id=first.pk)
+    assert fake_esp.count == batch_size
+    # The last batch also closes the send: one statement more.
+    with django_assert_max_num_queries(6):
+        delivery.send_batch(batch_id=second.pk)
+    send.refresh_from_db()
+    assert send.status == Send.Status.DONE
+    assert fake_esp.count == batch_size * 2
+
+
+def test_one_message_mode_sends_one_message_each_over_one_connection(
+    settings, fake_esp
+):
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    audience = readers(4)
+    send = plan(PostFactory())
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert fake_esp.stats()["accepted_requests"] == 4
+    assert fake_esp.stats()["connections"] == 1
+    assert fake_esp.recipients() == {s.email: 1 for s in audience}
+
+
+def test_batch_sizes_follow_the_provider(settings, fake_esp):
+    readers(3)
+    assert plan(PostFactory()).batch_size == delivery.POSTMARK_BATCH_SIZE
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    assert plan(PostFactory()).batch_size == delivery.MAILGUN_BATCH_SIZE
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert plan(PostFactory()).batch_size == delivery.SINGLE_MESSAGE_BATCH_SIZE
+
+
+def test_planning_cuts_a_page_into_batches_and_counts_each(settings, monkeypatch):
+    monkeypatch.setattr(delivery.planner, "PLANNING_PAGE_SIZE", 7)
+    settings.NEWSLETTER_BATCH_SIZE = 3
+    audience = readers(16)
+    Subscriber.objects.filter(pk=audience[5].pk).update(status="unsubscribed")
+    send = plan(PostFactory())
+    # Pages of 7 readers, each cut into batches of 3: 3+3+1, 3+3+1, 1.
+    sizes = list(send.batches.order_by("number").values_list("size", flat=True))
+    assert sizes == [3, 3, 1, 3, 3, 1, 1]
+    for batch in send.batches.all():
+        assert batch.deliveries.count() == batch.size
+    planned = set(send.deliveries.values_list("subscriber_id", flat=True))
+    assert planned == {s.pk for s in audience} - {audience[5].pk}
+
+
+def test_a_publish_reaches_everyone_once_across_many_batches(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.NEWSLETTER_BATCH_SIZE = 4
+    audience = readers(10)
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery.send_create_for_post(post=PostFactory())
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(s.email for s in audience)
+    assert not Batch.objects.exclude(status=Batch.Status.DONE).exists()
+    assert Send.objects.get().status == Send.Status.DONE
