@@ -42,3 +42,74 @@ class SubscriberFactory(factory.django.DjangoModelFactory):
     email = factory.Sequence(lambda n: f"reader{n}@example.org")
     status = Subscriber.Status.ACTIVE
     confirmed_at = factory.LazyFunction(timezone.now)
+
+
+# The admin post form's inline formsets (inspections, related links), sent empty.
+EMPTY_INLINES = {
+    f"{prefix}-{field}": value
+    for prefix in ("inspections", "links_out")
+    for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
+}
+
+
+class RegionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Region"
+
+    name = factory.Sequence(lambda n: f"Region {n}")
+    slug = factory.Sequence(lambda n: f"region-{n}")
+
+
+class AreaFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Area"
+
+    name = factory.Sequence(lambda n: f"Area {n}")
+    slug = factory.Sequence(lambda n: f"area-{n}")
+    region = factory.SubFactory(RegionFactory)
+
+
+class OrganisationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Organisation"
+
+    name = factory.Sequence(lambda n: f"Organisation {n}")
+    slug = factory.Sequence(lambda n: f"organisation-{n}")
+    kind = "crc"
+
+
+class CategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Category"
+
+    name = factory.Sequence(lambda n: f"Category {n}")
+    slug = factory.Sequence(lambda n: f"category-{n}")
+
+
+class TagFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Tag"
+
+    name = factory.Sequence(lambda n: f"Tag {n}")
+    slug = factory.Sequence(lambda n: f"tag-{n}")
+
+
+class InspectionFactory(factory.django.DjangoModelFactory):
+    """An inspection of a published post; the post is re-indexed for search."""
+
+    class Meta:
+        model = "posts.Inspection"
+
+    post = factory.SubFactory(PublishedPostFactory)
+    title = factory.Sequence(lambda n: f"An inspection of probation services: {n}")
+    area = factory.SubFactory(AreaFactory)
+    overall = "requires_improvement"
+
+    @factory.post_generation
+    def organisations(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.organisations.set(extracted)
+        if create:
+            from posts.search import index_post
+
+            index_post(self.post)

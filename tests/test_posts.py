@@ -7,7 +7,12 @@ from newsletter.models import Send
 from posts.models import Post
 from posts.services import announce_due_posts, post_publish
 
-from .factories import PostFactory, PublishedPostFactory, UserFactory
+from .factories import (
+    EMPTY_INLINES,
+    PostFactory,
+    PublishedPostFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -107,6 +112,7 @@ def test_author_publishes_from_the_admin_form(client):
             "published_at_0": "",
             "published_at_1": "",
             "email_subscribers": "on",
+            **EMPTY_INLINES,
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -125,6 +131,7 @@ def test_author_publishes_from_the_admin_form(client):
             "published_at_0": post.published_at.strftime("%d/%m/%Y"),
             "published_at_1": post.published_at.strftime("%H:%M:%S"),
             "email_subscribers": "on",
+            **EMPTY_INLINES,
         },
     )
     assert Send.objects.filter(post=post).count() == 1

@@ -15,7 +15,7 @@ from newsletter.celery import app as celery_app
 from newsletter.models import Delivery, Send, Subscriber
 from posts.models import Post
 
-from .factories import SubscriberFactory, UserFactory
+from .factories import EMPTY_INLINES, SubscriberFactory, UserFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -59,6 +59,7 @@ def publish_in_admin(title: str, slug: str) -> Post:
             "published_at_0": "",
             "published_at_1": "",
             "email_subscribers": "on",
+            **EMPTY_INLINES,
         },
     )
     assert response.status_code == 302
