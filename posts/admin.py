@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -18,6 +19,9 @@ from .models import (
     Tag,
 )
 from .search import index_post
+
+# Links typed without a scheme are taken as https (Django 6's default, chosen now).
+HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Region)
@@ -60,6 +64,7 @@ class TagAdmin(admin.ModelAdmin):
 
 @admin.register(Sponsorship)
 class SponsorshipAdmin(admin.ModelAdmin):
+    formfield_overrides = HTTPS_URLS
     list_display = ["name", "category", "starts_on", "ends_on"]
     list_filter = ["category"]
 
@@ -71,6 +76,7 @@ class StandardRatingInline(admin.TabularInline):
 
 @admin.register(Inspection)
 class InspectionAdmin(admin.ModelAdmin):
+    formfield_overrides = HTTPS_URLS
     list_display = ["title", "area", "overall", "published_on", "post"]
     list_filter = ["overall", "type", "area__region"]
     search_fields = ["title", "post__title"]
@@ -85,6 +91,7 @@ class InspectionAdmin(admin.ModelAdmin):
 class InspectionInline(admin.StackedInline):
     """The facts; ratings per standard are edited on the inspection's own page."""
 
+    formfield_overrides = HTTPS_URLS
     model = Inspection
     extra = 0
     show_change_link = True

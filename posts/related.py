@@ -9,9 +9,9 @@ so the same content always gives the same suggestions.
 import re
 from dataclasses import dataclass, field
 
-from django.db.models import Max, Q
+from django.db.models import Max, Prefetch, Q
 
-from .models import Post, RelatedLink
+from .models import Inspection, Post, RelatedLink
 
 RELATED_BOX_SIZE = 3
 # Only the newest candidates sharing something are scored, so a popular tag on a
@@ -89,7 +89,9 @@ def _features(post: Post) -> _Features:
 def with_features(queryset):
     """Prefetch what scoring reads, in a fixed number of queries."""
     return queryset.prefetch_related(
-        "inspections__area__region",
+        Prefetch(
+            "inspections", queryset=Inspection.objects.select_related("area__region")
+        ),
         "inspections__organisations__owners",
         "categories",
         "tags",
@@ -141,7 +143,9 @@ def suggestions(
         .distinct()
     )
     candidates = with_features(
-        Post.objects.filter(pk__in=candidate_ids).order_by("-published_at", "-id")
+        Post.objects.filter(pk__in=candidate_ids)
+        .defer("body", "body_html", "search_facts")
+        .order_by("-published_at", "-id")
     )[:MAX_CANDIDATES]
     scored = []
     for candidate in candidates:

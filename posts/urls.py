@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
@@ -7,4 +7,16 @@ app_name = "posts"
 urlpatterns = [
     path("", views.home, name="home"),
     path("posts/<slug:slug>/", views.detail, name="detail"),
+    path("category/<slug:slug>/", views.category, name="category"),
+    path("tag/<slug:slug>/", views.tag, name="tag"),
+    path("area/<slug:slug>/", views.area, name="area"),
+    path("region/<slug:slug>/", views.region, name="region"),
+    path("organisation/<slug:slug>/", views.organisation, name="organisation"),
+    re_path(
+        r"^archive/(?P<year>[0-9]{4})/(?P<month>[0-9]{2})/$",
+        views.archive,
+        name="archive",
+    ),
+    path("inspections/", views.inspections, name="inspections"),
+    path("search/", views.search_page, name="search"),
 ]

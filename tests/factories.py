@@ -99,6 +99,7 @@ class InspectionFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = "posts.Inspection"
+        skip_postgeneration_save = True
 
     post = factory.SubFactory(PublishedPostFactory)
     title = factory.Sequence(lambda n: f"An inspection of probation services: {n}")
