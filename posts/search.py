@@ -18,7 +18,7 @@ from django.contrib.postgres.search import (
     SearchVector,
 )
 from django.db import connection
-from django.db.models import F, Value
+from django.db.models import F, TextField, Value
 from django.db.models.functions import Concat
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -92,7 +92,7 @@ def search_results(query: str, post_ids: list[int]) -> list[SearchResult]:
             Post.objects.filter(id__in=post_ids)
             .annotate(
                 headline=SearchHeadline(
-                    Concat("excerpt", Value(" … "), "body"),
+                    Concat("excerpt", Value(" … "), "body", output_field=TextField()),
                     SearchQuery(" ".join(terms), config=CONFIG),
                     config=CONFIG,
                     start_sel=_START,

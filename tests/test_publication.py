@@ -268,6 +268,7 @@ PAGES = [
     "/archive/{year}/{month}/",
     "/inspections/",
     "/inspections/?rating=requires_improvement&organisation=crc",
+    "/search/?q=inspection+probation",
 ]
 
 
