@@ -1,6 +1,8 @@
+from django.contrib.sitemaps.views import sitemap
 from django.urls import path, re_path
 
-from . import views
+from . import feeds, views
+from .sitemaps import SITEMAPS
 
 app_name = "posts"
 
@@ -8,6 +10,10 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("posts/<slug:slug>/", views.detail, name="detail"),
     path("category/<slug:slug>/", views.category, name="category"),
+    path("category/<slug:slug>/feed/", feeds.CategoryFeed(), name="category_feed"),
+    path("feed/", feeds.LatestPostsFeed(), name="feed"),
+    path("feed/atom/", feeds.LatestPostsAtomFeed(), name="feed_atom"),
+    path("sitemap.xml", sitemap, {"sitemaps": SITEMAPS}, name="sitemap"),
     path("tag/<slug:slug>/", views.tag, name="tag"),
     path("area/<slug:slug>/", views.area, name="area"),
     path("region/<slug:slug>/", views.region, name="region"),

@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.db.models import Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 
 from . import related, search
 from .models import (
@@ -93,7 +94,7 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         Post.objects.published().filter(categories=category),
         heading=category.name,
-        feed_url=f"{category.get_absolute_url()}feed/",
+        feed_url=reverse("posts:category_feed", kwargs={"slug": category.slug}),
     )
 
 
