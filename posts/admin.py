@@ -5,13 +5,14 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from . import related, services
+from . import images, related, services
 from .models import (
     Area,
     Category,
     Inspection,
     Organisation,
     Post,
+    PostImage,
     Region,
     RelatedLink,
     Sponsorship,
@@ -108,6 +109,22 @@ class RelatedLinkInline(admin.TabularInline):
     verbose_name_plural = "related posts (in this order; see the suggestions above)"
 
 
+class PostImageInline(admin.TabularInline):
+    model = PostImage
+    extra = 0
+    fields = ["image", "alt", "markdown"]
+    readonly_fields = ["markdown"]
+    verbose_name_plural = "images for the body (paste the Markdown shown into the body)"
+
+    @admin.display(description="Markdown")
+    def markdown(self, post_image: PostImage) -> str:
+        if not post_image.pk:
+            return "Save to get the Markdown for this image."
+        alt = post_image.alt.replace("]", "")
+        url = images.largest_url(post_image.image)
+        return format_html("<code>![{}]({})</code>", alt, url)
+
+
 @admin.register(Post)
 class PostAdmin(admin.ModelAdmin):
     list_display = ["title", "status", "published_at", "email_subscribers", "author"]
@@ -118,9 +135,10 @@ class PostAdmin(admin.ModelAdmin):
     actions = ["publish"]
     filter_horizontal = ["categories", "tags"]
     readonly_fields = ["related_suggestions"]
-    inlines = [InspectionInline, RelatedLinkInline]
+    inlines = [InspectionInline, RelatedLinkInline, PostImageInline]
     fieldsets = [
         (None, {"fields": ["title", "slug", "excerpt", "body"]}),
+        ("Featured image", {"fields": ["featured_image", "featured_image_alt"]}),
         ("Filing", {"fields": ["categories", "tags"]}),
         ("Publication", {"fields": ["status", "published_at", "email_subscribers"]}),
         ("Suggested related posts", {"fields": ["related_suggestions"]}),
@@ -138,6 +156,13 @@ class PostAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         # The inspections were saved after the post: index their facts too.
         index_post(form.instance)
+        if "featured_image" in form.changed_data:
+            images.make_renditions(form.instance.featured_image)
+        for formset in formsets:
+            if formset.model is PostImage:
+                for image_form in formset.forms:
+                    if "image" in image_form.changed_data and image_form.instance.pk:
+                        images.make_renditions(image_form.instance.image)
 
     @admin.action(description="Publish selected posts", permissions=["change"])
     def publish(self, request: HttpRequest, queryset) -> None:

@@ -162,6 +162,21 @@ class Post(models.Model):
         default=True,
         help_text="Send this post to subscribers when it is published.",
     )
+    featured_image = models.ImageField(
+        upload_to="posts/%Y/",
+        blank=True,
+        width_field="featured_image_width",
+        height_field="featured_image_height",
+    )
+    featured_image_alt = models.CharField(
+        "alt text",
+        max_length=300,
+        blank=True,
+        help_text="What the image shows, for readers who cannot see it. Required "
+        "with an image.",
+    )
+    featured_image_width = models.PositiveIntegerField(null=True, editable=False)
+    featured_image_height = models.PositiveIntegerField(null=True, editable=False)
     categories = models.ManyToManyField(Category, blank=True, related_name="posts")
     tags = models.ManyToManyField(Tag, blank=True, related_name="posts")
     # Area, region and organisation names of the post's inspections, kept by
@@ -177,6 +192,14 @@ class Post(models.Model):
     class Meta:
         ordering = ["-published_at", "-id"]
         indexes = [models.Index(fields=["status", "published_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(featured_image="")
+                | ~models.Q(featured_image_alt=""),
+                name="featured_image_has_alt_text",
+                violation_error_message="Describe the featured image in its alt text.",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -362,6 +385,11 @@ class Sponsorship(models.Model):
     )
     name = models.CharField(max_length=200)
     url = models.URLField("link", max_length=500)
+    logo = models.ImageField(
+        upload_to="sponsors/",
+        blank=True,
+        help_text="Optional; shown small, with the sponsor's name as its alt text.",
+    )
     starts_on = models.DateField()
     ends_on = models.DateField()
 
@@ -378,3 +406,21 @@ class Sponsorship(models.Model):
 
     def __str__(self) -> str:
         return f"{self.category} posts sponsored by {self.name}"
+
+
+class PostImage(models.Model):
+    """An image uploaded for use in a post's body (Markdown: ![alt](url))."""
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="images")
+    image = models.ImageField(upload_to="posts/%Y/")
+    alt = models.CharField(
+        "alt text",
+        max_length=300,
+        help_text="What the image shows, for readers who cannot see it.",
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.alt

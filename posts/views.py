@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
-from . import related, search
+from . import images, related, search
 from .models import (
     Area,
     Category,
@@ -49,6 +49,14 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
             "related_posts": related.related_posts(post),
             "sponsor": post.sponsor(),
             "share_links": share_links(url=url, title=post.title),
+            "featured_srcset": images.srcset(
+                post.featured_image, post.featured_image_width
+            ),
+            "featured_url": (
+                settings.SITE_URL + post.featured_image.url
+                if post.featured_image
+                else ""
+            ),
         },
     )
 
