@@ -13,6 +13,7 @@ from .models import (
     Organisation,
     Post,
     PostImage,
+    PostUpdate,
     Region,
     RelatedLink,
     Sponsorship,
@@ -109,6 +110,12 @@ class RelatedLinkInline(admin.TabularInline):
     verbose_name_plural = "related posts (in this order; see the suggestions above)"
 
 
+class PostUpdateInline(admin.TabularInline):
+    model = PostUpdate
+    extra = 0
+    verbose_name_plural = "updates and corrections (shown on the post, dated)"
+
+
 class PostImageInline(admin.TabularInline):
     model = PostImage
     extra = 0
@@ -135,7 +142,7 @@ class PostAdmin(admin.ModelAdmin):
     actions = ["publish"]
     filter_horizontal = ["categories", "tags"]
     readonly_fields = ["related_suggestions"]
-    inlines = [InspectionInline, RelatedLinkInline, PostImageInline]
+    inlines = [InspectionInline, RelatedLinkInline, PostImageInline, PostUpdateInline]
     fieldsets = [
         (None, {"fields": ["title", "slug", "excerpt", "body"]}),
         ("Featured image", {"fields": ["featured_image", "featured_image_alt"]}),

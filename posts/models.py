@@ -424,3 +424,22 @@ class PostImage(models.Model):
 
     def __str__(self) -> str:
         return self.alt
+
+
+class PostUpdate(models.Model):
+    """A dated note on a published post: a correction or a later development."""
+
+    class Kind(models.TextChoices):
+        UPDATE = "update", "Update"
+        CORRECTION = "correction", "Correction"
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="updates")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.UPDATE)
+    made_on = models.DateField("date", default=timezone.localdate)
+    note = models.TextField(help_text="Plain text, shown on the post as written.")
+
+    class Meta:
+        ordering = ["made_on", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}, {self.made_on:%d %B %Y}"

@@ -37,7 +37,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def detail(request: HttpRequest, slug: str) -> HttpResponse:
     posts = related.with_features(
         Post.objects.published().select_related("author")
-    ).prefetch_related("inspections__ratings")
+    ).prefetch_related("inspections__ratings", "updates")
     post = get_object_or_404(posts, slug=slug)
     url = settings.SITE_URL + post.get_absolute_url()
     return render(

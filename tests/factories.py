@@ -44,10 +44,10 @@ class SubscriberFactory(factory.django.DjangoModelFactory):
     confirmed_at = factory.LazyFunction(timezone.now)
 
 
-# The admin post form's inline formsets (inspections, links, images), sent empty.
+# The admin post form's inline formsets, sent empty.
 EMPTY_INLINES = {
     f"{prefix}-{field}": value
-    for prefix in ("inspections", "links_out", "images")
+    for prefix in ("inspections", "links_out", "images", "updates")
     for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
 }
 

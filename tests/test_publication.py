@@ -13,6 +13,7 @@ from posts.models import (
     Inspection,
     Organisation,
     Post,
+    PostUpdate,
     RelatedLink,
     StandardRating,
     Tag,
@@ -307,3 +308,24 @@ def test_dates_in_the_fact_box_are_machine_readable(client):
     html = page(client, inspection.post.get_absolute_url())
     assert '<time datetime="2024-03-04">4 March 2024</time>' in html
     assert '<time datetime="2024-06-27">27 June 2024</time>' in html
+
+
+def test_post_shows_its_dated_updates_and_corrections_in_order(client):
+    post = PublishedPostFactory()
+    PostUpdate.objects.create(
+        post=post,
+        kind="update",
+        made_on=date(2019, 9, 2),
+        note="Inspectors returned in May 2019.",
+    )
+    PostUpdate.objects.create(
+        post=post,
+        kind="correction",
+        made_on=date(2017, 6, 20),
+        note="The report was published on 15 June, not 16 June. <b>Sorry</b>.",
+    )
+    html = page(client, post.get_absolute_url())
+    correction = html.index('Correction, <time datetime="2017-06-20">20 June 2017')
+    update = html.index('Update, <time datetime="2019-09-02">2 September 2019')
+    assert correction < update
+    assert "&lt;b&gt;Sorry&lt;/b&gt;" in html
