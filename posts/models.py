@@ -3,6 +3,7 @@ import math
 import re
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -182,6 +183,10 @@ class Post(models.Model):
     # Area, region and organisation names of the post's inspections, kept by
     # posts.search.index_post so that search covers them.
     search_facts = models.TextField(editable=False, default="")
+    # PostgreSQL only (always empty on SQLite, which searches an FTS5 table): the
+    # weighted document of posts.search, stored so that ranking does not re-parse
+    # every matching post, and GIN-indexed by migration 0002.
+    search_vector = SearchVectorField(null=True, editable=False)
     # When readers were told of this post (post_published sent). Set exactly once.
     announced_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,10 +1,10 @@
 """Ranked full-text search over posts and the facts of their inspections.
 
-PostgreSQL uses its own text search (a weighted tsvector matched by a functional GIN
-index, ranked by ts_rank, highlighted by ts_headline). SQLite uses an FTS5 table kept
-by index_post (ranked by bm25, highlighted by snippet()). Both weigh a match in the
-title most, then the inspection facts and the excerpt, then the body, and both AND the
-words of the query together.
+PostgreSQL uses its own text search: a weighted tsvector stored on the post and
+GIN-indexed, ranked by ts_rank, highlighted by ts_headline. SQLite uses an FTS5 table
+kept by index_post, ranked by bm25, highlighted by snippet(). Both weigh a match in
+the title most, then the inspection facts and the excerpt, then the body, and both
+AND the words of the query together.
 """
 
 import json
@@ -35,7 +35,7 @@ _START, _STOP = "\ue000", "\ue001"
 
 
 def post_search_vector() -> SearchVector:
-    """The weighted document; the GIN index in migration 0002 is on this expression."""
+    """The weighted document, stored in Post.search_vector on PostgreSQL."""
     return (
         SearchVector("title", weight="A", config=CONFIG)
         + SearchVector("search_facts", weight="B", config=CONFIG)
@@ -62,9 +62,8 @@ def ranked_post_ids(query: str) -> list[int]:
     if connection.vendor == "postgresql":
         search_query = SearchQuery(" ".join(terms), config=CONFIG)
         ids = list(
-            Post.objects.annotate(document=post_search_vector())
-            .filter(document=search_query)
-            .annotate(rank=SearchRank(F("document"), search_query))
+            Post.objects.filter(search_vector=search_query)
+            .annotate(rank=SearchRank(F("search_vector"), search_query))
             .order_by("-rank", "-published_at", "-id")
             .values_list("id", flat=True)[:MAX_RESULTS]
         )
@@ -154,7 +153,10 @@ def index_post(post: Post) -> None:
     if facts != post.search_facts:
         Post.objects.filter(pk=post.pk).update(search_facts=facts)
         post.search_facts = facts
-    if connection.vendor == "sqlite":
+    if connection.vendor == "postgresql":
+        # From the stored columns, after the facts above are written.
+        Post.objects.filter(pk=post.pk).update(search_vector=post_search_vector())
+    elif connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM posts_search WHERE rowid = %s", [post.pk])
             cursor.execute(
