@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib.sitemaps.views import sitemap
 from django.urls import path, re_path
 
@@ -26,3 +28,7 @@ urlpatterns = [
     path("inspections/", views.inspections, name="inspections"),
     path("search/", views.search_page, name="search"),
 ]
+
+# Uploaded images, in development only (static() adds nothing unless DEBUG is on);
+# production serves MEDIA_ROOT from the web server.
+urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -1,5 +1,5 @@
 import calendar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from django import forms
 from django.conf import settings
@@ -64,7 +64,11 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
 def share_links(*, url: str, title: str) -> list[tuple[str, str]]:
     """Plain links to each service's share page: no scripts, no tracking pixels."""
     return [
-        ("Email", "mailto:?" + urlencode({"subject": title, "body": url})),
+        # Mail clients read "+" literally (RFC 6068): spaces must be %20.
+        (
+            "Email",
+            "mailto:?" + urlencode({"subject": title, "body": url}, quote_via=quote),
+        ),
         (
             "LinkedIn",
             "https://www.linkedin.com/sharing/share-offsite/?"

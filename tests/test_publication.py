@@ -96,7 +96,7 @@ def test_post_page_has_canonical_url_social_meta_and_plain_share_links(
     assert f"https://www.linkedin.com/sharing/share-offsite/?url={encoded}" in html
     assert f"https://www.facebook.com/sharer/sharer.php?u={encoded}" in html
     assert "https://x.com/intent/post?url=" in html
-    assert "mailto:?subject=Suffolk+probation" in html
+    assert "mailto:?subject=Suffolk%20probation%3A%20far%20more" in html
     assert "<script" not in html
 
 

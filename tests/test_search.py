@@ -120,6 +120,9 @@ def test_snippets_highlight_matches_and_cannot_inject_markup(client):
         "x" * 5000,
         "\x00",
         "<script>",
+        "_",
+        "___ probation",
+        "the of and",
     ],
 )
 def test_any_query_gets_a_page_never_an_error(client, query):
