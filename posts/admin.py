@@ -26,28 +26,53 @@ from .search import index_post
 HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
 
 
+class ReindexesPostsAdmin(admin.ModelAdmin):
+    """For places and organisations: their names are part of posts' search entries."""
+
+    def posts_mentioning(self, obj) -> models.QuerySet:
+        raise NotImplementedError
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if change:
+            for post in self.posts_mentioning(form.instance).distinct():
+                index_post(post)
+
+
 @admin.register(Region)
-class RegionAdmin(admin.ModelAdmin):
+class RegionAdmin(ReindexesPostsAdmin):
     list_display = ["name", "slug"]
     search_fields = ["name"]
     prepopulated_fields = {"slug": ["name"]}
 
+    def posts_mentioning(self, region: Region) -> models.QuerySet:
+        return Post.objects.filter(inspections__area__region=region)
+
 
 @admin.register(Area)
-class AreaAdmin(admin.ModelAdmin):
+class AreaAdmin(ReindexesPostsAdmin):
     list_display = ["name", "region"]
     list_filter = ["region"]
     search_fields = ["name"]
     prepopulated_fields = {"slug": ["name"]}
 
+    def posts_mentioning(self, area: Area) -> models.QuerySet:
+        return Post.objects.filter(inspections__area=area)
+
 
 @admin.register(Organisation)
-class OrganisationAdmin(admin.ModelAdmin):
+class OrganisationAdmin(ReindexesPostsAdmin):
     list_display = ["name", "kind"]
     list_filter = ["kind"]
     search_fields = ["name"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["owners"]
+
+    def posts_mentioning(self, organisation: Organisation) -> models.QuerySet:
+        return Post.objects.filter(
+            models.Q(inspections__organisations=organisation)
+            | models.Q(inspections__organisations__owners=organisation)
+        )
 
 
 @admin.register(Category)

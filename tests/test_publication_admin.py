@@ -6,7 +6,7 @@ import pytest
 from django.apps import apps
 from django.core.management import call_command
 
-from posts.models import Inspection, Post
+from posts.models import Inspection, Organisation, Post
 
 from .factories import AreaFactory, UserFactory
 
@@ -64,3 +64,14 @@ def test_editing_an_inspection_in_the_admin_updates_search(author):
     assert response.status_code == 302, response.content.decode()[-2000:]
     html = author.get("/search/", {"q": "Waveney"}).content.decode()
     assert inspection.post.title in html
+
+
+def test_renaming_an_owner_in_the_admin_updates_search(author):
+    sodexo = Organisation.objects.get(slug="sodexo-justice-services")
+    response = author.post(
+        f"/admin/posts/organisation/{sodexo.pk}/change/",
+        {"name": "Zodiac Justice Holdings", "slug": sodexo.slug, "kind": "owner"},
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    html = author.get("/search/", {"q": "Zodiac"}).content.decode()
+    assert "Suffolk probation: far more needed" in html
