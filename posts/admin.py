@@ -1,22 +1,180 @@
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.db import models
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
-from . import services
-from .models import Post
+from . import images, related, services
+from .models import (
+    Area,
+    Category,
+    Inspection,
+    Organisation,
+    Post,
+    PostImage,
+    PostUpdate,
+    Region,
+    RelatedLink,
+    Sponsorship,
+    StandardRating,
+    Tag,
+)
+from .search import index_post
+
+# Links typed without a scheme are taken as https (Django 6's default, chosen now).
+HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
+
+
+class ReindexesPostsAdmin(admin.ModelAdmin):
+    """For places and organisations: their names are part of posts' search entries."""
+
+    def posts_mentioning(self, obj) -> models.QuerySet:
+        raise NotImplementedError
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if change:
+            for post in self.posts_mentioning(form.instance).distinct():
+                index_post(post)
+
+
+@admin.register(Region)
+class RegionAdmin(ReindexesPostsAdmin):
+    list_display = ["name", "slug"]
+    search_fields = ["name"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def posts_mentioning(self, region: Region) -> models.QuerySet:
+        return Post.objects.filter(inspections__area__region=region)
+
+
+@admin.register(Area)
+class AreaAdmin(ReindexesPostsAdmin):
+    list_display = ["name", "region"]
+    list_filter = ["region"]
+    search_fields = ["name"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def posts_mentioning(self, area: Area) -> models.QuerySet:
+        return Post.objects.filter(inspections__area=area)
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(ReindexesPostsAdmin):
+    list_display = ["name", "kind"]
+    list_filter = ["kind"]
+    search_fields = ["name"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["owners"]
+
+    def posts_mentioning(self, organisation: Organisation) -> models.QuerySet:
+        return Post.objects.filter(
+            models.Q(inspections__organisations=organisation)
+            | models.Q(inspections__organisations__owners=organisation)
+        )
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug"]
+    search_fields = ["name"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug"]
+    search_fields = ["name"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Sponsorship)
+class SponsorshipAdmin(admin.ModelAdmin):
+    formfield_overrides = HTTPS_URLS
+    list_display = ["name", "category", "starts_on", "ends_on"]
+    list_filter = ["category"]
+
+
+class StandardRatingInline(admin.TabularInline):
+    model = StandardRating
+    extra = 1
+
+
+@admin.register(Inspection)
+class InspectionAdmin(admin.ModelAdmin):
+    formfield_overrides = HTTPS_URLS
+    list_display = ["title", "area", "overall", "published_on", "post"]
+    list_filter = ["overall", "type", "area__region"]
+    search_fields = ["title", "post__title"]
+    autocomplete_fields = ["post", "area", "organisations"]
+    inlines = [StandardRatingInline]
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        index_post(form.instance.post)
+
+
+class InspectionInline(admin.StackedInline):
+    """The facts; ratings per standard are edited on the inspection's own page."""
+
+    formfield_overrides = HTTPS_URLS
+    model = Inspection
+    extra = 0
+    show_change_link = True
+    autocomplete_fields = ["area", "organisations"]
+
+
+class RelatedLinkInline(admin.TabularInline):
+    model = RelatedLink
+    fk_name = "from_post"
+    extra = 0
+    autocomplete_fields = ["to_post"]
+    fields = ["to_post", "type", "order"]
+    verbose_name = "related post"
+    verbose_name_plural = "related posts (in this order; see the suggestions above)"
+
+
+class PostUpdateInline(admin.TabularInline):
+    model = PostUpdate
+    extra = 0
+    verbose_name_plural = "updates and corrections (shown on the post, dated)"
+
+
+class PostImageInline(admin.TabularInline):
+    model = PostImage
+    extra = 0
+    fields = ["image", "alt", "markdown"]
+    readonly_fields = ["markdown"]
+    verbose_name_plural = "images for the body (paste the Markdown shown into the body)"
+
+    @admin.display(description="Markdown")
+    def markdown(self, post_image: PostImage) -> str:
+        if not post_image.pk:
+            return "Save to get the Markdown for this image."
+        alt = post_image.alt.replace("]", "")
+        url = images.largest_url(post_image.image)
+        return format_html("<code>![{}]({})</code>", alt, url)
 
 
 @admin.register(Post)
 class PostAdmin(admin.ModelAdmin):
     list_display = ["title", "status", "published_at", "email_subscribers", "author"]
-    list_filter = ["status", "email_subscribers"]
+    list_filter = ["status", "email_subscribers", "categories"]
     search_fields = ["title", "excerpt", "body"]
     prepopulated_fields = {"slug": ["title"]}
     date_hierarchy = "published_at"
     actions = ["publish"]
+    filter_horizontal = ["categories", "tags"]
+    readonly_fields = ["related_suggestions"]
+    inlines = [InspectionInline, RelatedLinkInline, PostImageInline, PostUpdateInline]
     fieldsets = [
         (None, {"fields": ["title", "slug", "excerpt", "body"]}),
+        ("Featured image", {"fields": ["featured_image", "featured_image_alt"]}),
+        ("Filing", {"fields": ["categories", "tags"]}),
         ("Publication", {"fields": ["status", "published_at", "email_subscribers"]}),
         ("Email", {"fields": ["email_format"]}),
+        ("Suggested related posts", {"fields": ["related_suggestions"]}),
     ]
 
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
@@ -27,6 +185,18 @@ class PostAdmin(admin.ModelAdmin):
         else:
             super().save_model(request, obj, form, change)
 
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # The inspections were saved after the post: index their facts too.
+        index_post(form.instance)
+        if "featured_image" in form.changed_data:
+            images.make_renditions(form.instance.featured_image)
+        for formset in formsets:
+            if formset.model is PostImage:
+                for image_form in formset.forms:
+                    if "image" in image_form.changed_data and image_form.instance.pk:
+                        images.make_renditions(image_form.instance.image)
+
     @admin.action(description="Publish selected posts", permissions=["change"])
     def publish(self, request: HttpRequest, queryset) -> None:
         drafts = queryset.filter(status=Post.Status.DRAFT)
@@ -35,3 +205,55 @@ class PostAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Published {len(drafts)} post(s).", level=messages.SUCCESS
         )
+
+    @admin.display(description="Suggestions")
+    def related_suggestions(self, post: Post) -> str:
+        if post.pk is None:
+            return "Save the post to see suggestions."
+        suggestions = related.suggestions(post, exclude_linked=True)
+        if not suggestions:
+            return "No suggestions: nothing published shares enough with this post."
+        url = reverse("admin:posts_post_add_related", args=[post.pk])
+        # Buttons of the change form posting to the add view: no JavaScript, and the
+        # form's CSRF token goes with them. Unsaved edits on this page are not kept.
+        return format_html(
+            "<p>Adding one saves nothing else on this page.</p><ul>{}</ul>",
+            format_html_join(
+                "",
+                '<li><button type="submit" formaction="{}" formnovalidate '
+                'name="to_post" value="{}">Add</button> {} <small>({})</small></li>',
+                (
+                    (url, s.post.pk, s.post.title, ", ".join(s.reasons))
+                    for s in suggestions
+                ),
+            ),
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:post_id>/add-related/",
+                self.admin_site.admin_view(self.add_related_view),
+                name="posts_post_add_related",
+            ),
+            *super().get_urls(),
+        ]
+
+    def add_related_view(self, request: HttpRequest, post_id: int):
+        post = get_object_or_404(Post, pk=post_id)
+        change_url = reverse("admin:posts_post_change", args=[post.pk])
+        if request.method != "POST" or not self.has_change_permission(request, post):
+            return HttpResponseRedirect(change_url)
+        try:
+            link = related.related_link_add(
+                from_post=post, to_post_id=int(request.POST.get("to_post", ""))
+            )
+        except (ValueError, Post.DoesNotExist):
+            self.message_user(request, "That post cannot be linked.", messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"Linked “{link.to_post}” as {link.get_type_display().lower()}.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(change_url)

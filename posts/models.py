@@ -1,9 +1,105 @@
+import datetime
+import math
+import re
+
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
 from .markdown import render_markdown
+
+# Adult silent reading speed; a reading time is a courtesy, not a promise.
+WORDS_PER_MINUTE = 230
+
+
+class Region(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("posts:region", kwargs={"slug": self.slug})
+
+
+class Area(models.Model):
+    """The place an inspection covers, e.g. Suffolk, within a region."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="areas")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("posts:area", kwargs={"slug": self.slug})
+
+
+class Organisation(models.Model):
+    class Kind(models.TextChoices):
+        CRC = "crc", "Community Rehabilitation Company"
+        NPS = "nps", "National Probation Service division"
+        PDU = "pdu", "Probation delivery unit"
+        YOT = "yot", "Youth offending team"
+        OWNER = "owner", "Owner or partner"
+        OTHER = "other", "Other"
+
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=200, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.OTHER)
+    # A CRC was owned by a company or a partnership (Sodexo Justice Services with
+    # Nacro); an owner's page lists the inspections of everything it owned.
+    owners = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="owned"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("posts:organisation", kwargs={"slug": self.slug})
+
+
+class Category(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("posts:category", kwargs={"slug": self.slug})
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("posts:tag", kwargs={"slug": self.slug})
 
 
 class PostQuerySet(models.QuerySet):
@@ -12,6 +108,23 @@ class PostQuerySet(models.QuerySet):
         return self.filter(
             status=Post.Status.PUBLISHED, published_at__lte=timezone.now()
         )
+
+    def in_region(self, region: "Region") -> "PostQuerySet":
+        return self.filter(inspections__area__region=region).distinct()
+
+    def in_area(self, area: "Area") -> "PostQuerySet":
+        return self.filter(inspections__area=area).distinct()
+
+    def about_organisation(self, organisation: "Organisation") -> "PostQuerySet":
+        """Posts on the organisation's inspections, or on anything it owned."""
+        return self.filter(
+            models.Q(inspections__organisations=organisation)
+            | models.Q(inspections__organisations__owners=organisation)
+        ).distinct()
+
+    def for_listing(self) -> "PostQuerySet":
+        """What a list of posts shows, in a fixed number of queries."""
+        return self.select_related("author").prefetch_related("categories")
 
     def due_for_announcement(self) -> "PostQuerySet":
         return self.published().filter(announced_at__isnull=True)
@@ -62,6 +175,30 @@ class Post(models.Model):
         help_text="A post too long for an inbox (Gmail clips past about 100 KB) "
         "is sent as its excerpt whatever this says.",
     )
+    featured_image = models.ImageField(
+        upload_to="posts/%Y/",
+        blank=True,
+        width_field="featured_image_width",
+        height_field="featured_image_height",
+    )
+    featured_image_alt = models.CharField(
+        "alt text",
+        max_length=300,
+        blank=True,
+        help_text="What the image shows, for readers who cannot see it. Required "
+        "with an image.",
+    )
+    featured_image_width = models.PositiveIntegerField(null=True, editable=False)
+    featured_image_height = models.PositiveIntegerField(null=True, editable=False)
+    categories = models.ManyToManyField(Category, blank=True, related_name="posts")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="posts")
+    # Area, region and organisation names of the post's inspections, kept by
+    # posts.search.index_post so that search covers them.
+    search_facts = models.TextField(editable=False, default="")
+    # PostgreSQL only (always empty on SQLite, which searches an FTS5 table): the
+    # weighted document of posts.search, stored so that ranking does not re-parse
+    # every matching post, and GIN-indexed by migration 0002.
+    search_vector = SearchVectorField(null=True, editable=False)
     # When readers were told of this post (post_published sent). Set exactly once.
     announced_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -72,6 +209,14 @@ class Post(models.Model):
     class Meta:
         ordering = ["-published_at", "-id"]
         indexes = [models.Index(fields=["status", "published_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(featured_image="")
+                | ~models.Q(featured_image_alt=""),
+                name="featured_image_has_alt_text",
+                violation_error_message="Describe the featured image in its alt text.",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -81,9 +226,28 @@ class Post(models.Model):
         if "update_fields" in kwargs and "body" in kwargs["update_fields"]:
             kwargs["update_fields"] = {*kwargs["update_fields"], "body_html"}
         super().save(*args, **kwargs)
+        # Like body_html, the search entry is derived data kept current on save;
+        # inspection changes re-index through the same function (admin, seed_demo).
+        from .search import index_post
+
+        index_post(self)
 
     def get_absolute_url(self) -> str:
         return reverse("posts:detail", kwargs={"slug": self.slug})
+
+    def sponsor(self, on: datetime.date | None = None) -> "Sponsorship | None":
+        """Who sponsors this post's category on that day (today by default)."""
+        return (
+            Sponsorship.objects.active(on)
+            .filter(category__posts=self)
+            .select_related("category")
+            .order_by("category__name", "-starts_on", "id")
+            .first()
+        )
+
+    @property
+    def reading_minutes(self) -> int:
+        return max(1, math.ceil(len(re.findall(r"\w+", self.body)) / WORDS_PER_MINUTE))
 
     @property
     def is_published(self) -> bool:
@@ -92,3 +256,207 @@ class Post(models.Model):
             and self.published_at is not None
             and self.published_at <= timezone.now()
         )
+
+
+class Rating(models.TextChoices):
+    OUTSTANDING = "outstanding", "Outstanding"
+    GOOD = "good", "Good"
+    REQUIRES_IMPROVEMENT = "requires_improvement", "Requires improvement"
+    INADEQUATE = "inadequate", "Inadequate"
+    # Before 2018 the inspectorate gave narrative judgements, not grades.
+    NARRATIVE = "narrative", "Narrative (not rated)"
+
+
+class InspectionQuerySet(models.QuerySet):
+    def of_published_posts(self) -> "InspectionQuerySet":
+        return self.filter(
+            post__status=Post.Status.PUBLISHED, post__published_at__lte=timezone.now()
+        )
+
+
+class Inspection(models.Model):
+    """One inspection report a post discusses."""
+
+    class Type(models.TextChoices):
+        LOCAL = "local", "Local"
+        THEMATIC = "thematic", "Thematic"
+        JOINT = "joint", "Joint"
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="inspections")
+    inspectorate = models.CharField(
+        max_length=200, default="HM Inspectorate of Probation"
+    )
+    title = models.CharField("report title", max_length=300)
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.LOCAL)
+    area = models.ForeignKey(
+        Area,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="inspections",
+        help_text="Empty for a national (thematic) inspection.",
+    )
+    organisations = models.ManyToManyField(
+        Organisation, blank=True, related_name="inspections"
+    )
+    fieldwork_start = models.DateField(null=True, blank=True)
+    fieldwork_end = models.DateField(null=True, blank=True)
+    published_on = models.DateField("report published", null=True, blank=True)
+    report_url = models.URLField("official report", max_length=500, blank=True)
+    overall = models.CharField(
+        "overall rating",
+        max_length=20,
+        choices=Rating.choices,
+        default=Rating.NARRATIVE,
+    )
+    recommendations = models.PositiveSmallIntegerField(
+        "number of recommendations", null=True, blank=True
+    )
+    key_findings = models.TextField(blank=True, help_text="One finding per line.")
+
+    objects = InspectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-published_on", "id"]
+        indexes = [models.Index(fields=["overall"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def key_findings_list(self) -> list[str]:
+        return [line.strip() for line in self.key_findings.splitlines() if line.strip()]
+
+
+class StandardRating(models.Model):
+    """The judgement on one standard of an inspection framework."""
+
+    inspection = models.ForeignKey(
+        Inspection, on_delete=models.CASCADE, related_name="ratings"
+    )
+    standard = models.CharField(max_length=200)
+    rating = models.CharField(max_length=20, choices=Rating.choices)
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "id"]
+        indexes = [models.Index(fields=["rating"])]
+
+    def __str__(self) -> str:
+        return f"{self.standard}: {self.get_rating_display()}"
+
+
+class RelatedLink(models.Model):
+    """A link the author makes from one post to another, shown in an order."""
+
+    class Type(models.TextChoices):
+        FOLLOW_UP = "follow_up", "Follow-up"
+        REINSPECTION = "reinspection", "Re-inspection of the same provider"
+        SAME_AREA = "same_area", "Same area"
+        SAME_THEME = "same_theme", "Same theme"
+        SEE_ALSO = "see_also", "See also"
+
+    # Shown on the target post too; a follow-up or re-inspection reads one way only.
+    SYMMETRIC_TYPES = frozenset({Type.SAME_AREA, Type.SAME_THEME, Type.SEE_ALSO})
+
+    from_post = models.ForeignKey(
+        Post, on_delete=models.CASCADE, related_name="links_out"
+    )
+    to_post = models.ForeignKey(
+        Post, on_delete=models.CASCADE, related_name="links_in", verbose_name="post"
+    )
+    type = models.CharField(max_length=20, choices=Type.choices)
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["from_post", "to_post"], name="related_link_once"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(from_post=models.F("to_post")),
+                name="related_link_not_to_itself",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_post} → {self.to_post} ({self.get_type_display()})"
+
+    @property
+    def is_symmetric(self) -> bool:
+        return self.type in self.SYMMETRIC_TYPES
+
+
+class SponsorshipQuerySet(models.QuerySet):
+    def active(self, on: "datetime.date | None" = None) -> "SponsorshipQuerySet":
+        day = on or timezone.localdate()
+        return self.filter(starts_on__lte=day, ends_on__gte=day)
+
+
+class Sponsorship(models.Model):
+    """A sponsor of one category's posts for a date range (both days included)."""
+
+    category = models.ForeignKey(
+        Category, on_delete=models.CASCADE, related_name="sponsorships"
+    )
+    name = models.CharField(max_length=200)
+    url = models.URLField("link", max_length=500)
+    logo = models.ImageField(
+        upload_to="sponsors/",
+        blank=True,
+        help_text="Optional; shown small, with the sponsor's name as its alt text.",
+    )
+    starts_on = models.DateField()
+    ends_on = models.DateField()
+
+    objects = SponsorshipQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-starts_on", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_on__gte=models.F("starts_on")),
+                name="sponsorship_ends_after_it_starts",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} posts sponsored by {self.name}"
+
+
+class PostImage(models.Model):
+    """An image uploaded for use in a post's body (Markdown: ![alt](url))."""
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="images")
+    image = models.ImageField(upload_to="posts/%Y/")
+    alt = models.CharField(
+        "alt text",
+        max_length=300,
+        help_text="What the image shows, for readers who cannot see it.",
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.alt
+
+
+class PostUpdate(models.Model):
+    """A dated note on a published post: a correction or a later development."""
+
+    class Kind(models.TextChoices):
+        UPDATE = "update", "Update"
+        CORRECTION = "correction", "Correction"
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="updates")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.UPDATE)
+    made_on = models.DateField("date", default=timezone.localdate)
+    note = models.TextField(help_text="Plain text, shown on the post as written.")
+
+    class Meta:
+        ordering = ["made_on", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}, {self.made_on:%d %B %Y}"

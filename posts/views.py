@@ -1,18 +1,246 @@
-from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+import calendar
+from urllib.parse import quote, urlencode
 
-from .models import Post
+from django import forms
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.db.models import Prefetch, Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+
+from . import images, related, search
+from .models import (
+    Area,
+    Category,
+    Inspection,
+    Organisation,
+    Post,
+    Rating,
+    Region,
+    Tag,
+)
 
 POSTS_PER_PAGE = 10
+INSPECTIONS_PER_PAGE = 20
+SEARCH_RESULTS_PER_PAGE = 10
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    posts = Post.objects.published().select_related("author")
-    page = Paginator(posts, POSTS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "posts/home.html", {"page": page})
+    page = Paginator(Post.objects.published().for_listing(), POSTS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    months = Post.objects.published().datetimes("published_at", "month", order="DESC")
+    return render(request, "posts/home.html", {"page": page, "months": months})
 
 
 def detail(request: HttpRequest, slug: str) -> HttpResponse:
-    post = get_object_or_404(Post.objects.published(), slug=slug)
-    return render(request, "posts/detail.html", {"post": post})
+    posts = related.with_features(
+        Post.objects.published().select_related("author")
+    ).prefetch_related("inspections__ratings", "updates")
+    post = get_object_or_404(posts, slug=slug)
+    url = settings.SITE_URL + post.get_absolute_url()
+    return render(
+        request,
+        "posts/detail.html",
+        {
+            "post": post,
+            "canonical_url": url,
+            "related_posts": related.related_posts(post),
+            "sponsor": post.sponsor(),
+            "share_links": share_links(url=url, title=post.title),
+            "featured_srcset": images.srcset(
+                post.featured_image, post.featured_image_width
+            ),
+            "featured_url": (
+                settings.SITE_URL + post.featured_image.url
+                if post.featured_image
+                else ""
+            ),
+        },
+    )
+
+
+def share_links(*, url: str, title: str) -> list[tuple[str, str]]:
+    """Plain links to each service's share page: no scripts, no tracking pixels."""
+    return [
+        # Mail clients read "+" literally (RFC 6068): spaces must be %20.
+        (
+            "Email",
+            "mailto:?" + urlencode({"subject": title, "body": url}, quote_via=quote),
+        ),
+        (
+            "LinkedIn",
+            "https://www.linkedin.com/sharing/share-offsite/?"
+            + urlencode({"url": url}),
+        ),
+        ("X", "https://x.com/intent/post?" + urlencode({"url": url, "text": title})),
+        (
+            "Facebook",
+            "https://www.facebook.com/sharer/sharer.php?" + urlencode({"u": url}),
+        ),
+    ]
+
+
+def _listing(
+    request: HttpRequest,
+    posts,
+    *,
+    heading: str,
+    intro: str = "",
+    feed_url: str = "",
+) -> HttpResponse:
+    page = Paginator(posts.for_listing(), POSTS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "posts/listing.html",
+        {"page": page, "heading": heading, "intro": intro, "feed_url": feed_url},
+    )
+
+
+def category(request: HttpRequest, slug: str) -> HttpResponse:
+    category = get_object_or_404(Category, slug=slug)
+    return _listing(
+        request,
+        Post.objects.published().filter(categories=category),
+        heading=category.name,
+        feed_url=reverse("posts:category_feed", kwargs={"slug": category.slug}),
+    )
+
+
+def tag(request: HttpRequest, slug: str) -> HttpResponse:
+    tag = get_object_or_404(Tag, slug=slug)
+    return _listing(
+        request,
+        Post.objects.published().filter(tags=tag),
+        heading=f"Posts tagged “{tag.name}”",
+    )
+
+
+def area(request: HttpRequest, slug: str) -> HttpResponse:
+    area = get_object_or_404(Area.objects.select_related("region"), slug=slug)
+    return _listing(
+        request,
+        Post.objects.published().in_area(area),
+        heading=f"Inspections in {area.name}",
+        intro=f"{area.name} is in the {area.region.name} region.",
+    )
+
+
+def region(request: HttpRequest, slug: str) -> HttpResponse:
+    region = get_object_or_404(Region, slug=slug)
+    area_names = ", ".join(region.areas.values_list("name", flat=True))
+    return _listing(
+        request,
+        Post.objects.published().in_region(region),
+        heading=f"Inspections in the {region.name}",
+        intro=f"Areas in this region: {area_names}." if area_names else "",
+    )
+
+
+def organisation(request: HttpRequest, slug: str) -> HttpResponse:
+    organisation = get_object_or_404(Organisation, slug=slug)
+    owned = ", ".join(organisation.owned.values_list("name", flat=True))
+    return _listing(
+        request,
+        Post.objects.published().about_organisation(organisation),
+        heading=organisation.name,
+        intro=(
+            f"{organisation.get_kind_display()}. Includes inspections of {owned}."
+            if owned
+            else f"{organisation.get_kind_display()}."
+        ),
+    )
+
+
+def archive(request: HttpRequest, year: str, month: str) -> HttpResponse:
+    year_number, month_number = int(year), int(month)
+    if not 1 <= month_number <= 12:
+        raise Http404("No such month.")
+    return _listing(
+        request,
+        Post.objects.published().filter(
+            published_at__year=year_number, published_at__month=month_number
+        ),
+        heading=f"Posts from {calendar.month_name[month_number]} {year_number}",
+    )
+
+
+class InspectionFilter(forms.Form):
+    region = forms.ModelChoiceField(
+        Region.objects.all(), to_field_name="slug", required=False, empty_label="Any"
+    )
+    organisation = forms.ModelChoiceField(
+        Organisation.objects.exclude(kind=Organisation.Kind.OWNER),
+        to_field_name="slug",
+        required=False,
+        empty_label="Any",
+    )
+    owner = forms.ModelChoiceField(
+        Organisation.objects.filter(kind=Organisation.Kind.OWNER),
+        to_field_name="slug",
+        required=False,
+        empty_label="Any",
+        label="Owner or partner",
+    )
+    rating = forms.ChoiceField(
+        choices=[("", "Any"), *Rating.choices], required=False, label="Overall rating"
+    )
+
+
+def inspections(request: HttpRequest) -> HttpResponse:
+    """Every inspection the publication has covered, filtered by the reader's choice.
+
+    A filter value that names nothing gets the form back with its error and a 400.
+    """
+    form = InspectionFilter(request.GET or None)
+    found = (
+        Inspection.objects.of_published_posts()
+        .select_related("post", "area__region")
+        .prefetch_related(
+            Prefetch(
+                "organisations",
+                queryset=Organisation.objects.exclude(kind=Organisation.Kind.OWNER),
+            )
+        )
+        .order_by("-published_on", "-id")
+    )
+    status = 200
+    if form.is_bound and not form.is_valid():
+        status = 400
+        found = found.none()
+    elif form.is_bound:
+        choice = form.cleaned_data
+        if choice["region"]:
+            found = found.filter(area__region=choice["region"])
+        if choice["organisation"]:
+            found = found.filter(organisations=choice["organisation"])
+        if choice["owner"]:
+            found = found.filter(
+                Q(organisations=choice["owner"])
+                | Q(organisations__owners=choice["owner"])
+            )
+        if choice["rating"]:
+            found = found.filter(overall=choice["rating"])
+        found = found.distinct()
+    page = Paginator(found, INSPECTIONS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "posts/inspections.html",
+        {"form": form, "page": page},
+        status=status,
+    )
+
+
+def search_page(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:200]
+    ids = search.ranked_post_ids(query) if query else []
+    page = Paginator(ids, SEARCH_RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+    results = search.search_results(query, list(page.object_list)) if ids else []
+    return render(
+        request,
+        "posts/search.html",
+        {"query": query, "page": page, "results": results},
+    )

@@ -42,3 +42,93 @@ class SubscriberFactory(factory.django.DjangoModelFactory):
     email = factory.Sequence(lambda n: f"reader{n}@example.org")
     status = Subscriber.Status.ACTIVE
     confirmed_at = factory.LazyFunction(timezone.now)
+
+
+# The admin post form's inline formsets, sent empty.
+EMPTY_INLINES = {
+    f"{prefix}-{field}": value
+    for prefix in ("inspections", "links_out", "images", "updates")
+    for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
+}
+
+
+def admin_post_form(**fields) -> dict:
+    """What the admin's post form sends for a draft with no inlines; pass the
+    fields a test cares about (title, slug, body, status, …)."""
+    return {
+        "title": "Court work in Kent",
+        "slug": "court-work-in-kent",
+        "excerpt": "",
+        "body": "Inspectors sat in on **court** work.",
+        "status": "draft",
+        "published_at_0": "",
+        "published_at_1": "",
+        "email_subscribers": "on",
+        "email_format": "full",
+        **EMPTY_INLINES,
+        **fields,
+    }
+
+
+class RegionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Region"
+
+    name = factory.Sequence(lambda n: f"Region {n}")
+    slug = factory.Sequence(lambda n: f"region-{n}")
+
+
+class AreaFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Area"
+
+    name = factory.Sequence(lambda n: f"Area {n}")
+    slug = factory.Sequence(lambda n: f"area-{n}")
+    region = factory.SubFactory(RegionFactory)
+
+
+class OrganisationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Organisation"
+
+    name = factory.Sequence(lambda n: f"Organisation {n}")
+    slug = factory.Sequence(lambda n: f"organisation-{n}")
+    kind = "crc"
+
+
+class CategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Category"
+
+    name = factory.Sequence(lambda n: f"Category {n}")
+    slug = factory.Sequence(lambda n: f"category-{n}")
+
+
+class TagFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Tag"
+
+    name = factory.Sequence(lambda n: f"Tag {n}")
+    slug = factory.Sequence(lambda n: f"tag-{n}")
+
+
+class InspectionFactory(factory.django.DjangoModelFactory):
+    """An inspection of a published post; the post is re-indexed for search."""
+
+    class Meta:
+        model = "posts.Inspection"
+        skip_postgeneration_save = True
+
+    post = factory.SubFactory(PublishedPostFactory)
+    title = factory.Sequence(lambda n: f"An inspection of probation services: {n}")
+    area = factory.SubFactory(AreaFactory)
+    overall = "requires_improvement"
+
+    @factory.post_generation
+    def organisations(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.organisations.set(extracted)
+        if create:
+            from posts.search import index_post
+
+            index_post(self.post)

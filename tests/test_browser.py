@@ -26,7 +26,12 @@ from .browser import (
     save_screenshot,
     serious_accessibility_violations,
 )
-from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
+from .factories import (
+    AreaFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+    UserFactory,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -117,22 +122,45 @@ def test_reader_subscribes_confirms_reads_a_new_post_and_unsubscribes(browser, s
     reader.get_by_text("subscribed", exact=False).first.wait_for()
     assert Subscriber.objects.get(email="sam@example.org").status == "active"
 
-    # The author logs in to the admin, writes a post and publishes it.
+    # The author logs in to the admin, writes a post with an inspection and a
+    # related link, and publishes it.
     UserFactory(username="author")
+    AreaFactory(name="Cardiff", slug="cardiff")
+    earlier = PublishedPostFactory(title="Cardiff youth justice")
     author = new_page(browser)
     author.goto(f"{site}/admin/login/")
     author.get_by_label("Username").fill("author")
     author.get_by_label("Password").fill("correct horse battery staple")
     author.get_by_role("button", name="Log in").click()
     author.goto(f"{site}/admin/posts/post/add/")
-    author.get_by_label("Title").press_sequentially("Wales: unpaid work restarts")
-    assert author.get_by_label("Slug").input_value() == "wales-unpaid-work-restarts"
-    author.get_by_label("Excerpt").fill("Inspectors found the backlog shrinking.")
-    author.get_by_label("Body").fill("## Findings\n\nUnpaid work is **back**.")
-    author.get_by_label("Status").select_option("published")
+    author.locator("#id_title").press_sequentially("Wales: unpaid work restarts")
+    assert author.locator("#id_slug").input_value() == "wales-unpaid-work-restarts"
+    author.locator("#id_excerpt").fill("Inspectors found the backlog shrinking.")
+    author.locator("#id_body").fill("## Findings\n\nUnpaid work is **back**.")
+    author.locator("#id_status").select_option("published")
+    # The inspection it reports on, with its area picked from the autocomplete.
+    author.get_by_role(
+        "button", name=re.compile("Add another inspection", re.I)
+    ).click()
+    author.locator("#id_inspections-0-title").fill(
+        "An inspection of probation services in Cardiff"
+    )
+    pick_autocomplete(author, "#id_inspections-0-area", "Cardiff")
+    author.locator("#id_inspections-0-overall").select_option("good")
+    # A related link to an earlier post.
+    author.get_by_role(
+        "button", name=re.compile("Add another related post", re.I)
+    ).click()
+    pick_autocomplete(author, "#id_links_out-0-to_post", "Cardiff youth justice")
+    author.locator("#id_links_out-0-type").select_option("same_area")
     author.get_by_role("button", name="Save", exact=True).click()
     author.get_by_text("was added successfully").wait_for()
-    assert Post.objects.published().filter(slug="wales-unpaid-work-restarts")
+    post = Post.objects.published().get(slug="wales-unpaid-work-restarts")
+    assert post.inspections.get().area.name == "Cardiff"
+    assert post.links_out.get().to_post == earlier
+    author.goto(f"{site}{post.get_absolute_url()}")
+    author.get_by_text("Good", exact=True).first.wait_for()
+    author.get_by_role("link", name="Cardiff youth justice").first.wait_for()
 
     # The reader's email arrives; its link opens the post.
     wait_for_email("Wales: unpaid work restarts")
@@ -166,6 +194,13 @@ def test_reader_subscribes_confirms_reads_a_new_post_and_unsubscribes(browser, s
     assert reader.get_by_role("button", name=re.compile("subscribe", re.I)).count()
 
     assert reader.csp_violations == author.csp_violations == []
+
+
+def pick_autocomplete(page, select: str, text: str) -> None:
+    """Choose `text` in one of the admin's autocomplete (select2) fields."""
+    page.locator(f"{select} + .select2").click()
+    page.locator(".select2-dropdown .select2-search__field").fill(text)
+    page.locator(".select2-results__option", has_text=text).first.click()
 
 
 @pytest.mark.parametrize(

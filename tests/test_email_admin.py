@@ -6,7 +6,7 @@ from django.core import mail
 
 from posts.models import Post
 
-from .factories import PostFactory, PublishedPostFactory, UserFactory
+from .factories import PostFactory, PublishedPostFactory, UserFactory, admin_post_form
 
 pytestmark = pytest.mark.django_db
 
@@ -90,17 +90,7 @@ def test_saving_a_post_too_long_for_an_inbox_warns_the_author(client, author):
     post = PostFactory()
     response = client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        {
-            "title": post.title,
-            "slug": post.slug,
-            "excerpt": post.excerpt,
-            "body": LONG_BODY,
-            "status": "draft",
-            "published_at_0": "",
-            "published_at_1": "",
-            "email_subscribers": "on",
-            "email_format": "full",
-        },
+        admin_post_form(title=post.title, slug=post.slug, body=LONG_BODY),
     )
     assert response.status_code == 302
     assert "too long for an inbox" in flash(response)
@@ -111,16 +101,11 @@ def test_saving_a_post_with_an_image_without_alt_text_warns_the_author(client, a
     post = PostFactory()
     response = client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        {
-            "title": post.title,
-            "slug": post.slug,
-            "excerpt": post.excerpt,
-            "body": "![](https://example.org/a.png) ![A chart](https://example.org/b.png)",
-            "status": "draft",
-            "published_at_0": "",
-            "published_at_1": "",
-            "email_format": "full",
-        },
+        admin_post_form(
+            title=post.title,
+            slug=post.slug,
+            body="![](https://example.org/a.png) ![A chart](https://example.org/b.png)",
+        ),
     )
     assert response.status_code == 302
     assert "1 image(s) have no alt text" in flash(response)

@@ -7,7 +7,12 @@ from newsletter.models import Send
 from posts.models import Post
 from posts.services import announce_due_posts, post_publish
 
-from .factories import PostFactory, PublishedPostFactory, UserFactory
+from .factories import (
+    PostFactory,
+    PublishedPostFactory,
+    UserFactory,
+    admin_post_form,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -98,17 +103,12 @@ def test_author_publishes_from_the_admin_form(client):
     client.force_login(UserFactory())
     response = client.post(
         "/admin/posts/post/add/",
-        {
-            "title": "Suffolk: a probation service under strain",
-            "slug": "suffolk-under-strain",
-            "excerpt": "",
-            "body": "Inspectors visited in **May**.",
-            "status": "published",
-            "published_at_0": "",
-            "published_at_1": "",
-            "email_subscribers": "on",
-            "email_format": "full",
-        },
+        admin_post_form(
+            title="Suffolk: a probation service under strain",
+            slug="suffolk-under-strain",
+            body="Inspectors visited in **May**.",
+            status="published",
+        ),
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     post = Post.objects.get(slug="suffolk-under-strain")
@@ -117,17 +117,14 @@ def test_author_publishes_from_the_admin_form(client):
     # Saving the published post again sends nothing more.
     client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        {
-            "title": post.title + " (updated)",
-            "slug": post.slug,
-            "excerpt": "",
-            "body": post.body,
-            "status": "published",
-            "published_at_0": post.published_at.strftime("%d/%m/%Y"),
-            "published_at_1": post.published_at.strftime("%H:%M:%S"),
-            "email_subscribers": "on",
-            "email_format": "full",
-        },
+        admin_post_form(
+            title=post.title + " (updated)",
+            slug=post.slug,
+            body=post.body,
+            status="published",
+            published_at_0=post.published_at.strftime("%d/%m/%Y"),
+            published_at_1=post.published_at.strftime("%H:%M:%S"),
+        ),
     )
     assert Send.objects.filter(post=post).count() == 1
 

@@ -15,7 +15,7 @@ from newsletter.celery import app as celery_app
 from newsletter.models import Batch, Delivery, Send, Subscriber
 from posts.models import Post
 
-from .factories import SubscriberFactory, UserFactory
+from .factories import SubscriberFactory, UserFactory, admin_post_form
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -50,17 +50,13 @@ def publish_in_admin(title: str, slug: str) -> Post:
     author.force_login(UserFactory())
     response = author.post(
         "/admin/posts/post/add/",
-        {
-            "title": title,
-            "slug": slug,
-            "excerpt": "Inspectors found too many cases held by unqualified staff.",
-            "body": "## What inspectors found\n\nRisk was **not managed well enough**.",
-            "status": "published",
-            "published_at_0": "",
-            "published_at_1": "",
-            "email_subscribers": "on",
-            "email_format": "full",
-        },
+        admin_post_form(
+            title=title,
+            slug=slug,
+            excerpt="Inspectors found too many cases held by unqualified staff.",
+            body="## What inspectors found\n\nRisk was **not managed well enough**.",
+            status="published",
+        ),
     )
     assert response.status_code == 302
     return Post.objects.get(slug=slug)

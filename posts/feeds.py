@@ -1,0 +1,89 @@
+"""RSS 2.0 and Atom feeds of published posts, site-wide and per category.
+
+Links are absolute on SITE_URL, as in emails, rather than on whatever host name the
+request came in on.
+"""
+
+from django.conf import settings
+from django.contrib.syndication.views import Feed
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils.feedgenerator import Atom1Feed
+
+from .models import Category, Post
+
+FEED_SIZE = 20
+
+
+def absolute(path: str) -> str:
+    return settings.SITE_URL + path
+
+
+class LatestPostsFeed(Feed):
+    title = "On Probation"
+    description = "Independent reporting on probation inspections in England and Wales."
+    language = "en-gb"
+
+    def link(self) -> str:
+        return absolute(reverse("posts:home"))
+
+    def feed_url(self) -> str:
+        return absolute(reverse("posts:feed"))
+
+    def posts(self):
+        return Post.objects.published()
+
+    def items(self):
+        return self.posts().for_listing()[:FEED_SIZE]
+
+    def item_title(self, post: Post) -> str:
+        return post.title
+
+    def item_description(self, post: Post) -> str:
+        # The whole post: readers read in their feed reader, as they do in email.
+        return post.body_html
+
+    def item_link(self, post: Post) -> str:
+        return absolute(post.get_absolute_url())
+
+    def item_pubdate(self, post: Post):
+        return post.published_at
+
+    def item_updateddate(self, post: Post):
+        return max(post.updated_at, post.published_at)
+
+    def item_author_name(self, post: Post) -> str | None:
+        if post.author is None:
+            return None
+        return post.author.get_full_name() or post.author.get_username()
+
+    def item_categories(self, post: Post) -> list[str]:
+        return [category.name for category in post.categories.all()]
+
+
+class LatestPostsAtomFeed(LatestPostsFeed):
+    feed_type = Atom1Feed
+    subtitle = LatestPostsFeed.description
+
+    def feed_url(self) -> str:
+        return absolute(reverse("posts:feed_atom"))
+
+
+class CategoryFeed(LatestPostsFeed):
+    def get_object(self, request, slug: str) -> Category:
+        return get_object_or_404(Category, slug=slug)
+
+    def title(self, category: Category) -> str:
+        return f"{category.name} — On Probation"
+
+    def description(self, category: Category) -> str:
+        return f"Posts filed under {category.name}."
+
+    def link(self, category: Category) -> str:
+        return absolute(category.get_absolute_url())
+
+    def feed_url(self, category: Category) -> str:
+        return absolute(reverse("posts:category_feed", kwargs={"slug": category.slug}))
+
+    def items(self, category: Category):
+        return self.posts().filter(categories=category).for_listing()[:FEED_SIZE]

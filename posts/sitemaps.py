@@ -1,0 +1,73 @@
+"""/sitemap.xml: posts and every listing page that has something published on it."""
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.sitemaps import Sitemap
+from django.db.models import Max, Q
+from django.urls import reverse
+
+from .models import Area, Category, Organisation, Post, Region, Tag
+
+
+class OnSiteUrl(Sitemap):
+    """Locations on SITE_URL, not on the host name the request came in on."""
+
+    def get_protocol(self, protocol=None) -> str:
+        return urlsplit(settings.SITE_URL).scheme
+
+    def get_domain(self, site=None) -> str:
+        return urlsplit(settings.SITE_URL).netloc
+
+
+class PostSitemap(OnSiteUrl):
+    changefreq = "monthly"
+
+    def items(self):
+        return Post.objects.published().only("slug", "updated_at").order_by("id")
+
+    def lastmod(self, post: Post):
+        return post.updated_at
+
+
+class PagesSitemap(OnSiteUrl):
+    changefreq = "daily"
+
+    def items(self) -> list[str]:
+        return ["posts:home", "posts:inspections"]
+
+    def location(self, name: str) -> str:
+        return reverse(name)
+
+    def lastmod(self, name: str):
+        return Post.objects.published().aggregate(last=Max("updated_at"))["last"]
+
+
+class ListingSitemap(OnSiteUrl):
+    """The listing pages of one model, for those with a published post on them."""
+
+    changefreq = "weekly"
+
+    def __init__(self, model, *paths_to_posts: str) -> None:
+        self.model = model
+        self.paths_to_posts = paths_to_posts
+
+    def items(self):
+        visible = Post.objects.published().values("pk")
+        on_a_visible_post = Q()
+        for path in self.paths_to_posts:
+            on_a_visible_post |= Q(**{f"{path}__in": visible})
+        return self.model.objects.filter(on_a_visible_post).distinct().order_by("slug")
+
+
+SITEMAPS = {
+    "pages": PagesSitemap,
+    "posts": PostSitemap,
+    "categories": ListingSitemap(Category, "posts"),
+    "tags": ListingSitemap(Tag, "posts"),
+    "areas": ListingSitemap(Area, "inspections__post"),
+    "regions": ListingSitemap(Region, "areas__inspections__post"),
+    "organisations": ListingSitemap(
+        Organisation, "inspections__post", "owned__inspections__post"
+    ),
+}

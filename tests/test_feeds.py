@@ -1,0 +1,122 @@
+"""Syndication: RSS 2.0 and Atom feeds, per category too, and the sitemap."""
+
+from datetime import timedelta
+from xml.etree import ElementTree
+
+import feedparser
+import pytest
+from django.utils import timezone
+
+from .factories import (
+    CategoryFactory,
+    InspectionFactory,
+    PostFactory,
+    PublishedPostFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+SITEMAP_NS = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+
+
+@pytest.fixture(autouse=True)
+def site_url(settings):
+    settings.SITE_URL = "https://onprobation.example"
+
+
+@pytest.fixture
+def posts():
+    older = PublishedPostFactory(
+        title="Older post", published_at=timezone.now() - timedelta(days=2)
+    )
+    newer = PublishedPostFactory(
+        title="Newer post & <friends>", published_at=timezone.now() - timedelta(days=1)
+    )
+    PostFactory(title="Draft post")
+    PublishedPostFactory(
+        title="Scheduled post", published_at=timezone.now() + timedelta(days=1)
+    )
+    return older, newer
+
+
+def parse(client, url: str, content_type: str):
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(content_type)
+    feed = feedparser.parse(response.content)
+    assert not feed.bozo, feed.get("bozo_exception")
+    return feed
+
+
+@pytest.mark.parametrize(
+    ("url", "content_type", "version"),
+    [
+        ("/feed/", "application/rss+xml", "rss20"),
+        ("/feed/atom/", "application/atom+xml", "atom10"),
+    ],
+)
+def test_site_feeds_parse_and_list_published_posts_newest_first(
+    client, posts, url, content_type, version
+):
+    feed = parse(client, url, content_type)
+    assert feed.version == version
+    assert [entry.title for entry in feed.entries] == [
+        "Newer post & <friends>",
+        "Older post",
+    ]
+    assert feed.entries[0].link == (
+        f"https://onprobation.example/posts/{posts[1].slug}/"
+    )
+    assert "<h2>Findings</h2>" in feed.entries[0].summary
+
+
+def test_category_feed_lists_only_that_categorys_posts(client, posts):
+    category = CategoryFactory(name="Youth justice", slug="youth-justice")
+    posts[0].categories.add(category)
+    feed = parse(client, "/category/youth-justice/feed/", "application/rss+xml")
+    assert [entry.title for entry in feed.entries] == ["Older post"]
+    assert feed.entries[0].tags[0].term == "Youth justice"
+    assert feed.feed.title == "Youth justice — On Probation"
+
+
+def test_unknown_category_feed_is_404(client):
+    assert client.get("/category/nothing-here/feed/").status_code == 404
+
+
+def test_pages_advertise_the_feeds(client, posts):
+    html = client.get("/").content.decode()
+    assert 'type="application/rss+xml"' in html
+    assert 'href="/feed/atom/"' in html
+
+
+def test_feed_makes_a_bounded_number_of_queries(client, django_assert_max_num_queries):
+    category = CategoryFactory()
+    for post in PublishedPostFactory.create_batch(25):
+        post.categories.add(category)
+    with django_assert_max_num_queries(4):
+        parse(client, "/feed/", "application/rss+xml")
+
+
+def test_sitemap_lists_published_posts_and_listing_pages_on_site_url(client, posts):
+    inspection = InspectionFactory()
+    category = CategoryFactory(slug="on-probation")
+    posts[0].categories.add(category)
+    CategoryFactory(slug="empty-category")
+    response = client.get("/sitemap.xml")
+    assert response.status_code == 200
+    locations = {
+        element.text
+        # Our own response, not untrusted input.
+        for element in ElementTree.fromstring(response.content).findall(  # noqa: S314
+            "s:url/s:loc", SITEMAP_NS
+        )
+    }
+    base = "https://onprobation.example"
+    assert f"{base}/" in locations
+    assert f"{base}/posts/{posts[0].slug}/" in locations
+    assert f"{base}/category/on-probation/" in locations
+    assert f"{base}/area/{inspection.area.slug}/" in locations
+    assert f"{base}/region/{inspection.area.region.slug}/" in locations
+    assert f"{base}/category/empty-category/" not in locations
+    assert not any("draft" in location for location in locations)
+    assert len([loc for loc in locations if "/posts/" in loc]) == 3

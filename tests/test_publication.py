@@ -1,0 +1,334 @@
+"""The publication's pages: a post with its inspection facts, listings, inspections."""
+
+from datetime import date, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import RequestFactory
+from django.utils import timezone
+from django.views.defaults import server_error
+
+from posts.models import (
+    Inspection,
+    Organisation,
+    Post,
+    PostUpdate,
+    RelatedLink,
+    StandardRating,
+    Tag,
+)
+from posts.services import announce_due_posts
+
+from .factories import (
+    AreaFactory,
+    CategoryFactory,
+    InspectionFactory,
+    OrganisationFactory,
+    PostFactory,
+    PublishedPostFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+SUFFOLK = "/posts/suffolk-probation-inspection-2017/"
+
+
+@pytest.fixture
+def demo():
+    call_command("seed_demo", stdout=StringIO())
+
+
+def page(client, url: str, status: int = 200) -> str:
+    response = client.get(url)
+    assert response.status_code == status, url
+    return response.content.decode()
+
+
+def test_seed_demo_loads_every_fact_and_is_idempotent(demo):
+    call_command("seed_demo", stdout=StringIO())
+    assert Post.objects.published().count() == 12
+    assert Inspection.objects.count() == 12
+    assert StandardRating.objects.count() == 92
+    assert RelatedLink.objects.count() == 24
+    suffolk = Inspection.objects.get(area__slug="suffolk")
+    assert suffolk.overall == "narrative"
+    assert set(suffolk.organisations.values_list("slug", flat=True)) == {
+        "norfolk-and-suffolk-crc",
+        "nps-south-east-and-eastern",
+    }
+    crc = Organisation.objects.get(slug="norfolk-and-suffolk-crc")
+    assert set(crc.owners.values_list("slug", flat=True)) == {
+        "sodexo-justice-services",
+        "nacro",
+    }
+    assert "Sodexo Justice Services" in suffolk.post.search_facts
+
+
+def test_post_page_opens_with_the_inspection_facts_and_labelled_badges(client, demo):
+    html = page(client, "/posts/hampshire-isle-of-wight-crc-good-2019/")
+    facts = html.index('class="facts"')
+    assert facts < html.index('class="post-body"')
+    assert '<span class="badge badge-good">Good</span>' in html
+    assert '<span class="badge badge-inadequate">Inadequate</span>' in html
+    assert '<th scope="row">2.4 Reviewing</th>' in html
+    assert 'href="/area/hampshire-and-isle-of-wight/"' in html
+    assert 'href="/region/south-east/"' in html
+    assert 'href="/organisation/purple-futures/"' in html  # the CRC's owner
+    assert "First CRC to be rated Good overall." in html  # a key finding
+
+
+def test_an_unrated_inspection_says_so_in_words(client, demo):
+    html = page(client, SUFFOLK)
+    assert '<span class="badge badge-narrative">Narrative (not rated)</span>' in html
+
+
+def test_post_page_has_canonical_url_social_meta_and_plain_share_links(
+    client, demo, settings
+):
+    settings.SITE_URL = "https://onprobation.example"
+    html = page(client, SUFFOLK)
+    url = "https://onprobation.example" + SUFFOLK
+    assert f'<link rel="canonical" href="{url}">' in html
+    assert f'<meta property="og:url" content="{url}">' in html
+    assert '<meta property="og:type" content="article">' in html
+    assert '<meta name="twitter:card" content="summary">' in html
+    encoded = "https%3A%2F%2Fonprobation.example%2Fposts%2Fsuffolk-probation-"
+    assert f"https://www.linkedin.com/sharing/share-offsite/?url={encoded}" in html
+    assert f"https://www.facebook.com/sharer/sharer.php?u={encoded}" in html
+    assert "https://x.com/intent/post?url=" in html
+    assert "mailto:?subject=Suffolk%20probation%3A%20far%20more" in html
+    assert "<script" not in html
+
+
+def test_post_page_shows_reading_time_categories_and_tags(client, demo):
+    html = page(client, SUFFOLK)
+    assert "min read" in html
+    assert 'href="/category/on-probation/"' in html
+    assert 'href="/tag/domestic-abuse/"' in html
+
+
+def test_category_listing_shows_only_its_published_posts(client):
+    category = CategoryFactory(name="Youth justice", slug="youth-justice")
+    inside = PublishedPostFactory(title="Cardiff youth offending service")
+    inside.categories.add(category)
+    draft = PostFactory(title="A draft in the category")
+    draft.categories.add(category)
+    PublishedPostFactory(title="A post filed elsewhere")
+    html = page(client, "/category/youth-justice/")
+    assert inside.title in html
+    assert draft.title not in html
+    assert "A post filed elsewhere" not in html
+
+
+def test_scheduled_post_appears_on_listings_only_when_due(client):
+    category = CategoryFactory(slug="on-probation")
+    scheduled = PublishedPostFactory(
+        title="Scheduled for tomorrow",
+        published_at=timezone.now() + timedelta(days=1),
+        announced_at=None,
+    )
+    scheduled.categories.add(category)
+    assert scheduled.title not in page(client, "/category/on-probation/")
+    assert scheduled.title not in page(client, "/")
+    Post.objects.filter(pk=scheduled.pk).update(
+        published_at=timezone.now() - timedelta(minutes=1)
+    )
+    assert scheduled.title in page(client, "/category/on-probation/")
+    # The cached home page is retired when beat announces the post (every 30 s).
+    announce_due_posts()
+    assert scheduled.title in page(client, "/")
+
+
+def test_tag_area_region_and_archive_listings(client, demo):
+    tagged = page(client, "/tag/county-lines/")
+    assert "Cardiff" in tagged
+    assert "Suffolk" not in tagged
+    area = page(client, "/area/suffolk/")
+    assert "Suffolk probation: far more needed" in area
+    assert "Hertfordshire youth offending team" not in area
+    # A region covers every area in it.
+    region = page(client, "/region/east-of-england/")
+    assert "Suffolk probation: far more needed" in region
+    assert "Hertfordshire youth offending team rated Outstanding" in region
+    assert "Derby City" not in region
+    archive = page(client, "/archive/2023/02/")
+    assert "Derby City" in archive
+    assert "Suffolk probation" not in archive
+
+
+def test_an_owner_page_covers_the_organisations_it_owned(client, demo):
+    html = page(client, "/organisation/sodexo-justice-services/")
+    assert "Suffolk probation: far more needed" in html
+    assert "Hampshire and Isle of Wight" not in html
+    assert "Suffolk probation" in page(client, "/organisation/norfolk-and-suffolk-crc/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/category/no-such-thing/",
+        "/tag/no-such-thing/",
+        "/area/no-such-thing/",
+        "/region/no-such-thing/",
+        "/organisation/no-such-thing/",
+        "/archive/2023/13/",
+        "/archive/2023/00/",
+        "/posts/no-such-post/",
+    ],
+)
+def test_unknown_listing_is_a_friendly_404(client, url):
+    html = page(client, url, status=404)
+    assert "Page not found" in html
+
+
+def test_the_500_page_renders_without_a_request_context():
+    response = server_error(RequestFactory().get("/"))
+    assert response.status_code == 500
+    assert "Something went wrong" in response.content.decode()
+
+
+def test_listings_paginate_and_survive_bad_page_numbers(client):
+    category = CategoryFactory(slug="comment")
+    for post in PublishedPostFactory.create_batch(12):
+        post.categories.add(category)
+    assert "Page 2 of 2" in page(client, "/category/comment/?page=2")
+    page(client, "/category/comment/?page=nonsense")
+    page(client, "/category/comment/?page=999")
+
+
+def test_inspections_index_filters_by_region_organisation_and_rating(client, demo):
+    html = page(client, "/inspections/?region=east-midlands&rating=inadequate")
+    table = html.split("<table", 1)[1]
+    assert "Leicester, Leicestershire and Rutland PDU" in table
+    assert "Nottingham City PDU" in table
+    assert "Derby City PDU" not in table  # requires improvement
+    assert "Suffolk" not in table
+    html = page(client, "/inspections/?organisation=surrey-yos")
+    assert html.count("Surrey Youth Offending Service</option>") == 1
+    table = html.split("<table", 1)[1]
+    assert table.count('class="badge') == 2
+    table = page(client, "/inspections/?owner=nacro").split("<table", 1)[1]
+    assert "Suffolk" in table
+    assert table.count('class="badge') == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "region=atlantis",
+        "rating=brilliant",
+        "organisation=%00",
+        "region=" + "x" * 5000,
+        "rating=good&rating=bad",
+    ],
+)
+def test_inspections_index_answers_a_bad_filter_with_400_and_the_form(
+    client, demo, query
+):
+    html = page(client, f"/inspections/?{query}", status=400)
+    assert "Some filters name nothing we know of" in html
+
+
+def test_inspections_index_shows_only_inspections_of_published_posts(client):
+    InspectionFactory(title="Published inspection report")
+    InspectionFactory(title="Draft inspection report", post=PostFactory())
+    html = page(client, "/inspections/")
+    assert "Published inspection report" in html
+    assert "Draft inspection report" not in html
+
+
+def make_posts(count: int) -> None:
+    """Posts with everything a page shows: categories, tags, inspections, ratings."""
+    region_area = AreaFactory()
+    category = CategoryFactory(slug="on-probation")
+    owner = OrganisationFactory(kind="owner", slug="owner")
+    crc = OrganisationFactory(slug="crc")
+    crc.owners.add(owner)
+    tag = Tag.objects.create(name="Staffing", slug="staffing")
+    for _ in range(count):
+        inspection = InspectionFactory(area=region_area, organisations=[crc])
+        StandardRating.objects.create(
+            inspection=inspection, standard="2.1 Assessment", rating="good"
+        )
+        inspection.post.categories.add(category)
+        inspection.post.tags.add(tag)
+    first, *others = Post.objects.order_by("id")
+    for order, other in enumerate(others[:4]):
+        RelatedLink.objects.create(
+            from_post=first, to_post=other, type="see_also", order=order
+        )
+
+
+PAGES = [
+    "/",
+    "/posts/{first}/",
+    "/category/on-probation/",
+    "/tag/staffing/",
+    "/area/{area}/",
+    "/region/{region}/",
+    "/organisation/owner/",
+    "/organisation/crc/",
+    "/archive/{year}/{month}/",
+    "/inspections/",
+    "/inspections/?rating=requires_improvement&organisation=crc",
+    "/search/?q=inspection+probation",
+]
+
+
+@pytest.mark.parametrize("count", [2, 20])
+@pytest.mark.parametrize("url", PAGES)
+def test_pages_make_a_bounded_number_of_queries(
+    client, django_assert_max_num_queries, count, url
+):
+    make_posts(count)
+    first = Post.objects.order_by("id").first()
+    inspection = first.inspections.select_related("area__region").get()
+    today = timezone.localdate()
+    url = url.format(
+        first=first.slug,
+        area=inspection.area.slug,
+        region=inspection.area.region.slug,
+        year=today.year,
+        month=f"{today.month:02d}",
+    )
+    newest = Post.objects.published().first()
+    with django_assert_max_num_queries(20):
+        html = page(client, url)
+    assert (
+        first.title in html
+        or newest.inspections.get().title in html
+        or (newest.title in html)
+    )
+
+
+def test_dates_in_the_fact_box_are_machine_readable(client):
+    inspection = InspectionFactory(
+        fieldwork_start=date(2024, 3, 4),
+        fieldwork_end=date(2024, 3, 15),
+        published_on=date(2024, 6, 27),
+    )
+    html = page(client, inspection.post.get_absolute_url())
+    assert '<time datetime="2024-03-04">4 March 2024</time>' in html
+    assert '<time datetime="2024-06-27">27 June 2024</time>' in html
+
+
+def test_post_shows_its_dated_updates_and_corrections_in_order(client):
+    post = PublishedPostFactory()
+    PostUpdate.objects.create(
+        post=post,
+        kind="update",
+        made_on=date(2019, 9, 2),
+        note="Inspectors returned in May 2019.",
+    )
+    PostUpdate.objects.create(
+        post=post,
+        kind="correction",
+        made_on=date(2017, 6, 20),
+        note="The report was published on 15 June, not 16 June. <b>Sorry</b>.",
+    )
+    html = page(client, post.get_absolute_url())
+    correction = html.index('Correction, <time datetime="2017-06-20">20 June 2017')
+    update = html.index('Update, <time datetime="2019-09-02">2 September 2019')
+    assert correction < update
+    assert "&lt;b&gt;Sorry&lt;/b&gt;" in html

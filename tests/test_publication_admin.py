@@ -1,0 +1,77 @@
+"""The author's desk for the publication: every admin page opens, edits re-index."""
+
+from io import StringIO
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+
+from posts.models import Inspection, Organisation, Post
+
+from .factories import AreaFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def author(client):
+    call_command("seed_demo", stdout=StringIO())
+    client.force_login(UserFactory())
+    return client
+
+
+@pytest.mark.parametrize(
+    "model", ["post", "inspection", "organisation", "area", "region", "category",
+              "tag", "sponsorship"],
+)  # fmt: skip
+def test_admin_list_add_and_change_pages_open(author, model):
+    assert author.get(f"/admin/posts/{model}/").status_code == 200
+    assert author.get(f"/admin/posts/{model}/add/").status_code == 200
+    if model != "sponsorship":  # the demo has none
+        first = apps.get_model("posts", model).objects.first()
+        assert author.get(f"/admin/posts/{model}/{first.pk}/change/").status_code == 200
+
+
+def test_post_change_page_shows_inspection_links_and_suggestions(author):
+    post = Post.objects.get(slug="derby-city-pdu-requires-improvement-2023")
+    html = author.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
+    assert "An inspection of probation services in: Derby City PDU" in html
+    assert "Suggestions" in html
+    # Leicester and Nottingham are linked already, so they are not suggested again.
+    assert 'name="to_post"' in html
+    assert (
+        "Leicester, Leicestershire and Rutland PDU rated Inadequate</button>"
+        not in html
+    )
+
+
+def test_editing_an_inspection_in_the_admin_updates_search(author):
+    inspection = Inspection.objects.get(area__slug="suffolk")
+    waveney = AreaFactory(name="Lowestoft and Waveney", slug="waveney")
+    form = {
+        "post": inspection.post_id,
+        "inspectorate": inspection.inspectorate,
+        "title": inspection.title,
+        "type": inspection.type,
+        "area": waveney.pk,
+        "organisations": list(inspection.organisations.values_list("pk", flat=True)),
+        "overall": inspection.overall,
+        "key_findings": inspection.key_findings,
+        "ratings-TOTAL_FORMS": "0",
+        "ratings-INITIAL_FORMS": "0",
+    }
+    response = author.post(f"/admin/posts/inspection/{inspection.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    html = author.get("/search/", {"q": "Waveney"}).content.decode()
+    assert inspection.post.title in html
+
+
+def test_renaming_an_owner_in_the_admin_updates_search(author):
+    sodexo = Organisation.objects.get(slug="sodexo-justice-services")
+    response = author.post(
+        f"/admin/posts/organisation/{sodexo.pk}/change/",
+        {"name": "Zodiac Justice Holdings", "slug": sodexo.slug, "kind": "owner"},
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    html = author.get("/search/", {"q": "Zodiac"}).content.decode()
+    assert "Suffolk probation: far more needed" in html

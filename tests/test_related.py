@@ -1,0 +1,176 @@
+"""Related posts: curated links, symmetric types, suggestions, the admin's one click."""
+
+from datetime import timedelta
+
+import pytest
+
+from posts.models import Post, RelatedLink
+from posts.related import related_posts, suggestions
+
+from .factories import (
+    AreaFactory,
+    CategoryFactory,
+    InspectionFactory,
+    OrganisationFactory,
+    PostFactory,
+    PublishedPostFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def titles(items) -> list[str]:
+    return [item.post.title for item in items]
+
+
+def link(from_post: Post, to_post: Post, type: str = "see_also", order: int = 0):
+    return RelatedLink.objects.create(
+        from_post=from_post, to_post=to_post, type=type, order=order
+    )
+
+
+def test_curated_links_come_first_in_the_authors_order():
+    post = PublishedPostFactory()
+    first, second = (
+        PublishedPostFactory(title="First"),
+        PublishedPostFactory(title="Second"),
+    )
+    link(post, second, order=2)
+    link(post, first, order=1)
+    assert titles(related_posts(post)) == ["First", "Second"]
+
+
+def test_a_symmetric_link_shows_on_both_posts_and_a_follow_up_only_on_its_own():
+    original, same_theme, follow_up = PublishedPostFactory.create_batch(3)
+    link(original, same_theme, type="same_theme")
+    link(original, follow_up, type="follow_up")
+    assert [r.post for r in related_posts(same_theme)] == [original]
+    assert original not in [r.post for r in related_posts(follow_up)]
+    labels = {r.post: r.label for r in related_posts(original)}
+    assert labels == {same_theme: "Same theme", follow_up: "Follow-up"}
+
+
+def test_suggestions_fill_the_box_up_to_three_after_curated_links():
+    area = AreaFactory()
+    post = InspectionFactory(area=area).post
+    curated = PublishedPostFactory(title="Curated")
+    link(post, curated)
+    for n in range(4):
+        InspectionFactory(area=area, post=PublishedPostFactory(title=f"Same area {n}"))
+    box = related_posts(post)
+    assert len(box) == 3
+    assert box[0].post == curated and box[0].curated
+    assert [item.curated for item in box[1:]] == [False, False]
+
+
+def test_never_the_post_itself_nor_an_unpublished_post():
+    area = AreaFactory()
+    post = InspectionFactory(area=area).post
+    draft = PostFactory(title="Draft in the same area")
+    InspectionFactory(area=area, post=draft)
+    link(post, draft)
+    scheduled = PublishedPostFactory(
+        title="Scheduled", published_at=post.published_at.replace(year=2999)
+    )
+    InspectionFactory(area=area, post=scheduled)
+    shown = [r.post for r in related_posts(post)]
+    assert post not in shown
+    assert draft not in shown
+    assert scheduled not in shown
+    assert post not in [s.post for s in suggestions(post, limit=50)]
+
+
+def test_suggestions_rank_a_shared_organisation_above_a_shared_region():
+    area = AreaFactory()
+    crc = OrganisationFactory()
+    post = InspectionFactory(area=area, organisations=[crc]).post
+    same_region = InspectionFactory(
+        area=AreaFactory(region=area.region), post=PublishedPostFactory(title="Region")
+    ).post
+    same_crc = InspectionFactory(
+        area=AreaFactory(), organisations=[crc], post=PublishedPostFactory(title="CRC")
+    ).post
+    unrelated = InspectionFactory(post=PublishedPostFactory(title="Elsewhere")).post
+    ranked = suggestions(post)
+    assert [s.post for s in ranked] == [same_crc, same_region]
+    assert unrelated not in [s.post for s in ranked]
+    assert any(reason.startswith("organisation:") for reason in ranked[0].reasons)
+
+
+def test_equal_suggestions_put_the_newer_post_first_every_time():
+    area = AreaFactory()
+    post = InspectionFactory(area=area).post
+    older = InspectionFactory(
+        area=area,
+        post=PublishedPostFactory(
+            title="Older", published_at=post.published_at - timedelta(days=2)
+        ),
+    ).post
+    newer = InspectionFactory(
+        area=area,
+        post=PublishedPostFactory(
+            title="Newer", published_at=post.published_at - timedelta(days=1)
+        ),
+    ).post
+    assert [s.post for s in suggestions(post)] == [newer, older]
+    assert [s.post for s in suggestions(post)] == [newer, older]
+
+
+def test_an_owner_links_the_companies_it_owned():
+    owner = OrganisationFactory(kind="owner", name="Sodexo Justice Services")
+    norfolk, other = OrganisationFactory(), OrganisationFactory()
+    norfolk.owners.add(owner)
+    other.owners.add(owner)
+    post = InspectionFactory(organisations=[norfolk]).post
+    sibling = InspectionFactory(organisations=[other]).post
+    [suggestion] = suggestions(post)
+    assert suggestion.post == sibling
+    assert "owner: Sodexo Justice Services" in suggestion.reasons
+
+
+def test_shared_category_and_words_count_too():
+    category = CategoryFactory()
+    post = PublishedPostFactory(title="Unpaid work in the community")
+    post.categories.add(category)
+    close = PublishedPostFactory(title="Unpaid work placements")
+    close.categories.add(category)
+    far = PublishedPostFactory(title="Leadership changes")
+    far.categories.add(category)
+    assert titles(suggestions(post)) == ["Unpaid work placements", "Leadership changes"]
+
+
+def test_admin_change_page_suggests_and_adds_a_related_post_in_one_click(client):
+    client.force_login(UserFactory())
+    area = AreaFactory()
+    post = InspectionFactory(area=area).post
+    neighbour = InspectionFactory(
+        area=area, post=PublishedPostFactory(title="Neighbour")
+    ).post
+    html = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
+    assert "Neighbour" in html
+    assert f'name="to_post" value="{neighbour.pk}"' in html
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/add-related/", {"to_post": neighbour.pk}
+    )
+    assert response.status_code == 302
+    created = RelatedLink.objects.get(from_post=post)
+    assert (created.to_post, created.type) == (neighbour, "same_area")
+    # Once linked, it is no longer suggested; adding it twice makes no second link.
+    html = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
+    assert f'name="to_post" value="{neighbour.pk}"' not in html
+    client.post(f"/admin/posts/post/{post.pk}/add-related/", {"to_post": neighbour.pk})
+    assert RelatedLink.objects.filter(from_post=post).count() == 1
+
+
+@pytest.mark.parametrize("bad", ["", "nonsense", "999999", "self", "draft"])
+def test_admin_add_related_refuses_what_cannot_be_linked(client, bad):
+    client.force_login(UserFactory())
+    post = PublishedPostFactory()
+    value = {"self": post.pk, "draft": PostFactory().pk}.get(bad, bad)
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/add-related/", {"to_post": value}, follow=True
+    )
+    assert response.status_code == 200
+    assert "That post cannot be linked." in response.content.decode()
+    assert not RelatedLink.objects.exists()

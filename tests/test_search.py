@@ -1,0 +1,159 @@
+"""Search: ranked, over posts and their inspection facts, highlighted safely."""
+
+import re
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.postgres.search import SearchQuery
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from posts.models import Post
+from posts.search import CONFIG
+
+from .factories import (
+    AreaFactory,
+    InspectionFactory,
+    OrganisationFactory,
+    PostFactory,
+    PublishedPostFactory,
+    RegionFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def results(client, query: str) -> str:
+    response = client.get("/search/", {"q": query})
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def result_titles(client, query: str) -> list[str]:
+    html = results(client, query)
+    return [
+        chunk.split("</a>", 1)[0].split(">", 1)[1] for chunk in html.split("<h2>")[1:]
+    ]
+
+
+def test_searching_suffolk_finds_the_suffolk_inspection_first(client):
+    call_command("seed_demo", stdout=StringIO())
+    titles = result_titles(client, "Suffolk")
+    assert titles[0] == "Suffolk probation: far more needed to protect the public"
+    assert "<mark>Suffolk</mark>" in results(client, "Suffolk")
+
+
+def test_a_title_match_outranks_a_mention_in_the_body(client):
+    PublishedPostFactory(title="Staffing in Kent", body="Kent. " * 3)
+    PublishedPostFactory(title="Wakefield rated Good", body="Unlike Kent, fine.")
+    PublishedPostFactory(title="Nothing relevant", body="Nothing here.")
+    assert result_titles(client, "kent") == ["Staffing in Kent", "Wakefield rated Good"]
+
+
+def test_search_covers_area_region_and_organisation_names(client):
+    area = AreaFactory(name="Zephyrshire", region=RegionFactory(name="Far North"))
+    owner = OrganisationFactory(name="Quillworth Holdings", kind="owner")
+    crc = OrganisationFactory(name="Marrowby CRC")
+    crc.owners.add(owner)
+    inspection = InspectionFactory(
+        area=area, organisations=[crc], post=PublishedPostFactory(title="A report")
+    )
+    for words in ["Zephyrshire", "far north", "Marrowby", "Quillworth"]:
+        assert result_titles(client, words) == [inspection.post.title], words
+
+
+def test_stemming_finds_other_forms_of_a_word(client):
+    PublishedPostFactory(title="Inspectors inspected the service")
+    assert result_titles(client, "inspection") == ["Inspectors inspected the service"]
+
+
+def test_every_word_must_match(client):
+    PublishedPostFactory(title="Caseloads in Derby")
+    PublishedPostFactory(title="Caseloads in Leicester")
+    assert result_titles(client, "caseloads derby") == ["Caseloads in Derby"]
+
+
+def test_drafts_and_scheduled_posts_are_not_found(client):
+    PostFactory(title="Draft about Swindon")
+    PublishedPostFactory(
+        title="Scheduled about Swindon", published_at=timezone.now() + timedelta(days=1)
+    )
+    assert "Nothing found" in results(client, "Swindon")
+
+
+def test_editing_a_post_updates_its_search_entry(client):
+    post = PublishedPostFactory(title="Before")
+    post.title = "After the Grimsby inspection"
+    post.save()
+    assert result_titles(client, "Grimsby") == ["After the Grimsby inspection"]
+    assert "Nothing found" in results(client, "Before")
+
+
+def test_snippets_highlight_matches_and_cannot_inject_markup(client):
+    PublishedPostFactory(
+        title="Escaping",
+        excerpt="",
+        body='Bedford <script>alert("x")</script> <b onmouseover=alert(1)>Bedford</b>',
+    )
+    html = results(client, "Bedford")
+    snippet = html.split('class="snippet">', 1)[1].split("</p>", 1)[0]
+    assert "<mark>Bedford</mark>" in snippet
+    # The only markup is our own highlighting; the rest arrives as text.
+    assert set(re.findall(r"</?(\w+)", snippet)) == {"mark"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "   ",
+        '"',
+        "NEAR(a b)",
+        "probation OR",
+        "-probation",
+        "pro*",
+        "a:b",
+        "'; DROP TABLE posts_post; --",
+        "ünïcödé",
+        "x" * 5000,
+        "\x00",
+        "<script>",
+        "_",
+        "___ probation",
+        "the of and",
+    ],
+)
+def test_any_query_gets_a_page_never_an_error(client, query):
+    PublishedPostFactory(title="Probation in Bristol")
+    results(client, query)
+
+
+def test_results_paginate(client):
+    for n in range(12):
+        PublishedPostFactory(title=f"Luton inspection {n}")
+    first = results(client, "Luton")
+    assert "Page 1 of 2" in first
+    assert len(result_titles(client, "Luton")) == 10
+    second = client.get("/search/", {"q": "Luton", "page": "2"}).content.decode()
+    assert "Page 2 of 2" in second
+    assert second.count("<h2>") == 2
+
+
+def test_search_is_answered_from_the_full_text_index():
+    PublishedPostFactory(title="Suffolk")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            plan = Post.objects.filter(
+                search_vector=SearchQuery("suffolk", config=CONFIG)
+            ).explain()
+            assert "post_search_idx" in plan
+        else:
+            cursor.execute(
+                "EXPLAIN QUERY PLAN SELECT rowid FROM posts_search "
+                "WHERE posts_search MATCH 'suffolk'"
+            )
+            plan = " ".join(str(row) for row in cursor.fetchall())
+            assert "VIRTUAL TABLE INDEX" in plan
