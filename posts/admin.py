@@ -34,3 +34,6 @@ class PostAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Published {len(drafts)} post(s).", level=messages.SUCCESS
         )
+
+
+from . import comment_admin  # noqa: E402,F401

@@ -80,3 +80,6 @@ class Post(models.Model):
             and self.published_at is not None
             and self.published_at <= timezone.now()
         )
+
+
+from .comment_models import Comment, PostCommentSettings  # noqa: E402,F401

@@ -42,3 +42,15 @@ class SubscriberFactory(factory.django.DjangoModelFactory):
     email = factory.Sequence(lambda n: f"reader{n}@example.org")
     status = Subscriber.Status.ACTIVE
     confirmed_at = factory.LazyFunction(timezone.now)
+
+
+class CommentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Comment"
+
+    post = factory.SubFactory(PublishedPostFactory)
+    name = factory.Sequence(lambda n: f"Commenter {n}")
+    email = factory.Sequence(lambda n: f"commenter{n}@example.org")
+    body = "Caseloads in our office are higher than the report suggests."
+    ip_address = "192.0.2.10"
+    user_agent = "Mozilla/5.0"

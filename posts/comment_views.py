@@ -1,0 +1,81 @@
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from . import comments
+from .comment_models import Comment
+from .forms import CommentForm
+from .models import Post
+
+
+def _form_page(
+    request: HttpRequest,
+    post: Post,
+    form: CommentForm,
+    *,
+    status: int = 200,
+    replying_to: Comment | None = None,
+    problem: str = "",
+) -> HttpResponse:
+    return render(
+        request,
+        "posts/comment_form_page.html",
+        {
+            "post": post,
+            "form": form,
+            "replying_to": replying_to,
+            "problem": problem,
+            "comments_open": comments.comments_are_open(post=post),
+        },
+        status=status,
+    )
+
+
+@require_POST
+def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
+    post = get_object_or_404(Post.objects.published(), slug=slug)
+    form = CommentForm(request.POST)
+    ip_address = request.META.get("REMOTE_ADDR") or None
+    if comments.comment_rate_limited(ip_address=ip_address):
+        problem = "You have sent a lot of comments. Please wait an hour and try again."
+        return _form_page(request, post, form, status=429, problem=problem)
+    if not form.is_valid():
+        return _form_page(request, post, form, status=400)
+    if form.is_from_a_bot:
+        # The same answer as a held comment, so a bot learns nothing.
+        messages.info(request, comments.HELD_MESSAGE)
+        return redirect(f"{post.get_absolute_url()}#comments")
+    data = form.cleaned_data
+    try:
+        comment = comments.comment_post(
+            post=post,
+            parent_id=data["parent"],
+            name=data["name"],
+            email=data["email"],
+            website=data["website"],
+            body=data["body"],
+            ip_address=ip_address,
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except comments.CommentsClosed:
+        return _form_page(request, post, form, status=403)
+    except comments.ReplyNotPossible:
+        problem = "The comment you replied to is not available any more."
+        return _form_page(request, post, form, status=400, problem=problem)
+    if comment.status == Comment.Status.APPROVED:
+        messages.success(request, "Thank you: your comment is published.")
+        return redirect(comment.get_absolute_url())
+    messages.info(request, comments.HELD_MESSAGE)
+    return redirect(f"{post.get_absolute_url()}#comments")
+
+
+@require_GET
+def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpResponse:
+    """A page with the reply form, so replying works without JavaScript."""
+    post = get_object_or_404(Post.objects.published(), slug=slug)
+    replying_to = get_object_or_404(
+        Comment.objects.approved().filter(post=post), pk=comment_id
+    )
+    form = CommentForm(initial={"parent": replying_to.parent_id or replying_to.pk})
+    return _form_page(request, post, form, replying_to=replying_to)
