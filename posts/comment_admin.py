@@ -1,6 +1,7 @@
 """The moderation queue: pending comments first; bulk approve, spam, delete."""
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
@@ -49,6 +50,7 @@ class CommentAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["approve", "mark_spam", "delete_selected", "close_comments_on_posts"]
     raw_id_fields = ["post", "parent"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fields = [
         "post",
         "parent",

@@ -1,3 +1,5 @@
+import ipaddress
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -32,11 +34,26 @@ def _form_page(
     )
 
 
+def _client_ip(request: HttpRequest) -> str | None:
+    try:
+        return str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+    except ValueError:  # a Unix socket or a misconfigured proxy
+        return None
+
+
+def _user_agent(request: HttpRequest) -> str:
+    # Headers are the client's to fill: keep printable characters only (PostgreSQL
+    # refuses NUL in text).
+    return "".join(
+        ch for ch in request.headers.get("User-Agent", "") if ch.isprintable()
+    )
+
+
 @require_POST
 def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     post = get_object_or_404(Post.objects.published(), slug=slug)
     form = CommentForm(request.POST)
-    ip_address = request.META.get("REMOTE_ADDR") or None
+    ip_address = _client_ip(request)
     if comments.comment_rate_limited(ip_address=ip_address):
         problem = "You have sent a lot of comments. Please wait an hour and try again."
         return _form_page(request, post, form, status=429, problem=problem)
@@ -56,7 +73,7 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
             website=data["website"],
             body=data["body"],
             ip_address=ip_address,
-            user_agent=request.headers.get("User-Agent", ""),
+            user_agent=_user_agent(request),
         )
     except comments.CommentsClosed:
         return _form_page(request, post, form, status=403)

@@ -6,7 +6,7 @@ from django.contrib.messages import get_messages
 from django.core.cache import cache
 from django.template.loader import render_to_string
 from django.utils import timezone
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -351,6 +351,21 @@ def test_the_admin_deletes_in_bulk_after_confirming(admin_client):
     assert list(Comment.objects.all()) == [keep]
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/posts/comment/{pk}/change/",
+        "/admin/posts/postcommentsettings/",
+        "/admin/posts/postcommentsettings/add/",
+    ],
+)
+def test_the_comment_admin_pages_open(admin_client, url):
+    comment = CommentFactory(parent=CommentFactory(status=Comment.Status.APPROVED))
+    PostCommentSettings.objects.create(post=comment.post, comments_open=False)
+    response = admin_client.get(url.format(pk=comment.pk))
+    assert response.status_code == 200
+
+
 def test_staff_cannot_add_comments_in_the_admin(admin_client):
     assert admin_client.get("/admin/posts/comment/add/").status_code == 403
 
@@ -431,41 +446,62 @@ def test_control_characters_are_refused_with_a_clear_message(
     assert not Comment.objects.exists()
 
 
+def test_odd_client_headers_are_stored_safely(client, post):
+    response = client.post(
+        f"/posts/{post.slug}/comments/",
+        FORM,
+        REMOTE_ADDR="unix:/run/gunicorn.sock",
+        HTTP_USER_AGENT="Bot\x00\x1b[0m/1.0",
+    )
+    assert response.status_code == 302
+    comment = Comment.objects.get()
+    assert (comment.ip_address, comment.user_agent) == (None, "Bot[0m/1.0")
+
+
 def test_line_breaks_and_tabs_are_kept(client, post):
     comment_on(client, post, body="First line\r\n\tindented\r\n\r\nNew paragraph")
     assert Comment.objects.get().body == "First line\n\tindented\n\nNew paragraph"
 
 
-_form_text = st.text(max_size=300) | st.sampled_from(["", "https://x.example/"])
+def _sometimes(valid: str, other: st.SearchStrategy | None = None):
+    """Often valid values, so the accepting paths are exercised too."""
+    return st.just(valid) | (st.text(max_size=300) if other is None else other)
 
 
 @hypothesis_settings(
-    max_examples=60,
+    max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     data=st.fixed_dictionaries(
-        {},
+        {
+            "name": _sometimes("Alex"),
+            "email": _sometimes("alex@example.org", st.emails() | st.text()),
+            "body": _sometimes("Agreed: https://a.example/"),
+        },
         optional={
-            "name": _form_text,
-            "email": _form_text | st.emails(),
-            "website": _form_text,
-            "body": _form_text,
+            "website": _sometimes("https://x.example/"),
             "parent": st.text(max_size=25) | st.integers().map(str),
             "homepage": st.sampled_from(["", "x"]),
         },
-    )
+    ),
+    user_agent=st.text(max_size=300),
 )
-def test_no_input_causes_an_error_and_refused_input_saves_nothing(client, post, data):
+def test_no_input_causes_an_error_and_refused_input_saves_nothing(
+    client, post, data, user_agent
+):
     cache.clear()
     before = Comment.objects.count()
 
-    response = client.post(f"/posts/{post.slug}/comments/", data)
+    response = client.post(
+        f"/posts/{post.slug}/comments/", data, HTTP_USER_AGENT=user_agent
+    )
 
     assert response.status_code in (302, 400)
-    if response.status_code == 400 or data.get("homepage"):
-        assert Comment.objects.count() == before
+    event(f"status {response.status_code}")
+    saved = Comment.objects.count() - before
+    assert saved == (response.status_code == 302 and not data.get("homepage"))
 
 
 # Personal data --------------------------------------------------------------------
