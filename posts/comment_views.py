@@ -10,6 +10,8 @@ from .comment_models import Comment
 from .forms import CommentForm
 from .models import Post
 
+HELD_MESSAGE = "Thank you: your comment will appear once the author has approved it."
+
 
 def _form_page(
     request: HttpRequest,
@@ -61,7 +63,7 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
         return _form_page(request, post, form, status=400)
     if form.is_from_a_bot:
         # The same answer as a held comment, so a bot learns nothing.
-        messages.info(request, comments.HELD_MESSAGE)
+        messages.info(request, HELD_MESSAGE)
         return redirect(f"{post.get_absolute_url()}#comments")
     data = form.cleaned_data
     try:
@@ -83,7 +85,7 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     if comment.status == Comment.Status.APPROVED:
         messages.success(request, "Thank you: your comment is published.")
         return redirect(comment.get_absolute_url())
-    messages.info(request, comments.HELD_MESSAGE)
+    messages.info(request, HELD_MESSAGE)
     return redirect(f"{post.get_absolute_url()}#comments")
 
 

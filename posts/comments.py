@@ -22,7 +22,6 @@ from .comment_models import (
 )
 from .models import Post
 
-HELD_MESSAGE = "Thank you: your comment will appear once the author has approved it."
 RATE_LIMIT_WINDOW_SECONDS = 3600
 # The digest lists at most this many comments; the rest wait for the next one.
 DIGEST_MAX_COMMENTS = 200
@@ -39,17 +38,14 @@ class ReplyNotPossible(Exception):
 # Reading ----------------------------------------------------------------------
 
 
-def comments_are_open(*, post: Post, now: datetime | None = None) -> bool:
+def comments_are_open(*, post: Post) -> bool:
     """Open unless the author closed them, or the post is older than the setting."""
     if not post.is_published:
         return False
     if PostCommentSettings.objects.filter(post=post, comments_open=False).exists():
         return False
-    days = settings.COMMENTS_CLOSE_AFTER_DAYS
-    # 0 means comments never close by age.
-    return not days or post.published_at > (now or timezone.now()) - timedelta(
-        days=days
-    )
+    days = settings.COMMENTS_CLOSE_AFTER_DAYS  # 0: never close by age
+    return not days or post.published_at > timezone.now() - timedelta(days=days)
 
 
 def comment_thread(*, post: Post) -> QuerySet[Comment]:
@@ -217,13 +213,13 @@ def comments_claim_for_digest(*, now: datetime) -> list[Comment]:
 # Personal data ----------------------------------------------------------------
 
 
-def comments_purge_personal_data(*, now: datetime | None = None) -> int:
+def comments_purge_personal_data() -> int:
     """Forget IP addresses and browsers, and delete spam, after COMMENTS_KEEP_IP_DAYS.
 
     The email stays with a published comment: it is how the person's comments are
     found when they ask for their data or its deletion.
     """
-    cutoff = (now or timezone.now()) - timedelta(days=settings.COMMENTS_KEEP_IP_DAYS)
+    cutoff = timezone.now() - timedelta(days=settings.COMMENTS_KEEP_IP_DAYS)
     old = Comment.objects.filter(created_at__lt=cutoff)
     deleted, _ = old.spam().delete()
     cleared = old.exclude(ip_address__isnull=True, user_agent="").update(

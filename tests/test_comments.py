@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from posts import comments
 from posts.comment_models import Comment, PostCommentSettings
+from posts.comment_views import HELD_MESSAGE
 from posts.models import Post
 from posts.tasks import purge_comment_personal_data
 
@@ -74,9 +75,7 @@ def test_a_new_comment_is_held_for_moderation_and_not_shown(client, rf, post):
 def test_the_commenter_is_told_the_comment_awaits_approval(client, post):
     response = comment_on(client, post)
     # The comments partial on the post page shows this message after the redirect.
-    assert [str(m) for m in get_messages(response.wsgi_request)] == [
-        comments.HELD_MESSAGE
-    ]
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [HELD_MESSAGE]
 
 
 def test_an_approved_comment_appears_under_the_post(client, rf, post):
