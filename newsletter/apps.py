@@ -12,7 +12,8 @@ class NewsletterConfig(AppConfig):
         from posts.models import Post
         from posts.signals import post_published
 
-        from . import pagecache, receivers, webhooks
+        # comment_tasks only registers the comment digest task with Celery.
+        from . import comment_tasks, pagecache, receivers, webhooks  # noqa: F401
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
         tracking.connect(webhooks.record_tracking_event, dispatch_uid="tracking_event")

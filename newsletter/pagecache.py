@@ -73,8 +73,9 @@ class PageCacheMiddleware:
     def _cacheable(request: HttpRequest) -> bool:
         if request.method not in ("GET", "HEAD"):
             return False
-        # The author, logged in, always sees the pages fresh.
-        if settings.SESSION_COOKIE_NAME in request.COOKIES:
+        # The author, logged in, always sees the pages fresh; so does a reader with
+        # a message waiting (e.g. "your comment is published" after posting one).
+        if {settings.SESSION_COOKIE_NAME, "messages"} & request.COOKIES.keys():
             return False
         if not _CACHEABLE_QUERY.fullmatch(request.META.get("QUERY_STRING", "")):
             return False

@@ -239,6 +239,25 @@ NEWSLETTER_DOORBELL_TIMEOUT = envint("NEWSLETTER_DOORBELL_TIMEOUT_SECONDS", "300
 NEWSLETTER_BREAKER_FAILURES = envint("NEWSLETTER_BREAKER_FAILURES", "5")
 NEWSLETTER_BREAKER_COOLDOWN = envint("NEWSLETTER_BREAKER_COOLDOWN_SECONDS", "300")
 
+# Comments -----------------------------------------------------------------------
+
+# Comments close by themselves this many days after publication (0: never).
+COMMENTS_CLOSE_AFTER_DAYS = envint("COMMENTS_CLOSE_AFTER_DAYS", "30")
+# A commenter whose email has an approved comment skips the moderation queue.
+COMMENTS_AUTO_APPROVE_KNOWN = envbool("COMMENTS_AUTO_APPROVE_KNOWN", "1")
+COMMENTS_MAX_LINKS = envint("COMMENTS_MAX_LINKS", "2")
+COMMENTS_MAX_PER_IP_PER_HOUR = envint("COMMENTS_MAX_PER_IP_PER_HOUR", "10")
+# Commenters' IP addresses and browsers are forgotten, and spam deleted, after this.
+COMMENTS_KEEP_IP_DAYS = envint("COMMENTS_KEEP_IP_DAYS", "30")
+CELERY_BEAT_SCHEDULE["email-comment-digest"] = {
+    "task": "newsletter.comment_tasks.send_comment_digest",
+    "schedule": envint("COMMENTS_DIGEST_EVERY_SECONDS", "3600"),
+}
+CELERY_BEAT_SCHEDULE["purge-comment-personal-data"] = {
+    "task": "posts.tasks.purge_comment_personal_data",
+    "schedule": 6 * 3600,
+}
+
 # Static files -------------------------------------------------------------------
 
 STATIC_URL = "/static/"

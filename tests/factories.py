@@ -132,3 +132,15 @@ class InspectionFactory(factory.django.DjangoModelFactory):
             from posts.search import index_post
 
             index_post(self.post)
+
+
+class CommentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "posts.Comment"
+
+    post = factory.SubFactory(PublishedPostFactory)
+    name = factory.Sequence(lambda n: f"Commenter {n}")
+    email = factory.Sequence(lambda n: f"commenter{n}@example.org")
+    body = "Caseloads in our office are higher than the report suggests."
+    ip_address = "192.0.2.10"
+    user_agent = "Mozilla/5.0"

@@ -1,0 +1,110 @@
+"""The moderation queue: pending comments first; bulk approve, spam, delete."""
+
+from django.contrib import admin, messages
+from django.db import models
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.defaultfilters import truncatechars
+
+from . import comments
+from .comment_models import Comment, PostCommentSettings
+from .models import Post
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """Status filter whose default is the moderation queue (pending) instead of all."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [*Comment.Status.choices, ("all", "All")]
+
+    def value(self) -> str:
+        return super().value() or Comment.Status.PENDING
+
+    def queryset(self, request, queryset):
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(status=self.value())
+
+    def choices(self, changelist):
+        # Django's own "All" entry (no parameter) would now mean "pending".
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: lookup}
+                ),
+                "display": title,
+            }
+
+
+@admin.register(Comment)
+class CommentAdmin(admin.ModelAdmin):
+    list_display = ["excerpt", "name", "email", "post", "status", "created_at"]
+    list_display_links = ["excerpt"]
+    list_filter = [StatusFilter, "created_at"]
+    list_select_related = ["post"]
+    search_fields = ["name", "email", "body", "post__title"]
+    date_hierarchy = "created_at"
+    actions = ["approve", "mark_spam", "delete_selected", "close_comments_on_posts"]
+    raw_id_fields = ["post", "parent"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    fields = [
+        "post",
+        "parent",
+        "status",
+        "name",
+        "email",
+        "website",
+        "body",
+        "created_at",
+        "ip_address",
+        "user_agent",
+    ]
+    readonly_fields = ["post", "parent", "created_at", "ip_address", "user_agent"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Comments come from readers through the post page.
+        return False
+
+    @admin.display(description="comment")
+    def excerpt(self, comment: Comment) -> str:
+        return truncatechars(comment.body, 80)
+
+    @admin.action(description="Approve selected comments", permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[Comment]) -> None:
+        approved = comments.comments_approve(comments=queryset)
+        self.message_user(
+            request, f"Approved {approved} comment(s).", level=messages.SUCCESS
+        )
+
+    @admin.action(description="Mark selected comments as spam", permissions=["change"])
+    def mark_spam(self, request: HttpRequest, queryset: QuerySet[Comment]) -> None:
+        marked = comments.comments_mark_spam(comments=queryset)
+        self.message_user(
+            request, f"Marked {marked} comment(s) as spam.", level=messages.SUCCESS
+        )
+
+    @admin.action(
+        description="Close comments on the posts of the selected comments",
+        permissions=["change"],
+    )
+    def close_comments_on_posts(
+        self, request: HttpRequest, queryset: QuerySet[Comment]
+    ) -> None:
+        posts = Post.objects.filter(pk__in=queryset.values("post"))
+        comments.comments_close(posts=posts)
+        self.message_user(
+            request, f"Closed comments on {posts.count()} post(s).", messages.SUCCESS
+        )
+
+
+@admin.register(PostCommentSettings)
+class PostCommentSettingsAdmin(admin.ModelAdmin):
+    list_display = ["post", "comments_open"]
+    list_editable = ["comments_open"]
+    list_filter = ["comments_open"]
+    search_fields = ["post__title"]
+    autocomplete_fields = ["post"]

@@ -1,0 +1,237 @@
+"""Readers' comments: posting, moderation, closing, and the commenter's personal data.
+
+Reads live on CommentQuerySet (posts/comment_models.py); the writes are here, as
+keyword-only services that views, the admin and tasks call.
+"""
+
+import ipaddress
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .comment_models import (
+    USER_AGENT_MAX_LENGTH,
+    Comment,
+    PostCommentSettings,
+    normalise_email,
+)
+from .models import Post
+
+RATE_LIMIT_WINDOW_SECONDS = 3600
+# The digest lists at most this many comments; the rest wait for the next one.
+DIGEST_MAX_COMMENTS = 200
+
+
+class CommentsClosed(Exception):
+    """The post takes no new comments."""
+
+
+class ReplyNotPossible(Exception):
+    """The comment replied to is not an approved comment on this post."""
+
+
+# Reading ----------------------------------------------------------------------
+
+
+def comments_are_open(*, post: Post) -> bool:
+    """Open unless the author closed them, or the post is older than the setting."""
+    if not post.is_published:
+        return False
+    if PostCommentSettings.objects.filter(post=post, comments_open=False).exists():
+        return False
+    days = settings.COMMENTS_CLOSE_AFTER_DAYS  # 0: never close by age
+    return not days or post.published_at > timezone.now() - timedelta(days=days)
+
+
+def comment_thread(*, post: Post) -> QuerySet[Comment]:
+    """The approved top-level comments of a post, each with its approved replies."""
+    return (
+        Comment.objects.approved()
+        .top_level()
+        .filter(post=post)
+        .prefetch_related(
+            Prefetch("replies", queryset=Comment.objects.approved(), to_attr="thread")
+        )
+    )
+
+
+def with_comment_counts(queryset: QuerySet[Post]) -> QuerySet[Post]:
+    """Annotate each post with `approved_comment_count`, in the listing's own query.
+
+    A subquery rather than a JOIN + COUNT, so it composes with other annotations
+    on the listing without multiplying their rows.
+    """
+    counts = (
+        Comment.objects.approved()
+        .filter(post=OuterRef("pk"))
+        .order_by()
+        .values("post")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    return queryset.annotate(approved_comment_count=Coalesce(Subquery(counts), 0))
+
+
+def comments_for_email(*, email: str) -> list[dict]:
+    """A person's comments, as JSON-ready data for their data export."""
+    return [
+        {
+            "post": comment.post.title,
+            "post_url": comment.post.get_absolute_url(),
+            "created_at": comment.created_at.isoformat(),
+            "status": comment.status,
+            "name": comment.name,
+            "email": comment.email,
+            "website": comment.website,
+            "comment": comment.body,
+            "ip_address": comment.ip_address,
+            "user_agent": comment.user_agent,
+        }
+        for comment in Comment.objects.for_email(email).select_related("post")
+    ]
+
+
+# Posting ----------------------------------------------------------------------
+
+
+def _rate_limit_key(ip_address: str | None) -> str:
+    if not ip_address:
+        return "comments:rate:unknown"
+    address = ipaddress.ip_address(ip_address)
+    # One IPv6 user usually holds a whole /64; counting single addresses would
+    # give them billions of tries.
+    if address.version == 6:
+        return f"comments:rate:{ipaddress.ip_network(f'{address}/64', strict=False)}"
+    return f"comments:rate:{address}"
+
+
+def comment_rate_limited(*, ip_address: str | None) -> bool:
+    """Count one comment attempt from this address; True once it is over the limit."""
+    key = _rate_limit_key(ip_address)
+    cache.add(key, 0, timeout=RATE_LIMIT_WINDOW_SECONDS)
+    try:
+        attempts = cache.incr(key)
+    except ValueError:  # the window expired between add and incr
+        cache.set(key, 1, timeout=RATE_LIMIT_WINDOW_SECONDS)
+        attempts = 1
+    return attempts > settings.COMMENTS_MAX_PER_IP_PER_HOUR
+
+
+def comment_post(
+    *,
+    post: Post,
+    name: str,
+    email: str,
+    body: str,
+    website: str = "",
+    parent_id: int | None = None,
+    ip_address: str | None = None,
+    user_agent: str = "",
+) -> Comment:
+    """Record a reader's comment: held for moderation unless the commenter is known.
+
+    A reply to a reply joins the thread of the top-level comment, so threads are
+    one level deep.
+    """
+    if not comments_are_open(post=post):
+        raise CommentsClosed
+    parent = None
+    if parent_id is not None:
+        parent = (
+            Comment.objects.approved()
+            .filter(post=post, pk=parent_id)
+            .select_related("parent")
+            .first()
+        )
+        if parent is None:
+            raise ReplyNotPossible
+        parent = parent.parent or parent
+    email = normalise_email(email)
+    known = (
+        settings.COMMENTS_AUTO_APPROVE_KNOWN
+        and Comment.objects.approved().for_email(email).exists()
+    )
+    return Comment.objects.create(
+        post=post,
+        parent=parent,
+        name=name,
+        email=email,
+        website=website,
+        body=body,
+        status=Comment.Status.APPROVED if known else Comment.Status.PENDING,
+        ip_address=ip_address,
+        user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
+    )
+
+
+# Moderating -------------------------------------------------------------------
+
+
+def comments_approve(*, comments: QuerySet[Comment]) -> int:
+    return comments.exclude(status=Comment.Status.APPROVED).update(
+        status=Comment.Status.APPROVED
+    )
+
+
+def comments_mark_spam(*, comments: QuerySet[Comment]) -> int:
+    return comments.exclude(status=Comment.Status.SPAM).update(
+        status=Comment.Status.SPAM
+    )
+
+
+def comments_close(*, posts: QuerySet[Post]) -> None:
+    """Close comments on these posts; comments already made stay visible."""
+    with transaction.atomic():
+        for post in posts:
+            PostCommentSettings.objects.update_or_create(
+                post=post, defaults={"comments_open": False}
+            )
+
+
+def comments_claim_for_digest(*, now: datetime) -> list[Comment]:
+    """Mark the pending comments the moderators have not been told about yet.
+
+    Call it inside the transaction that sends the digest: the conditional UPDATE
+    makes two concurrent digests report each comment once, and a failed send rolls
+    the mark back so the next digest reports the comment instead.
+    """
+    unreported = Comment.objects.pending().filter(moderators_notified_at__isnull=True)
+    ids = list(unreported.values_list("pk", flat=True)[:DIGEST_MAX_COMMENTS])
+    unreported.filter(pk__in=ids).update(moderators_notified_at=now)
+    return list(
+        Comment.objects.filter(pk__in=ids, moderators_notified_at=now)
+        .select_related("post")
+        .order_by("post_id", "created_at")
+    )
+
+
+# Personal data ----------------------------------------------------------------
+
+
+def comments_purge_personal_data() -> int:
+    """Forget IP addresses and browsers, and delete spam, after COMMENTS_KEEP_IP_DAYS.
+
+    The email stays with a published comment: it is how the person's comments are
+    found when they ask for their data or its deletion.
+    """
+    cutoff = timezone.now() - timedelta(days=settings.COMMENTS_KEEP_IP_DAYS)
+    old = Comment.objects.filter(created_at__lt=cutoff)
+    deleted, _ = old.spam().delete()
+    cleared = old.exclude(ip_address__isnull=True, user_agent="").update(
+        ip_address=None, user_agent=""
+    )
+    return deleted + cleared
+
+
+def comments_delete_for_email(*, email: str) -> int:
+    """Delete every comment written with this address (the person's data request).
+
+    Other people's replies to them stay, as top-level comments.
+    """
+    deleted, _ = Comment.objects.for_email(email).delete()
+    return deleted

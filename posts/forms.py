@@ -1,0 +1,101 @@
+import unicodedata
+
+from django import forms
+from django.conf import settings
+
+from .comment_models import (
+    BODY_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    WEBSITE_MAX_LENGTH,
+    count_links,
+)
+
+# Bidirectional overrides can make a name or a link read backwards on screen.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _reject_control_characters(value: str, *, allowed: str = "") -> None:
+    for ch in value:
+        if ch not in allowed and (
+            unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS
+        ):
+            raise forms.ValidationError(
+                "This contains invisible control characters (U+%(code)04X); "
+                "please remove them.",
+                code="control_characters",
+                params={"code": ord(ch)},
+            )
+
+
+class CommentForm(forms.Form):
+    name = forms.CharField(
+        max_length=NAME_MAX_LENGTH,
+        widget=forms.TextInput(attrs={"autocomplete": "name"}),
+    )
+    email = forms.EmailField(
+        label="Email (never shown)",
+        max_length=EMAIL_MAX_LENGTH,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    website = forms.URLField(
+        label="Website (optional)",
+        max_length=WEBSITE_MAX_LENGTH,
+        required=False,
+        assume_scheme="https",
+        widget=forms.URLInput(attrs={"autocomplete": "url"}),
+    )
+    body = forms.CharField(
+        label="Comment",
+        max_length=BODY_MAX_LENGTH,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text="Plain text. Links become clickable; "
+        "comments are published once the author has approved them.",
+    )
+    parent = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        widget=forms.HiddenInput,
+    )
+    # The honeypot: hidden from people (and screen readers), filled in by bots.
+    homepage = forms.CharField(
+        label="Leave this empty",
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
+    )
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        _reject_control_characters(name)
+        return name
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"]
+        _reject_control_characters(email)
+        return email
+
+    def clean_website(self) -> str:
+        website = self.cleaned_data["website"]
+        _reject_control_characters(website)
+        # URLField accepts ftp:// too; a commenter's website is a web page.
+        if website and not website.lower().startswith(("http://", "https://")):
+            raise forms.ValidationError("Please give a web address (http or https).")
+        return website
+
+    def clean_body(self) -> str:
+        body = self.cleaned_data["body"].replace("\r\n", "\n").replace("\r", "\n")
+        _reject_control_characters(body, allowed="\n\t")
+        max_links = settings.COMMENTS_MAX_LINKS
+        if count_links(body) > max_links:
+            raise forms.ValidationError(
+                "Please include at most %(max)d links.",
+                code="too_many_links",
+                params={"max": max_links},
+            )
+        return body
+
+    @property
+    def is_from_a_bot(self) -> bool:
+        return bool(self.cleaned_data.get("homepage"))

@@ -1,0 +1,81 @@
+import pytest
+from anymail.exceptions import AnymailAPIError
+from django.core import mail
+
+from newsletter.comment_tasks import send_comment_digest
+from posts.comment_models import Comment
+
+from .factories import CommentFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+
+def test_staff_get_one_digest_of_the_pending_comments():
+    UserFactory(username="editor", email="editor@example.org")
+    UserFactory(username="reader", email="reader@example.org", is_staff=False)
+    UserFactory(username="noemail", email="")
+    CommentFactory.create_batch(2, name="Pat Waiting")
+    CommentFactory(name="Already Approved", status=Comment.Status.APPROVED)
+
+    send_comment_digest.delay()
+
+    assert [message.to for message in mail.outbox] == [["editor@example.org"]]
+    message = mail.outbox[0]
+    assert message.subject == "2 new comments waiting for approval — On Probation"
+    assert message.body.count("Pat Waiting") == 2
+    assert "Already Approved" not in message.body
+    assert "/admin/posts/comment/?status=pending" in message.body
+    html = message.alternatives[0][0]
+    assert html.count("Pat Waiting") == 2
+
+
+def test_each_comment_is_reported_once():
+    UserFactory(email="editor@example.org")
+    CommentFactory(name="First Batch")
+    send_comment_digest.delay()
+
+    send_comment_digest.delay()
+    assert len(mail.outbox) == 1
+
+    CommentFactory(name="Second Batch")
+    send_comment_digest.delay()
+    assert len(mail.outbox) == 2
+    assert "Second Batch" in mail.outbox[1].body
+    assert "First Batch" not in mail.outbox[1].body
+
+
+def test_the_digest_shows_a_hostile_comment_as_text():
+    UserFactory(email="editor@example.org")
+    CommentFactory(body='<script>alert("x")</script>', name="<b>Bold</b>")
+
+    send_comment_digest.delay()
+
+    html = mail.outbox[0].alternatives[0][0]
+    assert "<script>" not in html
+    assert "<b>Bold" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_without_staff_addresses_nothing_is_sent_and_comments_wait():
+    UserFactory(email="")
+    comment = CommentFactory()
+
+    send_comment_digest.delay()
+
+    assert mail.outbox == []
+    comment.refresh_from_db()
+    assert comment.moderators_notified_at is None
+
+
+def test_a_refused_digest_leaves_the_comments_for_the_next_one(fake_esp):
+    UserFactory(email="editor@example.org")
+    CommentFactory(name="Pat Waiting")
+    fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
+
+    with pytest.raises(AnymailAPIError):
+        send_comment_digest.delay()
+    assert fake_esp.count == 0
+
+    send_comment_digest.delay()
+    assert fake_esp.recipients() == {"editor@example.org": 1}
+    assert "Pat Waiting" in fake_esp.messages[0]["payload"]["TextBody"]

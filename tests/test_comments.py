@@ -1,0 +1,607 @@
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.messages import get_messages
+from django.core.cache import cache
+from django.template.loader import render_to_string
+from django.test import Client
+from django.utils import timezone
+from hypothesis import HealthCheck, event, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from posts import comments
+from posts.comment_models import Comment, PostCommentSettings
+from posts.comment_views import HELD_MESSAGE
+from posts.models import Post
+from posts.tasks import purge_comment_personal_data
+
+from .factories import CommentFactory, PostFactory, PublishedPostFactory
+
+pytestmark = pytest.mark.django_db
+
+FORM = {
+    "name": "Alex Officer",
+    "email": "Alex@Example.ORG",
+    "body": "Our caseloads match what the inspectors found.",
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    # The rate limit lives in the cache, which outlives a test on Redis.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def post():
+    return PublishedPostFactory()
+
+
+def comment_on(client, post, **overrides):
+    return client.post(
+        f"/posts/{post.slug}/comments/",
+        {**FORM, **overrides},
+        HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux) " + "x" * 400,
+    )
+
+
+def comments_section(rf, post) -> str:
+    """The partial the post page includes at its end, rendered as that page would."""
+    request = rf.get(post.get_absolute_url())
+    request.user = AnonymousUser()
+    return render_to_string("posts/comments.html", {"post": post}, request=request)
+
+
+# Posting --------------------------------------------------------------------------
+
+
+def test_a_new_comment_is_held_for_moderation_and_not_shown(client, rf, post):
+    response = comment_on(client, post)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/posts/{post.slug}/#comments"
+    comment = Comment.objects.get()
+    assert comment.status == Comment.Status.PENDING
+    assert comment.email == "alex@example.org"
+    assert comment.ip_address == "127.0.0.1"
+    assert comment.user_agent.startswith("Mozilla/5.0")
+    assert len(comment.user_agent) == 255
+    assert FORM["body"] not in comments_section(rf, post)
+
+
+def test_the_commenter_is_told_the_comment_awaits_approval(client, post):
+    response = comment_on(client, post)
+    # The comments partial on the post page shows this message after the redirect.
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [HELD_MESSAGE]
+
+
+def test_an_approved_comment_appears_under_the_post(client, rf, post):
+    comment_on(client, post, website="https://probation.example.org/blog")
+    comments.comments_approve(comments=Comment.objects.all())
+
+    html = comments_section(rf, post)
+    comment = Comment.objects.get()
+    assert f'id="comment-{comment.pk}"' in html
+    assert FORM["body"] in html
+    assert "1 comment<" in html
+    assert (
+        '<a href="https://probation.example.org/blog" rel="nofollow ugc" '
+        'itemprop="url"><span itemprop="name">Alex Officer</span></a>'
+    ) in html
+
+
+def test_the_commenters_email_is_never_shown(client, rf, post):
+    comment_on(client, post)
+    comments.comments_approve(comments=Comment.objects.all())
+    assert "alex@example.org" not in comments_section(rf, post).lower()
+
+
+def test_the_form_marks_its_required_fields(rf, post):
+    html = comments_section(rf, post)
+    assert html.count("(required)") == 3
+    assert "Website (optional)" in html
+    assert f'action="/posts/{post.slug}/comments/#comments"' in html
+    # No per-reader token: the post page is cached whole for every reader.
+    assert "csrfmiddlewaretoken" not in html
+
+
+def test_a_known_commenter_is_published_at_once(client, post):
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+
+    response = comment_on(client, post)
+
+    comment = Comment.objects.get(post=post)
+    assert comment.status == Comment.Status.APPROVED
+    assert response["Location"] == f"/posts/{post.slug}/#comment-{comment.pk}"
+
+
+def test_known_commenters_wait_too_when_auto_approval_is_off(client, post, settings):
+    settings.COMMENTS_AUTO_APPROVE_KNOWN = False
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+
+    comment_on(client, post)
+
+    assert Comment.objects.get(post=post).status == Comment.Status.PENDING
+
+
+def test_a_commenter_whose_comments_were_spam_is_not_known(client, post):
+    CommentFactory(email="alex@example.org", status=Comment.Status.SPAM)
+    comment_on(client, post)
+    assert Comment.objects.get(post=post).status == Comment.Status.PENDING
+
+
+def test_links_become_clickable_with_nofollow_ugc(rf, post):
+    CommentFactory(
+        post=post,
+        status=Comment.Status.APPROVED,
+        body="The report: https://www.justiceinspectorates.gov.uk/hmiprobation/ ok",
+    )
+    html = comments_section(rf, post)
+    assert (
+        '<a href="https://www.justiceinspectorates.gov.uk/hmiprobation/" '
+        'rel="nofollow ugc">'
+    ) in html
+
+
+def test_hostile_html_is_shown_escaped(rf, post):
+    CommentFactory(
+        post=post,
+        status=Comment.Status.APPROVED,
+        name='<img src=x onerror="alert(1)">',
+        body='<script>alert("x")</script> <a href="javascript:alert(1)">me</a>',
+    )
+    html = comments_section(rf, post)
+    assert "<script>" not in html
+    assert "<img" not in html
+    assert 'href="javascript' not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+
+
+@pytest.mark.parametrize(
+    "website", ["javascript:alert(1)", "ftp://example.org/", "data:text/html,hi"]
+)
+def test_a_website_must_be_a_web_address(client, post, website):
+    response = comment_on(client, post, website=website)
+    assert response.status_code == 400
+    assert not Comment.objects.exists()
+
+
+def test_a_website_without_scheme_is_taken_as_https(client, post):
+    comment_on(client, post, website="probation.example.org")
+    assert Comment.objects.get().website == "https://probation.example.org"
+
+
+def test_missing_fields_are_named_and_nothing_is_saved(client, post):
+    response = comment_on(client, post, name="", email="not-an-address", body=" ")
+    assert response.status_code == 400
+    assert response.content.decode().count("errorlist") >= 3
+    assert not Comment.objects.exists()
+
+
+def test_draft_posts_take_no_comments(client):
+    draft = PostFactory()
+    assert comment_on(client, draft).status_code == 404
+    assert not Comment.objects.exists()
+
+
+def test_the_comment_endpoint_only_accepts_post(client, post):
+    assert client.get(f"/posts/{post.slug}/comments/").status_code == 405
+
+
+# Replies --------------------------------------------------------------------------
+
+
+def test_a_reply_is_shown_beneath_its_comment(client, rf, post):
+    parent = CommentFactory(post=post, status=Comment.Status.APPROVED, body="First.")
+
+    comment_on(client, post, parent=parent.pk, body="A reply.")
+    reply = Comment.objects.get(parent=parent)
+    comments.comments_approve(comments=Comment.objects.filter(pk=reply.pk))
+
+    html = comments_section(rf, post)
+    assert html.index("First.") < html.index('class="comment-replies"')
+    assert html.index('class="comment-replies"') < html.index("A reply.")
+    assert "2 comments<" in html
+
+
+def test_a_reply_to_a_reply_joins_the_top_level_comment(client, post):
+    top = CommentFactory(post=post, status=Comment.Status.APPROVED)
+    reply = CommentFactory(post=post, parent=top, status=Comment.Status.APPROVED)
+
+    comment_on(client, post, parent=reply.pk)
+
+    assert Comment.objects.latest("id").parent == top
+
+
+@pytest.mark.parametrize("case", ["pending", "spam", "other post", "unknown"])
+def test_a_reply_to_a_comment_readers_cannot_see_is_refused(client, post, case):
+    target = {
+        "pending": lambda: CommentFactory(post=post),
+        "spam": lambda: CommentFactory(post=post, status=Comment.Status.SPAM),
+        "other post": lambda: CommentFactory(status=Comment.Status.APPROVED),
+        "unknown": lambda: Comment(pk=987654),
+    }[case]()
+    before = Comment.objects.count()
+
+    response = comment_on(client, post, parent=target.pk)
+
+    assert response.status_code == 400
+    assert "not available" in response.content.decode()
+    assert Comment.objects.count() == before
+
+
+def test_the_reply_page_quotes_the_comment_and_carries_its_id(client, post):
+    top = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Quoted.")
+    reply = CommentFactory(post=post, parent=top, status=Comment.Status.APPROVED)
+
+    response = client.get(f"/posts/{post.slug}/comments/{reply.pk}/reply/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f"Reply to {reply.name}" in html
+    assert f'name="parent" value="{top.pk}"' in html
+
+
+def test_there_is_no_reply_page_for_a_pending_comment(client, post):
+    pending = CommentFactory(post=post)
+    response = client.get(f"/posts/{post.slug}/comments/{pending.pk}/reply/")
+    assert response.status_code == 404
+
+
+# Closing --------------------------------------------------------------------------
+
+
+def test_the_author_can_close_comments_on_a_post(client, rf, post):
+    CommentFactory(post=post, status=Comment.Status.APPROVED, body="Earlier.")
+    PostCommentSettings.objects.create(post=post, comments_open=False)
+
+    response = comment_on(client, post)
+
+    assert response.status_code == 403
+    assert "Comments are closed" in response.content.decode()
+    assert Comment.objects.count() == 1
+    html = comments_section(rf, post)
+    assert "Earlier." in html
+    assert "Comments are closed." in html
+    assert "<form" not in html
+    assert "Reply to" not in html
+
+
+def test_comments_close_by_themselves_after_the_set_number_of_days(client, settings):
+    settings.COMMENTS_CLOSE_AFTER_DAYS = 30
+    old = PublishedPostFactory(published_at=timezone.now() - timedelta(days=31))
+    recent = PublishedPostFactory(published_at=timezone.now() - timedelta(days=29))
+
+    assert comment_on(client, old).status_code == 403
+    assert comment_on(client, recent).status_code == 302
+    assert list(Comment.objects.values_list("post", flat=True)) == [recent.pk]
+
+
+def test_zero_days_means_comments_never_close_by_age(client, settings):
+    settings.COMMENTS_CLOSE_AFTER_DAYS = 0
+    old = PublishedPostFactory(published_at=timezone.now() - timedelta(days=3000))
+    assert comment_on(client, old).status_code == 302
+
+
+def test_the_admin_can_close_comments_from_the_queue(admin_client, client):
+    first, second = PublishedPostFactory(), PublishedPostFactory()
+    PostCommentSettings.objects.create(post=second, comments_open=True)
+    spam = [CommentFactory(post=first), CommentFactory(post=second)]
+
+    admin_action(admin_client, "close_comments_on_posts", spam)
+
+    assert set(PostCommentSettings.objects.values_list("post", "comments_open")) == {
+        (first.pk, False),
+        (second.pk, False),
+    }
+    assert comment_on(client, first).status_code == 403
+
+
+# Moderation in the admin ----------------------------------------------------------
+
+
+def admin_action(admin_client, action, selected, **extra):
+    return admin_client.post(
+        "/admin/posts/comment/",
+        {"action": action, "_selected_action": [c.pk for c in selected], **extra},
+    )
+
+
+def test_the_admin_queue_shows_pending_comments_by_default(admin_client):
+    CommentFactory(body="Waiting for approval.")
+    CommentFactory(body="Already published.", status=Comment.Status.APPROVED)
+
+    html = admin_client.get("/admin/posts/comment/").content.decode()
+    assert "Waiting for approval." in html
+    assert "Already published." not in html
+
+    everything = admin_client.get("/admin/posts/comment/?status=all").content.decode()
+    assert "Waiting for approval." in everything
+    assert "Already published." in everything
+
+
+def test_the_admin_approves_in_bulk(admin_client):
+    waiting = CommentFactory.create_batch(3)
+
+    response = admin_action(admin_client, "approve", waiting[:2])
+
+    assert response.status_code == 302
+    assert sorted(Comment.objects.values_list("status", flat=True)) == [
+        "approved",
+        "approved",
+        "pending",
+    ]
+
+
+def test_the_admin_marks_spam_in_bulk(admin_client):
+    waiting = CommentFactory.create_batch(2)
+    admin_action(admin_client, "mark_spam", waiting)
+    assert set(Comment.objects.values_list("status", flat=True)) == {"spam"}
+
+
+def test_the_admin_deletes_in_bulk_after_confirming(admin_client):
+    waiting = CommentFactory.create_batch(2)
+    keep = CommentFactory()
+
+    admin_action(admin_client, "delete_selected", waiting, post="yes")
+
+    assert list(Comment.objects.all()) == [keep]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/posts/comment/{pk}/change/",
+        "/admin/posts/postcommentsettings/",
+        "/admin/posts/postcommentsettings/add/",
+    ],
+)
+def test_the_comment_admin_pages_open(admin_client, url):
+    comment = CommentFactory(parent=CommentFactory(status=Comment.Status.APPROVED))
+    PostCommentSettings.objects.create(post=comment.post, comments_open=False)
+    response = admin_client.get(url.format(pk=comment.pk))
+    assert response.status_code == 200
+
+
+def test_staff_cannot_add_comments_in_the_admin(admin_client):
+    assert admin_client.get("/admin/posts/comment/add/").status_code == 403
+
+
+# Abuse ----------------------------------------------------------------------------
+
+
+def test_a_filled_honeypot_looks_accepted_but_saves_nothing(client, post):
+    response = comment_on(client, post, homepage="http://spam.example")
+    assert response.status_code == 302
+    assert not Comment.objects.exists()
+
+
+def test_too_many_comments_from_one_address_are_refused(client, post, settings):
+    settings.COMMENTS_MAX_PER_IP_PER_HOUR = 2
+    assert comment_on(client, post).status_code == 302
+    assert comment_on(client, post).status_code == 302
+
+    refused = comment_on(client, post)
+
+    assert refused.status_code == 429
+    assert "wait an hour" in refused.content.decode()
+    assert Comment.objects.count() == 2
+    other = client.post(
+        f"/posts/{post.slug}/comments/", FORM, REMOTE_ADDR="198.51.100.7"
+    )
+    assert other.status_code == 302
+
+
+def test_one_ipv6_network_shares_one_rate_limit(client, post, settings):
+    settings.COMMENTS_MAX_PER_IP_PER_HOUR = 1
+    url = f"/posts/{post.slug}/comments/"
+    assert client.post(url, FORM, REMOTE_ADDR="2001:db8::1").status_code == 302
+    assert client.post(url, FORM, REMOTE_ADDR="2001:db8::2").status_code == 429
+    assert client.post(url, FORM, REMOTE_ADDR="2001:db8:1::1").status_code == 302
+
+
+def test_more_links_than_allowed_are_refused(client, post, settings):
+    settings.COMMENTS_MAX_LINKS = 2
+    three = "See https://a.example/ and www.b.example and http://c.example/x."
+
+    response = comment_on(client, post, body=three)
+
+    assert response.status_code == 400
+    assert "at most 2 links" in response.content.decode()
+    assert not Comment.objects.exists()
+    assert comment_on(client, post, body=three[:40]).status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("field", "length"), [("name", 101), ("body", 5001), ("website", 201)]
+)
+def test_over_long_fields_are_refused(client, post, field, length):
+    value = "https://e.example/" + "a" * (length - 18) if field == "website" else ""
+    response = comment_on(client, post, **{field: value or "a" * length})
+    assert response.status_code == 400
+    assert "at most" in response.content.decode()
+    assert not Comment.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("body", "Hello\x07 there"),
+        ("body", "Hello\x00"),
+        ("name", "Alex\x1b[31m"),
+        ("name", "Alex \u202eevil"),
+        ("body", "Delete\x7f me"),
+    ],
+)
+def test_control_characters_are_refused_with_a_clear_message(
+    client, post, field, value
+):
+    response = comment_on(client, post, **{field: value})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "control characters" in html or "Null characters" in html
+    assert not Comment.objects.exists()
+
+
+def test_odd_client_headers_are_stored_safely(client, post):
+    response = client.post(
+        f"/posts/{post.slug}/comments/",
+        FORM,
+        REMOTE_ADDR="unix:/run/gunicorn.sock",
+        HTTP_USER_AGENT="Bot\x00\x1b[0m/1.0",
+    )
+    assert response.status_code == 302
+    comment = Comment.objects.get()
+    assert (comment.ip_address, comment.user_agent) == (None, "Bot[0m/1.0")
+
+
+def test_line_breaks_and_tabs_are_kept(client, post):
+    comment_on(client, post, body="First line\r\n\tindented\r\n\r\nNew paragraph")
+    assert Comment.objects.get().body == "First line\n\tindented\n\nNew paragraph"
+
+
+def _sometimes(valid: str, other: st.SearchStrategy | None = None):
+    """Often valid values, so the accepting paths are exercised too."""
+    return st.just(valid) | (st.text(max_size=300) if other is None else other)
+
+
+@hypothesis_settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    data=st.fixed_dictionaries(
+        {
+            "name": _sometimes("Alex"),
+            "email": _sometimes("alex@example.org", st.emails() | st.text()),
+            "body": _sometimes("Agreed: https://a.example/"),
+        },
+        optional={
+            "website": _sometimes("https://x.example/"),
+            "parent": st.text(max_size=25) | st.integers().map(str),
+            "homepage": st.sampled_from(["", "x"]),
+        },
+    ),
+    user_agent=st.text(max_size=300),
+)
+def test_no_input_causes_an_error_and_refused_input_saves_nothing(
+    client, post, data, user_agent
+):
+    cache.clear()
+    before = Comment.objects.count()
+
+    response = client.post(
+        f"/posts/{post.slug}/comments/", data, HTTP_USER_AGENT=user_agent
+    )
+
+    assert response.status_code in (302, 400)
+    event(f"status {response.status_code}")
+    saved = Comment.objects.count() - before
+    assert saved == (response.status_code == 302 and not data.get("homepage"))
+
+
+# Personal data --------------------------------------------------------------------
+
+
+def test_old_ip_addresses_are_forgotten_and_old_spam_deleted(settings):
+    settings.COMMENTS_KEEP_IP_DAYS = 30
+    long_ago = timezone.now() - timedelta(days=31)
+    old = CommentFactory(created_at=long_ago, status=Comment.Status.APPROVED)
+    CommentFactory(created_at=long_ago, status=Comment.Status.SPAM)
+    recent_spam = CommentFactory(status=Comment.Status.SPAM)
+    recent = CommentFactory()
+
+    purge_comment_personal_data()
+
+    old.refresh_from_db()
+    assert (old.ip_address, old.user_agent) == (None, "")
+    assert old.email  # still how their data is found on request
+    assert set(Comment.objects.all()) == {old, recent_spam, recent}
+    recent.refresh_from_db()
+    assert recent.ip_address == "192.0.2.10"
+
+
+def test_the_purge_runs_on_beat():
+    from newsletter.celery import app
+    from newsletter.settings import CELERY_BEAT_SCHEDULE
+
+    app.loader.import_default_modules()
+    for entry in ("purge-comment-personal-data", "email-comment-digest"):
+        assert CELERY_BEAT_SCHEDULE[entry]["task"] in app.tasks
+
+
+def test_a_persons_comments_are_deleted_on_request_and_replies_to_them_stay():
+    theirs = CommentFactory(email="sam@example.org", status=Comment.Status.APPROVED)
+    reply = CommentFactory(post=theirs.post, parent=theirs)
+    CommentFactory(email="sam@example.org", post=theirs.post)
+
+    deleted = comments.comments_delete_for_email(email=" Sam@Example.org ")
+
+    assert deleted == 2
+    assert list(Comment.objects.all()) == [reply]
+    reply.refresh_from_db()
+    assert reply.parent is None
+
+
+def test_a_persons_comments_are_in_their_data_export():
+    mine = CommentFactory(email="sam@example.org", body="My view.")
+    CommentFactory(email="someone@example.org")
+
+    exported = comments.comments_for_email(email="Sam@example.org")
+
+    assert len(exported) == 1
+    assert exported[0]["comment"] == "My view."
+    assert exported[0]["post_url"] == mine.post.get_absolute_url()
+    assert exported[0]["ip_address"] == "192.0.2.10"
+
+
+# Counts on listings ---------------------------------------------------------------
+
+
+def test_listings_count_approved_comments_in_one_query(
+    django_assert_max_num_queries,
+):
+    posts = PublishedPostFactory.create_batch(10)
+    CommentFactory.create_batch(3, post=posts[0], status=Comment.Status.APPROVED)
+    CommentFactory(post=posts[0], parent=None)  # pending: not counted
+    CommentFactory(post=posts[1], status=Comment.Status.SPAM)
+
+    with django_assert_max_num_queries(1):
+        listing = comments.with_comment_counts(Post.objects.published())
+        rendered = [
+            render_to_string("posts/comment_count.html", {"post": post})
+            for post in listing
+        ]
+
+    by_post = dict(listing.values_list("pk", "approved_comment_count"))
+    assert by_post[posts[0].pk] == 3
+    assert by_post[posts[1].pk] == 0
+    assert sum("3 comments" in html for html in rendered) == 1
+
+
+def test_deleting_a_post_deletes_its_comments():
+    post = PostFactory()
+    CommentFactory(post=post)
+    post.delete()
+    assert not Comment.objects.exists()
+
+
+def test_a_reader_comments_from_a_cached_post_page_without_a_csrf_token(post):
+    reader = Client(enforce_csrf_checks=True)
+    first, second = (
+        reader.get(post.get_absolute_url()),
+        reader.get(post.get_absolute_url()),
+    )
+    assert first.status_code == second.status_code == 200
+    assert 'id="comments"' in second.content.decode()
+    response = reader.post(
+        f"/posts/{post.slug}/comments/",
+        {"name": "Alex", "email": "alex@example.org", "body": "A fair summary."},
+    )
+    assert response.status_code == 302
+    assert Comment.objects.get().body == "A fair summary."
