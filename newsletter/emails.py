@@ -26,6 +26,7 @@ from django.utils.html import strip_tags
 from django.utils.text import Truncator
 
 from posts.models import Post
+from posts.related import related_posts
 
 from .models import Subscriber
 from .plaintext import html_to_text
@@ -169,17 +170,8 @@ _RELATIVE_LINK = re.compile(r'(\s(?:href|src)=")/(?!/)')
 
 
 def post_email_context(post: Post, *, full: bool) -> dict:
-    """What the post templates need. The optional keys render their block when set.
-
-    HOOK for the publication's content model (inspections, related posts, sponsors):
-    fill these keys here once posts/ has them; the templates already show them.
-    - "fact_box": {"title": str, "facts": [(label, value), ...],
-                   "ratings": [(label, rating), ...]}  the inspection at the top;
-      a rating is shown as a labelled badge, e.g. ("Overall", "Good").
-    - "related_posts": [{"title": str, "url": absolute URL}, ...]  at the end.
-    - "sponsor": {"name": str, "url": absolute URL or "", "text": str}  the
-      category sponsor line, above the footer.
-    """
+    """What the post templates need: the post, its links, and what the post page
+    shows around it (the inspection fact box, related posts, the sponsor line)."""
     body_html = _RELATIVE_LINK.sub(rf"\1{settings.SITE_URL}/", post.body_html)
     summary = post.excerpt or Truncator(strip_tags(post.body_html)).words(60)
     post_url = settings.SITE_URL + post.get_absolute_url()
@@ -194,7 +186,48 @@ def post_email_context(post: Post, *, full: bool) -> dict:
         "body_text": html_to_text(body_html) if full else "",
         "unsubscribe_url": _UNSUBSCRIBE_URL,
         "preferences_url": _PREFERENCES_URL,
+        **_publication_context(post),
     }
+
+
+def _publication_context(post: Post) -> dict:
+    context = {}
+    inspection = (
+        post.inspections.select_related("area__region")
+        .prefetch_related("organisations", "ratings")
+        .first()
+    )
+    if inspection is not None:
+        facts = [
+            ("Inspected by", inspection.inspectorate),
+            ("Inspection", inspection.get_type_display()),
+        ]
+        if inspection.area:
+            facts.append(("Area", f"{inspection.area}, {inspection.area.region}"))
+        if organisations := ", ".join(map(str, inspection.organisations.all())):
+            facts.append(("Organisations", organisations))
+        if inspection.published_on:
+            facts.append(("Report published", f"{inspection.published_on:%-d %B %Y}"))
+        context["fact_box"] = {
+            "title": inspection.title,
+            "facts": facts,
+            "ratings": [("Overall", inspection.get_overall_display())]
+            + [(r.standard, r.get_rating_display()) for r in inspection.ratings.all()],
+        }
+    context["related_posts"] = [
+        {
+            "title": item.post.title,
+            "url": settings.SITE_URL + item.post.get_absolute_url(),
+        }
+        for item in related_posts(post)
+    ]
+    if sponsor := post.sponsor():
+        context["sponsor"] = {
+            "name": sponsor.name,
+            "url": sponsor.url,
+            "text": f"{sponsor.category.name} posts sponsored by",
+        }
+    return context
 
 
 _PATH_SLOT = "--slot--"  # survives reverse() unescaped

@@ -1,9 +1,11 @@
 """What every email carries: its parts, its links, and headers exact to the byte."""
 
 import re
+from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,9 +21,15 @@ from newsletter.emails import (
 from newsletter.plaintext import html_to_text
 from posts.demo_content import POSTS
 from posts.markdown import render_markdown
-from posts.models import Post
+from posts.models import Post, RelatedLink, Sponsorship
 
-from .factories import PublishedPostFactory, SubscriberFactory
+from .factories import (
+    AreaFactory,
+    CategoryFactory,
+    InspectionFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -368,3 +376,35 @@ def test_welcome_email_lets_the_new_reader_leave_in_one_click():
     assert header(message, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
     unsubscribe_url = header(message, "List-Unsubscribe").strip("<>")
     assert unsubscribe_url in message.body
+
+
+def test_post_email_carries_the_inspection_related_posts_and_sponsor_of_the_post():
+    category = CategoryFactory(name="On Probation")
+    inspection = InspectionFactory(
+        title="An inspection of probation services in Suffolk",
+        area=AreaFactory(name="Suffolk", region__name="East of England"),
+        overall="inadequate",
+    )
+    post = inspection.post
+    post.categories.add(category)
+    Sponsorship.objects.create(
+        category=category,
+        name="The Probation Institute",
+        url="https://example.org/pi/",
+        starts_on=timezone.localdate() - timedelta(days=1),
+        ends_on=timezone.localdate() + timedelta(days=1),
+    )
+    earlier = PublishedPostFactory(title="Suffolk, two years on")
+    RelatedLink.objects.create(from_post=post, to_post=earlier, type="same_area")
+
+    message = PostEmail(post).for_subscriber(SubscriberFactory())
+    html, text = message.alternatives[0].content, message.body
+    for part in (html, text):
+        assert "An inspection of probation services in Suffolk" in part
+        assert "Suffolk, East of England" in part
+        assert "Inadequate" in part
+        assert "Suffolk, two years on" in part
+        assert "On Probation posts sponsored by" in part
+        assert "The Probation Institute" in part
+    assert f"http://127.0.0.1:8000/posts/{earlier.slug}/" in html
+    assert text_links(text) == _Page(html).links
