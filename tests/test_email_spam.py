@@ -10,12 +10,20 @@ import shutil
 import subprocess
 
 import pytest
+from django.core import mail
 
+from newsletter.comment_digest import send_comment_digest
 from newsletter.emails import PostEmail, confirmation_message, welcome_message
+from newsletter.subscriptions import send_email_change
 from posts.demo_content import POSTS
 from posts.models import Post
 
-from .factories import PublishedPostFactory, SubscriberFactory
+from .factories import (
+    CommentFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -70,11 +78,20 @@ def every_email() -> dict[str, object]:
         email_format=Post.EmailFormat.EXCERPT,
     )
     reader = SubscriberFactory(name="Ann Reader")
+    # These two are built and sent by their services; take them from the outbox.
+    send_email_change(subscriber_id=reader.pk, new_email="ann@work.example.org")
+    (change_of_address,) = mail.outbox
+    UserFactory(email="editor@onprobation.example.org")
+    CommentFactory(post=post, body="Our caseloads are higher than the report says.")
+    send_comment_digest()
+    comment_digest = mail.outbox[-1]
     return {
         "post": PostEmail(post).for_subscriber(reader),
         "post as excerpt": PostEmail(excerpt).for_subscriber(reader),
         "confirm": confirmation_message(SubscriberFactory(status="pending")),
         "welcome": welcome_message(reader),
+        "change of address": change_of_address,
+        "comment digest": comment_digest,
     }
 
 
