@@ -9,8 +9,9 @@ class NewsletterConfig(AppConfig):
         from anymail.signals import tracking
         from django.db.models.signals import post_delete, post_save
 
+        from posts.comment_models import Comment
         from posts.models import Post
-        from posts.signals import post_published
+        from posts.signals import comments_changed, post_published
 
         # comment_tasks only registers the comment digest task with Celery.
         from . import comment_tasks, pagecache, receivers, webhooks  # noqa: F401
@@ -20,3 +21,10 @@ class NewsletterConfig(AppConfig):
         # Any change to a post, or a scheduled post going live, retires cached pages.
         for signal in (post_save, post_delete, post_published):
             signal.connect(pagecache.invalidate, sender=Post, dispatch_uid="pagecache")
+        # So does any change to the comments readers see (moderation is done by
+        # queryset updates, which send no post_save; the admin's bulk delete does
+        # send post_delete).
+        for signal in (comments_changed, post_delete):
+            signal.connect(
+                pagecache.invalidate, sender=Comment, dispatch_uid="pagecache_comments"
+            )

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from . import preference_views, views
+from . import preference_views, views, webhooks
 
 newsletter_patterns = [
     path("subscribe/", views.subscribe, name="subscribe"),
@@ -35,6 +35,17 @@ newsletter_patterns = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Our ESPs' tracking views, ahead of anymail's own: malformed bodies get a 400.
+    path(
+        "anymail/postmark/tracking/",
+        webhooks.PostmarkTrackingView.as_view(),
+        name="postmark_tracking_webhook",
+    ),
+    path(
+        "anymail/mailgun/tracking/",
+        webhooks.MailgunTrackingView.as_view(),
+        name="mailgun_tracking_webhook",
+    ),
     path("anymail/", include("anymail.urls")),
     path("", include((newsletter_patterns, "newsletter"))),
     path("", include("posts.urls")),

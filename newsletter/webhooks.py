@@ -10,7 +10,10 @@ the same transaction, so a redelivered event changes nothing.
 import hashlib
 import json
 
+from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
+from anymail.webhooks.mailgun import MailgunTrackingWebhookView
+from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from django.conf import settings
 from django.core import checks
 from django.db import transaction
@@ -20,6 +23,54 @@ from django.utils import timezone
 
 from . import subscriptions
 from .models import Delivery, Event, Subscriber, Suppression, normalise_email
+
+
+class _RefuseMalformedBodies:
+    """anymail's parsers assume the ESP's payload shape: a body of another shape
+    (a JSON list, a missing or mistyped field) raises inside them, or hands on a
+    dict where an address should be, and would be a 500, which the ESP retries for
+    days. Such a body is refused with a 400 instead; errors in our own receiver
+    still give a 500, so a real event is retried."""
+
+    MALFORMED = (
+        AttributeError,
+        KeyError,
+        IndexError,
+        TypeError,
+        ValueError,  # also UnicodeError
+        OverflowError,
+    )
+
+    def run_validators(self, request):
+        try:
+            super().run_validators(request)
+        except self.MALFORMED as exc:
+            raise AnymailWebhookValidationFailure(
+                f"Malformed {self.esp_name} webhook: {exc!r}"
+            ) from exc
+
+    def parse_events(self, request):
+        try:
+            events = super().parse_events(request)
+        except self.MALFORMED as exc:
+            raise AnymailWebhookValidationFailure(
+                f"Malformed {self.esp_name} webhook body: {exc!r}"
+            ) from exc
+        for event in events:
+            for name in ("event_id", "recipient", "message_id"):
+                if not isinstance(getattr(event, name), str | None):
+                    raise AnymailWebhookValidationFailure(
+                        f"Malformed {self.esp_name} webhook body: {name} is not text"
+                    )
+        return events
+
+
+class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):
+    pass
+
+
+class MailgunTrackingView(_RefuseMalformedBodies, MailgunTrackingWebhookView):
+    pass
 
 
 def record_tracking_event(

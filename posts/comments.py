@@ -21,6 +21,7 @@ from .comment_models import (
     normalise_email,
 )
 from .models import Post
+from .signals import comments_changed
 
 RATE_LIMIT_WINDOW_SECONDS = 3600
 # The digest lists at most this many comments; the rest wait for the next one.
@@ -156,7 +157,7 @@ def comment_post(
         settings.COMMENTS_AUTO_APPROVE_KNOWN
         and Comment.objects.approved().for_email(email).exists()
     )
-    return Comment.objects.create(
+    comment = Comment.objects.create(
         post=post,
         parent=parent,
         name=name,
@@ -167,21 +168,28 @@ def comment_post(
         ip_address=ip_address,
         user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
     )
+    if comment.status == Comment.Status.APPROVED:
+        comments_changed.send(sender=Comment)
+    return comment
 
 
 # Moderating -------------------------------------------------------------------
 
 
 def comments_approve(*, comments: QuerySet[Comment]) -> int:
-    return comments.exclude(status=Comment.Status.APPROVED).update(
+    approved = comments.exclude(status=Comment.Status.APPROVED).update(
         status=Comment.Status.APPROVED
     )
+    comments_changed.send(sender=Comment)
+    return approved
 
 
 def comments_mark_spam(*, comments: QuerySet[Comment]) -> int:
-    return comments.exclude(status=Comment.Status.SPAM).update(
+    marked = comments.exclude(status=Comment.Status.SPAM).update(
         status=Comment.Status.SPAM
     )
+    comments_changed.send(sender=Comment)
+    return marked
 
 
 def comments_close(*, posts: QuerySet[Post]) -> None:
@@ -191,6 +199,7 @@ def comments_close(*, posts: QuerySet[Post]) -> None:
             PostCommentSettings.objects.update_or_create(
                 post=post, defaults={"comments_open": False}
             )
+        comments_changed.send(sender=Comment)
 
 
 def comments_claim_for_digest(*, now: datetime) -> list[Comment]:
@@ -234,4 +243,5 @@ def comments_delete_for_email(*, email: str) -> int:
     Other people's replies to them stay, as top-level comments.
     """
     deleted, _ = Comment.objects.for_email(email).delete()
+    comments_changed.send(sender=Comment)
     return deleted

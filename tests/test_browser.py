@@ -15,6 +15,7 @@ from newsletter import outbox
 from newsletter.celery import app as celery_app
 from newsletter.emails import preferences_url
 from newsletter.models import Subscriber
+from posts.comment_models import Comment
 from posts.models import Post
 
 from .browser import (
@@ -193,6 +194,43 @@ def test_reader_subscribes_confirms_reads_a_new_post_and_unsubscribes(browser, s
     reader.get_by_text("unsubscribed", exact=False).first.wait_for()
     assert reader.get_by_role("button", name=re.compile("subscribe", re.I)).count()
 
+    assert reader.csp_violations == author.csp_violations == []
+
+
+def test_reader_comments_and_sees_it_once_the_author_approves_it(browser, site):
+    post = PublishedPostFactory(title="Suffolk: caseloads too high")
+    reader = new_page(browser)
+    reader.goto(f"{site}{post.get_absolute_url()}")  # now in the page cache
+
+    # The reader leaves a reply under the post; it is held for moderation.
+    reader.get_by_label(re.compile("^Name")).fill("Jo")
+    reader.get_by_label(re.compile("^Email")).fill("jo@example.org")
+    reader.get_by_role("textbox", name=re.compile("^Comment")).fill(
+        "Our office sees the same."
+    )
+    reader.get_by_role("button", name="Post comment").click()
+    reader.get_by_text("once the author has approved it").wait_for()
+    assert reader.get_by_text("Our office sees the same.").count() == 0
+    assert Comment.objects.get().status == Comment.Status.PENDING
+
+    # The author approves it from the moderation queue in the admin.
+    UserFactory(username="author")
+    author = new_page(browser)
+    author.goto(f"{site}/admin/login/")
+    author.get_by_label("Username").fill("author")
+    author.get_by_label("Password").fill("correct horse battery staple")
+    author.get_by_role("button", name="Log in").click()
+    author.goto(f"{site}/admin/posts/comment/")
+    author.get_by_role("link", name=re.compile("Our office sees the same")).wait_for()
+    author.locator("input.action-select").first.check()
+    author.locator("select[name=action]").select_option("approve")
+    author.get_by_role("button", name="Go").click()
+    author.get_by_text("Approved 1 comment(s).").wait_for()
+
+    # The reader reloads the post, served from the page cache, and sees it.
+    reader.reload()
+    reader.get_by_text("Our office sees the same.").wait_for()
+    assert "1 comment" in reader.get_by_role("heading", level=2).all_inner_texts()
     assert reader.csp_violations == author.csp_violations == []
 
 

@@ -3,10 +3,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from posts import services
+from posts import comments, services
+from posts.comment_models import Comment
 from posts.models import Post
 
-from .factories import PostFactory, PublishedPostFactory, UserFactory
+from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -78,3 +79,48 @@ def test_the_logged_in_author_always_sees_fresh_pages():
     author = Client()
     author.force_login(UserFactory())
     assert queries_for(author, post.get_absolute_url()) > 0
+
+
+def test_approving_a_comment_shows_it_on_the_cached_post_page_at_once(
+    client, django_capture_on_commit_callbacks
+):
+    post = PublishedPostFactory()
+    held = CommentFactory(post=post, body="Held until the author approves it.")
+    assert held.body not in client.get(post.get_absolute_url()).text  # now cached
+    with django_capture_on_commit_callbacks(execute=True):
+        comments.comments_approve(comments=Comment.objects.filter(pk=held.pk))
+    assert held.body in client.get(post.get_absolute_url()).text
+
+
+HIDE = {
+    "mark-spam": lambda comment: comments.comments_mark_spam(
+        comments=Comment.objects.filter(pk=comment.pk)
+    ),
+    # What the admin's bulk "delete selected" does.
+    "admin-delete": lambda comment: Comment.objects.filter(pk=comment.pk).delete(),
+    "data-request-delete": lambda comment: comments.comments_delete_for_email(
+        email=comment.email
+    ),
+}
+
+
+@pytest.mark.parametrize("how", HIDE)
+def test_hiding_a_comment_removes_it_from_the_cached_post_page_at_once(
+    client, django_capture_on_commit_callbacks, how
+):
+    post = PublishedPostFactory()
+    shown = CommentFactory(post=post, body="Approved earlier.", status="approved")
+    assert shown.body in client.get(post.get_absolute_url()).text  # now cached
+    with django_capture_on_commit_callbacks(execute=True):
+        HIDE[how](shown)
+    assert shown.body not in client.get(post.get_absolute_url()).text
+
+
+def test_closing_comments_removes_the_form_from_the_cached_post_page(
+    client, django_capture_on_commit_callbacks
+):
+    post = PublishedPostFactory()
+    assert "Leave a reply" in client.get(post.get_absolute_url()).text
+    with django_capture_on_commit_callbacks(execute=True):
+        comments.comments_close(posts=Post.objects.filter(pk=post.pk))
+    assert "Comments are closed." in client.get(post.get_absolute_url()).text

@@ -13,7 +13,8 @@ from django.core import mail, signing
 
 from newsletter.celery import app as celery_app
 from newsletter.emails import PostEmail
-from newsletter.models import Consent, Subscriber
+from newsletter.models import Consent, Subscriber, Suppression
+from newsletter.subscriptions import suppress
 from newsletter.tokens import Purpose, make_token
 
 from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
@@ -129,15 +130,42 @@ def test_a_bot_filling_the_honeypot_is_told_the_same_and_nothing_is_queued(clien
     assert bot.content == person.content
 
 
+# Every state an address can be in when someone asks to subscribe it.
+ADDRESS_STATES = [
+    "new",
+    "pending",
+    "active",
+    "unsubscribed",
+    "bounced",
+    "complained",
+    "suppressed",
+]
+SUPPRESSION_OF = {
+    "bounced": Suppression.Reason.HARD_BOUNCE,
+    "complained": Suppression.Reason.COMPLAINT,
+    "suppressed": Suppression.Reason.MANUAL,
+}
+
+
+def put_probe_address_in(state: str) -> None:
+    if state in ("pending", "active", "unsubscribed", *SUPPRESSION_OF):
+        SubscriberFactory(email="probe@example.org", status="active")
+    if state in ("pending", "unsubscribed"):
+        Subscriber.objects.filter(email="probe@example.org").update(status=state)
+    elif state in SUPPRESSION_OF:
+        suppress(email="probe@example.org", reason=SUPPRESSION_OF[state])
+    if state != "new":
+        assert Subscriber.objects.get(email="probe@example.org").status == state
+
+
 @pytest.mark.usefixtures("celery_eager")
-@pytest.mark.parametrize("state", ["new", "pending", "active", "unsubscribed"])
+@pytest.mark.parametrize("state", ADDRESS_STATES)
 def test_address_enumeration_learns_nothing_from_status_body_or_headers(
     client, django_capture_on_commit_callbacks, state
 ):
     with django_capture_on_commit_callbacks(execute=True):
         reference = post_subscribe(client, "reference@example.org")
-    if state != "new":
-        SubscriberFactory(email="probe@example.org", status=state)
+    put_probe_address_in(state)
     with django_capture_on_commit_callbacks(execute=True):
         response = post_subscribe(client, "probe@example.org")
     assert response.status_code == reference.status_code == 200
@@ -146,14 +174,13 @@ def test_address_enumeration_learns_nothing_from_status_body_or_headers(
 
 
 @pytest.mark.usefixtures("broker_queue")
-@pytest.mark.parametrize("state", ["new", "pending", "active", "unsubscribed"])
+@pytest.mark.parametrize("state", ADDRESS_STATES)
 def test_timing_attack_finds_the_same_work_queued_for_every_address_state(
     client, state
 ):
     # The request itself only validates, counts and queues one task, whatever the
     # state; the database and the email are the worker's business.
-    if state != "new":
-        SubscriberFactory(email="probe@example.org", status=state)
+    put_probe_address_in(state)
     before = {s.pk: s.status for s in Subscriber.objects.all()}
     response = post_subscribe(client, "probe@example.org")
     assert response.status_code == 200
