@@ -1,3 +1,5 @@
+from collections.abc import Iterable
+
 from django.db import models
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -17,6 +19,27 @@ class SubscriberQuerySet(models.QuerySet):
         subscriptions.suppress), so the status alone decides.
         """
         return self.filter(status=Subscriber.Status.ACTIVE, paused_at__isnull=True)
+
+    def following(
+        self, keys: Iterable[tuple[str, str]], *, frequency: str
+    ) -> "SubscriberQuerySet":
+        """Subscribers with a topic at that frequency matching any of the keys (a
+        post's Post.topic_keys()), or following everything at that frequency.
+
+        A subscriber with no topics at all follows everything, instantly: the
+        default for every reader who never chose.
+        """
+        by_kind: dict[str, set[str]] = {}
+        for kind, value in keys:
+            by_kind.setdefault(kind, set()).add(value)
+        match = models.Q(kind=SubscriberTopic.Kind.EVERYTHING)
+        for kind, values in by_kind.items():
+            match |= models.Q(kind=kind, value__in=sorted(values))
+        topics = SubscriberTopic.objects.filter(subscriber=models.OuterRef("pk"))
+        followed = models.Exists(topics.filter(match, frequency=frequency))
+        if frequency == SubscriberTopic.Frequency.INSTANT:
+            followed |= ~models.Exists(topics)
+        return self.filter(followed)
 
 
 class Subscriber(models.Model):
@@ -51,6 +74,49 @@ class Subscriber(models.Model):
 
     def __str__(self) -> str:
         return self.email
+
+
+class SubscriberTopic(models.Model):
+    """One thing a subscriber follows, and how often they hear about it.
+
+    A subscriber with no rows follows everything, instantly.
+    """
+
+    class Kind(models.TextChoices):
+        EVERYTHING = "everything", "Everything"
+        CATEGORY = "category", "Category"
+        REGION = "region", "Region"
+        AREA = "area", "Area"
+        ORGANISATION = "organisation", "Organisation or owner"
+        RATING = "rating", "Rating"
+
+    class Frequency(models.TextChoices):
+        INSTANT = "instant", "As it is published"
+        DAILY = "daily", "Daily digest"
+        WEEKLY = "weekly", "Weekly digest"
+
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="topics"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    # The followed thing's slug, or the rating's code; empty for everything.
+    value = models.CharField(max_length=200, blank=True)
+    frequency = models.CharField(
+        max_length=7, choices=Frequency.choices, default=Frequency.INSTANT
+    )
+
+    class Meta:
+        ordering = ["kind", "value"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscriber", "kind", "value"], name="topic_once"
+            )
+        ]
+        indexes = [models.Index(fields=["kind", "value", "frequency"])]
+
+    def __str__(self) -> str:
+        what = self.value or self.get_kind_display()
+        return f"{self.subscriber}: {what} ({self.get_frequency_display()})"
 
 
 class Consent(models.Model):
