@@ -1,5 +1,6 @@
 from collections.abc import Iterable
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -338,3 +339,93 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.send} to {self.subscriber}: {self.get_status_display()}"
+
+
+class DigestSettings(models.Model):
+    """When the digests go out: one row, edited in the admin."""
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0, "Monday"
+        TUESDAY = 1, "Tuesday"
+        WEDNESDAY = 2, "Wednesday"
+        THURSDAY = 3, "Thursday"
+        FRIDAY = 4, "Friday"
+        SATURDAY = 5, "Saturday"
+        SUNDAY = 6, "Sunday"
+
+    hour = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MaxValueValidator(23)],
+        help_text="Hour of the day (site time, 0 to 23) when digests go out.",
+    )
+    weekday = models.PositiveSmallIntegerField(
+        "weekly digest day", choices=Weekday.choices, default=Weekday.MONDAY
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "digest settings"
+
+    def __str__(self) -> str:
+        return f"Daily at {self.hour:02}:00, weekly on {self.get_weekday_display()}"
+
+    @classmethod
+    def load(cls) -> "DigestSettings":
+        settings, _ = cls.objects.get_or_create(pk=1)
+        return settings
+
+
+class DigestRun(models.Model):
+    """One daily or weekly digest round. At most one per period, ever."""
+
+    frequency = models.CharField(
+        max_length=7,
+        choices=[
+            (SubscriberTopic.Frequency.DAILY, "Daily"),
+            (SubscriberTopic.Frequency.WEEKLY, "Weekly"),
+        ],
+    )
+    # The day the round went out: the period it stands for (a day, or a week).
+    period = models.DateField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-period", "frequency"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["frequency", "period"], name="digest_once_per_period"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_frequency_display()} digest of {self.period}"
+
+
+class DigestDelivery(models.Model):
+    """The digest ledger: one row per (run, subscriber) and the posts it holds,
+    with the statuses and claim-before-send rule of Delivery."""
+
+    run = models.ForeignKey(
+        DigestRun, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="digest_deliveries"
+    )
+    posts = models.ManyToManyField(Post, related_name="digest_deliveries")
+    status = models.CharField(
+        max_length=10, choices=Delivery.Status.choices, default=Delivery.Status.QUEUED
+    )
+    esp_message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "digest deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "subscriber"], name="digest_once_per_subscriber"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} to {self.subscriber}: {self.get_status_display()}"

@@ -249,6 +249,10 @@ def export_data(*, subscriber: Subscriber) -> dict:
             "unsubscribed_at": subscriber.unsubscribed_at,
             "paused_at": subscriber.paused_at,
         },
+        "topics": [
+            {"kind": topic.kind, "value": topic.value, "frequency": topic.frequency}
+            for topic in subscriber.topics.all()
+        ],
         "consents": [
             {
                 "created_at": consent.created_at,
