@@ -236,3 +236,11 @@ def test_changing_topics_needs_the_pages_csrf_token(suffolk_post):
     )
     assert response.status_code == 403
     assert followed(reader) == {("area", "suffolk", "instant")}
+
+
+def test_the_preference_centre_shows_what_the_reader_follows(client, suffolk_post):
+    reader = follower("reader@example.org", ("region", "wales"), frequency="weekly")
+    page = client.get(topics_url(reader).removesuffix("topics/")).content.decode()
+    assert re.search(r'<input[^>]*value="region:wales"[^>]*checked', page)
+    assert re.search(r'<input[^>]*value="weekly"[^>]*checked', page)
+    assert page.count("checked") == 2
