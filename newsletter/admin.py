@@ -28,7 +28,25 @@ from posts.models import Post
 from . import delivery, imports, subscriptions, tasks
 from .delivery.provider import CannotAsk
 from .emails import EMAIL_HTML_MAX_BYTES, PostEmail, html_size, images_without_alt
-from .models import Batch, Consent, Delivery, Event, Send, Subscriber, Suppression
+from .models import (
+    Batch,
+    Consent,
+    Delivery,
+    DigestDelivery,
+    DigestRun,
+    DigestSettings,
+    Event,
+    Send,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
+)
+
+
+class SubscriberTopicInline(admin.TabularInline):
+    model = SubscriberTopic
+    extra = 0
+    fields = ["kind", "value", "frequency"]
 
 
 class ConsentInline(admin.TabularInline):
@@ -104,7 +122,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "created_at",
         "confirmed_at",
     ]
-    list_filter = ["status", PausedFilter]
+    list_filter = ["status", PausedFilter, "topics__kind", "topics__frequency"]
     search_fields = ["email", "name"]
     readonly_fields = [
         "status",
@@ -115,7 +133,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "paused_at",
         "soft_bounces",
     ]
-    inlines = [ConsentInline]
+    inlines = [SubscriberTopicInline, ConsentInline]
     actions = ["export_csv", "unsubscribe", "suppress"]
     change_list_template = "admin/newsletter/subscriber/change_list.html"
 
@@ -600,3 +618,39 @@ def _describe(email: PostEmail) -> str:
             f"until asked, so describe each one, as in ![what it shows](address)."
         )
     return description
+
+
+@admin.register(DigestSettings)
+class DigestSettingsAdmin(admin.ModelAdmin):
+    """One row: the day and hour of the digests."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not DigestSettings.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(DigestRun)
+class DigestRunAdmin(admin.ModelAdmin):
+    list_display = ["period", "frequency", "created_at", "finished_at"]
+    list_filter = ["frequency"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(DigestDelivery)
+class DigestDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["run", "subscriber", "status", "sent_at"]
+    list_filter = ["status", "run__frequency"]
+    search_fields = ["subscriber__email"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -14,7 +14,13 @@ class NewsletterConfig(AppConfig):
         from posts.signals import comments_changed, post_published
 
         # comment_tasks only registers the comment digest task with Celery.
-        from . import comment_tasks, pagecache, receivers, webhooks  # noqa: F401
+        from . import (  # noqa: F401
+            comment_tasks,
+            digest_tasks,
+            pagecache,
+            receivers,
+            webhooks,
+        )
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
         tracking.connect(webhooks.record_tracking_event, dispatch_uid="tracking_event")

@@ -4,6 +4,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from email_validator import EmailNotValidError, validate_email
 
+from posts.models import Area, Category, Organisation, Rating, Region
+
+from .models import SubscriberTopic
 from .subscriptions import CONSENT_WORDING
 
 # Bidirectional overrides and isolates make text display in another order than it is
@@ -52,7 +55,63 @@ def normalise_address(value: str) -> str:
     return address
 
 
-class SubscribeForm(forms.Form):
+def topic_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Everything a reader may follow, grouped, as "kind:value" keys (read at each
+    form's creation, so new regions or organisations appear at once)."""
+    kinds = SubscriberTopic.Kind
+
+    def group(kind: str, items) -> list[tuple[str, str]]:
+        return [(f"{kind}:{slug}", name) for slug, name in items]
+
+    return [
+        ("Regions", group(kinds.REGION, Region.objects.values_list("slug", "name"))),
+        ("Areas", group(kinds.AREA, Area.objects.values_list("slug", "name"))),
+        (
+            "Organisations and their owners",
+            group(kinds.ORGANISATION, Organisation.objects.values_list("slug", "name")),
+        ),
+        (
+            "Categories",
+            group(kinds.CATEGORY, Category.objects.values_list("slug", "name")),
+        ),
+        (
+            "Inspections rated",
+            group(
+                kinds.RATING,
+                [(c, label) for c, label in Rating.choices if c != Rating.NARRATIVE],
+            ),
+        ),
+    ]
+
+
+class TopicsForm(forms.Form):
+    """What a reader follows and how often; nothing ticked means everything."""
+
+    topics = forms.MultipleChoiceField(
+        label="Only posts about (leave all unticked for everything)",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    frequency = forms.ChoiceField(
+        label="How often",
+        choices=SubscriberTopic.Frequency.choices,
+        initial=SubscriberTopic.Frequency.INSTANT,
+        # Not sent by a form that predates topics (or a bare POST): as published.
+        required=False,
+        widget=forms.RadioSelect,
+    )
+
+    def clean_frequency(self) -> str:
+        return self.cleaned_data["frequency"] or SubscriberTopic.Frequency.INSTANT
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["topics"].choices = topic_choices()
+
+
+class SubscribeForm(TopicsForm):
+    field_order = ["email", "name", "website", "topics", "frequency"]
+
     email = forms.CharField(
         label="Email address",
         max_length=254,

@@ -1,3 +1,6 @@
+from collections.abc import Iterable
+
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -17,6 +20,27 @@ class SubscriberQuerySet(models.QuerySet):
         subscriptions.suppress), so the status alone decides.
         """
         return self.filter(status=Subscriber.Status.ACTIVE, paused_at__isnull=True)
+
+    def following(
+        self, keys: Iterable[tuple[str, str]], *, frequency: str
+    ) -> "SubscriberQuerySet":
+        """Subscribers with a topic at that frequency matching any of the keys (a
+        post's Post.topic_keys()), or following everything at that frequency.
+
+        A subscriber with no topics at all follows everything, instantly: the
+        default for every reader who never chose.
+        """
+        by_kind: dict[str, set[str]] = {}
+        for kind, value in keys:
+            by_kind.setdefault(kind, set()).add(value)
+        match = models.Q(kind=SubscriberTopic.Kind.EVERYTHING)
+        for kind, values in by_kind.items():
+            match |= models.Q(kind=kind, value__in=sorted(values))
+        topics = SubscriberTopic.objects.filter(subscriber=models.OuterRef("pk"))
+        followed = models.Exists(topics.filter(match, frequency=frequency))
+        if frequency == SubscriberTopic.Frequency.INSTANT:
+            followed |= ~models.Exists(topics)
+        return self.filter(followed)
 
 
 class Subscriber(models.Model):
@@ -51,6 +75,49 @@ class Subscriber(models.Model):
 
     def __str__(self) -> str:
         return self.email
+
+
+class SubscriberTopic(models.Model):
+    """One thing a subscriber follows, and how often they hear about it.
+
+    A subscriber with no rows follows everything, instantly.
+    """
+
+    class Kind(models.TextChoices):
+        EVERYTHING = "everything", "Everything"
+        CATEGORY = "category", "Category"
+        REGION = "region", "Region"
+        AREA = "area", "Area"
+        ORGANISATION = "organisation", "Organisation or owner"
+        RATING = "rating", "Rating"
+
+    class Frequency(models.TextChoices):
+        INSTANT = "instant", "As it is published"
+        DAILY = "daily", "Daily digest"
+        WEEKLY = "weekly", "Weekly digest"
+
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="topics"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    # The followed thing's slug, or the rating's code; empty for everything.
+    value = models.CharField(max_length=200, blank=True)
+    frequency = models.CharField(
+        max_length=7, choices=Frequency.choices, default=Frequency.INSTANT
+    )
+
+    class Meta:
+        ordering = ["kind", "value"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscriber", "kind", "value"], name="topic_once"
+            )
+        ]
+        indexes = [models.Index(fields=["kind", "value", "frequency"])]
+
+    def __str__(self) -> str:
+        what = self.value or self.get_kind_display()
+        return f"{self.subscriber}: {what} ({self.get_frequency_display()})"
 
 
 class Consent(models.Model):
@@ -272,3 +339,93 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.send} to {self.subscriber}: {self.get_status_display()}"
+
+
+class DigestSettings(models.Model):
+    """When the digests go out: one row, edited in the admin."""
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0, "Monday"
+        TUESDAY = 1, "Tuesday"
+        WEDNESDAY = 2, "Wednesday"
+        THURSDAY = 3, "Thursday"
+        FRIDAY = 4, "Friday"
+        SATURDAY = 5, "Saturday"
+        SUNDAY = 6, "Sunday"
+
+    hour = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MaxValueValidator(23)],
+        help_text="Hour of the day (site time, 0 to 23) when digests go out.",
+    )
+    weekday = models.PositiveSmallIntegerField(
+        "weekly digest day", choices=Weekday.choices, default=Weekday.MONDAY
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "digest settings"
+
+    def __str__(self) -> str:
+        return f"Daily at {self.hour:02}:00, weekly on {self.get_weekday_display()}"
+
+    @classmethod
+    def load(cls) -> "DigestSettings":
+        settings, _ = cls.objects.get_or_create(pk=1)
+        return settings
+
+
+class DigestRun(models.Model):
+    """One daily or weekly digest round. At most one per period, ever."""
+
+    frequency = models.CharField(
+        max_length=7,
+        choices=[
+            (SubscriberTopic.Frequency.DAILY, "Daily"),
+            (SubscriberTopic.Frequency.WEEKLY, "Weekly"),
+        ],
+    )
+    # The day the round went out: the period it stands for (a day, or a week).
+    period = models.DateField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-period", "frequency"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["frequency", "period"], name="digest_once_per_period"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_frequency_display()} digest of {self.period}"
+
+
+class DigestDelivery(models.Model):
+    """The digest ledger: one row per (run, subscriber) and the posts it holds,
+    with the statuses and claim-before-send rule of Delivery."""
+
+    run = models.ForeignKey(
+        DigestRun, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="digest_deliveries"
+    )
+    posts = models.ManyToManyField(Post, related_name="digest_deliveries")
+    status = models.CharField(
+        max_length=10, choices=Delivery.Status.choices, default=Delivery.Status.QUEUED
+    )
+    esp_message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "digest deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "subscriber"], name="digest_once_per_subscriber"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} to {self.subscriber}: {self.get_status_display()}"

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from . import subscriptions
 from .emails import preferences_url
-from .forms import ChangeEmailForm
-from .models import Subscriber
+from .forms import ChangeEmailForm, TopicsForm
+from .models import Subscriber, SubscriberTopic
 from .tokens import InvalidToken, Purpose, read_change_email_token, read_token
 from .views import _token_error
 
@@ -39,8 +39,23 @@ def _done(
     )
 
 
+def _current_topics(subscriber: Subscriber) -> TopicsForm:
+    topics = list(subscriber.topics.all())
+    return TopicsForm(
+        initial={
+            "topics": [f"{t.kind}:{t.value}" for t in topics if t.value],
+            # Topics are chosen here at one frequency; the first stands for all.
+            "frequency": topics[0].frequency if topics else "instant",
+        }
+    )
+
+
 def _page(
-    request: HttpRequest, subscriber: Subscriber, form: ChangeEmailForm, status=200
+    request: HttpRequest,
+    subscriber: Subscriber,
+    form: ChangeEmailForm,
+    topics_form: TopicsForm | None = None,
+    status=200,
 ) -> HttpResponse:
     return render(
         request,
@@ -49,6 +64,7 @@ def _page(
             "subscriber": subscriber,
             "blocked": subscriptions.is_blocked(subscriber.email),
             "form": form,
+            "topics_form": topics_form or _current_topics(subscriber),
             "token": request.resolver_match.kwargs["token"],
         },
         status=status,
@@ -120,6 +136,32 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         "Nothing to do",
         "That change does not apply to your subscription as it stands.",
         status=400,
+    )
+
+
+@never_cache
+@require_POST
+def topics(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.PREFERENCES)
+    except InvalidToken as error:
+        return _token_error(request, error)
+    form = TopicsForm(request.POST)
+    if not form.is_valid():
+        return _page(request, subscriber, ChangeEmailForm(), form, status=400)
+    subscriptions.set_topics(
+        subscriber=subscriber,
+        topics=form.cleaned_data["topics"],
+        frequency=form.cleaned_data["frequency"],
+    )
+    chosen = form.cleaned_data["topics"]
+    how_often = SubscriberTopic.Frequency(form.cleaned_data["frequency"]).label
+    return _done(
+        request,
+        subscriber,
+        "Your topics are saved",
+        f"You follow {'the topics you chose' if chosen else 'every post'}. "
+        f"How often: {how_often.lower()}.",
     )
 
 

@@ -254,6 +254,12 @@ CELERY_BEAT_SCHEDULE["email-comment-digest"] = {
     "task": "newsletter.comment_tasks.send_comment_digest",
     "schedule": envint("COMMENTS_DIGEST_EVERY_SECONDS", "3600"),
 }
+# A round is due once the hour set in the admin has come; the run's unique period
+# keeps every ring after it from sending again.
+CELERY_BEAT_SCHEDULE["start-due-digests"] = {
+    "task": "newsletter.digest_tasks.start_due_digests",
+    "schedule": 15 * 60,
+}
 CELERY_BEAT_SCHEDULE["purge-comment-personal-data"] = {
     "task": "posts.tasks.purge_comment_personal_data",
     "schedule": 6 * 3600,

@@ -6,6 +6,7 @@ suppression list first, and every suppression moves the subscriber out of the
 audience in the same transaction.
 """
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,7 +22,15 @@ from .emails import (
     site_link,
     welcome_message,
 )
-from .models import Consent, Delivery, Event, Subscriber, Suppression, normalise_email
+from .models import (
+    Consent,
+    Delivery,
+    Event,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
+    normalise_email,
+)
 from .tokens import Purpose, make_token
 
 # What the subscribe form says, stored verbatim with each consent. Change the
@@ -50,12 +59,41 @@ def is_blocked(email: str) -> bool:
     return Suppression.objects.for_email(email).blocking().exists()
 
 
-def subscribe(*, email: str, name: str = "", ip_address: str | None = None) -> None:
+def set_topics(
+    *,
+    subscriber: Subscriber,
+    topics: Iterable[str] = (),
+    frequency: str = SubscriberTopic.Frequency.INSTANT,
+) -> None:
+    """Replace what the subscriber follows: "kind:value" keys, all at one frequency.
+    No topics means everything."""
+    keys = {tuple(topic.split(":", 1)) for topic in topics} or {
+        (SubscriberTopic.Kind.EVERYTHING, "")
+    }
+    with transaction.atomic():
+        subscriber.topics.all().delete()
+        SubscriberTopic.objects.bulk_create(
+            SubscriberTopic(
+                subscriber=subscriber, kind=kind, value=value, frequency=frequency
+            )
+            for kind, value in sorted(keys)
+        )
+
+
+def subscribe(
+    *,
+    email: str,
+    name: str = "",
+    ip_address: str | None = None,
+    topics: Iterable[str] | None = None,
+    frequency: str = SubscriberTopic.Frequency.INSTANT,
+) -> None:
     """Record a request to subscribe and, where due, queue a confirmation email.
 
     Whatever the address's state, the caller learns nothing: a confirmed reader is
     left alone, a bounced or complained address gets nothing and leaves no trace,
-    and anyone else gets at most one confirmation per day.
+    and anyone else gets at most one confirmation per day. Topics replace what
+    the reader chose before; None keeps it (everything, for a new reader).
     """
     email = normalise_email(email)
     now = timezone.now()
@@ -67,6 +105,8 @@ def subscribe(*, email: str, name: str = "", ip_address: str | None = None) -> N
         )
         if subscriber.status == Subscriber.Status.ACTIVE:
             return
+        if topics is not None:
+            set_topics(subscriber=subscriber, topics=topics, frequency=frequency)
         Consent.objects.create(
             subscriber=subscriber,
             ip_address=ip_address,
@@ -209,6 +249,10 @@ def export_data(*, subscriber: Subscriber) -> dict:
             "unsubscribed_at": subscriber.unsubscribed_at,
             "paused_at": subscriber.paused_at,
         },
+        "topics": [
+            {"kind": topic.kind, "value": topic.value, "frequency": topic.frequency}
+            for topic in subscriber.topics.all()
+        ],
         "consents": [
             {
                 "created_at": consent.created_at,

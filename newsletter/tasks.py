@@ -13,12 +13,24 @@ def backoff(retries: int) -> float:
 
 
 @shared_task
-def subscribe(email: str, name: str, ip_address: str | None) -> None:
+def subscribe(
+    email: str,
+    name: str,
+    ip_address: str | None,
+    topics: list[str] | None = None,
+    frequency: str = "instant",
+) -> None:
     # Queued by the subscribe view rather than run in the request, so that the
     # answer takes as long whatever the address's state: a known address would
     # otherwise answer sooner (no row to write, no email to queue) and give itself
     # away to anyone timing the form.
-    subscriptions.subscribe(email=email, name=name, ip_address=ip_address)
+    subscriptions.subscribe(
+        email=email,
+        name=name,
+        ip_address=ip_address,
+        topics=topics,
+        frequency=frequency,
+    )
 
 
 @shared_task(bind=True, max_retries=8)

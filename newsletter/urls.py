@@ -19,6 +19,11 @@ newsletter_patterns = [
         name="preferences_email",
     ),
     path(
+        "preferences/<str:token>/topics/",
+        preference_views.topics,
+        name="preferences_topics",
+    ),
+    path(
         "preferences/<str:token>/export/",
         preference_views.export,
         name="preferences_export",

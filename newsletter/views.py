@@ -43,6 +43,8 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         form.cleaned_data["email"],
         form.cleaned_data["name"],
         ratelimit.client_ip(request) or None,
+        form.cleaned_data["topics"],
+        form.cleaned_data["frequency"],
     )
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.

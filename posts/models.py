@@ -249,6 +249,29 @@ class Post(models.Model):
             .first()
         )
 
+    def topic_keys(self) -> set[tuple[str, str]]:
+        """What a reader may follow that this post is about, as (kind, value) pairs:
+        its categories; each inspection's area and that area's region; each
+        organisation inspected and the organisations owning it; each inspection's
+        overall rating and its ratings on single standards."""
+        keys = {
+            ("category", slug)
+            for slug in self.categories.values_list("slug", flat=True)
+        }
+        inspections = self.inspections.select_related("area__region").prefetch_related(
+            "organisations__owners", "ratings"
+        )
+        for inspection in inspections:
+            if inspection.area is not None:
+                keys.add(("area", inspection.area.slug))
+                keys.add(("region", inspection.area.region.slug))
+            for organisation in inspection.organisations.all():
+                keys.add(("organisation", organisation.slug))
+                keys.update(("organisation", o.slug) for o in organisation.owners.all())
+            keys.add(("rating", inspection.overall))
+            keys.update(("rating", r.rating) for r in inspection.ratings.all())
+        return keys
+
     @property
     def reading_minutes(self) -> int:
         return max(1, math.ceil(len(re.findall(r"\w+", self.body)) / WORDS_PER_MINUTE))

@@ -565,6 +565,9 @@ def test_production_sends_hsts_and_only_secure_cookies_over_https(tmp_path):
     var = {"VAR_DIR": str(tmp_path)}
     collected = run_production("manage.py", "collectstatic", "--noinput", extra_env=var)
     assert collected.returncode == 0, collected.stderr
+    # The subscribe form lists the topics a reader may follow, from the database.
+    migrated = run_production("manage.py", "migrate", "--noinput", extra_env=var)
+    assert migrated.returncode == 0, migrated.stderr
     script = (
         "import django; django.setup()\n"
         "from django.test import Client\n"

@@ -15,7 +15,14 @@ from django.utils import timezone
 from posts.models import Post
 
 from .. import tasks
-from ..models import Batch, Delivery, Send, Subscriber
+from ..models import (
+    Batch,
+    Delivery,
+    Send,
+    Subscriber,
+    SubscriberQuerySet,
+    SubscriberTopic,
+)
 from .sender import channel, close_send_if_finished
 
 # Subscribers per planning step (one task, one transaction). Only the batch
@@ -40,7 +47,8 @@ def plan_next_page(*, send_id: int) -> bool:
         now = timezone.now()
         if not send.batch_size:
             send.batch_size = settings.NEWSLETTER_BATCH_SIZE or channel().batch_size
-        chunks = _batch_boundaries(send)
+        audience = _audience(send)
+        chunks = _batch_boundaries(send, audience)
         if not chunks:
             send.status = Send.Status.SENDING
             send.planned_at = now
@@ -52,7 +60,9 @@ def plan_next_page(*, send_id: int) -> bool:
             Batch(send=send, number=send.batch_count + i, size=size, touched_at=now)
             for i, (_last_id, size) in enumerate(chunks, start=1)
         )
-        _insert_deliveries(send, [b.pk for b in batches], [c[0] for c in chunks])
+        _insert_deliveries(
+            send, audience, [b.pk for b in batches], [c[0] for c in chunks]
+        )
         send.planned_up_to = chunks[-1][0]
         send.batch_count += len(batches)
         send.touched_at = now
@@ -69,11 +79,21 @@ def _ring(batch_ids: list[int]) -> None:
         tasks.send_batch.delay(batch_id)
 
 
-def _batch_boundaries(send: Send) -> list[tuple[int, int]]:
+def _audience(send: Send) -> SubscriberQuerySet:
+    """Who gets the post as it is published: confirmed readers following any of
+    its topics (or everything) instantly. Digests carry it to the others."""
+    keys = send.post.topic_keys()
+    return Subscriber.objects.confirmed().following(
+        keys, frequency=SubscriberTopic.Frequency.INSTANT
+    )
+
+
+def _batch_boundaries(
+    send: Send, audience: SubscriberQuerySet
+) -> list[tuple[int, int]]:
     """(last subscriber id, size) of each batch in the next page of the audience."""
     page = (
-        Subscriber.objects.confirmed()
-        .filter(pk__gt=send.planned_up_to)
+        audience.filter(pk__gt=send.planned_up_to)
         .order_by("pk")
         .values(sid=F("pk"))[:PLANNING_PAGE_SIZE]
     )
@@ -92,17 +112,17 @@ def _batch_boundaries(send: Send) -> list[tuple[int, int]]:
         return cursor.fetchall()
 
 
-def _insert_deliveries(send: Send, batch_ids: list[int], last_ids: list[int]) -> None:
+def _insert_deliveries(
+    send: Send, audience: SubscriberQuerySet, batch_ids: list[int], last_ids: list[int]
+) -> None:
     """One ledger row per audience member from the cursor to the page's end, each in
     the batch whose id range holds it, written by the database from the audience
     query itself. A reader who confirms between the two statements joins a batch;
     one who leaves is skipped at send time."""
-    audience = (
-        Subscriber.objects.confirmed()
-        .filter(pk__gt=send.planned_up_to, pk__lte=last_ids[-1])
-        .values(sid=F("pk"))
+    page = audience.filter(pk__gt=send.planned_up_to, pk__lte=last_ids[-1]).values(
+        sid=F("pk")
     )
-    sql, params = audience.query.sql_with_params()
+    sql, params = page.query.sql_with_params()
     # Batch ids come from the database (integers), never from input.
     which_batch = " ".join(
         f"WHEN sid <= {int(last)} THEN {int(batch)}"

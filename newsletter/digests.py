@@ -1,0 +1,187 @@
+"""Daily and weekly digests: each reader's matched posts not yet sent to them.
+
+Beat rings every hour; a round is due once the set hour (and, weekly, the set
+day) has come, and the unique (frequency, period) of DigestRun makes it happen
+at most once per period, however often beat rings or however many workers run.
+The round's ledger (DigestDelivery, unique per run and subscriber) is written in
+the transaction that creates the run; each row is claimed before its email goes
+out, so a repeated task sends nothing twice, and a row whose fate is unknown
+becomes UNCERTAIN, never resent.
+"""
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from posts.models import Post
+
+from .delivery import provider_refused
+from .emails import (
+    build_message,
+    list_headers,
+    preferences_url,
+    render_email,
+    unsubscribe_url,
+)
+from .models import (
+    Delivery,
+    DigestDelivery,
+    DigestRun,
+    DigestSettings,
+    Subscriber,
+    SubscriberTopic,
+)
+
+Frequency = SubscriberTopic.Frequency
+
+# How far back a round looks for posts. Longer than the period, so a round that
+# beat missed loses nothing; the ledgers keep any post from coming twice.
+LOOKBACK = {Frequency.DAILY: timedelta(days=3), Frequency.WEEKLY: timedelta(days=15)}
+
+# A post counts as sent to a reader unless the provider refused it or it was skipped.
+_NOT_SENT = [Delivery.Status.FAILED, Delivery.Status.SKIPPED]
+
+
+def digests_due(*, now: datetime) -> list[str]:
+    """The frequencies whose round for this period may start now."""
+    when = DigestSettings.load()
+    local = timezone.localtime(now)
+    if local.hour < when.hour:
+        return []
+    due = [Frequency.DAILY]
+    if local.weekday() == when.weekday:
+        due.append(Frequency.WEEKLY)
+    return [
+        f
+        for f in due
+        if not DigestRun.objects.filter(frequency=f, period=local.date()).exists()
+    ]
+
+
+def digest_run_create(*, frequency: str, now: datetime) -> DigestRun | None:
+    """Create this period's round and its ledger; None if it exists already."""
+    try:
+        with transaction.atomic():
+            run = DigestRun.objects.create(
+                frequency=frequency, period=timezone.localtime(now).date()
+            )
+            posts_by_reader = _unsent_matches(frequency=frequency, now=now)
+            rows = DigestDelivery.objects.bulk_create(
+                DigestDelivery(run=run, subscriber_id=subscriber_id)
+                for subscriber_id in sorted(posts_by_reader)
+            )
+            DigestDelivery.posts.through.objects.bulk_create(
+                DigestDelivery.posts.through(digestdelivery_id=row.pk, post_id=post_id)
+                for row in rows
+                for post_id in posts_by_reader[row.subscriber_id]
+            )
+    except IntegrityError:  # another worker created this period's round
+        return None
+    return run
+
+
+def _unsent_matches(*, frequency: str, now: datetime) -> dict[int, list[int]]:
+    """Subscriber id -> ids of the posts their digest holds: posts announced since
+    they confirmed and within the lookback, matching a topic they follow at this
+    frequency and none they follow instantly, and not yet sent to them, by the
+    instant send or an earlier digest."""
+    posts = Post.objects.published().filter(
+        email_subscribers=True,
+        announced_at__gte=now - LOOKBACK[frequency],
+        announced_at__lte=now,
+    )
+    matches = defaultdict(list)
+    for post in posts.order_by("announced_at", "pk"):
+        keys = post.topic_keys()
+        readers = (
+            Subscriber.objects.confirmed()
+            .following(keys, frequency=frequency)
+            .filter(confirmed_at__lt=post.announced_at)
+            .exclude(
+                pk__in=Subscriber.objects.following(keys, frequency=Frequency.INSTANT)
+            )
+            .exclude(
+                pk__in=Delivery.objects.filter(send__post=post)
+                .exclude(status__in=_NOT_SENT)
+                .values("subscriber_id")
+            )
+            .exclude(
+                pk__in=DigestDelivery.objects.filter(posts=post)
+                .exclude(status__in=_NOT_SENT)
+                .values("subscriber_id")
+            )
+        )
+        for subscriber_id in readers.values_list("pk", flat=True):
+            matches[subscriber_id].append(post.pk)
+    return matches
+
+
+def send_digest_run(*, run_id: int) -> int:
+    """Send every queued digest of a round; returns how many went out."""
+    sent = 0
+    pending = DigestDelivery.objects.filter(
+        run_id=run_id, status=Delivery.Status.QUEUED
+    ).values_list("pk", flat=True)
+    for row_id in list(pending):
+        sent += _send_one(row_id)
+    DigestRun.objects.filter(pk=run_id, finished_at__isnull=True).update(
+        finished_at=timezone.now()
+    )
+    return sent
+
+
+def _send_one(row_id: int) -> int:
+    # The claim: only the worker that moves the row out of QUEUED sends it.
+    if not DigestDelivery.objects.filter(
+        pk=row_id, status=Delivery.Status.QUEUED
+    ).update(status=Delivery.Status.SENDING):
+        return 0
+    row = DigestDelivery.objects.select_related("run", "subscriber").get(pk=row_id)
+    subscriber = row.subscriber
+    if not Subscriber.objects.confirmed().filter(pk=subscriber.pk).exists():
+        _finish(row, Delivery.Status.SKIPPED, error="left the audience")
+        return 0
+    posts = list(row.posts.order_by("announced_at", "pk"))
+    leave_url = unsubscribe_url(subscriber)
+    email = render_email(
+        "digest",
+        {
+            "subscriber": subscriber,
+            "run": row.run,
+            "posts": [
+                {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
+                for post in posts
+            ],
+            "unsubscribe_url": leave_url,
+            "preferences_url": preferences_url(subscriber),
+        },
+    )
+    message = build_message(
+        email, to=subscriber.email, headers=list_headers(unsubscribe_url=leave_url)
+    )
+    try:
+        message.send()
+    except Exception as exc:
+        if provider_refused(exc):
+            _finish(row, Delivery.Status.FAILED, error=str(exc))
+        else:  # possibly sent: never resent automatically
+            _finish(row, Delivery.Status.UNCERTAIN, error=str(exc))
+        return 0
+    status = getattr(message, "anymail_status", None)
+    _finish(
+        row,
+        Delivery.Status.SENT,
+        esp_message_id=(status.message_id or "") if status is not None else "",
+    )
+    return 1
+
+
+def _finish(row: DigestDelivery, status: str, **fields) -> None:
+    DigestDelivery.objects.filter(pk=row.pk).update(
+        status=status,
+        sent_at=timezone.now() if status == Delivery.Status.SENT else None,
+        **fields,
+    )

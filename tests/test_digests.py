@@ -1,0 +1,185 @@
+"""Daily and weekly digests: built by the beat task at the hour (and day) set in
+the admin, holding only matched posts the reader has not been sent, once per
+period, and never empty."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from newsletter.digest_tasks import send_digest_run, start_due_digests
+from newsletter.models import DigestDelivery, DigestRun, DigestSettings, SubscriberTopic
+from newsletter.subscriptions import unsubscribe
+from posts.services import post_publish
+
+from .factories import AreaFactory, InspectionFactory, PostFactory, SubscriberFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+LONDON = ZoneInfo("Europe/London")
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The one fake besides the email provider: the time of day. Monday 23
+    November 2026 is a Monday; digests go out at 07:00, weekly on Mondays."""
+
+    def set_to(day: int, hour: int, minute: int = 0) -> None:
+        moment = datetime(2026, 11, day, hour, minute, tzinfo=LONDON)
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+
+    set_to(23, 6)
+    DigestSettings.objects.create(hour=7, weekday=DigestSettings.Weekday.MONDAY)
+    return set_to
+
+
+@pytest.fixture
+def publish(django_capture_on_commit_callbacks):
+    def publish(title: str, area=None):
+        post = PostFactory(title=title)
+        if area is not None:
+            InspectionFactory(post=post, area=area)
+        with django_capture_on_commit_callbacks(execute=True):
+            post_publish(post=post)
+        return post
+
+    return publish
+
+
+def reader(email: str, *topics: tuple[str, str, str]):
+    # The factory's default confirmed_at reads the real clock, not the fixture's.
+    subscriber = SubscriberFactory(email=email, confirmed_at=timezone.now())
+    for kind, value, frequency in topics:
+        SubscriberTopic.objects.create(
+            subscriber=subscriber, kind=kind, value=value, frequency=frequency
+        )
+    return subscriber
+
+
+def run_beat(django_capture_on_commit_callbacks) -> list:
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        start_due_digests.delay()
+    return list(mail.outbox)
+
+
+@pytest.fixture
+def beat(django_capture_on_commit_callbacks):
+    return lambda: run_beat(django_capture_on_commit_callbacks)
+
+
+def test_a_daily_digest_holds_the_days_posts_once_at_the_set_hour(clock, publish, beat):
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Suffolk: caseloads too high")
+    publish("Wales: a good report")
+    assert mail.outbox == []  # a digest reader gets nothing as posts are published
+    clock(23, 6, 45)
+    assert beat() == []  # not yet the hour
+    clock(23, 7, 5)
+    [digest] = beat()
+    assert digest.to == ["daily@example.org"]
+    assert digest.subject.startswith("Your daily digest: 2 new posts")
+    assert "Suffolk: caseloads too high" in digest.body
+    assert "Wales: a good report" in digest.alternatives[0].content
+    clock(23, 8, 5)
+    assert beat() == []  # at most once per day
+    assert DigestRun.objects.filter(frequency="daily").count() == 1
+
+
+def test_the_next_digest_holds_only_what_is_new_and_none_goes_when_nothing_is(
+    clock, publish, beat
+):
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("First post")
+    clock(23, 7, 5)
+    assert len(beat()) == 1
+    clock(24, 7, 5)
+    assert beat() == []  # nothing new: no empty digest
+    assert not DigestDelivery.objects.filter(run__period="2026-11-24").exists()
+    clock(24, 12)
+    publish("Second post")
+    clock(25, 7, 5)
+    [digest] = beat()
+    assert "Second post" in digest.body
+    assert "First post" not in digest.body
+
+
+def test_a_weekly_digest_goes_on_the_set_day_with_the_weeks_matching_posts(
+    clock, publish, beat
+):
+    suffolk = AreaFactory(slug="suffolk")
+    reader("weekly@example.org", ("area", "suffolk", "weekly"))
+    clock(24, 9)
+    publish("On Suffolk", area=suffolk)
+    publish("On somewhere else", area=AreaFactory(slug="kent"))
+    clock(25, 7, 5)
+    assert beat() == []  # a Wednesday
+    clock(30, 7, 5)  # the next Monday
+    [digest] = beat()
+    assert digest.subject.startswith("Your weekly digest: 1 new post ")
+    assert "On Suffolk" in digest.body
+    assert "On somewhere else" not in digest.body
+    clock(30, 9)
+    assert beat() == []
+
+
+def test_a_post_sent_instantly_never_reappears_in_a_digest(clock, publish, beat):
+    suffolk = AreaFactory(slug="suffolk")
+    reader(
+        "both@example.org",
+        ("area", "suffolk", "instant"),
+        ("everything", "", "daily"),
+    )
+    clock(23, 6, 30)
+    publish("On Suffolk", area=suffolk)
+    assert [m.to for m in mail.outbox] == [["both@example.org"]]
+    publish("On Kent", area=AreaFactory(slug="kent"))
+    clock(23, 7, 5)
+    [digest] = beat()
+    assert "On Kent" in digest.body
+    assert "On Suffolk" not in digest.body
+
+
+def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
+    clock, publish, beat
+):
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("A post")
+    clock(23, 7, 5)
+    [digest] = beat()
+    unsubscribe_url = digest.extra_headers["List-Unsubscribe"].strip("<>")
+    assert unsubscribe_url.startswith("http://127.0.0.1:8000/unsubscribe/")
+    assert digest.extra_headers["List-Unsubscribe-Post"] == (
+        "List-Unsubscribe=One-Click"
+    )
+    assert unsubscribe_url in digest.body
+    assert "http://127.0.0.1:8000/preferences/" in digest.body
+    assert "http://127.0.0.1:8000/posts/" in digest.alternatives[0].content
+    assert DigestDelivery.objects.get().status == "sent"
+
+
+def test_an_unsubscribed_reader_gets_no_digest(clock, publish, beat):
+    leaving = reader("leaving@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("A post")
+    unsubscribe(subscriber=leaving)
+    clock(23, 7, 5)
+    assert beat() == []
+
+
+def test_ringing_a_rounds_send_task_again_sends_nothing_twice(clock, publish, beat):
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("A post")
+    clock(23, 7, 5)
+    assert len(beat()) == 1
+    run = DigestRun.objects.get(frequency="daily")
+    mail.outbox.clear()
+    assert send_digest_run.delay(run.pk).get() == 0
+    assert mail.outbox == []
+    assert DigestDelivery.objects.get().posts.count() == 1

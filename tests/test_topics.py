@@ -1,0 +1,246 @@
+"""Topic matching: a published post reaches the readers following any of its
+topics (or everything) instantly, once each; the others do not get it."""
+
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from newsletter.models import Delivery, Subscriber, SubscriberTopic
+from newsletter.tokens import Purpose, make_token
+from posts.models import StandardRating
+from posts.services import post_publish
+
+from .factories import (
+    AreaFactory,
+    CategoryFactory,
+    InspectionFactory,
+    OrganisationFactory,
+    PostFactory,
+    RegionFactory,
+    SubscriberFactory,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+
+@pytest.fixture
+def publish(django_capture_on_commit_callbacks):
+    def publish(post):
+        with django_capture_on_commit_callbacks(execute=True):
+            post_publish(post=post)
+
+    return publish
+
+
+def follower(email: str, *topics: tuple[str, str], frequency: str = "instant"):
+    subscriber = SubscriberFactory(email=email)
+    for kind, value in topics:
+        SubscriberTopic.objects.create(
+            subscriber=subscriber, kind=kind, value=value, frequency=frequency
+        )
+    return subscriber
+
+
+def recipients() -> list[str]:
+    return sorted(message.to[0] for message in mail.outbox)
+
+
+@pytest.fixture
+def suffolk_post():
+    """A draft post on an inspection of Norfolk and Suffolk CRC (owned by Sodexo
+    Justice Services) in Suffolk, East of England, rated Requires improvement
+    overall and Inadequate on one standard."""
+    east = RegionFactory(name="East of England", slug="east-of-england")
+    RegionFactory(name="Wales", slug="wales")
+    suffolk = AreaFactory(name="Suffolk", slug="suffolk", region=east)
+    sodexo = OrganisationFactory(
+        name="Sodexo Justice Services", slug="sodexo-justice-services", kind="owner"
+    )
+    crc = OrganisationFactory(
+        name="Norfolk and Suffolk CRC", slug="norfolk-and-suffolk-crc"
+    )
+    crc.owners.add(sodexo)
+    post = PostFactory(title="Suffolk: caseloads too high")
+    post.categories.add(CategoryFactory(slug="local-inspections"))
+    inspection = InspectionFactory(
+        post=post, area=suffolk, organisations=[crc], overall="requires_improvement"
+    )
+    StandardRating.objects.create(
+        inspection=inspection, standard="Assessment", rating="inadequate"
+    )
+    return post
+
+
+def test_a_post_exposes_every_topic_it_is_about(suffolk_post):
+    assert suffolk_post.topic_keys() == {
+        ("category", "local-inspections"),
+        ("area", "suffolk"),
+        ("region", "east-of-england"),
+        ("organisation", "norfolk-and-suffolk-crc"),
+        ("organisation", "sodexo-justice-services"),
+        ("rating", "requires_improvement"),
+        ("rating", "inadequate"),
+    }
+
+
+def test_a_suffolk_post_reaches_east_of_england_and_everything_not_wales(
+    publish, suffolk_post
+):
+    follower("east@example.org", ("region", "east-of-england"))
+    follower("everything@example.org", ("everything", ""))
+    follower("default@example.org")  # never chose: everything, instantly
+    follower("wales@example.org", ("region", "wales"))
+    publish(suffolk_post)
+    assert recipients() == [
+        "default@example.org",
+        "east@example.org",
+        "everything@example.org",
+    ]
+
+
+def test_following_an_owner_matches_posts_on_what_it_owned(publish, suffolk_post):
+    follower("sodexo@example.org", ("organisation", "sodexo-justice-services"))
+    follower("other@example.org", ("organisation", "someone-else"))
+    publish(suffolk_post)
+    assert recipients() == ["sodexo@example.org"]
+
+
+def test_following_a_rating_matches_the_overall_or_any_standard(publish, suffolk_post):
+    follower("inadequate@example.org", ("rating", "inadequate"))
+    follower("overall@example.org", ("rating", "requires_improvement"))
+    follower("outstanding@example.org", ("rating", "outstanding"))
+    publish(suffolk_post)
+    assert recipients() == ["inadequate@example.org", "overall@example.org"]
+
+
+def test_a_reader_matching_several_topics_gets_one_copy(publish, suffolk_post):
+    reader = follower(
+        "many@example.org",
+        ("everything", ""),
+        ("region", "east-of-england"),
+        ("area", "suffolk"),
+        ("organisation", "sodexo-justice-services"),
+        ("rating", "inadequate"),
+        ("category", "local-inspections"),
+    )
+    publish(suffolk_post)
+    assert recipients() == ["many@example.org"]
+    assert Delivery.objects.filter(subscriber=reader).count() == 1
+
+
+def test_a_reader_on_a_digest_gets_nothing_as_the_post_is_published(
+    publish, suffolk_post
+):
+    follower("daily@example.org", ("everything", ""), frequency="daily")
+    follower("weekly@example.org", ("region", "east-of-england"), frequency="weekly")
+    publish(suffolk_post)
+    assert mail.outbox == []
+
+
+def subscribe(client, on_commit, **data):
+    with on_commit(execute=True):
+        return client.post("/subscribe/", {"email": "new@example.org", **data})
+
+
+def followed(subscriber) -> set[tuple[str, str, str]]:
+    return set(subscriber.topics.values_list("kind", "value", "frequency"))
+
+
+def test_the_subscribe_form_offers_topics_with_nothing_ticked(client, suffolk_post):
+    page = client.get("/subscribe/").content.decode()
+    assert 'value="region:east-of-england"' in page
+    assert 'value="organisation:sodexo-justice-services"' in page
+    assert 'value="rating:inadequate"' in page
+    # Nothing is ticked for the reader but the default frequency, as published.
+    assert page.count("checked") == 1
+    assert re.search(r'<input[^>]*value="instant"[^>]*checked', page)
+
+
+def test_subscribing_with_no_topics_follows_everything_as_published(
+    client, django_capture_on_commit_callbacks
+):
+    assert subscribe(client, django_capture_on_commit_callbacks).status_code == 200
+    reader = Subscriber.objects.get(email="new@example.org")
+    assert followed(reader) == {("everything", "", "instant")}
+
+
+def test_topics_and_frequency_chosen_at_subscription_are_kept_until_confirmed(
+    client, django_capture_on_commit_callbacks, suffolk_post
+):
+    response = subscribe(
+        client,
+        django_capture_on_commit_callbacks,
+        topics=["region:east-of-england", "rating:inadequate"],
+        frequency="weekly",
+    )
+    assert response.status_code == 200
+    reader = Subscriber.objects.get(email="new@example.org")
+    assert followed(reader) == {
+        ("region", "east-of-england", "weekly"),
+        ("rating", "inadequate", "weekly"),
+    }
+
+
+def test_an_unknown_topic_at_subscription_is_refused_and_nothing_stored(client):
+    response = client.post(
+        "/subscribe/", {"email": "new@example.org", "topics": ["region:atlantis"]}
+    )
+    assert response.status_code == 400
+    assert "not one of the available choices" in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+def topics_url(subscriber) -> str:
+    return f"/preferences/{make_token(subscriber, Purpose.PREFERENCES)}/topics/"
+
+
+def test_the_preference_centre_changes_topics_and_frequency(client, suffolk_post):
+    reader = follower("reader@example.org")
+    page = client.get(topics_url(reader).removesuffix("topics/")).content.decode()
+    assert 'value="region:wales"' in page
+    response = client.post(
+        topics_url(reader), {"topics": ["region:wales"], "frequency": "daily"}
+    )
+    assert response.status_code == 200
+    assert followed(reader) == {("region", "wales", "daily")}
+    # Everything again, as published.
+    client.post(topics_url(reader), {"frequency": "instant"})
+    assert followed(reader) == {("everything", "", "instant")}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"topics": ["region:east-of-england", "region:atlantis"]},
+        {"topics": ["nonsense"]},
+        {"topics": ["region:wales"], "frequency": "hourly"},
+    ],
+    ids=["unknown-slug", "not-a-topic", "unknown-frequency"],
+)
+def test_bad_topic_choices_get_a_clear_400_and_change_nothing(
+    client, suffolk_post, data
+):
+    reader = follower("reader@example.org", ("area", "suffolk"))
+    response = client.post(topics_url(reader), data)
+    assert response.status_code == 400
+    assert "not one of the available choices" in response.content.decode()
+    assert followed(reader) == {("area", "suffolk", "instant")}
+
+
+def test_changing_topics_needs_the_pages_csrf_token(suffolk_post):
+    reader = follower("reader@example.org", ("area", "suffolk"))
+    response = Client(enforce_csrf_checks=True).post(
+        topics_url(reader), {"topics": ["region:wales"]}
+    )
+    assert response.status_code == 403
+    assert followed(reader) == {("area", "suffolk", "instant")}
+
+
+def test_the_preference_centre_shows_what_the_reader_follows(client, suffolk_post):
+    reader = follower("reader@example.org", ("region", "wales"), frequency="weekly")
+    page = client.get(topics_url(reader).removesuffix("topics/")).content.decode()
+    assert re.search(r'<input[^>]*value="region:wales"[^>]*checked', page)
+    assert re.search(r'<input[^>]*value="weekly"[^>]*checked', page)
+    assert page.count("checked") == 2
