@@ -52,3 +52,15 @@ def fake_esp(settings):
         settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
         settings.ANYMAIL = esp.postmark_settings()
         yield esp
+
+
+@pytest.fixture
+def publish(django_capture_on_commit_callbacks):
+    """Publish a post as the admin does, running what waits for the commit."""
+    from posts.services import post_publish
+
+    def publish(post):
+        with django_capture_on_commit_callbacks(execute=True):
+            post_publish(post=post)
+
+    return publish

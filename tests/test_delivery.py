@@ -10,20 +10,10 @@ from django.utils import timezone
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery
 from newsletter.models import Batch, Delivery, Send, Subscriber
-from posts.services import post_publish
 
 from .factories import PostFactory, SubscriberFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
-
-
-@pytest.fixture
-def publish(django_capture_on_commit_callbacks):
-    def publish(post):
-        with django_capture_on_commit_callbacks(execute=True):
-            post_publish(post=post)
-
-    return publish
 
 
 @pytest.fixture

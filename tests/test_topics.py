@@ -10,7 +10,6 @@ from django.test import Client
 from newsletter.models import Delivery, Subscriber, SubscriberTopic
 from newsletter.tokens import Purpose, make_token
 from posts.models import StandardRating
-from posts.services import post_publish
 
 from .factories import (
     AreaFactory,
@@ -23,15 +22,6 @@ from .factories import (
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
-
-
-@pytest.fixture
-def publish(django_capture_on_commit_callbacks):
-    def publish(post):
-        with django_capture_on_commit_callbacks(execute=True):
-            post_publish(post=post)
-
-    return publish
 
 
 def follower(email: str, *topics: tuple[str, str], frequency: str = "instant"):
