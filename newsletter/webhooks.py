@@ -51,6 +51,7 @@ class _RefuseMalformedBodies:
 
     def parse_events(self, request):
         try:
+            _refuse_nan_and_infinity(request.body)
             events = super().parse_events(request)
         except self.MALFORMED as exc:
             raise AnymailWebhookValidationFailure(
@@ -63,6 +64,25 @@ class _RefuseMalformedBodies:
                         f"Malformed {self.esp_name} webhook body: {name} is not text"
                     )
         return events
+
+
+class _NotJSON(ValueError):
+    pass
+
+
+def _refuse_nan_and_infinity(body: bytes) -> None:
+    """Python's json module reads NaN and Infinity, which are not JSON (RFC 8259)
+    and cannot be stored in a JSON column: a body carrying them is malformed."""
+
+    def refuse(constant: str) -> None:
+        raise _NotJSON(f"{constant} is not JSON")
+
+    try:
+        json.loads(body, parse_constant=refuse)
+    except _NotJSON:
+        raise
+    except ValueError:
+        pass  # not JSON at all (e.g. a form-encoded body): anymail's parser decides
 
 
 class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):

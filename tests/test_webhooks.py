@@ -423,3 +423,18 @@ def test_deploy_check_warns_when_webhooks_have_no_secret(settings):
     [warning] = check_webhook_secret(None)
     assert warning.level == checks.WARNING
     assert warning.id == "newsletter.W001"
+
+
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
+def test_a_body_with_numbers_json_does_not_have_is_refused_and_writes_nothing(
+    client, settings, constant
+):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": "hook:secret"}
+    response = client.post(
+        "/anymail/postmark/tracking/",
+        data=f'{{"RecordType": "Delivery", "": [{constant}]}}',
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"hook:secret").decode(),
+    )
+    assert response.status_code == 400
+    assert not Event.objects.exists()
