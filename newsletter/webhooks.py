@@ -51,7 +51,7 @@ class _RefuseMalformedBodies:
 
     def parse_events(self, request):
         try:
-            _refuse_nan_and_infinity(request.body)
+            _refuse_unstorable_json(request.body)
             events = super().parse_events(request)
         except self.MALFORMED as exc:
             raise AnymailWebhookValidationFailure(
@@ -70,19 +70,22 @@ class _NotJSON(ValueError):
     pass
 
 
-def _refuse_nan_and_infinity(body: bytes) -> None:
-    """Python's json module reads NaN and Infinity, which are not JSON (RFC 8259)
-    and cannot be stored in a JSON column: a body carrying them is malformed."""
+def _refuse_unstorable_json(body: bytes) -> None:
+    """A JSON body the event log could not store is malformed: Python's json reads
+    NaN and Infinity, which are not JSON (RFC 8259), and PostgreSQL's jsonb refuses
+    the NUL character (\\u0000)."""
 
     def refuse(constant: str) -> None:
         raise _NotJSON(f"{constant} is not JSON")
 
     try:
-        json.loads(body, parse_constant=refuse)
+        parsed = json.loads(body, parse_constant=refuse)
     except _NotJSON:
         raise
     except ValueError:
-        pass  # not JSON at all (e.g. a form-encoded body): anymail's parser decides
+        return  # not JSON at all (e.g. a form-encoded body): anymail's parser decides
+    if "\\u0000" in json.dumps(parsed):
+        raise _NotJSON("NUL characters cannot be stored")
 
 
 class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):

@@ -2,8 +2,15 @@ import os
 import uuid
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from newsletter.celery import app as celery_app
+
+# In CI the property tests replay the same examples every run, so a red run means a
+# change broke something; run them locally (random examples) to look for new bugs.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -425,8 +425,10 @@ def test_deploy_check_warns_when_webhooks_have_no_secret(settings):
     assert warning.id == "newsletter.W001"
 
 
-@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
-def test_a_body_with_numbers_json_does_not_have_is_refused_and_writes_nothing(
+@pytest.mark.parametrize(
+    "constant", ["Infinity", "-Infinity", "NaN", '"\\u0000"'], ids=str
+)
+def test_a_body_the_event_log_cannot_store_is_refused_and_writes_nothing(
     client, settings, constant
 ):
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": "hook:secret"}
