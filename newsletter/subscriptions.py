@@ -14,6 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from posts.comments import comments_delete_for_email, comments_for_email
+
 from . import tasks
 from .emails import (
     build_message,
@@ -275,6 +277,8 @@ def export_data(*, subscriber: Subscriber) -> dict:
             }
             for delivery in deliveries
         ],
+        # Comments under posts written with the same address.
+        "comments": comments_for_email(email=subscriber.email),
     }
 
 
@@ -290,6 +294,7 @@ def delete_subscriber(*, subscriber: Subscriber) -> None:
         Event.objects.filter(
             Q(recipient=subscriber.email) | Q(message_id__in=message_ids)
         ).delete()
+        comments_delete_for_email(email=subscriber.email)
         subscriber.delete()
 
 

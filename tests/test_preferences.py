@@ -18,9 +18,15 @@ from newsletter.models import (
 )
 from newsletter.subscriptions import suppress
 from newsletter.tokens import Purpose, make_token
+from posts.comment_models import Comment
 from posts.services import post_publish
 
-from .factories import PostFactory, PublishedPostFactory, SubscriberFactory
+from .factories import (
+    CommentFactory,
+    PostFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -295,3 +301,13 @@ def test_deleting_my_data_forgets_the_person_but_keeps_them_suppressed(
 
     on_commit(post_publish, post=PostFactory())
     assert [m.to for m in mail.outbox] == [["other@example.org"]]
+
+
+def test_my_comments_are_in_my_data_and_go_with_it(client, reader):
+    mine = CommentFactory(email="reader@example.org", body="Caseloads are too high.")
+    theirs = CommentFactory(email="someone@example.org")
+    data = json.loads(client.post(url(reader, "export/")).content)
+    assert [c["comment"] for c in data["comments"]] == ["Caseloads are too high."]
+    client.post(url(reader, "delete/"))
+    assert not Comment.objects.filter(pk=mine.pk).exists()
+    assert Comment.objects.filter(pk=theirs.pk).exists()
