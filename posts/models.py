@@ -14,38 +14,37 @@ from .markdown import render_markdown
 WORDS_PER_MINUTE = 230
 
 
-class Region(models.Model):
+class Listed(models.Model):
+    """Something posts are filed under, listed at /<url_name>/<slug>/."""
+
+    url_name: str  # the posts: URL of its listing
+
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
 
     class Meta:
+        abstract = True
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
 
     def get_absolute_url(self) -> str:
-        return reverse("posts:region", kwargs={"slug": self.slug})
+        return reverse(f"posts:{self.url_name}", kwargs={"slug": self.slug})
 
 
-class Area(models.Model):
+class Region(Listed):
+    url_name = "region"
+
+
+class Area(Listed):
     """The place an inspection covers, e.g. Suffolk, within a region."""
 
-    name = models.CharField(max_length=100, unique=True)
-    slug = models.SlugField(max_length=100, unique=True)
+    url_name = "area"
     region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="areas")
 
-    class Meta:
-        ordering = ["name"]
 
-    def __str__(self) -> str:
-        return self.name
-
-    def get_absolute_url(self) -> str:
-        return reverse("posts:area", kwargs={"slug": self.slug})
-
-
-class Organisation(models.Model):
+class Organisation(Listed):
     class Kind(models.TextChoices):
         CRC = "crc", "Community Rehabilitation Company"
         NPS = "nps", "National Probation Service division"
@@ -54,6 +53,7 @@ class Organisation(models.Model):
         OWNER = "owner", "Owner or partner"
         OTHER = "other", "Other"
 
+    url_name = "organisation"
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=200, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.OTHER)
@@ -63,43 +63,16 @@ class Organisation(models.Model):
         "self", symmetrical=False, blank=True, related_name="owned"
     )
 
-    class Meta:
-        ordering = ["name"]
 
-    def __str__(self) -> str:
-        return self.name
+class Category(Listed):
+    url_name = "category"
 
-    def get_absolute_url(self) -> str:
-        return reverse("posts:organisation", kwargs={"slug": self.slug})
-
-
-class Category(models.Model):
-    name = models.CharField(max_length=100, unique=True)
-    slug = models.SlugField(max_length=100, unique=True)
-
-    class Meta:
-        ordering = ["name"]
+    class Meta(Listed.Meta):
         verbose_name_plural = "categories"
 
-    def __str__(self) -> str:
-        return self.name
 
-    def get_absolute_url(self) -> str:
-        return reverse("posts:category", kwargs={"slug": self.slug})
-
-
-class Tag(models.Model):
-    name = models.CharField(max_length=100, unique=True)
-    slug = models.SlugField(max_length=100, unique=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def get_absolute_url(self) -> str:
-        return reverse("posts:tag", kwargs={"slug": self.slug})
+class Tag(Listed):
+    url_name = "tag"
 
 
 class PostQuerySet(models.QuerySet):
