@@ -71,3 +71,14 @@ def publish(django_capture_on_commit_callbacks):
             post_publish(post=post)
 
     return publish
+
+
+@pytest.fixture
+def on_commit(django_capture_on_commit_callbacks):
+    """Call action(*args, **kwargs) and run what it left for the commit."""
+
+    def run(action, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return action(*args, **kwargs)
+
+    return run

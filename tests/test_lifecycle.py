@@ -17,15 +17,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 Reason = Suppression.Reason
 
 
-@pytest.fixture
-def on_commit(django_capture_on_commit_callbacks):
-    def run(action, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return action(*args, **kwargs)
-
-    return run
-
-
 def subscribe(client, on_commit, email):
     return on_commit(client.post, "/subscribe/", {"email": email})
 

@@ -44,15 +44,6 @@ def reader():
     return subscriber
 
 
-@pytest.fixture
-def on_commit(django_capture_on_commit_callbacks):
-    def run(action, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return action(*args, **kwargs)
-
-    return run
-
-
 def url(subscriber, suffix="") -> str:
     return f"/preferences/{make_token(subscriber, Purpose.PREFERENCES)}/{suffix}"
 
