@@ -112,7 +112,8 @@ def start_worker(env: dict[str, str], name: str) -> subprocess.Popen:
          "--pool=solo", "--loglevel=WARNING", "--without-gossip",
          "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h"],
         cwd=ROOT,
-        env={**os.environ, **env},
+        # Quiet Celery's warning about running as root (as CI machines do).
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
     )  # fmt: skip
 
 

@@ -280,21 +280,20 @@ class PostEmail:
         the bodies carry the provider's `shared_unsubscribe_link` and no
         preferences link. The provider assigns each copy its own Message-ID.
         """
+        # Bodies the provider cannot vary carry no reader's own links: only the
+        # list headers need a token then.
+        fields = {"unsubscribe_url": (Purpose.UNSUBSCRIBE, "newsletter:unsubscribe")}
+        if merge_field:
+            fields["preferences_url"] = (Purpose.PREFERENCES, "newsletter:preferences")
         # reverse() once, not per recipient: it costs more than signing the token.
         slots = {
-            purpose: site_link(view, token=_PATH_SLOT)
-            for purpose, view in (
-                (Purpose.UNSUBSCRIBE, "newsletter:unsubscribe"),
-                (Purpose.PREFERENCES, "newsletter:preferences"),
-            )
+            field: (purpose, site_link(view, token=_PATH_SLOT))
+            for field, (purpose, view) in fields.items()
         }
         links = {
             s.email: {
-                field: slots[purpose].replace(_PATH_SLOT, make_token(s, purpose))
-                for field, purpose in (
-                    ("unsubscribe_url", Purpose.UNSUBSCRIBE),
-                    ("preferences_url", Purpose.PREFERENCES),
-                )
+                field: link.replace(_PATH_SLOT, make_token(s, purpose))
+                for field, (purpose, link) in slots.items()
             }
             for s in subscribers
         }

@@ -42,12 +42,18 @@ SINGLE_MESSAGE_BATCH_SIZE = 200
 MAX_RETRY_AFTER = 600
 
 
+ANYMAIL_POSTMARK = "anymail.backends.postmark.EmailBackend"
+ANYMAIL_MAILGUN = "anymail.backends.mailgun.EmailBackend"
+
+
 @dataclass(frozen=True)
 class Channel:
     """How the configured email backend takes a batch."""
 
     esp: str
     batch_size: int
+    # The email backend for posts: the configured one, or our faster subclass of it.
+    backend: str
     # Batch mode, where the provider fills per-recipient fields in bodies: its
     # merge syntax, NAME standing for the field.
     merge_field: str | None = None
@@ -61,30 +67,33 @@ class Channel:
 
 def channel() -> Channel:
     backend = settings.EMAIL_BACKEND
-    if settings.NEWSLETTER_DELIVERY_MODE != "single":
-        if backend == "anymail.backends.mailgun.EmailBackend":
-            # Mailgun substitutes recipient-variables in bodies too: fully personal.
-            return Channel(
-                "mailgun", MAILGUN_BATCH_SIZE, merge_field="%recipient.NAME%"
-            )
-        if backend == "anymail.backends.postmark.EmailBackend" and (
-            settings.ANYMAIL.get("POSTMARK_USE_BULK_API")
-        ):
+    if backend == ANYMAIL_POSTMARK:
+        backend = "newsletter.delivery.postmark.EmailBackend"
+        if settings.NEWSLETTER_DELIVERY_MODE == "single":
+            return Channel("postmark", SINGLE_MESSAGE_BATCH_SIZE, backend)
+        if settings.ANYMAIL.get("POSTMARK_USE_BULK_API"):
             # Postmark's bulk API takes the content once and fills each
             # recipient's TemplateModel into it: fully personal, and a payload of
             # one message instead of 500 copies (but it must be enabled by
             # Postmark, and answers "accepted" without per-recipient ids).
-            return Channel("postmark", POSTMARK_BATCH_SIZE, merge_field="{{NAME}}")
-        if backend == "anymail.backends.postmark.EmailBackend":
-            # Without a stored template Postmark cannot vary a batch's bodies;
-            # its own unsubscribe placeholder is personalised by Postmark (on a
-            # broadcast stream), while our one-click link is in each one's headers.
             return Channel(
-                "postmark",
-                POSTMARK_BATCH_SIZE,
-                shared_unsubscribe_link="{{{ pm:unsubscribe }}}",
+                "postmark", POSTMARK_BATCH_SIZE, backend, merge_field="{{NAME}}"
             )
-    return Channel(backend.rsplit(".", 2)[-2], SINGLE_MESSAGE_BATCH_SIZE)
+        # Without a stored template Postmark cannot vary a batch's bodies; its own
+        # unsubscribe placeholder is personalised by Postmark (on a broadcast
+        # stream), while our one-click link is in each one's headers.
+        return Channel(
+            "postmark",
+            POSTMARK_BATCH_SIZE,
+            backend,
+            shared_unsubscribe_link="{{{ pm:unsubscribe }}}",
+        )
+    if backend == ANYMAIL_MAILGUN and settings.NEWSLETTER_DELIVERY_MODE != "single":
+        # Mailgun substitutes recipient-variables in bodies too: fully personal.
+        return Channel(
+            "mailgun", MAILGUN_BATCH_SIZE, backend, merge_field="%recipient.NAME%"
+        )
+    return Channel(backend.rsplit(".", 2)[-2], SINGLE_MESSAGE_BATCH_SIZE, backend)
 
 
 class RetryLater(Exception):
@@ -150,7 +159,7 @@ def _hand_over(
     budget = sending_budget(how.esp)
     size = how.batch_size if how.batched else 1
     outcomes = {r.delivery_id: Outcome(Delivery.Status.QUEUED) for r in recipients}
-    with mail.get_connection() as connection:
+    with mail.get_connection(how.backend) as connection:
         for chunk in _chunks(recipients, size):
             try:
                 budget.acquire(len(chunk))

@@ -1,0 +1,153 @@
+"""The faster Postmark backend sends exactly what anymail's own would, and reads
+Postmark's answers exactly as anymail does."""
+
+import json
+
+import pytest
+import requests
+from anymail.backends.postmark import EmailBackend as AnymailPostmark
+from anymail.exceptions import AnymailInvalidAddress, AnymailRequestsAPIError
+from anymail.message import AnymailMessage
+
+from newsletter.delivery.postmark import EmailBackend
+
+TOKEN = {"server_token": "test-token"}
+
+
+def batch_message(to: list[str]) -> AnymailMessage:
+    message = AnymailMessage(
+        subject="Inspection of probation services: Bristol",
+        body='Text with "quotes", a tab\there and a pound sign: £5',
+        from_email='"On Probation" <news@example.org>',
+        reply_to=["Editor <editor@example.org>"],
+        to=to,
+    )
+    message.attach_alternative('<p class="x">Caf\u00e9 <b>&amp;</b></p>', "text/html")
+    message.metadata = {"batch": "7"}
+    message.merge_metadata = {
+        address: {"delivery": str(i)} for i, address in enumerate(to)
+    }
+    message.merge_headers = {
+        address: {"List-Unsubscribe": f"<https://example.org/u/{i}/>"}
+        for i, address in enumerate(to)
+    }
+    return message
+
+
+def payloads(message):
+    ours, theirs = EmailBackend(**TOKEN), AnymailPostmark(**TOKEN)
+    return (
+        ours.build_message_payload(message, ours.send_defaults),
+        theirs.build_message_payload(message, theirs.send_defaults),
+    )
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        ["reader1@example.org", "reader.two+news@mail.example.co.uk"],
+        ["Zoë Smith <zoe@example.org>", "reader@bücher.example", "ünï@example.org"],
+        ["one@example.org"],
+        ["UP@Example.ORG", "o'brien@example.org", "x_y%z@sub-domain.example.org"],
+    ],
+)
+def test_the_request_is_anymails_to_the_byte(to):
+    ours, theirs = payloads(batch_message(to))
+    assert ours.get_api_endpoint() == theirs.get_api_endpoint()
+    body = ours.serialize_data()
+    assert json.loads(body) == json.loads(theirs.serialize_data())
+    assert body == theirs.serialize_data().encode()
+
+
+def test_a_message_without_bodies_is_anymails_too():
+    message = AnymailMessage(from_email="news@example.org", to=["a@example.org"])
+    ours, theirs = payloads(message)
+    assert ours.serialize_data() == theirs.serialize_data().encode()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "not an address",
+        "two@a.org, three@b.org@",
+        "a..b@example.org",
+        ".a@example.org",
+        "b.@example.org",
+    ],
+)
+def test_a_bad_address_is_refused_as_anymail_refuses_it(address):
+    with pytest.raises(AnymailInvalidAddress) as ours:
+        payloads(batch_message([address]))[0]
+    with pytest.raises(AnymailInvalidAddress) as theirs:
+        AnymailPostmark(**TOKEN).build_message_payload(batch_message([address]), {})
+    assert str(ours.value) == str(theirs.value)
+
+
+def answer(body) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response._content = json.dumps(body).encode()
+    return response
+
+
+def ok(to: str, message_id: str) -> dict:
+    return {"ErrorCode": 0, "Message": "OK", "MessageID": message_id, "To": to}
+
+
+TO = ["reader1@example.org", "Reader2@Example.org", "reader3@example.org"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [ok(TO[0], "id-1"), ok(TO[1], "id-2"), ok(TO[2], "id-3")],
+        # one not answered for: "unknown"
+        [ok(TO[0], "id-1"), ok(TO[2], "id-3")],
+        # Postmark lower-cases addresses in some answers
+        [ok(TO[0], "id-1"), ok(TO[1].lower(), "id-2"), ok(TO[2], "id-3")],
+        # accepted, but one address is inactive
+        [
+            ok(TO[0], "id-1"),
+            {
+                "ErrorCode": 0,
+                "Message": "Message OK, but will not deliver to these inactive"
+                " addresses: reader2@example.org. Inactive recipients are ones"
+                " that have generated a hard bounce or a spam complaint.",
+                "MessageID": "id-2",
+                "To": TO[1],
+            },
+            ok(TO[2], "id-3"),
+        ],
+        # accepted with a delay, and an invalid one
+        [
+            {**ok(TO[0], "id-1"), "Message": "Message accepted, but delivery may be"
+             " delayed."},
+            {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{TO[1]}'."},
+            {"ErrorCode": 406, "Message": "You tried to send to a recipient that has"
+             " been marked as inactive.\nFound inactive addresses: reader3@example.org"
+             ".\nInactive recipients are ones that have generated a hard bounce or a"
+             " spam complaint. "},
+        ],
+        # the same address answered twice
+        [ok(TO[0], "id-1"), ok(TO[0], "id-9"), ok(TO[2], "id-3")],
+    ],
+)  # fmt: skip
+def test_the_answer_is_read_as_anymail_reads_it(body):
+    message = batch_message(TO)
+    (ours, ours_payload), (theirs, theirs_payload) = (
+        (backend, backend.build_message_payload(message, backend.send_defaults))
+        for backend in (EmailBackend(**TOKEN), AnymailPostmark(**TOKEN))
+    )
+    read = ours.parse_recipient_status(answer(body), ours_payload, message)
+    expected = theirs.parse_recipient_status(answer(body), theirs_payload, message)
+    assert {k.lower(): (v.status, v.message_id) for k, v in read.items()} == {
+        k.lower(): (v.status, v.message_id) for k, v in expected.items()
+    }
+
+
+def test_an_answer_that_is_not_postmarks_is_an_api_error():
+    message = batch_message(TO)
+    backend = EmailBackend(**TOKEN)
+    payload = backend.build_message_payload(message, backend.send_defaults)
+    with pytest.raises(AnymailRequestsAPIError):
+        backend.parse_recipient_status(answer([{"What": "?"}]), payload, message)
