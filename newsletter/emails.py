@@ -110,17 +110,26 @@ def build_message(
     return message
 
 
+# The reader's own links in every post email: they never expire.
+_PERSONAL_LINKS = {
+    Purpose.UNSUBSCRIBE: "newsletter:unsubscribe",
+    Purpose.PREFERENCES: "newsletter:preferences",
+}
+
+
 def unsubscribe_url(subscriber: Subscriber) -> str:
-    """The reader's one-click unsubscribe link; it never expires."""
+    """The reader's one-click unsubscribe link."""
     return site_link(
-        "newsletter:unsubscribe", token=make_token(subscriber, Purpose.UNSUBSCRIBE)
+        _PERSONAL_LINKS[Purpose.UNSUBSCRIBE],
+        token=make_token(subscriber, Purpose.UNSUBSCRIBE),
     )
 
 
 def preferences_url(subscriber: Subscriber) -> str:
-    """The reader's preference centre; it never expires."""
+    """The reader's preference centre."""
     return site_link(
-        "newsletter:preferences", token=make_token(subscriber, Purpose.PREFERENCES)
+        _PERSONAL_LINKS[Purpose.PREFERENCES],
+        token=make_token(subscriber, Purpose.PREFERENCES),
     )
 
 
@@ -245,10 +254,21 @@ class PostEmail:
         self.full = post.email_format == Post.EmailFormat.FULL
         self.rendered = render_email("post", post_email_context(post, full=self.full))
         self._shared_renders: dict[str, RenderedEmail] = {}
+        # reverse() once, not per recipient: it costs more than signing the token.
+        self._link_slots = {
+            purpose: site_link(view, token=_PATH_SLOT)
+            for purpose, view in _PERSONAL_LINKS.items()
+        }
         self.shortened = self.full and html_size(self.rendered) > EMAIL_HTML_MAX_BYTES
         if self.shortened:
             self.full = False
             self.rendered = render_email("post", post_email_context(post, full=False))
+
+    def _link(self, subscriber: Subscriber, purpose: Purpose) -> str:
+        """The subscriber's own link for `purpose`, as unsubscribe_url() and
+        preferences_url() make it."""
+        token = make_token(subscriber, purpose)
+        return self._link_slots[purpose].replace(_PATH_SLOT, token)
 
     def for_subscriber(
         self, subscriber: Subscriber, *, connection=None
@@ -256,8 +276,8 @@ class PostEmail:
         return self._addressed(
             to=subscriber.email,
             links={
-                _UNSUBSCRIBE_URL: unsubscribe_url(subscriber),
-                _PREFERENCES_URL: preferences_url(subscriber),
+                _UNSUBSCRIBE_URL: self._link(subscriber, Purpose.UNSUBSCRIBE),
+                _PREFERENCES_URL: self._link(subscriber, Purpose.PREFERENCES),
             },
             connection=connection,
         )
@@ -282,18 +302,12 @@ class PostEmail:
         """
         # Bodies the provider cannot vary carry no reader's own links: only the
         # list headers need a token then.
-        fields = {"unsubscribe_url": (Purpose.UNSUBSCRIBE, "newsletter:unsubscribe")}
+        fields = {"unsubscribe_url": Purpose.UNSUBSCRIBE}
         if merge_field:
-            fields["preferences_url"] = (Purpose.PREFERENCES, "newsletter:preferences")
-        # reverse() once, not per recipient: it costs more than signing the token.
-        slots = {
-            field: (purpose, site_link(view, token=_PATH_SLOT))
-            for field, (purpose, view) in fields.items()
-        }
+            fields["preferences_url"] = Purpose.PREFERENCES
         links = {
             s.email: {
-                field: link.replace(_PATH_SLOT, make_token(s, purpose))
-                for field, (purpose, link) in slots.items()
+                field: self._link(s, purpose) for field, purpose in fields.items()
             }
             for s in subscribers
         }

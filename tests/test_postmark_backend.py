@@ -151,3 +151,34 @@ def test_an_answer_that_is_not_postmarks_is_an_api_error():
     payload = backend.build_message_payload(message, backend.send_defaults)
     with pytest.raises(AnymailRequestsAPIError):
         backend.parse_recipient_status(answer([{"What": "?"}]), payload, message)
+
+
+PROXY_AND_CA_VARIABLES = [
+    *("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"),
+    *("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"),
+]
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"HTTPS_PROXY": "http://proxy.example:3128"},
+        {"HTTPS_PROXY": "http://proxy.example:3128", "NO_PROXY": "postmarkapp.com"},
+        {"REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"},
+        {},
+    ],
+)
+def test_proxies_and_ca_bundle_from_the_environment_apply_as_requests_applies_them(
+    monkeypatch, environment
+):
+    for name in PROXY_AND_CA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    backend = EmailBackend(**TOKEN)
+    url = backend.api_url + "email/batch"
+    ours = backend.create_session()
+    settings = ours.merge_environment_settings(url, {}, None, None, None)
+    expected = requests.Session().merge_environment_settings(url, {}, None, None, None)
+    assert settings["proxies"] == expected["proxies"]
+    assert settings["verify"] == expected["verify"]
