@@ -251,6 +251,9 @@ def _post_repeatedly(url: str, body: bytes, recipients: int) -> int:
     import requests
 
     session = requests.Session()
+    session.trust_env = (
+        False  # as the product's session: no environment scan per request
+    )
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json",

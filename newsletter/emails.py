@@ -173,6 +173,7 @@ def welcome_message(subscriber: Subscriber) -> EmailMultiAlternatives:
 # characters and ':', so substituting them into rendered HTML is safe.
 _UNSUBSCRIBE_URL = "%%unsubscribe_url%%"
 _PREFERENCES_URL = "%%preferences_url%%"
+_PLACEHOLDER = re.compile(f"({_UNSUBSCRIBE_URL}|{_PREFERENCES_URL})")
 
 # Links in a post body may be relative to the site; in an inbox they must be whole.
 _RELATIVE_LINK = re.compile(r'(\s(?:href|src)=")/(?!/)')
@@ -263,6 +264,11 @@ class PostEmail:
         if self.shortened:
             self.full = False
             self.rendered = render_email("post", post_email_context(post, full=False))
+        # Cut once at the placeholders: addressing a copy is then one join per body.
+        self._pieces = [
+            _PLACEHOLDER.split(self.rendered.text),
+            _PLACEHOLDER.split(self.rendered.html),
+        ]
 
     def _link(self, subscriber: Subscriber, purpose: Purpose) -> str:
         """The subscriber's own link for `purpose`, as unsubscribe_url() and
@@ -371,9 +377,10 @@ class PostEmail:
     def _addressed(
         self, *, to: str, links: dict[str, str], connection=None
     ) -> EmailMultiAlternatives:
-        text, html = self.rendered.text, self.rendered.html
-        for placeholder, url in links.items():
-            text, html = text.replace(placeholder, url), html.replace(placeholder, url)
+        text, html = (
+            "".join([links.get(piece, piece) for piece in pieces])
+            for pieces in self._pieces
+        )
         personal = RenderedEmail(subject=self.rendered.subject, text=text, html=html)
         return build_message(
             personal,

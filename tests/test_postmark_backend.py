@@ -6,7 +6,11 @@ import json
 import pytest
 import requests
 from anymail.backends.postmark import EmailBackend as AnymailPostmark
-from anymail.exceptions import AnymailInvalidAddress, AnymailRequestsAPIError
+from anymail.exceptions import (
+    AnymailInvalidAddress,
+    AnymailRequestsAPIError,
+    AnymailSerializationError,
+)
 from anymail.message import AnymailMessage
 
 from newsletter.delivery.postmark import EmailBackend
@@ -51,18 +55,25 @@ def payloads(message):
         ["UP@Example.ORG", "o'brien@example.org", "x_y%z@sub-domain.example.org"],
     ],
 )
-def test_the_request_is_anymails_to_the_byte(to):
+def test_the_request_is_anymails(to):
     ours, theirs = payloads(batch_message(to))
     assert ours.get_api_endpoint() == theirs.get_api_endpoint()
-    body = ours.serialize_data()
-    assert json.loads(body) == json.loads(theirs.serialize_data())
-    assert body == theirs.serialize_data().encode()
+    assert json.loads(ours.serialize_data()) == json.loads(theirs.serialize_data())
 
 
-def test_a_message_without_bodies_is_anymails_too():
+def test_a_single_message_is_anymails_too():
     message = AnymailMessage(from_email="news@example.org", to=["a@example.org"])
+    message.extra_headers = {"List-Unsubscribe": "<https://example.org/u/1/>"}
     ours, theirs = payloads(message)
-    assert ours.serialize_data() == theirs.serialize_data().encode()
+    assert ours.get_api_endpoint() == theirs.get_api_endpoint() == "email"
+    assert json.loads(ours.serialize_data()) == json.loads(theirs.serialize_data())
+
+
+def test_what_json_cannot_carry_is_anymails_serialization_error():
+    message = batch_message(["a@example.org"])
+    message.metadata = {"batch": object()}
+    with pytest.raises(AnymailSerializationError):
+        payloads(message)[0].serialize_data()
 
 
 @pytest.mark.parametrize(
