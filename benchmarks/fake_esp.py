@@ -419,6 +419,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(500, {"message": f"Fake ESP error: {exc!r}"})
             return
 
+        if stored is not None:
+            # Exactly as it came, so that a bare client can post the very same
+            # request again (benchmarks/fanout.py).
+            stored["request_body"] = body
         dropped = fault == "drop"
         if deliveries or stored is not None:
             fake._record(deliveries, stored, dropped)
@@ -446,7 +450,13 @@ class _Handler(BaseHTTPRequestHandler):
                         "by_address": dict(fake._by_address),
                     }
             elif method == "GET" and name == "messages":
-                result = {"messages": fake.get_messages(limit())}
+                # JSON carries the request's bytes as latin-1 code points.
+                result = {
+                    "messages": [
+                        {**m, "request_body": m["request_body"].decode("latin-1")}
+                        for m in fake.get_messages(limit())
+                    ]
+                }
             elif method == "GET" and name == "deliveries":
                 address = query.get("address", [None])[0]
                 found = fake.deliveries(address=address, limit=limit())

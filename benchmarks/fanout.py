@@ -19,7 +19,6 @@ copy_s=… rss_growth_mb=… n=…
 """
 
 import argparse
-import json
 import multiprocessing
 import os
 import subprocess
@@ -268,15 +267,17 @@ def _post_repeatedly(url: str, body: bytes, recipients: int) -> int:
 
 
 def bare_client_rate(client: FakeESPClient, endpoint: str, processes: int) -> float:
-    """Post copies of the last request the product made, from `processes` clients."""
+    """Post copies of the last request the product made, byte for byte, from
+    `processes` clients."""
     from django.db import connections
 
-    payload = client.messages(limit=1)[0]["payload"]
+    (last,) = client.messages(limit=1)
+    payload = last["payload"]
     if isinstance(payload, dict) and "Messages" in payload:  # the bulk API
         recipients = len(payload["Messages"])
     else:
         recipients = len(payload) if isinstance(payload, list) else 1
-    body = json.dumps(payload).encode()
+    body = last["request_body"].encode("latin-1")
     connections.close_all()  # children must not share (and close) our connection
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         totals = pool.starmap(

@@ -299,8 +299,9 @@ class Delivery(models.Model):
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
-        # Handed to the provider, answer not yet recorded. A row left here by a dead
-        # worker may or may not have gone out: it becomes UNCERTAIN, never resent.
+        # A digest handed to the provider, answer not yet recorded. A row left here
+        # by a dead worker may or may not have gone out: it becomes UNCERTAIN, never
+        # resent. (A post's rows stay QUEUED while their batch is SENDING.)
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"

@@ -118,13 +118,12 @@ def test_a_worker_dying_mid_batch_leaves_it_uncertain_for_review(
     settings, planned, fake_esp
 ):
     batch = planned.batches.order_by("number").first()
-    # The worker claimed the batch and its recipients, then died.
+    # The worker claimed the batch, then died before recording any answer.
     Batch.objects.filter(pk=batch.pk).update(
         status=Batch.Status.SENDING,
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
     )
-    batch.deliveries.update(status=Delivery.Status.SENDING)
     assert delivery.reap()["stale_claims"] == 1
     batch.refresh_from_db()
     assert (batch.status, batch.uncertain) == (Batch.Status.UNCERTAIN, 2)
@@ -186,7 +185,6 @@ def test_resolving_with_the_provider_resends_only_what_it_never_took(
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
     )
-    first.deliveries.update(status=Delivery.Status.SENDING)
     delivery.reap()
     for batch in others:
         delivery.send_batch(batch_id=batch.pk)

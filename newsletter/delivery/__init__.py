@@ -5,12 +5,13 @@ The database is the source of truth and the broker only rings the doorbell:
 2. Planning (planner.py) walks the audience by keyset, a page per step, writing the
    ledger (one Delivery per recipient) into batches; the cursor moves in the same
    transaction.
-3. A batch task (sender.py) claims its batch with one conditional UPDATE, renders
-   the post once, claims its recipients (QUEUED -> SENDING), hands them to the
+3. A batch task (sender.py) claims its batch with one conditional UPDATE (the
+   claim on its QUEUED rows), renders the post once, hands the recipients to the
    provider (one batch API call, or one message each) within the shared sending
-   budget (ratelimit.py), and records each outcome. Errors that prove the provider
-   took nothing are retried; ambiguous ones leave deliveries UNCERTAIN, never
-   resent blindly. Failures in a row pause the send (circuit breaker).
+   budget (ratelimit.py), and records each outcome: one write per ledger row.
+   Errors that prove the provider took nothing are retried; ambiguous ones leave
+   deliveries UNCERTAIN, never resent blindly. Failures in a row pause the send
+   (circuit breaker).
 4. The reaper (reaper.py) re-rings doorbells the broker lost, turns claims dead
    workers left into UNCERTAIN, and resumes paused sends after their cool-down.
 5. The author pauses, resumes, cancels, and resolves uncertain batches (control.py).

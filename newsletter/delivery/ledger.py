@@ -14,7 +14,6 @@ from ..models import Batch, Delivery, Subscriber
 D = Delivery._meta.db_table
 B = Batch._meta.db_table
 S = Subscriber._meta.db_table
-WAITING = (Delivery.Status.QUEUED, Delivery.Status.SENDING)
 
 
 class Recipient(NamedTuple):
@@ -26,43 +25,32 @@ class Recipient(NamedTuple):
     email: str
 
 
-def claim_recipients(batch_id: int) -> list[Recipient]:
-    """Claim the batch's queued deliveries (QUEUED -> SENDING) and return them.
+def batch_recipients(batch_id: int) -> tuple[list[Recipient], list[int]]:
+    """The batch's queued deliveries: the recipients still in the audience, and the
+    ids of those who left it since planning (unsubscribed, suppressed or paused:
+    see SubscriberQuerySet.confirmed).
 
-    Readers who left the audience since planning (unsubscribed, suppressed or
-    paused: see SubscriberQuerySet.confirmed) are marked SKIPPED in the same
-    statement. A SENDING row is one handed to the provider without an answer
-    recorded yet: if the worker dies now, it becomes UNCERTAIN, never resent.
+    Read, not written: the batch's SENDING status is the claim on its queued rows,
+    and their outcomes are written once, when the provider has answered. A worker
+    that dies holding the batch leaves them QUEUED in a SENDING batch; the reaper
+    marks them UNCERTAIN, never resent blindly.
     """
-    active = (
-        f"EXISTS (SELECT 1 FROM {S} s WHERE s.id = {D}.subscriber_id"
-        " AND s.status = %s AND s.paused_at IS NULL)"
-    )
     sql = f"""
-        UPDATE {D}
-        SET status = CASE WHEN {active} THEN %s ELSE %s END,
-            error = CASE WHEN {active} THEN '' ELSE %s END
-        WHERE batch_id = %s AND status = %s
-        RETURNING id, subscriber_id, status,
-            (SELECT email FROM {S} s WHERE s.id = {D}.subscriber_id)
+        SELECT d.id, d.subscriber_id, s.email, s.status = %s AND s.paused_at IS NULL
+        FROM {D} d JOIN {S} s ON s.id = d.subscriber_id
+        WHERE d.batch_id = %s AND d.status = %s
+        ORDER BY d.id
     """
-    params = [
-        Subscriber.Status.ACTIVE,
-        Delivery.Status.SENDING,
-        Delivery.Status.SKIPPED,
-        Subscriber.Status.ACTIVE,
-        "left the audience before sending",
-        batch_id,
-        Delivery.Status.QUEUED,
-    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(
+            sql, [Subscriber.Status.ACTIVE, batch_id, Delivery.Status.QUEUED]
+        )
         rows = cursor.fetchall()
-    return sorted(
-        Recipient(pk, subscriber_id, email)
-        for pk, subscriber_id, status, email in rows
-        if status == Delivery.Status.SENDING
-    )
+    recipients = [
+        Recipient(pk, sid, email) for pk, sid, email, active in rows if active
+    ]
+    left = [pk for pk, _sid, _email, active in rows if not active]
+    return recipients, left
 
 
 class Outcome(NamedTuple):
@@ -125,15 +113,15 @@ def close_batch(
     DONE. Returns (new status, batches of the send still queued or sending), or
     None when the batch was not in `from_status`.
     """
-    waiting = ", ".join(f"'{s}'" for s in WAITING)
     has = f"EXISTS (SELECT 1 FROM {D} d WHERE d.batch_id = {B}.id AND d.status"
+    waiting = f"{has} = '{Delivery.Status.QUEUED}')"
     sql = f"""
         UPDATE {B}
         SET status = CASE
-                WHEN {has} IN ({waiting})) THEN %s
+                WHEN {waiting} THEN %s
                 WHEN {has} = %s) THEN %s
                 ELSE %s END,
-            finished_at = CASE WHEN {has} IN ({waiting})) THEN NULL ELSE %s END,
+            finished_at = CASE WHEN {waiting} THEN NULL ELSE %s END,
             touched_at = %s,
             last_error = %s,
             sent = {_count(Delivery.Status.SENT)},

@@ -34,9 +34,10 @@ def reap() -> dict[str, int]:
                 pk=batch_id, status=Batch.Status.SENDING, touched_at=touched_at
             ).update(touched_at=now):
                 continue
-            # The worker died between handing these over and recording the answer.
+            # The worker died holding the batch: any of its queued rows may have
+            # been handed over without the answer being recorded.
             Delivery.objects.filter(
-                batch_id=batch_id, status=Delivery.Status.SENDING
+                batch_id=batch_id, status=Delivery.Status.QUEUED
             ).update(
                 status=Delivery.Status.UNCERTAIN,
                 error="worker stopped while sending; not resent automatically",

@@ -1,7 +1,7 @@
 """Sending one batch: claim it, render once, hand it to the provider, record outcomes.
 
 Five database statements per batch, whatever its size (the last batch of a send adds
-one to close the send): claim the batch, load the send and post, claim the
+one to close the send): claim the batch, load the send and post, read the
 recipients, record every outcome, close the batch.
 
 Where anymail can send one API call to many recipients with per-recipient data
@@ -125,8 +125,12 @@ def send_batch(*, batch_id: int) -> None:
     if not claimed:
         return  # done already, another worker has it, or its send is paused
     batch = Batch.objects.select_related("send__post").get(pk=batch_id)
-    recipients = ledger.claim_recipients(batch_id)
+    recipients, left = ledger.batch_recipients(batch_id)
     outcomes, trouble = _hand_over(batch, recipients)
+    for delivery_id in left:
+        outcomes[delivery_id] = Outcome(
+            Delivery.Status.SKIPPED, error="left the audience before sending"
+        )
     now = timezone.now()
     ledger.record_outcomes(outcomes, now)
     closed = ledger.close_batch(
@@ -152,13 +156,13 @@ def send_batch(*, batch_id: int) -> None:
 def _hand_over(
     batch: Batch, recipients: list[Recipient]
 ) -> tuple[dict[int, Outcome], Exception | None]:
-    """Give the recipients to the provider. Returns each one's outcome (recipients
-    never attempted go back to QUEUED) and the error that stopped it, if any."""
+    """Give the recipients to the provider. Returns the outcome of each one
+    attempted (the others stay QUEUED) and the error that stopped it, if any."""
     how = channel()
     post_email = _rendered(batch.send)
     budget = sending_budget(how.esp)
     size = how.batch_size if how.batched else 1
-    outcomes = {r.delivery_id: Outcome(Delivery.Status.QUEUED) for r in recipients}
+    outcomes: dict[int, Outcome] = {}
     with mail.get_connection(how.backend) as connection:
         for chunk in _chunks(recipients, size):
             try:
