@@ -14,6 +14,10 @@ from anymail.exceptions import (
 from anymail.message import AnymailMessage
 
 from newsletter.delivery.postmark import EmailBackend
+from newsletter.emails import PostEmail
+from newsletter.models import Subscriber
+
+from .factories import PublishedPostFactory
 
 TOKEN = {"server_token": "test-token"}
 
@@ -193,3 +197,18 @@ def test_proxies_and_ca_bundle_from_the_environment_apply_as_requests_applies_th
     expected = requests.Session().merge_environment_settings(url, {}, None, None, None)
     assert settings["proxies"] == expected["proxies"]
     assert settings["verify"] == expected["verify"]
+
+
+@pytest.mark.django_db
+def test_a_post_addressed_to_a_reader_goes_as_anymail_would_send_it():
+    post = PublishedPostFactory(
+        title="Sodexo & Nacro: “requires improvement”",
+        body="## Findings\n\nCaseloads of 60\u201370; "
+        'a "tab\there"; café, naïve, 𝛑.\n\n[The report](/reports/1/) \\ back\\slash',
+    )
+    reader = Subscriber.objects.create(email="reader@example.org")
+    message = PostEmail(post).for_subscriber(reader)
+    assert "/unsubscribe/" in message.body
+    assert message.body.json == json.dumps(message.body)
+    ours, theirs = payloads(message)
+    assert ours.serialize_data() == theirs.serialize_data().encode()

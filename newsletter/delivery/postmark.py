@@ -23,6 +23,8 @@ from anymail.backends.postmark import PostmarkPayload
 from anymail.message import AnymailRecipientStatus
 from anymail.utils import EmailAddress, parse_address_list
 
+from ..emails import EncodedText
+
 # An address with nothing to quote, decode or IDNA-encode: parsing it could only
 # split it at its "@".
 _BARE_ADDRESS = re.compile(
@@ -73,8 +75,9 @@ class Payload(PostmarkPayload):
 
     def serialize_data(self) -> bytes:
         """anymail's request body, byte for byte, with each body encoded once
-        however many copies the batch holds: they go in as markers and come out
-        as the encoded body, in one pass that writes the (~15 MB) result once.
+        however many copies the batch holds (or not at all, when it comes
+        encoded): they go in as markers and come out as the encoded body, in one
+        pass that writes the (~15 MB) result once.
 
         (orjson would encode faster, but only to raw UTF-8, which takes a JSON
         parser ~60% longer to read than anymail's ASCII escapes.)"""
@@ -85,7 +88,11 @@ class Payload(PostmarkPayload):
         finally:
             self.data.update(bodies)
         encoded = {
-            _ENCODED_MARKERS[field]: self.serialize_json(body).encode()
+            _ENCODED_MARKERS[field]: (
+                body.json
+                if isinstance(body, EncodedText)
+                else self.serialize_json(body)
+            ).encode()
             for field, body in bodies.items()
         }
         return _ENCODED_MARKER.sub(lambda found: encoded[found[0]], skeleton)
