@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -255,6 +256,25 @@ def test_tampering_with_the_subscriber_id_in_a_token_is_refused(
         assert client.post(token_url(purpose, forged)).status_code == 404
     victim.refresh_from_db()
     assert victim.status == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_a_token_is_exactly_what_djangos_signing_makes(reader, monkeypatch, purpose):
+    from django.utils.crypto import salted_hmac
+
+    monkeypatch.setattr("time.time", lambda: 1_795_000_000.5)
+    reader.confirmation_sent_at = datetime(2026, 11, 1, 9, 30, 15, 250, tzinfo=UTC)
+    new_email = "zoë.new@example.org" if purpose == Purpose.CHANGE_EMAIL else ""
+    issued_for = reader.email + {
+        Purpose.CONFIRM: f"|{reader.confirmation_sent_at.timestamp()}",
+        Purpose.CHANGE_EMAIL: f"|{new_email}",
+    }.get(purpose, "")
+    fingerprint = salted_hmac(f"newsletter.tokens.{purpose}", issued_for)
+    expected = signing.dumps(
+        [reader.pk, fingerprint.hexdigest()[:16]] + ([new_email] if new_email else []),
+        salt=f"newsletter.tokens.{purpose}",
+    )
+    assert make_token(reader, purpose, new_email=new_email) == expected
 
 
 @pytest.mark.parametrize("purpose", list(Purpose))
