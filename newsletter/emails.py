@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import make_msgid
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import css_inline
@@ -72,7 +73,12 @@ def site_link(view_name: str, **kwargs) -> str:
 
 
 def site_domain() -> str:
-    host = urlsplit(settings.SITE_URL).hostname or "localhost"
+    return _domain(settings.SITE_URL)
+
+
+@lru_cache(maxsize=8)  # three times per email, and tests change SITE_URL
+def _domain(url: str) -> str:
+    host = urlsplit(url).hostname or "localhost"
     return host.encode("idna").decode("ascii")
 
 
