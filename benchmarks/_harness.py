@@ -118,14 +118,26 @@ def start_worker(env: dict[str, str], name: str) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> float:
-    """Stop a child process; returns its peak RSS in MB."""
-    # os.kill and os.wait4 directly: Popen's own methods would reap the child
-    # and lose its resource usage.
+    """Stop a child process; returns its peak RSS in MB (0 if it had exited)."""
+    try:
+        rss = peak_rss_mb(process.pid)
+    except (FileNotFoundError, ValueError):  # gone, or a zombie without memory
+        rss = 0.0
     with contextlib.suppress(ProcessLookupError):
         os.kill(process.pid, sig)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024
+    process.wait()
+    return rss
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's own peak RSS (VmHWM), in MB.
+
+    Not getrusage's ru_maxrss: a child that Python starts with vfork and exec is
+    charged there with its parent's peak, when that is the larger.
+    """
+    status = Path(f"/proc/{pid}/status").read_text()
+    (kb,) = (line.split()[1] for line in status.splitlines() if line[:6] == "VmHWM:")
+    return int(kb) / 1024
 
 
 def wait_for(condition, timeout: float, every: float = 0.05) -> None:
