@@ -15,7 +15,7 @@ import json
 import os
 import re
 import secrets
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import requests
 from anymail.backends.postmark import EmailBackend as AnymailPostmarkBackend
@@ -60,18 +60,11 @@ def _addresses(value, field: str) -> list[EmailAddress]:
 
 class Payload(PostmarkPayload):
     base_message_attrs = tuple(
-        (attr, combiner, f"{attr}_addresses" if attr in _ADDRESS_FIELDS else convert)
+        (attr, combiner, partial(_addresses, field=attr))
+        if attr in _ADDRESS_FIELDS
+        else (attr, combiner, convert)
         for attr, combiner, convert in PostmarkPayload.base_message_attrs
     )
-
-    def from_email_addresses(self, value):
-        return _addresses(value, "from_email")
-
-    def to_addresses(self, value):
-        return _addresses(value, "to")
-
-    def reply_to_addresses(self, value):
-        return _addresses(value, "reply_to")
 
     def serialize_data(self) -> bytes:
         """anymail's request body, byte for byte, with each body encoded once
