@@ -212,3 +212,57 @@ def test_a_post_addressed_to_a_reader_goes_as_anymail_would_send_it():
     assert message.body.json == json.dumps(message.body)
     ours, theirs = payloads(message)
     assert ours.serialize_data() == theirs.serialize_data().encode()
+
+
+def single_message(to: str) -> AnymailMessage:
+    message = AnymailMessage(
+        subject="Inspection", body="Text", from_email="news@example.org", to=[to]
+    )
+    message.extra_headers = {"List-Unsubscribe": "<https://example.org/u/1/>"}
+    return message
+
+
+@pytest.mark.parametrize(
+    "make_message",
+    [
+        lambda: batch_message(["reader1@example.org", "Zoë <zoe@example.org>"]),
+        lambda: single_message("reader@example.org"),
+    ],
+)
+def test_the_provider_gets_anymails_very_request_and_its_answer_reads_alike(
+    fake_esp, make_message
+):
+    sent = []
+    for backend in (AnymailPostmark(), EmailBackend()):
+        message = make_message()
+        assert backend.send_messages([message]) == 1
+        (request,) = fake_esp.get_messages(limit=1)
+        statuses = {
+            address: status.status
+            for address, status in message.anymail_status.recipients.items()
+        }
+        sent.append((request["request_headers"], request["request_body"], statuses))
+    assert sent[0] == sent[1]
+    assert fake_esp.stats()["accepted_requests"] == 2
+
+
+def test_a_proxy_from_the_environment_carries_the_request(
+    fake_esp, monkeypatch, settings
+):
+    for name in [*PROXY_AND_CA_VARIABLES, "HTTP_PROXY", "http_proxy"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fake_esp.url)  # the fake ESP plays the proxy
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "POSTMARK_API_URL": "http://postmark.invalid/",
+    }
+    assert EmailBackend().send_messages([single_message("reader@example.org")]) == 1
+    assert fake_esp.recipients() == {"reader@example.org": 1}
+
+
+def test_one_connection_carries_every_message_while_the_backend_is_open(fake_esp):
+    with EmailBackend() as backend:
+        for i in range(3):
+            backend.send_messages([single_message(f"reader{i}@example.org")])
+    assert fake_esp.count == 3
+    assert fake_esp.stats()["connections"] == 1

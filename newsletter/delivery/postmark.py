@@ -6,9 +6,12 @@ work together: it parses every address it is given, and every address Postmark
 answers with, through Python's email header parser (~30 µs each), and it
 JSON-encodes each of the 500 copies of the ~30 KB body. This backend skips the
 parser for bare addresses (and remembers the few others: From, Reply-To), encodes
-each body once, and reads the proxy settings once per connection.
+each body once, and posts through urllib3 (on which requests itself is built)
+rather than requests, whose per-call bookkeeping (settings merges, cookies, hooks)
+costs more than everything else a one-message-per-reader send does per message.
 Requests, errors and per-recipient statuses are anymail's own; anything out of the
-ordinary goes through anymail's code unchanged.
+ordinary (a proxy, anymail's request debugging) goes through anymail's code
+unchanged.
 """
 
 import json
@@ -16,12 +19,17 @@ import os
 import re
 import secrets
 from functools import lru_cache, partial
+from urllib.parse import urlsplit
 
+import certifi
 import requests
+import urllib3
 from anymail.backends.postmark import EmailBackend as AnymailPostmarkBackend
 from anymail.backends.postmark import PostmarkPayload
+from anymail.exceptions import AnymailRequestsAPIError
 from anymail.message import AnymailRecipientStatus
 from anymail.utils import EmailAddress, parse_address_list
+from requests.structures import CaseInsensitiveDict
 
 from ..emails import EncodedText
 
@@ -58,6 +66,13 @@ def _addresses(value, field: str) -> list[EmailAddress]:
     return list(_parsed(values, field))
 
 
+def _merged(defaults, headers) -> CaseInsensitiveDict:
+    """Header defaults overridden by a request's own, as requests merges them."""
+    merged = CaseInsensitiveDict(defaults)
+    merged.update(headers)
+    return merged
+
+
 class Payload(PostmarkPayload):
     base_message_attrs = tuple(
         (attr, combiner, partial(_addresses, field=attr))
@@ -92,6 +107,86 @@ class Payload(PostmarkPayload):
 
 
 class EmailBackend(AnymailPostmarkBackend):
+    # urllib3's connection to Postmark, while open; None where requests is needed.
+    pool: urllib3.HTTPConnectionPool | None = None
+
+    def open(self):
+        opened = super().open()
+        if opened and self.session is not None:
+            self.pool = self._direct_pool(self.session)
+            self.pool_netloc = urlsplit(self.api_url).netloc
+        return opened
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            if self.pool is not None:
+                self.pool.close()
+                self.pool = None
+
+    def _direct_pool(
+        self, session: requests.Session
+    ) -> urllib3.HTTPConnectionPool | None:
+        """One kept-alive connection with the session's TLS verification and
+        anymail's timeouts, or None when requests has more to do (a proxy, or
+        anymail's request debugging)."""
+        if session.proxies or self.debug_api_requests:
+            return None
+        connect, read = (
+            self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
+        )
+        tls = {}
+        if self.api_url.startswith("https:"):
+            bundle = certifi.where() if session.verify is True else session.verify
+            where = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
+            tls = {"cert_reqs": "CERT_REQUIRED", where: bundle}
+        return urllib3.connection_from_url(
+            self.api_url,
+            maxsize=1,
+            timeout=urllib3.Timeout(connect=connect, read=read),
+            retries=False,  # a retry is the delivery engine's decision, not ours
+            headers=dict(session.headers),
+            **tls,
+        )
+
+    def post_to_esp(self, payload, message):
+        """anymail's post, through urllib3: the same request, and an answer that is
+        a requests.Response as anymail expects. A connection error is raised as
+        anymail's AnymailRequestsAPIError from urllib3's own error."""
+        params = payload.get_request_params(self.api_url)
+        extras = [name for name in ("params", "files", "auth") if params.get(name)]
+        url = urlsplit(params["url"])
+        if (
+            self.pool is None
+            or extras
+            or (url.netloc, url.query) != (self.pool_netloc, "")
+        ):
+            return super().post_to_esp(payload, message)
+        try:
+            answer = self.pool.urlopen(
+                params["method"],
+                url.path,  # the pool's host (a whole URL would be parsed twice)
+                body=params["data"],
+                headers=_merged(self.pool.headers, params["headers"]),
+                retries=False,
+            )
+        except urllib3.exceptions.HTTPError as err:
+            raise AnymailRequestsAPIError(
+                f"Error posting to {params['url']}:",
+                email_message=message,
+                payload=payload,
+            ) from err
+        response = requests.Response()
+        response.status_code = answer.status
+        response.reason = answer.reason
+        response.headers = CaseInsensitiveDict(answer.headers)
+        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        response.url = params["url"]
+        response._content = answer.data
+        self.raise_for_status(response, payload, message)
+        return response
+
     def create_session(self):
         """anymail's session, with the proxy and CA bundle settings read from the
         environment once per connection instead of on every request (requests

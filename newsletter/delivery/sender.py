@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core import mail
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ..emails import PostEmail
 from ..models import Batch, Delivery, Send
@@ -266,7 +266,8 @@ def provider_refused(exc: BaseException) -> bool:
             return True
         if exc.__cause__ is not None:  # the requests error anymail wrapped
             return provider_refused(exc.__cause__)
-    if isinstance(exc, requests.ConnectTimeout):
+    # requests', or urllib3's (NewConnectionError is one): no connection was made.
+    if isinstance(exc, requests.ConnectTimeout | ConnectTimeoutError):
         return True
     if isinstance(exc, requests.ConnectionError):
         # requests raises ConnectionError both for a refused connection and for one
