@@ -8,7 +8,8 @@ For each N (10,000 and 100,000; --full adds 1,000,000) on PostgreSQL and Redis:
   workers (subprocesses, --workers of them) in batch mode (Postmark /email/batch, or
   with --postmark-bulk its bulk API) and in one-message-per-recipient mode;
 * batch_limit / per_message_limit: a bare client (as many processes as workers)
-  posting pre-built copies of the very requests the product made, as fast as it can;
+  posting pre-built copies of the very requests the product made (headers and
+  body), as fast as it can: over one kept-alive http.client connection each;
 * naive: a loop that renders and send_mail()s one message per subscriber, the way
   django-newsletter does (measured on the first --naive-n subscribers);
 * peak RSS of the planner and of each worker, and DB queries per batch.
@@ -19,11 +20,13 @@ copy_s=… rss_growth_mb=… n=…
 """
 
 import argparse
+import http.client
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 from benchmarks import _harness as h
 from benchmarks.fake_esp import FakeESPClient
@@ -256,29 +259,27 @@ def queries_per_batch() -> int:
     return len(queries)
 
 
-def _post_repeatedly(url: str, body: bytes, recipients: int) -> int:
-    import requests
-
-    session = requests.Session()
-    session.trust_env = (
-        False  # as the product's session: no environment scan per request
-    )
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "X-Postmark-Server-Token": "bench",
-    }
+def _post_repeatedly(url: str, headers: dict, body: bytes, recipients: int) -> int:
+    """Post one request again and again over one kept-alive connection, with the
+    standard library's http.client: nothing per request but the HTTP itself."""
+    target = urlsplit(url)
+    connection = http.client.HTTPConnection(target.hostname, target.port)
     sent = 0
     deadline = time.perf_counter() + LIMIT_SECONDS
     while time.perf_counter() < deadline:
-        session.post(url, data=body, headers=headers).raise_for_status()
+        connection.request("POST", target.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"the fake ESP answered {answer.status}")
         sent += recipients
+    connection.close()
     return sent
 
 
 def bare_client_rate(client: FakeESPClient, endpoint: str, processes: int) -> float:
-    """Post copies of the last request the product made, byte for byte, from
-    `processes` clients."""
+    """Post copies of the last request the product made, headers and body byte for
+    byte, from `processes` clients."""
     from django.db import connections
 
     (last,) = client.messages(limit=1)
@@ -288,11 +289,10 @@ def bare_client_rate(client: FakeESPClient, endpoint: str, processes: int) -> fl
     else:
         recipients = len(payload) if isinstance(payload, list) else 1
     body = last["request_body"].encode("latin-1")
+    request = (client.url + endpoint, last["request_headers"], body, recipients)
     connections.close_all()  # children must not share (and close) our connection
     with multiprocessing.get_context("fork").Pool(processes) as pool:
-        totals = pool.starmap(
-            _post_repeatedly, [(client.url + endpoint, body, recipients)] * processes
-        )
+        totals = pool.starmap(_post_repeatedly, [request] * processes)
     client.reset()
     return sum(totals) / LIMIT_SECONDS
 
