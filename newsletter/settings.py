@@ -179,9 +179,41 @@ NEWSLETTER_DKIM_DOMAIN = os.environ.get("NEWSLETTER_DKIM_DOMAIN", "")
 NEWSLETTER_DKIM_SELECTOR = os.environ.get("NEWSLETTER_DKIM_SELECTOR", "")
 NEWSLETTER_DKIM_KEY_FILE = os.environ.get("NEWSLETTER_DKIM_KEY_FILE", "")
 OUTBOX_DIR = Path(os.environ.get("OUTBOX_DIR", VAR_DIR / "outbox"))
+# anymail's settings that are yes/no or a number (any ESP's, e.g.
+# POSTMARK_USE_BULK_API): from the environment's text, or a refusal to start, so
+# that "false" never reads as a (true) non-empty string.
+ANYMAIL_FLAGS = (
+    "USE_BULK_API",
+    "IGNORE_RECIPIENT_STATUS",
+    "IGNORE_UNSUPPORTED_FEATURES",
+    "DEBUG_API_REQUESTS",
+)
+ANYMAIL_NUMBERS = ("REQUESTS_TIMEOUT",)
+
+
+def anymail_setting(name: str, value: str) -> str | bool | float:
+    if name.endswith(ANYMAIL_FLAGS):
+        flag = value.strip().lower()
+        if flag in ("1", "true", "yes", "on"):
+            return True
+        if flag in ("0", "false", "no", "off", ""):
+            return False
+        raise ImproperlyConfigured(
+            f"ANYMAIL_{name} must be true or false (1/0, yes/no), not {value!r}."
+        )
+    if name.endswith(ANYMAIL_NUMBERS):
+        try:
+            return float(value)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"ANYMAIL_{name} must be a number of seconds, not {value!r}."
+            ) from None
+    return value
+
+
 # Every ANYMAIL_FOO variable becomes ANYMAIL["FOO"], e.g. ANYMAIL_POSTMARK_SERVER_TOKEN.
 ANYMAIL = {
-    name.removeprefix("ANYMAIL_"): value
+    name.removeprefix("ANYMAIL_"): anymail_setting(name.removeprefix("ANYMAIL_"), value)
     for name, value in os.environ.items()
     if name.startswith("ANYMAIL_")
 }

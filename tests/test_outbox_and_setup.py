@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -119,3 +120,30 @@ def test_every_anymail_variable_reaches_the_anymail_setting():
     assert result.returncode == 0, result.stderr
     assert '"POSTMARK_SERVER_TOKEN": "token-123"' in result.stdout
     assert '"WEBHOOK_SECRET": "user:pass"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "setting"),
+    [("false", False), ("0", False), ("No", False), ("true", True), ("1", True)],
+)
+def test_a_yes_or_no_anymail_variable_is_a_boolean_not_a_string(value, setting):
+    result = run_settings(
+        {"ANYMAIL_POSTMARK_USE_BULK_API": value, "ANYMAIL_REQUESTS_TIMEOUT": "12.5"}
+    )
+    assert result.returncode == 0, result.stderr
+    anymail = json.loads(result.stdout)
+    assert anymail["POSTMARK_USE_BULK_API"] is setting
+    assert anymail["REQUESTS_TIMEOUT"] == 12.5
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        {"ANYMAIL_POSTMARK_USE_BULK_API": "sometimes"},
+        {"ANYMAIL_REQUESTS_TIMEOUT": "thirty"},
+    ],
+)
+def test_an_anymail_variable_of_the_wrong_kind_refuses_to_start(variable):
+    result = run_settings(variable)
+    assert result.returncode != 0
+    assert next(iter(variable)) in result.stderr
