@@ -172,3 +172,14 @@ def test_a_publish_reaches_everyone_once_across_many_batches(
     assert sorted(m.to[0] for m in mail.outbox) == sorted(s.email for s in audience)
     assert not Batch.objects.exclude(status=Batch.Status.DONE).exists()
     assert Send.objects.get().status == Send.Status.DONE
+
+
+def test_a_starting_worker_loads_the_url_configuration_before_its_first_batch():
+    from django.urls import clear_url_caches, get_resolver
+
+    from newsletter.celery import load_the_url_configuration  # on worker_init
+
+    clear_url_caches()
+    assert not get_resolver()._populated
+    load_the_url_configuration()
+    assert get_resolver()._populated
