@@ -651,12 +651,16 @@ class FakeESP:
             found = [d for d in found if d.address == address]
         return found[-limit:] if limit else found
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | float]:
         """Counters: connections (TCP connections accepted, to check keep-alive),
         requests (ESP sends), accepted_requests, count, faults_5xx, faults_429,
-        drops, auth_failures, errors (4xx/5xx answered without a fault)."""
+        drops, auth_failures, errors (4xx/5xx answered without a fault); and
+        last_accepted_at, the time.monotonic() of the last accepted request (0.0
+        before any), a clock other processes on this machine share."""
         with self._lock:
-            return dict(self._stats, count=self._count)
+            return dict(
+                self._stats, count=self._count, last_accepted_at=self._last_accepted_at
+            )
 
     def reset(self, *, faults: bool = True) -> None:
         """Forget recordings and stats; also restore the initial faults unless
@@ -734,6 +738,7 @@ class FakeESP:
     def _clear(self, *, faults: bool) -> None:
         with self._lock:
             self._count = 0
+            self._last_accepted_at = 0.0
             self._by_address: dict[str, int] = {}
             self._deliveries: list[Delivery] = []
             self._messages: collections.deque = collections.deque(
@@ -777,6 +782,7 @@ class FakeESP:
                     address = delivery.address
                     by_address[address] = by_address.get(address, 0) + 1
                 self._count += len(deliveries)
+                self._last_accepted_at = time.monotonic()
                 if self.record_deliveries:
                     self._deliveries.extend(deliveries)
             if stored is not None and self._messages.maxlen:

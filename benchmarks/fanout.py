@@ -229,10 +229,19 @@ def send_with_workers(
         h.wait_for(lambda: broker.llen("celery") == 0, timeout=120)
         time.sleep(1)  # the last doorbell taken is answered
         client.reset()
-        started = time.perf_counter()
+        started = time.monotonic()
         delivery.send_resume(send_id=send_id)
-        h.wait_for(lambda: client.stats()["count"] >= n, timeout=60 + n / 100)
-        elapsed = time.perf_counter() - started
+        stats = {}
+
+        def all_accepted() -> bool:
+            stats.update(client.stats())
+            return stats["count"] >= n
+
+        # Polled gently (each poll is a request the fake ESP answers while the
+        # workers want it); the end is the fake ESP's own note of the last
+        # accepted request, on the monotonic clock every process here shares.
+        h.wait_for(all_accepted, timeout=60 + n / 100, every=0.25)
+        elapsed = stats["last_accepted_at"] - started
     finally:
         rss = max(h.stop(p) for p in processes)
     return n / elapsed, rss
