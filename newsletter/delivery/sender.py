@@ -264,7 +264,7 @@ def provider_refused(exc: BaseException) -> bool:
     if isinstance(exc, AnymailAPIError):
         if exc.status_code is not None:
             return True
-        if exc.__cause__ is not None:  # the requests error anymail wrapped
+        if exc.__cause__ is not None:  # the requests or urllib3 error it wraps
             return provider_refused(exc.__cause__)
     # requests', or urllib3's (NewConnectionError is one): no connection was made.
     if isinstance(exc, requests.ConnectTimeout | ConnectTimeoutError):
