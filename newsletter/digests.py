@@ -6,19 +6,29 @@ at most once per period, however often beat rings or however many workers run.
 The round's ledger (DigestDelivery, unique per run and subscriber) is written in
 the transaction that creates the run; each row is claimed before its email goes
 out, so a repeated task sends nothing twice, and a row whose fate is unknown
-becomes UNCERTAIN, never resent.
+becomes UNCERTAIN, never resent. Digests draw on the sending budget posts use, and
+when the provider refuses for now (an error answer, no connection, a 429) the row
+goes back to the queue and the round stops, to be retried later as a whole.
 """
 
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from anymail.exceptions import AnymailRecipientsRefused
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from posts.models import Post
 
-from .delivery import provider_refused
+from .delivery import (
+    ProviderUnavailable,
+    RetryLater,
+    provider_refused,
+    retry_after,
+    take_from_budget,
+)
 from .emails import (
     build_message,
     list_headers,
@@ -40,6 +50,10 @@ Frequency = SubscriberTopic.Frequency
 # How far back a round looks for posts. Longer than the period, so a round that
 # beat missed loses nothing; the ledgers keep any post from coming twice.
 LOOKBACK = {Frequency.DAILY: timedelta(days=3), Frequency.WEEKLY: timedelta(days=15)}
+
+# A round still sending after this long is rung again (its task may have given up
+# or been lost): longer than its task's retries normally take.
+UNFINISHED_AFTER = timedelta(hours=2)
 
 # A post counts as sent to a reader unless the provider refused it or it was skipped.
 _NOT_SENT = [Delivery.Status.FAILED, Delivery.Status.SKIPPED]
@@ -119,17 +133,29 @@ def _unsent_matches(*, frequency: str, now: datetime) -> dict[int, list[int]]:
     return matches
 
 
+def unfinished_runs(*, now: datetime) -> list[int]:
+    """Rounds started over UNFINISHED_AFTER ago that still have digests queued."""
+    return list(
+        DigestRun.objects.filter(
+            finished_at__isnull=True, created_at__lt=now - UNFINISHED_AFTER
+        ).values_list("pk", flat=True)
+    )
+
+
 def send_digest_run(*, run_id: int) -> int:
-    """Send every queued digest of a round; returns how many went out."""
+    """Send every queued digest of a round; returns how many went out. Raises
+    RetryLater, leaving the rest queued, when the sending budget or the provider
+    says not now."""
     sent = 0
     pending = DigestDelivery.objects.filter(
         run_id=run_id, status=Delivery.Status.QUEUED
     ).values_list("pk", flat=True)
     for row_id in list(pending):
         sent += _send_one(row_id)
-    DigestRun.objects.filter(pk=run_id, finished_at__isnull=True).update(
-        finished_at=timezone.now()
-    )
+    # Finished once nothing is queued (another task may have put one back).
+    DigestRun.objects.filter(pk=run_id, finished_at__isnull=True).exclude(
+        Exists(pending)
+    ).update(finished_at=timezone.now())
     return sent
 
 
@@ -163,12 +189,20 @@ def _send_one(row_id: int) -> int:
         email, to=subscriber.email, headers=list_headers(unsubscribe_url=leave_url)
     )
     try:
+        take_from_budget(1)
         message.send()
+    except RetryLater:
+        _release(row)
+        raise
+    except AnymailRecipientsRefused as exc:  # this address, for good
+        _finish(row, Delivery.Status.FAILED, error=str(exc))
+        return 0
     except Exception as exc:
         if provider_refused(exc):
-            _finish(row, Delivery.Status.FAILED, error=str(exc))
-        else:  # possibly sent: never resent automatically
-            _finish(row, Delivery.Status.UNCERTAIN, error=str(exc))
+            _release(row)
+            raise ProviderUnavailable(str(exc), retry_after(exc)) from exc
+        # Possibly sent: never resent automatically.
+        _finish(row, Delivery.Status.UNCERTAIN, error=str(exc))
         return 0
     status = getattr(message, "anymail_status", None)
     _finish(
@@ -177,6 +211,11 @@ def _send_one(row_id: int) -> int:
         esp_message_id=(status.message_id or "") if status is not None else "",
     )
     return 1
+
+
+def _release(row: DigestDelivery) -> None:
+    """Give up the claim: nothing went out, and the round's retry sends it."""
+    DigestDelivery.objects.filter(pk=row.pk).update(status=Delivery.Status.QUEUED)
 
 
 def _finish(row: DigestDelivery, status: str, **fields) -> None:

@@ -9,6 +9,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from newsletter import delivery, digests
+from newsletter.delivery.ratelimit import _redis
 from newsletter.digest_tasks import send_digest_run, start_due_digests
 from newsletter.models import DigestDelivery, DigestRun, DigestSettings, SubscriberTopic
 from newsletter.subscriptions import unsubscribe
@@ -183,3 +185,60 @@ def test_ringing_a_rounds_send_task_again_sends_nothing_twice(clock, publish, be
     assert send_digest_run.delay(run.pk).get() == 0
     assert mail.outbox == []
     assert DigestDelivery.objects.get().posts.count() == 1
+
+
+def a_round_of_two(clock, publish):
+    """Two daily readers and the round that holds a post for each (its task not run)."""
+    reader("one@example.org", ("everything", "", "daily"))
+    reader("two@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Suffolk: caseloads too high")
+    clock(23, 7, 5)
+    return digests.digest_run_create(frequency="daily", now=timezone.now())
+
+
+def test_a_provider_outage_puts_the_digest_back_for_the_rounds_retry(
+    clock, publish, fake_esp
+):
+    run = a_round_of_two(clock, publish)
+    fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
+    with pytest.raises(delivery.ProviderUnavailable):
+        digests.send_digest_run(run_id=run.pk)
+    assert set(run.deliveries.values_list("status", flat=True)) == {"queued"}
+    assert fake_esp.count == 0
+    run.refresh_from_db()
+    assert run.finished_at is None
+    assert digests.send_digest_run(run_id=run.pk) == 2  # the retry
+    assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
+    run.refresh_from_db()
+    assert run.finished_at is not None
+
+
+def test_digests_draw_on_the_sending_budget_posts_use(
+    clock, publish, settings, tmp_path
+):
+    settings.VAR_DIR = tmp_path  # the file budget, unless Redis is configured
+    settings.NEWSLETTER_SEND_RATE = 0.01  # one message per 100 s
+    settings.NEWSLETTER_SEND_BURST = 1
+    if settings.REDIS_URL:
+        _redis().delete("newsletter:ratelimit:locmem")
+    run = a_round_of_two(clock, publish)
+    mail.outbox.clear()
+    with pytest.raises(delivery.RetryLater) as later:
+        digests.send_digest_run(run_id=run.pk)
+    assert later.value.countdown == pytest.approx(100, abs=2)
+    assert len(mail.outbox) == 1
+    statuses = sorted(run.deliveries.values_list("status", flat=True))
+    assert statuses == ["queued", "sent"]
+
+
+def test_beat_rings_again_for_a_round_left_unfinished(clock, publish, beat):
+    run = a_round_of_two(clock, publish)  # its task lost with the broker
+    clock(23, 8, 5)
+    assert beat() == []  # not yet: it may still be on its way
+    clock(23, 9, 10)
+    sent = beat()
+    assert sorted(m.to[0] for m in sent) == ["one@example.org", "two@example.org"]
+    run.refresh_from_db()
+    assert run.finished_at is not None
+    assert beat() == []

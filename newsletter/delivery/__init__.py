@@ -34,7 +34,9 @@ from .sender import (
     ProviderUnavailable,
     RetryLater,
     provider_refused,
+    retry_after,
     send_batch,
+    take_from_budget,
 )
 
 __all__ = [
@@ -50,9 +52,11 @@ __all__ = [
     "plan_next_page",
     "provider_refused",
     "reap",
+    "retry_after",
     "send_batch",
     "send_cancel",
     "send_create_for_post",
     "send_pause",
     "send_resume",
+    "take_from_budget",
 ]

@@ -160,17 +160,14 @@ def _hand_over(
     attempted (the others stay QUEUED) and the error that stopped it, if any."""
     how = channel()
     post_email = _rendered(batch.send)
-    budget = sending_budget(how.esp)
     size = how.batch_size if how.batched else 1
     outcomes: dict[int, Outcome] = {}
     with mail.get_connection(how.backend) as connection:
         for chunk in _chunks(recipients, size):
             try:
-                budget.acquire(len(chunk))
-            except RateLimited as exc:
-                return outcomes, RetryLater(str(exc), countdown=exc.wait)
-            except Exception as exc:  # the shared budget is unreachable
-                return outcomes, RetryLater(f"rate limiter unavailable: {exc!r}")
+                take_from_budget(len(chunk), esp=how.esp)
+            except RetryLater as exc:
+                return outcomes, exc
             if how.batched:
                 # The metadata lets webhooks and the uncertain-batch resolver
                 # find the ledger rows.
@@ -208,6 +205,18 @@ def _hand_over(
             else:
                 outcomes.update(_accepted(message, chunk))
     return outcomes, None
+
+
+def take_from_budget(messages: int, *, esp: str | None = None) -> None:
+    """Wait for `messages` tokens of the sending budget all workers share (the
+    configured provider's, unless `esp` names it). Raises RetryLater when the
+    wait would be too long, or the budget cannot be reached."""
+    try:
+        sending_budget(esp or channel().esp).acquire(messages)
+    except RateLimited as exc:
+        raise RetryLater(str(exc), countdown=exc.wait) from exc
+    except Exception as exc:  # the shared budget is unreachable
+        raise RetryLater(f"rate limiter unavailable: {exc!r}") from exc
 
 
 _last_rendered: tuple[tuple, PostEmail] | None = None
