@@ -14,7 +14,6 @@ goes back to the queue and the round stops, to be retried later as a whole.
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from anymail.exceptions import AnymailRecipientsRefused
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists
@@ -194,9 +193,6 @@ def _send_one(row_id: int) -> int:
     except RetryLater:
         _release(row)
         raise
-    except AnymailRecipientsRefused as exc:  # this address, for good
-        _finish(row, Delivery.Status.FAILED, error=str(exc))
-        return 0
     except Exception as exc:
         if provider_refused(exc):
             _release(row)
