@@ -12,9 +12,12 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+_yes_words = ("1", "true", "yes", "on")
+_no_words = ("0", "false", "no", "off", "")
+
 
 def envbool(name: str, default: str) -> bool:
-    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+    return os.environ.get(name, default).strip().lower() in _yes_words
 
 
 def envint(name: str, default: str) -> int:
@@ -182,26 +185,24 @@ OUTBOX_DIR = Path(os.environ.get("OUTBOX_DIR", VAR_DIR / "outbox"))
 # anymail's settings that are yes/no or a number (any ESP's, e.g.
 # POSTMARK_USE_BULK_API): from the environment's text, or a refusal to start, so
 # that "false" never reads as a (true) non-empty string.
-ANYMAIL_FLAGS = (
+_anymail_flags = (
     "USE_BULK_API",
     "IGNORE_RECIPIENT_STATUS",
     "IGNORE_UNSUPPORTED_FEATURES",
     "DEBUG_API_REQUESTS",
 )
-ANYMAIL_NUMBERS = ("REQUESTS_TIMEOUT",)
+_anymail_numbers = ("REQUESTS_TIMEOUT",)
 
 
 def anymail_setting(name: str, value: str) -> str | bool | float:
-    if name.endswith(ANYMAIL_FLAGS):
+    if name.endswith(_anymail_flags):
         flag = value.strip().lower()
-        if flag in ("1", "true", "yes", "on"):
-            return True
-        if flag in ("0", "false", "no", "off", ""):
-            return False
+        if flag in _yes_words or flag in _no_words:
+            return flag in _yes_words
         raise ImproperlyConfigured(
             f"ANYMAIL_{name} must be true or false (1/0, yes/no), not {value!r}."
         )
-    if name.endswith(ANYMAIL_NUMBERS):
+    if name.endswith(_anymail_numbers):
         try:
             return float(value)
         except ValueError:
