@@ -10,6 +10,8 @@ For each N (10,000 and 100,000; --full adds 1,000,000) on PostgreSQL and Redis:
 * batch_limit / per_message_limit: a bare client (as many processes as workers)
   posting pre-built copies of the very requests the product made (headers and
   body), as fast as it can: over one kept-alive http.client connection each;
+  measured right before and right after the product's send (from a sample
+  batch the bench sends itself), and averaged;
 * naive: a loop that renders and send_mail()s one message per subscriber, the way
   django-newsletter does (measured on the first --naive-n subscribers);
 * peak RSS of the planner and of each worker, and DB queries per batch.
@@ -109,26 +111,35 @@ def measure(n: int, env: dict, client: FakeESPClient, args) -> dict:
     app.control.purge()
     result = {"n": n, "copy_s": copy_reference(n)}
 
-    batch_env = (
-        {**env, "ANYMAIL_POSTMARK_USE_BULK_API": "1"} if args.postmark_bulk else env
+    bulk = {"ANYMAIL_POSTMARK_USE_BULK_API": "1"} if args.postmark_bulk else {}
+    batch = mode_run(
+        "Batch mode",
+        {**env, **bulk},
+        "email/bulk" if args.postmark_bulk else "email/batch",
+        client,
+        n,
+        args.workers,
+        bulk=args.postmark_bulk,
     )
-    endpoint = "email/bulk" if args.postmark_bulk else "email/batch"
-    send_id = new_send("Batch mode")
-    result["plan_s"], result["planner_rss_mb"] = plan_elsewhere(send_id, batch_env)
-    result["batch"], rss = send_with_workers(
-        batch_env, client, send_id, n, args.workers
+    single = mode_run(
+        "One message each",
+        {**env, "NEWSLETTER_DELIVERY_MODE": "single"},
+        "email",
+        client,
+        n,
+        args.workers,
+        single=True,
     )
-    result["batch_limit"] = bare_client_rate(client, endpoint, args.workers)
-    result["queries_per_batch"] = queries_per_batch()
-
-    single = {**env, "NEWSLETTER_DELIVERY_MODE": "single"}
-    send_id = new_send("One message each")
-    plan_elsewhere(send_id, single)
-    result["per_message"], rss_single = send_with_workers(
-        single, client, send_id, n, args.workers
+    result.update(
+        batch=batch["rate"],
+        batch_limit=batch["limit"],
+        per_message=single["rate"],
+        per_message_limit=single["limit"],
+        plan_s=batch["plan_s"],
+        planner_rss_mb=batch["planner_rss_mb"],
+        worker_rss_mb=max(batch["worker_rss_mb"], single["worker_rss_mb"]),
+        queries_per_batch=batch["queries_per_batch"],
     )
-    result["per_message_limit"] = bare_client_rate(client, "email", args.workers)
-    result["worker_rss_mb"] = max(rss, rss_single)
     result["naive"] = naive_rate(min(n, args.naive_n), client)
     print(
         "n={n}: plan_s={plan_s:.2f} copy_s={copy_s:.2f} batch={batch:.0f}/s"
@@ -139,6 +150,39 @@ def measure(n: int, env: dict, client: FakeESPClient, args) -> dict:
         flush=True,
     )
     return result
+
+
+def mode_run(
+    title: str,
+    env: dict,
+    endpoint: str,
+    client: FakeESPClient,
+    n: int,
+    workers: int,
+    **mode: bool,
+) -> dict:
+    """One send to all n subscribers by `workers` workers, and the bare client's
+    limit for the same requests measured right before and right after it: the
+    mean of the two, as this shared machine's speed drifts over a run."""
+    queries = sample_send(**mode)
+    before = bare_client_rate(client, endpoint, workers)
+    send_id = new_send(title)
+    plan_s, planner_rss = plan_elsewhere(send_id, env)
+    rate, worker_rss = send_with_workers(env, client, send_id, n, workers)
+    after = bare_client_rate(client, endpoint, workers)
+    print(
+        f"n={n}: {title.lower()}: {rate:.0f}/s; bare client before {before:.0f}/s,"
+        f" after {after:.0f}/s",
+        flush=True,
+    )
+    return {
+        "rate": rate,
+        "limit": (before + after) / 2,
+        "plan_s": plan_s,
+        "planner_rss_mb": planner_rss,
+        "worker_rss_mb": worker_rss,
+        "queries_per_batch": queries,
+    }
 
 
 def new_send(title: str) -> int:
@@ -247,23 +291,30 @@ def send_with_workers(
     return n / elapsed, rss
 
 
-def queries_per_batch() -> int:
-    """Send two batches of a fresh send in this process and count the second's
-    queries (a worker's first batch of a send also reads the post to render it)."""
+def sample_send(*, single: bool = False, bulk: bool = False) -> int:
+    """Send two batches of a fresh send in this process, in the mode the workers
+    are about to send in, so that the bare client can replay the product's request
+    before they start; returns the second batch's query count (a worker's first
+    batch of a send also reads the post to render it)."""
+    from django.conf import settings
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+    from django.test.utils import CaptureQueriesContext, override_settings
 
     from newsletter import delivery
     from newsletter.celery import app
     from newsletter.models import Send
 
-    send_id = new_send("Query count")
+    send_id = new_send("Sample")
     delivery.plan_next_page(send_id=send_id)
     app.control.purge()
     first, second = Send.objects.get(pk=send_id).batches.order_by("number")[:2]
-    delivery.send_batch(batch_id=first.pk)
-    with CaptureQueriesContext(connection) as queries:
-        delivery.send_batch(batch_id=second.pk)
+    with override_settings(
+        NEWSLETTER_DELIVERY_MODE="single" if single else "auto",
+        ANYMAIL={**settings.ANYMAIL, "POSTMARK_USE_BULK_API": bulk},
+    ):
+        delivery.send_batch(batch_id=first.pk)
+        with CaptureQueriesContext(connection) as queries:
+            delivery.send_batch(batch_id=second.pk)
     delivery.send_cancel(send_id=send_id)
     return len(queries)
 
