@@ -42,6 +42,11 @@ ESP endpoints (any token/key is accepted; a missing one gets 401):
   ``template_id`` is set. (Anymail refuses ``merge_data`` without ``template_id``
   for Postmark: AnymailUnsupportedFeature.) More than 500 messages: HTTP 422,
   ErrorCode 410, like Postmark.
+* A message to an address marked inactive (:meth:`FakeESP.mark_inactive`, like an
+  address on Postmark's suppression list after a hard bounce or a spam complaint)
+  is not delivered to it: when all its recipients are inactive, ErrorCode 406
+  (HTTP 422 from ``/email``, within the 200 answer of a batch); otherwise
+  "Message OK, but will not deliver to these inactive addresses: …".
 * ``POST /email/bulk`` (anymail's ``POSTMARK_USE_BULK_API``): answered
   ``{"Id", "Status": "Accepted", "SubmittedAt", "TotalMessages",
   "PercentageCompleted": 0}``.
@@ -553,6 +558,7 @@ class FakeESP:
         self._initial_faults.update(self._check_faults(faults))
         self._faults: dict[str, Any] = {}
         self._rng = random.Random()
+        self._inactive: frozenset[str] = frozenset()
         self._clear(faults=True)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -733,6 +739,12 @@ class FakeESP:
                     return "drop"
         return None
 
+    def mark_inactive(self, *addresses: str) -> None:
+        """Refuse to deliver to these addresses from now on, as Postmark does to
+        an address that hard-bounced or complained (kept across reset())."""
+        with self._lock:
+            self._inactive |= {a.lower() for a in addresses}
+
     # -- state ------------------------------------------------------------------
 
     def _clear(self, *, faults: bool) -> None:
@@ -892,6 +904,22 @@ class FakeESP:
             )
         if isinstance(subject, str):
             subject = sys.intern(subject)
+        inactive = self._inactive and [
+            a for a in addresses if a.lower() in self._inactive
+        ]
+        if inactive:
+            found = (
+                f"{', '.join(a.lower() for a in inactive)}. Inactive recipients are"
+                " ones that have generated a hard bounce, a spam complaint, or a"
+                " manual suppression."
+            )
+            addresses = [a for a in addresses if a.lower() not in self._inactive]
+            if not addresses:
+                return {
+                    "ErrorCode": 406,
+                    "Message": "You tried to send to recipient(s) that have been"
+                    f" marked as inactive. Found inactive addresses: {found}",
+                }
         message_id = self._next_id()
         headers = message.get("Headers")
         metadata = message.get("Metadata")
@@ -902,7 +930,11 @@ class FakeESP:
         if to:
             result["To"] = to
         result["ErrorCode"] = 0
-        result["Message"] = "OK"
+        result["Message"] = (
+            f"Message OK, but will not deliver to these inactive addresses: {found}"
+            if inactive
+            else "OK"
+        )
         return result
 
     # -- Mailgun ------------------------------------------------------------------

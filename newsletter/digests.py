@@ -8,12 +8,14 @@ the transaction that creates the run; each row is claimed before its email goes
 out, so a repeated task sends nothing twice, and a row whose fate is unknown
 becomes UNCERTAIN, never resent. Digests draw on the sending budget posts use, and
 when the provider refuses for now (an error answer, no connection, a 429) the row
-goes back to the queue and the round stops, to be retried later as a whole.
+goes back to the queue and the round stops, to be retried later as a whole; a
+reader it refuses outright (an inactive address) is FAILED.
 """
 
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from anymail.exceptions import AnymailRecipientsRefused
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists
@@ -193,6 +195,12 @@ def _send_one(row_id: int) -> int:
     except RetryLater:
         _release(row)
         raise
+    except AnymailRecipientsRefused:
+        # Refused outright (at Postmark: an address that hard-bounced or complained
+        # before): nothing went out, and asking again would be refused again.
+        refused = ", ".join(sorted(message.anymail_status.status))
+        _finish(row, Delivery.Status.FAILED, error=f"provider: {refused}")
+        return 0
     except Exception as exc:
         if provider_refused(exc):
             _release(row)

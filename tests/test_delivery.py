@@ -190,6 +190,24 @@ def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(
     assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 3
 
 
+def test_reader_the_provider_refuses_is_failed_and_the_others_sent(
+    fake_esp, mode, audience
+):
+    send = plan(PostFactory())
+    refused, *others = audience["confirmed"]
+    fake_esp.mark_inactive(refused.email)  # it hard-bounced at Postmark before
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in others}
+    failed = send.deliveries.get(subscriber=refused)
+    assert failed.status == Delivery.Status.FAILED
+    assert failed.error == "provider: rejected"
+    assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 2
+    batch = send.batches.get()
+    assert (batch.status, batch.sent, batch.failed) == (Batch.Status.DONE, 2, 1)
+    send.refresh_from_db()
+    assert (send.status, send.consecutive_failures) == (Send.Status.DONE, 0)
+
+
 def test_rate_limited_by_the_provider_is_retried_after_its_retry_after(
     fake_esp, mode, audience
 ):

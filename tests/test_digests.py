@@ -214,6 +214,19 @@ def test_a_provider_outage_puts_the_digest_back_for_the_rounds_retry(
     assert run.finished_at is not None
 
 
+def test_a_reader_the_provider_refuses_is_failed_not_left_uncertain(
+    clock, publish, fake_esp
+):
+    run = a_round_of_two(clock, publish)
+    fake_esp.mark_inactive("one@example.org")  # it hard-bounced at Postmark before
+    assert digests.send_digest_run(run_id=run.pk) == 1
+    assert fake_esp.recipients() == {"two@example.org": 1}
+    refused = run.deliveries.get(subscriber__email="one@example.org")
+    assert (refused.status, refused.error) == ("failed", "provider: rejected")
+    run.refresh_from_db()
+    assert run.finished_at is not None
+
+
 def test_digests_draw_on_the_sending_budget_posts_use(
     clock, publish, settings, tmp_path
 ):

@@ -189,11 +189,8 @@ def _hand_over(
                 }
             try:
                 message.send()
-            except AnymailRecipientsRefused as exc:
-                for r in chunk:
-                    outcomes[r.delivery_id] = Outcome(
-                        Delivery.Status.FAILED, error=str(exc)
-                    )
+            except AnymailRecipientsRefused:
+                pass  # every recipient refused: anymail_status says how, as below
             except Exception as exc:
                 if provider_refused(exc):
                     return outcomes, ProviderUnavailable(str(exc), retry_after(exc))
@@ -202,8 +199,7 @@ def _hand_over(
                         Delivery.Status.UNCERTAIN, error=repr(exc)
                     )
                 return outcomes, exc
-            else:
-                outcomes.update(_accepted(message, chunk))
+            outcomes.update(_accepted(message, chunk))
     return outcomes, None
 
 
