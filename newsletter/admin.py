@@ -633,8 +633,50 @@ class DigestSettingsAdmin(admin.ModelAdmin):
 
 @admin.register(DigestRun)
 class DigestRunAdmin(admin.ModelAdmin):
-    list_display = ["period", "frequency", "created_at", "finished_at"]
+    """Each round with how its digests went: the author's view of the digest
+    ledger, as Sends is of the post ledger."""
+
+    list_display = [
+        "period", "frequency", "readers", "sent", "failed", "uncertain", "waiting",
+        "created_at", "finished_at",
+    ]  # fmt: skip
     list_filter = ["frequency"]
+
+    def get_queryset(self, request):
+        def count(*statuses: str) -> Count:
+            return Count("deliveries", filter=Q(deliveries__status__in=statuses))
+
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                readers=Count("deliveries"),
+                sent=count(Delivery.Status.SENT),
+                failed=count(Delivery.Status.FAILED),
+                uncertain=count(Delivery.Status.UNCERTAIN),
+                waiting=count(Delivery.Status.QUEUED, Delivery.Status.SENDING),
+            )
+        )
+
+    @admin.display(ordering="readers")
+    def readers(self, run: DigestRun) -> int:
+        return run.readers
+
+    @admin.display(ordering="sent")
+    def sent(self, run: DigestRun) -> int:
+        return run.sent
+
+    @admin.display(ordering="failed")
+    def failed(self, run: DigestRun) -> int:
+        return run.failed
+
+    @admin.display(ordering="uncertain")
+    def uncertain(self, run: DigestRun) -> int:
+        return run.uncertain
+
+    @admin.display(description="queued or sending", ordering="waiting")
+    def waiting(self, run: DigestRun) -> int:
+        return run.waiting
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

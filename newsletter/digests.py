@@ -6,7 +6,9 @@ at most once per period, however often beat rings or however many workers run.
 The round's ledger (DigestDelivery, unique per run and subscriber) is written in
 the transaction that creates the run; each row is claimed before its email goes
 out, so a repeated task sends nothing twice, and a row whose fate is unknown
-becomes UNCERTAIN, never resent. Digests draw on the sending budget posts use, and
+(the connection dropped after the request, or the worker died holding its claim)
+becomes UNCERTAIN, never resent. A round is cut into slices that several workers
+send at once. Digests draw on the sending budget posts use, and
 when the provider refuses for now (an error answer, no connection, a 429) the row
 goes back to the queue and the round stops, to be retried later as a whole; a
 reader it refuses outright (an inactive address) is FAILED.
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 from anymail.exceptions import AnymailRecipientsRefused
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from posts.models import Post
@@ -55,6 +57,10 @@ LOOKBACK = {Frequency.DAILY: timedelta(days=3), Frequency.WEEKLY: timedelta(days
 # A round still sending after this long is rung again (its task may have given up
 # or been lost): longer than its task's retries normally take.
 UNFINISHED_AFTER = timedelta(hours=2)
+
+# Digests per task: a round is cut into slices of this many, which several workers
+# send at once (each digest is its own email, so a slice is only a share of work).
+SLICE = 100
 
 # A post counts as sent to a reader unless the provider refused it or it was skipped.
 _NOT_SENT = [Delivery.Status.FAILED, Delivery.Status.SKIPPED]
@@ -143,28 +149,69 @@ def unfinished_runs(*, now: datetime) -> list[int]:
     )
 
 
-def send_digest_run(*, run_id: int) -> int:
-    """Send every queued digest of a round; returns how many went out. Raises
-    RetryLater, leaving the rest queued, when the sending budget or the provider
-    says not now."""
+def slices(*, run_id: int) -> list[tuple[int, int]]:
+    """The round's queued digests as (first, last) row ids of SLICE digests each."""
+    ids = list(
+        DigestDelivery.objects.filter(run_id=run_id, status=Delivery.Status.QUEUED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return [
+        (ids[i], ids[min(i + SLICE, len(ids)) - 1]) for i in range(0, len(ids), SLICE)
+    ]
+
+
+def send_digest_run(
+    *, run_id: int, first: int | None = None, last: int | None = None
+) -> int:
+    """Send the round's queued digests (those with row ids from `first` to `last`,
+    when given); returns how many went out. Raises RetryLater, leaving the rest
+    queued, when the sending budget or the provider says not now."""
     sent = 0
     pending = DigestDelivery.objects.filter(
         run_id=run_id, status=Delivery.Status.QUEUED
-    ).values_list("pk", flat=True)
-    for row_id in list(pending):
+    )
+    if first is not None:
+        pending = pending.filter(pk__range=(first, last))
+    for row_id in list(pending.values_list("pk", flat=True)):
         sent += _send_one(row_id)
-    # Finished once nothing is queued (another task may have put one back).
-    DigestRun.objects.filter(pk=run_id, finished_at__isnull=True).exclude(
-        Exists(pending)
-    ).update(finished_at=timezone.now())
+    close_run(run_id)
     return sent
+
+
+def close_run(run_id: int) -> None:
+    """Mark the round finished once none of its digests is queued or being sent."""
+    unsettled = DigestDelivery.objects.filter(
+        run_id=OuterRef("pk"),
+        status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING],
+    )
+    DigestRun.objects.filter(pk=run_id, finished_at__isnull=True).exclude(
+        Exists(unsettled)
+    ).update(finished_at=timezone.now())
+
+
+def settle_lost_claims(*, now: datetime) -> int:
+    """Digests whose worker died between claiming and recording them: UNCERTAIN,
+    since the email may have gone, and never resent. Returns how many."""
+    lost = DigestDelivery.objects.filter(
+        status=Delivery.Status.SENDING,
+        claimed_at__lt=now - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT),
+    )
+    run_ids = set(lost.values_list("run_id", flat=True))
+    settled = lost.update(
+        status=Delivery.Status.UNCERTAIN,
+        error="the worker sending it was lost; it may have gone out",
+    )
+    for run_id in run_ids:
+        close_run(run_id)
+    return settled
 
 
 def _send_one(row_id: int) -> int:
     # The claim: only the worker that moves the row out of QUEUED sends it.
     if not DigestDelivery.objects.filter(
         pk=row_id, status=Delivery.Status.QUEUED
-    ).update(status=Delivery.Status.SENDING):
+    ).update(status=Delivery.Status.SENDING, claimed_at=timezone.now()):
         return 0
     row = DigestDelivery.objects.select_related("run", "subscriber").get(pk=row_id)
     subscriber = row.subscriber

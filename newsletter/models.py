@@ -418,6 +418,9 @@ class DigestDelivery(models.Model):
     )
     esp_message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
+    # When a worker claimed it to send: a claim older than NEWSLETTER_CLAIM_TIMEOUT
+    # belongs to a worker that died, and the digest becomes UNCERTAIN.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

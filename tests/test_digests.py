@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
+from django.urls import reverse
 from django.utils import timezone
 
 from newsletter import delivery, digests
@@ -197,6 +198,48 @@ def a_round_of_two(clock, publish):
     return digests.digest_run_create(frequency="daily", now=timezone.now())
 
 
+def test_a_round_is_cut_into_slices_that_each_reach_their_readers_once(
+    clock, publish, beat, monkeypatch
+):
+    monkeypatch.setattr(digests, "SLICE", 2)
+    rung = []
+    monkeypatch.setattr(
+        send_digest_run,
+        "delay",
+        lambda *args: rung.append(args) or send_digest_run(*args),
+    )
+    for i in range(5):
+        reader(f"reader{i}@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Suffolk: caseloads too high")
+    clock(23, 7, 5)
+    sent = beat()
+    assert sorted(m.to[0] for m in sent) == [f"reader{i}@example.org" for i in range(5)]
+    assert len(rung) == 3  # and none for the weekly round, empty and finished
+    assert not DigestRun.objects.filter(finished_at__isnull=True).exists()
+    assert beat() == []
+
+
+def test_a_digest_whose_worker_died_is_uncertain_and_never_resent(clock, publish, beat):
+    run = a_round_of_two(clock, publish)
+    lost = run.deliveries.get(subscriber__email="one@example.org")
+    # The worker claimed it, then died before it could record how it went.
+    DigestDelivery.objects.filter(pk=lost.pk).update(
+        status="sending", claimed_at=timezone.now()
+    )
+    mail.outbox.clear()
+    assert digests.send_digest_run(run_id=run.pk) == 1
+    assert [m.to[0] for m in mail.outbox] == ["two@example.org"]
+    run.refresh_from_db()
+    assert run.finished_at is None  # the claim may still be a live worker's
+    clock(23, 7, 30)  # past NEWSLETTER_CLAIM_TIMEOUT (10 minutes)
+    assert beat() == []
+    lost.refresh_from_db()
+    assert lost.status == "uncertain"
+    run.refresh_from_db()
+    assert run.finished_at is not None
+
+
 def test_a_provider_outage_puts_the_digest_back_for_the_rounds_retry(
     clock, publish, fake_esp
 ):
@@ -225,6 +268,20 @@ def test_a_reader_the_provider_refuses_is_failed_not_left_uncertain(
     assert (refused.status, refused.error) == ("failed", "provider: rejected")
     run.refresh_from_db()
     assert run.finished_at is not None
+
+
+def test_the_admin_lists_each_round_with_how_its_digests_went(
+    clock, publish, fake_esp, admin_client
+):
+    run = a_round_of_two(clock, publish)
+    fake_esp.mark_inactive("one@example.org")
+    digests.send_digest_run(run_id=run.pk)
+    response = admin_client.get(reverse("admin:newsletter_digestrun_changelist"))
+    assert response.status_code == 200
+    (listed,) = response.context_data["cl"].result_list
+    counts = (listed.readers, listed.sent, listed.failed, listed.uncertain)
+    assert counts == (2, 1, 1, 0)
+    assert listed.waiting == 0
 
 
 def test_digests_draw_on_the_sending_budget_posts_use(
