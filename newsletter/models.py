@@ -202,7 +202,7 @@ class Event(models.Model):
     message_id = models.CharField(max_length=255, blank=True, db_index=True)
     timestamp = models.DateTimeField(null=True, blank=True)
     raw = models.JSONField()
-    received_at = models.DateTimeField(auto_now_add=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         constraints = [

@@ -165,6 +165,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "newsletter.tasks.purge_expired_pending",
         "schedule": 3600,
     },
+    "purge-old-events": {
+        "task": "newsletter.tasks.purge_old_events",
+        "schedule": 24 * 3600,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -272,6 +276,9 @@ NEWSLETTER_DOORBELL_TIMEOUT = envint("NEWSLETTER_DOORBELL_TIMEOUT_SECONDS", "300
 # itself, and the reaper resumes it after the cool-down.
 NEWSLETTER_BREAKER_FAILURES = envint("NEWSLETTER_BREAKER_FAILURES", "5")
 NEWSLETTER_BREAKER_COOLDOWN = envint("NEWSLETTER_BREAKER_COOLDOWN_SECONDS", "300")
+# Tracking events (each names a reader's address) are forgotten after this many
+# days (0: kept for ever); their effects on the ledger and suppressions stay.
+NEWSLETTER_KEEP_EVENTS_DAYS = envint("NEWSLETTER_KEEP_EVENTS_DAYS", "90")
 
 # Comments -----------------------------------------------------------------------
 

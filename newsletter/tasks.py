@@ -3,8 +3,9 @@
 import random
 
 from celery import shared_task
+from django.utils import timezone
 
-from . import delivery, emails, subscriptions
+from . import delivery, emails, subscriptions, webhooks
 
 
 def backoff(retries: int) -> float:
@@ -70,6 +71,11 @@ def send_email_change(self, subscriber_id: int, new_email: str) -> None:
 @shared_task
 def purge_expired_pending() -> int:
     return subscriptions.purge_expired_pending()
+
+
+@shared_task
+def purge_old_events() -> int:
+    return webhooks.purge_old_events(now=timezone.now())
 
 
 @shared_task

@@ -9,6 +9,7 @@ the same transaction, so a redelivered event changes nothing.
 
 import hashlib
 import json
+from datetime import datetime, timedelta
 
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
@@ -124,6 +125,20 @@ def record_tracking_event(
             ).update(last_event=event.event_type, last_event_at=timestamp)
         if recipient:
             _apply_to_address(event, recipient)
+
+
+def purge_old_events(*, now: datetime) -> int:
+    """Forget events older than NEWSLETTER_KEEP_EVENTS_DAYS; returns how many.
+
+    They name readers' addresses, and are needed only to recognise an event the
+    ESP delivers again, which it does for hours, not months; what they did to the
+    ledger and the suppression list stays.
+    """
+    if not settings.NEWSLETTER_KEEP_EVENTS_DAYS:
+        return 0
+    cutoff = now - timedelta(days=settings.NEWSLETTER_KEEP_EVENTS_DAYS)
+    deleted, _ = Event.objects.filter(received_at__lt=cutoff).delete()
+    return deleted
 
 
 def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:

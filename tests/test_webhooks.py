@@ -5,11 +5,14 @@ import base64
 import hashlib
 import hmac
 import json
+from datetime import timedelta
 
 import pytest
 from django.core import checks
+from django.utils import timezone
 
 from newsletter.models import Batch, Delivery, Event, Send, Subscriber, Suppression
+from newsletter.tasks import purge_old_events
 from newsletter.webhooks import check_webhook_secret
 
 from .factories import PublishedPostFactory, SubscriberFactory
@@ -196,6 +199,28 @@ def test_postmark_delivery_updates_the_ledger_once(client, reader):
     delivery.refresh_from_db()
     assert delivery.last_event == "delivered"
     assert delivery.last_event_at.isoformat() == "2026-11-26T16:33:54+00:00"
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_events_are_forgotten_after_the_retention_but_not_what_they_did(
+    client, reader, settings
+):
+    settings.NEWSLETTER_KEEP_EVENTS_DAYS = 90
+    delivery = delivery_to(reader, POSTMARK_ID)
+    post_postmark(client, postmark_delivery())
+    post_postmark(client, postmark_click())
+    old, recent = Event.objects.order_by("pk")
+    Event.objects.filter(pk=old.pk).update(
+        received_at=timezone.now() - timedelta(days=91)
+    )
+    assert purge_old_events.delay().get() == 1
+    assert list(Event.objects.all()) == [recent]
+    delivery.refresh_from_db()
+    assert delivery.last_event == "clicked"
+    settings.NEWSLETTER_KEEP_EVENTS_DAYS = 0  # kept for ever
+    Event.objects.update(received_at=timezone.now() - timedelta(days=3650))
+    assert purge_old_events.delay().get() == 0
+    assert Event.objects.count() == 1
 
 
 def test_postmark_open_then_click_are_recorded_on_the_ledger(client, reader):
