@@ -1,17 +1,17 @@
 """Daily and weekly digests: each reader's matched posts not yet sent to them.
 
-Beat rings every hour; a round is due once the set hour (and, weekly, the set
+Beat rings every 15 minutes; a round is due once the set hour (and, weekly, the set
 day) has come, and the unique (frequency, period) of DigestRun makes it happen
 at most once per period, however often beat rings or however many workers run.
 The round's ledger (DigestDelivery, unique per run and subscriber) is written in
-the transaction that creates the run; each row is claimed before its email goes
-out, so a repeated task sends nothing twice, and a row whose fate is unknown
-(the connection dropped after the request, or the worker died holding its claim)
-becomes UNCERTAIN, never resent. A round is cut into slices that several workers
-send at once. Digests draw on the sending budget posts use, and
-when the provider refuses for now (an error answer, no connection, a 429) the row
-goes back to the queue and the round stops, to be retried later as a whole; a
-reader it refuses outright (an inactive address) is FAILED.
+the transaction that creates the run, and cut into slices that several workers send
+at once. Each row is claimed before its email goes out, so a repeated task sends
+nothing twice, and a row whose fate is unknown (the connection dropped after the
+request, or the worker died holding its claim) becomes UNCERTAIN, never resent.
+Digests draw on the sending budget posts use; when the provider refuses for now (an
+error answer, no connection, a 429) the row goes back to the queue and its slice
+stops, to be retried later as a whole; a reader it refuses outright (an inactive
+address) is FAILED.
 """
 
 from collections import defaultdict
