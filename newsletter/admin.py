@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 from posts import admin as posts_admin
 from posts.models import Post
 
-from . import delivery, imports, subscriptions, tasks
+from . import delivery, digests, imports, subscriptions, tasks
 from .delivery.provider import CannotAsk
 from .emails import EMAIL_HTML_MAX_BYTES, PostEmail, html_size, images_without_alt
 from .models import (
@@ -687,12 +687,26 @@ class DigestRunAdmin(admin.ModelAdmin):
 
 @admin.register(DigestDelivery)
 class DigestDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["run", "subscriber", "status", "sent_at"]
+    """Where uncertain digests are settled, as uncertain batches are: after a look
+    at the provider's activity log, record them as sent or resend them knowingly."""
+
+    list_display = ["run", "subscriber", "status", "sent_at", "error"]
     list_filter = ["status", "run__frequency"]
     search_fields = ["subscriber__email"]
+    actions = ["mark_sent", "resend"]
+
+    @admin.action(description="Record uncertain digests as sent (provider confirms)")
+    def mark_sent(self, request, queryset) -> None:
+        changed = digests.digests_mark_sent(row_ids=_ids(queryset))
+        self.message_user(request, f"Recorded {changed} digest(s) as sent.")
+
+    @admin.action(description="Resend uncertain digests (some may get a second copy)")
+    def resend(self, request, queryset) -> None:
+        changed = digests.digests_resend(row_ids=_ids(queryset))
+        self.message_user(request, f"Queued {changed} digest(s) to send again.")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+        return obj is None  # the list and its actions; no field is editable

@@ -16,6 +16,7 @@ address) is FAILED.
 
 from collections import defaultdict
 from datetime import datetime, timedelta
+from functools import partial
 
 from anymail.exceptions import AnymailRecipientsRefused
 from django.conf import settings
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from posts.models import Post
 
+from . import digest_tasks
 from .delivery import (
     ProviderUnavailable,
     RetryLater,
@@ -205,6 +207,34 @@ def settle_lost_claims(*, now: datetime) -> int:
     for run_id in run_ids:
         close_run(run_id)
     return settled
+
+
+def digests_mark_sent(*, row_ids: list[int]) -> int:
+    """Record uncertain digests as delivered: the provider's log shows them."""
+    return DigestDelivery.objects.filter(
+        pk__in=row_ids, status=Delivery.Status.UNCERTAIN
+    ).update(
+        status=Delivery.Status.SENT,
+        sent_at=timezone.now(),
+        error="confirmed with the provider by the author",
+    )
+
+
+def digests_resend(*, row_ids: list[int]) -> int:
+    """Send uncertain digests again, knowingly: some may have gone out already,
+    and the author decides that a second copy is better than none."""
+    with transaction.atomic():
+        rows = DigestDelivery.objects.filter(
+            pk__in=row_ids, status=Delivery.Status.UNCERTAIN
+        )
+        run_ids = set(rows.values_list("run_id", flat=True))
+        resent = rows.update(
+            status=Delivery.Status.QUEUED, claimed_at=None, error="resent by the author"
+        )
+        DigestRun.objects.filter(pk__in=run_ids).update(finished_at=None)
+        for run_id in run_ids:
+            transaction.on_commit(partial(digest_tasks.ring_digest_run, run_id))
+    return resent
 
 
 def _send_one(row_id: int) -> int:

@@ -284,6 +284,48 @@ def test_the_admin_lists_each_round_with_how_its_digests_went(
     assert listed.waiting == 0
 
 
+@pytest.fixture
+def an_uncertain_digest(clock, publish, fake_esp):
+    """A round of two in which the answer for one@ was lost after the request."""
+    run = a_round_of_two(clock, publish)
+    fake_esp.set_faults(drop_after_accept_next=1)
+    digests.send_digest_run(run_id=run.pk)
+    uncertain = run.deliveries.get(status="uncertain")
+    assert fake_esp.count == 2  # the provider did take it
+    fake_esp.reset()
+    return uncertain
+
+
+def test_the_author_resends_an_uncertain_digest_knowingly(
+    an_uncertain_digest, fake_esp, admin_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:newsletter_digestdelivery_changelist"),
+            {"action": "resend", "_selected_action": [an_uncertain_digest.pk]},
+        )
+    assert response.status_code == 302
+    assert fake_esp.recipients() == {an_uncertain_digest.subscriber.email: 1}
+    an_uncertain_digest.refresh_from_db()
+    assert an_uncertain_digest.status == "sent"
+    an_uncertain_digest.run.refresh_from_db()
+    assert an_uncertain_digest.run.finished_at is not None
+
+
+def test_the_author_records_an_uncertain_digest_as_sent(
+    an_uncertain_digest, fake_esp, admin_client
+):
+    response = admin_client.post(
+        reverse("admin:newsletter_digestdelivery_changelist"),
+        {"action": "mark_sent", "_selected_action": [an_uncertain_digest.pk]},
+    )
+    assert response.status_code == 302
+    an_uncertain_digest.refresh_from_db()
+    assert an_uncertain_digest.status == "sent"
+    assert fake_esp.count == 0
+    assert digests.digests_resend(row_ids=[an_uncertain_digest.pk]) == 0  # settled
+
+
 def test_digests_draw_on_the_sending_budget_posts_use(
     clock, publish, settings, tmp_path
 ):
