@@ -693,7 +693,16 @@ class DigestDeliveryAdmin(admin.ModelAdmin):
     list_display = ["run", "subscriber", "status", "sent_at", "error"]
     list_filter = ["status", "run__frequency"]
     search_fields = ["subscriber__email"]
-    actions = ["mark_sent", "resend"]
+    actions = ["resolve", "mark_sent", "resend"]
+
+    @admin.action(description="Ask the provider; resend only what it did not take")
+    def resolve(self, request, queryset) -> None:
+        try:
+            changed = digests.digests_resolve_with_provider(row_ids=_ids(queryset))
+        except (CannotAsk, requests.RequestException) as exc:
+            self.message_user(request, f"Could not ask the provider: {exc}", "error")
+        else:
+            self.message_user(request, f"Resolved {changed} digest(s).")
 
     @admin.action(description="Record uncertain digests as sent (provider confirms)")
     def mark_sent(self, request, queryset) -> None:

@@ -30,6 +30,7 @@ from . import digest_tasks
 from .delivery import (
     ProviderUnavailable,
     RetryLater,
+    provider,
     provider_refused,
     retry_after,
     take_from_budget,
@@ -237,6 +238,30 @@ def digests_resend(*, row_ids: list[int]) -> int:
     return resent
 
 
+def digests_resolve_with_provider(*, row_ids: list[int]) -> int:
+    """Settle uncertain digests by asking the provider: those it took are recorded
+    as sent, the others were never accepted and go again. Returns how many were
+    settled; raises provider.CannotAsk for providers without a search."""
+    settled = 0
+    uncertain = DigestDelivery.objects.filter(
+        pk__in=row_ids, status=Delivery.Status.UNCERTAIN
+    ).values_list("pk", "subscriber__email")
+    for row_id, email in uncertain:
+        accepted = provider.accepted_recipients(digest=row_id)
+        if email in accepted:
+            settled += DigestDelivery.objects.filter(
+                pk=row_id, status=Delivery.Status.UNCERTAIN
+            ).update(
+                status=Delivery.Status.SENT,
+                esp_message_id=accepted[email],
+                sent_at=timezone.now(),
+                error="confirmed by the provider",
+            )
+        else:
+            settled += digests_resend(row_ids=[row_id])
+    return settled
+
+
 def _send_one(row_id: int) -> int:
     # The claim: only the worker that moves the row out of QUEUED sends it.
     if not DigestDelivery.objects.filter(
@@ -266,6 +291,7 @@ def _send_one(row_id: int) -> int:
     message = build_message(
         email, to=subscriber.email, headers=list_headers(unsubscribe_url=leave_url)
     )
+    message.metadata = {"digest": str(row.pk)}  # how the provider finds it again
     try:
         take_from_budget(1)
         message.send()

@@ -286,26 +286,28 @@ def test_the_admin_lists_each_round_with_how_its_digests_went(
 
 @pytest.fixture
 def an_uncertain_digest(clock, publish, fake_esp):
-    """A round of two in which the answer for one@ was lost after the request."""
+    """A round of two in which the answer for one@ was lost after the provider
+    took the request."""
     run = a_round_of_two(clock, publish)
     fake_esp.set_faults(drop_after_accept_next=1)
     digests.send_digest_run(run_id=run.pk)
-    uncertain = run.deliveries.get(status="uncertain")
-    assert fake_esp.count == 2  # the provider did take it
-    fake_esp.reset()
-    return uncertain
+    assert fake_esp.count == 2
+    return run.deliveries.get(status="uncertain")
+
+
+def act_on(admin_client, row, action: str):
+    return admin_client.post(
+        reverse("admin:newsletter_digestdelivery_changelist"),
+        {"action": action, "_selected_action": [row.pk]},
+    )
 
 
 def test_the_author_resends_an_uncertain_digest_knowingly(
     an_uncertain_digest, fake_esp, admin_client, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(
-            reverse("admin:newsletter_digestdelivery_changelist"),
-            {"action": "resend", "_selected_action": [an_uncertain_digest.pk]},
-        )
-    assert response.status_code == 302
-    assert fake_esp.recipients() == {an_uncertain_digest.subscriber.email: 1}
+        assert act_on(admin_client, an_uncertain_digest, "resend").status_code == 302
+    assert fake_esp.recipients()[an_uncertain_digest.subscriber.email] == 2
     an_uncertain_digest.refresh_from_db()
     assert an_uncertain_digest.status == "sent"
     an_uncertain_digest.run.refresh_from_db()
@@ -315,15 +317,41 @@ def test_the_author_resends_an_uncertain_digest_knowingly(
 def test_the_author_records_an_uncertain_digest_as_sent(
     an_uncertain_digest, fake_esp, admin_client
 ):
-    response = admin_client.post(
-        reverse("admin:newsletter_digestdelivery_changelist"),
-        {"action": "mark_sent", "_selected_action": [an_uncertain_digest.pk]},
-    )
-    assert response.status_code == 302
+    assert act_on(admin_client, an_uncertain_digest, "mark_sent").status_code == 302
     an_uncertain_digest.refresh_from_db()
     assert an_uncertain_digest.status == "sent"
-    assert fake_esp.count == 0
+    assert fake_esp.count == 2
     assert digests.digests_resend(row_ids=[an_uncertain_digest.pk]) == 0  # settled
+
+
+def test_asking_the_provider_records_what_it_took_without_a_second_copy(
+    an_uncertain_digest, fake_esp, admin_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert act_on(admin_client, an_uncertain_digest, "resolve").status_code == 302
+    email = an_uncertain_digest.subscriber.email
+    assert fake_esp.recipients()[email] == 1
+    an_uncertain_digest.refresh_from_db()
+    assert an_uncertain_digest.status == "sent"
+    (accepted,) = fake_esp.deliveries(address=email)
+    assert an_uncertain_digest.esp_message_id == accepted.message_id
+
+
+def test_asking_the_provider_resends_what_it_never_took(
+    clock, publish, fake_esp, admin_client, django_capture_on_commit_callbacks
+):
+    run = a_round_of_two(clock, publish)
+    lost = run.deliveries.get(subscriber__email="one@example.org")
+    # Its worker claimed it and died before the request went out.
+    DigestDelivery.objects.filter(pk=lost.pk).update(
+        status="uncertain", claimed_at=timezone.now()
+    )
+    digests.send_digest_run(run_id=run.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert act_on(admin_client, lost, "resolve").status_code == 302
+    assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
+    lost.refresh_from_db()
+    assert lost.status == "sent"
 
 
 def test_digests_draw_on_the_sending_budget_posts_use(

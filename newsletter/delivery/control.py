@@ -113,7 +113,7 @@ def batch_resolve_with_provider(*, batch_id: int) -> bool:
     """
     if not Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).exists():
         return False
-    accepted = provider.accepted_recipients(batch_id)
+    accepted = provider.accepted_recipients(batch=batch_id)
     uncertain = Delivery.objects.filter(
         batch_id=batch_id, status=Delivery.Status.UNCERTAIN
     ).values_list("pk", "subscriber__email")

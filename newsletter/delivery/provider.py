@@ -1,6 +1,7 @@
-"""Asking the provider what it accepted, to resolve uncertain batches without
-guessing. Every message carries the metadata {"batch": id}, so one search by that
-metadata lists the batch's recipients the provider took.
+"""Asking the provider what it accepted, to resolve uncertain batches and digests
+without guessing. Every post message carries the metadata {"batch": id}, and every
+digest {"digest": id}, so one search by that metadata lists the recipients the
+provider took.
 
 Only Postmark's outbound message search is wired up. Its index lags acceptance by
 seconds to minutes, so ask about a batch that has been uncertain for a while.
@@ -17,8 +18,10 @@ class CannotAsk(Exception):
     """The configured provider offers no search we use."""
 
 
-def accepted_recipients(batch_id: int) -> dict[str, str]:
-    """{address: provider message id} of the batch's recipients the provider took."""
+def accepted_recipients(**metadata: int) -> dict[str, str]:
+    """{address: provider message id} of what the provider took with this metadata
+    (one key: batch=… or digest=…)."""
+    ((key, value),) = metadata.items()
     token = settings.ANYMAIL.get("POSTMARK_SERVER_TOKEN")
     if settings.EMAIL_BACKEND != POSTMARK or not token:
         raise CannotAsk("only Postmark's message search (with a server token)")
@@ -30,7 +33,7 @@ def accepted_recipients(batch_id: int) -> dict[str, str]:
         while True:
             response = session.get(
                 api.rstrip("/") + "/messages/outbound",
-                params={"count": PAGE, "offset": offset, "metadata_batch": batch_id},
+                params={"count": PAGE, "offset": offset, f"metadata_{key}": value},
                 headers=headers,
                 timeout=30,
             )
