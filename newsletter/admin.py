@@ -303,6 +303,16 @@ class EventAdmin(admin.ModelAdmin):
 RATE_WINDOW = timedelta(minutes=5)
 
 
+def _annotation(name: str, *, description: str | None = None):
+    """A list column showing, and sorting by, a count get_queryset annotates."""
+
+    @admin.display(description=description or name, ordering=name)
+    def column(self, obj) -> int:
+        return getattr(obj, name)
+
+    return column
+
+
 @admin.register(Send)
 class SendAdmin(admin.ModelAdmin):
     list_display = [
@@ -364,21 +374,10 @@ class SendAdmin(admin.ModelAdmin):
             percent,
         )
 
-    @admin.display(ordering="planned")
-    def planned(self, send: Send) -> int:
-        return send.planned
-
-    @admin.display(ordering="sent")
-    def sent(self, send: Send) -> int:
-        return send.sent
-
-    @admin.display(ordering="failed")
-    def failed(self, send: Send) -> int:
-        return send.failed
-
-    @admin.display(ordering="uncertain")
-    def uncertain(self, send: Send) -> int:
-        return send.uncertain
+    planned = _annotation("planned")
+    sent = _annotation("sent")
+    failed = _annotation("failed")
+    uncertain = _annotation("uncertain")
 
     @admin.display(description="rate (recipients/s)")
     def rate(self, send: Send) -> str:
@@ -658,25 +657,11 @@ class DigestRunAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(ordering="readers")
-    def readers(self, run: DigestRun) -> int:
-        return run.readers
-
-    @admin.display(ordering="sent")
-    def sent(self, run: DigestRun) -> int:
-        return run.sent
-
-    @admin.display(ordering="failed")
-    def failed(self, run: DigestRun) -> int:
-        return run.failed
-
-    @admin.display(ordering="uncertain")
-    def uncertain(self, run: DigestRun) -> int:
-        return run.uncertain
-
-    @admin.display(description="queued or sending", ordering="waiting")
-    def waiting(self, run: DigestRun) -> int:
-        return run.waiting
+    readers = _annotation("readers")
+    sent = _annotation("sent")
+    failed = _annotation("failed")
+    uncertain = _annotation("uncertain")
+    waiting = _annotation("waiting", description="queued or sending")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
