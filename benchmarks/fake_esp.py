@@ -89,6 +89,7 @@ import re
 import signal
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -514,6 +515,7 @@ class FakeESP:
     :param postmark_max_recipients: To+Cc+Bcc per Postmark message (Postmark: 50).
     :param mailgun_max_recipients: To+Cc+Bcc per Mailgun call (Mailgun: 1000).
         (Limits: 0 or None disables the check.)
+    :param tls: a server-side SSL context: serve HTTPS with it.
     :param faults: initial fault settings, see :data:`FAULT_DEFAULTS`.
     """
 
@@ -538,9 +540,11 @@ class FakeESP:
         postmark_batch_limit: int | None = 500,
         postmark_max_recipients: int | None = 50,
         mailgun_max_recipients: int | None = 1000,
+        tls: ssl.SSLContext | None = None,
         **faults: Any,
     ):
         self.host = host
+        self.tls = tls
         self.port = port
         self.keep_messages = keep_messages
         self.record_deliveries = record_deliveries
@@ -569,6 +573,8 @@ class FakeESP:
             return self
         server = _Server((self.host, self.port), _Handler)
         server.fake = self
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(
@@ -587,14 +593,18 @@ class FakeESP:
             return
         server.shutdown()
         server.server_close()
+        self.hang_up()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def hang_up(self) -> None:
+        """Close every open (keep-alive) connection, as a provider closes idle ones."""
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def __enter__(self) -> FakeESP:
         return self.start()
@@ -605,7 +615,8 @@ class FakeESP:
     @property
     def url(self) -> str:
         """Base URL, e.g. "http://127.0.0.1:54321/" (port known after start())."""
-        return f"http://{self.host}:{self.port}/"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self.host}:{self.port}/"
 
     def postmark_settings(
         self,

@@ -2,9 +2,11 @@
 Postmark's answers exactly as anymail does."""
 
 import json
+import ssl
 
 import pytest
 import requests
+import trustme
 from anymail.backends.postmark import EmailBackend as AnymailPostmark
 from anymail.exceptions import (
     AnymailInvalidAddress,
@@ -13,7 +15,9 @@ from anymail.exceptions import (
 )
 from anymail.message import AnymailMessage
 
-from newsletter.delivery.postmark import EmailBackend
+from benchmarks.fake_esp import FakeESP
+from newsletter.delivery import provider_refused
+from newsletter.delivery.postmark import EmailBackend, NotConnected
 from newsletter.emails import PostEmail
 from newsletter.models import Subscriber
 
@@ -237,12 +241,17 @@ def test_the_provider_gets_anymails_very_request_and_its_answer_reads_alike(
         message = make_message()
         assert backend.send_messages([message]) == 1
         (request,) = fake_esp.get_messages(limit=1)
+        headers = request["request_headers"]
         statuses = {
             address: status.status
             for address, status in message.anymail_status.recipients.items()
         }
-        sent.append((request["request_headers"], request["request_body"], statuses))
-    assert sent[0] == sent[1]
+        sent.append(
+            (headers.pop("Accept-Encoding"), headers, request["request_body"], statuses)
+        )
+    # Ours asks for the answer uncompressed (it reads it without requests).
+    assert [encoding for encoding, *_ in sent] == ["gzip, deflate", "identity"]
+    assert sent[0][1:] == sent[1][1:]
     assert fake_esp.stats()["accepted_requests"] == 2
 
 
@@ -266,3 +275,35 @@ def test_one_connection_carries_every_message_while_the_backend_is_open(fake_esp
             backend.send_messages([single_message(f"reader{i}@example.org")])
     assert fake_esp.count == 3
     assert fake_esp.stats()["connections"] == 1
+
+
+def test_a_connection_the_provider_closed_while_idle_is_replaced_not_lost(fake_esp):
+    with EmailBackend() as backend:
+        backend.send_messages([single_message("reader1@example.org")])
+        fake_esp.hang_up()
+        # Written to the closed connection, this one would be lost unanswered.
+        backend.send_messages([single_message("reader2@example.org")])
+    assert fake_esp.recipients() == {"reader1@example.org": 1, "reader2@example.org": 1}
+    assert fake_esp.stats()["connections"] == 2
+
+
+def test_tls_to_the_provider_is_verified_and_an_unknown_authority_sends_nothing(
+    settings, monkeypatch, tmp_path
+):
+    for name in PROXY_AND_CA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    with FakeESP(tls=server) as esp:
+        settings.ANYMAIL = esp.postmark_settings()
+        assert settings.ANYMAIL["POSTMARK_API_URL"].startswith("https://")
+        with pytest.raises(AnymailRequestsAPIError) as raised:
+            EmailBackend().send_messages([single_message("reader1@example.org")])
+        assert isinstance(raised.value.__cause__, NotConnected)
+        assert provider_refused(raised.value)  # safe to retry: nothing went out
+        bundle = tmp_path / "ca.pem"
+        authority.cert_pem.write_to_path(str(bundle))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        assert EmailBackend().send_messages([single_message("reader2@example.org")])
+        assert esp.recipients() == {"reader2@example.org": 1}

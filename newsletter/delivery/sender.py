@@ -22,12 +22,13 @@ from django.conf import settings
 from django.core import mail
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import NewConnectionError
 
 from ..emails import PostEmail
 from ..models import Batch, Delivery, Send
 from . import ledger
 from .ledger import Outcome, Recipient
+from .postmark import NotConnected
 from .ratelimit import RateLimited, sending_budget
 
 # Recipients per provider call. Postmark takes at most 500 messages per
@@ -269,10 +270,9 @@ def provider_refused(exc: BaseException) -> bool:
     if isinstance(exc, AnymailAPIError):
         if exc.status_code is not None:
             return True
-        if exc.__cause__ is not None:  # the requests or urllib3 error it wraps
+        if exc.__cause__ is not None:  # the error it wraps
             return provider_refused(exc.__cause__)
-    # requests', or urllib3's (NewConnectionError is one): no connection was made.
-    if isinstance(exc, requests.ConnectTimeout | ConnectTimeoutError):
+    if isinstance(exc, requests.ConnectTimeout):  # no connection was made
         return True
     if isinstance(exc, requests.ConnectionError):
         # requests raises ConnectionError both for a refused connection and for one
@@ -281,7 +281,8 @@ def provider_refused(exc: BaseException) -> bool:
         return isinstance(reason, NewConnectionError)
     return isinstance(
         exc,
-        ConnectionRefusedError
+        NotConnected
+        | ConnectionRefusedError
         | socket.gaierror
         | smtplib.SMTPConnectError
         | smtplib.SMTPSenderRefused
