@@ -14,6 +14,7 @@ stops, to be retried later as a whole; a reader it refuses outright (an inactive
 address) is FAILED.
 """
 
+import smtplib
 from collections import defaultdict
 from datetime import datetime, timedelta
 from functools import partial
@@ -29,10 +30,12 @@ from posts.models import Post
 from . import digest_tasks
 from .delivery import (
     ProviderUnavailable,
+    ReaderDeferred,
     RetryLater,
     provider,
     provider_refused,
     retry_after,
+    smtp_refusal,
     take_from_budget,
 )
 from .emails import (
@@ -176,9 +179,15 @@ def send_digest_run(
     )
     if first is not None:
         pending = pending.filter(pk__range=(first, last))
+    deferred = None
     for row_id in list(pending.values_list("pk", flat=True)):
-        sent += _send_one(row_id)
+        try:
+            sent += _send_one(row_id)
+        except ReaderDeferred as exc:
+            deferred = exc  # the others go on; this reader waits for the retry
     close_run(run_id)
+    if deferred is not None:
+        raise deferred
     return sent
 
 
@@ -298,6 +307,13 @@ def _send_one(row_id: int) -> int:
     except RetryLater:
         _release(row)
         raise
+    except smtplib.SMTPRecipientsRefused as exc:
+        outcome = smtp_refusal(exc)
+        if outcome.status == Delivery.Status.QUEUED:
+            _release(row)
+            raise ReaderDeferred(outcome.error) from exc
+        _finish(row, outcome.status, error=outcome.error)
+        return 0
     except AnymailRecipientsRefused:
         # Refused outright (at Postmark: an address that hard-bounced or complained
         # before): nothing went out, and asking again would be refused again.

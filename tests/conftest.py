@@ -1,4 +1,7 @@
 import os
+import re
+import socketserver
+import threading
 import uuid
 
 import pytest
@@ -48,6 +51,68 @@ def celery_eager():
     yield
     celery_app.conf.task_always_eager = False
     celery_app.conf.task_eager_propagates = False
+
+
+class _SMTPSink(socketserver.StreamRequestHandler):
+    """The receiving mail server, reduced to what tests need. It keeps each message
+    it accepts (`messages`) and each recipient it accepted (`recipients`); it
+    answers the RCPT of an address in `refused` with the reply given there, and
+    the end of every message with `data_reply` when that is set."""
+
+    def handle(self) -> None:
+        server = self.server
+        self.wfile.write(b"220 sink ESMTP\r\n")
+        in_data, lines, recipients = False, [], []
+        while line := self.rfile.readline():
+            command = line[:4].upper()
+            if in_data:
+                if line != b".\r\n":  # RFC 5321 dot-stuffing
+                    lines.append(line[1:] if line.startswith(b"..") else line)
+                    continue
+                if server.data_reply:
+                    self.wfile.write(server.data_reply + b"\r\n")
+                else:
+                    server.messages.append(b"".join(lines))
+                    server.recipients.extend(recipients)
+                    self.wfile.write(b"250 queued\r\n")
+                in_data, lines, recipients = False, [], []
+            elif command == b"RCPT":
+                address = re.search(rb"<([^>]*)>", line)[1].decode()
+                refusal = server.refused.get(address)
+                if refusal is None:
+                    recipients.append(address)
+                self.wfile.write((refusal or b"250 ok") + b"\r\n")
+            elif command == b"DATA":
+                in_data = True
+                self.wfile.write(b"354 go ahead\r\n")
+            elif command == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:  # EHLO, MAIL (a new message), RSET (the last one abandoned)
+                recipients = []
+                self.wfile.write(b"250 ok\r\n")
+
+
+@pytest.fixture
+def smtp_sink():
+    """A local SMTP server (see _SMTPSink) on a free port."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SMTPSink)
+    server.messages, server.recipients = [], []
+    server.refused, server.data_reply = {}, None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def smtp(settings, smtp_sink):
+    """Send over SMTP with Django's own backend: one message per reader."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = smtp_sink.server_address
+    settings.EMAIL_USE_TLS = False
+    return smtp_sink
 
 
 @pytest.fixture

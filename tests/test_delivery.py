@@ -272,6 +272,63 @@ def test_provider_unreachable_is_retried(settings, audience):
     assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
 
 
+def test_over_smtp_a_reader_refused_for_good_fails_and_the_others_go_out(
+    smtp, audience
+):
+    refused, *others = audience["confirmed"]
+    smtp.refused[refused.email] = b"550 5.1.1 No such user"
+    send = plan(PostFactory())
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert sorted(smtp.recipients) == sorted(s.email for s in others)
+    failed = send.deliveries.get(subscriber=refused)
+    assert failed.status == Delivery.Status.FAILED
+    assert failed.error == "provider: rejected (550 5.1.1 No such user)"
+    batch = send.batches.get()
+    assert (batch.status, batch.sent, batch.failed) == (Batch.Status.DONE, 2, 1)
+    send.refresh_from_db()
+    assert (send.status, send.consecutive_failures) == (Send.Status.DONE, 0)
+
+
+def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
+    smtp, audience
+):
+    deferred, *others = audience["confirmed"]
+    smtp.refused[deferred.email] = b"452 4.2.2 Mailbox full"
+    send = plan(PostFactory())
+    batch = send.batches.get()
+    with pytest.raises(delivery.RetryLater) as raised:
+        delivery.send_batch(batch_id=batch.pk)
+    assert not isinstance(raised.value, delivery.ProviderUnavailable)
+    assert sorted(smtp.recipients) == sorted(s.email for s in others)
+    assert send.deliveries.get(subscriber=deferred).status == Delivery.Status.QUEUED
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.QUEUED
+    send.refresh_from_db()
+    assert send.consecutive_failures == 0  # the provider is fine; one reader waits
+    del smtp.refused[deferred.email]
+    delivery.send_batch(batch_id=batch.pk)  # the task's retry
+    assert sorted(smtp.recipients) == sorted(s.email for s in audience["confirmed"])
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent) == (Batch.Status.DONE, 3)
+
+
+def test_over_smtp_a_message_the_server_rejects_is_retried_never_uncertain(
+    smtp, audience
+):
+    smtp.data_reply = b"554 5.7.1 Message refused"
+    send = plan(PostFactory())
+    batch = send.batches.get()
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.send_batch(batch_id=batch.pk)
+    assert smtp.recipients == []
+    assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
+    send.refresh_from_db()
+    assert send.consecutive_failures == 1
+    smtp.data_reply = None
+    delivery.send_batch(batch_id=batch.pk)
+    assert sorted(smtp.recipients) == sorted(s.email for s in audience["confirmed"])
+
+
 def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audience):
     send = plan(PostFactory())
     batch = send.batches.get()

@@ -270,6 +270,35 @@ def test_a_reader_the_provider_refuses_is_failed_not_left_uncertain(
     assert run.finished_at is not None
 
 
+def test_over_smtp_a_reader_refused_for_good_fails_and_the_other_gets_theirs(
+    clock, publish, smtp
+):
+    run = a_round_of_two(clock, publish)
+    smtp.refused["one@example.org"] = b"550 5.1.1 No such user"
+    assert digests.send_digest_run(run_id=run.pk) == 1
+    assert smtp.recipients == ["two@example.org"]
+    refused = run.deliveries.get(subscriber__email="one@example.org")
+    assert refused.status == "failed"
+    assert refused.error == "provider: rejected (550 5.1.1 No such user)"
+
+
+def test_over_smtp_a_deferred_reader_waits_for_the_retry_and_the_other_gets_theirs(
+    clock, publish, smtp
+):
+    run = a_round_of_two(clock, publish)
+    smtp.refused["one@example.org"] = b"451 4.7.1 Greylisted, try again later"
+    with pytest.raises(delivery.ReaderDeferred):
+        digests.send_digest_run(run_id=run.pk)
+    assert smtp.recipients == ["two@example.org"]
+    waiting = run.deliveries.get(subscriber__email="one@example.org")
+    assert waiting.status == "queued"
+    del smtp.refused["one@example.org"]
+    assert digests.send_digest_run(run_id=run.pk) == 1  # the task's retry
+    assert smtp.recipients == ["two@example.org", "one@example.org"]
+    run.refresh_from_db()
+    assert run.finished_at is not None
+
+
 def test_the_admin_lists_each_round_with_how_its_digests_went(
     clock, publish, fake_esp, admin_client
 ):

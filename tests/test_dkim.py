@@ -3,9 +3,7 @@
 import base64
 import re
 import shutil
-import socketserver
 import subprocess
-import threading
 
 import dkim
 import pytest
@@ -17,41 +15,6 @@ from newsletter.emails import PostEmail
 from .factories import PublishedPostFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
-
-
-class _SMTPSink(socketserver.StreamRequestHandler):
-    """The receiving mail server, reduced to accepting and keeping each message."""
-
-    def handle(self) -> None:
-        self.wfile.write(b"220 sink ESMTP\r\n")
-        in_data, lines = False, []
-        while line := self.rfile.readline():
-            if in_data:
-                if line == b".\r\n":
-                    self.server.messages.append(b"".join(lines))
-                    in_data, lines = False, []
-                    self.wfile.write(b"250 queued\r\n")
-                else:  # RFC 5321 dot-stuffing
-                    lines.append(line[1:] if line.startswith(b"..") else line)
-            elif line[:4].upper() == b"DATA":
-                in_data = True
-                self.wfile.write(b"354 go ahead\r\n")
-            elif line[:4].upper() == b"QUIT":
-                self.wfile.write(b"221 bye\r\n")
-                return
-            else:
-                self.wfile.write(b"250 ok\r\n")
-
-
-@pytest.fixture
-def smtp_sink():
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SMTPSink)
-    server.messages = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

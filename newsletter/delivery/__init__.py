@@ -32,10 +32,12 @@ from .sender import (
     POSTMARK_BATCH_SIZE,
     SINGLE_MESSAGE_BATCH_SIZE,
     ProviderUnavailable,
+    ReaderDeferred,
     RetryLater,
     provider_refused,
     retry_after,
     send_batch,
+    smtp_refusal,
     take_from_budget,
 )
 
@@ -45,6 +47,7 @@ __all__ = [
     "POSTMARK_BATCH_SIZE",
     "SINGLE_MESSAGE_BATCH_SIZE",
     "ProviderUnavailable",
+    "ReaderDeferred",
     "RetryLater",
     "batch_mark_sent",
     "batch_resend",
@@ -58,5 +61,6 @@ __all__ = [
     "send_create_for_post",
     "send_pause",
     "send_resume",
+    "smtp_refusal",
     "take_from_budget",
 ]

@@ -106,6 +106,12 @@ class RetryLater(Exception):
         self.countdown = countdown
 
 
+class ReaderDeferred(RetryLater):
+    """The provider will take a reader later (an SMTP server's 4xx for their
+    address): the others went on, and the reader waits for the retry. Not the
+    provider's failure, so it does not count towards the circuit breaker."""
+
+
 class ProviderUnavailable(RetryLater):
     """The provider did not take the message now (an error answer, no connection)."""
 
@@ -143,8 +149,9 @@ def send_batch(*, batch_id: int) -> None:
     if closed is None:
         return  # the reaper took this claim for a dead one; it owns the batch now
     status, others = closed
-    # A spent sending budget is ours, not the provider's: it does not count.
-    if trouble is not None and type(trouble) is not RetryLater:
+    # A spent sending budget is ours and a deferred reader the reader's, not the
+    # provider's failure: neither counts.
+    if trouble is not None and type(trouble) not in (RetryLater, ReaderDeferred):
         _count_failure(batch.send, now)
     elif batch.send.consecutive_failures:
         Send.objects.filter(pk=batch.send_id).update(consecutive_failures=0)
@@ -163,6 +170,7 @@ def _hand_over(
     post_email = _rendered(batch.send)
     size = how.batch_size if how.batched else 1
     outcomes: dict[int, Outcome] = {}
+    deferred: ReaderDeferred | None = None
     with mail.get_connection(how.backend) as connection:
         for chunk in _chunks(recipients, size):
             try:
@@ -192,6 +200,15 @@ def _hand_over(
                 message.send()
             except AnymailRecipientsRefused:
                 pass  # every recipient refused: anymail_status says how, as below
+            except smtplib.SMTPRecipientsRefused as exc:
+                # An SMTP server refused a reader's address (one reader per
+                # message here): the others go out either way.
+                outcome = smtp_refusal(exc)
+                if outcome.status == Delivery.Status.QUEUED:
+                    deferred = deferred or ReaderDeferred(outcome.error)
+                else:
+                    outcomes.update({r.delivery_id: outcome for r in chunk})
+                continue
             except Exception as exc:
                 if provider_refused(exc):
                     return outcomes, ProviderUnavailable(str(exc), retry_after(exc))
@@ -201,7 +218,7 @@ def _hand_over(
                     )
                 return outcomes, exc
             outcomes.update(_accepted(message, chunk))
-    return outcomes, None
+    return outcomes, deferred
 
 
 def take_from_budget(messages: int, *, esp: str | None = None) -> None:
@@ -260,12 +277,27 @@ def _accepted(message, chunk: Sequence[Recipient]) -> dict[int, Outcome]:
     return outcomes
 
 
+def smtp_refusal(exc: smtplib.SMTPRecipientsRefused) -> Outcome:
+    """What an SMTP server's refusal of a reader's address means for the ledger:
+    refused for good (5xx), FAILED; for now (4xx), still QUEUED, for the retry."""
+    replies = exc.recipients.values()
+    reply = "; ".join(
+        f"{code} {text.decode(errors='replace')}" for code, text in replies
+    )
+    if all(code >= 500 for code, _ in replies):
+        return Outcome(Delivery.Status.FAILED, error=f"provider: rejected ({reply})")
+    return Outcome(
+        Delivery.Status.QUEUED, error=f"deferred by the SMTP server ({reply})"
+    )
+
+
 def provider_refused(exc: BaseException) -> bool:
     """True when an error proves the provider did not accept the message.
 
-    An HTTP error answer, or a connection that was never made, means nothing was
-    accepted and a retry is safe. A connection that broke after the request went
-    out, or a timeout waiting for the answer, might hide an accepted message.
+    An HTTP error answer, an SMTP server's error reply, or a connection that was
+    never made, means nothing was accepted and a retry is safe. A connection that
+    broke after the request went out, or a timeout waiting for the answer, might
+    hide an accepted message.
     """
     if isinstance(exc, AnymailAPIError):
         if exc.status_code is not None:
@@ -284,9 +316,8 @@ def provider_refused(exc: BaseException) -> bool:
         NotConnected
         | ConnectionRefusedError
         | socket.gaierror
-        | smtplib.SMTPConnectError
-        | smtplib.SMTPSenderRefused
-        | smtplib.SMTPAuthenticationError,
+        # A reply refusing the connection, the sender, the login or the message.
+        | smtplib.SMTPResponseException,
     )
 
 
