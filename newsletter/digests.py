@@ -308,7 +308,7 @@ def _send_one(row_id: int) -> int:
         _release(row)
         raise
     except smtplib.SMTPRecipientsRefused as exc:
-        outcome = smtp_refusal(exc)
+        outcome = smtp_refusal(exc, since=row.run.created_at)
         if outcome.status == Delivery.Status.QUEUED:
             _release(row)
             raise ReaderDeferred(outcome.error) from exc

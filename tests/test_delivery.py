@@ -312,6 +312,21 @@ def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
     assert (batch.status, batch.sent) == (Batch.Status.DONE, 3)
 
 
+def test_over_smtp_a_reader_deferred_for_days_fails_at_last(smtp, audience):
+    deferred, *others = audience["confirmed"]
+    smtp.refused[deferred.email] = b"452 4.2.2 Mailbox full"
+    send = plan(PostFactory())
+    started = timezone.now() - delivery.MAX_DEFERRAL - timedelta(minutes=1)
+    Send.objects.filter(pk=send.pk).update(created_at=started)
+    delivery.send_batch(batch_id=send.batches.get().pk)
+    assert sorted(smtp.recipients) == sorted(s.email for s in others)
+    failed = send.deliveries.get(subscriber=deferred)
+    assert failed.status == Delivery.Status.FAILED
+    assert failed.error == "provider: deferred for over 4 days (452 4.2.2 Mailbox full)"
+    send.refresh_from_db()
+    assert send.status == Send.Status.DONE
+
+
 def test_over_smtp_a_message_the_server_rejects_is_retried_never_uncertain(
     smtp, audience
 ):

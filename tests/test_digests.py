@@ -2,7 +2,7 @@
 the admin, holding only matched posts the reader has not been sent, once per
 period, and never empty."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -295,6 +295,21 @@ def test_over_smtp_a_deferred_reader_waits_for_the_retry_and_the_other_gets_thei
     del smtp.refused["one@example.org"]
     assert digests.send_digest_run(run_id=run.pk) == 1  # the task's retry
     assert smtp.recipients == ["two@example.org", "one@example.org"]
+    run.refresh_from_db()
+    assert run.finished_at is not None
+
+
+def test_over_smtp_a_reader_deferred_for_days_fails_and_the_round_finishes(
+    clock, publish, smtp
+):
+    run = a_round_of_two(clock, publish)
+    smtp.refused["one@example.org"] = b"451 4.7.1 Greylisted, try again later"
+    started = run.created_at - delivery.MAX_DEFERRAL - timedelta(minutes=1)
+    DigestRun.objects.filter(pk=run.pk).update(created_at=started)
+    assert digests.send_digest_run(run_id=run.pk) == 1
+    failed = run.deliveries.get(subscriber__email="one@example.org")
+    assert failed.status == "failed"
+    assert failed.error.startswith("provider: deferred for over 4 days (451 4.7.1")
     run.refresh_from_db()
     assert run.finished_at is not None
 

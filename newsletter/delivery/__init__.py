@@ -29,6 +29,7 @@ from .planner import PLANNING_PAGE_SIZE, plan_next_page, send_create_for_post
 from .reaper import reap
 from .sender import (
     MAILGUN_BATCH_SIZE,
+    MAX_DEFERRAL,
     POSTMARK_BATCH_SIZE,
     SINGLE_MESSAGE_BATCH_SIZE,
     ProviderUnavailable,
@@ -43,6 +44,7 @@ from .sender import (
 
 __all__ = [
     "MAILGUN_BATCH_SIZE",
+    "MAX_DEFERRAL",
     "PLANNING_PAGE_SIZE",
     "POSTMARK_BATCH_SIZE",
     "SINGLE_MESSAGE_BATCH_SIZE",

@@ -41,6 +41,10 @@ MAILGUN_BATCH_SIZE = 1000
 SINGLE_MESSAGE_BATCH_SIZE = 200
 # The longest Retry-After honoured, in seconds.
 MAX_RETRY_AFTER = 600
+# How long a reader an SMTP server keeps deferring is tried before failing them,
+# counted from the start of the send: mail servers give up after 4-5 days
+# (RFC 5321, 4.5.4.1).
+MAX_DEFERRAL = timedelta(days=4)
 
 
 ANYMAIL_POSTMARK = "anymail.backends.postmark.EmailBackend"
@@ -203,7 +207,7 @@ def _hand_over(
             except smtplib.SMTPRecipientsRefused as exc:
                 # An SMTP server refused a reader's address (one reader per
                 # message here): the others go out either way.
-                outcome = smtp_refusal(exc)
+                outcome = smtp_refusal(exc, since=batch.send.created_at)
                 if outcome.status == Delivery.Status.QUEUED:
                     deferred = deferred or ReaderDeferred(outcome.error)
                 else:
@@ -277,15 +281,21 @@ def _accepted(message, chunk: Sequence[Recipient]) -> dict[int, Outcome]:
     return outcomes
 
 
-def smtp_refusal(exc: smtplib.SMTPRecipientsRefused) -> Outcome:
+def smtp_refusal(exc: smtplib.SMTPRecipientsRefused, *, since: datetime) -> Outcome:
     """What an SMTP server's refusal of a reader's address means for the ledger:
-    refused for good (5xx), FAILED; for now (4xx), still QUEUED, for the retry."""
+    refused for good (5xx), FAILED; for now (4xx), still QUEUED for the retry,
+    until MAX_DEFERRAL after `since` (when the sending began), then FAILED."""
     replies = exc.recipients.values()
     reply = "; ".join(
         f"{code} {text.decode(errors='replace')}" for code, text in replies
     )
     if all(code >= 500 for code, _ in replies):
         return Outcome(Delivery.Status.FAILED, error=f"provider: rejected ({reply})")
+    if timezone.now() - since > MAX_DEFERRAL:
+        return Outcome(
+            Delivery.Status.FAILED,
+            error=f"provider: deferred for over {MAX_DEFERRAL.days} days ({reply})",
+        )
     return Outcome(
         Delivery.Status.QUEUED, error=f"deferred by the SMTP server ({reply})"
     )
