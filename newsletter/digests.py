@@ -11,7 +11,8 @@ request, or the worker died holding its claim) becomes UNCERTAIN, never resent.
 Digests draw on the sending budget posts use; when the provider refuses for now (an
 error answer, no connection, a 429) the row goes back to the queue and its slice
 stops, to be retried later as a whole; a reader it refuses outright (an inactive
-address) is FAILED.
+address, an SMTP 5xx) is FAILED, and one an SMTP server defers waits for the slice's
+retry while the others go on.
 """
 
 import smtplib

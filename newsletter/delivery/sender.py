@@ -153,9 +153,12 @@ def send_batch(*, batch_id: int) -> None:
     if closed is None:
         return  # the reaper took this claim for a dead one; it owns the batch now
     status, others = closed
-    # A spent sending budget is ours and a deferred reader the reader's, not the
-    # provider's failure: neither counts.
-    if trouble is not None and type(trouble) not in (RetryLater, ReaderDeferred):
+    # The provider refusing, or leaving the outcome unknown, counts towards the
+    # breaker; a spent sending budget (ours) or a deferred reader (theirs) does not.
+    provider_failed = trouble is not None and (
+        isinstance(trouble, ProviderUnavailable) or not isinstance(trouble, RetryLater)
+    )
+    if provider_failed:
         _count_failure(batch.send, now)
     elif batch.send.consecutive_failures:
         Send.objects.filter(pk=batch.send_id).update(consecutive_failures=0)
