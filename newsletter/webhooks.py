@@ -40,6 +40,8 @@ class _RefuseMalformedBodies:
         TypeError,
         ValueError,  # also UnicodeError
         OverflowError,
+        # A timestamp beyond the C library's time_t (datetime.fromtimestamp).
+        OSError,
     )
 
     def run_validators(self, request):

@@ -465,3 +465,15 @@ def test_a_body_the_event_log_cannot_store_is_refused_and_writes_nothing(
     )
     assert response.status_code == 400
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("timestamp", [1e13, 1e17], ids=["year-318857", "eoverflow"])
+def test_a_mailgun_event_dated_beyond_any_calendar_is_refused_and_writes_nothing(
+    client, reader, timestamp
+):
+    """Python cannot date it: a ValueError for some, an OSError (EOVERFLOW) from
+    the C library for larger ones."""
+    payload = mailgun_event("delivered", "b8ce0edb2dd8301dee6c2405235584e45a")
+    payload["event-data"]["timestamp"] = timestamp
+    assert post_mailgun(client, payload).status_code == 400
+    assert not Event.objects.exists()
