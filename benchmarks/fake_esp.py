@@ -95,6 +95,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -372,6 +373,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # hang up without any response
 
     def _esp_request(self, esp, target, body):
+        with self.server.fake._in_flight():
+            self._answer_esp_request(esp, target, body)
+
+    def _answer_esp_request(self, esp, target, body):
         fake = self.server.fake
         fake._bump("requests")
         latency = fake._faults["latency_ms"]
@@ -553,6 +558,7 @@ class FakeESP:
         self.postmark_max_recipients = postmark_max_recipients
         self.mailgun_max_recipients = mailgun_max_recipients
         self._lock = threading.Lock()
+        self._in_flight_now = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
@@ -671,7 +677,8 @@ class FakeESP:
     def stats(self) -> dict[str, int | float]:
         """Counters: connections (TCP connections accepted, to check keep-alive),
         requests (ESP sends), accepted_requests, count, faults_5xx, faults_429,
-        drops, auth_failures, errors (4xx/5xx answered without a fault); and
+        drops, auth_failures, errors (4xx/5xx answered without a fault),
+        most_in_flight (the most ESP requests answered at once); and
         last_accepted_at, the time.monotonic() of the last accepted request (0.0
         before any), a clock other processes on this machine share."""
         with self._lock:
@@ -780,6 +787,7 @@ class FakeESP:
                 ),
                 0,
             )
+            self._stats["most_in_flight"] = self._in_flight_now
             if faults:
                 self._faults = dict(self._initial_faults)
                 self._rng.seed(self._faults["seed"])
@@ -791,6 +799,19 @@ class FakeESP:
                 self._stats["connections"] += 1
             else:
                 self._connections.discard(conn)
+
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        """Count an ESP request as in flight while it is answered."""
+        with self._lock:
+            self._in_flight_now += 1
+            most = max(self._stats["most_in_flight"], self._in_flight_now)
+            self._stats["most_in_flight"] = most
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight_now -= 1
 
     def _bump(self, stat: str) -> None:
         with self._lock:

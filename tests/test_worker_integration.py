@@ -31,7 +31,7 @@ def worker(fake_esp):
         assert celery_app.conf.broker_url == redis_url
     celery_app.control.purge()  # tasks left by an earlier run name rows gone now
     with start_worker(
-        celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10
+        celery_app, pool="threads", perform_ping_check=False, shutdown_timeout=10
     ) as worker:
         yield worker
 
@@ -143,3 +143,30 @@ def test_a_provider_outage_is_retried_by_the_worker_and_nobody_gets_two_copies(
         + (uncertain.uncertain)
         == 10
     )
+
+
+def test_a_worker_with_threads_sends_one_message_batches_side_by_side_once_each(
+    fake_esp, settings
+):
+    """One message per reader is paced by the provider's round trip; a worker with
+    a pool of threads waits on several batches at once (README, "How it works")."""
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    settings.NEWSLETTER_BATCH_SIZE = 3
+    fake_esp.set_faults(latency_ms=100)  # a provider some way off
+    confirmed = SubscriberFactory.create_batch(24)
+    celery_app.control.purge()
+    with start_worker(
+        celery_app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        shutdown_timeout=10,
+    ):
+        post = publish_in_admin("Durham: a thread pool", "durham-thread-pool")
+        wait_for(send_is_done(post))
+
+    assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
+    assert fake_esp.stats()["most_in_flight"] > 1
+    send = Send.objects.get(post=post)
+    assert send.batches.filter(status=Batch.Status.DONE).count() == 8
+    assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 24
