@@ -9,9 +9,8 @@ parser for bare addresses (and remembers the few others: From, Reply-To), encode
 each body once, and posts through the standard library's http.client rather than
 requests. Requests' per-call bookkeeping (settings merges, cookies, hooks) and
 urllib3's beneath it cost more than everything else a one-message-per-reader send
-does per message; and urllib3 writes a request's headers and its body separately,
-so that the provider reads each request in two pieces (measured: workers spend 30%
-less CPU per message, the fake ESP 15% less). Requests, errors and per-recipient
+does per message (measured: workers spend 30% less CPU per message, the fake ESP
+15% less). Requests, errors and per-recipient
 statuses are anymail's own; anything out of the ordinary (a proxy, anymail's
 request debugging) goes through anymail's code unchanged.
 """
@@ -183,10 +182,10 @@ class EmailBackend(AnymailPostmarkBackend):
         return connection
 
     def post_to_esp(self, payload, message):
-        """anymail's post, through http.client: the same request, written in one
-        piece, and an answer that is a requests.Response as anymail expects. An
-        error on the way is raised as anymail's AnymailRequestsAPIError, from the
-        error itself (or from NotConnected when nothing was sent)."""
+        """anymail's post, through http.client: the same request, and an answer
+        that is a requests.Response as anymail expects. An error on the way is
+        raised as anymail's AnymailRequestsAPIError, from the error itself (or from
+        NotConnected when nothing was sent)."""
         params = payload.get_request_params(self.api_url)
         extras = [name for name in ("params", "files", "auth") if params.get(name)]
         url = urlsplit(params["url"])
@@ -201,7 +200,7 @@ class EmailBackend(AnymailPostmarkBackend):
             connection.request(
                 params["method"],
                 url.path,
-                body=params["data"],  # bytes: written with the headers, in one piece
+                body=params["data"],
                 headers=_merged(self.http_headers, params["headers"]),
             )
             answer = connection.getresponse()
