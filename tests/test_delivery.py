@@ -257,6 +257,9 @@ def test_one_message_mode_drop_marks_only_that_message_uncertain(
     batch.refresh_from_db()
     assert batch.status == Batch.Status.UNCERTAIN
     assert (batch.sent, batch.uncertain) == (2, 1)
+    # The attempt that went well keeps the reason the batch is uncertain, for
+    # whoever reviews it.
+    assert "Error posting to" in batch.last_error
 
 
 def test_provider_unreachable_is_retried(settings, audience):

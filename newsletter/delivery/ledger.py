@@ -110,8 +110,10 @@ def close_batch(
     """End an attempt at a batch: recount it from the ledger and set its status.
 
     QUEUED again while deliveries wait, else UNCERTAIN if any is uncertain, else
-    DONE. Returns (new status, batches of the send still queued or sending), or
-    None when the batch was not in `from_status`.
+    DONE. The attempt's `error` is recorded, except that one without error keeps
+    the error that left an UNCERTAIN batch uncertain (an earlier attempt's). Returns
+    (new status, batches of the send still queued or sending), or None when the
+    batch was not in `from_status`.
     """
     has = f"EXISTS (SELECT 1 FROM {D} d WHERE d.batch_id = {B}.id AND d.status"
     waiting = f"{has} = '{Delivery.Status.QUEUED}')"
@@ -123,7 +125,9 @@ def close_batch(
                 ELSE %s END,
             finished_at = CASE WHEN {waiting} THEN NULL ELSE %s END,
             touched_at = %s,
-            last_error = %s,
+            last_error = CASE
+                WHEN %s = '' AND NOT {waiting} AND {has} = %s) THEN last_error
+                ELSE %s END,
             sent = {_count(Delivery.Status.SENT)},
             failed = {_count(Delivery.Status.FAILED)},
             uncertain = {_count(Delivery.Status.UNCERTAIN)}
@@ -141,6 +145,8 @@ def close_batch(
         Batch.Status.DONE,
         when,
         when,
+        error[:2000],
+        Delivery.Status.UNCERTAIN,
         error[:2000],
         batch_id,
         from_status,
