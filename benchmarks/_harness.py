@@ -106,10 +106,14 @@ def start_fake_esp(*args: str) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
-def start_worker(env: dict[str, str], name: str) -> subprocess.Popen:
+def start_worker(env: dict[str, str], name: str, threads: int = 0) -> subprocess.Popen:
+    """A worker with one task at a time (solo), or `threads` of them."""
+    pool = ["--pool=solo"]
+    if threads:
+        pool = ["--pool=threads", f"--concurrency={threads}"]
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-q", "-A", "newsletter", "worker",
-         "--pool=solo", "--loglevel=WARNING", "--without-gossip",
+         *pool, "--loglevel=WARNING", "--without-gossip",
          "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h"],
         cwd=ROOT,
         # Quiet Celery's warning about running as root (as CI machines do).

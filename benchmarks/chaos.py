@@ -13,6 +13,9 @@ the fake ESP how many subscribers got 0, 1 and 2+ copies. Its last line is
 `chaos: missing=<n> duplicated=<n> uncertain_batches=<n>` (duplicated: 2+ copies
 outside a batch reported uncertain); it exits non-zero when missing or duplicated
 is not 0.
+
+Batch mode with solo workers by default; --single sends one message per recipient,
+--threads N gives each worker N threads (a batch each, so a kill loses N at once).
 """
 
 import argparse
@@ -51,6 +54,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--single", action="store_true", help="one message per recipient"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="workers with a pool of THREADS"
+    )
+    parser.add_argument(
         "--no-resolve", action="store_true", help="leave uncertain batches as they are"
     )
     parser.add_argument(
@@ -78,12 +87,13 @@ def main() -> None:
             NEWSLETTER_BREAKER_FAILURES="8",
             NEWSLETTER_BREAKER_COOLDOWN_SECONDS="5",
             VAR_DIR=workdir,
+            NEWSLETTER_DELIVERY_MODE="single" if args.single else "auto",
         )
         client = FakeESPClient(url)
         h.reset_database()
         h.seed_subscribers(args.n)
         for i in range(args.workers):
-            processes[f"w{i}"] = h.start_worker(env, f"chaos-w{i}")
+            processes[f"w{i}"] = h.start_worker(env, f"chaos-w{i}", args.threads)
         processes["beat"] = start_beat(env, workdir)
         send_id = publish()
         redis = run_events(args, env, client, send_id, processes, redis, workdir)
@@ -180,7 +190,7 @@ def run_events(args, env, client, send_id, processes, redis, workdir):
                 h.stop(processes.pop(name), signal.SIGKILL)
                 replacements += 1
                 processes[f"r{replacements}"] = h.start_worker(
-                    env, f"chaos-r{replacements}"
+                    env, f"chaos-r{replacements}", args.threads
                 )
             elif event == "restart Redis":
                 stop_redis(args.redis_port, redis)
