@@ -238,6 +238,11 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address):
+        # A client that died (chaos kills workers) is no error of the provider's.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def server_bind(self):
         # Skip HTTPServer.server_bind's getfqdn() (a reverse DNS lookup).
         socketserver.TCPServer.server_bind(self)

@@ -110,8 +110,9 @@ def close_batch(
     """End an attempt at a batch: recount it from the ledger and set its status.
 
     QUEUED again while deliveries wait, else UNCERTAIN if any is uncertain, else
-    DONE. The attempt's `error` is recorded, except that one without error keeps
-    the error that left an UNCERTAIN batch uncertain (an earlier attempt's). Returns
+    DONE. The attempt's `error` is recorded, except that an attempt without error
+    that leaves the batch UNCERTAIN keeps the last one recorded, which tells the
+    reviewer what went wrong (each uncertain delivery has its own as well). Returns
     (new status, batches of the send still queued or sending), or None when the
     batch was not in `from_status`.
     """
