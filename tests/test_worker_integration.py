@@ -31,7 +31,7 @@ def worker(fake_esp):
         assert celery_app.conf.broker_url == redis_url
     celery_app.control.purge()  # tasks left by an earlier run name rows gone now
     with start_worker(
-        celery_app, pool="threads", perform_ping_check=False, shutdown_timeout=10
+        celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10
     ) as worker:
         yield worker
 

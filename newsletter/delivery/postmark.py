@@ -10,9 +10,9 @@ each body once, and posts through the standard library's http.client rather than
 requests. Requests' per-call bookkeeping (settings merges, cookies, hooks) and
 urllib3's beneath it cost more than everything else a one-message-per-reader send
 does per message (measured: workers spend 30% less CPU per message, the fake ESP
-15% less). Requests, errors and per-recipient
-statuses are anymail's own; anything out of the ordinary (a proxy, anymail's
-request debugging) goes through anymail's code unchanged.
+15% less). Requests, errors and per-recipient statuses are anymail's own; anything
+out of the ordinary (a proxy, anymail's request debugging) goes through anymail's
+code unchanged.
 """
 
 import http.client
