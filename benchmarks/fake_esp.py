@@ -40,8 +40,9 @@ ESP endpoints (any token/key is accepted; a missing one gets 401):
   its own MessageID. Anymail uses ``email/batch`` for a batch send (merge_headers /
   merge_metadata) without a template, and ``email/batchWithTemplates`` when
   ``template_id`` is set. (Anymail refuses ``merge_data`` without ``template_id``
-  for Postmark: AnymailUnsupportedFeature.) More than 500 messages: HTTP 422,
-  ErrorCode 410, like Postmark.
+  for Postmark; newsletter's backend fills it in itself and posts each recipient's
+  message to ``/email``.) More than 500 messages: HTTP 422, ErrorCode 410, like
+  Postmark.
 * A message to an address marked inactive (:meth:`FakeESP.mark_inactive`, like an
   address on Postmark's suppression list after a hard bounce or a spam complaint)
   is not delivered to it: when all its recipients are inactive, ErrorCode 406
@@ -119,6 +120,7 @@ FAULT_DEFAULTS: dict[str, Any] = {
     "rate_limit_next": 0,  # answer the next N ESP requests with 429
     "retry_after_s": 1,  # Retry-After seconds on 429s; None omits the header
     "drop_after_accept_next": 0,  # accept + record the next N, then hang up
+    "faults_after": 0,  # answer the next N ESP requests normally, then the faults
     "p_5xx": 0.0,  # random faults, drawn from a RNG seeded with `seed`
     "p_429": 0.0,
     "p_drop": 0.0,
@@ -706,8 +708,9 @@ class FakeESP:
         """Update fault settings (see FAULT_DEFAULTS); returns them all.
 
         Counted faults (``*_next``) apply to the next N ESP requests that pass
-        authentication, in the order 5xx, 429, drop; then the random ones are
-        drawn once per request. Setting ``seed`` reseeds the RNG.
+        authentication (after the first ``faults_after`` of them), in the order
+        5xx, 429, drop; then the random ones are drawn once per request. Setting
+        ``seed`` reseeds the RNG.
         """
         settings = self._check_faults(settings)
         with self._lock:
@@ -742,6 +745,9 @@ class FakeESP:
     def _take_fault(self) -> str | None:
         with self._lock:
             f = self._faults
+            if f["faults_after"]:
+                f["faults_after"] -= 1
+                return None
             if f["fail_5xx_next"]:
                 f["fail_5xx_next"] -= 1
                 return "5xx"

@@ -262,6 +262,31 @@ def test_one_message_mode_drop_marks_only_that_message_uncertain(
     assert "Error posting to" in batch.last_error
 
 
+@pytest.mark.parametrize(
+    ("fault", "then"),
+    [
+        # The provider refused the second: it waits for the retry, as the third.
+        ("fail_5xx_next", (1, 0, 2)),
+        # The answer for the second was lost: it may have been taken.
+        ("drop_after_accept_next", (1, 1, 1)),
+    ],
+)
+def test_one_message_mode_error_midway_keeps_what_went_before(
+    fake_esp, settings, audience, fault, then
+):
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    send = plan(PostFactory())
+    batch = send.batches.get()
+    fake_esp.set_faults(faults_after=1, **{fault: 1})
+    with pytest.raises(delivery.RetryLater):
+        delivery.send_batch(batch_id=batch.pk)
+    statuses = [Delivery.Status.SENT, Delivery.Status.UNCERTAIN, Delivery.Status.QUEUED]
+    assert tuple(send.deliveries.filter(status=s).count() for s in statuses) == then
+    delivery.send_batch(batch_id=batch.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+    assert not send.deliveries.filter(status=Delivery.Status.QUEUED).exists()
+
+
 def test_provider_unreachable_is_retried(settings, audience):
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     # Port 9 (discard) is closed here: the connection is refused before any request.

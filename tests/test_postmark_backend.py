@@ -307,3 +307,78 @@ def test_tls_to_the_provider_is_verified_and_an_unknown_authority_sends_nothing(
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
         assert EmailBackend().send_messages([single_message("reader2@example.org")])
         assert esp.recipients() == {"reader2@example.org": 1}
+
+
+def merge_batch(to: list[str]) -> AnymailMessage:
+    """A batch whose bodies carry each reader's own links as merge fields."""
+    message = batch_message(to)
+    message.body = "Leave: {{unsubscribe_url}}\nChoose: {{preferences_url}} £5"
+    message.alternatives = []
+    message.attach_alternative(
+        '<a href="{{unsubscribe_url}}">Leave</a> <b>Caf\u00e9</b> {{other}}',
+        "text/html",
+    )
+    message.merge_data = {
+        address: {
+            "unsubscribe_url": f"https://example.org/u/{i}:x/",
+            "preferences_url": f'https://example.org/p/"{i}"/',
+        }
+        for i, address in enumerate(to)
+    }
+    return message
+
+
+def as_anymail_sends_it_alone(batch: AnymailMessage, address: str) -> dict:
+    """The request anymail's own backend makes for one reader's message."""
+    message = AnymailMessage(
+        subject=batch.subject,
+        from_email=batch.from_email,
+        reply_to=batch.reply_to,
+        to=[address],
+    )
+    bodies = [batch.body, batch.alternatives[0][0]]
+    for name, value in batch.merge_data[address].items():
+        bodies = [body.replace("{{" + name + "}}", value) for body in bodies]
+    message.body = bodies[0]
+    message.attach_alternative(bodies[1], "text/html")
+    message.extra_headers = batch.merge_headers[address]
+    message.metadata = {**batch.metadata, **batch.merge_metadata[address]}
+    backend = AnymailPostmark(**TOKEN)
+    payload = backend.build_message_payload(message, backend.send_defaults)
+    assert payload.get_api_endpoint() == "email"
+    return json.loads(payload.serialize_data())
+
+
+def test_merge_data_for_bodies_of_their_own_goes_as_each_readers_own_message(
+    fake_esp,
+):
+    readers = ["reader1@example.org", "zoë@example.org", "UP@Example.ORG"]
+    message = merge_batch(readers)
+    assert EmailBackend().send_messages([message]) == 1
+    requests_made = fake_esp.get_messages()
+    assert [r["endpoint"] for r in requests_made] == ["email"] * 3
+    for request, reader in zip(requests_made, readers, strict=True):
+        assert json.loads(request["request_body"]) == as_anymail_sends_it_alone(
+            message, reader
+        )
+    statuses = message.anymail_status.recipients
+    assert [statuses[reader].status for reader in readers] == ["sent"] * 3
+    assert len({statuses[reader].message_id for reader in readers}) == 3
+
+
+@pytest.mark.parametrize("fault", ["drop_after_accept_next", "fail_5xx_next"])
+def test_one_message_each_stops_at_the_first_error_and_says_who_it_concerns(
+    fake_esp, fault
+):
+    message = merge_batch(TO)
+    fake_esp.set_faults(faults_after=1, **{fault: 1})
+    with pytest.raises(AnymailRequestsAPIError):
+        EmailBackend().send_messages([message])
+    # Whether the one in flight was taken is for the sender to judge from the
+    # error; the third was never sent.
+    statuses = message.anymail_status.recipients
+    assert {address: s.status for address, s in statuses.items()} == {
+        TO[0]: "sent",
+        TO[1]: "unknown",
+    }
+    assert fake_esp.stats()["requests"] == 2

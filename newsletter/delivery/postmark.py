@@ -13,6 +13,11 @@ does per message (measured: workers spend 30% less CPU per message, the fake ESP
 15% less). Requests, errors and per-recipient statuses are anymail's own; anything
 out of the ordinary (a proxy, anymail's request debugging) goes through anymail's
 code unchanged.
+
+Postmark fills each reader's fields into bodies only from a stored template. For a
+batch whose bodies carry merge fields ({{NAME}}) and no template, this backend fills
+them in itself and sends each reader their own message (/email): anymail builds the
+batch's payload once, and each reader costs a splice and an HTTP exchange.
 """
 
 import http.client
@@ -22,7 +27,7 @@ import re
 import secrets
 import select
 import ssl
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 from urllib.parse import urlsplit
 
 import certifi
@@ -84,29 +89,70 @@ class Payload(PostmarkPayload):
         for attr, combiner, convert in PostmarkPayload.base_message_attrs
     )
 
+    # The reader whose own message is being sent, where this backend sends each
+    # reader their own (see fills_merge_fields); None for the whole payload.
+    reader: EmailAddress | None = None
+    # Each reader's status as their own message was answered, by address.
+    statuses: dict[str, AnymailRecipientStatus] | None = None
+
+    def fills_merge_fields(self) -> bool:
+        """True when this backend, not Postmark, fills in the merge data: a batch
+        with merge data for bodies of its own, where Postmark would refuse it."""
+        return bool(self.merge_data) and not (
+            self.backend.use_bulk_api
+            or "TemplateAlias" in self.data
+            or "TemplateId" in self.data
+        )
+
+    def get_api_endpoint(self):
+        return "email" if self.fills_merge_fields() else super().get_api_endpoint()
+
     def serialize_data(self) -> bytes:
         """anymail's request body, byte for byte, with each body encoded once
         however many copies the batch holds (or not at all, when it comes
         encoded): they go in as markers and come out as the encoded body, in one
-        pass that writes the (~15 MB) result once.
+        pass that writes the (~15 MB) result once. For one reader's own message,
+        anymail's part of the batch for them, with their merge data filled into
+        the encoded bodies.
 
         (orjson would encode faster, but only to raw UTF-8, which takes a JSON
         parser ~60% longer to read than anymail's ASCII escapes.)"""
-        bodies = {field: self.data[field] for field in _MARKERS if field in self.data}
-        self.data.update({field: _MARKERS[field] for field in bodies})
+        encoded = dict(self._encoded_bodies)
+        if self.reader is None:
+            data = self.data
+        else:
+            data = self.data_for_recipient(self.reader)
+            data.pop("TemplateModel", None)  # Postmark takes it only with a template
+            personal = self.merge_data.get(self.reader.addr_spec, {})
+            for field, body in encoded.items():
+                for name, value in personal.items():
+                    merge_field = "{{" + name + "}}"
+                    body = body.replace(merge_field, json.dumps(str(value))[1:-1])
+                encoded[field] = body
+        bodies = {field: data[field] for field in encoded}
+        data.update({field: _MARKERS[field] for field in encoded})
         try:
-            skeleton = super().serialize_data().encode()
+            if self.reader is None:
+                skeleton = super().serialize_data().encode()
+            else:
+                skeleton = self.serialize_json(data).encode()
         finally:
-            self.data.update(bodies)
-        encoded = {
-            _ENCODED_MARKERS[field]: (
+            data.update(bodies)
+        by_marker = {_ENCODED_MARKERS[f]: body.encode() for f, body in encoded.items()}
+        return _ENCODED_MARKER.sub(lambda found: by_marker[found[0]], skeleton)
+
+    @cached_property
+    def _encoded_bodies(self) -> dict[str, str]:
+        """The message's bodies by field, JSON-encoded once per payload."""
+        return {
+            field: (
                 body.json
                 if isinstance(body, EncodedText)
                 else self.serialize_json(body)
-            ).encode()
-            for field, body in bodies.items()
+            )
+            for field, body in self.data.items()
+            if field in _MARKERS
         }
-        return _ENCODED_MARKER.sub(lambda found: encoded[found[0]], skeleton)
 
 
 class NotConnected(ConnectionError):
@@ -182,9 +228,32 @@ class EmailBackend(AnymailPostmarkBackend):
         return connection
 
     def post_to_esp(self, payload, message):
-        """anymail's post, through http.client: the same request, and an answer
-        that is a requests.Response as anymail expects. An error on the way is
-        raised as anymail's AnymailRequestsAPIError, from the error itself (or from
+        """anymail's post; or, where this backend fills in the merge data, one
+        post per reader, stopping at the first error. The readers answered before
+        it, and the one it concerns ("unknown"), are then in the message's
+        anymail_status: the others were not sent."""
+        if not payload.fills_merge_fields():
+            return self._post(payload, message)
+        payload.statuses = {}
+        unknown = AnymailRecipientStatus(message_id=None, status="unknown")
+        for reader in payload.to_emails:
+            payload.reader = reader
+            try:
+                response = self._post(payload, message)
+                answer = self.parse_recipient_status(response, payload, message)
+            except Exception:
+                payload.statuses[reader.addr_spec] = unknown
+                message.anymail_status.set_recipient_status(payload.statuses)
+                raise
+            finally:
+                payload.reader = None
+            payload.statuses[reader.addr_spec] = answer[reader.addr_spec]
+        return response
+
+    def _post(self, payload, message):
+        """One post through http.client: anymail's request, and an answer that
+        is a requests.Response as anymail expects. An error on the way is raised
+        as anymail's AnymailRequestsAPIError, from the error itself (or from
         NotConnected when nothing was sent)."""
         params = payload.get_request_params(self.api_url)
         extras = [name for name in ("params", "files", "auth") if params.get(name)]
@@ -243,10 +312,14 @@ class EmailBackend(AnymailPostmarkBackend):
     def parse_recipient_status(self, response, payload, message):
         """Every message accepted as it was addressed: each To "sent" with its
         MessageID, without parsing the addresses again. Otherwise anymail's own
-        reading of Postmark's answer."""
+        reading of Postmark's answer. Where each reader had their own message,
+        their answers as they came (post_to_esp)."""
+        if payload.statuses is not None and payload.reader is None:
+            return payload.statuses
         answers = self.deserialize_json_response(response, payload, message)
         answers = answers if isinstance(answers, list) else [answers]
-        status = {to.addr_spec: None for to in payload.to_emails}
+        readers = payload.to_emails if payload.reader is None else [payload.reader]
+        status = {to.addr_spec: None for to in readers}
         for answer in answers:
             if not (
                 isinstance(answer, dict)

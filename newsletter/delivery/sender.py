@@ -6,7 +6,9 @@ recipients, record every outcome, close the batch.
 
 Where anymail can send one API call to many recipients with per-recipient data
 (Postmark's /email/batch with merge_headers, Mailgun's recipient-variables), a batch
-is one call; otherwise one message per recipient over one reused connection.
+is one call; otherwise one message per recipient over one reused connection. For
+Postmark one message each, the batch is still one message to the backend
+(delivery/postmark.py), which posts each reader's own.
 """
 
 import random
@@ -59,8 +61,8 @@ class Channel:
     batch_size: int
     # The email backend for posts: the configured one, or our faster subclass of it.
     backend: str
-    # Batch mode, where the provider fills per-recipient fields in bodies: its
-    # merge syntax, NAME standing for the field.
+    # Where the provider (or our backend for it) fills per-recipient fields in
+    # bodies: its merge syntax, NAME standing for the field.
     merge_field: str | None = None
     # Batch mode, where it cannot: the provider's own unsubscribe link for bodies.
     shared_unsubscribe_link: str | None = None
@@ -75,7 +77,11 @@ def channel() -> Channel:
     if backend == ANYMAIL_POSTMARK:
         backend = "newsletter.delivery.postmark.EmailBackend"
         if settings.NEWSLETTER_DELIVERY_MODE == "single":
-            return Channel("postmark", SINGLE_MESSAGE_BATCH_SIZE, backend)
+            # Our backend fills in each reader's fields and posts their own
+            # message: anymail builds the payload once per batch, not per reader.
+            return Channel(
+                "postmark", SINGLE_MESSAGE_BATCH_SIZE, backend, merge_field="{{NAME}}"
+            )
         if settings.ANYMAIL.get("POSTMARK_USE_BULK_API"):
             # Postmark's bulk API takes the content once and fills each
             # recipient's TemplateModel into it: fully personal, and a payload of
@@ -217,11 +223,21 @@ def _hand_over(
                     outcomes.update({r.delivery_id: outcome for r in chunk})
                 continue
             except Exception as exc:
+                # A backend that posts each reader's own message (our Postmark
+                # one) reports the readers it got through before the error, and
+                # the one the error concerns as "unknown": the others were not sent.
+                answered = _answered(message, chunk)
+                outcomes.update(
+                    (r.delivery_id, outcome)
+                    for r, outcome in answered.items()
+                    if outcome.status != Delivery.Status.UNCERTAIN
+                )
                 if provider_refused(exc):
                     return outcomes, ProviderUnavailable(str(exc), retry_after(exc))
-                for r in chunk:
-                    outcomes[r.delivery_id] = Outcome(
-                        Delivery.Status.UNCERTAIN, error=repr(exc)
+                for r in answered or chunk:
+                    outcomes.setdefault(
+                        r.delivery_id,
+                        Outcome(Delivery.Status.UNCERTAIN, error=repr(exc)),
                     )
                 return outcomes, exc
             outcomes.update(_accepted(message, chunk))
@@ -266,19 +282,36 @@ def _accepted(message, chunk: Sequence[Recipient]) -> dict[int, Outcome]:
     status = getattr(message, "anymail_status", None)
     if status is None or not status.recipients:  # not an anymail backend
         return {r.delivery_id: Outcome(Delivery.Status.SENT) for r in chunk}
+    answered = _answered(message, chunk)
+    return {
+        r.delivery_id: answered.get(
+            r,
+            # the provider answered but said nothing about this one
+            Outcome(Delivery.Status.UNCERTAIN, error="provider gave no status"),
+        )
+        for r in chunk
+    }
+
+
+def _answered(message, chunk: Sequence[Recipient]) -> dict[Recipient, Outcome]:
+    """The outcome for each reader anymail has a status for."""
+    status = getattr(message, "anymail_status", None)
+    answers = status.recipients if status is not None else {}
     outcomes = {}
     for r in chunk:
-        answer = status.recipients.get(r.email)
-        if answer is not None and answer.status in _ACCEPTED:
-            outcomes[r.delivery_id] = Outcome(
+        answer = answers.get(r.email)
+        if answer is None:
+            continue
+        if answer.status in _ACCEPTED:
+            outcomes[r] = Outcome(
                 Delivery.Status.SENT, esp_message_id=answer.message_id or ""
             )
-        elif answer is not None and answer.status in _REFUSED:
-            outcomes[r.delivery_id] = Outcome(
+        elif answer.status in _REFUSED:
+            outcomes[r] = Outcome(
                 Delivery.Status.FAILED, error=f"provider: {answer.status}"
             )
-        else:  # the provider answered but said nothing clear about this one
-            outcomes[r.delivery_id] = Outcome(
+        else:  # the provider said nothing clear about this one
+            outcomes[r] = Outcome(
                 Delivery.Status.UNCERTAIN, error="provider gave no status"
             )
     return outcomes
