@@ -334,7 +334,8 @@ class PostEmail:
         shared_unsubscribe_link: str = "",
         connection=None,
     ) -> AnymailMessage:
-        """One provider batch call to many subscribers, personalised by the provider.
+        """One message to many subscribers, personalised by the provider (or by
+        our Postmark backend, which then posts each subscriber their own).
 
         Only each subscriber's pk and email are read, so the sender passes its
         claimed ledger rows rather than model instances. Each recipient gets their
