@@ -9,7 +9,6 @@ List-Unsubscribe only at the ", " between its <...> targets, never inside one, a
 never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes).
 """
 
-import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -250,23 +249,6 @@ def _publication_context(post: Post) -> dict:
 _PATH_SLOT = "--slot--"  # survives reverse() unescaped
 
 
-class EncodedText(str):
-    """A text that carries its own JSON encoding (ASCII, with quotes).
-
-    A post's ~30 KB bodies are JSON-encoded once per send, in pieces, and each
-    reader's links spliced in: microseconds instead of encoding every copy again.
-    An email backend that sends JSON may use `.json` (delivery/postmark.py does).
-    """
-
-    def __new__(cls, text: str, *, json: str) -> "EncodedText":
-        encoded = super().__new__(cls, text)
-        encoded.json = json
-        return encoded
-
-    def __reduce__(self):  # copies and pickles (the test outbox) are plain text
-        return str, (str(self),)
-
-
 def _filled(pieces: list[str], values: dict[str, str]) -> str:
     """The text cut at its placeholders (the odd pieces), with their values."""
     return "".join([values[p] if i % 2 else p for i, p in enumerate(pieces)])
@@ -294,18 +276,10 @@ class PostEmail:
             self.full = False
             self.rendered = render_email("post", post_email_context(post, full=False))
         # Cut once at the placeholders (the odd pieces): addressing a copy is then
-        # one join per body, and one more for its JSON encoding.
+        # one join per body.
         self._pieces = [
-            (
-                pieces,
-                [
-                    json.dumps(p)[1:-1] if i % 2 == 0 else p
-                    for i, p in enumerate(pieces)
-                ],
-            )
-            for pieces in map(
-                _PLACEHOLDER.split, (self.rendered.text, self.rendered.html)
-            )
+            _PLACEHOLDER.split(body)
+            for body in (self.rendered.text, self.rendered.html)
         ]
 
     def _link(self, subscriber: Subscriber, purpose: Purpose) -> str:
@@ -416,13 +390,7 @@ class PostEmail:
     def _addressed(
         self, *, to: str, links: dict[str, str], connection=None
     ) -> EmailMultiAlternatives:
-        encoded_links = {p: json.dumps(url)[1:-1] for p, url in links.items()}
-        text, html = (
-            EncodedText(
-                _filled(pieces, links), json=f'"{_filled(encoded, encoded_links)}"'
-            )
-            for pieces, encoded in self._pieces
-        )
+        text, html = (_filled(pieces, links) for pieces in self._pieces)
         personal = RenderedEmail(subject=self.rendered.subject, text=text, html=html)
         return build_message(
             personal,

@@ -39,8 +39,6 @@ from anymail.message import AnymailRecipientStatus
 from anymail.utils import EmailAddress, parse_address_list
 from requests.structures import CaseInsensitiveDict
 
-from ..emails import EncodedText
-
 # An address with nothing to quote, decode or IDNA-encode: parsing it could only
 # split it at its "@".
 _BARE_ADDRESS = re.compile(
@@ -109,11 +107,10 @@ class Payload(PostmarkPayload):
 
     def serialize_data(self) -> bytes:
         """anymail's request body, byte for byte, with each body encoded once
-        however many copies the batch holds (or not at all, when it comes
-        encoded): they go in as markers and come out as the encoded body, in one
-        pass that writes the (~15 MB) result once. For one reader's own message,
-        anymail's part of the batch for them, with their merge data filled into
-        the encoded bodies.
+        however many copies the batch holds: they go in as markers and come out
+        as the encoded body, in one pass that writes the (~15 MB) result once. For
+        one reader's own message, anymail's part of the batch for them, with
+        their merge data filled into the encoded bodies.
 
         (orjson would encode faster, but only to raw UTF-8, which takes a JSON
         parser ~60% longer to read than anymail's ASCII escapes.)"""
@@ -145,11 +142,7 @@ class Payload(PostmarkPayload):
     def _encoded_bodies(self) -> dict[str, str]:
         """The message's bodies by field, JSON-encoded once per payload."""
         return {
-            field: (
-                body.json
-                if isinstance(body, EncodedText)
-                else self.serialize_json(body)
-            )
+            field: self.serialize_json(body)
             for field, body in self.data.items()
             if field in _MARKERS
         }
