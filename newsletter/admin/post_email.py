@@ -1,0 +1,132 @@
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.db import transaction
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from posts import admin as posts_admin
+from posts.models import Post
+
+from .. import tasks
+from ..emails import EMAIL_HTML_MAX_BYTES, PostEmail, html_size, images_without_alt
+
+# posts/ knows nothing of email, so the author's email tools join its post admin
+# here: a preview of the post as its email, a test send, and a warning when the
+# email would be too long for an inbox.
+admin.site.unregister(Post)
+
+
+@admin.register(Post)
+class PostAdmin(posts_admin.PostAdmin):
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "email_preview"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return [*fieldsets, ("Email preview", {"fields": ["email_preview"]})]
+
+    @admin.display(description="The email")
+    def email_preview(self, post: Post) -> str:
+        email = PostEmail(post)
+        url = reverse("admin:posts_post_email_preview", args=[post.pk])
+        return format_html(
+            '<a href="{}">Preview the email and send a test to yourself</a><br>{}',
+            url,
+            _describe(email),
+        )
+
+    def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        email = PostEmail(obj)
+        if email.shortened or images_without_alt(obj.body_html):
+            self.message_user(request, _describe(email), level=messages.WARNING)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/email/",
+                self.admin_site.admin_view(self.email_preview_view),
+                name="posts_post_email_preview",
+            ),
+            path(
+                "<path:object_id>/email/test/",
+                self.admin_site.admin_view(require_POST(self.email_test_view)),
+                name="posts_post_email_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def email_preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        post = self._post_or_404(request, object_id)
+        email = PostEmail(post)
+        # What a reader gets, with a dead unsubscribe link in place of theirs.
+        message = email.test_message(to=request.user.email or "preview@example.org")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": post,
+            "title": f"Email preview: {post.title}",
+            "subject": email.rendered.subject,
+            "html": message.alternatives[0][0],
+            "text": message.body,
+            "description": _describe(email),
+            "shortened": email.shortened,
+        }
+        return TemplateResponse(
+            request, "admin/newsletter/post_email_preview.html", context
+        )
+
+    def email_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        post = self._post_or_404(request, object_id)
+        preview_url = reverse("admin:posts_post_email_preview", args=[post.pk])
+        if not request.user.email:
+            self.message_user(
+                request,
+                "Your account has no email address: add one to receive tests.",
+                level=messages.ERROR,
+            )
+            return HttpResponseRedirect(preview_url)
+        to = request.user.email
+        transaction.on_commit(lambda: tasks.send_post_test.delay(post.pk, to))
+        self.message_user(
+            request, f"A test of this email is on its way to {to}.", messages.SUCCESS
+        )
+        return HttpResponseRedirect(preview_url)
+
+    def _post_or_404(self, request: HttpRequest, object_id: str) -> Post:
+        post = self.get_object(request, unquote(object_id))
+        if post is None or not self.has_view_permission(request, post):
+            raise Http404("No such post.")
+        return post
+
+
+def _describe(email: PostEmail) -> str:
+    size = f"{html_size(email.rendered) / 1000:.0f} KB of HTML"
+    if email.shortened:
+        description = (
+            f"This post is too long for an inbox: Gmail clips email beyond about "
+            f"{EMAIL_HTML_MAX_BYTES // 1000} KB, hiding the unsubscribe link. "
+            f"Subscribers will get its excerpt with a link to read it on the site "
+            f"({size})."
+        )
+    elif email.full:
+        description = f"Subscribers get the whole post ({size})."
+    else:
+        description = f"Subscribers get the excerpt with a link to the site ({size})."
+    missing = images_without_alt(email.post.body_html)
+    if missing:
+        description += (
+            f" {missing} image(s) have no alt text: most mail clients hide images "
+            f"until asked, so describe each one, as in ![what it shows](address)."
+        )
+    return description

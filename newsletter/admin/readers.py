@@ -1,0 +1,278 @@
+import csv
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError
+from django.db.models import Count, OuterRef, Subquery
+from django.http import (
+    HttpRequest,
+    StreamingHttpResponse,
+)
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+
+from .. import imports, subscriptions
+from ..models import (
+    Consent,
+    Event,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
+)
+
+
+class SubscriberTopicInline(admin.TabularInline):
+    model = SubscriberTopic
+    extra = 0
+    fields = ["kind", "value", "frequency"]
+
+
+class ConsentInline(admin.TabularInline):
+    model = Consent
+    extra = 0
+    can_delete = False
+    fields = [
+        "created_at",
+        "ip_address",
+        "source",
+        "wording_version",
+        "wording",
+        "confirmed_at",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class PausedFilter(admin.SimpleListFilter):
+    title = "paused"
+    parameter_name = "paused"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Paused"), ("no", "Not paused")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(paused_at__isnull=self.value() == "no")
+        return queryset
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="UTF-8, with the header line: " + ",".join(imports.COLUMNS),
+    )
+    import_despite_rejections = forms.BooleanField(
+        required=False,
+        label="Import the valid rows even if some lines are rejected",
+    )
+
+    MAX_BYTES = 5 * 1024 * 1024
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > self.MAX_BYTES:
+            raise forms.ValidationError("The file is larger than 5 MB.")
+        return upload
+
+
+class Echo:
+    """A file-like object whose write returns the line, for streaming csv.writer."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_cell(value) -> str:
+    text = "" if value is None else str(value)
+    # Spreadsheets run cells that start like a formula; quote them as text.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(admin.ModelAdmin):
+    list_display = [
+        "email",
+        "name",
+        "status",
+        "paused_at",
+        "created_at",
+        "confirmed_at",
+    ]
+    list_filter = ["status", PausedFilter, "topics__kind", "topics__frequency"]
+    search_fields = ["email", "name"]
+    readonly_fields = [
+        "status",
+        "created_at",
+        "confirmation_sent_at",
+        "confirmed_at",
+        "unsubscribed_at",
+        "paused_at",
+        "soft_bounces",
+    ]
+    inlines = [SubscriberTopicInline, ConsentInline]
+    actions = ["export_csv", "unsubscribe", "suppress"]
+    change_list_template = "admin/newsletter/subscriber/change_list.html"
+
+    def get_urls(self):
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="newsletter_subscriber_import",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        labels = dict(Subscriber.Status.choices)
+        counts = dict(Subscriber.objects.values_list("status").annotate(n=Count("pk")))
+        extra_context = {
+            **(extra_context or {}),
+            "status_counts": [
+                (labels[status], counts.get(status, 0)) for status in labels
+            ],
+            "paused_count": Subscriber.objects.filter(
+                status=Subscriber.Status.ACTIVE, paused_at__isnull=False
+            ).count(),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def import_view(self, request: HttpRequest):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ImportForm(request.POST or None, request.FILES or None)
+        report = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                report = imports.read_csv(form.cleaned_data["file"].read())
+            except imports.ImportFileError as error:
+                form.add_error("file", str(error))
+            else:
+                if report.rows and (
+                    not report.rejected
+                    or form.cleaned_data["import_despite_rejections"]
+                ):
+                    try:
+                        imports.import_rows(report=report)
+                    except IntegrityError:
+                        # Someone subscribed meanwhile; the transaction undid it all.
+                        form.add_error(
+                            None,
+                            "The subscriber list changed while importing, so "
+                            "nothing was imported. Please upload the file again.",
+                        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import subscribers",
+            "form": form,
+            "report": report,
+        }
+        return TemplateResponse(
+            request,
+            "admin/newsletter/subscriber/import.html",
+            context,
+            status=400 if form.errors else 200,
+        )
+
+    @admin.action(description="Export selected subscribers as CSV")
+    def export_csv(self, request, queryset):
+        latest_consent = Consent.objects.filter(subscriber=OuterRef("pk")).order_by(
+            "-created_at"
+        )
+        rows = (
+            queryset.annotate(
+                consent_source=Subquery(latest_consent.values("source")[:1]),
+                consent_date=Subquery(latest_consent.values("created_at")[:1]),
+            )
+            .order_by("pk")
+            .values_list(
+                "email",
+                "name",
+                "consent_source",
+                "consent_date",
+                "status",
+                "paused_at",
+                "confirmed_at",
+            )
+        )
+        writer = csv.writer(Echo())
+        header = [*imports.COLUMNS, "status", "paused_at", "confirmed_at"]
+        lines = (
+            writer.writerow([_csv_cell(value) for value in row])
+            for row in [header, *rows.iterator(chunk_size=2000)]
+        )
+        response = StreamingHttpResponse(lines, content_type="text/csv")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M")
+        response["Content-Disposition"] = (
+            f'attachment; filename="subscribers-{stamp}.csv"'
+        )
+        return response
+
+    @admin.action(description="Unsubscribe selected subscribers")
+    def unsubscribe(self, request, queryset):
+        count = 0
+        for subscriber in queryset.iterator():
+            subscriptions.unsubscribe(subscriber=subscriber)
+            count += 1
+        self.message_user(request, f"{count} subscribers unsubscribed.")
+
+    @admin.action(description="Suppress selected addresses (never email them)")
+    def suppress(self, request, queryset):
+        count = 0
+        for email in queryset.values_list("email", flat=True).iterator():
+            subscriptions.suppress(email=email, reason=Suppression.Reason.MANUAL)
+            count += 1
+        self.message_user(
+            request, f"{count} addresses suppressed.", level=messages.WARNING
+        )
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """The list holds no addresses: search by typing the full address."""
+
+    list_display = ["__str__", "reason", "created_at", "updated_at"]
+    list_filter = ["reason"]
+    search_fields = ["address_hash"]
+    search_help_text = "Type a full email address to see whether it is suppressed."
+    fields = ["address_hash", "reason", "created_at", "updated_at"]
+    readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term:
+            return queryset, False
+        return queryset.for_email(search_term), False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "esp", "event_type", "recipient", "message_id"]
+    list_filter = ["esp", "event_type"]
+    search_fields = ["recipient", "message_id", "event_id"]
+    readonly_fields = [
+        "esp",
+        "event_id",
+        "event_type",
+        "recipient",
+        "message_id",
+        "timestamp",
+        "raw",
+        "received_at",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
