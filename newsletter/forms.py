@@ -1,58 +1,10 @@
-import unicodedata
-
 from django import forms
-from django.core.exceptions import ValidationError
-from email_validator import EmailNotValidError, validate_email
 
 from posts.models import Area, Category, Organisation, Rating, Region
+from posts.validators import clean_email, reject_control_characters
 
 from .models import SubscriberTopic
 from .subscriptions import CONSENT_WORDING
-
-# Bidirectional overrides and isolates make text display in another order than it is
-# stored: in a name they can disguise what a subject line or greeting says.
-_BIDI_CONTROLS = {chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
-
-
-def reject_control_characters(value: str) -> None:
-    """No line breaks or other control characters in text that may reach an email.
-
-    Header injection needs CR or LF; U+0085, U+2028 and U+2029 break lines too in
-    some mail clients, and the rest of Unicode's control category has no business
-    in a name.
-    """
-    for char in value:
-        if unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS:
-            raise ValidationError(
-                "Please use letters, spaces and punctuation only.", code="control"
-            )
-
-
-def normalise_address(value: str) -> str:
-    """A deliverable, normalised address, or a ValidationError saying what is wrong.
-
-    Internationalised domains (bücher.example) are accepted and stored in their
-    ASCII (IDNA) form, which every provider can deliver to and which keeps one row
-    per mailbox. Non-ASCII local parts need SMTPUTF8 end to end, which not every
-    provider offers, so they are refused with a clear message.
-    """
-    reject_control_characters(value)
-    try:
-        checked = validate_email(
-            value.strip(), allow_smtputf8=False, check_deliverability=False
-        )
-    except EmailNotValidError as error:
-        if any(ord(char) > 127 for char in value.split("@")[0]):
-            raise ValidationError(
-                "Addresses with accented or non-Latin letters before the @ are not "
-                "supported. Please use another address.",
-                code="smtputf8",
-            ) from error
-        raise ValidationError("Enter a valid email address.", code="invalid") from error
-    address = checked.ascii_email.lower()
-    if len(address) > 254:
-        raise ValidationError("Enter a valid email address.", code="invalid")
-    return address
 
 
 def topic_choices() -> list[tuple[str, list[tuple[str, str]]]]:
@@ -134,7 +86,7 @@ class SubscribeForm(TopicsForm):
     consent_wording = CONSENT_WORDING
 
     def clean_email(self) -> str:
-        return normalise_address(self.cleaned_data["email"])
+        return clean_email(self.cleaned_data["email"])
 
     def clean_name(self) -> str:
         return self.cleaned_data["name"].strip()
@@ -151,4 +103,4 @@ class ChangeEmailForm(forms.Form):
     )
 
     def clean_new_email(self) -> str:
-        return normalise_address(self.cleaned_data["new_email"])
+        return clean_email(self.cleaned_data["new_email"])

@@ -16,7 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from .models import Consent, Subscriber, Suppression, normalise_email
+from posts.validators import normalise_email
+
+from .models import Consent, Subscriber, Suppression
 
 COLUMNS = ["email", "name", "consent_source", "consent_date"]
 # A list this size validates in a few seconds and fits comfortably in memory.

@@ -6,10 +6,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from posts.models import Post
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
+from posts.validators import normalise_email
 
 
 class SubscriberQuerySet(models.QuerySet):

@@ -12,6 +12,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from posts.clients import client_address
+
 from . import subscriptions
 from .emails import preferences_url
 from .forms import ChangeEmailForm, TopicsForm
@@ -121,7 +123,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         subscriptions.subscribe(
             email=subscriber.email,
             name=subscriber.name,
-            ip_address=request.META.get("REMOTE_ADDR"),
+            ip_address=client_address(request) or None,
         )
         return _done(
             request,

@@ -396,7 +396,7 @@ AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5")
 AXES_COOLOFF_TIME = 1  # hour
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "newsletter.ratelimit.client_ip"
+AXES_CLIENT_IP_CALLABLE = "posts.clients.client_address"
 AXES_VERBOSE = False  # no banner on every manage.py command
 
 LOGGING = {

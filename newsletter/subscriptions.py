@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from posts.comments import comments_delete_for_email, comments_for_email
+from posts.validators import normalise_email
 
 from . import tasks
 from .emails import (
@@ -31,7 +32,6 @@ from .models import (
     Subscriber,
     SubscriberTopic,
     Suppression,
-    normalise_email,
 )
 from .tokens import Purpose, make_token
 

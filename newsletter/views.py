@@ -7,7 +7,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import outbox, ratelimit, subscriptions, tasks
+from posts import throttle
+from posts.clients import client_address, client_key
+
+from . import outbox, subscriptions, tasks
 from .celery import app as celery_app
 from .forms import SubscribeForm
 from .tokens import InvalidToken, Purpose, read_token
@@ -19,11 +22,11 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         return render(request, "newsletter/subscribe.html", {"form": SubscribeForm()})
     # Every POST counts against its client, valid or not, so no client can fill the
     # table or probe the form without limit.
-    if not ratelimit.allow(
+    if not throttle.allow(
         "subscribe-client",
-        ratelimit.client_key(request),
+        client_key(request),
         limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT,
-        window=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
+        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
     ):
         return _too_many(request)
     form = SubscribeForm(request.POST)
@@ -32,17 +35,17 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     if form.is_from_a_bot():
         # The bot is told what a person is told, and nothing is stored or sent.
         return render(request, "newsletter/subscribe_done.html")
-    if not ratelimit.allow(
+    if not throttle.allow(
         "subscribe-address",
         form.cleaned_data["email"],
         limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS,
-        window=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
+        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
     ):
         return _too_many(request)
     tasks.subscribe.delay(
         form.cleaned_data["email"],
         form.cleaned_data["name"],
-        ratelimit.client_ip(request) or None,
+        client_address(request) or None,
         form.cleaned_data["topics"],
         form.cleaned_data["frequency"],
     )

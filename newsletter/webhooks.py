@@ -22,8 +22,10 @@ from django.db.models import F, Q
 from django.http import QueryDict
 from django.utils import timezone
 
+from posts.validators import normalise_email
+
 from . import subscriptions
-from .models import Delivery, Event, Subscriber, Suppression, normalise_email
+from .models import Delivery, Event, Subscriber, Suppression
 
 
 class _RefuseMalformedBodies:

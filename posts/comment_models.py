@@ -7,6 +7,7 @@ from django.utils.html import Urlizer, linebreaks
 from django.utils.safestring import SafeString, mark_safe
 
 from .models import Post
+from .validators import normalise_email
 
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
@@ -51,10 +52,6 @@ class CommentQuerySet(models.QuerySet):
 
     def for_email(self, email: str) -> "CommentQuerySet":
         return self.filter(email=normalise_email(email))
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
 
 
 class Comment(models.Model):

@@ -1,5 +1,3 @@
-import ipaddress
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -7,6 +5,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from . import comments
+from .clients import client_address, client_key
 from .comment_models import Comment
 from .forms import CommentForm
 from .models import Post
@@ -37,13 +36,6 @@ def _form_page(
     )
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    try:
-        return str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
-    except ValueError:  # a Unix socket or a misconfigured proxy
-        return None
-
-
 def _user_agent(request: HttpRequest) -> str:
     # Headers are the client's to fill: keep printable characters only (PostgreSQL
     # refuses NUL in text).
@@ -60,8 +52,8 @@ def _user_agent(request: HttpRequest) -> str:
 def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     post = get_object_or_404(Post.objects.published(), slug=slug)
     form = CommentForm(request.POST)
-    ip_address = _client_ip(request)
-    if comments.comment_rate_limited(ip_address=ip_address):
+    ip_address = client_address(request) or None
+    if comments.comment_rate_limited(client=client_key(request)):
         problem = "You have sent a lot of comments. Please wait an hour and try again."
         return _form_page(request, post, form, status=429, problem=problem)
     if not form.is_valid():

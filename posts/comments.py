@@ -4,24 +4,23 @@ Reads live on CommentQuerySet (posts/comment_models.py); the writes are here, as
 keyword-only services that views, the admin and tasks call.
 """
 
-import ipaddress
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from . import throttle
 from .comment_models import (
     USER_AGENT_MAX_LENGTH,
     Comment,
     PostCommentSettings,
-    normalise_email,
 )
 from .models import Post
 from .signals import comments_changed
+from .validators import normalise_email
 
 RATE_LIMIT_WINDOW_SECONDS = 3600
 # The digest lists at most this many comments; the rest wait for the next one.
@@ -100,27 +99,15 @@ def comments_for_email(*, email: str) -> list[dict]:
 # Posting ----------------------------------------------------------------------
 
 
-def _rate_limit_key(ip_address: str | None) -> str:
-    if not ip_address:
-        return "comments:rate:unknown"
-    address = ipaddress.ip_address(ip_address)
-    # One IPv6 user usually holds a whole /64; counting single addresses would
-    # give them billions of tries.
-    if address.version == 6:
-        return f"comments:rate:{ipaddress.ip_network(f'{address}/64', strict=False)}"
-    return f"comments:rate:{address}"
-
-
-def comment_rate_limited(*, ip_address: str | None) -> bool:
-    """Count one comment attempt from this address; True once it is over the limit."""
-    key = _rate_limit_key(ip_address)
-    cache.add(key, 0, timeout=RATE_LIMIT_WINDOW_SECONDS)
-    try:
-        attempts = cache.incr(key)
-    except ValueError:  # the window expired between add and incr
-        cache.set(key, 1, timeout=RATE_LIMIT_WINDOW_SECONDS)
-        attempts = 1
-    return attempts > settings.COMMENTS_MAX_PER_IP_PER_HOUR
+def comment_rate_limited(*, client: str) -> bool:
+    """Count one comment attempt from this client (clients.client_key); True once
+    it is over the limit."""
+    return not throttle.allow(
+        "comments",
+        client,
+        limit=settings.COMMENTS_MAX_PER_IP_PER_HOUR,
+        window_seconds=RATE_LIMIT_WINDOW_SECONDS,
+    )
 
 
 def comment_post(

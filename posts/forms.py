@@ -1,5 +1,3 @@
-import unicodedata
-
 from django import forms
 from django.conf import settings
 
@@ -10,22 +8,7 @@ from .comment_models import (
     WEBSITE_MAX_LENGTH,
     count_links,
 )
-
-# Bidirectional overrides can make a name or a link read backwards on screen.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _reject_control_characters(value: str, *, allowed: str = "") -> None:
-    for ch in value:
-        if ch not in allowed and (
-            unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS
-        ):
-            raise forms.ValidationError(
-                "This contains invisible control characters (U+%(code)04X); "
-                "please remove them.",
-                code="control_characters",
-                params={"code": ord(ch)},
-            )
+from .validators import reject_control_characters
 
 
 class CommentForm(forms.Form):
@@ -68,17 +51,17 @@ class CommentForm(forms.Form):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
-        _reject_control_characters(name)
+        reject_control_characters(name)
         return name
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"]
-        _reject_control_characters(email)
+        reject_control_characters(email)
         return email
 
     def clean_website(self) -> str:
         website = self.cleaned_data["website"]
-        _reject_control_characters(website)
+        reject_control_characters(website)
         # URLField accepts ftp:// too; a commenter's website is a web page.
         if website and not website.lower().startswith(("http://", "https://")):
             raise forms.ValidationError("Please give a web address (http or https).")
@@ -86,7 +69,7 @@ class CommentForm(forms.Form):
 
     def clean_body(self) -> str:
         body = self.cleaned_data["body"].replace("\r\n", "\n").replace("\r", "\n")
-        _reject_control_characters(body, allowed="\n\t")
+        reject_control_characters(body, allowed="\n\t")
         max_links = settings.COMMENTS_MAX_LINKS
         if count_links(body) > max_links:
             raise forms.ValidationError(

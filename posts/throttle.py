@@ -1,0 +1,30 @@
+"""Request throttling: a fixed-window counter per key in the Django cache (Redis in
+production, local memory in dev).
+
+A fixed window is enough here: the limits stop floods (subscription bombing of one
+address, one client filling a table), not a careful attacker spreading requests
+over many addresses and hours, which the per-address confirmation rules bound.
+"""
+
+import hashlib
+
+from django.core.cache import cache
+
+
+def _cache_key(scope: str, value: str) -> str:
+    # Hashed so that no email address is stored in the cache, and any value makes
+    # a valid key.
+    digest = hashlib.sha256(value.encode()).hexdigest()[:32]
+    return f"throttle:{scope}:{digest}"
+
+
+def allow(scope: str, value: str, *, limit: int, window_seconds: int) -> bool:
+    """Count one attempt for value in scope; False once it is over limit in window."""
+    key = _cache_key(scope, value)
+    cache.add(key, 0, timeout=window_seconds)  # starts the window; no-op if running
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the window ended between add and incr
+        cache.add(key, 1, timeout=window_seconds)
+        count = 1
+    return count <= limit

@@ -1,0 +1,77 @@
+"""What the site accepts from a visitor: one home for control characters and for
+email addresses, used by the subscribe and preference forms, the CSV import,
+comments, data export and erasure alike."""
+
+import unicodedata
+
+import idna
+from django.core.exceptions import ValidationError
+from email_validator import EmailNotValidError, validate_email
+
+# Bidirectional overrides and isolates make text display in another order than it
+# is stored: in a name they can disguise what a subject line or greeting says.
+_BIDI_CONTROLS = frozenset(
+    chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
+def reject_control_characters(value: str, *, allowed: str = "") -> None:
+    """No line breaks or other control characters, unless `allowed` (a comment's
+    body keeps its newlines and tabs).
+
+    Header injection needs CR or LF; U+0085, U+2028 and U+2029 break lines too in
+    some mail clients, and the rest of Unicode's control category has no business
+    in a name.
+    """
+    for char in value:
+        if char in allowed:
+            continue
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS:
+            raise ValidationError(
+                "This contains invisible control characters (U+%(code)04X): please "
+                "use letters, spaces and punctuation only.",
+                code="control",
+                params={"code": ord(char)},
+            )
+
+
+def normalise_email(email: str) -> str:
+    """The one stored form of an address: trimmed, lower case, and the domain in
+    its ASCII (IDNA) form, so reader@bücher.example and reader@xn--bcher-kva.example
+    are one mailbox. For lookups and keys; it never refuses (see clean_email)."""
+    email = email.strip().lower()
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return email
+    try:
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:  # not a valid domain: it matches nothing stored
+        return email
+    return f"{local}@{domain}"
+
+
+def clean_email(value: str) -> str:
+    """A deliverable address in its stored form, or a ValidationError saying what
+    is wrong.
+
+    Internationalised domains are accepted and stored in their ASCII (IDNA) form,
+    which every provider can deliver to. Non-ASCII local parts need SMTPUTF8 end to
+    end, which not every provider offers, so they are refused with a clear message.
+    """
+    reject_control_characters(value)
+    try:
+        checked = validate_email(
+            value.strip(), allow_smtputf8=False, check_deliverability=False
+        )
+    except EmailNotValidError as error:
+        if any(ord(char) > 127 for char in value.split("@")[0]):
+            raise ValidationError(
+                "Addresses with accented or non-Latin letters before the @ are not "
+                "supported. Please use another address.",
+                code="smtputf8",
+            ) from error
+        raise ValidationError("Enter a valid email address.", code="invalid") from error
+    address = normalise_email(checked.ascii_email)
+    if len(address) > 254:
+        raise ValidationError("Enter a valid email address.", code="invalid")
+    return address
