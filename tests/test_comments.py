@@ -2,6 +2,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from anymail.exceptions import AnymailAPIError
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.messages import get_messages
 from django.core import mail
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from newsletter import comment_emails
 from posts.comments import services as comments
 from posts.comments.models import Comment, PostCommentSettings
 from posts.comments.tasks import purge_comment_personal_data
@@ -246,6 +248,36 @@ def test_a_known_address_is_emailed_at_most_once_an_hour(post, confirm):
     confirm(Client(), post, body="Second.")
 
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_every_held_comment_leaves_the_same_work_for_the_worker(
+    client, post, known, django_capture_on_commit_callbacks
+):
+    # Whether to email the commenter is the worker's decision, so the request takes
+    # as long for a known address as for an unknown one.
+    if known:
+        CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        comment_on(client, post)
+
+    assert len(callbacks) == 1
+    assert mail.outbox == []
+
+
+def test_a_refused_confirmation_is_sent_on_the_next_try(post, fake_esp):
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    held = CommentFactory(email="alex@example.org", post=post)
+    fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
+
+    with pytest.raises(AnymailAPIError):
+        comment_emails.send_comment_confirmation(comment_id=held.pk)
+    assert fake_esp.count == 0
+
+    assert comment_emails.send_comment_confirmation(comment_id=held.pk)
+    assert not comment_emails.send_comment_confirmation(comment_id=held.pk)
+    assert fake_esp.recipients() == {"alex@example.org": 1}
 
 
 def test_a_forged_cookie_publishes_nothing(client, post):
