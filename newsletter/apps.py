@@ -9,20 +9,19 @@ class NewsletterConfig(AppConfig):
         from anymail.signals import tracking
         from django.db.models.signals import post_delete, post_save
 
-        from posts.comment_models import Comment
+        from posts.comments.models import Comment
+        from posts.comments.signals import comment_held, comments_changed
         from posts.models import Post
-        from posts.signals import comments_changed, post_published
+        from posts.signals import post_published
 
-        # comment_tasks only registers the comment digest task with Celery.
-        from . import (  # noqa: F401
-            comment_tasks,
-            digest_tasks,
-            pagecache,
-            receivers,
-            webhooks,
-        )
+        from . import digest_tasks, pagecache, receivers, webhooks  # noqa: F401
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
+        comment_held.connect(
+            receivers.email_comment_confirmation,
+            sender=Comment,
+            dispatch_uid="email_comment_confirmation",
+        )
         tracking.connect(webhooks.record_tracking_event, dispatch_uid="tracking_event")
         # Any change to a post, or a scheduled post going live, retires cached pages.
         for signal in (post_save, post_delete, post_published):

@@ -1,8 +1,20 @@
+from django.db import transaction
+
+from posts.comments.models import Comment
 from posts.models import Post
 
-from . import delivery
+from . import comment_tasks, delivery
 
 
 def email_new_post(sender, *, post: Post, **kwargs) -> None:
     if post.email_subscribers:
         delivery.send_create_for_post(post=post)
+
+
+def email_comment_confirmation(sender, *, comment: Comment, **kwargs) -> None:
+    # Every held comment rings, known address or not, so the request takes as long
+    # either way; the task decides whether its commenter is asked to confirm.
+    comment_id = comment.pk
+    transaction.on_commit(
+        lambda: comment_tasks.email_comment_confirmation.delay(comment_id)
+    )

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "django.contrib.sitemaps",
     "anymail",
     "posts",
+    "posts.comments",
     "newsletter",
 ]
 
@@ -288,7 +289,8 @@ NEWSLETTER_KEEP_EVENTS_DAYS = envint("NEWSLETTER_KEEP_EVENTS_DAYS", "90")
 
 # Comments close by themselves this many days after publication (0: never).
 COMMENTS_CLOSE_AFTER_DAYS = envint("COMMENTS_CLOSE_AFTER_DAYS", "30")
-# A commenter whose email has an approved comment skips the moderation queue.
+# A commenter whose address has an approved comment, and who proved the address
+# (through a link emailed once; then a cookie in that browser), skips moderation.
 COMMENTS_AUTO_APPROVE_KNOWN = envbool("COMMENTS_AUTO_APPROVE_KNOWN", "1")
 COMMENTS_MAX_LINKS = envint("COMMENTS_MAX_LINKS", "2")
 COMMENTS_MAX_PER_IP_PER_HOUR = envint("COMMENTS_MAX_PER_IP_PER_HOUR", "10")
@@ -305,7 +307,7 @@ CELERY_BEAT_SCHEDULE["start-due-digests"] = {
     "schedule": 15 * 60,
 }
 CELERY_BEAT_SCHEDULE["purge-comment-personal-data"] = {
-    "task": "posts.tasks.purge_comment_personal_data",
+    "task": "posts.comments.tasks.purge_comment_personal_data",
     "schedule": 6 * 3600,
 }
 
@@ -384,10 +386,9 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # Admin brute force (django-axes): after AXES_FAILURE_LIMIT wrong passwords from one
-# client address the login answers 429 for an hour. Attempts are kept in the
-# database, so every web process and every deployment (with or without Redis)
-# counts the same attempts; the client address is worked out as for the subscribe
-# rate limit.
+# client the login answers 429 for an hour. Attempts are kept in the database, so
+# every web process and every deployment (with or without Redis) counts the same
+# attempts; the client is counted as for the subscribe rate limit (IPv6 by /64).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -396,8 +397,18 @@ AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5")
 AXES_COOLOFF_TIME = 1  # hour
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "posts.clients.client_address"
+AXES_CLIENT_IP_CALLABLE = "posts.clients.client_key"
 AXES_VERBOSE = False  # no banner on every manage.py command
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in [
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    ]
+]
 
 LOGGING = {
     "version": 1,

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from posts.comments import comments_delete_for_email, comments_for_email
+from posts.comments.services import comments_delete_for_email, comments_for_email
 from posts.validators import normalise_email
 
 from . import tasks

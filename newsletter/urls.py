@@ -54,4 +54,5 @@ urlpatterns = [
     path("anymail/", include("anymail.urls")),
     path("", include((newsletter_patterns, "newsletter"))),
     path("", include("posts.urls")),
+    path("", include("posts.comments.urls")),
 ]

@@ -257,6 +257,3 @@ class PostAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(change_url)
-
-
-from . import comment_admin  # noqa: E402,F401

@@ -1,14 +1,18 @@
 """Who is asking: the one place that decides a visitor's address.
 
-Every limit (subscribe, comments, change of address), the admin login lockout and
-the consent record read the client through here, so a proxy in front of the site
-counts the same everywhere.
+Every limit (subscribe, comments, change of address), the admin login lockout
+(AXES_CLIENT_IP_CALLABLE) and the consent record read the client through here, so
+a proxy in front of the site counts the same everywhere. Nothing else reads
+REMOTE_ADDR or X-Forwarded-For.
 """
 
 import ipaddress
 
 from django.conf import settings
 from django.http import HttpRequest
+
+# The unspecified address: a valid IP address that no real client has.
+UNKNOWN_CLIENT = "0.0.0.0"  # noqa: S104 - a key to count under, never bound to
 
 
 def client_address(request: HttpRequest) -> str:
@@ -40,12 +44,13 @@ def client_address(request: HttpRequest) -> str:
 
 def client_key(request: HttpRequest) -> str:
     """The address to count a client under: IPv4 as is, IPv6 by its /64 (written as
-    the network's first address, so it is still a valid IP address to store).
+    the network's first address), always a valid IP address, as django-axes stores it.
 
     One IPv6 customer is usually given a whole /64, so counting single addresses
-    would let one client take 2**64 turns.
+    would let one client take 2**64 turns. Clients whose address cannot be known
+    (a Unix socket without a trusted proxy) share one count, under 0.0.0.0.
     """
     address = client_address(request)
     if ":" in address:
         return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
-    return address or "unknown"
+    return address or UNKNOWN_CLIENT

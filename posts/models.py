@@ -97,11 +97,7 @@ class PostQuerySet(models.QuerySet):
 
     def for_listing(self) -> "PostQuerySet":
         """What a list of posts shows, in a fixed number of queries."""
-        from .comments import with_comment_counts  # imports this module
-
-        return with_comment_counts(
-            self.select_related("author").prefetch_related("categories")
-        )
+        return self.select_related("author").prefetch_related("categories")
 
     def due_for_announcement(self) -> "PostQuerySet":
         return self.published().filter(announced_at__isnull=True)
@@ -460,6 +456,3 @@ class PostUpdate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}, {self.made_on:%d %B %Y}"
-
-
-from .comment_models import Comment, PostCommentSettings  # noqa: E402,F401

@@ -1,13 +1,8 @@
 from celery import shared_task
 
-from . import comments, services
+from . import services
 
 
 @shared_task
 def announce_due_posts() -> int:
     return services.announce_due_posts()
-
-
-@shared_task
-def purge_comment_personal_data() -> int:
-    return comments.comments_purge_personal_data()

@@ -3,7 +3,7 @@ from django.conf.urls.static import static
 from django.contrib.sitemaps.views import sitemap
 from django.urls import path, re_path
 
-from . import comment_views, feeds, views
+from . import feeds, views
 from .sitemaps import SITEMAPS
 
 app_name = "posts"
@@ -27,16 +27,6 @@ urlpatterns = [
     ),
     path("inspections/", views.inspections, name="inspections"),
     path("search/", views.search_page, name="search"),
-    path(
-        "posts/<slug:slug>/comments/",
-        comment_views.comment_create,
-        name="comment_create",
-    ),
-    path(
-        "posts/<slug:slug>/comments/<int:comment_id>/reply/",
-        comment_views.comment_reply,
-        name="comment_reply",
-    ),
 ]
 
 # Uploaded images, in development only (static() adds nothing unless DEBUG is on);

@@ -136,7 +136,7 @@ class InspectionFactory(factory.django.DjangoModelFactory):
 
 class CommentFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = "posts.Comment"
+        model = "comments.Comment"
 
     post = factory.SubFactory(PublishedPostFactory)
     name = factory.Sequence(lambda n: f"Commenter {n}")

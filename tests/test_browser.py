@@ -15,7 +15,7 @@ from newsletter import outbox
 from newsletter.celery import app as celery_app
 from newsletter.emails import preferences_url
 from newsletter.models import Subscriber
-from posts.comment_models import Comment
+from posts.comments.models import Comment
 from posts.models import Post
 
 from .browser import (
@@ -220,7 +220,7 @@ def test_reader_comments_and_sees_it_once_the_author_approves_it(browser, site):
     author.get_by_label("Username").fill("author")
     author.get_by_label("Password").fill("correct horse battery staple")
     author.get_by_role("button", name="Log in").click()
-    author.goto(f"{site}/admin/posts/comment/")
+    author.goto(f"{site}/admin/comments/comment/")
     author.get_by_role("link", name=re.compile("Our office sees the same")).wait_for()
     author.locator("input.action-select").first.check()
     author.locator("select[name=action]").select_option("approve")

@@ -3,7 +3,7 @@ from anymail.exceptions import AnymailAPIError
 from django.core import mail
 
 from newsletter.comment_tasks import send_comment_digest
-from posts.comment_models import Comment
+from posts.comments.models import Comment
 
 from .factories import CommentFactory, UserFactory
 
@@ -24,7 +24,7 @@ def test_staff_get_one_digest_of_the_pending_comments():
     assert message.subject == "2 new comments waiting for approval — On Probation"
     assert message.body.count("Pat Waiting") == 2
     assert "Already Approved" not in message.body
-    assert "/admin/posts/comment/?status=pending" in message.body
+    assert "/admin/comments/comment/?status=pending" in message.body
     html = message.alternatives[0][0]
     assert html.count("Pat Waiting") == 2
 

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from django.core import mail
 
-from newsletter.comment_digest import send_comment_digest
+from newsletter.comment_emails import send_comment_digest
 from newsletter.emails import PostEmail, confirmation_message, welcome_message
 from newsletter.subscriptions import send_email_change
 from posts.demo_content import POSTS

@@ -3,8 +3,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from posts import comments, services
-from posts.comment_models import Comment
+from posts import services
+from posts.comments import services as comments
+from posts.comments.models import Comment
 from posts.models import Post
 
 from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory

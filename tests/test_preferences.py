@@ -18,7 +18,7 @@ from newsletter.models import (
 )
 from newsletter.subscriptions import suppress
 from newsletter.tokens import Purpose, make_token
-from posts.comment_models import Comment
+from posts.comments.models import Comment
 from posts.services import post_publish
 
 from .factories import (

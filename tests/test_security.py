@@ -536,6 +536,65 @@ def test_the_author_logs_in_normally_after_a_mistyped_password(client):
     assert client.get("/admin/").status_code == 200
 
 
+def test_password_guessing_from_one_ipv6_network_shares_one_lockout(client, settings):
+    # One customer usually holds a whole /64: counting single addresses would give
+    # them 2**64 times the failure limit.
+    UserFactory(username="author")
+
+    def log_in(address: str, password: str = "guess"):  # noqa: S107
+        return client.post(
+            "/admin/login/?next=/admin/",
+            {"username": "author", "password": password},
+            REMOTE_ADDR=address,
+        )
+
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        log_in(f"2001:db8:0:1::{n + 1:x}")
+
+    assert log_in("2001:db8:0:1:ffff::9").status_code == 429
+    assert log_in("2001:db8:0:2::1", "correct horse battery staple").status_code == 302
+
+
+@pytest.mark.parametrize(
+    "password", ["short1", "password123", "12345678901234", "the-author-author"]
+)
+def test_a_weak_admin_password_is_refused(client, password):
+    author = UserFactory(username="the-author")
+    client.force_login(author)
+
+    response = client.post(
+        "/admin/password_change/",
+        {
+            "old_password": "correct horse battery staple",
+            "new_password1": password,
+            "new_password2": password,
+        },
+    )
+
+    assert response.status_code == 200  # the form again, saying why
+    assert 'class="errorlist' in response.text
+    author.refresh_from_db()
+    assert author.check_password("correct horse battery staple")
+
+
+def test_a_strong_admin_password_is_accepted(client):
+    author = UserFactory(username="the-author")
+    client.force_login(author)
+
+    response = client.post(
+        "/admin/password_change/",
+        {
+            "old_password": "correct horse battery staple",
+            "new_password1": "inspectorate ledger copper 42",
+            "new_password2": "inspectorate ledger copper 42",
+        },
+    )
+
+    assert response.status_code == 302
+    author.refresh_from_db()
+    assert author.check_password("inspectorate ledger copper 42")
+
+
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": "k3Y-" + "".join(chr(97 + (n * 7) % 26) for n in range(60)),

@@ -1,30 +1,34 @@
-"""Readers' comments: posting, moderation, closing, and the commenter's personal data.
+"""Readers' comments: posting, proving the commenter's address, moderation, closing,
+and the commenter's personal data.
 
-Reads live on CommentQuerySet (posts/comment_models.py); the writes are here, as
-keyword-only services that views, the admin and tasks call.
+Reads live on CommentQuerySet (models.py); the writes are here, as keyword-only
+services that views, the admin, tasks and the email service call.
 """
 
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core import signing
 from django.db import transaction
-from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
-from . import throttle
-from .comment_models import (
-    USER_AGENT_MAX_LENGTH,
-    Comment,
-    PostCommentSettings,
-)
-from .models import Post
-from .signals import comments_changed
-from .validators import normalise_email
+from posts import throttle
+from posts.models import Post
+from posts.validators import normalise_email
+
+from .models import USER_AGENT_MAX_LENGTH, Comment, PostCommentSettings
+from .signals import comment_held, comments_changed
 
 RATE_LIMIT_WINDOW_SECONDS = 3600
 # The digest lists at most this many comments; the rest wait for the next one.
 DIGEST_MAX_COMMENTS = 200
+# A commenter is emailed the link that proves the address at most this often, so
+# a stranger using their address cannot flood their inbox.
+CONFIRMATION_INTERVAL = timedelta(hours=1)
+CONFIRMATION_MAX_AGE_SECONDS = 7 * 86400
+_CONFIRMATION_SALT = "comments.confirm"
 
 
 class CommentsClosed(Exception):
@@ -33,6 +37,10 @@ class CommentsClosed(Exception):
 
 class ReplyNotPossible(Exception):
     """The comment replied to is not an approved comment on this post."""
+
+
+class ConfirmationInvalid(Exception):
+    """The confirmation link is forged, expired, or its comment is gone."""
 
 
 # Reading ----------------------------------------------------------------------
@@ -60,21 +68,17 @@ def comment_thread(*, post: Post) -> QuerySet[Comment]:
     )
 
 
-def with_comment_counts(queryset: QuerySet[Post]) -> QuerySet[Post]:
-    """Annotate each post with `approved_comment_count`, in the listing's own query.
-
-    A subquery rather than a JOIN + COUNT, so it composes with other annotations
-    on the listing without multiplying their rows.
-    """
-    counts = (
+def comment_counts(*, posts: list[Post]) -> dict[int, int]:
+    """How many approved comments each of these posts has, in one query (a post
+    without any is absent)."""
+    return dict(
         Comment.objects.approved()
-        .filter(post=OuterRef("pk"))
+        .filter(post__in=[post.pk for post in posts])
         .order_by()
         .values("post")
         .annotate(count=Count("pk"))
-        .values("count")
+        .values_list("post", "count")
     )
-    return queryset.annotate(approved_comment_count=Coalesce(Subquery(counts), 0))
 
 
 def comments_for_email(*, email: str) -> list[dict]:
@@ -120,8 +124,10 @@ def comment_post(
     parent_id: int | None = None,
     ip_address: str | None = None,
     user_agent: str = "",
+    verified_email: str = "",
 ) -> Comment:
-    """Record a reader's comment: held for moderation unless the commenter is known.
+    """Record a reader's comment: held for moderation unless the commenter is known
+    and proved the address (`verified_email`, the address this browser proved).
 
     A reply to a reply joins the thread of the top-level comment, so threads are
     one level deep.
@@ -140,10 +146,8 @@ def comment_post(
             raise ReplyNotPossible
         parent = parent.parent or parent
     email = normalise_email(email)
-    known = (
-        settings.COMMENTS_AUTO_APPROVE_KNOWN
-        and Comment.objects.approved().for_email(email).exists()
-    )
+    proved = bool(verified_email) and normalise_email(verified_email) == email
+    known = proved and _skips_moderation(email=email)
     comment = Comment.objects.create(
         post=post,
         parent=parent,
@@ -157,6 +161,77 @@ def comment_post(
     )
     if comment.status == Comment.Status.APPROVED:
         comments_changed.send(sender=Comment)
+    else:
+        comment_held.send(sender=Comment, comment=comment)
+    return comment
+
+
+def _skips_moderation(*, email: str) -> bool:
+    return (
+        settings.COMMENTS_AUTO_APPROVE_KNOWN
+        and Comment.objects.approved().for_email(email).exists()
+    )
+
+
+# Proving the address ----------------------------------------------------------
+
+
+def _address_digest(email: str) -> str:
+    # Binds the link to the address it was sent to (a moderator may edit it),
+    # without writing the address into a URL.
+    return salted_hmac(_CONFIRMATION_SALT, email).hexdigest()[:16]
+
+
+def comment_confirmation_token(*, comment: Comment) -> str:
+    return signing.dumps(
+        [comment.pk, _address_digest(comment.email)], salt=_CONFIRMATION_SALT
+    )
+
+
+def comment_claim_confirmation(*, comment_id: int, now: datetime) -> Comment | None:
+    """Mark the held comment whose commenter is to be emailed the confirmation link;
+    None if nobody is to be emailed.
+
+    Only a known commenter gets one (proving an address skips moderation only for
+    them), and each address at most once per CONFIRMATION_INTERVAL. The request
+    that held the comment answered the same either way; this runs later, in the
+    email service's task. Call it inside the transaction that sends the email, so
+    a refused send leaves the comment unclaimed for a retry.
+    """
+    comment = Comment.objects.pending().filter(pk=comment_id).first()
+    if comment is None or not _skips_moderation(email=comment.email):
+        return None
+    recently = Comment.objects.for_email(comment.email).filter(
+        confirmation_sent_at__gt=now - CONFIRMATION_INTERVAL
+    )
+    if recently.exists():
+        return None
+    claimed = Comment.objects.filter(
+        pk=comment.pk, confirmation_sent_at__isnull=True
+    ).update(confirmation_sent_at=now)
+    return comment if claimed else None
+
+
+def comment_confirm(*, token: str) -> Comment:
+    """The commenter followed the emailed link: the address is theirs, so their held
+    comment is published (unless a moderator marked it as spam).
+
+    Raises ConfirmationInvalid for a forged or expired link, or a deleted comment.
+    """
+    try:
+        comment_id, digest = signing.loads(
+            token, salt=_CONFIRMATION_SALT, max_age=CONFIRMATION_MAX_AGE_SECONDS
+        )
+    except (signing.BadSignature, TypeError, ValueError) as error:
+        raise ConfirmationInvalid from error
+    comment = Comment.objects.filter(pk=comment_id).select_related("post").first()
+    if comment is None or _address_digest(comment.email) != digest:
+        raise ConfirmationInvalid
+    if comment.status == Comment.Status.PENDING and _skips_moderation(
+        email=comment.email
+    ):
+        comments_approve(comments=Comment.objects.filter(pk=comment.pk))
+        comment.refresh_from_db()
     return comment
 
 
@@ -196,7 +271,7 @@ def comments_claim_for_digest(*, now: datetime) -> list[Comment]:
     makes two concurrent digests report each comment once, and a failed send rolls
     the mark back so the next digest reports the comment instead.
     """
-    unreported = Comment.objects.pending().filter(moderators_notified_at__isnull=True)
+    unreported = Comment.objects.awaiting_moderators()
     ids = list(unreported.values_list("pk", flat=True)[:DIGEST_MAX_COMMENTS])
     unreported.filter(pk__in=ids).update(moderators_notified_at=now)
     return list(

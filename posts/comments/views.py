@@ -1,16 +1,23 @@
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import comments
-from .clients import client_address, client_key
-from .comment_models import Comment
+from posts.clients import client_address, client_key
+from posts.models import Post
+
+from . import services
 from .forms import CommentForm
-from .models import Post
+from .models import Comment
 
 HELD_MESSAGE = "Thank you: your comment will appear once the author has approved it."
+# Set once the commenter follows the emailed link: it names the address this
+# browser proved, so that commenter's later comments from it skip moderation.
+VERIFIED_COOKIE = "comment_verified"
+VERIFIED_COOKIE_SALT = "comments.verified"
+VERIFIED_COOKIE_MAX_AGE_SECONDS = 365 * 86400
 
 
 def _form_page(
@@ -30,7 +37,7 @@ def _form_page(
             "form": form,
             "replying_to": replying_to,
             "problem": problem,
-            "comments_open": comments.comments_are_open(post=post),
+            "comments_open": services.comments_are_open(post=post),
         },
         status=status,
     )
@@ -44,6 +51,15 @@ def _user_agent(request: HttpRequest) -> str:
     )
 
 
+def _verified_email(request: HttpRequest) -> str:
+    return request.get_signed_cookie(
+        VERIFIED_COOKIE,
+        default="",
+        salt=VERIFIED_COOKIE_SALT,
+        max_age=VERIFIED_COOKIE_MAX_AGE_SECONDS,
+    )
+
+
 # Comments are anonymous, so a forged cross-site POST gains nothing a direct one
 # would not (and meets the same honeypot, limits and moderation); without a CSRF
 # token in the form, the post page stays one cacheable page for every reader.
@@ -52,38 +68,41 @@ def _user_agent(request: HttpRequest) -> str:
 def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     post = get_object_or_404(Post.objects.published(), slug=slug)
     form = CommentForm(request.POST)
-    ip_address = client_address(request) or None
-    if comments.comment_rate_limited(client=client_key(request)):
+    if services.comment_rate_limited(client=client_key(request)):
         problem = "You have sent a lot of comments. Please wait an hour and try again."
         return _form_page(request, post, form, status=429, problem=problem)
     if not form.is_valid():
         return _form_page(request, post, form, status=400)
+    # A held comment gets the same answer whether or not its address is known, so
+    # the form tells nobody who has commented here; only a browser that proved the
+    # address sees its comment published.
+    held = redirect(f"{post.get_absolute_url()}#comments")
     if form.is_from_a_bot:
-        # The same answer as a held comment, so a bot learns nothing.
         messages.info(request, HELD_MESSAGE)
-        return redirect(f"{post.get_absolute_url()}#comments")
+        return held
     data = form.cleaned_data
     try:
-        comment = comments.comment_post(
+        comment = services.comment_post(
             post=post,
             parent_id=data["parent"],
             name=data["name"],
             email=data["email"],
             website=data["website"],
             body=data["body"],
-            ip_address=ip_address,
+            ip_address=client_address(request) or None,
             user_agent=_user_agent(request),
+            verified_email=_verified_email(request),
         )
-    except comments.CommentsClosed:
+    except services.CommentsClosed:
         return _form_page(request, post, form, status=403)
-    except comments.ReplyNotPossible:
+    except services.ReplyNotPossible:
         problem = "The comment you replied to is not available any more."
         return _form_page(request, post, form, status=400, problem=problem)
     if comment.status == Comment.Status.APPROVED:
         messages.success(request, "Thank you: your comment is published.")
         return redirect(comment.get_absolute_url())
     messages.info(request, HELD_MESSAGE)
-    return redirect(f"{post.get_absolute_url()}#comments")
+    return held
 
 
 @require_GET
@@ -95,3 +114,33 @@ def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpRespo
     )
     form = CommentForm(initial={"parent": replying_to.parent_id or replying_to.pk})
     return _form_page(request, post, form, replying_to=replying_to)
+
+
+@require_http_methods(["GET", "POST"])
+def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """GET: a page with a button (mail scanners follow links, people press
+    buttons); POST: the address is proved, the browser remembers it."""
+    if request.method == "GET":
+        return render(request, "posts/comment_confirm.html", {"token": token})
+    try:
+        comment = services.comment_confirm(token=token)
+    except services.ConfirmationInvalid:
+        return render(
+            request, "posts/comment_confirm.html", {"invalid": True}, status=400
+        )
+    if comment.status == Comment.Status.APPROVED:
+        messages.success(request, "Thank you: your comment is published.")
+        response = redirect(comment.get_absolute_url())
+    else:
+        messages.info(request, "Thank you: your address is confirmed.")
+        response = redirect(f"{comment.post.get_absolute_url()}#comments")
+    response.set_signed_cookie(
+        VERIFIED_COOKIE,
+        comment.email,
+        salt=VERIFIED_COOKIE_SALT,
+        max_age=VERIFIED_COOKIE_MAX_AGE_SECONDS,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+    return response

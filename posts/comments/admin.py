@@ -6,9 +6,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 
-from . import comments
-from .comment_models import Comment, PostCommentSettings
-from .models import Post
+from posts.models import Post
+
+from . import services
+from .models import Comment, PostCommentSettings
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -75,14 +76,14 @@ class CommentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve selected comments", permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[Comment]) -> None:
-        approved = comments.comments_approve(comments=queryset)
+        approved = services.comments_approve(comments=queryset)
         self.message_user(
             request, f"Approved {approved} comment(s).", level=messages.SUCCESS
         )
 
     @admin.action(description="Mark selected comments as spam", permissions=["change"])
     def mark_spam(self, request: HttpRequest, queryset: QuerySet[Comment]) -> None:
-        marked = comments.comments_mark_spam(comments=queryset)
+        marked = services.comments_mark_spam(comments=queryset)
         self.message_user(
             request, f"Marked {marked} comment(s) as spam.", level=messages.SUCCESS
         )
@@ -95,7 +96,7 @@ class CommentAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Comment]
     ) -> None:
         posts = Post.objects.filter(pk__in=queryset.values("post"))
-        comments.comments_close(posts=posts)
+        services.comments_close(posts=posts)
         self.message_user(
             request, f"Closed comments on {posts.count()} post(s).", messages.SUCCESS
         )

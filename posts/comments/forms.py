@@ -1,14 +1,15 @@
 from django import forms
 from django.conf import settings
 
-from .comment_models import (
+from posts.validators import reject_control_characters
+
+from .models import (
     BODY_MAX_LENGTH,
     EMAIL_MAX_LENGTH,
     NAME_MAX_LENGTH,
     WEBSITE_MAX_LENGTH,
     count_links,
 )
-from .validators import reject_control_characters
 
 
 class CommentForm(forms.Form):

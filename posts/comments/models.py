@@ -6,8 +6,8 @@ from django.utils import timezone
 from django.utils.html import Urlizer, linebreaks
 from django.utils.safestring import SafeString, mark_safe
 
-from .models import Post
-from .validators import normalise_email
+from posts.models import Post
+from posts.validators import normalise_email
 
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
@@ -43,6 +43,10 @@ class CommentQuerySet(models.QuerySet):
 
     def pending(self) -> "CommentQuerySet":
         return self.filter(status=Comment.Status.PENDING)
+
+    def awaiting_moderators(self) -> "CommentQuerySet":
+        """Held for moderation, and not yet in a moderators' digest."""
+        return self.pending().filter(moderators_notified_at__isnull=True)
 
     def spam(self) -> "CommentQuerySet":
         return self.filter(status=Comment.Status.SPAM)
@@ -92,6 +96,9 @@ class Comment(models.Model):
     )
     # When the moderators' digest reported this comment: each is reported once.
     moderators_notified_at = models.DateTimeField(null=True, editable=False)
+    # When the commenter was emailed the link that proves the address: once per
+    # comment, and at most once an hour per address.
+    confirmation_sent_at = models.DateTimeField(null=True, editable=False)
 
     objects = CommentQuerySet.as_manager()
 

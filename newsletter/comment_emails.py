@@ -1,0 +1,81 @@
+"""The emails about readers' comments: the moderators' digest of the comments
+waiting for approval, and the link that proves a commenter's address.
+
+The comments app decides what to report and whom to ask (it sends no email
+itself); this module renders and sends.
+"""
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from posts.comments import services as comments
+
+from .emails import build_message, render_email, site_link
+from .subscriptions import is_blocked
+
+
+def send_comment_digest() -> int:
+    """Email each staff member one list of the pending comments not yet reported.
+
+    Returns how many comments were reported. The claim and the sending share one
+    transaction: if the provider refuses, the comments stay unreported and the
+    next digest (an hour later, on beat) lists them.
+    """
+    recipients = list(
+        get_user_model()
+        .objects.filter(is_staff=True, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+        .distinct()
+    )
+    if not recipients:
+        return 0
+    with transaction.atomic():
+        pending = comments.comments_claim_for_digest(now=timezone.now())
+        if not pending:
+            return 0
+        email = render_email(
+            "comment-digest",
+            {
+                "comments": [
+                    {
+                        "comment": comment,
+                        "admin_url": site_link(
+                            "admin:comments_comment_change", object_id=comment.pk
+                        ),
+                    }
+                    for comment in pending
+                ],
+                "queue_url": site_link("admin:comments_comment_changelist")
+                + "?status=pending",
+            },
+        )
+        for address in recipients:
+            build_message(email, to=address).send()
+    return len(pending)
+
+
+def send_comment_confirmation(*, comment_id: int) -> bool:
+    """Email a held comment's commenter the link that proves the address, if the
+    comments app says they should have one. True if sent.
+
+    As with the digest, a refused send rolls the claim back for the retry.
+    """
+    with transaction.atomic():
+        comment = comments.comment_claim_confirmation(
+            comment_id=comment_id, now=timezone.now()
+        )
+        if comment is None or is_blocked(comment.email):
+            return False
+        token = comments.comment_confirmation_token(comment=comment)
+        email = render_email(
+            "comment-confirm",
+            {
+                "comment": comment,
+                "confirm_url": site_link("comments:confirm", token=token),
+                "max_age_days": comments.CONFIRMATION_MAX_AGE_SECONDS // 86400,
+            },
+        )
+        build_message(email, to=comment.email).send()
+    return True

@@ -1,0 +1,11 @@
+from django.dispatch import Signal
+
+# Sent when what readers see of a post's comments changes (a comment approved,
+# hidden or deleted, comments closed), outside of a Post save. Receivers get no
+# arguments beyond the sender.
+comments_changed = Signal()
+
+# Sent inside the transaction that holds a new comment for moderation. Receivers
+# get `comment`; the email service offers its commenter the link that proves the
+# address (this app sends no email itself).
+comment_held = Signal()
