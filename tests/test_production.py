@@ -50,11 +50,7 @@ def production_settings(*code: str, env: dict[str, str]) -> subprocess.Completed
     # Our own interpreter loading our own settings.
     return subprocess.run(  # noqa: S603
         [sys.executable, "-c", "import django; django.setup()\n" + "\n".join(code)],
-        env={
-            "PATH": os.environ["PATH"],
-            "DJANGO_SETTINGS_MODULE": "newsletter.settings",
-        }
-        | env,
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": SETTINGS} | env,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -131,14 +127,18 @@ class Stack:
 
     def start(self, name: str, command: list[str], **env: str) -> None:
         # gunicorn's access log is its standard output; errors go to the other file.
-        self.processes[name] = subprocess.Popen(  # noqa: S603 (our own programs)
-            command,
-            cwd=ROOT,
-            env=self.env | env,
-            stdout=(self.folder / f"{name}.log").open("wb"),
-            stderr=(self.folder / f"{name}-errors.log").open("wb"),
-            start_new_session=True,
-        )
+        with (
+            (self.folder / f"{name}.log").open("wb") as out,
+            (self.folder / f"{name}-errors.log").open("wb") as errors,
+        ):
+            self.processes[name] = subprocess.Popen(  # noqa: S603 (our own programs)
+                command,
+                cwd=ROOT,
+                env=self.env | env,
+                stdout=out,
+                stderr=errors,
+                start_new_session=True,
+            )
 
     def log(self, name: str) -> str:
         return (self.folder / f"{name}.log").read_text(errors="replace")
@@ -250,17 +250,16 @@ def stack(tmp_path_factory):
     authority = trustme.CA()
     certificate = authority.issue_cert("localhost", "127.0.0.1")
     (folder / "tls").mkdir()
-    certificate.private_key_and_cert_chain_pem.write_to_path(
-        folder / "tls" / "fullchain.pem"
+    (folder / "tls" / "fullchain.pem").write_bytes(
+        b"".join(pem.bytes() for pem in certificate.cert_chain_pems)
     )
     certificate.private_key_pem.write_to_path(folder / "tls" / "privkey.pem")
     tls = ssl.create_default_context()
     authority.configure_trust(tls)
 
     https_port = free_port()
-    database, server = scratch_database(
-        suite_database, f"{dj_database_url.parse(suite_database)['NAME']}_production"
-    )
+    database_name = f"{dj_database_url.parse(suite_database)['NAME']}_production"
+    database, server = scratch_database(suite_database, database_name)
     redis_port = free_port()
     env = {
         "PATH": f"{BIN}:{os.environ['PATH']}",
@@ -279,16 +278,9 @@ def stack(tmp_path_factory):
     }
     running = Stack(folder, https_port, tls, env)
     try:
-        running.start(
-            "redis",
-            # A scratch server: loopback only, nothing saved.
-            [
-                redis_server,
-                *f"--port {redis_port} --bind 127.0.0.1".split(),
-                "--save",
-                "",
-            ],
-        )
+        # A scratch Redis: loopback only, nothing saved.
+        scratch = f"--port {redis_port} --bind 127.0.0.1 --appendonly no".split()
+        running.start("redis", [redis_server, *scratch, "--save", ""])
         # What the image's build and compose's migrate service do.
         for step in (["collectstatic", "--noinput"], ["migrate", "--noinput"]):
             done = subprocess.run(  # noqa: S603
@@ -328,7 +320,7 @@ def stack(tmp_path_factory):
         running.stop()
         with psycopg.connect(server, autocommit=True) as connection:
             connection.execute(
-                f'DROP DATABASE IF EXISTS "{urlsplit(database).path[1:]}" WITH (FORCE)'
+                f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)'
             )
 
 
