@@ -18,6 +18,7 @@ install: $(VENV)/.installed
 # Web server, Celery worker and beat on the embedded defaults (or on the services
 # named by DATABASE_URL / REDIS_URL), until Ctrl-C stops all three.
 run: export SITE_URL ?= http://127.0.0.1:$(PORT)
+run: export DJANGO_DEBUG ?= 1
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
@@ -41,7 +42,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) manage.py makemigrations --check --dry-run
+	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
 # Load figures (benchmarks/load.py): gunicorn on the PostgreSQL and Redis named by
 # DATABASE_URL and REDIS_URL, driven by wrk for a few seconds per page.

@@ -28,14 +28,16 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = envbool("DJANGO_DEBUG", "1")
+# Off unless asked for (`make run` and the test suite ask): a deployment that forgets
+# the variable must not show debug pages and the dev outbox, nor sign with the dev key.
+DEBUG = envbool("DJANGO_DEBUG", "0")
 
 _DEV_SECRET_KEY = "dev-only-insecure-key-never-use-in-production"  # noqa: S105
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
 if not DEBUG and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50):
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY must be set to a random value of 50+ characters "
-        "when DJANGO_DEBUG is off."
+        "when DJANGO_DEBUG is off (set DJANGO_DEBUG=1 for development)."
     )
 
 ALLOWED_HOSTS = [
@@ -258,8 +260,8 @@ NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = envint(
 NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = envint(
     "NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS", "5"
 )
-# How many reverse proxies in front of the site append to X-Forwarded-For: 0 when
-# gunicorn faces the internet (docker/compose.yaml), 1 behind one load balancer.
+# How many reverse proxies in front of the site set X-Forwarded-For: 0 when gunicorn
+# faces the internet, 1 behind the shipped nginx (docker/compose.yaml).
 NEWSLETTER_TRUSTED_PROXIES = envint("NEWSLETTER_TRUSTED_PROXIES", "0")
 
 # Delivery engine (newsletter/delivery/) ------------------------------------------

@@ -96,6 +96,7 @@ def run_settings(env: dict) -> subprocess.CompletedProcess:
         env={
             "PATH": os.environ["PATH"],
             "DJANGO_SETTINGS_MODULE": "newsletter.settings",
+            "DJANGO_DEBUG": "1",
             **env,
         },
         capture_output=True,

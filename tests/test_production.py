@@ -1,0 +1,495 @@
+"""Production as the image ships it, started on this machine and driven through its
+proxy: nginx with docker/nginx.conf.template, in front of docker/Dockerfile's gunicorn
+command with DEBUG off and a real secret key, on PostgreSQL (a database of its own),
+Redis (a server of its own) and a real Celery worker."""
+
+import email.policy
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+import psycopg
+import pytest
+import trustme
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+BIN = Path(sys.executable).parent
+SETTINGS = "newsletter.settings"
+
+# What the forged tracking webhook gets: 404 where the provider's route is not
+# served, else anymail's refusal of a request without the webhook secret.
+WEBHOOK_REFUSED = {400, 401, 403, 404}
+SUBSCRIBE_LIMIT_PER_CLIENT = 3
+SLOW_CLIENTS = 20
+SLOW_SECONDS = 10
+
+
+def image_command() -> list[str]:
+    """The gunicorn command of docker/Dockerfile's CMD (compose's web runs it too)."""
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        if line.startswith("CMD "):
+            return json.loads(line.removeprefix("CMD "))
+    raise AssertionError("docker/Dockerfile has no CMD line")
+
+
+def production_settings(*code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    # Our own interpreter loading our own settings.
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-c", "import django; django.setup()\n" + "\n".join(code)],
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": SETTINGS} | env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_debug_is_off_when_nobody_asks_for_it():
+    key = secrets.token_urlsafe(50)
+    result = production_settings(
+        "from django.conf import settings; print(settings.DEBUG)",
+        env={"DJANGO_SECRET_KEY": key},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_the_image_without_a_secret_key_refuses_to_start():
+    result = production_settings(env={})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_neither_the_image_nor_compose_supplies_a_secret_key_or_debug():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    compose = (DOCKER / "compose.yaml").read_text()
+    # Only collectstatic, at build time, runs with a throwaway random key.
+    assert not re.search(r"^\s*ENV\b[^#]*DJANGO_(SECRET_KEY|DEBUG)", dockerfile, re.M)
+    assert "DJANGO_SECRET_KEY: ${DJANGO_SECRET_KEY:?" in compose
+    assert 'DJANGO_DEBUG: "0"' in compose
+    assert 'NEWSLETTER_TRUSTED_PROXIES: "1"' in compose
+    # Only nginx is published; gunicorn is reached through it.
+    assert compose.count("ports:") == 1
+    assert 'ports: ["80:80", "443:443"]' in compose
+
+
+# The stack ------------------------------------------------------------------------
+
+
+def program(name: str, package: str) -> str:
+    """The path of a program the stack needs: CI fails without it, a developer's
+    machine skips."""
+    found = shutil.which(name, path=f"{os.environ['PATH']}:/usr/sbin:/sbin")
+    if found is None:
+        message = f"{name} is needed (apt-get install {package})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def scratch_database(url: str, name: str) -> tuple[str, str]:
+    """A new empty database beside the suite's: its URL, and the server's own URL."""
+    parts = urlsplit(url)
+    server = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}")), server
+
+
+class Stack:
+    """The running stack: where to reach nginx, and what everyone logged."""
+
+    def __init__(self, folder: Path, port: int, tls: ssl.SSLContext, env: dict):
+        self.folder, self.port, self.tls, self.env = folder, port, tls, env
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, command: list[str], **env: str) -> None:
+        # gunicorn's access log is its standard output; errors go to the other file.
+        with (
+            (self.folder / f"{name}.log").open("wb") as out,
+            (self.folder / f"{name}-errors.log").open("wb") as errors,
+        ):
+            self.processes[name] = subprocess.Popen(  # noqa: S603 (our own programs)
+                command,
+                cwd=ROOT,
+                env=self.env | env,
+                stdout=out,
+                stderr=errors,
+                start_new_session=True,
+            )
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def output(self, name: str) -> str:
+        """The end of what name wrote, for a failure's message."""
+        errors = (self.folder / f"{name}-errors.log").read_text(errors="replace")
+        return f"{name}:\n{self.log(name)[-2000:]}{errors[-3000:]}"
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+    def connection(self, source: str = "127.0.0.1") -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(
+            "127.0.0.1",
+            self.port,
+            context=self.tls,
+            source_address=(source, 0),
+            timeout=10,
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        source: str = "127.0.0.1",
+        headers: dict | None = None,
+        body: str | None = None,
+    ) -> tuple[int, http.client.HTTPMessage, str]:
+        connection = self.connection(source)
+        try:
+            connection.request(
+                method,
+                path,
+                body=body,
+                headers={"Host": f"localhost:{self.port}"} | (headers or {}),
+            )
+            response = connection.getresponse()
+            return response.status, response.headers, response.read().decode()
+        finally:
+            connection.close()
+
+    def wait_until_healthy(self) -> None:
+        deadline = time.monotonic() + 40
+        for _ in range(400):
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise AssertionError(f"stopped: {self.output(name)}")
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        logs = "\n".join(self.output(name) for name in self.processes)
+        raise AssertionError(f"/healthz never answered 200 through nginx:\n{logs}")
+
+
+def render_nginx(folder: Path, variables: dict[str, str]) -> Path:
+    """docker/nginx.conf.template rendered as the nginx image renders it (envsubst of
+    the given names only) and included as the image's nginx.conf includes it."""
+    names = " ".join(f"${{{name}}}" for name in variables)
+    template = (DOCKER / "nginx.conf.template").read_text()
+    site = subprocess.run(  # noqa: S603
+        [program("envsubst", "gettext-base"), names],
+        input=template,
+        env={"PATH": os.environ["PATH"], **variables},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (folder / "site.conf").write_text(site)
+    main = folder / "nginx.conf"
+    # The nginx image's own nginx.conf, with this test's paths.
+    main.write_text(
+        f"daemon off;\n"
+        f"worker_processes 1;\n"
+        f"pid {folder}/nginx.pid;\n"
+        f"error_log {folder}/nginx-error.log notice;\n"
+        f"events {{ worker_connections 1024; }}\n"
+        f"http {{\n"
+        f"    default_type application/octet-stream;\n"
+        f'    log_format main \'$remote_addr - $remote_user [$time_local] "$request" '
+        f'$status $body_bytes_sent "$http_referer" "$http_user_agent"\';\n'
+        f"    access_log {folder}/nginx-default-access.log main;\n"
+        f"    sendfile on;\n"
+        f"    keepalive_timeout 65;\n"
+        f"    client_body_temp_path {folder}/client_body;\n"
+        f"    proxy_temp_path {folder}/proxy;\n"
+        f"    include {folder}/site.conf;\n"
+        f"}}\n"
+    )
+    return main
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    nginx = program("nginx", "nginx-light")
+    redis_server = program("redis-server", "redis-server")
+    suite_database = os.environ.get("DATABASE_URL", "")
+    if not suite_database.startswith("postgres"):
+        pytest.skip("production runs on PostgreSQL: set DATABASE_URL to one")
+    folder = tmp_path_factory.mktemp("production")
+
+    authority = trustme.CA()
+    certificate = authority.issue_cert("localhost", "127.0.0.1")
+    (folder / "tls").mkdir()
+    (folder / "tls" / "fullchain.pem").write_bytes(
+        b"".join(pem.bytes() for pem in certificate.cert_chain_pems)
+    )
+    certificate.private_key_pem.write_to_path(folder / "tls" / "privkey.pem")
+    tls = ssl.create_default_context()
+    authority.configure_trust(tls)
+
+    https_port = free_port()
+    database_name = f"{dj_database_url.parse(suite_database)['NAME']}_production"
+    database, server = scratch_database(suite_database, database_name)
+    redis_port = free_port()
+    env = {
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DJANGO_SETTINGS_MODULE": SETTINGS,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "localhost",
+        "SITE_URL": f"https://localhost:{https_port}",
+        "DATABASE_URL": database,
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "NEWSLETTER_TRUSTED_PROXIES": "1",
+        "ANYMAIL_WEBHOOK_SECRET": "tracking:" + secrets.token_urlsafe(24),
+        "NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT": str(SUBSCRIBE_LIMIT_PER_CLIENT),
+        "VAR_DIR": str(folder / "var"),
+        "OUTBOX_DIR": str(folder / "outbox"),
+    }
+    running = Stack(folder, https_port, tls, env)
+    try:
+        # A scratch Redis: loopback only, nothing saved.
+        scratch = f"--port {redis_port} --bind 127.0.0.1 --appendonly no".split()
+        running.start("redis", [redis_server, *scratch, "--save", ""])
+        # What the image's build and compose's migrate service do, side by side.
+        steps = [
+            subprocess.Popen(  # noqa: S603 (our own manage.py)
+                [sys.executable, "manage.py", *step, "--noinput"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for step in (["collectstatic"], ["migrate"])
+        ]
+        for step in steps:
+            output = step.communicate(timeout=120)[0]
+            assert step.returncode == 0, output
+        gunicorn_port = free_port()
+        running.start(
+            "gunicorn",
+            image_command(),
+            GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{gunicorn_port}",
+        )
+        # compose's worker, with one process on this shared machine.
+        running.start(
+            "worker",
+            [str(BIN / "celery"), "-A", "newsletter", "worker", "--concurrency=1"],
+        )
+        nginx_conf = render_nginx(
+            folder,
+            {
+                "NGINX_HTTP_PORT": f"127.0.0.1:{free_port()}",
+                "NGINX_HTTPS_PORT": f"127.0.0.1:{https_port}",
+                "NEWSLETTER_UPSTREAM": f"127.0.0.1:{gunicorn_port}",
+                "NGINX_TLS_DIR": str(folder / "tls"),
+                "NGINX_ACCESS_LOG": str(folder / "nginx-access.log"),
+            },
+        )
+        running.start("nginx", [nginx, "-c", str(nginx_conf), "-e", "stderr"])
+        running.wait_until_healthy()
+        yield running
+    finally:
+        running.stop()
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(
+                f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)'
+            )
+
+
+def subscribe(stack: Stack, address: str, *, source: str, forwarded_for: str = ""):
+    """The subscribe form, fetched and posted as a browser at source does."""
+    status, headers, page = stack.request("GET", "/subscribe/", source=source)
+    assert status == 200
+    cookie = re.search(r"csrftoken=([^;]+)", headers["Set-Cookie"])[1]
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    extra = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    return stack.request(
+        "POST",
+        "/subscribe/",
+        source=source,
+        body=f"csrfmiddlewaretoken={token}&email={address}",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"csrftoken={cookie}",
+            "Origin": f"https://localhost:{stack.port}",
+        }
+        | extra,
+    )[0]
+
+
+@pytest.mark.production
+def test_healthz_answers_through_the_proxy_with_debug_off(stack):
+    status, headers, _ = stack.request("GET", "/healthz")
+    assert status == 200
+    assert "max-age=" in headers["Strict-Transport-Security"]
+    # The dev outbox is a DEBUG page.
+    assert stack.request("GET", "/outbox/")[0] == 404
+
+
+@pytest.mark.production
+def test_a_forged_tracking_webhook_is_refused(stack):
+    forged = json.dumps({"RecordType": "Bounce", "Email": "reader@example.org"})
+    status, _, _ = stack.request(
+        "POST",
+        "/anymail/postmark/tracking/",
+        body=forged,
+        headers={"Content-Type": "application/json"},
+    )
+    assert status in WEBHOOK_REFUSED
+
+
+@pytest.mark.production
+def test_the_subscribe_limit_counts_each_client_behind_the_proxy(stack):
+    # One client, however it fills in X-Forwarded-For, uses up its own turns...
+    for number in range(SUBSCRIBE_LIMIT_PER_CLIENT):
+        status = subscribe(
+            stack,
+            f"first-{number}@example.org",
+            source="127.0.0.2",
+            forwarded_for=f"198.51.100.{number}",
+        )
+        assert status == 200
+    over = subscribe(
+        stack, "first-x@example.org", source="127.0.0.2", forwarded_for="192.0.2.9"
+    )
+    assert over == 429
+    # ...and the next client still gets through.
+    assert subscribe(stack, "second@example.org", source="127.0.0.3") == 200
+
+
+def dribble(stack: Stack, stop: threading.Event, connected: list) -> None:
+    """A slow client: one header line a second, never the blank line that ends them."""
+    raw = socket.create_connection(("127.0.0.1", stack.port), timeout=5)
+    with stack.tls.wrap_socket(raw, server_hostname="localhost") as slow:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+        connected.append(slow)
+        for number in range(SLOW_SECONDS * 2):
+            if stop.wait(1):
+                return
+            try:
+                slow.sendall(f"X-Slow-{number}: 1\r\n".encode())
+            except OSError:  # nginx gave up on it: as good as finished
+                return
+
+
+@pytest.mark.production
+def test_slow_clients_do_not_stop_the_site_answering(stack):
+    stop, connected = threading.Event(), []
+    slow_clients = [
+        threading.Thread(target=dribble, args=(stack, stop, connected), daemon=True)
+        for _ in range(SLOW_CLIENTS)
+    ]
+    for client in slow_clients:
+        client.start()
+    answers = []
+    try:
+        # A health check every half second while they talk.
+        deadline = time.monotonic() + SLOW_SECONDS * 3
+        for _ in range(SLOW_SECONDS * 2):
+            answers.append(stack.request("GET", "/healthz")[0])
+            if stop.wait(0.5) or time.monotonic() > deadline:
+                break
+    finally:
+        stop.set()
+        for client in slow_clients:
+            client.join(timeout=10)
+    assert len(connected) == SLOW_CLIENTS  # they were all there, talking slowly
+    assert answers == [200] * SLOW_SECONDS * 2
+
+
+def confirmation_link(stack: Stack, address: str) -> str:
+    """The path of the confirmation link the worker emailed to address."""
+    deadline = time.monotonic() + 30
+    for _ in range(300):
+        for path in (stack.folder / "outbox").glob("*.eml"):
+            message = email.message_from_bytes(
+                path.read_bytes(), policy=email.policy.default
+            )
+            if address in message["To"]:
+                text = message.get_body(preferencelist=("plain",)).get_content()
+                return re.search(r"https://[^/\s]+(/subscribe/confirm/\S+/)", text)[1]
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    raise AssertionError(
+        f"no confirmation email to {address}: {stack.output('worker')}"
+    )
+
+
+@pytest.mark.production
+def test_no_token_reaches_either_access_log(stack):
+    assert subscribe(stack, "logged@example.org", source="127.0.0.4") == 200
+    confirm = confirmation_link(stack, "logged@example.org")
+    others = [
+        f"/preferences/{secrets.token_urlsafe(24)}/",
+        f"/unsubscribe/{secrets.token_urlsafe(24)}/",
+        f"/%70references/{secrets.token_urlsafe(24)}/",  # /preferences/, escaped
+    ]
+    assert stack.request("GET", confirm)[0] == 200
+    for path in others:
+        # As a link on the confirmation page would be followed: its Referer names it.
+        stack.request("GET", path, headers={"Referer": f"https://localhost{confirm}"})
+
+    tokens = [path.rstrip("/").rsplit("/", 1)[1] for path in (confirm, *others)]
+    for name in ("nginx-access", "gunicorn"):
+        log = stack.log(name)
+        assert "/subscribe/confirm/[redacted]" in log, name
+        assert "/preferences/[redacted]" in log, name
+        assert "/unsubscribe/[redacted]" in log, name
+    # Nor in the logs the image's nginx.conf names, should a request land there.
+    for name in ("nginx-access", "gunicorn", "nginx-default-access", "nginx-error"):
+        log = stack.log(name)
+        assert not [token for token in tokens if token in log], f"{name}:\n{log}"
+
+
+@pytest.mark.production
+def test_the_production_environment_passes_the_deployment_checklist(stack):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
