@@ -23,7 +23,8 @@ accesslog = "-"
 # could confirm, manage or delete that reader's subscription. nginx's log redacts
 # the same paths (its `map $uri $loggable_uri`).
 TOKEN_PATH = re.compile(
-    r"/(preferences/email/confirm|subscribe/confirm|preferences|unsubscribe|r)"
+    r"/(preferences/email/confirm|subscribe/confirm|comments/confirm|preferences"
+    r"|unsubscribe|r)"
     r"/[^?#\s\"]*"
 )
 
