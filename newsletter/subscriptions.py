@@ -341,6 +341,9 @@ def export_data(*, subscriber: Subscriber) -> dict:
                 "wording": consent.wording,
                 "wording_version": consent.wording_version,
                 "source": consent.source,
+                "name": consent.name,
+                "topics": consent.topics,
+                "frequency": consent.frequency,
                 "confirmed_at": consent.confirmed_at,
             }
             for consent in subscriber.consents.order_by("created_at")
