@@ -348,3 +348,17 @@ def test_a_comment_made_with_the_unicode_domain_is_in_my_data_and_goes_with_it(
     assert [c["comment"] for c in data["comments"]] == ["Too high."]
     client.post(one_time_link(client, on_commit, reader, "delete/"))
     assert not Comment.objects.exists()
+
+
+def test_the_one_time_link_email_says_what_it_does_with_the_link_in_both_parts(
+    client, reader, on_commit
+):
+    on_commit(client.post, url(reader, "delete/"))
+    [message] = mail.outbox
+    assert message.subject == "Your link to delete your On Probation data"
+    html = message.alternatives[0][0]
+    link = link_in(message, "/preferences/once/")
+    assert link in html
+    assert "works once, within 60 minutes" in message.body
+    assert "cannot be undone" in html
+    assert "List-Unsubscribe" not in message.extra_headers
