@@ -139,8 +139,11 @@ def preferences_url(subscriber: Subscriber) -> str:
     )
 
 
-def confirmation_message(subscriber: Subscriber) -> EmailMultiAlternatives:
-    token = make_token(subscriber, Purpose.CONFIRM)
+def confirmation_message(
+    subscriber: Subscriber, *, consent_id: int
+) -> EmailMultiAlternatives:
+    """The double opt-in; its link confirms that one consent (that request)."""
+    token = make_token(subscriber, Purpose.CONFIRM, detail=str(consent_id))
     email = render_email(
         "confirm",
         {

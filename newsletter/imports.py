@@ -2,7 +2,10 @@
 
 Every row is validated before anything is written; the author sees each rejected
 line with its number and reason, and the valid rows go in in one transaction, or
-nothing does. Suppressed addresses are never brought back by an import.
+nothing does. An import never brings back anyone who left: a suppressed address
+(even one the reader could lift by subscribing again: only their own double
+opt-in does that) or a subscriber who unsubscribed, bounced or complained is
+skipped, with the reason.
 """
 
 import csv
@@ -11,12 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from posts.validators import normalise_email
+from posts.validators import clean_email, reject_control_characters
 
 from .models import Consent, Subscriber, Suppression
 
@@ -104,19 +106,20 @@ def _parse_row(line: int, values: list[str]) -> Row:
     if len(values) != len(COLUMNS):
         raise ValidationError(f"expected {len(COLUMNS)} columns, found {len(values)}")
     email, name, source, date = (value.strip() for value in values)
-    email = normalise_email(email)
     if not email:
         raise ValidationError("the email address is missing")
+    # The subscribe form's own rules, so that an address is stored in one form
+    # (its IDNA domain) whichever way it came in.
     try:
-        validate_email(email)
+        email = clean_email(email)
     except ValidationError as exc:
-        raise ValidationError(f"“{email[:80]}” is not a valid email address") from exc
-    if len(email) > 254:
-        raise ValidationError("the email address is longer than 254 characters")
+        raise ValidationError(f"“{email[:80]}”: {exc.messages[0]}") from exc
     if len(name) > 100:
         raise ValidationError("the name is longer than 100 characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name + source):
-        raise ValidationError("the name or source contains control characters")
+    try:
+        reject_control_characters(name + source)
+    except ValidationError as exc:
+        raise ValidationError(f"the name or source: {exc.messages[0]}") from exc
     if not source:
         raise ValidationError("the consent source is missing")
     if len(source) > 200:
@@ -148,6 +151,8 @@ def _chunks(items: list, size: int = LOOKUP_CHUNK):
 
 
 def _skip_suppressed(report: ImportReport) -> None:
+    """Move the rows whose address is on the suppression list, for any reason, to
+    the skipped ones."""
     hashes = {Suppression.hash_address(row.email): row for row in report.rows}
     suppressed: dict[int, str] = {}
     for chunk in _chunks(list(hashes)):
@@ -157,13 +162,15 @@ def _skip_suppressed(report: ImportReport) -> None:
             row = hashes[address_hash]
             label = Suppression.Reason(reason).label.lower()
             suppressed[row.line] = f"the address is suppressed ({label})"
-    report.skipped = sorted(suppressed.items())
+    report.skipped = sorted([*report.skipped, *suppressed.items()])
     report.rows = [row for row in report.rows if row.line not in suppressed]
 
 
 def import_rows(*, report: ImportReport) -> ImportReport:
     """Write the report's valid rows, all in one transaction."""
     with transaction.atomic():
+        # Again, as the list may have changed since the file was read.
+        _skip_suppressed(report)
         existing = {}
         for chunk in _chunks([row.email for row in report.rows]):
             existing.update(
@@ -215,6 +222,6 @@ def import_rows(*, report: ImportReport) -> ImportReport:
             ),
             batch_size=LOOKUP_CHUNK,
         )
-    report.skipped = sorted(report.skipped + skipped)
+    report.skipped = sorted([*report.skipped, *skipped])
     report.imported = True
     return report

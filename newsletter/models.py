@@ -64,6 +64,12 @@ class Subscriber(models.Model):
     paused_at = models.DateTimeField(null=True, blank=True)
     # Soft bounces since the last successful delivery; at the limit, suppressed.
     soft_bounces = models.PositiveIntegerField(default=0)
+    # When the reader last asked to move to another address: one request a day,
+    # and only the latest request's link works.
+    email_change_requested_at = models.DateTimeField(null=True, blank=True)
+    # When the latest one-time link (export, delete, change of address) was sent:
+    # its token is bound to it, and using the link clears it, so it works once.
+    one_time_link_sent_at = models.DateTimeField(null=True, blank=True)
 
     objects = SubscriberQuerySet.as_manager()
 
@@ -130,6 +136,17 @@ class Consent(models.Model):
     # Where the consent was given: the subscribe form, or the source of an import.
     source = models.CharField(max_length=200, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
+    # What this request asked for, applied only when its own link confirms it, so
+    # that a stranger resubmitting the address changes nothing the reader sees.
+    # Topics as "kind:value" keys, [] for everything; None keeps what the reader
+    # follows (a resubscribe from the preference centre).
+    name = models.CharField(max_length=100, blank=True)
+    topics = models.JSONField(null=True, blank=True)
+    frequency = models.CharField(
+        max_length=7,
+        choices=SubscriberTopic.Frequency.choices,
+        default=SubscriberTopic.Frequency.INSTANT,
+    )
 
     class Meta:
         ordering = ["-created_at"]

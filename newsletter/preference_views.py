@@ -1,7 +1,10 @@
 """The reader's preference centre, reached by a personal link in every email.
 
 The link is the reader's key, so every change is a POST with a CSRF token from the
-page itself; a GET never changes anything (mail scanners follow links).
+page itself; a GET never changes anything (mail scanners follow links). The link
+also travels in every newsletter, so anyone the reader forwards one to holds it:
+topics, pause and unsubscribe stay one click, but exporting, deleting or moving
+the reader's data takes a one-time link sent to the reader's address.
 """
 
 from django.conf import settings
@@ -18,8 +21,9 @@ from . import subscriptions
 from .emails import preferences_url
 from .forms import ChangeEmailForm, TopicsForm
 from .models import Subscriber, SubscriberTopic
-from .tokens import InvalidToken, Purpose, read_change_email_token, read_token
-from .views import _token_error
+from .subscriptions import OneTimeRequest
+from .tokens import InvalidToken, Purpose, read_token, read_token_detail
+from .views import _token_error, _too_many, allow_email_to
 
 
 def _done(
@@ -174,19 +178,54 @@ def change_email_request(request: HttpRequest, token: str) -> HttpResponse:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
         return _token_error(request, error)
+    if subscriber.status != Subscriber.Status.ACTIVE:
+        return _done(
+            request,
+            subscriber,
+            "Nothing to do",
+            "Only a current subscription can move to another address.",
+            status=400,
+        )
     form = ChangeEmailForm(request.POST)
     if not form.is_valid():
         return _page(request, subscriber, form, status=400)
-    new_email = subscriptions.normalise_email(form.cleaned_data["new_email"])
-    subscriptions.request_email_change(subscriber=subscriber, new_email=new_email)
-    # The same answer whether or not the address is free, so this page does not
-    # reveal who else subscribes.
+    return _send_one_time_link(
+        request,
+        subscriber,
+        OneTimeRequest.CHANGE_EMAIL,
+        new_email=form.cleaned_data["new_email"],
+    )
+
+
+def _send_one_time_link(
+    request: HttpRequest,
+    subscriber: Subscriber,
+    one_time_request: OneTimeRequest,
+    *,
+    new_email: str = "",
+) -> HttpResponse:
+    if subscriptions.is_blocked(subscriber.email):
+        return _done(
+            request,
+            subscriber,
+            "We cannot email this address",
+            "We no longer send to this address, so we cannot send you the link this "
+            "needs. Please write to us instead.",
+            status=409,
+        )
+    if not allow_email_to(subscriber.email):
+        return _too_many(request)
+    subscriptions.request_one_time_link(
+        subscriber=subscriber, request=one_time_request, new_email=new_email
+    )
+    # Whoever holds this page's link may not be the reader: the answer says only
+    # that the reader's own inbox has the way on.
     return _done(
         request,
         subscriber,
-        "Check the new inbox",
-        f"If {new_email} can receive the newsletter, a link to confirm it is on its "
-        f"way there. Until you click it, emails keep going to {subscriber.email}.",
+        "Check your inbox",
+        "We sent a link to your address. Open it within the hour to go on; it "
+        "works once. If you did not ask for it, nothing happens.",
     )
 
 
@@ -194,7 +233,7 @@ def change_email_request(request: HttpRequest, token: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        subscriber, new_email = read_change_email_token(token)
+        subscriber, new_email = read_token_detail(token, Purpose.CHANGE_EMAIL)
     except InvalidToken as error:
         if not error.expired:
             return _token_error(request, error)
@@ -238,15 +277,7 @@ def export(request: HttpRequest, token: str) -> HttpResponse:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
         return _token_error(request, error)
-    data = {
-        "exported_at": timezone.now(),
-        **subscriptions.export_data(subscriber=subscriber),
-    }
-    response = JsonResponse(
-        data, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2}
-    )
-    response["Content-Disposition"] = 'attachment; filename="my-newsletter-data.json"'
-    return response
+    return _send_one_time_link(request, subscriber, OneTimeRequest.EXPORT)
 
 
 @never_cache
@@ -260,6 +291,76 @@ def delete(request: HttpRequest, token: str) -> HttpResponse:
         return render(
             request, "newsletter/preferences_delete.html", {"subscriber": subscriber}
         )
+    return _send_one_time_link(request, subscriber, OneTimeRequest.DELETE)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def one_time(request: HttpRequest, token: str) -> HttpResponse:
+    """The link sent to the reader's address: a page with a button, whose POST does
+    what was asked for, once."""
+    try:
+        subscriber, detail = read_token_detail(token, Purpose.ONE_TIME)
+        one_time_request, new_email = subscriptions.read_one_time_detail(detail)
+    except InvalidToken as error:
+        if not error.expired:
+            return _token_error(request, error)
+        return _done(
+            request,
+            None,
+            "This link has expired",
+            "Links like this work for an hour. Ask for a new one from the "
+            "preferences link in any newsletter email.",
+            status=410,
+        )
+    except ValueError:  # signed by us, so never in practice
+        return _token_error(request, InvalidToken())
+    if request.method == "GET":
+        return render(
+            request,
+            "newsletter/one_time.html",
+            {
+                "subscriber": subscriber,
+                "request": one_time_request.value,
+                "new_email": new_email,
+            },
+        )
+    if one_time_request == OneTimeRequest.CHANGE_EMAIL and not allow_email_to(
+        new_email
+    ):
+        return _too_many(request)
+    if not subscriptions.use_one_time_link(subscriber=subscriber):
+        return _token_error(request, InvalidToken())
+    if one_time_request == OneTimeRequest.EXPORT:
+        return _export(subscriber)
+    if one_time_request == OneTimeRequest.DELETE:
+        return _delete(request, subscriber)
+    subscriptions.request_email_change(subscriber=subscriber, new_email=new_email)
+    # The same answer whether or not the address is free, so this page does not
+    # reveal who else subscribes.
+    return _done(
+        request,
+        subscriber,
+        "Check the new inbox",
+        f"If {new_email} can receive the newsletter, a link to confirm it is on its "
+        "way there (at most one change a day). Until you click it, emails keep "
+        f"going to {subscriber.email}.",
+    )
+
+
+def _export(subscriber: Subscriber) -> HttpResponse:
+    data = {
+        "exported_at": timezone.now(),
+        **subscriptions.export_data(subscriber=subscriber),
+    }
+    response = JsonResponse(
+        data, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2}
+    )
+    response["Content-Disposition"] = 'attachment; filename="my-newsletter-data.json"'
+    return response
+
+
+def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
     email = subscriber.email
     subscriptions.delete_subscriber(subscriber=subscriber)
     return _done(

@@ -8,6 +8,7 @@ audience in the same transaction.
 
 from collections.abc import Iterable
 from datetime import timedelta
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -33,7 +34,7 @@ from .models import (
     SubscriberTopic,
     Suppression,
 )
-from .tokens import Purpose, make_token
+from .tokens import MAX_AGE, Purpose, make_token
 
 # What the subscribe form says, stored verbatim with each consent. Change the
 # version whenever the wording changes.
@@ -94,27 +95,28 @@ def subscribe(
 
     Whatever the address's state, the caller learns nothing: a confirmed reader is
     left alone, a bounced or complained address gets nothing and leaves no trace,
-    and anyone else gets at most one confirmation per day. Topics replace what
-    the reader chose before; None keeps it (everything, for a new reader).
+    and anyone else gets at most one confirmation per day. The request's name and
+    topics wait in its own consent until its own link confirms it: topics then
+    replace what the reader chose before; None keeps it (everything, for a new
+    reader).
     """
     email = normalise_email(email)
     now = timezone.now()
     with transaction.atomic():
         if is_blocked(email):
             return
-        subscriber, _ = Subscriber.objects.get_or_create(
-            email=email, defaults={"name": name}
-        )
+        subscriber, _ = Subscriber.objects.get_or_create(email=email)
         if subscriber.status == Subscriber.Status.ACTIVE:
             return
-        if topics is not None:
-            set_topics(subscriber=subscriber, topics=topics, frequency=frequency)
-        Consent.objects.create(
+        consent = Consent.objects.create(
             subscriber=subscriber,
             ip_address=ip_address,
             wording=CONSENT_WORDING,
             wording_version=CONSENT_VERSION,
             source=CONSENT_SOURCE_FORM,
+            name=name,
+            topics=None if topics is None else sorted(topics),
+            frequency=frequency,
         )
         resend_after = now - timedelta(seconds=settings.NEWSLETTER_CONFIRM_RESEND_AFTER)
         due = Subscriber.objects.filter(pk=subscriber.pk).filter(
@@ -122,18 +124,25 @@ def subscribe(
             | Q(confirmation_sent_at__lt=resend_after)
         )
         if due.update(confirmation_sent_at=now):
-            transaction.on_commit(lambda: tasks.send_confirmation.delay(subscriber.pk))
+            transaction.on_commit(lambda: tasks.send_confirmation.delay(consent.pk))
 
 
-def confirm(*, subscriber: Subscriber) -> None:
-    """Make a pending (or returning) subscriber part of the audience.
+def confirm(*, subscriber: Subscriber, consent_id: int) -> None:
+    """Make a pending (or returning) subscriber part of the audience, with what the
+    confirmed request asked for.
 
     This is the fresh double opt-in that lifts the reader's own unsubscribe or
     deletion; a bounce, complaint or the author's suppression is never lifted here.
+    A link confirms the consent it was sent for, never a later request's.
     """
     now = timezone.now()
     with transaction.atomic():
         if is_blocked(subscriber.email):
+            return
+        consent = subscriber.consents.filter(
+            pk=consent_id, confirmed_at__isnull=True
+        ).first()
+        if consent is None:
             return
         confirmed = (
             Subscriber.objects.filter(pk=subscriber.pk)
@@ -148,10 +157,16 @@ def confirm(*, subscriber: Subscriber) -> None:
         )
         if confirmed:
             Suppression.objects.for_email(subscriber.email).delete()
-            latest = subscriber.consents.filter(confirmed_at__isnull=True).first()
-            if latest is not None:
-                latest.confirmed_at = now
-                latest.save(update_fields=["confirmed_at"])
+            consent.confirmed_at = now
+            consent.save(update_fields=["confirmed_at"])
+            if consent.name:
+                Subscriber.objects.filter(pk=subscriber.pk).update(name=consent.name)
+            if consent.topics is not None:
+                set_topics(
+                    subscriber=subscriber,
+                    topics=consent.topics,
+                    frequency=consent.frequency,
+                )
             transaction.on_commit(lambda: tasks.send_welcome.delay(subscriber.pk))
     subscriber.refresh_from_db()
 
@@ -205,20 +220,36 @@ def resume(*, subscriber: Subscriber) -> None:
 def request_email_change(*, subscriber: Subscriber, new_email: str) -> None:
     """Send a link to the new address; the address changes only when it is used.
 
-    The reader is told the same whatever happens, so the preference centre does not
+    One request a day per reader, and only the latest request's link works. The
+    reader is told the same whatever happens, so the preference centre does not
     reveal whether another address is subscribed or suppressed.
     """
     new_email = normalise_email(new_email)
-    if (
-        new_email == subscriber.email
-        or subscriber.status != Subscriber.Status.ACTIVE
-        or is_blocked(new_email)
-        or Subscriber.objects.filter(email=new_email).exists()
-    ):
+    if subscriber.status != Subscriber.Status.ACTIVE:
         return
-    transaction.on_commit(
-        lambda: tasks.send_email_change.delay(subscriber.pk, new_email)
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        # Every request takes the day's turn, whatever becomes of it: if a refused
+        # address left the turn free, the next request's email would tell the
+        # reader that the first address is subscribed or suppressed.
+        took_turn = (
+            Subscriber.objects.filter(pk=subscriber.pk)
+            .filter(
+                Q(email_change_requested_at__isnull=True)
+                | Q(email_change_requested_at__lt=now - timedelta(days=1))
+            )
+            .update(email_change_requested_at=now)
+        )
+        if (
+            not took_turn
+            or new_email == subscriber.email
+            or is_blocked(new_email)
+            or Subscriber.objects.filter(email=new_email).exists()
+        ):
+            return
+        transaction.on_commit(
+            lambda: tasks.send_email_change.delay(subscriber.pk, new_email)
+        )
 
 
 def change_email(*, subscriber: Subscriber, new_email: str) -> bool:
@@ -235,6 +266,54 @@ def change_email(*, subscriber: Subscriber, new_email: str) -> bool:
         return False
     subscriber.refresh_from_db()
     return True
+
+
+class OneTimeRequest(StrEnum):
+    """What a one-time link lets its holder do: the actions a forwarded preferences
+    link must not allow on its own."""
+
+    EXPORT = "export"
+    DELETE = "delete"
+    # Written "change-email:<new address>" in the link.
+    CHANGE_EMAIL = "change-email"
+
+
+def request_one_time_link(
+    *, subscriber: Subscriber, request: OneTimeRequest, new_email: str = ""
+) -> None:
+    """Send the reader's own address a link that does `request` once, within the
+    hour; `new_email` only for a change of address.
+
+    Sending it retires the reader's earlier one-time links.
+    """
+    detail = request.value
+    if request == OneTimeRequest.CHANGE_EMAIL:
+        detail += f":{normalise_email(new_email)}"
+    with transaction.atomic():
+        Subscriber.objects.filter(pk=subscriber.pk).update(
+            one_time_link_sent_at=timezone.now()
+        )
+        transaction.on_commit(
+            lambda: tasks.send_one_time_link.delay(subscriber.pk, detail)
+        )
+
+
+def read_one_time_detail(detail: str) -> tuple[OneTimeRequest, str]:
+    """The request and, for a change of address, the new address, from a one-time
+    link's detail; ValueError if it names no request."""
+    request, _, new_email = detail.partition(":")
+    return OneTimeRequest(request), new_email
+
+
+def use_one_time_link(*, subscriber: Subscriber) -> bool:
+    """Spend the reader's one-time link; False if it was spent meanwhile."""
+    return bool(
+        Subscriber.objects.filter(
+            pk=subscriber.pk,
+            one_time_link_sent_at=subscriber.one_time_link_sent_at,
+            one_time_link_sent_at__isnull=False,
+        ).update(one_time_link_sent_at=None)
+    )
 
 
 def export_data(*, subscriber: Subscriber) -> dict:
@@ -262,6 +341,9 @@ def export_data(*, subscriber: Subscriber) -> dict:
                 "wording": consent.wording,
                 "wording_version": consent.wording_version,
                 "source": consent.source,
+                "name": consent.name,
+                "topics": consent.topics,
+                "frequency": consent.frequency,
                 "confirmed_at": consent.confirmed_at,
             }
             for consent in subscriber.consents.order_by("created_at")
@@ -309,15 +391,14 @@ def purge_expired_pending() -> int:
     return deleted
 
 
-def send_confirmation(*, subscriber_id: int) -> None:
-    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
-    if (
-        subscriber is None
-        or subscriber.status == Subscriber.Status.ACTIVE
-        or is_blocked(subscriber.email)
-    ):
+def send_confirmation(*, consent_id: int) -> None:
+    consent = Consent.objects.select_related("subscriber").filter(pk=consent_id).first()
+    if consent is None:
         return
-    confirmation_message(subscriber).send()
+    subscriber = consent.subscriber
+    if subscriber.status == Subscriber.Status.ACTIVE or is_blocked(subscriber.email):
+        return
+    confirmation_message(subscriber, consent_id=consent.pk).send()
 
 
 def send_welcome(*, subscriber_id: int) -> None:
@@ -330,7 +411,7 @@ def send_email_change(*, subscriber_id: int, new_email: str) -> None:
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None or is_blocked(new_email):
         return
-    token = make_token(subscriber, Purpose.CHANGE_EMAIL, new_email=new_email)
+    token = make_token(subscriber, Purpose.CHANGE_EMAIL, detail=new_email)
     email = render_email(
         "change-email",
         {
@@ -341,3 +422,21 @@ def send_email_change(*, subscriber_id: int, new_email: str) -> None:
         },
     )
     build_message(email, to=new_email).send()
+
+
+def send_one_time_link(*, subscriber_id: int, detail: str) -> None:
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
+    if subscriber is None or is_blocked(subscriber.email):
+        return
+    request, new_email = read_one_time_detail(detail)
+    token = make_token(subscriber, Purpose.ONE_TIME, detail=detail)
+    email = render_email(
+        "one-time-link",
+        {
+            "request": request.value,
+            "new_email": new_email,
+            "link": site_link("newsletter:one_time", token=token),
+            "max_age_minutes": MAX_AGE[Purpose.ONE_TIME] // 60,
+        },
+    )
+    build_message(email, to=subscriber.email).send()

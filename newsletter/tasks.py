@@ -35,9 +35,9 @@ def subscribe(
 
 
 @shared_task(bind=True, max_retries=8)
-def send_confirmation(self, subscriber_id: int) -> None:
+def send_confirmation(self, consent_id: int) -> None:
     try:
-        subscriptions.send_confirmation(subscriber_id=subscriber_id)
+        subscriptions.send_confirmation(consent_id=consent_id)
     except Exception as exc:
         if not delivery.provider_refused(exc):
             raise  # possibly sent already: a second copy is worse than none
@@ -64,6 +64,14 @@ def send_email_change(self, subscriber_id: int, new_email: str) -> None:
         subscriptions.send_email_change(
             subscriber_id=subscriber_id, new_email=new_email
         )
+    except Exception as exc:
+        _retry_if_provider_refused(self, exc)
+
+
+@shared_task(bind=True, max_retries=8)
+def send_one_time_link(self, subscriber_id: int, detail: str) -> None:
+    try:
+        subscriptions.send_one_time_link(subscriber_id=subscriber_id, detail=detail)
     except Exception as exc:
         _retry_if_provider_refused(self, exc)
 

@@ -12,6 +12,11 @@ newsletter_patterns = [
         preference_views.change_email_confirm,
         name="change_email",
     ),
+    path(
+        "preferences/once/<str:token>/",
+        preference_views.one_time,
+        name="one_time",
+    ),
     path("preferences/<str:token>/", preference_views.preferences, name="preferences"),
     path(
         "preferences/<str:token>/email/",

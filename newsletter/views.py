@@ -13,7 +13,7 @@ from posts.clients import client_address, client_key
 from . import outbox, subscriptions, tasks
 from .celery import app as celery_app
 from .forms import SubscribeForm
-from .tokens import InvalidToken, Purpose, read_token
+from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 
 
 @require_http_methods(["GET", "POST"])
@@ -35,12 +35,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     if form.is_from_a_bot():
         # The bot is told what a person is told, and nothing is stored or sent.
         return render(request, "newsletter/subscribe_done.html")
-    if not throttle.allow(
-        "subscribe-address",
-        form.cleaned_data["email"],
-        limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS,
-        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
-    ):
+    if not allow_email_to(form.cleaned_data["email"]):
         return _too_many(request)
     tasks.subscribe.delay(
         form.cleaned_data["email"],
@@ -52,6 +47,18 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
     return render(request, "newsletter/subscribe_done.html")
+
+
+def allow_email_to(address: str) -> bool:
+    """Count one email a visitor asks us to send to this address; False once over
+    the limit. Subscribing, changing an address to it and one-time links share the
+    one budget, so mixing them floods nobody's inbox."""
+    return throttle.allow(
+        "subscribe-address",
+        address,
+        limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS,
+        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
+    )
 
 
 def _too_many(request: HttpRequest) -> HttpResponse:
@@ -73,13 +80,13 @@ def _token_error(request: HttpRequest, error: InvalidToken) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        subscriber = read_token(token, Purpose.CONFIRM)
+        subscriber, consent_id = read_token_detail(token, Purpose.CONFIRM)
     except InvalidToken as error:
         return _token_error(request, error)
     # Link scanners in corporate mail systems follow every link they see, so the
     # GET only shows a button; the reader's own POST confirms.
     if request.method == "POST":
-        subscriptions.confirm(subscriber=subscriber)
+        subscriptions.confirm(subscriber=subscriber, consent_id=int(consent_id))
         return render(request, "newsletter/confirmed.html", {"subscriber": subscriber})
     return render(request, "newsletter/confirm.html", {"subscriber": subscriber})
 

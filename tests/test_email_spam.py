@@ -88,7 +88,9 @@ def every_email() -> dict[str, object]:
     return {
         "post": PostEmail(post).for_subscriber(reader),
         "post as excerpt": PostEmail(excerpt).for_subscriber(reader),
-        "confirm": confirmation_message(SubscriberFactory(status="pending")),
+        "confirm": confirmation_message(
+            SubscriberFactory(status="pending"), consent_id=1
+        ),
         "welcome": welcome_message(reader),
         "change of address": change_of_address,
         "comment digest": comment_digest,

@@ -107,7 +107,9 @@ def every_email(post) -> dict[str, object]:
     reader = SubscriberFactory(name="Ann")
     return {
         "post": PostEmail(post).for_subscriber(reader),
-        "confirm": confirmation_message(SubscriberFactory(status="pending")),
+        "confirm": confirmation_message(
+            SubscriberFactory(status="pending"), consent_id=1
+        ),
         "welcome": welcome_message(reader),
     }
 
@@ -356,7 +358,7 @@ def test_cr_lf_in_a_title_or_a_name_never_reaches_a_header():
     messages = [
         PostEmail(post).for_subscriber(reader),
         welcome_message(reader),
-        confirmation_message(pending),
+        confirmation_message(pending, consent_id=1),
     ]
     for message in messages:
         names = [name.lower() for name, _ in raw_header_fields(message)]
@@ -365,7 +367,7 @@ def test_cr_lf_in_a_title_or_a_name_never_reaches_a_header():
 
 
 def test_confirmation_email_has_no_list_headers_as_nobody_is_subscribed_yet():
-    message = confirmation_message(SubscriberFactory(status="pending"))
+    message = confirmation_message(SubscriberFactory(status="pending"), consent_id=1)
     names = {name.lower() for name, _ in raw_header_fields(message)}
     assert "list-unsubscribe" not in names
     assert header(message, "Message-ID")

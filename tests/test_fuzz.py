@@ -104,7 +104,8 @@ def test_a_valid_token_changed_in_any_one_character_stops_working(
     # the address on the suppression list for the next.
     with transaction.atomic():
         reader = SubscriberFactory(email="reader@example.org", status="pending")
-        token = make_token(reader, purpose)
+        # A confirmation link names the consent it confirms.
+        token = make_token(reader, purpose, detail="1" * (purpose == Purpose.CONFIRM))
         position %= len(token)
         forged = token[:position] + replacement + token[position + 1 :]
         prefix = (

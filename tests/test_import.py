@@ -8,6 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from newsletter import imports
 from newsletter.models import Consent, Subscriber, Suppression
 from newsletter.subscriptions import suppress
 
@@ -77,7 +78,7 @@ def test_a_file_with_bad_rows_reports_each_line_and_imports_nothing(author):
     response = upload(author, HEADER + GOOD + BAD)
     assert response.status_code == 200
     assert rejected_lines(response) == [
-        (4, "“not-an-address” is not a valid email address"),
+        (4, "“not-an-address”: Enter a valid email address."),
         (5, "the consent source is missing"),
         (6, "the consent date “next tuesday” is not a date (use YYYY-MM-DD)"),
         (7, "expected 4 columns, found 3"),
@@ -239,3 +240,49 @@ def test_the_suppression_list_is_searchable_by_address(author):
     assert author.get(url).context["cl"].result_count == 2
     found = author.get(url, {"q": " SPAM@example.org"})
     assert [s.reason for s in found.context["cl"].result_list] == ["complaint"]
+
+
+@pytest.mark.parametrize(
+    "email", ["reader@☕.example", "reader@localhost", "reader@[127.0.0.1]"]
+)
+def test_the_import_refuses_an_address_the_subscribe_form_refuses(author, email):
+    response = upload(author, HEADER + f"{email},,Sheet,2026-10-01\n", anyway=True)
+    assert rejected_lines(response) == [(2, f"“{email}”: Enter a valid email address.")]
+    assert not Subscriber.objects.exists()
+
+
+def test_an_imported_unicode_domain_and_the_forms_idna_form_are_one_reader(
+    author, client
+):
+    upload(author, HEADER + "Reader@Bücher.example,Sam,Sheet,2026-10-01\n")
+    client.logout()
+    client.post("/subscribe/", {"email": "reader@xn--bcher-kva.example"})
+    assert list(Subscriber.objects.values_list("email", "status")) == [
+        ("reader@xn--bcher-kva.example", Subscriber.Status.ACTIVE)
+    ]
+
+
+def test_an_address_suppressed_after_the_file_was_checked_is_still_skipped():
+    report = imports.read_csv(
+        (HEADER + "late@bücher.example,,Sheet,2026-10-01\n").encode()
+    )
+    assert [row.email for row in report.rows] == ["late@xn--bcher-kva.example"]
+    suppress(email="late@xn--bcher-kva.example", reason=Suppression.Reason.UNSUBSCRIBED)
+    imports.import_rows(report=report)
+    assert report.skipped == [(2, "the address is suppressed (unsubscribed)")]
+    assert not Subscriber.objects.exists()
+
+
+@pytest.mark.parametrize("reason", Suppression.Reason.values)
+def test_an_import_never_brings_back_a_reader_who_left(author, reason):
+    reader = SubscriberFactory(email="left@example.org")
+    suppress(email=reader.email, reason=reason)
+    reader.refresh_from_db()
+    status = reader.status
+    response = upload(author, HEADER + "left@example.org,,Sheet,2026-10-01\n")
+    label = Suppression.Reason(reason).label.lower()
+    assert response.context["report"].skipped == [
+        (2, f"the address is suppressed ({label})")
+    ]
+    reader.refresh_from_db()
+    assert reader.status == status != Subscriber.Status.ACTIVE

@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 
 import pytest
@@ -106,8 +107,9 @@ def test_a_confirmation_queued_before_a_bounce_is_not_sent():
     subscriber = SubscriberFactory(
         email="reader@example.org", status=Subscriber.Status.PENDING
     )
+    consent = Consent.objects.create(subscriber=subscriber, wording="Email me.")
     subscriptions.suppress(email=subscriber.email, reason=Reason.HARD_BOUNCE)
-    tasks.send_confirmation.delay(subscriber.pk)
+    tasks.send_confirmation.delay(consent.pk)
     assert mail.outbox == []
 
 
@@ -209,16 +211,22 @@ def test_a_complained_address_receives_nothing_from_any_path(client, on_commit):
     subscribe(client, on_commit, "spam@example.org")
     preferences = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
     on_commit(client.post, preferences, {"action": "resubscribe"})
+    on_commit(client.post, preferences + "export/")
     other_preferences = f"/preferences/{make_token(other, Purpose.PREFERENCES)}/"
     on_commit(
         client.post, other_preferences + "email/", {"new_email": "spam@example.org"}
     )
-    tasks.send_confirmation.delay(reader.pk)
+    [one_time_link] = mail.outbox
+    assert one_time_link.to == ["other@example.org"]
+    on_commit(client.post, re.search(r"/preferences/once/\S+/", one_time_link.body)[0])
+    consent = Consent.objects.create(subscriber=reader, wording="Email me.")
+    tasks.send_confirmation.delay(consent.pk)
     tasks.send_welcome.delay(reader.pk)
     tasks.send_email_change.delay(other.pk, "spam@example.org")
+    tasks.send_one_time_link.delay(reader.pk, "export")
     on_commit(post_publish, post=PostFactory())
 
-    assert [m.to for m in mail.outbox] == [["other@example.org"]]
+    assert [m.to for m in mail.outbox] == [["other@example.org"]] * 2
 
 
 def test_an_address_suppressed_after_planning_is_skipped_when_its_batch_goes_out():

@@ -52,6 +52,25 @@ def link_in(message, path: str) -> str:
     return re.search(rf"https?://[^/\s]+({path}\S+/)", message.body)[1]
 
 
+def one_time_link(client, on_commit, reader, suffix: str, data=None) -> str:
+    """Ask from the preference centre, and take the link that arrives at the
+    reader's own address."""
+    mail.outbox.clear()
+    response = on_commit(client.post, url(reader, suffix), data or {})
+    assert response.status_code == 200
+    assert "We sent a link to your address" in response.content.decode()
+    [message] = mail.outbox
+    assert message.to == [reader.email]
+    mail.outbox.clear()
+    return link_in(message, "/preferences/once/")
+
+
+def ask_to_move(client, on_commit, reader, new_email: str):
+    """The whole request to move: the form, then the one-time link's button."""
+    link = one_time_link(client, on_commit, reader, "email/", {"new_email": new_email})
+    return on_commit(client.post, link)
+
+
 def test_preferences_url_is_an_absolute_link_to_the_centre(client, reader):
     link = preferences_url(reader)
     assert link.startswith("http://127.0.0.1:8000/preferences/")
@@ -152,9 +171,12 @@ def test_changing_the_address_waits_for_the_new_address_to_confirm(
     client, reader, on_commit
 ):
     old_link = url(reader)
-    response = on_commit(
-        client.post, url(reader, "email/"), {"new_email": " New@Example.org"}
+    link = one_time_link(
+        client, on_commit, reader, "email/", {"new_email": " New@Example.org"}
     )
+    assert "new@example.org" in client.get(link).content.decode()
+    assert mail.outbox == []
+    response = on_commit(client.post, link)
     assert response.status_code == 200
     assert "new@example.org" in response.content.decode()
     reader.refresh_from_db()
@@ -183,12 +205,15 @@ def test_an_address_already_subscribed_gets_the_same_answer_and_no_email(
     client, reader, on_commit
 ):
     SubscriberFactory(email="taken@example.org")
-    free = on_commit(client.post, url(reader, "email/"), {"new_email": "free@x.org"})
+    free = ask_to_move(client, on_commit, reader, "free@x.org")
+    assert [m.to for m in mail.outbox] == [["free@x.org"]]
     mail.outbox.clear()
-    taken = on_commit(
-        client.post, url(reader, "email/"), {"new_email": "taken@example.org"}
-    )
+    Subscriber.objects.update(email_change_requested_at=None)  # the next day
+    taken = ask_to_move(client, on_commit, reader, "taken@example.org")
     assert taken.status_code == free.status_code == 200
+    assert taken.content.replace(b"taken@example.org", b"") == free.content.replace(
+        b"free@x.org", b""
+    )
     assert mail.outbox == []
     reader.refresh_from_db()
     assert reader.email == "reader@example.org"
@@ -197,7 +222,7 @@ def test_an_address_already_subscribed_gets_the_same_answer_and_no_email(
 def test_a_change_link_fails_if_the_address_was_taken_meanwhile(
     client, reader, on_commit
 ):
-    on_commit(client.post, url(reader, "email/"), {"new_email": "new@example.org"})
+    ask_to_move(client, on_commit, reader, "new@example.org")
     confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
     SubscriberFactory(email="new@example.org")
     assert client.post(confirm).status_code == 409
@@ -213,7 +238,7 @@ def test_an_invalid_new_address_is_refused_with_a_clear_error(client, reader):
 
 
 def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
-    on_commit(client.post, url(reader, "email/"), {"new_email": "new@example.org"})
+    ask_to_move(client, on_commit, reader, "new@example.org")
     confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
     monkeypatch.setitem(tokens.MAX_AGE, Purpose.CHANGE_EMAIL, -1)
     response = client.post(confirm)
@@ -224,7 +249,7 @@ def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
     assert reader.email == "reader@example.org"
 
 
-def test_downloading_my_data_gives_everything_held_as_json(client, reader):
+def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_commit):
     post = PublishedPostFactory(title="Suffolk: caseloads too high")
     send = Send.objects.create(post=post)
     Delivery.objects.create(
@@ -235,7 +260,9 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader):
         esp_message_id="abc",
     )
     assert client.get(url(reader, "export/")).status_code == 405
-    response = client.post(url(reader, "export/"))
+    link = one_time_link(client, on_commit, reader, "export/")
+    assert "Download my data" in client.get(link).content.decode()
+    response = client.post(link)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert response["Content-Disposition"].startswith("attachment;")
@@ -275,7 +302,8 @@ def test_deleting_my_data_forgets_the_person_but_keeps_them_suppressed(
             message_id=message_id,
             raw={"Recipient": subscriber.email},
         )
-    link = url(reader, "delete/")
+    assert "cannot be undone" in client.get(url(reader, "delete/")).content.decode()
+    link = one_time_link(client, on_commit, reader, "delete/")
     assert "cannot be undone" in client.get(link).content.decode()
     assert Subscriber.objects.filter(pk=reader.pk).exists()
 
@@ -294,11 +322,43 @@ def test_deleting_my_data_forgets_the_person_but_keeps_them_suppressed(
     assert [m.to for m in mail.outbox] == [["other@example.org"]]
 
 
-def test_my_comments_are_in_my_data_and_go_with_it(client, reader):
+def test_my_comments_are_in_my_data_and_go_with_it(client, reader, on_commit):
     mine = CommentFactory(email="reader@example.org", body="Caseloads are too high.")
     theirs = CommentFactory(email="someone@example.org")
-    data = json.loads(client.post(url(reader, "export/")).content)
+    export = one_time_link(client, on_commit, reader, "export/")
+    data = json.loads(client.post(export).content)
     assert [c["comment"] for c in data["comments"]] == ["Caseloads are too high."]
-    client.post(url(reader, "delete/"))
+    client.post(one_time_link(client, on_commit, reader, "delete/"))
     assert not Comment.objects.filter(pk=mine.pk).exists()
     assert Comment.objects.filter(pk=theirs.pk).exists()
+
+
+def test_a_comment_made_with_the_unicode_domain_is_in_my_data_and_goes_with_it(
+    client, on_commit
+):
+    reader = SubscriberFactory(email="reader@xn--bcher-kva.example")
+    post = PublishedPostFactory()
+    response = client.post(
+        f"/posts/{post.slug}/comments/",
+        {"name": "Sam", "email": "Reader@Bücher.example", "body": "Too high."},
+    )
+    assert response.status_code == 302
+    export = one_time_link(client, on_commit, reader, "export/")
+    data = json.loads(client.post(export).content)
+    assert [c["comment"] for c in data["comments"]] == ["Too high."]
+    client.post(one_time_link(client, on_commit, reader, "delete/"))
+    assert not Comment.objects.exists()
+
+
+def test_the_one_time_link_email_says_what_it_does_with_the_link_in_both_parts(
+    client, reader, on_commit
+):
+    on_commit(client.post, url(reader, "delete/"))
+    [message] = mail.outbox
+    assert message.subject == "Your link to delete your On Probation data"
+    html = message.alternatives[0][0]
+    link = link_in(message, "/preferences/once/")
+    assert link in html
+    assert "works once, within 60 minutes" in message.body
+    assert "cannot be undone" in html
+    assert "List-Unsubscribe" not in message.extra_headers

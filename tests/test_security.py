@@ -3,6 +3,7 @@ replayed links, header and markup injection, and the production settings."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -208,6 +209,158 @@ def test_confirmation_is_queued_never_sent_inline_even_when_the_provider_is_down
     assert mail.outbox == []
 
 
+# Abuse of the preference centre ---------------------------------------------------
+
+
+@pytest.fixture
+def member():
+    subscriber = SubscriberFactory(email="reader@example.org", name="Sam Member")
+    Consent.objects.create(
+        subscriber=subscriber, wording="Email me.", ip_address="192.0.2.1"
+    )
+    return subscriber
+
+
+def preferences(subscriber, suffix: str = "") -> str:
+    return f"/preferences/{make_token(subscriber, Purpose.PREFERENCES)}/{suffix}"
+
+
+def ask_to_move(client, on_commit, reader, new_email: str):
+    """All a reader does to move their subscription: the form in the preference
+    centre, then the button behind the one-time link if one comes to their own
+    address."""
+    before = len(mail.outbox)
+    response = on_commit(
+        client.post, preferences(reader, "email/"), {"new_email": new_email}
+    )
+    for message in mail.outbox[before:]:
+        link = re.search(r"/preferences/once/\S+/", message.body)
+        if message.to == [reader.email] and link:
+            response = on_commit(client.post, link[0])
+    return response
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_change_of_address_bombing_shares_the_subscribe_budget_of_the_target_address(
+    client, settings, on_commit
+):
+    limit = settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS
+    for n in range(limit + 2):
+        reader = SubscriberFactory(
+            email=f"attacker-{n}@example.org", name="Go to x.test"
+        )
+        ask_to_move(client, on_commit, reader, "victim@example.org")
+    to_victim = [m for m in mail.outbox if m.to == ["victim@example.org"]]
+    assert len(to_victim) == limit
+    # The subscribe form draws on the same budget: the victim gets nothing more.
+    response = on_commit(
+        post_subscribe, client, "victim@example.org", ip="198.51.100.9"
+    )
+    assert response.status_code == 429
+    assert len([m for m in mail.outbox if m.to == ["victim@example.org"]]) == limit
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_change_of_address_bombing_by_one_reader_is_one_request_a_day(
+    client, member, on_commit
+):
+    for n in range(3):
+        ask_to_move(client, on_commit, member, f"target-{n}@example.org")
+    assert [m.to for m in mail.outbox if m.to != [member.email]] == [
+        ["target-0@example.org"]
+    ]
+    member.refresh_from_db()
+    assert member.email == "reader@example.org"
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_no_name_a_visitor_typed_reaches_an_address_that_has_not_confirmed(
+    client, on_commit
+):
+    spam = "Claim your prize at evil.example"
+    on_commit(post_subscribe, client, "stranger@example.org", name=spam)
+    reader = SubscriberFactory(email="reader@example.org", name=spam)
+    ask_to_move(client, on_commit, reader, "newcomer@example.org")
+    unconfirmed = [m for m in mail.outbox if m.to != ["reader@example.org"]]
+    assert [m.to for m in unconfirmed] == [
+        ["stranger@example.org"],
+        ["newcomer@example.org"],
+    ]
+    for message in unconfirmed:
+        html = message.alternatives[0][0]
+        for part in (message.subject, message.body, html):
+            assert "prize" not in part
+            assert "evil.example" not in part
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_forwarded_preferences_link_cannot_export_delete_or_readdress_the_reader(
+    client, member, on_commit
+):
+    export = on_commit(client.post, preferences(member, "export/"))
+    assert export.status_code == 200
+    assert export["Content-Type"].startswith("text/html")
+    page = export.content.decode()
+    assert "We sent a link to your address" in page
+    for secret in ("reader@example.org", "Sam Member", "192.0.2.1"):
+        assert secret not in page
+    on_commit(client.post, preferences(member, "delete/"))
+    on_commit(
+        client.post, preferences(member, "email/"), {"new_email": "thief@example.org"}
+    )
+    # The preferences link is not a one-time link, nor the reverse.
+    assert (
+        client.post(
+            f"/preferences/once/{make_token(member, Purpose.PREFERENCES)}/"
+        ).status_code
+        == 404
+    )
+    one_time = make_token(member, Purpose.ONE_TIME, detail="delete")
+    assert client.post(f"/preferences/{one_time}/export/").status_code == 404
+
+    member.refresh_from_db()
+    assert member.email == "reader@example.org"
+    assert Consent.objects.filter(subscriber=member).exists()
+    # Only the reader's own inbox was told, once for each request.
+    assert [m.to for m in mail.outbox] == [["reader@example.org"]] * 3
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_one_time_link_works_once_and_a_newer_one_retires_it(
+    client, member, on_commit
+):
+    def one_time_link(suffix: str) -> str:
+        on_commit(client.post, preferences(member, suffix))
+        return re.search(r"/preferences/once/\S+/", mail.outbox[-1].body)[0]
+
+    export = one_time_link("export/")
+    assert json.loads(client.post(export).content)["subscriber"]["name"] == "Sam Member"
+    assert client.post(export).status_code == 404
+
+    export = one_time_link("export/")
+    delete = one_time_link("delete/")
+    assert client.post(export).status_code == 404
+    assert client.get(delete).status_code == 200
+    assert Subscriber.objects.filter(pk=member.pk).exists()
+    assert client.post(delete).status_code == 200
+    assert not Subscriber.objects.filter(pk=member.pk).exists()
+    assert client.post(delete).status_code == 404
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_one_time_link_used_after_the_hour_is_refused(
+    client, member, on_commit, monkeypatch
+):
+    on_commit(client.post, preferences(member, "delete/"))
+    link = re.search(r"/preferences/once/\S+/", mail.outbox[-1].body)[0]
+    one_hour_later = time.time() + 3601
+    monkeypatch.setattr(signing.time, "time", lambda: one_hour_later)
+    response = client.post(link)
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
+    assert Subscriber.objects.filter(pk=member.pk).exists()
+
+
 # Forged, replayed and stale links -------------------------------------------------
 
 
@@ -263,18 +416,24 @@ def test_a_token_is_exactly_what_djangos_signing_makes(reader, monkeypatch, purp
     from django.utils.crypto import salted_hmac
 
     monkeypatch.setattr("time.time", lambda: 1_795_000_000.5)
-    reader.confirmation_sent_at = datetime(2026, 11, 1, 9, 30, 15, 250, tzinfo=UTC)
-    new_email = "zoë.new@example.org" if purpose == Purpose.CHANGE_EMAIL else ""
-    issued_for = reader.email + {
-        Purpose.CONFIRM: f"|{reader.confirmation_sent_at.timestamp()}",
-        Purpose.CHANGE_EMAIL: f"|{new_email}",
+    sent = datetime(2026, 11, 1, 9, 30, 15, 250, tzinfo=UTC)
+    reader.confirmation_sent_at = sent
+    reader.email_change_requested_at = sent
+    reader.one_time_link_sent_at = sent
+    detail = {
+        Purpose.CONFIRM: "42",
+        Purpose.CHANGE_EMAIL: "zoë.new@example.org",
+        Purpose.ONE_TIME: "change-email:zoë.new@example.org",
     }.get(purpose, "")
+    issued_for = reader.email
+    if detail:
+        issued_for += f"|{sent.timestamp()}|{detail}"
     fingerprint = salted_hmac(f"newsletter.tokens.{purpose}", issued_for)
     expected = signing.dumps(
-        [reader.pk, fingerprint.hexdigest()[:16]] + ([new_email] if new_email else []),
+        [reader.pk, fingerprint.hexdigest()[:16]] + ([detail] if detail else []),
         salt=f"newsletter.tokens.{purpose}",
     )
-    assert make_token(reader, purpose, new_email=new_email) == expected
+    assert make_token(reader, purpose, detail=detail) == expected
 
 
 @pytest.mark.parametrize("purpose", list(Purpose))

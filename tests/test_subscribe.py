@@ -9,7 +9,7 @@ from newsletter.models import Consent, Subscriber
 from newsletter.subscriptions import CONSENT_VERSION, CONSENT_WORDING
 from newsletter.tokens import Purpose, make_token
 
-from .factories import SubscriberFactory
+from .factories import RegionFactory, SubscriberFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -182,3 +182,66 @@ def test_unsubscribed_reader_comes_back_only_by_confirming_again(
     assert Subscriber.objects.get().status == Subscriber.Status.UNSUBSCRIBED
     client.post(confirm_url_from(mail.outbox[0]))
     assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE
+
+
+def test_a_stranger_resubmitting_a_pending_address_cannot_change_what_its_link_confirms(
+    client, django_capture_on_commit_callbacks
+):
+    region = RegionFactory()
+    subscribe(
+        client,
+        "reader@example.org",
+        django_capture_on_commit_callbacks,
+        name="Sam",
+        topics=[f"region:{region.slug}"],
+        frequency="weekly",
+    )
+    [message] = mail.outbox
+    subscribe(
+        client,
+        "reader@example.org",
+        django_capture_on_commit_callbacks,
+        name="Mallory",
+        frequency="daily",
+    )
+    assert len(mail.outbox) == 1  # at most one confirmation a day
+    client.post(confirm_url_from(message))
+
+    subscriber = Subscriber.objects.get()
+    assert subscriber.status == Subscriber.Status.ACTIVE
+    assert subscriber.name == "Sam"
+    assert set(subscriber.topics.values_list("kind", "value", "frequency")) == {
+        ("region", region.slug, "weekly")
+    }
+    readers, strangers = subscriber.consents.order_by("created_at")
+    assert readers.confirmed_at == subscriber.confirmed_at
+    assert strangers.confirmed_at is None
+
+
+def test_a_later_request_gets_its_own_link_which_confirms_its_own_consent(
+    client, django_capture_on_commit_callbacks
+):
+    region = RegionFactory()
+    subscribe(
+        client,
+        "reader@example.org",
+        django_capture_on_commit_callbacks,
+        topics=[f"region:{region.slug}"],
+    )
+    Subscriber.objects.update(confirmation_sent_at=timezone.now() - timedelta(days=2))
+    subscribe(
+        client, "reader@example.org", django_capture_on_commit_callbacks, name="Ann"
+    )
+    first, later = mail.outbox
+    assert client.post(confirm_url_from(first)).status_code == 404
+    client.post(confirm_url_from(later))
+
+    subscriber = Subscriber.objects.get()
+    assert subscriber.status == Subscriber.Status.ACTIVE
+    assert subscriber.name == "Ann"
+    assert set(subscriber.topics.values_list("kind", "value")) == {("everything", "")}
+    earlier, latest = subscriber.consents.order_by("created_at")
+    assert (earlier.confirmed_at, latest.confirmed_at) == (
+        None,
+        subscriber.confirmed_at,
+    )
