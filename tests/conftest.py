@@ -1,8 +1,10 @@
 import os
 import re
 import socketserver
+import subprocess
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -25,6 +27,47 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "CI needs DATABASE_URL (PostgreSQL) and REDIS_URL (Redis) set."
         )
+
+
+def _repository_status() -> set[str] | None:
+    """`git status` of the checkout, one line a changed or untracked file (what
+    .gitignore names, var/ among it, is left out); None outside a git checkout."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],  # noqa: S607
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return set(status.stdout.splitlines())
+
+
+_status_before = pytest.StashKey[set[str] | None]()
+_written = pytest.StashKey[list[str]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_status_before] = _repository_status()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Tests write under var/ or a temporary folder, never into the repository:
+    # a stray file there is one the next commit may take along.
+    before = session.config.stash.get(_status_before, None)
+    after = _repository_status()
+    if before is not None and after is not None and after - before:
+        session.config.stash[_written] = sorted(after - before)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if written := config.stash.get(_written, None):
+        terminalreporter.write_sep("=", "the tests wrote into the repository", red=True)
+        for line in written:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)
