@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from newsletter.celery import app as celery_app
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+# Hypothesis keeps its examples under var/ with everything else the site writes,
+# rather than in a .hypothesis folder in the repository.
+set_hypothesis_home_dir(REPOSITORY / "var" / "hypothesis")
 
 # In CI the property tests replay the same examples every run, so a red run means a
 # change broke something; run them locally (random examples) to look for new bugs.
@@ -35,7 +42,7 @@ def _repository_status() -> set[str] | None:
     try:
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=all"],  # noqa: S607
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=REPOSITORY,
             capture_output=True,
             text=True,
             check=True,
