@@ -1,13 +1,22 @@
 import os
 import re
 import socketserver
+import subprocess
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from newsletter.celery import app as celery_app
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+# Hypothesis keeps its examples under var/ with everything else the site writes,
+# rather than in a .hypothesis folder in the repository.
+set_hypothesis_home_dir(REPOSITORY / "var" / "hypothesis")
 
 # In CI the property tests replay the same examples every run, so a red run means a
 # change broke something; run them locally (random examples) to look for new bugs.
@@ -25,6 +34,47 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "CI needs DATABASE_URL (PostgreSQL) and REDIS_URL (Redis) set."
         )
+
+
+def _repository_status() -> set[str] | None:
+    """`git status` of the checkout, one line a changed or untracked file (what
+    .gitignore names, var/ among it, is left out); None outside a git checkout."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],  # noqa: S607
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return set(status.stdout.splitlines())
+
+
+_status_before = pytest.StashKey[set[str] | None]()
+_written = pytest.StashKey[list[str]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_status_before] = _repository_status()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Tests write under var/ or a temporary folder, never into the repository:
+    # a stray file there is one the next commit may take along.
+    before = session.config.stash.get(_status_before, None)
+    after = _repository_status()
+    if before is not None and after is not None and after - before:
+        session.config.stash[_written] = sorted(after - before)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if written := config.stash.get(_written, None):
+        terminalreporter.write_sep("=", "the tests wrote into the repository", red=True)
+        for line in written:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)

@@ -8,16 +8,20 @@ from newsletter.broker import Transport
 
 @pytest.fixture
 def queue_folder(tmp_path):
-    return tmp_path
+    (tmp_path / "queue").mkdir()
+    return tmp_path / "queue"
 
 
 def connect(folder) -> Connection:
     return Connection(
         "filesystem://",
         transport=Transport,
+        # Declaring a queue writes its exchange into the control folder, which
+        # kombu puts in the working directory (the repository) unless told.
         transport_options={
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
+            "control_folder": str(folder.with_name("control")),
         },
     )
 

@@ -114,6 +114,8 @@ def test_a_valid_token_changed_in_any_one_character_stops_working(
         response = client.post(f"{prefix}{quote(forged, safe='')}/")
         if forged == token:
             assert response.status_code == 200
+            done = "subscribed" if purpose == Purpose.CONFIRM else "unsubscribed"
+            assert f"You are {done}" in response.text
         else:
             assert response.status_code == 404
             reader.refresh_from_db()

@@ -84,6 +84,7 @@ def test_a_file_that_is_not_an_image_is_refused(author):
         admin_post_form(featured_image=fake, featured_image_alt="Not really"),
     )
     assert response.status_code == 200
+    assert "Upload a valid image." in response.text
     assert not Post.objects.exists()
 
 

@@ -130,7 +130,9 @@ def test_an_unsubscribed_reader_comes_back_only_through_a_fresh_double_opt_in(
 ):
     subscribe(client, on_commit, "reader@example.org")
     first_link = confirm_url_from(mail.outbox[0])
-    assert on_commit(client.post, first_link).status_code == 200
+    confirmed = on_commit(client.post, first_link)
+    assert confirmed.status_code == 200
+    assert "You are subscribed" in confirmed.text
     subscriber = Subscriber.objects.get()
     subscriptions.unsubscribe(subscriber=subscriber)
 

@@ -50,8 +50,12 @@ def test_home_paginates_and_survives_a_bad_page_number(client):
     for _ in range(12):
         PublishedPostFactory()
     assert "Page 2 of 2" in client.get("/?page=2").content.decode()
-    assert client.get("/?page=nonsense").status_code == 200
-    assert client.get("/?page=999").status_code == 200
+    nonsense = client.get("/?page=nonsense")
+    assert nonsense.status_code == 200
+    assert "Page 1 of 2" in nonsense.text
+    too_far = client.get("/?page=999")
+    assert too_far.status_code == 200
+    assert "Page 2 of 2" in too_far.text
 
 
 def test_post_page_shows_the_rendered_body(client):

@@ -5,7 +5,9 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.views.defaults import server_error
 
@@ -238,26 +240,34 @@ def test_inspections_index_shows_only_inspections_of_published_posts(client):
     assert "Draft inspection report" not in html
 
 
-def make_posts(count: int) -> None:
-    """Posts with everything a page shows: categories, tags, inspections, ratings."""
-    region_area = AreaFactory()
+@pytest.fixture
+def add_posts():
+    """Adds posts with everything a page shows (categories, tags, inspections,
+    ratings, a related link) to the same listings, so that a page can
+    be read at one size and again at a larger one."""
+    area = AreaFactory()
     category = CategoryFactory(slug="on-probation")
     owner = OrganisationFactory(kind="owner", slug="owner")
     crc = OrganisationFactory(slug="crc")
     crc.owners.add(owner)
     tag = Tag.objects.create(name="Staffing", slug="staffing")
-    for _ in range(count):
-        inspection = InspectionFactory(area=region_area, organisations=[crc])
-        StandardRating.objects.create(
-            inspection=inspection, standard="2.1 Assessment", rating="good"
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            inspection = InspectionFactory(area=area, organisations=[crc])
+            StandardRating.objects.create(
+                inspection=inspection, standard="2.1 Assessment", rating="good"
+            )
+            inspection.post.categories.add(category)
+            inspection.post.tags.add(tag)
+        # One link of the author's, whatever the size: with three, the page would
+        # skip the suggestions and their queries.
+        first, second = Post.objects.order_by("id")[:2]
+        RelatedLink.objects.get_or_create(
+            from_post=first, to_post=second, type="see_also"
         )
-        inspection.post.categories.add(category)
-        inspection.post.tags.add(tag)
-    first, *others = Post.objects.order_by("id")
-    for order, other in enumerate(others[:4]):
-        RelatedLink.objects.create(
-            from_post=first, to_post=other, type="see_also", order=order
-        )
+
+    return add
 
 
 PAGES = [
@@ -276,12 +286,22 @@ PAGES = [
 ]
 
 
-@pytest.mark.parametrize("count", [2, 20])
+def queries_for_page(client, url: str) -> tuple[int, str]:
+    # Read twice: the first read may fill per-process caches (content types, the
+    # URL resolver); the second is what every later reader costs.
+    page(client, url)
+    with CaptureQueriesContext(connection) as queries:
+        html = page(client, url)
+    return len(queries), html
+
+
 @pytest.mark.parametrize("url", PAGES)
-def test_pages_make_a_bounded_number_of_queries(
-    client, django_assert_max_num_queries, count, url
+def test_pages_make_the_same_number_of_queries_at_2_and_at_20_posts(
+    client, settings, add_posts, url
 ):
-    make_posts(count)
+    # The page cache would answer the second read with no query at all.
+    settings.PAGE_CACHE_SECONDS = 0
+    add_posts(2)
     first = Post.objects.order_by("id").first()
     inspection = first.inspections.select_related("area__region").get()
     today = timezone.localdate()
@@ -292,14 +312,14 @@ def test_pages_make_a_bounded_number_of_queries(
         year=today.year,
         month=f"{today.month:02d}",
     )
+    at_2, html = queries_for_page(client, url)
+    assert first.title in html or inspection.title in html
+
+    add_posts(18)
+    at_20, html = queries_for_page(client, url)
     newest = Post.objects.published().first()
-    with django_assert_max_num_queries(20):
-        html = page(client, url)
-    assert (
-        first.title in html
-        or newest.inspections.get().title in html
-        or (newest.title in html)
-    )
+    assert newest.title in html or newest.inspections.get().title in html
+    assert at_20 == at_2 <= 20
 
 
 def test_dates_in_the_fact_box_are_machine_readable(client):

@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.apps import apps
 from django.core.management import call_command
+from django.utils.html import escape
 
 from posts.models import Inspection, Organisation, Post
 
@@ -25,11 +26,19 @@ def author(client):
               "tag", "sponsorship"],
 )  # fmt: skip
 def test_admin_list_add_and_change_pages_open(author, model):
-    assert author.get(f"/admin/posts/{model}/").status_code == 200
-    assert author.get(f"/admin/posts/{model}/add/").status_code == 200
+    model_class = apps.get_model("posts", model)
+    name = model_class._meta.verbose_name
+    listing = author.get(f"/admin/posts/{model}/")
+    assert listing.status_code == 200
+    assert f"Select {name} to change" in listing.text
+    adding = author.get(f"/admin/posts/{model}/add/")
+    assert adding.status_code == 200
+    assert f"Add {name}" in adding.text
     if model != "sponsorship":  # the demo has none
-        first = apps.get_model("posts", model).objects.first()
-        assert author.get(f"/admin/posts/{model}/{first.pk}/change/").status_code == 200
+        first = model_class.objects.first()
+        change = author.get(f"/admin/posts/{model}/{first.pk}/change/")
+        assert change.status_code == 200
+        assert escape(str(first)) in change.text
 
 
 def test_post_change_page_shows_inspection_links_and_suggestions(author):

@@ -486,7 +486,9 @@ def test_an_unsubscribe_link_in_an_email_years_old_still_works(client, monkeypat
     shift_signing_clock(monkeypatch, -3 * 365)
     token = make_token(reader, Purpose.UNSUBSCRIBE)
     monkeypatch.undo()
-    assert client.post(f"/unsubscribe/{token}/").status_code == 200
+    response = client.post(f"/unsubscribe/{token}/")
+    assert response.status_code == 200
+    assert "You are unsubscribed" in response.text
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.UNSUBSCRIBED
 
@@ -677,7 +679,9 @@ def test_admin_password_guessing_is_locked_out_after_the_failure_limit(
         )
 
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
-        assert log_in("guess").status_code == 200  # the form again, with an error
+        wrong = log_in("guess")
+        assert wrong.status_code == 200  # the form again, with an error
+        assert "Please enter the correct username and password" in wrong.text
     assert log_in("guess").status_code == 429
     # Locked out: even the right password is refused for now.
     assert log_in("correct horse battery staple").status_code == 429
@@ -692,7 +696,9 @@ def test_the_author_logs_in_normally_after_a_mistyped_password(client):
         {"username": "author", "password": "correct horse battery staple"},
     )
     assert response.status_code == 302
-    assert client.get("/admin/").status_code == 200
+    desk = client.get("/admin/")
+    assert desk.status_code == 200
+    assert "Log out" in desk.text
 
 
 def test_password_guessing_from_one_ipv6_network_shares_one_lockout(client, settings):

@@ -160,7 +160,9 @@ def test_the_subscribe_form_offers_topics_with_nothing_ticked(client, suffolk_po
 def test_confirming_with_no_topics_follows_everything_as_published(
     client, django_capture_on_commit_callbacks
 ):
-    assert subscribe(client, django_capture_on_commit_callbacks).status_code == 200
+    response = subscribe(client, django_capture_on_commit_callbacks)
+    assert response.status_code == 200
+    assert "Check your inbox" in response.text
     reader = Subscriber.objects.get(email="new@example.org")
     assert followed(reader) == {("everything", "", "instant")}
 
@@ -175,6 +177,7 @@ def test_topics_and_frequency_chosen_at_subscription_are_kept_once_confirmed(
         frequency="weekly",
     )
     assert response.status_code == 200
+    assert "Check your inbox" in response.text
     reader = Subscriber.objects.get(email="new@example.org")
     assert followed(reader) == {
         ("region", "east-of-england", "weekly"),
@@ -203,6 +206,7 @@ def test_the_preference_centre_changes_topics_and_frequency(client, suffolk_post
         topics_url(reader), {"topics": ["region:wales"], "frequency": "daily"}
     )
     assert response.status_code == 200
+    assert "Your topics are saved" in response.text
     assert followed(reader) == {("region", "wales", "daily")}
     # Everything again, as published.
     client.post(topics_url(reader), {"frequency": "instant"})

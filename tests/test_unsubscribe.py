@@ -31,6 +31,7 @@ def test_one_click_post_without_cookie_or_csrf_token_unsubscribes(reader):
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 200
+    assert "You are unsubscribed" in response.text
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.UNSUBSCRIBED
     assert reader.unsubscribed_at is not None
@@ -41,7 +42,9 @@ def test_repeating_the_unsubscribe_is_harmless(client, reader):
     client.post(url)
     reader.refresh_from_db()
     first_time = reader.unsubscribed_at
-    assert client.post(url).status_code == 200
+    again = client.post(url)
+    assert again.status_code == 200
+    assert "You are unsubscribed" in again.text
     reader.refresh_from_db()
     assert reader.unsubscribed_at == first_time
 

@@ -96,12 +96,15 @@ def test_reader_subscribes_confirms_and_gets_one_copy_then_unsubscribes(
     reader = Client()
     response = reader.post("/subscribe/", {"email": "sam@example.org", "name": "Sam"})
     assert response.status_code == 200
+    assert "Check your inbox" in response.text
     wait_for(lambda: fake_esp.recipients().get("sam@example.org") == 1)
     confirmation = fake_esp.messages[-1]["payload"]["TextBody"]
     confirm_url = re.search(
         r"http://127\.0\.0\.1:8000(/subscribe/confirm/\S+/)", confirmation
     )
-    assert reader.post(confirm_url[1]).status_code == 200
+    confirmed = reader.post(confirm_url[1])
+    assert confirmed.status_code == 200
+    assert "You are subscribed" in confirmed.text
     wait_for(lambda: fake_esp.recipients().get("sam@example.org") == 2)
     assert fake_esp.messages[-1]["payload"]["Subject"] == "Welcome to On Probation"
     fake_esp.reset()
@@ -119,6 +122,7 @@ def test_reader_subscribes_confirms_and_gets_one_copy_then_unsubscribes(
         one_click, "List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"
     )
     assert response.status_code == 200
+    assert "You are unsubscribed" in response.text
     assert Subscriber.objects.get(email="sam@example.org").status == "unsubscribed"
 
 
