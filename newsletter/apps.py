@@ -13,12 +13,14 @@ class NewsletterConfig(AppConfig):
         from posts.models import Post
         from posts.signals import comments_changed, post_published
 
-        # comment_tasks only registers the comment digest task with Celery.
+        # The tasks modules only register their tasks with Celery (enqueue.py
+        # looks them up by name).
         from . import (  # noqa: F401
             comment_tasks,
             digest_tasks,
             pagecache,
             receivers,
+            tasks,
             webhooks,
         )
 

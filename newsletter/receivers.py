@@ -5,4 +5,4 @@ from . import delivery
 
 def email_new_post(sender, *, post: Post, **kwargs) -> None:
     if post.email_subscribers:
-        delivery.send_create_for_post(post=post)
+        delivery.mailing_create_for_post(post=post)

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery
-from newsletter.models import Batch, Delivery, Send, Subscriber
+from newsletter.models import Batch, Delivery, Mailing, Subscriber
 
 from .factories import PostFactory, SubscriberFactory
 
@@ -26,11 +26,11 @@ def audience():
     }
 
 
-def plan(post) -> Send:
+def plan(post) -> Mailing:
     """Create and plan the post's send without sending (the doorbell is ignored)."""
-    delivery.send_create_for_post(post=post)
-    send = Send.objects.get(post=post)
-    while delivery.plan_next_page(send_id=send.pk):
+    delivery.mailing_create_for_post(post=post)
+    send = Mailing.objects.get(post=post)
+    while delivery.mailing_plan_page(mailing_id=send.pk):
         pass
     return send
 
@@ -42,8 +42,8 @@ def test_each_confirmed_subscriber_gets_exactly_one_copy(publish, audience):
     assert sorted(m.to[0] for m in mail.outbox) == confirmed
     assert all(len(m.recipients()) == 1 for m in mail.outbox)
     assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 3
-    send = Send.objects.get(post=post)
-    assert send.status == Send.Status.DONE
+    send = Mailing.objects.get(post=post)
+    assert send.status == Mailing.Status.DONE
     assert send.finished_at is not None
 
 
@@ -88,14 +88,14 @@ def test_second_publish_sends_nothing(publish, audience):
     post.save()
     publish(post)
     assert len(mail.outbox) == 3
-    assert Send.objects.count() == 1
+    assert Mailing.objects.count() == 1
 
 
 def test_a_redelivered_batch_task_sends_nothing_twice(audience):
     send = plan(PostFactory())
     batch = send.batches.get()
-    delivery.send_batch(batch_id=batch.pk)
-    delivery.send_batch(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
     assert len(mail.outbox) == 3
 
 
@@ -107,17 +107,17 @@ def test_planning_pages_the_audience_into_batches(settings):
     planned = sorted(send.deliveries.values_list("subscriber_id", flat=True))
     assert planned == sorted(r.pk for r in readers)
     send.refresh_from_db()
-    assert send.status == Send.Status.SENDING
+    assert send.status == Mailing.Status.SENDING
     assert send.planned_up_to == max(r.pk for r in readers)
     # Planning again after it finished adds nothing.
-    assert delivery.plan_next_page(send_id=send.pk) is False
+    assert delivery.mailing_plan_page(mailing_id=send.pk) is False
     assert send.deliveries.count() == 5
 
 
 def test_a_send_with_no_audience_is_done_at_once():
     send = plan(PostFactory())
     send.refresh_from_db()
-    assert send.status == Send.Status.DONE
+    assert send.status == Mailing.Status.DONE
     assert not send.batches.exists()
 
 
@@ -130,7 +130,7 @@ def test_reader_who_leaves_after_planning_is_skipped(audience, leaving):
     send = plan(PostFactory())
     leaver = audience["confirmed"][0]
     Subscriber.objects.filter(pk=leaver.pk).update(**leaving)
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     assert leaver.email not in [m.to[0] for m in mail.outbox]
     assert len(mail.outbox) == 2
     assert send.deliveries.get(subscriber=leaver).status == Delivery.Status.SKIPPED
@@ -145,7 +145,7 @@ def mode(request, settings, fake_esp):
 
 def test_sends_through_anymail_to_the_provider_api(fake_esp, mode, audience):
     send = plan(PostFactory(title="Wales: Good, with caveats"))
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     calls = {"batch": 1, "single": 3}[mode]
     assert fake_esp.stats()["accepted_requests"] == calls
@@ -166,7 +166,7 @@ def test_postmark_batch_bodies_carry_postmarks_own_unsubscribe_placeholder(
     fake_esp, audience
 ):
     send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     for message in postmark_messages(fake_esp.messages):
         assert "{{{ pm:unsubscribe }}}" in message["TextBody"]
         assert "{{{ pm:unsubscribe }}}" in message["HtmlBody"]
@@ -180,12 +180,12 @@ def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(
     batch = send.batches.get()
     fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
     with pytest.raises(delivery.ProviderUnavailable):
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     batch.refresh_from_db()
     assert batch.status == Batch.Status.QUEUED
     assert fake_esp.count == 0
     assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
-    delivery.send_batch(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 3
 
@@ -196,7 +196,7 @@ def test_reader_the_provider_refuses_is_failed_and_the_others_sent(
     send = plan(PostFactory())
     refused, *others = audience["confirmed"]
     fake_esp.mark_inactive(refused.email)  # it hard-bounced at Postmark before
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     assert fake_esp.recipients() == {s.email: 1 for s in others}
     failed = send.deliveries.get(subscriber=refused)
     assert failed.status == Delivery.Status.FAILED
@@ -205,7 +205,7 @@ def test_reader_the_provider_refuses_is_failed_and_the_others_sent(
     batch = send.batches.get()
     assert (batch.status, batch.sent, batch.failed) == (Batch.Status.DONE, 2, 1)
     send.refresh_from_db()
-    assert (send.status, send.consecutive_failures) == (Send.Status.DONE, 0)
+    assert (send.status, send.consecutive_failures) == (Mailing.Status.DONE, 0)
 
 
 def test_rate_limited_by_the_provider_is_retried_after_its_retry_after(
@@ -215,9 +215,9 @@ def test_rate_limited_by_the_provider_is_retried_after_its_retry_after(
     batch = send.batches.get()
     fake_esp.set_faults(rate_limit_next=1, retry_after_s=7)
     with pytest.raises(delivery.ProviderUnavailable) as raised:
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     assert 7 <= raised.value.countdown <= 8
-    delivery.send_batch(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
 
 
@@ -227,17 +227,17 @@ def test_connection_dropped_after_the_request_leaves_the_batch_uncertain_never_r
     send = plan(PostFactory())
     batch = send.batches.get()
     fake_esp.set_faults(drop_after_accept_next=1)
-    delivery.send_batch(batch_id=batch.pk)  # nothing to retry: all of it is uncertain
+    delivery.batch_send(batch_id=batch.pk)  # nothing to retry: all of it is uncertain
     batch.refresh_from_db()
     assert batch.status == Batch.Status.UNCERTAIN
     assert batch.uncertain == 3
     assert send.deliveries.filter(status=Delivery.Status.UNCERTAIN).count() == 3
-    delivery.send_batch(batch_id=batch.pk)
-    delivery.reap()
+    delivery.batch_send(batch_id=batch.pk)
+    delivery.mailings_reap()
     # The provider did take it, and nobody resent it blindly.
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     send.refresh_from_db()
-    assert send.status == Send.Status.DONE
+    assert send.status == Mailing.Status.DONE
 
 
 def test_one_message_mode_drop_marks_only_that_message_uncertain(
@@ -248,9 +248,9 @@ def test_one_message_mode_drop_marks_only_that_message_uncertain(
     batch = send.batches.get()
     fake_esp.set_faults(drop_after_accept_next=1)
     with pytest.raises(delivery.RetryLater):
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     uncertain = send.deliveries.get(status=Delivery.Status.UNCERTAIN)
-    delivery.send_batch(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     uncertain.refresh_from_db()
     assert uncertain.status == Delivery.Status.UNCERTAIN
@@ -279,10 +279,10 @@ def test_one_message_mode_error_midway_keeps_what_went_before(
     batch = send.batches.get()
     fake_esp.set_faults(faults_after=1, **{fault: 1})
     with pytest.raises(delivery.RetryLater):
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     statuses = [Delivery.Status.SENT, Delivery.Status.UNCERTAIN, Delivery.Status.QUEUED]
     assert tuple(send.deliveries.filter(status=s).count() for s in statuses) == then
-    delivery.send_batch(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     assert not send.deliveries.filter(status=Delivery.Status.QUEUED).exists()
 
@@ -296,7 +296,7 @@ def test_provider_unreachable_is_retried(settings, audience):
     }
     send = plan(PostFactory())
     with pytest.raises(delivery.RetryLater):
-        delivery.send_batch(batch_id=send.batches.get().pk)
+        delivery.batch_send(batch_id=send.batches.get().pk)
     assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
 
 
@@ -306,7 +306,7 @@ def test_over_smtp_a_reader_refused_for_good_fails_and_the_others_go_out(
     refused, *others = audience["confirmed"]
     smtp.refused[refused.email] = b"550 5.1.1 No such user"
     send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     assert sorted(smtp.recipients) == sorted(s.email for s in others)
     failed = send.deliveries.get(subscriber=refused)
     assert failed.status == Delivery.Status.FAILED
@@ -314,7 +314,7 @@ def test_over_smtp_a_reader_refused_for_good_fails_and_the_others_go_out(
     batch = send.batches.get()
     assert (batch.status, batch.sent, batch.failed) == (Batch.Status.DONE, 2, 1)
     send.refresh_from_db()
-    assert (send.status, send.consecutive_failures) == (Send.Status.DONE, 0)
+    assert (send.status, send.consecutive_failures) == (Mailing.Status.DONE, 0)
 
 
 def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
@@ -325,7 +325,7 @@ def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
     send = plan(PostFactory())
     batch = send.batches.get()
     with pytest.raises(delivery.RetryLater) as raised:
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     assert not isinstance(raised.value, delivery.ProviderUnavailable)
     assert sorted(smtp.recipients) == sorted(s.email for s in others)
     assert send.deliveries.get(subscriber=deferred).status == Delivery.Status.QUEUED
@@ -334,7 +334,7 @@ def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
     send.refresh_from_db()
     assert send.consecutive_failures == 0  # the provider is fine; one reader waits
     del smtp.refused[deferred.email]
-    delivery.send_batch(batch_id=batch.pk)  # the task's retry
+    delivery.batch_send(batch_id=batch.pk)  # the task's retry
     assert sorted(smtp.recipients) == sorted(s.email for s in audience["confirmed"])
     batch.refresh_from_db()
     assert (batch.status, batch.sent) == (Batch.Status.DONE, 3)
@@ -345,14 +345,14 @@ def test_over_smtp_a_reader_deferred_for_days_fails_at_last(smtp, audience):
     smtp.refused[deferred.email] = b"452 4.2.2 Mailbox full"
     send = plan(PostFactory())
     started = timezone.now() - delivery.MAX_DEFERRAL - timedelta(minutes=1)
-    Send.objects.filter(pk=send.pk).update(created_at=started)
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    Mailing.objects.filter(pk=send.pk).update(created_at=started)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     assert sorted(smtp.recipients) == sorted(s.email for s in others)
     failed = send.deliveries.get(subscriber=deferred)
     assert failed.status == Delivery.Status.FAILED
     assert failed.error == "provider: deferred for over 4 days (452 4.2.2 Mailbox full)"
     send.refresh_from_db()
-    assert send.status == Send.Status.DONE
+    assert send.status == Mailing.Status.DONE
 
 
 def test_over_smtp_a_message_the_server_rejects_is_retried_never_uncertain(
@@ -362,13 +362,13 @@ def test_over_smtp_a_message_the_server_rejects_is_retried_never_uncertain(
     send = plan(PostFactory())
     batch = send.batches.get()
     with pytest.raises(delivery.ProviderUnavailable):
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     assert smtp.recipients == []
     assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
     send.refresh_from_db()
     assert send.consecutive_failures == 1
     smtp.data_reply = None
-    delivery.send_batch(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
     assert sorted(smtp.recipients) == sorted(s.email for s in audience["confirmed"])
 
 
@@ -384,7 +384,7 @@ def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audienc
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
     )
-    counts = delivery.reap()
+    counts = delivery.mailings_reap()
     assert counts["stale_claims"] == 1
     assert dict(send.deliveries.values_list("pk", "status")) == {
         first.pk: Delivery.Status.SENT,
@@ -397,23 +397,23 @@ def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audienc
 
 def test_reaper_leaves_a_fresh_claim_alone(audience):
     send = plan(PostFactory())
-    Batch.objects.filter(send=send).update(status=Batch.Status.SENDING)
-    assert delivery.reap() == {
+    Batch.objects.filter(mailing=send).update(status=Batch.Status.SENDING)
+    assert delivery.mailings_reap() == {
         "stale_claims": 0,
         "batches_rung": 0,
-        "sends_rung": 0,
-        "sends_resumed": 0,
+        "mailings_rung": 0,
+        "mailings_resumed": 0,
     }
     assert mail.outbox == []
 
 
 def test_reaper_rings_again_for_a_batch_whose_doorbell_was_lost(audience):
     send = plan(PostFactory())
-    Batch.objects.filter(send=send).update(
+    Batch.objects.filter(mailing=send).update(
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
     )
-    assert delivery.reap()["batches_rung"] == 1
+    assert delivery.mailings_reap()["batches_rung"] == 1
     assert len(mail.outbox) == 3
 
 
@@ -421,13 +421,13 @@ def test_reaper_resumes_planning_whose_doorbell_was_lost(
     audience, django_capture_on_commit_callbacks
 ):
     post = PostFactory()
-    delivery.send_create_for_post(post=post)  # on_commit never runs: doorbell lost
-    Send.objects.update(
+    delivery.mailing_create_for_post(post=post)  # on_commit never runs: doorbell lost
+    Mailing.objects.update(
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        assert delivery.reap()["sends_rung"] == 1
+        assert delivery.mailings_reap()["mailings_rung"] == 1
     assert sorted(parseaddr(m.to[0])[1] for m in mail.outbox) == sorted(
         s.email for s in audience["confirmed"]
     )

@@ -9,7 +9,7 @@ from django.core import mail
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery
-from newsletter.models import Batch, Delivery, Send, Subscriber
+from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.tokens import Purpose, read_token
 
 from .factories import PostFactory
@@ -24,10 +24,10 @@ def readers(count: int) -> list[Subscriber]:
     )
 
 
-def plan(post) -> Send:
-    delivery.send_create_for_post(post=post)
-    send = Send.objects.get(post=post)
-    while delivery.plan_next_page(send_id=send.pk):
+def plan(post) -> Mailing:
+    delivery.mailing_create_for_post(post=post)
+    send = Mailing.objects.get(post=post)
+    while delivery.mailing_plan_page(mailing_id=send.pk):
         pass
     send.refresh_from_db()
     return send
@@ -43,7 +43,7 @@ def mailgun(settings, fake_esp):
 def test_postmark_batch_is_one_call_with_each_readers_own_one_click_link(fake_esp):
     audience = readers(12)
     send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     assert fake_esp.stats()["accepted_requests"] == 1
     assert fake_esp.recipients() == {s.email: 1 for s in audience}
     for message in postmark_messages(fake_esp.messages):
@@ -61,7 +61,7 @@ def test_mailgun_batch_personalises_bodies_and_headers_through_recipient_variabl
 ):
     audience = readers(5)
     send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     assert mailgun.stats()["accepted_requests"] == 1
     assert mailgun.recipients() == {s.email: 1 for s in audience}
     payload = mailgun.messages[0]["payload"]
@@ -83,7 +83,7 @@ def test_postmark_bulk_api_sends_the_content_once_with_each_readers_own_links(
     settings.ANYMAIL = {**fake_esp.postmark_settings(), "POSTMARK_USE_BULK_API": True}
     audience = readers(4)
     send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     assert fake_esp.stats()["accepted_requests"] == 1
     assert fake_esp.recipients() == {s.email: 1 for s in audience}
     payload = fake_esp.messages[0]["payload"]
@@ -114,15 +114,15 @@ def test_database_queries_per_batch_stay_at_five_whatever_the_batch_size(
     # A worker renders the post once per send, on its first batch: the post with
     # its inspection, related posts and sponsor, a fixed number of reads.
     with django_assert_max_num_queries(5 + 15):
-        delivery.send_batch(batch_id=first.pk)
+        delivery.batch_send(batch_id=first.pk)
     with django_assert_max_num_queries(5):
-        delivery.send_batch(batch_id=second.pk)
+        delivery.batch_send(batch_id=second.pk)
     assert fake_esp.count == batch_size * 2
     # The last batch also closes the send: one statement more.
     with django_assert_max_num_queries(6):
-        delivery.send_batch(batch_id=third.pk)
+        delivery.batch_send(batch_id=third.pk)
     send.refresh_from_db()
-    assert send.status == Send.Status.DONE
+    assert send.status == Mailing.Status.DONE
     assert fake_esp.count == batch_size * 3
 
 
@@ -132,7 +132,7 @@ def test_one_message_mode_sends_one_message_each_over_one_connection(
     settings.NEWSLETTER_DELIVERY_MODE = "single"
     audience = readers(4)
     send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=send.batches.get().pk)
     assert fake_esp.stats()["accepted_requests"] == 4
     assert fake_esp.stats()["connections"] == 1
     assert fake_esp.recipients() == {s.email: 1 for s in audience}
@@ -168,10 +168,10 @@ def test_a_publish_reaches_everyone_once_across_many_batches(
     settings.NEWSLETTER_BATCH_SIZE = 4
     audience = readers(10)
     with django_capture_on_commit_callbacks(execute=True):
-        delivery.send_create_for_post(post=PostFactory())
+        delivery.mailing_create_for_post(post=PostFactory())
     assert sorted(m.to[0] for m in mail.outbox) == sorted(s.email for s in audience)
     assert not Batch.objects.exclude(status=Batch.Status.DONE).exists()
-    assert Send.objects.get().status == Send.Status.DONE
+    assert Mailing.objects.get().status == Mailing.Status.DONE
 
 
 def test_a_starting_worker_loads_the_url_configuration_before_its_first_batch():

@@ -12,7 +12,7 @@ from django.test import Client
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter.celery import app as celery_app
-from newsletter.models import Batch, Delivery, Send, Subscriber
+from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from posts.models import Post
 
 from .factories import SubscriberFactory, UserFactory, admin_post_form
@@ -63,7 +63,9 @@ def publish_in_admin(title: str, slug: str) -> Post:
 
 
 def send_is_done(post: Post):
-    return lambda: Send.objects.filter(post=post, status=Send.Status.DONE).exists()
+    return lambda: Mailing.objects.filter(
+        post=post, status=Mailing.Status.DONE
+    ).exists()
 
 
 def test_publishing_sends_each_confirmed_subscriber_exactly_one_message(
@@ -135,7 +137,7 @@ def test_a_provider_outage_is_retried_by_the_worker_and_nobody_gets_two_copies(
     wait_for(send_is_done(post))
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
-    send = Send.objects.get(post=post)
+    send = Mailing.objects.get(post=post)
     uncertain = send.batches.get(status=Batch.Status.UNCERTAIN)
     assert uncertain.deliveries.filter(status=Delivery.Status.UNCERTAIN).exists()
     assert (
@@ -167,6 +169,6 @@ def test_a_worker_with_threads_sends_one_message_batches_side_by_side_once_each(
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
     assert fake_esp.stats()["most_in_flight"] > 1
-    send = Send.objects.get(post=post)
+    send = Mailing.objects.get(post=post)
     assert send.batches.filter(status=Batch.Status.DONE).count() == 8
     assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 24
