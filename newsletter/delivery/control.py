@@ -45,7 +45,8 @@ def mailing_ring(mailing_id: int) -> None:
 
 
 def mailing_cancel(*, mailing_id: int) -> bool:
-    """Stop a mailing for good. Nobody not yet handed over gets it; the ledger says so."""
+    """Stop a mailing for good. Nobody not yet handed over gets it; the ledger
+    says so."""
     now = timezone.now()
     with transaction.atomic():
         cancelled = Mailing.objects.filter(pk=mailing_id, status__in=RUNNING).update(

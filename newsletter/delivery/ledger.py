@@ -135,7 +135,8 @@ def close_batch(
         WHERE id = %s AND status = %s
         RETURNING status, (
             SELECT COUNT(*) FROM {B} b
-            WHERE b.mailing_id = {B}.mailing_id AND b.id <> {B}.id AND b.status IN (%s, %s)
+            WHERE b.mailing_id = {B}.mailing_id AND b.id <> {B}.id
+                AND b.status IN (%s, %s)
         )
     """
     when = connection.ops.adapt_datetimefield_value(now)
