@@ -12,7 +12,8 @@ from django.test import Client
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter.celery import app as celery_app
-from newsletter.models import Batch, Delivery, Mailing, Subscriber
+from newsletter import delivery, digests
+from newsletter.models import Batch, Delivery, Mailing, Subscriber, SubscriberTopic
 from posts.models import Post
 
 from .factories import SubscriberFactory, UserFactory, admin_post_form
@@ -172,3 +173,29 @@ def test_a_worker_with_threads_sends_one_message_batches_side_by_side_once_each(
     send = Mailing.objects.get(post=post)
     assert send.batches.filter(status=Batch.Status.DONE).count() == 8
     assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 24
+
+
+def test_a_digest_round_reaches_each_reader_once_in_batches(worker, fake_esp, settings):
+    settings.NEWSLETTER_BATCH_SIZE = 7  # three batches of digests, one call each
+    readers = SubscriberFactory.create_batch(20)
+    SubscriberTopic.objects.bulk_create(
+        SubscriberTopic(subscriber=s, kind="everything", frequency="daily")
+        for s in readers
+    )
+    post = publish_in_admin("Durham: a digest round", "durham-digest-round")
+    assert fake_esp.recipients() == {}  # digest readers wait for their round
+
+    mailing = delivery.mailing_create_for_digest(
+        frequency="daily", period=digests.period_of(post.announced_at)
+    )
+    wait_for(
+        lambda: Mailing.objects.filter(
+            pk=mailing.pk, status=Mailing.Status.DONE
+        ).exists()
+    )
+
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+    assert fake_esp.stats()["accepted_requests"] == 3
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 20
+    for message in postmark_messages(fake_esp.messages):
+        assert f"/posts/{post.slug}/" in message["TextBody"]
