@@ -4,6 +4,7 @@ breaker, and the admin pages that show a send's progress."""
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
@@ -275,3 +276,54 @@ def test_asking_a_provider_without_a_search_changes_nothing_and_says_so(
     assert "Could not ask the provider" in response.content.decode()
     uncertain.refresh_from_db()
     assert uncertain.status == Batch.Status.UNCERTAIN
+
+
+@pytest.fixture
+def viewer():
+    """Staff who may look at mailings, batches and the ledger, and change nothing."""
+    user = UserFactory(is_superuser=False)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="newsletter",
+            codename__in=["view_mailing", "view_batch", "view_delivery"],
+        )
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("changelist", "action"),
+    [
+        ("mailing", "pause"),
+        ("mailing", "resume"),
+        ("mailing", "cancel"),
+        ("batch", "settle"),
+        ("batch", "mark_sent"),
+        ("batch", "resend"),
+    ],
+)
+def test_staff_who_may_only_view_run_no_action(
+    viewer, planned, fake_esp, changelist, action
+):
+    fake_esp.set_faults(drop_after_accept_next=1)
+    delivery.batch_send(batch_id=planned.batches.order_by("number").first().pk)
+    delivery.mailing_pause(mailing_id=planned.pk)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    planned.refresh_from_db()
+    before = (planned.status, planned.paused_at)
+    target = planned if changelist == "mailing" else uncertain
+    page = viewer.get(f"/admin/newsletter/{changelist}/")
+    assert page.status_code == 200
+    assert f'value="{action}"' not in page.content.decode()
+    response = viewer.post(
+        f"/admin/newsletter/{changelist}/",
+        {"action": action, "_selected_action": [target.pk]},
+    )
+    assert response.status_code in (200, 302, 403)
+    planned.refresh_from_db()
+    assert (planned.status, planned.paused_at) == before
+    uncertain.refresh_from_db()
+    assert uncertain.status == Batch.Status.UNCERTAIN
+    assert fake_esp.count == 2
