@@ -1,5 +1,5 @@
 """The author's controls (pause, resume, cancel, uncertain batches), the circuit
-breaker, and the admin pages that show a send's progress."""
+breaker, and the admin pages that show a mailing's progress."""
 
 from datetime import timedelta
 
@@ -26,13 +26,13 @@ def readers():
 
 @pytest.fixture
 def planned(settings, fake_esp, readers):
-    """A send of three batches of two, planned, its doorbells not rung."""
+    """A mailing of three batches of two, planned, its doorbells not rung."""
     settings.NEWSLETTER_BATCH_SIZE = 2
     delivery.mailing_create_for_post(post=PostFactory())
-    send = Mailing.objects.get()
-    while delivery.mailing_plan_page(mailing_id=send.pk):
+    mailing = Mailing.objects.get()
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
-    return send
+    return mailing
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ def author():
     return client
 
 
-def send_all(send: Mailing) -> None:
-    for batch_id in send.batches.values_list("pk", flat=True):
+def send_all(mailing: Mailing) -> None:
+    for batch_id in mailing.batches.values_list("pk", flat=True):
         delivery.batch_send(batch_id=batch_id)
 
 
@@ -213,8 +213,8 @@ def test_admin_shows_each_sends_progress(author, planned):
 @pytest.mark.parametrize(
     ("action", "check"),
     [
-        ("pause", lambda send: send.paused_at is not None),
-        ("cancel", lambda send: send.status == Mailing.Status.CANCELLED),
+        ("pause", lambda mailing: mailing.paused_at is not None),
+        ("cancel", lambda mailing: mailing.status == Mailing.Status.CANCELLED),
     ],
 )
 def test_admin_pauses_and_cancels_sends(author, planned, action, check):

@@ -11,8 +11,8 @@ from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
 from benchmarks.fake_esp import postmark_messages
-from newsletter.celery import app as celery_app
 from newsletter import delivery, digests
+from newsletter.celery import app as celery_app
 from newsletter.models import Batch, Delivery, Mailing, Subscriber, SubscriberTopic
 from posts.models import Post
 
@@ -63,7 +63,7 @@ def publish_in_admin(title: str, slug: str) -> Post:
     return Post.objects.get(slug=slug)
 
 
-def send_is_done(post: Post):
+def mailing_is_done(post: Post):
     return lambda: Mailing.objects.filter(
         post=post, status=Mailing.Status.DONE
     ).exists()
@@ -78,7 +78,7 @@ def test_publishing_sends_each_confirmed_subscriber_exactly_one_message(
     SubscriberFactory.create_batch(10, status=Subscriber.Status.UNSUBSCRIBED)
 
     post = publish_in_admin("Suffolk: a service under strain", "suffolk-under-strain")
-    wait_for(send_is_done(post))
+    wait_for(mailing_is_done(post))
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
     assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 30
@@ -110,7 +110,7 @@ def test_reader_subscribes_confirms_and_gets_one_copy_then_unsubscribes(
     fake_esp.reset()
 
     post = publish_in_admin("Wales: unpaid work restarts", "wales-unpaid-work")
-    wait_for(send_is_done(post))
+    wait_for(mailing_is_done(post))
     assert fake_esp.recipients() == {"sam@example.org": 1}
 
     message = postmark_messages(fake_esp.messages)[-1]
@@ -135,14 +135,14 @@ def test_a_provider_outage_is_retried_by_the_worker_and_nobody_gets_two_copies(
         rate_limit_next=2, retry_after_s=1, fail_5xx_next=1, drop_after_accept_next=1
     )
     post = publish_in_admin("Kent: a service recovering", "kent-recovering")
-    wait_for(send_is_done(post))
+    wait_for(mailing_is_done(post))
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
-    send = Mailing.objects.get(post=post)
-    uncertain = send.batches.get(status=Batch.Status.UNCERTAIN)
+    mailing = Mailing.objects.get(post=post)
+    uncertain = mailing.batches.get(status=Batch.Status.UNCERTAIN)
     assert uncertain.deliveries.filter(status=Delivery.Status.UNCERTAIN).exists()
     assert (
-        send.deliveries.filter(status=Delivery.Status.SENT).count()
+        mailing.deliveries.filter(status=Delivery.Status.SENT).count()
         + (uncertain.uncertain)
         == 10
     )
@@ -166,13 +166,13 @@ def test_a_worker_with_threads_sends_one_message_batches_side_by_side_once_each(
         shutdown_timeout=10,
     ):
         post = publish_in_admin("Durham: a thread pool", "durham-thread-pool")
-        wait_for(send_is_done(post))
+        wait_for(mailing_is_done(post))
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
     assert fake_esp.stats()["most_in_flight"] > 1
-    send = Mailing.objects.get(post=post)
-    assert send.batches.filter(status=Batch.Status.DONE).count() == 8
-    assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 24
+    mailing = Mailing.objects.get(post=post)
+    assert mailing.batches.filter(status=Batch.Status.DONE).count() == 8
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 24
 
 
 def test_a_digest_round_reaches_each_reader_once_in_batches(worker, fake_esp, settings):
