@@ -1,3 +1,5 @@
+import base64
+import json
 from datetime import timedelta
 from email.utils import parseaddr
 
@@ -448,3 +450,36 @@ def test_post_email_links_each_reader_to_their_own_preference_centre(
     page = client.get(link.removeprefix("http://127.0.0.1:8000"))
     assert page.status_code == 200
     assert message.to[0] in page.content.decode()
+
+
+def test_a_tracking_event_finds_a_row_the_provider_gave_no_id_by_its_metadata(
+    settings, audience
+):
+    settings.ANYMAIL = {"WEBHOOK_SECRET": "hook:secret"}
+    mailing = plan(PostFactory())
+    row, other = mailing.deliveries.order_by("pk")[:2]
+    Delivery.objects.filter(pk__in=[row.pk, other.pk]).update(
+        status=Delivery.Status.SENT
+    )
+    event = {
+        "RecordType": "Delivery",
+        "MessageStream": "broadcast",
+        "MessageID": "not-one-we-recorded",
+        "Recipient": row.subscriber.email,
+        "DeliveredAt": "2026-11-26T16:33:54Z",
+        "Details": "",
+        "Metadata": {"batch": str(row.batch_id), "delivery": str(row.pk)},
+    }
+    credentials = base64.b64encode(b"hook:secret").decode()
+    for address in (other.subscriber.email, row.subscriber.email):
+        # The first names another reader's address: it moves no row.
+        response = Client().post(
+            "/anymail/postmark/tracking/",
+            json.dumps({**event, "Recipient": address}),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Basic {credentials}",
+        )
+        assert response.status_code == 200
+        assert not Delivery.objects.filter(pk=other.pk).exclude(last_event="").exists()
+    row.refresh_from_db()
+    assert row.last_event == "delivered"
