@@ -58,10 +58,12 @@ def rounds_due(*, now: datetime) -> list[str]:
     due = [Frequency.DAILY]
     if local.weekday() == when.weekday:
         due.append(Frequency.WEEKLY)
-    started = Mailing.objects.filter(
-        kind=Mailing.Kind.DIGEST, period=period_of(now)
-    ).values_list("frequency", flat=True)
-    return [f for f in due if f not in set(started)]
+    started = set(
+        Mailing.objects.filter(
+            kind=Mailing.Kind.DIGEST, period=period_of(now)
+        ).values_list("frequency", flat=True)
+    )
+    return [f for f in due if f not in started]
 
 
 def audience(frequency: str) -> SubscriberQuerySet:

@@ -266,7 +266,7 @@ def _hand_over(
 
 
 def _composer(
-    mailing: Mailing, recipients: list[Recipient], how: "Channel", connection
+    mailing: Mailing, recipients: list[Recipient], how: Channel, connection
 ) -> tuple[Callable[[list[Recipient]], list[Letter]], int]:
     """How the kind turns a chunk of readers into messages, and the chunk size.
 
