@@ -28,6 +28,7 @@ from newsletter.models import (
 from newsletter.subscriptions import unsubscribe
 from newsletter.tasks import send_batch
 from newsletter.tokens import Purpose, read_token
+from posts.models import Post
 from posts.services import post_publish
 
 from .factories import (
@@ -176,6 +177,23 @@ def test_a_post_sent_instantly_never_reappears_in_a_digest(clock, publish, beat)
     [digest] = beat()
     assert "On Kent" in digest.body
     assert "On Suffolk" not in digest.body
+
+
+def test_a_post_matching_a_daily_and_a_weekly_topic_comes_in_one_digest(
+    clock, publish, beat
+):
+    suffolk = AreaFactory(slug="suffolk")
+    reader(
+        "both@example.org",
+        ("area", "suffolk", "daily"),
+        ("everything", "", "weekly"),
+    )
+    clock(23, 6, 30)  # a Monday: both rounds go at 07:00
+    publish("On Suffolk", area=suffolk)
+    clock(23, 7, 5)
+    [digest] = beat()
+    assert "On Suffolk" in digest.body
+    assert Delivery.objects.carrying(Post.objects.get()).count() == 1
 
 
 def test_the_ledger_says_who_received_a_post_as_published_or_in_a_digest(

@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from posts.models import Post
@@ -57,7 +57,7 @@ def _mailing_create(**identity) -> Mailing:
 def mailing_plan_page(*, mailing_id: int) -> bool:
     """Plan the next page of a mailing's audience. Returns True while there is more."""
     with transaction.atomic():
-        mailing = Mailing.objects.select_for_update().filter(pk=mailing_id).first()
+        mailing = _locked(mailing_id)
         if (
             mailing is None
             or mailing.status != Mailing.Status.PLANNING
@@ -86,6 +86,18 @@ def mailing_plan_page(*, mailing_id: int) -> bool:
         )
         transaction.on_commit(lambda: _ring(batch_ids))
     return True
+
+
+def _locked(mailing_id: int) -> Mailing | None:
+    """The mailing, locked for this planning step. A digest round also locks every
+    other round still planning, in id order: rounds plan one step at a time, so
+    each sees the posts the others gave a reader, and none gets a post twice."""
+    kind = Mailing.objects.filter(pk=mailing_id).values_list("kind", flat=True)
+    locking = Q(pk=mailing_id)
+    if kind.first() == Mailing.Kind.DIGEST:
+        locking |= Q(kind=Mailing.Kind.DIGEST, status=Mailing.Status.PLANNING)
+    locked = Mailing.objects.select_for_update().filter(locking).order_by("pk")
+    return next((m for m in locked if m.pk == mailing_id), None)
 
 
 def _ring(batch_ids: list[int]) -> None:
