@@ -547,6 +547,9 @@ def test_the_admin_lists_rounds_and_posts_together_with_their_progress(
         reverse("admin:newsletter_mailing_changelist") + "?kind__exact=digest"
     )
     assert response.context_data["cl"].result_count == 1
+    page = author.get(reverse("admin:newsletter_mailing_change", args=[mailing.pk]))
+    assert page.status_code == 200
+    assert "Daily digest of 2026-11-23" in page.content.decode()
 
 
 @pytest.fixture
