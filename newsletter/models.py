@@ -344,7 +344,7 @@ class DeliveryQuerySet(models.QuerySet):
         """Deliveries that carried the post: its announcement, or a digest that
         held it."""
         return self.filter(
-            models.Q(mailing__post=post)
+            models.Q(mailing__kind=Mailing.Kind.POST, mailing__post=post)
             | models.Q(
                 pk__in=Delivery.posts.through.objects.filter(post=post).values(
                     "delivery_id"
