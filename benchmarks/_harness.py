@@ -47,10 +47,10 @@ def configure(database_url: str, redis_url: str, **extra: str) -> dict[str, str]
 def reset_database() -> None:
     from django.db import connection
 
-    from newsletter.models import Batch, Delivery, Send, Subscriber
+    from newsletter.models import Batch, Delivery, Mailing, Subscriber
     from posts.models import Post
 
-    tables = [m._meta.db_table for m in (Delivery, Batch, Send, Subscriber, Post)]
+    tables = [m._meta.db_table for m in (Delivery, Batch, Mailing, Subscriber, Post)]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 

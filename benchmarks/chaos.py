@@ -152,27 +152,27 @@ def publish() -> int:
     from django.db import transaction
 
     from newsletter import delivery
-    from newsletter.models import Send
+    from newsletter.models import Mailing
 
     post = h.new_post("Chaos: a send through crashes and outages")
     with transaction.atomic():
-        delivery.send_create_for_post(post=post)
-    return Send.objects.get(post=post).pk
+        delivery.mailing_create_for_post(post=post)
+    return Mailing.objects.get(post=post).pk
 
 
 def run_events(args, env, client, send_id, processes, redis, workdir):
-    from newsletter.models import Batch, Send
+    from newsletter.models import Batch, Mailing
 
     events = list(EVENTS)
     replacements = 0
     deadline = time.monotonic() + args.timeout
     while True:
-        done = Send.objects.filter(pk=send_id, status=Send.Status.DONE).exists()
+        done = Mailing.objects.filter(pk=send_id, status=Mailing.Status.DONE).exists()
         if done and not events:
             return redis
         if time.monotonic() > deadline:
             waiting = Batch.objects.filter(
-                send_id=send_id, status__in=["queued", "sending"]
+                mailing_id=send_id, status__in=["queued", "sending"]
             ).count()
             sys.exit(f"chaos: timed out with {waiting} batches still waiting")
         progress = client.stats()["count"] / args.n
@@ -202,7 +202,7 @@ def report_uncertain(send_id: int) -> list[int]:
     from newsletter.models import Batch
 
     uncertain = list(
-        Batch.objects.filter(send_id=send_id, status=Batch.Status.UNCERTAIN)
+        Batch.objects.filter(mailing_id=send_id, status=Batch.Status.UNCERTAIN)
         .order_by("number")
         .values_list("pk", "number", "size", "last_error")
     )
@@ -214,12 +214,12 @@ def report_uncertain(send_id: int) -> list[int]:
 
 def resolve(send_id: int, uncertain: list[int]) -> None:
     from newsletter import delivery
-    from newsletter.models import Send
+    from newsletter.models import Mailing
 
     for batch_id in uncertain:
-        delivery.batch_resolve_with_provider(batch_id=batch_id)
+        delivery.batch_settle_with_provider(batch_id=batch_id)
     h.wait_for(
-        lambda: Send.objects.filter(pk=send_id, status=Send.Status.DONE).exists(),
+        lambda: Mailing.objects.filter(pk=send_id, status=Mailing.Status.DONE).exists(),
         timeout=120,
         every=0.5,
     )

@@ -186,9 +186,9 @@ def mode_run(
 
 
 def new_send(title: str) -> int:
-    from newsletter.models import Send
+    from newsletter.models import Mailing
 
-    return Send.objects.create(post=h.new_post(title)).pk
+    return Mailing.objects.create(kind="post", post=h.new_post(title)).pk
 
 
 def copy_reference(n: int) -> float:
@@ -196,16 +196,16 @@ def copy_reference(n: int) -> float:
     planning meets), committed; then remove them."""
     from django.db import connection, transaction
 
-    from newsletter.models import Batch, Delivery, Send, Subscriber
+    from newsletter.models import Batch, Delivery, Mailing, Subscriber
 
-    send = Send.objects.create(post=h.new_post("COPY reference"))
-    batch = Batch.objects.create(send=send, number=1)
+    send = Mailing.objects.create(kind="post", post=h.new_post("COPY reference"))
+    batch = Batch.objects.create(mailing=send, number=1)
     ids = list(Subscriber.objects.order_by("pk").values_list("pk", flat=True))
     table = Delivery._meta.db_table
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         columns = (
-            "send_id, batch_id, subscriber_id, status, esp_message_id, error,"
+            "mailing_id, batch_id, subscriber_id, status, esp_message_id, error,"
             " last_event"
         )
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
@@ -213,7 +213,7 @@ def copy_reference(n: int) -> float:
                 copy.write_row((send.pk, batch.pk, pk, "queued", "", "", ""))
     elapsed = time.perf_counter() - started
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE send_id = %s", [send.pk])  # noqa: S608
+        cursor.execute(f"DELETE FROM {table} WHERE mailing_id = %s", [send.pk])  # noqa: S608
         cursor.execute(f"VACUUM ANALYZE {table}")
     return elapsed
 
@@ -247,7 +247,7 @@ def plan_here(send_id: int) -> None:
     with app.producer_or_acquire() as producer:
         producer.maybe_declare(app.amqp.queues[app.conf.task_default_queue])
     started = time.perf_counter()
-    while delivery.plan_next_page(send_id=send_id):
+    while delivery.mailing_plan_page(mailing_id=send_id):
         pass
     elapsed = time.perf_counter() - started
     print(f"plan_s {elapsed:.4f} rss_mb {h.peak_rss_mb():.1f}", flush=True)
@@ -266,7 +266,7 @@ def send_with_workers(
 
     from newsletter import delivery
 
-    delivery.send_pause(send_id=send_id)
+    delivery.mailing_pause(mailing_id=send_id)
     processes = [h.start_worker(env, f"bench{i}") for i in range(workers)]
     broker = redis.Redis.from_url(env["REDIS_URL"])
     try:
@@ -274,7 +274,7 @@ def send_with_workers(
         time.sleep(1)  # the last doorbell taken is answered
         client.reset()
         started = time.monotonic()
-        delivery.send_resume(send_id=send_id)
+        delivery.mailing_resume(mailing_id=send_id)
         stats = {}
 
         def all_accepted() -> bool:
@@ -302,20 +302,20 @@ def sample_send(*, single: bool = False, bulk: bool = False) -> int:
 
     from newsletter import delivery
     from newsletter.celery import app
-    from newsletter.models import Send
+    from newsletter.models import Mailing
 
     send_id = new_send("Sample")
-    delivery.plan_next_page(send_id=send_id)
+    delivery.mailing_plan_page(mailing_id=send_id)
     app.control.purge()
-    first, second = Send.objects.get(pk=send_id).batches.order_by("number")[:2]
+    first, second = Mailing.objects.get(pk=send_id).batches.order_by("number")[:2]
     with override_settings(
         NEWSLETTER_DELIVERY_MODE="single" if single else "auto",
         ANYMAIL={**settings.ANYMAIL, "POSTMARK_USE_BULK_API": bulk},
     ):
-        delivery.send_batch(batch_id=first.pk)
+        delivery.batch_send(batch_id=first.pk)
         with CaptureQueriesContext(connection) as queries:
-            delivery.send_batch(batch_id=second.pk)
-    delivery.send_cancel(send_id=send_id)
+            delivery.batch_send(batch_id=second.pk)
+    delivery.mailing_cancel(mailing_id=send_id)
     return len(queries)
 
 

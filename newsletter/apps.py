@@ -14,7 +14,16 @@ class NewsletterConfig(AppConfig):
         from posts.models import Post
         from posts.signals import post_published
 
-        from . import digest_tasks, pagecache, receivers, webhooks  # noqa: F401
+        # The tasks modules only register their tasks with Celery (enqueue.py
+        # looks them up by name).
+        from . import (  # noqa: F401
+            comment_tasks,
+            digest_tasks,
+            pagecache,
+            receivers,
+            tasks,
+            webhooks,
+        )
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
         comment_held.connect(

@@ -227,8 +227,17 @@ class Event(models.Model):
         return f"{self.esp} {self.event_type} for {self.recipient}"
 
 
-class Send(models.Model):
-    """One post going out to the audience. At most one per post, ever."""
+class Mailing(models.Model):
+    """One email going out to many readers: a post's announcement, a digest round.
+
+    The kind decides only who is in the audience and how a reader's message is
+    rendered; planning, batches, the ledger, retries and settling are the same for
+    every kind (newsletter/delivery/).
+    """
+
+    class Kind(models.TextChoices):
+        POST = "post", "Post"
+        DIGEST = "digest", "Digest"
 
     class Status(models.TextChoices):
         PLANNING = "planning", "Planning"
@@ -236,9 +245,26 @@ class Send(models.Model):
         DONE = "done", "Done"
         CANCELLED = "cancelled", "Cancelled"
 
-    post = models.OneToOneField(
-        Post, on_delete=models.PROTECT, related_name="newsletter_send"
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # The post announced (kind post).
+    post = models.ForeignKey(
+        Post,
+        on_delete=models.PROTECT,
+        related_name="mailings",
+        null=True,
+        blank=True,
     )
+    # The round (kind digest): daily or weekly, and the day it went out, which
+    # stands for its period (a day, or a week).
+    frequency = models.CharField(
+        max_length=7,
+        blank=True,
+        choices=[
+            (SubscriberTopic.Frequency.DAILY, "Daily"),
+            (SubscriberTopic.Frequency.WEEKLY, "Weekly"),
+        ],
+    )
+    period = models.DateField(null=True, blank=True)
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PLANNING
     )
@@ -252,20 +278,37 @@ class Send(models.Model):
     touched_at = models.DateTimeField(default=timezone.now)
     planned_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # A paused send claims no batch. The circuit breaker pauses with a resume_at;
-    # the author pauses without one and resumes from the admin.
+    # A paused mailing claims no batch. The circuit breaker pauses with a
+    # resume_at; the author pauses without one and resumes from the admin.
     paused_at = models.DateTimeField(null=True, blank=True)
     resume_at = models.DateTimeField(null=True, blank=True)
     pause_reason = models.CharField(max_length=200, blank=True)
     # Batch attempts the provider failed in a row; trips the circuit breaker.
     consecutive_failures = models.PositiveIntegerField(default=0)
 
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["post"],
+                condition=models.Q(kind="post"),
+                name="one_announcement_per_post",
+            ),
+            models.UniqueConstraint(
+                fields=["frequency", "period"],
+                condition=models.Q(kind="digest"),
+                name="one_digest_per_period",
+            ),
+        ]
+
     def __str__(self) -> str:
-        return f"Send of “{self.post}”"
+        if self.kind == self.Kind.DIGEST:
+            return f"{self.get_frequency_display()} digest of {self.period}"
+        return f"Announcement of “{self.post}”"
 
 
 class Batch(models.Model):
-    """A slice of a send's audience, claimed and sent by one task at a time."""
+    """A slice of a mailing's audience, claimed and sent by one task at a time."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -277,7 +320,9 @@ class Batch(models.Model):
         UNCERTAIN = "uncertain", "Uncertain"
         CANCELLED = "cancelled", "Cancelled"
 
-    send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="batches")
+    mailing = models.ForeignKey(
+        Mailing, on_delete=models.CASCADE, related_name="batches"
+    )
     number = models.PositiveIntegerField()
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED
@@ -297,35 +342,51 @@ class Batch(models.Model):
     class Meta:
         verbose_name_plural = "batches"
         constraints = [
-            models.UniqueConstraint(fields=["send", "number"], name="batch_unique")
+            models.UniqueConstraint(fields=["mailing", "number"], name="batch_unique")
         ]
         indexes = [
             models.Index(fields=["status", "touched_at"]),
-            models.Index(fields=["send", "status"]),
+            models.Index(fields=["mailing", "status"]),
         ]
 
     def __str__(self) -> str:
-        return f"Batch {self.number} of {self.send}"
+        return f"Batch {self.number} of {self.mailing}"
+
+
+class DeliveryQuerySet(models.QuerySet):
+    def carrying(self, post: Post) -> "DeliveryQuerySet":
+        """Deliveries that carried the post: its announcement, or a digest that
+        held it."""
+        return self.filter(
+            models.Q(mailing__kind=Mailing.Kind.POST, mailing__post=post)
+            | models.Q(
+                pk__in=Delivery.posts.through.objects.filter(post=post).values(
+                    "delivery_id"
+                )
+            )
+        )
+
+    def received(self) -> "DeliveryQuerySet":
+        """Handed to the provider, or on the way: all but the refused and skipped."""
+        return self.exclude(
+            status__in=[Delivery.Status.FAILED, Delivery.Status.SKIPPED]
+        )
 
 
 class Delivery(models.Model):
-    """The ledger: one row per (send, subscriber), the outcome for that person."""
+    """The ledger: one row per (mailing, subscriber), the outcome for that person."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
-        # A digest handed to the provider, answer not yet recorded. A row left here
-        # by a dead worker may or may not have gone out: it becomes UNCERTAIN, never
-        # resent. (A post's rows stay QUEUED while their batch is SENDING.)
-        SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         UNCERTAIN = "uncertain", "Uncertain"
         SKIPPED = "skipped", "Skipped"
 
-    # No index of their own: the unique (send, subscriber) and the (batch, status)
-    # indexes cover these, and every index costs planning time per row.
-    send = models.ForeignKey(
-        Send, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    # No index of their own: the unique (mailing, subscriber) and the (batch,
+    # status) indexes cover these, and every index costs planning time per row.
+    mailing = models.ForeignKey(
+        Mailing, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
     batch = models.ForeignKey(
         Batch, on_delete=models.CASCADE, related_name="deliveries", db_index=False
@@ -333,6 +394,8 @@ class Delivery(models.Model):
     subscriber = models.ForeignKey(
         Subscriber, on_delete=models.CASCADE, related_name="deliveries"
     )
+    # What a digest held for this reader (a post's announcement holds its post).
+    posts = models.ManyToManyField(Post, related_name="digest_deliveries", blank=True)
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED
     )
@@ -343,17 +406,19 @@ class Delivery(models.Model):
     last_event = models.CharField(max_length=20, blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)
 
+    objects = DeliveryQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "deliveries"
         constraints = [
             models.UniqueConstraint(
-                fields=["send", "subscriber"], name="delivery_once_per_subscriber"
+                fields=["mailing", "subscriber"], name="delivery_once_per_subscriber"
             )
         ]
         indexes = [models.Index(fields=["batch", "status"])]
 
     def __str__(self) -> str:
-        return f"{self.send} to {self.subscriber}: {self.get_status_display()}"
+        return f"{self.mailing} to {self.subscriber}: {self.get_status_display()}"
 
 
 class DigestSettings(models.Model):
@@ -387,63 +452,3 @@ class DigestSettings(models.Model):
     def load(cls) -> "DigestSettings":
         settings, _ = cls.objects.get_or_create(pk=1)
         return settings
-
-
-class DigestRun(models.Model):
-    """One daily or weekly digest round. At most one per period, ever."""
-
-    frequency = models.CharField(
-        max_length=7,
-        choices=[
-            (SubscriberTopic.Frequency.DAILY, "Daily"),
-            (SubscriberTopic.Frequency.WEEKLY, "Weekly"),
-        ],
-    )
-    # The day the round went out: the period it stands for (a day, or a week).
-    period = models.DateField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-period", "frequency"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["frequency", "period"], name="digest_once_per_period"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_frequency_display()} digest of {self.period}"
-
-
-class DigestDelivery(models.Model):
-    """The digest ledger: one row per (run, subscriber) and the posts it holds,
-    with the statuses and claim-before-send rule of Delivery."""
-
-    run = models.ForeignKey(
-        DigestRun, on_delete=models.CASCADE, related_name="deliveries"
-    )
-    subscriber = models.ForeignKey(
-        Subscriber, on_delete=models.CASCADE, related_name="digest_deliveries"
-    )
-    posts = models.ManyToManyField(Post, related_name="digest_deliveries")
-    status = models.CharField(
-        max_length=10, choices=Delivery.Status.choices, default=Delivery.Status.QUEUED
-    )
-    esp_message_id = models.CharField(max_length=255, blank=True)
-    error = models.TextField(blank=True)
-    # When a worker claimed it to send: a claim older than NEWSLETTER_CLAIM_TIMEOUT
-    # belongs to a worker that died, and the digest becomes UNCERTAIN.
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        verbose_name_plural = "digest deliveries"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["run", "subscriber"], name="digest_once_per_subscriber"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.run} to {self.subscriber}: {self.get_status_display()}"

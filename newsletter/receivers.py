@@ -8,7 +8,7 @@ from . import comment_tasks, delivery
 
 def email_new_post(sender, *, post: Post, **kwargs) -> None:
     if post.email_subscribers:
-        delivery.send_create_for_post(post=post)
+        delivery.mailing_create_for_post(post=post)
 
 
 def email_comment_confirmation(sender, *, comment: Comment, **kwargs) -> None:

@@ -302,8 +302,8 @@ CELERY_BEAT_SCHEDULE["email-comment-digest"] = {
     "task": "newsletter.comment_tasks.send_comment_digest",
     "schedule": envint("COMMENTS_DIGEST_EVERY_SECONDS", "3600"),
 }
-# A round is due once the hour set in the admin has come; the run's unique period
-# keeps every ring after it from sending again.
+# A digest round is due once the hour set in the admin has come; its mailing,
+# unique per (frequency, period), keeps every ring after it from sending again.
 CELERY_BEAT_SCHEDULE["start-due-digests"] = {
     "task": "newsletter.digest_tasks.start_due_digests",
     "schedule": 15 * 60,

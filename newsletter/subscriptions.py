@@ -318,7 +318,11 @@ def use_one_time_link(*, subscriber: Subscriber) -> bool:
 
 def export_data(*, subscriber: Subscriber) -> dict:
     """Everything held about the subscriber, for the reader to download."""
-    deliveries = subscriber.deliveries.select_related("send__post").order_by("pk")
+    deliveries = (
+        subscriber.deliveries.filter(mailing__kind="post")
+        .select_related("mailing__post")
+        .order_by("pk")
+    )
     return {
         "subscriber": {
             "email": subscriber.email,
@@ -350,8 +354,9 @@ def export_data(*, subscriber: Subscriber) -> dict:
         ],
         "deliveries": [
             {
-                "post": delivery.send.post.title,
-                "post_url": settings.SITE_URL + delivery.send.post.get_absolute_url(),
+                "post": delivery.mailing.post.title,
+                "post_url": settings.SITE_URL
+                + delivery.mailing.post.get_absolute_url(),
                 "status": delivery.status,
                 "sent_at": delivery.sent_at,
                 "last_event": delivery.last_event,

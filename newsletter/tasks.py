@@ -87,15 +87,15 @@ def purge_old_events() -> int:
 
 
 @shared_task
-def plan_send(send_id: int) -> None:
-    if delivery.plan_next_page(send_id=send_id):
-        plan_send.delay(send_id)
+def plan_mailing(mailing_id: int) -> None:
+    if delivery.mailing_plan_page(mailing_id=mailing_id):
+        plan_mailing.delay(mailing_id)
 
 
 @shared_task(bind=True, max_retries=12)
 def send_batch(self, batch_id: int) -> None:
     try:
-        delivery.send_batch(batch_id=batch_id)
+        delivery.batch_send(batch_id=batch_id)
     except delivery.RetryLater as exc:
         # A 429's Retry-After, else backoff. After the last retry the batch stays
         # queued and the reaper rings again.
@@ -105,7 +105,7 @@ def send_batch(self, batch_id: int) -> None:
 
 @shared_task
 def reap() -> dict[str, int]:
-    return delivery.reap()
+    return delivery.mailings_reap()
 
 
 @shared_task

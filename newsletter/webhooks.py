@@ -123,12 +123,26 @@ def record_tracking_event(
         )
         if not created:
             return  # seen before: its effects are already applied
-        if event.message_id:
-            Delivery.objects.filter(esp_message_id=event.message_id).filter(
+        if about := _ledger_row(event, recipient):
+            Delivery.objects.filter(about).filter(
                 Q(last_event_at__isnull=True) | Q(last_event_at__lte=timestamp)
             ).update(last_event=event.event_type, last_event_at=timestamp)
         if recipient:
             _apply_to_address(event, recipient)
+
+
+def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
+    """Which ledger row an event is about, for a mailing of any kind: the one with
+    the provider's message id, or, where the provider gave none on accepting it
+    (Postmark's bulk API), the one the message's metadata names, to that address.
+    An empty Q when the event names neither."""
+    about = Q()
+    if event.message_id:
+        about |= Q(esp_message_id=event.message_id)
+    delivery_id = str((event.metadata or {}).get("delivery", ""))
+    if delivery_id.isdigit() and recipient:
+        about |= Q(pk=int(delivery_id), esp_message_id="", subscriber__email=recipient)
+    return about
 
 
 def purge_old_events(*, now: datetime) -> int:

@@ -1,3 +1,5 @@
+import base64
+import json
 from datetime import timedelta
 from email.utils import parseaddr
 
@@ -9,7 +11,7 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery
-from newsletter.models import Batch, Delivery, Send, Subscriber
+from newsletter.models import Batch, Delivery, Mailing, Subscriber
 
 from .factories import PostFactory, SubscriberFactory
 
@@ -26,13 +28,13 @@ def audience():
     }
 
 
-def plan(post) -> Send:
-    """Create and plan the post's send without sending (the doorbell is ignored)."""
-    delivery.send_create_for_post(post=post)
-    send = Send.objects.get(post=post)
-    while delivery.plan_next_page(send_id=send.pk):
+def plan(post) -> Mailing:
+    """Create and plan the post's mailing without sending (the doorbell is ignored)."""
+    delivery.mailing_create_for_post(post=post)
+    mailing = Mailing.objects.get(post=post)
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
-    return send
+    return mailing
 
 
 def test_each_confirmed_subscriber_gets_exactly_one_copy(publish, audience):
@@ -42,9 +44,9 @@ def test_each_confirmed_subscriber_gets_exactly_one_copy(publish, audience):
     assert sorted(m.to[0] for m in mail.outbox) == confirmed
     assert all(len(m.recipients()) == 1 for m in mail.outbox)
     assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 3
-    send = Send.objects.get(post=post)
-    assert send.status == Send.Status.DONE
-    assert send.finished_at is not None
+    mailing = Mailing.objects.get(post=post)
+    assert mailing.status == Mailing.Status.DONE
+    assert mailing.finished_at is not None
 
 
 def test_post_email_has_both_parts_a_link_to_the_post_and_one_click_headers(
@@ -88,37 +90,37 @@ def test_second_publish_sends_nothing(publish, audience):
     post.save()
     publish(post)
     assert len(mail.outbox) == 3
-    assert Send.objects.count() == 1
+    assert Mailing.objects.count() == 1
 
 
 def test_a_redelivered_batch_task_sends_nothing_twice(audience):
-    send = plan(PostFactory())
-    batch = send.batches.get()
-    delivery.send_batch(batch_id=batch.pk)
-    delivery.send_batch(batch_id=batch.pk)
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
+    delivery.batch_send(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
     assert len(mail.outbox) == 3
 
 
 def test_planning_pages_the_audience_into_batches(settings):
     settings.NEWSLETTER_BATCH_SIZE = 2
     readers = SubscriberFactory.create_batch(5)
-    send = plan(PostFactory())
-    assert send.batches.count() == 3
-    planned = sorted(send.deliveries.values_list("subscriber_id", flat=True))
+    mailing = plan(PostFactory())
+    assert mailing.batches.count() == 3
+    planned = sorted(mailing.deliveries.values_list("subscriber_id", flat=True))
     assert planned == sorted(r.pk for r in readers)
-    send.refresh_from_db()
-    assert send.status == Send.Status.SENDING
-    assert send.planned_up_to == max(r.pk for r in readers)
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.SENDING
+    assert mailing.planned_up_to == max(r.pk for r in readers)
     # Planning again after it finished adds nothing.
-    assert delivery.plan_next_page(send_id=send.pk) is False
-    assert send.deliveries.count() == 5
+    assert delivery.mailing_plan_page(mailing_id=mailing.pk) is False
+    assert mailing.deliveries.count() == 5
 
 
 def test_a_send_with_no_audience_is_done_at_once():
-    send = plan(PostFactory())
-    send.refresh_from_db()
-    assert send.status == Send.Status.DONE
-    assert not send.batches.exists()
+    mailing = plan(PostFactory())
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+    assert not mailing.batches.exists()
 
 
 @pytest.mark.parametrize(
@@ -127,13 +129,13 @@ def test_a_send_with_no_audience_is_done_at_once():
     ids=["unsubscribes", "pauses"],
 )
 def test_reader_who_leaves_after_planning_is_skipped(audience, leaving):
-    send = plan(PostFactory())
+    mailing = plan(PostFactory())
     leaver = audience["confirmed"][0]
     Subscriber.objects.filter(pk=leaver.pk).update(**leaving)
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert leaver.email not in [m.to[0] for m in mail.outbox]
     assert len(mail.outbox) == 2
-    assert send.deliveries.get(subscriber=leaver).status == Delivery.Status.SKIPPED
+    assert mailing.deliveries.get(subscriber=leaver).status == Delivery.Status.SKIPPED
 
 
 @pytest.fixture(params=["batch", "single"])
@@ -144,8 +146,8 @@ def mode(request, settings, fake_esp):
 
 
 def test_sends_through_anymail_to_the_provider_api(fake_esp, mode, audience):
-    send = plan(PostFactory(title="Wales: Good, with caveats"))
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    mailing = plan(PostFactory(title="Wales: Good, with caveats"))
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     calls = {"batch": 1, "single": 3}[mode]
     assert fake_esp.stats()["accepted_requests"] == calls
@@ -158,15 +160,15 @@ def test_sends_through_anymail_to_the_provider_api(fake_esp, mode, audience):
         )
         links.add(headers["List-Unsubscribe"])
     assert len(links) == 3
-    ids = set(send.deliveries.values_list("esp_message_id", flat=True))
+    ids = set(mailing.deliveries.values_list("esp_message_id", flat=True))
     assert len(ids) == 3 and "" not in ids
 
 
 def test_postmark_batch_bodies_carry_postmarks_own_unsubscribe_placeholder(
     fake_esp, audience
 ):
-    send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    mailing = plan(PostFactory())
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     for message in postmark_messages(fake_esp.messages):
         assert "{{{ pm:unsubscribe }}}" in message["TextBody"]
         assert "{{{ pm:unsubscribe }}}" in message["HtmlBody"]
@@ -176,81 +178,81 @@ def test_postmark_batch_bodies_carry_postmarks_own_unsubscribe_placeholder(
 def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(
     fake_esp, mode, audience
 ):
-    send = plan(PostFactory())
-    batch = send.batches.get()
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
     fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
     with pytest.raises(delivery.ProviderUnavailable):
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     batch.refresh_from_db()
     assert batch.status == Batch.Status.QUEUED
     assert fake_esp.count == 0
-    assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
-    delivery.send_batch(batch_id=batch.pk)
+    assert mailing.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
+    delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
-    assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 3
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 3
 
 
 def test_reader_the_provider_refuses_is_failed_and_the_others_sent(
     fake_esp, mode, audience
 ):
-    send = plan(PostFactory())
+    mailing = plan(PostFactory())
     refused, *others = audience["confirmed"]
     fake_esp.mark_inactive(refused.email)  # it hard-bounced at Postmark before
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.recipients() == {s.email: 1 for s in others}
-    failed = send.deliveries.get(subscriber=refused)
+    failed = mailing.deliveries.get(subscriber=refused)
     assert failed.status == Delivery.Status.FAILED
     assert failed.error == "provider: rejected"
-    assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 2
-    batch = send.batches.get()
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 2
+    batch = mailing.batches.get()
     assert (batch.status, batch.sent, batch.failed) == (Batch.Status.DONE, 2, 1)
-    send.refresh_from_db()
-    assert (send.status, send.consecutive_failures) == (Send.Status.DONE, 0)
+    mailing.refresh_from_db()
+    assert (mailing.status, mailing.consecutive_failures) == (Mailing.Status.DONE, 0)
 
 
 def test_rate_limited_by_the_provider_is_retried_after_its_retry_after(
     fake_esp, mode, audience
 ):
-    send = plan(PostFactory())
-    batch = send.batches.get()
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
     fake_esp.set_faults(rate_limit_next=1, retry_after_s=7)
     with pytest.raises(delivery.ProviderUnavailable) as raised:
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     assert 7 <= raised.value.countdown <= 8
-    delivery.send_batch(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
 
 
 def test_connection_dropped_after_the_request_leaves_the_batch_uncertain_never_resent(
     fake_esp, audience
 ):
-    send = plan(PostFactory())
-    batch = send.batches.get()
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
     fake_esp.set_faults(drop_after_accept_next=1)
-    delivery.send_batch(batch_id=batch.pk)  # nothing to retry: all of it is uncertain
+    delivery.batch_send(batch_id=batch.pk)  # nothing to retry: all of it is uncertain
     batch.refresh_from_db()
     assert batch.status == Batch.Status.UNCERTAIN
     assert batch.uncertain == 3
-    assert send.deliveries.filter(status=Delivery.Status.UNCERTAIN).count() == 3
-    delivery.send_batch(batch_id=batch.pk)
-    delivery.reap()
+    assert mailing.deliveries.filter(status=Delivery.Status.UNCERTAIN).count() == 3
+    delivery.batch_send(batch_id=batch.pk)
+    delivery.mailings_reap()
     # The provider did take it, and nobody resent it blindly.
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
-    send.refresh_from_db()
-    assert send.status == Send.Status.DONE
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
 
 
 def test_one_message_mode_drop_marks_only_that_message_uncertain(
     fake_esp, settings, audience
 ):
     settings.NEWSLETTER_DELIVERY_MODE = "single"
-    send = plan(PostFactory())
-    batch = send.batches.get()
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
     fake_esp.set_faults(drop_after_accept_next=1)
     with pytest.raises(delivery.RetryLater):
-        delivery.send_batch(batch_id=batch.pk)
-    uncertain = send.deliveries.get(status=Delivery.Status.UNCERTAIN)
-    delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
+    uncertain = mailing.deliveries.get(status=Delivery.Status.UNCERTAIN)
+    delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     uncertain.refresh_from_db()
     assert uncertain.status == Delivery.Status.UNCERTAIN
@@ -275,16 +277,16 @@ def test_one_message_mode_error_midway_keeps_what_went_before(
     fake_esp, settings, audience, fault, then
 ):
     settings.NEWSLETTER_DELIVERY_MODE = "single"
-    send = plan(PostFactory())
-    batch = send.batches.get()
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
     fake_esp.set_faults(faults_after=1, **{fault: 1})
     with pytest.raises(delivery.RetryLater):
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     statuses = [Delivery.Status.SENT, Delivery.Status.UNCERTAIN, Delivery.Status.QUEUED]
-    assert tuple(send.deliveries.filter(status=s).count() for s in statuses) == then
-    delivery.send_batch(batch_id=batch.pk)
+    assert tuple(mailing.deliveries.filter(status=s).count() for s in statuses) == then
+    delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
-    assert not send.deliveries.filter(status=Delivery.Status.QUEUED).exists()
+    assert not mailing.deliveries.filter(status=Delivery.Status.QUEUED).exists()
 
 
 def test_provider_unreachable_is_retried(settings, audience):
@@ -294,10 +296,10 @@ def test_provider_unreachable_is_retried(settings, audience):
         "POSTMARK_API_URL": "http://127.0.0.1:9/",
         "POSTMARK_SERVER_TOKEN": "x",
     }
-    send = plan(PostFactory())
+    mailing = plan(PostFactory())
     with pytest.raises(delivery.RetryLater):
-        delivery.send_batch(batch_id=send.batches.get().pk)
-    assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
+        delivery.batch_send(batch_id=mailing.batches.get().pk)
+    assert mailing.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
 
 
 def test_over_smtp_a_reader_refused_for_good_fails_and_the_others_go_out(
@@ -305,16 +307,16 @@ def test_over_smtp_a_reader_refused_for_good_fails_and_the_others_go_out(
 ):
     refused, *others = audience["confirmed"]
     smtp.refused[refused.email] = b"550 5.1.1 No such user"
-    send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    mailing = plan(PostFactory())
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert sorted(smtp.recipients) == sorted(s.email for s in others)
-    failed = send.deliveries.get(subscriber=refused)
+    failed = mailing.deliveries.get(subscriber=refused)
     assert failed.status == Delivery.Status.FAILED
     assert failed.error == "provider: rejected (550 5.1.1 No such user)"
-    batch = send.batches.get()
+    batch = mailing.batches.get()
     assert (batch.status, batch.sent, batch.failed) == (Batch.Status.DONE, 2, 1)
-    send.refresh_from_db()
-    assert (send.status, send.consecutive_failures) == (Send.Status.DONE, 0)
+    mailing.refresh_from_db()
+    assert (mailing.status, mailing.consecutive_failures) == (Mailing.Status.DONE, 0)
 
 
 def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
@@ -322,19 +324,19 @@ def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
 ):
     deferred, *others = audience["confirmed"]
     smtp.refused[deferred.email] = b"452 4.2.2 Mailbox full"
-    send = plan(PostFactory())
-    batch = send.batches.get()
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
     with pytest.raises(delivery.RetryLater) as raised:
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     assert not isinstance(raised.value, delivery.ProviderUnavailable)
     assert sorted(smtp.recipients) == sorted(s.email for s in others)
-    assert send.deliveries.get(subscriber=deferred).status == Delivery.Status.QUEUED
+    assert mailing.deliveries.get(subscriber=deferred).status == Delivery.Status.QUEUED
     batch.refresh_from_db()
     assert batch.status == Batch.Status.QUEUED
-    send.refresh_from_db()
-    assert send.consecutive_failures == 0  # the provider is fine; one reader waits
+    mailing.refresh_from_db()
+    assert mailing.consecutive_failures == 0  # the provider is fine; one reader waits
     del smtp.refused[deferred.email]
-    delivery.send_batch(batch_id=batch.pk)  # the task's retry
+    delivery.batch_send(batch_id=batch.pk)  # the task's retry
     assert sorted(smtp.recipients) == sorted(s.email for s in audience["confirmed"])
     batch.refresh_from_db()
     assert (batch.status, batch.sent) == (Batch.Status.DONE, 3)
@@ -343,50 +345,50 @@ def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
 def test_over_smtp_a_reader_deferred_for_days_fails_at_last(smtp, audience):
     deferred, *others = audience["confirmed"]
     smtp.refused[deferred.email] = b"452 4.2.2 Mailbox full"
-    send = plan(PostFactory())
+    mailing = plan(PostFactory())
     started = timezone.now() - delivery.MAX_DEFERRAL - timedelta(minutes=1)
-    Send.objects.filter(pk=send.pk).update(created_at=started)
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    Mailing.objects.filter(pk=mailing.pk).update(created_at=started)
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert sorted(smtp.recipients) == sorted(s.email for s in others)
-    failed = send.deliveries.get(subscriber=deferred)
+    failed = mailing.deliveries.get(subscriber=deferred)
     assert failed.status == Delivery.Status.FAILED
     assert failed.error == "provider: deferred for over 4 days (452 4.2.2 Mailbox full)"
-    send.refresh_from_db()
-    assert send.status == Send.Status.DONE
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
 
 
 def test_over_smtp_a_message_the_server_rejects_is_retried_never_uncertain(
     smtp, audience
 ):
     smtp.data_reply = b"554 5.7.1 Message refused"
-    send = plan(PostFactory())
-    batch = send.batches.get()
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
     with pytest.raises(delivery.ProviderUnavailable):
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     assert smtp.recipients == []
-    assert send.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
-    send.refresh_from_db()
-    assert send.consecutive_failures == 1
+    assert mailing.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
+    mailing.refresh_from_db()
+    assert mailing.consecutive_failures == 1
     smtp.data_reply = None
-    delivery.send_batch(batch_id=batch.pk)
+    delivery.batch_send(batch_id=batch.pk)
     assert sorted(smtp.recipients) == sorted(s.email for s in audience["confirmed"])
 
 
 def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audience):
-    send = plan(PostFactory())
-    batch = send.batches.get()
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
     # An earlier attempt recorded one answer; the next worker claimed the batch
     # and died before recording the others: they may have gone out.
-    first, *rest = send.deliveries.order_by("pk")
+    first, *rest = mailing.deliveries.order_by("pk")
     Delivery.objects.filter(pk=first.pk).update(status=Delivery.Status.SENT)
     Batch.objects.filter(pk=batch.pk).update(
         status=Batch.Status.SENDING,
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
     )
-    counts = delivery.reap()
+    counts = delivery.mailings_reap()
     assert counts["stale_claims"] == 1
-    assert dict(send.deliveries.values_list("pk", "status")) == {
+    assert dict(mailing.deliveries.values_list("pk", "status")) == {
         first.pk: Delivery.Status.SENT,
         **{d.pk: Delivery.Status.UNCERTAIN for d in rest},
     }
@@ -396,24 +398,24 @@ def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audienc
 
 
 def test_reaper_leaves_a_fresh_claim_alone(audience):
-    send = plan(PostFactory())
-    Batch.objects.filter(send=send).update(status=Batch.Status.SENDING)
-    assert delivery.reap() == {
+    mailing = plan(PostFactory())
+    Batch.objects.filter(mailing=mailing).update(status=Batch.Status.SENDING)
+    assert delivery.mailings_reap() == {
         "stale_claims": 0,
         "batches_rung": 0,
-        "sends_rung": 0,
-        "sends_resumed": 0,
+        "mailings_rung": 0,
+        "mailings_resumed": 0,
     }
     assert mail.outbox == []
 
 
 def test_reaper_rings_again_for_a_batch_whose_doorbell_was_lost(audience):
-    send = plan(PostFactory())
-    Batch.objects.filter(send=send).update(
+    mailing = plan(PostFactory())
+    Batch.objects.filter(mailing=mailing).update(
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
     )
-    assert delivery.reap()["batches_rung"] == 1
+    assert delivery.mailings_reap()["batches_rung"] == 1
     assert len(mail.outbox) == 3
 
 
@@ -421,13 +423,13 @@ def test_reaper_resumes_planning_whose_doorbell_was_lost(
     audience, django_capture_on_commit_callbacks
 ):
     post = PostFactory()
-    delivery.send_create_for_post(post=post)  # on_commit never runs: doorbell lost
-    Send.objects.update(
+    delivery.mailing_create_for_post(post=post)  # on_commit never runs: doorbell lost
+    Mailing.objects.update(
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        assert delivery.reap()["sends_rung"] == 1
+        assert delivery.mailings_reap()["mailings_rung"] == 1
     assert sorted(parseaddr(m.to[0])[1] for m in mail.outbox) == sorted(
         s.email for s in audience["confirmed"]
     )
@@ -448,3 +450,36 @@ def test_post_email_links_each_reader_to_their_own_preference_centre(
     page = client.get(link.removeprefix("http://127.0.0.1:8000"))
     assert page.status_code == 200
     assert message.to[0] in page.content.decode()
+
+
+def test_a_tracking_event_finds_a_row_the_provider_gave_no_id_by_its_metadata(
+    settings, audience
+):
+    settings.ANYMAIL = {"WEBHOOK_SECRET": "hook:secret"}
+    mailing = plan(PostFactory())
+    row, other = mailing.deliveries.order_by("pk")[:2]
+    Delivery.objects.filter(pk__in=[row.pk, other.pk]).update(
+        status=Delivery.Status.SENT
+    )
+    event = {
+        "RecordType": "Delivery",
+        "MessageStream": "broadcast",
+        "MessageID": "not-one-we-recorded",
+        "Recipient": row.subscriber.email,
+        "DeliveredAt": "2026-11-26T16:33:54Z",
+        "Details": "",
+        "Metadata": {"batch": str(row.batch_id), "delivery": str(row.pk)},
+    }
+    credentials = base64.b64encode(b"hook:secret").decode()
+    for address in (other.subscriber.email, row.subscriber.email):
+        # The first names another reader's address: it moves no row.
+        response = Client().post(
+            "/anymail/postmark/tracking/",
+            json.dumps({**event, "Recipient": address}),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Basic {credentials}",
+        )
+        assert response.status_code == 200
+        assert not Delivery.objects.filter(pk=other.pk).exclude(last_event="").exists()
+    row.refresh_from_db()
+    assert row.last_event == "delivered"

@@ -9,7 +9,7 @@ from django.core import mail
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery
-from newsletter.models import Batch, Delivery, Send, Subscriber
+from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.tokens import Purpose, read_token
 
 from .factories import PostFactory
@@ -24,13 +24,13 @@ def readers(count: int) -> list[Subscriber]:
     )
 
 
-def plan(post) -> Send:
-    delivery.send_create_for_post(post=post)
-    send = Send.objects.get(post=post)
-    while delivery.plan_next_page(send_id=send.pk):
+def plan(post) -> Mailing:
+    delivery.mailing_create_for_post(post=post)
+    mailing = Mailing.objects.get(post=post)
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
-    send.refresh_from_db()
-    return send
+    mailing.refresh_from_db()
+    return mailing
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ def mailgun(settings, fake_esp):
 
 def test_postmark_batch_is_one_call_with_each_readers_own_one_click_link(fake_esp):
     audience = readers(12)
-    send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    mailing = plan(PostFactory())
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.stats()["accepted_requests"] == 1
     assert fake_esp.recipients() == {s.email: 1 for s in audience}
     for message in postmark_messages(fake_esp.messages):
@@ -51,7 +51,7 @@ def test_postmark_batch_is_one_call_with_each_readers_own_one_click_link(fake_es
         token = re.fullmatch(r"<http://127\.0\.0\.1:8000/unsubscribe/(\S+)/>",
                              headers["List-Unsubscribe"])[1]  # fmt: skip
         assert read_token(token, Purpose.UNSUBSCRIBE).email == message["To"]
-    sent = send.deliveries.filter(status=Delivery.Status.SENT)
+    sent = mailing.deliveries.filter(status=Delivery.Status.SENT)
     assert sent.count() == 12
     assert len(set(sent.values_list("esp_message_id", flat=True))) == 12
 
@@ -60,8 +60,8 @@ def test_mailgun_batch_personalises_bodies_and_headers_through_recipient_variabl
     mailgun,
 ):
     audience = readers(5)
-    send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    mailing = plan(PostFactory())
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert mailgun.stats()["accepted_requests"] == 1
     assert mailgun.recipients() == {s.email: 1 for s in audience}
     payload = mailgun.messages[0]["payload"]
@@ -74,7 +74,7 @@ def test_mailgun_batch_personalises_bodies_and_headers_through_recipient_variabl
         assert read_token(token, Purpose.UNSUBSCRIBE) == reader
         (received,) = mailgun.deliveries(address=reader.email)
         assert received.headers["List-Unsubscribe"] == f"<{url}>"
-    assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 5
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 5
 
 
 def test_postmark_bulk_api_sends_the_content_once_with_each_readers_own_links(
@@ -82,8 +82,8 @@ def test_postmark_bulk_api_sends_the_content_once_with_each_readers_own_links(
 ):
     settings.ANYMAIL = {**fake_esp.postmark_settings(), "POSTMARK_USE_BULK_API": True}
     audience = readers(4)
-    send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    mailing = plan(PostFactory())
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.stats()["accepted_requests"] == 1
     assert fake_esp.recipients() == {s.email: 1 for s in audience}
     payload = fake_esp.messages[0]["payload"]
@@ -95,7 +95,7 @@ def test_postmark_bulk_api_sends_the_content_once_with_each_readers_own_links(
         assert headers["List-Unsubscribe"] == f"<{url}>"
         token = url.removeprefix("http://127.0.0.1:8000/unsubscribe/").strip("/")
         assert read_token(token, Purpose.UNSUBSCRIBE).email == message["To"]
-    sent = send.deliveries.filter(status=Delivery.Status.SENT)
+    sent = mailing.deliveries.filter(status=Delivery.Status.SENT)
     assert sent.count() == 4
     assert "" not in set(sent.values_list("esp_message_id", flat=True))
 
@@ -109,20 +109,20 @@ def test_database_queries_per_batch_stay_at_five_whatever_the_batch_size(
         request.getfixturevalue("mailgun")
     settings.NEWSLETTER_BATCH_SIZE = batch_size
     readers(batch_size * 3)
-    send = plan(PostFactory())
-    first, second, third = send.batches.order_by("number")
-    # A worker renders the post once per send, on its first batch: the post with
+    mailing = plan(PostFactory())
+    first, second, third = mailing.batches.order_by("number")
+    # A worker renders the post once per mailing, on its first batch: the post with
     # its inspection, related posts and sponsor, a fixed number of reads.
     with django_assert_max_num_queries(5 + 15):
-        delivery.send_batch(batch_id=first.pk)
+        delivery.batch_send(batch_id=first.pk)
     with django_assert_max_num_queries(5):
-        delivery.send_batch(batch_id=second.pk)
+        delivery.batch_send(batch_id=second.pk)
     assert fake_esp.count == batch_size * 2
-    # The last batch also closes the send: one statement more.
+    # The last batch also closes the mailing: one statement more.
     with django_assert_max_num_queries(6):
-        delivery.send_batch(batch_id=third.pk)
-    send.refresh_from_db()
-    assert send.status == Send.Status.DONE
+        delivery.batch_send(batch_id=third.pk)
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
     assert fake_esp.count == batch_size * 3
 
 
@@ -131,8 +131,8 @@ def test_one_message_mode_sends_one_message_each_over_one_connection(
 ):
     settings.NEWSLETTER_DELIVERY_MODE = "single"
     audience = readers(4)
-    send = plan(PostFactory())
-    delivery.send_batch(batch_id=send.batches.get().pk)
+    mailing = plan(PostFactory())
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.stats()["accepted_requests"] == 4
     assert fake_esp.stats()["connections"] == 1
     assert fake_esp.recipients() == {s.email: 1 for s in audience}
@@ -152,13 +152,13 @@ def test_planning_cuts_a_page_into_batches_and_counts_each(settings, monkeypatch
     settings.NEWSLETTER_BATCH_SIZE = 3
     audience = readers(16)
     Subscriber.objects.filter(pk=audience[5].pk).update(status="unsubscribed")
-    send = plan(PostFactory())
+    mailing = plan(PostFactory())
     # Pages of 7 readers, each cut into batches of 3: 3+3+1, 3+3+1, 1.
-    sizes = list(send.batches.order_by("number").values_list("size", flat=True))
+    sizes = list(mailing.batches.order_by("number").values_list("size", flat=True))
     assert sizes == [3, 3, 1, 3, 3, 1, 1]
-    for batch in send.batches.all():
+    for batch in mailing.batches.all():
         assert batch.deliveries.count() == batch.size
-    planned = set(send.deliveries.values_list("subscriber_id", flat=True))
+    planned = set(mailing.deliveries.values_list("subscriber_id", flat=True))
     assert planned == {s.pk for s in audience} - {audience[5].pk}
 
 
@@ -168,10 +168,10 @@ def test_a_publish_reaches_everyone_once_across_many_batches(
     settings.NEWSLETTER_BATCH_SIZE = 4
     audience = readers(10)
     with django_capture_on_commit_callbacks(execute=True):
-        delivery.send_create_for_post(post=PostFactory())
+        delivery.mailing_create_for_post(post=PostFactory())
     assert sorted(m.to[0] for m in mail.outbox) == sorted(s.email for s in audience)
     assert not Batch.objects.exclude(status=Batch.Status.DONE).exists()
-    assert Send.objects.get().status == Send.Status.DONE
+    assert Mailing.objects.get().status == Mailing.Status.DONE
 
 
 def test_a_starting_worker_loads_the_url_configuration_before_its_first_batch():

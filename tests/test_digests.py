@@ -1,23 +1,43 @@
-"""Daily and weekly digests: built by the beat task at the hour (and day) set in
-the admin, holding only matched posts the reader has not been sent, once per
-period, and never empty."""
+"""Daily and weekly digests: a mailing of the one delivery engine, started by the
+beat task at the hour (and day) set in the admin, holding only matched posts the
+reader has not been sent, once per period, never empty, and sent in batches with
+every guarantee a post's announcement has."""
 
+import math
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from newsletter import delivery, digests
 from newsletter.delivery.ratelimit import _redis
-from newsletter.digest_tasks import send_digest_run, start_due_digests
-from newsletter.models import DigestDelivery, DigestRun, DigestSettings, SubscriberTopic
+from newsletter.digest_tasks import start_due_digests
+from newsletter.models import (
+    Batch,
+    Delivery,
+    DigestSettings,
+    Mailing,
+    Subscriber,
+    SubscriberTopic,
+)
 from newsletter.subscriptions import unsubscribe
+from newsletter.tasks import send_batch
+from newsletter.tokens import Purpose, read_token
+from posts.models import Post
 from posts.services import post_publish
 
-from .factories import AreaFactory, InspectionFactory, PostFactory, SubscriberFactory
+from .factories import (
+    AreaFactory,
+    InspectionFactory,
+    PostFactory,
+    SubscriberFactory,
+    UserFactory,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -73,6 +93,10 @@ def beat(django_capture_on_commit_callbacks):
     return lambda: run_beat(django_capture_on_commit_callbacks)
 
 
+def daily_round() -> Mailing:
+    return Mailing.objects.get(kind=Mailing.Kind.DIGEST, frequency="daily")
+
+
 def test_a_daily_digest_holds_the_days_posts_once_at_the_set_hour(clock, publish, beat):
     reader("daily@example.org", ("everything", "", "daily"))
     clock(23, 6, 30)
@@ -89,7 +113,15 @@ def test_a_daily_digest_holds_the_days_posts_once_at_the_set_hour(clock, publish
     assert "Wales: a good report" in digest.alternatives[0].content
     clock(23, 8, 5)
     assert beat() == []  # at most once per day
-    assert DigestRun.objects.filter(frequency="daily").count() == 1
+    assert daily_round().status == Mailing.Status.DONE
+
+
+def test_creating_a_round_twice_makes_one_mailing(clock):
+    period = digests.period_of(timezone.now())
+    first = delivery.mailing_create_for_digest(frequency="daily", period=period)
+    again = delivery.mailing_create_for_digest(frequency="daily", period=period)
+    assert first == again
+    assert Mailing.objects.count() == 1
 
 
 def test_the_next_digest_holds_only_what_is_new_and_none_goes_when_nothing_is(
@@ -102,7 +134,7 @@ def test_the_next_digest_holds_only_what_is_new_and_none_goes_when_nothing_is(
     assert len(beat()) == 1
     clock(24, 7, 5)
     assert beat() == []  # nothing new: no empty digest
-    assert not DigestDelivery.objects.filter(run__period="2026-11-24").exists()
+    assert not Delivery.objects.filter(mailing__period="2026-11-24").exists()
     clock(24, 12)
     publish("Second post")
     clock(25, 7, 5)
@@ -147,6 +179,41 @@ def test_a_post_sent_instantly_never_reappears_in_a_digest(clock, publish, beat)
     assert "On Suffolk" not in digest.body
 
 
+def test_a_post_matching_a_daily_and_a_weekly_topic_comes_in_one_digest(
+    clock, publish, beat
+):
+    suffolk = AreaFactory(slug="suffolk")
+    reader(
+        "both@example.org",
+        ("area", "suffolk", "daily"),
+        ("everything", "", "weekly"),
+    )
+    clock(23, 6, 30)  # a Monday: both rounds go at 07:00
+    publish("On Suffolk", area=suffolk)
+    clock(23, 7, 5)
+    [digest] = beat()
+    assert "On Suffolk" in digest.body
+    assert Delivery.objects.carrying(Post.objects.get()).count() == 1
+
+
+def test_the_ledger_says_who_received_a_post_as_published_or_in_a_digest(
+    clock, publish, beat
+):
+    """What a correction to a post's readers will ask of the ledger."""
+    instant = reader("instant@example.org")
+    daily = reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    post = publish("Suffolk: caseloads too high")
+    other = publish("Wales: a good report")
+    clock(23, 7, 5)
+    beat()
+    received = Delivery.objects.carrying(post).received()
+    assert sorted(received.values_list("subscriber_id", flat=True)) == sorted(
+        [instant.pk, daily.pk]
+    )
+    assert set(daily.deliveries.get().posts.all()) == {post, other}
+
+
 def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
     clock, publish, beat
 ):
@@ -163,7 +230,7 @@ def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
     assert unsubscribe_url in digest.body
     assert "http://127.0.0.1:8000/preferences/" in digest.body
     assert "http://127.0.0.1:8000/posts/" in digest.alternatives[0].content
-    assert DigestDelivery.objects.get().status == "sent"
+    assert Delivery.objects.get().status == Delivery.Status.SENT
 
 
 def test_an_unsubscribed_reader_gets_no_digest(clock, publish, beat):
@@ -175,109 +242,206 @@ def test_an_unsubscribed_reader_gets_no_digest(clock, publish, beat):
     assert beat() == []
 
 
-def test_ringing_a_rounds_send_task_again_sends_nothing_twice(clock, publish, beat):
+def test_a_reader_who_leaves_after_planning_is_skipped(clock, publish):
+    mailing = a_round_of_two(clock, publish)
+    Subscriber.objects.filter(email="one@example.org").update(status="unsubscribed")
+    send_all(mailing)
+    assert [m.to[0] for m in mail.outbox] == ["two@example.org"]
+    skipped = mailing.deliveries.get(subscriber__email="one@example.org")
+    assert skipped.status == Delivery.Status.SKIPPED
+
+
+def test_ringing_a_batch_task_again_sends_nothing_twice(clock, publish, beat):
     reader("daily@example.org", ("everything", "", "daily"))
     clock(23, 6, 30)
     publish("A post")
     clock(23, 7, 5)
     assert len(beat()) == 1
-    run = DigestRun.objects.get(frequency="daily")
     mail.outbox.clear()
-    assert send_digest_run.delay(run.pk).get() == 0
+    send_batch.delay(daily_round().batches.get().pk)
     assert mail.outbox == []
-    assert DigestDelivery.objects.get().posts.count() == 1
+    assert Delivery.objects.get().posts.count() == 1
 
 
-def a_round_of_two(clock, publish):
-    """Two daily readers and the round that holds a post for each (its task not run)."""
+def a_round_of_two(clock, publish) -> Mailing:
+    """Two daily readers and the round that holds a post for each, planned, its
+    batch tasks not run."""
     reader("one@example.org", ("everything", "", "daily"))
     reader("two@example.org", ("everything", "", "daily"))
     clock(23, 6, 30)
     publish("Suffolk: caseloads too high")
     clock(23, 7, 5)
-    return digests.digest_run_create(frequency="daily", now=timezone.now())
-
-
-def test_a_round_is_cut_into_slices_that_each_reach_their_readers_once(
-    clock, publish, beat, monkeypatch
-):
-    monkeypatch.setattr(digests, "SLICE", 2)
-    rung = []
-    monkeypatch.setattr(
-        send_digest_run,
-        "delay",
-        lambda *args: rung.append(args) or send_digest_run(*args),
+    mailing = delivery.mailing_create_for_digest(
+        frequency="daily", period=digests.period_of(timezone.now())
     )
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
+        pass
+    mail.outbox.clear()
+    return mailing
+
+
+def send_all(mailing: Mailing) -> None:
+    for batch_id in mailing.batches.order_by("number").values_list("pk", flat=True):
+        delivery.batch_send(batch_id=batch_id)
+
+
+def test_planning_pages_the_readers_into_batches_each_reached_once(
+    clock, publish, beat, settings, monkeypatch
+):
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    monkeypatch.setattr(digests, "READERS_PER_PAGE", 3)
     for i in range(5):
         reader(f"reader{i}@example.org", ("everything", "", "daily"))
+    reader("instant@example.org")  # not in the round's audience
     clock(23, 6, 30)
     publish("Suffolk: caseloads too high")
     clock(23, 7, 5)
     sent = beat()
     assert sorted(m.to[0] for m in sent) == [f"reader{i}@example.org" for i in range(5)]
-    assert len(rung) == 3  # and none for the weekly round, empty and finished
-    assert not DigestRun.objects.filter(finished_at__isnull=True).exists()
+    # Pages of 3 readers, each cut into batches of 2: 2+1, 2.
+    sizes = daily_round().batches.order_by("number").values_list("size", flat=True)
+    assert list(sizes) == [2, 1, 2]
+    assert daily_round().status == Mailing.Status.DONE
     assert beat() == []
 
 
-def test_a_digest_whose_worker_died_is_uncertain_and_never_resent(clock, publish, beat):
-    run = a_round_of_two(clock, publish)
-    lost = run.deliveries.get(subscriber__email="one@example.org")
-    # The worker claimed it, then died before it could record how it went.
-    DigestDelivery.objects.filter(pk=lost.pk).update(
-        status="sending", claimed_at=timezone.now()
+def test_a_postmark_round_goes_in_calls_of_500_digests(clock, publish, fake_esp):
+    readers = 501
+    Subscriber.objects.bulk_create(
+        Subscriber(
+            email=f"reader{i}@example.org",
+            status=Subscriber.Status.ACTIVE,
+            confirmed_at=timezone.now(),
+        )
+        for i in range(readers)
     )
-    mail.outbox.clear()
-    assert digests.send_digest_run(run_id=run.pk) == 1
-    assert [m.to[0] for m in mail.outbox] == ["two@example.org"]
-    run.refresh_from_db()
-    assert run.finished_at is None  # the claim may still be a live worker's
-    clock(23, 7, 30)  # past NEWSLETTER_CLAIM_TIMEOUT (10 minutes)
-    assert beat() == []
-    lost.refresh_from_db()
-    assert lost.status == "uncertain"
-    run.refresh_from_db()
-    assert run.finished_at is not None
+    SubscriberTopic.objects.bulk_create(
+        SubscriberTopic(subscriber=s, kind="everything", frequency="daily")
+        for s in Subscriber.objects.all()
+    )
+    mailing = a_round_of_two(clock, publish)
+    send_all(mailing)
+    assert fake_esp.stats()["accepted_requests"] == math.ceil((readers + 2) / 500)
+    assert fake_esp.recipients() == {
+        email: 1 for email in Subscriber.objects.values_list("email", flat=True)
+    }
+    sent = mailing.deliveries.filter(status=Delivery.Status.SENT)
+    assert sent.count() == readers + 2
+    assert len(set(sent.values_list("esp_message_id", flat=True))) == readers + 2
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
 
 
-def test_a_provider_outage_puts_the_digest_back_for_the_rounds_retry(
-    clock, publish, fake_esp
+def test_each_digest_in_a_postmark_batch_holds_its_readers_own_posts_and_links(
+    clock, fake_esp, django_capture_on_commit_callbacks
 ):
-    run = a_round_of_two(clock, publish)
+    suffolk, kent = AreaFactory(slug="suffolk"), AreaFactory(slug="kent")
+    reader("suffolk@example.org", ("area", "suffolk", "daily"))
+    reader("kent@example.org", ("area", "kent", "daily"))
+    clock(23, 6, 30)
+    for title, area in (("On Suffolk", suffolk), ("On Kent", kent)):
+        post = PostFactory(title=title)
+        InspectionFactory(post=post, area=area)
+        post_publish(post=post)
+    clock(23, 7, 5)
+    run_beat(django_capture_on_commit_callbacks)
+    assert fake_esp.stats()["accepted_requests"] == 1
+    by_reader = {m["To"]: m for m in fake_esp.messages[0]["payload"]}
+    assert "On Suffolk" in by_reader["suffolk@example.org"]["TextBody"]
+    assert "On Kent" not in by_reader["suffolk@example.org"]["TextBody"]
+    assert "On Kent" in by_reader["kent@example.org"]["HtmlBody"]
+    for address, message in by_reader.items():
+        headers = {h["Name"]: h["Value"] for h in message["Headers"]}
+        token = headers["List-Unsubscribe"].strip("<>").rstrip("/").split("/")[-1]
+        assert read_token(token, Purpose.UNSUBSCRIBE).email == address
+        assert token in message["TextBody"]
+        assert message["Metadata"]["batch"] == str(daily_round().batches.get().pk)
+
+
+def test_a_digest_whose_worker_died_is_uncertain_and_never_resent(clock, publish):
+    mailing = a_round_of_two(clock, publish)
+    # The worker claimed the batch, then died before recording any answer.
+    Batch.objects.filter(mailing=mailing).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+    )
+    assert delivery.mailings_reap()["stale_claims"] == 1
+    statuses = set(mailing.deliveries.values_list("status", flat=True))
+    assert statuses == {Delivery.Status.UNCERTAIN}
+    send_all(mailing)
+    assert mail.outbox == []  # never resent blindly
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+
+
+def test_beat_losing_the_planning_doorbell_is_recovered_by_the_reaper(
+    clock, publish, django_capture_on_commit_callbacks
+):
+    reader("one@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("A post")
+    clock(23, 7, 5)
+    start_due_digests.delay()  # on_commit never runs: the doorbell is lost
+    Mailing.objects.filter(kind="digest").update(
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.mailings_reap()["mailings_rung"] == 2  # daily and weekly
+    assert [m.to[0] for m in mail.outbox] == ["one@example.org"]
+
+
+def test_a_provider_outage_puts_the_batch_back_for_its_retry(clock, publish, fake_esp):
+    mailing = a_round_of_two(clock, publish)
+    batch = mailing.batches.get()
     fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
     with pytest.raises(delivery.ProviderUnavailable):
-        digests.send_digest_run(run_id=run.pk)
-    assert set(run.deliveries.values_list("status", flat=True)) == {"queued"}
+        delivery.batch_send(batch_id=batch.pk)
+    assert set(mailing.deliveries.values_list("status", flat=True)) == {"queued"}
     assert fake_esp.count == 0
-    run.refresh_from_db()
-    assert run.finished_at is None
-    assert digests.send_digest_run(run_id=run.pk) == 2  # the retry
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.QUEUED
+    delivery.batch_send(batch_id=batch.pk)  # the task's retry
     assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
-    run.refresh_from_db()
-    assert run.finished_at is not None
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
 
 
-def test_a_reader_the_provider_refuses_is_failed_not_left_uncertain(
+def test_a_connection_dropped_after_the_request_leaves_the_batch_uncertain(
     clock, publish, fake_esp
 ):
-    run = a_round_of_two(clock, publish)
+    mailing = a_round_of_two(clock, publish)
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(mailing)
+    batch = mailing.batches.get()
+    assert (batch.status, batch.uncertain) == (Batch.Status.UNCERTAIN, 2)
+    send_all(mailing)
+    delivery.mailings_reap()
+    assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
+
+
+def test_a_reader_the_provider_refuses_is_failed_and_the_other_sent(
+    clock, publish, fake_esp
+):
+    mailing = a_round_of_two(clock, publish)
     fake_esp.mark_inactive("one@example.org")  # it hard-bounced at Postmark before
-    assert digests.send_digest_run(run_id=run.pk) == 1
+    send_all(mailing)
     assert fake_esp.recipients() == {"two@example.org": 1}
-    refused = run.deliveries.get(subscriber__email="one@example.org")
+    refused = mailing.deliveries.get(subscriber__email="one@example.org")
     assert (refused.status, refused.error) == ("failed", "provider: rejected")
-    run.refresh_from_db()
-    assert run.finished_at is not None
+    batch = mailing.batches.get()
+    assert (batch.status, batch.sent, batch.failed) == (Batch.Status.DONE, 1, 1)
 
 
 def test_over_smtp_a_reader_refused_for_good_fails_and_the_other_gets_theirs(
     clock, publish, smtp
 ):
-    run = a_round_of_two(clock, publish)
+    mailing = a_round_of_two(clock, publish)
     smtp.refused["one@example.org"] = b"550 5.1.1 No such user"
-    assert digests.send_digest_run(run_id=run.pk) == 1
+    send_all(mailing)
     assert smtp.recipients == ["two@example.org"]
-    refused = run.deliveries.get(subscriber__email="one@example.org")
+    refused = mailing.deliveries.get(subscriber__email="one@example.org")
     assert refused.status == "failed"
     assert refused.error == "provider: rejected (550 5.1.1 No such user)"
 
@@ -285,117 +449,64 @@ def test_over_smtp_a_reader_refused_for_good_fails_and_the_other_gets_theirs(
 def test_over_smtp_a_deferred_reader_waits_for_the_retry_and_the_other_gets_theirs(
     clock, publish, smtp
 ):
-    run = a_round_of_two(clock, publish)
+    mailing = a_round_of_two(clock, publish)
     smtp.refused["one@example.org"] = b"451 4.7.1 Greylisted, try again later"
     with pytest.raises(delivery.ReaderDeferred):
-        digests.send_digest_run(run_id=run.pk)
+        send_all(mailing)
     assert smtp.recipients == ["two@example.org"]
-    waiting = run.deliveries.get(subscriber__email="one@example.org")
+    waiting = mailing.deliveries.get(subscriber__email="one@example.org")
     assert waiting.status == "queued"
     del smtp.refused["one@example.org"]
-    assert digests.send_digest_run(run_id=run.pk) == 1  # the task's retry
+    send_all(mailing)  # the task's retry
     assert smtp.recipients == ["two@example.org", "one@example.org"]
-    run.refresh_from_db()
-    assert run.finished_at is not None
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
 
 
 def test_over_smtp_a_reader_deferred_for_days_fails_and_the_round_finishes(
     clock, publish, smtp
 ):
-    run = a_round_of_two(clock, publish)
+    mailing = a_round_of_two(clock, publish)
     smtp.refused["one@example.org"] = b"451 4.7.1 Greylisted, try again later"
-    started = run.created_at - delivery.MAX_DEFERRAL - timedelta(minutes=1)
-    DigestRun.objects.filter(pk=run.pk).update(created_at=started)
-    assert digests.send_digest_run(run_id=run.pk) == 1
-    failed = run.deliveries.get(subscriber__email="one@example.org")
+    started = mailing.created_at - delivery.MAX_DEFERRAL - timedelta(minutes=1)
+    Mailing.objects.filter(pk=mailing.pk).update(created_at=started)
+    send_all(mailing)
+    failed = mailing.deliveries.get(subscriber__email="one@example.org")
     assert failed.status == "failed"
     assert failed.error.startswith("provider: deferred for over 4 days (451 4.7.1")
-    run.refresh_from_db()
-    assert run.finished_at is not None
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
 
 
-def test_the_admin_lists_each_round_with_how_its_digests_went(
-    clock, publish, fake_esp, admin_client
+def test_a_paused_round_claims_no_batch_and_resuming_sends_it(
+    clock, publish, fake_esp, django_capture_on_commit_callbacks
 ):
-    run = a_round_of_two(clock, publish)
-    fake_esp.mark_inactive("one@example.org")
-    digests.send_digest_run(run_id=run.pk)
-    response = admin_client.get(reverse("admin:newsletter_digestrun_changelist"))
-    assert response.status_code == 200
-    (listed,) = response.context_data["cl"].result_list
-    counts = (listed.readers, listed.sent, listed.failed, listed.uncertain)
-    assert counts == (2, 1, 1, 0)
-    assert listed.waiting == 0
-
-
-@pytest.fixture
-def an_uncertain_digest(clock, publish, fake_esp):
-    """A round of two in which the answer for one@ was lost after the provider
-    took the request."""
-    run = a_round_of_two(clock, publish)
-    fake_esp.set_faults(drop_after_accept_next=1)
-    digests.send_digest_run(run_id=run.pk)
-    assert fake_esp.count == 2
-    return run.deliveries.get(status="uncertain")
-
-
-def act_on(admin_client, row, action: str):
-    return admin_client.post(
-        reverse("admin:newsletter_digestdelivery_changelist"),
-        {"action": action, "_selected_action": [row.pk]},
-    )
-
-
-def test_the_author_resends_an_uncertain_digest_knowingly(
-    an_uncertain_digest, fake_esp, admin_client, django_capture_on_commit_callbacks
-):
+    mailing = a_round_of_two(clock, publish)
+    assert delivery.mailing_pause(mailing_id=mailing.pk)
+    send_all(mailing)
+    assert fake_esp.count == 0
     with django_capture_on_commit_callbacks(execute=True):
-        assert act_on(admin_client, an_uncertain_digest, "resend").status_code == 302
-    assert fake_esp.recipients()[an_uncertain_digest.subscriber.email] == 2
-    an_uncertain_digest.refresh_from_db()
-    assert an_uncertain_digest.status == "sent"
-    an_uncertain_digest.run.refresh_from_db()
-    assert an_uncertain_digest.run.finished_at is not None
-
-
-def test_the_author_records_an_uncertain_digest_as_sent(
-    an_uncertain_digest, fake_esp, admin_client
-):
-    assert act_on(admin_client, an_uncertain_digest, "mark_sent").status_code == 302
-    an_uncertain_digest.refresh_from_db()
-    assert an_uncertain_digest.status == "sent"
-    assert fake_esp.count == 2
-    assert digests.digests_resend(row_ids=[an_uncertain_digest.pk]) == 0  # settled
-
-
-def test_asking_the_provider_records_what_it_took_without_a_second_copy(
-    an_uncertain_digest, fake_esp, admin_client, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        assert act_on(admin_client, an_uncertain_digest, "resolve").status_code == 302
-    email = an_uncertain_digest.subscriber.email
-    assert fake_esp.recipients()[email] == 1
-    an_uncertain_digest.refresh_from_db()
-    assert an_uncertain_digest.status == "sent"
-    (accepted,) = fake_esp.deliveries(address=email)
-    assert an_uncertain_digest.esp_message_id == accepted.message_id
-
-
-def test_asking_the_provider_resends_what_it_never_took(
-    clock, publish, fake_esp, admin_client, django_capture_on_commit_callbacks
-):
-    run = a_round_of_two(clock, publish)
-    lost = run.deliveries.get(subscriber__email="one@example.org")
-    # Its worker claimed it and died before the request went out.
-    DigestDelivery.objects.filter(pk=lost.pk).update(
-        status="uncertain", claimed_at=timezone.now()
-    )
-    digests.send_digest_run(run_id=run.pk)
-    with django_capture_on_commit_callbacks(execute=True):
-        assert act_on(admin_client, lost, "resolve").status_code == 302
+        assert delivery.mailing_resume(mailing_id=mailing.pk)
     assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
-    lost.refresh_from_db()
-    assert lost.status == "sent"
+
+
+def test_failures_in_a_row_trip_the_breaker_for_a_round_too(
+    clock, publish, fake_esp, settings, django_capture_on_commit_callbacks
+):
+    settings.NEWSLETTER_BREAKER_FAILURES = 2
+    mailing = a_round_of_two(clock, publish)
+    fake_esp.set_faults(fail_5xx_next=2)
+    for _ in range(2):
+        with pytest.raises(delivery.ProviderUnavailable):
+            send_all(mailing)
+    mailing.refresh_from_db()
+    assert mailing.paused_at is not None and mailing.resume_at > timezone.now()
+    send_all(mailing)  # paused: nothing goes out
+    assert fake_esp.count == 0
+    Mailing.objects.filter(pk=mailing.pk).update(resume_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.mailings_reap()["mailings_resumed"] == 1
+    assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
 
 
 def test_digests_draw_on_the_sending_budget_posts_use(
@@ -406,23 +517,103 @@ def test_digests_draw_on_the_sending_budget_posts_use(
     settings.NEWSLETTER_SEND_BURST = 1
     if settings.REDIS_URL:
         _redis().delete("newsletter:ratelimit:locmem")
-    run = a_round_of_two(clock, publish)
-    mail.outbox.clear()
+    mailing = a_round_of_two(clock, publish)
     with pytest.raises(delivery.RetryLater) as later:
-        digests.send_digest_run(run_id=run.pk)
+        send_all(mailing)
     assert later.value.countdown == pytest.approx(100, abs=2)
     assert len(mail.outbox) == 1
-    statuses = sorted(run.deliveries.values_list("status", flat=True))
+    statuses = sorted(mailing.deliveries.values_list("status", flat=True))
     assert statuses == ["queued", "sent"]
 
 
-def test_beat_rings_again_for_a_round_left_unfinished(clock, publish, beat):
-    run = a_round_of_two(clock, publish)  # its task lost with the broker
-    clock(23, 8, 5)
-    assert beat() == []  # not yet: it may still be on its way
-    clock(23, 9, 10)
-    sent = beat()
-    assert sorted(m.to[0] for m in sent) == ["one@example.org", "two@example.org"]
-    run.refresh_from_db()
-    assert run.finished_at is not None
-    assert beat() == []
+def test_the_admin_lists_rounds_and_posts_together_with_their_progress(
+    clock, publish, fake_esp
+):
+    reader("instant@example.org")
+    mailing = a_round_of_two(clock, publish)
+    fake_esp.mark_inactive("one@example.org")
+    send_all(mailing)
+    author = Client()
+    author.force_login(UserFactory())
+    response = author.get(reverse("admin:newsletter_mailing_changelist"))
+    assert response.status_code == 200
+    listed = {m.kind: m for m in response.context_data["cl"].result_list}
+    assert set(listed) == {"post", "digest"}
+    digest = listed["digest"]
+    counts = (digest.planned, digest.sent, digest.failed, digest.uncertain)
+    assert counts == (2, 1, 1, 0)
+    assert '<progress value="2" max="2"' in response.content.decode()
+    response = author.get(
+        reverse("admin:newsletter_mailing_changelist") + "?kind__exact=digest"
+    )
+    assert response.context_data["cl"].result_count == 1
+    page = author.get(reverse("admin:newsletter_mailing_change", args=[mailing.pk]))
+    assert page.status_code == 200
+    assert "Daily digest of 2026-11-23" in page.content.decode()
+
+
+@pytest.fixture
+def an_uncertain_batch(clock, publish, fake_esp):
+    """A round of two whose call the provider took, and whose answer was lost."""
+    mailing = a_round_of_two(clock, publish)
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(mailing)
+    assert fake_esp.count == 2
+    return mailing.batches.get(status=Batch.Status.UNCERTAIN)
+
+
+def act_on(admin_client, batch, action: str):
+    return admin_client.post(
+        reverse("admin:newsletter_batch_changelist"),
+        {"action": action, "_selected_action": [batch.pk]},
+    )
+
+
+def test_the_author_resends_an_uncertain_round_knowingly(
+    an_uncertain_batch, fake_esp, admin_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert act_on(admin_client, an_uncertain_batch, "resend").status_code == 302
+    assert fake_esp.recipients() == {"one@example.org": 2, "two@example.org": 2}
+    an_uncertain_batch.refresh_from_db()
+    assert an_uncertain_batch.status == Batch.Status.DONE
+    assert an_uncertain_batch.mailing.status == Mailing.Status.DONE
+
+
+def test_the_author_records_an_uncertain_round_as_sent(
+    an_uncertain_batch, fake_esp, admin_client
+):
+    assert act_on(admin_client, an_uncertain_batch, "mark_sent").status_code == 302
+    an_uncertain_batch.refresh_from_db()
+    assert (an_uncertain_batch.status, an_uncertain_batch.sent) == ("done", 2)
+    assert fake_esp.count == 2
+    assert not delivery.batch_resend(batch_id=an_uncertain_batch.pk)  # settled
+
+
+def test_asking_the_provider_records_what_it_took_without_a_second_copy(
+    an_uncertain_batch, fake_esp, admin_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert act_on(admin_client, an_uncertain_batch, "settle").status_code == 302
+    assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
+    for row in an_uncertain_batch.deliveries.select_related("subscriber"):
+        (accepted,) = fake_esp.deliveries(address=row.subscriber.email)
+        assert (row.status, row.esp_message_id) == ("sent", accepted.message_id)
+
+
+def test_asking_the_provider_resends_what_it_never_took(
+    clock, publish, fake_esp, admin_client, django_capture_on_commit_callbacks
+):
+    mailing = a_round_of_two(clock, publish)
+    # Its worker claimed the batch and died before the request went out.
+    Batch.objects.filter(mailing=mailing).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+    )
+    delivery.mailings_reap()
+    batch = mailing.batches.get(status=Batch.Status.UNCERTAIN)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert act_on(admin_client, batch, "settle").status_code == 302
+    assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
+    assert set(mailing.deliveries.values_list("status", flat=True)) == {"sent"}

@@ -7,7 +7,7 @@ from django.core import mail
 from django.utils import timezone
 
 from newsletter import delivery, subscriptions, tasks
-from newsletter.models import Consent, Delivery, Send, Subscriber, Suppression
+from newsletter.models import Consent, Delivery, Mailing, Subscriber, Suppression
 from newsletter.tokens import Purpose, make_token
 from posts.services import post_publish
 
@@ -235,13 +235,13 @@ def test_an_address_suppressed_after_planning_is_skipped_when_its_batch_goes_out
     reader = SubscriberFactory(email="reader@example.org")
     post = PostFactory()
     post_publish(post=post)  # on_commit not run: planned below, by hand
-    send = Send.objects.get(post=post)
-    while delivery.plan_next_page(send_id=send.pk):
+    send = Mailing.objects.get(post=post)
+    while delivery.mailing_plan_page(mailing_id=send.pk):
         pass
     subscriptions.suppress(email=reader.email, reason=Reason.HARD_BOUNCE)
 
     for batch in send.batches.all():
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
 
     assert mail.outbox == []
     assert Delivery.objects.get().status == Delivery.Status.SKIPPED

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from newsletter.models import Send
+from newsletter.models import Mailing
 from posts.models import Post
 from posts.services import announce_due_posts, post_publish
 
@@ -82,25 +82,25 @@ def test_publishing_announces_once_and_creates_one_send(
     post.refresh_from_db()
     assert post.status == Post.Status.PUBLISHED
     assert post.announced_at is not None
-    assert Send.objects.filter(post=post).count() == 1
+    assert Mailing.objects.filter(post=post).count() == 1
 
 
 def test_post_not_marked_for_email_creates_no_send():
     post = PostFactory(email_subscribers=False)
     post_publish(post=post)
-    assert not Send.objects.exists()
+    assert not Mailing.objects.exists()
 
 
 def test_scheduled_post_is_announced_only_when_its_time_comes():
     post = PostFactory(published_at=timezone.now() + timedelta(hours=1))
     post_publish(post=post)
-    assert not Send.objects.exists()
+    assert not Mailing.objects.exists()
     Post.objects.filter(pk=post.pk).update(
         published_at=timezone.now() - timedelta(seconds=1)
     )
     assert announce_due_posts() == 1
     assert announce_due_posts() == 0
-    assert Send.objects.filter(post=post).count() == 1
+    assert Mailing.objects.filter(post=post).count() == 1
 
 
 def test_author_publishes_from_the_admin_form(client):
@@ -117,7 +117,7 @@ def test_author_publishes_from_the_admin_form(client):
     assert response.status_code == 302, response.content.decode()[:2000]
     post = Post.objects.get(slug="suffolk-under-strain")
     assert post.is_published
-    assert Send.objects.filter(post=post).count() == 1
+    assert Mailing.objects.filter(post=post).count() == 1
     # Saving the published post again sends nothing more.
     client.post(
         f"/admin/posts/post/{post.pk}/change/",
@@ -130,7 +130,7 @@ def test_author_publishes_from_the_admin_form(client):
             published_at_1=post.published_at.strftime("%H:%M:%S"),
         ),
     )
-    assert Send.objects.filter(post=post).count() == 1
+    assert Mailing.objects.filter(post=post).count() == 1
 
 
 def test_publish_action_on_the_post_list(client):
@@ -142,4 +142,4 @@ def test_publish_action_on_the_post_list(client):
         follow=True,
     )
     assert "Published 2 post(s)." in response.content.decode()
-    assert Send.objects.count() == 2
+    assert Mailing.objects.count() == 2

@@ -12,7 +12,7 @@ from newsletter.models import (
     Consent,
     Delivery,
     Event,
-    Send,
+    Mailing,
     Subscriber,
     Suppression,
 )
@@ -251,10 +251,10 @@ def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
 
 def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_commit):
     post = PublishedPostFactory(title="Suffolk: caseloads too high")
-    send = Send.objects.create(post=post)
+    send = Mailing.objects.create(kind="post", post=post)
     Delivery.objects.create(
-        send=send,
-        batch=Batch.objects.create(send=send, number=1),
+        mailing=send,
+        batch=Batch.objects.create(mailing=send, number=1),
         subscriber=reader,
         status=Delivery.Status.SENT,
         esp_message_id="abc",
@@ -288,11 +288,11 @@ def test_deleting_my_data_forgets_the_person_but_keeps_them_suppressed(
     client, reader, on_commit
 ):
     other = SubscriberFactory(email="other@example.org")
-    send = Send.objects.create(post=PublishedPostFactory())
-    batch = Batch.objects.create(send=send, number=1)
+    send = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    batch = Batch.objects.create(mailing=send, number=1)
     for subscriber, message_id in [(reader, "m-reader"), (other, "m-other")]:
         Delivery.objects.create(
-            send=send, batch=batch, subscriber=subscriber, esp_message_id=message_id
+            mailing=send, batch=batch, subscriber=subscriber, esp_message_id=message_id
         )
         Event.objects.create(
             esp="postmark",

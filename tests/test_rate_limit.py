@@ -8,7 +8,7 @@ from django.conf import settings as django_settings
 
 from newsletter import delivery
 from newsletter.delivery.ratelimit import RateLimited, TokenBucket, _redis
-from newsletter.models import Batch, Send, Subscriber
+from newsletter.models import Batch, Mailing, Subscriber
 
 from .factories import PostFactory
 
@@ -61,12 +61,12 @@ def test_a_batch_over_budget_goes_back_to_the_queue_untouched(
     Subscriber.objects.bulk_create(
         Subscriber(email=f"r{i}@example.org", status="active") for i in range(40)
     )
-    delivery.send_create_for_post(post=PostFactory())
-    send = Send.objects.get()
-    delivery.plan_next_page(send_id=send.pk)
+    delivery.mailing_create_for_post(post=PostFactory())
+    send = Mailing.objects.get()
+    delivery.mailing_plan_page(mailing_id=send.pk)
     batch = send.batches.get()
     with pytest.raises(delivery.RetryLater) as later:
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     assert later.value.countdown == pytest.approx(39, abs=1)
     batch.refresh_from_db()
     assert batch.status == Batch.Status.QUEUED

@@ -1,14 +1,15 @@
 """The author's controls (pause, resume, cancel, uncertain batches), the circuit
-breaker, and the admin pages that show a send's progress."""
+breaker, and the admin pages that show a mailing's progress."""
 
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
 from newsletter import delivery
-from newsletter.models import Batch, Delivery, Send, Subscriber
+from newsletter.models import Batch, Delivery, Mailing, Subscriber
 
 from .factories import PostFactory, UserFactory
 
@@ -25,13 +26,13 @@ def readers():
 
 @pytest.fixture
 def planned(settings, fake_esp, readers):
-    """A send of three batches of two, planned, its doorbells not rung."""
+    """A mailing of three batches of two, planned, its doorbells not rung."""
     settings.NEWSLETTER_BATCH_SIZE = 2
-    delivery.send_create_for_post(post=PostFactory())
-    send = Send.objects.get()
-    while delivery.plan_next_page(send_id=send.pk):
+    delivery.mailing_create_for_post(post=PostFactory())
+    mailing = Mailing.objects.get()
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
-    return send
+    return mailing
 
 
 @pytest.fixture
@@ -41,40 +42,40 @@ def author():
     return client
 
 
-def send_all(send: Send) -> None:
-    for batch_id in send.batches.values_list("pk", flat=True):
-        delivery.send_batch(batch_id=batch_id)
+def send_all(mailing: Mailing) -> None:
+    for batch_id in mailing.batches.values_list("pk", flat=True):
+        delivery.batch_send(batch_id=batch_id)
 
 
 def test_a_paused_send_claims_no_batch_and_resuming_sends_the_rest(
     planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):
     first = planned.batches.order_by("number").first()
-    delivery.send_batch(batch_id=first.pk)
-    assert delivery.send_pause(send_id=planned.pk)
+    delivery.batch_send(batch_id=first.pk)
+    assert delivery.mailing_pause(mailing_id=planned.pk)
     send_all(planned)
     assert fake_esp.count == 2
     assert planned.batches.filter(status=Batch.Status.QUEUED).count() == 2
     with django_capture_on_commit_callbacks(execute=True):
-        assert delivery.send_resume(send_id=planned.pk)
+        assert delivery.mailing_resume(mailing_id=planned.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
     planned.refresh_from_db()
-    assert planned.status == Send.Status.DONE
+    assert planned.status == Mailing.Status.DONE
 
 
 def test_cancelling_stops_a_send_and_the_ledger_says_who_was_skipped(planned, fake_esp):
     first = planned.batches.order_by("number").first()
-    delivery.send_batch(batch_id=first.pk)
-    assert delivery.send_cancel(send_id=planned.pk)
+    delivery.batch_send(batch_id=first.pk)
+    assert delivery.mailing_cancel(mailing_id=planned.pk)
     send_all(planned)
     assert fake_esp.count == 2
     planned.refresh_from_db()
-    assert planned.status == Send.Status.CANCELLED
+    assert planned.status == Mailing.Status.CANCELLED
     skipped = planned.deliveries.filter(status=Delivery.Status.SKIPPED)
     assert skipped.count() == 4
-    assert set(skipped.values_list("error", flat=True)) == {"send cancelled"}
+    assert set(skipped.values_list("error", flat=True)) == {"mailing cancelled"}
     assert planned.batches.filter(status=Batch.Status.CANCELLED).count() == 2
-    assert not delivery.send_resume(send_id=planned.pk)
+    assert not delivery.mailing_resume(mailing_id=planned.pk)
 
 
 def test_failures_in_a_row_trip_the_circuit_breaker_and_the_reaper_resumes_later(
@@ -85,18 +86,18 @@ def test_failures_in_a_row_trip_the_circuit_breaker_and_the_reaper_resumes_later
     batch = planned.batches.order_by("number").first()
     for _ in range(3):
         with pytest.raises(delivery.ProviderUnavailable):
-            delivery.send_batch(batch_id=batch.pk)
+            delivery.batch_send(batch_id=batch.pk)
     planned.refresh_from_db()
     assert planned.paused_at is not None
     assert planned.resume_at > timezone.now()
     send_all(planned)  # paused: nothing goes out
     assert fake_esp.count == 0
-    Send.objects.filter(pk=planned.pk).update(resume_at=timezone.now())
+    Mailing.objects.filter(pk=planned.pk).update(resume_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
-        assert delivery.reap()["sends_resumed"] == 1
+        assert delivery.mailings_reap()["mailings_resumed"] == 1
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
     planned.refresh_from_db()
-    assert (planned.status, planned.consecutive_failures) == (Send.Status.DONE, 0)
+    assert (planned.status, planned.consecutive_failures) == (Mailing.Status.DONE, 0)
 
 
 def test_a_success_resets_the_failure_count(settings, planned, fake_esp):
@@ -104,11 +105,11 @@ def test_a_success_resets_the_failure_count(settings, planned, fake_esp):
     fake_esp.set_faults(fail_5xx_next=1)
     first, second, third = planned.batches.order_by("number")
     with pytest.raises(delivery.ProviderUnavailable):
-        delivery.send_batch(batch_id=first.pk)
-    delivery.send_batch(batch_id=second.pk)
+        delivery.batch_send(batch_id=first.pk)
+    delivery.batch_send(batch_id=second.pk)
     fake_esp.set_faults(fail_5xx_next=1)
     with pytest.raises(delivery.ProviderUnavailable):
-        delivery.send_batch(batch_id=third.pk)
+        delivery.batch_send(batch_id=third.pk)
     planned.refresh_from_db()
     assert planned.paused_at is None
     assert planned.consecutive_failures == 1
@@ -124,7 +125,7 @@ def test_a_worker_dying_mid_batch_leaves_it_uncertain_for_review(
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
     )
-    assert delivery.reap()["stale_claims"] == 1
+    assert delivery.mailings_reap()["stale_claims"] == 1
     batch.refresh_from_db()
     assert (batch.status, batch.uncertain) == (Batch.Status.UNCERTAIN, 2)
     assert fake_esp.count == 0  # never resent blindly
@@ -137,8 +138,8 @@ def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(
     send_all(planned)
     uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
     planned.refresh_from_db()
-    assert planned.status == Send.Status.DONE
-    delivery.reap()
+    assert planned.status == Mailing.Status.DONE
+    delivery.mailings_reap()
     assert fake_esp.count == 6  # the dropped call was accepted; nothing resent
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.batch_resend(batch_id=uncertain.pk)
@@ -147,7 +148,7 @@ def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(
     copies = fake_esp.recipients()
     assert sorted(copies.values()) == [1, 1, 1, 1, 2, 2]
     planned.refresh_from_db()
-    assert planned.status == Send.Status.DONE
+    assert planned.status == Mailing.Status.DONE
 
 
 def test_an_uncertain_batch_the_provider_confirms_is_recorded_as_sent(
@@ -167,7 +168,7 @@ def test_resolving_with_the_provider_records_what_it_took_as_sent(planned, fake_
     fake_esp.set_faults(drop_after_accept_next=1)
     send_all(planned)
     uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
-    assert delivery.batch_resolve_with_provider(batch_id=uncertain.pk)
+    assert delivery.batch_settle_with_provider(batch_id=uncertain.pk)
     uncertain.refresh_from_db()
     assert (uncertain.status, uncertain.sent) == (Batch.Status.DONE, 2)
     ids = uncertain.deliveries.values_list("esp_message_id", flat=True)
@@ -185,26 +186,26 @@ def test_resolving_with_the_provider_resends_only_what_it_never_took(
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
     )
-    delivery.reap()
+    delivery.mailings_reap()
     for batch in others:
-        delivery.send_batch(batch_id=batch.pk)
+        delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.count == 4
     with django_capture_on_commit_callbacks(execute=True):
-        assert delivery.batch_resolve_with_provider(batch_id=first.pk)
+        assert delivery.batch_settle_with_provider(batch_id=first.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
     planned.refresh_from_db()
-    assert planned.status == Send.Status.DONE
+    assert planned.status == Mailing.Status.DONE
     assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6
 
 
 def test_admin_shows_each_sends_progress(author, planned):
-    delivery.send_batch(batch_id=planned.batches.order_by("number").first().pk)
-    response = author.get("/admin/newsletter/send/")
+    delivery.batch_send(batch_id=planned.batches.order_by("number").first().pk)
+    response = author.get("/admin/newsletter/mailing/")
     assert response.status_code == 200
     page = response.content.decode()
     assert '<progress value="2" max="6"' in page
     assert "33%" in page
-    response = author.get(f"/admin/newsletter/send/{planned.pk}/change/")
+    response = author.get(f"/admin/newsletter/mailing/{planned.pk}/change/")
     assert response.status_code == 200
     assert 'http-equiv="refresh"' in response.content.decode()
 
@@ -212,13 +213,13 @@ def test_admin_shows_each_sends_progress(author, planned):
 @pytest.mark.parametrize(
     ("action", "check"),
     [
-        ("pause", lambda send: send.paused_at is not None),
-        ("cancel", lambda send: send.status == Send.Status.CANCELLED),
+        ("pause", lambda mailing: mailing.paused_at is not None),
+        ("cancel", lambda mailing: mailing.status == Mailing.Status.CANCELLED),
     ],
 )
 def test_admin_pauses_and_cancels_sends(author, planned, action, check):
     response = author.post(
-        "/admin/newsletter/send/",
+        "/admin/newsletter/mailing/",
         {"action": action, "_selected_action": [planned.pk]},
     )
     assert response.status_code == 302
@@ -229,10 +230,10 @@ def test_admin_pauses_and_cancels_sends(author, planned, action, check):
 def test_admin_resumes_a_paused_send(
     author, planned, fake_esp, django_capture_on_commit_callbacks
 ):
-    delivery.send_pause(send_id=planned.pk)
+    delivery.mailing_pause(mailing_id=planned.pk)
     with django_capture_on_commit_callbacks(execute=True):
         response = author.post(
-            "/admin/newsletter/send/",
+            "/admin/newsletter/mailing/",
             {"action": "resume", "_selected_action": [planned.pk]},
         )
     assert response.status_code == 302
@@ -246,7 +247,7 @@ def test_admin_lists_uncertain_batches_and_resends_one_deliberately(
     send_all(planned)
     uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
     response = author.get(
-        f"/admin/newsletter/batch/?send__id__exact={planned.pk}&status__exact=uncertain"
+        f"/admin/newsletter/batch/?mailing__id__exact={planned.pk}&status__exact=uncertain"
     )
     assert response.status_code == 200
     assert response.context["cl"].result_count == 1
@@ -268,10 +269,61 @@ def test_asking_a_provider_without_a_search_changes_nothing_and_says_so(
     settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
     response = author.post(
         "/admin/newsletter/batch/",
-        {"action": "resolve", "_selected_action": [uncertain.pk]},
+        {"action": "settle", "_selected_action": [uncertain.pk]},
         follow=True,
     )
     assert response.status_code == 200
     assert "Could not ask the provider" in response.content.decode()
     uncertain.refresh_from_db()
     assert uncertain.status == Batch.Status.UNCERTAIN
+
+
+@pytest.fixture
+def viewer():
+    """Staff who may look at mailings, batches and the ledger, and change nothing."""
+    user = UserFactory(is_superuser=False)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="newsletter",
+            codename__in=["view_mailing", "view_batch", "view_delivery"],
+        )
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("changelist", "action"),
+    [
+        ("mailing", "pause"),
+        ("mailing", "resume"),
+        ("mailing", "cancel"),
+        ("batch", "settle"),
+        ("batch", "mark_sent"),
+        ("batch", "resend"),
+    ],
+)
+def test_staff_who_may_only_view_run_no_action(
+    viewer, planned, fake_esp, changelist, action
+):
+    fake_esp.set_faults(drop_after_accept_next=1)
+    delivery.batch_send(batch_id=planned.batches.order_by("number").first().pk)
+    delivery.mailing_pause(mailing_id=planned.pk)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    planned.refresh_from_db()
+    before = (planned.status, planned.paused_at)
+    target = planned if changelist == "mailing" else uncertain
+    page = viewer.get(f"/admin/newsletter/{changelist}/")
+    assert page.status_code == 200
+    assert f'value="{action}"' not in page.content.decode()
+    response = viewer.post(
+        f"/admin/newsletter/{changelist}/",
+        {"action": action, "_selected_action": [target.pk]},
+    )
+    assert response.status_code in (200, 302, 403)
+    planned.refresh_from_db()
+    assert (planned.status, planned.paused_at) == before
+    uncertain.refresh_from_db()
+    assert uncertain.status == Batch.Status.UNCERTAIN
+    assert fake_esp.count == 2

@@ -11,7 +11,7 @@ import pytest
 from django.core import checks
 from django.utils import timezone
 
-from newsletter.models import Batch, Delivery, Event, Send, Subscriber, Suppression
+from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppression
 from newsletter.tasks import purge_old_events
 from newsletter.webhooks import check_webhook_secret
 
@@ -45,10 +45,10 @@ def reader():
 
 
 def delivery_to(subscriber: Subscriber, message_id: str) -> Delivery:
-    send = Send.objects.create(post=PublishedPostFactory())
-    batch = Batch.objects.create(send=send, number=1)
+    send = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    batch = Batch.objects.create(mailing=send, number=1)
     return Delivery.objects.create(
-        send=send,
+        mailing=send,
         batch=batch,
         subscriber=subscriber,
         status=Delivery.Status.SENT,

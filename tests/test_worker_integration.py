@@ -11,8 +11,9 @@ from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
 from benchmarks.fake_esp import postmark_messages
+from newsletter import delivery, digests
 from newsletter.celery import app as celery_app
-from newsletter.models import Batch, Delivery, Send, Subscriber
+from newsletter.models import Batch, Delivery, Mailing, Subscriber, SubscriberTopic
 from posts.models import Post
 
 from .factories import SubscriberFactory, UserFactory, admin_post_form
@@ -62,8 +63,10 @@ def publish_in_admin(title: str, slug: str) -> Post:
     return Post.objects.get(slug=slug)
 
 
-def send_is_done(post: Post):
-    return lambda: Send.objects.filter(post=post, status=Send.Status.DONE).exists()
+def mailing_is_done(post: Post):
+    return lambda: Mailing.objects.filter(
+        post=post, status=Mailing.Status.DONE
+    ).exists()
 
 
 def test_publishing_sends_each_confirmed_subscriber_exactly_one_message(
@@ -75,7 +78,7 @@ def test_publishing_sends_each_confirmed_subscriber_exactly_one_message(
     SubscriberFactory.create_batch(10, status=Subscriber.Status.UNSUBSCRIBED)
 
     post = publish_in_admin("Suffolk: a service under strain", "suffolk-under-strain")
-    wait_for(send_is_done(post))
+    wait_for(mailing_is_done(post))
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
     assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 30
@@ -110,7 +113,7 @@ def test_reader_subscribes_confirms_and_gets_one_copy_then_unsubscribes(
     fake_esp.reset()
 
     post = publish_in_admin("Wales: unpaid work restarts", "wales-unpaid-work")
-    wait_for(send_is_done(post))
+    wait_for(mailing_is_done(post))
     assert fake_esp.recipients() == {"sam@example.org": 1}
 
     message = postmark_messages(fake_esp.messages)[-1]
@@ -136,14 +139,14 @@ def test_a_provider_outage_is_retried_by_the_worker_and_nobody_gets_two_copies(
         rate_limit_next=2, retry_after_s=1, fail_5xx_next=1, drop_after_accept_next=1
     )
     post = publish_in_admin("Kent: a service recovering", "kent-recovering")
-    wait_for(send_is_done(post))
+    wait_for(mailing_is_done(post))
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
-    send = Send.objects.get(post=post)
-    uncertain = send.batches.get(status=Batch.Status.UNCERTAIN)
+    mailing = Mailing.objects.get(post=post)
+    uncertain = mailing.batches.get(status=Batch.Status.UNCERTAIN)
     assert uncertain.deliveries.filter(status=Delivery.Status.UNCERTAIN).exists()
     assert (
-        send.deliveries.filter(status=Delivery.Status.SENT).count()
+        mailing.deliveries.filter(status=Delivery.Status.SENT).count()
         + (uncertain.uncertain)
         == 10
     )
@@ -167,10 +170,36 @@ def test_a_worker_with_threads_sends_one_message_batches_side_by_side_once_each(
         shutdown_timeout=10,
     ):
         post = publish_in_admin("Durham: a thread pool", "durham-thread-pool")
-        wait_for(send_is_done(post))
+        wait_for(mailing_is_done(post))
 
     assert fake_esp.recipients() == {s.email: 1 for s in confirmed}
     assert fake_esp.stats()["most_in_flight"] > 1
-    send = Send.objects.get(post=post)
-    assert send.batches.filter(status=Batch.Status.DONE).count() == 8
-    assert send.deliveries.filter(status=Delivery.Status.SENT).count() == 24
+    mailing = Mailing.objects.get(post=post)
+    assert mailing.batches.filter(status=Batch.Status.DONE).count() == 8
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 24
+
+
+def test_a_digest_round_reaches_each_reader_once_in_batches(worker, fake_esp, settings):
+    settings.NEWSLETTER_BATCH_SIZE = 7  # three batches of digests, one call each
+    readers = SubscriberFactory.create_batch(20)
+    SubscriberTopic.objects.bulk_create(
+        SubscriberTopic(subscriber=s, kind="everything", frequency="daily")
+        for s in readers
+    )
+    post = publish_in_admin("Durham: a digest round", "durham-digest-round")
+    assert fake_esp.recipients() == {}  # digest readers wait for their round
+
+    mailing = delivery.mailing_create_for_digest(
+        frequency="daily", period=digests.period_of(post.announced_at)
+    )
+    wait_for(
+        lambda: Mailing.objects.filter(
+            pk=mailing.pk, status=Mailing.Status.DONE
+        ).exists()
+    )
+
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+    assert fake_esp.stats()["accepted_requests"] == 3
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 20
+    for message in postmark_messages(fake_esp.messages):
+        assert f"/posts/{post.slug}/" in message["TextBody"]

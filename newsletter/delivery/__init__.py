@@ -1,32 +1,38 @@
-"""Sending a post to its audience, exactly once per subscriber.
+"""One engine for every email sent to many readers, exactly once per reader.
 
-The database is the source of truth and the broker only rings the doorbell:
-1. Publishing creates one Send per post (unique), in the publishing transaction.
-2. Planning (planner.py) walks the audience by keyset, a page per step, writing the
-   ledger (one Delivery per recipient) into batches; the cursor moves in the same
-   transaction.
+A mailing is a post's announcement or a digest round (Mailing.Kind); a kind differs
+only in its audience and in how a reader's message is rendered. The database is the
+source of truth and the broker only rings the doorbell:
+1. Creating a mailing is idempotent (one per post, one per digest period) and rings
+   for planning once the transaction commits (planner.py).
+2. Planning walks the audience by keyset, a page per step, writing the ledger (one
+   Delivery per recipient) into batches; the cursor moves in the same transaction.
 3. A batch task (sender.py) claims its batch with one conditional UPDATE (the
-   claim on its QUEUED rows), renders the post once, hands the recipients to the
-   provider (one batch API call, or one message each) within the shared sending
-   budget (ratelimit.py), and records each outcome: one write per ledger row.
-   Errors that prove the provider took nothing are retried; ambiguous ones leave
-   deliveries UNCERTAIN, never resent blindly. Failures in a row pause the send
-   (circuit breaker).
+   claim on its QUEUED rows), renders (a post once, a digest per reader), hands the
+   recipients to the provider within the shared sending budget (ratelimit.py), and
+   records each outcome. Errors that prove the provider took nothing are retried;
+   ambiguous ones leave deliveries UNCERTAIN, never resent blindly. Failures in a
+   row pause the mailing (circuit breaker).
 4. The reaper (reaper.py) re-rings doorbells the broker lost, turns claims dead
-   workers left into UNCERTAIN, and resumes paused sends after their cool-down.
-5. The author pauses, resumes, cancels, and resolves uncertain batches (control.py).
+   workers left into UNCERTAIN, and resumes paused mailings after their cool-down.
+5. The author pauses, resumes, cancels, and settles uncertain batches (control.py).
 """
 
 from .control import (
     batch_mark_sent,
     batch_resend,
-    batch_resolve_with_provider,
-    send_cancel,
-    send_pause,
-    send_resume,
+    batch_settle_with_provider,
+    mailing_cancel,
+    mailing_pause,
+    mailing_resume,
 )
-from .planner import PLANNING_PAGE_SIZE, plan_next_page, send_create_for_post
-from .reaper import reap
+from .planner import (
+    PLANNING_PAGE_SIZE,
+    mailing_create_for_digest,
+    mailing_create_for_post,
+    mailing_plan_page,
+)
+from .reaper import mailings_reap
 from .sender import (
     MAILGUN_BATCH_SIZE,
     MAX_DEFERRAL,
@@ -35,9 +41,9 @@ from .sender import (
     ProviderUnavailable,
     ReaderDeferred,
     RetryLater,
+    batch_send,
     provider_refused,
     retry_after,
-    send_batch,
     smtp_refusal,
     take_from_budget,
 )
@@ -53,16 +59,17 @@ __all__ = [
     "RetryLater",
     "batch_mark_sent",
     "batch_resend",
-    "batch_resolve_with_provider",
-    "plan_next_page",
+    "batch_send",
+    "batch_settle_with_provider",
+    "mailing_cancel",
+    "mailing_create_for_digest",
+    "mailing_create_for_post",
+    "mailing_pause",
+    "mailing_plan_page",
+    "mailing_resume",
+    "mailings_reap",
     "provider_refused",
-    "reap",
     "retry_after",
-    "send_batch",
-    "send_cancel",
-    "send_create_for_post",
-    "send_pause",
-    "send_resume",
     "smtp_refusal",
     "take_from_budget",
 ]

@@ -1,63 +1,64 @@
-"""The author's controls over a send: pause, resume, cancel, and the deliberate
-handling of uncertain batches. Each is a service the admin calls."""
+"""The author's controls over a mailing of any kind: pause, resume, cancel, and the
+deliberate settling of uncertain batches. Each is a service the admin calls."""
 
 from django.db import transaction
 from django.utils import timezone
 
-from .. import tasks
-from ..models import Batch, Delivery, Send
-from . import ledger, provider
-from .ledger import Outcome
-from .sender import close_send_if_finished
+from ..enqueue import tasks
+from ..models import Batch, Delivery, Mailing
+from .ledger import Outcome, close_batch, record_outcomes
+from .provider import accepted_recipients
+from .sender import close_mailing_if_finished
 
-RUNNING = [Send.Status.PLANNING, Send.Status.SENDING]
+RUNNING = [Mailing.Status.PLANNING, Mailing.Status.SENDING]
 
 
-def send_pause(*, send_id: int, reason: str = "Paused by the author.") -> bool:
+def mailing_pause(*, mailing_id: int, reason: str = "Paused by the author.") -> bool:
     """Stop claiming batches; a batch already in flight finishes. Until resumed."""
     return bool(
-        Send.objects.filter(
-            pk=send_id, status__in=RUNNING, paused_at__isnull=True
+        Mailing.objects.filter(
+            pk=mailing_id, status__in=RUNNING, paused_at__isnull=True
         ).update(paused_at=timezone.now(), resume_at=None, pause_reason=reason)
     )
 
 
-def send_resume(*, send_id: int) -> bool:
+def mailing_resume(*, mailing_id: int) -> bool:
     """Lift a pause and ring again for everything the pause left waiting."""
     with transaction.atomic():
-        resumed = Send.objects.filter(
-            pk=send_id, status__in=RUNNING, paused_at__isnull=False
+        resumed = Mailing.objects.filter(
+            pk=mailing_id, status__in=RUNNING, paused_at__isnull=False
         ).update(
             paused_at=None, resume_at=None, pause_reason="", consecutive_failures=0
         )
         if resumed:
-            transaction.on_commit(lambda: ring_send(send_id))
+            transaction.on_commit(lambda: mailing_ring(mailing_id))
     return bool(resumed)
 
 
-def ring_send(send_id: int) -> None:
-    """Enqueue the planning step and every queued batch of a send."""
-    if Send.objects.filter(pk=send_id, status=Send.Status.PLANNING).exists():
-        tasks.plan_send.delay(send_id)
-    queued = Batch.objects.filter(send_id=send_id, status=Batch.Status.QUEUED)
+def mailing_ring(mailing_id: int) -> None:
+    """Enqueue the planning step and every queued batch of a mailing."""
+    if Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.PLANNING).exists():
+        tasks.plan_mailing.delay(mailing_id)
+    queued = Batch.objects.filter(mailing_id=mailing_id, status=Batch.Status.QUEUED)
     for batch_id in queued.values_list("pk", flat=True).iterator():
         tasks.send_batch.delay(batch_id)
 
 
-def send_cancel(*, send_id: int) -> bool:
-    """Stop a send for good. Nobody not yet handed over gets it; the ledger says so."""
+def mailing_cancel(*, mailing_id: int) -> bool:
+    """Stop a mailing for good. Nobody not yet handed over gets it; the ledger
+    says so."""
     now = timezone.now()
     with transaction.atomic():
-        cancelled = Send.objects.filter(pk=send_id, status__in=RUNNING).update(
-            status=Send.Status.CANCELLED, finished_at=now
+        cancelled = Mailing.objects.filter(pk=mailing_id, status__in=RUNNING).update(
+            status=Mailing.Status.CANCELLED, finished_at=now
         )
         if cancelled:
-            Batch.objects.filter(send_id=send_id, status=Batch.Status.QUEUED).update(
-                status=Batch.Status.CANCELLED, finished_at=now
-            )
+            Batch.objects.filter(
+                mailing_id=mailing_id, status=Batch.Status.QUEUED
+            ).update(status=Batch.Status.CANCELLED, finished_at=now)
             Delivery.objects.filter(
-                send_id=send_id, status=Delivery.Status.QUEUED
-            ).update(status=Delivery.Status.SKIPPED, error="send cancelled")
+                mailing_id=mailing_id, status=Delivery.Status.QUEUED
+            ).update(status=Delivery.Status.SKIPPED, error="mailing cancelled")
     return bool(cancelled)
 
 
@@ -71,8 +72,8 @@ def batch_resend(*, batch_id: int) -> bool:
         batch = Batch.objects.select_for_update().filter(
             pk=batch_id, status=Batch.Status.UNCERTAIN
         )
-        batch = batch.select_related("send").first()
-        if batch is None or batch.send.status == Send.Status.CANCELLED:
+        batch = batch.select_related("mailing").first()
+        if batch is None or batch.mailing.status == Mailing.Status.CANCELLED:
             return False
         batch.deliveries.filter(status=Delivery.Status.UNCERTAIN).update(
             status=Delivery.Status.QUEUED, error="resent by the author"
@@ -80,9 +81,7 @@ def batch_resend(*, batch_id: int) -> bool:
         Batch.objects.filter(pk=batch_id).update(
             status=Batch.Status.QUEUED, touched_at=timezone.now(), finished_at=None
         )
-        Send.objects.filter(pk=batch.send_id, status=Send.Status.DONE).update(
-            status=Send.Status.SENDING, finished_at=None
-        )
+        _reopen(batch.mailing_id)
         transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
     return True
 
@@ -99,12 +98,12 @@ def batch_mark_sent(*, batch_id: int) -> bool:
             sent_at=now,
             error="confirmed with the provider by the author",
         )
-        ledger.close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
-    close_send_if_finished(batch.send_id)
+        close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+    close_mailing_if_finished(batch.mailing_id)
     return True
 
 
-def batch_resolve_with_provider(*, batch_id: int) -> bool:
+def batch_settle_with_provider(*, batch_id: int) -> bool:
     """Settle an uncertain batch by asking the provider what it accepted.
 
     Recipients the provider took are recorded as sent; the others were never
@@ -113,7 +112,7 @@ def batch_resolve_with_provider(*, batch_id: int) -> bool:
     """
     if not Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).exists():
         return False
-    accepted = provider.accepted_recipients(batch=batch_id)
+    accepted = accepted_recipients(batch=batch_id)
     uncertain = Delivery.objects.filter(
         batch_id=batch_id, status=Delivery.Status.UNCERTAIN
     ).values_list("pk", "subscriber__email")
@@ -125,15 +124,20 @@ def batch_resolve_with_provider(*, batch_id: int) -> bool:
     }
     now = timezone.now()
     with transaction.atomic():
-        ledger.record_outcomes(outcomes, now)
-        status, _others = ledger.close_batch(
-            batch_id, from_status=Batch.Status.UNCERTAIN, now=now
-        )
-        send_id = Batch.objects.values_list("send_id", flat=True).get(pk=batch_id)
-        if status == Batch.Status.QUEUED:
-            Send.objects.filter(pk=send_id, status=Send.Status.DONE).update(
-                status=Send.Status.SENDING, finished_at=None
-            )
+        record_outcomes(outcomes, now)
+        closed = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+        if closed is None:
+            return False  # settled by someone else meanwhile
+        mailing_id = Batch.objects.values_list("mailing_id", flat=True).get(pk=batch_id)
+        if closed[0] == Batch.Status.QUEUED:
+            _reopen(mailing_id)
             transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
-    close_send_if_finished(send_id)
+    close_mailing_if_finished(mailing_id)
     return True
+
+
+def _reopen(mailing_id: int) -> None:
+    """A finished mailing has a batch to send again."""
+    Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.DONE).update(
+        status=Mailing.Status.SENDING, finished_at=None
+    )

@@ -113,7 +113,7 @@ def close_batch(
     DONE. The attempt's `error` is recorded, except that an attempt without error
     that leaves the batch UNCERTAIN keeps the last one recorded, which tells the
     reviewer what went wrong (each uncertain delivery has its own as well). Returns
-    (new status, batches of the send still queued or sending), or None when the
+    (new status, batches of the mailing still queued or sending), or None when the
     batch was not in `from_status`.
     """
     has = f"EXISTS (SELECT 1 FROM {D} d WHERE d.batch_id = {B}.id AND d.status"
@@ -135,7 +135,8 @@ def close_batch(
         WHERE id = %s AND status = %s
         RETURNING status, (
             SELECT COUNT(*) FROM {B} b
-            WHERE b.send_id = {B}.send_id AND b.id <> {B}.id AND b.status IN (%s, %s)
+            WHERE b.mailing_id = {B}.mailing_id AND b.id <> {B}.id
+                AND b.status IN (%s, %s)
         )
     """
     when = connection.ops.adapt_datetimefield_value(now)

@@ -1,77 +1,103 @@
-"""Planning a send: the audience, page by page, into batches in the ledger.
+"""Creating a mailing, and planning it: the audience, page by page, into batches in
+the ledger.
 
 Each step takes the next page of the audience by keyset (id > cursor, never OFFSET)
-and writes its Delivery rows with one INSERT … SELECT, so subscriber rows never
-travel to Python and memory stays flat whatever the audience size. A page is cut
-into several batches; the cursor moves in the same transaction, so a step repeated
-after a crash plans nothing twice.
+and writes its Delivery rows; the cursor moves in the same transaction, so a step
+repeated after a crash plans nothing twice. A post's page is written with one
+INSERT … SELECT, so subscriber rows never travel to Python and memory stays flat
+whatever the audience size. A digest's page is smaller, since each reader's posts
+are worked out in Python (digests.posts_by_reader) and written with the rows.
 """
+
+from datetime import date, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from posts.models import Post
 
-from .. import tasks
+from .. import digests
+from ..enqueue import tasks
 from ..models import (
     Batch,
     Delivery,
-    Send,
+    Mailing,
     Subscriber,
     SubscriberQuerySet,
     SubscriberTopic,
 )
-from .sender import channel, close_send_if_finished
+from .sender import channel, close_mailing_if_finished
 
-# Subscribers per planning step (one task, one transaction). Only the batch
-# boundaries of a page reach Python, so this bounds the transaction's length, not
-# memory: ~20,000 ledger rows take a few tens of milliseconds on PostgreSQL.
+# Subscribers per planning step of a post (one task, one transaction). Only the
+# batch boundaries of a page reach Python, so this bounds the transaction's length,
+# not memory: ~20,000 ledger rows take a few tens of milliseconds on PostgreSQL.
 PLANNING_PAGE_SIZE = 20_000
 
 
-def send_create_for_post(*, post: Post) -> None:
-    """Create the post's one Send and ring for planning once the transaction commits."""
-    send, created = Send.objects.get_or_create(post=post)
+def mailing_create_for_post(*, post: Post) -> Mailing:
+    """The post's one announcement; planning is rung once the transaction commits."""
+    return _mailing_create(kind=Mailing.Kind.POST, post=post)
+
+
+def mailing_create_for_digest(*, frequency: str, period: date) -> Mailing:
+    """The one digest round of this frequency and period, rung likewise."""
+    return _mailing_create(kind=Mailing.Kind.DIGEST, frequency=frequency, period=period)
+
+
+def _mailing_create(**identity) -> Mailing:
+    # The unique constraints make this once per post or period, whoever races.
+    mailing, created = Mailing.objects.get_or_create(**identity)
     if created:
-        transaction.on_commit(lambda: tasks.plan_send.delay(send.pk))
+        transaction.on_commit(lambda: tasks.plan_mailing.delay(mailing.pk))
+    return mailing
 
 
-def plan_next_page(*, send_id: int) -> bool:
-    """Plan the next page of a send's audience. Returns True while there is more."""
+def mailing_plan_page(*, mailing_id: int) -> bool:
+    """Plan the next page of a mailing's audience. Returns True while there is more."""
     with transaction.atomic():
-        send = Send.objects.select_for_update().filter(pk=send_id).first()
-        if send is None or send.status != Send.Status.PLANNING or send.paused_at:
+        mailing = _locked(mailing_id)
+        if (
+            mailing is None
+            or mailing.status != Mailing.Status.PLANNING
+            or mailing.paused_at
+        ):
             return False
         now = timezone.now()
-        if not send.batch_size:
-            send.batch_size = settings.NEWSLETTER_BATCH_SIZE or channel().batch_size
-        audience = _audience(send)
-        chunks = _batch_boundaries(send, audience)
-        if not chunks:
-            send.status = Send.Status.SENDING
-            send.planned_at = now
-            send.save(update_fields=["status", "planned_at", "batch_size"])
+        if not mailing.batch_size:
+            mailing.batch_size = settings.NEWSLETTER_BATCH_SIZE or channel().batch_size
+        if mailing.kind == Mailing.Kind.DIGEST:
+            last_id, batch_ids = _plan_digest_page(mailing, now)
+        else:
+            last_id, batch_ids = _plan_page(mailing, _audience(mailing), now)
+        if last_id is None:
+            mailing.status = Mailing.Status.SENDING
+            mailing.planned_at = now
+            mailing.save(update_fields=["status", "planned_at", "batch_size"])
             # Every batch may have gone out while planning was still running.
-            close_send_if_finished(send.pk)
+            close_mailing_if_finished(mailing.pk)
             return False
-        batches = Batch.objects.bulk_create(
-            Batch(send=send, number=send.batch_count + i, size=size, touched_at=now)
-            for i, (_last_id, size) in enumerate(chunks, start=1)
-        )
-        _insert_deliveries(
-            send, audience, [b.pk for b in batches], [c[0] for c in chunks]
-        )
-        send.planned_up_to = chunks[-1][0]
-        send.batch_count += len(batches)
-        send.touched_at = now
-        send.save(
+        mailing.planned_up_to = last_id
+        mailing.batch_count += len(batch_ids)
+        mailing.touched_at = now
+        mailing.save(
             update_fields=["planned_up_to", "batch_count", "touched_at", "batch_size"]
         )
-        batch_ids = [b.pk for b in batches]
         transaction.on_commit(lambda: _ring(batch_ids))
     return True
+
+
+def _locked(mailing_id: int) -> Mailing | None:
+    """The mailing, locked for this planning step. A digest round also locks every
+    other round still planning, in id order: rounds plan one step at a time, so
+    each sees the posts the others gave a reader, and none gets a post twice."""
+    kind = Mailing.objects.filter(pk=mailing_id).values_list("kind", flat=True)
+    locking = Q(pk=mailing_id)
+    if kind.first() == Mailing.Kind.DIGEST:
+        locking |= Q(kind=Mailing.Kind.DIGEST, status=Mailing.Status.PLANNING)
+    locked = Mailing.objects.select_for_update().filter(locking).order_by("pk")
+    return next((m for m in locked if m.pk == mailing_id), None)
 
 
 def _ring(batch_ids: list[int]) -> None:
@@ -79,21 +105,78 @@ def _ring(batch_ids: list[int]) -> None:
         tasks.send_batch.delay(batch_id)
 
 
-def _audience(send: Send) -> SubscriberQuerySet:
-    """Who gets the post as it is published: confirmed readers following any of
-    its topics (or everything) instantly. Digests carry it to the others."""
-    keys = send.post.topic_keys()
+def _audience(mailing: Mailing) -> SubscriberQuerySet:
+    """Who gets a post as it is published: confirmed readers following any of its
+    topics (or everything) instantly. Digests carry it to the others."""
+    keys = mailing.post.topic_keys()
     return Subscriber.objects.confirmed().following(
         keys, frequency=SubscriberTopic.Frequency.INSTANT
     )
 
 
+def _plan_page(
+    mailing: Mailing, audience: SubscriberQuerySet, now: datetime
+) -> tuple[int | None, list[int]]:
+    """The next page of an audience everyone in which gets the same message, in
+    SQL: (the page's last subscriber id, or None at the end; its batches)."""
+    chunks = _batch_boundaries(mailing, audience)
+    if not chunks:
+        return None, []
+    batches = Batch.objects.bulk_create(
+        Batch(
+            mailing=mailing, number=mailing.batch_count + i, size=size, touched_at=now
+        )
+        for i, (_last_id, size) in enumerate(chunks, start=1)
+    )
+    _insert_deliveries(
+        mailing, audience, [b.pk for b in batches], [c[0] for c in chunks]
+    )
+    return chunks[-1][0], [b.pk for b in batches]
+
+
+def _plan_digest_page(mailing: Mailing, now: datetime) -> tuple[int | None, list[int]]:
+    """The next page of a digest round's readers, each with the posts their digest
+    holds; readers with none get no digest."""
+    readers = digests.audience(mailing.frequency).filter(pk__gt=mailing.planned_up_to)
+    page = list(
+        readers.order_by("pk").values_list("pk", flat=True)[: digests.READERS_PER_PAGE]
+    )
+    if not page:
+        return None, []
+    posts = digests.posts_by_reader(
+        mailing=mailing, readers=readers.filter(pk__lte=page[-1])
+    )
+    holders = sorted(posts)
+    size = mailing.batch_size
+    chunks = [holders[i : i + size] for i in range(0, len(holders), size)]
+    batches = Batch.objects.bulk_create(
+        Batch(
+            mailing=mailing,
+            number=mailing.batch_count + i,
+            size=len(chunk),
+            touched_at=now,
+        )
+        for i, chunk in enumerate(chunks, start=1)
+    )
+    rows = Delivery.objects.bulk_create(
+        Delivery(mailing=mailing, batch=batch, subscriber_id=subscriber_id)
+        for batch, chunk in zip(batches, chunks, strict=True)
+        for subscriber_id in chunk
+    )
+    Delivery.posts.through.objects.bulk_create(
+        Delivery.posts.through(delivery_id=row.pk, post_id=post_id)
+        for row in rows
+        for post_id in posts[row.subscriber_id]
+    )
+    return page[-1], [b.pk for b in batches]
+
+
 def _batch_boundaries(
-    send: Send, audience: SubscriberQuerySet
+    mailing: Mailing, audience: SubscriberQuerySet
 ) -> list[tuple[int, int]]:
     """(last subscriber id, size) of each batch in the next page of the audience."""
     page = (
-        audience.filter(pk__gt=send.planned_up_to)
+        audience.filter(pk__gt=mailing.planned_up_to)
         .order_by("pk")
         .values(sid=F("pk"))[:PLANNING_PAGE_SIZE]
     )
@@ -107,19 +190,22 @@ def _batch_boundaries(
             ) numbered
             GROUP BY chunk ORDER BY chunk
             """,
-            [send.batch_size, *params],
+            [mailing.batch_size, *params],
         )
         return cursor.fetchall()
 
 
 def _insert_deliveries(
-    send: Send, audience: SubscriberQuerySet, batch_ids: list[int], last_ids: list[int]
+    mailing: Mailing,
+    audience: SubscriberQuerySet,
+    batch_ids: list[int],
+    last_ids: list[int],
 ) -> None:
     """One ledger row per audience member from the cursor to the page's end, each in
     the batch whose id range holds it, written by the database from the audience
     query itself. A reader who confirms between the two statements joins a batch;
     one who leaves is skipped at send time."""
-    page = audience.filter(pk__gt=send.planned_up_to, pk__lte=last_ids[-1]).values(
+    page = audience.filter(pk__gt=mailing.planned_up_to, pk__lte=last_ids[-1]).values(
         sid=F("pk")
     )
     sql, params = page.query.sql_with_params()
@@ -132,10 +218,10 @@ def _insert_deliveries(
         cursor.execute(
             f"""
             INSERT INTO {Delivery._meta.db_table}
-                (send_id, batch_id, subscriber_id, status, esp_message_id, error,
+                (mailing_id, batch_id, subscriber_id, status, esp_message_id, error,
                  last_event)
             SELECT %s, CASE {which_batch} END, sid, %s, '', '', ''
             FROM ({sql}) audience
             """,
-            [send.pk, Delivery.Status.QUEUED, *params],
+            [mailing.pk, Delivery.Status.QUEUED, *params],
         )

@@ -18,6 +18,9 @@ Postmark fills each reader's fields into bodies only from a stored template. For
 batch whose bodies carry merge fields ({{NAME}}) and no template, this backend fills
 them in itself and sends each reader their own message (/email): anymail builds the
 batch's payload once, and each reader costs a splice and an HTTP exchange.
+
+Several distinct messages (a digest batch: each reader's own posts) go in one call
+to /email/batch through send_messages, each built by anymail as for /email.
 """
 
 import http.client
@@ -34,8 +37,8 @@ import certifi
 import requests
 from anymail.backends.postmark import EmailBackend as AnymailPostmarkBackend
 from anymail.backends.postmark import PostmarkPayload
-from anymail.exceptions import AnymailRequestsAPIError
-from anymail.message import AnymailRecipientStatus
+from anymail.exceptions import AnymailError, AnymailRequestsAPIError
+from anymail.message import AnymailRecipientStatus, AnymailStatus
 from anymail.utils import EmailAddress, parse_address_list
 from requests.structures import CaseInsensitiveDict
 
@@ -148,6 +151,25 @@ class Payload(PostmarkPayload):
         }
 
 
+class Messages:
+    """Payloads of distinct messages, posted together to /email/batch."""
+
+    def __init__(self, payloads: list[Payload]) -> None:
+        self.payloads = payloads
+
+    def get_request_params(self, api_url: str) -> dict:
+        params = self.payloads[0].get_request_params(api_url)
+        params["url"] = api_url + "email/batch"
+        params["data"] = b"[" + b",".join(p.serialize_data() for p in self.payloads)
+        params["data"] += b"]"
+        return params
+
+
+# Postmark's per-message error codes that mean the address, not the message, was
+# refused, as anymail reads them for /email.
+_REFUSED_ADDRESS = {406: "rejected", 300: "invalid"}
+
+
 class NotConnected(ConnectionError):
     """No connection to Postmark could be made: nothing was sent."""
 
@@ -242,6 +264,52 @@ class EmailBackend(AnymailPostmarkBackend):
                 payload.reader = None
             payload.statuses[reader.addr_spec] = answer[reader.addr_spec]
         return response
+
+    def send_messages(self, email_messages):
+        """Two or more messages in one call to /email/batch (at most 500, which
+        the sender's batch size keeps to). Each message's anymail_status holds
+        Postmark's answer for it: "sent", or the reason it was refused. An error
+        posting raises, with no message answered; an answer that does not match
+        the messages raises AnymailError: Postmark may have taken them."""
+        if len(email_messages) < 2:
+            return super().send_messages(email_messages)
+        created = self.open()
+        try:
+            for message in email_messages:
+                message.anymail_status = AnymailStatus()
+            payloads = [
+                self.build_message_payload(message, self.send_defaults)
+                for message in email_messages
+            ]
+            response = self._post(Messages(payloads), email_messages[0])
+            try:
+                answers = response.json()
+                assert isinstance(answers, list) and len(answers) == len(payloads)
+            except (ValueError, AssertionError) as err:
+                raise AnymailError(
+                    f"Postmark's answer to {len(payloads)} messages: "
+                    f"{response.text[:200]!r}"
+                ) from err
+            for message, payload, answer in zip(
+                email_messages, payloads, answers, strict=True
+            ):
+                message.anymail_status.esp_response = response
+                message.anymail_status.set_recipient_status(
+                    self._answer_status(payload, answer)
+                )
+        finally:
+            if created:
+                self.close()
+        return len(email_messages)
+
+    @staticmethod
+    def _answer_status(payload, answer) -> dict[str, AnymailRecipientStatus]:
+        code = answer.get("ErrorCode") if isinstance(answer, dict) else None
+        if code == 0 and answer.get("MessageID"):
+            status = AnymailRecipientStatus(answer["MessageID"], "sent")
+        else:  # refused: the address, or the message itself
+            status = AnymailRecipientStatus(None, _REFUSED_ADDRESS.get(code, "failed"))
+        return {to.addr_spec: status for to in payload.to_emails}
 
     def _post(self, payload, message):
         """One post through http.client: anymail's request, and an answer that

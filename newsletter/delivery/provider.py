@@ -1,7 +1,6 @@
-"""Asking the provider what it accepted, to resolve uncertain batches and digests
-without guessing. Every post message carries the metadata {"batch": id}, and every
-digest {"digest": id}, so one search by that metadata lists the recipients the
-provider took.
+"""Asking the provider what it accepted, to settle uncertain batches without
+guessing. Every message of a mailing carries the metadata {"batch": id}, so one
+search by that metadata lists the recipients the provider took.
 
 Only Postmark's outbound message search is wired up. Its index lags acceptance by
 seconds to minutes, so ask about a batch that has been uncertain for a while.
@@ -20,7 +19,7 @@ class CannotAsk(Exception):
 
 def accepted_recipients(**metadata: int) -> dict[str, str]:
     """{address: provider message id} of what the provider took with this metadata
-    (one key: batch=… or digest=…)."""
+    (one key, e.g. batch=…)."""
     ((key, value),) = metadata.items()
     token = settings.ANYMAIL.get("POSTMARK_SERVER_TOKEN")
     if settings.EMAIL_BACKEND != POSTMARK or not token:

@@ -1,6 +1,7 @@
 """The reaper, run by beat: recovers work whose worker died or whose doorbell the
-broker lost (a Redis restart loses queued tasks), resumes sends whose circuit-breaker
-cool-down is over, and closes sends whose last batches finished side by side."""
+broker lost (a Redis restart loses queued tasks), resumes mailings whose
+circuit-breaker cool-down is over, and closes mailings whose last batches finished
+side by side. The same for every kind of mailing."""
 
 from datetime import timedelta
 
@@ -9,19 +10,19 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from .. import tasks
-from ..models import Batch, Delivery, Send
-from . import ledger
-from .control import RUNNING, send_resume
-from .sender import close_send_if_finished
+from ..enqueue import tasks
+from ..models import Batch, Delivery, Mailing
+from .control import RUNNING, mailing_resume
+from .ledger import close_batch
+from .sender import close_mailing_if_finished
 
 
-def reap() -> dict[str, int]:
+def mailings_reap() -> dict[str, int]:
     now = timezone.now()
     claim_cutoff = now - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT)
     doorbell_cutoff = now - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT)
     counts = dict.fromkeys(
-        ["stale_claims", "batches_rung", "sends_rung", "sends_resumed"], 0
+        ["stale_claims", "batches_rung", "mailings_rung", "mailings_resumed"], 0
     )
 
     stale = Batch.objects.filter(
@@ -42,7 +43,7 @@ def reap() -> dict[str, int]:
                 status=Delivery.Status.UNCERTAIN,
                 error="worker stopped while sending; not resent automatically",
             )
-            status, _others = ledger.close_batch(
+            status, _others = close_batch(
                 batch_id,
                 from_status=Batch.Status.SENDING,
                 now=now,
@@ -52,12 +53,12 @@ def reap() -> dict[str, int]:
         if status == Batch.Status.QUEUED:
             tasks.send_batch.delay(batch_id)
 
-    due = Send.objects.filter(paused_at__isnull=False, resume_at__lte=now)
-    for send_id in due.values_list("pk", flat=True):
-        counts["sends_resumed"] += send_resume(send_id=send_id)
+    due = Mailing.objects.filter(paused_at__isnull=False, resume_at__lte=now)
+    for mailing_id in due.values_list("pk", flat=True):
+        counts["mailings_resumed"] += mailing_resume(mailing_id=mailing_id)
 
-    running = Send.objects.filter(
-        pk=OuterRef("send_id"), status__in=RUNNING, paused_at__isnull=True
+    running = Mailing.objects.filter(
+        pk=OuterRef("mailing_id"), status__in=RUNNING, paused_at__isnull=True
     )
     lost = Batch.objects.filter(
         Exists(running), status=Batch.Status.QUEUED, touched_at__lt=doorbell_cutoff
@@ -67,17 +68,17 @@ def reap() -> dict[str, int]:
         tasks.send_batch.delay(batch_id)
         counts["batches_rung"] += 1
 
-    for send_id in Send.objects.filter(
-        status=Send.Status.PLANNING,
+    for mailing_id in Mailing.objects.filter(
+        status=Mailing.Status.PLANNING,
         paused_at__isnull=True,
         touched_at__lt=doorbell_cutoff,
     ).values_list("pk", flat=True):
-        Send.objects.filter(pk=send_id).update(touched_at=now)
-        tasks.plan_send.delay(send_id)
-        counts["sends_rung"] += 1
+        Mailing.objects.filter(pk=mailing_id).update(touched_at=now)
+        tasks.plan_mailing.delay(mailing_id)
+        counts["mailings_rung"] += 1
 
-    for send_id in Send.objects.filter(status=Send.Status.SENDING).values_list(
+    for mailing_id in Mailing.objects.filter(status=Mailing.Status.SENDING).values_list(
         "pk", flat=True
     ):
-        close_send_if_finished(send_id)
+        close_mailing_if_finished(mailing_id)
     return counts

@@ -1,20 +1,24 @@
-"""Sending one batch: claim it, render once, hand it to the provider, record outcomes.
+"""Sending one batch of any mailing: claim it, render, hand it to the provider,
+record outcomes.
 
-Five database statements per batch, whatever its size (the last batch of a send adds
-one to close the send): claim the batch, load the send and post, read the
-recipients, record every outcome, close the batch.
+For a post, five database statements per batch, whatever its size (the last batch
+of a mailing adds one to close it): claim the batch, load the mailing and post, read
+the recipients, record every outcome, close the batch. A digest adds the reads of
+its readers' posts and names.
 
 Where anymail can send one API call to many recipients with per-recipient data
-(Postmark's /email/batch with merge_headers, Mailgun's recipient-variables), a batch
-is one call; otherwise one message per recipient over one reused connection. For
-Postmark one message each, the batch is still one message to the backend
-(delivery/postmark.py), which posts each reader's own.
+(Postmark's /email/batch with merge_headers, Mailgun's recipient-variables), a
+post's batch is one call; otherwise one message per recipient over one reused
+connection. For Postmark one message each, the batch is still one message to the
+backend (delivery/postmark.py), which posts each reader's own. A digest differs per
+reader: one message each, several to a call where our Postmark backend posts them
+to /email/batch.
 """
 
 import random
 import smtplib
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,14 +26,21 @@ import requests
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core import mail
+from django.core.mail import EmailMessage
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
 
+from ..digests import DigestEmail
 from ..emails import PostEmail
-from ..models import Batch, Delivery, Send
-from . import ledger
-from .ledger import Outcome, Recipient
+from ..models import Batch, Delivery, Mailing
+from .ledger import (
+    Outcome,
+    Recipient,
+    batch_recipients,
+    close_batch,
+    record_outcomes,
+)
 from .postmark import NotConnected
 from .ratelimit import RateLimited, sending_budget
 
@@ -51,6 +62,7 @@ MAX_DEFERRAL = timedelta(days=4)
 
 ANYMAIL_POSTMARK = "anymail.backends.postmark.EmailBackend"
 ANYMAIL_MAILGUN = "anymail.backends.mailgun.EmailBackend"
+POSTMARK_BACKEND = "newsletter.delivery.postmark.EmailBackend"
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,8 @@ class Channel:
 
     esp: str
     batch_size: int
-    # The email backend for posts: the configured one, or our faster subclass of it.
+    # The email backend for mailings: the configured one, or our faster subclass
+    # of it.
     backend: str
     # Where the provider (or our backend for it) fills per-recipient fields in
     # bodies: its merge syntax, NAME standing for the field.
@@ -71,11 +84,17 @@ class Channel:
     def batched(self) -> bool:
         return bool(self.merge_field or self.shared_unsubscribe_link)
 
+    @property
+    def distinct_messages(self) -> bool:
+        """Whether one call takes many different messages (our Postmark backend's
+        send_messages, through /email/batch)."""
+        return self.backend == POSTMARK_BACKEND and self.batched
+
 
 def channel() -> Channel:
     backend = settings.EMAIL_BACKEND
     if backend == ANYMAIL_POSTMARK:
-        backend = "newsletter.delivery.postmark.EmailBackend"
+        backend = POSTMARK_BACKEND
         if settings.NEWSLETTER_DELIVERY_MODE == "single":
             # Our backend fills in each reader's fields and posts their own
             # message: anymail builds the payload once per batch, not per reader.
@@ -126,12 +145,12 @@ class ProviderUnavailable(RetryLater):
     """The provider did not take the message now (an error answer, no connection)."""
 
 
-def send_batch(*, batch_id: int) -> None:
+def batch_send(*, batch_id: int) -> None:
     """Send one batch. Raises RetryLater when it went back to the queue."""
     now = timezone.now()
-    running = Send.objects.filter(
-        pk=OuterRef("send_id"),
-        status__in=[Send.Status.PLANNING, Send.Status.SENDING],
+    running = Mailing.objects.filter(
+        pk=OuterRef("mailing_id"),
+        status__in=[Mailing.Status.PLANNING, Mailing.Status.SENDING],
         paused_at__isnull=True,
     )
     claimed = (
@@ -140,17 +159,17 @@ def send_batch(*, batch_id: int) -> None:
         .update(status=Batch.Status.SENDING, touched_at=now, attempts=F("attempts") + 1)
     )
     if not claimed:
-        return  # done already, another worker has it, or its send is paused
-    batch = Batch.objects.select_related("send__post").get(pk=batch_id)
-    recipients, left = ledger.batch_recipients(batch_id)
+        return  # done already, another worker has it, or its mailing is paused
+    batch = Batch.objects.select_related("mailing__post").get(pk=batch_id)
+    recipients, left = batch_recipients(batch_id)
     outcomes, trouble = _hand_over(batch, recipients)
     for delivery_id in left:
         outcomes[delivery_id] = Outcome(
             Delivery.Status.SKIPPED, error="left the audience before sending"
         )
     now = timezone.now()
-    ledger.record_outcomes(outcomes, now)
-    closed = ledger.close_batch(
+    record_outcomes(outcomes, now)
+    closed = close_batch(
         batch_id,
         from_status=Batch.Status.SENDING,
         now=now,
@@ -165,13 +184,17 @@ def send_batch(*, batch_id: int) -> None:
         isinstance(trouble, ProviderUnavailable) or not isinstance(trouble, RetryLater)
     )
     if provider_failed:
-        _count_failure(batch.send, now)
-    elif batch.send.consecutive_failures:
-        Send.objects.filter(pk=batch.send_id).update(consecutive_failures=0)
+        _count_failure(batch.mailing, now)
+    elif batch.mailing.consecutive_failures:
+        Mailing.objects.filter(pk=batch.mailing_id).update(consecutive_failures=0)
     if status == Batch.Status.QUEUED:
         raise trouble if isinstance(trouble, RetryLater) else RetryLater(str(trouble))
     if not others:
-        close_send_if_finished(batch.send_id)
+        close_mailing_if_finished(batch.mailing_id)
+
+
+# A message and the readers it goes to.
+Letter = tuple[EmailMessage, list[Recipient]]
 
 
 def _hand_over(
@@ -180,43 +203,38 @@ def _hand_over(
     """Give the recipients to the provider. Returns the outcome of each one
     attempted (the others stay QUEUED) and the error that stopped it, if any."""
     how = channel()
-    post_email = _rendered(batch.send)
-    size = how.batch_size if how.batched else 1
+    mailing = batch.mailing
     outcomes: dict[int, Outcome] = {}
     deferred: ReaderDeferred | None = None
     with mail.get_connection(how.backend) as connection:
+        compose, size = _composer(mailing, recipients, how, connection)
         for chunk in _chunks(recipients, size):
             try:
                 take_from_budget(len(chunk), esp=how.esp)
             except RetryLater as exc:
                 return outcomes, exc
-            if how.batched:
-                # The metadata lets webhooks and the uncertain-batch resolver
-                # find the ledger rows.
-                message = post_email.for_many(
-                    chunk,
-                    merge_field=how.merge_field,
-                    shared_unsubscribe_link=how.shared_unsubscribe_link or "",
-                    connection=connection,
-                )
-                message.merge_metadata = {
-                    r.email: {"delivery": str(r.delivery_id)} for r in chunk
-                }
+            letters = compose(chunk)
+            for message, readers in letters:
+                # The metadata lets webhooks and the settling of uncertain
+                # batches find the ledger rows.
                 message.metadata = {"batch": str(batch.pk)}
-            else:
-                message = post_email.for_subscriber(chunk[0], connection=connection)
-                message.metadata = {
-                    "batch": str(batch.pk),
-                    "delivery": str(chunk[0].delivery_id),
-                }
+                if len(readers) == 1:
+                    message.metadata["delivery"] = str(readers[0].delivery_id)
+                else:
+                    message.merge_metadata = {
+                        r.email: {"delivery": str(r.delivery_id)} for r in readers
+                    }
             try:
-                message.send()
+                if len(letters) == 1:
+                    letters[0][0].send()
+                else:  # distinct messages in one call (delivery/postmark.py)
+                    connection.send_messages([message for message, _ in letters])
             except AnymailRecipientsRefused:
                 pass  # every recipient refused: anymail_status says how, as below
             except smtplib.SMTPRecipientsRefused as exc:
                 # An SMTP server refused a reader's address (one reader per
                 # message here): the others go out either way.
-                outcome = smtp_refusal(exc, since=batch.send.created_at)
+                outcome = smtp_refusal(exc, since=mailing.created_at)
                 if outcome.status == Delivery.Status.QUEUED:
                     deferred = deferred or ReaderDeferred(outcome.error)
                 else:
@@ -226,7 +244,9 @@ def _hand_over(
                 # A backend that posts each reader's own message (our Postmark
                 # one) reports the readers it got through before the error, and
                 # the one the error concerns as "unknown": the others were not sent.
-                answered = _answered(message, chunk)
+                answered = {}
+                for message, readers in letters:
+                    answered.update(_answered(message, readers))
                 outcomes.update(
                     (r.delivery_id, outcome)
                     for r, outcome in answered.items()
@@ -240,8 +260,46 @@ def _hand_over(
                         Outcome(Delivery.Status.UNCERTAIN, error=repr(exc)),
                     )
                 return outcomes, exc
-            outcomes.update(_accepted(message, chunk))
+            for message, readers in letters:
+                outcomes.update(_accepted(message, readers))
     return outcomes, deferred
+
+
+def _composer(
+    mailing: Mailing, recipients: list[Recipient], how: Channel, connection
+) -> tuple[Callable[[list[Recipient]], list[Letter]], int]:
+    """How the kind turns a chunk of readers into messages, and the chunk size.
+
+    A post is rendered once and personalised per reader, one message for a chunk
+    where the provider fills in each reader's fields; a digest is rendered per
+    reader (each holds their own posts), several to a call where the backend
+    takes distinct messages at once."""
+    if mailing.kind == Mailing.Kind.DIGEST:
+        digest = DigestEmail(mailing, recipients)
+        size = how.batch_size if how.distinct_messages else 1
+        return (
+            lambda chunk: [
+                (digest.for_reader(r, connection=connection), [r]) for r in chunk
+            ]
+        ), size
+    post_email = _rendered(mailing)
+    if not how.batched:
+        return (
+            lambda chunk: [
+                (post_email.for_subscriber(chunk[0], connection=connection), chunk)
+            ]
+        ), 1
+
+    def compose(chunk: list[Recipient]) -> list[Letter]:
+        message = post_email.for_many(
+            chunk,
+            merge_field=how.merge_field,
+            shared_unsubscribe_link=how.shared_unsubscribe_link or "",
+            connection=connection,
+        )
+        return [(message, chunk)]
+
+    return compose, how.batch_size
 
 
 def take_from_budget(messages: int, *, esp: str | None = None) -> None:
@@ -259,12 +317,12 @@ def take_from_budget(messages: int, *, esp: str | None = None) -> None:
 _last_rendered: tuple[tuple, PostEmail] | None = None
 
 
-def _rendered(send: Send) -> PostEmail:
-    """The send's post, rendered once per worker process rather than per batch."""
+def _rendered(mailing: Mailing) -> PostEmail:
+    """The mailing's post, rendered once per worker process rather than per batch."""
     global _last_rendered
-    key = (send.pk, send.created_at)  # ids alone may be reused (tests, restores)
+    key = (mailing.pk, mailing.created_at)  # ids alone may be reused (tests, restores)
     if _last_rendered is None or _last_rendered[0] != key:
-        _last_rendered = (key, PostEmail(send.post))
+        _last_rendered = (key, PostEmail(mailing.post))
     return _last_rendered[1]
 
 
@@ -382,12 +440,12 @@ def retry_after(exc: BaseException) -> float | None:
     return min(seconds, MAX_RETRY_AFTER) + random.uniform(0, 1)
 
 
-def _count_failure(send: Send, now: datetime) -> None:
-    """One more failed attempt in a row; the Kth pauses the send for a cool-down."""
+def _count_failure(mailing: Mailing, now: datetime) -> None:
+    """One more failed attempt in a row; the Kth pauses the mailing for a cool-down."""
     failures = F("consecutive_failures") + 1
-    Send.objects.filter(pk=send.pk).update(consecutive_failures=failures)
-    Send.objects.filter(
-        pk=send.pk,
+    Mailing.objects.filter(pk=mailing.pk).update(consecutive_failures=failures)
+    Mailing.objects.filter(
+        pk=mailing.pk,
         paused_at__isnull=True,
         consecutive_failures__gte=settings.NEWSLETTER_BREAKER_FAILURES,
     ).update(
@@ -400,15 +458,15 @@ def _count_failure(send: Send, now: datetime) -> None:
     )
 
 
-def close_send_if_finished(send_id: int) -> None:
-    """Mark a fully planned send done once none of its batches is waiting.
+def close_mailing_if_finished(mailing_id: int) -> None:
+    """Mark a fully planned mailing done once none of its batches is waiting.
 
     Called by the planner, by the last batch and by the reaper; whichever comes last
     closes it. On PostgreSQL the planner's row lock makes a batch's UPDATE wait.
     """
     unfinished = Batch.objects.filter(
-        send_id=send_id, status__in=[Batch.Status.QUEUED, Batch.Status.SENDING]
+        mailing_id=mailing_id, status__in=[Batch.Status.QUEUED, Batch.Status.SENDING]
     )
-    Send.objects.filter(pk=send_id, status=Send.Status.SENDING).exclude(
+    Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.SENDING).exclude(
         Exists(unfinished)
-    ).update(status=Send.Status.DONE, finished_at=timezone.now())
+    ).update(status=Mailing.Status.DONE, finished_at=timezone.now())

@@ -1,0 +1,252 @@
+from datetime import timedelta
+
+import requests
+from django.contrib import admin
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from .. import delivery
+from ..delivery.provider import CannotAsk
+from ..models import Batch, Delivery, DigestSettings, Mailing
+
+# Progress is read from the batches' counters (a few thousand rows for a million
+# recipients), never by counting the ledger. Rate: recipients sent in this window.
+RATE_WINDOW = timedelta(minutes=5)
+
+
+def _annotation(name: str, *, description: str | None = None):
+    """A list column showing, and sorting by, a count get_queryset annotates."""
+
+    @admin.display(description=description or name, ordering=name)
+    def column(self, obj) -> int:
+        return getattr(obj, name)
+
+    return column
+
+
+@admin.register(Mailing)
+class MailingAdmin(admin.ModelAdmin):
+    """Every mailing, of every kind, with its progress and the author's controls."""
+
+    list_display = [
+        "__str__",
+        "kind",
+        "state",
+        "progress",
+        "planned",
+        "sent",
+        "failed",
+        "uncertain",
+        "rate",
+        "eta",
+        "created_at",
+    ]
+    list_filter = ["kind", "status"]
+    readonly_fields = [
+        "kind", "post", "frequency", "period", "state", "progress", "planned",
+        "sent", "failed", "uncertain", "rate", "eta", "uncertain_batches",
+        "pause_reason", "resume_at", "consecutive_failures", "batch_count",
+        "batch_size", "planned_up_to", "created_at", "planned_at", "finished_at",
+    ]  # fmt: skip
+    exclude = ["status", "touched_at", "paused_at"]
+    actions = ["pause", "resume", "cancel"]
+
+    def get_queryset(self, request):
+        waiting = [Batch.Status.QUEUED, Batch.Status.SENDING]
+        recent = Q(batches__finished_at__gte=timezone.now() - RATE_WINDOW)
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("post")
+            .annotate(
+                planned=Coalesce(Sum("batches__size"), 0),
+                sent=Coalesce(Sum("batches__sent"), 0),
+                failed=Coalesce(Sum("batches__failed"), 0),
+                uncertain=Coalesce(Sum("batches__uncertain"), 0),
+                waiting=Coalesce(
+                    Sum("batches__size", filter=Q(batches__status__in=waiting)), 0
+                ),
+                recently_sent=Coalesce(Sum("batches__sent", filter=recent), 0),
+            )
+        )
+
+    @admin.display(description="status", ordering="status")
+    def state(self, mailing: Mailing) -> str:
+        if mailing.paused_at:
+            reason = mailing.pause_reason
+            return f"Paused ({reason})" if reason else "Paused"
+        return mailing.get_status_display()
+
+    @admin.display(description="progress")
+    def progress(self, mailing: Mailing) -> str:
+        done = mailing.planned - mailing.waiting
+        percent = 100 * done // mailing.planned if mailing.planned else 0
+        return format_html(
+            '<progress value="{}" max="{}" aria-label="{}% handled"></progress> {}%',
+            done,
+            mailing.planned or 1,
+            percent,
+            percent,
+        )
+
+    planned = _annotation("planned")
+    sent = _annotation("sent")
+    failed = _annotation("failed")
+    uncertain = _annotation("uncertain")
+
+    @admin.display(description="rate (recipients/s)")
+    def rate(self, mailing: Mailing) -> str:
+        return f"{mailing.recently_sent / RATE_WINDOW.total_seconds():.1f}"
+
+    @admin.display(description="ETA")
+    def eta(self, mailing: Mailing) -> str:
+        per_second = mailing.recently_sent / RATE_WINDOW.total_seconds()
+        if not mailing.waiting:
+            return "done"
+        if not per_second:
+            return "unknown"
+        return str(timedelta(seconds=round(mailing.waiting / per_second)))
+
+    @admin.display(description="uncertain batches")
+    def uncertain_batches(self, mailing: Mailing) -> str:
+        count = mailing.batches.filter(status=Batch.Status.UNCERTAIN).count()
+        url = reverse("admin:newsletter_batch_changelist")
+        return format_html(
+            '<a href="{}?mailing__id__exact={}&status__exact=uncertain">'
+            "{} to review</a>",
+            url,
+            mailing.pk,
+            count,
+        )
+
+    @admin.action(description="Pause the selected mailings", permissions=["change"])
+    def pause(self, request, queryset) -> None:
+        changed = sum(delivery.mailing_pause(mailing_id=pk) for pk in _ids(queryset))
+        self.message_user(request, f"Paused {changed} mailing(s).")
+
+    @admin.action(description="Resume the selected mailings", permissions=["change"])
+    def resume(self, request, queryset) -> None:
+        changed = sum(delivery.mailing_resume(mailing_id=pk) for pk in _ids(queryset))
+        self.message_user(request, f"Resumed {changed} mailing(s).")
+
+    @admin.action(
+        description="Cancel the selected mailings (cannot be undone)",
+        permissions=["change"],
+    )
+    def cancel(self, request, queryset) -> None:
+        changed = sum(delivery.mailing_cancel(mailing_id=pk) for pk in _ids(queryset))
+        self.message_user(request, f"Cancelled {changed} mailing(s).")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _ids(queryset) -> list[int]:
+    return list(queryset.values_list("pk", flat=True))
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    """Where uncertain batches are reviewed: check the provider's activity log for
+    these recipients, then either record them as sent or resend them knowingly."""
+
+    list_display = [
+        "number", "mailing", "status", "size", "sent", "failed", "uncertain",
+        "attempts", "touched_at", "last_error",
+    ]  # fmt: skip
+    list_filter = ["status", "mailing__kind", "mailing"]
+    list_select_related = ["mailing__post"]
+    readonly_fields = [
+        "mailing", "number", "status", "size", "sent", "failed", "uncertain",
+        "attempts", "touched_at", "finished_at", "last_error", "recipients",
+    ]  # fmt: skip
+    actions = ["settle", "mark_sent", "resend"]
+
+    @admin.display(description="recipients")
+    def recipients(self, batch: Batch) -> str:
+        url = reverse("admin:newsletter_delivery_changelist")
+        return format_html(
+            '<a href="{}?batch__id__exact={}">ledger rows</a>', url, batch.pk
+        )
+
+    @admin.action(
+        description="Ask the provider; resend only what it did not take",
+        permissions=["change"],
+    )
+    def settle(self, request, queryset) -> None:
+        try:
+            changed = sum(
+                delivery.batch_settle_with_provider(batch_id=pk)
+                for pk in _ids(queryset)
+            )
+        except (CannotAsk, requests.RequestException) as exc:
+            self.message_user(request, f"Could not ask the provider: {exc}", "error")
+        else:
+            self.message_user(request, f"Settled {changed} batch(es).")
+
+    @admin.action(
+        description="Record uncertain batches as sent (provider confirms)",
+        permissions=["change"],
+    )
+    def mark_sent(self, request, queryset) -> None:
+        changed = sum(delivery.batch_mark_sent(batch_id=pk) for pk in _ids(queryset))
+        self.message_user(request, f"Recorded {changed} batch(es) as sent.")
+
+    @admin.action(
+        description="Resend uncertain batches (some may get a second copy)",
+        permissions=["change"],
+    )
+    def resend(self, request, queryset) -> None:
+        changed = sum(delivery.batch_resend(batch_id=pk) for pk in _ids(queryset))
+        self.message_user(request, f"Queued {changed} batch(es) to send again.")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # The list and its actions, for those allowed; no field is editable.
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["subscriber", "mailing", "status", "sent_at", "esp_message_id"]
+    list_filter = ["status", "mailing__kind", "mailing"]
+    search_fields = ["subscriber__email", "esp_message_id"]
+    list_select_related = ["subscriber", "mailing__post"]
+    readonly_fields = [
+        "mailing",
+        "batch",
+        "subscriber",
+        "status",
+        "esp_message_id",
+        "posts",
+        "error",
+        "sent_at",
+        "last_event",
+        "last_event_at",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(DigestSettings)
+class DigestSettingsAdmin(admin.ModelAdmin):
+    """One row: the day and hour of the digests."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not DigestSettings.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
