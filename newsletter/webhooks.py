@@ -1,15 +1,17 @@
 """ESP tracking webhooks: anymail authenticates and parses, we record and act.
 
-anymail's views (mounted at /anymail/<esp>/tracking/) check the basic-auth secret
-(ANYMAIL_WEBHOOK_SECRET) and the ESP's signature where it has one, then send the
-`tracking` signal with a normalised event. Each event is recorded once per ESP event
-id; its effects (the ledger row, the subscriber, the suppression list) are applied in
-the same transaction, so a redelivered event changes nothing.
+Only the configured provider's view answers at /anymail/<esp>/tracking/, and only
+with ANYMAIL_WEBHOOK_SECRET set: anymail would accept anyone's events without it
+(Postmark signs nothing), and an event can suppress any address. anymail's view
+checks the basic-auth secret and the ESP's signature where it has one, then sends
+the `tracking` signal with a normalised event. Each event is recorded once per ESP
+event id; its effects (the ledger row, the subscriber, the suppression list) are
+applied in the same transaction, so a redelivered event changes nothing.
 """
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
@@ -19,8 +21,9 @@ from django.conf import settings
 from django.core import checks
 from django.db import transaction
 from django.db.models import F, Q
-from django.http import QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 
 from . import subscriptions
 from .models import Delivery, Event, Subscriber, Suppression, normalise_email
@@ -42,6 +45,8 @@ class _RefuseMalformedBodies:
         OverflowError,
         # A timestamp beyond the C library's time_t (datetime.fromtimestamp).
         OSError,
+        # JSON nested deeper than the parser's recursion limit.
+        RecursionError,
     )
 
     def run_validators(self, request):
@@ -66,7 +71,21 @@ class _RefuseMalformedBodies:
                     raise AnymailWebhookValidationFailure(
                         f"Malformed {self.esp_name} webhook body: {name} is not text"
                     )
+            if event.timestamp and not (
+                timezone.is_aware(event.timestamp)
+                and EARLIEST_EVENT <= event.timestamp <= LATEST_EVENT
+            ):
+                raise AnymailWebhookValidationFailure(
+                    f"Malformed {self.esp_name} webhook body: dated {event.timestamp}"
+                )
         return events
+
+
+# Events dated outside these (or with no time zone) are forged or broken: near
+# datetime's limits (years 1 and 9999) a date cannot be shown in local time, nor
+# stored from some offsets.
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class _NotJSON(ValueError):
@@ -97,6 +116,54 @@ class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):
 
 class MailgunTrackingView(_RefuseMalformedBodies, MailgunTrackingWebhookView):
     pass
+
+
+TRACKING_VIEWS = {
+    "postmark": PostmarkTrackingView.as_view(),
+    "mailgun": MailgunTrackingView.as_view(),
+}
+# The provider whose events we read, by the email backend that sends through it.
+# The dev outbox stands in for Postmark: the fake ESP (benchmarks/fake_esp.py)
+# speaks Postmark, so a developer tries the webhook with Postmark's payloads.
+PROVIDER_BY_BACKEND = {
+    "anymail.backends.postmark.EmailBackend": "postmark",
+    "newsletter.delivery.postmark.EmailBackend": "postmark",
+    "anymail.backends.mailgun.EmailBackend": "mailgun",
+    "newsletter.outbox.OutboxBackend": "postmark",
+}
+
+
+class TrackingOff(Exception):
+    """The tracking webhook is off; the message says why, for the author."""
+
+
+def tracking_provider() -> str:
+    """The provider whose tracking webhook answers, or TrackingOff."""
+    provider = PROVIDER_BY_BACKEND.get(settings.EMAIL_BACKEND)
+    if provider is None:
+        raise TrackingOff(
+            f"Tracking webhooks are off: EMAIL_BACKEND {settings.EMAIL_BACKEND} "
+            "has none (Postmark and Mailgun have)."
+        )
+    if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
+        raise TrackingOff(
+            "Tracking webhooks are off: ANYMAIL_WEBHOOK_SECRET is not set, and "
+            "without it anyone could post events that suppress any address. Set it "
+            "to 'user:password' and give the provider the URL with those credentials."
+        )
+    return provider
+
+
+@csrf_exempt
+def tracking(request: HttpRequest, esp: str) -> HttpResponse:
+    """/anymail/<esp>/tracking/: the configured provider's view, else a 404."""
+    try:
+        provider = tracking_provider()
+    except TrackingOff:
+        raise Http404("No tracking webhook here.") from None
+    if esp != provider:
+        raise Http404("No tracking webhook here.")
+    return TRACKING_VIEWS[provider](request)
 
 
 def record_tracking_event(
@@ -144,6 +211,10 @@ def purge_old_events(*, now: datetime) -> int:
 
 
 def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
+    if not Subscriber.objects.filter(email=email).exists():
+        # We never wrote to this address: the event is forged or stray, and must
+        # not put a stranger on the suppression list (they could never subscribe).
+        return
     kind = event.event_type
     if kind == EventType.DELIVERED:
         Subscriber.objects.filter(email=email, soft_bounces__gt=0).update(
@@ -191,13 +262,13 @@ def _digest(raw: object) -> str:
 
 @checks.register(checks.Tags.security, deploy=True)
 def check_webhook_secret(app_configs, **kwargs) -> list[checks.CheckMessage]:
-    """Without a secret anymail accepts webhooks from anyone (Postmark has no
-    signature), and anyone could unsubscribe or suppress any reader."""
+    """Without a secret the tracking webhook is off: bounces and complaints are
+    never recorded, and the list keeps mailing addresses that refuse it."""
     if settings.ANYMAIL.get("WEBHOOK_SECRET"):
         return []
     return [
         checks.Warning(
-            "ANYMAIL_WEBHOOK_SECRET is not set: tracking webhooks are open to anyone.",
+            "ANYMAIL_WEBHOOK_SECRET is not set: tracking webhooks are off.",
             hint="Set ANYMAIL_WEBHOOK_SECRET to 'user:password' and put the same "
             "credentials in the webhook URL you give your ESP.",
             id="newsletter.W001",

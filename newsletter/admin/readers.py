@@ -10,10 +10,10 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 
-from .. import imports, subscriptions
+from .. import imports, subscriptions, webhooks
 from ..models import (
     Consent,
     Event,
@@ -258,6 +258,7 @@ class SuppressionAdmin(admin.ModelAdmin):
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
     list_display = ["received_at", "esp", "event_type", "recipient", "message_id"]
+    change_list_template = "admin/newsletter/event/change_list.html"
     list_filter = ["esp", "event_type"]
     search_fields = ["recipient", "message_id", "event_id"]
     readonly_fields = [
@@ -270,6 +271,18 @@ class EventAdmin(admin.ModelAdmin):
         "raw",
         "received_at",
     ]
+
+    def changelist_view(self, request, extra_context=None):
+        # Where events come in, or why none can: the author sees an empty list
+        # and needs to know whether that is quiet or a switched-off webhook.
+        try:
+            provider = webhooks.tracking_provider()
+        except webhooks.TrackingOff as off:
+            webhook = {"off": str(off)}
+        else:
+            webhook = {"path": reverse("tracking_webhook", kwargs={"esp": provider})}
+        extra_context = {**(extra_context or {}), "webhook": webhook}
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request) -> bool:
         return False
