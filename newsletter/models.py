@@ -72,6 +72,7 @@ class Subscriber(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["status", "id"])]
+        permissions = [("export_subscriber", "Can export subscribers as CSV")]
 
     def __str__(self) -> str:
         return self.email

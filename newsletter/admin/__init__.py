@@ -3,8 +3,9 @@
 readers: subscribers, their topics and consent, imports, suppressions, tracking events.
 delivery: sends, batches, the ledger, digests and their settings.
 post_email: the post editor's email preview and test send.
+logins: django-axes' login attempts, their clean-up action declaring its permission.
 """
 
-from . import delivery, post_email, readers
+from . import delivery, logins, post_email, readers
 
-__all__ = ["delivery", "post_email", "readers"]
+__all__ = ["delivery", "logins", "post_email", "readers"]

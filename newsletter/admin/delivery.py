@@ -127,17 +127,20 @@ class SendAdmin(admin.ModelAdmin):
             count,
         )
 
-    @admin.action(description="Pause the selected sends")
+    @admin.action(description="Pause the selected sends", permissions=["change"])
     def pause(self, request, queryset) -> None:
         changed = sum(delivery.send_pause(send_id=pk) for pk in _ids(queryset))
         self.message_user(request, f"Paused {changed} send(s).")
 
-    @admin.action(description="Resume the selected sends")
+    @admin.action(description="Resume the selected sends", permissions=["change"])
     def resume(self, request, queryset) -> None:
         changed = sum(delivery.send_resume(send_id=pk) for pk in _ids(queryset))
         self.message_user(request, f"Resumed {changed} send(s).")
 
-    @admin.action(description="Cancel the selected sends (cannot be undone)")
+    @admin.action(
+        description="Cancel the selected sends (cannot be undone)",
+        permissions=["change"],
+    )
     def cancel(self, request, queryset) -> None:
         changed = sum(delivery.send_cancel(send_id=pk) for pk in _ids(queryset))
         self.message_user(request, f"Cancelled {changed} send(s).")
@@ -177,7 +180,10 @@ class BatchAdmin(admin.ModelAdmin):
             '<a href="{}?batch__id__exact={}">ledger rows</a>', url, batch.pk
         )
 
-    @admin.action(description="Ask the provider; resend only what it did not take")
+    @admin.action(
+        description="Ask the provider; resend only what it did not take",
+        permissions=["change"],
+    )
     def resolve(self, request, queryset) -> None:
         try:
             changed = sum(
@@ -189,12 +195,18 @@ class BatchAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, f"Resolved {changed} batch(es).")
 
-    @admin.action(description="Record uncertain batches as sent (provider confirms)")
+    @admin.action(
+        description="Record uncertain batches as sent (provider confirms)",
+        permissions=["change"],
+    )
     def mark_sent(self, request, queryset) -> None:
         changed = sum(delivery.batch_mark_sent(batch_id=pk) for pk in _ids(queryset))
         self.message_user(request, f"Recorded {changed} batch(es) as sent.")
 
-    @admin.action(description="Resend uncertain batches (some may get a second copy)")
+    @admin.action(
+        description="Resend uncertain batches (some may get a second copy)",
+        permissions=["change"],
+    )
     def resend(self, request, queryset) -> None:
         changed = sum(delivery.batch_resend(batch_id=pk) for pk in _ids(queryset))
         self.message_user(request, f"Queued {changed} batch(es) to send again.")
@@ -203,7 +215,8 @@ class BatchAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return obj is None  # the list and its actions; no field is editable
+        # The list and its actions, for those who may change; no field is editable.
+        return obj is None and super().has_change_permission(request)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
@@ -290,7 +303,10 @@ class DigestDeliveryAdmin(admin.ModelAdmin):
     search_fields = ["subscriber__email"]
     actions = ["resolve", "mark_sent", "resend"]
 
-    @admin.action(description="Ask the provider; resend only what it did not take")
+    @admin.action(
+        description="Ask the provider; resend only what it did not take",
+        permissions=["change"],
+    )
     def resolve(self, request, queryset) -> None:
         try:
             changed = digests.digests_resolve_with_provider(row_ids=_ids(queryset))
@@ -299,12 +315,18 @@ class DigestDeliveryAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, f"Resolved {changed} digest(s).")
 
-    @admin.action(description="Record uncertain digests as sent (provider confirms)")
+    @admin.action(
+        description="Record uncertain digests as sent (provider confirms)",
+        permissions=["change"],
+    )
     def mark_sent(self, request, queryset) -> None:
         changed = digests.digests_mark_sent(row_ids=_ids(queryset))
         self.message_user(request, f"Recorded {changed} digest(s) as sent.")
 
-    @admin.action(description="Resend uncertain digests (some may get a second copy)")
+    @admin.action(
+        description="Resend uncertain digests (some may get a second copy)",
+        permissions=["change"],
+    )
     def resend(self, request, queryset) -> None:
         changed = digests.digests_resend(row_ids=_ids(queryset))
         self.message_user(request, f"Queued {changed} digest(s) to send again.")
@@ -313,4 +335,5 @@ class DigestDeliveryAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return obj is None  # the list and its actions; no field is editable
+        # The list and its actions, for those who may change; no field is editable.
+        return obj is None and super().has_change_permission(request)
