@@ -393,3 +393,16 @@ def test_no_webhook_body_gives_a_500_and_unauthenticated_ones_write_nothing(
             assert response.status_code == 400
             assert every_row() == before
         transaction.set_rollback(True)
+
+
+@fuzz
+@given(
+    year=st.integers(min_value=0, max_value=9999),
+    month=st.integers(min_value=0, max_value=99),
+)
+@example(year=0, month=1)  # Found: Django's year lookup cannot date year 0, a 500
+@example(year=9999, month=12)
+@example(year=1, month=1)
+def test_no_archive_month_gives_a_500(client, year, month):
+    response = client.get(f"/archive/{year:04}/{month:02}/")
+    assert response.status_code == (200 if year and 1 <= month <= 12 else 404)

@@ -600,3 +600,44 @@ def test_production_with_an_email_provider_refuses_to_start_without_a_webhook_se
     provider["ANYMAIL_WEBHOOK_SECRET"] = "tracking:a-long-random-webhook-password"
     result = run_production("manage.py", "check", extra_env=provider)
     assert result.returncode == 0, result.stderr
+
+
+# Malformed input (issue 17, finding 9) ---------------------------------------------
+
+
+@pytest.mark.parametrize("esp", ["postmark", "mailgun"])
+def test_json_nested_beyond_the_parsers_recursion_limit_is_a_400_and_writes_nothing(
+    client, settings, reader, esp
+):
+    settings.EMAIL_BACKEND = POSTMARK_BACKEND if esp == "postmark" else MAILGUN_BACKEND
+    depth = 100_000
+    response = client.post(
+        f"/anymail/{esp}/tracking/",
+        data="[" * depth + "]" * depth,
+        content_type="application/json",
+        **basic_auth(),
+    )
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "delivered_at",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+14:00",  # before datetime's year 1 in UTC
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59-12:00",  # beyond datetime's year 9999 in UTC
+        "1969-12-31T23:59:59Z",
+        "2026-11-26T16:33:54",  # no time zone: which time was it?
+    ],
+)
+def test_an_event_dated_where_no_event_can_be_is_a_400_and_writes_nothing(
+    client, admin_client, reader, delivered_at
+):
+    delivery_to(reader, POSTMARK_ID)
+    response = post_postmark(client, postmark_delivery(at=delivered_at))
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+    assert not Delivery.objects.filter(last_event__gt="").exists()
+    assert admin_client.get("/admin/newsletter/event/").status_code == 200
