@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import comments, services
+from . import comments, images, services
 
 
 @shared_task
@@ -11,3 +11,8 @@ def announce_due_posts() -> int:
 @shared_task
 def purge_comment_personal_data() -> int:
     return comments.comments_purge_personal_data()
+
+
+@shared_task
+def make_renditions(name: str) -> int:
+    return len(images.renditions_make(name=name))
