@@ -13,7 +13,10 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
-from anymail.exceptions import AnymailWebhookValidationFailure
+from anymail.exceptions import (
+    AnymailConfigurationError,
+    AnymailWebhookValidationFailure,
+)
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 from anymail.webhooks.mailgun import MailgunTrackingWebhookView
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
@@ -118,10 +121,7 @@ class MailgunTrackingView(_RefuseMalformedBodies, MailgunTrackingWebhookView):
     pass
 
 
-TRACKING_VIEWS = {
-    "postmark": PostmarkTrackingView.as_view(),
-    "mailgun": MailgunTrackingView.as_view(),
-}
+TRACKING_VIEWS = {"postmark": PostmarkTrackingView, "mailgun": MailgunTrackingView}
 # The provider whose events we read, by the email backend that sends through it.
 # The dev outbox stands in for Postmark: the fake ESP (benchmarks/fake_esp.py)
 # speaks Postmark, so a developer tries the webhook with Postmark's payloads.
@@ -151,6 +151,10 @@ def tracking_provider() -> str:
             "without it anyone could post events that suppress any address. Set it "
             "to 'user:password' and give the provider the URL with those credentials."
         )
+    try:
+        TRACKING_VIEWS[provider]()  # reads the provider's own, e.g. a signing key
+    except AnymailConfigurationError as missing:
+        raise TrackingOff(f"Tracking webhooks are off: {missing}") from None
     return provider
 
 
@@ -163,7 +167,7 @@ def tracking(request: HttpRequest, esp: str) -> HttpResponse:
         raise Http404("No tracking webhook here.") from None
     if esp != provider:
         raise Http404("No tracking webhook here.")
-    return TRACKING_VIEWS[provider](request)
+    return TRACKING_VIEWS[provider].as_view()(request)
 
 
 def record_tracking_event(

@@ -556,6 +556,17 @@ def test_the_postmark_route_is_a_404_when_the_site_sends_otherwise(
     assert not Suppression.objects.exists()
 
 
+def test_mailgun_without_its_signing_key_is_off_a_404_not_a_500(
+    client, admin_client, settings, reader
+):
+    settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
+    assert post_mailgun(client, mailgun_event("complained", "t")).status_code == 404
+    assert not Suppression.objects.exists()
+    settings.EMAIL_BACKEND = MAILGUN_BACKEND
+    page = admin_client.get("/admin/newsletter/event/").content.decode()
+    assert "MAILGUN_WEBHOOK_SIGNING_KEY" in page
+
+
 def test_the_dev_outbox_answers_on_postmarks_route_as_the_fake_esp_speaks_it(
     client, settings, reader
 ):
