@@ -95,10 +95,15 @@ class _NotJSON(ValueError):
     pass
 
 
+# No provider's event nests more than a few levels; hundreds of levels, which the
+# parser still reads, overflow the recursion of the code that stores the event.
+MAX_JSON_DEPTH = 32
+
+
 def _refuse_unstorable_json(body: bytes) -> None:
     """A JSON body the event log could not store is malformed: Python's json reads
-    NaN and Infinity, which are not JSON (RFC 8259), and PostgreSQL's jsonb refuses
-    the NUL character (\\u0000)."""
+    NaN and Infinity, which are not JSON (RFC 8259), PostgreSQL's jsonb refuses
+    the NUL character (\\u0000), and deep nesting is refused (MAX_JSON_DEPTH)."""
 
     def refuse(constant: str) -> None:
         raise _NotJSON(f"{constant} is not JSON")
@@ -109,8 +114,23 @@ def _refuse_unstorable_json(body: bytes) -> None:
         raise
     except ValueError:
         return  # not JSON at all (e.g. a form-encoded body): anymail's parser decides
+    if _depth(parsed) > MAX_JSON_DEPTH:
+        raise _NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if "\\u0000" in json.dumps(parsed):
         raise _NotJSON("NUL characters cannot be stored")
+
+
+def _depth(parsed: object) -> int:
+    """How deep objects and arrays nest, found without recursion."""
+    deepest, waiting = 0, [(parsed, 0)]
+    while waiting:
+        value, depth = waiting.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            waiting.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            waiting.extend((item, depth + 1) for item in value)
+    return deepest
 
 
 class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):

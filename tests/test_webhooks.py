@@ -616,15 +616,25 @@ def test_production_with_an_email_provider_refuses_to_start_without_a_webhook_se
 # Malformed input (issue 17, finding 9) ---------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "depth",
+    [100_000, 900],
+    # Found by this test: 900 levels parse, but storing them overflowed (a 500).
+    ids=["beyond-the-parsers-recursion-limit", "within-it-beyond-the-encoders"],
+)
 @pytest.mark.parametrize("esp", ["postmark", "mailgun"])
-def test_json_nested_beyond_the_parsers_recursion_limit_is_a_400_and_writes_nothing(
-    client, settings, reader, esp
+def test_deeply_nested_json_is_a_400_and_writes_nothing(
+    client, settings, reader, esp, depth
 ):
     settings.EMAIL_BACKEND = POSTMARK_BACKEND if esp == "postmark" else MAILGUN_BACKEND
-    depth = 100_000
+    if esp == "postmark":
+        payload = postmark_delivery()
+    else:
+        payload = mailgun_event("delivered", "token-nested")
+    nested = json.dumps(payload)[:-1] + ', "x": ' + '{"a": ' * depth + "1"
     response = client.post(
         f"/anymail/{esp}/tracking/",
-        data="[" * depth + "]" * depth,
+        data=nested + "}" * depth + "}",
         content_type="application/json",
         **basic_auth(),
     )
