@@ -19,11 +19,19 @@ install: $(VENV)/.installed
 # named by DATABASE_URL / REDIS_URL), until Ctrl-C stops all three.
 run: export SITE_URL ?= http://127.0.0.1:$(PORT)
 run: export DJANGO_DEBUG ?= 1
-run: install
+# The tracking webhook answers only with a secret: a development one is made once
+# under var/ and kept, unless ANYMAIL_WEBHOOK_SECRET is set already.
+run: export ANYMAIL_WEBHOOK_SECRET ?= $(shell cat var/webhook-secret)
+run: install var/webhook-secret
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py seed_demo
-	@trap 'kill 0' INT TERM EXIT; \
+	@webhook=$$($(PY) manage.py shell --no-imports -c "from django.urls import reverse; \
+	from newsletter.webhooks import tracking_provider; \
+	print(reverse('tracking_webhook', kwargs={'esp': tracking_provider()}))" \
+	2>/dev/null) && webhook="http://$$ANYMAIL_WEBHOOK_SECRET@127.0.0.1:$(PORT)$$webhook" \
+	|| webhook="off (the admin's Events page says why)"; \
+	trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/celery -A newsletter worker --loglevel=INFO --concurrency=2 & \
 	$(VENV)/bin/celery -A newsletter beat --loglevel=INFO & \
 	$(PY) manage.py runserver --noreload 127.0.0.1:$(PORT) & \
@@ -32,9 +40,14 @@ run: install
 	echo "  Site:   http://127.0.0.1:$(PORT)/"; \
 	echo "  Admin:  http://127.0.0.1:$(PORT)/admin/  (login printed above)"; \
 	echo "  Outbox: http://127.0.0.1:$(PORT)/outbox/  (every email the site sends)"; \
+	echo "  Tracking webhook: $$webhook"; \
 	echo "  Ctrl-C stops the web server, the worker and beat."; \
 	echo; \
 	wait
+
+var/webhook-secret:
+	mkdir -p var
+	umask 077; $(PYTHON) -c "import secrets; print('dev:' + secrets.token_urlsafe(24))" > $@
 
 test: install
 	$(PY) -m pytest

@@ -15,7 +15,7 @@ from .emails import build_message, render_email, site_link
 from .subscriptions import is_blocked
 
 
-def send_comment_digest() -> int:
+def comment_digest_send() -> int:
     """Email each staff member one list of the pending comments not yet reported.
 
     Returns how many comments were reported. The claim and the sending share one
@@ -56,7 +56,7 @@ def send_comment_digest() -> int:
     return len(pending)
 
 
-def send_comment_confirmation(*, comment_id: int) -> bool:
+def comment_confirmation_send(*, comment_id: int) -> bool:
     """Email a held comment's commenter the link that proves the address, if the
     comments app says they should have one. True if sent.
 

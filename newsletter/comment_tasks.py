@@ -6,13 +6,13 @@ from .tasks import backoff
 
 @shared_task
 def send_comment_digest() -> int:
-    return comment_emails.send_comment_digest()
+    return comment_emails.comment_digest_send()
 
 
 @shared_task(bind=True, max_retries=8)
 def email_comment_confirmation(self, comment_id: int) -> None:
     try:
-        comment_emails.send_comment_confirmation(comment_id=comment_id)
+        comment_emails.comment_confirmation_send(comment_id=comment_id)
     except Exception as exc:
         if not delivery.provider_refused(exc):
             raise  # possibly sent already: a second copy is worse than none

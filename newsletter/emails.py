@@ -415,7 +415,7 @@ def images_without_alt(html: str) -> int:
     return len(_IMAGE_WITHOUT_ALT.findall(html))
 
 
-def send_post_test(*, post_id: int, to: str) -> None:
+def post_test_send(*, post_id: int, to: str) -> None:
     """Send the author a test of a post's email through the normal backend."""
     post = Post.objects.filter(pk=post_id).first()
     if post is not None:

@@ -14,7 +14,7 @@ class SubscriberQuerySet(models.QuerySet):
         """The audience: confirmed, not paused, not unsubscribed or suppressed.
 
         Every suppression also moves the subscriber out of ACTIVE (see
-        subscriptions.suppress), so the status alone decides.
+        subscriptions.address_suppress), so the status alone decides.
         """
         return self.filter(status=Subscriber.Status.ACTIVE, paused_at__isnull=True)
 
@@ -75,6 +75,7 @@ class Subscriber(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["status", "id"])]
+        permissions = [("export_subscriber", "Can export subscribers as CSV")]
 
     def __str__(self) -> str:
         return self.email

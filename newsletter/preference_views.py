@@ -89,7 +89,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     action = request.POST.get("action")
     active = subscriber.status == Subscriber.Status.ACTIVE
     if action == "pause" and active:
-        subscriptions.pause(subscriber=subscriber)
+        subscriptions.subscriber_pause(subscriber=subscriber)
         return _done(
             request,
             subscriber,
@@ -97,7 +97,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             "Nothing will be sent until you resume it from this page.",
         )
     if action == "resume" and active:
-        subscriptions.resume(subscriber=subscriber)
+        subscriptions.subscriber_resume(subscriber=subscriber)
         return _done(
             request,
             subscriber,
@@ -105,7 +105,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             "New posts will arrive as they are published.",
         )
     if action == "unsubscribe":
-        subscriptions.unsubscribe(subscriber=subscriber)
+        subscriptions.subscriber_unsubscribe(subscriber=subscriber)
         return _done(
             request,
             subscriber,
@@ -124,7 +124,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
                 "if you want it restored.",
                 status=409,
             )
-        subscriptions.subscribe(
+        subscriptions.subscription_request(
             email=subscriber.email,
             name=subscriber.name,
             ip_address=client_address(request) or None,
@@ -155,7 +155,7 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
     form = TopicsForm(request.POST)
     if not form.is_valid():
         return _page(request, subscriber, ChangeEmailForm(), form, status=400)
-    subscriptions.set_topics(
+    subscriptions.topics_set(
         subscriber=subscriber,
         topics=form.cleaned_data["topics"],
         frequency=form.cleaned_data["frequency"],
@@ -215,7 +215,7 @@ def _send_one_time_link(
         )
     if not allow_email_to(subscriber.email):
         return _too_many(request)
-    subscriptions.request_one_time_link(
+    subscriptions.one_time_link_request(
         subscriber=subscriber, request=one_time_request, new_email=new_email
     )
     # Whoever holds this page's link may not be the reader: the answer says only
@@ -252,7 +252,9 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
             "newsletter/preferences_change_email.html",
             {"subscriber": subscriber, "new_email": new_email},
         )
-    if not subscriptions.change_email(subscriber=subscriber, new_email=new_email):
+    if not subscriptions.email_change_confirm(
+        subscriber=subscriber, new_email=new_email
+    ):
         return _done(
             request,
             subscriber,
@@ -329,13 +331,13 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         new_email
     ):
         return _too_many(request)
-    if not subscriptions.use_one_time_link(subscriber=subscriber):
+    if not subscriptions.one_time_link_use(subscriber=subscriber):
         return _token_error(request, InvalidToken())
     if one_time_request == OneTimeRequest.EXPORT:
         return _export(subscriber)
     if one_time_request == OneTimeRequest.DELETE:
         return _delete(request, subscriber)
-    subscriptions.request_email_change(subscriber=subscriber, new_email=new_email)
+    subscriptions.email_change_request(subscriber=subscriber, new_email=new_email)
     # The same answer whether or not the address is free, so this page does not
     # reveal who else subscribes.
     return _done(
@@ -351,7 +353,7 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
 def _export(subscriber: Subscriber) -> HttpResponse:
     data = {
         "exported_at": timezone.now(),
-        **subscriptions.export_data(subscriber=subscriber),
+        **subscriptions.subscriber_export(subscriber=subscriber),
     }
     response = JsonResponse(
         data, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2}
@@ -362,7 +364,7 @@ def _export(subscriber: Subscriber) -> HttpResponse:
 
 def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
     email = subscriber.email
-    subscriptions.delete_subscriber(subscriber=subscriber)
+    subscriptions.subscriber_delete(subscriber=subscriber)
     return _done(
         request,
         None,

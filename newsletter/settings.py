@@ -229,6 +229,18 @@ ANYMAIL = {
     for name, value in os.environ.items()
     if name.startswith("ANYMAIL_")
 }
+# Without a secret the tracking webhook is off (newsletter/webhooks.py): in
+# production that would quietly keep mailing addresses that bounce or complain.
+if (
+    not DEBUG
+    and EMAIL_BACKEND.startswith("anymail.")
+    and not ANYMAIL.get("WEBHOOK_SECRET")
+):
+    raise ImproperlyConfigured(
+        "ANYMAIL_WEBHOOK_SECRET must be set (to 'user:password', the credentials in "
+        "the webhook URL you give your email provider) when DJANGO_DEBUG is off "
+        "and EMAIL_BACKEND is an anymail backend."
+    )
 NEWSLETTER_FROM_EMAIL = os.environ.get(
     "NEWSLETTER_FROM_EMAIL", "On Probation <newsletter@localhost>"
 )

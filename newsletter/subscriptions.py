@@ -18,7 +18,6 @@ from django.utils import timezone
 from posts.comments.services import comments_delete_for_email, comments_for_email
 from posts.validators import normalise_email
 
-from . import tasks
 from .emails import (
     build_message,
     confirmation_message,
@@ -26,6 +25,7 @@ from .emails import (
     site_link,
     welcome_message,
 )
+from .enqueue import tasks
 from .models import (
     Consent,
     Delivery,
@@ -62,7 +62,7 @@ def is_blocked(email: str) -> bool:
     return Suppression.objects.for_email(email).blocking().exists()
 
 
-def set_topics(
+def topics_set(
     *,
     subscriber: Subscriber,
     topics: Iterable[str] = (),
@@ -83,7 +83,7 @@ def set_topics(
         )
 
 
-def subscribe(
+def subscription_request(
     *,
     email: str,
     name: str = "",
@@ -127,7 +127,7 @@ def subscribe(
             transaction.on_commit(lambda: tasks.send_confirmation.delay(consent.pk))
 
 
-def confirm(*, subscriber: Subscriber, consent_id: int) -> None:
+def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> None:
     """Make a pending (or returning) subscriber part of the audience, with what the
     confirmed request asked for.
 
@@ -162,7 +162,7 @@ def confirm(*, subscriber: Subscriber, consent_id: int) -> None:
             if consent.name:
                 Subscriber.objects.filter(pk=subscriber.pk).update(name=consent.name)
             if consent.topics is not None:
-                set_topics(
+                topics_set(
                     subscriber=subscriber,
                     topics=consent.topics,
                     frequency=consent.frequency,
@@ -171,7 +171,7 @@ def confirm(*, subscriber: Subscriber, consent_id: int) -> None:
     subscriber.refresh_from_db()
 
 
-def suppress(*, email: str, reason: Suppression.Reason) -> None:
+def address_suppress(*, email: str, reason: Suppression.Reason) -> None:
     """Put an address on the suppression list and its subscriber out of the audience.
 
     A stronger reason replaces a weaker one, never the reverse: a complaint stays
@@ -199,25 +199,25 @@ def suppress(*, email: str, reason: Suppression.Reason) -> None:
         )
 
 
-def unsubscribe(*, subscriber: Subscriber) -> None:
+def subscriber_unsubscribe(*, subscriber: Subscriber) -> None:
     """Take a subscriber out of every future send. Repeating it changes nothing."""
-    suppress(email=subscriber.email, reason=Suppression.Reason.UNSUBSCRIBED)
+    address_suppress(email=subscriber.email, reason=Suppression.Reason.UNSUBSCRIBED)
     subscriber.refresh_from_db()
 
 
-def pause(*, subscriber: Subscriber) -> None:
+def subscriber_pause(*, subscriber: Subscriber) -> None:
     Subscriber.objects.filter(
         pk=subscriber.pk, status=Subscriber.Status.ACTIVE, paused_at__isnull=True
     ).update(paused_at=timezone.now())
     subscriber.refresh_from_db()
 
 
-def resume(*, subscriber: Subscriber) -> None:
+def subscriber_resume(*, subscriber: Subscriber) -> None:
     Subscriber.objects.filter(pk=subscriber.pk).update(paused_at=None)
     subscriber.refresh_from_db()
 
 
-def request_email_change(*, subscriber: Subscriber, new_email: str) -> None:
+def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
     """Send a link to the new address; the address changes only when it is used.
 
     One request a day per reader, and only the latest request's link works. The
@@ -252,7 +252,7 @@ def request_email_change(*, subscriber: Subscriber, new_email: str) -> None:
         )
 
 
-def change_email(*, subscriber: Subscriber, new_email: str) -> bool:
+def email_change_confirm(*, subscriber: Subscriber, new_email: str) -> bool:
     """Move the subscription to a confirmed new address. False if it cannot be."""
     new_email = normalise_email(new_email)
     if is_blocked(new_email):
@@ -278,7 +278,7 @@ class OneTimeRequest(StrEnum):
     CHANGE_EMAIL = "change-email"
 
 
-def request_one_time_link(
+def one_time_link_request(
     *, subscriber: Subscriber, request: OneTimeRequest, new_email: str = ""
 ) -> None:
     """Send the reader's own address a link that does `request` once, within the
@@ -305,7 +305,7 @@ def read_one_time_detail(detail: str) -> tuple[OneTimeRequest, str]:
     return OneTimeRequest(request), new_email
 
 
-def use_one_time_link(*, subscriber: Subscriber) -> bool:
+def one_time_link_use(*, subscriber: Subscriber) -> bool:
     """Spend the reader's one-time link; False if it was spent meanwhile."""
     return bool(
         Subscriber.objects.filter(
@@ -316,7 +316,7 @@ def use_one_time_link(*, subscriber: Subscriber) -> bool:
     )
 
 
-def export_data(*, subscriber: Subscriber) -> dict:
+def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything held about the subscriber, for the reader to download."""
     deliveries = (
         subscriber.deliveries.filter(mailing__kind="post")
@@ -369,10 +369,10 @@ def export_data(*, subscriber: Subscriber) -> dict:
     }
 
 
-def delete_subscriber(*, subscriber: Subscriber) -> None:
+def subscriber_delete(*, subscriber: Subscriber) -> None:
     """Forget the person; keep only the keyed hash that honours their choice."""
     with transaction.atomic():
-        suppress(email=subscriber.email, reason=Suppression.Reason.DELETED)
+        address_suppress(email=subscriber.email, reason=Suppression.Reason.DELETED)
         message_ids = (
             Delivery.objects.filter(subscriber=subscriber)
             .exclude(esp_message_id="")
@@ -385,7 +385,7 @@ def delete_subscriber(*, subscriber: Subscriber) -> None:
         subscriber.delete()
 
 
-def purge_expired_pending() -> int:
+def pending_purge_expired() -> int:
     """Delete subscriptions never confirmed whose latest confirmation has expired."""
     cutoff = timezone.now() - timedelta(seconds=settings.NEWSLETTER_PENDING_MAX_AGE)
     expired = Subscriber.objects.filter(status=Subscriber.Status.PENDING).filter(
@@ -396,7 +396,7 @@ def purge_expired_pending() -> int:
     return deleted
 
 
-def send_confirmation(*, consent_id: int) -> None:
+def confirmation_send(*, consent_id: int) -> None:
     consent = Consent.objects.select_related("subscriber").filter(pk=consent_id).first()
     if consent is None:
         return
@@ -406,13 +406,13 @@ def send_confirmation(*, consent_id: int) -> None:
     confirmation_message(subscriber, consent_id=consent.pk).send()
 
 
-def send_welcome(*, subscriber_id: int) -> None:
+def welcome_send(*, subscriber_id: int) -> None:
     subscriber = Subscriber.objects.confirmed().filter(pk=subscriber_id).first()
     if subscriber is not None:
         welcome_message(subscriber).send()
 
 
-def send_email_change(*, subscriber_id: int, new_email: str) -> None:
+def email_change_send(*, subscriber_id: int, new_email: str) -> None:
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None or is_blocked(new_email):
         return
@@ -429,7 +429,7 @@ def send_email_change(*, subscriber_id: int, new_email: str) -> None:
     build_message(email, to=new_email).send()
 
 
-def send_one_time_link(*, subscriber_id: int, detail: str) -> None:
+def one_time_link_send(*, subscriber_id: int, detail: str) -> None:
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None or is_blocked(subscriber.email):
         return

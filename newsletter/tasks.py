@@ -25,7 +25,7 @@ def subscribe(
     # answer takes as long whatever the address's state: a known address would
     # otherwise answer sooner (no row to write, no email to queue) and give itself
     # away to anyone timing the form.
-    subscriptions.subscribe(
+    subscriptions.subscription_request(
         email=email,
         name=name,
         ip_address=ip_address,
@@ -37,7 +37,7 @@ def subscribe(
 @shared_task(bind=True, max_retries=8)
 def send_confirmation(self, consent_id: int) -> None:
     try:
-        subscriptions.send_confirmation(consent_id=consent_id)
+        subscriptions.confirmation_send(consent_id=consent_id)
     except Exception as exc:
         if not delivery.provider_refused(exc):
             raise  # possibly sent already: a second copy is worse than none
@@ -53,7 +53,7 @@ def _retry_if_provider_refused(task, exc: Exception) -> None:
 @shared_task(bind=True, max_retries=8)
 def send_welcome(self, subscriber_id: int) -> None:
     try:
-        subscriptions.send_welcome(subscriber_id=subscriber_id)
+        subscriptions.welcome_send(subscriber_id=subscriber_id)
     except Exception as exc:
         _retry_if_provider_refused(self, exc)
 
@@ -61,7 +61,7 @@ def send_welcome(self, subscriber_id: int) -> None:
 @shared_task(bind=True, max_retries=8)
 def send_email_change(self, subscriber_id: int, new_email: str) -> None:
     try:
-        subscriptions.send_email_change(
+        subscriptions.email_change_send(
             subscriber_id=subscriber_id, new_email=new_email
         )
     except Exception as exc:
@@ -71,19 +71,19 @@ def send_email_change(self, subscriber_id: int, new_email: str) -> None:
 @shared_task(bind=True, max_retries=8)
 def send_one_time_link(self, subscriber_id: int, detail: str) -> None:
     try:
-        subscriptions.send_one_time_link(subscriber_id=subscriber_id, detail=detail)
+        subscriptions.one_time_link_send(subscriber_id=subscriber_id, detail=detail)
     except Exception as exc:
         _retry_if_provider_refused(self, exc)
 
 
 @shared_task
 def purge_expired_pending() -> int:
-    return subscriptions.purge_expired_pending()
+    return subscriptions.pending_purge_expired()
 
 
 @shared_task
 def purge_old_events() -> int:
-    return webhooks.purge_old_events(now=timezone.now())
+    return webhooks.events_purge_old(now=timezone.now())
 
 
 @shared_task
@@ -111,4 +111,4 @@ def reap() -> dict[str, int]:
 @shared_task
 def send_post_test(post_id: int, to: str) -> None:
     # No retries: the author is watching and can press the button again.
-    emails.send_post_test(post_id=post_id, to=to)
+    emails.post_test_send(post_id=post_id, to=to)

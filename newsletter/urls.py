@@ -45,18 +45,8 @@ newsletter_patterns = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # Our ESPs' tracking views, ahead of anymail's own: malformed bodies get a 400.
-    path(
-        "anymail/postmark/tracking/",
-        webhooks.PostmarkTrackingView.as_view(),
-        name="postmark_tracking_webhook",
-    ),
-    path(
-        "anymail/mailgun/tracking/",
-        webhooks.MailgunTrackingView.as_view(),
-        name="mailgun_tracking_webhook",
-    ),
-    path("anymail/", include("anymail.urls")),
+    # Only the configured provider's, and only with a secret; every other is a 404.
+    path("anymail/<str:esp>/tracking/", webhooks.tracking, name="tracking_webhook"),
     path("", include((newsletter_patterns, "newsletter"))),
     path("", include("posts.urls")),
     path("", include("posts.comments.urls")),

@@ -86,7 +86,9 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     # Link scanners in corporate mail systems follow every link they see, so the
     # GET only shows a button; the reader's own POST confirms.
     if request.method == "POST":
-        subscriptions.confirm(subscriber=subscriber, consent_id=int(consent_id))
+        subscriptions.subscriber_confirm(
+            subscriber=subscriber, consent_id=int(consent_id)
+        )
         return render(request, "newsletter/confirmed.html", {"subscriber": subscriber})
     return render(request, "newsletter/confirm.html", {"subscriber": subscriber})
 
@@ -100,7 +102,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     except InvalidToken as error:
         return _token_error(request, error)
     if request.method == "POST":
-        subscriptions.unsubscribe(subscriber=subscriber)
+        subscriptions.subscriber_unsubscribe(subscriber=subscriber)
         return render(
             request, "newsletter/unsubscribed.html", {"subscriber": subscriber}
         )

@@ -1,17 +1,22 @@
 """ESP tracking webhooks: anymail authenticates and parses, we record and act.
 
-anymail's views (mounted at /anymail/<esp>/tracking/) check the basic-auth secret
-(ANYMAIL_WEBHOOK_SECRET) and the ESP's signature where it has one, then send the
-`tracking` signal with a normalised event. Each event is recorded once per ESP event
-id; its effects (the ledger row, the subscriber, the suppression list) are applied in
-the same transaction, so a redelivered event changes nothing.
+Only the configured provider's view answers at /anymail/<esp>/tracking/, and only
+with ANYMAIL_WEBHOOK_SECRET set: anymail would accept anyone's events without it
+(Postmark signs nothing), and an event can suppress any address. anymail's view
+checks the basic-auth secret and the ESP's signature where it has one, then sends
+the `tracking` signal with a normalised event. Each event is recorded once per ESP
+event id; its effects (the ledger row, the subscriber, the suppression list) are
+applied in the same transaction, so a redelivered event changes nothing.
 """
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from anymail.exceptions import AnymailWebhookValidationFailure
+from anymail.exceptions import (
+    AnymailConfigurationError,
+    AnymailWebhookValidationFailure,
+)
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 from anymail.webhooks.mailgun import MailgunTrackingWebhookView
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
@@ -19,8 +24,9 @@ from django.conf import settings
 from django.core import checks
 from django.db import transaction
 from django.db.models import F, Q
-from django.http import QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 
 from posts.validators import normalise_email
 
@@ -44,6 +50,8 @@ class _RefuseMalformedBodies:
         OverflowError,
         # A timestamp beyond the C library's time_t (datetime.fromtimestamp).
         OSError,
+        # JSON nested deeper than the parser's recursion limit.
+        RecursionError,
     )
 
     def run_validators(self, request):
@@ -68,17 +76,36 @@ class _RefuseMalformedBodies:
                     raise AnymailWebhookValidationFailure(
                         f"Malformed {self.esp_name} webhook body: {name} is not text"
                     )
+            if event.timestamp and not (
+                timezone.is_aware(event.timestamp)
+                and EARLIEST_EVENT <= event.timestamp <= LATEST_EVENT
+            ):
+                raise AnymailWebhookValidationFailure(
+                    f"Malformed {self.esp_name} webhook body: dated {event.timestamp}"
+                )
         return events
+
+
+# Events dated outside these (or with no time zone) are forged or broken: near
+# datetime's limits (years 1 and 9999) a date cannot be shown in local time, nor
+# stored from some offsets.
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class _NotJSON(ValueError):
     pass
 
 
+# No provider's event nests more than a few levels; hundreds of levels, which the
+# parser still reads, overflow the recursion of the code that stores the event.
+MAX_JSON_DEPTH = 32
+
+
 def _refuse_unstorable_json(body: bytes) -> None:
     """A JSON body the event log could not store is malformed: Python's json reads
-    NaN and Infinity, which are not JSON (RFC 8259), and PostgreSQL's jsonb refuses
-    the NUL character (\\u0000)."""
+    NaN and Infinity, which are not JSON (RFC 8259), PostgreSQL's jsonb refuses
+    the NUL character (\\u0000), and deep nesting is refused (MAX_JSON_DEPTH)."""
 
     def refuse(constant: str) -> None:
         raise _NotJSON(f"{constant} is not JSON")
@@ -89,8 +116,23 @@ def _refuse_unstorable_json(body: bytes) -> None:
         raise
     except ValueError:
         return  # not JSON at all (e.g. a form-encoded body): anymail's parser decides
+    if _depth(parsed) > MAX_JSON_DEPTH:
+        raise _NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if "\\u0000" in json.dumps(parsed):
         raise _NotJSON("NUL characters cannot be stored")
+
+
+def _depth(parsed: object) -> int:
+    """How deep objects and arrays nest, found without recursion."""
+    deepest, waiting = 0, [(parsed, 0)]
+    while waiting:
+        value, depth = waiting.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            waiting.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            waiting.extend((item, depth + 1) for item in value)
+    return deepest
 
 
 class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):
@@ -99,6 +141,55 @@ class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):
 
 class MailgunTrackingView(_RefuseMalformedBodies, MailgunTrackingWebhookView):
     pass
+
+
+TRACKING_VIEWS = {"postmark": PostmarkTrackingView, "mailgun": MailgunTrackingView}
+# The provider whose events we read, by the email backend that sends through it.
+# The dev outbox stands in for Postmark: the fake ESP (benchmarks/fake_esp.py)
+# speaks Postmark, so a developer tries the webhook with Postmark's payloads.
+PROVIDER_BY_BACKEND = {
+    "anymail.backends.postmark.EmailBackend": "postmark",
+    "newsletter.delivery.postmark.EmailBackend": "postmark",
+    "anymail.backends.mailgun.EmailBackend": "mailgun",
+    "newsletter.outbox.OutboxBackend": "postmark",
+}
+
+
+class TrackingOff(Exception):
+    """The tracking webhook is off; the message says why, for the author."""
+
+
+def tracking_provider() -> str:
+    """The provider whose tracking webhook answers, or TrackingOff."""
+    provider = PROVIDER_BY_BACKEND.get(settings.EMAIL_BACKEND)
+    if provider is None:
+        raise TrackingOff(
+            f"Tracking webhooks are off: EMAIL_BACKEND {settings.EMAIL_BACKEND} "
+            "has none (Postmark and Mailgun have)."
+        )
+    if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
+        raise TrackingOff(
+            "Tracking webhooks are off: ANYMAIL_WEBHOOK_SECRET is not set, and "
+            "without it anyone could post events that suppress any address. Set it "
+            "to 'user:password' and give the provider the URL with those credentials."
+        )
+    try:
+        TRACKING_VIEWS[provider]()  # reads the provider's own, e.g. a signing key
+    except AnymailConfigurationError as missing:
+        raise TrackingOff(f"Tracking webhooks are off: {missing}") from None
+    return provider
+
+
+@csrf_exempt
+def tracking(request: HttpRequest, esp: str) -> HttpResponse:
+    """/anymail/<esp>/tracking/: the configured provider's view, else a 404."""
+    try:
+        provider = tracking_provider()
+    except TrackingOff:
+        raise Http404("No tracking webhook here.") from None
+    if esp != provider:
+        raise Http404("No tracking webhook here.")
+    return TRACKING_VIEWS[provider].as_view()(request)
 
 
 def record_tracking_event(
@@ -145,7 +236,7 @@ def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
     return about
 
 
-def purge_old_events(*, now: datetime) -> int:
+def events_purge_old(*, now: datetime) -> int:
     """Forget events older than NEWSLETTER_KEEP_EVENTS_DAYS; returns how many.
 
     They name readers' addresses, and are needed only to recognise an event the
@@ -160,15 +251,21 @@ def purge_old_events(*, now: datetime) -> int:
 
 
 def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
+    if not Subscriber.objects.filter(email=email).exists():
+        # We never wrote to this address: the event is forged or stray, and must
+        # not put a stranger on the suppression list (they could never subscribe).
+        return
     kind = event.event_type
     if kind == EventType.DELIVERED:
         Subscriber.objects.filter(email=email, soft_bounces__gt=0).update(
             soft_bounces=0
         )
     elif kind == EventType.COMPLAINED:
-        subscriptions.suppress(email=email, reason=Suppression.Reason.COMPLAINT)
+        subscriptions.address_suppress(email=email, reason=Suppression.Reason.COMPLAINT)
     elif kind == EventType.UNSUBSCRIBED:
-        subscriptions.suppress(email=email, reason=Suppression.Reason.UNSUBSCRIBED)
+        subscriptions.address_suppress(
+            email=email, reason=Suppression.Reason.UNSUBSCRIBED
+        )
     elif _is_soft_bounce(event):
         Subscriber.objects.filter(email=email).update(
             soft_bounces=F("soft_bounces") + 1
@@ -176,12 +273,16 @@ def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
         if Subscriber.objects.filter(
             email=email, soft_bounces__gte=settings.NEWSLETTER_SOFT_BOUNCE_LIMIT
         ).exists():
-            subscriptions.suppress(email=email, reason=Suppression.Reason.SOFT_BOUNCES)
+            subscriptions.address_suppress(
+                email=email, reason=Suppression.Reason.SOFT_BOUNCES
+            )
     elif kind == EventType.BOUNCED or (
         kind == EventType.REJECTED
         and event.reject_reason in (RejectReason.INVALID, RejectReason.BOUNCED)
     ):
-        subscriptions.suppress(email=email, reason=Suppression.Reason.HARD_BOUNCE)
+        subscriptions.address_suppress(
+            email=email, reason=Suppression.Reason.HARD_BOUNCE
+        )
 
 
 def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:
@@ -207,13 +308,13 @@ def _digest(raw: object) -> str:
 
 @checks.register(checks.Tags.security, deploy=True)
 def check_webhook_secret(app_configs, **kwargs) -> list[checks.CheckMessage]:
-    """Without a secret anymail accepts webhooks from anyone (Postmark has no
-    signature), and anyone could unsubscribe or suppress any reader."""
+    """Without a secret the tracking webhook is off: bounces and complaints are
+    never recorded, and the list keeps mailing addresses that refuse it."""
     if settings.ANYMAIL.get("WEBHOOK_SECRET"):
         return []
     return [
         checks.Warning(
-            "ANYMAIL_WEBHOOK_SECRET is not set: tracking webhooks are open to anyone.",
+            "ANYMAIL_WEBHOOK_SECRET is not set: tracking webhooks are off.",
             hint="Set ANYMAIL_WEBHOOK_SECRET to 'user:password' and put the same "
             "credentials in the webhook URL you give your ESP.",
             id="newsletter.W001",

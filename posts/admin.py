@@ -1,11 +1,13 @@
+from functools import partial
+
 from django.contrib import admin, messages
-from django.db import models
+from django.db import models, transaction
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from . import images, related, services
+from . import images, related, services, tasks
 from .models import (
     Area,
     Category,
@@ -24,6 +26,8 @@ from .search import index_post
 
 # Links typed without a scheme are taken as https (Django 6's default, chosen now).
 HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
+# Uploads too large to resize are refused in the form, with the reason.
+IMAGE_UPLOADS = {models.ImageField: {"form_class": images.ImageUploadField}}
 
 
 class ReindexesPostsAdmin(admin.ModelAdmin):
@@ -91,7 +95,7 @@ class TagAdmin(admin.ModelAdmin):
 
 @admin.register(Sponsorship)
 class SponsorshipAdmin(admin.ModelAdmin):
-    formfield_overrides = HTTPS_URLS
+    formfield_overrides = {**HTTPS_URLS, **IMAGE_UPLOADS}
     list_display = ["name", "category", "starts_on", "ends_on"]
     list_filter = ["category"]
 
@@ -143,6 +147,7 @@ class PostUpdateInline(admin.TabularInline):
 
 class PostImageInline(admin.TabularInline):
     model = PostImage
+    formfield_overrides = IMAGE_UPLOADS
     extra = 0
     fields = ["image", "alt", "markdown"]
     readonly_fields = ["markdown"]
@@ -164,6 +169,7 @@ class PostAdmin(admin.ModelAdmin):
     search_fields = ["title", "excerpt", "body"]
     prepopulated_fields = {"slug": ["title"]}
     date_hierarchy = "published_at"
+    formfield_overrides = IMAGE_UPLOADS
     actions = ["publish"]
     filter_horizontal = ["categories", "tags"]
     readonly_fields = ["related_suggestions"]
@@ -189,13 +195,22 @@ class PostAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         # The inspections were saved after the post: index their facts too.
         index_post(form.instance)
-        if "featured_image" in form.changed_data:
-            images.make_renditions(form.instance.featured_image)
+        uploaded = (
+            [form.instance.featured_image]
+            if "featured_image" in form.changed_data
+            else []
+        )
         for formset in formsets:
             if formset.model is PostImage:
-                for image_form in formset.forms:
-                    if "image" in image_form.changed_data and image_form.instance.pk:
-                        images.make_renditions(image_form.instance.image)
+                uploaded += [
+                    image_form.instance.image
+                    for image_form in formset.forms
+                    if "image" in image_form.changed_data and image_form.instance.pk
+                ]
+        # A worker resizes them; the pages show the originals until it has.
+        for image in uploaded:
+            if image:
+                transaction.on_commit(partial(tasks.make_renditions.delay, image.name))
 
     @admin.action(description="Publish selected posts", permissions=["change"])
     def publish(self, request: HttpRequest, queryset) -> None:

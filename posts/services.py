@@ -13,10 +13,10 @@ def post_publish(*, post: Post) -> None:
     if post.published_at is None:
         post.published_at = timezone.now()
     post.save()
-    announce_due_posts()
+    posts_announce_due()
 
 
-def announce_due_posts() -> int:
+def posts_announce_due() -> int:
     """Send post_published once for every post whose publication time has come.
 
     Called after each publish and periodically by beat for scheduled posts. The

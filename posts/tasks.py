@@ -1,8 +1,13 @@
 from celery import shared_task
 
-from . import services
+from . import images, services
 
 
 @shared_task
 def announce_due_posts() -> int:
-    return services.announce_due_posts()
+    return services.posts_announce_due()
+
+
+@shared_task
+def make_renditions(name: str) -> int:
+    return len(images.renditions_make(name=name))

@@ -1,4 +1,5 @@
 import calendar
+from datetime import date
 from urllib.parse import quote, urlencode
 
 from django import forms
@@ -156,15 +157,16 @@ def organisation(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def archive(request: HttpRequest, year: str, month: str) -> HttpResponse:
-    year_number, month_number = int(year), int(month)
-    if not 1 <= month_number <= 12:
-        raise Http404("No such month.")
+    try:
+        first = date(int(year), int(month), 1)  # also refuses year 0000
+    except ValueError:
+        raise Http404("No such month.") from None
     return _listing(
         request,
         Post.objects.published().filter(
-            published_at__year=year_number, published_at__month=month_number
+            published_at__year=first.year, published_at__month=first.month
         ),
-        heading=f"Posts from {calendar.month_name[month_number]} {year_number}",
+        heading=f"Posts from {calendar.month_name[first.month]} {first.year}",
     )
 
 

@@ -272,11 +272,11 @@ def test_a_refused_confirmation_is_sent_on_the_next_try(post, fake_esp):
     fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
 
     with pytest.raises(AnymailAPIError):
-        comment_emails.send_comment_confirmation(comment_id=held.pk)
+        comment_emails.comment_confirmation_send(comment_id=held.pk)
     assert fake_esp.count == 0
 
-    assert comment_emails.send_comment_confirmation(comment_id=held.pk)
-    assert not comment_emails.send_comment_confirmation(comment_id=held.pk)
+    assert comment_emails.comment_confirmation_send(comment_id=held.pk)
+    assert not comment_emails.comment_confirmation_send(comment_id=held.pk)
     assert fake_esp.recipients() == {"alex@example.org": 1}
 
 

@@ -25,7 +25,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberTopic,
 )
-from newsletter.subscriptions import unsubscribe
+from newsletter.subscriptions import subscriber_unsubscribe
 from newsletter.tasks import send_batch
 from newsletter.tokens import Purpose, read_token
 from posts.models import Post
@@ -237,7 +237,7 @@ def test_an_unsubscribed_reader_gets_no_digest(clock, publish, beat):
     leaving = reader("leaving@example.org", ("everything", "", "daily"))
     clock(23, 6, 30)
     publish("A post")
-    unsubscribe(subscriber=leaving)
+    subscriber_unsubscribe(subscriber=leaving)
     clock(23, 7, 5)
     assert beat() == []
 

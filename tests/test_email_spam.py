@@ -12,9 +12,9 @@ import subprocess
 import pytest
 from django.core import mail
 
-from newsletter.comment_emails import send_comment_digest
+from newsletter.comment_emails import comment_digest_send
 from newsletter.emails import PostEmail, confirmation_message, welcome_message
-from newsletter.subscriptions import send_email_change
+from newsletter.subscriptions import email_change_send
 from posts.demo_content import POSTS
 from posts.models import Post
 
@@ -79,11 +79,11 @@ def every_email() -> dict[str, object]:
     )
     reader = SubscriberFactory(name="Ann Reader")
     # These two are built and sent by their services; take them from the outbox.
-    send_email_change(subscriber_id=reader.pk, new_email="ann@work.example.org")
+    email_change_send(subscriber_id=reader.pk, new_email="ann@work.example.org")
     (change_of_address,) = mail.outbox
     UserFactory(email="editor@onprobation.example.org")
     CommentFactory(post=post, body="Our caseloads are higher than the report says.")
-    send_comment_digest()
+    comment_digest_send()
     comment_digest = mail.outbox[-1]
     return {
         "post": PostEmail(post).for_subscriber(reader),

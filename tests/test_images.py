@@ -31,10 +31,12 @@ def author(client):
     return client
 
 
+@pytest.mark.usefixtures("celery_eager")
 def test_featured_image_gets_renditions_and_shows_with_alt_text_and_srcset(
-    author, media
+    author, media, on_commit
 ):
-    response = author.post(
+    response = on_commit(
+        author.post,
         "/admin/posts/post/add/",
         admin_post_form(
             featured_image=png(1600, 900),
@@ -67,8 +69,10 @@ def test_a_featured_image_without_alt_text_is_refused(author):
     assert not Post.objects.exists()
 
 
-def test_a_small_image_is_never_enlarged(author, media):
-    author.post(
+@pytest.mark.usefixtures("celery_eager")
+def test_a_small_image_is_never_enlarged(author, media, on_commit):
+    on_commit(
+        author.post,
         "/admin/posts/post/add/",
         admin_post_form(
             featured_image=png(300, 200), featured_image_alt="A small chart"
@@ -88,7 +92,8 @@ def test_a_file_that_is_not_an_image_is_refused(author):
     assert not Post.objects.exists()
 
 
-def test_body_images_need_alt_text_and_offer_their_markdown(author, media):
+@pytest.mark.usefixtures("celery_eager")
+def test_body_images_need_alt_text_and_offer_their_markdown(author, media, on_commit):
     post = PublishedPostFactory()
     form = admin_post_form(
         title=post.title,
@@ -106,9 +111,82 @@ def test_body_images_need_alt_text_and_offer_their_markdown(author, media):
     assert not PostImage.objects.exists()
     form["images-0-image"] = png(1400, 700, "chart.png")
     form["images-0-alt"] = "Caseloads per officer, 2019 to 2024"
-    response = author.post(f"/admin/posts/post/{post.pk}/change/", form)
+    response = on_commit(author.post, f"/admin/posts/post/{post.pk}/change/", form)
     assert response.status_code == 302
     image = PostImage.objects.get()
     html = author.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
     assert "![Caseloads per officer, 2019 to 2024](/media/renditions/" in html
     assert image.image.name.endswith(".png")
+
+
+# Large images (issue 17, finding 9) -----------------------------------------------
+
+
+def bomb(width: int, height: int) -> SimpleUploadedFile:
+    """A one-bit PNG: a few kilobytes on the wire, width by height pixels decoded."""
+    buffer = BytesIO()
+    Image.new("1", (width, height)).save(buffer, "PNG")
+    return SimpleUploadedFile("bomb.png", buffer.getvalue(), content_type="image/png")
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(8000, 6000), (20_000, 10_000)],
+    ids=["48-megapixels", "200-megapixels-beyond-pillows-own-limit"],
+)
+def test_a_decompression_bomb_is_refused_in_the_form_with_the_reason(
+    author, media, width, height
+):
+    response = author.post(
+        "/admin/posts/post/add/",
+        admin_post_form(featured_image=bomb(width, height), featured_image_alt="Bomb"),
+    )
+    assert response.status_code == 200
+    assert "more than 40 million pixels" in response.content.decode()
+    assert not Post.objects.exists()
+    assert not any(media.rglob("*.png"))
+
+
+def test_a_body_image_of_too_many_pixels_is_refused_too(author):
+    post = PublishedPostFactory()
+    form = admin_post_form(
+        title=post.title,
+        slug=post.slug,
+        body=post.body,
+        **{
+            "images-TOTAL_FORMS": "1",
+            "images-0-image": bomb(8000, 6000),
+            "images-0-alt": "A chart",
+        },
+    )
+    response = author.post(f"/admin/posts/post/{post.pk}/change/", form)
+    assert response.status_code == 200
+    assert "more than 40 million pixels" in response.content.decode()
+    assert not PostImage.objects.exists()
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_renditions_are_made_by_a_worker_and_the_page_shows_the_original_until_then(
+    author, media, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as after_commit:
+        response = author.post(
+            "/admin/posts/post/add/",
+            admin_post_form(
+                featured_image=png(1600, 900),
+                featured_image_alt="Maidstone Crown Court from the street",
+                status="published",
+            ),
+        )
+    assert response.status_code == 302
+    assert not (media / "renditions").exists()  # nothing resized in the request
+    post = Post.objects.get()
+    html = author.get(post.get_absolute_url()).content.decode()
+    assert f'src="{post.featured_image.url}"' in html
+    assert "-480w.webp" not in html
+
+    for callback in after_commit:  # the worker's turn
+        callback()
+    assert len(list((media / "renditions").rglob("*.webp"))) == 3
+    html = author.get(post.get_absolute_url()).content.decode()
+    assert "-480w.webp 480w" in html

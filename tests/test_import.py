@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from newsletter import imports
 from newsletter.models import Consent, Subscriber, Suppression
-from newsletter.subscriptions import suppress
+from newsletter.subscriptions import address_suppress
 
 from .factories import SubscriberFactory, UserFactory
 
@@ -130,9 +130,9 @@ def test_duplicates_are_merged_within_the_file_and_with_existing_subscribers(
 
 def test_suppressed_addresses_are_skipped_and_stay_out(author):
     unsubscribed = SubscriberFactory(email="gone@example.org")
-    suppress(email=unsubscribed.email, reason=Suppression.Reason.UNSUBSCRIBED)
-    suppress(email="deleted@example.org", reason=Suppression.Reason.DELETED)
-    suppress(email="spam@example.org", reason=Suppression.Reason.COMPLAINT)
+    address_suppress(email=unsubscribed.email, reason=Suppression.Reason.UNSUBSCRIBED)
+    address_suppress(email="deleted@example.org", reason=Suppression.Reason.DELETED)
+    address_suppress(email="spam@example.org", reason=Suppression.Reason.COMPLAINT)
     response = upload(
         author,
         HEADER
@@ -234,8 +234,8 @@ def test_bulk_unsubscribe_and_suppress(author):
 
 
 def test_the_suppression_list_is_searchable_by_address(author):
-    suppress(email="spam@example.org", reason=Suppression.Reason.COMPLAINT)
-    suppress(email="other@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+    address_suppress(email="spam@example.org", reason=Suppression.Reason.COMPLAINT)
+    address_suppress(email="other@example.org", reason=Suppression.Reason.HARD_BOUNCE)
     url = "/admin/newsletter/suppression/"
     assert author.get(url).context["cl"].result_count == 2
     found = author.get(url, {"q": " SPAM@example.org"})
@@ -267,7 +267,9 @@ def test_an_address_suppressed_after_the_file_was_checked_is_still_skipped():
         (HEADER + "late@bücher.example,,Sheet,2026-10-01\n").encode()
     )
     assert [row.email for row in report.rows] == ["late@xn--bcher-kva.example"]
-    suppress(email="late@xn--bcher-kva.example", reason=Suppression.Reason.UNSUBSCRIBED)
+    address_suppress(
+        email="late@xn--bcher-kva.example", reason=Suppression.Reason.UNSUBSCRIBED
+    )
     imports.import_rows(report=report)
     assert report.skipped == [(2, "the address is suppressed (unsubscribed)")]
     assert not Subscriber.objects.exists()
@@ -276,7 +278,7 @@ def test_an_address_suppressed_after_the_file_was_checked_is_still_skipped():
 @pytest.mark.parametrize("reason", Suppression.Reason.values)
 def test_an_import_never_brings_back_a_reader_who_left(author, reason):
     reader = SubscriberFactory(email="left@example.org")
-    suppress(email=reader.email, reason=reason)
+    address_suppress(email=reader.email, reason=reason)
     reader.refresh_from_db()
     status = reader.status
     response = upload(author, HEADER + "left@example.org,,Sheet,2026-10-01\n")

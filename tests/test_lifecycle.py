@@ -45,7 +45,7 @@ def test_a_suppressed_address_leaves_the_audience_and_gets_no_post(
 ):
     kept = SubscriberFactory(email="kept@example.org")
     gone = SubscriberFactory(email="gone@example.org")
-    subscriptions.suppress(email="Gone@Example.org ", reason=reason)
+    subscriptions.address_suppress(email="Gone@Example.org ", reason=reason)
     gone.refresh_from_db()
     assert gone.status == status
     assert list(Subscriber.objects.confirmed()) == [kept]
@@ -55,7 +55,7 @@ def test_a_suppressed_address_leaves_the_audience_and_gets_no_post(
 
 
 def test_the_suppression_list_keeps_a_keyed_hash_not_the_address():
-    subscriptions.suppress(email="reader@example.org", reason=Reason.COMPLAINT)
+    subscriptions.address_suppress(email="reader@example.org", reason=Reason.COMPLAINT)
     suppression = Suppression.objects.get()
     assert "reader" not in suppression.address_hash
     assert len(suppression.address_hash) == 64
@@ -64,9 +64,9 @@ def test_the_suppression_list_keeps_a_keyed_hash_not_the_address():
 
 def test_a_stronger_reason_is_never_replaced_by_a_weaker_one():
     subscriber = SubscriberFactory(email="reader@example.org")
-    subscriptions.suppress(email=subscriber.email, reason=Reason.COMPLAINT)
-    subscriptions.unsubscribe(subscriber=subscriber)
-    subscriptions.suppress(email=subscriber.email, reason=Reason.SOFT_BOUNCES)
+    subscriptions.address_suppress(email=subscriber.email, reason=Reason.COMPLAINT)
+    subscriptions.subscriber_unsubscribe(subscriber=subscriber)
+    subscriptions.address_suppress(email=subscriber.email, reason=Reason.SOFT_BOUNCES)
     assert Suppression.objects.get().reason == Reason.COMPLAINT
     subscriber.refresh_from_db()
     assert subscriber.status == Subscriber.Status.COMPLAINED
@@ -81,7 +81,7 @@ def test_a_bounced_or_complained_address_cannot_resubscribe_through_the_form(
     reference = subscribe(client, on_commit, "someone@example.org")
     mail.outbox.clear()
     subscriber = SubscriberFactory(email="blocked@example.org")
-    subscriptions.suppress(email=subscriber.email, reason=reason)
+    subscriptions.address_suppress(email=subscriber.email, reason=reason)
 
     response = subscribe(client, on_commit, "blocked@example.org")
 
@@ -95,8 +95,8 @@ def test_a_bounced_or_complained_address_cannot_resubscribe_through_the_form(
 
 def test_a_complaint_survives_deletion_and_still_blocks_the_form(client, on_commit):
     subscriber = SubscriberFactory(email="blocked@example.org")
-    subscriptions.suppress(email=subscriber.email, reason=Reason.COMPLAINT)
-    subscriptions.delete_subscriber(subscriber=subscriber)
+    subscriptions.address_suppress(email=subscriber.email, reason=Reason.COMPLAINT)
+    subscriptions.subscriber_delete(subscriber=subscriber)
     subscribe(client, on_commit, "blocked@example.org")
     assert mail.outbox == []
     assert not Subscriber.objects.exists()
@@ -108,7 +108,7 @@ def test_a_confirmation_queued_before_a_bounce_is_not_sent():
         email="reader@example.org", status=Subscriber.Status.PENDING
     )
     consent = Consent.objects.create(subscriber=subscriber, wording="Email me.")
-    subscriptions.suppress(email=subscriber.email, reason=Reason.HARD_BOUNCE)
+    subscriptions.address_suppress(email=subscriber.email, reason=Reason.HARD_BOUNCE)
     tasks.send_confirmation.delay(consent.pk)
     assert mail.outbox == []
 
@@ -118,7 +118,7 @@ def test_a_confirmation_link_cannot_confirm_a_complained_address(client):
         status=Subscriber.Status.PENDING, confirmation_sent_at=timezone.now()
     )
     token = make_token(subscriber, Purpose.CONFIRM)
-    subscriptions.suppress(email=subscriber.email, reason=Reason.COMPLAINT)
+    subscriptions.address_suppress(email=subscriber.email, reason=Reason.COMPLAINT)
     client.post(f"/subscribe/confirm/{token}/")
     subscriber.refresh_from_db()
     assert subscriber.status == Subscriber.Status.COMPLAINED
@@ -134,7 +134,7 @@ def test_an_unsubscribed_reader_comes_back_only_through_a_fresh_double_opt_in(
     assert confirmed.status_code == 200
     assert "You are subscribed" in confirmed.text
     subscriber = Subscriber.objects.get()
-    subscriptions.unsubscribe(subscriber=subscriber)
+    subscriptions.subscriber_unsubscribe(subscriber=subscriber)
 
     # The old confirmation link, still within its week, does not bring them back.
     client.post(first_link)
@@ -153,7 +153,7 @@ def test_an_unsubscribed_reader_comes_back_only_through_a_fresh_double_opt_in(
 def test_a_deleted_person_may_come_back_through_a_fresh_double_opt_in(
     client, on_commit
 ):
-    subscriptions.delete_subscriber(subscriber=SubscriberFactory(email="r@example.org"))
+    subscriptions.subscriber_delete(subscriber=SubscriberFactory(email="r@example.org"))
     assert Suppression.objects.get().reason == Reason.DELETED
     assert Subscriber.objects.confirmed().count() == 0
 
@@ -207,7 +207,7 @@ def test_pending_subscriptions_expire_and_are_purged_by_the_beat_task():
 def test_a_complained_address_receives_nothing_from_any_path(client, on_commit):
     reader = SubscriberFactory(email="spam@example.org")
     other = SubscriberFactory(email="other@example.org")
-    subscriptions.suppress(email=reader.email, reason=Reason.COMPLAINT)
+    subscriptions.address_suppress(email=reader.email, reason=Reason.COMPLAINT)
     mail.outbox.clear()
 
     subscribe(client, on_commit, "spam@example.org")
@@ -238,7 +238,7 @@ def test_an_address_suppressed_after_planning_is_skipped_when_its_batch_goes_out
     send = Mailing.objects.get(post=post)
     while delivery.mailing_plan_page(mailing_id=send.pk):
         pass
-    subscriptions.suppress(email=reader.email, reason=Reason.HARD_BOUNCE)
+    subscriptions.address_suppress(email=reader.email, reason=Reason.HARD_BOUNCE)
 
     for batch in send.batches.all():
         delivery.batch_send(batch_id=batch.pk)

@@ -62,7 +62,7 @@ def test_a_scheduled_post_going_live_retires_the_cached_home_page(
     assert "Scheduled" not in client.get("/").text
     Post.objects.filter(pk=scheduled.pk).update(published_at="2020-01-01T00:00Z")
     with django_capture_on_commit_callbacks(execute=True):
-        services.announce_due_posts()
+        services.posts_announce_due()
     assert "Scheduled" in client.get("/").text
 
 

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from newsletter.models import Mailing
 from posts.models import Post
-from posts.services import announce_due_posts, post_publish
+from posts.services import post_publish, posts_announce_due
 
 from .factories import (
     PostFactory,
@@ -98,8 +98,8 @@ def test_scheduled_post_is_announced_only_when_its_time_comes():
     Post.objects.filter(pk=post.pk).update(
         published_at=timezone.now() - timedelta(seconds=1)
     )
-    assert announce_due_posts() == 1
-    assert announce_due_posts() == 0
+    assert posts_announce_due() == 1
+    assert posts_announce_due() == 0
     assert Mailing.objects.filter(post=post).count() == 1
 
 

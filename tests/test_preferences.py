@@ -16,7 +16,7 @@ from newsletter.models import (
     Subscriber,
     Suppression,
 )
-from newsletter.subscriptions import suppress
+from newsletter.subscriptions import address_suppress
 from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
 from posts.services import post_publish
@@ -150,7 +150,7 @@ def test_resubscribing_sends_a_fresh_confirmation(client, reader, on_commit):
 
 
 def test_a_complained_address_cannot_resubscribe_from_the_centre(client, reader):
-    suppress(email=reader.email, reason=Suppression.Reason.COMPLAINT)
+    address_suppress(email=reader.email, reason=Suppression.Reason.COMPLAINT)
     assert "no longer send" in client.get(url(reader)).content.decode()
     response = client.post(url(reader), {"action": "resubscribe"})
     assert response.status_code == 409

@@ -20,7 +20,7 @@ from posts.models import (
     StandardRating,
     Tag,
 )
-from posts.services import announce_due_posts
+from posts.services import posts_announce_due
 
 from .factories import (
     AreaFactory,
@@ -138,7 +138,7 @@ def test_scheduled_post_appears_on_listings_only_when_due(client):
     )
     assert scheduled.title in page(client, "/category/on-probation/")
     # The cached home page is retired when beat announces the post (every 30 s).
-    announce_due_posts()
+    posts_announce_due()
     assert scheduled.title in page(client, "/")
 
 

@@ -16,7 +16,7 @@ from django.core import mail, signing
 from newsletter.celery import app as celery_app
 from newsletter.emails import PostEmail
 from newsletter.models import Consent, Subscriber, Suppression
-from newsletter.subscriptions import suppress
+from newsletter.subscriptions import address_suppress
 from newsletter.tokens import Purpose, make_token
 
 from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
@@ -155,7 +155,7 @@ def put_probe_address_in(state: str) -> None:
     if state in ("pending", "unsubscribed"):
         Subscriber.objects.filter(email="probe@example.org").update(status=state)
     elif state in SUPPRESSION_OF:
-        suppress(email="probe@example.org", reason=SUPPRESSION_OF[state])
+        address_suppress(email="probe@example.org", reason=SUPPRESSION_OF[state])
     if state != "new":
         assert Subscriber.objects.get(email="probe@example.org").status == state
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import checks
+from django.test import override_settings
 from django.utils import timezone
 
 from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppression
@@ -25,8 +26,13 @@ POSTMARK_URL = "/anymail/postmark/tracking/"
 MAILGUN_URL = "/anymail/mailgun/tracking/"
 
 
+POSTMARK_BACKEND = "anymail.backends.postmark.EmailBackend"
+MAILGUN_BACKEND = "anymail.backends.mailgun.EmailBackend"
+
+
 @pytest.fixture(autouse=True)
 def webhook_settings(settings):
+    settings.EMAIL_BACKEND = POSTMARK_BACKEND
     settings.ANYMAIL = {
         "WEBHOOK_SECRET": SECRET,
         "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY,
@@ -372,12 +378,13 @@ def mailgun_failed(severity: str, token: str) -> dict:
 
 
 def post_mailgun(client, payload, **auth):
-    return client.post(
-        MAILGUN_URL,
-        data=json.dumps(payload),
-        content_type="application/json",
-        **(auth or basic_auth()),
-    )
+    with override_settings(EMAIL_BACKEND=MAILGUN_BACKEND):
+        return client.post(
+            MAILGUN_URL,
+            data=json.dumps(payload),
+            content_type="application/json",
+            **(auth or basic_auth()),
+        )
 
 
 def test_mailgun_delivered_updates_the_ledger_once_per_token(client, reader):
@@ -432,7 +439,10 @@ def test_mailgun_webhook_with_a_forged_signature_is_rejected(client, reader):
     assert reader.status == Subscriber.Status.ACTIVE
 
 
-def test_mailgun_webhook_without_the_basic_auth_secret_is_rejected(client, reader):
+def test_mailgun_webhook_without_the_basic_auth_secret_is_rejected(
+    client, reader, settings
+):
+    settings.EMAIL_BACKEND = MAILGUN_BACKEND
     payload = mailgun_event("complained", "token-no-auth")
     response = client.post(
         MAILGUN_URL, data=json.dumps(payload), content_type="application/json"
@@ -477,3 +487,178 @@ def test_a_mailgun_event_dated_beyond_any_calendar_is_refused_and_writes_nothing
     payload["event-data"]["timestamp"] = timestamp
     assert post_mailgun(client, payload).status_code == 400
     assert not Event.objects.exists()
+
+
+# Forged events (issue 17, finding 1) ---------------------------------------------
+
+
+def forged_complaint(email: str = "victim@example.org") -> dict:
+    return {**postmark_complaint(), "Email": email}
+
+
+def test_a_forged_spam_complaint_without_a_secret_configured_suppresses_nobody(
+    client, settings
+):
+    victim = SubscriberFactory(email="victim@example.org")
+    settings.ANYMAIL = {}
+    response = client.post(
+        POSTMARK_URL,
+        data=json.dumps(forged_complaint()),
+        content_type="application/json",
+    )
+    assert response.status_code == 404
+    assert not Event.objects.exists()
+    assert not Suppression.objects.exists()
+    victim.refresh_from_db()
+    assert victim.status == Subscriber.Status.ACTIVE
+
+
+def anymail_routes() -> list[str]:
+    from anymail.urls import urlpatterns
+
+    return [f"/anymail/{pattern.pattern}" for pattern in urlpatterns]
+
+
+@pytest.mark.parametrize("secret", [SECRET, ""], ids=["secret", "no-secret"])
+@pytest.mark.parametrize(
+    "route",
+    [r for r in anymail_routes() if r != POSTMARK_URL] + ["/anymail/x/tracking/"],
+)
+def test_a_forged_event_posted_to_any_other_provider_route_is_a_404(
+    client, settings, route, secret
+):
+    """e.g. a SendGrid spamreport for an address, or a Mailgun event while the
+    site sends through Postmark (anymail's Mailgun view has no signing key: a 500)."""
+    victim = SubscriberFactory(email="victim@example.org")
+    settings.ANYMAIL = {"WEBHOOK_SECRET": secret}
+    spamreport = [{"email": "victim@example.org", "event": "spamreport"}]
+    response = client.post(
+        route,
+        data=json.dumps(spamreport),
+        content_type="application/json",
+        **basic_auth(),
+    )
+    assert response.status_code == 404
+    assert not Event.objects.exists()
+    assert not Suppression.objects.exists()
+    victim.refresh_from_db()
+    assert victim.status == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.parametrize(
+    "backend", ["django.core.mail.backends.smtp.EmailBackend", MAILGUN_BACKEND]
+)
+def test_the_postmark_route_is_a_404_when_the_site_sends_otherwise(
+    client, settings, reader, backend
+):
+    settings.EMAIL_BACKEND = backend
+    assert post_postmark(client, postmark_complaint()).status_code == 404
+    assert not Suppression.objects.exists()
+
+
+def test_mailgun_without_its_signing_key_is_off_a_404_not_a_500(
+    client, admin_client, settings, reader
+):
+    settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
+    assert post_mailgun(client, mailgun_event("complained", "t")).status_code == 404
+    assert not Suppression.objects.exists()
+    settings.EMAIL_BACKEND = MAILGUN_BACKEND
+    page = admin_client.get("/admin/newsletter/event/").content.decode()
+    assert "MAILGUN_WEBHOOK_SIGNING_KEY" in page
+
+
+def test_the_dev_outbox_answers_on_postmarks_route_as_the_fake_esp_speaks_it(
+    client, settings, reader
+):
+    settings.EMAIL_BACKEND = "newsletter.outbox.OutboxBackend"
+    assert post_postmark(client, postmark_delivery()).status_code == 200
+    with override_settings(EMAIL_BACKEND="newsletter.outbox.OutboxBackend"):
+        response = client.post(
+            MAILGUN_URL, data="{}", content_type="application/json", **basic_auth()
+        )
+    assert response.status_code == 404
+
+
+def test_an_event_about_an_address_we_never_emailed_is_recorded_and_changes_nothing(
+    client, reader
+):
+    assert post_postmark(client, forged_complaint("stranger@example.org")).status_code
+    event = Event.objects.get()
+    assert event.recipient == "stranger@example.org"
+    assert not Suppression.objects.exists()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_the_events_admin_says_why_the_webhook_is_off(admin_client, settings):
+    settings.ANYMAIL = {}
+    page = admin_client.get("/admin/newsletter/event/")
+    assert page.status_code == 200
+    assert "ANYMAIL_WEBHOOK_SECRET is not set" in page.content.decode()
+    settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
+    page = admin_client.get("/admin/newsletter/event/")
+    assert "ANYMAIL_WEBHOOK_SECRET is not set" not in page.content.decode()
+    assert POSTMARK_URL in page.content.decode()
+
+
+def test_production_with_an_email_provider_refuses_to_start_without_a_webhook_secret():
+    from .test_security import run_production
+
+    provider = {"EMAIL_BACKEND": POSTMARK_BACKEND, "ANYMAIL_WEBHOOK_SECRET": ""}
+    result = run_production("manage.py", "check", extra_env=provider)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: ANYMAIL_WEBHOOK_SECRET must be set" in result.stderr
+    provider["ANYMAIL_WEBHOOK_SECRET"] = "tracking:a-long-random-webhook-password"
+    result = run_production("manage.py", "check", extra_env=provider)
+    assert result.returncode == 0, result.stderr
+
+
+# Malformed input (issue 17, finding 9) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "depth",
+    [100_000, 900],
+    # Found by this test: 900 levels parse, but storing them overflowed (a 500).
+    ids=["beyond-the-parsers-recursion-limit", "within-it-beyond-the-encoders"],
+)
+@pytest.mark.parametrize("esp", ["postmark", "mailgun"])
+def test_deeply_nested_json_is_a_400_and_writes_nothing(
+    client, settings, reader, esp, depth
+):
+    settings.EMAIL_BACKEND = POSTMARK_BACKEND if esp == "postmark" else MAILGUN_BACKEND
+    if esp == "postmark":
+        payload = postmark_delivery()
+    else:
+        payload = mailgun_event("delivered", "token-nested")
+    nested = json.dumps(payload)[:-1] + ', "x": ' + '{"a": ' * depth + "1"
+    response = client.post(
+        f"/anymail/{esp}/tracking/",
+        data=nested + "}" * depth + "}",
+        content_type="application/json",
+        **basic_auth(),
+    )
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "delivered_at",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+14:00",  # before datetime's year 1 in UTC
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59-12:00",  # beyond datetime's year 9999 in UTC
+        "1969-12-31T23:59:59Z",
+        "2026-11-26T16:33:54",  # no time zone: which time was it?
+    ],
+)
+def test_an_event_dated_where_no_event_can_be_is_a_400_and_writes_nothing(
+    client, admin_client, reader, delivered_at
+):
+    delivery_to(reader, POSTMARK_ID)
+    response = post_postmark(client, postmark_delivery(at=delivered_at))
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+    assert not Delivery.objects.filter(last_event__gt="").exists()
+    assert admin_client.get("/admin/newsletter/event/").status_code == 200

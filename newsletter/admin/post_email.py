@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import (
     Http404,
@@ -88,6 +89,8 @@ class PostAdmin(posts_admin.PostAdmin):
 
     def email_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         post = self._post_or_404(request, object_id)
+        if not self.has_change_permission(request, post):
+            raise PermissionDenied  # a test send is for those who may edit the post
         preview_url = reverse("admin:posts_post_email_preview", args=[post.pk])
         if not request.user.email:
             self.message_user(

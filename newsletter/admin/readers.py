@@ -10,10 +10,10 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 
-from .. import imports, subscriptions
+from .. import imports, subscriptions, webhooks
 from ..models import (
     Consent,
     Event,
@@ -142,7 +142,10 @@ class SubscriberAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def import_view(self, request: HttpRequest):
-        if not self.has_add_permission(request):
+        # An import adds subscribers and records consent on existing ones.
+        if not (
+            self.has_add_permission(request) and self.has_change_permission(request)
+        ):
             raise PermissionDenied
         form = ImportForm(request.POST or None, request.FILES or None)
         report = None
@@ -179,7 +182,14 @@ class SubscriberAdmin(admin.ModelAdmin):
             status=400 if form.errors else 200,
         )
 
-    @admin.action(description="Export selected subscribers as CSV")
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        # Its own permission, not "view": a page of the list shows a hundred
+        # readers, an export takes every address and consent record away at once.
+        return request.user.has_perm("newsletter.export_subscriber")
+
+    @admin.action(
+        description="Export selected subscribers as CSV", permissions=["export"]
+    )
     def export_csv(self, request, queryset):
         latest_consent = Consent.objects.filter(subscriber=OuterRef("pk")).order_by(
             "-created_at"
@@ -213,19 +223,26 @@ class SubscriberAdmin(admin.ModelAdmin):
         )
         return response
 
-    @admin.action(description="Unsubscribe selected subscribers")
+    @admin.action(
+        description="Unsubscribe selected subscribers", permissions=["change"]
+    )
     def unsubscribe(self, request, queryset):
         count = 0
         for subscriber in queryset.iterator():
-            subscriptions.unsubscribe(subscriber=subscriber)
+            subscriptions.subscriber_unsubscribe(subscriber=subscriber)
             count += 1
         self.message_user(request, f"{count} subscribers unsubscribed.")
 
-    @admin.action(description="Suppress selected addresses (never email them)")
+    @admin.action(
+        description="Suppress selected addresses (never email them)",
+        permissions=["change"],
+    )
     def suppress(self, request, queryset):
         count = 0
         for email in queryset.values_list("email", flat=True).iterator():
-            subscriptions.suppress(email=email, reason=Suppression.Reason.MANUAL)
+            subscriptions.address_suppress(
+                email=email, reason=Suppression.Reason.MANUAL
+            )
             count += 1
         self.message_user(
             request, f"{count} addresses suppressed.", level=messages.WARNING
@@ -258,6 +275,7 @@ class SuppressionAdmin(admin.ModelAdmin):
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
     list_display = ["received_at", "esp", "event_type", "recipient", "message_id"]
+    change_list_template = "admin/newsletter/event/change_list.html"
     list_filter = ["esp", "event_type"]
     search_fields = ["recipient", "message_id", "event_id"]
     readonly_fields = [
@@ -270,6 +288,18 @@ class EventAdmin(admin.ModelAdmin):
         "raw",
         "received_at",
     ]
+
+    def changelist_view(self, request, extra_context=None):
+        # Where events come in, or why none can: the author sees an empty list
+        # and needs to know whether that is quiet or a switched-off webhook.
+        try:
+            provider = webhooks.tracking_provider()
+        except webhooks.TrackingOff as off:
+            webhook = {"off": str(off)}
+        else:
+            webhook = {"path": reverse("tracking_webhook", kwargs={"esp": provider})}
+        extra_context = {**(extra_context or {}), "webhook": webhook}
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request) -> bool:
         return False
