@@ -455,6 +455,7 @@ def test_post_email_links_each_reader_to_their_own_preference_centre(
 def test_a_tracking_event_finds_a_row_the_provider_gave_no_id_by_its_metadata(
     settings, audience
 ):
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     settings.ANYMAIL = {"WEBHOOK_SECRET": "hook:secret"}
     mailing = plan(PostFactory())
     row, other = mailing.deliveries.order_by("pk")[:2]
