@@ -84,11 +84,11 @@ def test_drafts_and_scheduled_posts_are_not_found(client):
 
 
 def test_editing_a_post_updates_its_search_entry(client):
-    post = PublishedPostFactory(title="Before")
+    post = PublishedPostFactory(title="Bexhill")
     post.title = "After the Grimsby inspection"
     post.save()
     assert result_titles(client, "Grimsby") == ["After the Grimsby inspection"]
-    assert "Nothing found" in results(client, "Before")
+    assert "Nothing found" in results(client, "Bexhill")
 
 
 def test_snippets_highlight_matches_and_cannot_inject_markup(client):
