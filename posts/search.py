@@ -20,7 +20,8 @@ from django.contrib.postgres.search import (
     SearchVector,
 )
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Greatest, Lower, StrIndex, Substr
 from django.utils.html import escape, strip_tags
 from django.utils.safestring import SafeString, mark_safe
 
@@ -32,9 +33,11 @@ CONFIG = "english"
 # so that a word found in every post does not rank the whole archive.
 MAX_RESULTS = 1000
 MAX_TERMS = 12
-# Snippets are cut from the first SEARCH_TEXT_LIMIT characters of a post's text
-# (longer than nearly every post), so that one huge post cannot slow a page down.
-SEARCH_TEXT_LIMIT = 20_000
+# ts_headline parses all the text it is given, so it gets a window of the post's
+# text around the first occurrence of the query's first word: a long post costs no
+# more than a short one, and a match deep in it is still shown.
+HEADLINE_LEAD = 200
+HEADLINE_WINDOW = 1200
 # Private-use characters mark highlights in the raw text; the text is escaped and
 # only then are they turned into <mark>, so post text can never inject markup.
 _START, _STOP = "\ue000", "\ue001"
@@ -74,6 +77,12 @@ class SearchQueryText:
 
     def __bool__(self) -> bool:
         return bool(self.words or self.phrases)
+
+    def anchor(self) -> str:
+        """The start of the first word, lowercased, to find it in plain text: what
+        stemming keeps of it (inspection, inspected → inspect), give or take."""
+        word = (self.words or self.phrases[0])[0].lower()
+        return word[: max(4, len(word) - 3)]
 
     def postgres(self) -> SearchQuery:
         parts = [SearchQuery(" ".join(self.words), config=CONFIG)] if self.words else []
@@ -149,7 +158,15 @@ def search_results(terms: SearchQueryText, post_ids: list[int]) -> list[SearchRe
     if connection.vendor == "postgresql":
         posts = posts.annotate(
             headline=SearchHeadline(
-                "search_text",
+                Substr(
+                    "search_text",
+                    Greatest(
+                        StrIndex(Lower("search_text"), Value(terms.anchor()))
+                        - HEADLINE_LEAD,
+                        1,
+                    ),
+                    HEADLINE_WINDOW,
+                ),
                 terms.postgres(),
                 config=CONFIG,
                 start_sel=_START,
@@ -188,7 +205,7 @@ def highlight(marked_text: str) -> SafeString:
 
 def plain_text(body_html: str) -> str:
     """The words of a rendered body as a reader sees them, for snippets."""
-    return " ".join(unescape(strip_tags(body_html)).split())[:SEARCH_TEXT_LIMIT]
+    return " ".join(unescape(strip_tags(body_html)).split())
 
 
 def inspection_facts(post: Post) -> str:

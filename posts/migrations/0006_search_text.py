@@ -5,8 +5,7 @@ from html import unescape
 from django.db import migrations, models
 from django.utils.html import strip_tags
 
-# posts.search.SEARCH_TEXT_LIMIT and plain_text() as they were when this was written.
-SEARCH_TEXT_LIMIT = 20_000
+# posts.search.plain_text() as it was when this migration was written.
 
 
 def fill_search_text(apps, schema_editor):
@@ -14,7 +13,7 @@ def fill_search_text(apps, schema_editor):
     posts = Post.objects.using(schema_editor.connection.alias)
     for post in posts.only("body_html").iterator():
         text = " ".join(unescape(strip_tags(post.body_html)).split())
-        posts.filter(pk=post.pk).update(search_text=text[:SEARCH_TEXT_LIMIT])
+        posts.filter(pk=post.pk).update(search_text=text)
     if schema_editor.connection.vendor == "postgresql":
         # Kept in the row (compressed) rather than in the TOAST table: ranking reads
         # the vector of every candidate, and a TOAST fetch each doubled that cost.
