@@ -36,8 +36,8 @@ MAX_TERMS = 12
 # ts_headline parses all the text it is given, so it gets a window of the post's
 # text around the first occurrence of the query's first word: a long post costs no
 # more than a short one, and a match deep in it is still shown.
-HEADLINE_LEAD = 200
-HEADLINE_WINDOW = 1200
+HEADLINE_LEAD = 150
+HEADLINE_WINDOW = 600
 # Private-use characters mark highlights in the raw text; the text is escaped and
 # only then are they turned into <mark>, so post text can never inject markup.
 _START, _STOP = "\ue000", "\ue001"
