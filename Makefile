@@ -72,3 +72,9 @@ bench: install
 
 chaos: install
 	$(PY) -m benchmarks.chaos $(ARGS)
+
+# Search figures (benchmarks/search.py): 10,000 posts on the PostgreSQL database
+# BENCH_DATABASE_URL names (one named *bench*: it is emptied), searched through the view.
+.PHONY: search-bench
+search-bench: install
+	$(PY) -m benchmarks.search $(ARGS)

@@ -168,6 +168,9 @@ class Post(models.Model):
     # Area, region and organisation names of the post's inspections, kept by
     # posts.search.index_post so that search covers them.
     search_facts = models.TextField(editable=False, default="")
+    # The body's words without Markdown or HTML (posts.search.plain_text), kept by
+    # index_post: search snippets are cut from it.
+    search_text = models.TextField(editable=False, default="")
     # PostgreSQL only (always empty on SQLite, which searches an FTS5 table): the
     # weighted document of posts.search, stored so that ranking does not re-parse
     # every matching post, and GIN-indexed by migration 0002.

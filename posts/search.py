@@ -3,13 +3,15 @@
 PostgreSQL uses its own text search: a weighted tsvector stored on the post and
 GIN-indexed, ranked by ts_rank, highlighted by ts_headline. SQLite uses an FTS5 table
 kept by index_post, ranked by bm25, highlighted by snippet(). Both weigh a match in
-the title most, then the inspection facts and the excerpt, then the body, and both
-AND the words of the query together.
+the title most, then the inspection facts and the excerpt, then the body; both AND
+the words of the query together, and words in double quotes are a phrase.
+Snippets come from search_text, the post's words without Markdown or HTML.
 """
 
 import json
 import re
 from dataclasses import dataclass
+from html import unescape
 
 from django.contrib.postgres.search import (
     SearchHeadline,
@@ -18,17 +20,24 @@ from django.contrib.postgres.search import (
     SearchVector,
 )
 from django.db import connection
-from django.db.models import F, TextField, Value
-from django.db.models.functions import Concat
-from django.utils.html import escape
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Greatest, Lower, StrIndex, Substr
+from django.utils.html import escape, strip_tags
 from django.utils.safestring import SafeString, mark_safe
 
 from .models import Post
 
 CONFIG = "english"
-# Enough for anyone paging through results; keeps a vague query cheap.
-MAX_RESULTS = 100
+# Enough for anyone paging through results (100 pages), and it bounds the work: on
+# PostgreSQL a query matching more posts ranks only its newest MAX_RESULTS matches,
+# so that a word found in every post does not rank the whole archive.
+MAX_RESULTS = 1000
 MAX_TERMS = 12
+# ts_headline parses all the text it is given, so it gets a window of the post's
+# text around the first occurrence of the query's first word: a long post costs no
+# more than a short one, and a match deep in it is still shown.
+HEADLINE_LEAD = 150
+HEADLINE_WINDOW = 600
 # Private-use characters mark highlights in the raw text; the text is escaped and
 # only then are they turned into <mark>, so post text can never inject markup.
 _START, _STOP = "\ue000", "\ue001"
@@ -45,78 +54,145 @@ def post_search_vector() -> SearchVector:
 
 
 @dataclass(frozen=True)
+class SearchQueryText:
+    """What a reader typed, as the words to find anywhere and the phrases to find
+    word for word (between double quotes; a quote left open runs to the end)."""
+
+    words: list[str]
+    phrases: list[list[str]]
+
+    @classmethod
+    def parse(cls, query: str) -> "SearchQueryText":
+        words: list[str] = []
+        phrases: list[list[str]] = []
+        budget = MAX_TERMS
+        for phrase, loose in re.findall(r'"([^"]*)"?|([^"]+)', query):
+            found = re.findall(r"\w+", phrase or loose)[:budget]
+            budget -= len(found)
+            if phrase and len(found) > 1:
+                phrases.append(found)
+            else:
+                words.extend(found)
+        return cls(words=words, phrases=phrases)
+
+    def __bool__(self) -> bool:
+        return bool(self.words or self.phrases)
+
+    def anchor(self) -> str:
+        """The start of the first word, lowercased, to find it in plain text: what
+        stemming keeps of it (inspection, inspected → inspect), give or take."""
+        word = (self.words or self.phrases[0])[0].lower()
+        return word[: max(4, len(word) - 3)]
+
+    def postgres(self) -> SearchQuery:
+        parts = [SearchQuery(" ".join(self.words), config=CONFIG)] if self.words else []
+        parts += [
+            SearchQuery(" ".join(p), config=CONFIG, search_type="phrase")
+            for p in self.phrases
+        ]
+        combined = parts[0]
+        for part in parts[1:]:
+            combined &= part
+        return combined
+
+    def fts5(self) -> str:
+        # Each word and phrase quoted: FTS5 operators typed by a reader are words.
+        return " ".join(
+            f'"{" ".join(p)}"' for p in [*([w] for w in self.words), *self.phrases]
+        )
+
+
+@dataclass(frozen=True)
 class SearchResult:
     post: Post
     snippet: SafeString
 
 
-def search_terms(query: str) -> list[str]:
-    return re.findall(r"\w+", query)[:MAX_TERMS]
+def only_common_words(terms: SearchQueryText) -> bool:
+    """True when PostgreSQL drops every word as a stop word ("the of and").
+    SQLite's index keeps every word, so there nothing is too common."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT numnode(plainto_tsquery(%s::regconfig, %s))",
+            [CONFIG, " ".join([*terms.words, *(w for p in terms.phrases for w in p)])],
+        )
+        return cursor.fetchone()[0] == 0
 
 
-def ranked_post_ids(query: str) -> list[int]:
-    """Ids of published posts matching every word of the query, best first."""
-    terms = search_terms(query)
+def ranked_post_ids(terms: SearchQueryText) -> list[int]:
+    """Ids of published posts matching the query, best first, ties newest first."""
     if not terms:
         return []
     if connection.vendor == "postgresql":
-        search_query = SearchQuery(" ".join(terms), config=CONFIG)
-        ids = list(
-            Post.objects.filter(search_vector=search_query)
+        search_query = terms.postgres()
+        # Ranked in the same scan that finds them; sorting a thousand pairs here
+        # is cheaper than a second pass over the posts to re-read their vectors.
+        newest = (
+            Post.objects.published()
+            .filter(search_vector=search_query)
             .annotate(rank=SearchRank(F("search_vector"), search_query))
-            .order_by("-rank", "-published_at", "-id")
-            .values_list("id", flat=True)[:MAX_RESULTS]
+            .order_by("-published_at", "-id")
+            .values_list("id", "rank")[:MAX_RESULTS]
         )
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT rowid FROM posts_search WHERE posts_search MATCH %s "
-                "ORDER BY bm25(posts_search, 10.0, 4.0, 4.0, 1.0), rowid DESC "
-                "LIMIT %s",
-                [_fts_query(terms), MAX_RESULTS],
-            )
-            ids = [row[0] for row in cursor.fetchall()]
+        # Stable: equal ranks stay newest first, then by id.
+        return [post_id for post_id, _ in sorted(newest, key=lambda row: -row[1])]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT rowid FROM posts_search WHERE posts_search MATCH %s "
+            "ORDER BY bm25(posts_search, 10.0, 4.0, 4.0, 1.0), rowid DESC "
+            "LIMIT %s",
+            [terms.fts5(), MAX_RESULTS],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
     visible = set(
         Post.objects.published().filter(id__in=ids).values_list("id", flat=True)
     )
     return [post_id for post_id in ids if post_id in visible]
 
 
-def search_results(query: str, post_ids: list[int]) -> list[SearchResult]:
-    """The posts with these ids, in this order, each with a highlighted snippet."""
-    terms = search_terms(query)
-    posts = Post.objects.for_listing().in_bulk(post_ids)
+def search_results(terms: SearchQueryText, post_ids: list[int]) -> list[SearchResult]:
+    """The posts with these ids (one page), in this order, each with a snippet."""
+    posts = Post.objects.filter(id__in=post_ids).only("title", "slug", "published_at")
     if connection.vendor == "postgresql":
-        headlines = dict(
-            Post.objects.filter(id__in=post_ids)
-            .annotate(
-                headline=SearchHeadline(
-                    Concat("excerpt", Value(" … "), "body", output_field=TextField()),
-                    SearchQuery(" ".join(terms), config=CONFIG),
-                    config=CONFIG,
-                    start_sel=_START,
-                    stop_sel=_STOP,
-                    max_words=40,
-                    min_words=20,
-                    max_fragments=2,
-                    fragment_delimiter=" … ",
-                )
+        posts = posts.annotate(
+            headline=SearchHeadline(
+                Substr(
+                    "search_text",
+                    Greatest(
+                        StrIndex(Lower("search_text"), Value(terms.anchor()))
+                        - HEADLINE_LEAD,
+                        1,
+                    ),
+                    HEADLINE_WINDOW,
+                ),
+                terms.postgres(),
+                config=CONFIG,
+                start_sel=_START,
+                stop_sel=_STOP,
+                max_words=30,
+                min_words=15,
+                max_fragments=2,
+                fragment_delimiter=" … ",
             )
-            .values_list("id", "headline")
         )
+        found = {post.id: post for post in posts}
+        headlines = {post_id: post.headline for post_id, post in found.items()}
     else:
+        found = {post.id: post for post in posts}
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT rowid, snippet(posts_search, -1, %s, %s, ' … ', 32) "
                 "FROM posts_search WHERE posts_search MATCH %s "
                 "AND rowid IN (SELECT value FROM json_each(%s))",
-                [_START, _STOP, _fts_query(terms), json.dumps(post_ids)],
+                [_START, _STOP, terms.fts5(), json.dumps(post_ids)],
             )
             headlines = dict(cursor.fetchall())
     return [
-        SearchResult(post=posts[post_id], snippet=highlight(headlines.get(post_id, "")))
+        SearchResult(post=found[post_id], snippet=highlight(headlines.get(post_id, "")))
         for post_id in post_ids
-        if post_id in posts
+        if post_id in found
     ]
 
 
@@ -127,9 +203,9 @@ def highlight(marked_text: str) -> SafeString:
     )
 
 
-def _fts_query(terms: list[str]) -> str:
-    # Each term quoted: FTS5 operators typed by a reader are words, not syntax.
-    return " ".join(f'"{term}"' for term in terms)
+def plain_text(body_html: str) -> str:
+    """The words of a rendered body as a reader sees them, for snippets."""
+    return " ".join(unescape(strip_tags(body_html)).split())
 
 
 def inspection_facts(post: Post) -> str:
@@ -147,12 +223,34 @@ def inspection_facts(post: Post) -> str:
     return "\n".join(dict.fromkeys(lines))
 
 
+def index_posts(posts: QuerySet[Post]) -> None:
+    """Bring the search entries of posts saved without save() (bulk_create, with
+    search_text set) up to date in one statement, from their stored columns."""
+    if connection.vendor == "postgresql":
+        posts.update(search_vector=post_search_vector())
+    elif connection.vendor == "sqlite":
+        ids = json.dumps(list(posts.values_list("id", flat=True)))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM posts_search WHERE rowid IN "
+                "(SELECT value FROM json_each(%s))",
+                [ids],
+            )
+            cursor.execute(
+                "INSERT INTO posts_search (rowid, title, facts, excerpt, body) "
+                "SELECT id, title, search_facts, excerpt, search_text FROM posts_post "
+                "WHERE id IN (SELECT value FROM json_each(%s))",
+                [ids],
+            )
+
+
 def index_post(post: Post) -> None:
     """Bring the post's search entry up to date with the post and its inspections."""
     facts = inspection_facts(post)
-    if facts != post.search_facts:
-        Post.objects.filter(pk=post.pk).update(search_facts=facts)
-        post.search_facts = facts
+    text = plain_text(post.body_html)
+    if (facts, text) != (post.search_facts, post.search_text):
+        Post.objects.filter(pk=post.pk).update(search_facts=facts, search_text=text)
+        post.search_facts, post.search_text = facts, text
     if connection.vendor == "postgresql":
         # From the stored columns, after the facts above are written.
         Post.objects.filter(pk=post.pk).update(search_vector=post_search_vector())
@@ -162,5 +260,5 @@ def index_post(post: Post) -> None:
             cursor.execute(
                 "INSERT INTO posts_search (rowid, title, facts, excerpt, body) "
                 "VALUES (%s, %s, %s, %s, %s)",
-                [post.pk, post.title, facts, post.excerpt, post.body],
+                [post.pk, post.title, facts, post.excerpt, text],
             )

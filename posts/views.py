@@ -238,11 +238,21 @@ def inspections(request: HttpRequest) -> HttpResponse:
 
 def search_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
-    ids = search.ranked_post_ids(query) if query else []
+    terms = search.SearchQueryText.parse(query)
+    ids = search.ranked_post_ids(terms)
     page = Paginator(ids, SEARCH_RESULTS_PER_PAGE).get_page(request.GET.get("page"))
-    results = search.search_results(query, list(page.object_list)) if ids else []
+    results = search.search_results(terms, list(page.object_list)) if ids else []
+    too_common = bool(terms) and not ids and search.only_common_words(terms)
     return render(
         request,
         "posts/search.html",
-        {"query": query, "page": page, "results": results},
+        {
+            "query": query,
+            "asked": "q" in request.GET,
+            "has_words": bool(terms),
+            "max_results": search.MAX_RESULTS,
+            "too_common": too_common,
+            "page": page,
+            "results": results,
+        },
     )

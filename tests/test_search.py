@@ -8,6 +8,7 @@ import pytest
 from django.contrib.postgres.search import SearchQuery
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from posts.models import Post
@@ -84,11 +85,11 @@ def test_drafts_and_scheduled_posts_are_not_found(client):
 
 
 def test_editing_a_post_updates_its_search_entry(client):
-    post = PublishedPostFactory(title="Before")
+    post = PublishedPostFactory(title="Bexhill")
     post.title = "After the Grimsby inspection"
     post.save()
     assert result_titles(client, "Grimsby") == ["After the Grimsby inspection"]
-    assert "Nothing found" in results(client, "Before")
+    assert "Nothing found" in results(client, "Bexhill")
 
 
 def test_snippets_highlight_matches_and_cannot_inject_markup(client):
@@ -123,11 +124,127 @@ def test_snippets_highlight_matches_and_cannot_inject_markup(client):
         "_",
         "___ probation",
         "the of and",
+        '"youth offending',
+        'youth offending"',
+        '"""',
+        '"*"',
+        "NEAR(",
+        'NEAR("a" "b", 2)',
+        "title:probation",
+        "\x1b[31mprobation\x07",
+        "\u202eprobation\r\n\t",
+        '"' + "probation " * 2000,
+        "probation^2 {title} AND NOT",
     ],
 )
-def test_any_query_gets_a_page_never_an_error(client, query):
+def test_any_query_gets_a_clear_answer_never_an_error(client, query):
     PublishedPostFactory(title="Probation in Bristol")
-    results(client, query)
+    html = results(client, query)
+    answers = ["result", "Nothing found", "Type a word", "too common", 'name="q"']
+    assert any(answer in html for answer in answers)
+
+
+def test_a_quoted_phrase_finds_the_words_together_not_apart(client):
+    PublishedPostFactory(title="Youth offending teams in Kent", body="Staffing.")
+    PublishedPostFactory(
+        title="Offending behaviour programmes", body="Youth services were cut."
+    )
+    assert result_titles(client, '"youth offending"') == [
+        "Youth offending teams in Kent"
+    ]
+    assert len(result_titles(client, "youth offending")) == 2
+
+
+def test_a_phrase_and_a_word_must_both_match(client):
+    PublishedPostFactory(title="Youth offending in Kent")
+    PublishedPostFactory(title="Youth offending in Essex")
+    assert result_titles(client, '"youth offending" essex') == [
+        "Youth offending in Essex"
+    ]
+
+
+def test_an_empty_query_asks_for_a_word(client):
+    for query in ["", "  ", '""', "!!", "-"]:
+        assert "Type a word to search for" in results(client, query), query
+
+
+def test_the_search_page_without_a_query_shows_only_the_form(client):
+    html = client.get("/search/").content.decode()
+    assert 'name="q"' in html
+    assert "Type a word" not in html and "Nothing found" not in html
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite's FTS5 index has no stop words"
+)
+def test_a_query_of_only_common_words_says_they_are_too_common(client):
+    PublishedPostFactory(title="The state of probation and the courts")
+    html = results(client, "the of and")
+    assert "too common to search for" in html
+    assert "Nothing found" not in html
+
+
+def test_a_script_in_a_post_is_never_rendered_unescaped_in_a_snippet(client):
+    PublishedPostFactory(
+        title="Code",
+        body="Bedford wrote `<script>alert(1)</script>` in a form.\n\n"
+        "    <script>alert(2)</script> Bedford",
+    )
+    html = results(client, "Bedford")
+    snippet = html.split('class="snippet">', 1)[1].split("</p>", 1)[0]
+    assert "<mark>Bedford</mark>" in snippet
+    # As text (SQLite) or left out (PostgreSQL's parser drops tags): never as markup.
+    assert "<script" not in snippet
+    assert set(re.findall(r"</?(\w+)", snippet)) == {"mark"}
+
+
+def test_snippets_show_the_text_a_reader_sees_not_markdown(client):
+    PublishedPostFactory(
+        title="Markdown",
+        excerpt="",
+        body="## Findings\n\n**Bedford** was [rated](https://example.org/r) *Good*.",
+    )
+    html = results(client, "Bedford")
+    snippet = html.split('class="snippet">', 1)[1].split("</p>", 1)[0]
+    assert "<mark>Bedford</mark> was rated Good" in snippet
+    for markdown in ["##", "**", "](", "https://"]:
+        assert markdown not in snippet
+
+
+def test_a_match_deep_in_a_long_post_is_highlighted(client):
+    filler = " ".join(f"word{n}" for n in range(1500))
+    PublishedPostFactory(title="Long", body=f"{filler}\n\nThe Quillworthy approach.")
+    html = results(client, "quillworthy")
+    assert "<mark>Quillworthy</mark>" in html
+
+
+def test_paging_through_all_results_shows_each_post_exactly_once(client):
+    # Equal content and publication time: only the id tells them apart.
+    published_at = timezone.now() - timedelta(hours=1)
+    posts = [
+        PublishedPostFactory(
+            title="Luton inspection", body="Luton.", published_at=published_at
+        )
+        for _ in range(23)
+    ]
+    seen = []
+    for page in ["1", "2", "3"]:
+        html = client.get("/search/", {"q": "Luton", "page": page}).content.decode()
+        seen += re.findall(r'<h2><a href="/posts/([^/]+)/">', html)
+    assert sorted(seen) == sorted(post.slug for post in posts)
+    assert len(seen) == len(set(seen)) == 23
+
+
+def test_a_results_page_makes_as_many_queries_with_ten_results_as_with_one(
+    client, django_assert_num_queries
+):
+    PublishedPostFactory(title="Swindon once")
+    with CaptureQueriesContext(connection) as one:
+        results(client, "Swindon")
+    for n in range(12):
+        PublishedPostFactory(title=f"Swindon again {n}")
+    with django_assert_num_queries(len(one)):
+        results(client, "Swindon")
 
 
 def test_results_paginate(client):
