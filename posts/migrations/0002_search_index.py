@@ -48,6 +48,8 @@ def drop_search_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("posts", "0001_initial")]
+    dependencies = [
+        ('posts', '0001_initial'),
+    ]
 
     operations = [migrations.RunPython(create_search_index, drop_search_index)]
