@@ -294,11 +294,20 @@ class PostAdmin(admin.ModelAdmin):
     @admin.action(description="Publish selected posts", permissions=["change"])
     def publish(self, request: HttpRequest, queryset) -> None:
         drafts = queryset.filter(status=Post.Status.DRAFT)
-        for post in drafts:
+        # A list has no room to confirm warnings: those posts wait for their page.
+        checked = [post for post in drafts if not self.post_problems(post)]
+        for post in checked:
             services.post_publish(post=post)
         self.message_user(
-            request, f"Published {len(drafts)} post(s).", level=messages.SUCCESS
+            request, f"Published {len(checked)} post(s).", level=messages.SUCCESS
         )
+        if held := [post.title for post in drafts if post not in checked]:
+            self.message_user(
+                request,
+                f"Not published, as the checks before publishing found problems: "
+                f"{', '.join(held)}. Open each post to see them.",
+                level=messages.WARNING,
+            )
 
     @admin.display(description="Suggestions")
     def related_suggestions(self, post: Post) -> str:

@@ -10,12 +10,10 @@ nothing of email. Dead links come from the link checker's stored results
 
 import datetime
 import enum
-import html
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from .links import web_links
+from .links import link_scheme, web_links
 from .markdown import URL_SCHEMES, link_targets
 from .models import Inspection, LinkCheck, Post, Rating
 
@@ -38,9 +36,6 @@ class Problem:
 # The inspectorate gave narrative judgements before its ratings began in June 2018.
 GRADED_SINCE = datetime.date(2018, 6, 1)
 _IMAGE_WITHOUT_ALT = re.compile(r'<img\b(?![^>]*\salt="[^"]*[^"\s])[^>]*>')
-# Browsers ignore tabs, newlines and leading controls in a URL's scheme
-# ("java\tscript:"), so the check must too.
-_IGNORED_IN_SCHEME = re.compile(r"[\x00-\x20\x7f]")
 
 
 def images_without_alt(html: str) -> int:
@@ -60,15 +55,6 @@ def check_alt_text(post: Post) -> list[Problem]:
             f"as in ![what it shows](address).",
         )
     ]
-
-
-def link_scheme(url: str) -> str:
-    """The scheme a browser would see in the link ('' for a relative link)."""
-    cleaned = _IGNORED_IN_SCHEME.sub("", html.unescape(url))
-    try:
-        return urlsplit(cleaned).scheme.lower()
-    except ValueError:  # e.g. an unbalanced [ in the host
-        return "invalid"
 
 
 def check_link_schemes(post: Post) -> list[Problem]:

@@ -10,6 +10,7 @@ hop is checked the same way.
 import html
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Iterable
@@ -33,6 +34,20 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# Browsers ignore tabs, newlines and leading controls in a URL's scheme
+# ("java\tscript:"), so reading one must too.
+_IGNORED_IN_SCHEME = re.compile(r"[\x00-\x20\x7f]")
+
+
+def link_scheme(url: str) -> str:
+    """The scheme a browser would see in the link ('' for a relative link)."""
+    cleaned = _IGNORED_IN_SCHEME.sub("", html.unescape(url))
+    try:
+        return urlsplit(cleaned).scheme.lower()
+    except ValueError:  # e.g. an unbalanced [ in the host
+        return "invalid"
+
+
 class NotPublic(Exception):
     """The address is private, loopback, link-local or otherwise not global."""
 
@@ -49,7 +64,7 @@ def web_links(post: Post) -> list[str]:
     urls = [html.unescape(url) for url in link_targets(post.body)]
     if post.pk is not None:
         urls += [i.report_url for i in post.inspections.all() if i.report_url]
-    web = [url for url in urls if urlsplit(url).scheme.lower() in ("http", "https")]
+    web = [url for url in urls if link_scheme(url) in ("http", "https")]
     return list(dict.fromkeys(web))[:MAX_LINKS_PER_POST]
 
 
@@ -136,7 +151,10 @@ def url_check(
     """Whether the link works, following redirects. `trusted_networks` are let
     through the address check (the test suite's own servers, on loopback)."""
     for _hop in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return LinkResult(LinkCheck.Outcome.DEAD, "not a valid address")
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             return LinkResult(LinkCheck.Outcome.DEAD, "not an http(s) address")
         try:

@@ -351,3 +351,38 @@ def test_a_post_not_emailed_has_no_email_warnings(client, author):
     response = client.post(f"/admin/posts/post/{post.pk}/change/", form)
     assert response.status_code == 302
     assert not [m for m in get_messages(response.wsgi_request) if "subject" in str(m)]
+
+
+def test_the_publish_action_holds_back_posts_with_problems(client, author):
+    clean = PostFactory(title="Kent: court work")
+    unsafe = PostFactory(title="Kent: a bad link", body="[x](javascript:1)")
+    response = client.post(
+        "/admin/posts/post/",
+        {"action": "publish", "_selected_action": [clean.pk, unsafe.pk]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Published 1 post(s)." in page
+    assert "Not published, as the checks before publishing found problems: " in page
+    assert "Kent: a bad link" in page
+    assert Post.objects.get(pk=clean.pk).is_published
+    assert Post.objects.get(pk=unsafe.pk).status == Post.Status.DRAFT
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://[::1",
+        "http://e.org:99999/",
+        "http://exa\u0000mple.org/",
+        "http://\u2603.invalid/",
+    ],
+)
+def test_a_malformed_link_is_reported_never_a_crash(client, author, celery_eager, link):
+    post = PostFactory(body=f"[x]({link}) <{link}>")
+    check_post_links.delay(post.pk)
+    assert set(
+        LinkCheck.objects.filter(post=post).values_list("outcome", flat=True)
+    ) <= {"dead"}
+    assert client.get(f"/admin/posts/post/{post.pk}/change/").status_code == 200
+    assert url_check(link).outcome == "dead"
