@@ -4,6 +4,7 @@ our own network (SSRF), and the admin that shows the checks and enforces them.""
 import datetime
 import http.server
 import ipaddress
+import socket
 import threading
 
 import pytest
@@ -206,6 +207,26 @@ def test_a_redirect_to_a_private_address_is_refused(site):
     ):
         result = url_check(f"{site}/to?{target}", trusted_networks=LOOPBACK)
         assert result.outcome == LinkCheck.Outcome.REFUSED, target
+
+
+def test_the_link_checker_connects_to_the_address_it_checked(site, monkeypatch):
+    # DNS rebinding: the name answers a trusted address when checked, another one
+    # (127.0.0.2, where nothing listens) when asked again. The checker must not ask
+    # again: it connects to the address it judged.
+    port = site.rsplit(":", 1)[1]
+    real_getaddrinfo = socket.getaddrinfo
+    asked = []
+
+    def rebinding_dns(host, *args, **kwargs):
+        if host != "rebind.test":
+            return real_getaddrinfo(host, *args, **kwargs)
+        asked.append(host)
+        address = "127.0.0.1" if len(asked) == 1 else "127.0.0.2"
+        return real_getaddrinfo(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    result = url_check(f"http://rebind.test:{port}/ok", trusted_networks=LOOPBACK)
+    assert (result.outcome, asked) == ("ok", ["rebind.test"])
 
 
 def test_the_link_checker_task_stores_what_it_found_and_forgets_removed_links(
