@@ -407,14 +407,6 @@ def html_size(email: RenderedEmail) -> int:
     return len(email.html.encode())
 
 
-_IMAGE_WITHOUT_ALT = re.compile(r'<img\b(?![^>]*\salt="[^"]*[^"\s])[^>]*>')
-
-
-def images_without_alt(html: str) -> int:
-    """Images a reader who blocks images (most mail clients, by default) won't see."""
-    return len(_IMAGE_WITHOUT_ALT.findall(html))
-
-
 def post_test_send(*, post_id: int, to: str) -> None:
     """Send the author a test of a post's email through the normal backend."""
     post = Post.objects.filter(pk=post_id).first()

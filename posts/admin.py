@@ -1,13 +1,21 @@
+import copy
 from functools import partial
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django.http import HttpRequest, HttpResponseRedirect
+from django.forms.models import construct_instance
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from django.views.decorators.http import require_POST
 
-from . import images, related, services, tasks
+from . import checks, images, links, related, services, tasks
+from .markdown import render_markdown, word_count
 from .models import (
     Area,
     Category,
@@ -145,6 +153,12 @@ class PostUpdateInline(admin.TabularInline):
     verbose_name_plural = "updates and corrections (shown on the post, dated)"
 
 
+def image_markdown(post_image: PostImage) -> str:
+    """What to put in a post's body to show one of its images."""
+    alt = post_image.alt.replace("]", "")
+    return f"![{alt}]({images.largest_url(post_image.image)})"
+
+
 class PostImageInline(admin.TabularInline):
     model = PostImage
     formfield_overrides = IMAGE_UPLOADS
@@ -157,13 +171,80 @@ class PostImageInline(admin.TabularInline):
     def markdown(self, post_image: PostImage) -> str:
         if not post_image.pk:
             return "Save to get the Markdown for this image."
-        alt = post_image.alt.replace("]", "")
-        url = images.largest_url(post_image.image)
-        return format_html("<code>![{}]({})</code>", alt, url)
+        return format_html("<code>{}</code>", image_markdown(post_image))
+
+
+class MarkdownEditor(forms.Textarea):
+    """The body's textarea with a toolbar, the post's images and a live preview
+    beside it. The toolbar and preview need JavaScript and stay hidden without it:
+    the textarea alone still works."""
+
+    template_name = "admin/posts/markdown_editor.html"
+
+    class Media:
+        css = {"all": ["posts/admin/editor.css"]}
+        js = ["posts/admin/editor.js"]
+
+    def __init__(self, *, preview_url: str, post_images=(), attrs=None) -> None:
+        super().__init__(attrs)
+        self.preview_url = preview_url
+        self.post_images = list(post_images)
+
+    def render(self, name, value, attrs=None, renderer=None) -> SafeString:
+        textarea = forms.Textarea(self.attrs).render(name, value, attrs, renderer)
+        context = {
+            "textarea": textarea,
+            "preview_url": self.preview_url,
+            "images": [
+                (image.alt, image_markdown(image)) for image in self.post_images
+            ],
+        }
+        return mark_safe(render_to_string(self.template_name, context))  # noqa: S308
+
+
+class PostForm(forms.ModelForm):
+    publish_despite_warnings = forms.BooleanField(
+        required=False,
+        help_text="The checks before publishing found warnings; tick to publish "
+        "anyway. Blocking problems must be fixed.",
+    )
+    # Set by PostAdmin.get_form: the checks, with what other apps' admins add.
+    post_problems = staticmethod(checks.post_problems)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors or not self._publishing(cleaned):
+            return cleaned
+        # The post as it would be saved, without touching the form's instance.
+        post = construct_instance(self, copy.copy(self.instance))
+        post.body_html = render_markdown(post.body)
+        problems = self.post_problems(post)
+        blocking = [p.message for p in problems if p.blocking]
+        if blocking:
+            raise forms.ValidationError(
+                ["This post cannot be published until this is fixed:", *blocking]
+            )
+        if problems and not cleaned.get("publish_despite_warnings"):
+            raise forms.ValidationError(
+                [
+                    "Check these warnings, then tick “Publish despite warnings” "
+                    "to publish anyway:",
+                    *(p.message for p in problems),
+                ]
+            )
+        return cleaned
+
+    def _publishing(self, cleaned: dict) -> bool:
+        stored = None if self.instance._state.adding else self.instance.status
+        return (
+            cleaned.get("status") == Post.Status.PUBLISHED
+            and stored != Post.Status.PUBLISHED
+        )
 
 
 @admin.register(Post)
 class PostAdmin(admin.ModelAdmin):
+    form = PostForm
     list_display = ["title", "status", "published_at", "email_subscribers", "author"]
     list_filter = ["status", "email_subscribers", "categories"]
     search_fields = ["title", "excerpt", "body"]
@@ -172,13 +253,24 @@ class PostAdmin(admin.ModelAdmin):
     formfield_overrides = IMAGE_UPLOADS
     actions = ["publish"]
     filter_horizontal = ["categories", "tags"]
-    readonly_fields = ["related_suggestions"]
+    readonly_fields = ["related_suggestions", "publishing_checks"]
     inlines = [InspectionInline, RelatedLinkInline, PostImageInline, PostUpdateInline]
     fieldsets = [
         (None, {"fields": ["title", "slug", "excerpt", "body"]}),
         ("Featured image", {"fields": ["featured_image", "featured_image_alt"]}),
         ("Filing", {"fields": ["categories", "tags"]}),
-        ("Publication", {"fields": ["status", "published_at", "email_subscribers"]}),
+        (
+            "Publication",
+            {
+                "fields": [
+                    "status",
+                    "published_at",
+                    "email_subscribers",
+                    "publish_despite_warnings",
+                ]
+            },
+        ),
+        ("Checks before publishing", {"fields": ["publishing_checks"]}),
         ("Email", {"fields": ["email_format"]}),
         ("Suggested related posts", {"fields": ["related_suggestions"]}),
     ]
@@ -195,6 +287,7 @@ class PostAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         # The inspections were saved after the post: index their facts too.
         index_post(form.instance)
+        self.links_check_enqueue(form, formsets)
         uploaded = (
             [form.instance.featured_image]
             if "featured_image" in form.changed_data
@@ -215,11 +308,20 @@ class PostAdmin(admin.ModelAdmin):
     @admin.action(description="Publish selected posts", permissions=["change"])
     def publish(self, request: HttpRequest, queryset) -> None:
         drafts = queryset.filter(status=Post.Status.DRAFT)
-        for post in drafts:
+        # A list has no room to confirm warnings: those posts wait for their page.
+        checked = [post for post in drafts if not self.post_problems(post)]
+        for post in checked:
             services.post_publish(post=post)
         self.message_user(
-            request, f"Published {len(drafts)} post(s).", level=messages.SUCCESS
+            request, f"Published {len(checked)} post(s).", level=messages.SUCCESS
         )
+        if held := [post.title for post in drafts if post not in checked]:
+            self.message_user(
+                request,
+                f"Not published, as the checks before publishing found problems: "
+                f"{', '.join(held)}. Open each post to see them.",
+                level=messages.WARNING,
+            )
 
     @admin.display(description="Suggestions")
     def related_suggestions(self, post: Post) -> str:
@@ -244,8 +346,68 @@ class PostAdmin(admin.ModelAdmin):
             ),
         )
 
+    # The editor and the checks before publishing ---------------------------------
+
+    def get_form(self, request: HttpRequest, obj: Post | None = None, **kwargs):
+        editor = MarkdownEditor(
+            preview_url=reverse("admin:posts_post_preview"),
+            post_images=obj.images.all() if obj is not None else (),
+        )
+        kwargs["widgets"] = {"body": editor, **kwargs.get("widgets", {})}
+        form = super().get_form(request, obj, **kwargs)
+        form.post_problems = self.post_problems
+        return form
+
+    def post_problems(self, post: Post) -> list[checks.Problem]:
+        """The checks before publishing; the newsletter's post admin adds its own."""
+        return checks.post_problems(post)
+
+    @admin.display(description="Problems")
+    def publishing_checks(self, post: Post) -> str:
+        if post.pk is None:
+            return "Save the post to run the checks."
+        problems = self.post_problems(post)
+        waiting = len(
+            set(links.web_links(post))
+            - set(post.link_checks.values_list("url", flat=True))
+        )
+        return render_to_string(
+            "admin/posts/publishing_checks.html",
+            {"problems": problems, "links_waiting": waiting},
+        )
+
+    def links_check_enqueue(self, form, formsets) -> None:
+        """Check the links again when the body or an inspection's changed."""
+        changed = "body" in form.changed_data or any(
+            formset.model is Inspection and formset.has_changed()
+            for formset in formsets
+        )
+        if changed or not form.instance.link_checks.exists():
+            post_id = form.instance.pk
+            transaction.on_commit(lambda: tasks.check_post_links.delay(post_id))
+
+    def preview_view(self, request: HttpRequest) -> JsonResponse:
+        """The body as readers will see it, rendered by the site's own renderer."""
+        if not (
+            self.has_add_permission(request) or self.has_change_permission(request)
+        ):
+            raise PermissionDenied
+        body = request.POST.get("body", "")
+        return JsonResponse(
+            {
+                "html": render_markdown(body),
+                "words": word_count(body),
+                "minutes": Post(body=body).reading_minutes,
+            }
+        )
+
     def get_urls(self):
         return [
+            path(
+                "preview/",
+                self.admin_site.admin_view(require_POST(self.preview_view)),
+                name="posts_post_preview",
+            ),
             path(
                 "<int:post_id>/add-related/",
                 self.admin_site.admin_view(self.add_related_view),

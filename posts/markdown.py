@@ -1,4 +1,10 @@
-"""Markdown for post bodies: rendered once when a post is saved, then sanitised."""
+"""Markdown for post bodies: rendered once when a post is saved, then sanitised.
+
+The admin's live preview renders through render_markdown too, so what the author
+sees while typing is what readers get.
+"""
+
+import re
 
 import nh3
 from markdown_it import MarkdownIt
@@ -24,11 +30,41 @@ ALLOWED_ATTRIBUTES = {
 }
 
 
+URL_SCHEMES = {"http", "https", "mailto"}
+
+# The same Markdown, but keeping every link as written: markdown-it quietly drops
+# javascript:, file: and most data: links, and the author's checks must see them.
+_links_as_written = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+_links_as_written.validateLink = lambda url: True
+_HTML_LINK = re.compile(r"""\b(?:href|src)\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
+
+
 def render_markdown(text: str) -> str:
     return nh3.clean(
         _markdown.render(text),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"},
+        url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer",
     )
+
+
+def link_targets(text: str) -> list[str]:
+    """Every link and image address in the Markdown, in order, as the author wrote
+    it (links in raw HTML included), before the sanitiser removes any."""
+    targets = []
+    for block in _links_as_written.parse(text):
+        if block.type == "html_block":
+            targets += _HTML_LINK.findall(block.content)
+        for token in block.children or ():
+            if token.type == "link_open":
+                targets.append(token.attrGet("href"))
+            elif token.type == "image":
+                targets.append(token.attrGet("src"))
+            elif token.type == "html_inline":
+                targets += _HTML_LINK.findall(token.content)
+    return [target for target in targets if target]
+
+
+def word_count(text: str) -> int:
+    return len(re.findall(r"\w+", text))

@@ -1,6 +1,5 @@
 import datetime
 import math
-import re
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
@@ -8,7 +7,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from .markdown import render_markdown
+from .markdown import render_markdown, word_count
 
 # Adult silent reading speed; a reading time is a courtesy, not a promise.
 WORDS_PER_MINUTE = 230
@@ -246,7 +245,7 @@ class Post(models.Model):
 
     @property
     def reading_minutes(self) -> int:
-        return max(1, math.ceil(len(re.findall(r"\w+", self.body)) / WORDS_PER_MINUTE))
+        return max(1, math.ceil(word_count(self.body) / WORDS_PER_MINUTE))
 
     @property
     def is_published(self) -> bool:
@@ -459,3 +458,27 @@ class PostUpdate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}, {self.made_on:%d %B %Y}"
+
+
+class LinkCheck(models.Model):
+    """What the link checker found at one address a post links to (posts.links)."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "Works"
+        DEAD = "dead", "Dead"
+        REFUSED = "refused", "Not checked: a private or local address"
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="link_checks")
+    url = models.TextField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    detail = models.CharField(max_length=200, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["post", "url"], name="link_checked_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.get_outcome_display()}"

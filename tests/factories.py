@@ -58,7 +58,7 @@ def admin_post_form(**fields) -> dict:
     return {
         "title": "Court work in Kent",
         "slug": "court-work-in-kent",
-        "excerpt": "",
+        "excerpt": "Inspectors watched court work for a week.",
         "body": "Inspectors sat in on **court** work.",
         "status": "draft",
         "published_at_0": "",

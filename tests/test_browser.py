@@ -270,3 +270,38 @@ def test_public_pages_have_no_serious_accessibility_violations_on_a_phone(
         page.goto(f"{site}{path}")
     save_screenshot(page, f"mobile-{page_name}")
     assert serious_accessibility_violations(page) == []
+
+
+def test_author_writes_markdown_and_sees_the_preview_as_readers_will(browser, site):
+    UserFactory(username="author")
+    author = new_page(browser, viewport={"width": 1400, "height": 1000})
+    author.goto(f"{site}/admin/login/")
+    author.get_by_label("Username").fill("author")
+    author.get_by_label("Password").fill("correct horse battery staple")
+    author.get_by_role("button", name="Log in").click()
+    author.goto(f"{site}/admin/posts/post/add/")
+    preview = author.get_by_role("region", name="Preview, as readers will see it")
+
+    # The author types; the preview follows, rendered by the site itself.
+    body = author.locator("#id_body")
+    body.press_sequentially("## Findings\n\nCaseloads were too high.\n\n")
+    preview.get_by_role("heading", name="Findings").wait_for()
+    preview.get_by_text("Caseloads were too high.").wait_for()
+
+    # The toolbar puts Markdown where the cursor is.
+    author.get_by_role("button", name="Bold").click()
+    body.press_sequentially("Unpaid work")
+    preview.locator("strong", has_text="Unpaid work").wait_for()
+    assert "**Unpaid work**" in body.input_value()
+    author.get_by_text("7 words, about 1 min to read").wait_for()
+    save_screenshot(author, "admin-editor")
+
+    # Leaving with unsaved changes asks first; the author stays.
+    dialogs = []
+    author.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    with pytest.raises(Exception, match="ERR_ABORTED"):
+        author.goto(f"{site}/admin/")
+    assert dialogs == ["beforeunload"]
+    assert author.url.endswith("/admin/posts/post/add/")
+    assert "**Unpaid work**" in body.input_value()
+    assert author.csp_violations == []

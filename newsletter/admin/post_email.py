@@ -14,10 +14,15 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from posts import admin as posts_admin
+from posts.checks import Level, Problem, images_without_alt
 from posts.models import Post
 
 from .. import tasks
-from ..emails import EMAIL_HTML_MAX_BYTES, PostEmail, html_size, images_without_alt
+from ..emails import EMAIL_HTML_MAX_BYTES, PostEmail, html_size
+
+# Longer subjects are cut short in most inbox lists (and RFC 5322 asks for lines
+# of at most 78 characters).
+SUBJECT_MAX_CHARACTERS = 78
 
 # posts/ knows nothing of email, so the author's email tools join its post admin
 # here: a preview of the post as its email, a test send, and a warning when the
@@ -45,6 +50,13 @@ class PostAdmin(posts_admin.PostAdmin):
             url,
             _describe(email),
         )
+
+    def post_problems(self, post: Post) -> list[Problem]:
+        problems = super().post_problems(post)
+        # A new post has no inspections or categories yet to render its email with.
+        if post.pk is None or not post.email_subscribers:
+            return problems
+        return [*problems, *email_problems(PostEmail(post))]
 
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -111,6 +123,30 @@ class PostAdmin(posts_admin.PostAdmin):
         if post is None or not self.has_view_permission(request, post):
             raise Http404("No such post.")
         return post
+
+
+def email_problems(email: PostEmail) -> list[Problem]:
+    """The checks before publishing that only the email knows of."""
+    problems = []
+    if email.shortened:
+        problems.append(
+            Problem(
+                Level.WARNING,
+                f"The email of the whole post would be over "
+                f"{EMAIL_HTML_MAX_BYTES // 1000} KB, where Gmail clips it: "
+                f"subscribers will get the excerpt with a link to the site.",
+            )
+        )
+    subject = email.rendered.subject
+    if len(subject) > SUBJECT_MAX_CHARACTERS:
+        problems.append(
+            Problem(
+                Level.WARNING,
+                f"The email's subject (the title) is {len(subject)} characters: "
+                f"inboxes cut it after about {SUBJECT_MAX_CHARACTERS}.",
+            )
+        )
+    return problems
 
 
 def _describe(email: PostEmail) -> str:

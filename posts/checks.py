@@ -1,0 +1,151 @@
+"""Checks before publishing: what the author should fix or knowingly accept.
+
+Each check reads a post and returns Problems; none writes. A blocking problem stops
+the publish; a warning asks the author to confirm. The admin shows them on the
+post's page and runs them again when the post is published. The newsletter adds
+its own (the email's size and subject) through its post admin, since posts knows
+nothing of email. Dead links come from the link checker's stored results
+(posts.links, run by a worker), so reading them here costs no request.
+"""
+
+import datetime
+import enum
+import re
+from dataclasses import dataclass
+
+from .links import link_scheme, web_links
+from .markdown import URL_SCHEMES, link_targets
+from .models import Inspection, LinkCheck, Post, Rating
+
+
+class Level(enum.StrEnum):
+    BLOCKING = "blocking"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    level: Level
+    message: str
+
+    @property
+    def blocking(self) -> bool:
+        return self.level == Level.BLOCKING
+
+
+# The inspectorate gave narrative judgements before its ratings began in June 2018.
+GRADED_SINCE = datetime.date(2018, 6, 1)
+_IMAGE_WITHOUT_ALT = re.compile(r'<img\b(?![^>]*\salt="[^"]*[^"\s])[^>]*>')
+
+
+def images_without_alt(html: str) -> int:
+    """Images a reader who cannot see them (or whose mail client blocks them) would
+    know nothing about."""
+    return len(_IMAGE_WITHOUT_ALT.findall(html))
+
+
+def check_alt_text(post: Post) -> list[Problem]:
+    missing = images_without_alt(post.body_html)
+    if not missing:
+        return []
+    return [
+        Problem(
+            Level.WARNING,
+            f"{missing} image(s) in the body have no alt text: describe each one, "
+            f"as in ![what it shows](address).",
+        )
+    ]
+
+
+def check_link_schemes(post: Post) -> list[Problem]:
+    return [
+        Problem(
+            Level.BLOCKING,
+            f"The link “{url[:80]}” uses {scheme}:, which readers' browsers must not "
+            f"follow: link to an http(s) address instead.",
+        )
+        for url in link_targets(post.body)
+        if (scheme := link_scheme(url)) and scheme not in URL_SCHEMES
+    ]
+
+
+def check_dead_links(post: Post) -> list[Problem]:
+    if post.pk is None:
+        return []
+    linked = web_links(post)
+    return [
+        Problem(
+            Level.WARNING,
+            f"The link {check.url} looks dead ({check.detail})."
+            if check.outcome == LinkCheck.Outcome.DEAD
+            else f"The link {check.url} points at a private or local address "
+            f"({check.detail}): readers cannot reach it, and it was not checked.",
+        )
+        for check in post.link_checks.exclude(outcome=LinkCheck.Outcome.OK)
+        if check.url in linked
+    ]
+
+
+def check_excerpt(post: Post) -> list[Problem]:
+    if post.excerpt.strip():
+        return []
+    return [
+        Problem(
+            Level.WARNING,
+            "The excerpt is empty: listings, feeds and email previews show it.",
+        )
+    ]
+
+
+def _missing_facts(inspection: Inspection) -> list[str]:
+    missing = []
+    graded = inspection.published_on is None or inspection.published_on >= GRADED_SINCE
+    if inspection.overall == Rating.NARRATIVE and graded:
+        missing.append("its rating")
+    if inspection.area is None and inspection.type == Inspection.Type.LOCAL:
+        missing.append("its area")
+    if not inspection.organisations.exists():
+        missing.append("the organisation inspected")
+    if not inspection.report_url:
+        missing.append("the link to the report")
+    return missing
+
+
+def check_inspection_facts(post: Post) -> list[Problem]:
+    if post.pk is None:
+        return []
+    return [
+        Problem(
+            Level.WARNING,
+            f"The inspection “{inspection.title}” lacks {', '.join(missing)}.",
+        )
+        for inspection in post.inspections.select_related("area")
+        if (missing := _missing_facts(inspection))
+    ]
+
+
+def check_title_unused(post: Post) -> list[Problem]:
+    if not Post.objects.filter(title__iexact=post.title).exclude(pk=post.pk).exists():
+        return []
+    return [
+        Problem(
+            Level.WARNING,
+            f"Another post is already titled “{post.title}”: readers may mix them up.",
+        )
+    ]
+
+
+CHECKS = [
+    check_link_schemes,
+    check_alt_text,
+    check_dead_links,
+    check_excerpt,
+    check_inspection_facts,
+    check_title_unused,
+]
+
+
+def post_problems(post: Post) -> list[Problem]:
+    """Every problem the publication's own checks find, blocking ones first."""
+    problems = [problem for check in CHECKS for problem in check(post)]
+    return sorted(problems, key=lambda problem: not problem.blocking)

@@ -1,0 +1,216 @@
+"""The link checker: does each address a post links to answer?
+
+It runs in a Celery worker and fetches addresses the author typed, so it must never
+become a way into our own network (SSRF): every host is resolved first and refused
+if ANY of its addresses is not a global one, the connection goes to the address
+that was checked (no second lookup for DNS rebinding to answer), and each redirect
+hop is checked the same way.
+"""
+
+import html
+import http.client
+import ipaddress
+import re
+import socket
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from django.db import transaction
+from django.utils import timezone
+
+from .markdown import link_targets
+from .models import LinkCheck, Post
+
+TIMEOUT_SECONDS = 5  # per hop: a reader would have given up by then
+MAX_REDIRECTS = 5
+# A post with more links than this is checked on its first ones only, so that
+# one post cannot keep a worker busy for long.
+MAX_LINKS_PER_POST = 50
+USER_AGENT = "probation-newsletter link checker"
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# Browsers ignore tabs, newlines and leading controls in a URL's scheme
+# ("java\tscript:"), so reading one must too.
+_IGNORED_IN_SCHEME = re.compile(r"[\x00-\x20\x7f]")
+
+
+def link_scheme(url: str) -> str:
+    """The scheme a browser would see in the link ('' for a relative link)."""
+    cleaned = _IGNORED_IN_SCHEME.sub("", html.unescape(url))
+    try:
+        return urlsplit(cleaned).scheme.lower()
+    except ValueError:  # e.g. an unbalanced [ in the host
+        return "invalid"
+
+
+class NotPublic(Exception):
+    """The address is private, loopback, link-local or otherwise not global."""
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    outcome: LinkCheck.Outcome
+    detail: str = ""
+
+
+def web_links(post: Post) -> list[str]:
+    """The http(s) addresses in the post's body and its inspections' report links,
+    once each, in order."""
+    urls = [html.unescape(url) for url in link_targets(post.body)]
+    if post.pk is not None:
+        urls += [i.report_url for i in post.inspections.all() if i.report_url]
+    web = [url for url in urls if link_scheme(url) in ("http", "https")]
+    return list(dict.fromkeys(web))[:MAX_LINKS_PER_POST]
+
+
+def address_is_public(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    trusted_networks: Iterable[Network] = (),
+) -> bool:
+    if any(address in network for network in trusted_networks):
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        # ::ffff:127.0.0.1 and 2002:7f00:1:: reach IPv4 hosts: judge those.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            return address_is_public(embedded, trusted_networks)
+    return address.is_global and not address.is_multicast
+
+
+def public_address(
+    host: str, port: int, trusted_networks: Iterable[Network] = ()
+) -> str:
+    """The address to connect to for `host`, when every address it resolves to is
+    public. getaddrinfo also reads the odd IPv4 forms (2130706433, 0177.0.0.1)
+    the way a connection would, so they are judged as what they really are."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = [info[4][0] for info in infos]
+    for address in addresses:
+        if not address_is_public(
+            ipaddress.ip_address(address.split("%")[0]), trusted_networks
+        ):
+            raise NotPublic(address)
+    return addresses[0]
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to an address already checked, whatever the host name says now."""
+
+    def __init__(self, host: str, port: int, *, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, *, address: str, timeout: float):
+        super().__init__(
+            host, port, timeout=timeout, context=ssl.create_default_context()
+        )
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        # The certificate is still checked against the host name in the link.
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _ask(
+    url: str, *, address: str, method: str, timeout: float
+) -> tuple[int, str | None]:
+    parts = urlsplit(url)
+    connection_class = (
+        _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    )
+    default_port = 443 if parts.scheme == "https" else 80
+    connection = connection_class(
+        parts.hostname, parts.port or default_port, address=address, timeout=timeout
+    )
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request(method, target, headers={"User-Agent": USER_AGENT})
+        response = connection.getresponse()
+        return response.status, response.getheader("Location")
+    finally:
+        connection.close()
+
+
+def url_check(
+    url: str,
+    *,
+    timeout: float = TIMEOUT_SECONDS,
+    trusted_networks: Iterable[Network] = (),
+) -> LinkResult:
+    """Whether the link works, following redirects. `trusted_networks` are let
+    through the address check (the test suite's own servers, on loopback)."""
+    for _hop in range(MAX_REDIRECTS + 1):
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return LinkResult(LinkCheck.Outcome.DEAD, "not a valid address")
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return LinkResult(LinkCheck.Outcome.DEAD, "not an http(s) address")
+        try:
+            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+            address = public_address(parts.hostname, port, trusted_networks)
+        except NotPublic:
+            return LinkResult(LinkCheck.Outcome.REFUSED, parts.hostname)
+        except (ValueError, UnicodeError, OSError):
+            return LinkResult(LinkCheck.Outcome.DEAD, "no such host")
+        try:
+            status, location = _ask(
+                url, address=address, method="HEAD", timeout=timeout
+            )
+            if status in (405, 501):  # servers that do not answer HEAD
+                status, location = _ask(
+                    url, address=address, method="GET", timeout=timeout
+                )
+        except (OSError, http.client.HTTPException) as error:
+            return LinkResult(LinkCheck.Outcome.DEAD, _reason(error))
+        if status in _REDIRECTS and location:
+            url = urljoin(url, location)
+            continue
+        if status >= 400:
+            return LinkResult(LinkCheck.Outcome.DEAD, f"HTTP {status}")
+        return LinkResult(LinkCheck.Outcome.OK, f"HTTP {status}")
+    return LinkResult(LinkCheck.Outcome.DEAD, "too many redirects")
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "no answer in time"
+    if isinstance(error, ssl.SSLError):
+        return "bad certificate or TLS"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return "no answer"
+
+
+def post_links_check(*, post_id: int) -> int:
+    """Check every web link of the post and keep what was found; returns how many
+    were checked. Results for links no longer in the post are dropped."""
+    post = Post.objects.filter(pk=post_id).first()
+    if post is None:
+        return 0
+    urls = web_links(post)
+    results = {url: url_check(url) for url in urls}  # outside any transaction
+    with transaction.atomic():
+        LinkCheck.objects.filter(post=post).exclude(url__in=urls).delete()
+        for url, result in results.items():
+            LinkCheck.objects.update_or_create(
+                post=post,
+                url=url,
+                defaults={
+                    "outcome": result.outcome,
+                    "detail": result.detail[:200],
+                    "checked_at": timezone.now(),
+                },
+            )
+    return len(results)

@@ -1,0 +1,409 @@
+"""Checks before publishing: each check, the link checker's guard against reaching
+our own network (SSRF), and the admin that shows the checks and enforces them."""
+
+import datetime
+import http.server
+import ipaddress
+import socket
+import threading
+
+import pytest
+from django.contrib.messages import get_messages
+
+from posts import checks
+from posts.links import post_links_check, url_check
+from posts.models import LinkCheck, Post
+from posts.tasks import check_post_links
+
+from .factories import (
+    InspectionFactory,
+    OrganisationFactory,
+    PostFactory,
+    PublishedPostFactory,
+    UserFactory,
+    admin_post_form,
+)
+
+pytestmark = pytest.mark.django_db
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.1/32")]
+
+
+def messages_of(problems: list[checks.Problem]) -> str:
+    return " | ".join(problem.message for problem in problems)
+
+
+# The checks, one by one ------------------------------------------------------------
+
+
+def test_an_image_without_alt_text_is_a_warning():
+    post = PostFactory(
+        body="![](https://example.org/a.png) ![Staff](https://e.org/b.png)"
+    )
+    [problem] = checks.check_alt_text(post)
+    assert problem.level == checks.Level.WARNING
+    assert "1 image(s)" in problem.message
+    assert (
+        checks.check_alt_text(PostFactory(body="![Staff](https://e.org/b.png)")) == []
+    )
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "[click](javascript:alert(1))",
+        "[click](JavaScript:alert(1))",
+        "![pixel](data:image/png;base64,AAAA)",
+        "<file:///etc/passwd>",
+        "[ref][r]\n\n[r]: vbscript:msgbox",
+        '<a href="java&#09;script:alert(1)">click</a>',
+        "<p><a href='data:text/html,hi'>x</a></p>",
+    ],
+)
+def test_a_link_with_a_scheme_other_than_http_blocks_publishing(link):
+    # The sanitiser removes these from the page; the author must still hear of it,
+    # since the reader would get a dead link.
+    [problem] = checks.check_link_schemes(PostFactory(body=f"See {link}."))
+    assert problem.blocking
+    assert "http(s)" in problem.message
+
+
+def test_web_mail_and_relative_links_pass_the_scheme_check():
+    body = "[a](https://e.org) [b](http://e.org) [c](mailto:x@e.org) [d](/x/) [e](#f)"
+    assert checks.check_link_schemes(PostFactory(body=body)) == []
+
+
+def test_an_empty_excerpt_is_a_warning():
+    assert checks.check_excerpt(PostFactory(excerpt="  ")) != []
+    assert checks.check_excerpt(PostFactory(excerpt="One sentence.")) == []
+
+
+def test_an_inspection_without_its_facts_is_a_warning():
+    inspection = InspectionFactory(
+        overall="narrative", area=None, report_url="", title="Kent 2023"
+    )
+    [problem] = checks.check_inspection_facts(inspection.post)
+    assert problem.message == (
+        "The inspection “Kent 2023” lacks its rating, its area, the organisation "
+        "inspected, the link to the report."
+    )
+
+
+def test_an_inspection_with_its_facts_passes_and_old_narrative_ones_too():
+    InspectionFactory(
+        organisations=[OrganisationFactory()],
+        report_url="https://www.justiceinspectorates.gov.uk/hmiprobation/",
+    )
+    narrative = InspectionFactory(
+        overall="narrative",
+        published_on=datetime.date(2017, 3, 1),
+        organisations=[OrganisationFactory()],
+        report_url="https://www.justiceinspectorates.gov.uk/hmiprobation/",
+    )
+    assert all(checks.check_inspection_facts(p) == [] for p in Post.objects.all())
+    assert narrative.post.inspections.count() == 1
+
+
+def test_a_title_already_used_is_a_warning():
+    PublishedPostFactory(title="Suffolk: under strain")
+    assert checks.check_title_unused(PostFactory(title="SUFFOLK: under strain"))
+    assert checks.check_title_unused(PostFactory(title="Norfolk")) == []
+
+
+def test_dead_links_come_from_the_link_checkers_stored_results():
+    post = PostFactory(body="[a](https://a.example/) [b](https://b.example/)")
+    assert checks.check_dead_links(post) == []  # not checked yet
+    LinkCheck.objects.create(post=post, url="https://a.example/", outcome="ok")
+    LinkCheck.objects.create(
+        post=post, url="https://b.example/", outcome="dead", detail="HTTP 404"
+    )
+    assert messages_of(checks.check_dead_links(post)) == (
+        "The link https://b.example/ looks dead (HTTP 404)."
+    )
+    # A link no longer in the body is no longer a problem.
+    post.body = "[a](https://a.example/)"
+    assert checks.check_dead_links(post) == []
+
+
+def test_blocking_problems_come_first():
+    post = PostFactory(excerpt="", body="[x](javascript:1)")
+    problems = checks.post_problems(post)
+    assert [p.level for p in problems] == ["blocking", "warning"]
+
+
+# The link checker ------------------------------------------------------------------
+
+
+class _Site(http.server.BaseHTTPRequestHandler):
+    """/ok answers 200, /gone 404, /to?… redirects to the query's address."""
+
+    def do_HEAD(self):
+        if self.path.startswith("/to?"):
+            self.send_response(302)
+            self.send_header("Location", self.path.removeprefix("/to?"))
+        else:
+            self.send_response({"/ok": 200, "/gone": 404}.get(self.path, 404))
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def site():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_working_link_a_dead_one_and_one_that_redirects_to_a_working_one(site):
+    assert url_check(f"{site}/ok", trusted_networks=LOOPBACK).outcome == "ok"
+    dead = url_check(f"{site}/gone", trusted_networks=LOOPBACK)
+    assert (dead.outcome, dead.detail) == ("dead", "HTTP 404")
+    redirected = url_check(f"{site}/to?{site}/ok", trusted_networks=LOOPBACK)
+    assert redirected.outcome == "ok"
+
+
+def test_a_host_that_does_not_exist_is_dead():
+    assert url_check("https://no-such-host.invalid/").outcome == "dead"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://[::1]/",
+        "http://10.1.2.3/",
+        "http://192.168.0.1/",
+        "http://172.16.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:a9fe:a9fe]/",  # 169.254.169.254, mapped into IPv6
+        "http://[fe80::1]/",
+        "http://[fd00::1]/",
+        "http://0.0.0.0/",
+        "http://localhost:8000/",  # a hostname resolving to loopback
+        "http://2130706433/",  # 127.0.0.1 as one decimal number
+        "http://0177.0.0.1/",  # octal
+        "http://0x7f.1/",  # hexadecimal, shortened
+        "http://127.1/",
+        "http://100.64.0.1/",  # carrier-grade NAT
+    ],
+)
+def test_the_link_checker_never_reaches_a_private_or_local_address(url):
+    result = url_check(url)
+    assert result.outcome == LinkCheck.Outcome.REFUSED
+
+
+def test_a_redirect_to_a_private_address_is_refused(site):
+    for target in (
+        "http://169.254.169.254/",
+        "http://10.0.0.1/",
+        "http://127.0.0.2/",  # only the test site's own 127.0.0.1 is trusted
+        "http://[::1]/",
+        "http://2130706434/",
+    ):
+        result = url_check(f"{site}/to?{target}", trusted_networks=LOOPBACK)
+        assert result.outcome == LinkCheck.Outcome.REFUSED, target
+
+
+def test_the_link_checker_connects_to_the_address_it_checked(site, monkeypatch):
+    # DNS rebinding: the name answers a trusted address when checked, another one
+    # (127.0.0.2, where nothing listens) when asked again. The checker must not ask
+    # again: it connects to the address it judged.
+    port = site.rsplit(":", 1)[1]
+    real_getaddrinfo = socket.getaddrinfo
+    asked = []
+
+    def rebinding_dns(host, *args, **kwargs):
+        if host != "rebind.test":
+            return real_getaddrinfo(host, *args, **kwargs)
+        asked.append(host)
+        address = "127.0.0.1" if len(asked) == 1 else "127.0.0.2"
+        return real_getaddrinfo(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    result = url_check(f"http://rebind.test:{port}/ok", trusted_networks=LOOPBACK)
+    assert (result.outcome, asked) == ("ok", ["rebind.test"])
+
+
+def test_the_link_checker_task_stores_what_it_found_and_forgets_removed_links(
+    celery_eager,
+):
+    post = PostFactory(body="[intranet](http://10.0.0.5/) [x](https://nope.invalid/)")
+    LinkCheck.objects.create(post=post, url="https://gone-from-body.example/")
+    check_post_links.delay(post.pk)
+    found = dict(LinkCheck.objects.filter(post=post).values_list("url", "outcome"))
+    assert found == {"http://10.0.0.5/": "refused", "https://nope.invalid/": "dead"}
+    assert "private or local" in messages_of(checks.check_dead_links(post))
+    assert post_links_check(post_id=999999) == 0
+
+
+# In the admin ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def author(client):
+    user = UserFactory()
+    client.force_login(user)
+    return user
+
+
+def test_the_posts_page_in_the_admin_shows_its_checks(client, author):
+    post = PostFactory(
+        excerpt="", body="[x](javascript:alert(1)) ![](https://e.org/a.png)"
+    )
+    LinkCheck.objects.create(
+        post=post, url="https://e.org/a.png", outcome="dead", detail="HTTP 404"
+    )
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
+    assert "Checks before publishing" in page
+    assert "Blocks publishing:" in page and "uses javascript:" in page
+    assert "The excerpt is empty" in page
+    assert "have no alt text" in page
+    assert "looks dead (HTTP 404)" in page
+
+
+def test_the_checks_say_when_links_are_waiting_for_the_checker(client, author):
+    post = PostFactory(body="[a](https://a.example/)")
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
+    assert "1 link(s) waiting for the link checker" in page
+
+
+def test_saving_a_post_queues_its_links_for_checking(
+    client, author, celery_eager, django_capture_on_commit_callbacks
+):
+    post = PostFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            f"/admin/posts/post/{post.pk}/change/",
+            admin_post_form(
+                title=post.title, slug=post.slug, body="[a](http://192.168.1.1/)"
+            ),
+        )
+    assert LinkCheck.objects.get(post=post).outcome == "refused"
+
+
+def publish_form(post: Post, **fields) -> dict:
+    return admin_post_form(
+        **{
+            "title": post.title,
+            "slug": post.slug,
+            "excerpt": post.excerpt,
+            "body": post.body,
+            "status": "published",
+            **fields,
+        }
+    )
+
+
+def test_a_blocking_problem_stops_the_publish_with_a_clear_message(client, author):
+    post = PostFactory(body="[win a prize](javascript:steal())")
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        publish_form(post, publish_despite_warnings="on"),
+    )
+    assert response.status_code == 200
+    assert "cannot be published until this is fixed" in response.content.decode()
+    post.refresh_from_db()
+    assert post.status == Post.Status.DRAFT
+
+
+def test_a_warning_asks_to_confirm_before_publishing(
+    client, author, django_capture_on_commit_callbacks
+):
+    post = PostFactory(excerpt="")
+    response = client.post(f"/admin/posts/post/{post.pk}/change/", publish_form(post))
+    assert response.status_code == 200
+    assert "Publish despite warnings" in response.content.decode()
+    assert "The excerpt is empty" in response.content.decode()
+    post.refresh_from_db()
+    assert post.status == Post.Status.DRAFT
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/admin/posts/post/{post.pk}/change/",
+            publish_form(post, publish_despite_warnings="on"),
+        )
+    assert response.status_code == 302
+    post.refresh_from_db()
+    assert post.is_published
+
+
+def test_a_post_without_problems_publishes_without_asking(client, author):
+    post = PostFactory()
+    response = client.post(f"/admin/posts/post/{post.pk}/change/", publish_form(post))
+    assert response.status_code == 302
+    post.refresh_from_db()
+    assert post.is_published
+
+
+def test_saving_a_draft_or_a_post_already_published_is_not_stopped(client, author):
+    draft = PostFactory(body="[x](javascript:1)")
+    published = PublishedPostFactory(excerpt="")
+    for post in (draft, published):
+        form = publish_form(post, status=post.status)
+        response = client.post(f"/admin/posts/post/{post.pk}/change/", form)
+        assert response.status_code == 302, post
+
+
+# What the newsletter adds: the email's size and subject ---------------------------
+
+
+def test_an_email_over_100_kb_and_a_long_subject_are_warnings(client, author):
+    body = "\n\n".join(["Inspectors read case files in every team. " * 8] * 300)
+    post = PostFactory(title="A" * 90, body=body)
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
+    assert "Gmail clips it" in page
+    assert "subject (the title) is 90 characters" in page
+
+    response = client.post(f"/admin/posts/post/{post.pk}/change/", publish_form(post))
+    assert "Gmail clips it" in response.content.decode()
+    post.refresh_from_db()
+    assert post.status == Post.Status.DRAFT
+
+
+def test_a_post_not_emailed_has_no_email_warnings(client, author):
+    post = PostFactory(title="A" * 90)
+    form = publish_form(post)
+    del form["email_subscribers"]
+    response = client.post(f"/admin/posts/post/{post.pk}/change/", form)
+    assert response.status_code == 302
+    assert not [m for m in get_messages(response.wsgi_request) if "subject" in str(m)]
+
+
+def test_the_publish_action_holds_back_posts_with_problems(client, author):
+    clean = PostFactory(title="Kent: court work")
+    unsafe = PostFactory(title="Kent: a bad link", body="[x](javascript:1)")
+    response = client.post(
+        "/admin/posts/post/",
+        {"action": "publish", "_selected_action": [clean.pk, unsafe.pk]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Published 1 post(s)." in page
+    assert "Not published, as the checks before publishing found problems: " in page
+    assert "Kent: a bad link" in page
+    assert Post.objects.get(pk=clean.pk).is_published
+    assert Post.objects.get(pk=unsafe.pk).status == Post.Status.DRAFT
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://[::1",
+        "http://e.org:99999/",
+        "http:///no-host",
+        "http://\u2603.invalid/",
+    ],
+)
+def test_a_malformed_link_is_reported_never_a_crash(client, author, celery_eager, link):
+    post = PostFactory(body=f"[x]({link}) <{link}>")
+    check_post_links.delay(post.pk)
+    assert set(
+        LinkCheck.objects.filter(post=post).values_list("outcome", flat=True)
+    ) <= {"dead"}
+    assert client.get(f"/admin/posts/post/{post.pk}/change/").status_code == 200
+    assert url_check(link).outcome == "dead"
