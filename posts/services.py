@@ -17,7 +17,8 @@ def post_save(
     """Save a post from the desk. A change of status is a step in its history;
     a post published now is announced, a post published for later is scheduled."""
     if post.status == Post.Status.PUBLISHED and post.published_at is None:
-        post.published_at = timezone.now()
+        # To the second, as the author sees and sets it (and as HTML's <time> takes).
+        post.published_at = timezone.now().replace(microsecond=0)
     post.save()
     if post.status != previous_status:
         _record_steps(post=post, previous_status=previous_status, by=by)

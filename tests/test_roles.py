@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import escape
 
 from newsletter.models import Subscriber
 from posts.models import Inspection, Post, PostEvent
@@ -340,3 +341,61 @@ def test_make_runs_admin_is_a_superuser_in_the_administrator_group(monkeypatch):
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_superuser and admin.is_staff
     assert list(admin.groups.values_list("name", flat=True)) == ["Administrator"]
+
+
+# The demo shows it
+
+
+def seed_demo() -> dict[str, str]:
+    """Run seed_demo; the passwords it printed, by username."""
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    return dict(
+        line.split(" login: ")[1].split(" / ")
+        for line in out.getvalue().splitlines()
+        if " login: " in line and " / " in line
+    )
+
+
+def test_the_demo_prints_a_contributors_and_an_editors_login_once():
+    passwords = seed_demo()
+    User = get_user_model()
+    for username, role in (("contributor", "Contributor"), ("editor", "Editor")):
+        user = User.objects.get(username=username)
+        assert user.check_password(passwords[username])
+        assert user.is_staff and not user.is_superuser
+        assert list(user.groups.values_list("name", flat=True)) == [role]
+    counts = (User.objects.count(), Post.objects.count(), PostEvent.objects.count())
+    assert seed_demo() == {}  # passwords as before, nothing made twice
+    assert (
+        User.objects.count(),
+        Post.objects.count(),
+        PostEvent.objects.count(),
+    ) == counts
+
+
+def test_the_demo_has_a_contributors_post_waiting_for_the_editor():
+    seed_demo()
+    User = get_user_model()
+    contributor = User.objects.get(username="contributor")
+    waiting = Post.objects.in_review().get()
+    assert waiting.author == contributor
+    assert waiting.events.get().kind == PostEvent.Kind.SUBMITTED
+    editors_list = desk(User.objects.get(username="editor")).get(CHANGELIST)
+    assert "1 post(s) wait for review" in editors_list.content.decode()
+    assert escape(waiting.title) in desk(contributor).get(CHANGELIST).content.decode()
+
+
+def test_the_demo_has_a_recent_post_open_for_comments_with_comments_and_a_sponsor(
+    client,
+):
+    seed_demo()
+    html = client.get("/posts/how-to-read-a-probation-inspection-report/").text
+    assert 'class="comment-form"' in html
+    assert "Jo Whitfield" in html and "Sam Okafor" in html
+    assert "On Probation posts sponsored by" in html
+    assert "Example Training Partnership" in html
+    # An older post keeps its comments, its form closed by age.
+    old = client.get("/posts/suffolk-probation-inspection-2017/").text
+    assert "A former PSO" in old
+    assert 'class="comment-form"' not in old
