@@ -182,12 +182,12 @@ def test_a_contributor_submits_drafts_with_the_list_action(contributor):
 
 
 def test_a_contributor_cannot_use_the_publish_action(contributor):
-    post = PostFactory(author=contributor, status=Post.Status.REVIEW)
+    post = PostFactory(author=contributor)
     desk(contributor).post(
         CHANGELIST, {"action": "publish", "_selected_action": [post.pk]}
     )
     post.refresh_from_db()
-    assert post.status == Post.Status.REVIEW
+    assert post.status == Post.Status.DRAFT
 
 
 def test_a_contributor_sees_and_edits_only_their_own_posts(contributor, editor):
@@ -197,6 +197,7 @@ def test_a_contributor_sees_and_edits_only_their_own_posts(contributor, editor):
     listing = client.get(CHANGELIST).content.decode()
     assert "My draft on Kent" in listing
     assert "Essex" not in listing
+    assert "author__id__exact" not in listing  # no list of the desk's people
     assert client.get(change_url(mine)).status_code == 200
     # The admin answers as for a post that does not exist, and changes nothing.
     assert client.get(change_url(theirs)).status_code == 302

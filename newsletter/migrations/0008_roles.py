@@ -74,8 +74,14 @@ def create_roles(apps, schema_editor):
             app_label, codename = permission.split(".")
             wanted |= Q(content_type__app_label=app_label, codename=codename)
         found = Permission.objects.using(using).filter(wanted)
-        if found.count() != len(set(permissions)):
-            raise RuntimeError(f"The {name} role names a permission that is missing.")
+        missing = set(permissions) - {
+            f"{app_label}.{codename}"
+            for app_label, codename in found.values_list(
+                "content_type__app_label", "codename"
+            )
+        }
+        if missing:
+            raise RuntimeError(f"The {name} role names missing permissions: {missing}")
         group, _ = Group.objects.using(using).get_or_create(name=name)
         group.permissions.set(found)
     administrator, _ = Group.objects.using(using).get_or_create(name="Administrator")
