@@ -10,8 +10,10 @@ from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
 from . import checks, images, links, related, services, tasks
@@ -125,6 +127,26 @@ class InspectionAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         index_post(form.instance.post)
+
+    # Roles: an inspection belongs to its post, and goes with the post's rules.
+    def get_queryset(self, request: HttpRequest):
+        visible = Post.objects.visible_to(request.user)
+        return super().get_queryset(request).filter(post__in=visible)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and (
+            obj is None or obj.post.is_editable_by(request.user)
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and (
+            obj is None or obj.post.is_editable_by(request.user)
+        )
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name == "post":
+            kwargs["queryset"] = Post.objects.editable_by(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class InspectionInline(admin.StackedInline):
@@ -251,7 +273,7 @@ class PostAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["title"]}
     date_hierarchy = "published_at"
     formfield_overrides = IMAGE_UPLOADS
-    actions = ["publish"]
+    actions = ["publish", "submit_for_review"]
     filter_horizontal = ["categories", "tags"]
     readonly_fields = ["related_suggestions", "publishing_checks"]
     inlines = [InspectionInline, RelatedLinkInline, PostImageInline, PostUpdateInline]
@@ -278,10 +300,18 @@ class PostAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
         if obj.author_id is None:
             obj.author = request.user
-        if obj.status == Post.Status.PUBLISHED:
-            services.post_publish(post=obj)
-        else:
-            super().save_model(request, obj, form, change)
+        previous_status = (
+            Post.objects.filter(pk=obj.pk).values_list("status", flat=True).first()
+        )
+        # The form offers a publisher's choices only to publishers; this is the
+        # server's own word on it, whatever the request says.
+        publishing = Post.Status.PUBLISHED in (obj.status, previous_status)
+        changing = obj.status != previous_status
+        if publishing and changing and not self.has_publish_permission(request):
+            raise PermissionDenied
+        services.post_save_from_desk(
+            post=obj, previous_status=previous_status, by=request.user
+        )
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -305,13 +335,13 @@ class PostAdmin(admin.ModelAdmin):
             if image:
                 transaction.on_commit(partial(tasks.make_renditions.delay, image.name))
 
-    @admin.action(description="Publish selected posts", permissions=["change"])
+    @admin.action(description="Publish selected posts", permissions=["publish"])
     def publish(self, request: HttpRequest, queryset) -> None:
-        drafts = queryset.filter(status=Post.Status.DRAFT)
+        drafts = queryset.filter(status__in=[Post.Status.DRAFT, Post.Status.REVIEW])
         # A list has no room to confirm warnings: those posts wait for their page.
         checked = [post for post in drafts if not self.post_problems(post)]
         for post in checked:
-            services.post_publish(post=post)
+            services.post_publish(post=post, by=request.user)
         self.message_user(
             request, f"Published {len(checked)} post(s).", level=messages.SUCCESS
         )
@@ -322,6 +352,121 @@ class PostAdmin(admin.ModelAdmin):
                 f"{', '.join(held)}. Open each post to see them.",
                 level=messages.WARNING,
             )
+
+    @admin.action(
+        description="Submit selected drafts for review", permissions=["change"]
+    )
+    def submit_for_review(self, request: HttpRequest, queryset) -> None:
+        drafts = queryset.editable_by(request.user).filter(status=Post.Status.DRAFT)
+        for post in drafts:
+            services.post_submit_for_review(post=post, by=request.user)
+        self.message_user(
+            request, f"Submitted {len(drafts)} post(s) for review.", messages.SUCCESS
+        )
+
+    # Roles and review. Code asks for the permission (posts.review_post,
+    # publish_post, email_post), never for the group that holds it.
+    ROLE_FIELDS = {
+        "posts.publish_post": ["published_at"],
+        "posts.email_post": ["email_subscribers", "email_format"],
+    }
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).visible_to(request.user)
+
+    def get_list_filter(self, request: HttpRequest):
+        # Only a reviewer's list holds other people's posts (and may name them).
+        if request.user.has_perm("posts.review_post"):
+            return [*super().get_list_filter(request), "author"]
+        return super().get_list_filter(request)
+
+    def has_publish_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("posts.publish_post")
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and (
+            obj is None or obj.is_editable_by(request.user)
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and (
+            obj is None or obj.is_editable_by(request.user)
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        """Without a role's permission its fields are not shown, and not in the
+        form either, so a request that sends them changes nothing."""
+        hidden = {
+            field
+            for permission, fields in self.ROLE_FIELDS.items()
+            if not request.user.has_perm(permission)
+            for field in fields
+        }
+        fieldsets = [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [f for f in options["fields"] if f not in hidden],
+                },
+            )
+            for name, options in super().get_fieldsets(request, obj)
+        ]
+        fieldsets = [
+            (name, options) for name, options in fieldsets if options["fields"]
+        ]
+        if obj is not None:
+            fieldsets.append(("History", {"fields": ["history"]}))
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return [*super().get_readonly_fields(request, obj), "history"]
+
+    def formfield_for_choice_field(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name == "status" and not self.has_publish_permission(request):
+            kwargs["choices"] = [
+                (status.value, status.label)
+                for status in (Post.Status.DRAFT, Post.Status.REVIEW)
+            ]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        if request.method == "GET" and request.user.has_perm("posts.review_post"):
+            waiting = Post.objects.in_review().count()
+            if waiting:
+                self.message_user(
+                    request,
+                    format_html(
+                        '{} post(s) wait for review: <a href="?status__exact={}">'
+                        "show them</a>.",
+                        waiting,
+                        Post.Status.REVIEW,
+                    ),
+                    messages.INFO,
+                )
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="History")
+    def history(self, post: Post) -> str:
+        events = post.events.select_related("by")
+        if not events:
+            return "Nothing yet: the post has not been submitted or published."
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li>{} by {}, {}{}</li>",
+                (
+                    (
+                        event.get_kind_display(),
+                        event.by or "the site",
+                        _when(event.at),
+                        f" (for {_when(event.for_time)})" if event.for_time else "",
+                    )
+                    for event in events
+                ),
+            ),
+        )
 
     @admin.display(description="Suggestions")
     def related_suggestions(self, post: Post) -> str:
@@ -434,3 +579,7 @@ class PostAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(change_url)
+
+
+def _when(moment) -> str:
+    return date_format(localtime(moment), "DATETIME_FORMAT")

@@ -1565,3 +1565,111 @@ by.
         ],
     },
 ]
+
+# The desk's other people, made by seed_demo in the roles of the same names.
+PEOPLE = [
+    {"username": "contributor", "role": "Contributor", "first_name": "Casey"},
+    {"username": "editor", "role": "Editor", "first_name": "Eden"},
+]
+
+# Published a few days before the demo is seeded, so that its comment form is open
+# (comments close COMMENTS_CLOSE_AFTER_DAYS after publication) and it shows the
+# category's sponsor. Commentary, so no inspection of its own.
+FRESH_POST = {
+    "slug": "how-to-read-a-probation-inspection-report",
+    "title": "How to read a probation inspection report",
+    "days_ago": 3,
+    "author": "editor",
+    "excerpt": (
+        "A rating on the front page is only the start: where to look in a report "
+        "for what inspectors actually found, and what to ask next."
+    ),
+    "body": """\
+## Start with the ratings, then leave them
+
+Since 2018 HM Inspectorate of Probation has given each service a rating on a
+four-point scale: Outstanding, Good, Requires improvement or Inadequate. The overall
+rating is built from ratings on single standards, grouped in domains: how the service
+is organised (leadership, staff, services, information and facilities) and how well
+individual cases are supervised (assessment, planning, delivery and review).
+
+The overall word makes the headline. The standards tell you where the trouble is: a
+service can be well led and well staffed and still fail the people it supervises
+because risk is not assessed, or not reviewed when circumstances change.
+
+## Read the case sample
+
+Inspectors read a sample of cases and say, standard by standard, in what share of
+them the work was good enough. Those percentages are the most useful figures in a
+report. Look especially at the questions on keeping other people safe: a service that
+engages people well but does not manage the risk they pose has not done its job.
+
+## Find the recommendations, and come back to them
+
+Every report ends with recommendations, addressed to the service and often to HM
+Prison and Probation Service or the Ministry of Justice. They are worth keeping. The
+next inspection of the same area is the time to ask which were acted on.
+
+## Tell us what we missed
+
+We write about these reports because they are one of the few independent looks at
+probation work. If you work in a service we have covered, or have been supervised by
+one, the comments below are open.
+""",
+    "categories": ["on-probation", "comment"],
+    "tags": ["risk-assessment", "public-protection", "management-oversight"],
+}
+
+# A contributor's draft, submitted and waiting for the editor.
+REVIEW_POST = {
+    "slug": "questions-to-ask-when-your-areas-report-lands",
+    "title": "Five questions to ask when your area's inspection report lands",
+    "author": "contributor",
+    "excerpt": "For councillors, journalists and anyone on a local partnership board.",
+    "body": """\
+1. What was the overall rating, and which standards pulled it down?
+2. In what share of the cases inspectors read was risk to others assessed well?
+3. What did staff say about their workloads?
+4. Which recommendations repeat those of the last inspection?
+5. Who is responsible for each recommendation, and by when?
+""",
+    "categories": ["comment"],
+    "tags": ["risk-assessment", "caseloads"],
+}
+
+# Readers' comments, approved. "reply_to" names an earlier comment's author.
+COMMENTS = [
+    {
+        "post": FRESH_POST["slug"],
+        "name": "Jo Whitfield",
+        "email": "jo.whitfield@example.org",
+        "body": (
+            "Useful. I would add: read the section on staff views. In our office the "
+            "survey said more about the next inspection than the rating did."
+        ),
+    },
+    {
+        "post": FRESH_POST["slug"],
+        "name": "Sam Okafor",
+        "email": "sam.okafor@example.org",
+        "body": "Agreed, and compare the case sample figures with the last report's.",
+        "reply_to": "Jo Whitfield",
+    },
+    {
+        "post": "suffolk-probation-inspection-2017",
+        "name": "A former PSO",
+        "email": "former.pso@example.org",
+        "body": (
+            "Caseloads like those described here were normal for us then. It was "
+            "good to see an inspection say so plainly."
+        ),
+    },
+]
+
+# Shown on the category's posts as "On Probation posts sponsored by …". Fictional,
+# for the demo: the .example domain is reserved and goes nowhere.
+SPONSOR = {
+    "category": "on-probation",
+    "name": "Example Training Partnership",
+    "url": "https://training.example/",
+}

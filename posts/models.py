@@ -101,10 +101,28 @@ class PostQuerySet(models.QuerySet):
     def due_for_announcement(self) -> "PostQuerySet":
         return self.published().filter(announced_at__isnull=True)
 
+    def in_review(self) -> "PostQuerySet":
+        return self.filter(status=Post.Status.REVIEW)
+
+    def visible_to(self, user) -> "PostQuerySet":
+        """A reviewer's desk holds every post; anyone else's, only their own."""
+        if user.has_perm("posts.review_post"):
+            return self
+        return self.filter(author=user)
+
+    def editable_by(self, user) -> "PostQuerySet":
+        """What the user may change: a reviewer, any post; anyone else, their own
+        until it is published (then a change would skip the review)."""
+        if user.has_perm("posts.review_post"):
+            return self
+        return self.filter(author=user).exclude(status=Post.Status.PUBLISHED)
+
 
 class Post(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
+        REVIEW = "review", "In review"
+        # A published post whose published_at is still to come is scheduled.
         PUBLISHED = "published", "Published"
 
     class EmailFormat(models.TextChoices):
@@ -184,6 +202,13 @@ class Post(models.Model):
     class Meta:
         ordering = ["-published_at", "-id"]
         indexes = [models.Index(fields=["status", "published_at"])]
+        # Roles are groups holding these (and the model's default) permissions;
+        # code asks for the permission, never for the group.
+        permissions = [
+            ("review_post", "Can review, edit and approve anyone's posts"),
+            ("publish_post", "Can publish, schedule and unpublish posts"),
+            ("email_post", "Can choose whether a post is emailed to readers"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(featured_image="")
@@ -247,6 +272,12 @@ class Post(models.Model):
     def reading_minutes(self) -> int:
         return max(1, math.ceil(word_count(self.body) / WORDS_PER_MINUTE))
 
+    def is_editable_by(self, user) -> bool:
+        """The rule of PostQuerySet.editable_by, for one post in hand."""
+        return user.has_perm("posts.review_post") or (
+            self.author_id == user.pk and self.status != self.Status.PUBLISHED
+        )
+
     @property
     def is_published(self) -> bool:
         return (
@@ -254,6 +285,38 @@ class Post(models.Model):
             and self.published_at is not None
             and self.published_at <= timezone.now()
         )
+
+
+class PostEvent(models.Model):
+    """One step of a post's way to readers: who did it, and when."""
+
+    class Kind(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted for review"
+        RETURNED = "returned", "Returned to draft"
+        APPROVED = "approved", "Approved"
+        SCHEDULED = "scheduled", "Scheduled"
+        PUBLISHED = "published", "Published"
+        UNPUBLISHED = "unpublished", "Unpublished"
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # Empty when the account is gone, or for the schedule's own publication.
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    at = models.DateTimeField(default=timezone.now)
+    # For a scheduled post: when it goes out.
+    for_time = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.post}"
 
 
 class Rating(models.TextChoices):

@@ -1,19 +1,64 @@
-"""Writes on posts: publishing and telling the rest of the system about it."""
+"""Writes on posts: their way from draft to readers, and telling the rest of the
+system about it."""
 
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Post
+from .models import Post, PostEvent
 from .signals import post_published
 
 
-def post_publish(*, post: Post) -> None:
-    """Publish a post now, or at its scheduled time if that is in the future."""
-    post.status = Post.Status.PUBLISHED
-    if post.published_at is None:
-        post.published_at = timezone.now()
+def post_save_from_desk(
+    *, post: Post, previous_status: str | None, by: AbstractBaseUser | None
+) -> None:
+    """Save a post from the desk. A change of status is a step in its history;
+    a post published now is announced, a post published for later is scheduled."""
+    if post.status == Post.Status.PUBLISHED and post.published_at is None:
+        # To the second, as the author sees and sets it (and as HTML's <time> takes).
+        post.published_at = timezone.now().replace(microsecond=0)
     post.save()
-    posts_announce_due()
+    if post.status != previous_status:
+        _record_steps(post=post, previous_status=previous_status, by=by)
+    if post.status == Post.Status.PUBLISHED:
+        posts_announce_due()
+
+
+def post_publish(*, post: Post, by: AbstractBaseUser | None = None) -> None:
+    """Publish a post now, or at its scheduled time if that is in the future."""
+    previous_status, post.status = post.status, Post.Status.PUBLISHED
+    post_save_from_desk(post=post, previous_status=previous_status, by=by)
+
+
+def post_submit_for_review(*, post: Post, by: AbstractBaseUser) -> None:
+    previous_status, post.status = post.status, Post.Status.REVIEW
+    post_save_from_desk(post=post, previous_status=previous_status, by=by)
+
+
+def _record_steps(
+    *, post: Post, previous_status: str | None, by: AbstractBaseUser | None
+) -> None:
+    Kind = PostEvent.Kind
+    steps: list[tuple[str, datetime | None]] = []
+    if post.status == Post.Status.REVIEW:
+        steps.append((Kind.SUBMITTED, None))
+    elif post.status == Post.Status.DRAFT and previous_status == Post.Status.REVIEW:
+        steps.append((Kind.RETURNED, None))
+    elif post.status == Post.Status.DRAFT and previous_status == Post.Status.PUBLISHED:
+        steps.append((Kind.UNPUBLISHED, None))
+    elif post.status == Post.Status.PUBLISHED:
+        if previous_status == Post.Status.REVIEW:
+            steps.append((Kind.APPROVED, None))
+        if post.published_at > timezone.now():
+            steps.append((Kind.SCHEDULED, post.published_at))
+        else:
+            steps.append((Kind.PUBLISHED, None))
+    PostEvent.objects.bulk_create(
+        PostEvent(post=post, kind=kind, by=by, for_time=for_time)
+        for kind, for_time in steps
+    )
 
 
 def posts_announce_due() -> int:

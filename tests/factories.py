@@ -1,5 +1,6 @@
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from newsletter.models import Subscriber
@@ -16,6 +17,21 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_staff = True
     is_superuser = True
     password = factory.django.Password("correct horse battery staple")
+
+
+class StaffFactory(UserFactory):
+    """A member of the desk in one role: StaffFactory(role="Editor"). The groups
+    are made by the roles migration."""
+
+    class Meta:
+        skip_postgeneration_save = True
+
+    is_superuser = False
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.groups.add(Group.objects.get(name=extracted))
 
 
 class PostFactory(factory.django.DjangoModelFactory):

@@ -49,7 +49,7 @@ def page(client, url: str, status: int = 200) -> str:
 
 def test_seed_demo_loads_every_fact_and_is_idempotent(demo):
     call_command("seed_demo", stdout=StringIO())
-    assert Post.objects.published().count() == 12
+    assert Post.objects.published().count() == 13  # and a recent one, open for comments
     assert Inspection.objects.count() == 12
     assert StandardRating.objects.count() == 92
     assert RelatedLink.objects.count() == 24

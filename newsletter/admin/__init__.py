@@ -7,6 +7,13 @@ post_email: the post editor's email preview and test send.
 logins: django-axes' login attempts, their clean-up action declaring its permission.
 """
 
+from django.contrib import admin
+
 from . import logins, mailings, post_email, readers
+
+# The publication's desk, not "Django administration": one place for its name.
+admin.site.site_header = "On Probation — the desk"
+admin.site.site_title = "On Probation desk"
+admin.site.index_title = "The desk"
 
 __all__ = ["logins", "mailings", "post_email", "readers"]

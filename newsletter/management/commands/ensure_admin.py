@@ -2,13 +2,17 @@ import os
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+
+# Created by the roles migration (newsletter 0008).
+ADMINISTRATOR = "Administrator"
 
 
 class Command(BaseCommand):
     help = (
-        "Create the superuser 'admin' if missing. Its password is ADMIN_PASSWORD, "
-        "or a generated one printed once."
+        "Create the user 'admin', a superuser in the Administrator group, if missing. "
+        "Its password is ADMIN_PASSWORD, or a generated one printed once."
     )
 
     def handle(self, *args, **options) -> None:
@@ -19,12 +23,17 @@ class Command(BaseCommand):
             if password:
                 user.set_password(password)
                 user.save(update_fields=["password"])
+            user.groups.add(Group.objects.get(name=ADMINISTRATOR))
             self.stdout.write(
                 "Admin login: admin (password as before; set ADMIN_PASSWORD to change)"
             )
             return
         generated = password is None
         password = password or secrets.token_urlsafe(12)
-        User.objects.create_superuser("admin", "admin@localhost", password)
+        # A superuser as well as an Administrator: the group holds the permissions
+        # that existed when its migration ran, and the site's owner must still reach
+        # whatever a later release adds (and be able to mend the groups themselves).
+        user = User.objects.create_superuser("admin", "admin@localhost", password)
+        user.groups.add(Group.objects.get(name=ADMINISTRATOR))
         shown = password if generated else "from ADMIN_PASSWORD"
         self.stdout.write(f"Admin login: admin / {shown}")

@@ -1,19 +1,24 @@
-from datetime import date, datetime, time
+import secrets
+from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
 from posts import demo_content as demo
+from posts.comments.models import Comment
 from posts.models import (
     Area,
     Category,
     Inspection,
     Organisation,
     Post,
+    PostEvent,
     Region,
     RelatedLink,
+    Sponsorship,
     StandardRating,
     Tag,
 )
@@ -26,7 +31,9 @@ def _date(value: str | None) -> date | None:
 
 class Command(BaseCommand):
     help = (
-        "Load the demo posts with their inspections, taxonomy and related links. "
+        "Load the demo posts with their inspections, taxonomy and related links, a "
+        "Contributor and an Editor (their passwords printed once), a post waiting for "
+        "review, a recent post open for comments, a few comments and a sponsor. "
         "Safe to run again: nothing is duplicated, and posts that exist keep their "
         "text and inspections."
     )
@@ -107,6 +114,107 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo content: {created} post(s) created, {len(demo.POSTS)} in all."
         )
+        people = {item["username"]: self._person(item) for item in demo.PEOPLE}
+        self._fresh_post(people, categories, tags)
+        self._review_post(people, categories, tags)
+        self._comments()
+        Sponsorship.objects.get_or_create(
+            category=categories[demo.SPONSOR["category"]],
+            name=demo.SPONSOR["name"],
+            defaults={
+                "url": demo.SPONSOR["url"],
+                "starts_on": timezone.localdate() - timedelta(days=7),
+                "ends_on": timezone.localdate() + timedelta(days=365),
+            },
+        )
+
+    def _person(self, item: dict):
+        """A staff user in a role; like ensure_admin, the password is shown once."""
+        User = get_user_model()
+        user = User.objects.filter(username=item["username"]).first()
+        if user is not None:
+            self.stdout.write(
+                f"{item['role']} login: {user.username} (password as before)"
+            )
+            return user
+        password = secrets.token_urlsafe(12)
+        user = User.objects.create_user(
+            item["username"],
+            f"{item['username']}@example.org",
+            password,
+            first_name=item["first_name"],
+            is_staff=True,
+        )
+        user.groups.add(Group.objects.get(name=item["role"]))
+        self.stdout.write(f"{item['role']} login: {user.username} / {password}")
+        return user
+
+    def _fresh_post(self, people: dict, categories: dict, tags: dict) -> None:
+        item = demo.FRESH_POST
+        published_at = timezone.now().replace(microsecond=0) - timedelta(
+            days=item["days_ago"]
+        )
+        post, created = Post.objects.get_or_create(
+            slug=item["slug"],
+            defaults={
+                "title": item["title"],
+                "excerpt": item["excerpt"],
+                "body": item["body"],
+                "author": people[item["author"]],
+                "status": Post.Status.PUBLISHED,
+                "published_at": published_at,
+                "announced_at": published_at,
+                "email_subscribers": False,
+            },
+        )
+        if created:
+            post.categories.add(*(categories[slug] for slug in item["categories"]))
+            post.tags.add(*(tags[slug] for slug in item["tags"]))
+            PostEvent.objects.create(
+                post=post,
+                kind=PostEvent.Kind.PUBLISHED,
+                by=people[item["author"]],
+                at=published_at,
+            )
+            index_post(post)
+
+    def _review_post(self, people: dict, categories: dict, tags: dict) -> None:
+        item = demo.REVIEW_POST
+        post, created = Post.objects.get_or_create(
+            slug=item["slug"],
+            defaults={
+                "title": item["title"],
+                "excerpt": item["excerpt"],
+                "body": item["body"],
+                "author": people[item["author"]],
+                "status": Post.Status.REVIEW,
+            },
+        )
+        if created:
+            post.categories.add(*(categories[slug] for slug in item["categories"]))
+            post.tags.add(*(tags[slug] for slug in item["tags"]))
+            PostEvent.objects.create(
+                post=post, kind=PostEvent.Kind.SUBMITTED, by=people[item["author"]]
+            )
+
+    def _comments(self) -> None:
+        written = {}
+        for item in demo.COMMENTS:
+            post = Post.objects.get(slug=item["post"])
+            parent = written.get(item.get("reply_to"))
+            written[item["name"]], _ = Comment.objects.get_or_create(
+                post=post,
+                email=item["email"],
+                defaults={
+                    "name": item["name"],
+                    "body": item["body"],
+                    "parent": parent,
+                    "status": Comment.Status.APPROVED,
+                    # After the post, in the order written; the fresh post's
+                    # comments a day after it came out.
+                    "created_at": post.published_at + timedelta(days=1),
+                },
+            )
 
     def _add_inspection(
         self, post: Post, facts: dict, areas: dict, organisations: dict

@@ -1,0 +1,402 @@
+"""Roles on the desk: each can do what it should and nothing else, asked of the
+admin's URLs and actions directly, not of the buttons it shows."""
+
+import csv
+import io
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+from django.utils.html import escape
+
+from newsletter.models import Subscriber
+from posts.models import Inspection, Post, PostEvent
+
+from .factories import (
+    InspectionFactory,
+    PostFactory,
+    PublishedPostFactory,
+    StaffFactory,
+    admin_post_form,
+)
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/posts/post/"
+
+
+def change_url(post: Post) -> str:
+    return f"/admin/posts/post/{post.pk}/change/"
+
+
+def desk(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def contributor():
+    return StaffFactory(username="casey", role="Contributor")
+
+
+@pytest.fixture
+def editor():
+    return StaffFactory(username="eden", role="Editor")
+
+
+@pytest.fixture
+def administrator():
+    return StaffFactory(username="ada", role="Administrator")
+
+
+def form_for(post: Post, **fields) -> dict:
+    return admin_post_form(
+        **{"title": post.title, "slug": post.slug, "status": post.status, **fields}
+    )
+
+
+def test_the_admin_is_the_publications_desk(administrator):
+    html = desk(administrator).get("/admin/").content.decode()
+    assert "On Probation — the desk" in html
+    assert "Django administration" not in html
+
+
+def test_each_role_holds_its_permissions_and_no_more(
+    contributor, editor, administrator
+):
+    assert contributor.has_perms(["posts.add_post", "posts.change_post"])
+    for permission in (
+        "posts.review_post",
+        "posts.publish_post",
+        "posts.email_post",
+        "posts.add_postupdate",
+        "newsletter.view_subscriber",
+        "comments.change_comment",
+    ):
+        assert not contributor.has_perm(permission), permission
+    assert editor.has_perms(
+        [
+            "posts.review_post",
+            "posts.publish_post",
+            "posts.email_post",
+            "posts.add_postupdate",
+            "comments.change_comment",
+            "newsletter.change_mailing",
+        ]
+    )
+    for permission in (
+        "newsletter.view_subscriber",
+        "newsletter.add_subscriber",
+        "newsletter.change_batch",
+        "newsletter.change_digestsettings",
+        "auth.change_user",
+    ):
+        assert not editor.has_perm(permission), permission
+    assert not administrator.is_superuser
+    assert administrator.has_perms(
+        [
+            "newsletter.add_subscriber",
+            "newsletter.change_batch",
+            "newsletter.change_digestsettings",
+            "posts.publish_post",
+            "auth.change_user",
+        ]
+    )
+
+
+# Contributor
+
+
+def test_a_contributors_form_offers_no_publication_time_nor_email(contributor):
+    html = desk(contributor).get("/admin/posts/post/add/").content.decode()
+    assert 'name="title"' in html
+    assert 'name="published_at_0"' not in html
+    assert 'name="email_subscribers"' not in html
+    assert '<option value="review">In review</option>' in html
+    assert '<option value="published"' not in html
+
+
+def test_a_contributor_writes_a_draft_that_is_theirs(contributor):
+    response = desk(contributor).post("/admin/posts/post/add/", admin_post_form())
+    assert response.status_code == 302
+    post = Post.objects.get(slug="court-work-in-kent")
+    assert (post.author, post.status) == (contributor, Post.Status.DRAFT)
+
+
+def test_a_contributor_posting_status_published_is_refused(contributor):
+    post = PostFactory(author=contributor)
+    response = desk(contributor).post(
+        change_url(post), form_for(post, status="published")
+    )
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+    post.refresh_from_db()
+    assert (post.status, post.published_at, post.announced_at) == ("draft", None, None)
+    assert not post.events.exists()
+
+
+def test_a_contributor_cannot_schedule_nor_email_readers_whatever_the_request_says(
+    contributor,
+):
+    post = PostFactory(author=contributor, email_subscribers=False)
+    response = desk(contributor).post(
+        change_url(post),
+        form_for(
+            post,
+            published_at_0="2030-01-01",
+            published_at_1="09:00",
+            email_subscribers="on",
+            email_format="excerpt",
+        ),
+    )
+    assert response.status_code == 302
+    post.refresh_from_db()
+    assert post.published_at is None
+    assert post.email_subscribers is False
+    assert post.email_format == Post.EmailFormat.FULL
+
+
+def test_a_contributor_submits_a_draft_for_review(contributor):
+    post = PostFactory(author=contributor)
+    response = desk(contributor).post(change_url(post), form_for(post, status="review"))
+    assert response.status_code == 302
+    post.refresh_from_db()
+    assert post.status == Post.Status.REVIEW
+    event = post.events.get()
+    assert (event.kind, event.by) == (PostEvent.Kind.SUBMITTED, contributor)
+
+
+def test_a_contributor_submits_drafts_with_the_list_action(contributor):
+    post = PostFactory(author=contributor)
+    desk(contributor).post(
+        CHANGELIST, {"action": "submit_for_review", "_selected_action": [post.pk]}
+    )
+    post.refresh_from_db()
+    assert post.status == Post.Status.REVIEW
+
+
+def test_a_contributor_cannot_use_the_publish_action(contributor):
+    post = PostFactory(author=contributor)
+    desk(contributor).post(
+        CHANGELIST, {"action": "publish", "_selected_action": [post.pk]}
+    )
+    post.refresh_from_db()
+    assert post.status == Post.Status.DRAFT
+
+
+def test_a_contributor_sees_and_edits_only_their_own_posts(contributor, editor):
+    mine = PostFactory(author=contributor, title="My draft on Kent")
+    theirs = PostFactory(author=editor, title="The editor's draft on Essex")
+    client = desk(contributor)
+    listing = client.get(CHANGELIST).content.decode()
+    assert "My draft on Kent" in listing
+    assert "Essex" not in listing
+    assert "author__id__exact" not in listing  # no list of the desk's people
+    assert client.get(change_url(mine)).status_code == 200
+    # The admin answers as for a post that does not exist, and changes nothing.
+    assert client.get(change_url(theirs)).status_code == 302
+    client.post(change_url(theirs), form_for(theirs, title="Defaced"))
+    client.post(f"/admin/posts/post/{theirs.pk}/delete/", {"post": "yes"})
+    theirs.refresh_from_db()
+    assert theirs.title == "The editor's draft on Essex"
+
+
+def test_a_contributor_cannot_change_their_post_once_published(contributor):
+    post = PublishedPostFactory(author=contributor)
+    client = desk(contributor)
+    page = client.get(change_url(post))
+    assert page.status_code == 200  # read-only
+    assert 'name="title"' not in page.content.decode()
+    response = client.post(change_url(post), form_for(post, title="Quietly changed"))
+    assert response.status_code == 403
+    assert (
+        client.post(f"/admin/posts/post/{post.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    post.refresh_from_db()
+    assert post.title != "Quietly changed"
+
+
+def test_a_contributor_cannot_touch_the_inspection_of_someone_elses_post(contributor):
+    inspection = InspectionFactory(title="The original title")
+    client = desk(contributor)
+    url = f"/admin/posts/inspection/{inspection.pk}/change/"
+    assert client.get(url).status_code == 302
+    client.post(url, {"post": inspection.post_id, "title": "Changed"})
+    assert Inspection.objects.get(pk=inspection.pk).title == "The original title"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/newsletter/subscriber/",
+        "/admin/newsletter/subscriber/import/",
+        "/admin/newsletter/send/",
+        "/admin/comments/comment/",
+        "/admin/posts/postupdate/",
+        "/admin/posts/sponsorship/",
+        "/admin/auth/user/",
+    ],
+)
+def test_a_contributor_cannot_open_readers_sends_comments_or_users(contributor, url):
+    assert desk(contributor).get(url).status_code in (403, 404)
+
+
+# Editor
+
+
+def test_the_editors_list_shows_what_waits_for_review(contributor, editor):
+    PostFactory(author=contributor, title="Waiting one", status=Post.Status.REVIEW)
+    PostFactory(author=contributor, title="Still a draft")
+    client = desk(editor)
+    assert "1 post(s) wait for review" in client.get(CHANGELIST).content.decode()
+    waiting = client.get(CHANGELIST, {"status__exact": "review"}).content.decode()
+    assert "Waiting one" in waiting
+    assert "Still a draft" not in waiting
+
+
+def test_an_editor_approves_and_publishes_and_the_history_says_who(contributor, editor):
+    post = PostFactory(author=contributor)
+    desk(contributor).post(change_url(post), form_for(post, status="review"))
+    client = desk(editor)
+    response = client.post(change_url(post), form_for(post, status="published"))
+    assert response.status_code == 302
+    post.refresh_from_db()
+    assert post.is_published
+    assert post.announced_at is not None
+    assert [(e.kind, e.by) for e in post.events.all()] == [
+        (PostEvent.Kind.SUBMITTED, contributor),
+        (PostEvent.Kind.APPROVED, editor),
+        (PostEvent.Kind.PUBLISHED, editor),
+    ]
+    html = client.get(change_url(post)).content.decode()
+    assert "Submitted for review by casey" in html
+    assert "Approved by eden" in html
+    assert "Published by eden" in html
+
+
+def test_an_editor_schedules_a_post_that_is_announced_only_when_due(editor):
+    post = PostFactory(author=editor, status=Post.Status.REVIEW)
+    when = timezone.localtime() + timedelta(days=2)
+    desk(editor).post(
+        change_url(post),
+        form_for(
+            post,
+            status="published",
+            published_at_0=when.strftime("%Y-%m-%d"),
+            published_at_1=when.strftime("%H:%M:%S"),
+        ),
+    )
+    post.refresh_from_db()
+    assert post.status == Post.Status.PUBLISHED
+    assert not post.is_published
+    assert post.announced_at is None
+    scheduled = post.events.get(kind=PostEvent.Kind.SCHEDULED)
+    assert (scheduled.by, scheduled.for_time) == (editor, post.published_at)
+
+
+def test_an_editor_publishes_with_the_list_action(contributor, editor):
+    post = PostFactory(author=contributor, status=Post.Status.REVIEW)
+    desk(editor).post(CHANGELIST, {"action": "publish", "_selected_action": [post.pk]})
+    post.refresh_from_db()
+    assert post.is_published
+
+
+def test_an_editor_moderates_comments_but_cannot_see_readers(editor):
+    client = desk(editor)
+    assert client.get("/admin/comments/comment/").status_code == 200
+    assert client.get("/admin/posts/post/add/").status_code == 200
+    assert client.get("/admin/newsletter/subscriber/").status_code == 403
+    assert client.get("/admin/newsletter/subscriber/import/").status_code == 403
+
+
+# Administrator
+
+
+def test_an_administrator_imports_readers(administrator):
+    rows = io.StringIO()
+    csv.writer(rows).writerows(
+        [
+            ["email", "name", "consent_source", "consent_date"],
+            ["new.reader@example.org", "New", "Conference sheet", "2026-10-01"],
+        ]
+    )
+    upload = SimpleUploadedFile("list.csv", rows.getvalue().encode(), "text/csv")
+    response = desk(administrator).post(
+        "/admin/newsletter/subscriber/import/", {"file": upload}
+    )
+    assert response.status_code == 200
+    assert Subscriber.objects.filter(email="new.reader@example.org").exists()
+
+
+def test_make_runs_admin_is_a_superuser_in_the_administrator_group(monkeypatch):
+    monkeypatch.setenv("ADMIN_PASSWORD", "a long enough password")
+    call_command("ensure_admin", stdout=StringIO())
+    call_command("ensure_admin", stdout=StringIO())
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff
+    assert list(admin.groups.values_list("name", flat=True)) == ["Administrator"]
+
+
+# The demo shows it
+
+
+def seed_demo() -> dict[str, str]:
+    """Run seed_demo; the passwords it printed, by username."""
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    return dict(
+        line.split(" login: ")[1].split(" / ")
+        for line in out.getvalue().splitlines()
+        if " login: " in line and " / " in line
+    )
+
+
+def test_the_demo_prints_a_contributors_and_an_editors_login_once():
+    passwords = seed_demo()
+    User = get_user_model()
+    for username, role in (("contributor", "Contributor"), ("editor", "Editor")):
+        user = User.objects.get(username=username)
+        assert user.check_password(passwords[username])
+        assert user.is_staff and not user.is_superuser
+        assert list(user.groups.values_list("name", flat=True)) == [role]
+    counts = (User.objects.count(), Post.objects.count(), PostEvent.objects.count())
+    assert seed_demo() == {}  # passwords as before, nothing made twice
+    assert (
+        User.objects.count(),
+        Post.objects.count(),
+        PostEvent.objects.count(),
+    ) == counts
+
+
+def test_the_demo_has_a_contributors_post_waiting_for_the_editor():
+    seed_demo()
+    User = get_user_model()
+    contributor = User.objects.get(username="contributor")
+    waiting = Post.objects.in_review().get()
+    assert waiting.author == contributor
+    assert waiting.events.get().kind == PostEvent.Kind.SUBMITTED
+    editors_list = desk(User.objects.get(username="editor")).get(CHANGELIST)
+    assert "1 post(s) wait for review" in editors_list.content.decode()
+    assert escape(waiting.title) in desk(contributor).get(CHANGELIST).content.decode()
+
+
+def test_the_demo_has_a_recent_post_open_for_comments_with_comments_and_a_sponsor(
+    client,
+):
+    seed_demo()
+    html = client.get("/posts/how-to-read-a-probation-inspection-report/").text
+    assert 'class="comment-form"' in html
+    assert "Jo Whitfield" in html and "Sam Okafor" in html
+    assert "On Probation posts sponsored by" in html
+    assert "Example Training Partnership" in html
+    # An older post keeps its comments, its form closed by age.
+    old = client.get("/posts/suffolk-probation-inspection-2017/").text
+    assert "A former PSO" in old
+    assert 'class="comment-form"' not in old
