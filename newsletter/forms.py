@@ -18,7 +18,7 @@ class TopicOption:
 
     key: str
     name: str
-    note: str = ""
+    note: str = ""  # an owner's "and the 13 it owned"
     owners: str = ""  # space-separated slugs
 
 
@@ -36,10 +36,14 @@ class TopicGroup:
     label: str
     sections: list[TopicSection]
 
+    @property
+    def options(self) -> list[TopicOption]:
+        return [option for section in self.sections for option in section.options]
+
 
 def topic_groups() -> list[TopicGroup]:
     """Everything a reader may follow, grouped (read at each form's creation, so new
-    regions or organisations appear at once). Four queries, whatever the size."""
+    regions or organisations appear at once). Five queries, whatever the size."""
     kinds = SubscriberTopic.Kind
     regions = dict(Region.objects.values_list("slug", "name"))
     areas_in: dict[str, list[TopicOption]] = {slug: [] for slug in regions}
@@ -98,6 +102,8 @@ def topic_groups() -> list[TopicGroup]:
 class TopicsForm(forms.Form):
     """What a reader follows and how often; nothing ticked means everything."""
 
+    # Shown as the topic picker (templates/newsletter/_topics_fields.html, from
+    # topic_picker()): hundreds of options, so not the widget's own markup.
     topics = forms.MultipleChoiceField(
         label="Only posts about (leave all unticked for everything)",
         required=False,
@@ -119,7 +125,7 @@ class TopicsForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.topic_groups = topic_groups()
         self.fields["topics"].choices = [
-            (group.label, [(o.key, o.name) for s in group.sections for o in s.options])
+            (group.label, [(option.key, option.name) for option in group.options])
             for group in self.topic_groups
         ]
 
@@ -137,13 +143,14 @@ class TopicsForm(forms.Form):
                 }
                 for section in group.sections
             ]
-            options = [o for section in group.sections for o in section.options]
+            if not group.options:
+                continue  # e.g. no categories yet: nothing to open
             picker.append(
                 {
                     "label": group.label,
                     "sections": sections,
-                    "total": len(options),
-                    "chosen": sum(o.key in chosen for o in options),
+                    "total": len(group.options),
+                    "chosen": sum(o.key in chosen for o in group.options),
                 }
             )
         return picker
@@ -153,8 +160,7 @@ class TopicsForm(forms.Form):
         return [
             option
             for group in self.topic_groups
-            for section in group.sections
-            for option in section.options
+            for option in group.options
             if option.key in chosen
         ]
 

@@ -200,6 +200,7 @@ function enhance(picker) {
   });
 
   filterRow.hidden = false;
+  picker.querySelector(".topic-chosen").hidden = false;
   picker.classList.add("topic-picker-enhanced");
   showChosen();
 }

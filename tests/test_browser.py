@@ -331,3 +331,24 @@ def test_the_topic_picker_on_a_phone_has_no_serious_accessibility_violations(
     ).wait_for()
     save_screenshot(page, "mobile-subscribe-topic-picker-chosen")
     assert serious_accessibility_violations(page) == []
+
+
+@pytest.mark.usefixtures("worker")
+def test_without_javascript_the_picker_is_a_plain_form_that_works(browser, site):
+    create_inspectorate()
+    reader = new_page(
+        browser, viewport=MOBILE, is_mobile=True, java_script_enabled=False
+    )
+    reader.goto(f"{site}/subscribe/")
+    assert not reader.get_by_label(re.compile("^Find a region")).is_visible()
+    reader.get_by_label("Email address").fill("jo@example.org")
+    reader.get_by_text("Areas (150)").click()
+    reader.get_by_role("checkbox", name="Suffolk", exact=True).check()
+    reader.get_by_text("Organisations and their owners (212)").click()
+    reader.get_by_role("checkbox", name=re.compile("^Sodexo Justice Services")).check()
+    save_screenshot(reader, "mobile-subscribe-topic-picker-without-javascript")
+    reader.get_by_role("button", name="Subscribe").click()
+    reader.get_by_role("heading", name="Check your inbox").wait_for()
+    wait_for_email("Confirm")
+    consent = Consent.objects.get(subscriber__email="jo@example.org")
+    assert consent.topics == ["area:suffolk", "organisation:sodexo-justice-services"]
