@@ -1,3 +1,6 @@
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
 from django import forms
 
 from posts.models import Area, Category, Organisation, Rating, Region
@@ -7,38 +10,100 @@ from .models import SubscriberTopic
 from .subscriptions import CONSENT_WORDING
 
 
-def topic_choices() -> list[tuple[str, list[tuple[str, str]]]]:
-    """Everything a reader may follow, grouped, as "kind:value" keys (read at each
-    form's creation, so new regions or organisations appear at once)."""
+@dataclass(frozen=True)
+class TopicOption:
+    """One thing a reader may follow: its "kind:value" key and its name; for an
+    organisation, its owners' slugs, so that the picker can say what an owner's
+    topic covers."""
+
+    key: str
+    name: str
+    note: str = ""  # an owner's "and the 13 it owned"
+    owners: str = ""  # space-separated slugs
+
+
+@dataclass(frozen=True)
+class TopicSection:
+    """Part of a group: areas come in sections, one a region (label and key)."""
+
+    options: list[TopicOption]
+    label: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class TopicGroup:
+    label: str
+    sections: list[TopicSection]
+
+    @property
+    def options(self) -> list[TopicOption]:
+        return [option for section in self.sections for option in section.options]
+
+
+def topic_groups() -> list[TopicGroup]:
+    """Everything a reader may follow, grouped (read at each form's creation, so new
+    regions or organisations appear at once). Five queries, whatever the size."""
     kinds = SubscriberTopic.Kind
-
-    def group(kind: str, items) -> list[tuple[str, str]]:
-        return [(f"{kind}:{slug}", name) for slug, name in items]
-
+    regions = dict(Region.objects.values_list("slug", "name"))
+    areas_in: dict[str, list[TopicOption]] = {slug: [] for slug in regions}
+    for slug, name, region in Area.objects.values_list("slug", "name", "region__slug"):
+        areas_in[region].append(TopicOption(f"{kinds.AREA}:{slug}", name))
+    owners_of: dict[str, list[str]] = defaultdict(list)
+    for owned, owner in Organisation.owners.through.objects.values_list(
+        "from_organisation__slug", "to_organisation__slug"
+    ):
+        owners_of[owned].append(owner)
+    owned_count = Counter(slug for owners in owners_of.values() for slug in owners)
+    organisations = [
+        TopicOption(
+            f"{kinds.ORGANISATION}:{slug}",
+            name,
+            note=f"and the {owned_count[slug]} it owned" if owned_count[slug] else "",
+            owners=" ".join(owners_of[slug]),
+        )
+        for slug, name in Organisation.objects.values_list("slug", "name")
+    ]
+    categories = [
+        TopicOption(f"{kinds.CATEGORY}:{slug}", name)
+        for slug, name in Category.objects.values_list("slug", "name")
+    ]
+    ratings = [
+        TopicOption(f"{kinds.RATING}:{code}", label)
+        for code, label in Rating.choices
+        if code != Rating.NARRATIVE
+    ]
     return [
-        ("Regions", group(kinds.REGION, Region.objects.values_list("slug", "name"))),
-        ("Areas", group(kinds.AREA, Area.objects.values_list("slug", "name"))),
-        (
-            "Organisations and their owners",
-            group(kinds.ORGANISATION, Organisation.objects.values_list("slug", "name")),
+        TopicGroup(
+            "Regions",
+            [
+                TopicSection(
+                    [
+                        TopicOption(f"{kinds.REGION}:{slug}", name)
+                        for slug, name in regions.items()
+                    ]
+                )
+            ],
         ),
-        (
-            "Categories",
-            group(kinds.CATEGORY, Category.objects.values_list("slug", "name")),
+        TopicGroup(
+            "Areas",
+            [
+                TopicSection(areas_in[slug], label=name, key=f"{kinds.REGION}:{slug}")
+                for slug, name in regions.items()
+                if areas_in[slug]
+            ],
         ),
-        (
-            "Inspections rated",
-            group(
-                kinds.RATING,
-                [(c, label) for c, label in Rating.choices if c != Rating.NARRATIVE],
-            ),
-        ),
+        TopicGroup("Organisations and their owners", [TopicSection(organisations)]),
+        TopicGroup("Categories", [TopicSection(categories)]),
+        TopicGroup("Inspections rated", [TopicSection(ratings)]),
     ]
 
 
 class TopicsForm(forms.Form):
     """What a reader follows and how often; nothing ticked means everything."""
 
+    # Shown as the topic picker (templates/newsletter/_topics_fields.html, from
+    # topic_picker()): hundreds of options, so not the widget's own markup.
     topics = forms.MultipleChoiceField(
         label="Only posts about (leave all unticked for everything)",
         required=False,
@@ -58,7 +123,46 @@ class TopicsForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["topics"].choices = topic_choices()
+        self.topic_groups = topic_groups()
+        self.fields["topics"].choices = [
+            (group.label, [(option.key, option.name) for option in group.options])
+            for group in self.topic_groups
+        ]
+
+    def topic_picker(self) -> list[dict]:
+        """The groups as the picker shows them: each option with whether the reader
+        has chosen it (sent, or already followed), and each group's counts."""
+        chosen = set(self["topics"].value() or ())
+        picker = []
+        for group in self.topic_groups:
+            sections = [
+                {
+                    "label": section.label,
+                    "key": section.key,
+                    "options": [(o, o.key in chosen) for o in section.options],
+                }
+                for section in group.sections
+            ]
+            if not group.options:
+                continue  # e.g. no categories yet: nothing to open
+            picker.append(
+                {
+                    "label": group.label,
+                    "sections": sections,
+                    "total": len(group.options),
+                    "chosen": sum(o.key in chosen for o in group.options),
+                }
+            )
+        return picker
+
+    def chosen_topics(self) -> list[TopicOption]:
+        chosen = set(self["topics"].value() or ())
+        return [
+            option
+            for group in self.topic_groups
+            for option in group.options
+            if option.key in chosen
+        ]
 
 
 class SubscribeForm(TopicsForm):

@@ -160,3 +160,115 @@ class CommentFactory(factory.django.DjangoModelFactory):
     body = "Caseloads in our office are higher than the report suggests."
     ip_address = "192.0.2.10"
     user_agent = "Mozilla/5.0"
+
+
+# An inspectorate's worth of places and bodies, for pages that must stay usable at
+# that size: 12 regions, 150 areas, 200 organisations (CRCs, each owned by one of
+# 12 companies and partnerships; youth offending services; probation delivery
+# units) and the 12 owners.
+REGIONS = [
+    "North East",
+    "North West",
+    "Yorkshire and the Humber",
+    "East Midlands",
+    "West Midlands",
+    "East of England",
+    "London",
+    "South East",
+    "South West",
+    "Wales",
+    "Greater Manchester",
+    "Kent, Surrey and Sussex",
+]
+# Each place and its region; with a compass point or none, 150 areas.
+PLACES = {
+    "Suffolk": "East of England",
+    "Norfolk": "East of England",
+    "Essex": "East of England",
+    "Hertfordshire": "East of England",
+    "Kent": "Kent, Surrey and Sussex",
+    "Surrey": "Kent, Surrey and Sussex",
+    "Sussex": "Kent, Surrey and Sussex",
+    "Devon": "South West",
+    "Cornwall": "South West",
+    "Dorset": "South West",
+    "Wiltshire": "South West",
+    "Durham": "North East",
+    "Northumberland": "North East",
+    "Cumbria": "North West",
+    "Lancashire": "North West",
+    "Merseyside": "North West",
+    "Derbyshire": "East Midlands",
+    "Leicestershire": "East Midlands",
+    "Staffordshire": "West Midlands",
+    "Hampshire": "South East",
+    "Berkshire": "South East",
+    "Camden": "London",
+    "Cardiff": "Wales",
+    "Bolton": "Greater Manchester",
+    "Leeds": "Yorkshire and the Humber",
+}
+COMPASS = ["", "North ", "South ", "East ", "West ", "Central "]
+BODIES = ["CRC", "Youth Offending Service", "Probation Delivery Unit"]
+OWNERS = [
+    "Sodexo Justice Services",
+    "Nacro",
+    "Interserve Justice",
+    "MTCnovo",
+    "Working Links",
+    "Purple Futures",
+    "Seetec Justice",
+    "ARCC (Achieving Real Change in Communities)",
+    "Reducing Reoffending Partnership",
+    "Shaw Trust",
+    "Ingeus",
+    "P3 (People Potential Possibilities)",
+]
+
+
+def create_inspectorate() -> dict[str, list]:
+    """Create the regions, areas, organisations and owners; returns them by kind."""
+    from django.utils.text import slugify
+
+    from posts.models import Area, Organisation, Region
+
+    regions = {
+        region.name: region
+        for region in Region.objects.bulk_create(
+            Region(name=name, slug=slugify(name)) for name in REGIONS
+        )
+    }
+    places = [f"{compass}{place}" for compass in COMPASS for place in PLACES]
+    areas = Area.objects.bulk_create(
+        Area(
+            name=f"{compass}{place}",
+            slug=slugify(f"{compass}{place}"),
+            region=regions[region],
+        )
+        for compass in COMPASS
+        for place, region in PLACES.items()
+    )
+    owners = Organisation.objects.bulk_create(
+        Organisation(name=name, slug=slugify(name), kind="owner") for name in OWNERS
+    )
+    kinds = dict(zip(BODIES, ["crc", "yot", "pdu"], strict=True))
+    bodies = [(f"{place} {body}", kinds[body]) for body in BODIES for place in places]
+    organisations = Organisation.objects.bulk_create(
+        Organisation(name=name, slug=slugify(name), kind=kind)
+        for name, kind in bodies[:200]
+    )
+    crcs = [
+        organisation for organisation in organisations if organisation.kind == "crc"
+    ]
+    Organisation.owners.through.objects.bulk_create(
+        Organisation.owners.through(
+            from_organisation=crc, to_organisation=owners[i % len(owners)]
+        )
+        for i, crc in enumerate(crcs)
+    )
+    return {
+        "regions": list(regions.values()),
+        "areas": areas,
+        "owners": owners,
+        "organisations": organisations,
+    }

@@ -14,7 +14,7 @@ from django.conf import settings
 from newsletter import outbox
 from newsletter.celery import app as celery_app
 from newsletter.emails import preferences_url
-from newsletter.models import Subscriber
+from newsletter.models import Consent, Subscriber
 from posts.comments.models import Comment
 from posts.models import Post
 
@@ -32,6 +32,7 @@ from .factories import (
     PublishedPostFactory,
     SubscriberFactory,
     UserFactory,
+    create_inspectorate,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -305,3 +306,84 @@ def test_author_writes_markdown_and_sees_the_preview_as_readers_will(browser, si
     assert author.url.endswith("/admin/posts/post/add/")
     assert "**Unpaid work**" in body.input_value()
     assert author.csp_violations == []
+
+
+@pytest.mark.usefixtures("worker")
+def test_reader_on_a_phone_finds_suffolk_by_typing_and_subscribes_to_it(browser, site):
+    require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
+    create_inspectorate()
+    reader = new_page(browser, viewport=MOBILE, is_mobile=True)
+    reader.goto(f"{site}/subscribe/")
+    reader.get_by_label("Email address").fill("sam@example.org")
+    # The groups are collapsed, with their counts; the reader types instead.
+    assert not reader.get_by_role("checkbox", name="Suffolk", exact=True).is_visible()
+    reader.get_by_text("Organisations and their owners (212)").wait_for()
+    finder = reader.get_by_label(re.compile("^Find a region"))
+    finder.press_sequentially("suff")
+    reader.get_by_text("topics match “suff”").wait_for()
+    assert not reader.get_by_role("checkbox", name="Essex", exact=True).is_visible()
+    # From the filter box, by keyboard: down to the results, then to Suffolk.
+    finder.press("ArrowDown")
+    suffolk = reader.get_by_role("checkbox", name="Suffolk", exact=True)
+    for _ in range(10):
+        if suffolk.evaluate("box => box === document.activeElement"):
+            break
+        reader.keyboard.press("Tab")
+    reader.keyboard.press("Space")
+    assert suffolk.is_checked()
+    chosen = reader.get_by_role("list", name="Your choice")
+    chosen.get_by_text("Suffolk", exact=True).wait_for()
+    chosen.get_by_role("button", name="Remove Suffolk").wait_for()
+    save_screenshot(reader, "mobile-subscribe-topic-picker")
+    assert reader.csp_violations == []
+
+    # The reader submits; the subscription asks for Suffolk and nothing else.
+    reader.get_by_role("button", name="Subscribe").click()
+    reader.get_by_role("heading", name="Check your inbox").wait_for()
+    wait_for_email("Confirm")
+    consent = Consent.objects.get(subscriber__email="sam@example.org")
+    assert consent.topics == ["area:suffolk"]
+    assert consent.frequency == "instant"
+
+
+def test_the_topic_picker_on_a_phone_has_no_serious_accessibility_violations(
+    browser, site
+):
+    require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
+    create_inspectorate()
+    # axe-core is injected as a script, which the site's CSP rightly forbids.
+    page = new_page(browser, viewport=MOBILE, bypass_csp=True, is_mobile=True)
+    page.goto(f"{site}/subscribe/")
+    page.get_by_label(re.compile("^Find a region")).fill("east of england")
+    page.get_by_role("checkbox", name="East of England", exact=True).check()
+    page.get_by_label(re.compile("^Find a region")).fill("nacro")
+    page.get_by_role("checkbox", name=re.compile("^Nacro")).check()
+    page.get_by_role("list", name="Your choice").get_by_text(
+        re.compile("^Covers what it owned: ")
+    ).wait_for()
+    page.get_by_role("list", name="Your choice").get_by_text(
+        re.compile("^Covers its areas: ")
+    ).wait_for()
+    save_screenshot(page, "mobile-subscribe-topic-picker-chosen")
+    assert serious_accessibility_violations(page) == []
+
+
+@pytest.mark.usefixtures("worker")
+def test_without_javascript_the_picker_is_a_plain_form_that_works(browser, site):
+    create_inspectorate()
+    reader = new_page(
+        browser, viewport=MOBILE, is_mobile=True, java_script_enabled=False
+    )
+    reader.goto(f"{site}/subscribe/")
+    assert not reader.get_by_label(re.compile("^Find a region")).is_visible()
+    reader.get_by_label("Email address").fill("jo@example.org")
+    reader.get_by_text("Areas (150)").click()
+    reader.get_by_role("checkbox", name="Suffolk", exact=True).check()
+    reader.get_by_text("Organisations and their owners (212)").click()
+    reader.get_by_role("checkbox", name=re.compile("^Sodexo Justice Services")).check()
+    save_screenshot(reader, "mobile-subscribe-topic-picker-without-javascript")
+    reader.get_by_role("button", name="Subscribe").click()
+    reader.get_by_role("heading", name="Check your inbox").wait_for()
+    wait_for_email("Confirm")
+    consent = Consent.objects.get(subscriber__email="jo@example.org")
+    assert consent.topics == ["area:suffolk", "organisation:sodexo-justice-services"]

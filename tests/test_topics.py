@@ -7,6 +7,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
+from newsletter.forms import TopicsForm
 from newsletter.models import Delivery, Subscriber, SubscriberTopic
 from newsletter.tokens import Purpose, make_token
 from posts.models import StandardRating
@@ -19,6 +20,7 @@ from .factories import (
     PostFactory,
     RegionFactory,
     SubscriberFactory,
+    create_inspectorate,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -247,3 +249,101 @@ def test_the_preference_centre_shows_what_the_reader_follows(client, suffolk_pos
     assert re.search(r'<input[^>]*value="region:wales"[^>]*checked', page)
     assert re.search(r'<input[^>]*value="weekly"[^>]*checked', page)
     assert page.count("checked") == 2
+
+
+# The picker, with every body the inspectorate inspects.
+
+
+def preferences_page(client, reader) -> str:
+    return client.get(topics_url(reader).removesuffix("topics/")).content.decode()
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
+
+
+@pytest.fixture
+def inspectorate():
+    return create_inspectorate()
+
+
+def test_with_every_body_inspected_the_pages_stay_small(client, inspectorate):
+    reader = follower("reader@example.org", ("area", "suffolk"))
+    subscribe_page = client.get("/subscribe/")
+    preferences = client.get(topics_url(reader).removesuffix("topics/"))
+    assert subscribe_page.content.count(b'name=topics value="') == 12 + 150 + 212 + 4
+    assert len(subscribe_page.content) < 60_000
+    assert len(preferences.content) < 60_000
+
+
+def test_the_topic_choices_take_the_same_few_queries_at_any_size(
+    django_assert_num_queries, inspectorate
+):
+    with django_assert_num_queries(5):
+        TopicsForm().topic_picker()
+
+
+def test_the_groups_are_collapsed_with_their_counts(client, inspectorate):
+    page = client.get("/subscribe/").content.decode()
+    summaries = [text_of(s) for s in re.findall(r"<summary>.*?</summary>", page)]
+    assert summaries == [
+        "Regions (12)",
+        "Areas (150)",
+        "Organisations and their owners (212)",
+        "Inspections rated (4)",
+    ]
+    assert "<details>" in page
+    assert "<details open>" not in page
+    assert '<div class="topic-chosen" hidden>' in page  # until the script shows it
+
+
+def test_a_regions_areas_come_under_it_and_an_owner_says_what_it_owned(
+    client, inspectorate
+):
+    page = client.get("/subscribe/").content.decode()
+    east = re.search(
+        r'<fieldset data-region="region:east-of-england">(.*?)</fieldset>', page, re.S
+    )
+    assert "<legend>East of England</legend>" in east[1]
+    assert 'value="area:suffolk"' in east[1]
+    assert 'value="area:cardiff"' not in east[1]
+    assert re.search(
+        r'value="organisation:nacro">Nacro <small>and the 13 it owned<', page
+    )
+    assert re.search(
+        r'value="organisation:suffolk-crc" data-owners="sodexo-justice-services">', page
+    )
+
+
+def test_what_the_reader_follows_is_listed_and_its_group_open(client, inspectorate):
+    reader = follower("reader@example.org", ("area", "suffolk"), ("rating", "good"))
+    page = preferences_page(client, reader)
+    chosen = re.search(r'<ul aria-labelledby="topics-chosen-title">(.*?)</ul>', page)
+    assert chosen[1] == "<li>Suffolk</li><li>Good</li>"
+    assert re.search(r"<details open>\s*<summary>Areas <[^>]*>\(150, 1 chosen\)", page)
+    assert re.search(r"<details>\s*<summary>Regions", page)
+    assert '<p class="topic-chosen-none meta" hidden>' in page
+
+
+def test_a_refused_form_keeps_what_the_reader_chose(client, inspectorate):
+    response = client.post(
+        "/subscribe/", {"email": "not an address", "topics": ["area:suffolk"]}
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert re.search(r'value="area:suffolk"[^>]* checked>', page)
+    assert "<li>Suffolk</li>" in page
+
+
+@pytest.mark.parametrize("path", ["/subscribe/", "preferences"])
+def test_the_picker_pages_load_their_script_and_style_from_the_site_only(
+    client, inspectorate, path
+):
+    if path == "preferences":
+        path = topics_url(follower("reader@example.org")).removesuffix("topics/")
+    page = client.get(path).content.decode()
+    assert re.search(r'<script src="/static/topic-picker\.js" defer></script>', page)
+    assert '<link rel="stylesheet" href="/static/topic-picker.css">' in page
+    # The site's CSP refuses inline script and style.
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page)
+    assert " style=" not in page and "<style" not in page
