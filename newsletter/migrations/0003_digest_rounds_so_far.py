@@ -1,0 +1,24 @@
+"""Readers who were in a digest round before rounds went by the reader's own hour
+count it as their last, so none gets a second digest on the day this ships."""
+
+from django.db import migrations
+
+
+def record_last_rounds(apps, schema_editor):
+    Mailing = apps.get_model("newsletter", "Mailing")
+    Subscriber = apps.get_model("newsletter", "Subscriber")
+    for frequency in ("daily", "weekly"):
+        last = (
+            Mailing.objects.filter(kind="digest", frequency=frequency)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if last is not None:
+            Subscriber.objects.update(**{f"last_{frequency}_round_at": last})
+
+
+class Migration(migrations.Migration):
+    dependencies = [("newsletter", "0002_digest_times")]
+
+    operations = [migrations.RunPython(record_last_rounds, migrations.RunPython.noop)]
