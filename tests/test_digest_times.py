@@ -20,6 +20,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberTopic,
 )
+from newsletter.tokens import Purpose, make_token
 
 from .factories import PublishedPostFactory, SubscriberFactory
 
@@ -234,3 +235,70 @@ def test_every_offered_time_zone_is_one_zoneinfo_knows():
     offered = [name for name, _label in DIGEST_TIME_ZONES]
     assert DEFAULT_TIME_ZONE in offered
     assert set(offered) <= available_timezones()
+
+
+def topics_url(subscriber: Subscriber) -> str:
+    return f"/preferences/{make_token(subscriber, Purpose.PREFERENCES)}/topics/"
+
+
+def test_the_preference_centre_shows_the_readers_digest_time(client):
+    subscriber = reader("daily@example.org", digest_hour=6, time_zone="Asia/Tokyo")
+    token = make_token(subscriber, Purpose.PREFERENCES)
+    page = client.get(f"/preferences/{token}/").content.decode()
+    assert '<option value="6" selected>06:00</option>' in page
+    assert '<option value="Asia/Tokyo" selected>Tokyo</option>' in page
+    assert '<option value="" selected>The usual day (Monday)</option>' in page
+
+
+def test_a_reader_chooses_a_weekly_digest_on_friday_at_seven_in_new_york(client):
+    subscriber = reader("weekly@example.org")
+    response = client.post(
+        topics_url(subscriber),
+        {
+            "frequency": "weekly",
+            "digest_hour": "7",
+            "digest_weekday": "4",
+            "time_zone": "America/New_York",
+        },
+    )
+    assert response.status_code == 200
+    assert (
+        "Your digest arrives every Friday at 07:00, New York, Toronto (Eastern) time."
+        in response.content.decode()
+    )
+    subscriber.refresh_from_db()
+    assert (subscriber.digest_hour, subscriber.digest_weekday) == (7, 4)
+    assert subscriber.time_zone == "America/New_York"
+    assert subscriber.topics.get().frequency == "weekly"
+
+
+def test_a_form_without_digest_times_goes_back_to_the_sites(client):
+    subscriber = reader("daily@example.org", digest_hour=6, time_zone="Asia/Tokyo")
+    response = client.post(topics_url(subscriber), {"frequency": "daily"})
+    assert "every day at 07:00, London (UK) time" in response.content.decode()
+    subscriber.refresh_from_db()
+    assert (subscriber.digest_hour, subscriber.time_zone) == (None, "Europe/London")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"time_zone": "Mars/Olympus_Mons"},
+        {"time_zone": "../../etc/passwd"},
+        {"time_zone": "Africa/Cairo"},  # a real zone, but not one offered
+        {"digest_hour": "24"},
+        {"digest_hour": "-1"},
+        {"digest_hour": "seven"},
+        {"digest_weekday": "7"},
+        {"digest_weekday": "\x00"},
+    ],
+)
+def test_a_digest_time_not_offered_is_refused_and_changes_nothing(client, bad):
+    subscriber = reader("daily@example.org", digest_hour=6)
+    data = {"frequency": "weekly", "digest_hour": "9", **bad}
+    response = client.post(topics_url(subscriber), data)
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
+    subscriber.refresh_from_db()
+    assert (subscriber.digest_hour, subscriber.time_zone) == (6, "Europe/London")
+    assert subscriber.topics.get().frequency == "daily"
