@@ -120,10 +120,10 @@ class DigestTimeForm(forms.Form):
     (one that predates them, or a bare POST) chooses."""
 
     digest_hour = forms.TypedChoiceField(
-        label="At", coerce=int, empty_value=None, required=False
+        label="Hour", coerce=int, empty_value=None, required=False
     )
     digest_weekday = forms.TypedChoiceField(
-        label="Weekly digests on", coerce=int, empty_value=None, required=False
+        label="Day, for weekly digests", coerce=int, empty_value=None, required=False
     )
     time_zone = forms.ChoiceField(
         label="Your time zone",
