@@ -127,8 +127,9 @@ class Subscriber(models.Model):
     # The slot of the last daily and weekly round planned for this reader, whether
     # or not it held a post: a reader is in one round per period, even one who
     # moves their hour, or whose hour comes twice when the clocks go back.
-    last_daily_round_at = models.DateTimeField(null=True, blank=True)
-    last_weekly_round_at = models.DateTimeField(null=True, blank=True)
+    # Not editable in the admin: a hand-made change could send a period twice.
+    last_daily_round_at = models.DateTimeField(null=True, editable=False)
+    last_weekly_round_at = models.DateTimeField(null=True, editable=False)
 
     objects = SubscriberQuerySet.as_manager()
 
