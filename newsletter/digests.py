@@ -9,7 +9,7 @@ period (their local day, or the last seven); planning records the round on each
 reader (Subscriber.last_daily_round_at), so nobody is in two rounds of a period,
 whatever the clocks do or when the reader moves their hour.
 
-Everything else (the round's one Mailing per period, planning into batches, the
+Everything else (the round's one Mailing per slot, planning into batches, the
 claim, retries, uncertain sends and their settling, the breaker and the budget) is
 the delivery engine's (newsletter/delivery/), as for a post's announcement.
 """

@@ -1,12 +1,17 @@
 """Readers who were in a digest round before rounds went by the reader's own hour
-count it as their last, so none gets a second digest on the day this ships."""
+count it as their last, so none gets a second digest on the day this ships; and
+those rounds get a slot, the moment they started."""
 
 from django.db import migrations
+from django.db.models import F
 
 
 def record_last_rounds(apps, schema_editor):
     Mailing = apps.get_model("newsletter", "Mailing")
     Subscriber = apps.get_model("newsletter", "Subscriber")
+    Mailing.objects.filter(kind="digest", slot__isnull=True).update(
+        slot=F("created_at")
+    )
     for frequency in ("daily", "weekly"):
         last = (
             Mailing.objects.filter(kind="digest", frequency=frequency)
