@@ -6,12 +6,10 @@ from . import delivery, digests
 
 @shared_task
 def start_due_digests() -> list[int]:
-    """Beat, every 15 minutes: create each digest round that is due. Its planning
-    and batches then go as every mailing's do; the reaper recovers them."""
-    now = timezone.now()
+    """Beat, every 15 minutes: create each digest round due in this slot. Its
+    planning and batches then go as every mailing's do; the reaper recovers them."""
+    slot = digests.slot_of(timezone.now())
     return [
-        delivery.mailing_create_for_digest(
-            frequency=frequency, period=digests.period_of(now)
-        ).pk
-        for frequency in digests.rounds_due(now=now)
+        delivery.mailing_create_for_digest(frequency=frequency, slot=slot).pk
+        for frequency in digests.rounds_due(slot=slot)
     ]

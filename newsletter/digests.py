@@ -1,18 +1,28 @@
 """What is particular to digests, the daily and weekly mailings: when a round is
-due, which posts each reader's digest holds, and how it is rendered.
+due and for whom, which posts each reader's digest holds, and how it is rendered.
 
-Everything else (the round's one Mailing per period, planning into batches, the
+Each reader chooses the hour (and, weekly, the day) in their own time zone; the
+site's DigestSettings stand in for readers who have not. The beat starts at most
+one round per frequency and slot (a quarter hour, UTC), for the readers whose
+local time has come by then and who have had no round of that frequency in their
+period (their local day, or the last seven); planning records the round on each
+reader (Subscriber.last_daily_round_at), so nobody is in two rounds of a period,
+whatever the clocks do or when the reader moves their hour.
+
+Everything else (the round's one Mailing per slot, planning into batches, the
 claim, retries, uncertain sends and their settling, the breaker and the budget) is
 the delivery engine's (newsletter/delivery/), as for a post's announcement.
 """
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, IntegerField, OuterRef, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from posts.models import Post
@@ -25,6 +35,7 @@ from .emails import (
     unsubscribe_url,
 )
 from .models import (
+    DEFAULT_TIME_ZONE,
     Delivery,
     DigestSettings,
     Mailing,
@@ -44,35 +55,115 @@ LOOKBACK = {Frequency.DAILY: timedelta(days=3), Frequency.WEEKLY: timedelta(days
 READERS_PER_PAGE = 2_000
 
 
-def period_of(now: datetime) -> date:
-    """The period a round started at `now` stands for: the site's day."""
-    return timezone.localtime(now).date()
+# Rounds start on the beat's quarter hours, so that readers in zones offset by
+# half an hour (India, Newfoundland) get theirs within the quarter too.
+SLOT_MINUTES = 15
+
+# The reader's period for each frequency, in their own days: a round goes to
+# those with none since the start of it.
+PERIOD_DAYS = {Frequency.DAILY: 1, Frequency.WEEKLY: 7}
+LAST_ROUND = {
+    Frequency.DAILY: "last_daily_round_at",
+    Frequency.WEEKLY: "last_weekly_round_at",
+}
 
 
-def rounds_due(*, now: datetime) -> list[str]:
-    """The frequencies whose round for this period may start now."""
-    when = DigestSettings.load()
-    local = timezone.localtime(now)
-    if local.hour < when.hour:
-        return []
-    due = [Frequency.DAILY]
-    if local.weekday() == when.weekday:
-        due.append(Frequency.WEEKLY)
-    started = set(
-        Mailing.objects.filter(
-            kind=Mailing.Kind.DIGEST, period=period_of(now)
-        ).values_list("frequency", flat=True)
+def slot_of(now: datetime) -> datetime:
+    """The quarter hour (UTC) that a round started at `now` stands for."""
+    utc = now.astimezone(UTC)
+    return utc.replace(
+        minute=utc.minute - utc.minute % SLOT_MINUTES, second=0, microsecond=0
     )
-    return [f for f in due if f not in started]
 
 
-def audience(frequency: str) -> SubscriberQuerySet:
-    """Who may get this round: confirmed readers following anything at this
-    frequency. Only those with posts waiting for them get a digest."""
+def period_of(slot: datetime) -> date:
+    """The day a round stands for, for the author: the slot's day in site time."""
+    return timezone.localtime(slot).date()
+
+
+def zone_of(name: str) -> ZoneInfo:
+    """The reader's time zone; one the database no longer knows reads as the
+    default rather than stopping every round."""
+    try:
+        return ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return ZoneInfo(DEFAULT_TIME_ZONE)
+
+
+def rounds_due(*, slot: datetime) -> list[str]:
+    """The frequencies whose round for this slot may start: not started yet, and
+    some reader's time has come."""
+    started = set(
+        Mailing.objects.filter(kind=Mailing.Kind.DIGEST, slot=slot).values_list(
+            "frequency", flat=True
+        )
+    )
+    return [
+        frequency
+        for frequency in (Frequency.DAILY, Frequency.WEEKLY)
+        if frequency not in started and audience(frequency, slot=slot).exists()
+    ]
+
+
+def audience(frequency: str, *, slot: datetime) -> SubscriberQuerySet:
+    """Who the round of this slot is for: confirmed readers following anything at
+    this frequency whose chosen hour (and, weekly, day) has come in their own time
+    zone, with no round of this frequency yet in their period. Only those with
+    posts waiting for them get a digest.
+
+    "Has come" rather than "is now": when the clocks go forward, 01:00 never
+    happens in London and its readers are due at 02:00; when they go back, 01:00
+    happens twice and the reader's last round keeps the second one empty."""
     at_frequency = SubscriberTopic.objects.filter(
         subscriber=OuterRef("pk"), frequency=frequency
     )
-    return Subscriber.objects.confirmed().filter(Exists(at_frequency))
+    readers = Subscriber.objects.confirmed().filter(Exists(at_frequency))
+    zones = readers.order_by().values_list("time_zone", flat=True).distinct()
+    site = DigestSettings.load()
+    last_round = LAST_ROUND[frequency]
+    due = Q(pk__in=[])
+    for name in zones:
+        zone = zone_of(name)
+        local = slot.astimezone(zone)
+        first_day = local.date() - timedelta(days=PERIOD_DAYS[frequency] - 1)
+        period_start = datetime.combine(first_day, time(), tzinfo=zone)
+        in_zone = Q(time_zone=name, hour__lte=local.hour) & (
+            Q(**{f"{last_round}__isnull": True})
+            | Q(**{f"{last_round}__lt": period_start})
+        )
+        if frequency == Frequency.WEEKLY:
+            in_zone &= Q(weekday=local.weekday())
+        due |= in_zone
+    return readers.alias(
+        hour=Coalesce("digest_hour", Value(site.hour), output_field=IntegerField()),
+        weekday=Coalesce(
+            "digest_weekday", Value(site.weekday), output_field=IntegerField()
+        ),
+    ).filter(due)
+
+
+def readers_mark_round(*, mailing: Mailing, subscriber_ids: list[int]) -> None:
+    """Record the round on the readers it was planned for, posts or none."""
+    Subscriber.objects.filter(pk__in=subscriber_ids).update(
+        **{LAST_ROUND[mailing.frequency]: mailing.slot}
+    )
+
+
+def digest_time_set(
+    *,
+    subscriber: Subscriber,
+    hour: int | None,
+    weekday: int | None,
+    time_zone: str,
+) -> None:
+    """When the reader's digests arrive; None follows the site's setting. A reader
+    whose round of this period has gone waits for the next period (no second
+    digest); one whose new time has already come today gets theirs at the next
+    beat (none skipped)."""
+    subscriber.digest_hour = hour
+    subscriber.digest_weekday = weekday
+    subscriber.time_zone = time_zone
+    subscriber.save(update_fields=["digest_hour", "digest_weekday", "time_zone"])
 
 
 def posts_by_reader(
@@ -82,7 +173,7 @@ def posts_by_reader(
     posts announced since they confirmed and within the lookback, matching a topic
     they follow at this frequency and none they follow instantly, and not yet sent
     to them, announced or in an earlier digest."""
-    frequency, now = mailing.frequency, mailing.created_at
+    frequency, now = mailing.frequency, mailing.slot
     posts = Post.objects.published().filter(
         email_subscribers=True,
         announced_at__gte=now - LOOKBACK[frequency],

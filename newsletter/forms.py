@@ -1,12 +1,19 @@
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 
 from posts.models import Area, Category, Organisation, Rating, Region
 from posts.validators import clean_email, reject_control_characters
 
-from .models import SubscriberTopic
+from .models import (
+    DEFAULT_TIME_ZONE,
+    DIGEST_TIME_ZONES,
+    DigestSettings,
+    SubscriberTopic,
+    Weekday,
+)
 from .subscriptions import CONSENT_WORDING
 
 
@@ -208,3 +215,43 @@ class ChangeEmailForm(forms.Form):
 
     def clean_new_email(self) -> str:
         return clean_email(self.cleaned_data["new_email"])
+
+
+class DigestTimeForm(forms.Form):
+    """When a reader's daily or weekly digests arrive, in their time zone. "The
+    usual" follows the site's setting, and is what a form without these fields
+    (one that predates them, or a bare POST) chooses."""
+
+    digest_hour = forms.TypedChoiceField(
+        label="Hour", coerce=int, empty_value=None, required=False
+    )
+    digest_weekday = forms.TypedChoiceField(
+        label="Day, for weekly digests", coerce=int, empty_value=None, required=False
+    )
+    time_zone = forms.ChoiceField(
+        label="Your time zone",
+        choices=DIGEST_TIME_ZONES,
+        initial=DEFAULT_TIME_ZONE,
+        required=False,
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        site = DigestSettings.load()
+        self.fields["digest_hour"].choices = [
+            ("", f"The usual time ({site.hour:02}:00)"),
+            *((hour, f"{hour:02}:00") for hour in range(24)),
+        ]
+        self.fields["digest_weekday"].choices = [
+            ("", f"The usual day ({site.get_weekday_display()})"),
+            *Weekday.choices,
+        ]
+
+    def clean_time_zone(self) -> str:
+        name = self.cleaned_data["time_zone"] or DEFAULT_TIME_ZONE
+        # Offered only if this machine's zoneinfo knows it (tzdata may lag).
+        try:
+            ZoneInfo(name)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise forms.ValidationError("Choose a time zone from the list.") from None
+        return name

@@ -40,6 +40,49 @@ class SubscriberQuerySet(models.QuerySet):
         return self.filter(followed)
 
 
+# The time zones a reader may choose for their digests: where readers of a UK
+# publication mostly are. A short list reads better than zoneinfo's 600 names.
+DIGEST_TIME_ZONES = [
+    ("Europe/London", "London (UK)"),
+    ("Europe/Dublin", "Dublin (Ireland)"),
+    ("Europe/Lisbon", "Lisbon"),
+    ("Europe/Paris", "Paris, Brussels, Amsterdam"),
+    ("Europe/Berlin", "Berlin, Stockholm, Oslo"),
+    ("Europe/Madrid", "Madrid"),
+    ("Europe/Rome", "Rome"),
+    ("Europe/Warsaw", "Warsaw"),
+    ("Europe/Athens", "Athens"),
+    ("Europe/Helsinki", "Helsinki"),
+    ("Atlantic/Reykjavik", "Reykjavik"),
+    ("America/St_Johns", "St John's (Newfoundland)"),
+    ("America/Halifax", "Halifax"),
+    ("America/New_York", "New York, Toronto (Eastern)"),
+    ("America/Chicago", "Chicago (Central)"),
+    ("America/Denver", "Denver (Mountain)"),
+    ("America/Los_Angeles", "Los Angeles, Vancouver (Pacific)"),
+    ("Asia/Dubai", "Dubai"),
+    ("Asia/Kolkata", "India"),
+    ("Asia/Singapore", "Singapore"),
+    ("Asia/Hong_Kong", "Hong Kong"),
+    ("Asia/Tokyo", "Tokyo"),
+    ("Australia/Perth", "Perth"),
+    ("Australia/Sydney", "Sydney, Melbourne"),
+    ("Pacific/Auckland", "Auckland"),
+    ("UTC", "UTC"),
+]
+DEFAULT_TIME_ZONE = "Europe/London"
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
 class Subscriber(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending confirmation"
@@ -70,6 +113,23 @@ class Subscriber(models.Model):
     # When the latest one-time link (export, delete, change of address) was sent:
     # its token is bound to it, and using the link clears it, so it works once.
     one_time_link_sent_at = models.DateTimeField(null=True, blank=True)
+    # When digests arrive, in the reader's time zone; empty follows the site's
+    # DigestSettings, so an author's change reaches every reader who never chose.
+    digest_hour = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(23)]
+    )
+    digest_weekday = models.PositiveSmallIntegerField(
+        "weekly digest day", null=True, blank=True, choices=Weekday.choices
+    )
+    time_zone = models.CharField(
+        max_length=40, choices=DIGEST_TIME_ZONES, default=DEFAULT_TIME_ZONE
+    )
+    # The slot of the last daily and weekly round planned for this reader, whether
+    # or not it held a post: a reader is in one round per period, even one who
+    # moves their hour, or whose hour comes twice when the clocks go back.
+    # Not editable in the admin: a hand-made change could send a period twice.
+    last_daily_round_at = models.DateTimeField(null=True, editable=False)
+    last_weekly_round_at = models.DateTimeField(null=True, editable=False)
 
     objects = SubscriberQuerySet.as_manager()
 
@@ -255,8 +315,9 @@ class Mailing(models.Model):
         null=True,
         blank=True,
     )
-    # The round (kind digest): daily or weekly, and the day it went out, which
-    # stands for its period (a day, or a week).
+    # The round (kind digest): daily or weekly, and its slot, the quarter hour
+    # (UTC) it stands for: it goes to the readers whose chosen local time has come
+    # by then. The period is the slot's day in the site's time, for the author.
     frequency = models.CharField(
         max_length=7,
         blank=True,
@@ -266,6 +327,7 @@ class Mailing(models.Model):
         ],
     )
     period = models.DateField(null=True, blank=True)
+    slot = models.DateTimeField(null=True, blank=True)
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PLANNING
     )
@@ -296,15 +358,16 @@ class Mailing(models.Model):
                 name="one_announcement_per_post",
             ),
             models.UniqueConstraint(
-                fields=["frequency", "period"],
+                fields=["frequency", "slot"],
                 condition=models.Q(kind="digest"),
-                name="one_digest_per_period",
+                name="one_digest_per_slot",
             ),
         ]
 
     def __str__(self) -> str:
         if self.kind == self.Kind.DIGEST:
-            return f"{self.get_frequency_display()} digest of {self.period}"
+            at = timezone.localtime(self.slot).strftime("%H:%M")
+            return f"{self.get_frequency_display()} digest of {self.period}, {at}"
         return f"Announcement of “{self.post}”"
 
 
@@ -423,21 +486,16 @@ class Delivery(models.Model):
 
 
 class DigestSettings(models.Model):
-    """When the digests go out: one row, edited in the admin."""
+    """When the digests go out for readers who have not chosen: one row, edited in
+    the admin."""
 
-    class Weekday(models.IntegerChoices):
-        MONDAY = 0, "Monday"
-        TUESDAY = 1, "Tuesday"
-        WEDNESDAY = 2, "Wednesday"
-        THURSDAY = 3, "Thursday"
-        FRIDAY = 4, "Friday"
-        SATURDAY = 5, "Saturday"
-        SUNDAY = 6, "Sunday"
+    Weekday = Weekday
 
     hour = models.PositiveSmallIntegerField(
         default=7,
         validators=[MaxValueValidator(23)],
-        help_text="Hour of the day (site time, 0 to 23) when digests go out.",
+        help_text="Hour of the day (0 to 23) when digests go out, in each reader's "
+        "time zone, for readers who have not chosen their own.",
     )
     weekday = models.PositiveSmallIntegerField(
         "weekly digest day", choices=Weekday.choices, default=Weekday.MONDAY

@@ -9,6 +9,7 @@ the reader's data takes a one-time link sent to the reader's address.
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -17,10 +18,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from posts.clients import client_address
 
-from . import subscriptions
+from . import digests, subscriptions
 from .emails import preferences_url
-from .forms import ChangeEmailForm, TopicsForm
-from .models import Subscriber, SubscriberTopic
+from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm
+from .models import DigestSettings, Subscriber, SubscriberTopic
 from .subscriptions import OneTimeRequest
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 from .views import _token_error, _too_many, allow_email_to
@@ -56,11 +57,39 @@ def _current_topics(subscriber: Subscriber) -> TopicsForm:
     )
 
 
+def _current_digest_time(subscriber: Subscriber) -> DigestTimeForm:
+    return DigestTimeForm(
+        initial={
+            "digest_hour": subscriber.digest_hour,
+            "digest_weekday": subscriber.digest_weekday,
+            "time_zone": subscriber.time_zone,
+        }
+    )
+
+
+def _digest_time_said(subscriber: Subscriber, frequency: str) -> str:
+    """When the reader's digests now arrive, in words, for the page that confirms."""
+    site = DigestSettings.load()
+    hour = site.hour if subscriber.digest_hour is None else subscriber.digest_hour
+    at = f"at {hour:02}:00, {subscriber.get_time_zone_display()} time"
+    if frequency == SubscriberTopic.Frequency.DAILY:
+        return f" Your digest arrives every day {at}."
+    if frequency == SubscriberTopic.Frequency.WEEKLY:
+        weekday = DigestSettings.Weekday(
+            site.weekday
+            if subscriber.digest_weekday is None
+            else subscriber.digest_weekday
+        ).label
+        return f" Your digest arrives every {weekday} {at}."
+    return ""
+
+
 def _page(
     request: HttpRequest,
     subscriber: Subscriber,
     form: ChangeEmailForm,
     topics_form: TopicsForm | None = None,
+    digest_time_form: DigestTimeForm | None = None,
     status=200,
 ) -> HttpResponse:
     return render(
@@ -71,6 +100,7 @@ def _page(
             "blocked": subscriptions.is_blocked(subscriber.email),
             "form": form,
             "topics_form": topics_form or _current_topics(subscriber),
+            "digest_time_form": digest_time_form or _current_digest_time(subscriber),
             "token": request.resolver_match.kwargs["token"],
         },
         status=status,
@@ -153,21 +183,32 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
     except InvalidToken as error:
         return _token_error(request, error)
     form = TopicsForm(request.POST)
-    if not form.is_valid():
-        return _page(request, subscriber, ChangeEmailForm(), form, status=400)
-    subscriptions.topics_set(
-        subscriber=subscriber,
-        topics=form.cleaned_data["topics"],
-        frequency=form.cleaned_data["frequency"],
-    )
+    when = DigestTimeForm(request.POST)
+    # Both checked, so every error shows at once, and nothing is saved unless
+    # everything is valid.
+    if not all([form.is_valid(), when.is_valid()]):
+        return _page(request, subscriber, ChangeEmailForm(), form, when, status=400)
+    with transaction.atomic():
+        subscriptions.topics_set(
+            subscriber=subscriber,
+            topics=form.cleaned_data["topics"],
+            frequency=form.cleaned_data["frequency"],
+        )
+        digests.digest_time_set(
+            subscriber=subscriber,
+            hour=when.cleaned_data["digest_hour"],
+            weekday=when.cleaned_data["digest_weekday"],
+            time_zone=when.cleaned_data["time_zone"],
+        )
     chosen = form.cleaned_data["topics"]
-    how_often = SubscriberTopic.Frequency(form.cleaned_data["frequency"]).label
+    frequency = form.cleaned_data["frequency"]
+    how_often = SubscriberTopic.Frequency(frequency).label
     return _done(
         request,
         subscriber,
         "Your topics are saved",
         f"You follow {'the topics you chose' if chosen else 'every post'}. "
-        f"How often: {how_often.lower()}.",
+        f"How often: {how_often.lower()}." + _digest_time_said(subscriber, frequency),
     )
 
 
@@ -242,7 +283,7 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
             None,
             "This link has expired",
             "Links that confirm a new address work for "
-            f"{settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE // 86400} days. Ask for a "
+            f"{settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE_SECONDS // 86400} days. Ask for a "
             "new one from the preferences link in any newsletter email.",
             status=410,
         )

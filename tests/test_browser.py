@@ -198,6 +198,35 @@ def test_reader_subscribes_confirms_reads_a_new_post_and_unsubscribes(browser, s
     assert reader.csp_violations == author.csp_violations == []
 
 
+def test_reader_chooses_a_weekly_digest_on_friday_at_seven(browser, site):
+    sam = SubscriberFactory(email="sam@example.org")
+    reader = new_page(browser)
+    reader.goto(preferences_url(sam))
+
+    reader.get_by_role("radio", name="Weekly digest").check()
+    reader.get_by_label("Day, for weekly digests").select_option(label="Friday")
+    reader.get_by_label("Hour").select_option(label="07:00")
+    assert reader.get_by_label("Your time zone").input_value() == "Europe/London"
+    reader.get_by_role("button", name="Save my topics").click()
+    reader.get_by_text(
+        "Your digest arrives every Friday at 07:00, London (UK) time."
+    ).wait_for()
+    sam.refresh_from_db()
+    assert (sam.digest_weekday, sam.digest_hour, sam.time_zone) == (
+        4,
+        7,
+        "Europe/London",
+    )
+    assert sam.topics.get().frequency == "weekly"
+
+    # Back in the preference centre, the choice is what the page shows.
+    reader.goto(preferences_url(sam))
+    assert reader.get_by_role("radio", name="Weekly digest").is_checked()
+    assert reader.get_by_label("Day, for weekly digests").input_value() == "4"
+    assert reader.get_by_label("Hour").input_value() == "7"
+    assert reader.csp_violations == []
+
+
 def test_reader_comments_and_sees_it_once_the_author_approves_it(browser, site):
     post = PublishedPostFactory(title="Suffolk: caseloads too high")
     reader = new_page(browser)

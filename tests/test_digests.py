@@ -117,9 +117,9 @@ def test_a_daily_digest_holds_the_days_posts_once_at_the_set_hour(clock, publish
 
 
 def test_creating_a_round_twice_makes_one_mailing(clock):
-    period = digests.period_of(timezone.now())
-    first = delivery.mailing_create_for_digest(frequency="daily", period=period)
-    again = delivery.mailing_create_for_digest(frequency="daily", period=period)
+    slot = digests.slot_of(timezone.now())
+    first = delivery.mailing_create_for_digest(frequency="daily", slot=slot)
+    again = delivery.mailing_create_for_digest(frequency="daily", slot=slot)
     assert first == again
     assert Mailing.objects.count() == 1
 
@@ -272,7 +272,7 @@ def a_round_of_two(clock, publish) -> Mailing:
     publish("Suffolk: caseloads too high")
     clock(23, 7, 5)
     mailing = delivery.mailing_create_for_digest(
-        frequency="daily", period=digests.period_of(timezone.now())
+        frequency="daily", slot=digests.slot_of(timezone.now())
     )
     while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
@@ -364,7 +364,7 @@ def test_a_digest_whose_worker_died_is_uncertain_and_never_resent(clock, publish
     Batch.objects.filter(mailing=mailing).update(
         status=Batch.Status.SENDING,
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
     )
     assert delivery.mailings_reap()["stale_claims"] == 1
     statuses = set(mailing.deliveries.values_list("status", flat=True))
@@ -385,10 +385,10 @@ def test_beat_losing_the_planning_doorbell_is_recovered_by_the_reaper(
     start_due_digests.delay()  # on_commit never runs: the doorbell is lost
     Mailing.objects.filter(kind="digest").update(
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
+        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        assert delivery.mailings_reap()["mailings_rung"] == 2  # daily and weekly
+        assert delivery.mailings_reap()["mailings_rung"] == 1
     assert [m.to[0] for m in mail.outbox] == ["one@example.org"]
 
 
@@ -549,7 +549,7 @@ def test_the_admin_lists_rounds_and_posts_together_with_their_progress(
     assert response.context_data["cl"].result_count == 1
     page = author.get(reverse("admin:newsletter_mailing_change", args=[mailing.pk]))
     assert page.status_code == 200
-    assert "Daily digest of 2026-11-23" in page.content.decode()
+    assert "Daily digest of 2026-11-23, 07:00" in page.content.decode()
 
 
 @pytest.fixture
@@ -609,7 +609,7 @@ def test_asking_the_provider_resends_what_it_never_took(
     Batch.objects.filter(mailing=mailing).update(
         status=Batch.Status.SENDING,
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
     )
     delivery.mailings_reap()
     batch = mailing.batches.get(status=Batch.Status.UNCERTAIN)

@@ -5,6 +5,7 @@ local fake of Postmark's HTTP API as the only stand-in."""
 import os
 import re
 import time
+from datetime import timedelta
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -181,7 +182,8 @@ def test_a_worker_with_threads_sends_one_message_batches_side_by_side_once_each(
 
 def test_a_digest_round_reaches_each_reader_once_in_batches(worker, fake_esp, settings):
     settings.NEWSLETTER_BATCH_SIZE = 7  # three batches of digests, one call each
-    readers = SubscriberFactory.create_batch(20)
+    # Due from midnight, so the round is theirs whatever the hour the test runs.
+    readers = SubscriberFactory.create_batch(20, digest_hour=0)
     SubscriberTopic.objects.bulk_create(
         SubscriberTopic(subscriber=s, kind="everything", frequency="daily")
         for s in readers
@@ -189,9 +191,9 @@ def test_a_digest_round_reaches_each_reader_once_in_batches(worker, fake_esp, se
     post = publish_in_admin("Durham: a digest round", "durham-digest-round")
     assert fake_esp.recipients() == {}  # digest readers wait for their round
 
-    mailing = delivery.mailing_create_for_digest(
-        frequency="daily", period=digests.period_of(post.announced_at)
-    )
+    # The next slot: a round holds the posts announced by its slot.
+    slot = digests.slot_of(post.announced_at) + timedelta(minutes=digests.SLOT_MINUTES)
+    mailing = delivery.mailing_create_for_digest(frequency="daily", slot=slot)
     wait_for(
         lambda: Mailing.objects.filter(
             pk=mailing.pk, status=Mailing.Status.DONE

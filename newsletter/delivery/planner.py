@@ -9,7 +9,7 @@ whatever the audience size. A digest's page is smaller, since each reader's post
 are worked out in Python (digests.posts_by_reader) and written with the rows.
 """
 
-from datetime import date, datetime
+from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -41,13 +41,18 @@ def mailing_create_for_post(*, post: Post) -> Mailing:
     return _mailing_create(kind=Mailing.Kind.POST, post=post)
 
 
-def mailing_create_for_digest(*, frequency: str, period: date) -> Mailing:
-    """The one digest round of this frequency and period, rung likewise."""
-    return _mailing_create(kind=Mailing.Kind.DIGEST, frequency=frequency, period=period)
+def mailing_create_for_digest(*, frequency: str, slot: datetime) -> Mailing:
+    """The one digest round of this frequency and slot, rung likewise."""
+    return _mailing_create(
+        kind=Mailing.Kind.DIGEST,
+        frequency=frequency,
+        slot=slot,
+        period=digests.period_of(slot),
+    )
 
 
 def _mailing_create(**identity) -> Mailing:
-    # The unique constraints make this once per post or period, whoever races.
+    # The unique constraints make this once per post or slot, whoever races.
     mailing, created = Mailing.objects.get_or_create(**identity)
     if created:
         transaction.on_commit(lambda: tasks.plan_mailing.delay(mailing.pk))
@@ -136,8 +141,10 @@ def _plan_page(
 
 def _plan_digest_page(mailing: Mailing, now: datetime) -> tuple[int | None, list[int]]:
     """The next page of a digest round's readers, each with the posts their digest
-    holds; readers with none get no digest."""
-    readers = digests.audience(mailing.frequency).filter(pk__gt=mailing.planned_up_to)
+    holds; readers with none get no digest, but the round counts for them."""
+    readers = digests.audience(mailing.frequency, slot=mailing.slot).filter(
+        pk__gt=mailing.planned_up_to
+    )
     page = list(
         readers.order_by("pk").values_list("pk", flat=True)[: digests.READERS_PER_PAGE]
     )
@@ -168,6 +175,7 @@ def _plan_digest_page(mailing: Mailing, now: datetime) -> tuple[int | None, list
         for row in rows
         for post_id in posts[row.subscriber_id]
     )
+    digests.readers_mark_round(mailing=mailing, subscriber_ids=page)
     return page[-1], [b.pk for b in batches]
 
 
