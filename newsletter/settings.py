@@ -255,10 +255,14 @@ if any(char in NEWSLETTER_UNSUBSCRIBE_MAILTO for char in "<>?, \t\r\n"):
     raise ImproperlyConfigured("NEWSLETTER_UNSUBSCRIBE_MAILTO must be a bare address.")
 
 # How long a confirmation link works, and how often one address may be sent one.
-NEWSLETTER_CONFIRM_MAX_AGE_SECONDS = envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7") * 86400
+NEWSLETTER_CONFIRM_MAX_AGE_SECONDS = (
+    envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7") * 86400
+)
 NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS = 24 * 3600
 # Unconfirmed subscriptions are deleted this long after their latest confirmation.
-NEWSLETTER_PENDING_MAX_AGE_SECONDS = envint("NEWSLETTER_PENDING_EXPIRE_DAYS", "7") * 86400
+NEWSLETTER_PENDING_MAX_AGE_SECONDS = (
+    envint("NEWSLETTER_PENDING_EXPIRE_DAYS", "7") * 86400
+)
 # How long the link confirming a new address works.
 NEWSLETTER_CHANGE_EMAIL_MAX_AGE_SECONDS = 2 * 86400
 # Soft bounces in a row (no delivery between) after which an address is suppressed.
@@ -290,11 +294,15 @@ NEWSLETTER_BATCH_SIZE = envint("NEWSLETTER_BATCH_SIZE", "0")
 # A claimed batch untouched this long belongs to a dead worker; a queued batch or a
 # planning send untouched this long lost its doorbell (the reaper rings again).
 NEWSLETTER_CLAIM_TIMEOUT_SECONDS = envint("NEWSLETTER_CLAIM_TIMEOUT_SECONDS", "600")
-NEWSLETTER_DOORBELL_TIMEOUT_SECONDS = envint("NEWSLETTER_DOORBELL_TIMEOUT_SECONDS", "300")
+NEWSLETTER_DOORBELL_TIMEOUT_SECONDS = envint(
+    "NEWSLETTER_DOORBELL_TIMEOUT_SECONDS", "300"
+)
 # Circuit breaker: after this many failed batch attempts in a row a send pauses
 # itself, and the reaper resumes it after the cool-down.
 NEWSLETTER_BREAKER_FAILURES = envint("NEWSLETTER_BREAKER_FAILURES", "5")
-NEWSLETTER_BREAKER_COOLDOWN_SECONDS = envint("NEWSLETTER_BREAKER_COOLDOWN_SECONDS", "300")
+NEWSLETTER_BREAKER_COOLDOWN_SECONDS = envint(
+    "NEWSLETTER_BREAKER_COOLDOWN_SECONDS", "300"
+)
 # Tracking events (each names a reader's address) are forgotten after this many
 # days (0: kept for ever); their effects on the ledger and suppressions stay.
 NEWSLETTER_KEEP_EVENTS_DAYS = envint("NEWSLETTER_KEEP_EVENTS_DAYS", "90")

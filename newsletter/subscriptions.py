@@ -118,7 +118,9 @@ def subscription_request(
             topics=None if topics is None else sorted(topics),
             frequency=frequency,
         )
-        resend_after = now - timedelta(seconds=settings.NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS)
+        resend_after = now - timedelta(
+            seconds=settings.NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS
+        )
         due = Subscriber.objects.filter(pk=subscriber.pk).filter(
             Q(confirmation_sent_at__isnull=True)
             | Q(confirmation_sent_at__lt=resend_after)
@@ -387,7 +389,9 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
 
 def pending_purge_expired() -> int:
     """Delete subscriptions never confirmed whose latest confirmation has expired."""
-    cutoff = timezone.now() - timedelta(seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS)
+    cutoff = timezone.now() - timedelta(
+        seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS
+    )
     expired = Subscriber.objects.filter(status=Subscriber.Status.PENDING).filter(
         Q(confirmation_sent_at__lt=cutoff)
         | Q(confirmation_sent_at__isnull=True, created_at__lt=cutoff)
