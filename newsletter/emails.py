@@ -149,7 +149,7 @@ def confirmation_message(
         {
             "subscriber": subscriber,
             "confirm_url": site_link("newsletter:confirm", token=token),
-            "max_age_days": settings.NEWSLETTER_CONFIRM_MAX_AGE // 86400,
+            "max_age_days": settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS // 86400,
         },
     )
     return build_message(email, to=subscriber.email)

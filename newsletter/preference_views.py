@@ -242,8 +242,8 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
             None,
             "This link has expired",
             "Links that confirm a new address work for "
-            f"{settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE // 86400} days. Ask for a "
-            "new one from the preferences link in any newsletter email.",
+            f"{settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE_SECONDS // 86400} days. "
+            "Ask for a new one from the preferences link in any newsletter email.",
             status=410,
         )
     if request.method == "GET":

@@ -255,17 +255,21 @@ if any(char in NEWSLETTER_UNSUBSCRIBE_MAILTO for char in "<>?, \t\r\n"):
     raise ImproperlyConfigured("NEWSLETTER_UNSUBSCRIBE_MAILTO must be a bare address.")
 
 # How long a confirmation link works, and how often one address may be sent one.
-NEWSLETTER_CONFIRM_MAX_AGE = envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7") * 86400
-NEWSLETTER_CONFIRM_RESEND_AFTER = 24 * 3600
+NEWSLETTER_CONFIRM_MAX_AGE_SECONDS = (
+    envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7") * 86400
+)
+NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS = 24 * 3600
 # Unconfirmed subscriptions are deleted this long after their latest confirmation.
-NEWSLETTER_PENDING_MAX_AGE = envint("NEWSLETTER_PENDING_EXPIRE_DAYS", "7") * 86400
+NEWSLETTER_PENDING_MAX_AGE_SECONDS = (
+    envint("NEWSLETTER_PENDING_EXPIRE_DAYS", "7") * 86400
+)
 # How long the link confirming a new address works.
-NEWSLETTER_CHANGE_EMAIL_MAX_AGE = 2 * 86400
+NEWSLETTER_CHANGE_EMAIL_MAX_AGE_SECONDS = 2 * 86400
 # Soft bounces in a row (no delivery between) after which an address is suppressed.
 NEWSLETTER_SOFT_BOUNCE_LIMIT = envint("NEWSLETTER_SOFT_BOUNCE_LIMIT", "3")
 # Subscribe requests allowed per client (IPv4 address or IPv6 /64) and per target
 # address in each window; over either, a 429 page and nothing stored or sent.
-NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW = 3600
+NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS = 3600
 NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = envint(
     "NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT", "20"
 )
@@ -289,12 +293,16 @@ NEWSLETTER_DELIVERY_MODE = os.environ.get("NEWSLETTER_DELIVERY_MODE", "auto")
 NEWSLETTER_BATCH_SIZE = envint("NEWSLETTER_BATCH_SIZE", "0")
 # A claimed batch untouched this long belongs to a dead worker; a queued batch or a
 # planning send untouched this long lost its doorbell (the reaper rings again).
-NEWSLETTER_CLAIM_TIMEOUT = envint("NEWSLETTER_CLAIM_TIMEOUT_SECONDS", "600")
-NEWSLETTER_DOORBELL_TIMEOUT = envint("NEWSLETTER_DOORBELL_TIMEOUT_SECONDS", "300")
+NEWSLETTER_CLAIM_TIMEOUT_SECONDS = envint("NEWSLETTER_CLAIM_TIMEOUT_SECONDS", "600")
+NEWSLETTER_DOORBELL_TIMEOUT_SECONDS = envint(
+    "NEWSLETTER_DOORBELL_TIMEOUT_SECONDS", "300"
+)
 # Circuit breaker: after this many failed batch attempts in a row a send pauses
 # itself, and the reaper resumes it after the cool-down.
 NEWSLETTER_BREAKER_FAILURES = envint("NEWSLETTER_BREAKER_FAILURES", "5")
-NEWSLETTER_BREAKER_COOLDOWN = envint("NEWSLETTER_BREAKER_COOLDOWN_SECONDS", "300")
+NEWSLETTER_BREAKER_COOLDOWN_SECONDS = envint(
+    "NEWSLETTER_BREAKER_COOLDOWN_SECONDS", "300"
+)
 # Tracking events (each names a reader's address) are forgotten after this many
 # days (0: kept for ever); their effects on the ledger and suppressions stay.
 NEWSLETTER_KEEP_EVENTS_DAYS = envint("NEWSLETTER_KEEP_EVENTS_DAYS", "90")

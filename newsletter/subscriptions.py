@@ -118,7 +118,9 @@ def subscription_request(
             topics=None if topics is None else sorted(topics),
             frequency=frequency,
         )
-        resend_after = now - timedelta(seconds=settings.NEWSLETTER_CONFIRM_RESEND_AFTER)
+        resend_after = now - timedelta(
+            seconds=settings.NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS
+        )
         due = Subscriber.objects.filter(pk=subscriber.pk).filter(
             Q(confirmation_sent_at__isnull=True)
             | Q(confirmation_sent_at__lt=resend_after)
@@ -387,7 +389,9 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
 
 def pending_purge_expired() -> int:
     """Delete subscriptions never confirmed whose latest confirmation has expired."""
-    cutoff = timezone.now() - timedelta(seconds=settings.NEWSLETTER_PENDING_MAX_AGE)
+    cutoff = timezone.now() - timedelta(
+        seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS
+    )
     expired = Subscriber.objects.filter(status=Subscriber.Status.PENDING).filter(
         Q(confirmation_sent_at__lt=cutoff)
         | Q(confirmation_sent_at__isnull=True, created_at__lt=cutoff)
@@ -423,7 +427,7 @@ def email_change_send(*, subscriber_id: int, new_email: str) -> None:
             "subscriber": subscriber,
             "new_email": new_email,
             "confirm_url": site_link("newsletter:change_email", token=token),
-            "max_age_days": settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE // 86400,
+            "max_age_days": settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE_SECONDS // 86400,
         },
     )
     build_message(email, to=new_email).send()

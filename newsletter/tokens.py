@@ -41,10 +41,10 @@ class InvalidToken(Exception):
 # Unsubscribe and preference links must keep working in old emails; links that
 # confirm something expire.
 MAX_AGE = {
-    Purpose.CONFIRM: settings.NEWSLETTER_CONFIRM_MAX_AGE,
+    Purpose.CONFIRM: settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS,
     Purpose.UNSUBSCRIBE: None,
     Purpose.PREFERENCES: None,
-    Purpose.CHANGE_EMAIL: settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE,
+    Purpose.CHANGE_EMAIL: settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE_SECONDS,
     Purpose.ONE_TIME: 3600,
 }
 

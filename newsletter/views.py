@@ -26,7 +26,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         "subscribe-client",
         client_key(request),
         limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT,
-        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
+        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS,
     ):
         return _too_many(request)
     form = SubscribeForm(request.POST)
@@ -57,13 +57,13 @@ def allow_email_to(address: str) -> bool:
         "subscribe-address",
         address,
         limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS,
-        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW,
+        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS,
     )
 
 
 def _too_many(request: HttpRequest) -> HttpResponse:
     response = render(request, "newsletter/too_many.html", status=429)
-    response["Retry-After"] = str(settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW)
+    response["Retry-After"] = str(settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS)
     return response
 
 

@@ -384,7 +384,7 @@ def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audienc
     Batch.objects.filter(pk=batch.pk).update(
         status=Batch.Status.SENDING,
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
     )
     counts = delivery.mailings_reap()
     assert counts["stale_claims"] == 1
@@ -413,7 +413,7 @@ def test_reaper_rings_again_for_a_batch_whose_doorbell_was_lost(audience):
     mailing = plan(PostFactory())
     Batch.objects.filter(mailing=mailing).update(
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
+        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1)
     )
     assert delivery.mailings_reap()["batches_rung"] == 1
     assert len(mail.outbox) == 3
@@ -426,7 +426,7 @@ def test_reaper_resumes_planning_whose_doorbell_was_lost(
     delivery.mailing_create_for_post(post=post)  # on_commit never runs: doorbell lost
     Mailing.objects.update(
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
+        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1)
     )
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.mailings_reap()["mailings_rung"] == 1

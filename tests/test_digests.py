@@ -364,7 +364,7 @@ def test_a_digest_whose_worker_died_is_uncertain_and_never_resent(clock, publish
     Batch.objects.filter(mailing=mailing).update(
         status=Batch.Status.SENDING,
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
     )
     assert delivery.mailings_reap()["stale_claims"] == 1
     statuses = set(mailing.deliveries.values_list("status", flat=True))
@@ -385,7 +385,7 @@ def test_beat_losing_the_planning_doorbell_is_recovered_by_the_reaper(
     start_due_digests.delay()  # on_commit never runs: the doorbell is lost
     Mailing.objects.filter(kind="digest").update(
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT + 1)
+        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1)
     )
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.mailings_reap()["mailings_rung"] == 2  # daily and weekly
@@ -609,7 +609,7 @@ def test_asking_the_provider_resends_what_it_never_took(
     Batch.objects.filter(mailing=mailing).update(
         status=Batch.Status.SENDING,
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
     )
     delivery.mailings_reap()
     batch = mailing.batches.get(status=Batch.Status.UNCERTAIN)

@@ -473,7 +473,9 @@ def test_replaying_a_confirmation_link_after_it_expires_is_refused(
     client, reader, settings, monkeypatch
 ):
     token = make_token(reader, Purpose.CONFIRM)
-    shift_signing_clock(monkeypatch, settings.NEWSLETTER_CONFIRM_MAX_AGE / 86400 + 1)
+    shift_signing_clock(
+        monkeypatch, settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS / 86400 + 1
+    )
     response = client.post(f"/subscribe/confirm/{token}/")
     assert response.status_code == 410
     assert "expired" in response.content.decode()

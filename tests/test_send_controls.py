@@ -123,7 +123,7 @@ def test_a_worker_dying_mid_batch_leaves_it_uncertain_for_review(
     Batch.objects.filter(pk=batch.pk).update(
         status=Batch.Status.SENDING,
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
     )
     assert delivery.mailings_reap()["stale_claims"] == 1
     batch.refresh_from_db()
@@ -184,7 +184,7 @@ def test_resolving_with_the_provider_resends_only_what_it_never_took(
     Batch.objects.filter(pk=first.pk).update(
         status=Batch.Status.SENDING,
         touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT + 1),
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
     )
     delivery.mailings_reap()
     for batch in others:

@@ -19,8 +19,10 @@ from .sender import close_mailing_if_finished
 
 def mailings_reap() -> dict[str, int]:
     now = timezone.now()
-    claim_cutoff = now - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT)
-    doorbell_cutoff = now - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT)
+    claim_cutoff = now - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS)
+    doorbell_cutoff = now - timedelta(
+        seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS
+    )
     counts = dict.fromkeys(
         ["stale_claims", "batches_rung", "mailings_rung", "mailings_resumed"], 0
     )

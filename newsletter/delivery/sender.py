@@ -450,7 +450,7 @@ def _count_failure(mailing: Mailing, now: datetime) -> None:
         consecutive_failures__gte=settings.NEWSLETTER_BREAKER_FAILURES,
     ).update(
         paused_at=now,
-        resume_at=now + timedelta(seconds=settings.NEWSLETTER_BREAKER_COOLDOWN),
+        resume_at=now + timedelta(seconds=settings.NEWSLETTER_BREAKER_COOLDOWN_SECONDS),
         pause_reason=(
             f"Paused after {settings.NEWSLETTER_BREAKER_FAILURES} failed attempts"
             " in a row; resumes by itself after the cool-down."
