@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery
-from newsletter.models import Batch, Delivery, Mailing, Subscriber
+from newsletter.models import Batch, Delivery, Link, Mailing, Subscriber
 
 from .factories import PostFactory, SubscriberFactory
 
@@ -57,7 +57,9 @@ def test_post_email_has_both_parts_a_link_to_the_post_and_one_click_headers(
     message = mail.outbox[0]
     html = message.alternatives[0].content
     assert f"http://127.0.0.1:8000/posts/{post.slug}/" in message.body
-    assert f"http://127.0.0.1:8000/posts/{post.slug}/" in html
+    # In the HTML, through the counting redirect (tests/test_engagement.py).
+    assert "http://127.0.0.1:8000/r/" in html
+    assert Link.objects.filter(url=f"http://127.0.0.1:8000/posts/{post.slug}/")
     unsubscribe_url = message.extra_headers["List-Unsubscribe"].strip("<>")
     assert unsubscribe_url.startswith("http://127.0.0.1:8000/unsubscribe/")
     assert (
