@@ -11,6 +11,7 @@ from django.utils import timezone
 from newsletter import engagement
 from newsletter.models import Delivery, Link, Mailing
 
+from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -237,3 +238,106 @@ def test_a_post_to_the_redirect_is_refused_and_counted_nowhere(client, email, cl
     clock(3600)
     assert client.post(redirects(email)[REPORT]).status_code == 405
     assert counts()[REPORT] == (0, 0)
+
+
+# Opens, from the provider's tracking events ------------------------------------
+
+IPHONE_MAIL = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Mobile/15E148"
+)
+OUTLOOK = (
+    "Mozilla/4.0 (compatible; ms-office; MSOffice 16) Microsoft Outlook 16.0.17928"
+)
+
+
+def postmark_open_by(agent: str, *, client="Unknown", platform="Unknown") -> dict:
+    return {
+        **webhooks_test.postmark_open(),
+        "UserAgent": agent,
+        "Client": {"Name": client, "Family": client, "Company": "Unknown"},
+        "Platform": platform,
+    }
+
+
+def mailgun_open_by(agent: str, *, bot: str, token: str) -> dict:
+    return webhooks_test.mailgun_event(
+        "opened",
+        token,
+        ip="17.58.101.12",
+        **{
+            "client-info": {
+                "client-type": "browser" if not bot else "unknown",
+                "client-os": "iOS",
+                "device-type": "mobile",
+                "client-name": "Mobile Safari",
+                "user-agent": agent,
+                "bot": bot,
+            },
+            "geolocation": {"country": "GB", "region": "Unknown", "city": "Unknown"},
+        },
+    )
+
+
+@pytest.fixture
+def provider(settings):
+    settings.EMAIL_BACKEND = webhooks_test.POSTMARK_BACKEND
+    settings.ANYMAIL = {
+        "WEBHOOK_SECRET": webhooks_test.SECRET,
+        "MAILGUN_WEBHOOK_SIGNING_KEY": webhooks_test.MAILGUN_KEY,
+    }
+
+
+def opens(mailing_id: int) -> tuple[int, int]:
+    mailing = Mailing.objects.get(pk=mailing_id)
+    return mailing.opens_people, mailing.opens_machines
+
+
+@pytest.mark.usefixtures("provider")
+def test_postmark_opens_count_people_and_apples_proxy_apart(client):
+    reader = SubscriberFactory(email="reader@example.org")
+    mailing_id = webhooks_test.delivery_to(reader, webhooks_test.POSTMARK_ID).mailing_id
+    for payload in (
+        postmark_open_by("Mozilla/5.0"),  # Apple's Mail Privacy Protection proxy
+        postmark_open_by(IPHONE_MAIL, client="Apple Mail", platform="Mobile"),
+        postmark_open_by(OUTLOOK, client="Outlook 2016", platform="Desktop"),
+        postmark_open_by(""),
+        postmark_open_by("Mozilla/5.0 (compatible; YahooMailProxy)"),
+    ):
+        assert webhooks_test.post_postmark(client, payload).status_code == 200
+    redelivered = postmark_open_by(OUTLOOK, client="Outlook 2016", platform="Desktop")
+    webhooks_test.post_postmark(client, redelivered)
+    assert opens(mailing_id) == (2, 3)
+
+
+@pytest.mark.usefixtures("provider")
+def test_mailgun_opens_its_bots_marked_are_machines(client):
+    reader = SubscriberFactory(email="reader@example.org")
+    mailing_id = webhooks_test.delivery_to(
+        reader, f"<{webhooks_test.MAILGUN_ID}>"
+    ).mailing_id
+    for token, agent, bot in (
+        ("a" * 50, "Mozilla/5.0", "apple"),
+        ("b" * 50, "Mozilla/5.0 (via ggpht.com GoogleImageProxy)", "gmail"),
+        ("c" * 50, IPHONE_MAIL, ""),
+    ):
+        payload = mailgun_open_by(agent, bot=bot, token=token)
+        payload["event-data"]["id"] = token
+        assert webhooks_test.post_mailgun(client, payload).status_code == 200
+    assert opens(mailing_id) == (1, 2)
+
+
+@pytest.mark.usefixtures("provider")
+def test_the_providers_clicks_are_not_counted_the_redirect_counts_them(client):
+    reader = SubscriberFactory(email="reader@example.org")
+    mailing_id = webhooks_test.delivery_to(reader, webhooks_test.POSTMARK_ID).mailing_id
+    webhooks_test.post_postmark(client, webhooks_test.postmark_click())
+    assert opens(mailing_id) == (0, 0)
+    assert not Link.objects.exists()
+
+
+@pytest.mark.usefixtures("provider")
+def test_an_open_of_a_message_we_cannot_place_counts_nowhere(client):
+    SubscriberFactory(email="reader@example.org")
+    assert webhooks_test.post_postmark(client, postmark_open_by(IPHONE_MAIL))
+    assert not Mailing.objects.filter(opens_people__gt=0).exists()
