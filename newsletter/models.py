@@ -450,6 +450,15 @@ class Link(models.Model):
         return self.url
 
 
+class PostReport(Post):
+    """A post as the author's desk reports on it (admin/reports.py): what happened
+    to its emails. Its own model so that seeing reports is a permission."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "post report"
+
+
 class DigestSettings(models.Model):
     """When the digests go out: one row, edited in the admin."""
 
