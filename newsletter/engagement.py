@@ -20,6 +20,7 @@ Opens come from the provider's tracking events (webhooks.py); OPEN_RULES says wh
 are machines.
 """
 
+import contextlib
 import hashlib
 import html
 import re
@@ -47,6 +48,10 @@ MACHINE_SECONDS_AFTER_SEND = 10
 BURST_SECONDS = 2
 # A click on the hidden link marks the same message's clicks this close as machines.
 TRAP_SECONDS = 5
+
+# A scanner hammering one link must not grow its entry without bound; the newest
+# few are all the rules need.
+RECENT_CLICKS_KEPT = 20
 
 # User agents of corporate link scanners and of scripts (lower case, by substring).
 SCANNER_AGENTS = (
@@ -122,6 +127,8 @@ def is_web_address(url: str) -> bool:
 # The reader's own links (leaving, preferences) are not counted: they name the
 # reader, and following them is not reading.
 _PERSONAL_PATHS = ("/unsubscribe/", "/preferences/", "/subscribe/confirm/")
+# Within Link.url and PostgreSQL's limit for a unique index entry.
+MAX_URL_BYTES = 2000
 _HREF = re.compile(r'(<a\b[^>]*?\shref=")(https?://[^"]+)(")', re.IGNORECASE)
 _BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
@@ -159,6 +166,8 @@ class LinkTracker:
         return _BODY.sub(lambda m: m.group(0) + hidden, body, count=1)
 
     def _counted(self, url: str) -> bool:
+        if len(url.encode()) > MAX_URL_BYTES:
+            return False  # longer than a Link holds: left as it is, uncounted
         if not url.startswith(settings.SITE_URL + "/"):
             return True
         path = url.removeprefix(settings.SITE_URL)
@@ -215,7 +224,7 @@ def click_record(
     )
     moment = now.timestamp()
     # Each: [link id, when, counted as a machine, followed the hidden link].
-    recent = [c for c in cache.get(key, []) if moment - c[1] < TRAP_SECONDS]
+    recent = [c for c in _recent_clicks(key) if moment - c[1] < TRAP_SECONDS]
     machine = machine or any(
         moment - when < BURST_SECONDS or trap for _, when, _, trap in recent
     )
@@ -230,8 +239,19 @@ def click_record(
     else:
         Link.objects.filter(pk=link.pk).update(people=F("people") + 1)
     recent.append([link.pk, moment, machine, link.hidden])
-    cache.set(key, recent, timeout=TRAP_SECONDS)
+    # Unreachable, the cache only forgets: the reader is still taken to the link.
+    with contextlib.suppress(Exception):
+        cache.set(key, recent[-RECENT_CLICKS_KEPT:], timeout=TRAP_SECONDS)
     return machine
+
+
+def _recent_clicks(key: str) -> list:
+    """The message's recent clicks; none when the cache is unreachable, so that
+    the reader is still taken to the link, and the click judged on its own."""
+    try:
+        return cache.get(key) or []
+    except Exception:  # any cache backend's connection error
+        return []
 
 
 def open_by_machine(event: AnymailTrackingEvent) -> bool:

@@ -341,3 +341,30 @@ def test_an_open_of_a_message_we_cannot_place_counts_nowhere(client):
     SubscriberFactory(email="reader@example.org")
     assert webhooks_test.post_postmark(client, postmark_open_by(IPHONE_MAIL))
     assert not Mailing.objects.filter(opens_people__gt=0).exists()
+
+
+def test_a_link_too_long_to_count_is_left_as_it_is_and_the_email_goes(
+    publish, celery_eager
+):
+    SubscriberFactory()
+    long_url = "https://example.org/" + "x" * 2100
+    publish(PostFactory(body=f"[A very long link]({long_url})"))
+    [message] = mail.outbox
+    assert long_url in message.alternatives[0].content
+    assert Delivery.objects.get().status == Delivery.Status.SENT
+    assert not Link.objects.filter(url=long_url).exists()
+
+
+def test_a_click_is_followed_even_when_the_cache_is_unreachable(
+    client, email, clock, settings
+):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # the discard port: nothing listens
+        }
+    }
+    clock(3600)
+    response = click(client, redirects(email)[REPORT])
+    assert response.status_code == 302
+    assert counts()[REPORT] == (1, 0)
