@@ -458,6 +458,7 @@ def test_a_tracking_event_finds_a_row_the_provider_gave_no_id_by_its_metadata(
     settings, audience
 ):
     settings.ANYMAIL = {"WEBHOOK_SECRET": "hook:secret"}
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     mailing = plan(PostFactory())
     row, other = mailing.deliveries.order_by("pk")[:2]
     Delivery.objects.filter(pk__in=[row.pk, other.pk]).update(
