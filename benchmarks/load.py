@@ -7,7 +7,9 @@ a scratch folder, starts gunicorn with production settings (DEBUG off, whitenois
 the Redis cache) on a free local port, then gives each of these LOAD_SECONDS (2)
 with wrk: the home page, a post page, search, a subscribe POST (a fresh address
 each time; the rate limit per client is lifted for the run, the per-address one
-still applies) and a static file served by the same server, the ceiling. Prints
+still applies), an email's link through the counting redirect (/r/<token>/, a
+burst of clicks on one link, as after a send) and a static file served by the
+same server, the ceiling. Prints
 requests/s and p50/p99 latency for each, then one summary line. Subscribe tasks
 queued during the run are purged from the broker at the end; no worker runs.
 """
@@ -42,6 +44,33 @@ def free_port() -> int:
 
 def manage(env: dict, *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+# A link to count clicks on, in a cancelled announcement of the first post: a
+# cancelled mailing is never planned nor sent, it only holds the link.
+CLICK_LINK = """
+from newsletter.engagement import click_token
+from newsletter.models import Link, Mailing
+from posts.models import Post
+post = Post.objects.published().first()
+mailing = Mailing.objects.filter(post=post).first() or Mailing.objects.create(
+    kind="post", post=post, status="cancelled"
+)
+link, _ = Link.objects.get_or_create(mailing=mailing, url="https://example.org/")
+print(click_token(link.pk))
+"""
+
+
+def click_path(env: dict) -> str:
+    made = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", CLICK_LINK],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return f"/r/{made.stdout.split()[-1]}/"
 
 
 def fetch(opener, url: str, data: bytes | None = None) -> tuple[int, str]:
@@ -132,6 +161,7 @@ def main() -> int:
     manage(env, "migrate", "--noinput", "-v0")
     manage(env, "seed_demo")
     manage(env, "collectstatic", "--noinput", "-v0")
+    click = click_path(env)
     server = subprocess.Popen(
         [
             str(VENV_BIN / "gunicorn"),
@@ -164,6 +194,7 @@ def main() -> int:
             "subscribe": wrk(
                 base + "/subscribe/", subscribe_script(scratch, cookie, token)
             ),
+            "click": wrk(base + click),
             "static": wrk(base + static_path),
         }
     finally:
@@ -193,7 +224,7 @@ def main() -> int:
     ratio = results["post"]["rps"] / results["static"]["rps"]
     print(
         f"load: home={rate('home')} post={rate('post')} search={rate('search')} "
-        f"subscribe={rate('subscribe')} static={rate('static')} "
+        f"subscribe={rate('subscribe')} click={rate('click')} static={rate('static')} "
         f"post_ratio={ratio:.2f} post_p99_ms={results['post']['p99']:.1f}"
     )
     return 0

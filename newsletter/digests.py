@@ -16,6 +16,7 @@ the delivery engine's (newsletter/delivery/), as for a post's announcement.
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,6 +35,7 @@ from .emails import (
     render_email,
     unsubscribe_url,
 )
+from .engagement import LinkTracker
 from .models import (
     DEFAULT_TIME_ZONE,
     Delivery,
@@ -204,6 +206,7 @@ class DigestEmail:
 
     def __init__(self, mailing: Mailing, recipients: Iterable) -> None:
         self.mailing = mailing
+        self.links = LinkTracker(mailing.pk)
         delivery_ids = [r.delivery_id for r in recipients]
         self.readers = Subscriber.objects.in_bulk([r.pk for r in recipients])
         held = Delivery.posts.through.objects.filter(
@@ -233,7 +236,7 @@ class DigestEmail:
             },
         )
         return build_message(
-            email,
+            replace(email, html=self.links.tracked(email.html)),
             to=subscriber.email,
             headers=list_headers(unsubscribe_url=leave_url),
             connection=connection,

@@ -12,7 +12,7 @@ never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import make_msgid
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -29,6 +29,7 @@ from django.utils.text import Truncator
 from posts.models import Post
 from posts.related import related_posts
 
+from .engagement import LinkTracker
 from .models import Subscriber
 from .plaintext import html_to_text
 from .tokens import Purpose, make_token
@@ -264,8 +265,10 @@ class PostEmail:
     would be clipped by Gmail goes as an excerpt, and `shortened` says so.
     """
 
-    def __init__(self, post: Post) -> None:
+    def __init__(self, post: Post, *, mailing_id: int | None = None) -> None:
         self.post = post
+        # A mailing's links go through the counting redirect; a test send's do not.
+        self._tracker = LinkTracker(mailing_id) if mailing_id else None
         self.full = post.email_format == Post.EmailFormat.FULL
         self.rendered = render_email("post", post_email_context(post, full=self.full))
         self._shared_renders: dict[str, RenderedEmail] = {}
@@ -278,6 +281,7 @@ class PostEmail:
         if self.shortened:
             self.full = False
             self.rendered = render_email("post", post_email_context(post, full=False))
+        self.rendered = self._tracked(self.rendered)
         # Cut once at the placeholders (the odd pieces): addressing a copy is then
         # one join per body.
         self._pieces = [
@@ -370,8 +374,15 @@ class PostEmail:
         if unsubscribe_link not in self._shared_renders:
             context = post_email_context(self.post, full=self.full)
             context.update(unsubscribe_url=unsubscribe_link, preferences_url="")
-            self._shared_renders[unsubscribe_link] = render_email("post", context)
+            self._shared_renders[unsubscribe_link] = self._tracked(
+                render_email("post", context)
+            )
         return self._shared_renders[unsubscribe_link]
+
+    def _tracked(self, email: RenderedEmail) -> RenderedEmail:
+        if self._tracker is None:
+            return email
+        return replace(email, html=self._tracker.tracked(email.html))
 
     def test_message(self, *, to: str) -> EmailMultiAlternatives:
         """The email as a reader gets it, marked as a test, for the author's inbox.

@@ -348,6 +348,10 @@ class Mailing(models.Model):
     pause_reason = models.CharField(max_length=200, blank=True)
     # Batch attempts the provider failed in a row; trips the circuit breaker.
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # Opens the provider reported (engagement.py says who is a machine). Counts
+    # only: no reader is recorded.
+    opens_people = models.PositiveIntegerField(default=0)
+    opens_machines = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -483,6 +487,39 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailing} to {self.subscriber}: {self.get_status_display()}"
+
+
+class Link(models.Model):
+    """A link in a mailing, sent through the site's redirect (engagement.py), and
+    how often people and machines followed it. Counts only: no reader is recorded.
+    """
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="links")
+    url = models.CharField(max_length=2000)
+    # The link no person can see (hidden in the HTML, and from screen readers):
+    # whatever follows it is a machine.
+    hidden = models.BooleanField(default=False)
+    people = models.PositiveIntegerField(default=0)
+    machines = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailing", "url", "hidden"], name="link_once_per_mailing"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class PostReport(Post):
+    """A post as the author's desk reports on it (admin/reports.py): what happened
+    to its emails. Its own model so that seeing reports is a permission."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "post report"
 
 
 class DigestSettings(models.Model):

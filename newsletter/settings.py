@@ -229,6 +229,14 @@ ANYMAIL = {
     for name, value in os.environ.items()
     if name.startswith("ANYMAIL_")
 }
+# Open tracking (the provider's pixel) is off unless asked for: it reports on each
+# reader, and Apple's proxy opens everything anyway. Clicks are counted by the
+# site's own redirect (newsletter/engagement.py), never by the provider's.
+NEWSLETTER_TRACK_OPENS = envbool("NEWSLETTER_TRACK_OPENS", "0")
+ANYMAIL["SEND_DEFAULTS"] = {
+    "track_opens": NEWSLETTER_TRACK_OPENS,
+    "track_clicks": False,
+}
 # Without a secret the tracking webhook is off (newsletter/webhooks.py): in
 # production that would quietly keep mailing addresses that bounce or complain.
 if (

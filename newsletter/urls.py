@@ -38,6 +38,7 @@ newsletter_patterns = [
         preference_views.delete,
         name="preferences_delete",
     ),
+    path("r/<str:token>/", views.click, name="click"),
     path("outbox/", views.outbox_list, name="outbox"),
     path("outbox/<str:name>/", views.outbox_message, name="outbox_message"),
     path("healthz", views.healthz, name="healthz"),

@@ -1,8 +1,15 @@
 from csp.decorators import csp_update
 from django.conf import settings
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -10,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 from posts import throttle
 from posts.clients import client_address, client_key
 
-from . import outbox, subscriptions, tasks
+from . import engagement, outbox, subscriptions, tasks
 from .celery import app as celery_app
 from .forms import SubscribeForm
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
@@ -166,3 +173,22 @@ def healthz(request: HttpRequest) -> HttpResponse:
         checks["broker"] = f"error: {type(exc).__name__}"
     healthy = all(value == "ok" for value in checks.values())
     return JsonResponse(checks, status=200 if healthy else 503)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD"])
+def click(request: HttpRequest, token: str) -> HttpResponse:
+    """/r/<token>/: an email's link, counted (engagement.py), then followed."""
+    link = engagement.link_for_token(token)
+    if link is None:
+        raise Http404("This link is not valid.")
+    engagement.click_record(
+        link=link,
+        head=request.method == "HEAD",
+        user_agent=request.headers.get("User-Agent", ""),
+        client=client_address(request),
+        now=timezone.now(),
+    )
+    response = HttpResponseRedirect(link.url)
+    response["X-Robots-Tag"] = "noindex"
+    return response

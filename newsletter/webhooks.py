@@ -30,7 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from posts.validators import normalise_email
 
-from . import subscriptions
+from . import engagement, subscriptions
 from .models import Delivery, Event, Subscriber, Suppression
 
 
@@ -218,8 +218,23 @@ def record_tracking_event(
             Delivery.objects.filter(about).filter(
                 Q(last_event_at__isnull=True) | Q(last_event_at__lte=timestamp)
             ).update(last_event=event.event_type, last_event_at=timestamp)
+            if event.event_type == EventType.OPENED:
+                _count_open(event, about)
         if recipient:
             _apply_to_address(event, recipient)
+
+
+def _count_open(event: AnymailTrackingEvent, about: Q) -> None:
+    """Count an open on its mailing. Clicks are counted by the site's own redirect
+    (engagement.py), never from the provider's click events: they would count
+    twice, and the provider cannot tell a scanner from a person."""
+    mailing_id = (
+        Delivery.objects.filter(about).values_list("mailing_id", flat=True).first()
+    )
+    if mailing_id is not None:
+        engagement.open_record(
+            mailing_id=mailing_id, machine=engagement.open_by_machine(event)
+        )
 
 
 def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:

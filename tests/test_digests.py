@@ -229,7 +229,8 @@ def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
     )
     assert unsubscribe_url in digest.body
     assert "http://127.0.0.1:8000/preferences/" in digest.body
-    assert "http://127.0.0.1:8000/posts/" in digest.alternatives[0].content
+    assert "http://127.0.0.1:8000/r/" in digest.alternatives[0].content
+    assert unsubscribe_url in digest.alternatives[0].content
     assert Delivery.objects.get().status == Delivery.Status.SENT
 
 

@@ -4,16 +4,17 @@ readers: subscribers, their topics and consent, imports, suppressions, tracking 
 mailings: posts' announcements and digest rounds, their batches, the ledger,
     and when digests go.
 post_email: the post editor's email preview and test send.
+reports: each announced post's report, people and machines apart.
 logins: django-axes' login attempts, their clean-up action declaring its permission.
 """
 
 from django.contrib import admin
 
-from . import logins, mailings, post_email, readers
+from . import logins, mailings, post_email, readers, reports
 
 # The publication's desk, not "Django administration": one place for its name.
 admin.site.site_header = "On Probation — the desk"
 admin.site.site_title = "On Probation desk"
 admin.site.index_title = "The desk"
 
-__all__ = ["logins", "mailings", "post_email", "readers"]
+__all__ = ["logins", "mailings", "post_email", "readers", "reports"]

@@ -322,7 +322,7 @@ def _rendered(mailing: Mailing) -> PostEmail:
     global _last_rendered
     key = (mailing.pk, mailing.created_at)  # ids alone may be reused (tests, restores)
     if _last_rendered is None or _last_rendered[0] != key:
-        _last_rendered = (key, PostEmail(mailing.post))
+        _last_rendered = (key, PostEmail(mailing.post, mailing_id=mailing.pk))
     return _last_rendered[1]
 
 

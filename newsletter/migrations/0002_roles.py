@@ -52,6 +52,7 @@ EDITOR = [
     "newsletter.view_mailing",
     "newsletter.change_mailing",
     "newsletter.view_digestsettings",
+    "newsletter.view_postreport",
 ]
 
 ROLES = {"Contributor": CONTRIBUTOR, "Editor": EDITOR}

@@ -1,0 +1,83 @@
+import csv
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from ..engagement import REPORT_FIGURES, post_report, post_report_rows
+from ..models import PostReport
+
+
+@admin.register(PostReport)
+class PostReportAdmin(admin.ModelAdmin):
+    """Each announced post's report: recipients, bounces, complaints, and opens
+    and clicks by people and machines (engagement.post_report). Read only."""
+
+    list_display = ["title", "announced_at", "report"]
+    search_fields = ["title", "slug"]
+    ordering = ["-announced_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(announced_at__isnull=False)
+
+    @admin.display(description="Report")
+    def report(self, post: PostReport) -> str:
+        return format_html(
+            '<a href="{}">Report</a> · <a href="{}">CSV</a>',
+            reverse("admin:newsletter_postreport_change", args=[post.pk]),
+            reverse("admin:newsletter_postreport_csv", args=[post.pk]),
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/csv/",
+                self.admin_site.admin_view(self.csv_view),
+                name="newsletter_postreport_csv",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _report(self, request: HttpRequest, object_id: str) -> dict:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        post = self.get_object(request, object_id)
+        if post is None:
+            raise Http404("No such post.")
+        return post_report(post)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        report = self._report(request, object_id)
+        return TemplateResponse(
+            request,
+            "admin/newsletter/report.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Report: {report['title']}",
+                "report": report,
+                "figures": [(label, report[key]) for key, label in REPORT_FIGURES],
+                "csv_url": reverse("admin:newsletter_postreport_csv", args=[object_id]),
+            },
+        )
+
+    def csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        report = self._report(request, object_id)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="report-{report["post"]}.csv"'
+        )
+        csv.writer(response).writerows(post_report_rows(report))
+        return response
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,41 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from newsletter.engagement import REPORT_FIGURES, post_report
+from posts.models import Post
+
+
+class Command(BaseCommand):
+    help = (
+        "What happened to a post's emails: recipients, deliveries, bounces, "
+        "complaints, unsubscribes, and opens and clicks by people and by machines."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("--json", action="store_true", help="Print JSON.")
+
+    def handle(self, *args, slug: str, **options) -> None:
+        post = Post.objects.filter(slug=slug).first()
+        if post is None:
+            raise CommandError(f"No post with the slug {slug!r}.")
+        report = post_report(post)
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False))
+            return
+        self.stdout.write(report["title"])
+        for key, label in REPORT_FIGURES:
+            self.stdout.write(f"{label:<28} {report[key]:>8}")
+        for key in ("opens", "clicks"):
+            counts = report[key]
+            self.stdout.write(
+                f"{key.capitalize():<28} people {counts['people']}, "
+                f"machines {counts['machines']}"
+            )
+        for link in report["links"]:
+            hidden = " (hidden link)" if link["hidden"] else ""
+            self.stdout.write(
+                f"  {link['people']:>6} people {link['machines']:>6} machines  "
+                f"{link['url']}{hidden}"
+            )

@@ -1,0 +1,370 @@
+"""Clicks through the site's own redirect, counted as people or machines, per link
+and never per reader (newsletter/engagement.py)."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail, signing
+from django.utils import timezone
+
+from newsletter import engagement
+from newsletter.models import Delivery, Link, Mailing
+
+from . import test_webhooks as webhooks_test
+from .factories import PostFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+REPORT = "https://www.justiceinspectorates.gov.uk/hmiprobation/suffolk/"
+DATA = "https://data.justice.gov.uk/probation?area=suffolk&year=2026"
+BROWSER = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0"
+)
+
+
+@pytest.fixture
+def email(publish, celery_eager):
+    """The post's email as a reader got it."""
+    SubscriberFactory(email="reader@example.org")
+    post = PostFactory(
+        slug="suffolk",
+        body=f"Read [the official report]({REPORT}) and [the figures]({DATA}).",
+    )
+    publish(post)
+    [message] = mail.outbox
+    return message
+
+
+@pytest.fixture
+def clock(email, monkeypatch):
+    """The time, in seconds after the email went out."""
+    sent = Mailing.objects.get().created_at
+
+    def set_to(seconds: float) -> None:
+        moment = sent + timedelta(seconds=seconds)
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+
+    set_to(0)
+    return set_to
+
+
+def redirects(message) -> dict[str, str]:
+    """The email's redirect paths, by the address each leads to ("hidden" for
+    the link no person sees)."""
+    html = message.alternatives[0].content
+    found = {}
+    for path in re.findall(r'href="http://127\.0\.0\.1:8000(/r/[^"/]+/)"', html):
+        link = engagement.link_for_token(path.split("/")[2])
+        found["hidden" if link.hidden else link.url] = path
+    return found
+
+
+def counts() -> dict[str, tuple[int, int]]:
+    """(people, machines) by link address, the hidden link as "hidden"."""
+    return {
+        "hidden" if link.hidden else link.url: (link.people, link.machines)
+        for link in Link.objects.all()
+    }
+
+
+def click(client, path, *, agent=BROWSER, address="192.0.2.10", method="get"):
+    return getattr(client, method)(path, HTTP_USER_AGENT=agent, REMOTE_ADDR=address)
+
+
+def test_the_emails_links_go_through_the_redirect_and_one_is_hidden(email):
+    html = email.alternatives[0].content
+    links = redirects(email)
+    assert {REPORT, DATA, "http://127.0.0.1:8000/posts/suffolk/", "hidden"} <= set(
+        links
+    )
+    assert REPORT not in html
+    hidden = re.search(r"<a [^>]*{}[^>]*>".format(re.escape(links["hidden"])), html)
+    assert 'aria-hidden="true"' in hidden.group(0)
+    assert "display:none" in hidden.group(0)
+    # The reader's own links are not counted: they name the reader.
+    assert "http://127.0.0.1:8000/unsubscribe/" in html
+    # The text part keeps the addresses themselves.
+    assert REPORT in email.body
+
+
+def test_a_person_following_a_link_is_redirected_and_counted_as_a_person(
+    client, email, clock
+):
+    clock(3600)
+    response = click(client, redirects(email)[REPORT])
+    assert response.status_code == 302
+    assert response["Location"] == REPORT
+    assert counts()[REPORT] == (1, 0)
+    assert counts()[DATA] == (0, 0)
+
+
+def test_an_address_with_a_query_string_is_followed_whole(client, email, clock):
+    clock(3600)
+    assert click(client, redirects(email)[DATA])["Location"] == DATA
+
+
+def test_the_redirect_keeps_no_record_of_who_clicked(client, email, clock):
+    clock(3600)
+    click(client, redirects(email)[REPORT])
+    delivery = Delivery.objects.get()
+    assert (delivery.last_event, delivery.last_event_at) == ("", None)
+    assert counts()[REPORT] == (1, 0)
+
+
+def test_a_head_request_is_a_machine_and_still_redirected(client, email, clock):
+    clock(3600)
+    response = click(client, redirects(email)[REPORT], method="head")
+    assert response.status_code == 302
+    assert counts()[REPORT] == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/534+ (KHTML, like Gecko) "
+        "BingPreview/1.0b",
+        "Barracuda Sentinel (EE)",
+        "Mimecast URL Protect",
+        "Proofpoint URL Defense",
+        "Google-Safety",
+        "curl/8.5.0",
+        "python-requests/2.32.3",
+        "",
+    ],
+    ids=[
+        "Microsoft ATP",
+        "Barracuda",
+        "Mimecast",
+        "Proofpoint",
+        "Google",
+        "curl",
+        "requests",
+        "none",
+    ],
+)
+def test_a_known_link_scanner_is_a_machine(client, email, clock, agent):
+    clock(3600)
+    assert click(client, redirects(email)[REPORT], agent=agent).status_code == 302
+    assert counts()[REPORT] == (0, 1)
+
+
+def test_a_click_within_seconds_of_the_email_going_out_is_a_machine(
+    client, email, clock
+):
+    clock(4)
+    click(client, redirects(email)[REPORT])
+    assert counts()[REPORT] == (0, 1)
+
+
+def test_one_message_following_every_link_at_once_is_a_machine_for_all_of_them(
+    client, email, clock
+):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    assert counts()[REPORT] == (1, 0)  # alone, it looks like a person
+    clock(3600.8)
+    click(client, links[DATA])
+    assert counts()[REPORT] == (0, 1)
+    assert counts()[DATA] == (0, 1)
+
+
+def test_two_readers_clicking_at_once_from_their_own_addresses_are_people(
+    client, email, clock
+):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT], address="192.0.2.10")
+    clock(3600.5)
+    click(client, links[DATA], address="198.51.100.7")
+    assert counts()[REPORT] == (1, 0)
+    assert counts()[DATA] == (1, 0)
+
+
+def test_a_reader_following_a_second_link_later_is_a_person_twice(client, email, clock):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    clock(3660)
+    click(client, links[DATA])
+    clock(3700)
+    click(client, links[REPORT])
+    assert counts()[REPORT] == (2, 0)
+    assert counts()[DATA] == (1, 0)
+
+
+def test_the_hidden_link_is_a_machine_and_so_are_the_messages_clicks_around_it(
+    client, email, clock
+):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    clock(3603)  # outside the burst, inside the hidden link's reach
+    response = click(client, links["hidden"])
+    assert response.status_code == 302
+    assert response["Location"] == "http://127.0.0.1:8000/"
+    clock(3606)
+    click(client, links[DATA])
+    assert counts()[REPORT] == (0, 1)
+    assert counts()[DATA] == (0, 1)
+    assert counts()["hidden"] == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "nonsense",
+        signing.Signer(salt="newsletter.engagement.click").sign("zzzz"),
+        signing.Signer(salt="another.purpose").sign("1"),
+        "1:tampered",
+    ],
+    ids=["garbage", "unknown link", "another salt", "forged"],
+)
+def test_a_forged_or_unknown_link_is_a_404(client, email, token):
+    response = client.get(f"/r/{token}/")
+    assert response.status_code == 404
+    assert all(count == (0, 0) for count in counts().values())
+
+
+def test_only_web_addresses_are_followed(client, email):
+    mailing = Mailing.objects.get()
+    link = Link.objects.create(mailing=mailing, url="javascript:alert(1)")
+    assert client.get(f"/r/{engagement.click_token(link.pk)}/").status_code == 404
+
+
+def test_a_post_to_the_redirect_is_refused_and_counted_nowhere(client, email, clock):
+    clock(3600)
+    assert client.post(redirects(email)[REPORT]).status_code == 405
+    assert counts()[REPORT] == (0, 0)
+
+
+# Opens, from the provider's tracking events ------------------------------------
+
+IPHONE_MAIL = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Mobile/15E148"
+)
+OUTLOOK = (
+    "Mozilla/4.0 (compatible; ms-office; MSOffice 16) Microsoft Outlook 16.0.17928"
+)
+
+
+def postmark_open_by(agent: str, *, client="Unknown", platform="Unknown") -> dict:
+    return {
+        **webhooks_test.postmark_open(),
+        "UserAgent": agent,
+        "Client": {"Name": client, "Family": client, "Company": "Unknown"},
+        "Platform": platform,
+    }
+
+
+def mailgun_open_by(agent: str, *, bot: str, token: str) -> dict:
+    return webhooks_test.mailgun_event(
+        "opened",
+        token,
+        ip="17.58.101.12",
+        **{
+            "client-info": {
+                "client-type": "browser" if not bot else "unknown",
+                "client-os": "iOS",
+                "device-type": "mobile",
+                "client-name": "Mobile Safari",
+                "user-agent": agent,
+                "bot": bot,
+            },
+            "geolocation": {"country": "GB", "region": "Unknown", "city": "Unknown"},
+        },
+    )
+
+
+@pytest.fixture
+def provider(settings):
+    settings.EMAIL_BACKEND = webhooks_test.POSTMARK_BACKEND
+    settings.ANYMAIL = {
+        "WEBHOOK_SECRET": webhooks_test.SECRET,
+        "MAILGUN_WEBHOOK_SIGNING_KEY": webhooks_test.MAILGUN_KEY,
+    }
+
+
+def opens(mailing_id: int) -> tuple[int, int]:
+    mailing = Mailing.objects.get(pk=mailing_id)
+    return mailing.opens_people, mailing.opens_machines
+
+
+@pytest.mark.usefixtures("provider")
+def test_postmark_opens_count_people_and_apples_proxy_apart(client):
+    reader = SubscriberFactory(email="reader@example.org")
+    mailing_id = webhooks_test.delivery_to(reader, webhooks_test.POSTMARK_ID).mailing_id
+    for payload in (
+        postmark_open_by("Mozilla/5.0"),  # Apple's Mail Privacy Protection proxy
+        postmark_open_by(IPHONE_MAIL, client="Apple Mail", platform="Mobile"),
+        postmark_open_by(OUTLOOK, client="Outlook 2016", platform="Desktop"),
+        postmark_open_by(""),
+        postmark_open_by("Mozilla/5.0 (compatible; YahooMailProxy)"),
+    ):
+        assert webhooks_test.post_postmark(client, payload).status_code == 200
+    redelivered = postmark_open_by(OUTLOOK, client="Outlook 2016", platform="Desktop")
+    webhooks_test.post_postmark(client, redelivered)
+    assert opens(mailing_id) == (2, 3)
+
+
+@pytest.mark.usefixtures("provider")
+def test_mailgun_opens_its_bots_marked_are_machines(client):
+    reader = SubscriberFactory(email="reader@example.org")
+    mailing_id = webhooks_test.delivery_to(
+        reader, f"<{webhooks_test.MAILGUN_ID}>"
+    ).mailing_id
+    for token, agent, bot in (
+        ("a" * 50, "Mozilla/5.0", "apple"),
+        ("b" * 50, "Mozilla/5.0 (via ggpht.com GoogleImageProxy)", "gmail"),
+        ("c" * 50, IPHONE_MAIL, ""),
+    ):
+        payload = mailgun_open_by(agent, bot=bot, token=token)
+        payload["event-data"]["id"] = token
+        assert webhooks_test.post_mailgun(client, payload).status_code == 200
+    assert opens(mailing_id) == (1, 2)
+
+
+@pytest.mark.usefixtures("provider")
+def test_the_providers_clicks_are_not_counted_the_redirect_counts_them(client):
+    reader = SubscriberFactory(email="reader@example.org")
+    mailing_id = webhooks_test.delivery_to(reader, webhooks_test.POSTMARK_ID).mailing_id
+    webhooks_test.post_postmark(client, webhooks_test.postmark_click())
+    assert opens(mailing_id) == (0, 0)
+    assert not Link.objects.exists()
+
+
+@pytest.mark.usefixtures("provider")
+def test_an_open_of_a_message_we_cannot_place_counts_nowhere(client):
+    SubscriberFactory(email="reader@example.org")
+    assert webhooks_test.post_postmark(client, postmark_open_by(IPHONE_MAIL))
+    assert not Mailing.objects.filter(opens_people__gt=0).exists()
+
+
+def test_a_link_too_long_to_count_is_left_as_it_is_and_the_email_goes(
+    publish, celery_eager
+):
+    SubscriberFactory()
+    long_url = "https://example.org/" + "x" * 2100
+    publish(PostFactory(body=f"[A very long link]({long_url})"))
+    [message] = mail.outbox
+    assert long_url in message.alternatives[0].content
+    assert Delivery.objects.get().status == Delivery.Status.SENT
+    assert not Link.objects.filter(url=long_url).exists()
+
+
+def test_a_click_is_followed_even_when_the_cache_is_unreachable(
+    client, email, clock, settings
+):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # the discard port: nothing listens
+        }
+    }
+    clock(3600)
+    response = click(client, redirects(email)[REPORT])
+    assert response.status_code == 302
+    assert counts()[REPORT] == (1, 0)
