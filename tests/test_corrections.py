@@ -1,0 +1,295 @@
+"""A correction to a post reaches exactly the readers the ledger says were sent the
+post (as published, or in a digest that carried it), less those who left since,
+once each, as a mailing of the one delivery engine; and the author sees who it
+will reach, previews it and confirms it in the admin."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from newsletter import delivery
+from newsletter.digest_tasks import start_due_digests
+from newsletter.models import (
+    Delivery,
+    DigestSettings,
+    Mailing,
+    SubscriberTopic,
+    Suppression,
+)
+from newsletter.subscriptions import (
+    address_suppress,
+    subscriber_delete,
+    subscriber_pause,
+    subscriber_unsubscribe,
+)
+from newsletter.tasks import plan_mailing, send_batch
+from posts.models import PostUpdate
+from posts.services import post_publish
+
+from .factories import AreaFactory, InspectionFactory, PostFactory, SubscriberFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+LONDON = ZoneInfo("Europe/London")
+WRONG = "Inspectors rated the service Inadequate."
+RIGHT = "Inspectors rated the service Requires improvement."
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The time of day, as in tests/test_digests.py: Monday 23 November 2026;
+    digests go out at 07:00, weekly on Mondays."""
+
+    def set_to(day: int, hour: int, minute: int = 0) -> None:
+        moment = datetime(2026, 11, day, hour, minute, tzinfo=LONDON)
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+
+    set_to(23, 6)
+    DigestSettings.objects.create(hour=7, weekday=DigestSettings.Weekday.MONDAY)
+    return set_to
+
+
+def reader(email: str, frequency: str = "instant", area: str = ""):
+    # The factory's default confirmed_at reads the real clock, not the fixture's.
+    subscriber = SubscriberFactory(email=email, confirmed_at=timezone.now())
+    kind = "area" if area else "everything"
+    SubscriberTopic.objects.create(
+        subscriber=subscriber, kind=kind, value=area, frequency=frequency
+    )
+    return subscriber
+
+
+def publish(on_commit, title: str, area=None):
+    post = PostFactory(title=title)
+    if area is not None:
+        InspectionFactory(post=post, area=area)
+    on_commit(post_publish, post=post)
+    return post
+
+
+def correction(post, **fields) -> PostUpdate:
+    fields = {
+        "kind": PostUpdate.Kind.CORRECTION,
+        "wrong": WRONG,
+        "right": RIGHT,
+        **fields,
+    }
+    return PostUpdate.objects.create(post=post, **fields)
+
+
+def corrections_sent() -> dict[str, int]:
+    """Each address the correction went to, and how many copies."""
+    copies: dict[str, int] = {}
+    for message in mail.outbox:
+        if message.subject.startswith(("Correction: ", "Update: ")):
+            for address in message.to:
+                copies[address] = copies.get(address, 0) + 1
+    return copies
+
+
+def test_a_correction_reaches_exactly_the_readers_sent_the_post_once_each(
+    clock, on_commit
+):
+    suffolk = AreaFactory(slug="suffolk")
+    reader("instant@example.org")
+    reader("daily@example.org", "daily")
+    reader("weekly@example.org", "weekly")
+    left = reader("left@example.org")
+    paused = reader("paused@example.org")
+    suppressed = reader("suppressed@example.org")
+    erased = reader("erased@example.org")
+    uncertain = reader("uncertain@example.org")
+    reader("elsewhere@example.org", area="kent")  # follows another area only
+    clock(23, 6, 30)
+    post = publish(on_commit, "Suffolk: caseloads too high", area=suffolk)
+    clock(23, 7, 5)  # a Monday: the daily and the weekly digest carry it
+    on_commit(start_due_digests.delay)
+    reader("latecomer@example.org")  # subscribed after the post went out
+    subscriber_unsubscribe(subscriber=left)
+    subscriber_pause(subscriber=paused)
+    address_suppress(email=suppressed.email, reason=Suppression.Reason.MANUAL)
+    subscriber_delete(subscriber=erased)
+    # The provider's answer for this reader was lost (a dropped connection).
+    Delivery.objects.filter(subscriber=uncertain).update(
+        status=Delivery.Status.UNCERTAIN
+    )
+    mail.outbox.clear()
+    clock(23, 9)
+
+    update = correction(post)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=update,
+        include_uncertain=False,
+    )
+
+    assert corrections_sent() == {
+        "instant@example.org": 1,
+        "daily@example.org": 1,
+        "weekly@example.org": 1,
+    }
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    assert mailing.status == Mailing.Status.DONE
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 3
+
+
+def test_the_author_may_include_readers_whose_delivery_is_uncertain(clock, on_commit):
+    reader("sent@example.org")
+    uncertain = reader("uncertain@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "A post")
+    Delivery.objects.filter(subscriber=uncertain).update(
+        status=Delivery.Status.UNCERTAIN
+    )
+    mail.outbox.clear()
+    clock(23, 9)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=True,
+    )
+    assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}
+
+
+def test_clicking_twice_and_retried_tasks_send_each_reader_one_copy(clock, on_commit):
+    reader("one@example.org")
+    reader("two@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "A post")
+    mail.outbox.clear()
+    clock(23, 9)
+    update = correction(post)
+    for include_uncertain in (False, True):  # the author clicks twice
+        on_commit(
+            delivery.mailing_create_for_correction,
+            post_update=update,
+            include_uncertain=include_uncertain,
+        )
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    assert not mailing.include_uncertain  # the first click's choice stands
+    # The broker delivers every doorbell again.
+    on_commit(plan_mailing.delay, mailing.pk)
+    for batch_id in mailing.batches.values_list("pk", flat=True):
+        on_commit(send_batch.delay, batch_id)
+    assert corrections_sent() == {"one@example.org": 1, "two@example.org": 1}
+
+
+def test_a_second_correction_is_its_own_mailing_to_the_same_readers(clock, on_commit):
+    reader("one@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "A post")
+    mail.outbox.clear()
+    clock(23, 9)
+    for update in (correction(post), correction(post, kind="update", note="More.")):
+        on_commit(
+            delivery.mailing_create_for_correction,
+            post_update=update,
+            include_uncertain=False,
+        )
+    assert Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).count() == 2
+    assert sorted(m.subject for m in mail.outbox) == [
+        "Correction: A post",
+        "Update: A post",
+    ]
+
+
+def test_a_reader_whose_digest_has_not_gone_gets_the_corrected_post_in_it(
+    clock, on_commit
+):
+    reader("instant@example.org")
+    reader("weekly@example.org", "weekly")
+    clock(24, 9)  # a Tuesday: the weekly digest goes next Monday
+    post = publish(on_commit, "A post")
+    mail.outbox.clear()
+    clock(24, 10)
+    post.refresh_from_db()
+    post.body = RIGHT
+    post.save()
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    assert corrections_sent() == {"instant@example.org": 1}
+    clock(30, 7, 5)
+    mail.outbox.clear()
+    on_commit(start_due_digests.delay)
+    [digest] = mail.outbox
+    assert digest.to == ["weekly@example.org"]
+    assert corrections_sent() == {}
+
+
+def test_a_correction_mid_send_goes_only_to_readers_sent_the_earlier_text(
+    settings, on_commit
+):
+    """Batches still to go carry the corrected post; only the readers of the
+    batches already sent get the correction."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    readers = [reader(f"reader{i}@example.org") for i in range(3)]
+    post = PostFactory(title="A post", body=WRONG)
+    post_publish(post=post)  # its doorbells are not rung: batches go one by one
+    announcement = delivery.mailing_create_for_post(post=post)
+    while delivery.mailing_plan_page(mailing_id=announcement.pk):
+        pass
+    first, *rest = announcement.batches.order_by("number")
+    delivery.batch_send(batch_id=first.pk)
+    [earlier] = mail.outbox
+    assert WRONG in earlier.body
+
+    post.refresh_from_db()
+    post.body = RIGHT
+    post.save()
+    mailing = delivery.mailing_create_for_correction(
+        post_update=correction(post), include_uncertain=False
+    )
+    for batch in rest:  # in the same worker, before the correction is planned
+        delivery.batch_send(batch_id=batch.pk)
+    on_commit(plan_mailing.delay, mailing.pk)
+
+    assert corrections_sent() == {readers[0].email: 1}
+    later = [m for m in mail.outbox if m.subject == "A post"][1:]
+    assert sorted(m.to[0] for m in later) == [readers[1].email, readers[2].email]
+    assert all(RIGHT in m.body and WRONG not in m.body for m in later)
+
+
+def test_the_correction_email_quotes_what_changed_and_links_to_the_post(
+    clock, on_commit
+):
+    reader("one@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "Suffolk: caseloads too high")
+    mail.outbox.clear()
+    clock(23, 9)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post, note="We misread the report's summary."),
+        include_uncertain=False,
+    )
+    [message] = mail.outbox
+    assert message.subject == "Correction: Suffolk: caseloads too high"
+    html = message.alternatives[0].content
+    post_url = f"http://127.0.0.1:8000{post.get_absolute_url()}"
+    # The correction first (after the heading, which names the post), then the link.
+    for part in (message.body, html[html.index("</h1>") :]):
+        assert part.index(WRONG) < part.index(RIGHT) < part.index(post_url)
+        assert "We misread the report's summary." in part
+        assert "http://127.0.0.1:8000/unsubscribe/" in part
+    assert "<blockquote" in html
+    assert message.extra_headers["List-Unsubscribe"].startswith(
+        "<http://127.0.0.1:8000/unsubscribe/"
+    )
+    assert message.extra_headers["List-Unsubscribe-Post"] == (
+        "List-Unsubscribe=One-Click"
+    )
+
+
+def test_only_a_published_posts_readers_can_get_a_correction():
+    draft = PostFactory()
+    with pytest.raises(ValueError):
+        delivery.mailing_create_for_correction(
+            post_update=correction(draft), include_uncertain=False
+        )
+    assert not Mailing.objects.exists()
