@@ -7,7 +7,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core import mail
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from newsletter import delivery
@@ -29,7 +32,14 @@ from newsletter.tasks import plan_mailing, send_batch
 from posts.models import PostUpdate
 from posts.services import post_publish
 
-from .factories import AreaFactory, InspectionFactory, PostFactory, SubscriberFactory
+from .factories import (
+    AreaFactory,
+    InspectionFactory,
+    PostFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+    UserFactory,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -293,3 +303,135 @@ def test_only_a_published_posts_readers_can_get_a_correction():
             post_update=correction(draft), include_uncertain=False
         )
     assert not Mailing.objects.exists()
+
+
+@pytest.fixture
+def author():
+    client = Client()
+    client.force_login(UserFactory(email="author@example.org"))
+    return client
+
+
+@pytest.fixture
+def sent_post(on_commit):
+    """A post sent to four readers: one still reading, one who left, one who
+    paused, one whose delivery is uncertain."""
+    reader("reading@example.org")
+    left, paused, uncertain = (
+        reader(f"{name}@example.org") for name in ("left", "paused", "uncertain")
+    )
+    post = publish(on_commit, "Suffolk: caseloads too high")
+    subscriber_unsubscribe(subscriber=left)
+    subscriber_pause(subscriber=paused)
+    Delivery.objects.filter(subscriber=uncertain).update(
+        status=Delivery.Status.UNCERTAIN
+    )
+    mail.outbox.clear()
+    return post
+
+
+def confirm_url(update: PostUpdate) -> str:
+    return reverse("admin:posts_post_correction", args=[update.post_id, update.pk])
+
+
+def test_the_post_page_offers_to_email_a_saved_correction(author, sent_post):
+    update = correction(sent_post)
+    response = author.get(reverse("admin:posts_post_change", args=[sent_post.pk]))
+    assert confirm_url(update) in response.content.decode()
+
+
+def test_the_author_sees_who_it_reaches_and_a_preview_before_anything_is_sent(
+    author, sent_post
+):
+    response = author.get(confirm_url(correction(sent_post)))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "<strong>1</strong> reader who received the post" in page
+    assert "1 reader received the post but will not get it: unsubscribed since" in page
+    assert "1 reader received the post but will not get it: paused their emails" in page
+    assert "1 reader may or may not have received the post" in page
+    assert "Correction: Suffolk: caseloads too high" in page
+    assert 'width="700"' in page and 'width="375"' in page
+    assert "Inspectors rated the service Inadequate." in page
+    assert mail.outbox == []
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+
+
+def test_confirming_twice_emails_each_reader_once(author, sent_post, on_commit):
+    update = correction(sent_post)
+    for _ in range(2):
+        response = on_commit(author.post, confirm_url(update), {})
+        mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+        assert response.status_code == 302
+        assert response.url == reverse(
+            "admin:newsletter_mailing_change", args=[mailing.pk]
+        )
+    assert corrections_sent() == {"reading@example.org": 1}
+    progress = author.get(response.url)
+    assert progress.status_code == 200
+
+
+def test_the_author_chooses_to_include_readers_whose_delivery_is_uncertain(
+    author, sent_post, on_commit
+):
+    on_commit(
+        author.post, confirm_url(correction(sent_post)), {"include_uncertain": "on"}
+    )
+    assert corrections_sent() == {
+        "reading@example.org": 1,
+        "uncertain@example.org": 1,
+    }
+
+
+def test_a_test_send_goes_to_the_author_alone(author, sent_post, on_commit):
+    update = correction(sent_post)
+    test_url = reverse(
+        "admin:posts_post_correction_test", args=[sent_post.pk, update.pk]
+    )
+    response = on_commit(author.post, test_url)
+    assert response.status_code == 302
+    [test] = mail.outbox
+    assert test.to == ["author@example.org"]
+    assert test.subject == "[TEST] Correction: Suffolk: caseloads too high"
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+
+
+def test_an_editor_without_the_mailing_permission_may_preview_but_not_send(
+    sent_post, on_commit
+):
+    editor = UserFactory(username="editor", is_superuser=False)
+    editor.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_post", "change_post"])
+    )
+    client = Client()
+    client.force_login(editor)
+    update = correction(sent_post)
+    assert client.get(confirm_url(update)).status_code == 200
+    assert on_commit(client.post, confirm_url(update), {}).status_code == 403
+    assert mail.outbox == []
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+
+
+def test_a_correction_of_another_post_or_a_draft_sends_nothing(author, on_commit):
+    draft = PostFactory()
+    published = PublishedPostFactory()
+    update = correction(draft)
+    elsewhere = reverse("admin:posts_post_correction", args=[published.pk, update.pk])
+    assert author.get(elsewhere).status_code == 404
+    assert on_commit(author.post, elsewhere, {}).status_code == 404
+    missing = reverse("admin:posts_post_correction", args=[draft.pk, 999999])
+    assert author.get(missing).status_code == 404
+    page = author.get(confirm_url(update)).content.decode()
+    assert "This post is not published" in page
+    response = on_commit(author.post, confirm_url(update), {}, follow=True)
+    assert "Only the readers of a published post" in response.content.decode()
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+    assert mail.outbox == []
+
+
+def test_the_post_page_shows_the_dated_correction_the_email_links_to(client):
+    post = PublishedPostFactory()
+    correction(post, made_on="2026-11-24")
+    page = client.get(post.get_absolute_url()).content.decode()
+    assert 'Correction, <time datetime="2026-11-24">24 November 2026</time>' in page
+    assert f"we said <q>{WRONG}</q>; it should say <q>{RIGHT}</q>" in page
