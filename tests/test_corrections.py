@@ -39,6 +39,7 @@ from .factories import (
     PublishedPostFactory,
     SubscriberFactory,
     UserFactory,
+    admin_post_form,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -435,3 +436,58 @@ def test_the_post_page_shows_the_dated_correction_the_email_links_to(client):
     page = client.get(post.get_absolute_url()).content.decode()
     assert 'Correction, <time datetime="2026-11-24">24 November 2026</time>' in page
     assert f"we said <q>{WRONG}</q>; it should say <q>{RIGHT}</q>" in page
+
+
+def correction_form(post, **update) -> dict:
+    """The post's admin form, published, with one row of updates and corrections."""
+    when = timezone.localtime(post.published_at)
+    return admin_post_form(
+        title=post.title,
+        slug=post.slug,
+        body=post.body,
+        status="published",
+        published_at_0=f"{when:%Y-%m-%d}",
+        published_at_1=f"{when:%H:%M:%S}",
+        **{
+            "updates-TOTAL_FORMS": "1",
+            "updates-0-post": str(post.pk),
+            "updates-0-kind": "correction",
+            "updates-0-made_on": "2026-11-24",
+            **{f"updates-0-{field}": value for field, value in update.items()},
+        },
+    )
+
+
+def test_the_author_adds_a_correction_on_the_post_then_emails_it(
+    author, sent_post, on_commit
+):
+    change_url = reverse("admin:posts_post_change", args=[sent_post.pk])
+    empty = author.post(change_url, correction_form(sent_post))
+    assert empty.status_code == 200
+    assert "Say what changed" in empty.content.decode()
+    assert not PostUpdate.objects.exists()
+
+    saved = author.post(
+        change_url, correction_form(sent_post, wrong=WRONG, right=RIGHT)
+    )
+    assert saved.status_code == 302
+    update = PostUpdate.objects.get()
+    assert (update.wrong, update.right) == (WRONG, RIGHT)
+    on_commit(author.post, confirm_url(update), {})
+    assert corrections_sent() == {"reading@example.org": 1}
+
+    # Emailed, it stays: deleting it is refused with a reason, not an error page.
+    refused = author.post(
+        change_url,
+        correction_form(
+            sent_post,
+            id=str(update.pk),
+            wrong=WRONG,
+            right=RIGHT,
+            DELETE="on",
+        )
+        | {"updates-INITIAL_FORMS": "1"},
+    )
+    assert refused.status_code == 200
+    assert "protected" in refused.content.decode()
+    assert PostUpdate.objects.filter(pk=update.pk).exists()

@@ -163,7 +163,7 @@ class BatchAdmin(admin.ModelAdmin):
         "attempts", "touched_at", "last_error",
     ]  # fmt: skip
     list_filter = ["status", "mailing__kind", "mailing"]
-    list_select_related = ["mailing__post"]
+    list_select_related = ["mailing__post", "mailing__post_update"]
     readonly_fields = [
         "mailing", "number", "status", "size", "sent", "failed", "uncertain",
         "attempts", "touched_at", "finished_at", "last_error", "recipients",
@@ -224,7 +224,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_display = ["subscriber", "mailing", "status", "sent_at", "esp_message_id"]
     list_filter = ["status", "mailing__kind", "mailing"]
     search_fields = ["subscriber__email", "esp_message_id"]
-    list_select_related = ["subscriber", "mailing__post"]
+    list_select_related = ["subscriber", "mailing__post", "mailing__post_update"]
     readonly_fields = [
         "mailing",
         "batch",
