@@ -1,3 +1,4 @@
+from csp.decorators import csp_update
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -32,6 +33,11 @@ from ..models import Mailing
 # email would be too long for an inbox, and a correction's email to the readers
 # who received the post.
 admin.site.unregister(Post)
+
+# The previews show an email's HTML in sandboxed srcdoc frames (no script runs
+# there), which inherit the page's policy: emails need inline styles, as in the
+# dev outbox (views.outbox_message).
+email_frames = csp_update({"style-src": ["'unsafe-inline'"]})
 
 
 class PostUpdateInline(posts_admin.PostUpdateInline):
@@ -92,7 +98,7 @@ class PostAdmin(posts_admin.PostAdmin):
         return [
             path(
                 "<path:object_id>/corrections/<int:update_id>/email/",
-                self.admin_site.admin_view(self.correction_view),
+                self.admin_site.admin_view(email_frames(self.correction_view)),
                 name="posts_post_correction",
             ),
             path(
@@ -102,7 +108,7 @@ class PostAdmin(posts_admin.PostAdmin):
             ),
             path(
                 "<path:object_id>/email/",
-                self.admin_site.admin_view(self.email_preview_view),
+                self.admin_site.admin_view(email_frames(self.email_preview_view)),
                 name="posts_post_email_preview",
             ),
             path(
