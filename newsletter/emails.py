@@ -203,6 +203,9 @@ def post_email_context(post: Post, *, full: bool) -> dict:
         "preheader": Truncator(summary).chars(140),
         "body_html": body_html,
         "body_text": html_to_text(body_html) if full else "",
+        # As the post page shows them: a reader sent the post after a correction
+        # gets it with the post, and no correction email.
+        "updates": list(post.updates.all()),
         "unsubscribe_url": _UNSUBSCRIBE_URL,
         "preferences_url": _PREFERENCES_URL,
         **_publication_context(post),
