@@ -21,6 +21,7 @@ import css_inline
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.db.models import prefetch_related_objects
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import strip_tags
@@ -417,6 +418,8 @@ class PostEmail(BulkEmail):
     template = "post"
 
     def __init__(self, post: Post) -> None:
+        # Read once, for every render of this email (full, shortened, shared).
+        prefetch_related_objects([post], "updates")
         self.post = post
         self.full = post.email_format == Post.EmailFormat.FULL
         super().__init__()
