@@ -21,12 +21,13 @@ import css_inline
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.db.models import prefetch_related_objects
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import strip_tags
 from django.utils.text import Truncator
 
-from posts.models import Post
+from posts.models import Post, PostUpdate
 from posts.related import related_posts
 
 from .engagement import LinkTracker
@@ -204,6 +205,9 @@ def post_email_context(post: Post, *, full: bool) -> dict:
         "preheader": Truncator(summary).chars(140),
         "body_html": body_html,
         "body_text": html_to_text(body_html) if full else "",
+        # As the post page shows them: a reader sent the post after a correction
+        # gets it with the post, and no correction email.
+        "updates": list(post.updates.all()),
         "unsubscribe_url": _UNSUBSCRIBE_URL,
         "preferences_url": _PREFERENCES_URL,
         **_publication_context(post),
@@ -258,30 +262,28 @@ def _filled(pieces: list[str], values: dict[str, str]) -> str:
     return "".join([values[p] if i % 2 else p for i, p in enumerate(pieces)])
 
 
-class PostEmail:
-    """A post rendered once, ready to be addressed to each subscriber.
+class BulkEmail:
+    """An email to many readers, rendered once (the `template` over `context()`)
+    and addressed to each by filling in their own links."""
 
-    The author chooses the full post or an excerpt; a full post whose HTML part
-    would be clipped by Gmail goes as an excerpt, and `shortened` says so.
-    """
+    template: str
 
-    def __init__(self, post: Post, *, mailing_id: int | None = None) -> None:
-        self.post = post
+    def __init__(self, *, mailing_id: int | None = None) -> None:
         # A mailing's links go through the counting redirect; a test send's do not.
         self._tracker = LinkTracker(mailing_id) if mailing_id else None
-        self.full = post.email_format == Post.EmailFormat.FULL
-        self.rendered = render_email("post", post_email_context(post, full=self.full))
         self._shared_renders: dict[str, RenderedEmail] = {}
         # reverse() once, not per recipient: it costs more than signing the token.
         self._link_slots = {
             purpose: site_link(view, token=_PATH_SLOT)
             for purpose, view in _PERSONAL_LINKS.items()
         }
-        self.shortened = self.full and html_size(self.rendered) > EMAIL_HTML_MAX_BYTES
-        if self.shortened:
-            self.full = False
-            self.rendered = render_email("post", post_email_context(post, full=False))
-        self.rendered = self._tracked(self.rendered)
+        self._render()
+
+    def context(self) -> dict:
+        raise NotImplementedError
+
+    def _render(self) -> None:
+        self.rendered = self._tracked(render_email(self.template, self.context()))
         # Cut once at the placeholders (the odd pieces): addressing a copy is then
         # one join per body.
         self._pieces = [
@@ -369,13 +371,13 @@ class PostEmail:
         return message
 
     def _shared(self, unsubscribe_link: str) -> RenderedEmail:
-        """The post rendered for everyone alike, for providers that cannot vary
+        """The email rendered for everyone alike, for providers that cannot vary
         bodies per recipient: rendered once per worker and link."""
         if unsubscribe_link not in self._shared_renders:
-            context = post_email_context(self.post, full=self.full)
+            context = self.context()
             context.update(unsubscribe_url=unsubscribe_link, preferences_url="")
             self._shared_renders[unsubscribe_link] = self._tracked(
-                render_email("post", context)
+                render_email(self.template, context)
             )
         return self._shared_renders[unsubscribe_link]
 
@@ -414,6 +416,57 @@ class PostEmail:
         )
 
 
+class PostEmail(BulkEmail):
+    """A post's announcement.
+
+    The author chooses the full post or an excerpt; a full post whose HTML part
+    would be clipped by Gmail goes as an excerpt, and `shortened` says so.
+    """
+
+    template = "post"
+
+    def __init__(self, post: Post, *, mailing_id: int | None = None) -> None:
+        # Read once, for every render of this email (full, shortened, shared).
+        prefetch_related_objects([post], "updates")
+        self.post = post
+        self.full = post.email_format == Post.EmailFormat.FULL
+        super().__init__(mailing_id=mailing_id)
+        self.shortened = self.full and html_size(self.rendered) > EMAIL_HTML_MAX_BYTES
+        if self.shortened:
+            self.full = False
+            self._render()
+
+    def context(self) -> dict:
+        return post_email_context(self.post, full=self.full)
+
+
+class CorrectionEmail(BulkEmail):
+    """A correction or update to a post, for the readers sent its earlier text:
+    what changed first, then a link to the post, which shows it dated."""
+
+    template = "correction"
+
+    def __init__(
+        self, post_update: PostUpdate, *, mailing_id: int | None = None
+    ) -> None:
+        self.post_update = post_update
+        self.post = post_update.post
+        super().__init__(mailing_id=mailing_id)
+
+    def context(self) -> dict:
+        update = self.post_update
+        post_url = settings.SITE_URL + self.post.get_absolute_url()
+        return {
+            "update": update,
+            "post": self.post,
+            "post_url": post_url,
+            "web_url": post_url,
+            "preheader": Truncator(update.right or update.note).chars(140),
+            "unsubscribe_url": _UNSUBSCRIBE_URL,
+            "preferences_url": _PREFERENCES_URL,
+        }
+
+
 def html_size(email: RenderedEmail) -> int:
     return len(email.html.encode())
 
@@ -423,3 +476,10 @@ def post_test_send(*, post_id: int, to: str) -> None:
     post = Post.objects.filter(pk=post_id).first()
     if post is not None:
         PostEmail(post).test_message(to=to).send()
+
+
+def correction_test_send(*, post_update_id: int, to: str) -> None:
+    """Send the author a test of a correction's email through the normal backend."""
+    update = PostUpdate.objects.select_related("post").filter(pk=post_update_id)
+    if (post_update := update.first()) is not None:
+        CorrectionEmail(post_update).test_message(to=to).send()

@@ -5,7 +5,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from posts.models import Post
+from posts.models import Post, PostUpdate
 from posts.validators import normalise_email
 
 
@@ -289,7 +289,8 @@ class Event(models.Model):
 
 
 class Mailing(models.Model):
-    """One email going out to many readers: a post's announcement, a digest round.
+    """One email going out to many readers: a post's announcement, a digest round,
+    a correction.
 
     The kind decides only who is in the audience and how a reader's message is
     rendered; planning, batches, the ledger, retries and settling are the same for
@@ -299,6 +300,7 @@ class Mailing(models.Model):
     class Kind(models.TextChoices):
         POST = "post", "Post"
         DIGEST = "digest", "Digest"
+        CORRECTION = "correction", "Correction"
 
     class Status(models.TextChoices):
         PLANNING = "planning", "Planning"
@@ -307,7 +309,7 @@ class Mailing(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    # The post announced (kind post).
+    # The post announced (kind post), or corrected (kind correction).
     post = models.ForeignKey(
         Post,
         on_delete=models.PROTECT,
@@ -328,6 +330,17 @@ class Mailing(models.Model):
     )
     period = models.DateField(null=True, blank=True)
     slot = models.DateTimeField(null=True, blank=True)
+    # The correction or update emailed (kind correction) to the readers who were
+    # sent the post before it was made, and whether those whose delivery is
+    # uncertain get it too (the author's choice).
+    post_update = models.ForeignKey(
+        PostUpdate,
+        on_delete=models.PROTECT,
+        related_name="mailings",
+        null=True,
+        blank=True,
+    )
+    include_uncertain = models.BooleanField(default=False)
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PLANNING
     )
@@ -366,12 +379,19 @@ class Mailing(models.Model):
                 condition=models.Q(kind="digest"),
                 name="one_digest_per_slot",
             ),
+            models.UniqueConstraint(
+                fields=["post_update"],
+                condition=models.Q(kind="correction"),
+                name="one_email_per_correction",
+            ),
         ]
 
     def __str__(self) -> str:
         if self.kind == self.Kind.DIGEST:
             at = timezone.localtime(self.slot).strftime("%H:%M")
             return f"{self.get_frequency_display()} digest of {self.period}, {at}"
+        if self.kind == self.Kind.CORRECTION:
+            return f"{self.post_update.get_kind_display()} to “{self.post}”"
         return f"Announcement of “{self.post}”"
 
 

@@ -112,3 +112,9 @@ def reap() -> dict[str, int]:
 def send_post_test(post_id: int, to: str) -> None:
     # No retries: the author is watching and can press the button again.
     emails.post_test_send(post_id=post_id, to=to)
+
+
+@shared_task
+def send_correction_test(post_update_id: int, to: str) -> None:
+    # No retries, as for a post's test.
+    emails.correction_test_send(post_update_id=post_update_id, to=to)

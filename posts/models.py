@@ -3,6 +3,7 @@ import math
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -514,13 +515,24 @@ class PostUpdate(models.Model):
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="updates")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.UPDATE)
     made_on = models.DateField("date", default=timezone.localdate)
-    note = models.TextField(help_text="Plain text, shown on the post as written.")
+    # What changed: the statement that was wrong and the right one, quoted, or a
+    # note (or both). Plain text, shown on the post as written.
+    wrong = models.TextField("the post said", blank=True)
+    right = models.TextField("it should say", blank=True)
+    note = models.TextField(blank=True, help_text="Plain text, shown as written.")
 
     class Meta:
         ordering = ["made_on", "id"]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}, {self.made_on:%d %B %Y}"
+
+    def clean(self) -> None:
+        if not self.note.strip() and not (self.wrong.strip() and self.right.strip()):
+            raise ValidationError(
+                "Say what changed: what the post said and what it should say, "
+                "or a note."
+            )
 
 
 class LinkCheck(models.Model):

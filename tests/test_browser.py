@@ -11,7 +11,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
-from newsletter import outbox
+from newsletter import delivery, outbox
 from newsletter.celery import app as celery_app
 from newsletter.emails import preferences_url
 from newsletter.models import Consent, Subscriber
@@ -261,6 +261,56 @@ def test_reader_comments_and_sees_it_once_the_author_approves_it(browser, site):
     reader.reload()
     reader.get_by_text("Our office sees the same.").wait_for()
     assert "1 comment" in reader.get_by_role("heading", level=2).all_inner_texts()
+    assert reader.csp_violations == author.csp_violations == []
+
+
+@pytest.mark.usefixtures("worker")
+def test_author_corrects_a_sent_post_and_its_reader_is_told(browser, site):
+    SubscriberFactory(email="sam@example.org")
+    post = PublishedPostFactory(
+        title="Suffolk: caseloads too high",
+        body="Inspectors rated the service Inadequate.",
+    )
+    delivery.mailing_create_for_post(post=post)
+    wait_for_email("Suffolk: caseloads too high")
+
+    # The author adds a correction on the post's page and saves it.
+    UserFactory(username="author")
+    author = new_page(browser)
+    author.goto(f"{site}/admin/login/")
+    author.get_by_label("Username").fill("author")
+    author.get_by_label("Password").fill("correct horse battery staple")
+    author.get_by_role("button", name="Log in").click()
+    author.goto(f"{site}/admin/posts/post/{post.pk}/change/")
+    author.locator("#id_body").fill(
+        "Inspectors rated the service Requires improvement."
+    )
+    author.get_by_role(
+        "button", name=re.compile("Add another post update", re.I)
+    ).click()
+    author.locator("#id_updates-0-kind").select_option("correction")
+    author.locator("#id_updates-0-wrong").fill("The service was rated Inadequate.")
+    author.locator("#id_updates-0-right").fill(
+        "The service was rated Requires improvement."
+    )
+    author.get_by_role("button", name="Save and continue editing").click()
+    author.get_by_text("was changed successfully").wait_for()
+
+    # ... chooses to email it, sees who it reaches and a preview, and confirms.
+    author.get_by_role("link", name=re.compile("Email it to the readers")).click()
+    author.locator("#reach").get_by_text("1 reader who received the post").wait_for()
+    author.get_by_title("The HTML email at phone width").wait_for()
+    author.get_by_role("button", name="Email the correction to these readers").click()
+    author.get_by_text("is on its way to the readers").wait_for()
+
+    # The reader's correction arrives; its link opens the post, which shows it.
+    wait_for_email("Correction: Suffolk: caseloads too high")
+    reader = new_page(browser)
+    email = open_email(reader, site, "Correction: Suffolk: caseloads too high")
+    email.get_by_text("The service was rated Inadequate.").wait_for()
+    email.get_by_role("link", name="Read the post").click()
+    reader.get_by_text("it should say", exact=False).wait_for()
+    assert reader.url == f"{site}{post.get_absolute_url()}"
     assert reader.csp_violations == author.csp_violations == []
 
 

@@ -13,10 +13,15 @@ import pytest
 from django.core import mail
 
 from newsletter.comment_emails import comment_digest_send
-from newsletter.emails import PostEmail, confirmation_message, welcome_message
+from newsletter.emails import (
+    CorrectionEmail,
+    PostEmail,
+    confirmation_message,
+    welcome_message,
+)
 from newsletter.subscriptions import email_change_send
 from posts.demo_content import POSTS
-from posts.models import Post
+from posts.models import Post, PostUpdate
 
 from .factories import (
     CommentFactory,
@@ -94,6 +99,14 @@ def every_email() -> dict[str, object]:
         "welcome": welcome_message(reader),
         "change of address": change_of_address,
         "comment digest": comment_digest,
+        "correction": CorrectionEmail(
+            PostUpdate.objects.create(
+                post=post,
+                kind=PostUpdate.Kind.CORRECTION,
+                wrong="Inspectors rated the service Inadequate.",
+                right="Inspectors rated the service Requires improvement.",
+            )
+        ).for_subscriber(reader),
     }
 
 

@@ -47,8 +47,9 @@ class MailingAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "status"]
     readonly_fields = [
-        "kind", "post", "frequency", "period", "state", "progress", "planned",
-        "sent", "failed", "uncertain", "rate", "eta", "uncertain_batches",
+        "kind", "post", "post_update", "include_uncertain", "frequency", "period",
+        "state", "progress", "planned", "sent", "failed", "uncertain", "rate",
+        "eta", "uncertain_batches",
         "pause_reason", "resume_at", "consecutive_failures", "batch_count",
         "batch_size", "planned_up_to", "created_at", "planned_at", "finished_at",
     ]  # fmt: skip
@@ -61,7 +62,7 @@ class MailingAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .select_related("post")
+            .select_related("post", "post_update")
             .annotate(
                 planned=Coalesce(Sum("batches__size"), 0),
                 sent=Coalesce(Sum("batches__sent"), 0),
@@ -162,7 +163,7 @@ class BatchAdmin(admin.ModelAdmin):
         "attempts", "touched_at", "last_error",
     ]  # fmt: skip
     list_filter = ["status", "mailing__kind", "mailing"]
-    list_select_related = ["mailing__post"]
+    list_select_related = ["mailing__post", "mailing__post_update"]
     readonly_fields = [
         "mailing", "number", "status", "size", "sent", "failed", "uncertain",
         "attempts", "touched_at", "finished_at", "last_error", "recipients",
@@ -223,7 +224,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_display = ["subscriber", "mailing", "status", "sent_at", "esp_message_id"]
     list_filter = ["status", "mailing__kind", "mailing"]
     search_fields = ["subscriber__email", "esp_message_id"]
-    list_select_related = ["subscriber", "mailing__post"]
+    list_select_related = ["subscriber", "mailing__post", "mailing__post_update"]
     readonly_fields = [
         "mailing",
         "batch",

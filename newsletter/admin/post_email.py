@@ -1,3 +1,4 @@
+from csp.decorators import csp_update
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -8,6 +9,7 @@ from django.http import (
     HttpResponse,
     HttpResponseRedirect,
 )
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -15,23 +17,61 @@ from django.views.decorators.http import require_POST
 
 from posts import admin as posts_admin
 from posts.checks import Level, Problem, images_without_alt
-from posts.models import Post
+from posts.models import Post, PostUpdate
 
-from .. import tasks
-from ..emails import EMAIL_HTML_MAX_BYTES, PostEmail, html_size
+from .. import corrections, delivery, tasks
+from ..emails import (
+    EMAIL_HTML_MAX_BYTES,
+    CorrectionEmail,
+    PostEmail,
+    html_size,
+)
+from ..models import Mailing
 
 # Longer subjects are cut short in most inbox lists (and RFC 5322 asks for lines
 # of at most 78 characters).
 SUBJECT_MAX_CHARACTERS = 78
 
 # posts/ knows nothing of email, so the author's email tools join its post admin
-# here: a preview of the post as its email, a test send, and a warning when the
-# email would be too long for an inbox.
+# here: a preview of the post as its email, a test send, a warning when the
+# email would be too long for an inbox, and a correction's email to the readers
+# who received the post.
 admin.site.unregister(Post)
+
+# The previews show an email's HTML in sandboxed srcdoc frames (no script runs
+# there), which inherit the page's policy: emails need inline styles, as in the
+# dev outbox (views.outbox_message).
+email_frames = csp_update({"style-src": ["'unsafe-inline'"]})
+
+
+class PostUpdateInline(posts_admin.PostUpdateInline):
+    readonly_fields = ["email"]
+
+    @admin.display(description="email")
+    def email(self, update: PostUpdate) -> str:
+        if not update.pk:
+            return "Save, then email it to the readers who received this post."
+        mailing = update.mailings.first()
+        if mailing is not None:
+            url = reverse("admin:newsletter_mailing_change", args=[mailing.pk])
+            return format_html(
+                '<a href="{}">Emailed: {}</a>', url, mailing.get_status_display()
+            )
+        if update.post.status != Post.Status.PUBLISHED:
+            return "Not published: nobody has received this post."
+        url = reverse("admin:posts_post_correction", args=[update.post_id, update.pk])
+        return format_html(
+            '<a href="{}">Email it to the readers who received this post…</a>', url
+        )
 
 
 @admin.register(Post)
 class PostAdmin(posts_admin.PostAdmin):
+    inlines = [
+        PostUpdateInline if inline is posts_admin.PostUpdateInline else inline
+        for inline in posts_admin.PostAdmin.inlines
+    ]
+
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), "email_preview"]
 
@@ -65,10 +105,21 @@ class PostAdmin(posts_admin.PostAdmin):
             self.message_user(request, _describe(email), level=messages.WARNING)
 
     def get_urls(self):
+        # Before the post's own URLs: <path:object_id> would swallow these.
         return [
             path(
+                "<path:object_id>/corrections/<int:update_id>/email/",
+                self.admin_site.admin_view(email_frames(self.correction_view)),
+                name="posts_post_correction",
+            ),
+            path(
+                "<path:object_id>/corrections/<int:update_id>/email/test/",
+                self.admin_site.admin_view(require_POST(self.correction_test_view)),
+                name="posts_post_correction_test",
+            ),
+            path(
                 "<path:object_id>/email/",
-                self.admin_site.admin_view(self.email_preview_view),
+                self.admin_site.admin_view(email_frames(self.email_preview_view)),
                 name="posts_post_email_preview",
             ),
             path(
@@ -117,6 +168,92 @@ class PostAdmin(posts_admin.PostAdmin):
             request, f"A test of this email is on its way to {to}.", messages.SUCCESS
         )
         return HttpResponseRedirect(preview_url)
+
+    def correction_view(
+        self, request: HttpRequest, object_id: str, update_id: int
+    ) -> HttpResponse:
+        """Who a correction's email would reach and who not, a preview, and the
+        author's confirmation (POST), which starts its one mailing."""
+        post = self._post_or_404(request, object_id)
+        update = get_object_or_404(PostUpdate, pk=update_id, post=post)
+        mailing = update.mailings.first()
+        if request.method == "POST":
+            return self._correction_confirm(request, post, update, mailing)
+        email = CorrectionEmail(update)
+        message = email.test_message(to=request.user.email or "preview@example.org")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": post,
+            "update": update,
+            "title": f"Email this {update.get_kind_display().lower()} to readers",
+            "published": post.status == Post.Status.PUBLISHED,
+            "mailing": mailing,
+            "may_send": self._may_send_correction(request, post),
+            "reach": corrections.correction_reach(post=post),
+            "subject": email.rendered.subject,
+            "html": message.alternatives[0][0],
+            "text": message.body,
+        }
+        return TemplateResponse(
+            request, "admin/newsletter/correction_email.html", context
+        )
+
+    def _correction_confirm(
+        self,
+        request: HttpRequest,
+        post: Post,
+        update: PostUpdate,
+        mailing: Mailing | None,
+    ) -> HttpResponse:
+        if not self._may_send_correction(request, post):
+            raise PermissionDenied
+        if mailing is None:
+            try:
+                with transaction.atomic():
+                    mailing = delivery.mailing_create_for_correction(
+                        post_update=update,
+                        include_uncertain=request.POST.get("include_uncertain") == "on",
+                    )
+            except ValueError as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+                return HttpResponseRedirect(request.path)
+            self.message_user(
+                request,
+                f"The {update.get_kind_display().lower()} is on its way to the "
+                "readers who received the post.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(
+            reverse("admin:newsletter_mailing_change", args=[mailing.pk])
+        )
+
+    def _may_send_correction(self, request: HttpRequest, post: Post) -> bool:
+        return self.has_change_permission(request, post) and request.user.has_perm(
+            "newsletter.add_mailing"
+        )
+
+    def correction_test_view(
+        self, request: HttpRequest, object_id: str, update_id: int
+    ) -> HttpResponse:
+        post = self._post_or_404(request, object_id)
+        update = get_object_or_404(PostUpdate, pk=update_id, post=post)
+        if not self.has_change_permission(request, post):
+            raise PermissionDenied
+        back = reverse("admin:posts_post_correction", args=[post.pk, update.pk])
+        if not request.user.email:
+            self.message_user(
+                request,
+                "Your account has no email address: add one to receive tests.",
+                level=messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
+        to = request.user.email
+        transaction.on_commit(lambda: tasks.send_correction_test.delay(update.pk, to))
+        self.message_user(
+            request, f"A test of this email is on its way to {to}.", messages.SUCCESS
+        )
+        return HttpResponseRedirect(back)
 
     def _post_or_404(self, request: HttpRequest, object_id: str) -> Post:
         post = self.get_object(request, unquote(object_id))

@@ -16,9 +16,9 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from posts.models import Post
+from posts.models import Post, PostUpdate
 
-from .. import digests
+from .. import corrections, digests
 from ..enqueue import tasks
 from ..models import (
     Batch,
@@ -51,8 +51,27 @@ def mailing_create_for_digest(*, frequency: str, slot: datetime) -> Mailing:
     )
 
 
+def mailing_create_for_correction(
+    *, post_update: PostUpdate, include_uncertain: bool
+) -> Mailing:
+    """The one email of a correction to a published post, to the readers sent its
+    earlier text (corrections.audience), rung likewise. Asking again, whatever
+    `include_uncertain` says then, returns the first one."""
+    if not Post.objects.published().filter(pk=post_update.post_id).exists():
+        raise ValueError("Only the readers of a published post can get a correction.")
+    return _mailing_create(
+        kind=Mailing.Kind.CORRECTION,
+        post_update=post_update,
+        defaults={
+            "post_id": post_update.post_id,
+            "include_uncertain": include_uncertain,
+        },
+    )
+
+
 def _mailing_create(**identity) -> Mailing:
-    # The unique constraints make this once per post or slot, whoever races.
+    # The unique constraints make this once per post, slot or correction,
+    # whoever races.
     mailing, created = Mailing.objects.get_or_create(**identity)
     if created:
         transaction.on_commit(lambda: tasks.plan_mailing.delay(mailing.pk))
@@ -112,7 +131,10 @@ def _ring(batch_ids: list[int]) -> None:
 
 def _audience(mailing: Mailing) -> SubscriberQuerySet:
     """Who gets a post as it is published: confirmed readers following any of its
-    topics (or everything) instantly. Digests carry it to the others."""
+    topics (or everything) instantly. Digests carry it to the others. A correction
+    goes to the readers sent the post before it."""
+    if mailing.kind == Mailing.Kind.CORRECTION:
+        return corrections.audience(mailing)
     keys = mailing.post.topic_keys()
     return Subscriber.objects.confirmed().following(
         keys, frequency=SubscriberTopic.Frequency.INSTANT

@@ -32,7 +32,7 @@ from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
 
 from ..digests import DigestEmail
-from ..emails import PostEmail
+from ..emails import BulkEmail, CorrectionEmail, PostEmail
 from ..models import Batch, Delivery, Mailing
 from .ledger import (
     Outcome,
@@ -160,7 +160,9 @@ def batch_send(*, batch_id: int) -> None:
     )
     if not claimed:
         return  # done already, another worker has it, or its mailing is paused
-    batch = Batch.objects.select_related("mailing__post").get(pk=batch_id)
+    batch = Batch.objects.select_related(
+        "mailing__post", "mailing__post_update__post"
+    ).get(pk=batch_id)
     recipients, left = batch_recipients(batch_id)
     outcomes, trouble = _hand_over(batch, recipients)
     for delivery_id in left:
@@ -270,7 +272,8 @@ def _composer(
 ) -> tuple[Callable[[list[Recipient]], list[Letter]], int]:
     """How the kind turns a chunk of readers into messages, and the chunk size.
 
-    A post is rendered once and personalised per reader, one message for a chunk
+    A post or a correction is rendered once and personalised per reader, one
+    message for a chunk
     where the provider fills in each reader's fields; a digest is rendered per
     reader (each holds their own posts), several to a call where the backend
     takes distinct messages at once."""
@@ -314,15 +317,22 @@ def take_from_budget(messages: int, *, esp: str | None = None) -> None:
         raise RetryLater(f"rate limiter unavailable: {exc!r}") from exc
 
 
-_last_rendered: tuple[tuple, PostEmail] | None = None
+_last_rendered: tuple[tuple, BulkEmail] | None = None
 
 
-def _rendered(mailing: Mailing) -> PostEmail:
-    """The mailing's post, rendered once per worker process rather than per batch."""
+def _rendered(mailing: Mailing) -> BulkEmail:
+    """The mailing's email, rendered once per worker process rather than per batch,
+    and again once the post is edited: the batches sent after a correction carry
+    the corrected post (and its readers need no correction email)."""
     global _last_rendered
-    key = (mailing.pk, mailing.created_at)  # ids alone may be reused (tests, restores)
+    # Ids alone may be reused (tests, restores).
+    key = (mailing.pk, mailing.created_at, mailing.post.updated_at)
     if _last_rendered is None or _last_rendered[0] != key:
-        _last_rendered = (key, PostEmail(mailing.post, mailing_id=mailing.pk))
+        if mailing.kind == Mailing.Kind.CORRECTION:
+            email = CorrectionEmail(mailing.post_update, mailing_id=mailing.pk)
+        else:
+            email = PostEmail(mailing.post, mailing_id=mailing.pk)
+        _last_rendered = (key, email)
     return _last_rendered[1]
 
 

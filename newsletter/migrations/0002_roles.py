@@ -51,6 +51,7 @@ EDITOR = [
     # the ledger and settling uncertain sends are the Administrator's.
     "newsletter.view_mailing",
     "newsletter.change_mailing",
+    "newsletter.add_mailing",
     "newsletter.view_digestsettings",
     "newsletter.view_postreport",
 ]

@@ -1,0 +1,108 @@
+"""What is particular to corrections: who was sent a post's earlier text, and which
+of them a correction reaches.
+
+A reader was sent the earlier text when the ledger holds a delivery that carried
+the post (its announcement, or a digest that held it) and was handed to the
+provider before the correction was confirmed. A delivery still queued then carries
+the corrected post itself (the sender renders the post as it is when a batch goes),
+so its reader needs no correction. A delivery whose outcome is uncertain is the
+author's call (Mailing.include_uncertain).
+
+Everything else (the one Mailing per correction, planning, batches, the claim,
+retries, settling, the breaker and the budget) is the delivery engine's.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.utils import timezone
+
+from posts.models import Post
+
+from .models import Delivery, DeliveryQuerySet, Mailing, Subscriber, SubscriberQuerySet
+
+
+def sent_earlier(
+    post: Post, *, before: datetime, include_uncertain: bool
+) -> DeliveryQuerySet:
+    """Deliveries that carried the post to a reader before `before`."""
+    handed_over = Q(status=Delivery.Status.SENT, sent_at__lte=before)
+    if include_uncertain:
+        handed_over |= Q(status=Delivery.Status.UNCERTAIN)
+    return Delivery.objects.carrying(post).filter(handed_over)
+
+
+def _readers_of(deliveries: DeliveryQuerySet) -> Exists:
+    return Exists(deliveries.filter(subscriber=OuterRef("pk")))
+
+
+def audience(mailing: Mailing) -> SubscriberQuerySet:
+    """Who gets a correction: the readers sent the post's earlier text who are
+    still in the audience (not unsubscribed, paused or suppressed since; an erased
+    reader's ledger rows went with them)."""
+    deliveries = sent_earlier(
+        mailing.post,
+        before=mailing.created_at,
+        include_uncertain=mailing.include_uncertain,
+    )
+    return Subscriber.objects.confirmed().filter(_readers_of(deliveries))
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What the author is shown before confirming a correction's email."""
+
+    # Readers sent the post who will get the correction.
+    readers: int
+    # Readers still subscribed whose only copy of the post is uncertain.
+    uncertain: int
+    # Readers sent the post who will not get it, by why: (reason, count).
+    left: list[tuple[str, int]]
+
+
+_WHY_LEFT = {
+    Subscriber.Status.UNSUBSCRIBED: "unsubscribed since",
+    Subscriber.Status.BOUNCED: "suppressed: their address bounced",
+    Subscriber.Status.COMPLAINED: "suppressed: they marked an email as spam",
+    Subscriber.Status.SUPPRESSED: "suppressed by you",
+}
+
+
+def correction_reach(*, post: Post) -> Reach:
+    """Who a correction to the post confirmed now would reach, and who not."""
+    now = timezone.now()
+    sent = _readers_of(sent_earlier(post, before=now, include_uncertain=False))
+    anyhow = _readers_of(sent_earlier(post, before=now, include_uncertain=True))
+    audience = Subscriber.objects.confirmed()
+    readers = audience.filter(sent).count()
+    uncertain = audience.filter(anyhow).exclude(sent).count()
+    gone = Subscriber.objects.filter(anyhow).exclude(pk__in=audience.values("pk"))
+    left = []
+    paused = gone.filter(status=Subscriber.Status.ACTIVE).count()
+    if paused:
+        left.append(("paused their emails", paused))
+    by_status = dict(
+        gone.exclude(status=Subscriber.Status.ACTIVE)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for status, why in _WHY_LEFT.items():
+        if by_status.get(status):
+            left.append((why, by_status[status]))
+    if erased := _erased(post):
+        left.append(("erased their data (of the post's own email)", erased))
+    return Reach(readers=readers, uncertain=uncertain, left=left)
+
+
+def _erased(post: Post) -> int:
+    """Readers the announcement was sent to who have since erased their data: their
+    ledger rows went with them, but the batches' counters keep the count. (A digest
+    batch holds many posts, so a digest's erased readers cannot be told apart.)"""
+    announcement = Mailing.objects.filter(kind=Mailing.Kind.POST, post=post)
+    counted = announcement.aggregate(n=Sum("batches__sent"))["n"] or 0
+    remaining = Delivery.objects.filter(
+        mailing__in=announcement, status=Delivery.Status.SENT
+    ).count()
+    return max(counted - remaining, 0)

@@ -1,0 +1,495 @@
+"""A correction to a post reaches exactly the readers the ledger says were sent the
+post (as published, or in a digest that carried it), less those who left since,
+once each, as a mailing of the one delivery engine; and the author sees who it
+will reach, previews it and confirms it in the admin."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from newsletter import delivery
+from newsletter.digest_tasks import start_due_digests
+from newsletter.models import (
+    Delivery,
+    DigestSettings,
+    Mailing,
+    SubscriberTopic,
+    Suppression,
+)
+from newsletter.subscriptions import (
+    address_suppress,
+    subscriber_delete,
+    subscriber_pause,
+    subscriber_unsubscribe,
+)
+from newsletter.tasks import plan_mailing, send_batch
+from posts.models import PostUpdate
+from posts.services import post_publish
+
+from .factories import (
+    AreaFactory,
+    InspectionFactory,
+    PostFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+    UserFactory,
+    admin_post_form,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+LONDON = ZoneInfo("Europe/London")
+WRONG = "Inspectors rated the service Inadequate."
+RIGHT = "Inspectors rated the service Requires improvement."
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The time of day, as in tests/test_digests.py: Monday 23 November 2026;
+    digests go out at 07:00, weekly on Mondays."""
+
+    def set_to(day: int, hour: int, minute: int = 0) -> None:
+        moment = datetime(2026, 11, day, hour, minute, tzinfo=LONDON)
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+
+    set_to(23, 6)
+    DigestSettings.objects.create(hour=7, weekday=DigestSettings.Weekday.MONDAY)
+    return set_to
+
+
+def reader(email: str, frequency: str = "instant", area: str = ""):
+    # The factory's default confirmed_at reads the real clock, not the fixture's.
+    subscriber = SubscriberFactory(email=email, confirmed_at=timezone.now())
+    kind = "area" if area else "everything"
+    SubscriberTopic.objects.create(
+        subscriber=subscriber, kind=kind, value=area, frequency=frequency
+    )
+    return subscriber
+
+
+def publish(on_commit, title: str, area=None):
+    post = PostFactory(title=title)
+    if area is not None:
+        InspectionFactory(post=post, area=area)
+    on_commit(post_publish, post=post)
+    return post
+
+
+def correction(post, **fields) -> PostUpdate:
+    fields = {
+        "kind": PostUpdate.Kind.CORRECTION,
+        "wrong": WRONG,
+        "right": RIGHT,
+        **fields,
+    }
+    return PostUpdate.objects.create(post=post, **fields)
+
+
+def corrections_sent() -> dict[str, int]:
+    """Each address the correction went to, and how many copies."""
+    copies: dict[str, int] = {}
+    for message in mail.outbox:
+        if message.subject.startswith(("Correction: ", "Update: ")):
+            for address in message.to:
+                copies[address] = copies.get(address, 0) + 1
+    return copies
+
+
+def test_a_correction_reaches_exactly_the_readers_sent_the_post_once_each(
+    clock, on_commit
+):
+    suffolk = AreaFactory(slug="suffolk")
+    reader("instant@example.org")
+    reader("daily@example.org", "daily")
+    reader("weekly@example.org", "weekly")
+    left = reader("left@example.org")
+    paused = reader("paused@example.org")
+    suppressed = reader("suppressed@example.org")
+    erased = reader("erased@example.org")
+    uncertain = reader("uncertain@example.org")
+    reader("elsewhere@example.org", area="kent")  # follows another area only
+    clock(23, 6, 30)
+    post = publish(on_commit, "Suffolk: caseloads too high", area=suffolk)
+    clock(23, 7, 5)  # a Monday: the daily and the weekly digest carry it
+    on_commit(start_due_digests.delay)
+    reader("latecomer@example.org")  # subscribed after the post went out
+    subscriber_unsubscribe(subscriber=left)
+    subscriber_pause(subscriber=paused)
+    address_suppress(email=suppressed.email, reason=Suppression.Reason.MANUAL)
+    subscriber_delete(subscriber=erased)
+    # The provider's answer for this reader was lost (a dropped connection).
+    Delivery.objects.filter(subscriber=uncertain).update(
+        status=Delivery.Status.UNCERTAIN
+    )
+    mail.outbox.clear()
+    clock(23, 9)
+
+    update = correction(post)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=update,
+        include_uncertain=False,
+    )
+
+    assert corrections_sent() == {
+        "instant@example.org": 1,
+        "daily@example.org": 1,
+        "weekly@example.org": 1,
+    }
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    assert mailing.status == Mailing.Status.DONE
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 3
+
+
+def test_the_author_may_include_readers_whose_delivery_is_uncertain(clock, on_commit):
+    reader("sent@example.org")
+    uncertain = reader("uncertain@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "A post")
+    Delivery.objects.filter(subscriber=uncertain).update(
+        status=Delivery.Status.UNCERTAIN
+    )
+    mail.outbox.clear()
+    clock(23, 9)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=True,
+    )
+    assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}
+
+
+def test_clicking_twice_and_retried_tasks_send_each_reader_one_copy(clock, on_commit):
+    reader("one@example.org")
+    reader("two@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "A post")
+    mail.outbox.clear()
+    clock(23, 9)
+    update = correction(post)
+    for include_uncertain in (False, True):  # the author clicks twice
+        on_commit(
+            delivery.mailing_create_for_correction,
+            post_update=update,
+            include_uncertain=include_uncertain,
+        )
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    assert not mailing.include_uncertain  # the first click's choice stands
+    # The broker delivers every doorbell again.
+    on_commit(plan_mailing.delay, mailing.pk)
+    for batch_id in mailing.batches.values_list("pk", flat=True):
+        on_commit(send_batch.delay, batch_id)
+    assert corrections_sent() == {"one@example.org": 1, "two@example.org": 1}
+
+
+def test_a_second_correction_is_its_own_mailing_to_the_same_readers(clock, on_commit):
+    reader("one@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "A post")
+    mail.outbox.clear()
+    clock(23, 9)
+    for update in (correction(post), correction(post, kind="update", note="More.")):
+        on_commit(
+            delivery.mailing_create_for_correction,
+            post_update=update,
+            include_uncertain=False,
+        )
+    assert Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).count() == 2
+    assert sorted(m.subject for m in mail.outbox) == [
+        "Correction: A post",
+        "Update: A post",
+    ]
+
+
+def test_a_reader_whose_digest_has_not_gone_gets_the_corrected_post_in_it(
+    clock, on_commit
+):
+    reader("instant@example.org")
+    reader("weekly@example.org", "weekly")
+    clock(24, 9)  # a Tuesday: the weekly digest goes next Monday
+    post = publish(on_commit, "A post")
+    mail.outbox.clear()
+    clock(24, 10)
+    post.refresh_from_db()
+    post.body = RIGHT
+    post.save()
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    assert corrections_sent() == {"instant@example.org": 1}
+    clock(30, 7, 5)
+    mail.outbox.clear()
+    on_commit(start_due_digests.delay)
+    [digest] = mail.outbox
+    assert digest.to == ["weekly@example.org"]
+    assert corrections_sent() == {}
+
+
+def test_a_correction_mid_send_goes_only_to_readers_sent_the_earlier_text(
+    settings, on_commit
+):
+    """Batches still to go carry the corrected post; only the readers of the
+    batches already sent get the correction."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    readers = [reader(f"reader{i}@example.org") for i in range(3)]
+    post = PostFactory(title="A post", body=WRONG)
+    post_publish(post=post)  # its doorbells are not rung: batches go one by one
+    announcement = delivery.mailing_create_for_post(post=post)
+    while delivery.mailing_plan_page(mailing_id=announcement.pk):
+        pass
+    first, *rest = announcement.batches.order_by("number")
+    delivery.batch_send(batch_id=first.pk)
+    [earlier] = mail.outbox
+    assert WRONG in earlier.body
+
+    post.refresh_from_db()
+    post.body = RIGHT
+    post.save()
+    mailing = delivery.mailing_create_for_correction(
+        post_update=correction(post), include_uncertain=False
+    )
+    for batch in rest:  # in the same worker, before the correction is planned
+        delivery.batch_send(batch_id=batch.pk)
+    on_commit(plan_mailing.delay, mailing.pk)
+
+    assert corrections_sent() == {readers[0].email: 1}
+    later = [m for m in mail.outbox if m.subject == "A post"][1:]
+    assert sorted(m.to[0] for m in later) == [readers[1].email, readers[2].email]
+    for message in later:
+        assert RIGHT in message.body.split("Updates and corrections")[0]
+        assert f'we said "{WRONG}"; it should say "{RIGHT}"' in message.body
+
+
+def test_the_correction_email_quotes_what_changed_and_links_to_the_post(
+    clock, on_commit
+):
+    reader("one@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "Suffolk: caseloads too high")
+    mail.outbox.clear()
+    clock(23, 9)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post, note="We misread the report's summary."),
+        include_uncertain=False,
+    )
+    [message] = mail.outbox
+    assert message.subject == "Correction: Suffolk: caseloads too high"
+    html = message.alternatives[0].content
+    post_url = f"http://127.0.0.1:8000{post.get_absolute_url()}"
+    # The correction first (after the heading, which names the post), then the link.
+    for part in (message.body, html[html.index("</h1>") :]):
+        assert part.index(WRONG) < part.index(RIGHT) < part.index(post_url)
+        assert "We misread the report's summary." in part
+        assert "http://127.0.0.1:8000/unsubscribe/" in part
+    assert "<blockquote" in html
+    assert message.extra_headers["List-Unsubscribe"].startswith(
+        "<http://127.0.0.1:8000/unsubscribe/"
+    )
+    assert message.extra_headers["List-Unsubscribe-Post"] == (
+        "List-Unsubscribe=One-Click"
+    )
+
+
+def test_only_a_published_posts_readers_can_get_a_correction():
+    draft = PostFactory()
+    with pytest.raises(ValueError):
+        delivery.mailing_create_for_correction(
+            post_update=correction(draft), include_uncertain=False
+        )
+    assert not Mailing.objects.exists()
+
+
+@pytest.fixture
+def author():
+    client = Client()
+    client.force_login(UserFactory(email="author@example.org"))
+    return client
+
+
+@pytest.fixture
+def sent_post(on_commit):
+    """A post sent to four readers: one still reading, one who left, one who
+    paused, one whose delivery is uncertain."""
+    reader("reading@example.org")
+    left, paused, uncertain = (
+        reader(f"{name}@example.org") for name in ("left", "paused", "uncertain")
+    )
+    post = publish(on_commit, "Suffolk: caseloads too high")
+    subscriber_unsubscribe(subscriber=left)
+    subscriber_pause(subscriber=paused)
+    Delivery.objects.filter(subscriber=uncertain).update(
+        status=Delivery.Status.UNCERTAIN
+    )
+    mail.outbox.clear()
+    return post
+
+
+def confirm_url(update: PostUpdate) -> str:
+    return reverse("admin:posts_post_correction", args=[update.post_id, update.pk])
+
+
+def test_the_post_page_offers_to_email_a_saved_correction(author, sent_post):
+    update = correction(sent_post)
+    response = author.get(reverse("admin:posts_post_change", args=[sent_post.pk]))
+    assert confirm_url(update) in response.content.decode()
+
+
+def test_the_author_sees_who_it_reaches_and_a_preview_before_anything_is_sent(
+    author, sent_post
+):
+    response = author.get(confirm_url(correction(sent_post)))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "<strong>1</strong> reader who received the post" in page
+    assert "1 reader received the post but will not get it: unsubscribed since" in page
+    assert "1 reader received the post but will not get it: paused their emails" in page
+    assert "1 reader may or may not have received the post" in page
+    assert "Correction: Suffolk: caseloads too high" in page
+    assert 'width="700"' in page and 'width="375"' in page
+    assert "Inspectors rated the service Inadequate." in page
+    assert mail.outbox == []
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+
+
+def test_confirming_twice_emails_each_reader_once(author, sent_post, on_commit):
+    update = correction(sent_post)
+    for _ in range(2):
+        response = on_commit(author.post, confirm_url(update), {})
+        mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+        assert response.status_code == 302
+        assert response.url == reverse(
+            "admin:newsletter_mailing_change", args=[mailing.pk]
+        )
+    assert corrections_sent() == {"reading@example.org": 1}
+    progress = author.get(response.url)
+    assert progress.status_code == 200
+
+
+def test_the_author_chooses_to_include_readers_whose_delivery_is_uncertain(
+    author, sent_post, on_commit
+):
+    on_commit(
+        author.post, confirm_url(correction(sent_post)), {"include_uncertain": "on"}
+    )
+    assert corrections_sent() == {
+        "reading@example.org": 1,
+        "uncertain@example.org": 1,
+    }
+
+
+def test_a_test_send_goes_to_the_author_alone(author, sent_post, on_commit):
+    update = correction(sent_post)
+    test_url = reverse(
+        "admin:posts_post_correction_test", args=[sent_post.pk, update.pk]
+    )
+    response = on_commit(author.post, test_url)
+    assert response.status_code == 302
+    [test] = mail.outbox
+    assert test.to == ["author@example.org"]
+    assert test.subject == "[TEST] Correction: Suffolk: caseloads too high"
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+
+
+def test_an_editor_without_the_mailing_permission_may_preview_but_not_send(
+    sent_post, on_commit
+):
+    editor = UserFactory(username="editor", is_superuser=False)
+    editor.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_post", "change_post"])
+    )
+    client = Client()
+    client.force_login(editor)
+    update = correction(sent_post)
+    assert client.get(confirm_url(update)).status_code == 200
+    assert on_commit(client.post, confirm_url(update), {}).status_code == 403
+    assert mail.outbox == []
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+
+
+def test_a_correction_of_another_post_or_a_draft_sends_nothing(author, on_commit):
+    draft = PostFactory()
+    published = PublishedPostFactory()
+    update = correction(draft)
+    elsewhere = reverse("admin:posts_post_correction", args=[published.pk, update.pk])
+    assert author.get(elsewhere).status_code == 404
+    assert on_commit(author.post, elsewhere, {}).status_code == 404
+    missing = reverse("admin:posts_post_correction", args=[draft.pk, 999999])
+    assert author.get(missing).status_code == 404
+    page = author.get(confirm_url(update)).content.decode()
+    assert "This post is not published" in page
+    response = on_commit(author.post, confirm_url(update), {}, follow=True)
+    assert "Only the readers of a published post" in response.content.decode()
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+    assert mail.outbox == []
+
+
+def test_the_post_page_shows_the_dated_correction_the_email_links_to(client):
+    post = PublishedPostFactory()
+    correction(post, made_on="2026-11-24")
+    page = client.get(post.get_absolute_url()).content.decode()
+    assert 'Correction, <time datetime="2026-11-24">24 November 2026</time>' in page
+    assert f"we said <q>{WRONG}</q>; it should say <q>{RIGHT}</q>" in page
+
+
+def correction_form(post, **update) -> dict:
+    """The post's admin form, published, with one row of updates and corrections."""
+    when = timezone.localtime(post.published_at)
+    return admin_post_form(
+        title=post.title,
+        slug=post.slug,
+        body=post.body,
+        status="published",
+        published_at_0=f"{when:%Y-%m-%d}",
+        published_at_1=f"{when:%H:%M:%S}",
+        **{
+            "updates-TOTAL_FORMS": "1",
+            "updates-0-post": str(post.pk),
+            "updates-0-kind": "correction",
+            "updates-0-made_on": "2026-11-24",
+            **{f"updates-0-{field}": value for field, value in update.items()},
+        },
+    )
+
+
+def test_the_author_adds_a_correction_on_the_post_then_emails_it(
+    author, sent_post, on_commit
+):
+    change_url = reverse("admin:posts_post_change", args=[sent_post.pk])
+    empty = author.post(change_url, correction_form(sent_post))
+    assert empty.status_code == 200
+    assert "Say what changed" in empty.content.decode()
+    assert not PostUpdate.objects.exists()
+
+    saved = author.post(
+        change_url, correction_form(sent_post, wrong=WRONG, right=RIGHT)
+    )
+    assert saved.status_code == 302
+    update = PostUpdate.objects.get()
+    assert (update.wrong, update.right) == (WRONG, RIGHT)
+    on_commit(author.post, confirm_url(update), {})
+    assert corrections_sent() == {"reading@example.org": 1}
+
+    # Emailed, it stays: deleting it is refused with a reason, not an error page.
+    refused = author.post(
+        change_url,
+        correction_form(
+            sent_post,
+            id=str(update.pk),
+            wrong=WRONG,
+            right=RIGHT,
+            DELETE="on",
+        )
+        | {"updates-INITIAL_FORMS": "1"},
+    )
+    assert refused.status_code == 200
+    assert "protected" in refused.content.decode()
+    assert PostUpdate.objects.filter(pk=update.pk).exists()
