@@ -1,7 +1,7 @@
 from celery import shared_task
 
-from . import comment_emails, delivery
-from .tasks import backoff
+from . import comment_emails
+from .tasks import retry_if_provider_refused
 
 
 @shared_task
@@ -14,6 +14,4 @@ def email_comment_confirmation(self, comment_id: int) -> None:
     try:
         comment_emails.comment_confirmation_send(comment_id=comment_id)
     except Exception as exc:
-        if not delivery.provider_refused(exc):
-            raise  # possibly sent already: a second copy is worse than none
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        retry_if_provider_refused(self, exc)

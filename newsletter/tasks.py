@@ -13,6 +13,13 @@ def backoff(retries: int) -> float:
     return random.uniform(0, min(600, 5 * 2**retries))
 
 
+def retry_if_provider_refused(task, exc: Exception) -> None:
+    """Retry `task` when the provider clearly took nothing; else re-raise."""
+    if not delivery.provider_refused(exc):
+        raise exc  # possibly sent already: a second copy is worse than none
+    raise task.retry(exc=exc, countdown=backoff(task.request.retries)) from exc
+
+
 @shared_task
 def subscribe(
     email: str,
@@ -39,15 +46,7 @@ def send_confirmation(self, consent_id: int) -> None:
     try:
         subscriptions.confirmation_send(consent_id=consent_id)
     except Exception as exc:
-        if not delivery.provider_refused(exc):
-            raise  # possibly sent already: a second copy is worse than none
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
-
-
-def _retry_if_provider_refused(task, exc: Exception) -> None:
-    if not delivery.provider_refused(exc):
-        raise exc  # possibly sent already: a second copy is worse than none
-    raise task.retry(exc=exc, countdown=backoff(task.request.retries)) from exc
+        retry_if_provider_refused(self, exc)
 
 
 @shared_task(bind=True, max_retries=8)
@@ -55,7 +54,7 @@ def send_welcome(self, subscriber_id: int) -> None:
     try:
         subscriptions.welcome_send(subscriber_id=subscriber_id)
     except Exception as exc:
-        _retry_if_provider_refused(self, exc)
+        retry_if_provider_refused(self, exc)
 
 
 @shared_task(bind=True, max_retries=8)
@@ -65,7 +64,7 @@ def send_email_change(self, subscriber_id: int, new_email: str) -> None:
             subscriber_id=subscriber_id, new_email=new_email
         )
     except Exception as exc:
-        _retry_if_provider_refused(self, exc)
+        retry_if_provider_refused(self, exc)
 
 
 @shared_task(bind=True, max_retries=8)
@@ -73,7 +72,7 @@ def send_one_time_link(self, subscriber_id: int, detail: str) -> None:
     try:
         subscriptions.one_time_link_send(subscriber_id=subscriber_id, detail=detail)
     except Exception as exc:
-        _retry_if_provider_refused(self, exc)
+        retry_if_provider_refused(self, exc)
 
 
 @shared_task

@@ -1,3 +1,5 @@
+from functools import partial
+
 from csp.decorators import csp_update
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -154,20 +156,12 @@ class PostAdmin(posts_admin.PostAdmin):
         post = self._post_or_404(request, object_id)
         if not self.has_change_permission(request, post):
             raise PermissionDenied  # a test send is for those who may edit the post
-        preview_url = reverse("admin:posts_post_email_preview", args=[post.pk])
-        if not request.user.email:
-            self.message_user(
-                request,
-                "Your account has no email address: add one to receive tests.",
-                level=messages.ERROR,
-            )
-            return HttpResponseRedirect(preview_url)
-        to = request.user.email
-        transaction.on_commit(lambda: tasks.send_post_test.delay(post.pk, to))
-        self.message_user(
-            request, f"A test of this email is on its way to {to}.", messages.SUCCESS
+        return self._test_send(
+            request,
+            tasks.send_post_test,
+            post.pk,
+            back=reverse("admin:posts_post_email_preview", args=[post.pk]),
         )
-        return HttpResponseRedirect(preview_url)
 
     def correction_view(
         self, request: HttpRequest, object_id: str, update_id: int
@@ -240,7 +234,17 @@ class PostAdmin(posts_admin.PostAdmin):
         update = get_object_or_404(PostUpdate, pk=update_id, post=post)
         if not self.has_change_permission(request, post):
             raise PermissionDenied
-        back = reverse("admin:posts_post_correction", args=[post.pk, update.pk])
+        return self._test_send(
+            request,
+            tasks.send_correction_test,
+            update.pk,
+            back=reverse("admin:posts_post_correction", args=[post.pk, update.pk]),
+        )
+
+    def _test_send(
+        self, request: HttpRequest, task, object_id: int, *, back: str
+    ) -> HttpResponse:
+        """Ring `task` to send the author a test of an email, once committed."""
         if not request.user.email:
             self.message_user(
                 request,
@@ -249,7 +253,7 @@ class PostAdmin(posts_admin.PostAdmin):
             )
             return HttpResponseRedirect(back)
         to = request.user.email
-        transaction.on_commit(lambda: tasks.send_correction_test.delay(update.pk, to))
+        transaction.on_commit(partial(task.delay, object_id, to))
         self.message_user(
             request, f"A test of this email is on its way to {to}.", messages.SUCCESS
         )
