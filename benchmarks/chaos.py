@@ -1,18 +1,21 @@
-"""`make chaos`: a send to 20,000 subscribers through crashes and outages.
+"""`make chaos`: a post to 20,000 subscribers, then a daily digest round to them,
+through crashes and outages.
 
 Real Celery workers (subprocesses) and beat (the reaper) on PostgreSQL and on a Redis
 of its own (a redis-server on --redis-port, so other users of the machine's Redis
-are not disturbed), sending through the fake ESP in its own process. As the send
-progresses it SIGKILLs a worker several times (starting a replacement), restarts
-Redis once (losing every queued task), and makes the fake ESP answer bursts of 5xx
-and 429 and accept-then-drop a few requests.
+are not disturbed), sending through the fake ESP in its own process. As the post's
+send progresses, and again as the digest round's does, it SIGKILLs a worker several
+times (starting a replacement), restarts Redis once (losing every queued task), and
+makes the fake ESP answer bursts of 5xx and 429 and accept-then-drop a few requests.
 
-Then it lists the uncertain batches, resolves them by asking the provider what it
+After each, it lists what is uncertain, resolves it by asking the provider what it
 accepted (Postmark's message search, which the fake ESP answers), and counts from
-the fake ESP how many subscribers got 0, 1 and 2+ copies. Its last line is
-`chaos: missing=<n> duplicated=<n> uncertain_batches=<n>` (duplicated: 2+ copies
-outside a batch reported uncertain); it exits non-zero when missing or duplicated
-is not 0.
+the fake ESP how many readers got 0, 1 and 2+ copies. Every reader follows 2 to 5
+topics for the digest round, so each gets their own digest. Its last line is
+`chaos: missing=<n> duplicated=<n> uncertain_batches=<n> digest_missing=<n>
+digest_duplicated=<n>` (duplicated: 2+ copies outside what was reported uncertain,
+or a digest to someone outside the round); it exits non-zero when any missing or
+duplicated is not 0.
 
 Batch mode with solo workers by default; --single sends one message per recipient,
 --threads N gives each worker N threads (a batch each, so a kill loses N at once).
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from benchmarks import _harness as h
 from benchmarks.fake_esp import FakeESPClient
@@ -44,6 +48,9 @@ EVENTS = [
     (0.75, "kill a worker"),
     (0.85, "drop after accept"),
 ]
+# With no new recipient accepted for this long, the digest round is checked as beat
+# would check it much later (see _harness.digest_round_nudge).
+NUDGE_AFTER = 10.0
 
 
 def main() -> None:
@@ -95,20 +102,42 @@ def main() -> None:
         for i in range(args.workers):
             processes[f"w{i}"] = h.start_worker(env, f"chaos-w{i}", args.threads)
         processes["beat"] = start_beat(env, workdir)
+        print("A post to every reader:", flush=True)
         send_id = publish()
-        redis = run_events(args, env, client, send_id, processes, redis, workdir)
+        redis = run_events(
+            args, env, client, processes, redis, workdir,
+            total=args.n, finished=lambda: send_done(send_id),
+        )  # fmt: skip
         uncertain = report_uncertain(send_id)
         if uncertain and not args.no_resolve:
             resolve(send_id, uncertain)
         missing, duplicated = count_copies(client, uncertain)
+
+        print("A daily digest round to every reader:", flush=True)
+        client.reset()
+        h.digest_posts_create()
+        h.digest_readers_follow(seed=args.seed)
+        round_id = h.digest_round_plan()
+        h.digest_round_ring(round_id)
+        redis = run_events(
+            args, env, client, processes, redis, workdir,
+            total=len(h.digest_round_ledger(round_id)),
+            finished=lambda: h.digest_round_finished(round_id),
+            nudge=lambda: h.digest_round_nudge(round_id),
+        )  # fmt: skip
+        digest_missing, digest_duplicated = check_digests(
+            client, round_id, resolve=not args.no_resolve
+        )
     finally:
         for process in processes.values():
             h.stop(process, signal.SIGKILL)
         h.stop(esp)
         stop_redis(args.redis_port, redis)
     print(f"chaos: missing={missing} duplicated={duplicated}"
-          f" uncertain_batches={len(uncertain)}")  # fmt: skip
-    sys.exit(1 if missing or duplicated else 0)
+          f" uncertain_batches={len(uncertain)} digest_missing={digest_missing}"
+          f" digest_duplicated={digest_duplicated}")  # fmt: skip
+    failed = missing or duplicated or digest_missing or digest_duplicated
+    sys.exit(1 if failed else 0)
 
 
 def start_redis(port: int, workdir: str) -> subprocess.Popen:
@@ -160,22 +189,46 @@ def publish() -> int:
     return Send.objects.get(post=post).pk
 
 
-def run_events(args, env, client, send_id, processes, redis, workdir):
-    from newsletter.models import Batch, Send
+def send_done(send_id: int) -> bool:
+    from newsletter.models import Send
 
+    return Send.objects.filter(pk=send_id, status=Send.Status.DONE).exists()
+
+
+def run_events(
+    args,
+    env,
+    client,
+    processes,
+    redis,
+    workdir,
+    *,
+    total: int,
+    finished: Callable[[], bool],
+    nudge: Callable[[], None] | None = None,
+):
+    """Fire EVENTS as the fake ESP accepts `total` recipients, until finished()
+    and every event has fired; returns the (restarted) Redis."""
     events = list(EVENTS)
     replacements = 0
     deadline = time.monotonic() + args.timeout
+    accepted, moved_at = -1, time.monotonic()
     while True:
-        done = Send.objects.filter(pk=send_id, status=Send.Status.DONE).exists()
+        done = finished()
         if done and not events:
             return redis
-        if time.monotonic() > deadline:
-            waiting = Batch.objects.filter(
-                send_id=send_id, status__in=["queued", "sending"]
-            ).count()
-            sys.exit(f"chaos: timed out with {waiting} batches still waiting")
-        progress = client.stats()["count"] / args.n
+        now = time.monotonic()
+        if now > deadline:
+            sys.exit(f"chaos: timed out, {accepted} of {total} accepted")
+        count = client.stats()["count"]
+        if count != accepted:
+            accepted, moved_at = count, now
+        elif nudge is not None and now - moved_at > NUDGE_AFTER:
+            print(f"{accepted / total:6.1%}  (nothing new for {NUDGE_AFTER:.0f} s:"
+                  " checking the round as beat would)", flush=True)  # fmt: skip
+            nudge()
+            moved_at = now
+        progress = accepted / total
         while events and (progress >= events[0][0] or done):
             _at, event = events.pop(0)
             print(f"{progress:6.1%}  {event}", flush=True)
@@ -249,3 +302,36 @@ def count_copies(client: FakeESPClient, uncertain: list[int]) -> tuple[int, int]
 
 if __name__ == "__main__":
     main()
+
+
+def check_digests(
+    client: FakeESPClient, round_id: int, *, resolve: bool
+) -> tuple[int, int]:
+    """Resolve the round's uncertain digests with the provider (unless not
+    `resolve`); returns (readers in the round with no digest, readers with two or
+    more outside the uncertain ones plus digests to anyone outside the round)."""
+    uncertain = {
+        email: pk
+        for pk, email, status in h.digest_round_ledger(round_id)
+        if status == "uncertain"
+    }
+    print(f"uncertain digests: {len(uncertain)}")
+    if uncertain and resolve:
+        h.digests_resolve_with_provider(list(uncertain.values()))
+        h.wait_for(lambda: h.digest_round_finished(round_id), timeout=120, every=0.5)
+        print(f"resolved {len(uncertain)} uncertain digests with the provider")
+    readers = {email for _pk, email, _status in h.digest_round_ledger(round_id)}
+    copies = client.recipients()
+    histogram = Counter(min(copies.get(email, 0), 2) for email in readers)
+    print(
+        f"digests per reader: 0: {histogram[0]}  1: {histogram[1]}  2+: {histogram[2]}"
+    )
+    outsiders = [email for email in copies if email not in readers]
+    if outsiders:
+        print(f"digests to {len(outsiders)} addresses outside the round")
+    duplicated = sum(
+        1
+        for email, n in copies.items()
+        if n > 1 and email in readers and email not in uncertain
+    )
+    return histogram[0], duplicated + len(outsiders)
