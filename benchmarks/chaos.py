@@ -210,7 +210,6 @@ def run_events(
     """Fire EVENTS as the fake ESP accepts `total` recipients, until finished()
     and every event has fired; returns the (restarted) Redis."""
     events = list(EVENTS)
-    replacements = 0
     deadline = time.monotonic() + args.timeout
     accepted, moved_at = -1, time.monotonic()
     while True:
@@ -241,9 +240,12 @@ def run_events(
             elif event == "kill a worker":
                 name = random.choice([k for k in processes if k != "beat"])
                 h.stop(processes.pop(name), signal.SIGKILL)
-                replacements += 1
-                processes[f"r{replacements}"] = h.start_worker(
-                    env, f"chaos-r{replacements}", args.threads
+                # Numbered past every live replacement, from this run or an earlier.
+                number = 1 + max(
+                    (int(k[1:]) for k in processes if k.startswith("r")), default=0
+                )
+                processes[f"r{number}"] = h.start_worker(
+                    env, f"chaos-r{number}", args.threads
                 )
             elif event == "restart Redis":
                 stop_redis(args.redis_port, redis)
@@ -300,10 +302,6 @@ def count_copies(client: FakeESPClient, uncertain: list[int]) -> tuple[int, int]
     return histogram[0], duplicated
 
 
-if __name__ == "__main__":
-    main()
-
-
 def check_digests(
     client: FakeESPClient, round_id: int, *, resolve: bool
 ) -> tuple[int, int]:
@@ -335,3 +333,7 @@ def check_digests(
         if n > 1 and email in readers and email not in uncertain
     )
     return histogram[0], duplicated + len(outsiders)
+
+
+if __name__ == "__main__":
+    main()
