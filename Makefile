@@ -63,9 +63,12 @@ load: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m benchmarks.load
 
-# Delivery engine figures, on PostgreSQL + Redis with real workers (see README,
-# Performance). BENCH_DATABASE_URL / BENCH_REDIS_URL name the services; the database
-# must be one named *bench* (it is emptied). `make bench ARGS=--full` for 1,000,000.
+# Delivery engine figures, on PostgreSQL + Redis with real workers (see
+# docs/performance.md): a post's send in batch and one-message modes and a daily
+# digest round, each against a bare client replaying its requests. BENCH_DATABASE_URL
+# / BENCH_REDIS_URL name the services; the database must be one named *bench* (it is
+# emptied). `make bench ARGS=--full` for 1,000,000. `make chaos`: a post's send and a
+# digest round through killed workers, a Redis restart and ESP faults.
 .PHONY: bench chaos
 bench: install
 	$(PY) -m benchmarks.fanout $(ARGS)

@@ -1,8 +1,11 @@
 """What fanout.py and chaos.py share: a throwaway benchmark database on PostgreSQL,
-Redis, real Celery workers as subprocesses, and the fake ESP in its own process."""
+Redis, real Celery workers as subprocesses, and the fake ESP in its own process;
+and, in one section at the end, all that the benchmarks know of the digest engine."""
 
 import contextlib
+import itertools
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -27,6 +30,8 @@ def configure(database_url: str, redis_url: str, **extra: str) -> dict[str, str]
         "LOG_LEVEL": "WARNING",
         "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
         "ANYMAIL_POSTMARK_SERVER_TOKEN": "bench",
+        # Production settings refuse an anymail backend without one.
+        "ANYMAIL_WEBHOOK_SECRET": f"bench:{secrets.token_urlsafe(16)}",
         **extra,
     }
     os.environ.update(env)
@@ -48,27 +53,31 @@ def reset_database() -> None:
     from django.db import connection
 
     from newsletter.models import Batch, Delivery, Mailing, Subscriber
-    from posts.models import Post
+    from posts.models import Category, Post
 
-    tables = [m._meta.db_table for m in (Delivery, Batch, Mailing, Subscriber, Post)]
+    models = (Delivery, Batch, Mailing, Subscriber, Post, Category)
+    tables = [m._meta.db_table for m in models]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 
-def seed_subscribers(count: int) -> None:
-    """`count` confirmed subscribers (through the ORM, so new fields get defaults)."""
+def seed_subscribers(count: int, *, prefix: str = "reader") -> None:
+    """`count` subscribers who confirmed yesterday, before any post the benchmark
+    publishes (through the ORM, so new fields get defaults)."""
+    from datetime import timedelta
+
     from django.utils import timezone
 
     from newsletter.models import Subscriber
 
-    now = timezone.now()
+    yesterday = timezone.now() - timedelta(days=1)
     step = 10_000
     for start in range(0, count, step):
         Subscriber.objects.bulk_create(
             Subscriber(
-                email=f"reader{i}@example.org",
+                email=f"{prefix}{i}@example.org",
                 status=Subscriber.Status.ACTIVE,
-                confirmed_at=now,
+                confirmed_at=yesterday,
             )
             for i in range(start, min(count, start + step))
         )
@@ -80,7 +89,7 @@ def seed_subscribers(count: int) -> None:
         cursor.execute(f"VACUUM ANALYZE {Subscriber._meta.db_table}")
 
 
-def new_post(title: str):
+def new_post(title: str, **fields):
     from django.utils import timezone
 
     from posts.models import Post
@@ -92,6 +101,7 @@ def new_post(title: str):
         body=(ROOT / "benchmarks" / "post_body.md").read_text(),
         status=Post.Status.PUBLISHED,
         published_at=timezone.now(),
+        **fields,
     )
 
 
@@ -150,3 +160,84 @@ def wait_for(condition, timeout: float, every: float = 0.05) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up after {timeout:.0f}s")
         time.sleep(every)
+
+
+# -- Digests -------------------------------------------------------------------
+# What is particular to digests in fanout.py and chaos.py is in the functions below:
+# their posts and readers, and starting today's round. Once started, a round is a
+# mailing like a post's, and the benchmarks drive and check it as one.
+
+# Topics (categories) with one new post each; a reader follows 2 to 5 of them,
+# daily, so every reader's digest holds their own choice of posts.
+DIGEST_TOPICS = 12
+FOLLOWED_AT_MOST = 5
+SEED_STEP = 10_000  # readers per bulk insert of their topics (~4 rows each)
+
+
+def digest_posts_create() -> None:
+    """One post in each topic, told to readers (announced) now: today's digest."""
+    from django.utils import timezone
+
+    from posts.models import Category
+
+    for number in range(DIGEST_TOPICS):
+        topic = Category.objects.create(name=f"Topic {number}", slug=f"topic-{number}")
+        post = new_post(f"Digest post {number}", announced_at=timezone.now())
+        post.categories.add(topic)
+
+
+def digest_readers_follow(*, prefix: str = "reader", seed: int = 1) -> None:
+    """Readers whose address starts with `prefix` follow 2 to 5 topics, daily
+    (and so hear of nothing as it is published)."""
+    from newsletter.models import Subscriber, SubscriberTopic
+
+    rng = random.Random(seed)
+    readers = (
+        Subscriber.objects.filter(email__startswith=prefix)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    ids = iter(readers.iterator(chunk_size=SEED_STEP))
+    while chunk := list(itertools.islice(ids, SEED_STEP)):
+        SubscriberTopic.objects.bulk_create(
+            SubscriberTopic(
+                subscriber_id=pk,
+                kind=SubscriberTopic.Kind.CATEGORY,
+                value=f"topic-{topic}",
+                frequency=SubscriberTopic.Frequency.DAILY,
+            )
+            for pk in chunk
+            for topic in rng.sample(
+                range(DIGEST_TOPICS), rng.randint(2, FOLLOWED_AT_MOST)
+            )
+        )
+
+
+def digest_round_create() -> int:
+    """Today's daily round, a mailing like a post's, with its planning rung as beat
+    rings it; returns its id. From then on the engine treats it as any mailing:
+    pause, resume, uncertain batches, the reaper, status DONE at the end."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from newsletter import delivery, digests
+    from newsletter.models import Mailing, SubscriberTopic
+
+    period = digests.period_of(timezone.now())
+    if Mailing.objects.filter(kind=Mailing.Kind.DIGEST, period=period).exists():
+        raise RuntimeError("today's round exists already (did beat start it?)")
+    with transaction.atomic():
+        mailing = delivery.mailing_create_for_digest(
+            frequency=SubscriberTopic.Frequency.DAILY, period=period
+        )
+    return mailing.pk
+
+
+def digest_round_audience() -> set[str]:
+    """The addresses today's round must reach: every reader following a topic,
+    having confirmed before its post was announced, has a post waiting."""
+    from newsletter import digests
+    from newsletter.models import SubscriberTopic
+
+    readers = digests.audience(SubscriberTopic.Frequency.DAILY)
+    return set(readers.values_list("email", flat=True))

@@ -1,18 +1,23 @@
-"""`make chaos`: a send to 20,000 subscribers through crashes and outages.
+"""`make chaos`: a post to 20,000 subscribers, then a daily digest round to them,
+through crashes and outages.
 
 Real Celery workers (subprocesses) and beat (the reaper) on PostgreSQL and on a Redis
 of its own (a redis-server on --redis-port, so other users of the machine's Redis
-are not disturbed), sending through the fake ESP in its own process. As the send
-progresses it SIGKILLs a worker several times (starting a replacement), restarts
-Redis once (losing every queued task), and makes the fake ESP answer bursts of 5xx
-and 429 and accept-then-drop a few requests.
+are not disturbed), sending through the fake ESP in its own process. As the post's
+send progresses, and again as the digest round's does, it SIGKILLs a worker several
+times (starting a replacement), restarts Redis once (losing every queued task), and
+makes the fake ESP answer bursts of 5xx and 429 and accept-then-drop a few requests.
 
-Then it lists the uncertain batches, resolves them by asking the provider what it
-accepted (Postmark's message search, which the fake ESP answers), and counts from
-the fake ESP how many subscribers got 0, 1 and 2+ copies. Its last line is
-`chaos: missing=<n> duplicated=<n> uncertain_batches=<n>` (duplicated: 2+ copies
-outside a batch reported uncertain); it exits non-zero when missing or duplicated
-is not 0.
+The round is a mailing like the post's: work lost with a worker or with Redis is
+recovered by beat's reaper alone, for both. After each, it lists the uncertain
+batches, settles them by asking the provider what it accepted (Postmark's message
+search, which the fake ESP answers), and counts from the fake ESP how many readers
+got 0, 1 and 2+ copies. Every reader follows 2 to 5 topics for the digest round,
+so each gets their own digest. Its last line is `chaos: missing=<n>
+duplicated=<n> uncertain_batches=<n> digest_missing=<n> digest_duplicated=<n>`
+(uncertain_batches: of both mailings; duplicated: 2+ copies outside what was
+reported uncertain, or a copy to someone outside the audience); it exits non-zero
+when any missing or duplicated is not 0.
 
 Batch mode with solo workers by default; --single sends one message per recipient,
 --threads N gives each worker N threads (a batch each, so a kill loses N at once).
@@ -95,20 +100,37 @@ def main() -> None:
         for i in range(args.workers):
             processes[f"w{i}"] = h.start_worker(env, f"chaos-w{i}", args.threads)
         processes["beat"] = start_beat(env, workdir)
+        print("A post to every reader:", flush=True)
         send_id = publish()
-        redis = run_events(args, env, client, send_id, processes, redis, workdir)
-        uncertain = report_uncertain(send_id)
-        if uncertain and not args.no_resolve:
-            resolve(send_id, uncertain)
-        missing, duplicated = count_copies(client, uncertain)
+        audience = everyone()
+        redis, uncertain = send_through_events(
+            args, env, client, processes, redis, workdir, send_id, audience
+        )
+        missing, duplicated = count_copies(client, audience, uncertain)
+
+        print("A daily digest round to every reader:", flush=True)
+        client.reset()
+        h.digest_posts_create()
+        h.digest_readers_follow(seed=args.seed)
+        round_id = h.digest_round_create()
+        readers = h.digest_round_audience()
+        redis, digest_uncertain = send_through_events(
+            args, env, client, processes, redis, workdir, round_id, readers
+        )
+        digest_missing, digest_duplicated = count_copies(
+            client, readers, digest_uncertain
+        )
     finally:
         for process in processes.values():
             h.stop(process, signal.SIGKILL)
         h.stop(esp)
         stop_redis(args.redis_port, redis)
     print(f"chaos: missing={missing} duplicated={duplicated}"
-          f" uncertain_batches={len(uncertain)}")  # fmt: skip
-    sys.exit(1 if missing or duplicated else 0)
+          f" uncertain_batches={len(uncertain) + len(digest_uncertain)}"
+          f" digest_missing={digest_missing}"
+          f" digest_duplicated={digest_duplicated}")  # fmt: skip
+    failed = missing or duplicated or digest_missing or digest_duplicated
+    sys.exit(1 if failed else 0)
 
 
 def start_redis(port: int, workdir: str) -> subprocess.Popen:
@@ -160,22 +182,48 @@ def publish() -> int:
     return Mailing.objects.get(post=post).pk
 
 
-def run_events(args, env, client, send_id, processes, redis, workdir):
-    from newsletter.models import Batch, Mailing
+def send_through_events(
+    args, env, client, processes, redis, workdir, mailing_id: int, audience: set[str]
+) -> tuple[subprocess.Popen, list[int]]:
+    """A mailing (a post's or a digest round) sent through EVENTS, its lost work
+    recovered by beat's reaper alone; then its uncertain batches, settled with the
+    provider unless --no-resolve. Returns the (restarted) Redis and the uncertain
+    batches' ids."""
+    redis = run_events(
+        args, env, client, processes, redis, workdir, mailing_id, len(audience)
+    )
+    uncertain = report_uncertain(mailing_id)
+    if uncertain and not args.no_resolve:
+        resolve(mailing_id, uncertain)
+    return redis, uncertain
 
+
+def everyone() -> set[str]:
+    """A post's audience here: every reader (none follows a topic yet)."""
+    from newsletter.models import Subscriber
+
+    return set(Subscriber.objects.confirmed().values_list("email", flat=True))
+
+
+def mailing_done(mailing_id: int) -> bool:
+    from newsletter.models import Mailing
+
+    return Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.DONE).exists()
+
+
+def run_events(args, env, client, processes, redis, workdir, mailing_id, total):
+    """Fire EVENTS as the fake ESP accepts `total` recipients, until the mailing is
+    done and every event has fired; returns the (restarted) Redis."""
     events = list(EVENTS)
-    replacements = 0
     deadline = time.monotonic() + args.timeout
     while True:
-        done = Mailing.objects.filter(pk=send_id, status=Mailing.Status.DONE).exists()
+        done = mailing_done(mailing_id)
         if done and not events:
             return redis
+        accepted = client.stats()["count"]
         if time.monotonic() > deadline:
-            waiting = Batch.objects.filter(
-                mailing_id=send_id, status__in=["queued", "sending"]
-            ).count()
-            sys.exit(f"chaos: timed out with {waiting} batches still waiting")
-        progress = client.stats()["count"] / args.n
+            sys.exit(f"chaos: timed out, {accepted} of {total} accepted")
+        progress = accepted / total
         while events and (progress >= events[0][0] or done):
             _at, event = events.pop(0)
             print(f"{progress:6.1%}  {event}", flush=True)
@@ -188,9 +236,12 @@ def run_events(args, env, client, send_id, processes, redis, workdir):
             elif event == "kill a worker":
                 name = random.choice([k for k in processes if k != "beat"])
                 h.stop(processes.pop(name), signal.SIGKILL)
-                replacements += 1
-                processes[f"r{replacements}"] = h.start_worker(
-                    env, f"chaos-r{replacements}", args.threads
+                # Numbered past every live replacement, from this run or an earlier.
+                number = 1 + max(
+                    (int(k[1:]) for k in processes if k.startswith("r")), default=0
+                )
+                processes[f"r{number}"] = h.start_worker(
+                    env, f"chaos-r{number}", args.threads
                 )
             elif event == "restart Redis":
                 stop_redis(args.redis_port, redis)
@@ -198,11 +249,11 @@ def run_events(args, env, client, send_id, processes, redis, workdir):
         time.sleep(0.2)
 
 
-def report_uncertain(send_id: int) -> list[int]:
+def report_uncertain(mailing_id: int) -> list[int]:
     from newsletter.models import Batch
 
     uncertain = list(
-        Batch.objects.filter(mailing_id=send_id, status=Batch.Status.UNCERTAIN)
+        Batch.objects.filter(mailing_id=mailing_id, status=Batch.Status.UNCERTAIN)
         .order_by("number")
         .values_list("pk", "number", "size", "last_error")
     )
@@ -212,30 +263,31 @@ def report_uncertain(send_id: int) -> list[int]:
     return [pk for pk, *_ in uncertain]
 
 
-def resolve(send_id: int, uncertain: list[int]) -> None:
+def resolve(mailing_id: int, uncertain: list[int]) -> None:
     from newsletter import delivery
-    from newsletter.models import Mailing
 
     for batch_id in uncertain:
         delivery.batch_settle_with_provider(batch_id=batch_id)
-    h.wait_for(
-        lambda: Mailing.objects.filter(pk=send_id, status=Mailing.Status.DONE).exists(),
-        timeout=120,
-        every=0.5,
-    )
+    h.wait_for(lambda: mailing_done(mailing_id), timeout=120, every=0.5)
     print(f"resolved {len(uncertain)} uncertain batches with the provider")
 
 
-def count_copies(client: FakeESPClient, uncertain: list[int]) -> tuple[int, int]:
-    from newsletter.models import Delivery, Subscriber
+def count_copies(
+    client: FakeESPClient, audience: set[str], uncertain: list[int]
+) -> tuple[int, int]:
+    """(readers of the audience the fake ESP took nothing for, readers it took two
+    or more for outside the uncertain batches plus addresses outside the
+    audience)."""
+    from newsletter.models import Delivery
 
     copies = client.recipients()
-    audience = Subscriber.objects.confirmed().values_list("email", flat=True)
     histogram = Counter(min(copies.get(email, 0), 2) for email in audience)
     print(
-        f"copies per subscriber: 0: {histogram[0]}  1: {histogram[1]}"
-        f"  2+: {histogram[2]}"
+        f"copies per reader: 0: {histogram[0]}  1: {histogram[1]}  2+: {histogram[2]}"
     )
+    outsiders = [email for email in copies if email not in audience]
+    if outsiders:
+        print(f"sent to {len(outsiders)} addresses outside the audience")
     in_uncertain = set(
         Delivery.objects.filter(batch_id__in=uncertain).values_list(
             "subscriber__email", flat=True
@@ -244,7 +296,7 @@ def count_copies(client: FakeESPClient, uncertain: list[int]) -> tuple[int, int]
     duplicated = sum(
         1 for email, n in copies.items() if n > 1 and email not in in_uncertain
     )
-    return histogram[0], duplicated
+    return histogram[0], duplicated + len(outsiders)
 
 
 if __name__ == "__main__":

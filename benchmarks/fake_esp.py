@@ -68,7 +68,8 @@ Control endpoints (no auth, never faulted):
 * ``GET /_fake/stats`` -> request/fault counters
 * ``GET|POST /_fake/faults`` -> read / update fault settings (JSON object)
 * ``POST /_fake/reset`` -> clear recordings, stats and faults (send
-  ``{"faults": false}`` to keep the faults)
+  ``{"faults": false}`` to keep the faults, ``{"keep_messages": N}`` to keep the
+  last N payloads from now on)
 
 Recipients are To + Cc + Bcc addresses (addr-spec, case as sent), each counted
 once per accepted message. Requests answered with an error or a fault (other
@@ -491,7 +492,11 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ValueError("expected a JSON object")
                 result = fake.set_faults(**data)
             elif name == "reset" and method == "POST":
-                fake.reset(faults=bool(data.get("faults", True)))
+                keep = data.get("keep_messages")
+                fake.reset(
+                    faults=bool(data.get("faults", True)),
+                    keep_messages=None if keep is None else int(keep),
+                )
                 result = {"ok": True}
             else:
                 self._respond(404, {"message": f"Unknown control endpoint {path}"})
@@ -693,9 +698,12 @@ class FakeESP:
                 self._stats, count=self._count, last_accepted_at=self._last_accepted_at
             )
 
-    def reset(self, *, faults: bool = True) -> None:
+    def reset(self, *, faults: bool = True, keep_messages: int | None = None) -> None:
         """Forget recordings and stats; also restore the initial faults unless
-        faults=False (reseeding the RNG)."""
+        faults=False (reseeding the RNG); keep the last `keep_messages` payloads
+        from now on, when given."""
+        if keep_messages is not None:
+            self.keep_messages = keep_messages
         self._clear(faults=faults)
 
     # -- faults -----------------------------------------------------------------
@@ -1108,8 +1116,8 @@ class FakeESPClient:
     def set_faults(self, **settings: Any) -> dict[str, Any]:
         return self._call("POST", "faults", settings)
 
-    def reset(self, *, faults: bool = True) -> None:
-        self._call("POST", "reset", {"faults": faults})
+    def reset(self, *, faults: bool = True, keep_messages: int | None = None) -> None:
+        self._call("POST", "reset", {"faults": faults, "keep_messages": keep_messages})
 
     def wait_until_up(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

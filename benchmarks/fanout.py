@@ -1,5 +1,6 @@
-"""`make bench`: how fast a post fans out to N subscribers, against references
-measured in the same run on the same machine, data and fake ESP.
+"""`make bench`: how fast a post fans out to N subscribers, and a daily digest round
+reaches them, against references measured in the same run on the same machine,
+data and fake ESP.
 
 For each N (10,000 and 100,000; --full adds 1,000,000) on PostgreSQL and Redis:
 * plan_s: planning the send (the ledger rows), in its own process;
@@ -7,33 +8,57 @@ For each N (10,000 and 100,000; --full adds 1,000,000) on PostgreSQL and Redis:
 * batch / per_message: recipients per second the fake ESP accepted from real Celery
   workers (subprocesses, --workers of them) in batch mode (Postmark /email/batch, or
   with --postmark-bulk its bulk API) and in one-message-per-recipient mode;
-* batch_limit / per_message_limit: a bare client (as many processes as workers)
-  posting pre-built copies of the very requests the product made (headers and
-  body), as fast as it can: over one kept-alive http.client connection each;
-  measured right before and right after the product's send (from a sample
-  batch the bench sends itself), and averaged;
+* digest: digests per second the fake ESP accepted in a daily round to the same N
+  readers, each following 2 to 5 of 12 topics with a new post each, so each gets
+  their own digest, in the product's default batch mode (Postmark /email/batch, up
+  to 500 distinct digests a call); the round is a mailing, planned and sent as a
+  post's send is (digest_plan_s: its planning, in its own process);
+* batch_limit / per_message_limit / digest_limit: a bare client (as many processes
+  as workers) posting pre-built copies of the very requests the product made
+  (headers and body, from a sample of each kind sent in this process beforehand),
+  as fast as it can, each over one kept-alive http.client connection. This shared
+  machine's speed drifts within a run, so each limit is the median of four runs:
+  one before the product's first send and one after each of its three;
 * naive: a loop that renders and send_mail()s one message per subscriber, the way
   django-newsletter does (measured on the first --naive-n subscribers);
-* peak RSS of the planner and of each worker, and DB queries per batch.
+* peak RSS of the planners and of each worker, and DB queries per batch and per
+  digest.
 
 Its last line sums up the largest N:
-bench: batch=… batch_limit=… per_message=… per_message_limit=… naive=… plan_s=…
-copy_s=… rss_growth_mb=… n=…
+bench: batch=… batch_limit=… per_message=… per_message_limit=… digest=…
+digest_limit=… naive=… plan_s=… copy_s=… rss_growth_mb=… n=…
 """
 
 import argparse
 import http.client
+import itertools
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from benchmarks import _harness as h
 from benchmarks.fake_esp import FakeESPClient
 
 LIMIT_SECONDS = 3.0
+# The product's requests the bare client replays, per kind: one batch call (~20 MB
+# at 500 messages), a hundred single messages (~40 KB each), and every request of
+# a sample digest round (~10 KB a digest): at 500 digests a call, enough readers
+# for full calls only.
+BATCH_SAMPLE_REQUESTS = 1
+SINGLE_SAMPLE_REQUESTS = 100
+DIGEST_SAMPLE_READERS = 1_000
+
+
+class Replay(NamedTuple):
+    """Requests the product made, to post again: (path, headers, body, recipients)."""
+
+    url: str
+    requests: list[tuple[str, dict, bytes, int]]
 
 
 def main() -> None:
@@ -57,7 +82,9 @@ def main() -> None:
         "--redis-url",
         default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
     )
-    parser.add_argument("--plan", type=int, metavar="SEND_ID", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--plan", type=int, metavar="MAILING_ID", help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.plan:  # the planner's own process, so its RSS is its own
         return plan_here(args.plan)
@@ -76,28 +103,33 @@ def main() -> None:
         h.stop(esp)
     smallest, largest = results[min(results)], results[max(results)]
     growth = max(
-        largest["planner_rss_mb"] - smallest["planner_rss_mb"],
-        largest["worker_rss_mb"] - smallest["worker_rss_mb"],
+        largest[rss] - smallest[rss]
+        for rss in ("planner_rss_mb", "digest_planner_rss_mb", "worker_rss_mb")
     )
     r = largest
     print(
-        "targets at n={n}: batch/batch_limit={a:.0%} (>=50%), batch/naive={b:.0f}x"
-        " (>=20x), per_message/limit={c:.0%} (>=60%), plan/copy={d:.1f}x (<=3x),"
-        " rss growth {e:.1f} MB (<20), queries/batch {f} (<=5)".format(
+        "targets at n={n}: batch/batch_limit={a:.0%} (>=60%),"
+        " per_message/per_message_limit={c:.0%} (>=65%),"
+        " digest/digest_limit={g:.0%} (>=50%), plan/copy={d:.1f}x (<=2x),"
+        " rss growth {e:.1f} MB (<20), batch/naive={b:.0f}x (>=20x),"
+        " queries/batch {f} (<=5), queries/digest {q:.3f}".format(
             n=r["n"],
             a=r["batch"] / r["batch_limit"],
             b=r["batch"] / r["naive"],
             c=r["per_message"] / r["per_message_limit"],
+            g=r["digest"] / r["digest_limit"],
             d=r["plan_s"] / r["copy_s"],
             e=growth,
             f=r["queries_per_batch"],
+            q=r["queries_per_digest"],
         )
     )
     print(
         f"bench: batch={r['batch']:.0f} batch_limit={r['batch_limit']:.0f}"
         f" per_message={r['per_message']:.0f}"
-        f" per_message_limit={r['per_message_limit']:.0f} naive={r['naive']:.0f}"
-        f" plan_s={r['plan_s']:.2f} copy_s={r['copy_s']:.2f}"
+        f" per_message_limit={r['per_message_limit']:.0f}"
+        f" digest={r['digest']:.0f} digest_limit={r['digest_limit']:.0f}"
+        f" naive={r['naive']:.0f} plan_s={r['plan_s']:.2f} copy_s={r['copy_s']:.2f}"
         f" rss_growth_mb={growth:.1f} n={r['n']}"
     )
 
@@ -108,80 +140,106 @@ def measure(n: int, env: dict, client: FakeESPClient, args) -> dict:
     print(f"n={n}: seeding…", flush=True)
     h.reset_database()
     h.seed_subscribers(n)
+    h.digest_posts_create()
     app.control.purge()
     result = {"n": n, "copy_s": copy_reference(n)}
 
     bulk = {"ANYMAIL_POSTMARK_USE_BULK_API": "1"} if args.postmark_bulk else {}
-    batch = mode_run(
-        "Batch mode",
-        {**env, **bulk},
-        "email/bulk" if args.postmark_bulk else "email/batch",
-        client,
-        n,
-        args.workers,
-        bulk=args.postmark_bulk,
+    replays = {}
+    replays["batch"], queries_per_batch = sample_send(
+        client, BATCH_SAMPLE_REQUESTS, bulk=args.postmark_bulk
     )
-    single = mode_run(
+    replays["per_message"], _ = sample_send(client, SINGLE_SAMPLE_REQUESTS, single=True)
+    replays["digest"], queries_per_digest = sample_digests(client)
+    client.reset(keep_messages=0)  # what the bare client replays is sampled
+
+    limits: dict[str, list[float]] = {kind: [] for kind in replays}
+
+    def measure_limits() -> None:
+        for kind, replay in replays.items():
+            limits[kind].append(bare_client_rate(client, replay, args.workers))
+
+    # The product's three runs, each between two of the bare client's.
+    measure_limits()
+    batch = post_send_run("Batch mode", {**env, **bulk}, client, n, args.workers)
+    measure_limits()
+    single = post_send_run(
         "One message each",
         {**env, "NEWSLETTER_DELIVERY_MODE": "single"},
-        "email",
         client,
         n,
         args.workers,
-        single=True,
     )
+    measure_limits()
+    digest = digest_round_run(env, client, args.workers)
+    measure_limits()
+    for kind, rates in limits.items():
+        result[f"{kind}_limit"] = statistics.median(rates)
+        print(
+            f"n={n}: {kind}_limit {result[f'{kind}_limit']:.0f}/s, the median of"
+            f" {' '.join(f'{rate:.0f}' for rate in rates)}",
+            flush=True,
+        )
     result.update(
         batch=batch["rate"],
-        batch_limit=batch["limit"],
         per_message=single["rate"],
-        per_message_limit=single["limit"],
+        digest=digest["rate"],
         plan_s=batch["plan_s"],
+        digest_plan_s=digest["plan_s"],
         planner_rss_mb=batch["planner_rss_mb"],
-        worker_rss_mb=max(batch["worker_rss_mb"], single["worker_rss_mb"]),
-        queries_per_batch=batch["queries_per_batch"],
+        digest_planner_rss_mb=digest["planner_rss_mb"],
+        worker_rss_mb=max(run["worker_rss_mb"] for run in (batch, single, digest)),
+        queries_per_batch=queries_per_batch,
+        queries_per_digest=queries_per_digest,
     )
     result["naive"] = naive_rate(min(n, args.naive_n), client)
     print(
         "n={n}: plan_s={plan_s:.2f} copy_s={copy_s:.2f} batch={batch:.0f}/s"
         " batch_limit={batch_limit:.0f}/s per_message={per_message:.0f}/s"
-        " per_message_limit={per_message_limit:.0f}/s naive={naive:.0f}/s"
-        " planner_rss_mb={planner_rss_mb:.0f} worker_rss_mb={worker_rss_mb:.0f}"
-        " queries_per_batch={queries_per_batch}".format(**result),
+        " per_message_limit={per_message_limit:.0f}/s digest={digest:.0f}/s"
+        " digest_limit={digest_limit:.0f}/s digest_plan_s={digest_plan_s:.2f}"
+        " naive={naive:.0f}/s planner_rss_mb={planner_rss_mb:.0f}"
+        " digest_planner_rss_mb={digest_planner_rss_mb:.0f}"
+        " worker_rss_mb={worker_rss_mb:.0f} queries_per_batch={queries_per_batch}"
+        " queries_per_digest={queries_per_digest:.3f}".format(**result),
         flush=True,
     )
     return result
 
 
-def mode_run(
-    title: str,
-    env: dict,
-    endpoint: str,
-    client: FakeESPClient,
-    n: int,
-    workers: int,
-    **mode: bool,
+def post_send_run(
+    title: str, env: dict, client: FakeESPClient, n: int, workers: int
 ) -> dict:
-    """One send to all n subscribers by `workers` workers, and the bare client's
-    limit for the same requests measured right before and right after it: the
-    mean of the two, as this shared machine's speed drifts over a run."""
-    queries = sample_send(**mode)
-    before = bare_client_rate(client, endpoint, workers)
+    """One send of a new post to all n subscribers by `workers` workers."""
     send_id = new_send(title)
-    plan_s, planner_rss = plan_elsewhere(send_id, env)
+    planned = plan_elsewhere(["--plan", str(send_id)], env)
     rate, worker_rss = send_with_workers(env, client, send_id, n, workers)
-    after = bare_client_rate(client, endpoint, workers)
-    print(
-        f"n={n}: {title.lower()}: {rate:.0f}/s; bare client before {before:.0f}/s,"
-        f" after {after:.0f}/s",
-        flush=True,
-    )
+    print(f"n={n}: {title.lower()}: {rate:.0f}/s", flush=True)
     return {
         "rate": rate,
-        "limit": (before + after) / 2,
-        "plan_s": plan_s,
-        "planner_rss_mb": planner_rss,
+        "plan_s": planned["plan_s"],
+        "planner_rss_mb": planned["rss_mb"],
         "worker_rss_mb": worker_rss,
-        "queries_per_batch": queries,
+    }
+
+
+def digest_round_run(env: dict, client: FakeESPClient, workers: int) -> dict:
+    """Today's daily round to every reader by `workers` workers, in the product's
+    default mode (Postmark's /email/batch, up to 500 digests a call): digests/s.
+    Planned and sent as a post's send is."""
+    from newsletter.models import Delivery
+
+    h.digest_readers_follow()
+    round_id = h.digest_round_create()
+    planned = plan_elsewhere(["--plan", str(round_id)], env)
+    digests = Delivery.objects.filter(mailing_id=round_id).count()
+    rate, worker_rss = send_with_workers(env, client, round_id, digests, workers)
+    print(f"n={digests}: digest round: {rate:.0f}/s", flush=True)
+    return {
+        "rate": rate,
+        "plan_s": planned["plan_s"],
+        "planner_rss_mb": planned["rss_mb"],
+        "worker_rss_mb": worker_rss,
     }
 
 
@@ -218,34 +276,44 @@ def copy_reference(n: int) -> float:
     return elapsed
 
 
-def plan_elsewhere(send_id: int, env: dict) -> tuple[float, float]:
+def plan_elsewhere(arguments: list[str], env: dict) -> dict[str, float]:
+    """Plan in a process of its own; the figures it prints ("name value" pairs)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.fanout", "--plan", str(send_id)],
+        [sys.executable, "-m", "benchmarks.fanout", *arguments],
         cwd=h.ROOT,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         text=True,
     )
-    output = process.stdout.read()  # until the planner exits
-    process.wait()
-    _, plan_s, _, rss = output.split()
-    return float(plan_s), float(rss)
+    output = process.stdout.read().split()  # until the planner exits
+    if process.wait():
+        sys.exit(f"planning ({' '.join(arguments)}) failed")
+    return {
+        name: float(value)
+        for name, value in zip(output[::2], output[1::2], strict=True)
+    }
 
 
-def plan_here(send_id: int) -> None:
+def _connected() -> None:
+    """Connect to the database and the broker first: the clock measures planning
+    in a process already connected, as a worker is, not the first contact (~70 ms
+    here)."""
     import django
 
     django.setup()
     from django.db import connection
 
-    from newsletter import delivery
     from newsletter.celery import app
 
-    # The clock measures planning in a process already connected to the database
-    # and the broker, as a worker is, not the first contact (~70 ms here).
     connection.ensure_connection()
     with app.producer_or_acquire() as producer:
         producer.maybe_declare(app.amqp.queues[app.conf.task_default_queue])
+
+
+def plan_here(send_id: int) -> None:
+    _connected()
+    from newsletter import delivery
+
     started = time.perf_counter()
     while delivery.mailing_plan_page(mailing_id=send_id):
         pass
@@ -275,27 +343,37 @@ def send_with_workers(
         client.reset()
         started = time.monotonic()
         delivery.mailing_resume(mailing_id=send_id)
-        stats = {}
-
-        def all_accepted() -> bool:
-            stats.update(client.stats())
-            return stats["count"] >= n
-
-        # Polled gently (each poll is a request the fake ESP answers while the
-        # workers want it); the end is the fake ESP's own note of the last
-        # accepted request, on the monotonic clock every process here shares.
-        h.wait_for(all_accepted, timeout=60 + n / 100, every=0.25)
-        elapsed = stats["last_accepted_at"] - started
+        elapsed = until_accepted(client, n, started)
     finally:
         rss = max(h.stop(p) for p in processes)
     return n / elapsed, rss
 
 
-def sample_send(*, single: bool = False, bulk: bool = False) -> int:
+def until_accepted(client: FakeESPClient, count: int, started: float) -> float:
+    """Seconds from `started` (time.monotonic()) until the fake ESP had accepted
+    `count` recipients.
+
+    Polled gently (each poll is a request the fake ESP answers while the workers
+    want it); the end is the fake ESP's own note of the last accepted request, on
+    the monotonic clock every process here shares.
+    """
+    stats = {}
+
+    def all_accepted() -> bool:
+        stats.update(client.stats())
+        return stats["count"] >= count
+
+    h.wait_for(all_accepted, timeout=120 + count / 20, every=0.25)
+    return stats["last_accepted_at"] - started
+
+
+def sample_send(
+    client: FakeESPClient, requests: int, *, single: bool = False, bulk: bool = False
+) -> tuple[Replay, int]:
     """Send two batches of a fresh send in this process, in the mode the workers
-    are about to send in, so that the bare client can replay the product's request
-    before they start; returns the second batch's query count (a worker's first
-    batch of a send also reads the post to render it)."""
+    will send in; returns the last `requests` requests it made, for the bare client
+    to replay, and the second batch's query count (a worker's first batch of a
+    send also reads the post to render it)."""
     from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext, override_settings
@@ -308,6 +386,7 @@ def sample_send(*, single: bool = False, bulk: bool = False) -> int:
     delivery.mailing_plan_page(mailing_id=send_id)
     app.control.purge()
     first, second = Mailing.objects.get(pk=send_id).batches.order_by("number")[:2]
+    client.reset(keep_messages=requests)
     with override_settings(
         NEWSLETTER_DELIVERY_MODE="single" if single else "auto",
         ANYMAIL={**settings.ANYMAIL, "POSTMARK_USE_BULK_API": bulk},
@@ -316,18 +395,68 @@ def sample_send(*, single: bool = False, bulk: bool = False) -> int:
         with CaptureQueriesContext(connection) as queries:
             delivery.batch_send(batch_id=second.pk)
     delivery.mailing_cancel(mailing_id=send_id)
-    return len(queries)
+    return sample_requests(client, requests), len(queries)
 
 
-def _post_repeatedly(url: str, headers: dict, body: bytes, recipients: int) -> int:
-    """Post one request again and again over one kept-alive connection, with the
-    standard library's http.client: nothing per request but the HTTP itself."""
-    target = urlsplit(url)
+def sample_digests(client: FakeESPClient) -> tuple[Replay, float]:
+    """A round to DIGEST_SAMPLE_READERS readers of its own (the others follow no
+    topic yet), sent in this process; returns its requests, for the bare client to
+    replay, and the queries per digest of sending it (planning aside). The round
+    and its readers are then removed, so that today's round can be started for
+    everyone."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from newsletter import delivery
+    from newsletter.celery import app
+    from newsletter.models import Batch, Mailing, Subscriber
+
+    h.seed_subscribers(DIGEST_SAMPLE_READERS, prefix="sample")
+    h.digest_readers_follow(prefix="sample")
+    round_id = h.digest_round_create()
+    while delivery.mailing_plan_page(mailing_id=round_id):
+        pass
+    app.control.purge()  # the doorbells planning rang: sent here instead
+    batches = Batch.objects.filter(mailing_id=round_id).order_by("number")
+    client.reset(keep_messages=DIGEST_SAMPLE_READERS)
+    with CaptureQueriesContext(connection) as queries:
+        for batch_id in batches.values_list("pk", flat=True):
+            delivery.batch_send(batch_id=batch_id)
+    replay = sample_requests(client, DIGEST_SAMPLE_READERS)
+    Mailing.objects.filter(pk=round_id).delete()
+    Subscriber.objects.filter(email__startswith="sample").delete()
+    return replay, len(queries) / DIGEST_SAMPLE_READERS
+
+
+def sample_requests(client: FakeESPClient, limit: int) -> Replay:
+    """The last `limit` requests the fake ESP accepted, headers and body byte for
+    byte, each with the number of recipients it carried."""
+    requests = []
+    for stored in client.messages(limit=limit):
+        payload = stored["payload"]
+        if isinstance(payload, dict) and "Messages" in payload:  # the bulk API
+            recipients = len(payload["Messages"])
+        else:
+            recipients = len(payload) if isinstance(payload, list) else 1
+        path = urlsplit(client.url + stored["endpoint"]).path
+        body = stored["request_body"].encode("latin-1")
+        requests.append((path, stored["request_headers"], body, recipients))
+    return Replay(client.url, requests)
+
+
+def _post_repeatedly(replay: Replay, start: int) -> int:
+    """Post the requests one after the other, from the `start`th and round again,
+    over one kept-alive connection, with the standard library's http.client:
+    nothing per request but the HTTP itself. Returns the recipients they carried."""
+    target = urlsplit(replay.url)
     connection = http.client.HTTPConnection(target.hostname, target.port)
     sent = 0
+    requests = replay.requests[start:] + replay.requests[:start]
     deadline = time.perf_counter() + LIMIT_SECONDS
-    while time.perf_counter() < deadline:
-        connection.request("POST", target.path, body=body, headers=headers)
+    for path, headers, body, recipients in itertools.cycle(requests):
+        if time.perf_counter() >= deadline:
+            break
+        connection.request("POST", path, body=body, headers=headers)
         answer = connection.getresponse()
         answer.read()
         if answer.status != 200:
@@ -337,22 +466,18 @@ def _post_repeatedly(url: str, headers: dict, body: bytes, recipients: int) -> i
     return sent
 
 
-def bare_client_rate(client: FakeESPClient, endpoint: str, processes: int) -> float:
-    """Post copies of the last request the product made, headers and body byte for
-    byte, from `processes` clients."""
+def bare_client_rate(client: FakeESPClient, replay: Replay, processes: int) -> float:
+    """Recipients/s the fake ESP accepted from `processes` bare clients replaying
+    the product's requests, each starting at a different one."""
     from django.db import connections
 
-    (last,) = client.messages(limit=1)
-    payload = last["payload"]
-    if isinstance(payload, dict) and "Messages" in payload:  # the bulk API
-        recipients = len(payload["Messages"])
-    else:
-        recipients = len(payload) if isinstance(payload, list) else 1
-    body = last["request_body"].encode("latin-1")
-    request = (client.url + endpoint, last["request_headers"], body, recipients)
+    if not replay.requests:
+        raise RuntimeError("no request of the product's to replay")
     connections.close_all()  # children must not share (and close) our connection
+    count = len(replay.requests)
+    starts = [i * count // processes for i in range(processes)]
     with multiprocessing.get_context("fork").Pool(processes) as pool:
-        totals = pool.starmap(_post_repeatedly, [request] * processes)
+        totals = pool.starmap(_post_repeatedly, [(replay, s) for s in starts])
     client.reset()
     return sum(totals) / LIMIT_SECONDS
 
