@@ -10,6 +10,9 @@ import time
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations import RunPython
 
 from newsletter import delivery, outbox
 from newsletter.celery import app as celery_app
@@ -401,12 +404,25 @@ DJANGO_ADMINS_OWN = (
     ".breadcrumbs > a",
 )
 
-# The roles' groups are rows made by a migration, which the flush after each
-# transactional test removes: these tests have them restored first.
-with_roles = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+@pytest.fixture
+def roles(db):
+    """The roles' groups. The roles migration made them, but the flush after each
+    transactional test removed them: run its create_roles again, on the
+    migrations' own state, whatever the migration's file is called."""
+    loader = MigrationLoader(connection)
+    create_roles = next(
+        operation.code
+        for migration in loader.disk_migrations.values()
+        for operation in migration.operations
+        if isinstance(operation, RunPython)
+        and operation.code.__name__ == "create_roles"
+    )
+    with connection.schema_editor() as schema_editor:
+        create_roles(loader.project_state().apps, schema_editor)
 
 
-@with_roles
+@pytest.mark.usefixtures("roles")
 def test_a_contributor_writes_with_the_live_preview_and_submits_for_review(
     browser, site
 ):
@@ -446,7 +462,7 @@ def test_a_contributor_writes_with_the_live_preview_and_submits_for_review(
     assert contributor.csp_violations == []
 
 
-@with_roles
+@pytest.mark.usefixtures("roles")
 def test_an_editor_sees_the_checks_approves_and_publishes(browser, site):
     require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
     jo = StaffFactory(username="jo", role="Contributor")
