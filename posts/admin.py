@@ -367,7 +367,7 @@ class PostAdmin(admin.ModelAdmin):
     # Roles and review. Code asks for the permission (posts.review_post,
     # publish_post, email_post), never for the group that holds it.
     ROLE_FIELDS = {
-        "posts.publish_post": ["published_at"],
+        "posts.publish_post": ["published_at", "publish_despite_warnings"],
         "posts.email_post": ["email_subscribers", "email_format"],
     }
 

@@ -118,6 +118,7 @@ def test_a_contributors_form_offers_no_publication_time_nor_email(contributor):
     assert 'name="title"' in html
     assert 'name="published_at_0"' not in html
     assert 'name="email_subscribers"' not in html
+    assert 'name="publish_despite_warnings"' not in html
     assert '<option value="review">In review</option>' in html
     assert '<option value="published"' not in html
 
