@@ -266,9 +266,14 @@ def events_purge_old(*, now: datetime) -> int:
 
 
 def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
-    if not Subscriber.objects.filter(email=email).exists():
+    known = (
+        Subscriber.objects.filter(email=email).exists()
+        or Suppression.objects.for_email(email).exists()
+    )
+    if not known:
         # We never wrote to this address: the event is forged or stray, and must
         # not put a stranger on the suppression list (they could never subscribe).
+        # A reader who erased their data is still known by their suppression's hash.
         return
     kind = event.event_type
     if kind == EventType.DELIVERED:

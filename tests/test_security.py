@@ -1,7 +1,9 @@
 """Each test names the attack it stops: abuse of the subscribe form, forged or
 replayed links, header and markup injection, and the production settings."""
 
+import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -15,6 +17,7 @@ from django.core import mail, signing
 
 from newsletter.celery import app as celery_app
 from newsletter.emails import PostEmail
+from newsletter.logs import RedactTokens
 from newsletter.models import Consent, Subscriber, Suppression
 from newsletter.subscriptions import address_suppress
 from newsletter.tokens import Purpose, make_token
@@ -843,3 +846,22 @@ def test_open_tracking_webhooks_fail_the_deployment_checklist():
     )
     assert result.returncode != 0
     assert "ANYMAIL_WEBHOOK_SECRET" in result.stdout + result.stderr
+
+
+def test_djangos_own_log_of_a_404_names_no_readers_token(client):
+    """django.request logs "Not Found: <path>": a mistyped suffix after a reader's
+    token must not leave the token in the log."""
+    handler = next(
+        handler
+        for handler in logging.getLogger().handlers
+        if any(isinstance(f, RedactTokens) for f in handler.filters)
+    )
+    log = io.StringIO()
+    previous = handler.setStream(log)
+    try:
+        response = client.get("/preferences/SeCrEtToKeN123/nope/")
+    finally:
+        handler.setStream(previous)
+    assert response.status_code == 404
+    assert "Not Found: /preferences/[redacted]" in log.getvalue()
+    assert "SeCrEtToKeN123" not in log.getvalue()

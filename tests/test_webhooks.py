@@ -12,6 +12,7 @@ from django.core import checks
 from django.test import override_settings
 from django.utils import timezone
 
+from newsletter import subscriptions
 from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppression
 from newsletter.tasks import purge_old_events
 from newsletter.webhooks import check_webhook_secret
@@ -588,6 +589,19 @@ def test_an_event_about_an_address_we_never_emailed_is_recorded_and_changes_noth
     assert not Suppression.objects.exists()
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_a_complaint_about_a_reader_who_erased_their_data_still_suppresses_them(
+    client, reader
+):
+    # Erasure keeps only a keyed hash of the address (reason "deleted", which the
+    # reader may lift by subscribing again); a complaint about mail they got before
+    # makes it one they cannot.
+    subscriptions.subscriber_delete(subscriber=reader)
+    assert post_postmark(client, forged_complaint(reader.email)).status_code == 200
+    assert Suppression.objects.for_email(reader.email).get().reason == (
+        Suppression.Reason.COMPLAINT
+    )
 
 
 def test_the_events_admin_says_why_the_webhook_is_off(admin_client, settings):
