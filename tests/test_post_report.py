@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from newsletter import engagement
-from newsletter.engagement import post_report
 from newsletter.models import Batch, Delivery, Link, Mailing, Subscriber
+from newsletter.reports import post_report
 from newsletter.subscriptions import subscriber_unsubscribe
 
 from . import test_webhooks as webhooks_test

@@ -7,14 +7,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ..engagement import REPORT_FIGURES, post_report, post_report_rows
 from ..models import PostReport
+from ..reports import REPORT_FIGURES, post_report, post_report_rows
 
 
 @admin.register(PostReport)
 class PostReportAdmin(admin.ModelAdmin):
     """Each announced post's report: recipients, bounces, complaints, and opens
-    and clicks by people and machines (engagement.post_report). Read only."""
+    and clicks by people and machines (reports.post_report). Read only."""
 
     list_display = ["title", "announced_at", "report"]
     search_fields = ["title", "slug"]

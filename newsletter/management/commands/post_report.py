@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from newsletter.engagement import REPORT_FIGURES, post_report
+from newsletter.reports import REPORT_FIGURES, post_report
 from posts.models import Post
 
 
