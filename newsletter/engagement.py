@@ -34,8 +34,9 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import F
 from django.urls import reverse
+from django.utils import timezone
 
-from .models import Link, Mailing
+from .models import Link, Mailing, MailingHour
 
 _SALT = "newsletter.engagement.click"
 
@@ -229,6 +230,13 @@ def click_record(
     )
     with transaction.atomic():
         _count_without_waiting_for_the_disk()
+        turned = sum(not c[2] for c in recent) if machine else 0  # people's → machines'
+        MailingHour.objects.record(
+            mailing_id=link.mailing_id,
+            at=now,
+            clicks_people=int(not machine) - turned,
+            clicks_machines=int(machine) + turned,
+        )
         _count_click(link, recent, machine=machine)
     recent.append([link.pk, moment, machine, link.hidden])
     # Unreachable, the cache only forgets: the reader is still taken to the link.
@@ -288,3 +296,4 @@ def open_by_machine(event: AnymailTrackingEvent) -> bool:
 def open_record(*, mailing_id: int, machine: bool) -> None:
     counter = "opens_machines" if machine else "opens_people"
     Mailing.objects.filter(pk=mailing_id).update(**{counter: F(counter) + 1})
+    MailingHour.objects.record(mailing_id=mailing_id, at=timezone.now(), **{counter: 1})
