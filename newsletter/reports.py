@@ -1,20 +1,41 @@
 """Each post's report: what became of its emails, and opens and clicks by people
 and machines, read from the ledger and the counts engagement.py records."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 
-from posts.models import Post
+from posts.models import Organisation, Post, Region
 
 from .engagement import CLICK_RULES, OPEN_RULES
-from .models import Delivery, Link, Mailing, Subscriber
+from .models import Delivery, Link, Mailing, Subscriber, SubscriberTopic
 
 # A reader who leaves within this long of an email counts as leaving because of it.
 UNSUBSCRIBED_WITHIN = timedelta(days=7)
-_ARRIVED = ["delivered", "opened", "clicked", "unsubscribed", "complained"]
-_BOUNCED = ["bounced", "rejected", "deferred"]
+_ARRIVED = Q(
+    last_event__in=["delivered", "opened", "clicked", "unsubscribed", "complained"]
+)
+_BOUNCED = Q(last_event__in=["bounced", "rejected", "deferred"])
+_LEFT = Q(
+    subscriber__status=Subscriber.Status.UNSUBSCRIBED,
+    subscriber__unsubscribed_at__gte=F("sent_at"),
+    subscriber__unsubscribed_at__lt=F("sent_at") + UNSUBSCRIBED_WITHIN,
+) | Q(last_event="unsubscribed")
+
+# The chart: the announcement's first three days, in bars of three clock hours
+# (24 bars read at phone width; 72 would not).
+CHART_HOURS = 72
+HOURS_PER_BAR = 3
+
+# A group of readers smaller than this is never shown on its own: the author
+# could tell who bounced or left.
+SMALLEST_GROUP = 10
+# What readers follow that says where they work.
+GROUP_KINDS = {
+    SubscriberTopic.Kind.REGION: (Region, "Other regions"),
+    SubscriberTopic.Kind.ORGANISATION: (Organisation, "Other organisations"),
+}
 
 DELIVERY_RULES = (
     "Recipients are the readers the post went to, as published and in digests. "
@@ -27,31 +48,41 @@ DELIVERY_RULES = (
     "provider's own link. Opens count the post's own email, not the digests, "
     "which carry several posts."
 )
+HOURS_RULES = (
+    f"The post's own email over its first {CHART_HOURS} hours, in bars of "
+    f"{HOURS_PER_BAR} hours, counted by the same rules. Hours are clock hours: "
+    "the first bar starts on the hour the email went out. Clicks that a "
+    "scanner's later burst showed to be a machine's move to machines in the hour "
+    "of that burst."
+)
+GROUPS_RULES = (
+    "Readers by the regions and organisations they follow (a reader following "
+    "several is in each; one following everything is in none). A region or "
+    f"organisation with fewer than {SMALLEST_GROUP} readers of this post is not "
+    "named: it is counted in “other”, whose figures are shown only when it "
+    f"holds {SMALLEST_GROUP} readers or more. Opens and clicks are not shown by "
+    "group: they are counted per email and per link, never per reader, so "
+    "nothing says which reader opened or clicked."
+)
 
 
 def post_report(post: Post) -> dict:
     """What happened to a post's emails, people and machines apart: the figures
-    the admin report, its CSV and `manage.py post_report` show. Three queries,
-    however many readers and links."""
+    the admin report, its CSV and `manage.py post_report` show. At most eight
+    queries, however many readers and links."""
     deliveries = Delivery.objects.carrying(post)
-    arrived = Q(last_event__in=_ARRIVED)
-    bounced = Q(last_event__in=_BOUNCED)
-    hard = bounced & Q(subscriber__status=Subscriber.Status.BOUNCED)
-    left = Q(
-        subscriber__status=Subscriber.Status.UNSUBSCRIBED,
-        subscriber__unsubscribed_at__gte=F("sent_at"),
-        subscriber__unsubscribed_at__lt=F("sent_at") + UNSUBSCRIBED_WITHIN,
-    ) | Q(last_event="unsubscribed")
     figures = deliveries.aggregate(
         recipients=Count("pk"),
         as_published=Count("pk", filter=Q(mailing__kind=Mailing.Kind.POST)),
         through_digests=Count("pk", filter=Q(mailing__kind=Mailing.Kind.DIGEST)),
         accepted=Count("pk", filter=Q(status=Delivery.Status.SENT)),
-        delivered=Count("pk", filter=arrived),
-        bounced=Count("pk", filter=bounced),
-        bounced_hard=Count("pk", filter=hard),
+        delivered=Count("pk", filter=_ARRIVED),
+        bounced=Count("pk", filter=_BOUNCED),
+        bounced_hard=Count(
+            "pk", filter=_BOUNCED & Q(subscriber__status=Subscriber.Status.BOUNCED)
+        ),
         complained=Count("pk", filter=Q(last_event="complained")),
-        unsubscribed=Count("pk", filter=left),
+        unsubscribed=Count("pk", filter=_LEFT),
     )
     figures["bounced_soft"] = figures["bounced"] - figures["bounced_hard"]
     announcement = Mailing.objects.filter(kind=Mailing.Kind.POST, post=post).first()
@@ -59,7 +90,29 @@ def post_report(post: Post) -> dict:
         "people": announcement.opens_people if announcement else 0,
         "machines": announcement.opens_machines if announcement else 0,
     }
-    # The announcement's every link, and each digest's link to this post.
+    figures["links"] = _links(post)
+    figures["clicks"] = {
+        "people": sum(link["people"] for link in figures["links"]),
+        "machines": sum(link["machines"] for link in figures["links"]),
+    }
+    return {
+        "post": post.slug,
+        "title": post.title,
+        **figures,
+        "first_hours": _first_hours(announcement),
+        "groups": _groups(deliveries),
+        "rules": {
+            "deliveries": DELIVERY_RULES,
+            "opens": OPEN_RULES,
+            "clicks": CLICK_RULES,
+            "first_hours": HOURS_RULES,
+            "groups": GROUPS_RULES,
+        },
+    }
+
+
+def _links(post: Post) -> list[dict]:
+    """The announcement's every link, and each digest's link to this post."""
     digests = Delivery.posts.through.objects.filter(post=post).values(
         "delivery__mailing_id"
     )
@@ -75,7 +128,7 @@ def post_report(post: Post) -> dict:
         .annotate(people=Sum("people"), machines=Sum("machines"))
         .order_by("hidden", "-people", "url")
     )
-    figures["links"] = [
+    return [
         {
             "url": link["url"],
             "hidden": link["hidden"],
@@ -84,20 +137,91 @@ def post_report(post: Post) -> dict:
         }
         for link in links
     ]
-    figures["clicks"] = {
-        "people": sum(link["people"] for link in figures["links"]),
-        "machines": sum(link["machines"] for link in figures["links"]),
+
+
+def _first_hours(announcement: Mailing | None) -> dict:
+    """The announcement's opens and clicks in its first CHART_HOURS, a bar every
+    HOURS_PER_BAR hours from the clock hour it went out in. One query."""
+    if announcement is None:
+        return {"from": None, "bars": []}
+    start = announcement.created_at.astimezone(UTC).replace(
+        minute=0, second=0, microsecond=0
+    )
+    bars = [
+        {
+            "hours": f"{first}-{first + HOURS_PER_BAR}",
+            "opens": {"people": 0, "machines": 0},
+            "clicks": {"people": 0, "machines": 0},
+        }
+        for first in range(0, CHART_HOURS, HOURS_PER_BAR)
+    ]
+    hours = announcement.hours.filter(
+        hour__gte=start, hour__lt=start + timedelta(hours=CHART_HOURS)
+    )
+    for row in hours:
+        bar = bars[int((row.hour - start).total_seconds()) // 3600 // HOURS_PER_BAR]
+        for kind in ("opens", "clicks"):
+            for who in ("people", "machines"):
+                bar[kind][who] += getattr(row, f"{kind}_{who}")
+    return {"from": start.isoformat(), "bars": bars}
+
+
+def _groups(deliveries: QuerySet) -> dict:
+    """Recipients, delivered, bounced and unsubscribed readers per region and per
+    organisation followed, groups under SMALLEST_GROUP folded into one "other"
+    per kind. Two to five queries, however many readers and groups."""
+    counted = {
+        "readers": Count("subscriber", distinct=True),
+        "delivered": Count("subscriber", distinct=True, filter=_ARRIVED),
+        "bounced": Count("subscriber", distinct=True, filter=_BOUNCED),
+        "unsubscribed": Count("subscriber", distinct=True, filter=_LEFT),
     }
-    return {
-        "post": post.slug,
-        "title": post.title,
-        **figures,
-        "rules": {
-            "deliveries": DELIVERY_RULES,
-            "opens": OPEN_RULES,
-            "clicks": CLICK_RULES,
-        },
-    }
+    rows = (
+        deliveries.filter(subscriber__topics__kind__in=list(GROUP_KINDS))
+        .values(kind=F("subscriber__topics__kind"), slug=F("subscriber__topics__value"))
+        .annotate(**counted)
+        .order_by("kind", "-readers", "slug")
+    )
+    groups = {kind: [] for kind in GROUP_KINDS}
+    folded = {kind: [] for kind in GROUP_KINDS}
+    for row in rows:
+        kind = row.pop("kind")
+        if row["readers"] >= SMALLEST_GROUP:
+            groups[kind].append(row)
+        else:
+            folded[kind].append(row["slug"])
+    for kind, (model, _) in GROUP_KINDS.items():
+        if slugs := [group["slug"] for group in groups[kind]]:
+            names = dict(
+                model.objects.filter(slug__in=slugs).values_list("slug", "name")
+            )
+            for group in groups[kind]:
+                group["name"] = names.get(group["slug"], group["slug"])
+    if any(folded.values()):
+        match = Q()
+        for kind, slugs in folded.items():
+            if slugs:
+                match |= Q(
+                    subscriber__topics__kind=kind, subscriber__topics__value__in=slugs
+                )
+        # Counted again together: a reader following two small groups is one reader.
+        others = {
+            row.pop("kind"): row
+            for row in deliveries.filter(match)
+            .values(kind=F("subscriber__topics__kind"))
+            .annotate(**counted)
+            .order_by()
+        }
+        for kind, slugs in folded.items():
+            if slugs:
+                other = others[kind]
+                if other["readers"] < SMALLEST_GROUP:
+                    other = dict.fromkeys(other)  # too few to show even together
+                name = GROUP_KINDS[kind][1]
+                groups[kind].append(
+                    {"slug": "", "name": name, "folded": len(slugs), **other}
+                )
+    return groups
 
 
 # The report's figures as CSV rows, in the order the admin shows them.
@@ -113,6 +237,7 @@ REPORT_FIGURES = [
     ("complained", "Complained"),
     ("unsubscribed", "Unsubscribed"),
 ]
+GROUP_FIGURES = ["readers", "delivered", "bounced", "unsubscribed"]
 
 
 def post_report_rows(report: dict) -> list[list]:
@@ -128,4 +253,28 @@ def post_report_rows(report: dict) -> list[list]:
         [link["url"], "yes" if link["hidden"] else "", link["people"], link["machines"]]
         for link in report["links"]
     ]
+    rows.append([])
+    rows.append(
+        ["hours", "opens people", "opens machines", "clicks people", "clicks machines"]
+    )
+    rows += [
+        [
+            bar["hours"],
+            bar["opens"]["people"],
+            bar["opens"]["machines"],
+            bar["clicks"]["people"],
+            bar["clicks"]["machines"],
+        ]
+        for bar in report["first_hours"]["bars"]
+    ]
+    for kind, groups in report["groups"].items():
+        rows.append([])
+        rows.append([kind, *GROUP_FIGURES])
+        rows += [
+            [
+                group["name"],
+                *("" if group[k] is None else group[k] for k in GROUP_FIGURES),
+            ]
+            for group in groups
+        ]
     return rows

@@ -4,7 +4,7 @@ and machines, in the admin, as CSV and from `manage.py post_report`."""
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -15,9 +15,18 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from newsletter import engagement
-from newsletter.models import Batch, Delivery, Link, Mailing, Subscriber
+from newsletter.models import (
+    Batch,
+    Delivery,
+    Link,
+    Mailing,
+    MailingHour,
+    Subscriber,
+    SubscriberTopic,
+)
 from newsletter.reports import post_report
 from newsletter.subscriptions import subscriber_unsubscribe
+from posts.models import Organisation, Region
 
 from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory, UserFactory
@@ -152,7 +161,10 @@ def test_the_command_prints_the_same_figures_as_json(story):
     for key in ("recipients", "delivered", "bounced", "complained", "unsubscribed"):
         assert isinstance(printed[key], int)
     assert printed["opens"] == {"people": 1, "machines": 2}
+    assert printed["clicks"] == {"people": 2, "machines": 3}
     assert {"url", "people", "machines"} <= set(printed["links"][0])
+    assert len(printed["first_hours"]["bars"]) == 24
+    assert set(printed["groups"]) == {"region", "organisation"}
 
 
 def test_the_command_refuses_an_unknown_post_clearly():
@@ -199,17 +211,240 @@ def test_only_who_may_view_reports_sees_them(client, story):
     assert client.get(path).status_code == 200
 
 
-@pytest.mark.parametrize("links", [2, 20])
-def test_the_report_takes_the_same_queries_however_many_links(links):
-    post = PostFactory(slug="suffolk")
+# The first hours: when opens and clicks came, after the email went out.
+
+WENT_OUT = datetime(2026, 11, 2, 10, 40, tzinfo=UTC)
+
+
+@pytest.fixture
+def sent_at_twenty_to_eleven(publish, monkeypatch):
+    """Suffolk's post went to one reader at 10:40; `at(hours, minutes)` sets the
+    clock to that long after 10:00."""
+    SubscriberFactory()
+    post = PostFactory(slug="suffolk", body=f"Read [the report]({REPORT}).")
+    publish(post)
+    Mailing.objects.filter(post=post).update(created_at=WENT_OUT)
+
+    def at(hours: int, minutes: int = 0, seconds: int = 0) -> None:
+        moment = WENT_OUT.replace(minute=0) + timedelta(
+            hours=hours, minutes=minutes, seconds=seconds
+        )
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+
+    return post, redirects(mail.outbox[0]), at
+
+
+def bars(post) -> dict[str, tuple[int, int, int, int]]:
+    """The chart's bars that are not empty: (opens by people, by machines,
+    clicks by people, by machines) by hours after the email went out."""
+    found = {}
+    for bar in post_report(post)["first_hours"]["bars"]:
+        figures = (*bar["opens"].values(), *bar["clicks"].values())
+        if any(figures):
+            found[bar["hours"]] = figures
+    return found
+
+
+def test_the_first_hours_count_clicks_and_opens_in_the_bar_of_their_hour(
+    client, sent_at_twenty_to_eleven
+):
+    post, links, at = sent_at_twenty_to_eleven
+    mailing = Mailing.objects.get(post=post)
+    at(0, 50)
+    click(client, links[REPORT], address="192.0.2.1")
+    at(2, 59, 59)
+    click(client, links[REPORT], address="192.0.2.2")
+    engagement.open_record(mailing_id=mailing.pk, machine=True)
+    at(3)
+    click(client, links[REPORT], address="192.0.2.3")
+    click(client, links[REPORT], agent=SCANNER, address="203.0.113.9")
+    engagement.open_record(mailing_id=mailing.pk, machine=False)
+    at(71, 59)
+    click(client, links[REPORT], address="192.0.2.4")
+    at(72)  # the fourth day: counted on the link, not in the chart
+    click(client, links[REPORT], address="192.0.2.5")
+
+    report = post_report(post)
+    assert report["first_hours"]["from"] == "2026-11-02T10:00:00+00:00"
+    assert len(report["first_hours"]["bars"]) == 24
+    assert bars(post) == {
+        "0-3": (0, 1, 2, 0),
+        "3-6": (1, 0, 1, 1),
+        "69-72": (0, 0, 1, 0),
+    }
+    assert report["clicks"] == {"people": 5, "machines": 1}
+
+
+def test_a_scanners_burst_moves_its_earlier_click_to_machines_in_the_chart_too(
+    client, sent_at_twenty_to_eleven
+):
+    post, links, at = sent_at_twenty_to_eleven
+    at(5, 0, 0)
+    click(client, links[REPORT], address="203.0.113.7")  # looks like a person
+    at(5, 0, 1)
+    click(client, links["hidden"], address="203.0.113.7")
+    assert bars(post) == {"3-6": (0, 0, 0, 2)}
+    assert post_report(post)["clicks"] == {"people": 0, "machines": 2}
+
+
+def test_a_post_only_in_digests_has_no_first_hours_to_chart(admin_client):
+    post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
+    digest = Mailing.objects.create(
+        kind="digest", frequency="weekly", period="2026-11-30"
+    )
+    batch = Batch.objects.create(mailing=digest, number=1)
+    carried = Delivery.objects.create(
+        mailing=digest, batch=batch, subscriber=SubscriberFactory(), status="sent"
+    )
+    carried.posts.add(post)
+    assert post_report(post)["first_hours"] == {"from": None, "bars": []}
+    page = admin_client.get(f"/admin/newsletter/postreport/{post.pk}/change/")
+    assert "only in digests: there are no first hours to chart" in page.content.decode()
+
+
+# By what readers follow: regions and organisations, no group under ten named.
+
+
+def readers_following(
+    mailing: Mailing, count: int, *topics: tuple[str, str], **delivery
+) -> list[Subscriber]:
+    """`count` readers who follow the topics and were sent the mailing."""
+    batch, _ = Batch.objects.get_or_create(mailing=mailing, number=1)
+    readers = []
+    for _ in range(count):
+        reader = SubscriberFactory()
+        for kind, value in topics:
+            SubscriberTopic.objects.create(subscriber=reader, kind=kind, value=value)
+        Delivery.objects.create(
+            mailing=mailing,
+            batch=batch,
+            subscriber=reader,
+            status="sent",
+            sent_at=WENT_OUT,
+            **{"last_event": "delivered", **delivery},
+        )
+        readers.append(reader)
+    return readers
+
+
+EAST = ("region", "east-of-england")
+WALES = ("region", "wales")
+SOUTH_EAST = ("region", "south-east")
+NACRO = ("organisation", "nacro")
+INTERSERVE = ("organisation", "interserve")
+SODEXO = ("organisation", "sodexo-justice-services")
+
+
+@pytest.fixture
+def followed():
+    """Suffolk's post went to readers who follow regions and organisations."""
+    Region.objects.create(slug="east-of-england", name="East of England")
+    Organisation.objects.create(slug="nacro", name="Nacro")
+    post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
     mailing = Mailing.objects.create(kind="post", post=post)
-    batch = Batch.objects.create(mailing=mailing, number=1)
+    # East of England: 12 readers, one bounced, one who left the next day.
+    readers_following(mailing, 9, EAST, NACRO)
+    readers_following(mailing, 1, EAST, NACRO, last_event="bounced")
+    [leaver] = readers_following(mailing, 1, EAST, NACRO)
+    Subscriber.objects.filter(pk=leaver.pk).update(
+        status="unsubscribed", unsubscribed_at=WENT_OUT + timedelta(days=1)
+    )
+    readers_following(mailing, 1, EAST)
+    # Two small regions, seven readers together: not shown even together.
+    readers_following(mailing, 4, WALES)
+    readers_following(mailing, 3, SOUTH_EAST, INTERSERVE, SODEXO)
+    # Two small organisations, ten readers together (three follow both).
+    readers_following(mailing, 4, INTERSERVE)
+    readers_following(mailing, 3, SODEXO, last_event="bounced")
+    # Readers who follow everything are in no group.
+    readers_following(mailing, 20)
+    return post
+
+
+def test_groups_of_ten_or_more_are_shown_and_smaller_ones_folded(followed):
+    groups = post_report(followed)["groups"]
+    assert groups["region"] == [
+        {
+            "slug": "east-of-england",
+            "name": "East of England",
+            "readers": 12,
+            "delivered": 11,
+            "bounced": 1,
+            "unsubscribed": 1,
+        },
+        {
+            "slug": "",
+            "name": "Other regions",
+            "folded": 2,
+            "readers": None,
+            "delivered": None,
+            "bounced": None,
+            "unsubscribed": None,
+        },
+    ]
+    assert groups["organisation"] == [
+        {
+            "slug": "nacro",
+            "name": "Nacro",
+            "readers": 11,
+            "delivered": 10,
+            "bounced": 1,
+            "unsubscribed": 1,
+        },
+        {
+            "slug": "",
+            "name": "Other organisations",
+            "folded": 2,
+            "readers": 10,
+            "delivered": 7,
+            "bounced": 3,
+            "unsubscribed": 0,
+        },
+    ]
+
+
+def test_the_admin_report_names_no_group_under_ten(admin_client, followed):
+    page = admin_client.get(f"/admin/newsletter/postreport/{followed.pk}/change/")
+    text = page.content.decode()
+    assert "East of England" in text
+    assert "Other regions (2 smaller groups)" in text
+    assert "Fewer than 10 readers together: not shown." in text
+    for small in ("wales", "south-east", "interserve", "sodexo"):
+        assert small not in text.lower()
+    assert "Opens and clicks are not shown by group" in text
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                admin_client.get(
+                    f"/admin/newsletter/postreport/{followed.pk}/csv/"
+                ).content.decode()
+            )
+        )
+    )
+    assert ["region", "readers", "delivered", "bounced", "unsubscribed"] in rows
+    assert ["East of England", "12", "11", "1", "1"] in rows
+    assert ["Other regions", "", "", "", ""] in rows
+
+
+def queries_for_a_report(links: int, readers: int) -> int:
+    """The queries one report takes for a post with that many links and readers
+    (of a big region and a small one, a big organisation and a small one)."""
+    post = PostFactory()
+    mailing = Mailing.objects.create(kind="post", post=post)
     for n in range(links):
         Link.objects.create(mailing=mailing, url=f"https://example.org/{n}", people=n)
-        Delivery.objects.create(
-            mailing=mailing, batch=batch, subscriber=SubscriberFactory(), status="sent"
-        )
+    MailingHour.objects.record(
+        mailing_id=mailing.pk, at=mailing.created_at, clicks_people=1
+    )
+    readers_following(mailing, readers - 3, EAST, NACRO)
+    readers_following(mailing, 3, WALES, INTERSERVE)
     with CaptureQueriesContext(connection) as queries:
         report = post_report(post)
     assert len(report["links"]) == links
-    assert len(queries) == 3
+    assert report["recipients"] == readers
+    return len(queries)
+
+
+def test_the_report_takes_the_same_queries_however_many_links_and_readers():
+    assert queries_for_a_report(links=2, readers=15) == 8
+    assert queries_for_a_report(links=20, readers=150) == 8

@@ -1,14 +1,23 @@
 import csv
+from datetime import datetime
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
+from ..charts import Chart, bar_chart
 from ..models import PostReport
-from ..reports import REPORT_FIGURES, post_report, post_report_rows
+from ..reports import (
+    CHART_HOURS,
+    REPORT_FIGURES,
+    SMALLEST_GROUP,
+    post_report,
+    post_report_rows,
+)
 
 
 @admin.register(PostReport)
@@ -60,6 +69,8 @@ class PostReportAdmin(admin.ModelAdmin):
                 "title": f"Report: {report['title']}",
                 "report": report,
                 "figures": [(label, report[key]) for key, label in REPORT_FIGURES],
+                "charts": _first_hours_charts(report["first_hours"]),
+                "smallest_group": SMALLEST_GROUP,
                 "csv_url": reverse("admin:newsletter_postreport_csv", args=[object_id]),
             },
         )
@@ -81,3 +92,22 @@ class PostReportAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+def _first_hours_charts(first_hours: dict) -> list[Chart]:
+    """Opens and clicks over the post's first hours, a chart each."""
+    if first_hours["from"] is None:
+        return []
+    start = timezone.localtime(datetime.fromisoformat(first_hours["from"]))
+    since = f"from {start:%H:%M on %-d %B %Y}"
+    return [
+        bar_chart(
+            title=f"{kind.capitalize()} in the first {CHART_HOURS} hours, {since}",
+            series=["People", "Machines"],
+            rows=[
+                (f"{bar['hours']} h", [bar[kind]["people"], bar[kind]["machines"]])
+                for bar in first_hours["bars"]
+            ],
+        )
+        for kind in ("clicks", "opens")
+    ]
