@@ -33,8 +33,8 @@ HOURS_PER_BAR = 3
 SMALLEST_GROUP = 10
 # What readers follow that says where they work.
 GROUP_KINDS = {
-    SubscriberTopic.Kind.REGION: (Region, "Other regions"),
-    SubscriberTopic.Kind.ORGANISATION: (Organisation, "Other organisations"),
+    SubscriberTopic.Kind.REGION.value: (Region, "Other regions"),
+    SubscriberTopic.Kind.ORGANISATION.value: (Organisation, "Other organisations"),
 }
 
 DELIVERY_RULES = (

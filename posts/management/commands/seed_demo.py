@@ -23,6 +23,7 @@ from posts.models import (
     Tag,
 )
 from posts.search import index_post
+from posts.signals import demo_loaded
 
 
 def _date(value: str | None) -> date | None:
@@ -127,6 +128,7 @@ class Command(BaseCommand):
                 "ends_on": timezone.localdate() + timedelta(days=365),
             },
         )
+        demo_loaded.send(sender=self.__class__, stdout=self.stdout)
 
     def _person(self, item: dict):
         """A staff user in a role; like ensure_admin, the password is shown once."""
