@@ -12,7 +12,13 @@ from posts.models import Post
 from .browser import AXE_SCRIPT, MOBILE, require, save_screenshot
 from .browser import serious_accessibility_violations as violations
 from .factories import StaffFactory
-from .test_browser import browser, log_in, new_page, site  # noqa: F401 (fixtures)
+from .test_browser import (  # noqa: F401 (browser and site are fixtures)
+    DJANGO_ADMINS_OWN,
+    browser,
+    log_in,
+    new_page,
+    site,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -44,7 +50,7 @@ def test_an_editor_reads_a_posts_report_on_a_desk_and_a_phone_light_and_dark(
             page.get_by_role("link", name="Report").first.wait_for()
             page.goto(f"{site}/admin/newsletter/postreport/{post.pk}/change/")
             page.get_by_role("heading", name="The first hours").wait_for()
-            chart = page.get_by_role("img", name="Clicks in the first 72 hours")
+            chart = page.get_by_role("img", name="Opens and clicks in the first 72")
             assert chart.is_visible()
             page.get_by_role("rowheader", name="East of England").wait_for()
             page.get_by_text("A click counts as a machine").wait_for()
@@ -52,6 +58,13 @@ def test_an_editor_reads_a_posts_report_on_a_desk_and_a_phone_light_and_dark(
             box = chart.bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
             save_screenshot(page, f"admin-report-{width}-{scheme}")
-            found[width, scheme] = violations(page)
+            found[width, scheme] = [
+                violation
+                for violation in violations(page)
+                if not all(
+                    target.startswith(DJANGO_ADMINS_OWN)
+                    for target in violation.partition(") at ")[2].split(", ")
+                )
+            ]
             page.context.close()
     assert found == {variant: [] for variant in found}

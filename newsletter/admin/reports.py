@@ -69,7 +69,7 @@ class PostReportAdmin(admin.ModelAdmin):
                 "title": f"Report: {report['title']}",
                 "report": report,
                 "figures": [(label, report[key]) for key, label in REPORT_FIGURES],
-                "charts": _first_hours_charts(report["first_hours"]),
+                "chart": _first_hours_chart(report["first_hours"]),
                 "smallest_group": SMALLEST_GROUP,
                 "csv_url": reverse("admin:newsletter_postreport_csv", args=[object_id]),
             },
@@ -94,20 +94,29 @@ class PostReportAdmin(admin.ModelAdmin):
         return False
 
 
-def _first_hours_charts(first_hours: dict) -> list[Chart]:
-    """Opens and clicks over the post's first hours, a chart each."""
+def _first_hours_chart(first_hours: dict) -> Chart | None:
+    """Opens and clicks, people and machines, over the post's first hours."""
     if first_hours["from"] is None:
-        return []
+        return None
     start = timezone.localtime(datetime.fromisoformat(first_hours["from"]))
-    since = f"from {start:%H:%M on %-d %B %Y}"
-    return [
-        bar_chart(
-            title=f"{kind.capitalize()} in the first {CHART_HOURS} hours, {since}",
-            series=["People", "Machines"],
-            rows=[
-                (f"{bar['hours']} h", [bar[kind]["people"], bar[kind]["machines"]])
-                for bar in first_hours["bars"]
-            ],
-        )
-        for kind in ("clicks", "opens")
-    ]
+    return bar_chart(
+        title=f"Opens and clicks in the first {CHART_HOURS} hours, "
+        f"from {start:%H:%M on %-d %B %Y}",
+        series=[
+            "Opens by people",
+            "Opens by machines",
+            "Clicks by people",
+            "Clicks by machines",
+        ],
+        rows=[
+            (
+                f"{bar['hours']} h",
+                [
+                    bar[kind][who]
+                    for kind in ("opens", "clicks")
+                    for who in ("people", "machines")
+                ],
+            )
+            for bar in first_hours["bars"]
+        ],
+    )
