@@ -110,7 +110,7 @@ def _first_hours_chart(first_hours: dict) -> Chart | None:
         ],
         rows=[
             (
-                f"{bar['hours']} h",
+                f"{bar['hours']}\u00a0h",
                 [
                     bar[kind][who]
                     for kind in ("opens", "clicks")
