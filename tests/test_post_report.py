@@ -26,7 +26,7 @@ from newsletter.models import (
 )
 from newsletter.reports import post_report
 from newsletter.subscriptions import subscriber_unsubscribe
-from posts.models import Organisation, Region
+from posts.models import Organisation, Post, Region
 
 from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory, UserFactory
@@ -448,3 +448,26 @@ def queries_for_a_report(links: int, readers: int) -> int:
 def test_the_report_takes_the_same_queries_however_many_links_and_readers():
     assert queries_for_a_report(links=2, readers=15) == 8
     assert queries_for_a_report(links=20, readers=150) == 8
+
+
+def test_seed_demo_gives_the_demo_posts_a_history_to_report_once():
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())
+    suffolk = Post.objects.get(slug="suffolk-probation-inspection-2017")
+    assert Mailing.objects.filter(post=suffolk).count() == 1
+    report = post_report(suffolk)
+    assert report["recipients"] == report["accepted"] > 100
+    assert 0 < report["bounced"] < 10 and report["delivered"] > 100
+    assert report["opens"]["people"] > 0 and report["opens"]["machines"] > 0
+    charted = {
+        kind: {
+            who: sum(bar[kind][who] for bar in report["first_hours"]["bars"])
+            for who in ("people", "machines")
+        }
+        for kind in ("opens", "clicks")
+    }
+    assert charted == {"opens": report["opens"], "clicks": report["clicks"]}
+    assert report["clicks"]["machines"] > report["clicks"]["people"] > 0
+    assert report["groups"]["region"][0]["name"] == "East of England"
+    # Only the demo's own readers are given a history.
+    assert not Delivery.objects.exclude(subscriber__email__startswith="demo-reader-")
