@@ -12,7 +12,7 @@ class NewsletterConfig(AppConfig):
         from posts.comments.models import Comment
         from posts.comments.signals import comment_held, comments_changed
         from posts.models import Post
-        from posts.signals import demo_loaded, post_published
+        from posts.signals import demo_seeded, post_published
 
         # The tasks modules only register their tasks with Celery (enqueue.py
         # looks them up by name).
@@ -26,7 +26,6 @@ class NewsletterConfig(AppConfig):
         )
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
-        demo_loaded.connect(receivers.demo_history, dispatch_uid="demo_history")
         comment_held.connect(
             receivers.email_comment_confirmation,
             sender=Comment,
@@ -43,3 +42,9 @@ class NewsletterConfig(AppConfig):
             signal.connect(
                 pagecache.invalidate, sender=Comment, dispatch_uid="pagecache_comments"
             )
+        # The demo posts' emails, sent to demo readers of their own, for reports.
+        from . import demo_mailings
+
+        demo_seeded.connect(
+            demo_mailings.mailings_history_seed, dispatch_uid="demo_mailings"
+        )

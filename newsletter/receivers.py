@@ -3,7 +3,7 @@ from django.db import transaction
 from posts.comments.models import Comment
 from posts.models import Post
 
-from . import comment_tasks, delivery, demo
+from . import comment_tasks, delivery
 
 
 def email_new_post(sender, *, post: Post, **kwargs) -> None:
@@ -18,8 +18,3 @@ def email_comment_confirmation(sender, *, comment: Comment, **kwargs) -> None:
     transaction.on_commit(
         lambda: comment_tasks.email_comment_confirmation.delay(comment_id)
     )
-
-
-def demo_history(sender, *, stdout, **kwargs) -> None:
-    made = demo.demo_history_create()
-    stdout.write(f"Demo emails: {made} post announcement(s) with their history.")

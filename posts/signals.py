@@ -5,6 +5,6 @@ from django.dispatch import Signal
 # rolls back with the publication itself.
 post_published = Signal()
 
-# Sent at the end of `manage.py seed_demo`, inside its transaction: newsletter
-# gives the demo posts their readers and emails (posts knows nothing of email).
-demo_loaded = Signal()
+# Sent by `manage.py seed_demo` once the demo posts exist, so that other apps add
+# their own part of the demo (newsletter: readers and their history).
+demo_seeded = Signal()

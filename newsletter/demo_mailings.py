@@ -1,4 +1,5 @@
-"""The demo posts' emails, for `manage.py seed_demo`: readers who follow regions
+"""The demo posts' emails, for `manage.py seed_demo` (through posts.signals.
+demo_seeded, since posts knows nothing of email): readers who follow regions
 and organisations, each announced post sent to them with its ledger, and opens and
 clicks over the first 72 hours, people and machines apart, so that each post's
 report has something to show. Made up, deterministically; never sent."""
@@ -48,19 +49,16 @@ LEAVES = 0.01
 FIRST_HOURS = 72
 
 
-def demo_history_create() -> int:
-    """Give each announced post without an email its announcement, as sent;
-    the number of mailings made (none when run again)."""
+def mailings_history_seed(sender=None, **kwargs) -> None:
+    """Give each announced post without an email its announcement, as sent
+    (nothing when run again)."""
     _demo_readers_create()
-    made = 0
     for post in (
         Post.objects.published()
         .filter(announced_at__isnull=False, mailings__isnull=True)
         .order_by("announced_at")
     ):
         _announcement_create(post, random.Random(post.slug))
-        made += 1
-    return made
 
 
 def _demo_readers_create() -> None:
