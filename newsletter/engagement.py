@@ -138,7 +138,7 @@ def link_fix(*, post: Post, url: str, target: str, user: AbstractBaseUser) -> in
     to the fixed one. Emails sent later carry the post as it is then.
     """
     return (
-        Link.objects.in_emails_of(post)
+        Link.objects.of_post(post)
         .filter(url=url, hidden=False)
         .update(fixed_url=target, fixed_at=timezone.now(), fixed_by=user)
     )
@@ -360,17 +360,9 @@ def post_report(post: Post) -> dict:
         "machines": announcement.opens_machines if announcement else 0,
     }
     # The announcement's every link, and each digest's link to this post.
-    digests = Delivery.posts.through.objects.filter(post=post).values(
-        "delivery__mailing_id"
-    )
     links = (
-        Link.objects.filter(
-            Q(mailing__kind=Mailing.Kind.POST, mailing__post=post)
-            | Q(
-                mailing_id__in=digests,
-                url=settings.SITE_URL + post.get_absolute_url(),
-            )
-        )
+        Link.objects.of_post(post)
+        .exclude(mailing__kind=Mailing.Kind.CORRECTION)
         .values("url", "hidden")
         .annotate(
             people=Sum("people"),

@@ -511,14 +511,18 @@ class Delivery(models.Model):
 
 
 class LinkQuerySet(models.QuerySet):
-    def in_emails_of(self, post: Post) -> "LinkQuerySet":
-        """The links of every email that carried the post: its announcement, its
-        corrections, and the digests that held it."""
+    def of_post(self, post: Post) -> "LinkQuerySet":
+        """The post's links in every email that carried it: all of its
+        announcement's and its corrections', and each digest's link to the post
+        (a digest's other links are the other posts')."""
         digests = Delivery.posts.through.objects.filter(post=post).values(
             "delivery__mailing_id"
         )
         return self.filter(
-            models.Q(mailing__post=post) | models.Q(mailing_id__in=digests)
+            models.Q(mailing__post=post)
+            | models.Q(
+                mailing_id__in=digests, url=settings.SITE_URL + post.get_absolute_url()
+            )
         )
 
 

@@ -48,8 +48,8 @@ class LinkFixForm(forms.Form):
         if target.startswith(settings.SITE_URL + "/r/"):
             # The redirect would send readers round in a circle.
             raise ValidationError(
-                "That is one of the emails' own redirects: enter the page the "
-                "link should open."
+                "That address is a redirect of the emails themselves: enter the "
+                "page the link should open."
             )
         if target == self.current:
             raise ValidationError("The link already goes there.")
@@ -129,7 +129,7 @@ class PostReportAdmin(admin.ModelAdmin):
         post = self.get_object(request, unquote(object_id))
         url = request.GET.get("url", "")
         link = (
-            Link.objects.in_emails_of(post).filter(url=url, hidden=False).first()
+            Link.objects.of_post(post).filter(url=url, hidden=False).first()
             if post is not None
             else None
         )
