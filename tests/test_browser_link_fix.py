@@ -37,7 +37,7 @@ def test_an_editor_fixes_a_broken_link_of_a_sent_post_for_its_readers(
     broken = f"{site}/posts/the-report/"  # a slug that never was
     post = PostFactory(
         title="Suffolk: caseloads too high",
-        body=f"Read [the inspectorate's report]({broken}).",
+        body=f"Read [the official report]({broken}).",
     )
     post_publish(post=post)
     wait_for_email("Suffolk: caseloads too high")
@@ -45,7 +45,7 @@ def test_an_editor_fixes_a_broken_link_of_a_sent_post_for_its_readers(
     # The reader follows the email's link and finds nothing there.
     reader = new_page(browser)
     email = open_email(reader, site, "Suffolk: caseloads too high")
-    email.get_by_role("link", name="the inspectorate's report").click()
+    email.get_by_role("link", name="the official report").click()
     reader.wait_for_url(broken)
     reader.get_by_text("Not found", exact=False).first.wait_for()
 
@@ -54,7 +54,9 @@ def test_an_editor_fixes_a_broken_link_of_a_sent_post_for_its_readers(
     editor = new_page(browser)
     log_in(editor, site, "eden")
     editor.goto(f"{site}/admin/newsletter/postreport/{post.pk}/change/")
-    editor.get_by_role("link", name=f"Fix where this link goes: {broken}").click()
+    editor.get_by_role(
+        "link", name=f"Fix where this link goes (the link to {broken})"
+    ).click()
     field = editor.get_by_label("Where it should go")
     assert field.input_value() == broken
     field.fill("javascript:alert(1)")
@@ -69,7 +71,7 @@ def test_an_editor_fixes_a_broken_link_of_a_sent_post_for_its_readers(
 
     # The same email's same link now opens the report.
     email = open_email(reader, site, "Suffolk: caseloads too high")
-    email.get_by_role("link", name="the inspectorate's report").click()
+    email.get_by_role("link", name="the official report").click()
     reader.wait_for_url(right)
     reader.get_by_role("heading", name="The inspectorate's report").wait_for()
     assert reader.csp_violations == editor.csp_violations == []
