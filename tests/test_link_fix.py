@@ -5,6 +5,7 @@ report says what it was, who fixed it and when."""
 
 import io
 import json
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -14,7 +15,8 @@ from django.test import Client
 
 from newsletter import delivery
 from newsletter.digest_tasks import start_due_digests
-from newsletter.models import Link, Mailing
+from newsletter.models import Link
+from posts.models import Post
 from posts.services import post_publish
 
 from .factories import PostFactory, StaffFactory, UserFactory
@@ -70,12 +72,13 @@ def editor():
 
 
 def fix_url(url: str) -> str:
-    post = Mailing.objects.get(kind="post", post__slug="suffolk").post
-    return f"/admin/newsletter/postreport/{post.pk}/link/?url={url}"
+    """The report's "Fix where this link goes" for the link to `url`."""
+    post = Post.objects.get(slug="suffolk")
+    return f"/admin/newsletter/postreport/{post.pk}/link/?url={quote(url, safe='')}"
 
 
 def report_url() -> str:
-    post = Mailing.objects.get(kind="post", post__slug="suffolk").post
+    post = Post.objects.get(slug="suffolk")
     return f"/admin/newsletter/postreport/{post.pk}/change/"
 
 
@@ -100,7 +103,7 @@ def test_the_editor_fixes_a_broken_link_and_later_clicks_go_to_the_new_address(
     assert follow(client, suffolk, REPORT, "192.0.2.1") == REPORT
 
     report = editor.get(report_url()).content.decode()
-    assert "Fix where this link goes" in report
+    assert f'href="{fix_url(REPORT)}">Fix where this link goes' in report
     form = editor.get(fix_url(REPORT))
     assert form.status_code == 200
     assert f'value="{REPORT}"' in form.content.decode()  # the current address
@@ -228,3 +231,11 @@ def test_the_report_command_prints_the_fix(emails, editor):
         MOVED,
         "eden",
     )
+
+
+def test_addresses_with_query_strings_are_found_and_followed_whole(
+    client, emails, editor
+):
+    fixed = DATA.replace("year=2026", "year=2026&quarter=3")
+    assert editor.post(fix_url(DATA), {"target": fixed}).status_code == 302
+    assert follow(client, emails["Suffolk", "instant"], DATA, "192.0.2.1") == fixed
