@@ -3,6 +3,8 @@ per link, and never per reader.
 
 Links in a mailing's HTML go through the site's own signed redirect (/r/<token>/),
 whose token names only the link (a Link row: one per distinct URL per mailing).
+The author may later send a broken link somewhere else (link_fix): the redirect
+follows Link.target.
 A click is a machine's when any of these holds (CLICK_RULES says so to the author):
 - it is a HEAD request (a browser following a link asks with GET);
 - it comes within MACHINE_SECONDS_AFTER_SEND of the mailing starting to go out;
@@ -29,12 +31,15 @@ from urllib.parse import urlsplit
 
 from anymail.signals import AnymailTrackingEvent
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
+
+from posts.models import Post
 
 from .models import Link, Mailing, MailingHour
 
@@ -111,7 +116,7 @@ def link_for_token(token: str) -> Link | None:
     except (signing.BadSignature, ValueError):
         return None
     link = Link.objects.select_related("mailing").filter(pk=link_id).first()
-    if link is None or not is_web_address(link.url):
+    if link is None or not is_web_address(link.target):
         return None
     return link
 
@@ -122,6 +127,21 @@ def is_web_address(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def link_fix(*, post: Post, url: str, target: str, user: AbstractBaseUser) -> int:
+    """Send every later click on the link to `url` in any email that carried the
+    post to `target` instead; how many mailings' links changed.
+
+    The emails cannot change, so their Link rows keep the address they have as
+    `url` (and with it their counts and the report's grouping): the redirect goes
+    to the fixed one. Emails sent later carry the post as it is then.
+    """
+    return (
+        Link.objects.of_post(post)
+        .filter(url=url, hidden=False)
+        .update(fixed_url=target, fixed_at=timezone.now(), fixed_by=user)
+    )
 
 
 # The reader's own links (leaving, preferences) are not counted: they name the

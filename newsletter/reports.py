@@ -3,8 +3,7 @@ and machines, read from the ledger and the counts engagement.py records."""
 
 from datetime import UTC, timedelta
 
-from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 
 from posts.models import Organisation, Post, Region
 
@@ -113,19 +112,18 @@ def post_report(post: Post) -> dict:
 
 def _links(post: Post) -> list[dict]:
     """The announcement's every link, and each digest's link to this post."""
-    digests = Delivery.posts.through.objects.filter(post=post).values(
-        "delivery__mailing_id"
-    )
     links = (
-        Link.objects.filter(
-            Q(mailing__kind=Mailing.Kind.POST, mailing__post=post)
-            | Q(
-                mailing_id__in=digests,
-                url=settings.SITE_URL + post.get_absolute_url(),
-            )
-        )
+        Link.objects.of_post(post)
+        .exclude(mailing__kind=Mailing.Kind.CORRECTION)
         .values("url", "hidden")
-        .annotate(people=Sum("people"), machines=Sum("machines"))
+        .annotate(
+            people=Sum("people"),
+            machines=Sum("machines"),
+            # One fix covers the link in all the post's emails (link_fix).
+            fixed_url=Max("fixed_url"),
+            fixed_at=Max("fixed_at"),
+            fixed_by=Max("fixed_by__username"),
+        )
         .order_by("hidden", "-people", "url")
     )
     return [
@@ -134,6 +132,13 @@ def _links(post: Post) -> list[dict]:
             "hidden": link["hidden"],
             "people": link["people"],
             "machines": link["machines"],
+            "fixed": {
+                "to": link["fixed_url"],
+                "at": link["fixed_at"],
+                "by": link["fixed_by"] or "",
+            }
+            if link["fixed_at"]
+            else None,
         }
         for link in links
     ]

@@ -189,6 +189,6 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         client=client_address(request),
         now=timezone.now(),
     )
-    response = HttpResponseRedirect(link.url)
+    response = HttpResponseRedirect(link.target)
     response["X-Robots-Tag"] = "noindex"
     return response
