@@ -250,12 +250,9 @@ def click_record(
     )
     with transaction.atomic():
         _count_without_waiting_for_the_disk()
-        turned = sum(not c[2] for c in recent) if machine else 0  # people's → machines'
-        MailingHour.objects.record(
-            mailing_id=link.mailing_id,
-            at=now,
-            clicks_people=int(not machine) - turned,
-            clicks_machines=int(machine) + turned,
+        MailingHour.objects.clicks_add(
+            [(link.pk, int(moment // 3600), int(not machine), int(machine))]
+            + [(c[0], int(c[1] // 3600), -1, 1) for c in recent if machine and not c[2]]
         )
         _count_click(link, recent, machine=machine)
     recent.append([link.pk, moment, machine, link.hidden])

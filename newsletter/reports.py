@@ -50,9 +50,7 @@ DELIVERY_RULES = (
 HOURS_RULES = (
     f"The post's own email over its first {CHART_HOURS} hours, in bars of "
     f"{HOURS_PER_BAR} hours, counted by the same rules. Hours are clock hours: "
-    "the first bar starts on the hour the email went out. Clicks that a "
-    "scanner's later burst showed to be a machine's move to machines in the hour "
-    "of that burst."
+    "the first bar starts on the hour the email went out."
 )
 GROUPS_RULES = (
     "Readers by the regions and organisations they follow (a reader following "

@@ -275,15 +275,15 @@ def test_the_first_hours_count_clicks_and_opens_in_the_bar_of_their_hour(
     assert report["clicks"] == {"people": 5, "machines": 1}
 
 
-def test_a_scanners_burst_moves_its_earlier_click_to_machines_in_the_chart_too(
+def test_a_scanners_burst_moves_its_earlier_click_to_machines_in_its_own_hour(
     client, sent_at_twenty_to_eleven
 ):
     post, links, at = sent_at_twenty_to_eleven
-    at(5, 0, 0)
+    at(5, 59, 59)
     click(client, links[REPORT], address="203.0.113.7")  # looks like a person
-    at(5, 0, 1)
+    at(6)
     click(client, links["hidden"], address="203.0.113.7")
-    assert bars(post) == {"3-6": (0, 0, 0, 2)}
+    assert bars(post) == {"3-6": (0, 0, 0, 1), "6-9": (0, 0, 0, 1)}
     assert post_report(post)["clicks"] == {"people": 0, "machines": 2}
 
 
