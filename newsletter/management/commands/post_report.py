@@ -3,7 +3,12 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
-from newsletter.reports import REPORT_FIGURES, post_report
+from newsletter.reports import (
+    GROUP_FIGURES,
+    REPORT_FIGURES,
+    SMALLEST_GROUP,
+    post_report,
+)
 from posts.models import Post
 
 
@@ -42,3 +47,11 @@ class Command(BaseCommand):
                 f"  {link['people']:>6} people {link['machines']:>6} machines  "
                 f"{link['url']}{hidden}"
             )
+        for kind, groups in report["groups"].items():
+            for group in groups:
+                figures = (
+                    f"fewer than {SMALLEST_GROUP} readers together, not shown"
+                    if group["readers"] is None
+                    else ", ".join(f"{key} {group[key]}" for key in GROUP_FIGURES)
+                )
+                self.stdout.write(f"{kind} {group['name']}: {figures}")
