@@ -426,6 +426,18 @@ def test_the_admin_report_names_no_group_under_ten(admin_client, followed):
     assert ["Other regions", "", "", "", ""] in rows
 
 
+def test_the_command_prints_the_groups_and_hides_the_small_ones(followed):
+    out = io.StringIO()
+    call_command("post_report", "suffolk", stdout=out)
+    printed = out.getvalue()
+    assert (
+        "region East of England: readers 12, delivered 11, bounced 1, unsubscribed 1"
+        in printed
+    )
+    assert "region Other regions: fewer than 10 readers together, not shown" in printed
+    assert "organisation Other organisations: readers 10, delivered 7" in printed
+
+
 def queries_for_a_report(links: int, readers: int) -> int:
     """The queries one report takes for a post with that many links and readers
     (of a big region and a small one, a big organisation and a small one)."""
