@@ -204,7 +204,7 @@ def _first_hours_chart(first_hours: dict) -> Chart | None:
         ],
         rows=[
             (
-                f"{bar['hours']}\u00a0h",
+                bar["hours"].replace("-", "\u2011") + "\u00a0h",  # kept on one line
                 [
                     bar[kind][who]
                     for kind in ("opens", "clicks")
