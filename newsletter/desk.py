@@ -14,9 +14,9 @@ from django.db.models import (
     CharField,
     Count,
     Exists,
+    F,
     OuterRef,
     Q,
-    Subquery,
     Value,
     When,
 )
@@ -223,34 +223,30 @@ def _growth() -> tuple[Chart, list[tuple[str, int]]]:
         series=["Confirmed", "Left", "Lost", "Net"],
         rows=rows,
     )
-    return chart, _sources(since)
+    return chart, _sources(since, joined=sum(joined.values()))
 
 
-def _sources(since: datetime) -> list[tuple[str, int]]:
-    """New readers since then by where they subscribed: the form (on which page),
-    an import (by its source), or the admin (no consent recorded)."""
-    confirming = Consent.objects.filter(
-        subscriber=OuterRef("pk"), confirmed_at=OuterRef("confirmed_at")
-    ).order_by("-pk")
+def _sources(since: datetime, joined: int) -> list[tuple[str, int]]:
+    """The readers who joined since then (`joined` of them) by where they
+    subscribed: the form (on which page), an import (by its source), or the admin
+    (no consent recorded). A reader's source is the consent their latest
+    confirmation confirmed."""
     counts = (
-        Subscriber.objects.filter(confirmed_at__gte=since)
-        .annotate(
-            source=Subquery(confirming.values("source")[:1]),
-            page=Subquery(confirming.values("page")[:1]),
+        Consent.objects.filter(
+            confirmed_at__gte=since, confirmed_at=F("subscriber__confirmed_at")
         )
         .values_list("source", "page")
-        .annotate(Count("pk"))
-        .order_by("-pk__count")
+        .annotate(Count("subscriber", distinct=True))
     )
     rows: dict[str, int] = {}
     for source, page, count in counts:
-        if source is None:
-            label = "Added in the admin"
-        elif source == CONSENT_SOURCE_FORM:
+        if source == CONSENT_SOURCE_FORM:
             label = f"Subscribe form, from {page}" if page else "Subscribe form"
         else:
             label = f"Import: {source}"
         rows[label] = rows.get(label, 0) + count
+    if added := joined - sum(rows.values()):
+        rows["Added in the admin"] = added
     return sorted(rows.items(), key=lambda row: (-row[1], row[0]))
 
 
