@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from posts.models import Post
+from posts.models import Category, Post, Region
 
 from .models import Consent, Subscriber, SubscriberTopic, Suppression
 from .subscriptions import CONSENT_SOURCE_FORM, CONSENT_VERSION, CONSENT_WORDING
@@ -29,11 +29,21 @@ def readers_history_seed(sender=None, **kwargs) -> None:
     rng = random.Random(19)
     now = timezone.now()
     pages = [
+        "",  # came to the form directly
         "/",
-        "/subscribe/",
         *(p.get_absolute_url() for p in Post.objects.all()[:4]),
     ]
     frequencies = SubscriberTopic.Frequency.values
+    topics = [
+        *(
+            (SubscriberTopic.Kind.REGION, s)
+            for s in Region.objects.values_list("slug", flat=True)[:4]
+        ),
+        *(
+            (SubscriberTopic.Kind.CATEGORY, s)
+            for s in Category.objects.values_list("slug", flat=True)[:3]
+        ),
+    ]
     for n in range(DEMO_READERS):
         joined = now - timedelta(days=rng.uniform(0, DEMO_WEEKS * 7), hours=n % 7)
         fate = rng.random()
@@ -83,12 +93,20 @@ def readers_history_seed(sender=None, **kwargs) -> None:
                 wording_version=CONSENT_VERSION,
                 source="Probation conference sign-up sheet",
             )
-        if rng.random() < 0.5:
-            SubscriberTopic.objects.create(
-                subscriber=subscriber,
-                kind=SubscriberTopic.Kind.EVERYTHING,
-                frequency=rng.choice(frequencies),
+        choice = rng.random()
+        if choice < 0.4:
+            followed = [(SubscriberTopic.Kind.EVERYTHING, "")]
+        elif choice < 0.8:
+            followed = rng.sample(topics, k=min(len(topics), rng.randint(1, 2)))
+        else:
+            followed = []  # never chose: everything, as published
+        frequency = rng.choice(frequencies)
+        SubscriberTopic.objects.bulk_create(
+            SubscriberTopic(
+                subscriber=subscriber, kind=kind, value=value, frequency=frequency
             )
+            for kind, value in followed
+        )
         if reason:
             suppression = Suppression.objects.create(
                 address_hash=Suppression.hash_address(subscriber.email), reason=reason

@@ -8,7 +8,13 @@ from django.core.management import call_command
 from .browser import AXE_SCRIPT, MOBILE, require, save_screenshot
 from .browser import serious_accessibility_violations as axe_violations
 from .factories import UserFactory
-from .test_browser import browser, log_in, new_page, site  # noqa: F401 (fixtures)
+from .test_browser import (  # noqa: F401 (fixtures)
+    browser,
+    log_in,
+    new_page,
+    roles,
+    site,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -16,7 +22,7 @@ DESKTOP = {"width": 1280, "height": 1000}
 
 
 @pytest.fixture
-def demo(site):  # noqa: F811 (the fixture imported above)
+def demo(site, roles):  # noqa: F811 (the fixtures imported above)
     call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
     UserFactory(username="boss")
     return site
