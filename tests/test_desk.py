@@ -26,6 +26,7 @@ from posts.comments.models import Comment
 
 from .factories import (
     CommentFactory,
+    PublishedPostFactory,
     RegionFactory,
     StaffFactory,
     SubscriberFactory,
@@ -75,11 +76,10 @@ def mailing_with(subscribers, *, events=(), status=Mailing.Status.DONE, **fields
     """A digest mailing sent to the subscribers, the provider's latest word on the
     first ones given by `events` (e.g. ["bounced", "complained"])."""
     slot = timezone.now() - timedelta(hours=next(_slots))
+    digest = {"kind": Mailing.Kind.DIGEST, "frequency": "daily", "slot": slot}
     mailing = Mailing.objects.create(
-        kind=Mailing.Kind.DIGEST,
-        frequency="daily",
+        **(digest if "post" not in fields else {"kind": Mailing.Kind.POST}),
         period=slot.date(),
-        slot=slot,
         status=status,
         **fields,
     )
@@ -206,6 +206,16 @@ def test_bounces_over_2_and_complaints_over_0_1_percent_are_flagged(rf):
     assert shown[fine.pk]["bounce_percent"] == pytest.approx(100 / 60)
     assert not shown[fine.pk]["flagged"]
     assert shown[bad.pk]["flagged"]
+
+
+def test_a_flagged_announcement_leads_to_its_post_report(rf):
+    post = PublishedPostFactory()
+    mailing_with(readers(10), events=["complained"], post=post)
+
+    (flagged,) = desk_of(rf, UserFactory()).attention
+
+    assert flagged.text.startswith(f"Announcement of “{post.title}”: spam complaints")
+    assert flagged.url == f"/admin/newsletter/postreport/{post.pk}/change/"
 
 
 def test_uncertain_batches_paused_sends_and_pending_comments_need_the_author(
