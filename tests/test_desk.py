@@ -2,11 +2,13 @@
 needs the author, each part for those allowed to see it, in a bounded number of
 queries; and the subscribe form recording the page a reader came from."""
 
+import io
 import re
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -367,3 +369,24 @@ def test_the_subscribe_form_records_the_page_the_reader_came_from(
         "b@example.org": "",
         "c@example.org": "",
     }
+
+
+def test_seed_demo_gives_the_desk_twelve_weeks_of_plausible_history(rf):
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())  # again: nothing doubles
+
+    desk = desk_of(rf, UserFactory())
+
+    readers_now = dict(desk.readers)
+    assert readers_now["Confirmed, receiving"] > 100
+    assert readers_now["Pending confirmation"] and readers_now["Paused"]
+    assert readers_now["Suppressed: bounced"] and readers_now["Suppressed: complained"]
+    weeks_with_joins = [values for _, values in desk.growth.rows if values[0]]
+    assert len(weeks_with_joins) >= 10
+    assert sum(values[1] for _, values in desk.growth.rows) > 0  # some left
+    assert sum(values[2] for _, values in desk.growth.rows) > 0  # some were lost
+    sources = dict(desk.sources)
+    assert any(label.startswith("Subscribe form, from /posts/") for label in sources)
+    assert "Import: Probation conference sign-up sheet" in sources
+    assert "Added in the admin" in sources
+    assert Subscriber.objects.count() == 160
