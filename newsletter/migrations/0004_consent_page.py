@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletter', '0002_roles'),
+        ('newsletter', '0003_link_fix'),
     ]
 
     operations = [
