@@ -237,7 +237,7 @@ def inspections(request: HttpRequest) -> HttpResponse:
 
 
 def search_page(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:200]
+    query = search.query_text(request.GET.get("q", ""))
     terms = search.SearchQueryText.parse(query)
     ids = search.ranked_post_ids(terms)
     page = Paginator(ids, SEARCH_RESULTS_PER_PAGE).get_page(request.GET.get("page"))
