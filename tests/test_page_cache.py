@@ -167,6 +167,14 @@ def test_the_same_words_typed_another_way_are_one_cached_search(client, typed):
     assert 'value="youth offending"' in first.text
 
 
+def test_a_page_of_results_links_to_the_next_as_searched_not_as_typed(client):
+    for n in range(12):
+        PublishedPostFactory(title=f"Youth offending in Kent, part {n}")
+    first = client.get("/search/?q=Youth++OFFENDING")
+    assert 'href="?q=youth+offending&amp;page=2"' in first.text
+    assert client.get("/search/?q=youth+offending").content == first.content
+
+
 def test_a_long_query_is_cached_as_the_words_searched_for(client):
     PublishedPostFactory(title="Probation in Bristol")
     words = "probation " * 100  # the view searches for the first 200 characters
