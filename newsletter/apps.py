@@ -18,6 +18,8 @@ class NewsletterConfig(AppConfig):
         # looks them up by name).
         from . import (  # noqa: F401
             comment_tasks,
+            demo,
+            demo_mailings,
             digest_tasks,
             pagecache,
             receivers,
@@ -26,6 +28,11 @@ class NewsletterConfig(AppConfig):
         )
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
+        demo_seeded.connect(demo.readers_history_seed, dispatch_uid="demo_readers")
+        # The demo posts' emails, to demo readers of their own, for the reports.
+        demo_seeded.connect(
+            demo_mailings.mailings_history_seed, dispatch_uid="demo_mailings"
+        )
         comment_held.connect(
             receivers.email_comment_confirmation,
             sender=Comment,
@@ -42,9 +49,3 @@ class NewsletterConfig(AppConfig):
             signal.connect(
                 pagecache.invalidate, sender=Comment, dispatch_uid="pagecache_comments"
             )
-        # The demo posts' emails, sent to demo readers of their own, for reports.
-        from . import demo_mailings
-
-        demo_seeded.connect(
-            demo_mailings.mailings_history_seed, dispatch_uid="demo_mailings"
-        )

@@ -90,23 +90,29 @@ def _svg(
         ),
         format_html("<title>{}</title>", title),
     ]
-    # The value axis: the highest value, zero and (if any) the lowest.
+    # The value axis: a line at the highest value, zero and (if any) the lowest;
+    # a label on each, but for one too close to zero's to be read apart.
     for value in sorted({top, 0, bottom}):
         y = zero_y - value * scale
         parts.append(
             format_html(
-                '<line class="chart-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
-                '<text class="chart-text" x="{}" y="{}" text-anchor="end"'
-                ' dominant-baseline="middle">{}</text>',
+                '<line class="chart-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>',
                 MARGIN_LEFT,
                 WIDTH - MARGIN_RIGHT,
                 _n(y),
                 _n(y),
-                MARGIN_LEFT - 4,
-                _n(y),
-                value,
             )
         )
+        if value == 0 or abs(y - zero_y) >= FONT_SIZE:
+            parts.append(
+                format_html(
+                    '<text class="chart-text" x="{}" y="{}" text-anchor="end"'
+                    ' dominant-baseline="middle">{}</text>',
+                    MARGIN_LEFT - 4,
+                    _n(y),
+                    value,
+                )
+            )
     if not rows:
         parts.append(
             format_html(

@@ -198,6 +198,10 @@ class Consent(models.Model):
     wording_version = models.CharField(max_length=20)
     # Where the consent was given: the subscribe form, or the source of an import.
     source = models.CharField(max_length=200, blank=True)
+    # The site's page whose link brought the reader to the subscribe form (a post,
+    # the home page); empty when they came to the form directly. The desk counts
+    # new readers by it.
+    page = models.CharField(max_length=200, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     # What this request asked for, applied only when its own link confirms it, so
     # that a stranger resubmitting the address changes nothing the reader sees.

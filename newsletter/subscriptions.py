@@ -90,6 +90,7 @@ def subscription_request(
     ip_address: str | None = None,
     topics: Iterable[str] | None = None,
     frequency: str = SubscriberTopic.Frequency.INSTANT,
+    page: str = "",
 ) -> None:
     """Record a request to subscribe and, where due, queue a confirmation email.
 
@@ -114,6 +115,7 @@ def subscription_request(
             wording=CONSENT_WORDING,
             wording_version=CONSENT_VERSION,
             source=CONSENT_SOURCE_FORM,
+            page=page,
             name=name,
             topics=None if topics is None else sorted(topics),
             frequency=frequency,
@@ -347,6 +349,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "wording": consent.wording,
                 "wording_version": consent.wording_version,
                 "source": consent.source,
+                "page": consent.page,
                 "name": consent.name,
                 "topics": consent.topics,
                 "frequency": consent.frequency,

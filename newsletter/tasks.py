@@ -27,6 +27,7 @@ def subscribe(
     ip_address: str | None,
     topics: list[str] | None = None,
     frequency: str = "instant",
+    page: str = "",
 ) -> None:
     # Queued by the subscribe view rather than run in the request, so that the
     # answer takes as long whatever the address's state: a known address would
@@ -38,6 +39,7 @@ def subscribe(
         ip_address=ip_address,
         topics=topics,
         frequency=frequency,
+        page=page,
     )
 
 

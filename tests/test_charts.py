@@ -94,3 +94,16 @@ def test_the_table_beside_it_has_every_number_and_no_inline_style():
     assert '<th scope="col">Joined</th>' in html
     assert "<td>17</td><td>4</td>" in html
     assert "style=" not in html
+
+
+def value_labels(svg: str) -> list[str]:
+    return re.findall(r'text-anchor="end" dominant-baseline="middle">(-?\d+)<', svg)
+
+
+def test_the_value_axis_labels_the_top_zero_and_a_lowest_far_enough_from_zero():
+    deep = bar_chart(title="T", series=["Net"], rows=[("a", [10]), ("b", [-10])])
+    assert value_labels(deep.svg) == ["-10", "0", "10"]
+    # -1 under 50 would sit on zero's label: its line stays, its label goes.
+    shallow = bar_chart(title="T", series=["Net"], rows=[("a", [50]), ("b", [-1])])
+    assert value_labels(shallow.svg) == ["0", "50"]
+    assert shallow.svg.count('class="chart-grid"') == 3

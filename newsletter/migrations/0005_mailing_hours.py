@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletter', '0003_link_fix'),
+        ('newsletter', '0004_consent_page'),
     ]
 
     operations = [
