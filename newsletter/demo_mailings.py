@@ -85,6 +85,10 @@ def _demo_readers_create() -> None:
             )
             if value
         )
+        # Readers of long standing: not new on the desk's growth chart.
+        Subscriber.objects.filter(email__startswith=DEMO_ADDRESS).update(
+            created_at=joined
+        )
 
 
 def _announcement_create(post: Post, rng: random.Random) -> None:
@@ -147,8 +151,12 @@ def _announcement_create(post: Post, rng: random.Random) -> None:
 
 
 def _left(reader: Subscriber, reason: str, at: datetime) -> None:
+    """The reader leaves, at the time of the demo's history."""
     address_suppress(email=reader.email, reason=reason)
     Subscriber.objects.filter(pk=reader.pk).update(unsubscribed_at=at)
+    Suppression.objects.filter(
+        address_hash=Suppression.hash_address(reader.email)
+    ).update(created_at=at, updated_at=at)
 
 
 def _engagement_create(
