@@ -24,20 +24,33 @@ import contextlib
 import hashlib
 import html
 import re
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+import redis
 from anymail.signals import AnymailTrackingEvent
 from django.conf import settings
 from django.core import signing
-from django.core.cache import cache
-from django.db import connection, transaction
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Greatest
 from django.urls import reverse
+from django.utils import timezone
 
 from posts.models import Post
 
-from .models import Delivery, Link, Mailing, Subscriber
+from .models import (
+    ClickCountBatch,
+    Delivery,
+    Engagement,
+    Link,
+    Mailing,
+    Subscriber,
+)
 
 _SALT = "newsletter.engagement.click"
 
@@ -105,16 +118,54 @@ def click_token(link_id: int) -> str:
     return signing.Signer(salt=_SALT).sign(signing.b62_encode(link_id))
 
 
-def link_for_token(token: str) -> Link | None:
+@dataclass(frozen=True)
+class ClickTarget:
+    """What the redirect needs of a Link, held in the cache so that a click reads
+    no row (link_forget drops it when the link changes)."""
+
+    link_id: int
+    mailing_id: int
+    url: str
+    hidden: bool
+    mailing_created_at: datetime
+
+
+# Long enough for a send's burst of clicks to read the database once per link.
+LINK_CACHE_SECONDS = 24 * 3600
+
+
+def _link_key(link_id: int) -> str:
+    return f"newsletter:link:{link_id}"
+
+
+def link_for_token(token: str) -> ClickTarget | None:
     """The link a redirect token names, or None for a forged or unknown one."""
     try:
         link_id = signing.b62_decode(signing.Signer(salt=_SALT).unsign(token))
     except (signing.BadSignature, ValueError):
         return None
+    with contextlib.suppress(Exception):  # unreachable cache: ask the database
+        if (target := cache.get(_link_key(link_id))) is not None:
+            return target
     link = Link.objects.select_related("mailing").filter(pk=link_id).first()
     if link is None or not is_web_address(link.url):
         return None
-    return link
+    target = ClickTarget(
+        link_id=link.pk,
+        mailing_id=link.mailing_id,
+        url=link.url,
+        hidden=link.hidden,
+        mailing_created_at=link.mailing.created_at,
+    )
+    with contextlib.suppress(Exception):
+        cache.set(_link_key(link_id), target, timeout=LINK_CACHE_SECONDS)
+    return target
+
+
+def link_forget(link_id: int) -> None:
+    """Drop what the redirect holds of a link: call it whenever Link.url changes
+    (or the link is deleted), so that the next click reads the row again."""
+    cache.delete(_link_key(link_id))
 
 
 def is_web_address(url: str) -> bool:
@@ -194,7 +245,9 @@ class LinkTracker:
             self._redirects[url, hidden] = self._slot.replace("--slot--", token)
 
 
-def click_by_machine(*, link: Link, head: bool, user_agent: str, now: datetime) -> bool:
+def click_by_machine(
+    *, link: ClickTarget, head: bool, user_agent: str, now: datetime
+) -> bool:
     """Whether a click alone shows a machine, before looking at the message's
     other clicks."""
     agent = user_agent.strip().lower()
@@ -203,18 +256,25 @@ def click_by_machine(*, link: Link, head: bool, user_agent: str, now: datetime) 
         or link.hidden
         or not agent
         or any(scanner in agent for scanner in SCANNER_AGENTS)
-        or (now - link.mailing.created_at).total_seconds() < MACHINE_SECONDS_AFTER_SEND
+        or (now - link.mailing_created_at).total_seconds() < MACHINE_SECONDS_AFTER_SEND
     )
 
 
 def click_record(
-    *, link: Link, head: bool, user_agent: str, client: str, now: datetime
+    *,
+    link: ClickTarget,
+    head: bool,
+    user_agent: str,
+    client: str,
+    now: datetime,
+    reader: str = "",
 ) -> bool:
     """Count one click on a link as a person's or a machine's; True for a machine.
 
     The message's recent clicks are held hashed in the cache for TRAP_SECONDS, so
     that a scanner's burst, or its click on the hidden link, also turns the clicks
-    it made just before into machines.
+    it made just before into machines. `reader` is the signed part a consenting
+    reader's links carry (reader_part_add); without it nothing names the reader.
     """
     machine = click_by_machine(link=link, head=head, user_agent=user_agent, now=now)
     key = (
@@ -229,38 +289,28 @@ def click_record(
     machine = machine or any(
         moment - when < BURST_SECONDS or trap for _, when, _, trap in recent
     )
-    with transaction.atomic():
-        _count_without_waiting_for_the_disk()
-        _count_click(link, recent, machine=machine)
-    recent.append([link.pk, moment, machine, link.hidden])
+    # (link id, hour, people, machines): a machine's click also moves the
+    # message's recent clicks counted as people's over to machines.
+    changes = [(link.link_id, _hour(moment), 0 if machine else 1, int(machine))]
+    if machine:
+        for click in recent:
+            if not click[2]:
+                changes.append((click[0], _hour(click[1]), -1, 1))
+                click[2] = True
+    click_counts_add(changes)
+    if reader:
+        _reader_click_record(reader, link=link, at=now, machine=machine)
+    recent.append([link.link_id, moment, machine, link.hidden])
     # Unreachable, the cache only forgets: the reader is still taken to the link.
     with contextlib.suppress(Exception):
         cache.set(key, recent[-RECENT_CLICKS_KEPT:], timeout=TRAP_SECONDS)
     return machine
 
 
-def _count_click(link: Link, recent: list, *, machine: bool) -> None:
-    """Count the click; a machine's also moves the message's recent clicks that
-    were counted as people's over to machines."""
-    if machine:
-        for click in recent:
-            if not click[2]:
-                Link.objects.filter(pk=click[0], people__gt=0).update(
-                    people=F("people") - 1, machines=F("machines") + 1
-                )
-                click[2] = True
-        Link.objects.filter(pk=link.pk).update(machines=F("machines") + 1)
-    else:
-        Link.objects.filter(pk=link.pk).update(people=F("people") + 1)
-
-
-def _count_without_waiting_for_the_disk() -> None:
-    """A click's count may be lost in a database crash, and is not worth the wait
-    for PostgreSQL to flush its log to disk at every commit: in a burst of clicks
-    after a send, that wait is most of the redirect's time."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+def _hour(moment: float) -> int:
+    """The hour a click was in (hours since 1970, UTC): counts carry it, for the
+    report's counts by the hour."""
+    return int(moment // 3600)
 
 
 def _recent_clicks(key: str) -> list:
@@ -270,6 +320,116 @@ def _recent_clicks(key: str) -> list:
         return cache.get(key) or []
     except Exception:  # any cache backend's connection error
         return []
+
+
+# Clicks are counted in Redis, one field per link, hour and people/machines of
+# the hash _COUNTING; beat's flush_click_counts adds them to Link rows every minute.
+_COUNTING = "newsletter:clicks:counting"
+# A flush first renames _COUNTING to a batch key of its own (one atomic step:
+# clicks after it go into a fresh hash), and deletes the batch once added.
+_BATCH = "newsletter:clicks:batch:"
+# Batch markers (ClickCountBatch) are needed only until their batch is deleted
+# from Redis, minutes later even after a worker died; a day is ample.
+BATCH_MARKERS_KEPT = timedelta(days=1)
+
+
+def _redis():
+    """The Redis client behind the cache, or None without Redis (the embedded
+    default's local-memory cache is one process's own: beat could not see it)."""
+    default = caches["default"]
+    if not isinstance(default, RedisCache):
+        return None
+    return default._cache.get_client(write=True)
+
+
+def click_counts_add(changes: list[tuple[int, int, int, int]]) -> None:
+    """Count (link id, hour, people, machines) changes: in Redis when there is one
+    (no database write on the redirect), else, or when Redis does not answer,
+    straight into the Link rows."""
+    client = _redis()
+    if client is not None:
+        # Any Redis error: the click is counted in the database instead.
+        with contextlib.suppress(Exception):
+            pipe = client.pipeline(transaction=False)
+            counting = cache.make_key(_COUNTING)
+            for link_id, hour, people, machines in changes:
+                if people:
+                    pipe.hincrby(counting, f"{link_id}:{hour}:people", people)
+                if machines:
+                    pipe.hincrby(counting, f"{link_id}:{hour}:machines", machines)
+            pipe.execute()
+            return
+    with transaction.atomic():
+        _count_without_waiting_for_the_disk()
+        _links_add(changes)
+
+
+def click_counts_flush() -> int:
+    """Add the clicks counted in Redis to the Link rows; returns how many changes.
+
+    No count is lost or added twice: the rename takes the counts atomically
+    (clicks after it start a new hash), the batch stays in Redis until its counts
+    are committed, and its ClickCountBatch row, written in the same transaction,
+    makes a second flush (overlapping, or after a worker died between the commit
+    and the delete) skip it.
+    """
+    client = _redis()
+    if client is None:
+        return 0  # counted straight into the rows
+    name = uuid.uuid4().hex
+    with contextlib.suppress(redis.ResponseError):  # no such key: nothing counted
+        client.rename(cache.make_key(_COUNTING), cache.make_key(_BATCH + name))
+    added = 0
+    # This flush's batch, and any a dead worker left behind.
+    for key in client.scan_iter(match=cache.make_key(_BATCH) + "*"):
+        added += _batch_add(client, key.decode())
+    ClickCountBatch.objects.filter(
+        added_at__lt=timezone.now() - BATCH_MARKERS_KEPT
+    ).delete()
+    return added
+
+
+def _batch_add(client, key: str) -> int:
+    counts = client.hgetall(key)
+    changes = []
+    for field, value in counts.items():
+        link_id, hour, kind = field.decode().split(":")
+        people, machines = (int(value), 0) if kind == "people" else (0, int(value))
+        changes.append((int(link_id), int(hour), people, machines))
+    if changes:
+        try:
+            with transaction.atomic():
+                # Waits for an overlapping flush adding the same batch, then fails.
+                ClickCountBatch.objects.create(batch=key.rsplit(":", 1)[1])
+                _links_add(changes)
+        except IntegrityError:
+            changes = []  # added already
+    client.delete(key)
+    return len(changes)
+
+
+def _links_add(changes: list[tuple[int, int, int, int]]) -> None:
+    """Add click counts to the Link rows (by link, whatever the hour)."""
+    totals: dict[int, list[int]] = {}
+    for link_id, _hour, people, machines in changes:
+        total = totals.setdefault(link_id, [0, 0])
+        total[0] += people
+        total[1] += machines
+    with transaction.atomic():
+        for link_id, (people, machines) in sorted(totals.items()):
+            # Never below zero: a click moved to machines whose own count was lost.
+            Link.objects.filter(pk=link_id).update(
+                people=Greatest(F("people") + people, 0),
+                machines=F("machines") + machines,
+            )
+
+
+def _count_without_waiting_for_the_disk() -> None:
+    """A click counted without Redis may be lost in a database crash, and is not
+    worth the wait for PostgreSQL to flush its log to disk at every commit."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def open_by_machine(event: AnymailTrackingEvent) -> bool:
@@ -287,9 +447,77 @@ def open_by_machine(event: AnymailTrackingEvent) -> bool:
     )
 
 
-def open_record(*, mailing_id: int, machine: bool) -> None:
+def open_record(*, delivery: Delivery, machine: bool, at: datetime) -> None:
+    """Count an open on its mailing, and keep it as the reader's only if they
+    agreed (reader_allows)."""
     counter = "opens_machines" if machine else "opens_people"
-    Mailing.objects.filter(pk=mailing_id).update(**{counter: F(counter) + 1})
+    Mailing.objects.filter(pk=delivery.mailing_id).update(**{counter: F(counter) + 1})
+    if reader_allows(delivery.subscriber):
+        Engagement.objects.create(
+            subscriber_id=delivery.subscriber_id,
+            mailing_id=delivery.mailing_id,
+            kind=Engagement.Kind.OPEN,
+            at=at,
+            machine=machine,
+        )
+
+
+# Per reader -------------------------------------------------------------------
+
+_READER_SALT = "newsletter.engagement.reader"
+
+
+def reader_allows(subscriber: Subscriber) -> bool:
+    """Whether the reader's own opens and clicks may be kept: the author turned
+    per-reader engagement on, and the reader agreed to it and has not withdrawn."""
+    return (
+        settings.NEWSLETTER_PER_READER_ENGAGEMENT
+        and subscriber.engagement_agreed_at is not None
+    )
+
+
+def reader_part_add(html: str, *, subscriber_id: int) -> str:
+    """The email's HTML with the reader's signed part (?reader=…) on each counted
+    link when they agreed to per-reader engagement, so that the redirect can keep
+    their clicks; anyone else's unchanged (and, with the setting off, unread)."""
+    if not settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        return html
+    if not Subscriber.objects.filter(
+        pk=subscriber_id, engagement_agreed_at__isnull=False
+    ).exists():
+        return html
+    reader = signing.Signer(salt=_READER_SALT).sign(signing.b62_encode(subscriber_id))
+    counted = re.compile(
+        re.escape(settings.SITE_URL + reverse("newsletter:click", args=["x"])[:-2])
+        + r'[^"/?]+/(?=")'
+    )
+    return counted.sub(lambda m: f"{m.group(0)}?reader={reader}", html)
+
+
+def _reader_click_record(
+    reader: str, *, link: ClickTarget, at: datetime, machine: bool
+) -> None:
+    """Keep a click as the reader's, if the part is genuine and they still agree."""
+    if not settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        return
+    try:
+        subscriber_id = signing.b62_decode(
+            signing.Signer(salt=_READER_SALT).unsign(reader)
+        )
+    except (signing.BadSignature, ValueError):
+        return
+    # Withdrawn since the email went out (or erased): nothing is kept.
+    if Subscriber.objects.filter(
+        pk=subscriber_id, engagement_agreed_at__isnull=False
+    ).exists():
+        Engagement.objects.create(
+            subscriber_id=subscriber_id,
+            mailing_id=link.mailing_id,
+            link_id=link.link_id,
+            kind=Engagement.Kind.CLICK,
+            at=at,
+            machine=machine,
+        )
 
 
 # A reader who leaves within this long of an email counts as leaving because of it.

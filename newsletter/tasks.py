@@ -5,7 +5,7 @@ import random
 from celery import shared_task
 from django.utils import timezone
 
-from . import delivery, emails, subscriptions, webhooks
+from . import delivery, emails, engagement, subscriptions, webhooks
 
 
 def backoff(retries: int) -> float:
@@ -27,6 +27,7 @@ def subscribe(
     ip_address: str | None,
     topics: list[str] | None = None,
     frequency: str = "instant",
+    engagement: bool = False,
 ) -> None:
     # Queued by the subscribe view rather than run in the request, so that the
     # answer takes as long whatever the address's state: a known address would
@@ -38,6 +39,7 @@ def subscribe(
         ip_address=ip_address,
         topics=topics,
         frequency=frequency,
+        engagement=engagement,
     )
 
 
@@ -83,6 +85,11 @@ def purge_expired_pending() -> int:
 @shared_task
 def purge_old_events() -> int:
     return webhooks.events_purge_old(now=timezone.now())
+
+
+@shared_task
+def flush_click_counts() -> int:
+    return engagement.click_counts_flush()
 
 
 @shared_task

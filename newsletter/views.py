@@ -50,6 +50,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         client_address(request) or None,
         form.cleaned_data["topics"],
         form.cleaned_data["frequency"],
+        form.cleaned_data.get("engagement", False),
     )
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
@@ -188,6 +189,7 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         user_agent=request.headers.get("User-Agent", ""),
         client=client_address(request),
         now=timezone.now(),
+        reader=request.GET.get("reader", ""),
     )
     response = HttpResponseRedirect(link.url)
     response["X-Robots-Tag"] = "noindex"
