@@ -1,5 +1,6 @@
 """Opens and clicks, honestly counted: people and machines apart, per mailing and
-per link, and never per reader.
+per link, and per reader only for readers who agreed to it (with
+NEWSLETTER_PER_READER_ENGAGEMENT on).
 
 Links in a mailing's HTML go through the site's own signed redirect (/r/<token>/),
 whose token names only the link (a Link row: one per distinct URL per mailing).
@@ -11,7 +12,11 @@ A click is a machine's when any of these holds (CLICK_RULES says so to the autho
 - the same message "clicked" another link within BURST_SECONDS, or the hidden link
   within TRAP_SECONDS: the earlier clicks it counted as people become machines.
 
-The redirect keeps no record of who clicked. "The same message" is told by the
+Clicks are counted in Redis and added to the Link rows by beat every minute
+(click_counts_flush; docs/engagement.md says how none is lost or doubled).
+
+The redirect keeps no record of who clicked, unless the link carries a consenting
+reader's signed part (reader_part_add). "The same message" is told by the
 mailing, the client's address and its user agent, held hashed in the cache for
 TRAP_SECONDS only (two people behind one office gateway, with the same browser,
 clicking the same email within two seconds, count as one scanner).
@@ -101,7 +106,9 @@ CLICK_RULES = (
     f"another link within {BURST_SECONDS} seconds or the hidden link within "
     f"{TRAP_SECONDS} seconds. Every other click counts as a person's. Clicks are "
     "counted by the site's own redirect, not by the email provider, and only in "
-    "the HTML part of the email. No record is kept of who clicked."
+    "the HTML part of the email, and added to these figures every minute: the "
+    "last minute's clicks are not shown yet. No record is kept of who clicked, "
+    "except, when the editor turned it on, for readers who agreed to it."
 )
 OPEN_RULES = (
     "Opens are the email provider's reports that a message's images were loaded, "
