@@ -55,7 +55,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py makemigrations --check --dry-run
 
 # Load figures (benchmarks/load.py): gunicorn on the PostgreSQL and Redis named by
 # DATABASE_URL and REDIS_URL, driven by wrk for a few seconds per page.

@@ -100,11 +100,27 @@ def wrk(url: str, script: Path | None = None) -> dict[str, float]:
     if script:
         command[1:1] = ["-s", str(script)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return wrk_figures(output)
+
+
+# wrk prints latencies in us, ms, s, m or h, padding a one-letter unit with a space.
+_LATENCY_UNIT_MS = {
+    "us": 0.001,
+    "ms": 1.0,
+    "s": 1000.0,
+    "m": 60_000.0,
+    "h": 3_600_000.0,
+}
+
+
+def wrk_figures(output: str) -> dict[str, float]:
+    """Requests/s, p50 and p99 latency (ms) and failed requests from wrk --latency."""
 
     def percentile(label: str) -> float:
-        found = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", output, re.M)
-        return float(found[1]) * unit[found[2]]
+        found = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M)
+        if found is None:
+            sys.exit(f"no {label}th percentile in wrk's output:\n{output}")
+        return float(found[1]) * _LATENCY_UNIT_MS[found[2]]
 
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
@@ -221,11 +237,16 @@ def main() -> int:
     def rate(name: str) -> str:
         return "n/a" if results[name] is None else f"{results[name]['rps']:.0f}"
 
-    ratio = results["post"]["rps"] / results["static"]["rps"]
+    def ratio(name: str) -> str:
+        if results[name] is None:
+            return "n/a"
+        return f"{results[name]['rps'] / results['static']['rps']:.2f}"
+
     print(
         f"load: home={rate('home')} post={rate('post')} search={rate('search')} "
         f"subscribe={rate('subscribe')} click={rate('click')} static={rate('static')} "
-        f"post_ratio={ratio:.2f} post_p99_ms={results['post']['p99']:.1f}"
+        f"post_ratio={ratio('post')} search_ratio={ratio('search')} "
+        f"post_p99_ms={results['post']['p99']:.1f}"
     )
     return 0
 

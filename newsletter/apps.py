@@ -12,12 +12,13 @@ class NewsletterConfig(AppConfig):
         from posts.comments.models import Comment
         from posts.comments.signals import comment_held, comments_changed
         from posts.models import Post
-        from posts.signals import post_published
+        from posts.signals import demo_seeded, post_published
 
         # The tasks modules only register their tasks with Celery (enqueue.py
         # looks them up by name).
         from . import (  # noqa: F401
             comment_tasks,
+            demo,
             digest_tasks,
             pagecache,
             receivers,
@@ -26,6 +27,7 @@ class NewsletterConfig(AppConfig):
         )
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
+        demo_seeded.connect(demo.readers_history_seed, dispatch_uid="demo_readers")
         comment_held.connect(
             receivers.email_comment_confirmation,
             sender=Comment,

@@ -4,6 +4,8 @@ NEWSLETTER_PER_READER_ENGAGEMENT on).
 
 Links in a mailing's HTML go through the site's own signed redirect (/r/<token>/),
 whose token names only the link (a Link row: one per distinct URL per mailing).
+The author may later send a broken link somewhere else (link_fix): the redirect
+follows Link.target.
 A click is a machine's when any of these holds (CLICK_RULES says so to the author):
 - it is a HEAD request (a browser following a link asks with GET);
 - it comes within MACHINE_SECONDS_AFTER_SEND of the mailing starting to go out;
@@ -26,6 +28,7 @@ are machines.
 """
 
 import contextlib
+import functools
 import hashlib
 import html
 import re
@@ -37,11 +40,12 @@ from urllib.parse import urlsplit
 import redis
 from anymail.signals import AnymailTrackingEvent
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
 from django.db.models.functions import Greatest
 from django.urls import reverse
 from django.utils import timezone
@@ -132,13 +136,16 @@ class ClickTarget:
 
     link_id: int
     mailing_id: int
-    url: str
+    url: str  # as the email has it
+    target: str  # where the redirect goes (Link.target: the fixed address, if any)
     hidden: bool
     mailing_created_at: datetime
 
 
-# Long enough for a send's burst of clicks to read the database once per link.
-LINK_CACHE_SECONDS = 24 * 3600
+# A send's burst of clicks reads each link's row once in this long. Also the most
+# a click racing a fix (it read the row before the fix, and cached it after
+# link_forget) can keep sending readers to the old address.
+LINK_CACHE_SECONDS = 300
 
 
 def _link_key(link_id: int) -> str:
@@ -155,12 +162,13 @@ def link_for_token(token: str) -> ClickTarget | None:
         if (target := cache.get(_link_key(link_id))) is not None:
             return target
     link = Link.objects.select_related("mailing").filter(pk=link_id).first()
-    if link is None or not is_web_address(link.url):
+    if link is None or not is_web_address(link.target):
         return None
     target = ClickTarget(
         link_id=link.pk,
         mailing_id=link.mailing_id,
         url=link.url,
+        target=link.target,
         hidden=link.hidden,
         mailing_created_at=link.mailing.created_at,
     )
@@ -170,8 +178,8 @@ def link_for_token(token: str) -> ClickTarget | None:
 
 
 def link_forget(link_id: int) -> None:
-    """Drop what the redirect holds of a link: call it whenever Link.url changes
-    (or the link is deleted), so that the next click reads the row again."""
+    """Drop what the redirect holds of a link: call it whenever where a link goes
+    changes (link_fix), so that the next click reads the row again."""
     cache.delete(_link_key(link_id))
 
 
@@ -181,6 +189,26 @@ def is_web_address(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def link_fix(*, post: Post, url: str, target: str, user: AbstractBaseUser) -> int:
+    """Send every later click on the link to `url` in any email that carried the
+    post to `target` instead; how many mailings' links changed.
+
+    The emails cannot change, so their Link rows keep the address they have as
+    `url` (and with it their counts and the report's grouping): the redirect goes
+    to the fixed one. Emails sent later carry the post as it is then.
+    """
+    links = Link.objects.of_post(post).filter(url=url, hidden=False)
+    fixed = list(links.values_list("pk", flat=True))
+    changed = Link.objects.filter(pk__in=fixed).update(
+        fixed_url=target, fixed_at=timezone.now(), fixed_by=user
+    )
+    for link_id in fixed:  # the redirect reads the rows again
+        link_forget(link_id)
+        # And again once committed, in case a click cached a row read before.
+        transaction.on_commit(functools.partial(link_forget, link_id))
+    return changed
 
 
 # The reader's own links (leaving, preferences) are not counted: they name the
@@ -576,19 +604,18 @@ def post_report(post: Post) -> dict:
         "machines": announcement.opens_machines if announcement else 0,
     }
     # The announcement's every link, and each digest's link to this post.
-    digests = Delivery.posts.through.objects.filter(post=post).values(
-        "delivery__mailing_id"
-    )
     links = (
-        Link.objects.filter(
-            Q(mailing__kind=Mailing.Kind.POST, mailing__post=post)
-            | Q(
-                mailing_id__in=digests,
-                url=settings.SITE_URL + post.get_absolute_url(),
-            )
-        )
+        Link.objects.of_post(post)
+        .exclude(mailing__kind=Mailing.Kind.CORRECTION)
         .values("url", "hidden")
-        .annotate(people=Sum("people"), machines=Sum("machines"))
+        .annotate(
+            people=Sum("people"),
+            machines=Sum("machines"),
+            # One fix covers the link in all the post's emails (link_fix).
+            fixed_url=Max("fixed_url"),
+            fixed_at=Max("fixed_at"),
+            fixed_by=Max("fixed_by__username"),
+        )
         .order_by("hidden", "-people", "url")
     )
     figures["links"] = [
@@ -597,6 +624,13 @@ def post_report(post: Post) -> dict:
             "hidden": link["hidden"],
             "people": link["people"],
             "machines": link["machines"],
+            "fixed": {
+                "to": link["fixed_url"],
+                "at": link["fixed_at"],
+                "by": link["fixed_by"] or "",
+            }
+            if link["fixed_at"]
+            else None,
         }
         for link in links
     ]

@@ -195,6 +195,9 @@ class SubscribeForm(TopicsForm):
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
     )
+    # The page the reader came from (the view fills it in from the Referer), kept
+    # through the form's own round trip; only a path on this site is kept.
+    page = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
     consent_wording = CONSENT_WORDING
 
     def __init__(self, *args, **kwargs) -> None:
@@ -210,6 +213,11 @@ class SubscribeForm(TopicsForm):
 
     def clean_name(self) -> str:
         return self.cleaned_data["name"].strip()
+
+    def clean_page(self) -> str:
+        page = self.cleaned_data["page"]
+        is_local_path = page.startswith("/") and not page.startswith("//")
+        return page if is_local_path and page.isprintable() else ""
 
     def is_from_a_bot(self) -> bool:
         return bool(self.data.get("website"))

@@ -1,5 +1,6 @@
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
@@ -202,6 +203,10 @@ class Consent(models.Model):
     engagement = models.BooleanField(default=False)
     # Where the consent was given: the subscribe form, or the source of an import.
     source = models.CharField(max_length=200, blank=True)
+    # The site's page whose link brought the reader to the subscribe form (a post,
+    # the home page); empty when they came to the form directly. The desk counts
+    # new readers by it.
+    page = models.CharField(max_length=200, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     # What this request asked for, applied only when its own link confirms it, so
     # that a stranger resubmitting the address changes nothing the reader sees.
@@ -515,18 +520,49 @@ class Delivery(models.Model):
         return f"{self.mailing} to {self.subscriber}: {self.get_status_display()}"
 
 
+class LinkQuerySet(models.QuerySet):
+    def of_post(self, post: Post) -> "LinkQuerySet":
+        """The post's links in every email that carried it: all of its
+        announcement's and its corrections', and each digest's link to the post
+        (a digest's other links are the other posts')."""
+        digests = Delivery.posts.through.objects.filter(post=post).values(
+            "delivery__mailing_id"
+        )
+        return self.filter(
+            models.Q(mailing__post=post)
+            | models.Q(
+                mailing_id__in=digests, url=settings.SITE_URL + post.get_absolute_url()
+            )
+        )
+
+
 class Link(models.Model):
     """A link in a mailing, sent through the site's redirect (engagement.py), and
     how often people and machines followed it. Counts only: no reader is recorded.
     """
 
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="links")
+    # The address as the email has it: the key the mailing's batches find their
+    # Link by, and the report groups by, even after the author fixes it.
     url = models.CharField(max_length=2000)
     # The link no person can see (hidden in the HTML, and from screen readers):
     # whatever follows it is a machine.
     hidden = models.BooleanField(default=False)
     people = models.PositiveIntegerField(default=0)
     machines = models.PositiveIntegerField(default=0)
+    # Where the author sent the link instead, after the email went out (a broken
+    # report link), and who and when: engagement.link_fix.
+    fixed_url = models.CharField(max_length=2000, blank=True)
+    fixed_at = models.DateTimeField(null=True, blank=True)
+    fixed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    objects = LinkQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -537,6 +573,11 @@ class Link(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+    @property
+    def target(self) -> str:
+        """Where the redirect takes whoever follows the link."""
+        return self.fixed_url or self.url
 
 
 class ClickCountBatch(models.Model):

@@ -1,6 +1,7 @@
-"""Whole-page caching of the public post pages, in the Django cache (Redis in
-production), so a post page costs one cache read instead of queries and a
-template render.
+"""Whole-page caching of the public post pages and of search results, in the
+Django cache (Redis in production), so a page costs one cache read instead of
+queries and a template render: a burst of readers searching the same words (after
+a send) costs one search.
 
 Every cached page is stored with the generation number it was rendered in; saving,
 deleting or announcing a post starts a new generation (and again once it commits),
@@ -11,6 +12,7 @@ invalidates).
 
 import hashlib
 import re
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.cache import cache
@@ -18,11 +20,15 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
 
+from posts.search import query_text
+
 CACHED_VIEWS = {"posts:home", "posts:detail"}
+SEARCH_VIEW = "posts:search"
 GENERATION_KEY = "pagecache:generation"
 # Only the query strings the pages themselves link to: anything else (made up by a
 # crawler or an attacker) is answered fresh, so it cannot fill the cache.
 _CACHEABLE_QUERY = re.compile(r"(page=\d{1,4})?")
+_PAGE_NUMBER = re.compile(r"\d{1,4}")
 
 
 def _new_generation() -> None:
@@ -48,9 +54,10 @@ class PageCacheMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not self._cacheable(request):
+        address = self._cached_address(request)
+        if address is None:
             return self.get_response(request)
-        path = hashlib.sha256(request.get_full_path().encode()).hexdigest()[:32]
+        path = hashlib.sha256(address.encode()).hexdigest()[:32]
         key = f"pagecache:{request.method}:{path}"
         # One round trip for both: the page is stored with the generation it was
         # rendered in, and is good only while that is still the current one.
@@ -70,17 +77,46 @@ class PageCacheMiddleware:
         return response
 
     @staticmethod
-    def _cacheable(request: HttpRequest) -> bool:
-        if request.method not in ("GET", "HEAD"):
-            return False
+    def _cached_address(request: HttpRequest) -> str | None:
+        """The address the page is cached under, or None to answer it fresh."""
+        if not settings.PAGE_CACHE_SECONDS or request.method not in ("GET", "HEAD"):
+            return None
         # The author, logged in, always sees the pages fresh; so does a reader with
         # a message waiting (e.g. "your comment is published" after posting one).
         if {settings.SESSION_COOKIE_NAME, "messages"} & request.COOKIES.keys():
-            return False
-        if not _CACHEABLE_QUERY.fullmatch(request.META.get("QUERY_STRING", "")):
-            return False
+            return None
         try:
-            match = resolve(request.path_info)
+            view_name = resolve(request.path_info).view_name
         except Resolver404:
-            return False
-        return match.view_name in CACHED_VIEWS
+            return None
+        if view_name == SEARCH_VIEW:
+            return _search_address(request)
+        if view_name in CACHED_VIEWS and _CACHEABLE_QUERY.fullmatch(
+            request.META.get("QUERY_STRING", "")
+        ):
+            return request.get_full_path()
+        return None
+
+
+def _search_address(request: HttpRequest) -> str | None:
+    """Search results under one address for every way of typing the same words
+    (spacing, case: the view shows the query in the same form), so that a crowd
+    searching for them shares one page. Only q and page, each at most once: other
+    query strings are answered fresh. Each entry costs a search to make, so junk
+    fills the cache no faster than the site can search, and a query is capped at
+    the length the view searches for anyway."""
+    raw = request.META.get("QUERY_STRING", "")
+    if raw.count("&") > 1:  # more than q and page: not worth parsing here
+        return None
+    params = request.GET
+    if params.keys() - {"q", "page"} or any(
+        len(values) > 1 for _, values in params.lists()
+    ):
+        return None
+    page = params.get("page")
+    if page is not None and not _PAGE_NUMBER.fullmatch(page):
+        return None
+    normal = {"q": query_text(params["q"])} if "q" in params else {}
+    if page is not None:
+        normal["page"] = page
+    return f"{request.path}?{urlencode(normal)}"

@@ -389,8 +389,9 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# How long the home and post pages are kept in the cache (newsletter/pagecache.py);
-# publishing or editing a post retires them at once anyway.
+# How long the home, post and search pages are kept in the cache
+# (newsletter/pagecache.py; 0 turns it off); publishing or editing a post retires
+# them at once anyway.
 PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", "60")
 # Right after whitenoise, so a cached page skips the rest of the stack; what the
 # inner middleware added (CSP, X-Frame-Options) is cached with it, and a response

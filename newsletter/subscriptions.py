@@ -99,6 +99,7 @@ def subscription_request(
     ip_address: str | None = None,
     topics: Iterable[str] | None = None,
     frequency: str = SubscriberTopic.Frequency.INSTANT,
+    page: str = "",
     engagement: bool = False,
 ) -> None:
     """Record a request to subscribe and, where due, queue a confirmation email.
@@ -129,6 +130,7 @@ def subscription_request(
             + (f"+{ENGAGEMENT_CONSENT_VERSION}" if engagement else ""),
             engagement=engagement,
             source=CONSENT_SOURCE_FORM,
+            page=page,
             name=name,
             topics=None if topics is None else sorted(topics),
             frequency=frequency,
@@ -390,6 +392,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "wording": consent.wording,
                 "wording_version": consent.wording_version,
                 "source": consent.source,
+                "page": consent.page,
                 "name": consent.name,
                 "topics": consent.topics,
                 "frequency": consent.frequency,

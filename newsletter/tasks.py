@@ -27,7 +27,8 @@ def subscribe(
     ip_address: str | None,
     topics: list[str] | None = None,
     frequency: str = "instant",
-    engagement: bool = False,
+    page: str = "",
+    engagement_agreed: bool = False,
 ) -> None:
     # Queued by the subscribe view rather than run in the request, so that the
     # answer takes as long whatever the address's state: a known address would
@@ -39,7 +40,8 @@ def subscribe(
         ip_address=ip_address,
         topics=topics,
         frequency=frequency,
-        engagement=engagement,
+        page=page,
+        engagement=engagement_agreed,
     )
 
 

@@ -1,3 +1,5 @@
+from urllib.parse import urlsplit
+
 from csp.decorators import csp_update
 from django.conf import settings
 from django.db import connection
@@ -26,7 +28,8 @@ from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 @require_http_methods(["GET", "POST"])
 def subscribe(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        return render(request, "newsletter/subscribe.html", {"form": SubscribeForm()})
+        form = SubscribeForm(initial={"page": _referring_page(request)})
+        return render(request, "newsletter/subscribe.html", {"form": form})
     # Every POST counts against its client, valid or not, so no client can fill the
     # table or probe the form without limit.
     if not throttle.allow(
@@ -50,11 +53,19 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         client_address(request) or None,
         form.cleaned_data["topics"],
         form.cleaned_data["frequency"],
+        form.cleaned_data["page"],
         form.cleaned_data.get("engagement", False),
     )
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
     return render(request, "newsletter/subscribe_done.html")
+
+
+def _referring_page(request: HttpRequest) -> str:
+    """The path of this site's page that linked to the form: browsers send the
+    Referer between the site's own pages (SECURE_REFERRER_POLICY is same-origin)."""
+    referer = urlsplit(request.headers.get("Referer", ""))
+    return referer.path if referer.netloc == request.get_host() else ""
 
 
 def allow_email_to(address: str) -> bool:
@@ -191,6 +202,6 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         now=timezone.now(),
         reader=request.GET.get("reader", ""),
     )
-    response = HttpResponseRedirect(link.url)
+    response = HttpResponseRedirect(link.target)
     response["X-Robots-Tag"] = "noindex"
     return response

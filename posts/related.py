@@ -144,7 +144,8 @@ def suggestions(
     )
     candidates = with_features(
         Post.objects.filter(pk__in=candidate_ids)
-        .defer("body", "body_html", "search_facts")
+        # Scoring reads titles and excerpts; the text columns are the heavy part.
+        .defer("body", "body_html", "search_facts", "search_text", "search_vector")
         .order_by("-published_at", "-id")
     )[:MAX_CANDIDATES]
     scored = []

@@ -33,6 +33,7 @@ CONFIG = "english"
 # so that a word found in every post does not rank the whole archive.
 MAX_RESULTS = 1000
 MAX_TERMS = 12
+MAX_QUERY_LENGTH = 200
 # ts_headline parses all the text it is given, so it gets a window of the post's
 # text around the first occurrence of the query's first word: a long post costs no
 # more than a short one, and a match deep in it is still shown.
@@ -51,6 +52,13 @@ def post_search_vector() -> SearchVector:
         + SearchVector("excerpt", weight="B", config=CONFIG)
         + SearchVector("body", weight="C", config=CONFIG)
     )
+
+
+def query_text(typed: str) -> str:
+    """The query as it is searched and shown: spacing collapsed, lower case (search
+    ignores case anyway), capped. The same words typed another way are the same
+    page, so the page cache keeps one copy of it."""
+    return " ".join(typed.split()).lower()[:MAX_QUERY_LENGTH].rstrip()
 
 
 @dataclass(frozen=True)
@@ -127,17 +135,25 @@ def ranked_post_ids(terms: SearchQueryText) -> list[int]:
         return []
     if connection.vendor == "postgresql":
         search_query = terms.postgres()
-        # Ranked in the same scan that finds them; sorting a thousand pairs here
-        # is cheaper than a second pass over the posts to re-read their vectors.
+        # Ranked in the same scan that finds them (a second pass over the posts to
+        # re-read their vectors costs more), then sorted by rank in the database,
+        # so that only the ids come back: no rank to convert, nothing to sort here.
         newest = (
             Post.objects.published()
             .filter(search_vector=search_query)
             .annotate(rank=SearchRank(F("search_vector"), search_query))
             .order_by("-published_at", "-id")
-            .values_list("id", "rank")[:MAX_RESULTS]
+            .values("id", "published_at", "rank")[:MAX_RESULTS]
         )
-        # Stable: equal ranks stay newest first, then by id.
-        return [post_id for post_id, _ in sorted(newest, key=lambda row: -row[1])]
+        sql, params = newest.query.sql_with_params()
+        with connection.cursor() as cursor:
+            # Stable: equal ranks stay newest first, then by id.
+            cursor.execute(
+                f"SELECT id FROM ({sql}) AS newest "  # noqa: S608 (Django's SQL)
+                "ORDER BY rank DESC, published_at DESC, id DESC",
+                params,
+            )
+            return [row[0] for row in cursor.fetchall()]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT rowid FROM posts_search WHERE posts_search MATCH %s "

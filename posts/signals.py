@@ -4,3 +4,7 @@ from django.dispatch import Signal
 # (see posts.services.announce). Receivers get `post`; whatever they write commits or
 # rolls back with the publication itself.
 post_published = Signal()
+
+# Sent by `manage.py seed_demo` once the demo posts exist, so that other apps add
+# their own part of the demo (newsletter: readers and their history).
+demo_seeded = Signal()

@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Prefetch, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
@@ -237,12 +237,16 @@ def inspections(request: HttpRequest) -> HttpResponse:
 
 
 def search_page(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:200]
+    query = search.query_text(request.GET.get("q", ""))
     terms = search.SearchQueryText.parse(query)
     ids = search.ranked_post_ids(terms)
     page = Paginator(ids, SEARCH_RESULTS_PER_PAGE).get_page(request.GET.get("page"))
     results = search.search_results(terms, list(page.object_list)) if ids else []
     too_common = bool(terms) and not ids and search.only_common_words(terms)
+    # The pages' links carry the query as searched, not as typed: the page is the
+    # same however the words were typed, and cached once (newsletter/pagecache.py).
+    page_query = QueryDict(mutable=True)
+    page_query["q"] = query
     return render(
         request,
         "posts/search.html",
@@ -253,6 +257,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
             "max_results": search.MAX_RESULTS,
             "too_common": too_common,
             "page": page,
+            "page_query": page_query,
             "results": results,
         },
     )

@@ -1,9 +1,11 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from email import policy
 from email.parser import BytesParser
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -148,3 +150,29 @@ def test_an_anymail_variable_of_the_wrong_kind_refuses_to_start(variable):
     result = run_settings(variable)
     assert result.returncode != 0
     assert next(iter(variable)) in result.stderr
+
+
+def test_manage_py_runs_in_debug_for_a_developer_and_the_image_pins_it_off():
+    """A developer's `manage.py makemigrations --check` needs no DJANGO_DEBUG; inside
+    the image, DJANGO_DEBUG=0 comes first, so manage.py there runs without debug."""
+    root = Path(__file__).resolve().parent.parent
+    env = {"PATH": os.environ["PATH"], "VAR_DIR": os.environ.get("VAR_DIR", "")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(settings.DEBUG)",
+        ],
+        cwd=root,
+        env={k: v for k, v in env.items() if v},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+    dockerfile = (root / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^ENV [^\n]*(\\\n[^\n]*)*DJANGO_DEBUG=0", dockerfile, re.M)

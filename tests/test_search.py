@@ -168,6 +168,13 @@ def test_an_empty_query_asks_for_a_word(client):
         assert "Type a word to search for" in results(client, query), query
 
 
+def test_the_query_is_shown_as_searched_lower_case_with_single_spaces(client):
+    PublishedPostFactory(title="Youth offending in Kent")
+    html = results(client, '  "Youth\t  Offending"  KENT ')
+    assert 'value="&quot;youth offending&quot; kent"' in html
+    assert "Youth offending in Kent" in html
+
+
 def test_the_search_page_without_a_query_shows_only_the_form(client):
     html = client.get("/search/").content.decode()
     assert 'name="q"' in html

@@ -44,7 +44,26 @@ def wait_for(condition, timeout=60.0):
         if condition():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {condition}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {condition}; where each "
+        f"mailing stood: {mailings_as_they_stand()}"
+    )
+
+
+def mailings_as_they_stand() -> list:
+    """Each mailing and its batches, for a timed-out wait to say what was stuck."""
+    return [
+        (
+            mailing.kind,
+            mailing.status,
+            list(
+                mailing.batches.order_by("number").values_list(
+                    "number", "status", "attempts", "sent", "uncertain", "last_error"
+                )
+            ),
+        )
+        for mailing in Mailing.objects.all()
+    ]
 
 
 def publish_in_admin(title: str, slug: str) -> Post:

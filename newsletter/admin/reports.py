@@ -1,14 +1,59 @@
 import csv
 
-from django.contrib import admin
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ..engagement import REPORT_FIGURES, post_report, post_report_rows
-from ..models import PostReport
+from posts.validators import reject_control_characters
+
+from ..engagement import (
+    REPORT_FIGURES,
+    is_web_address,
+    link_fix,
+    post_report,
+    post_report_rows,
+)
+from ..models import Link, PostReport
+
+# Fixing where a sent link goes changes what the post's mailings do: the
+# permission Editors hold to pause or cancel them.
+FIX_LINKS_PERMISSION = "newsletter.change_mailing"
+
+
+class LinkFixForm(forms.Form):
+    target = forms.CharField(
+        label="Where it should go",
+        max_length=2000,
+        widget=forms.URLInput(attrs={"size": 80}),
+        error_messages={"required": "Enter the address the link should go to."},
+    )
+
+    def __init__(self, *args, current: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.current = current
+
+    def clean_target(self) -> str:
+        target = self.cleaned_data["target"]
+        reject_control_characters(target)
+        if not is_web_address(target):
+            raise ValidationError(
+                "Enter the whole web address, starting with https:// or http://."
+            )
+        if target.startswith(settings.SITE_URL + "/r/"):
+            # The redirect would send readers round in a circle.
+            raise ValidationError(
+                "That address is a redirect of the emails themselves: enter the "
+                "page the link should open."
+            )
+        if target == self.current:
+            raise ValidationError("The link already goes there.")
+        return target
 
 
 @admin.register(PostReport)
@@ -38,6 +83,11 @@ class PostReportAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.csv_view),
                 name="newsletter_postreport_csv",
             ),
+            path(
+                "<path:object_id>/link/",
+                self.admin_site.admin_view(self.link_fix_view),
+                name="newsletter_postreport_link_fix",
+            ),
             *super().get_urls(),
         ]
 
@@ -61,6 +111,55 @@ class PostReportAdmin(admin.ModelAdmin):
                 "report": report,
                 "figures": [(label, report[key]) for key, label in REPORT_FIGURES],
                 "csv_url": reverse("admin:newsletter_postreport_csv", args=[object_id]),
+                "link_fix_url": reverse(
+                    "admin:newsletter_postreport_link_fix", args=[object_id]
+                ),
+                "may_fix_links": request.user.has_perm(FIX_LINKS_PERMISSION),
+            },
+        )
+
+    def link_fix_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Where a link of the post's emails (?url=, as the emails have it) goes
+        from now on, in every email that carried the post."""
+        if not (
+            self.has_view_permission(request)
+            and request.user.has_perm(FIX_LINKS_PERMISSION)
+        ):
+            raise PermissionDenied
+        post = self.get_object(request, unquote(object_id))
+        url = request.GET.get("url", "")
+        link = (
+            Link.objects.of_post(post).filter(url=url, hidden=False).first()
+            if post is not None
+            else None
+        )
+        if link is None:
+            raise Http404("No link of this post's emails has that address.")
+        posted = request.POST if request.method == "POST" else None
+        form = LinkFixForm(posted, current=link.target, initial={"target": link.target})
+        if form.is_valid():
+            target = form.cleaned_data["target"]
+            fixed = link_fix(post=post, url=url, target=target, user=request.user)
+            emails = "email" if fixed == 1 else f"{fixed} emails"
+            self.message_user(
+                request,
+                f"Every later click on this link, in the {emails} that carried "
+                f"it, goes to {target}.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(
+                reverse("admin:newsletter_postreport_change", args=[post.pk])
+            )
+        return TemplateResponse(
+            request,
+            "admin/newsletter/link_fix.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Fix where this link goes",
+                "post": post,
+                "link": link,
+                "form": form,
             },
         )
 

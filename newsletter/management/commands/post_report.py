@@ -1,6 +1,7 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from django.core.serializers.json import DjangoJSONEncoder
 
 from newsletter.engagement import REPORT_FIGURES, post_report
 from posts.models import Post
@@ -22,7 +23,9 @@ class Command(BaseCommand):
             raise CommandError(f"No post with the slug {slug!r}.")
         report = post_report(post)
         if options["json"]:
-            self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False))
+            self.stdout.write(
+                json.dumps(report, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
+            )
             return
         self.stdout.write(report["title"])
         for key, label in REPORT_FIGURES:

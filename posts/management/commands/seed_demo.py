@@ -23,6 +23,7 @@ from posts.models import (
     Tag,
 )
 from posts.search import index_post
+from posts.signals import demo_seeded
 
 
 def _date(value: str | None) -> date | None:
@@ -118,6 +119,7 @@ class Command(BaseCommand):
         self._fresh_post(people, categories, tags)
         self._review_post(people, categories, tags)
         self._comments()
+        demo_seeded.send(sender=self.__class__)
         Sponsorship.objects.get_or_create(
             category=categories[demo.SPONSOR["category"]],
             name=demo.SPONSOR["name"],

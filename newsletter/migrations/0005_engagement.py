@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletter', '0002_roles'),
+        ('newsletter', '0004_consent_page'),
     ]
 
     operations = [

@@ -1,0 +1,374 @@
+"""The desk: the figures on the admin's front page (templates/admin/index.html).
+
+Each part is computed only for a user allowed to see it, in a fixed number of
+queries, whatever the number of readers or ledger rows: the database counts
+(conditional aggregates, weeks truncated in SQL), Python only arranges.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.contrib import admin
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    Value,
+    When,
+)
+from django.db.models.functions import TruncWeek
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from posts.comments.models import Comment
+
+from .charts import Chart, bar_chart
+from .forms import topic_groups
+from .models import (
+    Batch,
+    Consent,
+    Delivery,
+    Mailing,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
+)
+from .subscriptions import CONSENT_SOURCE_FORM
+
+GROWTH_WEEKS = 12
+LATEST_MAILINGS = 5
+# A mailing is recent, for its bounce and complaint rates, for this long.
+RECENT_MAILING_DAYS = 30
+# What the big mailbox providers hold bulk senders to (Google's and Yahoo's 2024
+# sender rules: spam complaints under 0.1 %; bounces above 2 % harm a sender).
+COMPLAINT_RATE_LIMIT = 0.001
+BOUNCE_RATE_LIMIT = 0.02
+# The provider's events that count against the bounce limit: a refusal or a bounce.
+# A deferral ("try later") is a delay the provider retries, not a bounce.
+BOUNCE_EVENTS = ["bounced", "rejected"]
+# The topics listed by readers; the rest are summed in one line.
+TOPICS_SHOWN = 10
+
+LEFT_REASONS = [Suppression.Reason.UNSUBSCRIBED, Suppression.Reason.DELETED]
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Something that needs the author, and where they act on it."""
+
+    text: str
+    url: str
+
+
+@dataclass
+class Desk:
+    """What the desk shows a user: a part is None when they may not see it."""
+
+    readers: list[tuple[str, int]] | None = None
+    topics: list[tuple[str, int]] | None = None
+    frequencies: list[tuple[str, int]] | None = None
+    growth: Chart | None = None
+    sources: list[tuple[str, int]] | None = None
+    mailings: list[dict] | None = None
+    attention: list[Attention] = field(default_factory=list)
+
+
+def desk_for(request: HttpRequest) -> Desk:
+    user = request.user
+    desk = Desk()
+    if user.has_perm("newsletter.view_subscriber"):
+        desk.readers = _readers()
+        desk.topics, desk.frequencies = _topics_and_frequencies()
+        desk.growth, desk.sources = _growth()
+    if user.has_perm("newsletter.view_mailing"):
+        desk.mailings, flagged = _mailings(request)
+        desk.attention += flagged
+        desk.attention += _paused_mailings()
+    if user.has_perm("newsletter.view_batch"):
+        desk.attention += _uncertain_batches()
+    if user.has_perm("comments.view_comment"):
+        desk.attention += _comments_awaiting()
+    return desk
+
+
+def _readers() -> list[tuple[str, int]]:
+    status = Subscriber.Status
+    active = Q(status=status.ACTIVE)
+    counts = Subscriber.objects.aggregate(
+        confirmed=Count("pk", filter=active & Q(paused_at__isnull=True)),
+        pending=Count("pk", filter=Q(status=status.PENDING)),
+        paused=Count("pk", filter=active & Q(paused_at__isnull=False)),
+        unsubscribed=Count("pk", filter=Q(status=status.UNSUBSCRIBED)),
+        bounced=Count("pk", filter=Q(status=status.BOUNCED)),
+        complained=Count("pk", filter=Q(status=status.COMPLAINED)),
+        suppressed=Count("pk", filter=Q(status=status.SUPPRESSED)),
+    )
+    return [
+        ("Confirmed, receiving", counts["confirmed"]),
+        ("Pending confirmation", counts["pending"]),
+        ("Paused", counts["paused"]),
+        ("Unsubscribed", counts["unsubscribed"]),
+        ("Suppressed: bounced", counts["bounced"]),
+        ("Suppressed: complained", counts["complained"]),
+        ("Suppressed by the author", counts["suppressed"]),
+    ]
+
+
+def _topics_and_frequencies() -> tuple[list, list]:
+    """What the readers who receive follow, and how often they hear of it. A reader
+    with no topics follows everything as it is published."""
+    receiving = Subscriber.objects.confirmed()
+    topics = SubscriberTopic.objects.filter(subscriber__in=receiving)
+    by_topic = list(
+        topics.values("kind", "value")
+        .annotate(readers=Count("subscriber", distinct=True))
+        .order_by("-readers", "kind", "value")
+    )
+    by_frequency = dict(
+        topics.values_list("frequency").annotate(Count("subscriber", distinct=True))
+    )
+    without_topics = receiving.filter(~Exists(topics.filter(subscriber=OuterRef("pk"))))
+    everything_by_default = without_topics.count()
+
+    names = {}
+    if by_topic:
+        names = {o.key: o.name for g in topic_groups() for o in g.options}
+    kinds = dict(SubscriberTopic.Kind.choices)
+    rows = []
+    for row in by_topic[:TOPICS_SHOWN]:
+        if row["kind"] == SubscriberTopic.Kind.EVERYTHING:
+            label = "Everything"
+        else:
+            key = f"{row['kind']}:{row['value']}"
+            label = f"{kinds[row['kind']]}: {names.get(key, row['value'])}"
+        rows.append((label, row["readers"]))
+    if len(by_topic) > TOPICS_SHOWN:
+        others = len(by_topic) - TOPICS_SHOWN
+        rows.append(
+            (
+                f"{others} other topics",
+                sum(r["readers"] for r in by_topic[TOPICS_SHOWN:]),
+            )
+        )
+    if everything_by_default:
+        rows.append(("Everything (never chose)", everything_by_default))
+
+    by_frequency[SubscriberTopic.Frequency.INSTANT] = (
+        by_frequency.get(SubscriberTopic.Frequency.INSTANT, 0) + everything_by_default
+    )
+    frequencies = [
+        (label, by_frequency.get(value, 0))
+        for value, label in SubscriberTopic.Frequency.choices
+    ]
+    return rows, frequencies
+
+
+def _week_starts(now: datetime) -> list[date]:
+    """The Mondays of the last GROWTH_WEEKS weeks, this week's last."""
+    today = timezone.localdate(now)
+    this_monday = today - timedelta(days=today.weekday())
+    return [this_monday - timedelta(weeks=n) for n in reversed(range(GROWTH_WEEKS))]
+
+
+def _growth() -> tuple[Chart, list[tuple[str, int]]]:
+    """Readers confirmed, left and lost per week, and where the new ones came from.
+
+    A reader counts once as joining, in the week of their latest confirmation (one
+    who left and came back is not counted twice). Leaving is read from the
+    suppression list, which keeps every address that left, erased or not.
+    """
+    weeks = _week_starts(timezone.now())
+    since = timezone.make_aware(datetime.combine(weeks[0], datetime.min.time()))
+    joined = dict(
+        Subscriber.objects.filter(confirmed_at__gte=since)
+        .annotate(week=TruncWeek("confirmed_at"))
+        .values_list("week")
+        .annotate(Count("pk"))
+    )
+    departures = (
+        Suppression.objects.filter(created_at__gte=since)
+        .annotate(
+            week=TruncWeek("created_at"),
+            left=Case(
+                When(reason__in=LEFT_REASONS, then=Value("left")),
+                default=Value("lost"),
+                output_field=CharField(),
+            ),
+        )
+        .values_list("week", "left")
+        .annotate(Count("pk"))
+    )
+    left: dict[tuple[date, str], int] = {}
+    for week, kind, count in departures:
+        left[timezone.localdate(week), kind] = count
+    joined_by_day = {timezone.localdate(week): count for week, count in joined.items()}
+    rows = []
+    for monday in weeks:
+        confirmed = joined_by_day.get(monday, 0)
+        gone = left.get((monday, "left"), 0)
+        lost = left.get((monday, "lost"), 0)
+        rows.append(
+            (
+                f"{monday.day} {monday:%b}",
+                [confirmed, gone, lost, confirmed - gone - lost],
+            )
+        )
+    chart = bar_chart(
+        title=f"Readers per week, last {GROWTH_WEEKS} weeks",
+        series=["Confirmed", "Left", "Lost", "Net"],
+        rows=rows,
+    )
+    return chart, _sources(since, joined=sum(joined.values()))
+
+
+def _sources(since: datetime, joined: int) -> list[tuple[str, int]]:
+    """The readers who joined since then (`joined` of them) by where they
+    subscribed: the form (on which page), an import (by its source), or the admin
+    (no consent recorded). A reader's source is the consent their latest
+    confirmation confirmed."""
+    counts = (
+        Consent.objects.filter(
+            confirmed_at__gte=since, confirmed_at=F("subscriber__confirmed_at")
+        )
+        .values_list("source", "page")
+        .annotate(Count("subscriber", distinct=True))
+    )
+    rows: dict[str, int] = {}
+    for source, page, count in counts:
+        if source == CONSENT_SOURCE_FORM:
+            label = f"Subscribe form, from {page}" if page else "Subscribe form"
+        else:
+            label = f"Import: {source}"
+        rows[label] = rows.get(label, 0) + count
+    if added := joined - sum(rows.values()):
+        rows["Added in the admin"] = added
+    return sorted(rows.items(), key=lambda row: (-row[1], row[0]))
+
+
+def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
+    """The latest mailings with their progress (as the mailings' own admin page
+    counts and shows it), and every recent mailing whose bounce or complaint rate
+    is over the providers' limit."""
+    mailing_admin = admin.site.get_model_admin(Mailing)
+    latest = list(mailing_admin.get_queryset(request)[:LATEST_MAILINGS])
+    recent = Q(created_at__gte=timezone.now() - timedelta(days=RECENT_MAILING_DAYS))
+    rates = {
+        row["mailing"]: row
+        for row in Delivery.objects.filter(
+            Q(mailing__in=Mailing.objects.filter(recent))
+            | Q(mailing__in=[m.pk for m in latest])
+        )
+        .values("mailing")
+        .annotate(
+            accepted=Count("pk", filter=Q(status=Delivery.Status.SENT)),
+            bounced=Count("pk", filter=Q(last_event__in=BOUNCE_EVENTS)),
+            complained=Count("pk", filter=Q(last_event="complained")),
+        )
+    }
+    can_report = request.user.has_perm("newsletter.view_postreport")
+
+    def where_to_act(mailing_id: int, post_id: int | None) -> str:
+        if can_report and post_id:
+            return reverse("admin:newsletter_postreport_change", args=[post_id])
+        return reverse("admin:newsletter_mailing_change", args=[mailing_id])
+
+    mailings = []
+    for mailing in latest:
+        rate = rates.get(mailing.pk, {"accepted": 0, "bounced": 0, "complained": 0})
+        mailings.append(
+            {
+                "mailing": mailing,
+                "state": mailing_admin.state(mailing),
+                "progress": mailing_admin.progress(mailing),
+                "url": where_to_act(mailing.pk, mailing.post_id),
+                **_rates(rate),
+            }
+        )
+    over = [mailing_id for mailing_id, rate in rates.items() if _rates(rate)["flagged"]]
+    flagged = []
+    for mailing in (
+        Mailing.objects.filter(pk__in=over)
+        .select_related("post", "post_update")
+        .order_by("-created_at")
+    ):
+        figures = _rates(rates[mailing.pk])
+        flagged.append(
+            Attention(
+                f"{mailing}: {figures['summary']}",
+                where_to_act(mailing.pk, mailing.post_id),
+            )
+        )
+    return mailings, flagged
+
+
+def _rates(counts: dict) -> dict:
+    accepted = counts["accepted"]
+    bounce_rate = counts["bounced"] / accepted if accepted else 0.0
+    complaint_rate = counts["complained"] / accepted if accepted else 0.0
+    over = []
+    if bounce_rate > BOUNCE_RATE_LIMIT:
+        over.append(f"bounces {bounce_rate:.1%} (over {BOUNCE_RATE_LIMIT:.0%})")
+    if complaint_rate > COMPLAINT_RATE_LIMIT:
+        over.append(
+            f"spam complaints {complaint_rate:.2%} (over {COMPLAINT_RATE_LIMIT:.1%})"
+        )
+    return {
+        "accepted": accepted,
+        "bounce_percent": 100 * bounce_rate,
+        "complaint_percent": 100 * complaint_rate,
+        "flagged": bool(over),
+        "summary": f"{' and '.join(over)} of {accepted} accepted",
+    }
+
+
+def _paused_mailings() -> list[Attention]:
+    paused = Mailing.objects.filter(
+        paused_at__isnull=False,
+        status__in=[Mailing.Status.PLANNING, Mailing.Status.SENDING],
+    ).select_related("post", "post_update")
+    return [
+        Attention(
+            f"{mailing} is paused"
+            + (f" ({mailing.pause_reason})" if mailing.pause_reason else ""),
+            reverse("admin:newsletter_mailing_change", args=[mailing.pk]),
+        )
+        for mailing in paused
+    ]
+
+
+def _uncertain_batches() -> list[Attention]:
+    uncertain = (
+        Batch.objects.filter(status=Batch.Status.UNCERTAIN)
+        .values("mailing")
+        .annotate(batches=Count("pk"))
+    )
+    by_mailing = {row["mailing"]: row["batches"] for row in uncertain}
+    if not by_mailing:
+        return []
+    url = reverse("admin:newsletter_batch_changelist")
+    return [
+        Attention(
+            f"{mailing}: {by_mailing[mailing.pk]} uncertain batch(es) to settle",
+            f"{url}?mailing__id__exact={mailing.pk}&status__exact=uncertain",
+        )
+        for mailing in Mailing.objects.filter(pk__in=by_mailing).select_related(
+            "post", "post_update"
+        )
+    ]
+
+
+def _comments_awaiting() -> list[Attention]:
+    pending = Comment.objects.pending().count()
+    if not pending:
+        return []
+    return [
+        Attention(
+            f"{pending} comment(s) awaiting moderation",
+            reverse("admin:comments_comment_changelist"),
+        )
+    ]

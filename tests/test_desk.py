@@ -1,0 +1,392 @@
+"""The desk, the admin's front page: readers now, growth, latest mailings and what
+needs the author, each part for those allowed to see it, in a bounded number of
+queries; and the subscribe form recording the page a reader came from."""
+
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from newsletter.desk import GROWTH_WEEKS, desk_for
+from newsletter.models import (
+    Batch,
+    Consent,
+    Delivery,
+    Mailing,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
+)
+from newsletter.subscriptions import CONSENT_SOURCE_FORM
+from posts.comments.models import Comment
+
+from .factories import (
+    CommentFactory,
+    PublishedPostFactory,
+    RegionFactory,
+    StaffFactory,
+    SubscriberFactory,
+    UserFactory,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+Status = Subscriber.Status
+Frequency = SubscriberTopic.Frequency
+
+
+def desk_of(rf, user):
+    request = rf.get("/admin/")
+    request.user = user
+    return desk_for(request)
+
+
+def follow(subscriber, kind, value="", frequency=Frequency.INSTANT):
+    SubscriberTopic.objects.create(
+        subscriber=subscriber, kind=kind, value=value, frequency=frequency
+    )
+
+
+def consent(subscriber, *, source=CONSENT_SOURCE_FORM, page=""):
+    Consent.objects.create(
+        subscriber=subscriber,
+        wording="…",
+        wording_version="1",
+        source=source,
+        page=page,
+        confirmed_at=subscriber.confirmed_at,
+    )
+
+
+def suppress(email, reason, at):
+    suppression = Suppression.objects.create(
+        address_hash=Suppression.hash_address(email), reason=reason
+    )
+    Suppression.objects.filter(pk=suppression.pk).update(created_at=at)
+
+
+_slots = iter(range(1000))
+
+
+def mailing_with(subscribers, *, events=(), status=Mailing.Status.DONE, **fields):
+    """A digest mailing sent to the subscribers, the provider's latest word on the
+    first ones given by `events` (e.g. ["bounced", "complained"])."""
+    slot = timezone.now() - timedelta(hours=next(_slots))
+    digest = {"kind": Mailing.Kind.DIGEST, "frequency": "daily", "slot": slot}
+    mailing = Mailing.objects.create(
+        **(digest if "post" not in fields else {"kind": Mailing.Kind.POST}),
+        period=slot.date(),
+        status=status,
+        **fields,
+    )
+    batch = Batch.objects.create(
+        mailing=mailing, number=1, status=Batch.Status.DONE, size=len(subscribers)
+    )
+    batch.sent = len(subscribers)
+    batch.save()
+    events = list(events) + [""] * (len(subscribers) - len(events))
+    Delivery.objects.bulk_create(
+        Delivery(
+            mailing=mailing,
+            batch=batch,
+            subscriber=subscriber,
+            status=Delivery.Status.SENT,
+            last_event=event,
+        )
+        for subscriber, event in zip(subscribers, events, strict=True)
+    )
+    return mailing
+
+
+def readers(n, **fields):
+    return SubscriberFactory.create_batch(n, **fields)
+
+
+def test_readers_now_by_status_topic_and_frequency(rf):
+    region = RegionFactory(name="Wales", slug="wales")
+    a, b, _everything = readers(3)  # confirmed, receiving
+    follow(a, SubscriberTopic.Kind.REGION, region.slug, Frequency.DAILY)
+    follow(a, SubscriberTopic.Kind.EVERYTHING, "", Frequency.WEEKLY)
+    follow(b, SubscriberTopic.Kind.REGION, region.slug, Frequency.DAILY)
+    # c follows nothing: everything, as published.
+    paused = SubscriberFactory(paused_at=timezone.now())
+    follow(paused, SubscriberTopic.Kind.REGION, region.slug, Frequency.WEEKLY)
+    SubscriberFactory(status=Status.PENDING, confirmed_at=None)
+    SubscriberFactory(status=Status.UNSUBSCRIBED)
+    SubscriberFactory.create_batch(2, status=Status.BOUNCED)
+    SubscriberFactory(status=Status.COMPLAINED)
+    SubscriberFactory(status=Status.SUPPRESSED)
+
+    desk = desk_of(rf, UserFactory())
+
+    assert dict(desk.readers) == {
+        "Confirmed, receiving": 3,
+        "Pending confirmation": 1,
+        "Paused": 1,
+        "Unsubscribed": 1,
+        "Suppressed: bounced": 2,
+        "Suppressed: complained": 1,
+        "Suppressed by the author": 1,
+    }
+    # Readers, not topics: a follows two things; the paused reader is left out.
+    assert dict(desk.topics) == {
+        "Region: Wales": 2,
+        "Everything": 1,
+        "Everything (never chose)": 1,
+    }
+    assert dict(desk.frequencies) == {
+        "As it is published": 1,
+        "Daily digest": 2,
+        "Weekly digest": 1,
+    }
+
+
+def test_growth_weeks_add_up_and_sources_name_the_page(rf):
+    now = timezone.now()
+    weeks_ago = [now - timedelta(weeks=n) for n in range(GROWTH_WEEKS + 2)]
+    joined = [
+        SubscriberFactory(confirmed_at=weeks_ago[0]),
+        SubscriberFactory(confirmed_at=weeks_ago[0]),
+        SubscriberFactory(confirmed_at=weeks_ago[3]),
+        SubscriberFactory(confirmed_at=weeks_ago[5], status=Status.UNSUBSCRIBED),
+        SubscriberFactory(confirmed_at=weeks_ago[5]),
+    ]
+    SubscriberFactory(confirmed_at=weeks_ago[GROWTH_WEEKS + 1])  # too long ago
+    SubscriberFactory(status=Status.PENDING, confirmed_at=None)
+    consent(joined[0], page="/posts/suffolk/")
+    consent(joined[1], page="/posts/suffolk/")
+    consent(joined[2], page="")
+    consent(joined[3], source="Probation conference sign-up sheet")
+    # joined[4] has no consent: added in the admin.
+    suppress(joined[3].email, Suppression.Reason.UNSUBSCRIBED, weeks_ago[1])
+    suppress("erased@example.org", Suppression.Reason.DELETED, weeks_ago[1])
+    suppress("gone@example.org", Suppression.Reason.HARD_BOUNCE, weeks_ago[1])
+    suppress("spam@example.org", Suppression.Reason.COMPLAINT, weeks_ago[3])
+    suppress("old@example.org", Suppression.Reason.COMPLAINT, weeks_ago[-1])
+
+    desk = desk_of(rf, UserFactory())
+
+    rows = desk.growth.rows
+    assert len(rows) == GROWTH_WEEKS
+    confirmed, left, lost, net = (sum(v[i] for _, v in rows) for i in range(4))
+    assert (confirmed, left, lost) == (5, 2, 2)
+    assert all(values[3] == values[0] - values[1] - values[2] for _, values in rows)
+    assert net == 1
+    assert rows[-1][1][0] == 2  # this week's two
+    assert rows[-2][1][1:3] == [2, 1]  # last week: two left, one lost
+    assert dict(desk.sources) == {
+        "Subscribe form, from /posts/suffolk/": 2,
+        "Subscribe form": 1,
+        "Import: Probation conference sign-up sheet": 1,
+        "Added in the admin": 1,
+    }
+    assert sum(dict(desk.sources).values()) == confirmed
+
+
+def test_bounces_over_2_and_complaints_over_0_1_percent_are_flagged(rf):
+    audience = readers(60)
+    bad = mailing_with(audience[:40], events=["bounced"] * 2 + ["complained"])
+    fine = mailing_with(audience, events=["bounced"])  # 1.7 % bounces, no complaint
+    deferred = mailing_with(audience[:10], events=["deferred"] * 5)  # not bounces
+
+    desk = desk_of(rf, UserFactory())
+
+    texts = [item.text for item in desk.attention]
+    assert texts == [
+        f"{bad}: bounces 5.0% (over 2%) and spam complaints 2.50% (over 0.1%)"
+        " of 40 accepted"
+    ]
+    assert desk.attention[0].url == f"/admin/newsletter/mailing/{bad.pk}/change/"
+    shown = {row["mailing"].pk: row for row in desk.mailings}
+    assert set(shown) == {bad.pk, fine.pk, deferred.pk}
+    assert shown[fine.pk]["bounce_percent"] == pytest.approx(100 / 60)
+    assert not shown[fine.pk]["flagged"]
+    assert shown[bad.pk]["flagged"]
+
+
+def test_a_flagged_announcement_leads_to_its_post_report(rf):
+    post = PublishedPostFactory()
+    mailing_with(readers(10), events=["complained"], post=post)
+
+    (flagged,) = desk_of(rf, UserFactory()).attention
+
+    assert flagged.text.startswith(f"Announcement of “{post.title}”: spam complaints")
+    assert flagged.url == f"/admin/newsletter/postreport/{post.pk}/change/"
+
+
+def test_uncertain_batches_paused_sends_and_pending_comments_need_the_author(
+    client, django_user_model
+):
+    audience = readers(3)
+    uncertain = mailing_with(audience, status=Mailing.Status.SENDING)
+    Batch.objects.create(mailing=uncertain, number=2, status=Batch.Status.UNCERTAIN)
+    paused = mailing_with(
+        audience,
+        status=Mailing.Status.SENDING,
+        paused_at=timezone.now(),
+        pause_reason="the provider failed 5 times",
+    )
+    mailing_with(audience, status=Mailing.Status.DONE, paused_at=timezone.now())
+    CommentFactory(status=Comment.Status.PENDING)
+    CommentFactory(status=Comment.Status.APPROVED)
+    client.force_login(UserFactory())
+
+    page = client.get("/admin/").content.decode()
+
+    assert f"{uncertain}: 1 uncertain batch(es) to settle" in page
+    assert (
+        f"/admin/newsletter/batch/?mailing__id__exact={uncertain.pk}"
+        "&amp;status__exact=uncertain"
+    ) in page
+    assert f"{paused} is paused (the provider failed 5 times)" in page
+    assert page.count(" is paused") == 1  # a finished mailing needs nothing
+    assert "1 comment(s) awaiting moderation" in page
+    assert 'href="/admin/comments/comment/"' in page
+    assert "Nothing needs you now." not in page
+
+
+def build_list(n: int) -> None:
+    """n readers with topics and consent, two mailings to all of them, and a
+    reader leaving: every part of the desk has rows to count."""
+    audience = readers(n)
+    for i, subscriber in enumerate(audience):
+        follow(subscriber, SubscriberTopic.Kind.REGION, f"region-{i}", Frequency.DAILY)
+        consent(subscriber, page=f"/posts/post-{i}/")
+        suppress(
+            "left-" + subscriber.email, Suppression.Reason.UNSUBSCRIBED, timezone.now()
+        )
+    mailing_with(audience, events=["bounced"] * (n // 5))
+    mailing_with(audience, events=["complained"], paused_at=timezone.now())
+    CommentFactory(status=Comment.Status.PENDING)
+
+
+def desk_queries(client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/admin/")
+    assert response.status_code == 200
+    return len(queries)
+
+
+def test_the_desk_takes_as_many_queries_for_50_readers_as_for_5(client):
+    client.force_login(UserFactory())
+    build_list(5)
+    for_5 = desk_queries(client)
+    build_list(50)
+
+    assert desk_queries(client) == for_5
+    assert for_5 < 40
+
+
+def test_the_growth_chart_is_accessible_svg_beside_its_table(client):
+    build_list(3)
+    client.force_login(UserFactory())
+
+    page = client.get("/admin/").content.decode()
+
+    assert 'role="img" aria-label="Readers per week, last 12 weeks"' in page
+    assert "<title>Readers per week, last 12 weeks</title>" in page
+    assert len(re.findall(r'<rect class="chart-bar', page)) == GROWTH_WEEKS * 4
+    assert "<caption>Readers per week, last 12 weeks: the figures</caption>" in page
+    assert "style=" not in page.split('id="content"')[1].split('id="app-')[0]
+
+
+@pytest.mark.parametrize(
+    ("role", "sees_readers", "sees_mailings", "sees_uncertain"),
+    [
+        ("Contributor", False, False, False),
+        ("Editor", False, True, False),
+    ],
+)
+def test_each_role_sees_only_the_parts_it_may(
+    client, role, sees_readers, sees_mailings, sees_uncertain
+):
+    build_list(3)
+    uncertain = mailing_with(readers(1), status=Mailing.Status.SENDING)
+    Batch.objects.create(mailing=uncertain, number=2, status=Batch.Status.UNCERTAIN)
+    client.force_login(StaffFactory(role=role))
+
+    response = client.get("/admin/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert ("Readers now" in page) is sees_readers
+    assert ("Growth" in page) is sees_readers
+    assert ("Latest mailings" in page) is sees_mailings
+    assert ("uncertain batch" in page) is sees_uncertain
+    # Editors moderate comments; contributors do not.
+    assert ("awaiting moderation" in page) is (role == "Editor")
+
+
+def test_a_contributor_given_view_subscriber_sees_the_readers(client):
+    build_list(3)
+    contributor = StaffFactory(role="Contributor")
+    contributor.user_permissions.add(Permission.objects.get(codename="view_subscriber"))
+    client.force_login(contributor)
+
+    page = client.get("/admin/").content.decode()
+
+    assert "Readers now" in page
+    assert "Latest mailings" not in page
+
+
+def test_staff_with_no_permission_at_all_gets_the_desk_without_figures(client):
+    build_list(3)
+    client.force_login(StaffFactory())
+
+    response = client.get("/admin/")
+
+    assert response.status_code == 200
+    assert "Nothing needs you now." in response.content.decode()
+    assert "Readers now" not in response.content.decode()
+
+
+def test_the_subscribe_form_records_the_page_the_reader_came_from(
+    client, django_capture_on_commit_callbacks
+):
+    form = client.get("/subscribe/", HTTP_REFERER="http://testserver/posts/suffolk/")
+    assert 'name="page" value="/posts/suffolk/"' in form.content.decode()
+    foreign = client.get("/subscribe/", HTTP_REFERER="https://elsewhere.example/x/")
+    assert 'name="page" value=""' in foreign.content.decode() or (
+        'name="page" value' not in foreign.content.decode()
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/subscribe/", {"email": "a@example.org", "page": "/posts/x/"})
+        client.post(
+            "/subscribe/", {"email": "b@example.org", "page": "https://evil.example/"}
+        )
+        client.post("/subscribe/", {"email": "c@example.org", "page": "//evil/"})
+
+    pages = dict(Consent.objects.values_list("subscriber__email", "page"))
+    assert pages == {
+        "a@example.org": "/posts/x/",
+        "b@example.org": "",
+        "c@example.org": "",
+    }
+
+
+def test_seed_demo_gives_the_desk_twelve_weeks_of_plausible_history(rf):
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())  # again: nothing doubles
+
+    desk = desk_of(rf, UserFactory())
+
+    readers_now = dict(desk.readers)
+    assert readers_now["Confirmed, receiving"] > 100
+    assert readers_now["Pending confirmation"] and readers_now["Paused"]
+    assert readers_now["Suppressed: bounced"] and readers_now["Suppressed: complained"]
+    weeks_with_joins = [values for _, values in desk.growth.rows if values[0]]
+    assert len(weeks_with_joins) >= 10
+    assert sum(values[1] for _, values in desk.growth.rows) > 0  # some left
+    assert sum(values[2] for _, values in desk.growth.rows) > 0  # some were lost
+    sources = dict(desk.sources)
+    assert any(label.startswith("Subscribe form, from /posts/") for label in sources)
+    assert "Import: Probation conference sign-up sheet" in sources
+    assert "Added in the admin" in sources
+    assert Subscriber.objects.count() == 160
