@@ -19,9 +19,10 @@ Clicks are counted in Redis and added to the Link rows by beat every minute
 
 The redirect keeps no record of who clicked, unless the link carries a consenting
 reader's signed part (reader_part_add). "The same message" is told by the
-mailing, the client's address and its user agent, held hashed in the cache for
-TRAP_SECONDS only (two people behind one office gateway, with the same browser,
-clicking the same email within two seconds, count as one scanner).
+mailing, the client's address and its user agent: the client's recent clicks are
+held in the cache under a hash of the two, for TRAP_SECONDS only (two people
+behind one office gateway, with the same browser, clicking the same email within
+two seconds, count as one scanner).
 
 Opens come from the provider's tracking events (webhooks.py); OPEN_RULES says which
 are machines.
@@ -31,6 +32,7 @@ import contextlib
 import functools
 import hashlib
 import html
+import pickle
 import re
 import uuid
 from dataclasses import dataclass
@@ -152,15 +154,23 @@ def _link_key(link_id: int) -> str:
     return f"newsletter:link:{link_id}"
 
 
-def link_for_token(token: str) -> ClickTarget | None:
-    """The link a redirect token names, or None for a forged or unknown one."""
+def _link_id(token: str) -> int | None:
     try:
-        link_id = signing.b62_decode(signing.Signer(salt=_SALT).unsign(token))
+        return signing.b62_decode(signing.Signer(salt=_SALT).unsign(token))
     except (signing.BadSignature, ValueError):
         return None
-    with contextlib.suppress(Exception):  # unreachable cache: ask the database
-        if (target := cache.get(_link_key(link_id))) is not None:
-            return target
+
+
+def link_for_token(token: str) -> ClickTarget | None:
+    """The link a redirect token names, or None for a forged or unknown one."""
+    link_id = _link_id(token)
+    if link_id is None:
+        return None
+    return _cached([_link_key(link_id)]).get(_link_key(link_id)) or _link_read(link_id)
+
+
+def _link_read(link_id: int) -> ClickTarget | None:
+    """The link's row, held in the cache for the clicks that follow."""
     link = Link.objects.select_related("mailing").filter(pk=link_id).first()
     if link is None or not is_web_address(link.target):
         return None
@@ -175,6 +185,15 @@ def link_for_token(token: str) -> ClickTarget | None:
     with contextlib.suppress(Exception):
         cache.set(_link_key(link_id), target, timeout=LINK_CACHE_SECONDS)
     return target
+
+
+def _cached(keys: list[str]) -> dict:
+    """The keys' values in the cache, in one round trip; none when the cache is
+    unreachable, so that the reader is still taken to the link."""
+    try:
+        return cache.get_many(keys)
+    except Exception:  # any cache backend's connection error
+        return {}
 
 
 def link_forget(link_id: int) -> None:
@@ -297,64 +316,61 @@ def click_by_machine(
 
 def click_record(
     *,
-    link: ClickTarget,
+    token: str,
     head: bool,
     user_agent: str,
     client: str,
     now: datetime,
     reader: str = "",
-) -> bool:
-    """Count one click on a link as a person's or a machine's; True for a machine.
+) -> ClickTarget | None:
+    """Count a click on the link a token names as a person's or a machine's, and
+    return the link (the reader goes to its target); None for a forged or unknown
+    token.
 
-    The message's recent clicks are held hashed in the cache for TRAP_SECONDS, so
-    that a scanner's burst, or its click on the hidden link, also turns the clicks
-    it made just before into machines. `reader` is the signed part a consenting
-    reader's links carry (reader_part_add); without it nothing names the reader.
+    The client's recent clicks (by its address and user agent, hashed) are held in
+    the cache for TRAP_SECONDS, so that a scanner's burst in one message, or its
+    click on the hidden link, also turns the clicks it made just before into
+    machines. Two round trips to Redis: one read, one write. `reader` is the
+    signed part a consenting reader's links carry (reader_part_add); without it
+    nothing names the reader.
     """
-    machine = click_by_machine(link=link, head=head, user_agent=user_agent, now=now)
-    key = (
-        "click:"
-        + hashlib.sha256(
-            f"{link.mailing_id}|{client}|{user_agent}".encode()
-        ).hexdigest()
+    link_id = _link_id(token)
+    if link_id is None:
+        return None
+    recent_key = (
+        "click:" + hashlib.sha256(f"{client}|{user_agent}".encode()).hexdigest()
     )
+    found = _cached([_link_key(link_id), recent_key])
+    link = found.get(_link_key(link_id)) or _link_read(link_id)
+    if link is None:
+        return None
     moment = now.timestamp()
-    # Each: [link id, when, counted as a machine, followed the hidden link].
-    recent = [c for c in _recent_clicks(key) if moment - c[1] < TRAP_SECONDS]
-    machine = machine or any(
-        moment - when < BURST_SECONDS or trap for _, when, _, trap in recent
-    )
+    # Each: [mailing id, link id, when, counted as a machine, followed the hidden
+    # link]; the same message's are those of the same mailing.
+    recent = [c for c in found.get(recent_key, []) if moment - c[2] < TRAP_SECONDS]
+    message = [c for c in recent if c[0] == link.mailing_id]
+    machine = click_by_machine(
+        link=link, head=head, user_agent=user_agent, now=now
+    ) or any(moment - c[2] < BURST_SECONDS or c[4] for c in message)
     # (link id, hour, people, machines): a machine's click also moves the
     # message's recent clicks counted as people's over to machines.
     changes = [(link.link_id, _hour(moment), 0 if machine else 1, int(machine))]
     if machine:
-        for click in recent:
-            if not click[2]:
-                changes.append((click[0], _hour(click[1]), -1, 1))
-                click[2] = True
-    click_counts_add(changes)
+        for click in message:
+            if not click[3]:
+                changes.append((click[1], _hour(click[2]), -1, 1))
+                click[3] = True
+    recent.append([link.mailing_id, link.link_id, moment, machine, link.hidden])
+    _click_save(changes, recent_key, recent[-RECENT_CLICKS_KEPT:])
     if reader:
         _reader_click_record(reader, link=link, at=now, machine=machine)
-    recent.append([link.link_id, moment, machine, link.hidden])
-    # Unreachable, the cache only forgets: the reader is still taken to the link.
-    with contextlib.suppress(Exception):
-        cache.set(key, recent[-RECENT_CLICKS_KEPT:], timeout=TRAP_SECONDS)
-    return machine
+    return link
 
 
 def _hour(moment: float) -> int:
     """The hour a click was in (hours since 1970, UTC): counts carry it, for the
     report's counts by the hour."""
     return int(moment // 3600)
-
-
-def _recent_clicks(key: str) -> list:
-    """The message's recent clicks; none when the cache is unreachable, so that
-    the reader is still taken to the link, and the click judged on its own."""
-    try:
-        return cache.get(key) or []
-    except Exception:  # any cache backend's connection error
-        return []
 
 
 # Clicks are counted in Redis, one field per link, hour and people/machines of
@@ -377,10 +393,12 @@ def _redis():
     return default._cache.get_client(write=True)
 
 
-def click_counts_add(changes: list[tuple[int, int, int, int]]) -> None:
-    """Count (link id, hour, people, machines) changes: in Redis when there is one
-    (no database write on the redirect), else, or when Redis does not answer,
-    straight into the Link rows."""
+def _click_save(
+    changes: list[tuple[int, int, int, int]], recent_key: str, recent: list
+) -> None:
+    """Count the click's (link id, hour, people, machines) changes and keep the
+    client's recent clicks: in Redis, in one round trip and no database write;
+    without Redis, or when it does not answer, straight into the Link rows."""
     client = _redis()
     if client is not None:
         # Any Redis error: the click is counted in the database instead.
@@ -392,11 +410,16 @@ def click_counts_add(changes: list[tuple[int, int, int, int]]) -> None:
                     pipe.hincrby(counting, f"{link_id}:{hour}:people", people)
                 if machines:
                     pipe.hincrby(counting, f"{link_id}:{hour}:machines", machines)
+            # Pickled, as Django's Redis cache stores values, for cache.get_many.
+            pipe.set(cache.make_key(recent_key), pickle.dumps(recent), ex=TRAP_SECONDS)
             pipe.execute()
             return
     with transaction.atomic():
         _count_without_waiting_for_the_disk()
         _links_add(changes)
+    # Unreachable, the cache only forgets: the reader is still taken to the link.
+    with contextlib.suppress(Exception):
+        cache.set(recent_key, recent, timeout=TRAP_SECONDS)
 
 
 def click_counts_flush() -> int:

@@ -191,17 +191,16 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD"])
 def click(request: HttpRequest, token: str) -> HttpResponse:
     """/r/<token>/: an email's link, counted (engagement.py), then followed."""
-    link = engagement.link_for_token(token)
-    if link is None:
-        raise Http404("This link is not valid.")
-    engagement.click_record(
-        link=link,
+    link = engagement.click_record(
+        token=token,
         head=request.method == "HEAD",
         user_agent=request.headers.get("User-Agent", ""),
         client=client_address(request),
         now=timezone.now(),
         reader=request.GET.get("reader", ""),
     )
+    if link is None:
+        raise Http404("This link is not valid.")
     response = HttpResponseRedirect(link.target)
     response["X-Robots-Tag"] = "noindex"
     return response

@@ -497,7 +497,7 @@ def test_a_changed_link_leads_to_its_new_address_once_forgotten(client, email, c
     path = redirects(email)[REPORT]
     clock(3600)
     link = Link.objects.get(url=REPORT)
-    Link.objects.filter(pk=link.pk).update(url=DATA + "&corrected=1")
+    Link.objects.filter(pk=link.pk).update(fixed_url=DATA + "&corrected=1")
     engagement.link_forget(link.pk)
     response = click(client, path)
     assert response["Location"] == DATA + "&corrected=1"
