@@ -35,7 +35,7 @@ import html
 import pickle
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -166,7 +166,17 @@ def link_for_token(token: str) -> ClickTarget | None:
     link_id = _link_id(token)
     if link_id is None:
         return None
-    return _cached([_link_key(link_id)]).get(_link_key(link_id)) or _link_read(link_id)
+    held = _cached([_link_key(link_id)]).get(_link_key(link_id))
+    return _held_link(held) or _link_read(link_id)
+
+
+def _held_link(held) -> ClickTarget | None:
+    """The link as the cache holds it (its fields in order), or None: not held,
+    or held by a release whose ClickTarget had other fields (read the row again)."""
+    try:
+        return ClickTarget(*held)
+    except TypeError:
+        return None
 
 
 def _link_read(link_id: int) -> ClickTarget | None:
@@ -183,7 +193,7 @@ def _link_read(link_id: int) -> ClickTarget | None:
         mailing_created_at=link.mailing.created_at,
     )
     with contextlib.suppress(Exception):
-        cache.set(_link_key(link_id), target, timeout=LINK_CACHE_SECONDS)
+        cache.set(_link_key(link_id), astuple(target), timeout=LINK_CACHE_SECONDS)
     return target
 
 
@@ -341,7 +351,7 @@ def click_record(
         "click:" + hashlib.sha256(f"{client}|{user_agent}".encode()).hexdigest()
     )
     found = _cached([_link_key(link_id), recent_key])
-    link = found.get(_link_key(link_id)) or _link_read(link_id)
+    link = _held_link(found.get(_link_key(link_id))) or _link_read(link_id)
     if link is None:
         return None
     moment = now.timestamp()

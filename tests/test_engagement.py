@@ -501,3 +501,15 @@ def test_a_changed_link_leads_to_its_new_address_once_forgotten(client, email, c
     engagement.link_forget(link.pk)
     response = click(client, path)
     assert response["Location"] == DATA + "&corrected=1"
+
+
+def test_a_link_held_in_the_cache_by_an_older_release_is_read_again(
+    client, email, clock
+):
+    path = redirects(email)[REPORT]
+    link = Link.objects.get(url=REPORT)
+    clock(3600)
+    # Held with fewer fields than a ClickTarget has now (as before link fixes).
+    cache.set(engagement._link_key(link.pk), (link.pk, link.mailing_id, REPORT))
+    response = click(client, path)
+    assert (response.status_code, response["Location"]) == (302, REPORT)
