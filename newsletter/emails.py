@@ -30,7 +30,7 @@ from django.utils.text import Truncator
 from posts.models import Post, PostUpdate
 from posts.related import related_posts
 
-from .engagement import LinkTracker
+from .engagement import LinkTracker, reader_part_add
 from .models import Subscriber
 from .plaintext import html_to_text
 from .tokens import Purpose, make_token
@@ -307,6 +307,7 @@ class BulkEmail:
                 _PREFERENCES_URL: self._link(subscriber, Purpose.PREFERENCES),
             },
             connection=connection,
+            reader_id=subscriber.pk if self._tracker else None,
         )
 
     def for_many(
@@ -404,9 +405,16 @@ class BulkEmail:
         return message
 
     def _addressed(
-        self, *, to: str, links: dict[str, str], connection=None
+        self,
+        *,
+        to: str,
+        links: dict[str, str],
+        connection=None,
+        reader_id: int | None = None,
     ) -> EmailMultiAlternatives:
         text, html = (_filled(pieces, links) for pieces in self._pieces)
+        if reader_id is not None:  # their clicks are theirs, if they agreed
+            html = reader_part_add(html, subscriber_id=reader_id)
         personal = RenderedEmail(subject=self.rendered.subject, text=text, html=html)
         return build_message(
             personal,

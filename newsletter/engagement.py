@@ -1,5 +1,6 @@
 """Opens and clicks, honestly counted: people and machines apart, per mailing and
-per link, and never per reader.
+per link, and per reader only for readers who agreed to it (with
+NEWSLETTER_PER_READER_ENGAGEMENT on).
 
 Links in a mailing's HTML go through the site's own signed redirect (/r/<token>/),
 whose token names only the link (a Link row: one per distinct URL per mailing).
@@ -13,35 +14,55 @@ A click is a machine's when any of these holds (CLICK_RULES says so to the autho
 - the same message "clicked" another link within BURST_SECONDS, or the hidden link
   within TRAP_SECONDS: the earlier clicks it counted as people become machines.
 
-The redirect keeps no record of who clicked. "The same message" is told by the
-mailing, the client's address and its user agent, held hashed in the cache for
-TRAP_SECONDS only (two people behind one office gateway, with the same browser,
-clicking the same email within two seconds, count as one scanner).
+Clicks are counted in Redis and added to the Link rows by beat every minute
+(click_counts_flush; docs/engagement.md says how none is lost or doubled).
+
+The redirect keeps no record of who clicked, unless the link carries a consenting
+reader's signed part (reader_part_add). "The same message" is told by the
+mailing, the client's address and its user agent: the client's recent clicks are
+held in the cache under a hash of the two, for TRAP_SECONDS only (two people
+behind one office gateway, with the same browser, clicking the same email within
+two seconds, count as one scanner).
 
 Opens come from the provider's tracking events (webhooks.py); OPEN_RULES says which
 are machines.
 """
 
 import contextlib
+import functools
 import hashlib
 import html
+import pickle
 import re
-from datetime import datetime
+import uuid
+from dataclasses import astuple, dataclass
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+import redis
 from anymail.signals import AnymailTrackingEvent
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
-from django.core.cache import cache
-from django.db import connection, transaction
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.urls import reverse
 from django.utils import timezone
 
 from posts.models import Post
 
-from .models import Link, Mailing, MailingHour
+from .models import (
+    ClickCountBatch,
+    Delivery,
+    Engagement,
+    Link,
+    Mailing,
+    MailingHour,
+    Subscriber,
+)
 
 _SALT = "newsletter.engagement.click"
 
@@ -92,7 +113,9 @@ CLICK_RULES = (
     f"another link within {BURST_SECONDS} seconds or the hidden link within "
     f"{TRAP_SECONDS} seconds. Every other click counts as a person's. Clicks are "
     "counted by the site's own redirect, not by the email provider, and only in "
-    "the HTML part of the email. No record is kept of who clicked."
+    "the HTML part of the email, and added to these figures every minute: the "
+    "last minute's clicks are not shown yet. No record is kept of who clicked, "
+    "except, when the editor turned it on, for readers who agreed to it."
 )
 OPEN_RULES = (
     "Opens are the email provider's reports that a message's images were loaded, "
@@ -109,16 +132,85 @@ def click_token(link_id: int) -> str:
     return signing.Signer(salt=_SALT).sign(signing.b62_encode(link_id))
 
 
-def link_for_token(token: str) -> Link | None:
-    """The link a redirect token names, or None for a forged or unknown one."""
+@dataclass(frozen=True)
+class ClickTarget:
+    """What the redirect needs of a Link, held in the cache so that a click reads
+    no row (link_forget drops it when the link changes)."""
+
+    link_id: int
+    mailing_id: int
+    url: str  # as the email has it
+    target: str  # where the redirect goes (Link.target: the fixed address, if any)
+    hidden: bool
+    mailing_created_at: datetime
+
+
+# A send's burst of clicks reads each link's row once in this long. Also the most
+# a click racing a fix (it read the row before the fix, and cached it after
+# link_forget) can keep sending readers to the old address.
+LINK_CACHE_SECONDS = 300
+
+
+def _link_key(link_id: int) -> str:
+    return f"newsletter:link:{link_id}"
+
+
+def _link_id(token: str) -> int | None:
     try:
-        link_id = signing.b62_decode(signing.Signer(salt=_SALT).unsign(token))
+        return signing.b62_decode(signing.Signer(salt=_SALT).unsign(token))
     except (signing.BadSignature, ValueError):
         return None
+
+
+def link_for_token(token: str) -> ClickTarget | None:
+    """The link a redirect token names, or None for a forged or unknown one."""
+    link_id = _link_id(token)
+    if link_id is None:
+        return None
+    held = _cached([_link_key(link_id)]).get(_link_key(link_id))
+    return _held_link(held) or _link_read(link_id)
+
+
+def _held_link(held) -> ClickTarget | None:
+    """The link as the cache holds it (its fields in order), or None: not held,
+    or held by a release whose ClickTarget had other fields (read the row again)."""
+    try:
+        return ClickTarget(*held)
+    except TypeError:
+        return None
+
+
+def _link_read(link_id: int) -> ClickTarget | None:
+    """The link's row, held in the cache for the clicks that follow."""
     link = Link.objects.select_related("mailing").filter(pk=link_id).first()
     if link is None or not is_web_address(link.target):
         return None
-    return link
+    target = ClickTarget(
+        link_id=link.pk,
+        mailing_id=link.mailing_id,
+        url=link.url,
+        target=link.target,
+        hidden=link.hidden,
+        mailing_created_at=link.mailing.created_at,
+    )
+    with contextlib.suppress(Exception):
+        cache.set(_link_key(link_id), astuple(target), timeout=LINK_CACHE_SECONDS)
+    return target
+
+
+def _cached(keys: list[str]) -> dict:
+    """The keys' values in the cache, in one round trip; none when the cache is
+    unreachable, so that the reader is still taken to the link."""
+    try:
+        return cache.get_many(keys)
+    except Exception:  # any cache backend's connection error
+        return {}
+
+
+def link_forget(link_id: int) -> None:
+    """Drop what the redirect holds of a link: call it whenever where a link goes
+    changes (link_fix), so that the next click reads the row again."""
+    cache.delete(_link_key(link_id))
 
 
 def is_web_address(url: str) -> bool:
@@ -137,11 +229,16 @@ def link_fix(*, post: Post, url: str, target: str, user: AbstractBaseUser) -> in
     `url` (and with it their counts and the report's grouping): the redirect goes
     to the fixed one. Emails sent later carry the post as it is then.
     """
-    return (
-        Link.objects.of_post(post)
-        .filter(url=url, hidden=False)
-        .update(fixed_url=target, fixed_at=timezone.now(), fixed_by=user)
+    links = Link.objects.of_post(post).filter(url=url, hidden=False)
+    fixed = list(links.values_list("pk", flat=True))
+    changed = Link.objects.filter(pk__in=fixed).update(
+        fixed_url=target, fixed_at=timezone.now(), fixed_by=user
     )
+    for link_id in fixed:  # the redirect reads the rows again
+        link_forget(link_id)
+        # And again once committed, in case a click cached a row read before.
+        transaction.on_commit(functools.partial(link_forget, link_id))
+    return changed
 
 
 # The reader's own links (leaving, preferences) are not counted: they name the
@@ -213,7 +310,9 @@ class LinkTracker:
             self._redirects[url, hidden] = self._slot.replace("--slot--", token)
 
 
-def click_by_machine(*, link: Link, head: bool, user_agent: str, now: datetime) -> bool:
+def click_by_machine(
+    *, link: ClickTarget, head: bool, user_agent: str, now: datetime
+) -> bool:
     """Whether a click alone shows a machine, before looking at the message's
     other clicks."""
     agent = user_agent.strip().lower()
@@ -222,77 +321,185 @@ def click_by_machine(*, link: Link, head: bool, user_agent: str, now: datetime) 
         or link.hidden
         or not agent
         or any(scanner in agent for scanner in SCANNER_AGENTS)
-        or (now - link.mailing.created_at).total_seconds() < MACHINE_SECONDS_AFTER_SEND
+        or (now - link.mailing_created_at).total_seconds() < MACHINE_SECONDS_AFTER_SEND
     )
 
 
 def click_record(
-    *, link: Link, head: bool, user_agent: str, client: str, now: datetime
-) -> bool:
-    """Count one click on a link as a person's or a machine's; True for a machine.
+    *,
+    token: str,
+    head: bool,
+    user_agent: str,
+    client: str,
+    now: datetime,
+    reader: str = "",
+) -> ClickTarget | None:
+    """Count a click on the link a token names as a person's or a machine's, and
+    return the link (the reader goes to its target); None for a forged or unknown
+    token.
 
-    The message's recent clicks are held hashed in the cache for TRAP_SECONDS, so
-    that a scanner's burst, or its click on the hidden link, also turns the clicks
-    it made just before into machines.
+    The client's recent clicks (by its address and user agent, hashed) are held in
+    the cache for TRAP_SECONDS, so that a scanner's burst in one message, or its
+    click on the hidden link, also turns the clicks it made just before into
+    machines. Two round trips to Redis: one read, one write. `reader` is the
+    signed part a consenting reader's links carry (reader_part_add); without it
+    nothing names the reader.
     """
-    machine = click_by_machine(link=link, head=head, user_agent=user_agent, now=now)
-    key = (
-        "click:"
-        + hashlib.sha256(
-            f"{link.mailing_id}|{client}|{user_agent}".encode()
-        ).hexdigest()
+    link_id = _link_id(token)
+    if link_id is None:
+        return None
+    recent_key = (
+        "click:" + hashlib.sha256(f"{client}|{user_agent}".encode()).hexdigest()
     )
+    found = _cached([_link_key(link_id), recent_key])
+    link = _held_link(found.get(_link_key(link_id))) or _link_read(link_id)
+    if link is None:
+        return None
     moment = now.timestamp()
-    # Each: [link id, when, counted as a machine, followed the hidden link].
-    recent = [c for c in _recent_clicks(key) if moment - c[1] < TRAP_SECONDS]
-    machine = machine or any(
-        moment - when < BURST_SECONDS or trap for _, when, _, trap in recent
-    )
+    # Each: [mailing id, link id, when, counted as a machine, followed the hidden
+    # link]; the same message's are those of the same mailing.
+    recent = [c for c in found.get(recent_key, []) if moment - c[2] < TRAP_SECONDS]
+    message = [c for c in recent if c[0] == link.mailing_id]
+    machine = click_by_machine(
+        link=link, head=head, user_agent=user_agent, now=now
+    ) or any(moment - c[2] < BURST_SECONDS or c[4] for c in message)
+    # (link id, hour, people, machines): a machine's click also moves the
+    # message's recent clicks counted as people's over to machines.
+    changes = [(link.link_id, _hour(moment), 0 if machine else 1, int(machine))]
+    if machine:
+        for click in message:
+            if not click[3]:
+                changes.append((click[1], _hour(click[2]), -1, 1))
+                click[3] = True
+    recent.append([link.mailing_id, link.link_id, moment, machine, link.hidden])
+    _click_save(changes, recent_key, recent[-RECENT_CLICKS_KEPT:])
+    if reader:
+        _reader_click_record(reader, link=link, at=now, machine=machine)
+    return link
+
+
+def _hour(moment: float) -> int:
+    """The hour a click was in (hours since 1970, UTC): counts carry it, for the
+    report's counts by the hour."""
+    return int(moment // 3600)
+
+
+# Clicks are counted in Redis, one field per link, hour and people/machines of
+# the hash _COUNTING; beat's flush_click_counts adds them to Link rows every minute.
+_COUNTING = "newsletter:clicks:counting"
+# A flush first renames _COUNTING to a batch key of its own (one atomic step:
+# clicks after it go into a fresh hash), and deletes the batch once added.
+_BATCH = "newsletter:clicks:batch:"
+# Batch markers (ClickCountBatch) are needed only until their batch is deleted
+# from Redis, minutes later even after a worker died; a day is ample.
+BATCH_MARKERS_KEPT = timedelta(days=1)
+
+
+def _redis():
+    """The Redis client behind the cache, or None without Redis (the embedded
+    default's local-memory cache is one process's own: beat could not see it)."""
+    default = caches["default"]
+    if not isinstance(default, RedisCache):
+        return None
+    return default._cache.get_client(write=True)
+
+
+def _click_save(
+    changes: list[tuple[int, int, int, int]], recent_key: str, recent: list
+) -> None:
+    """Count the click's (link id, hour, people, machines) changes and keep the
+    client's recent clicks: in Redis, in one round trip and no database write;
+    without Redis, or when it does not answer, straight into the Link rows."""
+    client = _redis()
+    if client is not None:
+        # Any Redis error: the click is counted in the database instead.
+        with contextlib.suppress(Exception):
+            pipe = client.pipeline(transaction=False)
+            counting = cache.make_key(_COUNTING)
+            for link_id, hour, people, machines in changes:
+                if people:
+                    pipe.hincrby(counting, f"{link_id}:{hour}:people", people)
+                if machines:
+                    pipe.hincrby(counting, f"{link_id}:{hour}:machines", machines)
+            # Pickled, as Django's Redis cache stores values, for cache.get_many.
+            pipe.set(cache.make_key(recent_key), pickle.dumps(recent), ex=TRAP_SECONDS)
+            pipe.execute()
+            return
     with transaction.atomic():
         _count_without_waiting_for_the_disk()
-        MailingHour.objects.clicks_add(
-            [(link.pk, int(moment // 3600), int(not machine), int(machine))]
-            + [(c[0], int(c[1] // 3600), -1, 1) for c in recent if machine and not c[2]]
-        )
-        _count_click(link, recent, machine=machine)
-    recent.append([link.pk, moment, machine, link.hidden])
+        _links_add(changes)
     # Unreachable, the cache only forgets: the reader is still taken to the link.
     with contextlib.suppress(Exception):
-        cache.set(key, recent[-RECENT_CLICKS_KEPT:], timeout=TRAP_SECONDS)
-    return machine
+        cache.set(recent_key, recent, timeout=TRAP_SECONDS)
 
 
-def _count_click(link: Link, recent: list, *, machine: bool) -> None:
-    """Count the click; a machine's also moves the message's recent clicks that
-    were counted as people's over to machines."""
-    if machine:
-        for click in recent:
-            if not click[2]:
-                Link.objects.filter(pk=click[0], people__gt=0).update(
-                    people=F("people") - 1, machines=F("machines") + 1
-                )
-                click[2] = True
-        Link.objects.filter(pk=link.pk).update(machines=F("machines") + 1)
-    else:
-        Link.objects.filter(pk=link.pk).update(people=F("people") + 1)
+def click_counts_flush() -> int:
+    """Add the clicks counted in Redis to the Link rows; returns how many changes.
+
+    No count is lost or added twice: the rename takes the counts atomically
+    (clicks after it start a new hash), the batch stays in Redis until its counts
+    are committed, and its ClickCountBatch row, written in the same transaction,
+    makes a second flush (overlapping, or after a worker died between the commit
+    and the delete) skip it.
+    """
+    client = _redis()
+    if client is None:
+        return 0  # counted straight into the rows
+    name = uuid.uuid4().hex
+    with contextlib.suppress(redis.ResponseError):  # no such key: nothing counted
+        client.rename(cache.make_key(_COUNTING), cache.make_key(_BATCH + name))
+    added = 0
+    # This flush's batch, and any a dead worker left behind.
+    for key in client.scan_iter(match=cache.make_key(_BATCH) + "*"):
+        added += _batch_add(client, key.decode())
+    ClickCountBatch.objects.filter(
+        added_at__lt=timezone.now() - BATCH_MARKERS_KEPT
+    ).delete()
+    return added
+
+
+def _batch_add(client, key: str) -> int:
+    counts = client.hgetall(key)
+    changes = []
+    for field, value in counts.items():
+        link_id, hour, kind = field.decode().split(":")
+        people, machines = (int(value), 0) if kind == "people" else (0, int(value))
+        changes.append((int(link_id), int(hour), people, machines))
+    if changes:
+        try:
+            with transaction.atomic():
+                # Waits for an overlapping flush adding the same batch, then fails.
+                ClickCountBatch.objects.create(batch=key.rsplit(":", 1)[1])
+                _links_add(changes)
+        except IntegrityError:
+            changes = []  # added already
+    client.delete(key)
+    return len(changes)
+
+
+def _links_add(changes: list[tuple[int, int, int, int]]) -> None:
+    """Add click counts to the Link rows (by link, whatever the hour)."""
+    totals: dict[int, list[int]] = {}
+    for link_id, _hour, people, machines in changes:
+        total = totals.setdefault(link_id, [0, 0])
+        total[0] += people
+        total[1] += machines
+    with transaction.atomic():
+        MailingHour.objects.clicks_add(changes)  # the report's first 72 hours
+        for link_id, (people, machines) in sorted(totals.items()):
+            # Never below zero: a click moved to machines whose own count was lost.
+            Link.objects.filter(pk=link_id).update(
+                people=Greatest(F("people") + people, 0),
+                machines=F("machines") + machines,
+            )
 
 
 def _count_without_waiting_for_the_disk() -> None:
-    """A click's count may be lost in a database crash, and is not worth the wait
-    for PostgreSQL to flush its log to disk at every commit: in a burst of clicks
-    after a send, that wait is most of the redirect's time."""
+    """A click counted without Redis may be lost in a database crash, and is not
+    worth the wait for PostgreSQL to flush its log to disk at every commit."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
-
-
-def _recent_clicks(key: str) -> list:
-    """The message's recent clicks; none when the cache is unreachable, so that
-    the reader is still taken to the link, and the click judged on its own."""
-    try:
-        return cache.get(key) or []
-    except Exception:  # any cache backend's connection error
-        return []
 
 
 def open_by_machine(event: AnymailTrackingEvent) -> bool:
@@ -310,7 +517,75 @@ def open_by_machine(event: AnymailTrackingEvent) -> bool:
     )
 
 
-def open_record(*, mailing_id: int, machine: bool) -> None:
+def open_record(*, delivery: Delivery, machine: bool, at: datetime) -> None:
+    """Count an open on its mailing, and keep it as the reader's only if they
+    agreed (reader_allows)."""
     counter = "opens_machines" if machine else "opens_people"
-    Mailing.objects.filter(pk=mailing_id).update(**{counter: F(counter) + 1})
-    MailingHour.objects.record(mailing_id=mailing_id, at=timezone.now(), **{counter: 1})
+    Mailing.objects.filter(pk=delivery.mailing_id).update(**{counter: F(counter) + 1})
+    MailingHour.objects.record(mailing_id=delivery.mailing_id, at=at, **{counter: 1})
+    if reader_allows(delivery.subscriber):
+        Engagement.objects.create(
+            subscriber_id=delivery.subscriber_id,
+            mailing_id=delivery.mailing_id,
+            kind=Engagement.Kind.OPEN,
+            at=at,
+            machine=machine,
+        )
+
+
+# Per reader -------------------------------------------------------------------
+
+_READER_SALT = "newsletter.engagement.reader"
+
+
+def reader_allows(subscriber: Subscriber) -> bool:
+    """Whether the reader's own opens and clicks may be kept: the author turned
+    per-reader engagement on, and the reader agreed to it and has not withdrawn."""
+    return (
+        settings.NEWSLETTER_PER_READER_ENGAGEMENT
+        and subscriber.engagement_agreed_at is not None
+    )
+
+
+def reader_part_add(html: str, *, subscriber_id: int) -> str:
+    """The email's HTML with the reader's signed part (?reader=…) on each counted
+    link when they agreed to per-reader engagement, so that the redirect can keep
+    their clicks; anyone else's unchanged (and, with the setting off, unread)."""
+    if not settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        return html
+    if not Subscriber.objects.filter(
+        pk=subscriber_id, engagement_agreed_at__isnull=False
+    ).exists():
+        return html
+    reader = signing.Signer(salt=_READER_SALT).sign(signing.b62_encode(subscriber_id))
+    counted = re.compile(
+        re.escape(settings.SITE_URL + reverse("newsletter:click", args=["x"])[:-2])
+        + r'[^"/?]+/(?=")'
+    )
+    return counted.sub(lambda m: f"{m.group(0)}?reader={reader}", html)
+
+
+def _reader_click_record(
+    reader: str, *, link: ClickTarget, at: datetime, machine: bool
+) -> None:
+    """Keep a click as the reader's, if the part is genuine and they still agree."""
+    if not settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        return
+    try:
+        subscriber_id = signing.b62_decode(
+            signing.Signer(salt=_READER_SALT).unsign(reader)
+        )
+    except (signing.BadSignature, ValueError):
+        return
+    # Withdrawn since the email went out (or erased): nothing is kept.
+    if Subscriber.objects.filter(
+        pk=subscriber_id, engagement_agreed_at__isnull=False
+    ).exists():
+        Engagement.objects.create(
+            subscriber_id=subscriber_id,
+            mailing_id=link.mailing_id,
+            link_id=link.link_id,
+            kind=Engagement.Kind.CLICK,
+            at=at,
+            machine=machine,
+        )

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
+from django.conf import settings
 
 from posts.models import Area, Category, Organisation, Rating, Region
 from posts.validators import clean_email, reject_control_characters
@@ -14,7 +15,7 @@ from .models import (
     SubscriberTopic,
     Weekday,
 )
-from .subscriptions import CONSENT_WORDING
+from .subscriptions import CONSENT_WORDING, ENGAGEMENT_CONSENT_WORDING
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,14 @@ class SubscribeForm(TopicsForm):
     # through the form's own round trip; only a path on this site is kept.
     page = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
     consent_wording = CONSENT_WORDING
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Offered, unticked, only when the author turned per-reader engagement on.
+        if settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+            self.fields["engagement"] = forms.BooleanField(
+                label=ENGAGEMENT_CONSENT_WORDING, required=False, initial=False
+            )
 
     def clean_email(self) -> str:
         return clean_email(self.cleaned_data["email"])

@@ -132,6 +132,10 @@ class Subscriber(models.Model):
     # Not editable in the admin: a hand-made change could send a period twice.
     last_daily_round_at = models.DateTimeField(null=True, editable=False)
     last_weekly_round_at = models.DateTimeField(null=True, editable=False)
+    # When the reader agreed (on a confirmed subscribe form, or in the preference
+    # centre) to per-reader engagement; empty if they never did or withdrew.
+    # Nothing per reader is kept unless NEWSLETTER_PER_READER_ENGAGEMENT is on too.
+    engagement_agreed_at = models.DateTimeField(null=True, blank=True)
 
     objects = SubscriberQuerySet.as_manager()
 
@@ -195,7 +199,9 @@ class Consent(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     wording = models.TextField(help_text="The exact text the form showed.")
-    wording_version = models.CharField(max_length=20)
+    wording_version = models.CharField(max_length=40)
+    # The reader also agreed to per-reader engagement (its wording is in `wording`).
+    engagement = models.BooleanField(default=False)
     # Where the consent was given: the subscribe form, or the source of an import.
     source = models.CharField(max_length=200, blank=True)
     # The site's page whose link brought the reader to the subscribe form (a post,
@@ -634,6 +640,44 @@ class MailingHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailing} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class ClickCountBatch(models.Model):
+    """A batch of click counts taken from the cache and added to Link rows
+    (engagement.click_counts_flush): added in the same transaction, its row says
+    so, and a batch is never added twice."""
+
+    batch = models.CharField(max_length=64, unique=True)
+    added_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return self.batch
+
+
+class Engagement(models.Model):
+    """An open or a click by a reader who agreed to per-reader engagement, with
+    NEWSLETTER_PER_READER_ENGAGEMENT on; nobody else's is kept (engagement.py)."""
+
+    class Kind(models.TextChoices):
+        OPEN = "open", "Opened"
+        CLICK = "click", "Followed a link"
+
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="engagements"
+    )
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    link = models.ForeignKey(
+        Link, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    at = models.DateTimeField()
+    machine = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["subscriber", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber}: {self.get_kind_display()} {self.at:%Y-%m-%d %H:%M}"
 
 
 class PostReport(Post):

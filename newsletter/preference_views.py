@@ -102,6 +102,8 @@ def _page(
             "topics_form": topics_form or _current_topics(subscriber),
             "digest_time_form": digest_time_form or _current_digest_time(subscriber),
             "token": request.resolver_match.kwargs["token"],
+            "engagement_offered": settings.NEWSLETTER_PER_READER_ENGAGEMENT,
+            "engagement_wording": subscriptions.ENGAGEMENT_CONSENT_WORDING,
         },
         status=status,
     )
@@ -142,6 +144,24 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             "You are unsubscribed",
             f"Nothing more will be sent to {subscriber.email}. You can resubscribe "
             "from this page at any time.",
+        )
+    if action == "engagement" and settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        agreed = subscriber.engagement_agreed_at is not None
+        wanted = request.POST.get("engagement") == "1"
+        if wanted and not agreed:
+            subscriptions.engagement_agree(
+                subscriber=subscriber, ip_address=client_address(request) or None
+            )
+        elif agreed and not wanted:
+            subscriptions.engagement_withdraw(subscriber=subscriber)
+        return _done(
+            request,
+            subscriber,
+            "Your choice is saved",
+            "The editor can see which links you follow and whether you open emails."
+            if wanted
+            else "The editor sees nothing of what you do with emails: "
+            "they are counted only with everyone else's.",
         )
     if action == "resubscribe" and not active:
         if subscriptions.is_blocked(subscriber.email):

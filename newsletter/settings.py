@@ -172,6 +172,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "newsletter.tasks.purge_expired_pending",
         "schedule": 3600,
     },
+    # Clicks are counted in Redis on the redirect, and added to Link rows here.
+    "flush-click-counts": {
+        "task": "newsletter.tasks.flush_click_counts",
+        "schedule": 60,
+    },
     "purge-old-events": {
         "task": "newsletter.tasks.purge_old_events",
         "schedule": 24 * 3600,
@@ -233,6 +238,9 @@ ANYMAIL = {
 # reader, and Apple's proxy opens everything anyway. Clicks are counted by the
 # site's own redirect (newsletter/engagement.py), never by the provider's.
 NEWSLETTER_TRACK_OPENS = envbool("NEWSLETTER_TRACK_OPENS", "0")
+# Per-reader engagement (who opened, who followed which link) is off: counts are kept
+# per mailing and link only. On, it is kept only for readers who agreed to it.
+NEWSLETTER_PER_READER_ENGAGEMENT = envbool("NEWSLETTER_PER_READER_ENGAGEMENT", "0")
 ANYMAIL["SEND_DEFAULTS"] = {
     "track_opens": NEWSLETTER_TRACK_OPENS,
     "track_clicks": False,

@@ -29,6 +29,7 @@ from .enqueue import tasks
 from .models import (
     Consent,
     Delivery,
+    Engagement,
     Event,
     Subscriber,
     SubscriberTopic,
@@ -45,6 +46,14 @@ CONSENT_WORDING = (
     "newsletter and never shared."
 )
 CONSENT_SOURCE_FORM = "subscribe form"
+# The unticked box the subscribe form and the preference centre offer when
+# NEWSLETTER_PER_READER_ENGAGEMENT is on; stored with the consent like the above.
+ENGAGEMENT_CONSENT_VERSION = "2026-12-03"
+ENGAGEMENT_CONSENT_WORDING = (
+    "Let the editor see which links I follow and whether I open emails, to "
+    "improve the newsletter."
+)
+CONSENT_SOURCE_PREFERENCES = "preference centre"
 
 # The status a subscriber takes for each reason their address is suppressed.
 STATUS_FOR_REASON = {
@@ -91,6 +100,7 @@ def subscription_request(
     topics: Iterable[str] | None = None,
     frequency: str = SubscriberTopic.Frequency.INSTANT,
     page: str = "",
+    engagement: bool = False,
 ) -> None:
     """Record a request to subscribe and, where due, queue a confirmation email.
 
@@ -109,11 +119,16 @@ def subscription_request(
         subscriber, _ = Subscriber.objects.get_or_create(email=email)
         if subscriber.status == Subscriber.Status.ACTIVE:
             return
+        # The engagement box counts only where the form offered it.
+        engagement = engagement and settings.NEWSLETTER_PER_READER_ENGAGEMENT
         consent = Consent.objects.create(
             subscriber=subscriber,
             ip_address=ip_address,
-            wording=CONSENT_WORDING,
-            wording_version=CONSENT_VERSION,
+            wording=CONSENT_WORDING
+            + (f"\n{ENGAGEMENT_CONSENT_WORDING}" if engagement else ""),
+            wording_version=CONSENT_VERSION
+            + (f"+{ENGAGEMENT_CONSENT_VERSION}" if engagement else ""),
+            engagement=engagement,
             source=CONSENT_SOURCE_FORM,
             page=page,
             name=name,
@@ -157,6 +172,7 @@ def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> None:
                 unsubscribed_at=None,
                 paused_at=None,
                 soft_bounces=0,
+                engagement_agreed_at=now if consent.engagement else None,
             )
         )
         if confirmed:
@@ -172,6 +188,33 @@ def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> None:
                     frequency=consent.frequency,
                 )
             transaction.on_commit(lambda: tasks.send_welcome.delay(subscriber.pk))
+    subscriber.refresh_from_db()
+
+
+def engagement_agree(*, subscriber: Subscriber, ip_address: str | None) -> None:
+    """The reader ticked the engagement box in their preference centre: recorded
+    as a consent, with its wording and version, confirmed by their own link."""
+    now = timezone.now()
+    with transaction.atomic():
+        Consent.objects.create(
+            subscriber=subscriber,
+            created_at=now,
+            confirmed_at=now,
+            ip_address=ip_address,
+            wording=ENGAGEMENT_CONSENT_WORDING,
+            wording_version=ENGAGEMENT_CONSENT_VERSION,
+            engagement=True,
+            source=CONSENT_SOURCE_PREFERENCES,
+        )
+        Subscriber.objects.filter(pk=subscriber.pk).update(engagement_agreed_at=now)
+    subscriber.refresh_from_db()
+
+
+def engagement_withdraw(*, subscriber: Subscriber) -> None:
+    """The reader withdrew: nothing more is kept, and what was kept is deleted."""
+    with transaction.atomic():
+        Subscriber.objects.filter(pk=subscriber.pk).update(engagement_agreed_at=None)
+        Engagement.objects.filter(subscriber=subscriber).delete()
     subscriber.refresh_from_db()
 
 
@@ -354,6 +397,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "topics": consent.topics,
                 "frequency": consent.frequency,
                 "confirmed_at": consent.confirmed_at,
+                "engagement": consent.engagement,
             }
             for consent in subscriber.consents.order_by("created_at")
         ],
@@ -368,6 +412,19 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "last_event_at": delivery.last_event_at,
             }
             for delivery in deliveries
+        ],
+        # Opens and clicks, kept only if the reader agreed to it.
+        "engagement": [
+            {
+                "kind": row.kind,
+                "mailing": str(row.mailing),
+                "link": row.link.url if row.link else "",
+                "at": row.at,
+                "machine": row.machine,
+            }
+            for row in subscriber.engagements.select_related(
+                "mailing__post", "link"
+            ).order_by("at", "pk")
         ],
         # Comments under posts written with the same address.
         "comments": comments_for_email(email=subscriber.email),
@@ -387,6 +444,7 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
             Q(recipient=subscriber.email) | Q(message_id__in=message_ids)
         ).delete()
         comments_delete_for_email(email=subscriber.email)
+        Engagement.objects.filter(subscriber=subscriber).delete()
         subscriber.delete()
 
 

@@ -5,7 +5,7 @@ import random
 from celery import shared_task
 from django.utils import timezone
 
-from . import delivery, emails, subscriptions, webhooks
+from . import delivery, emails, engagement, subscriptions, webhooks
 
 
 def backoff(retries: int) -> float:
@@ -28,6 +28,7 @@ def subscribe(
     topics: list[str] | None = None,
     frequency: str = "instant",
     page: str = "",
+    engagement_agreed: bool = False,
 ) -> None:
     # Queued by the subscribe view rather than run in the request, so that the
     # answer takes as long whatever the address's state: a known address would
@@ -40,6 +41,7 @@ def subscribe(
         topics=topics,
         frequency=frequency,
         page=page,
+        engagement=engagement_agreed,
     )
 
 
@@ -85,6 +87,11 @@ def purge_expired_pending() -> int:
 @shared_task
 def purge_old_events() -> int:
     return webhooks.events_purge_old(now=timezone.now())
+
+
+@shared_task
+def flush_click_counts() -> int:
+    return engagement.click_counts_flush()
 
 
 @shared_task

@@ -54,6 +54,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         form.cleaned_data["topics"],
         form.cleaned_data["frequency"],
         form.cleaned_data["page"],
+        form.cleaned_data.get("engagement", False),
     )
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
@@ -190,16 +191,16 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD"])
 def click(request: HttpRequest, token: str) -> HttpResponse:
     """/r/<token>/: an email's link, counted (engagement.py), then followed."""
-    link = engagement.link_for_token(token)
-    if link is None:
-        raise Http404("This link is not valid.")
-    engagement.click_record(
-        link=link,
+    link = engagement.click_record(
+        token=token,
         head=request.method == "HEAD",
         user_agent=request.headers.get("User-Agent", ""),
         client=client_address(request),
         now=timezone.now(),
+        reader=request.GET.get("reader", ""),
     )
+    if link is None:
+        raise Http404("This link is not valid.")
     response = HttpResponseRedirect(link.target)
     response["X-Robots-Tag"] = "noindex"
     return response

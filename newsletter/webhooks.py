@@ -200,41 +200,50 @@ def record_tracking_event(
     event_id = event.event_id or _digest(raw)
     recipient = normalise_email(event.recipient or "")
     timestamp = event.timestamp or timezone.now()
+    about = _ledger_row(event, recipient)
     with transaction.atomic():
+        delivery = (
+            Delivery.objects.filter(about).select_related("subscriber").first()
+            if about
+            else None
+        )
+        engaged = event.event_type in (EventType.OPENED, EventType.CLICKED)
+        # An open or a click is the reader's own history: kept only when they
+        # agreed to it; otherwise the event is recorded without naming anyone,
+        # enough to recognise it if the provider sends it again.
+        personal = not engaged or (
+            delivery is not None and engagement.reader_allows(delivery.subscriber)
+        )
         _, created = Event.objects.get_or_create(
             esp=esp_name.lower(),
             event_id=event_id[:255],
             defaults={
                 "event_type": event.event_type,
-                "recipient": recipient[:254],
-                "message_id": (event.message_id or "")[:255],
+                "recipient": recipient[:254] if personal else "",
+                "message_id": (event.message_id or "")[:255] if personal else "",
                 "timestamp": event.timestamp,
-                "raw": raw,
+                "raw": raw if personal else {},
             },
         )
         if not created:
             return  # seen before: its effects are already applied
-        if about := _ledger_row(event, recipient):
-            Delivery.objects.filter(about).filter(
+        if delivery is not None and not engaged:
+            # What became of the message (delivered, bounced, complained): needed
+            # to send correctly, so kept for every reader.
+            Delivery.objects.filter(pk=delivery.pk).filter(
                 Q(last_event_at__isnull=True) | Q(last_event_at__lte=timestamp)
             ).update(last_event=event.event_type, last_event_at=timestamp)
-            if event.event_type == EventType.OPENED:
-                _count_open(event, about)
-        if recipient:
+        if delivery is not None and event.event_type == EventType.OPENED:
+            # Clicks are counted by the site's own redirect (engagement.py), never
+            # from the provider's click events: they would count twice, and the
+            # provider cannot tell a scanner from a person.
+            engagement.open_record(
+                delivery=delivery,
+                machine=engagement.open_by_machine(event),
+                at=timestamp,
+            )
+        if recipient and not engaged:
             _apply_to_address(event, recipient)
-
-
-def _count_open(event: AnymailTrackingEvent, about: Q) -> None:
-    """Count an open on its mailing. Clicks are counted by the site's own redirect
-    (engagement.py), never from the provider's click events: they would count
-    twice, and the provider cannot tell a scanner from a person."""
-    mailing_id = (
-        Delivery.objects.filter(about).values_list("mailing_id", flat=True).first()
-    )
-    if mailing_id is not None:
-        engagement.open_record(
-            mailing_id=mailing_id, machine=engagement.open_by_machine(event)
-        )
 
 
 def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:

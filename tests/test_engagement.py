@@ -5,7 +5,9 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core import mail, signing
+from django.core.cache import cache
 from django.utils import timezone
 
 from newsletter import engagement
@@ -62,7 +64,9 @@ def redirects(message) -> dict[str, str]:
 
 
 def counts() -> dict[str, tuple[int, int]]:
-    """(people, machines) by link address, the hidden link as "hidden"."""
+    """(people, machines) by link address, the hidden link as "hidden", once
+    beat's flush has added what Redis counted (nothing to add without Redis)."""
+    engagement.click_counts_flush()
     return {
         "hidden" if link.hidden else link.url: (link.people, link.machines)
         for link in Link.objects.all()
@@ -367,4 +371,145 @@ def test_a_click_is_followed_even_when_the_cache_is_unreachable(
     clock(3600)
     response = click(client, redirects(email)[REPORT])
     assert response.status_code == 302
-    assert counts()[REPORT] == (1, 0)
+    # Counted straight into the link's row instead.
+    link = Link.objects.get(url=REPORT)
+    assert (link.people, link.machines) == (1, 0)
+
+
+# Counting in Redis, added to the links by beat's flush ---------------------------
+
+needs_redis = pytest.mark.skipif(
+    not settings.REDIS_URL, reason="clicks are counted in Redis only with REDIS_URL"
+)
+
+
+def link_counts(url: str) -> tuple[int, int]:
+    """The link's row as it stands, without flushing first."""
+    link = Link.objects.get(url=url, hidden=False)
+    return link.people, link.machines
+
+
+def take_batch(name: str) -> dict:
+    """What a flush does first, by hand: take the counts as a batch of its own."""
+    client = engagement._redis()
+    batch = cache.make_key(engagement._BATCH + name)
+    client.rename(cache.make_key(engagement._COUNTING), batch)
+    return client.hgetall(batch)
+
+
+@needs_redis
+def test_a_click_reads_and_writes_nothing_in_the_database(
+    client, email, clock, django_assert_num_queries
+):
+    links = redirects(email)  # the email's links, as the first click reads them
+    clock(3600)
+    with django_assert_num_queries(0):
+        assert click(client, links[REPORT]).status_code == 302
+    assert link_counts(REPORT) == (0, 0)  # until beat's flush
+    assert engagement.click_counts_flush() == 1
+    assert link_counts(REPORT) == (1, 0)
+    assert engagement.click_counts_flush() == 0  # nothing is added twice
+
+
+@needs_redis
+def test_clicks_during_a_flush_wait_for_the_next_one(client, email, clock, monkeypatch):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    add_to_rows = engagement._links_add
+
+    def add_while_a_reader_clicks(changes):
+        click(client, links[REPORT], address="192.0.2.77")  # after the counts were read
+        add_to_rows(changes)
+
+    monkeypatch.setattr(engagement, "_links_add", add_while_a_reader_clicks)
+    engagement.click_counts_flush()
+    monkeypatch.setattr(engagement, "_links_add", add_to_rows)
+    assert link_counts(REPORT) == (1, 0)
+    engagement.click_counts_flush()
+    assert link_counts(REPORT) == (2, 0)
+
+
+@needs_redis
+def test_two_overlapping_flushes_add_each_click_once(client, email, clock, monkeypatch):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    click(client, links[DATA], address="192.0.2.77")
+    add_to_rows = engagement._links_add
+
+    def another_flush_meanwhile(changes):
+        monkeypatch.setattr(engagement, "_links_add", add_to_rows)
+        engagement.click_counts_flush()  # finds this flush's batch, not yet added
+        add_to_rows(changes)
+
+    monkeypatch.setattr(engagement, "_links_add", another_flush_meanwhile)
+    engagement.click_counts_flush()
+    assert (link_counts(REPORT), link_counts(DATA)) == ((1, 0), (1, 0))
+
+
+@needs_redis
+def test_a_flush_whose_worker_died_is_finished_by_the_next_and_never_doubled(
+    client, email, clock
+):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    # A worker took the counts, then died before adding them.
+    take_batch("died-before-adding")
+    click(client, links[REPORT], address="192.0.2.77")
+    engagement.click_counts_flush()
+    assert link_counts(REPORT) == (2, 0)
+    # A worker added its batch, then died before deleting it from Redis.
+    click(client, links[REPORT], address="192.0.2.78")
+    taken = take_batch("died-after-adding")
+    engagement.click_counts_flush()
+    engagement._redis().hset(
+        cache.make_key(engagement._BATCH + "died-after-adding"), mapping=taken
+    )
+    engagement.click_counts_flush()
+    assert link_counts(REPORT) == (3, 0)
+    assert not engagement._redis().keys(cache.make_key(engagement._BATCH) + "*")
+
+
+@needs_redis
+def test_a_burst_moves_earlier_clicks_to_machines_across_a_flush(client, email, clock):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    engagement.click_counts_flush()
+    assert link_counts(REPORT) == (1, 0)
+    clock(3601)  # the same message, a second later: a scanner
+    click(client, links[DATA])
+    assert counts()[REPORT] == (0, 1)
+    assert counts()[DATA] == (0, 1)
+
+
+def test_beat_flushes_the_click_counts_every_minute():
+    from newsletter.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["flush-click-counts"]
+    assert entry["task"] in app.tasks
+    assert entry["schedule"] <= 60
+
+
+def test_a_changed_link_leads_to_its_new_address_once_forgotten(client, email, clock):
+    path = redirects(email)[REPORT]
+    clock(3600)
+    link = Link.objects.get(url=REPORT)
+    Link.objects.filter(pk=link.pk).update(fixed_url=DATA + "&corrected=1")
+    engagement.link_forget(link.pk)
+    response = click(client, path)
+    assert response["Location"] == DATA + "&corrected=1"
+
+
+def test_a_link_held_in_the_cache_by_an_older_release_is_read_again(
+    client, email, clock
+):
+    path = redirects(email)[REPORT]
+    link = Link.objects.get(url=REPORT)
+    clock(3600)
+    # Held with fewer fields than a ClickTarget has now (as before link fixes).
+    cache.set(engagement._link_key(link.pk), (link.pk, link.mailing_id, REPORT))
+    response = click(client, path)
+    assert (response.status_code, response["Location"]) == (302, REPORT)

@@ -117,6 +117,7 @@ def story(publish, settings, client, later):
     click(client, links["hidden"], agent=BROWSER, address="203.0.113.50")
     later(digest.created_at)
     click(client, f"/r/{engagement.click_token(digest_link.pk)}/", address="192.0.2.6")
+    engagement.click_counts_flush()  # beat's minute has passed
     subscriber_unsubscribe(subscriber=Subscriber.objects.get(email="b@example.org"))
     return post
 

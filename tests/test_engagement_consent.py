@@ -1,0 +1,212 @@
+"""Per-reader engagement (who opened, who followed which link): kept only with
+NEWSLETTER_PER_READER_ENGAGEMENT on, and only for readers who agreed to it."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from newsletter import engagement
+from newsletter.models import Consent, Engagement, Event, Mailing, Subscriber
+from newsletter.subscriptions import (
+    CONSENT_WORDING,
+    ENGAGEMENT_CONSENT_VERSION,
+    ENGAGEMENT_CONSENT_WORDING,
+    subscriber_delete,
+    subscriber_export,
+)
+from newsletter.tokens import Purpose, make_token
+
+from . import test_webhooks as webhooks_test
+from .factories import PostFactory, SubscriberFactory
+from .test_engagement import BROWSER, REPORT, click
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+
+@pytest.fixture
+def per_reader(settings):
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+
+
+@pytest.fixture
+def readers():
+    """One reader who agreed to per-reader engagement, and one who did not."""
+    return {
+        "agreed": SubscriberFactory(
+            email="agreed@example.org", engagement_agreed_at=timezone.now()
+        ),
+        "not": SubscriberFactory(email="not@example.org"),
+    }
+
+
+@pytest.fixture
+def emails(readers, publish, monkeypatch):
+    """Each reader's copy of a post's email, an hour after it went out."""
+    publish(PostFactory(slug="suffolk", body=f"Read [the report]({REPORT})."))
+    later = Mailing.objects.get().created_at + timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    return {message.to[0].split("@")[0]: message for message in mail.outbox}
+
+
+def report_link(message) -> str:
+    """The path (and query) of the email's link to the official report."""
+    html = message.alternatives[0].content
+    for path in re.findall(r'href="http://127\.0\.0\.1:8000(/r/[^"]+)"', html):
+        target = engagement.link_for_token(path.split("/")[2])
+        if target.url == REPORT:
+            return path
+    raise AssertionError("no link to the report")
+
+
+def open_event(client, reader: Subscriber) -> None:
+    webhooks_test.delivery_to(reader, f"message-of-{reader.pk}")
+    payload = {
+        **webhooks_test.postmark_open(),
+        "Recipient": reader.email,
+        "MessageID": f"message-of-{reader.pk}",
+        "UserAgent": BROWSER,
+    }
+    assert webhooks_test.post_postmark(client, payload).status_code == 200
+
+
+@pytest.fixture
+def provider(settings):
+    settings.EMAIL_BACKEND = webhooks_test.POSTMARK_BACKEND
+    settings.ANYMAIL = {"WEBHOOK_SECRET": webhooks_test.SECRET}
+
+
+def test_off_the_form_offers_no_box_and_nothing_per_reader_is_kept(
+    client, emails, readers, settings
+):
+    assert "?reader=" not in emails["agreed"].alternatives[0].content
+    assert ENGAGEMENT_CONSENT_WORDING not in client.get("/subscribe/").content.decode()
+    assert click(client, report_link(emails["agreed"])).status_code == 302
+    settings.EMAIL_BACKEND = webhooks_test.POSTMARK_BACKEND
+    settings.ANYMAIL = {"WEBHOOK_SECRET": webhooks_test.SECRET}
+    open_event(client, readers["agreed"])
+    assert not Engagement.objects.exists()
+    # The open is counted on its mailing, and its log row names nobody.
+    event = Event.objects.get(event_type="opened")
+    assert (event.recipient, event.message_id, event.raw) == ("", "", {})
+
+
+def test_off_even_a_genuine_reader_part_keeps_nothing(
+    client, emails, readers, settings
+):
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+    part = engagement.reader_part_add(
+        'href="http://127.0.0.1:8000/r/x/"', subscriber_id=readers["agreed"].pk
+    )
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = False
+    reader = re.search(r"\?reader=([^\"]+)", part)[1]
+    click(client, report_link(emails["agreed"]) + f"?reader={reader}")
+    assert not Engagement.objects.exists()
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_on_only_the_reader_who_agreed_has_their_clicks_kept(client, emails, readers):
+    assert "?reader=" in report_link(emails["agreed"])
+    assert "?reader=" not in emails["not"].alternatives[0].content
+    for name in ("agreed", "not"):
+        response = click(client, report_link(emails[name]), address=f"192.0.2.{name}")
+        assert response.status_code == 302
+        assert response["Location"] == REPORT
+    kept = Engagement.objects.get()
+    assert kept.subscriber == readers["agreed"]
+    assert (kept.kind, kept.link.url, kept.machine) == ("click", REPORT, False)
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_a_forged_reader_part_keeps_nothing(client, emails):
+    path = report_link(emails["not"]) + "?reader=1:forged"
+    assert click(client, path).status_code == 302
+    assert not Engagement.objects.exists()
+
+
+@pytest.mark.usefixtures("per_reader", "provider")
+def test_on_only_the_reader_who_agreed_has_their_opens_kept(client, readers):
+    open_event(client, readers["agreed"])
+    open_event(client, readers["not"])
+    kept = Engagement.objects.get()
+    assert (kept.subscriber, kept.kind) == (readers["agreed"], "open")
+    named = Event.objects.filter(event_type="opened").exclude(recipient="")
+    assert [event.recipient for event in named] == ["agreed@example.org"]
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_the_subscribe_form_offers_an_unticked_box_recorded_on_confirmation(
+    client, django_capture_on_commit_callbacks
+):
+    page = client.get("/subscribe/").content.decode()
+    box = re.search(r'<input type="checkbox" name="engagement"[^>]*>', page)[0]
+    assert "checked" not in box
+    assert ENGAGEMENT_CONSENT_WORDING in page
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/subscribe/", {"email": "new@example.org", "engagement": "on"})
+    consent = Consent.objects.get()
+    assert consent.engagement
+    assert consent.wording == f"{CONSENT_WORDING}\n{ENGAGEMENT_CONSENT_WORDING}"
+    assert consent.wording_version.endswith(f"+{ENGAGEMENT_CONSENT_VERSION}")
+    # Not until the reader's own link confirms it.
+    assert Subscriber.objects.get().engagement_agreed_at is None
+    confirm = next(
+        line.strip()
+        for line in mail.outbox[0].body.splitlines()
+        if "/subscribe/confirm/" in line
+    )
+    client.post(confirm)
+    assert Subscriber.objects.get().engagement_agreed_at is not None
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_an_unticked_box_agrees_to_nothing(client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/subscribe/", {"email": "new@example.org"})
+    assert not Consent.objects.get().engagement
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_agreeing_in_the_preference_centre_is_recorded_as_consent(client, readers):
+    reader = readers["not"]
+    centre = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+    assert ENGAGEMENT_CONSENT_WORDING in client.get(centre).content.decode()
+    client.post(centre, {"action": "engagement", "engagement": "1"})
+    consent = Consent.objects.get(subscriber=reader)
+    assert (consent.wording, consent.wording_version, consent.source) == (
+        ENGAGEMENT_CONSENT_WORDING,
+        ENGAGEMENT_CONSENT_VERSION,
+        "preference centre",
+    )
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is not None
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_withdrawing_deletes_what_was_kept_and_stops_keeping(client, emails, readers):
+    reader = readers["agreed"]
+    link = report_link(emails["agreed"])
+    click(client, link)
+    assert Engagement.objects.filter(subscriber=reader).count() == 1
+    centre = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+    assert client.post(centre, {"action": "engagement"}).status_code == 200
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is None
+    assert not Engagement.objects.exists()
+    click(client, link, address="192.0.2.99")  # the link in the old email
+    assert not Engagement.objects.exists()
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_the_export_lists_the_readers_engagement_and_erasure_removes_it(
+    client, emails, readers
+):
+    reader = readers["agreed"]
+    click(client, report_link(emails["agreed"]))
+    [row] = subscriber_export(subscriber=reader)["engagement"]
+    assert (row["kind"], row["link"], row["machine"]) == ("click", REPORT, False)
+    assert row["mailing"] == str(Mailing.objects.get())
+    subscriber_delete(subscriber=reader)
+    assert not Engagement.objects.exists()
