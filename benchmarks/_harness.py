@@ -223,12 +223,14 @@ def digest_round_create() -> int:
     from newsletter import delivery, digests
     from newsletter.models import Mailing, SubscriberTopic
 
-    period = digests.period_of(timezone.now())
-    if Mailing.objects.filter(kind=Mailing.Kind.DIGEST, period=period).exists():
+    slot = digests.slot_of(timezone.now())
+    if Mailing.objects.filter(
+        kind=Mailing.Kind.DIGEST, period=digests.period_of(slot)
+    ).exists():
         raise RuntimeError("today's round exists already (did beat start it?)")
     with transaction.atomic():
         mailing = delivery.mailing_create_for_digest(
-            frequency=SubscriberTopic.Frequency.DAILY, period=period
+            frequency=SubscriberTopic.Frequency.DAILY, slot=slot
         )
     return mailing.pk
 
@@ -236,8 +238,11 @@ def digest_round_create() -> int:
 def digest_round_audience() -> set[str]:
     """The addresses today's round must reach: every reader following a topic,
     having confirmed before its post was announced, has a post waiting."""
+    from django.utils import timezone
+
     from newsletter import digests
     from newsletter.models import SubscriberTopic
 
-    readers = digests.audience(SubscriberTopic.Frequency.DAILY)
+    slot = digests.slot_of(timezone.now())
+    readers = digests.audience(SubscriberTopic.Frequency.DAILY, slot=slot)
     return set(readers.values_list("email", flat=True))
