@@ -175,14 +175,19 @@ SEED_STEP = 10_000  # readers per bulk insert of their topics (~4 rows each)
 
 
 def digest_posts_create() -> None:
-    """One post in each topic, told to readers (announced) now: today's digest."""
+    """One post in each topic, told to readers (announced) just before this
+    quarter hour's slot: a round holds the posts announced up to its slot."""
+    from datetime import timedelta
+
     from django.utils import timezone
 
+    from newsletter import digests
     from posts.models import Category
 
+    announced_at = digests.slot_of(timezone.now()) - timedelta(minutes=1)
     for number in range(DIGEST_TOPICS):
         topic = Category.objects.create(name=f"Topic {number}", slug=f"topic-{number}")
-        post = new_post(f"Digest post {number}", announced_at=timezone.now())
+        post = new_post(f"Digest post {number}", announced_at=announced_at)
         post.categories.add(topic)
 
 
