@@ -14,10 +14,11 @@ claim, retries, uncertain sends and their settling, the breaker and the budget) 
 the delivery engine's (newsletter/delivery/), as for a post's announcement.
 """
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -25,15 +26,19 @@ from django.core.mail import EmailMultiAlternatives
 from django.db.models import Exists, IntegerField, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from posts.models import Post
 
 from .emails import (
+    PREFERENCES_URL,
+    UNSUBSCRIBE_URL,
+    ReaderLinks,
+    RenderedEmail,
     build_message,
+    filled,
     list_headers,
-    preferences_url,
     render_email,
-    unsubscribe_url,
 )
 from .engagement import LinkTracker
 from .models import (
@@ -45,6 +50,7 @@ from .models import (
     SubscriberQuerySet,
     SubscriberTopic,
 )
+from .tokens import Purpose
 
 Frequency = SubscriberTopic.Frequency
 
@@ -201,43 +207,128 @@ def posts_by_reader(
     return matches
 
 
+# A batch's digests are assembled, not each rendered: the templates are rendered
+# (and css-inlined, and their links tracked) once per number of posts a reader
+# holds, with placeholders for the reader's own parts, and once with all the
+# batch's posts, whose blocks are then cut out at the `*_cut` markers and joined
+# per reader. A block inlines the same whatever precedes it, as the layout's CSS
+# has no sibling or position selectors; tests/test_digests.py checks that an
+# assembled digest equals a plain render.
+_HTML_CUT = "<!--%%post%%-->"  # a comment: css-inline keeps it as it is
+_TEXT_CUT = "\x00"  # a character no post field holds (posts/validators.py)
+# The greeting puts a space before the reader's name, none without one: the
+# placeholder holds the space.
+_READER_NAME = " %%name%%"
+_POSTS = "%%posts%%"
+_PLACEHOLDER = re.compile(
+    f"({_READER_NAME}|{_POSTS}|{UNSUBSCRIBE_URL}|{PREFERENCES_URL})"
+)
+
+
+class _Frame(NamedTuple):
+    """A digest for readers of one number of posts, cut at its placeholders."""
+
+    subject: str
+    text: list[str]
+    html: list[str]
+
+
 class DigestEmail:
-    """A batch's digests, each rendered for its reader with their own posts."""
+    """A batch's digests, each assembled for its reader with their own posts."""
 
     def __init__(self, mailing: Mailing, recipients: Iterable) -> None:
         self.mailing = mailing
-        self.links = LinkTracker(mailing.pk)
-        delivery_ids = [r.delivery_id for r in recipients]
+        self._tracker = LinkTracker(mailing.pk)
+        self._links = ReaderLinks()
         self.readers = Subscriber.objects.in_bulk([r.pk for r in recipients])
         held = Delivery.posts.through.objects.filter(
-            delivery_id__in=delivery_ids
+            delivery_id__in=[r.delivery_id for r in recipients]
         ).values_list("delivery_id", "post_id")
-        posts = Post.objects.in_bulk({post_id for _, post_id in held})
-        self.posts: dict[int, list[Post]] = defaultdict(list)
+        posts = sorted(
+            Post.objects.in_bulk({post_id for _, post_id in held}).values(),
+            key=lambda post: (post.announced_at, post.pk),
+        )
+        self._items = [
+            {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
+            for post in posts
+        ]
+        place = {post.pk: i for i, post in enumerate(posts)}
+        # Delivery id -> its posts' places in the batch's, which are in order.
+        self.posts: dict[int, list[int]] = defaultdict(list)
         for delivery_id, post_id in held:
-            self.posts[delivery_id].append(posts[post_id])
-        for held_posts in self.posts.values():
-            held_posts.sort(key=lambda post: (post.announced_at, post.pk))
+            self.posts[delivery_id].append(place[post_id])
+        for places in self.posts.values():
+            places.sort()
+        self._frames: dict[int, _Frame] = {}
+        self._blocks = self._render(len(posts))
 
-    def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
-        subscriber = self.readers[recipient.pk]
-        leave_url = unsubscribe_url(subscriber)
+    def _render(self, count: int) -> list[tuple[str, str]]:
+        """Render the digest of the batch's first `count` posts for any reader:
+        keep its frame for the readers of `count` posts, and return its posts'
+        blocks (text, HTML)."""
         email = render_email(
             "digest",
             {
-                "subscriber": subscriber,
+                "subscriber": {"name": _READER_NAME.strip()},
                 "mailing": self.mailing,
-                "posts": [
-                    {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
-                    for post in self.posts[recipient.delivery_id]
-                ],
-                "unsubscribe_url": leave_url,
-                "preferences_url": preferences_url(subscriber),
+                "posts": self._items[:count],
+                "unsubscribe_url": UNSUBSCRIBE_URL,
+                "preferences_url": PREFERENCES_URL,
+                "html_cut": mark_safe(_HTML_CUT),  # noqa: S308 (a constant)
+                "text_cut": _TEXT_CUT,
+            },
+        )
+        text = email.text.split(_TEXT_CUT)
+        html = self._tracker.tracked(email.html).split(_HTML_CUT)
+        self._frames[count] = _Frame(
+            subject=email.subject,
+            text=_PLACEHOLDER.split(text[0] + _POSTS + text[-1]),
+            html=_PLACEHOLDER.split(html[0] + _POSTS + html[-1]),
+        )
+        return list(zip(text[1:-1], html[1:-1], strict=True))
+
+    def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
+        subscriber = self.readers[recipient.pk]
+        places = self.posts[recipient.delivery_id]
+        if len(places) not in self._frames:
+            self._render(len(places))
+        frame = self._frames[len(places)]
+        leave_url = self._links.link(subscriber, Purpose.UNSUBSCRIBE)
+        links = {
+            UNSUBSCRIBE_URL: leave_url,
+            PREFERENCES_URL: self._links.link(subscriber, Purpose.PREFERENCES),
+        }
+        name = subscriber.name
+        text = filled(
+            frame.text,
+            {
+                **links,
+                _READER_NAME: f" {name}" if name else "",
+                _POSTS: "".join(self._blocks[i][0] for i in places),
+            },
+        )
+        html = filled(
+            frame.html,
+            {
+                **links,
+                _READER_NAME: f" {_serialised(name)}" if name else "",
+                _POSTS: "".join(self._blocks[i][1] for i in places),
             },
         )
         return build_message(
-            replace(email, html=self.links.tracked(email.html)),
+            RenderedEmail(subject=frame.subject, text=text, html=html),
             to=subscriber.email,
             headers=list_headers(unsubscribe_url=leave_url),
             connection=connection,
         )
+
+
+def _serialised(text: str) -> str:
+    """Text as css-inline writes it out in HTML (the HTML standard's serialisation
+    of a text node), which is how the name reads in a plain render."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("\xa0", "&nbsp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+    )
