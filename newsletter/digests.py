@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import Exists, IntegerField, OuterRef, Q, Value
+from django.db.models import Exists, F, IntegerField, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -58,9 +58,10 @@ Frequency = SubscriberTopic.Frequency
 # beat missed loses nothing; the ledger keeps any post from coming twice.
 LOOKBACK = {Frequency.DAILY: timedelta(days=3), Frequency.WEEKLY: timedelta(days=15)}
 
-# Readers per planning step. Their post ids are gathered in memory (one query per
-# post of the lookback), so this bounds memory and the step's transaction.
-READERS_PER_PAGE = 2_000
+# Readers per planning step (one task, one transaction), as for a post's send
+# (delivery.PLANNING_PAGE_SIZE): their ids and the page's batch boundaries reach
+# Python, their posts stay in the database.
+READERS_PER_PAGE = 20_000
 
 
 # Rounds start on the beat's quarter hours, so that readers in zones offset by
@@ -174,37 +175,88 @@ def digest_time_set(
     subscriber.save(update_fields=["digest_hour", "digest_weekday", "time_zone"])
 
 
-def posts_by_reader(
+def posts_held(
     *, mailing: Mailing, readers: SubscriberQuerySet
-) -> dict[int, list[int]]:
-    """Subscriber id -> ids of the posts their digest holds, for these readers:
-    posts announced since they confirmed and within the lookback, matching a topic
-    they follow at this frequency and none they follow instantly, and not yet sent
-    to them, announced or in an earlier digest."""
+) -> tuple[str, list] | None:
+    """The posts these readers' digests hold, as SQL selecting (sid, pid) pairs
+    with its parameters, or None when the lookback has no post: posts announced
+    since the reader confirmed and within the lookback, matching a topic they
+    follow at this frequency and none they follow instantly (Subscriber.following,
+    for readers with a topic), and not yet sent to them, announced or in an
+    earlier digest (Delivery.carrying, received).
+
+    One statement for all the readers and posts, so that planning is a few
+    statements per page whatever the lookback; only the posts' topics are read in
+    Python."""
     frequency, now = mailing.frequency, mailing.slot
-    posts = Post.objects.published().filter(
-        email_subscribers=True,
-        announced_at__gte=now - LOOKBACK[frequency],
-        announced_at__lte=now,
-    )
-    matches = defaultdict(list)
-    for post in posts.order_by("announced_at", "pk"):
-        keys = post.topic_keys()
-        matched = (
-            readers.following(keys, frequency=frequency)
-            .filter(confirmed_at__lt=post.announced_at)
-            .exclude(
-                pk__in=Subscriber.objects.following(keys, frequency=Frequency.INSTANT)
-            )
-            .exclude(
-                pk__in=Delivery.objects.carrying(post)
-                .received()
-                .values("subscriber_id")
-            )
+    posts = list(
+        Post.objects.published().filter(
+            email_subscribers=True,
+            announced_at__gte=now - LOOKBACK[frequency],
+            announced_at__lte=now,
         )
-        for subscriber_id in matched.values_list("pk", flat=True):
-            matches[subscriber_id].append(post.pk)
-    return matches
+    )
+    if not posts:
+        return None
+    keys = [(post.pk, *key) for post in posts for key in sorted(post.topic_keys())]
+    reader_sql, reader_params = readers.values(
+        sid=F("pk"), confirmed=F("confirmed_at")
+    ).query.sql_with_params()
+    topics = SubscriberTopic._meta.db_table
+    ledger, held = Delivery._meta.db_table, Delivery.posts.through._meta.db_table
+    # The first, empty row gives the columns their types on PostgreSQL.
+    key_rows = " ".join("UNION ALL SELECT %s, %s, %s" for _ in keys)
+    # Table names and constants; every value goes in as a parameter.
+    sql = f"""
+        WITH post_key (post_id, kind, value) AS (
+            SELECT CAST(NULL AS bigint), CAST(NULL AS text), CAST(NULL AS text)
+            WHERE 1 = 0 {key_rows}
+        )
+        SELECT r.sid AS sid, p.id AS pid
+        FROM ({reader_sql}) r CROSS JOIN {Post._meta.db_table} p
+        WHERE p.id IN ({", ".join(["%s"] * len(posts))})
+            AND r.confirmed < p.announced_at
+            AND {_FOLLOWS.format(topics=topics)}
+            AND NOT {_FOLLOWS.format(topics=topics)}
+            AND NOT EXISTS (
+                SELECT 1 FROM {ledger} d
+                JOIN {Mailing._meta.db_table} m ON m.id = d.mailing_id
+                WHERE d.subscriber_id = r.sid AND m.kind = %s AND m.post_id = p.id
+                    AND d.status NOT IN (%s, %s)
+            )
+            AND NOT EXISTS (
+                SELECT 1 FROM {ledger} d JOIN {held} dp ON dp.delivery_id = d.id
+                WHERE d.subscriber_id = r.sid AND dp.post_id = p.id
+                    AND d.status NOT IN (%s, %s)
+            )
+    """  # noqa: S608
+    not_received = [Delivery.Status.FAILED, Delivery.Status.SKIPPED]
+    params = [
+        *(value for key in keys for value in key),
+        *reader_params,
+        *(post.pk for post in posts),
+        SubscriberTopic.Kind.EVERYTHING,
+        frequency,
+        SubscriberTopic.Kind.EVERYTHING,
+        Frequency.INSTANT,
+        Mailing.Kind.POST,
+        *not_received,
+        *not_received,
+    ]
+    return sql, params
+
+
+# The reader r follows the post p at a frequency (the parameters: EVERYTHING,
+# then the frequency), as Subscriber.following says.
+_FOLLOWS = """EXISTS (
+    SELECT 1 FROM {topics} t
+    WHERE t.subscriber_id = r.sid AND (
+        t.kind = %s OR EXISTS (
+            SELECT 1 FROM post_key k
+            WHERE k.post_id = p.id AND k.kind = t.kind AND k.value = t.value
+        )
+    ) AND t.frequency = %s
+)"""
 
 
 # A batch's digests are assembled, not each rendered: the templates are rendered
