@@ -175,88 +175,93 @@ def digest_time_set(
     subscriber.save(update_fields=["digest_hour", "digest_weekday", "time_zone"])
 
 
-def posts_held(
-    *, mailing: Mailing, readers: SubscriberQuerySet
-) -> tuple[str, list] | None:
-    """The posts these readers' digests hold, as SQL selecting (sid, pid) pairs
-    with its parameters, or None when the lookback has no post: posts announced
-    since the reader confirmed and within the lookback, matching a topic they
-    follow at this frequency and none they follow instantly (Subscriber.following,
-    for readers with a topic), and not yet sent to them, announced or in an
-    earlier digest (Delivery.carrying, received).
+def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] | None:
+    """What the digests of the round's readers with ids in (after, up_to] hold, as
+    SQL selecting (sid, pid) pairs, each once, with its parameters; or None when
+    the lookback has no post. A digest holds the posts announced since the reader
+    confirmed and within the lookback, matching a topic they follow at this
+    frequency and none they follow instantly (as Subscriber.following says, for
+    readers with a topic), less those sent to them, announced or in an earlier
+    digest (Delivery.carrying, received).
 
-    One statement for all the readers and posts, so that planning is a few
-    statements per page whatever the lookback; only the posts' topics are read in
-    Python."""
+    One statement for the page, its readers and posts: the pairs their topics
+    match, less (EXCEPT) three sets read by the page's subscriber ids, so that its
+    cost follows the page, not the ledger's size. Only the posts' topics are read
+    in Python."""
     frequency, now = mailing.frequency, mailing.slot
+    since = now - LOOKBACK[frequency]
     posts = list(
         Post.objects.published().filter(
-            email_subscribers=True,
-            announced_at__gte=now - LOOKBACK[frequency],
-            announced_at__lte=now,
+            email_subscribers=True, announced_at__gte=since, announced_at__lte=now
         )
     )
     if not posts:
         return None
-    keys = [(post.pk, *key) for post in posts for key in sorted(post.topic_keys())]
+    readers = audience(frequency, slot=now).filter(pk__gt=after, pk__lte=up_to)
     reader_sql, reader_params = readers.values(
         sid=F("pk"), confirmed=F("confirmed_at")
     ).query.sql_with_params()
-    topics = SubscriberTopic._meta.db_table
-    ledger, held = Delivery._meta.db_table, Delivery.posts.through._meta.db_table
+    # Every post matches "everything" (stored with no value: topics_set), so that
+    # a topic matches a key by equality, along the topics' (kind, value) index.
     # The first, empty row gives the columns their types on PostgreSQL.
+    keys = [
+        (post.pk, *key)
+        for post in posts
+        for key in [(SubscriberTopic.Kind.EVERYTHING, ""), *sorted(post.topic_keys())]
+    ]
     key_rows = " ".join("UNION ALL SELECT %s, %s, %s" for _ in keys)
-    # Table names and constants; every value goes in as a parameter.
+    post_ids = ", ".join(["%s"] * len(posts))
+    received = (
+        "d.status NOT IN (%s, %s) AND d.subscriber_id > %s AND d.subscriber_id <= %s"
+    )
+    topics, ledger = SubscriberTopic._meta.db_table, Delivery._meta.db_table
+    mailings = Mailing._meta.db_table
     sql = f"""
         WITH post_key (post_id, kind, value) AS (
             SELECT CAST(NULL AS bigint), CAST(NULL AS text), CAST(NULL AS text)
             WHERE 1 = 0 {key_rows}
         )
         SELECT r.sid AS sid, p.id AS pid
-        FROM ({reader_sql}) r CROSS JOIN {Post._meta.db_table} p
-        WHERE p.id IN ({", ".join(["%s"] * len(posts))})
-            AND r.confirmed < p.announced_at
-            AND {_FOLLOWS.format(topics=topics)}
-            AND NOT {_FOLLOWS.format(topics=topics)}
-            AND NOT EXISTS (
-                SELECT 1 FROM {ledger} d
-                JOIN {Mailing._meta.db_table} m ON m.id = d.mailing_id
-                WHERE d.subscriber_id = r.sid AND m.kind = %s AND m.post_id = p.id
-                    AND d.status NOT IN (%s, %s)
-            )
-            AND NOT EXISTS (
-                SELECT 1 FROM {ledger} d JOIN {held} dp ON dp.delivery_id = d.id
-                WHERE d.subscriber_id = r.sid AND dp.post_id = p.id
-                    AND d.status NOT IN (%s, %s)
-            )
-    """  # noqa: S608
-    not_received = [Delivery.Status.FAILED, Delivery.Status.SKIPPED]
+        FROM ({reader_sql}) r
+        JOIN {topics} t ON t.subscriber_id = r.sid AND t.frequency = %s
+        JOIN post_key k ON k.kind = t.kind AND k.value = t.value
+        JOIN {Post._meta.db_table} p
+            ON p.id = k.post_id AND r.confirmed < p.announced_at
+        EXCEPT
+        SELECT t.subscriber_id, k.post_id
+        FROM {topics} t JOIN post_key k ON k.kind = t.kind AND k.value = t.value
+        WHERE t.frequency = %s AND t.subscriber_id > %s AND t.subscriber_id <= %s
+        EXCEPT
+        SELECT d.subscriber_id, m.post_id
+        FROM {mailings} m JOIN {ledger} d ON d.mailing_id = m.id
+        WHERE m.kind = %s AND m.post_id IN ({post_ids}) AND {received}
+        EXCEPT
+        SELECT d.subscriber_id, dp.post_id
+        FROM {mailings} m JOIN {ledger} d ON d.mailing_id = m.id
+        JOIN {Delivery.posts.through._meta.db_table} dp ON dp.delivery_id = d.id
+        WHERE m.kind = %s AND (m.slot IS NULL OR m.slot >= %s)
+            AND dp.post_id IN ({post_ids}) AND {received}
+    """  # noqa: S608 (table names and constants; every value is a parameter)
+    ids = [post.pk for post in posts]
+    received_params = [Delivery.Status.FAILED, Delivery.Status.SKIPPED, after, up_to]
     params = [
         *(value for key in keys for value in key),
         *reader_params,
-        *(post.pk for post in posts),
-        SubscriberTopic.Kind.EVERYTHING,
         frequency,
-        SubscriberTopic.Kind.EVERYTHING,
         Frequency.INSTANT,
+        after,
+        up_to,
         Mailing.Kind.POST,
-        *not_received,
-        *not_received,
+        *ids,
+        *received_params,
+        # A digest that carried a post of the lookback went at or after it was
+        # announced, so at or after the lookback's start.
+        Mailing.Kind.DIGEST,
+        since,
+        *ids,
+        *received_params,
     ]
     return sql, params
-
-
-# The reader r follows the post p at a frequency (the parameters: EVERYTHING,
-# then the frequency), as Subscriber.following says.
-_FOLLOWS = """EXISTS (
-    SELECT 1 FROM {topics} t
-    WHERE t.subscriber_id = r.sid AND (
-        t.kind = %s OR EXISTS (
-            SELECT 1 FROM post_key k
-            WHERE k.post_id = p.id AND k.kind = t.kind AND k.value = t.value
-        )
-    ) AND t.frequency = %s
-)"""
 
 
 # A batch's digests are assembled, not each rendered: the templates are rendered

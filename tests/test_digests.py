@@ -166,6 +166,22 @@ def test_a_weekly_digest_goes_on_the_set_day_with_the_weeks_matching_posts(
     assert beat() == []
 
 
+def test_a_post_whose_digest_the_provider_refused_comes_in_the_next_one(
+    clock, publish, beat
+):
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Refused once")
+    clock(23, 7, 5)
+    assert len(beat()) == 1
+    Delivery.objects.update(status=Delivery.Status.FAILED)
+    clock(24, 7, 5)
+    [again] = beat()
+    assert "Refused once" in again.body
+    clock(25, 7, 5)
+    assert beat() == []  # received now: not a third time
+
+
 def test_a_post_sent_instantly_never_reappears_in_a_digest(clock, publish, beat):
     suffolk = AreaFactory(slug="suffolk")
     reader(

@@ -180,7 +180,9 @@ def _plan_digest_page(mailing: Mailing, now: datetime) -> tuple[int | None, list
     )
     if not page:
         return None, []
-    held = digests.posts_held(mailing=mailing, readers=readers.filter(pk__lte=page[-1]))
+    held = digests.posts_held(
+        mailing=mailing, after=mailing.planned_up_to, up_to=page[-1]
+    )
     batch_ids = []
     if held is not None:
         with connection.cursor() as cursor:
