@@ -245,7 +245,8 @@ def _insert_deliveries(
     chunks: list[tuple[int, int]],
 ) -> None:
     """One ledger row per reader `sql` selects (as sid), each in the batch whose
-    id range holds it, written by the database from the query itself. For a
+    id range holds it, written by the database from the query itself, in
+    subscriber order (the order a batch goes out). For a
     post, a reader who confirms between the boundaries and this statement joins a
     batch; one who leaves is skipped at send time."""
     # Batch ids come from the database (integers), never from input.
@@ -261,6 +262,7 @@ def _insert_deliveries(
                  last_event)
             SELECT %s, CASE {which_batch} END, sid, %s, '', '', ''
             FROM ({sql}) audience
+            ORDER BY sid
             """,
             [mailing.pk, Delivery.Status.QUEUED, *params],
         )
