@@ -272,7 +272,9 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
 # has no sibling or position selectors; tests/test_digests.py checks that an
 # assembled digest equals a plain render.
 _HTML_CUT = "<!--%%post%%-->"  # a comment: css-inline keeps it as it is
-_TEXT_CUT = "\x00"  # a character no post field holds (posts/validators.py)
+# A character no post field holds: Django's form fields refuse it, as PostgreSQL
+# does (and should one slip in, the cut pieces miscount and zip(strict) stops).
+_TEXT_CUT = "\x00"
 # The greeting puts a space before the reader's name, none without one: the
 # placeholder holds the space.
 _READER_NAME = " %%name%%"
