@@ -175,14 +175,19 @@ SEED_STEP = 10_000  # readers per bulk insert of their topics (~4 rows each)
 
 
 def digest_posts_create() -> None:
-    """One post in each topic, told to readers (announced) now: today's digest."""
+    """One post in each topic, told to readers (announced) just before this
+    quarter hour's slot: a round holds the posts announced up to its slot."""
+    from datetime import timedelta
+
     from django.utils import timezone
 
+    from newsletter import digests
     from posts.models import Category
 
+    announced_at = digests.slot_of(timezone.now()) - timedelta(minutes=1)
     for number in range(DIGEST_TOPICS):
         topic = Category.objects.create(name=f"Topic {number}", slug=f"topic-{number}")
-        post = new_post(f"Digest post {number}", announced_at=timezone.now())
+        post = new_post(f"Digest post {number}", announced_at=announced_at)
         post.categories.add(topic)
 
 
@@ -223,12 +228,14 @@ def digest_round_create() -> int:
     from newsletter import delivery, digests
     from newsletter.models import Mailing, SubscriberTopic
 
-    period = digests.period_of(timezone.now())
-    if Mailing.objects.filter(kind=Mailing.Kind.DIGEST, period=period).exists():
+    slot = digests.slot_of(timezone.now())
+    if Mailing.objects.filter(
+        kind=Mailing.Kind.DIGEST, period=digests.period_of(slot)
+    ).exists():
         raise RuntimeError("today's round exists already (did beat start it?)")
     with transaction.atomic():
         mailing = delivery.mailing_create_for_digest(
-            frequency=SubscriberTopic.Frequency.DAILY, period=period
+            frequency=SubscriberTopic.Frequency.DAILY, slot=slot
         )
     return mailing.pk
 
@@ -236,8 +243,11 @@ def digest_round_create() -> int:
 def digest_round_audience() -> set[str]:
     """The addresses today's round must reach: every reader following a topic,
     having confirmed before its post was announced, has a post waiting."""
+    from django.utils import timezone
+
     from newsletter import digests
     from newsletter.models import SubscriberTopic
 
-    readers = digests.audience(SubscriberTopic.Frequency.DAILY)
+    slot = digests.slot_of(timezone.now())
+    readers = digests.audience(SubscriberTopic.Frequency.DAILY, slot=slot)
     return set(readers.values_list("email", flat=True))

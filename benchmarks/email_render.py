@@ -1,36 +1,50 @@
-"""How long the post email takes: rendered once per send, then addressed per reader.
+"""How long an email takes to render, per reader, in one process.
 
     .venv/bin/python -m benchmarks.email_render
 
 Prints, for the longest demo post, the time to render it (templates, css-inline,
 text part) and the time to address it to one reader and serialise the raw message,
-which is what a batch pays per recipient. No database: the post and the readers are
-unsaved objects.
+which is what a batch pays per recipient. Then, for a batch of digests (each
+reader holding 2 to 5 of 12 posts, as in `make bench`), the wall and CPU time per
+digest of composing them as the sender does, the batch's reads and
+the Link rows included. On a throwaway SQLite database.
 """
 
 import os
+import random
+import tempfile
 import time
+from datetime import timedelta
+from pathlib import Path
 
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "newsletter.settings")
+_scratch = tempfile.TemporaryDirectory()
+os.environ["DATABASE_URL"] = f"sqlite:///{Path(_scratch.name) / 'render.sqlite3'}"
 django.setup()
 
+from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from newsletter.delivery.ledger import batch_recipients  # noqa: E402
+from newsletter.digests import DigestEmail, slot_of  # noqa: E402
 from newsletter.emails import PostEmail, html_size  # noqa: E402
-from newsletter.models import Subscriber  # noqa: E402
+from newsletter.models import Batch, Delivery, Mailing, Subscriber  # noqa: E402
 from posts.demo_content import POSTS  # noqa: E402
 from posts.markdown import render_markdown  # noqa: E402
 from posts.models import Post  # noqa: E402
 
 RENDERS = 50
 READERS = 2000
+DIGEST_POSTS = 12
+DIGEST_READERS = 500  # one Postmark /email/batch call
 
 
 def main() -> None:
+    call_command("migrate", verbosity=0)
     demo = max(POSTS, key=lambda post: len(post["body"]))
-    post = Post(
+    post = Post.objects.create(
         title=demo["title"],
         slug=demo["slug"],
         excerpt=demo["excerpt"],
@@ -55,6 +69,53 @@ def main() -> None:
     print(f"render once:          {render * 1000:8.2f} ms")
     print(f"address + serialise:  {per_reader * 1000:8.3f} ms per reader")
     print(f"ratio render/reader:  {render / per_reader:8.1f}")
+    digests()
+
+
+def digests() -> None:
+    """A batch of digests, composed and serialised as the sender does."""
+    now = timezone.now()
+    posts = [
+        Post.objects.create(
+            title=demo["title"],
+            slug=f"{demo['slug']}-{number}",
+            excerpt=demo["excerpt"],
+            body=demo["body"],
+            status=Post.Status.PUBLISHED,
+            published_at=now - timedelta(hours=number + 1),
+            announced_at=now - timedelta(hours=number + 1),
+        )
+        for number, demo in enumerate((POSTS * DIGEST_POSTS)[:DIGEST_POSTS])
+    ]
+    mailing = Mailing.objects.create(
+        kind=Mailing.Kind.DIGEST, frequency="daily", slot=slot_of(now), period=now
+    )
+    batch = Batch.objects.create(mailing=mailing, number=1, size=DIGEST_READERS)
+    rng = random.Random(1)
+    for n in range(DIGEST_READERS):
+        reader = Subscriber.objects.create(
+            email=f"reader{n}@example.org",
+            name=rng.choice(["", "Sam O'Neill", "Ann"]),
+            status=Subscriber.Status.ACTIVE,
+            confirmed_at=now - timedelta(days=1),
+        )
+        row = Delivery.objects.create(mailing=mailing, batch=batch, subscriber=reader)
+        row.posts.set(rng.sample(posts, rng.randint(2, 5)))
+    recipients, _left = batch_recipients(batch.pk)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(2):  # the first pass makes the Link rows; both are timed
+        digest = DigestEmail(mailing, recipients)
+        messages = [digest.for_reader(recipient) for recipient in recipients]
+    count = 2 * len(recipients)
+    wall = (time.perf_counter() - wall) / count
+    cpu = (time.process_time() - cpu) / count
+    started = time.perf_counter()
+    size = sum(len(message.message().as_bytes()) for message in messages)
+    serialise = (time.perf_counter() - started) / len(messages)
+    print(f"digest ({size / len(messages) / 1000:.1f} KB raw), batch of {count // 2}:")
+    print(f"compose:              {wall * 1000:8.3f} ms per digest")
+    print(f"  of which CPU:       {cpu * 1000:8.3f} ms per digest")
+    print(f"serialise (SMTP):     {serialise * 1000:8.3f} ms per digest")
 
 
 if __name__ == "__main__":

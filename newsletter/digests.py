@@ -14,26 +14,31 @@ claim, retries, uncertain sends and their settling, the breaker and the budget) 
 the delivery engine's (newsletter/delivery/), as for a post's announcement.
 """
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import Exists, IntegerField, OuterRef, Q, Value
+from django.db.models import Exists, F, IntegerField, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from posts.models import Post
 
 from .emails import (
+    PREFERENCES_URL,
+    UNSUBSCRIBE_URL,
+    ReaderLinks,
+    RenderedEmail,
     build_message,
+    filled,
     list_headers,
-    preferences_url,
     render_email,
-    unsubscribe_url,
 )
 from .engagement import LinkTracker
 from .models import (
@@ -45,6 +50,7 @@ from .models import (
     SubscriberQuerySet,
     SubscriberTopic,
 )
+from .tokens import Purpose
 
 Frequency = SubscriberTopic.Frequency
 
@@ -52,9 +58,10 @@ Frequency = SubscriberTopic.Frequency
 # beat missed loses nothing; the ledger keeps any post from coming twice.
 LOOKBACK = {Frequency.DAILY: timedelta(days=3), Frequency.WEEKLY: timedelta(days=15)}
 
-# Readers per planning step. Their post ids are gathered in memory (one query per
-# post of the lookback), so this bounds memory and the step's transaction.
-READERS_PER_PAGE = 2_000
+# Readers per planning step (one task, one transaction), as for a post's send
+# (delivery.PLANNING_PAGE_SIZE): their ids and the page's batch boundaries reach
+# Python, their posts stay in the database.
+READERS_PER_PAGE = 20_000
 
 
 # Rounds start on the beat's quarter hours, so that readers in zones offset by
@@ -168,76 +175,219 @@ def digest_time_set(
     subscriber.save(update_fields=["digest_hour", "digest_weekday", "time_zone"])
 
 
-def posts_by_reader(
-    *, mailing: Mailing, readers: SubscriberQuerySet
-) -> dict[int, list[int]]:
-    """Subscriber id -> ids of the posts their digest holds, for these readers:
-    posts announced since they confirmed and within the lookback, matching a topic
-    they follow at this frequency and none they follow instantly, and not yet sent
-    to them, announced or in an earlier digest."""
+def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] | None:
+    """What the digests of the round's readers with ids in (after, up_to] hold, as
+    SQL selecting (sid, pid) pairs, each once, with its parameters; or None when
+    the lookback has no post. A digest holds the posts announced since the reader
+    confirmed and within the lookback, matching a topic they follow at this
+    frequency and none they follow instantly (as Subscriber.following says, for
+    readers with a topic), less those sent to them, announced or in an earlier
+    digest (Delivery.carrying, received).
+
+    One statement for the page, its readers and posts: the pairs their topics
+    match, less (EXCEPT) three sets read by the page's subscriber ids, so that its
+    cost follows the page, not the ledger's size. Only the posts' topics are read
+    in Python."""
     frequency, now = mailing.frequency, mailing.slot
-    posts = Post.objects.published().filter(
-        email_subscribers=True,
-        announced_at__gte=now - LOOKBACK[frequency],
-        announced_at__lte=now,
-    )
-    matches = defaultdict(list)
-    for post in posts.order_by("announced_at", "pk"):
-        keys = post.topic_keys()
-        matched = (
-            readers.following(keys, frequency=frequency)
-            .filter(confirmed_at__lt=post.announced_at)
-            .exclude(
-                pk__in=Subscriber.objects.following(keys, frequency=Frequency.INSTANT)
-            )
-            .exclude(
-                pk__in=Delivery.objects.carrying(post)
-                .received()
-                .values("subscriber_id")
-            )
+    since = now - LOOKBACK[frequency]
+    posts = list(
+        Post.objects.published().filter(
+            email_subscribers=True, announced_at__gte=since, announced_at__lte=now
         )
-        for subscriber_id in matched.values_list("pk", flat=True):
-            matches[subscriber_id].append(post.pk)
-    return matches
+    )
+    if not posts:
+        return None
+    readers = audience(frequency, slot=now).filter(pk__gt=after, pk__lte=up_to)
+    reader_sql, reader_params = readers.values(
+        sid=F("pk"), confirmed=F("confirmed_at")
+    ).query.sql_with_params()
+    # Every post matches "everything" (stored with no value: topics_set), so that
+    # a topic matches a key by equality, along the topics' (kind, value) index.
+    # The first, empty row gives the columns their types on PostgreSQL.
+    keys = [
+        (post.pk, *key)
+        for post in posts
+        for key in [(SubscriberTopic.Kind.EVERYTHING, ""), *sorted(post.topic_keys())]
+    ]
+    key_rows = " ".join("UNION ALL SELECT %s, %s, %s" for _ in keys)
+    post_ids = ", ".join(["%s"] * len(posts))
+    received = (
+        "d.status NOT IN (%s, %s) AND d.subscriber_id > %s AND d.subscriber_id <= %s"
+    )
+    topics, ledger = SubscriberTopic._meta.db_table, Delivery._meta.db_table
+    mailings = Mailing._meta.db_table
+    sql = f"""
+        WITH post_key (post_id, kind, value) AS (
+            SELECT CAST(NULL AS bigint), CAST(NULL AS text), CAST(NULL AS text)
+            WHERE 1 = 0 {key_rows}
+        )
+        SELECT r.sid AS sid, p.id AS pid
+        FROM ({reader_sql}) r
+        JOIN {topics} t ON t.subscriber_id = r.sid AND t.frequency = %s
+        JOIN post_key k ON k.kind = t.kind AND k.value = t.value
+        JOIN {Post._meta.db_table} p
+            ON p.id = k.post_id AND r.confirmed < p.announced_at
+        EXCEPT
+        SELECT t.subscriber_id, k.post_id
+        FROM {topics} t JOIN post_key k ON k.kind = t.kind AND k.value = t.value
+        WHERE t.frequency = %s AND t.subscriber_id > %s AND t.subscriber_id <= %s
+        EXCEPT
+        SELECT d.subscriber_id, m.post_id
+        FROM {mailings} m JOIN {ledger} d ON d.mailing_id = m.id
+        WHERE m.kind = %s AND m.post_id IN ({post_ids}) AND {received}
+        EXCEPT
+        SELECT d.subscriber_id, dp.post_id
+        FROM {mailings} m JOIN {ledger} d ON d.mailing_id = m.id
+        JOIN {Delivery.posts.through._meta.db_table} dp ON dp.delivery_id = d.id
+        WHERE m.kind = %s AND (m.slot IS NULL OR m.slot >= %s)
+            AND dp.post_id IN ({post_ids}) AND {received}
+    """  # noqa: S608 (table names and constants; every value is a parameter)
+    ids = [post.pk for post in posts]
+    received_params = [Delivery.Status.FAILED, Delivery.Status.SKIPPED, after, up_to]
+    params = [
+        *(value for key in keys for value in key),
+        *reader_params,
+        frequency,
+        Frequency.INSTANT,
+        after,
+        up_to,
+        Mailing.Kind.POST,
+        *ids,
+        *received_params,
+        # A digest that carried a post of the lookback went at or after it was
+        # announced, so at or after the lookback's start.
+        Mailing.Kind.DIGEST,
+        since,
+        *ids,
+        *received_params,
+    ]
+    return sql, params
+
+
+# A batch's digests are assembled, not each rendered: the templates are rendered
+# (and css-inlined, and their links tracked) once per number of posts a reader
+# holds, with placeholders for the reader's own parts, and once with all the
+# batch's posts, whose blocks are then cut out at the `*_cut` markers and joined
+# per reader. A block inlines the same whatever precedes it, as the layout's CSS
+# has no sibling or position selectors; tests/test_digests.py checks that an
+# assembled digest equals a plain render.
+_HTML_CUT = "<!--%%post%%-->"  # a comment: css-inline keeps it as it is
+# A character no post field holds: Django's form fields refuse it, as PostgreSQL
+# does (and should one slip in, the cut pieces miscount and zip(strict) stops).
+_TEXT_CUT = "\x00"
+# The greeting puts a space before the reader's name, none without one: the
+# placeholder holds the space.
+_READER_NAME = " %%name%%"
+_POSTS = "%%posts%%"
+_PLACEHOLDER = re.compile(
+    f"({_READER_NAME}|{_POSTS}|{UNSUBSCRIBE_URL}|{PREFERENCES_URL})"
+)
+
+
+class _Frame(NamedTuple):
+    """A digest for readers of one number of posts, cut at its placeholders."""
+
+    subject: str
+    text: list[str]
+    html: list[str]
 
 
 class DigestEmail:
-    """A batch's digests, each rendered for its reader with their own posts."""
+    """A batch's digests, each assembled for its reader with their own posts."""
 
     def __init__(self, mailing: Mailing, recipients: Iterable) -> None:
         self.mailing = mailing
-        self.links = LinkTracker(mailing.pk)
-        delivery_ids = [r.delivery_id for r in recipients]
+        self._tracker = LinkTracker(mailing.pk)
+        self._links = ReaderLinks()
         self.readers = Subscriber.objects.in_bulk([r.pk for r in recipients])
         held = Delivery.posts.through.objects.filter(
-            delivery_id__in=delivery_ids
+            delivery_id__in=[r.delivery_id for r in recipients]
         ).values_list("delivery_id", "post_id")
-        posts = Post.objects.in_bulk({post_id for _, post_id in held})
-        self.posts: dict[int, list[Post]] = defaultdict(list)
+        posts = sorted(
+            Post.objects.in_bulk({post_id for _, post_id in held}).values(),
+            key=lambda post: (post.announced_at, post.pk),
+        )
+        self._items = [
+            {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
+            for post in posts
+        ]
+        place = {post.pk: i for i, post in enumerate(posts)}
+        # Delivery id -> its posts' places in the batch's, which are in order.
+        self.posts: dict[int, list[int]] = defaultdict(list)
         for delivery_id, post_id in held:
-            self.posts[delivery_id].append(posts[post_id])
-        for held_posts in self.posts.values():
-            held_posts.sort(key=lambda post: (post.announced_at, post.pk))
+            self.posts[delivery_id].append(place[post_id])
+        for places in self.posts.values():
+            places.sort()
+        self._frames: dict[int, _Frame] = {}
+        self._blocks = self._render(len(posts))
 
-    def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
-        subscriber = self.readers[recipient.pk]
-        leave_url = unsubscribe_url(subscriber)
+    def _render(self, count: int) -> list[tuple[str, str]]:
+        """Render the digest of the batch's first `count` posts for any reader:
+        keep its frame for the readers of `count` posts, and return its posts'
+        blocks (text, HTML)."""
         email = render_email(
             "digest",
             {
-                "subscriber": subscriber,
+                "subscriber": {"name": _READER_NAME.strip()},
                 "mailing": self.mailing,
-                "posts": [
-                    {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
-                    for post in self.posts[recipient.delivery_id]
-                ],
-                "unsubscribe_url": leave_url,
-                "preferences_url": preferences_url(subscriber),
+                "posts": self._items[:count],
+                "unsubscribe_url": UNSUBSCRIBE_URL,
+                "preferences_url": PREFERENCES_URL,
+                "html_cut": mark_safe(_HTML_CUT),  # noqa: S308 (a constant)
+                "text_cut": _TEXT_CUT,
+            },
+        )
+        text = email.text.split(_TEXT_CUT)
+        html = self._tracker.tracked(email.html).split(_HTML_CUT)
+        self._frames[count] = _Frame(
+            subject=email.subject,
+            text=_PLACEHOLDER.split(text[0] + _POSTS + text[-1]),
+            html=_PLACEHOLDER.split(html[0] + _POSTS + html[-1]),
+        )
+        return list(zip(text[1:-1], html[1:-1], strict=True))
+
+    def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
+        subscriber = self.readers[recipient.pk]
+        places = self.posts[recipient.delivery_id]
+        if len(places) not in self._frames:
+            self._render(len(places))
+        frame = self._frames[len(places)]
+        leave_url = self._links.link(subscriber, Purpose.UNSUBSCRIBE)
+        links = {
+            UNSUBSCRIBE_URL: leave_url,
+            PREFERENCES_URL: self._links.link(subscriber, Purpose.PREFERENCES),
+        }
+        name = subscriber.name
+        text = filled(
+            frame.text,
+            {
+                **links,
+                _READER_NAME: f" {name}" if name else "",
+                _POSTS: "".join(self._blocks[i][0] for i in places),
+            },
+        )
+        html = filled(
+            frame.html,
+            {
+                **links,
+                _READER_NAME: f" {_serialised(name)}" if name else "",
+                _POSTS: "".join(self._blocks[i][1] for i in places),
             },
         )
         return build_message(
-            replace(email, html=self.links.tracked(email.html)),
+            RenderedEmail(subject=frame.subject, text=text, html=html),
             to=subscriber.email,
             headers=list_headers(unsubscribe_url=leave_url),
             connection=connection,
         )
+
+
+def _serialised(text: str) -> str:
+    """Text as css-inline writes it out in HTML (the HTML standard's serialisation
+    of a text node), which is how the name reads in a plain render."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("\xa0", "&nbsp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+    )

@@ -180,11 +180,11 @@ def welcome_message(subscriber: Subscriber) -> EmailMultiAlternatives:
     )
 
 
-# Placeholders survive HTML escaping unchanged, and tokens contain only URL-safe
-# characters and ':', so substituting them into rendered HTML is safe.
-_UNSUBSCRIBE_URL = "%%unsubscribe_url%%"
-_PREFERENCES_URL = "%%preferences_url%%"
-_PLACEHOLDER = re.compile(f"({_UNSUBSCRIBE_URL}|{_PREFERENCES_URL})")
+# Placeholders survive HTML escaping (and css-inline) unchanged, and tokens contain
+# only URL-safe characters and ':', so substituting them into rendered HTML is safe.
+UNSUBSCRIBE_URL = "%%unsubscribe_url%%"
+PREFERENCES_URL = "%%preferences_url%%"
+_PLACEHOLDER = re.compile(f"({UNSUBSCRIBE_URL}|{PREFERENCES_URL})")
 
 # Links in a post body may be relative to the site; in an inbox they must be whole.
 _RELATIVE_LINK = re.compile(r'(\s(?:href|src)=")/(?!/)')
@@ -208,8 +208,8 @@ def post_email_context(post: Post, *, full: bool) -> dict:
         # As the post page shows them: a reader sent the post after a correction
         # gets it with the post, and no correction email.
         "updates": list(post.updates.all()),
-        "unsubscribe_url": _UNSUBSCRIBE_URL,
-        "preferences_url": _PREFERENCES_URL,
+        "unsubscribe_url": UNSUBSCRIBE_URL,
+        "preferences_url": PREFERENCES_URL,
         **_publication_context(post),
     }
 
@@ -257,9 +257,24 @@ def _publication_context(post: Post) -> dict:
 _PATH_SLOT = "--slot--"  # survives reverse() unescaped
 
 
-def _filled(pieces: list[str], values: dict[str, str]) -> str:
+def filled(pieces: list[str], values: dict[str, str]) -> str:
     """The text cut at its placeholders (the odd pieces), with their values."""
     return "".join([values[p] if i % 2 else p for i, p in enumerate(pieces)])
+
+
+class ReaderLinks:
+    """The readers' own links, as unsubscribe_url() and preferences_url() make
+    them, for many readers: reverse() once, not per reader, as it costs more than
+    signing the token."""
+
+    def __init__(self) -> None:
+        self._slots = {
+            purpose: site_link(view, token=_PATH_SLOT)
+            for purpose, view in _PERSONAL_LINKS.items()
+        }
+
+    def link(self, subscriber: Subscriber, purpose: Purpose) -> str:
+        return self._slots[purpose].replace(_PATH_SLOT, make_token(subscriber, purpose))
 
 
 class BulkEmail:
@@ -272,11 +287,7 @@ class BulkEmail:
         # A mailing's links go through the counting redirect; a test send's do not.
         self._tracker = LinkTracker(mailing_id) if mailing_id else None
         self._shared_renders: dict[str, RenderedEmail] = {}
-        # reverse() once, not per recipient: it costs more than signing the token.
-        self._link_slots = {
-            purpose: site_link(view, token=_PATH_SLOT)
-            for purpose, view in _PERSONAL_LINKS.items()
-        }
+        self._links = ReaderLinks()
         self._render()
 
     def context(self) -> dict:
@@ -291,20 +302,14 @@ class BulkEmail:
             for body in (self.rendered.text, self.rendered.html)
         ]
 
-    def _link(self, subscriber: Subscriber, purpose: Purpose) -> str:
-        """The subscriber's own link for `purpose`, as unsubscribe_url() and
-        preferences_url() make it."""
-        token = make_token(subscriber, purpose)
-        return self._link_slots[purpose].replace(_PATH_SLOT, token)
-
     def for_subscriber(
         self, subscriber: Subscriber, *, connection=None
     ) -> EmailMultiAlternatives:
         return self._addressed(
             to=subscriber.email,
             links={
-                _UNSUBSCRIBE_URL: self._link(subscriber, Purpose.UNSUBSCRIBE),
-                _PREFERENCES_URL: self._link(subscriber, Purpose.PREFERENCES),
+                UNSUBSCRIBE_URL: self._links.link(subscriber, Purpose.UNSUBSCRIBE),
+                PREFERENCES_URL: self._links.link(subscriber, Purpose.PREFERENCES),
             },
             connection=connection,
             reader_id=subscriber.pk if self._tracker else None,
@@ -336,15 +341,15 @@ class BulkEmail:
             fields["preferences_url"] = Purpose.PREFERENCES
         links = {
             s.email: {
-                field: self._link(s, purpose) for field, purpose in fields.items()
+                field: self._links.link(s, purpose) for field, purpose in fields.items()
             }
             for s in subscribers
         }
         if merge_field:
             text, html = self.rendered.text, self.rendered.html
             for placeholder, field in (
-                (_UNSUBSCRIBE_URL, "unsubscribe_url"),
-                (_PREFERENCES_URL, "preferences_url"),
+                (UNSUBSCRIBE_URL, "unsubscribe_url"),
+                (PREFERENCES_URL, "preferences_url"),
             ):
                 merged = merge_field.replace("NAME", field)
                 text, html = (
@@ -397,8 +402,8 @@ class BulkEmail:
         message = self._addressed(
             to=to,
             links={
-                _UNSUBSCRIBE_URL: site_link("newsletter:unsubscribe", token=rejected),
-                _PREFERENCES_URL: site_link("newsletter:preferences", token=rejected),
+                UNSUBSCRIBE_URL: site_link("newsletter:unsubscribe", token=rejected),
+                PREFERENCES_URL: site_link("newsletter:preferences", token=rejected),
             },
         )
         message.subject = header_safe(f"[TEST] {message.subject}")
@@ -412,7 +417,7 @@ class BulkEmail:
         connection=None,
         reader_id: int | None = None,
     ) -> EmailMultiAlternatives:
-        text, html = (_filled(pieces, links) for pieces in self._pieces)
+        text, html = (filled(pieces, links) for pieces in self._pieces)
         if reader_id is not None:  # their clicks are theirs, if they agreed
             html = reader_part_add(html, subscriber_id=reader_id)
         personal = RenderedEmail(subject=self.rendered.subject, text=text, html=html)
@@ -420,7 +425,7 @@ class BulkEmail:
             personal,
             to=to,
             connection=connection,
-            headers=list_headers(unsubscribe_url=links[_UNSUBSCRIBE_URL]),
+            headers=list_headers(unsubscribe_url=links[UNSUBSCRIBE_URL]),
         )
 
 
@@ -470,8 +475,8 @@ class CorrectionEmail(BulkEmail):
             "post_url": post_url,
             "web_url": post_url,
             "preheader": Truncator(update.right or update.note).chars(140),
-            "unsubscribe_url": _UNSUBSCRIBE_URL,
-            "preferences_url": _PREFERENCES_URL,
+            "unsubscribe_url": UNSUBSCRIBE_URL,
+            "preferences_url": PREFERENCES_URL,
         }
 
 

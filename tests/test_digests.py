@@ -4,6 +4,7 @@ reader has not been sent, once per period, never empty, and sent in batches with
 every guarantee a post's announcement has."""
 
 import math
+import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,8 +16,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from newsletter import delivery, digests
+from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.ratelimit import _redis
 from newsletter.digest_tasks import start_due_digests
+from newsletter.emails import preferences_url, render_email, unsubscribe_url
+from newsletter.engagement import LinkTracker
 from newsletter.models import (
     Batch,
     Delivery,
@@ -162,6 +166,22 @@ def test_a_weekly_digest_goes_on_the_set_day_with_the_weeks_matching_posts(
     assert beat() == []
 
 
+def test_a_post_whose_digest_the_provider_refused_comes_in_the_next_one(
+    clock, publish, beat
+):
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Refused once")
+    clock(23, 7, 5)
+    assert len(beat()) == 1
+    Delivery.objects.update(status=Delivery.Status.FAILED)
+    clock(24, 7, 5)
+    [again] = beat()
+    assert "Refused once" in again.body
+    clock(25, 7, 5)
+    assert beat() == []  # received now: not a third time
+
+
 def test_a_post_sent_instantly_never_reappears_in_a_digest(clock, publish, beat):
     suffolk = AreaFactory(slug="suffolk")
     reader(
@@ -232,6 +252,67 @@ def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
     assert "http://127.0.0.1:8000/r/" in digest.alternatives[0].content
     assert unsubscribe_url in digest.alternatives[0].content
     assert Delivery.objects.get().status == Delivery.Status.SENT
+
+
+def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(clock, publish):
+    """A batch's digests are assembled from parts rendered once (DigestEmail);
+    each must be the email a plain render for its reader makes, links tracked,
+    but for the tokens in the reader's own links."""
+    suffolk = AreaFactory(slug="suffolk")
+    reader("all@example.org", ("everything", "", "daily"))
+    ann = reader("named@example.org", ("area", "suffolk", "daily"))
+    ann.name = 'Ann & "O\'Neill" <b>\u00a0Jr'
+    ann.save()
+    clock(23, 6, 10)
+    publish("Kent: <first> & foremost", area=AreaFactory(slug="kent"))
+    clock(23, 6, 20)
+    publish("On Suffolk", area=suffolk)
+    clock(23, 6, 30)
+    publish("Wales: a good report")
+    clock(23, 7, 5)
+    mailing = delivery.mailing_create_for_digest(
+        frequency="daily", slot=digests.slot_of(timezone.now())
+    )
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
+        pass
+    recipients, _left = batch_recipients(mailing.batches.get().pk)
+    assembled = digests.DigestEmail(mailing, recipients)
+    tracker = LinkTracker(mailing.pk)
+    token = re.compile(r"/(unsubscribe|preferences)/[^/]+/")
+
+    def tokenless(email) -> tuple[str, str, str]:
+        return tuple(token.sub(r"/\1/…/", part) for part in email)
+
+    html_to = {}
+    for recipient in recipients:
+        subscriber = Subscriber.objects.get(pk=recipient.pk)
+        posts = Delivery.objects.get(pk=recipient.delivery_id).posts.order_by(
+            "announced_at", "pk"
+        )
+        plain = render_email(
+            "digest",
+            {
+                "subscriber": subscriber,
+                "mailing": mailing,
+                "posts": [
+                    {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
+                    for post in posts
+                ],
+                "unsubscribe_url": unsubscribe_url(subscriber),
+                "preferences_url": preferences_url(subscriber),
+            },
+        )
+        message = assembled.for_reader(recipient)
+        [(html, _type)] = message.alternatives
+        html_to[recipient.email] = html
+        assert tokenless((message.subject, message.body, html)) == tokenless(
+            (plain.subject, plain.text, tracker.tracked(plain.html))
+        )
+    named, everything = html_to["named@example.org"], html_to["all@example.org"]
+    assert 'Hello Ann &amp; "O\'Neill" &lt;b&gt;&nbsp;Jr,' in named
+    assert "Kent: &lt;first&gt; &amp; foremost" not in named  # not Ann's
+    assert "Hello, here are" in everything
+    assert "Kent: &lt;first&gt; &amp; foremost" in everything
 
 
 def test_an_unsubscribed_reader_gets_no_digest(clock, publish, beat):

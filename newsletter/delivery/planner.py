@@ -5,8 +5,9 @@ Each step takes the next page of the audience by keyset (id > cursor, never OFFS
 and writes its Delivery rows; the cursor moves in the same transaction, so a step
 repeated after a crash plans nothing twice. A post's page is written with one
 INSERT … SELECT, so subscriber rows never travel to Python and memory stays flat
-whatever the audience size. A digest's page is smaller, since each reader's posts
-are worked out in Python (digests.posts_by_reader) and written with the rows.
+whatever the audience size. A digest's page likewise: its (reader, post) pairs
+(digests.posts_held) are selected once into a temporary table, from which its
+batches, ledger rows and their posts are written.
 """
 
 from datetime import datetime
@@ -146,24 +147,31 @@ def _plan_page(
 ) -> tuple[int | None, list[int]]:
     """The next page of an audience everyone in which gets the same message, in
     SQL: (the page's last subscriber id, or None at the end; its batches)."""
-    chunks = _batch_boundaries(mailing, audience)
+    page = (
+        audience.filter(pk__gt=mailing.planned_up_to)
+        .order_by("pk")
+        .values(sid=F("pk"))[:PLANNING_PAGE_SIZE]
+    )
+    chunks = _batch_boundaries(mailing, *page.query.sql_with_params())
     if not chunks:
         return None, []
-    batches = Batch.objects.bulk_create(
-        Batch(
-            mailing=mailing, number=mailing.batch_count + i, size=size, touched_at=now
-        )
-        for i, (_last_id, size) in enumerate(chunks, start=1)
-    )
-    _insert_deliveries(
-        mailing, audience, [b.pk for b in batches], [c[0] for c in chunks]
-    )
-    return chunks[-1][0], [b.pk for b in batches]
+    batch_ids = _batches_create(mailing, chunks, now)
+    members = audience.filter(
+        pk__gt=mailing.planned_up_to, pk__lte=chunks[-1][0]
+    ).values(sid=F("pk"))
+    _insert_deliveries(mailing, *members.query.sql_with_params(), batch_ids, chunks)
+    return chunks[-1][0], batch_ids
+
+
+# The (reader, post) pairs of a digest page, held for the statements that write
+# its ledger rows; dropped at the end of the step (or with its rollback).
+_HELD = "newsletter_digest_page"
 
 
 def _plan_digest_page(mailing: Mailing, now: datetime) -> tuple[int | None, list[int]]:
     """The next page of a digest round's readers, each with the posts their digest
-    holds; readers with none get no digest, but the round counts for them."""
+    holds; readers with none get no digest, but the round counts for them. A few
+    statements per page, whatever the page's readers and posts."""
     readers = digests.audience(mailing.frequency, slot=mailing.slot).filter(
         pk__gt=mailing.planned_up_to
     )
@@ -172,45 +180,37 @@ def _plan_digest_page(mailing: Mailing, now: datetime) -> tuple[int | None, list
     )
     if not page:
         return None, []
-    posts = digests.posts_by_reader(
-        mailing=mailing, readers=readers.filter(pk__lte=page[-1])
+    held = digests.posts_held(
+        mailing=mailing, after=mailing.planned_up_to, up_to=page[-1]
     )
-    holders = sorted(posts)
-    size = mailing.batch_size
-    chunks = [holders[i : i + size] for i in range(0, len(holders), size)]
-    batches = Batch.objects.bulk_create(
-        Batch(
-            mailing=mailing,
-            number=mailing.batch_count + i,
-            size=len(chunk),
-            touched_at=now,
-        )
-        for i, chunk in enumerate(chunks, start=1)
-    )
-    rows = Delivery.objects.bulk_create(
-        Delivery(mailing=mailing, batch=batch, subscriber_id=subscriber_id)
-        for batch, chunk in zip(batches, chunks, strict=True)
-        for subscriber_id in chunk
-    )
-    Delivery.posts.through.objects.bulk_create(
-        Delivery.posts.through(delivery_id=row.pk, post_id=post_id)
-        for row in rows
-        for post_id in posts[row.subscriber_id]
-    )
+    batch_ids = []
+    if held is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE TEMPORARY TABLE {_HELD} AS {held[0]}", held[1])
+            holders = f"SELECT DISTINCT sid FROM {_HELD}"
+            if chunks := _batch_boundaries(mailing, holders, []):
+                batch_ids = _batches_create(mailing, chunks, now)
+                _insert_deliveries(mailing, holders, [], batch_ids, chunks)
+                cursor.execute(
+                    f"""
+                    INSERT INTO {Delivery.posts.through._meta.db_table}
+                        (delivery_id, post_id)
+                    SELECT d.id, h.pid
+                    FROM {_HELD} h JOIN {Delivery._meta.db_table} d
+                        ON d.mailing_id = %s AND d.subscriber_id = h.sid
+                    """,
+                    [mailing.pk],
+                )
+            cursor.execute(f"DROP TABLE {_HELD}")
     digests.readers_mark_round(mailing=mailing, subscriber_ids=page)
-    return page[-1], [b.pk for b in batches]
+    return page[-1], batch_ids
 
 
 def _batch_boundaries(
-    mailing: Mailing, audience: SubscriberQuerySet
+    mailing: Mailing, sql: str, params: list
 ) -> list[tuple[int, int]]:
-    """(last subscriber id, size) of each batch in the next page of the audience."""
-    page = (
-        audience.filter(pk__gt=mailing.planned_up_to)
-        .order_by("pk")
-        .values(sid=F("pk"))[:PLANNING_PAGE_SIZE]
-    )
-    sql, params = page.query.sql_with_params()
+    """(last subscriber id, size) of each batch of the readers `sql` selects (as
+    sid, each once)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -225,24 +225,34 @@ def _batch_boundaries(
         return cursor.fetchall()
 
 
+def _batches_create(
+    mailing: Mailing, chunks: list[tuple[int, int]], now: datetime
+) -> list[int]:
+    batches = Batch.objects.bulk_create(
+        Batch(
+            mailing=mailing, number=mailing.batch_count + i, size=size, touched_at=now
+        )
+        for i, (_last_id, size) in enumerate(chunks, start=1)
+    )
+    return [b.pk for b in batches]
+
+
 def _insert_deliveries(
     mailing: Mailing,
-    audience: SubscriberQuerySet,
+    sql: str,
+    params: list,
     batch_ids: list[int],
-    last_ids: list[int],
+    chunks: list[tuple[int, int]],
 ) -> None:
-    """One ledger row per audience member from the cursor to the page's end, each in
-    the batch whose id range holds it, written by the database from the audience
-    query itself. A reader who confirms between the two statements joins a batch;
-    one who leaves is skipped at send time."""
-    page = audience.filter(pk__gt=mailing.planned_up_to, pk__lte=last_ids[-1]).values(
-        sid=F("pk")
-    )
-    sql, params = page.query.sql_with_params()
+    """One ledger row per reader `sql` selects (as sid), each in the batch whose
+    id range holds it, written by the database from the query itself, in
+    subscriber order (the order a batch goes out). For a
+    post, a reader who confirms between the boundaries and this statement joins a
+    batch; one who leaves is skipped at send time."""
     # Batch ids come from the database (integers), never from input.
     which_batch = " ".join(
         f"WHEN sid <= {int(last)} THEN {int(batch)}"
-        for last, batch in zip(last_ids, batch_ids, strict=True)
+        for (last, _size), batch in zip(chunks, batch_ids, strict=True)
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -252,6 +262,7 @@ def _insert_deliveries(
                  last_event)
             SELECT %s, CASE {which_batch} END, sid, %s, '', '', ''
             FROM ({sql}) audience
+            ORDER BY sid
             """,
             [mailing.pk, Delivery.Status.QUEUED, *params],
         )

@@ -273,10 +273,10 @@ def _composer(
     """How the kind turns a chunk of readers into messages, and the chunk size.
 
     A post or a correction is rendered once and personalised per reader, one
-    message for a chunk
-    where the provider fills in each reader's fields; a digest is rendered per
-    reader (each holds their own posts), several to a call where the backend
-    takes distinct messages at once."""
+    message for a chunk where the provider fills in each reader's fields; a
+    digest is assembled per reader (each holds their own posts) from parts
+    rendered once per batch, several to a call where the backend takes distinct
+    messages at once."""
     if mailing.kind == Mailing.Kind.DIGEST:
         digest = DigestEmail(mailing, recipients)
         size = how.batch_size if how.distinct_messages else 1
