@@ -17,6 +17,7 @@ from .test_browser import (  # noqa: F401 (browser and site are fixtures)
     browser,
     log_in,
     new_page,
+    roles,
     site,
 )
 
@@ -28,6 +29,7 @@ DESKTOP = {"width": 1280, "height": 900}
 def test_an_editor_reads_a_posts_report_on_a_desk_and_a_phone_light_and_dark(
     browser,  # noqa: F811
     site,  # noqa: F811
+    roles,  # noqa: F811 (the Editor's group, made again after the last flush)
 ):
     require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
     call_command("seed_demo", stdout=StringIO())

@@ -74,11 +74,14 @@ def test_the_image_without_a_secret_key_refuses_to_start():
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
-def test_neither_the_image_nor_compose_supplies_a_secret_key_or_debug():
+def test_neither_the_image_nor_compose_supplies_a_secret_key_and_both_pin_debug_off():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     compose = (DOCKER / "compose.yaml").read_text()
     # Only collectstatic, at build time, runs with a throwaway random key.
-    assert not re.search(r"^\s*ENV\b[^#]*DJANGO_(SECRET_KEY|DEBUG)", dockerfile, re.M)
+    assert not re.search(r"^\s*ENV\b[^#]*DJANGO_SECRET_KEY", dockerfile, re.M)
+    # manage.py defaults to debug for a developer's checkout: the image pins it off.
+    assert re.search(r"^\s*ENV\b[^#]*DJANGO_DEBUG=0\b", dockerfile, re.M)
+    assert not re.search(r"^[^#]*DJANGO_DEBUG=1", dockerfile, re.M)
     assert "DJANGO_SECRET_KEY: ${DJANGO_SECRET_KEY:?" in compose
     assert 'DJANGO_DEBUG: "0"' in compose
     assert 'NEWSLETTER_TRUSTED_PROXIES: "1"' in compose
