@@ -40,7 +40,7 @@ from .emails import (
     list_headers,
     render_email,
 )
-from .engagement import LinkTracker
+from .engagement import LinkTracker, reader_part_add
 from .models import (
     DEFAULT_TIME_ZONE,
     Delivery,
@@ -373,6 +373,12 @@ class DigestEmail:
                 _READER_NAME: f" {_serialised(name)}" if name else "",
                 _POSTS: "".join(self._blocks[i][1] for i in places),
             },
+        )
+        # Their clicks are theirs, if they agreed: read with the batch's readers.
+        html = reader_part_add(
+            html,
+            subscriber_id=subscriber.pk,
+            agreed=subscriber.engagement_agreed_at is not None,
         )
         return build_message(
             RenderedEmail(subject=frame.subject, text=text, html=html),

@@ -547,15 +547,21 @@ def reader_allows(subscriber: Subscriber) -> bool:
     )
 
 
-def reader_part_add(html: str, *, subscriber_id: int) -> str:
+def reader_part_add(
+    html: str, *, subscriber_id: int, agreed: bool | None = None
+) -> str:
     """The email's HTML with the reader's signed part (?reader=…) on each counted
     link when they agreed to per-reader engagement, so that the redirect can keep
-    their clicks; anyone else's unchanged (and, with the setting off, unread)."""
+    their clicks; anyone else's unchanged (and, with the setting off, unread).
+    `agreed` is the reader's answer when the caller has read it already (a digest
+    batch reads its readers in one query); otherwise it is read here."""
     if not settings.NEWSLETTER_PER_READER_ENGAGEMENT:
         return html
-    if not Subscriber.objects.filter(
-        pk=subscriber_id, engagement_agreed_at__isnull=False
-    ).exists():
+    if agreed is None:
+        agreed = Subscriber.objects.filter(
+            pk=subscriber_id, engagement_agreed_at__isnull=False
+        ).exists()
+    if not agreed:
         return html
     reader = signing.Signer(salt=_READER_SALT).sign(signing.b62_encode(subscriber_id))
     counted = re.compile(

@@ -3,12 +3,32 @@ and machines, read from the ledger and the counts engagement.py records."""
 
 from datetime import UTC, timedelta
 
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.conf import settings
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
 
 from posts.models import Organisation, Post, Region
 
 from .engagement import CLICK_RULES, OPEN_RULES
-from .models import Delivery, Link, Mailing, Subscriber, SubscriberTopic
+from .models import (
+    Delivery,
+    Engagement,
+    Link,
+    Mailing,
+    Subscriber,
+    SubscriberTopic,
+)
 
 # A reader who leaves within this long of an email counts as leaving because of it.
 UNSUBSCRIBED_WITHIN = timedelta(days=7)
@@ -16,6 +36,7 @@ _ARRIVED = Q(
     last_event__in=["delivered", "opened", "clicked", "unsubscribed", "complained"]
 )
 _BOUNCED = Q(last_event__in=["bounced", "rejected", "deferred"])
+_AGREED = Q(subscriber__engagement_agreed_at__isnull=False)
 _LEFT = Q(
     subscriber__status=Subscriber.Status.UNSUBSCRIBED,
     subscriber__unsubscribed_at__gte=F("sent_at"),
@@ -52,21 +73,40 @@ HOURS_RULES = (
     f"{HOURS_PER_BAR} hours, counted by the same rules. Hours are clock hours: "
     "the first bar starts on the hour the email went out."
 )
-GROUPS_RULES = (
+_GROUPS_FOLDED = (
     "Readers by the regions and organisations they follow (a reader following "
     "several is in each; one following everything is in none). A region or "
     f"organisation with fewer than {SMALLEST_GROUP} readers of this post is not "
     "named: it is counted in “other”, whose figures are shown only when it "
-    f"holds {SMALLEST_GROUP} readers or more. Opens and clicks are not shown by "
-    "group: they are counted per email and per link, never per reader, so "
-    "nothing says which reader opened or clicked."
+    f"holds {SMALLEST_GROUP} readers or more."
 )
+GROUPS_RULES = (
+    f"{_GROUPS_FOLDED} Opens and clicks are not shown by group: they are counted "
+    "per email and per link, never per reader, so nothing says which reader "
+    "opened or clicked."
+)
+
+
+def groups_engagement_rules(readers_agreed: int) -> str:
+    """The groups' rules with per-reader engagement on: whose opens and clicks
+    the groups' figures are."""
+    return (
+        f"{_GROUPS_FOLDED} Opens and clicks by group count only the readers who "
+        "agreed to let the editor see what they open and follow: "
+        f"{readers_agreed} of this post's readers. Everyone else's are counted "
+        "per email and per link, never per reader, and are not in them. A "
+        f"group's opens and clicks are shown only when {SMALLEST_GROUP} or more "
+        "of its readers agreed; otherwise only its delivery figures are. They "
+        "count the post's own email and the digests that carried it to the "
+        "reader (in a digest, only clicks on its link to this post), every time, "
+        "people and machines apart by the rules above."
+    )
 
 
 def post_report(post: Post) -> dict:
     """What happened to a post's emails, people and machines apart: the figures
     the admin report, its CSV and `manage.py post_report` show. At most eight
-    queries, however many readers and links."""
+    queries (nine with per-reader engagement on), however many readers and links."""
     deliveries = Delivery.objects.carrying(post)
     figures = deliveries.aggregate(
         recipients=Count("pk"),
@@ -80,6 +120,11 @@ def post_report(post: Post) -> dict:
         ),
         complained=Count("pk", filter=Q(last_event="complained")),
         unsubscribed=Count("pk", filter=_LEFT),
+        **(
+            {"readers_agreed": Count("subscriber", distinct=True, filter=_AGREED)}
+            if settings.NEWSLETTER_PER_READER_ENGAGEMENT
+            else {}
+        ),
     )
     figures["bounced_soft"] = figures["bounced"] - figures["bounced_hard"]
     announcement = Mailing.objects.filter(kind=Mailing.Kind.POST, post=post).first()
@@ -92,18 +137,23 @@ def post_report(post: Post) -> dict:
         "people": sum(link["people"] for link in figures["links"]),
         "machines": sum(link["machines"] for link in figures["links"]),
     }
+    # With per-reader engagement on: the groups' opens and clicks are theirs.
+    readers_agreed = figures.pop("readers_agreed", None)
     return {
         "post": post.slug,
         "title": post.title,
         **figures,
         "first_hours": _first_hours(announcement),
-        "groups": _groups(deliveries),
+        "groups": _groups(post, deliveries),
+        "readers_agreed": readers_agreed,
         "rules": {
             "deliveries": DELIVERY_RULES,
             "opens": OPEN_RULES,
             "clicks": CLICK_RULES,
             "first_hours": HOURS_RULES,
-            "groups": GROUPS_RULES,
+            "groups": GROUPS_RULES
+            if readers_agreed is None
+            else groups_engagement_rules(readers_agreed),
         },
     }
 
@@ -169,16 +219,19 @@ def _first_hours(announcement: Mailing | None) -> dict:
     return {"from": start.isoformat(), "bars": bars}
 
 
-def _groups(deliveries: QuerySet) -> dict:
+def _groups(post: Post, deliveries: QuerySet) -> dict:
     """Recipients, delivered, bounced and unsubscribed readers per region and per
     organisation followed, groups under SMALLEST_GROUP folded into one "other"
-    per kind. Two to five queries, however many readers and groups."""
+    per kind; with per-reader engagement on, how many agreed to it and their
+    opens and clicks. Two to six queries, however many readers and groups."""
     counted = {
         "readers": Count("subscriber", distinct=True),
         "delivered": Count("subscriber", distinct=True, filter=_ARRIVED),
         "bounced": Count("subscriber", distinct=True, filter=_BOUNCED),
         "unsubscribed": Count("subscriber", distinct=True, filter=_LEFT),
     }
+    if settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        counted["agreed"] = Count("subscriber", distinct=True, filter=_AGREED)
     rows = (
         deliveries.filter(subscriber__topics__kind__in=list(GROUP_KINDS))
         .values(kind=F("subscriber__topics__kind"), slug=F("subscriber__topics__value"))
@@ -224,7 +277,68 @@ def _groups(deliveries: QuerySet) -> dict:
                 groups[kind].append(
                     {"slug": "", "name": name, "folded": len(slugs), **other}
                 )
+    if settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        _groups_engagement_add(post, groups)
     return groups
+
+
+def _groups_engagement_add(post: Post, groups: dict) -> None:
+    """Each group's opens and clicks, people and machines apart, from the
+    Engagement rows of the readers who agreed, where SMALLEST_GROUP or more of
+    the group agreed (agreed, opens and clicks None elsewhere). At most one
+    query: each kind's "other" groups count as one, so that a reader in two of
+    them counts once."""
+    every = [group for kind_groups in groups.values() for group in kind_groups]
+    for group in every:
+        if (group["agreed"] or 0) < SMALLEST_GROUP:
+            group.update(agreed=None, opens=None, clicks=None)
+    if all(group["agreed"] is None for group in every):
+        return
+    named = {
+        kind: [group["slug"] for group in kind_groups if group["slug"]]
+        for kind, kind_groups in groups.items()
+    }
+    group_slug = Case(
+        *(
+            When(
+                subscriber__topics__kind=kind,
+                subscriber__topics__value__in=slugs,
+                then=F("subscriber__topics__value"),
+            )
+            for kind, slugs in named.items()
+            if slugs
+        ),
+        default=Value(""),
+    )
+    # Only what the reader did with an email that carried this post to them; in
+    # a digest, which carries several posts, only clicks on this post's link.
+    carried = Delivery.objects.carrying(post).filter(
+        mailing=OuterRef("mailing"), subscriber=OuterRef("subscriber")
+    )
+    opened, clicked = Q(kind=Engagement.Kind.OPEN), Q(kind=Engagement.Kind.CLICK)
+    by = {"people": Q(machine=False), "machines": Q(machine=True)}
+    rows = (
+        Engagement.objects.filter(
+            Exists(carried), subscriber__topics__kind__in=list(GROUP_KINDS)
+        )
+        .filter(opened | Q(link__in=Link.objects.of_post(post).values("pk")))
+        .values(group_kind=F("subscriber__topics__kind"), group_slug=group_slug)
+        .annotate(
+            **{
+                f"{figure}_{who}": Count("pk", distinct=True, filter=done & machine)
+                for figure, done in (("opens", opened), ("clicks", clicked))
+                for who, machine in by.items()
+            }
+        )
+        .order_by()
+    )
+    counts = {(row.pop("group_kind"), row.pop("group_slug")): row for row in rows}
+    for kind, kind_groups in groups.items():
+        for group in kind_groups:
+            if group["agreed"] is not None:
+                found = counts.get((kind, group["slug"]), {})
+                for figure in ("opens", "clicks"):
+                    group[figure] = {who: found.get(f"{figure}_{who}", 0) for who in by}
 
 
 # The report's figures as CSV rows, in the order the admin shows them.
@@ -241,6 +355,35 @@ REPORT_FIGURES = [
     ("unsubscribed", "Unsubscribed"),
 ]
 GROUP_FIGURES = ["readers", "delivered", "bounced", "unsubscribed"]
+
+
+# With per-reader engagement on, after GROUP_FIGURES.
+GROUP_ENGAGEMENT_FIGURES = [
+    "agreed",
+    "opens people",
+    "opens machines",
+    "clicks people",
+    "clicks machines",
+]
+
+
+def group_figures(report: dict) -> list[str]:
+    """The names of the groups' figures in the report."""
+    if report["readers_agreed"] is None:
+        return GROUP_FIGURES
+    return GROUP_FIGURES + GROUP_ENGAGEMENT_FIGURES
+
+
+def group_counts(group: dict) -> list[int | None]:
+    """A group's figures in the order group_figures names them; None where not
+    shown."""
+    counts = [group[key] for key in GROUP_FIGURES]
+    if "agreed" in group:
+        counts.append(group["agreed"])
+        for key in ("opens", "clicks"):
+            for who in ("people", "machines"):
+                counts.append(None if group[key] is None else group[key][who])
+    return counts
 
 
 def post_report_rows(report: dict) -> list[list]:
@@ -272,12 +415,9 @@ def post_report_rows(report: dict) -> list[list]:
     ]
     for kind, groups in report["groups"].items():
         rows.append([])
-        rows.append([kind, *GROUP_FIGURES])
+        rows.append([kind, *group_figures(report)])
         rows += [
-            [
-                group["name"],
-                *("" if group[k] is None else group[k] for k in GROUP_FIGURES),
-            ]
+            [group["name"], *("" if n is None else n for n in group_counts(group))]
             for group in groups
         ]
     return rows

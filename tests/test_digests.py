@@ -20,7 +20,7 @@ from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.ratelimit import _redis
 from newsletter.digest_tasks import start_due_digests
 from newsletter.emails import preferences_url, render_email, unsubscribe_url
-from newsletter.engagement import LinkTracker
+from newsletter.engagement import LinkTracker, reader_part_add
 from newsletter.models import (
     Batch,
     Delivery,
@@ -254,12 +254,17 @@ def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
     assert Delivery.objects.get().status == Delivery.Status.SENT
 
 
-def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(clock, publish):
+def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
+    clock, publish, settings
+):
     """A batch's digests are assembled from parts rendered once (DigestEmail);
-    each must be the email a plain render for its reader makes, links tracked,
+    each must be the email a plain render for its reader makes, links tracked
+    (with their signed part for a reader who agreed to per-reader engagement),
     but for the tokens in the reader's own links."""
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
     suffolk = AreaFactory(slug="suffolk")
-    reader("all@example.org", ("everything", "", "daily"))
+    agreed = reader("all@example.org", ("everything", "", "daily"))
+    Subscriber.objects.filter(pk=agreed.pk).update(engagement_agreed_at=timezone.now())
     ann = reader("named@example.org", ("area", "suffolk", "daily"))
     ann.name = 'Ann & "O\'Neill" <b>\u00a0Jr'
     ann.save()
@@ -305,10 +310,15 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(clock, pub
         message = assembled.for_reader(recipient)
         [(html, _type)] = message.alternatives
         html_to[recipient.email] = html
+        plain_html = reader_part_add(
+            tracker.tracked(plain.html), subscriber_id=subscriber.pk
+        )
         assert tokenless((message.subject, message.body, html)) == tokenless(
-            (plain.subject, plain.text, tracker.tracked(plain.html))
+            (plain.subject, plain.text, plain_html)
         )
     named, everything = html_to["named@example.org"], html_to["all@example.org"]
+    assert "?reader=" in everything  # agreed
+    assert "?reader=" not in named
     assert 'Hello Ann &amp; "O\'Neill" &lt;b&gt;&nbsp;Jr,' in named
     assert "Kent: &lt;first&gt; &amp; foremost" not in named  # not Ann's
     assert "Hello, here are" in everything

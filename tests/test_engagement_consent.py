@@ -19,8 +19,10 @@ from newsletter.subscriptions import (
 )
 from newsletter.tokens import Purpose, make_token
 
+from . import test_digests as digests_test
 from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory
+from .test_digests import clock  # noqa: F401 (the digests' time of day, a fixture)
 from .test_engagement import BROWSER, REPORT, click
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -51,14 +53,15 @@ def emails(readers, publish, monkeypatch):
     return {message.to[0].split("@")[0]: message for message in mail.outbox}
 
 
-def report_link(message) -> str:
-    """The path (and query) of the email's link to the official report."""
+def report_link(message, url: str = REPORT) -> str:
+    """The path (and query) of the email's link to the official report (or
+    another address)."""
     html = message.alternatives[0].content
     for path in re.findall(r'href="http://127\.0\.0\.1:8000(/r/[^"]+)"', html):
         target = engagement.link_for_token(path.split("/")[2])
-        if target.url == REPORT:
+        if target.url == url:
             return path
-    raise AssertionError("no link to the report")
+    raise AssertionError(f"no link to {url}")
 
 
 def open_event(client, reader: Subscriber) -> None:
@@ -210,3 +213,39 @@ def test_the_export_lists_the_readers_engagement_and_erasure_removes_it(
     assert row["mailing"] == str(Mailing.objects.get())
     subscriber_delete(subscriber=reader)
     assert not Engagement.objects.exists()
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_a_digest_keeps_the_click_of_the_reader_who_agreed_and_nobody_elses(
+    client,
+    clock,  # noqa: F811 (the fixture imported above)
+    publish,
+    django_capture_on_commit_callbacks,
+):
+    agreed = digests_test.reader("agreed@example.org", ("everything", "", "daily"))
+    Subscriber.objects.filter(pk=agreed.pk).update(engagement_agreed_at=timezone.now())
+    digests_test.reader("not@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish(PostFactory(slug="suffolk", body=f"Read [the report]({REPORT})."))
+    clock(23, 7, 5)
+    digests = {
+        message.to[0].split("@")[0]: message
+        for message in digests_test.run_beat(django_capture_on_commit_callbacks)
+    }
+    clock(23, 9)
+    post_url = "http://127.0.0.1:8000/posts/suffolk/"
+    assert "?reader=" in report_link(digests["agreed"], post_url)
+    assert "?reader=" not in digests["not"].alternatives[0].content
+    for name in ("agreed", "not"):
+        path = report_link(digests[name], post_url)
+        response = click(client, path, address=f"192.0.2.{len(name)}")
+        assert response.status_code == 302
+        assert response["Location"] == post_url
+    kept = Engagement.objects.get()
+    assert kept.subscriber == agreed
+    assert (kept.kind, kept.link.url, kept.mailing.kind, kept.machine) == (
+        "click",
+        post_url,
+        "digest",
+        False,
+    )

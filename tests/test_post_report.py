@@ -4,6 +4,7 @@ and machines, in the admin, as CSV and from `manage.py post_report`."""
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from newsletter import engagement
 from newsletter.models import (
     Batch,
     Delivery,
+    Engagement,
     Link,
     Mailing,
     MailingHour,
@@ -443,7 +445,8 @@ def test_the_command_prints_the_groups_and_hides_the_small_ones(followed):
 
 def queries_for_a_report(links: int, readers: int) -> int:
     """The queries one report takes for a post with that many links and readers
-    (of a big region and a small one, a big organisation and a small one)."""
+    (of a big region and a small one, a big organisation and a small one; all
+    agreed to per-reader engagement, and opened the email and followed a link)."""
     post = PostFactory()
     mailing = Mailing.objects.create(kind="post", post=post)
     for n in range(links):
@@ -451,8 +454,19 @@ def queries_for_a_report(links: int, readers: int) -> int:
     MailingHour.objects.record(
         mailing_id=mailing.pk, at=mailing.created_at, clicks_people=1
     )
-    readers_following(mailing, readers - 3, EAST, NACRO)
-    readers_following(mailing, 3, WALES, INTERSERVE)
+    big = readers_following(mailing, readers - 3, EAST, NACRO)
+    small = readers_following(mailing, 3, WALES, INTERSERVE)
+    agree(*big, *small)
+    link = Link.objects.filter(mailing=mailing).first()
+    for reader in big + small:
+        for kind in ("open", "click"):
+            Engagement.objects.create(
+                subscriber=reader,
+                mailing=mailing,
+                kind=kind,
+                link=link if kind == "click" else None,
+                at=WENT_OUT,
+            )
     with CaptureQueriesContext(connection) as queries:
         report = post_report(post)
     assert len(report["links"]) == links
@@ -463,6 +477,12 @@ def queries_for_a_report(links: int, readers: int) -> int:
 def test_the_report_takes_the_same_queries_however_many_links_and_readers():
     assert queries_for_a_report(links=2, readers=15) == 8
     assert queries_for_a_report(links=20, readers=150) == 8
+
+
+def test_groups_engagement_takes_one_query_more_however_many_readers(settings):
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+    assert queries_for_a_report(links=2, readers=15) == 9
+    assert queries_for_a_report(links=20, readers=150) == 9
 
 
 def test_seed_demo_gives_the_demo_posts_a_history_to_report_once():
@@ -486,3 +506,223 @@ def test_seed_demo_gives_the_demo_posts_a_history_to_report_once():
     assert report["groups"]["region"][0]["name"] == "East of England"
     # Only the demo's own readers are given a history.
     assert not Delivery.objects.exclude(subscriber__email__startswith="demo-reader-")
+
+
+# By what readers follow, with per-reader engagement on: opens and clicks from
+# the readers who agreed, in groups where ten or more of them did.
+
+KENT_URL = "http://127.0.0.1:8000/posts/kent/"
+
+
+def agree(*readers: Subscriber) -> None:
+    Subscriber.objects.filter(pk__in=[r.pk for r in readers]).update(
+        engagement_agreed_at=WENT_OUT
+    )
+
+
+@pytest.fixture
+def agreeing(settings):
+    """With per-reader engagement on, Suffolk's post went to 15 readers in the
+    East of England (12 agreed) and 12 in Wales (4 agreed), and in a digest to a
+    16th in the East, who agreed; they opened and followed its links, and so did
+    readers who did not agree, and a digest reader it did not reach."""
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+    Region.objects.create(slug="east-of-england", name="East of England")
+    Region.objects.create(slug="wales", name="Wales")
+    post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
+    announcement = Mailing.objects.create(kind="post", post=post)
+    east = readers_following(announcement, 15, EAST)
+    wales = readers_following(announcement, 12, WALES)
+    digest = Mailing.objects.create(
+        kind="digest", frequency="weekly", period="2026-11-30"
+    )
+    [digest_reader, elsewhere] = readers_following(digest, 2, EAST)
+    Delivery.objects.get(mailing=digest, subscriber=digest_reader).posts.add(post)
+    agree(*east[:12], *wales[:4], digest_reader, elsewhere)
+    later = announcement.created_at + timedelta(hours=1)
+    report = Link.objects.create(mailing=announcement, url=REPORT)
+    hidden = Link.objects.create(
+        mailing=announcement, url="http://127.0.0.1:8000/", hidden=True
+    )
+    to_post = Link.objects.create(mailing=digest, url=POST_URL)
+    to_kent = Link.objects.create(mailing=digest, url=KENT_URL)
+
+    def opened(mailing: Mailing, reader: Subscriber, *, machine=False) -> None:
+        delivery = Delivery.objects.get(mailing=mailing, subscriber=reader)
+        engagement.open_record(delivery=delivery, machine=machine, at=later)
+
+    def clicked(link: Link, reader: Subscriber, *, agent=BROWSER) -> None:
+        # What the reader's email carries: their signed part, if they agreed.
+        html = engagement.reader_part_add(
+            f'href="http://127.0.0.1:8000/r/{engagement.click_token(link.pk)}/"',
+            subscriber_id=reader.pk,
+        )
+        part = re.search(r"\?reader=([^\"]+)", html)
+        engagement.click_record(
+            token=engagement.click_token(link.pk),
+            head=False,
+            user_agent=agent,
+            client=f"192.0.2.{reader.pk % 250}",
+            now=later,
+            reader=part[1] if part else "",
+        )
+
+    opened(announcement, east[0])
+    opened(announcement, east[0], machine=True)  # Apple's proxy
+    opened(announcement, east[1])
+    opened(announcement, east[12])  # did not agree: not theirs
+    clicked(report, east[0])
+    clicked(report, east[1], agent=SCANNER)
+    clicked(hidden, east[2])
+    clicked(report, east[13])  # did not agree
+    opened(digest, digest_reader)
+    clicked(to_post, digest_reader)
+    clicked(to_kent, digest_reader)  # another post's link in the digest
+    opened(digest, elsewhere)  # the digest did not carry this post to them
+    clicked(to_post, elsewhere)
+    for reader in wales[:4]:
+        opened(announcement, reader)
+        clicked(report, reader)
+    return post
+
+
+EAST_WITH_ENGAGEMENT = {
+    "slug": "east-of-england",
+    "name": "East of England",
+    "readers": 16,
+    "delivered": 16,
+    "bounced": 0,
+    "unsubscribed": 0,
+    "agreed": 13,
+    "opens": {"people": 3, "machines": 1},
+    "clicks": {"people": 2, "machines": 2},
+}
+WALES_WITHOUT_ENGAGEMENT = {
+    "slug": "wales",
+    "name": "Wales",
+    "readers": 12,
+    "delivered": 12,
+    "bounced": 0,
+    "unsubscribed": 0,
+    "agreed": None,
+    "opens": None,
+    "clicks": None,
+}
+
+
+def test_groups_count_the_opens_and_clicks_of_the_readers_who_agreed(agreeing):
+    report = post_report(agreeing)
+    assert report["readers_agreed"] == 17
+    assert report["groups"]["region"] == [
+        EAST_WITH_ENGAGEMENT,
+        WALES_WITHOUT_ENGAGEMENT,
+    ]
+    assert report["groups"]["organisation"] == []
+    assert "only the readers who agreed" in report["rules"]["groups"]
+    assert "17 of this post's readers" in report["rules"]["groups"]
+
+
+def test_the_admin_csv_and_command_say_the_groups_engagement_is_only_who_agreed(
+    admin_client, agreeing
+):
+    page = admin_client.get(f"/admin/newsletter/postreport/{agreeing.pk}/change/")
+    text = page.content.decode()
+    assert "count only the 17 readers of this post who agreed" in text
+    assert "Fewer than 10 agreed: opens and clicks not shown." in text
+    assert "Opens and clicks are not shown by group" not in text
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                admin_client.get(
+                    f"/admin/newsletter/postreport/{agreeing.pk}/csv/"
+                ).content.decode()
+            )
+        )
+    )
+    assert [
+        "region",
+        "readers",
+        "delivered",
+        "bounced",
+        "unsubscribed",
+        "agreed",
+        "opens people",
+        "opens machines",
+        "clicks people",
+        "clicks machines",
+    ] in rows
+    assert ["East of England", "16", "16", "0", "0", "13", "3", "1", "2", "2"] in rows
+    assert ["Wales", "12", "12", "0", "0", "", "", "", "", ""] in rows
+    out = io.StringIO()
+    call_command("post_report", "suffolk", "--json", stdout=out)
+    printed = json.loads(out.getvalue())
+    assert printed["readers_agreed"] == 17
+    assert printed["groups"]["region"] == [
+        EAST_WITH_ENGAGEMENT,
+        WALES_WITHOUT_ENGAGEMENT,
+    ]
+    out = io.StringIO()
+    call_command("post_report", "suffolk", stdout=out)
+    assert "only the 17 readers who agreed" in out.getvalue()
+    assert (
+        "region Wales: readers 12, delivered 12, bounced 0, unsubscribed 0, "
+        "agreed not shown, opens people not shown" in out.getvalue()
+    )
+
+
+def test_with_the_setting_off_groups_show_no_opens_or_clicks(
+    admin_client, agreeing, settings
+):
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = False
+    report = post_report(agreeing)
+    assert report["readers_agreed"] is None
+    east = {
+        k: v
+        for k, v in EAST_WITH_ENGAGEMENT.items()
+        if k in report["groups"]["region"][0]
+    }
+    assert report["groups"]["region"][0] == east
+    assert set(east) == {
+        "slug",
+        "name",
+        "readers",
+        "delivered",
+        "bounced",
+        "unsubscribed",
+    }
+    page = admin_client.get(f"/admin/newsletter/postreport/{agreeing.pk}/change/")
+    text = page.content.decode()
+    assert "Opens and clicks are not shown by group" in text
+    assert "Agreed to per-reader engagement" not in text
+
+
+def test_small_groups_folded_together_show_their_engagement_once_per_reader(
+    settings,
+):
+    """Wales and the South East have 7 readers each, 12 together (two follow
+    both); all agreed and opened once."""
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+    post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
+    mailing = Mailing.objects.create(kind="post", post=post)
+    readers = [
+        *readers_following(mailing, 5, WALES),
+        *readers_following(mailing, 5, SOUTH_EAST),
+        *readers_following(mailing, 2, WALES, SOUTH_EAST),
+    ]
+    agree(*readers)
+    for delivery in Delivery.objects.filter(mailing=mailing):
+        engagement.open_record(delivery=delivery, machine=False, at=WENT_OUT)
+    assert post_report(post)["groups"]["region"] == [
+        {
+            "slug": "",
+            "name": "Other regions",
+            "folded": 2,
+            "readers": 12,
+            "delivered": 12,
+            "bounced": 0,
+            "unsubscribed": 0,
+            "agreed": 12,
+            "opens": {"people": 12, "machines": 0},
+            "clicks": {"people": 0, "machines": 0},
+        }
+    ]

@@ -4,9 +4,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
 from newsletter.reports import (
-    GROUP_FIGURES,
     REPORT_FIGURES,
     SMALLEST_GROUP,
+    group_counts,
+    group_figures,
     post_report,
 )
 from posts.models import Post
@@ -47,11 +48,21 @@ class Command(BaseCommand):
                 f"  {link['people']:>6} people {link['machines']:>6} machines  "
                 f"{link['url']}{hidden}"
             )
+        if report["readers_agreed"] is not None:
+            self.stdout.write(
+                "Opens and clicks by group: only the "
+                f"{report['readers_agreed']} readers who agreed to per-reader "
+                f"engagement, in groups where {SMALLEST_GROUP} or more agreed."
+            )
+        names = group_figures(report)
         for kind, groups in report["groups"].items():
             for group in groups:
                 figures = (
                     f"fewer than {SMALLEST_GROUP} readers together, not shown"
                     if group["readers"] is None
-                    else ", ".join(f"{key} {group[key]}" for key in GROUP_FIGURES)
+                    else ", ".join(
+                        f"{name} {'not shown' if count is None else count}"
+                        for name, count in zip(names, group_counts(group), strict=True)
+                    )
                 )
                 self.stdout.write(f"{kind} {group['name']}: {figures}")
