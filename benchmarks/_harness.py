@@ -16,6 +16,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def services_arguments(parser, *, redis: bool = True) -> None:
+    """--database-url (a PostgreSQL database named *bench*: it is emptied) and
+    --redis-url, from BENCH_DATABASE_URL and BENCH_REDIS_URL by default."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/newsletter_bench"
+        ),
+    )
+    if redis:
+        parser.add_argument(
+            "--redis-url",
+            default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        )
+
+
 def configure(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     """Set the environment this process and its workers run with, then set up Django."""
     name = database_url.rsplit("/", 1)[-1]

@@ -67,12 +67,7 @@ def main() -> None:
     parser.add_argument(
         "--no-resolve", action="store_true", help="leave uncertain batches as they are"
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/newsletter_bench"
-        ),
-    )
+    h.services_arguments(parser, redis=False)  # a Redis of its own, to restart
     args = parser.parse_args()
     random.seed(args.seed)
 

@@ -15,7 +15,6 @@ desk_pages: readers=… deliveries=… desk_queries=… desk_ms=… report_queri
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -251,16 +250,7 @@ def main() -> None:
         action="store_true",
         help="keep the list of an earlier run if it holds --readers readers",
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/newsletter_bench"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
-    )
+    h.services_arguments(parser)
     args = parser.parse_args()
     h.configure(args.database_url, args.redis_url, DJANGO_SECURE_SSL_REDIRECT="0")
 

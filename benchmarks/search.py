@@ -160,16 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.search")
     parser.add_argument("--posts", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/newsletter_bench"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
-    )
+    h.services_arguments(parser)
     parser.add_argument(
         "--reuse",
         action="store_true",
