@@ -9,8 +9,8 @@ with wrk: the home page, a post page, search, a subscribe POST (a fresh address
 each time; the rate limit per client is lifted for the run, the per-address one
 still applies), an email's link through the counting redirect (/r/<token>/, a
 burst of clicks on one link from one client, as a link scanner makes after a
-send: all counted as machines') and a static file served by the same server, the
-ceiling. Prints
+send: each counted as a machine's) and a static file served by the same server,
+the ceiling. Prints
 requests/s and p50/p99 latency for each, then one summary line. Subscribe tasks
 queued during the run are purged from the broker at the end; no worker runs.
 """
