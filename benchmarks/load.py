@@ -8,8 +8,9 @@ the Redis cache) on a free local port, then gives each of these LOAD_SECONDS (2)
 with wrk: the home page, a post page, search, a subscribe POST (a fresh address
 each time; the rate limit per client is lifted for the run, the per-address one
 still applies), an email's link through the counting redirect (/r/<token>/, a
-burst of clicks on one link, as after a send) and a static file served by the
-same server, the ceiling. Prints
+burst of clicks on one link from one client, as a link scanner makes after a
+send: each counted as a machine's) and a static file served by the same server,
+the ceiling. Prints
 requests/s and p50/p99 latency for each, then one summary line. Subscribe tasks
 queued during the run are purged from the broker at the end; no worker runs.
 """
@@ -246,6 +247,7 @@ def main() -> int:
         f"load: home={rate('home')} post={rate('post')} search={rate('search')} "
         f"subscribe={rate('subscribe')} click={rate('click')} static={rate('static')} "
         f"post_ratio={ratio('post')} search_ratio={ratio('search')} "
+        f"click_ratio={ratio('click')} "
         f"post_p99_ms={results['post']['p99']:.1f}"
     )
     return 0

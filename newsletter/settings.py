@@ -130,7 +130,8 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's, reusing one Redis client (rediscache.py).
+            "BACKEND": "newsletter.rediscache.RedisCache",
             "LOCATION": REDIS_URL,
         }
     }
@@ -399,6 +400,12 @@ PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", "60")
 MIDDLEWARE.insert(
     MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
     "newsletter.pagecache.PageCacheMiddleware",
+)
+# Before the page cache: an email's link is redirected without the rest of the
+# stack (clickredirect.py).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
+    "newsletter.clickredirect.ClickRedirectMiddleware",
 )
 
 # Content Security Policy (django-csp): only the site's own scripts, styles and

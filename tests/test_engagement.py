@@ -104,6 +104,24 @@ def test_a_person_following_a_link_is_redirected_and_counted_as_a_person(
     assert counts()[DATA] == (0, 0)
 
 
+def test_the_redirect_skips_sessions_and_login_but_keeps_the_security_headers(
+    client, email, clock
+):
+    clock(3600)
+    response = click(client, redirects(email)[REPORT])
+    assert response.status_code == 302
+    # Answered before the session, authentication and CSRF middleware ran.
+    assert not hasattr(response.wsgi_request, "user")
+    assert not response.cookies
+    assert "Vary" not in response
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert "no-store" in response["Cache-Control"]
+    assert response["X-Robots-Tag"] == "noindex"
+
+
 def test_an_address_with_a_query_string_is_followed_whole(client, email, clock):
     clock(3600)
     assert click(client, redirects(email)[DATA])["Location"] == DATA
@@ -229,6 +247,9 @@ def test_the_hidden_link_is_a_machine_and_so_are_the_messages_clicks_around_it(
 def test_a_forged_or_unknown_link_is_a_404(client, email, token):
     response = client.get(f"/r/{token}/")
     assert response.status_code == 404
+    # The page made by the whole stack, as any other 404.
+    assert "default-src 'self'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
     assert all(count == (0, 0) for count in counts().values())
 
 
@@ -409,6 +430,13 @@ def test_a_click_reads_and_writes_nothing_in_the_database(
     assert engagement.click_counts_flush() == 1
     assert link_counts(REPORT) == (1, 0)
     assert engagement.click_counts_flush() == 0  # nothing is added twice
+
+
+@needs_redis
+def test_the_cache_reuses_one_redis_client():
+    """Django's builds one per call, which costs more than the round trip."""
+    assert engagement._redis() is engagement._redis()
+    assert cache._cache.get_client() is cache._cache.get_client(write=True)
 
 
 @needs_redis
