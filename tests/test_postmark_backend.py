@@ -225,6 +225,56 @@ def single_message(to: str) -> AnymailMessage:
     return message
 
 
+def reader_message(to: str, i: int) -> AnymailMessage:
+    """One reader's own message of a batch of distinct ones, as a digest is."""
+    message = AnymailMessage(
+        subject=f"Your digest: {i} posts, café",
+        body=f'Dear reader {i}: "quotes", a tab\there, £5',
+        from_email='"On Probation" <news@example.org>',
+        reply_to=["Editor <editor@example.org>"],
+        to=[to],
+        headers={"Message-ID": f"<{i}@example.org>", "List-Id": "<posts.example>"},
+    )
+    message.attach_alternative(f"<p>Caf\u00e9 {i} <b>&amp;</b> 𝛑</p>", "text/html")
+    message.metadata = {"batch": "7", "delivery": str(i)}
+    return message
+
+
+def test_distinct_messages_go_in_one_call_each_as_anymail_builds_it(fake_esp):
+    """/email/batch carries, for each message, what anymail would post to /email:
+    those alike but for their reader's fields, and those that are not (a display
+    name, a Cc, no headers), and each message's status is its own."""
+    messages = [
+        reader_message("reader0@example.org", 0),
+        reader_message("reader.one+x@mail.example.co.uk", 1),
+        reader_message("Zoë <zoe@example.org>", 2),
+        reader_message("reader3@example.org", 3),
+        reader_message("reader4@example.org", 4),
+    ]
+    messages[3].cc = ["desk@example.org"]
+    messages[4].extra_headers = {}
+    expected = []
+    for message in messages:
+        anymails = AnymailPostmark(**TOKEN)
+        payload = anymails.build_message_payload(message, anymails.send_defaults)
+        expected.append(json.loads(payload.serialize_data()))
+    assert EmailBackend().send_messages(messages) == 5
+    (request,) = fake_esp.get_messages(limit=1)
+    assert request["endpoint"].endswith("email/batch")
+    assert json.loads(request["request_body"]) == expected
+    ids = [
+        next(iter(m.anymail_status.recipients.values())).message_id for m in messages
+    ]
+    assert [list(m.anymail_status.recipients) for m in messages] == [
+        ["reader0@example.org"],
+        ["reader.one+x@mail.example.co.uk"],
+        ["zoe@example.org"],
+        ["reader3@example.org"],
+        ["reader4@example.org"],
+    ]
+    assert len(set(ids)) == 5 and None not in ids
+
+
 @pytest.mark.parametrize(
     "make_message",
     [

@@ -20,7 +20,11 @@ them in itself and sends each reader their own message (/email): anymail builds 
 batch's payload once, and each reader costs a splice and an HTTP exchange.
 
 Several distinct messages (a digest batch: each reader's own posts) go in one call
-to /email/batch through send_messages, each built by anymail as for /email.
+to /email/batch through send_messages. anymail builds the first one's message as for
+/email; the others differ from it only in their reader's own fields (To, Subject,
+the bodies, headers, metadata), which are set into a copy of it: anymail's generic
+per-message machinery cost more than assembling the digest itself. The list is
+JSON-encoded once.
 """
 
 import http.client
@@ -152,17 +156,83 @@ class Payload(PostmarkPayload):
 
 
 class Messages:
-    """Payloads of distinct messages, posted together to /email/batch."""
+    """Distinct messages, each to its one reader, posted together to /email/batch:
+    Postmark's /email message of each (anymail's `data` for it, or a copy of the
+    first's with the reader's own fields, see `reader_fields`), encoded once."""
 
-    def __init__(self, payloads: list[Payload]) -> None:
-        self.payloads = payloads
+    def __init__(self, first: Payload, messages: list[dict]) -> None:
+        self.first = first
+        self.messages = messages
 
     def get_request_params(self, api_url: str) -> dict:
-        params = self.payloads[0].get_request_params(api_url)
+        params = self.first.get_request_params(api_url)
         params["url"] = api_url + "email/batch"
-        params["data"] = b"[" + b",".join(p.serialize_data() for p in self.payloads)
-        params["data"] += b"]"
+        params["data"] = self.first.serialize_json(self.messages).encode()
         return params
+
+
+# The attributes in which one reader's message of a batch differs from another's;
+# anymail builds the rest of each from attributes that are the same for all.
+_READERS_OWN = frozenset(
+    ("to", "subject", "body", "alternatives", "extra_headers", "metadata")
+)
+# Attributes of a message that anymail does not read.
+_NOT_READ = frozenset(("connection", "anymail_status"))
+# Headers anymail takes for fields rather than passing on.
+_FIELD_HEADERS = frozenset(("from", "reply-to", "to"))
+
+
+def _plain(message) -> bool:
+    """A message whose fields anymail would set only from its attributes: to one
+    bare address, a text body and one HTML alternative, headers none of which
+    anymail takes for a field."""
+    return (
+        len(message.to) == 1
+        and _BARE_ADDRESS.fullmatch(message.to[0]) is not None
+        and message.content_subtype == "plain"
+        and [mimetype for _, mimetype in message.alternatives] == ["text/html"]
+        and _FIELD_HEADERS.isdisjoint(map(str.lower, message.extra_headers))
+    )
+
+
+def reader_fields(first: Payload, message) -> dict | None:
+    """The message's Postmark /email message as anymail would build it, from the
+    first's: a copy with the reader's own fields set. None unless both messages
+    are plain and alike in everything else, and nothing from the backend's
+    defaults is merged into those fields."""
+    other = first.message
+    own, theirs = vars(message), vars(other)
+    alike = (
+        type(message) is type(other)
+        and own.keys() == theirs.keys()
+        and all(
+            own[name] == theirs[name] for name in own.keys() - _READERS_OWN - _NOT_READ
+        )
+    )
+    defaults = first.defaults
+    if not (
+        alike
+        and _plain(message)
+        and _plain(other)
+        and "extra_headers" not in defaults
+        and "metadata" not in defaults
+        and not first.backend.generate_message_id
+    ):
+        return None
+    data = dict(first.data)
+    data["To"] = message.to[0]
+    data["Subject"] = str(message.subject)
+    data["TextBody"] = str(message.body)
+    data["HtmlBody"] = message.alternatives[0][0]
+    data.pop("Headers", None)
+    if message.extra_headers:
+        data["Headers"] = [
+            {"Name": name, "Value": value}
+            for name, value in message.extra_headers.items()
+        ]
+    if "metadata" in own:
+        data["Metadata"] = dict(message.metadata)
+    return data
 
 
 # Postmark's per-message error codes that mean the address, not the message, was
@@ -277,25 +347,33 @@ class EmailBackend(AnymailPostmarkBackend):
         try:
             for message in email_messages:
                 message.anymail_status = AnymailStatus()
-            payloads = [
-                self.build_message_payload(message, self.send_defaults)
-                for message in email_messages
-            ]
-            response = self._post(Messages(payloads), email_messages[0])
+            first = self.build_message_payload(email_messages[0], self.send_defaults)
+            messages = [first.data]
+            readers = [[to.addr_spec for to in first.to_emails]]
+            for message in email_messages[1:]:
+                data = reader_fields(first, message)
+                if data is None:
+                    payload = self.build_message_payload(message, self.send_defaults)
+                    data = payload.data
+                    readers.append([to.addr_spec for to in payload.to_emails])
+                else:
+                    readers.append(message.to)
+                messages.append(data)
+            response = self._post(Messages(first, messages), email_messages[0])
             try:
                 answers = response.json()
-                assert isinstance(answers, list) and len(answers) == len(payloads)
+                assert isinstance(answers, list) and len(answers) == len(messages)
             except (ValueError, AssertionError) as err:
                 raise AnymailError(
-                    f"Postmark's answer to {len(payloads)} messages: "
+                    f"Postmark's answer to {len(messages)} messages: "
                     f"{response.text[:200]!r}"
                 ) from err
-            for message, payload, answer in zip(
-                email_messages, payloads, answers, strict=True
+            for message, addresses, answer in zip(
+                email_messages, readers, answers, strict=True
             ):
                 message.anymail_status.esp_response = response
                 message.anymail_status.set_recipient_status(
-                    self._answer_status(payload, answer)
+                    self._answer_status(addresses, answer)
                 )
         finally:
             if created:
@@ -303,13 +381,15 @@ class EmailBackend(AnymailPostmarkBackend):
         return len(email_messages)
 
     @staticmethod
-    def _answer_status(payload, answer) -> dict[str, AnymailRecipientStatus]:
+    def _answer_status(
+        addresses: list[str], answer
+    ) -> dict[str, AnymailRecipientStatus]:
         code = answer.get("ErrorCode") if isinstance(answer, dict) else None
         if code == 0 and answer.get("MessageID"):
             status = AnymailRecipientStatus(answer["MessageID"], "sent")
         else:  # refused: the address, or the message itself
             status = AnymailRecipientStatus(None, _REFUSED_ADDRESS.get(code, "failed"))
-        return {to.addr_spec: status for to in payload.to_emails}
+        return dict.fromkeys(addresses, status)
 
     def _post(self, payload, message):
         """One post through http.client: anymail's request, and an answer that
