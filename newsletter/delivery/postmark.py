@@ -6,14 +6,11 @@ work together: it parses every address it is given, and every address Postmark
 answers with, through Python's email header parser (~30 µs each), and it
 JSON-encodes each of the 500 copies of the ~30 KB body. This backend skips the
 parser for bare addresses (and remembers the few others: From, Reply-To), encodes
-each body once, and posts on a kept-alive connection (http.client's, for the
-connecting and TLS) whose requests and answers it writes and reads itself, rather
-than through requests. Requests' per-call bookkeeping (settings merges, cookies,
-hooks) and urllib3's beneath it cost more than everything else a
-one-message-per-reader send does per message (measured: workers spend 30% less CPU
-per message, the fake ESP 15% less), and so, after them, did http.client's header
-checks and its reading of the answer's headers through the email parser.
-Requests, errors and per-recipient statuses are anymail's own; anything
+each body once, and posts through the standard library's http.client rather than
+requests. Requests' per-call bookkeeping (settings merges, cookies, hooks) and
+urllib3's beneath it cost more than everything else a one-message-per-reader send
+does per message (measured: workers spend 30% less CPU per message, the fake ESP
+15% less). Requests, errors and per-recipient statuses are anymail's own; anything
 out of the ordinary (a proxy, anymail's request debugging) goes through anymail's
 code unchanged.
 
