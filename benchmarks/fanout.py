@@ -72,16 +72,7 @@ def main() -> None:
         action="store_true",
         help="batch mode through Postmark's bulk API (content once per call)",
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/newsletter_bench"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
-    )
+    h.services_arguments(parser)
     parser.add_argument(
         "--plan", type=int, metavar="MAILING_ID", help=argparse.SUPPRESS
     )
