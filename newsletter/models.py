@@ -605,6 +605,8 @@ class MailingHourQuerySet(models.QuerySet):
         )
         totals: dict[tuple[int, int], list[int]] = {}
         for link_id, hour, people, machines in changes:
+            if link_id not in mailing_of:
+                continue  # a link deleted since its click was counted
             total = totals.setdefault((mailing_of[link_id], hour), [0, 0])
             total[0] += people
             total[1] += machines

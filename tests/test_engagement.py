@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from newsletter import engagement
-from newsletter.models import Delivery, Link, Mailing
+from newsletter.models import Delivery, Link, Mailing, MailingHour
 
 from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory
@@ -430,6 +430,19 @@ def test_a_click_reads_and_writes_nothing_in_the_database(
     assert engagement.click_counts_flush() == 1
     assert link_counts(REPORT) == (1, 0)
     assert engagement.click_counts_flush() == 0  # nothing is added twice
+
+
+@needs_redis
+def test_a_link_deleted_before_the_flush_does_not_stop_the_others(client, email, clock):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    click(client, links[DATA], address="192.0.2.77")
+    Link.objects.filter(url=REPORT).delete()
+    assert engagement.click_counts_flush() == 2
+    assert link_counts(DATA) == (1, 0)
+    hours = MailingHour.objects.get()
+    assert (hours.clicks_people, hours.clicks_machines) == (1, 0)
 
 
 @needs_redis
