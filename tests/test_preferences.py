@@ -201,6 +201,12 @@ def test_changing_the_address_waits_for_the_new_address_to_confirm(
     assert client.get(url(reader)).status_code == 200
 
 
+def same_page(content: bytes, address: bytes) -> bytes:
+    return re.sub(rb"/preferences/[^/\"]+/", b"/preferences/.../", content).replace(
+        address, b""
+    )
+
+
 def test_an_address_already_subscribed_gets_the_same_answer_and_no_email(
     client, reader, on_commit
 ):
@@ -211,8 +217,10 @@ def test_an_address_already_subscribed_gets_the_same_answer_and_no_email(
     Subscriber.objects.update(email_change_requested_at=None)  # the next day
     taken = ask_to_move(client, on_commit, reader, "taken@example.org")
     assert taken.status_code == free.status_code == 200
-    assert taken.content.replace(b"taken@example.org", b"") == free.content.replace(
-        b"free@x.org", b""
+    # The same page, but for the address asked for and the preference link's
+    # signature, whose timestamp may have ticked over between the two answers.
+    assert same_page(taken.content, b"taken@example.org") == same_page(
+        free.content, b"free@x.org"
     )
     assert mail.outbox == []
     reader.refresh_from_db()
