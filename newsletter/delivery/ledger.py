@@ -113,8 +113,9 @@ def close_batch(
     DONE. The attempt's `error` is recorded, except that an attempt without error
     that leaves the batch UNCERTAIN keeps the last one recorded, which tells the
     reviewer what went wrong (each uncertain delivery has its own as well). Returns
-    (new status, batches of the mailing still queued or sending), or None when the
-    batch was not in `from_status`.
+    (new status, other batches of the mailing still queued), or None when the
+    batch was not in `from_status`. Batches being sent beside it are not counted:
+    the statement cannot see whether they finish meanwhile (see batch_send).
     """
     has = f"EXISTS (SELECT 1 FROM {D} d WHERE d.batch_id = {B}.id AND d.status"
     waiting = f"{has} = '{Delivery.Status.QUEUED}')"
@@ -136,7 +137,7 @@ def close_batch(
         RETURNING status, (
             SELECT COUNT(*) FROM {B} b
             WHERE b.mailing_id = {B}.mailing_id AND b.id <> {B}.id
-                AND b.status IN (%s, %s)
+                AND b.status = %s
         )
     """
     when = connection.ops.adapt_datetimefield_value(now)
@@ -153,7 +154,6 @@ def close_batch(
         batch_id,
         from_status,
         Batch.Status.QUEUED,
-        Batch.Status.SENDING,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

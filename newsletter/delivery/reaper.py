@@ -45,7 +45,7 @@ def mailings_reap() -> dict[str, int]:
                 status=Delivery.Status.UNCERTAIN,
                 error="worker stopped while sending; not resent automatically",
             )
-            status, _others = close_batch(
+            status, _queued = close_batch(
                 batch_id,
                 from_status=Batch.Status.SENDING,
                 now=now,

@@ -179,7 +179,7 @@ def batch_send(*, batch_id: int) -> None:
     )
     if closed is None:
         return  # the reaper took this claim for a dead one; it owns the batch now
-    status, others = closed
+    status, queued = closed
     # The provider refusing, or leaving the outcome unknown, counts towards the
     # breaker; a spent sending budget (ours) or a deferred reader (theirs) does not.
     provider_failed = trouble is not None and (
@@ -191,7 +191,11 @@ def batch_send(*, batch_id: int) -> None:
         Mailing.objects.filter(pk=batch.mailing_id).update(consecutive_failures=0)
     if status == Batch.Status.QUEUED:
         raise trouble if isinstance(trouble, RetryLater) else RetryLater(str(trouble))
-    if not others:
+    # With none queued, this may be the last batch: ask, after this batch's close
+    # is committed, whether the mailing is done. Of batches finishing side by side,
+    # the one that asks last sees them all done (close_batch's own statement could
+    # not see a sibling's uncommitted close, and left the mailing to the reaper).
+    if not queued:
         close_mailing_if_finished(batch.mailing_id)
 
 
