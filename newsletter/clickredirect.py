@@ -1,23 +1,49 @@
-"""An email's link (/r/<token>/, views.click) answered near the top of the stack.
+"""An email's link (/r/<token>/): counted (engagement.py), then followed.
 
 A send brings a burst of clicks, each a redirect that reads no row and keeps no
 session: sessions, authentication, CSRF, messages, the page cache and django-axes
-have nothing to do for it, yet cost more than counting the click. So, as whitenoise
-answers static files, this middleware (right after security and whitenoise) calls
-the click view itself, and gives its redirect the headers the middleware below
-would have added (Content-Security-Policy, X-Frame-Options): the same for every
-redirect, so worked out once, by those middleware themselves.
+have nothing to do for it, yet cost more than keeping the click. So, as whitenoise
+answers static files, ClickRedirectMiddleware (right after security and whitenoise)
+answers it itself, without even resolving the URL, and gives the redirect the
+headers the view's decorator and the middleware below would have added
+(Cache-Control, Content-Security-Policy, X-Frame-Options): the same for every
+redirect, so worked out once, by those very decorator and middleware.
 
-Anything else goes down the whole stack as usual: other methods (405), and forged
-or unknown tokens, whose 404 page is then made, with every header, like any page's.
+Anything else goes down the whole stack to views.click: other methods (405), and
+forged or unknown tokens, whose 404 page is then made, with every header, like any
+page's.
 """
 
 from csp.middleware import CSPMiddleware
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.clickjacking import XFrameOptionsMiddleware
-from django.urls import Resolver404, resolve, reverse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+
+from posts.clients import client_address
+
+from . import engagement
 
 CLICK_VIEW = "newsletter:click"
+
+
+def followed(request: HttpRequest, token: str) -> HttpResponse | None:
+    """The redirect to the link a token names, the click counted; None for a
+    forged or unknown token."""
+    link = engagement.click_record(
+        token=token,
+        head=request.method == "HEAD",
+        user_agent=request.headers.get("User-Agent", ""),
+        client=client_address(request),
+        now=timezone.now(),
+        reader=request.GET.get("reader", ""),
+    )
+    if link is None:
+        return None
+    response = HttpResponseRedirect(link.target)
+    response["X-Robots-Tag"] = "noindex"
+    return response
 
 
 class ClickRedirectMiddleware:
@@ -26,6 +52,9 @@ class ClickRedirectMiddleware:
         self.prefix = reverse(CLICK_VIEW, args=["token"]).removesuffix("token/")
         bare = HttpResponseRedirect("/")
         dressed = HttpResponseRedirect("/")
+        # never_cache's Expires is the moment of the response: any moment past
+        # says the same.
+        add_never_cache_headers(dressed)
         for skipped in (CSPMiddleware, XFrameOptionsMiddleware):
             dressed = skipped(get_response).process_response(HttpRequest(), dressed)
         self.headers = {
@@ -33,20 +62,19 @@ class ClickRedirectMiddleware:
         }
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method not in ("GET", "HEAD") or not request.path_info.startswith(
-            self.prefix
+        path = request.path_info
+        token = path[len(self.prefix) : -1]
+        if (
+            request.method in ("GET", "HEAD")
+            and path.startswith(self.prefix)
+            and path.endswith("/")
+            and token
+            and "/" not in token
         ):
-            return self.get_response(request)
-        try:
-            match = resolve(request.path_info)
-        except Resolver404:
-            return self.get_response(request)
-        if match.view_name != CLICK_VIEW:
-            return self.get_response(request)
-        try:
-            response = match.func(request, *match.args, **match.kwargs)
-        except Http404:  # a forged or unknown token: counted nowhere, as below
-            return self.get_response(request)
-        for name, value in self.headers.items():
-            response.headers.setdefault(name, value)
-        return response
+            response = followed(request, token)
+            if response is not None:
+                for name, value in self.headers.items():
+                    response.headers.setdefault(name, value)
+                return response
+        # Anything else, and a forged or unknown token (counted nowhere, as below).
+        return self.get_response(request)

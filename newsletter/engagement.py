@@ -14,15 +14,17 @@ A click is a machine's when any of these holds (CLICK_RULES says so to the autho
 - the same message "clicked" another link within BURST_SECONDS, or the hidden link
   within TRAP_SECONDS: the earlier clicks it counted as people become machines.
 
-Clicks are counted in Redis and added to the Link rows by beat every minute
-(click_counts_flush; docs/engagement.md says how none is lost or doubled).
+The redirect only keeps each click, in a list in Redis; beat judges and counts
+them into the Link rows every minute (click_counts_flush, clicks_judge;
+docs/engagement.md says how none is lost or doubled). Without Redis a click is
+judged and counted at once.
 
-The redirect keeps no record of who clicked, unless the link carries a consenting
-reader's signed part (reader_part_add). "The same message" is told by the
-mailing, the client's address and its user agent: the client's recent clicks are
-held in the cache under a hash of the two, for TRAP_SECONDS only (two people
-behind one office gateway, with the same browser, clicking the same email within
-two seconds, count as one scanner).
+No record is kept of who clicked, unless the link carries a consenting reader's
+signed part (reader_part_add). "The same message" is told by the mailing, the
+client's address and its user agent: a click is kept with a hash of the two until
+the next flush, and the flush remembers each client's last clicks for
+TRAP_SECONDS (two people behind one office gateway, with the same browser,
+clicking the same email within two seconds, count as one scanner).
 
 Opens come from the provider's tracking events (webhooks.py); OPEN_RULES says which
 are machines.
@@ -32,11 +34,12 @@ import contextlib
 import functools
 import hashlib
 import html
+import json
 import pickle
 import re
 import uuid
 from dataclasses import astuple, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import redis
@@ -182,17 +185,9 @@ def _held_link(held) -> ClickTarget | None:
 
 def _link_read(link_id: int) -> ClickTarget | None:
     """The link's row, held in the cache for the clicks that follow."""
-    link = Link.objects.select_related("mailing").filter(pk=link_id).first()
-    if link is None or not is_web_address(link.target):
+    target = _links_read({link_id}).get(link_id)
+    if target is None or not is_web_address(target.target):
         return None
-    target = ClickTarget(
-        link_id=link.pk,
-        mailing_id=link.mailing_id,
-        url=link.url,
-        target=link.target,
-        hidden=link.hidden,
-        mailing_created_at=link.mailing.created_at,
-    )
     with contextlib.suppress(Exception):
         cache.set(_link_key(link_id), astuple(target), timeout=LINK_CACHE_SECONDS)
     return target
@@ -310,19 +305,33 @@ class LinkTracker:
             self._redirects[url, hidden] = self._slot.replace("--slot--", token)
 
 
-def click_by_machine(
-    *, link: ClickTarget, head: bool, user_agent: str, now: datetime
-) -> bool:
-    """Whether a click alone shows a machine, before looking at the message's
-    other clicks."""
+def click_signs(*, head: bool, user_agent: str) -> bool:
+    """Whether the request alone shows a machine: a HEAD request, no browser, or a
+    known link scanner's."""
     agent = user_agent.strip().lower()
-    return (
-        head
-        or link.hidden
-        or not agent
-        or any(scanner in agent for scanner in SCANNER_AGENTS)
-        or (now - link.mailing_created_at).total_seconds() < MACHINE_SECONDS_AFTER_SEND
-    )
+    return head or not agent or any(scanner in agent for scanner in SCANNER_AGENTS)
+
+
+@dataclass
+class Click:
+    """A click as the redirect keeps it until the flush judges it: which link,
+    a hash of the client (its address and user agent), when, and what the request
+    itself showed; no address, no browser. `reader` is the signed part of a
+    consenting reader's link, or ""."""
+
+    link_id: int
+    client: str
+    at: float  # seconds since 1970
+    signs: bool  # click_signs
+    reader: str = ""
+    machine: bool = False  # judged (clicks_judge)
+
+    def kept(self) -> str:
+        return json.dumps([self.link_id, self.client, self.at, self.signs, self.reader])
+
+    @classmethod
+    def from_kept(cls, kept: bytes | str) -> "Click":
+        return cls(*json.loads(kept))
 
 
 def click_record(
@@ -334,48 +343,90 @@ def click_record(
     now: datetime,
     reader: str = "",
 ) -> ClickTarget | None:
-    """Count a click on the link a token names as a person's or a machine's, and
-    return the link (the reader goes to its target); None for a forged or unknown
-    token.
+    """Keep a click on the link a token names, to be judged and counted by the
+    flush, and return the link (the reader goes to its target); None for a forged
+    or unknown token.
 
-    The client's recent clicks (by its address and user agent, hashed) are held in
-    the cache for TRAP_SECONDS, so that a scanner's burst in one message, or its
-    click on the hidden link, also turns the clicks it made just before into
-    machines. Two round trips to Redis: one read, one write. `reader` is the
-    signed part a consenting reader's links carry (reader_part_add); without it
-    nothing names the reader.
+    With Redis, one round trip: the link is read from the cache and the click
+    appended to the list the flush takes; nothing is judged here, so that a burst
+    of clicks after a send costs the site as little as a static file. Without
+    Redis (the embedded default, or Redis not answering) the click is judged and
+    counted in the Link rows at once.
     """
     link_id = _link_id(token)
     if link_id is None:
         return None
-    recent_key = (
-        "click:" + hashlib.sha256(f"{client}|{user_agent}".encode()).hexdigest()
+    click = Click(
+        link_id=link_id,
+        client=hashlib.sha256(f"{client}|{user_agent}".encode()).hexdigest(),
+        at=now.timestamp(),
+        signs=click_signs(head=head, user_agent=user_agent),
+        reader=reader,
     )
-    found = _cached([_link_key(link_id), recent_key])
-    link = _held_link(found.get(_link_key(link_id))) or _link_read(link_id)
-    if link is None:
-        return None
-    moment = now.timestamp()
-    # Each: [mailing id, link id, when, counted as a machine, followed the hidden
-    # link]; the same message's are those of the same mailing.
-    recent = [c for c in found.get(recent_key, []) if moment - c[2] < TRAP_SECONDS]
-    message = [c for c in recent if c[0] == link.mailing_id]
-    machine = click_by_machine(
-        link=link, head=head, user_agent=user_agent, now=now
-    ) or any(moment - c[2] < BURST_SECONDS or c[4] for c in message)
-    # (link id, hour, people, machines): a machine's click also moves the
-    # message's recent clicks counted as people's over to machines.
-    changes = [(link.link_id, _hour(moment), 0 if machine else 1, int(machine))]
-    if machine:
-        for click in message:
-            if not click[3]:
-                changes.append((click[1], _hour(click[2]), -1, 1))
-                click[3] = True
-    recent.append([link.mailing_id, link.link_id, moment, machine, link.hidden])
-    _click_save(changes, recent_key, recent[-RECENT_CLICKS_KEPT:])
-    if reader:
-        _reader_click_record(reader, link=link, at=now, machine=machine)
+    held, kept = _click_keep(click)
+    link = _held_link(held) or _link_read(link_id)
+    if link is not None and not kept:
+        clicks_add([click])
     return link
+
+
+def _click_keep(click: Click) -> tuple[object, bool]:
+    """The link as the cache holds it, and whether the click was kept for the
+    flush: in one round trip to Redis."""
+    client = _redis()
+    if client is not None:
+        with contextlib.suppress(Exception):  # counted at once instead
+            pipe = client.pipeline(transaction=False)
+            pipe.get(cache.make_key(_link_key(click.link_id)))
+            pipe.rpush(cache.make_key(_CLICKS), click.kept())
+            held, _ = pipe.execute()
+            # Pickled, as Django's Redis cache stores values.
+            return (pickle.loads(held) if held else None), True  # noqa: S301
+    return _cached([_link_key(click.link_id)]).get(_link_key(click.link_id)), False
+
+
+def clicks_judge(
+    earlier: list[Click], clicks: list[Click], links: dict[int, ClickTarget]
+) -> list[Click]:
+    """Judge each click a person's or a machine's (its `machine`), in the order
+    they came, by CLICK_RULES. `earlier` are clicks judged and counted before,
+    remembered to judge these: a machine's click of the same message may move them
+    to machines too. Clicks on links not in `links` (deleted since) are passed
+    over. Returns the clicks to remember for the next judgement: each client's
+    last few within TRAP_SECONDS of the newest click."""
+    counted = {id(click) for click in earlier}
+    recent: dict[str, list[Click]] = {}  # by client
+    for click in sorted([*earlier, *clicks], key=lambda click: click.at):
+        link = links.get(click.link_id)
+        if link is None:
+            continue
+        mine = [
+            c for c in recent.get(click.client, []) if click.at - c.at < TRAP_SECONDS
+        ]
+        recent[click.client] = [*mine, click][-RECENT_CLICKS_KEPT:]
+        if id(click) in counted:
+            continue
+        message = [c for c in mine if links[c.link_id].mailing_id == link.mailing_id]
+        click.machine = (
+            click.signs
+            or link.hidden
+            or click.at - link.mailing_created_at.timestamp()
+            < MACHINE_SECONDS_AFTER_SEND
+            or any(
+                click.at - c.at < BURST_SECONDS or links[c.link_id].hidden
+                for c in message
+            )
+        )
+        if click.machine:
+            for c in message:
+                c.machine = True
+    newest = max((click.at for click in clicks), default=0)
+    return [
+        click
+        for mine in recent.values()
+        for click in mine
+        if newest - click.at < TRAP_SECONDS
+    ]
 
 
 def _hour(moment: float) -> int:
@@ -384,12 +435,14 @@ def _hour(moment: float) -> int:
     return int(moment // 3600)
 
 
-# Clicks are counted in Redis, one field per link, hour and people/machines of
-# the hash _COUNTING; beat's flush_click_counts adds them to Link rows every minute.
-_COUNTING = "newsletter:clicks:counting"
-# A flush first renames _COUNTING to a batch key of its own (one atomic step:
-# clicks after it go into a fresh hash), and deletes the batch once added.
-_BATCH = "newsletter:clicks:batch:"
+# With Redis, the redirect appends each click to the list _CLICKS, and beat's
+# flush_click_counts judges and counts them every minute.
+_CLICKS = "newsletter:clicks:kept"
+# A flush first renames _CLICKS to a batch key of its own (one atomic step: clicks
+# after it go into a fresh list), and deletes the batch once counted.
+_BATCH = "newsletter:clicks:taken:"
+# The clicks a judgement remembers for the next (clicks_judge).
+_RECENT = "newsletter:clicks:recent"
 # Batch markers (ClickCountBatch) are needed only until their batch is deleted
 # from Redis, minutes later even after a worker died; a day is ample.
 BATCH_MARKERS_KEPT = timedelta(days=1)
@@ -404,77 +457,89 @@ def _redis():
     return default._cache.get_client(write=True)
 
 
-def _click_save(
-    changes: list[tuple[int, int, int, int]], recent_key: str, recent: list
-) -> None:
-    """Count the click's (link id, hour, people, machines) changes and keep the
-    client's recent clicks: in Redis, in one round trip and no database write;
-    without Redis, or when it does not answer, straight into the Link rows."""
-    client = _redis()
-    if client is not None:
-        # Any Redis error: the click is counted in the database instead.
-        with contextlib.suppress(Exception):
-            pipe = client.pipeline(transaction=False)
-            counting = cache.make_key(_COUNTING)
-            for link_id, hour, people, machines in changes:
-                if people:
-                    pipe.hincrby(counting, f"{link_id}:{hour}:people", people)
-                if machines:
-                    pipe.hincrby(counting, f"{link_id}:{hour}:machines", machines)
-            # Pickled, as Django's Redis cache stores values, for cache.get_many.
-            pipe.set(cache.make_key(recent_key), pickle.dumps(recent), ex=TRAP_SECONDS)
-            pipe.execute()
-            return
-    with transaction.atomic():
-        _count_without_waiting_for_the_disk()
-        _links_add(changes)
-    # Unreachable, the cache only forgets: the reader is still taken to the link.
-    with contextlib.suppress(Exception):
-        cache.set(recent_key, recent, timeout=TRAP_SECONDS)
-
-
 def click_counts_flush() -> int:
-    """Add the clicks counted in Redis to the Link rows; returns how many changes.
+    """Judge and count the clicks kept in Redis, into the Link rows; returns how
+    many were counted.
 
-    No count is lost or added twice: the rename takes the counts atomically
-    (clicks after it start a new hash), the batch stays in Redis until its counts
+    No click is lost or counted twice: the rename takes the clicks atomically
+    (clicks after it start a new list), the batch stays in Redis until its counts
     are committed, and its ClickCountBatch row, written in the same transaction,
     makes a second flush (overlapping, or after a worker died between the commit
     and the delete) skip it.
     """
     client = _redis()
     if client is None:
-        return 0  # counted straight into the rows
+        return 0  # counted at once
     name = uuid.uuid4().hex
-    with contextlib.suppress(redis.ResponseError):  # no such key: nothing counted
-        client.rename(cache.make_key(_COUNTING), cache.make_key(_BATCH + name))
-    added = 0
+    with contextlib.suppress(redis.ResponseError):  # no such key: no click kept
+        client.rename(cache.make_key(_CLICKS), cache.make_key(_BATCH + name))
+    counted = 0
     # This flush's batch, and any a dead worker left behind.
     for key in client.scan_iter(match=cache.make_key(_BATCH) + "*"):
-        added += _batch_add(client, key.decode())
+        clicks = [Click.from_kept(kept) for kept in client.lrange(key, 0, -1)]
+        counted += clicks_add(clicks, batch=key.decode().rsplit(":", 1)[1])
+        client.delete(key)
     ClickCountBatch.objects.filter(
         added_at__lt=timezone.now() - BATCH_MARKERS_KEPT
     ).delete()
-    return added
+    return counted
 
 
-def _batch_add(client, key: str) -> int:
-    counts = client.hgetall(key)
-    changes = []
-    for field, value in counts.items():
-        link_id, hour, kind = field.decode().split(":")
-        people, machines = (int(value), 0) if kind == "people" else (0, int(value))
-        changes.append((int(link_id), int(hour), people, machines))
-    if changes:
-        try:
-            with transaction.atomic():
+def clicks_add(clicks: list[Click], *, batch: str = "") -> int:
+    """Judge the clicks and add them to their Link rows and mailings' hours (and
+    consenting readers' own); returns how many were counted. A `batch` (taken
+    from Redis) is added once only: a second call with it adds nothing."""
+    earlier = _recent_clicks()
+    links = _links_read({click.link_id for click in [*earlier, *clicks]})
+    was_machine = [click.machine for click in earlier]
+    remembered = clicks_judge(earlier, clicks, links)
+    counted = [click for click in clicks if click.link_id in links]
+    moved = [
+        click
+        for click, was in zip(earlier, was_machine, strict=True)
+        if click.machine and not was and click.link_id in links
+    ]
+    changes = [
+        (click.link_id, _hour(click.at), int(not click.machine), int(click.machine))
+        for click in counted
+    ] + [(click.link_id, _hour(click.at), -1, 1) for click in moved]
+    try:
+        with transaction.atomic():
+            if batch:
                 # Waits for an overlapping flush adding the same batch, then fails.
-                ClickCountBatch.objects.create(batch=key.rsplit(":", 1)[1])
-                _links_add(changes)
-        except IntegrityError:
-            changes = []  # added already
-    client.delete(key)
-    return len(changes)
+                ClickCountBatch.objects.create(batch=batch)
+            else:
+                _count_without_waiting_for_the_disk()
+            _links_add(changes)
+            _readers_clicks_add(counted, moved, links)
+    except IntegrityError:
+        return 0  # added already
+    # Unreachable, the cache only forgets: the next clicks are judged without these.
+    with contextlib.suppress(Exception):
+        cache.set(_RECENT, [astuple(click) for click in remembered], timeout=600)
+    return len(counted)
+
+
+def _recent_clicks() -> list[Click]:
+    """The clicks the last judgement remembered (none if the cache lost them)."""
+    try:
+        return [Click(*kept) for kept in cache.get(_RECENT) or []]
+    except Exception:  # unreachable, or kept by a release with other fields
+        return []
+
+
+def _links_read(link_ids: set[int]) -> dict[int, ClickTarget]:
+    return {
+        link.pk: ClickTarget(
+            link_id=link.pk,
+            mailing_id=link.mailing_id,
+            url=link.url,
+            target=link.target,
+            hidden=link.hidden,
+            mailing_created_at=link.mailing.created_at,
+        )
+        for link in Link.objects.select_related("mailing").filter(pk__in=link_ids)
+    }
 
 
 def _links_add(changes: list[tuple[int, int, int, int]]) -> None:
@@ -571,27 +636,44 @@ def reader_part_add(
     return counted.sub(lambda m: f"{m.group(0)}?reader={reader}", html)
 
 
-def _reader_click_record(
-    reader: str, *, link: ClickTarget, at: datetime, machine: bool
+def _readers_clicks_add(
+    clicks: list[Click], moved: list[Click], links: dict[int, ClickTarget]
 ) -> None:
-    """Keep a click as the reader's, if the part is genuine and they still agree."""
+    """Keep each click as its reader's, if its part is genuine and they still agree
+    (withdrawn since the email went out, or erased: nothing is kept); and mark as
+    machines' the readers' clicks kept before that are `moved` to machines now."""
     if not settings.NEWSLETTER_PER_READER_ENGAGEMENT:
         return
-    try:
-        subscriber_id = signing.b62_decode(
-            signing.Signer(salt=_READER_SALT).unsign(reader)
-        )
-    except (signing.BadSignature, ValueError):
+    readers = {}
+    for click in [*clicks, *moved]:
+        with contextlib.suppress(signing.BadSignature, ValueError):
+            readers[id(click)] = signing.b62_decode(
+                signing.Signer(salt=_READER_SALT).unsign(click.reader)
+            )
+    if not readers:
         return
-    # Withdrawn since the email went out (or erased): nothing is kept.
-    if Subscriber.objects.filter(
-        pk=subscriber_id, engagement_agreed_at__isnull=False
-    ).exists():
-        Engagement.objects.create(
-            subscriber_id=subscriber_id,
-            mailing_id=link.mailing_id,
-            link_id=link.link_id,
+    agreeing = set(
+        Subscriber.objects.filter(
+            pk__in=readers.values(), engagement_agreed_at__isnull=False
+        ).values_list("pk", flat=True)
+    )
+    Engagement.objects.bulk_create(
+        Engagement(
+            subscriber_id=readers[id(click)],
+            mailing_id=links[click.link_id].mailing_id,
+            link_id=click.link_id,
             kind=Engagement.Kind.CLICK,
-            at=at,
-            machine=machine,
+            at=datetime.fromtimestamp(click.at, UTC),
+            machine=click.machine,
         )
+        for click in clicks
+        if readers.get(id(click)) in agreeing
+    )
+    for click in moved:
+        if id(click) in readers:
+            Engagement.objects.filter(
+                subscriber_id=readers[id(click)],
+                link_id=click.link_id,
+                kind=Engagement.Kind.CLICK,
+                at=datetime.fromtimestamp(click.at, UTC),
+            ).update(machine=True)

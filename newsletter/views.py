@@ -7,11 +7,9 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseRedirect,
     JsonResponse,
 )
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -19,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 from posts import throttle
 from posts.clients import client_address, client_key
 
-from . import engagement, outbox, subscriptions, tasks
+from . import clickredirect, outbox, subscriptions, tasks
 from .celery import app as celery_app
 from .forms import SubscribeForm
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
@@ -190,17 +188,9 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "HEAD"])
 def click(request: HttpRequest, token: str) -> HttpResponse:
-    """/r/<token>/: an email's link, counted (engagement.py), then followed."""
-    link = engagement.click_record(
-        token=token,
-        head=request.method == "HEAD",
-        user_agent=request.headers.get("User-Agent", ""),
-        client=client_address(request),
-        now=timezone.now(),
-        reader=request.GET.get("reader", ""),
-    )
-    if link is None:
+    """/r/<token>/: an email's link, counted, then followed; answered by
+    clickredirect.py before the stack reaches here, but for errors."""
+    response = clickredirect.followed(request, token)
+    if response is None:
         raise Http404("This link is not valid.")
-    response = HttpResponseRedirect(link.target)
-    response["X-Robots-Tag"] = "noindex"
     return response

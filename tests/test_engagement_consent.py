@@ -9,7 +9,7 @@ from django.core import mail
 from django.utils import timezone
 
 from newsletter import engagement
-from newsletter.models import Consent, Engagement, Event, Mailing, Subscriber
+from newsletter.models import Consent, Engagement, Event, Link, Mailing, Subscriber
 from newsletter.subscriptions import (
     CONSENT_WORDING,
     ENGAGEMENT_CONSENT_VERSION,
@@ -20,12 +20,20 @@ from newsletter.subscriptions import (
 from newsletter.tokens import Purpose, make_token
 
 from . import test_digests as digests_test
+from . import test_engagement as engagement_test
 from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory
 from .test_digests import clock  # noqa: F401 (the digests' time of day, a fixture)
-from .test_engagement import BROWSER, REPORT, click
+from .test_engagement import BROWSER, REPORT
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+
+def click(client, path, **kwargs):
+    """A click, and beat's minute passing: the flush judges and counts it."""
+    response = engagement_test.click(client, path, **kwargs)
+    engagement.click_counts_flush()
+    return response
 
 
 @pytest.fixture
@@ -113,8 +121,8 @@ def test_off_even_a_genuine_reader_part_keeps_nothing(
 def test_on_only_the_reader_who_agreed_has_their_clicks_kept(client, emails, readers):
     assert "?reader=" in report_link(emails["agreed"])
     assert "?reader=" not in emails["not"].alternatives[0].content
-    for name in ("agreed", "not"):
-        response = click(client, report_link(emails[name]), address=f"192.0.2.{name}")
+    for number, name in enumerate(("agreed", "not")):
+        response = click(client, report_link(emails[name]), address=f"192.0.2.{number}")
         assert response.status_code == 302
         assert response["Location"] == REPORT
     kept = Engagement.objects.get()
@@ -249,3 +257,28 @@ def test_a_digest_keeps_the_click_of_the_reader_who_agreed_and_nobody_elses(
         "digest",
         False,
     )
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_a_readers_click_moved_to_machines_by_a_later_flush_is_kept_as_a_machines(
+    client, emails, readers, monkeypatch
+):
+    """Their click is counted a person's; a second later the same message follows
+    the hidden link (a scanner), judged by the next flush: both are machines'."""
+    path = report_link(emails["agreed"])
+    click(client, path)
+    assert Engagement.objects.get().machine is False
+    hidden = next(
+        found
+        for found in re.findall(
+            r'href="http://127\.0\.0\.1:8000(/r/[^"]+)"',
+            emails["agreed"].alternatives[0].content,
+        )
+        if engagement.link_for_token(found.split("/")[2]).hidden
+    )
+    a_second_later = timezone.now() + timedelta(seconds=1)
+    monkeypatch.setattr(timezone, "now", lambda: a_second_later)
+    click(client, hidden)
+    assert [kept.machine for kept in Engagement.objects.order_by("at")] == [True, True]
+    report = Link.objects.get(url=REPORT)
+    assert (report.people, report.machines) == (0, 1)

@@ -551,7 +551,7 @@ def agreeing(settings):
         delivery = Delivery.objects.get(mailing=mailing, subscriber=reader)
         engagement.open_record(delivery=delivery, machine=machine, at=later)
 
-    def clicked(link: Link, reader: Subscriber, *, agent=BROWSER) -> None:
+    def clicked(link: Link, reader: Subscriber, *, agent=BROWSER, after=0) -> None:
         # What the reader's email carries: their signed part, if they agreed.
         html = engagement.reader_part_add(
             f'href="http://127.0.0.1:8000/r/{engagement.click_token(link.pk)}/"',
@@ -563,7 +563,7 @@ def agreeing(settings):
             head=False,
             user_agent=agent,
             client=f"192.0.2.{reader.pk % 250}",
-            now=later,
+            now=later + timedelta(seconds=after),
             reader=part[1] if part else "",
         )
 
@@ -577,12 +577,15 @@ def agreeing(settings):
     clicked(report, east[13])  # did not agree
     opened(digest, digest_reader)
     clicked(to_post, digest_reader)
-    clicked(to_kent, digest_reader)  # another post's link in the digest
+    # Another post's link in the digest, a minute later (at once, it would be a
+    # scanner's burst).
+    clicked(to_kent, digest_reader, after=60)
     opened(digest, elsewhere)  # the digest did not carry this post to them
     clicked(to_post, elsewhere)
     for reader in wales[:4]:
         opened(announcement, reader)
         clicked(report, reader)
+    engagement.click_counts_flush()  # beat's minute has passed
     return post
 
 
