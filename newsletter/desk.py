@@ -48,9 +48,6 @@ RECENT_MAILING_DAYS = 30
 # sender rules: spam complaints under 0.1 %; bounces above 2 % harm a sender).
 COMPLAINT_RATE_LIMIT = 0.001
 BOUNCE_RATE_LIMIT = 0.02
-# The provider's events that count against the bounce limit: a refusal or a bounce.
-# A deferral ("try later") is a delay the provider retries, not a bounce.
-BOUNCE_EVENTS = ["bounced", "rejected"]
 # The topics listed by readers; the rest are summed in one line.
 TOPICS_SHOWN = 10
 
@@ -266,7 +263,7 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
         .values("mailing")
         .annotate(
             accepted=Count("pk", filter=Q(status=Delivery.Status.SENT)),
-            bounced=Count("pk", filter=Q(last_event__in=BOUNCE_EVENTS)),
+            bounced=Count("pk", filter=Q(last_event__in=Delivery.BOUNCE_EVENTS)),
             complained=Count("pk", filter=Q(last_event="complained")),
         )
     }

@@ -476,6 +476,11 @@ class DeliveryQuerySet(models.QuerySet):
 class Delivery(models.Model):
     """The ledger: one row per (mailing, subscriber), the outcome for that person."""
 
+    # The provider's events that make a bounce, as the desk and the reports count
+    # them: a refusal or a bounce (hard or soft). A deferral ("try later") is a
+    # delay the provider retries, not a bounce.
+    BOUNCE_EVENTS = ("bounced", "rejected")
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         SENT = "sent", "Sent"

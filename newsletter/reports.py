@@ -35,7 +35,7 @@ UNSUBSCRIBED_WITHIN = timedelta(days=7)
 _ARRIVED = Q(
     last_event__in=["delivered", "opened", "clicked", "unsubscribed", "complained"]
 )
-_BOUNCED = Q(last_event__in=["bounced", "rejected", "deferred"])
+_BOUNCED = Q(last_event__in=Delivery.BOUNCE_EVENTS)
 _AGREED = Q(subscriber__engagement_agreed_at__isnull=False)
 _LEFT = Q(
     subscriber__status=Subscriber.Status.UNSUBSCRIBED,
@@ -62,8 +62,9 @@ DELIVERY_RULES = (
     "Accepted: the email provider took the message. Delivered: the provider "
     "reported it arrived (or later reported it opened, clicked, unsubscribed or "
     "complained about). Bounced: the provider's latest word was a bounce; hard "
-    "when the address was suppressed for it, soft (a full mailbox, a server "
-    "that said try later) otherwise. Complained: marked as spam. Unsubscribed: "
+    "when the address was suppressed for it, soft (a full mailbox, say) "
+    "otherwise; a delay the provider is still retrying is not a bounce. "
+    "Complained: marked as spam. Unsubscribed: "
     f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, or through the "
     "provider's own link. Opens count the post's own email, not the digests, "
     "which carry several posts."

@@ -156,6 +156,15 @@ def test_the_report_counts_each_outcome_and_people_and_machines_apart(story):
     assert counts[POST_URL] == (1, 0)  # through the digest
 
 
+def test_a_delay_the_provider_retries_is_not_a_bounce(story, client):
+    weekly = Delivery.objects.get(subscriber__email="weekly@example.org")
+    delayed = event(weekly, webhooks_test.postmark_bounce("Transient"))
+    assert webhooks_test.post_postmark(client, delayed).status_code == 200
+    assert Delivery.objects.get(pk=weekly.pk).last_event == "deferred"
+    report = post_report(story)
+    assert (report["bounced"], report["bounced_soft"]) == (2, 1)
+
+
 def test_the_command_prints_the_same_figures_as_json(story):
     out = io.StringIO()
     call_command("post_report", "suffolk", "--json", stdout=out)
