@@ -59,6 +59,9 @@ def test_an_editor_reads_a_posts_report_on_a_desk_and_a_phone_light_and_dark(
             # The chart fits the screen; a wide table scrolls inside its box.
             box = chart.bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
+            # So does the table of links, however long their addresses.
+            box = page.locator("table.report-links").bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
             save_screenshot(page, f"admin-report-{width}-{scheme}")
             found[width, scheme] = [
                 violation
