@@ -262,8 +262,14 @@ def _hand_over(
     for lane_outcomes, _, _ in results:
         outcomes.update(lane_outcomes)  # the lanes' readers are disjoint
     stopped = [stopped_by for _, stopped_by, _ in results if stopped_by is not None]
-    # Of several errors, one carrying the provider's wait (Retry-After) first.
-    stopped.sort(key=lambda exc: not isinstance(exc, RetryLater))
+    # Of several errors: the provider's refusal first (its Retry-After), then an
+    # answer lost (both count towards the breaker), then our own budget's wait.
+    stopped.sort(
+        key=lambda exc: (
+            not isinstance(exc, ProviderUnavailable),
+            isinstance(exc, RetryLater),
+        )
+    )
     deferred = next((d for _, _, d in results if d is not None), None)
     return outcomes, (stopped[0] if stopped else deferred)
 
