@@ -139,6 +139,52 @@ def test_one_message_mode_sends_one_message_each_over_one_connection(
     assert fake_esp.recipients() == {s.email: 1 for s in audience}
 
 
+def test_one_message_mode_sends_a_full_batch_over_several_connections_once_each(
+    settings, fake_esp
+):
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    audience = readers(delivery.SINGLE_MESSAGE_BATCH_SIZE)
+    mailing = plan(PostFactory())
+    fake_esp.set_faults(latency_ms=5)  # answers slow enough to be seen overlapping
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+    stats = fake_esp.stats()
+    assert stats["connections"] == delivery.SEND_LANES
+    assert stats["most_in_flight"] > 1
+    assert fake_esp.recipients() == {s.email: 1 for s in audience}
+    ids = mailing.deliveries.filter(status=Delivery.Status.SENT).values_list(
+        "esp_message_id", flat=True
+    )
+    assert len(set(ids)) == len(audience) and "" not in ids
+
+
+@pytest.mark.parametrize(
+    ("fault", "uncertain"),
+    [
+        # Refused: that reader and the rest of their lane wait for the retry.
+        ("fail_5xx_next", 0),
+        # The answer was lost: that reader may have it, and is never resent.
+        ("drop_after_accept_next", 1),
+    ],
+)
+def test_one_message_mode_an_error_in_one_lane_sends_nobody_twice(
+    settings, fake_esp, fault, uncertain
+):
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    audience = readers(delivery.SINGLE_MESSAGE_BATCH_SIZE)
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
+    fake_esp.set_faults(faults_after=10, **{fault: 1})
+    with pytest.raises(delivery.RetryLater):
+        delivery.batch_send(batch_id=batch.pk)
+    left = mailing.deliveries.filter(status=Delivery.Status.UNCERTAIN)
+    assert left.count() == uncertain
+    assert mailing.deliveries.filter(status=Delivery.Status.QUEUED).exists()
+    delivery.batch_send(batch_id=batch.pk)
+    assert not mailing.deliveries.filter(status=Delivery.Status.QUEUED).exists()
+    # The provider took the one whose answer was lost: one copy each, all told.
+    assert fake_esp.recipients() == {s.email: 1 for s in audience}
+
+
 def test_batch_sizes_follow_the_provider(settings, fake_esp):
     readers(3)
     assert plan(PostFactory()).batch_size == delivery.POSTMARK_BATCH_SIZE

@@ -18,7 +18,9 @@ to /email/batch.
 import random
 import smtplib
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +29,7 @@ from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMessage
+from django.db import connections
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
@@ -52,6 +55,11 @@ POSTMARK_BATCH_SIZE = 500
 MAILGUN_BATCH_SIZE = 1000
 # One message per recipient: a batch is just the unit of claiming and recording.
 SINGLE_MESSAGE_BATCH_SIZE = 200
+# One message per reader is a round trip per reader: a post's batch goes over up to
+# SEND_LANES connections at once, a thread each, so that their round trips overlap.
+# A lane has at least LANE_MIN_READERS (fewer are not worth a thread and a connection).
+SEND_LANES = 4
+LANE_MIN_READERS = 50
 # The longest Retry-After honoured, in seconds.
 MAX_RETRY_AFTER = 600
 # How long a reader an SMTP server keeps deferring is tried before failing them,
@@ -79,6 +87,8 @@ class Channel:
     merge_field: str | None = None
     # Batch mode, where it cannot: the provider's own unsubscribe link for bodies.
     shared_unsubscribe_link: str | None = None
+    # Each reader's message is a request of its own (one message per reader).
+    per_reader: bool = False
 
     @property
     def batched(self) -> bool:
@@ -99,7 +109,11 @@ def channel() -> Channel:
             # Our backend fills in each reader's fields and posts their own
             # message: anymail builds the payload once per batch, not per reader.
             return Channel(
-                "postmark", SINGLE_MESSAGE_BATCH_SIZE, backend, merge_field="{{NAME}}"
+                "postmark",
+                SINGLE_MESSAGE_BATCH_SIZE,
+                backend,
+                merge_field="{{NAME}}",
+                per_reader=True,
             )
         if settings.ANYMAIL.get("POSTMARK_USE_BULK_API"):
             # Postmark's bulk API takes the content once and fills each
@@ -123,7 +137,9 @@ def channel() -> Channel:
         return Channel(
             "mailgun", MAILGUN_BATCH_SIZE, backend, merge_field="%recipient.NAME%"
         )
-    return Channel(backend.rsplit(".", 2)[-2], SINGLE_MESSAGE_BATCH_SIZE, backend)
+    return Channel(
+        backend.rsplit(".", 2)[-2], SINGLE_MESSAGE_BATCH_SIZE, backend, per_reader=True
+    )
 
 
 class RetryLater(Exception):
@@ -201,25 +217,86 @@ def batch_send(*, batch_id: int) -> None:
 
 # A message and the readers it goes to.
 Letter = tuple[EmailMessage, list[Recipient]]
+# A lane's outcomes, the error that stopped it, and a reader deferred on the way.
+Lane = tuple[dict[int, Outcome], Exception | None, ReaderDeferred | None]
 
 
 def _hand_over(
     batch: Batch, recipients: list[Recipient]
 ) -> tuple[dict[int, Outcome], Exception | None]:
     """Give the recipients to the provider. Returns the outcome of each one
-    attempted (the others stay QUEUED) and the error that stopped it, if any."""
+    attempted (the others stay QUEUED) and the error that stopped it, if any.
+
+    Where each reader's message is a request of its own, a post's readers are
+    split into lanes sent side by side, each over its own connection; a lane that
+    meets an error stops the others before their next chunk. A digest's frames
+    are rendered as its readers need them, reading the database: one lane."""
     how = channel()
+    compose, size = _composer(batch.mailing, recipients, how)
+    lanes = 1
+    if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
+        lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
+    if lanes == 1:
+        outcomes, stopped_by, deferred = _send_lane(
+            batch, recipients, how, compose, size
+        )
+        return outcomes, stopped_by or deferred
+    stop = threading.Event()
+
+    def send_lane(readers: list[Recipient]) -> Lane:
+        try:
+            lane = _send_lane(batch, readers, how, compose, size, stop=stop)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            connections.close_all()  # this thread's, should anything have opened one
+        if lane[1] is not None:
+            stop.set()
+        return lane
+
+    per_lane = -(-len(recipients) // lanes)
+    with ThreadPoolExecutor(lanes, thread_name_prefix=f"batch-{batch.pk}") as pool:
+        results = list(pool.map(send_lane, _chunks(recipients, per_lane)))
+    outcomes: dict[int, Outcome] = {}
+    for lane_outcomes, _, _ in results:
+        outcomes.update(lane_outcomes)  # the lanes' readers are disjoint
+    stopped = [stopped_by for _, stopped_by, _ in results if stopped_by is not None]
+    # Of several errors: the provider's refusal first (its Retry-After), then an
+    # answer lost (both count towards the breaker), then our own budget's wait.
+    stopped.sort(
+        key=lambda exc: (
+            not isinstance(exc, ProviderUnavailable),
+            isinstance(exc, RetryLater),
+        )
+    )
+    deferred = next((d for _, _, d in results if d is not None), None)
+    return outcomes, (stopped[0] if stopped else deferred)
+
+
+def _send_lane(
+    batch: Batch,
+    recipients: list[Recipient],
+    how: Channel,
+    compose: Callable[[list[Recipient], object], list[Letter]],
+    size: int,
+    *,
+    stop: threading.Event | None = None,
+) -> Lane:
+    """Send the recipients, `size` a chunk, over one connection, until an error
+    (or `stop`, set by another lane's error); the rest stay QUEUED."""
     mailing = batch.mailing
     outcomes: dict[int, Outcome] = {}
     deferred: ReaderDeferred | None = None
     with mail.get_connection(how.backend) as connection:
-        compose, size = _composer(mailing, recipients, how, connection)
         for chunk in _chunks(recipients, size):
+            if stop is not None and stop.is_set():
+                break
             try:
                 take_from_budget(len(chunk), esp=how.esp)
             except RetryLater as exc:
-                return outcomes, exc
-            letters = compose(chunk)
+                return outcomes, exc, deferred
+            letters = compose(chunk, connection)
             for message, readers in letters:
                 # The metadata lets webhooks and the settling of uncertain
                 # batches find the ledger rows.
@@ -259,45 +336,47 @@ def _hand_over(
                     if outcome.status != Delivery.Status.UNCERTAIN
                 )
                 if provider_refused(exc):
-                    return outcomes, ProviderUnavailable(str(exc), retry_after(exc))
+                    unavailable = ProviderUnavailable(str(exc), retry_after(exc))
+                    return outcomes, unavailable, deferred
                 for r in answered or chunk:
                     outcomes.setdefault(
                         r.delivery_id,
                         Outcome(Delivery.Status.UNCERTAIN, error=repr(exc)),
                     )
-                return outcomes, exc
+                return outcomes, exc, deferred
             for message, readers in letters:
                 outcomes.update(_accepted(message, readers))
-    return outcomes, deferred
+    return outcomes, None, deferred
 
 
 def _composer(
-    mailing: Mailing, recipients: list[Recipient], how: Channel, connection
-) -> tuple[Callable[[list[Recipient]], list[Letter]], int]:
-    """How the kind turns a chunk of readers into messages, and the chunk size.
+    mailing: Mailing, recipients: list[Recipient], how: Channel
+) -> tuple[Callable[[list[Recipient], object], list[Letter]], int]:
+    """How the kind turns a chunk of readers into messages for a connection, and
+    the chunk size.
 
-    A post or a correction is rendered once and personalised per reader, one
-    message for a chunk where the provider fills in each reader's fields; a
-    digest is assembled per reader (each holds their own posts) from parts
-    rendered once per batch, several to a call where the backend takes distinct
-    messages at once."""
+    A post or a correction is rendered once (here, before any lane starts) and
+    personalised per reader, one message for a chunk where the provider fills in
+    each reader's fields; a digest is assembled per reader (each holds their own
+    posts) from parts rendered once per batch, several to a call where the backend
+    takes distinct messages at once."""
     if mailing.kind == Mailing.Kind.DIGEST:
         digest = DigestEmail(mailing, recipients)
         size = how.batch_size if how.distinct_messages else 1
         return (
-            lambda chunk: [
+            lambda chunk, connection: [
                 (digest.for_reader(r, connection=connection), [r]) for r in chunk
             ]
         ), size
     post_email = _rendered(mailing)
     if not how.batched:
         return (
-            lambda chunk: [
+            lambda chunk, connection: [
                 (post_email.for_subscriber(chunk[0], connection=connection), chunk)
             ]
         ), 1
 
-    def compose(chunk: list[Recipient]) -> list[Letter]:
+    def compose(chunk: list[Recipient], connection) -> list[Letter]:
         message = post_email.for_many(
             chunk,
             merge_field=how.merge_field,
