@@ -29,7 +29,7 @@ from django.utils.text import Truncator
 from posts.models import Post, PostUpdate
 from posts.related import related_posts
 
-from .engagement import LinkTracker, reader_part_add
+from .engagement import LinkTracker, reader_part_add, reader_parts, reader_slot_add
 from .models import Subscriber
 from .plaintext import html_to_text
 from .tokens import Purpose, make_token
@@ -358,6 +358,13 @@ class BulkEmail:
                     text.replace(placeholder, merged),
                     html.replace(placeholder, merged),
                 )
+            # Their clicks are theirs, if they agreed: the provider fills each
+            # reader's part (nothing for the others) after every counted link.
+            parts = reader_parts([s.pk for s in subscribers]) if self._tracker else {}
+            if parts:
+                html = reader_slot_add(html, merge_field.replace("NAME", "reader_part"))
+                for s in subscribers:
+                    links[s.email]["reader_part"] = parts.get(s.pk, "")
         else:
             shared = self._shared(shared_unsubscribe_link)
             text, html = shared.text, shared.html

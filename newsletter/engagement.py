@@ -628,10 +628,29 @@ def reader_part_add(
         ).exists()
     if not agreed:
         return html
+    return reader_slot_add(html, _reader_part(subscriber_id))
+
+
+def reader_parts(subscriber_ids: list[int]) -> dict[int, str]:
+    """The signed part (?reader=…) of each of these readers who agreed to
+    per-reader engagement, by id, in one query; none with the setting off."""
+    if not settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        return {}
+    agreeing = Subscriber.objects.filter(
+        pk__in=subscriber_ids, engagement_agreed_at__isnull=False
+    ).values_list("pk", flat=True)
+    return {pk: _reader_part(pk) for pk in agreeing}
+
+
+def reader_slot_add(html: str, slot: str) -> str:
+    """The HTML with `slot` right after each counted link: a reader's part, or a
+    merge field the provider fills with each reader's (reader_parts)."""
+    return _counted_links(settings.SITE_URL).sub(lambda m: m.group(0) + slot, html)
+
+
+def _reader_part(subscriber_id: int) -> str:
     reader = signing.Signer(salt=_READER_SALT).sign(signing.b62_encode(subscriber_id))
-    return _counted_links(settings.SITE_URL).sub(
-        lambda m: f"{m.group(0)}?reader={reader}", html
-    )
+    return f"?reader={reader}"
 
 
 @functools.cache

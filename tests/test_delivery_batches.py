@@ -6,9 +6,10 @@ import re
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
-from newsletter import delivery
+from newsletter import delivery, engagement
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.tokens import Purpose, read_token
 
@@ -230,3 +231,50 @@ def test_a_starting_worker_loads_the_url_configuration_before_its_first_batch():
     assert not get_resolver()._populated
     load_the_url_configuration()
     assert get_resolver()._populated
+
+
+def html_received(esp, provider: str, address: str) -> str:
+    """The HTML part of one reader's copy, as the provider fills it in."""
+    if provider == "postmark":
+        return next(
+            message["HtmlBody"]
+            for message in postmark_messages(esp.messages)
+            if message["To"] == address
+        )
+    payload = esp.messages[0]["payload"]
+    html = payload["html"]
+    for name, value in json.loads(payload["recipient-variables"])[address].items():
+        html = html.replace(f"%recipient.{name}%", value)
+    return html
+
+
+@pytest.mark.parametrize("provider", ["postmark", "mailgun"])
+def test_a_batch_carries_the_reader_part_only_in_the_copy_of_a_reader_who_agreed(
+    request, settings, provider
+):
+    """Per-reader engagement on: each reader's own part is filled into their
+    copy's links (none for a reader who did not agree), by Mailgun in a batch, by
+    our Postmark backend in one-message mode. (Postmark's default batch mode
+    shares one body among the batch: docs/engagement.md.)"""
+    esp = request.getfixturevalue("mailgun" if provider == "mailgun" else "fake_esp")
+    if provider == "postmark":
+        settings.NEWSLETTER_DELIVERY_MODE = "single"
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+    agreed, other = readers(2)
+    Subscriber.objects.filter(pk=agreed.pk).update(engagement_agreed_at=timezone.now())
+    report = "https://www.justiceinspectorates.gov.uk/hmiprobation/suffolk/"
+    mailing = plan(PostFactory(body=f"Read [the report]({report})."))
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+    parts = {
+        reader: set(
+            re.findall(
+                r'/r/[^"/?]+/(\?reader=[^"]*)?"',
+                html_received(esp, provider, reader.email),
+            )
+        )
+        for reader in (agreed, other)
+    }
+    assert parts == {
+        agreed: {engagement.reader_parts([agreed.pk])[agreed.pk]},
+        other: {""},
+    }
