@@ -107,8 +107,10 @@ def main() -> None:
         client.reset()
         h.digest_posts_create()
         h.digest_readers_follow(seed=args.seed)
-        round_id = h.digest_round_create()
+        # Read before the round is created: its planning, rung at once, marks the
+        # readers it has planned, and they would drop out of the audience.
         readers = h.digest_round_audience()
+        round_id = h.digest_round_create()
         redis, digest_uncertain = send_through_events(
             args, env, client, processes, redis, workdir, round_id, readers
         )
