@@ -299,7 +299,14 @@ class DigestEmail:
         self.mailing = mailing
         self._tracker = LinkTracker(mailing.pk)
         self._links = ReaderLinks()
-        self.readers = Subscriber.objects.in_bulk([r.pk for r in recipients])
+        # Subscriber id -> (name, agreed to per-reader engagement): the rest a
+        # digest needs of its reader (id and address) is in their ledger row.
+        self.readers = {
+            pk: (name, agreed is not None)
+            for pk, name, agreed in Subscriber.objects.filter(
+                pk__in=[r.pk for r in recipients]
+            ).values_list("pk", "name", "engagement_agreed_at")
+        }
         held = Delivery.posts.through.objects.filter(
             delivery_id__in=[r.delivery_id for r in recipients]
         ).values_list("delivery_id", "post_id")
@@ -347,17 +354,16 @@ class DigestEmail:
         return list(zip(text[1:-1], html[1:-1], strict=True))
 
     def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
-        subscriber = self.readers[recipient.pk]
+        name, agreed = self.readers[recipient.pk]
         places = self.posts[recipient.delivery_id]
         if len(places) not in self._frames:
             self._render(len(places))
         frame = self._frames[len(places)]
-        leave_url = self._links.link(subscriber, Purpose.UNSUBSCRIBE)
+        leave_url = self._links.link(recipient, Purpose.UNSUBSCRIBE)
         links = {
             UNSUBSCRIBE_URL: leave_url,
-            PREFERENCES_URL: self._links.link(subscriber, Purpose.PREFERENCES),
+            PREFERENCES_URL: self._links.link(recipient, Purpose.PREFERENCES),
         }
-        name = subscriber.name
         text = filled(
             frame.text,
             {
@@ -375,14 +381,10 @@ class DigestEmail:
             },
         )
         # Their clicks are theirs, if they agreed: read with the batch's readers.
-        html = reader_part_add(
-            html,
-            subscriber_id=subscriber.pk,
-            agreed=subscriber.engagement_agreed_at is not None,
-        )
+        html = reader_part_add(html, subscriber_id=recipient.pk, agreed=agreed)
         return build_message(
             RenderedEmail(subject=frame.subject, text=text, html=html),
-            to=subscriber.email,
+            to=recipient.email,
             headers=list_headers(unsubscribe_url=leave_url),
             connection=connection,
         )
