@@ -341,19 +341,16 @@ class _Parts:
 _last_parts: tuple[tuple, _Parts] | None = None
 
 
-def _parts(mailing: Mailing, posts: list[Post]) -> _Parts:
-    """The round's parts for these posts, rendered once per worker process while
-    its batches hold the same posts (a round's batches mostly do), and again once
-    a post is edited."""
+def _parts(mailing: Mailing, edited: list[tuple[int, datetime]]) -> _Parts:
+    """The round's parts for the posts (id, last edit) in the digest's order,
+    rendered once per worker process while its batches hold the same posts (a
+    round's batches mostly do), and again once a post is edited."""
     global _last_parts
     # Ids alone may be reused (tests, restores).
-    key = (
-        mailing.pk,
-        mailing.created_at,
-        tuple((post.pk, post.updated_at) for post in posts),
-    )
+    key = (mailing.pk, mailing.created_at, tuple(edited))
     if _last_parts is None or _last_parts[0] != key:
-        _last_parts = (key, _Parts(mailing, posts))
+        posts = Post.objects.in_bulk([pk for pk, _ in edited])
+        _last_parts = (key, _Parts(mailing, [posts[pk] for pk, _ in edited]))
     return _last_parts[1]
 
 
@@ -373,11 +370,13 @@ class DigestEmail:
         held = Delivery.posts.through.objects.filter(
             delivery_id__in=[r.delivery_id for r in recipients]
         ).values_list("delivery_id", "post_id")
-        posts = sorted(
-            Post.objects.in_bulk({post_id for _, post_id in held}).values(),
-            key=lambda post: (post.announced_at, post.pk),
+        # Only the posts' order and edit times: their rendered parts are kept.
+        posts = list(
+            Post.objects.filter(pk__in={post_id for _, post_id in held})
+            .order_by("announced_at", "pk")
+            .values_list("pk", "updated_at")
         )
-        place = {post.pk: i for i, post in enumerate(posts)}
+        place = {pk: i for i, (pk, _) in enumerate(posts)}
         # Delivery id -> its posts' places in the batch's, which are in order.
         self.posts: dict[int, list[int]] = defaultdict(list)
         for delivery_id, post_id in held:
