@@ -268,7 +268,8 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
 # (and css-inlined, and their links tracked) once per number of posts a reader
 # holds, with placeholders for the reader's own parts, and once with all the
 # batch's posts, whose blocks are then cut out at the `*_cut` markers and joined
-# per reader. A block inlines the same whatever precedes it, as the layout's CSS
+# per reader; a worker keeps them for the round's next batch of the same posts
+# (`_parts`). A block inlines the same whatever precedes it, as the layout's CSS
 # has no sibling or position selectors; tests/test_digests.py checks that an
 # assembled digest equals a plain render.
 _HTML_CUT = "<!--%%post%%-->"  # a comment: css-inline keeps it as it is
@@ -292,34 +293,24 @@ class _Frame(NamedTuple):
     html: list[str]
 
 
-class DigestEmail:
-    """A batch's digests, each assembled for its reader with their own posts."""
+class _Parts:
+    """The frames and post blocks of a round's digests for a batch's posts."""
 
-    def __init__(self, mailing: Mailing, recipients: Iterable) -> None:
+    def __init__(self, mailing: Mailing, posts: list[Post]) -> None:
         self.mailing = mailing
         self._tracker = LinkTracker(mailing.pk)
-        self._links = ReaderLinks()
-        self.readers = Subscriber.objects.in_bulk([r.pk for r in recipients])
-        held = Delivery.posts.through.objects.filter(
-            delivery_id__in=[r.delivery_id for r in recipients]
-        ).values_list("delivery_id", "post_id")
-        posts = sorted(
-            Post.objects.in_bulk({post_id for _, post_id in held}).values(),
-            key=lambda post: (post.announced_at, post.pk),
-        )
         self._items = [
             {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
             for post in posts
         ]
-        place = {post.pk: i for i, post in enumerate(posts)}
-        # Delivery id -> its posts' places in the batch's, which are in order.
-        self.posts: dict[int, list[int]] = defaultdict(list)
-        for delivery_id, post_id in held:
-            self.posts[delivery_id].append(place[post_id])
-        for places in self.posts.values():
-            places.sort()
         self._frames: dict[int, _Frame] = {}
-        self._blocks = self._render(len(posts))
+        self.blocks = self._render(len(posts))
+
+    def frame(self, count: int) -> _Frame:
+        """The frame for readers of `count` posts."""
+        if count not in self._frames:
+            self._render(count)
+        return self._frames[count]
 
     def _render(self, count: int) -> list[tuple[str, str]]:
         """Render the digest of the batch's first `count` posts for any reader:
@@ -346,24 +337,70 @@ class DigestEmail:
         )
         return list(zip(text[1:-1], html[1:-1], strict=True))
 
+
+_last_parts: tuple[tuple, _Parts] | None = None
+
+
+def _parts(mailing: Mailing, edited: list[tuple[int, datetime]]) -> _Parts:
+    """The round's parts for the posts (id, last edit) in the digest's order,
+    rendered once per worker process while its batches hold the same posts (a
+    round's batches mostly do), and again once a post is edited."""
+    global _last_parts
+    # Ids alone may be reused (tests, restores).
+    key = (mailing.pk, mailing.created_at, tuple(edited))
+    if _last_parts is None or _last_parts[0] != key:
+        posts = Post.objects.in_bulk([pk for pk, _ in edited])
+        _last_parts = (key, _Parts(mailing, [posts[pk] for pk, _ in edited]))
+    return _last_parts[1]
+
+
+class DigestEmail:
+    """A batch's digests, each assembled for its reader with their own posts."""
+
+    def __init__(self, mailing: Mailing, recipients: Iterable) -> None:
+        self._links = ReaderLinks()
+        # Subscriber id -> (name, agreed to per-reader engagement): the rest a
+        # digest needs of its reader (id and address) is in their ledger row.
+        self.readers = {
+            pk: (name, agreed is not None)
+            for pk, name, agreed in Subscriber.objects.filter(
+                pk__in=[r.pk for r in recipients]
+            ).values_list("pk", "name", "engagement_agreed_at")
+        }
+        held = Delivery.posts.through.objects.filter(
+            delivery_id__in=[r.delivery_id for r in recipients]
+        ).values_list("delivery_id", "post_id")
+        # Only the posts' order and edit times: their rendered parts are kept.
+        posts = list(
+            Post.objects.filter(pk__in={post_id for _, post_id in held})
+            .order_by("announced_at", "pk")
+            .values_list("pk", "updated_at")
+        )
+        place = {pk: i for i, (pk, _) in enumerate(posts)}
+        # Delivery id -> its posts' places in the batch's, which are in order.
+        self.posts: dict[int, list[int]] = defaultdict(list)
+        for delivery_id, post_id in held:
+            self.posts[delivery_id].append(place[post_id])
+        for places in self.posts.values():
+            places.sort()
+        self._parts = _parts(mailing, posts)
+
     def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
-        subscriber = self.readers[recipient.pk]
+        name, agreed = self.readers[recipient.pk]
         places = self.posts[recipient.delivery_id]
-        if len(places) not in self._frames:
-            self._render(len(places))
-        frame = self._frames[len(places)]
-        leave_url = self._links.link(subscriber, Purpose.UNSUBSCRIBE)
+        frame = self._parts.frame(len(places))
+        blocks = self._parts.blocks
+        leave_url = self._links.link(recipient, Purpose.UNSUBSCRIBE)
         links = {
             UNSUBSCRIBE_URL: leave_url,
-            PREFERENCES_URL: self._links.link(subscriber, Purpose.PREFERENCES),
+            PREFERENCES_URL: self._links.link(recipient, Purpose.PREFERENCES),
         }
-        name = subscriber.name
         text = filled(
             frame.text,
             {
                 **links,
                 _READER_NAME: f" {name}" if name else "",
-                _POSTS: "".join(self._blocks[i][0] for i in places),
+                _POSTS: "".join([blocks[i][0] for i in places]),
             },
         )
         html = filled(
@@ -371,18 +408,14 @@ class DigestEmail:
             {
                 **links,
                 _READER_NAME: f" {_serialised(name)}" if name else "",
-                _POSTS: "".join(self._blocks[i][1] for i in places),
+                _POSTS: "".join([blocks[i][1] for i in places]),
             },
         )
         # Their clicks are theirs, if they agreed: read with the batch's readers.
-        html = reader_part_add(
-            html,
-            subscriber_id=subscriber.pk,
-            agreed=subscriber.engagement_agreed_at is not None,
-        )
+        html = reader_part_add(html, subscriber_id=recipient.pk, agreed=agreed)
         return build_message(
             RenderedEmail(subject=frame.subject, text=text, html=html),
-            to=subscriber.email,
+            to=recipient.email,
             headers=list_headers(unsubscribe_url=leave_url),
             connection=connection,
         )

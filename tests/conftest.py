@@ -93,6 +93,15 @@ def _isolated_cache(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_digest_parts():
+    # A worker keeps a round's rendered digest parts, keyed by ids and times that
+    # repeat from test to test (rolled-back ids, the fake clock).
+    from newsletter import digests
+
+    digests._last_parts = None
+
+
 @pytest.fixture
 def celery_eager():
     """Run tasks in-process when they are enqueued (unit tests, not integration)."""

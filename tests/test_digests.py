@@ -325,6 +325,25 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     assert "Kent: &lt;first&gt; &amp; foremost" in everything
 
 
+def test_a_post_edited_during_the_round_goes_as_edited_in_its_later_batches(
+    clock, publish, settings
+):
+    """A worker keeps a batch's rendered parts for the round's next batch of the
+    same posts, but not past an edit."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    mailing = a_round_of_two(clock, publish)
+    first, second = mailing.batches.order_by("number")
+    delivery.batch_send(batch_id=first.pk)
+    post = Post.objects.get()
+    post.title = "Suffolk: caseloads far too high"
+    post.save()
+    delivery.batch_send(batch_id=second.pk)
+    before, after = mail.outbox
+    assert "caseloads too high" in before.body
+    assert "caseloads far too high" in after.body
+    assert "caseloads far too high" in after.alternatives[0].content
+
+
 def test_an_unsubscribed_reader_gets_no_digest(clock, publish, beat):
     leaving = reader("leaving@example.org", ("everything", "", "daily"))
     clock(23, 6, 30)

@@ -34,6 +34,7 @@ import re
 import secrets
 import select
 import ssl
+from collections.abc import Callable
 from functools import cached_property, lru_cache, partial
 from urllib.parse import urlsplit
 
@@ -44,6 +45,7 @@ from anymail.backends.postmark import PostmarkPayload
 from anymail.exceptions import AnymailError, AnymailRequestsAPIError
 from anymail.message import AnymailRecipientStatus, AnymailStatus
 from anymail.utils import EmailAddress, parse_address_list
+from django.core.mail import EmailMessage
 from requests.structures import CaseInsensitiveDict
 
 # An address with nothing to quote, decode or IDNA-encode: parsing it could only
@@ -195,44 +197,52 @@ def _plain(message) -> bool:
     )
 
 
-def reader_fields(first: Payload, message) -> dict | None:
-    """The message's Postmark /email message as anymail would build it, from the
-    first's: a copy with the reader's own fields set. None unless both messages
-    are plain and alike in everything else, and nothing from the backend's
-    defaults is merged into those fields."""
+def reader_fields(first: Payload) -> Callable[[EmailMessage], dict | None]:
+    """For the batch whose first message's payload is `first`: a function giving
+    another message's Postmark /email message as anymail would build it, a copy
+    of the first's with the reader's own fields set. It gives None unless both
+    messages are plain and alike in everything else, and nothing from the
+    backend's defaults is merged into those fields. The first's side of these
+    checks is made once, not per message."""
     other = first.message
-    own, theirs = vars(message), vars(other)
-    alike = (
-        type(message) is type(other)
-        and own.keys() == theirs.keys()
-        and all(
-            own[name] == theirs[name] for name in own.keys() - _READERS_OWN - _NOT_READ
-        )
-    )
+    theirs = vars(other)
+    shared = theirs.keys() - _READERS_OWN - _NOT_READ
     defaults = first.defaults
-    if not (
-        alike
-        and _plain(message)
-        and _plain(other)
+    usable = (
+        _plain(other)
         and "extra_headers" not in defaults
         and "metadata" not in defaults
         and not first.backend.generate_message_id
-    ):
-        return None
-    data = dict(first.data)
-    data["To"] = message.to[0]
-    data["Subject"] = str(message.subject)
-    data["TextBody"] = str(message.body)
-    data["HtmlBody"] = message.alternatives[0][0]
-    data.pop("Headers", None)
-    if message.extra_headers:
-        data["Headers"] = [
-            {"Name": name, "Value": value}
-            for name, value in message.extra_headers.items()
-        ]
-    if "metadata" in own:
-        data["Metadata"] = dict(message.metadata)
-    return data
+    )
+    # The first's message but for its headers, which go last (as anymail puts
+    # them) when the reader's message has any.
+    common = {name: value for name, value in first.data.items() if name != "Headers"}
+
+    def fields(message: EmailMessage) -> dict | None:
+        own = vars(message)
+        if not (
+            usable
+            and type(message) is type(other)
+            and own.keys() == theirs.keys()
+            and all(own[name] == theirs[name] for name in shared)
+            and _plain(message)
+        ):
+            return None
+        data = dict(common)
+        data["To"] = message.to[0]
+        data["Subject"] = str(message.subject)
+        data["TextBody"] = str(message.body)
+        data["HtmlBody"] = message.alternatives[0][0]
+        if message.extra_headers:
+            data["Headers"] = [
+                {"Name": name, "Value": value}
+                for name, value in message.extra_headers.items()
+            ]
+        if "metadata" in own:
+            data["Metadata"] = dict(message.metadata)
+        return data
+
+    return fields
 
 
 # Postmark's per-message error codes that mean the address, not the message, was
@@ -350,8 +360,9 @@ class EmailBackend(AnymailPostmarkBackend):
             first = self.build_message_payload(email_messages[0], self.send_defaults)
             messages = [first.data]
             readers = [[to.addr_spec for to in first.to_emails]]
+            like_first = reader_fields(first)
             for message in email_messages[1:]:
-                data = reader_fields(first, message)
+                data = like_first(message)
                 if data is None:
                     payload = self.build_message_payload(message, self.send_defaults)
                     data = payload.data

@@ -1,0 +1,107 @@
+"""A worker's CPU per digest: a batch of 500 distinct digests (each of 2 to 5 of 12
+posts) sent by batch_send through our Postmark backend to the fake ESP (its own
+process), on the PostgreSQL database BENCH_DATABASE_URL names (one named *bench*:
+it is emptied) and BENCH_REDIS_URL.
+
+    .venv/bin/python -m benchmarks.digest_send [--profile] [--rounds 5]
+
+The batch is sent, put back to QUEUED and sent again, `rounds` times after one
+warm-up (the Link rows, the worker's rendered parts); prints CPU (and of it user)
+and wall ms per digest, and with --profile cProfile's top functions by own and
+cumulative time. As in a round, each batch after a worker's first.
+"""
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import time
+
+from benchmarks import _harness as h
+
+DIGEST_POSTS = 12
+READERS = 500  # one Postmark /email/batch call
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    h.services_arguments(parser)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    esp, url = h.start_fake_esp("--no-deliveries")
+    try:
+        h.configure(args.database_url, args.redis_url, ANYMAIL_POSTMARK_API_URL=url)
+        run(args)
+    finally:
+        h.stop(esp)
+
+
+def run(args) -> None:
+    from django.utils import timezone
+
+    from newsletter import digests
+    from newsletter.delivery.sender import batch_send
+    from newsletter.models import Batch, Delivery, Mailing, Subscriber
+    from posts.models import Post
+
+    h.reset_database()
+    h.digest_posts_create()
+    h.seed_subscribers(READERS)
+    rng = random.Random(1)
+    names = ["", "Sam O'Neill", "Ann"]
+    readers = list(Subscriber.objects.order_by("pk"))
+    for reader in readers:
+        reader.name = rng.choice(names)
+    Subscriber.objects.bulk_update(readers, ["name"])
+    posts = list(Post.objects.all())
+    now = timezone.now()
+    mailing = Mailing.objects.create(
+        kind=Mailing.Kind.DIGEST,
+        frequency="daily",
+        slot=digests.slot_of(now),
+        period=now.date(),
+        status=Mailing.Status.SENDING,
+    )
+    batch = Batch.objects.create(mailing=mailing, number=1, size=READERS)
+    for reader in readers:
+        row = Delivery.objects.create(mailing=mailing, batch=batch, subscriber=reader)
+        row.posts.set(rng.sample(posts, rng.randint(2, 5)))
+
+    profile = cProfile.Profile() if args.profile else None
+    wall = cpu = user = 0.0
+    for attempt in range(args.rounds + 1):  # the first warms up: Link rows, imports
+        Delivery.objects.filter(batch=batch).update(
+            status=Delivery.Status.QUEUED, sent_at=None, esp_message_id=""
+        )
+        Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.QUEUED)
+        Mailing.objects.filter(pk=mailing.pk).update(status=Mailing.Status.SENDING)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        user_started = os.times().user
+        if profile and attempt:
+            profile.enable()
+        batch_send(batch_id=batch.pk)
+        if profile:
+            profile.disable()
+        if attempt:
+            wall += time.perf_counter() - started
+            cpu += time.process_time() - cpu_started
+            user += os.times().user - user_started
+        sent = Delivery.objects.filter(batch=batch, status=Delivery.Status.SENT)
+        assert sent.count() == READERS, sent.count()
+    count = args.rounds * READERS
+    wall, cpu, user = wall / count, cpu / count, user / count
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"batch_send: {cpu * 1000:.3f} ms CPU ({user * 1000:.3f} user),"
+        f" {wall * 1000:.3f} ms wall per digest"
+    )
+    if profile:
+        stats = pstats.Stats(profile)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(45)
+
+
+if __name__ == "__main__":
+    main()
