@@ -1,6 +1,7 @@
 """Batch mode: one provider call per batch, personalised per recipient, in a fixed
 number of database queries whatever the batch size."""
 
+import gc
 import json
 import re
 
@@ -231,6 +232,17 @@ def test_a_starting_worker_loads_the_url_configuration_before_its_first_batch():
     assert not get_resolver()._populated
     load_the_url_configuration()
     assert get_resolver()._populated
+
+
+def test_a_starting_worker_freezes_what_start_up_made_out_of_the_collectors_reach():
+    from newsletter.celery import freeze_what_start_up_made  # on worker_init
+
+    gc.unfreeze()
+    try:
+        freeze_what_start_up_made()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def html_received(esp, provider: str, address: str) -> str:
