@@ -112,6 +112,31 @@ def celery_eager():
     celery_app.conf.task_eager_propagates = False
 
 
+@pytest.fixture
+def start_test_worker(monkeypatch):
+    """Start a real Celery worker in the test's process: `with start_test_worker():`.
+    Its tasks run in threads that end with the test, so each task closes its
+    database connection, which a worker keeps between tasks (newsletter/celery.py):
+    a kept one would outlive its thread and hold the test database open."""
+    from celery.contrib.testing.worker import start_worker
+    from django.db import connection
+
+    # The one settings dict every thread's connection is made from.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    celery_app.control.purge()  # tasks left by an earlier run name rows gone now
+
+    def start(pool: str = "solo", **options):
+        return start_worker(
+            celery_app,
+            pool=pool,
+            perform_ping_check=False,
+            shutdown_timeout=10,
+            **options,
+        )
+
+    return start
+
+
 class _SMTPSink(socketserver.StreamRequestHandler):
     """The receiving mail server, reduced to what tests need. It keeps each message
     it accepts (`messages`) and each recipient it accepted (`recipients`); it

@@ -8,14 +8,12 @@ import re
 import time
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import RunPython
 
 from newsletter import delivery, outbox
-from newsletter.celery import app as celery_app
 from newsletter.emails import preferences_url
 from newsletter.models import Consent, Subscriber
 from posts.comments.models import Comment
@@ -69,11 +67,8 @@ def site(live_server, settings):
 
 
 @pytest.fixture
-def worker(site):
-    celery_app.control.purge()  # tasks left by an earlier run name rows gone now
-    with start_worker(
-        celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10
-    ) as worker:
+def worker(site, start_test_worker):
+    with start_test_worker() as worker:
         yield worker
 
 

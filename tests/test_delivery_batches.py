@@ -245,6 +245,49 @@ def test_a_starting_worker_freezes_what_start_up_made_out_of_the_collectors_reac
         gc.unfreeze()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_keeps_its_database_connection_from_task_to_task_while_young(
+    monkeypatch,
+):
+    """Celery's Django fix-up closed the connection around every task, so each
+    batch opened a new one; now a worker's tasks keep it for DATABASE_CONN_MAX_AGE,
+    as web requests do (newsletter/celery.py)."""
+    import time
+
+    from celery.fixups.django import DjangoWorkerFixup
+    from celery.signals import task_postrun, task_prerun
+    from django.db import connection
+
+    from newsletter.celery import app
+    from newsletter.tasks import send_batch
+
+    celery_fixup = DjangoWorkerFixup(app)  # as a starting worker installs it
+
+    def a_task_runs() -> None:
+        send_batch.push_request(is_eager=False)  # a worker's, not the caller's
+        signal = {"sender": send_batch, "task_id": "1", "args": (), "kwargs": {}}
+        try:
+            celery_fixup.on_task_prerun(sender=send_batch)
+            task_prerun.send(task=send_batch, **signal)
+            assert not Batch.objects.exists()  # the task's query
+            celery_fixup.on_task_postrun(sender=send_batch)
+            task_postrun.send(task=send_batch, retval=None, state="SUCCESS", **signal)
+        finally:
+            send_batch.pop_request()
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    connection.close()
+    a_task_runs()
+    kept = connection.connection
+    a_task_runs()
+    a_task_runs()
+    assert kept is not None and connection.connection is kept
+
+    connection.close_at = time.monotonic() - 1  # DATABASE_CONN_MAX_AGE has passed
+    a_task_runs()
+    assert connection.connection is not kept
+
+
 def html_received(esp, provider: str, address: str) -> str:
     """The HTML part of one reader's copy, as the provider fills it in."""
     if provider == "postmark":

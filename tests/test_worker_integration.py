@@ -8,7 +8,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
 from benchmarks.fake_esp import postmark_messages
@@ -23,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def worker(fake_esp):
+def worker(fake_esp, start_test_worker):
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:
         import redis
@@ -31,10 +30,7 @@ def worker(fake_esp):
         # Fails the test, loudly, when the Redis it was told to use is not there.
         redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
         assert celery_app.conf.broker_url == redis_url
-    celery_app.control.purge()  # tasks left by an earlier run name rows gone now
-    with start_worker(
-        celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10
-    ) as worker:
+    with start_test_worker() as worker:
         yield worker
 
 
@@ -174,7 +170,7 @@ def test_a_provider_outage_is_retried_by_the_worker_and_nobody_gets_two_copies(
 
 
 def test_a_worker_with_threads_sends_one_message_batches_side_by_side_once_each(
-    fake_esp, settings
+    fake_esp, settings, start_test_worker
 ):
     """One message per reader is paced by the provider's round trip; a worker with
     a pool of threads waits on several batches at once (README, "How it works")."""
@@ -182,14 +178,7 @@ def test_a_worker_with_threads_sends_one_message_batches_side_by_side_once_each(
     settings.NEWSLETTER_BATCH_SIZE = 3
     fake_esp.set_faults(latency_ms=100)  # a provider some way off
     confirmed = SubscriberFactory.create_batch(24)
-    celery_app.control.purge()
-    with start_worker(
-        celery_app,
-        pool="threads",
-        concurrency=4,
-        perform_ping_check=False,
-        shutdown_timeout=10,
-    ):
+    with start_test_worker(pool="threads", concurrency=4):
         post = publish_in_admin("Durham: a thread pool", "durham-thread-pool")
         wait_for(mailing_is_done(post))
 
