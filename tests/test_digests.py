@@ -280,8 +280,9 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     )
     while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
-    recipients, _left = batch_recipients(mailing.batches.get().pk)
-    assembled = digests.DigestEmail(mailing, recipients)
+    batch = mailing.batches.get()
+    recipients, _left = batch_recipients(batch.pk)
+    assembled = digests.DigestEmail(mailing, batch.pk)
     tracker = LinkTracker(mailing.pk)
     token = re.compile(r"/(unsubscribe|preferences)/[^/]+/")
 

@@ -232,7 +232,7 @@ def _hand_over(
     meets an error stops the others before their next chunk. A digest's frames
     are rendered as its readers need them, reading the database: one lane."""
     how = channel()
-    compose, size = _composer(batch.mailing, recipients, how)
+    compose, size = _composer(batch, how)
     lanes = 1
     if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
         lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
@@ -350,7 +350,7 @@ def _send_lane(
 
 
 def _composer(
-    mailing: Mailing, recipients: list[Recipient], how: Channel
+    batch: Batch, how: Channel
 ) -> tuple[Callable[[list[Recipient], object], list[Letter]], int]:
     """How the kind turns a chunk of readers into messages for a connection, and
     the chunk size.
@@ -360,8 +360,9 @@ def _composer(
     each reader's fields; a digest is assembled per reader (each holds their own
     posts) from parts rendered once per batch, several to a call where the backend
     takes distinct messages at once."""
+    mailing = batch.mailing
     if mailing.kind == Mailing.Kind.DIGEST:
-        digest = DigestEmail(mailing, recipients)
+        digest = DigestEmail(mailing, batch.pk)
         size = how.batch_size if how.distinct_messages else 1
         return (
             lambda chunk, connection: [
