@@ -32,10 +32,12 @@ from posts.models import Post
 from .emails import (
     PREFERENCES_URL,
     UNSUBSCRIBE_URL,
+    Encoded,
     ReaderLinks,
     RenderedEmail,
     build_message,
     filled,
+    json_inner,
     list_headers,
     render_email,
 )
@@ -285,11 +287,29 @@ _PLACEHOLDER = re.compile(
 
 
 class _Frame(NamedTuple):
-    """A digest for readers of one number of posts, cut at its placeholders."""
+    """A digest for readers of one number of posts, cut at its placeholders; and
+    its pieces JSON-encoded, from which each reader's body's encoding is joined
+    (emails.Encoded)."""
 
     subject: str
     text: list[str]
     html: list[str]
+    text_json: list[str]
+    html_json: list[str]
+
+
+class _Block(NamedTuple):
+    """A post's part of a digest, as text and HTML, and each JSON-encoded."""
+
+    text: str
+    html: str
+    text_json: str
+    html_json: str
+
+
+def _encoded(pieces: list[str]) -> list[str]:
+    """The pieces JSON-encoded, but for the placeholders (the odd ones)."""
+    return [p if i % 2 else json_inner(p) for i, p in enumerate(pieces)]
 
 
 class _Parts:
@@ -311,10 +331,10 @@ class _Parts:
             self._render(count)
         return self._frames[count]
 
-    def _render(self, count: int) -> list[tuple[str, str]]:
+    def _render(self, count: int) -> list[_Block]:
         """Render the digest of the batch's first `count` posts for any reader:
         keep its frame for the readers of `count` posts, and return its posts'
-        blocks (text, HTML)."""
+        blocks."""
         email = render_email(
             "digest",
             {
@@ -329,12 +349,19 @@ class _Parts:
         )
         text = email.text.split(_TEXT_CUT)
         html = self._tracker.tracked(email.html).split(_HTML_CUT)
+        text_pieces = _PLACEHOLDER.split(text[0] + _POSTS + text[-1])
+        html_pieces = _PLACEHOLDER.split(html[0] + _POSTS + html[-1])
         self._frames[count] = _Frame(
             subject=email.subject,
-            text=_PLACEHOLDER.split(text[0] + _POSTS + text[-1]),
-            html=_PLACEHOLDER.split(html[0] + _POSTS + html[-1]),
+            text=text_pieces,
+            html=html_pieces,
+            text_json=_encoded(text_pieces),
+            html_json=_encoded(html_pieces),
         )
-        return list(zip(text[1:-1], html[1:-1], strict=True))
+        return [
+            _Block(text, html, json_inner(text), json_inner(html))
+            for text, html in zip(text[1:-1], html[1:-1], strict=True)
+        ]
 
 
 _last_parts: tuple[tuple, _Parts] | None = None
@@ -389,32 +416,58 @@ class DigestEmail:
 
     def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
         name, agreed = self.readers[recipient.pk]
-        places = self.posts[recipient.delivery_id]
-        frame = self._parts.frame(len(places))
-        blocks = self._parts.blocks
+        blocks = [self._parts.blocks[i] for i in self.posts[recipient.delivery_id]]
+        frame = self._parts.frame(len(blocks))
         leave_url = self._links.link(recipient, Purpose.UNSUBSCRIBE)
         links = {
             UNSUBSCRIBE_URL: leave_url,
             PREFERENCES_URL: self._links.link(recipient, Purpose.PREFERENCES),
         }
-        text = filled(
-            frame.text,
-            {
-                **links,
-                _READER_NAME: f" {name}" if name else "",
-                _POSTS: "".join([blocks[i][0] for i in places]),
-            },
+        links_json = {placeholder: json_inner(v) for placeholder, v in links.items()}
+        text_name = f" {name}" if name else ""
+        html_name = f" {_serialised(name)}" if name else ""
+        text = Encoded.of(
+            filled(
+                frame.text,
+                {
+                    **links,
+                    _READER_NAME: text_name,
+                    _POSTS: "".join([block.text for block in blocks]),
+                },
+            ),
+            filled(
+                frame.text_json,
+                {
+                    **links_json,
+                    _READER_NAME: json_inner(text_name),
+                    _POSTS: "".join([block.text_json for block in blocks]),
+                },
+            ),
         )
         html = filled(
             frame.html,
             {
                 **links,
-                _READER_NAME: f" {_serialised(name)}" if name else "",
-                _POSTS: "".join([blocks[i][1] for i in places]),
+                _READER_NAME: html_name,
+                _POSTS: "".join([block.html for block in blocks]),
             },
         )
         # Their clicks are theirs, if they agreed: read with the batch's readers.
-        html = reader_part_add(html, subscriber_id=recipient.pk, agreed=agreed)
+        own = reader_part_add(html, subscriber_id=recipient.pk, agreed=agreed)
+        if own is html:  # unchanged, so its encoding is the pieces'
+            html = Encoded.of(
+                html,
+                filled(
+                    frame.html_json,
+                    {
+                        **links_json,
+                        _READER_NAME: json_inner(html_name),
+                        _POSTS: "".join([block.html_json for block in blocks]),
+                    },
+                ),
+            )
+        else:  # with the reader's part on each counted link: encoded whole
+            html = own
         return build_message(
             RenderedEmail(subject=frame.subject, text=text, html=html),
             to=recipient.email,

@@ -3,6 +3,7 @@ beat task at the hour (and day) set in the admin, holding only matched posts the
 reader has not been sent, once per period, never empty, and sent in batches with
 every guarantee a post's announcement has."""
 
+import json
 import math
 import re
 from datetime import datetime, timedelta
@@ -19,7 +20,12 @@ from newsletter import delivery, digests
 from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.ratelimit import _redis
 from newsletter.digest_tasks import start_due_digests
-from newsletter.emails import preferences_url, render_email, unsubscribe_url
+from newsletter.emails import (
+    Encoded,
+    preferences_url,
+    render_email,
+    unsubscribe_url,
+)
 from newsletter.engagement import LinkTracker, reader_part_add
 from newsletter.models import (
     Batch,
@@ -311,6 +317,12 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
         message = assembled.for_reader(recipient)
         [(html, _type)] = message.alternatives
         html_to[recipient.email] = html
+        # A body's encoding, joined from its pieces', is the body's.
+        assert isinstance(message.body, Encoded)
+        for body in (message.body, html):
+            if isinstance(body, Encoded):
+                assert json.loads(body.json) == body
+                assert body.json == json.dumps(body)
         plain_html = reader_part_add(
             tracker.tracked(plain.html), subscriber_id=subscriber.pk
         )
@@ -320,6 +332,8 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     named, everything = html_to["named@example.org"], html_to["all@example.org"]
     assert "?reader=" in everything  # agreed
     assert "?reader=" not in named
+    # Pieces encoded once; the agreed reader's HTML, with their own part, whole.
+    assert isinstance(named, Encoded) and not isinstance(everything, Encoded)
     assert 'Hello Ann &amp; "O\'Neill" &lt;b&gt;&nbsp;Jr,' in named
     assert "Kent: &lt;first&gt; &amp; foremost" not in named  # not Ann's
     assert "Hello, here are" in everything

@@ -18,7 +18,7 @@ from anymail.message import AnymailMessage
 from benchmarks.fake_esp import FakeESP
 from newsletter.delivery import provider_refused
 from newsletter.delivery.postmark import EmailBackend, NotConnected
-from newsletter.emails import PostEmail
+from newsletter.emails import Encoded, PostEmail, json_inner
 from newsletter.models import Subscriber
 
 from .factories import PublishedPostFactory
@@ -431,3 +431,34 @@ def test_one_message_each_stops_at_the_first_error_and_says_who_it_concerns(
         TO[1]: "unknown",
     }
     assert fake_esp.stats()["requests"] == 2
+
+
+def encoded_message(i: int, encode) -> AnymailMessage:
+    """reader_message(…, i) with bodies that carry their encoding, by `encode`."""
+    message = reader_message(f"reader{i}@example.org", i)
+    message.body = Encoded.of(message.body, encode(message.body))
+    [(html, mimetype)] = message.alternatives
+    message.alternatives = [(Encoded.of(html, encode(html)), mimetype)]
+    return message
+
+
+def test_bodies_that_carry_their_encoding_go_in_as_carried_to_the_byte(fake_esp):
+    """A digest's bodies carry their JSON encoding, joined from pieces encoded
+    once (emails.Encoded): the request is the one their text alone would make."""
+    EmailBackend().send_messages(
+        [reader_message(f"reader{i}@example.org", i) for i in range(3)]
+    )
+    EmailBackend().send_messages([encoded_message(i, json_inner) for i in range(3)])
+    plain, carried = fake_esp.get_messages(limit=2)
+    assert carried["request_body"] == plain["request_body"]
+    assert b"Caf\\u00e9 0" in plain["request_body"]  # as anymail encodes it
+
+    # What a body carries goes in, not an encoding of its text made again.
+    slashed = [
+        encoded_message(i, lambda text: json_inner(text).replace("/", "\\/"))
+        for i in range(3)
+    ]
+    EmailBackend().send_messages(slashed)
+    (request,) = fake_esp.get_messages(limit=1)
+    assert b"<\\/p>" in request["request_body"]
+    assert json.loads(request["request_body"]) == json.loads(plain["request_body"])

@@ -48,6 +48,8 @@ from anymail.utils import EmailAddress, parse_address_list
 from django.core.mail import EmailMessage
 from requests.structures import CaseInsensitiveDict
 
+from ..emails import Encoded
+
 # An address with nothing to quote, decode or IDNA-encode: parsing it could only
 # split it at its "@".
 _BARE_ADDRESS = re.compile(
@@ -151,7 +153,7 @@ class Payload(PostmarkPayload):
     def _encoded_bodies(self) -> dict[str, str]:
         """The message's bodies by field, JSON-encoded once per payload."""
         return {
-            field: self.serialize_json(body)
+            field: body.json if isinstance(body, Encoded) else self.serialize_json(body)
             for field, body in self.data.items()
             if field in _MARKERS
         }
@@ -169,8 +171,27 @@ class Messages:
     def get_request_params(self, api_url: str) -> dict:
         params = self.first.get_request_params(api_url)
         params["url"] = api_url + "email/batch"
-        params["data"] = self.first.serialize_json(self.messages).encode()
+        params["data"] = self.serialize_data()
         return params
+
+    def serialize_data(self) -> bytes:
+        """The messages as anymail would encode them, byte for byte; a body that
+        carries its encoding (emails.Encoded: a digest's) is put in as it is,
+        where a marker stood while the rest was encoded."""
+        skeletons, encoded = [], []
+        for data in self.messages:
+            bodies = {
+                field: _MARKERS[field]
+                for field, body in data.items()
+                if field in _MARKERS and isinstance(body, Encoded)
+            }
+            encoded.extend(data[field].json.encode() for field in bodies)
+            skeletons.append({**data, **bodies} if bodies else data)
+        skeleton = self.first.serialize_json(skeletons).encode()
+        if not encoded:
+            return skeleton
+        bodies_in_order = iter(encoded)
+        return _ENCODED_MARKER.sub(lambda _: next(bodies_in_order), skeleton)
 
 
 # The attributes in which one reader's message of a batch differs from another's;
@@ -231,8 +252,8 @@ def reader_fields(first: Payload) -> Callable[[EmailMessage], dict | None]:
         data = dict(common)
         data["To"] = message.to[0]
         data["Subject"] = str(message.subject)
-        data["TextBody"] = str(message.body)
-        data["HtmlBody"] = message.alternatives[0][0]
+        data["TextBody"] = _text(message.body)
+        data["HtmlBody"] = _text(message.alternatives[0][0])
         if message.extra_headers:
             data["Headers"] = [
                 {"Name": name, "Value": value}
@@ -243,6 +264,11 @@ def reader_fields(first: Payload) -> Callable[[EmailMessage], dict | None]:
         return data
 
     return fields
+
+
+def _text(value) -> str:
+    """The value as a str; a str (an Encoded body among them) as it is."""
+    return value if isinstance(value, str) else str(value)
 
 
 # Postmark's per-message error codes that mean the address, not the message, was
