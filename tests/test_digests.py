@@ -411,6 +411,39 @@ def send_all(mailing: Mailing) -> None:
         delivery.batch_send(batch_id=batch_id)
 
 
+
+@pytest.mark.parametrize("batch_size", [5, 40])
+def test_a_digest_batch_runs_seven_statements_whatever_its_size(
+    clock, publish, settings, fake_esp, django_assert_max_num_queries, batch_size
+):
+    """Claim, load the batch, read its recipients (with their names and consent),
+    their posts and those posts' order, record the outcomes, close the batch: the
+    readers' names are not read again per batch or per reader."""
+    settings.NEWSLETTER_BATCH_SIZE = batch_size
+    Subscriber.objects.bulk_create(
+        Subscriber(
+            email=f"reader{i}@example.org",
+            name=f"Reader {i}",
+            status=Subscriber.Status.ACTIVE,
+            confirmed_at=timezone.now(),
+        )
+        for i in range(batch_size * 2)
+    )
+    SubscriberTopic.objects.bulk_create(
+        SubscriberTopic(subscriber=s, kind="everything", frequency="daily")
+        for s in Subscriber.objects.all()
+    )
+    mailing = a_round_of_two(clock, publish)
+    first, second, *_rest = mailing.batches.order_by("number")
+    delivery.batch_send(batch_id=first.pk)  # renders the round's parts
+    with django_assert_max_num_queries(7):
+        delivery.batch_send(batch_id=second.pk)
+    assert fake_esp.count == batch_size * 2
+    greeted = {m["To"]: m["TextBody"] for m in fake_esp.messages[-1]["payload"]}
+    for address, text in greeted.items():
+        assert f"Hello Reader {address[6:-12]}," in text
+
+
 def test_planning_pages_the_readers_into_batches_each_reached_once(
     clock, publish, beat, settings, monkeypatch
 ):

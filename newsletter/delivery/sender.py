@@ -3,8 +3,8 @@ record outcomes.
 
 For a post, five database statements per batch, whatever its size (the last batch
 of a mailing adds one to close it): claim the batch, load the mailing and post, read
-the recipients, record every outcome, close the batch. A digest adds the reads of
-its readers' posts and names.
+the recipients (with all a message needs of them), record every outcome, close the
+batch. A digest adds the reads of its readers' posts.
 
 Where anymail can send one API call to many recipients with per-recipient data
 (Postmark's /email/batch with merge_headers, Mailgun's recipient-variables), a
@@ -49,7 +49,7 @@ from .ratelimit import RateLimited, sending_budget
 
 # Recipients per provider call. Postmark takes at most 500 messages per
 # /email/batch; Mailgun at most 1,000 recipients per call. A batch holds its
-# recipients' (id, email) rows and the request body in memory (Postmark: ~40 KB
+# recipients' rows and the request body in memory (Postmark: ~40 KB
 # per message, so ~20 MB for 500) and is the unit a crash can leave uncertain.
 POSTMARK_BATCH_SIZE = 500
 MAILGUN_BATCH_SIZE = 1000
