@@ -308,8 +308,12 @@ class _Block(NamedTuple):
 
 
 def _encoded(pieces: list[str]) -> list[str]:
-    """The pieces JSON-encoded, but for the placeholders (the odd ones)."""
-    return [p if i % 2 else json_inner(p) for i, p in enumerate(pieces)]
+    """The pieces JSON-encoded, but for the placeholders (the odd ones), the
+    quotes on the first and the last."""
+    encoded = [p if i % 2 else json_inner(p) for i, p in enumerate(pieces)]
+    encoded[0] = '"' + encoded[0]
+    encoded[-1] += '"'
+    return encoded
 
 
 class _Parts:
@@ -416,7 +420,10 @@ class DigestEmail:
             UNSUBSCRIBE_URL: leave_url,
             PREFERENCES_URL: self._links.link(recipient, Purpose.PREFERENCES),
         }
-        links_json = {placeholder: json_inner(v) for placeholder, v in links.items()}
+        links_json = {
+            UNSUBSCRIBE_URL: json_inner(links[UNSUBSCRIBE_URL]),
+            PREFERENCES_URL: json_inner(links[PREFERENCES_URL]),
+        }
         text_name = f" {name}" if name else ""
         html_name = f" {_serialised(name)}" if name else ""
         text = Encoded.of(

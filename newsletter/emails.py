@@ -9,12 +9,12 @@ List-Unsubscribe only at the ", " between its <...> targets, never inside one, a
 never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes).
 """
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from email.utils import make_msgid
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 from urllib.parse import urlsplit
 
 import css_inline
@@ -276,16 +276,17 @@ class Encoded(str):
     json: str
 
     @classmethod
-    def of(cls, text: str, encoded_inner: str) -> "Encoded":
+    def of(cls, text: str, encoding: str) -> "Encoded":
         body = cls(text)
-        body.json = f'"{encoded_inner}"'
+        body.json = encoding
         return body
 
 
 def json_inner(text: str) -> str:
-    """The text JSON-encoded, without its quotes: encodings of pieces join into
-    the encoding of the joined pieces."""
-    return json.dumps(text)[1:-1]
+    """The text JSON-encoded as json.dumps(text) encodes it (its C encoder, without
+    dumps' own steps: a digest encodes four small values per reader), without its
+    quotes: encodings of pieces join into the encoding of the joined pieces."""
+    return encode_basestring_ascii(text)[1:-1]
 
 
 class ReaderLinks:

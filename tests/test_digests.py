@@ -411,7 +411,6 @@ def send_all(mailing: Mailing) -> None:
         delivery.batch_send(batch_id=batch_id)
 
 
-
 @pytest.mark.parametrize("batch_size", [5, 40])
 def test_a_digest_batch_runs_seven_statements_whatever_its_size(
     clock, publish, settings, fake_esp, django_assert_max_num_queries, batch_size
