@@ -1,14 +1,18 @@
 """The author's controls (pause, resume, cancel, uncertain batches), the circuit
 breaker, and the admin pages that show a mailing's progress."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
 from newsletter import delivery
+from newsletter.delivery import control
+from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 
 from .factories import PostFactory, UserFactory
@@ -327,3 +331,64 @@ def test_staff_who_may_only_view_run_no_action(
     uncertain.refresh_from_db()
     assert uncertain.status == Batch.Status.UNCERTAIN
     assert fake_esp.count == 2
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_settled_back_into_the_queue_while_its_mailing_closes_is_sent(
+    planned, fake_esp, monkeypatch
+):
+    """The author settles an uncertain batch with the provider, which never took
+    it, while a worker finishing another batch closes the mailing: the mailing
+    stays open until the batch is sent (seen in `make chaos`: it was closed, and
+    the batch's readers never got the post)."""
+    # Committed here, planning rang every batch's doorbell and all went out; the
+    # first's worker then died before the answer, and the provider lost what it had.
+    first = planned.batches.order_by("number").first()
+    readers = set(first.deliveries.values_list("subscriber__email", flat=True))
+    first.deliveries.update(status=Delivery.Status.UNCERTAIN, esp_message_id="")
+    Batch.objects.filter(pk=first.pk).update(status=Batch.Status.UNCERTAIN)
+    fake_esp.reset()
+    # Another batch is being sent again, so the mailing is open.
+    Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
+
+    requeued, go_on = threading.Event(), threading.Event()
+    reopen = control._reopen
+
+    def reopen_then_wait(mailing_id: int) -> None:
+        reopen(mailing_id)
+        requeued.set()  # the batch is back in the queue, not yet committed
+        go_on.wait(timeout=10)
+
+    monkeypatch.setattr(control, "_reopen", reopen_then_wait)
+
+    errors = []
+
+    def in_a_thread(work) -> threading.Thread:
+        def run() -> None:
+            try:
+                work()
+            except Exception as exc:  # asserted below
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    author = in_a_thread(lambda: delivery.batch_settle_with_provider(batch_id=first.pk))
+    assert requeued.wait(timeout=10)
+    worker = in_a_thread(lambda: close_mailing_if_finished(planned.pk))
+    worker.join(timeout=0.5)  # waits for the author's lock, or closes at once
+    go_on.set()
+    author.join(timeout=10)
+    worker.join(timeout=10)
+
+    assert errors == []
+    assert fake_esp.recipients() == dict.fromkeys(readers, 1)
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
+    assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6

@@ -69,6 +69,9 @@ def batch_resend(*, batch_id: int) -> bool:
     checking the provider's activity log, that a second copy is better than none.
     """
     with transaction.atomic():
+        # The batch's row and its mailing's (PostgreSQL locks both rows of the
+        # join): the mailing cannot be closed meanwhile without seeing the batch
+        # back in the queue (close_mailing_if_finished).
         batch = Batch.objects.select_for_update().filter(
             pk=batch_id, status=Batch.Status.UNCERTAIN
         )
@@ -123,12 +126,15 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
         for pk, email in uncertain
     }
     now = timezone.now()
+    mailing_id = Batch.objects.values_list("mailing_id", flat=True).get(pk=batch_id)
     with transaction.atomic():
+        # Held until the batch is back in the queue: the mailing cannot be closed
+        # meanwhile without seeing it (close_mailing_if_finished).
+        Mailing.objects.select_for_update().filter(pk=mailing_id).exists()
         record_outcomes(outcomes, now)
         closed = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
         if closed is None:
             return False  # settled by someone else meanwhile
-        mailing_id = Batch.objects.values_list("mailing_id", flat=True).get(pk=batch_id)
         if closed[0] == Batch.Status.QUEUED:
             _reopen(mailing_id)
             transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))

@@ -29,7 +29,7 @@ from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMessage
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
@@ -555,12 +555,20 @@ def _count_failure(mailing: Mailing, now: datetime) -> None:
 def close_mailing_if_finished(mailing_id: int) -> None:
     """Mark a fully planned mailing done once none of its batches is waiting.
 
-    Called by the planner, by the last batch and by the reaper; whichever comes last
-    closes it. On PostgreSQL the planner's row lock makes a batch's UPDATE wait.
+    Called by the planner, by the last batch, by the reaper and after the author
+    settles an uncertain batch; whichever comes last closes it. The mailing's row
+    is locked before its batches are read: the planner adding batches, or the
+    author putting an uncertain batch back in the queue, holds that lock until
+    committed, and this then waits and sees their batches. (One UPDATE checking
+    the batches in its own snapshot closed a mailing whose batch was being put
+    back meanwhile, and that batch's readers never got it.)
     """
+    sending = Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.SENDING)
     unfinished = Batch.objects.filter(
         mailing_id=mailing_id, status__in=[Batch.Status.QUEUED, Batch.Status.SENDING]
     )
-    Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.SENDING).exclude(
-        Exists(unfinished)
-    ).update(status=Mailing.Status.DONE, finished_at=timezone.now())
+    with transaction.atomic():
+        if sending.select_for_update().exists():  # the UPDATE reads after the lock
+            sending.exclude(Exists(unfinished)).update(
+                status=Mailing.Status.DONE, finished_at=timezone.now()
+            )
