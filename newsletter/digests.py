@@ -286,16 +286,33 @@ _PLACEHOLDER = re.compile(
 )
 
 
+class _Cut(NamedTuple):
+    """A body cut at its placeholders (the odd pieces), and the same pieces
+    JSON-encoded, the quotes on the first and the last: a reader's body's encoding
+    is joined from them as the body is (emails.Encoded)."""
+
+    pieces: list[str]
+    encoded: list[str]
+
+    @classmethod
+    def of(cls, pieces: list[str]) -> "_Cut":
+        encoded = [p if i % 2 else json_inner(p) for i, p in enumerate(pieces)]
+        encoded[0] = '"' + encoded[0]
+        encoded[-1] += '"'
+        return cls(pieces, encoded)
+
+    def filled(self, values: dict[str, str], encoded: dict[str, str]) -> Encoded:
+        """The body with `values` in its placeholders, carrying its encoding
+        with `encoded` (the same values, encoded) in them."""
+        return Encoded.of(filled(self.pieces, values), filled(self.encoded, encoded))
+
+
 class _Frame(NamedTuple):
-    """A digest for readers of one number of posts, cut at its placeholders; and
-    its pieces JSON-encoded, from which each reader's body's encoding is joined
-    (emails.Encoded)."""
+    """A digest for readers of one number of posts, cut at its placeholders."""
 
     subject: str
-    text: list[str]
-    html: list[str]
-    text_json: list[str]
-    html_json: list[str]
+    text: _Cut
+    html: _Cut
 
 
 class _Block(NamedTuple):
@@ -305,15 +322,6 @@ class _Block(NamedTuple):
     html: str
     text_json: str
     html_json: str
-
-
-def _encoded(pieces: list[str]) -> list[str]:
-    """The pieces JSON-encoded, but for the placeholders (the odd ones), the
-    quotes on the first and the last."""
-    encoded = [p if i % 2 else json_inner(p) for i, p in enumerate(pieces)]
-    encoded[0] = '"' + encoded[0]
-    encoded[-1] += '"'
-    return encoded
 
 
 class _Parts:
@@ -353,14 +361,10 @@ class _Parts:
         )
         text = email.text.split(_TEXT_CUT)
         html = self._tracker.tracked(email.html).split(_HTML_CUT)
-        text_pieces = _PLACEHOLDER.split(text[0] + _POSTS + text[-1])
-        html_pieces = _PLACEHOLDER.split(html[0] + _POSTS + html[-1])
         self._frames[count] = _Frame(
             subject=email.subject,
-            text=text_pieces,
-            html=html_pieces,
-            text_json=_encoded(text_pieces),
-            html_json=_encoded(html_pieces),
+            text=_Cut.of(_PLACEHOLDER.split(text[0] + _POSTS + text[-1])),
+            html=_Cut.of(_PLACEHOLDER.split(html[0] + _POSTS + html[-1])),
         )
         return [
             _Block(text, html, json_inner(text), json_inner(html))
@@ -412,7 +416,6 @@ class DigestEmail:
         self._parts = _parts(mailing, posts)
 
     def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
-        name = recipient.name
         blocks = [self._parts.blocks[i] for i in self.posts[recipient.delivery_id]]
         frame = self._parts.frame(len(blocks))
         leave_url = self._links.link(recipient, Purpose.UNSUBSCRIBE)
@@ -420,54 +423,40 @@ class DigestEmail:
             UNSUBSCRIBE_URL: leave_url,
             PREFERENCES_URL: self._links.link(recipient, Purpose.PREFERENCES),
         }
-        links_json = {
-            UNSUBSCRIBE_URL: json_inner(links[UNSUBSCRIBE_URL]),
-            PREFERENCES_URL: json_inner(links[PREFERENCES_URL]),
-        }
+        encoded_links = {placeholder: json_inner(v) for placeholder, v in links.items()}
+        name = recipient.name
         text_name = f" {name}" if name else ""
         html_name = f" {_serialised(name)}" if name else ""
-        text = Encoded.of(
-            filled(
-                frame.text,
-                {
-                    **links,
-                    _READER_NAME: text_name,
-                    _POSTS: "".join([block.text for block in blocks]),
-                },
-            ),
-            filled(
-                frame.text_json,
-                {
-                    **links_json,
-                    _READER_NAME: json_inner(text_name),
-                    _POSTS: "".join([block.text_json for block in blocks]),
-                },
-            ),
+        text = frame.text.filled(
+            {
+                **links,
+                _READER_NAME: text_name,
+                _POSTS: "".join([block.text for block in blocks]),
+            },
+            {
+                **encoded_links,
+                _READER_NAME: json_inner(text_name),
+                _POSTS: "".join([block.text_json for block in blocks]),
+            },
         )
-        html = filled(
-            frame.html,
+        html = frame.html.filled(
             {
                 **links,
                 _READER_NAME: html_name,
                 _POSTS: "".join([block.html for block in blocks]),
             },
+            {
+                **encoded_links,
+                _READER_NAME: json_inner(html_name),
+                _POSTS: "".join([block.html_json for block in blocks]),
+            },
         )
-        # Their clicks are theirs, if they agreed (read with the batch's recipients).
-        own = reader_part_add(html, subscriber_id=recipient.pk, agreed=recipient.agreed)
-        if own is html:  # unchanged, so its encoding is the pieces'
-            html = Encoded.of(
-                html,
-                filled(
-                    frame.html_json,
-                    {
-                        **links_json,
-                        _READER_NAME: json_inner(html_name),
-                        _POSTS: "".join([block.html_json for block in blocks]),
-                    },
-                ),
-            )
-        else:  # with the reader's part on each counted link: encoded whole
-            html = own
+        # Their clicks are theirs, if they agreed (read with the batch's recipients):
+        # their part on each counted link makes the HTML a plain str, which the
+        # backend encodes whole.
+        html = reader_part_add(
+            html, subscriber_id=recipient.pk, agreed=recipient.agreed
+        )
         return build_message(
             RenderedEmail(subject=frame.subject, text=text, html=html),
             to=recipient.email,

@@ -271,7 +271,8 @@ class Encoded(str):
     by character, so text assembled from pieces is encoded by joining their
     encodings, made once (json_inner): a digest batch's bodies are 500 readers'
     assemblies of the same pieces, and encoding each whole cost a worker more than
-    any other step of sending it. To anything else it is the text."""
+    any other step of sending it. To anything else it is the text; and what is
+    made from it (replaced, joined, substituted) is a plain str, encoded whole."""
 
     json: str
 
