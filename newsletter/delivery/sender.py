@@ -2,7 +2,7 @@
 record outcomes.
 
 For a post, five database statements per batch, whatever its size (the last batch
-of a mailing adds one to close it): claim the batch, load the mailing and post, read
+of a mailing adds two to close it): claim the batch, load the mailing and post, read
 the recipients (with all a message needs of them), record every outcome, close the
 batch. A digest adds the reads of its readers' posts.
 
