@@ -69,14 +69,12 @@ def batch_resend(*, batch_id: int) -> bool:
     checking the provider's activity log, that a second copy is better than none.
     """
     with transaction.atomic():
-        # The batch's row and its mailing's (PostgreSQL locks both rows of the
-        # join): the mailing cannot be closed meanwhile without seeing the batch
-        # back in the queue (close_mailing_if_finished).
-        batch = Batch.objects.select_for_update().filter(
-            pk=batch_id, status=Batch.Status.UNCERTAIN
-        )
-        batch = batch.select_related("mailing").first()
-        if batch is None or batch.mailing.status == Mailing.Status.CANCELLED:
+        batch = _locked_with_its_mailing(batch_id)
+        if (
+            batch is None
+            or batch.status != Batch.Status.UNCERTAIN
+            or batch.mailing.status == Mailing.Status.CANCELLED
+        ):
             return False
         batch.deliveries.filter(status=Delivery.Status.UNCERTAIN).update(
             status=Delivery.Status.QUEUED, error="resent by the author"
@@ -126,20 +124,28 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
         for pk, email in uncertain
     }
     now = timezone.now()
-    mailing_id = Batch.objects.values_list("mailing_id", flat=True).get(pk=batch_id)
     with transaction.atomic():
-        # Held until the batch is back in the queue: the mailing cannot be closed
-        # meanwhile without seeing it (close_mailing_if_finished).
-        Mailing.objects.select_for_update().filter(pk=mailing_id).exists()
+        batch = _locked_with_its_mailing(batch_id)
+        if batch is None or batch.status != Batch.Status.UNCERTAIN:
+            return False  # settled by someone else meanwhile: nothing written
         record_outcomes(outcomes, now)
-        closed = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
-        if closed is None:
-            return False  # settled by someone else meanwhile
-        if closed[0] == Batch.Status.QUEUED:
-            _reopen(mailing_id)
+        status, _queued = close_batch(
+            batch_id, from_status=Batch.Status.UNCERTAIN, now=now
+        )
+        if status == Batch.Status.QUEUED:
+            _reopen(batch.mailing_id)
             transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
-    close_mailing_if_finished(mailing_id)
+    close_mailing_if_finished(batch.mailing_id)
     return True
+
+
+def _locked_with_its_mailing(batch_id: int) -> Batch | None:
+    """The batch, its row and its mailing's locked until the transaction ends
+    (PostgreSQL locks both rows of the join, always in this order, so settling
+    and resending cannot deadlock): a batch put back in the queue is then seen by
+    whoever closes the mailing (close_mailing_if_finished)."""
+    batches = Batch.objects.select_for_update().select_related("mailing")
+    return batches.filter(pk=batch_id).first()
 
 
 def _reopen(mailing_id: int) -> None:
