@@ -15,7 +15,6 @@ the delivery engine's (newsletter/delivery/), as for a post's announcement.
 """
 
 import re
-from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -391,28 +390,22 @@ def _parts(mailing: Mailing, edited: list[tuple[int, datetime]]) -> _Parts:
 class DigestEmail:
     """A batch's digests, each assembled for its reader with their own posts."""
 
-    def __init__(self, mailing: Mailing, batch_id: int) -> None:
-        """For the batch's readers still waiting for their digest: their posts
-        read through the batch, in a quarter of the time that reading by 500 ids
-        took; the rest a digest needs of its reader is in their Recipient."""
+    def __init__(self, mailing: Mailing, recipients: list) -> None:
+        """For the batch's recipients (ledger.Recipient, read with their posts):
+        all a digest needs of its reader is in their Recipient, but the order
+        of their posts, read here for the batch's few."""
         self._links = ReaderLinks()
-        queued = Delivery.Status.QUEUED
-        held = Delivery.posts.through.objects.filter(
-            delivery__batch_id=batch_id, delivery__status=queued
-        ).values_list("delivery_id", "post_id")
         # Only the posts' order and edit times: their rendered parts are kept.
         posts = list(
-            Post.objects.filter(pk__in={post_id for _, post_id in held})
+            Post.objects.filter(pk__in={pk for r in recipients for pk in r.posts})
             .order_by("announced_at", "pk")
             .values_list("pk", "updated_at")
         )
         place = {pk: i for i, (pk, _) in enumerate(posts)}
         # Delivery id -> its posts' places in the batch's, which are in order.
-        self.posts: dict[int, list[int]] = defaultdict(list)
-        for delivery_id, post_id in held:
-            self.posts[delivery_id].append(place[post_id])
-        for places in self.posts.values():
-            places.sort()
+        self.posts: dict[int, list[int]] = {
+            r.delivery_id: sorted([place[pk] for pk in r.posts]) for r in recipients
+        }
         self._parts = _parts(mailing, posts)
 
     def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:

@@ -14,6 +14,7 @@ from ..models import Batch, Delivery, Subscriber
 D = Delivery._meta.db_table
 B = Batch._meta.db_table
 S = Subscriber._meta.db_table
+P = Delivery.posts.through._meta.db_table
 
 
 class Recipient(NamedTuple):
@@ -27,21 +28,34 @@ class Recipient(NamedTuple):
     name: str = ""
     # Agreed to per-reader engagement: their clicks are counted as theirs.
     agreed: bool = False
+    # A digest's: the ids of the posts it holds for them (Delivery.posts).
+    posts: tuple[int, ...] = ()
 
 
-def batch_recipients(batch_id: int) -> tuple[list[Recipient], list[int]]:
+def batch_recipients(
+    batch_id: int, *, with_posts: bool = False
+) -> tuple[list[Recipient], list[int]]:
     """The batch's queued deliveries: the recipients still in the audience, and the
     ids of those who left it since planning (unsubscribed, suppressed or paused:
-    see SubscriberQuerySet.confirmed).
+    see SubscriberQuerySet.confirmed). `with_posts` (a digest's batch) reads the
+    posts each one's digest holds in the same statement.
 
     Read, not written: the batch's SENDING status is the claim on its queued rows,
     and their outcomes are written once, when the provider has answered. A worker
     that dies holding the batch leaves them QUEUED in a SENDING batch; the reaper
     marks them UNCERTAIN, never resent blindly.
     """
+    posts = "NULL"
+    if with_posts:
+        joined = (
+            "string_agg(CAST(p.post_id AS text), ',')"
+            if connection.vendor == "postgresql"
+            else "group_concat(p.post_id, ',')"
+        )
+        posts = f"(SELECT {joined} FROM {P} p WHERE p.delivery_id = d.id)"
     sql = f"""
         SELECT d.id, d.subscriber_id, s.email, s.name,
-            s.engagement_agreed_at IS NOT NULL,
+            s.engagement_agreed_at IS NOT NULL, {posts},
             s.status = %s AND s.paused_at IS NULL
         FROM {D} d JOIN {S} s ON s.id = d.subscriber_id
         WHERE d.batch_id = %s AND d.status = %s
@@ -53,8 +67,15 @@ def batch_recipients(batch_id: int) -> tuple[list[Recipient], list[int]]:
         )
         rows = cursor.fetchall()
     recipients = [
-        Recipient(pk, sid, email, name, bool(agreed))
-        for pk, sid, email, name, agreed, active in rows
+        Recipient(
+            pk,
+            sid,
+            email,
+            name,
+            bool(agreed),
+            tuple(map(int, posts.split(","))) if posts else (),
+        )
+        for pk, sid, email, name, agreed, posts, active in rows
         if active
     ]
     left = [row[0] for row in rows if not row[-1]]

@@ -3,8 +3,8 @@ record outcomes.
 
 For a post, five database statements per batch, whatever its size (the last batch
 of a mailing adds two to close it): claim the batch, load the mailing and post, read
-the recipients (with all a message needs of them), record every outcome, close the
-batch. A digest adds the reads of its readers' posts.
+the recipients (with all a message needs of them, a digest's posts among it),
+record every outcome, close the batch. A digest adds the read of its posts' order.
 
 Where anymail can send one API call to many recipients with per-recipient data
 (Postmark's /email/batch with merge_headers, Mailgun's recipient-variables), a
@@ -179,7 +179,9 @@ def batch_send(*, batch_id: int) -> None:
     batch = Batch.objects.select_related(
         "mailing__post", "mailing__post_update__post"
     ).get(pk=batch_id)
-    recipients, left = batch_recipients(batch_id)
+    recipients, left = batch_recipients(
+        batch_id, with_posts=batch.mailing.kind == Mailing.Kind.DIGEST
+    )
     outcomes, trouble = _hand_over(batch, recipients)
     for delivery_id in left:
         outcomes[delivery_id] = Outcome(
@@ -232,7 +234,7 @@ def _hand_over(
     meets an error stops the others before their next chunk. A digest's frames
     are rendered as its readers need them, reading the database: one lane."""
     how = channel()
-    compose, size = _composer(batch, how)
+    compose, size = _composer(batch, recipients, how)
     lanes = 1
     if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
         lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
@@ -350,7 +352,7 @@ def _send_lane(
 
 
 def _composer(
-    batch: Batch, how: Channel
+    batch: Batch, recipients: list[Recipient], how: Channel
 ) -> tuple[Callable[[list[Recipient], object], list[Letter]], int]:
     """How the kind turns a chunk of readers into messages for a connection, and
     the chunk size.
@@ -362,7 +364,7 @@ def _composer(
     takes distinct messages at once."""
     mailing = batch.mailing
     if mailing.kind == Mailing.Kind.DIGEST:
-        digest = DigestEmail(mailing, batch.pk)
+        digest = DigestEmail(mailing, recipients)
         size = how.batch_size if how.distinct_messages else 1
         return (
             lambda chunk, connection: [
