@@ -170,6 +170,28 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return int(kb) / 1024
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """A process's CPU time so far, user and system (0 when it is gone): on a
+    shared machine, what a piece of work cost, where wall time is also waiting."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> dict[int, float]:
+    """The CPU time so far of each of this machine's PostgreSQL server processes
+    (backends and helpers), by pid."""
+    times = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if cmdline.read_bytes().startswith(b"postgres:"):
+                pid = int(cmdline.parent.name)
+                times[pid] = cpu_seconds(pid)
+    return times
+
+
 def wait_for(condition, timeout: float, every: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -19,6 +19,8 @@ For each N (10,000 and 100,000; --full adds 1,000,000) on PostgreSQL and Redis:
   as fast as it can, each over one kept-alive http.client connection. This shared
   machine's speed drifts within a run, so each limit is the median of four runs:
   one before the product's first send and one after each of its three;
+* the CPU 1,000 recipients of each run cost the workers, the fake ESP and
+  PostgreSQL (from /proc): on this shared machine a more stable figure than rates;
 * naive: a loop that renders and send_mail()s one message per subscriber, the way
   django-newsletter does (measured on the first --naive-n subscribers);
 * peak RSS of the planners and of each worker, and DB queries per batch and per
@@ -89,7 +91,7 @@ def main() -> None:
             args.database_url, args.redis_url, ANYMAIL_POSTMARK_API_URL=url
         )
         client = FakeESPClient(url)
-        results = {n: measure(n, env, client, args) for n in sorted(ns)}
+        results = {n: measure(n, env, client, esp.pid, args) for n in sorted(ns)}
     finally:
         h.stop(esp)
     smallest, largest = results[min(results)], results[max(results)]
@@ -125,7 +127,7 @@ def main() -> None:
     )
 
 
-def measure(n: int, env: dict, client: FakeESPClient, args) -> dict:
+def measure(n: int, env: dict, client: FakeESPClient, esp_pid: int, args) -> dict:
     from newsletter.celery import app
 
     print(f"n={n}: seeding…", flush=True)
@@ -152,17 +154,14 @@ def measure(n: int, env: dict, client: FakeESPClient, args) -> dict:
 
     # The product's three runs, each between two of the bare client's.
     measure_limits()
-    batch = post_send_run("Batch mode", {**env, **bulk}, client, n, args.workers)
+    runs = {"client": client, "workers": args.workers, "esp_pid": esp_pid}
+    batch = post_send_run("Batch mode", {**env, **bulk}, n, **runs)
     measure_limits()
     single = post_send_run(
-        "One message each",
-        {**env, "NEWSLETTER_DELIVERY_MODE": "single"},
-        client,
-        n,
-        args.workers,
+        "One message each", {**env, "NEWSLETTER_DELIVERY_MODE": "single"}, n, **runs
     )
     measure_limits()
-    digest = digest_round_run(env, client, args.workers)
+    digest = digest_round_run(env, **runs)
     measure_limits()
     for kind, rates in limits.items():
         result[f"{kind}_limit"] = statistics.median(rates)
@@ -199,13 +198,15 @@ def measure(n: int, env: dict, client: FakeESPClient, args) -> dict:
 
 
 def post_send_run(
-    title: str, env: dict, client: FakeESPClient, n: int, workers: int
+    title: str, env: dict, n: int, *, client: FakeESPClient, workers: int, esp_pid: int
 ) -> dict:
     """One send of a new post to all n subscribers by `workers` workers."""
     send_id = new_send(title)
     planned = plan_elsewhere(["--plan", str(send_id)], env)
-    rate, worker_rss = send_with_workers(env, client, send_id, n, workers)
-    print(f"n={n}: {title.lower()}: {rate:.0f}/s", flush=True)
+    rate, worker_rss, cpu = send_with_workers(
+        env, client, send_id, n, workers=workers, esp_pid=esp_pid
+    )
+    print(f"n={n}: {title.lower()}: {rate:.0f}/s; {cpu}", flush=True)
     return {
         "rate": rate,
         "plan_s": planned["plan_s"],
@@ -214,7 +215,9 @@ def post_send_run(
     }
 
 
-def digest_round_run(env: dict, client: FakeESPClient, workers: int) -> dict:
+def digest_round_run(
+    env: dict, *, client: FakeESPClient, workers: int, esp_pid: int
+) -> dict:
     """Today's daily round to every reader by `workers` workers, in the product's
     default mode (Postmark's /email/batch, up to 500 digests a call): digests/s.
     Planned and sent as a post's send is."""
@@ -224,8 +227,10 @@ def digest_round_run(env: dict, client: FakeESPClient, workers: int) -> dict:
     round_id = h.digest_round_create()
     planned = plan_elsewhere(["--plan", str(round_id)], env)
     digests = Delivery.objects.filter(mailing_id=round_id).count()
-    rate, worker_rss = send_with_workers(env, client, round_id, digests, workers)
-    print(f"n={digests}: digest round: {rate:.0f}/s", flush=True)
+    rate, worker_rss, cpu = send_with_workers(
+        env, client, round_id, digests, workers=workers, esp_pid=esp_pid
+    )
+    print(f"n={digests}: digest round: {rate:.0f}/s; {cpu}", flush=True)
     return {
         "rate": rate,
         "plan_s": planned["plan_s"],
@@ -313,13 +318,24 @@ def plan_here(send_id: int) -> None:
 
 
 def send_with_workers(
-    env: dict, client: FakeESPClient, send_id: int, n: int, workers: int
-) -> tuple[float, float]:
-    """Recipients/s the fake ESP accepted, and the workers' peak RSS (MB).
+    env: dict,
+    client: FakeESPClient,
+    send_id: int,
+    n: int,
+    *,
+    workers: int,
+    esp_pid: int,
+) -> tuple[float, float, str]:
+    """Recipients/s the fake ESP accepted, the workers' peak RSS (MB), and the CPU
+    that 1,000 recipients cost the workers, the fake ESP and PostgreSQL.
 
     The clock starts on warm workers: the send is paused while they boot (they
     drain the doorbells planning rang and claim nothing), then resumed, which
-    rings every batch again.
+    rings every batch again. CPU time, unlike the rate, does not count the waits
+    for a core that others' load on a shared machine adds, and all three
+    processes slow down together when the machine does: their proportions are the
+    figure to compare between runs. (A PostgreSQL backend that exits meanwhile is
+    not counted; the workers' stay connected.)
     """
     import redis
 
@@ -332,12 +348,25 @@ def send_with_workers(
         h.wait_for(lambda: broker.llen("celery") == 0, timeout=120)
         time.sleep(1)  # the last doorbell taken is answered
         client.reset()
+        pids = [p.pid for p in processes]
+        before = [sum(map(h.cpu_seconds, pids)), h.cpu_seconds(esp_pid)]
+        postgres_before = h.postgres_cpu_seconds()
         started = time.monotonic()
         delivery.mailing_resume(mailing_id=send_id)
         elapsed = until_accepted(client, n, started)
+        after = [sum(map(h.cpu_seconds, pids)), h.cpu_seconds(esp_pid)]
+        postgres = sum(
+            seconds - postgres_before.get(pid, 0.0)
+            for pid, seconds in h.postgres_cpu_seconds().items()
+        )
     finally:
         rss = max(h.stop(p) for p in processes)
-    return n / elapsed, rss
+    workers_s, esp_s = (a - b for a, b in zip(after, before, strict=True))
+    cpu = (
+        f"CPU per 1,000: workers {workers_s * 1e6 / n:.0f} ms, fake ESP"
+        f" {esp_s * 1e6 / n:.0f} ms, PostgreSQL {postgres * 1e6 / n:.0f} ms"
+    )
+    return n / elapsed, rss, cpu
 
 
 def until_accepted(client: FakeESPClient, count: int, started: float) -> float:

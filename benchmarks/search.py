@@ -20,14 +20,11 @@ some words does; `make load` measures the cached path.
 """
 
 import argparse
-import contextlib
-import os
 import random
 import statistics
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from benchmarks import _harness as h
 
@@ -102,10 +99,7 @@ def cpu_seconds(connection) -> tuple[float, float]:
     if connection.settings_dict["HOST"] in ("", "localhost", "127.0.0.1"):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
-            stat = Path(f"/proc/{cursor.fetchone()[0]}/stat")
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            backend = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            backend = h.cpu_seconds(cursor.fetchone()[0])
     return time.process_time(), backend
 
 
