@@ -20,7 +20,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db.models import Exists, F, IntegerField, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -34,6 +34,7 @@ from .emails import (
     Encoded,
     ReaderLinks,
     RenderedEmail,
+    build_bulk_message,
     build_message,
     filled,
     json_inner,
@@ -285,6 +286,21 @@ _PLACEHOLDER = re.compile(
 )
 
 
+# The merge fields of a digest to many readers (DigestEmail.for_many), by
+# placeholder: a reader's name and posts read differently in text and HTML.
+_TEXT_FIELDS = {
+    UNSUBSCRIBE_URL: "unsubscribe_url",
+    PREFERENCES_URL: "preferences_url",
+    _READER_NAME: "text_name",
+    _POSTS: "text_posts",
+}
+_HTML_FIELDS = {
+    **_TEXT_FIELDS,
+    _READER_NAME: "html_name",
+    _POSTS: "html_posts",
+}
+
+
 class _Cut(NamedTuple):
     """A body cut at its placeholders (the odd pieces), and the same pieces
     JSON-encoded, the quotes on the first and the last: a reader's body's encoding
@@ -407,6 +423,70 @@ class DigestEmail:
             r.delivery_id: sorted([place[pk] for pk in r.posts]) for r in recipients
         }
         self._parts = _parts(mailing, posts)
+
+    def for_many(
+        self, recipients: list, *, merge_field: str, connection=None
+    ) -> list[tuple[EmailMessage, list]]:
+        """The recipients' digests as one message for each number of posts
+        they hold (a frame), to its readers, each reader's name, posts and own
+        links as merge data that the provider (or our backend for it) fills in:
+        `merge_field` is its syntax, NAME standing for the field. A reader who
+        agreed to per-reader engagement gets a message of their own
+        (for_reader), their part on every counted link, their posts' too."""
+        alone = settings.NEWSLETTER_PER_READER_ENGAGEMENT
+        letters = []
+        by_count: dict[int, list] = {}
+        for recipient in recipients:
+            if alone and recipient.agreed:
+                letters.append(
+                    (self.for_reader(recipient, connection=connection), [recipient])
+                )
+            else:
+                count = len(self.posts[recipient.delivery_id])
+                by_count.setdefault(count, []).append(recipient)
+        for count, readers in by_count.items():
+            links, merge_data = {}, {}
+            for recipient in readers:
+                blocks = [
+                    self._parts.blocks[i] for i in self.posts[recipient.delivery_id]
+                ]
+                links[recipient.email] = self._links.link(
+                    recipient, Purpose.UNSUBSCRIBE
+                )
+                name = recipient.name
+                merge_data[recipient.email] = {
+                    "unsubscribe_url": links[recipient.email],
+                    "preferences_url": self._links.link(recipient, Purpose.PREFERENCES),
+                    "text_name": f" {name}" if name else "",
+                    "html_name": f" {_serialised(name)}" if name else "",
+                    "text_posts": Encoded.of(
+                        "".join([block.text for block in blocks]),
+                        f'"{"".join([block.text_json for block in blocks])}"',
+                    ),
+                    "html_posts": Encoded.of(
+                        "".join([block.html for block in blocks]),
+                        f'"{"".join([block.html_json for block in blocks])}"',
+                    ),
+                }
+            message = build_bulk_message(
+                self._merged_frame(count, merge_field),
+                unsubscribe_urls=links,
+                merge_data=merge_data,
+                connection=connection,
+            )
+            letters.append((message, readers))
+        return letters
+
+    def _merged_frame(self, count: int, merge_field: str) -> RenderedEmail:
+        """The frame for readers of `count` posts with merge fields for each
+        reader's own parts."""
+        frame = self._parts.frame(count)
+        bodies = []
+        for cut, fields in ((frame.text, _TEXT_FIELDS), (frame.html, _HTML_FIELDS)):
+            values = {p: merge_field.replace("NAME", f) for p, f in fields.items()}
+            encoded = {p: json_inner(value) for p, value in values.items()}
+            bodies.append(cut.filled(values, encoded))
+        return RenderedEmail(frame.subject, *bodies)
 
     def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
         blocks = [self._parts.blocks[i] for i in self.posts[recipient.delivery_id]]

@@ -121,6 +121,34 @@ def build_message(
     return message
 
 
+def build_bulk_message(
+    email: RenderedEmail,
+    *,
+    unsubscribe_urls: dict[str, str],
+    merge_data: dict[str, dict] | None = None,
+    connection=None,
+) -> AnymailMessage:
+    """One message to many readers (the addresses of `unsubscribe_urls`), each
+    with their own list headers and, where the provider fills them in, their
+    own `merge_data`. The provider assigns each copy its own Message-ID."""
+    message = AnymailMessage(
+        subject=header_safe(email.subject),
+        body=email.text,
+        from_email=settings.NEWSLETTER_FROM_EMAIL,
+        to=list(unsubscribe_urls),
+        reply_to=[settings.NEWSLETTER_REPLY_TO],
+        connection=connection,
+    )
+    message.attach_alternative(email.html, "text/html")
+    message.merge_headers = {
+        address: list_headers(unsubscribe_url=url)
+        for address, url in unsubscribe_urls.items()
+    }
+    if merge_data is not None:
+        message.merge_data = merge_data
+    return message
+
+
 # The reader's own links in every post email: they never expire.
 _PERSONAL_LINKS = {
     Purpose.UNSUBSCRIBE: "newsletter:unsubscribe",
@@ -394,22 +422,14 @@ class BulkEmail:
         else:
             shared = self._shared(shared_unsubscribe_link)
             text, html = shared.text, shared.html
-        message = AnymailMessage(
-            subject=header_safe(self.rendered.subject),
-            body=text,
-            from_email=settings.NEWSLETTER_FROM_EMAIL,
-            to=list(links),
-            reply_to=[settings.NEWSLETTER_REPLY_TO],
+        return build_bulk_message(
+            RenderedEmail(subject=self.rendered.subject, text=text, html=html),
+            unsubscribe_urls={
+                email: personal["unsubscribe_url"] for email, personal in links.items()
+            },
+            merge_data=links if merge_field else None,
             connection=connection,
         )
-        message.attach_alternative(html, "text/html")
-        message.merge_headers = {
-            email: list_headers(unsubscribe_url=personal["unsubscribe_url"])
-            for email, personal in links.items()
-        }
-        if merge_field:
-            message.merge_data = links
-        return message
 
     def _shared(self, unsubscribe_link: str) -> RenderedEmail:
         """The email rendered for everyone alike, for providers that cannot vary

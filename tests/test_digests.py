@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from newsletter import delivery, digests
 from newsletter.delivery.ledger import batch_recipients
+from newsletter.delivery.postmark import EmailBackend
 from newsletter.delivery.ratelimit import _redis
 from newsletter.digest_tasks import start_due_digests
 from newsletter.emails import (
@@ -261,12 +262,14 @@ def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
 
 
 def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
-    clock, publish, settings
+    clock, publish, settings, fake_esp
 ):
-    """A batch's digests are assembled from parts rendered once (DigestEmail);
-    each must be the email a plain render for its reader makes, links tracked
-    (with their signed part for a reader who agreed to per-reader engagement),
-    but for the tokens in the reader's own links."""
+    """A batch's digests are assembled from parts rendered once (DigestEmail),
+    one message a reader or one a number of posts with each reader's parts as
+    merge data (filled in by our Postmark backend); each must be the email a
+    plain render for its reader makes, links tracked (with their signed part for
+    a reader who agreed to per-reader engagement), but for the tokens in the
+    reader's own links."""
     settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
     suffolk = AreaFactory(slug="suffolk")
     agreed = reader("all@example.org", ("everything", "", "daily"))
@@ -295,7 +298,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     def tokenless(email) -> tuple[str, str, str]:
         return tuple(token.sub(r"/\1/…/", part) for part in email)
 
-    html_to = {}
+    html_to, plain_of = {}, {}
     for recipient in recipients:
         subscriber = Subscriber.objects.get(pk=recipient.pk)
         posts = Delivery.objects.get(pk=recipient.delivery_id).posts.order_by(
@@ -326,9 +329,20 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
         plain_html = reader_part_add(
             tracker.tracked(plain.html), subscriber_id=subscriber.pk
         )
-        assert tokenless((message.subject, message.body, html)) == tokenless(
-            (plain.subject, plain.text, plain_html)
+        plain_of[recipient.email] = tokenless((plain.subject, plain.text, plain_html))
+        assert (
+            tokenless((message.subject, message.body, html))
+            == plain_of[recipient.email]
         )
+    letters = assembled.for_many(recipients, merge_field="{{NAME}}")
+    assert sorted(len(readers) for _, readers in letters) == [1, 1]
+    EmailBackend(per_reader=False).send_messages([m for m, _ in letters])
+    (request,) = fake_esp.get_messages()
+    sent = json.loads(request["request_body"])
+    assert len(sent) == len(recipients)
+    for entry in sent:
+        email = (entry["Subject"], entry["TextBody"], entry["HtmlBody"])
+        assert tokenless(email) == plain_of[entry["To"]]
     named, everything = html_to["named@example.org"], html_to["all@example.org"]
     assert "?reader=" in everything  # agreed
     assert "?reader=" not in named

@@ -240,10 +240,12 @@ def reader_message(to: str, i: int) -> AnymailMessage:
     return message
 
 
-def test_distinct_messages_go_in_one_call_each_as_anymail_builds_it(fake_esp):
-    """/email/batch carries, for each message, what anymail would post to /email:
-    those alike but for their reader's fields, and those that are not (a display
-    name, a Cc, no headers), and each message's status is its own."""
+@pytest.mark.parametrize("bulk_api", [False, True])
+def test_distinct_messages_go_in_one_call_each_as_anymail_builds_it(fake_esp, bulk_api):
+    """/email/batch carries, for each message, what anymail would post to /email
+    (also where posts go through Postmark's bulk API): those alike but for their
+    reader's fields, and those that are not (a display name, a Cc, no headers),
+    and each message's status is its own."""
     messages = [
         reader_message("reader0@example.org", 0),
         reader_message("reader.one+x@mail.example.co.uk", 1),
@@ -258,7 +260,8 @@ def test_distinct_messages_go_in_one_call_each_as_anymail_builds_it(fake_esp):
         anymails = AnymailPostmark(**TOKEN)
         payload = anymails.build_message_payload(message, anymails.send_defaults)
         expected.append(json.loads(payload.serialize_data()))
-    assert EmailBackend().send_messages(messages) == 5
+    backend = EmailBackend(per_reader=False, use_bulk_api=bulk_api)
+    assert backend.send_messages(messages) == 5
     (request,) = fake_esp.get_messages(limit=1)
     assert request["endpoint"].endswith("email/batch")
     assert json.loads(request["request_body"]) == expected
@@ -390,8 +393,11 @@ def as_anymail_sends_it_alone(batch: AnymailMessage, address: str) -> dict:
         bodies = [body.replace("{{" + name + "}}", value) for body in bodies]
     message.body = bodies[0]
     message.attach_alternative(bodies[1], "text/html")
-    message.extra_headers = batch.merge_headers[address]
-    message.metadata = {**batch.metadata, **batch.merge_metadata[address]}
+    message.extra_headers = {
+        **batch.extra_headers,
+        **batch.merge_headers.get(address, {}),
+    }
+    message.metadata = {**batch.metadata, **batch.merge_metadata.get(address, {})}
     backend = AnymailPostmark(**TOKEN)
     payload = backend.build_message_payload(message, backend.send_defaults)
     assert payload.get_api_endpoint() == "email"
@@ -413,6 +419,57 @@ def test_merge_data_for_bodies_of_their_own_goes_as_each_readers_own_message(
     statuses = message.anymail_status.recipients
     assert [statuses[reader].status for reader in readers] == ["sent"] * 3
     assert len({statuses[reader].message_id for reader in readers}) == 3
+
+
+@pytest.mark.parametrize("per_reader", [True, False])
+def test_merge_data_is_filled_as_anymail_would_send_it_whatever_the_headers(
+    fake_esp, per_reader
+):
+    """Headers of the message's own, merged with a reader's, and a reader with
+    none or no metadata of their own: each reader's message is still the one
+    anymail would send them alone."""
+    readers = ["reader1@example.org", "zoë@example.org", "UP@Example.ORG"]
+    message = merge_batch(readers)
+    message.extra_headers = {"X-Campaign": "7", "List-Unsubscribe": "<mailto:x@y.z>"}
+    del message.merge_headers[readers[1]]
+    del message.merge_metadata[readers[2]]
+    EmailBackend(per_reader=per_reader).send_messages([message])
+    sent = [json.loads(r["request_body"]) for r in fake_esp.get_messages()]
+    if not per_reader:
+        [sent] = sent
+    assert sent == [as_anymail_sends_it_alone(message, reader) for reader in readers]
+
+
+def test_merge_data_filled_for_a_call_goes_in_one_batch_with_another_message(
+    fake_esp,
+):
+    """Where each reader's message is not a request of its own, a call's
+    messages go in one /email/batch: each reader of a message whose merge data
+    this backend fills as their own message, and a message to one reader as
+    itself; each reader's status is theirs."""
+    readers = ["reader1@example.org", "zoë@example.org", "UP@Example.ORG"]
+    merged = merge_batch(readers)
+    # A value that carries its encoding goes in as carried.
+    merged.merge_data[readers[1]]["other"] = Encoded.of(
+        "<i>£</i>", '"<i>\\u00a3<\\/i>"'
+    )
+    alone = reader_message("alone@example.org", 7)
+    assert EmailBackend(per_reader=False).send_messages([merged, alone]) == 2
+    (request,) = fake_esp.get_messages()
+    assert request["endpoint"].endswith("email/batch")
+    expected = [as_anymail_sends_it_alone(merged, reader) for reader in readers]
+    expected[1]["HtmlBody"] = expected[1]["HtmlBody"].replace("{{other}}", "<i>£</i>")
+    anymails = AnymailPostmark(**TOKEN)
+    payload = anymails.build_message_payload(alone, anymails.send_defaults)
+    expected.append(json.loads(payload.serialize_data()))
+    assert json.loads(request["request_body"]) == expected
+    assert b"<i>\\u00a3<\\/i>" in request["request_body"]
+    statuses = merged.anymail_status.recipients
+    assert [statuses[reader].status for reader in readers] == ["sent"] * 3
+    assert list(alone.anymail_status.recipients) == ["alone@example.org"]
+    ids = [s.message_id for s in statuses.values()]
+    ids.append(alone.anymail_status.recipients["alone@example.org"].message_id)
+    assert len(set(ids)) == 4 and None not in ids
 
 
 @pytest.mark.parametrize("fault", ["drop_after_accept_next", "fail_5xx_next"])
@@ -445,10 +502,12 @@ def encoded_message(i: int, encode) -> AnymailMessage:
 def test_bodies_that_carry_their_encoding_go_in_as_carried_to_the_byte(fake_esp):
     """A digest's bodies carry their JSON encoding, joined from pieces encoded
     once (emails.Encoded): the request is the one their text alone would make."""
-    EmailBackend().send_messages(
+    EmailBackend(per_reader=False).send_messages(
         [reader_message(f"reader{i}@example.org", i) for i in range(3)]
     )
-    EmailBackend().send_messages([encoded_message(i, json.dumps) for i in range(3)])
+    EmailBackend(per_reader=False).send_messages(
+        [encoded_message(i, json.dumps) for i in range(3)]
+    )
     plain, carried = fake_esp.get_messages(limit=2)
     assert carried["request_body"] == plain["request_body"]
     assert b"Caf\\u00e9 0" in plain["request_body"]  # as anymail encodes it
@@ -458,7 +517,7 @@ def test_bodies_that_carry_their_encoding_go_in_as_carried_to_the_byte(fake_esp)
         encoded_message(i, lambda text: json.dumps(text).replace("/", "\\/"))
         for i in range(3)
     ]
-    EmailBackend().send_messages(slashed)
+    EmailBackend(per_reader=False).send_messages(slashed)
     (request,) = fake_esp.get_messages(limit=1)
     assert b"<\\/p>" in request["request_body"]
     assert json.loads(request["request_body"]) == json.loads(plain["request_body"])

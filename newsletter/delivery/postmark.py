@@ -14,17 +14,14 @@ does per message (measured: workers spend 30% less CPU per message, the fake ESP
 out of the ordinary (a proxy, anymail's request debugging) goes through anymail's
 code unchanged.
 
-Postmark fills each reader's fields into bodies only from a stored template. For a
-batch whose bodies carry merge fields ({{NAME}}) and no template, this backend fills
-them in itself and sends each reader their own message (/email): anymail builds the
-batch's payload once, and each reader costs a splice and an HTTP exchange.
-
-Several distinct messages (a digest batch: each reader's own posts) go in one call
-to /email/batch through send_messages. anymail builds the first one's message as for
-/email; the others differ from it only in their reader's own fields (To, Subject,
-the bodies, headers, metadata), which are set into a copy of it: anymail's generic
-per-message machinery cost more than assembling the digest itself. The list is
-JSON-encoded once.
+Postmark fills each reader's fields into bodies only from a stored template.
+For a message whose bodies carry merge fields ({{NAME}}) and no template, this
+backend fills them in itself: anymail builds the payload once, its bodies are
+encoded once and cut at their merge fields, and each reader's message is those
+pieces joined with their values. Each reader's message is then a request of its
+own (/email, `per_reader`, one-message mode), or every reader of a call goes in
+one request to /email/batch, several messages' readers together (a digest batch:
+one message for each number of posts its readers hold).
 """
 
 import http.client
@@ -34,7 +31,6 @@ import re
 import secrets
 import select
 import ssl
-from collections.abc import Callable
 from functools import cached_property, lru_cache, partial
 from urllib.parse import urlsplit
 
@@ -44,11 +40,10 @@ from anymail.backends.postmark import EmailBackend as AnymailPostmarkBackend
 from anymail.backends.postmark import PostmarkPayload
 from anymail.exceptions import AnymailError, AnymailRequestsAPIError
 from anymail.message import AnymailRecipientStatus, AnymailStatus
-from anymail.utils import EmailAddress, parse_address_list
-from django.core.mail import EmailMessage
+from anymail.utils import EmailAddress, force_non_lazy_dict, parse_address_list
 from requests.structures import CaseInsensitiveDict
 
-from ..emails import Encoded
+from ..emails import Encoded, json_inner
 
 # An address with nothing to quote, decode or IDNA-encode: parsing it could only
 # split it at its "@".
@@ -65,6 +60,14 @@ _MARKERS = {
 }
 _ENCODED_MARKERS = {field: json.dumps(m).encode() for field, m in _MARKERS.items()}
 _ENCODED_MARKER = re.compile(b"|".join(map(re.escape, _ENCODED_MARKERS.values())))
+# Stand-ins for a reader's own fields in their message encoded once for all the
+# readers of a message (Payload._reader_cut), and the fields they stand for.
+_OWN_FIELDS = {
+    json.dumps(_MARKERS.get(field) or f"{field}-{secrets.token_hex(16)}"): field
+    for field in ("To", "Metadata", "Headers", *_MARKERS)
+}
+_OWN_MARKERS = {field: json.loads(marker) for marker, field in _OWN_FIELDS.items()}
+_OWN_FIELD = re.compile("(" + "|".join(map(re.escape, _OWN_FIELDS)) + ")")
 
 
 @lru_cache(maxsize=64)
@@ -72,15 +75,42 @@ def _parsed(addresses: tuple[str, ...], field: str) -> tuple[EmailAddress, ...]:
     return tuple(parse_address_list(list(addresses), field=field))
 
 
+class _Bare(EmailAddress):
+    """A bare address, which is its own addr_spec and formatted address: the
+    email package's header registry, which would compute them, costs
+    microseconds per reader each time they are read."""
+
+    def __init__(self, address: str) -> None:
+        local, _, domain = address.rpartition("@")
+        super().__init__(username=local, domain=domain)
+        self.__dict__["address"] = self._addr_spec = address  # a cached_property
+
+    @property
+    def addr_spec(self) -> str:
+        return self._addr_spec
+
+    def format(self, **_) -> str:
+        """Formatted however asked: no display name to encode, and the domain
+        is ASCII already."""
+        return self._addr_spec
+
+
 def _addresses(value, field: str) -> list[EmailAddress]:
     """anymail's parse_address_list, in microseconds for bare addresses."""
     values = (value,) if isinstance(value, str) else tuple(map(str, value))
     if all(map(_BARE_ADDRESS.fullmatch, values)):
-        return [
-            EmailAddress(username=local, domain=domain)
-            for local, _, domain in (v.rpartition("@") for v in values)
-        ]
+        return [_Bare(v) for v in values]
     return list(_parsed(values, field))
+
+
+def _non_lazy_dict(value):
+    """anymail's force_non_lazy_dict, without raising and catching an exception
+    for each text value: a batch's merge data holds thousands."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return {key: _non_lazy_dict(item) for key, item in value.items()}
+    return force_non_lazy_dict(value)
 
 
 def _merged(defaults, headers) -> CaseInsensitiveDict:
@@ -96,6 +126,10 @@ class Payload(PostmarkPayload):
         if attr in _ADDRESS_FIELDS
         else (attr, combiner, convert)
         for attr, combiner, convert in PostmarkPayload.base_message_attrs
+    )
+    anymail_message_attrs = tuple(
+        (attr, combiner, _non_lazy_dict if convert is force_non_lazy_dict else convert)
+        for attr, combiner, convert in PostmarkPayload.anymail_message_attrs
     )
 
     # The reader whose own message is being sent, where this backend sends each
@@ -116,31 +150,70 @@ class Payload(PostmarkPayload):
     def get_api_endpoint(self):
         return "email" if self.fills_merge_fields() else super().get_api_endpoint()
 
+    def is_one_message(self) -> bool:
+        """One message, to go as it is (no merge data or template): what
+        anymail would post to /email, bar Postmark's bulk API."""
+        return not (self.is_batch() or "TemplateAlias" in self.data) and (
+            "TemplateId" not in self.data
+        )
+
+    def one_message(self) -> bytes:
+        """The payload as Postmark's /email message (see is_one_message)."""
+        return self._spliced(self.data, self._encoded_bodies)
+
     def serialize_data(self) -> bytes:
         """anymail's request body, byte for byte, with each body encoded once
         however many copies the batch holds: they go in as markers and come out
         as the encoded body, in one pass that writes the (~15 MB) result once. For
-        one reader's own message, anymail's part of the batch for them, with
-        their merge data filled into the encoded bodies.
+        one reader's own message (see fills_merge_fields), reader_message.
 
         (orjson would encode faster, but only to raw UTF-8, which takes a JSON
         parser ~60% longer to read than anymail's ASCII escapes.)"""
-        encoded = dict(self._encoded_bodies)
-        if self.reader is None:
-            data = self.data
-        else:
-            data = self.data_for_recipient(self.reader)
+        if self.reader is not None:
+            return self.reader_message(self.reader)
+        return self._spliced(self.data, self._encoded_bodies, whole=True)
+
+    def reader_message(self, reader: EmailAddress) -> bytes:
+        """Postmark's /email message for one reader of a payload whose merge
+        data this backend fills: anymail's part of the batch for them, with
+        their merge data filled into the encoded bodies (a field they have no
+        value for stays as it is)."""
+        address = reader.addr_spec
+        values = self._merge_fields | {
+            name: _encoded(value)
+            for name, value in self.merge_data.get(address, {}).items()
+        }
+        bodies = {
+            field: "".join([values[p] if i % 2 else p for i, p in enumerate(cut)])
+            for field, cut in self._merge_cuts.items()
+        }
+        if self._reader_cut is None:
+            data = self.data_for_recipient(reader)
             data.pop("TemplateModel", None)  # Postmark takes it only with a template
-            personal = self.merge_data.get(self.reader.addr_spec, {})
-            for field, body in encoded.items():
-                for name, value in personal.items():
-                    merge_field = "{{" + name + "}}"
-                    body = body.replace(merge_field, json.dumps(str(value))[1:-1])
-                encoded[field] = body
+            return self._spliced(data, bodies)
+        own = {
+            "To": json.dumps(reader.address),
+            "Metadata": json.dumps(
+                {**self.data.get("Metadata", {}), **self.merge_metadata[address]}
+            ),
+            "Headers": json.dumps(
+                [
+                    {"Name": name, "Value": value}
+                    for name, value in self.merge_headers[address].items()
+                ]
+            ),
+            **bodies,
+        }
+        cut = self._reader_cut
+        return "".join([own[p] if i % 2 else p for i, p in enumerate(cut)]).encode()
+
+    def _spliced(self, data: dict, encoded: dict[str, str], *, whole=False) -> bytes:
+        """`data` encoded as anymail encodes it, its bodies put in as `encoded`
+        where markers stood while the rest was encoded."""
         bodies = {field: data[field] for field in encoded}
         data.update({field: _MARKERS[field] for field in encoded})
         try:
-            if self.reader is None:
+            if whole:
                 skeleton = super().serialize_data().encode()
             else:
                 skeleton = self.serialize_json(data).encode()
@@ -148,6 +221,44 @@ class Payload(PostmarkPayload):
             data.update(bodies)
         by_marker = {_ENCODED_MARKERS[f]: body.encode() for f, body in encoded.items()}
         return _ENCODED_MARKER.sub(lambda found: by_marker[found[0]], skeleton)
+
+    @cached_property
+    def _reader_cut(self) -> list[str] | None:
+        """Any reader's message, encoded once and cut at the fields that are
+        theirs (the odd pieces, by field name), where every reader has headers
+        and metadata of their own and the message none to merge theirs into;
+        None otherwise."""
+        if "Headers" in self.data or not all(
+            to.addr_spec in (self.merge_metadata or {})
+            and to.addr_spec in self.merge_headers
+            for to in self.to_emails
+        ):
+            return None
+        own = ("To", "Metadata", "Headers", *self._encoded_bodies)
+        data = {**self.data, **{field: _OWN_MARKERS[field] for field in own}}
+        data.pop("TemplateModel", None)
+        pieces = _OWN_FIELD.split(self.serialize_json(data))
+        return [_OWN_FIELDS[p] if i % 2 else p for i, p in enumerate(pieces)]
+
+    @cached_property
+    def _merge_fields(self) -> dict[str, str]:
+        """Each merge field of the payload's merge data, by name, as it is."""
+        names = {name for personal in self.merge_data.values() for name in personal}
+        return {name: "{{" + name + "}}" for name in sorted(names)}
+
+    @cached_property
+    def _merge_cuts(self) -> dict[str, list[str]]:
+        """The encoded bodies cut at their merge fields (the odd pieces, by name),
+        once per payload: a reader's bodies are then one join each."""
+        if not self._merge_fields:
+            return {field: [body] for field, body in self._encoded_bodies.items()}
+        merge_field = re.compile(
+            r"\{\{(" + "|".join(map(re.escape, self._merge_fields)) + r")\}\}"
+        )
+        return {
+            field: merge_field.split(body)
+            for field, body in self._encoded_bodies.items()
+        }
 
     @cached_property
     def _encoded_bodies(self) -> dict[str, str]:
@@ -159,116 +270,24 @@ class Payload(PostmarkPayload):
         }
 
 
-class Messages:
-    """Distinct messages, each to its one reader, posted together to /email/batch:
-    Postmark's /email message of each (anymail's `data` for it, or a copy of the
-    first's with the reader's own fields, see `reader_fields`), encoded once."""
+def _encoded(value) -> str:
+    """A merge value JSON-encoded without its quotes, as carried by an Encoded one."""
+    return value.json[1:-1] if isinstance(value, Encoded) else json_inner(str(value))
 
-    def __init__(self, first: Payload, messages: list[dict]) -> None:
+
+class Messages:
+    """Readers' messages, encoded each (Payload.reader_message, or a message of
+    its own to one reader), posted together to /email/batch."""
+
+    def __init__(self, first: Payload, messages: list[bytes]) -> None:
         self.first = first
         self.messages = messages
 
     def get_request_params(self, api_url: str) -> dict:
         params = self.first.get_request_params(api_url)
         params["url"] = api_url + "email/batch"
-        params["data"] = self.serialize_data()
+        params["data"] = b"[" + b",".join(self.messages) + b"]"
         return params
-
-    def serialize_data(self) -> bytes:
-        """The messages as anymail would encode them, byte for byte; a body that
-        carries its encoding (emails.Encoded: a digest's) is put in as it is,
-        where a marker stood while the rest was encoded."""
-        skeletons, encoded = [], []
-        for data in self.messages:
-            bodies = {
-                field: _MARKERS[field]
-                for field, body in data.items()
-                if field in _MARKERS and isinstance(body, Encoded)
-            }
-            encoded.extend(data[field].json.encode() for field in bodies)
-            skeletons.append({**data, **bodies} if bodies else data)
-        skeleton = self.first.serialize_json(skeletons).encode()
-        if not encoded:
-            return skeleton
-        bodies_in_order = iter(encoded)
-        return _ENCODED_MARKER.sub(lambda _: next(bodies_in_order), skeleton)
-
-
-# The attributes in which one reader's message of a batch differs from another's;
-# anymail builds the rest of each from attributes that are the same for all.
-_READERS_OWN = frozenset(
-    ("to", "subject", "body", "alternatives", "extra_headers", "metadata")
-)
-# Attributes of a message that anymail does not read.
-_NOT_READ = frozenset(("connection", "anymail_status"))
-# Headers anymail takes for fields rather than passing on.
-_FIELD_HEADERS = frozenset(("from", "reply-to", "to"))
-
-
-def _plain(message) -> bool:
-    """A message whose fields anymail would set only from its attributes: to one
-    bare address, a text body and one HTML alternative, headers none of which
-    anymail takes for a field."""
-    return (
-        len(message.to) == 1
-        and _BARE_ADDRESS.fullmatch(message.to[0]) is not None
-        and message.content_subtype == "plain"
-        and [mimetype for _, mimetype in message.alternatives] == ["text/html"]
-        and _FIELD_HEADERS.isdisjoint(map(str.lower, message.extra_headers))
-    )
-
-
-def reader_fields(first: Payload) -> Callable[[EmailMessage], dict | None]:
-    """For the batch whose first message's payload is `first`: a function giving
-    another message's Postmark /email message as anymail would build it, a copy
-    of the first's with the reader's own fields set. It gives None unless both
-    messages are plain and alike in everything else, and nothing from the
-    backend's defaults is merged into those fields. The first's side of these
-    checks is made once, not per message."""
-    other = first.message
-    theirs = vars(other)
-    shared = theirs.keys() - _READERS_OWN - _NOT_READ
-    defaults = first.defaults
-    usable = (
-        _plain(other)
-        and "extra_headers" not in defaults
-        and "metadata" not in defaults
-        and not first.backend.generate_message_id
-    )
-    # The first's message but for its headers, which go last (as anymail puts
-    # them) when the reader's message has any.
-    common = {name: value for name, value in first.data.items() if name != "Headers"}
-
-    def fields(message: EmailMessage) -> dict | None:
-        own = vars(message)
-        if not (
-            usable
-            and type(message) is type(other)
-            and own.keys() == theirs.keys()
-            and all(own[name] == theirs[name] for name in shared)
-            and _plain(message)
-        ):
-            return None
-        data = dict(common)
-        data["To"] = message.to[0]
-        data["Subject"] = str(message.subject)
-        data["TextBody"] = _text(message.body)
-        data["HtmlBody"] = _text(message.alternatives[0][0])
-        if message.extra_headers:
-            data["Headers"] = [
-                {"Name": name, "Value": value}
-                for name, value in message.extra_headers.items()
-            ]
-        if "metadata" in own:
-            data["Metadata"] = dict(message.metadata)
-        return data
-
-    return fields
-
-
-def _text(value) -> str:
-    """The value as a str; a str (an Encoded body among them) as it is."""
-    return value if isinstance(value, str) else str(value)
 
 
 # Postmark's per-message error codes that mean the address, not the message, was
@@ -283,6 +302,13 @@ class NotConnected(ConnectionError):
 class EmailBackend(AnymailPostmarkBackend):
     # The kept-alive connection to Postmark while open; None where requests is needed.
     http_connection: http.client.HTTPConnection | None = None
+
+    def __init__(self, *, per_reader: bool = True, **kwargs) -> None:
+        """`per_reader`: where this backend fills in merge data, each reader's
+        message is a request of its own (/email); otherwise a call's readers go
+        together to /email/batch (see send_messages)."""
+        super().__init__(**kwargs)
+        self.per_reader = per_reader
 
     def open(self):
         opened = super().open()
@@ -349,10 +375,11 @@ class EmailBackend(AnymailPostmarkBackend):
         return connection
 
     def post_to_esp(self, payload, message):
-        """anymail's post; or, where this backend fills in the merge data, one
-        post per reader, stopping at the first error. The readers answered before
-        it, and the one it concerns ("unknown"), are then in the message's
-        anymail_status: the others were not sent."""
+        """anymail's post; or, where this backend fills in the merge data and
+        each reader's message is a request of its own, one post per reader,
+        stopping at the first error. The readers answered before it, and the one
+        it concerns ("unknown"), are then in the message's anymail_status: the
+        others were not sent."""
         if not payload.fills_merge_fields():
             return self._post(payload, message)
         payload.statuses = {}
@@ -372,46 +399,52 @@ class EmailBackend(AnymailPostmarkBackend):
         return response
 
     def send_messages(self, email_messages):
-        """Two or more messages in one call to /email/batch (at most 500, which
-        the sender's batch size keeps to). Each message's anymail_status holds
-        Postmark's answer for it: "sent", or the reason it was refused. An error
-        posting raises, with no message answered; an answer that does not match
-        the messages raises AnymailError: Postmark may have taken them."""
-        if len(email_messages) < 2:
+        """Unless each reader's message is a request of its own (`per_reader`):
+        the messages in one call to /email/batch (at most 500 readers, which the
+        sender's batch size keeps to), each as its own /email message or, where
+        this backend fills in its merge data, as each reader's own. Each message's
+        anymail_status holds Postmark's answer for each of its readers: "sent",
+        or the reason they were refused. An error posting raises, with no reader
+        answered; an answer that does not match the readers raises AnymailError:
+        Postmark may have taken them. Anything else is anymail's own sending."""
+        if self.per_reader or not email_messages:
             return super().send_messages(email_messages)
         created = self.open()
         try:
-            for message in email_messages:
+            payloads = [
+                self.build_message_payload(message, self.send_defaults)
+                for message in email_messages
+            ]
+            if not all(p.fills_merge_fields() or p.is_one_message() for p in payloads):
+                return super().send_messages(email_messages)
+            # Each entry of the batch, and the message and addresses it answers for.
+            entries, readers = [], []
+            for message, payload in zip(email_messages, payloads, strict=True):
                 message.anymail_status = AnymailStatus()
-            first = self.build_message_payload(email_messages[0], self.send_defaults)
-            messages = [first.data]
-            readers = [[to.addr_spec for to in first.to_emails]]
-            like_first = reader_fields(first)
-            for message in email_messages[1:]:
-                data = like_first(message)
-                if data is None:
-                    payload = self.build_message_payload(message, self.send_defaults)
-                    data = payload.data
-                    readers.append([to.addr_spec for to in payload.to_emails])
+                if payload.fills_merge_fields():
+                    for reader in payload.to_emails:
+                        entries.append(payload.reader_message(reader))
+                        readers.append((message, [reader.addr_spec]))
                 else:
-                    readers.append(message.to)
-                messages.append(data)
-            response = self._post(Messages(first, messages), email_messages[0])
+                    entries.append(payload.one_message())
+                    readers.append(
+                        (message, [to.addr_spec for to in payload.to_emails])
+                    )
+            response = self._post(Messages(payloads[0], entries), email_messages[0])
             try:
                 answers = response.json()
-                assert isinstance(answers, list) and len(answers) == len(messages)
+                assert isinstance(answers, list) and len(answers) == len(entries)
             except (ValueError, AssertionError) as err:
                 raise AnymailError(
-                    f"Postmark's answer to {len(messages)} messages: "
+                    f"Postmark's answer to {len(entries)} messages: "
                     f"{response.text[:200]!r}"
                 ) from err
-            for message, addresses, answer in zip(
-                email_messages, readers, answers, strict=True
-            ):
+            statuses = {id(message): {} for message in email_messages}
+            for (message, addresses), answer in zip(readers, answers, strict=True):
+                statuses[id(message)].update(self._answer_status(addresses, answer))
+            for message in email_messages:
                 message.anymail_status.esp_response = response
-                message.anymail_status.set_recipient_status(
-                    self._answer_status(addresses, answer)
-                )
+                message.anymail_status.set_recipient_status(statuses[id(message)])
         finally:
             if created:
                 self.close()

@@ -71,6 +71,8 @@ MAX_DEFERRAL = timedelta(days=4)
 ANYMAIL_POSTMARK = "anymail.backends.postmark.EmailBackend"
 ANYMAIL_MAILGUN = "anymail.backends.mailgun.EmailBackend"
 POSTMARK_BACKEND = "newsletter.delivery.postmark.EmailBackend"
+# Postmark's merge syntax, which our backend fills in where Postmark would not.
+POSTMARK_MERGE_FIELD = "{{NAME}}"
 
 
 @dataclass(frozen=True)
@@ -89,16 +91,27 @@ class Channel:
     shared_unsubscribe_link: str | None = None
     # Each reader's message is a request of its own (one message per reader).
     per_reader: bool = False
+    # Our backend fills in each reader's merge data (POSTMARK_MERGE_FIELD) for a
+    # call's readers, in one /email/batch: a batch's messages may differ by reader
+    # (a digest's posts) beyond what Postmark itself would fill in.
+    fills_merge_fields: bool = False
 
     @property
     def batched(self) -> bool:
         return bool(self.merge_field or self.shared_unsubscribe_link)
 
     @property
-    def distinct_messages(self) -> bool:
-        """Whether one call takes many different messages (our Postmark backend's
-        send_messages, through /email/batch)."""
+    def batches_messages(self) -> bool:
+        """Whether one call takes many readers' own messages (our Postmark
+        backend's send_messages, in one /email/batch)."""
         return self.backend == POSTMARK_BACKEND and self.batched
+
+    def connection(self):
+        """A connection to the mailing backend; ours for Postmark is told whether
+        each reader's message is a request of its own."""
+        if self.backend == POSTMARK_BACKEND:
+            return mail.get_connection(self.backend, per_reader=self.per_reader)
+        return mail.get_connection(self.backend)
 
 
 def channel() -> Channel:
@@ -112,7 +125,7 @@ def channel() -> Channel:
                 "postmark",
                 SINGLE_MESSAGE_BATCH_SIZE,
                 backend,
-                merge_field="{{NAME}}",
+                merge_field=POSTMARK_MERGE_FIELD,
                 per_reader=True,
             )
         if settings.ANYMAIL.get("POSTMARK_USE_BULK_API"):
@@ -121,7 +134,10 @@ def channel() -> Channel:
             # one message instead of 500 copies (but it must be enabled by
             # Postmark, and answers "accepted" without per-recipient ids).
             return Channel(
-                "postmark", POSTMARK_BATCH_SIZE, backend, merge_field="{{NAME}}"
+                "postmark",
+                POSTMARK_BATCH_SIZE,
+                backend,
+                merge_field=POSTMARK_MERGE_FIELD,
             )
         # Without a stored template Postmark cannot vary a batch's bodies; its own
         # unsubscribe placeholder is personalised by Postmark (on a broadcast
@@ -131,6 +147,7 @@ def channel() -> Channel:
             POSTMARK_BATCH_SIZE,
             backend,
             shared_unsubscribe_link="{{{ pm:unsubscribe }}}",
+            fills_merge_fields=True,
         )
     if backend == ANYMAIL_MAILGUN and settings.NEWSLETTER_DELIVERY_MODE != "single":
         # Mailgun substitutes recipient-variables in bodies too: fully personal.
@@ -290,7 +307,7 @@ def _send_lane(
     mailing = batch.mailing
     outcomes: dict[int, Outcome] = {}
     deferred: ReaderDeferred | None = None
-    with mail.get_connection(how.backend) as connection:
+    with how.connection() as connection:
         for chunk in _chunks(recipients, size):
             if stop is not None and stop.is_set():
                 break
@@ -312,7 +329,7 @@ def _send_lane(
             try:
                 if len(letters) == 1:
                     letters[0][0].send()
-                else:  # distinct messages in one call (delivery/postmark.py)
+                else:  # several messages in one call (delivery/postmark.py)
                     connection.send_messages([message for message, _ in letters])
             except AnymailRecipientsRefused:
                 pass  # every recipient refused: anymail_status says how, as below
@@ -359,18 +376,25 @@ def _composer(
 
     A post or a correction is rendered once (here, before any lane starts) and
     personalised per reader, one message for a chunk where the provider fills in
-    each reader's fields; a digest is assembled per reader (each holds their own
-    posts) from parts rendered once per batch, several to a call where the backend
-    takes distinct messages at once."""
+    each reader's fields. A digest is assembled from parts rendered once per batch
+    (each reader holds their own posts): one message for each number of posts,
+    each reader's parts as merge data, where our Postmark backend fills it in;
+    otherwise one message per reader, a chunk of them to a call where our backend
+    takes them together."""
     mailing = batch.mailing
     if mailing.kind == Mailing.Kind.DIGEST:
         digest = DigestEmail(mailing, recipients)
-        size = how.batch_size if how.distinct_messages else 1
+        if how.fills_merge_fields:
+            return (
+                lambda chunk, connection: digest.for_many(
+                    chunk, merge_field=POSTMARK_MERGE_FIELD, connection=connection
+                )
+            ), how.batch_size
         return (
             lambda chunk, connection: [
                 (digest.for_reader(r, connection=connection), [r]) for r in chunk
             ]
-        ), size
+        ), how.batch_size if how.batches_messages else 1
     post_email = _rendered(mailing)
     if not how.batched:
         return (
