@@ -15,6 +15,7 @@ the delivery engine's (newsletter/delivery/), as for a post's announcement.
 """
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -445,95 +446,70 @@ class DigestEmail:
                 count = len(self.posts[recipient.delivery_id])
                 by_count.setdefault(count, []).append(recipient)
         for count, readers in by_count.items():
-            links, merge_data = {}, {}
-            for recipient in readers:
-                blocks = [
-                    self._parts.blocks[i] for i in self.posts[recipient.delivery_id]
-                ]
-                links[recipient.email] = self._links.link(
-                    recipient, Purpose.UNSUBSCRIBE
-                )
-                name = recipient.name
-                merge_data[recipient.email] = {
-                    "unsubscribe_url": links[recipient.email],
-                    "preferences_url": self._links.link(recipient, Purpose.PREFERENCES),
-                    "text_name": f" {name}" if name else "",
-                    "html_name": f" {_serialised(name)}" if name else "",
-                    "text_posts": Encoded.of(
-                        "".join([block.text for block in blocks]),
-                        f'"{"".join([block.text_json for block in blocks])}"',
-                    ),
-                    "html_posts": Encoded.of(
-                        "".join([block.html for block in blocks]),
-                        f'"{"".join([block.html_json for block in blocks])}"',
-                    ),
-                }
+            merge_data = {r.email: self._own_parts(r) for r in readers}
+            merge_fields = {
+                field: merge_field.replace("NAME", field)
+                for field in (*_TEXT_FIELDS.values(), *_HTML_FIELDS.values())
+            }
             message = build_bulk_message(
-                self._merged_frame(count, merge_field),
-                unsubscribe_urls=links,
+                self._filled_frame(count, merge_fields),
+                unsubscribe_urls={
+                    address: own["unsubscribe_url"]
+                    for address, own in merge_data.items()
+                },
                 merge_data=merge_data,
                 connection=connection,
             )
             letters.append((message, readers))
         return letters
 
-    def _merged_frame(self, count: int, merge_field: str) -> RenderedEmail:
-        """The frame for readers of `count` posts with merge fields for each
-        reader's own parts."""
+    def _filled_frame(self, count: int, values: dict[str, str]) -> RenderedEmail:
+        """The frame for readers of `count` posts, its placeholders filled with
+        `values` by merge field, the bodies carrying their encoding."""
         frame = self._parts.frame(count)
-        bodies = []
-        for cut, fields in ((frame.text, _TEXT_FIELDS), (frame.html, _HTML_FIELDS)):
-            values = {p: merge_field.replace("NAME", f) for p, f in fields.items()}
-            encoded = {p: json_inner(value) for p, value in values.items()}
-            bodies.append(cut.filled(values, encoded))
-        return RenderedEmail(frame.subject, *bodies)
+        text, html = (
+            cut.filled(
+                {p: values[field] for p, field in fields.items()},
+                {p: json_inner(values[field]) for p, field in fields.items()},
+            )
+            for cut, fields in ((frame.text, _TEXT_FIELDS), (frame.html, _HTML_FIELDS))
+        )
+        return RenderedEmail(frame.subject, text, html)
+
+    def _own_parts(self, recipient) -> dict[str, str]:
+        """A reader's own parts of their digest, by merge field (_TEXT_FIELDS,
+        _HTML_FIELDS): their links, name and posts, the posts carrying their
+        encoding, joined from their blocks'."""
+        blocks = [self._parts.blocks[i] for i in self.posts[recipient.delivery_id]]
+        name = recipient.name
+        return {
+            "unsubscribe_url": self._links.link(recipient, Purpose.UNSUBSCRIBE),
+            "preferences_url": self._links.link(recipient, Purpose.PREFERENCES),
+            "text_name": f" {name}" if name else "",
+            "html_name": f" {_serialised(name)}" if name else "",
+            "text_posts": Encoded.of(
+                "".join([block.text for block in blocks]),
+                f'"{"".join([block.text_json for block in blocks])}"',
+            ),
+            "html_posts": Encoded.of(
+                "".join([block.html for block in blocks]),
+                f'"{"".join([block.html_json for block in blocks])}"',
+            ),
+        }
 
     def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
-        blocks = [self._parts.blocks[i] for i in self.posts[recipient.delivery_id]]
-        frame = self._parts.frame(len(blocks))
-        leave_url = self._links.link(recipient, Purpose.UNSUBSCRIBE)
-        links = {
-            UNSUBSCRIBE_URL: leave_url,
-            PREFERENCES_URL: self._links.link(recipient, Purpose.PREFERENCES),
-        }
-        encoded_links = {placeholder: json_inner(v) for placeholder, v in links.items()}
-        name = recipient.name
-        text_name = f" {name}" if name else ""
-        html_name = f" {_serialised(name)}" if name else ""
-        text = frame.text.filled(
-            {
-                **links,
-                _READER_NAME: text_name,
-                _POSTS: "".join([block.text for block in blocks]),
-            },
-            {
-                **encoded_links,
-                _READER_NAME: json_inner(text_name),
-                _POSTS: "".join([block.text_json for block in blocks]),
-            },
-        )
-        html = frame.html.filled(
-            {
-                **links,
-                _READER_NAME: html_name,
-                _POSTS: "".join([block.html for block in blocks]),
-            },
-            {
-                **encoded_links,
-                _READER_NAME: json_inner(html_name),
-                _POSTS: "".join([block.html_json for block in blocks]),
-            },
-        )
+        own = self._own_parts(recipient)
+        email = self._filled_frame(len(self.posts[recipient.delivery_id]), own)
         # Their clicks are theirs, if they agreed (read with the batch's recipients):
         # their part on each counted link makes the HTML a plain str, which the
         # backend encodes whole.
         html = reader_part_add(
-            html, subscriber_id=recipient.pk, agreed=recipient.agreed
+            email.html, subscriber_id=recipient.pk, agreed=recipient.agreed
         )
         return build_message(
-            RenderedEmail(subject=frame.subject, text=text, html=html),
+            replace(email, html=html),
             to=recipient.email,
-            headers=list_headers(unsubscribe_url=leave_url),
+            headers=list_headers(unsubscribe_url=own["unsubscribe_url"]),
             connection=connection,
         )
 

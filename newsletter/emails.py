@@ -313,8 +313,11 @@ class Encoded(str):
 
 def json_inner(text: str) -> str:
     """The text JSON-encoded as json.dumps(text) encodes it (its C encoder, without
-    dumps' own steps: a digest encodes four small values per reader), without its
-    quotes: encodings of pieces join into the encoding of the joined pieces."""
+    dumps' own steps: a digest encodes four small values per reader), or as it
+    carries its encoding (Encoded), without its quotes: encodings of pieces join
+    into the encoding of the joined pieces."""
+    if isinstance(text, Encoded):
+        return text.json[1:-1]
     return encode_basestring_ascii(text)[1:-1]
 
 

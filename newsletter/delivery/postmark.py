@@ -180,7 +180,7 @@ class Payload(PostmarkPayload):
         value for stays as it is)."""
         address = reader.addr_spec
         values = self._merge_fields | {
-            name: _encoded(value)
+            name: json_inner(value if isinstance(value, str) else str(value))
             for name, value in self.merge_data.get(address, {}).items()
         }
         bodies = {
@@ -268,11 +268,6 @@ class Payload(PostmarkPayload):
             for field, body in self.data.items()
             if field in _MARKERS
         }
-
-
-def _encoded(value) -> str:
-    """A merge value JSON-encoded without its quotes, as carried by an Encoded one."""
-    return value.json[1:-1] if isinstance(value, Encoded) else json_inner(str(value))
 
 
 class Messages:
