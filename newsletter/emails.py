@@ -290,7 +290,9 @@ _PATH_SLOT = "--slot--"  # survives reverse() unescaped
 
 def filled(pieces: list[str], values: dict[str, str]) -> str:
     """The text cut at its placeholders (the odd pieces), with their values."""
-    return "".join([values[p] if i % 2 else p for i, p in enumerate(pieces)])
+    pieces = pieces.copy()
+    pieces[1::2] = [values[p] for p in pieces[1::2]]
+    return "".join(pieces)
 
 
 class Encoded(str):

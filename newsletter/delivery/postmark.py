@@ -43,7 +43,7 @@ from anymail.message import AnymailRecipientStatus, AnymailStatus
 from anymail.utils import EmailAddress, force_non_lazy_dict, parse_address_list
 from requests.structures import CaseInsensitiveDict
 
-from ..emails import Encoded, json_inner
+from ..emails import Encoded, filled, json_inner
 
 # An address with nothing to quote, decode or IDNA-encode: parsing it could only
 # split it at its "@".
@@ -183,10 +183,7 @@ class Payload(PostmarkPayload):
             name: json_inner(value if isinstance(value, str) else str(value))
             for name, value in self.merge_data.get(address, {}).items()
         }
-        bodies = {
-            field: "".join([values[p] if i % 2 else p for i, p in enumerate(cut)])
-            for field, cut in self._merge_cuts.items()
-        }
+        bodies = {field: filled(cut, values) for field, cut in self._merge_cuts.items()}
         if self._reader_cut is None:
             data = self.data_for_recipient(reader)
             data.pop("TemplateModel", None)  # Postmark takes it only with a template
@@ -205,7 +202,7 @@ class Payload(PostmarkPayload):
             **bodies,
         }
         cut = self._reader_cut
-        return "".join([own[p] if i % 2 else p for i, p in enumerate(cut)]).encode()
+        return filled(cut, own).encode()
 
     def _spliced(self, data: dict, encoded: dict[str, str], *, whole=False) -> bytes:
         """`data` encoded as anymail encodes it, its bodies put in as `encoded`
