@@ -593,6 +593,30 @@ def test_a_connection_dropped_after_the_request_leaves_the_batch_uncertain(
     assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
 
 
+def test_in_one_message_mode_a_lost_answer_leaves_only_its_reader_uncertain(
+    clock, publish, fake_esp, settings
+):
+    """Each digest is a request of its own: the one whose answer was lost is
+    uncertain, the one before it sent, and the one after it waits, sent once."""
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    reader("zero@example.org", ("everything", "", "daily"))
+    mailing = a_round_of_two(clock, publish)
+    fake_esp.set_faults(faults_after=1, drop_after_accept_next=1)
+    with pytest.raises(delivery.RetryLater):
+        send_all(mailing)
+    statuses = dict(mailing.deliveries.values_list("subscriber__email", "status"))
+    assert sorted(statuses.values()) == [
+        Delivery.Status.QUEUED,
+        Delivery.Status.SENT,
+        Delivery.Status.UNCERTAIN,
+    ]
+    assert [r["endpoint"] for r in fake_esp.get_messages()][-1].endswith("email")
+    send_all(mailing)
+    delivery.mailings_reap()
+    assert set(fake_esp.recipients().values()) == {1}
+    assert len(fake_esp.recipients()) == 3
+
+
 def test_a_reader_the_provider_refuses_is_failed_and_the_other_sent(
     clock, publish, fake_esp
 ):

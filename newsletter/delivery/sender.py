@@ -103,8 +103,10 @@ class Channel:
     @property
     def batches_messages(self) -> bool:
         """Whether one call takes many readers' own messages (our Postmark
-        backend's send_messages, in one /email/batch)."""
-        return self.backend == POSTMARK_BACKEND and self.batched
+        backend's send_messages, in one /email/batch). Not in one-message mode:
+        there each is a request of its own, sent alone, so that an error names
+        the one reader it concerns."""
+        return self.backend == POSTMARK_BACKEND and self.batched and not self.per_reader
 
     def connection(self):
         """A connection to the mailing backend; ours for Postmark is told whether
