@@ -445,12 +445,12 @@ class DigestEmail:
             else:
                 count = len(self.posts[recipient.delivery_id])
                 by_count.setdefault(count, []).append(recipient)
+        merge_fields = {
+            field: merge_field.replace("NAME", field)
+            for field in (*_TEXT_FIELDS.values(), *_HTML_FIELDS.values())
+        }
         for count, readers in by_count.items():
             merge_data = {r.email: self._own_parts(r) for r in readers}
-            merge_fields = {
-                field: merge_field.replace("NAME", field)
-                for field in (*_TEXT_FIELDS.values(), *_HTML_FIELDS.values())
-            }
             message = build_bulk_message(
                 self._filled_frame(count, merge_fields),
                 unsubscribe_urls={

@@ -53,21 +53,19 @@ _BARE_ADDRESS = re.compile(
 
 _ADDRESS_FIELDS = ("from_email", "to", "reply_to")
 
-# Stand-ins for the bodies while anymail encodes the rest of a request: random, so
-# no content contains them.
+_BODIES = ("HtmlBody", "TextBody")
+# Stand-ins for fields while anymail encodes the rest of a request: the bodies (put
+# in encoded once, however many copies), and what is a reader's own in a message
+# encoded once for all its readers (Payload._reader_cut). Random, so no content
+# contains them.
 _MARKERS = {
-    field: f"{field}-{secrets.token_hex(16)}" for field in ("HtmlBody", "TextBody")
+    field: f"{field}-{secrets.token_hex(16)}"
+    for field in ("To", "Metadata", "Headers", *_BODIES)
 }
-_ENCODED_MARKERS = {field: json.dumps(m).encode() for field, m in _MARKERS.items()}
+_MARKED = {json.dumps(marker): field for field, marker in _MARKERS.items()}
+_MARKER = re.compile("(" + "|".join(map(re.escape, _MARKED)) + ")")
+_ENCODED_MARKERS = {field: json.dumps(_MARKERS[field]).encode() for field in _BODIES}
 _ENCODED_MARKER = re.compile(b"|".join(map(re.escape, _ENCODED_MARKERS.values())))
-# Stand-ins for a reader's own fields in their message encoded once for all the
-# readers of a message (Payload._reader_cut), and the fields they stand for.
-_OWN_FIELDS = {
-    json.dumps(_MARKERS.get(field) or f"{field}-{secrets.token_hex(16)}"): field
-    for field in ("To", "Metadata", "Headers", *_MARKERS)
-}
-_OWN_MARKERS = {field: json.loads(marker) for marker, field in _OWN_FIELDS.items()}
-_OWN_FIELD = re.compile("(" + "|".join(map(re.escape, _OWN_FIELDS)) + ")")
 
 
 @lru_cache(maxsize=64)
@@ -153,8 +151,8 @@ class Payload(PostmarkPayload):
     def is_one_message(self) -> bool:
         """One message, to go as it is (no merge data or template): what
         anymail would post to /email, bar Postmark's bulk API."""
-        return not (self.is_batch() or "TemplateAlias" in self.data) and (
-            "TemplateId" not in self.data
+        return not (
+            self.is_batch() or "TemplateAlias" in self.data or "TemplateId" in self.data
         )
 
     def one_message(self) -> bytes:
@@ -232,10 +230,10 @@ class Payload(PostmarkPayload):
         ):
             return None
         own = ("To", "Metadata", "Headers", *self._encoded_bodies)
-        data = {**self.data, **{field: _OWN_MARKERS[field] for field in own}}
+        data = {**self.data, **{field: _MARKERS[field] for field in own}}
         data.pop("TemplateModel", None)
-        pieces = _OWN_FIELD.split(self.serialize_json(data))
-        return [_OWN_FIELDS[p] if i % 2 else p for i, p in enumerate(pieces)]
+        pieces = _MARKER.split(self.serialize_json(data))
+        return [_MARKED[p] if i % 2 else p for i, p in enumerate(pieces)]
 
     @cached_property
     def _merge_fields(self) -> dict[str, str]:
@@ -263,7 +261,7 @@ class Payload(PostmarkPayload):
         return {
             field: body.json if isinstance(body, Encoded) else self.serialize_json(body)
             for field, body in self.data.items()
-            if field in _MARKERS
+            if field in _BODIES
         }
 
 
