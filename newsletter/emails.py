@@ -125,12 +125,12 @@ def build_bulk_message(
     email: RenderedEmail,
     *,
     unsubscribe_urls: dict[str, str],
-    merge_data: dict[str, dict] | None = None,
+    merge_data: dict[str, dict],
     connection=None,
 ) -> AnymailMessage:
     """One message to many readers (the addresses of `unsubscribe_urls`), each
-    with their own list headers and, where the provider fills them in, their
-    own `merge_data`. The provider assigns each copy its own Message-ID."""
+    with their own list headers and `merge_data`, which the provider (or our
+    backend for it) fills in. The provider assigns each copy its own Message-ID."""
     message = AnymailMessage(
         subject=header_safe(email.subject),
         body=email.text,
@@ -144,8 +144,7 @@ def build_bulk_message(
         address: list_headers(unsubscribe_url=url)
         for address, url in unsubscribe_urls.items()
     }
-    if merge_data is not None:
-        message.merge_data = merge_data
+    message.merge_data = merge_data
     return message
 
 
@@ -347,7 +346,6 @@ class BulkEmail:
     def __init__(self, *, mailing_id: int | None = None) -> None:
         # A mailing's links go through the counting redirect; a test send's do not.
         self._tracker = LinkTracker(mailing_id) if mailing_id else None
-        self._shared_renders: dict[str, RenderedEmail] = {}
         self._links = ReaderLinks()
         self._render()
 
@@ -377,75 +375,50 @@ class BulkEmail:
         )
 
     def for_many(
-        self,
-        subscribers: Sequence[Subscriber],
-        *,
-        merge_field: str | None,
-        shared_unsubscribe_link: str = "",
-        connection=None,
+        self, subscribers: Sequence[Subscriber], *, merge_field: str, connection=None
     ) -> AnymailMessage:
         """One message to many subscribers, personalised by the provider (or by
         our Postmark backend, which then posts each subscriber their own).
 
         Only each subscriber's pk and email are read, so the sender passes its
-        claimed ledger rows rather than model instances. Each recipient gets their
-        own list headers (anymail's merge_headers). Where the provider fills merge
-        fields in bodies, `merge_field` is its syntax with NAME for the field (e.g.
-        "%recipient.NAME%") and the bodies carry each reader's own links; otherwise
-        the bodies carry the provider's `shared_unsubscribe_link` and no
-        preferences link. The provider assigns each copy its own Message-ID.
+        claimed ledger rows rather than model instances. `merge_field` is the
+        provider's merge syntax with NAME for the field (e.g. "%recipient.NAME%"):
+        the bodies carry each reader's own links through it, and each reader
+        gets their own list headers (anymail's merge_headers). The provider
+        assigns each copy its own Message-ID.
         """
-        # Bodies the provider cannot vary carry no reader's own links: only the
-        # list headers need a token then.
-        fields = {"unsubscribe_url": Purpose.UNSUBSCRIBE}
-        if merge_field:
-            fields["preferences_url"] = Purpose.PREFERENCES
         links = {
             s.email: {
-                field: self._links.link(s, purpose) for field, purpose in fields.items()
+                "unsubscribe_url": self._links.link(s, Purpose.UNSUBSCRIBE),
+                "preferences_url": self._links.link(s, Purpose.PREFERENCES),
             }
             for s in subscribers
         }
-        if merge_field:
-            text, html = self.rendered.text, self.rendered.html
-            for placeholder, field in (
-                (UNSUBSCRIBE_URL, "unsubscribe_url"),
-                (PREFERENCES_URL, "preferences_url"),
-            ):
-                merged = merge_field.replace("NAME", field)
-                text, html = (
-                    text.replace(placeholder, merged),
-                    html.replace(placeholder, merged),
-                )
-            # Their clicks are theirs, if they agreed: the provider fills each
-            # reader's part (nothing for the others) after every counted link.
-            parts = reader_parts([s.pk for s in subscribers]) if self._tracker else {}
-            if parts:
-                html = reader_slot_add(html, merge_field.replace("NAME", "reader_part"))
-                for s in subscribers:
-                    links[s.email]["reader_part"] = parts.get(s.pk, "")
-        else:
-            shared = self._shared(shared_unsubscribe_link)
-            text, html = shared.text, shared.html
+        text, html = self.rendered.text, self.rendered.html
+        for placeholder, field in (
+            (UNSUBSCRIBE_URL, "unsubscribe_url"),
+            (PREFERENCES_URL, "preferences_url"),
+        ):
+            merged = merge_field.replace("NAME", field)
+            text, html = (
+                text.replace(placeholder, merged),
+                html.replace(placeholder, merged),
+            )
+        # Their clicks are theirs, if they agreed: the provider fills each
+        # reader's part (nothing for the others) after every counted link.
+        parts = reader_parts([s.pk for s in subscribers]) if self._tracker else {}
+        if parts:
+            html = reader_slot_add(html, merge_field.replace("NAME", "reader_part"))
+            for s in subscribers:
+                links[s.email]["reader_part"] = parts.get(s.pk, "")
         return build_bulk_message(
             RenderedEmail(subject=self.rendered.subject, text=text, html=html),
             unsubscribe_urls={
                 email: personal["unsubscribe_url"] for email, personal in links.items()
             },
-            merge_data=links if merge_field else None,
+            merge_data=links,
             connection=connection,
         )
-
-    def _shared(self, unsubscribe_link: str) -> RenderedEmail:
-        """The email rendered for everyone alike, for providers that cannot vary
-        bodies per recipient: rendered once per worker and link."""
-        if unsubscribe_link not in self._shared_renders:
-            context = self.context()
-            context.update(unsubscribe_url=unsubscribe_link, preferences_url="")
-            self._shared_renders[unsubscribe_link] = self._tracked(
-                render_email(self.template, context)
-            )
-        return self._shared_renders[unsubscribe_link]
 
     def _tracked(self, email: RenderedEmail) -> RenderedEmail:
         if self._tracker is None:

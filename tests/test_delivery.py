@@ -17,6 +17,8 @@ from .factories import PostFactory, SubscriberFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
+SITE = "http://127.0.0.1:8000"
+
 
 @pytest.fixture
 def audience():
@@ -166,15 +168,37 @@ def test_sends_through_anymail_to_the_provider_api(fake_esp, mode, audience):
     assert len(ids) == 3 and "" not in ids
 
 
-def test_postmark_batch_bodies_carry_postmarks_own_unsubscribe_placeholder(
-    fake_esp, audience
+def test_postmark_bodies_carry_each_readers_own_links_in_both_modes(
+    client, fake_esp, mode, audience
 ):
     mailing = plan(PostFactory())
     delivery.batch_send(batch_id=mailing.batches.get().pk)
-    for message in postmark_messages(fake_esp.messages):
-        assert "{{{ pm:unsubscribe }}}" in message["TextBody"]
-        assert "{{{ pm:unsubscribe }}}" in message["HtmlBody"]
-        assert "%%unsubscribe_url%%" not in message["HtmlBody"]
+    messages = postmark_messages(fake_esp.messages)
+    assert sorted(m["To"] for m in messages) == sorted(
+        s.email for s in audience["confirmed"]
+    )
+    for message in messages:
+        text, html = message["TextBody"], message["HtmlBody"]
+        assert "{{" not in text + html and "pm:unsubscribe" not in text + html
+        links = {
+            kind: next(w for w in text.split() if w.startswith(f"{SITE}/{kind}/"))
+            for kind in ("unsubscribe", "preferences")
+        }
+        headers = {h["Name"]: h["Value"] for h in message["Headers"]}
+        assert headers["List-Unsubscribe"] == f"<{links['unsubscribe']}>"
+        assert all(link in html for link in links.values())
+        centre = client.get(links["preferences"].removeprefix(SITE))
+        assert centre.status_code == 200
+        assert message["To"] in centre.content.decode()
+    # The body's unsubscribe link is the reader's own, not Postmark's.
+    leaver = messages[0]
+    link = next(w for w in leaver["TextBody"].split() if "/unsubscribe/" in w)
+    assert client.post(link.removeprefix(SITE)).status_code == 200
+    assert set(
+        Subscriber.objects.filter(status=Subscriber.Status.UNSUBSCRIBED).values_list(
+            "email", flat=True
+        )
+    ) == {audience["unsubscribed"].email, leaver["To"]}
 
 
 def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(

@@ -8,6 +8,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from benchmarks.fake_esp import postmark_messages
 from newsletter import engagement
 from newsletter.models import Consent, Engagement, Event, Link, Mailing, Subscriber
 from newsletter.subscriptions import (
@@ -63,8 +64,8 @@ def emails(readers, publish, monkeypatch):
 
 def report_link(message, url: str = REPORT) -> str:
     """The path (and query) of the email's link to the official report (or
-    another address)."""
-    html = message.alternatives[0].content
+    another address); `message` may be the HTML body alone."""
+    html = message if isinstance(message, str) else message.alternatives[0].content
     for path in re.findall(r'href="http://127\.0\.0\.1:8000(/r/[^"]+)"', html):
         target = engagement.link_for_token(path.split("/")[2])
         if target.url == url:
@@ -128,6 +129,29 @@ def test_on_only_the_reader_who_agreed_has_their_clicks_kept(client, emails, rea
     kept = Engagement.objects.get()
     assert kept.subscriber == readers["agreed"]
     assert (kept.kind, kept.link.url, kept.machine) == ("click", REPORT, False)
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_a_postmark_batch_keeps_the_click_of_the_reader_who_agreed_only(
+    client, fake_esp, readers, publish
+):
+    publish(PostFactory(slug="suffolk", body=f"Read [the report]({REPORT})."))
+    assert fake_esp.stats()["accepted_requests"] == 1  # one /email/batch
+    html = {
+        message["To"].split("@")[0]: message["HtmlBody"]
+        for message in postmark_messages(fake_esp.messages)
+    }
+    assert "?reader=" in report_link(html["agreed"])
+    assert "?reader=" not in html["not"]
+    for number, name in enumerate(("agreed", "not")):
+        response = click(client, report_link(html[name]), address=f"192.0.2.{number}")
+        assert response.status_code == 302
+    kept = Engagement.objects.get()
+    assert (kept.subscriber, kept.kind, kept.link.url) == (
+        readers["agreed"],
+        "click",
+        REPORT,
+    )
 
 
 @pytest.mark.usefixtures("per_reader")

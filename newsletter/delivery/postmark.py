@@ -20,8 +20,9 @@ backend fills them in itself: anymail builds the payload once, its bodies are
 encoded once and cut at their merge fields, and each reader's message is those
 pieces joined with their values. Each reader's message is then a request of its
 own (/email, `per_reader`, one-message mode), or every reader of a call goes in
-one request to /email/batch, several messages' readers together (a digest batch:
-one message for each number of posts its readers hold).
+one request to /email/batch, several messages' readers together (a post's batch:
+one message with each reader's links as merge data; a digest batch: one message
+for each number of posts its readers hold).
 """
 
 import http.client
@@ -162,7 +163,7 @@ class Payload(PostmarkPayload):
     def serialize_data(self) -> bytes:
         """anymail's request body, byte for byte, with each body encoded once
         however many copies the batch holds: they go in as markers and come out
-        as the encoded body, in one pass that writes the (~15 MB) result once. For
+        as the encoded body, in one pass that writes the result once. For
         one reader's own message (see fills_merge_fields), reader_message.
 
         (orjson would encode faster, but only to raw UTF-8, which takes a JSON

@@ -6,13 +6,13 @@ of a mailing adds two to close it): claim the batch, load the mailing and post, 
 the recipients (with all a message needs of them, a digest's posts among it),
 record every outcome, close the batch. A digest adds the read of its posts' order.
 
-Where anymail can send one API call to many recipients with per-recipient data
-(Postmark's /email/batch with merge_headers, Mailgun's recipient-variables), a
-post's batch is one call; otherwise one message per recipient over one reused
-connection. For Postmark one message each, the batch is still one message to the
-backend (delivery/postmark.py), which posts each reader's own. A digest differs per
-reader: one message each, several to a call where our Postmark backend posts them
-to /email/batch.
+Where one API call takes many recipients, each with their own links (Postmark's
+/email/batch, each reader's message filled in by our backend, delivery/postmark.py;
+Mailgun's recipient-variables), a post's batch is one call; otherwise one message
+per recipient over one reused connection. For Postmark one message each, the batch
+is still one message to the backend, which posts each reader's own. A digest
+differs per reader beyond their links (their posts): with Postmark, one message for
+each number of posts that our backend fills in; otherwise one message each.
 """
 
 import random
@@ -85,20 +85,19 @@ class Channel:
     # of it.
     backend: str
     # Where the provider (or our backend for it) fills per-recipient fields in
-    # bodies: its merge syntax, NAME standing for the field.
+    # bodies: its merge syntax, NAME standing for the field. None: one message
+    # per reader, each rendered with their own links.
     merge_field: str | None = None
-    # Batch mode, where it cannot: the provider's own unsubscribe link for bodies.
-    shared_unsubscribe_link: str | None = None
     # Each reader's message is a request of its own (one message per reader).
     per_reader: bool = False
     # Our backend fills in each reader's merge data (POSTMARK_MERGE_FIELD) for a
     # call's readers, in one /email/batch: a batch's messages may differ by reader
-    # (a digest's posts) beyond what Postmark itself would fill in.
+    # (their links, a digest's posts) beyond what Postmark itself would fill in.
     fills_merge_fields: bool = False
 
     @property
     def batched(self) -> bool:
-        return bool(self.merge_field or self.shared_unsubscribe_link)
+        return self.merge_field is not None
 
     @property
     def batches_messages(self) -> bool:
@@ -141,14 +140,14 @@ def channel() -> Channel:
                 backend,
                 merge_field=POSTMARK_MERGE_FIELD,
             )
-        # Without a stored template Postmark cannot vary a batch's bodies; its own
-        # unsubscribe placeholder is personalised by Postmark (on a broadcast
-        # stream), while our one-click link is in each one's headers.
+        # Without a stored template Postmark cannot vary a batch's bodies: our
+        # backend fills each reader's links (a digest's posts too) into their own
+        # message, and posts the call's readers together to /email/batch.
         return Channel(
             "postmark",
             POSTMARK_BATCH_SIZE,
             backend,
-            shared_unsubscribe_link="{{{ pm:unsubscribe }}}",
+            merge_field=POSTMARK_MERGE_FIELD,
             fills_merge_fields=True,
         )
     if backend == ANYMAIL_MAILGUN and settings.NEWSLETTER_DELIVERY_MODE != "single":
@@ -409,7 +408,6 @@ def _composer(
         message = post_email.for_many(
             chunk,
             merge_field=how.merge_field,
-            shared_unsubscribe_link=how.shared_unsubscribe_link or "",
             connection=connection,
         )
         return [(message, chunk)]
