@@ -1,15 +1,18 @@
-"""A worker's CPU per digest: a batch of 500 distinct digests (each of 2 to 5 of 12
-posts) sent by batch_send through our Postmark backend to the fake ESP (its own
-process), on the PostgreSQL database BENCH_DATABASE_URL names (one named *bench*:
-it is emptied) and BENCH_REDIS_URL.
+"""A worker's CPU per reader: a batch of 500 sent by batch_send through our
+Postmark backend to the fake ESP (its own process), on the PostgreSQL database
+BENCH_DATABASE_URL names (one named *bench*: it is emptied) and BENCH_REDIS_URL.
+The batch is a daily digest round's, 500 distinct digests of 2 to 5 of 12 posts;
+or with --post a post's (the ~30 KB post `make bench` sends), each reader's links
+their own.
 
-    .venv/bin/python -m benchmarks.digest_send [--profile] [--rounds 5]
+    .venv/bin/python -m benchmarks.batch_send [--post] [--profile] [--rounds 5]
 
 The batch is sent, put back to QUEUED and sent again, `rounds` times after one
 warm-up (the Link rows, the worker's rendered parts); prints CPU (and of it user)
-and wall ms per digest, and with --profile cProfile's top functions by own and
-cumulative CPU time. As in a round, each batch after a worker's first, with what
-the process made before it out of the garbage collector's reach, as in a worker.
+and wall ms per reader, the fake ESP's and PostgreSQL's CPU beside it, and with
+--profile cProfile's top functions by own and cumulative CPU time. As in a
+round, each batch after a worker's first, with what the process made before it
+out of the garbage collector's reach, as in a worker.
 """
 
 import argparse
@@ -22,7 +25,6 @@ import time
 
 from benchmarks import _harness as h
 
-DIGEST_POSTS = 12
 READERS = 500  # one Postmark /email/batch call
 
 
@@ -30,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     h.services_arguments(parser)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--post", action="store_true", help="a post's batch")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     esp, url = h.start_fake_esp("--no-deliveries")
@@ -57,19 +60,27 @@ def run(args, esp_pid: int) -> None:
     for reader in readers:
         reader.name = rng.choice(names)
     Subscriber.objects.bulk_update(readers, ["name"])
-    posts = list(Post.objects.all())
-    now = timezone.now()
-    mailing = Mailing.objects.create(
-        kind=Mailing.Kind.DIGEST,
-        frequency="daily",
-        slot=digests.slot_of(now),
-        period=now.date(),
-        status=Mailing.Status.SENDING,
-    )
+    if args.post:
+        mailing = Mailing.objects.create(
+            kind=Mailing.Kind.POST,
+            post=h.new_post("A post to every reader"),
+            status=Mailing.Status.SENDING,
+        )
+    else:
+        now = timezone.now()
+        mailing = Mailing.objects.create(
+            kind=Mailing.Kind.DIGEST,
+            frequency="daily",
+            slot=digests.slot_of(now),
+            period=now.date(),
+            status=Mailing.Status.SENDING,
+        )
     batch = Batch.objects.create(mailing=mailing, number=1, size=READERS)
+    posts = list(Post.objects.exclude(pk=mailing.post_id))
     for reader in readers:
         row = Delivery.objects.create(mailing=mailing, batch=batch, subscriber=reader)
-        row.posts.set(rng.sample(posts, rng.randint(2, 5)))
+        if not args.post:
+            row.posts.set(rng.sample(posts, rng.randint(2, 5)))
 
     # As a worker does at start (newsletter/celery.py): without it, collections
     # walking this process's ~110,000 objects from start-up cost a quarter more.
@@ -106,7 +117,7 @@ def run(args, esp_pid: int) -> None:
     print(f"load average {os.getloadavg()[0]:.2f}")
     print(
         f"batch_send: {cpu * 1000:.3f} ms CPU ({user * 1000:.3f} user),"
-        f" {wall * 1000:.3f} ms wall per digest; CPU of the fake ESP"
+        f" {wall * 1000:.3f} ms wall per reader; CPU of the fake ESP"
         f" {esp_cpu * 1000 / count:.3f} ms, of PostgreSQL"
         f" {postgres_cpu * 1000 / count:.3f} ms"
     )
