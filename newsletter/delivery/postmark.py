@@ -18,7 +18,7 @@ Postmark fills each reader's fields into bodies only from a stored template.
 For a message whose bodies carry merge fields ({{NAME}}) and no template, this
 backend fills them in itself: anymail builds the payload once, its bodies are
 encoded once and cut at their merge fields, and each reader's message is those
-pieces joined with their values. Each reader's message is then a request of its
+pieces with their values between. Each reader's message is then a request of its
 own (/email, `per_reader`, one-message mode), or every reader of a call goes in
 one request to /email/batch, several messages' readers together (a post's batch:
 one message with each reader's links as merge data; a digest batch: one message
