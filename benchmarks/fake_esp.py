@@ -529,6 +529,8 @@ class FakeESP:
     :param mailgun_domains: if given, other Mailgun sender domains get 404
         "Domain not found" like Mailgun.
     :param postmark_batch_limit: messages per Postmark batch call (Postmark: 500).
+    :param postmark_batch_bytes: bytes per Postmark batch call (Postmark: 50 MB;
+        more: HTTP 413).
     :param postmark_max_recipients: To+Cc+Bcc per Postmark message (Postmark: 50).
     :param mailgun_max_recipients: To+Cc+Bcc per Mailgun call (Mailgun: 1000).
         (Limits: 0 or None disables the check.)
@@ -555,6 +557,7 @@ class FakeESP:
         record_deliveries: bool = True,
         mailgun_domains: list[str] | None = None,
         postmark_batch_limit: int | None = 500,
+        postmark_batch_bytes: int | None = 50_000_000,
         postmark_max_recipients: int | None = 50,
         mailgun_max_recipients: int | None = 1000,
         tls: ssl.SSLContext | None = None,
@@ -567,6 +570,7 @@ class FakeESP:
         self.record_deliveries = record_deliveries
         self.mailgun_domains = set(mailgun_domains) if mailgun_domains else None
         self.postmark_batch_limit = postmark_batch_limit
+        self.postmark_batch_bytes = postmark_batch_bytes
         self.postmark_max_recipients = postmark_max_recipients
         self.mailgun_max_recipients = mailgun_max_recipients
         self._lock = threading.Lock()
@@ -861,6 +865,12 @@ class FakeESP:
 
     def _postmark(self, endpoint: str, body: bytes):
         """-> (http status, response json, deliveries, stored payload or None)"""
+        limit = self.postmark_batch_bytes
+        if endpoint.startswith("email/batch") and limit and len(body) > limit:
+            too_large = {
+                "Message": f"Request too large: {len(body)} bytes (max {limit})."
+            }
+            return 413, too_large, [], None
         try:
             data = json.loads(body)
         except ValueError:

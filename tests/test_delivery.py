@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery
+from newsletter.delivery import sender
 from newsletter.models import Batch, Delivery, Link, Mailing, Subscriber
 
 from .factories import PostFactory, SubscriberFactory
@@ -199,6 +200,21 @@ def test_postmark_bodies_carry_each_readers_own_links_in_both_modes(
             "email", flat=True
         )
     ) == {audience["unsubscribed"].email, leaver["To"]}
+
+
+def test_a_long_post_goes_to_postmark_in_as_many_calls_as_its_copies_need(
+    fake_esp, audience, monkeypatch
+):
+    # Postmark refuses a batch call over 50 MB; here over 150 KB, so that the
+    # three readers' copies of a ~60 KB post cannot go in one call.
+    fake_esp.postmark_batch_bytes = 150_000
+    monkeypatch.setattr(sender, "POSTMARK_BATCH_BYTES", 150_000)
+    paragraph = "The inspectors found caseloads too high in every team. " * 10
+    mailing = plan(PostFactory(body="\n\n".join([paragraph] * 50)))
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+    assert fake_esp.stats()["accepted_requests"] == 2
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 3
 
 
 def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(

@@ -35,7 +35,7 @@ from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
 
 from ..digests import DigestEmail
-from ..emails import BulkEmail, CorrectionEmail, PostEmail
+from ..emails import BulkEmail, CorrectionEmail, PostEmail, RenderedEmail, json_inner
 from ..models import Batch, Delivery, Mailing
 from .ledger import (
     Outcome,
@@ -53,6 +53,12 @@ from .ratelimit import RateLimited, sending_budget
 # per message, so ~20 MB for 500) and is the unit a crash can leave uncertain.
 POSTMARK_BATCH_SIZE = 500
 MAILGUN_BATCH_SIZE = 1000
+# Postmark takes at most 50 MB to a call to /email/batch: 500 readers' copies of a
+# long post (over ~90 KB as JSON, its HTML's styles inlined) would pass it, so a
+# call then takes as many as fit, each copy counted as its bodies and what a reader
+# adds (address, headers, metadata, links).
+POSTMARK_BATCH_BYTES = 45_000_000
+POSTMARK_READER_BYTES = 2_000
 # One message per recipient: a batch is just the unit of claiming and recording.
 SINGLE_MESSAGE_BATCH_SIZE = 200
 # One message per reader is a round trip per reader: a post's batch goes over up to
@@ -412,7 +418,18 @@ def _composer(
         )
         return [(message, chunk)]
 
-    return compose, how.batch_size
+    return compose, _readers_per_call(how, post_email.rendered)
+
+
+def _readers_per_call(how: Channel, email: RenderedEmail) -> int:
+    """A post's readers to a call: the provider's batch size, or as many as fit in
+    Postmark's /email/batch where each reader's copy goes whole."""
+    if not how.fills_merge_fields:
+        return how.batch_size
+    copy = len(json_inner(email.text)) + len(json_inner(email.html))
+    return max(
+        1, min(how.batch_size, POSTMARK_BATCH_BYTES // (copy + POSTMARK_READER_BYTES))
+    )
 
 
 def take_from_budget(messages: int, *, esp: str | None = None) -> None:
