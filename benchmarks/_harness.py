@@ -192,6 +192,23 @@ def postgres_cpu_seconds() -> dict[int, float]:
     return times
 
 
+def machine_ticks() -> tuple[int, int, int]:
+    """The machine's CPU time so far, all cores, in clock ticks: (all, idle,
+    stolen). Idle includes waiting for the disk; stolen is the time the
+    hypervisor gave a neighbour while this machine had work: on a shared VM, the
+    load a run cannot see in its own processes' CPU times."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+    idle, iowait, steal = fields[3], fields[4], fields[7]
+    return sum(fields), idle + iowait, steal
+
+
+def machine_shares(before: tuple[int, int, int], after: tuple[int, int, int]) -> str:
+    """What the machine's cores did between two machine_ticks(), as shares."""
+    total, idle, stolen = (a - b for a, b in zip(after, before, strict=True))
+    total = max(total, 1)
+    return f"{100 * idle / total:.0f} % idle, {100 * stolen / total:.0f} % stolen"
+
+
 def wait_for(condition, timeout: float, every: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

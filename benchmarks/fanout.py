@@ -21,6 +21,8 @@ For each N (10,000 and 100,000; --full adds 1,000,000) on PostgreSQL and Redis:
   one before the product's first send and one after each of its three;
 * the CPU 1,000 recipients of each run cost the workers, the fake ESP and
   PostgreSQL (from /proc): on this shared machine a more stable figure than rates;
+  and, for each run and each limit run, the share of the machine's cores left idle
+  and stolen by the hypervisor for a neighbour (a loaded run shows it there);
 * naive: a loop that renders and send_mail()s one message per subscriber, the way
   django-newsletter does (measured on the first --naive-n subscribers);
 * peak RSS of the planners and of each worker, and DB queries per batch and per
@@ -147,10 +149,15 @@ def measure(n: int, env: dict, client: FakeESPClient, esp_pid: int, args) -> dic
     client.reset(keep_messages=0)  # what the bare client replays is sampled
 
     limits: dict[str, list[float]] = {kind: [] for kind in replays}
+    # The machine's cores during each limit run (idle, stolen): a limit that swings
+    # with a neighbour's load shows it here.
+    shares: dict[str, list[str]] = {kind: [] for kind in replays}
 
     def measure_limits() -> None:
         for kind, replay in replays.items():
+            before = h.machine_ticks()
             limits[kind].append(bare_client_rate(client, replay, args.workers))
+            shares[kind].append(h.machine_shares(before, h.machine_ticks()))
 
     # The product's three runs, each between two of the bare client's.
     measure_limits()
@@ -167,7 +174,8 @@ def measure(n: int, env: dict, client: FakeESPClient, esp_pid: int, args) -> dic
         result[f"{kind}_limit"] = statistics.median(rates)
         print(
             f"n={n}: {kind}_limit {result[f'{kind}_limit']:.0f}/s, the median of"
-            f" {' '.join(f'{rate:.0f}' for rate in rates)}",
+            f" {' '.join(f'{rate:.0f}' for rate in rates)}"
+            f" (machine: {'; '.join(shares[kind])})",
             flush=True,
         )
     result.update(
@@ -351,10 +359,12 @@ def send_with_workers(
         pids = [p.pid for p in processes]
         before = [sum(map(h.cpu_seconds, pids)), h.cpu_seconds(esp_pid)]
         postgres_before = h.postgres_cpu_seconds()
+        machine_before = h.machine_ticks()
         started = time.monotonic()
         delivery.mailing_resume(mailing_id=send_id)
         elapsed = until_accepted(client, n, started)
         after = [sum(map(h.cpu_seconds, pids)), h.cpu_seconds(esp_pid)]
+        machine = h.machine_shares(machine_before, h.machine_ticks())
         postgres = sum(
             seconds - postgres_before.get(pid, 0.0)
             for pid, seconds in h.postgres_cpu_seconds().items()
@@ -364,7 +374,8 @@ def send_with_workers(
     workers_s, esp_s = (a - b for a, b in zip(after, before, strict=True))
     cpu = (
         f"CPU per 1,000: workers {workers_s * 1e6 / n:.0f} ms, fake ESP"
-        f" {esp_s * 1e6 / n:.0f} ms, PostgreSQL {postgres * 1e6 / n:.0f} ms"
+        f" {esp_s * 1e6 / n:.0f} ms, PostgreSQL {postgres * 1e6 / n:.0f} ms;"
+        f" machine: {machine}"
     )
     return n / elapsed, rss, cpu
 
