@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from .esp import PROVIDER_BY_BACKEND
+
 _yes_words = ("1", "true", "yes", "on")
 _no_words = ("0", "false", "no", "off", "")
 
@@ -256,13 +258,13 @@ ANYMAIL["SEND_DEFAULTS"] = {
 # production that would quietly keep mailing addresses that bounce or complain.
 if (
     not DEBUG
-    and EMAIL_BACKEND.startswith("anymail.")
+    and (EMAIL_BACKEND.startswith("anymail.") or EMAIL_BACKEND in PROVIDER_BY_BACKEND)
     and not ANYMAIL.get("WEBHOOK_SECRET")
 ):
     raise ImproperlyConfigured(
         "ANYMAIL_WEBHOOK_SECRET must be set (to 'user:password', the credentials in "
         "the webhook URL you give your email provider) when DJANGO_DEBUG is off "
-        "and EMAIL_BACKEND is an anymail backend."
+        "and EMAIL_BACKEND sends through a provider."
     )
 NEWSLETTER_FROM_EMAIL = os.environ.get(
     "NEWSLETTER_FROM_EMAIL", "On Probation <newsletter@localhost>"

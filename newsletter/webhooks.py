@@ -30,7 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from posts.validators import normalise_email
 
-from . import engagement, subscriptions
+from . import engagement, esp, subscriptions
 from .models import Delivery, Event, Subscriber, Suppression
 
 
@@ -147,11 +147,8 @@ TRACKING_VIEWS = {"postmark": PostmarkTrackingView, "mailgun": MailgunTrackingVi
 # The provider whose events we read, by the email backend that sends through it.
 # The dev outbox stands in for Postmark: the fake ESP (benchmarks/fake_esp.py)
 # speaks Postmark, so a developer tries the webhook with Postmark's payloads.
-PROVIDER_BY_BACKEND = {
-    "anymail.backends.postmark.EmailBackend": "postmark",
-    "newsletter.delivery.postmark.EmailBackend": "postmark",
-    "anymail.backends.mailgun.EmailBackend": "mailgun",
-    "newsletter.outbox.OutboxBackend": "postmark",
+PROVIDER_BY_BACKEND = esp.PROVIDER_BY_BACKEND | {
+    "newsletter.outbox.OutboxBackend": "postmark"
 }
 
 

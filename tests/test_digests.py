@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from newsletter import delivery, digests
+from newsletter import delivery, digests, esp
 from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.postmark import EmailBackend
 from newsletter.delivery.ratelimit import _redis
@@ -786,9 +786,17 @@ def test_the_author_records_an_uncertain_round_as_sent(
     assert not delivery.batch_resend(batch_id=an_uncertain_batch.pk)  # settled
 
 
+@pytest.mark.parametrize("backend", [esp.ANYMAIL_POSTMARK, esp.POSTMARK_BACKEND])
 def test_asking_the_provider_records_what_it_took_without_a_second_copy(
-    an_uncertain_batch, fake_esp, admin_client, django_capture_on_commit_callbacks
+    backend,
+    an_uncertain_batch,
+    fake_esp,
+    admin_client,
+    settings,
+    django_capture_on_commit_callbacks,
 ):
+    # Either Postmark backend may be configured: each is asked the same way.
+    settings.EMAIL_BACKEND = backend
     with django_capture_on_commit_callbacks(execute=True):
         assert act_on(admin_client, an_uncertain_batch, "settle").status_code == 302
     assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}

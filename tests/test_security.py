@@ -17,6 +17,7 @@ from django.core import mail, signing
 
 from newsletter.celery import app as celery_app
 from newsletter.emails import PostEmail
+from newsletter.esp import PROVIDER_BY_BACKEND
 from newsletter.logs import RedactTokens
 from newsletter.models import Consent, Subscriber, Suppression
 from newsletter.subscriptions import address_suppress
@@ -833,6 +834,23 @@ def test_production_sends_hsts_and_only_secure_cookies_over_https(tmp_path):
     assert redirect == "301 https://news.example.org/subscribe/"
     assert page.startswith("200 max-age=31536000; includeSubDomains; preload")
     assert cookie == "True"
+
+
+@pytest.mark.parametrize("backend", sorted(PROVIDER_BY_BACKEND))
+def test_production_refuses_to_send_through_a_provider_without_a_webhook_secret(
+    backend,
+):
+    """Without it the tracking webhook is off, and bounces and complaints would
+    quietly go on being mailed: whichever backend speaks to the provider."""
+    refused = run_production(
+        "manage.py",
+        "check",
+        extra_env={"EMAIL_BACKEND": backend, "ANYMAIL_WEBHOOK_SECRET": ""},
+    )
+    assert refused.returncode != 0
+    assert "ImproperlyConfigured: ANYMAIL_WEBHOOK_SECRET must be set" in refused.stderr
+    started = run_production("manage.py", "check", extra_env={"EMAIL_BACKEND": backend})
+    assert started.returncode == 0, started.stderr
 
 
 def test_open_tracking_webhooks_fail_the_deployment_checklist():

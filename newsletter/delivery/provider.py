@@ -9,7 +9,8 @@ seconds to minutes, so ask about a batch that has been uncertain for a while.
 import requests
 from django.conf import settings
 
-POSTMARK = "anymail.backends.postmark.EmailBackend"
+from ..esp import PROVIDER_BY_BACKEND
+
 PAGE = 500  # Postmark's largest page
 
 
@@ -22,7 +23,7 @@ def accepted_recipients(**metadata: int) -> dict[str, str]:
     (one key, e.g. batch=…)."""
     ((key, value),) = metadata.items()
     token = settings.ANYMAIL.get("POSTMARK_SERVER_TOKEN")
-    if settings.EMAIL_BACKEND != POSTMARK or not token:
+    if PROVIDER_BY_BACKEND.get(settings.EMAIL_BACKEND) != "postmark" or not token:
         raise CannotAsk("only Postmark's message search (with a server token)")
     api = settings.ANYMAIL.get("POSTMARK_API_URL", "https://api.postmarkapp.com/")
     headers = {"Accept": "application/json", "X-Postmark-Server-Token": token}

@@ -36,6 +36,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ..digests import DigestEmail
 from ..emails import BulkEmail, CorrectionEmail, PostEmail, RenderedEmail, json_inner
+from ..esp import ANYMAIL_MAILGUN, ANYMAIL_POSTMARK, POSTMARK_BACKEND
 from ..models import Batch, Delivery, Mailing
 from .ledger import (
     Outcome,
@@ -74,9 +75,6 @@ MAX_RETRY_AFTER = 600
 MAX_DEFERRAL = timedelta(days=4)
 
 
-ANYMAIL_POSTMARK = "anymail.backends.postmark.EmailBackend"
-ANYMAIL_MAILGUN = "anymail.backends.mailgun.EmailBackend"
-POSTMARK_BACKEND = "newsletter.delivery.postmark.EmailBackend"
 # Postmark's merge syntax, which our backend fills in where Postmark would not.
 POSTMARK_MERGE_FIELD = "{{NAME}}"
 
