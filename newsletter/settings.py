@@ -361,7 +361,9 @@ CELERY_BEAT_SCHEDULE["purge-comment-personal-data"] = {
 # Static files -------------------------------------------------------------------
 
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Where collectstatic puts them, for whitenoise: the image sets a folder of its
+# own, outside VAR_DIR (a volume, which would keep the first image's files).
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Images the author uploads (featured images, sponsor logos) and their renditions.
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))

@@ -30,5 +30,5 @@ urlpatterns = [
 ]
 
 # Uploaded images, in development only (static() adds nothing unless DEBUG is on);
-# production serves MEDIA_ROOT from the web server.
+# production's nginx serves MEDIA_ROOT (docker/nginx.conf.template).
 urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -4,6 +4,7 @@ command with DEBUG off and a real secret key, on PostgreSQL (a database of its o
 Redis (a server of its own) and a real Celery worker."""
 
 import email.policy
+import getpass
 import http.client
 import json
 import os
@@ -82,6 +83,10 @@ def test_neither_the_image_nor_compose_supplies_a_secret_key_and_both_pin_debug_
     # manage.py defaults to debug for a developer's checkout: the image pins it off.
     assert re.search(r"^\s*ENV\b[^#]*DJANGO_DEBUG=0\b", dockerfile, re.M)
     assert not re.search(r"^[^#]*DJANGO_DEBUG=1", dockerfile, re.M)
+    # The image's static files are its own: VAR_DIR is a volume, which would keep
+    # the first build's files over every later one's.
+    assert re.search(r"^\s*STATIC_ROOT=/app/", dockerfile, re.M)
+    assert "VAR_DIR=/var/lib/newsletter" in dockerfile
     assert "DJANGO_SECRET_KEY: ${DJANGO_SECRET_KEY:?" in compose
     assert 'DJANGO_DEBUG: "0"' in compose
     assert 'NEWSLETTER_TRUSTED_PROXIES: "1"' in compose
@@ -226,14 +231,18 @@ def render_nginx(folder: Path, variables: dict[str, str]) -> Path:
     ).stdout
     (folder / "site.conf").write_text(site)
     main = folder / "nginx.conf"
-    # The nginx image's own nginx.conf, with this test's paths.
+    # The nginx image's own nginx.conf, with this test's paths; its workers run as
+    # this test's user, who owns the uploads in the test's private folder (compose's
+    # nginx reads a volume whose files the site writes readable to all).
     main.write_text(
         f"daemon off;\n"
+        f"user {getpass.getuser()};\n"
         f"worker_processes 1;\n"
         f"pid {folder}/nginx.pid;\n"
         f"error_log {folder}/nginx-error.log notice;\n"
         f"events {{ worker_connections 1024; }}\n"
         f"http {{\n"
+        f"    include /etc/nginx/mime.types;\n"
         f"    default_type application/octet-stream;\n"
         f'    log_format main \'$remote_addr - $remote_user [$time_local] "$request" '
         f'$status $body_bytes_sent "$http_referer" "$http_user_agent"\';\n'
@@ -323,6 +332,7 @@ def stack(tmp_path_factory):
                 "NGINX_HTTP_PORT": f"127.0.0.1:{free_port()}",
                 "NGINX_HTTPS_PORT": f"127.0.0.1:{https_port}",
                 "NEWSLETTER_UPSTREAM": f"127.0.0.1:{gunicorn_port}",
+                "NEWSLETTER_MEDIA_ROOT": str(folder / "var" / "media"),
                 "NGINX_TLS_DIR": str(folder / "tls"),
                 "NGINX_ACCESS_LOG": str(folder / "nginx-access.log"),
             },
@@ -366,6 +376,35 @@ def test_healthz_answers_through_the_proxy_with_debug_off(stack):
     assert "max-age=" in headers["Strict-Transport-Security"]
     # The dev outbox is a DEBUG page.
     assert stack.request("GET", "/outbox/")[0] == 404
+
+
+@pytest.mark.production
+def test_the_authors_uploads_are_served_through_the_proxy(stack):
+    """Django serves MEDIA_ROOT only in debug: nginx serves it, from the folder the
+    site writes to (compose mounts the same volume into both)."""
+    from PIL import Image
+
+    upload = stack.folder / "var" / "media" / "posts" / "featured.png"
+    upload.parent.mkdir(parents=True)
+    Image.new("RGB", (4, 3), "teal").save(upload)
+    connection = stack.connection("127.0.0.1")
+    try:
+        connection.request(
+            "GET",
+            "/media/posts/featured.png",
+            headers={"Host": f"localhost:{stack.port}"},
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.read() == upload.read_bytes()
+        assert response.headers["Content-Type"] == "image/png"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    finally:
+        connection.close()
+    # Files only: no listing, nothing above the folder, nothing that is not there.
+    assert stack.request("GET", "/media/posts/")[0] in (403, 404)
+    assert stack.request("GET", "/media/../db.sqlite3")[0] in (400, 403, 404)
+    assert stack.request("GET", "/media/posts/missing.png")[0] == 404
 
 
 @pytest.mark.production
