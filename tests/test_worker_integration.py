@@ -173,7 +173,7 @@ def test_a_worker_with_threads_sends_one_message_batches_side_by_side_once_each(
     fake_esp, settings, start_test_worker
 ):
     """One message per reader is paced by the provider's round trip; a worker with
-    a pool of threads waits on several batches at once (README, "How it works")."""
+    a pool of threads waits on several batches at once (docs/delivery.md)."""
     settings.NEWSLETTER_DELIVERY_MODE = "single"
     settings.NEWSLETTER_BATCH_SIZE = 3
     fake_esp.set_faults(latency_ms=100)  # a provider some way off
