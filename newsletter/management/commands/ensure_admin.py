@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
-# Created by the roles migration (newsletter 0008).
+# Created by the roles migration (newsletter/migrations/0002_roles.py).
 ADMINISTRATOR = "Administrator"
 
 
