@@ -6,8 +6,9 @@ Prints, for the longest demo post, the time to render it (templates, css-inline,
 text part) and the time to address it to one reader and serialise the raw message,
 which is what a batch pays per recipient. Then, for a batch of digests (each
 reader holding 2 to 5 of 12 posts, as in `make bench`), the wall and CPU time per
-digest of composing them as the sender does, the batch's reads and
-the Link rows included. On a throwaway SQLite database.
+digest of composing each reader's own message (the sender's one-message path,
+`DigestEmail.for_reader`; batch mode assembles them with `for_many`), the batch's
+reads and the Link rows included. On a throwaway SQLite database.
 """
 
 import os
@@ -73,7 +74,7 @@ def main() -> None:
 
 
 def digests() -> None:
-    """A batch of digests, composed and serialised as the sender does."""
+    """A batch of digests, each composed and serialised as its own message."""
     now = timezone.now()
     posts = [
         Post.objects.create(

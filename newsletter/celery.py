@@ -26,8 +26,8 @@ def load_the_url_configuration(**kwargs) -> None:
 def freeze_what_start_up_made(**kwargs) -> None:
     """Take the objects made so far (Django's apps, settings, models, URL patterns;
     they live as long as the worker) out of the garbage collector's reach: a batch
-    allocates thousands of objects, and each collection walked all of them too
-    (measured: 0.04-0.07 ms less CPU a digest). Connected after the URLconf's
+    allocates thousands of objects, and each collection walked all of them too.
+    Connected after the URLconf's
     loading above, in the process the pool forks its children from."""
     gc.freeze()
 

@@ -1,8 +1,8 @@
 """Django's Redis cache, with one Redis client per connection pool.
 
 Django's RedisCacheClient builds a new redis.Redis around its pool for every cache
-call, which costs about 0.1 ms of CPU: more than the round trip to Redis itself, and
-a third of what counting a click (/r/<token>/) costs. A redis.Redis is thread-safe
+call, which costs more CPU than the round trip to Redis itself, and a good part of
+what counting a click (/r/<token>/) costs. A redis.Redis is thread-safe
 and only borrows connections from its pool, so one per pool serves every call.
 """
 

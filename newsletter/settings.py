@@ -161,7 +161,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Celery's Django fix-up closes the database connection before and after every task
 # unless this is set (then once in this many): each batch paid for a new PostgreSQL
-# connection (~10 ms, 5-7% of a batch). A worker's tasks get a web request's
+# connection. A worker's tasks get a web request's
 # lifecycle instead (newsletter/celery.py), which keeps the connection for
 # DATABASE_CONN_MAX_AGE and checks it before each task; this recycles it besides.
 CELERY_DB_REUSE_MAX = 1000

@@ -3,16 +3,15 @@ per call.
 
 For a batch of 500, anymail's generic path costs more than all the rest of the
 work together: it parses every address it is given, and every address Postmark
-answers with, through Python's email header parser (~30 µs each), and it
+answers with, through Python's email header parser, and it
 JSON-encodes each of the 500 copies of the ~30 KB body. This backend skips the
 parser for bare addresses (and remembers the few others: From, Reply-To), encodes
 each body once, and posts through the standard library's http.client rather than
 requests. Requests' per-call bookkeeping (settings merges, cookies, hooks) and
 urllib3's beneath it cost more than everything else a one-message-per-reader send
-does per message (measured: workers spend 30% less CPU per message, the fake ESP
-15% less). Requests, errors and per-recipient statuses are anymail's own; anything
-out of the ordinary (a proxy, anymail's request debugging) goes through anymail's
-code unchanged.
+does per message (docs/performance.md). Requests, errors and per-recipient
+statuses are anymail's own; anything out of the ordinary (a proxy, anymail's
+request debugging) goes through anymail's code unchanged.
 
 Postmark fills each reader's fields into bodies only from a stored template.
 For a message whose bodies carry merge fields ({{NAME}}) and no template, this
@@ -167,7 +166,7 @@ class Payload(PostmarkPayload):
         one reader's own message (see fills_merge_fields), reader_message.
 
         (orjson would encode faster, but only to raw UTF-8, which takes a JSON
-        parser ~60% longer to read than anymail's ASCII escapes.)"""
+        parser longer to read than anymail's ASCII escapes.)"""
         if self.reader is not None:
             return b"".join(self.reader_message(self.reader))
         return self._spliced(self.data, self._encoded_bodies, whole=True).encode()
