@@ -11,6 +11,7 @@ applied in the same transaction, so a redelivered event changes nothing.
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 from anymail.exceptions import (
@@ -104,8 +105,10 @@ MAX_JSON_DEPTH = 32
 
 def _refuse_unstorable_json(body: bytes) -> None:
     """A JSON body the event log could not store is malformed: Python's json reads
-    NaN and Infinity, which are not JSON (RFC 8259), PostgreSQL's jsonb refuses
-    the NUL character (\\u0000), and deep nesting is refused (MAX_JSON_DEPTH)."""
+    NaN and Infinity, which are not JSON (RFC 8259), and numbers too large for a
+    float, which it reads as infinite; it reads escaped lone surrogates, which no
+    UTF-8 text can hold; PostgreSQL's jsonb refuses the NUL character (\\u0000);
+    and deep nesting is refused (MAX_JSON_DEPTH)."""
 
     def refuse(constant: str) -> None:
         raise _NotJSON(f"{constant} is not JSON")
@@ -118,7 +121,12 @@ def _refuse_unstorable_json(body: bytes) -> None:
         return  # not JSON at all (e.g. a form-encoded body): anymail's parser decides
     if _depth(parsed) > MAX_JSON_DEPTH:
         raise _NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    if "\\u0000" in json.dumps(parsed):
+    try:
+        stored = json.dumps(parsed, allow_nan=False, ensure_ascii=False)
+        stored.encode()
+    except ValueError as exc:  # UnicodeEncodeError is one
+        raise _NotJSON(f"cannot be stored: {exc}") from None
+    if "\\u0000" in stored:
         raise _NotJSON("NUL characters cannot be stored")
 
 
@@ -243,6 +251,10 @@ def record_tracking_event(
             _apply_to_address(event, recipient)
 
 
+# A ledger row's id as our metadata carries it: ASCII digits that fit a bigint.
+DELIVERY_ID = re.compile(r"[0-9]{1,18}")
+
+
 def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
     """Which ledger row an event is about, for a mailing of any kind: the one with
     the provider's message id, or, where the provider gave none on accepting it
@@ -251,8 +263,10 @@ def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
     about = Q()
     if event.message_id:
         about |= Q(esp_message_id=event.message_id)
-    delivery_id = str((event.metadata or {}).get("delivery", ""))
-    if delivery_id.isdigit() and recipient:
+    # Ours are {"delivery": "<id>"}; anything else names no row.
+    metadata = event.metadata if isinstance(event.metadata, dict) else {}
+    delivery_id = str(metadata.get("delivery", ""))
+    if DELIVERY_ID.fullmatch(delivery_id) and recipient:
         about |= Q(pk=int(delivery_id), esp_message_id="", subscriber__email=recipient)
     return about
 

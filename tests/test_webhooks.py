@@ -484,6 +484,59 @@ def test_a_body_the_event_log_cannot_store_is_refused_and_writes_nothing(
     assert not Event.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "field",
+    ['"MessageID": "\\udfff"', '"Recipient": "\\ud800@example.org"', '"ID": 1e400'],
+    ids=["lone-surrogate-id", "lone-surrogate-address", "overflows-to-infinity"],
+)
+def test_a_body_no_text_or_number_column_can_hold_is_refused_and_writes_nothing(
+    client, reader, field
+):
+    """Python's json reads escaped lone surrogates and numbers beyond a float's
+    range (as infinity); neither can be stored, so the provider is told the
+    body is malformed (a 400, not retried) rather than a 500 it retries for days."""
+    body = (
+        '{"RecordType": "Delivery", "Recipient": "reader@example.org", '
+        f'"DeliveredAt": "2026-11-26T16:33:54Z", {field}}}'
+    )
+    response = client.post(
+        POSTMARK_URL, data=body, content_type="application/json", **basic_auth()
+    )
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "delivery",
+    ["²", "9" * 5000, "9" * 30, ["1"], "-1"],
+    ids=["superscript", "5000-digits", "beyond-bigint", "a-list", "negative"],
+)
+def test_metadata_naming_no_ledger_row_records_the_event_and_touches_no_row(
+    client, reader, delivery
+):
+    row = delivery_to(reader, "another-message")
+    bounce = postmark_bounce() | {"MessageID": "", "Metadata": {"delivery": delivery}}
+    assert post_postmark(client, bounce).status_code == 200
+    assert Event.objects.count() == 1
+    row.refresh_from_db()
+    assert row.last_event == ""
+    # The bounce still suppresses the address: that needs no ledger row.
+    assert Suppression.objects.for_email(reader.email).get().reason == "hard_bounce"
+
+
+@pytest.mark.parametrize("variables", [[1], "abc", 7])
+def test_mailgun_user_variables_that_are_not_ours_record_the_event(
+    client, reader, variables
+):
+    payload = mailgun_event(
+        "delivered",
+        "1d3c5a4f8e2b9c7d6e5f4a3b2c1d0e9f8a",
+        **{"user-variables": variables},
+    )
+    assert post_mailgun(client, payload).status_code == 200
+    assert Event.objects.filter(esp="mailgun", event_type="delivered").count() == 1
+
+
 @pytest.mark.parametrize("timestamp", [1e13, 1e17], ids=["year-318857", "eoverflow"])
 def test_a_mailgun_event_dated_beyond_any_calendar_is_refused_and_writes_nothing(
     client, reader, timestamp
