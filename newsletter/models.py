@@ -520,7 +520,17 @@ class Delivery(models.Model):
                 fields=["mailing", "subscriber"], name="delivery_once_per_subscriber"
             )
         ]
-        indexes = [models.Index(fields=["batch", "status"])]
+        indexes = [
+            models.Index(fields=["batch", "status"]),
+            # The provider's events name their message (webhooks.py): without it,
+            # each event read the whole ledger. Only rows the provider answered
+            # for carry an id: the queued and refused stay out of it.
+            models.Index(
+                fields=["esp_message_id"],
+                condition=~models.Q(esp_message_id=""),
+                name="delivery_by_message_id",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mailing} to {self.subscriber}: {self.get_status_display()}"

@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 from django.core import checks
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from newsletter import subscriptions
@@ -206,6 +208,33 @@ def test_postmark_delivery_updates_the_ledger_once(client, reader):
     delivery.refresh_from_db()
     assert delivery.last_event == "delivered"
     assert delivery.last_event_at.isoformat() == "2026-11-26T16:33:54+00:00"
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL's plan of the lookup"
+)
+def test_an_event_finds_its_ledger_row_by_index_not_by_reading_the_ledger(
+    client, reader
+):
+    """The provider posts an event for every message sent: reading the whole
+    ledger for each made a send's events cost the square of its readers."""
+    delivery_to(reader, POSTMARK_ID)
+    with CaptureQueriesContext(connection) as queries:
+        assert post_postmark(client, postmark_delivery()).status_code == 200
+    (lookup,) = [
+        query["sql"]
+        for query in queries
+        if query["sql"].startswith("SELECT")
+        and 'FROM "newsletter_delivery"' in query["sql"]
+    ]
+    with connection.cursor() as cursor:
+        # A scan is the planner's last resort here: it plans one only for want
+        # of an index (a table this small it would otherwise read whole).
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + lookup)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "delivery_by_message_id" in plan, plan
+    assert "Seq Scan on newsletter_delivery" not in plan, plan
 
 
 @pytest.mark.usefixtures("celery_eager")
