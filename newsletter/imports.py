@@ -127,6 +127,12 @@ def _parse_row(line: int, values: list[str]) -> Row:
     return Row(line, email, name, source, _parse_consent_date(date))
 
 
+# No mailing list holds consent given before email newsletters: an earlier year is
+# a typo (0201, 0001), and one near year 1 cannot even be stored in UTC (the
+# database would hold a date before year 1 that no page can read back).
+EARLIEST_CONSENT_YEAR = 1990
+
+
 def _parse_consent_date(value: str) -> datetime:
     try:
         moment = parse_datetime(value)
@@ -137,6 +143,10 @@ def _parse_consent_date(value: str) -> datetime:
     if moment is None:
         raise ValidationError(
             f"the consent date “{value[:40]}” is not a date (use YYYY-MM-DD)"
+        )
+    if moment.year < EARLIEST_CONSENT_YEAR:
+        raise ValidationError(
+            f"the consent date is before {EARLIEST_CONSENT_YEAR}: a typo in the year?"
         )
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)

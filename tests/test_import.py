@@ -49,6 +49,7 @@ BAD = (
     "e@example.org,Eve,Form\n"
     "f@example.org,Fay,Form,2999-01-01\n"
     "g@example.org,Gus,Form,2026-02-30\n"
+    "h@example.org,Hal,Form,0001-01-01T00:00:00+01:00\n"
 )
 
 
@@ -84,21 +85,33 @@ def test_a_file_with_bad_rows_reports_each_line_and_imports_nothing(author):
         (7, "expected 4 columns, found 3"),
         (8, "the consent date is in the future"),
         (9, "the consent date “2026-02-30” is not a date (use YYYY-MM-DD)"),
+        (10, "the consent date is before 1990: a typo in the year?"),
     ]
     page = response.content.decode()
-    assert "Nothing was imported: 6 lines rejected" in page
+    assert "Nothing was imported: 7 lines rejected" in page
     assert "next tuesday" in page
     assert not Subscriber.objects.exists()
 
 
 def test_the_valid_rows_can_be_imported_without_the_rejected_ones(author):
     response = upload(author, HEADER + GOOD + BAD, anyway=True)
-    assert len(rejected_lines(response)) == 6
+    assert len(rejected_lines(response)) == 7
     assert response.context["report"].created == 2
     assert set(Subscriber.objects.values_list("email", flat=True)) == {
         "a@example.org",
         "b@example.org",
     }
+    # Every date kept reads back: the list, a reader's page and the export work.
+    assert author.get(LIST_URL).status_code == 200
+    export = author.post(
+        LIST_URL,
+        {
+            "action": "export_csv",
+            "_selected_action": Subscriber.objects.values_list("pk", flat=True),
+        },
+    )
+    assert export.status_code == 200
+    assert b"a@example.org" in b"".join(export.streaming_content)
 
 
 def test_duplicates_are_merged_within_the_file_and_with_existing_subscribers(
