@@ -12,4 +12,8 @@ if admin.site.is_registered(AccessAttempt):  # unless AXES_ENABLE_ADMIN is off
     class LoginAttemptAdmin(AccessAttemptAdmin):
         @admin.action(description="Clean up expired attempts", permissions=["delete"])
         def cleanup_expired_attempts(self, request, queryset) -> None:
+            # axes measures the cool-off back from the time of the login it is
+            # judging, which only its login handling puts on the request: here,
+            # from now.
+            request.axes_attempt_time = None
             super().cleanup_expired_attempts(request, queryset)
