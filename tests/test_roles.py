@@ -3,7 +3,7 @@ admin's URLs and actions directly, not of the buttons it shows."""
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 from django.utils.html import escape
 
-from newsletter.models import Subscriber
+from newsletter.models import Mailing, Subscriber
 from posts.models import Inspection, Post, PostEvent
 
 from .factories import (
@@ -315,6 +315,41 @@ def test_an_editor_moderates_comments_but_cannot_see_readers(editor):
     assert client.get("/admin/posts/post/add/").status_code == 200
     assert client.get("/admin/newsletter/subscriber/").status_code == 403
     assert client.get("/admin/newsletter/subscriber/import/").status_code == 403
+
+
+def test_an_editor_pauses_a_mailing_but_cannot_rewrite_it(editor):
+    digest = Mailing.objects.create(
+        kind=Mailing.Kind.DIGEST,
+        frequency="daily",
+        period=date(2026, 11, 23),
+        slot=datetime(2026, 11, 23, 7, tzinfo=UTC),
+        status=Mailing.Status.SENDING,
+        opens_people=3,
+    )
+    other = Mailing.objects.create(
+        kind=Mailing.Kind.DIGEST,
+        frequency="daily",
+        period=date(2026, 11, 24),
+        slot=datetime(2026, 11, 24, 7, tzinfo=UTC),
+    )
+    client = desk(editor)
+    page = f"/admin/newsletter/mailing/{digest.pk}/change/"
+    assert client.get(page).status_code == 200  # shown, not a form
+    for change in (
+        {"opens_people": "999"},
+        {"slot_0": "2026-11-24", "slot_1": "07:00"},
+    ):
+        assert client.post(page, change).status_code == 403
+    digest.refresh_from_db()
+    assert (digest.opens_people, digest.slot.day) == (3, 23)
+    assert other.slot.day == 24
+    response = client.post(
+        "/admin/newsletter/mailing/",
+        {"action": "pause", "_selected_action": [digest.pk]},
+    )
+    assert response.status_code == 302
+    digest.refresh_from_db()
+    assert digest.paused_at is not None
 
 
 # Administrator

@@ -145,6 +145,11 @@ class MailingAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        # The list and its actions (pause, resume, cancel), for those allowed; a
+        # mailing's page only shows it: its slot and counts are the engine's.
+        return obj is None and super().has_change_permission(request, obj)
+
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
