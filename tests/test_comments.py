@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 from anymail.exceptions import AnymailAPIError
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.messages import get_messages
 from django.core import mail
 from django.core.cache import cache
@@ -23,7 +23,7 @@ from posts.comments.tasks import purge_comment_personal_data
 from posts.comments.views import HELD_MESSAGE
 from posts.models import Post
 
-from .factories import CommentFactory, PostFactory, PublishedPostFactory
+from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -509,6 +509,25 @@ def test_the_admin_can_close_comments_from_the_queue(admin_client, client):
         (second.pk, False),
     }
     assert comment_on(client, first).status_code == 403
+
+
+def test_closing_comments_takes_the_permission_to_change_comment_settings(client):
+    post = PublishedPostFactory()
+    moderator = UserFactory(username="mod", is_superuser=False)
+    moderator.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_comment", "change_comment"])
+    )
+    client.force_login(moderator)
+    comment = CommentFactory(post=post)
+
+    admin_action(client, "close_comments_on_posts", [comment])
+    assert not PostCommentSettings.objects.filter(comments_open=False).exists()
+
+    moderator.user_permissions.add(
+        Permission.objects.get(codename="change_postcommentsettings")
+    )
+    admin_action(client, "close_comments_on_posts", [comment])
+    assert PostCommentSettings.objects.get(post=post).comments_open is False
 
 
 # Moderation in the admin ----------------------------------------------------------

@@ -1,6 +1,7 @@
 """The moderation queue: pending comments first; bulk approve, spam, delete."""
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -90,7 +91,7 @@ class CommentAdmin(admin.ModelAdmin):
 
     @admin.action(
         description="Close comments on the posts of the selected comments",
-        permissions=["change"],
+        permissions=["close_comments"],
     )
     def close_comments_on_posts(
         self, request: HttpRequest, queryset: QuerySet[Comment]
@@ -100,6 +101,12 @@ class CommentAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Closed comments on {posts.count()} post(s).", messages.SUCCESS
         )
+
+    def has_close_comments_permission(self, request: HttpRequest) -> bool:
+        """Closing comments changes each post's comment settings."""
+        opts = PostCommentSettings._meta
+        codename = get_permission_codename("change", opts)
+        return request.user.has_perm(f"{opts.app_label}.{codename}")
 
 
 @admin.register(PostCommentSettings)
