@@ -562,10 +562,14 @@ class PostAdmin(admin.ModelAdmin):
         ]
 
     def add_related_view(self, request: HttpRequest, post_id: int):
-        post = get_object_or_404(Post, pk=post_id)
+        # Only a post the user may see exists for them; one they may see but
+        # not change is refused, as its change form refuses them.
+        post = get_object_or_404(self.get_queryset(request), pk=post_id)
         change_url = reverse("admin:posts_post_change", args=[post.pk])
-        if request.method != "POST" or not self.has_change_permission(request, post):
+        if request.method != "POST":
             return HttpResponseRedirect(change_url)
+        if not self.has_change_permission(request, post):
+            raise PermissionDenied
         try:
             link = related.related_link_add(
                 from_post=post, to_post_id=int(request.POST.get("to_post", ""))

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from newsletter.models import Mailing, Subscriber
-from posts.models import Inspection, Post, PostEvent
+from posts.models import Inspection, Post, PostEvent, RelatedLink
 
 from .factories import (
     InspectionFactory,
@@ -222,6 +222,25 @@ def test_a_contributor_cannot_change_their_post_once_published(contributor):
     )
     post.refresh_from_db()
     assert post.title != "Quietly changed"
+
+
+def test_a_contributor_links_related_posts_only_to_drafts_of_their_own(contributor):
+    neighbour = PublishedPostFactory(title="A neighbour")
+    draft = PostFactory(author=contributor)
+    published = PublishedPostFactory(author=contributor)
+    theirs = PublishedPostFactory()
+    client = desk(contributor)
+
+    def link(post):
+        return client.post(
+            f"/admin/posts/post/{post.pk}/add-related/", {"to_post": neighbour.pk}
+        ).status_code
+
+    assert link(theirs) == 404  # not theirs to see: as if it did not exist
+    assert link(published) == 403  # theirs, but no longer theirs to change
+    assert not RelatedLink.objects.exists()
+    assert link(draft) == 302
+    assert RelatedLink.objects.get().from_post == draft
 
 
 def test_a_contributor_cannot_touch_the_inspection_of_someone_elses_post(contributor):
