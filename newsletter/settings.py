@@ -77,6 +77,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Malformed input to any admin is a 400 that changes nothing, not a 500.
+    "newsletter.admin.malformed.AdminInputMiddleware",
 ]
 
 ROOT_URLCONF = "newsletter.urls"

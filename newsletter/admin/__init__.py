@@ -6,6 +6,8 @@ mailings: posts' announcements and digest rounds, their batches, the ledger,
 post_email: the post editor's email preview and test send.
 reports: each announced post's report, people and machines apart.
 logins: django-axes' login attempts, their clean-up action declaring its permission.
+malformed: malformed input to any admin, ours or third-party, answered with a 400
+    (a middleware, in settings.MIDDLEWARE).
 """
 
 from django.contrib import admin
