@@ -121,32 +121,41 @@ def every_action() -> list[tuple]:
     ]
 
 
-@pytest.mark.usefixtures("one_of_everything")
-@pytest.mark.parametrize(
+# Every action of every admin, each over all the rows of its model.
+each_action = pytest.mark.parametrize(
     ("model", "action"),
     every_action(),
     ids=[f"{model._meta.label}.{name}" for model, name in every_action()],
 )
+
+
+def changelist_of(model) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+
+
+def run_on_every_row(client, model, action: str):
+    selected = [str(pk) for pk in model._default_manager.values_list("pk", flat=True)]
+    return client.post(
+        changelist_of(model),
+        {"action": action, "_selected_action": selected, "index": "0"},
+    )
+
+
+@pytest.mark.usefixtures("one_of_everything")
+@each_action
 def test_a_viewer_can_run_no_admin_action(
     viewer, model, action, django_capture_on_commit_callbacks
 ):
     assert model._default_manager.exists(), "add a row of it to one_of_everything"
     before = every_row()
-    changelist = reverse(
-        f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"
-    )
-    selected = [str(pk) for pk in model._default_manager.values_list("pk", flat=True)]
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        response = viewer.post(
-            changelist,
-            {"action": action, "_selected_action": selected, "index": "0"},
-        )
+        response = run_on_every_row(viewer, model, action)
     # Refused: the changelist again (no action offered) or back to it with
     # "No action selected", never the action's answer (a file, a message).
     assert response.status_code in (200, 302)
     assert "Content-Disposition" not in response
     if response.status_code == 302:
-        assert response["Location"] == changelist
+        assert response["Location"] == changelist_of(model)
         told = [str(m) for m in messages.get_messages(response.wsgi_request)]
         assert told == ["No action selected."]
     assert every_row() == before
@@ -155,29 +164,18 @@ def test_a_viewer_can_run_no_admin_action(
 
 
 @pytest.mark.usefixtures("one_of_everything")
-@pytest.mark.parametrize(
-    ("model", "action"),
-    every_action(),
-    ids=[f"{model._meta.label}.{name}" for model, name in every_action()],
-)
+@each_action
 def test_every_admin_action_answers_one_allowed_to_run_it(
     client, model, action, django_capture_on_commit_callbacks
 ):
     """The other side of the viewer's: each action runs (or asks to confirm) for
     an administrator, over every row, and answers; none fails."""
     client.force_login(UserFactory(username="root", is_superuser=True))
-    changelist = reverse(
-        f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"
-    )
-    selected = [str(pk) for pk in model._default_manager.values_list("pk", flat=True)]
     with django_capture_on_commit_callbacks(execute=False):
-        response = client.post(
-            changelist,
-            {"action": action, "_selected_action": selected, "index": "0"},
-        )
+        response = run_on_every_row(client, model, action)
     assert response.status_code in (200, 302)
     if response.status_code == 302:
-        assert response["Location"] == changelist
+        assert response["Location"] == changelist_of(model)
         told = [str(m) for m in messages.get_messages(response.wsgi_request)]
         offered = admin.site._registry[model].get_actions(response.wsgi_request)
         # "No action selected" only where the admin offers it to no one (the
