@@ -27,8 +27,8 @@ def freeze_what_start_up_made(**kwargs) -> None:
     """Take the objects made so far (Django's apps, settings, models, URL patterns;
     they live as long as the worker) out of the garbage collector's reach: a batch
     allocates thousands of objects, and each collection walked all of them too.
-    Connected after the URLconf's
-    loading above, in the process the pool forks its children from."""
+    Connected after the URLconf's loading above, in the process the pool forks its
+    children from."""
     gc.freeze()
 
 
