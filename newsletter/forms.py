@@ -8,6 +8,7 @@ from django.conf import settings
 from posts.models import Area, Category, Organisation, Rating, Region
 from posts.validators import clean_email, reject_control_characters
 
+from .logs import redact
 from .models import (
     DEFAULT_TIME_ZONE,
     DIGEST_TIME_ZONES,
@@ -215,9 +216,11 @@ class SubscribeForm(TopicsForm):
         return self.cleaned_data["name"].strip()
 
     def clean_page(self) -> str:
+        """The page the form was on, kept with the consent and shown on the desk:
+        a reader's token in it (their preferences page, say) is not the desk's."""
         page = self.cleaned_data["page"]
         is_local_path = page.startswith("/") and not page.startswith("//")
-        return page if is_local_path and page.isprintable() else ""
+        return redact(page) if is_local_path and page.isprintable() else ""
 
     def is_from_a_bot(self) -> bool:
         return bool(self.data.get("website"))

@@ -362,12 +362,18 @@ def test_the_subscribe_form_records_the_page_the_reader_came_from(
             "/subscribe/", {"email": "b@example.org", "page": "https://evil.example/"}
         )
         client.post("/subscribe/", {"email": "c@example.org", "page": "//evil/"})
+        # A reader who left subscribes again from their preferences page.
+        client.post(
+            "/subscribe/",
+            {"email": "d@example.org", "page": "/preferences/WzEsImFiYyJd:1x:sig/"},
+        )
 
     pages = dict(Consent.objects.values_list("subscriber__email", "page"))
     assert pages == {
         "a@example.org": "/posts/x/",
         "b@example.org": "",
         "c@example.org": "",
+        "d@example.org": "/preferences/[redacted]",
     }
 
 
