@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django.utils.html import escape
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -173,10 +174,11 @@ def test_a_known_commenter_confirms_by_email_and_the_comment_is_published(
     assert [message.to for message in mail.outbox] == [["alex@example.org"]]
     assert "Confirm your address" in mail.outbox[0].subject
     comment = Comment.objects.get(post=post)
-    # Following the link only shows a button: mail scanners follow links.
+    # Following the link only shows the comment and a button: scanners follow links.
     page = client.get(links[0])
     assert page.status_code == 200
-    assert "Confirm and publish" in page.text
+    assert "confirm and publish</button>" in page.text
+    assert comment.body in page.text
     comment.refresh_from_db()
     assert comment.status == Comment.Status.PENDING
 
@@ -190,6 +192,28 @@ def test_a_known_commenter_confirms_by_email_and_the_comment_is_published(
     assert cookie["httponly"]
     assert cookie["samesite"] == "Lax"
     assert int(cookie["max-age"]) >= 365 * 86400
+
+
+def test_a_stranger_using_a_commenters_address_cannot_make_the_email_speak(
+    client, post, confirm
+):
+    """The email goes to whoever owns the address: nothing a stranger typed is in
+    it, and its link shows them the comment before they publish anything."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    phishing = "Security team: your account is locked, call 0900 000 000"
+
+    _, links = confirm(
+        client, post, name=phishing, body="Cheap pills at https://spam.example/"
+    )
+
+    (message,) = mail.outbox
+    assert "Security team" not in message.body
+    assert "Security team" not in message.alternatives[0][0]
+    assert "spam.example" not in message.body
+    page = Client().get(links[0])
+    assert escape(phishing) in page.text
+    assert "spam.example" in page.text
+    assert Comment.objects.get(post=post).status == Comment.Status.PENDING
 
 
 def test_a_confirmed_browser_publishes_later_comments_at_once(client, post, confirm):

@@ -212,9 +212,10 @@ def comment_claim_confirmation(*, comment_id: int, now: datetime) -> Comment | N
     return comment if claimed else None
 
 
-def comment_confirm(*, token: str) -> Comment:
-    """The commenter followed the emailed link: the address is theirs, so their held
-    comment is published (unless a moderator marked it as spam).
+def comment_of_confirmation(*, token: str) -> Comment:
+    """The comment an emailed confirmation link is for, read, not confirmed: its
+    page shows the comment first, as whoever posted it typed it, not the one who
+    owns the address.
 
     Raises ConfirmationInvalid for a forged or expired link, or a deleted comment.
     """
@@ -227,6 +228,16 @@ def comment_confirm(*, token: str) -> Comment:
     comment = Comment.objects.filter(pk=comment_id).select_related("post").first()
     if comment is None or _address_digest(comment.email) != digest:
         raise ConfirmationInvalid
+    return comment
+
+
+def comment_confirm(*, token: str) -> Comment:
+    """The commenter followed the emailed link: the address is theirs, so their held
+    comment is published (unless a moderator marked it as spam).
+
+    Raises ConfirmationInvalid as comment_of_confirmation does.
+    """
+    comment = comment_of_confirmation(token=token)
     if comment.status == Comment.Status.PENDING and _skips_moderation(
         email=comment.email
     ):

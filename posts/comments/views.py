@@ -118,11 +118,13 @@ def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpRespo
 
 @require_http_methods(["GET", "POST"])
 def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
-    """GET: a page with a button (mail scanners follow links, people press
-    buttons); POST: the address is proved, the browser remembers it."""
-    if request.method == "GET":
-        return render(request, "posts/comment_confirm.html", {"token": token})
+    """GET: the comment and a button (mail scanners follow links, people press
+    buttons; and the one who owns the address sees what they would publish, which
+    anyone may have typed); POST: the address is proved, the browser remembers it."""
     try:
+        if request.method == "GET":
+            comment = services.comment_of_confirmation(token=token)
+            return render(request, "posts/comment_confirm.html", {"comment": comment})
         comment = services.comment_confirm(token=token)
     except services.ConfirmationInvalid:
         return render(
