@@ -174,6 +174,34 @@ class TopicsForm(forms.Form):
         ]
 
 
+def _name_field() -> forms.CharField:
+    return forms.CharField(
+        label="Name (optional)",
+        max_length=100,
+        required=False,
+        validators=[reject_control_characters],
+        widget=forms.TextInput(attrs={"autocomplete": "name"}),
+    )
+
+
+class ConfirmForm(forms.Form):
+    """What the reader confirms on their own link's page, where the address is
+    proved: the name the request gave (anyone may have typed it, so it is shown
+    and theirs to change) and, asked only here, unticked, per-reader engagement."""
+
+    name = _name_field()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+            self.fields["engagement"] = forms.BooleanField(
+                label=ENGAGEMENT_CONSENT_WORDING, required=False, initial=False
+            )
+
+    def clean_name(self) -> str:
+        return self.cleaned_data["name"].strip()
+
+
 class SubscribeForm(TopicsForm):
     field_order = ["email", "name", "website", "topics", "frequency"]
 
@@ -182,13 +210,7 @@ class SubscribeForm(TopicsForm):
         max_length=254,
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
-    name = forms.CharField(
-        label="Name (optional)",
-        max_length=100,
-        required=False,
-        validators=[reject_control_characters],
-        widget=forms.TextInput(attrs={"autocomplete": "name"}),
-    )
+    name = _name_field()
     # The honeypot: hidden from people by CSS, filled in by bots that fill in
     # every field. Not type=hidden, which bots know to leave alone.
     website = forms.CharField(
@@ -200,14 +222,6 @@ class SubscribeForm(TopicsForm):
     # through the form's own round trip; only a path on this site is kept.
     page = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
     consent_wording = CONSENT_WORDING
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        # Offered, unticked, only when the author turned per-reader engagement on.
-        if settings.NEWSLETTER_PER_READER_ENGAGEMENT:
-            self.fields["engagement"] = forms.BooleanField(
-                label=ENGAGEMENT_CONSENT_WORDING, required=False, initial=False
-            )
 
     def clean_email(self) -> str:
         return clean_email(self.cleaned_data["email"])

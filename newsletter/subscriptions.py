@@ -100,7 +100,6 @@ def subscription_request(
     topics: Iterable[str] | None = None,
     frequency: str = SubscriberTopic.Frequency.INSTANT,
     page: str = "",
-    engagement: bool = False,
 ) -> None:
     """Record a request to subscribe and, where due, queue a confirmation email.
 
@@ -119,16 +118,11 @@ def subscription_request(
         subscriber, _ = Subscriber.objects.get_or_create(email=email)
         if subscriber.status == Subscriber.Status.ACTIVE:
             return
-        # The engagement box counts only where the form offered it.
-        engagement = engagement and settings.NEWSLETTER_PER_READER_ENGAGEMENT
         consent = Consent.objects.create(
             subscriber=subscriber,
             ip_address=ip_address,
-            wording=CONSENT_WORDING
-            + (f"\n{ENGAGEMENT_CONSENT_WORDING}" if engagement else ""),
-            wording_version=CONSENT_VERSION
-            + (f"+{ENGAGEMENT_CONSENT_VERSION}" if engagement else ""),
-            engagement=engagement,
+            wording=CONSENT_WORDING,
+            wording_version=CONSENT_VERSION,
             source=CONSENT_SOURCE_FORM,
             page=page,
             name=name,
@@ -146,14 +140,23 @@ def subscription_request(
             transaction.on_commit(lambda: tasks.send_confirmation.delay(consent.pk))
 
 
-def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> None:
+def subscriber_confirm(
+    *,
+    subscriber: Subscriber,
+    consent_id: int,
+    name: str | None = None,
+    engagement: bool = False,
+) -> None:
     """Make a pending (or returning) subscriber part of the audience, with what the
-    confirmed request asked for.
+    confirmed request asked for, and what the reader chose on their link's page:
+    their name (None keeps the request's) and per-reader engagement, which is
+    asked only there, where the address is proved. The request may be anyone's.
 
     This is the fresh double opt-in that lifts the reader's own unsubscribe or
     deletion; a bounce, complaint or the author's suppression is never lifted here.
     A link confirms the consent it was sent for, never a later request's.
     """
+    engagement = engagement and settings.NEWSLETTER_PER_READER_ENGAGEMENT
     now = timezone.now()
     with transaction.atomic():
         if is_blocked(subscriber.email):
@@ -172,13 +175,27 @@ def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> None:
                 unsubscribed_at=None,
                 paused_at=None,
                 soft_bounces=0,
-                engagement_agreed_at=now if consent.engagement else None,
+                engagement_agreed_at=now if engagement else None,
             )
         )
         if confirmed:
             Suppression.objects.for_email(subscriber.email).delete()
             consent.confirmed_at = now
-            consent.save(update_fields=["confirmed_at"])
+            if name is not None:
+                consent.name = name
+            if engagement:
+                consent.engagement = True
+                consent.wording += f"\n{ENGAGEMENT_CONSENT_WORDING}"
+                consent.wording_version += f"+{ENGAGEMENT_CONSENT_VERSION}"
+            consent.save(
+                update_fields=[
+                    "confirmed_at",
+                    "name",
+                    "engagement",
+                    "wording",
+                    "wording_version",
+                ]
+            )
             if consent.name:
                 Subscriber.objects.filter(pk=subscriber.pk).update(name=consent.name)
             if consent.topics is not None:

@@ -28,7 +28,6 @@ def subscribe(
     topics: list[str] | None = None,
     frequency: str = "instant",
     page: str = "",
-    engagement_agreed: bool = False,
 ) -> None:
     # Queued by the subscribe view rather than run in the request, so that the
     # answer takes as long whatever the address's state: a known address would
@@ -41,7 +40,6 @@ def subscribe(
         topics=topics,
         frequency=frequency,
         page=page,
-        engagement=engagement_agreed,
     )
 
 

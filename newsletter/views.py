@@ -19,7 +19,7 @@ from posts.clients import client_address, client_key
 
 from . import clickredirect, outbox, subscriptions, tasks
 from .celery import app as celery_app
-from .forms import SubscribeForm
+from .forms import ConfirmForm, SubscribeForm
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 
 
@@ -52,7 +52,6 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         form.cleaned_data["topics"],
         form.cleaned_data["frequency"],
         form.cleaned_data["page"],
-        form.cleaned_data.get("engagement", False),
     )
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
@@ -100,14 +99,30 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         subscriber, consent_id = read_token_detail(token, Purpose.CONFIRM)
     except InvalidToken as error:
         return _token_error(request, error)
+    consent = subscriber.consents.filter(pk=consent_id).first()
+    if consent is None:  # the request was purged since: the link names nothing
+        return _token_error(request, InvalidToken())
     # Link scanners in corporate mail systems follow every link they see, so the
-    # GET only shows a button; the reader's own POST confirms.
-    if request.method == "POST":
+    # GET only shows the request and a button; the reader's own POST confirms.
+    form = ConfirmForm(
+        request.POST if request.method == "POST" else None,
+        initial={"name": consent.name},
+    )
+    if request.method == "POST" and form.is_valid():
         subscriptions.subscriber_confirm(
-            subscriber=subscriber, consent_id=int(consent_id)
+            subscriber=subscriber,
+            consent_id=consent.pk,
+            # A POST without the field (a plain client) keeps the request's.
+            name=form.cleaned_data["name"] if "name" in request.POST else None,
+            engagement=form.cleaned_data.get("engagement", False),
         )
         return render(request, "newsletter/confirmed.html", {"subscriber": subscriber})
-    return render(request, "newsletter/confirm.html", {"subscriber": subscriber})
+    return render(
+        request,
+        "newsletter/confirm.html",
+        {"subscriber": subscriber, "consent": consent, "form": form},
+        status=400 if form.is_bound else 200,
+    )
 
 
 @never_cache

@@ -171,35 +171,72 @@ def test_on_only_the_reader_who_agreed_has_their_opens_kept(client, readers):
     assert [event.recipient for event in named] == ["agreed@example.org"]
 
 
+def confirm_link(message) -> str:
+    return next(
+        line.strip()
+        for line in message.body.splitlines()
+        if "/subscribe/confirm/" in line
+    )
+
+
 @pytest.mark.usefixtures("per_reader")
-def test_the_subscribe_form_offers_an_unticked_box_recorded_on_confirmation(
+def test_engagement_is_asked_unticked_on_the_readers_own_link_and_recorded_there(
     client, django_capture_on_commit_callbacks
 ):
-    page = client.get("/subscribe/").content.decode()
+    # Not on the subscribe form: anyone may type any address there.
+    assert ENGAGEMENT_CONSENT_WORDING not in client.get("/subscribe/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/subscribe/", {"email": "new@example.org", "name": "Nia"})
+    page = client.get(confirm_link(mail.outbox[0])).content.decode()
     box = re.search(r'<input type="checkbox" name="engagement"[^>]*>', page)[0]
     assert "checked" not in box
     assert ENGAGEMENT_CONSENT_WORDING in page
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post("/subscribe/", {"email": "new@example.org", "engagement": "on"})
+    assert 'value="Nia"' in page  # the request's name, theirs to change
+
+    client.post(confirm_link(mail.outbox[0]), {"name": "Nia", "engagement": "on"})
+
+    assert Subscriber.objects.get().engagement_agreed_at is not None
     consent = Consent.objects.get()
     assert consent.engagement
     assert consent.wording == f"{CONSENT_WORDING}\n{ENGAGEMENT_CONSENT_WORDING}"
     assert consent.wording_version.endswith(f"+{ENGAGEMENT_CONSENT_VERSION}")
-    # Not until the reader's own link confirms it.
-    assert Subscriber.objects.get().engagement_agreed_at is None
-    confirm = next(
-        line.strip()
-        for line in mail.outbox[0].body.splitlines()
-        if "/subscribe/confirm/" in line
-    )
-    client.post(confirm)
-    assert Subscriber.objects.get().engagement_agreed_at is not None
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_a_strangers_request_cannot_agree_or_name_the_reader_who_confirms_it(
+    client, django_capture_on_commit_callbacks
+):
+    """A stranger asks first, with a name and the engagement box of an old form;
+    the reader's own request sends nothing more that day, so the link they
+    follow is the stranger's: what it confirms is what the reader chooses."""
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            "/subscribe/",
+            {
+                "email": "vic@example.org",
+                "name": "Mallory was here",
+                "engagement": "on",
+            },
+        )
+        client.post("/subscribe/", {"email": "vic@example.org", "name": "Vic"})
+    (confirmation,) = mail.outbox
+    page = client.get(confirm_link(confirmation)).content.decode()
+    assert 'value="Mallory was here"' in page  # shown, not hidden
+
+    client.post(confirm_link(confirmation), {"name": "Vic"})
+
+    reader = Subscriber.objects.get()
+    assert reader.engagement_agreed_at is None
+    assert reader.name == "Vic"
+    assert not Consent.objects.filter(engagement=True).exists()
 
 
 @pytest.mark.usefixtures("per_reader")
 def test_an_unticked_box_agrees_to_nothing(client, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         client.post("/subscribe/", {"email": "new@example.org"})
+    client.post(confirm_link(mail.outbox[0]), {"name": ""})
+    assert Subscriber.objects.get().engagement_agreed_at is None
     assert not Consent.objects.get().engagement
 
 
