@@ -361,7 +361,9 @@ def click_record(
         client=hashlib.sha256(f"{client}|{user_agent}".encode()).hexdigest(),
         at=now.timestamp(),
         signs=click_signs(head=head, user_agent=user_agent),
-        reader=reader,
+        # Kept until the flush checks its signature: only what could be one, so
+        # nobody fills the broker's Redis with kilobytes of query string a click.
+        reader=reader if READER_PART.fullmatch(reader) else "",
     )
     held, kept = _click_keep(click)
     link = _held_link(held) or _link_read(link_id)
@@ -646,6 +648,11 @@ def reader_slot_add(html: str, slot: str) -> str:
     """The HTML with `slot` right after each counted link: a reader's part, or a
     merge field the provider fills with each reader's (reader_parts)."""
     return _counted_links(settings.SITE_URL).sub(lambda m: m.group(0) + slot, html)
+
+
+# A reader's part as _reader_part signs it: their id in base 62, then the
+# signature (base64 of an HMAC-SHA256).
+READER_PART = re.compile(r"[0-9A-Za-z]{1,11}:[A-Za-z0-9_-]{43}")
 
 
 def _reader_part(subscriber_id: int) -> str:

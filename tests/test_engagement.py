@@ -526,6 +526,20 @@ def test_a_burst_moves_earlier_clicks_to_machines_across_a_flush(client, email, 
     assert counts()[DATA] == (0, 1)
 
 
+@needs_redis
+def test_a_click_keeps_only_a_reader_part_that_could_be_one(client, email, clock):
+    """Anyone may add a query string to a public link: until the flush checks a
+    reader part's signature, Redis (the broker's too) holds only what fits one."""
+    clock(3600)
+    path = redirects(email)[REPORT]
+    genuine = engagement._reader_part(7).removeprefix("?reader=")
+    for reader in ("x" * 4000, "1:" + "a" * 4000, genuine):
+        click(client, f"{path}?reader={reader}")
+    kept = engagement._redis().lrange(cache.make_key(engagement._CLICKS), 0, -1)
+    readers = [engagement.Click.from_kept(click).reader for click in kept]
+    assert readers == ["", "", genuine]
+
+
 def test_beat_flushes_the_click_counts_every_minute():
     from newsletter.celery import app
 
