@@ -405,7 +405,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "consents": [
             {
                 "created_at": consent.created_at,
-                "ip_address": consent.ip_address,
+                # A request nobody confirmed may be anyone's, its address theirs.
+                "ip_address": consent.ip_address if consent.confirmed_at else None,
                 "wording": consent.wording,
                 "wording_version": consent.wording_version,
                 "source": consent.source,

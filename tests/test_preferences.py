@@ -4,6 +4,7 @@ import re
 import pytest
 from django.core import mail
 from django.test import Client
+from django.utils import timezone
 
 from newsletter import tokens
 from newsletter.emails import preferences_url
@@ -40,6 +41,7 @@ def reader():
         wording_version="2026-11-26",
         source="subscribe form",
         ip_address="192.0.2.1",
+        confirmed_at=timezone.now(),
     )
     return subscriber
 
@@ -267,6 +269,14 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_co
         status=Delivery.Status.SENT,
         esp_message_id="abc",
     )
+    # Someone else typed the reader's address into the form; nobody confirmed it.
+    Consent.objects.create(
+        subscriber=reader,
+        wording="Email me each new post.",
+        wording_version="2026-11-26",
+        source="subscribe form",
+        ip_address="198.51.100.9",
+    )
     assert client.get(url(reader, "export/")).status_code == 405
     link = one_time_link(client, on_commit, reader, "export/")
     assert "Download my data" in client.get(link).content.decode()
@@ -278,7 +288,7 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_co
     data = json.loads(response.content)
     assert data["subscriber"]["email"] == "reader@example.org"
     assert data["subscriber"]["name"] == "Sam"
-    assert data["consents"][0]["ip_address"] == "192.0.2.1"
+    assert [c["ip_address"] for c in data["consents"]] == ["192.0.2.1", None]
     assert data["consents"][0]["wording"] == "Email me each new post."
     assert data["deliveries"] == [
         {
