@@ -274,7 +274,7 @@ def _send_one_time_link(
             "needs. Please write to us instead.",
             status=409,
         )
-    if not allow_email_to(subscriber.email):
+    if not allow_email_to(subscriber.email, budget="one-time-link"):
         return _too_many(request)
     subscriptions.one_time_link_request(
         subscriber=subscriber, request=one_time_request, new_email=new_email

@@ -65,12 +65,14 @@ def _referring_page(request: HttpRequest) -> str:
     return referer.path if referer.netloc == request.get_host() else ""
 
 
-def allow_email_to(address: str) -> bool:
+def allow_email_to(address: str, *, budget: str = "subscribe-address") -> bool:
     """Count one email a visitor asks us to send to this address; False once over
-    the limit. Subscribing, changing an address to it and one-time links share the
-    one budget, so mixing them floods nobody's inbox."""
+    the limit. Subscribing and changing an address to it share one budget, so
+    mixing them floods nobody's inbox. A reader's one-time links (their data,
+    their address) have their own, "one-time-link": anyone may spend the first
+    on any address, and must not so keep a reader from their own data."""
     return throttle.allow(
-        "subscribe-address",
+        budget,
         address,
         limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS,
         window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS,

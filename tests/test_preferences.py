@@ -259,6 +259,18 @@ def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
     assert reader.email == "reader@example.org"
 
 
+def test_strangers_subscribing_my_address_do_not_keep_me_from_my_data(
+    client, reader, on_commit, settings
+):
+    for _ in range(settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS + 1):
+        client.post("/subscribe/", {"email": reader.email})
+    assert client.post("/subscribe/", {"email": reader.email}).status_code == 429
+    # The reader's own links have their own budget, and it too has its limit.
+    for _ in range(settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS):
+        one_time_link(client, on_commit, reader, "export/")
+    assert client.post(url(reader, "export/")).status_code == 429
+
+
 def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_commit):
     post = PublishedPostFactory(title="Suffolk: caseloads too high")
     send = Mailing.objects.create(kind="post", post=post)
