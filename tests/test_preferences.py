@@ -32,17 +32,22 @@ from .factories import (
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
 
-@pytest.fixture
-def reader():
-    subscriber = SubscriberFactory(email="reader@example.org", name="Sam")
-    Consent.objects.create(
+def form_request(subscriber, *, ip_address: str, confirmed: bool) -> Consent:
+    """A subscribe request for the subscriber's address, as the form records it."""
+    return Consent.objects.create(
         subscriber=subscriber,
         wording="Email me each new post.",
         wording_version="2026-11-26",
         source="subscribe form",
-        ip_address="192.0.2.1",
-        confirmed_at=timezone.now(),
+        ip_address=ip_address,
+        confirmed_at=timezone.now() if confirmed else None,
     )
+
+
+@pytest.fixture
+def reader():
+    subscriber = SubscriberFactory(email="reader@example.org", name="Sam")
+    form_request(subscriber, ip_address="192.0.2.1", confirmed=True)
     return subscriber
 
 
@@ -282,13 +287,7 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_co
         esp_message_id="abc",
     )
     # Someone else typed the reader's address into the form; nobody confirmed it.
-    Consent.objects.create(
-        subscriber=reader,
-        wording="Email me each new post.",
-        wording_version="2026-11-26",
-        source="subscribe form",
-        ip_address="198.51.100.9",
-    )
+    form_request(reader, ip_address="198.51.100.9", confirmed=False)
     assert client.get(url(reader, "export/")).status_code == 405
     link = one_time_link(client, on_commit, reader, "export/")
     assert "Download my data" in client.get(link).content.decode()
