@@ -10,6 +10,7 @@ third-party ones (auth, django-axes) alike, which a base class of ours would not
 import logging
 import re
 from collections.abc import Callable
+from functools import cache
 
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
@@ -67,7 +68,12 @@ class AdminInputMiddleware:
 
 
 def _is_admin(request: HttpRequest) -> bool:
-    return request.path.startswith(reverse("admin:index"))
+    return request.path.startswith(_admin_prefix())
+
+
+@cache  # asked on every request the page cache does not answer
+def _admin_prefix() -> str:
+    return reverse("admin:index")
 
 
 def _holds_nul(values: QueryDict) -> bool:
