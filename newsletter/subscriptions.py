@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from posts import throttle
 from posts.comments.services import comments_delete_for_email, comments_for_email
 from posts.validators import normalise_email
 
@@ -284,7 +285,9 @@ def subscriber_resume(*, subscriber: Subscriber) -> None:
 def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
     """Send a link to the new address; the address changes only when it is used.
 
-    One request a day per reader, and only the latest request's link works. The
+    One request a day per reader, and only the latest request's link works; and
+    one confirmation a day to any new address, whoever asks, so that many readers
+    (a stranger's throwaway subscriptions) cannot flood one inbox with them. The
     reader is told the same whatever happens, so the preference centre does not
     reveal whether another address is subscribed or suppressed.
     """
@@ -309,6 +312,10 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
             or new_email == subscriber.email
             or is_blocked(new_email)
             or Subscriber.objects.filter(email=new_email).exists()
+            # Last: only a confirmation that would go takes the address's turn.
+            or not throttle.allow(
+                "change-of-address-to", new_email, limit=1, window_seconds=86_400
+            )
         ):
             return
         transaction.on_commit(
