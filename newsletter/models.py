@@ -112,7 +112,8 @@ class Subscriber(models.Model):
     # When the reader last asked to move to another address: one request a day,
     # and only the latest request's link works.
     email_change_requested_at = models.DateTimeField(null=True, blank=True)
-    # When the latest one-time link (export, delete, change of address) was sent:
+    # When the latest one-time link (export, delete, change of address, agreeing
+    # to per-reader engagement) was sent:
     # its token is bound to it, and using the link clears it, so it works once.
     one_time_link_sent_at = models.DateTimeField(null=True, blank=True)
     # When digests arrive, in the reader's time zone; empty follows the site's

@@ -3,8 +3,9 @@
 The link is the reader's key, so every change is a POST with a CSRF token from the
 page itself; a GET never changes anything (mail scanners follow links). The link
 also travels in every newsletter, so anyone the reader forwards one to holds it:
-topics, pause and unsubscribe stay one click, but exporting, deleting or moving
-the reader's data takes a one-time link sent to the reader's address.
+topics, pause, unsubscribe and withdrawing consent stay one click, but exporting,
+deleting or moving the reader's data, or agreeing to per-reader engagement, takes
+a one-time link sent to the reader's address.
 """
 
 from django.conf import settings
@@ -149,20 +150,12 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         agreed = subscriber.engagement_agreed_at is not None
         wanted = request.POST.get("engagement") == "1"
         if wanted and not agreed:
-            subscriptions.engagement_agree(
-                subscriber=subscriber, ip_address=client_address(request) or None
-            )
-        elif agreed and not wanted:
+            # Whoever holds a forwarded link cannot agree for the reader; anyone
+            # may withdraw, since that keeps less.
+            return _send_one_time_link(request, subscriber, OneTimeRequest.ENGAGEMENT)
+        if agreed and not wanted:
             subscriptions.engagement_withdraw(subscriber=subscriber)
-        return _done(
-            request,
-            subscriber,
-            "Your choice is saved",
-            "The editor can see which links you follow and whether you open emails."
-            if wanted
-            else "The editor sees nothing of what you do with emails: "
-            "they are counted only with everyone else's.",
-        )
+        return _engagement_saved(request, subscriber)
     if action == "resubscribe" and not active:
         if subscriptions.is_blocked(subscriber.email):
             return _done(
@@ -192,6 +185,18 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         "Nothing to do",
         "That change does not apply to your subscription as it stands.",
         status=400,
+    )
+
+
+def _engagement_saved(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
+    return _done(
+        request,
+        subscriber,
+        "Your choice is saved",
+        "The editor can see which links you follow and whether you open emails."
+        if subscriber.engagement_agreed_at
+        else "The editor sees nothing of what you do with emails: "
+        "they are counted only with everyone else's.",
     )
 
 
@@ -378,6 +383,18 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         )
     except ValueError:  # signed by us, so never in practice
         return _token_error(request, InvalidToken())
+    if (
+        one_time_request == OneTimeRequest.ENGAGEMENT
+        and not settings.NEWSLETTER_PER_READER_ENGAGEMENT
+    ):
+        # Turned off since the link was sent: there is nothing to agree to.
+        return _done(
+            request,
+            subscriber,
+            "Nothing to do",
+            "The editor no longer asks to see what readers do with emails.",
+            status=400,
+        )
     if request.method == "GET":
         return render(
             request,
@@ -386,6 +403,7 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
                 "subscriber": subscriber,
                 "request": one_time_request.value,
                 "new_email": new_email,
+                "engagement_wording": subscriptions.ENGAGEMENT_CONSENT_WORDING,
             },
         )
     if one_time_request == OneTimeRequest.CHANGE_EMAIL and not allow_email_to(
@@ -398,6 +416,12 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         return _export(subscriber)
     if one_time_request == OneTimeRequest.DELETE:
         return _delete(request, subscriber)
+    if one_time_request == OneTimeRequest.ENGAGEMENT:
+        if subscriber.engagement_agreed_at is None:
+            subscriptions.engagement_agree(
+                subscriber=subscriber, ip_address=client_address(request) or None
+            )
+        return _engagement_saved(request, subscriber)
     subscriptions.email_change_request(subscriber=subscriber, new_email=new_email)
     # The same answer whether or not the address is free, so this page does not
     # reveal who else subscribes.

@@ -47,7 +47,7 @@ CONSENT_WORDING = (
     "newsletter and never shared."
 )
 CONSENT_SOURCE_FORM = "subscribe form"
-# The unticked box the subscribe form and the preference centre offer when
+# The unticked box the confirmation page and the preference centre offer when
 # NEWSLETTER_PER_READER_ENGAGEMENT is on; stored with the consent like the above.
 ENGAGEMENT_CONSENT_VERSION = "2026-12-03"
 ENGAGEMENT_CONSENT_WORDING = (
@@ -210,8 +210,9 @@ def subscriber_confirm(
 
 
 def engagement_agree(*, subscriber: Subscriber, ip_address: str | None) -> None:
-    """The reader ticked the engagement box in their preference centre: recorded
-    as a consent, with its wording and version, confirmed by their own link."""
+    """The reader ticked the engagement box in their preference centre and used
+    the one-time link it sent to their address: recorded as a consent, with its
+    wording and version, and the address of whoever used the link."""
     now = timezone.now()
     with transaction.atomic():
         Consent.objects.create(
@@ -345,6 +346,9 @@ class OneTimeRequest(StrEnum):
 
     EXPORT = "export"
     DELETE = "delete"
+    # Agreeing to per-reader engagement: consent from whoever holds a forwarded
+    # link is not the reader's. Withdrawing needs no link.
+    ENGAGEMENT = "engagement"
     # Written "change-email:<new address>" in the link.
     CHANGE_EMAIL = "change-email"
 
@@ -531,6 +535,7 @@ def one_time_link_send(*, subscriber_id: int, detail: str) -> None:
             "request": request.value,
             "new_email": new_email,
             "link": site_link("newsletter:one_time", token=token),
+            "engagement_wording": ENGAGEMENT_CONSENT_WORDING,
             "max_age_minutes": MAX_AGE[Purpose.ONE_TIME] // 60,
         },
     )

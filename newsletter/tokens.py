@@ -26,8 +26,9 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
     CHANGE_EMAIL = "change_email"
-    # Export, delete or re-address: sent to the reader's address when asked for
-    # from the preference centre, whose link may have been forwarded.
+    # Export, delete, re-address or agree to per-reader engagement: sent to the
+    # reader's address when asked for from the preference centre, whose link may
+    # have been forwarded.
     ONE_TIME = "one_time"
 
 

@@ -69,8 +69,9 @@ def allow_email_to(address: str, *, budget: str = "subscribe-address") -> bool:
     """Count one email a visitor asks us to send to this address; False once over
     the limit. Subscribing and changing an address to it share one budget, so
     mixing them floods nobody's inbox. A reader's one-time links (their data,
-    their address) have their own, "one-time-link": anyone may spend the first
-    on any address, and must not so keep a reader from their own data."""
+    their address, their consent) have their own, "one-time-link": anyone may
+    spend the first on any address, and must not so keep a reader from their own
+    data."""
     return throttle.allow(
         budget,
         address,

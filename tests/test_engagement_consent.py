@@ -240,20 +240,92 @@ def test_an_unticked_box_agrees_to_nothing(client, django_capture_on_commit_call
     assert not Consent.objects.get().engagement
 
 
+def centre(reader: Subscriber) -> str:
+    return f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+
+
+def one_time_link(message) -> str:
+    return re.search(r"/preferences/once/\S+/", message.body)[0]
+
+
 @pytest.mark.usefixtures("per_reader")
-def test_agreeing_in_the_preference_centre_is_recorded_as_consent(client, readers):
+def test_agreeing_in_the_preference_centre_only_emails_the_reader_a_link(
+    client, readers, on_commit
+):
+    """The preferences link travels in every newsletter: whoever ticks the box
+    there may be someone the reader forwarded one to."""
     reader = readers["not"]
-    centre = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
-    assert ENGAGEMENT_CONSENT_WORDING in client.get(centre).content.decode()
-    client.post(centre, {"action": "engagement", "engagement": "1"})
+    assert ENGAGEMENT_CONSENT_WORDING in client.get(centre(reader)).content.decode()
+
+    response = on_commit(
+        client.post, centre(reader), {"action": "engagement", "engagement": "1"}
+    )
+
+    assert response.status_code == 200
+    assert "We sent a link to your address" in response.content.decode()
+    [message] = mail.outbox
+    assert message.to == [reader.email]
+    assert one_time_link(message)
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is None
+    assert not Consent.objects.filter(subscriber=reader).exists()
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_the_link_sent_to_the_readers_address_records_their_agreement(
+    client, readers, on_commit
+):
+    reader = readers["not"]
+    on_commit(
+        client.post,
+        centre(reader),
+        {"action": "engagement", "engagement": "1"},
+        REMOTE_ADDR="192.0.2.10",
+    )
+    link = one_time_link(mail.outbox[0])
+    # A mail scanner following the link agrees to nothing.
+    assert client.get(link).status_code == 200
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is None
+
+    response = client.post(link, REMOTE_ADDR="198.51.100.7")
+
+    assert response.status_code == 200
+    assert "The editor can see which links you follow" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is not None
     consent = Consent.objects.get(subscriber=reader)
-    assert (consent.wording, consent.wording_version, consent.source) == (
+    assert (
+        consent.wording,
+        consent.wording_version,
+        consent.source,
+        consent.engagement,
+        consent.ip_address,  # whoever used the link, not whoever asked for it
+    ) == (
         ENGAGEMENT_CONSENT_WORDING,
         ENGAGEMENT_CONSENT_VERSION,
         "preference centre",
+        True,
+        "198.51.100.7",
     )
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_a_reader_who_agreed_through_their_link_withdraws_in_one_click(
+    client, readers, on_commit
+):
+    reader = readers["not"]
+    on_commit(client.post, centre(reader), {"action": "engagement", "engagement": "1"})
+    client.post(one_time_link(mail.outbox[0]))
+    mail.outbox.clear()
+
+    response = on_commit(client.post, centre(reader), {"action": "engagement"})
+
+    assert response.status_code == 200
+    assert "The editor sees nothing" in response.content.decode()
     reader.refresh_from_db()
-    assert reader.engagement_agreed_at is not None
+    assert reader.engagement_agreed_at is None
+    assert mail.outbox == []
 
 
 @pytest.mark.usefixtures("per_reader")

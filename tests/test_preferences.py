@@ -2,7 +2,7 @@ import json
 import re
 
 import pytest
-from django.core import mail
+from django.core import mail, signing
 from django.test import Client
 from django.utils import timezone
 
@@ -17,7 +17,7 @@ from newsletter.models import (
     Subscriber,
     Suppression,
 )
-from newsletter.subscriptions import address_suppress
+from newsletter.subscriptions import ENGAGEMENT_CONSENT_WORDING, address_suppress
 from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
 from posts.services import post_publish
@@ -391,3 +391,81 @@ def test_the_one_time_link_email_says_what_it_does_with_the_link_in_both_parts(
     assert "works once, within 60 minutes" in message.body
     assert "cannot be undone" in html
     assert "List-Unsubscribe" not in message.extra_headers
+
+
+@pytest.fixture
+def per_reader(settings):
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+
+
+def engagement_link(client, on_commit, reader) -> str:
+    """Tick the engagement box in the preference centre, and take the link that
+    arrives at the reader's own address."""
+    return one_time_link(
+        client, on_commit, reader, "", {"action": "engagement", "engagement": "1"}
+    )
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_the_engagement_link_says_what_it_does_in_the_readers_own_words(
+    client, reader, on_commit
+):
+    on_commit(client.post, url(reader), {"action": "engagement", "engagement": "1"})
+    [message] = mail.outbox
+    assert message.to == [reader.email]
+    assert message.subject == "Your link to agree to what the On Probation editor sees"
+    html = message.alternatives[0][0]
+    link = link_in(message, "/preferences/once/")
+    assert link in html
+    for part in (message.body, html):
+        assert ENGAGEMENT_CONSENT_WORDING in " ".join(part.split())
+    page = client.get(link).content.decode()
+    assert ENGAGEMENT_CONSENT_WORDING in page
+    assert "I agree" in page
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_a_tampered_expired_or_used_engagement_link_gets_a_clear_answer(
+    client, reader, on_commit, monkeypatch
+):
+    link = engagement_link(client, on_commit, reader)
+    token = link.split("/")[-2]
+    payload, rest = token.split(":", 1)
+    detail = json.loads(signing.b64_decode(payload.encode()))
+    detail[-1] = "engagement:x"
+    tampered = signing.b64_encode(json.dumps(detail).encode()).decode()
+    response = client.post(f"/preferences/once/{tampered}:{rest}/")
+    assert response.status_code == 404
+    assert "not valid" in response.content.decode()
+
+    with monkeypatch.context() as later:
+        later.setitem(tokens.MAX_AGE, Purpose.ONE_TIME, -1)
+        response = client.post(link)
+    assert response.status_code == 410
+    assert "This link has expired" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is None
+
+    assert client.post(link).status_code == 200
+    reader.refresh_from_db()
+    agreed_at = reader.engagement_agreed_at
+    assert agreed_at is not None
+    response = client.post(link)
+    assert response.status_code == 404
+    assert "not valid" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at == agreed_at
+    assert Consent.objects.filter(subscriber=reader, engagement=True).count() == 1
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_an_engagement_link_agrees_to_nothing_once_the_editor_turns_it_off(
+    client, reader, on_commit, settings
+):
+    link = engagement_link(client, on_commit, reader)
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = False
+    response = client.post(link)
+    assert response.status_code == 400
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is None
+    assert not Consent.objects.filter(subscriber=reader, engagement=True).exists()

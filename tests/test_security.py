@@ -332,6 +332,39 @@ def test_a_forwarded_preferences_link_cannot_export_delete_or_readdress_the_read
 
 
 @pytest.mark.usefixtures("celery_eager")
+def test_a_forwarded_preferences_link_cannot_agree_to_per_reader_engagement(
+    client, member, on_commit, settings
+):
+    """Whoever a newsletter was forwarded to ticks the box the reader never
+    ticked: only the reader's own inbox hears of it, and nothing is agreed."""
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+    for _ in range(2):
+        response = on_commit(
+            client.post,
+            preferences(member),
+            {"action": "engagement", "engagement": "1"},
+        )
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "We sent a link to your address" in page
+        assert "The editor can see" not in page
+        for secret in ("reader@example.org", "Sam Member", "192.0.2.1"):
+            assert secret not in page
+    # The preferences link is no one-time link.
+    assert (
+        client.post(
+            f"/preferences/once/{make_token(member, Purpose.PREFERENCES)}/"
+        ).status_code
+        == 404
+    )
+
+    member.refresh_from_db()
+    assert member.engagement_agreed_at is None
+    assert not Consent.objects.filter(subscriber=member, engagement=True).exists()
+    assert [m.to for m in mail.outbox] == [["reader@example.org"]] * 2
+
+
+@pytest.mark.usefixtures("celery_eager")
 def test_a_one_time_link_works_once_and_a_newer_one_retires_it(
     client, member, on_commit
 ):
