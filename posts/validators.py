@@ -2,6 +2,7 @@
 email addresses, used by the subscribe and preference forms, the CSV import,
 comments, data export and erasure alike; and for the row ids signed links name."""
 
+import re
 import unicodedata
 
 import idna
@@ -38,6 +39,8 @@ def reject_control_characters(value: str, *, allowed: str = "") -> None:
 # Every table's key is a BigAutoField (PostgreSQL's bigint, SQLite's INTEGER),
 # counted from 1.
 ROW_IDS = range(1, 2**63)
+# At most 19 digits, so that int() never reads a long string.
+_ROW_ID_TEXT = re.compile(r"[0-9]{1,19}")
 
 
 def is_row_id(value: object) -> bool:
@@ -47,6 +50,13 @@ def is_row_id(value: object) -> bool:
     for a string or a list, overflows beyond a bigint, and reads a float or a
     bool as the id of another row."""
     return type(value) is int and value in ROW_IDS
+
+
+def row_id_in(text: str) -> int | None:
+    """The row id a signed link's text detail names, as str(id) wrote it, or None
+    (int() would also read spaces, underscores and other scripts' digits)."""
+    value = int(text) if _ROW_ID_TEXT.fullmatch(text) else None
+    return value if is_row_id(value) else None
 
 
 def normalise_email(email: str) -> str:
