@@ -682,9 +682,12 @@ def _readers_clicks_add(
     readers = {}
     for click in [*clicks, *moved]:
         with contextlib.suppress(signing.BadSignature, ValueError):
-            readers[id(click)] = signing.b62_decode(
+            reader = signing.b62_decode(
                 signing.Signer(salt=_READER_SALT).unsign(click.reader)
             )
+            # READER_PART's 11 digits reach beyond a bigint.
+            if is_row_id(reader):
+                readers[id(click)] = reader
     if not readers:
         return
     agreeing = set(
