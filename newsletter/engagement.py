@@ -56,6 +56,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from posts.models import Post
+from posts.validators import is_row_id
 
 from .models import (
     ClickCountBatch,
@@ -160,9 +161,10 @@ def _link_key(link_id: int) -> str:
 
 def _link_id(token: str) -> int | None:
     try:
-        return signing.b62_decode(signing.Signer(salt=_SALT).unsign(token))
+        link_id = signing.b62_decode(signing.Signer(salt=_SALT).unsign(token))
     except (signing.BadSignature, ValueError):
         return None
+    return link_id if is_row_id(link_id) else None
 
 
 def link_for_token(token: str) -> ClickTarget | None:
@@ -680,9 +682,12 @@ def _readers_clicks_add(
     readers = {}
     for click in [*clicks, *moved]:
         with contextlib.suppress(signing.BadSignature, ValueError):
-            readers[id(click)] = signing.b62_decode(
+            reader = signing.b62_decode(
                 signing.Signer(salt=_READER_SALT).unsign(click.reader)
             )
+            # READER_PART's 11 digits reach beyond a bigint.
+            if is_row_id(reader):
+                readers[id(click)] = reader
     if not readers:
         return
     agreeing = set(

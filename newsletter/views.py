@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 
 from posts import throttle
 from posts.clients import client_address, client_key
+from posts.validators import row_id_in
 
 from . import clickredirect, outbox, subscriptions, tasks
 from .celery import app as celery_app
@@ -99,11 +100,12 @@ def _token_error(request: HttpRequest, error: InvalidToken) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        subscriber, consent_id = read_token_detail(token, Purpose.CONFIRM)
+        subscriber, detail = read_token_detail(token, Purpose.CONFIRM)
     except InvalidToken as error:
         return _token_error(request, error)
-    consent = subscriber.consents.filter(pk=consent_id).first()
-    if consent is None:  # the request was purged since: the link names nothing
+    consent_id = row_id_in(detail)
+    consent = subscriber.consents.filter(pk=consent_id).first() if consent_id else None
+    if consent is None:  # purged since, or no id at all: the link names nothing
         return _token_error(request, InvalidToken())
     # Link scanners in corporate mail systems follow every link they see, so the
     # GET only shows the request and a button; the reader's own POST confirms.

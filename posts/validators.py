@@ -1,7 +1,8 @@
 """What the site accepts from a visitor: one home for control characters and for
 email addresses, used by the subscribe and preference forms, the CSV import,
-comments, data export and erasure alike."""
+comments, data export and erasure alike; and for the row ids signed links name."""
 
+import re
 import unicodedata
 
 import idna
@@ -33,6 +34,29 @@ def reject_control_characters(value: str, *, allowed: str = "") -> None:
                 code="control",
                 params={"code": ord(char)},
             )
+
+
+# Every table's key is a BigAutoField (PostgreSQL's bigint, SQLite's INTEGER),
+# counted from 1.
+ROW_IDS = range(1, 2**63)
+# At most 19 digits, so that int() never reads a long string.
+_ROW_ID_TEXT = re.compile(r"[0-9]{1,19}")
+
+
+def is_row_id(value: object) -> bool:
+    """Whether a value decoded from a signed link (JSON, base 62) can be a row's
+    id. Only the site signs its links, but one of another shape than expected must
+    name nothing, as a forged link does, rather than reach the database: it raises
+    for a string or a list, overflows beyond a bigint, and reads a float or a
+    bool as the id of another row."""
+    return type(value) is int and value in ROW_IDS
+
+
+def row_id_in(text: str) -> int | None:
+    """The row id a signed link's text detail names, as str(id) wrote it, or None
+    (int() would also read spaces, underscores and other scripts' digits)."""
+    value = int(text) if _ROW_ID_TEXT.fullmatch(text) else None
+    return value if is_row_id(value) else None
 
 
 def normalise_email(email: str) -> str:

@@ -94,7 +94,7 @@ def one_of_everything(db):
             subscriber=reader,
             status=Delivery.Status.UNCERTAIN,
         )
-    DigestSettings.load()
+    DigestSettings.objects.create()
     address_suppress(email="gone@example.org", reason=Suppression.Reason.MANUAL)
     Event.objects.create(esp="postmark", event_id="1", event_type="delivered", raw={})
     login = {"user_agent": "curl", "ip_address": "192.0.2.1", "username": "x"}

@@ -5,7 +5,7 @@ import pytest
 from anymail.exceptions import AnymailAPIError
 from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.messages import get_messages
-from django.core import mail
+from django.core import mail, signing
 from django.core.cache import cache
 from django.db import connection
 from django.template.loader import render_to_string
@@ -322,6 +322,32 @@ def test_a_forged_confirmation_link_is_refused_and_changes_nothing(client, post,
 
     assert response.status_code == 400
     assert "not valid" in response.text
+    assert "comment_verified" not in response.cookies
+    held.refresh_from_db()
+    assert held.status == Comment.Status.PENDING
+
+
+@pytest.mark.parametrize(
+    "comment_id",
+    [str, float, lambda pk: [pk], lambda pk: "x", lambda pk: 2**63],
+    ids=["its-id-as-text", "its-id-as-a-float", "a-list", "text", "beyond-bigint"],
+)
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_a_signed_link_whose_comment_id_is_not_one_is_refused_and_changes_nothing(
+    client, post, method, comment_id
+):
+    """Only the site signs these links, yet one of another shape (another
+    release's, a leaked key's) is answered as a forged one, never with a 500."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    held = CommentFactory(email="alex@example.org", post=post)
+    token = signing.dumps(
+        [comment_id(held.pk), comments._address_digest(held.email)],
+        salt=comments._CONFIRMATION_SALT,
+    )
+
+    response = getattr(client, method)(f"/comments/confirm/{token}/")
+
+    assert response.status_code == 400
     assert "comment_verified" not in response.cookies
     held.refresh_from_db()
     assert held.status == Comment.Status.PENDING

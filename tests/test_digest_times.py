@@ -250,6 +250,18 @@ def test_the_preference_centre_shows_the_readers_digest_time(client):
     assert '<option value="" selected>The usual day (Monday)</option>' in page
 
 
+def test_the_preference_centre_reads_the_sites_digest_time_without_writing_it(client):
+    subscriber = reader("daily@example.org")
+    token = make_token(subscriber, Purpose.PREFERENCES)
+    page = client.get(f"/preferences/{token}/").content.decode()
+    assert "The usual time (07:00)" in page
+    assert not DigestSettings.objects.exists()
+    # The author adds the site's setting in the admin (whatever its id).
+    DigestSettings.objects.create(pk=2, hour=18)
+    page = client.get(f"/preferences/{token}/").content.decode()
+    assert "The usual time (18:00)" in page
+
+
 def test_a_reader_chooses_a_weekly_digest_on_friday_at_seven_in_new_york(client):
     subscriber = reader("weekly@example.org")
     response = client.post(
@@ -302,3 +314,4 @@ def test_a_digest_time_not_offered_is_refused_and_changes_nothing(client, bad):
     subscriber.refresh_from_db()
     assert (subscriber.digest_hour, subscriber.time_zone) == (6, "Europe/London")
     assert subscriber.topics.get().frequency == "daily"
+    assert not DigestSettings.objects.exists()  # the form read the site's, only

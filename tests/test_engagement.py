@@ -253,6 +253,22 @@ def test_a_forged_or_unknown_link_is_a_404(client, email, token):
     assert all(count == (0, 0) for count in counts().values())
 
 
+@pytest.mark.parametrize(
+    "link_id", [2**63, 10**30, -(2**63) - 1], ids=["over-bigint", "huge", "negative"]
+)
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_a_signed_link_naming_an_id_no_row_can_have_is_a_404_counted_nowhere(
+    client, email, clock, method, link_id
+):
+    """Only the site signs these tokens, yet one whose id no row can have is
+    answered as an unknown link, never with a 500, and keeps no click."""
+    clock(3600)
+    response = click(client, f"/r/{engagement.click_token(link_id)}/", method=method)
+    assert response.status_code == 404
+    assert all(count == (0, 0) for count in counts().values())
+    assert not MailingHour.objects.exists()
+
+
 def test_only_web_addresses_are_followed(client, email):
     mailing = Mailing.objects.get()
     link = Link.objects.create(mailing=mailing, url="javascript:alert(1)")

@@ -161,6 +161,22 @@ def test_a_forged_reader_part_keeps_nothing(client, emails):
     assert not Engagement.objects.exists()
 
 
+@pytest.mark.usefixtures("per_reader")
+def test_a_signed_reader_part_naming_an_id_no_row_can_have_is_counted_as_anyones(
+    client, emails
+):
+    """Only the site signs reader parts, yet one whose id is beyond a bigint (it
+    still fits READER_PART) takes the reader to the link, counted with everyone
+    else's, never a 500."""
+    part = engagement._reader_part(2**63)
+    assert engagement.READER_PART.fullmatch(part.removeprefix("?reader="))
+    response = click(client, report_link(emails["not"]) + part)
+    assert response.status_code == 302
+    assert response["Location"] == REPORT
+    assert not Engagement.objects.exists()
+    assert Link.objects.get(url=REPORT).people == 1
+
+
 @pytest.mark.usefixtures("per_reader", "provider")
 def test_on_only_the_reader_who_agreed_has_their_opens_kept(client, readers):
     open_event(client, readers["agreed"])

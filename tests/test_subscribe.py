@@ -155,6 +155,33 @@ def test_tampered_or_unknown_confirmation_links_get_a_clear_404(client, token):
     assert "not valid" in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    "detail",
+    ["{pk}.0", " {pk} ", "{pk}_0", "x", "-{pk}", "9" * 19, "9" * 5000],
+    ids=["decimal", "spaces", "underscore", "text", "negative", "over-bigint", "long"],
+)
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_a_signed_confirmation_link_naming_no_request_id_is_a_404_and_changes_nothing(
+    client, method, detail
+):
+    """Only the site signs these links, yet one whose detail is not a request's id
+    as we write it (another release's, a leaked key's) is answered as a link
+    naming nothing, never with a 500, nor read as another request's id."""
+    reader = SubscriberFactory(status="pending", confirmation_sent_at=timezone.now())
+    request = Consent.objects.create(
+        subscriber=reader, wording=CONSENT_WORDING, source="form"
+    )
+    token = make_token(reader, Purpose.CONFIRM, detail=detail.format(pk=request.pk))
+
+    response = getattr(client, method)(f"/subscribe/confirm/{token}/")
+
+    assert response.status_code == 404
+    assert "not valid" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.PENDING
+    assert Consent.objects.get().confirmed_at is None
+
+
 def test_an_unsubscribe_token_does_not_confirm(client):
     subscriber = SubscriberFactory(status="pending")
     token = make_token(subscriber, Purpose.UNSUBSCRIBE)

@@ -16,7 +16,7 @@ from django.utils.crypto import salted_hmac
 
 from posts import throttle
 from posts.models import Post
-from posts.validators import normalise_email
+from posts.validators import is_row_id, normalise_email
 
 from .models import USER_AGENT_MAX_LENGTH, Comment, PostCommentSettings
 from .signals import comment_held, comments_changed
@@ -225,6 +225,8 @@ def comment_of_confirmation(*, token: str) -> Comment:
         )
     except (signing.BadSignature, TypeError, ValueError) as error:
         raise ConfirmationInvalid from error
+    if not is_row_id(comment_id):
+        raise ConfirmationInvalid
     comment = Comment.objects.filter(pk=comment_id).select_related("post").first()
     if comment is None or _address_digest(comment.email) != digest:
         raise ConfirmationInvalid
