@@ -11,7 +11,6 @@ applied in the same transaction, so a redelivered event changes nothing.
 
 import hashlib
 import json
-import re
 from datetime import UTC, datetime, timedelta
 
 from anymail.exceptions import (
@@ -29,7 +28,7 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from posts.validators import normalise_email
+from posts.validators import normalise_email, row_id_in
 
 from . import engagement, esp, subscriptions
 from .models import Delivery, Event, Subscriber, Suppression
@@ -251,10 +250,6 @@ def record_tracking_event(
             _apply_to_address(event, recipient)
 
 
-# A ledger row's id as our metadata carries it: ASCII digits that fit a bigint.
-DELIVERY_ID = re.compile(r"[0-9]{1,18}")
-
-
 def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
     """Which ledger row an event is about, for a mailing of any kind: the one with
     the provider's message id, or, where the provider gave none on accepting it
@@ -265,9 +260,9 @@ def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
         about |= Q(esp_message_id=event.message_id)
     # Ours are {"delivery": "<id>"}; anything else names no row.
     metadata = event.metadata if isinstance(event.metadata, dict) else {}
-    delivery_id = str(metadata.get("delivery", ""))
-    if DELIVERY_ID.fullmatch(delivery_id) and recipient:
-        about |= Q(pk=int(delivery_id), esp_message_id="", subscriber__email=recipient)
+    delivery_id = row_id_in(str(metadata.get("delivery", "")))
+    if delivery_id and recipient:
+        about |= Q(pk=delivery_id, esp_message_id="", subscriber__email=recipient)
     return about
 
 

@@ -8,7 +8,6 @@ third-party ones (auth, django-axes) alike, which a base class of ours would not
 """
 
 import logging
-import re
 from collections.abc import Callable
 from functools import cache
 
@@ -16,13 +15,9 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.urls import reverse
 
-logger = logging.getLogger(__name__)
+from posts.validators import row_id_in
 
-# Every model in the desk has an integer key, and no column is wider than a signed
-# 64-bit integer (PostgreSQL's bigint, SQLite's INTEGER). At most 19 digits, so
-# that int() never reads a long string.
-_ID = re.compile(r"-?[0-9]{1,19}")
-_ID_RANGE = range(-(2**63), 2**63)
+logger = logging.getLogger(__name__)
 
 
 class AdminInputMiddleware:
@@ -38,7 +33,7 @@ class AdminInputMiddleware:
                     "This request holds a NUL character (U+0000), which the desk "
                     "can neither store nor search for. Nothing was changed."
                 )
-            if not all(map(_is_id, request.POST.getlist(ACTION_CHECKBOX_NAME))):
+            if not all(map(row_id_in, request.POST.getlist(ACTION_CHECKBOX_NAME))):
                 return _refuse(
                     "The selected rows must be given by their ids, whole numbers. "
                     "Nothing was changed."
@@ -81,10 +76,6 @@ def _holds_nul(values: QueryDict) -> bool:
         "\x00" in key or any("\x00" in value for value in values_of_key)
         for key, values_of_key in values.lists()
     )
-
-
-def _is_id(value: str) -> bool:
-    return _ID.fullmatch(value) is not None and int(value) in _ID_RANGE
 
 
 def _refuse(explanation: str) -> HttpResponse:

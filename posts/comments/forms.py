@@ -1,7 +1,7 @@
 from django import forms
 from django.conf import settings
 
-from posts.validators import reject_control_characters
+from posts.validators import ROW_IDS, reject_control_characters
 
 from .models import (
     BODY_MAX_LENGTH,
@@ -39,8 +39,8 @@ class CommentForm(forms.Form):
     )
     parent = forms.IntegerField(
         required=False,
-        min_value=1,
-        max_value=2**63 - 1,
+        min_value=ROW_IDS.start,
+        max_value=ROW_IDS.stop - 1,
         widget=forms.HiddenInput,
     )
     # The honeypot: hidden from people (and screen readers), filled in by bots.
