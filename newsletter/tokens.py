@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core import signing
 from django.utils.crypto import constant_time_compare
 
+from posts.validators import is_row_id
+
 from .models import Subscriber
 
 
@@ -151,7 +153,7 @@ def _read(token: str, purpose: Purpose) -> tuple[Subscriber, str]:
     except (signing.BadSignature, TypeError, ValueError) as exc:
         raise InvalidToken from exc
     detail = rest[0] if rest and type(rest[0]) is str else ""
-    subscriber = Subscriber.objects.filter(pk=pk).first() if type(pk) is int else None
+    subscriber = Subscriber.objects.filter(pk=pk).first() if is_row_id(pk) else None
     if subscriber is None or not constant_time_compare(
         str(fingerprint),
         _fingerprint(subscriber, purpose, detail, secret=settings.SECRET_KEY),
