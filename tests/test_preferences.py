@@ -362,6 +362,41 @@ def test_my_comments_are_in_my_data_and_go_with_it(client, reader, on_commit):
     assert Comment.objects.filter(pk=theirs.pk).exists()
 
 
+def test_my_data_lists_comments_with_my_address_without_the_posters_ip_or_browser(
+    client, reader, on_commit
+):
+    # Anyone may comment giving my address; the comment waits for moderation.
+    post = PublishedPostFactory(title="Suffolk: caseloads too high")
+    poster = Client(REMOTE_ADDR="203.0.113.7", HTTP_USER_AGENT="PostersBrowser/1.0")
+    response = poster.post(
+        f"/posts/{post.slug}/comments/",
+        {"name": "Sam", "email": "Reader@Example.org", "body": "Too high."},
+    )
+    assert response.status_code == 302
+    comment = Comment.objects.get()
+    assert (comment.ip_address, comment.user_agent) == (
+        "203.0.113.7",
+        "PostersBrowser/1.0",
+    )
+
+    export = client.post(one_time_link(client, on_commit, reader, "export/"))
+
+    assert json.loads(export.content)["comments"] == [
+        {
+            "post": "Suffolk: caseloads too high",
+            "post_url": post.get_absolute_url(),
+            "created_at": comment.created_at.isoformat(),
+            "status": "pending",
+            "name": "Sam",
+            "email": "reader@example.org",
+            "website": "",
+            "comment": "Too high.",
+        }
+    ]
+    assert b"203.0.113.7" not in export.content
+    assert b"PostersBrowser" not in export.content
+
+
 def test_a_comment_made_with_the_unicode_domain_is_in_my_data_and_goes_with_it(
     client, on_commit
 ):

@@ -82,7 +82,12 @@ def comment_counts(*, posts: list[Post]) -> dict[int, int]:
 
 
 def comments_for_email(*, email: str) -> list[dict]:
-    """A person's comments, as JSON-ready data for their data export."""
+    """A person's comments, as JSON-ready data for their data export.
+
+    Without the poster's IP address and browser: anyone may post a comment giving
+    any address, so those may be a stranger's, and the export would hand them to
+    whoever owns the address.
+    """
     return [
         {
             "post": comment.post.title,
@@ -93,8 +98,6 @@ def comments_for_email(*, email: str) -> list[dict]:
             "email": comment.email,
             "website": comment.website,
             "comment": comment.body,
-            "ip_address": comment.ip_address,
-            "user_agent": comment.user_agent,
         }
         for comment in Comment.objects.for_email(email).select_related("post")
     ]
