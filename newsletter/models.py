@@ -148,6 +148,30 @@ class Subscriber(models.Model):
         return self.email
 
 
+class PreviousAddress(models.Model):
+    """An address the subscription moved away from (a confirmed change of address).
+
+    Comments and tracking events name an address, not a subscriber: what was
+    written under this one until the move is still the reader's to export and
+    erase, and what came after belongs to whoever has the address now. Erasing
+    the subscriber deletes these rows with it.
+    """
+
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="previous_addresses"
+    )
+    # Stored normalised (see normalise_email), like Subscriber.email.
+    email = models.EmailField(max_length=254, db_index=True)
+    moved_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "previous addresses"
+        ordering = ["moved_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.email} (until {self.moved_at:%Y-%m-%d})"
+
+
 class SubscriberTopic(models.Model):
     """One thing a subscriber follows, and how often they hear about it.
 

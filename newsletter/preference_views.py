@@ -454,7 +454,8 @@ def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
         request,
         None,
         "Your data is deleted",
-        f"We have deleted {email}, your consent records and the record of what we "
-        "sent you. We keep only a one-way keyed fingerprint of the address, so "
-        "nothing is sent to it unless you subscribe again.",
+        f"We have deleted {email} and any address you had before it, your consent "
+        "records, the record of what we sent you and your comments. We keep only a "
+        "one-way keyed fingerprint of the address, so nothing is sent to it unless "
+        "you subscribe again.",
     )

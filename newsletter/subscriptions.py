@@ -16,8 +16,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from posts import throttle
-from posts.comments.services import comments_delete_for_email, comments_for_email
-from posts.validators import normalise_email
+from posts.comments.services import (
+    comments_delete_for_addresses,
+    comments_for_addresses,
+)
+from posts.validators import AddressPeriod, normalise_email, written_under
 
 from .emails import (
     build_message,
@@ -32,6 +35,7 @@ from .models import (
     Delivery,
     Engagement,
     Event,
+    PreviousAddress,
     Subscriber,
     SubscriberTopic,
     Suppression,
@@ -325,15 +329,31 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
 
 
 def email_change_confirm(*, subscriber: Subscriber, new_email: str) -> bool:
-    """Move the subscription to a confirmed new address. False if it cannot be."""
+    """Move the subscription to a confirmed new address, and remember the address
+    it leaves: what was written under it is still the reader's (PreviousAddress).
+    False if it cannot be."""
     new_email = normalise_email(new_email)
     if is_blocked(new_email):
         return False
     try:
         with transaction.atomic():
-            Subscriber.objects.filter(pk=subscriber.pk).update(
-                email=new_email, soft_bounces=0
+            previous_email = (
+                Subscriber.objects.select_for_update()
+                .filter(pk=subscriber.pk)
+                .values_list("email", flat=True)
+                .first()
             )
+            if previous_email is None:  # erased meanwhile
+                return False
+            if previous_email != new_email:
+                Subscriber.objects.filter(pk=subscriber.pk).update(
+                    email=new_email, soft_bounces=0
+                )
+                PreviousAddress.objects.create(
+                    subscriber_id=subscriber.pk,
+                    email=normalise_email(previous_email),
+                    moved_at=timezone.now(),
+                )
     except IntegrityError:  # another subscriber has the address meanwhile
         return False
     subscriber.refresh_from_db()
@@ -391,6 +411,39 @@ def one_time_link_use(*, subscriber: Subscriber) -> bool:
     )
 
 
+def addresses_held(*, subscriber: Subscriber) -> list[AddressPeriod]:
+    """The reader's addresses, each over the time it was theirs: the current one,
+    and those the subscription moved away from, each until the move.
+
+    An address another reader moved away from before it became this one's was
+    theirs until then: what was written under it before is theirs, not this
+    reader's.
+    """
+    held = [
+        (normalise_email(email), until)
+        for email, until in [
+            *subscriber.previous_addresses.values_list("email", "moved_at"),
+            (subscriber.email, None),
+        ]
+    ]
+    others_left = list(
+        PreviousAddress.objects.filter(email__in={email for email, _ in held})
+        .exclude(subscriber=subscriber)
+        .values_list("email", "moved_at")
+    )
+    periods = []
+    for email, until in held:
+        left_before = [
+            moved_at
+            for other, moved_at in others_left
+            if other == email and (until is None or moved_at < until)
+        ]
+        periods.append(
+            AddressPeriod(email, after=max(left_before, default=None), until=until)
+        )
+    return periods
+
+
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything held about the subscriber, for the reader to download."""
     deliveries = (
@@ -398,6 +451,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         .select_related("mailing__post")
         .order_by("pk")
     )
+    addresses = addresses_held(subscriber=subscriber)
     return {
         "subscriber": {
             "email": subscriber.email,
@@ -409,6 +463,10 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "unsubscribed_at": subscriber.unsubscribed_at,
             "paused_at": subscriber.paused_at,
         },
+        "previous_addresses": [
+            {"email": previous.email, "until": previous.moved_at}
+            for previous in subscriber.previous_addresses.all()
+        ],
         "topics": [
             {"kind": topic.kind, "value": topic.value, "frequency": topic.frequency}
             for topic in subscriber.topics.all()
@@ -455,25 +513,31 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "mailing__post", "link"
             ).order_by("at", "pk")
         ],
-        # Comments under posts written with the same address.
-        "comments": comments_for_email(email=subscriber.email),
+        # Comments under posts written with the reader's addresses.
+        "comments": comments_for_addresses(addresses=addresses),
     }
 
 
 def subscriber_delete(*, subscriber: Subscriber) -> None:
-    """Forget the person; keep only the keyed hash that honours their choice."""
+    """Forget the person, under every address they had; keep only the keyed hash
+    of the current one, which honours their choice."""
     with transaction.atomic():
         address_suppress(email=subscriber.email, reason=Suppression.Reason.DELETED)
+        addresses = addresses_held(subscriber=subscriber)
         message_ids = (
             Delivery.objects.filter(subscriber=subscriber)
             .exclude(esp_message_id="")
             .values("esp_message_id")
         )
         Event.objects.filter(
-            Q(recipient=subscriber.email) | Q(message_id__in=message_ids)
+            written_under(
+                addresses, address_field="recipient", time_field="received_at"
+            )
+            | Q(message_id__in=message_ids)
         ).delete()
-        comments_delete_for_email(email=subscriber.email)
+        comments_delete_for_addresses(addresses=addresses)
         Engagement.objects.filter(subscriber=subscriber).delete()
+        # Its previous addresses, consents and ledger rows go with it (CASCADE).
         subscriber.delete()
 
 

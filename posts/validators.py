@@ -4,9 +4,13 @@ comments, data export and erasure alike; and for the row ids signed links name."
 
 import re
 import unicodedata
+from collections.abc import Iterable
+from datetime import datetime
+from typing import NamedTuple
 
 import idna
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from email_validator import EmailNotValidError, validate_email
 
 # Bidirectional overrides and isolates make text display in another order than it
@@ -99,3 +103,29 @@ def clean_email(value: str) -> str:
     if len(address) > 254:
         raise ValidationError("Enter a valid email address.", code="invalid")
     return address
+
+
+class AddressPeriod(NamedTuple):
+    """An address over the time it was one person's: after `after` and up to
+    `until` (None: from the start; still theirs). What was written under the
+    address in that time is that person's to export and erase."""
+
+    email: str
+    after: datetime | None = None
+    until: datetime | None = None
+
+
+def written_under(
+    periods: Iterable[AddressPeriod], *, address_field: str, time_field: str
+) -> Q:
+    """A filter for the rows written under any of these addresses in its period:
+    `address_field` holds the stored address, `time_field` when it was written."""
+    matches = Q(pk__in=[])  # no periods match nothing, never everything
+    for period in periods:
+        match = Q(**{address_field: normalise_email(period.email)})
+        if period.after is not None:
+            match &= Q(**{f"{time_field}__gt": period.after})
+        if period.until is not None:
+            match &= Q(**{f"{time_field}__lte": period.until})
+        matches |= match
+    return matches

@@ -23,6 +23,7 @@ from posts.comments.models import Comment, PostCommentSettings
 from posts.comments.tasks import purge_comment_personal_data
 from posts.comments.views import HELD_MESSAGE
 from posts.models import Post
+from posts.validators import AddressPeriod
 
 from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
 
@@ -821,7 +822,9 @@ def test_a_persons_comments_are_deleted_on_request_and_replies_to_them_stay():
     reply = CommentFactory(post=theirs.post, parent=theirs)
     CommentFactory(email="sam@example.org", post=theirs.post)
 
-    deleted = comments.comments_delete_for_email(email=" Sam@Example.org ")
+    deleted = comments.comments_delete_for_addresses(
+        addresses=[AddressPeriod(" Sam@Example.org ")]
+    )
 
     assert deleted == 2
     assert list(Comment.objects.all()) == [reply]
@@ -833,7 +836,9 @@ def test_a_persons_comments_are_in_their_data_export():
     mine = CommentFactory(email="sam@example.org", body="My view.")
     CommentFactory(email="someone@example.org")
 
-    exported = comments.comments_for_email(email="Sam@example.org")
+    exported = comments.comments_for_addresses(
+        addresses=[AddressPeriod("Sam@example.org")]
+    )
 
     assert len(exported) == 1
     assert exported[0]["comment"] == "My view."
@@ -841,6 +846,35 @@ def test_a_persons_comments_are_in_their_data_export():
     # Whoever posted it may not own the address: their IP and browser stay here.
     assert "ip_address" not in exported[0]
     assert "user_agent" not in exported[0]
+
+
+def test_a_persons_comments_are_those_written_while_the_address_was_theirs():
+    # Sam had the address from the first to the second change of hands.
+    took, left = (
+        timezone.now() - timedelta(days=30),
+        timezone.now() - timedelta(days=10),
+    )
+    for days_ago, body in [(40, "Before."), (20, "Sam's."), (5, "After.")]:
+        CommentFactory(
+            email="sam@example.org",
+            body=body,
+            created_at=timezone.now() - timedelta(days=days_ago),
+        )
+    sams = [AddressPeriod("sam@example.org", after=took, until=left)]
+
+    exported = comments.comments_for_addresses(addresses=sams)
+    deleted = comments.comments_delete_for_addresses(addresses=sams)
+
+    assert [row["comment"] for row in exported] == ["Sam's."]
+    assert deleted == 1
+    assert list(Comment.objects.values_list("body", flat=True)) == ["Before.", "After."]
+
+
+def test_no_addresses_name_no_comments():
+    CommentFactory()
+    assert comments.comments_for_addresses(addresses=[]) == []
+    assert comments.comments_delete_for_addresses(addresses=[]) == 0
+    assert Comment.objects.exists()
 
 
 # Counts on listings ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from posts import services
 from posts.comments import services as comments
 from posts.comments.models import Comment
 from posts.models import Post
+from posts.validators import AddressPeriod
 
 from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
 
@@ -101,8 +102,8 @@ HIDE = {
     ),
     # What the admin's bulk "delete selected" does.
     "admin-delete": lambda comment: Comment.objects.filter(pk=comment.pk).delete(),
-    "data-request-delete": lambda comment: comments.comments_delete_for_email(
-        email=comment.email
+    "data-request-delete": lambda comment: comments.comments_delete_for_addresses(
+        addresses=[AddressPeriod(comment.email)]
     ),
 }
 

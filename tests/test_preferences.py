@@ -14,10 +14,17 @@ from newsletter.models import (
     Delivery,
     Event,
     Mailing,
+    PreviousAddress,
     Subscriber,
     Suppression,
 )
-from newsletter.subscriptions import ENGAGEMENT_CONSENT_WORDING, address_suppress
+from newsletter.subscriptions import (
+    ENGAGEMENT_CONSENT_WORDING,
+    address_suppress,
+    email_change_confirm,
+    subscriber_delete,
+    subscriber_export,
+)
 from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
 from posts.services import post_publish
@@ -412,6 +419,93 @@ def test_a_comment_made_with_the_unicode_domain_is_in_my_data_and_goes_with_it(
     assert [c["comment"] for c in data["comments"]] == ["Too high."]
     client.post(one_time_link(client, on_commit, reader, "delete/"))
     assert not Comment.objects.exists()
+
+
+def delivered(recipient: str, event_id: str) -> Event:
+    """The provider's word that an email outside the ledger (a confirmation, a
+    one-time link) reached the address."""
+    return Event.objects.create(
+        esp="postmark",
+        event_id=event_id,
+        event_type="delivered",
+        recipient=recipient,
+        message_id=event_id,
+        raw={"Recipient": recipient},
+    )
+
+
+def test_after_a_change_of_address_my_data_includes_what_i_wrote_under_the_old_one(
+    client, reader, on_commit
+):
+    mine = CommentFactory(email="reader@example.org", body="Written before I moved.")
+    my_event = delivered("reader@example.org", "welcome")
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    assert client.post(confirm).status_code == 200
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+    # The old address is free now: what is written under it is someone else's.
+    theirs = CommentFactory(email="reader@example.org", body="Not mine.")
+    their_event = delivered("reader@example.org", "their-welcome")
+
+    export = one_time_link(client, on_commit, reader, "export/")
+    data = json.loads(client.post(export).content)
+    assert [c["comment"] for c in data["comments"]] == ["Written before I moved."]
+    assert [a["email"] for a in data["previous_addresses"]] == ["reader@example.org"]
+
+    client.post(one_time_link(client, on_commit, reader, "delete/"))
+    assert not Subscriber.objects.exists()
+    assert not PreviousAddress.objects.exists()
+    assert list(Comment.objects.all()) == [theirs]
+    assert list(Event.objects.all()) == [their_event]
+    assert not Event.objects.filter(pk=my_event.pk).exists()
+    assert not Comment.objects.filter(pk=mine.pk).exists()
+    # Only the current address is kept, as the keyed hash that honours the choice.
+    assert list(Suppression.objects.values_list("reason", flat=True)) == ["deleted"]
+    assert Suppression.objects.for_email("new@example.org").exists()
+
+
+def test_a_reader_who_takes_an_address_another_left_does_not_get_their_comments(
+    reader,
+):
+    CommentFactory(email="reader@example.org", body="The first reader's.")
+    assert email_change_confirm(subscriber=reader, new_email="moved@example.org")
+    second = SubscriberFactory(email="Reader@Example.org")
+    CommentFactory(email="reader@example.org", body="The second reader's.")
+
+    def comments(subscriber) -> list[str]:
+        return [
+            c["comment"] for c in subscriber_export(subscriber=subscriber)["comments"]
+        ]
+
+    assert comments(second) == ["The second reader's."]
+    assert comments(reader) == ["The first reader's."]
+    subscriber_delete(subscriber=second)
+    assert list(Comment.objects.values_list("body", flat=True)) == [
+        "The first reader's."
+    ]
+    subscriber_delete(subscriber=reader)
+    assert not Comment.objects.exists()
+
+
+def test_a_reader_who_moves_back_to_an_old_address_keeps_everything_written_since(
+    reader,
+):
+    CommentFactory(email="reader@example.org", body="First.")
+    assert email_change_confirm(subscriber=reader, new_email="b@example.org")
+    CommentFactory(email="b@example.org", body="Second.")
+    assert email_change_confirm(subscriber=reader, new_email="reader@example.org")
+    CommentFactory(email="reader@example.org", body="Third.")
+
+    data = subscriber_export(subscriber=reader)
+    assert [c["comment"] for c in data["comments"]] == ["First.", "Second.", "Third."]
+    assert [a["email"] for a in data["previous_addresses"]] == [
+        "reader@example.org",
+        "b@example.org",
+    ]
+    subscriber_delete(subscriber=reader)
+    assert not Comment.objects.exists()
+    assert not PreviousAddress.objects.exists()
 
 
 def test_the_one_time_link_email_says_what_it_does_with_the_link_in_both_parts(

@@ -1,5 +1,7 @@
 """Readers' comments under posts, and the author's per-post switch to close them."""
 
+from collections.abc import Iterable
+
 from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
@@ -7,7 +9,7 @@ from django.utils.html import Urlizer, linebreaks
 from django.utils.safestring import SafeString, mark_safe
 
 from posts.models import Post
-from posts.validators import normalise_email
+from posts.validators import AddressPeriod, normalise_email, written_under
 
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
@@ -56,6 +58,12 @@ class CommentQuerySet(models.QuerySet):
 
     def for_email(self, email: str) -> "CommentQuerySet":
         return self.filter(email=normalise_email(email))
+
+    def written_under(self, periods: Iterable[AddressPeriod]) -> "CommentQuerySet":
+        """Comments written with any of these addresses while it was the person's."""
+        return self.filter(
+            written_under(periods, address_field="email", time_field="created_at")
+        )
 
 
 class Comment(models.Model):

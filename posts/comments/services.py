@@ -5,6 +5,7 @@ Reads live on CommentQuerySet (models.py); the writes are here, as keyword-only
 services that views, the admin, tasks and the email service call.
 """
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,7 +17,7 @@ from django.utils.crypto import salted_hmac
 
 from posts import throttle
 from posts.models import Post
-from posts.validators import is_row_id, normalise_email
+from posts.validators import AddressPeriod, is_row_id, normalise_email
 
 from .models import USER_AGENT_MAX_LENGTH, Comment, PostCommentSettings
 from .signals import comment_held, comments_changed
@@ -81,8 +82,9 @@ def comment_counts(*, posts: list[Post]) -> dict[int, int]:
     )
 
 
-def comments_for_email(*, email: str) -> list[dict]:
-    """A person's comments, as JSON-ready data for their data export.
+def comments_for_addresses(*, addresses: Iterable[AddressPeriod]) -> list[dict]:
+    """A person's comments, written under their addresses while each was theirs,
+    as JSON-ready data for their data export.
 
     Without the poster's IP address and browser: anyone may post a comment giving
     any address, so those may be a stranger's, and the export would hand them to
@@ -99,7 +101,7 @@ def comments_for_email(*, email: str) -> list[dict]:
             "website": comment.website,
             "comment": comment.body,
         }
-        for comment in Comment.objects.for_email(email).select_related("post")
+        for comment in Comment.objects.written_under(addresses).select_related("post")
     ]
 
 
@@ -315,11 +317,12 @@ def comments_purge_personal_data() -> int:
     return deleted + cleared
 
 
-def comments_delete_for_email(*, email: str) -> int:
-    """Delete every comment written with this address (the person's data request).
+def comments_delete_for_addresses(*, addresses: Iterable[AddressPeriod]) -> int:
+    """Delete every comment written under the person's addresses while each was
+    theirs (the person's data request).
 
     Other people's replies to them stay, as top-level comments.
     """
-    deleted, _ = Comment.objects.for_email(email).delete()
+    deleted, _ = Comment.objects.written_under(addresses).delete()
     comments_changed.send(sender=Comment)
     return deleted
