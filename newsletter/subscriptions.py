@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from posts import throttle
@@ -444,6 +444,30 @@ def addresses_held(*, subscriber: Subscriber) -> list[AddressPeriod]:
     return periods
 
 
+def tracking_events_of(
+    *, subscriber: Subscriber, addresses: list[AddressPeriod]
+) -> QuerySet[Event]:
+    """The provider's events about the reader: those naming one of their addresses
+    while it was theirs, and those about a message we sent them, which may come
+    in after they moved.
+
+    Always by the reader's address too: a Mailgun batch has one message id for
+    every reader in it, so the id alone would take in other readers' events.
+    """
+    message_ids = (
+        Delivery.objects.filter(subscriber=subscriber)
+        .exclude(esp_message_id="")
+        .values("esp_message_id")
+    )
+    return Event.objects.filter(
+        written_under(addresses, address_field="recipient", time_field="received_at")
+        | Q(
+            message_id__in=message_ids,
+            recipient__in=[period.email for period in addresses],
+        )
+    )
+
+
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything held about the subscriber, for the reader to download."""
     deliveries = (
@@ -513,6 +537,19 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "mailing__post", "link"
             ).order_by("at", "pk")
         ],
+        # What the provider reported (delivered, bounced, …), kept for
+        # NEWSLETTER_KEEP_EVENTS_DAYS; not its payload, which may hold the IP
+        # address and browser of whoever opened a forwarded email.
+        "tracking_events": [
+            {
+                "event": event.event_type,
+                "address": event.recipient,
+                "at": event.timestamp or event.received_at,
+            }
+            for event in tracking_events_of(
+                subscriber=subscriber, addresses=addresses
+            ).order_by("received_at", "pk")
+        ],
         # Comments under posts written with the reader's addresses.
         "comments": comments_for_addresses(addresses=addresses),
     }
@@ -524,17 +561,7 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
     with transaction.atomic():
         address_suppress(email=subscriber.email, reason=Suppression.Reason.DELETED)
         addresses = addresses_held(subscriber=subscriber)
-        message_ids = (
-            Delivery.objects.filter(subscriber=subscriber)
-            .exclude(esp_message_id="")
-            .values("esp_message_id")
-        )
-        Event.objects.filter(
-            written_under(
-                addresses, address_field="recipient", time_field="received_at"
-            )
-            | Q(message_id__in=message_ids)
-        ).delete()
+        tracking_events_of(subscriber=subscriber, addresses=addresses).delete()
         comments_delete_for_addresses(addresses=addresses)
         Engagement.objects.filter(subscriber=subscriber).delete()
         # Its previous addresses, consents and ledger rows go with it (CASCADE).

@@ -452,6 +452,7 @@ def test_after_a_change_of_address_my_data_includes_what_i_wrote_under_the_old_o
     data = json.loads(client.post(export).content)
     assert [c["comment"] for c in data["comments"]] == ["Written before I moved."]
     assert [a["email"] for a in data["previous_addresses"]] == ["reader@example.org"]
+    assert [e["address"] for e in data["tracking_events"]] == ["reader@example.org"]
 
     client.post(one_time_link(client, on_commit, reader, "delete/"))
     assert not Subscriber.objects.exists()
@@ -463,6 +464,49 @@ def test_after_a_change_of_address_my_data_includes_what_i_wrote_under_the_old_o
     # Only the current address is kept, as the keyed hash that honours the choice.
     assert list(Suppression.objects.values_list("reason", flat=True)) == ["deleted"]
     assert Suppression.objects.for_email("new@example.org").exists()
+
+
+def test_my_data_lists_the_providers_events_about_me_and_not_my_batchmates(
+    client, reader, on_commit
+):
+    # Mailgun gives every reader in a batch the one message id.
+    other = SubscriberFactory(email="other@example.org")
+    send = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    batch = Batch.objects.create(mailing=send, number=1)
+    for subscriber in (reader, other):
+        Delivery.objects.create(
+            mailing=send, batch=batch, subscriber=subscriber, esp_message_id="mg-1"
+        )
+    Event.objects.create(
+        esp="mailgun",
+        event_id="e-reader",
+        event_type="delivered",
+        recipient="reader@example.org",
+        message_id="mg-1",
+        timestamp=timezone.now(),
+        raw={"recipient": "reader@example.org", "ip": "203.0.113.7"},
+    )
+    theirs = Event.objects.create(
+        esp="mailgun",
+        event_id="e-other",
+        event_type="bounced",
+        recipient="other@example.org",
+        message_id="mg-1",
+        raw={"recipient": "other@example.org"},
+    )
+    delivered("reader@example.org", "welcome")
+
+    export = client.post(one_time_link(client, on_commit, reader, "export/"))
+    events = json.loads(export.content)["tracking_events"]
+    assert [(e["event"], e["address"]) for e in events] == [
+        ("delivered", "reader@example.org"),
+        ("delivered", "reader@example.org"),
+    ]
+    assert b"other@example.org" not in export.content
+    assert b"203.0.113.7" not in export.content  # the provider's payload stays
+
+    client.post(one_time_link(client, on_commit, reader, "delete/"))
+    assert list(Event.objects.all()) == [theirs]
 
 
 def test_a_reader_who_takes_an_address_another_left_does_not_get_their_comments(
