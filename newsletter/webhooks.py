@@ -253,17 +253,22 @@ def record_tracking_event(
 def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
     """Which ledger row an event is about, for a mailing of any kind: the one with
     the provider's message id, or, where the provider gave none on accepting it
-    (Postmark's bulk API), the one the message's metadata names, to that address.
-    An empty Q when the event names neither."""
+    (Postmark's bulk API), the one the message's metadata names; always to the
+    event's address, as Mailgun gives every reader of a batch call one message id.
+    An empty Q when the event names no row."""
+    if not recipient:
+        return Q()
     about = Q()
     if event.message_id:
         about |= Q(esp_message_id=event.message_id)
     # Ours are {"delivery": "<id>"}; anything else names no row.
     metadata = event.metadata if isinstance(event.metadata, dict) else {}
     delivery_id = row_id_in(str(metadata.get("delivery", "")))
-    if delivery_id and recipient:
-        about |= Q(pk=delivery_id, esp_message_id="", subscriber__email=recipient)
-    return about
+    if delivery_id:
+        about |= Q(pk=delivery_id, esp_message_id="")
+    if not about:
+        return about
+    return about & Q(subscriber__email=recipient)
 
 
 def events_purge_old(*, now: datetime) -> int:

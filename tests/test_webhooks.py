@@ -451,6 +451,30 @@ def test_mailgun_delivered_updates_the_ledger_once_per_token(client, reader):
     assert delivery.last_event == "delivered"
 
 
+def test_a_mailgun_event_is_about_its_own_reader_of_a_batch_sharing_a_message_id(
+    client, reader
+):
+    # Mailgun answers one batch call (recipient-variables) with one message id
+    # for every reader in it.
+    send = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    batch = Batch.objects.create(mailing=send, number=1)
+    rows = {
+        subscriber.email: Delivery.objects.create(
+            mailing=send,
+            batch=batch,
+            subscriber=subscriber,
+            status=Delivery.Status.SENT,
+            esp_message_id=f"<{MAILGUN_ID}>",
+        )
+        for subscriber in [SubscriberFactory(email="first@example.org"), reader]
+    }
+    assert post_mailgun(client, mailgun_event("delivered", "t-1")).status_code == 200
+    for row in rows.values():
+        row.refresh_from_db()
+    assert rows["reader@example.org"].last_event == "delivered"
+    assert rows["first@example.org"].last_event == ""
+
+
 def test_mailgun_permanent_failure_suppresses_as_a_hard_bounce(client, reader):
     delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
     post_mailgun(client, mailgun_failed("permanent", "token-permanent-1"))
