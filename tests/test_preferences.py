@@ -34,6 +34,7 @@ from .factories import (
     PostFactory,
     PublishedPostFactory,
     SubscriberFactory,
+    UserFactory,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -356,6 +357,47 @@ def test_deleting_my_data_forgets_the_person_but_keeps_them_suppressed(
 
     on_commit(post_publish, post=PostFactory())
     assert [m.to for m in mail.outbox] == [["other@example.org"]]
+
+
+@pytest.mark.parametrize("how", ["change page", "list action"])
+def test_deleting_a_reader_at_the_desk_is_their_erasure(client, reader, how):
+    mine = CommentFactory(email=reader.email)
+    Event.objects.create(
+        esp="postmark",
+        event_id="e-1",
+        event_type="delivered",
+        recipient=reader.email,
+        raw={},
+    )
+    client.force_login(UserFactory(is_superuser=True))
+    if how == "change page":
+        path, data = f"/admin/newsletter/subscriber/{reader.pk}/delete/", {}
+    else:
+        path = "/admin/newsletter/subscriber/"
+        data = {"action": "delete_selected", "_selected_action": [reader.pk]}
+    response = client.post(path, {**data, "post": "yes"})
+    assert response.status_code == 302
+    assert not Subscriber.objects.exists()
+    assert not Comment.objects.filter(pk=mine.pk).exists()
+    assert not Event.objects.exists()
+    assert Suppression.objects.for_email(reader.email).get().reason == "deleted"
+
+
+def test_the_desk_cannot_move_a_reader_to_an_address_nobody_confirmed(client, reader):
+    client.force_login(UserFactory(is_superuser=True))
+    page = f"/admin/newsletter/subscriber/{reader.pk}/change/"
+    form = client.get(page).context["adminform"].form
+    data = {
+        **{name: form[name].value() or "" for name in form.fields},
+        "email": "elsewhere@example.org",
+        "topics-TOTAL_FORMS": "0",
+        "topics-INITIAL_FORMS": "0",
+        "consents-TOTAL_FORMS": "0",
+        "consents-INITIAL_FORMS": "0",
+    }
+    assert client.post(page, {**data, "name": "Sam Jones"}).status_code == 302
+    reader.refresh_from_db()
+    assert (reader.name, reader.email) == ("Sam Jones", "reader@example.org")
 
 
 def test_my_comments_are_in_my_data_and_go_with_it(client, reader, on_commit):

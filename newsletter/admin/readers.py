@@ -117,6 +117,24 @@ class SubscriberAdmin(admin.ModelAdmin):
     actions = ["export_csv", "unsubscribe", "suppress"]
     change_list_template = "admin/newsletter/subscriber/change_list.html"
 
+    def get_readonly_fields(self, request, obj=None):
+        # An address changes only when its owner confirms it from their preference
+        # centre: the desk would otherwise write to an address nobody confirmed,
+        # past the suppression list, and lose the reader's previous address.
+        if obj is None:
+            return self.readonly_fields
+        return ["email", *self.readonly_fields]
+
+    def delete_model(self, request, obj):
+        # Deleting a reader at the desk (a reader's request by email, say) is
+        # their erasure, as from their preference centre: their comments and
+        # events go too, and the address stays suppressed.
+        subscriptions.subscriber_delete(subscriber=obj)
+
+    def delete_queryset(self, request, queryset):
+        for subscriber in queryset.iterator():
+            subscriptions.subscriber_delete(subscriber=subscriber)
+
     def get_urls(self):
         return [
             path(
