@@ -1,6 +1,6 @@
 """What the site accepts from a visitor: one home for control characters and for
 email addresses, used by the subscribe and preference forms, the CSV import,
-comments, data export and erasure alike; and for the row ids signed links name."""
+comments, data export and erasure alike; and for the row ids read from outside."""
 
 import re
 import unicodedata
@@ -57,8 +57,9 @@ def is_row_id(value: object) -> bool:
 
 
 def row_id_in(text: str) -> int | None:
-    """The row id a signed link's text detail names, as str(id) wrote it, or None
-    (int() would also read spaces, underscores and other scripts' digits)."""
+    """The row id a text names, written as str(id) writes it (a signed link's
+    detail, an admin action's selection, our metadata in a provider's event), or
+    None (int() would also read spaces, underscores and other scripts' digits)."""
     value = int(text) if _ROW_ID_TEXT.fullmatch(text) else None
     return value if is_row_id(value) else None
 
