@@ -23,7 +23,8 @@ from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from django.conf import settings
 from django.core import checks
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -31,7 +32,7 @@ from django.views.decorators.csrf import csrf_exempt
 from posts.validators import normalise_email, row_id_in
 
 from . import engagement, esp, subscriptions
-from .models import Delivery, Event, Subscriber, Suppression
+from .models import Delivery, Event, PreviousAddress, Subscriber, Suppression
 
 
 class _RefuseMalformedBodies:
@@ -254,7 +255,8 @@ def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
     """Which ledger row an event is about, for a mailing of any kind: the one with
     the provider's message id, or, where the provider gave none on accepting it
     (Postmark's bulk API), the one the message's metadata names; always to the
-    event's address, as Mailgun gives every reader of a batch call one message id.
+    event's address, as Mailgun gives every reader of a batch call one message id
+    (the reader's at the time: a message sent before they moved names the old one).
     An empty Q when the event names no row."""
     if not recipient:
         return Q()
@@ -268,7 +270,14 @@ def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
         about |= Q(pk=delivery_id, esp_message_id="")
     if not about:
         return about
-    return about & Q(subscriber__email=recipient)
+    # The reader's address then: their address now, or one they moved away from
+    # after the message went (or, unanswered, after its mailing began).
+    held_then = PreviousAddress.objects.filter(
+        subscriber=OuterRef("subscriber"),
+        email=recipient,
+        moved_at__gte=Coalesce(OuterRef("sent_at"), OuterRef("mailing__created_at")),
+    )
+    return about & (Q(subscriber__email=recipient) | Exists(held_then))
 
 
 def events_purge_old(*, now: datetime) -> int:

@@ -475,6 +475,48 @@ def test_a_mailgun_event_is_about_its_own_reader_of_a_batch_sharing_a_message_id
     assert rows["first@example.org"].last_event == ""
 
 
+def test_an_event_about_a_message_sent_before_the_reader_moved_finds_its_row(
+    client, reader
+):
+    # A reader moves address after the post went out, and someone else takes up
+    # the old one and gets the next mailing in the same Mailgun batch call (one
+    # message id for the call): the old message's event is the mover's.
+    before = delivery_to(reader, f"<{MAILGUN_ID}>")
+    before.sent_at = timezone.now() - timedelta(hours=1)
+    before.save()
+    assert subscriptions.email_change_confirm(
+        subscriber=reader, new_email="moved@example.org"
+    )
+    event = mailgun_event("delivered", "t-moved")
+    assert post_mailgun(client, event).status_code == 200
+    before.refresh_from_db()
+    assert before.last_event == "delivered"
+
+    newcomer = SubscriberFactory(email="reader@example.org")
+    send = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    batch = Batch.objects.create(mailing=send, number=1)
+    rows = [
+        Delivery.objects.create(
+            mailing=send,
+            batch=batch,
+            subscriber=subscriber,
+            status=Delivery.Status.SENT,
+            esp_message_id="<after-the-move@mg.example.org>",
+            sent_at=timezone.now(),
+        )
+        for subscriber in (reader, newcomer)
+    ]
+    later = mailgun_event("delivered", "t-later")
+    later["event-data"]["id"] = "another-event"
+    later["event-data"]["message"]["headers"]["message-id"] = (
+        "after-the-move@mg.example.org"
+    )
+    assert post_mailgun(client, later).status_code == 200
+    for row in rows:
+        row.refresh_from_db()
+    assert [row.last_event for row in rows] == ["", "delivered"]
+
+
 def test_mailgun_permanent_failure_suppresses_as_a_hard_bounce(client, reader):
     delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
     post_mailgun(client, mailgun_failed("permanent", "token-permanent-1"))
