@@ -417,10 +417,9 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
     if one_time_request == OneTimeRequest.DELETE:
         return _delete(request, subscriber)
     if one_time_request == OneTimeRequest.ENGAGEMENT:
-        if subscriber.engagement_agreed_at is None:
-            subscriptions.engagement_agree(
-                subscriber=subscriber, ip_address=client_address(request) or None
-            )
+        subscriptions.engagement_agree(
+            subscriber=subscriber, ip_address=client_address(request) or None
+        )
         return _engagement_saved(request, subscriber)
     subscriptions.email_change_request(subscriber=subscriber, new_email=new_email)
     # The same answer whether or not the address is free, so this page does not

@@ -216,9 +216,16 @@ def subscriber_confirm(
 def engagement_agree(*, subscriber: Subscriber, ip_address: str | None) -> None:
     """The reader ticked the engagement box in their preference centre and used
     the one-time link it sent to their address: recorded as a consent, with its
-    wording and version, and the address of whoever used the link."""
+    wording and version, and the address of whoever used the link. A reader who
+    has agreed already agrees once: their consent stays the one they gave."""
     now = timezone.now()
     with transaction.atomic():
+        agreed = Subscriber.objects.filter(
+            pk=subscriber.pk, engagement_agreed_at=None
+        ).update(engagement_agreed_at=now)
+        if not agreed:
+            subscriber.refresh_from_db()
+            return
         Consent.objects.create(
             subscriber=subscriber,
             created_at=now,
@@ -229,7 +236,6 @@ def engagement_agree(*, subscriber: Subscriber, ip_address: str | None) -> None:
             engagement=True,
             source=CONSENT_SOURCE_PREFERENCES,
         )
-        Subscriber.objects.filter(pk=subscriber.pk).update(engagement_agreed_at=now)
     subscriber.refresh_from_db()
 
 

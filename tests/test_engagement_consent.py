@@ -15,6 +15,7 @@ from newsletter.subscriptions import (
     CONSENT_WORDING,
     ENGAGEMENT_CONSENT_VERSION,
     ENGAGEMENT_CONSENT_WORDING,
+    engagement_agree,
     subscriber_delete,
     subscriber_export,
 )
@@ -324,6 +325,16 @@ def test_the_link_sent_to_the_readers_address_records_their_agreement(
         True,
         "198.51.100.7",
     )
+
+
+def test_agreeing_again_keeps_the_consent_the_reader_gave(readers):
+    # Two one-time links used side by side: each checked before the other wrote.
+    reader = readers["not"]
+    for address in ("198.51.100.7", "203.0.113.9"):
+        engagement_agree(subscriber=reader, ip_address=address)
+    agreed_at = reader.engagement_agreed_at
+    consent = Consent.objects.get(subscriber=reader, engagement=True)
+    assert (consent.ip_address, consent.confirmed_at) == ("198.51.100.7", agreed_at)
 
 
 @pytest.mark.usefixtures("per_reader")
