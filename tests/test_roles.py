@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 from django.utils.html import escape
 
-from newsletter.models import Mailing, Subscriber
+from newsletter.models import DigestSettings, Mailing, Subscriber
 from posts.models import Inspection, Post, PostEvent, RelatedLink
 
 from .factories import (
@@ -371,7 +371,27 @@ def test_an_editor_pauses_a_mailing_but_cannot_rewrite_it(editor):
     assert digest.paused_at is not None
 
 
+@pytest.mark.parametrize("role", ["Contributor", "Editor"])
+def test_only_an_administrator_sets_when_digests_go_even_before_anyone_has(role):
+    # A new site has no row: DigestSettings.load() reads the defaults until
+    # someone adds it.
+    assert not DigestSettings.objects.exists()
+    client = desk(StaffFactory(role=role))
+    add = "/admin/newsletter/digestsettings/add/"
+    assert client.get(add).status_code == 403
+    assert client.post(add, {"hour": "3", "weekday": "5"}).status_code == 403
+    assert not DigestSettings.objects.exists()
+
+
 # Administrator
+
+
+def test_an_administrator_sets_when_digests_go(administrator):
+    response = desk(administrator).post(
+        "/admin/newsletter/digestsettings/add/", {"hour": "6", "weekday": "2"}
+    )
+    assert response.status_code == 302
+    assert DigestSettings.objects.values_list("hour", "weekday").get() == (6, 2)
 
 
 def test_an_administrator_imports_readers(administrator):

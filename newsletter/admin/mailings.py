@@ -252,7 +252,11 @@ class DigestSettingsAdmin(admin.ModelAdmin):
     """One row: the day and hour of the digests."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return not DigestSettings.objects.exists()
+        # One row at most, and only for those who may add it: until it exists,
+        # "no row yet" alone let any member of the desk set the digests' times.
+        return (
+            super().has_add_permission(request) and not DigestSettings.objects.exists()
+        )
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
