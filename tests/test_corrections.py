@@ -407,9 +407,10 @@ def test_an_editor_without_the_mailing_permission_may_preview_but_not_send(
     sent_post, on_commit
 ):
     editor = UserFactory(username="editor", is_superuser=False)
+    # The post's updates too: their email is for those who may see them.
     editor.user_permissions.set(
         Permission.objects.filter(
-            codename__in=["view_post", "change_post", "review_post"]
+            codename__in=["view_post", "change_post", "review_post", "view_postupdate"]
         )
     )
     client = Client()

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from newsletter.models import DigestSettings, Mailing, Subscriber
-from posts.models import Inspection, Post, PostEvent, RelatedLink
+from posts.models import Inspection, Post, PostEvent, PostUpdate, RelatedLink
 
 from .factories import (
     InspectionFactory,
@@ -250,6 +250,25 @@ def test_a_contributor_cannot_touch_the_inspection_of_someone_elses_post(contrib
     assert client.get(url).status_code == 302
     client.post(url, {"post": inspection.post_id, "title": "Changed"})
     assert Inspection.objects.get(pk=inspection.pk).title == "The original title"
+
+
+def test_a_contributor_cannot_open_the_email_of_a_correction_to_their_post(
+    contributor, django_capture_on_commit_callbacks
+):
+    # An editor corrected the contributor's published post: the post stays
+    # theirs to read, its updates and who received it are not.
+    post = PublishedPostFactory(author=contributor)
+    update = PostUpdate.objects.create(
+        post=post, kind=PostUpdate.Kind.CORRECTION, wrong="Good", right="Inadequate"
+    )
+    client = desk(contributor)
+    page = f"/admin/posts/post/{post.pk}/corrections/{update.pk}/email/"
+    assert client.get(page).status_code == 403
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert client.post(page).status_code == 403
+        assert client.post(f"{page}test/").status_code == 403
+    assert callbacks == []
+    assert not Mailing.objects.exists()
 
 
 @pytest.mark.parametrize(

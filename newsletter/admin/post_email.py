@@ -168,8 +168,7 @@ class PostAdmin(posts_admin.PostAdmin):
     ) -> HttpResponse:
         """Who a correction's email would reach and who not, a preview, and the
         author's confirmation (POST), which starts its one mailing."""
-        post = self._post_or_404(request, object_id)
-        update = get_object_or_404(PostUpdate, pk=update_id, post=post)
+        post, update = self._update_or_404(request, object_id, update_id)
         mailing = update.mailings.first()
         if request.method == "POST":
             return self._correction_confirm(request, post, update, mailing)
@@ -230,8 +229,7 @@ class PostAdmin(posts_admin.PostAdmin):
     def correction_test_view(
         self, request: HttpRequest, object_id: str, update_id: int
     ) -> HttpResponse:
-        post = self._post_or_404(request, object_id)
-        update = get_object_or_404(PostUpdate, pk=update_id, post=post)
+        post, update = self._update_or_404(request, object_id, update_id)
         if not self.has_change_permission(request, post):
             raise PermissionDenied
         return self._test_send(
@@ -264,6 +262,19 @@ class PostAdmin(posts_admin.PostAdmin):
         if post is None or not self.has_view_permission(request, post):
             raise Http404("No such post.")
         return post
+
+    def _update_or_404(
+        self, request: HttpRequest, object_id: str, update_id: int
+    ) -> tuple[Post, PostUpdate]:
+        post = self._post_or_404(request, object_id)
+        # A post's updates are for those its page shows them to (the inline's
+        # permissions): a contributor reads their own corrected post, but not its
+        # correction's page, which counts who received the post and who has left.
+        if not PostUpdateInline(Post, self.admin_site).has_view_permission(
+            request, post
+        ):
+            raise PermissionDenied
+        return post, get_object_or_404(PostUpdate, pk=update_id, post=post)
 
 
 def email_problems(email: PostEmail) -> list[Problem]:
