@@ -168,6 +168,16 @@ class RelatedLinkInline(admin.TabularInline):
     verbose_name = "related post"
     verbose_name_plural = "related posts (in this order; see the suggestions above)"
 
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name == "to_post":
+            # What readers may read, or the desk shows the user: the form names
+            # the post it links to, so any other id would show the title of
+            # someone else's draft.
+            kwargs["queryset"] = Post.objects.published() | Post.objects.visible_to(
+                request.user
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
 
 class PostUpdateInline(admin.TabularInline):
     model = PostUpdate

@@ -243,6 +243,40 @@ def test_a_contributor_links_related_posts_only_to_drafts_of_their_own(contribut
     assert RelatedLink.objects.get().from_post == draft
 
 
+def test_a_contributors_related_posts_are_published_ones_or_their_own(
+    contributor, editor
+):
+    # The related posts' inline names the post it links to: a draft's id that
+    # is not theirs would have shown them its title.
+    hidden = PostFactory(author=editor, title="The editor's unpublished draft")
+    published = PublishedPostFactory(author=editor, title="Published by the editor")
+    draft = PostFactory(author=contributor)
+    client = desk(contributor)
+
+    def link_to(post):
+        return client.post(
+            change_url(draft),
+            form_for(
+                draft,
+                **{
+                    "links_out-TOTAL_FORMS": "1",
+                    "links_out-0-to_post": str(post.pk),
+                    "links_out-0-type": RelatedLink.Type.SEE_ALSO,
+                    "links_out-0-order": "1",
+                },
+            ),
+        )
+
+    refused = link_to(hidden)
+    assert refused.status_code == 200
+    assert "Select a valid choice" in refused.content.decode()
+    assert "unpublished draft" not in refused.content.decode()
+    assert not RelatedLink.objects.exists()
+    assert link_to(published).status_code == 302
+    assert RelatedLink.objects.get().to_post == published
+    assert "Published by the editor" in client.get(change_url(draft)).content.decode()
+
+
 def test_a_contributor_cannot_touch_the_inspection_of_someone_elses_post(contributor):
     inspection = InspectionFactory(title="The original title")
     client = desk(contributor)
