@@ -463,6 +463,58 @@ def test_an_administrator_imports_readers(administrator):
     assert Subscriber.objects.filter(email="new.reader@example.org").exists()
 
 
+def user_form(user, **fields) -> dict:
+    """What the desk's user form sends for `user` as it is."""
+    return {
+        "username": user.username,
+        "email": user.email,
+        "is_active": "on",
+        "is_staff": "on",
+        "groups": list(user.groups.values_list("pk", flat=True)),
+        "date_joined_0": "2026-01-05",
+        "date_joined_1": "09:00:00",
+        **fields,
+    }
+
+
+def test_an_administrator_gives_roles_but_makes_no_superuser(administrator, editor):
+    # Superusers hold every permission, later ones too: the Administrator's
+    # role is the group's permissions, and not the way out of it.
+    client = desk(administrator)
+    for user in (editor, administrator):
+        response = client.post(
+            f"/admin/auth/user/{user.pk}/change/",
+            user_form(user, is_superuser="on", first_name="Promoted"),
+        )
+        assert response.status_code == 302
+        user.refresh_from_db()
+        assert (user.first_name, user.is_superuser) == ("Promoted", False)
+
+
+def test_an_administrator_cannot_change_a_superusers_account(administrator):
+    root = StaffFactory(username="root", is_superuser=True)
+    client = desk(administrator)
+    password = f"/admin/auth/user/{root.pk}/password/"
+    new = {
+        "password1": "a fresh long passphrase",
+        "password2": "a fresh long passphrase",
+    }
+    assert client.get(password).status_code == 403
+    assert client.post(password, new).status_code == 403
+    change = f"/admin/auth/user/{root.pk}/change/"
+    assert (
+        client.post(change, user_form(root, email="mine@example.org")).status_code
+        == 403
+    )
+    assert (
+        client.post(f"/admin/auth/user/{root.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    root.refresh_from_db()
+    assert root.check_password("correct horse battery staple")
+    assert root.email == "root@example.org"
+
+
 def test_make_runs_admin_is_a_superuser_in_the_administrator_group(monkeypatch):
     monkeypatch.setenv("ADMIN_PASSWORD", "a long enough password")
     call_command("ensure_admin", stdout=StringIO())
