@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from newsletter.emails import (
     EMAIL_HTML_MAX_BYTES,
+    CorrectionEmail,
     PostEmail,
     confirmation_message,
     html_size,
@@ -21,7 +22,7 @@ from newsletter.emails import (
 from newsletter.plaintext import html_to_text
 from posts.demo_content import POSTS
 from posts.markdown import render_markdown
-from posts.models import Post, RelatedLink, Sponsorship
+from posts.models import Post, PostUpdate, RelatedLink, Sponsorship
 
 from .factories import (
     AreaFactory,
@@ -364,6 +365,20 @@ def test_cr_lf_in_a_title_or_a_name_never_reaches_a_header():
         names = [name.lower() for name, _ in raw_header_fields(message)]
         assert "bcc" not in names and "cc" not in names and "x-evil" not in names
     assert header(messages[0], "Subject") == ("Derby Bcc: victim@example.org X-Evil: 1")
+
+
+def test_a_title_with_ampersands_quotes_and_brackets_reads_as_written_in_the_subject():
+    # A subject is text, not HTML: an inbox shows "&amp;" as it is.
+    title = "Derby & Derbyshire: \"O'Neill's\" caseloads <too high>"
+    post = PublishedPostFactory(title=title)
+    update = PostUpdate.objects.create(
+        post=post, kind=PostUpdate.Kind.CORRECTION, note="We misread the report."
+    )
+    reader = SubscriberFactory()
+    assert header(PostEmail(post).for_subscriber(reader), "Subject") == title
+    assert header(CorrectionEmail(update).for_subscriber(reader), "Subject") == (
+        f"Correction: {title}"
+    )
 
 
 def test_confirmation_email_has_no_list_headers_as_nobody_is_subscribed_yet():
