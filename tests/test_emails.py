@@ -5,10 +5,12 @@ from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
+from django.core import mail
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsletter import comment_emails, subscriptions
 from newsletter.emails import (
     EMAIL_HTML_MAX_BYTES,
     CorrectionEmail,
@@ -27,9 +29,11 @@ from posts.models import Post, PostUpdate, RelatedLink, Sponsorship
 from .factories import (
     AreaFactory,
     CategoryFactory,
+    CommentFactory,
     InspectionFactory,
     PublishedPostFactory,
     SubscriberFactory,
+    UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -106,12 +110,27 @@ def post():
 
 def every_email(post) -> dict[str, object]:
     reader = SubscriberFactory(name="Ann")
+    update = PostUpdate.objects.create(post=post, note="We misread the report.")
+    # The rest are built where they are sent: caught in the outbox.
+    mail.outbox.clear()
+    subscriptions.email_change_send(
+        subscriber_id=reader.pk, new_email="moved@example.org"
+    )
+    subscriptions.one_time_link_send(subscriber_id=reader.pk, detail="export")
+    UserFactory(email="editor@example.org")
+    CommentFactory(post=post)
+    comment_emails.comment_digest_send()
+    change_email, one_time_link, comment_digest = mail.outbox
     return {
         "post": PostEmail(post).for_subscriber(reader),
+        "correction": CorrectionEmail(update).for_subscriber(reader),
         "confirm": confirmation_message(
             SubscriberFactory(status="pending"), consent_id=1
         ),
         "welcome": welcome_message(reader),
+        "change-email": change_email,
+        "one-time-link": one_time_link,
+        "comment-digest": comment_digest,
     }
 
 
