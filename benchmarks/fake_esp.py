@@ -51,10 +51,10 @@ ESP endpoints (any token/key is accepted; a missing one gets 401):
 * ``POST /email/bulk`` (anymail's ``POSTMARK_USE_BULK_API``): answered
   ``{"Id", "Status": "Accepted", "SubmittedAt", "TotalMessages",
   "PercentageCompleted": 0}``.
-* ``GET /messages/outbound?count=N&offset=M&metadata_KEY=V&recipient=A``:
-  Postmark's outbound message search over what was accepted (needs
-  record_deliveries): ``{"TotalCount", "Messages": [{"MessageID", "Recipients",
-  "Metadata", ...}]}``.
+* ``GET /messages/outbound?count=N&offset=M&metadata_KEY=V&recipient=A``
+  ``&messagestream=S``: Postmark's outbound message search over what was accepted (needs
+  record_deliveries) on stream S (default "outbound", as Postmark's):
+  ``{"TotalCount", "Messages": [{"MessageID", "Recipients", "Metadata", ...}]}``.
 * ``POST /v3/<domain>/messages`` (Mailgun; form-urlencoded or multipart, with
   ``recipient-variables`` for batch sends): ``{"id": "<...@domain>",
   "message": "Queued. Thank you."}``. ``%recipient.KEY%`` in the subject and
@@ -166,6 +166,8 @@ class Delivery(NamedTuple):
     headers: Any
     #: Postmark: the message's "Metadata" object, or None.
     metadata: Any = None
+    #: Postmark: the message stream it went on ("outbound" when none was named).
+    stream: str = "outbound"
 
 
 class _Dropped(Exception):
@@ -325,7 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _outbound_search(self, query):
         """Postmark's outbound message search (never faulted): filters
-        ``recipient`` and ``metadata_<key>``, paged by ``count``/``offset``."""
+        ``recipient`` and ``metadata_<key>``, paged by ``count``/``offset``, in
+        the ``messagestream`` named or, as Postmark searches, "outbound"."""
         token = self.headers.get("X-Postmark-Server-Token")
         if not (token and token.strip()):
             self._respond(401, _POSTMARK_401)
@@ -342,9 +345,12 @@ class _Handler(BaseHTTPRequestHandler):
             if key.startswith("metadata_")
         }
         recipient = query.get("recipient", [None])[0]
+        stream = query.get("messagestream", ["outbound"])[0]
         messages: dict[str, dict] = {}
         for d in self.server.fake.deliveries():
             metadata = d.metadata or {}
+            if d.stream != stream:
+                continue
             if recipient is not None and d.address != recipient:
                 continue
             if any(metadata.get(k) != v for k, v in wanted.items()):
@@ -896,10 +902,13 @@ class FakeESP:
                 metadata = message.get("Metadata") or {}
                 message_id = metadata.get("anymail_id") or f"{bulk_id}/{index}"
                 headers = message.get("Headers", data.get("Headers"))
+                stream = data.get("MessageStream") or "outbound"
                 for field in ("To", "Cc", "Bcc"):
                     for address in _addresses(message.get(field)):
                         deliveries.append(
-                            Delivery(address, subject, message_id, headers)
+                            Delivery(
+                                address, subject, message_id, headers, None, stream
+                            )
                         )
             result = {
                 "Id": bulk_id,
@@ -984,8 +993,10 @@ class FakeESP:
         message_id = self._next_id()
         headers = message.get("Headers")
         metadata = message.get("Metadata")
+        stream = message.get("MessageStream") or "outbound"
         deliveries.extend(
-            Delivery(a, subject, message_id, headers, metadata) for a in addresses
+            Delivery(a, subject, message_id, headers, metadata, stream)
+            for a in addresses
         )
         result = {"SubmittedAt": submitted_at, "MessageID": message_id}
         if to:

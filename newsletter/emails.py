@@ -22,7 +22,8 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db.models import prefetch_related_objects
-from django.template.loader import render_to_string
+from django.template import Context
+from django.template.loader import get_template, render_to_string
 from django.urls import reverse
 from django.utils.html import strip_tags
 from django.utils.text import Truncator
@@ -62,12 +63,21 @@ def header_safe(value: str) -> str:
     return _CONTROL.sub("", " ".join(value.split()))
 
 
+def _render_text(template_name: str, context: dict) -> str:
+    """A template whose output is text, not HTML (a subject, a text part): values
+    go in as written. Django escapes for HTML whatever the file's name, and an
+    inbox shows a post titled "Derby & Derbyshire" as "Derby &amp; Derbyshire"."""
+    return get_template(template_name).template.render(
+        Context(context, autoescape=False)
+    )
+
+
 def render_email(name: str, context: dict) -> RenderedEmail:
     context = {"site_url": settings.SITE_URL, **context}
-    subject = render_to_string(f"email/{name}-subject.txt", context)
+    subject = _render_text(f"email/{name}-subject.txt", context)
     return RenderedEmail(
         subject=header_safe(subject),
-        text=render_to_string(f"email/{name}-body-text.txt", context),
+        text=_render_text(f"email/{name}-body-text.txt", context),
         html=_inliner.inline(render_to_string(f"email/{name}-body-html.html", context)),
     )
 

@@ -275,6 +275,12 @@ DEFAULT_FROM_EMAIL = NEWSLETTER_FROM_EMAIL
 SERVER_EMAIL = NEWSLETTER_FROM_EMAIL
 # Where readers' replies go; the From address unless a person reads another mailbox.
 NEWSLETTER_REPLY_TO = os.environ.get("NEWSLETTER_REPLY_TO", NEWSLETTER_FROM_EMAIL)
+# The Postmark message stream mailings go on: a broadcast stream, which Postmark
+# requires for bulk mail and keeps apart from the transactional "outbound" stream
+# that confirmations and one-time links go on (newsletter/delivery/sender.py).
+NEWSLETTER_POSTMARK_BROADCAST_STREAM = os.environ.get(
+    "NEWSLETTER_POSTMARK_BROADCAST_STREAM", "broadcast"
+)
 # Optional: a mailbox that takes unsubscribe requests by email, offered in
 # List-Unsubscribe beside the one-click link (e.g. unsubscribe@your-domain.example).
 NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")

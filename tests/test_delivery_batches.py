@@ -10,7 +10,7 @@ from django.core import mail
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
-from newsletter import delivery, engagement
+from newsletter import delivery, engagement, subscriptions
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.tokens import Purpose, read_token
 
@@ -40,6 +40,30 @@ def mailgun(settings, fake_esp):
     settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
     settings.ANYMAIL = fake_esp.mailgun_settings(sender_domain="mg.example.org")
     return fake_esp
+
+
+@pytest.mark.parametrize("mode", ["auto", "single"])
+def test_a_mailing_goes_on_the_broadcast_stream_and_a_confirmation_does_not(
+    fake_esp, settings, on_commit, mode
+):
+    # Postmark keeps bulk mail apart from the mail a reader asked for (its
+    # terms require it): a message naming no stream goes on "outbound".
+    settings.NEWSLETTER_DELIVERY_MODE = mode
+    settings.NEWSLETTER_POSTMARK_BROADCAST_STREAM = "newsletter"
+    readers(3)
+    mailing = plan(PostFactory())
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+    on_commit(subscriptions.subscription_request, email="new@example.org")
+    streams = {
+        message["To"]: message.get("MessageStream", "outbound")
+        for message in postmark_messages(fake_esp.messages)
+    }
+    assert streams == {
+        "reader0@example.org": "newsletter",
+        "reader1@example.org": "newsletter",
+        "reader2@example.org": "newsletter",
+        "new@example.org": "outbound",
+    }
 
 
 def test_postmark_batch_is_one_call_with_each_readers_own_one_click_link(fake_esp):

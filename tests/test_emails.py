@@ -5,12 +5,15 @@ from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
+from django.core import mail
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsletter import comment_emails, subscriptions
 from newsletter.emails import (
     EMAIL_HTML_MAX_BYTES,
+    CorrectionEmail,
     PostEmail,
     confirmation_message,
     html_size,
@@ -21,14 +24,16 @@ from newsletter.emails import (
 from newsletter.plaintext import html_to_text
 from posts.demo_content import POSTS
 from posts.markdown import render_markdown
-from posts.models import Post, RelatedLink, Sponsorship
+from posts.models import Post, PostUpdate, RelatedLink, Sponsorship
 
 from .factories import (
     AreaFactory,
     CategoryFactory,
+    CommentFactory,
     InspectionFactory,
     PublishedPostFactory,
     SubscriberFactory,
+    UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -105,12 +110,27 @@ def post():
 
 def every_email(post) -> dict[str, object]:
     reader = SubscriberFactory(name="Ann")
+    update = PostUpdate.objects.create(post=post, note="We misread the report.")
+    # The rest are built where they are sent: caught in the outbox.
+    mail.outbox.clear()
+    subscriptions.email_change_send(
+        subscriber_id=reader.pk, new_email="moved@example.org"
+    )
+    subscriptions.one_time_link_send(subscriber_id=reader.pk, detail="export")
+    UserFactory(email="editor@example.org")
+    CommentFactory(post=post)
+    comment_emails.comment_digest_send()
+    change_email, one_time_link, comment_digest = mail.outbox
     return {
         "post": PostEmail(post).for_subscriber(reader),
+        "correction": CorrectionEmail(update).for_subscriber(reader),
         "confirm": confirmation_message(
             SubscriberFactory(status="pending"), consent_id=1
         ),
         "welcome": welcome_message(reader),
+        "change-email": change_email,
+        "one-time-link": one_time_link,
+        "comment-digest": comment_digest,
     }
 
 
@@ -364,6 +384,20 @@ def test_cr_lf_in_a_title_or_a_name_never_reaches_a_header():
         names = [name.lower() for name, _ in raw_header_fields(message)]
         assert "bcc" not in names and "cc" not in names and "x-evil" not in names
     assert header(messages[0], "Subject") == ("Derby Bcc: victim@example.org X-Evil: 1")
+
+
+def test_a_title_with_ampersands_quotes_and_brackets_reads_as_written_in_the_subject():
+    # A subject is text, not HTML: an inbox shows "&amp;" as it is.
+    title = "Derby & Derbyshire: \"O'Neill's\" caseloads <too high>"
+    post = PublishedPostFactory(title=title)
+    update = PostUpdate.objects.create(
+        post=post, kind=PostUpdate.Kind.CORRECTION, note="We misread the report."
+    )
+    reader = SubscriberFactory()
+    assert header(PostEmail(post).for_subscriber(reader), "Subject") == title
+    assert header(CorrectionEmail(update).for_subscriber(reader), "Subject") == (
+        f"Correction: {title}"
+    )
 
 
 def test_confirmation_email_has_no_list_headers_as_nobody_is_subscribed_yet():

@@ -33,7 +33,14 @@ def accepted_recipients(**metadata: int) -> dict[str, str]:
         while True:
             response = session.get(
                 api.rstrip("/") + "/messages/outbound",
-                params={"count": PAGE, "offset": offset, f"metadata_{key}": value},
+                params={
+                    "count": PAGE,
+                    "offset": offset,
+                    f"metadata_{key}": value,
+                    # Postmark searches its "outbound" stream unless told
+                    # otherwise, where no mailing goes (sender.Channel).
+                    "messagestream": settings.NEWSLETTER_POSTMARK_BROADCAST_STREAM,
+                },
                 headers=headers,
                 timeout=30,
             )

@@ -113,9 +113,16 @@ class Channel:
 
     def connection(self):
         """A connection to the mailing backend; ours for Postmark is told whether
-        each reader's message is a request of its own."""
+        each reader's message is a request of its own, and puts every message on
+        the broadcast stream: without one Postmark sends bulk mail on the
+        transactional stream, which its terms forbid and whose reputation the
+        readers' confirmations and one-time links depend on."""
         if self.backend == POSTMARK_BACKEND:
-            return mail.get_connection(self.backend, per_reader=self.per_reader)
+            return mail.get_connection(
+                self.backend,
+                per_reader=self.per_reader,
+                message_stream=settings.NEWSLETTER_POSTMARK_BROADCAST_STREAM,
+            )
         return mail.get_connection(self.backend)
 
 
