@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from posts.models import Post, RelatedLink
 from posts.related import related_posts, suggestions
@@ -14,7 +15,9 @@ from .factories import (
     OrganisationFactory,
     PostFactory,
     PublishedPostFactory,
+    StaffFactory,
     UserFactory,
+    admin_post_form,
 )
 
 pytestmark = pytest.mark.django_db
@@ -173,4 +176,31 @@ def test_admin_add_related_refuses_what_cannot_be_linked(client, bad):
     )
     assert response.status_code == 200
     assert "That post cannot be linked." in response.content.decode()
+    assert not RelatedLink.objects.exists()
+
+
+def test_the_related_posts_form_refuses_a_link_from_a_post_to_itself(client):
+    # The inline leaves its own post out of the model's checks, so the database's
+    # constraint was the first to see it, and the desk answered with a 500.
+    client.force_login(StaffFactory(role="Editor"))
+    post = PublishedPostFactory()
+    when = timezone.localtime(post.published_at)
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form(
+            title=post.title,
+            slug=post.slug,
+            status="published",
+            published_at_0=when.strftime("%d/%m/%Y"),
+            published_at_1=when.strftime("%H:%M:%S"),
+            **{
+                "links_out-TOTAL_FORMS": "1",
+                "links_out-0-to_post": str(post.pk),
+                "links_out-0-type": "see_also",
+                "links_out-0-order": "0",
+            },
+        ),
+    )
+    assert response.status_code == 200
+    assert "A post cannot be related to itself." in response.content.decode()
     assert not RelatedLink.objects.exists()
