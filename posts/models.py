@@ -4,6 +4,7 @@ import math
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -12,6 +13,15 @@ from .markdown import render_markdown, word_count
 
 # Adult silent reading speed; a reading time is a courtesy, not a promise.
 WORDS_PER_MINUTE = 230
+
+# A link readers follow from a page: URLField alone also takes ftp(s), which no
+# current browser opens. A code of its own, or a form would show its own "Enter a
+# valid URL." for it.
+web_address = URLValidator(
+    schemes=["http", "https"],
+    message="Link to an http or https address.",
+    code="not_web_address",
+)
 
 
 class Listed(models.Model):
@@ -364,7 +374,9 @@ class Inspection(models.Model):
     fieldwork_start = models.DateField(null=True, blank=True)
     fieldwork_end = models.DateField(null=True, blank=True)
     published_on = models.DateField("report published", null=True, blank=True)
-    report_url = models.URLField("official report", max_length=500, blank=True)
+    report_url = models.URLField(
+        "official report", max_length=500, blank=True, validators=[web_address]
+    )
     overall = models.CharField(
         "overall rating",
         max_length=20,
@@ -403,6 +415,11 @@ class StandardRating(models.Model):
     class Meta:
         ordering = ["order", "id"]
         indexes = [models.Index(fields=["rating"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["inspection", "standard"], name="one_rating_per_standard"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.standard}: {self.get_rating_display()}"
@@ -472,7 +489,7 @@ class Sponsorship(models.Model):
         Category, on_delete=models.CASCADE, related_name="sponsorships"
     )
     name = models.CharField(max_length=200)
-    url = models.URLField("link", max_length=500)
+    url = models.URLField("link", max_length=500, validators=[web_address])
     logo = models.ImageField(
         upload_to="sponsors/",
         blank=True,

@@ -7,9 +7,9 @@ from django.apps import apps
 from django.core.management import call_command
 from django.utils.html import escape
 
-from posts.models import Inspection, Organisation, Post
+from posts.models import Inspection, Organisation, Post, StandardRating
 
-from .factories import AreaFactory, UserFactory
+from .factories import AreaFactory, InspectionFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +83,62 @@ def test_renaming_an_owner_in_the_admin_updates_search(author):
     assert response.status_code == 302, response.content.decode()[-2000:]
     html = author.get("/search/", {"q": "Zodiac"}).content.decode()
     assert "Suffolk probation: far more needed" in html
+
+
+def inspection_form(inspection: Inspection, **fields) -> dict:
+    """What the inspection's admin page sends, with no ratings unless given."""
+    return {
+        "post": inspection.post_id,
+        "inspectorate": inspection.inspectorate,
+        "title": inspection.title,
+        "type": inspection.type,
+        "area": inspection.area_id,
+        "overall": inspection.overall,
+        "ratings-TOTAL_FORMS": "0",
+        "ratings-INITIAL_FORMS": "0",
+        **fields,
+    }
+
+
+def test_the_report_link_is_a_web_address(client):
+    # Readers follow it from the fact box: an ftp: link (which URLField takes)
+    # opens in no current browser.
+    client.force_login(StaffFactory(role="Editor"))
+    inspection = InspectionFactory()
+    url = f"/admin/posts/inspection/{inspection.pk}/change/"
+    refused = client.post(
+        url, inspection_form(inspection, report_url="ftp://example.org/report.pdf")
+    )
+    assert refused.status_code == 200
+    assert "Link to an http or https address." in refused.text
+    assert (
+        client.post(
+            url, inspection_form(inspection, report_url="justiceinspectorates.gov.uk/r")
+        ).status_code
+        == 302
+    )
+    inspection.refresh_from_db()
+    assert inspection.report_url == "https://justiceinspectorates.gov.uk/r"
+
+
+def test_an_inspection_has_one_rating_per_standard(client):
+    client.force_login(StaffFactory(role="Editor"))
+    inspection = InspectionFactory()
+    response = client.post(
+        f"/admin/posts/inspection/{inspection.pk}/change/",
+        inspection_form(
+            inspection,
+            **{
+                "ratings-TOTAL_FORMS": "2",
+                "ratings-0-standard": "Leadership",
+                "ratings-0-rating": "good",
+                "ratings-0-order": "0",
+                "ratings-1-standard": "Leadership",
+                "ratings-1-rating": "inadequate",
+                "ratings-1-order": "1",
+            },
+        ),
+    )
+    assert response.status_code == 200
+    assert "Please correct the duplicate data for standard" in response.text
+    assert not StandardRating.objects.exists()
