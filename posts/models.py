@@ -298,6 +298,20 @@ class Post(models.Model):
         )
 
 
+class FormerSlug(models.Model):
+    """An address a post was read under before the author changed its slug: the
+    emails, feeds and other sites that carry it still lead to the post. A post
+    that takes the slug later has it for its own."""
+
+    slug = models.SlugField(max_length=200, unique=True)
+    post = models.ForeignKey(
+        Post, on_delete=models.CASCADE, related_name="former_slugs"
+    )
+
+    def __str__(self) -> str:
+        return self.slug
+
+
 class PostEvent(models.Model):
     """One step of a post's way to readers: who did it, and when."""
 

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Post, PostEvent
+from .models import FormerSlug, Post, PostEvent
 from .signals import post_published
 
 
@@ -19,7 +19,11 @@ def post_save_from_desk(
     if post.status == Post.Status.PUBLISHED and post.published_at is None:
         # To the second, as the author sees and sets it (and as HTML's <time> takes).
         post.published_at = timezone.now().replace(microsecond=0)
+    stored_slug = Post.objects.filter(pk=post.pk).values_list("slug", flat=True).first()
     post.save()
+    # Once readers were told of it, its address is out there (emails, feeds).
+    if post.announced_at is not None and stored_slug not in (None, post.slug):
+        FormerSlug.objects.update_or_create(slug=stored_slug, defaults={"post": post})
     if post.status != previous_status:
         _record_steps(post=post, previous_status=previous_status, by=by)
     if post.status == Post.Status.PUBLISHED:

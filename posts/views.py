@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
 from . import images, related, search
@@ -39,7 +39,11 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
     posts = related.with_features(
         Post.objects.published().select_related("author")
     ).prefetch_related("inspections__ratings", "updates")
-    post = get_object_or_404(posts, slug=slug)
+    post = posts.filter(slug=slug).first()
+    if post is None:
+        # An address the post had before the author changed its slug.
+        moved = get_object_or_404(Post.objects.published(), former_slugs__slug=slug)
+        return redirect(moved, permanent=True)
     url = settings.SITE_URL + post.get_absolute_url()
     return render(
         request,

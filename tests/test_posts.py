@@ -10,6 +10,7 @@ from posts.services import post_publish, posts_announce_due
 from .factories import (
     PostFactory,
     PublishedPostFactory,
+    StaffFactory,
     UserFactory,
     admin_post_form,
 )
@@ -143,3 +144,55 @@ def test_publish_action_on_the_post_list(client):
     )
     assert "Published 2 post(s)." in response.content.decode()
     assert Mailing.objects.count() == 2
+
+
+def admin_form_of(post: Post, **fields) -> dict:
+    """The admin's form for a post as stored, with `fields` changed."""
+    when = timezone.localtime(post.published_at)
+    stored = {
+        "title": post.title,
+        "slug": post.slug,
+        "body": post.body,
+        "status": post.status,
+        "published_at_0": when.strftime("%d/%m/%Y"),
+        "published_at_1": when.strftime("%H:%M:%S"),
+    }
+    return admin_post_form(**{**stored, **fields})
+
+
+def test_a_published_posts_old_address_leads_to_its_new_one(client):
+    # Its emails, feeds and other sites' links carry the address it went out under.
+    client.force_login(StaffFactory(role="Editor"))
+    post = PublishedPostFactory(slug="suffolk-2023")
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_form_of(post, slug="suffolk-requires-improvement-2023"),
+    )
+    assert response.status_code == 302
+    client.logout()
+    old = client.get("/posts/suffolk-2023/")
+    assert old.status_code == 301
+    assert old["Location"] == "/posts/suffolk-requires-improvement-2023/"
+    assert client.get(old["Location"]).status_code == 200
+
+
+def test_a_draft_renamed_before_it_was_published_keeps_no_old_address(client):
+    client.force_login(StaffFactory(role="Editor"))
+    post = PostFactory(slug="first-try", published_at=timezone.now())
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_form_of(post, slug="second-try", status="published"),
+    )
+    assert client.get("/posts/second-try/").status_code == 200
+    assert client.get("/posts/first-try/").status_code == 404
+
+
+def test_a_new_post_may_take_an_old_address(client):
+    client.force_login(StaffFactory(role="Editor"))
+    renamed = PublishedPostFactory(slug="kent")
+    client.post(
+        f"/admin/posts/post/{renamed.pk}/change/",
+        admin_form_of(renamed, slug="kent-2019"),
+    )
+    newer = PublishedPostFactory(slug="kent")
+    assert client.get("/posts/kent/").context["post"] == newer
