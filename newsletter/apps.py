@@ -12,7 +12,7 @@ class NewsletterConfig(AppConfig):
         from posts.comments.models import Comment
         from posts.comments.signals import comment_held, comments_changed
         from posts.models import Post
-        from posts.signals import demo_seeded, post_published
+        from posts.signals import demo_seeded, post_published, post_unpublished
 
         # The tasks modules only register their tasks with Celery (enqueue.py
         # looks them up by name).
@@ -28,6 +28,9 @@ class NewsletterConfig(AppConfig):
         )
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
+        post_unpublished.connect(
+            receivers.hold_emails_of_unpublished_post, dispatch_uid="hold_emails"
+        )
         demo_seeded.connect(demo.readers_history_seed, dispatch_uid="demo_readers")
         # The demo posts' emails, to demo readers of their own, for the reports.
         demo_seeded.connect(

@@ -11,6 +11,16 @@ def email_new_post(sender, *, post: Post, **kwargs) -> None:
         delivery.mailing_create_for_post(post=post)
 
 
+def hold_emails_of_unpublished_post(sender, *, post: Post, **kwargs) -> None:
+    # Paused, not cancelled: once the post is back, the author resumes and the
+    # readers not yet sent it get it; meanwhile its link would lead nowhere.
+    for mailing_id in post.mailings.values_list("pk", flat=True):
+        delivery.mailing_pause(
+            mailing_id=mailing_id,
+            reason="The post was unpublished: resume once it is published again.",
+        )
+
+
 def email_comment_confirmation(sender, *, comment: Comment, **kwargs) -> None:
     # Every held comment rings, known address or not, so the request takes as long
     # either way; the task decides whether its commenter is asked to confirm.

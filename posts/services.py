@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import FormerSlug, Post, PostEvent
-from .signals import post_published
+from .signals import post_published, post_unpublished
 
 
 def post_save_from_desk(
@@ -26,6 +26,8 @@ def post_save_from_desk(
         FormerSlug.objects.update_or_create(slug=stored_slug, defaults={"post": post})
     if post.status != previous_status:
         _record_steps(post=post, previous_status=previous_status, by=by)
+        if previous_status == Post.Status.PUBLISHED:
+            post_unpublished.send(sender=Post, post=post)
     if post.status == Post.Status.PUBLISHED:
         posts_announce_due()
 

@@ -5,6 +5,10 @@ from django.dispatch import Signal
 # rolls back with the publication itself.
 post_published = Signal()
 
+# Sent when a published post is taken off the site (back to draft or review), in
+# the transaction that does it. Receivers get `post`.
+post_unpublished = Signal()
+
 # Sent by `manage.py seed_demo` once the demo posts exist, so that other apps add
 # their own part of the demo (newsletter: readers and their history).
 demo_seeded = Signal()

@@ -14,8 +14,9 @@ from newsletter import delivery
 from newsletter.delivery import control
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
+from posts.services import post_publish
 
-from .factories import PostFactory, UserFactory
+from .factories import PostFactory, StaffFactory, UserFactory, admin_post_form
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -392,3 +393,39 @@ def test_a_batch_settled_back_into_the_queue_while_its_mailing_closes_is_sent(
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
     assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6
+
+
+def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(
+    planned, fake_esp, readers, django_capture_on_commit_callbacks
+):
+    # The author takes a post down (a wrong fact, a legal worry): readers not yet
+    # sent it must not get an email whose link leads to nothing. A pause, not a
+    # cancel: published again, the author resumes and nobody is left out.
+    post = planned.post
+    post_publish(post=post)
+    first = planned.batches.order_by("number").first()
+    delivery.batch_send(batch_id=first.pk)
+    editor = Client()
+    editor.force_login(StaffFactory(role="Editor"))
+    when = timezone.localtime(post.published_at)
+    response = editor.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form(
+            title=post.title,
+            slug=post.slug,
+            body=post.body,
+            status="draft",
+            published_at_0=when.strftime("%d/%m/%Y"),
+            published_at_1=when.strftime("%H:%M:%S"),
+        ),
+    )
+    assert response.status_code == 302
+    send_all(planned)
+    assert fake_esp.count == 2
+    planned.refresh_from_db()
+    assert planned.paused_at is not None
+    assert "unpublished" in planned.pause_reason
+    post_publish(post=post)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.mailing_resume(mailing_id=planned.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
