@@ -19,15 +19,24 @@ def post_save_from_desk(
     if post.status == Post.Status.PUBLISHED and post.published_at is None:
         # To the second, as the author sees and sets it (and as HTML's <time> takes).
         post.published_at = timezone.now().replace(microsecond=0)
-    stored_slug = Post.objects.filter(pk=post.pk).values_list("slug", flat=True).first()
+    stored = Post.objects.filter(pk=post.pk).values("slug", "published_at").first()
     post.save()
     # Once readers were told of it, its address is out there (emails, feeds).
-    if post.announced_at is not None and stored_slug not in (None, post.slug):
-        FormerSlug.objects.update_or_create(slug=stored_slug, defaults={"post": post})
-    if post.status != previous_status:
+    if post.announced_at is not None and stored and stored["slug"] != post.slug:
+        FormerSlug.objects.update_or_create(
+            slug=stored["slug"], defaults={"post": post}
+        )
+    # A scheduled post given another time: its history says when it goes now.
+    rescheduled = (
+        stored is not None
+        and post.status == previous_status == Post.Status.PUBLISHED
+        and post.published_at != stored["published_at"]
+        and post.published_at > timezone.now()
+    )
+    if post.status != previous_status or rescheduled:
         _record_steps(post=post, previous_status=previous_status, by=by)
-        if previous_status == Post.Status.PUBLISHED:
-            post_unpublished.send(sender=Post, post=post)
+    if previous_status == Post.Status.PUBLISHED != post.status:
+        post_unpublished.send(sender=Post, post=post)
     if post.status == Post.Status.PUBLISHED:
         posts_announce_due()
 

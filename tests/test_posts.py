@@ -196,3 +196,23 @@ def test_a_new_post_may_take_an_old_address(client):
     )
     newer = PublishedPostFactory(slug="kent")
     assert client.get("/posts/kent/").context["post"] == newer
+
+
+def test_rescheduling_a_post_is_in_its_history_with_the_new_time(client):
+    client.force_login(StaffFactory(role="Editor"))
+    first = timezone.now().replace(microsecond=0) + timedelta(days=2)
+    post = PostFactory(published_at=first)
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_form_of(post, status="published", publish_despite_warnings="on"),
+    )
+    post.refresh_from_db()
+    later = first + timedelta(days=1)
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_form_of(
+            post, published_at_0=timezone.localtime(later).strftime("%d/%m/%Y")
+        ),
+    )
+    steps = list(post.events.values_list("kind", "for_time"))
+    assert steps == [("scheduled", first), ("scheduled", later)]
