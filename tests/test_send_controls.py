@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from newsletter import delivery
-from newsletter.delivery import control
+from newsletter.delivery import control, sender
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 
@@ -80,6 +80,99 @@ def test_cancelling_stops_a_send_and_the_ledger_says_who_was_skipped(planned, fa
     assert set(skipped.values_list("error", flat=True)) == {"mailing cancelled"}
     assert planned.batches.filter(status=Batch.Status.CANCELLED).count() == 2
     assert not delivery.mailing_resume(mailing_id=planned.pk)
+
+
+def cancel_while_sending(mailing: Mailing, monkeypatch, *, then=None) -> None:
+    """The author cancels while a worker is handing a batch to the provider, then
+    `then` happens to the worker (it dies, say)."""
+    hand_over = sender._hand_over
+
+    def cancelled_meanwhile(batch, recipients):
+        assert delivery.mailing_cancel(mailing_id=mailing.pk)
+        answer = hand_over(batch, recipients)
+        if then:
+            then()
+        return answer
+
+    monkeypatch.setattr(sender, "_hand_over", cancelled_meanwhile)
+
+
+def test_cancelling_while_a_batch_goes_out_records_it_as_it_went(
+    planned, fake_esp, monkeypatch
+):
+    first = planned.batches.order_by("number").first()
+    cancel_while_sending(planned, monkeypatch)
+    delivery.batch_send(batch_id=first.pk)
+    first.refresh_from_db()
+    assert (first.status, first.sent) == (Batch.Status.DONE, 2)
+    assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 2
+    assert planned.deliveries.filter(status=Delivery.Status.SKIPPED).count() == 4
+    assert fake_esp.count == 2
+
+
+def test_a_worker_dying_after_a_cancel_leaves_its_batch_uncertain_not_skipped(
+    settings, planned, fake_esp, monkeypatch
+):
+    """Its readers may have the post: the ledger must not say they were skipped
+    (a correction would miss them), and settling with the provider finds them."""
+    first = planned.batches.order_by("number").first()
+
+    def dies() -> None:
+        raise SystemExit("worker killed after the provider took the batch")
+
+    cancel_while_sending(planned, monkeypatch, then=dies)
+    with pytest.raises(SystemExit):
+        delivery.batch_send(batch_id=first.pk)
+    Batch.objects.filter(pk=first.pk).update(
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1)
+    )
+    assert delivery.mailings_reap()["stale_claims"] == 1
+    first.refresh_from_db()
+    assert (first.status, first.uncertain) == (Batch.Status.UNCERTAIN, 2)
+    assert delivery.batch_settle_with_provider(batch_id=first.pk)
+    first.refresh_from_db()
+    assert (first.status, first.sent) == (Batch.Status.DONE, 2)
+    assert set(first.deliveries.values_list("status", flat=True)) == {
+        Delivery.Status.SENT
+    }
+    assert fake_esp.count == 2
+
+
+def test_a_batch_the_provider_refused_after_a_cancel_is_not_retried(
+    planned, fake_esp, monkeypatch
+):
+    first = planned.batches.order_by("number").first()
+    fake_esp.set_faults(fail_5xx_next=1)
+    cancel_while_sending(planned, monkeypatch)
+    delivery.batch_send(batch_id=first.pk)  # no RetryLater: nothing to retry
+    first.refresh_from_db()
+    assert first.status == Batch.Status.CANCELLED
+    assert planned.deliveries.filter(status=Delivery.Status.SKIPPED).count() == 6
+    assert fake_esp.count == 0
+
+
+def test_settling_a_batch_of_a_cancelled_mailing_skips_what_the_provider_never_took(
+    settings, planned, fake_esp, django_capture_on_commit_callbacks
+):
+    first = planned.batches.order_by("number").first()
+    # A worker claimed the first batch and died before its request went out.
+    Batch.objects.filter(pk=first.pk).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+    )
+    delivery.mailings_reap()
+    assert delivery.mailing_cancel(mailing_id=planned.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.batch_settle_with_provider(batch_id=first.pk)
+    first.refresh_from_db()
+    assert first.status == Batch.Status.CANCELLED
+    assert planned.deliveries.filter(status=Delivery.Status.SKIPPED).count() == 6
+    assert not planned.batches.filter(status=Batch.Status.QUEUED).exists()
+    assert fake_esp.count == 0
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.CANCELLED
 
 
 def test_failures_in_a_row_trip_the_circuit_breaker_and_the_reaper_resumes_later(

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from ..enqueue import tasks
 from ..models import Batch, Delivery, Mailing
-from .ledger import Outcome, close_batch, record_outcomes
+from .ledger import Outcome, batches_cancel, close_batch, record_outcomes
 from .provider import accepted_recipients
 from .sender import close_mailing_if_finished
 
@@ -53,12 +53,7 @@ def mailing_cancel(*, mailing_id: int) -> bool:
             status=Mailing.Status.CANCELLED, finished_at=now
         )
         if cancelled:
-            Batch.objects.filter(
-                mailing_id=mailing_id, status=Batch.Status.QUEUED
-            ).update(status=Batch.Status.CANCELLED, finished_at=now)
-            Delivery.objects.filter(
-                mailing_id=mailing_id, status=Delivery.Status.QUEUED
-            ).update(status=Delivery.Status.SKIPPED, error="mailing cancelled")
+            batches_cancel(Batch.objects.filter(mailing_id=mailing_id), now=now)
     return bool(cancelled)
 
 
@@ -133,8 +128,14 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
             batch_id, from_status=Batch.Status.UNCERTAIN, now=now
         )
         if status == Batch.Status.QUEUED:
-            _reopen(batch.mailing_id)
-            transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
+            if batch.mailing.status == Mailing.Status.CANCELLED:
+                # What the provider never took is not sent now: the author
+                # cancelled (no worker would claim the batch, and it waited in
+                # the queue for good).
+                batches_cancel(Batch.objects.filter(pk=batch_id), now=now)
+            else:
+                _reopen(batch.mailing_id)
+                transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
     close_mailing_if_finished(batch.mailing_id)
     return True
 
