@@ -197,6 +197,29 @@ def test_failures_in_a_row_trip_the_circuit_breaker_and_the_reaper_resumes_later
     assert (planned.status, planned.consecutive_failures) == (Mailing.Status.DONE, 0)
 
 
+def test_the_authors_pause_holds_a_mailing_the_breaker_paused(
+    settings, planned, fake_esp, django_capture_on_commit_callbacks
+):
+    """The breaker's pause ends by itself after the cool-down; the author, seeing
+    the provider fail, pauses it until they resume it."""
+    settings.NEWSLETTER_BREAKER_FAILURES = 1
+    fake_esp.set_faults(fail_5xx_next=1)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.batch_send(batch_id=planned.batches.order_by("number")[0].pk)
+    paused = delivery.mailing_pause(mailing_id=planned.pk)
+    # The breaker's cool-down is over, were its pause still standing.
+    Mailing.objects.filter(pk=planned.pk, resume_at__isnull=False).update(
+        resume_at=timezone.now()
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery.mailings_reap()
+    assert fake_esp.count == 0
+    planned.refresh_from_db()
+    assert planned.paused_at is not None
+    assert (planned.resume_at, planned.pause_reason) == (None, "Paused by the author.")
+    assert paused
+
+
 def test_a_success_resets_the_failure_count(settings, planned, fake_esp):
     settings.NEWSLETTER_BREAKER_FAILURES = 2
     fake_esp.set_faults(fail_5xx_next=1)

@@ -2,6 +2,7 @@
 deliberate settling of uncertain batches. Each is a service the admin calls."""
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..enqueue import tasks
@@ -14,11 +15,16 @@ RUNNING = [Mailing.Status.PLANNING, Mailing.Status.SENDING]
 
 
 def mailing_pause(*, mailing_id: int, reason: str = "Paused by the author.") -> bool:
-    """Stop claiming batches; a batch already in flight finishes. Until resumed."""
+    """Stop claiming batches; a batch already in flight finishes. Until resumed.
+
+    A pause the breaker set (resume_at: the reaper lifts it after the cool-down)
+    becomes the author's: they pause to hold the mailing until they say so.
+    """
+    not_held = Q(paused_at__isnull=True) | Q(resume_at__isnull=False)
     return bool(
-        Mailing.objects.filter(
-            pk=mailing_id, status__in=RUNNING, paused_at__isnull=True
-        ).update(paused_at=timezone.now(), resume_at=None, pause_reason=reason)
+        Mailing.objects.filter(not_held, pk=mailing_id, status__in=RUNNING).update(
+            paused_at=timezone.now(), resume_at=None, pause_reason=reason
+        )
     )
 
 
