@@ -220,6 +220,13 @@ def test_the_authors_pause_holds_a_mailing_the_breaker_paused(
     assert paused
 
 
+def test_a_cancelled_mailing_is_shown_cancelled_not_paused(author, planned):
+    assert delivery.mailing_pause(mailing_id=planned.pk)
+    assert delivery.mailing_cancel(mailing_id=planned.pk)
+    page = author.get("/admin/newsletter/mailing/").content.decode()
+    assert 'field-state">Cancelled</td>' in page
+
+
 def test_a_success_resets_the_failure_count(settings, planned, fake_esp):
     settings.NEWSLETTER_BREAKER_FAILURES = 2
     fake_esp.set_faults(fail_5xx_next=1)

@@ -55,8 +55,14 @@ def mailing_cancel(*, mailing_id: int) -> bool:
     says so."""
     now = timezone.now()
     with transaction.atomic():
+        # A pause ends with the mailing: the desk showed a cancelled mailing
+        # paused, and the reaper kept trying to resume one the breaker paused.
         cancelled = Mailing.objects.filter(pk=mailing_id, status__in=RUNNING).update(
-            status=Mailing.Status.CANCELLED, finished_at=now
+            status=Mailing.Status.CANCELLED,
+            finished_at=now,
+            paused_at=None,
+            resume_at=None,
+            pause_reason="",
         )
         if cancelled:
             batches_cancel(Batch.objects.filter(mailing_id=mailing_id), now=now)
