@@ -258,6 +258,35 @@ def test_a_worker_dying_mid_batch_leaves_it_uncertain_for_review(
     assert fake_esp.count == 0  # never resent blindly
 
 
+def test_a_slow_worker_whose_claim_the_reaper_took_records_what_the_provider_said(
+    settings, planned, fake_esp, monkeypatch
+):
+    """The reaper takes a slow worker's claim for a dead one's (its readers become
+    uncertain); the worker then hears the provider took them: the ledger and the
+    batch's counts, which the desk shows, say sent, and nothing is sent twice."""
+    first = planned.batches.order_by("number").first()
+    hand_over = sender._hand_over
+
+    def slow(batch, recipients):
+        Batch.objects.filter(pk=batch.pk).update(
+            touched_at=timezone.now()
+            - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1)
+        )
+        assert delivery.mailings_reap()["stale_claims"] == 1
+        return hand_over(batch, recipients)
+
+    monkeypatch.setattr(sender, "_hand_over", slow)
+    delivery.batch_send(batch_id=first.pk)
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
+    assert first.deliveries.filter(status=Delivery.Status.SENT).count() == 2
+    monkeypatch.setattr(sender, "_hand_over", hand_over)
+    send_all(planned)
+    assert sorted(fake_esp.recipients().values()) == [1] * 6
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
+
+
 def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(
     planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):

@@ -229,7 +229,14 @@ def batch_send(*, batch_id: int) -> None:
         error=str(trouble) if trouble else "",
     )
     if closed is None:
-        return  # the reaper took this claim for a dead one; it owns the batch now
+        # The reaper took this claim for a dead one's and made its readers
+        # UNCERTAIN; the answers just recorded replaced that, so the batch is
+        # counted again from the ledger (unless the author has settled it since):
+        # else the desk lists as uncertain readers the provider answered for.
+        closed = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+        if closed is not None and not closed[1]:
+            close_mailing_if_finished(batch.mailing_id)
+        return
     status, queued = closed
     # The provider refusing, or leaving the outcome unknown, counts towards the
     # breaker; a spent sending budget (ours) or a deferred reader (theirs) does not.
