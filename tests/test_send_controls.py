@@ -14,6 +14,7 @@ from newsletter import delivery
 from newsletter.delivery import control, sender
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
+from newsletter.subscriptions import email_change_confirm
 
 from .factories import PostFactory, UserFactory
 
@@ -352,6 +353,24 @@ def test_resolving_with_the_provider_resends_only_what_it_never_took(
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
     assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6
+
+
+def test_asking_the_provider_finds_a_reader_who_moved_address_since(
+    planned, fake_esp, django_capture_on_commit_callbacks
+):
+    """The provider took the reader's copy at the address they had then: it is
+    theirs, not a copy never taken to send again to their new address."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    mover = uncertain.deliveries.order_by("pk").first().subscriber
+    assert email_change_confirm(subscriber=mover, new_email="moved@example.org")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.batch_settle_with_provider(batch_id=uncertain.pk)
+    assert "moved@example.org" not in fake_esp.recipients()
+    assert sorted(fake_esp.recipients().values()) == [1] * 6
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.sent) == (Batch.Status.DONE, 2)
 
 
 def test_admin_shows_each_sends_progress(author, planned):

@@ -120,16 +120,23 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
     """
     if not Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).exists():
         return False
-    accepted = accepted_recipients(batch=batch_id)
+    taken = accepted_recipients(batch=batch_id)
+    # By the row the message names: the reader may have moved address since, and
+    # their copy, taken at the old one, is still theirs. By address where it
+    # names none.
+    by_row = {a.delivery_id: a.message_id for a in taken if a.delivery_id}
+    by_address = {a.address: a.message_id for a in taken if not a.delivery_id}
     uncertain = Delivery.objects.filter(
         batch_id=batch_id, status=Delivery.Status.UNCERTAIN
     ).values_list("pk", "subscriber__email")
-    outcomes = {
-        pk: Outcome(Delivery.Status.SENT, accepted[email], "confirmed by the provider")
-        if email in accepted
-        else Outcome(Delivery.Status.QUEUED, error="the provider never took it")
-        for pk, email in uncertain
-    }
+    outcomes = {}
+    for pk, email in uncertain:
+        message_id = by_row.get(pk, by_address.get(email))
+        outcomes[pk] = (
+            Outcome(Delivery.Status.QUEUED, error="the provider never took it")
+            if message_id is None
+            else Outcome(Delivery.Status.SENT, message_id, "confirmed by the provider")
+        )
     now = timezone.now()
     with transaction.atomic():
         batch = _locked_with_its_mailing(batch_id)
