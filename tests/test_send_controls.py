@@ -11,9 +11,10 @@ from django.test import Client
 from django.utils import timezone
 
 from newsletter import delivery
-from newsletter.delivery import control
+from newsletter.delivery import control, sender
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
+from newsletter.subscriptions import email_change_confirm
 from posts.services import post_publish
 
 from .factories import PostFactory, StaffFactory, UserFactory, admin_post_form
@@ -83,6 +84,99 @@ def test_cancelling_stops_a_send_and_the_ledger_says_who_was_skipped(planned, fa
     assert not delivery.mailing_resume(mailing_id=planned.pk)
 
 
+def cancel_while_sending(mailing: Mailing, monkeypatch, *, then=None) -> None:
+    """The author cancels while a worker is handing a batch to the provider, then
+    `then` happens to the worker (it dies, say)."""
+    hand_over = sender._hand_over
+
+    def cancelled_meanwhile(batch, recipients):
+        assert delivery.mailing_cancel(mailing_id=mailing.pk)
+        answer = hand_over(batch, recipients)
+        if then:
+            then()
+        return answer
+
+    monkeypatch.setattr(sender, "_hand_over", cancelled_meanwhile)
+
+
+def test_cancelling_while_a_batch_goes_out_records_it_as_it_went(
+    planned, fake_esp, monkeypatch
+):
+    first = planned.batches.order_by("number").first()
+    cancel_while_sending(planned, monkeypatch)
+    delivery.batch_send(batch_id=first.pk)
+    first.refresh_from_db()
+    assert (first.status, first.sent) == (Batch.Status.DONE, 2)
+    assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 2
+    assert planned.deliveries.filter(status=Delivery.Status.SKIPPED).count() == 4
+    assert fake_esp.count == 2
+
+
+def test_a_worker_dying_after_a_cancel_leaves_its_batch_uncertain_not_skipped(
+    settings, planned, fake_esp, monkeypatch
+):
+    """Its readers may have the post: the ledger must not say they were skipped
+    (a correction would miss them), and settling with the provider finds them."""
+    first = planned.batches.order_by("number").first()
+
+    def dies() -> None:
+        raise SystemExit("worker killed after the provider took the batch")
+
+    cancel_while_sending(planned, monkeypatch, then=dies)
+    with pytest.raises(SystemExit):
+        delivery.batch_send(batch_id=first.pk)
+    Batch.objects.filter(pk=first.pk).update(
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1)
+    )
+    assert delivery.mailings_reap()["stale_claims"] == 1
+    first.refresh_from_db()
+    assert (first.status, first.uncertain) == (Batch.Status.UNCERTAIN, 2)
+    assert delivery.batch_settle_with_provider(batch_id=first.pk)
+    first.refresh_from_db()
+    assert (first.status, first.sent) == (Batch.Status.DONE, 2)
+    assert set(first.deliveries.values_list("status", flat=True)) == {
+        Delivery.Status.SENT
+    }
+    assert fake_esp.count == 2
+
+
+def test_a_batch_the_provider_refused_after_a_cancel_is_not_retried(
+    planned, fake_esp, monkeypatch
+):
+    first = planned.batches.order_by("number").first()
+    fake_esp.set_faults(fail_5xx_next=1)
+    cancel_while_sending(planned, monkeypatch)
+    delivery.batch_send(batch_id=first.pk)  # no RetryLater: nothing to retry
+    first.refresh_from_db()
+    assert first.status == Batch.Status.CANCELLED
+    assert planned.deliveries.filter(status=Delivery.Status.SKIPPED).count() == 6
+    assert fake_esp.count == 0
+
+
+def test_settling_a_batch_of_a_cancelled_mailing_skips_what_the_provider_never_took(
+    settings, planned, fake_esp, django_capture_on_commit_callbacks
+):
+    first = planned.batches.order_by("number").first()
+    # A worker claimed the first batch and died before its request went out.
+    Batch.objects.filter(pk=first.pk).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+    )
+    delivery.mailings_reap()
+    assert delivery.mailing_cancel(mailing_id=planned.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.batch_settle_with_provider(batch_id=first.pk)
+    first.refresh_from_db()
+    assert first.status == Batch.Status.CANCELLED
+    assert planned.deliveries.filter(status=Delivery.Status.SKIPPED).count() == 6
+    assert not planned.batches.filter(status=Batch.Status.QUEUED).exists()
+    assert fake_esp.count == 0
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.CANCELLED
+
+
 def test_failures_in_a_row_trip_the_circuit_breaker_and_the_reaper_resumes_later(
     settings, planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):
@@ -103,6 +197,36 @@ def test_failures_in_a_row_trip_the_circuit_breaker_and_the_reaper_resumes_later
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
     planned.refresh_from_db()
     assert (planned.status, planned.consecutive_failures) == (Mailing.Status.DONE, 0)
+
+
+def test_the_authors_pause_holds_a_mailing_the_breaker_paused(
+    settings, planned, fake_esp, django_capture_on_commit_callbacks
+):
+    """The breaker's pause ends by itself after the cool-down; the author, seeing
+    the provider fail, pauses it until they resume it."""
+    settings.NEWSLETTER_BREAKER_FAILURES = 1
+    fake_esp.set_faults(fail_5xx_next=1)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.batch_send(batch_id=planned.batches.order_by("number")[0].pk)
+    paused = delivery.mailing_pause(mailing_id=planned.pk)
+    # The breaker's cool-down is over, were its pause still standing.
+    Mailing.objects.filter(pk=planned.pk, resume_at__isnull=False).update(
+        resume_at=timezone.now()
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery.mailings_reap()
+    assert fake_esp.count == 0
+    planned.refresh_from_db()
+    assert planned.paused_at is not None
+    assert (planned.resume_at, planned.pause_reason) == (None, "Paused by the author.")
+    assert paused
+
+
+def test_a_cancelled_mailing_is_shown_cancelled_not_paused(author, planned):
+    assert delivery.mailing_pause(mailing_id=planned.pk)
+    assert delivery.mailing_cancel(mailing_id=planned.pk)
+    page = author.get("/admin/newsletter/mailing/").content.decode()
+    assert 'field-state">Cancelled</td>' in page
 
 
 def test_a_success_resets_the_failure_count(settings, planned, fake_esp):
@@ -134,6 +258,35 @@ def test_a_worker_dying_mid_batch_leaves_it_uncertain_for_review(
     batch.refresh_from_db()
     assert (batch.status, batch.uncertain) == (Batch.Status.UNCERTAIN, 2)
     assert fake_esp.count == 0  # never resent blindly
+
+
+def test_a_slow_worker_whose_claim_the_reaper_took_records_what_the_provider_said(
+    settings, planned, fake_esp, monkeypatch
+):
+    """The reaper takes a slow worker's claim for a dead one's (its readers become
+    uncertain); the worker then hears the provider took them: the ledger and the
+    batch's counts, which the desk shows, say sent, and nothing is sent twice."""
+    first = planned.batches.order_by("number").first()
+    hand_over = sender._hand_over
+
+    def slow(batch, recipients):
+        Batch.objects.filter(pk=batch.pk).update(
+            touched_at=timezone.now()
+            - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1)
+        )
+        assert delivery.mailings_reap()["stale_claims"] == 1
+        return hand_over(batch, recipients)
+
+    monkeypatch.setattr(sender, "_hand_over", slow)
+    delivery.batch_send(batch_id=first.pk)
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
+    assert first.deliveries.filter(status=Delivery.Status.SENT).count() == 2
+    monkeypatch.setattr(sender, "_hand_over", hand_over)
+    send_all(planned)
+    assert sorted(fake_esp.recipients().values()) == [1] * 6
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
 
 
 def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(
@@ -201,6 +354,24 @@ def test_resolving_with_the_provider_resends_only_what_it_never_took(
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
     assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6
+
+
+def test_asking_the_provider_finds_a_reader_who_moved_address_since(
+    planned, fake_esp, django_capture_on_commit_callbacks
+):
+    """The provider took the reader's copy at the address they had then: it is
+    theirs, not a copy never taken to send again to their new address."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    mover = uncertain.deliveries.order_by("pk").first().subscriber
+    assert email_change_confirm(subscriber=mover, new_email="moved@example.org")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.batch_settle_with_provider(batch_id=uncertain.pk)
+    assert "moved@example.org" not in fake_esp.recipients()
+    assert sorted(fake_esp.recipients().values()) == [1] * 6
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.sent) == (Batch.Status.DONE, 2)
 
 
 def test_admin_shows_each_sends_progress(author, planned):

@@ -2,11 +2,12 @@
 deliberate settling of uncertain batches. Each is a service the admin calls."""
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..enqueue import tasks
 from ..models import Batch, Delivery, Mailing
-from .ledger import Outcome, close_batch, record_outcomes
+from .ledger import Outcome, batches_cancel, close_batch, record_outcomes
 from .provider import accepted_recipients
 from .sender import close_mailing_if_finished
 
@@ -14,11 +15,16 @@ RUNNING = [Mailing.Status.PLANNING, Mailing.Status.SENDING]
 
 
 def mailing_pause(*, mailing_id: int, reason: str = "Paused by the author.") -> bool:
-    """Stop claiming batches; a batch already in flight finishes. Until resumed."""
+    """Stop claiming batches; a batch already in flight finishes. Until resumed.
+
+    A pause the breaker set (resume_at: the reaper lifts it after the cool-down)
+    becomes the author's: they pause to hold the mailing until they say so.
+    """
+    not_held = Q(paused_at__isnull=True) | Q(resume_at__isnull=False)
     return bool(
-        Mailing.objects.filter(
-            pk=mailing_id, status__in=RUNNING, paused_at__isnull=True
-        ).update(paused_at=timezone.now(), resume_at=None, pause_reason=reason)
+        Mailing.objects.filter(not_held, pk=mailing_id, status__in=RUNNING).update(
+            paused_at=timezone.now(), resume_at=None, pause_reason=reason
+        )
     )
 
 
@@ -49,16 +55,17 @@ def mailing_cancel(*, mailing_id: int) -> bool:
     says so."""
     now = timezone.now()
     with transaction.atomic():
+        # A pause ends with the mailing: the desk showed a cancelled mailing
+        # paused, and the reaper kept trying to resume one the breaker paused.
         cancelled = Mailing.objects.filter(pk=mailing_id, status__in=RUNNING).update(
-            status=Mailing.Status.CANCELLED, finished_at=now
+            status=Mailing.Status.CANCELLED,
+            finished_at=now,
+            paused_at=None,
+            resume_at=None,
+            pause_reason="",
         )
         if cancelled:
-            Batch.objects.filter(
-                mailing_id=mailing_id, status=Batch.Status.QUEUED
-            ).update(status=Batch.Status.CANCELLED, finished_at=now)
-            Delivery.objects.filter(
-                mailing_id=mailing_id, status=Delivery.Status.QUEUED
-            ).update(status=Delivery.Status.SKIPPED, error="mailing cancelled")
+            batches_cancel(Batch.objects.filter(mailing_id=mailing_id), now=now)
     return bool(cancelled)
 
 
@@ -113,16 +120,23 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
     """
     if not Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).exists():
         return False
-    accepted = accepted_recipients(batch=batch_id)
+    taken = accepted_recipients(batch=batch_id)
+    # By the row the message names: the reader may have moved address since, and
+    # their copy, taken at the old one, is still theirs. By address where it
+    # names none.
+    by_row = {a.delivery_id: a.message_id for a in taken if a.delivery_id}
+    by_address = {a.address: a.message_id for a in taken if not a.delivery_id}
     uncertain = Delivery.objects.filter(
         batch_id=batch_id, status=Delivery.Status.UNCERTAIN
     ).values_list("pk", "subscriber__email")
-    outcomes = {
-        pk: Outcome(Delivery.Status.SENT, accepted[email], "confirmed by the provider")
-        if email in accepted
-        else Outcome(Delivery.Status.QUEUED, error="the provider never took it")
-        for pk, email in uncertain
-    }
+    outcomes = {}
+    for pk, email in uncertain:
+        message_id = by_row.get(pk, by_address.get(email))
+        outcomes[pk] = (
+            Outcome(Delivery.Status.QUEUED, error="the provider never took it")
+            if message_id is None
+            else Outcome(Delivery.Status.SENT, message_id, "confirmed by the provider")
+        )
     now = timezone.now()
     with transaction.atomic():
         batch = _locked_with_its_mailing(batch_id)
@@ -133,8 +147,14 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
             batch_id, from_status=Batch.Status.UNCERTAIN, now=now
         )
         if status == Batch.Status.QUEUED:
-            _reopen(batch.mailing_id)
-            transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
+            if batch.mailing.status == Mailing.Status.CANCELLED:
+                # What the provider never took is not sent now: the author
+                # cancelled (no worker would claim the batch, and it waited in
+                # the queue for good).
+                batches_cancel(Batch.objects.filter(pk=batch_id), now=now)
+            else:
+                _reopen(batch.mailing_id)
+                transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
     close_mailing_if_finished(batch.mailing_id)
     return True
 

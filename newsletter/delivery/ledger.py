@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from django.db import connection
+from django.db.models import QuerySet
 
 from ..models import Batch, Delivery, Subscriber
 
@@ -192,3 +193,26 @@ def close_batch(
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return (row[0], row[1]) if row else None
+
+
+def batches_cancel(batches: QuerySet[Batch], *, now: datetime) -> int:
+    """Cancel those of `batches` that wait in the queue: their readers not handed
+    over are SKIPPED. Returns how many were cancelled.
+
+    A batch being sent is left to its worker (its SENDING status is the claim on
+    its queued rows): skipping those rows under it recorded readers the provider
+    may have taken as never sent, and a worker dying there left nothing UNCERTAIN
+    for the reaper to find. It is cancelled once it is back in the queue
+    (batch_send), and an uncertain batch once it is settled (control.py).
+    """
+    # The batches first: their rows' locks keep a worker from claiming one while
+    # its readers are being skipped.
+    cancelled = batches.filter(status=Batch.Status.QUEUED).update(
+        status=Batch.Status.CANCELLED, finished_at=now
+    )
+    if cancelled:
+        Delivery.objects.filter(
+            batch__in=batches.filter(status=Batch.Status.CANCELLED),
+            status=Delivery.Status.QUEUED,
+        ).update(status=Delivery.Status.SKIPPED, error="mailing cancelled")
+    return cancelled

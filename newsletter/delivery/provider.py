@@ -6,8 +6,12 @@ Only Postmark's outbound message search is wired up. Its index lags acceptance b
 seconds to minutes, so ask about a batch that has been uncertain for a while.
 """
 
+from typing import NamedTuple
+
 import requests
 from django.conf import settings
+
+from posts.validators import row_id_in
 
 from ..esp import PROVIDER_BY_BACKEND
 
@@ -18,16 +22,24 @@ class CannotAsk(Exception):
     """The configured provider offers no search we use."""
 
 
-def accepted_recipients(**metadata: int) -> dict[str, str]:
-    """{address: provider message id} of what the provider took with this metadata
-    (one key, e.g. batch=…)."""
+class Accepted(NamedTuple):
+    """A recipient the provider took: the address it went to, the provider's
+    message id, and the ledger row our metadata names (None where it names none)."""
+
+    address: str
+    message_id: str
+    delivery_id: int | None
+
+
+def accepted_recipients(**metadata: int) -> list[Accepted]:
+    """What the provider took with this metadata (one key, e.g. batch=…)."""
     ((key, value),) = metadata.items()
     token = settings.ANYMAIL.get("POSTMARK_SERVER_TOKEN")
     if PROVIDER_BY_BACKEND.get(settings.EMAIL_BACKEND) != "postmark" or not token:
         raise CannotAsk("only Postmark's message search (with a server token)")
     api = settings.ANYMAIL.get("POSTMARK_API_URL", "https://api.postmarkapp.com/")
     headers = {"Accept": "application/json", "X-Postmark-Server-Token": token}
-    accepted: dict[str, str] = {}
+    accepted: list[Accepted] = []
     offset = 0
     with requests.Session() as session:
         while True:
@@ -47,8 +59,15 @@ def accepted_recipients(**metadata: int) -> dict[str, str]:
             response.raise_for_status()
             found = response.json()
             for message in found["Messages"]:
-                for address in message["Recipients"]:
-                    accepted[address] = message["MessageID"]
+                # Each reader's message names their row ({"delivery": id}): the
+                # address alone is not theirs once they move.
+                ours = message.get("Metadata")
+                ours = ours if isinstance(ours, dict) else {}
+                row = row_id_in(str(ours.get("delivery", "")))
+                accepted.extend(
+                    Accepted(address, message["MessageID"], row)
+                    for address in message["Recipients"]
+                )
             offset += PAGE
             if offset >= found["TotalCount"]:
                 return accepted

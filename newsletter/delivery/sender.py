@@ -42,6 +42,7 @@ from .ledger import (
     Outcome,
     Recipient,
     batch_recipients,
+    batches_cancel,
     close_batch,
     record_outcomes,
 )
@@ -204,7 +205,10 @@ def batch_send(*, batch_id: int) -> None:
         .update(status=Batch.Status.SENDING, touched_at=now, attempts=F("attempts") + 1)
     )
     if not claimed:
-        return  # done already, another worker has it, or its mailing is paused
+        # Done already, another worker has it, or its mailing is paused; or
+        # cancelled while this batch was being sent, and it came back to the queue.
+        _cancel_if_cancelled(batch_id, now)
+        return
     batch = Batch.objects.select_related(
         "mailing__post", "mailing__post_update__post"
     ).get(pk=batch_id)
@@ -225,7 +229,14 @@ def batch_send(*, batch_id: int) -> None:
         error=str(trouble) if trouble else "",
     )
     if closed is None:
-        return  # the reaper took this claim for a dead one; it owns the batch now
+        # The reaper took this claim for a dead one's and made its readers
+        # UNCERTAIN; the answers just recorded replaced that, so the batch is
+        # counted again from the ledger (unless the author has settled it since):
+        # else the desk lists as uncertain readers the provider answered for.
+        closed = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+        if closed is not None and not closed[1]:
+            close_mailing_if_finished(batch.mailing_id)
+        return
     status, queued = closed
     # The provider refusing, or leaving the outcome unknown, counts towards the
     # breaker; a spent sending budget (ours) or a deferred reader (theirs) does not.
@@ -237,6 +248,8 @@ def batch_send(*, batch_id: int) -> None:
     elif batch.mailing.consecutive_failures:
         Mailing.objects.filter(pk=batch.mailing_id).update(consecutive_failures=0)
     if status == Batch.Status.QUEUED:
+        if _cancel_if_cancelled(batch_id, now):
+            return
         raise trouble if isinstance(trouble, RetryLater) else RetryLater(str(trouble))
     # With none queued, this may be the last batch: ask, after this batch's close
     # is committed, whether the mailing is done. Of batches finishing side by side,
@@ -244,6 +257,15 @@ def batch_send(*, batch_id: int) -> None:
     # not see a sibling's uncommitted close, and left the mailing to the reaper).
     if not queued:
         close_mailing_if_finished(batch.mailing_id)
+
+
+def _cancel_if_cancelled(batch_id: int, now: datetime) -> bool:
+    """Cancel the batch if it waits in the queue of a cancelled mailing: the
+    author cancelled while it was being sent (mailing_cancel leaves a batch in
+    flight to its worker), and no worker will claim it again."""
+    batch = Batch.objects.filter(pk=batch_id, mailing__status=Mailing.Status.CANCELLED)
+    with transaction.atomic():
+        return bool(batches_cancel(batch, now=now))
 
 
 # A message and the readers it goes to.
