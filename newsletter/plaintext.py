@@ -6,6 +6,7 @@ made from the sanitised HTML rather than the Markdown so that both parts hold ex
 the same links (the sanitiser has already removed what the HTML may not carry).
 """
 
+import re
 import textwrap
 from html.parser import HTMLParser
 
@@ -21,6 +22,10 @@ _TIGHT = {"li", "tr"}
 # until a block is wrapped; newlines in the source are only whitespace.
 _BREAK = "\x00"
 _GLUE = "\x01"
+# A list start the text counts from: ASCII digits, as HTML reads them (isdigit()
+# also takes "²", which int() refuses), at most nine, as CommonMark numbers lists;
+# anything else counts from 1.
+_LIST_START = re.compile(r"[0-9]{1,9}")
 
 
 class _TextWriter(HTMLParser):
@@ -81,7 +86,9 @@ class _TextWriter(HTMLParser):
             self.flush()
         if tag in {"ul", "ol"}:
             start = attributes.get("start") or "1"
-            self.lists.append([tag == "ol", int(start) if start.isdigit() else 1])
+            self.lists.append(
+                [tag == "ol", int(start) if _LIST_START.fullmatch(start) else 1]
+            )
         elif tag == "li" and self.lists:
             ordered, number = self.lists[-1]
             self.marker = f"{number}. " if ordered else "- "

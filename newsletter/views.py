@@ -62,7 +62,10 @@ def subscribe(request: HttpRequest) -> HttpResponse:
 def _referring_page(request: HttpRequest) -> str:
     """The path of this site's page that linked to the form: browsers send the
     Referer between the site's own pages (SECURE_REFERRER_POLICY is same-origin)."""
-    referer = urlsplit(request.headers.get("Referer", ""))
+    try:
+        referer = urlsplit(request.headers.get("Referer", ""))
+    except ValueError:  # the client's to write: a bracketed host that is no IPv6
+        return ""
     return referer.path if referer.netloc == request.get_host() else ""
 
 

@@ -33,6 +33,7 @@ from .models import (
     Tag,
 )
 from .search import index_post
+from .validators import row_id_in
 
 # Links typed without a scheme are taken as https (Django 6's default, chosen now).
 HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
@@ -580,11 +581,14 @@ class PostAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(change_url)
         if not self.has_change_permission(request, post):
             raise PermissionDenied
+        # The id as the page writes it: int() would also read " 7", "+7" or other
+        # scripts' digits, and link a post the page never offered.
+        to_post_id = row_id_in(request.POST.get("to_post", ""))
         try:
-            link = related.related_link_add(
-                from_post=post, to_post_id=int(request.POST.get("to_post", ""))
-            )
-        except (ValueError, Post.DoesNotExist):
+            if to_post_id is None:
+                raise Post.DoesNotExist
+            link = related.related_link_add(from_post=post, to_post_id=to_post_id)
+        except Post.DoesNotExist:
             self.message_user(request, "That post cannot be linked.", messages.ERROR)
         else:
             self.message_user(

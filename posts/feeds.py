@@ -4,6 +4,8 @@ Links are absolute on SITE_URL, as in emails, rather than on whatever host name 
 request came in on.
 """
 
+import re
+
 from django.conf import settings
 from django.contrib.syndication.views import Feed
 from django.shortcuts import get_object_or_404
@@ -13,6 +15,9 @@ from django.utils.feedgenerator import Atom1Feed
 from .models import Category, Post
 
 FEED_SIZE = 20
+# What XML 1.0 cannot hold (its Char production): C0 controls but tab, LF and CR,
+# and U+FFFE and U+FFFF. Django's feed writer raises on the controls.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def absolute(path: str) -> str:
@@ -26,6 +31,21 @@ class LatestPostsFeed(Feed):
 
     def link(self) -> str:
         return absolute(reverse("posts:home"))
+
+    def get_feed(self, obj, request):
+        # The desk saves what an author pastes (a word processor's vertical tabs
+        # and form feeds, &#1; in raw HTML), and a page or an email shows it: only
+        # the feed cannot, so it leaves those characters out, of every text at once.
+        feed = super().get_feed(obj, request)
+        for fields in [feed.feed, *feed.items]:
+            for name, value in fields.items():
+                if isinstance(value, str):
+                    fields[name] = _NOT_XML.sub("", value)
+                elif isinstance(value, list | tuple):  # categories
+                    fields[name] = [
+                        _NOT_XML.sub("", v) if isinstance(v, str) else v for v in value
+                    ]
+        return feed
 
     def feed_url(self) -> str:
         return absolute(reverse("posts:feed"))

@@ -58,8 +58,9 @@ def is_row_id(value: object) -> bool:
 
 def row_id_in(text: str) -> int | None:
     """The row id a text names, written as str(id) writes it (a signed link's
-    detail, an admin action's selection, our metadata in a provider's event), or
-    None (int() would also read spaces, underscores and other scripts' digits)."""
+    detail, an admin action's selection, the post the desk's related-post button
+    names, our metadata in a provider's event), or None (int() would also read
+    spaces, underscores and other scripts' digits)."""
     value = int(text) if _ROW_ID_TEXT.fullmatch(text) else None
     return value if is_row_id(value) else None
 

@@ -199,6 +199,16 @@ def test_text_part_keeps_quotes_tables_code_and_line_breaks_readable():
     assert "alert" not in text and "<script>" not in text
 
 
+@pytest.mark.parametrize("start", ["\u00b2", "\u0663", "9" * 5000])
+def test_a_list_start_that_is_no_number_counts_from_one_in_the_text_part(start):
+    # The author may write a list's HTML: int() raised on these, so the desk
+    # refused to save the post and its email could not be rendered.
+    body = f'<ol start="{start}"><li>Caseloads</li><li>Risk</li></ol>\n\n7. Staffing'
+    text = PostEmail(PublishedPostFactory(body=body)).rendered.text
+    assert "1. Caseloads\n2. Risk" in text
+    assert "7. Staffing" in text
+
+
 MARKDOWN_PIECES = st.sampled_from(
     [
         "\n", "\n\n", "## ", "- ", "1. ", "   ", "> ", "| a | b |\n|---|---|\n| ",

@@ -70,6 +70,33 @@ def test_site_feeds_parse_and_list_published_posts_newest_first(
     assert "<h2>Findings</h2>" in feed.entries[0].summary
 
 
+@pytest.mark.parametrize(
+    ("url", "content_type"),
+    [
+        ("/feed/", "application/rss+xml"),
+        ("/feed/atom/", "application/atom+xml"),
+        ("/category/courts/feed/", "application/rss+xml"),
+    ],
+)
+def test_control_characters_the_desk_saved_are_left_out_of_the_feeds(
+    client, url, content_type
+):
+    # Text pasted from a word processor brings vertical tabs and form feeds, and
+    # raw HTML may write &#1;; the desk saves them, XML 1.0 cannot hold them, and
+    # every feed that listed the post was a 500 until it dropped off.
+    courts = CategoryFactory(name="Courts\x0c", slug="courts")
+    post = PublishedPostFactory(
+        title="Court\x0bwork", body="Pasted\x0b text.\n\n<p>Raw &#1; HTML</p>"
+    )
+    post.categories.add(courts)
+
+    feed = parse(client, url, content_type)
+
+    assert feed.entries[0].title == "Courtwork"
+    assert "Pasted text." in feed.entries[0].description
+    assert "Raw  HTML" in feed.entries[0].description
+
+
 def test_category_feed_lists_only_that_categorys_posts(client, posts):
     category = CategoryFactory(name="Youth justice", slug="youth-justice")
     posts[0].categories.add(category)

@@ -204,3 +204,25 @@ def test_the_related_posts_form_refuses_a_link_from_a_post_to_itself(client):
     assert response.status_code == 200
     assert "A post cannot be related to itself." in response.content.decode()
     assert not RelatedLink.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "written",
+    [" {} ", "+{}", "0_{}", "arabic-indic digits"],
+    ids=["spaces", "sign", "underscore", "arabic-indic"],
+)
+def test_admin_add_related_reads_the_post_only_from_its_id_as_written(client, written):
+    # int() also reads spaces, a sign, underscores and other scripts' digits: such
+    # a value linked a post the page never offered.
+    client.force_login(UserFactory())
+    post, other = PublishedPostFactory(), PublishedPostFactory()
+    value = (
+        "".join(chr(0x660 + int(digit)) for digit in str(other.pk))
+        if written == "arabic-indic digits"
+        else written.format(other.pk)
+    )
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/add-related/", {"to_post": value}, follow=True
+    )
+    assert "That post cannot be linked." in response.content.decode()
+    assert not RelatedLink.objects.exists()

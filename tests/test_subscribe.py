@@ -33,6 +33,15 @@ def test_subscribe_form_shows_the_consent_wording(client):
     assert CONSENT_WORDING in response.content.decode()
 
 
+@pytest.mark.parametrize("referer", ["http://[::1", "http://[x]/", "//a]b/"])
+def test_a_referer_that_is_no_address_gets_the_form_with_no_page(client, referer):
+    # The Referer is the client's to write: one urlsplit could not read was a 500.
+    response = client.get("/subscribe/", HTTP_REFERER=referer)
+    assert response.status_code == 200
+    assert CONSENT_WORDING in response.content.decode()
+    assert 'name="page" value' not in response.content.decode()
+
+
 def test_new_address_gets_one_confirmation_and_a_consent_record(
     client, django_capture_on_commit_callbacks
 ):
