@@ -206,6 +206,29 @@ def test_a_post_sent_instantly_never_reappears_in_a_digest(clock, publish, beat)
     assert "On Suffolk" not in digest.body
 
 
+def test_a_post_a_digest_carried_is_not_announced_to_that_reader_again(
+    clock, beat, django_capture_on_commit_callbacks
+):
+    # The announcement's planning waits behind a backlog while the 07:00 digest
+    # carries the post; the reader then turns to instant, before it is planned.
+    reader("switched@example.org", ("everything", "", "daily"))
+    reader("instant@example.org", ("everything", "", "instant"))
+    clock(23, 6, 30)
+    post_publish(post=PostFactory(title="On Suffolk"))  # its doorbell not answered
+    clock(23, 7, 5)
+    [digest] = beat()
+    assert digest.to == ["switched@example.org"] and "On Suffolk" in digest.body
+    SubscriberTopic.objects.filter(subscriber__email="switched@example.org").update(
+        frequency="instant"
+    )
+    mail.outbox.clear()
+    announcement = Mailing.objects.get(kind=Mailing.Kind.POST)
+    with django_capture_on_commit_callbacks(execute=True):
+        while delivery.mailing_plan_page(mailing_id=announcement.pk):
+            pass
+    assert [m.to for m in mail.outbox] == [["instant@example.org"]]
+
+
 def test_a_post_matching_a_daily_and_a_weekly_topic_comes_in_one_digest(
     clock, publish, beat
 ):

@@ -132,13 +132,20 @@ def _ring(batch_ids: list[int]) -> None:
 
 def _audience(mailing: Mailing) -> SubscriberQuerySet:
     """Who gets a post as it is published: confirmed readers following any of its
-    topics (or everything) instantly. Digests carry it to the others. A correction
-    goes to the readers sent the post before it."""
+    topics (or everything) instantly, but for those a digest carried it to
+    already (its round went while this waited to be planned, and they turned to
+    instant since). Digests carry it to the others. A correction goes to the
+    readers sent the post before it."""
     if mailing.kind == Mailing.Kind.CORRECTION:
         return corrections.audience(mailing)
     keys = mailing.post.topic_keys()
-    return Subscriber.objects.confirmed().following(
-        keys, frequency=SubscriberTopic.Frequency.INSTANT
+    # One subquery for the statement (a post just published is in no digest yet),
+    # not one per reader.
+    had_it = Delivery.objects.filter(posts=mailing.post).received()
+    return (
+        Subscriber.objects.confirmed()
+        .following(keys, frequency=SubscriberTopic.Frequency.INSTANT)
+        .exclude(pk__in=had_it.values("subscriber_id"))
     )
 
 
