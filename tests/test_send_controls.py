@@ -566,6 +566,59 @@ def test_a_batch_settled_back_into_the_queue_while_its_mailing_closes_is_sent(
     assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_recording_a_batch_as_sent_while_it_is_resent_waits_and_is_refused(
+    planned, fake_esp, monkeypatch
+):
+    """Two members of the desk settle the same uncertain batch at once, one by
+    resending it, the other by recording it as sent: the second waits for the
+    first, as settling does, and is told it could not (it said "recorded", having
+    changed nothing, or the two deadlocked)."""
+    first = planned.batches.order_by("number").first()
+    readers = set(first.deliveries.values_list("subscriber__email", flat=True))
+    first.deliveries.update(status=Delivery.Status.UNCERTAIN, esp_message_id="")
+    Batch.objects.filter(pk=first.pk).update(status=Batch.Status.UNCERTAIN)
+    fake_esp.reset()
+    requeued, go_on = threading.Event(), threading.Event()
+    reopen = control._reopen
+
+    def reopen_then_wait(mailing_id: int) -> None:
+        reopen(mailing_id)
+        requeued.set()  # the batch is back in the queue, not yet committed
+        go_on.wait(timeout=10)
+
+    monkeypatch.setattr(control, "_reopen", reopen_then_wait)
+    results, errors = {}, []
+
+    def in_a_thread(name: str, work) -> threading.Thread:
+        def run() -> None:
+            try:
+                results[name] = work(batch_id=first.pk)
+            except Exception as exc:  # asserted below
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    resender = in_a_thread("resent", delivery.batch_resend)
+    assert requeued.wait(timeout=10)
+    recorder = in_a_thread("recorded", delivery.batch_mark_sent)
+    recorder.join(timeout=0.5)  # waits for the resend's lock
+    go_on.set()
+    resender.join(timeout=10)
+    recorder.join(timeout=10)
+
+    assert errors == []
+    assert results == {"resent": True, "recorded": False}
+    assert fake_esp.recipients() == dict.fromkeys(readers, 1)
+
+
 def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(
     planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):

@@ -97,8 +97,10 @@ def batch_resend(*, batch_id: int) -> bool:
 def batch_mark_sent(*, batch_id: int) -> bool:
     """Record an uncertain batch as delivered: the provider confirms it took it."""
     with transaction.atomic():
-        batch = Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).first()
-        if batch is None:
+        # Locked as settling and resending lock it: taken in another order, the
+        # three could deadlock on the batch's rows.
+        batch = _locked_with_its_mailing(batch_id)
+        if batch is None or batch.status != Batch.Status.UNCERTAIN:
             return False
         now = timezone.now()
         batch.deliveries.filter(status=Delivery.Status.UNCERTAIN).update(
