@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from posts.models import Post, PostUpdate
@@ -139,13 +139,16 @@ def _audience(mailing: Mailing) -> SubscriberQuerySet:
     if mailing.kind == Mailing.Kind.CORRECTION:
         return corrections.audience(mailing)
     keys = mailing.post.topic_keys()
-    # One subquery for the statement (a post just published is in no digest yet),
-    # not one per reader.
-    had_it = Delivery.objects.filter(posts=mailing.post).received()
+    # NOT EXISTS, an anti-join: NOT IN (…) doubled the statement's estimated cost,
+    # past PostgreSQL's threshold for compiling it (JIT), which took longer than
+    # planning the page.
+    had_it = Delivery.objects.filter(
+        posts=mailing.post, subscriber=OuterRef("pk")
+    ).received()
     return (
         Subscriber.objects.confirmed()
         .following(keys, frequency=SubscriberTopic.Frequency.INSTANT)
-        .exclude(pk__in=had_it.values("subscriber_id"))
+        .exclude(Exists(had_it))
     )
 
 
