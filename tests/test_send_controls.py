@@ -505,55 +505,73 @@ def test_staff_who_may_only_view_run_no_action(
     assert fake_esp.count == 2
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="two connections' row locks"
-)
-@pytest.mark.django_db(transaction=True)
-def test_a_batch_settled_back_into_the_queue_while_its_mailing_closes_is_sent(
-    planned, fake_esp, monkeypatch
-):
-    """The author settles an uncertain batch with the provider, which never took
-    it, while a worker finishing another batch closes the mailing: the mailing
-    stays open until the batch is sent (seen in `make chaos`: it was closed, and
-    the batch's readers never got the post)."""
-    # Committed here, planning rang every batch's doorbell and all went out; the
-    # first's worker then died before the answer, and the provider lost what it had.
+@pytest.fixture
+def uncertain_first(planned, fake_esp):
+    """Committed here, planning rang every batch's doorbell and all went out; the
+    first's worker then died before the answer, and the provider lost what it had.
+    The first batch and its readers' addresses."""
     first = planned.batches.order_by("number").first()
     readers = set(first.deliveries.values_list("subscriber__email", flat=True))
     first.deliveries.update(status=Delivery.Status.UNCERTAIN, esp_message_id="")
     Batch.objects.filter(pk=first.pk).update(status=Batch.Status.UNCERTAIN)
     fake_esp.reset()
-    # Another batch is being sent again, so the mailing is open.
-    Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
+    return first, readers
 
+
+@pytest.fixture
+def requeue_held(monkeypatch):
+    """Settling or resending a batch stops once it has put the batch back in the
+    queue, not yet committed, and says so (`requeued`); it goes on at `go_on`."""
     requeued, go_on = threading.Event(), threading.Event()
     reopen = control._reopen
 
     def reopen_then_wait(mailing_id: int) -> None:
         reopen(mailing_id)
-        requeued.set()  # the batch is back in the queue, not yet committed
+        requeued.set()
         go_on.wait(timeout=10)
 
     monkeypatch.setattr(control, "_reopen", reopen_then_wait)
+    return requeued, go_on
 
+
+def in_a_thread(work, errors: list) -> threading.Thread:
+    """`work` on a database connection of its own; what it raises goes to `errors`."""
+
+    def run() -> None:
+        try:
+            work()
+        except Exception as exc:  # asserted by the caller
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_settled_back_into_the_queue_while_its_mailing_closes_is_sent(
+    planned, fake_esp, uncertain_first, requeue_held
+):
+    """The author settles an uncertain batch with the provider, which never took
+    it, while a worker finishing another batch closes the mailing: the mailing
+    stays open until the batch is sent (seen in `make chaos`: it was closed, and
+    the batch's readers never got the post)."""
+    first, readers = uncertain_first
+    requeued, go_on = requeue_held
+    # Another batch is being sent again, so the mailing is open.
+    Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
     errors = []
 
-    def in_a_thread(work) -> threading.Thread:
-        def run() -> None:
-            try:
-                work()
-            except Exception as exc:  # asserted below
-                errors.append(exc)
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    author = in_a_thread(lambda: delivery.batch_settle_with_provider(batch_id=first.pk))
+    author = in_a_thread(
+        lambda: delivery.batch_settle_with_provider(batch_id=first.pk), errors
+    )
     assert requeued.wait(timeout=10)
-    worker = in_a_thread(lambda: close_mailing_if_finished(planned.pk))
+    worker = in_a_thread(lambda: close_mailing_if_finished(planned.pk), errors)
     worker.join(timeout=0.5)  # waits for the author's lock, or closes at once
     go_on.set()
     author.join(timeout=10)
@@ -571,44 +589,25 @@ def test_a_batch_settled_back_into_the_queue_while_its_mailing_closes_is_sent(
 )
 @pytest.mark.django_db(transaction=True)
 def test_recording_a_batch_as_sent_while_it_is_resent_waits_and_is_refused(
-    planned, fake_esp, monkeypatch
+    fake_esp, uncertain_first, requeue_held
 ):
     """Two members of the desk settle the same uncertain batch at once, one by
     resending it, the other by recording it as sent: the second waits for the
     first, as settling does, and is told it could not (it said "recorded", having
     changed nothing, or the two deadlocked)."""
-    first = planned.batches.order_by("number").first()
-    readers = set(first.deliveries.values_list("subscriber__email", flat=True))
-    first.deliveries.update(status=Delivery.Status.UNCERTAIN, esp_message_id="")
-    Batch.objects.filter(pk=first.pk).update(status=Batch.Status.UNCERTAIN)
-    fake_esp.reset()
-    requeued, go_on = threading.Event(), threading.Event()
-    reopen = control._reopen
-
-    def reopen_then_wait(mailing_id: int) -> None:
-        reopen(mailing_id)
-        requeued.set()  # the batch is back in the queue, not yet committed
-        go_on.wait(timeout=10)
-
-    monkeypatch.setattr(control, "_reopen", reopen_then_wait)
+    first, readers = uncertain_first
+    requeued, go_on = requeue_held
     results, errors = {}, []
 
-    def in_a_thread(name: str, work) -> threading.Thread:
-        def run() -> None:
-            try:
-                results[name] = work(batch_id=first.pk)
-            except Exception as exc:  # asserted below
-                errors.append(exc)
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    resender = in_a_thread("resent", delivery.batch_resend)
+    resender = in_a_thread(
+        lambda: results.update(resent=delivery.batch_resend(batch_id=first.pk)),
+        errors,
+    )
     assert requeued.wait(timeout=10)
-    recorder = in_a_thread("recorded", delivery.batch_mark_sent)
+    recorder = in_a_thread(
+        lambda: results.update(recorded=delivery.batch_mark_sent(batch_id=first.pk)),
+        errors,
+    )
     recorder.join(timeout=0.5)  # waits for the resend's lock
     go_on.set()
     resender.join(timeout=10)
