@@ -86,6 +86,21 @@ def admin_post_form(**fields) -> dict:
     }
 
 
+def admin_post_form_of(post: Post, **fields) -> dict:
+    """The admin's post form for a post as stored (title, slug, body, status and
+    its time as the desk shows it), with `fields` changed."""
+    when = post.published_at and timezone.localtime(post.published_at)
+    stored = {
+        "title": post.title,
+        "slug": post.slug,
+        "body": post.body,
+        "status": post.status,
+        "published_at_0": when.strftime("%d/%m/%Y") if when else "",
+        "published_at_1": when.strftime("%H:%M:%S") if when else "",
+    }
+    return admin_post_form(**{**stored, **fields})
+
+
 class RegionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = "posts.Region"

@@ -13,6 +13,7 @@ from .factories import (
     StaffFactory,
     UserFactory,
     admin_post_form,
+    admin_post_form_of,
 )
 
 pytestmark = pytest.mark.django_db
@@ -122,14 +123,7 @@ def test_author_publishes_from_the_admin_form(client):
     # Saving the published post again sends nothing more.
     client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        admin_post_form(
-            title=post.title + " (updated)",
-            slug=post.slug,
-            body=post.body,
-            status="published",
-            published_at_0=post.published_at.strftime("%d/%m/%Y"),
-            published_at_1=post.published_at.strftime("%H:%M:%S"),
-        ),
+        admin_post_form_of(post, title=post.title + " (updated)"),
     )
     assert Mailing.objects.filter(post=post).count() == 1
 
@@ -146,27 +140,13 @@ def test_publish_action_on_the_post_list(client):
     assert Mailing.objects.count() == 2
 
 
-def admin_form_of(post: Post, **fields) -> dict:
-    """The admin's form for a post as stored, with `fields` changed."""
-    when = timezone.localtime(post.published_at)
-    stored = {
-        "title": post.title,
-        "slug": post.slug,
-        "body": post.body,
-        "status": post.status,
-        "published_at_0": when.strftime("%d/%m/%Y"),
-        "published_at_1": when.strftime("%H:%M:%S"),
-    }
-    return admin_post_form(**{**stored, **fields})
-
-
 def test_a_published_posts_old_address_leads_to_its_new_one(client):
     # Its emails, feeds and other sites' links carry the address it went out under.
     client.force_login(StaffFactory(role="Editor"))
     post = PublishedPostFactory(slug="suffolk-2023")
     response = client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        admin_form_of(post, slug="suffolk-requires-improvement-2023"),
+        admin_post_form_of(post, slug="suffolk-requires-improvement-2023"),
     )
     assert response.status_code == 302
     client.logout()
@@ -181,7 +161,7 @@ def test_a_draft_renamed_before_it_was_published_keeps_no_old_address(client):
     post = PostFactory(slug="first-try", published_at=timezone.now())
     client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        admin_form_of(post, slug="second-try", status="published"),
+        admin_post_form_of(post, slug="second-try", status="published"),
     )
     assert client.get("/posts/second-try/").status_code == 200
     assert client.get("/posts/first-try/").status_code == 404
@@ -192,7 +172,7 @@ def test_a_new_post_may_take_an_old_address(client):
     renamed = PublishedPostFactory(slug="kent")
     client.post(
         f"/admin/posts/post/{renamed.pk}/change/",
-        admin_form_of(renamed, slug="kent-2019"),
+        admin_post_form_of(renamed, slug="kent-2019"),
     )
     newer = PublishedPostFactory(slug="kent")
     assert client.get("/posts/kent/").context["post"] == newer
@@ -204,13 +184,13 @@ def test_rescheduling_a_post_is_in_its_history_with_the_new_time(client):
     post = PostFactory(published_at=first)
     client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        admin_form_of(post, status="published", publish_despite_warnings="on"),
+        admin_post_form_of(post, status="published", publish_despite_warnings="on"),
     )
     post.refresh_from_db()
     later = first + timedelta(days=1)
     client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        admin_form_of(
+        admin_post_form_of(
             post, published_at_0=timezone.localtime(later).strftime("%d/%m/%Y")
         ),
     )

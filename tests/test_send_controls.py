@@ -17,7 +17,12 @@ from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.subscriptions import email_change_confirm
 from posts.services import post_publish
 
-from .factories import PostFactory, StaffFactory, UserFactory, admin_post_form
+from .factories import (
+    PostFactory,
+    StaffFactory,
+    UserFactory,
+    admin_post_form_of,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -630,17 +635,9 @@ def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(
     delivery.batch_send(batch_id=first.pk)
     editor = Client()
     editor.force_login(StaffFactory(role="Editor"))
-    when = timezone.localtime(post.published_at)
     response = editor.post(
         f"/admin/posts/post/{post.pk}/change/",
-        admin_post_form(
-            title=post.title,
-            slug=post.slug,
-            body=post.body,
-            status="draft",
-            published_at_0=when.strftime("%d/%m/%Y"),
-            published_at_1=when.strftime("%H:%M:%S"),
-        ),
+        admin_post_form_of(post, status="draft"),
     )
     assert response.status_code == 302
     send_all(planned)
