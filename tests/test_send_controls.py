@@ -18,7 +18,7 @@ from newsletter.subscriptions import email_change_confirm
 from posts.services import post_publish
 
 from .factories import (
-    PostFactory,
+    PublishedPostFactory,
     StaffFactory,
     UserFactory,
     admin_post_form_of,
@@ -39,7 +39,7 @@ def readers():
 def planned(settings, fake_esp, readers):
     """A mailing of three batches of two, planned, its doorbells not rung."""
     settings.NEWSLETTER_BATCH_SIZE = 2
-    delivery.mailing_create_for_post(post=PostFactory())
+    delivery.mailing_create_for_post(post=PublishedPostFactory())
     mailing = Mailing.objects.get()
     while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
@@ -645,6 +645,18 @@ def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(
     planned.refresh_from_db()
     assert planned.paused_at is not None
     assert "unpublished" in planned.pause_reason
+    # Resumed while the post is still down, its emails would lead nowhere.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = editor.post(
+            "/admin/newsletter/mailing/",
+            {"action": "resume", "_selected_action": [planned.pk]},
+            follow=True,
+        )
+    page = response.content.decode()
+    assert "Resumed 0 mailing(s)." in page
+    assert "1 not resumed: its post is not on the site." in page
+    send_all(planned)
+    assert fake_esp.count == 2
     post_publish(post=post)
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.mailing_resume(mailing_id=planned.pk)

@@ -1,13 +1,15 @@
 from datetime import timedelta
 
 import requests
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+
+from posts.models import Post
 
 from .. import delivery
 from ..delivery.provider import CannotAsk
@@ -133,6 +135,18 @@ class MailingAdmin(admin.ModelAdmin):
     def resume(self, request, queryset) -> None:
         changed = sum(delivery.mailing_resume(mailing_id=pk) for pk in _ids(queryset))
         self.message_user(request, f"Resumed {changed} mailing(s).")
+        held = (
+            queryset.filter(paused_at__isnull=False, post__isnull=False)
+            .exclude(post__in=Post.objects.published())
+            .count()
+        )
+        if held:
+            self.message_user(
+                request,
+                f"{held} not resumed: its post is not on the site. Publish it "
+                "again first.",
+                messages.WARNING,
+            )
 
     @admin.action(
         description="Cancel the selected mailings (cannot be undone)",

@@ -5,6 +5,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from posts.models import Post
+
 from ..enqueue import tasks
 from ..models import Batch, Delivery, Mailing
 from .ledger import Outcome, batches_cancel, close_batch, record_outcomes
@@ -29,10 +31,14 @@ def mailing_pause(*, mailing_id: int, reason: str = "Paused by the author.") -> 
 
 
 def mailing_resume(*, mailing_id: int) -> bool:
-    """Lift a pause and ring again for everything the pause left waiting."""
+    """Lift a pause and ring again for everything the pause left waiting; not
+    while the mailing's post is off the site (its emails would lead nowhere)."""
     with transaction.atomic():
         resumed = Mailing.objects.filter(
-            pk=mailing_id, status__in=RUNNING, paused_at__isnull=False
+            Q(post__isnull=True) | Q(post__in=Post.objects.published()),
+            pk=mailing_id,
+            status__in=RUNNING,
+            paused_at__isnull=False,
         ).update(
             paused_at=None, resume_at=None, pause_reason="", consecutive_failures=0
         )
