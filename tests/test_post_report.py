@@ -165,6 +165,39 @@ def test_a_delay_the_provider_retries_is_not_a_bounce(story, client):
     assert (report["bounced"], report["bounced_soft"]) == (2, 1)
 
 
+def test_an_out_of_office_reply_leaves_the_email_delivered(story, client):
+    # Postmark reports an auto-reply as a "bounce" of type AutoResponder, after
+    # the delivery: the email arrived, and an auto-reply says nothing against it.
+    reader_a = Delivery.objects.get(
+        mailing__post=story, subscriber__email="a@example.org"
+    )
+    away = event(reader_a, webhooks_test.postmark_bounce("AutoResponder"))
+    assert webhooks_test.post_postmark(client, away).status_code == 200
+    report = post_report(story)
+    assert report["delivered"] == 3
+    assert report["bounced"] == 2
+
+
+def test_reactivating_a_bounced_address_leaves_its_bounce_counted(story, client):
+    # Postmark reports the address's reactivation (SubscriptionChange, no longer
+    # suppressed) about the message that bounced: the message still bounced.
+    reader_c = Delivery.objects.get(
+        mailing__post=story, subscriber__email="c@example.org"
+    )
+    reactivated = {
+        **webhooks_test.postmark_subscription_change(),
+        "SuppressSending": False,
+        "SuppressionReason": None,
+        "ChangedAt": "2026-11-27T09:00:00Z",
+    }
+    assert (
+        webhooks_test.post_postmark(client, event(reader_c, reactivated)).status_code
+        == 200
+    )
+    report = post_report(story)
+    assert (report["bounced"], report["bounced_hard"]) == (2, 1)
+
+
 def test_the_command_prints_the_same_figures_as_json(story):
     out = io.StringIO()
     call_command("post_report", "suffolk", "--json", stdout=out)
