@@ -37,7 +37,16 @@ _ARRIVED = Q(
 )
 _BOUNCED = Q(last_event__in=Delivery.BOUNCE_EVENTS)
 _AGREED = Q(subscriber__engagement_agreed_at__isnull=False)
+# Of the emails a reader was sent in the week before they left, only the latest
+# is why: one who left after Monday's post and Wednesday's was counted as leaving
+# because of both, in both posts' reports.
+_SENT_SINCE = Delivery.objects.filter(
+    subscriber=OuterRef("subscriber"),
+    sent_at__gt=OuterRef("sent_at"),
+    sent_at__lte=OuterRef("subscriber__unsubscribed_at"),
+)
 _LEFT = Q(
+    ~Exists(_SENT_SINCE),
     subscriber__status=Subscriber.Status.UNSUBSCRIBED,
     subscriber__unsubscribed_at__gte=F("sent_at"),
     subscriber__unsubscribed_at__lt=F("sent_at") + UNSUBSCRIBED_WITHIN,
@@ -65,9 +74,9 @@ DELIVERY_RULES = (
     "when the address was suppressed for it, soft (a full mailbox, say) "
     "otherwise; a delay the provider is still retrying is not a bounce. "
     "Complained: marked as spam. Unsubscribed: "
-    f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, or through the "
-    "provider's own link. Opens count the post's own email, not the digests, "
-    "which carry several posts."
+    f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, and before any "
+    "later email, or through the provider's own link. Opens count the post's "
+    "own email, not the digests, which carry several posts."
 )
 HOURS_RULES = (
     f"The post's own email over its first {CHART_HOURS} hours, in bars of "

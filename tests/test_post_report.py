@@ -198,6 +198,40 @@ def test_reactivating_a_bounced_address_leaves_its_bounce_counted(story, client)
     assert (report["bounced"], report["bounced_hard"]) == (2, 1)
 
 
+def sent(post, subscriber, at: datetime, kind: str = "post") -> Delivery:
+    """A ledger row, by hand: `post` went to `subscriber` at `at`, in its
+    announcement or (kind "digest") in a weekly digest of its own."""
+    if kind == "post":
+        mailing, _ = Mailing.objects.get_or_create(kind="post", post=post)
+    else:
+        mailing = Mailing.objects.create(
+            kind="digest", frequency="weekly", period=at.date(), slot=at
+        )
+    batch, _ = Batch.objects.get_or_create(mailing=mailing, number=1)
+    row = Delivery.objects.create(
+        mailing=mailing, batch=batch, subscriber=subscriber, status="sent", sent_at=at
+    )
+    if kind == "digest":
+        row.posts.add(post)
+    return row
+
+
+def test_a_reader_who_leaves_is_counted_by_the_latest_email_before_it_only():
+    # Monday's post, then Wednesday's, then the reader leaves on Thursday: they
+    # left after Wednesday's email, not Monday's as well.
+    monday = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    reader = SubscriberFactory()
+    kent, suffolk = PostFactory(slug="kent"), PostFactory(slug="suffolk")
+    sent(kent, reader, monday)
+    sent(suffolk, reader, monday + timedelta(days=2))
+    Subscriber.objects.filter(pk=reader.pk).update(
+        status=Subscriber.Status.UNSUBSCRIBED,
+        unsubscribed_at=monday + timedelta(days=3),
+    )
+    assert post_report(kent)["unsubscribed"] == 0
+    assert post_report(suffolk)["unsubscribed"] == 1
+
+
 def test_the_command_prints_the_same_figures_as_json(story):
     out = io.StringIO()
     call_command("post_report", "suffolk", "--json", stdout=out)
