@@ -805,3 +805,15 @@ def test_small_groups_folded_together_show_their_engagement_once_per_reader(
             "clicks": {"people": 0, "machines": 0},
         }
     ]
+
+
+def test_the_csv_never_hands_a_spreadsheet_a_formula(admin_client):
+    # A region's name is the desk's text, and a spreadsheet runs a cell that
+    # starts with =, +, - or @.
+    Region.objects.create(slug="wales", name='=HYPERLINK("https://evil.example")')
+    post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
+    readers_following(Mailing.objects.create(kind="post", post=post), 10, WALES)
+    response = admin_client.get(f"/admin/newsletter/postreport/{post.pk}/csv/")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert ['\'=HYPERLINK("https://evil.example")', "10", "10", "0", "0"] in rows
+    assert not [c for row in rows for c in row if c.startswith(("=", "+", "-", "@"))]
