@@ -400,9 +400,12 @@ def readers_following(
             mailing=mailing,
             batch=batch,
             subscriber=reader,
-            status="sent",
-            sent_at=WENT_OUT,
-            **{"last_event": "delivered", **delivery},
+            **{
+                "status": "sent",
+                "sent_at": WENT_OUT,
+                "last_event": "delivered",
+                **delivery,
+            },
         )
         readers.append(reader)
     return readers
@@ -440,6 +443,28 @@ def followed():
     # Readers who follow everything are in no group.
     readers_following(mailing, 20)
     return post
+
+
+def test_a_cancelled_mailing_counts_as_recipients_only_who_it_was_sent_or_meant_for():
+    # Cancelled half way: two sent, one refused, one uncertain, one still queued
+    # when the batch was in flight, three skipped (never sent).
+    post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
+    mailing = Mailing.objects.create(kind="post", post=post, status="cancelled")
+    for status, count in (
+        ("sent", 2),
+        ("failed", 1),
+        ("uncertain", 1),
+        ("queued", 1),
+        ("skipped", 3),
+    ):
+        at = WENT_OUT if status == "sent" else None
+        readers_following(mailing, count, status=status, sent_at=at, last_event="")
+    report = post_report(post)
+    assert (report["recipients"], report["as_published"]) == (5, 5)
+    assert report["accepted"] == 2
+    assert (report["failed"], report["uncertain"], report["queued"]) == (1, 1, 1)
+    assert report["skipped"] == 3
+    assert "Skipped" in report["rules"]["deliveries"]
 
 
 def test_groups_of_ten_or_more_are_shown_and_smaller_ones_folded(followed):
