@@ -505,6 +505,20 @@ class Delivery(models.Model):
     # them: a refusal or a bounce (hard or soft). A deferral ("try later") is a
     # delay the provider retries, not a bounce.
     BOUNCE_EVENTS = ("bounced", "rejected")
+    # The provider's events that say what became of the message, the only ones
+    # kept as its last_event. Not an out-of-office reply (Postmark's
+    # AutoResponder, after the delivery: the email arrived), nor a change to the
+    # address's standing (an author reactivating a bounced address: the message
+    # still bounced), nor opens and clicks, which are counted apart: any of them
+    # took a delivery, bounce or complaint out of the report and the desk.
+    OUTCOME_EVENTS = (
+        "delivered",
+        "deferred",
+        *BOUNCE_EVENTS,
+        "failed",
+        "complained",
+        "unsubscribed",
+    )
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

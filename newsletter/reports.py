@@ -37,7 +37,16 @@ _ARRIVED = Q(
 )
 _BOUNCED = Q(last_event__in=Delivery.BOUNCE_EVENTS)
 _AGREED = Q(subscriber__engagement_agreed_at__isnull=False)
+# Of the emails a reader was sent in the week before they left, only the latest
+# is why: one who left after Monday's post and Wednesday's was counted as leaving
+# because of both, in both posts' reports.
+_SENT_SINCE = Delivery.objects.filter(
+    subscriber=OuterRef("subscriber"),
+    sent_at__gt=OuterRef("sent_at"),
+    sent_at__lte=OuterRef("subscriber__unsubscribed_at"),
+)
 _LEFT = Q(
+    ~Exists(_SENT_SINCE),
     subscriber__status=Subscriber.Status.UNSUBSCRIBED,
     subscriber__unsubscribed_at__gte=F("sent_at"),
     subscriber__unsubscribed_at__lt=F("sent_at") + UNSUBSCRIBED_WITHIN,
@@ -59,15 +68,18 @@ GROUP_KINDS = {
 
 DELIVERY_RULES = (
     "Recipients are the readers the post went to, as published and in digests. "
-    "Accepted: the email provider took the message. Delivered: the provider "
+    "Accepted: the email provider took the message; refused: it did not; "
+    "uncertain: it may have (the author settles the batch); waiting: not sent "
+    "yet. Skipped readers are not recipients: the mailing was cancelled before "
+    "their email went, or they left first. Delivered: the provider "
     "reported it arrived (or later reported it opened, clicked, unsubscribed or "
     "complained about). Bounced: the provider's latest word was a bounce; hard "
     "when the address was suppressed for it, soft (a full mailbox, say) "
     "otherwise; a delay the provider is still retrying is not a bounce. "
     "Complained: marked as spam. Unsubscribed: "
-    f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, or through the "
-    "provider's own link. Opens count the post's own email, not the digests, "
-    "which carry several posts."
+    f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, and before any "
+    "later email, or through the provider's own link. Opens count the post's "
+    "own email, not the digests, which carry several posts."
 )
 HOURS_RULES = (
     f"The post's own email over its first {CHART_HOURS} hours, in bars of "
@@ -108,12 +120,23 @@ def post_report(post: Post) -> dict:
     """What happened to a post's emails, people and machines apart: the figures
     the admin report, its CSV and `manage.py post_report` show. At most eight
     queries (nine with per-reader engagement on), however many readers and links."""
-    deliveries = Delivery.objects.carrying(post)
-    figures = deliveries.aggregate(
-        recipients=Count("pk"),
-        as_published=Count("pk", filter=Q(mailing__kind=Mailing.Kind.POST)),
-        through_digests=Count("pk", filter=Q(mailing__kind=Mailing.Kind.DIGEST)),
-        accepted=Count("pk", filter=Q(status=Delivery.Status.SENT)),
+    carried = Delivery.objects.carrying(post)
+    # A reader skipped (the mailing cancelled before their batch, or they left
+    # first) was never sent the post: not a recipient, nor in any group.
+    skipped = Q(status=Delivery.Status.SKIPPED)
+    deliveries = carried.exclude(skipped)
+    status = Delivery.Status
+    figures = carried.aggregate(
+        recipients=Count("pk", filter=~skipped),
+        as_published=Count("pk", filter=~skipped & Q(mailing__kind=Mailing.Kind.POST)),
+        through_digests=Count(
+            "pk", filter=~skipped & Q(mailing__kind=Mailing.Kind.DIGEST)
+        ),
+        accepted=Count("pk", filter=Q(status=status.SENT)),
+        failed=Count("pk", filter=Q(status=status.FAILED)),
+        uncertain=Count("pk", filter=Q(status=status.UNCERTAIN)),
+        queued=Count("pk", filter=Q(status=status.QUEUED)),
+        skipped=Count("pk", filter=skipped),
         delivered=Count("pk", filter=_ARRIVED),
         bounced=Count("pk", filter=_BOUNCED),
         bounced_hard=Count(
@@ -348,12 +371,16 @@ REPORT_FIGURES = [
     ("as_published", "… as published"),
     ("through_digests", "… in digests"),
     ("accepted", "Accepted by the provider"),
+    ("failed", "Refused by the provider"),
+    ("uncertain", "Uncertain (to settle)"),
+    ("queued", "Waiting to be sent"),
     ("delivered", "Delivered"),
     ("bounced", "Bounced"),
     ("bounced_hard", "… hard"),
     ("bounced_soft", "… soft"),
     ("complained", "Complained"),
     ("unsubscribed", "Unsubscribed"),
+    ("skipped", "Skipped (never sent)"),
 ]
 GROUP_FIGURES = ["readers", "delivered", "bounced", "unsubscribed"]
 

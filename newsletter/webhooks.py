@@ -232,7 +232,7 @@ def record_tracking_event(
         )
         if not created:
             return  # seen before: its effects are already applied
-        if delivery is not None and not engaged:
+        if delivery is not None and event.event_type in Delivery.OUTCOME_EVENTS:
             # What became of the message (delivered, bounced, complained): needed
             # to send correctly, so kept for every reader.
             Delivery.objects.filter(pk=delivery.pk).filter(

@@ -165,6 +165,73 @@ def test_a_delay_the_provider_retries_is_not_a_bounce(story, client):
     assert (report["bounced"], report["bounced_soft"]) == (2, 1)
 
 
+def test_an_out_of_office_reply_leaves_the_email_delivered(story, client):
+    # Postmark reports an auto-reply as a "bounce" of type AutoResponder, after
+    # the delivery: the email arrived, and an auto-reply says nothing against it.
+    reader_a = Delivery.objects.get(
+        mailing__post=story, subscriber__email="a@example.org"
+    )
+    away = event(reader_a, webhooks_test.postmark_bounce("AutoResponder"))
+    assert webhooks_test.post_postmark(client, away).status_code == 200
+    report = post_report(story)
+    assert report["delivered"] == 3
+    assert report["bounced"] == 2
+
+
+def test_reactivating_a_bounced_address_leaves_its_bounce_counted(story, client):
+    # Postmark reports the address's reactivation (SubscriptionChange, no longer
+    # suppressed) about the message that bounced: the message still bounced.
+    reader_c = Delivery.objects.get(
+        mailing__post=story, subscriber__email="c@example.org"
+    )
+    reactivated = {
+        **webhooks_test.postmark_subscription_change(),
+        "SuppressSending": False,
+        "SuppressionReason": None,
+        "ChangedAt": "2026-11-27T09:00:00Z",
+    }
+    assert (
+        webhooks_test.post_postmark(client, event(reader_c, reactivated)).status_code
+        == 200
+    )
+    report = post_report(story)
+    assert (report["bounced"], report["bounced_hard"]) == (2, 1)
+
+
+def sent(post, subscriber, at: datetime, kind: str = "post") -> Delivery:
+    """A ledger row, by hand: `post` went to `subscriber` at `at`, in its
+    announcement or (kind "digest") in a weekly digest of its own."""
+    if kind == "post":
+        mailing, _ = Mailing.objects.get_or_create(kind="post", post=post)
+    else:
+        mailing = Mailing.objects.create(
+            kind="digest", frequency="weekly", period=at.date(), slot=at
+        )
+    batch, _ = Batch.objects.get_or_create(mailing=mailing, number=1)
+    row = Delivery.objects.create(
+        mailing=mailing, batch=batch, subscriber=subscriber, status="sent", sent_at=at
+    )
+    if kind == "digest":
+        row.posts.add(post)
+    return row
+
+
+def test_a_reader_who_leaves_is_counted_by_the_latest_email_before_it_only():
+    # Monday's post, then Wednesday's, then the reader leaves on Thursday: they
+    # left after Wednesday's email, not Monday's as well.
+    monday = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    reader = SubscriberFactory()
+    kent, suffolk = PostFactory(slug="kent"), PostFactory(slug="suffolk")
+    sent(kent, reader, monday)
+    sent(suffolk, reader, monday + timedelta(days=2))
+    Subscriber.objects.filter(pk=reader.pk).update(
+        status=Subscriber.Status.UNSUBSCRIBED,
+        unsubscribed_at=monday + timedelta(days=3),
+    )
+    assert post_report(kent)["unsubscribed"] == 0
+    assert post_report(suffolk)["unsubscribed"] == 1
+
+
 def test_the_command_prints_the_same_figures_as_json(story):
     out = io.StringIO()
     call_command("post_report", "suffolk", "--json", stdout=out)
@@ -333,9 +400,12 @@ def readers_following(
             mailing=mailing,
             batch=batch,
             subscriber=reader,
-            status="sent",
-            sent_at=WENT_OUT,
-            **{"last_event": "delivered", **delivery},
+            **{
+                "status": "sent",
+                "sent_at": WENT_OUT,
+                "last_event": "delivered",
+                **delivery,
+            },
         )
         readers.append(reader)
     return readers
@@ -373,6 +443,28 @@ def followed():
     # Readers who follow everything are in no group.
     readers_following(mailing, 20)
     return post
+
+
+def test_a_cancelled_mailing_counts_as_recipients_only_who_it_was_sent_or_meant_for():
+    # Cancelled half way: two sent, one refused, one uncertain, one still queued
+    # when the batch was in flight, three skipped (never sent).
+    post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
+    mailing = Mailing.objects.create(kind="post", post=post, status="cancelled")
+    for status, count in (
+        ("sent", 2),
+        ("failed", 1),
+        ("uncertain", 1),
+        ("queued", 1),
+        ("skipped", 3),
+    ):
+        at = WENT_OUT if status == "sent" else None
+        readers_following(mailing, count, status=status, sent_at=at, last_event="")
+    report = post_report(post)
+    assert (report["recipients"], report["as_published"]) == (5, 5)
+    assert report["accepted"] == 2
+    assert (report["failed"], report["uncertain"], report["queued"]) == (1, 1, 1)
+    assert report["skipped"] == 3
+    assert "Skipped" in report["rules"]["deliveries"]
 
 
 def test_groups_of_ten_or_more_are_shown_and_smaller_ones_folded(followed):
@@ -738,3 +830,15 @@ def test_small_groups_folded_together_show_their_engagement_once_per_reader(
             "clicks": {"people": 0, "machines": 0},
         }
     ]
+
+
+def test_the_csv_never_hands_a_spreadsheet_a_formula(admin_client):
+    # A region's name is the desk's text, and a spreadsheet runs a cell that
+    # starts with =, +, - or @.
+    Region.objects.create(slug="wales", name='=HYPERLINK("https://evil.example")')
+    post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
+    readers_following(Mailing.objects.create(kind="post", post=post), 10, WALES)
+    response = admin_client.get(f"/admin/newsletter/postreport/{post.pk}/csv/")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert ['\'=HYPERLINK("https://evil.example")', "10", "10", "0", "0"] in rows
+    assert not [c for row in rows for c in row if c.startswith(("=", "+", "-", "@"))]

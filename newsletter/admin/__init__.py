@@ -3,6 +3,7 @@
 readers: subscribers, their topics and consent, imports, suppressions, tracking events.
 mailings: posts' announcements and digest rounds, their batches, the ledger,
     and when digests go.
+spreadsheets: the desk's CSV cells, safe to open in a spreadsheet.
 post_email: the post editor's email preview and test send.
 reports: each announced post's report, people and machines apart.
 logins: django-axes' login attempts, their clean-up action declaring its permission.

@@ -21,6 +21,7 @@ from ..models import (
     SubscriberTopic,
     Suppression,
 )
+from .spreadsheets import csv_cell
 
 
 class SubscriberTopicInline(admin.TabularInline):
@@ -84,12 +85,6 @@ class Echo:
 
     def write(self, value: str) -> str:
         return value
-
-
-def _csv_cell(value) -> str:
-    text = "" if value is None else str(value)
-    # Spreadsheets run cells that start like a formula; quote them as text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @admin.register(Subscriber)
@@ -231,7 +226,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         writer = csv.writer(Echo())
         header = [*imports.COLUMNS, "status", "paused_at", "confirmed_at"]
         lines = (
-            writer.writerow([_csv_cell(value) for value in row])
+            writer.writerow([csv_cell(value) for value in row])
             for row in [header, *rows.iterator(chunk_size=2000)]
         )
         response = StreamingHttpResponse(lines, content_type="text/csv")

@@ -24,6 +24,7 @@ from ..reports import (
     post_report,
     post_report_rows,
 )
+from .spreadsheets import csv_cell
 
 # Fixing where a sent link goes changes what the post's mailings do: the
 # permission Editors hold to pause or cancel them.
@@ -175,7 +176,9 @@ class PostReportAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = (
             f'attachment; filename="report-{report["post"]}.csv"'
         )
-        csv.writer(response).writerows(post_report_rows(report))
+        csv.writer(response).writerows(
+            [csv_cell(value) for value in row] for row in post_report_rows(report)
+        )
         return response
 
     def has_add_permission(self, request) -> bool:
