@@ -105,6 +105,7 @@ def subscription_request(
     topics: Iterable[str] | None = None,
     frequency: str = SubscriberTopic.Frequency.INSTANT,
     page: str = "",
+    source: str = CONSENT_SOURCE_FORM,
 ) -> None:
     """Record a request to subscribe and, where due, queue a confirmation email.
 
@@ -128,7 +129,7 @@ def subscription_request(
             ip_address=ip_address,
             wording=CONSENT_WORDING,
             wording_version=CONSENT_VERSION,
-            source=CONSENT_SOURCE_FORM,
+            source=source,
             page=page,
             name=name,
             topics=None if topics is None else sorted(topics),
