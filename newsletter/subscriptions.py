@@ -576,7 +576,11 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
 
 
 def pending_purge_expired() -> int:
-    """Delete subscriptions never confirmed whose latest confirmation has expired."""
+    """Delete subscriptions never confirmed whose latest confirmation has expired,
+    and every request never confirmed as old: a request for a known reader's
+    address (one who left, or asked twice) holds the asker's IP address and the
+    name they typed, may be a stranger's, and is of no use once nobody can
+    confirm it. Returns how many subscriptions were deleted."""
     cutoff = timezone.now() - timedelta(
         seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS
     )
@@ -584,7 +588,11 @@ def pending_purge_expired() -> int:
         Q(confirmation_sent_at__lt=cutoff)
         | Q(confirmation_sent_at__isnull=True, created_at__lt=cutoff)
     )
-    deleted, _ = expired.delete()
+    with transaction.atomic():
+        deleted, _ = expired.delete()
+        Consent.objects.filter(
+            confirmed_at__isnull=True, created_at__lt=cutoff
+        ).delete()
     return deleted
 
 
