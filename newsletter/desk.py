@@ -38,7 +38,7 @@ from .models import (
     SubscriberTopic,
     Suppression,
 )
-from .subscriptions import CONSENT_SOURCE_FORM
+from .subscriptions import CONSENT_SOURCE_FORM, CONSENT_SOURCE_PREFERENCES
 
 GROWTH_WEEKS = 12
 LATEST_MAILINGS = 5
@@ -225,7 +225,8 @@ def _growth() -> tuple[Chart, list[tuple[str, int]]]:
 
 def _sources(since: datetime, joined: int) -> list[tuple[str, int]]:
     """The readers who joined since then (`joined` of them) by where they
-    subscribed: the form (on which page), an import (by its source), or the admin
+    subscribed: the form (on which page), the preference centre (a reader who
+    came back), an import (by its source), or the admin
     (no consent recorded). A reader's source is the consent their latest
     confirmation confirmed."""
     counts = (
@@ -239,6 +240,8 @@ def _sources(since: datetime, joined: int) -> list[tuple[str, int]]:
     for source, page, count in counts:
         if source == CONSENT_SOURCE_FORM:
             label = f"Subscribe form, from {page}" if page else "Subscribe form"
+        elif source == CONSENT_SOURCE_PREFERENCES:
+            label = "Preference centre (came back)"
         else:
             label = f"Import: {source}"
         rows[label] = rows.get(label, 0) + count

@@ -191,10 +191,16 @@ def confirmation_message(
         {
             "subscriber": subscriber,
             "confirm_url": site_link("newsletter:confirm", token=token),
-            "max_age_days": settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS // 86400,
+            "max_age_days": confirm_max_age_days(),
         },
     )
     return build_message(email, to=subscriber.email)
+
+
+def confirm_max_age_days() -> int:
+    """How long a confirmation link works, as the email and the pages around it
+    say (NEWSLETTER_CONFIRM_MAX_AGE_DAYS)."""
+    return settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS // 86400
 
 
 def welcome_message(subscriber: Subscriber) -> EmailMultiAlternatives:

@@ -105,6 +105,7 @@ def _page(
             "token": request.resolver_match.kwargs["token"],
             "engagement_offered": settings.NEWSLETTER_PER_READER_ENGAGEMENT,
             "engagement_wording": subscriptions.ENGAGEMENT_CONSENT_WORDING,
+            "consent_wording": subscriptions.CONSENT_WORDING,
         },
         status=status,
     )
@@ -171,6 +172,9 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             email=subscriber.email,
             name=subscriber.name,
             ip_address=client_address(request) or None,
+            # The consent records where it was asked for: this page shows the
+            # form's wording beside its button.
+            source=subscriptions.CONSENT_SOURCE_PREFERENCES,
         )
         return _done(
             request,

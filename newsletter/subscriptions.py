@@ -105,6 +105,7 @@ def subscription_request(
     topics: Iterable[str] | None = None,
     frequency: str = SubscriberTopic.Frequency.INSTANT,
     page: str = "",
+    source: str = CONSENT_SOURCE_FORM,
 ) -> None:
     """Record a request to subscribe and, where due, queue a confirmation email.
 
@@ -128,7 +129,7 @@ def subscription_request(
             ip_address=ip_address,
             wording=CONSENT_WORDING,
             wording_version=CONSENT_VERSION,
-            source=CONSENT_SOURCE_FORM,
+            source=source,
             page=page,
             name=name,
             topics=None if topics is None else sorted(topics),
@@ -575,7 +576,11 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
 
 
 def pending_purge_expired() -> int:
-    """Delete subscriptions never confirmed whose latest confirmation has expired."""
+    """Delete subscriptions never confirmed whose latest confirmation has expired,
+    and every request never confirmed as old: a request for a known reader's
+    address (one who left, or asked twice) holds the asker's IP address and the
+    name they typed, may be a stranger's, and is of no use once nobody can
+    confirm it. Returns how many subscriptions were deleted."""
     cutoff = timezone.now() - timedelta(
         seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS
     )
@@ -583,7 +588,11 @@ def pending_purge_expired() -> int:
         Q(confirmation_sent_at__lt=cutoff)
         | Q(confirmation_sent_at__isnull=True, created_at__lt=cutoff)
     )
-    deleted, _ = expired.delete()
+    with transaction.atomic():
+        deleted, _ = expired.delete()
+        Consent.objects.filter(
+            confirmed_at__isnull=True, created_at__lt=cutoff
+        ).delete()
     return deleted
 
 

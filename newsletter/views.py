@@ -20,6 +20,7 @@ from posts.validators import row_id_in
 
 from . import clickredirect, outbox, subscriptions, tasks
 from .celery import app as celery_app
+from .emails import confirm_max_age_days
 from .forms import ConfirmForm, SubscribeForm
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 
@@ -43,7 +44,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         return render(request, "newsletter/subscribe.html", {"form": form}, status=400)
     if form.is_from_a_bot():
         # The bot is told what a person is told, and nothing is stored or sent.
-        return render(request, "newsletter/subscribe_done.html")
+        return _subscribe_done(request)
     if not allow_email_to(form.cleaned_data["email"]):
         return _too_many(request)
     tasks.subscribe.delay(
@@ -56,7 +57,15 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     )
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
-    return render(request, "newsletter/subscribe_done.html")
+    return _subscribe_done(request)
+
+
+def _subscribe_done(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "newsletter/subscribe_done.html",
+        {"confirm_days": confirm_max_age_days()},
+    )
 
 
 def _referring_page(request: HttpRequest) -> str:
@@ -94,7 +103,7 @@ def _token_error(request: HttpRequest, error: InvalidToken) -> HttpResponse:
     return render(
         request,
         "newsletter/bad_link.html",
-        {"expired": error.expired},
+        {"expired": error.expired, "confirm_days": confirm_max_age_days()},
         status=410 if error.expired else 404,
     )
 

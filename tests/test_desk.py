@@ -23,7 +23,7 @@ from newsletter.models import (
     SubscriberTopic,
     Suppression,
 )
-from newsletter.subscriptions import CONSENT_SOURCE_FORM
+from newsletter.subscriptions import CONSENT_SOURCE_FORM, CONSENT_SOURCE_PREFERENCES
 from posts.comments.models import Comment
 
 from .factories import (
@@ -187,6 +187,14 @@ def test_growth_weeks_add_up_and_sources_name_the_page(rf):
         "Added in the admin": 1,
     }
     assert sum(dict(desk.sources).values()) == confirmed
+
+
+def test_a_reader_back_through_the_preference_centre_is_counted_as_such(rf):
+    consent(SubscriberFactory(), source=CONSENT_SOURCE_PREFERENCES)
+
+    desk = desk_of(rf, UserFactory())
+
+    assert dict(desk.sources) == {"Preference centre (came back)": 1}
 
 
 def test_bounces_over_2_and_complaints_over_0_1_percent_are_flagged(rf):

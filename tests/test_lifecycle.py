@@ -204,6 +204,39 @@ def test_pending_subscriptions_expire_and_are_purged_by_the_beat_task():
     assert not Consent.objects.exists()
 
 
+def test_requests_never_confirmed_are_forgotten_when_pending_ones_are(
+    client, on_commit
+):
+    # Given a reader who left, and someone asking for their address again: the
+    # request (the asker's IP address, the name they typed) was kept for good,
+    # although its link expired and nobody may ever confirm it.
+    reader = SubscriberFactory(email="reader@example.org", name="Sam")
+    kept = Consent.objects.create(
+        subscriber=reader, wording="w", confirmed_at=reader.confirmed_at
+    )
+    subscriptions.subscriber_unsubscribe(subscriber=reader)
+    on_commit(
+        client.post,
+        "/subscribe/",
+        {"email": "reader@example.org", "name": "Not Sam"},
+        REMOTE_ADDR="198.51.100.7",
+    )
+    asked = Consent.objects.get(confirmed_at=None)
+    assert asked.ip_address == "198.51.100.7"
+    recent = Consent.objects.create(subscriber=reader, wording="w")
+
+    # When the link has expired and beat purges what was never confirmed,
+    expired = timezone.now() - timedelta(
+        seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS + 60
+    )
+    Consent.objects.filter(pk__in=[asked.pk, kept.pk]).update(created_at=expired)
+    tasks.purge_expired_pending.delay()
+
+    # then the request is gone; the reader, their consent and a live request stay.
+    assert set(Consent.objects.all()) == {kept, recent}
+    assert Subscriber.objects.get() == reader
+
+
 def test_a_complained_address_receives_nothing_from_any_path(client, on_commit):
     reader = SubscriberFactory(email="spam@example.org")
     other = SubscriberFactory(email="other@example.org")

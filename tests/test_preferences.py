@@ -19,6 +19,8 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.subscriptions import (
+    CONSENT_VERSION,
+    CONSENT_WORDING,
     ENGAGEMENT_CONSENT_WORDING,
     address_suppress,
     email_change_confirm,
@@ -162,6 +164,25 @@ def test_resubscribing_sends_a_fresh_confirmation(client, reader, on_commit):
     on_commit(client.post, link_in(confirmation, "/subscribe/confirm/"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_resubscribing_records_the_wording_the_centre_showed_and_where(
+    client, reader, on_commit
+):
+    # A consent record is evidence of what the reader was told and where: the
+    # preference centre's request was recorded as the subscribe form's, with
+    # wording its page never showed.
+    client.post(url(reader), {"action": "unsubscribe"})
+    page = client.get(url(reader)).content.decode()
+    assert CONSENT_WORDING in page
+
+    on_commit(client.post, url(reader), {"action": "resubscribe"})
+
+    request = Consent.objects.get(confirmed_at=None)
+    assert request.source == "preference centre"
+    assert request.wording == CONSENT_WORDING
+    assert request.wording_version == CONSENT_VERSION
+    assert request.ip_address == "127.0.0.1"
 
 
 def test_a_complained_address_cannot_resubscribe_from_the_centre(client, reader):

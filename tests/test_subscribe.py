@@ -154,6 +154,27 @@ def test_expired_confirmation_link_says_so(client, monkeypatch):
     assert subscriber.status == Subscriber.Status.PENDING
 
 
+def test_the_pages_say_how_long_the_link_works_as_the_email_does(
+    client, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    # NEWSLETTER_CONFIRM_MAX_AGE_DAYS set to 3: the email said 3 days, the pages
+    # "a week".
+    settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS = 3 * 86400
+    done = subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    assert "The link works for 3 days." in done.content.decode()
+    assert "The link works for 3 days." in mail.outbox[0].body
+
+    subscriber = Subscriber.objects.get()
+    eight_days_ago = time.time() - 8 * 86400
+    with monkeypatch.context() as past:
+        past.setattr(signing.time, "time", lambda: eight_days_ago)
+        token = make_token(subscriber, Purpose.CONFIRM)
+    expired = client.get(f"/subscribe/confirm/{token}/")
+    assert expired.status_code == 410
+    assert "Confirmation links work for 3 days." in expired.content.decode()
+    assert "week" not in done.content.decode() + expired.content.decode()
+
+
 @pytest.mark.parametrize(
     "token",
     ["nonsense", "a:b:c", "%2e%2e", "x" * 500],
