@@ -71,6 +71,10 @@ class CommentAdmin(admin.ModelAdmin):
         # Comments come from readers through the post page.
         return False
 
+    def save_model(self, request, obj, form, change) -> None:
+        # Through the service, which retires the cached pages that show the comment.
+        services.comment_edit(comment=obj)
+
     @admin.display(description="comment")
     def excerpt(self, comment: Comment) -> str:
         return truncatechars(comment.body, 80)
