@@ -729,6 +729,33 @@ def test_control_characters_are_refused_with_a_clear_message(
     assert not Comment.objects.exists()
 
 
+# A domain whose every label is 17 CJK characters: 120 characters as typed, over the
+# 253 that DNS (and so any provider) takes once written in ASCII.
+TOO_LONG_IN_ASCII = "a@" + ".".join(["\u5f32\u96db\u5613" * 5 + "\u6eb6\u5d17"] * 6)
+
+
+@pytest.mark.parametrize(
+    ("email", "problem"),
+    [
+        ("jos\u00e9@example.org", "accented or non-Latin letters before the @"),
+        (TOO_LONG_IN_ASCII + ".example", "Enter a valid email address."),
+    ],
+)
+def test_an_address_no_provider_can_deliver_to_is_refused_as_subscribing_refuses_it(
+    client, post, email, problem
+):
+    response = comment_on(client, post, email=email)
+
+    assert response.status_code == 400
+    assert problem in response.text
+    assert not Comment.objects.exists()
+
+
+def test_an_internationalised_domain_is_stored_in_its_ascii_form(client, post):
+    assert comment_on(client, post, email="Alex@B\u00fccher.example").status_code == 302
+    assert Comment.objects.get().email == "alex@xn--bcher-kva.example"
+
+
 def test_odd_client_headers_are_stored_safely(client, post):
     response = client.post(
         f"/posts/{post.slug}/comments/",
