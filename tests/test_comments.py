@@ -649,6 +649,31 @@ def test_the_comment_admin_pages_open(admin_client, url):
     assert response.status_code == 200
 
 
+def test_an_address_edited_at_the_desk_is_stored_as_the_reader_would_be_found(
+    admin_client,
+):
+    """Export and erasure find a person's comments by the stored form of their
+    address: an address the desk typed otherwise would hide the comment from both."""
+    comment = CommentFactory(email="sam@example.org", status=Comment.Status.APPROVED)
+
+    response = admin_client.post(
+        f"/admin/comments/comment/{comment.pk}/change/",
+        {
+            "status": "approved",
+            "name": comment.name,
+            "email": " Sam@B\u00fccher.Example ",
+            "website": "",
+            "body": comment.body,
+        },
+    )
+
+    assert response.status_code == 302
+    comment.refresh_from_db()
+    assert comment.email == "sam@xn--bcher-kva.example"
+    theirs = [AddressPeriod("sam@b\u00fccher.example")]
+    assert len(comments.comments_for_addresses(addresses=theirs)) == 1
+
+
 def test_staff_cannot_add_comments_in_the_admin(admin_client):
     assert admin_client.get("/admin/comments/comment/add/").status_code == 403
 
