@@ -478,13 +478,21 @@ def test_a_reply_to_a_reply_joins_the_top_level_comment(client, post):
     assert Comment.objects.latest("id").parent == top
 
 
-@pytest.mark.parametrize("case", ["pending", "spam", "other post", "unknown"])
+@pytest.mark.parametrize(
+    "case", ["pending", "spam", "other post", "unknown", "under a hidden comment"]
+)
 def test_a_reply_to_a_comment_readers_cannot_see_is_refused(client, post, case):
     target = {
         "pending": lambda: CommentFactory(post=post),
         "spam": lambda: CommentFactory(post=post, status=Comment.Status.SPAM),
         "other post": lambda: CommentFactory(status=Comment.Status.APPROVED),
         "unknown": lambda: Comment(pk=987654),
+        # Approved, but in the thread of a comment marked as spam since.
+        "under a hidden comment": lambda: CommentFactory(
+            post=post,
+            status=Comment.Status.APPROVED,
+            parent=CommentFactory(post=post, status=Comment.Status.SPAM),
+        ),
     }[case]()
     before = Comment.objects.count()
 
@@ -944,6 +952,21 @@ def test_listings_count_approved_comments_in_one_query(django_assert_num_queries
 
     assert html.count("3 comments") == 1
     assert html.count("#comments") == 1
+
+
+def test_listings_count_the_comments_the_post_page_shows(client, rf):
+    post = PublishedPostFactory()
+    hidden = CommentFactory(post=post, status=Comment.Status.APPROVED)
+    CommentFactory(post=post, parent=hidden, status=Comment.Status.APPROVED)
+    CommentFactory(post=post, status=Comment.Status.APPROVED)
+    # The first turns out to be abuse: marked as spam, its thread leaves the page.
+    comments.comments_mark_spam(comments=Comment.objects.filter(pk=hidden.pk))
+    listed = list(Post.objects.published().for_listing())
+
+    listing = render_to_string("posts/_post_list.html", {"posts": listed})
+
+    assert "1 comment<" in comments_section(rf, post)
+    assert ">1 comment</a>" in listing
 
 
 def test_deleting_a_post_deletes_its_comments():
