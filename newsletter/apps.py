@@ -9,7 +9,7 @@ class NewsletterConfig(AppConfig):
         from anymail.signals import tracking
         from django.db.models.signals import post_delete, post_save
 
-        from posts.comments.models import Comment
+        from posts.comments.models import Comment, PostCommentSettings
         from posts.comments.signals import comment_held, comments_changed
         from posts.models import Post
         from posts.signals import demo_seeded, post_published, post_unpublished
@@ -51,4 +51,12 @@ class NewsletterConfig(AppConfig):
         for signal in (comments_changed, post_delete):
             signal.connect(
                 pagecache.invalidate, sender=Comment, dispatch_uid="pagecache_comments"
+            )
+        # And the author's per-post switch, saved or deleted at the desk: whether the
+        # post page offers the form.
+        for signal in (post_save, post_delete):
+            signal.connect(
+                pagecache.invalidate,
+                sender=PostCommentSettings,
+                dispatch_uid="pagecache_comment_settings",
             )

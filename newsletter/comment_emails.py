@@ -14,17 +14,25 @@ from posts.comments import services as comments
 from .emails import build_message, render_email, site_link
 from .subscriptions import is_blocked
 
+MODERATE_COMMENTS = "comments.change_comment"
+# The backend that holds users' and groups' permissions (axes' only counts logins);
+# with_perm must be told which when there are two.
+PERMISSIONS_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
 
 def comment_digest_send() -> int:
-    """Email each staff member one list of the pending comments not yet reported.
+    """Email each moderator one list of the pending comments not yet reported.
 
     Returns how many comments were reported. The claim and the sending share one
     transaction: if the provider refuses, the comments stay unreported and the
     next digest (an hour later, on beat) lists them.
     """
+    # Those the desk lets approve or reject comments (the Editor, the Administrator,
+    # a superuser): a Contributor may not see comments waiting for approval.
     recipients = list(
         get_user_model()
-        .objects.filter(is_staff=True, is_active=True)
+        .objects.with_perm(MODERATE_COMMENTS, backend=PERMISSIONS_BACKEND)
+        .filter(is_staff=True)
         .exclude(email="")
         .values_list("email", flat=True)
         .distinct()

@@ -5,7 +5,7 @@ from django.core import mail
 from newsletter.comment_tasks import send_comment_digest
 from posts.comments.models import Comment
 
-from .factories import CommentFactory, UserFactory
+from .factories import CommentFactory, StaffFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -79,3 +79,18 @@ def test_a_refused_digest_leaves_the_comments_for_the_next_one(fake_esp):
     send_comment_digest.delay()
     assert fake_esp.recipients() == {"editor@example.org": 1}
     assert "Pat Waiting" in fake_esp.messages[0]["payload"]["TextBody"]
+
+
+def test_only_those_who_may_moderate_comments_get_the_digest():
+    StaffFactory(username="writer", email="writer@example.org", role="Contributor")
+    StaffFactory(username="editor", email="editor@example.org", role="Editor")
+    UserFactory(username="owner", email="owner@example.org")  # a superuser
+    UserFactory(username="gone", email="gone@example.org", is_active=False)
+    CommentFactory(name="Pat Waiting")
+
+    send_comment_digest.delay()
+
+    assert sorted(message.to[0] for message in mail.outbox) == [
+        "editor@example.org",
+        "owner@example.org",
+    ]

@@ -478,13 +478,21 @@ def test_a_reply_to_a_reply_joins_the_top_level_comment(client, post):
     assert Comment.objects.latest("id").parent == top
 
 
-@pytest.mark.parametrize("case", ["pending", "spam", "other post", "unknown"])
+@pytest.mark.parametrize(
+    "case", ["pending", "spam", "other post", "unknown", "under a hidden comment"]
+)
 def test_a_reply_to_a_comment_readers_cannot_see_is_refused(client, post, case):
     target = {
         "pending": lambda: CommentFactory(post=post),
         "spam": lambda: CommentFactory(post=post, status=Comment.Status.SPAM),
         "other post": lambda: CommentFactory(status=Comment.Status.APPROVED),
         "unknown": lambda: Comment(pk=987654),
+        # Approved, but in the thread of a comment marked as spam since.
+        "under a hidden comment": lambda: CommentFactory(
+            post=post,
+            status=Comment.Status.APPROVED,
+            parent=CommentFactory(post=post, status=Comment.Status.SPAM),
+        ),
     }[case]()
     before = Comment.objects.count()
 
@@ -649,6 +657,31 @@ def test_the_comment_admin_pages_open(admin_client, url):
     assert response.status_code == 200
 
 
+def test_an_address_edited_at_the_desk_is_stored_as_the_reader_would_be_found(
+    admin_client,
+):
+    """Export and erasure find a person's comments by the stored form of their
+    address: an address the desk typed otherwise would hide the comment from both."""
+    comment = CommentFactory(email="sam@example.org", status=Comment.Status.APPROVED)
+
+    response = admin_client.post(
+        f"/admin/comments/comment/{comment.pk}/change/",
+        {
+            "status": "approved",
+            "name": comment.name,
+            "email": " Sam@B\u00fccher.Example ",
+            "website": "",
+            "body": comment.body,
+        },
+    )
+
+    assert response.status_code == 302
+    comment.refresh_from_db()
+    assert comment.email == "sam@xn--bcher-kva.example"
+    theirs = [AddressPeriod("sam@b\u00fccher.example")]
+    assert len(comments.comments_for_addresses(addresses=theirs)) == 1
+
+
 def test_staff_cannot_add_comments_in_the_admin(admin_client):
     assert admin_client.get("/admin/comments/comment/add/").status_code == 403
 
@@ -727,6 +760,33 @@ def test_control_characters_are_refused_with_a_clear_message(
     html = response.content.decode()
     assert "control characters" in html or "Null characters" in html
     assert not Comment.objects.exists()
+
+
+# A domain whose every label is 17 CJK characters: 120 characters as typed, over the
+# 253 that DNS (and so any provider) takes once written in ASCII.
+TOO_LONG_IN_ASCII = "a@" + ".".join(["\u5f32\u96db\u5613" * 5 + "\u6eb6\u5d17"] * 6)
+
+
+@pytest.mark.parametrize(
+    ("email", "problem"),
+    [
+        ("jos\u00e9@example.org", "accented or non-Latin letters before the @"),
+        (TOO_LONG_IN_ASCII + ".example", "Enter a valid email address."),
+    ],
+)
+def test_an_address_no_provider_can_deliver_to_is_refused_as_subscribing_refuses_it(
+    client, post, email, problem
+):
+    response = comment_on(client, post, email=email)
+
+    assert response.status_code == 400
+    assert problem in response.text
+    assert not Comment.objects.exists()
+
+
+def test_an_internationalised_domain_is_stored_in_its_ascii_form(client, post):
+    assert comment_on(client, post, email="Alex@B\u00fccher.example").status_code == 302
+    assert Comment.objects.get().email == "alex@xn--bcher-kva.example"
 
 
 def test_odd_client_headers_are_stored_safely(client, post):
@@ -892,6 +952,21 @@ def test_listings_count_approved_comments_in_one_query(django_assert_num_queries
 
     assert html.count("3 comments") == 1
     assert html.count("#comments") == 1
+
+
+def test_listings_count_the_comments_the_post_page_shows(client, rf):
+    post = PublishedPostFactory()
+    hidden = CommentFactory(post=post, status=Comment.Status.APPROVED)
+    CommentFactory(post=post, parent=hidden, status=Comment.Status.APPROVED)
+    CommentFactory(post=post, status=Comment.Status.APPROVED)
+    # The first turns out to be abuse: marked as spam, its thread leaves the page.
+    comments.comments_mark_spam(comments=Comment.objects.filter(pk=hidden.pk))
+    listed = list(Post.objects.published().for_listing())
+
+    listing = render_to_string("posts/_post_list.html", {"posts": listed})
+
+    assert "1 comment<" in comments_section(rf, post)
+    assert ">1 comment</a>" in listing
 
 
 def test_deleting_a_post_deletes_its_comments():

@@ -130,6 +130,50 @@ def test_closing_comments_removes_the_form_from_the_cached_post_page(
     assert "Comments are closed." in client.get(post.get_absolute_url()).text
 
 
+def test_a_comment_edited_at_the_desk_shows_the_edit_on_the_cached_post_page_at_once(
+    client, admin_client, django_capture_on_commit_callbacks
+):
+    post = PublishedPostFactory()
+    shown = CommentFactory(
+        post=post, body="Ring Sam at home on 07700 900123.", status="approved"
+    )
+    assert "07700 900123" in client.get(post.get_absolute_url()).text  # now cached
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            f"/admin/comments/comment/{shown.pk}/change/",
+            {
+                "status": "approved",
+                "name": shown.name,
+                "email": shown.email,
+                "website": "",
+                "body": "Ring Sam. [Number removed by the editor]",
+            },
+        )
+
+    assert response.status_code == 302
+    page = client.get(post.get_absolute_url()).text
+    assert "07700 900123" not in page
+    assert "[Number removed by the editor]" in page
+
+
+def test_the_posts_comment_settings_at_the_desk_change_the_cached_post_page_at_once(
+    client, admin_client, django_capture_on_commit_callbacks
+):
+    post = PublishedPostFactory()
+    assert "Leave a reply" in client.get(post.get_absolute_url()).text  # now cached
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post("/admin/comments/postcommentsettings/add/", {"post": post.pk})
+    assert "Comments are closed." in client.get(post.get_absolute_url()).text
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            f"/admin/comments/postcommentsettings/{post.pk}/delete/", {"post": "yes"}
+        )
+    assert "Leave a reply" in client.get(post.get_absolute_url()).text
+
+
 def test_a_search_read_twice_is_served_from_the_cache_the_second_time(client):
     PublishedPostFactory(title="Derby: Inadequate")
     first = client.get("/search/?q=derby")

@@ -1,5 +1,6 @@
 """The moderation queue: pending comments first; bulk approve, spam, delete."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.db import models
@@ -8,6 +9,7 @@ from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 
 from posts.models import Post
+from posts.validators import clean_email
 
 from . import services
 from .models import Comment, PostCommentSettings
@@ -42,8 +44,17 @@ class StatusFilter(admin.SimpleListFilter):
             }
 
 
+class CommentAdminForm(forms.ModelForm):
+    # No Meta: the admin builds the form's fields from CommentAdmin.fields.
+
+    def clean_email(self) -> str:
+        # In the stored form the reader's export and erasure look it up by.
+        return clean_email(self.cleaned_data["email"])
+
+
 @admin.register(Comment)
 class CommentAdmin(admin.ModelAdmin):
+    form = CommentAdminForm
     list_display = ["excerpt", "name", "email", "post", "status", "created_at"]
     list_display_links = ["excerpt"]
     list_filter = [StatusFilter, "created_at"]
@@ -70,6 +81,10 @@ class CommentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Comments come from readers through the post page.
         return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Through the service, which retires the cached pages that show the comment.
+        services.comment_edit(comment=obj)
 
     @admin.display(description="comment")
     def excerpt(self, comment: Comment) -> str:

@@ -43,6 +43,14 @@ class CommentQuerySet(models.QuerySet):
     def approved(self) -> "CommentQuerySet":
         return self.filter(status=Comment.Status.APPROVED)
 
+    def shown(self) -> "CommentQuerySet":
+        """What readers see: approved, and top-level or in an approved comment's
+        thread (marking a comment as spam hides its replies with it)."""
+        return self.approved().filter(
+            models.Q(parent__isnull=True)
+            | models.Q(parent__status=Comment.Status.APPROVED)
+        )
+
     def pending(self) -> "CommentQuerySet":
         return self.filter(status=Comment.Status.PENDING)
 

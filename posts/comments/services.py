@@ -37,7 +37,7 @@ class CommentsClosed(Exception):
 
 
 class ReplyNotPossible(Exception):
-    """The comment replied to is not an approved comment on this post."""
+    """The comment replied to is not one readers see on this post."""
 
 
 class ConfirmationInvalid(Exception):
@@ -70,10 +70,10 @@ def comment_thread(*, post: Post) -> QuerySet[Comment]:
 
 
 def comment_counts(*, posts: list[Post]) -> dict[int, int]:
-    """How many approved comments each of these posts has, in one query (a post
-    without any is absent)."""
+    """How many comments each of these posts shows, in one query (a post without
+    any is absent)."""
     return dict(
-        Comment.objects.approved()
+        Comment.objects.shown()
         .filter(post__in=[post.pk for post in posts])
         .order_by()
         .values("post")
@@ -142,7 +142,7 @@ def comment_post(
     parent = None
     if parent_id is not None:
         parent = (
-            Comment.objects.approved()
+            Comment.objects.shown()
             .filter(post=post, pk=parent_id)
             .select_related("parent")
             .first()
@@ -262,6 +262,13 @@ def comments_approve(*, comments: QuerySet[Comment]) -> int:
     )
     comments_changed.send(sender=Comment)
     return approved
+
+
+def comment_edit(*, comment: Comment) -> None:
+    """Save a moderator's edit of a comment at the desk: its text, name, website or
+    status may be what readers see (a phone number taken out, a comment hidden)."""
+    comment.save()
+    comments_changed.send(sender=Comment)
 
 
 def comments_mark_spam(*, comments: QuerySet[Comment]) -> int:

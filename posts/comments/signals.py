@@ -1,8 +1,8 @@
 from django.dispatch import Signal
 
 # Sent when what readers see of a post's comments changes (a comment approved,
-# hidden or deleted, comments closed), outside of a Post save. Receivers get no
-# arguments beyond the sender.
+# edited, hidden or deleted, comments closed), outside of a Post save. Receivers
+# get no arguments beyond the sender.
 comments_changed = Signal()
 
 # Sent inside the transaction that holds a new comment for moderation. Receivers

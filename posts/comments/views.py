@@ -110,7 +110,7 @@ def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpRespo
     """A page with the reply form, so replying works without JavaScript."""
     post = get_object_or_404(Post.objects.published(), slug=slug)
     replying_to = get_object_or_404(
-        Comment.objects.approved().filter(post=post), pk=comment_id
+        Comment.objects.shown().filter(post=post), pk=comment_id
     )
     form = CommentForm(initial={"parent": replying_to.parent_id or replying_to.pk})
     return _form_page(request, post, form, replying_to=replying_to)
