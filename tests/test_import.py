@@ -216,13 +216,29 @@ def action(client, name: str, subscribers):
 
 def test_export_gives_a_csv_that_the_import_reads_back(author):
     reader = SubscriberFactory(email="reader@example.org", name="=cmd|' /C calc'!A0")
+    given = timezone.now() - timedelta(days=3)
     Consent.objects.create(
         subscriber=reader,
         wording="w",
         wording_version="v",
         source="Sheet",
-        created_at=timezone.now() - timedelta(days=3),
+        created_at=given,
+        confirmed_at=given,
     )
+    # Neither a request to subscribe again that nobody confirmed, nor agreeing to
+    # per-reader engagement, is the consent the subscription stands on.
+    for source, confirmed_at, engagement in (
+        ("subscribe form", None, False),
+        ("preference centre", timezone.now(), True),
+    ):
+        Consent.objects.create(
+            subscriber=reader,
+            wording="w",
+            wording_version="v",
+            source=source,
+            confirmed_at=confirmed_at,
+            engagement=engagement,
+        )
     response = action(author, "export_csv", [reader])
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv"
@@ -230,7 +246,7 @@ def test_export_gives_a_csv_that_the_import_reads_back(author):
     assert rows[0][:4] == ["email", "name", "consent_source", "consent_date"]
     assert rows[1][0] == "reader@example.org"
     assert rows[1][1] == "'=cmd|' /C calc'!A0"  # never a live formula
-    assert rows[1][2] == "Sheet"
+    assert rows[1][2:4] == ["Sheet", str(given)]
     assert rows[1][4] == "active"
 
 

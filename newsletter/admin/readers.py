@@ -204,9 +204,12 @@ class SubscriberAdmin(admin.ModelAdmin):
         description="Export selected subscribers as CSV", permissions=["export"]
     )
     def export_csv(self, request, queryset):
-        latest_consent = Consent.objects.filter(subscriber=OuterRef("pk")).order_by(
-            "-created_at"
-        )
+        # The consent the reader's subscription stands on: the latest they confirmed
+        # to subscribe, not a request nobody confirmed (a stranger may have typed
+        # the address) nor an agreement to per-reader engagement.
+        latest_consent = Consent.objects.filter(
+            subscriber=OuterRef("pk"), confirmed_at__isnull=False, engagement=False
+        ).order_by("-confirmed_at")
         rows = (
             queryset.annotate(
                 consent_source=Subquery(latest_consent.values("source")[:1]),
