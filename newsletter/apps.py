@@ -7,7 +7,7 @@ class NewsletterConfig(AppConfig):
 
     def ready(self) -> None:
         from anymail.signals import tracking
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
         from posts.comments.models import Comment, PostCommentSettings
         from posts.comments.signals import comment_held, comments_changed
@@ -28,6 +28,9 @@ class NewsletterConfig(AppConfig):
         )
 
         post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
+        post_migrate.connect(
+            receivers.administrator_permissions_grant, dispatch_uid="administrator"
+        )
         post_unpublished.connect(
             receivers.hold_emails_of_unpublished_post, dispatch_uid="hold_emails"
         )

@@ -1,3 +1,4 @@
+from django.apps import apps as global_apps
 from django.db import transaction
 
 from posts.comments.models import Comment
@@ -28,3 +29,17 @@ def email_comment_confirmation(sender, *, comment: Comment, **kwargs) -> None:
     transaction.on_commit(
         lambda: comment_tasks.email_comment_confirmation.delay(comment_id)
     )
+
+
+def administrator_permissions_grant(
+    sender, *, using, apps=global_apps, **kwargs
+) -> None:
+    """The Administrator holds every permission: those of models a release adds
+    after the roles migration made the group (newsletter/migrations/0002_roles.py)
+    too, created by Django after every migrate (post_migrate, app by app: the
+    last app's call sees them all). A flush sends it with no `apps`."""
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    administrator = Group.objects.using(using).filter(name="Administrator").first()
+    if administrator is not None:  # not before the roles migration, nor on a flush
+        administrator.permissions.set(Permission.objects.using(using).all())

@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
@@ -108,6 +109,16 @@ def test_each_role_holds_its_permissions_and_no_more(
             "auth.change_user",
         ]
     )
+    # Every permission there is, those of models added after the roles were made
+    # (a previous address, a post's former slug) included.
+    every = {
+        f"{app_label}.{codename}"
+        for app_label, codename in Permission.objects.values_list(
+            "content_type__app_label", "codename"
+        )
+    }
+    assert every - administrator.get_all_permissions() == set()
+    assert {"newsletter.view_previousaddress", "posts.view_formerslug"} <= every
 
 
 # Contributor

@@ -30,9 +30,8 @@ class Command(BaseCommand):
             return
         generated = password is None
         password = password or secrets.token_urlsafe(12)
-        # A superuser as well as an Administrator: the group holds the permissions
-        # that existed when its migration ran, and the site's owner must still reach
-        # whatever a later release adds (and be able to mend the groups themselves).
+        # A superuser as well as an Administrator: only a superuser makes or changes
+        # a superuser (admin/users.py), and the site's owner must be able to.
         user = User.objects.create_superuser("admin", "admin@localhost", password)
         user.groups.add(Group.objects.get(name=ADMINISTRATOR))
         shown = password if generated else "from ADMIN_PASSWORD"
