@@ -9,8 +9,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from posts.models import Post
-
 from .. import delivery
 from ..delivery.provider import CannotAsk
 from ..models import Batch, Delivery, DigestSettings, Mailing
@@ -136,8 +134,8 @@ class MailingAdmin(admin.ModelAdmin):
         changed = sum(delivery.mailing_resume(mailing_id=pk) for pk in _ids(queryset))
         self.message_user(request, f"Resumed {changed} mailing(s).")
         held = (
-            queryset.filter(paused_at__isnull=False, post__isnull=False)
-            .exclude(post__in=Post.objects.published())
+            queryset.filter(paused_at__isnull=False)
+            .exclude(delivery.post_on_site())
             .count()
         )
         if held:

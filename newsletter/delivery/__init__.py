@@ -26,6 +26,7 @@ from .control import (
     mailing_cancel,
     mailing_pause,
     mailing_resume,
+    post_on_site,
 )
 from .planner import (
     PLANNING_PAGE_SIZE,
@@ -73,6 +74,7 @@ __all__ = [
     "mailing_plan_page",
     "mailing_resume",
     "mailings_reap",
+    "post_on_site",
     "provider_refused",
     "retry_after",
     "smtp_refusal",

@@ -30,12 +30,18 @@ def mailing_pause(*, mailing_id: int, reason: str = "Paused by the author.") -> 
     )
 
 
+def post_on_site() -> Q:
+    """Mailings whose post readers can read now, or that carry none (a digest):
+    the others' emails would lead nowhere, so they are not resumed."""
+    return Q(post__isnull=True) | Q(post__in=Post.objects.published())
+
+
 def mailing_resume(*, mailing_id: int) -> bool:
     """Lift a pause and ring again for everything the pause left waiting; not
-    while the mailing's post is off the site (its emails would lead nowhere)."""
+    while the mailing's post is off the site (post_on_site)."""
     with transaction.atomic():
         resumed = Mailing.objects.filter(
-            Q(post__isnull=True) | Q(post__in=Post.objects.published()),
+            post_on_site(),
             pk=mailing_id,
             status__in=RUNNING,
             paused_at__isnull=False,
