@@ -160,6 +160,18 @@ def readers_mark_round(*, mailing: Mailing, subscriber_ids: list[int]) -> None:
     )
 
 
+def post_withdraw_from_digests(*, post: Post) -> int:
+    """Take an unpublished post out of the digests not yet sent, so that none
+    links to a page that is gone; a digest left holding nothing is skipped when
+    its batch goes (batch_recipients). Their ledger then says what they hold:
+    published again within the lookback, the post comes in the reader's next
+    digest. Returns how many digests it left."""
+    carried = Delivery.posts.through.objects.filter(
+        post=post, delivery__status=Delivery.Status.QUEUED
+    )
+    return carried.delete()[0]
+
+
 def digest_time_set(
     *,
     subscriber: Subscriber,

@@ -4,7 +4,7 @@ from django.db import transaction
 from posts.comments.models import Comment
 from posts.models import Post
 
-from . import comment_tasks, delivery
+from . import comment_tasks, delivery, digests
 
 
 def email_new_post(sender, *, post: Post, **kwargs) -> None:
@@ -13,13 +13,15 @@ def email_new_post(sender, *, post: Post, **kwargs) -> None:
 
 
 def hold_emails_of_unpublished_post(sender, *, post: Post, **kwargs) -> None:
-    # Paused, not cancelled: once the post is back, the author resumes and the
-    # readers not yet sent it get it; meanwhile its link would lead nowhere.
+    # Its own emails paused, not cancelled: once the post is back, the author
+    # resumes and the readers not yet sent it get it; meanwhile its link would
+    # lead nowhere. The digests not yet sent go without it.
     for mailing_id in post.mailings.values_list("pk", flat=True):
         delivery.mailing_pause(
             mailing_id=mailing_id,
             reason="The post was unpublished: resume once it is published again.",
         )
+    digests.post_withdraw_from_digests(post=post)
 
 
 def email_comment_confirmation(sender, *, comment: Comment, **kwargs) -> None:

@@ -46,8 +46,10 @@ from .factories import (
     AreaFactory,
     InspectionFactory,
     PostFactory,
+    StaffFactory,
     SubscriberFactory,
     UserFactory,
+    admin_post_form_of,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -313,7 +315,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
     batch = mailing.batches.get()
-    recipients, _left = batch_recipients(batch.pk, with_posts=True)
+    recipients, _skipped = batch_recipients(batch.pk, with_posts=True)
     assembled = digests.DigestEmail(mailing, recipients)
     tracker = LinkTracker(mailing.pk)
     token = re.compile(r"/(unsubscribe|preferences)/[^/]+/")
@@ -412,6 +414,67 @@ def test_a_reader_who_leaves_after_planning_is_skipped(clock, publish):
     assert [m.to[0] for m in mail.outbox] == ["two@example.org"]
     skipped = mailing.deliveries.get(subscriber__email="one@example.org")
     assert skipped.status == Delivery.Status.SKIPPED
+
+
+def unpublish_at_the_desk(post: Post) -> None:
+    editor = Client()
+    editor.force_login(StaffFactory(role="Editor"))
+    response = editor.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="draft"),
+    )
+    assert response.status_code == 302
+
+
+def test_a_post_unpublished_after_planning_is_left_out_of_the_digests(
+    clock, publish, beat
+):
+    # The author takes a post down (a wrong fact, a legal worry) after the round
+    # was planned: no digest may still carry it, to a page that is gone.
+    reader("one@example.org", ("everything", "", "daily"))
+    reader("two@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Suffolk: caseloads too high")
+    taken_down = publish("Wales: a wrong figure")
+    clock(23, 7, 5)
+    mailing = delivery.mailing_create_for_digest(
+        frequency="daily", slot=digests.slot_of(timezone.now())
+    )
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
+        pass
+    unpublish_at_the_desk(taken_down)
+    mail.outbox.clear()
+    send_all(mailing)
+
+    readers = ["one@example.org", "two@example.org"]
+    assert sorted(m.to[0] for m in mail.outbox) == readers
+    for digest in mail.outbox:
+        assert digest.subject.startswith("Your daily digest: 1 new post")
+        assert "Suffolk: caseloads too high" in digest.body
+        assert "Wales: a wrong figure" not in digest.body
+        assert "Wales: a wrong figure" not in digest.alternatives[0].content
+    # The ledger says what the digests held: published again, the post comes in
+    # the readers' next digest.
+    assert not Delivery.objects.filter(posts=taken_down).exists()
+    clock(23, 9)
+    post_publish(post=Post.objects.get(pk=taken_down.pk))
+    clock(24, 7, 5)
+    next_digests = beat()
+    assert sorted(m.to[0] for m in next_digests) == readers
+    assert all("Wales: a wrong figure" in m.body for m in next_digests)
+
+
+def test_a_digest_whose_only_post_was_unpublished_is_skipped(clock, publish):
+    mailing = a_round_of_two(clock, publish)
+    unpublish_at_the_desk(Post.objects.get(title="Suffolk: caseloads too high"))
+    send_all(mailing)
+
+    assert mail.outbox == []
+    assert set(mailing.deliveries.values_list("status", "error")) == {
+        (Delivery.Status.SKIPPED, "its posts were unpublished before sending")
+    }
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
 
 
 def test_ringing_a_batch_task_again_sends_nothing_twice(clock, publish, beat):

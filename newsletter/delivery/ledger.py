@@ -35,11 +35,12 @@ class Recipient(NamedTuple):
 
 def batch_recipients(
     batch_id: int, *, with_posts: bool = False
-) -> tuple[list[Recipient], list[int]]:
-    """The batch's queued deliveries: the recipients still in the audience, and the
-    ids of those who left it since planning (unsubscribed, suppressed or paused:
-    see SubscriberQuerySet.confirmed). `with_posts` (a digest's batch) reads the
-    posts each one's digest holds in the same statement.
+) -> tuple[list[Recipient], dict[int, str]]:
+    """The batch's queued deliveries: the recipients still in the audience, and
+    why the others are skipped, by delivery id: they left it since planning
+    (unsubscribed, suppressed or paused: see SubscriberQuerySet.confirmed), or
+    their digest holds nothing now (its posts were unpublished). `with_posts` (a
+    digest's batch) reads the posts each one's digest holds in the same statement.
 
     Read, not written: the batch's SENDING status is the claim on its queued rows,
     and their outcomes are written once, when the provider has answered. A worker
@@ -67,20 +68,16 @@ def batch_recipients(
             sql, [Subscriber.Status.ACTIVE, batch_id, Delivery.Status.QUEUED]
         )
         rows = cursor.fetchall()
-    recipients = [
-        Recipient(
-            pk,
-            sid,
-            email,
-            name,
-            bool(agreed),
-            tuple(map(int, posts.split(","))) if posts else (),
-        )
-        for pk, sid, email, name, agreed, posts, active in rows
-        if active
-    ]
-    left = [row[0] for row in rows if not row[-1]]
-    return recipients, left
+    recipients, skipped = [], {}
+    for pk, sid, email, name, agreed, posts, active in rows:
+        if not active:
+            skipped[pk] = "left the audience before sending"
+        elif with_posts and not posts:
+            skipped[pk] = "its posts were unpublished before sending"
+        else:
+            posts = tuple(map(int, posts.split(","))) if posts else ()
+            recipients.append(Recipient(pk, sid, email, name, bool(agreed), posts))
+    return recipients, skipped
 
 
 class Outcome(NamedTuple):

@@ -212,14 +212,12 @@ def batch_send(*, batch_id: int) -> None:
     batch = Batch.objects.select_related(
         "mailing__post", "mailing__post_update__post"
     ).get(pk=batch_id)
-    recipients, left = batch_recipients(
+    recipients, skipped = batch_recipients(
         batch_id, with_posts=batch.mailing.kind == Mailing.Kind.DIGEST
     )
     outcomes, trouble = _hand_over(batch, recipients)
-    for delivery_id in left:
-        outcomes[delivery_id] = Outcome(
-            Delivery.Status.SKIPPED, error="left the audience before sending"
-        )
+    for delivery_id, why in skipped.items():
+        outcomes[delivery_id] = Outcome(Delivery.Status.SKIPPED, error=why)
     now = timezone.now()
     record_outcomes(outcomes, now)
     closed = close_batch(
