@@ -234,6 +234,9 @@ class Consent(models.Model):
     # new readers by it.
     page = models.CharField(max_length=200, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
+    # Where the confirmation link was used from: the request may be anyone's
+    # (ip_address), the confirmation is the reader's proof of the double opt-in.
+    confirmed_ip_address = models.GenericIPAddressField(null=True, blank=True)
     # What this request asked for, applied only when its own link confirms it, so
     # that a stranger resubmitting the address changes nothing the reader sees.
     # Topics as "kind:value" keys, [] for everything; None keeps what the reader

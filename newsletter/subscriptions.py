@@ -152,11 +152,13 @@ def subscriber_confirm(
     consent_id: int,
     name: str | None = None,
     engagement: bool = False,
+    ip_address: str | None = None,
 ) -> None:
     """Make a pending (or returning) subscriber part of the audience, with what the
     confirmed request asked for, and what the reader chose on their link's page:
     their name (None keeps the request's) and per-reader engagement, which is
-    asked only there, where the address is proved. The request may be anyone's.
+    asked only there, where the address is proved. The request may be anyone's;
+    the consent records the address the link was used from (`ip_address`) too.
 
     This is the fresh double opt-in that lifts the reader's own unsubscribe or
     deletion; a bounce, complaint or the author's suppression is never lifted here.
@@ -187,6 +189,7 @@ def subscriber_confirm(
         if confirmed:
             Suppression.objects.for_email(subscriber.email).delete()
             consent.confirmed_at = now
+            consent.confirmed_ip_address = ip_address
             if name is not None:
                 consent.name = name
             if engagement:
@@ -196,6 +199,7 @@ def subscriber_confirm(
             consent.save(
                 update_fields=[
                     "confirmed_at",
+                    "confirmed_ip_address",
                     "name",
                     "engagement",
                     "wording",
@@ -232,6 +236,7 @@ def engagement_agree(*, subscriber: Subscriber, ip_address: str | None) -> None:
             created_at=now,
             confirmed_at=now,
             ip_address=ip_address,
+            confirmed_ip_address=ip_address,
             wording=ENGAGEMENT_CONSENT_WORDING,
             wording_version=ENGAGEMENT_CONSENT_VERSION,
             engagement=True,
@@ -515,6 +520,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "topics": consent.topics,
                 "frequency": consent.frequency,
                 "confirmed_at": consent.confirmed_at,
+                "confirmed_ip_address": consent.confirmed_ip_address,
                 "engagement": consent.engagement,
             }
             for consent in subscriber.consents.order_by("created_at")

@@ -132,6 +132,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
             # A POST without the field (a plain client) keeps the request's.
             name=form.cleaned_data["name"] if "name" in request.POST else None,
             engagement=form.cleaned_data.get("engagement", False),
+            ip_address=client_address(request) or None,
         )
         return render(request, "newsletter/confirmed.html", {"subscriber": subscriber})
     return render(

@@ -6,7 +6,11 @@ from django.core import mail, signing
 from django.utils import timezone
 
 from newsletter.models import Consent, Subscriber
-from newsletter.subscriptions import CONSENT_VERSION, CONSENT_WORDING
+from newsletter.subscriptions import (
+    CONSENT_VERSION,
+    CONSENT_WORDING,
+    subscriber_export,
+)
 from newsletter.tokens import Purpose, make_token
 
 from .factories import RegionFactory, SubscriberFactory
@@ -137,6 +141,27 @@ def test_confirming_activates_and_records_when(
     assert subscriber.status == Subscriber.Status.ACTIVE
     assert subscriber.confirmed_at is not None
     assert Consent.objects.get().confirmed_at == subscriber.confirmed_at
+
+
+def test_the_consent_records_where_it_was_asked_and_where_it_was_confirmed(
+    client, django_capture_on_commit_callbacks
+):
+    # The request may be anyone's; the click on the link sent to the address is
+    # the reader's proof of the double opt-in, and its address is kept with it.
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            "/subscribe/",
+            {"email": "reader@example.org"},
+            REMOTE_ADDR="203.0.113.5",
+        )
+    response = client.post(confirm_url_from(mail.outbox[0]), REMOTE_ADDR="198.51.100.7")
+    assert response.status_code == 200
+    consent = Consent.objects.get()
+    assert consent.ip_address == "203.0.113.5"
+    assert consent.confirmed_ip_address == "198.51.100.7"
+    data = subscriber_export(subscriber=Subscriber.objects.get())
+    assert data["consents"][0]["ip_address"] == "203.0.113.5"
+    assert data["consents"][0]["confirmed_ip_address"] == "198.51.100.7"
 
 
 def test_expired_confirmation_link_says_so(client, monkeypatch):

@@ -41,6 +41,7 @@ class ConsentInline(admin.TabularInline):
         "wording_version",
         "wording",
         "confirmed_at",
+        "confirmed_ip_address",
     ]
     readonly_fields = fields
 
