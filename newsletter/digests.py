@@ -162,12 +162,15 @@ def readers_mark_round(*, mailing: Mailing, subscriber_ids: list[int]) -> None:
 
 def post_withdraw_from_digests(*, post: Post) -> int:
     """Take an unpublished post out of the digests not yet sent, so that none
-    links to a page that is gone; a digest left holding nothing is skipped when
-    its batch goes (batch_recipients). Their ledger then says what they hold:
-    published again within the lookback, the post comes in the reader's next
-    digest. Returns how many digests it left."""
+    links to a page that is gone: queued ones, and uncertain ones, which the
+    author may resend. A digest left holding nothing is skipped when its batch
+    goes (batch_recipients). Their ledger then says what they hold: published
+    again within the lookback, the post comes in the reader's next digest (a
+    second time, for a reader whose uncertain digest had reached them). Returns
+    how many digests it left."""
     carried = Delivery.posts.through.objects.filter(
-        post=post, delivery__status=Delivery.Status.QUEUED
+        post=post,
+        delivery__status__in=[Delivery.Status.QUEUED, Delivery.Status.UNCERTAIN],
     )
     return carried.delete()[0]
 

@@ -16,6 +16,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery, digests, esp
 from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.postmark import EmailBackend
@@ -437,13 +438,8 @@ def test_a_post_unpublished_after_planning_is_left_out_of_the_digests(
     publish("Suffolk: caseloads too high")
     taken_down = publish("Wales: a wrong figure")
     clock(23, 7, 5)
-    mailing = delivery.mailing_create_for_digest(
-        frequency="daily", slot=digests.slot_of(timezone.now())
-    )
-    while delivery.mailing_plan_page(mailing_id=mailing.pk):
-        pass
+    mailing = planned_round()
     unpublish_at_the_desk(taken_down)
-    mail.outbox.clear()
     send_all(mailing)
 
     readers = ["one@example.org", "two@example.org"]
@@ -462,6 +458,32 @@ def test_a_post_unpublished_after_planning_is_left_out_of_the_digests(
     next_digests = beat()
     assert sorted(m.to[0] for m in next_digests) == readers
     assert all("Wales: a wrong figure" in m.body for m in next_digests)
+
+
+def test_an_uncertain_digest_resent_after_its_post_was_unpublished_goes_without_it(
+    clock, publish, fake_esp, admin_client, django_capture_on_commit_callbacks
+):
+    reader("one@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Suffolk: caseloads too high")
+    taken_down = publish("Wales: a wrong figure")
+    clock(23, 7, 5)
+    mailing = planned_round()
+    # Its worker claimed the batch and died before the request went out.
+    Batch.objects.filter(mailing=mailing).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+    )
+    delivery.mailings_reap()
+    unpublish_at_the_desk(taken_down)
+    batch = mailing.batches.get(status=Batch.Status.UNCERTAIN)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert act_on(admin_client, batch, "settle").status_code == 302
+
+    [digest] = postmark_messages(fake_esp.messages)
+    assert "Suffolk: caseloads too high" in digest["TextBody"]
+    assert "Wales: a wrong figure" not in digest["TextBody"]
 
 
 def test_a_digest_whose_only_post_was_unpublished_is_skipped(clock, publish):
@@ -497,6 +519,11 @@ def a_round_of_two(clock, publish) -> Mailing:
     clock(23, 6, 30)
     publish("Suffolk: caseloads too high")
     clock(23, 7, 5)
+    return planned_round()
+
+
+def planned_round() -> Mailing:
+    """The daily round due now, planned, its batch tasks not run."""
     mailing = delivery.mailing_create_for_digest(
         frequency="daily", slot=digests.slot_of(timezone.now())
     )
