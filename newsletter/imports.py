@@ -28,6 +28,11 @@ MAX_ROWS = 50_000
 # Rows per IN (...) query when looking up existing subscribers and suppressions.
 LOOKUP_CHUNK = 1000
 CONSENT_VERSION = "import"
+# What a spreadsheet reads as the start of a formula. The desk's CSV export
+# (admin/spreadsheets.py) quotes such a cell with an apostrophe, which an import
+# of that file takes off again: else "-reader@example.org" would come back as
+# another, undeliverable, address ("'-reader@example.org").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ImportFileError(Exception):
@@ -105,7 +110,7 @@ def read_csv(data: bytes) -> ImportReport:
 def _parse_row(line: int, values: list[str]) -> Row:
     if len(values) != len(COLUMNS):
         raise ValidationError(f"expected {len(COLUMNS)} columns, found {len(values)}")
-    email, name, source, date = (value.strip() for value in values)
+    email, name, source, date = (_unquoted(value).strip() for value in values)
     if not email:
         raise ValidationError("the email address is missing")
     # The subscribe form's own rules, so that an address is stored in one form
@@ -125,6 +130,11 @@ def _parse_row(line: int, values: list[str]) -> Row:
     if len(source) > 200:
         raise ValidationError("the consent source is longer than 200 characters")
     return Row(line, email, name, source, _parse_consent_date(date))
+
+
+def _unquoted(value: str) -> str:
+    """The cell as it was before the desk's export quoted it as text."""
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
 
 
 # No mailing list holds consent given before email newsletters: an earlier year is

@@ -306,9 +306,13 @@ def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
         return
     kind = event.event_type
     if kind == EventType.DELIVERED:
-        Subscriber.objects.filter(email=email, soft_bounces__gt=0).update(
-            soft_bounces=0
-        )
+        # Providers retry and batch their webhooks, so events come out of order:
+        # a delivery older than a soft bounce we already counted says nothing of
+        # the mailbox now, and must not restart the count.
+        if not _reported_after(email, SOFT_BOUNCE_EVENTS, event.timestamp):
+            Subscriber.objects.filter(email=email, soft_bounces__gt=0).update(
+                soft_bounces=0
+            )
     elif kind == EventType.COMPLAINED:
         subscriptions.address_suppress(email=email, reason=Suppression.Reason.COMPLAINT)
     elif kind == EventType.UNSUBSCRIBED:
@@ -316,6 +320,8 @@ def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
             email=email, reason=Suppression.Reason.UNSUBSCRIBED
         )
     elif _is_soft_bounce(event):
+        if _reported_after(email, [EventType.DELIVERED], event.timestamp):
+            return  # a delivery since has restarted the count
         Subscriber.objects.filter(email=email).update(
             soft_bounces=F("soft_bounces") + 1
         )
@@ -332,6 +338,21 @@ def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
         subscriptions.address_suppress(
             email=email, reason=Suppression.Reason.HARD_BOUNCE
         )
+
+
+# What a soft bounce is recorded as: Postmark's SoftBounce is a "bounced" event
+# (a hard bounce, also "bounced", suppresses the address anyway).
+SOFT_BOUNCE_EVENTS = [EventType.DEFERRED, EventType.BOUNCED]
+
+
+def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bool:
+    """Whether an event of these kinds about the address is dated after moment."""
+    return (
+        moment is not None
+        and Event.objects.filter(
+            recipient=email, event_type__in=kinds, timestamp__gt=moment
+        ).exists()
+    )
 
 
 def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:

@@ -250,6 +250,29 @@ def test_export_gives_a_csv_that_the_import_reads_back(author):
     assert rows[1][4] == "active"
 
 
+def test_an_exported_address_that_starts_like_a_formula_imports_as_itself(author):
+    reader = SubscriberFactory(email="-reader@example.org", name="=Sam")
+    Consent.objects.create(
+        subscriber=reader,
+        wording="w",
+        wording_version="v",
+        source="+44 sign-up sheet",
+        confirmed_at=timezone.now(),
+    )
+    exported = b"".join(action(author, "export_csv", [reader]).streaming_content)
+    rows = list(csv.reader(io.StringIO(exported.decode())))
+    assert rows[1][:3] == ["'-reader@example.org", "'=Sam", "'+44 sign-up sheet"]
+    # The author keeps the columns the import takes, and imports the file.
+    kept = io.StringIO()
+    csv.writer(kept).writerows(row[:4] for row in rows)
+    report = upload(author, kept.getvalue()).context["report"]
+    assert (report.created, report.updated, report.rejected) == (0, 1, [])
+    assert list(Subscriber.objects.values_list("email", flat=True)) == [
+        "-reader@example.org"
+    ]
+    assert Consent.objects.latest("pk").source == "+44 sign-up sheet"
+
+
 def test_bulk_unsubscribe_and_suppress(author):
     first, second, kept = SubscriberFactory.create_batch(3)
     action(author, "unsubscribe", [first])

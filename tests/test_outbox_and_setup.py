@@ -7,8 +7,9 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core import mail
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from newsletter.emails import PostEmail
 from posts.demo_content import POSTS
@@ -78,6 +79,37 @@ def test_ensure_admin_creates_the_admin_once(monkeypatch, capsys):
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_superuser
     assert admin.check_password("a-long-demo-password")
+
+
+@pytest.mark.parametrize("password", ["admin", "12345678", "short"])
+def test_ensure_admin_refuses_a_weak_admin_password_and_creates_nobody(
+    monkeypatch, password
+):
+    monkeypatch.setenv("ADMIN_PASSWORD", password)
+    with pytest.raises(CommandError, match="ADMIN_PASSWORD is refused"):
+        call_command("ensure_admin")
+    assert not get_user_model().objects.filter(username="admin").exists()
+
+
+def test_ensure_admin_keeps_the_admins_password_when_the_new_one_is_weak(
+    monkeypatch,
+):
+    monkeypatch.setenv("ADMIN_PASSWORD", "a-long-demo-password")
+    call_command("ensure_admin")
+    monkeypatch.setenv("ADMIN_PASSWORD", "password")
+    with pytest.raises(CommandError):
+        call_command("ensure_admin")
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.check_password("a-long-demo-password")
+
+
+def test_ensure_admin_with_an_empty_admin_password_prints_the_one_it_made(
+    monkeypatch, capsys
+):
+    monkeypatch.setenv("ADMIN_PASSWORD", "")
+    call_command("ensure_admin")
+    shown = capsys.readouterr().out.strip().rsplit(" / ", 1)[1]
+    assert get_user_model().objects.get(username="admin").check_password(shown)
 
 
 def test_healthz_answers_when_database_and_broker_do(client):

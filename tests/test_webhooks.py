@@ -84,7 +84,9 @@ def postmark_delivery(email="reader@example.org", at="2026-11-26T16:33:54Z"):
     }
 
 
-def postmark_bounce(bounce_type="HardBounce", event_id=4323372036854775807):
+def postmark_bounce(
+    bounce_type="HardBounce", event_id=4323372036854775807, at="2026-11-26T16:34:54Z"
+):
     return {
         "RecordType": "Bounce",
         "MessageStream": "broadcast",
@@ -100,7 +102,7 @@ def postmark_bounce(bounce_type="HardBounce", event_id=4323372036854775807):
         "Details": "smtp;550 5.1.1 The email account does not exist.",
         "Email": "reader@example.org",
         "From": "newsletter@example.org",
-        "BouncedAt": "2026-11-26T16:34:54Z",
+        "BouncedAt": at,
         "DumpAvailable": True,
         "Inactive": bounce_type == "HardBounce",
         "CanActivate": True,
@@ -315,15 +317,44 @@ def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settin
     assert reader.soft_bounces == 2
     assert reader.status == Subscriber.Status.ACTIVE
 
-    post_postmark(client, postmark_delivery())  # a delivery starts the count again
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=3))
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=4))
+    # A delivery after them starts the count again.
+    post_postmark(client, postmark_delivery(at="2026-11-27T09:00:00Z"))
+    later = "2026-11-28T09:00:00Z"
+    post_postmark(client, postmark_bounce("SoftBounce", event_id=3, at=later))
+    post_postmark(client, postmark_bounce("SoftBounce", event_id=4, at=later))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=5))
+    post_postmark(client, postmark_bounce("SoftBounce", event_id=5, at=later))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
+
+
+def test_a_delivery_older_than_the_soft_bounces_does_not_restart_their_count(
+    client, reader, settings
+):
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
+    for event_id in (1, 2):
+        bounce = postmark_bounce("SoftBounce", event_id, at="2026-11-27T09:00:00Z")
+        post_postmark(client, bounce)
+    # The provider retried an earlier message's delivery webhook only now.
+    post_postmark(client, postmark_delivery(at="2026-11-26T16:33:54Z"))
+    reader.refresh_from_db()
+    assert reader.soft_bounces == 2
+    post_postmark(client, postmark_bounce("SoftBounce", 3, at="2026-11-28T09:00:00Z"))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.get().reason == "soft_bounces"
+
+
+def test_a_soft_bounce_older_than_a_delivery_is_not_counted(client, reader, settings):
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 1
+    post_postmark(client, postmark_delivery(at="2026-11-27T09:00:00Z"))
+    post_postmark(client, postmark_bounce("SoftBounce", 1, at="2026-11-26T09:00:00Z"))
+    reader.refresh_from_db()
+    assert (reader.soft_bounces, reader.status) == (0, Subscriber.Status.ACTIVE)
+    assert not Suppression.objects.exists()
+    assert Event.objects.filter(event_type="bounced").exists()  # still recorded
 
 
 def test_postmark_spam_complaint_suppresses_for_good(client, reader):

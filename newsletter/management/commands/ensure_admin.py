@@ -3,7 +3,9 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 # Created by the roles migration (newsletter/migrations/0002_roles.py).
 ADMINISTRATOR = "Administrator"
@@ -17,8 +19,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         User = get_user_model()
-        password = os.environ.get("ADMIN_PASSWORD")
+        # An empty ADMIN_PASSWORD (compose's ${ADMIN_PASSWORD:-}) is no password:
+        # it must not set an unusable one while saying it came from the variable.
+        password = os.environ.get("ADMIN_PASSWORD") or None
         user = User.objects.filter(username="admin").first()
+        if password is not None:
+            # create_superuser and set_password skip the validators the desk's
+            # password forms apply; the one superuser must pass them too.
+            try:
+                validate_password(password, user or User(username="admin"))
+            except ValidationError as error:
+                raise CommandError(
+                    "ADMIN_PASSWORD is refused, nothing changed: "
+                    + " ".join(error.messages)
+                ) from None
         if user is not None:
             if password:
                 user.set_password(password)
