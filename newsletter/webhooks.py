@@ -355,11 +355,16 @@ def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bo
     )
 
 
+# Postmark's bounces that anymail reports as "bounced" but that say nothing of the
+# address for good: a full or unavailable mailbox, a virus found in the message.
+POSTMARK_SOFT_BOUNCES = {"SoftBounce", "VirusNotification"}
+
+
 def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:
-    # anymail reports Postmark's SoftBounce as "bounced"; its Type tells them apart.
     esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
     return event.event_type == EventType.DEFERRED or (
-        event.event_type == EventType.BOUNCED and esp_event.get("Type") == "SoftBounce"
+        event.event_type == EventType.BOUNCED
+        and esp_event.get("Type") in POSTMARK_SOFT_BOUNCES
     )
 
 

@@ -308,6 +308,23 @@ def test_postmark_hard_bounce_suppresses_the_address(client, reader):
     assert not Subscriber.objects.confirmed().exists()
 
 
+def test_a_postmark_virus_notification_counts_as_a_soft_bounce_not_a_hard_one(
+    client, reader, settings
+):
+    # Postmark reports the receiving server finding a virus in the message as a
+    # bounce: it says nothing of the mailbox, which must not be lost for good.
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
+    post_postmark(client, postmark_bounce("VirusNotification", event_id=1))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert reader.soft_bounces == 1
+    assert not Suppression.objects.exists()
+    post_postmark(client, postmark_bounce("VirusNotification", event_id=2))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.get().reason == "soft_bounces"
+
+
 def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settings):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
     post_postmark(client, postmark_bounce("SoftBounce", event_id=1))
