@@ -214,7 +214,7 @@ def action(client, name: str, subscribers):
     )
 
 
-def test_export_gives_a_csv_that_the_import_reads_back(author):
+def test_the_export_leads_with_the_imports_columns_and_holds_no_live_formula(author):
     reader = SubscriberFactory(email="reader@example.org", name="=cmd|' /C calc'!A0")
     given = timezone.now() - timedelta(days=3)
     Consent.objects.create(
