@@ -5,6 +5,7 @@ request came in on.
 """
 
 import re
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.syndication.views import Feed
@@ -65,6 +66,14 @@ class LatestPostsFeed(Feed):
 
     def item_link(self, post: Post) -> str:
         return absolute(post.get_absolute_url())
+
+    def item_guid(self, post: Post) -> str:
+        # Not the address, which changes with the slug: a feed reader would show
+        # the post again as a new one. A tag URI (RFC 4151) of the post's row.
+        host = urlsplit(settings.SITE_URL).hostname
+        return f"tag:{host},{post.created_at:%Y-%m-%d}:post:{post.pk}"
+
+    item_guid_is_permalink = False
 
     def item_pubdate(self, post: Post):
         return post.published_at

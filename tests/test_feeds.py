@@ -7,6 +7,8 @@ import feedparser
 import pytest
 from django.utils import timezone
 
+from posts import services
+
 from .factories import (
     CategoryFactory,
     InspectionFactory,
@@ -95,6 +97,28 @@ def test_control_characters_the_desk_saved_are_left_out_of_the_feeds(
     assert feed.entries[0].title == "Courtwork"
     assert "Pasted text." in feed.entries[0].description
     assert "Raw  HTML" in feed.entries[0].description
+
+
+@pytest.mark.parametrize(
+    ("url", "content_type"),
+    [("/feed/", "application/rss+xml"), ("/feed/atom/", "application/atom+xml")],
+)
+def test_a_posts_entry_keeps_its_id_when_the_author_changes_its_slug(
+    client, url, content_type
+):
+    # The id was the post's address: a feed reader took the post under its new
+    # slug for a new post and showed it to its readers a second time.
+    post = PublishedPostFactory(slug="suffolk-inspection")
+    before = parse(client, url, content_type).entries[0]
+
+    post.slug = "suffolk-inspection-good"
+    services.post_save_from_desk(post=post, previous_status=post.status, by=None)
+    after = parse(client, url, content_type).entries[0]
+
+    assert after.link == "https://onprobation.example/posts/suffolk-inspection-good/"
+    assert after.id == before.id
+    assert "suffolk-inspection" not in after.id
+    assert not after.guidislink
 
 
 def test_category_feed_lists_only_that_categorys_posts(client, posts):
