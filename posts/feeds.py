@@ -29,6 +29,9 @@ class LatestPostsFeed(Feed):
     title = "On Probation"
     description = "Independent reporting on probation inspections in England and Wales."
     language = "en-gb"
+    # The feed's own author, for the entries of posts without one (an account
+    # gone): Atom requires one or the other.
+    author_name = "On Probation"
 
     def link(self) -> str:
         return absolute(reverse("posts:home"))

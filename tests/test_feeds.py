@@ -121,6 +121,18 @@ def test_a_posts_entry_keeps_its_id_when_the_author_changes_its_slug(
     assert not after.guidislink
 
 
+def test_the_atom_feed_names_an_author_for_posts_without_one(client):
+    # RFC 4287: an entry needs an author, its own or the feed's; a post whose
+    # author's account is gone has none, and validators refused the feed.
+    PublishedPostFactory(author=None)
+    response = client.get("/feed/atom/")
+    atom = {"a": "http://www.w3.org/2005/Atom"}
+    root = ElementTree.fromstring(response.content)  # noqa: S314 (our own response)
+    entry = root.find("a:entry", atom)
+    assert entry.find("a:author", atom) is None
+    assert root.findtext("a:author/a:name", namespaces=atom) == "On Probation"
+
+
 def test_category_feed_lists_only_that_categorys_posts(client, posts):
     category = CategoryFactory(name="Youth justice", slug="youth-justice")
     posts[0].categories.add(category)
