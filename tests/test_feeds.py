@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from posts import services
+from posts.models import Post
 
 from .factories import (
     CategoryFactory,
@@ -183,3 +184,24 @@ def test_sitemap_lists_published_posts_and_listing_pages_on_site_url(client, pos
     assert f"{base}/category/empty-category/" not in locations
     assert not any("draft" in location for location in locations)
     assert len([loc for loc in locations if "/posts/" in loc]) == 3
+
+
+def test_sitemap_lastmod_of_a_scheduled_post_is_when_it_went_live(client):
+    # Written and scheduled on Monday, live on Friday: the sitemap said Monday,
+    # for the post and for the home page, which crawlers then had no cause to
+    # read again.
+    went_live = timezone.now() - timedelta(minutes=1)
+    post = PublishedPostFactory(published_at=went_live)
+    Post.objects.filter(pk=post.pk).update(updated_at=went_live - timedelta(days=4))
+
+    # Our own response, not untrusted input.
+    root = ElementTree.fromstring(client.get("/sitemap.xml").content)  # noqa: S314
+    lastmods = {
+        url.findtext("s:loc", namespaces=SITEMAP_NS): url.findtext(
+            "s:lastmod", namespaces=SITEMAP_NS
+        )
+        for url in root.findall("s:url", SITEMAP_NS)
+    }
+    day = f"{timezone.localdate(went_live):%Y-%m-%d}"
+    assert lastmods[f"https://onprobation.example/posts/{post.slug}/"] == day
+    assert lastmods["https://onprobation.example/"] == day
