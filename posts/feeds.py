@@ -11,7 +11,9 @@ from django.conf import settings
 from django.contrib.syndication.views import Feed
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils.cache import patch_cache_control
 from django.utils.feedgenerator import Atom1Feed
+from django.views.decorators.http import conditional_page
 
 from .models import Category, Post
 
@@ -32,6 +34,14 @@ class LatestPostsFeed(Feed):
     # The feed's own author, for the entries of posts without one (an account
     # gone): Atom requires one or the other.
     author_name = "On Probation"
+
+    def __call__(self, request, *args, **kwargs):
+        # Readers poll: a feed unchanged since the last poll is a 304 (its ETag),
+        # and every poll asks (no-cache), so that a post taken down, which leaves
+        # Last-Modified as it was or earlier, leaves readers' caches too.
+        response = conditional_page(super().__call__)(request, *args, **kwargs)
+        patch_cache_control(response, no_cache=True)
+        return response
 
     def link(self) -> str:
         return absolute(reverse("posts:home"))

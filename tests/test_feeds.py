@@ -134,6 +134,26 @@ def test_the_atom_feed_names_an_author_for_posts_without_one(client):
     assert root.findtext("a:author/a:name", namespaces=atom) == "On Probation"
 
 
+@pytest.mark.parametrize("url", ["/feed/", "/feed/atom/", "/category/courts/feed/"])
+def test_a_feed_reader_asking_again_gets_304_until_the_feed_changes(client, url):
+    # The feeds said Last-Modified and no Cache-Control, and answered every poll
+    # with the whole feed: readers' caches could keep it by heuristic, a post
+    # taken down included, and a poll saved nothing.
+    courts = CategoryFactory(slug="courts")
+    PublishedPostFactory().categories.add(courts)
+    first = client.get(url)
+    assert "no-cache" in first["Cache-Control"]
+
+    again = client.get(url, headers={"If-None-Match": first["ETag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+
+    PublishedPostFactory(title="Courts in Kent").categories.add(courts)
+    changed = client.get(url, headers={"If-None-Match": first["ETag"]})
+    assert changed.status_code == 200
+    assert "Courts in Kent" in changed.content.decode()
+
+
 def test_category_feed_lists_only_that_categorys_posts(client, posts):
     category = CategoryFactory(name="Youth justice", slug="youth-justice")
     posts[0].categories.add(category)
