@@ -42,6 +42,10 @@ HEADLINE_WINDOW = 600
 # Private-use characters mark highlights in the raw text; the text is escaped and
 # only then are they turned into <mark>, so post text can never inject markup.
 _START, _STOP = "\ue000", "\ue001"
+# "CRC's" (or with a typographic apostrophe): the s is no word a post must hold,
+# though SQLite's index keeps it as one. Only outside quotes: inside, the words are
+# matched as the post has them.
+_POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
 
 
 def post_search_vector() -> SearchVector:
@@ -75,7 +79,8 @@ class SearchQueryText:
         phrases: list[list[str]] = []
         budget = MAX_TERMS
         for phrase, loose in re.findall(r'"([^"]*)"?|([^"]+)', query):
-            found = re.findall(r"\w+", phrase or loose)[:budget]
+            found = re.findall(r"\w+", phrase or _POSSESSIVE.sub("", loose))
+            found = found[:budget]
             budget -= len(found)
             if phrase and len(found) > 1:
                 phrases.append(found)
