@@ -20,8 +20,8 @@ from django.contrib.postgres.search import (
     SearchVector,
 )
 from django.db import connection
-from django.db.models import F, QuerySet, Value
-from django.db.models.functions import Greatest, Lower, StrIndex, Substr
+from django.db.models import F, QuerySet, TextField, Value
+from django.db.models.functions import Greatest, Lower, Replace, StrIndex, Substr
 from django.utils.html import escape, strip_tags
 from django.utils.safestring import SafeString, mark_safe
 
@@ -48,13 +48,19 @@ _START, _STOP = "\ue000", "\ue001"
 _POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
 
 
+def _words(field: str) -> Replace:
+    # PostgreSQL's parser reads "Sodexo/Nacro" or "NPS/CRC" as one file path, a
+    # single word no search for either name finds; SQLite's reads two words.
+    return Replace(F(field), Value("/"), Value(" "), output_field=TextField())
+
+
 def post_search_vector() -> SearchVector:
     """The weighted document, stored in Post.search_vector on PostgreSQL."""
     return (
-        SearchVector("title", weight="A", config=CONFIG)
-        + SearchVector("search_facts", weight="B", config=CONFIG)
-        + SearchVector("excerpt", weight="B", config=CONFIG)
-        + SearchVector("body", weight="C", config=CONFIG)
+        SearchVector(_words("title"), weight="A", config=CONFIG)
+        + SearchVector(_words("search_facts"), weight="B", config=CONFIG)
+        + SearchVector(_words("excerpt"), weight="B", config=CONFIG)
+        + SearchVector(_words("body"), weight="C", config=CONFIG)
     )
 
 

@@ -92,6 +92,17 @@ def test_a_possessive_finds_the_word_without_it(client, query):
     ]
 
 
+@pytest.mark.parametrize("query", ["sodexo", "nacro", "nps", "kent surrey"])
+def test_names_joined_by_a_slash_are_found_by_each_name(client, query):
+    # PostgreSQL's parser read "Sodexo/Nacro" as one file path, a single word: a
+    # search for Sodexo did not find the post.
+    PublishedPostFactory(
+        title="Kent/Surrey/Sussex CRC (Sodexo/Nacro)",
+        excerpt="The NPS/CRC split, inspected.",
+    )
+    assert result_titles(client, query) == ["Kent/Surrey/Sussex CRC (Sodexo/Nacro)"]
+
+
 def test_drafts_and_scheduled_posts_are_not_found(client):
     PostFactory(title="Draft about Swindon")
     PublishedPostFactory(
