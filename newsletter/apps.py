@@ -7,11 +7,28 @@ class NewsletterConfig(AppConfig):
 
     def ready(self) -> None:
         from anymail.signals import tracking
-        from django.db.models.signals import post_delete, post_migrate, post_save
+        from django.db.models.signals import (
+            m2m_changed,
+            post_delete,
+            post_migrate,
+            post_save,
+        )
 
         from posts.comments.models import Comment, PostCommentSettings
         from posts.comments.signals import comment_held, comments_changed
-        from posts.models import Post
+        from posts.models import (
+            Area,
+            Category,
+            Inspection,
+            Organisation,
+            Post,
+            PostUpdate,
+            Region,
+            RelatedLink,
+            Sponsorship,
+            StandardRating,
+            Tag,
+        )
         from posts.signals import demo_seeded, post_published, post_unpublished
 
         # The tasks modules only register their tasks with Celery (enqueue.py
@@ -48,6 +65,36 @@ class NewsletterConfig(AppConfig):
         # Any change to a post, or a scheduled post going live, retires cached pages.
         for signal in (post_save, post_delete, post_published):
             signal.connect(pagecache.invalidate, sender=Post, dispatch_uid="pagecache")
+        # So does a change to what the pages show of a post saved on its own, at
+        # the desk's other pages (an inspection's, a category's) or by the related
+        # posts' one-click "Add": the post is not saved, and every page showing it
+        # (its own, listings, other posts' related boxes) was kept until it expired.
+        shown_with_posts = (
+            Inspection,
+            StandardRating,
+            RelatedLink,
+            PostUpdate,
+            Sponsorship,
+            Category,
+            Tag,
+            Area,
+            Region,
+            Organisation,
+        )
+        for model in shown_with_posts:
+            for signal in (post_save, post_delete):
+                signal.connect(
+                    pagecache.invalidate, sender=model, dispatch_uid="pagecache"
+                )
+        for through in (
+            Post.categories.through,
+            Post.tags.through,
+            Inspection.organisations.through,
+            Organisation.owners.through,
+        ):
+            m2m_changed.connect(
+                pagecache.invalidate, sender=through, dispatch_uid="pagecache"
+            )
         # So does any change to the comments readers see (moderation is done by
         # queryset updates, which send no post_save; the admin's bulk delete does
         # send post_delete).

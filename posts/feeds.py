@@ -5,12 +5,15 @@ request came in on.
 """
 
 import re
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.syndication.views import Feed
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils.cache import patch_cache_control
 from django.utils.feedgenerator import Atom1Feed
+from django.views.decorators.http import conditional_page
 
 from .models import Category, Post
 
@@ -28,6 +31,17 @@ class LatestPostsFeed(Feed):
     title = "On Probation"
     description = "Independent reporting on probation inspections in England and Wales."
     language = "en-gb"
+    # The feed's own author, for the entries of posts without one (an account
+    # gone): Atom requires one or the other.
+    author_name = "On Probation"
+
+    def __call__(self, request, *args, **kwargs):
+        # Readers poll: a feed unchanged since the last poll is a 304 (its ETag),
+        # and every poll asks (no-cache), so that a post taken down, which leaves
+        # Last-Modified as it was or earlier, leaves readers' caches too.
+        response = conditional_page(super().__call__)(request, *args, **kwargs)
+        patch_cache_control(response, no_cache=True)
+        return response
 
     def link(self) -> str:
         return absolute(reverse("posts:home"))
@@ -65,6 +79,14 @@ class LatestPostsFeed(Feed):
 
     def item_link(self, post: Post) -> str:
         return absolute(post.get_absolute_url())
+
+    def item_guid(self, post: Post) -> str:
+        # Not the address, which changes with the slug: a feed reader would show
+        # the post again as a new one. A tag URI (RFC 4151) of the post's row.
+        host = urlsplit(settings.SITE_URL).hostname
+        return f"tag:{host},{post.created_at:%Y-%m-%d}:post:{post.pk}"
+
+    item_guid_is_permalink = False
 
     def item_pubdate(self, post: Post):
         return post.published_at

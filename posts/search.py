@@ -20,8 +20,8 @@ from django.contrib.postgres.search import (
     SearchVector,
 )
 from django.db import connection
-from django.db.models import F, QuerySet, Value
-from django.db.models.functions import Greatest, Lower, StrIndex, Substr
+from django.db.models import F, QuerySet, TextField, Value
+from django.db.models.functions import Greatest, Lower, Replace, StrIndex, Substr
 from django.utils.html import escape, strip_tags
 from django.utils.safestring import SafeString, mark_safe
 
@@ -42,15 +42,25 @@ HEADLINE_WINDOW = 600
 # Private-use characters mark highlights in the raw text; the text is escaped and
 # only then are they turned into <mark>, so post text can never inject markup.
 _START, _STOP = "\ue000", "\ue001"
+# "CRC's" (or with a typographic apostrophe): the s is no word a post must hold,
+# though SQLite's index keeps it as one. Only outside quotes: inside, the words are
+# matched as the post has them.
+_POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
+
+
+def _words(field: str) -> Replace:
+    # PostgreSQL's parser reads "Sodexo/Nacro" or "NPS/CRC" as one file path, a
+    # single word no search for either name finds; SQLite's reads two words.
+    return Replace(F(field), Value("/"), Value(" "), output_field=TextField())
 
 
 def post_search_vector() -> SearchVector:
     """The weighted document, stored in Post.search_vector on PostgreSQL."""
     return (
-        SearchVector("title", weight="A", config=CONFIG)
-        + SearchVector("search_facts", weight="B", config=CONFIG)
-        + SearchVector("excerpt", weight="B", config=CONFIG)
-        + SearchVector("body", weight="C", config=CONFIG)
+        SearchVector(_words("title"), weight="A", config=CONFIG)
+        + SearchVector(_words("search_facts"), weight="B", config=CONFIG)
+        + SearchVector(_words("excerpt"), weight="B", config=CONFIG)
+        + SearchVector(_words("body"), weight="C", config=CONFIG)
     )
 
 
@@ -75,7 +85,8 @@ class SearchQueryText:
         phrases: list[list[str]] = []
         budget = MAX_TERMS
         for phrase, loose in re.findall(r'"([^"]*)"?|([^"]+)', query):
-            found = re.findall(r"\w+", phrase or loose)[:budget]
+            found = re.findall(r"\w+", phrase or _POSSESSIVE.sub("", loose))
+            found = found[:budget]
             budget -= len(found)
             if phrase and len(found) > 1:
                 phrases.append(found)

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.sitemaps import Sitemap
 from django.db.models import Max, Q
+from django.db.models.functions import Greatest
 from django.urls import reverse
 
 from .models import Area, Category, Organisation, Post, Region, Tag
@@ -20,14 +21,24 @@ class OnSiteUrl(Sitemap):
         return urlsplit(settings.SITE_URL).netloc
 
 
+# A post scheduled for later changes what readers see when its time comes, after
+# it was last saved.
+LAST_CHANGED = Greatest("updated_at", "published_at")
+
+
 class PostSitemap(OnSiteUrl):
     changefreq = "monthly"
 
     def items(self):
-        return Post.objects.published().only("slug", "updated_at").order_by("id")
+        return (
+            Post.objects.published()
+            .only("slug")
+            .annotate(last_changed=LAST_CHANGED)
+            .order_by("id")
+        )
 
     def lastmod(self, post: Post):
-        return post.updated_at
+        return post.last_changed
 
 
 class PagesSitemap(OnSiteUrl):
@@ -40,7 +51,7 @@ class PagesSitemap(OnSiteUrl):
         return reverse(name)
 
     def lastmod(self, name: str):
-        return Post.objects.published().aggregate(last=Max("updated_at"))["last"]
+        return Post.objects.published().aggregate(last=Max(LAST_CHANGED))["last"]
 
 
 class ListingSitemap(OnSiteUrl):

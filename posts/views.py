@@ -32,7 +32,22 @@ def home(request: HttpRequest) -> HttpResponse:
         request.GET.get("page")
     )
     months = Post.objects.published().datetimes("published_at", "month", order="DESC")
-    return render(request, "posts/home.html", {"page": page, "months": months})
+    return render(
+        request,
+        "posts/home.html",
+        {
+            "page": page,
+            "months": months,
+            "canonical_url": listing_canonical_url(request, page),
+        },
+    )
+
+
+def listing_canonical_url(request: HttpRequest, page) -> str:
+    """The address of the page of a listing shown: a page number mistyped or out
+    of range shows page 1 or the last page, and names it, not a copy of it."""
+    number = f"?page={page.number}" if page.number > 1 else ""
+    return settings.SITE_URL + request.path + number
 
 
 def detail(request: HttpRequest, slug: str) -> HttpResponse:
@@ -101,7 +116,13 @@ def _listing(
     return render(
         request,
         "posts/listing.html",
-        {"page": page, "heading": heading, "intro": intro, "feed_url": feed_url},
+        {
+            "page": page,
+            "heading": heading,
+            "intro": intro,
+            "feed_url": feed_url,
+            "canonical_url": listing_canonical_url(request, page),
+        },
     )
 
 

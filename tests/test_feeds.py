@@ -7,6 +7,9 @@ import feedparser
 import pytest
 from django.utils import timezone
 
+from posts import services
+from posts.models import Post
+
 from .factories import (
     CategoryFactory,
     InspectionFactory,
@@ -97,6 +100,60 @@ def test_control_characters_the_desk_saved_are_left_out_of_the_feeds(
     assert "Raw  HTML" in feed.entries[0].description
 
 
+@pytest.mark.parametrize(
+    ("url", "content_type"),
+    [("/feed/", "application/rss+xml"), ("/feed/atom/", "application/atom+xml")],
+)
+def test_a_posts_entry_keeps_its_id_when_the_author_changes_its_slug(
+    client, url, content_type
+):
+    # The id was the post's address: a feed reader took the post under its new
+    # slug for a new post and showed it to its readers a second time.
+    post = PublishedPostFactory(slug="suffolk-inspection")
+    before = parse(client, url, content_type).entries[0]
+
+    post.slug = "suffolk-inspection-good"
+    services.post_save_from_desk(post=post, previous_status=post.status, by=None)
+    after = parse(client, url, content_type).entries[0]
+
+    assert after.link == "https://onprobation.example/posts/suffolk-inspection-good/"
+    assert after.id == before.id
+    assert "suffolk-inspection" not in after.id
+    assert not after.guidislink
+
+
+def test_the_atom_feed_names_an_author_for_posts_without_one(client):
+    # RFC 4287: an entry needs an author, its own or the feed's; a post whose
+    # author's account is gone has none, and validators refused the feed.
+    PublishedPostFactory(author=None)
+    response = client.get("/feed/atom/")
+    atom = {"a": "http://www.w3.org/2005/Atom"}
+    root = ElementTree.fromstring(response.content)  # noqa: S314 (our own response)
+    entry = root.find("a:entry", atom)
+    assert entry.find("a:author", atom) is None
+    assert root.findtext("a:author/a:name", namespaces=atom) == "On Probation"
+
+
+@pytest.mark.parametrize("url", ["/feed/", "/feed/atom/", "/category/courts/feed/"])
+def test_a_feed_reader_asking_again_gets_304_until_the_feed_changes(client, url):
+    # The feeds said Last-Modified and no Cache-Control, and answered every poll
+    # with the whole feed: readers' caches could keep it by heuristic, a post
+    # taken down included, and a poll saved nothing.
+    courts = CategoryFactory(slug="courts")
+    PublishedPostFactory().categories.add(courts)
+    first = client.get(url)
+    assert "no-cache" in first["Cache-Control"]
+
+    again = client.get(url, headers={"If-None-Match": first["ETag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+
+    PublishedPostFactory(title="Courts in Kent").categories.add(courts)
+    changed = client.get(url, headers={"If-None-Match": first["ETag"]})
+    assert changed.status_code == 200
+    assert "Courts in Kent" in changed.content.decode()
+
+
 def test_category_feed_lists_only_that_categorys_posts(client, posts):
     category = CategoryFactory(name="Youth justice", slug="youth-justice")
     posts[0].categories.add(category)
@@ -147,3 +204,24 @@ def test_sitemap_lists_published_posts_and_listing_pages_on_site_url(client, pos
     assert f"{base}/category/empty-category/" not in locations
     assert not any("draft" in location for location in locations)
     assert len([loc for loc in locations if "/posts/" in loc]) == 3
+
+
+def test_sitemap_lastmod_of_a_scheduled_post_is_when_it_went_live(client):
+    # Written and scheduled on Monday, live on Friday: the sitemap said Monday,
+    # for the post and for the home page, which crawlers then had no cause to
+    # read again.
+    went_live = timezone.now() - timedelta(minutes=1)
+    post = PublishedPostFactory(published_at=went_live)
+    Post.objects.filter(pk=post.pk).update(updated_at=went_live - timedelta(days=4))
+
+    # Our own response, not untrusted input.
+    root = ElementTree.fromstring(client.get("/sitemap.xml").content)  # noqa: S314
+    lastmods = {
+        url.findtext("s:loc", namespaces=SITEMAP_NS): url.findtext(
+            "s:lastmod", namespaces=SITEMAP_NS
+        )
+        for url in root.findall("s:url", SITEMAP_NS)
+    }
+    day = f"{timezone.localdate(went_live):%Y-%m-%d}"
+    assert lastmods[f"https://onprobation.example/posts/{post.slug}/"] == day
+    assert lastmods["https://onprobation.example/"] == day

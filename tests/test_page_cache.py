@@ -11,7 +11,14 @@ from posts.comments.models import Comment
 from posts.models import Post
 from posts.validators import AddressPeriod
 
-from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
+from .factories import (
+    CategoryFactory,
+    CommentFactory,
+    InspectionFactory,
+    PostFactory,
+    PublishedPostFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -172,6 +179,68 @@ def test_the_posts_comment_settings_at_the_desk_change_the_cached_post_page_at_o
             f"/admin/comments/postcommentsettings/{post.pk}/delete/", {"post": "yes"}
         )
     assert "Leave a reply" in client.get(post.get_absolute_url()).text
+
+
+def test_a_related_post_added_at_the_desk_shows_on_the_cached_post_page_at_once(
+    client, admin_client, django_capture_on_commit_callbacks
+):
+    post = PublishedPostFactory(title="Suffolk: Good")
+    other = PublishedPostFactory(title="Norfolk: Requires improvement")
+    assert other.title not in client.get(post.get_absolute_url()).text  # now cached
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            f"/admin/posts/post/{post.pk}/add-related/", {"to_post": other.pk}
+        )
+
+    assert other.title in client.get(post.get_absolute_url()).text
+
+
+def test_an_inspection_edited_on_its_own_desk_page_shows_on_the_cached_post_page(
+    client, admin_client, django_capture_on_commit_callbacks
+):
+    inspection = InspectionFactory(title="Report of 2019", overall="inadequate")
+    post = inspection.post
+    assert "Report of 2019" in client.get(post.get_absolute_url()).text  # now cached
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            f"/admin/posts/inspection/{inspection.pk}/change/",
+            {
+                "post": post.pk,
+                "inspectorate": inspection.inspectorate,
+                "title": "Report of 2019 (corrected title)",
+                "type": "local",
+                "area": inspection.area_id,
+                "overall": "good",
+                "ratings-TOTAL_FORMS": "0",
+                "ratings-INITIAL_FORMS": "0",
+            },
+        )
+
+    assert response.status_code == 302
+    page = client.get(post.get_absolute_url()).text
+    assert "Report of 2019 (corrected title)" in page
+    assert "Inadequate" not in page
+
+
+def test_a_category_renamed_at_the_desk_shows_on_the_cached_pages_at_once(
+    client, admin_client, django_capture_on_commit_callbacks
+):
+    category = CategoryFactory(name="Youth justice", slug="youth-justice")
+    post = PublishedPostFactory()
+    post.categories.add(category)
+    assert "Youth justice" in client.get("/").text  # now cached
+    assert "Youth justice" in client.get(post.get_absolute_url()).text
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            f"/admin/posts/category/{category.pk}/change/",
+            {"name": "Youth offending", "slug": "youth-justice"},
+        )
+
+    assert "Youth offending" in client.get("/").text
+    assert "Youth offending" in client.get(post.get_absolute_url()).text
 
 
 def test_a_search_read_twice_is_served_from_the_cache_the_second_time(client):

@@ -199,6 +199,32 @@ def test_listings_paginate_and_survive_bad_page_numbers(client):
     page(client, "/category/comment/?page=999")
 
 
+@pytest.mark.parametrize(
+    ("asked", "shown"),
+    [
+        ("/", "/"),
+        ("/?page=1", "/"),
+        ("/?page=2", "/?page=2"),
+        ("/?page=nonsense", "/"),
+        ("/?page=999", "/?page=2"),
+        ("/category/comment/?page=999", "/category/comment/?page=2"),
+        ("/category/comment/?page=0", "/category/comment/?page=2"),
+        ("/category/comment/?page=x", "/category/comment/"),
+    ],
+)
+def test_a_listing_page_names_the_page_it_shows_as_canonical(
+    client, settings, asked, shown
+):
+    # A mistyped or out-of-range page number answers with page 1 or the last page:
+    # without a canonical link, search engines found each a copy of another page.
+    settings.SITE_URL = "https://onprobation.example"
+    category = CategoryFactory(slug="comment")
+    for post in PublishedPostFactory.create_batch(12):
+        post.categories.add(category)
+    html = page(client, asked)
+    assert f'<link rel="canonical" href="https://onprobation.example{shown}">' in html
+
+
 def test_inspections_index_filters_by_region_organisation_and_rating(client, demo):
     html = page(client, "/inspections/?region=east-midlands&rating=inadequate")
     table = html.split("<table", 1)[1]

@@ -76,6 +76,33 @@ def test_every_word_must_match(client):
     assert result_titles(client, "caseloads derby") == ["Caseloads in Derby"]
 
 
+@pytest.mark.parametrize(
+    "query", ["CRC's", "Durham\u2019s CRC", "tees valley's crc", "O'Brien's"]
+)
+def test_a_possessive_finds_the_word_without_it(client, query):
+    # The "s" after the apostrophe was a word of its own that every post had to
+    # hold: on SQLite "CRC's" found no post about the CRC.
+    PublishedPostFactory(
+        title="Durham Tees Valley CRC, led by Ms O'Brien",
+        excerpt="Inspectors rated it Inadequate.",
+        body="Inadequate.",
+    )
+    assert result_titles(client, query) == [
+        "Durham Tees Valley CRC, led by Ms O&#x27;Brien"
+    ]
+
+
+@pytest.mark.parametrize("query", ["sodexo", "nacro", "nps", "kent surrey"])
+def test_names_joined_by_a_slash_are_found_by_each_name(client, query):
+    # PostgreSQL's parser read "Sodexo/Nacro" as one file path, a single word: a
+    # search for Sodexo did not find the post.
+    PublishedPostFactory(
+        title="Kent/Surrey/Sussex CRC (Sodexo/Nacro)",
+        excerpt="The NPS/CRC split, inspected.",
+    )
+    assert result_titles(client, query) == ["Kent/Surrey/Sussex CRC (Sodexo/Nacro)"]
+
+
 def test_drafts_and_scheduled_posts_are_not_found(client):
     PostFactory(title="Draft about Swindon")
     PublishedPostFactory(
