@@ -1,6 +1,8 @@
 """The configuration's system checks (manage.py check; with --deploy, the
 production ones): settings that start, yet would quietly do the wrong thing."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core import checks
 
@@ -17,5 +19,23 @@ def check_webhook_secret(app_configs, **kwargs) -> list[checks.CheckMessage]:
             hint="Set ANYMAIL_WEBHOOK_SECRET to 'user:password' and put the same "
             "credentials in the webhook URL you give your ESP.",
             id="newsletter.W001",
+        )
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_site_url_https(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Every link in an email starts with SITE_URL: one-click unsubscribe (RFC
+    8058) must be an https link, and over http the site's secure cookies never
+    come back. Development (DEBUG, `make run`) serves http://127.0.0.1."""
+    if settings.DEBUG or urlsplit(settings.SITE_URL).scheme == "https":
+        return []
+    return [
+        checks.Error(
+            f"SITE_URL must be an https address when DJANGO_DEBUG is off, not "
+            f"{settings.SITE_URL!r}.",
+            hint="Set SITE_URL to the site's https address, e.g. "
+            "https://news.example.org.",
+            id="newsletter.E001",
         )
     ]
