@@ -39,3 +39,27 @@ def check_site_url_https(app_configs, **kwargs) -> list[checks.CheckMessage]:
             id="newsletter.E001",
         )
     ]
+
+
+@checks.register()
+def check_pending_outlives_confirmation(
+    app_configs, **kwargs
+) -> list[checks.CheckMessage]:
+    """The purge deletes a subscription never confirmed once its latest
+    confirmation email is this old: sooner than the link expires, and a reader
+    who follows a link the email says still works finds it gone."""
+    pending = settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS
+    link = settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS
+    if pending >= link:
+        return []
+    return [
+        checks.Error(
+            f"NEWSLETTER_PENDING_EXPIRE_DAYS ({pending // 86400}) is shorter than "
+            f"NEWSLETTER_CONFIRM_MAX_AGE_DAYS ({link // 86400}): unconfirmed "
+            "subscriptions would be deleted while their confirmation link still "
+            "works.",
+            hint="Set NEWSLETTER_PENDING_EXPIRE_DAYS to at least "
+            "NEWSLETTER_CONFIRM_MAX_AGE_DAYS.",
+            id="newsletter.E002",
+        )
+    ]
