@@ -32,8 +32,9 @@ class NewsletterConfig(AppConfig):
         from posts.signals import demo_seeded, post_published, post_unpublished
 
         # The tasks modules only register their tasks with Celery (enqueue.py
-        # looks them up by name).
+        # looks them up by name), and checks its system checks.
         from . import (  # noqa: F401
+            checks,
             comment_tasks,
             demo,
             demo_mailings,

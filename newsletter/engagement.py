@@ -159,12 +159,27 @@ def _link_key(link_id: int) -> str:
     return f"newsletter:link:{link_id}"
 
 
-def _link_id(token: str) -> int | None:
+# A row id as b62_encode writes it (click_token, _reader_part): 11 digits reach
+# beyond a bigint, which is_row_id refuses.
+_B62_ROW_ID = re.compile(r"[0-9A-Za-z]{1,11}")
+
+
+def _signed_row_id(token: str, *, salt: str) -> int | None:
+    """The row id a signed link part names, or None: forged, or signed but of
+    another shape (b62_decode raises IndexError for an empty value, ValueError for
+    others, and reads "-" as 0), which must name nothing, as a forged one does."""
     try:
-        link_id = signing.b62_decode(signing.Signer(salt=_SALT).unsign(token))
-    except (signing.BadSignature, ValueError):
+        value = signing.Signer(salt=salt).unsign(token)
+    except signing.BadSignature:
         return None
-    return link_id if is_row_id(link_id) else None
+    if not _B62_ROW_ID.fullmatch(value):
+        return None
+    row_id = signing.b62_decode(value)
+    return row_id if is_row_id(row_id) else None
+
+
+def _link_id(token: str) -> int | None:
+    return _signed_row_id(token, salt=_SALT)
 
 
 def link_for_token(token: str) -> ClickTarget | None:
@@ -681,13 +696,9 @@ def _readers_clicks_add(
         return
     readers = {}
     for click in [*clicks, *moved]:
-        with contextlib.suppress(signing.BadSignature, ValueError):
-            reader = signing.b62_decode(
-                signing.Signer(salt=_READER_SALT).unsign(click.reader)
-            )
-            # READER_PART's 11 digits reach beyond a bigint.
-            if is_row_id(reader):
-                readers[id(click)] = reader
+        reader = _signed_row_id(click.reader, salt=_READER_SALT)
+        if reader is not None:
+            readers[id(click)] = reader
     if not readers:
         return
     agreeing = set(

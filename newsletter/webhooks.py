@@ -21,7 +21,6 @@ from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 from anymail.webhooks.mailgun import MailgunTrackingWebhookView
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from django.conf import settings
-from django.core import checks
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
@@ -379,19 +378,3 @@ def _digest(raw: object) -> str:
     the same payload delivered twice is the same event."""
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-@checks.register(checks.Tags.security, deploy=True)
-def check_webhook_secret(app_configs, **kwargs) -> list[checks.CheckMessage]:
-    """Without a secret the tracking webhook is off: bounces and complaints are
-    never recorded, and the list keeps mailing addresses that refuse it."""
-    if settings.ANYMAIL.get("WEBHOOK_SECRET"):
-        return []
-    return [
-        checks.Warning(
-            "ANYMAIL_WEBHOOK_SECRET is not set: tracking webhooks are off.",
-            hint="Set ANYMAIL_WEBHOOK_SECRET to 'user:password' and put the same "
-            "credentials in the webhook URL you give your ESP.",
-            id="newsletter.W001",
-        )
-    ]

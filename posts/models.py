@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .markdown import render_markdown, word_count
+from .validators import reject_control_characters, reject_control_characters_in_text
 
 # Adult silent reading speed; a reading time is a courtesy, not a promise.
 WORDS_PER_MINUTE = 230
@@ -29,7 +30,9 @@ class Listed(models.Model):
 
     url_name: str  # the posts: URL of its listing
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(
+        max_length=100, unique=True, validators=[reject_control_characters]
+    )
     slug = models.SlugField(max_length=100, unique=True)
 
     class Meta:
@@ -64,7 +67,9 @@ class Organisation(Listed):
         OTHER = "other", "Other"
 
     url_name = "organisation"
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(
+        max_length=200, unique=True, validators=[reject_control_characters]
+    )
     slug = models.SlugField(max_length=200, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.OTHER)
     # A CRC was owned by a company or a partnership (Sodexo Justice Services with
@@ -140,12 +145,16 @@ class Post(models.Model):
         FULL = "full", "The whole post"
         EXCERPT = "excerpt", "The excerpt, with a link to read on the site"
 
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[reject_control_characters])
     slug = models.SlugField(max_length=200, unique=True)
     excerpt = models.TextField(
-        blank=True, help_text="One or two sentences for listings and email previews."
+        blank=True,
+        help_text="One or two sentences for listings and email previews.",
+        validators=[reject_control_characters],
     )
-    body = models.TextField(help_text="Markdown.")
+    body = models.TextField(
+        help_text="Markdown.", validators=[reject_control_characters_in_text]
+    )
     # Rendered and sanitised once on save; pages and emails use this.
     body_html = models.TextField(editable=False, default="")
     author = models.ForeignKey(
@@ -188,6 +197,7 @@ class Post(models.Model):
         blank=True,
         help_text="What the image shows, for readers who cannot see it. Required "
         "with an image.",
+        validators=[reject_control_characters],
     )
     featured_image_width = models.PositiveIntegerField(null=True, editable=False)
     featured_image_height = models.PositiveIntegerField(null=True, editable=False)
@@ -370,9 +380,13 @@ class Inspection(models.Model):
 
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="inspections")
     inspectorate = models.CharField(
-        max_length=200, default="HM Inspectorate of Probation"
+        max_length=200,
+        default="HM Inspectorate of Probation",
+        validators=[reject_control_characters],
     )
-    title = models.CharField("report title", max_length=300)
+    title = models.CharField(
+        "report title", max_length=300, validators=[reject_control_characters]
+    )
     type = models.CharField(max_length=10, choices=Type.choices, default=Type.LOCAL)
     area = models.ForeignKey(
         Area,
@@ -389,7 +403,10 @@ class Inspection(models.Model):
     fieldwork_end = models.DateField(null=True, blank=True)
     published_on = models.DateField("report published", null=True, blank=True)
     report_url = models.URLField(
-        "official report", max_length=500, blank=True, validators=[web_address]
+        "official report",
+        max_length=500,
+        blank=True,
+        validators=[web_address, reject_control_characters],
     )
     overall = models.CharField(
         "overall rating",
@@ -400,7 +417,11 @@ class Inspection(models.Model):
     recommendations = models.PositiveSmallIntegerField(
         "number of recommendations", null=True, blank=True
     )
-    key_findings = models.TextField(blank=True, help_text="One finding per line.")
+    key_findings = models.TextField(
+        blank=True,
+        help_text="One finding per line.",
+        validators=[reject_control_characters_in_text],
+    )
 
     objects = InspectionQuerySet.as_manager()
 
@@ -422,7 +443,7 @@ class StandardRating(models.Model):
     inspection = models.ForeignKey(
         Inspection, on_delete=models.CASCADE, related_name="ratings"
     )
-    standard = models.CharField(max_length=200)
+    standard = models.CharField(max_length=200, validators=[reject_control_characters])
     rating = models.CharField(max_length=20, choices=Rating.choices)
     order = models.PositiveSmallIntegerField(default=0)
 
@@ -502,8 +523,10 @@ class Sponsorship(models.Model):
     category = models.ForeignKey(
         Category, on_delete=models.CASCADE, related_name="sponsorships"
     )
-    name = models.CharField(max_length=200)
-    url = models.URLField("link", max_length=500, validators=[web_address])
+    name = models.CharField(max_length=200, validators=[reject_control_characters])
+    url = models.URLField(
+        "link", max_length=500, validators=[web_address, reject_control_characters]
+    )
     logo = models.ImageField(
         upload_to="sponsors/",
         blank=True,
@@ -536,6 +559,7 @@ class PostImage(models.Model):
         "alt text",
         max_length=300,
         help_text="What the image shows, for readers who cannot see it.",
+        validators=[reject_control_characters],
     )
 
     class Meta:
@@ -557,9 +581,17 @@ class PostUpdate(models.Model):
     made_on = models.DateField("date", default=timezone.localdate)
     # What changed: the statement that was wrong and the right one, quoted, or a
     # note (or both). Plain text, shown on the post as written.
-    wrong = models.TextField("the post said", blank=True)
-    right = models.TextField("it should say", blank=True)
-    note = models.TextField(blank=True, help_text="Plain text, shown as written.")
+    wrong = models.TextField(
+        "the post said", blank=True, validators=[reject_control_characters_in_text]
+    )
+    right = models.TextField(
+        "it should say", blank=True, validators=[reject_control_characters_in_text]
+    )
+    note = models.TextField(
+        blank=True,
+        help_text="Plain text, shown as written.",
+        validators=[reject_control_characters_in_text],
+    )
 
     class Meta:
         ordering = ["made_on", "id"]

@@ -40,6 +40,12 @@ def reject_control_characters(value: str, *, allowed: str = "") -> None:
             )
 
 
+def reject_control_characters_in_text(value: str) -> None:
+    """Text of several lines (a post's body, an inspection's key findings) keeps
+    its line breaks, as a browser's textarea sends them (CR LF), and its tabs."""
+    reject_control_characters(value, allowed="\r\n\t")
+
+
 # Every table's key is a BigAutoField (PostgreSQL's bigint, SQLite's INTEGER),
 # counted from 1.
 ROW_IDS = range(1, 2**63)

@@ -10,7 +10,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.db import connection
 
-from posts.models import Inspection
+from posts.models import Area, Inspection, Organisation, Post
 
 from .factories import (
     AreaFactory,
@@ -21,6 +21,7 @@ from .factories import (
     SubscriberFactory,
     TagFactory,
     UserFactory,
+    admin_post_form,
 )
 
 pytestmark = pytest.mark.django_db
@@ -238,3 +239,150 @@ def test_an_id_no_column_holds_in_a_change_form_is_a_400_that_changes_nothing(
     response = desk.post(path.format(**rows), {field: TOO_BIG})
     assert response.status_code == 400
     assert row_counts() == before
+
+
+# Control characters the desk's forms may receive (NUL is refused before them, as
+# a 400): C0 and DEL, the C1 line break, Unicode's line separator and a
+# right-to-left override.
+CONTROLS = {
+    "escape": "\x1b",
+    "delete": "\x7f",
+    "next-line": "\x85",
+    "line-separator": "\u2028",
+    "right-to-left-override": "\u202e",
+}
+# What a single line must not hold either, though text of several lines may.
+LINE_BREAKS = {"line-feed": "\n", "carriage-return-line-feed": "\r\n", "tab": "\t"}
+REFUSED = "This contains invisible control characters"
+
+
+def with_control(field: str, char: str) -> dict:
+    """A form field's value with the character inside it (a form strips the ends)."""
+    return {field: f"Court work{char} in Kent"}
+
+
+def refused_and_nothing_changed(response, before: dict, message=REFUSED) -> bool:
+    return (
+        response.status_code == 200
+        and message in response.text
+        and row_counts() == before
+    )
+
+
+@pytest.mark.parametrize(
+    "char", [*CONTROLS.values(), *LINE_BREAKS.values()], ids=[*CONTROLS, *LINE_BREAKS]
+)
+@pytest.mark.parametrize("field", ["title", "excerpt", "featured_image_alt"])
+def test_a_control_character_in_a_posts_line_is_a_form_error_that_saves_nothing(
+    desk, field, char
+):
+    before = row_counts()
+    response = desk.post(
+        "/admin/posts/post/add/", admin_post_form(**with_control(field, char))
+    )
+    assert refused_and_nothing_changed(response, before)
+
+
+CORRECTION_ROW = {
+    "updates-TOTAL_FORMS": "1",
+    "updates-0-kind": "update",
+    "updates-0-made_on": "2026-11-24",
+}
+
+
+@pytest.mark.parametrize("char", CONTROLS.values(), ids=CONTROLS)
+@pytest.mark.parametrize("field", ["body", "updates-0-note", "updates-0-wrong"])
+def test_a_control_character_in_a_posts_text_is_a_form_error_that_saves_nothing(
+    desk, field, char
+):
+    before = row_counts()
+    response = desk.post(
+        "/admin/posts/post/add/",
+        admin_post_form(**CORRECTION_ROW, **with_control(field, char)),
+    )
+    assert refused_and_nothing_changed(response, before)
+
+
+def test_a_posts_text_keeps_its_line_breaks_and_tabs(desk):
+    body = "Inspectors sat in on court work.\r\n\r\n\tThey found it wanting."
+    note = "Updated on publication\r\nof the council's reply."
+    response = desk.post(
+        "/admin/posts/post/add/",
+        admin_post_form(**CORRECTION_ROW, body=body, **{"updates-0-note": note}),
+    )
+    assert response.status_code == 302, response.text[-2000:]
+    post = Post.objects.get(slug="court-work-in-kent")
+    assert "\tThey found it wanting." in post.body
+    assert post.updates.get().note.splitlines() == [
+        "Updated on publication",
+        "of the council's reply.",
+    ]
+
+
+@pytest.mark.parametrize("char", CONTROLS.values(), ids=CONTROLS)
+@pytest.mark.parametrize(
+    "field",
+    ["inspectorate", "title", "key_findings", "report_url", "ratings-0-standard"],
+)
+def test_a_control_character_in_an_inspections_facts_is_a_form_error_that_saves_nothing(
+    desk, field, char
+):
+    inspection = InspectionFactory(title="Suffolk")
+    form = {
+        "post": inspection.post_id,
+        "inspectorate": inspection.inspectorate,
+        "title": inspection.title,
+        "type": inspection.type,
+        "area": inspection.area_id,
+        "overall": inspection.overall,
+        "key_findings": "Caseloads too high.\r\nRisk assessments too thin.",
+        "report_url": "https://www.justiceinspectorates.gov.uk/hmiprobation/",
+        "ratings-TOTAL_FORMS": "1",
+        "ratings-INITIAL_FORMS": "0",
+        "ratings-0-standard": "Leadership",
+        "ratings-0-rating": "good",
+        "ratings-0-order": "0",
+    }
+    form.update(with_control(field, char))
+    message = REFUSED
+    if field == "report_url":
+        form[field] = f"https://www.justiceinspectorates.gov.uk/{char}report/"
+        # Where a link has spaces: U+0085 and U+2028 are spaces to Unicode.
+        message = "Enter a valid URL." if char.isspace() else REFUSED
+    before = row_counts()
+    response = desk.post(f"/admin/posts/inspection/{inspection.pk}/change/", form)
+    assert refused_and_nothing_changed(response, before, message)
+    inspection.refresh_from_db()
+    assert (inspection.title, inspection.key_findings) == ("Suffolk", "")
+
+
+@pytest.mark.parametrize(
+    "char", ["\x1b", "\u2028", "\n"], ids=["escape", "line-separator", "line-feed"]
+)
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [
+        ("/admin/posts/region/add/", {"slug": "kent"}),
+        ("/admin/posts/area/add/", {"slug": "kent", "region": "{region}"}),
+        ("/admin/posts/organisation/add/", {"slug": "kent", "kind": "crc"}),
+        ("/admin/posts/category/add/", {"slug": "kent"}),
+        ("/admin/posts/tag/add/", {"slug": "kent"}),
+        ("/admin/posts/organisation/{organisation}/change/", {"slug": "kent"}),
+    ],
+    ids=["region", "area", "organisation", "category", "tag", "renamed"],
+)
+def test_a_control_character_in_a_topics_name_is_a_form_error_that_saves_nothing(
+    desk, rows, path, form, char
+):
+    region = Area.objects.get(pk=rows["area"]).region_id
+    before = row_counts()
+    response = desk.post(
+        path.format(**rows),
+        {
+            **{key: value.format(region=region) for key, value in form.items()},
+            "kind": "crc",
+            **with_control("name", char),
+        },
+    )
+    assert refused_and_nothing_changed(response, before)
+    assert not Organisation.objects.filter(slug="kent").exists()

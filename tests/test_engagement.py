@@ -269,6 +269,52 @@ def test_a_signed_link_naming_an_id_no_row_can_have_is_a_404_counted_nowhere(
     assert not MailingHour.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "-",
+        "--1",
+        "-1",
+        " 1",
+        "1\n",
+        "[1]",
+        "[1, 2]",
+        '"1"',
+        "1:2",
+        "\u0661",
+        "1" * 200,
+    ],
+    ids=[
+        "empty",
+        "minus",
+        "double-minus",
+        "negative",
+        "space",
+        "newline",
+        "list",
+        "extra-items",
+        "json-string",
+        "two-parts",
+        "arabic-digit",
+        "far-too-long",
+    ],
+)
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_a_well_signed_token_of_another_shape_is_a_404_like_a_forged_one(
+    client, email, clock, method, value
+):
+    """Signed with the click salt and the site's key, yet not an id as
+    click_token writes it: answered as a forged link, never with a 500."""
+    clock(3600)
+    token = signing.Signer(salt="newsletter.engagement.click").sign(value)
+    response = click(client, f"/r/{token}/", method=method)
+    assert response.status_code == 404
+    assert response["X-Frame-Options"] == "DENY"  # the whole stack's 404 page
+    assert all(count == (0, 0) for count in counts().values())
+    assert not MailingHour.objects.exists()
+
+
 def test_only_web_addresses_are_followed(client, email):
     mailing = Mailing.objects.get()
     link = Link.objects.create(mailing=mailing, url="javascript:alert(1)")

@@ -1,9 +1,12 @@
 import re
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.utils import timezone
 
 from newsletter import delivery, subscriptions, tasks
@@ -235,6 +238,22 @@ def test_requests_never_confirmed_are_forgotten_when_pending_ones_are(
     # then the request is gone; the reader, their consent and a live request stay.
     assert set(Consent.objects.all()) == {kept, recent}
     assert Subscriber.objects.get() == reader
+
+
+def test_a_purge_sooner_than_the_confirmation_link_expires_fails_the_checks(
+    settings,
+):
+    settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS = 7 * 86400
+    settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS = 3 * 86400
+    with pytest.raises(SystemCheckError) as refused:
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    assert "newsletter.E002" in str(refused.value)
+    assert "NEWSLETTER_PENDING_EXPIRE_DAYS (3) is shorter than" in str(refused.value)
+    assert "NEWSLETTER_CONFIRM_MAX_AGE_DAYS (7)" in str(refused.value)
+
+    # As long as the link, or longer, the purge never takes a live link's row.
+    settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS = 7 * 86400
+    call_command("check", stdout=StringIO(), stderr=StringIO())
 
 
 def test_a_complained_address_receives_nothing_from_any_path(client, on_commit):

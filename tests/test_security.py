@@ -834,6 +834,37 @@ def test_production_settings_pass_the_deployment_checklist():
 
 
 @pytest.mark.parametrize(
+    "site_url",
+    ["http://news.example.org", "HTTP://news.example.org", "news.example.org", ""],
+    ids=["http", "http-in-capitals", "no-scheme", "empty"],
+)
+def test_a_site_url_not_over_https_fails_the_deployment_checklist(site_url):
+    result = run_production(
+        "manage.py", "check", "--deploy", extra_env={"SITE_URL": site_url}
+    )
+    assert result.returncode != 0
+    assert "newsletter.E001" in result.stderr
+    assert "SITE_URL must be an https address" in result.stderr
+
+
+def test_a_site_url_over_http_is_fine_for_development():
+    """As `make run` serves it: debug on, http on the loopback."""
+    result = run_production(
+        "manage.py",
+        "check",
+        "--deploy",
+        extra_env={"DJANGO_DEBUG": "1", "SITE_URL": "http://127.0.0.1:8000"},
+    )
+    assert "SITE_URL" not in result.stdout + result.stderr
+    started = run_production(
+        "manage.py",
+        "check",
+        extra_env={"DJANGO_DEBUG": "1", "SITE_URL": "http://127.0.0.1:8000"},
+    )
+    assert started.returncode == 0, started.stderr
+
+
+@pytest.mark.parametrize(
     "secret_key",
     ["", "short", "dev-only-insecure-key-never-use-in-production"],
     ids=["empty", "short", "the-dev-key"],

@@ -15,9 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from newsletter import subscriptions
+from newsletter.checks import check_webhook_secret
 from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppression
 from newsletter.tasks import purge_old_events
-from newsletter.webhooks import check_webhook_secret
 
 from .factories import PublishedPostFactory, SubscriberFactory
 
