@@ -150,7 +150,7 @@ class Post(models.Model):
     excerpt = models.TextField(
         blank=True,
         help_text="One or two sentences for listings and email previews.",
-        validators=[reject_control_characters],
+        validators=[reject_control_characters_in_text],
     )
     body = models.TextField(
         help_text="Markdown.", validators=[reject_control_characters_in_text]

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('posts', '0004_former_slug'),
+        ('posts', '0005_search_words_across_slashes'),
     ]
 
     operations = [
@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='post',
             name='excerpt',
-            field=models.TextField(blank=True, help_text='One or two sentences for listings and email previews.', validators=[posts.validators.reject_control_characters]),
+            field=models.TextField(blank=True, help_text='One or two sentences for listings and email previews.', validators=[posts.validators.reject_control_characters_in_text]),
         ),
         migrations.AlterField(
             model_name='post',
