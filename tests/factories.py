@@ -1,10 +1,11 @@
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.test import Client
 from django.utils import timezone
 
 from newsletter.models import Subscriber
-from posts.models import Post
+from posts.models import Inspection, Post
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -84,6 +85,33 @@ def admin_post_form(**fields) -> dict:
         **EMPTY_INLINES,
         **fields,
     }
+
+
+def admin_inspection_form_of(inspection: Inspection, **fields) -> dict:
+    """What the inspection's admin page sends, with no ratings unless given."""
+    return {
+        "post": inspection.post_id,
+        "inspectorate": inspection.inspectorate,
+        "title": inspection.title,
+        "type": inspection.type,
+        "area": inspection.area_id,
+        "overall": inspection.overall,
+        "ratings-TOTAL_FORMS": "0",
+        "ratings-INITIAL_FORMS": "0",
+        **fields,
+    }
+
+
+def unpublish_at_the_desk(post: Post) -> Client:
+    """An Editor takes the post off the site at the desk; their client, logged in."""
+    editor = Client()
+    editor.force_login(StaffFactory(role="Editor"))
+    response = editor.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="draft"),
+    )
+    assert response.status_code == 302
+    return editor
 
 
 def admin_post_form_of(post: Post, **fields) -> dict:

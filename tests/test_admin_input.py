@@ -21,6 +21,7 @@ from .factories import (
     SubscriberFactory,
     TagFactory,
     UserFactory,
+    admin_inspection_form_of,
     admin_post_form,
 )
 
@@ -337,21 +338,17 @@ def test_a_control_character_in_an_inspections_facts_is_a_form_error_that_saves_
     desk, field, char
 ):
     inspection = InspectionFactory(title="Suffolk")
-    form = {
-        "post": inspection.post_id,
-        "inspectorate": inspection.inspectorate,
-        "title": inspection.title,
-        "type": inspection.type,
-        "area": inspection.area_id,
-        "overall": inspection.overall,
-        "key_findings": "Caseloads too high.\r\nRisk assessments too thin.",
-        "report_url": "https://www.justiceinspectorates.gov.uk/hmiprobation/",
-        "ratings-TOTAL_FORMS": "1",
-        "ratings-INITIAL_FORMS": "0",
-        "ratings-0-standard": "Leadership",
-        "ratings-0-rating": "good",
-        "ratings-0-order": "0",
-    }
+    form = admin_inspection_form_of(
+        inspection,
+        key_findings="Caseloads too high.\r\nRisk assessments too thin.",
+        report_url="https://www.justiceinspectorates.gov.uk/hmiprobation/",
+        **{
+            "ratings-TOTAL_FORMS": "1",
+            "ratings-0-standard": "Leadership",
+            "ratings-0-rating": "good",
+            "ratings-0-order": "0",
+        },
+    )
     form.update(with_control(field, char))
     message = REFUSED
     if field == "report_url":

@@ -47,10 +47,9 @@ from .factories import (
     AreaFactory,
     InspectionFactory,
     PostFactory,
-    StaffFactory,
     SubscriberFactory,
     UserFactory,
-    admin_post_form_of,
+    unpublish_at_the_desk,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -415,16 +414,6 @@ def test_a_reader_who_leaves_after_planning_is_skipped(clock, publish):
     assert [m.to[0] for m in mail.outbox] == ["two@example.org"]
     skipped = mailing.deliveries.get(subscriber__email="one@example.org")
     assert skipped.status == Delivery.Status.SKIPPED
-
-
-def unpublish_at_the_desk(post: Post) -> None:
-    editor = Client()
-    editor.force_login(StaffFactory(role="Editor"))
-    response = editor.post(
-        f"/admin/posts/post/{post.pk}/change/",
-        admin_post_form_of(post, status="draft"),
-    )
-    assert response.status_code == 302
 
 
 def test_a_post_unpublished_after_planning_is_left_out_of_the_digests(

@@ -9,7 +9,13 @@ from django.utils.html import escape
 
 from posts.models import Inspection, Organisation, Post, StandardRating
 
-from .factories import AreaFactory, InspectionFactory, StaffFactory, UserFactory
+from .factories import (
+    AreaFactory,
+    InspectionFactory,
+    StaffFactory,
+    UserFactory,
+    admin_inspection_form_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -85,21 +91,6 @@ def test_renaming_an_owner_in_the_admin_updates_search(author):
     assert "Suffolk probation: far more needed" in html
 
 
-def inspection_form(inspection: Inspection, **fields) -> dict:
-    """What the inspection's admin page sends, with no ratings unless given."""
-    return {
-        "post": inspection.post_id,
-        "inspectorate": inspection.inspectorate,
-        "title": inspection.title,
-        "type": inspection.type,
-        "area": inspection.area_id,
-        "overall": inspection.overall,
-        "ratings-TOTAL_FORMS": "0",
-        "ratings-INITIAL_FORMS": "0",
-        **fields,
-    }
-
-
 def test_the_report_link_is_a_web_address(client):
     # Readers follow it from the fact box: an ftp: link (which URLField takes)
     # opens in no current browser.
@@ -107,13 +98,17 @@ def test_the_report_link_is_a_web_address(client):
     inspection = InspectionFactory()
     url = f"/admin/posts/inspection/{inspection.pk}/change/"
     refused = client.post(
-        url, inspection_form(inspection, report_url="ftp://example.org/report.pdf")
+        url,
+        admin_inspection_form_of(inspection, report_url="ftp://example.org/report.pdf"),
     )
     assert refused.status_code == 200
     assert "Link to an http or https address." in refused.text
     assert (
         client.post(
-            url, inspection_form(inspection, report_url="justiceinspectorates.gov.uk/r")
+            url,
+            admin_inspection_form_of(
+                inspection, report_url="justiceinspectorates.gov.uk/r"
+            ),
         ).status_code
         == 302
     )
@@ -126,7 +121,7 @@ def test_an_inspection_has_one_rating_per_standard(client):
     inspection = InspectionFactory()
     response = client.post(
         f"/admin/posts/inspection/{inspection.pk}/change/",
-        inspection_form(
+        admin_inspection_form_of(
             inspection,
             **{
                 "ratings-TOTAL_FORMS": "2",

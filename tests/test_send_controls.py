@@ -19,9 +19,8 @@ from posts.services import post_publish
 
 from .factories import (
     PublishedPostFactory,
-    StaffFactory,
     UserFactory,
-    admin_post_form_of,
+    unpublish_at_the_desk,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -633,13 +632,7 @@ def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(
     post_publish(post=post)
     first = planned.batches.order_by("number").first()
     delivery.batch_send(batch_id=first.pk)
-    editor = Client()
-    editor.force_login(StaffFactory(role="Editor"))
-    response = editor.post(
-        f"/admin/posts/post/{post.pk}/change/",
-        admin_post_form_of(post, status="draft"),
-    )
-    assert response.status_code == 302
+    editor = unpublish_at_the_desk(post)
     send_all(planned)
     assert fake_esp.count == 2
     planned.refresh_from_db()
