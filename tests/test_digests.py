@@ -416,22 +416,28 @@ def test_a_reader_who_leaves_after_planning_is_skipped(clock, publish):
     assert skipped.status == Delivery.Status.SKIPPED
 
 
+def a_round_of_two_posts(clock, publish, readers: list[str]) -> tuple[Mailing, Post]:
+    """The daily round planned for these readers, each holding two posts, and
+    the post the author will take down."""
+    for email in readers:
+        reader(email, ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Suffolk: caseloads too high")
+    taken_down = publish("Wales: a wrong figure")
+    clock(23, 7, 5)
+    return planned_round(), taken_down
+
+
 def test_a_post_unpublished_after_planning_is_left_out_of_the_digests(
     clock, publish, beat
 ):
     # The author takes a post down (a wrong fact, a legal worry) after the round
     # was planned: no digest may still carry it, to a page that is gone.
-    reader("one@example.org", ("everything", "", "daily"))
-    reader("two@example.org", ("everything", "", "daily"))
-    clock(23, 6, 30)
-    publish("Suffolk: caseloads too high")
-    taken_down = publish("Wales: a wrong figure")
-    clock(23, 7, 5)
-    mailing = planned_round()
+    readers = ["one@example.org", "two@example.org"]
+    mailing, taken_down = a_round_of_two_posts(clock, publish, readers)
     unpublish_at_the_desk(taken_down)
     send_all(mailing)
 
-    readers = ["one@example.org", "two@example.org"]
     assert sorted(m.to[0] for m in mail.outbox) == readers
     for digest in mail.outbox:
         assert digest.subject.startswith("Your daily digest: 1 new post")
@@ -452,12 +458,7 @@ def test_a_post_unpublished_after_planning_is_left_out_of_the_digests(
 def test_an_uncertain_digest_resent_after_its_post_was_unpublished_goes_without_it(
     clock, publish, fake_esp, admin_client, django_capture_on_commit_callbacks
 ):
-    reader("one@example.org", ("everything", "", "daily"))
-    clock(23, 6, 30)
-    publish("Suffolk: caseloads too high")
-    taken_down = publish("Wales: a wrong figure")
-    clock(23, 7, 5)
-    mailing = planned_round()
+    mailing, taken_down = a_round_of_two_posts(clock, publish, ["one@example.org"])
     # Its worker claimed the batch and died before the request went out.
     Batch.objects.filter(mailing=mailing).update(
         status=Batch.Status.SENDING,
