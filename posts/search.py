@@ -4,7 +4,8 @@ PostgreSQL uses its own text search: a weighted tsvector stored on the post and
 GIN-indexed, ranked by ts_rank, highlighted by ts_headline. SQLite uses an FTS5 table
 kept by index_post, ranked by bm25, highlighted by snippet(). Both weigh a match in
 the title most, then the inspection facts and the excerpt, then the body; both AND
-the words of the query together, and words in double quotes are a phrase.
+the words of the query together, and words in double quotes are a phrase. Both fold
+accents: "mon" finds "Ynys Môn", and "Môn" finds "Mon".
 Snippets come from search_text, the post's words without Markdown or HTML.
 """
 
@@ -13,6 +14,7 @@ import re
 from dataclasses import dataclass
 from html import unescape
 
+from django.contrib.postgres.lookups import Unaccent
 from django.contrib.postgres.search import (
     SearchHeadline,
     SearchQuery,
@@ -27,7 +29,10 @@ from django.utils.safestring import SafeString, mark_safe
 
 from .models import Post
 
-CONFIG = "english"
+# english with each word unaccented before it is stemmed (migration 0007 creates
+# it), so that the stored document, the query and the highlighting all fold accents,
+# as SQLite's FTS5 index (remove_diacritics) does.
+CONFIG = "english_unaccent"
 # Enough for anyone paging through results (100 pages), and it bounds the work: on
 # PostgreSQL a query matching more posts ranks only its newest MAX_RESULTS matches,
 # so that a word found in every post does not rank the whole archive.
@@ -188,7 +193,12 @@ def search_results(terms: SearchQueryText, post_ids: list[int]) -> list[SearchRe
                 Substr(
                     "search_text",
                     Greatest(
-                        StrIndex(Lower("search_text"), Value(terms.anchor()))
+                        # Unaccented on both sides: "mon" finds "Môn", and
+                        # "Môn" finds "Mon".
+                        StrIndex(
+                            Lower(Unaccent("search_text")),
+                            Unaccent(Value(terms.anchor())),
+                        )
                         - HEADLINE_LEAD,
                         1,
                     ),

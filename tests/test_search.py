@@ -8,6 +8,7 @@ import pytest
 from django.contrib.postgres.search import SearchQuery
 from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -101,6 +102,38 @@ def test_names_joined_by_a_slash_are_found_by_each_name(client, query):
         excerpt="The NPS/CRC split, inspected.",
     )
     assert result_titles(client, query) == ["Kent/Surrey/Sussex CRC (Sodexo/Nacro)"]
+
+
+@pytest.mark.parametrize("query", ["mon", "ynys mon", "cafe", "Ynys Môn", "CAFÉ"])
+def test_a_search_finds_a_word_however_it_is_accented(client, query):
+    # On PostgreSQL "mon" did not find "Ynys Môn", nor "cafe" "Café".
+    PublishedPostFactory(
+        title="Ynys Môn probation office", excerpt="Café-style reporting desks."
+    )
+    assert result_titles(client, query) == ["Ynys Môn probation office"]
+
+
+@pytest.mark.parametrize("query", ["Môn", "ynys môn", "café"])
+def test_an_accented_search_finds_the_word_written_without_accents(client, query):
+    PublishedPostFactory(title="Ynys Mon probation office", body="A cafe next door.")
+    assert result_titles(client, query) == ["Ynys Mon probation office"]
+
+
+def test_a_search_without_accents_highlights_the_accented_word(client):
+    PublishedPostFactory(
+        title="Anglesey", excerpt="", body="Caseloads on Ynys Môn rose again."
+    )
+    html = results(client, "mon")
+    snippet = html.split('class="snippet">', 1)[1].split("</p>", 1)[0]
+    assert "Ynys <mark>Môn</mark> rose" in snippet
+
+
+def test_an_accented_word_deep_in_a_long_post_is_highlighted(client):
+    filler = " ".join(f"word{n}" for n in range(1500))
+    PublishedPostFactory(title="Long", body=f"{filler}\n\nThe Ynys Môn approach.")
+    assert "<mark>Môn</mark>" in results(client, "mon")
+    PublishedPostFactory(title="Longer", body=f"{filler}\n\nThe Ynys Mon approach.")
+    assert "<mark>Mon</mark>" in results(client, "môn")
 
 
 def test_drafts_and_scheduled_posts_are_not_found(client):
@@ -308,3 +341,25 @@ def test_search_is_answered_from_the_full_text_index():
             )
             plan = " ".join(str(row) for row in cursor.fetchall())
             assert "VIRTUAL TABLE INDEX" in plan
+
+
+PREVIOUS_POSTS_MIGRATION = ("posts", "0006_reject_control_characters")
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite's FTS5 index folds accents"
+)
+def test_a_post_indexed_before_accents_were_folded_is_found_without_them(client):
+    # Given a post indexed as the previous posts migration left it, with "Môn" stored
+    # as written, so a search for "mon" misses it,
+    post = PublishedPostFactory(title="Ynys Môn probation office")
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("posts")
+    executor.migrate([PREVIOUS_POSTS_MIGRATION])
+    old_query = SearchQuery("mon", config="english")
+    assert not Post.objects.filter(pk=post.pk, search_vector=old_query).exists()
+    # when the database is migrated forward,
+    executor.loader.build_graph()
+    executor.migrate(latest)
+    # then a search without the accent finds it.
+    assert result_titles(client, "mon") == ["Ynys Môn probation office"]
