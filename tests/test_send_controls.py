@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core import mail
+from django.core.mail.backends import locmem
 from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
@@ -292,6 +294,104 @@ def test_a_slow_worker_whose_claim_the_reaper_took_records_what_the_provider_sai
     assert sorted(fake_esp.recipients().values()) == [1] * 6
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
+
+
+class Clock:
+    """timezone.now(), moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = timezone.now()
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(timezone, "now", clock)
+    return clock
+
+
+class SlowProvider(locmem.EmailBackend):
+    """One message per reader, each taking `seconds` by the clock; `during(n)` runs
+    as the nth message goes (beat's reaper, in another process in life)."""
+
+    clock: Clock
+    seconds = 0
+    during = staticmethod(lambda n: None)
+    handed = 0
+
+    def send_messages(self, messages):
+        type(self).handed += 1
+        self.clock.now += timedelta(seconds=self.seconds)
+        self.during(self.handed)
+        return super().send_messages(messages)
+
+
+def copies_to(batch: Batch) -> list[str]:
+    """The batch's readers each message in the outbox went to."""
+    readers = set(batch.deliveries.values_list("subscriber__email", flat=True))
+    return [to for message in mail.outbox for to in message.to if to in readers]
+
+
+@pytest.fixture
+def slow_provider(settings, clock):
+    settings.EMAIL_BACKEND = f"{__name__}.SlowProvider"
+    SlowProvider.clock, SlowProvider.handed = clock, 0
+    mail.outbox = []
+    return SlowProvider
+
+
+def test_a_batch_slower_in_all_than_the_claim_timeout_is_not_taken_while_it_goes(
+    settings, planned, slow_provider, monkeypatch
+):
+    """Each reader's message takes two thirds of the claim timeout: the batch as a
+    whole outlasts it, but its worker renews its claim as it goes, so the reaper,
+    running meanwhile, leaves it alone and no reader is ever shown uncertain."""
+    monkeypatch.setattr(
+        slow_provider, "seconds", settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS * 2 / 3
+    )
+    first = planned.batches.order_by("number").first()
+    seen = []
+
+    def reaper_runs(n):
+        if n == 2:  # 1⅓ claim timeouts after the claim
+            seen.append((delivery.mailings_reap()["stale_claims"], uncertain_readers()))
+
+    def uncertain_readers():
+        return first.deliveries.filter(status=Delivery.Status.UNCERTAIN).count()
+
+    monkeypatch.setattr(slow_provider, "during", staticmethod(reaper_runs))
+    delivery.batch_send(batch_id=first.pk)
+    assert seen == [(0, 0)]
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
+    assert len(copies_to(first)) == len(set(copies_to(first))) == 2
+
+
+def test_a_worker_whose_claim_the_reaper_took_hands_over_no_more_readers(
+    settings, planned, slow_provider, monkeypatch
+):
+    """A worker stalled past the claim timeout on its first reader: the reaper
+    takes the batch for a dead one's, and the author may be settling it. The
+    worker records that reader as the provider answered and sends nobody else:
+    the second reader stays uncertain, for the author to settle, never twice."""
+    monkeypatch.setattr(
+        slow_provider, "seconds", settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1
+    )
+    monkeypatch.setattr(
+        slow_provider, "during", staticmethod(lambda n: delivery.mailings_reap())
+    )
+    first = planned.batches.order_by("number").first()
+    delivery.batch_send(batch_id=first.pk)
+    assert len(copies_to(first)) == 1
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (
+        Batch.Status.UNCERTAIN,
+        1,
+        1,
+    )
 
 
 def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(

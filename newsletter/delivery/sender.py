@@ -70,6 +70,10 @@ SEND_LANES = 4
 LANE_MIN_READERS = 50
 # The longest Retry-After honoured, in seconds.
 MAX_RETRY_AFTER = 600
+# A worker renews its claim on a batch as the batch goes out, once this share of
+# NEWSLETTER_CLAIM_TIMEOUT_SECONDS has passed since it last did: the rest is left
+# for the step in flight (a budget's wait, a provider's call; newsletter/checks.py).
+CLAIM_RENEWAL_SHARE = 0.25
 # How long a reader an SMTP server keeps deferring is tried before failing them,
 # counted from the start of the send: mail servers give up after 4-5 days
 # (RFC 5321, 4.5.4.1).
@@ -266,6 +270,45 @@ def _cancel_if_cancelled(batch_id: int, now: datetime) -> bool:
         return bool(batches_cancel(batch, now=now))
 
 
+class ClaimLost(Exception):
+    """The reaper took the batch's claim for a dead worker's: its readers not yet
+    handed over are uncertain, the author's to settle, and must not go out now."""
+
+
+class Claim:
+    """A worker's claim on its batch, renewed as the batch makes progress. The
+    reaper takes a claim untouched for NEWSLETTER_CLAIM_TIMEOUT_SECONDS for a dead
+    worker's, and a live batch can take longer than that in all (a slow provider's
+    round trip times its readers, a shared budget's waits): what must stay under the
+    timeout is the time between two steps, not the whole batch."""
+
+    def __init__(self, batch_id: int, claimed_at: datetime) -> None:
+        self.batch_id = batch_id
+        self.renewed_at = claimed_at
+        self.lost = False
+        self._lock = threading.Lock()  # a post's lanes share the claim
+
+    def renew(self) -> bool:
+        """Renew the claim if it is due; False once the reaper has taken it."""
+        with self._lock:
+            if self.lost:
+                return False
+            now = timezone.now()
+            due = settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS * CLAIM_RENEWAL_SHARE
+            if (now - self.renewed_at).total_seconds() < due:
+                return True
+            # The reaper re-checks touched_at before taking a claim, so a renewal
+            # that lands first keeps the batch; one that lands after finds it gone.
+            renewed = Batch.objects.filter(
+                pk=self.batch_id, status=Batch.Status.SENDING
+            ).update(touched_at=now)
+            if renewed:
+                self.renewed_at = now
+            else:
+                self.lost = True
+            return bool(renewed)
+
+
 # A message and the readers it goes to.
 Letter = tuple[EmailMessage, list[Recipient]]
 # A lane's outcomes, the error that stopped it, and a reader deferred on the way.
@@ -283,20 +326,23 @@ def _hand_over(
     meets an error stops the others before their next chunk. A digest's frames
     are rendered as its readers need them, reading the database: one lane."""
     how = channel()
+    claim = Claim(batch.pk, batch.touched_at)
     compose, size = _composer(batch, recipients, how)
     lanes = 1
     if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
         lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
     if lanes == 1:
         outcomes, stopped_by, deferred = _send_lane(
-            batch, recipients, how, compose, size
+            batch, recipients, how, compose, size, claim=claim
         )
         return outcomes, stopped_by or deferred
     stop = threading.Event()
 
     def send_lane(readers: list[Recipient]) -> Lane:
         try:
-            lane = _send_lane(batch, readers, how, compose, size, stop=stop)
+            lane = _send_lane(
+                batch, readers, how, compose, size, claim=claim, stop=stop
+            )
         except BaseException:
             stop.set()
             raise
@@ -332,10 +378,12 @@ def _send_lane(
     compose: Callable[[list[Recipient], object], list[Letter]],
     size: int,
     *,
+    claim: Claim,
     stop: threading.Event | None = None,
 ) -> Lane:
     """Send the recipients, `size` a chunk, over one connection, until an error
-    (or `stop`, set by another lane's error); the rest stay QUEUED."""
+    (or `stop`, set by another lane's error), renewing the batch's claim on the
+    way; the rest stay QUEUED (UNCERTAIN if the reaper took the claim)."""
     mailing = batch.mailing
     outcomes: dict[int, Outcome] = {}
     deferred: ReaderDeferred | None = None
@@ -347,6 +395,8 @@ def _send_lane(
                 take_from_budget(len(chunk), esp=how.esp)
             except RetryLater as exc:
                 return outcomes, exc, deferred
+            if not claim.renew():
+                return outcomes, ClaimLost("the reaper took the claim"), deferred
             letters = compose(chunk, connection)
             for message, readers in letters:
                 # The metadata lets webhooks and the settling of uncertain
