@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from newsletter import delivery
 from newsletter.delivery import control, sender
+from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.subscriptions import email_change_confirm
@@ -392,6 +393,35 @@ def test_a_worker_whose_claim_the_reaper_took_hands_over_no_more_readers(
         1,
         1,
     )
+
+
+def test_a_slow_provider_in_one_message_mode_keeps_a_live_batch_from_the_reaper(
+    settings, planned, fake_esp, clock, monkeypatch
+):
+    """Postmark, one message per reader: a batch's readers go to our backend in
+    one call, a request each, and each request takes two thirds of the claim
+    timeout. The claim is renewed between them, so the reaper, running
+    meanwhile, leaves the batch alone and every reader has one copy."""
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    first = planned.batches.order_by("number").first()
+    post, seen = PostmarkBackend._post, []
+
+    def slow_post(backend, payload, message):
+        clock.now += timedelta(
+            seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS * 2 / 3
+        )
+        if payload.reader.addr_spec == "reader1@example.org" and not seen:
+            reaped = delivery.mailings_reap()["stale_claims"]
+            uncertain = first.deliveries.filter(status=Delivery.Status.UNCERTAIN)
+            seen.append((reaped, uncertain.count()))
+        return post(backend, payload, message)
+
+    monkeypatch.setattr(PostmarkBackend, "_post", slow_post)
+    delivery.batch_send(batch_id=first.pk)
+    assert seen == [(0, 0)]
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
+    assert sorted(fake_esp.recipients().values()) == [1] * 6
 
 
 def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(

@@ -46,6 +46,7 @@ from .ledger import (
     close_batch,
     record_outcomes,
 )
+from .postmark import EmailBackend as PostmarkBackend
 from .postmark import NotConnected
 from .ratelimit import RateLimited, sending_budget
 
@@ -308,6 +309,11 @@ class Claim:
                 self.lost = True
             return bool(renewed)
 
+    def hold(self) -> None:
+        """Renew the claim if it is due; raise ClaimLost once it is taken."""
+        if not self.renew():
+            raise ClaimLost("the reaper took the claim")
+
 
 # A message and the readers it goes to.
 Letter = tuple[EmailMessage, list[Recipient]]
@@ -388,6 +394,9 @@ def _send_lane(
     outcomes: dict[int, Outcome] = {}
     deferred: ReaderDeferred | None = None
     with how.connection() as connection:
+        if isinstance(connection, PostmarkBackend):
+            # It posts a call's readers one by one in one-message mode.
+            connection.before_each_reader = claim.hold
         for chunk in _chunks(recipients, size):
             if stop is not None and stop.is_set():
                 break
@@ -395,8 +404,10 @@ def _send_lane(
                 take_from_budget(len(chunk), esp=how.esp)
             except RetryLater as exc:
                 return outcomes, exc, deferred
-            if not claim.renew():
-                return outcomes, ClaimLost("the reaper took the claim"), deferred
+            try:
+                claim.hold()
+            except ClaimLost as exc:
+                return outcomes, exc, deferred
             letters = compose(chunk, connection)
             for message, readers in letters:
                 # The metadata lets webhooks and the settling of uncertain
