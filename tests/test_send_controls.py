@@ -12,7 +12,7 @@ from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
-from newsletter import delivery
+from newsletter import delivery, tasks
 from newsletter.delivery import control, sender
 from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
@@ -422,6 +422,32 @@ def test_a_slow_provider_in_one_message_mode_keeps_a_live_batch_from_the_reaper(
     first.refresh_from_db()
     assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
     assert sorted(fake_esp.recipients().values()) == [1] * 6
+
+
+def test_a_batch_waiting_for_the_providers_retry_after_is_not_rung_before_it(
+    settings, planned, fake_esp, clock
+):
+    """Postmark answers 429 with Retry-After longer than the doorbell timeout:
+    the reaper, running while the batch waits for its retry, leaves it alone;
+    once the retry is due and its doorbell late, it rings, and each reader has
+    one copy."""
+    settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS = 300
+    first = planned.batches.order_by("number").first()
+    fake_esp.set_faults(rate_limit_next=1, retry_after_s=500)
+    with pytest.raises(delivery.ProviderUnavailable):
+        tasks.send_batch(first.pk)  # called as a worker would; retried in 500 s
+    # The mailing's other batches are not this story's.
+    Batch.objects.exclude(pk=first.pk).update(status=Batch.Status.DONE)
+
+    clock.now += timedelta(seconds=301)  # the doorbell timeout since its return
+    assert delivery.mailings_reap()["batches_rung"] == 0
+    assert fake_esp.count == 0
+
+    clock.now += timedelta(seconds=500)  # the retry was due, its doorbell is late
+    assert delivery.mailings_reap()["batches_rung"] == 1
+    first.refresh_from_db()
+    assert (first.status, first.sent) == (Batch.Status.DONE, 2)
+    assert sorted(fake_esp.recipients().values()) == [1, 1]
 
 
 def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(

@@ -262,6 +262,17 @@ def batch_send(*, batch_id: int) -> None:
         close_mailing_if_finished(batch.mailing_id)
 
 
+def batch_retry_wait(*, batch_id: int, countdown: float) -> None:
+    """Date a batch back in the queue from when its retry is due, `countdown`
+    seconds on (a provider's Retry-After, the backoff): the reaper rings again for
+    a queued batch only once its doorbell is NEWSLETTER_DOORBELL_TIMEOUT_SECONDS
+    late, and counted from its return it rang for a batch still waiting for its
+    retry, and sent it before the provider's Retry-After."""
+    Batch.objects.filter(pk=batch_id, status=Batch.Status.QUEUED).update(
+        touched_at=timezone.now() + timedelta(seconds=countdown)
+    )
+
+
 def _cancel_if_cancelled(batch_id: int, now: datetime) -> bool:
     """Cancel the batch if it waits in the queue of a cancelled mailing: the
     author cancelled while it was being sent (mailing_cancel leaves a batch in
