@@ -63,3 +63,69 @@ def check_pending_outlives_confirmation(
             id="newsletter.E002",
         )
     ]
+
+
+# A message over a kept SMTP connection: MAIL FROM, RCPT TO, DATA and its body.
+SMTP_COMMANDS_PER_MESSAGE = 4
+
+
+def _longest_provider_call() -> float | None:
+    """The seconds one call to the email backend may take before giving up (a
+    connection, then an answer); None where nothing bounds it."""
+    from anymail.backends.base_requests import AnymailRequestsBackend
+    from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+    from django.utils.module_loading import import_string
+
+    backend = import_string(settings.EMAIL_BACKEND)
+    if issubclass(backend, AnymailRequestsBackend):
+        timeout = settings.ANYMAIL.get("REQUESTS_TIMEOUT", 30)  # anymail's default
+        if timeout is None:
+            return None
+        return sum(timeout) if isinstance(timeout, tuple) else 2 * timeout
+    if issubclass(backend, SMTPBackend):
+        if settings.EMAIL_TIMEOUT is None:
+            return None
+        return SMTP_COMMANDS_PER_MESSAGE * settings.EMAIL_TIMEOUT  # each command's
+    return 0.0  # the outbox, the console, memory
+
+
+@checks.register()
+def check_claim_outlasts_a_step(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """The reaper takes a batch's claim not renewed for the claim timeout for a
+    dead worker's: its readers become uncertain and a live worker stops. A worker
+    renews it between steps (delivery/sender.py), so the timeout must outlast the
+    renewal's own interval plus one step: the sending budget's longest wait and
+    one provider call at its timeout."""
+    from .delivery.ratelimit import MAX_WAIT_SECONDS
+    from .delivery.sender import CLAIM_RENEWAL_SHARE
+
+    claim = settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS
+    call = _longest_provider_call()
+    if call is None:
+        return [
+            checks.Error(
+                f"{settings.EMAIL_BACKEND} has no timeout: a provider that stops "
+                "answering holds a worker for ever, and the reaper takes its batch "
+                "as uncertain.",
+                hint="Set EMAIL_TIMEOUT (SMTP) or ANYMAIL_REQUESTS_TIMEOUT to the "
+                "seconds a provider may take to answer.",
+                id="newsletter.E004",
+            )
+        ]
+    wait = MAX_WAIT_SECONDS if settings.NEWSLETTER_SEND_RATE > 0 else 0.0
+    step = wait + call
+    needed = step / (1 - CLAIM_RENEWAL_SHARE)
+    if claim > needed:
+        return []
+    return [
+        checks.Error(
+            f"NEWSLETTER_CLAIM_TIMEOUT_SECONDS ({claim}) is too short: a worker "
+            f"sending a batch may go {needed:.0f} s without renewing its claim (a "
+            f"quarter of the timeout, the sending budget's wait of up to "
+            f"{wait:.0f} s and a provider call of up to {call:.0f} s), "
+            "and the reaper would take the batch of a live worker as uncertain.",
+            hint=f"Set NEWSLETTER_CLAIM_TIMEOUT_SECONDS above {needed:.0f}, or the "
+            "provider's timeout (ANYMAIL_REQUESTS_TIMEOUT, EMAIL_TIMEOUT) lower.",
+            id="newsletter.E003",
+        )
+    ]

@@ -456,7 +456,8 @@ class Batch(models.Model):
         max_length=10, choices=Status.choices, default=Status.QUEUED
     )
     attempts = models.PositiveIntegerField(default=0)
-    # When the batch was last queued or claimed; the reaper's clock.
+    # When the batch was last queued or claimed (or its claim renewed), or when its
+    # retry is due; the reaper's clock.
     touched_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Counts from the ledger, written when an attempt ends, so progress is a sum

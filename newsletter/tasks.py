@@ -106,6 +106,8 @@ def send_batch(self, batch_id: int) -> None:
         # A 429's Retry-After, else backoff. After the last retry the batch stays
         # queued and the reaper rings again.
         countdown = exc.countdown or backoff(self.request.retries)
+        if self.request.retries < self.max_retries:
+            delivery.batch_retry_wait(batch_id=batch_id, countdown=countdown)
         raise self.retry(exc=exc, countdown=countdown) from exc
 
 

@@ -25,6 +25,7 @@ import dj_database_url
 import psycopg
 import pytest
 import trustme
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -93,6 +94,15 @@ def test_neither_the_image_nor_compose_supplies_a_secret_key_and_both_pin_debug_
     # Only nginx is published; gunicorn is reached through it.
     assert compose.count("ports:") == 1
     assert 'ports: ["80:80", "443:443"]' in compose
+
+
+def test_stopping_the_worker_lets_the_batch_in_hand_finish_before_docker_kills_it():
+    """SIGTERM is Celery's warm shutdown; docker's SIGKILL follows after the grace
+    period (10 s unless set), and leaves the batch being sent uncertain."""
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    grace = compose["services"]["worker"].get("stop_grace_period", "10s")
+    number, unit = re.fullmatch(r"(\d+)([sm])", grace).groups()
+    assert int(number) * {"s": 1, "m": 60}[unit] >= 120
 
 
 # The stack ------------------------------------------------------------------------

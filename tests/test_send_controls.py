@@ -6,12 +6,15 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core import mail
+from django.core.mail.backends import locmem
 from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
-from newsletter import delivery
+from newsletter import delivery, tasks
 from newsletter.delivery import control, sender
+from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.subscriptions import email_change_confirm
@@ -291,6 +294,159 @@ def test_a_slow_worker_whose_claim_the_reaper_took_records_what_the_provider_sai
     assert sorted(fake_esp.recipients().values()) == [1] * 6
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
+
+
+class Clock:
+    """timezone.now(), moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = timezone.now()
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(timezone, "now", clock)
+    return clock
+
+
+class SlowProvider(locmem.EmailBackend):
+    """One message per reader, each taking `seconds` by the clock; `during(n)` runs
+    as the nth message goes (beat's reaper, in another process in life)."""
+
+    clock: Clock
+    seconds = 0
+    during = staticmethod(lambda n: None)
+    handed = 0
+
+    def send_messages(self, messages):
+        type(self).handed += 1
+        self.clock.now += timedelta(seconds=self.seconds)
+        self.during(self.handed)
+        return super().send_messages(messages)
+
+
+def copies_to(batch: Batch) -> list[str]:
+    """The batch's readers each message in the outbox went to."""
+    readers = set(batch.deliveries.values_list("subscriber__email", flat=True))
+    return [to for message in mail.outbox for to in message.to if to in readers]
+
+
+@pytest.fixture
+def slow_provider(settings, clock):
+    settings.EMAIL_BACKEND = f"{__name__}.SlowProvider"
+    SlowProvider.clock, SlowProvider.handed = clock, 0
+    mail.outbox = []
+    return SlowProvider
+
+
+def test_a_batch_slower_in_all_than_the_claim_timeout_is_not_taken_while_it_goes(
+    settings, planned, slow_provider, monkeypatch
+):
+    """Each reader's message takes two thirds of the claim timeout: the batch as a
+    whole outlasts it, but its worker renews its claim as it goes, so the reaper,
+    running meanwhile, leaves it alone and no reader is ever shown uncertain."""
+    monkeypatch.setattr(
+        slow_provider, "seconds", settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS * 2 / 3
+    )
+    first = planned.batches.order_by("number").first()
+    seen = []
+
+    def reaper_runs(n):
+        if n == 2:  # 1⅓ claim timeouts after the claim
+            seen.append((delivery.mailings_reap()["stale_claims"], uncertain_readers()))
+
+    def uncertain_readers():
+        return first.deliveries.filter(status=Delivery.Status.UNCERTAIN).count()
+
+    monkeypatch.setattr(slow_provider, "during", staticmethod(reaper_runs))
+    delivery.batch_send(batch_id=first.pk)
+    assert seen == [(0, 0)]
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
+    assert len(copies_to(first)) == len(set(copies_to(first))) == 2
+
+
+def test_a_worker_whose_claim_the_reaper_took_hands_over_no_more_readers(
+    settings, planned, slow_provider, monkeypatch
+):
+    """A worker stalled past the claim timeout on its first reader: the reaper
+    takes the batch for a dead one's, and the author may be settling it. The
+    worker records that reader as the provider answered and sends nobody else:
+    the second reader stays uncertain, for the author to settle, never twice."""
+    monkeypatch.setattr(
+        slow_provider, "seconds", settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1
+    )
+    monkeypatch.setattr(
+        slow_provider, "during", staticmethod(lambda n: delivery.mailings_reap())
+    )
+    first = planned.batches.order_by("number").first()
+    delivery.batch_send(batch_id=first.pk)
+    assert len(copies_to(first)) == 1
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (
+        Batch.Status.UNCERTAIN,
+        1,
+        1,
+    )
+
+
+def test_a_slow_provider_in_one_message_mode_keeps_a_live_batch_from_the_reaper(
+    settings, planned, fake_esp, clock, monkeypatch
+):
+    """Postmark, one message per reader: a batch's readers go to our backend in
+    one call, a request each, and each request takes two thirds of the claim
+    timeout. The claim is renewed between them, so the reaper, running
+    meanwhile, leaves the batch alone and every reader has one copy."""
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    first = planned.batches.order_by("number").first()
+    post, seen = PostmarkBackend._post, []
+
+    def slow_post(backend, payload, message):
+        clock.now += timedelta(
+            seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS * 2 / 3
+        )
+        if payload.reader.addr_spec == "reader1@example.org" and not seen:
+            reaped = delivery.mailings_reap()["stale_claims"]
+            uncertain = first.deliveries.filter(status=Delivery.Status.UNCERTAIN)
+            seen.append((reaped, uncertain.count()))
+        return post(backend, payload, message)
+
+    monkeypatch.setattr(PostmarkBackend, "_post", slow_post)
+    delivery.batch_send(batch_id=first.pk)
+    assert seen == [(0, 0)]
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
+    assert sorted(fake_esp.recipients().values()) == [1] * 6
+
+
+def test_a_batch_waiting_for_the_providers_retry_after_is_not_rung_before_it(
+    settings, planned, fake_esp, clock
+):
+    """Postmark answers 429 with Retry-After longer than the doorbell timeout:
+    the reaper, running while the batch waits for its retry, leaves it alone;
+    once the retry is due and its doorbell late, it rings, and each reader has
+    one copy."""
+    settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS = 300
+    first = planned.batches.order_by("number").first()
+    fake_esp.set_faults(rate_limit_next=1, retry_after_s=500)
+    with pytest.raises(delivery.ProviderUnavailable):
+        tasks.send_batch(first.pk)  # called as a worker would; retried in 500 s
+    # The mailing's other batches are not this story's.
+    Batch.objects.exclude(pk=first.pk).update(status=Batch.Status.DONE)
+
+    clock.now += timedelta(seconds=301)  # the doorbell timeout since its return
+    assert delivery.mailings_reap()["batches_rung"] == 0
+    assert fake_esp.count == 0
+
+    clock.now += timedelta(seconds=500)  # the retry was due, its doorbell is late
+    assert delivery.mailings_reap()["batches_rung"] == 1
+    first.refresh_from_db()
+    assert (first.status, first.sent) == (Batch.Status.DONE, 2)
+    assert sorted(fake_esp.recipients().values()) == [1, 1]
 
 
 def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(

@@ -31,6 +31,7 @@ import re
 import secrets
 import select
 import ssl
+from collections.abc import Callable
 from functools import cached_property, lru_cache, partial
 from urllib.parse import urlsplit
 
@@ -310,6 +311,9 @@ class NotConnected(ConnectionError):
 class EmailBackend(AnymailPostmarkBackend):
     # The kept-alive connection to Postmark while open; None where requests is needed.
     http_connection: http.client.HTTPConnection | None = None
+    # Called before each reader's own request (one-message mode), where a call's
+    # readers may take minutes: the sender renews its claim on the batch there.
+    before_each_reader: Callable[[], None] | None = None
 
     def __init__(self, *, per_reader: bool = True, **kwargs) -> None:
         """`per_reader`: where this backend fills in merge data, each reader's
@@ -395,6 +399,8 @@ class EmailBackend(AnymailPostmarkBackend):
         for reader in payload.to_emails:
             payload.reader = reader
             try:
+                if self.before_each_reader is not None:
+                    self.before_each_reader()
                 response = self._post(payload, message)
                 answer = self.parse_recipient_status(response, payload, message)
             except Exception:

@@ -46,6 +46,7 @@ from .ledger import (
     close_batch,
     record_outcomes,
 )
+from .postmark import EmailBackend as PostmarkBackend
 from .postmark import NotConnected
 from .ratelimit import RateLimited, sending_budget
 
@@ -70,6 +71,10 @@ SEND_LANES = 4
 LANE_MIN_READERS = 50
 # The longest Retry-After honoured, in seconds.
 MAX_RETRY_AFTER = 600
+# A worker renews its claim on a batch as the batch goes out, once this share of
+# NEWSLETTER_CLAIM_TIMEOUT_SECONDS has passed since it last did: the rest is left
+# for the step in flight (a budget's wait, a provider's call; newsletter/checks.py).
+CLAIM_RENEWAL_SHARE = 0.25
 # How long a reader an SMTP server keeps deferring is tried before failing them,
 # counted from the start of the send: mail servers give up after 4-5 days
 # (RFC 5321, 4.5.4.1).
@@ -257,6 +262,17 @@ def batch_send(*, batch_id: int) -> None:
         close_mailing_if_finished(batch.mailing_id)
 
 
+def batch_retry_wait(*, batch_id: int, countdown: float) -> None:
+    """Date a batch back in the queue from when its retry is due, `countdown`
+    seconds on (a provider's Retry-After, the backoff): the reaper rings again for
+    a queued batch only once its doorbell is NEWSLETTER_DOORBELL_TIMEOUT_SECONDS
+    late, and counted from its return it rang for a batch still waiting for its
+    retry, and sent it before the provider's Retry-After."""
+    Batch.objects.filter(pk=batch_id, status=Batch.Status.QUEUED).update(
+        touched_at=timezone.now() + timedelta(seconds=countdown)
+    )
+
+
 def _cancel_if_cancelled(batch_id: int, now: datetime) -> bool:
     """Cancel the batch if it waits in the queue of a cancelled mailing: the
     author cancelled while it was being sent (mailing_cancel leaves a batch in
@@ -264,6 +280,50 @@ def _cancel_if_cancelled(batch_id: int, now: datetime) -> bool:
     batch = Batch.objects.filter(pk=batch_id, mailing__status=Mailing.Status.CANCELLED)
     with transaction.atomic():
         return bool(batches_cancel(batch, now=now))
+
+
+class ClaimLost(Exception):
+    """The reaper took the batch's claim for a dead worker's: its readers not yet
+    handed over are uncertain, the author's to settle, and must not go out now."""
+
+
+class Claim:
+    """A worker's claim on its batch, renewed as the batch makes progress. The
+    reaper takes a claim untouched for NEWSLETTER_CLAIM_TIMEOUT_SECONDS for a dead
+    worker's, and a live batch can take longer than that in all (a slow provider's
+    round trip times its readers, a shared budget's waits): what must stay under the
+    timeout is the time between two steps, not the whole batch."""
+
+    def __init__(self, batch_id: int, claimed_at: datetime) -> None:
+        self.batch_id = batch_id
+        self.renewed_at = claimed_at
+        self.lost = False
+        self._lock = threading.Lock()  # a post's lanes share the claim
+
+    def renew(self) -> bool:
+        """Renew the claim if it is due; False once the reaper has taken it."""
+        with self._lock:
+            if self.lost:
+                return False
+            now = timezone.now()
+            due = settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS * CLAIM_RENEWAL_SHARE
+            if (now - self.renewed_at).total_seconds() < due:
+                return True
+            # The reaper re-checks touched_at before taking a claim, so a renewal
+            # that lands first keeps the batch; one that lands after finds it gone.
+            renewed = Batch.objects.filter(
+                pk=self.batch_id, status=Batch.Status.SENDING
+            ).update(touched_at=now)
+            if renewed:
+                self.renewed_at = now
+            else:
+                self.lost = True
+            return bool(renewed)
+
+    def hold(self) -> None:
+        """Renew the claim if it is due; raise ClaimLost once it is taken."""
+        if not self.renew():
+            raise ClaimLost("the reaper took the claim")
 
 
 # A message and the readers it goes to.
@@ -283,20 +343,23 @@ def _hand_over(
     meets an error stops the others before their next chunk. A digest's frames
     are rendered as its readers need them, reading the database: one lane."""
     how = channel()
+    claim = Claim(batch.pk, batch.touched_at)
     compose, size = _composer(batch, recipients, how)
     lanes = 1
     if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
         lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
     if lanes == 1:
         outcomes, stopped_by, deferred = _send_lane(
-            batch, recipients, how, compose, size
+            batch, recipients, how, compose, size, claim=claim
         )
         return outcomes, stopped_by or deferred
     stop = threading.Event()
 
     def send_lane(readers: list[Recipient]) -> Lane:
         try:
-            lane = _send_lane(batch, readers, how, compose, size, stop=stop)
+            lane = _send_lane(
+                batch, readers, how, compose, size, claim=claim, stop=stop
+            )
         except BaseException:
             stop.set()
             raise
@@ -332,20 +395,29 @@ def _send_lane(
     compose: Callable[[list[Recipient], object], list[Letter]],
     size: int,
     *,
+    claim: Claim,
     stop: threading.Event | None = None,
 ) -> Lane:
     """Send the recipients, `size` a chunk, over one connection, until an error
-    (or `stop`, set by another lane's error); the rest stay QUEUED."""
+    (or `stop`, set by another lane's error), renewing the batch's claim on the
+    way; the rest stay QUEUED (UNCERTAIN if the reaper took the claim)."""
     mailing = batch.mailing
     outcomes: dict[int, Outcome] = {}
     deferred: ReaderDeferred | None = None
     with how.connection() as connection:
+        if isinstance(connection, PostmarkBackend):
+            # It posts a call's readers one by one in one-message mode.
+            connection.before_each_reader = claim.hold
         for chunk in _chunks(recipients, size):
             if stop is not None and stop.is_set():
                 break
             try:
                 take_from_budget(len(chunk), esp=how.esp)
             except RetryLater as exc:
+                return outcomes, exc, deferred
+            try:
+                claim.hold()
+            except ClaimLost as exc:
                 return outcomes, exc, deferred
             letters = compose(chunk, connection)
             for message, readers in letters:

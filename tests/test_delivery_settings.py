@@ -1,0 +1,54 @@
+"""The delivery engine's settings that must fit together: a system check error
+names the ones that do not (newsletter/checks.py)."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+POSTMARK = "anymail.backends.postmark.EmailBackend"
+SMTP = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def check() -> str:
+    """The checks' errors, or '' when they pass."""
+    try:
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    except SystemCheckError as refused:
+        return str(refused)
+    return ""
+
+
+def test_a_claim_timeout_a_live_batch_can_outlast_fails_the_checks(settings):
+    # A batch's step: a budget wait (30 s) and a call to Postmark (30 s to
+    # connect, 30 s to answer); the claim is renewed once a quarter has passed.
+    settings.EMAIL_BACKEND = POSTMARK
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t"}
+    settings.NEWSLETTER_SEND_RATE = 50
+    settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS = 100
+    errors = check()
+    assert "newsletter.E003" in errors
+    assert "NEWSLETTER_CLAIM_TIMEOUT_SECONDS (100) is too short" in errors
+    assert "above 120" in errors
+
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t", "REQUESTS_TIMEOUT": 10.0}
+    assert check() == ""
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t"}
+    settings.NEWSLETTER_SEND_RATE = 0  # no budget: no wait for one
+    assert check() == ""
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t"}
+    settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS = 600  # the default
+    assert check() == ""
+
+
+@pytest.mark.parametrize("timeout, error", [(None, "E004"), (300, "E003")])
+def test_an_smtp_server_without_a_timeout_short_enough_fails_the_checks(
+    settings, timeout, error
+):
+    settings.EMAIL_BACKEND = SMTP
+    settings.EMAIL_TIMEOUT = timeout
+    assert f"newsletter.{error}" in check()
+
+    settings.EMAIL_TIMEOUT = 30  # the default
+    assert check() == ""
