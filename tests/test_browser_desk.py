@@ -1,14 +1,21 @@
 """The desk, the admin's front page, in a real browser on the demo data: at desktop
 and phone width, in the light and the dark scheme; screenshots under
-var/artefacts/, and axe-core finds no serious violation of ours."""
+var/artefacts/, and axe-core finds no serious violation of ours, there or on the
+other pages the desk adds to Django's admin."""
+
+from urllib.parse import urlencode
 
 import pytest
 from django.core.management import call_command
 
+from newsletter.models import Batch, Link, Mailing
+from posts.models import Post, PostUpdate
+
 from .browser import AXE_SCRIPT, MOBILE, require, save_screenshot
 from .browser import serious_accessibility_violations as axe_violations
-from .factories import UserFactory
+from .factories import StaffFactory, UserFactory
 from .test_browser import (  # noqa: F401 (fixtures)
+    DJANGO_ADMINS_OWN,
     browser,
     log_in,
     new_page,
@@ -67,3 +74,119 @@ def test_the_desk_keeps_to_the_strict_csp(browser, demo):  # noqa: F811
     page.goto(f"{demo}/admin/")
     page.get_by_role("heading", name="Growth").wait_for()
     assert page.csp_violations == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_desks_own_pages_have_no_serious_accessibility_violations(
+    browser,  # noqa: F811
+    demo,
+    scheme,
+    tmp_path,
+):
+    """Each page the desk adds to Django's admin, as the role that uses it: axe-core
+    finds nothing serious on it but what Django's own widgets put there."""
+    require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
+    post = Post.objects.get(slug="suffolk-probation-inspection-2017")
+    correction = PostUpdate.objects.create(
+        post=post,
+        kind=PostUpdate.Kind.CORRECTION,
+        wrong="The service was rated Inadequate.",
+        right="The service was rated Requires improvement.",
+    )
+    # One announcement still going out, with a batch waiting to be settled.
+    sending = post.mailings.get(kind=Mailing.Kind.POST)
+    Mailing.objects.filter(pk=sending.pk).update(status=Mailing.Status.SENDING)
+    Batch.objects.create(
+        mailing=sending, number=99, status=Batch.Status.UNCERTAIN, size=3, uncertain=3
+    )
+    fixing = urlencode({"url": Link.objects.filter(mailing=sending).first().url})
+    StaffFactory(username="jo", role="Contributor")
+    StaffFactory(username="eden", role="Editor")
+    rejected = tmp_path / "readers.csv"
+    rejected.write_text(
+        "email,name,consent_source,consent_date\n"
+        "not an address,Sam,signup form,2024-01-01\n"
+        "kim@example.org,Kim,signup form,2024-01-01\n"
+    )
+    wrong = tmp_path / "notes.csv"
+    wrong.write_text("who,when\nSam,Monday\n")
+
+    def writing(page):
+        page.locator("#id_body").press_sequentially("## Findings\n\nToo **high**.")
+        preview = page.get_by_role("region", name="Preview, as readers will see it")
+        preview.get_by_role("heading", name="Findings").wait_for()
+
+    def importing(page):
+        page.get_by_label("CSV file").set_input_files(str(rejected))
+        page.get_by_role("button", name="Check and import").click()
+        page.get_by_role("heading", name="Rejected lines").wait_for()
+
+    def importing_the_wrong_file(page):
+        page.get_by_label("CSV file").set_input_files(str(wrong))
+        page.get_by_role("button", name="Check and import").click()
+        page.locator(".errorlist").first.wait_for()
+
+    # (who, what, where, then what they do there)
+    visits = [
+        ("eden", "desk", "/admin/", None),
+        ("eden", "report", f"/admin/newsletter/postreport/{post.pk}/change/", None),
+        ("eden", "mailings", "/admin/newsletter/mailing/", None),
+        ("eden", "mailing", f"/admin/newsletter/mailing/{sending.pk}/change/", None),
+        (
+            "eden",
+            "correction",
+            f"/admin/posts/post/{post.pk}/corrections/{correction.pk}/email/",
+            None,
+        ),
+        ("eden", "email preview", f"/admin/posts/post/{post.pk}/email/", None),
+        (
+            "eden",
+            "link fix",
+            f"/admin/newsletter/postreport/{post.pk}/link/?{fixing}",
+            None,
+        ),
+        ("jo", "live preview", "/admin/posts/post/add/", writing),
+        ("boss", "batches", "/admin/newsletter/batch/?status__exact=uncertain", None),
+        ("boss", "import", "/admin/newsletter/subscriber/import/", None),
+        ("boss", "import report", "/admin/newsletter/subscriber/import/", importing),
+        (
+            "boss",
+            "import errors",
+            "/admin/newsletter/subscriber/import/",
+            importing_the_wrong_file,
+        ),
+    ]
+    found = {}
+    pages = {}
+    for who, what, path, then in visits:
+        if who not in pages:
+            # axe-core is injected as a script, which the admin's CSP forbids.
+            pages[who] = new_page(
+                browser, viewport=DESKTOP, color_scheme=scheme, bypass_csp=True
+            )
+            log_in(pages[who], demo, who)
+        page = pages[who]
+        assert page.goto(f"{demo}{path}").ok, what
+        if then:
+            then(page)
+        found[what] = [
+            violation
+            for violation in axe_violations(page)
+            if not all(
+                target.startswith(DJANGO_ADMINS_OWN)
+                for target in violation.partition(") at ")[2].split(", ")
+            )
+        ]
+    assert found == {what: [] for what in found}, "\n".join(
+        f"{what}: {violation}" for what in found for violation in found[what]
+    )
+
+    # The page no longer refreshes itself unasked: a labelled switch, which the
+    # keyboard reaches, keeps it current or turns that off.
+    page = pages["eden"]
+    page.goto(f"{demo}/admin/newsletter/mailing/{sending.pk}/change/")
+    switch = page.get_by_label("Update this page every 10 seconds")
+    assert switch.is_checked()
+    switch.focus()
+    page.keyboard.press("Space")
+    assert not switch.is_checked()
