@@ -612,6 +612,18 @@ def confirmation_send(*, consent_id: int) -> None:
     confirmation_message(subscriber, consent_id=consent.pk).send()
 
 
+def confirmation_unsent(*, consent_id: int) -> None:
+    """The provider refused this request's confirmation email until its task gave
+    up: the reader got nothing, and must not wait a day for the once-a-day limit
+    (NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS, which counts emails sent) before the
+    form sends another. Unless a later request's email was sent since."""
+    consent = Consent.objects.filter(pk=consent_id).first()
+    if consent is not None:
+        Subscriber.objects.filter(
+            pk=consent.subscriber_id, confirmation_sent_at__lte=consent.created_at
+        ).update(confirmation_sent_at=None)
+
+
 def welcome_send(*, subscriber_id: int) -> None:
     subscriber = Subscriber.objects.confirmed().filter(pk=subscriber_id).first()
     if subscriber is not None:

@@ -48,6 +48,8 @@ def send_confirmation(self, consent_id: int) -> None:
     try:
         subscriptions.confirmation_send(consent_id=consent_id)
     except Exception as exc:
+        if delivery.provider_refused(exc) and self.request.retries >= self.max_retries:
+            subscriptions.confirmation_unsent(consent_id=consent_id)
         retry_if_provider_refused(self, exc)
 
 

@@ -3,14 +3,18 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail, signing
+from django.db import transaction
 from django.utils import timezone
 
+from benchmarks.fake_esp import postmark_messages
 from newsletter.models import Consent, Subscriber
 from newsletter.subscriptions import (
     CONSENT_VERSION,
     CONSENT_WORDING,
     subscriber_export,
+    subscription_request,
 )
+from newsletter.tasks import send_confirmation
 from newsletter.tokens import Purpose, make_token
 
 from .factories import RegionFactory, SubscriberFactory
@@ -93,6 +97,43 @@ def test_confirmed_reader_gets_no_new_confirmation(
     SubscriberFactory(email="known@example.org")
     subscribe(client, "known@example.org", django_capture_on_commit_callbacks)
     assert mail.outbox == []
+
+
+def a_request_whose_confirmation_waits(email: str) -> Consent:
+    with transaction.atomic():  # its email is queued on commit: not sent here
+        subscription_request(email=email, name="", ip_address=None)
+    return Consent.objects.get(subscriber__email=email)
+
+
+def test_a_confirmation_the_provider_never_took_does_not_hold_back_the_next_for_a_day(
+    client, django_capture_on_commit_callbacks, fake_esp
+):
+    # The provider refused the email until its task's last retry: the reader got
+    # nothing, and the form would otherwise send nothing more that day.
+    consent = a_request_whose_confirmation_waits("reader@example.org")
+    fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
+    last_try = send_confirmation.apply(
+        args=[consent.pk], retries=send_confirmation.max_retries, throw=False
+    )
+    assert last_try.failed()
+    assert fake_esp.count == 0
+
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    assert fake_esp.recipients() == {"reader@example.org": 1}
+    [message] = postmark_messages(fake_esp.messages)
+    assert "/subscribe/confirm/" in message["TextBody"]
+
+
+def test_a_confirmation_sent_on_a_retry_still_holds_back_the_next_for_a_day(
+    client, django_capture_on_commit_callbacks, fake_esp
+):
+    consent = a_request_whose_confirmation_waits("reader@example.org")
+    fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
+    send_confirmation.apply(args=[consent.pk], throw=False)  # refused, then retried
+    assert fake_esp.recipients() == {"reader@example.org": 1}
+
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    assert fake_esp.recipients() == {"reader@example.org": 1}
 
 
 def test_confirmation_is_resent_at_most_once_a_day(
