@@ -3,8 +3,14 @@ production ones): settings that start, yet would quietly do the wrong thing."""
 
 from urllib.parse import urlsplit
 
+from anymail.backends.base_requests import AnymailRequestsBackend
 from django.conf import settings
 from django.core import checks
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+from django.utils.module_loading import import_string
+
+from .delivery.ratelimit import MAX_WAIT_SECONDS
+from .delivery.sender import CLAIM_RENEWAL_SHARE
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -72,10 +78,6 @@ SMTP_COMMANDS_PER_MESSAGE = 4
 def _longest_provider_call() -> float | None:
     """The seconds one call to the email backend may take before giving up (a
     connection, then an answer); None where nothing bounds it."""
-    from anymail.backends.base_requests import AnymailRequestsBackend
-    from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
-    from django.utils.module_loading import import_string
-
     backend = import_string(settings.EMAIL_BACKEND)
     if issubclass(backend, AnymailRequestsBackend):
         timeout = settings.ANYMAIL.get("REQUESTS_TIMEOUT", 30)  # anymail's default
@@ -96,9 +98,6 @@ def check_claim_outlasts_a_step(app_configs, **kwargs) -> list[checks.CheckMessa
     renews it between steps (delivery/sender.py), so the timeout must outlast the
     renewal's own interval plus one step: the sending budget's longest wait and
     one provider call at its timeout."""
-    from .delivery.ratelimit import MAX_WAIT_SECONDS
-    from .delivery.sender import CLAIM_RENEWAL_SHARE
-
     claim = settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS
     call = _longest_provider_call()
     if call is None:

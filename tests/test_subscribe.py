@@ -205,14 +205,18 @@ def test_the_consent_records_where_it_was_asked_and_where_it_was_confirmed(
     assert data["consents"][0]["confirmed_ip_address"] == "198.51.100.7"
 
 
+def confirm_token_of_eight_days_ago(subscriber, monkeypatch) -> str:
+    eight_days_ago = time.time() - 8 * 86400
+    with monkeypatch.context() as past:
+        past.setattr(signing.time, "time", lambda: eight_days_ago)
+        return make_token(subscriber, Purpose.CONFIRM)
+
+
 def test_expired_confirmation_link_says_so(client, monkeypatch):
     subscriber = SubscriberFactory(
         status="pending", confirmation_sent_at=timezone.now()
     )
-    eight_days_ago = time.time() - 8 * 86400
-    with monkeypatch.context() as past:
-        past.setattr(signing.time, "time", lambda: eight_days_ago)
-        token = make_token(subscriber, Purpose.CONFIRM)
+    token = confirm_token_of_eight_days_ago(subscriber, monkeypatch)
     response = client.post(f"/subscribe/confirm/{token}/")
     assert response.status_code == 410
     assert "expired" in response.content.decode()
@@ -231,10 +235,7 @@ def test_the_pages_say_how_long_the_link_works_as_the_email_does(
     assert "The link works for 3 days." in mail.outbox[0].body
 
     subscriber = Subscriber.objects.get()
-    eight_days_ago = time.time() - 8 * 86400
-    with monkeypatch.context() as past:
-        past.setattr(signing.time, "time", lambda: eight_days_ago)
-        token = make_token(subscriber, Purpose.CONFIRM)
+    token = confirm_token_of_eight_days_ago(subscriber, monkeypatch)
     expired = client.get(f"/subscribe/confirm/{token}/")
     assert expired.status_code == 410
     assert "Confirmation links work for 3 days." in expired.content.decode()
