@@ -112,6 +112,24 @@ def test_ensure_admin_with_an_empty_admin_password_prints_the_one_it_made(
     assert get_user_model().objects.get(username="admin").check_password(shown)
 
 
+def test_ensure_admin_before_migrate_says_to_migrate_first(tmp_path):
+    """Run before `migrate` (a new deployment's order mistaken), it names the step
+    missing, not a traceback about a missing table, and creates nothing."""
+    database = tmp_path / "new.sqlite3"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "ensure_admin"],
+        env=os.environ | {"DATABASE_URL": f"sqlite:///{database}"},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "not migrated" in result.stderr
+    assert "manage.py migrate" in result.stderr
+
+
 def test_healthz_answers_when_database_and_broker_do(client):
     response = client.get("/healthz")
     assert response.status_code == 200
