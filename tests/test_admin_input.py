@@ -120,6 +120,26 @@ def test_a_nul_character_in_a_form_is_a_400_that_changes_nothing(
     assert row_counts() == before
 
 
+@pytest.mark.parametrize("header", ["HTTP_USER_AGENT", "HTTP_ACCEPT"])
+@pytest.mark.parametrize("password", ["wrong", "right-password-1"])
+def test_a_nul_character_in_a_login_header_is_a_400_that_records_nothing(
+    client, header, password
+):
+    """django-axes records the User-Agent and Accept of every login, right or
+    wrong: a NUL in either was a 500 on PostgreSQL, a login refused for a header."""
+    UserFactory(username="editor", password="right-password-1")
+    before = row_counts()
+    response = client.post(
+        "/admin/login/",
+        {"username": "editor", "password": password},
+        **{header: "Mozilla/5.0\x00"},
+    )
+    assert response.status_code == 400
+    assert b"NUL" in response.content
+    assert row_counts() == before
+    assert "_auth_user_id" not in client.session
+
+
 @pytest.mark.parametrize("selected", ["abc", "", "1.5", "\x00", "1e3", TOO_BIG])
 @pytest.mark.parametrize("confirmed", [False, True], ids=["index", "confirmed"])
 def test_a_selection_that_is_not_ids_is_a_400_that_changes_nothing(

@@ -1,7 +1,8 @@
 """Malformed input to the desk is a 400 that changes nothing, never a 500.
 
 Django's admin hands some of a request's values to the database unchecked: a NUL
-character (PostgreSQL's text cannot hold one), the ids of an action's selection,
+character (PostgreSQL's text cannot hold one; in a header too, which django-axes
+records at each login), the ids of an action's selection,
 the years of a changelist's date lookups, the ids an autocomplete field renders
 again. A middleware over the admin's URLs covers every admin at once, ours and the
 third-party ones (auth, django-axes) alike, which a base class of ours would not.
@@ -28,7 +29,12 @@ class AdminInputMiddleware:
         # Checked before any view runs: an action must never start on a selection
         # it cannot read, as it may write before it reads its rows.
         if _is_admin(request):
-            if _holds_nul(request.GET) or _holds_nul(request.POST):
+            # The headers too: django-axes stores a login's User-Agent and Accept.
+            if (
+                _holds_nul(request.GET)
+                or _holds_nul(request.POST)
+                or any("\x00" in value for value in request.headers.values())
+            ):
                 return _refuse(
                     "This request holds a NUL character (U+0000), which the desk "
                     "can neither store nor search for. Nothing was changed."
