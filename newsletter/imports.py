@@ -6,6 +6,11 @@ nothing does. An import never brings back anyone who left: a suppressed address
 (even one the reader could lift by subscribing again: only their own double
 opt-in does that) or a subscriber who unsubscribed, bounced or complained is
 skipped, with the reason.
+
+The desk's export (admin/readers.py) is a file the import takes as it is: its
+first columns are the import's, and of the three it adds, the status decides
+(only a subscribed reader comes in: one who left, or never confirmed, is skipped)
+and a reader who had paused their emails comes in paused.
 """
 
 import csv
@@ -23,6 +28,8 @@ from posts.validators import clean_email, reject_control_characters
 from .models import Consent, Subscriber, Suppression
 
 COLUMNS = ["email", "name", "consent_source", "consent_date"]
+# What the desk's export adds after COLUMNS.
+EXPORT_COLUMNS = ["status", "paused_at", "confirmed_at"]
 # A list this size validates in a few seconds and fits comfortably in memory.
 MAX_ROWS = 50_000
 # Rows per IN (...) query when looking up existing subscribers and suppressions.
@@ -46,6 +53,9 @@ class Row:
     name: str
     source: str
     consented_at: datetime
+    # From the desk's export: when the reader paused their emails, and confirmed.
+    paused_at: datetime | None = None
+    confirmed_at: datetime | None = None
 
 
 @dataclass
@@ -75,9 +85,10 @@ def read_csv(data: bytes) -> ImportReport:
     except csv.Error as exc:
         raise ImportFileError(f"The file is not valid CSV: {exc}") from exc
     header = [column.strip().lower().replace(" ", "_") for column in header]
-    if header != COLUMNS:
+    if header not in (COLUMNS, COLUMNS + EXPORT_COLUMNS):
         raise ImportFileError(
-            f"The first line must be the header {','.join(COLUMNS)}; "
+            f"The first line must be the header {','.join(COLUMNS)} (the desk's "
+            f"export, which adds {','.join(EXPORT_COLUMNS)}, is taken as it is); "
             f"found {','.join(header)}."
         )
     report = ImportReport()
@@ -90,9 +101,12 @@ def read_csv(data: bytes) -> ImportReport:
             if len(report.rows) + len(report.rejected) >= MAX_ROWS:
                 raise ImportFileError(f"The file has more than {MAX_ROWS} rows.")
             try:
-                row = _parse_row(line, values)
+                row = _parse_row(line, values, exported=len(header) > len(COLUMNS))
             except ValidationError as error:
                 report.rejected.append((line, error.messages[0]))
+                continue
+            except LeftTheList as left:
+                report.skipped.append((line, str(left)))
                 continue
             if row.email in first_line_of:
                 report.merged.append((line, first_line_of[row.email]))
@@ -107,10 +121,33 @@ def read_csv(data: bytes) -> ImportReport:
     return report
 
 
-def _parse_row(line: int, values: list[str]) -> Row:
-    if len(values) != len(COLUMNS):
-        raise ValidationError(f"expected {len(COLUMNS)} columns, found {len(values)}")
-    email, name, source, date = (_unquoted(value).strip() for value in values)
+class LeftTheList(Exception):
+    """An exported row of a reader who is not subscribed: the reason they are
+    skipped."""
+
+
+def _parse_row(line: int, values: list[str], *, exported: bool = False) -> Row:
+    expected = len(COLUMNS) + len(EXPORT_COLUMNS) * exported
+    if len(values) != expected:
+        raise ValidationError(f"expected {expected} columns, found {len(values)}")
+    values = [_unquoted(value).strip() for value in values]
+    email, name, source, date = values[: len(COLUMNS)]
+    paused_at = confirmed_at = None
+    if exported:
+        status, paused, confirmed = values[len(COLUMNS) :]
+        if status not in Subscriber.Status.values:
+            raise ValidationError(
+                f"the status “{status[:40]}” is not one of "
+                + ", ".join(Subscriber.Status.values)
+            )
+        if status == Subscriber.Status.PENDING:
+            raise LeftTheList(
+                "exported as pending: only their own confirmation subscribes them"
+            )
+        if status != Subscriber.Status.ACTIVE:
+            raise LeftTheList(f"exported as {Subscriber.Status(status).label.lower()}")
+        paused_at = _parse_moment(paused, "paused_at") if paused else None
+        confirmed_at = _parse_moment(confirmed, "confirmed_at") if confirmed else None
     if not email:
         raise ValidationError("the email address is missing")
     # The subscribe form's own rules, so that an address is stored in one form
@@ -129,7 +166,8 @@ def _parse_row(line: int, values: list[str]) -> Row:
         raise ValidationError("the consent source is missing")
     if len(source) > 200:
         raise ValidationError("the consent source is longer than 200 characters")
-    return Row(line, email, name, source, _parse_consent_date(date))
+    consented_at = _parse_moment(date, "consent date")
+    return Row(line, email, name, source, consented_at, paused_at, confirmed_at)
 
 
 def _unquoted(value: str) -> str:
@@ -137,13 +175,13 @@ def _unquoted(value: str) -> str:
     return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
 
 
-# No mailing list holds consent given before email newsletters: an earlier year is
+# No mailing list holds a date from before email newsletters: an earlier year is
 # a typo (0201, 0001), and one near year 1 cannot even be stored in UTC (the
 # database would hold a date before year 1 that no page can read back).
-EARLIEST_CONSENT_YEAR = 1990
+EARLIEST_YEAR = 1990
 
 
-def _parse_consent_date(value: str) -> datetime:
+def _parse_moment(value: str, what: str) -> datetime:
     try:
         moment = parse_datetime(value)
         if moment is None and (day := parse_date(value)) is not None:
@@ -152,16 +190,16 @@ def _parse_consent_date(value: str) -> datetime:
         moment = None
     if moment is None:
         raise ValidationError(
-            f"the consent date “{value[:40]}” is not a date (use YYYY-MM-DD)"
+            f"the {what} “{value[:40]}” is not a date (use YYYY-MM-DD)"
         )
-    if moment.year < EARLIEST_CONSENT_YEAR:
+    if moment.year < EARLIEST_YEAR:
         raise ValidationError(
-            f"the consent date is before {EARLIEST_CONSENT_YEAR}: a typo in the year?"
+            f"the {what} is before {EARLIEST_YEAR}: a typo in the year?"
         )
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
     if moment > timezone.now():
-        raise ValidationError("the consent date is in the future")
+        raise ValidationError(f"the {what} is in the future")
     return moment
 
 
@@ -207,7 +245,8 @@ def import_rows(*, report: ImportReport) -> ImportReport:
                     email=row.email,
                     name=row.name,
                     status=Subscriber.Status.ACTIVE,
-                    confirmed_at=row.consented_at,
+                    confirmed_at=row.confirmed_at or row.consented_at,
+                    paused_at=row.paused_at,
                 )
                 new.append(subscriber)
             elif subscriber.status in (
@@ -218,7 +257,9 @@ def import_rows(*, report: ImportReport) -> ImportReport:
                 Subscriber.objects.filter(pk=subscriber.pk).update(
                     status=Subscriber.Status.ACTIVE,
                     name=subscriber.name or row.name,
-                    confirmed_at=subscriber.confirmed_at or row.consented_at,
+                    confirmed_at=(
+                        subscriber.confirmed_at or row.confirmed_at or row.consented_at
+                    ),
                 )
                 report.updated += 1
             else:

@@ -273,6 +273,82 @@ def test_an_exported_address_that_starts_like_a_formula_imports_as_itself(author
     assert Consent.objects.latest("pk").source == "+44 sign-up sheet"
 
 
+def confirmed_consent(reader, source: str, when):
+    Consent.objects.create(
+        subscriber=reader,
+        wording="w",
+        wording_version="v",
+        source=source,
+        created_at=when,
+        confirmed_at=when,
+    )
+
+
+def test_the_desks_export_imports_as_it_is_and_brings_back_only_subscribed_readers(
+    author,
+):
+    """Moving the list to a new site: the export goes back in unchanged. A reader
+    who left or never confirmed stays out (their consent is still in the file), a
+    paused reader stays paused, and when each confirmed is kept."""
+    when = timezone.now() - timedelta(days=40)
+    paused_at = timezone.now() - timedelta(days=2)
+    readers = {
+        "active": SubscriberFactory(email="active@example.org", name="Ali"),
+        "paused": SubscriberFactory(email="paused@example.org", paused_at=paused_at),
+        "unsubscribed": SubscriberFactory(
+            email="left@example.org", status=Subscriber.Status.UNSUBSCRIBED
+        ),
+        "bounced": SubscriberFactory(
+            email="bounced@example.org", status=Subscriber.Status.BOUNCED
+        ),
+        "pending": SubscriberFactory(
+            email="pending@example.org",
+            status=Subscriber.Status.PENDING,
+            confirmed_at=None,
+        ),
+    }
+    for reader in readers.values():
+        if reader.status != Subscriber.Status.PENDING:
+            confirmed_consent(reader, "Conference sheet", when)
+    Subscriber.objects.filter(pk=readers["active"].pk).update(confirmed_at=when)
+    exported = b"".join(
+        action(author, "export_csv", list(readers.values())).streaming_content
+    )
+    Subscriber.objects.all().delete()  # the new site's empty list
+
+    report = upload(author, exported.decode()).context["report"]
+
+    assert (report.imported, report.created, report.rejected) == (True, 2, [])
+    assert [reason for _, reason in report.skipped] == [
+        "exported as unsubscribed",
+        "exported as bounced",
+        "exported as pending: only their own confirmation subscribes them",
+    ]
+    assert set(Subscriber.objects.values_list("email", "status", "paused_at")) == {
+        ("active@example.org", Subscriber.Status.ACTIVE, None),
+        ("paused@example.org", Subscriber.Status.ACTIVE, paused_at),
+    }
+    active = Subscriber.objects.get(email="active@example.org")
+    assert (active.name, active.confirmed_at) == ("Ali", when)
+    assert active.consents.get().source == "Conference sheet"
+
+
+def test_an_exported_row_with_a_status_or_date_no_export_writes_is_rejected(author):
+    header = ",".join([*imports.COLUMNS, *imports.EXPORT_COLUMNS]) + "\n"
+    response = upload(
+        author,
+        header + "a@example.org,,Sheet,2026-10-01,subscribed,,\n"
+        "b@example.org,,Sheet,2026-10-01,active,last week,\n"
+        "c@example.org,,Sheet,2026-10-01,active,,2999-01-01\n",
+    )
+    (status, paused, confirmed) = rejected_lines(response)
+    assert [status[0], paused[0], confirmed[0]] == [2, 3, 4]
+    assert "“subscribed” is not one of pending, active" in status[1]
+    assert "paused_at “last week” is not a date" in paused[1]
+    assert "confirmed_at is in the future" in confirmed[1]
+    assert not Subscriber.objects.exists()
+
+
 def test_bulk_unsubscribe_and_suppress(author):
     first, second, kept = SubscriberFactory.create_batch(3)
     action(author, "unsubscribe", [first])

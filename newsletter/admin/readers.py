@@ -65,7 +65,10 @@ class PausedFilter(admin.SimpleListFilter):
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
-        help_text="UTF-8, with the header line: " + ",".join(imports.COLUMNS),
+        help_text="UTF-8, with the header line: "
+        + ",".join(imports.COLUMNS)
+        + ". The desk's export is taken as it is: only its subscribed readers "
+        "come in.",
     )
     import_despite_rejections = forms.BooleanField(
         required=False,
@@ -228,7 +231,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             )
         )
         writer = csv.writer(Echo())
-        header = [*imports.COLUMNS, "status", "paused_at", "confirmed_at"]
+        header = [*imports.COLUMNS, *imports.EXPORT_COLUMNS]
         lines = (
             writer.writerow([csv_cell(value) for value in row])
             for row in [header, *rows.iterator(chunk_size=2000)]
