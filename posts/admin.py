@@ -1,4 +1,5 @@
 import copy
+from datetime import datetime
 from functools import partial
 
 from django import forms
@@ -235,6 +236,23 @@ class MarkdownEditor(forms.Textarea):
         return mark_safe(render_to_string(self.template_name, context))  # noqa: S308
 
 
+class PublicationTimeField(forms.SplitDateTimeField):
+    """The publication time as the desk shows it, in London time. In the hour the
+    clocks go back 01:30 happens twice, and Django refuses it as ambiguous: a post
+    published then (by "publish now") could not be saved again, not even to
+    correct it. The time the page showed is the moment it stood for; a time typed
+    in that hour, or in the one that never happens in March, is still refused."""
+
+    stored: datetime | None = None  # set by PostForm: the post's time as saved
+
+    def compress(self, data_list):
+        if self.stored is not None and data_list and all(data_list):
+            shown = localtime(self.stored).replace(tzinfo=None, microsecond=0)
+            if datetime.combine(*data_list) == shown:
+                return self.stored
+        return super().compress(data_list)
+
+
 class PostForm(forms.ModelForm):
     publish_despite_warnings = forms.BooleanField(
         required=False,
@@ -243,6 +261,12 @@ class PostForm(forms.ModelForm):
     )
     # Set by PostAdmin.get_form: the checks, with what other apps' admins add.
     post_problems = staticmethod(checks.post_problems)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Absent for a user without the permission to publish (ROLE_FIELDS).
+        if isinstance(field := self.fields.get("published_at"), PublicationTimeField):
+            field.stored = self.instance.published_at
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -283,7 +307,11 @@ class PostAdmin(admin.ModelAdmin):
     search_fields = ["title", "excerpt", "body"]
     prepopulated_fields = {"slug": ["title"]}
     date_hierarchy = "published_at"
-    formfield_overrides = IMAGE_UPLOADS
+    formfield_overrides = {
+        **IMAGE_UPLOADS,
+        # The admin's split date and time widget stays (the defaults are merged).
+        models.DateTimeField: {"form_class": PublicationTimeField},
+    }
     actions = ["publish", "submit_for_review"]
     filter_horizontal = ["categories", "tags"]
     readonly_fields = ["related_suggestions", "publishing_checks"]

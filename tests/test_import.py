@@ -2,7 +2,8 @@
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -248,6 +249,20 @@ def test_the_export_leads_with_the_imports_columns_and_holds_no_live_formula(aut
     assert rows[1][1] == "'=cmd|' /C calc'!A0"  # never a live formula
     assert rows[1][2:4] == ["Sheet", str(given)]
     assert rows[1][4] == "active"
+
+
+def test_the_exports_file_is_named_for_the_authors_own_clock(author):
+    # 23:30 UTC on 1 July is 00:30 on 2 July in London (BST): the author exporting
+    # just after midnight got a file dated the day before, an hour behind.
+    reader = SubscriberFactory()
+    with mock.patch(
+        "newsletter.admin.readers.timezone.now",
+        return_value=datetime(2026, 7, 1, 23, 30, tzinfo=UTC),
+    ):
+        response = action(author, "export_csv", [reader])
+    assert response["Content-Disposition"] == (
+        'attachment; filename="subscribers-20260702-0030.csv"'
+    )
 
 
 def test_an_exported_address_that_starts_like_a_formula_imports_as_itself(author):

@@ -237,7 +237,8 @@ class SubscriberAdmin(admin.ModelAdmin):
             for row in [header, *rows.iterator(chunk_size=2000)]
         )
         response = StreamingHttpResponse(lines, content_type="text/csv")
-        stamp = timezone.now().strftime("%Y%m%d-%H%M")
+        # The author's own clock (London), not UTC: an hour behind all summer.
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
         response["Content-Disposition"] = (
             f'attachment; filename="subscribers-{stamp}.csv"'
         )
