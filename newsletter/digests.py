@@ -129,7 +129,12 @@ def audience(frequency: str, *, slot: datetime) -> SubscriberQuerySet:
         subscriber=OuterRef("pk"), frequency=frequency
     )
     readers = Subscriber.objects.confirmed().filter(Exists(at_frequency))
-    zones = readers.order_by().values_list("time_zone", flat=True).distinct()
+    # Every reader's zone, not only these readers': a zone none of them is in adds
+    # a condition that matches no one, and reading the zones of these readers
+    # cost a join with their topics for each of a round's statements (~0.5 s
+    # each at 100,000 readers; the whole table's are read in milliseconds).
+    zones = Subscriber.objects.order_by().values_list("time_zone", flat=True)
+    zones = zones.distinct()
     site = DigestSettings.load()
     last_round = LAST_ROUND[frequency]
     due = Q(pk__in=[])
