@@ -385,6 +385,17 @@ class PostAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).visible_to(request.user)
 
+    def get_search_results(self, request: HttpRequest, queryset, search_term: str):
+        # The related posts' field is a search box over this admin's posts: for a
+        # Contributor, only their own, so it found no published post to link to,
+        # which that field takes (RelatedLinkInline). It offers those too.
+        searching_for = (request.GET.get("model_name"), request.GET.get("field_name"))
+        match = request.resolver_match
+        autocomplete = match is not None and match.url_name == "autocomplete"
+        if autocomplete and searching_for == ("relatedlink", "to_post"):
+            queryset = queryset | Post.objects.published()
+        return super().get_search_results(request, queryset, search_term)
+
     def get_list_filter(self, request: HttpRequest):
         # Only a reviewer's list holds other people's posts (and may name them).
         if request.user.has_perm("posts.review_post"):
