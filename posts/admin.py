@@ -41,7 +41,20 @@ HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
 IMAGE_UPLOADS = {models.ImageField: {"form_class": images.ImageUploadField}}
 
 
-class ReindexesPostsAdmin(admin.ModelAdmin):
+class FollowedAdmin(admin.ModelAdmin):
+    """For what readers follow (Post.topic_keys): they follow it by its slug, so
+    its slug is set once, when it is made. A new one left every follower
+    following nothing, silently, and broke the address of its page and feed."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        return readonly if obj is None else [*readonly, "slug"]
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj=None):
+        return super().get_prepopulated_fields(request, obj) if obj is None else {}
+
+
+class ReindexesPostsAdmin(FollowedAdmin):
     """For places and organisations: their names are part of posts' search entries."""
 
     def posts_mentioning(self, obj) -> models.QuerySet:
@@ -91,7 +104,7 @@ class OrganisationAdmin(ReindexesPostsAdmin):
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(FollowedAdmin):
     list_display = ["name", "slug"]
     search_fields = ["name"]
     prepopulated_fields = {"slug": ["name"]}
