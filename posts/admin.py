@@ -42,7 +42,20 @@ HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
 IMAGE_UPLOADS = {models.ImageField: {"form_class": images.ImageUploadField}}
 
 
-class ReindexesPostsAdmin(admin.ModelAdmin):
+class FollowedAdmin(admin.ModelAdmin):
+    """For what readers follow (Post.topic_keys): they follow it by its slug, so
+    its slug is set once, when it is made. A new one left every follower
+    following nothing, silently, and broke the address of its page and feed."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        return readonly if obj is None else [*readonly, "slug"]
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj=None):
+        return super().get_prepopulated_fields(request, obj) if obj is None else {}
+
+
+class ReindexesPostsAdmin(FollowedAdmin):
     """For places and organisations: their names are part of posts' search entries."""
 
     def posts_mentioning(self, obj) -> models.QuerySet:
@@ -92,7 +105,7 @@ class OrganisationAdmin(ReindexesPostsAdmin):
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(FollowedAdmin):
     list_display = ["name", "slug"]
     search_fields = ["name"]
     prepopulated_fields = {"slug": ["name"]}
@@ -412,6 +425,17 @@ class PostAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).visible_to(request.user)
+
+    def get_search_results(self, request: HttpRequest, queryset, search_term: str):
+        # The related posts' field is a search box over this admin's posts: for a
+        # Contributor, only their own, so it found no published post to link to,
+        # which that field takes (RelatedLinkInline). It offers those too.
+        searching_for = (request.GET.get("model_name"), request.GET.get("field_name"))
+        match = request.resolver_match
+        autocomplete = match is not None and match.url_name == "autocomplete"
+        if autocomplete and searching_for == ("relatedlink", "to_post"):
+            queryset = queryset | Post.objects.published()
+        return super().get_search_results(request, queryset, search_term)
 
     def get_list_filter(self, request: HttpRequest):
         # Only a reviewer's list holds other people's posts (and may name them).

@@ -405,6 +405,31 @@ def test_an_imported_unicode_domain_and_the_forms_idna_form_are_one_reader(
     ]
 
 
+def test_a_reader_added_at_the_desk_is_stored_as_the_form_stores_them(author):
+    SubscriberFactory(email="sam@example.org")
+    form = {
+        "name": "",
+        "time_zone": "Europe/London",
+        "topics-TOTAL_FORMS": "0",
+        "topics-INITIAL_FORMS": "0",
+        "consents-TOTAL_FORMS": "0",
+        "consents-INITIAL_FORMS": "0",
+    }
+    twice = author.post(
+        "/admin/newsletter/subscriber/add/", {**form, "email": " Sam@Example.org"}
+    )
+    assert twice.status_code == 200
+    assert "Subscriber with this Email already exists." in twice.content.decode()
+    added = author.post(
+        "/admin/newsletter/subscriber/add/", {**form, "email": "Reader@Bücher.example"}
+    )
+    assert added.status_code == 302
+    assert sorted(Subscriber.objects.values_list("email", flat=True)) == [
+        "reader@xn--bcher-kva.example",
+        "sam@example.org",
+    ]
+
+
 def test_an_address_suppressed_after_the_file_was_checked_is_still_skipped():
     report = imports.read_csv(
         (HEADER + "late@bücher.example,,Sheet,2026-10-01\n").encode()

@@ -288,6 +288,32 @@ def test_a_contributors_related_posts_are_published_ones_or_their_own(
     assert "Published by the editor" in client.get(change_url(draft)).content.decode()
 
 
+def test_a_contributors_related_post_search_finds_published_posts_not_others_drafts(
+    contributor, editor
+):
+    # The related posts' field is a search box: what it finds is all the author
+    # can pick, so it offers what the field takes, published posts included.
+    PublishedPostFactory(author=editor, title="Published by the editor")
+    PostFactory(author=editor, title="The editor's unpublished draft")
+    PostFactory(author=contributor, title="The contributor's draft")
+    found = (
+        desk(contributor)
+        .get(
+            "/admin/autocomplete/",
+            {
+                "app_label": "posts",
+                "model_name": "relatedlink",
+                "field_name": "to_post",
+            },
+        )
+        .json()
+    )
+    assert sorted(result["text"] for result in found["results"]) == [
+        "Published by the editor",
+        "The contributor's draft",
+    ]
+
+
 def test_a_contributor_cannot_touch_the_inspection_of_someone_elses_post(contributor):
     inspection = InspectionFactory(title="The original title")
     client = desk(contributor)

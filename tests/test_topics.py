@@ -4,6 +4,7 @@ topics (or everything) instantly, once each; the others do not get it."""
 import re
 
 import pytest
+from django.apps import apps
 from django.core import mail
 from django.test import Client
 
@@ -19,6 +20,7 @@ from .factories import (
     OrganisationFactory,
     PostFactory,
     RegionFactory,
+    StaffFactory,
     SubscriberFactory,
     create_inspectorate,
 )
@@ -120,6 +122,28 @@ def test_a_reader_matching_several_topics_gets_one_copy(publish, suffolk_post):
     publish(suffolk_post)
     assert recipients() == ["many@example.org"]
     assert Delivery.objects.filter(subscriber=reader).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "slug", "form"),
+    [
+        ("category", "local-inspections", {"name": "Local inspections"}),
+        ("region", "east-of-england", {"name": "East of England"}),
+    ],
+)
+def test_an_editor_editing_what_readers_follow_keeps_them_following_it(
+    publish, suffolk_post, kind, slug, form
+):
+    follower("follows@example.org", (kind, slug))
+    editor = Client()
+    editor.force_login(StaffFactory(role="Editor"))
+    followed = apps.get_model("posts", kind).objects.get(slug=slug)
+    response = editor.post(
+        f"/admin/posts/{kind}/{followed.pk}/change/", {**form, "slug": "renamed"}
+    )
+    assert response.status_code == 302
+    publish(suffolk_post)
+    assert recipients() == ["follows@example.org"]
 
 
 def test_a_reader_on_a_digest_gets_nothing_as_the_post_is_published(

@@ -13,6 +13,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from posts.validators import clean_email
+
 from .. import imports, subscriptions, webhooks
 from ..models import (
     Consent,
@@ -91,8 +93,19 @@ class Echo:
         return value
 
 
+class SubscriberAdminForm(forms.ModelForm):
+    # No Meta: the admin builds the form's fields from SubscriberAdmin.
+
+    def clean_email(self) -> str:
+        # In the stored form, as the subscribe form and the import store it: typed
+        # as "Sam@Example.org" it was a second reader beside sam@example.org, and
+        # one the reader's own form, export and erasure never found.
+        return clean_email(self.cleaned_data["email"])
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
+    form = SubscriberAdminForm
     list_display = [
         "email",
         "name",
