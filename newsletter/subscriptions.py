@@ -35,6 +35,7 @@ from .models import (
     Delivery,
     Engagement,
     Event,
+    Mailing,
     PreviousAddress,
     Subscriber,
     SubscriberTopic,
@@ -482,9 +483,11 @@ def tracking_events_of(
 
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything held about the subscriber, for the reader to download."""
+    # Every email the reader was sent: a digest's and a correction's rows are
+    # theirs as much as an announcement's (only announcements were listed once).
     deliveries = (
-        subscriber.deliveries.filter(mailing__kind="post")
-        .select_related("mailing__post")
+        subscriber.deliveries.select_related("mailing__post", "mailing__post_update")
+        .prefetch_related("posts")
         .order_by("pk")
     )
     addresses = addresses_held(subscriber=subscriber)
@@ -527,9 +530,19 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         ],
         "deliveries": [
             {
-                "post": delivery.mailing.post.title,
-                "post_url": settings.SITE_URL
-                + delivery.mailing.post.get_absolute_url(),
+                "email": str(delivery.mailing),
+                # The post announced or corrected, or those the digest held.
+                "posts": [
+                    {
+                        "title": post.title,
+                        "url": settings.SITE_URL + post.get_absolute_url(),
+                    }
+                    for post in (
+                        delivery.posts.all()
+                        if delivery.mailing.kind == Mailing.Kind.DIGEST
+                        else [delivery.mailing.post]
+                    )
+                ],
                 "status": delivery.status,
                 "sent_at": delivery.sent_at,
                 "last_event": delivery.last_event,

@@ -29,6 +29,7 @@ from newsletter.subscriptions import (
 )
 from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
+from posts.models import PostUpdate
 from posts.services import post_publish
 
 from .factories import (
@@ -332,13 +333,70 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_co
     assert data["consents"][0]["wording"] == "Email me each new post."
     assert data["deliveries"] == [
         {
-            "post": "Suffolk: caseloads too high",
-            "post_url": f"http://127.0.0.1:8000{post.get_absolute_url()}",
+            "email": "Announcement of “Suffolk: caseloads too high”",
+            "posts": [
+                {
+                    "title": "Suffolk: caseloads too high",
+                    "url": f"http://127.0.0.1:8000{post.get_absolute_url()}",
+                }
+            ],
             "status": "sent",
             "sent_at": None,
             "last_event": "",
             "last_event_at": None,
         }
+    ]
+
+
+def test_my_data_lists_every_email_i_was_sent_digests_and_corrections_too(
+    client, reader, on_commit
+):
+    post = PublishedPostFactory(title="Suffolk: caseloads too high")
+    other = PublishedPostFactory(title="Norfolk: good supervision")
+    correction = PostUpdate.objects.create(
+        post=post, kind=PostUpdate.Kind.CORRECTION, note="The rating was wrong."
+    )
+    digest = Mailing.objects.create(
+        kind="digest",
+        frequency="daily",
+        period=timezone.localdate(),
+        slot=timezone.now(),
+    )
+    mailings = [
+        Mailing.objects.create(kind="post", post=post),
+        digest,
+        Mailing.objects.create(kind="correction", post=post, post_update=correction),
+    ]
+    for mailing in mailings:
+        Delivery.objects.create(
+            mailing=mailing,
+            batch=Batch.objects.create(mailing=mailing, number=1),
+            subscriber=reader,
+            status=Delivery.Status.SENT,
+        )
+    Delivery.objects.get(mailing=digest).posts.set([post, other])
+
+    export = one_time_link(client, on_commit, reader, "export/")
+    data = json.loads(client.post(export).content)
+
+    site = "http://127.0.0.1:8000"
+    assert [(d["email"], d["posts"]) for d in data["deliveries"]] == [
+        (
+            str(mailings[0]),
+            [{"title": post.title, "url": site + post.get_absolute_url()}],
+        ),
+        (
+            str(digest),
+            # In the publication's order, newest first.
+            [
+                {"title": other.title, "url": site + other.get_absolute_url()},
+                {"title": post.title, "url": site + post.get_absolute_url()},
+            ],
+        ),
+        (
+            str(mailings[2]),
+            [{"title": post.title, "url": site + post.get_absolute_url()}],
+        ),
     ]
 
 
