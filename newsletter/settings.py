@@ -466,6 +466,13 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "posts.clients.client_key"
 AXES_VERBOSE = False  # no banner on every manage.py command
+# The desk's logins and failed logins (username, IP address, browser) are kept this
+# long to trace a misused account, then forgotten (axes itself never does).
+DESK_LOGINS_KEEP_DAYS = 90
+CELERY_BEAT_SCHEDULE["purge-old-logins"] = {
+    "task": "newsletter.tasks.purge_old_logins",
+    "schedule": 24 * 3600,
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"django.contrib.auth.password_validation.{name}"}

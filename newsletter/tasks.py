@@ -5,7 +5,7 @@ import random
 from celery import shared_task
 from django.utils import timezone
 
-from . import delivery, emails, engagement, subscriptions, webhooks
+from . import delivery, emails, engagement, logins, subscriptions, webhooks
 
 
 def backoff(retries: int) -> float:
@@ -87,6 +87,11 @@ def purge_expired_pending() -> int:
 @shared_task
 def purge_old_events() -> int:
     return webhooks.events_purge_old(now=timezone.now())
+
+
+@shared_task
+def purge_old_logins() -> int:
+    return logins.logins_purge_old(now=timezone.now())
 
 
 @shared_task

@@ -9,11 +9,13 @@ import re
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.core import mail, signing
+from django.utils import timezone
 
 from newsletter.celery import app as celery_app
 from newsletter.emails import PostEmail
@@ -759,6 +761,30 @@ def test_password_guessing_from_one_ipv6_network_shares_one_lockout(client, sett
 
     assert log_in("2001:db8:0:1:ffff::9").status_code == 429
     assert log_in("2001:db8:0:2::1", "correct horse battery staple").status_code == 302
+
+
+def test_the_desks_old_logins_are_forgotten_by_a_beat_task(settings):
+    # django-axes records each login to the desk (username, IP address, browser)
+    # and each failed one; nothing of its own forgets them.
+    login = {"username": "author", "ip_address": "192.0.2.1", "user_agent": "Firefox"}
+    long_ago = timezone.now() - timedelta(days=400)
+    for model, more in [
+        (AccessLog, {}),
+        (AccessAttempt, {"get_data": "", "post_data": "", "failures_since_start": 1}),
+        (AccessFailureLog, {}),
+    ]:
+        old = model.objects.create(**login, **more)
+        model.objects.filter(pk=old.pk).update(attempt_time=long_ago)
+        model.objects.create(**{**login, "ip_address": "192.0.2.2"}, **more)
+
+    celery_app.loader.import_default_modules()
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        celery_app.tasks[entry["task"]].apply().get()
+
+    for model in (AccessLog, AccessAttempt, AccessFailureLog):
+        # The old one is gone, the recent one kept.
+        assert model.objects.filter(attempt_time__gt=long_ago).count() == 1
+        assert model.objects.count() == 1, model.__name__
 
 
 @pytest.mark.parametrize(
