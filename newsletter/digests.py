@@ -92,6 +92,13 @@ def period_of(slot: datetime) -> date:
     return timezone.localtime(slot).date()
 
 
+def day_of(slot: datetime, time_zone: str) -> date:
+    """The day a round's digest bears for a reader: the slot's day in their own
+    time zone (a New York reader's evening digest is not dated London's
+    tomorrow)."""
+    return slot.astimezone(zone_of(time_zone)).date()
+
+
 def zone_of(name: str) -> ZoneInfo:
     """The reader's time zone; one the database no longer knows reads as the
     default rather than stopping every round."""
@@ -344,7 +351,8 @@ class _Cut(NamedTuple):
 
 
 class _Frame(NamedTuple):
-    """A digest for readers of one number of posts, cut at its placeholders."""
+    """A digest for readers of one number of posts on one day (their own),
+    cut at its placeholders."""
 
     subject: str
     text: _Cut
@@ -370,24 +378,25 @@ class _Parts:
             {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
             for post in posts
         ]
-        self._frames: dict[int, _Frame] = {}
-        self.blocks = self._render(len(posts))
+        self._frames: dict[tuple[int, date], _Frame] = {}
+        self.blocks = self._render(len(posts), mailing.period)
 
-    def frame(self, count: int) -> _Frame:
-        """The frame for readers of `count` posts."""
-        if count not in self._frames:
-            self._render(count)
-        return self._frames[count]
+    def frame(self, count: int, day: date) -> _Frame:
+        """The frame for readers of `count` posts whose day is `day`."""
+        if (count, day) not in self._frames:
+            self._render(count, day)
+        return self._frames[count, day]
 
-    def _render(self, count: int) -> list[_Block]:
-        """Render the digest of the batch's first `count` posts for any reader:
-        keep its frame for the readers of `count` posts, and return its posts'
-        blocks."""
+    def _render(self, count: int, day: date) -> list[_Block]:
+        """Render the digest of the batch's first `count` posts for any reader
+        whose day is `day`: keep its frame for those readers, and return its
+        posts' blocks (the same whatever the day)."""
         email = render_email(
             "digest",
             {
                 "subscriber": {"name": _READER_NAME.strip()},
                 "mailing": self.mailing,
+                "day": day,
                 "posts": self._items[:count],
                 "unsubscribe_url": UNSUBSCRIBE_URL,
                 "preferences_url": PREFERENCES_URL,
@@ -397,7 +406,7 @@ class _Parts:
         )
         text = email.text.split(_TEXT_CUT)
         html = self._tracker.tracked(email.html).split(_HTML_CUT)
-        self._frames[count] = _Frame(
+        self._frames[count, day] = _Frame(
             subject=email.subject,
             text=_Cut.of(_PLACEHOLDER.split(text[0] + _POSTS + text[-1])),
             html=_Cut.of(_PLACEHOLDER.split(html[0] + _POSTS + html[-1])),
@@ -432,6 +441,8 @@ class DigestEmail:
         all a digest needs of its reader is in their Recipient, but the order
         of their posts, read here for the batch's few."""
         self._links = ReaderLinks()
+        self._slot = mailing.slot
+        self._days: dict[str, date] = {}  # by time zone
         # Only the posts' order and edit times: their rendered parts are kept.
         posts = list(
             Post.objects.filter(pk__in={pk for r in recipients for pk in r.posts})
@@ -449,30 +460,30 @@ class DigestEmail:
         self, recipients: list, *, merge_field: str, connection=None
     ) -> list[tuple[EmailMessage, list]]:
         """The recipients' digests as one message for each number of posts
-        they hold (a frame), to its readers, each reader's name, posts and own
-        links as merge data that the provider (or our backend for it) fills in:
+        they hold and day they are dated (a frame), to its readers, each
+        reader's name, posts and own links as merge data that the provider (or
+        our backend for it) fills in:
         `merge_field` is its syntax, NAME standing for the field. A reader who
         agreed to per-reader engagement gets a message of their own
         (for_reader), their part on every counted link, their posts' too."""
         alone = settings.NEWSLETTER_PER_READER_ENGAGEMENT
         letters = []
-        by_count: dict[int, list] = {}
+        by_frame: dict[tuple[int, date], list] = {}
         for recipient in recipients:
             if alone and recipient.agreed:
                 letters.append(
                     (self.for_reader(recipient, connection=connection), [recipient])
                 )
             else:
-                count = len(self.posts[recipient.delivery_id])
-                by_count.setdefault(count, []).append(recipient)
+                by_frame.setdefault(self._frame_of(recipient), []).append(recipient)
         merge_fields = {
             field: merge_field.replace("NAME", field)
             for field in (*_TEXT_FIELDS.values(), *_HTML_FIELDS.values())
         }
-        for count, readers in by_count.items():
+        for frame, readers in by_frame.items():
             merge_data = {r.email: self._own_parts(r) for r in readers}
             message = build_bulk_message(
-                self._filled_frame(count, merge_fields),
+                self._filled_frame(frame, merge_fields),
                 unsubscribe_urls={
                     address: own["unsubscribe_url"]
                     for address, own in merge_data.items()
@@ -483,10 +494,20 @@ class DigestEmail:
             letters.append((message, readers))
         return letters
 
-    def _filled_frame(self, count: int, values: dict[str, str]) -> RenderedEmail:
-        """The frame for readers of `count` posts, its placeholders filled with
-        `values` by merge field, the bodies carrying their encoding."""
-        frame = self._parts.frame(count)
+    def _frame_of(self, recipient) -> tuple[int, date]:
+        """The recipient's frame: how many posts their digest holds, its day."""
+        zone = recipient.time_zone
+        if zone not in self._days:  # a few zones for a batch's 500 readers
+            self._days[zone] = day_of(self._slot, zone)
+        return len(self.posts[recipient.delivery_id]), self._days[zone]
+
+    def _filled_frame(
+        self, frame_of: tuple[int, date], values: dict[str, str]
+    ) -> RenderedEmail:
+        """The frame of readers of (number of posts, day), its placeholders
+        filled with `values` by merge field, the bodies carrying their
+        encoding."""
+        frame = self._parts.frame(*frame_of)
         text, html = (
             cut.filled(
                 {p: values[field] for p, field in fields.items()},
@@ -519,7 +540,7 @@ class DigestEmail:
 
     def for_reader(self, recipient, *, connection=None) -> EmailMultiAlternatives:
         own = self._own_parts(recipient)
-        email = self._filled_frame(len(self.posts[recipient.delivery_id]), own)
+        email = self._filled_frame(self._frame_of(recipient), own)
         # Their clicks are theirs, if they agreed (read with the batch's recipients):
         # their part on each counted link makes the HTML a plain str, which the
         # backend encodes whole.

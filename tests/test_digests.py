@@ -302,6 +302,11 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     ann = reader("named@example.org", ("area", "suffolk", "daily"))
     ann.name = 'Ann & "O\'Neill" <b>\u00a0Jr'
     ann.save()
+    # 07:05 in London is 23:05 the day before in Los Angeles: the same round, and
+    # a digest dated the reader's own day.
+    la = reader("la@example.org", ("everything", "", "daily"))
+    la.time_zone = "America/Los_Angeles"
+    la.save()
     clock(23, 6, 10)
     publish("Kent: <first> & foremost", area=AreaFactory(slug="kent"))
     clock(23, 6, 20)
@@ -334,6 +339,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
             {
                 "subscriber": subscriber,
                 "mailing": mailing,
+                "day": digests.day_of(mailing.slot, subscriber.time_zone),
                 "posts": [
                     {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
                     for post in posts
@@ -360,7 +366,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
             == plain_of[recipient.email]
         )
     letters = assembled.for_many(recipients, merge_field="{{NAME}}")
-    assert sorted(len(readers) for _, readers in letters) == [1, 1]
+    assert sorted(len(readers) for _, readers in letters) == [1, 1, 1]
     EmailBackend(per_reader=False).send_messages([m for m, _ in letters])
     (request,) = fake_esp.get_messages()
     sent = json.loads(request["request_body"])
@@ -369,6 +375,8 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
         email = (entry["Subject"], entry["TextBody"], entry["HtmlBody"])
         assert tokenless(email) == plain_of[entry["To"]]
     named, everything = html_to["named@example.org"], html_to["all@example.org"]
+    assert "On Probation</a> · 23 November 2026" in named
+    assert "On Probation</a> · 22 November 2026" in html_to["la@example.org"]
     assert "?reader=" in everything  # agreed
     assert "?reader=" not in named
     # Pieces encoded once; the agreed reader's HTML, with their own part, whole.

@@ -31,6 +31,8 @@ class Recipient(NamedTuple):
     agreed: bool = False
     # A digest's: the ids of the posts it holds for them (Delivery.posts).
     posts: tuple[int, ...] = ()
+    # A digest's: the reader's time zone, whose date it bears.
+    time_zone: str = ""
 
 
 def batch_recipients(
@@ -57,7 +59,7 @@ def batch_recipients(
         posts = f"(SELECT {joined} FROM {P} p WHERE p.delivery_id = d.id)"
     sql = f"""
         SELECT d.id, d.subscriber_id, s.email, s.name,
-            s.engagement_agreed_at IS NOT NULL, {posts},
+            s.engagement_agreed_at IS NOT NULL, {posts}, s.time_zone,
             s.status = %s AND s.paused_at IS NULL
         FROM {D} d JOIN {S} s ON s.id = d.subscriber_id
         WHERE d.batch_id = %s AND d.status = %s
@@ -69,14 +71,16 @@ def batch_recipients(
         )
         rows = cursor.fetchall()
     recipients, skipped = [], {}
-    for pk, sid, email, name, agreed, posts, active in rows:
+    for pk, sid, email, name, agreed, posts, zone, active in rows:
         if not active:
             skipped[pk] = "left the audience before sending"
         elif with_posts and not posts:
             skipped[pk] = "its posts were unpublished before sending"
         else:
             posts = tuple(map(int, posts.split(","))) if posts else ()
-            recipients.append(Recipient(pk, sid, email, name, bool(agreed), posts))
+            recipients.append(
+                Recipient(pk, sid, email, name, bool(agreed), posts, zone)
+            )
     return recipients, skipped
 
 
