@@ -295,12 +295,12 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
 
 # A batch's digests are assembled, not each rendered: the templates are rendered
 # (and css-inlined, and their links tracked) once per number of posts a reader
-# holds, with placeholders for the reader's own parts, and once with all the
-# batch's posts, whose blocks are then cut out at the `*_cut` markers and joined
-# per reader; a worker keeps them for the round's next batch of the same posts
-# (`_parts`). A block inlines the same whatever precedes it, as the layout's CSS
-# has no sibling or position selectors; tests/test_digests.py checks that an
-# assembled digest equals a plain render.
+# holds and day (theirs), with placeholders for the reader's own parts, and once
+# with all the batch's posts, whose blocks are then cut out at the `*_cut` markers
+# and joined per reader; a worker keeps them for the round's next batch of the
+# same posts (`_parts`). A block inlines the same whatever precedes it, as the
+# layout's CSS has no sibling or position selectors; tests/test_digests.py checks
+# that an assembled digest equals a plain render.
 _HTML_CUT = "<!--%%post%%-->"  # a comment: css-inline keeps it as it is
 # A character no post field holds: Django's form fields refuse it, as PostgreSQL
 # does (and should one slip in, the cut pieces miscount and zip(strict) stops).

@@ -21,7 +21,7 @@ pieces with their values between. Each reader's message is then a request of its
 own (/email, `per_reader`, one-message mode), or every reader of a call goes in
 one request to /email/batch, several messages' readers together (a post's batch:
 one message with each reader's links as merge data; a digest batch: one message
-for each number of posts its readers hold).
+for each number of posts and day its readers hold).
 """
 
 import http.client

@@ -12,7 +12,7 @@ Mailgun's recipient-variables), a post's batch is one call; otherwise one messag
 per recipient over one reused connection. For Postmark one message each, the batch
 is still one message to the backend, which posts each reader's own. A digest
 differs per reader beyond their links (their posts): with Postmark, one message for
-each number of posts that our backend fills in; otherwise one message each.
+each number of posts and day that our backend fills in; otherwise one message each.
 """
 
 import random
@@ -481,7 +481,7 @@ def _composer(
     A post or a correction is rendered once (here, before any lane starts) and
     personalised per reader, one message for a chunk where the provider fills in
     each reader's fields. A digest is assembled from parts rendered once per batch
-    (each reader holds their own posts): one message for each number of posts,
+    (each reader holds their own posts): one message for each number of posts and day,
     each reader's parts as merge data, where our Postmark backend fills it in;
     otherwise one message per reader, a chunk of them to a call where our backend
     takes them together."""
