@@ -272,6 +272,10 @@ class PostForm(forms.ModelForm):
         help_text="The checks before publishing found warnings; tick to publish "
         "anyway. Blocking problems must be fixed.",
     )
+    # When the post was last saved as this form showed it. Two people editing
+    # one post: a save from a page opened before the other's save would undo it,
+    # silently (a draft's page saved over its publication unpublished it).
+    opened_at = forms.CharField(widget=forms.HiddenInput, required=False)
     # Set by PostAdmin.get_form: the checks, with what other apps' admins add.
     post_problems = staticmethod(checks.post_problems)
 
@@ -280,9 +284,12 @@ class PostForm(forms.ModelForm):
         # Absent for a user without the permission to publish (ROLE_FIELDS).
         if isinstance(field := self.fields.get("published_at"), PublicationTimeField):
             field.stored = self.instance.published_at
+        if self.instance.updated_at is not None:
+            self.fields["opened_at"].initial = self.instance.updated_at.isoformat()
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        self._refuse_if_saved_since_opened(cleaned.get("opened_at"))
         if self.errors or not self._publishing(cleaned):
             return cleaned
         # The post as it would be saved, without touching the form's instance.
@@ -303,6 +310,23 @@ class PostForm(forms.ModelForm):
                 ]
             )
         return cleaned
+
+    def _refuse_if_saved_since_opened(self, opened: str | None) -> None:
+        saved = (
+            Post.objects.filter(pk=self.instance.pk)
+            .values_list("updated_at", flat=True)
+            .first()
+        )
+        # Not sent (a client other than the desk's page): nothing to compare.
+        if opened and saved is not None and opened != saved.isoformat():
+            # On the form, not the hidden field, whose errors the admin hides.
+            self.add_error(
+                None,
+                "This post was saved by someone else since you opened it (at "
+                f"{localtime(saved):%H:%M:%S}), so yours is not saved: it would "
+                "undo theirs. Your text is still below to copy; open the post "
+                "again to see it as it is now.",
+            )
 
     def _publishing(self, cleaned: dict) -> bool:
         stored = None if self.instance._state.adding else self.instance.status
@@ -330,7 +354,7 @@ class PostAdmin(admin.ModelAdmin):
     readonly_fields = ["related_suggestions", "publishing_checks"]
     inlines = [InspectionInline, RelatedLinkInline, PostImageInline, PostUpdateInline]
     fieldsets = [
-        (None, {"fields": ["title", "slug", "excerpt", "body"]}),
+        (None, {"fields": ["title", "slug", "excerpt", "body", "opened_at"]}),
         ("Featured image", {"fields": ["featured_image", "featured_image_alt"]}),
         ("Filing", {"fields": ["categories", "tags"]}),
         (

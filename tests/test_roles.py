@@ -3,6 +3,7 @@ admin's URLs and actions directly, not of the buttons it shows."""
 
 import csv
 import io
+import re
 from datetime import UTC, date, datetime, timedelta
 from io import StringIO
 
@@ -389,6 +390,44 @@ def test_an_editor_approves_and_publishes_and_the_history_says_who(contributor, 
     assert "Submitted for review by casey" in html
     assert "Approved by eden" in html
     assert "Published by eden" in html
+
+
+def opened_at(change_page) -> dict:
+    """What the change page's form says of when it was opened, as it sends it."""
+    field = re.search(r'name="opened_at" value="([^"]*)"', change_page.content.decode())
+    return {"opened_at": field[1]} if field else {}
+
+
+def test_a_save_over_someone_elses_since_the_form_was_opened_is_refused(editor):
+    """Two editors open a draft; one publishes it; the other, whose page still
+    says draft, saves a typo fix. That save unpublished the post and paused its
+    emails, silently. It is refused, saying why; their text stays in the form."""
+    other = StaffFactory(username="olu", role="Editor")
+    post = PostFactory(author=editor)
+    first, second = desk(editor), desk(other)
+    opened = opened_at(first.get(change_url(post)))
+    assert second.get(change_url(post)).status_code == 200
+    published = second.post(change_url(post), form_for(post, status="published"))
+    assert published.status_code == 302
+
+    typo_fix = form_for(post, body="A typo fixed.", **opened)
+    response = first.post(change_url(post), typo_fix)
+
+    assert response.status_code == 200
+    assert any(
+        "saved by someone else since you opened it" in error
+        for error in response.context["adminform"].form.non_field_errors()
+    )
+    assert "A typo fixed." in response.content.decode()  # theirs, to copy
+    post.refresh_from_db()
+    assert post.is_published and post.body != "A typo fixed."
+    assert not post.events.filter(kind=PostEvent.Kind.UNPUBLISHED).exists()
+    # Opened again, the page is the post as it is now, and saves.
+    again = opened_at(first.get(change_url(post)))
+    fixed = form_for(post, status="published", body="A typo fixed.", **again)
+    assert first.post(change_url(post), fixed).status_code == 302
+    post.refresh_from_db()
+    assert post.is_published and post.body == "A typo fixed."
 
 
 def test_an_editor_schedules_a_post_that_is_announced_only_when_due(editor):
