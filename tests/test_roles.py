@@ -500,6 +500,30 @@ def test_an_editor_pauses_a_mailing_but_cannot_rewrite_it(editor):
     assert digest.paused_at is not None
 
 
+def test_the_uncertain_batches_of_a_mailing_link_only_for_who_may_settle_them(
+    editor, administrator
+):
+    """Settling is an Administrator's: an Editor's mailing page linked to the
+    batch list, which answered them 403. It says how many, with no link."""
+    digest = Mailing.objects.create(
+        kind=Mailing.Kind.DIGEST,
+        frequency="daily",
+        period=date(2026, 11, 23),
+        slot=datetime(2026, 11, 23, 7, tzinfo=UTC),
+        status=Mailing.Status.SENDING,
+    )
+    digest.batches.create(number=1, status="uncertain")
+    page = f"/admin/newsletter/mailing/{digest.pk}/change/"
+    batches = f"/admin/newsletter/batch/?mailing__id__exact={digest.pk}"
+    for user, linked in ((editor, False), (administrator, True)):
+        html = desk(user).get(page).content.decode()
+        assert "1 to review" in html
+        assert (escape(batches) in html) is linked
+        if linked:
+            assert desk(user).get(batches).status_code == 200
+    assert desk(editor).get(batches).status_code == 403
+
+
 @pytest.mark.parametrize("role", ["Contributor", "Editor"])
 def test_only_an_administrator_sets_when_digests_go_even_before_anyone_has(role):
     # A new site has no row: DigestSettings.load() reads the defaults until

@@ -112,17 +112,31 @@ class MailingAdmin(admin.ModelAdmin):
             return "unknown"
         return str(timedelta(seconds=round(mailing.waiting / per_second)))
 
+    def get_readonly_fields(self, request, obj=None):
+        # Uncertain batches are settled on the batch list, for those who may see
+        # it (Administrators): others are told how many, not given a link that
+        # answers 403.
+        if self.admin_site._registry[Batch].has_view_permission(request):
+            return self.readonly_fields
+        return [
+            "uncertain_batch_count" if name == "uncertain_batches" else name
+            for name in self.readonly_fields
+        ]
+
     @admin.display(description="uncertain batches")
     def uncertain_batches(self, mailing: Mailing) -> str:
-        count = mailing.batches.filter(status=Batch.Status.UNCERTAIN).count()
         url = reverse("admin:newsletter_batch_changelist")
         return format_html(
-            '<a href="{}?mailing__id__exact={}&status__exact=uncertain">'
-            "{} to review</a>",
+            '<a href="{}?mailing__id__exact={}&status__exact=uncertain">{}</a>',
             url,
             mailing.pk,
-            count,
+            self.uncertain_batch_count(mailing),
         )
+
+    @admin.display(description="uncertain batches")
+    def uncertain_batch_count(self, mailing: Mailing) -> str:
+        count = mailing.batches.filter(status=Batch.Status.UNCERTAIN).count()
+        return f"{count} to review"
 
     @admin.action(description="Pause the selected mailings", permissions=["change"])
     def pause(self, request, queryset) -> None:
