@@ -215,17 +215,21 @@ def action(client, name: str, subscribers):
     )
 
 
-def test_the_export_leads_with_the_imports_columns_and_holds_no_live_formula(author):
-    reader = SubscriberFactory(email="reader@example.org", name="=cmd|' /C calc'!A0")
-    given = timezone.now() - timedelta(days=3)
+def confirmed_consent(reader, source: str, when):
     Consent.objects.create(
         subscriber=reader,
         wording="w",
         wording_version="v",
-        source="Sheet",
-        created_at=given,
-        confirmed_at=given,
+        source=source,
+        created_at=when,
+        confirmed_at=when,
     )
+
+
+def test_the_export_leads_with_the_imports_columns_and_holds_no_live_formula(author):
+    reader = SubscriberFactory(email="reader@example.org", name="=cmd|' /C calc'!A0")
+    given = timezone.now() - timedelta(days=3)
+    confirmed_consent(reader, "Sheet", given)
     # Neither a request to subscribe again that nobody confirmed, nor agreeing to
     # per-reader engagement, is the consent the subscription stands on.
     for source, confirmed_at, engagement in (
@@ -286,17 +290,6 @@ def test_an_exported_address_that_starts_like_a_formula_imports_as_itself(author
         "-reader@example.org"
     ]
     assert Consent.objects.latest("pk").source == "+44 sign-up sheet"
-
-
-def confirmed_consent(reader, source: str, when):
-    Consent.objects.create(
-        subscriber=reader,
-        wording="w",
-        wording_version="v",
-        source=source,
-        created_at=when,
-        confirmed_at=when,
-    )
 
 
 def test_the_desks_export_imports_as_it_is_and_brings_back_only_subscribed_readers(

@@ -465,21 +465,20 @@ def test_an_editor_moderates_comments_but_cannot_see_readers(editor):
     assert client.get("/admin/newsletter/subscriber/import/").status_code == 403
 
 
+def daily_digest(day: int, **fields) -> Mailing:
+    """The daily digest round of that day of November 2026, at 07:00."""
+    return Mailing.objects.create(
+        kind=Mailing.Kind.DIGEST,
+        frequency="daily",
+        period=date(2026, 11, day),
+        slot=datetime(2026, 11, day, 7, tzinfo=UTC),
+        **fields,
+    )
+
+
 def test_an_editor_pauses_a_mailing_but_cannot_rewrite_it(editor):
-    digest = Mailing.objects.create(
-        kind=Mailing.Kind.DIGEST,
-        frequency="daily",
-        period=date(2026, 11, 23),
-        slot=datetime(2026, 11, 23, 7, tzinfo=UTC),
-        status=Mailing.Status.SENDING,
-        opens_people=3,
-    )
-    other = Mailing.objects.create(
-        kind=Mailing.Kind.DIGEST,
-        frequency="daily",
-        period=date(2026, 11, 24),
-        slot=datetime(2026, 11, 24, 7, tzinfo=UTC),
-    )
+    digest = daily_digest(23, status=Mailing.Status.SENDING, opens_people=3)
+    other = daily_digest(24)
     client = desk(editor)
     page = f"/admin/newsletter/mailing/{digest.pk}/change/"
     assert client.get(page).status_code == 200  # shown, not a form
@@ -505,13 +504,7 @@ def test_the_uncertain_batches_of_a_mailing_link_only_for_who_may_settle_them(
 ):
     """Settling is an Administrator's: an Editor's mailing page linked to the
     batch list, which answered them 403. It says how many, with no link."""
-    digest = Mailing.objects.create(
-        kind=Mailing.Kind.DIGEST,
-        frequency="daily",
-        period=date(2026, 11, 23),
-        slot=datetime(2026, 11, 23, 7, tzinfo=UTC),
-        status=Mailing.Status.SENDING,
-    )
+    digest = daily_digest(23, status=Mailing.Status.SENDING)
     digest.batches.create(number=1, status="uncertain")
     page = f"/admin/newsletter/mailing/{digest.pk}/change/"
     batches = f"/admin/newsletter/batch/?mailing__id__exact={digest.pk}"
