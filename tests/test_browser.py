@@ -6,17 +6,24 @@ mobile-width screenshots of them under var/artefacts/."""
 import os
 import re
 import time
+import uuid
+from io import StringIO
 
 import pytest
-from django.conf import settings
+from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import RunPython
+from django.utils import timezone
 
-from newsletter import delivery, outbox
+from newsletter import delivery, outbox, tokens
 from newsletter.emails import preferences_url
 from newsletter.models import Consent, Subscriber
+from newsletter.subscriptions import CONSENT_WORDING
+from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
+from posts.comments.services import comment_confirmation_token
+from posts.demo_content import FRESH_POST
 from posts.models import Post, PostEvent
 
 from .browser import (
@@ -27,6 +34,7 @@ from .browser import (
     require,
     save_screenshot,
     serious_accessibility_violations,
+    wider_than_the_screen,
 )
 from .factories import (
     AreaFactory,
@@ -326,35 +334,382 @@ def pick_autocomplete(page, select: str, text: str) -> None:
     page.locator(".select2-results__option", has_text=text).first.click()
 
 
-@pytest.mark.parametrize(
-    "page_name", ["home", "post", "subscribe", "subscribe-with-errors", "preferences"]
-)
-def test_public_pages_have_no_serious_accessibility_violations_on_a_phone(
-    browser, site, page_name
+# Every page a reader can reach, each opened by a function that takes the
+# browser's page, the site's address and the demo publication (seed_demo), and
+# makes the rows its link needs. The dev outbox's pages are not the reader's.
+READERS_PAGES = {}
+
+
+def readers_page(open_page):
+    READERS_PAGES[open_page.__name__.replace("_", "-")] = open_page
+    return open_page
+
+
+@readers_page
+def home(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/")
+
+
+@readers_page
+def archive_month(page, site, demo):
+    page.goto(f"{site}/archive/{demo.inspected.published_at:%Y/%m}/")
+
+
+@readers_page
+def category(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/category/on-probation/")  # the sponsored one
+
+
+@readers_page
+def tag(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/tag/resettlement/")
+
+
+@readers_page
+def area(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/area/suffolk/")
+
+
+@readers_page
+def region(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/region/east-of-england/")
+
+
+@readers_page
+def organisation(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/organisation/sodexo-justice-services/")
+
+
+@readers_page
+def inspections(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/inspections/")
+
+
+@readers_page
+def inspections_filtered_by_a_name_we_do_not_know(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/inspections/?region=atlantis")
+
+
+@readers_page
+def search_with_results(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/search/?q=probation")
+
+
+@readers_page
+def search_with_a_later_page(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/search/?q=probation")
+    page.get_by_role("link", name="More results").click()
+    page.get_by_text("Page 2 of").wait_for()
+
+
+@readers_page
+def search_with_none(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/search/?q=zebrafish")
+
+
+@readers_page
+def search_of_common_words(page, site, demo):
+    demo.publish()
+    page.goto(f"{site}/search/?q=the")
+
+
+@readers_page
+def post_with_an_inspections_facts_and_ratings_comments_closed(page, site, demo):
+    page.goto(f"{site}{demo.inspected.get_absolute_url()}")
+
+
+@readers_page
+def post_open_for_comments_with_a_reply(page, site, demo):
+    page.goto(f"{site}{demo.fresh.get_absolute_url()}")
+
+
+@readers_page
+def comment_with_errors(page, site, demo):
+    page.goto(f"{site}{demo.fresh.get_absolute_url()}")
+    page.get_by_role("button", name="Post comment").click()
+    page.get_by_text("Please correct the marked fields.").wait_for()
+
+
+@readers_page
+def comment_reply(page, site, demo):
+    page.goto(f"{site}{demo.fresh.get_absolute_url()}")
+    page.get_by_role("link", name="Reply to Jo Whitfield").click()
+    page.get_by_role("heading", name="Reply to Jo Whitfield").wait_for()
+
+
+@readers_page
+def comment_confirm(page, site, demo):
+    comment = Comment.objects.filter(post=demo.fresh).first()
+    token = comment_confirmation_token(comment=comment)
+    page.goto(f"{site}/comments/confirm/{token}/")
+
+
+@readers_page
+def comment_confirm_invalid(page, site, demo):
+    page.goto(f"{site}/comments/confirm/nonsense/")
+
+
+@readers_page
+def subscribe(page, site, demo):
+    page.goto(f"{site}/subscribe/")
+
+
+@readers_page
+def subscribe_with_errors(page, site, demo):
+    page.goto(f"{site}/subscribe/")
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_text("This field is required").wait_for()
+
+
+@readers_page
+def subscribe_done(page, site, demo):
+    page.goto(f"{site}/subscribe/")
+    page.get_by_label("Email address").fill(f"{uuid.uuid4().hex}@example.org")
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+
+
+@readers_page
+def subscribe_too_often(page, site, demo):
+    demo.settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = 0
+    page.goto(f"{site}/subscribe/")
+    page.get_by_label("Email address").fill("sam@example.org")
+    page.get_by_role("button", name="Subscribe").click()
+
+
+def _confirm_token() -> str:
+    """The link in the confirmation email of a reader who asked for Suffolk."""
+    reader = SubscriberFactory(status="pending", confirmed_at=None)
+    reader.confirmation_sent_at = timezone.now()
+    reader.save()
+    consent = Consent.objects.create(
+        subscriber=reader, wording=CONSENT_WORDING, topics=["area:suffolk"]
+    )
+    return make_token(reader, Purpose.CONFIRM, detail=str(consent.pk))
+
+
+@readers_page
+def confirm(page, site, demo):
+    token = _confirm_token()
+    page.goto(f"{site}/subscribe/confirm/{token}/")
+
+
+@readers_page
+def confirmed(page, site, demo):
+    token = _confirm_token()
+    page.goto(f"{site}/subscribe/confirm/{token}/")
+    page.get_by_role("button", name="Confirm my subscription").click()
+    page.get_by_text("subscribed", exact=False).first.wait_for()
+
+
+@readers_page
+def confirm_link_expired(page, site, demo):
+    token = _confirm_token()
+    demo.monkeypatch.setitem(tokens.MAX_AGE, Purpose.CONFIRM, -1)
+    page.goto(f"{site}/subscribe/confirm/{token}/")
+
+
+@readers_page
+def link_not_valid(page, site, demo):
+    page.goto(f"{site}/unsubscribe/nonsense/")
+
+
+@readers_page
+def unsubscribe(page, site, demo):
+    page.goto(f"{site}/unsubscribe/{make_token(demo.reader(), Purpose.UNSUBSCRIBE)}/")
+
+
+@readers_page
+def unsubscribed(page, site, demo):
+    page.goto(f"{site}/unsubscribe/{make_token(demo.reader(), Purpose.UNSUBSCRIBE)}/")
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.get_by_role("heading").first.wait_for()
+
+
+def _preferences(page, site, reader) -> None:
+    page.goto(f"{site}/preferences/{make_token(reader, Purpose.PREFERENCES)}/")
+
+
+@readers_page
+def preferences(page, site, demo):
+    _preferences(page, site, demo.reader())
+
+
+@readers_page
+def preferences_paused(page, site, demo):
+    _preferences(page, site, demo.reader())
+    page.get_by_role("button", name="Pause the newsletter").click()
+    page.get_by_role("heading", name="Your newsletter is paused").wait_for()
+
+
+@readers_page
+def preferences_while_paused(page, site, demo):
+    _preferences(page, site, demo.reader(paused_at=timezone.now()))
+
+
+@readers_page
+def preferences_unsubscribed(page, site, demo):
+    _preferences(page, site, demo.reader(status="unsubscribed"))
+
+
+@readers_page
+def preferences_topics_saved(page, site, demo):
+    _preferences(page, site, demo.reader())
+    page.get_by_role("button", name="Save my topics").click()
+    page.get_by_role("heading", name="Your topics are saved").wait_for()
+
+
+@readers_page
+def preferences_change_of_address_with_errors(page, site, demo):
+    _preferences(page, site, demo.reader())
+    page.get_by_label("New email address").fill("not-an-address")
+    page.get_by_role("button", name="Email me the link", exact=True).click()
+    page.get_by_text("Enter a valid email address.").wait_for()
+
+
+@readers_page
+def preferences_change_of_address_asked(page, site, demo):
+    _preferences(page, site, demo.reader())
+    page.get_by_label("New email address").fill("new@example.org")
+    page.get_by_role("button", name="Email me the link", exact=True).click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+
+
+@readers_page
+def preferences_delete(page, site, demo):
+    token = make_token(demo.reader(), Purpose.PREFERENCES)
+    page.goto(f"{site}/preferences/{token}/delete/")
+
+
+def _one_time(page, site, demo, detail: str) -> None:
+    reader = demo.reader(one_time_link_sent_at=timezone.now())
+    token = make_token(reader, Purpose.ONE_TIME, detail=detail)
+    page.goto(f"{site}/preferences/once/{token}/")
+
+
+@readers_page
+def one_time_link_export(page, site, demo):
+    _one_time(page, site, demo, "export")
+
+
+@readers_page
+def one_time_link_change_of_address(page, site, demo):
+    _one_time(page, site, demo, "change-email:new@example.org")
+
+
+@readers_page
+def one_time_link_delete_done(page, site, demo):
+    _one_time(page, site, demo, "delete")
+    page.get_by_role("button", name="Delete my data").click()
+    page.get_by_role("heading", name="Your data is deleted").wait_for()
+
+
+@readers_page
+def one_time_link_expired(page, site, demo):
+    demo.monkeypatch.setitem(tokens.MAX_AGE, Purpose.ONE_TIME, -1)
+    _one_time(page, site, demo, "export")
+
+
+def _new_address_link(demo) -> str:
+    reader = demo.reader(email_change_requested_at=timezone.now())
+    # A new address each time: once one reader has it, it is nobody else's.
+    new_email = f"{uuid.uuid4().hex}@example.org"
+    token = make_token(reader, Purpose.CHANGE_EMAIL, detail=new_email)
+    return f"/preferences/email/confirm/{token}/"
+
+
+@readers_page
+def new_address_confirm(page, site, demo):
+    page.goto(f"{site}{_new_address_link(demo)}")
+
+
+@readers_page
+def new_address_confirmed(page, site, demo):
+    page.goto(f"{site}{_new_address_link(demo)}")
+    page.get_by_role("button", name="Confirm my new address").click()
+    page.get_by_role("heading", name="Your address is changed").wait_for()
+
+
+@readers_page
+def not_found(page, site, demo):
+    demo.settings.DEBUG = False
+    page.goto(f"{site}/posts/no-such-post/")
+
+
+@readers_page
+def bad_request(page, site, demo):
+    # More fields than Django parses (DATA_UPLOAD_MAX_NUMBER_FIELDS): a 400.
+    demo.settings.DEBUG = False
+    page.goto(f"{site}/search/?" + "&".join(f"f{n}=1" for n in range(1001)))
+
+
+class DemoPublication:
+    """seed_demo's posts, made the first time a page asks for one (a third of the
+    pages need none), and readers made as a page needs them."""
+
+    def __init__(self, settings, monkeypatch) -> None:
+        self.settings, self.monkeypatch = settings, monkeypatch
+        self.published = False
+
+    def publish(self) -> None:
+        if not self.published:
+            call_command("seed_demo", stdout=StringIO())
+            self.published = True
+
+    @property
+    def inspected(self) -> Post:
+        self.publish()
+        return Post.objects.get(slug="suffolk-probation-inspection-2017")
+
+    @property
+    def fresh(self) -> Post:
+        self.publish()
+        return Post.objects.get(slug=FRESH_POST["slug"])
+
+    def reader(self, **fields) -> Subscriber:
+        return SubscriberFactory(**fields)
+
+
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@pytest.mark.usefixtures("roles", "celery_eager")
+@pytest.mark.parametrize("name", READERS_PAGES)
+def test_every_readers_page_is_accessible_and_fits_a_phone_and_a_desk_light_and_dark(
+    browser, site, settings, monkeypatch, name
 ):
     require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
-    post = PublishedPostFactory(
-        title="Suffolk: a service under strain",
-        body="## Findings\n\n| Standard | Rating |\n|---|---|\n| Risk | Inadequate |",
-    )
-    PublishedPostFactory.create_batch(3)
-    # axe-core is injected as a script, which the site's CSP rightly forbids.
-    page = new_page(browser, viewport=MOBILE, bypass_csp=True, is_mobile=True)
-    if page_name == "subscribe-with-errors":
-        page.goto(f"{site}/subscribe/")
-        page.get_by_role("button", name="Subscribe").click()
-        page.get_by_text("This field is required").wait_for()
-    else:
-        reader = SubscriberFactory()
-        path = {
-            "home": "/",
-            "post": post.get_absolute_url(),
-            "subscribe": "/subscribe/",
-            "preferences": preferences_url(reader).removeprefix(settings.SITE_URL),
-        }[page_name]
-        page.goto(f"{site}{path}")
-    save_screenshot(page, f"mobile-{page_name}")
-    assert serious_accessibility_violations(page) == []
+    demo = DemoPublication(settings, monkeypatch)
+    found = {}
+    for width, viewport in (("phone", MOBILE), ("desktop", DESKTOP)):
+        for scheme in ("light", "dark"):
+            # axe-core is injected as a script, which the site's CSP rightly forbids.
+            page = new_page(
+                browser,
+                viewport=viewport,
+                is_mobile=width == "phone",
+                color_scheme=scheme,
+                bypass_csp=True,
+            )
+            READERS_PAGES[name](page, site, demo)
+            save_screenshot(page, f"reader-{name}-{width}-{scheme}")
+            found[width, scheme] = serious_accessibility_violations(page) + [
+                f"wider than the screen: {element}"
+                for element in wider_than_the_screen(page, viewport["width"])
+            ]
+            page.context.close()
+    assert found == {variant: [] for variant in found}
 
 
 def test_author_writes_markdown_and_sees_the_preview_as_readers_will(browser, site):

@@ -50,3 +50,18 @@ def save_screenshot(page, name: str) -> Path:
     path = ARTEFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def wider_than_the_screen(page, width: int) -> list[str]:
+    """The first few elements reaching past a screen `width` pixels wide. On a phone
+    the browser zooms such a page out to fit it all, so every word shrinks:
+    innerWidth grows with the page, and only the screen's own width tells."""
+    return page.evaluate(
+        """width => [...document.querySelectorAll("body *")]
+            .filter(element => element.getBoundingClientRect().right > width + 0.5)
+            .slice(0, 3)
+            .map(element => element.tagName.toLowerCase()
+                 + (element.id ? "#" + element.id : "")
+                 + [...element.classList].map(name => "." + name).join(""))""",
+        width,
+    )
