@@ -503,6 +503,34 @@ def test_a_reply_to_a_comment_readers_cannot_see_is_refused(client, post, case):
     assert Comment.objects.count() == before
 
 
+@pytest.mark.parametrize("meanwhile", ["deleted", "marked as spam"])
+def test_a_reply_to_a_comment_gone_meanwhile_can_be_sent_again_as_a_comment(
+    client, post, meanwhile
+):
+    """The reader wrote a reply while a moderator took its comment away: the form
+    comes back with their text, and sending it again posts it under the post."""
+    top = CommentFactory(post=post, status=Comment.Status.APPROVED)
+    replying_to = top.pk
+    if meanwhile == "deleted":
+        top.delete()
+    else:
+        comments.comments_mark_spam(comments=Comment.objects.filter(pk=top.pk))
+
+    refused = comment_on(client, post, parent=replying_to, body="My considered reply.")
+
+    assert refused.status_code == 400
+    assert "My considered reply." in refused.text
+    # The reader presses the button again: the page's form sends its hidden parent.
+    (parent_on_the_page,) = re.findall(
+        r'name="parent"(?: value="(\d*)")?', refused.text
+    )
+    again = comment_on(
+        client, post, parent=parent_on_the_page, body="My considered reply."
+    )
+    assert again.status_code == 302
+    assert Comment.objects.get(body="My considered reply.").parent is None
+
+
 def test_the_reply_page_quotes_the_comment_and_carries_its_id(client, post):
     top = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Quoted.")
     reply = CommentFactory(post=post, parent=top, status=Comment.Status.APPROVED)

@@ -96,8 +96,15 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     except services.CommentsClosed:
         return _form_page(request, post, form, status=403)
     except services.ReplyNotPossible:
-        problem = "The comment you replied to is not available any more."
-        return _form_page(request, post, form, status=400, problem=problem)
+        # The reader's text comes back without the gone comment's id: with it, the
+        # form would be refused each time it was sent again.
+        data = request.POST.copy()
+        data["parent"] = ""
+        problem = (
+            "The comment you replied to is not available any more. "
+            "You can post yours as a comment on the post."
+        )
+        return _form_page(request, post, CommentForm(data), status=400, problem=problem)
     if comment.status == Comment.Status.APPROVED:
         messages.success(request, "Thank you: your comment is published.")
         return redirect(comment.get_absolute_url())
