@@ -896,6 +896,31 @@ def test_old_ip_addresses_are_forgotten_and_old_spam_deleted(settings):
     assert recent.ip_address == "192.0.2.10"
 
 
+def test_replies_hidden_with_a_spam_comment_stay_hidden_once_it_is_deleted(
+    rf, post, settings
+):
+    """Marking a comment as spam hides its thread; the purge that deletes the spam
+    a month later must not bring the thread back, with nobody's say."""
+    settings.COMMENTS_KEEP_IP_DAYS = 30
+    long_ago = timezone.now() - timedelta(days=31)
+    abuse = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Abuse.")
+    CommentFactory(
+        post=post,
+        parent=abuse,
+        status=Comment.Status.APPROVED,
+        body="Answering the abuse.",
+    )
+    comments.comments_mark_spam(comments=Comment.objects.filter(pk=abuse.pk))
+    Comment.objects.update(created_at=long_ago)
+    assert "Answering the abuse." not in comments_section(rf, post)
+
+    purge_comment_personal_data()
+
+    assert not Comment.objects.filter(pk=abuse.pk).exists()
+    assert "Answering the abuse." not in comments_section(rf, post)
+    assert comments.comment_counts(posts=[post]) == {}
+
+
 def test_the_purge_runs_on_beat():
     from newsletter.celery import app
     from newsletter.settings import CELERY_BEAT_SCHEDULE

@@ -317,6 +317,9 @@ def comments_purge_personal_data() -> int:
     """
     cutoff = timezone.now() - timedelta(days=settings.COMMENTS_KEEP_IP_DAYS)
     old = Comment.objects.filter(created_at__lt=cutoff)
+    # Replies are hidden with the spam they answer (CommentQuerySet.shown); once it
+    # is deleted they would come back as top-level comments, with nobody's say.
+    Comment.objects.filter(parent__in=old.spam()).update(status=Comment.Status.SPAM)
     deleted, _ = old.spam().delete()
     cleared = old.exclude(ip_address__isnull=True, user_agent="").update(
         ip_address=None, user_agent=""
