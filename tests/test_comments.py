@@ -367,6 +367,29 @@ def test_a_comment_marked_as_spam_stays_spam_when_its_link_is_followed(
     assert Comment.objects.get(post=post).status == Comment.Status.SPAM
 
 
+@pytest.mark.parametrize("closed_by", ["the author", "age"])
+def test_a_link_followed_after_comments_closed_leaves_the_comment_to_the_moderators(
+    client, post, confirm, settings, closed_by
+):
+    """Following the link publishes as posting does: a post that takes no more
+    comments takes none through an emailed link that no moderator saw."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    if closed_by == "the author":
+        comments.comments_close(posts=Post.objects.filter(pk=post.pk))
+    else:
+        settings.COMMENTS_CLOSE_AFTER_DAYS = 1
+        Post.objects.filter(pk=post.pk).update(
+            published_at=timezone.now() - timedelta(days=2)
+        )
+
+    response = client.post(links[0])
+
+    assert Comment.objects.get(post=post).status == Comment.Status.PENDING
+    assert response["Location"] == f"/posts/{post.slug}/#comments"
+    assert "comment_verified" in response.cookies  # the address is proved all the same
+
+
 def test_a_link_for_a_comment_whose_address_was_changed_is_refused(
     client, post, confirm
 ):

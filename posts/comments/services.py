@@ -240,13 +240,18 @@ def comment_of_confirmation(*, token: str) -> Comment:
 
 def comment_confirm(*, token: str) -> Comment:
     """The commenter followed the emailed link: the address is theirs, so their held
-    comment is published (unless a moderator marked it as spam).
+    comment is published (unless a moderator marked it as spam, or the post's
+    comments have closed).
 
     Raises ConfirmationInvalid as comment_of_confirmation does.
     """
     comment = comment_of_confirmation(token=token)
-    if comment.status == Comment.Status.PENDING and _skips_moderation(
-        email=comment.email
+    # Publishing at once is posting: on a post whose comments closed since the
+    # link was sent, the comment waits for a moderator instead.
+    if (
+        comment.status == Comment.Status.PENDING
+        and comments_are_open(post=comment.post)
+        and _skips_moderation(email=comment.email)
     ):
         comments_approve(comments=Comment.objects.filter(pk=comment.pk))
         comment.refresh_from_db()
