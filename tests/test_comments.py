@@ -591,6 +591,20 @@ def test_the_author_can_close_comments_on_a_post(client, rf, post):
     assert "Reply to" not in html
 
 
+def test_a_comment_sent_after_closing_is_given_back_to_copy(client, post):
+    """The page was open when the reader began writing: what they wrote is not
+    lost with the refusal."""
+    written = "I worked in this office <for years> & saw it change."
+    PostCommentSettings.objects.create(post=post, comments_open=False)
+
+    response = comment_on(client, post, body=written)
+
+    assert response.status_code == 403
+    assert "Comments are closed" in response.text
+    assert escape(written) in response.text
+    assert not Comment.objects.exists()
+
+
 def test_comments_close_by_themselves_after_the_set_number_of_days(client, settings):
     settings.COMMENTS_CLOSE_AFTER_DAYS = 30
     old = PublishedPostFactory(published_at=timezone.now() - timedelta(days=31))
