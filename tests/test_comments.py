@@ -22,7 +22,7 @@ from posts.comments import services as comments
 from posts.comments.models import Comment, PostCommentSettings
 from posts.comments.tasks import purge_comment_personal_data
 from posts.comments.views import HELD_MESSAGE
-from posts.models import Post
+from posts.models import FormerSlug, Post
 from posts.validators import AddressPeriod
 
 from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
@@ -464,6 +464,20 @@ def test_missing_fields_are_named_and_nothing_is_saved(client, post):
     assert response.status_code == 400
     assert response.content.decode().count("errorlist") >= 3
     assert not Comment.objects.exists()
+
+
+def test_a_comment_from_a_page_opened_before_the_post_was_renamed_is_taken(
+    client, post
+):
+    """The author changed the post's address while the reader was writing: the
+    form they send names the post's former address."""
+    FormerSlug.objects.create(slug="its-first-address", post=post)
+
+    response = client.post("/posts/its-first-address/comments/", FORM)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/posts/{post.slug}/#comments"
+    assert Comment.objects.get().post == post
 
 
 def test_draft_posts_take_no_comments(client):
