@@ -5,6 +5,9 @@ The comments app decides what to report and whom to ask (it sends no email
 itself); this module renders and sends.
 """
 
+import smtplib
+
+from anymail.exceptions import AnymailRecipientsRefused
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -60,7 +63,13 @@ def comment_digest_send() -> int:
             },
         )
         for address in recipients:
-            build_message(email, to=address).send()
+            try:
+                build_message(email, to=address).send()
+            except (AnymailRecipientsRefused, smtplib.SMTPRecipientsRefused):
+                # The provider refused this moderator's address (a hard bounce,
+                # someone who left): raising would roll the claim back, and the
+                # others would get no digest, or the same one every hour.
+                continue
     return len(pending)
 
 

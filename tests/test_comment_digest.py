@@ -94,3 +94,21 @@ def test_only_those_who_may_moderate_comments_get_the_digest():
         "editor@example.org",
         "owner@example.org",
     ]
+
+
+def test_a_moderator_the_provider_will_not_deliver_to_does_not_stop_the_others_digest(
+    fake_esp,
+):
+    """One moderator's address refused for good (a hard bounce, someone who left):
+    the others still get each comment once, and the comments count as reported."""
+    UserFactory(username="gone", email="gone@example.org")
+    UserFactory(username="editor", email="editor@example.org")
+    fake_esp.mark_inactive("gone@example.org")
+    comment = CommentFactory(name="Pat Waiting")
+
+    send_comment_digest.delay()
+    send_comment_digest.delay()  # the next hour's: nothing new
+
+    assert fake_esp.recipients() == {"editor@example.org": 1}
+    comment.refresh_from_db()
+    assert comment.moderators_notified_at is not None

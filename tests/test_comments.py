@@ -22,7 +22,7 @@ from posts.comments import services as comments
 from posts.comments.models import Comment, PostCommentSettings
 from posts.comments.tasks import purge_comment_personal_data
 from posts.comments.views import HELD_MESSAGE
-from posts.models import Post
+from posts.models import FormerSlug, Post
 from posts.validators import AddressPeriod
 
 from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
@@ -367,6 +367,29 @@ def test_a_comment_marked_as_spam_stays_spam_when_its_link_is_followed(
     assert Comment.objects.get(post=post).status == Comment.Status.SPAM
 
 
+@pytest.mark.parametrize("closed_by", ["the author", "age"])
+def test_a_link_followed_after_comments_closed_leaves_the_comment_to_the_moderators(
+    client, post, confirm, settings, closed_by
+):
+    """Following the link publishes as posting does: a post that takes no more
+    comments takes none through an emailed link that no moderator saw."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    if closed_by == "the author":
+        comments.comments_close(posts=Post.objects.filter(pk=post.pk))
+    else:
+        settings.COMMENTS_CLOSE_AFTER_DAYS = 1
+        Post.objects.filter(pk=post.pk).update(
+            published_at=timezone.now() - timedelta(days=2)
+        )
+
+    response = client.post(links[0])
+
+    assert Comment.objects.get(post=post).status == Comment.Status.PENDING
+    assert response["Location"] == f"/posts/{post.slug}/#comments"
+    assert "comment_verified" in response.cookies  # the address is proved all the same
+
+
 def test_a_link_for_a_comment_whose_address_was_changed_is_refused(
     client, post, confirm
 ):
@@ -443,6 +466,20 @@ def test_missing_fields_are_named_and_nothing_is_saved(client, post):
     assert not Comment.objects.exists()
 
 
+def test_a_comment_from_a_page_opened_before_the_post_was_renamed_is_taken(
+    client, post
+):
+    """The author changed the post's address while the reader was writing: the
+    form they send names the post's former address."""
+    FormerSlug.objects.create(slug="its-first-address", post=post)
+
+    response = client.post("/posts/its-first-address/comments/", FORM)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/posts/{post.slug}/#comments"
+    assert Comment.objects.get().post == post
+
+
 def test_draft_posts_take_no_comments(client):
     draft = PostFactory()
     assert comment_on(client, draft).status_code == 404
@@ -503,6 +540,34 @@ def test_a_reply_to_a_comment_readers_cannot_see_is_refused(client, post, case):
     assert Comment.objects.count() == before
 
 
+@pytest.mark.parametrize("meanwhile", ["deleted", "marked as spam"])
+def test_a_reply_to_a_comment_gone_meanwhile_can_be_sent_again_as_a_comment(
+    client, post, meanwhile
+):
+    """The reader wrote a reply while a moderator took its comment away: the form
+    comes back with their text, and sending it again posts it under the post."""
+    top = CommentFactory(post=post, status=Comment.Status.APPROVED)
+    replying_to = top.pk
+    if meanwhile == "deleted":
+        top.delete()
+    else:
+        comments.comments_mark_spam(comments=Comment.objects.filter(pk=top.pk))
+
+    refused = comment_on(client, post, parent=replying_to, body="My considered reply.")
+
+    assert refused.status_code == 400
+    assert "My considered reply." in refused.text
+    # The reader presses the button again: the page's form sends its hidden parent.
+    (parent_on_the_page,) = re.findall(
+        r'name="parent"(?: value="(\d*)")?', refused.text
+    )
+    again = comment_on(
+        client, post, parent=parent_on_the_page, body="My considered reply."
+    )
+    assert again.status_code == 302
+    assert Comment.objects.get(body="My considered reply.").parent is None
+
+
 def test_the_reply_page_quotes_the_comment_and_carries_its_id(client, post):
     top = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Quoted.")
     reply = CommentFactory(post=post, parent=top, status=Comment.Status.APPROVED)
@@ -538,6 +603,20 @@ def test_the_author_can_close_comments_on_a_post(client, rf, post):
     assert "Comments are closed." in html
     assert "<form" not in html
     assert "Reply to" not in html
+
+
+def test_a_comment_sent_after_closing_is_given_back_to_copy(client, post):
+    """The page was open when the reader began writing: what they wrote is not
+    lost with the refusal."""
+    written = "I worked in this office <for years> & saw it change."
+    PostCommentSettings.objects.create(post=post, comments_open=False)
+
+    response = comment_on(client, post, body=written)
+
+    assert response.status_code == 403
+    assert "Comments are closed" in response.text
+    assert escape(written) in response.text
+    assert not Comment.objects.exists()
 
 
 def test_comments_close_by_themselves_after_the_set_number_of_days(client, settings):
@@ -866,6 +945,31 @@ def test_old_ip_addresses_are_forgotten_and_old_spam_deleted(settings):
     assert set(Comment.objects.all()) == {old, recent_spam, recent}
     recent.refresh_from_db()
     assert recent.ip_address == "192.0.2.10"
+
+
+def test_replies_hidden_with_a_spam_comment_stay_hidden_once_it_is_deleted(
+    rf, post, settings
+):
+    """Marking a comment as spam hides its thread; the purge that deletes the spam
+    a month later must not bring the thread back, with nobody's say."""
+    settings.COMMENTS_KEEP_IP_DAYS = 30
+    long_ago = timezone.now() - timedelta(days=31)
+    abuse = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Abuse.")
+    CommentFactory(
+        post=post,
+        parent=abuse,
+        status=Comment.Status.APPROVED,
+        body="Answering the abuse.",
+    )
+    comments.comments_mark_spam(comments=Comment.objects.filter(pk=abuse.pk))
+    Comment.objects.update(created_at=long_ago)
+    assert "Answering the abuse." not in comments_section(rf, post)
+
+    purge_comment_personal_data()
+
+    assert not Comment.objects.filter(pk=abuse.pk).exists()
+    assert "Answering the abuse." not in comments_section(rf, post)
+    assert comments.comment_counts(posts=[post]) == {}
 
 
 def test_the_purge_runs_on_beat():

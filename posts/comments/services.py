@@ -240,13 +240,18 @@ def comment_of_confirmation(*, token: str) -> Comment:
 
 def comment_confirm(*, token: str) -> Comment:
     """The commenter followed the emailed link: the address is theirs, so their held
-    comment is published (unless a moderator marked it as spam).
+    comment is published (unless a moderator marked it as spam, or the post's
+    comments have closed).
 
     Raises ConfirmationInvalid as comment_of_confirmation does.
     """
     comment = comment_of_confirmation(token=token)
-    if comment.status == Comment.Status.PENDING and _skips_moderation(
-        email=comment.email
+    # Publishing at once is posting: on a post whose comments closed since the
+    # link was sent, the comment waits for a moderator instead.
+    if (
+        comment.status == Comment.Status.PENDING
+        and comments_are_open(post=comment.post)
+        and _skips_moderation(email=comment.email)
     ):
         comments_approve(comments=Comment.objects.filter(pk=comment.pk))
         comment.refresh_from_db()
@@ -317,6 +322,9 @@ def comments_purge_personal_data() -> int:
     """
     cutoff = timezone.now() - timedelta(days=settings.COMMENTS_KEEP_IP_DAYS)
     old = Comment.objects.filter(created_at__lt=cutoff)
+    # Replies are hidden with the spam they answer (CommentQuerySet.shown); once it
+    # is deleted they would come back as top-level comments, with nobody's say.
+    Comment.objects.filter(parent__in=old.spam()).update(status=Comment.Status.SPAM)
     deleted, _ = old.spam().delete()
     cleared = old.exclude(ip_address__isnull=True, user_agent="").update(
         ip_address=None, user_agent=""

@@ -43,6 +43,13 @@ def _form_page(
     )
 
 
+def _published_post(slug: str) -> Post:
+    # The form and reply links on a page opened before the author changed the
+    # post's address name its former one: the reader's comment still reaches it.
+    post = Post.objects.published().filter(slug=slug).first()
+    return post or get_object_or_404(Post.objects.published(), former_slugs__slug=slug)
+
+
 def _user_agent(request: HttpRequest) -> str:
     # Headers are the client's to fill: keep printable characters only (PostgreSQL
     # refuses NUL in text).
@@ -66,7 +73,7 @@ def _verified_email(request: HttpRequest) -> str:
 @csrf_exempt
 @require_POST
 def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
-    post = get_object_or_404(Post.objects.published(), slug=slug)
+    post = _published_post(slug)
     form = CommentForm(request.POST)
     if services.comment_rate_limited(client=client_key(request)):
         problem = "You have sent a lot of comments. Please wait an hour and try again."
@@ -96,8 +103,15 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     except services.CommentsClosed:
         return _form_page(request, post, form, status=403)
     except services.ReplyNotPossible:
-        problem = "The comment you replied to is not available any more."
-        return _form_page(request, post, form, status=400, problem=problem)
+        # The reader's text comes back without the gone comment's id: with it, the
+        # form would be refused each time it was sent again.
+        data = request.POST.copy()
+        data["parent"] = ""
+        problem = (
+            "The comment you replied to is not available any more. "
+            "You can post yours as a comment on the post."
+        )
+        return _form_page(request, post, CommentForm(data), status=400, problem=problem)
     if comment.status == Comment.Status.APPROVED:
         messages.success(request, "Thank you: your comment is published.")
         return redirect(comment.get_absolute_url())
@@ -108,7 +122,7 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpResponse:
     """A page with the reply form, so replying works without JavaScript."""
-    post = get_object_or_404(Post.objects.published(), slug=slug)
+    post = _published_post(slug)
     replying_to = get_object_or_404(
         Comment.objects.shown().filter(post=post), pk=comment_id
     )
