@@ -500,3 +500,20 @@ def test_the_author_adds_a_correction_on_the_post_then_emails_it(
     assert refused.status_code == 200
     assert "protected" in refused.content.decode()
     assert PostUpdate.objects.filter(pk=update.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "half", [{"wrong": WRONG}, {"right": RIGHT}], ids=["said-only", "should-say-only"]
+)
+def test_a_correction_saying_only_one_side_of_what_changed_is_refused(
+    author, sent_post, half
+):
+    """Given what the post said without what it should say (or the reverse), and a
+    note: the email quoted an empty "It should say", or dropped the half given."""
+    change_url = reverse("admin:posts_post_change", args=[sent_post.pk])
+    response = author.post(
+        change_url, correction_form(sent_post, note="We misread the report.", **half)
+    )
+    assert response.status_code == 200
+    assert "what the post said and what it should say" in response.content.decode()
+    assert not PostUpdate.objects.exists()
