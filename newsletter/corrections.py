@@ -33,6 +33,12 @@ def sent_earlier(
     return Delivery.objects.carrying(post).filter(handed_over)
 
 
+def sent_to_anyone(post: Post) -> bool:
+    """Whether any reader may have the post in their inbox: one taken off the site
+    since was still received."""
+    return sent_earlier(post, before=timezone.now(), include_uncertain=True).exists()
+
+
 def _readers_of(deliveries: DeliveryQuerySet) -> Exists:
     return Exists(deliveries.filter(subscriber=OuterRef("pk")))
 

@@ -40,6 +40,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
     admin_post_form,
+    unpublish_at_the_desk,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -517,3 +518,21 @@ def test_a_correction_saying_only_one_side_of_what_changed_is_refused(
     assert response.status_code == 200
     assert "what the post said and what it should say" in response.content.decode()
     assert not PostUpdate.objects.exists()
+
+
+def test_a_post_taken_off_the_site_after_it_was_emailed_is_not_said_unread(
+    author, sent_post
+):
+    """Its readers did receive it: told "nobody has received it", the author would
+    not think to publish it again and tell them."""
+    update = correction(sent_post)
+    unpublish_at_the_desk(sent_post)
+    pages = [
+        author.get(confirm_url(update)).content.decode(),
+        author.get(
+            reverse("admin:posts_post_change", args=[sent_post.pk])
+        ).content.decode(),
+    ]
+    for page in pages:
+        assert "nobody has received" not in page
+        assert "publish it again" in page.lower()
