@@ -575,3 +575,20 @@ def test_a_correction_confirmed_while_a_batch_of_the_earlier_text_goes_reaches_i
         delivery.batch_send(batch_id=correction_batch.pk)
 
     assert corrections_sent() == {r.email: 1 for r in readers}
+
+
+def test_the_text_emails_heading_is_underlined_to_its_end(clock, on_commit):
+    reader("one@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "Kent")
+    mail.outbox.clear()
+    clock(23, 9)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    [message] = mail.outbox
+    lines = message.body.splitlines()
+    heading = lines.index('Correction to "Kent"')
+    assert lines[heading + 1] == "=" * len('Correction to "Kent"')
