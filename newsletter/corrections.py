@@ -3,10 +3,11 @@ of them a correction reaches.
 
 A reader was sent the earlier text when the ledger holds a delivery that carried
 the post (its announcement, or a digest that held it) and was handed to the
-provider before the correction was confirmed. A delivery still queued then carries
-the corrected post itself (the sender renders the post as it is when a batch goes),
-so its reader needs no correction. A delivery whose outcome is uncertain is the
-author's call (Mailing.include_uncertain).
+provider before the correction was confirmed, or was being handed over then (a
+batch renders the post when it is claimed). A delivery still queued in a batch not
+yet claimed then carries the corrected post itself (the sender renders the post as
+it is when a batch goes), so its reader needs no correction. A delivery whose
+outcome is uncertain is the author's call (Mailing.include_uncertain).
 
 Everything else (the one Mailing per correction, planning, batches, the claim,
 retries, settling, the breaker and the budget) is the delivery engine's.
@@ -20,17 +21,39 @@ from django.utils import timezone
 
 from posts.models import Post
 
-from .models import Delivery, DeliveryQuerySet, Mailing, Subscriber, SubscriberQuerySet
+from .models import (
+    Batch,
+    Delivery,
+    DeliveryQuerySet,
+    Mailing,
+    Subscriber,
+    SubscriberQuerySet,
+)
 
 
 def sent_earlier(
     post: Post, *, before: datetime, include_uncertain: bool
 ) -> DeliveryQuerySet:
     """Deliveries that carried the post to a reader before `before`."""
-    handed_over = Q(status=Delivery.Status.SENT, sent_at__lte=before)
+    # A batch renders its email when it is claimed, so a batch claimed before
+    # `before` carried the earlier text, though the provider answered after it, or
+    # is still answering (its readers still queued in the ledger): they were left
+    # with the earlier text and no correction. Of those still being handed over,
+    # one the provider refuses gets the corrected post on the retry, after this.
+    rendered_before = Q(batch__claimed_at__lte=before) & (
+        Q(status=Delivery.Status.SENT)
+        | Q(status=Delivery.Status.QUEUED, batch__status=Batch.Status.SENDING)
+    )
+    handed_over = Q(status=Delivery.Status.SENT, sent_at__lte=before) | rendered_before
     if include_uncertain:
         handed_over |= Q(status=Delivery.Status.UNCERTAIN)
     return Delivery.objects.carrying(post).filter(handed_over)
+
+
+def sent_to_anyone(post: Post) -> bool:
+    """Whether any reader may have the post in their inbox: one taken off the site
+    since was still received."""
+    return sent_earlier(post, before=timezone.now(), include_uncertain=True).exists()
 
 
 def _readers_of(deliveries: DeliveryQuerySet) -> Exists:

@@ -272,10 +272,12 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
     }
     can_report = request.user.has_perm("newsletter.view_postreport")
 
-    def where_to_act(mailing_id: int, post_id: int | None) -> str:
-        if can_report and post_id:
-            return reverse("admin:newsletter_postreport_change", args=[post_id])
-        return reverse("admin:newsletter_mailing_change", args=[mailing_id])
+    def where_to_act(mailing: Mailing) -> str:
+        # A post's report counts its own emails, not its corrections': a
+        # correction's figures are on its mailing's page.
+        if can_report and mailing.kind == Mailing.Kind.POST:
+            return reverse("admin:newsletter_postreport_change", args=[mailing.post_id])
+        return reverse("admin:newsletter_mailing_change", args=[mailing.pk])
 
     mailings = []
     for mailing in latest:
@@ -285,7 +287,7 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
                 "mailing": mailing,
                 "state": mailing_admin.state(mailing),
                 "progress": mailing_admin.progress(mailing),
-                "url": where_to_act(mailing.pk, mailing.post_id),
+                "url": where_to_act(mailing),
                 **_rates(rate),
             }
         )
@@ -300,7 +302,7 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
         flagged.append(
             Attention(
                 f"{mailing}: {figures['summary']}",
-                where_to_act(mailing.pk, mailing.post_id),
+                where_to_act(mailing),
             )
         )
     return mailings, flagged

@@ -459,6 +459,10 @@ class Batch(models.Model):
     # When the batch was last queued or claimed (or its claim renewed), or when its
     # retry is due; the reaper's clock.
     touched_at = models.DateTimeField(default=timezone.now)
+    # When its latest attempt was claimed, and so its email rendered: its readers
+    # were sent the post as it was then, whenever the provider answered (a
+    # correction confirmed meanwhile is for them: corrections.py).
+    claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Counts from the ledger, written when an attempt ends, so progress is a sum
     # over batches instead of a count over every delivery.

@@ -600,7 +600,16 @@ class PostUpdate(models.Model):
         return f"{self.get_kind_display()}, {self.made_on:%d %B %Y}"
 
     def clean(self) -> None:
-        if not self.note.strip() and not (self.wrong.strip() and self.right.strip()):
+        said, should_say = self.wrong.strip(), self.right.strip()
+        # Both or neither: the post page and the emails quote them as a pair, so
+        # one alone (beside a note) showed an empty "it should say", or nothing
+        # of what the post said was wrong.
+        if bool(said) != bool(should_say):
+            raise ValidationError(
+                "Give both what the post said and what it should say, or neither "
+                "(and say what changed in the note)."
+            )
+        if not (said or self.note.strip()):
             raise ValidationError(
                 "Say what changed: what the post said and what it should say, "
                 "or a note."

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.contrib.auth.models import Permission
 from django.core import mail
+from django.core.mail.backends import locmem
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -40,6 +41,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
     admin_post_form,
+    unpublish_at_the_desk,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -500,3 +502,93 @@ def test_the_author_adds_a_correction_on_the_post_then_emails_it(
     assert refused.status_code == 200
     assert "protected" in refused.content.decode()
     assert PostUpdate.objects.filter(pk=update.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "half", [{"wrong": WRONG}, {"right": RIGHT}], ids=["said-only", "should-say-only"]
+)
+def test_a_correction_saying_only_one_side_of_what_changed_is_refused(
+    author, sent_post, half
+):
+    """Given what the post said without what it should say (or the reverse), and a
+    note: the email quoted an empty "It should say", or dropped the half given."""
+    change_url = reverse("admin:posts_post_change", args=[sent_post.pk])
+    response = author.post(
+        change_url, correction_form(sent_post, note="We misread the report.", **half)
+    )
+    assert response.status_code == 200
+    assert "what the post said and what it should say" in response.content.decode()
+    assert not PostUpdate.objects.exists()
+
+
+def test_a_post_taken_off_the_site_after_it_was_emailed_is_not_said_unread(
+    author, sent_post
+):
+    """Its readers did receive it: told "nobody has received it", the author would
+    not think to publish it again and tell them."""
+    update = correction(sent_post)
+    unpublish_at_the_desk(sent_post)
+    pages = [
+        author.get(confirm_url(update)).content.decode(),
+        author.get(
+            reverse("admin:posts_post_change", args=[sent_post.pk])
+        ).content.decode(),
+    ]
+    for page in pages:
+        assert "nobody has received" not in page
+        assert "publish it again" in page.lower()
+
+
+def test_a_correction_confirmed_while_a_batch_of_the_earlier_text_goes_reaches_it(
+    settings, monkeypatch
+):
+    """A batch renders the post when it is claimed. The author corrects the post
+    and confirms the correction while one is being handed over, its readers still
+    queued in the ledger: they get the earlier text, and the correction too."""
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    readers = [reader(f"reader{i}@example.org") for i in range(2)]
+    post = PostFactory(title="A post", body=WRONG)
+    post_publish(post=post)  # its doorbells are not rung: the batch goes below
+    announcement = delivery.mailing_create_for_post(post=post)
+    while delivery.mailing_plan_page(mailing_id=announcement.pk):
+        pass
+    [batch] = announcement.batches.all()
+    handed_over = locmem.EmailBackend.send_messages
+    corrections_made = []
+
+    def author_corrects_meanwhile(backend, messages):
+        if not corrections_made:
+            post.body = RIGHT
+            post.save()
+            mailing = delivery.mailing_create_for_correction(
+                post_update=correction(post), include_uncertain=False
+            )
+            while delivery.mailing_plan_page(mailing_id=mailing.pk):
+                pass
+            corrections_made.append(mailing)
+        return handed_over(backend, messages)
+
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", author_corrects_meanwhile)
+    delivery.batch_send(batch_id=batch.pk)
+    assert all(WRONG in message.body for message in mail.outbox)
+    for correction_batch in corrections_made[0].batches.all():
+        delivery.batch_send(batch_id=correction_batch.pk)
+
+    assert corrections_sent() == {r.email: 1 for r in readers}
+
+
+def test_the_text_emails_heading_is_underlined_to_its_end(clock, on_commit):
+    reader("one@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "Kent")
+    mail.outbox.clear()
+    clock(23, 9)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    [message] = mail.outbox
+    lines = message.body.splitlines()
+    heading = lines.index('Correction to "Kent"')
+    assert lines[heading + 1] == "=" * len('Correction to "Kent"')

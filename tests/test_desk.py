@@ -25,6 +25,7 @@ from newsletter.models import (
 )
 from newsletter.subscriptions import CONSENT_SOURCE_FORM, CONSENT_SOURCE_PREFERENCES
 from posts.comments.models import Comment
+from posts.models import PostUpdate
 
 from .factories import (
     CommentFactory,
@@ -226,6 +227,25 @@ def test_a_flagged_announcement_leads_to_its_post_report(rf):
 
     assert flagged.text.startswith(f"Announcement of “{post.title}”: spam complaints")
     assert flagged.url == f"/admin/newsletter/postreport/{post.pk}/change/"
+
+
+def test_a_flagged_correction_leads_to_its_own_mailing_not_the_posts_report(rf):
+    """The post's report counts the post's own emails (as published, in digests),
+    not its corrections': the complaints flagged were nowhere on it."""
+    post = PublishedPostFactory()
+    update = PostUpdate.objects.create(post=post, kind="correction", note="Fixed.")
+    mailing = mailing_with(readers(10), events=["complained"], post=post)
+    Mailing.objects.filter(pk=mailing.pk).update(
+        kind=Mailing.Kind.CORRECTION, post_update=update
+    )
+
+    desk = desk_of(rf, UserFactory())
+
+    (flagged,) = desk.attention
+    assert flagged.text.startswith(f"Correction to “{post.title}”: spam complaints")
+    own_page = f"/admin/newsletter/mailing/{mailing.pk}/change/"
+    assert flagged.url == own_page
+    assert [row["url"] for row in desk.mailings] == [own_page]
 
 
 def test_uncertain_batches_paused_sends_and_pending_comments_need_the_author(

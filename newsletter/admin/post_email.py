@@ -60,6 +60,10 @@ class PostUpdateInline(posts_admin.PostUpdateInline):
                 '<a href="{}">Emailed: {}</a>', url, mailing.get_status_display()
             )
         if update.post.status != Post.Status.PUBLISHED:
+            # One taken off the site after it went out was received: its readers
+            # can be told once it is back (its link would lead nowhere until then).
+            if corrections.sent_to_anyone(update.post):
+                return "Not published: publish it again to email its readers."
             return "Not published: nobody has received this post."
         url = reverse("admin:posts_post_correction", args=[update.post_id, update.pk])
         return format_html(
@@ -181,6 +185,7 @@ class PostAdmin(posts_admin.PostAdmin):
             "update": update,
             "title": f"Email this {update.get_kind_display().lower()} to readers",
             "published": post.status == Post.Status.PUBLISHED,
+            "sent": corrections.sent_to_anyone(post),
             "mailing": mailing,
             "may_send": self._may_send_correction(request, post),
             "reach": corrections.correction_reach(post=post),

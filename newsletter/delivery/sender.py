@@ -207,7 +207,12 @@ def batch_send(*, batch_id: int) -> None:
     claimed = (
         Batch.objects.filter(pk=batch_id, status=Batch.Status.QUEUED)
         .filter(Exists(running))
-        .update(status=Batch.Status.SENDING, touched_at=now, attempts=F("attempts") + 1)
+        .update(
+            status=Batch.Status.SENDING,
+            touched_at=now,
+            claimed_at=now,
+            attempts=F("attempts") + 1,
+        )
     )
     if not claimed:
         # Done already, another worker has it, or its mailing is paused; or
