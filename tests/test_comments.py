@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from newsletter import comment_emails
 from posts.comments import services as comments
-from posts.comments.models import Comment, PostCommentSettings
+from posts.comments.models import BODY_MAX_LENGTH, Comment, PostCommentSettings
 from posts.comments.tasks import purge_comment_personal_data
 from posts.comments.views import HELD_MESSAGE
 from posts.models import FormerSlug, Post
@@ -65,6 +65,18 @@ def comments_section(rf, post) -> str:
 
 
 # Posting --------------------------------------------------------------------------
+
+
+def test_a_comment_as_long_as_its_box_allows_is_taken_line_breaks_and_all(client, post):
+    """The box counts a line break as one character against its 5,000, as browsers
+    do, but sends it as two (CR LF): a comment the box allowed was refused as too
+    long, by as many characters as it had line breaks."""
+    paragraph = "x" * 99
+    body = "\r\n".join([paragraph] * 50)  # 4,999 as the box counts it
+    assert len(body.replace("\r\n", "\n")) <= BODY_MAX_LENGTH < len(body)
+    response = comment_on(client, post, body=body)
+    assert response.status_code == 302
+    assert Comment.objects.get().body == body.replace("\r\n", "\n")
 
 
 def test_a_new_comment_is_held_for_moderation_and_not_shown(client, rf, post):

@@ -12,6 +12,15 @@ from .models import (
 )
 
 
+class TextareaField(forms.CharField):
+    """A textarea's text, its line breaks as LF. Browsers send them as CR LF but
+    count them as one character against the box's maxlength: counted as two, a
+    comment the box allowed was refused as too long."""
+
+    def to_python(self, value) -> str:
+        return super().to_python(value).replace("\r\n", "\n").replace("\r", "\n")
+
+
 class CommentForm(forms.Form):
     name = forms.CharField(
         max_length=NAME_MAX_LENGTH,
@@ -31,7 +40,7 @@ class CommentForm(forms.Form):
         assume_scheme="https",
         widget=forms.URLInput(attrs={"autocomplete": "url"}),
     )
-    body = forms.CharField(
+    body = TextareaField(
         label="Comment",
         max_length=BODY_MAX_LENGTH,
         strip=True,
@@ -69,7 +78,7 @@ class CommentForm(forms.Form):
         return website
 
     def clean_body(self) -> str:
-        body = self.cleaned_data["body"].replace("\r\n", "\n").replace("\r", "\n")
+        body = self.cleaned_data["body"]
         reject_control_characters(body, allowed="\n\t")
         max_links = settings.COMMENTS_MAX_LINKS
         if count_links(body) > max_links:
