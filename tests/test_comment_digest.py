@@ -44,6 +44,22 @@ def test_each_comment_is_reported_once():
     assert "First Batch" not in mail.outbox[1].body
 
 
+def test_a_digest_of_many_long_comments_is_not_clipped_by_gmail():
+    """Gmail shows only the first 102 KB of an email's HTML: a digest of 200 long
+    comments (195 KB) was clipped, hiding most of them and the queue's button.
+    Those beyond what one digest holds wait for the next."""
+    UserFactory(email="editor@example.org")
+    CommentFactory.create_batch(120, body="A long comment. " * 40)
+
+    for _ in range(4):
+        send_comment_digest.delay()
+
+    sizes = [len(message.alternatives[0][0].encode()) for message in mail.outbox]
+    assert max(sizes) < 102_000
+    reported = [int(message.subject.split()[0]) for message in mail.outbox]
+    assert sum(reported) == 120
+
+
 def test_the_digest_shows_a_hostile_comment_as_text():
     UserFactory(email="editor@example.org")
     CommentFactory(body='<script>alert("x")</script>', name="<b>Bold</b>")

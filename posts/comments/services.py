@@ -24,7 +24,9 @@ from .signals import comment_held, comments_changed
 
 RATE_LIMIT_WINDOW_SECONDS = 3600
 # The digest lists at most this many comments; the rest wait for the next one.
-DIGEST_MAX_COMMENTS = 200
+# About 1 KB of HTML each (a body is cut at 500 characters): Gmail shows only the
+# first 102 KB of an email, and 200 clipped most of them and the queue's button.
+DIGEST_MAX_COMMENTS = 50
 # A commenter is emailed the link that proves the address at most this often, so
 # a stranger using their address cannot flood their inbox.
 CONFIRMATION_INTERVAL = timedelta(hours=1)
