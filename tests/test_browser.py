@@ -31,6 +31,7 @@ from .browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     MOBILE,
+    VIEWPORTS,
     require,
     save_screenshot,
     serious_accessibility_violations,
@@ -93,6 +94,19 @@ def new_page(browser, **options):
     )
     page.set_default_timeout(20_000)
     return page
+
+
+def axe_page(browser, width: str, scheme: str):
+    """A page at a width of VIEWPORTS ("phone", "desktop") in a colour scheme
+    ("light", "dark"), open to axe-core: it is injected as a script, which the
+    site's CSP rightly forbids."""
+    return new_page(
+        browser,
+        viewport=VIEWPORTS[width],
+        is_mobile=width == "phone",
+        color_scheme=scheme,
+        bypass_csp=True,
+    )
 
 
 def log_in(page, site: str, username: str) -> None:
@@ -681,9 +695,6 @@ class DemoPublication:
         return SubscriberFactory(**fields)
 
 
-DESKTOP = {"width": 1280, "height": 900}
-
-
 @pytest.mark.usefixtures("roles", "celery_eager")
 @pytest.mark.parametrize("name", READERS_PAGES)
 def test_every_readers_page_is_accessible_and_fits_a_phone_and_a_desk_light_and_dark(
@@ -692,21 +703,14 @@ def test_every_readers_page_is_accessible_and_fits_a_phone_and_a_desk_light_and_
     require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
     demo = DemoPublication(settings, monkeypatch)
     found = {}
-    for width, viewport in (("phone", MOBILE), ("desktop", DESKTOP)):
+    for width in VIEWPORTS:
         for scheme in ("light", "dark"):
-            # axe-core is injected as a script, which the site's CSP rightly forbids.
-            page = new_page(
-                browser,
-                viewport=viewport,
-                is_mobile=width == "phone",
-                color_scheme=scheme,
-                bypass_csp=True,
-            )
+            page = axe_page(browser, width, scheme)
             READERS_PAGES[name](page, site, demo)
             save_screenshot(page, f"reader-{name}-{width}-{scheme}")
             found[width, scheme] = serious_accessibility_violations(page) + [
                 f"wider than the screen: {element}"
-                for element in wider_than_the_screen(page, viewport["width"])
+                for element in wider_than_the_screen(page, VIEWPORTS[width]["width"])
             ]
             page.context.close()
     assert found == {variant: [] for variant in found}

@@ -11,11 +11,12 @@ from django.core.management import call_command
 from newsletter.models import Batch, Link, Mailing
 from posts.models import Post, PostUpdate
 
-from .browser import AXE_SCRIPT, MOBILE, require, save_screenshot
+from .browser import AXE_SCRIPT, DESKTOP, VIEWPORTS, require, save_screenshot
 from .browser import serious_accessibility_violations as axe_violations
 from .factories import StaffFactory, UserFactory
 from .test_browser import (  # noqa: F401 (fixtures)
     DJANGO_ADMINS_OWN,
+    axe_page,
     browser,
     log_in,
     new_page,
@@ -24,8 +25,6 @@ from .test_browser import (  # noqa: F401 (fixtures)
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-DESKTOP = {"width": 1280, "height": 1000}
 
 
 @pytest.fixture
@@ -44,15 +43,8 @@ def test_the_desk_reads_well_at_each_width_and_scheme(
     scheme,
 ):
     require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
-    viewport = MOBILE if width == "phone" else DESKTOP
-    # axe-core is injected as a script, which the site's CSP rightly forbids.
-    page = new_page(
-        browser,
-        viewport=viewport,
-        is_mobile=width == "phone",
-        color_scheme=scheme,
-        bypass_csp=True,
-    )
+    viewport = VIEWPORTS[width]
+    page = axe_page(browser, width, scheme)
     log_in(page, demo, "boss")
     page.goto(f"{demo}/admin/")
 

@@ -9,21 +9,19 @@ from django.core.management import call_command
 
 from posts.models import Post
 
-from .browser import AXE_SCRIPT, MOBILE, require, save_screenshot
+from .browser import AXE_SCRIPT, VIEWPORTS, require, save_screenshot
 from .browser import serious_accessibility_violations as violations
 from .factories import StaffFactory
 from .test_browser import (  # noqa: F401 (browser and site are fixtures)
     DJANGO_ADMINS_OWN,
+    axe_page,
     browser,
     log_in,
-    new_page,
     roles,
     site,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-DESKTOP = {"width": 1280, "height": 900}
 
 
 def test_an_editor_reads_a_posts_report_on_a_desk_and_a_phone_light_and_dark(
@@ -37,16 +35,9 @@ def test_an_editor_reads_a_posts_report_on_a_desk_and_a_phone_light_and_dark(
     StaffFactory(username="reporter", role="Editor")
 
     found = {}
-    for width, viewport in (("desktop", DESKTOP), ("phone", MOBILE)):
+    for width, viewport in VIEWPORTS.items():
         for scheme in ("light", "dark"):
-            # axe-core is injected as a script, which the admin's CSP forbids.
-            page = new_page(
-                browser,
-                viewport=viewport,
-                is_mobile=width == "phone",
-                color_scheme=scheme,
-                bypass_csp=True,
-            )
+            page = axe_page(browser, width, scheme)
             log_in(page, site, "reporter")
             page.goto(f"{site}/admin/newsletter/postreport/")
             page.get_by_role("link", name="Report").first.wait_for()

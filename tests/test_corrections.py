@@ -270,20 +270,32 @@ def test_a_correction_mid_send_goes_only_to_readers_sent_the_earlier_text(
         assert f'we said "{WRONG}"; it should say "{RIGHT}"' in message.body
 
 
-def test_the_correction_email_quotes_what_changed_and_links_to_the_post(
-    clock, on_commit
-):
+def emailed_correction(clock, on_commit, title: str, **fields):
+    """A post emailed to one reader at 06:30, then its correction at 09:00: the
+    post and the correction's email."""
     reader("one@example.org")
     clock(23, 6, 30)
-    post = publish(on_commit, "Suffolk: caseloads too high")
+    post = publish(on_commit, title)
     mail.outbox.clear()
     clock(23, 9)
     on_commit(
         delivery.mailing_create_for_correction,
-        post_update=correction(post, note="We misread the report's summary."),
+        post_update=correction(post, **fields),
         include_uncertain=False,
     )
     [message] = mail.outbox
+    return post, message
+
+
+def test_the_correction_email_quotes_what_changed_and_links_to_the_post(
+    clock, on_commit
+):
+    post, message = emailed_correction(
+        clock,
+        on_commit,
+        "Suffolk: caseloads too high",
+        note="We misread the report's summary.",
+    )
     assert message.subject == "Correction: Suffolk: caseloads too high"
     html = message.alternatives[0].content
     post_url = f"http://127.0.0.1:8000{post.get_absolute_url()}"
@@ -578,17 +590,7 @@ def test_a_correction_confirmed_while_a_batch_of_the_earlier_text_goes_reaches_i
 
 
 def test_the_text_emails_heading_is_underlined_to_its_end(clock, on_commit):
-    reader("one@example.org")
-    clock(23, 6, 30)
-    post = publish(on_commit, "Kent")
-    mail.outbox.clear()
-    clock(23, 9)
-    on_commit(
-        delivery.mailing_create_for_correction,
-        post_update=correction(post),
-        include_uncertain=False,
-    )
-    [message] = mail.outbox
+    _post, message = emailed_correction(clock, on_commit, "Kent")
     lines = message.body.splitlines()
     heading = lines.index('Correction to "Kent"')
     assert lines[heading + 1] == "=" * len('Correction to "Kent"')

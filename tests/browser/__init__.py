@@ -18,6 +18,9 @@ CHROMIUM_ARGS = [
 AXE_SCRIPT = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
 ARTEFACTS = Path(__file__).resolve().parents[2] / "var" / "artefacts"
 MOBILE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1280, "height": 900}
+# The widths a page is checked at, by name.
+VIEWPORTS = {"phone": MOBILE, "desktop": DESKTOP}
 
 
 def require(path: Path, how_to_install: str) -> None:
