@@ -441,6 +441,9 @@ def test_deleting_my_data_forgets_the_person_but_keeps_them_suppressed(
 @pytest.mark.parametrize("how", ["change page", "list action"])
 def test_deleting_a_reader_at_the_desk_is_their_erasure(client, reader, how):
     mine = CommentFactory(email=reader.email)
+    sent = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    batch = Batch.objects.create(mailing=sent, number=1)
+    Delivery.objects.create(mailing=sent, batch=batch, subscriber=reader)
     Event.objects.create(
         esp="postmark",
         event_id="e-1",
@@ -457,9 +460,29 @@ def test_deleting_a_reader_at_the_desk_is_their_erasure(client, reader, how):
     response = client.post(path, {**data, "post": "yes"})
     assert response.status_code == 302
     assert not Subscriber.objects.exists()
+    assert not Delivery.objects.exists()
     assert not Comment.objects.filter(pk=mine.pk).exists()
     assert not Event.objects.exists()
     assert Suppression.objects.for_email(reader.email).get().reason == "deleted"
+
+
+@pytest.mark.parametrize("how", ["change page", "list action"])
+def test_nobody_deletes_a_row_of_the_ledger_at_the_desk(client, reader, how):
+    # A deleted row would be planned again: the reader would get a second copy.
+    sent = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    batch = Batch.objects.create(mailing=sent, number=1)
+    row = Delivery.objects.create(
+        mailing=sent, batch=batch, subscriber=reader, status="sent"
+    )
+    client.force_login(UserFactory(is_superuser=True))
+    if how == "change page":
+        path, data = f"/admin/newsletter/delivery/{row.pk}/delete/", {}
+    else:
+        path = "/admin/newsletter/delivery/"
+        data = {"action": "delete_selected", "_selected_action": [row.pk]}
+    response = client.post(path, {**data, "post": "yes"})
+    assert response.status_code == (403 if how == "change page" else 200)
+    assert Delivery.objects.filter(pk=row.pk).exists()
 
 
 def test_the_desk_cannot_move_a_reader_to_an_address_nobody_confirmed(client, reader):

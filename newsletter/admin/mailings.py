@@ -272,6 +272,12 @@ class DeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # The ledger is what keeps a reader from a second copy and the reports
+        # honest: a row deleted here would be planned and sent again. A reader's
+        # rows go only with the reader (SubscriberAdmin.get_deleted_objects).
+        return False
+
 
 @admin.register(DigestSettings)
 class DigestSettingsAdmin(admin.ModelAdmin):

@@ -18,6 +18,7 @@ from posts.validators import clean_email
 from .. import imports, subscriptions, webhooks
 from ..models import (
     Consent,
+    Delivery,
     Event,
     Subscriber,
     SubscriberTopic,
@@ -146,6 +147,15 @@ class SubscriberAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for subscriber in queryset.iterator():
             subscriptions.subscriber_delete(subscriber=subscriber)
+
+    def get_deleted_objects(self, objs, request):
+        # Their ledger rows go with them, though no one may delete one alone
+        # (DeliveryAdmin): that must not stop the desk erasing a reader.
+        to_delete, counts, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        perms_needed.discard(Delivery._meta.verbose_name)
+        return to_delete, counts, perms_needed, protected
 
     def get_urls(self):
         return [
