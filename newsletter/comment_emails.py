@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from posts.comments import services as comments
+from posts.validators import normalise_email
 
 from .emails import build_message, render_email, site_link
 from .subscriptions import is_blocked
@@ -32,13 +33,18 @@ def comment_digest_send() -> int:
     """
     # Those the desk lets approve or reject comments (the Editor, the Administrator,
     # a superuser): a Contributor may not see comments waiting for approval.
-    recipients = list(
-        get_user_model()
-        .objects.with_perm(MODERATE_COMMENTS, backend=PERMISSIONS_BACKEND)
-        .filter(is_staff=True)
-        .exclude(email="")
-        .values_list("email", flat=True)
-        .distinct()
+    # One digest a mailbox: two accounts may give one address written differently
+    # (Editor@… and editor@…), which the desk does not refuse. Sent to its stored
+    # form, as readers' addresses are.
+    recipients = sorted(
+        {
+            normalise_email(address)
+            for address in get_user_model()
+            .objects.with_perm(MODERATE_COMMENTS, backend=PERMISSIONS_BACKEND)
+            .filter(is_staff=True)
+            .exclude(email="")
+            .values_list("email", flat=True)
+        }
     )
     if not recipients:
         return 0

@@ -112,6 +112,16 @@ def test_only_those_who_may_moderate_comments_get_the_digest():
     ]
 
 
+def test_a_mailbox_two_moderators_share_gets_one_digest():
+    UserFactory(username="editor", email="Editor@Example.org")
+    UserFactory(username="editor-at-home", email="editor@example.org")
+    CommentFactory(name="Pat Waiting")
+
+    send_comment_digest.delay()
+
+    assert [message.to for message in mail.outbox] == [["editor@example.org"]]
+
+
 def test_a_moderator_the_provider_will_not_deliver_to_does_not_stop_the_others_digest(
     fake_esp,
 ):
