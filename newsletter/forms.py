@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 
 from posts.models import Area, Category, Organisation, Rating, Region
-from posts.validators import clean_email, reject_control_characters
+from posts.validators import clean_email, reject_control_characters, reject_invisible
 
 from .logs import redact
 from .models import (
@@ -179,7 +179,7 @@ def _name_field() -> forms.CharField:
         label="Name (optional)",
         max_length=100,
         required=False,
-        validators=[reject_control_characters],
+        validators=[reject_control_characters, reject_invisible],
         widget=forms.TextInput(attrs={"autocomplete": "name"}),
     )
 

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from posts.validators import clean_email, reject_control_characters
+from posts.validators import clean_email, reject_control_characters, reject_invisible
 
 from .models import Consent, Subscriber, Suppression
 
@@ -160,6 +160,7 @@ def _parse_row(line: int, values: list[str], *, exported: bool = False) -> Row:
         raise ValidationError("the name is longer than 100 characters")
     try:
         reject_control_characters(name + source)
+        reject_invisible(name)
     except ValidationError as exc:
         raise ValidationError(f"the name or source: {exc.messages[0]}") from exc
     if not source:

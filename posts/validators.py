@@ -1,6 +1,7 @@
-"""What the site accepts from a visitor: one home for control characters and for
-email addresses, used by the subscribe and preference forms, the CSV import,
-comments, data export and erasure alike; and for the row ids read from outside."""
+"""What the site accepts from a visitor: one home for control characters, text that
+shows nothing and email addresses, used by the subscribe and preference forms, the
+CSV import, comments, data export and erasure alike; and for the row ids read from
+outside."""
 
 import re
 import unicodedata
@@ -38,6 +39,27 @@ def reject_control_characters(value: str, *, allowed: str = "") -> None:
                 code="control",
                 params={"code": ord(char)},
             )
+
+
+# Letters that show as a blank: the Hangul fillers and the blank braille pattern,
+# besides Unicode's format characters (zero-width space and joiners, soft hyphen).
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def reject_invisible(value: str) -> None:
+    """Text given must show something: a name or a comment of nothing but
+    spaces, zero-width characters and blank letters is a blank byline, greeting
+    or comment wherever it appears. A zero-width joiner between letters (an
+    emoji's, Persian's) is fine."""
+    if value and all(
+        char.isspace() or char in _BLANK_LETTERS or unicodedata.category(char) == "Cf"
+        for char in value
+    ):
+        raise ValidationError(
+            "This shows nothing but blank or invisible characters: please use "
+            "letters, spaces and punctuation.",
+            code="invisible",
+        )
 
 
 def reject_control_characters_in_text(value: str) -> None:

@@ -853,6 +853,18 @@ def test_control_characters_are_refused_with_a_clear_message(
     assert not Comment.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("name", "\u200b"), ("name", "\u3164\u3164"), ("body", "\u200b\n\u2800\ufeff")],
+)
+def test_a_name_or_comment_that_shows_nothing_is_refused(client, post, field, value):
+    # Published, it would be a blank byline or an empty comment.
+    response = comment_on(client, post, **{field: value})
+    assert response.status_code == 400
+    assert "blank or invisible characters" in response.content.decode()
+    assert not Comment.objects.exists()
+
+
 # A domain whose every label is 17 CJK characters: 120 characters as typed, over the
 # 253 that DNS (and so any provider) takes once written in ASCII.
 TOO_LONG_IN_ASCII = "a@" + ".".join(["\u5f32\u96db\u5613" * 5 + "\u6eb6\u5d17"] * 6)

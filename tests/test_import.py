@@ -94,6 +94,20 @@ def test_a_file_with_bad_rows_reports_each_line_and_imports_nothing(author):
     assert not Subscriber.objects.exists()
 
 
+def test_a_name_that_shows_nothing_is_rejected_as_the_subscribe_form_rejects_it(
+    author,
+):
+    response = upload(author, HEADER + "a@example.org,\u200b\u3164,Form,2026-10-01\n")
+    assert rejected_lines(response) == [
+        (
+            2,
+            "the name or source: This shows nothing but blank or invisible "
+            "characters: please use letters, spaces and punctuation.",
+        )
+    ]
+    assert not Subscriber.objects.exists()
+
+
 def test_the_valid_rows_can_be_imported_without_the_rejected_ones(author):
     response = upload(author, HEADER + GOOD + BAD, anyway=True)
     assert len(rejected_lines(response)) == 7

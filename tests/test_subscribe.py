@@ -162,6 +162,23 @@ def test_control_characters_in_the_name_are_refused(client):
     assert not Subscriber.objects.exists()
 
 
+@pytest.mark.parametrize("name", ["\u200b\u200b", "\u3164", " \u2060 \u00ad "])
+def test_a_name_that_shows_nothing_is_refused(client, name):
+    # It would greet the reader "Dear ," in every email.
+    response = client.post("/subscribe/", {"email": "a@example.org", "name": name})
+    assert response.status_code == 400
+    assert "blank or invisible characters" in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+def test_a_name_joined_with_zero_width_joiners_is_kept(
+    client, django_capture_on_commit_callbacks
+):
+    name = "\u0645\u06cc\u200c\u0631\u0648\u062f \U0001f469\u200d\U0001f4bb"
+    subscribe(client, "a@example.org", django_capture_on_commit_callbacks, name=name)
+    assert Consent.objects.get().name == name
+
+
 def test_confirm_link_shows_a_button_and_get_changes_nothing(
     client, django_capture_on_commit_callbacks
 ):

@@ -1,7 +1,12 @@
 from django import forms
 from django.conf import settings
 
-from posts.validators import ROW_IDS, clean_email, reject_control_characters
+from posts.validators import (
+    ROW_IDS,
+    clean_email,
+    reject_control_characters,
+    reject_invisible,
+)
 
 from .models import (
     BODY_MAX_LENGTH,
@@ -64,6 +69,7 @@ class CommentForm(forms.Form):
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
         reject_control_characters(name)
+        reject_invisible(name)
         return name
 
     def clean_email(self) -> str:
@@ -80,6 +86,7 @@ class CommentForm(forms.Form):
     def clean_body(self) -> str:
         body = self.cleaned_data["body"]
         reject_control_characters(body, allowed="\n\t")
+        reject_invisible(body)
         max_links = settings.COMMENTS_MAX_LINKS
         if count_links(body) > max_links:
             raise forms.ValidationError(
