@@ -592,6 +592,18 @@ def test_the_reply_page_quotes_the_comment_and_carries_its_id(client, post):
     assert f'name="parent" value="{top.pk}"' in html
 
 
+def test_a_reply_sent_back_with_a_problem_is_still_headed_as_a_reply(client, post):
+    top = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Quoted.")
+
+    response = comment_on(client, post, parent=top.pk, email="not-an-address")
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert f"<h1>Reply to {top.name}</h1>" in html
+    assert "Quoted." in html
+    assert f'name="parent" value="{top.pk}"' in html
+
+
 def test_there_is_no_reply_page_for_a_pending_comment(client, post):
     pending = CommentFactory(post=post)
     response = client.get(f"/posts/{post.slug}/comments/{pending.pk}/reply/")

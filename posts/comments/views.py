@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from posts.clients import client_address, client_key
 from posts.models import Post
+from posts.validators import row_id_in
 
 from . import services
 from .forms import CommentForm
@@ -35,12 +36,21 @@ def _form_page(
         {
             "post": post,
             "form": form,
-            "replying_to": replying_to,
+            "replying_to": replying_to or _replied_to(post, form),
             "problem": problem,
             "comments_open": services.comments_are_open(post=post),
         },
         status=status,
     )
+
+
+def _replied_to(post: Post, form: CommentForm) -> Comment | None:
+    """The comment a reply sent back with a problem answers (its thread's first),
+    so that its page is still headed as a reply and quotes it."""
+    parent = row_id_in(str(form.data.get("parent", "")))
+    if parent is None:
+        return None
+    return Comment.objects.shown().filter(post=post, pk=parent).first()
 
 
 def _published_post(slug: str) -> Post:
