@@ -438,6 +438,16 @@ def test_deleting_my_data_forgets_the_person_but_keeps_them_suppressed(
     assert [m.to for m in mail.outbox] == [["other@example.org"]]
 
 
+def delete_at_the_desk(client, model: str, pk: int, how: str):
+    """Confirm deleting a row from its change page or with the list's action."""
+    changelist = f"/admin/newsletter/{model}/"
+    if how == "change page":
+        path, data = f"{changelist}{pk}/delete/", {}
+    else:
+        path, data = changelist, {"action": "delete_selected", "_selected_action": [pk]}
+    return client.post(path, {**data, "post": "yes"})
+
+
 @pytest.mark.parametrize("how", ["change page", "list action"])
 def test_deleting_a_reader_at_the_desk_is_their_erasure(client, reader, how):
     mine = CommentFactory(email=reader.email)
@@ -452,12 +462,7 @@ def test_deleting_a_reader_at_the_desk_is_their_erasure(client, reader, how):
         raw={},
     )
     client.force_login(UserFactory(is_superuser=True))
-    if how == "change page":
-        path, data = f"/admin/newsletter/subscriber/{reader.pk}/delete/", {}
-    else:
-        path = "/admin/newsletter/subscriber/"
-        data = {"action": "delete_selected", "_selected_action": [reader.pk]}
-    response = client.post(path, {**data, "post": "yes"})
+    response = delete_at_the_desk(client, "subscriber", reader.pk, how)
     assert response.status_code == 302
     assert not Subscriber.objects.exists()
     assert not Delivery.objects.exists()
@@ -475,12 +480,7 @@ def test_nobody_deletes_a_row_of_the_ledger_at_the_desk(client, reader, how):
         mailing=sent, batch=batch, subscriber=reader, status="sent"
     )
     client.force_login(UserFactory(is_superuser=True))
-    if how == "change page":
-        path, data = f"/admin/newsletter/delivery/{row.pk}/delete/", {}
-    else:
-        path = "/admin/newsletter/delivery/"
-        data = {"action": "delete_selected", "_selected_action": [row.pk]}
-    response = client.post(path, {**data, "post": "yes"})
+    response = delete_at_the_desk(client, "delivery", row.pk, how)
     assert response.status_code == (403 if how == "change page" else 200)
     assert Delivery.objects.filter(pk=row.pk).exists()
 
