@@ -17,6 +17,7 @@ from django.utils import timezone
 from newsletter import delivery
 from newsletter.digest_tasks import start_due_digests
 from newsletter.models import (
+    Batch,
     Delivery,
     DigestSettings,
     Mailing,
@@ -268,6 +269,100 @@ def test_a_correction_mid_send_goes_only_to_readers_sent_the_earlier_text(
     for message in later:
         assert RIGHT in message.body.split("Updates and corrections")[0]
         assert f'we said "{WRONG}"; it should say "{RIGHT}"' in message.body
+
+
+def post_with_an_uncertain_reader(clock, on_commit):
+    """A post emailed at 06:30 to two readers in one batch, the provider's answer
+    for one of them lost (as the reaper records it); then 09:00. The post and its
+    batch."""
+    reader("sent@example.org")
+    uncertain = reader("uncertain@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "A post")
+    Delivery.objects.filter(subscriber=uncertain).update(
+        status=Delivery.Status.UNCERTAIN
+    )
+    batch = Batch.objects.get(mailing__post=post, mailing__kind=Mailing.Kind.POST)
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.UNCERTAIN)
+    mail.outbox.clear()
+    clock(23, 9)
+    return post, batch
+
+
+def test_a_reader_left_out_as_uncertain_gets_the_correction_once_settled_as_sent(
+    clock, on_commit
+):
+    """The author checks the provider's log: it took the post for that reader, who
+    has the earlier text and is now sent the correction, once."""
+    post, batch = post_with_an_uncertain_reader(clock, on_commit)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    assert corrections_sent() == {"sent@example.org": 1}
+
+    clock(23, 10)
+    on_commit(delivery.batch_mark_sent, batch_id=batch.pk)
+    assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    on_commit(plan_mailing.delay, mailing.pk)  # the broker rings again
+    assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 2
+
+
+def test_a_reader_settled_as_sent_gets_no_correction_the_author_cancelled(
+    clock, on_commit
+):
+    post, batch = post_with_an_uncertain_reader(clock, on_commit)
+    mailing = delivery.mailing_create_for_correction(
+        post_update=correction(post), include_uncertain=False
+    )  # its doorbell not rung: the author cancels before it goes
+    assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    clock(23, 10)
+    on_commit(delivery.batch_mark_sent, batch_id=batch.pk)
+    assert corrections_sent() == {}
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.CANCELLED
+
+
+def test_a_reader_settled_as_sent_after_leaving_gets_no_correction(clock, on_commit):
+    post, batch = post_with_an_uncertain_reader(clock, on_commit)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    left = Delivery.objects.get(batch=batch, status=Delivery.Status.UNCERTAIN)
+    subscriber_unsubscribe(subscriber=left.subscriber)
+    clock(23, 10)
+    on_commit(delivery.batch_mark_sent, batch_id=batch.pk)
+    assert corrections_sent() == {"sent@example.org": 1}
+
+
+def test_readers_the_provider_took_the_post_for_get_the_correction_once(
+    settings, fake_esp, on_commit
+):
+    """Asked, the provider says what it took of an uncertain batch: those readers
+    get the correction confirmed meanwhile, the others the corrected post."""
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    readers = [reader(f"reader{i}@example.org") for i in range(4)]
+    fake_esp.set_faults(drop_after_accept_next=1)
+    post = publish(on_commit, "A post")
+    uncertain = Batch.objects.get(mailing__post=post, status=Batch.Status.UNCERTAIN)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    on_commit(delivery.batch_settle_with_provider, batch_id=uncertain.pk)
+    copies: dict[str, int] = {}
+    for sent in fake_esp.deliveries():
+        if sent.subject.startswith("Correction: "):
+            copies[sent.address] = copies.get(sent.address, 0) + 1
+    assert copies == {r.email: 1 for r in readers}
 
 
 def emailed_correction(clock, on_commit, title: str, **fields):

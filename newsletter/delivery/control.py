@@ -1,12 +1,15 @@
 """The author's controls over a mailing of any kind: pause, resume, cancel, and the
 deliberate settling of uncertain batches. Each is a service the admin calls."""
 
+from functools import partial
+
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from posts.models import Post
 
+from .. import corrections
 from ..enqueue import tasks
 from ..models import Batch, Delivery, Mailing
 from .ledger import Outcome, batches_cancel, close_batch, record_outcomes
@@ -121,6 +124,7 @@ def batch_mark_sent(*, batch_id: int) -> bool:
             error="confirmed with the provider by the author",
         )
         close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+        _corrections_plan_again(batch_id)
     close_mailing_if_finished(batch.mailing_id)
     return True
 
@@ -157,6 +161,8 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
         if batch is None or batch.status != Batch.Status.UNCERTAIN:
             return False  # settled by someone else meanwhile: nothing written
         record_outcomes(outcomes, now)
+        if any(o.status == Delivery.Status.SENT for o in outcomes.values()):
+            _corrections_plan_again(batch_id)
         status, _queued = close_batch(
             batch_id, from_status=Batch.Status.UNCERTAIN, now=now
         )
@@ -171,6 +177,32 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
                 transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
     close_mailing_if_finished(batch.mailing_id)
     return True
+
+
+def _corrections_plan_again(batch_id: int) -> None:
+    """Readers of an uncertain batch settled as sent had the post's text as the
+    batch rendered it when claimed: a correction confirmed since without them
+    (Mailing.include_uncertain) is theirs now, and is planned again for them. Not
+    one the author cancelled."""
+    owed = corrections.emails_correcting_posts_in(batch_id=batch_id)
+    for mailing_id in _plan_again(owed.exclude(status=Mailing.Status.CANCELLED)):
+        transaction.on_commit(partial(tasks.plan_mailing.delay, mailing_id))
+
+
+def _plan_again(mailings: QuerySet[Mailing]) -> list[int]:
+    """Plan correction emails again from their first reader, in the caller's
+    transaction: their audience is walked anew for readers not yet in their
+    ledger (planner._audience), whom it gained since. Returns their ids, to ring
+    once committed."""
+    # Locked first: a cancel, or a planning step, in between waits or is seen.
+    ids = list(mailings.select_for_update().values_list("pk", flat=True))
+    Mailing.objects.filter(pk__in=ids).update(
+        status=Mailing.Status.PLANNING,
+        planned_up_to=0,
+        finished_at=None,
+        touched_at=timezone.now(),
+    )
+    return ids
 
 
 def _locked_with_its_mailing(batch_id: int) -> Batch | None:
