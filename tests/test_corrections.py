@@ -611,6 +611,56 @@ def test_the_author_adds_a_correction_on_the_post_then_emails_it(
     assert PostUpdate.objects.filter(pk=update.pk).exists()
 
 
+def test_an_emailed_corrections_wording_stays_as_its_readers_received_it(
+    author, sent_post, on_commit
+):
+    """Changed at the desk after its email went, the post's page said one thing
+    and the readers' inboxes another, with no word of it."""
+    update = correction(sent_post, note="We misread the report.")
+    on_commit(author.post, confirm_url(update), {})
+    assert corrections_sent() == {"reading@example.org": 1}
+    change_url = reverse("admin:posts_post_change", args=[sent_post.pk])
+    response = author.post(
+        change_url,
+        correction_form(
+            sent_post,
+            id=str(update.pk),
+            kind="update",
+            wrong=WRONG,
+            right="Inspectors rated the service Good.",
+            note="Reworded.",
+        )
+        | {"updates-INITIAL_FORMS": "1"},
+    )
+    assert response.status_code == 302
+    update.refresh_from_db()
+    assert (update.kind, update.wrong, update.right, update.note) == (
+        PostUpdate.Kind.CORRECTION,
+        WRONG,
+        RIGHT,
+        "We misread the report.",
+    )
+    page = author.get(sent_post.get_absolute_url()).content.decode()
+    assert f"it should say <q>{RIGHT}</q>" in page
+    desk = author.get(change_url).content.decode()
+    assert "Readers have it as it was sent" in desk
+
+
+def test_a_correction_not_yet_emailed_can_still_be_reworded(author, sent_post):
+    update = correction(sent_post)
+    change_url = reverse("admin:posts_post_change", args=[sent_post.pk])
+    response = author.post(
+        change_url,
+        correction_form(
+            sent_post, id=str(update.pk), wrong=WRONG, right="It was rated Good."
+        )
+        | {"updates-INITIAL_FORMS": "1"},
+    )
+    assert response.status_code == 302
+    update.refresh_from_db()
+    assert update.right == "It was rated Good."
+
+
 @pytest.mark.parametrize(
     "half", [{"wrong": WRONG}, {"right": RIGHT}], ids=["said-only", "should-say-only"]
 )

@@ -1,6 +1,7 @@
 from functools import partial
 
 from csp.decorators import csp_update
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -46,7 +47,21 @@ admin.site.unregister(Post)
 email_frames = csp_update({"style-src": ["'unsafe-inline'"]})
 
 
+class PostUpdateForm(forms.ModelForm):
+    """An update's row on the post's page, read-only once its email is confirmed:
+    the post's page must say what its readers were sent. Deleting it is refused
+    too (Mailing.post_update protects it)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.mailings.exists():
+            # A disabled field keeps its saved value, whatever a request says.
+            for field in self.fields.values():
+                field.disabled = True
+
+
 class PostUpdateInline(posts_admin.PostUpdateInline):
+    form = PostUpdateForm
     readonly_fields = ["email"]
 
     @admin.display(description="email")
@@ -57,7 +72,10 @@ class PostUpdateInline(posts_admin.PostUpdateInline):
         if mailing is not None:
             url = reverse("admin:newsletter_mailing_change", args=[mailing.pk])
             return format_html(
-                '<a href="{}">Emailed: {}</a>', url, mailing.get_status_display()
+                '<a href="{}">Emailed: {}</a><br>Readers have it as it was sent, '
+                "so it stays as it is: to correct it further, add a new one.",
+                url,
+                mailing.get_status_display(),
             )
         if update.post.status != Post.Status.PUBLISHED:
             # One taken off the site after it went out was received: its readers
