@@ -548,6 +548,41 @@ def test_a_correction_of_another_post_or_a_draft_sends_nothing(author, on_commit
     assert mail.outbox == []
 
 
+@pytest.mark.parametrize("sent_before_the_cancel", [1, 0], ids=["part-sent", "unsent"])
+def test_a_cancelled_correction_is_emailed_again_to_the_readers_it_had_not_reached(
+    settings, author, on_commit, sent_before_the_cancel
+):
+    """The author cancelled its email (one batch gone, or none planned yet), then
+    confirms it again: the others get it, nobody a second copy."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    readers = [reader(f"reader{i}@example.org") for i in range(3)]
+    post = publish(on_commit, "A post")
+    mail.outbox.clear()
+    update = correction(post)
+    # Its doorbells are not rung: its batches go below, one by one.
+    mailing = delivery.mailing_create_for_correction(
+        post_update=update, include_uncertain=False
+    )
+    if sent_before_the_cancel:
+        while delivery.mailing_plan_page(mailing_id=mailing.pk):
+            pass
+        first = mailing.batches.order_by("number").first()
+        delivery.batch_send(batch_id=first.pk)
+    assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    sent = {r.email: 1 for r in readers[:sent_before_the_cancel]}
+    assert corrections_sent() == sent
+
+    page = author.get(confirm_url(update)).content.decode()
+    assert "Its email was cancelled" in page
+    assert 'id="confirm-correction"' in page
+    response = on_commit(author.post, confirm_url(update), {})
+    assert response.status_code == 302
+    assert corrections_sent() == {r.email: 1 for r in readers}
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    assert mailing.status == Mailing.Status.DONE
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 3
+
+
 def test_the_post_page_shows_the_dated_correction_the_email_links_to(client):
     post = PublishedPostFactory()
     correction(post, made_on="2026-11-24")

@@ -70,12 +70,19 @@ class PostUpdateInline(posts_admin.PostUpdateInline):
             return "Save, then email it to the readers who received this post."
         mailing = update.mailings.first()
         if mailing is not None:
-            url = reverse("admin:newsletter_mailing_change", args=[mailing.pk])
+            if mailing.status == Mailing.Status.CANCELLED:
+                url = reverse(
+                    "admin:posts_post_correction", args=[update.post_id, update.pk]
+                )
+                status = "Cancelled: email it to the readers it has not reached…"
+            else:
+                url = reverse("admin:newsletter_mailing_change", args=[mailing.pk])
+                status = mailing.get_status_display()
             return format_html(
                 '<a href="{}">Emailed: {}</a><br>Readers have it as it was sent, '
                 "so it stays as it is: to correct it further, add a new one.",
                 url,
-                mailing.get_status_display(),
+                status,
             )
         if update.post.status != Post.Status.PUBLISHED:
             # One taken off the site after it went out was received: its readers
@@ -205,6 +212,8 @@ class PostAdmin(posts_admin.PostAdmin):
             "published": post.status == Post.Status.PUBLISHED,
             "sent": corrections.sent_to_anyone(post),
             "mailing": mailing,
+            "cancelled": mailing is not None
+            and mailing.status == Mailing.Status.CANCELLED,
             "may_send": self._may_send_correction(request, post),
             "reach": corrections.correction_reach(post=post),
             "subject": email.rendered.subject,
@@ -238,6 +247,14 @@ class PostAdmin(posts_admin.PostAdmin):
                 request,
                 f"The {update.get_kind_display().lower()} is on its way to the "
                 "readers who received the post.",
+                messages.SUCCESS,
+            )
+        elif delivery.correction_send_again(mailing_id=mailing.pk):
+            # Confirmed again after the author cancelled it.
+            self.message_user(
+                request,
+                f"The {update.get_kind_display().lower()} is on its way to the "
+                "readers it had not reached.",
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(

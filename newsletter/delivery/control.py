@@ -12,7 +12,13 @@ from posts.models import Post
 from .. import corrections
 from ..enqueue import tasks
 from ..models import Batch, Delivery, Mailing
-from .ledger import Outcome, batches_cancel, close_batch, record_outcomes
+from .ledger import (
+    Outcome,
+    batches_cancel,
+    batches_requeue_cancelled,
+    close_batch,
+    record_outcomes,
+)
 from .provider import accepted_recipients
 from .sender import close_mailing_if_finished
 
@@ -66,8 +72,9 @@ def mailing_ring(mailing_id: int) -> None:
 
 
 def mailing_cancel(*, mailing_id: int) -> bool:
-    """Stop a mailing for good. Nobody not yet handed over gets it; the ledger
-    says so."""
+    """Stop a mailing. Nobody not yet handed over gets it; the ledger says so. For
+    good, but for a correction's, which the author may send after all
+    (correction_send_again)."""
     now = timezone.now()
     with transaction.atomic():
         # A pause ends with the mailing: the desk showed a cancelled mailing
@@ -82,6 +89,32 @@ def mailing_cancel(*, mailing_id: int) -> bool:
         if cancelled:
             batches_cancel(Batch.objects.filter(mailing_id=mailing_id), now=now)
     return bool(cancelled)
+
+
+def correction_send_again(*, mailing_id: int) -> bool:
+    """Send a correction's email the author cancelled after all, to the readers it
+    had not reached: its cancelled batches go back in the queue, and its audience
+    is planned again for the readers the cancel kept from being planned, or
+    settled as sent since. Who got it before keeps their one ledger row, and gets
+    no second copy. Not while its post is off the site (post_on_site).
+
+    A correction's alone: its audience, those sent the post before it, is fixed,
+    so planning it again finds only whom it has not reached.
+    """
+    cancelled = Mailing.objects.filter(
+        post_on_site(),
+        pk=mailing_id,
+        kind=Mailing.Kind.CORRECTION,
+        status=Mailing.Status.CANCELLED,
+    )
+    with transaction.atomic():
+        if not _plan_again(cancelled):
+            return False
+        batches_requeue_cancelled(
+            Batch.objects.filter(mailing_id=mailing_id), now=timezone.now()
+        )
+        transaction.on_commit(lambda: mailing_ring(mailing_id))
+    return True
 
 
 def batch_resend(*, batch_id: int) -> bool:

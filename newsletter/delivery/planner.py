@@ -137,8 +137,8 @@ def _audience(mailing: Mailing) -> SubscriberQuerySet:
     instant since). Digests carry it to the others. A correction goes to the
     readers sent the post before it, each once."""
     if mailing.kind == Mailing.Kind.CORRECTION:
-        # Planned again from its first reader after a settle (control.py):
-        # whoever is in its ledger has their row.
+        # Planned again from its first reader (control.py: after a settle, or a
+        # cancel the author takes back): whoever is in its ledger has their row.
         in_ledger = Delivery.objects.filter(mailing=mailing, subscriber=OuterRef("pk"))
         return corrections.audience(mailing).exclude(Exists(in_ledger))
     keys = mailing.post.topic_keys()
