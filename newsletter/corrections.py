@@ -7,7 +7,8 @@ provider before the correction was confirmed, or was being handed over then (a
 batch renders the post when it is claimed). A delivery still queued in a batch not
 yet claimed then carries the corrected post itself (the sender renders the post as
 it is when a batch goes), so its reader needs no correction. A delivery whose
-outcome is uncertain is the author's call (Mailing.include_uncertain).
+outcome is uncertain is the author's call (Mailing.include_uncertain); left out,
+and settled as sent later, its reader is sent the correction then (control.py).
 
 Everything else (the one Mailing per correction, planning, batches, the claim,
 retries, settling, the breaker and the budget) is the delivery engine's.
@@ -16,7 +17,7 @@ retries, settling, the breaker and the budget) is the delivery engine's.
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from posts.models import Post
@@ -70,6 +71,17 @@ def audience(mailing: Mailing) -> SubscriberQuerySet:
         include_uncertain=mailing.include_uncertain,
     )
     return Subscriber.objects.confirmed().filter(_readers_of(deliveries))
+
+
+def emails_correcting_posts_in(*, batch_id: int) -> QuerySet[Mailing]:
+    """The emails of the corrections to the posts a batch carried: its
+    announcement's post, or those its digests held."""
+    announced = Mailing.objects.filter(kind=Mailing.Kind.POST, batches=batch_id)
+    held = Delivery.posts.through.objects.filter(delivery__batch_id=batch_id)
+    return Mailing.objects.filter(
+        Q(post__in=announced.values("post")) | Q(post__in=held.values("post")),
+        kind=Mailing.Kind.CORRECTION,
+    )
 
 
 @dataclass(frozen=True)

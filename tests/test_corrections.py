@@ -17,6 +17,7 @@ from django.utils import timezone
 from newsletter import delivery
 from newsletter.digest_tasks import start_due_digests
 from newsletter.models import (
+    Batch,
     Delivery,
     DigestSettings,
     Mailing,
@@ -270,6 +271,100 @@ def test_a_correction_mid_send_goes_only_to_readers_sent_the_earlier_text(
         assert f'we said "{WRONG}"; it should say "{RIGHT}"' in message.body
 
 
+def post_with_an_uncertain_reader(clock, on_commit):
+    """A post emailed at 06:30 to two readers in one batch, the provider's answer
+    for one of them lost (as the reaper records it); then 09:00. The post and its
+    batch."""
+    reader("sent@example.org")
+    uncertain = reader("uncertain@example.org")
+    clock(23, 6, 30)
+    post = publish(on_commit, "A post")
+    Delivery.objects.filter(subscriber=uncertain).update(
+        status=Delivery.Status.UNCERTAIN
+    )
+    batch = Batch.objects.get(mailing__post=post, mailing__kind=Mailing.Kind.POST)
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.UNCERTAIN)
+    mail.outbox.clear()
+    clock(23, 9)
+    return post, batch
+
+
+def test_a_reader_left_out_as_uncertain_gets_the_correction_once_settled_as_sent(
+    clock, on_commit
+):
+    """The author checks the provider's log: it took the post for that reader, who
+    has the earlier text and is now sent the correction, once."""
+    post, batch = post_with_an_uncertain_reader(clock, on_commit)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    assert corrections_sent() == {"sent@example.org": 1}
+
+    clock(23, 10)
+    on_commit(delivery.batch_mark_sent, batch_id=batch.pk)
+    assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    on_commit(plan_mailing.delay, mailing.pk)  # the broker rings again
+    assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 2
+
+
+def test_a_reader_settled_as_sent_gets_no_correction_the_author_cancelled(
+    clock, on_commit
+):
+    post, batch = post_with_an_uncertain_reader(clock, on_commit)
+    mailing = delivery.mailing_create_for_correction(
+        post_update=correction(post), include_uncertain=False
+    )  # its doorbell not rung: the author cancels before it goes
+    assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    clock(23, 10)
+    on_commit(delivery.batch_mark_sent, batch_id=batch.pk)
+    assert corrections_sent() == {}
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.CANCELLED
+
+
+def test_a_reader_settled_as_sent_after_leaving_gets_no_correction(clock, on_commit):
+    post, batch = post_with_an_uncertain_reader(clock, on_commit)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    left = Delivery.objects.get(batch=batch, status=Delivery.Status.UNCERTAIN)
+    subscriber_unsubscribe(subscriber=left.subscriber)
+    clock(23, 10)
+    on_commit(delivery.batch_mark_sent, batch_id=batch.pk)
+    assert corrections_sent() == {"sent@example.org": 1}
+
+
+def test_readers_the_provider_took_the_post_for_get_the_correction_once(
+    settings, fake_esp, on_commit
+):
+    """Asked, the provider says what it took of an uncertain batch: those readers
+    get the correction confirmed meanwhile, the others the corrected post."""
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    readers = [reader(f"reader{i}@example.org") for i in range(4)]
+    fake_esp.set_faults(drop_after_accept_next=1)
+    post = publish(on_commit, "A post")
+    uncertain = Batch.objects.get(mailing__post=post, status=Batch.Status.UNCERTAIN)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    on_commit(delivery.batch_settle_with_provider, batch_id=uncertain.pk)
+    copies: dict[str, int] = {}
+    for sent in fake_esp.deliveries():
+        if sent.subject.startswith("Correction: "):
+            copies[sent.address] = copies.get(sent.address, 0) + 1
+    assert copies == {r.email: 1 for r in readers}
+
+
 def emailed_correction(clock, on_commit, title: str, **fields):
     """A post emailed to one reader at 06:30, then its correction at 09:00: the
     post and the correction's email."""
@@ -453,6 +548,41 @@ def test_a_correction_of_another_post_or_a_draft_sends_nothing(author, on_commit
     assert mail.outbox == []
 
 
+@pytest.mark.parametrize("sent_before_the_cancel", [1, 0], ids=["part-sent", "unsent"])
+def test_a_cancelled_correction_is_emailed_again_to_the_readers_it_had_not_reached(
+    settings, author, on_commit, sent_before_the_cancel
+):
+    """The author cancelled its email (one batch gone, or none planned yet), then
+    confirms it again: the others get it, nobody a second copy."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    readers = [reader(f"reader{i}@example.org") for i in range(3)]
+    post = publish(on_commit, "A post")
+    mail.outbox.clear()
+    update = correction(post)
+    # Its doorbells are not rung: its batches go below, one by one.
+    mailing = delivery.mailing_create_for_correction(
+        post_update=update, include_uncertain=False
+    )
+    if sent_before_the_cancel:
+        while delivery.mailing_plan_page(mailing_id=mailing.pk):
+            pass
+        first = mailing.batches.order_by("number").first()
+        delivery.batch_send(batch_id=first.pk)
+    assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    sent = {r.email: 1 for r in readers[:sent_before_the_cancel]}
+    assert corrections_sent() == sent
+
+    page = author.get(confirm_url(update)).content.decode()
+    assert "Its email was cancelled" in page
+    assert 'id="confirm-correction"' in page
+    response = on_commit(author.post, confirm_url(update), {})
+    assert response.status_code == 302
+    assert corrections_sent() == {r.email: 1 for r in readers}
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    assert mailing.status == Mailing.Status.DONE
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 3
+
+
 def test_the_post_page_shows_the_dated_correction_the_email_links_to(client):
     post = PublishedPostFactory()
     correction(post, made_on="2026-11-24")
@@ -514,6 +644,56 @@ def test_the_author_adds_a_correction_on_the_post_then_emails_it(
     assert refused.status_code == 200
     assert "protected" in refused.content.decode()
     assert PostUpdate.objects.filter(pk=update.pk).exists()
+
+
+def test_an_emailed_corrections_wording_stays_as_its_readers_received_it(
+    author, sent_post, on_commit
+):
+    """Changed at the desk after its email went, the post's page said one thing
+    and the readers' inboxes another, with no word of it."""
+    update = correction(sent_post, note="We misread the report.")
+    on_commit(author.post, confirm_url(update), {})
+    assert corrections_sent() == {"reading@example.org": 1}
+    change_url = reverse("admin:posts_post_change", args=[sent_post.pk])
+    response = author.post(
+        change_url,
+        correction_form(
+            sent_post,
+            id=str(update.pk),
+            kind="update",
+            wrong=WRONG,
+            right="Inspectors rated the service Good.",
+            note="Reworded.",
+        )
+        | {"updates-INITIAL_FORMS": "1"},
+    )
+    assert response.status_code == 302
+    update.refresh_from_db()
+    assert (update.kind, update.wrong, update.right, update.note) == (
+        PostUpdate.Kind.CORRECTION,
+        WRONG,
+        RIGHT,
+        "We misread the report.",
+    )
+    page = author.get(sent_post.get_absolute_url()).content.decode()
+    assert f"it should say <q>{RIGHT}</q>" in page
+    desk = author.get(change_url).content.decode()
+    assert "Readers have it as it was sent" in desk
+
+
+def test_a_correction_not_yet_emailed_can_still_be_reworded(author, sent_post):
+    update = correction(sent_post)
+    change_url = reverse("admin:posts_post_change", args=[sent_post.pk])
+    response = author.post(
+        change_url,
+        correction_form(
+            sent_post, id=str(update.pk), wrong=WRONG, right="It was rated Good."
+        )
+        | {"updates-INITIAL_FORMS": "1"},
+    )
+    assert response.status_code == 302
+    update.refresh_from_db()
+    assert update.right == "It was rated Good."
 
 
 @pytest.mark.parametrize(

@@ -161,7 +161,7 @@ class MailingAdmin(admin.ModelAdmin):
             )
 
     @admin.action(
-        description="Cancel the selected mailings (cannot be undone)",
+        description="Cancel the selected mailings (a correction can be sent again)",
         permissions=["change"],
     )
     def cancel(self, request, queryset) -> None:

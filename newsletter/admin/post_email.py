@@ -1,6 +1,7 @@
 from functools import partial
 
 from csp.decorators import csp_update
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -46,7 +47,21 @@ admin.site.unregister(Post)
 email_frames = csp_update({"style-src": ["'unsafe-inline'"]})
 
 
+class PostUpdateForm(forms.ModelForm):
+    """An update's row on the post's page, read-only once its email is confirmed:
+    the post's page must say what its readers were sent. Deleting it is refused
+    too (Mailing.post_update protects it)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.mailings.exists():
+            # A disabled field keeps its saved value, whatever a request says.
+            for field in self.fields.values():
+                field.disabled = True
+
+
 class PostUpdateInline(posts_admin.PostUpdateInline):
+    form = PostUpdateForm
     readonly_fields = ["email"]
 
     @admin.display(description="email")
@@ -55,9 +70,19 @@ class PostUpdateInline(posts_admin.PostUpdateInline):
             return "Save, then email it to the readers who received this post."
         mailing = update.mailings.first()
         if mailing is not None:
-            url = reverse("admin:newsletter_mailing_change", args=[mailing.pk])
+            if mailing.status == Mailing.Status.CANCELLED:
+                url = reverse(
+                    "admin:posts_post_correction", args=[update.post_id, update.pk]
+                )
+                status = "Cancelled: email it to the readers it has not reached…"
+            else:
+                url = reverse("admin:newsletter_mailing_change", args=[mailing.pk])
+                status = mailing.get_status_display()
             return format_html(
-                '<a href="{}">Emailed: {}</a>', url, mailing.get_status_display()
+                '<a href="{}">Emailed: {}</a><br>Readers have it as it was sent, '
+                "so it stays as it is: to correct it further, add a new one.",
+                url,
+                status,
             )
         if update.post.status != Post.Status.PUBLISHED:
             # One taken off the site after it went out was received: its readers
@@ -187,6 +212,8 @@ class PostAdmin(posts_admin.PostAdmin):
             "published": post.status == Post.Status.PUBLISHED,
             "sent": corrections.sent_to_anyone(post),
             "mailing": mailing,
+            "cancelled": mailing is not None
+            and mailing.status == Mailing.Status.CANCELLED,
             "may_send": self._may_send_correction(request, post),
             "reach": corrections.correction_reach(post=post),
             "subject": email.rendered.subject,
@@ -220,6 +247,14 @@ class PostAdmin(posts_admin.PostAdmin):
                 request,
                 f"The {update.get_kind_display().lower()} is on its way to the "
                 "readers who received the post.",
+                messages.SUCCESS,
+            )
+        elif delivery.correction_send_again(mailing_id=mailing.pk):
+            # Confirmed again after the author cancelled it.
+            self.message_user(
+                request,
+                f"The {update.get_kind_display().lower()} is on its way to the "
+                "readers it had not reached.",
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(

@@ -16,13 +16,15 @@ broker only rings the doorbell:
    blindly. Failures in a row pause the mailing (circuit breaker).
 4. The reaper (reaper.py) re-rings doorbells the broker lost, turns claims dead
    workers left into UNCERTAIN, and resumes paused mailings after their cool-down.
-5. The author pauses, resumes, cancels, and settles uncertain batches (control.py).
+5. The author pauses, resumes, cancels (a correction's email may be sent after
+   all), and settles uncertain batches (control.py).
 """
 
 from .control import (
     batch_mark_sent,
     batch_resend,
     batch_settle_with_provider,
+    correction_send_again,
     mailing_cancel,
     mailing_pause,
     mailing_resume,
@@ -68,6 +70,7 @@ __all__ = [
     "batch_retry_wait",
     "batch_send",
     "batch_settle_with_provider",
+    "correction_send_again",
     "mailing_cancel",
     "mailing_create_for_correction",
     "mailing_create_for_digest",

@@ -1,15 +1,24 @@
 """The author's controls over a mailing of any kind: pause, resume, cancel, and the
 deliberate settling of uncertain batches. Each is a service the admin calls."""
 
+from functools import partial
+
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from posts.models import Post
 
+from .. import corrections
 from ..enqueue import tasks
 from ..models import Batch, Delivery, Mailing
-from .ledger import Outcome, batches_cancel, close_batch, record_outcomes
+from .ledger import (
+    Outcome,
+    batches_cancel,
+    batches_requeue_cancelled,
+    close_batch,
+    record_outcomes,
+)
 from .provider import accepted_recipients
 from .sender import close_mailing_if_finished
 
@@ -63,8 +72,9 @@ def mailing_ring(mailing_id: int) -> None:
 
 
 def mailing_cancel(*, mailing_id: int) -> bool:
-    """Stop a mailing for good. Nobody not yet handed over gets it; the ledger
-    says so."""
+    """Stop a mailing. Nobody not yet handed over gets it; the ledger says so. For
+    good, but for a correction's, which the author may send after all
+    (correction_send_again)."""
     now = timezone.now()
     with transaction.atomic():
         # A pause ends with the mailing: the desk showed a cancelled mailing
@@ -79,6 +89,32 @@ def mailing_cancel(*, mailing_id: int) -> bool:
         if cancelled:
             batches_cancel(Batch.objects.filter(mailing_id=mailing_id), now=now)
     return bool(cancelled)
+
+
+def correction_send_again(*, mailing_id: int) -> bool:
+    """Send a correction's email the author cancelled after all, to the readers it
+    had not reached: its cancelled batches go back in the queue, and its audience
+    is planned again for the readers the cancel kept from being planned, or
+    settled as sent since. Who got it before keeps their one ledger row, and gets
+    no second copy. Not while its post is off the site (post_on_site).
+
+    A correction's alone: its audience, those sent the post before it, is fixed,
+    so planning it again finds only whom it has not reached.
+    """
+    cancelled = Mailing.objects.filter(
+        post_on_site(),
+        pk=mailing_id,
+        kind=Mailing.Kind.CORRECTION,
+        status=Mailing.Status.CANCELLED,
+    )
+    with transaction.atomic():
+        if not _plan_again(cancelled):
+            return False
+        batches_requeue_cancelled(
+            Batch.objects.filter(mailing_id=mailing_id), now=timezone.now()
+        )
+        transaction.on_commit(lambda: mailing_ring(mailing_id))
+    return True
 
 
 def batch_resend(*, batch_id: int) -> bool:
@@ -121,6 +157,7 @@ def batch_mark_sent(*, batch_id: int) -> bool:
             error="confirmed with the provider by the author",
         )
         close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+        _corrections_plan_again(batch_id)
     close_mailing_if_finished(batch.mailing_id)
     return True
 
@@ -157,6 +194,8 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
         if batch is None or batch.status != Batch.Status.UNCERTAIN:
             return False  # settled by someone else meanwhile: nothing written
         record_outcomes(outcomes, now)
+        if any(o.status == Delivery.Status.SENT for o in outcomes.values()):
+            _corrections_plan_again(batch_id)
         status, _queued = close_batch(
             batch_id, from_status=Batch.Status.UNCERTAIN, now=now
         )
@@ -171,6 +210,32 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
                 transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
     close_mailing_if_finished(batch.mailing_id)
     return True
+
+
+def _corrections_plan_again(batch_id: int) -> None:
+    """Readers of an uncertain batch settled as sent had the post's text as the
+    batch rendered it when claimed: a correction confirmed since without them
+    (Mailing.include_uncertain) is theirs now, and is planned again for them. Not
+    one the author cancelled."""
+    owed = corrections.emails_correcting_posts_in(batch_id=batch_id)
+    for mailing_id in _plan_again(owed.exclude(status=Mailing.Status.CANCELLED)):
+        transaction.on_commit(partial(tasks.plan_mailing.delay, mailing_id))
+
+
+def _plan_again(mailings: QuerySet[Mailing]) -> list[int]:
+    """Plan correction emails again from their first reader, in the caller's
+    transaction: their audience is walked anew for readers not yet in their
+    ledger (planner._audience), whom it gained since. Returns their ids, to ring
+    once committed."""
+    # Locked first: a cancel, or a planning step, in between waits or is seen.
+    ids = list(mailings.select_for_update().values_list("pk", flat=True))
+    Mailing.objects.filter(pk__in=ids).update(
+        status=Mailing.Status.PLANNING,
+        planned_up_to=0,
+        finished_at=None,
+        touched_at=timezone.now(),
+    )
+    return ids
 
 
 def _locked_with_its_mailing(batch_id: int) -> Batch | None:

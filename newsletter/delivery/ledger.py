@@ -217,3 +217,19 @@ def batches_cancel(batches: QuerySet[Batch], *, now: datetime) -> int:
             status=Delivery.Status.QUEUED,
         ).update(status=Delivery.Status.SKIPPED, error="mailing cancelled")
     return cancelled
+
+
+def batches_requeue_cancelled(batches: QuerySet[Batch], *, now: datetime) -> None:
+    """Put those of `batches` that were cancelled back in the queue, with their
+    readers skipped (batches_cancel): the author sends their mailing after all.
+    One who has left the audience meanwhile is skipped again when the batch goes
+    (batch_recipients)."""
+    cancelled = list(
+        batches.filter(status=Batch.Status.CANCELLED).values_list("pk", flat=True)
+    )
+    Delivery.objects.filter(batch__in=cancelled, status=Delivery.Status.SKIPPED).update(
+        status=Delivery.Status.QUEUED, error=""
+    )
+    Batch.objects.filter(pk__in=cancelled).update(
+        status=Batch.Status.QUEUED, finished_at=None, touched_at=now
+    )

@@ -135,9 +135,12 @@ def _audience(mailing: Mailing) -> SubscriberQuerySet:
     topics (or everything) instantly, but for those a digest carried it to
     already (its round went while this waited to be planned, and they turned to
     instant since). Digests carry it to the others. A correction goes to the
-    readers sent the post before it."""
+    readers sent the post before it, each once."""
     if mailing.kind == Mailing.Kind.CORRECTION:
-        return corrections.audience(mailing)
+        # Planned again from its first reader (control.py: after a settle, or a
+        # cancel the author takes back): whoever is in its ledger has their row.
+        in_ledger = Delivery.objects.filter(mailing=mailing, subscriber=OuterRef("pk"))
+        return corrections.audience(mailing).exclude(Exists(in_ledger))
     keys = mailing.post.topic_keys()
     # NOT EXISTS, an anti-join: NOT IN (…) doubled the statement's estimated cost,
     # past PostgreSQL's threshold for compiling it (JIT), which took longer than
