@@ -3,6 +3,7 @@
 import logging
 import random
 from collections.abc import Callable
+from datetime import datetime
 
 from celery import shared_task
 from django.utils import timezone
@@ -91,7 +92,9 @@ def send_welcome(self, subscriber_id: int) -> None:
 
 
 @shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
-def send_email_change(self, subscriber_id: int, new_email: str) -> None:
+def send_email_change(
+    self, subscriber_id: int, new_email: str, requested_at: str
+) -> None:
     try:
         subscriptions.email_change_send(
             subscriber_id=subscriber_id, new_email=new_email
@@ -101,6 +104,11 @@ def send_email_change(self, subscriber_id: int, new_email: str) -> None:
             self,
             exc,
             email=f"change-of-address link of subscriber {subscriber_id}",
+            unsent=lambda: subscriptions.email_change_unsent(
+                subscriber_id=subscriber_id,
+                new_email=new_email,
+                requested_at=datetime.fromisoformat(requested_at),
+            ),
         )
 
 

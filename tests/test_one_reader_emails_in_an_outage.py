@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import comment_tasks, tasks
+from newsletter.celery import app as celery_app
 from newsletter.models import Consent, Subscriber
-from newsletter.subscriptions import subscription_request
+from newsletter.subscriptions import email_change_request, subscription_request
 from posts.comments.models import Comment
 
 from .factories import CommentFactory, SubscriberFactory
@@ -43,9 +44,12 @@ def a_welcome(email: str) -> tuple:
 
 def a_change_of_address(email: str) -> tuple:
     reader = SubscriberFactory()
+    with transaction.atomic():  # its email is queued on commit: not sent here
+        email_change_request(subscriber=reader, new_email=email)
+    requested_at = Subscriber.objects.get().email_change_requested_at
     return (
         tasks.send_email_change,
-        [reader.pk, email],
+        [reader.pk, email, requested_at.isoformat()],
         f"change-of-address link of subscriber {reader.pk}",
     )
 
@@ -67,6 +71,18 @@ def a_comment_confirmation(email: str) -> tuple:
         [held.pk],
         f"confirmation of comment {held.pk}",
     )
+
+
+@pytest.fixture
+def tasks_run_when_queued(celery_eager):
+    """Each task runs when it is queued, its retries at once, as a worker would run
+    them; one that fails in the end fails in its worker, not in the test."""
+    celery_app.conf.task_eager_propagates = False  # celery_eager puts it back
+
+
+def confirm_link_in(message: dict) -> str:
+    path = r"/preferences/email/confirm/\S+/"
+    return re.search(rf"https?://[^/\s]+({path})", message["TextBody"])[1]
 
 
 def waits_before_retries(caplog) -> list[float]:
@@ -155,3 +171,54 @@ def test_a_confirmation_the_provider_may_have_taken_is_neither_sent_again_nor_un
 
     assert fake_esp.recipients() == {"reader@example.org": 1}
     assert Subscriber.objects.get().confirmation_sent_at is not None
+
+
+@pytest.mark.usefixtures("tasks_run_when_queued")
+def test_a_change_of_address_the_provider_never_took_can_be_asked_for_again_at_once(
+    client, on_commit, fake_esp
+):
+    reader = SubscriberFactory(email="reader@example.org")
+    fake_esp.set_faults(fail_5xx_next=DOWN_FOR_GOOD, fail_5xx_status=503)
+    # Every try refused, until the task gives up.
+    on_commit(email_change_request, subscriber=reader, new_email="new@example.org")
+    assert fake_esp.count == 0
+
+    # The outage is over: the reader asks again, the same day, for the same address.
+    fake_esp.set_faults(fail_5xx_next=0)
+    on_commit(email_change_request, subscriber=reader, new_email="new@example.org")
+
+    assert fake_esp.recipients() == {"new@example.org": 1}
+    [message] = postmark_messages(fake_esp.messages)
+    assert client.post(confirm_link_in(message)).status_code == 200
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+
+
+@pytest.mark.usefixtures("tasks_run_when_queued")
+def test_a_change_of_address_given_up_late_leaves_a_later_request_and_its_link_be(
+    client, on_commit, fake_esp
+):
+    reader = SubscriberFactory(email="reader@example.org")
+    with transaction.atomic():  # its email is queued on commit: held up here
+        email_change_request(subscriber=reader, new_email="first@example.org")
+    first_requested_at = Subscriber.objects.get().email_change_requested_at
+    Subscriber.objects.update(  # a day later, the reader asks for another address
+        email_change_requested_at=first_requested_at - timedelta(days=1)
+    )
+    first_requested_at -= timedelta(days=1)
+    on_commit(email_change_request, subscriber=reader, new_email="second@example.org")
+    second_requested_at = Subscriber.objects.get().email_change_requested_at
+
+    # The first request's email is tried at last, and refused to the end.
+    fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
+    tasks.send_email_change.apply(
+        args=[reader.pk, "first@example.org", first_requested_at.isoformat()],
+        retries=tasks.send_email_change.max_retries,
+        throw=False,
+    )
+
+    assert Subscriber.objects.get().email_change_requested_at == second_requested_at
+    [message] = postmark_messages(fake_esp.messages)
+    assert client.post(confirm_link_in(message)).status_code == 200
+    reader.refresh_from_db()
+    assert reader.email == "second@example.org"
