@@ -7,7 +7,7 @@ audience in the same transaction.
 """
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
@@ -60,6 +60,9 @@ ENGAGEMENT_CONSENT_WORDING = (
     "improve the newsletter."
 )
 CONSENT_SOURCE_PREFERENCES = "preference centre"
+# The throttle scope of the links confirming a new address: one a day to any
+# address, whoever asks.
+CHANGE_OF_ADDRESS_TO = "change-of-address-to"
 
 # The status a subscriber takes for each reason their address is suppressed.
 STATUS_FOR_REASON = {
@@ -316,7 +319,10 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
     with transaction.atomic():
         # Every request takes the day's turn, whatever becomes of it: if a refused
         # address left the turn free, the next request's email would tell the
-        # reader that the first address is subscribed or suppressed.
+        # reader that the first address is subscribed or suppressed. Only a link
+        # the provider refused for hours gives it back (email_change_unsent): that
+        # tells whoever asked that the address was free, but the reader must be
+        # able to try again after an outage.
         took_turn = (
             Subscriber.objects.filter(pk=subscriber.pk)
             .filter(
@@ -332,12 +338,14 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
             or Subscriber.objects.filter(email=new_email).exists()
             # Last: only a confirmation that would go takes the address's turn.
             or not throttle.allow(
-                "change-of-address-to", new_email, limit=1, window_seconds=86_400
+                CHANGE_OF_ADDRESS_TO, new_email, limit=1, window_seconds=86_400
             )
         ):
             return
         transaction.on_commit(
-            lambda: tasks.send_email_change.delay(subscriber.pk, new_email)
+            lambda: tasks.send_email_change.delay(
+                subscriber.pk, new_email, now.isoformat()
+            )
         )
 
 
@@ -658,6 +666,19 @@ def email_change_send(*, subscriber_id: int, new_email: str) -> None:
         },
     )
     build_message(email, to=new_email).send()
+
+
+def email_change_unsent(
+    *, subscriber_id: int, new_email: str, requested_at: datetime
+) -> None:
+    """The provider refused the link to the new address until its task gave up:
+    the reader got nothing, and must not wait a day for the day's turn, and the
+    new address's, before asking again. Unless a later request took the turn."""
+    freed = Subscriber.objects.filter(
+        pk=subscriber_id, email_change_requested_at__lte=requested_at
+    ).update(email_change_requested_at=None)
+    if freed:
+        throttle.give_back(CHANGE_OF_ADDRESS_TO, new_email)
 
 
 def one_time_link_send(*, subscriber_id: int, detail: str) -> None:

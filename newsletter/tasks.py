@@ -1,11 +1,23 @@
 """Celery tasks: a thin layer that takes ids, calls a service and decides on retries."""
 
+import logging
 import random
+from collections.abc import Callable
+from datetime import datetime
 
 from celery import shared_task
 from django.utils import timezone
 
 from . import delivery, emails, engagement, logins, subscriptions, webhooks
+
+logger = logging.getLogger(__name__)
+
+# An email to one reader (a confirmation, the welcome, a link they asked for) rides
+# out a provider's outage of about six hours: once capped, backoff waits 300 s on
+# average. A link sent late still works (its age counts from when it is sent), and
+# giving up well within the day still frees the once-a-day limits sooner than they
+# would free themselves.
+ONE_READER_EMAIL_RETRIES = 80
 
 
 def backoff(retries: int) -> float:
@@ -13,10 +25,22 @@ def backoff(retries: int) -> float:
     return random.uniform(0, min(600, 5 * 2**retries))
 
 
-def retry_if_provider_refused(task, exc: Exception) -> None:
-    """Retry `task` when the provider clearly took nothing; else re-raise."""
+def retry_if_provider_refused(
+    task, exc: Exception, *, email: str, unsent: Callable[[], None] | None = None
+) -> None:
+    """Retry `task` when the provider clearly took nothing; else re-raise.
+
+    After the last retry the email is lost: `unsent` undoes what says it is on its
+    way, so that the reader may ask again, and the loss is logged, as `email` (its
+    kind and row, never the address), for someone to see.
+    """
     if not delivery.provider_refused(exc):
         raise exc  # possibly sent already: a second copy is worse than none
+    if task.request.retries >= task.max_retries:
+        if unsent is not None:
+            unsent()
+        logger.error("The provider refused the %s until the last retry", email)
+        raise exc
     raise task.retry(exc=exc, countdown=backoff(task.request.retries)) from exc
 
 
@@ -43,40 +67,61 @@ def subscribe(
     )
 
 
-@shared_task(bind=True, max_retries=8)
+@shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
 def send_confirmation(self, consent_id: int) -> None:
     try:
         subscriptions.confirmation_send(consent_id=consent_id)
     except Exception as exc:
-        if delivery.provider_refused(exc) and self.request.retries >= self.max_retries:
-            subscriptions.confirmation_unsent(consent_id=consent_id)
-        retry_if_provider_refused(self, exc)
+        retry_if_provider_refused(
+            self,
+            exc,
+            email=f"confirmation of consent {consent_id}",
+            unsent=lambda: subscriptions.confirmation_unsent(consent_id=consent_id),
+        )
 
 
-@shared_task(bind=True, max_retries=8)
+@shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
 def send_welcome(self, subscriber_id: int) -> None:
     try:
         subscriptions.welcome_send(subscriber_id=subscriber_id)
     except Exception as exc:
-        retry_if_provider_refused(self, exc)
+        # Nothing to undo: the reader is subscribed, and asks for no welcome.
+        retry_if_provider_refused(
+            self, exc, email=f"welcome of subscriber {subscriber_id}"
+        )
 
 
-@shared_task(bind=True, max_retries=8)
-def send_email_change(self, subscriber_id: int, new_email: str) -> None:
+@shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
+def send_email_change(
+    self, subscriber_id: int, new_email: str, requested_at: str
+) -> None:
     try:
         subscriptions.email_change_send(
             subscriber_id=subscriber_id, new_email=new_email
         )
     except Exception as exc:
-        retry_if_provider_refused(self, exc)
+        retry_if_provider_refused(
+            self,
+            exc,
+            email=f"change-of-address link of subscriber {subscriber_id}",
+            unsent=lambda: subscriptions.email_change_unsent(
+                subscriber_id=subscriber_id,
+                new_email=new_email,
+                requested_at=datetime.fromisoformat(requested_at),
+            ),
+        )
 
 
-@shared_task(bind=True, max_retries=8)
+@shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
 def send_one_time_link(self, subscriber_id: int, detail: str) -> None:
     try:
         subscriptions.one_time_link_send(subscriber_id=subscriber_id, detail=detail)
     except Exception as exc:
-        retry_if_provider_refused(self, exc)
+        # Nothing to undo: every request sends a fresh link, so nothing keeps the
+        # reader from asking again.
+        retry_if_provider_refused(
+            self, exc, email=f"one-time link of subscriber {subscriber_id}"
+        )
 
 
 @shared_task

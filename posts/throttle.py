@@ -6,6 +6,7 @@ address, one client filling a table), not a careful attacker spreading requests
 over many addresses and hours, which the per-address confirmation rules bound.
 """
 
+import contextlib
 import hashlib
 
 from django.core.cache import cache
@@ -28,3 +29,10 @@ def allow(scope: str, value: str, *, limit: int, window_seconds: int) -> bool:
         cache.add(key, 1, timeout=window_seconds)
         count = 1
     return count <= limit
+
+
+def give_back(scope: str, value: str) -> None:
+    """Uncount one attempt `allow` counted, for one that came to nothing."""
+    # A ValueError: its window has ended, and nothing is counted any more.
+    with contextlib.suppress(ValueError):
+        cache.decr(_cache_key(scope, value))

@@ -276,7 +276,9 @@ def test_a_complained_address_receives_nothing_from_any_path(client, on_commit):
     consent = Consent.objects.create(subscriber=reader, wording="Email me.")
     tasks.send_confirmation.delay(consent.pk)
     tasks.send_welcome.delay(reader.pk)
-    tasks.send_email_change.delay(other.pk, "spam@example.org")
+    tasks.send_email_change.delay(
+        other.pk, "spam@example.org", timezone.now().isoformat()
+    )
     tasks.send_one_time_link.delay(reader.pk, "export")
     on_commit(post_publish, post=PostFactory())
 
