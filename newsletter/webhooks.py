@@ -218,7 +218,7 @@ def record_tracking_event(
         personal = not engaged or (
             delivery is not None and engagement.reader_allows(delivery.subscriber)
         )
-        _, created = Event.objects.get_or_create(
+        recorded, created = Event.objects.get_or_create(
             esp=esp_name.lower(),
             event_id=event_id[:255],
             defaults={
@@ -247,7 +247,7 @@ def record_tracking_event(
                 at=timestamp,
             )
         if recipient and not engaged:
-            _apply_to_address(event, recipient)
+            _apply_to_address(event, recipient, recorded=recorded)
 
 
 def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
@@ -293,7 +293,9 @@ def events_purge_old(*, now: datetime) -> int:
     return deleted
 
 
-def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
+def _apply_to_address(
+    event: AnymailTrackingEvent, email: str, *, recorded: Event
+) -> None:
     known = (
         Subscriber.objects.filter(email=email).exists()
         or Suppression.objects.for_email(email).exists()
@@ -321,6 +323,8 @@ def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
     elif _is_soft_bounce(event):
         if _reported_after(email, [EventType.DELIVERED], event.timestamp):
             return  # a delivery since has restarted the count
+        if _soft_bounced_before(recorded):
+            return  # the same email again: the provider is still retrying it
         Subscriber.objects.filter(email=email).update(
             soft_bounces=F("soft_bounces") + 1
         )
@@ -351,6 +355,24 @@ def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bo
         and Event.objects.filter(
             recipient=email, event_type__in=kinds, timestamp__gt=moment
         ).exists()
+    )
+
+
+def _soft_bounced_before(recorded: Event) -> bool:
+    """Whether the email this event is about had already soft-bounced: a provider
+    reports each attempt at one message (Mailgun's temporary failures, for hours),
+    and the limit counts emails in a row, not attempts. By the address too, as
+    Mailgun gives every reader of a batch call one message id."""
+    return (
+        bool(recorded.message_id)
+        and Event.objects.filter(
+            esp=recorded.esp,
+            recipient=recorded.recipient,
+            message_id=recorded.message_id,
+            event_type__in=SOFT_BOUNCE_EVENTS,
+        )
+        .exclude(pk=recorded.pk)
+        .exists()
     )
 
 

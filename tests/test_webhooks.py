@@ -85,7 +85,10 @@ def postmark_delivery(email="reader@example.org", at="2026-11-26T16:33:54Z"):
 
 
 def postmark_bounce(
-    bounce_type="HardBounce", event_id=4323372036854775807, at="2026-11-26T16:34:54Z"
+    bounce_type="HardBounce",
+    event_id=4323372036854775807,
+    at="2026-11-26T16:34:54Z",
+    message_id=POSTMARK_ID,
 ):
     return {
         "RecordType": "Bounce",
@@ -95,7 +98,7 @@ def postmark_bounce(
         "TypeCode": 1 if bounce_type == "HardBounce" else 4096,
         "Name": "Hard bounce" if bounce_type == "HardBounce" else "Soft bounce",
         "Tag": "",
-        "MessageID": POSTMARK_ID,
+        "MessageID": message_id,
         "Metadata": {},
         "ServerID": 23,
         "Description": "The server was unable to deliver your message.",
@@ -314,12 +317,12 @@ def test_a_postmark_virus_notification_counts_as_a_soft_bounce_not_a_hard_one(
     # Postmark reports the receiving server finding a virus in the message as a
     # bounce: it says nothing of the mailbox, which must not be lost for good.
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
-    post_postmark(client, postmark_bounce("VirusNotification", event_id=1))
+    post_postmark(client, postmark_bounce("VirusNotification", 1, message_id="m1"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
     assert reader.soft_bounces == 1
     assert not Suppression.objects.exists()
-    post_postmark(client, postmark_bounce("VirusNotification", event_id=2))
+    post_postmark(client, postmark_bounce("VirusNotification", 2, message_id="m2"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
@@ -327,9 +330,9 @@ def test_a_postmark_virus_notification_counts_as_a_soft_bounce_not_a_hard_one(
 
 def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settings):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=1))
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=1))  # a retry
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=2))
+    post_postmark(client, postmark_bounce("SoftBounce", 1, message_id="m1"))
+    post_postmark(client, postmark_bounce("SoftBounce", 1, message_id="m1"))  # a retry
+    post_postmark(client, postmark_bounce("SoftBounce", 2, message_id="m2"))
     reader.refresh_from_db()
     assert reader.soft_bounces == 2
     assert reader.status == Subscriber.Status.ACTIVE
@@ -337,11 +340,11 @@ def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settin
     # A delivery after them starts the count again.
     post_postmark(client, postmark_delivery(at="2026-11-27T09:00:00Z"))
     later = "2026-11-28T09:00:00Z"
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=3, at=later))
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=4, at=later))
+    for n in (3, 4):
+        post_postmark(client, postmark_bounce("SoftBounce", n, later, f"m{n}"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=5, at=later))
+    post_postmark(client, postmark_bounce("SoftBounce", 5, later, "m5"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
@@ -351,14 +354,14 @@ def test_a_delivery_older_than_the_soft_bounces_does_not_restart_their_count(
     client, reader, settings
 ):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
-    for event_id in (1, 2):
-        bounce = postmark_bounce("SoftBounce", event_id, at="2026-11-27T09:00:00Z")
-        post_postmark(client, bounce)
+    soft, later = "SoftBounce", "2026-11-28T09:00:00Z"
+    for n in (1, 2):
+        post_postmark(client, postmark_bounce(soft, n, "2026-11-27T09:00:00Z", f"m{n}"))
     # The provider retried an earlier message's delivery webhook only now.
     post_postmark(client, postmark_delivery(at="2026-11-26T16:33:54Z"))
     reader.refresh_from_db()
     assert reader.soft_bounces == 2
-    post_postmark(client, postmark_bounce("SoftBounce", 3, at="2026-11-28T09:00:00Z"))
+    post_postmark(client, postmark_bounce(soft, 3, later, "m3"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
@@ -460,8 +463,8 @@ def mailgun_event(event: str, token: str, key=MAILGUN_KEY, **extra) -> dict:
     }
 
 
-def mailgun_failed(severity: str, token: str) -> dict:
-    return mailgun_event(
+def mailgun_failed(severity: str, token: str, message_id: str = MAILGUN_ID) -> dict:
+    failed = mailgun_event(
         "failed",
         token,
         severity=severity,
@@ -476,6 +479,8 @@ def mailgun_failed(severity: str, token: str) -> dict:
             }
         },
     )
+    failed["event-data"]["message"]["headers"]["message-id"] = message_id
+    return failed
 
 
 def post_mailgun(client, payload, **auth):
@@ -577,12 +582,35 @@ def test_mailgun_permanent_failure_suppresses_as_a_hard_bounce(client, reader):
 
 def test_mailgun_temporary_failures_count_as_soft_bounces(client, reader, settings):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
-    post_mailgun(client, mailgun_failed("temporary", "token-temp-1"))
+    post_mailgun(client, mailgun_failed("temporary", "token-temp-1", "m1@mg"))
     reader.refresh_from_db()
     assert (reader.soft_bounces, reader.status) == (1, Subscriber.Status.ACTIVE)
-    post_mailgun(client, mailgun_failed("temporary", "token-temp-2"))
+    post_mailgun(client, mailgun_failed("temporary", "token-temp-2", "m2@mg"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
+
+
+def test_one_messages_retried_deferrals_count_as_one_soft_bounce(
+    client, reader, settings
+):
+    """Mailgun reports a temporary failure for each attempt it makes at one
+    message, for hours: a mailbox full for an afternoon is one email that
+    bounced, not the reader's limit of them."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
+    for attempt in range(3):
+        retry = mailgun_failed("temporary", f"token-attempt-{attempt}")
+        retry["event-data"]["timestamp"] = 1764178000 + attempt * 600
+        assert post_mailgun(client, retry).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.soft_bounces, reader.status) == (1, Subscriber.Status.ACTIVE)
+    assert not Suppression.objects.exists()
+
+    next_email = mailgun_failed("temporary", "token-next-email", "next@mg.example")
+    next_email["event-data"]["timestamp"] = 1764264400
+    assert post_mailgun(client, next_email).status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.get().reason == "soft_bounces"
 
 
 def test_mailgun_complaint_and_unsubscribe_suppress(client, reader):
