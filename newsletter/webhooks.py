@@ -320,6 +320,10 @@ def _apply_to_address(
         subscriptions.address_suppress(
             email=email, reason=Suppression.Reason.UNSUBSCRIBED
         )
+    elif _is_hard_bounce(event):
+        subscriptions.address_suppress(
+            email=email, reason=Suppression.Reason.HARD_BOUNCE
+        )
     elif _is_soft_bounce(event):
         if _reported_after(email, [EventType.DELIVERED], event.timestamp):
             return  # a delivery since has restarted the count
@@ -334,13 +338,6 @@ def _apply_to_address(
             subscriptions.address_suppress(
                 email=email, reason=Suppression.Reason.SOFT_BOUNCES
             )
-    elif kind == EventType.BOUNCED or (
-        kind == EventType.REJECTED
-        and event.reject_reason in (RejectReason.INVALID, RejectReason.BOUNCED)
-    ):
-        subscriptions.address_suppress(
-            email=email, reason=Suppression.Reason.HARD_BOUNCE
-        )
 
 
 # What a soft bounce is recorded as: Postmark's SoftBounce is a "bounced" event
@@ -376,17 +373,27 @@ def _soft_bounced_before(recorded: Event) -> bool:
     )
 
 
-# Postmark's bounces that anymail reports as "bounced" but that say nothing of the
-# address for good: a full or unavailable mailbox, a virus found in the message.
-POSTMARK_SOFT_BOUNCES = {"SoftBounce", "VirusNotification"}
+# Postmark's full or unavailable mailbox, which anymail reports with the reason
+# "bounced" all the same.
+POSTMARK_SOFT_BOUNCE = "SoftBounce"
+
+
+def _is_hard_bounce(event: AnymailTrackingEvent) -> bool:
+    """The provider says the address itself is bad (it does not exist, or bounced
+    before): only then is it suppressed for good. Any other failure to deliver
+    (Mailgun giving up after retrying, or blocked by the receiving provider;
+    Postmark's virus notification) says nothing of the mailbox for good."""
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    return (
+        event.event_type in (EventType.BOUNCED, EventType.REJECTED)
+        and event.reject_reason in (RejectReason.BOUNCED, RejectReason.INVALID)
+        and esp_event.get("Type") != POSTMARK_SOFT_BOUNCE
+    )
 
 
 def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:
-    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
-    return event.event_type == EventType.DEFERRED or (
-        event.event_type == EventType.BOUNCED
-        and esp_event.get("Type") in POSTMARK_SOFT_BOUNCES
-    )
+    """A deferral, or a bounce that is not a hard one (asked first)."""
+    return event.event_type in (EventType.DEFERRED, EventType.BOUNCED)
 
 
 def _jsonable(esp_event) -> object:

@@ -580,6 +580,31 @@ def test_mailgun_permanent_failure_suppresses_as_a_hard_bounce(client, reader):
     assert delivery.last_event == "bounced"
 
 
+@pytest.mark.parametrize("reason", ["espblock", "old", "generic"])
+def test_a_permanent_failure_that_says_nothing_of_the_address_is_a_soft_bounce(
+    client, reader, reason
+):
+    """Mailgun gives up on a message for reasons other than the mailbox: the
+    receiving provider blocked the sender (espblock), or retries ran out (old).
+    The reader's address is fine, and must not be suppressed for good."""
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    failed = mailgun_failed("permanent", f"token-{reason}")
+    failed["event-data"]["reason"] = reason
+    assert post_mailgun(client, failed).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 1)
+    assert not Suppression.objects.exists()
+    delivery.refresh_from_db()
+    assert delivery.last_event == "bounced"  # the email still bounced
+
+
+def test_mailgun_refusing_an_address_it_saw_bounce_suppresses_it(client, reader):
+    failed = mailgun_failed("permanent", "token-suppress-bounce")
+    failed["event-data"]["reason"] = "suppress-bounce"
+    assert post_mailgun(client, failed).status_code == 200
+    assert Suppression.objects.get().reason == "hard_bounce"
+
+
 def test_mailgun_temporary_failures_count_as_soft_bounces(client, reader, settings):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
     post_mailgun(client, mailgun_failed("temporary", "token-temp-1", "m1@mg"))
