@@ -212,11 +212,19 @@ def record_tracking_event(
             else None
         )
         engaged = event.event_type in (EventType.OPENED, EventType.CLICKED)
-        # An open or a click is the reader's own history: kept only when they
-        # agreed to it; otherwise the event is recorded without naming anyone,
-        # enough to recognise it if the provider sends it again.
-        personal = not engaged or (
-            delivery is not None and engagement.reader_allows(delivery.subscriber)
+        # An event names someone only while they are our reader (its message's
+        # ledger row, or a subscriber at its address), so that erasing them
+        # erases it: one that comes after they erased their data, or about an
+        # address no one here has, would keep it for months. An open or a click
+        # is the reader's own history besides: kept only when they agreed to it.
+        # Otherwise the event is recorded without naming anyone, enough to
+        # recognise it if the provider sends it again.
+        about_a_reader = delivery is not None or (
+            bool(recipient) and Subscriber.objects.filter(email=recipient).exists()
+        )
+        personal = about_a_reader and (
+            not engaged
+            or (delivery is not None and engagement.reader_allows(delivery.subscriber))
         )
         recorded, created = Event.objects.get_or_create(
             esp=esp_name.lower(),

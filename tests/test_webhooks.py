@@ -857,7 +857,8 @@ def test_an_event_about_an_address_we_never_emailed_is_recorded_and_changes_noth
 ):
     assert post_postmark(client, forged_complaint("stranger@example.org")).status_code
     event = Event.objects.get()
-    assert event.recipient == "stranger@example.org"
+    # Kept to recognise a repeat, naming no one: the address is no reader's.
+    assert (event.event_type, event.recipient, event.raw) == ("complained", "", {})
     assert not Suppression.objects.exists()
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
@@ -874,6 +875,26 @@ def test_a_complaint_about_a_reader_who_erased_their_data_still_suppresses_them(
     assert Suppression.objects.for_email(reader.email).get().reason == (
         Suppression.Reason.COMPLAINT
     )
+
+
+def test_events_arriving_after_a_reader_erased_their_data_keep_none_of_it(
+    client, reader
+):
+    """The provider posts a message's events for minutes after it went, and
+    retries them for hours: what comes after the erasure must not bring the
+    reader's address and the email's details back for months."""
+    delivery_to(reader, POSTMARK_ID)
+    subscriptions.subscriber_delete(subscriber=reader)
+    assert post_postmark(client, postmark_delivery()).status_code == 200
+    assert post_postmark(client, postmark_complaint()).status_code == 200
+    assert list(Event.objects.values_list("recipient", "message_id", "raw")) == [
+        ("", "", {}),
+        ("", "", {}),
+    ]
+    # What the events do is still done, by the address's keyed hash.
+    assert Suppression.objects.for_email(reader.email).get().reason == "complaint"
+    assert post_postmark(client, postmark_complaint()).status_code == 200
+    assert Event.objects.count() == 2  # a repeat is still recognised
 
 
 def test_the_events_admin_says_why_the_webhook_is_off(admin_client, settings):
