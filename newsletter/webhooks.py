@@ -212,13 +212,21 @@ def record_tracking_event(
             else None
         )
         engaged = event.event_type in (EventType.OPENED, EventType.CLICKED)
-        # An open or a click is the reader's own history: kept only when they
-        # agreed to it; otherwise the event is recorded without naming anyone,
-        # enough to recognise it if the provider sends it again.
-        personal = not engaged or (
-            delivery is not None and engagement.reader_allows(delivery.subscriber)
+        # An event names someone only while they are our reader (its message's
+        # ledger row, or a subscriber at its address), so that erasing them
+        # erases it: one that comes after they erased their data, or about an
+        # address no one here has, would keep it for months. An open or a click
+        # is the reader's own history besides: kept only when they agreed to it.
+        # Otherwise the event is recorded without naming anyone, enough to
+        # recognise it if the provider sends it again.
+        about_a_reader = delivery is not None or (
+            bool(recipient) and Subscriber.objects.filter(email=recipient).exists()
         )
-        _, created = Event.objects.get_or_create(
+        personal = about_a_reader and (
+            not engaged
+            or (delivery is not None and engagement.reader_allows(delivery.subscriber))
+        )
+        recorded, created = Event.objects.get_or_create(
             esp=esp_name.lower(),
             event_id=event_id[:255],
             defaults={
@@ -247,7 +255,7 @@ def record_tracking_event(
                 at=timestamp,
             )
         if recipient and not engaged:
-            _apply_to_address(event, recipient)
+            _apply_to_address(event, recipient, recorded=recorded)
 
 
 def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:
@@ -293,7 +301,9 @@ def events_purge_old(*, now: datetime) -> int:
     return deleted
 
 
-def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
+def _apply_to_address(
+    event: AnymailTrackingEvent, email: str, *, recorded: Event
+) -> None:
     known = (
         Subscriber.objects.filter(email=email).exists()
         or Suppression.objects.for_email(email).exists()
@@ -318,9 +328,15 @@ def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
         subscriptions.address_suppress(
             email=email, reason=Suppression.Reason.UNSUBSCRIBED
         )
+    elif _is_hard_bounce(event):
+        subscriptions.address_suppress(
+            email=email, reason=Suppression.Reason.HARD_BOUNCE
+        )
     elif _is_soft_bounce(event):
         if _reported_after(email, [EventType.DELIVERED], event.timestamp):
             return  # a delivery since has restarted the count
+        if _soft_bounced_before(recorded):
+            return  # the same email again: the provider is still retrying it
         Subscriber.objects.filter(email=email).update(
             soft_bounces=F("soft_bounces") + 1
         )
@@ -330,13 +346,6 @@ def _apply_to_address(event: AnymailTrackingEvent, email: str) -> None:
             subscriptions.address_suppress(
                 email=email, reason=Suppression.Reason.SOFT_BOUNCES
             )
-    elif kind == EventType.BOUNCED or (
-        kind == EventType.REJECTED
-        and event.reject_reason in (RejectReason.INVALID, RejectReason.BOUNCED)
-    ):
-        subscriptions.address_suppress(
-            email=email, reason=Suppression.Reason.HARD_BOUNCE
-        )
 
 
 # What a soft bounce is recorded as: Postmark's SoftBounce is a "bounced" event
@@ -354,17 +363,45 @@ def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bo
     )
 
 
-# Postmark's bounces that anymail reports as "bounced" but that say nothing of the
-# address for good: a full or unavailable mailbox, a virus found in the message.
-POSTMARK_SOFT_BOUNCES = {"SoftBounce", "VirusNotification"}
+def _soft_bounced_before(recorded: Event) -> bool:
+    """Whether the email this event is about had already soft-bounced: a provider
+    reports each attempt at one message (Mailgun's temporary failures, for hours),
+    and the limit counts emails in a row, not attempts. By the address too, as
+    Mailgun gives every reader of a batch call one message id."""
+    return (
+        bool(recorded.message_id)
+        and Event.objects.filter(
+            esp=recorded.esp,
+            recipient=recorded.recipient,
+            message_id=recorded.message_id,
+            event_type__in=SOFT_BOUNCE_EVENTS,
+        )
+        .exclude(pk=recorded.pk)
+        .exists()
+    )
+
+
+# Postmark's full or unavailable mailbox, which anymail reports with the reason
+# "bounced" all the same.
+POSTMARK_SOFT_BOUNCE = "SoftBounce"
+
+
+def _is_hard_bounce(event: AnymailTrackingEvent) -> bool:
+    """The provider says the address itself is bad (it does not exist, or bounced
+    before): only then is it suppressed for good. Any other failure to deliver
+    (Mailgun giving up after retrying, or blocked by the receiving provider;
+    Postmark's virus notification) says nothing of the mailbox for good."""
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    return (
+        event.event_type in (EventType.BOUNCED, EventType.REJECTED)
+        and event.reject_reason in (RejectReason.BOUNCED, RejectReason.INVALID)
+        and esp_event.get("Type") != POSTMARK_SOFT_BOUNCE
+    )
 
 
 def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:
-    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
-    return event.event_type == EventType.DEFERRED or (
-        event.event_type == EventType.BOUNCED
-        and esp_event.get("Type") in POSTMARK_SOFT_BOUNCES
-    )
+    """A deferral, or a bounce that is not a hard one (asked first)."""
+    return event.event_type in (EventType.DEFERRED, EventType.BOUNCED)
 
 
 def _jsonable(esp_event) -> object:

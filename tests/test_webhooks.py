@@ -85,7 +85,10 @@ def postmark_delivery(email="reader@example.org", at="2026-11-26T16:33:54Z"):
 
 
 def postmark_bounce(
-    bounce_type="HardBounce", event_id=4323372036854775807, at="2026-11-26T16:34:54Z"
+    bounce_type="HardBounce",
+    event_id=4323372036854775807,
+    at="2026-11-26T16:34:54Z",
+    message_id=POSTMARK_ID,
 ):
     return {
         "RecordType": "Bounce",
@@ -95,7 +98,7 @@ def postmark_bounce(
         "TypeCode": 1 if bounce_type == "HardBounce" else 4096,
         "Name": "Hard bounce" if bounce_type == "HardBounce" else "Soft bounce",
         "Tag": "",
-        "MessageID": POSTMARK_ID,
+        "MessageID": message_id,
         "Metadata": {},
         "ServerID": 23,
         "Description": "The server was unable to deliver your message.",
@@ -314,12 +317,12 @@ def test_a_postmark_virus_notification_counts_as_a_soft_bounce_not_a_hard_one(
     # Postmark reports the receiving server finding a virus in the message as a
     # bounce: it says nothing of the mailbox, which must not be lost for good.
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
-    post_postmark(client, postmark_bounce("VirusNotification", event_id=1))
+    post_postmark(client, postmark_bounce("VirusNotification", 1, message_id="m1"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
     assert reader.soft_bounces == 1
     assert not Suppression.objects.exists()
-    post_postmark(client, postmark_bounce("VirusNotification", event_id=2))
+    post_postmark(client, postmark_bounce("VirusNotification", 2, message_id="m2"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
@@ -327,9 +330,9 @@ def test_a_postmark_virus_notification_counts_as_a_soft_bounce_not_a_hard_one(
 
 def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settings):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=1))
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=1))  # a retry
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=2))
+    post_postmark(client, postmark_bounce("SoftBounce", 1, message_id="m1"))
+    post_postmark(client, postmark_bounce("SoftBounce", 1, message_id="m1"))  # a retry
+    post_postmark(client, postmark_bounce("SoftBounce", 2, message_id="m2"))
     reader.refresh_from_db()
     assert reader.soft_bounces == 2
     assert reader.status == Subscriber.Status.ACTIVE
@@ -337,11 +340,11 @@ def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settin
     # A delivery after them starts the count again.
     post_postmark(client, postmark_delivery(at="2026-11-27T09:00:00Z"))
     later = "2026-11-28T09:00:00Z"
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=3, at=later))
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=4, at=later))
+    for n in (3, 4):
+        post_postmark(client, postmark_bounce("SoftBounce", n, later, f"m{n}"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
-    post_postmark(client, postmark_bounce("SoftBounce", event_id=5, at=later))
+    post_postmark(client, postmark_bounce("SoftBounce", 5, later, "m5"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
@@ -351,14 +354,14 @@ def test_a_delivery_older_than_the_soft_bounces_does_not_restart_their_count(
     client, reader, settings
 ):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
-    for event_id in (1, 2):
-        bounce = postmark_bounce("SoftBounce", event_id, at="2026-11-27T09:00:00Z")
-        post_postmark(client, bounce)
+    soft, later = "SoftBounce", "2026-11-28T09:00:00Z"
+    for n in (1, 2):
+        post_postmark(client, postmark_bounce(soft, n, "2026-11-27T09:00:00Z", f"m{n}"))
     # The provider retried an earlier message's delivery webhook only now.
     post_postmark(client, postmark_delivery(at="2026-11-26T16:33:54Z"))
     reader.refresh_from_db()
     assert reader.soft_bounces == 2
-    post_postmark(client, postmark_bounce("SoftBounce", 3, at="2026-11-28T09:00:00Z"))
+    post_postmark(client, postmark_bounce(soft, 3, later, "m3"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
@@ -460,8 +463,8 @@ def mailgun_event(event: str, token: str, key=MAILGUN_KEY, **extra) -> dict:
     }
 
 
-def mailgun_failed(severity: str, token: str) -> dict:
-    return mailgun_event(
+def mailgun_failed(severity: str, token: str, message_id: str = MAILGUN_ID) -> dict:
+    failed = mailgun_event(
         "failed",
         token,
         severity=severity,
@@ -476,6 +479,8 @@ def mailgun_failed(severity: str, token: str) -> dict:
             }
         },
     )
+    failed["event-data"]["message"]["headers"]["message-id"] = message_id
+    return failed
 
 
 def post_mailgun(client, payload, **auth):
@@ -575,14 +580,62 @@ def test_mailgun_permanent_failure_suppresses_as_a_hard_bounce(client, reader):
     assert delivery.last_event == "bounced"
 
 
+@pytest.mark.parametrize("reason", ["espblock", "old", "generic"])
+def test_a_permanent_failure_that_says_nothing_of_the_address_is_a_soft_bounce(
+    client, reader, reason
+):
+    """Mailgun gives up on a message for reasons other than the mailbox: the
+    receiving provider blocked the sender (espblock), or retries ran out (old).
+    The reader's address is fine, and must not be suppressed for good."""
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    failed = mailgun_failed("permanent", f"token-{reason}")
+    failed["event-data"]["reason"] = reason
+    assert post_mailgun(client, failed).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 1)
+    assert not Suppression.objects.exists()
+    delivery.refresh_from_db()
+    assert delivery.last_event == "bounced"  # the email still bounced
+
+
+def test_mailgun_refusing_an_address_it_saw_bounce_suppresses_it(client, reader):
+    failed = mailgun_failed("permanent", "token-suppress-bounce")
+    failed["event-data"]["reason"] = "suppress-bounce"
+    assert post_mailgun(client, failed).status_code == 200
+    assert Suppression.objects.get().reason == "hard_bounce"
+
+
 def test_mailgun_temporary_failures_count_as_soft_bounces(client, reader, settings):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
-    post_mailgun(client, mailgun_failed("temporary", "token-temp-1"))
+    post_mailgun(client, mailgun_failed("temporary", "token-temp-1", "m1@mg"))
     reader.refresh_from_db()
     assert (reader.soft_bounces, reader.status) == (1, Subscriber.Status.ACTIVE)
-    post_mailgun(client, mailgun_failed("temporary", "token-temp-2"))
+    post_mailgun(client, mailgun_failed("temporary", "token-temp-2", "m2@mg"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
+
+
+def test_one_messages_retried_deferrals_count_as_one_soft_bounce(
+    client, reader, settings
+):
+    """Mailgun reports a temporary failure for each attempt it makes at one
+    message, for hours: a mailbox full for an afternoon is one email that
+    bounced, not the reader's limit of them."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
+    for attempt in range(3):
+        retry = mailgun_failed("temporary", f"token-attempt-{attempt}")
+        retry["event-data"]["timestamp"] = 1764178000 + attempt * 600
+        assert post_mailgun(client, retry).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.soft_bounces, reader.status) == (1, Subscriber.Status.ACTIVE)
+    assert not Suppression.objects.exists()
+
+    next_email = mailgun_failed("temporary", "token-next-email", "next@mg.example")
+    next_email["event-data"]["timestamp"] = 1764264400
+    assert post_mailgun(client, next_email).status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.get().reason == "soft_bounces"
 
 
 def test_mailgun_complaint_and_unsubscribe_suppress(client, reader):
@@ -804,7 +857,8 @@ def test_an_event_about_an_address_we_never_emailed_is_recorded_and_changes_noth
 ):
     assert post_postmark(client, forged_complaint("stranger@example.org")).status_code
     event = Event.objects.get()
-    assert event.recipient == "stranger@example.org"
+    # Kept to recognise a repeat, naming no one: the address is no reader's.
+    assert (event.event_type, event.recipient, event.raw) == ("complained", "", {})
     assert not Suppression.objects.exists()
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
@@ -821,6 +875,26 @@ def test_a_complaint_about_a_reader_who_erased_their_data_still_suppresses_them(
     assert Suppression.objects.for_email(reader.email).get().reason == (
         Suppression.Reason.COMPLAINT
     )
+
+
+def test_events_arriving_after_a_reader_erased_their_data_keep_none_of_it(
+    client, reader
+):
+    """The provider posts a message's events for minutes after it went, and
+    retries them for hours: what comes after the erasure must not bring the
+    reader's address and the email's details back for months."""
+    delivery_to(reader, POSTMARK_ID)
+    subscriptions.subscriber_delete(subscriber=reader)
+    assert post_postmark(client, postmark_delivery()).status_code == 200
+    assert post_postmark(client, postmark_complaint()).status_code == 200
+    assert list(Event.objects.values_list("recipient", "message_id", "raw")) == [
+        ("", "", {}),
+        ("", "", {}),
+    ]
+    # What the events do is still done, by the address's keyed hash.
+    assert Suppression.objects.for_email(reader.email).get().reason == "complaint"
+    assert post_postmark(client, postmark_complaint()).status_code == 200
+    assert Event.objects.count() == 2  # a repeat is still recognised
 
 
 def test_the_events_admin_says_why_the_webhook_is_off(admin_client, settings):
