@@ -256,6 +256,24 @@ class Post(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("posts:detail", kwargs={"slug": self.slug})
 
+    def clean(self) -> None:
+        # A time to come would take a live post off the site unannounced (its
+        # address a 404 while its emails still go out) and bring it back unannounced.
+        # Taking it down is going back to draft, which pauses its emails.
+        scheduling = (
+            self.status == self.Status.PUBLISHED
+            and self.published_at is not None
+            and self.published_at > timezone.now()
+        )
+        if scheduling and Post.objects.published().filter(pk=self.pk).exists():
+            raise ValidationError(
+                {
+                    "published_at": "This post is already live: its publication "
+                    "time cannot be in the future. To take it off the site, set "
+                    "it back to draft."
+                }
+            )
+
     def sponsor(self, on: datetime.date | None = None) -> "Sponsorship | None":
         """Who sponsors this post's category on that day (today by default)."""
         return (
