@@ -450,6 +450,20 @@ class Inspection(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def clean(self) -> None:
+        # The fact box shows these dates as typed: one mistyped made the
+        # inspection end before it began, or its report come out before it.
+        start, end, report = self.fieldwork_start, self.fieldwork_end, self.published_on
+        errors = {}
+        if start and end and end < start:
+            errors["fieldwork_end"] = "Fieldwork cannot end before it starts."
+        if report and (end or start) and report < (end or start):
+            errors["published_on"] = (
+                "The report cannot come out before the fieldwork it reports on."
+            )
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def key_findings_list(self) -> list[str]:
         return [line.strip() for line in self.key_findings.splitlines() if line.strip()]
