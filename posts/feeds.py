@@ -64,18 +64,18 @@ class LatestPostsFeed(Feed):
     def feed_url(self) -> str:
         return absolute(reverse("posts:feed"))
 
+    # The whole post, and a correction with it: a reader reads the entry, not the
+    # page, and an entry without it went on saying what the post got wrong.
+    description_template = "posts/feed_entry.html"
+
     def posts(self):
-        return Post.objects.published()
+        return Post.objects.published().prefetch_related("updates")
 
     def items(self):
         return self.posts().for_listing()[:FEED_SIZE]
 
     def item_title(self, post: Post) -> str:
         return post.title
-
-    def item_description(self, post: Post) -> str:
-        # The whole post: readers read in their feed reader, as they do in email.
-        return post.body_html
 
     def item_link(self, post: Post) -> str:
         return absolute(post.get_absolute_url())

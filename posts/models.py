@@ -256,6 +256,24 @@ class Post(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("posts:detail", kwargs={"slug": self.slug})
 
+    def clean(self) -> None:
+        # A time to come would take a live post off the site unannounced (its
+        # address a 404 while its emails still go out) and bring it back unannounced.
+        # Taking it down is going back to draft, which pauses its emails.
+        scheduling = (
+            self.status == self.Status.PUBLISHED
+            and self.published_at is not None
+            and self.published_at > timezone.now()
+        )
+        if scheduling and Post.objects.published().filter(pk=self.pk).exists():
+            raise ValidationError(
+                {
+                    "published_at": "This post is already live: its publication "
+                    "time cannot be in the future. To take it off the site, set "
+                    "it back to draft."
+                }
+            )
+
     def sponsor(self, on: datetime.date | None = None) -> "Sponsorship | None":
         """Who sponsors this post's category on that day (today by default)."""
         return (
@@ -431,6 +449,20 @@ class Inspection(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def clean(self) -> None:
+        # The fact box shows these dates as typed: one mistyped made the
+        # inspection end before it began, or its report come out before it.
+        start, end, report = self.fieldwork_start, self.fieldwork_end, self.published_on
+        errors = {}
+        if start and end and end < start:
+            errors["fieldwork_end"] = "Fieldwork cannot end before it starts."
+        if report and (end or start) and report < (end or start):
+            errors["published_on"] = (
+                "The report cannot come out before the fieldwork it reports on."
+            )
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def key_findings_list(self) -> list[str]:

@@ -5,7 +5,7 @@ from urllib.parse import quote, urlencode
 from django import forms
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q
+from django.db.models import F, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -232,7 +232,8 @@ def inspections(request: HttpRequest) -> HttpResponse:
                 queryset=Organisation.objects.exclude(kind=Organisation.Kind.OWNER),
             )
         )
-        .order_by("-published_on", "-id")
+        # Newest report first, one not yet dated last on every database.
+        .order_by(F("published_on").desc(nulls_last=True), "-id")
     )
     status = 200
     if form.is_bound and not form.is_valid():

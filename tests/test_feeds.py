@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from posts import services
-from posts.models import Post
+from posts.models import Post, PostUpdate
 
 from .factories import (
     CategoryFactory,
@@ -152,6 +152,28 @@ def test_a_feed_reader_asking_again_gets_304_until_the_feed_changes(client, url)
     changed = client.get(url, headers={"If-None-Match": first["ETag"]})
     assert changed.status_code == 200
     assert "Courts in Kent" in changed.content.decode()
+
+
+@pytest.mark.parametrize("url", ["/feed/", "/feed/atom/"])
+def test_a_correction_shows_in_the_posts_feed_entry(client, url):
+    # The entry was the body alone: a feed reader went on showing what the post
+    # got wrong, and a reader polling with the ETag was told nothing had changed.
+    post = PublishedPostFactory(body="Inspectors met **12 officers**.")
+    before = client.get(url)
+    PostUpdate.objects.create(
+        post=post,
+        kind=PostUpdate.Kind.CORRECTION,
+        wrong="12 officers",
+        right="21 officers",
+        note="We misread the table in the report.",
+    )
+
+    assert client.get(url, headers={"If-None-Match": before["ETag"]}).status_code == 200
+    entry = parse(client, url, "application/").entries[0]
+    assert "Correction" in entry.summary
+    assert "it should say <q>21 officers</q>" in entry.summary
+    assert "We misread the table in the report." in entry.summary
+    assert "Inspectors met <strong>12 officers</strong>." in entry.summary
 
 
 def test_category_feed_lists_only_that_categorys_posts(client, posts):

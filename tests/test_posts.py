@@ -178,6 +178,27 @@ def test_a_new_post_may_take_an_old_address(client):
     assert client.get("/posts/kent/").context["post"] == newer
 
 
+def test_a_live_post_given_a_time_to_come_is_refused_and_stays_on_the_site(client):
+    # It was saved as "scheduled": its page answered 404 while its emails still
+    # went out, and it came back later unannounced.
+    client.force_login(StaffFactory(role="Editor"))
+    yesterday = timezone.now().replace(microsecond=0) - timedelta(days=1)
+    post = PublishedPostFactory(published_at=yesterday)
+    later = timezone.localtime(timezone.now() + timedelta(days=3))
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, published_at_0=later.strftime("%d/%m/%Y")),
+    )
+
+    assert response.status_code == 200
+    assert "This post is already live" in response.text
+    post.refresh_from_db()
+    assert post.published_at == yesterday
+    assert client.get(post.get_absolute_url()).status_code == 200
+    assert not post.events.exists()
+
+
 def test_rescheduling_a_post_is_in_its_history_with_the_new_time(client):
     client.force_login(StaffFactory(role="Editor"))
     first = timezone.now().replace(microsecond=0) + timedelta(days=2)

@@ -266,6 +266,16 @@ def test_inspections_index_shows_only_inspections_of_published_posts(client):
     assert "Draft inspection report" not in html
 
 
+def test_inspections_index_puts_a_report_not_yet_dated_after_the_dated_ones(client):
+    # PostgreSQL sorts an empty date first when newest come first: an inspection
+    # whose report date the author had not yet given headed the table.
+    InspectionFactory(title="Undated report")
+    InspectionFactory(title="Newest report", published_on=date(2024, 6, 27))
+    InspectionFactory(title="Older report", published_on=date(2019, 5, 8))
+    titles = [i.title for i in client.get("/inspections/").context["page"]]
+    assert titles == ["Newest report", "Older report", "Undated report"]
+
+
 @pytest.fixture
 def add_posts():
     """Adds posts with everything a page shows (categories, tags, inspections,

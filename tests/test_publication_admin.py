@@ -137,3 +137,56 @@ def test_an_inspection_has_one_rating_per_standard(client):
     assert response.status_code == 200
     assert "Please correct the duplicate data for standard" in response.text
     assert not StandardRating.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("dates", "refusal"),
+    [
+        (
+            {"fieldwork_start": "2024-03-15", "fieldwork_end": "2024-03-01"},
+            "Fieldwork cannot end before it starts.",
+        ),
+        (
+            {"fieldwork_start": "2024-03-04", "published_on": "2023-01-01"},
+            "The report cannot come out before the fieldwork it reports on.",
+        ),
+        (
+            {
+                "fieldwork_start": "2024-03-04",
+                "fieldwork_end": "2024-03-15",
+                "published_on": "2024-03-10",
+            },
+            "The report cannot come out before the fieldwork it reports on.",
+        ),
+    ],
+)
+def test_inspection_dates_out_of_order_are_refused(client, dates, refusal):
+    # The fact box showed them as typed: fieldwork ending before it began.
+    client.force_login(StaffFactory(role="Editor"))
+    inspection = InspectionFactory()
+    response = client.post(
+        f"/admin/posts/inspection/{inspection.pk}/change/",
+        admin_inspection_form_of(inspection, **dates),
+    )
+    assert response.status_code == 200
+    assert escape(refusal) in response.text
+    inspection.refresh_from_db()
+    assert inspection.fieldwork_start is None
+    assert inspection.published_on is None
+
+
+def test_inspection_dates_in_order_are_saved(client):
+    client.force_login(StaffFactory(role="Editor"))
+    inspection = InspectionFactory()
+    dates = {
+        "fieldwork_start": "2024-03-04",
+        "fieldwork_end": "2024-03-15",
+        "published_on": "2024-06-20",
+    }
+    response = client.post(
+        f"/admin/posts/inspection/{inspection.pk}/change/",
+        admin_inspection_form_of(inspection, **dates),
+    )
+    assert response.status_code == 302
+    inspection.refresh_from_db()
+    assert str(inspection.fieldwork_end) == "2024-03-15"
