@@ -151,15 +151,7 @@ def test_a_correction_reaches_exactly_the_readers_sent_the_post_once_each(
 
 
 def test_the_author_may_include_readers_whose_delivery_is_uncertain(clock, on_commit):
-    reader("sent@example.org")
-    uncertain = reader("uncertain@example.org")
-    clock(23, 6, 30)
-    post = publish(on_commit, "A post")
-    Delivery.objects.filter(subscriber=uncertain).update(
-        status=Delivery.Status.UNCERTAIN
-    )
-    mail.outbox.clear()
-    clock(23, 9)
+    post, _ = post_with_an_uncertain_reader(clock, on_commit)
     on_commit(
         delivery.mailing_create_for_correction,
         post_update=correction(post),
