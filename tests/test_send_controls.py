@@ -1,6 +1,7 @@
 """The author's controls (pause, resume, cancel, uncertain batches), the circuit
 breaker, and the admin pages that show a mailing's progress."""
 
+import re
 import threading
 from datetime import timedelta
 
@@ -547,6 +548,45 @@ def test_admin_shows_each_sends_progress(author, planned):
     page = response.content.decode()
     assert 'id="live-progress" data-seconds="10"' in page
     assert 'http-equiv="refresh"' not in page
+
+
+def mailing_page(client, mailing: Mailing) -> dict[str, str]:
+    """The figures on a mailing's page, by their label."""
+    page = client.get(f"/admin/newsletter/mailing/{mailing.pk}/change/")
+    assert page.status_code == 200
+    return dict(
+        re.findall(
+            r"<label>([^<:]*):</label>\s*<div class=\"readonly\">(.*?)</div>",
+            page.content.decode(),
+        )
+    )
+
+
+def test_a_paused_mailing_has_no_eta_until_it_goes_again(
+    author, planned, settings, fake_esp
+):
+    # Two readers went out a minute ago; then the author paused the rest.
+    delivery.batch_send(batch_id=planned.batches.order_by("number").first().pk)
+    delivery.mailing_pause(mailing_id=planned.pk)
+    assert mailing_page(author, planned)["ETA"] == "paused until resumed"
+
+    # The breaker's pause ends by itself, at a time the page gives (London's).
+    settings.NEWSLETTER_BREAKER_FAILURES = 1
+    delivery.mailing_resume(mailing_id=planned.pk)
+    fake_esp.set_faults(fail_5xx_next=1)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.batch_send(batch_id=planned.batches.order_by("number")[1].pk)
+    planned.refresh_from_db()
+    until = timezone.localtime(planned.resume_at)
+    assert mailing_page(author, planned)["ETA"] == f"paused until about {until:%H:%M}"
+
+
+def test_a_mailing_still_planning_is_not_done(author, settings, readers):
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    delivery.mailing_create_for_post(post=PublishedPostFactory())
+    mailing = Mailing.objects.get()
+    figures = mailing_page(author, mailing)
+    assert (figures["Planned"], figures["ETA"]) == ("0", "still planning")
 
 
 @pytest.mark.parametrize(

@@ -105,9 +105,24 @@ class MailingAdmin(admin.ModelAdmin):
 
     @admin.display(description="ETA")
     def eta(self, mailing: Mailing) -> str:
-        per_second = mailing.recently_sent / RATE_WINDOW.total_seconds()
+        # Only a mailing that is going out has an ETA: a paused one's last five
+        # minutes of sending gave it one, and a planning one's first batches,
+        # all sent, made it "done".
+        if mailing.status == Mailing.Status.CANCELLED:
+            return "cancelled: nothing more goes"
+        if mailing.paused_at:
+            if mailing.resume_at:  # the breaker's pause, lifted by the reaper
+                return (
+                    f"paused until about {timezone.localtime(mailing.resume_at):%H:%M}"
+                )
+            return "paused until resumed"
         if not mailing.waiting:
-            return "done"
+            return (
+                "still planning"
+                if mailing.status == Mailing.Status.PLANNING
+                else "done"
+            )
+        per_second = mailing.recently_sent / RATE_WINDOW.total_seconds()
         if not per_second:
             return "unknown"
         return str(timedelta(seconds=round(mailing.waiting / per_second)))
