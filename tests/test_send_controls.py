@@ -581,12 +581,37 @@ def test_a_paused_mailing_has_no_eta_until_it_goes_again(
     assert mailing_page(author, planned)["ETA"] == f"paused until about {until:%H:%M}"
 
 
+def test_a_cancelled_mailing_says_who_was_never_sent_and_has_no_eta(author, planned):
+    delivery.batch_send(batch_id=planned.batches.order_by("number").first().pk)
+    delivery.mailing_cancel(mailing_id=planned.pk)
+    figures = mailing_page(author, planned)
+    planned_sent_skipped = [
+        figures[k] for k in ("Planned", "Sent", "Skipped (never sent)")
+    ]
+    assert planned_sent_skipped == ["6", "2", "4"]
+    assert figures["ETA"] == "cancelled: nothing more goes"
+    assert planned.deliveries.filter(status=Delivery.Status.SKIPPED).count() == 4
+    listed = author.get("/admin/newsletter/mailing/").content.decode()
+    assert '<td class="field-skipped">4</td>' in listed
+
+
 def test_a_mailing_still_planning_is_not_done(author, settings, readers):
     settings.NEWSLETTER_BATCH_SIZE = 2
     delivery.mailing_create_for_post(post=PublishedPostFactory())
     mailing = Mailing.objects.get()
     figures = mailing_page(author, mailing)
     assert (figures["Planned"], figures["ETA"]) == ("0", "still planning")
+
+
+def test_an_empty_mailing_shows_its_zeroes(author, planned):
+    Batch.objects.all().delete()
+    figures = mailing_page(author, planned)
+    assert [figures[k] for k in ("Planned", "Sent", "Skipped (never sent)")] == [
+        "0",
+        "0",
+        "0",
+    ]
+    assert "0%" in figures["Progress"]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import requests
 from django.contrib import admin, messages
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
@@ -41,6 +41,7 @@ class MailingAdmin(admin.ModelAdmin):
         "sent",
         "failed",
         "uncertain",
+        "skipped",
         "rate",
         "eta",
         "created_at",
@@ -48,8 +49,8 @@ class MailingAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status"]
     readonly_fields = [
         "kind", "post", "post_update", "include_uncertain", "frequency", "period",
-        "state", "progress", "planned", "sent", "failed", "uncertain", "rate",
-        "eta", "uncertain_batches",
+        "state", "progress", "planned", "sent", "failed", "uncertain", "skipped",
+        "rate", "eta", "uncertain_batches",
         "pause_reason", "resume_at", "consecutive_failures", "batch_count",
         "batch_size", "planned_up_to", "created_at", "planned_at", "finished_at",
     ]  # fmt: skip
@@ -70,6 +71,20 @@ class MailingAdmin(admin.ModelAdmin):
                 uncertain=Coalesce(Sum("batches__uncertain"), 0),
                 waiting=Coalesce(
                     Sum("batches__size", filter=Q(batches__status__in=waiting)), 0
+                ),
+                # A finished batch's readers with no outcome were never sent:
+                # the mailing was cancelled before their batch went, or they left
+                # (or erased their data) first. Without them the figures did not
+                # add up to those planned, and a cancelled mailing read as sent.
+                skipped=Coalesce(
+                    Sum(
+                        F("batches__size")
+                        - F("batches__sent")
+                        - F("batches__failed")
+                        - F("batches__uncertain"),
+                        filter=~Q(batches__status__in=waiting),
+                    ),
+                    0,
                 ),
                 recently_sent=Coalesce(Sum("batches__sent", filter=recent), 0),
             )
@@ -98,6 +113,7 @@ class MailingAdmin(admin.ModelAdmin):
     sent = _annotation("sent")
     failed = _annotation("failed")
     uncertain = _annotation("uncertain")
+    skipped = _annotation("skipped", description="skipped (never sent)")
 
     @admin.display(description="rate (recipients/s)")
     def rate(self, mailing: Mailing) -> str:
