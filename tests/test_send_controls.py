@@ -23,6 +23,7 @@ from posts.services import post_publish
 
 from .factories import (
     PublishedPostFactory,
+    StaffFactory,
     UserFactory,
     unpublish_at_the_desk,
 )
@@ -593,6 +594,31 @@ def test_a_cancelled_mailing_says_who_was_never_sent_and_has_no_eta(author, plan
     assert planned.deliveries.filter(status=Delivery.Status.SKIPPED).count() == 4
     listed = author.get("/admin/newsletter/mailing/").content.decode()
     assert '<td class="field-skipped">4</td>' in listed
+
+
+def test_the_administrator_finds_which_readers_failed_and_why(
+    author, planned, fake_esp, readers
+):
+    refused = readers[0]
+    fake_esp.mark_inactive(refused.email)  # it hard-bounced at Postmark before
+    send_all(planned)
+    failed = mailing_page(author, planned)["Failed"]
+    assert "1: who, and why" in failed
+    ledger = re.search(r'href="([^"]+)"', failed)[1].replace("&amp;", "&")
+    page = author.get(ledger)
+    assert page.status_code == 200
+    assert [row.subscriber for row in page.context["cl"].result_list] == [refused]
+    assert '<td class="field-error">provider: rejected</td>' in page.content.decode()
+
+
+def test_an_editor_is_told_how_many_failed_with_no_link_to_the_ledger(
+    client, planned, fake_esp, readers
+):
+    fake_esp.mark_inactive(readers[0].email)
+    send_all(planned)
+    client.force_login(StaffFactory(role="Editor"))
+    assert mailing_page(client, planned)["Failed"] == "1"
+    assert client.get("/admin/newsletter/delivery/").status_code == 403
 
 
 def test_a_mailing_still_planning_is_not_done(author, settings, readers):

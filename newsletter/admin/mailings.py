@@ -144,15 +144,16 @@ class MailingAdmin(admin.ModelAdmin):
         return str(timedelta(seconds=round(mailing.waiting / per_second)))
 
     def get_readonly_fields(self, request, obj=None):
-        # Uncertain batches are settled on the batch list, for those who may see
-        # it (Administrators): others are told how many, not given a link that
+        # Uncertain batches are settled on the batch list, and which readers
+        # failed and why is in the ledger, for those who may see them
+        # (Administrators): others are told how many, not given a link that
         # answers 403.
-        if self.admin_site._registry[Batch].has_view_permission(request):
-            return self.readonly_fields
-        return [
-            "uncertain_batch_count" if name == "uncertain_batches" else name
-            for name in self.readonly_fields
-        ]
+        linked = {}
+        if not self.admin_site._registry[Batch].has_view_permission(request):
+            linked["uncertain_batches"] = "uncertain_batch_count"
+        if self.admin_site._registry[Delivery].has_view_permission(request):
+            linked["failed"] = "failed_readers"
+        return [linked.get(name, name) for name in self.readonly_fields]
 
     @admin.display(description="uncertain batches")
     def uncertain_batches(self, mailing: Mailing) -> str:
@@ -162,6 +163,21 @@ class MailingAdmin(admin.ModelAdmin):
             url,
             mailing.pk,
             self.uncertain_batch_count(mailing),
+        )
+
+    @admin.display(description="failed")
+    def failed_readers(self, mailing: Mailing) -> str:
+        """How many the provider refused, linked to their ledger rows: who they
+        are and what the provider said."""
+        if not mailing.failed:
+            return "0"
+        url = reverse("admin:newsletter_delivery_changelist")
+        return format_html(
+            '<a href="{}?mailing__id__exact={}&status__exact={}">{}: who, and why</a>',
+            url,
+            mailing.pk,
+            Delivery.Status.FAILED,
+            mailing.failed,
         )
 
     @admin.display(description="uncertain batches")
@@ -283,7 +299,12 @@ class BatchAdmin(admin.ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["subscriber", "mailing", "status", "sent_at", "esp_message_id"]
+    # The error is why the provider refused a reader: the answer the author
+    # looks for when a mailing's page says some failed.
+    list_display = [
+        "subscriber", "mailing", "status", "error", "sent_at", "last_event",
+        "esp_message_id",
+    ]  # fmt: skip
     list_filter = ["status", "mailing__kind", "mailing"]
     search_fields = ["subscriber__email", "esp_message_id"]
     list_select_related = ["subscriber", "mailing__post", "mailing__post_update"]
