@@ -36,6 +36,18 @@ _ARRIVED = Q(
     last_event__in=["delivered", "opened", "clicked", "unsubscribed", "complained"]
 )
 _BOUNCED = Q(last_event__in=Delivery.BOUNCE_EVENTS)
+# Hard: the bounce the address was suppressed for, the reader's latest (nothing
+# is sent to a suppressed address). Read from the reader's standing alone, a
+# mailbox full for Monday's post and gone by Wednesday's made Monday's bounce
+# hard as well, in a report already read.
+_BOUNCED_SINCE = Delivery.objects.filter(
+    subscriber=OuterRef("subscriber"),
+    sent_at__gt=OuterRef("sent_at"),
+    last_event__in=Delivery.BOUNCE_EVENTS,
+)
+_BOUNCED_HARD = (
+    _BOUNCED & Q(subscriber__status=Subscriber.Status.BOUNCED) & ~Exists(_BOUNCED_SINCE)
+)
 _AGREED = Q(subscriber__engagement_agreed_at__isnull=False)
 # Of the emails a reader was sent in the week before they left, only the latest
 # is why: one who left after Monday's post and Wednesday's was counted as leaving
@@ -139,9 +151,7 @@ def post_report(post: Post) -> dict:
         skipped=Count("pk", filter=skipped),
         delivered=Count("pk", filter=_ARRIVED),
         bounced=Count("pk", filter=_BOUNCED),
-        bounced_hard=Count(
-            "pk", filter=_BOUNCED & Q(subscriber__status=Subscriber.Status.BOUNCED)
-        ),
+        bounced_hard=Count("pk", filter=_BOUNCED_HARD),
         complained=Count("pk", filter=Q(last_event="complained")),
         unsubscribed=Count("pk", filter=_LEFT),
         **(

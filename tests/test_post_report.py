@@ -216,6 +216,31 @@ def sent(post, subscriber, at: datetime, kind: str = "post") -> Delivery:
     return row
 
 
+def test_a_later_hard_bounce_leaves_an_earlier_soft_one_soft(story, client):
+    # Reader d's mailbox was full for Suffolk's post; a week later Kent's email
+    # finds the address gone, which suppresses it.
+    suffolks_email = Delivery.objects.get(
+        mailing__post=story, subscriber__email="d@example.org"
+    )
+    reader_d = suffolks_email.subscriber
+    kent = PostFactory(slug="kent")
+    kents_email = sent(kent, reader_d, suffolks_email.sent_at + timedelta(days=7))
+    hard = event(kents_email, webhooks_test.postmark_bounce("HardBounce"))
+    assert webhooks_test.post_postmark(client, hard).status_code == 200
+    reader_d.refresh_from_db()
+    assert reader_d.status == Subscriber.Status.BOUNCED
+    suffolk = post_report(story)
+    assert [suffolk[key] for key in ("bounced", "bounced_hard", "bounced_soft")] == [
+        2,
+        1,
+        1,
+    ]
+    assert (post_report(kent)["bounced_hard"], post_report(kent)["bounced_soft"]) == (
+        1,
+        0,
+    )
+
+
 def test_a_reader_who_leaves_is_counted_by_the_latest_email_before_it_only():
     # Monday's post, then Wednesday's, then the reader leaves on Thursday: they
     # left after Wednesday's email, not Monday's as well.
