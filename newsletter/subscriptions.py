@@ -92,6 +92,12 @@ def topics_set(
         (SubscriberTopic.Kind.EVERYTHING, "")
     }
     with transaction.atomic():
+        # One save at a time per reader (a double click on the preference page):
+        # a second one running beside it would not see the first's new rows, and
+        # would fail to insert them again instead of replacing them.
+        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list(
+            "pk", flat=True
+        ).first()
         subscriber.topics.all().delete()
         SubscriberTopic.objects.bulk_create(
             SubscriberTopic(
