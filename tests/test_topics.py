@@ -261,6 +261,30 @@ def test_bad_topic_choices_get_a_clear_400_and_change_nothing(
     assert followed(reader) == {("area", "suffolk", "instant")}
 
 
+def test_a_topic_the_site_no_longer_has_is_shown_ticked_until_the_reader_unticks_it(
+    client, suffolk_post
+):
+    """The author deletes a category a reader follows, and nothing else: no post
+    can match it, so the reader gets nothing. Their preference page showed
+    nothing ticked, "you get every post", and refused the topic if sent."""
+    CategoryFactory(name="Prisons", slug="prisons").delete()
+    reader = follower("reader@example.org", ("category", "prisons"))
+    page_url = topics_url(reader).removesuffix("topics/")
+
+    page = client.get(page_url).text
+    assert "No longer on the site" in page
+    assert 'value="category:prisons" checked' in page
+    kept = client.post(
+        topics_url(reader), {"topics": ["category:prisons"], "frequency": "weekly"}
+    )
+    assert kept.status_code == 200
+    assert followed(reader) == {("category", "prisons", "weekly")}
+
+    client.post(topics_url(reader), {"frequency": "weekly"})
+    assert followed(reader) == {("everything", "", "weekly")}
+    assert "category:prisons" not in client.get(page_url).text
+
+
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="two connections' row locks"
 )
