@@ -1,4 +1,5 @@
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -108,6 +109,13 @@ def topic_groups() -> list[TopicGroup]:
     ]
 
 
+def _gone_name(key: str) -> str:
+    """A followed topic the site no longer has, named by what is left of it: its
+    kind and slug (its name went with it)."""
+    kind, _, value = key.partition(":")
+    return f"{SubscriberTopic.Kind(kind).label}: {value}"
+
+
 class TopicsForm(forms.Form):
     """What a reader follows and how often; nothing ticked means everything."""
 
@@ -130,9 +138,24 @@ class TopicsForm(forms.Form):
     def clean_frequency(self) -> str:
         return self.cleaned_data["frequency"] or SubscriberTopic.Frequency.INSTANT
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, following: Iterable[str] = (), **kwargs) -> None:
+        """`following`: the "kind:value" keys the reader follows now. Those the
+        site no longer has (a category the author deleted) match no post, so the
+        reader gets nothing for them: they are offered too, ticked, so that the
+        page does not say "every post", and the reader sees them and can untick
+        them."""
         super().__init__(*args, **kwargs)
         self.topic_groups = topic_groups()
+        offered = {
+            option.key for group in self.topic_groups for option in group.options
+        }
+        if gone := sorted(set(following) - offered):
+            self.topic_groups.append(
+                TopicGroup(
+                    "No longer on the site",
+                    [TopicSection([TopicOption(key, _gone_name(key)) for key in gone])],
+                )
+            )
         self.fields["topics"].choices = [
             (group.label, [(option.key, option.name) for option in group.options])
             for group in self.topic_groups

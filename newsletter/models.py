@@ -11,14 +11,21 @@ from posts.models import Post, PostUpdate
 from posts.validators import normalise_email
 
 
+def _receiving() -> models.Q:
+    # Every suppression also moves the subscriber out of ACTIVE (see
+    # subscriptions.address_suppress), so the status and the pause alone decide.
+    return models.Q(status=Subscriber.Status.ACTIVE, paused_at__isnull=True)
+
+
 class SubscriberQuerySet(models.QuerySet):
     def confirmed(self) -> "SubscriberQuerySet":
-        """The audience: confirmed, not paused, not unsubscribed or suppressed.
+        """The audience: confirmed, not paused, not unsubscribed or suppressed."""
+        return self.filter(_receiving())
 
-        Every suppression also moves the subscriber out of ACTIVE (see
-        subscriptions.address_suppress), so the status alone decides.
-        """
-        return self.filter(status=Subscriber.Status.ACTIVE, paused_at__isnull=True)
+    def not_receiving(self) -> "SubscriberQuerySet":
+        """Everyone out of the audience: pending, paused, unsubscribed or
+        suppressed. A confirmed subscribe request brings them (back) in."""
+        return self.exclude(_receiving())
 
     def following(
         self, keys: Iterable[tuple[str, str]], *, frequency: str

@@ -8,6 +8,8 @@ deleting or moving the reader's data, or agreeing to per-reader engagement, take
 a one-time link sent to the reader's address.
 """
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -47,14 +49,22 @@ def _done(
     )
 
 
+def _followed_keys(topics: Iterable[SubscriberTopic]) -> list[str]:
+    """What the reader follows, as the topic picker's keys ("everything" is
+    nothing ticked)."""
+    return [f"{t.kind}:{t.value}" for t in topics if t.value]
+
+
 def _current_topics(subscriber: Subscriber) -> TopicsForm:
     topics = list(subscriber.topics.all())
+    followed = _followed_keys(topics)
     return TopicsForm(
+        following=followed,
         initial={
-            "topics": [f"{t.kind}:{t.value}" for t in topics if t.value],
+            "topics": followed,
             # Topics are chosen here at one frequency; the first stands for all.
             "frequency": topics[0].frequency if topics else "instant",
-        }
+        },
     )
 
 
@@ -211,7 +221,7 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
         return _token_error(request, error)
-    form = TopicsForm(request.POST)
+    form = TopicsForm(request.POST, following=_followed_keys(subscriber.topics.all()))
     when = DigestTimeForm(request.POST)
     # Both checked, so every error shows at once, and nothing is saved unless
     # everything is valid.

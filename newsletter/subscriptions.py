@@ -92,6 +92,12 @@ def topics_set(
         (SubscriberTopic.Kind.EVERYTHING, "")
     }
     with transaction.atomic():
+        # One save at a time per reader (a double click on the preference page):
+        # a second one running beside it would not see the first's new rows, and
+        # would fail to insert them again instead of replacing them.
+        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list(
+            "pk", flat=True
+        ).first()
         subscriber.topics.all().delete()
         SubscriberTopic.objects.bulk_create(
             SubscriberTopic(
@@ -113,9 +119,12 @@ def subscription_request(
 ) -> None:
     """Record a request to subscribe and, where due, queue a confirmation email.
 
-    Whatever the address's state, the caller learns nothing: a confirmed reader is
-    left alone, a bounced or complained address gets nothing and leaves no trace,
-    and anyone else gets at most one confirmation per day. The request's name and
+    Whatever the address's state, the caller learns nothing: a reader receiving
+    the newsletter is left alone, a bounced or complained address gets nothing and
+    leaves no trace, and anyone else gets at most one confirmation per day. A
+    paused reader is sent one too: nothing else reaches them with their
+    preferences link, so without it a reader who kept no email could never
+    resume. The request's name and
     topics wait in its own consent until its own link confirms it: topics then
     replace what the reader chose before; None keeps it (everything, for a new
     reader).
@@ -126,7 +135,7 @@ def subscription_request(
         if is_blocked(email):
             return
         subscriber, _ = Subscriber.objects.get_or_create(email=email)
-        if subscriber.status == Subscriber.Status.ACTIVE:
+        if Subscriber.objects.confirmed().filter(pk=subscriber.pk).exists():
             return
         consent = Consent.objects.create(
             subscriber=subscriber,
@@ -158,10 +167,10 @@ def subscriber_confirm(
     engagement: bool = False,
     ip_address: str | None = None,
 ) -> None:
-    """Make a pending (or returning) subscriber part of the audience, with what the
-    confirmed request asked for, and what the reader chose on their link's page:
-    their name (None keeps the request's) and per-reader engagement, which is
-    asked only there, where the address is proved. The request may be anyone's;
+    """Make a pending, paused or returning subscriber part of the audience, with
+    what the confirmed request asked for, and what the reader chose on their
+    link's page: their name (None keeps the request's) and per-reader engagement,
+    which is asked only there, where the address is proved. The request may be anyone's;
     the consent records the address the link was used from (`ip_address`) too.
 
     This is the fresh double opt-in that lifts the reader's own unsubscribe or
@@ -180,7 +189,7 @@ def subscriber_confirm(
             return
         confirmed = (
             Subscriber.objects.filter(pk=subscriber.pk)
-            .exclude(status=Subscriber.Status.ACTIVE)
+            .not_receiving()
             .update(
                 status=Subscriber.Status.ACTIVE,
                 confirmed_at=now,
@@ -628,7 +637,9 @@ def confirmation_send(*, consent_id: int) -> None:
     if consent is None:
         return
     subscriber = consent.subscriber
-    if subscriber.status == Subscriber.Status.ACTIVE or is_blocked(subscriber.email):
+    # Confirmed or resumed meanwhile, or suppressed: nothing to confirm.
+    receiving = not Subscriber.objects.not_receiving().filter(pk=subscriber.pk).exists()
+    if receiving or is_blocked(subscriber.email):
         return
     confirmation_message(subscriber, consent_id=consent.pk).send()
 

@@ -153,6 +153,29 @@ def test_an_unsubscribed_reader_comes_back_only_through_a_fresh_double_opt_in(
     assert not Suppression.objects.exists()
 
 
+def test_a_paused_reader_with_no_email_left_comes_back_through_the_form(
+    client, on_commit
+):
+    """A reader paused, then deleted every email carrying their preferences link:
+    nothing more arrives while paused, so the form is their only way back. It
+    sends a confirmation, and confirming resumes them (the form sent nothing,
+    and they stayed paused for good)."""
+    reader = SubscriberFactory(email="reader@example.org")
+    subscriptions.subscriber_pause(subscriber=reader)
+
+    subscribe(client, on_commit, "reader@example.org")
+    [confirmation] = mail.outbox
+    assert confirmation.subject == "Confirm your subscription to On Probation"
+    on_commit(client.post, confirm_url_from(confirmation))
+
+    reader.refresh_from_db()
+    assert reader.paused_at is None
+    assert reader.consents.get().confirmed_at == reader.confirmed_at
+    mail.outbox.clear()
+    on_commit(post_publish, post=PostFactory())
+    assert [m.to for m in mail.outbox] == [["reader@example.org"]]
+
+
 def test_a_deleted_person_may_come_back_through_a_fresh_double_opt_in(
     client, on_commit
 ):

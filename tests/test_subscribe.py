@@ -189,6 +189,27 @@ def test_confirm_link_shows_a_button_and_get_changes_nothing(
     assert Subscriber.objects.get().status == Subscriber.Status.PENDING
 
 
+def test_the_confirm_page_says_what_the_reader_agrees_to_receive(
+    client, django_capture_on_commit_callbacks
+):
+    """Nothing ticked on the form is every post: the page asked the reader to
+    confirm posts "on the 0 topics chosen"."""
+    wales = RegionFactory(name="Wales")
+    for email, chosen in [
+        ("all@example.org", {"frequency": "weekly"}),
+        ("some@example.org", {"topics": [f"region:{wales.slug}"]}),
+    ]:
+        subscribe(client, email, django_capture_on_commit_callbacks, **chosen)
+    everything, some = (client.get(confirm_url_from(m)).text for m in mail.outbox)
+
+    assert "0 topics" not in everything
+    assert "every new post at <strong>all@example.org</strong> (weekly digest)" in (
+        everything
+    )
+    assert "on the 1 topic chosen" in some
+    assert "(as it is published)" in some
+
+
 def test_confirming_activates_and_records_when(
     client, django_capture_on_commit_callbacks
 ):

@@ -2,12 +2,15 @@
 topics (or everything) instantly, once each; the others do not get it."""
 
 import re
+import threading
 
 import pytest
 from django.apps import apps
 from django.core import mail
+from django.db import connection, connections
 from django.test import Client
 
+from newsletter import digests
 from newsletter.forms import TopicsForm
 from newsletter.models import Delivery, Subscriber, SubscriberTopic
 from newsletter.tokens import Purpose, make_token
@@ -256,6 +259,79 @@ def test_bad_topic_choices_get_a_clear_400_and_change_nothing(
     assert response.status_code == 400
     assert "not one of the available choices" in response.content.decode()
     assert followed(reader) == {("area", "suffolk", "instant")}
+
+
+def test_a_topic_the_site_no_longer_has_is_shown_ticked_until_the_reader_unticks_it(
+    client, suffolk_post
+):
+    """The author deletes a category a reader follows, and nothing else: no post
+    can match it, so the reader gets nothing. Their preference page showed
+    nothing ticked, "you get every post", and refused the topic if sent."""
+    CategoryFactory(name="Prisons", slug="prisons").delete()
+    reader = follower("reader@example.org", ("category", "prisons"))
+    page_url = topics_url(reader).removesuffix("topics/")
+
+    page = client.get(page_url).text
+    assert "No longer on the site" in page
+    assert 'value="category:prisons" checked' in page
+    kept = client.post(
+        topics_url(reader), {"topics": ["category:prisons"], "frequency": "weekly"}
+    )
+    assert kept.status_code == 200
+    assert followed(reader) == {("category", "prisons", "weekly")}
+
+    client.post(topics_url(reader), {"frequency": "weekly"})
+    assert followed(reader) == {("everything", "", "weekly")}
+    assert "category:prisons" not in client.get(page_url).text
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_saving_topics_twice_at_once_saves_them_once_without_an_error(
+    suffolk_post, monkeypatch
+):
+    """The reader double-clicks "Save my topics": the second request arrives while
+    the first is still saving. Both are answered, and the choice is saved once
+    (the second failed on the first's new rows: a 500)."""
+    reader = follower("reader@example.org", ("area", "suffolk"))
+    first_saving, go_on = threading.Event(), threading.Event()
+    digest_time_set = digests.digest_time_set
+
+    def first_held_before_commit(**kwargs) -> None:
+        digest_time_set(**kwargs)
+        if not first_saving.is_set():
+            first_saving.set()
+            go_on.wait(timeout=10)
+
+    monkeypatch.setattr(digests, "digest_time_set", first_held_before_commit)
+    statuses = []
+
+    def save() -> None:
+        # A 500 is answered, not raised: the test clients of both threads would
+        # raise it (Django's signal for it reaches every client).
+        reader_client = Client(raise_request_exception=False)
+        try:
+            response = reader_client.post(
+                topics_url(reader), {"topics": ["region:wales"], "frequency": "weekly"}
+            )
+            statuses.append(response.status_code)
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=save)
+    first.start()
+    assert first_saving.wait(timeout=10)
+    second = threading.Thread(target=save)
+    second.start()
+    second.join(timeout=0.5)  # waits for the first's locks
+    go_on.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+
+    assert statuses == [200, 200]
+    assert followed(reader) == {("region", "wales", "weekly")}
 
 
 def test_changing_topics_needs_the_pages_csrf_token(suffolk_post):
