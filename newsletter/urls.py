@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from . import preference_views, views, webhooks
+from .admin.view_on_site import view_on_site
 
 newsletter_patterns = [
     path("subscribe/", views.subscribe, name="subscribe"),
@@ -45,6 +46,12 @@ newsletter_patterns = [
 ]
 
 urlpatterns = [
+    # Before the admin's own: Django's "View on site" asks no permission of the
+    # object (newsletter/admin/view_on_site.py).
+    path(
+        "admin/r/<int:content_type_id>/<path:object_id>/",
+        admin.site.admin_view(view_on_site),
+    ),
     path("admin/", admin.site.urls),
     # Only the configured provider's, and only with a secret; every other is a 404.
     path("anymail/<str:esp>/tracking/", webhooks.tracking, name="tracking_webhook"),

@@ -10,6 +10,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
@@ -20,6 +21,7 @@ from newsletter.models import DigestSettings, Mailing, Subscriber
 from posts.models import Inspection, Post, PostEvent, PostUpdate, RelatedLink
 
 from .factories import (
+    CommentFactory,
     InspectionFactory,
     PostFactory,
     PublishedPostFactory,
@@ -357,6 +359,29 @@ def test_a_contributor_cannot_open_the_email_of_a_correction_to_their_post(
 )
 def test_a_contributor_cannot_open_readers_sends_comments_or_users(contributor, url):
     assert desk(contributor).get(url).status_code in (403, 404)
+
+
+def view_on_site(obj) -> str:
+    """The change page's "View on site" link to `obj`."""
+    content_type = ContentType.objects.get_for_model(obj)
+    return f"/admin/r/{content_type.pk}/{obj.pk}/"
+
+
+def test_view_on_site_gives_a_contributor_no_address_they_may_not_see(contributor):
+    # Django's own answered any member of the desk with any object's address: the
+    # slug of someone else's draft (its title, as typed), or that a comment
+    # awaits moderation, and on which post.
+    others_draft = PostFactory(slug="closing-the-kent-office")
+    pending = CommentFactory(post=PublishedPostFactory())
+    client = desk(contributor)
+    for obj in (others_draft, pending):
+        response = client.get(view_on_site(obj))
+        assert response.status_code == 404
+        assert "Location" not in response
+    own = PostFactory(author=contributor, slug="my-draft")
+    response = client.get(view_on_site(own))
+    assert response.status_code == 302
+    assert response["Location"].endswith("/posts/my-draft/")
 
 
 # Editor

@@ -8,6 +8,7 @@ post_email: the post editor's email preview and test send.
 reports: each announced post's report, people and machines apart.
 logins: django-axes' login attempts, their clean-up action declaring its permission.
 users: the desk's people, superusers made and changed only by superusers.
+view_on_site: the change pages' "View on site" link, only to what the user may see.
 malformed: malformed input to any admin, ours or third-party, answered with a 400
     (a middleware, in settings.MIDDLEWARE).
 """
