@@ -25,11 +25,11 @@ from django.db.models import prefetch_related_objects
 from django.template import Context
 from django.template.loader import get_template, render_to_string
 from django.urls import reverse
-from django.utils.html import strip_tags
 from django.utils.text import Truncator
 
 from posts.models import Post, PostUpdate
 from posts.related import related_posts
+from posts.search import plain_text
 
 from .engagement import LinkTracker, reader_part_add, reader_parts, reader_slot_add
 from .models import Subscriber
@@ -240,7 +240,9 @@ def post_email_context(post: Post, *, full: bool) -> dict:
     """What the post templates need: the post, its links, and what the post page
     shows around it (the inspection fact box, related posts, the sponsor line)."""
     body_html = _RELATIVE_LINK.sub(rf"\1{settings.SITE_URL}/", post.body_html)
-    summary = post.excerpt or Truncator(strip_tags(post.body_html)).words(60)
+    # The body's words as a reader sees them: its HTML holds them escaped, and
+    # the templates escape what they are given (the HTML part) or not at all.
+    summary = post.excerpt or Truncator(plain_text(post.body_html)).words(60)
     post_url = settings.SITE_URL + post.get_absolute_url()
     return {
         "post": post,

@@ -74,6 +74,19 @@ class _Page(HTMLParser):
             self.lang = attributes.get("lang")
 
 
+class _Text(HTMLParser):
+    """The text an HTML fragment shows, entities read."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text = ""
+        self.feed(html)
+        self.close()
+
+    def handle_data(self, data):
+        self.text += data
+
+
 def text_links(text: str) -> set[str]:
     return set(re.findall(r"(?:https?://|mailto:)[^\s<>\"]+", text))
 
@@ -249,6 +262,25 @@ def test_post_email_has_a_web_link_a_preheader_and_a_footer_with_unsubscribe(pos
     assert "You receive this because you subscribed" in html
     assert f'href="{unsubscribe_url}"' in html
     assert f"Unsubscribe in one click: {unsubscribe_url}" in message.body
+
+
+def test_a_post_without_an_excerpt_is_previewed_in_its_words_as_written():
+    # The summary stands in for the excerpt: the body's words, which the rendered
+    # HTML holds escaped ("&amp;"); an inbox showed them so, in the preview line,
+    # the excerpt's paragraph and the text part.
+    post = PublishedPostFactory(
+        excerpt="",
+        body='Kent, Surrey & Sussex: caseloads > 50 and "thin" plans.',
+        email_format=Post.EmailFormat.EXCERPT,
+    )
+    message = PostEmail(post).for_subscriber(SubscriberFactory())
+    html = message.alternatives[0].content
+    preheader = html.split('class="preheader"')[1].split("</div>")[0]
+    said = "Kent, Surrey & Sussex: caseloads > 50 and \u201cthin\u201d plans."
+    assert said in message.body
+    assert said in _Text(preheader).text
+    assert said in _Text(html.split('class="summary"')[1]).text
+    assert "&amp;" not in message.body and "&gt;" not in message.body
 
 
 def test_fact_box_related_posts_sponsor_and_preferences_render_when_provided(post):
