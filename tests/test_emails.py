@@ -4,6 +4,7 @@ import re
 from datetime import timedelta
 from html.parser import HTMLParser
 
+import css_inline
 import pytest
 from django.core import mail
 from django.utils import timezone
@@ -85,6 +86,64 @@ class _Text(HTMLParser):
 
     def handle_data(self, data):
         self.text += data
+
+
+class _Contrast(HTMLParser):
+    """Each visible piece of text of an inlined HTML part whose colour on its
+    background is below WCAG AA (4.5:1), with the colours its inline styles give
+    it (a mail client's own colours aside)."""
+
+    _VOID = {"br", "img", "meta", "hr", "link"}
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack = [("", (0, 0, 0), (255, 255, 255), False)]
+        self.low: list[tuple[str, float]] = []
+        self.feed(html)
+
+    @staticmethod
+    def _luminance(rgb) -> float:
+        def linear(c: float) -> float:
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+        r, g, b = (linear(c / 255) for c in rgb)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    def handle_starttag(self, tag, attrs):
+        _, colour, background, hidden = self.stack[-1]
+        for name, value in re.findall(
+            r"([\w-]+)\s*:\s*([^;]+)", dict(attrs).get("style") or ""
+        ):
+            if found := re.match(r"\s*#([0-9a-f]{6})\b", value, re.I):
+                rgb = tuple(bytes.fromhex(found[1]))
+                if name == "color":
+                    colour = rgb
+                elif name in {"background-color", "background"}:
+                    background = rgb
+            hidden = hidden or (name == "display" and value.startswith("none"))
+        if tag not in self._VOID:
+            self.stack.append((tag, colour, background, hidden))
+
+    def handle_endtag(self, tag):
+        tags = [entry[0] for entry in self.stack]
+        if tag in tags[1:]:
+            del self.stack[len(tags) - 1 - tags[::-1].index(tag) :]
+
+    def handle_data(self, data):
+        _, colour, background, hidden = self.stack[-1]
+        light, dark = sorted(map(self._luminance, (colour, background)), reverse=True)
+        ratio = (light + 0.05) / (dark + 0.05)
+        if data.strip() and not hidden and ratio < 4.5:
+            self.low.append((data.strip(), round(ratio, 1)))
+
+
+def in_dark_mode(html: str) -> str:
+    """The HTML part as a client that applies its dark-mode media query shows it:
+    that query's rules inlined over the rest."""
+    query = re.search(r"@media \(prefers-color-scheme: dark\) \{(.*?)\n\}", html, re.S)
+    return css_inline.inline(
+        html.replace("</head>", f"<style>{query[1]}</style></head>")
+    )
 
 
 def text_links(text: str) -> set[str]:
@@ -170,6 +229,27 @@ def test_every_html_part_declares_its_language_and_every_image_has_alt_text(post
         assert all(image.get("alt") for image in page.images), name
     post_page = _Page(every_email(post)["post"].alternatives[0][0])
     assert post_page.images  # the body's chart is there, with its alt text
+
+
+def test_every_html_part_reads_in_light_and_dark_mode(post):
+    # Quotes are the reader's business here: a report quoted in a post, what a
+    # post said and should say in a correction, the wording a reader agrees to.
+    post.body = "> Inspectors found the service **not** safe.\n\n" + MARKDOWN_BODY
+    post.save()
+    emails = every_email(post)
+    emails["correction"] = CorrectionEmail(
+        PostUpdate.objects.create(
+            post=post, wrong="Rated Inadequate.", right="Rated Requires improvement."
+        )
+    ).for_subscriber(SubscriberFactory())
+    subscriptions.one_time_link_send(
+        subscriber_id=SubscriberFactory().pk, detail="engagement"
+    )
+    emails["one-time-link (engagement)"] = mail.outbox[-1]
+    for name, message in emails.items():
+        html = message.alternatives[0][0]
+        assert _Contrast(html).low == [], f"{name}, light"
+        assert _Contrast(in_dark_mode(html)).low == [], f"{name}, dark"
 
 
 def test_text_and_html_parts_carry_the_same_links(post):
