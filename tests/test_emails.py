@@ -333,6 +333,33 @@ def test_relative_links_in_a_post_become_absolute_in_the_email(post):
     assert 'href="/area/' not in html
 
 
+def test_every_link_in_a_post_leads_where_it_does_on_the_post_page():
+    # On the page a browser resolves the body's links against the page's address;
+    # an inbox has no page, so the email carries them whole.
+    post = PublishedPostFactory(
+        slug="derby",
+        body="[next](../kent/) [the findings](#findings) [page two](?page=2) "
+        "[the report](//example.gov.uk/report) ![A chart](media/chart.png) "
+        "[area](/area/derby/) [mail](mailto:ed@example.org) "
+        "[elsewhere](https://example.org/a?b=1&c=2)",
+    )
+    html = PostEmail(post).rendered.html
+    text = PostEmail(post).rendered.text
+    page = "http://127.0.0.1:8000/posts/derby/"
+    whole = {
+        "http://127.0.0.1:8000/posts/kent/",
+        page + "#findings",
+        page + "?page=2",
+        "http://example.gov.uk/report",
+        "http://127.0.0.1:8000/area/derby/",
+        "mailto:ed@example.org",
+        "https://example.org/a?b=1&c=2",
+    }
+    assert whole <= _Page(html).links
+    assert whole <= text_links(text)
+    assert _Page(html).images[0]["src"] == page + "media/chart.png"
+
+
 def test_post_email_has_a_web_link_a_preheader_and_a_footer_with_unsubscribe(post):
     message = PostEmail(post).for_subscriber(SubscriberFactory())
     html = message.alternatives[0][0]
