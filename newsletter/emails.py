@@ -115,6 +115,15 @@ def list_headers(*, unsubscribe_url: str) -> dict[str, str]:
     }
 
 
+# Every email here is sent by a program: auto-replies (a reader away, a ticket
+# system) must not answer it, at Reply-To, the editor, once per reader and
+# mailing. RFC 3834's header, and Exchange's, which does not read RFC 3834's.
+AUTOMATIC = {
+    "Auto-Submitted": "auto-generated",
+    "X-Auto-Response-Suppress": "OOF, AutoReply",
+}
+
+
 def build_message(
     email: RenderedEmail, *, to: str, headers: dict | None = None, connection=None
 ) -> EmailMultiAlternatives:
@@ -125,7 +134,11 @@ def build_message(
         to=[to],
         reply_to=[settings.NEWSLETTER_REPLY_TO],
         # Django adds Date; the Message-ID names our own domain, not this host's.
-        headers={"Message-ID": make_msgid(domain=site_domain()), **(headers or {})},
+        headers={
+            "Message-ID": make_msgid(domain=site_domain()),
+            **AUTOMATIC,
+            **(headers or {}),
+        },
         connection=connection,
     )
     message.attach_alternative(email.html, "text/html")
@@ -151,8 +164,10 @@ def build_bulk_message(
         connection=connection,
     )
     message.attach_alternative(email.html, "text/html")
+    # Each reader's, AUTOMATIC too: a header of the message's own would take our
+    # Postmark backend off its fast path (Payload._reader_cut).
     message.merge_headers = {
-        address: list_headers(unsubscribe_url=url)
+        address: {**AUTOMATIC, **list_headers(unsubscribe_url=url)}
         for address, url in unsubscribe_urls.items()
     }
     message.merge_data = merge_data

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter import comment_emails, subscriptions
+from newsletter.delivery.postmark import EmailBackend
 from newsletter.emails import (
     EMAIL_HTML_MAX_BYTES,
     CorrectionEmail,
@@ -478,6 +479,31 @@ def test_every_email_has_exactly_one_from_date_message_id_and_subject(post):
         names = [field.lower() for field, _ in raw_header_fields(message)]
         for required in ("from", "date", "message-id", "subject", "reply-to"):
             assert names.count(required) == 1, f"{name}: {required}"
+
+
+# Each reader away would otherwise answer every mailing, at Reply-To: the editor.
+# RFC 3834's header, and Exchange's own, which ignores it.
+QUIET = {
+    "Auto-Submitted": "auto-generated",
+    "X-Auto-Response-Suppress": "OOF, AutoReply",
+}
+
+
+def test_every_email_asks_auto_replies_to_stay_quiet(post):
+    for name, message in every_email(post).items():
+        for field, value in QUIET.items():
+            assert header(message, field) == value, name
+
+
+def test_a_batch_to_the_provider_asks_each_readers_auto_replies_too(post, fake_esp):
+    readers = [SubscriberFactory(), SubscriberFactory()]
+    batch = PostEmail(post).for_many(readers, merge_field="{{NAME}}")
+    EmailBackend(per_reader=False).send_messages([batch])
+    (request,) = fake_esp.messages
+    assert len(request["payload"]) == 2
+    for sent in request["payload"]:
+        headers = {field["Name"]: field["Value"] for field in sent["Headers"]}
+        assert QUIET.items() <= headers.items()
 
 
 def test_reply_to_defaults_to_the_from_address(post):
