@@ -221,10 +221,16 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     in Python."""
     frequency, now = mailing.frequency, mailing.slot
     since = now - LOOKBACK
+    # Locked until the planning step commits: an author unpublishing one of these
+    # posts waits for it, and then takes it out of the digests the step wrote
+    # (post_withdraw_from_digests); a step starting while the author unpublishes
+    # waits, and reads the post as gone. Read unlocked, the step could write a
+    # post into digests after the author had taken it out of the queued ones.
+    # (NO KEY: what refers to the posts, a comment or a ledger row, is not held.)
     posts = list(
-        Post.objects.published().filter(
-            email_subscribers=True, announced_at__gte=since, announced_at__lte=now
-        )
+        Post.objects.published()
+        .select_for_update(no_key=True)
+        .filter(email_subscribers=True, announced_at__gte=since, announced_at__lte=now)
     )
     if not posts:
         return None
