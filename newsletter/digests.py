@@ -56,9 +56,11 @@ from .tokens import Purpose
 
 Frequency = SubscriberTopic.Frequency
 
-# How far back a round looks for posts. Longer than the period, so a round that
-# beat missed loses nothing; the ledger keeps any post from coming twice.
-LOOKBACK = {Frequency.DAILY: timedelta(days=3), Frequency.WEEKLY: timedelta(days=15)}
+# How far back a round looks for posts; the ledger keeps any post from coming
+# twice. The same for daily rounds as for weekly: a reader who turns from weekly
+# to daily has the posts that waited for their weekly digest, up to 13 days old
+# when they had moved their day, and the first daily round holds them.
+LOOKBACK = timedelta(days=15)
 
 # Readers per planning step (one task, one transaction), as for a post's send
 # (delivery.PLANNING_PAGE_SIZE): their ids and the page's batch boundaries reach
@@ -218,11 +220,17 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     cost follows the page, not the ledger's size. Only the posts' topics are read
     in Python."""
     frequency, now = mailing.frequency, mailing.slot
-    since = now - LOOKBACK[frequency]
+    since = now - LOOKBACK
+    # Locked until the planning step commits: an author unpublishing one of these
+    # posts waits for it, and then takes it out of the digests the step wrote
+    # (post_withdraw_from_digests); a step starting while the author unpublishes
+    # waits, and reads the post as gone. Read unlocked, the step could write a
+    # post into digests after the author had taken it out of the queued ones.
+    # (NO KEY: what refers to the posts, a comment or a ledger row, is not held.)
     posts = list(
-        Post.objects.published().filter(
-            email_subscribers=True, announced_at__gte=since, announced_at__lte=now
-        )
+        Post.objects.published()
+        .select_for_update(no_key=True)
+        .filter(email_subscribers=True, announced_at__gte=since, announced_at__lte=now)
     )
     if not posts:
         return None

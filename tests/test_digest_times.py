@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import pytest
 from django.core import mail
 
-from newsletter import delivery, digests
+from newsletter import delivery, digests, subscriptions
 from newsletter.models import (
     DEFAULT_TIME_ZONE,
     DIGEST_TIME_ZONES,
@@ -217,6 +217,27 @@ def test_a_weekly_reader_who_moves_their_day_gets_no_second_that_week(beat):
     )
     assert beat(utc(2027, 3, 16, 0), utc(2027, 3, 27, 0), timedelta(hours=1)) == [
         ("weekly@example.org", "Fri 26 Mar 07:00 GMT")
+    ]
+
+
+def test_a_weekly_reader_who_turns_to_daily_gets_the_weeks_posts_so_far(beat):
+    """The posts waiting for Monday's weekly digest come in the first daily one,
+    however late in the week the reader changes."""
+    subscriber = reader("weekly@example.org", "weekly")  # Mondays at 07:00
+    post_at(utc(2027, 3, 14, 12), "Sunday's")
+    assert beat(utc(2027, 3, 15, 6), utc(2027, 3, 15, 8)) == [
+        ("weekly@example.org", "Mon 15 Mar 07:00 GMT")
+    ]
+    post_at(utc(2027, 3, 16, 12), "Tuesday's")
+    post_at(utc(2027, 3, 17, 12), "Wednesday's")
+    subscriptions.topics_set(subscriber=subscriber, frequency="daily")  # on Sunday
+    assert beat(utc(2027, 3, 21, 6), utc(2027, 3, 21, 8)) == [
+        ("weekly@example.org", "Sun 21 Mar 07:00 GMT")
+    ]
+    daily = subscriber.deliveries.get(mailing__frequency="daily")
+    assert sorted(daily.posts.values_list("title", flat=True)) == [
+        "Tuesday's",
+        "Wednesday's",
     ]
 
 

@@ -6,18 +6,21 @@ every guarantee a post's announcement has."""
 import json
 import math
 import re
+import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery, digests, esp
+from newsletter.delivery import planner
 from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.postmark import EmailBackend
 from newsletter.delivery.ratelimit import _redis
@@ -41,7 +44,7 @@ from newsletter.subscriptions import subscriber_unsubscribe
 from newsletter.tasks import send_batch
 from newsletter.tokens import Purpose, read_token
 from posts.models import Post
-from posts.services import post_publish
+from posts.services import post_publish, post_save_from_desk
 
 from .factories import (
     AreaFactory,
@@ -932,3 +935,64 @@ def test_asking_the_provider_resends_what_it_never_took(
         assert act_on(admin_client, batch, "settle").status_code == 302
     assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
     assert set(mailing.deliveries.values_list("status", flat=True)) == {"sent"}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_post_unpublished_while_its_round_is_planned_is_in_no_digest(
+    clock, monkeypatch
+):
+    """The author takes a post down while a page of the round is being planned:
+    the step had read the post as published, and wrote the page's digests with it
+    after the unpublishing had taken the post out of the queued ones."""
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    kept = PostFactory(title="Suffolk: caseloads too high")
+    taken_down = PostFactory(title="Wales: a wrong figure")
+    for post in (kept, taken_down):
+        post_publish(post=post)
+    clock(23, 7, 5)
+    planning_read, unpublished = threading.Event(), threading.Event()
+    posts_held = digests.posts_held
+
+    def held_while_the_author_unpublishes(**kwargs):
+        held = posts_held(**kwargs)
+        planning_read.set()
+        unpublished.wait(timeout=1)  # not long: the fix makes the author wait
+        return held
+
+    monkeypatch.setattr(digests, "posts_held", held_while_the_author_unpublishes)
+
+    def unpublish() -> None:
+        try:
+            assert planning_read.wait(timeout=10)
+            post = Post.objects.get(pk=taken_down.pk)
+            with transaction.atomic():
+                post.status = Post.Status.DRAFT
+                post_save_from_desk(
+                    post=post, previous_status=Post.Status.PUBLISHED, by=None
+                )
+            unpublished.set()
+        finally:
+            connections.close_all()
+
+    # The round's batches wait their turn (a round of many goes over minutes).
+    waiting = []
+    monkeypatch.setattr(planner, "_ring", waiting.extend)
+    author = threading.Thread(target=unpublish)
+    author.start()
+    # Committed at once (no test transaction), the round is planned here.
+    delivery.mailing_create_for_digest(
+        frequency="daily", slot=digests.slot_of(timezone.now())
+    )
+    author.join(timeout=10)
+    assert Post.objects.get(pk=taken_down.pk).status == Post.Status.DRAFT
+    for batch_id in waiting:
+        delivery.batch_send(batch_id=batch_id)
+
+    [digest] = mail.outbox
+    assert "Suffolk: caseloads too high" in digest.body
+    assert "Wales: a wrong figure" not in digest.body
+    assert not Delivery.objects.filter(posts=taken_down).exists()
