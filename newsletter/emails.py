@@ -33,7 +33,7 @@ from posts.related import related_posts
 from posts.search import plain_text
 
 from .engagement import LinkTracker, reader_part_add, reader_parts, reader_slot_add
-from .models import Subscriber
+from .models import Subscriber, SubscriberTopic
 from .plaintext import html_to_text
 from .tokens import Purpose, make_token
 
@@ -223,10 +223,16 @@ def welcome_message(subscriber: Subscriber) -> EmailMultiAlternatives:
     """Sent once a subscription is confirmed: what to expect, and how to leave."""
     leave_url = unsubscribe_url(subscriber)
     latest = Post.objects.published().first()
+    frequency = subscriber.frequency()
     email = render_email(
         "welcome",
         {
             "subscriber": subscriber,
+            # What they chose: the topics they follow or every post, as published
+            # or in a digest, and when that arrives.
+            "chosen": subscriber.topics.exclude(value="").exists(),
+            "digest": SubscriberTopic.Frequency(frequency).label.lower(),
+            "digest_arrival": subscriber.digest_arrival(frequency),
             "unsubscribe_url": leave_url,
             "preferences_url": preferences_url(subscriber),
             "latest_post": latest,

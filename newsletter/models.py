@@ -154,6 +154,27 @@ class Subscriber(models.Model):
     def __str__(self) -> str:
         return self.email
 
+    def frequency(self) -> str:
+        """How often the reader gets posts: topics are chosen at one frequency, the
+        first standing for all; as they are published when none is chosen."""
+        first = self.topics.first()
+        return first.frequency if first else SubscriberTopic.Frequency.INSTANT
+
+    def digest_arrival(self, frequency: str) -> str:
+        """When the reader's digests arrive at `frequency`, in words ("every Monday
+        at 07:00, Europe/London time"); "" for posts as they are published."""
+        if frequency == SubscriberTopic.Frequency.INSTANT:
+            return ""
+        site = DigestSettings.load()
+        hour = site.hour if self.digest_hour is None else self.digest_hour
+        day = "day"
+        if frequency == SubscriberTopic.Frequency.WEEKLY:
+            weekday = (
+                site.weekday if self.digest_weekday is None else self.digest_weekday
+            )
+            day = Weekday(weekday).label
+        return f"every {day} at {hour:02}:00, {self.get_time_zone_display()} time"
+
 
 class PreviousAddress(models.Model):
     """An address the subscription moved away from (a confirmed change of address).

@@ -24,7 +24,7 @@ from posts.clients import client_address
 from . import digests, subscriptions
 from .emails import preferences_url
 from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm
-from .models import DigestSettings, Subscriber, SubscriberTopic
+from .models import Subscriber, SubscriberTopic
 from .subscriptions import OneTimeRequest
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 from .views import _token_error, _too_many, allow_email_to
@@ -80,19 +80,8 @@ def _current_digest_time(subscriber: Subscriber) -> DigestTimeForm:
 
 def _digest_time_said(subscriber: Subscriber, frequency: str) -> str:
     """When the reader's digests now arrive, in words, for the page that confirms."""
-    site = DigestSettings.load()
-    hour = site.hour if subscriber.digest_hour is None else subscriber.digest_hour
-    at = f"at {hour:02}:00, {subscriber.get_time_zone_display()} time"
-    if frequency == SubscriberTopic.Frequency.DAILY:
-        return f" Your digest arrives every day {at}."
-    if frequency == SubscriberTopic.Frequency.WEEKLY:
-        weekday = DigestSettings.Weekday(
-            site.weekday
-            if subscriber.digest_weekday is None
-            else subscriber.digest_weekday
-        ).label
-        return f" Your digest arrives every {weekday} {at}."
-    return ""
+    arrival = subscriber.digest_arrival(frequency)
+    return f" Your digest arrives {arrival}." if arrival else ""
 
 
 def _page(

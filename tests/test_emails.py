@@ -23,6 +23,7 @@ from newsletter.emails import (
     render_email,
     welcome_message,
 )
+from newsletter.models import SubscriberTopic
 from newsletter.plaintext import html_to_text
 from posts.demo_content import POSTS
 from posts.markdown import render_markdown
@@ -587,6 +588,29 @@ def test_welcome_email_lets_the_new_reader_leave_in_one_click():
     assert header(message, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
     unsubscribe_url = header(message, "List-Unsubscribe").strip("<>")
     assert unsubscribe_url in message.body
+
+
+def test_welcome_email_says_what_a_new_reader_chose_and_when_it_arrives():
+    reader = SubscriberFactory()
+    SubscriberTopic.objects.create(
+        subscriber=reader, kind="region", value="wales", frequency="weekly"
+    )
+    message = welcome_message(reader)
+    html = " ".join(message.alternatives[0].content.split())
+    text = " ".join(message.body.split())
+    for part in (html, text):
+        assert (
+            "each new post on the topics you chose comes to this address in a "
+            "weekly digest" in part
+        )
+        assert "Your digest arrives every Monday at 07:00, London (UK) time" in part
+        assert "Posts go out when they are published" not in part
+
+    everything = welcome_message(SubscriberFactory())
+    assert "each new post on On Probation comes to this address:" in " ".join(
+        everything.body.split()
+    )
+    assert "Posts go out when they are published" in everything.body
 
 
 def test_post_email_carries_the_inspection_related_posts_and_sponsor_of_the_post():
