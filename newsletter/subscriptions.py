@@ -146,7 +146,9 @@ def subscription_request(
             page=page,
             name=name,
             topics=None if topics is None else sorted(topics),
-            frequency=frequency,
+            # No topics keeps what the reader follows, and so how often: the
+            # record says so (a weekly reader resubscribing was recorded instant).
+            frequency=frequency if topics is not None else subscriber.frequency(),
         )
         resend_after = now - timedelta(
             seconds=settings.NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS

@@ -16,6 +16,7 @@ from newsletter.models import (
     Mailing,
     PreviousAddress,
     Subscriber,
+    SubscriberTopic,
     Suppression,
 )
 from newsletter.subscriptions import (
@@ -165,6 +166,20 @@ def test_resubscribing_sends_a_fresh_confirmation(client, reader, on_commit):
     on_commit(client.post, link_in(confirmation, "/subscribe/confirm/"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_resubscribing_records_how_often_the_reader_gets_what_they_follow(
+    client, reader, on_commit
+):
+    SubscriberTopic.objects.create(
+        subscriber=reader, kind="region", value="wales", frequency="weekly"
+    )
+    client.post(url(reader), {"action": "unsubscribe"})
+
+    on_commit(client.post, url(reader), {"action": "resubscribe"})
+
+    request = Consent.objects.get(confirmed_at=None)
+    assert (request.topics, request.frequency) == (None, "weekly")
 
 
 def test_resubscribing_records_the_wording_the_centre_showed_and_where(
