@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db.models import Exists, F, IntegerField, OuterRef, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
@@ -235,8 +235,10 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     if not posts:
         return None
     readers = audience(frequency, slot=now).filter(pk__gt=after, pk__lte=up_to)
+    # Posts from when they joined this list: an imported reader's confirmed_at is
+    # when they consented elsewhere, maybe weeks before the import made them ours.
     reader_sql, reader_params = readers.values(
-        sid=F("pk"), confirmed=F("confirmed_at")
+        sid=F("pk"), confirmed=Greatest("confirmed_at", "created_at")
     ).query.sql_with_params()
     # Every post matches "everything" (stored with no value: topics_set), so that
     # a topic matches a key by equality, along the topics' (kind, value) index.

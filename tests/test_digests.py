@@ -132,6 +132,26 @@ def test_a_daily_digest_holds_the_days_posts_once_at_the_set_hour(clock, publish
     assert daily_round().status == Mailing.Status.DONE
 
 
+def test_an_imported_readers_first_digest_holds_nothing_from_before_the_import(
+    clock, publish, beat
+):
+    """The import keeps when they consented elsewhere (a week before, say): the
+    posts of that week, before they joined this list, are not theirs."""
+    clock(23, 6, 10)
+    publish("Before the import")
+    clock(23, 6, 20)
+    imported = reader("imported@example.org", ("everything", "", "daily"))
+    Subscriber.objects.filter(pk=imported.pk).update(
+        confirmed_at=datetime(2026, 11, 16, 9, tzinfo=LONDON)
+    )
+    clock(23, 6, 30)
+    publish("After the import")
+    clock(23, 7, 5)
+    [digest] = beat()
+    assert "After the import" in digest.body
+    assert "Before the import" not in digest.body
+
+
 def test_creating_a_round_twice_makes_one_mailing(clock):
     slot = digests.slot_of(timezone.now())
     first = delivery.mailing_create_for_digest(frequency="daily", slot=slot)
