@@ -358,8 +358,9 @@ CELERY_BEAT_SCHEDULE["email-comment-digest"] = {
     "task": "newsletter.comment_tasks.send_comment_digest",
     "schedule": envint("COMMENTS_DIGEST_EVERY_SECONDS", "3600"),
 }
-# A digest round is due once the hour set in the admin has come; its mailing,
-# unique per (frequency, period), keeps every ring after it from sending again.
+# Every quarter hour, a digest round for the readers whose hour (in their own time
+# zone) has come; its mailing, unique per (frequency, quarter hour), and each
+# reader's last round keep every ring after it from sending a period again.
 CELERY_BEAT_SCHEDULE["start-due-digests"] = {
     "task": "newsletter.digest_tasks.start_due_digests",
     "schedule": 15 * 60,
