@@ -32,6 +32,19 @@ USER_AGENT = "probation-newsletter link checker"
 _REDIRECTS = {301, 302, 303, 307, 308}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# IPv6 addresses that reach an IPv4 host given in their last 32 bits: NAT64's
+# well-known prefix (RFC 6052; a NAT64 gateway forwards to private IPv4 networks
+# too) and the deprecated IPv4-compatible form (::a.b.c.d, ::1 among them).
+_IPV4_IN_LAST_32_BITS = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::/96"),
+)
+# IPv6 prefixes that lead into a local network, which Python's is_global (as of
+# 3.11) calls global: local-use NAT64 (RFC 8215) and the old site-local range.
+_LOCAL_IPV6 = (
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("fec0::/10"),
+)
 
 
 # Browsers ignore tabs, newlines and leading controls in a URL's scheme
@@ -75,11 +88,20 @@ def address_is_public(
     if any(address in network for network in trusted_networks):
         return True
     if isinstance(address, ipaddress.IPv6Address):
-        # ::ffff:127.0.0.1 and 2002:7f00:1:: reach IPv4 hosts: judge those.
-        embedded = address.ipv4_mapped or address.sixtofour
+        if any(address in network for network in _LOCAL_IPV6):
+            return False
+        embedded = _embedded_ipv4(address)
         if embedded is not None:
             return address_is_public(embedded, trusted_networks)
     return address.is_global and not address.is_multicast
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 host an IPv6 address reaches (::ffff:127.0.0.1, 2002:7f00:1::,
+    64:ff9b::7f00:1, ::127.0.0.1), which is the one to judge."""
+    if any(address in network for network in _IPV4_IN_LAST_32_BITS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.ipv4_mapped or address.sixtofour
 
 
 def public_address(

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.messages import get_messages
 
 from posts import checks
-from posts.links import post_links_check, url_check
+from posts.links import address_is_public, post_links_check, url_check
 from posts.models import LinkCheck, Post
 from posts.tasks import check_post_links
 
@@ -195,6 +195,27 @@ def test_a_host_that_does_not_exist_is_dead():
 def test_the_link_checker_never_reaches_a_private_or_local_address(url):
     result = url_check(url)
     assert result.outcome == LinkCheck.Outcome.REFUSED
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # NAT64 (64:ff9b::/96): a gateway on an IPv6-only network forwards these
+        # to the IPv4 address in their last 32 bits, private ones included.
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # 169.254.169.254
+        "http://[64:ff9b::a00:5]/",  # 10.0.0.5
+        "http://[::127.0.0.1]/",  # IPv4-compatible, deprecated
+        "http://[64:ff9b:1::a00:5]/",  # local-use NAT64, RFC 8215
+        "http://[fec0::1]/",  # site-local, deprecated
+    ],
+)
+def test_an_ipv6_address_leading_to_a_private_network_is_refused(url):
+    assert url_check(url, timeout=0.5).outcome == LinkCheck.Outcome.REFUSED
+
+
+def test_a_nat64_address_of_a_public_ipv4_host_is_judged_by_that_host():
+    nat64_of = ipaddress.ip_address("64:ff9b::5db8:d822")  # 93.184.216.34
+    assert address_is_public(nat64_of)
 
 
 def test_a_redirect_to_a_private_address_is_refused(site):
