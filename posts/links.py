@@ -13,6 +13,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -120,28 +121,69 @@ def public_address(
     return addresses[0]
 
 
+class _Deadline:
+    """A socket whose reads end by `deadline` (time.monotonic()). A socket's own
+    timeout bounds one read, and http.client reads the status line and headers a
+    few bytes at a time: a server sending a byte every few seconds held a worker
+    for hours."""
+
+    deadline = 0.0
+
+    def recv_into(self, *args, **kwargs):
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no answer in time")
+        self.settimeout(remaining)
+        return super().recv_into(*args, **kwargs)
+
+
+class _DeadlineSocket(_Deadline, socket.socket):
+    pass
+
+
+class _DeadlineSSLSocket(_Deadline, ssl.SSLSocket):
+    pass
+
+
+def _connect(address: str, port: int, deadline: float) -> _DeadlineSocket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = _DeadlineSocket(family, socket.SOCK_STREAM)
+    sock.deadline = deadline
+    try:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to an address already checked, whatever the host name says now."""
+    """Connects to an address already checked, whatever the host name says now,
+    and gives the whole exchange `timeout` seconds."""
 
     def __init__(self, host: str, port: int, *, address: str, timeout: float):
         super().__init__(host, port, timeout=timeout)
         self.address = address
+        self.deadline = time.monotonic() + timeout
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _connect(self.address, self.port, self.deadline)
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, http.client.HTTPSConnection):
     def __init__(self, host: str, port: int, *, address: str, timeout: float):
-        super().__init__(
-            host, port, timeout=timeout, context=ssl.create_default_context()
-        )
-        self.address = address
+        super().__init__(host, port, address=address, timeout=timeout)
+        self._context = ssl.create_default_context()
+        self._context.sslsocket_class = _DeadlineSSLSocket
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.address, self.port), self.timeout)
+        sock = _connect(self.address, self.port, self.deadline)
+        # The handshake's reads are bounded together by the socket's timeout.
+        sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
         # The certificate is still checked against the host name in the link.
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock.deadline = self.deadline
 
 
 def _ask(

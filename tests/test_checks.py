@@ -6,6 +6,7 @@ import http.server
 import ipaddress
 import socket
 import threading
+import time
 
 import pytest
 from django.contrib.messages import get_messages
@@ -228,6 +229,39 @@ def test_a_redirect_to_a_private_address_is_refused(site):
     ):
         result = url_check(f"{site}/to?{target}", trusted_networks=LOOPBACK)
         assert result.outcome == LinkCheck.Outcome.REFUSED, target
+
+
+@pytest.fixture
+def trickling_site():
+    """A server that answers a byte every 0.2 seconds, each within any socket
+    timeout, for five seconds (it would go on for hours)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(25):
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(b"X")
+                except OSError:  # the checker hung up
+                    return
+
+    threading.Thread(target=answer, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    stop.set()
+    listener.close()
+
+
+def test_a_server_answering_a_byte_at_a_time_gets_only_the_timeout(trickling_site):
+    started = time.monotonic()
+    result = url_check(trickling_site, timeout=1, trusted_networks=LOOPBACK)
+    assert time.monotonic() - started < 3
+    assert (result.outcome, result.detail) == ("dead", "no answer in time")
 
 
 def test_the_link_checker_connects_to_the_address_it_checked(site, monkeypatch):
