@@ -13,6 +13,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -32,6 +33,19 @@ USER_AGENT = "probation-newsletter link checker"
 _REDIRECTS = {301, 302, 303, 307, 308}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# IPv6 addresses that reach an IPv4 host given in their last 32 bits: NAT64's
+# well-known prefix (RFC 6052; a NAT64 gateway forwards to private IPv4 networks
+# too) and the deprecated IPv4-compatible form (::a.b.c.d, ::1 among them).
+_IPV4_IN_LAST_32_BITS = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::/96"),
+)
+# IPv6 prefixes that lead into a local network, which Python's is_global (as of
+# 3.11) calls global: local-use NAT64 (RFC 8215) and the old site-local range.
+_LOCAL_IPV6 = (
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("fec0::/10"),
+)
 
 
 # Browsers ignore tabs, newlines and leading controls in a URL's scheme
@@ -75,11 +89,20 @@ def address_is_public(
     if any(address in network for network in trusted_networks):
         return True
     if isinstance(address, ipaddress.IPv6Address):
-        # ::ffff:127.0.0.1 and 2002:7f00:1:: reach IPv4 hosts: judge those.
-        embedded = address.ipv4_mapped or address.sixtofour
+        if any(address in network for network in _LOCAL_IPV6):
+            return False
+        embedded = _embedded_ipv4(address)
         if embedded is not None:
             return address_is_public(embedded, trusted_networks)
     return address.is_global and not address.is_multicast
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 host an IPv6 address reaches (::ffff:127.0.0.1, 2002:7f00:1::,
+    64:ff9b::7f00:1, ::127.0.0.1), which is the one to judge."""
+    if any(address in network for network in _IPV4_IN_LAST_32_BITS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.ipv4_mapped or address.sixtofour
 
 
 def public_address(
@@ -98,28 +121,69 @@ def public_address(
     return addresses[0]
 
 
+class _Deadline:
+    """A socket whose reads end by `deadline` (time.monotonic()). A socket's own
+    timeout bounds one read, and http.client reads the status line and headers a
+    few bytes at a time: a server sending a byte every few seconds held a worker
+    for hours."""
+
+    deadline = 0.0
+
+    def recv_into(self, *args, **kwargs):
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no answer in time")
+        self.settimeout(remaining)
+        return super().recv_into(*args, **kwargs)
+
+
+class _DeadlineSocket(_Deadline, socket.socket):
+    pass
+
+
+class _DeadlineSSLSocket(_Deadline, ssl.SSLSocket):
+    pass
+
+
+def _connect(address: str, port: int, deadline: float) -> _DeadlineSocket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = _DeadlineSocket(family, socket.SOCK_STREAM)
+    sock.deadline = deadline
+    try:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to an address already checked, whatever the host name says now."""
+    """Connects to an address already checked, whatever the host name says now,
+    and gives the whole exchange `timeout` seconds."""
 
     def __init__(self, host: str, port: int, *, address: str, timeout: float):
         super().__init__(host, port, timeout=timeout)
         self.address = address
+        self.deadline = time.monotonic() + timeout
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _connect(self.address, self.port, self.deadline)
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, http.client.HTTPSConnection):
     def __init__(self, host: str, port: int, *, address: str, timeout: float):
-        super().__init__(
-            host, port, timeout=timeout, context=ssl.create_default_context()
-        )
-        self.address = address
+        super().__init__(host, port, address=address, timeout=timeout)
+        self._context = ssl.create_default_context()
+        self._context.sslsocket_class = _DeadlineSSLSocket
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.address, self.port), self.timeout)
+        sock = _connect(self.address, self.port, self.deadline)
+        # The handshake's reads are bounded together by the socket's timeout.
+        sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
         # The certificate is still checked against the host name in the link.
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock.deadline = self.deadline
 
 
 def _ask(

@@ -6,12 +6,13 @@ import http.server
 import ipaddress
 import socket
 import threading
+import time
 
 import pytest
 from django.contrib.messages import get_messages
 
 from posts import checks
-from posts.links import post_links_check, url_check
+from posts.links import address_is_public, post_links_check, url_check
 from posts.models import LinkCheck, Post
 from posts.tasks import check_post_links
 
@@ -197,6 +198,27 @@ def test_the_link_checker_never_reaches_a_private_or_local_address(url):
     assert result.outcome == LinkCheck.Outcome.REFUSED
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        # NAT64 (64:ff9b::/96): a gateway on an IPv6-only network forwards these
+        # to the IPv4 address in their last 32 bits, private ones included.
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # 169.254.169.254
+        "http://[64:ff9b::a00:5]/",  # 10.0.0.5
+        "http://[::127.0.0.1]/",  # IPv4-compatible, deprecated
+        "http://[64:ff9b:1::a00:5]/",  # local-use NAT64, RFC 8215
+        "http://[fec0::1]/",  # site-local, deprecated
+    ],
+)
+def test_an_ipv6_address_leading_to_a_private_network_is_refused(url):
+    assert url_check(url, timeout=0.5).outcome == LinkCheck.Outcome.REFUSED
+
+
+def test_a_nat64_address_of_a_public_ipv4_host_is_judged_by_that_host():
+    nat64_of = ipaddress.ip_address("64:ff9b::5db8:d822")  # 93.184.216.34
+    assert address_is_public(nat64_of)
+
+
 def test_a_redirect_to_a_private_address_is_refused(site):
     for target in (
         "http://169.254.169.254/",
@@ -207,6 +229,39 @@ def test_a_redirect_to_a_private_address_is_refused(site):
     ):
         result = url_check(f"{site}/to?{target}", trusted_networks=LOOPBACK)
         assert result.outcome == LinkCheck.Outcome.REFUSED, target
+
+
+@pytest.fixture
+def trickling_site():
+    """A server that answers a byte every 0.2 seconds, each within any socket
+    timeout, for five seconds (it would go on for hours)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(25):
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(b"X")
+                except OSError:  # the checker hung up
+                    return
+
+    threading.Thread(target=answer, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    stop.set()
+    listener.close()
+
+
+def test_a_server_answering_a_byte_at_a_time_gets_only_the_timeout(trickling_site):
+    started = time.monotonic()
+    result = url_check(trickling_site, timeout=1, trusted_networks=LOOPBACK)
+    assert time.monotonic() - started < 3
+    assert (result.outcome, result.detail) == ("dead", "no answer in time")
 
 
 def test_the_link_checker_connects_to_the_address_it_checked(site, monkeypatch):
