@@ -78,8 +78,8 @@ def reset_database() -> None:
 
 
 def seed_subscribers(count: int, *, prefix: str = "reader") -> None:
-    """`count` subscribers who confirmed yesterday, before any post the benchmark
-    publishes (through the ORM, so new fields get defaults)."""
+    """`count` subscribers who joined and confirmed yesterday, before any post the
+    benchmark publishes (through the ORM, so new fields get defaults)."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -97,6 +97,11 @@ def seed_subscribers(count: int, *, prefix: str = "reader") -> None:
             )
             for i in range(start, min(count, start + step))
         )
+    # created_at is set on saving (auto_now_add); a digest holds posts from when
+    # a reader joined (digests.posts_held).
+    Subscriber.objects.filter(
+        email__startswith=prefix, created_at__gt=yesterday
+    ).update(created_at=yesterday)
     # A live table has been read and vacuumed since its rows were written; a
     # freshly loaded one would make the first reader (planning) set hint bits.
     from django.db import connection
