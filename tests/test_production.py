@@ -105,6 +105,18 @@ def test_stopping_the_worker_lets_the_batch_in_hand_finish_before_docker_kills_i
     assert int(number) * {"s": 1, "m": 60}[unit] >= 120
 
 
+def test_every_long_running_service_is_started_again_when_it_exits():
+    """A Celery worker exits for good on some broker failures (a Redis restart in
+    make chaos): left stopped, nothing was sent until someone noticed. The one-off
+    migration runs once."""
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    restarts = {
+        name: service.get("restart", "no") for name, service in services.items()
+    }
+    assert restarts.pop("migrate") == "no"
+    assert set(restarts.values()) == {"unless-stopped"}, restarts
+
+
 # The stack ------------------------------------------------------------------------
 
 
