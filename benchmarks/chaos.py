@@ -233,17 +233,33 @@ def run_events(args, env, client, processes, redis, workdir, mailing_id, total):
             elif event == "kill a worker":
                 name = random.choice([k for k in processes if k != "beat"])
                 h.stop(processes.pop(name), signal.SIGKILL)
-                # Numbered past every live replacement, from this run or an earlier.
-                number = 1 + max(
-                    (int(k[1:]) for k in processes if k.startswith("r")), default=0
-                )
-                processes[f"r{number}"] = h.start_worker(
-                    env, f"chaos-r{number}", args.threads
-                )
+                replace_worker(args, env, processes)
             elif event == "restart Redis":
                 stop_redis(args.redis_port, redis)
                 redis = start_redis(args.redis_port, workdir)
+        supervise(args, env, processes, workdir)
         time.sleep(0.2)
+
+
+def supervise(args, env, processes, workdir) -> None:
+    """Start again any worker or beat that exited on its own, as docker compose's
+    restart policy does in production: a Redis restart can end a worker with
+    kombu's "Unrecoverable error", and a run without a supervisor would stall."""
+    for name, process in list(processes.items()):
+        if process.poll() is None:
+            continue
+        print(f"        {name} exited ({process.returncode}): restarted", flush=True)
+        del processes[name]
+        if name == "beat":
+            processes["beat"] = start_beat(env, workdir)
+        else:
+            replace_worker(args, env, processes)
+
+
+def replace_worker(args, env, processes) -> None:
+    # Numbered past every live replacement, from this run or an earlier.
+    number = 1 + max((int(k[1:]) for k in processes if k.startswith("r")), default=0)
+    processes[f"r{number}"] = h.start_worker(env, f"chaos-r{number}", args.threads)
 
 
 def report_uncertain(mailing_id: int) -> list[int]:
