@@ -162,7 +162,7 @@ class Subscriber(models.Model):
 
     def digest_arrival(self, frequency: str) -> str:
         """When the reader's digests arrive at `frequency`, in words ("every Monday
-        at 07:00, Europe/London time"); "" for posts as they are published."""
+        at 07:00, London (UK) time"); "" for posts as they are published."""
         if frequency == SubscriberTopic.Frequency.INSTANT:
             return ""
         site = DigestSettings.load()

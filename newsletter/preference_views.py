@@ -62,8 +62,7 @@ def _current_topics(subscriber: Subscriber) -> TopicsForm:
         following=followed,
         initial={
             "topics": followed,
-            # Topics are chosen here at one frequency; the first stands for all.
-            "frequency": topics[0].frequency if topics else "instant",
+            "frequency": subscriber.frequency(),
         },
     )
 
