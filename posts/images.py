@@ -90,7 +90,8 @@ def original_clean(*, upload) -> SimpleUploadedFile:
             )
         # A page, an email and the renditions show one picture: of an animation,
         # only some screens would show it moving, and the rest its first frame.
-        if getattr(source, "is_animated", False):
+        # An MPO's second picture is no frame but a phone's depth map: it goes.
+        if source.format != "MPO" and getattr(source, "is_animated", False):
             raise forms.ValidationError(
                 "This image is animated, and the pages show only still images: "
                 "please upload a still image, one frame of it.",

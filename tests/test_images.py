@@ -308,6 +308,28 @@ def test_a_webp_with_exif_loses_it(author):
         assert stored.format == "WEBP" and dict(stored.getexif()) == {}
 
 
+def test_a_phones_two_picture_jpeg_is_stored_as_its_first_picture(author):
+    # Phones write an MPO: a JPEG and, after it, a depth map with EXIF of its own.
+    # Pillow calls it animated, and it was refused as an animation.
+    first, depth = Image.new("RGB", (60, 40), "red"), Image.new("L", (30, 20))
+    exif = Image.Exif()
+    exif[ExifTags.Base.BodySerialNumber] = "SN-12345"
+    buffer = BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[depth], exif=exif)
+    response = author.post(
+        "/admin/posts/post/add/",
+        admin_post_form(
+            featured_image=SimpleUploadedFile("photo.jpg", buffer.getvalue()),
+            featured_image_alt="An office",
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    stored = Post.objects.get().featured_image
+    assert b"SN-12345" not in stored.read()
+    with Image.open(stored.path) as picture:
+        assert (picture.format, picture.size) == ("JPEG", (60, 40))
+
+
 def test_an_animated_gif_is_refused_with_the_reason(author):
     frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "blue")]
     buffer = BytesIO()
