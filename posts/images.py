@@ -24,7 +24,8 @@ WEBP_QUALITY = 80
 # (a large camera's photo) cost 160 MB. A small file can claim far more pixels (a
 # "decompression bomb"), which Pillow refuses only beyond 179 megapixels.
 MAX_PIXELS = 40_000_000
-# What browsers show: an original in any other format (a TIFF) would never display.
+# What pages serve: a TIFF would not display, a BMP is uncompressed, and other
+# formats' metadata is not cleaned here.
 # An MPO is a phone's JPEG with a second picture (a depth map) after it.
 WEB_FORMATS = {
     "JPEG": "JPEG",
@@ -83,8 +84,8 @@ def original_clean(*, upload) -> SimpleUploadedFile:
     with Image.open(BytesIO(data)) as source:
         if source.format not in WEB_FORMATS:
             raise forms.ValidationError(
-                "This image is a %(format)s, which browsers do not show: please "
-                "save it as a JPEG, PNG, GIF or WebP and upload it again.",
+                "This image is a %(format)s: please save it as a JPEG, PNG, GIF "
+                "or WebP and upload it again.",
                 code="not_a_web_format",
                 params={"format": source.format},
             )
@@ -151,8 +152,8 @@ def renditions_make(*, name: str) -> list[str]:
     Again for the same image, the same files."""
     names = []
     with default_storage.open(name, "rb") as file, Image.open(file) as source:
-        # Originals stored before they were cleaned on upload still carry their
-        # orientation tag (and the rest: clean them again to drop it).
+        # Originals stored before uploads were cleaned still carry their
+        # orientation tag, and the rest of what the camera wrote.
         picture = ImageOps.exif_transpose(source)
         if picture.mode not in ("RGB", "RGBA"):
             picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")

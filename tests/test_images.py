@@ -346,7 +346,7 @@ def test_an_animated_gif_is_refused_with_the_reason(author):
     assert not Post.objects.exists()
 
 
-def test_a_format_browsers_cannot_show_is_refused_with_the_reason(author):
+def test_a_format_other_than_jpeg_png_gif_or_webp_is_refused_with_the_reason(author):
     buffer = BytesIO()
     Image.new("RGB", (40, 30)).save(buffer, "TIFF")
     response = author.post(
@@ -357,7 +357,7 @@ def test_a_format_browsers_cannot_show_is_refused_with_the_reason(author):
         ),
     )
     assert response.status_code == 200
-    assert "which browsers do not show" in response.text
+    assert "This image is a TIFF: please save it as a JPEG" in response.text
     assert not Post.objects.exists()
 
 
