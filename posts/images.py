@@ -1,8 +1,10 @@
-"""Uploaded images: refused above a size, and resized renditions made by a worker.
+"""Uploaded images: refused above a size, cleaned of what the camera wrote, and
+resized renditions made by a worker.
 
 Renditions are WebP files under renditions/, named after the original, so a page only
 has to list the ones that exist: until the worker has made them, pages show the
-original, and no image work happens while a reader, or the author, waits.
+original. The original is served as stored, so it is cleaned before it is stored,
+while the author waits; the resizing is not.
 """
 
 from io import BytesIO
@@ -11,8 +13,9 @@ from pathlib import PurePosixPath
 from django import forms
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models.fields.files import ImageFieldFile
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 
 # Phone, tablet and the reading column at high density; never enlarged.
 RENDITION_WIDTHS = (480, 800, 1200)
@@ -21,6 +24,23 @@ WEBP_QUALITY = 80
 # (a large camera's photo) cost 160 MB. A small file can claim far more pixels (a
 # "decompression bomb"), which Pillow refuses only beyond 179 megapixels.
 MAX_PIXELS = 40_000_000
+# What pages serve: a TIFF would not display, a BMP is uncompressed, and other
+# formats' metadata is not cleaned here.
+# An MPO is a phone's JPEG with a second picture (a depth map) after it.
+WEB_FORMATS = {
+    "JPEG": "JPEG",
+    "MPO": "JPEG",
+    "PNG": "PNG",
+    "GIF": "GIF",
+    "WEBP": "WEBP",
+}
+# What an original keeps besides its pixels: its colour profile, without which
+# colours shift, and its transparent colour. Not its EXIF (a phone's GPS position,
+# its serial number, the time), XMP, IPTC or comments: an author's photo of an
+# office would tell every reader where the author lives.
+KEPT_INFO = ("icc_profile", "transparency", "background")
+# A lossy WebP's own quality is not in the file: saved again at 90, it loses little.
+WEBP_ORIGINAL_QUALITY = 90
 
 
 class ImageUploadField(forms.ImageField):
@@ -29,7 +49,10 @@ class ImageUploadField(forms.ImageField):
     def to_python(self, data):
         if data is not None and hasattr(data, "seek"):
             _refuse_too_many_pixels(data)
-        return super().to_python(data)
+        upload = super().to_python(data)
+        # Here, not in a storage: every image field of the site is uploaded
+        # through this field (tests/test_images.py checks it).
+        return None if upload is None else original_clean(upload=upload)
 
 
 def _refuse_too_many_pixels(upload) -> None:
@@ -52,6 +75,73 @@ def _refuse_too_many_pixels(upload) -> None:
         )
 
 
+def original_clean(*, upload) -> SimpleUploadedFile:
+    """The upload as it will be served: its pixels turned as the camera meant them
+    shown (the orientation tag goes with the rest of the EXIF), its colour profile,
+    and nothing else the camera or an editor wrote."""
+    upload.seek(0)
+    data = upload.read()
+    with Image.open(BytesIO(data)) as source:
+        if source.format not in WEB_FORMATS:
+            raise forms.ValidationError(
+                "This image is a %(format)s: please save it as a JPEG, PNG, GIF "
+                "or WebP and upload it again.",
+                code="not_a_web_format",
+                params={"format": source.format},
+            )
+        # A page, an email and the renditions show one picture: of an animation,
+        # only some screens would show it moving, and the rest its first frame.
+        # An MPO's second picture is no frame but a phone's depth map: it goes.
+        if source.format != "MPO" and getattr(source, "is_animated", False):
+            raise forms.ValidationError(
+                "This image is animated, and the pages show only still images: "
+                "please upload a still image, one frame of it.",
+                code="animated",
+            )
+        options = {}
+        if source.format in ("JPEG", "MPO"):
+            # What quality="keep" does, which Pillow allows only on the
+            # unturned original: its own quantisation tables and chroma
+            # subsampling, so one more generation loses the least.
+            options["qtables"] = source.quantization
+            options["subsampling"] = JpegImagePlugin.get_sampling(source)
+        elif source.format == "WEBP" and not _webp_is_lossless(data):
+            options["quality"] = WEBP_ORIGINAL_QUALITY
+        elif source.format == "WEBP":
+            options["lossless"] = True
+        buffer = BytesIO()
+        try:
+            picture = ImageOps.exif_transpose(source)
+            picture.info = {k: v for k, v in picture.info.items() if k in KEPT_INFO}
+            picture.save(
+                buffer,
+                WEB_FORMATS[source.format],
+                icc_profile=picture.info.get("icc_profile"),
+                **options,
+            )
+        except (OSError, ValueError, SyntaxError) as error:  # damaged, or odd
+            raise forms.ValidationError(
+                "This image could not be saved again (%(error)s): please save it "
+                "as an ordinary JPEG or PNG and upload it again.",
+                code="not_saved",
+                params={"error": error},
+            ) from error
+        content_type = Image.MIME[WEB_FORMATS[source.format]]
+    return SimpleUploadedFile(upload.name, buffer.getvalue(), content_type)
+
+
+def _webp_is_lossless(data: bytes) -> bool:
+    """Whether a WebP's picture is a lossless one (a VP8L chunk), not a lossy VP8."""
+    offset = 12  # after "RIFF", the size and "WEBP"
+    while offset + 8 <= len(data):
+        chunk = data[offset : offset + 4]
+        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if chunk in (b"VP8L", b"VP8 "):
+            return chunk == b"VP8L"
+        offset += 8 + size + size % 2
+    return False
+
+
 def rendition_name(original: str, width: int) -> str:
     stem = PurePosixPath(original).with_suffix("")
     return f"renditions/{stem}-{width}w.webp"
@@ -62,6 +152,8 @@ def renditions_make(*, name: str) -> list[str]:
     Again for the same image, the same files."""
     names = []
     with default_storage.open(name, "rb") as file, Image.open(file) as source:
+        # Originals stored before uploads were cleaned still carry their
+        # orientation tag, and the rest of what the camera wrote.
         picture = ImageOps.exif_transpose(source)
         if picture.mode not in ("RGB", "RGBA"):
             picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")

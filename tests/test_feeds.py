@@ -6,6 +6,7 @@ from xml.etree import ElementTree
 import feedparser
 import pytest
 from django.utils import timezone
+from django.utils.http import http_date
 
 from posts import services
 from posts.models import Post, PostUpdate
@@ -152,6 +153,36 @@ def test_a_feed_reader_asking_again_gets_304_until_the_feed_changes(client, url)
     changed = client.get(url, headers={"If-None-Match": first["ETag"]})
     assert changed.status_code == 200
     assert "Courts in Kent" in changed.content.decode()
+
+
+@pytest.mark.parametrize("url", ["/feed/", "/feed/atom/", "/category/courts/feed/"])
+def test_a_reader_sending_only_if_modified_since_sees_a_post_taken_down(client, url):
+    # Last-Modified was the newest entry's date: taking the newest post down moved
+    # it back to the one before, and a reader asking "modified since my last
+    # poll?" was told 304 and showed the taken-down post for ever.
+    courts = CategoryFactory(slug="courts")
+    days_ago = {"Older post": 2, "Taken down": 1}
+    for title, days in days_ago.items():
+        PublishedPostFactory(title=title).categories.add(courts)
+        Post.objects.filter(title=title).update(
+            published_at=timezone.now() - timedelta(days=days),
+            updated_at=timezone.now() - timedelta(days=days),
+        )
+    first = client.get(url)
+    assert "Taken down" in first.content.decode()
+    polled = http_date()  # not before any Last-Modified the feed could have said
+
+    post = Post.objects.get(title="Taken down")
+    post.status = Post.Status.DRAFT
+    services.post_save_from_desk(post=post, previous_status="published", by=None)
+    after = client.get(url, headers={"If-Modified-Since": polled})
+
+    assert after.status_code == 200
+    assert "Taken down" not in after.content.decode()
+    assert "Older post" in after.content.decode()
+    # An unchanged feed is still a 304 to a reader sending its ETag.
+    again = client.get(url, headers={"If-None-Match": after["ETag"]})
+    assert again.status_code == 304
 
 
 @pytest.mark.parametrize("url", ["/feed/", "/feed/atom/"])

@@ -3,9 +3,12 @@
 from io import BytesIO
 
 import pytest
+from django.contrib import admin
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image
+from django.db import models
+from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
+from posts.images import ImageUploadField
 from posts.models import Post, PostImage
 
 from .factories import PublishedPostFactory, UserFactory, admin_post_form
@@ -190,3 +193,186 @@ def test_renditions_are_made_by_a_worker_and_the_page_shows_the_original_until_t
     assert len(list((media / "renditions").rglob("*.webp"))) == 3
     html = author.get(post.get_absolute_url()).content.decode()
     assert "-480w.webp 480w" in html
+
+
+# What the camera wrote (issue: an author's phone photo told readers where it was
+# taken) ----------------------------------------------------------------------------
+
+
+# Made once: a profile holds the time it was made.
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def phone_photo() -> SimpleUploadedFile:
+    """A 600 by 400 JPEG as a phone held upright writes it: the pixels sideways,
+    orientation 6 (turn clockwise to show), GPS, the phone's serial number, XMP,
+    a comment and a colour profile. Its top-left corner is red."""
+    picture = Image.new("RGB", (600, 400), (30, 90, 150))
+    picture.paste((220, 20, 20), (0, 0, 100, 100))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    exif[ExifTags.Base.Make] = "Phone maker"
+    exif[ExifTags.Base.BodySerialNumber] = "SN-12345"
+    exif[ExifTags.Base.GPSInfo] = {
+        ExifTags.GPS.GPSLatitudeRef: "N",
+        ExifTags.GPS.GPSLatitude: (51.0, 16.0, 30.0),
+        ExifTags.GPS.GPSLongitudeRef: "E",
+        ExifTags.GPS.GPSLongitude: (0.0, 31.0, 12.0),
+    }
+    buffer = BytesIO()
+    picture.save(
+        buffer,
+        "JPEG",
+        quality=85,
+        exif=exif,
+        icc_profile=SRGB,
+        xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/">Home</x:xmpmeta>',
+        comment=b"Taken at home",
+    )
+    with Image.open(BytesIO(buffer.getvalue())) as check:  # the test's own premise
+        assert check.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    return SimpleUploadedFile("office.jpg", buffer.getvalue(), "image/jpeg")
+
+
+def test_a_phone_photo_is_stored_upright_without_its_gps_and_with_its_colours(
+    author, media
+):
+    response = author.post(
+        "/admin/posts/post/add/",
+        admin_post_form(featured_image=phone_photo(), featured_image_alt="An office"),
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    post = Post.objects.get()
+    assert (post.featured_image_width, post.featured_image_height) == (400, 600)
+    with Image.open(post.featured_image.path) as stored:
+        assert stored.format == "JPEG"
+        assert stored.size == (400, 600)
+        assert dict(stored.getexif()) == {}
+        assert "exif" not in stored.info and "xmp" not in stored.info
+        assert "comment" not in stored.info
+        assert not any(marker == "APP1" for marker, _ in stored.applist)
+        assert stored.info["icc_profile"] == SRGB
+        red, green, blue = stored.getpixel((350, 50))  # turned: now top right
+        assert red > 180 and green < 70 and blue < 70
+    raw = (media / post.featured_image.name).read_bytes()
+    assert b"SN-12345" not in raw and b"Phone maker" not in raw
+    assert b"Taken at home" not in raw and b"xmpmeta" not in raw
+
+
+def test_a_png_keeps_its_pixels_and_loses_its_text(author, media):
+    picture = Image.new("RGB", (64, 48), (30, 90, 150))
+    picture.putpixel((3, 4), (1, 2, 3))
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Author", "A. Writer, 12 Home Street")
+    text.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>Home</x:xmpmeta>")
+    text.add_text("Comment", "drafted at home", zip=True)
+    buffer = BytesIO()
+    picture.save(buffer, "PNG", pnginfo=text, icc_profile=SRGB)
+    post = PublishedPostFactory()
+    form = admin_post_form(
+        title=post.title,
+        slug=post.slug,
+        body=post.body,
+        **{
+            "images-TOTAL_FORMS": "1",
+            "images-0-image": SimpleUploadedFile(
+                "chart.png", buffer.getvalue(), "image/png"
+            ),
+            "images-0-alt": "A chart",
+        },
+    )
+    response = author.post(f"/admin/posts/post/{post.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    with Image.open(PostImage.objects.get().image.path) as stored:
+        assert stored.text == {}
+        assert stored.info["icc_profile"] == SRGB
+        assert stored.tobytes() == picture.tobytes()
+    raw = (media / PostImage.objects.get().image.name).read_bytes()
+    assert b"Home" not in raw and b"home" not in raw
+
+
+def test_a_webp_with_exif_loses_it(author):
+    exif = Image.Exif()
+    exif[ExifTags.Base.BodySerialNumber] = "SN-12345"
+    buffer = BytesIO()
+    Image.new("RGB", (64, 48), (30, 90, 150)).save(buffer, "WEBP", exif=exif)
+    response = author.post(
+        "/admin/posts/post/add/",
+        admin_post_form(
+            featured_image=SimpleUploadedFile("a.webp", buffer.getvalue()),
+            featured_image_alt="A chart",
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    with Image.open(Post.objects.get().featured_image.path) as stored:
+        assert stored.format == "WEBP" and dict(stored.getexif()) == {}
+
+
+def test_a_phones_two_picture_jpeg_is_stored_as_its_first_picture(author):
+    # Phones write an MPO: a JPEG and, after it, a depth map with EXIF of its own.
+    # Pillow calls it animated, and it was refused as an animation.
+    first, depth = Image.new("RGB", (60, 40), "red"), Image.new("L", (30, 20))
+    exif = Image.Exif()
+    exif[ExifTags.Base.BodySerialNumber] = "SN-12345"
+    buffer = BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[depth], exif=exif)
+    response = author.post(
+        "/admin/posts/post/add/",
+        admin_post_form(
+            featured_image=SimpleUploadedFile("photo.jpg", buffer.getvalue()),
+            featured_image_alt="An office",
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    stored = Post.objects.get().featured_image
+    assert b"SN-12345" not in stored.read()
+    with Image.open(stored.path) as picture:
+        assert (picture.format, picture.size) == ("JPEG", (60, 40))
+
+
+def test_an_animated_gif_is_refused_with_the_reason(author):
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "blue")]
+    buffer = BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    response = author.post(
+        "/admin/posts/post/add/",
+        admin_post_form(
+            featured_image=SimpleUploadedFile("moving.gif", buffer.getvalue()),
+            featured_image_alt="A moving chart",
+        ),
+    )
+    assert response.status_code == 200
+    assert "This image is animated" in response.text
+    assert not Post.objects.exists()
+
+
+def test_a_format_other_than_jpeg_png_gif_or_webp_is_refused_with_the_reason(author):
+    buffer = BytesIO()
+    Image.new("RGB", (40, 30)).save(buffer, "TIFF")
+    response = author.post(
+        "/admin/posts/post/add/",
+        admin_post_form(
+            featured_image=SimpleUploadedFile("scan.tiff", buffer.getvalue()),
+            featured_image_alt="A scan",
+        ),
+    )
+    assert response.status_code == 200
+    assert "This image is a TIFF: please save it as a JPEG" in response.text
+    assert not Post.objects.exists()
+
+
+def test_every_image_field_in_the_admin_is_cleaned_on_upload(rf):
+    request = rf.get("/")
+    request.user = UserFactory(is_superuser=True)
+    fields = []
+    for model, model_admin in admin.site._registry.items():
+        inlines = [inline(model, admin.site) for inline in model_admin.inlines]
+        for each in [model_admin, *inlines]:
+            if not each.has_change_permission(request):  # read only: no uploads
+                continue
+            for field in each.model._meta.get_fields():
+                if isinstance(field, models.ImageField):
+                    form_field = each.formfield_for_dbfield(field, request=request)
+                    fields.append((each.model.__name__, field.name, type(form_field)))
+    assert len(fields) == 3, fields  # featured images, body images, sponsors' logos
+    assert {form_field for *_, form_field in fields} == {ImageUploadField}, fields
