@@ -1,6 +1,7 @@
 """The author's controls over a mailing of any kind: pause, resume, cancel, and the
 deliberate settling of uncertain batches. Each is a service the admin calls."""
 
+from datetime import datetime
 from functools import partial
 
 from django.db import transaction
@@ -150,14 +151,12 @@ def batch_mark_sent(*, batch_id: int) -> bool:
         batch = _locked_with_its_mailing(batch_id)
         if batch is None or batch.status != Batch.Status.UNCERTAIN:
             return False
-        now = timezone.now()
-        batch.deliveries.filter(status=Delivery.Status.UNCERTAIN).update(
-            status=Delivery.Status.SENT,
-            sent_at=now,
-            error="confirmed with the provider by the author",
+        confirmed = Outcome(
+            Delivery.Status.SENT, error="confirmed with the provider by the author"
         )
-        close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
-        _corrections_plan_again(batch_id)
+        uncertain = batch.deliveries.filter(status=Delivery.Status.UNCERTAIN)
+        outcomes = dict.fromkeys(uncertain.values_list("pk", flat=True), confirmed)
+        _uncertain_settle(batch_id, outcomes, now=timezone.now())
     close_mailing_if_finished(batch.mailing_id)
     return True
 
@@ -193,12 +192,7 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
         batch = _locked_with_its_mailing(batch_id)
         if batch is None or batch.status != Batch.Status.UNCERTAIN:
             return False  # settled by someone else meanwhile: nothing written
-        record_outcomes(outcomes, now)
-        if any(o.status == Delivery.Status.SENT for o in outcomes.values()):
-            _corrections_plan_again(batch_id)
-        status, _queued = close_batch(
-            batch_id, from_status=Batch.Status.UNCERTAIN, now=now
-        )
+        status = _uncertain_settle(batch_id, outcomes, now=now)
         if status == Batch.Status.QUEUED:
             if batch.mailing.status == Mailing.Status.CANCELLED:
                 # What the provider never took is not sent now: the author
@@ -210,6 +204,24 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
                 transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
     close_mailing_if_finished(batch.mailing_id)
     return True
+
+
+def _uncertain_settle(
+    batch_id: int, outcomes: dict[int, Outcome], *, now: datetime
+) -> str:
+    """Record what became of an uncertain batch's uncertain deliveries, and close
+    the batch as its ledger then reads: queued again while any is to be sent
+    again, still uncertain while any is, else done. Readers now known to have the
+    post are owed the corrections confirmed without them. In the caller's
+    transaction, the batch locked with its mailing (_locked_with_its_mailing)
+    and UNCERTAIN. Returns the batch's new status.
+
+    The one way every settling writes: a copy per way of settling drifts."""
+    record_outcomes(outcomes, now)
+    if any(o.status == Delivery.Status.SENT for o in outcomes.values()):
+        _corrections_plan_again(batch_id)
+    status, _queued = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+    return status
 
 
 def _corrections_plan_again(batch_id: int) -> None:
