@@ -31,6 +31,7 @@ from django.views.decorators.csrf import csrf_exempt
 from posts.validators import normalise_email, row_id_in
 
 from . import engagement, esp, subscriptions
+from .delivery import delivery_settle_by_event
 from .models import Delivery, Event, PreviousAddress, Subscriber, Suppression
 
 
@@ -239,6 +240,18 @@ def record_tracking_event(
         )
         if not created:
             return  # seen before: its effects are already applied
+        if (
+            delivery is not None
+            and delivery.status == Delivery.Status.UNCERTAIN
+            and event.event_type in PROVIDER_TOOK_IT
+        ):
+            # Before the row is written below: settling locks the batch, then
+            # its mailing, then the row, as the author's settling does. Holding
+            # the row first, this waited for the batch the author held while
+            # they waited for the row: a deadlock, and one of the two failed.
+            delivery_settle_by_event(
+                delivery_id=delivery.pk, message_id=event.message_id or ""
+            )
         if delivery is not None and event.event_type in Delivery.OUTCOME_EVENTS:
             # What became of the message (delivered, bounced, complained): needed
             # to send correctly, so kept for every reader.
@@ -256,6 +269,26 @@ def record_tracking_event(
             )
         if recipient and not engaged:
             _apply_to_address(event, recipient, recorded=recorded)
+
+
+# Events that prove the provider took the message: it queued or sent it, the
+# receiving server answered for it (delivered, deferred, bounced), or the reader
+# or their mail system did (opened, clicked, complained, replied by a bot).
+# Not a rejection or a failure (anymail: the provider refused to send it, or could
+# not): Mailgun's "rejected" is a refusal at its API, so the message may never have
+# been taken. Nor an unsubscribe or a subscribe: Postmark reports a change to the
+# address's standing, which may be the author's own in its dashboard.
+PROVIDER_TOOK_IT = (
+    EventType.QUEUED,
+    EventType.SENT,
+    EventType.DELIVERED,
+    EventType.DEFERRED,
+    EventType.BOUNCED,
+    EventType.AUTORESPONDED,
+    EventType.OPENED,
+    EventType.CLICKED,
+    EventType.COMPLAINED,
+)
 
 
 def _ledger_row(event: AnymailTrackingEvent, recipient: str) -> Q:

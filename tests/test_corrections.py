@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.mail.backends import locmem
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -44,6 +44,7 @@ from .factories import (
     admin_post_form,
     unpublish_at_the_desk,
 )
+from .test_webhooks import POSTMARK_BACKEND, SECRET, post_postmark, postmark_delivery
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -301,6 +302,39 @@ def test_a_reader_left_out_as_uncertain_gets_the_correction_once_settled_as_sent
     on_commit(plan_mailing.delay, mailing.pk)  # the broker rings again
     assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}
     mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 2
+
+
+def test_a_reader_left_out_as_uncertain_gets_the_correction_once_the_provider_reports(
+    client, clock, on_commit
+):
+    """Nobody settles the batch at the desk: the provider's webhook reports the
+    post delivered to that reader, who has the earlier text and is now sent the
+    correction, once."""
+    post, batch = post_with_an_uncertain_reader(clock, on_commit)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    assert corrections_sent() == {"sent@example.org": 1}
+    row = Delivery.objects.get(batch=batch, status=Delivery.Status.UNCERTAIN)
+    delivered = postmark_delivery(row.subscriber.email)
+    delivered["Metadata"] = {"batch": str(batch.pk), "delivery": str(row.pk)}
+
+    def provider_reports() -> None:
+        with override_settings(
+            EMAIL_BACKEND=POSTMARK_BACKEND, ANYMAIL={"WEBHOOK_SECRET": SECRET}
+        ):
+            assert post_postmark(client, delivered).status_code == 200
+
+    clock(23, 10)
+    on_commit(provider_reports)
+    assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.DONE
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
     assert mailing.status == Mailing.Status.DONE
     assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 2
 

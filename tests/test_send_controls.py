@@ -27,6 +27,7 @@ from .factories import (
     UserFactory,
     unpublish_at_the_desk,
 )
+from .test_webhooks import SECRET, post_postmark, postmark_bounce, postmark_delivery
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -536,6 +537,97 @@ def test_asking_the_provider_finds_a_reader_who_moved_address_since(
     assert (uncertain.status, uncertain.sent) == (Batch.Status.DONE, 2)
 
 
+def provider_reports(client, settings, payload: dict, taken) -> None:
+    """The provider posts its tracking webhook about a message it took (one of
+    fake_esp.deliveries()), as Postmark does: its id and our metadata."""
+    payload.update(MessageID=taken.message_id, Metadata=taken.metadata)
+    payload["Email" if "Email" in payload else "Recipient"] = taken.address
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    assert post_postmark(client, payload).status_code == 200
+
+
+def test_the_providers_events_about_an_uncertain_batch_record_it_as_sent(
+    client, settings, planned, fake_esp
+):
+    """The connection dropped after the provider took the first batch; its
+    webhook then tells about each message: none is left for the author to settle
+    by hand, and the readers are sent nothing twice."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    # The last worker died before closing the mailing, and the reaper has not
+    # come round since.
+    Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
+    first, second = fake_esp.deliveries()[:2]
+    rows = {r.subscriber.email: r for r in uncertain.deliveries.all()}
+    assert set(rows) == {first.address, second.address}
+
+    provider_reports(client, settings, postmark_delivery(), first)
+    delivered = Delivery.objects.get(pk=rows[first.address].pk)
+    assert delivered.status == Delivery.Status.SENT
+    assert delivered.esp_message_id == first.message_id
+    assert delivered.sent_at is not None
+    assert delivered.error == "confirmed by the provider's event about it"
+    assert Delivery.objects.get(pk=rows[second.address].pk).status == "uncertain"
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.sent, uncertain.uncertain) == (
+        Batch.Status.UNCERTAIN,
+        1,
+        1,
+    )
+
+    # A deferral: the receiving server asked the provider to try later.
+    provider_reports(client, settings, postmark_bounce("Transient"), second)
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.sent, uncertain.uncertain) == (
+        Batch.Status.DONE,
+        2,
+        0,
+    )
+    assert Delivery.objects.get(pk=rows[second.address].pk).status == "sent"
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
+    assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6
+    assert sorted(fake_esp.recipients().values()) == [1] * 6
+
+
+@pytest.mark.parametrize(
+    "bounce_type", ["SMTPApiError", "Blocked"], ids=["failed", "rejected"]
+)
+def test_a_refusal_the_provider_reports_settles_nothing(
+    client, settings, planned, fake_esp, bounce_type
+):
+    """The provider refused the message, or failed to send it: it may never have
+    taken it, so the batch waits for the author."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    taken = fake_esp.deliveries()[0]
+    provider_reports(client, settings, postmark_bounce(bounce_type), taken)
+    assert set(uncertain.deliveries.values_list("status", flat=True)) == {
+        Delivery.Status.UNCERTAIN
+    }
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.uncertain) == (Batch.Status.UNCERTAIN, 2)
+
+
+def test_an_event_about_a_batch_the_author_chose_to_resend_changes_nothing(
+    client, settings, planned, fake_esp
+):
+    """The author resent the batch knowingly before the provider's event came:
+    their choice stands, and its worker sends it as they asked."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    assert delivery.batch_resend(batch_id=uncertain.pk)  # its doorbell not rung yet
+    provider_reports(client, settings, postmark_delivery(), fake_esp.deliveries()[0])
+    uncertain.refresh_from_db()
+    assert uncertain.status == Batch.Status.QUEUED
+    assert set(uncertain.deliveries.values_list("status", "error")) == {
+        (Delivery.Status.QUEUED, "resent by the author")
+    }
+
+
 def test_admin_shows_each_sends_progress(author, planned):
     delivery.batch_send(batch_id=planned.batches.order_by("number").first().pk)
     response = author.get("/admin/newsletter/mailing/")
@@ -870,6 +962,112 @@ def test_recording_a_batch_as_sent_while_it_is_resent_waits_and_is_refused(
     assert errors == []
     assert results == {"resent": True, "recorded": False}
     assert fake_esp.recipients() == dict.fromkeys(readers, 1)
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_an_event_settling_a_reader_while_the_author_asks_the_provider_is_kept(
+    settings, fake_esp, uncertain_first, monkeypatch
+):
+    """The provider's webhook reports one reader's message while the author asks
+    the provider about the batch, and its search does not list that message yet:
+    the author's settling waits for the event's, and sends again only what no one
+    has heard of (it sent the reader a second copy, or the two deadlocked)."""
+    first, _readers = uncertain_first
+    row, other = first.deliveries.order_by("pk").select_related("subscriber")
+    settling, go_on = threading.Event(), threading.Event()
+    plan_again = control._corrections_plan_again
+
+    def plan_again_then_wait(batch_id: int) -> None:
+        plan_again(batch_id)
+        settling.set()
+        go_on.wait(timeout=10)
+
+    monkeypatch.setattr(control, "_corrections_plan_again", plan_again_then_wait)
+    delivered = postmark_delivery(row.subscriber.email)
+    delivered["Metadata"] = {"batch": str(first.pk), "delivery": str(row.pk)}
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    errors = []
+
+    webhook = in_a_thread(
+        lambda: errors.append(post_postmark(Client(), delivered).status_code),
+        errors,
+    )
+    assert settling.wait(timeout=10)
+    author = in_a_thread(
+        lambda: delivery.batch_settle_with_provider(batch_id=first.pk), errors
+    )
+    author.join(timeout=0.5)  # waits for the event's lock
+    go_on.set()
+    webhook.join(timeout=10)
+    author.join(timeout=10)
+
+    assert errors == [200]
+    assert fake_esp.recipients() == {other.subscriber.email: 1}
+    row.refresh_from_db()
+    assert (row.status, row.error) == (
+        Delivery.Status.SENT,
+        "confirmed by the provider's event about it",
+    )
+    first.refresh_from_db()
+    assert (first.status, first.sent) == (Batch.Status.DONE, 2)
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_an_event_arriving_while_the_author_records_the_batch_as_sent_waits(
+    settings, fake_esp, uncertain_first, monkeypatch
+):
+    """The author records the batch as sent as the provider's webhook reports a
+    reader's message: the event waits for the author, finds the reader settled and
+    records only what became of the message (the two deadlocked, one of them
+    failing, when the event wrote the reader's row before locking the batch)."""
+    first, _readers = uncertain_first
+    row = first.deliveries.order_by("pk").select_related("subscriber").first()
+    locked, go_on = threading.Event(), threading.Event()
+    lock = control._locked_with_its_mailing
+
+    def lock_then_wait(batch_id: int) -> Batch | None:
+        batch = lock(batch_id)
+        if not locked.is_set():  # the author's, not the event's after it
+            locked.set()
+            go_on.wait(timeout=10)
+        return batch
+
+    monkeypatch.setattr(control, "_locked_with_its_mailing", lock_then_wait)
+    delivered = postmark_delivery(row.subscriber.email)
+    delivered["Metadata"] = {"batch": str(first.pk), "delivery": str(row.pk)}
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    results, errors = {}, []
+
+    author = in_a_thread(
+        lambda: results.update(recorded=delivery.batch_mark_sent(batch_id=first.pk)),
+        errors,
+    )
+    assert locked.wait(timeout=10)
+    webhook = in_a_thread(
+        lambda: results.update(event=post_postmark(Client(), delivered).status_code),
+        errors,
+    )
+    webhook.join(timeout=0.5)  # waits for the author's lock
+    go_on.set()
+    author.join(timeout=10)
+    webhook.join(timeout=10)
+
+    assert errors == []
+    assert results == {"recorded": True, "event": 200}
+    row.refresh_from_db()
+    assert (row.status, row.error, row.last_event) == (
+        Delivery.Status.SENT,
+        "confirmed with the provider by the author",
+        "delivered",
+    )
+    first.refresh_from_db()
+    assert (first.status, first.sent) == (Batch.Status.DONE, 2)
 
 
 def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(

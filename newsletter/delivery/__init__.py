@@ -17,7 +17,8 @@ broker only rings the doorbell:
 4. The reaper (reaper.py) re-rings doorbells the broker lost, turns claims dead
    workers left into UNCERTAIN, and resumes paused mailings after their cool-down.
 5. The author pauses, resumes, cancels (a correction's email may be sent after
-   all), and settles uncertain batches (control.py).
+   all), and settles uncertain batches (control.py); the provider's event about
+   an uncertain delivery's message settles it as sent.
 """
 
 from .control import (
@@ -25,6 +26,7 @@ from .control import (
     batch_resend,
     batch_settle_with_provider,
     correction_send_again,
+    delivery_settle_by_event,
     mailing_cancel,
     mailing_pause,
     mailing_resume,
@@ -71,6 +73,7 @@ __all__ = [
     "batch_send",
     "batch_settle_with_provider",
     "correction_send_again",
+    "delivery_settle_by_event",
     "mailing_cancel",
     "mailing_create_for_correction",
     "mailing_create_for_digest",

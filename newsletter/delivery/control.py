@@ -1,6 +1,7 @@
 """The author's controls over a mailing of any kind: pause, resume, cancel, and the
 deliberate settling of uncertain batches. Each is a service the admin calls."""
 
+from datetime import datetime
 from functools import partial
 
 from django.db import transaction
@@ -150,14 +151,46 @@ def batch_mark_sent(*, batch_id: int) -> bool:
         batch = _locked_with_its_mailing(batch_id)
         if batch is None or batch.status != Batch.Status.UNCERTAIN:
             return False
-        now = timezone.now()
-        batch.deliveries.filter(status=Delivery.Status.UNCERTAIN).update(
-            status=Delivery.Status.SENT,
-            sent_at=now,
-            error="confirmed with the provider by the author",
+        confirmed = Outcome(
+            Delivery.Status.SENT, error="confirmed with the provider by the author"
         )
-        close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
-        _corrections_plan_again(batch_id)
+        uncertain = batch.deliveries.filter(status=Delivery.Status.UNCERTAIN)
+        outcomes = dict.fromkeys(uncertain.values_list("pk", flat=True), confirmed)
+        if _uncertain_settle(batch_id, outcomes, now=timezone.now()) is None:
+            return False
+    close_mailing_if_finished(batch.mailing_id)
+    return True
+
+
+def delivery_settle_by_event(*, delivery_id: int, message_id: str) -> bool:
+    """Record an uncertain delivery as sent: the provider has reported on its
+    message (delivered, bounced, opened…), so it took it. Its batch is closed once
+    none of its deliveries is uncertain, as the author settling it would. Not a
+    delivery settled otherwise meanwhile, nor one of a batch the author has put
+    back in the queue (resend): that choice is theirs, and stands."""
+    batch_id = (
+        Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.UNCERTAIN)
+        .values_list("batch_id", flat=True)
+        .first()
+    )
+    if batch_id is None:
+        return False
+    with transaction.atomic():
+        # Locked as the author's settling locks it, so an event arriving while
+        # they settle the batch waits for them, then finds it settled.
+        batch = _locked_with_its_mailing(batch_id)
+        if batch is None or batch.status != Batch.Status.UNCERTAIN:
+            return False
+        confirmed = Outcome(
+            Delivery.Status.SENT,
+            message_id[:255],
+            "confirmed by the provider's event about it",
+        )
+        settled = _uncertain_settle(
+            batch_id, {delivery_id: confirmed}, now=timezone.now()
+        )
+        if settled is None:
+            return False  # settled by another event meanwhile
     close_mailing_if_finished(batch.mailing_id)
     return True
 
@@ -193,12 +226,9 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
         batch = _locked_with_its_mailing(batch_id)
         if batch is None or batch.status != Batch.Status.UNCERTAIN:
             return False  # settled by someone else meanwhile: nothing written
-        record_outcomes(outcomes, now)
-        if any(o.status == Delivery.Status.SENT for o in outcomes.values()):
-            _corrections_plan_again(batch_id)
-        status, _queued = close_batch(
-            batch_id, from_status=Batch.Status.UNCERTAIN, now=now
-        )
+        status = _uncertain_settle(batch_id, outcomes, now=now)
+        if status is None:
+            return False  # its readers settled otherwise meanwhile
         if status == Batch.Status.QUEUED:
             if batch.mailing.status == Mailing.Status.CANCELLED:
                 # What the provider never took is not sent now: the author
@@ -210,6 +240,36 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
                 transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
     close_mailing_if_finished(batch.mailing_id)
     return True
+
+
+def _uncertain_settle(
+    batch_id: int, outcomes: dict[int, Outcome], *, now: datetime
+) -> str | None:
+    """Record what became of an uncertain batch's uncertain deliveries, and close
+    the batch as its ledger then reads: queued again while any is to be sent
+    again, still uncertain while any is, else done. Readers now known to have the
+    post are owed the corrections confirmed without them. In the caller's
+    transaction, the batch locked with its mailing (_locked_with_its_mailing)
+    and UNCERTAIN. Returns the batch's new status, or None when none of
+    `outcomes` was still uncertain: nothing is written.
+
+    The one way every settling writes, by the author or by the provider's event.
+    Only deliveries still uncertain are written: one an event settled since the
+    author asked the provider (whose search may not list it yet) is not sent a
+    second copy."""
+    uncertain = set(
+        Delivery.objects.filter(
+            batch_id=batch_id, status=Delivery.Status.UNCERTAIN
+        ).values_list("pk", flat=True)
+    )
+    outcomes = {pk: o for pk, o in outcomes.items() if pk in uncertain}
+    if not outcomes:
+        return None
+    record_outcomes(outcomes, now)
+    if any(o.status == Delivery.Status.SENT for o in outcomes.values()):
+        _corrections_plan_again(batch_id)
+    status, _queued = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+    return status
 
 
 def _corrections_plan_again(batch_id: int) -> None:
