@@ -655,6 +655,15 @@ def mailing_page(client, mailing: Mailing) -> dict[str, str]:
     )
 
 
+def test_a_small_mailing_going_out_has_a_rate_and_an_eta(author, planned):
+    """Two readers of six in the last five minutes: 0.4 a minute, not the
+    "0.0 recipients/s" a small list showed while it went."""
+    delivery.batch_send(batch_id=planned.batches.order_by("number").first().pk)
+    figures = mailing_page(author, planned)
+    assert figures["Rate (recipients/min)"] == "0.4"
+    assert figures["ETA"] == "0:10:00"  # the four waiting, at that rate
+
+
 def test_a_paused_mailing_has_no_eta_until_it_goes_again(
     author, planned, settings, fake_esp
 ):
