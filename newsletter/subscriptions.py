@@ -198,10 +198,17 @@ def subscriber_confirm(
                 unsubscribed_at=None,
                 paused_at=None,
                 soft_bounces=0,
-                engagement_agreed_at=now if engagement else None,
             )
         )
         if confirmed:
+            if engagement:
+                Subscriber.objects.filter(pk=subscriber.pk).update(
+                    engagement_agreed_at=now
+                )
+            else:
+                # The box left unticked is the reader's answer now: withdrawing,
+                # and what an earlier agreement kept goes with it.
+                engagement_withdraw(subscriber=subscriber)
             Suppression.objects.for_email(subscriber.email).delete()
             consent.confirmed_at = now
             consent.confirmed_ip_address = ip_address

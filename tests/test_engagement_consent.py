@@ -371,6 +371,29 @@ def test_withdrawing_deletes_what_was_kept_and_stops_keeping(client, emails, rea
 
 
 @pytest.mark.usefixtures("per_reader")
+def test_confirming_again_without_the_box_deletes_what_was_kept(
+    client, emails, readers, django_capture_on_commit_callbacks
+):
+    """A reader who agreed leaves, comes back and leaves the box unticked on their
+    new confirmation's page: that withdraws, as unticking it in the centre does."""
+    reader = readers["agreed"]
+    click(client, report_link(emails["agreed"]))
+    assert Engagement.objects.filter(subscriber=reader).count() == 1
+    centre = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+    client.post(centre, {"action": "unsubscribe"})
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/subscribe/", {"email": reader.email})
+
+    client.post(confirm_link(mail.outbox[0]), {"name": ""})
+
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert reader.engagement_agreed_at is None
+    assert not Engagement.objects.exists()
+
+
+@pytest.mark.usefixtures("per_reader")
 def test_the_export_lists_the_readers_engagement_and_erasure_removes_it(
     client, emails, readers
 ):
