@@ -527,6 +527,17 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "confirmed_at": subscriber.confirmed_at,
             "unsubscribed_at": subscriber.unsubscribed_at,
             "paused_at": subscriber.paused_at,
+            "soft_bounces": subscriber.soft_bounces,
+            "email_change_requested_at": subscriber.email_change_requested_at,
+            "one_time_link_sent_at": subscriber.one_time_link_sent_at,
+            # When their digests arrive, as they chose it (empty: the site's time).
+            "digest_hour": subscriber.digest_hour,
+            "digest_weekday": subscriber.digest_weekday,
+            "time_zone": subscriber.time_zone,
+            "last_daily_round_at": subscriber.last_daily_round_at,
+            "last_weekly_round_at": subscriber.last_weekly_round_at,
+            # Their answer now: a withdrawal is recorded only here.
+            "engagement_agreed_at": subscriber.engagement_agreed_at,
         },
         "previous_addresses": [
             {"email": previous.email, "until": previous.moved_at}
