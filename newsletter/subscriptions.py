@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -63,6 +65,9 @@ CONSENT_SOURCE_PREFERENCES = "preference centre"
 # The throttle scope of the links confirming a new address: one a day to any
 # address, whoever asks.
 CHANGE_OF_ADDRESS_TO = "change-of-address-to"
+
+# What the desk's history calls a reader who erased their data.
+ERASED_READER = "an erased reader"
 
 # The status a subscriber takes for each reason their address is suppressed.
 STATUS_FOR_REASON = {
@@ -627,6 +632,13 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         tracking_events_of(subscriber=subscriber, addresses=addresses).delete()
         comments_delete_for_addresses(addresses=addresses)
         Engagement.objects.filter(subscriber=subscriber).delete()
+        # The desk's history (Django admin's log) names the reader by their
+        # address in every entry about them, their consents and topics too: it
+        # keeps what the desk did, when and who did it, but no longer to whom.
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Subscriber),
+            object_id=str(subscriber.pk),
+        ).update(object_repr=ERASED_READER, change_message="")
         # Its previous addresses, consents and ledger rows go with it (CASCADE).
         subscriber.delete()
 

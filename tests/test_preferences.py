@@ -2,6 +2,7 @@ import json
 import re
 
 import pytest
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.core import mail, signing
 from django.test import Client
 from django.utils import timezone
@@ -484,6 +485,29 @@ def test_deleting_a_reader_at_the_desk_is_their_erasure(client, reader, how):
     assert not Comment.objects.filter(pk=mine.pk).exists()
     assert not Event.objects.exists()
     assert Suppression.objects.for_email(reader.email).get().reason == "deleted"
+
+
+@pytest.mark.parametrize("how", ["change page", "list action"])
+def test_the_desks_history_keeps_what_it_did_to_an_erased_reader_but_not_who(
+    client, reader, how
+):
+    """Django's admin log names a row by its str(), a reader's address."""
+    client.force_login(UserFactory(is_superuser=True))
+    LogEntry.objects.log_actions(
+        user_id=UserFactory().pk,
+        queryset=[reader],
+        action_flag=CHANGE,
+        change_message=[{"added": {"name": "consent", "object": str(reader)}}],
+    )
+
+    delete_at_the_desk(client, "subscriber", reader.pk, how)
+
+    assert sorted(LogEntry.objects.values_list("action_flag", flat=True)) == [
+        CHANGE,
+        DELETION,
+    ]
+    for entry in LogEntry.objects.all():
+        assert reader.email not in entry.object_repr + entry.change_message
 
 
 @pytest.mark.parametrize("how", ["change page", "list action"])
