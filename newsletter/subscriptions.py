@@ -15,6 +15,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from posts import throttle
@@ -492,24 +493,35 @@ def tracking_events_of(
     *, subscriber: Subscriber, addresses: list[AddressPeriod]
 ) -> QuerySet[Event]:
     """The provider's events about the reader: those naming one of their addresses
-    while it was theirs, and those about a message we sent them, which may come
-    in after they moved.
+    while it was theirs, and those about a message sent to an address before they
+    moved away from it, which may come in after the move.
 
-    Always by the reader's address too: a Mailgun batch has one message id for
-    every reader in it, so the id alone would take in other readers' events.
+    Always by the address the message went to: a Mailgun batch has one message
+    id for every reader in it, who may include whoever has the address since.
     """
-    message_ids = (
-        Delivery.objects.filter(subscriber=subscriber)
-        .exclude(esp_message_id="")
-        .values("esp_message_id")
+    about_them = written_under(
+        addresses, address_field="recipient", time_field="received_at"
     )
-    return Event.objects.filter(
-        written_under(addresses, address_field="recipient", time_field="received_at")
-        | Q(
-            message_id__in=message_ids,
-            recipient__in=[period.email for period in addresses],
-        )
-    )
+    sent = Delivery.objects.filter(subscriber=subscriber).exclude(esp_message_id="")
+    # `addresses` is in the order the reader held them: each from the move away
+    # from the one before.
+    held_from = None
+    for period in addresses:
+        if period.until is not None:
+            # When it went, or (unanswered) when its mailing began, as the
+            # webhook reads it.
+            sent_then = sent.alias(
+                at=Coalesce("sent_at", "mailing__created_at")
+            ).filter(at__lte=period.until)
+            if held_from is not None:
+                sent_then = sent_then.filter(at__gt=held_from)
+            about_them |= Q(
+                recipient=normalise_email(period.email),
+                received_at__gt=period.until,
+                message_id__in=sent_then.values("esp_message_id"),
+            )
+        held_from = period.until
+    return Event.objects.filter(about_them)
 
 
 def subscriber_export(*, subscriber: Subscriber) -> dict:
