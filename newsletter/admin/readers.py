@@ -125,6 +125,10 @@ class SubscriberAdmin(admin.ModelAdmin):
         "unsubscribed_at",
         "paused_at",
         "soft_bounces",
+        # Only the reader agrees, by a link to their own address, and withdrawing
+        # deletes what was kept (subscriptions.engagement_withdraw): the desk can
+        # do neither by editing a date.
+        "engagement_agreed_at",
     ]
     inlines = [SubscriberTopicInline, ConsentInline]
     actions = ["export_csv", "unsubscribe", "suppress"]
