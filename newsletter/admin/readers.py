@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from posts.validators import clean_email
+from posts.validators import clean_email, normalise_email
 
 from .. import imports, subscriptions, webhooks
 from ..models import (
@@ -94,6 +94,15 @@ class Echo:
         return value
 
 
+def addresses_as_stored(search_term: str) -> str:
+    """The desk's search with each address in it in its stored form (lower case,
+    the domain in IDNA): a reader asking by email for their data, or its erasure,
+    writes their address their own way."""
+    return " ".join(
+        normalise_email(bit) if "@" in bit else bit for bit in search_term.split()
+    )
+
+
 class SubscriberAdminForm(forms.ModelForm):
     # No Meta: the admin builds the form's fields from SubscriberAdmin.
 
@@ -141,6 +150,11 @@ class SubscriberAdmin(admin.ModelAdmin):
         if obj is None:
             return self.readonly_fields
         return ["email", *self.readonly_fields]
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(
+            request, queryset, addresses_as_stored(search_term)
+        )
 
     def delete_model(self, request, obj):
         # Deleting a reader at the desk (a reader's request by email, say) is
@@ -336,6 +350,11 @@ class EventAdmin(admin.ModelAdmin):
         "raw",
         "received_at",
     ]
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(
+            request, queryset, addresses_as_stored(search_term)
+        )
 
     def changelist_view(self, request, extra_context=None):
         # Where events come in, or why none can: the author sees an empty list
