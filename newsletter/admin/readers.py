@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from posts.validators import clean_email, normalise_email
+from posts.validators import addresses_as_stored, clean_email
 
 from .. import imports, subscriptions, webhooks
 from ..models import (
@@ -92,15 +92,6 @@ class Echo:
 
     def write(self, value: str) -> str:
         return value
-
-
-def addresses_as_stored(search_term: str) -> str:
-    """The desk's search with each address in it in its stored form (lower case,
-    the domain in IDNA): a reader asking by email for their data, or its erasure,
-    writes their address their own way."""
-    return " ".join(
-        normalise_email(bit) if "@" in bit else bit for bit in search_term.split()
-    )
 
 
 class SubscriberAdminForm(forms.ModelForm):
