@@ -11,8 +11,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from posts import throttle
@@ -63,6 +66,9 @@ CONSENT_SOURCE_PREFERENCES = "preference centre"
 # The throttle scope of the links confirming a new address: one a day to any
 # address, whoever asks.
 CHANGE_OF_ADDRESS_TO = "change-of-address-to"
+
+# What the desk's history calls a reader who erased their data.
+ERASED_READER = "an erased reader"
 
 # The status a subscriber takes for each reason their address is suppressed.
 STATUS_FOR_REASON = {
@@ -198,10 +204,17 @@ def subscriber_confirm(
                 unsubscribed_at=None,
                 paused_at=None,
                 soft_bounces=0,
-                engagement_agreed_at=now if engagement else None,
             )
         )
         if confirmed:
+            if engagement:
+                Subscriber.objects.filter(pk=subscriber.pk).update(
+                    engagement_agreed_at=now
+                )
+            else:
+                # The box left unticked is the reader's answer now: withdrawing,
+                # and what an earlier agreement kept goes with it.
+                engagement_withdraw(subscriber=subscriber)
             Suppression.objects.for_email(subscriber.email).delete()
             consent.confirmed_at = now
             consent.confirmed_ip_address = ip_address
@@ -480,24 +493,35 @@ def tracking_events_of(
     *, subscriber: Subscriber, addresses: list[AddressPeriod]
 ) -> QuerySet[Event]:
     """The provider's events about the reader: those naming one of their addresses
-    while it was theirs, and those about a message we sent them, which may come
-    in after they moved.
+    while it was theirs, and those about a message sent to an address before they
+    moved away from it, which may come in after the move.
 
-    Always by the reader's address too: a Mailgun batch has one message id for
-    every reader in it, so the id alone would take in other readers' events.
+    Always by the address the message went to: a Mailgun batch has one message
+    id for every reader in it, who may include whoever has the address since.
     """
-    message_ids = (
-        Delivery.objects.filter(subscriber=subscriber)
-        .exclude(esp_message_id="")
-        .values("esp_message_id")
+    about_them = written_under(
+        addresses, address_field="recipient", time_field="received_at"
     )
-    return Event.objects.filter(
-        written_under(addresses, address_field="recipient", time_field="received_at")
-        | Q(
-            message_id__in=message_ids,
-            recipient__in=[period.email for period in addresses],
-        )
-    )
+    sent = Delivery.objects.filter(subscriber=subscriber).exclude(esp_message_id="")
+    # `addresses` is in the order the reader held them: each from the move away
+    # from the one before.
+    held_from = None
+    for period in addresses:
+        if period.until is not None:
+            # When it went, or (unanswered) when its mailing began, as the
+            # webhook reads it.
+            sent_then = sent.alias(
+                at=Coalesce("sent_at", "mailing__created_at")
+            ).filter(at__lte=period.until)
+            if held_from is not None:
+                sent_then = sent_then.filter(at__gt=held_from)
+            about_them |= Q(
+                recipient=normalise_email(period.email),
+                received_at__gt=period.until,
+                message_id__in=sent_then.values("esp_message_id"),
+            )
+        held_from = period.until
+    return Event.objects.filter(about_them)
 
 
 def subscriber_export(*, subscriber: Subscriber) -> dict:
@@ -520,6 +544,17 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "confirmed_at": subscriber.confirmed_at,
             "unsubscribed_at": subscriber.unsubscribed_at,
             "paused_at": subscriber.paused_at,
+            "soft_bounces": subscriber.soft_bounces,
+            "email_change_requested_at": subscriber.email_change_requested_at,
+            "one_time_link_sent_at": subscriber.one_time_link_sent_at,
+            # When their digests arrive, as they chose it (empty: the site's time).
+            "digest_hour": subscriber.digest_hour,
+            "digest_weekday": subscriber.digest_weekday,
+            "time_zone": subscriber.time_zone,
+            "last_daily_round_at": subscriber.last_daily_round_at,
+            "last_weekly_round_at": subscriber.last_weekly_round_at,
+            # Their answer now: a withdrawal is recorded only here.
+            "engagement_agreed_at": subscriber.engagement_agreed_at,
         },
         "previous_addresses": [
             {"email": previous.email, "until": previous.moved_at}
@@ -609,6 +644,13 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         tracking_events_of(subscriber=subscriber, addresses=addresses).delete()
         comments_delete_for_addresses(addresses=addresses)
         Engagement.objects.filter(subscriber=subscriber).delete()
+        # The desk's history (Django admin's log) names the reader by their
+        # address in every entry about them, their consents and topics too: it
+        # keeps what the desk did, when and who did it, but no longer to whom.
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Subscriber),
+            object_id=str(subscriber.pk),
+        ).update(object_repr=ERASED_READER, change_message="")
         # Its previous addresses, consents and ledger rows go with it (CASCADE).
         subscriber.delete()
 

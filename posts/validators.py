@@ -108,6 +108,15 @@ def normalise_email(email: str) -> str:
     return f"{local}@{domain}"
 
 
+def addresses_as_stored(search_term: str) -> str:
+    """A search of the desk's with each address in it in its stored form: a
+    person asking by email for their data, or its erasure, writes their address
+    their own way (Sam@Bücher.example)."""
+    return " ".join(
+        normalise_email(bit) if "@" in bit else bit for bit in search_term.split()
+    )
+
+
 def clean_email(value: str) -> str:
     """A deliverable address in its stored form, or a ValidationError saying what
     is wrong.

@@ -717,6 +717,21 @@ def test_the_admin_queue_shows_pending_comments_by_default(admin_client):
     assert "Already published." in everything
 
 
+def test_a_commenters_comments_are_found_by_their_address_as_they_write_it(
+    admin_client,
+):
+    """A commenter who is no reader asks by email for their comments' erasure:
+    the moderators find them however the address is stored."""
+    CommentFactory(email="sam@xn--bcher-kva.example", body="Mine.")
+    CommentFactory(email="other@example.org", body="Not mine.")
+
+    found = admin_client.get(
+        "/admin/comments/comment/", {"status": "all", "q": "Sam@Bücher.example"}
+    )
+
+    assert [c.body for c in found.context["cl"].result_list] == ["Mine."]
+
+
 def test_the_admin_approves_in_bulk(admin_client):
     waiting = CommentFactory.create_batch(3)
 

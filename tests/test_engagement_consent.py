@@ -24,7 +24,7 @@ from newsletter.tokens import Purpose, make_token
 from . import test_digests as digests_test
 from . import test_engagement as engagement_test
 from . import test_webhooks as webhooks_test
-from .factories import PostFactory, SubscriberFactory
+from .factories import PostFactory, SubscriberFactory, UserFactory
 from .test_digests import clock  # noqa: F401 (the digests' time of day, a fixture)
 from .test_engagement import BROWSER, REPORT
 
@@ -368,6 +368,57 @@ def test_withdrawing_deletes_what_was_kept_and_stops_keeping(client, emails, rea
     assert not Engagement.objects.exists()
     click(client, link, address="192.0.2.99")  # the link in the old email
     assert not Engagement.objects.exists()
+
+
+@pytest.mark.usefixtures("per_reader")
+def test_confirming_again_without_the_box_deletes_what_was_kept(
+    client, emails, readers, django_capture_on_commit_callbacks
+):
+    """A reader who agreed leaves, comes back and leaves the box unticked on their
+    new confirmation's page: that withdraws, as unticking it in the centre does."""
+    reader = readers["agreed"]
+    click(client, report_link(emails["agreed"]))
+    assert Engagement.objects.filter(subscriber=reader).count() == 1
+    centre = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+    client.post(centre, {"action": "unsubscribe"})
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/subscribe/", {"email": reader.email})
+
+    client.post(confirm_link(mail.outbox[0]), {"name": ""})
+
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert reader.engagement_agreed_at is None
+    assert not Engagement.objects.exists()
+
+
+@pytest.mark.usefixtures("per_reader")
+@pytest.mark.parametrize("agreed", [False, True])
+def test_the_desk_can_neither_agree_for_a_reader_nor_withdraw_for_them(
+    client, readers, agreed
+):
+    """Only the reader agrees, by their own link; withdrawing deletes what was
+    kept, which a field cleared at the desk would not."""
+    reader = readers["agreed" if agreed else "not"]
+    before = reader.engagement_agreed_at
+    client.force_login(UserFactory(is_superuser=True))
+    page = f"/admin/newsletter/subscriber/{reader.pk}/change/"
+    form = client.get(page).context["adminform"].form
+    data = {
+        **{name: form[name].value() or "" for name in form.fields},
+        "engagement_agreed_at_0": "" if agreed else "2026-12-01",
+        "engagement_agreed_at_1": "" if agreed else "10:00:00",
+        "topics-TOTAL_FORMS": "0",
+        "topics-INITIAL_FORMS": "0",
+        "consents-TOTAL_FORMS": "0",
+        "consents-INITIAL_FORMS": "0",
+    }
+
+    assert client.post(page, data).status_code == 302
+
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at == before
 
 
 @pytest.mark.usefixtures("per_reader")

@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from newsletter import imports
-from newsletter.models import Consent, Subscriber, Suppression
+from newsletter.models import Consent, Event, Subscriber, Suppression
 from newsletter.subscriptions import address_suppress
 
 from .factories import SubscriberFactory, UserFactory
@@ -390,6 +390,26 @@ def test_the_suppression_list_is_searchable_by_address(author):
     assert author.get(url).context["cl"].result_count == 2
     found = author.get(url, {"q": " SPAM@example.org"})
     assert [s.reason for s in found.context["cl"].result_list] == ["complaint"]
+
+
+def test_a_reader_is_found_at_the_desk_by_their_address_as_they_write_it(author):
+    """A reader asking by email for their data, or its erasure, writes their
+    address their own way: the desk finds them however it is stored."""
+    SubscriberFactory(email="reader@xn--bcher-kva.example", name="Sam")
+    SubscriberFactory(email="other@example.org")
+    url = "/admin/newsletter/subscriber/"
+    for typed in ("Reader@Bücher.example", "@bücher.example", "Sam"):
+        found = author.get(url, {"q": typed}).context["cl"].result_list
+        assert [s.email for s in found] == ["reader@xn--bcher-kva.example"], typed
+    Event.objects.create(
+        esp="postmark",
+        event_id="e-1",
+        event_type="bounced",
+        recipient="reader@xn--bcher-kva.example",
+        raw={},
+    )
+    events = author.get("/admin/newsletter/event/", {"q": "Reader@Bücher.example"})
+    assert events.context["cl"].result_count == 1
 
 
 @pytest.mark.parametrize(

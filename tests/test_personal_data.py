@@ -169,3 +169,26 @@ def test_each_model_with_personal_data_is_in_the_export_and_goes_with_erasure(
 
     subscriber_delete(subscriber=reader)
     assert not model.objects.filter(pk=row.pk).exists()
+
+
+def test_every_field_of_the_readers_own_row_is_in_their_export():
+    """What the reader chose (their digest time, their answer on engagement) and
+    what we noted about them (soft bounces, the last digest rounds) are held too."""
+    reader = SubscriberFactory(
+        email="reader@example.org",
+        engagement_agreed_at=timezone.now(),
+        digest_hour=7,
+        digest_weekday=0,
+        time_zone="Europe/Dublin",
+        soft_bounces=2,
+        last_daily_round_at=timezone.now(),
+    )
+    held = {
+        field.name: getattr(reader, field.attname)
+        for field in Subscriber._meta.concrete_fields
+        if not field.primary_key
+    }
+
+    exported = subscriber_export(subscriber=reader)["subscriber"]
+
+    assert exported == held

@@ -1,7 +1,9 @@
 import json
 import re
+from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.core import mail, signing
 from django.test import Client
 from django.utils import timezone
@@ -487,6 +489,29 @@ def test_deleting_a_reader_at_the_desk_is_their_erasure(client, reader, how):
 
 
 @pytest.mark.parametrize("how", ["change page", "list action"])
+def test_the_desks_history_keeps_what_it_did_to_an_erased_reader_but_not_who(
+    client, reader, how
+):
+    """Django's admin log names a row by its str(), a reader's address."""
+    client.force_login(UserFactory(is_superuser=True))
+    LogEntry.objects.log_actions(
+        user_id=UserFactory().pk,
+        queryset=[reader],
+        action_flag=CHANGE,
+        change_message=[{"added": {"name": "consent", "object": str(reader)}}],
+    )
+
+    delete_at_the_desk(client, "subscriber", reader.pk, how)
+
+    assert sorted(LogEntry.objects.values_list("action_flag", flat=True)) == [
+        CHANGE,
+        DELETION,
+    ]
+    for entry in LogEntry.objects.all():
+        assert reader.email not in entry.object_repr + entry.change_message
+
+
+@pytest.mark.parametrize("how", ["change page", "list action"])
 def test_nobody_deletes_a_row_of_the_ledger_at_the_desk(client, reader, how):
     # A deleted row would be planned again: the reader would get a second copy.
     sent = Mailing.objects.create(kind="post", post=PublishedPostFactory())
@@ -665,6 +690,76 @@ def test_my_data_lists_the_providers_events_about_me_and_not_my_batchmates(
     assert b"203.0.113.7" not in export.content  # the provider's payload stays
 
     client.post(one_time_link(client, on_commit, reader, "delete/"))
+    assert list(Event.objects.all()) == [theirs]
+
+
+def moved_an_hour_ago(reader: Subscriber, new_email: str) -> None:
+    PreviousAddress.objects.create(
+        subscriber=reader,
+        email=reader.email,
+        moved_at=timezone.now() - timedelta(hours=1),
+    )
+    Subscriber.objects.filter(pk=reader.pk).update(email=new_email)
+    reader.refresh_from_db()
+
+
+def mailgun_batch(sent_at, *readers) -> Mailing:
+    """One Mailgun call: every reader's copy has the one message id."""
+    send = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    batch = Batch.objects.create(mailing=send, number=1)
+    for subscriber in readers:
+        Delivery.objects.create(
+            mailing=send,
+            batch=batch,
+            subscriber=subscriber,
+            status=Delivery.Status.SENT,
+            esp_message_id=f"mg-{send.pk}",
+            sent_at=sent_at,
+        )
+    return send
+
+
+def test_a_bounce_that_comes_after_i_moved_is_still_mine(client, reader, on_commit):
+    send = mailgun_batch(timezone.now() - timedelta(hours=2), reader)
+    moved_an_hour_ago(reader, "new@example.org")
+    Event.objects.create(
+        esp="mailgun",
+        event_id="late",
+        event_type="bounced",
+        recipient="reader@example.org",
+        message_id=f"mg-{send.pk}",
+        raw={},
+    )
+
+    export = client.post(one_time_link(client, on_commit, reader, "export/"))
+
+    events = json.loads(export.content)["tracking_events"]
+    assert [(e["event"], e["address"]) for e in events] == [
+        ("bounced", "reader@example.org")
+    ]
+    subscriber_delete(subscriber=reader)
+    assert not Event.objects.exists()
+
+
+def test_my_batchmate_at_the_address_i_left_keeps_their_events_to_themselves(
+    client, reader, on_commit
+):
+    moved_an_hour_ago(reader, "new@example.org")
+    successor = SubscriberFactory(email="reader@example.org")
+    send = mailgun_batch(timezone.now(), reader, successor)
+    theirs = Event.objects.create(
+        esp="mailgun",
+        event_id="theirs",
+        event_type="bounced",
+        recipient="reader@example.org",
+        message_id=f"mg-{send.pk}",
+        raw={},
+    )
+
+    export = client.post(one_time_link(client, on_commit, reader, "export/"))
+
+    assert json.loads(export.content)["tracking_events"] == []
+    subscriber_delete(subscriber=reader)
     assert list(Event.objects.all()) == [theirs]
 
 

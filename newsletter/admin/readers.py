@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from posts.validators import clean_email
+from posts.validators import addresses_as_stored, clean_email
 
 from .. import imports, subscriptions, webhooks
 from ..models import (
@@ -125,6 +125,10 @@ class SubscriberAdmin(admin.ModelAdmin):
         "unsubscribed_at",
         "paused_at",
         "soft_bounces",
+        # Only the reader agrees, by a link to their own address, and withdrawing
+        # deletes what was kept (subscriptions.engagement_withdraw): the desk can
+        # do neither by editing a date.
+        "engagement_agreed_at",
     ]
     inlines = [SubscriberTopicInline, ConsentInline]
     actions = ["export_csv", "unsubscribe", "suppress"]
@@ -137,6 +141,11 @@ class SubscriberAdmin(admin.ModelAdmin):
         if obj is None:
             return self.readonly_fields
         return ["email", *self.readonly_fields]
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(
+            request, queryset, addresses_as_stored(search_term)
+        )
 
     def delete_model(self, request, obj):
         # Deleting a reader at the desk (a reader's request by email, say) is
@@ -332,6 +341,11 @@ class EventAdmin(admin.ModelAdmin):
         "raw",
         "received_at",
     ]
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(
+            request, queryset, addresses_as_stored(search_term)
+        )
 
     def changelist_view(self, request, extra_context=None):
         # Where events come in, or why none can: the author sees an empty list

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 
 from posts.models import Post
-from posts.validators import clean_email
+from posts.validators import addresses_as_stored, clean_email
 
 from . import services
 from .models import Comment, PostCommentSettings
@@ -77,6 +77,11 @@ class CommentAdmin(admin.ModelAdmin):
         "user_agent",
     ]
     readonly_fields = ["post", "parent", "created_at", "ip_address", "user_agent"]
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(
+            request, queryset, addresses_as_stored(search_term)
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Comments come from readers through the post page.
