@@ -1008,6 +1008,47 @@ def test_replies_hidden_with_a_spam_comment_stay_hidden_once_it_is_deleted(
     assert comments.comment_counts(posts=[post]) == {}
 
 
+@pytest.mark.parametrize(
+    "delete",
+    [
+        lambda desk, abuse: desk.post(
+            "/admin/comments/comment/?status=spam",
+            {
+                "action": "delete_selected",
+                "_selected_action": [abuse.pk],
+                "post": "yes",
+            },
+        ),
+        lambda desk, abuse: desk.post(
+            f"/admin/comments/comment/{abuse.pk}/delete/", {"post": "yes"}
+        ),
+        lambda desk, abuse: comments.comments_delete_for_addresses(
+            addresses=[AddressPeriod(abuse.email)]
+        ),
+    ],
+    ids=["desk-bulk-delete", "desk-delete-page", "persons-erasure"],
+)
+def test_replies_hidden_with_a_spam_comment_stay_hidden_whoever_deletes_it(
+    admin_client, rf, post, delete
+):
+    """As with the purge: a moderator clearing the spam queue, or the spammer's
+    address asking for erasure, must not bring the hidden thread back."""
+    abuse = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Abuse.")
+    CommentFactory(
+        post=post,
+        parent=abuse,
+        status=Comment.Status.APPROVED,
+        body="Answering the abuse.",
+    )
+    comments.comments_mark_spam(comments=Comment.objects.filter(pk=abuse.pk))
+
+    delete(admin_client, abuse)
+
+    assert not Comment.objects.filter(pk=abuse.pk).exists()
+    assert "Answering the abuse." not in comments_section(rf, post)
+    assert comments.comment_counts(posts=[post]) == {}
+
+
 def test_the_purge_runs_on_beat():
     from newsletter.celery import app
     from newsletter.settings import CELERY_BEAT_SCHEDULE
