@@ -402,6 +402,25 @@ def test_a_link_followed_after_comments_closed_leaves_the_comment_to_the_moderat
     assert "comment_verified" in response.cookies  # the address is proved all the same
 
 
+@pytest.mark.parametrize("approved", [False, True], ids=["held", "published"])
+def test_a_link_followed_after_the_post_was_unpublished_confirms_without_a_404(
+    client, post, confirm, approved
+):
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    if approved:
+        client.post(links[0])
+    Post.objects.filter(pk=post.pk).update(status=Post.Status.DRAFT)
+
+    response = client.post(links[0], follow=True)
+
+    assert response.status_code == 200
+    assert "your address is confirmed" in response.text
+    assert "comment_verified" in response.client.cookies
+    status = Comment.Status.APPROVED if approved else Comment.Status.PENDING
+    assert Comment.objects.get(post=post).status == status
+
+
 def test_a_link_for_a_comment_whose_address_was_changed_is_refused(
     client, post, confirm
 ):
