@@ -379,6 +379,28 @@ def test_a_comment_marked_as_spam_stays_spam_when_its_link_is_followed(
     assert Comment.objects.get(post=post).status == Comment.Status.SPAM
 
 
+def test_a_comment_marked_as_spam_while_its_link_is_followed_stays_spam(
+    client, post, confirm, monkeypatch
+):
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    held = Comment.objects.get(post=post)
+    comments_are_open = comments.comments_are_open
+
+    def moderator_marks_it_as_spam_meanwhile(*, post):
+        comments.comments_mark_spam(comments=Comment.objects.filter(pk=held.pk))
+        return comments_are_open(post=post)
+
+    monkeypatch.setattr(
+        comments, "comments_are_open", moderator_marks_it_as_spam_meanwhile
+    )
+
+    client.post(links[0])
+
+    held.refresh_from_db()
+    assert held.status == Comment.Status.SPAM
+
+
 @pytest.mark.parametrize("closed_by", ["the author", "age"])
 def test_a_link_followed_after_comments_closed_leaves_the_comment_to_the_moderators(
     client, post, confirm, settings, closed_by

@@ -255,7 +255,8 @@ def comment_confirm(*, token: str) -> Comment:
         and comments_are_open(post=comment.post)
         and _skips_moderation(email=comment.email)
     ):
-        comments_approve(comments=Comment.objects.filter(pk=comment.pk))
+        # Still pending: a moderator may have marked it as spam since it was read.
+        comments_approve(comments=Comment.objects.pending().filter(pk=comment.pk))
         comment.refresh_from_db()
     return comment
 
