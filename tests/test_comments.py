@@ -379,6 +379,28 @@ def test_a_comment_marked_as_spam_stays_spam_when_its_link_is_followed(
     assert Comment.objects.get(post=post).status == Comment.Status.SPAM
 
 
+def test_a_comment_marked_as_spam_while_its_link_is_followed_stays_spam(
+    client, post, confirm, monkeypatch
+):
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    held = Comment.objects.get(post=post)
+    comments_are_open = comments.comments_are_open
+
+    def moderator_marks_it_as_spam_meanwhile(*, post):
+        comments.comments_mark_spam(comments=Comment.objects.filter(pk=held.pk))
+        return comments_are_open(post=post)
+
+    monkeypatch.setattr(
+        comments, "comments_are_open", moderator_marks_it_as_spam_meanwhile
+    )
+
+    client.post(links[0])
+
+    held.refresh_from_db()
+    assert held.status == Comment.Status.SPAM
+
+
 @pytest.mark.parametrize("closed_by", ["the author", "age"])
 def test_a_link_followed_after_comments_closed_leaves_the_comment_to_the_moderators(
     client, post, confirm, settings, closed_by
@@ -400,6 +422,25 @@ def test_a_link_followed_after_comments_closed_leaves_the_comment_to_the_moderat
     assert Comment.objects.get(post=post).status == Comment.Status.PENDING
     assert response["Location"] == f"/posts/{post.slug}/#comments"
     assert "comment_verified" in response.cookies  # the address is proved all the same
+
+
+@pytest.mark.parametrize("approved", [False, True], ids=["held", "published"])
+def test_a_link_followed_after_the_post_was_unpublished_confirms_without_a_404(
+    client, post, confirm, approved
+):
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    if approved:
+        client.post(links[0])
+    Post.objects.filter(pk=post.pk).update(status=Post.Status.DRAFT)
+
+    response = client.post(links[0], follow=True)
+
+    assert response.status_code == 200
+    assert "your address is confirmed" in response.text
+    assert "comment_verified" in response.client.cookies
+    status = Comment.Status.APPROVED if approved else Comment.Status.PENDING
+    assert Comment.objects.get(post=post).status == status
 
 
 def test_a_link_for_a_comment_whose_address_was_changed_is_refused(
@@ -1017,6 +1058,47 @@ def test_replies_hidden_with_a_spam_comment_stay_hidden_once_it_is_deleted(
     assert "Answering the abuse." not in comments_section(rf, post)
 
     purge_comment_personal_data()
+
+    assert not Comment.objects.filter(pk=abuse.pk).exists()
+    assert "Answering the abuse." not in comments_section(rf, post)
+    assert comments.comment_counts(posts=[post]) == {}
+
+
+@pytest.mark.parametrize(
+    "delete",
+    [
+        lambda desk, abuse: desk.post(
+            "/admin/comments/comment/?status=spam",
+            {
+                "action": "delete_selected",
+                "_selected_action": [abuse.pk],
+                "post": "yes",
+            },
+        ),
+        lambda desk, abuse: desk.post(
+            f"/admin/comments/comment/{abuse.pk}/delete/", {"post": "yes"}
+        ),
+        lambda desk, abuse: comments.comments_delete_for_addresses(
+            addresses=[AddressPeriod(abuse.email)]
+        ),
+    ],
+    ids=["desk-bulk-delete", "desk-delete-page", "persons-erasure"],
+)
+def test_replies_hidden_with_a_spam_comment_stay_hidden_whoever_deletes_it(
+    admin_client, rf, post, delete
+):
+    """As with the purge: a moderator clearing the spam queue, or the spammer's
+    address asking for erasure, must not bring the hidden thread back."""
+    abuse = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Abuse.")
+    CommentFactory(
+        post=post,
+        parent=abuse,
+        status=Comment.Status.APPROVED,
+        body="Answering the abuse.",
+    )
+    comments.comments_mark_spam(comments=Comment.objects.filter(pk=abuse.pk))
+
+    delete(admin_client, abuse)
 
     assert not Comment.objects.filter(pk=abuse.pk).exists()
     assert "Answering the abuse." not in comments_section(rf, post)

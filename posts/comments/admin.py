@@ -91,6 +91,13 @@ class CommentAdmin(admin.ModelAdmin):
         # Through the service, which retires the cached pages that show the comment.
         services.comment_edit(comment=obj)
 
+    def delete_model(self, request, obj) -> None:
+        # Through the service, which keeps hidden the replies a spam comment hid.
+        services.comments_delete(comments=Comment.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset) -> None:
+        services.comments_delete(comments=queryset)
+
     @admin.display(description="comment")
     def excerpt(self, comment: Comment) -> str:
         return truncatechars(comment.body, 80)

@@ -255,7 +255,8 @@ def comment_confirm(*, token: str) -> Comment:
         and comments_are_open(post=comment.post)
         and _skips_moderation(email=comment.email)
     ):
-        comments_approve(comments=Comment.objects.filter(pk=comment.pk))
+        # Still pending: a moderator may have marked it as spam since it was read.
+        comments_approve(comments=Comment.objects.pending().filter(pk=comment.pk))
         comment.refresh_from_db()
     return comment
 
@@ -276,6 +277,22 @@ def comment_edit(*, comment: Comment) -> None:
     status may be what readers see (a phone number taken out, a comment hidden)."""
     comment.save()
     comments_changed.send(sender=Comment)
+
+
+def comments_delete(*, comments: QuerySet[Comment]) -> int:
+    """Delete these comments (the desk's delete, the purge, a person's erasure).
+
+    Replies are hidden with the spam they answer (CommentQuerySet.shown); once it
+    is deleted they would come back as top-level comments, with nobody's say, so
+    they are marked as spam with it. Other replies stay, as top-level comments.
+    """
+    with transaction.atomic():
+        Comment.objects.filter(parent__in=comments.spam()).update(
+            status=Comment.Status.SPAM
+        )
+        deleted, _ = comments.delete()
+    comments_changed.send(sender=Comment)
+    return deleted
 
 
 def comments_mark_spam(*, comments: QuerySet[Comment]) -> int:
@@ -324,10 +341,7 @@ def comments_purge_personal_data() -> int:
     """
     cutoff = timezone.now() - timedelta(days=settings.COMMENTS_KEEP_IP_DAYS)
     old = Comment.objects.filter(created_at__lt=cutoff)
-    # Replies are hidden with the spam they answer (CommentQuerySet.shown); once it
-    # is deleted they would come back as top-level comments, with nobody's say.
-    Comment.objects.filter(parent__in=old.spam()).update(status=Comment.Status.SPAM)
-    deleted, _ = old.spam().delete()
+    deleted = comments_delete(comments=old.spam())
     cleared = old.exclude(ip_address__isnull=True, user_agent="").update(
         ip_address=None, user_agent=""
     )
@@ -338,8 +352,7 @@ def comments_delete_for_addresses(*, addresses: Iterable[AddressPeriod]) -> int:
     """Delete every comment written under the person's addresses while each was
     theirs (the person's data request).
 
-    Other people's replies to them stay, as top-level comments.
+    Other people's replies to them stay, as top-level comments (bar those their
+    spam hid: comments_delete).
     """
-    deleted, _ = Comment.objects.written_under(addresses).delete()
-    comments_changed.send(sender=Comment)
-    return deleted
+    return comments_delete(comments=Comment.objects.written_under(addresses))

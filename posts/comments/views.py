@@ -154,7 +154,10 @@ def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
         return render(
             request, "posts/comment_confirm.html", {"invalid": True}, status=400
         )
-    if comment.status == Comment.Status.APPROVED:
+    if not comment.post.is_published:
+        # Unpublished since the link was sent: its page would be a 404.
+        response = render(request, "posts/comment_confirm.html", {"confirmed": True})
+    elif comment.status == Comment.Status.APPROVED:
         messages.success(request, "Thank you: your comment is published.")
         response = redirect(comment.get_absolute_url())
     else:
