@@ -863,6 +863,7 @@ def test_too_many_comments_from_one_address_are_refused(client, post, settings):
 
     assert refused.status_code == 429
     assert "wait an hour" in refused.content.decode()
+    assert refused["Retry-After"] == "3600"
     assert Comment.objects.count() == 2
     other = client.post(
         f"/posts/{post.slug}/comments/", FORM, REMOTE_ADDR="198.51.100.7"

@@ -87,7 +87,11 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     form = CommentForm(request.POST)
     if services.comment_rate_limited(client=client_key(request)):
         problem = "You have sent a lot of comments. Please wait an hour and try again."
-        return _form_page(request, post, form, status=429, problem=problem)
+        response = _form_page(request, post, form, status=429, problem=problem)
+        # As the subscribe form's answer says it: for clients and proxies that
+        # read the header rather than the page.
+        response["Retry-After"] = str(services.RATE_LIMIT_WINDOW_SECONDS)
+        return response
     if not form.is_valid():
         return _form_page(request, post, form, status=400)
     # A held comment gets the same answer whether or not its address is known, so
