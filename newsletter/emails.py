@@ -9,14 +9,13 @@ List-Unsubscribe only at the ", " between its <...> targets, never inside one, a
 never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes).
 """
 
-import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from email.utils import make_msgid
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import css_inline
 from anymail.message import AnymailMessage
@@ -28,6 +27,7 @@ from django.template.loader import get_template, render_to_string
 from django.urls import reverse
 from django.utils.text import Truncator
 
+from posts.markdown import whole_links
 from posts.models import Post, PostUpdate
 from posts.related import related_posts
 from posts.search import plain_text
@@ -254,35 +254,12 @@ UNSUBSCRIBE_URL = "%%unsubscribe_url%%"
 PREFERENCES_URL = "%%preferences_url%%"
 _PLACEHOLDER = re.compile(f"({UNSUBSCRIBE_URL}|{PREFERENCES_URL})")
 
-# A post body's links and images (in a tag: text may hold ' href="'), and a
-# scheme that makes one whole.
-_BODY_LINK = re.compile(r'(<(?:a|img)\b[^>]*?\s(?:href|src)=")([^"]*)(")')
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-
-
-def _whole_links(body_html: str, *, page_url: str) -> str:
-    """The body with each link whole: on the post's page a browser resolves them
-    against the page ("../kent/", "#findings", "//host/"), but an inbox has no
-    page. A path from the root goes on SITE_URL, which may carry a prefix."""
-
-    def whole(link: re.Match) -> str:
-        url = html.unescape(link[2])
-        if _SCHEME.match(url):
-            return link[0]
-        if url.startswith("/") and not url.startswith("//"):
-            url = settings.SITE_URL + url
-        else:
-            url = urljoin(page_url, url)
-        return link[1] + html.escape(url) + link[3]
-
-    return _BODY_LINK.sub(whole, body_html)
-
 
 def post_email_context(post: Post, *, full: bool) -> dict:
     """What the post templates need: the post, its links, and what the post page
     shows around it (the inspection fact box, related posts, the sponsor line)."""
     post_url = settings.SITE_URL + post.get_absolute_url()
-    body_html = _whole_links(post.body_html, page_url=post_url)
+    body_html = whole_links(post.body_html, page_url=post_url)
     # The body's words as a reader sees them: its HTML holds them escaped, and
     # the templates escape what they are given (the HTML part) or not at all.
     summary = post.excerpt or Truncator(plain_text(post.body_html)).words(60)

@@ -67,6 +67,17 @@ class ReindexesPostsAdmin(FollowedAdmin):
             for post in self.posts_mentioning(form.instance).distinct():
                 index_post(post)
 
+    # Deleted (an organisation: areas and regions are protected while used), its
+    # name goes from the posts' entries, which still found them by it.
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        self.delete_queryset(request, type(obj).objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        posts = {post for obj in queryset for post in self.posts_mentioning(obj)}
+        super().delete_queryset(request, queryset)
+        for post in posts:
+            index_post(post)
+
 
 @admin.register(Region)
 class RegionAdmin(ReindexesPostsAdmin):
@@ -142,6 +153,21 @@ class InspectionAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         index_post(form.instance.post)
+        # Moved to another post, it takes its facts with it: the post it left
+        # was still found by its area and organisations.
+        if change and "post" in form.changed_data:
+            index_post(Post.objects.get(pk=form.initial["post"]))
+
+    # Deleted, its facts go from its post's search entry too.
+    def delete_model(self, request: HttpRequest, obj: Inspection) -> None:
+        super().delete_model(request, obj)
+        index_post(obj.post)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        posts = list(Post.objects.filter(inspections__in=queryset).distinct())
+        super().delete_queryset(request, queryset)
+        for post in posts:
+            index_post(post)
 
     # Roles: an inspection belongs to its post, and goes with the post's rules.
     def get_queryset(self, request: HttpRequest):

@@ -15,6 +15,7 @@ from django.utils.cache import patch_cache_control
 from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.http import conditional_page
 
+from .markdown import whole_links
 from .models import Category, Post
 
 FEED_SIZE = 20
@@ -79,6 +80,15 @@ class LatestPostsFeed(Feed):
     # The whole post, and a correction with it: a reader reads the entry, not the
     # page, and an entry without it went on saying what the post got wrong.
     description_template = "posts/feed_entry.html"
+
+    def get_context_data(self, **kwargs) -> dict:
+        # Its links whole, as in an email: a feed reader has no page to resolve
+        # "/media/…" or "../kent/" against, and showed them broken.
+        post = kwargs["item"]
+        return {
+            **super().get_context_data(**kwargs),
+            "body_html": whole_links(post.body_html, page_url=self.item_link(post)),
+        }
 
     def posts(self):
         return Post.objects.published().prefetch_related("updates")

@@ -4,9 +4,12 @@ The admin's live preview renders through render_markdown too, so what the author
 sees while typing is what readers get.
 """
 
+import html
 import re
+from urllib.parse import urljoin
 
 import nh3
+from django.conf import settings
 from markdown_it import MarkdownIt
 
 _markdown = MarkdownIt("commonmark", {"typographer": True}).enable(
@@ -68,3 +71,28 @@ def link_targets(text: str) -> list[str]:
 
 def word_count(text: str) -> int:
     return len(re.findall(r"\w+", text))
+
+
+# A post body's links and images (in a tag: text may hold ' href="'), and a
+# scheme that makes one whole.
+_BODY_LINK = re.compile(r'(<(?:a|img)\b[^>]*?\s(?:href|src)=")([^"]*)(")')
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def whole_links(body_html: str, *, page_url: str) -> str:
+    """The body with each link whole: on the post's page a browser resolves them
+    against the page ("../kent/", "#findings", "//host/"), but an inbox or a feed
+    reader has no page. A path from the root goes on SITE_URL, which may carry a
+    prefix."""
+
+    def whole(link: re.Match) -> str:
+        url = html.unescape(link[2])
+        if _SCHEME.match(url):
+            return link[0]
+        if url.startswith("/") and not url.startswith("//"):
+            url = settings.SITE_URL + url
+        else:
+            url = urljoin(page_url, url)
+        return link[1] + html.escape(url) + link[3]
+
+    return _BODY_LINK.sub(whole, body_html)

@@ -161,7 +161,7 @@ def region(request: HttpRequest, slug: str) -> HttpResponse:
     return _listing(
         request,
         Post.objects.published().in_region(region),
-        heading=f"Inspections in the {region.name}",
+        heading=f"Inspections in the {region.name} region",
         intro=f"Areas in this region: {area_names}." if area_names else "",
     )
 

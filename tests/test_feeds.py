@@ -207,6 +207,32 @@ def test_a_correction_shows_in_the_posts_feed_entry(client, url):
     assert "Inspectors met <strong>12 officers</strong>." in entry.summary
 
 
+@pytest.mark.parametrize(
+    ("url", "content"),
+    [
+        ("/feed/", "channel/item/description"),
+        ("/feed/atom/", "{http://www.w3.org/2005/Atom}entry/"
+         "{http://www.w3.org/2005/Atom}summary"),
+        ("/category/derby/feed/", "channel/item/description"),
+    ],
+)  # fmt: skip
+def test_a_posts_links_and_images_are_whole_in_its_feed_entry(client, url, content):
+    # A feed reader has no page to resolve "/media/…" against: the post's own
+    # images (the editor inserts them so) and links to the site showed broken.
+    post = PublishedPostFactory(
+        slug="derby",
+        body="![A chart](/media/posts/2024/chart.png) [Kent](../kent/) "
+        "[the findings](#findings) [the report](https://example.gov.uk/r)",
+    )
+    post.categories.add(CategoryFactory(slug="derby"))
+    feed = ElementTree.fromstring(client.get(url).content)  # noqa: S314 (our own)
+    entry = feed.find(content).text
+    assert 'src="https://onprobation.example/media/posts/2024/chart.png"' in entry
+    assert 'href="https://onprobation.example/posts/kent/"' in entry
+    assert 'href="https://onprobation.example/posts/derby/#findings"' in entry
+    assert 'href="https://example.gov.uk/r"' in entry
+
+
 def test_category_feed_lists_only_that_categorys_posts(client, posts):
     category = CategoryFactory(name="Youth justice", slug="youth-justice")
     posts[0].categories.add(category)

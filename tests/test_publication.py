@@ -29,6 +29,7 @@ from .factories import (
     OrganisationFactory,
     PostFactory,
     PublishedPostFactory,
+    RegionFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -157,6 +158,16 @@ def test_tag_area_region_and_archive_listings(client, demo):
     archive = page(client, "/archive/2023/02/")
     assert "Derby City" in archive
     assert "Suffolk probation" not in archive
+
+
+def test_a_region_page_names_its_region_as_a_region(client):
+    # "Inspections in the Wales" read as a slip; so did the London region's.
+    InspectionFactory(
+        area=AreaFactory(region=RegionFactory(name="Wales", slug="wales"))
+    )
+    html = page(client, "/region/wales/")
+    assert "<h1>Inspections in the Wales region</h1>" in html
+    assert "<title>Inspections in the Wales region — On Probation</title>" in html
 
 
 def test_an_owner_page_covers_the_organisations_it_owned(client, demo):
