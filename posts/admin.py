@@ -418,9 +418,21 @@ class PostAdmin(admin.ModelAdmin):
         checked = [post for post in drafts if not self.post_problems(post)]
         for post in checked:
             services.post_publish(post=post, by=request.user)
+        # A draft given a time to come goes live then, not now: counting it as
+        # published told the author it was on the site.
+        scheduled = [post for post in checked if not post.is_published]
         self.message_user(
-            request, f"Published {len(checked)} post(s).", level=messages.SUCCESS
+            request,
+            f"Published {len(checked) - len(scheduled)} post(s).",
+            level=messages.SUCCESS,
         )
+        if scheduled:
+            self.message_user(
+                request,
+                f"Scheduled {len(scheduled)} post(s) for their publication time, "
+                f"still to come: {', '.join(post.title for post in scheduled)}.",
+                level=messages.SUCCESS,
+            )
         if held := [post.title for post in drafts if post not in checked]:
             self.message_user(
                 request,

@@ -250,3 +250,29 @@ def test_a_scheduled_post_given_a_time_already_come_is_published_in_its_history(
     assert steps == [("scheduled", first, editor.pk), ("published", None, editor.pk)]
     page = client.get(f"/admin/posts/post/{post.pk}/change/").text
     assert "Published by" in page
+
+
+def test_the_publish_action_says_which_posts_it_scheduled_rather_than_published(
+    client,
+):
+    # A draft given a time to come was counted as "Published 1 post(s).": the
+    # author took it to be on the site, where it answered 404 until its time.
+    client.force_login(StaffFactory(role="Editor"))
+    now = PostFactory(title="Live today")
+    later = PostFactory(
+        title="Out on Monday", published_at=timezone.now() + timedelta(days=3)
+    )
+
+    response = client.post(
+        "/admin/posts/post/",
+        {"action": "publish", "_selected_action": [now.pk, later.pk]},
+        follow=True,
+    )
+
+    messages = [str(message) for message in response.context["messages"]]
+    assert messages == [
+        "Published 1 post(s).",
+        "Scheduled 1 post(s) for their publication time, still to come: Out on Monday.",
+    ]
+    later.refresh_from_db()
+    assert later.status == Post.Status.PUBLISHED and not later.is_published
