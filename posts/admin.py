@@ -142,6 +142,22 @@ class InspectionAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         index_post(form.instance.post)
+        # Moved to another post: the one it was on is found by its facts no more.
+        moved = change and "post" in form.changed_data
+        if moved and (before := Post.objects.filter(pk=form.initial["post"]).first()):
+            index_post(before)
+
+    # The post's own page re-indexes it when an inspection row goes; this page and
+    # the list delete without it, and search kept finding the post by its facts.
+    def delete_model(self, request: HttpRequest, obj: Inspection) -> None:
+        super().delete_model(request, obj)
+        index_post(obj.post)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        posts = list(Post.objects.filter(inspections__in=queryset).distinct())
+        super().delete_queryset(request, queryset)
+        for post in posts:
+            index_post(post)
 
     # Roles: an inspection belongs to its post, and goes with the post's rules.
     def get_queryset(self, request: HttpRequest):

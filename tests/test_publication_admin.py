@@ -12,6 +12,7 @@ from posts.models import Inspection, Organisation, Post, StandardRating
 from .factories import (
     AreaFactory,
     InspectionFactory,
+    PublishedPostFactory,
     StaffFactory,
     UserFactory,
     admin_inspection_form_of,
@@ -78,6 +79,52 @@ def test_editing_an_inspection_in_the_admin_updates_search(author):
     assert response.status_code == 302, response.content.decode()[-2000:]
     html = author.get("/search/", {"q": "Waveney"}).content.decode()
     assert inspection.post.title in html
+
+
+def test_an_inspection_moved_to_another_post_in_the_admin_leaves_the_first_posts_search(
+    client,
+):
+    # Put on the wrong post and moved to the right one, it kept the wrong post
+    # in the results for its area, as if that post still reported on it.
+    client.force_login(StaffFactory(role="Editor"))
+    inspection = InspectionFactory(area=AreaFactory(name="Waveney", slug="waveney"))
+    wrong = inspection.post
+    right = PublishedPostFactory(title="Waveney: the right post")
+
+    response = client.post(
+        f"/admin/posts/inspection/{inspection.pk}/change/",
+        admin_inspection_form_of(inspection, post=right.pk),
+    )
+
+    assert response.status_code == 302
+    found = client.get("/search/", {"q": "Waveney"}).text
+    assert right.title in found
+    assert wrong.title not in found
+
+
+@pytest.mark.parametrize("where", ["its page", "the list"])
+def test_an_inspection_deleted_in_the_admin_leaves_its_posts_search(client, where):
+    client.force_login(StaffFactory(role="Editor"))
+    inspection = InspectionFactory(area=AreaFactory(name="Waveney", slug="waveney"))
+    post = inspection.post
+    assert post.title in client.get("/search/", {"q": "Waveney"}).text
+
+    if where == "its page":
+        url = f"/admin/posts/inspection/{inspection.pk}/delete/"
+        response = client.post(url, {"post": "yes"})
+    else:
+        response = client.post(
+            "/admin/posts/inspection/",
+            {
+                "action": "delete_selected",
+                "_selected_action": [inspection.pk],
+                "post": "yes",
+            },
+        )
+
+    assert response.status_code == 302
+    assert not Inspection.objects.exists()
+    assert post.title not in client.get("/search/", {"q": "Waveney"}).text
 
 
 def test_renaming_an_owner_in_the_admin_updates_search(author):
