@@ -67,6 +67,20 @@ class ReindexesPostsAdmin(FollowedAdmin):
             for post in self.posts_mentioning(form.instance).distinct():
                 index_post(post)
 
+    # An organisation deleted leaves its inspections (areas and regions are
+    # protected), and search kept finding their posts by its name.
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        posts = list(self.posts_mentioning(obj).distinct())
+        super().delete_model(request, obj)
+        for post in posts:
+            index_post(post)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        posts = {post for obj in queryset for post in self.posts_mentioning(obj)}
+        super().delete_queryset(request, queryset)
+        for post in posts:
+            index_post(post)
+
 
 @admin.register(Region)
 class RegionAdmin(ReindexesPostsAdmin):

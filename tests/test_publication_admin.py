@@ -12,6 +12,7 @@ from posts.models import Inspection, Organisation, Post, StandardRating
 from .factories import (
     AreaFactory,
     InspectionFactory,
+    OrganisationFactory,
     PublishedPostFactory,
     StaffFactory,
     UserFactory,
@@ -136,6 +137,31 @@ def test_renaming_an_owner_in_the_admin_updates_search(author):
     assert response.status_code == 302, response.content.decode()[-2000:]
     html = author.get("/search/", {"q": "Zodiac"}).content.decode()
     assert "Suffolk probation: far more needed" in html
+
+
+@pytest.mark.parametrize("where", ["its page", "the list"])
+def test_an_organisation_deleted_in_the_admin_leaves_its_posts_search(client, where):
+    client.force_login(StaffFactory(role="Editor"))
+    zodiac = OrganisationFactory(name="Zodiac Justice", slug="zodiac")
+    post = InspectionFactory(organisations=[zodiac]).post
+    assert post.title in client.get("/search/", {"q": "Zodiac"}).text
+
+    if where == "its page":
+        url = f"/admin/posts/organisation/{zodiac.pk}/delete/"
+        response = client.post(url, {"post": "yes"})
+    else:
+        response = client.post(
+            "/admin/posts/organisation/",
+            {
+                "action": "delete_selected",
+                "_selected_action": [zodiac.pk],
+                "post": "yes",
+            },
+        )
+
+    assert response.status_code == 302
+    assert not Organisation.objects.exists()
+    assert post.title not in client.get("/search/", {"q": "Zodiac"}).text
 
 
 def test_the_report_link_is_a_web_address(client):
