@@ -153,12 +153,13 @@ class InspectionAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         index_post(form.instance.post)
-        # Moved to another post, it takes its facts with it: the post it left
-        # was still found by its area and organisations.
-        if change and "post" in form.changed_data:
-            index_post(Post.objects.get(pk=form.initial["post"]))
+        # Moved to another post: the one it was on is found by its facts no more.
+        moved = change and "post" in form.changed_data
+        if moved and (before := Post.objects.filter(pk=form.initial["post"]).first()):
+            index_post(before)
 
-    # Deleted, its facts go from its post's search entry too.
+    # Deleted, its facts go from its post's search entry too (the post's own
+    # page re-indexes it when an inspection row goes; this page and the list did not).
     def delete_model(self, request: HttpRequest, obj: Inspection) -> None:
         super().delete_model(request, obj)
         index_post(obj.post)
@@ -444,9 +445,21 @@ class PostAdmin(admin.ModelAdmin):
         checked = [post for post in drafts if not self.post_problems(post)]
         for post in checked:
             services.post_publish(post=post, by=request.user)
+        # A draft given a time to come goes live then, not now: counting it as
+        # published told the author it was on the site.
+        scheduled = [post for post in checked if not post.is_published]
         self.message_user(
-            request, f"Published {len(checked)} post(s).", level=messages.SUCCESS
+            request,
+            f"Published {len(checked) - len(scheduled)} post(s).",
+            level=messages.SUCCESS,
         )
+        if scheduled:
+            self.message_user(
+                request,
+                f"Scheduled {len(scheduled)} post(s) for their publication time, "
+                f"still to come: {', '.join(post.title for post in scheduled)}.",
+                level=messages.SUCCESS,
+            )
         if held := [post.title for post in drafts if post not in checked]:
             self.message_user(
                 request,

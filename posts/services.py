@@ -26,12 +26,18 @@ def post_save_from_desk(
         FormerSlug.objects.update_or_create(
             slug=stored["slug"], defaults={"post": post}
         )
-    # A scheduled post given another time: its history says when it goes now.
+    # A scheduled post given another time: its history says when it goes now,
+    # or that it went live, when given a time already come (its history said
+    # only that it was scheduled, for a time it never waited for).
+    now = timezone.now()
     rescheduled = (
         stored is not None
         and post.status == previous_status == Post.Status.PUBLISHED
         and post.published_at != stored["published_at"]
-        and post.published_at > timezone.now()
+        and (
+            post.published_at > now
+            or (stored["published_at"] is not None and stored["published_at"] > now)
+        )
     )
     if post.status != previous_status or rescheduled:
         _record_steps(post=post, previous_status=previous_status, by=by)

@@ -3,7 +3,7 @@ post (as published, or in a digest that carried it), less those who left since,
 once each, as a mailing of the one delivery engine; and the author sees who it
 will reach, previews it and confirms it in the admin."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -572,6 +572,27 @@ def test_a_correction_of_another_post_or_a_draft_sends_nothing(author, on_commit
     assert "Only the readers of a published post" in response.content.decode()
     assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
     assert mail.outbox == []
+
+
+def test_an_update_to_a_scheduled_post_is_not_offered_to_readers_not_yet_sent_it(
+    author, on_commit
+):
+    # Scheduled for Monday, its status already "published": the post's page
+    # offered to email its readers, and the update's page a button for 0 readers
+    # that ended in "Only the readers of a published post can get a correction."
+    reader("reading@example.org")
+    post = PostFactory(published_at=timezone.now() + timedelta(days=3))
+    on_commit(post_publish, post=post)
+    update = correction(post)
+
+    change_page = author.get(reverse("admin:posts_post_change", args=[post.pk])).text
+    page = author.get(confirm_url(update)).text
+
+    assert confirm_url(update) not in change_page
+    assert "Not published: nobody has received this post." in change_page
+    assert "nobody has received it, so there is nobody to tell" in page
+    assert 'id="confirm-correction"' not in page
+    assert not Mailing.objects.exists()
 
 
 @pytest.mark.parametrize("sent_before_the_cancel", [1, 0], ids=["part-sent", "unsent"])

@@ -217,3 +217,62 @@ def test_rescheduling_a_post_is_in_its_history_with_the_new_time(client):
     )
     steps = list(post.events.values_list("kind", "for_time"))
     assert steps == [("scheduled", first), ("scheduled", later)]
+
+
+def test_a_scheduled_post_given_a_time_already_come_is_published_in_its_history(
+    client,
+):
+    # Brought forward to an hour ago, it went live and out to readers at once,
+    # while its history still said it was scheduled for the day after tomorrow.
+    editor = StaffFactory(role="Editor")
+    client.force_login(editor)
+    first = timezone.now().replace(microsecond=0) + timedelta(days=2)
+    post = PostFactory(published_at=first)
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="published", publish_despite_warnings="on"),
+    )
+    post.refresh_from_db()
+    earlier = timezone.localtime(timezone.now() - timedelta(hours=1))
+
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post,
+            published_at_0=earlier.strftime("%d/%m/%Y"),
+            published_at_1=earlier.strftime("%H:%M:%S"),
+        ),
+    )
+
+    post.refresh_from_db()
+    assert post.is_published and post.announced_at is not None
+    steps = list(post.events.values_list("kind", "for_time", "by"))
+    assert steps == [("scheduled", first, editor.pk), ("published", None, editor.pk)]
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").text
+    assert "Published by" in page
+
+
+def test_the_publish_action_says_which_posts_it_scheduled_rather_than_published(
+    client,
+):
+    # A draft given a time to come was counted as "Published 1 post(s).": the
+    # author took it to be on the site, where it answered 404 until its time.
+    client.force_login(StaffFactory(role="Editor"))
+    now = PostFactory(title="Live today")
+    later = PostFactory(
+        title="Out on Monday", published_at=timezone.now() + timedelta(days=3)
+    )
+
+    response = client.post(
+        "/admin/posts/post/",
+        {"action": "publish", "_selected_action": [now.pk, later.pk]},
+        follow=True,
+    )
+
+    messages = [str(message) for message in response.context["messages"]]
+    assert messages == [
+        "Published 1 post(s).",
+        "Scheduled 1 post(s) for their publication time, still to come: Out on Monday.",
+    ]
+    later.refresh_from_db()
+    assert later.status == Post.Status.PUBLISHED and not later.is_published

@@ -84,7 +84,9 @@ class PostUpdateInline(posts_admin.PostUpdateInline):
                 url,
                 status,
             )
-        if update.post.status != Post.Status.PUBLISHED:
+        # Not on the site: a draft, or scheduled (whose time is still to come,
+        # so nobody was sent it: offering to email them ended in an error).
+        if not update.post.is_published:
             # One taken off the site after it went out was received: its readers
             # can be told once it is back (its link would lead nowhere until then).
             if corrections.sent_to_anyone(update.post):
@@ -209,7 +211,7 @@ class PostAdmin(posts_admin.PostAdmin):
             "original": post,
             "update": update,
             "title": f"Email this {update.get_kind_display().lower()} to readers",
-            "published": post.status == Post.Status.PUBLISHED,
+            "published": post.is_published,
             "sent": corrections.sent_to_anyone(post),
             "mailing": mailing,
             "cancelled": mailing is not None
