@@ -128,6 +128,79 @@ def test_author_publishes_from_the_admin_form(client):
     assert Mailing.objects.filter(post=post).count() == 1
 
 
+def test_a_post_published_without_its_email_is_emailed_once_the_box_is_ticked(
+    client,
+):
+    client.force_login(UserFactory())
+    response = client.post(
+        "/admin/posts/post/add/",
+        admin_post_form(status="published", email_subscribers=""),
+    )
+    assert response.status_code == 302
+    post = Post.objects.get()
+    assert post.announced_at is not None
+    assert not Mailing.objects.exists()
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/", admin_post_form_of(post), follow=True
+    )
+    assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
+    page = response.content.decode()
+    assert "Emailing it now to the readers who get posts as they are published" in page
+    assert "readers of digests get it in their next one" in page
+    # Saved again, ticked: nothing more goes.
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, title=post.title + " (updated)"),
+    )
+    assert Mailing.objects.filter(post=post).count() == 1
+
+
+def test_unticking_a_sent_posts_box_says_it_does_not_call_its_email_back(client):
+    client.force_login(UserFactory())
+    client.post("/admin/posts/post/add/", admin_post_form(status="published"))
+    post = Post.objects.get()
+    mailing = Mailing.objects.get(post=post)
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, email_subscribers=""),
+        follow=True,
+    )
+    assert "Its email is not called back by unticking the box" in (
+        response.content.decode()
+    )
+    assert list(Mailing.objects.filter(post=post)) == [mailing]
+
+
+def test_a_post_ticked_while_off_the_site_is_emailed_when_it_is_back(client):
+    client.force_login(UserFactory())
+    client.post(
+        "/admin/posts/post/add/",
+        admin_post_form(status="published", email_subscribers=""),
+    )
+    post = Post.objects.get()
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="draft", email_subscribers=""),
+    )
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="draft"),
+        follow=True,
+    )
+    assert "its email goes to its readers once you publish it again" in (
+        response.content.decode()
+    )
+    assert not Mailing.objects.exists()
+
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="published"),
+    )
+    assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
+
+
 def test_publish_action_on_the_post_list(client):
     client.force_login(UserFactory())
     drafts = PostFactory.create_batch(2)

@@ -15,6 +15,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
@@ -22,7 +23,7 @@ from posts import admin as posts_admin
 from posts.checks import Level, Problem, images_without_alt
 from posts.models import Post, PostUpdate
 
-from .. import corrections, delivery, tasks
+from .. import corrections, delivery, digests, tasks
 from ..emails import (
     EMAIL_HTML_MAX_BYTES,
     CorrectionEmail,
@@ -132,10 +133,56 @@ class PostAdmin(posts_admin.PostAdmin):
         return [*problems, *email_problems(PostEmail(post))]
 
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
+        announced = obj.announced_at is not None  # before this save published it
         super().save_model(request, obj, form, change)
         email = PostEmail(obj)
         if email.shortened or images_without_alt(obj.body_html):
             self.message_user(request, _describe(email), level=messages.WARNING)
+        if announced and "email_subscribers" in form.changed_data:
+            self._email_choice_changed(request, obj)
+        elif announced and obj.email_subscribers and obj.is_published:
+            self._email_if_never_sent(request, obj)
+
+    def _email_choice_changed(self, request: HttpRequest, post: Post) -> None:
+        """The box changed on a post already published, which is when its email was
+        decided: ticked, its readers get it now (once); unticked, what was sent is
+        sent, and the author is told how to stop the rest."""
+        if not post.email_subscribers:
+            self.message_user(
+                request,
+                "Its email is not called back by unticking the box: pause or cancel "
+                "its mailing (Mailings) to stop what has not gone yet. Digests not "
+                "yet sent go without it.",
+                level=messages.WARNING,
+            )
+        elif not post.is_published:
+            self.message_user(
+                request,
+                "This post is not on the site: its email goes to its readers once "
+                "you publish it again.",
+                level=messages.WARNING,
+            )
+        else:
+            self._email_if_never_sent(request, post)
+
+    def _email_if_never_sent(self, request: HttpRequest, post: Post) -> None:
+        # Published without its email, then ticked: the readers it was held from
+        # get it now, as they would have then (its announcement came and went).
+        if post.mailings.filter(kind=Mailing.Kind.POST).exists():
+            return
+        delivery.mailing_create_for_post(post=post)
+        digests_hold_it = post.announced_at >= timezone.now() - digests.LOOKBACK
+        self.message_user(
+            request,
+            "Emailing it now to the readers who get posts as they are published; "
+            + (
+                "readers of digests get it in their next one."
+                if digests_hold_it
+                else "not to readers of digests: it was published longer ago than "
+                "a digest looks back."
+            ),
+            level=messages.SUCCESS,
+        )
 
     def get_urls(self):
         # Before the post's own URLs: <path:object_id> would swallow these.
