@@ -203,8 +203,9 @@ class Post(models.Model):
     featured_image_height = models.PositiveIntegerField(null=True, editable=False)
     categories = models.ManyToManyField(Category, blank=True, related_name="posts")
     tags = models.ManyToManyField(Tag, blank=True, related_name="posts")
-    # Area, region and organisation names of the post's inspections, kept by
-    # posts.search.index_post so that search covers them.
+    # What the post shows beside its text, kept by posts.search.index_post so that
+    # search covers it: its inspections' facts (area, region, organisations, the
+    # standards rated, key findings) and the byline.
     search_facts = models.TextField(editable=False, default="")
     # The body's words without Markdown or HTML (posts.search.plain_text), kept by
     # index_post: search snippets are cut from it.
@@ -306,6 +307,13 @@ class Post(models.Model):
             keys.add(("rating", inspection.overall))
             keys.update(("rating", r.rating) for r in inspection.ratings.all())
         return keys
+
+    @property
+    def byline(self) -> str:
+        """The author's name as the post shows it; empty once the account is gone."""
+        if self.author is None:
+            return ""
+        return self.author.get_full_name() or self.author.get_username()
 
     @property
     def reading_minutes(self) -> int:
