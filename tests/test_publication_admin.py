@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.apps import apps
 from django.core.management import call_command
+from django.test import Client
 from django.utils.html import escape
 
 from posts.models import Inspection, Organisation, Post, StandardRating
@@ -277,15 +278,20 @@ def desk_user_form(user, **fields) -> dict:
 
 def test_an_author_renamed_at_the_desk_is_searched_by_the_new_name(client):
     client.force_login(UserFactory())
+    reader = Client()
     author = UserFactory(first_name="Hester", last_name="Quaile")
     post = PublishedPostFactory(title="A report", author=author)
+    # Pages cached before: the post's, showing the old byline, and a search.
+    assert "Hester Quaile" in reader.get(post.get_absolute_url()).text
+    assert "Nothing found" in reader.get("/search/", {"q": "Marchbanks"}).text
     response = client.post(
         f"/admin/auth/user/{author.pk}/change/",
         desk_user_form(author, last_name="Marchbanks"),
     )
     assert response.status_code == 302
-    assert post.title in client.get("/search/", {"q": "Marchbanks"}).text
-    assert "Nothing found" in client.get("/search/", {"q": "Quaile"}).text
+    assert post.title in reader.get("/search/", {"q": "Marchbanks"}).text
+    assert "Nothing found" in reader.get("/search/", {"q": "Quaile"}).text
+    assert "Hester Marchbanks" in reader.get(post.get_absolute_url()).text
 
 
 def test_an_author_deleted_at_the_desk_is_no_longer_searched_by_name(client):

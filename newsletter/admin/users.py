@@ -13,6 +13,8 @@ from django.http import HttpRequest
 from posts.models import Post
 from posts.search import index_post
 
+from .. import pagecache
+
 User = get_user_model()
 
 admin.site.unregister(User)
@@ -33,6 +35,9 @@ class DeskUserAdmin(UserAdmin):
         if change and {"first_name", "last_name", "username"} & set(form.changed_data):
             for post in form.instance.posts.all():
                 index_post(post)
+            # Their pages show the byline, and search pages find by it. Not on every
+            # save of a user: a login saves one.
+            pagecache.invalidate()
 
     def delete_model(self, request: HttpRequest, obj) -> None:
         self.delete_queryset(request, User.objects.filter(pk=obj.pk))
@@ -43,6 +48,8 @@ class DeskUserAdmin(UserAdmin):
         for post in posts:
             post.author = None
             index_post(post)
+        if posts:
+            pagecache.invalidate()
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         # Also the password page, which asks the same.
