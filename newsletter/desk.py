@@ -134,7 +134,8 @@ def _topics_and_frequencies() -> tuple[list, list]:
 
     names = {}
     if by_topic:
-        names = {o.key: o.name for g in topic_groups() for o in g.options}
+        followed = [f"{row['kind']}:{row['value']}" for row in by_topic]
+        names = {o.key: o.name for g in topic_groups(followed) for o in g.options}
     kinds = dict(SubscriberTopic.Kind.choices)
     rows = []
     for row in by_topic[:TOPICS_SHOWN]:

@@ -51,18 +51,38 @@ class TopicGroup:
         return [option for section in self.sections for option in section.options]
 
 
-def topic_groups() -> list[TopicGroup]:
+def _offered(model, kind: str, following: Iterable[str]):
+    """What of `model` the picker offers: what a reader may follow (not one only
+    posts yet to go live are filed under: that would tell of an embargoed report),
+    and what this reader follows already, where it was: they chose it before, and
+    it would otherwise show as gone from the site."""
+    followed = [
+        key.partition(":")[2] for key in following if key.startswith(f"{kind}:")
+    ]
+    return model.objects.followable() | model.objects.filter(slug__in=followed)
+
+
+def topic_groups(following: Iterable[str] = ()) -> list[TopicGroup]:
     """Everything a reader may follow, grouped (read at each form's creation, so new
-    regions or organisations appear at once). Five queries, whatever the size."""
+    regions or organisations appear at once), and the "kind:value" keys in
+    `following` besides. Five queries, whatever the size."""
     kinds = SubscriberTopic.Kind
-    regions = dict(Region.objects.values_list("slug", "name"))
+    following = list(following)
+    regions = dict(
+        _offered(Region, kinds.REGION, following).values_list("slug", "name")
+    )
     areas_in: dict[str, list[TopicOption]] = {slug: [] for slug in regions}
-    for slug, name, region in Area.objects.values_list("slug", "name", "region__slug"):
-        areas_in[region].append(TopicOption(f"{kinds.AREA}:{slug}", name))
-    owners_of: dict[str, list[str]] = defaultdict(list)
-    for owned, owner in Organisation.owners.through.objects.values_list(
-        "from_organisation__slug", "to_organisation__slug"
+    for slug, name, region in _offered(Area, kinds.AREA, following).values_list(
+        "slug", "name", "region__slug"
     ):
+        if region in areas_in:  # not under a region not offered
+            areas_in[region].append(TopicOption(f"{kinds.AREA}:{slug}", name))
+    offered_organisations = _offered(Organisation, kinds.ORGANISATION, following)
+    owners_of: dict[str, list[str]] = defaultdict(list)
+    for owned, owner in Organisation.owners.through.objects.filter(
+        from_organisation__in=offered_organisations,
+        to_organisation__in=offered_organisations,
+    ).values_list("from_organisation__slug", "to_organisation__slug"):
         owners_of[owned].append(owner)
     owned_count = Counter(slug for owners in owners_of.values() for slug in owners)
     organisations = [
@@ -72,7 +92,7 @@ def topic_groups() -> list[TopicGroup]:
             note=f"and the {owned_count[slug]} it owned" if owned_count[slug] else "",
             owners=" ".join(owners_of[slug]),
         )
-        for slug, name in Organisation.objects.values_list("slug", "name")
+        for slug, name in offered_organisations.values_list("slug", "name")
     ]
     categories = [
         TopicOption(f"{kinds.CATEGORY}:{slug}", name)
@@ -145,7 +165,7 @@ class TopicsForm(forms.Form):
         page does not say "every post", and the reader sees them and can untick
         them."""
         super().__init__(*args, **kwargs)
-        self.topic_groups = topic_groups()
+        self.topic_groups = topic_groups(following)
         offered = {
             option.key for group in self.topic_groups for option in group.options
         }

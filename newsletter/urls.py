@@ -43,6 +43,7 @@ newsletter_patterns = [
     path("outbox/", views.outbox_list, name="outbox"),
     path("outbox/<str:name>/", views.outbox_message, name="outbox_message"),
     path("healthz", views.healthz, name="healthz"),
+    path("robots.txt", views.robots, name="robots"),
 ]
 
 urlpatterns = [

@@ -10,7 +10,8 @@ from django.http import (
     JsonResponse,
 )
 from django.shortcuts import render
-from django.views.decorators.cache import never_cache
+from django.urls import reverse
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -197,6 +198,33 @@ def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
             "text": text.get_content() if text else "",
         },
     )
+
+
+# What crawlers are kept from: the desk, the dev outbox, and every address that
+# carries a reader's token (the link works for whoever follows it, and a crawler's
+# copy would be in a search engine's index). Prefixes, so the tokens after them too.
+ROBOTS_DISALLOWED = [
+    "/admin/",
+    "/outbox/",
+    "/subscribe/confirm/",
+    "/preferences/",
+    "/unsubscribe/",
+    "/comments/confirm/",
+    "/r/",
+]
+
+
+@require_http_methods(["GET", "HEAD"])
+@cache_control(public=True, max_age=86400)  # changes only with a release
+def robots(request: HttpRequest) -> HttpResponse:
+    lines = [
+        "User-agent: *",
+        *(f"Disallow: {path}" for path in ROBOTS_DISALLOWED),
+        "",
+        # Absolute, as the protocol asks: crawlers read it from any host name.
+        f"Sitemap: {settings.SITE_URL}{reverse('posts:sitemap')}",
+    ]
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain")
 
 
 @never_cache

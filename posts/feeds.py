@@ -117,9 +117,7 @@ class LatestPostsFeed(Feed):
         return max(post.updated_at, post.published_at)
 
     def item_author_name(self, post: Post) -> str | None:
-        if post.author is None:
-            return None
-        return post.author.get_full_name() or post.author.get_username()
+        return post.byline or None
 
     def item_categories(self, post: Post) -> list[str]:
         return [category.name for category in post.categories.all()]

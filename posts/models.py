@@ -25,15 +25,43 @@ web_address = URLValidator(
 )
 
 
+class ListedQuerySet(models.QuerySet):
+    def _filed_under(self, posts: "PostQuerySet") -> models.Exists:
+        """Whether one of these posts is filed under each."""
+        filed = models.Q()
+        for path in self.model.paths_from_posts:
+            filed |= models.Q(**{path: models.OuterRef("pk")})
+        return models.Exists(posts.filter(filed))
+
+    def with_published_posts(self) -> "ListedQuerySet":
+        """Those whose page a reader may see: a published post is filed under them.
+        One made for a post still in draft, in review or scheduled stays unknown
+        until the post goes live: which area or provider is next is news while
+        the inspection's report is under embargo."""
+        return self.filter(self._filed_under(Post.objects.published()))
+
+    def followable(self) -> "ListedQuerySet":
+        """What a reader may follow: those with a published post, and those with
+        no post yet (a reader may follow a provider before its first inspection
+        is reported); not one only posts yet to go live are filed under."""
+        return self.filter(
+            self._filed_under(Post.objects.published())
+            | ~self._filed_under(Post.objects.all())
+        )
+
+
 class Listed(models.Model):
     """Something posts are filed under, listed at /<url_name>/<slug>/."""
 
     url_name: str  # the posts: URL of its listing
+    paths_from_posts: tuple[str, ...]  # Post lookups that reach it
 
     name = models.CharField(
         max_length=100, unique=True, validators=[reject_control_characters]
     )
     slug = models.SlugField(max_length=100, unique=True)
+
+    objects = ListedQuerySet.as_manager()
 
     class Meta:
         abstract = True
@@ -48,12 +76,14 @@ class Listed(models.Model):
 
 class Region(Listed):
     url_name = "region"
+    paths_from_posts = ("inspections__area__region",)
 
 
 class Area(Listed):
     """The place an inspection covers, e.g. Suffolk, within a region."""
 
     url_name = "area"
+    paths_from_posts = ("inspections__area",)
     region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="areas")
 
 
@@ -67,6 +97,11 @@ class Organisation(Listed):
         OTHER = "other", "Other"
 
     url_name = "organisation"
+    # Its own inspections, and those of what it owned (its page lists both).
+    paths_from_posts = (
+        "inspections__organisations",
+        "inspections__organisations__owners",
+    )
     name = models.CharField(
         max_length=200, unique=True, validators=[reject_control_characters]
     )
@@ -81,6 +116,7 @@ class Organisation(Listed):
 
 class Category(Listed):
     url_name = "category"
+    paths_from_posts = ("categories",)
 
     class Meta(Listed.Meta):
         verbose_name_plural = "categories"
@@ -88,6 +124,7 @@ class Category(Listed):
 
 class Tag(Listed):
     url_name = "tag"
+    paths_from_posts = ("tags",)
 
 
 class PostQuerySet(models.QuerySet):
@@ -203,8 +240,9 @@ class Post(models.Model):
     featured_image_height = models.PositiveIntegerField(null=True, editable=False)
     categories = models.ManyToManyField(Category, blank=True, related_name="posts")
     tags = models.ManyToManyField(Tag, blank=True, related_name="posts")
-    # Area, region and organisation names of the post's inspections, kept by
-    # posts.search.index_post so that search covers them.
+    # What the post shows beside its text, kept by posts.search.index_post so that
+    # search covers it: its inspections' facts (area, region, organisations, the
+    # standards rated, key findings) and the byline.
     search_facts = models.TextField(editable=False, default="")
     # The body's words without Markdown or HTML (posts.search.plain_text), kept by
     # index_post: search snippets are cut from it.
@@ -306,6 +344,13 @@ class Post(models.Model):
             keys.add(("rating", inspection.overall))
             keys.update(("rating", r.rating) for r in inspection.ratings.all())
         return keys
+
+    @property
+    def byline(self) -> str:
+        """The author's name as the post shows it; empty once the account is gone."""
+        if self.author is None:
+            return ""
+        return self.author.get_full_name() or self.author.get_username()
 
     @property
     def reading_minutes(self) -> int:

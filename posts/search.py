@@ -245,10 +245,15 @@ def plain_text(body_html: str) -> str:
     return " ".join(unescape(strip_tags(body_html)).split())
 
 
-def inspection_facts(post: Post) -> str:
+def search_facts(post: Post) -> str:
+    """What the post shows beside its text, as readers would search for it: its
+    inspections' facts (the fact box: report, area, organisations, the standards
+    rated and the key findings) and the author's name (the byline). Not the ratings
+    themselves: the inspections page filters by them, and "good" would otherwise
+    find every post rated Good on any standard."""
     lines = []
     for inspection in post.inspections.select_related("area__region").prefetch_related(
-        "organisations__owners"
+        "organisations__owners", "ratings"
     ):
         lines.append(inspection.title)
         lines.append(inspection.inspectorate)
@@ -257,7 +262,10 @@ def inspection_facts(post: Post) -> str:
         for organisation in inspection.organisations.all():
             lines.append(organisation.name)
             lines.extend(owner.name for owner in organisation.owners.all())
-    return "\n".join(dict.fromkeys(lines))
+        lines.extend(rating.standard for rating in inspection.ratings.all())
+        lines.extend(inspection.key_findings_list)
+    lines.append(post.byline)
+    return "\n".join(line for line in dict.fromkeys(lines) if line)
 
 
 def index_posts(posts: QuerySet[Post]) -> None:
@@ -283,7 +291,7 @@ def index_posts(posts: QuerySet[Post]) -> None:
 
 def index_post(post: Post) -> None:
     """Bring the post's search entry up to date with the post and its inspections."""
-    facts = inspection_facts(post)
+    facts = search_facts(post)
     text = plain_text(post.body_html)
     if (facts, text) != (post.search_facts, post.search_text):
         Post.objects.filter(pk=post.pk).update(search_facts=facts, search_text=text)

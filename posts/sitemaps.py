@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.sitemaps import Sitemap
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.db.models.functions import Greatest
 from django.urls import reverse
 
@@ -59,26 +59,19 @@ class ListingSitemap(OnSiteUrl):
 
     changefreq = "weekly"
 
-    def __init__(self, model, *paths_to_posts: str) -> None:
+    def __init__(self, model) -> None:
         self.model = model
-        self.paths_to_posts = paths_to_posts
 
     def items(self):
-        visible = Post.objects.published().values("pk")
-        on_a_visible_post = Q()
-        for path in self.paths_to_posts:
-            on_a_visible_post |= Q(**{f"{path}__in": visible})
-        return self.model.objects.filter(on_a_visible_post).distinct().order_by("slug")
+        return self.model.objects.with_published_posts().order_by("slug")
 
 
 SITEMAPS = {
     "pages": PagesSitemap,
     "posts": PostSitemap,
-    "categories": ListingSitemap(Category, "posts"),
-    "tags": ListingSitemap(Tag, "posts"),
-    "areas": ListingSitemap(Area, "inspections__post"),
-    "regions": ListingSitemap(Region, "areas__inspections__post"),
-    "organisations": ListingSitemap(
-        Organisation, "inspections__post", "owned__inspections__post"
-    ),
+    "categories": ListingSitemap(Category),
+    "tags": ListingSitemap(Tag),
+    "areas": ListingSitemap(Area),
+    "regions": ListingSitemap(Region),
+    "organisations": ListingSitemap(Organisation),
 }

@@ -145,8 +145,15 @@ def tag(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+# An area, region or organisation with no published post is a 404, as an empty
+# topic would be: one made for a post not yet live would otherwise tell which
+# inspection's report is next (ListedQuerySet.with_published_posts).
+
+
 def area(request: HttpRequest, slug: str) -> HttpResponse:
-    area = get_object_or_404(Area.objects.select_related("region"), slug=slug)
+    area = get_object_or_404(
+        Area.objects.with_published_posts().select_related("region"), slug=slug
+    )
     return _listing(
         request,
         Post.objects.published().in_area(area),
@@ -156,8 +163,10 @@ def area(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def region(request: HttpRequest, slug: str) -> HttpResponse:
-    region = get_object_or_404(Region, slug=slug)
-    area_names = ", ".join(region.areas.values_list("name", flat=True))
+    region = get_object_or_404(Region.objects.with_published_posts(), slug=slug)
+    area_names = ", ".join(
+        region.areas.with_published_posts().values_list("name", flat=True)
+    )
     return _listing(
         request,
         Post.objects.published().in_region(region),
@@ -167,8 +176,12 @@ def region(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def organisation(request: HttpRequest, slug: str) -> HttpResponse:
-    organisation = get_object_or_404(Organisation, slug=slug)
-    owned = ", ".join(organisation.owned.values_list("name", flat=True))
+    organisation = get_object_or_404(
+        Organisation.objects.with_published_posts(), slug=slug
+    )
+    owned = ", ".join(
+        organisation.owned.with_published_posts().values_list("name", flat=True)
+    )
     return _listing(
         request,
         Post.objects.published().about_organisation(organisation),
@@ -197,16 +210,16 @@ def archive(request: HttpRequest, year: str, month: str) -> HttpResponse:
 
 class InspectionFilter(forms.Form):
     region = forms.ModelChoiceField(
-        Region.objects.all(), to_field_name="slug", required=False, empty_label="Any"
+        Region.objects.none(), to_field_name="slug", required=False, empty_label="Any"
     )
     organisation = forms.ModelChoiceField(
-        Organisation.objects.exclude(kind=Organisation.Kind.OWNER),
+        Organisation.objects.none(),
         to_field_name="slug",
         required=False,
         empty_label="Any",
     )
     owner = forms.ModelChoiceField(
-        Organisation.objects.filter(kind=Organisation.Kind.OWNER),
+        Organisation.objects.none(),
         to_field_name="slug",
         required=False,
         empty_label="Any",
@@ -215,6 +228,20 @@ class InspectionFilter(forms.Form):
     rating = forms.ChoiceField(
         choices=[("", "Any"), *Rating.choices], required=False, label="Overall rating"
     )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Only those with a published post, as their pages; made per form, as
+        # "published" is as of now. One named that has none is a 400, as one
+        # that does not exist: a draft's provider is not to be found this way.
+        organisations = Organisation.objects.with_published_posts()
+        self.fields["region"].queryset = Region.objects.with_published_posts()
+        self.fields["organisation"].queryset = organisations.exclude(
+            kind=Organisation.Kind.OWNER
+        )
+        self.fields["owner"].queryset = organisations.filter(
+            kind=Organisation.Kind.OWNER
+        )
 
 
 def inspections(request: HttpRequest) -> HttpResponse:

@@ -5,6 +5,7 @@ from xml.etree import ElementTree
 
 import feedparser
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import http_date
 
@@ -304,3 +305,36 @@ def test_sitemap_lastmod_of_a_scheduled_post_is_when_it_went_live(client):
     day = f"{timezone.localdate(went_live):%Y-%m-%d}"
     assert lastmods[f"https://onprobation.example/posts/{post.slug}/"] == day
     assert lastmods["https://onprobation.example/"] == day
+
+
+def test_robots_txt_points_crawlers_at_the_sitemap(client):
+    response = client.get("/robots.txt")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain"
+    assert "public" in response["Cache-Control"]
+    assert "max-age=86400" in response["Cache-Control"]
+    assert "Sitemap: https://onprobation.example/sitemap.xml\n" in response.text
+
+
+@pytest.mark.parametrize(
+    "url_name",
+    [
+        "newsletter:confirm",
+        "newsletter:preferences",
+        "newsletter:preferences_topics",
+        "newsletter:one_time",
+        "newsletter:change_email",
+        "newsletter:unsubscribe",
+        "newsletter:click",
+        "comments:confirm",
+    ],
+)
+def test_robots_txt_keeps_crawlers_from_readers_token_links(client, url_name):
+    disallowed = [
+        line.removeprefix("Disallow: ")
+        for line in client.get("/robots.txt").text.splitlines()
+        if line.startswith("Disallow: ")
+    ]
+    token_url = reverse(url_name, kwargs={"token": "a-readers-token"})
+    assert any(token_url.startswith(path) for path in disallowed), token_url
+    assert {"/admin/", "/outbox/"} <= set(disallowed)

@@ -277,6 +277,61 @@ def test_inspections_index_shows_only_inspections_of_published_posts(client):
     assert "Draft inspection report" not in html
 
 
+@pytest.fixture
+def embargoed():
+    """An inspection of Kent CRC (owned by Seacourt Holdings), in Kent, South
+    Coast, on a post in draft: its report is not out yet. Seacourt also owned
+    a CRC already reported on."""
+    owner = OrganisationFactory(name="Seacourt Holdings", slug="seacourt", kind="owner")
+    reported = OrganisationFactory(name="Reported CRC", slug="reported-crc")
+    reported.owners.add(owner)
+    InspectionFactory(organisations=[reported])
+    kent_crc = OrganisationFactory(name="Kent CRC", slug="kent-crc")
+    kent_crc.owners.add(owner)
+    kent = AreaFactory(
+        name="Kent", slug="kent", region=RegionFactory(name="South Coast", slug="coast")
+    )
+    return InspectionFactory(post=PostFactory(), area=kent, organisations=[kent_crc])
+
+
+@pytest.mark.parametrize(
+    "url", ["/area/kent/", "/region/coast/", "/organisation/kent-crc/"]
+)
+def test_a_place_or_provider_only_a_post_not_yet_live_is_about_is_not_found(
+    client, embargoed, url
+):
+    # Its page would tell which inspection's report is next, as would a
+    # scheduled post's before its time.
+    page(client, url, status=404)
+    Post.objects.filter(pk=embargoed.post_id).update(
+        status=Post.Status.PUBLISHED, published_at=timezone.now() + timedelta(days=1)
+    )
+    page(client, url, status=404)
+    Post.objects.filter(pk=embargoed.post_id).update(published_at=timezone.now())
+    assert embargoed.post.title in page(client, url)
+
+
+def test_listings_do_not_name_what_only_a_post_not_yet_live_is_about(client, embargoed):
+    owner = page(client, "/organisation/seacourt/")
+    assert "Reported CRC" in owner
+    assert "Kent CRC" not in owner
+    InspectionFactory(area=AreaFactory(name="Surrey", region=embargoed.area.region))
+    region = page(client, "/region/coast/")
+    assert "Areas in this region: Surrey." in region
+    assert "Kent" not in region
+
+
+def test_the_inspections_filters_offer_only_what_a_live_post_is_about(
+    client, embargoed
+):
+    html = page(client, "/inspections/")
+    assert "Seacourt Holdings" in html
+    for name in ["Kent CRC", "South Coast"]:
+        assert name not in html
+    for query in ["organisation=kent-crc", "region=coast"]:
+        page(client, f"/inspections/?{query}", status=400)
+
+
 def test_inspections_index_puts_a_report_not_yet_dated_after_the_dated_ones(client):
     # PostgreSQL sorts an empty date first when newest come first: an inspection
     # whose report date the author had not yet given headed the table.

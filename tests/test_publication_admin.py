@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.apps import apps
 from django.core.management import call_command
+from django.test import Client
 from django.utils.html import escape
 
 from posts.models import Inspection, Organisation, Post, StandardRating
@@ -263,3 +264,59 @@ def test_inspection_dates_in_order_are_saved(client):
     assert response.status_code == 302
     inspection.refresh_from_db()
     assert str(inspection.fieldwork_end) == "2024-03-15"
+
+
+def test_a_key_finding_edited_at_the_desk_is_searched_by_its_new_words(client):
+    client.force_login(StaffFactory(role="Editor"))
+    inspection = InspectionFactory(key_findings="Caseloads were high.")
+    response = client.post(
+        f"/admin/posts/inspection/{inspection.pk}/change/",
+        admin_inspection_form_of(
+            inspection, key_findings="Caseloads were unmanageable."
+        ),
+    )
+    assert response.status_code == 302
+    assert inspection.post.title in client.get("/search/", {"q": "unmanageable"}).text
+
+
+def desk_user_form(user, **fields) -> dict:
+    """What the desk's user form sends for `user` as it is."""
+    return {
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "is_active": "on",
+        "is_staff": "on",
+        "is_superuser": "on",
+        "date_joined_0": "2026-01-05",
+        "date_joined_1": "09:00:00",
+        **fields,
+    }
+
+
+def test_an_author_renamed_at_the_desk_is_searched_by_the_new_name(client):
+    client.force_login(UserFactory())
+    reader = Client()
+    author = UserFactory(first_name="Hester", last_name="Quaile")
+    post = PublishedPostFactory(title="A report", author=author)
+    # Pages cached before: the post's, showing the old byline, and a search.
+    assert "Hester Quaile" in reader.get(post.get_absolute_url()).text
+    assert "Nothing found" in reader.get("/search/", {"q": "Marchbanks"}).text
+    response = client.post(
+        f"/admin/auth/user/{author.pk}/change/",
+        desk_user_form(author, last_name="Marchbanks"),
+    )
+    assert response.status_code == 302
+    assert post.title in reader.get("/search/", {"q": "Marchbanks"}).text
+    assert "Nothing found" in reader.get("/search/", {"q": "Quaile"}).text
+    assert "Hester Marchbanks" in reader.get(post.get_absolute_url()).text
+
+
+def test_an_author_deleted_at_the_desk_is_no_longer_searched_by_name(client):
+    client.force_login(UserFactory())
+    author = UserFactory(first_name="Hester", last_name="Quaile")
+    PublishedPostFactory(title="A report", author=author)
+    response = client.post(f"/admin/auth/user/{author.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert "Nothing found" in client.get("/search/", {"q": "Quaile"}).text

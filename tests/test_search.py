@@ -2,6 +2,7 @@
 
 import re
 from datetime import timedelta
+from importlib import import_module
 from io import StringIO
 
 import pytest
@@ -9,11 +10,18 @@ from django.contrib.postgres.search import SearchQuery
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from posts.models import Post
-from posts.search import CONFIG
+from posts.models import Post, StandardRating
+from posts.search import (
+    CONFIG,
+    SearchQueryText,
+    index_post,
+    index_posts,
+    ranked_post_ids,
+)
 
 from .factories import (
     AreaFactory,
@@ -22,6 +30,7 @@ from .factories import (
     PostFactory,
     PublishedPostFactory,
     RegionFactory,
+    UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -363,3 +372,51 @@ def test_a_post_indexed_before_accents_were_folded_is_found_without_them(client)
     executor.migrate(latest)
     # then a search without the accent finds it.
     assert result_titles(client, "mon") == ["Ynys Môn probation office"]
+
+
+def test_search_covers_key_findings_the_standards_rated_and_the_byline(client):
+    # What the post shows beside its text, a reader searches by too.
+    post = PublishedPostFactory(
+        title="A report", author=UserFactory(first_name="Hester", last_name="Quaile")
+    )
+    inspection = InspectionFactory(
+        post=post,
+        key_findings="Too few staff were trained in domestic abuse.\n"
+        "Sentence plans were written late.",
+    )
+    StandardRating.objects.create(
+        inspection=inspection, standard="Unpaid work", rating="inadequate"
+    )
+    index_post(post)
+    for words in ['"domestic abuse"', "sentence plans", "unpaid work", "Quaile"]:
+        assert result_titles(client, words) == ["A report"], words
+
+
+def test_an_authors_username_is_searched_when_the_byline_shows_it(client):
+    author = UserFactory(username="hquaile")
+    PublishedPostFactory(title="A report", author=author)
+    assert result_titles(client, "hquaile") == ["A report"]
+
+
+def test_posts_indexed_before_findings_were_searched_are_found_by_them(client):
+    # Given a post whose search entry was written before it held the findings,
+    # the standards rated and the byline (as every post's was),
+    post = PublishedPostFactory(
+        title="A report", author=UserFactory(first_name="Hester", last_name="Quaile")
+    )
+    inspection = InspectionFactory(post=post, key_findings="Caseloads were vast.")
+    StandardRating.objects.create(
+        inspection=inspection, standard="Unpaid work", rating="good"
+    )
+    Post.objects.filter(pk=post.pk).update(search_facts=inspection.title)
+    index_posts(Post.objects.filter(pk=post.pk))
+    assert ranked_post_ids(SearchQueryText.parse("vast")) == []
+    # when the posts migration that re-indexes them runs,
+    migration = import_module("posts.migrations.0008_search_findings_standards_byline")
+    state = MigrationLoader(connection).project_state(
+        ("posts", "0008_search_findings_standards_byline")
+    )
+    migration.reindex(state.apps, connection.schema_editor())
+    # then a search finds it by each.
+    for words in ["vast", "unpaid work", "Quaile"]:
+        assert result_titles(client, words) == ["A report"], words

@@ -9,12 +9,13 @@ from django.apps import apps
 from django.core import mail
 from django.db import connection, connections
 from django.test import Client
+from django.utils import timezone
 
 from newsletter import digests
 from newsletter.forms import TopicsForm
 from newsletter.models import Delivery, Subscriber, SubscriberTopic
 from newsletter.tokens import Purpose, make_token
-from posts.models import StandardRating
+from posts.models import Post, StandardRating
 
 from .factories import (
     AreaFactory,
@@ -68,6 +69,17 @@ def suffolk_post():
         inspection=inspection, standard="Assessment", rating="inadequate"
     )
     return post
+
+
+@pytest.fixture
+def live_suffolk_post(suffolk_post):
+    """The same post, live (and told of already): its topics are on the site."""
+    Post.objects.filter(pk=suffolk_post.pk).update(
+        status=Post.Status.PUBLISHED,
+        published_at=timezone.now(),
+        announced_at=timezone.now(),
+    )
+    return suffolk_post
 
 
 def test_a_post_exposes_every_topic_it_is_about(suffolk_post):
@@ -176,7 +188,9 @@ def followed(subscriber) -> set[tuple[str, str, str]]:
     return set(subscriber.topics.values_list("kind", "value", "frequency"))
 
 
-def test_the_subscribe_form_offers_topics_with_nothing_ticked(client, suffolk_post):
+def test_the_subscribe_form_offers_topics_with_nothing_ticked(
+    client, live_suffolk_post
+):
     page = client.get("/subscribe/").content.decode()
     assert 'value="region:east-of-england"' in page
     assert 'value="organisation:sodexo-justice-services"' in page
@@ -197,7 +211,7 @@ def test_confirming_with_no_topics_follows_everything_as_published(
 
 
 def test_topics_and_frequency_chosen_at_subscription_are_kept_once_confirmed(
-    client, django_capture_on_commit_callbacks, suffolk_post
+    client, django_capture_on_commit_callbacks, live_suffolk_post
 ):
     response = subscribe(
         client,
@@ -212,6 +226,33 @@ def test_topics_and_frequency_chosen_at_subscription_are_kept_once_confirmed(
         ("region", "east-of-england", "weekly"),
         ("rating", "inadequate", "weekly"),
     }
+
+
+def test_the_topics_offered_leave_out_what_only_posts_not_yet_live_are_about(
+    client, suffolk_post
+):
+    # The draft's area, region and organisations would tell a reader which
+    # inspection's report is next; one no post is about yet may be followed.
+    page = client.get("/subscribe/").content.decode()
+    for key in [
+        "region:east-of-england",
+        "area:suffolk",
+        "organisation:norfolk-and-suffolk-crc",
+        "organisation:sodexo-justice-services",
+    ]:
+        assert f'value="{key}"' not in page, key
+    assert 'value="region:wales"' in page
+
+
+def test_a_followed_organisation_a_draft_is_then_about_stays_followed_in_place(
+    client,
+):
+    reader = follower("reader@example.org", ("organisation", "kent-crc"))
+    kent = OrganisationFactory(name="Kent CRC", slug="kent-crc")
+    InspectionFactory(post=PostFactory(), organisations=[kent])
+    page = client.get(topics_url(reader).removesuffix("topics/")).content.decode()
+    assert re.search(r'<input[^>]*value="organisation:kent-crc"[^>]*checked', page)
+    assert "No longer on the site" not in page
 
 
 def test_an_unknown_topic_at_subscription_is_refused_and_nothing_stored(client):
