@@ -392,6 +392,44 @@ def test_the_suppression_list_is_searchable_by_address(author):
     assert [s.reason for s in found.context["cl"].result_list] == ["complaint"]
 
 
+def test_the_desk_lifts_a_bounce_but_not_an_erased_persons_suppression(author):
+    """Lifted at the desk, an erased person's suppression would let an import add
+    them again; they come back only by subscribing themselves."""
+    address_suppress(email="bounced@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+    address_suppress(email="erased@example.org", reason=Suppression.Reason.DELETED)
+    bounced, erased = (
+        Suppression.objects.for_email(email).get()
+        for email in ("bounced@example.org", "erased@example.org")
+    )
+    refused = author.post(
+        "/admin/newsletter/suppression/",
+        {"action": "delete_selected", "_selected_action": [bounced.pk, erased.pk]},
+    )
+    assert "only they lift them, by subscribing again" in refused.content.decode()
+    page = author.post(
+        f"/admin/newsletter/suppression/{erased.pk}/delete/", {"post": "yes"}
+    )
+    assert page.status_code == 403
+    assert Suppression.objects.count() == 2
+
+    lifted = author.post(
+        f"/admin/newsletter/suppression/{bounced.pk}/delete/", {"post": "yes"}
+    )
+    assert lifted.status_code == 302
+    assert list(Suppression.objects.values_list("reason", flat=True)) == ["deleted"]
+
+    upload(author, HEADER + "erased@example.org,,Sheet,2026-10-01\n")
+    assert not Subscriber.objects.filter(email="erased@example.org").exists()
+
+
+def test_the_desk_cannot_set_when_a_reader_last_asked_for_a_link(author):
+    reader = SubscriberFactory()
+    page = author.get(f"/admin/newsletter/subscriber/{reader.pk}/change/")
+    form = page.context["adminform"].form
+    assert "email_change_requested_at" not in form.fields
+    assert "one_time_link_sent_at" not in form.fields
+
+
 def test_a_reader_is_found_at_the_desk_by_their_address_as_they_write_it(author):
     """A reader asking by email for their data, or its erasure, writes their
     address their own way: the desk finds them however it is stored."""

@@ -125,6 +125,10 @@ class SubscriberAdmin(admin.ModelAdmin):
         "unsubscribed_at",
         "paused_at",
         "soft_bounces",
+        # When the reader last asked for a change of address or a one-time
+        # link: the day's turn, and what retires the older links.
+        "email_change_requested_at",
+        "one_time_link_sent_at",
         # Only the reader agrees, by a link to their own address, and withdrawing
         # deletes what was kept (subscriptions.engagement_withdraw): the desk can
         # do neither by editing a date.
@@ -323,6 +327,24 @@ class SuppressionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_deleted_objects(self, objs, request):
+        # Lifting a hard bounce or the author's own suppression is the desk's to
+        # do. An unsubscribe or an erasure is the reader's: they come back by
+        # subscribing again (a fresh double opt-in lifts it); lifted here, an
+        # import could add an erased person again, without their say.
+        to_delete, counts, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        if any(s.reason in Suppression.READER_LIFTABLE for s in objs):
+            perms_needed.add(READERS_OWN_SUPPRESSION)
+        return to_delete, counts, perms_needed, protected
+
+
+READERS_OWN_SUPPRESSION = (
+    "suppressions of readers who unsubscribed or deleted their data "
+    "(only they lift them, by subscribing again)"
+)
 
 
 @admin.register(Event)
