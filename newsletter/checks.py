@@ -47,6 +47,36 @@ def check_site_url_https(app_configs, **kwargs) -> list[checks.CheckMessage]:
     ]
 
 
+# Backends that mail no one and keep every message: the dev outbox (files under
+# OUTBOX_DIR), Django's file, console (the log) and memory ones.
+KEEPING_BACKENDS = (
+    "newsletter.outbox.OutboxBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.locmem.EmailBackend",
+)
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_email_is_sent(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """EMAIL_BACKEND defaults to the dev outbox: a deployment that forgets it
+    starts, tells every reader to check their inbox, mails none of them, and keeps
+    each email (the address, the name, links that act for the reader) for ever."""
+    if settings.DEBUG or settings.EMAIL_BACKEND not in KEEPING_BACKENDS:
+        return []
+    return [
+        checks.Error(
+            f"EMAIL_BACKEND is {settings.EMAIL_BACKEND} while DJANGO_DEBUG is off: "
+            "no email reaches anyone, and each one is kept, readers' addresses and "
+            "links with it.",
+            hint="Set EMAIL_BACKEND to your provider's (docs/email.md). To run the "
+            "site without sending anything, set it to "
+            "django.core.mail.backends.dummy.EmailBackend, which keeps nothing.",
+            id="newsletter.E005",
+        )
+    ]
+
+
 @checks.register()
 def check_pending_outlives_confirmation(
     app_configs, **kwargs
