@@ -438,6 +438,25 @@ def test_the_authors_uploads_are_served_through_the_proxy(stack):
 
 
 @pytest.mark.production
+@pytest.mark.parametrize("name", ["drawing.svg", "page.html"])
+def test_a_page_among_the_uploads_runs_no_script_as_the_site(stack, name):
+    script = "<script>fetch('/admin/')</script>"
+    page = {
+        "drawing.svg": f'<svg xmlns="http://www.w3.org/2000/svg">{script}</svg>',
+        "page.html": f"<!doctype html><title>Hi</title>{script}",
+    }[name]
+    upload = stack.folder / "var" / "media" / "sponsors" / name
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_text(page)
+    status, headers, body = stack.request("GET", f"/media/sponsors/{name}")
+    assert (status, body) == (200, page)
+    policy = [part.strip() for part in headers["Content-Security-Policy"].split(";")]
+    assert "sandbox" in policy
+    assert "default-src 'none'" in policy
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.production
 def test_a_forged_tracking_webhook_is_refused(stack):
     forged = json.dumps({"RecordType": "Bounce", "Email": "reader@example.org"})
     status, _, _ = stack.request(
