@@ -11,6 +11,7 @@ from django.utils.module_loading import import_string
 
 from .delivery.ratelimit import MAX_WAIT_SECONDS
 from .delivery.sender import CLAIM_RENEWAL_SHARE
+from .esp import PROVIDER_BY_BACKEND
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -25,6 +26,27 @@ def check_webhook_secret(app_configs, **kwargs) -> list[checks.CheckMessage]:
             hint="Set ANYMAIL_WEBHOOK_SECRET to 'user:password' and put the same "
             "credentials in the webhook URL you give your ESP.",
             id="newsletter.W001",
+        )
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_mailgun_signing_key(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Without its own key anymail checks Mailgun's signatures against the API key,
+    which Mailgun's accounts no longer sign with: every event is refused (400),
+    and bounces and complaints are never recorded, though the desk shows the
+    webhook as on."""
+    if PROVIDER_BY_BACKEND.get(settings.EMAIL_BACKEND) != "mailgun":
+        return []
+    if settings.ANYMAIL.get("MAILGUN_WEBHOOK_SIGNING_KEY"):
+        return []
+    return [
+        checks.Error(
+            "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY is not set: Mailgun's tracking "
+            "events would be checked against the API key and refused.",
+            hint="Set ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY to the HTTP webhook "
+            "signing key on Mailgun's Webhooks page.",
+            id="newsletter.E006",
         )
     ]
 
