@@ -7,6 +7,7 @@ from anymail.backends.base_requests import AnymailRequestsBackend
 from django.conf import settings
 from django.core import checks
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+from django.http.request import validate_host
 from django.utils.module_loading import import_string
 
 from .delivery.ratelimit import MAX_WAIT_SECONDS
@@ -95,6 +96,26 @@ def check_email_is_sent(app_configs, **kwargs) -> list[checks.CheckMessage]:
             "site without sending anything, set it to "
             "django.core.mail.backends.dummy.EmailBackend, which keeps nothing.",
             id="newsletter.E005",
+        )
+    ]
+
+
+@checks.register(deploy=True)
+def check_site_url_is_served(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Every link in an email starts with SITE_URL: left at compose's default
+    (https://localhost) while DJANGO_ALLOWED_HOSTS names the real site, the site
+    works and every confirmation and unsubscribe link leads nowhere."""
+    host = urlsplit(settings.SITE_URL).hostname or ""
+    if settings.DEBUG or validate_host(host, settings.ALLOWED_HOSTS):
+        return []
+    return [
+        checks.Error(
+            f"SITE_URL ({settings.SITE_URL}) names a host the site does not serve "
+            f"(DJANGO_ALLOWED_HOSTS: {','.join(settings.ALLOWED_HOSTS)}): the "
+            "links in every email would lead nowhere.",
+            hint="Set SITE_URL to the site's own address, e.g. "
+            "https://news.example.org, one of DJANGO_ALLOWED_HOSTS.",
+            id="newsletter.E007",
         )
     ]
 

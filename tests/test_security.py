@@ -878,6 +878,20 @@ def test_a_site_url_not_over_https_fails_the_deployment_checklist(site_url):
     assert "SITE_URL must be an https address" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "site_url", ["https://localhost", "https://news.example.org.evil.example"]
+)
+def test_a_site_url_the_site_does_not_serve_fails_the_deployment_checklist(site_url):
+    """compose's default SITE_URL is https://localhost: forgotten while
+    DJANGO_ALLOWED_HOSTS names the real site, the site worked and every link in
+    every email (confirm, unsubscribe) led nowhere."""
+    result = run_production(
+        "manage.py", "check", "--deploy", extra_env={"SITE_URL": site_url}
+    )
+    assert result.returncode != 0
+    assert "newsletter.E007" in result.stderr
+
+
 def test_a_site_url_over_http_is_fine_for_development():
     """As `make run` serves it: debug on, http on the loopback."""
     result = run_production(
