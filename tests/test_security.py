@@ -1023,6 +1023,27 @@ def test_production_that_sends_nothing_on_purpose_passes_the_deployment_checklis
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_gunicorns_error_log_of_a_failed_request_names_no_readers_token():
+    """gunicorn logs a request that fails beneath Django by its path."""
+    from gunicorn.config import Config
+
+    from newsletter.gunicorn_conf import RedactingLogger
+
+    logger = RedactingLogger(Config())
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    logger.error_log.addHandler(handler)
+    try:
+        try:
+            raise BrokenPipeError
+        except BrokenPipeError:
+            logger.exception("Error handling request %s", "/unsubscribe/SeCrEt42/")
+    finally:
+        logger.error_log.removeHandler(handler)
+    assert "Error handling request /unsubscribe/[redacted]" in log.getvalue()
+    assert "SeCrEt42" not in log.getvalue()
+
+
 def test_djangos_own_log_of_a_404_names_no_readers_token(client):
     """django.request logs "Not Found: <path>": a mistyped suffix after a reader's
     token must not leave the token in the log."""
