@@ -7,10 +7,12 @@ from anymail.backends.base_requests import AnymailRequestsBackend
 from django.conf import settings
 from django.core import checks
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+from django.http.request import validate_host
 from django.utils.module_loading import import_string
 
 from .delivery.ratelimit import MAX_WAIT_SECONDS
 from .delivery.sender import CLAIM_RENEWAL_SHARE
+from .esp import PROVIDER_BY_BACKEND
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -30,6 +32,27 @@ def check_webhook_secret(app_configs, **kwargs) -> list[checks.CheckMessage]:
 
 
 @checks.register(checks.Tags.security, deploy=True)
+def check_mailgun_signing_key(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Without its own key anymail checks Mailgun's signatures against the API key,
+    which Mailgun's accounts no longer sign with: every event is refused (400),
+    and bounces and complaints are never recorded, though the desk shows the
+    webhook as on."""
+    if PROVIDER_BY_BACKEND.get(settings.EMAIL_BACKEND) != "mailgun":
+        return []
+    if settings.ANYMAIL.get("MAILGUN_WEBHOOK_SIGNING_KEY"):
+        return []
+    return [
+        checks.Error(
+            "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY is not set: Mailgun's tracking "
+            "events would be checked against the API key and refused.",
+            hint="Set ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY to the HTTP webhook "
+            "signing key on Mailgun's Webhooks page.",
+            id="newsletter.E006",
+        )
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
 def check_site_url_https(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Every link in an email starts with SITE_URL: one-click unsubscribe (RFC
     8058) must be an https link, and over http the site's secure cookies never
@@ -43,6 +66,56 @@ def check_site_url_https(app_configs, **kwargs) -> list[checks.CheckMessage]:
             hint="Set SITE_URL to the site's https address, e.g. "
             "https://news.example.org.",
             id="newsletter.E001",
+        )
+    ]
+
+
+# Backends that mail no one and keep every message: the dev outbox (files under
+# OUTBOX_DIR), Django's file, console (the log) and memory ones.
+KEEPING_BACKENDS = (
+    "newsletter.outbox.OutboxBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.locmem.EmailBackend",
+)
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_email_is_sent(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """EMAIL_BACKEND defaults to the dev outbox: a deployment that forgets it
+    starts, tells every reader to check their inbox, mails none of them, and keeps
+    each email (the address, the name, links that act for the reader) for ever."""
+    if settings.DEBUG or settings.EMAIL_BACKEND not in KEEPING_BACKENDS:
+        return []
+    return [
+        checks.Error(
+            f"EMAIL_BACKEND is {settings.EMAIL_BACKEND} while DJANGO_DEBUG is off: "
+            "no email reaches anyone, and each one is kept, readers' addresses and "
+            "links with it.",
+            hint="Set EMAIL_BACKEND to your provider's (docs/email.md). To run the "
+            "site without sending anything, set it to "
+            "django.core.mail.backends.dummy.EmailBackend, which keeps nothing.",
+            id="newsletter.E005",
+        )
+    ]
+
+
+@checks.register(deploy=True)
+def check_site_url_is_served(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Every link in an email starts with SITE_URL: left at compose's default
+    (https://localhost) while DJANGO_ALLOWED_HOSTS names the real site, the site
+    works and every confirmation and unsubscribe link leads nowhere."""
+    host = urlsplit(settings.SITE_URL).hostname or ""
+    if settings.DEBUG or validate_host(host, settings.ALLOWED_HOSTS):
+        return []
+    return [
+        checks.Error(
+            f"SITE_URL ({settings.SITE_URL}) names a host the site does not serve "
+            f"(DJANGO_ALLOWED_HOSTS: {','.join(settings.ALLOWED_HOSTS)}): the "
+            "links in every email would lead nowhere.",
+            hint="Set SITE_URL to the site's own address, e.g. "
+            "https://news.example.org, one of DJANGO_ALLOWED_HOSTS.",
+            id="newsletter.E007",
         )
     ]
 

@@ -11,7 +11,7 @@ import os
 
 from gunicorn.glogging import Logger
 
-from newsletter.logs import redact
+from newsletter.logs import RedactTokens, redact
 
 # Sync workers are enough because nginx buffers each request and each response
 # whole: a worker is busy only while Django works, never while a slow client talks.
@@ -23,7 +23,12 @@ accesslog = "-"
 class RedactingLogger(Logger):
     """gunicorn's logger, with token paths redacted from every access-log atom
     (the request line, the path, the Referer and any header or environ atom a
-    custom access_log_format may name)."""
+    custom access_log_format may name), and from its error log, where a request
+    that fails is logged by its path ("Error handling request /unsubscribe/…")."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.error_log.addFilter(RedactTokens())
 
     def atoms(self, resp, req, environ, request_time) -> dict:
         atoms = super().atoms(resp, req, environ, request_time)

@@ -96,6 +96,14 @@ def test_neither_the_image_nor_compose_supplies_a_secret_key_and_both_pin_debug_
     assert 'ports: ["80:80", "443:443"]' in compose
 
 
+def test_compose_names_no_email_backend_of_its_own():
+    """Its default was the dev outbox: a deployment that forgot EMAIL_BACKEND
+    mailed no one and kept every email on disk. Now compose asks for one."""
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    backend = compose["x-app"]["environment"]["EMAIL_BACKEND"]
+    assert backend.startswith("${EMAIL_BACKEND:?"), backend
+
+
 def test_stopping_the_worker_lets_the_batch_in_hand_finish_before_docker_kills_it():
     """SIGTERM is Celery's warm shutdown; docker's SIGKILL follows after the grace
     period (10 s unless set), and leaves the batch being sent uncertain."""
@@ -430,6 +438,25 @@ def test_the_authors_uploads_are_served_through_the_proxy(stack):
 
 
 @pytest.mark.production
+@pytest.mark.parametrize("name", ["drawing.svg", "page.html"])
+def test_a_page_among_the_uploads_runs_no_script_as_the_site(stack, name):
+    script = "<script>fetch('/admin/')</script>"
+    page = {
+        "drawing.svg": f'<svg xmlns="http://www.w3.org/2000/svg">{script}</svg>',
+        "page.html": f"<!doctype html><title>Hi</title>{script}",
+    }[name]
+    upload = stack.folder / "var" / "media" / "sponsors" / name
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_text(page)
+    status, headers, body = stack.request("GET", f"/media/sponsors/{name}")
+    assert (status, body) == (200, page)
+    policy = [part.strip() for part in headers["Content-Security-Policy"].split(";")]
+    assert "sandbox" in policy
+    assert "default-src 'none'" in policy
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.production
 def test_a_forged_tracking_webhook_is_refused(stack):
     forged = json.dumps({"RecordType": "Bounce", "Email": "reader@example.org"})
     status, _, _ = stack.request(
@@ -547,15 +574,28 @@ def test_no_token_reaches_either_access_log(stack):
         assert not [token for token in tokens if token in log], f"{name}:\n{log}"
 
 
-@pytest.mark.production
-def test_the_production_environment_passes_the_deployment_checklist(stack):
-    result = subprocess.run(
+def deployment_checklist(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
-        env=stack.env,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+@pytest.mark.production
+def test_the_production_environment_passes_the_deployment_checklist(stack):
+    """With a provider to send through. This stack keeps its emails in the dev
+    outbox, for the tests to read: the checklist stops a deployment that does."""
+    provider = {
+        "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+        "ANYMAIL_POSTMARK_SERVER_TOKEN": secrets.token_urlsafe(24),
+    }
+    result = deployment_checklist(stack.env | provider)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+    kept = deployment_checklist(stack.env)
+    assert kept.returncode != 0
+    assert "newsletter.E005" in kept.stderr

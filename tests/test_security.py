@@ -832,20 +832,25 @@ PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "k3Y-" + "".join(chr(97 + (n * 7) % 26) for n in range(60)),
     "DJANGO_ALLOWED_HOSTS": "news.example.org",
     "SITE_URL": "https://news.example.org",
+    "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+    "ANYMAIL_POSTMARK_SERVER_TOKEN": "a-postmark-server-token",
     "ANYMAIL_WEBHOOK_SECRET": "tracking:a-long-random-webhook-password",
 }
 
 
-def run_production(*args: str, extra_env: dict | None = None):
+def run_production(
+    *args: str, extra_env: dict | None = None, unset: tuple[str, ...] = ()
+):
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "newsletter.settings",
+        **PRODUCTION_ENV,
+        **(extra_env or {}),
+    }
     # Our own interpreter running our own manage.py or a literal script.
     return subprocess.run(  # noqa: S603
         [sys.executable, *args],
-        env={
-            "PATH": os.environ["PATH"],
-            "DJANGO_SETTINGS_MODULE": "newsletter.settings",
-            **PRODUCTION_ENV,
-            **(extra_env or {}),
-        },
+        env={name: value for name, value in env.items() if name not in unset},
         cwd=Path(__file__).resolve().parent.parent,
         capture_output=True,
         text=True,
@@ -871,6 +876,20 @@ def test_a_site_url_not_over_https_fails_the_deployment_checklist(site_url):
     assert result.returncode != 0
     assert "newsletter.E001" in result.stderr
     assert "SITE_URL must be an https address" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "site_url", ["https://localhost", "https://news.example.org.evil.example"]
+)
+def test_a_site_url_the_site_does_not_serve_fails_the_deployment_checklist(site_url):
+    """compose's default SITE_URL is https://localhost: forgotten while
+    DJANGO_ALLOWED_HOSTS names the real site, the site worked and every link in
+    every email (confirm, unsubscribe) led nowhere."""
+    result = run_production(
+        "manage.py", "check", "--deploy", extra_env={"SITE_URL": site_url}
+    )
+    assert result.returncode != 0
+    assert "newsletter.E007" in result.stderr
 
 
 def test_a_site_url_over_http_is_fine_for_development():
@@ -952,10 +971,77 @@ def test_open_tracking_webhooks_fail_the_deployment_checklist():
         "--deploy",
         "--fail-level",
         "WARNING",
-        extra_env={"ANYMAIL_WEBHOOK_SECRET": ""},
+        extra_env={
+            # Sending over SMTP: a provider's backend would not start without it.
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "ANYMAIL_WEBHOOK_SECRET": "",
+        },
     )
     assert result.returncode != 0
-    assert "ANYMAIL_WEBHOOK_SECRET" in result.stdout + result.stderr
+    assert "newsletter.W001" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "",  # not set: the dev outbox
+        "newsletter.outbox.OutboxBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.locmem.EmailBackend",
+    ],
+    ids=["unset", "outbox", "file", "console", "memory"],
+)
+def test_production_that_would_keep_every_email_unsent_fails_the_deployment_checklist(
+    backend,
+):
+    """A forgotten EMAIL_BACKEND was the dev outbox: the site started, thanked
+    every reader who subscribed, mailed none of them, and kept each email on disk
+    for ever, addresses and the links that act for the reader with it."""
+    result = run_production(
+        "manage.py",
+        "check",
+        "--deploy",
+        extra_env={"EMAIL_BACKEND": backend} if backend else {},
+        unset=() if backend else ("EMAIL_BACKEND",),
+    )
+    assert result.returncode != 0
+    assert "newsletter.E005" in result.stderr
+    assert "no email reaches anyone" in result.stderr
+
+
+def test_production_that_sends_nothing_on_purpose_passes_the_deployment_checklist():
+    """A trial of the site that keeps nothing: the dummy backend."""
+    result = run_production(
+        "manage.py",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        extra_env={"EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gunicorns_error_log_of_a_failed_request_names_no_readers_token():
+    """gunicorn logs a request that fails beneath Django by its path."""
+    from gunicorn.config import Config
+
+    from newsletter.gunicorn_conf import RedactingLogger
+
+    logger = RedactingLogger(Config())
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    logger.error_log.addHandler(handler)
+    try:
+        try:
+            raise BrokenPipeError
+        except BrokenPipeError:
+            logger.exception("Error handling request %s", "/unsubscribe/SeCrEt42/")
+    finally:
+        logger.error_log.removeHandler(handler)
+    assert "Error handling request /unsubscribe/[redacted]" in log.getvalue()
+    assert "SeCrEt42" not in log.getvalue()
 
 
 def test_djangos_own_log_of_a_404_names_no_readers_token(client):

@@ -840,6 +840,24 @@ def test_mailgun_without_its_signing_key_is_off_a_404_not_a_500(
     assert "MAILGUN_WEBHOOK_SIGNING_KEY" in page
 
 
+def test_mailgun_with_only_its_api_key_refuses_every_event_and_fails_the_checklist(
+    client, settings, reader
+):
+    """anymail checks the signature against the API key when the signing key is
+    missing; Mailgun signs with its own key, so each complaint was a 400, mailed
+    again next time, while the desk showed the webhook as on."""
+    settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET, "MAILGUN_API_KEY": "key-api"}
+    settings.EMAIL_BACKEND = MAILGUN_BACKEND
+    assert post_mailgun(client, mailgun_event("complained", "t")).status_code == 400
+    assert not Suppression.objects.exists()
+    found = checks.run_checks(include_deployment_checks=True)
+    assert "newsletter.E006" in [message.id for message in found]
+    settings.ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] = MAILGUN_KEY
+    found = checks.run_checks(include_deployment_checks=True)
+    assert "newsletter.E006" not in [message.id for message in found]
+    assert post_mailgun(client, mailgun_event("complained", "t")).status_code == 200
+
+
 def test_the_dev_outbox_answers_on_postmarks_route_as_the_fake_esp_speaks_it(
     client, settings, reader
 ):
