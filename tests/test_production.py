@@ -457,6 +457,21 @@ def test_a_page_among_the_uploads_runs_no_script_as_the_site(stack, name):
 
 
 @pytest.mark.production
+def test_the_desk_takes_a_cameras_original_and_readers_forms_stay_small(stack):
+    """A 40-megapixel photo (the site's limit, posts/images.py) runs to 30 MB and
+    more: nginx's limit let 10 MB through, and answered the author's upload with
+    its own bare 413. Readers' forms need a fraction of a megabyte."""
+    upload = "x" * (30 * 2**20)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, _ = stack.request(
+        "POST", "/admin/posts/post/add/", headers=form, body=upload
+    )
+    assert status != 413  # the site's answer (a login), not nginx's refusal
+    status, _, _ = stack.request("POST", "/subscribe/", headers=form, body=upload)
+    assert status == 413
+
+
+@pytest.mark.production
 def test_a_forged_tracking_webhook_is_refused(stack):
     forged = json.dumps({"RecordType": "Bounce", "Email": "reader@example.org"})
     status, _, _ = stack.request(
