@@ -17,11 +17,13 @@ _markdown = MarkdownIt("commonmark", {"typographer": True}).enable(
 )
 
 # What a post body may contain after rendering. Anything else (scripts, styles,
-# event handlers, javascript: and data: URLs) is removed, not escaped.
+# event handlers, javascript: and data: URLs) is removed, not escaped. Every tag
+# keeps lang and title (nh3's own default); span is how an author marks a Welsh
+# name inside a sentence, <span lang="cy">, for a screen reader to say in Welsh.
 ALLOWED_TAGS = {
     "a", "abbr", "blockquote", "br", "code", "del", "em", "figcaption", "figure",
-    "h2", "h3", "h4", "h5", "h6", "hr", "img", "li", "ol", "p", "pre", "strong",
-    "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
+    "h2", "h3", "h4", "h5", "h6", "hr", "img", "li", "ol", "p", "pre", "span",
+    "strong", "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},

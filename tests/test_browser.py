@@ -452,7 +452,7 @@ def post_open_for_comments_with_a_reply(page, site, demo):
 def comment_with_errors(page, site, demo):
     page.goto(f"{site}{demo.fresh.get_absolute_url()}")
     page.get_by_role("button", name="Post comment").click()
-    page.get_by_text("Please correct the marked fields.").wait_for()
+    page.get_by_role("alert").get_by_text("There is a problem").wait_for()
 
 
 @readers_page
@@ -483,7 +483,7 @@ def subscribe(page, site, demo):
 def subscribe_with_errors(page, site, demo):
     page.goto(f"{site}/subscribe/")
     page.get_by_role("button", name="Subscribe").click()
-    page.get_by_text("This field is required").wait_for()
+    page.get_by_text("This field is required.", exact=True).wait_for()
 
 
 @readers_page
@@ -589,7 +589,7 @@ def preferences_change_of_address_with_errors(page, site, demo):
     _preferences(page, site, demo.reader())
     page.get_by_label("New email address").fill("not-an-address")
     page.get_by_role("button", name="Email me the link", exact=True).click()
-    page.get_by_text("Enter a valid email address.").wait_for()
+    page.get_by_text("Enter a valid email address.", exact=True).wait_for()
 
 
 @readers_page
@@ -714,6 +714,23 @@ def test_every_readers_page_is_accessible_and_fits_a_phone_and_a_desk_light_and_
             ]
             page.context.close()
     assert found == {variant: [] for variant in found}
+
+
+def test_a_refused_form_puts_the_reader_on_its_errors_and_each_links_to_its_field(
+    browser, site
+):
+    page = new_page(browser, viewport=MOBILE, is_mobile=True)
+    page.goto(f"{site}/subscribe/")
+    page.get_by_role("button", name="Subscribe").click()
+    # Focus, where a screen reader reads from, is on the summary: no script.
+    summary = page.get_by_role("alert")
+    summary.get_by_text("There is a problem").wait_for()
+    assert page.title() == "Error: Subscribe — On Probation"
+    assert page.evaluate("document.activeElement.className") == "error-summary"
+    summary.get_by_role("link", name="Email address: This field is required.").click()
+    page.keyboard.type("sam@example.org")
+    assert page.get_by_label("Email address").input_value() == "sam@example.org"
+    page.context.close()
 
 
 def test_author_writes_markdown_and_sees_the_preview_as_readers_will(browser, site):

@@ -129,6 +129,18 @@ def test_the_form_marks_its_required_fields(rf, post):
     assert "csrfmiddlewaretoken" not in html
 
 
+def test_a_refused_comment_says_so_first_and_links_each_error_to_its_field(
+    client, post
+):
+    page = comment_on(client, post, name="", body="").content.decode()
+    assert "<title>Error: Your comment — " in page
+    assert 'class="error-summary" role="alert"' in page
+    assert '<a href="#id_name">Name: This field is required.</a>' in page
+    assert '<a href="#id_body">Comment: This field is required.</a>' in page
+    assert 'aria-describedby="id_body_helptext id_body_error"' in page
+    assert '<ul class="errorlist" id="id_body_error">' in page
+
+
 # Known commenters prove their address ---------------------------------------------
 
 

@@ -7,6 +7,7 @@ import json
 import math
 import re
 import threading
+from collections import defaultdict
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -307,6 +308,29 @@ def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
     assert "http://127.0.0.1:8000/r/" in digest.alternatives[0].content
     assert unsubscribe_url in digest.alternatives[0].content
     assert Delivery.objects.get().status == Delivery.Status.SENT
+
+
+def test_a_digest_reads_to_a_screen_reader_each_link_named_for_where_it_goes(
+    clock, publish, beat
+):
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Suffolk: caseloads too high")
+    publish("Wales: a good report")
+    clock(23, 7, 5)
+    [digest] = beat()
+    html = digest.alternatives[0].content
+    assert '<html lang="en-GB"' in html
+    assert "<title>Your daily digest</title>" in html
+    tables = re.findall(r"<table[^>]*>", html)
+    assert [t for t in tables if 'role="presentation"' not in t] == []
+    # A screen reader lists a message's links by their words: "Read the post"
+    # twice, to two posts, says neither.
+    links = re.findall(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', html, re.DOTALL)
+    places = defaultdict(set)
+    for url, words in links:
+        places[words].add(url)
+    assert {words for words, urls in places.items() if len(urls) > 1} == set()
 
 
 def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(

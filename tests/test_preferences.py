@@ -299,6 +299,23 @@ def test_an_invalid_new_address_is_refused_with_a_clear_error(client, reader):
     assert mail.outbox == []
 
 
+def test_a_refused_preference_says_so_first_and_links_to_its_field(client, reader):
+    page = client.post(url(reader, "email/"), {"new_email": "x"}).content.decode()
+    assert "<title>Error: Your newsletter preferences — On Probation</title>" in page
+    assert 'class="error-summary" role="alert"' in page
+    assert '<a href="#id_new_email">New email address: Enter a valid' in page
+
+    sent = {"topics": "area:atlantis", "digest_hour": "99"}
+    page = client.post(url(reader, "topics/"), sent).text
+    assert "<title>Error: Your newsletter preferences" in page
+    assert page.count("autofocus") == 1  # both forms' errors, in one summary
+    assert '<a href="#id_digest_hour">Hour: Select a valid choice.' in page
+    # The checkboxes are the picker's own: their group is where the link goes,
+    # and what says the error.
+    assert '<a href="#id_topics">Only posts about' in page
+    assert 'id="id_topics" aria-describedby="id_topics_error">' in page
+
+
 def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
     ask_to_move(client, on_commit, reader, "new@example.org")
     confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")

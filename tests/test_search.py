@@ -332,6 +332,8 @@ def test_results_paginate(client):
     second = client.get("/search/", {"q": "Luton", "page": "2"}).content.decode()
     assert "Page 2 of 2" in second
     assert second.count("<h2>") == 2
+    # The title is what a screen reader says first, and what the history lists.
+    assert "(page 2) — On Probation</title>" in second
 
 
 def test_search_is_answered_from_the_full_text_index():

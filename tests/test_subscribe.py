@@ -154,6 +154,33 @@ def test_invalid_email_is_refused_with_a_clear_error_and_nothing_stored(client):
     assert not Subscriber.objects.exists()
 
 
+def test_a_refused_form_says_so_first_and_links_each_error_to_its_field(client):
+    # A screen reader starts at the title and the focused element; the errors
+    # beside the fields, far down, are found only by whoever looks there.
+    page = client.post("/subscribe/", {"email": "not-an-address"}).content.decode()
+    assert "<title>Error: Subscribe — On Probation</title>" in page
+    assert (
+        'role="alert" aria-labelledby="error-summary-title" tabindex="-1" autofocus'
+        in page
+    )
+    assert '<a href="#id_email">Email address: Enter a valid email address.</a>' in page
+    assert 'aria-describedby="id_email_error"' in page
+    assert '<ul class="errorlist" id="id_email_error">' in page
+
+
+def test_a_refused_name_on_the_confirm_page_says_so_first(
+    client, django_capture_on_commit_callbacks
+):
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    response = client.post(confirm_url_from(mail.outbox[0]), {"name": "\u200b"})
+    assert response.status_code == 400
+    assert (
+        "<title>Error: Confirm your subscription — On Probation</title>"
+        in response.text
+    )
+    assert '<a href="#id_name">Name (optional): ' in response.text
+
+
 def test_control_characters_in_the_name_are_refused(client):
     response = client.post(
         "/subscribe/", {"email": "a@example.org", "name": "Sam\r\nBcc: x@evil.test"}
