@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from newsletter.models import DigestSettings, Mailing, Subscriber
+from posts.comments.models import Comment
 from posts.models import Inspection, Post, PostEvent, PostUpdate, RelatedLink
 
 from .factories import (
@@ -487,8 +488,21 @@ def test_an_editor_publishes_with_the_list_action(contributor, editor):
 
 
 def test_an_editor_moderates_comments_but_cannot_see_readers(editor):
+    waiting, spam = CommentFactory(), CommentFactory()
     client = desk(editor)
     assert client.get("/admin/comments/comment/").status_code == 200
+    for action, comment in (("approve", waiting), ("mark_spam", spam)):
+        response = client.post(
+            "/admin/comments/comment/",
+            {"action": action, "_selected_action": [comment.pk]},
+        )
+        assert response.status_code == 302
+    waiting.refresh_from_db()
+    spam.refresh_from_db()
+    assert (waiting.status, spam.status) == (
+        Comment.Status.APPROVED,
+        Comment.Status.SPAM,
+    )
     assert client.get("/admin/posts/post/add/").status_code == 200
     assert client.get("/admin/newsletter/subscriber/").status_code == 403
     assert client.get("/admin/newsletter/subscriber/import/").status_code == 403
