@@ -321,11 +321,13 @@ def test_a_results_page_makes_as_many_queries_with_ten_results_as_with_one(
 ):
     PublishedPostFactory(title="Swindon once")
     with CaptureQueriesContext(connection) as one:
-        results(client, "Swindon")
+        html = results(client, "Swindon")
+    assert html.count("<h2>") == 1
     for n in range(12):
         PublishedPostFactory(title=f"Swindon again {n}")
     with django_assert_num_queries(len(one)):
-        results(client, "Swindon")
+        html = results(client, "Swindon")
+    assert html.count("<h2>") == 10
 
 
 def test_results_paginate(client):
