@@ -7,6 +7,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -55,6 +56,7 @@ from .factories import (
     UserFactory,
     unpublish_at_the_desk,
 )
+from .locks import another_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -1004,7 +1006,11 @@ def test_a_post_unpublished_while_its_round_is_planned_is_in_no_digest(
     def held_while_the_author_unpublishes(**kwargs):
         held = posts_held(**kwargs)
         planning_read.set()
-        unpublished.wait(timeout=1)  # not long: the fix makes the author wait
+        # The author unpublishes at once, or waits for the posts this step holds
+        # (the fix): go on only when one of the two has happened.
+        deadline = time.monotonic() + 10
+        while not (unpublished.wait(0.05) or another_connection_waits_for_a_lock()):
+            assert time.monotonic() < deadline, "the author neither waited nor went"
         return held
 
     monkeypatch.setattr(digests, "posts_held", held_while_the_author_unpublishes)

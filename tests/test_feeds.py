@@ -258,7 +258,9 @@ def test_feed_makes_a_bounded_number_of_queries(client, django_assert_max_num_qu
     for post in PublishedPostFactory.create_batch(25):
         post.categories.add(category)
     with django_assert_max_num_queries(4):
-        parse(client, "/feed/", "application/rss+xml")
+        feed = parse(client, "/feed/", "application/rss+xml")
+    assert len(feed.entries) == 20  # a full feed, each entry with its category
+    assert all(entry.tags[0].term == category.name for entry in feed.entries)
 
 
 def test_sitemap_lists_published_posts_and_listing_pages_on_site_url(client, posts):

@@ -27,6 +27,7 @@ from .factories import (
     UserFactory,
     unpublish_at_the_desk,
 )
+from .locks import until_another_connection_waits_for_a_lock
 from .test_webhooks import SECRET, post_postmark, postmark_bounce, postmark_delivery
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -963,7 +964,7 @@ def test_recording_a_batch_as_sent_while_it_is_resent_waits_and_is_refused(
         lambda: results.update(recorded=delivery.batch_mark_sent(batch_id=first.pk)),
         errors,
     )
-    recorder.join(timeout=0.5)  # waits for the resend's lock
+    until_another_connection_waits_for_a_lock()  # the recorder, for the resend's
     go_on.set()
     resender.join(timeout=10)
     recorder.join(timeout=10)
@@ -1008,7 +1009,7 @@ def test_an_event_settling_a_reader_while_the_author_asks_the_provider_is_kept(
     author = in_a_thread(
         lambda: delivery.batch_settle_with_provider(batch_id=first.pk), errors
     )
-    author.join(timeout=0.5)  # waits for the event's lock
+    until_another_connection_waits_for_a_lock()  # the author, for the event's
     go_on.set()
     webhook.join(timeout=10)
     author.join(timeout=10)
@@ -1062,7 +1063,7 @@ def test_an_event_arriving_while_the_author_records_the_batch_as_sent_waits(
         lambda: results.update(event=post_postmark(Client(), delivered).status_code),
         errors,
     )
-    webhook.join(timeout=0.5)  # waits for the author's lock
+    until_another_connection_waits_for_a_lock()  # the event, for the author's
     go_on.set()
     author.join(timeout=10)
     webhook.join(timeout=10)

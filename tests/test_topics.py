@@ -28,6 +28,7 @@ from .factories import (
     SubscriberFactory,
     create_inspectorate,
 )
+from .locks import until_another_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -366,7 +367,7 @@ def test_saving_topics_twice_at_once_saves_them_once_without_an_error(
     assert first_saving.wait(timeout=10)
     second = threading.Thread(target=save)
     second.start()
-    second.join(timeout=0.5)  # waits for the first's locks
+    until_another_connection_waits_for_a_lock()  # the second, for the first's
     go_on.set()
     first.join(timeout=10)
     second.join(timeout=10)

@@ -862,7 +862,13 @@ def test_the_dev_outbox_answers_on_postmarks_route_as_the_fake_esp_speaks_it(
     client, settings, reader
 ):
     settings.EMAIL_BACKEND = "newsletter.outbox.OutboxBackend"
+    delivery = delivery_to(reader, POSTMARK_ID)
     assert post_postmark(client, postmark_delivery()).status_code == 200
+    # Read as Postmark's event, into the log and the ledger.
+    event = Event.objects.get()
+    assert (event.esp, event.event_type) == ("postmark", "delivered")
+    delivery.refresh_from_db()
+    assert delivery.last_event == "delivered"
     with override_settings(EMAIL_BACKEND="newsletter.outbox.OutboxBackend"):
         response = client.post(
             MAILGUN_URL, data="{}", content_type="application/json", **basic_auth()

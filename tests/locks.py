@@ -1,0 +1,29 @@
+"""Two connections at once (PostgreSQL): wait, with a deadline, for the other one
+to be held by a lock, instead of giving it a fixed moment to get there."""
+
+import time
+
+from django.db import connection
+
+
+def another_connection_waits_for_a_lock() -> bool:
+    """Whether a connection to this database other than ours waits for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def until_another_connection_waits_for_a_lock(timeout: float = 10.0) -> None:
+    """Return once another connection waits for a lock. A fixed join(timeout=0.5)
+    let go of the first side whether the second had reached the lock or not: on a
+    busy machine the two then ran one after the other, and the race the test is
+    about was never run."""
+    deadline = time.monotonic() + timeout
+    while not another_connection_waits_for_a_lock():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no connection waited for a lock in {timeout:.0f}s")
+        time.sleep(0.05)
