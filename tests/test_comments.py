@@ -459,6 +459,30 @@ def test_a_link_followed_after_the_post_was_unpublished_confirms_without_a_404(
     assert Comment.objects.get(post=post).status == status
 
 
+@pytest.mark.parametrize("since", ["comments closed", "marked as spam"])
+def test_the_confirmation_page_promises_publication_only_where_it_publishes(
+    client, post, confirm, since
+):
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    page = client.get(links[0]).text
+    assert "confirm, and it is published" in page
+    assert "It is mine: confirm and publish" in page
+
+    if since == "comments closed":
+        PostCommentSettings.objects.create(post=post, comments_open=False)
+        expected = "This one waits for the author's approval."
+    else:
+        Comment.objects.filter(post=post).update(status=Comment.Status.SPAM)
+        expected = "This one is not published."
+    page = client.get(links[0]).text
+    assert "confirm, and it is published" not in page
+    assert "It is mine: confirm</button>" in page
+    assert expected in page
+    client.post(links[0])
+    assert not Comment.objects.filter(post=post).approved().exists()
+
+
 def test_a_link_for_a_comment_whose_address_was_changed_is_refused(
     client, post, confirm
 ):

@@ -248,17 +248,23 @@ def comment_confirm(*, token: str) -> Comment:
     Raises ConfirmationInvalid as comment_of_confirmation does.
     """
     comment = comment_of_confirmation(token=token)
-    # Publishing at once is posting: on a post whose comments closed since the
-    # link was sent, the comment waits for a moderator instead.
-    if (
-        comment.status == Comment.Status.PENDING
-        and comments_are_open(post=comment.post)
-        and _skips_moderation(email=comment.email)
-    ):
+    if confirming_publishes(comment=comment):
         # Still pending: a moderator may have marked it as spam since it was read.
         comments_approve(comments=Comment.objects.pending().filter(pk=comment.pk))
         comment.refresh_from_db()
     return comment
+
+
+def confirming_publishes(*, comment: Comment) -> bool:
+    """Whether confirming its address publishes the comment now, for the page that
+    asks to confirm to say so. Publishing at once is posting: on a post unpublished
+    or whose comments closed since the link was sent, or a comment a moderator has
+    marked as spam, it does not (the first two wait for a moderator)."""
+    return (
+        comment.status == Comment.Status.PENDING
+        and comments_are_open(post=comment.post)
+        and _skips_moderation(email=comment.email)
+    )
 
 
 # Moderating -------------------------------------------------------------------

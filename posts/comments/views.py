@@ -152,7 +152,12 @@ def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
         if request.method == "GET":
             comment = services.comment_of_confirmation(token=token)
-            return render(request, "posts/comment_confirm.html", {"comment": comment})
+            publishes = services.confirming_publishes(comment=comment)
+            return render(
+                request,
+                "posts/comment_confirm.html",
+                {"comment": comment, "publishes": publishes},
+            )
         comment = services.comment_confirm(token=token)
     except services.ConfirmationInvalid:
         return render(
