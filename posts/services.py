@@ -96,6 +96,17 @@ def posts_announce_due() -> int:
                 announced_at=timezone.now()
             )
             if claimed:
+                _record_going_live_on_time(post)
                 post_published.send(sender=Post, post=post)
                 announced += 1
     return announced
+
+
+def _record_going_live_on_time(post: Post) -> None:
+    """A scheduled post went live at its time, by the site: its history said only
+    that it was scheduled. (One published there and then has its step already.)"""
+    last = post.events.order_by("at", "id").last()
+    if last is not None and last.kind == PostEvent.Kind.SCHEDULED:
+        PostEvent.objects.create(
+            post=post, kind=PostEvent.Kind.PUBLISHED, by=None, at=post.published_at
+        )

@@ -303,6 +303,32 @@ def test_rescheduling_a_post_is_in_its_history_with_the_new_time(client):
     assert steps == [("scheduled", first), ("scheduled", later)]
 
 
+def test_a_post_going_live_at_its_time_is_published_by_the_site_in_its_history(
+    client,
+):
+    editor = StaffFactory(role="Editor")
+    client.force_login(editor)
+    soon = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    post = PostFactory(published_at=soon)
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="published", publish_despite_warnings="on"),
+    )
+    # The hour has come: scheduled an hour before its time, which was a minute ago.
+    went_live = timezone.now().replace(microsecond=0) - timedelta(minutes=1)
+    Post.objects.filter(pk=post.pk).update(published_at=went_live)
+    post.events.update(at=went_live - timedelta(hours=1))
+
+    assert posts_announce_due() == 1
+    assert posts_announce_due() == 0
+
+    steps = list(post.events.values_list("kind", "for_time", "by", "at"))
+    assert steps[1:] == [("published", None, None, went_live)]
+    assert steps[0][:3] == ("scheduled", soon, editor.pk)
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").text
+    assert "Published by the site" in page
+
+
 def test_a_scheduled_post_given_a_time_already_come_is_published_in_its_history(
     client,
 ):
