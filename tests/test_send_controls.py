@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from newsletter import delivery, tasks
-from newsletter.delivery import control, sender
+from newsletter.delivery import control, planner, sender
 from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
@@ -938,6 +938,50 @@ def test_a_batch_settled_back_into_the_queue_while_its_mailing_closes_is_sent(
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
     assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_mailing_whose_last_batch_ends_as_its_planning_ends_is_closed(
+    planned, monkeypatch
+):
+    """The planner's last step turns the mailing from planning to sending while the
+    last batch finishes: each looked before the other had committed, the batch
+    found no sending mailing to wait for, and the mailing stayed open with every
+    batch done until the reaper came (seen in CI: a threaded worker's, 60 s)."""
+    *sent, last = planned.batches.order_by("number")
+    Batch.objects.filter(pk__in=[b.pk for b in sent]).update(status=Batch.Status.DONE)
+    Batch.objects.filter(pk=last.pk).update(status=Batch.Status.SENDING)
+    Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.PLANNING)
+    looked, go_on = threading.Event(), threading.Event()
+
+    def planner_looks_then_waits(mailing_id: int) -> None:
+        close_mailing_if_finished(mailing_id)  # the last batch not done yet
+        looked.set()
+        go_on.wait(timeout=10)  # before the planning step commits
+
+    monkeypatch.setattr(planner, "close_mailing_if_finished", planner_looks_then_waits)
+    errors = []
+    planning = in_a_thread(
+        lambda: delivery.mailing_plan_page(mailing_id=planned.pk), errors
+    )
+    assert looked.wait(timeout=10)
+
+    def last_batch_ends() -> None:
+        Batch.objects.filter(pk=last.pk).update(status=Batch.Status.DONE)
+        close_mailing_if_finished(planned.pk)
+
+    worker = in_a_thread(last_batch_ends, errors)
+    until_another_connection_waits_for_a_lock()  # the worker, for the planner's
+    go_on.set()
+    planning.join(timeout=10)
+    worker.join(timeout=10)
+
+    assert errors == []
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
 
 
 @pytest.mark.skipif(

@@ -706,14 +706,19 @@ def close_mailing_if_finished(mailing_id: int) -> None:
     author putting an uncertain batch back in the queue, holds that lock until
     committed, and this then waits and sees their batches. (One UPDATE checking
     the batches in its own snapshot closed a mailing whose batch was being put
-    back meanwhile, and that batch's readers never got it.)
+    back meanwhile, and that batch's readers never got it.) Locked whatever its
+    status: the planner's last step turns it from planning to sending, and a last
+    batch finishing meanwhile, looking for a sending mailing, found none to wait
+    for while the planner had not seen that batch done, and the mailing stayed
+    open until the reaper came.
     """
     sending = Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.SENDING)
     unfinished = Batch.objects.filter(
         mailing_id=mailing_id, status__in=[Batch.Status.QUEUED, Batch.Status.SENDING]
     )
     with transaction.atomic():
-        if sending.select_for_update().exists():  # the UPDATE reads after the lock
-            sending.exclude(Exists(unfinished)).update(
-                status=Mailing.Status.DONE, finished_at=timezone.now()
-            )
+        # The UPDATE reads after the lock, in a snapshot of its own.
+        Mailing.objects.select_for_update().filter(pk=mailing_id).exists()
+        sending.exclude(Exists(unfinished)).update(
+            status=Mailing.Status.DONE, finished_at=timezone.now()
+        )
