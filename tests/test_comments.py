@@ -579,6 +579,36 @@ def test_draft_posts_take_no_comments(client):
     assert not Comment.objects.exists()
 
 
+def test_a_comment_sent_after_the_post_was_unpublished_is_given_back_to_copy(
+    client, post
+):
+    """The author took the post down while the reader was writing: the answer is
+    no bare 404 page that loses their text, and it says the post takes no
+    comments now."""
+    written = "I worked in this office <for years> & saw it change."
+    Post.objects.filter(pk=post.pk).update(status=Post.Status.DRAFT)
+
+    response = comment_on(client, post, body=written)
+
+    assert response.status_code == 404
+    assert "not open for comments" in response.text
+    assert escape(written) in response.text
+    assert not Comment.objects.exists()
+
+
+def test_an_unpublished_post_is_answered_as_an_unknown_one(client, post):
+    """The page that gives the text back must not tell a prober that a draft is
+    behind an address, nor its title."""
+    draft = PostFactory(title="A draft nobody has seen")
+
+    unknown = client.post("/posts/no-such-post/comments/", FORM)
+    unpublished = client.post(f"/posts/{draft.slug}/comments/", FORM)
+
+    assert unknown.status_code == unpublished.status_code == 404
+    assert unknown.text == unpublished.text
+    assert "A draft nobody has seen" not in unpublished.text
+
+
 def test_the_comment_endpoint_only_accepts_post(client, post):
     assert client.get(f"/posts/{post.slug}/comments/").status_code == 405
 
