@@ -941,6 +941,49 @@ def test_too_many_comments_from_one_address_are_refused(client, post, settings):
     assert other.status_code == 302
 
 
+def test_too_many_comments_under_one_email_address_are_refused_from_any_client(
+    post, settings, monkeypatch
+):
+    """Many clients, one address: a stranger must not pile comments (and the
+    emails a known address may be sent) onto someone else's address."""
+    settings.COMMENTS_MAX_PER_IP_PER_HOUR = 1
+    monkeypatch.setattr(comments, "COMMENTS_MAX_PER_ADDRESS_PER_HOUR", 2)
+    clients = (f"198.51.100.{n}" for n in range(1, 10))
+    url = f"/posts/{post.slug}/comments/"
+    for _ in range(2):
+        assert Client().post(url, FORM, REMOTE_ADDR=next(clients)).status_code == 302
+
+    written = "Third time, from a third client."
+    refused = Client().post(url, {**FORM, "body": written}, REMOTE_ADDR=next(clients))
+
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "3600"
+    assert "under this email address" in refused.text
+    assert escape(written) in refused.text  # given back in the form, to send later
+    assert Comment.objects.count() == 2
+    other = {**FORM, "email": "sam@example.org"}
+    assert Client().post(url, other, REMOTE_ADDR=next(clients)).status_code == 302
+
+
+def test_the_addresss_owner_is_not_locked_out_by_comments_under_it(
+    client, post, confirm, monkeypatch
+):
+    """A browser that proved the address is its owner: what strangers sent under
+    the address does not stop them commenting."""
+    monkeypatch.setattr(comments, "COMMENTS_MAX_PER_ADDRESS_PER_HOUR", 2)
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    client.post(links[0])
+    url = f"/posts/{post.slug}/comments/"
+    for n in range(1, 4):
+        Client().post(url, FORM, REMOTE_ADDR=f"198.51.100.{n}")
+
+    response = comment_on(client, post, body="Still me.")
+
+    assert response.status_code == 302
+    assert Comment.objects.get(body="Still me.").status == Comment.Status.APPROVED
+
+
 def test_one_ipv6_network_shares_one_rate_limit(client, post, settings):
     settings.COMMENTS_MAX_PER_IP_PER_HOUR = 1
     url = f"/posts/{post.slug}/comments/"

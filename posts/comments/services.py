@@ -23,6 +23,10 @@ from .models import USER_AGENT_MAX_LENGTH, Comment, PostCommentSettings
 from .signals import comment_held, comments_changed
 
 RATE_LIMIT_WINDOW_SECONDS = 3600
+# Comments under one email address an hour, whatever the clients: the per-client
+# limit alone let a stranger spread comments under someone else's address over
+# many clients. Ample for a person (whose proved browser is not counted).
+COMMENTS_MAX_PER_ADDRESS_PER_HOUR = 10
 # The digest lists at most this many comments; the rest wait for the next one.
 # About 1 KB of HTML each (a body is cut at 500 characters): Gmail shows only the
 # first 102 KB of an email, and 200 clipped most of them and the queue's button.
@@ -36,6 +40,10 @@ _CONFIRMATION_SALT = "comments.confirm"
 
 class CommentsClosed(Exception):
     """The post takes no new comments."""
+
+
+class TooManyComments(Exception):
+    """Too many comments were sent under this email address in the last hour."""
 
 
 class ReplyNotPossible(Exception):
@@ -136,6 +144,9 @@ def comment_post(
     """Record a reader's comment: held for moderation unless the commenter is known
     and proved the address (`verified_email`, the address this browser proved).
 
+    Raises TooManyComments when the address is over its hourly limit, unless this
+    browser proved it: strangers using an address must not lock its owner out.
+
     A reply to a reply joins the thread of the top-level comment, so threads are
     one level deep.
     """
@@ -154,6 +165,14 @@ def comment_post(
         parent = parent.parent or parent
     email = normalise_email(email)
     proved = bool(verified_email) and normalise_email(verified_email) == email
+    # Counted last, so that only a comment that would be recorded takes a turn.
+    if not proved and not throttle.allow(
+        "comments-address",
+        email,
+        limit=COMMENTS_MAX_PER_ADDRESS_PER_HOUR,
+        window_seconds=RATE_LIMIT_WINDOW_SECONDS,
+    ):
+        raise TooManyComments
     known = proved and _skips_moderation(email=email)
     comment = Comment.objects.create(
         post=post,

@@ -44,6 +44,17 @@ def _form_page(
     )
 
 
+def _too_many(
+    request: HttpRequest, post: Post, form: CommentForm, *, problem: str
+) -> HttpResponse:
+    # The form comes back filled in, to send once the hour is over.
+    response = _form_page(request, post, form, status=429, problem=problem)
+    # As the subscribe form's answer says it: for clients and proxies that
+    # read the header rather than the page.
+    response["Retry-After"] = str(services.RATE_LIMIT_WINDOW_SECONDS)
+    return response
+
+
 def _replied_to(post: Post, form: CommentForm) -> Comment | None:
     """The comment a reply sent back with a problem answers (its thread's first),
     so that its page is still headed as a reply and quotes it."""
@@ -99,11 +110,7 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
         return _post_not_open(request, form)
     if services.comment_rate_limited(client=client_key(request)):
         problem = "You have sent a lot of comments. Please wait an hour and try again."
-        response = _form_page(request, post, form, status=429, problem=problem)
-        # As the subscribe form's answer says it: for clients and proxies that
-        # read the header rather than the page.
-        response["Retry-After"] = str(services.RATE_LIMIT_WINDOW_SECONDS)
-        return response
+        return _too_many(request, post, form, problem=problem)
     if not form.is_valid():
         return _form_page(request, post, form, status=400)
     # A held comment gets the same answer whether or not its address is known, so
@@ -128,6 +135,12 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except services.CommentsClosed:
         return _form_page(request, post, form, status=403)
+    except services.TooManyComments:
+        problem = (
+            "A lot of comments have been sent under this email address. "
+            "Please wait an hour and try again."
+        )
+        return _too_many(request, post, form, problem=problem)
     except services.ReplyNotPossible:
         # The reader's text comes back without the gone comment's id: with it, the
         # form would be refused each time it was sent again.
