@@ -8,6 +8,7 @@ from django.contrib.messages import get_messages
 from django.core import mail, signing
 from django.core.cache import cache
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.template.loader import render_to_string
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -1153,6 +1154,78 @@ def test_old_ip_addresses_are_forgotten_and_old_spam_deleted(settings):
     assert recent.ip_address == "192.0.2.10"
 
 
+@pytest.mark.parametrize(
+    "mark_spam",
+    [
+        lambda desk, comment: desk.post(
+            "/admin/comments/comment/?status=approved",
+            {"action": "mark_spam", "_selected_action": [comment.pk]},
+        ),
+        lambda desk, comment: desk.post(
+            f"/admin/comments/comment/{comment.pk}/change/",
+            {
+                "status": "spam",
+                "name": comment.name,
+                "email": comment.email,
+                "website": "",
+                "body": comment.body,
+            },
+        ),
+    ],
+    ids=["desk-bulk-action", "desk-change-page"],
+)
+def test_an_old_comment_marked_as_spam_is_kept_a_while_to_be_undone(
+    admin_client, settings, mark_spam
+):
+    """The purge deletes spam COMMENTS_KEEP_IP_DAYS after it was marked, not after
+    it was written: a month-old comment marked by mistake was gone within six
+    hours, before anyone could put it back."""
+    settings.COMMENTS_KEEP_IP_DAYS = 30
+    comment = CommentFactory(
+        created_at=timezone.now() - timedelta(days=60),
+        status=Comment.Status.APPROVED,
+    )
+    mark_spam(admin_client, comment)
+    assert Comment.objects.get().status == Comment.Status.SPAM
+
+    purge_comment_personal_data()
+
+    assert Comment.objects.filter(pk=comment.pk).exists()
+    comments.comments_approve(comments=Comment.objects.filter(pk=comment.pk))
+    assert Comment.objects.get().status == Comment.Status.APPROVED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_spam_there_was_before_its_marking_was_recorded_is_kept_a_while(settings):
+    """Spam from before the purge went by when it was marked: when is not known,
+    and old spam marked by mistake must not go at deploy, so it counts as now."""
+    settings.COMMENTS_KEEP_IP_DAYS = 30
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("comments")
+    executor.migrate([("comments", "0001_initial")])
+    OldComment = executor.loader.project_state(
+        ("comments", "0001_initial")
+    ).apps.get_model("comments", "Comment")
+    long_ago = timezone.now() - timedelta(days=60)
+    for status in ("spam", "approved"):
+        OldComment.objects.create(
+            post_id=PublishedPostFactory().pk,
+            name="Sam",
+            email="sam@example.org",
+            body=f"Written long ago, now {status}.",
+            status=status,
+            created_at=long_ago,
+        )
+    executor.loader.build_graph()
+    executor.migrate(latest)
+
+    purge_comment_personal_data()
+
+    assert Comment.objects.count() == 2
+    assert Comment.objects.get(status="spam").marked_spam_at > long_ago
+    assert Comment.objects.get(status="approved").marked_spam_at is None
+
+
 def test_replies_hidden_with_a_spam_comment_stay_hidden_once_it_is_deleted(
     rf, post, settings
 ):
@@ -1169,6 +1242,7 @@ def test_replies_hidden_with_a_spam_comment_stay_hidden_once_it_is_deleted(
     )
     comments.comments_mark_spam(comments=Comment.objects.filter(pk=abuse.pk))
     Comment.objects.update(created_at=long_ago)
+    Comment.objects.spam().update(marked_spam_at=long_ago)
     assert "Answering the abuse." not in comments_section(rf, post)
 
     purge_comment_personal_data()

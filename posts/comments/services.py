@@ -291,7 +291,7 @@ def confirming_publishes(*, comment: Comment) -> bool:
 
 def comments_approve(*, comments: QuerySet[Comment]) -> int:
     approved = comments.exclude(status=Comment.Status.APPROVED).update(
-        status=Comment.Status.APPROVED
+        status=Comment.Status.APPROVED, marked_spam_at=None
     )
     comments_changed.send(sender=Comment)
     return approved
@@ -300,6 +300,10 @@ def comments_approve(*, comments: QuerySet[Comment]) -> int:
 def comment_edit(*, comment: Comment) -> None:
     """Save a moderator's edit of a comment at the desk: its text, name, website or
     status may be what readers see (a phone number taken out, a comment hidden)."""
+    if comment.status != Comment.Status.SPAM:
+        comment.marked_spam_at = None
+    elif comment.marked_spam_at is None:
+        comment.marked_spam_at = timezone.now()
     comment.save()
     comments_changed.send(sender=Comment)
 
@@ -312,9 +316,9 @@ def comments_delete(*, comments: QuerySet[Comment]) -> int:
     they are marked as spam with it. Other replies stay, as top-level comments.
     """
     with transaction.atomic():
-        Comment.objects.filter(parent__in=comments.spam()).update(
+        Comment.objects.filter(parent__in=comments.spam()).exclude(
             status=Comment.Status.SPAM
-        )
+        ).update(status=Comment.Status.SPAM, marked_spam_at=timezone.now())
         deleted, _ = comments.delete()
     comments_changed.send(sender=Comment)
     return deleted
@@ -322,7 +326,7 @@ def comments_delete(*, comments: QuerySet[Comment]) -> int:
 
 def comments_mark_spam(*, comments: QuerySet[Comment]) -> int:
     marked = comments.exclude(status=Comment.Status.SPAM).update(
-        status=Comment.Status.SPAM
+        status=Comment.Status.SPAM, marked_spam_at=timezone.now()
     )
     comments_changed.send(sender=Comment)
     return marked
@@ -359,14 +363,18 @@ def comments_claim_for_digest(*, now: datetime) -> list[Comment]:
 
 
 def comments_purge_personal_data() -> int:
-    """Forget IP addresses and browsers, and delete spam, after COMMENTS_KEEP_IP_DAYS.
+    """Forget IP addresses and browsers COMMENTS_KEEP_IP_DAYS after a comment was
+    written, and delete spam that long after it was marked as spam (a comment
+    marked by mistake can be put back meanwhile, however old it is).
 
     The email stays with a published comment: it is how the person's comments are
     found when they ask for their data or its deletion.
     """
     cutoff = timezone.now() - timedelta(days=settings.COMMENTS_KEEP_IP_DAYS)
+    deleted = comments_delete(
+        comments=Comment.objects.spam().filter(marked_spam_at__lt=cutoff)
+    )
     old = Comment.objects.filter(created_at__lt=cutoff)
-    deleted = comments_delete(comments=old.spam())
     cleared = old.exclude(ip_address__isnull=True, user_agent="").update(
         ip_address=None, user_agent=""
     )
