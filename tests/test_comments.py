@@ -1195,6 +1195,25 @@ def test_an_old_comment_marked_as_spam_is_kept_a_while_to_be_undone(
     assert Comment.objects.get().status == Comment.Status.APPROVED
 
 
+def test_a_comment_waiting_for_a_moderator_outlives_its_confirmation_link(settings):
+    """A held comment waits for a moderator, not for its writer: the emailed link
+    only lets a known commenter skip the wait, and most are sent none. So its
+    link expiring deletes nothing; only the IP address and browser go, in time."""
+    settings.COMMENTS_KEEP_IP_DAYS = 30
+    waiting = CommentFactory(
+        created_at=timezone.now() - timedelta(days=31),
+        confirmation_sent_at=timezone.now() - timedelta(days=31),
+    )
+    assert timedelta(days=31).total_seconds() > comments.CONFIRMATION_MAX_AGE_SECONDS
+
+    purge_comment_personal_data()
+
+    waiting.refresh_from_db()
+    assert waiting.status == Comment.Status.PENDING
+    assert (waiting.name, waiting.email) != ("", "")
+    assert (waiting.ip_address, waiting.user_agent) == (None, "")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_spam_there_was_before_its_marking_was_recorded_is_kept_a_while(settings):
     """Spam from before the purge went by when it was marked: when is not known,
