@@ -203,6 +203,12 @@ class CommentFactory(factory.django.DjangoModelFactory):
     body = "Caseloads in our office are higher than the report suggests."
     ip_address = "192.0.2.10"
     user_agent = "Mozilla/5.0"
+    status = "pending"
+    created_at = factory.LazyFunction(timezone.now)
+    # Spam made by the factory is taken as marked when it was written.
+    marked_spam_at = factory.LazyAttribute(
+        lambda comment: comment.created_at if comment.status == "spam" else None
+    )
 
 
 # An inspectorate's worth of places and bodies, for pages that must stay usable at

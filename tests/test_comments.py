@@ -8,6 +8,7 @@ from django.contrib.messages import get_messages
 from django.core import mail, signing
 from django.core.cache import cache
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.template.loader import render_to_string
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -579,6 +580,36 @@ def test_draft_posts_take_no_comments(client):
     assert not Comment.objects.exists()
 
 
+def test_a_comment_sent_after_the_post_was_unpublished_is_given_back_to_copy(
+    client, post
+):
+    """The author took the post down while the reader was writing: the answer is
+    no bare 404 page that loses their text, and it says the post takes no
+    comments now."""
+    written = "I worked in this office <for years> & saw it change."
+    Post.objects.filter(pk=post.pk).update(status=Post.Status.DRAFT)
+
+    response = comment_on(client, post, body=written)
+
+    assert response.status_code == 404
+    assert "not open for comments" in response.text
+    assert escape(written) in response.text
+    assert not Comment.objects.exists()
+
+
+def test_an_unpublished_post_is_answered_as_an_unknown_one(client, post):
+    """The page that gives the text back must not tell a prober that a draft is
+    behind an address, nor its title."""
+    draft = PostFactory(title="A draft nobody has seen")
+
+    unknown = client.post("/posts/no-such-post/comments/", FORM)
+    unpublished = client.post(f"/posts/{draft.slug}/comments/", FORM)
+
+    assert unknown.status_code == unpublished.status_code == 404
+    assert unknown.text == unpublished.text
+    assert "A draft nobody has seen" not in unpublished.text
+
+
 def test_the_comment_endpoint_only_accepts_post(client, post):
     assert client.get(f"/posts/{post.slug}/comments/").status_code == 405
 
@@ -911,6 +942,49 @@ def test_too_many_comments_from_one_address_are_refused(client, post, settings):
     assert other.status_code == 302
 
 
+def test_too_many_comments_under_one_email_address_are_refused_from_any_client(
+    post, settings, monkeypatch
+):
+    """Many clients, one address: a stranger must not pile comments (and the
+    emails a known address may be sent) onto someone else's address."""
+    settings.COMMENTS_MAX_PER_IP_PER_HOUR = 1
+    monkeypatch.setattr(comments, "COMMENTS_MAX_PER_ADDRESS_PER_HOUR", 2)
+    clients = (f"198.51.100.{n}" for n in range(1, 10))
+    url = f"/posts/{post.slug}/comments/"
+    for _ in range(2):
+        assert Client().post(url, FORM, REMOTE_ADDR=next(clients)).status_code == 302
+
+    written = "Third time, from a third client."
+    refused = Client().post(url, {**FORM, "body": written}, REMOTE_ADDR=next(clients))
+
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "3600"
+    assert "under this email address" in refused.text
+    assert escape(written) in refused.text  # given back in the form, to send later
+    assert Comment.objects.count() == 2
+    other = {**FORM, "email": "sam@example.org"}
+    assert Client().post(url, other, REMOTE_ADDR=next(clients)).status_code == 302
+
+
+def test_the_addresss_owner_is_not_locked_out_by_comments_under_it(
+    client, post, confirm, monkeypatch
+):
+    """A browser that proved the address is its owner: what strangers sent under
+    the address does not stop them commenting."""
+    monkeypatch.setattr(comments, "COMMENTS_MAX_PER_ADDRESS_PER_HOUR", 2)
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    client.post(links[0])
+    url = f"/posts/{post.slug}/comments/"
+    for n in range(1, 4):
+        Client().post(url, FORM, REMOTE_ADDR=f"198.51.100.{n}")
+
+    response = comment_on(client, post, body="Still me.")
+
+    assert response.status_code == 302
+    assert Comment.objects.get(body="Still me.").status == Comment.Status.APPROVED
+
+
 def test_one_ipv6_network_shares_one_rate_limit(client, post, settings):
     settings.COMMENTS_MAX_PER_IP_PER_HOUR = 1
     url = f"/posts/{post.slug}/comments/"
@@ -1080,6 +1154,97 @@ def test_old_ip_addresses_are_forgotten_and_old_spam_deleted(settings):
     assert recent.ip_address == "192.0.2.10"
 
 
+@pytest.mark.parametrize(
+    "mark_spam",
+    [
+        lambda desk, comment: desk.post(
+            "/admin/comments/comment/?status=approved",
+            {"action": "mark_spam", "_selected_action": [comment.pk]},
+        ),
+        lambda desk, comment: desk.post(
+            f"/admin/comments/comment/{comment.pk}/change/",
+            {
+                "status": "spam",
+                "name": comment.name,
+                "email": comment.email,
+                "website": "",
+                "body": comment.body,
+            },
+        ),
+    ],
+    ids=["desk-bulk-action", "desk-change-page"],
+)
+def test_an_old_comment_marked_as_spam_is_kept_a_while_to_be_undone(
+    admin_client, settings, mark_spam
+):
+    """The purge deletes spam COMMENTS_KEEP_IP_DAYS after it was marked, not after
+    it was written: a month-old comment marked by mistake was gone within six
+    hours, before anyone could put it back."""
+    settings.COMMENTS_KEEP_IP_DAYS = 30
+    comment = CommentFactory(
+        created_at=timezone.now() - timedelta(days=60),
+        status=Comment.Status.APPROVED,
+    )
+    mark_spam(admin_client, comment)
+    assert Comment.objects.get().status == Comment.Status.SPAM
+
+    purge_comment_personal_data()
+
+    assert Comment.objects.filter(pk=comment.pk).exists()
+    comments.comments_approve(comments=Comment.objects.filter(pk=comment.pk))
+    assert Comment.objects.get().status == Comment.Status.APPROVED
+
+
+def test_a_comment_waiting_for_a_moderator_outlives_its_confirmation_link(settings):
+    """A held comment waits for a moderator, not for its writer: the emailed link
+    only lets a known commenter skip the wait, and most are sent none. So its
+    link expiring deletes nothing; only the IP address and browser go, in time."""
+    settings.COMMENTS_KEEP_IP_DAYS = 30
+    waiting = CommentFactory(
+        created_at=timezone.now() - timedelta(days=31),
+        confirmation_sent_at=timezone.now() - timedelta(days=31),
+    )
+    assert timedelta(days=31).total_seconds() > comments.CONFIRMATION_MAX_AGE_SECONDS
+
+    purge_comment_personal_data()
+
+    waiting.refresh_from_db()
+    assert waiting.status == Comment.Status.PENDING
+    assert (waiting.name, waiting.email) != ("", "")
+    assert (waiting.ip_address, waiting.user_agent) == (None, "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_spam_there_was_before_its_marking_was_recorded_is_kept_a_while(settings):
+    """Spam from before the purge went by when it was marked: when is not known,
+    and old spam marked by mistake must not go at deploy, so it counts as now."""
+    settings.COMMENTS_KEEP_IP_DAYS = 30
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("comments")
+    executor.migrate([("comments", "0001_initial")])
+    OldComment = executor.loader.project_state(
+        ("comments", "0001_initial")
+    ).apps.get_model("comments", "Comment")
+    long_ago = timezone.now() - timedelta(days=60)
+    for status in ("spam", "approved"):
+        OldComment.objects.create(
+            post_id=PublishedPostFactory().pk,
+            name="Sam",
+            email="sam@example.org",
+            body=f"Written long ago, now {status}.",
+            status=status,
+            created_at=long_ago,
+        )
+    executor.loader.build_graph()
+    executor.migrate(latest)
+
+    purge_comment_personal_data()
+
+    assert Comment.objects.count() == 2
+    assert Comment.objects.get(status="spam").marked_spam_at > long_ago
+    assert Comment.objects.get(status="approved").marked_spam_at is None
+
+
 def test_replies_hidden_with_a_spam_comment_stay_hidden_once_it_is_deleted(
     rf, post, settings
 ):
@@ -1096,6 +1261,7 @@ def test_replies_hidden_with_a_spam_comment_stay_hidden_once_it_is_deleted(
     )
     comments.comments_mark_spam(comments=Comment.objects.filter(pk=abuse.pk))
     Comment.objects.update(created_at=long_ago)
+    Comment.objects.spam().update(marked_spam_at=long_ago)
     assert "Answering the abuse." not in comments_section(rf, post)
 
     purge_comment_personal_data()

@@ -115,6 +115,9 @@ class Comment(models.Model):
     # When the commenter was emailed the link that proves the address: once per
     # comment, and at most once an hour per address.
     confirmation_sent_at = models.DateTimeField(null=True, editable=False)
+    # When a moderator marked it as spam (None unless it is spam): the purge
+    # deletes spam a while after this, so a mistake can still be undone.
+    marked_spam_at = models.DateTimeField(null=True, editable=False)
 
     objects = CommentQuerySet.as_manager()
 

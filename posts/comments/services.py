@@ -23,6 +23,10 @@ from .models import USER_AGENT_MAX_LENGTH, Comment, PostCommentSettings
 from .signals import comment_held, comments_changed
 
 RATE_LIMIT_WINDOW_SECONDS = 3600
+# Comments under one email address an hour, whatever the clients: the per-client
+# limit alone let a stranger spread comments under someone else's address over
+# many clients. Ample for a person (whose proved browser is not counted).
+COMMENTS_MAX_PER_ADDRESS_PER_HOUR = 10
 # The digest lists at most this many comments; the rest wait for the next one.
 # About 1 KB of HTML each (a body is cut at 500 characters): Gmail shows only the
 # first 102 KB of an email, and 200 clipped most of them and the queue's button.
@@ -36,6 +40,10 @@ _CONFIRMATION_SALT = "comments.confirm"
 
 class CommentsClosed(Exception):
     """The post takes no new comments."""
+
+
+class TooManyComments(Exception):
+    """Too many comments were sent under this email address in the last hour."""
 
 
 class ReplyNotPossible(Exception):
@@ -136,6 +144,9 @@ def comment_post(
     """Record a reader's comment: held for moderation unless the commenter is known
     and proved the address (`verified_email`, the address this browser proved).
 
+    Raises TooManyComments when the address is over its hourly limit, unless this
+    browser proved it: strangers using an address must not lock its owner out.
+
     A reply to a reply joins the thread of the top-level comment, so threads are
     one level deep.
     """
@@ -154,6 +165,14 @@ def comment_post(
         parent = parent.parent or parent
     email = normalise_email(email)
     proved = bool(verified_email) and normalise_email(verified_email) == email
+    # Counted last, so that only a comment that would be recorded takes a turn.
+    if not proved and not throttle.allow(
+        "comments-address",
+        email,
+        limit=COMMENTS_MAX_PER_ADDRESS_PER_HOUR,
+        window_seconds=RATE_LIMIT_WINDOW_SECONDS,
+    ):
+        raise TooManyComments
     known = proved and _skips_moderation(email=email)
     comment = Comment.objects.create(
         post=post,
@@ -272,7 +291,7 @@ def confirming_publishes(*, comment: Comment) -> bool:
 
 def comments_approve(*, comments: QuerySet[Comment]) -> int:
     approved = comments.exclude(status=Comment.Status.APPROVED).update(
-        status=Comment.Status.APPROVED
+        status=Comment.Status.APPROVED, marked_spam_at=None
     )
     comments_changed.send(sender=Comment)
     return approved
@@ -281,6 +300,10 @@ def comments_approve(*, comments: QuerySet[Comment]) -> int:
 def comment_edit(*, comment: Comment) -> None:
     """Save a moderator's edit of a comment at the desk: its text, name, website or
     status may be what readers see (a phone number taken out, a comment hidden)."""
+    if comment.status != Comment.Status.SPAM:
+        comment.marked_spam_at = None
+    elif comment.marked_spam_at is None:
+        comment.marked_spam_at = timezone.now()
     comment.save()
     comments_changed.send(sender=Comment)
 
@@ -293,9 +316,9 @@ def comments_delete(*, comments: QuerySet[Comment]) -> int:
     they are marked as spam with it. Other replies stay, as top-level comments.
     """
     with transaction.atomic():
-        Comment.objects.filter(parent__in=comments.spam()).update(
+        Comment.objects.filter(parent__in=comments.spam()).exclude(
             status=Comment.Status.SPAM
-        )
+        ).update(status=Comment.Status.SPAM, marked_spam_at=timezone.now())
         deleted, _ = comments.delete()
     comments_changed.send(sender=Comment)
     return deleted
@@ -303,7 +326,7 @@ def comments_delete(*, comments: QuerySet[Comment]) -> int:
 
 def comments_mark_spam(*, comments: QuerySet[Comment]) -> int:
     marked = comments.exclude(status=Comment.Status.SPAM).update(
-        status=Comment.Status.SPAM
+        status=Comment.Status.SPAM, marked_spam_at=timezone.now()
     )
     comments_changed.send(sender=Comment)
     return marked
@@ -340,14 +363,18 @@ def comments_claim_for_digest(*, now: datetime) -> list[Comment]:
 
 
 def comments_purge_personal_data() -> int:
-    """Forget IP addresses and browsers, and delete spam, after COMMENTS_KEEP_IP_DAYS.
+    """Forget IP addresses and browsers COMMENTS_KEEP_IP_DAYS after a comment was
+    written, and delete spam that long after it was marked as spam (a comment
+    marked by mistake can be put back meanwhile, however old it is).
 
     The email stays with a published comment: it is how the person's comments are
     found when they ask for their data or its deletion.
     """
     cutoff = timezone.now() - timedelta(days=settings.COMMENTS_KEEP_IP_DAYS)
+    deleted = comments_delete(
+        comments=Comment.objects.spam().filter(marked_spam_at__lt=cutoff)
+    )
     old = Comment.objects.filter(created_at__lt=cutoff)
-    deleted = comments_delete(comments=old.spam())
     cleared = old.exclude(ip_address__isnull=True, user_agent="").update(
         ip_address=None, user_agent=""
     )

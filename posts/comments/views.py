@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -44,6 +44,17 @@ def _form_page(
     )
 
 
+def _too_many(
+    request: HttpRequest, post: Post, form: CommentForm, *, problem: str
+) -> HttpResponse:
+    # The form comes back filled in, to send once the hour is over.
+    response = _form_page(request, post, form, status=429, problem=problem)
+    # As the subscribe form's answer says it: for clients and proxies that
+    # read the header rather than the page.
+    response["Retry-After"] = str(services.RATE_LIMIT_WINDOW_SECONDS)
+    return response
+
+
 def _replied_to(post: Post, form: CommentForm) -> Comment | None:
     """The comment a reply sent back with a problem answers (its thread's first),
     so that its page is still headed as a reply and quotes it."""
@@ -53,11 +64,21 @@ def _replied_to(post: Post, form: CommentForm) -> Comment | None:
     return Comment.objects.shown().filter(post=post, pk=parent).first()
 
 
-def _published_post(slug: str) -> Post:
+def _published_post(slug: str) -> Post | None:
     # The form and reply links on a page opened before the author changed the
     # post's address name its former one: the reader's comment still reaches it.
     post = Post.objects.published().filter(slug=slug).first()
-    return post or get_object_or_404(Post.objects.published(), former_slugs__slug=slug)
+    return post or Post.objects.published().filter(former_slugs__slug=slug).first()
+
+
+def _post_not_open(request: HttpRequest, form: CommentForm) -> HttpResponse:
+    """The answer to a comment on a post that is not published: taken down while
+    the reader wrote, or never there. The 404 the post's own page now gives, with
+    the reader's text to keep; the same page either way, and without the post's
+    title, so that it tells nobody a draft is behind the address."""
+    return render(
+        request, "posts/comment_post_not_open.html", {"form": form}, status=404
+    )
 
 
 def _user_agent(request: HttpRequest) -> str:
@@ -85,13 +106,11 @@ def _verified_email(request: HttpRequest) -> str:
 def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     post = _published_post(slug)
     form = CommentForm(request.POST)
+    if post is None:
+        return _post_not_open(request, form)
     if services.comment_rate_limited(client=client_key(request)):
         problem = "You have sent a lot of comments. Please wait an hour and try again."
-        response = _form_page(request, post, form, status=429, problem=problem)
-        # As the subscribe form's answer says it: for clients and proxies that
-        # read the header rather than the page.
-        response["Retry-After"] = str(services.RATE_LIMIT_WINDOW_SECONDS)
-        return response
+        return _too_many(request, post, form, problem=problem)
     if not form.is_valid():
         return _form_page(request, post, form, status=400)
     # A held comment gets the same answer whether or not its address is known, so
@@ -116,6 +135,12 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except services.CommentsClosed:
         return _form_page(request, post, form, status=403)
+    except services.TooManyComments:
+        problem = (
+            "A lot of comments have been sent under this email address. "
+            "Please wait an hour and try again."
+        )
+        return _too_many(request, post, form, problem=problem)
     except services.ReplyNotPossible:
         # The reader's text comes back without the gone comment's id: with it, the
         # form would be refused each time it was sent again.
@@ -137,6 +162,8 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
 def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpResponse:
     """A page with the reply form, so replying works without JavaScript."""
     post = _published_post(slug)
+    if post is None:
+        raise Http404
     replying_to = get_object_or_404(
         Comment.objects.shown().filter(post=post), pk=comment_id
     )
