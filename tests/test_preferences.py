@@ -509,23 +509,33 @@ def test_deleting_a_reader_at_the_desk_is_their_erasure(client, reader, how):
 def test_the_desks_history_keeps_what_it_did_to_an_erased_reader_but_not_who(
     client, reader, how
 ):
-    """Django's admin log names a row by its str(), a reader's address."""
+    """Django's admin log names a row by its str(): a reader by their address, a
+    comment by its writer's name."""
     client.force_login(UserFactory(is_superuser=True))
-    LogEntry.objects.log_actions(
-        user_id=UserFactory().pk,
-        queryset=[reader],
-        action_flag=CHANGE,
-        change_message=[{"added": {"name": "consent", "object": str(reader)}}],
-    )
+    mine = CommentFactory(email=reader.email, name="Ann Reader")
+    theirs = CommentFactory(email="someone@example.org", name="Sam Other")
+    for row in (reader, mine, theirs):
+        LogEntry.objects.log_actions(
+            user_id=UserFactory().pk,
+            queryset=[row],
+            action_flag=CHANGE,
+            change_message=[{"changed": {"fields": ["Status"]}}],
+        )
 
     delete_at_the_desk(client, "subscriber", reader.pk, how)
 
     assert sorted(LogEntry.objects.values_list("action_flag", flat=True)) == [
         CHANGE,
+        CHANGE,
+        CHANGE,
         DELETION,
     ]
     for entry in LogEntry.objects.all():
-        assert reader.email not in entry.object_repr + entry.change_message
+        about = entry.object_repr + entry.change_message
+        assert reader.email not in about
+        assert "Ann Reader" not in about
+    # Someone else's comment keeps its name in the history.
+    assert LogEntry.objects.get(object_id=str(theirs.pk)).object_repr == str(theirs)
 
 
 @pytest.mark.parametrize("how", ["change page", "list action"])

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core import signing
 from django.db import transaction
 from django.db.models import Count, Prefetch, QuerySet
@@ -23,6 +25,8 @@ from .models import USER_AGENT_MAX_LENGTH, Comment, PostCommentSettings
 from .signals import comment_held, comments_changed
 
 RATE_LIMIT_WINDOW_SECONDS = 3600
+# What the desk's history calls a comment whose writer erased their data.
+ERASED_COMMENTER = "a comment by an erased reader"
 # Comments under one email address an hour, whatever the clients: the per-client
 # limit alone let a stranger spread comments under someone else's address over
 # many clients. Ample for a person (whose proved browser is not counted).
@@ -388,4 +392,13 @@ def comments_delete_for_addresses(*, addresses: Iterable[AddressPeriod]) -> int:
     Other people's replies to them stay, as top-level comments (bar those their
     spam hid: comments_delete).
     """
-    return comments_delete(comments=Comment.objects.written_under(addresses))
+    theirs = Comment.objects.written_under(addresses)
+    with transaction.atomic():
+        # The desk's history (Django admin's log) names a comment by its writer
+        # (str(): "Name on Post"): it keeps what the desk did to their comments,
+        # when and who did it, but no longer whose they were.
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Comment),
+            object_id__in=[str(pk) for pk in theirs.values_list("pk", flat=True)],
+        ).update(object_repr=ERASED_COMMENTER, change_message="")
+        return comments_delete(comments=theirs)
