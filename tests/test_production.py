@@ -125,6 +125,39 @@ def test_every_long_running_service_is_started_again_when_it_exits():
     assert set(restarts.values()) == {"unless-stopped"}, restarts
 
 
+def nginx_seconds(value: str) -> int:
+    """An nginx time ("60s", "2m", "90") in seconds."""
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h)?", value).groups()
+    return int(number) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[unit]
+
+
+def test_nginx_gives_up_on_a_slow_request_before_gunicorn_kills_its_worker():
+    """gunicorn killed a worker busy for 30 s (its default), mid-way through a slow
+    desk request that nginx would have waited 60 s for: the author got nginx's 502
+    and half an import. gunicorn's timeout, as the image's command sets it, must
+    outlast every proxy_read_timeout in the nginx config (60 s where none is set)."""
+    command = image_command()
+    printed = subprocess.run(  # noqa: S603 (the image's own command)
+        [str(BIN / command[0]), *command[1:-1], "--print-config", command[-1]],
+        # It loads the site too, which starts only with a secret key.
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    gunicorn_timeout = int(re.search(r"^timeout\s*=\s*(\d+)$", printed, re.M)[1])
+    template = (DOCKER / "nginx.conf.template").read_text()
+    nginx_timeouts = [
+        nginx_seconds(value)
+        for value in re.findall(r"^\s*proxy_read_timeout\s+(\S+);", template, re.M)
+    ] or [60]
+    assert max(nginx_timeouts) < gunicorn_timeout, (nginx_timeouts, gunicorn_timeout)
+
+
 # The stack ------------------------------------------------------------------------
 
 
