@@ -158,6 +158,78 @@ def test_nginx_gives_up_on_a_slow_request_before_gunicorn_kills_its_worker():
     assert max(nginx_timeouts) < gunicorn_timeout, (nginx_timeouts, gunicorn_timeout)
 
 
+def dockerignore_pattern(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern as docker reads it (moby/patternmatcher): Go's
+    filepath.Match, where * and ? stop at a slash, and ** crosses any number of
+    folders."""
+    regex = ""
+    for part in re.split(r"(\*\*/|/\*\*$|\*\*|\*|\?)", pattern):
+        regex += {
+            "**/": "(.*/)?",
+            "/**": "(/.*)?",
+            "**": ".*",
+            "*": "[^/]*",
+            "?": "[^/]",
+        }.get(part, re.escape(part))
+    return re.compile(regex)
+
+
+def sent_to_docker(path: str, rules: list[tuple[bool, re.Pattern]]) -> bool:
+    """Whether the build context holds path: the last rule that matches it, or
+    one of the folders above it, decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]
+    sent = True
+    for excluded, pattern in rules:
+        if any(pattern.fullmatch(candidate) for candidate in candidates):
+            sent = not excluded
+    return sent
+
+
+def test_the_build_context_holds_what_the_image_copies_and_no_readers_data():
+    """Without a .dockerignore, `compose build` sent the whole checkout to docker:
+    var/ (the dev outbox, readers' emails in it, the dev webhook secret, the
+    SQLite database), .venv and .git, a layer away from anyone with the image."""
+    rules = []
+    ignore = ROOT / ".dockerignore"
+    # Without one, docker sends everything.
+    for line in (ignore.read_text() if ignore.exists() else "").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            excluded = not line.startswith("!")
+            pattern = os.path.normpath(line.removeprefix("!")).lstrip("/")
+            rules.append((excluded, dockerignore_pattern(pattern)))
+    copied = []
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied += [word for word in line.split()[1:-1] if not word.startswith("-")]
+    shipped = subprocess.run(  # noqa: S603
+        ["git", "ls-files", "--", *copied],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(shipped) > len(copied)
+    assert [path for path in shipped if not sent_to_docker(path, rules)] == []
+
+    kept_out = [
+        "var/db.sqlite3",
+        "var/outbox/1733400000.eml",
+        "var/webhook-secret",
+        "db.sqlite3",
+        "newsletter/db.sqlite3-journal",
+        ".venv/bin/python",
+        ".git/config",
+        "node_modules/axe-core/axe.min.js",
+        "tests/browser/node_modules/axe-core/axe.min.js",
+        "docker/.env",
+        "docker/tls/privkey.pem",
+        "newsletter/__pycache__/settings.cpython-312.pyc",
+    ]
+    assert [path for path in kept_out if sent_to_docker(path, rules)] == []
+
+
 # The stack ------------------------------------------------------------------------
 
 
