@@ -76,6 +76,39 @@ def test_the_image_without_a_secret_key_refuses_to_start():
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("proxies", "believed"), [("0", False), ("1", True)], ids=["direct", "proxied"]
+)
+def test_a_client_says_it_came_over_https_only_through_a_proxy(
+    tmp_path, proxies, believed
+):
+    """X-Forwarded-Proto was believed with no proxy in front to set it: a client
+    talking straight to gunicorn over plain http said https, and was answered
+    over http, with no redirect to https."""
+    result = production_settings(
+        "from django.test import Client",
+        "response = Client().get('/healthz', headers={'X-Forwarded-Proto': 'https'})",
+        "print(response.status_code, response.get('Location'),"
+        " 'Strict-Transport-Security' in response)",
+        env={
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_ALLOWED_HOSTS": "testserver",
+            "NEWSLETTER_TRUSTED_PROXIES": proxies,
+            "VAR_DIR": str(tmp_path),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    status, location, hsts = result.stdout.split()
+    if believed:
+        assert (status, location, hsts) == ("200", "None", "True")
+    else:
+        assert (status, location, hsts) == (
+            "301",
+            "https://testserver/healthz",
+            "False",
+        )
+
+
 def test_neither_the_image_nor_compose_supplies_a_secret_key_and_both_pin_debug_off():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     compose = (DOCKER / "compose.yaml").read_text()
