@@ -538,6 +538,72 @@ def subscribe(stack: Stack, address: str, *, source: str, forwarded_for: str = "
 
 
 @pytest.mark.production
+def test_no_token_of_a_request_that_fails_in_nginx_reaches_its_error_log(tmp_path):
+    """nginx cannot redact its error log, and it named each request it failed by
+    its request line, the upstream's address and the Referer: a reader's link
+    followed while the site was down, or a body too large. With the site down
+    (nothing listens at the upstream), neither reaches the error log; the
+    redacted access log still records both."""
+    nginx = program("nginx", "nginx-light")
+    authority = trustme.CA()
+    certificate = authority.issue_cert("localhost", "127.0.0.1")
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "fullchain.pem").write_bytes(
+        b"".join(pem.bytes() for pem in certificate.cert_chain_pems)
+    )
+    certificate.private_key_pem.write_to_path(tmp_path / "tls" / "privkey.pem")
+    tls = ssl.create_default_context()
+    authority.configure_trust(tls)
+    port = free_port()
+    nginx_conf = render_nginx(
+        tmp_path,
+        {
+            "NGINX_HTTP_PORT": f"127.0.0.1:{free_port()}",
+            "NGINX_HTTPS_PORT": f"127.0.0.1:{port}",
+            "NEWSLETTER_UPSTREAM": f"127.0.0.1:{free_port()}",
+            "NEWSLETTER_MEDIA_ROOT": str(tmp_path / "media"),
+            "NGINX_TLS_DIR": str(tmp_path / "tls"),
+            "NGINX_ACCESS_LOG": str(tmp_path / "nginx-access.log"),
+        },
+    )
+    proxy = Stack(tmp_path, port, tls, {"PATH": os.environ["PATH"]})
+    tokens = [secrets.token_urlsafe(24) for _ in range(3)]
+    try:
+        proxy.start("nginx", [nginx, "-c", str(nginx_conf), "-e", "stderr"])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                answer = proxy.request(
+                    "GET",
+                    f"/unsubscribe/{tokens[0]}/",
+                    headers={"Referer": f"https://localhost/preferences/{tokens[1]}/"},
+                )
+                break
+            except OSError:
+                assert time.monotonic() < deadline, proxy.output("nginx")
+                time.sleep(0.1)
+        assert answer[0] == 502
+        too_large = proxy.request("POST", f"/r/{tokens[2]}/", body="x" * 2**21)
+        assert too_large[0] == 413
+        # nginx logs a request once its connection is closed, a moment later.
+        logged = [
+            '"GET /unsubscribe/[redacted] HTTP/1.1" 502',
+            '"POST /r/[redacted] HTTP/1.1" 413',
+        ]
+        deadline = time.monotonic() + 10
+        while not all(line in proxy.log("nginx-access") for line in logged):
+            assert time.monotonic() < deadline, proxy.log("nginx-access")
+            time.sleep(0.1)
+    finally:
+        proxy.stop()
+    # What nginx writes to stderr (the image's error log), and to the file the
+    # image's nginx.conf names.
+    for name in ("nginx-errors", "nginx-error"):
+        log = (tmp_path / f"{name}.log").read_text(errors="replace")
+        assert [token for token in tokens if token in log] == [], f"{name}:\n{log}"
+
+
+@pytest.mark.production
 def test_healthz_answers_through_the_proxy_with_debug_off(stack):
     status, headers, _ = stack.request("GET", "/healthz")
     assert status == 200
