@@ -18,6 +18,10 @@ from newsletter.logs import RedactTokens, redact
 bind = ["0.0.0.0:8000"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 accesslog = "-"
+# Longer than nginx's proxy_read_timeout (60 s, docker/nginx.conf.template): a slow
+# desk request (an import, a camera's original) runs until nginx gives up with its
+# 504, never killed mid-way by gunicorn's 30 s default (nginx's 502).
+timeout = 90
 
 
 class RedactingLogger(Logger):

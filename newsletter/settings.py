@@ -403,8 +403,15 @@ USE_TZ = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Only the desk has sessions (readers have none), and the desk can mail every
+# reader: a session lasts a working day from signing in, not Django's two weeks,
+# and use does not renew it, so a stolen or forgotten one ends that day.
+SESSION_COOKIE_AGE = 12 * 3600
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Only a proxy of ours says how the client came: talking straight to gunicorn,
+    # a client would claim https over plain http and skip the redirect to it.
+    if NEWSLETTER_TRUSTED_PROXIES:
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", "1")
     SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", "31536000")
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True

@@ -76,6 +76,39 @@ def test_the_image_without_a_secret_key_refuses_to_start():
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("proxies", "believed"), [("0", False), ("1", True)], ids=["direct", "proxied"]
+)
+def test_a_client_says_it_came_over_https_only_through_a_proxy(
+    tmp_path, proxies, believed
+):
+    """X-Forwarded-Proto was believed with no proxy in front to set it: a client
+    talking straight to gunicorn over plain http said https, and was answered
+    over http, with no redirect to https."""
+    result = production_settings(
+        "from django.test import Client",
+        "response = Client().get('/healthz', headers={'X-Forwarded-Proto': 'https'})",
+        "print(response.status_code, response.get('Location'),"
+        " 'Strict-Transport-Security' in response)",
+        env={
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_ALLOWED_HOSTS": "testserver",
+            "NEWSLETTER_TRUSTED_PROXIES": proxies,
+            "VAR_DIR": str(tmp_path),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    status, location, hsts = result.stdout.split()
+    if believed:
+        assert (status, location, hsts) == ("200", "None", "True")
+    else:
+        assert (status, location, hsts) == (
+            "301",
+            "https://testserver/healthz",
+            "False",
+        )
+
+
 def test_neither_the_image_nor_compose_supplies_a_secret_key_and_both_pin_debug_off():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     compose = (DOCKER / "compose.yaml").read_text()
@@ -123,6 +156,111 @@ def test_every_long_running_service_is_started_again_when_it_exits():
     }
     assert restarts.pop("migrate") == "no"
     assert set(restarts.values()) == {"unless-stopped"}, restarts
+
+
+def nginx_seconds(value: str) -> int:
+    """An nginx time ("60s", "2m", "90") in seconds."""
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h)?", value).groups()
+    return int(number) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[unit]
+
+
+def test_nginx_gives_up_on_a_slow_request_before_gunicorn_kills_its_worker():
+    """gunicorn killed a worker busy for 30 s (its default), mid-way through a slow
+    desk request that nginx would have waited 60 s for: the author got nginx's 502
+    and half an import. gunicorn's timeout, as the image's command sets it, must
+    outlast every proxy_read_timeout in the nginx config (60 s where none is set)."""
+    command = image_command()
+    printed = subprocess.run(  # noqa: S603 (the image's own command)
+        [str(BIN / command[0]), *command[1:-1], "--print-config", command[-1]],
+        # It loads the site too, which starts only with a secret key.
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    gunicorn_timeout = int(re.search(r"^timeout\s*=\s*(\d+)$", printed, re.M)[1])
+    template = (DOCKER / "nginx.conf.template").read_text()
+    nginx_timeouts = [
+        nginx_seconds(value)
+        for value in re.findall(r"^\s*proxy_read_timeout\s+(\S+);", template, re.M)
+    ] or [60]
+    assert max(nginx_timeouts) < gunicorn_timeout, (nginx_timeouts, gunicorn_timeout)
+
+
+def dockerignore_pattern(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern as docker reads it (moby/patternmatcher): Go's
+    filepath.Match, where * and ? stop at a slash, and ** crosses any number of
+    folders."""
+    regex = ""
+    for part in re.split(r"(\*\*/|/\*\*$|\*\*|\*|\?)", pattern):
+        regex += {
+            "**/": "(.*/)?",
+            "/**": "(/.*)?",
+            "**": ".*",
+            "*": "[^/]*",
+            "?": "[^/]",
+        }.get(part, re.escape(part))
+    return re.compile(regex)
+
+
+def sent_to_docker(path: str, rules: list[tuple[bool, re.Pattern]]) -> bool:
+    """Whether the build context holds path: the last rule that matches it, or
+    one of the folders above it, decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]
+    sent = True
+    for excluded, pattern in rules:
+        if any(pattern.fullmatch(candidate) for candidate in candidates):
+            sent = not excluded
+    return sent
+
+
+def test_the_build_context_holds_what_the_image_copies_and_no_readers_data():
+    """Without a .dockerignore, `compose build` sent the whole checkout to docker:
+    var/ (the dev outbox, readers' emails in it, the dev webhook secret, the
+    SQLite database), .venv and .git, a layer away from anyone with the image."""
+    rules = []
+    ignore = ROOT / ".dockerignore"
+    # Without one, docker sends everything.
+    for line in (ignore.read_text() if ignore.exists() else "").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            excluded = not line.startswith("!")
+            pattern = os.path.normpath(line.removeprefix("!")).lstrip("/")
+            rules.append((excluded, dockerignore_pattern(pattern)))
+    copied = []
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied += [word for word in line.split()[1:-1] if not word.startswith("-")]
+    shipped = subprocess.run(  # noqa: S603
+        ["git", "ls-files", "--", *copied],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(shipped) > len(copied)
+    assert [path for path in shipped if not sent_to_docker(path, rules)] == []
+
+    kept_out = [
+        "var/db.sqlite3",
+        "var/outbox/1733400000.eml",
+        "var/webhook-secret",
+        "db.sqlite3",
+        "newsletter/db.sqlite3-journal",
+        ".venv/bin/python",
+        ".git/config",
+        "node_modules/axe-core/axe.min.js",
+        "tests/browser/node_modules/axe-core/axe.min.js",
+        "docker/.env",
+        "docker/tls/privkey.pem",
+        "newsletter/__pycache__/settings.cpython-312.pyc",
+    ]
+    assert [path for path in kept_out if sent_to_docker(path, rules)] == []
 
 
 # The stack ------------------------------------------------------------------------
@@ -397,6 +535,72 @@ def subscribe(stack: Stack, address: str, *, source: str, forwarded_for: str = "
         }
         | extra,
     )[0]
+
+
+@pytest.mark.production
+def test_no_token_of_a_request_that_fails_in_nginx_reaches_its_error_log(tmp_path):
+    """nginx cannot redact its error log, and it named each request it failed by
+    its request line, the upstream's address and the Referer: a reader's link
+    followed while the site was down, or a body too large. With the site down
+    (nothing listens at the upstream), neither reaches the error log; the
+    redacted access log still records both."""
+    nginx = program("nginx", "nginx-light")
+    authority = trustme.CA()
+    certificate = authority.issue_cert("localhost", "127.0.0.1")
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "fullchain.pem").write_bytes(
+        b"".join(pem.bytes() for pem in certificate.cert_chain_pems)
+    )
+    certificate.private_key_pem.write_to_path(tmp_path / "tls" / "privkey.pem")
+    tls = ssl.create_default_context()
+    authority.configure_trust(tls)
+    port = free_port()
+    nginx_conf = render_nginx(
+        tmp_path,
+        {
+            "NGINX_HTTP_PORT": f"127.0.0.1:{free_port()}",
+            "NGINX_HTTPS_PORT": f"127.0.0.1:{port}",
+            "NEWSLETTER_UPSTREAM": f"127.0.0.1:{free_port()}",
+            "NEWSLETTER_MEDIA_ROOT": str(tmp_path / "media"),
+            "NGINX_TLS_DIR": str(tmp_path / "tls"),
+            "NGINX_ACCESS_LOG": str(tmp_path / "nginx-access.log"),
+        },
+    )
+    proxy = Stack(tmp_path, port, tls, {"PATH": os.environ["PATH"]})
+    tokens = [secrets.token_urlsafe(24) for _ in range(3)]
+    try:
+        proxy.start("nginx", [nginx, "-c", str(nginx_conf), "-e", "stderr"])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                answer = proxy.request(
+                    "GET",
+                    f"/unsubscribe/{tokens[0]}/",
+                    headers={"Referer": f"https://localhost/preferences/{tokens[1]}/"},
+                )
+                break
+            except OSError:
+                assert time.monotonic() < deadline, proxy.output("nginx")
+                time.sleep(0.1)
+        assert answer[0] == 502
+        too_large = proxy.request("POST", f"/r/{tokens[2]}/", body="x" * 2**21)
+        assert too_large[0] == 413
+        # nginx logs a request once its connection is closed, a moment later.
+        logged = [
+            '"GET /unsubscribe/[redacted] HTTP/1.1" 502',
+            '"POST /r/[redacted] HTTP/1.1" 413',
+        ]
+        deadline = time.monotonic() + 10
+        while not all(line in proxy.log("nginx-access") for line in logged):
+            assert time.monotonic() < deadline, proxy.log("nginx-access")
+            time.sleep(0.1)
+    finally:
+        proxy.stop()
+    # What nginx writes to stderr (the image's error log), and to the file the
+    # image's nginx.conf names.
+    for name in ("nginx-errors", "nginx-error"):
+        log = (tmp_path / f"{name}.log").read_text(errors="replace")
+        assert [token for token in tokens if token in log] == [], f"{name}:\n{log}"
 
 
 @pytest.mark.production

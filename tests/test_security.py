@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
@@ -785,6 +786,29 @@ def test_the_desks_old_logins_are_forgotten_by_a_beat_task(settings):
         # The old one is gone, the recent one kept.
         assert model.objects.filter(attempt_time__gt=long_ago).count() == 1
         assert model.objects.count() == 1, model.__name__
+
+
+def test_the_desks_session_ends_twelve_hours_after_signing_in(client):
+    """Django's default kept the desk, which can mail every reader, signed in for
+    two weeks."""
+    UserFactory(username="author")
+    signed_in = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "author", "password": "correct horse battery staple"},
+    )
+    assert signed_in.status_code == 302
+    assert signed_in.cookies["sessionid"]["max-age"] == 12 * 3600
+
+    def desk_at(hours: float):
+        later = timezone.now() + timedelta(hours=hours)
+        with mock.patch("django.utils.timezone.now", return_value=later):
+            return client.get("/admin/")
+
+    # Working all day does not renew it.
+    assert desk_at(11.9).status_code == 200
+    signed_out = desk_at(12.1)
+    assert signed_out.status_code == 302
+    assert signed_out["Location"].startswith("/admin/login/")
 
 
 @pytest.mark.parametrize(
