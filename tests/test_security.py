@@ -15,6 +15,7 @@ from unittest import mock
 
 import pytest
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.contrib.sessions.models import Session
 from django.core import mail, signing
 from django.utils import timezone
 
@@ -766,7 +767,16 @@ def test_password_guessing_from_one_ipv6_network_shares_one_lockout(client, sett
 
 def test_the_desks_old_logins_are_forgotten_by_a_beat_task(settings):
     # django-axes records each login to the desk (username, IP address, browser)
-    # and each failed one; nothing of its own forgets them.
+    # and each failed one; nothing of its own forgets them. Nor does Django
+    # delete a session that has ended.
+    Session.objects.create(
+        session_key="ended", session_data="", expire_date=timezone.now()
+    )
+    Session.objects.create(
+        session_key="current",
+        session_data="",
+        expire_date=timezone.now() + timedelta(hours=1),
+    )
     login = {"username": "author", "ip_address": "192.0.2.1", "user_agent": "Firefox"}
     long_ago = timezone.now() - timedelta(days=400)
     for model, more in [
@@ -786,6 +796,7 @@ def test_the_desks_old_logins_are_forgotten_by_a_beat_task(settings):
         # The old one is gone, the recent one kept.
         assert model.objects.filter(attempt_time__gt=long_ago).count() == 1
         assert model.objects.count() == 1, model.__name__
+    assert list(Session.objects.values_list("session_key", flat=True)) == ["current"]
 
 
 def test_the_desks_session_ends_twelve_hours_after_signing_in(client):
