@@ -22,6 +22,9 @@ accesslog = "-"
 # desk request (an import, a camera's original) runs until nginx gives up with its
 # 504, never killed mid-way by gunicorn's 30 s default (nginx's 502).
 timeout = 90
+# Stopping (a deploy), requests nginx still waits for finish before workers go;
+# compose waits longer for gunicorn (docker/compose.yaml's stop_grace_period).
+graceful_timeout = 60
 
 
 class RedactingLogger(Logger):

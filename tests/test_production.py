@@ -164,11 +164,8 @@ def nginx_seconds(value: str) -> int:
     return int(number) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[unit]
 
 
-def test_nginx_gives_up_on_a_slow_request_before_gunicorn_kills_its_worker():
-    """gunicorn killed a worker busy for 30 s (its default), mid-way through a slow
-    desk request that nginx would have waited 60 s for: the author got nginx's 502
-    and half an import. gunicorn's timeout, as the image's command sets it, must
-    outlast every proxy_read_timeout in the nginx config (60 s where none is set)."""
+def gunicorn_settings() -> dict[str, str]:
+    """gunicorn's settings as the image's command runs it (--print-config)."""
     command = image_command()
     printed = subprocess.run(  # noqa: S603 (the image's own command)
         [str(BIN / command[0]), *command[1:-1], "--print-config", command[-1]],
@@ -182,13 +179,37 @@ def test_nginx_gives_up_on_a_slow_request_before_gunicorn_kills_its_worker():
         text=True,
         check=True,
     ).stdout
-    gunicorn_timeout = int(re.search(r"^timeout\s*=\s*(\d+)$", printed, re.M)[1])
+    return dict(re.findall(r"^(\w+)\s*=\s*(.*)$", printed, re.M))
+
+
+def nginx_read_timeouts() -> list[float]:
+    """Every proxy_read_timeout of the nginx config, in seconds (60 where none)."""
     template = (DOCKER / "nginx.conf.template").read_text()
-    nginx_timeouts = [
+    return [
         nginx_seconds(value)
         for value in re.findall(r"^\s*proxy_read_timeout\s+(\S+);", template, re.M)
     ] or [60]
+
+
+def test_nginx_gives_up_on_a_slow_request_before_gunicorn_kills_its_worker():
+    """gunicorn killed a worker busy for 30 s (its default), mid-way through a slow
+    desk request that nginx would have waited 60 s for: the author got nginx's 502
+    and half an import. gunicorn's timeout, as the image's command sets it, must
+    outlast every proxy_read_timeout in the nginx config (60 s where none is set)."""
+    gunicorn_timeout = int(gunicorn_settings()["timeout"])
+    nginx_timeouts = nginx_read_timeouts()
     assert max(nginx_timeouts) < gunicorn_timeout, (nginx_timeouts, gunicorn_timeout)
+
+
+def test_a_deploy_lets_the_requests_nginx_still_waits_for_finish():
+    """Stopping the site, gunicorn gave its requests 30 s (its graceful_timeout) and
+    compose gave gunicorn 10 s before killing it: a desk request nginx would wait
+    60 s for was cut off by any deploy."""
+    graceful = int(gunicorn_settings()["graceful_timeout"])
+    assert graceful >= max(nginx_read_timeouts())
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    grace = compose["services"]["web"].get("stop_grace_period", "10s")
+    assert nginx_seconds(grace) > graceful, (grace, graceful)
 
 
 def dockerignore_pattern(pattern: str) -> re.Pattern:
