@@ -154,6 +154,19 @@ class PostQuerySet(models.QuerySet):
     def due_for_announcement(self) -> "PostQuerySet":
         return self.published().filter(announced_at__isnull=True)
 
+    def back_at_scheduled_time(self) -> "PostQuerySet":
+        """Posts announced before, taken down since and scheduled again, whose
+        time has come: their history's last step is still "Scheduled"."""
+        last_step = PostEvent.objects.filter(post=models.OuterRef("pk")).order_by(
+            "-at", "-id"
+        )
+        return (
+            self.published()
+            .filter(announced_at__isnull=False)
+            .annotate(last_step=models.Subquery(last_step.values("kind")[:1]))
+            .filter(last_step=PostEvent.Kind.SCHEDULED)
+        )
+
     def in_review(self) -> "PostQuerySet":
         return self.filter(status=Post.Status.REVIEW)
 

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import FormerSlug, Post, PostEvent
-from .signals import post_published, post_unpublished
+from .signals import post_published, post_republished, post_unpublished
 
 
 def post_save_from_desk(
@@ -83,11 +83,13 @@ def _record_steps(
 
 
 def posts_announce_due() -> int:
-    """Send post_published once for every post whose publication time has come.
+    """Send post_published once for every post whose publication time has come,
+    and post_republished for every post back at its time after it was taken down.
 
     Called after each publish and periodically by beat for scheduled posts. The
     conditional UPDATE makes the announcement happen once even when two processes
-    race, and the signal's receivers write in the same transaction.
+    race, and the signal's receivers write in the same transaction. Returns how
+    many were announced.
     """
     announced = 0
     for post in Post.objects.due_for_announcement().order_by("published_at", "id"):
@@ -99,14 +101,25 @@ def posts_announce_due() -> int:
                 _record_going_live_on_time(post)
                 post_published.send(sender=Post, post=post)
                 announced += 1
+    for post in Post.objects.back_at_scheduled_time().order_by("published_at", "id"):
+        with transaction.atomic():
+            # The lock makes the step once when two processes race (its history
+            # is what says it is still to be taken), and sees it still live.
+            live = Post.objects.published().select_for_update().filter(pk=post.pk)
+            live = live.first()
+            if live is not None and _record_going_live_on_time(live):
+                post_republished.send(sender=Post, post=live)
     return announced
 
 
-def _record_going_live_on_time(post: Post) -> None:
+def _record_going_live_on_time(post: Post) -> bool:
     """A scheduled post went live at its time, by the site: its history said only
-    that it was scheduled. (One published there and then has its step already.)"""
+    that it was scheduled. (One published there and then has its step already.)
+    Whether that step was to be taken."""
     last = post.events.order_by("at", "id").last()
-    if last is not None and last.kind == PostEvent.Kind.SCHEDULED:
-        PostEvent.objects.create(
-            post=post, kind=PostEvent.Kind.PUBLISHED, by=None, at=post.published_at
-        )
+    if last is None or last.kind != PostEvent.Kind.SCHEDULED:
+        return False
+    PostEvent.objects.create(
+        post=post, kind=PostEvent.Kind.PUBLISHED, by=None, at=post.published_at
+    )
+    return True

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from newsletter.models import Mailing
 from posts.models import Post
-from posts.services import post_publish, posts_announce_due
+from posts.services import post_publish, post_save_from_desk, posts_announce_due
 
 from .factories import (
     PostFactory,
@@ -327,6 +327,28 @@ def test_a_post_going_live_at_its_time_is_published_by_the_site_in_its_history(
     assert steps[0][:3] == ("scheduled", soon, editor.pk)
     page = client.get(f"/admin/posts/post/{post.pk}/change/").text
     assert "Published by the site" in page
+
+
+def test_a_post_taken_down_and_scheduled_again_is_published_by_the_site_when_back():
+    editor = StaffFactory(role="Editor")
+    post = PublishedPostFactory()  # live, and readers were told
+    post.status = Post.Status.DRAFT
+    post_save_from_desk(post=post, previous_status="published", by=editor)
+    back_at = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    post.published_at = back_at
+    post_publish(post=post, by=editor)
+    Post.objects.filter(pk=post.pk).update(published_at=timezone.now())  # its hour
+
+    assert posts_announce_due() == 0  # readers are not told again
+    posts_announce_due()
+
+    steps = list(post.events.values_list("kind", "by"))
+    assert steps == [
+        ("unpublished", editor.pk),
+        ("scheduled", editor.pk),
+        ("published", None),
+    ]
+    assert Mailing.objects.filter(post=post).count() == 0
 
 
 def test_a_scheduled_post_given_a_time_already_come_is_published_in_its_history(
