@@ -19,10 +19,20 @@ def post_save_from_desk(
     if post.status == Post.Status.PUBLISHED and post.published_at is None:
         # To the second, as the author sees and sets it (and as HTML's <time> takes).
         post.published_at = timezone.now().replace(microsecond=0)
-    stored = Post.objects.filter(pk=post.pk).values("slug", "published_at").first()
+    stored = (
+        Post.objects.filter(pk=post.pk)
+        .values("slug", "published_at", "announced_at")
+        .first()
+    )
+    # Its address is out there once readers were told of it (emails) or could
+    # read it there: pages, feeds and the sitemap carry it from its time on,
+    # before beat announces it.
+    was_read = stored is not None and (
+        stored["announced_at"] is not None
+        or Post.objects.published().filter(pk=post.pk).exists()
+    )
     post.save()
-    # Once readers were told of it, its address is out there (emails, feeds).
-    if post.announced_at is not None and stored and stored["slug"] != post.slug:
+    if was_read and stored["slug"] != post.slug:
         FormerSlug.objects.update_or_create(
             slug=stored["slug"], defaults={"post": post}
         )

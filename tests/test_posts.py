@@ -351,6 +351,26 @@ def test_a_post_taken_down_and_scheduled_again_is_published_by_the_site_when_bac
     assert Mailing.objects.filter(post=post).count() == 0
 
 
+@pytest.mark.parametrize("announced", [True, False], ids=["announced", "not yet"])
+def test_a_live_post_renamed_at_the_desk_is_found_at_its_old_address(client, announced):
+    # Not yet announced: its time came, and beat has yet to tell readers, but
+    # readers (feeds, the sitemap, a link shared) read it at that address already.
+    post = PublishedPostFactory(
+        slug="suffolk", announced_at=timezone.now() if announced else None
+    )
+    client.force_login(StaffFactory(role="Editor"))
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, slug="suffolk-2019", publish_despite_warnings="on"),
+    )
+    assert response.status_code == 302
+    client.logout()
+
+    old = client.get("/posts/suffolk/")
+
+    assert (old.status_code, old["Location"]) == (301, "/posts/suffolk-2019/")
+
+
 def test_a_scheduled_post_given_a_time_already_come_is_published_in_its_history(
     client,
 ):
