@@ -408,6 +408,8 @@ class PostEvent(models.Model):
         SCHEDULED = "scheduled", "Scheduled"
         PUBLISHED = "published", "Published"
         UNPUBLISHED = "unpublished", "Unpublished"
+        # Set back to draft before its time came: it was never live.
+        UNSCHEDULED = "unscheduled", "Unscheduled"
 
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)

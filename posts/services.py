@@ -27,10 +27,8 @@ def post_save_from_desk(
     # Its address is out there once readers were told of it (emails) or could
     # read it there: pages, feeds and the sitemap carry it from its time on,
     # before beat announces it.
-    was_read = stored is not None and (
-        stored["announced_at"] is not None
-        or Post.objects.published().filter(pk=post.pk).exists()
-    )
+    was_live = Post.objects.published().filter(pk=post.pk).exists()
+    was_read = stored is not None and (stored["announced_at"] is not None or was_live)
     post.save()
     if was_read and stored["slug"] != post.slug:
         FormerSlug.objects.update_or_create(
@@ -50,7 +48,9 @@ def post_save_from_desk(
         )
     )
     if post.status != previous_status or rescheduled:
-        _record_steps(post=post, previous_status=previous_status, by=by)
+        _record_steps(
+            post=post, previous_status=previous_status, was_live=was_live, by=by
+        )
     if previous_status == Post.Status.PUBLISHED != post.status:
         post_unpublished.send(sender=Post, post=post)
     if post.status == Post.Status.PUBLISHED:
@@ -69,7 +69,11 @@ def post_submit_for_review(*, post: Post, by: AbstractBaseUser) -> None:
 
 
 def _record_steps(
-    *, post: Post, previous_status: str | None, by: AbstractBaseUser | None
+    *,
+    post: Post,
+    previous_status: str | None,
+    was_live: bool,
+    by: AbstractBaseUser | None,
 ) -> None:
     Kind = PostEvent.Kind
     steps: list[tuple[str, datetime | None]] = []
@@ -78,7 +82,8 @@ def _record_steps(
     elif post.status == Post.Status.DRAFT and previous_status == Post.Status.REVIEW:
         steps.append((Kind.RETURNED, None))
     elif post.status == Post.Status.DRAFT and previous_status == Post.Status.PUBLISHED:
-        steps.append((Kind.UNPUBLISHED, None))
+        # A scheduled post taken back was never on the site to be taken off it.
+        steps.append((Kind.UNPUBLISHED if was_live else Kind.UNSCHEDULED, None))
     elif post.status == Post.Status.PUBLISHED:
         if previous_status == Post.Status.REVIEW:
             steps.append((Kind.APPROVED, None))

@@ -14,6 +14,7 @@ from .factories import (
     UserFactory,
     admin_post_form,
     admin_post_form_of,
+    unpublish_at_the_desk,
 )
 
 pytestmark = pytest.mark.django_db
@@ -369,6 +370,20 @@ def test_a_live_post_renamed_at_the_desk_is_found_at_its_old_address(client, ann
     old = client.get("/posts/suffolk/")
 
     assert (old.status_code, old["Location"]) == (301, "/posts/suffolk-2019/")
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "scheduled"])
+def test_a_post_set_back_to_draft_says_in_its_history_whether_it_was_live(live):
+    when = timezone.now() + timedelta(days=-1 if live else 1)
+    post = PublishedPostFactory(published_at=when)
+
+    editor = unpublish_at_the_desk(post)
+
+    kinds = list(post.events.values_list("kind", flat=True))
+    assert kinds == ["unpublished" if live else "unscheduled"]
+    history = editor.get(f"/admin/posts/post/{post.pk}/change/").text
+    assert ("Unpublished by" in history) == live
+    assert ("Unscheduled by" in history) == (not live)
 
 
 def test_a_scheduled_post_given_a_time_already_come_is_published_in_its_history(
