@@ -521,8 +521,26 @@ class Inspection(models.Model):
             errors["published_on"] = (
                 "The report cannot come out before the fieldwork it reports on."
             )
+        latest = self._latest_report_date()
+        if report and latest and report > latest:
+            errors["published_on"] = (
+                "The report cannot come out after the post about it: date it "
+                f"{latest.day} {latest:%B %Y} at the latest, or schedule the post "
+                "for the day the report comes out."
+            )
         if errors:
             raise ValidationError(errors)
+
+    def _latest_report_date(self) -> datetime.date | None:
+        """The last day its report may be dated: a post is written under the
+        report's embargo and scheduled for its day, so a date to come is right
+        until the post goes live, but a live post (or one scheduled sooner) would
+        show as out a report that is not. None while the post is not scheduled."""
+        post = getattr(self, "post", None)  # none yet on a form not yet valid
+        if post is None or post.status != Post.Status.PUBLISHED:
+            return None
+        goes_live = timezone.localdate(post.published_at or timezone.now())
+        return max(goes_live, timezone.localdate())
 
     @property
     def key_findings_list(self) -> list[str]:
