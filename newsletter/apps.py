@@ -29,7 +29,12 @@ class NewsletterConfig(AppConfig):
             StandardRating,
             Tag,
         )
-        from posts.signals import demo_seeded, post_published, post_unpublished
+        from posts.signals import (
+            demo_seeded,
+            post_published,
+            post_republished,
+            post_unpublished,
+        )
 
         # The tasks modules only register their tasks with Celery (enqueue.py
         # looks them up by name), and checks its system checks.
@@ -63,8 +68,9 @@ class NewsletterConfig(AppConfig):
             dispatch_uid="email_comment_confirmation",
         )
         tracking.connect(webhooks.record_tracking_event, dispatch_uid="tracking_event")
-        # Any change to a post, or a scheduled post going live, retires cached pages.
-        for signal in (post_save, post_delete, post_published):
+        # Any change to a post, or a scheduled post going live (for the first time
+        # or again, after it was taken down), retires cached pages.
+        for signal in (post_save, post_delete, post_published, post_republished):
             signal.connect(pagecache.invalidate, sender=Post, dispatch_uid="pagecache")
         # So does a change to what the pages show of a post saved on its own, at
         # the desk's other pages (an inspection's, a category's) or by the related

@@ -6,8 +6,8 @@ a send) costs one search.
 Every cached page is stored with the generation number it was rendered in; saving,
 deleting or announcing a post starts a new generation (and again once it commits),
 which retires every cached page at once without listing keys. A short lifetime
-bounds anything else (a scheduled post going live is announced by beat, which also
-invalidates).
+bounds anything else (a scheduled post going live, first or again, is announced by
+beat, which also invalidates).
 """
 
 import hashlib

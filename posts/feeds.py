@@ -133,7 +133,8 @@ class LatestPostsAtomFeed(LatestPostsFeed):
 
 class CategoryFeed(LatestPostsFeed):
     def get_object(self, request, slug: str) -> Category:
-        return get_object_or_404(Category, slug=slug)
+        # As its page (posts.views.category): none until a post in it is live.
+        return get_object_or_404(Category.objects.with_published_posts(), slug=slug)
 
     def title(self, category: Category) -> str:
         return f"{category.name} — On Probation"

@@ -154,6 +154,19 @@ class PostQuerySet(models.QuerySet):
     def due_for_announcement(self) -> "PostQuerySet":
         return self.published().filter(announced_at__isnull=True)
 
+    def back_at_scheduled_time(self) -> "PostQuerySet":
+        """Posts announced before, taken down since and scheduled again, whose
+        time has come: their history's last step is still "Scheduled"."""
+        last_step = PostEvent.objects.filter(post=models.OuterRef("pk")).order_by(
+            "-at", "-id"
+        )
+        return (
+            self.published()
+            .filter(announced_at__isnull=False)
+            .annotate(last_step=models.Subquery(last_step.values("kind")[:1]))
+            .filter(last_step=PostEvent.Kind.SCHEDULED)
+        )
+
     def in_review(self) -> "PostQuerySet":
         return self.filter(status=Post.Status.REVIEW)
 
@@ -395,6 +408,8 @@ class PostEvent(models.Model):
         SCHEDULED = "scheduled", "Scheduled"
         PUBLISHED = "published", "Published"
         UNPUBLISHED = "unpublished", "Unpublished"
+        # Set back to draft before its time came: it was never live.
+        UNSCHEDULED = "unscheduled", "Unscheduled"
 
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -506,8 +521,26 @@ class Inspection(models.Model):
             errors["published_on"] = (
                 "The report cannot come out before the fieldwork it reports on."
             )
+        latest = self._latest_report_date()
+        if report and latest and report > latest:
+            errors["published_on"] = (
+                "The report cannot come out after the post about it: date it "
+                f"{latest.day} {latest:%B %Y} at the latest, or schedule the post "
+                "for the day the report comes out."
+            )
         if errors:
             raise ValidationError(errors)
+
+    def _latest_report_date(self) -> datetime.date | None:
+        """The last day its report may be dated: a post is written under the
+        report's embargo and scheduled for its day, so a date to come is right
+        until the post goes live, but a live post (or one scheduled sooner) would
+        show as out a report that is not. None while the post is not scheduled."""
+        post = getattr(self, "post", None)  # none yet on a form not yet valid
+        if post is None or post.status != Post.Status.PUBLISHED:
+            return None
+        goes_live = timezone.localdate(post.published_at or timezone.now())
+        return max(goes_live, timezone.localdate())
 
     @property
     def key_findings_list(self) -> list[str]:

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import FormerSlug, Post, PostEvent
-from .signals import post_published, post_unpublished
+from .signals import post_published, post_republished, post_unpublished
 
 
 def post_save_from_desk(
@@ -19,10 +19,18 @@ def post_save_from_desk(
     if post.status == Post.Status.PUBLISHED and post.published_at is None:
         # To the second, as the author sees and sets it (and as HTML's <time> takes).
         post.published_at = timezone.now().replace(microsecond=0)
-    stored = Post.objects.filter(pk=post.pk).values("slug", "published_at").first()
+    stored = (
+        Post.objects.filter(pk=post.pk)
+        .values("slug", "published_at", "announced_at")
+        .first()
+    )
+    # Its address is out there once readers were told of it (emails) or could
+    # read it there: pages, feeds and the sitemap carry it from its time on,
+    # before beat announces it.
+    was_live = Post.objects.published().filter(pk=post.pk).exists()
+    was_read = stored is not None and (stored["announced_at"] is not None or was_live)
     post.save()
-    # Once readers were told of it, its address is out there (emails, feeds).
-    if post.announced_at is not None and stored and stored["slug"] != post.slug:
+    if was_read and stored["slug"] != post.slug:
         FormerSlug.objects.update_or_create(
             slug=stored["slug"], defaults={"post": post}
         )
@@ -40,7 +48,9 @@ def post_save_from_desk(
         )
     )
     if post.status != previous_status or rescheduled:
-        _record_steps(post=post, previous_status=previous_status, by=by)
+        _record_steps(
+            post=post, previous_status=previous_status, was_live=was_live, by=by
+        )
     if previous_status == Post.Status.PUBLISHED != post.status:
         post_unpublished.send(sender=Post, post=post)
     if post.status == Post.Status.PUBLISHED:
@@ -59,7 +69,11 @@ def post_submit_for_review(*, post: Post, by: AbstractBaseUser) -> None:
 
 
 def _record_steps(
-    *, post: Post, previous_status: str | None, by: AbstractBaseUser | None
+    *,
+    post: Post,
+    previous_status: str | None,
+    was_live: bool,
+    by: AbstractBaseUser | None,
 ) -> None:
     Kind = PostEvent.Kind
     steps: list[tuple[str, datetime | None]] = []
@@ -68,7 +82,8 @@ def _record_steps(
     elif post.status == Post.Status.DRAFT and previous_status == Post.Status.REVIEW:
         steps.append((Kind.RETURNED, None))
     elif post.status == Post.Status.DRAFT and previous_status == Post.Status.PUBLISHED:
-        steps.append((Kind.UNPUBLISHED, None))
+        # A scheduled post taken back was never on the site to be taken off it.
+        steps.append((Kind.UNPUBLISHED if was_live else Kind.UNSCHEDULED, None))
     elif post.status == Post.Status.PUBLISHED:
         if previous_status == Post.Status.REVIEW:
             steps.append((Kind.APPROVED, None))
@@ -83,11 +98,13 @@ def _record_steps(
 
 
 def posts_announce_due() -> int:
-    """Send post_published once for every post whose publication time has come.
+    """Send post_published once for every post whose publication time has come,
+    and post_republished for every post back at its time after it was taken down.
 
     Called after each publish and periodically by beat for scheduled posts. The
     conditional UPDATE makes the announcement happen once even when two processes
-    race, and the signal's receivers write in the same transaction.
+    race, and the signal's receivers write in the same transaction. Returns how
+    many were announced.
     """
     announced = 0
     for post in Post.objects.due_for_announcement().order_by("published_at", "id"):
@@ -99,14 +116,25 @@ def posts_announce_due() -> int:
                 _record_going_live_on_time(post)
                 post_published.send(sender=Post, post=post)
                 announced += 1
+    for post in Post.objects.back_at_scheduled_time().order_by("published_at", "id"):
+        with transaction.atomic():
+            # The lock makes the step once when two processes race (its history
+            # is what says it is still to be taken), and sees it still live.
+            live = Post.objects.published().select_for_update().filter(pk=post.pk)
+            live = live.first()
+            if live is not None and _record_going_live_on_time(live):
+                post_republished.send(sender=Post, post=live)
     return announced
 
 
-def _record_going_live_on_time(post: Post) -> None:
+def _record_going_live_on_time(post: Post) -> bool:
     """A scheduled post went live at its time, by the site: its history said only
-    that it was scheduled. (One published there and then has its step already.)"""
+    that it was scheduled. (One published there and then has its step already.)
+    Whether that step was to be taken."""
     last = post.events.order_by("at", "id").last()
-    if last is not None and last.kind == PostEvent.Kind.SCHEDULED:
-        PostEvent.objects.create(
-            post=post, kind=PostEvent.Kind.PUBLISHED, by=None, at=post.published_at
-        )
+    if last is None or last.kind != PostEvent.Kind.SCHEDULED:
+        return False
+    PostEvent.objects.create(
+        post=post, kind=PostEvent.Kind.PUBLISHED, by=None, at=post.published_at
+    )
+    return True

@@ -9,6 +9,12 @@ post_published = Signal()
 # the transaction that does it. Receivers get `post`.
 post_unpublished = Signal()
 
+# Sent when a post readers were told of, taken off the site since and scheduled
+# again, is live again at its time (by beat, as nobody saves it then), in the
+# transaction that records it. Readers are not told again (post_published is sent
+# once), but every page that shows posts changes. Receivers get `post`.
+post_republished = Signal()
+
 # Sent by `manage.py seed_demo` once the demo posts exist, so that other apps add
 # their own part of the demo (newsletter: readers and their history).
 demo_seeded = Signal()

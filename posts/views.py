@@ -126,8 +126,13 @@ def _listing(
     )
 
 
+# A category, tag, area, region or organisation with no published post is a 404,
+# as an empty topic would be: one made for a post not yet live would otherwise tell
+# which inspection's report is next (ListedQuerySet.with_published_posts).
+
+
 def category(request: HttpRequest, slug: str) -> HttpResponse:
-    category = get_object_or_404(Category, slug=slug)
+    category = get_object_or_404(Category.objects.with_published_posts(), slug=slug)
     return _listing(
         request,
         Post.objects.published().filter(categories=category),
@@ -137,17 +142,12 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def tag(request: HttpRequest, slug: str) -> HttpResponse:
-    tag = get_object_or_404(Tag, slug=slug)
+    tag = get_object_or_404(Tag.objects.with_published_posts(), slug=slug)
     return _listing(
         request,
         Post.objects.published().filter(tags=tag),
         heading=f"Posts tagged “{tag.name}”",
     )
-
-
-# An area, region or organisation with no published post is a 404, as an empty
-# topic would be: one made for a post not yet live would otherwise tell which
-# inspection's report is next (ListedQuerySet.with_published_posts).
 
 
 def area(request: HttpRequest, slug: str) -> HttpResponse:

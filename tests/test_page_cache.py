@@ -1,9 +1,11 @@
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from posts import services
 from posts.comments import services as comments
@@ -74,6 +76,23 @@ def test_a_scheduled_post_going_live_retires_the_cached_home_page(
     with django_capture_on_commit_callbacks(execute=True):
         services.posts_announce_due()
     assert "Scheduled" in client.get("/").text
+
+
+def test_a_post_taken_down_and_scheduled_again_retires_the_cached_home_page_when_back(
+    client, django_capture_on_commit_callbacks
+):
+    post = PublishedPostFactory(title="Back again")  # live, and readers were told
+    with django_capture_on_commit_callbacks(execute=True):
+        post.status = Post.Status.DRAFT
+        services.post_save_from_desk(post=post, previous_status="published", by=None)
+        post.published_at = timezone.now() + timedelta(hours=1)
+        services.post_publish(post=post)
+    assert "Back again" not in client.get("/").text  # now cached without it
+    # Its hour has come.
+    Post.objects.filter(pk=post.pk).update(published_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        services.posts_announce_due()
+    assert "Back again" in client.get("/").text
 
 
 def test_made_up_query_strings_are_answered_fresh_and_not_cached(client):

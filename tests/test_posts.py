@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from newsletter.models import Mailing
 from posts.models import Post
-from posts.services import post_publish, posts_announce_due
+from posts.services import post_publish, post_save_from_desk, posts_announce_due
 
 from .factories import (
     PostFactory,
@@ -14,6 +14,7 @@ from .factories import (
     UserFactory,
     admin_post_form,
     admin_post_form_of,
+    unpublish_at_the_desk,
 )
 
 pytestmark = pytest.mark.django_db
@@ -327,6 +328,62 @@ def test_a_post_going_live_at_its_time_is_published_by_the_site_in_its_history(
     assert steps[0][:3] == ("scheduled", soon, editor.pk)
     page = client.get(f"/admin/posts/post/{post.pk}/change/").text
     assert "Published by the site" in page
+
+
+def test_a_post_taken_down_and_scheduled_again_is_published_by_the_site_when_back():
+    editor = StaffFactory(role="Editor")
+    post = PublishedPostFactory()  # live, and readers were told
+    post.status = Post.Status.DRAFT
+    post_save_from_desk(post=post, previous_status="published", by=editor)
+    back_at = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    post.published_at = back_at
+    post_publish(post=post, by=editor)
+    Post.objects.filter(pk=post.pk).update(published_at=timezone.now())  # its hour
+
+    assert posts_announce_due() == 0  # readers are not told again
+    posts_announce_due()
+
+    steps = list(post.events.values_list("kind", "by"))
+    assert steps == [
+        ("unpublished", editor.pk),
+        ("scheduled", editor.pk),
+        ("published", None),
+    ]
+    assert Mailing.objects.filter(post=post).count() == 0
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["announced", "not yet"])
+def test_a_live_post_renamed_at_the_desk_is_found_at_its_old_address(client, announced):
+    # Not yet announced: its time came, and beat has yet to tell readers, but
+    # readers (feeds, the sitemap, a link shared) read it at that address already.
+    post = PublishedPostFactory(
+        slug="suffolk", announced_at=timezone.now() if announced else None
+    )
+    client.force_login(StaffFactory(role="Editor"))
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, slug="suffolk-2019", publish_despite_warnings="on"),
+    )
+    assert response.status_code == 302
+    client.logout()
+
+    old = client.get("/posts/suffolk/")
+
+    assert (old.status_code, old["Location"]) == (301, "/posts/suffolk-2019/")
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "scheduled"])
+def test_a_post_set_back_to_draft_says_in_its_history_whether_it_was_live(live):
+    when = timezone.now() + timedelta(days=-1 if live else 1)
+    post = PublishedPostFactory(published_at=when)
+
+    editor = unpublish_at_the_desk(post)
+
+    kinds = list(post.events.values_list("kind", flat=True))
+    assert kinds == ["unpublished" if live else "unscheduled"]
+    history = editor.get(f"/admin/posts/post/{post.pk}/change/").text
+    assert ("Unpublished by" in history) == live
+    assert ("Unscheduled by" in history) == (not live)
 
 
 def test_a_scheduled_post_given_a_time_already_come_is_published_in_its_history(

@@ -30,6 +30,7 @@ from .factories import (
     PostFactory,
     PublishedPostFactory,
     RegionFactory,
+    TagFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -132,7 +133,7 @@ def test_scheduled_post_appears_on_listings_only_when_due(client):
         announced_at=None,
     )
     scheduled.categories.add(category)
-    assert scheduled.title not in page(client, "/category/on-probation/")
+    page(client, "/category/on-probation/", status=404)  # nothing live in it yet
     assert scheduled.title not in page(client, "/")
     Post.objects.filter(pk=scheduled.pk).update(
         published_at=timezone.now() - timedelta(minutes=1)
@@ -291,11 +292,23 @@ def embargoed():
     kent = AreaFactory(
         name="Kent", slug="kent", region=RegionFactory(name="South Coast", slug="coast")
     )
-    return InspectionFactory(post=PostFactory(), area=kent, organisations=[kent_crc])
+    post = PostFactory()
+    # Filed under a category and a tag made for it, which are news too.
+    post.categories.add(CategoryFactory(name="Kent CRC report", slug="kent-report"))
+    post.tags.add(TagFactory(name="Seacourt", slug="seacourt"))
+    return InspectionFactory(post=post, area=kent, organisations=[kent_crc])
 
 
 @pytest.mark.parametrize(
-    "url", ["/area/kent/", "/region/coast/", "/organisation/kent-crc/"]
+    "url",
+    [
+        "/area/kent/",
+        "/region/coast/",
+        "/organisation/kent-crc/",
+        "/category/kent-report/",
+        "/category/kent-report/feed/",
+        "/tag/seacourt/",
+    ],
 )
 def test_a_place_or_provider_only_a_post_not_yet_live_is_about_is_not_found(
     client, embargoed, url

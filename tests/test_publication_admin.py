@@ -1,6 +1,7 @@
 """The author's desk for the publication: every admin page opens, edits re-index."""
 
 import re
+from datetime import timedelta
 from html import unescape
 from io import StringIO
 
@@ -8,6 +9,7 @@ import pytest
 from django.apps import apps
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 from django.utils.html import escape
 
 from posts.models import Inspection, Organisation, Post, StandardRating
@@ -16,10 +18,12 @@ from .factories import (
     AreaFactory,
     InspectionFactory,
     OrganisationFactory,
+    PostFactory,
     PublishedPostFactory,
     StaffFactory,
     UserFactory,
     admin_inspection_form_of,
+    admin_post_form_of,
 )
 
 pytestmark = pytest.mark.django_db
@@ -271,6 +275,77 @@ def test_inspection_dates_in_order_are_saved(client):
     assert response.status_code == 302
     inspection.refresh_from_db()
     assert str(inspection.fieldwork_end) == "2024-03-15"
+
+
+FUTURE_REPORT = "The report cannot come out after the post about it:"
+
+
+@pytest.mark.parametrize(
+    ("post", "report_in_days", "refused"),
+    [
+        ("live", 0, False),
+        ("live", 1, True),
+        # Written under the report's embargo, for the day it comes out.
+        ("scheduled in 3 days", 3, False),
+        ("scheduled in 3 days", 4, True),
+        ("draft", 30, False),
+    ],
+)
+def test_a_report_dated_after_its_post_goes_live_is_refused(
+    client, post, report_in_days, refused
+):
+    goes_live = {
+        "live": timezone.now() - timedelta(days=1),
+        "scheduled in 3 days": timezone.now() + timedelta(days=3),
+        "draft": None,
+    }[post]
+    inspection = InspectionFactory(
+        post=PublishedPostFactory(
+            published_at=goes_live, status="draft" if post == "draft" else "published"
+        )
+    )
+    report_on = timezone.localdate() + timedelta(days=report_in_days)
+    client.force_login(StaffFactory(role="Editor"))
+
+    response = client.post(
+        f"/admin/posts/inspection/{inspection.pk}/change/",
+        admin_inspection_form_of(inspection, published_on=report_on.isoformat()),
+    )
+
+    assert response.status_code == (200 if refused else 302)
+    assert (FUTURE_REPORT in response.text) == refused
+    inspection.refresh_from_db()
+    assert inspection.published_on == (None if refused else report_on)
+
+
+def test_publishing_a_post_whose_report_is_yet_to_come_is_refused(client):
+    # Written under the report's embargo, and published before the report is out.
+    post = PostFactory(title="Kent: under embargo")
+    report_on = timezone.localdate() + timedelta(days=2)
+    inspection = InspectionFactory(post=post, published_on=report_on)
+    client.force_login(StaffFactory(role="Editor"))
+    its_inline = {
+        **admin_inspection_form_of(inspection),
+        "published_on": report_on.isoformat(),
+        "id": inspection.pk,
+    }
+    del its_inline["ratings-TOTAL_FORMS"], its_inline["ratings-INITIAL_FORMS"]
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post,
+            status="published",
+            publish_despite_warnings="on",
+            **{f"inspections-0-{name}": value for name, value in its_inline.items()},
+            **{"inspections-TOTAL_FORMS": "1", "inspections-INITIAL_FORMS": "1"},
+        ),
+    )
+
+    assert response.status_code == 200
+    assert FUTURE_REPORT in response.text
+    post.refresh_from_db()
+    assert post.status == "draft"
 
 
 def test_a_key_finding_edited_at_the_desk_is_searched_by_its_new_words(client):
