@@ -31,10 +31,11 @@ from .browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     MOBILE,
+    NARROWEST,
     VIEWPORTS,
+    accessibility_violations,
     require,
     save_screenshot,
-    serious_accessibility_violations,
     wider_than_the_screen,
 )
 from .factories import (
@@ -96,13 +97,13 @@ def new_page(browser, **options):
     return page
 
 
-def axe_page(browser, width: str, scheme: str):
-    """A page at a width of VIEWPORTS ("phone", "desktop") in a colour scheme
+def axe_page(browser, width: str, scheme: str, viewports=VIEWPORTS):
+    """A page at a width of `viewports` ("phone", "desktop") in a colour scheme
     ("light", "dark"), open to axe-core: it is injected as a script, which the
     site's CSP rightly forbids."""
     return new_page(
         browser,
-        viewport=VIEWPORTS[width],
+        viewport=viewports[width],
         is_mobile=width == "phone",
         color_scheme=scheme,
         bypass_csp=True,
@@ -703,14 +704,17 @@ def test_every_readers_page_is_accessible_and_fits_a_phone_and_a_desk_light_and_
     require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
     demo = DemoPublication(settings, monkeypatch)
     found = {}
-    for width in VIEWPORTS:
+    # A reader's page has every impact checked, minor included, where the desk's
+    # has Django's own to live with; and its phone is the narrowest.
+    viewports = {**VIEWPORTS, "phone": NARROWEST}
+    for width in viewports:
         for scheme in ("light", "dark"):
-            page = axe_page(browser, width, scheme)
+            page = axe_page(browser, width, scheme, viewports)
             READERS_PAGES[name](page, site, demo)
             save_screenshot(page, f"reader-{name}-{width}-{scheme}")
-            found[width, scheme] = serious_accessibility_violations(page) + [
+            found[width, scheme] = accessibility_violations(page, at_least="minor") + [
                 f"wider than the screen: {element}"
-                for element in wider_than_the_screen(page, VIEWPORTS[width]["width"])
+                for element in wider_than_the_screen(page, viewports[width]["width"])
             ]
             page.context.close()
     assert found == {variant: [] for variant in found}
@@ -864,7 +868,7 @@ def test_an_editor_sees_the_checks_approves_and_publishes(browser, site):
     save_screenshot(editor, "admin-editor-checks")
     violations = [
         violation
-        for violation in serious_accessibility_violations(editor)
+        for violation in accessibility_violations(editor)
         if not all(
             target.startswith(DJANGO_ADMINS_OWN)
             for target in violation.partition(") at ")[2].split(", ")
@@ -923,13 +927,11 @@ def test_reader_on_a_phone_finds_suffolk_by_typing_and_subscribes_to_it(browser,
     assert consent.frequency == "instant"
 
 
-def test_the_topic_picker_on_a_phone_has_no_serious_accessibility_violations(
-    browser, site
-):
+def test_the_topic_picker_on_a_phone_has_no_accessibility_violations(browser, site):
     require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
     create_inspectorate()
     # axe-core is injected as a script, which the site's CSP rightly forbids.
-    page = new_page(browser, viewport=MOBILE, bypass_csp=True, is_mobile=True)
+    page = new_page(browser, viewport=NARROWEST, bypass_csp=True, is_mobile=True)
     page.goto(f"{site}/subscribe/")
     page.get_by_label(re.compile("^Find a region")).fill("east of england")
     page.get_by_role("checkbox", name="East of England", exact=True).check()
@@ -942,7 +944,7 @@ def test_the_topic_picker_on_a_phone_has_no_serious_accessibility_violations(
         re.compile("^Covers its areas: ")
     ).wait_for()
     save_screenshot(page, "mobile-subscribe-topic-picker-chosen")
-    assert serious_accessibility_violations(page) == []
+    assert accessibility_violations(page, at_least="minor") == []
 
 
 @pytest.mark.usefixtures("worker")

@@ -12,7 +12,7 @@ from newsletter.models import Batch, Link, Mailing
 from posts.models import Post, PostUpdate
 
 from .browser import AXE_SCRIPT, DESKTOP, VIEWPORTS, require, save_screenshot
-from .browser import serious_accessibility_violations as axe_violations
+from .browser import accessibility_violations as axe_violations
 from .factories import StaffFactory, UserFactory
 from .test_browser import (  # noqa: F401 (fixtures)
     DJANGO_ADMINS_OWN,

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from posts.models import Post
 
 from .browser import AXE_SCRIPT, VIEWPORTS, require, save_screenshot
-from .browser import serious_accessibility_violations as violations
+from .browser import accessibility_violations as violations
 from .factories import StaffFactory
 from .test_browser import (  # noqa: F401 (browser and site are fixtures)
     DJANGO_ADMINS_OWN,

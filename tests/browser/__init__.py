@@ -21,6 +21,9 @@ MOBILE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
 # The widths a page is checked at, by name.
 VIEWPORTS = {"phone": MOBILE, "desktop": DESKTOP}
+# The narrowest width a reader's page must fit without scrolling sideways: WCAG
+# 2.2's Reflow (1.4.10), 320 CSS pixels, as a phone at 400 % zoom or a small one.
+NARROWEST = {"width": 320, "height": 640}
 
 
 def require(path: Path, how_to_install: str) -> None:
@@ -33,8 +36,13 @@ def require(path: Path, how_to_install: str) -> None:
     pytest.skip(message)
 
 
-def serious_accessibility_violations(page) -> list[str]:
-    """axe-core's serious and critical violations on the page, one line each."""
+# axe-core's impacts, least first.
+IMPACTS = ("minor", "moderate", "serious", "critical")
+
+
+def accessibility_violations(page, *, at_least: str = "serious") -> list[str]:
+    """axe-core's violations on the page (its WCAG 2.x A and AA rules and best
+    practices) of impact `at_least` or worse, one line each."""
     page.add_script_tag(path=str(AXE_SCRIPT))
     violations = page.evaluate(
         """async () => (await axe.run(document, {resultTypes: ["violations"]}))
@@ -44,7 +52,7 @@ def serious_accessibility_violations(page) -> list[str]:
     return [
         f"{v['impact']}: {v['id']} ({v['help']}) at {', '.join(v['targets'][:3])}"
         for v in violations
-        if v["impact"] in ("serious", "critical")
+        if IMPACTS.index(v["impact"]) >= IMPACTS.index(at_least)
     ]
 
 
