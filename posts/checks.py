@@ -124,6 +124,25 @@ def check_inspection_facts(post: Post) -> list[Problem]:
     ]
 
 
+def check_report_dates(post: Post) -> list[Problem]:
+    """Inspection.clean refuses such a date on the inspection's own form; this
+    stops a post whose inspection was dated earlier going live before its report
+    (the list's Publish action saves no inspection form)."""
+    if post.pk is None:
+        return []
+    last_day = post.last_day_for_its_report()
+    return [
+        Problem(
+            Level.BLOCKING,
+            f"The report of “{inspection.title}” comes out on "
+            f"{day.day} {day:%B %Y}, after the post would go live: schedule the post "
+            f"for that day, or correct the report's date.",
+        )
+        for inspection in post.inspections.all()
+        if (day := inspection.published_on) and day > last_day
+    ]
+
+
 def check_title_unused(post: Post) -> list[Problem]:
     if not Post.objects.filter(title__iexact=post.title).exclude(pk=post.pk).exists():
         return []
@@ -141,6 +160,7 @@ CHECKS = [
     check_dead_links,
     check_excerpt,
     check_inspection_facts,
+    check_report_dates,
     check_title_unused,
 ]
 

@@ -375,6 +375,15 @@ class Post(models.Model):
             self.author_id == user.pk and self.status != self.Status.PUBLISHED
         )
 
+    def last_day_for_its_report(self) -> datetime.date:
+        """The last day a report this post is about may be dated, the post
+        published as it stands: the day it goes live (a time to come), else today.
+        A post is written under the report's embargo and scheduled for its day, so
+        a date to come is right until then; live sooner, the post would show as
+        out a report that is not."""
+        goes_live = timezone.localdate(self.published_at or timezone.now())
+        return max(goes_live, timezone.localdate())
+
     @property
     def is_published(self) -> bool:
         return (
@@ -532,15 +541,12 @@ class Inspection(models.Model):
             raise ValidationError(errors)
 
     def _latest_report_date(self) -> datetime.date | None:
-        """The last day its report may be dated: a post is written under the
-        report's embargo and scheduled for its day, so a date to come is right
-        until the post goes live, but a live post (or one scheduled sooner) would
-        show as out a report that is not. None while the post is not scheduled."""
+        """The last day its report may be dated (Post.last_day_for_its_report);
+        None while its post is not published or scheduled."""
         post = getattr(self, "post", None)  # none yet on a form not yet valid
         if post is None or post.status != Post.Status.PUBLISHED:
             return None
-        goes_live = timezone.localdate(post.published_at or timezone.now())
-        return max(goes_live, timezone.localdate())
+        return post.last_day_for_its_report()
 
     @property
     def key_findings_list(self) -> list[str]:

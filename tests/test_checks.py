@@ -10,6 +10,7 @@ import time
 
 import pytest
 from django.contrib.messages import get_messages
+from django.utils import timezone
 
 from posts import checks
 from posts.links import address_is_public, post_links_check, url_check
@@ -443,6 +444,40 @@ def test_the_publish_action_holds_back_posts_with_problems(client, author):
     assert "Kent: a bad link" in page
     assert Post.objects.get(pk=clean.pk).is_published
     assert Post.objects.get(pk=unsafe.pk).status == Post.Status.DRAFT
+
+
+def test_the_publish_action_holds_back_a_post_whose_report_is_yet_to_come(
+    client, author
+):
+    """Written under the report's embargo: published from the list today, it would
+    show the report as out; scheduled for the report's day, it goes then."""
+    report_on = timezone.localdate() + datetime.timedelta(days=2)
+    early = PostFactory(title="Kent: under embargo")
+    on_time = PostFactory(
+        title="Kent: on the day",
+        published_at=timezone.now().replace(hour=12) + datetime.timedelta(days=2),
+    )
+    for post in (early, on_time):  # with every fact, so no warning holds it back
+        InspectionFactory(
+            post=post,
+            published_on=report_on,
+            organisations=[OrganisationFactory()],
+            report_url="https://www.justiceinspectorates.gov.uk/hmiprobation/kent/",
+        )
+
+    response = client.post(
+        "/admin/posts/post/",
+        {"action": "publish", "_selected_action": [early.pk, on_time.pk]},
+        follow=True,
+    )
+
+    page = response.content.decode()
+    assert "Not published, as the checks before publishing found problems: " in page
+    assert "Scheduled 1 post(s) for their publication time" in page
+    assert Post.objects.get(pk=early.pk).status == Post.Status.DRAFT
+    assert Post.objects.get(pk=on_time.pk).status == Post.Status.PUBLISHED
+    problems = [p.message for p in checks.post_problems(Post.objects.get(pk=early.pk))]
+    assert any("comes out on" in problem for problem in problems), problems
 
 
 @pytest.mark.parametrize(
