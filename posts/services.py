@@ -77,13 +77,14 @@ def _record_steps(
 ) -> None:
     Kind = PostEvent.Kind
     steps: list[tuple[str, datetime | None]] = []
+    if previous_status == Post.Status.PUBLISHED != post.status:
+        # Taken back, to draft or to review: a scheduled post taken back was never
+        # on the site to be taken off it.
+        steps.append((Kind.UNPUBLISHED if was_live else Kind.UNSCHEDULED, None))
     if post.status == Post.Status.REVIEW:
         steps.append((Kind.SUBMITTED, None))
     elif post.status == Post.Status.DRAFT and previous_status == Post.Status.REVIEW:
         steps.append((Kind.RETURNED, None))
-    elif post.status == Post.Status.DRAFT and previous_status == Post.Status.PUBLISHED:
-        # A scheduled post taken back was never on the site to be taken off it.
-        steps.append((Kind.UNPUBLISHED if was_live else Kind.UNSCHEDULED, None))
     elif post.status == Post.Status.PUBLISHED:
         if previous_status == Post.Status.REVIEW:
             steps.append((Kind.APPROVED, None))

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from newsletter.models import Mailing
@@ -14,7 +15,6 @@ from .factories import (
     UserFactory,
     admin_post_form,
     admin_post_form_of,
-    unpublish_at_the_desk,
 )
 
 pytestmark = pytest.mark.django_db
@@ -373,14 +373,24 @@ def test_a_live_post_renamed_at_the_desk_is_found_at_its_old_address(client, ann
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "scheduled"])
-def test_a_post_set_back_to_draft_says_in_its_history_whether_it_was_live(live):
+@pytest.mark.parametrize("back_to", ["draft", "review"])
+def test_a_post_set_back_to_draft_says_in_its_history_whether_it_was_live(
+    live, back_to
+):
     when = timezone.now() + timedelta(days=-1 if live else 1)
     post = PublishedPostFactory(published_at=when)
 
-    editor = unpublish_at_the_desk(post)
+    editor = Client()
+    editor.force_login(StaffFactory(role="Editor"))
+    response = editor.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status=back_to),
+    )
+    assert response.status_code == 302
 
-    kinds = list(post.events.values_list("kind", flat=True))
-    assert kinds == ["unpublished" if live else "unscheduled"]
+    kinds = list(post.events.order_by("at", "id").values_list("kind", flat=True))
+    taken_back = "unpublished" if live else "unscheduled"
+    assert kinds == [taken_back, *(["submitted"] if back_to == "review" else [])]
     history = editor.get(f"/admin/posts/post/{post.pk}/change/").text
     assert ("Unpublished by" in history) == live
     assert ("Unscheduled by" in history) == (not live)
