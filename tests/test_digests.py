@@ -272,6 +272,76 @@ def received(messages: list, address: str, *titles: str) -> dict[str, int]:
     return {t: sum(t in f"{m.subject}\n{m.body}" for m in theirs) for t in titles}
 
 
+def test_a_daily_reader_turning_to_instant_gets_what_their_digest_held_once(
+    clock, publish, beat
+):
+    """The post waiting for Tuesday's digest was announced while they were a
+    digest reader, so not to them: it comes in one last digest at their hour."""
+    turning = reader("turning@example.org", ("everything", "", "daily"))
+    got = []
+    clock(23, 6, 30)
+    publish("Sent in Monday's digest")
+    clock(23, 7, 5)
+    got += beat()
+    clock(23, 12)
+    publish("Waiting for Tuesday's digest")
+    clock(23, 13)
+    choose_at_the_preference_page(turning, frequency="instant")
+    clock(23, 14)
+    mail.outbox.clear()
+    publish("Published after the switch")
+    got += mail.outbox
+    for day in (24, 25, 26):
+        clock(day, 7, 5)
+        got += beat()
+    titles = ["Sent in Monday", "Waiting for Tuesday", "Published after the switch"]
+    assert received(got, "turning@example.org", *titles) == dict.fromkeys(titles, 1)
+    assert Delivery.objects.filter(subscriber=turning).count() == 3
+
+
+def test_a_weekly_reader_turning_to_instant_gets_what_waited_at_their_next_hour(
+    clock, publish, beat
+):
+    """Not on their weekday, days later: they asked for posts as published."""
+    turning = reader("turning@example.org", ("everything", "", "weekly"))
+    clock(24, 9)
+    publish("Waiting for Monday's digest")
+    clock(25, 6)
+    page = choose_at_the_preference_page(turning, frequency="instant")
+    assert "comes in one last digest, at your usual hour" in page
+    got = []
+    for day in (25, 26, 30):
+        clock(day, 7, 5)
+        got += beat()
+    assert received(got, "turning@example.org", "Waiting for Monday") == {
+        "Waiting for Monday": 1
+    }
+    [last] = got
+    assert last.subject.startswith("Your daily digest: 1 new post ")
+
+
+def test_a_reader_turning_to_instant_after_the_rounds_slot_is_owed_the_rest_next(
+    clock, publish, beat
+):
+    """The 07:00 round holds what was announced by 07:00; what came after, before
+    they turned, waits for the next one."""
+    turning = reader("turning@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Before seven")
+    clock(23, 7, 1)
+    publish("Just after seven")
+    clock(23, 7, 2)
+    choose_at_the_preference_page(turning, frequency="instant")
+    clock(23, 7, 5)
+    [today] = beat()
+    clock(24, 7, 5)
+    [tomorrow] = beat()
+    assert "Before seven" in today.body and "Just after seven" not in today.body
+    assert "Just after seven" in tomorrow.body and "Before seven" not in tomorrow.body
+    clock(25, 7, 5)
+    assert beat() == []
+
+
 def test_a_weekly_reader_turning_to_daily_gets_what_waited_in_the_first_daily(
     clock, publish, beat
 ):
@@ -353,6 +423,15 @@ def test_a_post_whose_announcement_waited_past_the_switch_comes_once(
     clock(24, 7, 5)
     got += beat()
     assert received(got, "turning@example.org", "On Suffolk") == {"On Suffolk": 1}
+
+
+def test_a_reader_who_was_never_on_a_digest_is_promised_no_last_one(clock):
+    always = reader("always@example.org", ("everything", "", "instant"))
+    page = choose_at_the_preference_page(always, frequency="instant")
+    assert "Your topics are saved" in page
+    assert "last digest" not in page
+    clock(23, 7, 5)
+    assert not digests.audience("daily", slot=digests.slot_of(timezone.now())).exists()
 
 
 def test_a_post_matching_a_daily_and_a_weekly_topic_comes_in_one_digest(
