@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
-from django.db.models import Exists, F, IntegerField, OuterRef, Q, Value
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -127,9 +127,10 @@ def rounds_due(*, slot: datetime) -> list[str]:
 
 def audience(frequency: str, *, slot: datetime) -> SubscriberQuerySet:
     """Who the round of this slot is for: confirmed readers following anything at
-    this frequency whose chosen hour (and, weekly, day) has come in their own time
-    zone, with no round of this frequency yet in their period. Only those with
-    posts waiting for them get a digest.
+    this frequency, or owed a last digest (Subscriber.digest_owed_until), whose
+    chosen hour (and, weekly, day) has come in their own time zone, with no round
+    of this frequency yet in their period. Only those with posts waiting for them
+    get a digest.
 
     "Has come" rather than "is now": when the clocks go forward, 01:00 never
     happens in London and its readers are due at 02:00; when they go back, 01:00
@@ -137,7 +138,9 @@ def audience(frequency: str, *, slot: datetime) -> SubscriberQuerySet:
     at_frequency = SubscriberTopic.objects.filter(
         subscriber=OuterRef("pk"), frequency=frequency
     )
-    readers = Subscriber.objects.confirmed().filter(Exists(at_frequency))
+    readers = Subscriber.objects.confirmed().filter(
+        Exists(at_frequency) | Q(digest_owed_until__isnull=False)
+    )
     # Every reader's zone, not only these readers': a zone none of them is in adds
     # a condition that matches no one, and reading the zones of these readers
     # cost a join with their topics for each of a round's statements (~0.5 s
@@ -168,9 +171,15 @@ def audience(frequency: str, *, slot: datetime) -> SubscriberQuerySet:
 
 
 def readers_mark_round(*, mailing: Mailing, subscriber_ids: list[int]) -> None:
-    """Record the round on the readers it was planned for, posts or none."""
+    """Record the round on the readers it was planned for, posts or none, and
+    that it held what they were owed up to its slot (posts_held). A reader who
+    turned to instant after the slot is owed the posts since, in the next one."""
     Subscriber.objects.filter(pk__in=subscriber_ids).update(
-        **{LAST_ROUND[mailing.frequency]: mailing.slot}
+        **{LAST_ROUND[mailing.frequency]: mailing.slot},
+        digest_owed_until=Case(
+            When(digest_owed_until__lte=mailing.slot, then=None),
+            default=F("digest_owed_until"),
+        ),
     )
 
 
@@ -213,12 +222,15 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     confirmed and within the lookback, matching a topic they follow at this
     frequency and none they follow instantly (as Subscriber.following says, for
     readers with a topic), less those sent to them, announced or in an earlier
-    digest (Delivery.carrying, received).
+    digest (Delivery.carrying, received). A reader owed a last digest (who turned
+    to instant) is owed too the posts announced until then matching any topic of
+    theirs: they were announced without them, and an announcement planned after
+    the switch is in the ledger, or leaves out what this digest carried.
 
     One statement for the page, its readers and posts: the pairs their topics
     match, less (EXCEPT) three sets read by the page's subscriber ids, so that its
-    cost follows the page, not the ledger's size. Only the posts' topics are read
-    in Python."""
+    cost follows the page, not the ledger's size. Only the posts' topics, and
+    which of the page's readers are owed a last digest, are read in Python."""
     frequency, now = mailing.frequency, mailing.slot
     since = now - LOOKBACK
     # Locked until the planning step commits: an author unpublishing one of these
@@ -240,6 +252,13 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     reader_sql, reader_params = readers.values(
         sid=F("pk"), confirmed=Greatest("confirmed_at", "created_at")
     ).query.sql_with_params()
+    # Those owed a last digest: a few, read first, so that a page with none is
+    # planned as before (found in the statement, they had PostgreSQL read every
+    # reader's topics, whatever their frequency, to find theirs).
+    owed = list(
+        readers.filter(digest_owed_until__isnull=False).values_list("pk", flat=True)
+    )
+    owed_ids = ", ".join(["%s"] * len(owed))
     # Every post matches "everything" (stored with no value: topics_set), so that
     # a topic matches a key by equality, along the topics' (kind, value) index.
     # The first, empty row gives the columns their types on PostgreSQL.
@@ -255,6 +274,25 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     )
     topics, ledger = SubscriberTopic._meta.db_table, Delivery._meta.db_table
     mailings = Mailing._meta.db_table
+    # An owed reader's posts until they turned to instant, whatever the topic's
+    # frequency now; their instant topics then take nothing away (all of their
+    # topics are instant, topics_set: no later post is held for them).
+    owed_pairs = (
+        f"""
+        UNION ALL
+        SELECT s.id, p.id
+        FROM {Subscriber._meta.db_table} s
+        JOIN {topics} t ON t.subscriber_id = s.id
+        JOIN post_key k ON k.kind = t.kind AND k.value = t.value
+        JOIN {Post._meta.db_table} p ON p.id = k.post_id
+            AND p.announced_at <= s.digest_owed_until
+            AND s.confirmed_at < p.announced_at AND s.created_at < p.announced_at
+        WHERE s.id IN ({owed_ids})
+        """  # noqa: S608 (table names; the ids are parameters)
+        if owed
+        else ""
+    )
+    owed_instant = f"AND t.subscriber_id NOT IN ({owed_ids})" if owed else ""
     sql = f"""
         WITH post_key (post_id, kind, value) AS (
             SELECT CAST(NULL AS bigint), CAST(NULL AS text), CAST(NULL AS text)
@@ -266,10 +304,12 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
         JOIN post_key k ON k.kind = t.kind AND k.value = t.value
         JOIN {Post._meta.db_table} p
             ON p.id = k.post_id AND r.confirmed < p.announced_at
+        {owed_pairs}
         EXCEPT
         SELECT t.subscriber_id, k.post_id
         FROM {topics} t JOIN post_key k ON k.kind = t.kind AND k.value = t.value
         WHERE t.frequency = %s AND t.subscriber_id > %s AND t.subscriber_id <= %s
+            {owed_instant}
         EXCEPT
         SELECT d.subscriber_id, m.post_id
         FROM {mailings} m JOIN {ledger} d ON d.mailing_id = m.id
@@ -287,9 +327,11 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
         *(value for key in keys for value in key),
         *reader_params,
         frequency,
+        *owed,
         Frequency.INSTANT,
         after,
         up_to,
+        *owed,
         Mailing.Kind.POST,
         *ids,
         *received_params,

@@ -140,6 +140,10 @@ class Subscriber(models.Model):
     # Not editable in the admin: a hand-made change could send a period twice.
     last_daily_round_at = models.DateTimeField(null=True, editable=False)
     last_weekly_round_at = models.DateTimeField(null=True, editable=False)
+    # Set when a digest reader turns to instant: the posts announced up to then
+    # were announced without them and are in no round of theirs any more, so the
+    # next round of either frequency holds them (a last digest), then clears it.
+    digest_owed_until = models.DateTimeField(null=True, editable=False)
     # When the reader agreed (on a confirmed subscribe form, or in the preference
     # centre) to per-reader engagement; empty if they never did or withdrew.
     # Nothing per reader is kept unless NEWSLETTER_PER_READER_ENGAGEMENT is on too.

@@ -230,12 +230,22 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
     chosen = form.cleaned_data["topics"]
     frequency = form.cleaned_data["frequency"]
     how_often = SubscriberTopic.Frequency(frequency).label
+    subscriber.refresh_from_db(fields=["digest_owed_until"])
+    # What waited for their digest was announced without them: say where it goes.
+    owed = (
+        " Anything your digest was still to bring comes in one last digest,"
+        " at your usual hour."
+        if subscriber.digest_owed_until
+        else ""
+    )
     return _done(
         request,
         subscriber,
         "Your topics are saved",
         f"You follow {'the topics you chose' if chosen else 'every post'}. "
-        f"How often: {how_often.lower()}." + _digest_time_said(subscriber, frequency),
+        f"How often: {how_often.lower()}."
+        + _digest_time_said(subscriber, frequency)
+        + owed,
     )
 
 

@@ -93,7 +93,11 @@ def topics_set(
     frequency: str = SubscriberTopic.Frequency.INSTANT,
 ) -> None:
     """Replace what the subscriber follows: "kind:value" keys, all at one frequency.
-    No topics means everything."""
+    No topics means everything.
+
+    A digest reader turning to instant is owed the posts their digest was waiting
+    to hold: those were announced without them. The next round holds them
+    (digests.posts_held); turning to a digest again, that digest's round does."""
     keys = {tuple(topic.split(":", 1)) for topic in topics} or {
         (SubscriberTopic.Kind.EVERYTHING, "")
     }
@@ -104,6 +108,15 @@ def topics_set(
         Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list(
             "pk", flat=True
         ).first()
+        instant = frequency == SubscriberTopic.Frequency.INSTANT
+        digest_reader = subscriber.topics.exclude(
+            frequency=SubscriberTopic.Frequency.INSTANT
+        ).exists()
+        # Instant already, what they were owed stays owed.
+        if not instant or digest_reader:
+            Subscriber.objects.filter(pk=subscriber.pk).update(
+                digest_owed_until=timezone.now() if instant else None
+            )
         subscriber.topics.all().delete()
         SubscriberTopic.objects.bulk_create(
             SubscriberTopic(
@@ -553,6 +566,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "time_zone": subscriber.time_zone,
             "last_daily_round_at": subscriber.last_daily_round_at,
             "last_weekly_round_at": subscriber.last_weekly_round_at,
+            "digest_owed_until": subscriber.digest_owed_until,
             # Their answer now: a withdrawal is recorded only here.
             "engagement_agreed_at": subscriber.engagement_agreed_at,
         },

@@ -44,7 +44,7 @@ from newsletter.models import (
 )
 from newsletter.subscriptions import subscriber_unsubscribe
 from newsletter.tasks import send_batch
-from newsletter.tokens import Purpose, read_token
+from newsletter.tokens import Purpose, make_token, read_token
 from posts.models import Post
 from posts.services import post_publish, post_save_from_desk
 
@@ -255,6 +255,183 @@ def test_a_post_a_digest_carried_is_not_announced_to_that_reader_again(
         while delivery.mailing_plan_page(mailing_id=announcement.pk):
             pass
     assert [m.to for m in mail.outbox] == [["instant@example.org"]]
+
+
+def choose_at_the_preference_page(subscriber: Subscriber, **choices) -> str:
+    """What the reader does: ticks their choices in the preference centre, saves;
+    the page that answers."""
+    token = make_token(subscriber, Purpose.PREFERENCES)
+    response = Client().post(f"/preferences/{token}/topics/", choices)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def received(messages: list, address: str, *titles: str) -> dict[str, int]:
+    """How many of the emails to `address` carried each post, by title."""
+    theirs = [m for m in messages if m.to == [address]]
+    return {t: sum(t in f"{m.subject}\n{m.body}" for m in theirs) for t in titles}
+
+
+def test_a_daily_reader_turning_to_instant_gets_what_their_digest_held_once(
+    clock, publish, beat
+):
+    """The post waiting for Tuesday's digest was announced while they were a
+    digest reader, so not to them: it comes in one last digest at their hour."""
+    turning = reader("turning@example.org", ("everything", "", "daily"))
+    got = []
+    clock(23, 6, 30)
+    publish("Sent in Monday's digest")
+    clock(23, 7, 5)
+    got += beat()
+    clock(23, 12)
+    publish("Waiting for Tuesday's digest")
+    clock(23, 13)
+    choose_at_the_preference_page(turning, frequency="instant")
+    clock(23, 14)
+    mail.outbox.clear()
+    publish("Published after the switch")
+    got += mail.outbox
+    for day in (24, 25, 26):
+        clock(day, 7, 5)
+        got += beat()
+    titles = ["Sent in Monday", "Waiting for Tuesday", "Published after the switch"]
+    assert received(got, "turning@example.org", *titles) == dict.fromkeys(titles, 1)
+    assert Delivery.objects.filter(subscriber=turning).count() == 3
+
+
+def test_a_weekly_reader_turning_to_instant_gets_what_waited_at_their_next_hour(
+    clock, publish, beat
+):
+    """Not on their weekday, days later: they asked for posts as published."""
+    turning = reader("turning@example.org", ("everything", "", "weekly"))
+    clock(24, 9)
+    publish("Waiting for Monday's digest")
+    clock(25, 6)
+    page = choose_at_the_preference_page(turning, frequency="instant")
+    assert "comes in one last digest, at your usual hour" in page
+    got = []
+    for day in (25, 26, 30):
+        clock(day, 7, 5)
+        got += beat()
+    assert received(got, "turning@example.org", "Waiting for Monday") == {
+        "Waiting for Monday": 1
+    }
+    [last] = got
+    assert last.subject.startswith("Your daily digest: 1 new post ")
+
+
+def test_a_reader_turning_to_instant_after_the_rounds_slot_is_owed_the_rest_next(
+    clock, publish, beat
+):
+    """The 07:00 round holds what was announced by 07:00; what came after, before
+    they turned, waits for the next one."""
+    turning = reader("turning@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Before seven")
+    clock(23, 7, 1)
+    publish("Just after seven")
+    clock(23, 7, 2)
+    choose_at_the_preference_page(turning, frequency="instant")
+    clock(23, 7, 5)
+    [today] = beat()
+    clock(24, 7, 5)
+    [tomorrow] = beat()
+    assert "Before seven" in today.body and "Just after seven" not in today.body
+    assert "Just after seven" in tomorrow.body and "Before seven" not in tomorrow.body
+    clock(25, 7, 5)
+    assert beat() == []
+
+
+def test_a_weekly_reader_turning_to_daily_gets_what_waited_in_the_first_daily(
+    clock, publish, beat
+):
+    turning = reader("turning@example.org", ("everything", "", "weekly"))
+    clock(24, 9)
+    publish("Waiting for Monday's digest")
+    clock(25, 6)
+    choose_at_the_preference_page(turning, frequency="daily")
+    clock(25, 7, 5)
+    [digest] = beat()
+    assert digest.subject.startswith("Your daily digest: 1 new post ")
+    assert "Waiting for Monday" in digest.body
+    clock(30, 7, 5)
+    assert beat() == []  # neither a daily nor the weekly one again
+
+
+def test_a_reader_who_unfollows_and_refollows_before_the_round_gets_it_once(
+    clock, publish, beat
+):
+    turning = reader("turning@example.org", ("area", "suffolk", "daily"))
+    clock(23, 6, 30)
+    publish("On Suffolk", area=AreaFactory(slug="suffolk"))
+    publish("On Kent", area=AreaFactory(slug="kent"))
+    clock(23, 6, 40)
+    choose_at_the_preference_page(turning, topics=["area:kent"], frequency="daily")
+    clock(23, 6, 50)
+    choose_at_the_preference_page(turning, topics=["area:suffolk"], frequency="daily")
+    clock(23, 7, 5)
+    [digest] = beat()
+    assert "On Suffolk" in digest.body and "On Kent" not in digest.body
+    clock(24, 7, 5)
+    assert beat() == []
+
+
+def test_turning_to_instant_and_back_before_the_round_brings_one_digest(
+    clock, publish, beat
+):
+    turning = reader("turning@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Waiting for the digest")
+    choose_at_the_preference_page(turning, frequency="instant")
+    choose_at_the_preference_page(turning, frequency="daily")
+    got = []
+    for day in (23, 24):
+        clock(day, 7, 5)
+        got += beat()
+    assert received(got, "turning@example.org", "Waiting") == {"Waiting": 1}
+
+
+@pytest.mark.parametrize("first", ["announcement", "digest"])
+def test_a_post_whose_announcement_waited_past_the_switch_comes_once(
+    clock, beat, django_capture_on_commit_callbacks, first
+):
+    """Published while they were a digest reader, its announcement planned after
+    they turned to instant (a backlog): the announcement or their last digest
+    carries it, whichever is planned first, never both."""
+    turning = reader("turning@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    post_publish(post=PostFactory(title="On Suffolk"))  # its doorbell not answered
+    clock(23, 6, 40)
+    choose_at_the_preference_page(turning, frequency="instant")
+    announcement = Mailing.objects.get(kind=Mailing.Kind.POST)
+    got = []
+
+    def plan_the_announcement():
+        mail.outbox.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            while delivery.mailing_plan_page(mailing_id=announcement.pk):
+                pass
+        got.extend(mail.outbox)
+
+    clock(23, 7, 5)
+    if first == "announcement":
+        plan_the_announcement()
+        got += beat()
+    else:
+        got += beat()
+        plan_the_announcement()
+    clock(24, 7, 5)
+    got += beat()
+    assert received(got, "turning@example.org", "On Suffolk") == {"On Suffolk": 1}
+
+
+def test_a_reader_who_was_never_on_a_digest_is_promised_no_last_one(clock):
+    always = reader("always@example.org", ("everything", "", "instant"))
+    page = choose_at_the_preference_page(always, frequency="instant")
+    assert "Your topics are saved" in page
+    assert "last digest" not in page
+    clock(23, 7, 5)
+    assert not digests.audience("daily", slot=digests.slot_of(timezone.now())).exists()
 
 
 def test_a_post_matching_a_daily_and_a_weekly_topic_comes_in_one_digest(
