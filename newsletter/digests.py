@@ -135,12 +135,20 @@ def audience(frequency: str, *, slot: datetime) -> SubscriberQuerySet:
     "Has come" rather than "is now": when the clocks go forward, 01:00 never
     happens in London and its readers are due at 02:00; when they go back, 01:00
     happens twice and the reader's last round keeps the second one empty."""
-    at_frequency = SubscriberTopic.objects.filter(
-        subscriber=OuterRef("pk"), frequency=frequency
+    return _due(frequency, slot=slot).filter(
+        _following_at(frequency) | Q(digest_owed_until__isnull=False)
     )
-    readers = Subscriber.objects.confirmed().filter(
-        Exists(at_frequency) | Q(digest_owed_until__isnull=False)
+
+
+def _following_at(frequency: str) -> Exists:
+    return Exists(
+        SubscriberTopic.objects.filter(subscriber=OuterRef("pk"), frequency=frequency)
     )
+
+
+def _due(frequency: str, *, slot: datetime) -> SubscriberQuerySet:
+    """Confirmed readers whose hour for this frequency's round has come, with no
+    round of it yet in their period (audience), whatever they follow."""
     # Every reader's zone, not only these readers': a zone none of them is in adds
     # a condition that matches no one, and reading the zones of these readers
     # cost a join with their topics for each of a round's statements (~0.5 s
@@ -162,12 +170,16 @@ def audience(frequency: str, *, slot: datetime) -> SubscriberQuerySet:
         if frequency == Frequency.WEEKLY:
             in_zone &= Q(weekday=local.weekday())
         due |= in_zone
-    return readers.alias(
-        hour=Coalesce("digest_hour", Value(site.hour), output_field=IntegerField()),
-        weekday=Coalesce(
-            "digest_weekday", Value(site.weekday), output_field=IntegerField()
-        ),
-    ).filter(due)
+    return (
+        Subscriber.objects.confirmed()
+        .alias(
+            hour=Coalesce("digest_hour", Value(site.hour), output_field=IntegerField()),
+            weekday=Coalesce(
+                "digest_weekday", Value(site.weekday), output_field=IntegerField()
+            ),
+        )
+        .filter(due)
+    )
 
 
 def readers_mark_round(*, mailing: Mailing, subscriber_ids: list[int]) -> None:
@@ -246,17 +258,22 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     )
     if not posts:
         return None
-    readers = audience(frequency, slot=now).filter(pk__gt=after, pk__lte=up_to)
+    due = _due(frequency, slot=now).filter(pk__gt=after, pk__lte=up_to)
+    # The page's audience in two parts. Those following at this frequency, whose
+    # pairs their topics give: without the audience's "or owed", PostgreSQL finds
+    # them by a semi-join (with it, a subplan a reader: the round's planning took
+    # 7 % longer at 100,000 readers, owed or not).
+    readers = due.filter(_following_at(frequency))
     # Posts from when they joined this list: an imported reader's confirmed_at is
     # when they consented elsewhere, maybe weeks before the import made them ours.
     reader_sql, reader_params = readers.values(
         sid=F("pk"), confirmed=Greatest("confirmed_at", "created_at")
     ).query.sql_with_params()
-    # Those owed a last digest: a few, read first, so that a page with none is
-    # planned as before (found in the statement, they had PostgreSQL read every
+    # And those owed a last digest: a few, read first, so that a page with none
+    # is planned as before (found in the statement, they had PostgreSQL read every
     # reader's topics, whatever their frequency, to find theirs).
     owed = list(
-        readers.filter(digest_owed_until__isnull=False).values_list("pk", flat=True)
+        due.filter(digest_owed_until__isnull=False).values_list("pk", flat=True)
     )
     owed_ids = ", ".join(["%s"] * len(owed))
     # Every post matches "everything" (stored with no value: topics_set), so that
