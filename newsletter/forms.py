@@ -96,7 +96,9 @@ def topic_groups(following: Iterable[str] = ()) -> list[TopicGroup]:
     ]
     categories = [
         TopicOption(f"{kinds.CATEGORY}:{slug}", name)
-        for slug, name in Category.objects.values_list("slug", "name")
+        for slug, name in _offered(Category, kinds.CATEGORY, following).values_list(
+            "slug", "name"
+        )
     ]
     ratings = [
         TopicOption(f"{kinds.RATING}:{code}", label)

@@ -232,17 +232,20 @@ def test_topics_and_frequency_chosen_at_subscription_are_kept_once_confirmed(
 def test_the_topics_offered_leave_out_what_only_posts_not_yet_live_are_about(
     client, suffolk_post
 ):
-    # The draft's area, region and organisations would tell a reader which
-    # inspection's report is next; one no post is about yet may be followed.
+    # The draft's area, region, organisations and category would tell a reader
+    # which inspection's report is next; one no post is about yet may be followed.
+    CategoryFactory(name="Youth justice", slug="youth-justice")
     page = client.get("/subscribe/").content.decode()
     for key in [
         "region:east-of-england",
         "area:suffolk",
         "organisation:norfolk-and-suffolk-crc",
         "organisation:sodexo-justice-services",
+        "category:local-inspections",
     ]:
         assert f'value="{key}"' not in page, key
     assert 'value="region:wales"' in page
+    assert 'value="category:youth-justice"' in page
 
 
 def test_a_followed_organisation_a_draft_is_then_about_stays_followed_in_place(
