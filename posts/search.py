@@ -51,6 +51,10 @@ _START, _STOP = "\ue000", "\ue001"
 # though SQLite's index keeps it as one. Only outside quotes: inside, the words are
 # matched as the post has them.
 _POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
+# A word, or a number with a decimal point kept whole ("2.0", "1.5m"): PostgreSQL's
+# parser stores "2.0" as one token, which "2" and "0" never match (and they match
+# a post that has both anywhere). SQLite's index holds "2" "0", found as a phrase.
+_WORD = re.compile(r"\w*\d(?:\.\d\w*)+|\w+")
 
 
 def _words(field: str) -> Replace:
@@ -90,7 +94,7 @@ class SearchQueryText:
         phrases: list[list[str]] = []
         budget = MAX_TERMS
         for phrase, loose in re.findall(r'"([^"]*)"?|([^"]+)', query):
-            found = re.findall(r"\w+", phrase or _POSSESSIVE.sub("", loose))
+            found = _WORD.findall(phrase or _POSSESSIVE.sub("", loose))
             found = found[:budget]
             budget -= len(found)
             if phrase and len(found) > 1:

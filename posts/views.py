@@ -25,6 +25,10 @@ from .models import (
 POSTS_PER_PAGE = 10
 INSPECTIONS_PER_PAGE = 20
 SEARCH_RESULTS_PER_PAGE = 10
+# What a listing's <meta name="description"> starts with: each says what it lists,
+# so that search engines do not show one snippet under every listing (base.html
+# cuts it to the 160 characters they show).
+ON_INSPECTIONS = "Posts on inspections of probation services"
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -107,6 +111,7 @@ def _listing(
     posts,
     *,
     heading: str,
+    description: str,
     intro: str = "",
     feed_url: str = "",
 ) -> HttpResponse:
@@ -119,6 +124,7 @@ def _listing(
         {
             "page": page,
             "heading": heading,
+            "description": description,
             "intro": intro,
             "feed_url": feed_url,
             "canonical_url": listing_canonical_url(request, page),
@@ -137,6 +143,7 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         Post.objects.published().filter(categories=category),
         heading=category.name,
+        description=f"{ON_INSPECTIONS} filed under {category.name}.",
         feed_url=reverse("posts:category_feed", kwargs={"slug": category.slug}),
     )
 
@@ -147,6 +154,7 @@ def tag(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         Post.objects.published().filter(tags=tag),
         heading=f"Posts tagged “{tag.name}”",
+        description=f"{ON_INSPECTIONS} tagged “{tag.name}”.",
     )
 
 
@@ -158,6 +166,7 @@ def area(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         Post.objects.published().in_area(area),
         heading=f"Inspections in {area.name}",
+        description=f"{ON_INSPECTIONS} in {area.name}, {area.region.name}.",
         intro=f"{area.name} is in the {area.region.name} region.",
     )
 
@@ -171,6 +180,7 @@ def region(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         Post.objects.published().in_region(region),
         heading=f"Inspections in the {region.name} region",
+        description=f"{ON_INSPECTIONS} in the {region.name} region.",
         intro=f"Areas in this region: {area_names}." if area_names else "",
     )
 
@@ -186,6 +196,11 @@ def organisation(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         Post.objects.published().about_organisation(organisation),
         heading=organisation.name,
+        description=(
+            f"Posts on inspections of {organisation.name} and of {owned}."
+            if owned
+            else f"Posts on inspections of {organisation.name}."
+        ),
         intro=(
             f"{organisation.get_kind_display()}. Includes inspections of {owned}."
             if owned
@@ -205,6 +220,10 @@ def archive(request: HttpRequest, year: str, month: str) -> HttpResponse:
             published_at__year=first.year, published_at__month=first.month
         ),
         heading=f"Posts from {calendar.month_name[first.month]} {first.year}",
+        description=(
+            f"{ON_INSPECTIONS} published in "
+            f"{calendar.month_name[first.month]} {first.year}."
+        ),
     )
 
 
@@ -305,6 +324,12 @@ def search_page(request: HttpRequest) -> HttpResponse:
         "posts/search.html",
         {
             "query": query,
+            "description": (
+                f"{ON_INSPECTIONS} found for “{query}”, best first."
+                if query
+                else "Search the posts on inspections of probation services by "
+                "place, organisation, finding or word."
+            ),
             "asked": "q" in request.GET,
             "has_words": bool(terms),
             "max_results": search.MAX_RESULTS,

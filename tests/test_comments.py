@@ -722,6 +722,45 @@ def test_there_is_no_reply_page_for_a_pending_comment(client, post):
     assert response.status_code == 404
 
 
+def test_a_reply_sent_after_the_post_was_unpublished_is_given_back_to_copy(
+    client, post
+):
+    """The reader opened the reply page, and the author took the post down while
+    they wrote: what the page's form sends is answered as a comment would be, with
+    their text to copy, and the page names neither the post nor the comment."""
+    top = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Quoted.")
+    page = client.get(f"/posts/{post.slug}/comments/{top.pk}/reply/").text
+    (action,) = re.findall(r'<form method="post" action="([^"#]*)', page)
+    (parent,) = re.findall(r'name="parent" value="(\d+)"', page)
+    written = "I worked in this office <for years> & saw it change."
+    Post.objects.filter(pk=post.pk).update(status=Post.Status.DRAFT)
+
+    response = client.post(action, {**FORM, "parent": parent, "body": written})
+
+    assert response.status_code == 404
+    assert "not open for comments" in response.text
+    assert escape(written) in response.text
+    assert post.title not in response.text
+    assert "Quoted." not in response.text
+    assert Comment.objects.filter(parent=top).count() == 0
+
+
+def test_the_reply_page_of_an_unpublished_post_is_that_of_an_unknown_one(client, post):
+    """Opening a reply link after the post was taken down is the 404 its own page
+    gives, the same as for an address no post had: it names no post, nor what the
+    comment said."""
+    top = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Quoted.")
+    Post.objects.filter(pk=post.pk).update(status=Post.Status.DRAFT)
+
+    unpublished = client.get(f"/posts/{post.slug}/comments/{top.pk}/reply/")
+    unknown = client.get(f"/posts/no-such-post/comments/{top.pk}/reply/")
+
+    assert unpublished.status_code == unknown.status_code == 404
+    assert unpublished.text == unknown.text
+    assert post.title not in unpublished.text
+    assert "Quoted." not in unpublished.text
+
+
 # Closing --------------------------------------------------------------------------
 
 

@@ -1,6 +1,8 @@
 """The publication's pages: a post with its inspection facts, listings, inspections."""
 
+import re
 from datetime import date, timedelta
+from html import unescape
 from io import StringIO
 
 import pytest
@@ -235,6 +237,65 @@ def test_a_listing_page_names_the_page_it_shows_as_canonical(
         post.categories.add(category)
     html = page(client, asked)
     assert f'<link rel="canonical" href="https://onprobation.example{shown}">' in html
+
+
+def meta_description(html: str) -> str:
+    (content,) = re.findall(r'<meta name="description" content="([^"]*)">', html)
+    return content
+
+
+SITE_DESCRIPTION = (
+    "Independent reporting on probation inspections in England and Wales."
+)
+
+
+def test_each_listing_says_what_it_lists_in_its_description(client):
+    # Every listing had the site's one description: search engines showed the same
+    # snippet under the home page, each area, tag, region and search.
+    area = AreaFactory(
+        name="Bath & <North> East Somerset", slug="bnes", region__name="South West"
+    )
+    post = PublishedPostFactory(title="Bath's report")
+    InspectionFactory(area=area, post=post)
+    post.tags.add(TagFactory(name='Women\'s "centres"', slug="womens-centres"))
+
+    home = meta_description(page(client, "/"))
+    in_area = meta_description(page(client, "/area/bnes/"))
+    in_region = meta_description(page(client, area.region.get_absolute_url()))
+    tagged = meta_description(page(client, "/tag/womens-centres/"))
+    found = meta_description(page(client, "/search/?q=2.0"))
+
+    assert SITE_DESCRIPTION not in (home, in_area, in_region, tagged, found)
+    assert len({home, in_area, in_region, tagged, found}) == 5
+    assert in_area == (
+        "Posts on inspections of probation services in "
+        "Bath &amp; &lt;North&gt; East Somerset, South West."
+    )
+    assert unescape(in_region) == (
+        "Posts on inspections of probation services in the South West region."
+    )
+    assert unescape(tagged) == (
+        'Posts on inspections of probation services tagged “Women\'s "centres"”.'
+    )
+    assert "“2.0”" in found
+
+
+def test_a_listing_description_is_cut_to_what_search_engines_show(client):
+    organisation = OrganisationFactory(name="A" * 100, slug="long")
+    for n in range(3):
+        run = OrganisationFactory(name=f"{n} " + "B" * 90)
+        run.owners.add(organisation)
+        InspectionFactory(organisations=[run])
+    description = unescape(meta_description(page(client, "/organisation/long/")))
+    assert description.startswith(f"Posts on inspections of {'A' * 100}")
+    assert len(description) <= 160
+
+
+def test_a_post_keeps_its_own_description(client):
+    post = PublishedPostFactory(excerpt="Caseloads in Derby & Derbyshire.")
+    assert meta_description(page(client, post.get_absolute_url())) == (
+        "Caseloads in Derby &amp; Derbyshire."
+    )
 
 
 def test_inspections_index_filters_by_region_organisation_and_rating(client, demo):

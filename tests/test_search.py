@@ -113,6 +113,28 @@ def test_names_joined_by_a_slash_are_found_by_each_name(client, query):
     assert result_titles(client, query) == ["Kent/Surrey/Sussex CRC (Sodexo/Nacro)"]
 
 
+@pytest.mark.parametrize(
+    ("query", "title"),
+    [
+        ("2.0", "Probation reform 2.0"),
+        ("version 2.0", "Probation reform 2.0"),
+        ('"version 2.0"', "Probation reform 2.0"),
+        ("1.5", "Caseloads grew"),
+        ("£1.5m", "Caseloads grew"),
+    ],
+)
+def test_a_number_with_a_decimal_point_finds_the_posts_that_hold_it(
+    client, query, title
+):
+    # PostgreSQL's parser keeps "2.0" whole, one token, but the query split it into
+    # "2" and "0", words no post holds: "2.0" found nothing. Nor is it "2" and "0"
+    # anywhere in a post.
+    PublishedPostFactory(title="Probation reform 2.0", body="Its version 2.0 began.")
+    PublishedPostFactory(title="Caseloads grew", body="By 1.5 times, £1.5m more.")
+    PublishedPostFactory(title="Teams", body="2 teams had 0 vacancies, 5 had 1.")
+    assert result_titles(client, query) == [title]
+
+
 @pytest.mark.parametrize("query", ["mon", "ynys mon", "cafe", "Ynys Môn", "CAFÉ"])
 def test_a_search_finds_a_word_however_it_is_accented(client, query):
     # On PostgreSQL "mon" did not find "Ynys Môn", nor "cafe" "Café".
