@@ -16,7 +16,10 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # Web server, Celery worker and beat on the embedded defaults (or on the services
-# named by DATABASE_URL / REDIS_URL), until Ctrl-C stops all three.
+# named by DATABASE_URL / REDIS_URL), until Ctrl-C stops all three; so does any of
+# them stopping (runserver on a port in use; polled, as macOS's bash 3 has no
+# `wait -n`). The trap stops them once, and waits for them: `kill 0` signalled the
+# shell itself too, whose trap ran again, thousands of times.
 run: export SITE_URL ?= http://127.0.0.1:$(PORT)
 run: export DJANGO_DEBUG ?= 1
 # The tracking webhook answers only with a secret: a development one is made once
@@ -31,10 +34,10 @@ run: install var/webhook-secret
 	print(reverse('tracking_webhook', kwargs={'esp': tracking_provider()}))" \
 	2>/dev/null) && webhook="http://$$ANYMAIL_WEBHOOK_SECRET@127.0.0.1:$(PORT)$$webhook" \
 	|| webhook="off (the admin's Events page says why)"; \
-	trap 'kill 0' INT TERM EXIT; \
-	$(VENV)/bin/celery -A newsletter worker --loglevel=INFO --concurrency=2 & \
-	$(VENV)/bin/celery -A newsletter beat --loglevel=INFO & \
-	$(PY) manage.py runserver --noreload 127.0.0.1:$(PORT) & \
+	trap 'trap - INT TERM EXIT; kill $$(jobs -p) 2>/dev/null; wait; exit' INT TERM EXIT; \
+	$(VENV)/bin/celery -A newsletter worker --loglevel=INFO --concurrency=2 & worker=$$!; \
+	$(VENV)/bin/celery -A newsletter beat --loglevel=INFO & beat=$$!; \
+	$(PY) manage.py runserver --noreload 127.0.0.1:$(PORT) & site=$$!; \
 	sleep 2; \
 	echo; \
 	echo "  Site:   http://127.0.0.1:$(PORT)/"; \
@@ -43,7 +46,9 @@ run: install var/webhook-secret
 	echo "  Tracking webhook: $$webhook"; \
 	echo "  Ctrl-C stops the web server, the worker and beat."; \
 	echo; \
-	wait
+	while kill -0 $$worker && kill -0 $$beat && kill -0 $$site; do sleep 1; done 2>/dev/null; \
+	echo "make run: one of the three stopped, so the others stop too." >&2; \
+	exit 1
 
 var/webhook-secret:
 	mkdir -p var

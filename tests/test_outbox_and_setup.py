@@ -1,5 +1,8 @@
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from email import policy
@@ -223,3 +226,42 @@ def test_manage_py_runs_in_debug_for_a_developer():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+@pytest.mark.django_db(False)
+def test_make_run_stops_the_worker_and_beat_with_a_site_that_cannot_start(tmp_path):
+    """`make run` is the site, a worker and beat, ended together: with its port
+    taken, runserver's error ends it, and no worker or beat is left running (they
+    ran on without a site), each stopped once (its trap signalled the shell
+    itself, and ran again thousands of times)."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "VAR_DIR": str(tmp_path),  # a database, broker and outbox of its own
+        "ANYMAIL_WEBHOOK_SECRET": "test:secret",
+    }
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        run = subprocess.Popen(  # noqa: S603 (our own command)
+            ["make", "run", f"PORT={port}"],  # noqa: S607
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, the worker's too
+        )
+        try:
+            output, _ = run.communicate(timeout=120)
+            left = True
+            try:
+                os.killpg(run.pid, 0)
+            except ProcessLookupError:
+                left = False
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+    assert "That port is already in use" in output
+    assert run.returncode != 0
+    assert not left, "a worker or beat outlived make run"
+    assert output.count("Warm shutdown") <= 1
