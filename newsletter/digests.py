@@ -236,8 +236,9 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     readers with a topic), less those sent to them, announced or in an earlier
     digest (Delivery.carrying, received). A reader owed a last digest (who turned
     to instant) is owed too the posts announced until then matching any topic of
-    theirs: they were announced without them, and an announcement planned after
-    the switch is in the ledger, or leaves out what this digest carried.
+    theirs (every post, for one with no topic row left: they follow everything
+    as published): they were announced without them, and an announcement planned
+    after the switch is in the ledger, or leaves out what this digest carried.
 
     One statement for the page, its readers and posts: the pairs their topics
     match, less (EXCEPT) three sets read by the page's subscriber ids, so that its
@@ -292,8 +293,15 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     topics, ledger = SubscriberTopic._meta.db_table, Delivery._meta.db_table
     mailings = Mailing._meta.db_table
     # An owed reader's posts until they turned to instant, whatever the topic's
-    # frequency now; their instant topics then take nothing away (all of their
-    # topics are instant, topics_set: no later post is held for them).
+    # frequency now, or every post for one with no topic left. Their instant
+    # topics then take nothing away: a later post matching one came as published
+    # and the ledger takes it away (or this digest carries it, and its
+    # announcement, planned after, leaves them out).
+    owed_post = f"""
+        JOIN {Post._meta.db_table} p ON p.id = k.post_id
+            AND p.announced_at <= s.digest_owed_until
+            AND s.confirmed_at < p.announced_at AND s.created_at < p.announced_at
+    """
     owed_pairs = (
         f"""
         UNION ALL
@@ -301,10 +309,15 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
         FROM {Subscriber._meta.db_table} s
         JOIN {topics} t ON t.subscriber_id = s.id
         JOIN post_key k ON k.kind = t.kind AND k.value = t.value
-        JOIN {Post._meta.db_table} p ON p.id = k.post_id
-            AND p.announced_at <= s.digest_owed_until
-            AND s.confirmed_at < p.announced_at AND s.created_at < p.announced_at
+        {owed_post}
         WHERE s.id IN ({owed_ids})
+        UNION ALL
+        SELECT s.id, p.id
+        FROM {Subscriber._meta.db_table} s
+        JOIN post_key k ON k.kind = %s
+        {owed_post}
+        WHERE s.id IN ({owed_ids})
+            AND NOT EXISTS (SELECT 1 FROM {topics} t WHERE t.subscriber_id = s.id)
         """  # noqa: S608 (table names; the ids are parameters)
         if owed
         else ""
@@ -344,7 +357,7 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
         *(value for key in keys for value in key),
         *reader_params,
         frequency,
-        *owed,
+        *([*owed, SubscriberTopic.Kind.EVERYTHING, *owed] if owed else []),
         Frequency.INSTANT,
         after,
         up_to,
