@@ -42,7 +42,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberTopic,
 )
-from newsletter.subscriptions import subscriber_unsubscribe
+from newsletter.subscriptions import subscriber_unsubscribe, topics_set
 from newsletter.tasks import send_batch
 from newsletter.tokens import Purpose, make_token, read_token
 from posts.models import Post
@@ -317,8 +317,34 @@ def test_a_weekly_reader_turning_to_instant_gets_what_waited_at_their_next_hour(
     assert received(got, "turning@example.org", "Waiting for Monday") == {
         "Waiting for Monday": 1
     }
+    # Come in the daily round, and yet no daily digest of theirs: their last one.
     [last] = got
-    assert last.subject.startswith("Your daily digest: 1 new post ")
+    assert last.subject == "Since your last digest: 1 new post on probation inspections"
+    html = last.alternatives[0].content
+    assert "<title>Since your last digest</title>" in html
+    assert ">New post since your last digest</h1>" in html
+    assert "New post since your last digest, on the topics you follow:" in last.body
+
+
+def test_in_one_postmark_call_the_last_digest_and_a_daily_one_each_say_what_they_are(
+    clock, publish, beat, fake_esp
+):
+    reader("daily@example.org", ("everything", "", "daily"))
+    turning = reader("turning@example.org", ("everything", "", "weekly"))
+    clock(24, 9)
+    publish("Waiting for Monday's digest")
+    clock(25, 6)
+    choose_at_the_preference_page(turning, frequency="instant")
+    clock(25, 7, 5)
+    beat()
+    [call] = fake_esp.messages
+    subjects = {m["To"]: m["Subject"] for m in call["payload"]}
+    assert subjects == {
+        "daily@example.org": "Your daily digest: 1 new post on probation inspections",
+        "turning@example.org": (
+            "Since your last digest: 1 new post on probation inspections"
+        ),
+    }
 
 
 def test_a_reader_turning_to_instant_after_the_rounds_slot_is_owed_the_rest_next(
@@ -747,12 +773,16 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     la = reader("la@example.org", ("everything", "", "daily"))
     la.time_zone = "America/Los_Angeles"
     la.save()
+    # A weekly reader who turns to instant at 06:40: their last digest.
+    last = reader("last@example.org", ("everything", "", "weekly"))
     clock(23, 6, 10)
     publish("Kent: <first> & foremost", area=AreaFactory(slug="kent"))
     clock(23, 6, 20)
     publish("On Suffolk", area=suffolk)
     clock(23, 6, 30)
     publish("Wales: a good report")
+    clock(23, 6, 40)
+    topics_set(subscriber=last, frequency="instant")
     clock(23, 7, 5)
     mailing = delivery.mailing_create_for_digest(
         frequency="daily", slot=digests.slot_of(timezone.now())
@@ -760,7 +790,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
     batch = mailing.batches.get()
-    recipients, _skipped = batch_recipients(batch.pk, with_posts=True)
+    recipients, _skipped = batch_recipients(batch.pk, digest_of=mailing.frequency)
     assembled = digests.DigestEmail(mailing, recipients)
     tracker = LinkTracker(mailing.pk)
     token = re.compile(r"/(unsubscribe|preferences)/[^/]+/")
@@ -780,6 +810,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
                 "subscriber": subscriber,
                 "mailing": mailing,
                 "day": digests.day_of(mailing.slot, subscriber.time_zone),
+                "last_digest": subscriber == last,
                 "posts": [
                     {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
                     for post in posts
@@ -806,7 +837,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
             == plain_of[recipient.email]
         )
     letters = assembled.for_many(recipients, merge_field="{{NAME}}")
-    assert sorted(len(readers) for _, readers in letters) == [1, 1, 1]
+    assert sorted(len(readers) for _, readers in letters) == [1, 1, 1, 1]
     EmailBackend(per_reader=False).send_messages([m for m, _ in letters])
     (request,) = fake_esp.get_messages()
     sent = json.loads(request["request_body"])
@@ -825,6 +856,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     assert "Kent: &lt;first&gt; &amp; foremost" not in named  # not Ann's
     assert "Hello, here are" in everything
     assert "Kent: &lt;first&gt; &amp; foremost" in everything
+    assert ">New posts since your last digest</h1>" in html_to["last@example.org"]
 
 
 def test_a_post_edited_during_the_round_goes_as_edited_in_its_later_batches(
