@@ -31,7 +31,13 @@ from django.utils import timezone  # noqa: E402
 from newsletter.delivery.ledger import batch_recipients  # noqa: E402
 from newsletter.digests import DigestEmail, slot_of  # noqa: E402
 from newsletter.emails import PostEmail, html_size  # noqa: E402
-from newsletter.models import Batch, Delivery, Mailing, Subscriber  # noqa: E402
+from newsletter.models import (  # noqa: E402
+    Batch,
+    Delivery,
+    Mailing,
+    Subscriber,
+    SubscriberTopic,
+)
 from posts.demo_content import POSTS  # noqa: E402
 from posts.markdown import render_markdown  # noqa: E402
 from posts.models import Post  # noqa: E402
@@ -100,9 +106,13 @@ def digests() -> None:
             status=Subscriber.Status.ACTIVE,
             confirmed_at=now - timedelta(days=1),
         )
+        # Following the round's frequency: a daily digest, not a last one.
+        SubscriberTopic.objects.create(
+            subscriber=reader, kind="everything", frequency="daily"
+        )
         row = Delivery.objects.create(mailing=mailing, batch=batch, subscriber=reader)
         row.posts.set(rng.sample(posts, rng.randint(2, 5)))
-    recipients, _skipped = batch_recipients(batch.pk, with_posts=True)
+    recipients, _skipped = batch_recipients(batch.pk, digest_of=mailing.frequency)
     wall, cpu = time.perf_counter(), time.process_time()
     # The first pass makes the Link rows and renders the parts, which the second
     # reuses as a worker's next batch of the round does; both are timed.

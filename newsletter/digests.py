@@ -236,8 +236,9 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     readers with a topic), less those sent to them, announced or in an earlier
     digest (Delivery.carrying, received). A reader owed a last digest (who turned
     to instant) is owed too the posts announced until then matching any topic of
-    theirs: they were announced without them, and an announcement planned after
-    the switch is in the ledger, or leaves out what this digest carried.
+    theirs (every post, for one with no topic row left: they follow everything
+    as published): they were announced without them, and an announcement planned
+    after the switch is in the ledger, or leaves out what this digest carried.
 
     One statement for the page, its readers and posts: the pairs their topics
     match, less (EXCEPT) three sets read by the page's subscriber ids, so that its
@@ -292,8 +293,15 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
     topics, ledger = SubscriberTopic._meta.db_table, Delivery._meta.db_table
     mailings = Mailing._meta.db_table
     # An owed reader's posts until they turned to instant, whatever the topic's
-    # frequency now; their instant topics then take nothing away (all of their
-    # topics are instant, topics_set: no later post is held for them).
+    # frequency now, or every post for one with no topic left. Their instant
+    # topics then take nothing away: a later post matching one came as published
+    # and the ledger takes it away (or this digest carries it, and its
+    # announcement, planned after, leaves them out).
+    owed_post = f"""
+        JOIN {Post._meta.db_table} p ON p.id = k.post_id
+            AND p.announced_at <= s.digest_owed_until
+            AND s.confirmed_at < p.announced_at AND s.created_at < p.announced_at
+    """
     owed_pairs = (
         f"""
         UNION ALL
@@ -301,10 +309,15 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
         FROM {Subscriber._meta.db_table} s
         JOIN {topics} t ON t.subscriber_id = s.id
         JOIN post_key k ON k.kind = t.kind AND k.value = t.value
-        JOIN {Post._meta.db_table} p ON p.id = k.post_id
-            AND p.announced_at <= s.digest_owed_until
-            AND s.confirmed_at < p.announced_at AND s.created_at < p.announced_at
+        {owed_post}
         WHERE s.id IN ({owed_ids})
+        UNION ALL
+        SELECT s.id, p.id
+        FROM {Subscriber._meta.db_table} s
+        JOIN post_key k ON k.kind = %s
+        {owed_post}
+        WHERE s.id IN ({owed_ids})
+            AND NOT EXISTS (SELECT 1 FROM {topics} t WHERE t.subscriber_id = s.id)
         """  # noqa: S608 (table names; the ids are parameters)
         if owed
         else ""
@@ -344,7 +357,7 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
         *(value for key in keys for value in key),
         *reader_params,
         frequency,
-        *owed,
+        *([*owed, SubscriberTopic.Kind.EVERYTHING, *owed] if owed else []),
         Frequency.INSTANT,
         after,
         up_to,
@@ -364,12 +377,13 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
 
 # A batch's digests are assembled, not each rendered: the templates are rendered
 # (and css-inlined, and their links tracked) once per number of posts a reader
-# holds and day (theirs), with placeholders for the reader's own parts, and once
-# with all the batch's posts, whose blocks are then cut out at the `*_cut` markers
-# and joined per reader; a worker keeps them for the round's next batch of the
-# same posts (`_parts`). A block inlines the same whatever precedes it, as the
-# layout's CSS has no sibling or position selectors; tests/test_digests.py checks
-# that an assembled digest equals a plain render.
+# holds, day (theirs) and title (a last digest's or not), with placeholders for
+# the reader's own parts, and once with all the batch's posts, whose blocks are
+# then cut out at the `*_cut` markers and joined per reader; a worker keeps them
+# for the round's next batch of the same posts (`_parts`). A block inlines the
+# same whatever precedes it, as the layout's CSS has no sibling or position
+# selectors; tests/test_digests.py checks that an assembled digest equals a plain
+# render.
 _HTML_CUT = "<!--%%post%%-->"  # a comment: css-inline keeps it as it is
 # A character no post field holds: Django's form fields refuse it, as PostgreSQL
 # does (and should one slip in, the cut pieces miscount and zip(strict) stops).
@@ -420,8 +434,8 @@ class _Cut(NamedTuple):
 
 
 class _Frame(NamedTuple):
-    """A digest for readers of one number of posts on one day (their own),
-    cut at its placeholders."""
+    """A digest for readers of one number of posts on one day (their own), of
+    their last digest or not, cut at its placeholders."""
 
     subject: str
     text: _Cut
@@ -447,25 +461,27 @@ class _Parts:
             {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
             for post in posts
         ]
-        self._frames: dict[tuple[int, date], _Frame] = {}
+        self._frames: dict[tuple[int, date, bool], _Frame] = {}
         self.blocks = self._render(len(posts), mailing.period)
 
-    def frame(self, count: int, day: date) -> _Frame:
-        """The frame for readers of `count` posts whose day is `day`."""
-        if (count, day) not in self._frames:
-            self._render(count, day)
-        return self._frames[count, day]
+    def frame(self, count: int, day: date, last: bool = False) -> _Frame:
+        """The frame for readers of `count` posts whose day is `day`, of their
+        last digest or not (Recipient.last_digest)."""
+        if (count, day, last) not in self._frames:
+            self._render(count, day, last)
+        return self._frames[count, day, last]
 
-    def _render(self, count: int, day: date) -> list[_Block]:
+    def _render(self, count: int, day: date, last: bool = False) -> list[_Block]:
         """Render the digest of the batch's first `count` posts for any reader
-        whose day is `day`: keep its frame for those readers, and return its
-        posts' blocks (the same whatever the day)."""
+        whose day is `day`, last digest or not: keep its frame for those
+        readers, and return its posts' blocks (the same whatever the frame)."""
         email = render_email(
             "digest",
             {
                 "subscriber": {"name": _READER_NAME.strip()},
                 "mailing": self.mailing,
                 "day": day,
+                "last_digest": last,
                 "posts": self._items[:count],
                 "unsubscribe_url": UNSUBSCRIBE_URL,
                 "preferences_url": PREFERENCES_URL,
@@ -475,7 +491,7 @@ class _Parts:
         )
         text = email.text.split(_TEXT_CUT)
         html = self._tracker.tracked(email.html).split(_HTML_CUT)
-        self._frames[count, day] = _Frame(
+        self._frames[count, day, last] = _Frame(
             subject=email.subject,
             text=_Cut.of(_PLACEHOLDER.split(text[0] + _POSTS + text[-1])),
             html=_Cut.of(_PLACEHOLDER.split(html[0] + _POSTS + html[-1])),
@@ -529,7 +545,7 @@ class DigestEmail:
         self, recipients: list, *, merge_field: str, connection=None
     ) -> list[tuple[EmailMessage, list]]:
         """The recipients' digests as one message for each number of posts
-        they hold and day they are dated (a frame), to its readers, each
+        they hold, day they are dated and title (a frame), to its readers, each
         reader's name, posts and own links as merge data that the provider (or
         our backend for it) fills in:
         `merge_field` is its syntax, NAME standing for the field. A reader who
@@ -537,7 +553,7 @@ class DigestEmail:
         (for_reader), their part on every counted link, their posts' too."""
         alone = settings.NEWSLETTER_PER_READER_ENGAGEMENT
         letters = []
-        by_frame: dict[tuple[int, date], list] = {}
+        by_frame: dict[tuple[int, date, bool], list] = {}
         for recipient in recipients:
             if alone and recipient.agreed:
                 letters.append(
@@ -563,17 +579,19 @@ class DigestEmail:
             letters.append((message, readers))
         return letters
 
-    def _frame_of(self, recipient) -> tuple[int, date]:
-        """The recipient's frame: how many posts their digest holds, its day."""
+    def _frame_of(self, recipient) -> tuple[int, date, bool]:
+        """The recipient's frame: how many posts their digest holds, its day,
+        whether it is their last."""
         zone = recipient.time_zone
         if zone not in self._days:  # a few zones for a batch's 500 readers
             self._days[zone] = day_of(self._slot, zone)
-        return len(self.posts[recipient.delivery_id]), self._days[zone]
+        count = len(self.posts[recipient.delivery_id])
+        return count, self._days[zone], recipient.last_digest
 
     def _filled_frame(
-        self, frame_of: tuple[int, date], values: dict[str, str]
+        self, frame_of: tuple[int, date, bool], values: dict[str, str]
     ) -> RenderedEmail:
-        """The frame of readers of (number of posts, day), its placeholders
+        """The frame of readers of (number of posts, day, last), its placeholders
         filled with `values` by merge field, the bodies carrying their
         encoding."""
         frame = self._parts.frame(*frame_of)

@@ -6,7 +6,8 @@ suppression list first, and every suppression moves the subscriber out of the
 audience in the same transaction.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -93,30 +94,11 @@ def topics_set(
     frequency: str = SubscriberTopic.Frequency.INSTANT,
 ) -> None:
     """Replace what the subscriber follows: "kind:value" keys, all at one frequency.
-    No topics means everything.
-
-    A digest reader turning to instant is owed the posts their digest was waiting
-    to hold: those were announced without them. The next round holds them
-    (digests.posts_held); turning to a digest again, that digest's round does."""
+    No topics means everything."""
     keys = {tuple(topic.split(":", 1)) for topic in topics} or {
         (SubscriberTopic.Kind.EVERYTHING, "")
     }
-    with transaction.atomic():
-        # One save at a time per reader (a double click on the preference page):
-        # a second one running beside it would not see the first's new rows, and
-        # would fail to insert them again instead of replacing them.
-        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list(
-            "pk", flat=True
-        ).first()
-        instant = frequency == SubscriberTopic.Frequency.INSTANT
-        digest_reader = subscriber.topics.exclude(
-            frequency=SubscriberTopic.Frequency.INSTANT
-        ).exists()
-        # Instant already, what they were owed stays owed.
-        if not instant or digest_reader:
-            Subscriber.objects.filter(pk=subscriber.pk).update(
-                digest_owed_until=timezone.now() if instant else None
-            )
+    with topics_changing(subscriber=subscriber):
         subscriber.topics.all().delete()
         SubscriberTopic.objects.bulk_create(
             SubscriberTopic(
@@ -124,6 +106,46 @@ def topics_set(
             )
             for kind, value in sorted(keys)
         )
+
+
+@contextmanager
+def topics_changing(*, subscriber: Subscriber) -> Iterator[None]:
+    """Around any change to a reader's topic rows (topics_set, the desk's inline):
+    a digest reader who comes to follow as published a topic they did not (or
+    loses their last row: everything, as published) is owed the posts their
+    digest was waiting to hold, as those were announced without them; the next
+    round holds them (digests.posts_held). Left with no topic as published,
+    they are owed nothing: their digests' lookback holds what waited."""
+    with transaction.atomic():
+        # One change at a time per reader (a double click on the preference page):
+        # a second one running beside it would not see the first's new rows, and
+        # would fail to insert them again instead of replacing them.
+        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list(
+            "pk", flat=True
+        ).first()
+        instant_before, digest_reader = _instant_keys(subscriber)
+        yield
+        instant_after, _ = _instant_keys(subscriber)
+        if not instant_after:
+            owed_until = None
+        elif digest_reader and not instant_after <= instant_before:
+            # A topic now followed as published takes its posts out of every
+            # digest: those that waited would reach them in no email.
+            owed_until = timezone.now()
+        else:
+            return  # instant already, or as before: what they were owed stays
+        Subscriber.objects.filter(pk=subscriber.pk).update(digest_owed_until=owed_until)
+
+
+def _instant_keys(subscriber: Subscriber) -> tuple[set[tuple[str, str]], bool]:
+    """What the reader follows as published (with no rows, everything:
+    SubscriberQuerySet.following), and whether they follow anything in a digest."""
+    rows = list(subscriber.topics.values_list("kind", "value", "frequency"))
+    if not rows:
+        return {(SubscriberTopic.Kind.EVERYTHING, "")}, False
+    instant = SubscriberTopic.Frequency.INSTANT
+    keys = {(kind, value) for kind, value, frequency in rows if frequency == instant}
+    return keys, len(keys) < len(rows)
 
 
 def subscription_request(

@@ -42,7 +42,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberTopic,
 )
-from newsletter.subscriptions import subscriber_unsubscribe
+from newsletter.subscriptions import subscriber_unsubscribe, topics_set
 from newsletter.tasks import send_batch
 from newsletter.tokens import Purpose, make_token, read_token
 from posts.models import Post
@@ -52,6 +52,7 @@ from .factories import (
     AreaFactory,
     InspectionFactory,
     PostFactory,
+    StaffFactory,
     SubscriberFactory,
     UserFactory,
     unpublish_at_the_desk,
@@ -316,8 +317,34 @@ def test_a_weekly_reader_turning_to_instant_gets_what_waited_at_their_next_hour(
     assert received(got, "turning@example.org", "Waiting for Monday") == {
         "Waiting for Monday": 1
     }
+    # Come in the daily round, and yet no daily digest of theirs: their last one.
     [last] = got
-    assert last.subject.startswith("Your daily digest: 1 new post ")
+    assert last.subject == "Since your last digest: 1 new post on probation inspections"
+    html = last.alternatives[0].content
+    assert "<title>Since your last digest</title>" in html
+    assert ">New post since your last digest</h1>" in html
+    assert "New post since your last digest, on the topics you follow:" in last.body
+
+
+def test_in_one_postmark_call_the_last_digest_and_a_daily_one_each_say_what_they_are(
+    clock, publish, beat, fake_esp
+):
+    reader("daily@example.org", ("everything", "", "daily"))
+    turning = reader("turning@example.org", ("everything", "", "weekly"))
+    clock(24, 9)
+    publish("Waiting for Monday's digest")
+    clock(25, 6)
+    choose_at_the_preference_page(turning, frequency="instant")
+    clock(25, 7, 5)
+    beat()
+    [call] = fake_esp.messages
+    subjects = {m["To"]: m["Subject"] for m in call["payload"]}
+    assert subjects == {
+        "daily@example.org": "Your daily digest: 1 new post on probation inspections",
+        "turning@example.org": (
+            "Since your last digest: 1 new post on probation inspections"
+        ),
+    }
 
 
 def test_a_reader_turning_to_instant_after_the_rounds_slot_is_owed_the_rest_next(
@@ -434,6 +461,219 @@ def test_a_reader_who_was_never_on_a_digest_is_promised_no_last_one(clock):
     assert not digests.audience("daily", slot=digests.slot_of(timezone.now())).exists()
 
 
+def posts_received(messages: list, address: str) -> dict[str, int]:
+    """How many times each post reached `address`, by title: a post's own email
+    (its title the subject), or a digest listing it; not the related posts an
+    email suggests."""
+    titles = []
+    for message in messages:
+        if message.to != [address]:
+            continue
+        if "digest" in message.subject:
+            titles += re.findall(r"^(.+) \(\d+ \w+ \d{4}\)$", message.body, re.M)
+        else:
+            titles.append(message.subject)
+    return {title: titles.count(title) for title in titles}
+
+
+def change_topics_at_the_desk(subscriber: Subscriber, *rows: tuple[str, str, str]):
+    """What the desk does: an Administrator opens the reader's page and makes
+    their topic rows `rows` (kind, value, frequency) in its inline, changing the
+    frequency of a row they keep, ticking Delete on one they drop, filling in an
+    empty row for one they add, and saves."""
+    desk = Client()
+    desk.force_login(StaffFactory(role="Administrator"))
+    page = f"/admin/newsletter/subscriber/{subscriber.pk}/change/"
+    context = desk.get(page).context
+    form = context["adminform"].form
+    data = {name: form[name].value() or "" for name in form.fields}
+    wanted = {(kind, value): frequency for kind, value, frequency in rows}
+    for inline in context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        data.update(
+            {management.add_prefix(n): management[n].value() for n in management.fields}
+        )
+        for row in formset.initial_forms:
+            data.update(
+                {row.add_prefix(name): row[name].value() or "" for name in row.fields}
+            )
+        if formset.prefix != "topics":
+            continue
+        for row in formset.initial_forms:
+            key = (row["kind"].value(), row["value"].value() or "")
+            if key in wanted:
+                data[row.add_prefix("frequency")] = wanted.pop(key)
+            else:
+                data[row.add_prefix("DELETE")] = "on"
+        for (kind, value), frequency in wanted.items():
+            prefix = f"topics-{data['topics-TOTAL_FORMS']}"
+            data.update(
+                {
+                    f"{prefix}-subscriber": subscriber.pk,
+                    f"{prefix}-kind": kind,
+                    f"{prefix}-value": value,
+                    f"{prefix}-frequency": frequency,
+                }
+            )
+            data["topics-TOTAL_FORMS"] += 1
+    response = desk.post(page, data)
+    assert response.status_code == 302, response.context["errors"]
+    assert {(t.kind, t.value, t.frequency) for t in subscriber.topics.all()} == set(
+        rows
+    )
+
+
+def test_a_daily_reader_the_desk_turns_to_instant_gets_what_their_digest_held_once(
+    clock, publish, beat
+):
+    """As on the preference page: the post waiting for Tuesday's digest was
+    announced while they were a digest reader, so not to them."""
+    turning = reader("turning@example.org", ("everything", "", "daily"))
+    got = []
+    clock(23, 6, 30)
+    publish("Sent in Monday's digest")
+    clock(23, 7, 5)
+    got += beat()
+    clock(23, 12)
+    publish("Waiting for Tuesday's digest")
+    clock(23, 13)
+    change_topics_at_the_desk(turning, ("everything", "", "instant"))
+    clock(23, 14)
+    mail.outbox.clear()
+    publish("Published after the switch")
+    got += mail.outbox
+    for day in (24, 25, 26):
+        clock(day, 7, 5)
+        got += beat()
+    assert posts_received(got, "turning@example.org") == {
+        "Sent in Monday's digest": 1,
+        "Waiting for Tuesday's digest": 1,
+        "Published after the switch": 1,
+    }
+    assert Delivery.objects.filter(subscriber=turning).count() == 3
+
+
+def test_a_reader_of_mixed_rows_the_desk_changes_gets_what_waited_once(
+    clock, publish, beat
+):
+    """Suffolk daily, Kent as published, Essex daily; the desk turns Suffolk to
+    instant, drops Essex and adds Norfolk daily. Suffolk's waiting post comes at
+    their hour, beside Norfolk's, in their daily digest; Essex's, unfollowed,
+    never; Kent's, sent as published, not again."""
+    areas = {slug: AreaFactory(slug=slug) for slug in ("suffolk", "kent", "essex")}
+    areas["norfolk"] = AreaFactory(slug="norfolk")
+    mixed = reader(
+        "mixed@example.org",
+        ("area", "suffolk", "daily"),
+        ("area", "kent", "instant"),
+        ("area", "essex", "daily"),
+    )
+    got = []
+    clock(23, 12)
+    mail.outbox.clear()
+    for slug in ("suffolk", "kent", "essex"):
+        publish(f"On {slug.title()}", area=areas[slug])
+    got += mail.outbox
+    clock(23, 13)
+    change_topics_at_the_desk(
+        mixed,
+        ("area", "suffolk", "instant"),
+        ("area", "kent", "instant"),
+        ("area", "norfolk", "daily"),
+    )
+    clock(23, 14)
+    mail.outbox.clear()
+    publish("Suffolk again", area=areas["suffolk"])
+    publish("On Norfolk", area=areas["norfolk"])
+    got += mail.outbox
+    clock(24, 7, 5)
+    [digest] = beat()
+    got.append(digest)
+    assert digest.subject.startswith("Your daily digest: 2 new posts")
+    for day in (25, 26):
+        clock(day, 7, 5)
+        got += beat()
+    # Essex's post, unfollowed, in none.
+    assert posts_received(got, "mixed@example.org") == {
+        "On Kent": 1,
+        "On Suffolk": 1,
+        "Suffolk again": 1,
+        "On Norfolk": 1,
+    }
+
+
+def test_a_daily_reader_the_desk_adds_an_instant_row_to_gets_what_it_took_once(
+    clock, publish, beat
+):
+    """A post as published takes a post out of their digests: Suffolk's, waiting
+    for Tuesday's, would have reached them in neither."""
+    adding = reader("adding@example.org", ("everything", "", "daily"))
+    suffolk = AreaFactory(slug="suffolk")
+    got = []
+    clock(23, 12)
+    publish("On Suffolk", area=suffolk)
+    publish("On Kent", area=AreaFactory(slug="kent"))
+    clock(23, 13)
+    change_topics_at_the_desk(
+        adding, ("everything", "", "daily"), ("area", "suffolk", "instant")
+    )
+    clock(23, 14)
+    mail.outbox.clear()
+    publish("Suffolk again", area=suffolk)
+    got += mail.outbox
+    for day in (24, 25):
+        clock(day, 7, 5)
+        got += beat()
+    assert posts_received(got, "adding@example.org") == {
+        "Suffolk again": 1,
+        "On Suffolk": 1,
+        "On Kent": 1,
+    }
+
+
+def test_a_daily_reader_whose_rows_the_desk_deletes_gets_what_waited_once(
+    clock, publish, beat
+):
+    """With no rows a reader follows everything as published."""
+    bare = reader("bare@example.org", ("area", "suffolk", "daily"))
+    clock(23, 12)
+    publish("On Suffolk", area=AreaFactory(slug="suffolk"))
+    clock(23, 13)
+    change_topics_at_the_desk(bare)
+    clock(23, 14)
+    mail.outbox.clear()
+    publish("On Kent", area=AreaFactory(slug="kent"))
+    got = list(mail.outbox)
+    for day in (24, 25):
+        clock(day, 7, 5)
+        got += beat()
+    assert posts_received(got, "bare@example.org") == {"On Kent": 1, "On Suffolk": 1}
+
+
+def test_a_digest_reader_the_desk_moves_between_digests_is_owed_no_last_one(
+    clock, publish, beat
+):
+    """Weekly to daily, daily to weekly: each round's lookback holds what waited,
+    and a weekly post does not come early in a daily digest."""
+    moving = reader(
+        "moving@example.org", ("area", "suffolk", "weekly"), ("area", "kent", "daily")
+    )
+    clock(24, 9)
+    publish("On Suffolk", area=AreaFactory(slug="suffolk"))
+    publish("On Kent", area=AreaFactory(slug="kent"))
+    clock(24, 10)
+    change_topics_at_the_desk(
+        moving, ("area", "suffolk", "daily"), ("area", "kent", "weekly")
+    )
+    clock(25, 7, 5)
+    [daily] = beat()
+    assert "On Suffolk" in daily.body and "On Kent" not in daily.body
+    clock(30, 7, 5)
+    [weekly] = beat()
+    assert "On Kent" in weekly.body and "On Suffolk" not in weekly.body
+
+
 def test_a_post_matching_a_daily_and_a_weekly_topic_comes_in_one_digest(
     clock, publish, beat
 ):
@@ -533,12 +773,16 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     la = reader("la@example.org", ("everything", "", "daily"))
     la.time_zone = "America/Los_Angeles"
     la.save()
+    # A weekly reader who turns to instant at 06:40: their last digest.
+    last = reader("last@example.org", ("everything", "", "weekly"))
     clock(23, 6, 10)
     publish("Kent: <first> & foremost", area=AreaFactory(slug="kent"))
     clock(23, 6, 20)
     publish("On Suffolk", area=suffolk)
     clock(23, 6, 30)
     publish("Wales: a good report")
+    clock(23, 6, 40)
+    topics_set(subscriber=last, frequency="instant")
     clock(23, 7, 5)
     mailing = delivery.mailing_create_for_digest(
         frequency="daily", slot=digests.slot_of(timezone.now())
@@ -546,7 +790,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
     batch = mailing.batches.get()
-    recipients, _skipped = batch_recipients(batch.pk, with_posts=True)
+    recipients, _skipped = batch_recipients(batch.pk, digest_of=mailing.frequency)
     assembled = digests.DigestEmail(mailing, recipients)
     tracker = LinkTracker(mailing.pk)
     token = re.compile(r"/(unsubscribe|preferences)/[^/]+/")
@@ -566,6 +810,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
                 "subscriber": subscriber,
                 "mailing": mailing,
                 "day": digests.day_of(mailing.slot, subscriber.time_zone),
+                "last_digest": subscriber == last,
                 "posts": [
                     {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
                     for post in posts
@@ -592,7 +837,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
             == plain_of[recipient.email]
         )
     letters = assembled.for_many(recipients, merge_field="{{NAME}}")
-    assert sorted(len(readers) for _, readers in letters) == [1, 1, 1]
+    assert sorted(len(readers) for _, readers in letters) == [1, 1, 1, 1]
     EmailBackend(per_reader=False).send_messages([m for m, _ in letters])
     (request,) = fake_esp.get_messages()
     sent = json.loads(request["request_body"])
@@ -611,6 +856,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     assert "Kent: &lt;first&gt; &amp; foremost" not in named  # not Ann's
     assert "Hello, here are" in everything
     assert "Kent: &lt;first&gt; &amp; foremost" in everything
+    assert ">New posts since your last digest</h1>" in html_to["last@example.org"]
 
 
 def test_a_post_edited_during_the_round_goes_as_edited_in_its_later_batches(

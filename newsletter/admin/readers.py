@@ -151,6 +151,13 @@ class SubscriberAdmin(admin.ModelAdmin):
             request, queryset, addresses_as_stored(search_term)
         )
 
+    def save_related(self, request, form, formsets, change):
+        # The topic rows change here as on the reader's preference page, and
+        # under the same rule: turned to instant, a digest reader is owed what
+        # their digest was waiting to hold.
+        with subscriptions.topics_changing(subscriber=form.instance):
+            super().save_related(request, form, formsets, change)
+
     def delete_model(self, request, obj):
         # Deleting a reader at the desk (a reader's request by email, say) is
         # their erasure, as from their preference centre: their comments and

@@ -10,12 +10,13 @@ from typing import NamedTuple
 from django.db import connection
 from django.db.models import QuerySet
 
-from ..models import Batch, Delivery, Subscriber
+from ..models import Batch, Delivery, Subscriber, SubscriberTopic
 
 D = Delivery._meta.db_table
 B = Batch._meta.db_table
 S = Subscriber._meta.db_table
 P = Delivery.posts.through._meta.db_table
+T = SubscriberTopic._meta.db_table
 
 
 class Recipient(NamedTuple):
@@ -33,33 +34,41 @@ class Recipient(NamedTuple):
     posts: tuple[int, ...] = ()
     # A digest's: the reader's time zone, whose date it bears.
     time_zone: str = ""
+    # A digest's: the reader follows nothing at the round's frequency (any more),
+    # so it is the last one they were owed on turning to instant
+    # (Subscriber.digest_owed_until), titled neither daily nor weekly.
+    last_digest: bool = False
 
 
 def batch_recipients(
-    batch_id: int, *, with_posts: bool = False
+    batch_id: int, *, digest_of: str = ""
 ) -> tuple[list[Recipient], dict[int, str]]:
     """The batch's queued deliveries: the recipients still in the audience, and
     why the others are skipped, by delivery id: they left it since planning
     (unsubscribed, suppressed or paused: see SubscriberQuerySet.confirmed), or
-    their digest holds nothing now (its posts were unpublished). `with_posts` (a
-    digest's batch) reads the posts each one's digest holds in the same statement.
+    their digest holds nothing now (its posts were unpublished). `digest_of` (a
+    digest's batch: its round's frequency) reads in the same statement the posts
+    each one's digest holds, and whether they still follow anything at it.
 
     Read, not written: the batch's SENDING status is the claim on its queued rows,
     and their outcomes are written once, when the provider has answered. A worker
     that dies holding the batch leaves them QUEUED in a SENDING batch; the reaper
     marks them UNCERTAIN, never resent blindly.
     """
-    posts = "NULL"
-    if with_posts:
+    posts, follows, params = "NULL", "NULL", []
+    if digest_of:
         joined = (
             "string_agg(CAST(p.post_id AS text), ',')"
             if connection.vendor == "postgresql"
             else "group_concat(p.post_id, ',')"
         )
         posts = f"(SELECT {joined} FROM {P} p WHERE p.delivery_id = d.id)"
+        follows = f"""EXISTS (SELECT 1 FROM {T} t
+            WHERE t.subscriber_id = d.subscriber_id AND t.frequency = %s)"""
+        params = [digest_of]
     sql = f"""
         SELECT d.id, d.subscriber_id, s.email, s.name,
-            s.engagement_agreed_at IS NOT NULL, {posts}, s.time_zone,
+            s.engagement_agreed_at IS NOT NULL, {posts}, s.time_zone, {follows},
             s.status = %s AND s.paused_at IS NULL
         FROM {D} d JOIN {S} s ON s.id = d.subscriber_id
         WHERE d.batch_id = %s AND d.status = %s
@@ -67,19 +76,20 @@ def batch_recipients(
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            sql, [Subscriber.Status.ACTIVE, batch_id, Delivery.Status.QUEUED]
+            sql, [*params, Subscriber.Status.ACTIVE, batch_id, Delivery.Status.QUEUED]
         )
         rows = cursor.fetchall()
     recipients, skipped = [], {}
-    for pk, sid, email, name, agreed, posts, zone, active in rows:
+    for pk, sid, email, name, agreed, posts, zone, follows, active in rows:
         if not active:
             skipped[pk] = "left the audience before sending"
-        elif with_posts and not posts:
+        elif digest_of and not posts:
             skipped[pk] = "its posts were unpublished before sending"
         else:
             posts = tuple(map(int, posts.split(","))) if posts else ()
+            last = bool(digest_of) and not follows
             recipients.append(
-                Recipient(pk, sid, email, name, bool(agreed), posts, zone)
+                Recipient(pk, sid, email, name, bool(agreed), posts, zone, last)
             )
     return recipients, skipped
 

@@ -222,8 +222,9 @@ def batch_send(*, batch_id: int) -> None:
     batch = Batch.objects.select_related(
         "mailing__post", "mailing__post_update__post"
     ).get(pk=batch_id)
+    digest = batch.mailing.kind == Mailing.Kind.DIGEST
     recipients, skipped = batch_recipients(
-        batch_id, with_posts=batch.mailing.kind == Mailing.Kind.DIGEST
+        batch_id, digest_of=batch.mailing.frequency if digest else ""
     )
     outcomes, trouble = _hand_over(batch, recipients)
     for delivery_id, why in skipped.items():
