@@ -539,6 +539,14 @@ def test_a_daily_reader_the_desk_turns_to_instant_gets_what_their_digest_held_on
     publish("Waiting for Tuesday's digest")
     clock(23, 13)
     change_topics_at_the_desk(turning, ("everything", "", "instant"))
+    desk = Client()
+    desk.force_login(StaffFactory(role="Administrator"))
+    page = desk.get(f"/admin/newsletter/subscriber/{turning.pk}/change/").text
+    assert re.search(
+        r"Owed a last digest, of posts announced until:</label>\s*"
+        r'<div class="readonly">23 Nov 2026, 1 p\.m\.</div>',
+        page,
+    ), page
     clock(23, 14)
     mail.outbox.clear()
     publish("Published after the switch")

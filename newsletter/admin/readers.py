@@ -2,6 +2,7 @@ import csv
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.db.models import Count, OuterRef, Subquery
@@ -133,6 +134,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         # deletes what was kept (subscriptions.engagement_withdraw): the desk can
         # do neither by editing a date.
         "engagement_agreed_at",
+        "last_digest_owed",
     ]
     inlines = [SubscriberTopicInline, ConsentInline]
     actions = ["export_csv", "unsubscribe", "suppress"]
@@ -149,6 +151,14 @@ class SubscriberAdmin(admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         return super().get_search_results(
             request, queryset, addresses_as_stored(search_term)
+        )
+
+    @admin.display(description="Owed a last digest, of posts announced until")
+    def last_digest_owed(self, obj: Subscriber):
+        # Set when a digest reader turns to instant, here or on their preference
+        # page; the next round at their hour sends it and clears it.
+        return display_for_field(
+            obj.digest_owed_until, Subscriber._meta.get_field("digest_owed_until"), "-"
         )
 
     def save_related(self, request, form, formsets, change):
