@@ -31,4 +31,6 @@ urlpatterns = [
 
 # Uploaded images, in development only (static() adds nothing unless DEBUG is on);
 # production's nginx serves MEDIA_ROOT (docker/nginx.conf.template).
-urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+urlpatterns += static(
+    settings.MEDIA_URL, view=views.uploaded_file, document_root=settings.MEDIA_ROOT
+)

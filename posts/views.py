@@ -9,6 +9,7 @@ from django.db.models import F, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.static import serve
 
 from . import images, related, search
 from .models import (
@@ -339,3 +340,14 @@ def search_page(request: HttpRequest) -> HttpResponse:
             "results": results,
         },
     )
+
+
+def uploaded_file(request: HttpRequest, path: str, document_root: str) -> HttpResponse:
+    """An uploaded image, in development only (posts/urls.py; production's nginx
+    serves them): Django's own view, but an address too long for the file system
+    is a 404, where the view's question to the disk ("File name too long") was a
+    500."""
+    try:
+        return serve(request, path, document_root=document_root)
+    except OSError as exc:
+        raise Http404("No such file.") from exc
