@@ -13,6 +13,7 @@ import idna
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import LOCAL_PART_MAX_LENGTH
 
 # Bidirectional overrides and isolates make text display in another order than it
 # is stored: in a name they can disguise what a subject line or greeting says.
@@ -123,21 +124,31 @@ def clean_email(value: str) -> str:
 
     Internationalised domains are accepted and stored in their ASCII (IDNA) form,
     which every provider can deliver to. Non-ASCII local parts need SMTPUTF8 end to
-    end, which not every provider offers, so they are refused with a clear message.
+    end, which not every provider offers, so they are refused with a clear message,
+    as are local parts longer than the 64 characters mail servers take (RFC 5321;
+    email-validator checks it only when strict): the provider would refuse every
+    email to such an address.
     """
     reject_control_characters(value)
+    local_part = value.strip().rpartition("@")[0]
     try:
         checked = validate_email(
             value.strip(), allow_smtputf8=False, check_deliverability=False
         )
     except EmailNotValidError as error:
-        if any(ord(char) > 127 for char in value.split("@")[0]):
+        if any(ord(char) > 127 for char in local_part):
             raise ValidationError(
                 "Addresses with accented or non-Latin letters before the @ are not "
                 "supported. Please use another address.",
                 code="smtputf8",
             ) from error
         raise ValidationError("Enter a valid email address.", code="invalid") from error
+    if len(checked.local_part) > LOCAL_PART_MAX_LENGTH:
+        raise ValidationError(
+            "The part before the @ is longer than email allows "
+            f"({LOCAL_PART_MAX_LENGTH} characters). Please check the address.",
+            code="too_long",
+        )
     address = normalise_email(checked.ascii_email)
     if len(address) > 254:
         raise ValidationError("Enter a valid email address.", code="invalid")

@@ -1097,6 +1097,7 @@ TOO_LONG_IN_ASCII = "a@" + ".".join(["\u5f32\u96db\u5613" * 5 + "\u6eb6\u5d17"] 
     [
         ("jos\u00e9@example.org", "accented or non-Latin letters before the @"),
         (TOO_LONG_IN_ASCII + ".example", "Enter a valid email address."),
+        ("r" * 65 + "@example.org", "longer than email allows (64 characters)"),
     ],
 )
 def test_an_address_no_provider_can_deliver_to_is_refused_as_subscribing_refuses_it(

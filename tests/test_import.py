@@ -459,6 +459,19 @@ def test_the_import_refuses_an_address_the_subscribe_form_refuses(author, email)
     assert not Subscriber.objects.exists()
 
 
+def test_the_import_refuses_an_address_too_long_before_the_at_saying_so(author):
+    email = "r" * 65 + "@example.org"
+    response = upload(author, HEADER + f"{email},,Sheet,2026-10-01\n", anyway=True)
+    assert rejected_lines(response) == [
+        (
+            2,
+            f"“{email}”: The part before the @ is longer than email allows"
+            " (64 characters). Please check the address.",
+        )
+    ]
+    assert not Subscriber.objects.exists()
+
+
 def test_an_imported_unicode_domain_and_the_forms_idna_form_are_one_reader(
     author, client
 ):

@@ -154,6 +154,31 @@ def test_invalid_email_is_refused_with_a_clear_error_and_nothing_stored(client):
     assert not Subscriber.objects.exists()
 
 
+# Mail servers take at most 64 characters before the @ (RFC 5321): the provider
+# would refuse every email to a longer one.
+LONGEST_LOCAL_PART = "r" * 64
+
+
+def test_an_address_too_long_before_the_at_is_refused_saying_so(
+    client, django_capture_on_commit_callbacks
+):
+    response = subscribe(
+        client, LONGEST_LOCAL_PART + "x@example.org", django_capture_on_commit_callbacks
+    )
+    assert response.status_code == 400
+    assert "The part before the @ is longer than email allows (64 characters)." in (
+        response.content.decode()
+    )
+    assert not Subscriber.objects.exists()
+    assert not mail.outbox
+
+    subscribe(
+        client, LONGEST_LOCAL_PART + "@example.org", django_capture_on_commit_callbacks
+    )
+    assert Subscriber.objects.get().email == LONGEST_LOCAL_PART + "@example.org"
+    assert mail.outbox[0].to == [LONGEST_LOCAL_PART + "@example.org"]
+
+
 def test_a_refused_form_says_so_first_and_links_each_error_to_its_field(client):
     # A screen reader starts at the title and the focused element; the errors
     # beside the fields, far down, are found only by whoever looks there.
