@@ -593,6 +593,7 @@ def test_a_comment_sent_after_the_post_was_unpublished_is_given_back_to_copy(
 
     assert response.status_code == 404
     assert "not open for comments" in response.text
+    assert "so your\ncomment was not sent." in response.text
     assert escape(written) in response.text
     assert not Comment.objects.exists()
 
@@ -726,8 +727,9 @@ def test_a_reply_sent_after_the_post_was_unpublished_is_given_back_to_copy(
     client, post
 ):
     """The reader opened the reply page, and the author took the post down while
-    they wrote: what the page's form sends is answered as a comment would be, with
-    their text to copy, and the page names neither the post nor the comment."""
+    they wrote: what the page's form sends is answered as a comment would be, but
+    of a reply, with their text to copy, and the page names neither the post nor
+    the comment."""
     top = CommentFactory(post=post, status=Comment.Status.APPROVED, body="Quoted.")
     page = client.get(f"/posts/{post.slug}/comments/{top.pk}/reply/").text
     (action,) = re.findall(r'<form method="post" action="([^"#]*)', page)
@@ -739,6 +741,9 @@ def test_a_reply_sent_after_the_post_was_unpublished_is_given_back_to_copy(
 
     assert response.status_code == 404
     assert "not open for comments" in response.text
+    # Said of what they wrote: a reply, not a comment.
+    assert "so your reply was not sent." in response.text
+    assert "comment was not sent" not in response.text
     assert escape(written) in response.text
     assert post.title not in response.text
     assert "Quoted." not in response.text

@@ -76,8 +76,12 @@ def _post_not_open(request: HttpRequest, form: CommentForm) -> HttpResponse:
     the reader wrote, or never there. The 404 the post's own page now gives, with
     the reader's text to keep; the same page either way, and without the post's
     title, so that it tells nobody a draft is behind the address."""
+    reply = row_id_in(str(form.data.get("parent", ""))) is not None
     return render(
-        request, "posts/comment_post_not_open.html", {"form": form}, status=404
+        request,
+        "posts/comment_post_not_open.html",
+        {"form": form, "reply": reply},
+        status=404,
     )
 
 
