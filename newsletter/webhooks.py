@@ -42,6 +42,10 @@ class _RefuseMalformedBodies:
     days. Such a body is refused with a 400 instead; errors in our own receiver
     still give a 500, so a real event is retried."""
 
+    # The fields of the provider's event that anymail reads its date from, where
+    # it reads one it cannot parse as no date (Mailgun's raises: MALFORMED).
+    DATE_FIELDS: tuple[str, ...] = ()
+
     MALFORMED = (
         AttributeError,
         KeyError,
@@ -83,6 +87,21 @@ class _RefuseMalformedBodies:
             ):
                 raise AnymailWebhookValidationFailure(
                     f"Malformed {self.esp_name} webhook body: dated {event.timestamp}"
+                )
+            # anymail takes a date it cannot read for none, and the event would
+            # count as now: a bounce dated "99999-01-01" suppressed the address.
+            if event.timestamp is None and any(
+                event.esp_event.get(field) for field in self.DATE_FIELDS
+            ):
+                raise AnymailWebhookValidationFailure(
+                    f"Malformed {self.esp_name} webhook body: its date cannot be read"
+                )
+            # Every event a provider sends is about a message or an address:
+            # one about neither is no event, and would be logged naming no one.
+            if not (event.recipient or event.message_id):
+                raise AnymailWebhookValidationFailure(
+                    f"Malformed {self.esp_name} webhook body: it names no recipient"
+                    " and no message"
                 )
         return events
 
@@ -144,7 +163,7 @@ def _depth(parsed: object) -> int:
 
 
 class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):
-    pass
+    DATE_FIELDS = ("DeliveredAt", "BouncedAt", "ReceivedAt", "ChangedAt")
 
 
 class MailgunTrackingView(_RefuseMalformedBodies, MailgunTrackingWebhookView):

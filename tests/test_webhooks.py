@@ -993,3 +993,30 @@ def test_an_event_dated_where_no_event_can_be_is_a_400_and_writes_nothing(
     assert not Event.objects.exists()
     assert not Delivery.objects.filter(last_event__gt="").exists()
     assert admin_client.get("/admin/newsletter/event/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"RecordType": "Bounce"}, {"RecordType": "Delivery", "Recipient": ""}],
+    ids=["empty", "a-bounce-of-nothing", "an-empty-recipient"],
+)
+def test_an_event_naming_no_recipient_and_no_message_is_a_400_and_writes_nothing(
+    client, reader, payload
+):
+    # Authenticated: only the provider, or whoever holds the secret, gets this far.
+    response = post_postmark(client, payload)
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("bounced_at", ["99999-01-01", "yesterday", "2026-13-45"])
+def test_a_bounce_whose_date_cannot_be_read_is_a_400_and_suppresses_nobody(
+    client, reader, bounced_at
+):
+    """anymail reads such a date as none, and the bounce counted as now."""
+    response = post_postmark(client, postmark_bounce(at=bounced_at))
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+    assert not Suppression.objects.exists()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
