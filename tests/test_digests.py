@@ -486,7 +486,11 @@ def posts_received(messages: list, address: str) -> dict[str, int]:
     for message in messages:
         if message.to != [address]:
             continue
-        if "digest" in message.subject:
+        # A digest by its subject's form (email/digest-subject.txt), not by the
+        # word: a post titled "Waiting for Tuesday's digest" is its own subject.
+        if re.match(
+            r"(Your daily|Your weekly|Since your last) digest: ", message.subject
+        ):
             titles += re.findall(r"^(.+) \(\d+ \w+ \d{4}\)$", message.body, re.M)
         else:
             titles.append(message.subject)
