@@ -298,6 +298,48 @@ def test_a_post_keeps_its_own_description(client):
     )
 
 
+def assert_cut_after_a_whole_word(content: str, words: set[str]) -> None:
+    shown = unescape(content)
+    assert len(shown) <= 160
+    assert shown.endswith("…")
+    assert shown.removesuffix("…").split()[-1] in words
+
+
+def test_a_long_description_is_cut_after_a_whole_word(client):
+    # Cut at 160 characters whatever was there, a list of organisations ended in
+    # half a name, and an excerpt in half a word.
+    owner = OrganisationFactory(
+        name="Sodexo Justice Services & Nacro", slug="sodexo", kind="owner"
+    )
+    names = [
+        "Bedfordshire, Northamptonshire, Cambridgeshire & Hertfordshire CRC",
+        "Kent, Surrey & Sussex CRC",
+        "Norfolk & Suffolk CRC",
+        "Northumbria CRC",
+        "South Yorkshire CRC",
+    ]
+    for name in names:
+        run = OrganisationFactory(name=name)
+        run.owners.add(owner)
+        InspectionFactory(organisations=[run])
+    excerpt = (
+        "Inspectors found caseloads in Derby & Derbyshire far too high, risk "
+        "assessments too thin, and too few of the people on probation seen "
+        "often enough by the same officer to build any working relationship."
+    )
+    post = PublishedPostFactory(excerpt=excerpt)
+
+    listed = meta_description(page(client, "/organisation/sodexo/"))
+    own = meta_description(page(client, post.get_absolute_url()))
+
+    assert "&amp;" in listed and "& " not in listed
+    assert_cut_after_a_whole_word(
+        listed, {word.strip(",") for name in names for word in name.split()}
+    )
+    assert "&amp;" in own and "& " not in own
+    assert_cut_after_a_whole_word(own, {word.strip(",") for word in excerpt.split()})
+
+
 def test_inspections_index_filters_by_region_organisation_and_rating(client, demo):
     html = page(client, "/inspections/?region=east-midlands&rating=inadequate")
     table = html.split("<table", 1)[1]
