@@ -4,7 +4,7 @@ from urllib.parse import quote, urlencode
 
 from django import forms
 from django.conf import settings
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db.models import F, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -33,17 +33,25 @@ ON_INSPECTIONS = "Posts on inspections of probation services"
 DESCRIPTION_LENGTH = 160
 
 
-def meta_description(text: str) -> str:
+def meta_description(text: str, *, page: Page | None = None) -> str:
     """A page's <meta name="description">, cut after a whole word to what search
-    engines show: cut mid-word, a list of organisations ended in half a name."""
+    engines show: cut mid-word, a list of organisations ended in half a name.
+    A listing's later pages say which page they are, after the cut so that it is
+    always shown: with page 1's words, search engines took them for copies of it."""
+    note = (
+        f" Page {page.number} of {page.paginator.num_pages}."
+        if page is not None and page.number > 1
+        else ""
+    )
+    length = DESCRIPTION_LENGTH - len(note)
     text = " ".join(text.split())
-    if len(text) > DESCRIPTION_LENGTH:
-        kept = text[: DESCRIPTION_LENGTH - 1]  # and the ellipsis
-        if text[DESCRIPTION_LENGTH - 1] != " ":
+    if len(text) > length:
+        kept = text[: length - 1]  # and the ellipsis
+        if text[length - 1] != " ":
             # The cut fell in a word: drop its start, unless it is the only word.
             kept = kept.rpartition(" ")[0] or kept
         text = kept.rstrip(" ,;:") + "…"
-    return text
+    return text + note
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -59,6 +67,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "description": meta_description(
                 "The latest posts on inspections of probation and youth justice "
                 "services in England and Wales.",
+                page=page,
             ),
             "months": months,
             "canonical_url": listing_canonical_url(request, page),
@@ -144,7 +153,7 @@ def _listing(
         {
             "page": page,
             "heading": heading,
-            "description": meta_description(description),
+            "description": meta_description(description, page=page),
             "intro": intro,
             "feed_url": feed_url,
             "canonical_url": listing_canonical_url(request, page),
@@ -329,6 +338,7 @@ def inspections(request: HttpRequest) -> HttpResponse:
             "description": meta_description(
                 "Every inspection of probation and youth justice services we have "
                 "reported on, newest first, by region, organisation and rating.",
+                page=page,
             ),
         },
         status=status,
@@ -356,6 +366,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 if query
                 else "Search the posts on inspections of probation services by "
                 "place, organisation, finding or word.",
+                page=page,
             ),
             "asked": "q" in request.GET,
             "has_words": bool(terms),
