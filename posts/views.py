@@ -4,7 +4,7 @@ from urllib.parse import quote, urlencode
 
 from django import forms
 from django.conf import settings
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db.models import F, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -27,9 +27,31 @@ POSTS_PER_PAGE = 10
 INSPECTIONS_PER_PAGE = 20
 SEARCH_RESULTS_PER_PAGE = 10
 # What a listing's <meta name="description"> starts with: each says what it lists,
-# so that search engines do not show one snippet under every listing (base.html
-# cuts it to the 160 characters they show).
+# so that search engines do not show one snippet under every listing.
 ON_INSPECTIONS = "Posts on inspections of probation services"
+# The characters of a <meta name="description"> that search engines show.
+DESCRIPTION_LENGTH = 160
+
+
+def meta_description(text: str, *, page: Page | None = None) -> str:
+    """A page's <meta name="description">, cut after a whole word to what search
+    engines show: cut mid-word, a list of organisations ended in half a name.
+    A listing's later pages say which page they are, after the cut so that it is
+    always shown: with page 1's words, search engines took them for copies of it."""
+    note = (
+        f" Page {page.number} of {page.paginator.num_pages}."
+        if page is not None and page.number > 1
+        else ""
+    )
+    length = DESCRIPTION_LENGTH - len(note)
+    text = " ".join(text.split())
+    if len(text) > length:
+        kept = text[: length - 1]  # and the ellipsis
+        if text[length - 1] != " ":
+            # The cut fell in a word: drop its start, unless it is the only word.
+            kept = kept.rpartition(" ")[0] or kept
+        text = kept.rstrip(" ,;:") + "…"
+    return text + note
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -42,6 +64,11 @@ def home(request: HttpRequest) -> HttpResponse:
         "posts/home.html",
         {
             "page": page,
+            "description": meta_description(
+                "The latest posts on inspections of probation and youth justice "
+                "services in England and Wales.",
+                page=page,
+            ),
             "months": months,
             "canonical_url": listing_canonical_url(request, page),
         },
@@ -70,6 +97,7 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
         "posts/detail.html",
         {
             "post": post,
+            "description": meta_description(post.excerpt or post.title),
             "canonical_url": url,
             "related_posts": related.related_posts(post),
             "sponsor": post.sponsor(),
@@ -125,7 +153,7 @@ def _listing(
         {
             "page": page,
             "heading": heading,
-            "description": description,
+            "description": meta_description(description, page=page),
             "intro": intro,
             "feed_url": feed_url,
             "canonical_url": listing_canonical_url(request, page),
@@ -304,7 +332,15 @@ def inspections(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "posts/inspections.html",
-        {"form": form, "page": page},
+        {
+            "form": form,
+            "page": page,
+            "description": meta_description(
+                "Every inspection of probation and youth justice services we have "
+                "reported on, newest first, by region, organisation and rating.",
+                page=page,
+            ),
+        },
         status=status,
     )
 
@@ -325,11 +361,12 @@ def search_page(request: HttpRequest) -> HttpResponse:
         "posts/search.html",
         {
             "query": query,
-            "description": (
+            "description": meta_description(
                 f"{ON_INSPECTIONS} found for “{query}”, best first."
                 if query
                 else "Search the posts on inspections of probation services by "
-                "place, organisation, finding or word."
+                "place, organisation, finding or word.",
+                page=page,
             ),
             "asked": "q" in request.GET,
             "has_words": bool(terms),

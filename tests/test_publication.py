@@ -298,6 +298,87 @@ def test_a_post_keeps_its_own_description(client):
     )
 
 
+def title(html: str) -> str:
+    (text,) = re.findall(r"<title>([^<]*)</title>", html)
+    return text
+
+
+@pytest.mark.parametrize(
+    "listing", ["/", "/category/comment/", "/inspections/", "/search/?q=caseloads"]
+)
+def test_a_listings_later_page_says_which_page_it_is(client, listing):
+    # Page 2 had page 1's description: search engines took it for a copy of page 1.
+    category = CategoryFactory(slug="comment")
+    for inspection in InspectionFactory.create_batch(21):
+        inspection.post.categories.add(category)
+
+    first = page(client, listing)
+    second = page(client, listing + ("&" if "?" in listing else "?") + "page=2")
+
+    assert meta_description(second) != meta_description(first)
+    assert "Page 2 of " in unescape(meta_description(second))
+    assert "Page" not in unescape(meta_description(first))
+    assert title(second) != title(first)
+    assert "page 2" in title(second)
+
+
+def assert_cut_after_a_whole_word(content: str, words: set[str]) -> None:
+    shown = unescape(content)
+    assert len(shown) <= 160
+    assert shown.endswith("…")
+    assert shown.removesuffix("…").split()[-1] in words
+
+
+def test_a_long_description_is_cut_after_a_whole_word(client):
+    # Cut at 160 characters whatever was there, a list of organisations ended in
+    # half a name, and an excerpt in half a word.
+    owner = OrganisationFactory(
+        name="Sodexo Justice Services & Nacro", slug="sodexo", kind="owner"
+    )
+    names = [
+        "Bedfordshire, Northamptonshire, Cambridgeshire & Hertfordshire CRC",
+        "Kent, Surrey & Sussex CRC",
+        "Norfolk & Suffolk CRC",
+        "Northumbria CRC",
+        "South Yorkshire CRC",
+    ]
+    for name in names:
+        run = OrganisationFactory(name=name)
+        run.owners.add(owner)
+        InspectionFactory(organisations=[run])
+    excerpt = (
+        "Inspectors found caseloads in Derby & Derbyshire far too high, risk "
+        "assessments too thin, and too few of the people on probation seen "
+        "often enough by the same officer to build any working relationship."
+    )
+    post = PublishedPostFactory(excerpt=excerpt)
+
+    listed = meta_description(page(client, "/organisation/sodexo/"))
+    own = meta_description(page(client, post.get_absolute_url()))
+
+    assert "&amp;" in listed and "& " not in listed
+    assert_cut_after_a_whole_word(
+        listed, {word.strip(",") for name in names for word in name.split()}
+    )
+    assert "&amp;" in own and "& " not in own
+    assert_cut_after_a_whole_word(own, {word.strip(",") for word in excerpt.split()})
+
+
+def test_a_long_descriptions_later_page_is_cut_to_say_which_page_it_is(client):
+    owner = OrganisationFactory(
+        name="Sodexo Justice Services & Nacro", slug="sodexo", kind="owner"
+    )
+    for n in range(11):
+        run = OrganisationFactory(name=f"Kent, Surrey & Sussex CRC, area {n}")
+        run.owners.add(owner)
+        InspectionFactory(organisations=[run])
+
+    shown = unescape(meta_description(page(client, "/organisation/sodexo/?page=2")))
+
+    assert len(shown) <= 160
+    assert "… Page 2 of " in shown
+
+
 def test_inspections_index_filters_by_region_organisation_and_rating(client, demo):
     html = page(client, "/inspections/?region=east-midlands&rating=inadequate")
     table = html.split("<table", 1)[1]
