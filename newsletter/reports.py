@@ -57,11 +57,16 @@ _SENT_SINCE = Delivery.objects.filter(
     sent_at__gt=OuterRef("sent_at"),
     sent_at__lte=OuterRef("subscriber__unsubscribed_at"),
 )
-_LEFT = Q(
-    ~Exists(_SENT_SINCE),
-    subscriber__status=Subscriber.Status.UNSUBSCRIBED,
-    subscriber__unsubscribed_at__gte=F("sent_at"),
-    subscriber__unsubscribed_at__lt=F("sent_at") + UNSUBSCRIBED_WITHIN,
+_LEFT = (
+    Q(
+        subscriber__status=Subscriber.Status.UNSUBSCRIBED,
+        subscriber__unsubscribed_at__gte=F("sent_at"),
+        subscriber__unsubscribed_at__lt=F("sent_at") + UNSUBSCRIBED_WITHIN,
+    )
+    # Last: PostgreSQL tests a count's conditions in the order written, and this
+    # one reads the reader's ledger; first, it read it for every recipient (a
+    # second of the report at 100,000 readers), not only for those who left.
+    & ~Exists(_SENT_SINCE)
 ) | Q(last_event="unsubscribed")
 
 # The chart: the announcement's first three days, in bars of three clock hours
