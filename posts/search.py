@@ -55,12 +55,18 @@ _POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
 # parser stores "2.0" as one token, which "2" and "0" never match (and they match
 # a post that has both anywhere). SQLite's index holds "2" "0", found as a phrase.
 _WORD = re.compile(r"\w*\d(?:\.\d\w*)+|\w+")
+# Words joined by hyphens ("2022-23", "high-risk"): found side by side, as a
+# phrase, as they are written, not each anywhere in a post.
+_JOINED = re.compile(r"\w-\w")
 
 
 def _words(field: str) -> Replace:
     # PostgreSQL's parser reads "Sodexo/Nacro" or "NPS/CRC" as one file path, a
-    # single word no search for either name finds; SQLite's reads two words.
-    return Replace(F(field), Value("/"), Value(" "), output_field=TextField())
+    # single word no search for either name finds, and "2022-23" as 2022 and the
+    # negative number -23 (as "-1.5" is one), which no search for the year or for
+    # 23 (or 1.5) finds; SQLite's reads words on both sides of either.
+    slashes = Replace(F(field), Value("/"), Value(" "), output_field=TextField())
+    return Replace(slashes, Value("-"), Value(" "), output_field=TextField())
 
 
 def post_search_vector() -> SearchVector:
@@ -94,13 +100,14 @@ class SearchQueryText:
         phrases: list[list[str]] = []
         budget = MAX_TERMS
         for phrase, loose in re.findall(r'"([^"]*)"?|([^"]+)', query):
-            found = _WORD.findall(phrase or _POSSESSIVE.sub("", loose))
-            found = found[:budget]
-            budget -= len(found)
-            if phrase and len(found) > 1:
-                phrases.append(found)
-            else:
-                words.extend(found)
+            parts = [phrase] if phrase else _POSSESSIVE.sub("", loose).split()
+            for part in parts:
+                found = _WORD.findall(part)[:budget]
+                budget -= len(found)
+                if (phrase or _JOINED.search(part)) and len(found) > 1:
+                    phrases.append(found)
+                else:
+                    words.extend(found)
         return cls(words=words, phrases=phrases)
 
     def __bool__(self) -> bool:

@@ -6,7 +6,7 @@ from importlib import import_module
 from io import StringIO
 
 import pytest
-from django.contrib.postgres.search import SearchQuery
+from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -132,6 +132,31 @@ def test_a_number_with_a_decimal_point_finds_the_posts_that_hold_it(
     PublishedPostFactory(title="Probation reform 2.0", body="Its version 2.0 began.")
     PublishedPostFactory(title="Caseloads grew", body="By 1.5 times, £1.5m more.")
     PublishedPostFactory(title="Teams", body="2 teams had 0 vacancies, 5 had 1.")
+    assert result_titles(client, query) == [title]
+
+
+@pytest.mark.parametrize(
+    ("query", "title"),
+    [
+        ("2022-23", "Caseloads in 2022-23"),
+        ('"2022-23"', "Caseloads in 2022-23"),
+        ("-1.5", "Staffing fell"),
+        ("1.5", "Staffing fell"),
+        ("high-risk", "Caseloads in 2022-23"),
+        ('"high risk"', "Caseloads in 2022-23"),
+    ],
+)
+def test_words_and_numbers_joined_by_a_hyphen_are_found(client, query, title):
+    # PostgreSQL's parser reads "2022-23" as 2022 and the negative number -23, and
+    # "-1.5" as a negative number: a search for the financial year, or for 1.5,
+    # found nothing. Words joined by a hyphen are found as they are written, side
+    # by side, not anywhere in a post (2022 and 23 teams).
+    for post_title, body in [
+        ("Caseloads in 2022-23", "High-risk cases rose in the year."),
+        ("Staffing fell", "Officers per team: -1.5."),
+        ("Teams", "In 2022 most of 23 teams of 1 or 5 were high and at risk."),
+    ]:
+        PublishedPostFactory(title=post_title, excerpt="An inspection.", body=body)
     assert result_titles(client, query) == [title]
 
 
@@ -451,3 +476,25 @@ def test_posts_indexed_before_findings_were_searched_are_found_by_them(client):
     # then a search finds it by each.
     for words in ["vast", "unpaid work", "Quaile"]:
         assert result_titles(client, words) == ["A report"], words
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite's FTS5 index reads hyphens"
+)
+def test_posts_indexed_before_hyphens_were_read_are_found_by_the_year(client):
+    # Given a post whose search entry was written as the previous posts migration
+    # wrote it, "2022-23" stored as 2022 and -23,
+    post = PublishedPostFactory(title="Caseloads in 2022-23", excerpt="A report.")
+    previous = import_module("posts.migrations.0008_search_findings_standards_byline")
+    Post.objects.filter(pk=post.pk).update(
+        search_vector=SearchVector(previous._words("title"), config=CONFIG)
+    )
+    assert ranked_post_ids(SearchQueryText.parse("2022-23")) == []
+    # when the posts migration that re-indexes them runs,
+    migration = import_module("posts.migrations.0010_search_words_across_hyphens")
+    state = MigrationLoader(connection).project_state(
+        ("posts", "0010_search_words_across_hyphens")
+    )
+    migration.reindex(state.apps, connection.schema_editor())
+    # then a search for the year finds it.
+    assert result_titles(client, "2022-23") == ["Caseloads in 2022-23"]

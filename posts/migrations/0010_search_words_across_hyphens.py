@@ -1,0 +1,36 @@
+"""Re-index the posts on PostgreSQL: posts.search.post_search_vector() now reads
+"2022-23" as 2022 and 23, and "-1.5" as 1.5 (its parser read a negative number,
+which a search for the year or for 1.5 never found)."""
+
+from django.contrib.postgres.search import SearchVector
+from django.db import migrations
+from django.db.models import F, TextField, Value
+from django.db.models.functions import Replace
+
+# posts.search.post_search_vector() as it was when this migration was written.
+SEARCH_CONFIG = "english_unaccent"
+
+
+def _words(field: str) -> Replace:
+    slashes = Replace(F(field), Value("/"), Value(" "), output_field=TextField())
+    return Replace(slashes, Value("-"), Value(" "), output_field=TextField())
+
+
+def reindex(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return  # SQLite's FTS5 index already reads a hyphen between two words
+    Post = apps.get_model("posts", "Post")
+    Post.objects.using(schema_editor.connection.alias).update(
+        search_vector=SearchVector(_words("title"), weight="A", config=SEARCH_CONFIG)
+        + SearchVector(_words("search_facts"), weight="B", config=SEARCH_CONFIG)
+        + SearchVector(_words("excerpt"), weight="B", config=SEARCH_CONFIG)
+        + SearchVector(_words("body"), weight="C", config=SEARCH_CONFIG)
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("posts", "0009_post_event_unscheduled"),
+    ]
+
+    operations = [migrations.RunPython(reindex, migrations.RunPython.noop)]
