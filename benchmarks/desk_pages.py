@@ -5,13 +5,14 @@
 Empties the PostgreSQL database BENCH_DATABASE_URL names (it must be named *bench*)
 and fills it, in SQL (INSERT … SELECT over generate_series), with --readers readers
 in every status, half of them following a region, their consents from the subscribe
-form on 40 pages, the departures of the last 12 weeks, and ten mailings of
---readers each (1,000,000 ledger rows by default), one of them a post's
-announcement, with bounces and complaints. Then fetches the desk and that post's
-report as a logged-in administrator (Django's test client, DEBUG off), and prints
-per page the queries and the median time of --rounds requests, then one line:
+form on 40 pages, the departures of the last 12 weeks, and --mailings mailings (10)
+of --readers each (1,000,000 ledger rows by default), a post's announcement and
+daily digests, one of which carried the post too, with bounces and complaints.
+Then fetches the desk and that post's report as a logged-in administrator
+(Django's test client, DEBUG off), and prints per page the queries and the median
+time of --rounds requests, then one line:
 desk_pages: readers=… deliveries=… desk_queries=… desk_ms=… report_queries=… report_ms=…
---explain prints PostgreSQL's plan of the desk's slowest queries.
+--explain prints PostgreSQL's plans of each page's slowest queries.
 """
 
 import argparse
@@ -22,7 +23,6 @@ from datetime import timedelta
 
 from benchmarks import _harness as h
 
-MAILINGS = 10
 BATCH_SIZE = 500
 FORM_PAGES = 40
 
@@ -58,7 +58,7 @@ def insert_select(model, values: dict, source: str, params=()) -> None:
         cursor.execute(sql, [*parameters, *params])
 
 
-def seed(readers: int) -> None:
+def seed(readers: int, mailings: int) -> None:
     from django.db import connection
     from django.utils import timezone
 
@@ -147,7 +147,7 @@ def seed(readers: int) -> None:
         published_at=now,
         announced_at=now,
     )
-    for n in range(MAILINGS):
+    for n in range(mailings):
         if n == 0:
             mailing = Mailing.objects.create(
                 kind=Mailing.Kind.POST, post=post, status=Mailing.Status.DONE
@@ -198,6 +198,7 @@ def seed(readers: int) -> None:
         f'"{Delivery._meta.db_table}" WHERE mailing_id = %s',
         [mailing.pk],
     )
+    mailing.digest_posts.add(post)
     for n in range(5):
         Comment.objects.create(
             post=post,
@@ -243,6 +244,7 @@ def explain(captured: list[dict], slowest: int = 3) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.desk_pages")
     parser.add_argument("--readers", type=int, default=100_000)
+    parser.add_argument("--mailings", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--explain", action="store_true")
     parser.add_argument(
@@ -260,15 +262,19 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import override_settings, setup_test_environment
 
-    from newsletter.models import Delivery, Subscriber, Suppression
+    from newsletter.models import Delivery, Mailing, Subscriber, Suppression
     from posts.models import Post
 
-    if not (args.reuse and Subscriber.objects.count() == args.readers):
+    if not (
+        args.reuse
+        and Subscriber.objects.count() == args.readers
+        and Mailing.objects.count() == args.mailings
+    ):
         h.reset_database()  # posts, and with them their comments
         with connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {Suppression._meta.db_table}")
         started = time.perf_counter()
-        seed(args.readers)
+        seed(args.readers, args.mailings)
         print(f"seeded {args.readers} readers in {time.perf_counter() - started:.0f} s")
     deliveries = Delivery.objects.count()
 
@@ -284,11 +290,16 @@ def main() -> None:
     post = Post.objects.get(slug="bench-report")
     report_url = f"/admin/newsletter/postreport/{post.pk}/change/"
     desk_queries, desk_ms, captured = measure(client, "/admin/", args.rounds)
-    report_queries, report_ms, _ = measure(client, report_url, args.rounds)
+    report_queries, report_ms, report_captured = measure(
+        client, report_url, args.rounds
+    )
     print(f"{'/admin/':50} {desk_queries:4} q {desk_ms:9.1f} ms")
     print(f"{report_url:50} {report_queries:4} q {report_ms:9.1f} ms")
     if args.explain:
+        print("\n# the desk")
         explain(captured)
+        print("\n# the report")
+        explain(report_captured)
     print(
         f"desk_pages: readers={args.readers} deliveries={deliveries} "
         f"desk_queries={desk_queries} desk_ms={desk_ms:.0f} "

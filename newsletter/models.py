@@ -402,6 +402,15 @@ class Mailing(models.Model):
     )
     period = models.DateField(null=True, blank=True)
     slot = models.DateTimeField(null=True, blank=True)
+    # The posts the round's digests held, each for one reader at least (written
+    # with the ledger's rows: planner.py). A post's report, links and corrections
+    # read only the rounds that carried it, not every digest in the ledger.
+    digest_posts = models.ManyToManyField(
+        Post,
+        related_name="digest_rounds",
+        blank=True,
+        verbose_name="posts in its digests",
+    )
     # The correction or update emailed (kind correction) to the readers who were
     # sent the post before it was made, and whether those whose delivery is
     # uncertain get it too (the author's choice).
@@ -521,14 +530,19 @@ class Batch(models.Model):
 class DeliveryQuerySet(models.QuerySet):
     def carrying(self, post: Post) -> "DeliveryQuerySet":
         """Deliveries that carried the post: its announcement, or a digest that
-        held it."""
-        return self.filter(
-            models.Q(mailing__kind=Mailing.Kind.POST, mailing__post=post)
-            | models.Q(
-                pk__in=Delivery.posts.through.objects.filter(post=post).values(
-                    "delivery_id"
-                )
-            )
+        held it. Read through the mailings that carried it, so the rows read are
+        those mailings', however long the ledger grows."""
+        announcement = Mailing.objects.filter(kind=Mailing.Kind.POST, post=post)
+        rounds = Mailing.digest_posts.through.objects.filter(post=post)
+        # One list of mailings, not a condition on each: PostgreSQL then reads
+        # them through the (mailing, subscriber) index.
+        mailings = (
+            announcement.order_by().values("pk").union(rounds.values("mailing_id"))
+        )
+        held = Delivery.posts.through.objects.filter(post=post)
+        return self.filter(mailing__in=mailings).filter(
+            models.Q(mailing__kind=Mailing.Kind.POST)
+            | models.Q(pk__in=held.values("delivery_id"))
         )
 
     def received(self) -> "DeliveryQuerySet":
@@ -620,13 +634,12 @@ class LinkQuerySet(models.QuerySet):
         """The post's links in every email that carried it: all of its
         announcement's and its corrections', and each digest's link to the post
         (a digest's other links are the other posts')."""
-        digests = Delivery.posts.through.objects.filter(post=post).values(
-            "delivery__mailing_id"
-        )
+        rounds = Mailing.digest_posts.through.objects.filter(post=post)
         return self.filter(
             models.Q(mailing__post=post)
             | models.Q(
-                mailing_id__in=digests, url=settings.SITE_URL + post.get_absolute_url()
+                mailing_id__in=rounds.values("mailing_id"),
+                url=settings.SITE_URL + post.get_absolute_url(),
             )
         )
 

@@ -695,6 +695,37 @@ def test_the_ledger_says_who_received_a_post_as_published_or_in_a_digest(
     assert set(daily.deliveries.get().posts.all()) == {post, other}
 
 
+def test_a_round_records_each_post_its_digests_held_once(
+    clock, publish, beat, monkeypatch, admin_client
+):
+    """The rounds a post's report, links and corrections read (carrying): a post
+    held for readers on two pages is recorded once, one that no digest held is
+    not, and the post's announcement is found beside them."""
+    monkeypatch.setattr(digests, "READERS_PER_PAGE", 2)
+    suffolk = AreaFactory(slug="suffolk")
+    for i in range(3):
+        reader(f"reader{i}@example.org", ("area", "suffolk", "daily"))
+    reader("instant@example.org", ("area", "kent", "instant"))
+    clock(23, 6, 30)
+    on_suffolk = publish("On Suffolk", area=suffolk)
+    on_kent = publish("On Kent", area=AreaFactory(slug="kent"))
+    clock(23, 7, 5)
+    assert len(beat()) == 3
+    assert list(daily_round().digest_posts.all()) == [on_suffolk]
+    page = admin_client.get(f"/admin/newsletter/mailing/{daily_round().pk}/change/")
+    assert re.search(
+        r"Posts in its digests:</label>\s*<div[^>]*>On Suffolk<", page.text
+    )
+    carried = Delivery.objects.carrying(on_suffolk)
+    assert sorted(carried.values_list("subscriber__email", flat=True)) == [
+        f"reader{i}@example.org" for i in range(3)
+    ]
+    carried = Delivery.objects.carrying(on_kent)
+    assert list(carried.values_list("subscriber__email", flat=True)) == [
+        "instant@example.org"
+    ]
+
+
 def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
     clock, publish, beat
 ):

@@ -6,6 +6,7 @@ import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from importlib import import_module
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -94,6 +95,7 @@ def story(publish, settings, client, later):
         mailing=digest, batch=batch, subscriber=weekly, status="sent"
     )
     carried.posts.add(post)
+    digest.digest_posts.add(post)
     digest_link = Link.objects.create(mailing=digest, url=POST_URL)
 
     settings.EMAIL_BACKEND = webhooks_test.POSTMARK_BACKEND
@@ -213,6 +215,7 @@ def sent(post, subscriber, at: datetime, kind: str = "post") -> Delivery:
     )
     if kind == "digest":
         row.posts.add(post)
+        mailing.digest_posts.add(post)
     return row
 
 
@@ -434,6 +437,28 @@ def test_a_scanners_burst_moves_its_earlier_click_to_machines_in_its_own_hour(
     assert post_report(post)["clicks"] == {"people": 0, "machines": 2}
 
 
+def test_digests_sent_before_rounds_recorded_their_posts_still_count():
+    """The newsletter migration that records each round's posts fills them in
+    from the digests already sent."""
+    post, other = PostFactory(slug="suffolk"), PostFactory(slug="kent")
+    digest = Mailing.objects.create(
+        kind="digest", frequency="weekly", period="2026-11-30"
+    )
+    batch = Batch.objects.create(mailing=digest, number=1)
+    for held in ([post], [post, other]):
+        row = Delivery.objects.create(
+            mailing=digest, batch=batch, subscriber=SubscriberFactory(), status="sent"
+        )
+        row.posts.set(held)
+    assert post_report(post)["through_digests"] == 0
+    migration = import_module("newsletter.migrations.0012_mailing_digest_posts")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.Migration.operations[-1].sql)
+    assert set(digest.digest_posts.all()) == {post, other}
+    assert post_report(post)["through_digests"] == 2
+    assert post_report(other)["through_digests"] == 1
+
+
 def test_a_post_only_in_digests_has_no_first_hours_to_chart(admin_client):
     post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
     digest = Mailing.objects.create(
@@ -444,6 +469,7 @@ def test_a_post_only_in_digests_has_no_first_hours_to_chart(admin_client):
         mailing=digest, batch=batch, subscriber=SubscriberFactory(), status="sent"
     )
     carried.posts.add(post)
+    digest.digest_posts.add(post)
     assert post_report(post)["first_hours"] == {"from": None, "bars": []}
     page = admin_client.get(f"/admin/newsletter/postreport/{post.pk}/change/")
     assert "only in digests: there are no first hours to chart" in page.content.decode()
@@ -705,6 +731,7 @@ def agreeing(settings):
     )
     [digest_reader, elsewhere] = readers_following(digest, 2, EAST)
     Delivery.objects.get(mailing=digest, subscriber=digest_reader).posts.add(post)
+    digest.digest_posts.add(post)
     agree(*east[:12], *wales[:4], digest_reader, elsewhere)
     later = announcement.created_at + timedelta(hours=1)
     report = Link.objects.create(mailing=announcement, url=REPORT)

@@ -49,6 +49,7 @@ class MailingAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status"]
     readonly_fields = [
         "kind", "post", "post_update", "include_uncertain", "frequency", "period",
+        "digest_posts",
         "state", "progress", "planned", "sent", "failed", "uncertain", "skipped",
         "rate", "eta", "uncertain_batches",
         "pause_reason", "resume_at", "consecutive_failures", "batch_count",

@@ -214,6 +214,18 @@ def _plan_digest_page(mailing: Mailing, now: datetime) -> tuple[int | None, list
                     """,
                     [mailing.pk],
                 )
+                cursor.execute(
+                    f"""
+                    INSERT INTO {Mailing.digest_posts.through._meta.db_table}
+                        (mailing_id, post_id)
+                    SELECT DISTINCT %s, h.pid FROM {_HELD} h
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM {Mailing.digest_posts.through._meta.db_table} r
+                        WHERE r.mailing_id = %s AND r.post_id = h.pid
+                    )
+                    """,
+                    [mailing.pk, mailing.pk],
+                )
             cursor.execute(f"DROP TABLE {_HELD}")
     digests.readers_mark_round(mailing=mailing, subscriber_ids=page)
     return page[-1], batch_ids
