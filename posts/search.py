@@ -47,6 +47,11 @@ HEADLINE_WINDOW = 600
 # Private-use characters mark highlights in the raw text; the text is escaped and
 # only then are they turned into <mark>, so post text can never inject markup.
 _START, _STOP = "\ue000", "\ue001"
+# ts_headline parses the text it is given afresh, where "2022-23" is 2022 and -23
+# and "Sodexo/Nacro" one file path (see _words): none of them was highlighted. It
+# is given hyphens and slashes as these private-use characters, which it reads
+# as the index read them, between words, and which are put back after.
+_HEADLINE_STAND_INS = {"-": "\ue002", "/": "\ue003"}
 # "CRC's" (or with a typographic apostrophe): the s is no word a post must hold,
 # though SQLite's index keeps it as one. Only outside quotes: inside, the words are
 # matched as the post has them.
@@ -199,22 +204,26 @@ def search_results(terms: SearchQueryText, post_ids: list[int]) -> list[SearchRe
     """The posts with these ids (one page), in this order, each with a snippet."""
     posts = Post.objects.filter(id__in=post_ids).only("title", "slug", "published_at")
     if connection.vendor == "postgresql":
+        window = Substr(
+            "search_text",
+            Greatest(
+                # Unaccented on both sides: "mon" finds "Môn", and "Môn" finds
+                # "Mon".
+                StrIndex(
+                    Lower(Unaccent("search_text")), Unaccent(Value(terms.anchor()))
+                )
+                - HEADLINE_LEAD,
+                1,
+            ),
+            HEADLINE_WINDOW,
+        )
+        for char, stand_in in _HEADLINE_STAND_INS.items():
+            window = Replace(
+                window, Value(char), Value(stand_in), output_field=TextField()
+            )
         posts = posts.annotate(
             headline=SearchHeadline(
-                Substr(
-                    "search_text",
-                    Greatest(
-                        # Unaccented on both sides: "mon" finds "Môn", and
-                        # "Môn" finds "Mon".
-                        StrIndex(
-                            Lower(Unaccent("search_text")),
-                            Unaccent(Value(terms.anchor())),
-                        )
-                        - HEADLINE_LEAD,
-                        1,
-                    ),
-                    HEADLINE_WINDOW,
-                ),
+                window,
                 terms.postgres(),
                 config=CONFIG,
                 start_sel=_START,
@@ -226,7 +235,12 @@ def search_results(terms: SearchQueryText, post_ids: list[int]) -> list[SearchRe
             )
         )
         found = {post.id: post for post in posts}
-        headlines = {post_id: post.headline for post_id, post in found.items()}
+        headlines = {}
+        for post_id, post in found.items():
+            headline = post.headline
+            for char, stand_in in _HEADLINE_STAND_INS.items():
+                headline = headline.replace(stand_in, char)
+            headlines[post_id] = headline
     else:
         found = {post.id: post for post in posts}
         with connection.cursor() as cursor:

@@ -160,6 +160,31 @@ def test_words_and_numbers_joined_by_a_hyphen_are_found(client, query, title):
     assert result_titles(client, query) == [title]
 
 
+@pytest.mark.parametrize(
+    ("query", "highlighted"),
+    [
+        ("2022-23", "<mark>2022-23</mark> caseloads"),
+        ("nacro", "Sodexo/<mark>Nacro</mark> ran"),
+        ("1.5", "by -<mark>1.5</mark> a team"),
+    ],
+)
+def test_the_snippet_highlights_words_written_with_a_hyphen_or_slash(
+    client, query, highlighted
+):
+    # On PostgreSQL a search found them but the snippet, parsed afresh, read
+    # "2022-23" as 2022 and -23 and "Sodexo/Nacro" as a file path, and marked none.
+    PublishedPostFactory(
+        title="Staffing",
+        excerpt="",
+        body="In 2022-23 caseloads rose. Sodexo/Nacro ran it. Staff fell by -1.5 "
+        "a team.",
+    )
+    html = results(client, query)
+    snippet = html.split('class="snippet">', 1)[1].split("</p>", 1)[0]
+    # A phrase's words may be marked one by one: "<mark>2022</mark>-<mark>23</mark>".
+    assert highlighted in snippet.replace("</mark>-<mark>", "-")
+
+
 @pytest.mark.parametrize("query", ["mon", "ynys mon", "cafe", "Ynys Môn", "CAFÉ"])
 def test_a_search_finds_a_word_however_it_is_accented(client, query):
     # On PostgreSQL "mon" did not find "Ynys Môn", nor "cafe" "Café".
