@@ -207,7 +207,15 @@ def post_withdraw_from_digests(*, post: Post) -> int:
         post=post,
         delivery__status__in=[Delivery.Status.QUEUED, Delivery.Status.UNCERTAIN],
     )
-    return carried.delete()[0]
+    withdrawn = carried.delete()[0]
+    # A round none of whose digests holds it any more no longer lists it.
+    still_held = Delivery.posts.through.objects.filter(
+        post=post, delivery__mailing=OuterRef("mailing")
+    )
+    Mailing.digest_posts.through.objects.filter(post=post).exclude(
+        Exists(still_held)
+    ).delete()
+    return withdrawn
 
 
 def digest_time_set(

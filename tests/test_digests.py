@@ -944,6 +944,7 @@ def test_a_post_unpublished_after_planning_is_left_out_of_the_digests(
     # The ledger says what the digests held: published again, the post comes in
     # the readers' next digest.
     assert not Delivery.objects.filter(posts=taken_down).exists()
+    assert taken_down not in mailing.digest_posts.all()
     clock(23, 9)
     post_publish(post=Post.objects.get(pk=taken_down.pk))
     clock(24, 7, 5)
