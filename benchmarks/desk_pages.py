@@ -5,9 +5,10 @@
 Empties the PostgreSQL database BENCH_DATABASE_URL names (it must be named *bench*)
 and fills it, in SQL (INSERT … SELECT over generate_series), with --readers readers
 in every status, half of them following a region, their consents from the subscribe
-form on 40 pages, the departures of the last 12 weeks, and --mailings mailings (10)
-of --readers each (1,000,000 ledger rows by default), a post's announcement and
-daily digests, one of which carried the post too, with bounces and complaints.
+form on 40 pages, the departures of the last 12 weeks, and --mailings mailings (10),
+one a day, of --readers each (1,000,000 ledger rows by default): a post's
+announcement yesterday, today's digest, which carried it too, and older digests,
+with bounces and complaints.
 Then fetches the desk and that post's report as a logged-in administrator
 (Django's test client, DEBUG off), and prints per page the queries and the median
 time of --rounds requests, then one line:
@@ -140,27 +141,33 @@ def seed(readers: int, mailings: int) -> None:
         f"{subscribers} WHERE unsubscribed_at IS NOT NULL",
     )
 
+    # A mailing a day, the newest first: today's digest, which carried the post
+    # too, yesterday's announcement of the post, and older digests.
+    yesterday = now - timedelta(days=1)
     post = Post.objects.create(
         title="Suffolk: an inspection",
         slug="bench-report",
         status=Post.Status.PUBLISHED,
-        published_at=now,
-        announced_at=now,
+        published_at=yesterday,
+        announced_at=yesterday,
     )
     for n in range(mailings):
-        if n == 0:
+        day = now - timedelta(days=n)
+        if n == 1:
             mailing = Mailing.objects.create(
                 kind=Mailing.Kind.POST, post=post, status=Mailing.Status.DONE
             )
         else:
-            slot = now - timedelta(days=n)
             mailing = Mailing.objects.create(
                 kind=Mailing.Kind.DIGEST,
                 frequency="daily",
-                period=slot.date(),
-                slot=slot,
+                period=day.date(),
+                slot=day,
                 status=Mailing.Status.DONE,
             )
+            if n == 0:
+                carrying = mailing
+        Mailing.objects.filter(pk=mailing.pk).update(created_at=day)
         batches = (readers + BATCH_SIZE - 1) // BATCH_SIZE
         insert_select(
             Batch,
@@ -182,7 +189,7 @@ def seed(readers: int, mailings: int) -> None:
                 "batch_id": (f"%s + (id - 1) / {BATCH_SIZE}", [first_batch]),
                 "subscriber_id": "id",
                 "status": "'sent'",
-                "sent_at": ("%s", [now]),
+                "sent_at": ("%s", [day]),
                 "esp_message_id": "'m-' || id",
                 # 2.5 % bounces and 0.14 % complaints on every mailing: flagged.
                 "last_event": "CASE WHEN id %% 40 = 0 THEN 'bounced' "
@@ -191,14 +198,13 @@ def seed(readers: int, mailings: int) -> None:
             subscribers,
         )
         Link.objects.create(mailing=mailing, url="https://example.org/report")
-    # A digest carried the post too.
     insert_select(
         Delivery.posts.through,
         {"delivery_id": "id", "post_id": ("%s", [post.pk])},
         f'"{Delivery._meta.db_table}" WHERE mailing_id = %s',
-        [mailing.pk],
+        [carrying.pk],
     )
-    mailing.digest_posts.add(post)
+    carrying.digest_posts.add(post)
     for n in range(5):
         Comment.objects.create(
             post=post,
