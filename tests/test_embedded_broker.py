@@ -49,10 +49,15 @@ def test_a_message_still_being_written_is_not_taken(queue_folder):
         queue.close()
 
 
-def test_the_embedded_broker_is_the_safe_transport(settings):
+def test_the_embedded_broker_is_the_safe_transport(settings, caplog):
     from newsletter.celery import app
 
     if settings.REDIS_URL:
         assert app.conf.broker_url == settings.REDIS_URL
     else:
-        assert app.connection_for_write().transport_cls == "newsletter.broker:Transport"
+        connection = app.connection_for_write()
+        assert connection.transport_cls == "newsletter.broker:Transport"
+        # Connecting says nothing a newcomer running `make run` should worry about.
+        with caplog.at_level("WARNING", logger="kombu"):
+            connection.info()
+        assert caplog.records == []
