@@ -311,11 +311,13 @@ def inspections(request: HttpRequest) -> HttpResponse:
         .order_by(F("published_on").desc(nulls_last=True), "-id")
     )
     status = 200
+    chosen = ""
     if form.is_bound and not form.is_valid():
         status = 400
         found = found.none()
     elif form.is_bound:
         choice = form.cleaned_data
+        chosen = _inspections_chosen(choice)
         if choice["region"]:
             found = found.filter(area__region=choice["region"])
         if choice["organisation"]:
@@ -335,14 +337,36 @@ def inspections(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "page": page,
+            "chosen": chosen,
             "description": meta_description(
-                "Every inspection of probation and youth justice services we have "
-                "reported on, newest first, by region, organisation and rating.",
+                f"Inspections {chosen} that we have reported on, newest first."
+                if chosen
+                else "Every inspection of probation and youth justice services we "
+                "have reported on, newest first, by region, organisation and rating.",
                 page=page,
             ),
         },
         status=status,
     )
+
+
+def _inspections_chosen(choice: dict) -> str:
+    """The reader's filters in words, for the page's title and description:
+    a filtered page shared, or found by a search engine, says what it lists
+    ("of Nacro and what it owned in the East of England region, rated
+    Inadequate"); "" for none."""
+    words = []
+    if choice["organisation"]:
+        words.append(f"of {choice['organisation'].name}")
+    if choice["owner"]:
+        words.append(f"of {choice['owner'].name} and what it owned")
+    if choice["region"]:
+        words.append(f"in the {choice['region'].name} region")
+    chosen = " ".join(words)
+    if choice["rating"]:
+        rated = f"rated {Rating(choice['rating']).label}"
+        chosen = f"{chosen}, {rated}" if chosen else rated
+    return chosen
 
 
 def search_page(request: HttpRequest) -> HttpResponse:

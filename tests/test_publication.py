@@ -395,6 +395,26 @@ def test_inspections_index_filters_by_region_organisation_and_rating(client, dem
     assert table.count('class="badge') == 1
 
 
+def test_a_filtered_inspections_page_says_what_it_lists(client, demo):
+    html = page(client, "/inspections/?owner=nacro&rating=inadequate&page=1")
+    chosen = "Inspections of Nacro and what it owned, rated Inadequate"
+    assert f"<title>{chosen} — On Probation</title>" in html
+    assert f'<p class="intro">{chosen}, newest first.</p>' in html
+    assert unescape(meta_description(html)) == (
+        f"{chosen} that we have reported on, newest first."
+    )
+    html = page(client, "/inspections/?region=east-midlands&organisation=surrey-yos")
+    assert (
+        "<title>Inspections of Surrey Youth Offending Service in the East Midlands"
+        " region — On Probation</title>"
+    ) in html
+    # Unfiltered, or filtered by nothing: every inspection.
+    for query in ("", "?region=&rating="):
+        html = page(client, f"/inspections/{query}")
+        assert "<title>Inspections — On Probation</title>" in html
+        assert "Every inspection report we have written about" in html
+
+
 @pytest.mark.parametrize(
     "query",
     [
