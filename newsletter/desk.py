@@ -256,7 +256,9 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
     counts and shows it), and every recent mailing whose bounce or complaint rate
     is over the providers' limit."""
     mailing_admin = admin.site.get_model_admin(Mailing)
-    latest = list(mailing_admin.get_queryset(request)[:LATEST_MAILINGS])
+    latest = list(
+        mailing_admin.get_queryset(request).without_empty_rounds()[:LATEST_MAILINGS]
+    )
     recent = Q(created_at__gte=timezone.now() - timedelta(days=RECENT_MAILING_DAYS))
     # The mailings' ids, read first: PostgreSQL reads a list of ids' rows through
     # the (mailing, subscriber) index; given a condition on each row, or a

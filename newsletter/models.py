@@ -360,6 +360,28 @@ class Event(models.Model):
         return f"{self.esp} {self.event_type} for {self.recipient}"
 
 
+class MailingQuerySet(models.QuerySet):
+    """Digest rounds that found nothing to send are "empty rounds". A round starts
+    whenever some readers' hour comes, and on most days of a publication that
+    posts weekly none of them has a new post: listed, such rounds buried the
+    mailings that went out. (A post announced to nobody is not one: that is news
+    to its author.)"""
+
+    def empty_rounds(self) -> "MailingQuerySet":
+        return self.filter(self._empty_round())
+
+    def without_empty_rounds(self) -> "MailingQuerySet":
+        return self.exclude(self._empty_round())
+
+    @staticmethod
+    def _empty_round() -> models.Q:
+        return models.Q(
+            ~models.Exists(Batch.objects.filter(mailing=models.OuterRef("pk"))),
+            kind=Mailing.Kind.DIGEST,
+            status=Mailing.Status.DONE,
+        )
+
+
 class Mailing(models.Model):
     """One email going out to many readers: a post's announcement, a digest round,
     a correction.
@@ -446,6 +468,8 @@ class Mailing(models.Model):
     # only: no reader is recorded.
     opens_people = models.PositiveIntegerField(default=0)
     opens_machines = models.PositiveIntegerField(default=0)
+
+    objects = MailingQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

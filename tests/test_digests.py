@@ -26,6 +26,7 @@ from newsletter.delivery import planner
 from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.postmark import EmailBackend
 from newsletter.delivery.ratelimit import _redis
+from newsletter.desk import desk_for
 from newsletter.digest_tasks import start_due_digests
 from newsletter.emails import (
     Encoded,
@@ -1347,6 +1348,42 @@ def test_the_admin_lists_rounds_and_posts_together_with_their_progress(
     page = author.get(reverse("admin:newsletter_mailing_change", args=[mailing.pk]))
     assert page.status_code == 200
     assert "Daily digest of 2026-11-23, 07:00" in page.content.decode()
+
+
+def test_rounds_that_found_nothing_to_send_are_left_out_of_the_lists(
+    clock, publish, beat, rf
+):
+    """A round starts whenever readers' hour comes: on a day with nothing new it
+    sends nothing, and listed it buried the mailings that went out."""
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("First post")  # announced to nobody: its readers take it daily
+    clock(23, 7, 5)
+    assert len(beat()) == 1
+    clock(24, 7, 5)
+    assert beat() == []
+    sent = Mailing.objects.get(kind=Mailing.Kind.DIGEST, period="2026-11-23")
+    empty = Mailing.objects.get(kind=Mailing.Kind.DIGEST, period="2026-11-24")
+    announced = Mailing.objects.get(kind=Mailing.Kind.POST)
+    author = Client()
+    author.force_login(UserFactory())
+
+    def listed(query: str = "") -> set[int]:
+        url = reverse("admin:newsletter_mailing_changelist") + query
+        response = author.get(url)
+        assert response.status_code == 200
+        return {mailing.pk for mailing in response.context_data["cl"].result_list}
+
+    assert listed() == {sent.pk, announced.pk}
+    assert listed("?empty_rounds=shown") == {sent.pk, announced.pk, empty.pk}
+    assert listed("?empty_rounds=only") == {empty.pk}
+    assert listed("?empty_rounds=nonsense") == {sent.pk, announced.pk}
+    page = author.get(reverse("admin:newsletter_mailing_change", args=[empty.pk]))
+    assert "nothing to send" in page.content.decode()
+    request = rf.get("/admin/")
+    request.user = UserFactory()
+    shown = {row["mailing"].pk for row in desk_for(request).mailings}
+    assert shown == {sent.pk, announced.pk}
 
 
 @pytest.fixture

@@ -28,6 +28,41 @@ def _annotation(name: str, *, description: str | None = None):
     return column
 
 
+class EmptyRoundsFilter(admin.SimpleListFilter):
+    """The list leaves out the digest rounds that found nothing to send
+    (MailingQuerySet.without_empty_rounds) unless asked for them."""
+
+    title = "digest rounds with nothing to send"
+    parameter_name = "empty_rounds"
+
+    def lookups(self, request, model_admin):
+        return [("shown", "Shown"), ("only", "Only these")]
+
+    def choices(self, changelist):
+        # Left out is what no parameter means: Django's own first choice, "All",
+        # would say otherwise.
+        yield {
+            "selected": self.value() not in ("shown", "only"),
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Left out",
+        }
+        for value, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: value}
+                ),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == "shown":
+            return queryset
+        if self.value() == "only":
+            return queryset.empty_rounds()
+        return queryset.without_empty_rounds()
+
+
 @admin.register(Mailing)
 class MailingAdmin(admin.ModelAdmin):
     """Every mailing, of every kind, with its progress and the author's controls."""
@@ -46,7 +81,7 @@ class MailingAdmin(admin.ModelAdmin):
         "eta",
         "created_at",
     ]
-    list_filter = ["kind", "status"]
+    list_filter = ["kind", "status", EmptyRoundsFilter]
     readonly_fields = [
         "kind", "post", "post_update", "include_uncertain", "frequency", "period",
         "digest_posts",
@@ -100,6 +135,8 @@ class MailingAdmin(admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress(self, mailing: Mailing) -> str:
+        if mailing.status == Mailing.Status.DONE and not mailing.planned:
+            return "nothing to send"  # not "0 %", as if it had failed to go
         done = mailing.planned - mailing.waiting
         percent = 100 * done // mailing.planned if mailing.planned else 0
         return format_html(
