@@ -277,6 +277,8 @@ def test_uncertain_batches_paused_sends_and_pending_comments_need_the_author(
     assert "1 comment(s) awaiting moderation" in page
     assert 'href="/admin/comments/comment/"' in page
     assert "Nothing needs you now." not in page
+    # Latest mailings: a bar for each of the two still going, not the one done.
+    assert page.count("<progress") == 2
 
 
 def build_list(n: int) -> None:
