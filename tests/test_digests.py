@@ -1347,7 +1347,26 @@ def test_the_admin_lists_rounds_and_posts_together_with_their_progress(
     assert response.context_data["cl"].result_count == 1
     page = author.get(reverse("admin:newsletter_mailing_change", args=[mailing.pk]))
     assert page.status_code == 200
-    assert "Daily digest of 2026-11-23, 07:00" in page.content.decode()
+    html = page.content.decode()
+    assert "Daily digest of 2026-11-23, 07:00" in html
+    # Each kind's page shows its own fields, what it is before how it went.
+    labels = re.findall(r"<label>([^<]+):</label>", html)
+    assert labels[:5] == [
+        "Kind",
+        "Frequency",
+        "Period",
+        "Posts in its digests",
+        "Status",
+    ]
+    assert "Post" not in labels and "Opens" in labels
+    assert "How it went" in html
+    announcement = Mailing.objects.get(kind=Mailing.Kind.POST)
+    page = author.get(
+        reverse("admin:newsletter_mailing_change", args=[announcement.pk])
+    )
+    labels = re.findall(r"<label>([^<]+):</label>", page.content.decode())
+    assert labels[:3] == ["Kind", "Post", "Status"]
+    assert "Frequency" not in labels
 
 
 def test_rounds_that_found_nothing_to_send_are_left_out_of_the_lists(

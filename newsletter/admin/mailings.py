@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import requests
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
@@ -86,11 +87,26 @@ class MailingAdmin(admin.ModelAdmin):
         "kind", "post", "post_update", "include_uncertain", "frequency", "period",
         "digest_posts",
         "state", "progress", "planned", "sent", "failed", "uncertain", "skipped",
-        "rate", "eta", "uncertain_batches",
+        "rate", "eta", "uncertain_batches", "opens",
         "pause_reason", "resume_at", "consecutive_failures", "batch_count",
         "batch_size", "planned_up_to", "created_at", "planned_at", "finished_at",
     ]  # fmt: skip
-    exclude = ["status", "touched_at", "paused_at"]
+    # A mailing's page in the order the author reads it, each kind with only its
+    # own fields: what it is, how far it went, then the engine's own figures (the
+    # model's order put the opens first and a digest's "Post: -" on every round).
+    about = {
+        Mailing.Kind.POST: ["kind", "post"],
+        Mailing.Kind.CORRECTION: ["kind", "post", "post_update", "include_uncertain"],
+        Mailing.Kind.DIGEST: ["kind", "frequency", "period", "digest_posts"],
+    }
+    went = [
+        "state", "progress", "planned", "sent", "failed", "uncertain", "skipped",
+        "rate", "eta", "uncertain_batches", "opens",
+    ]  # fmt: skip
+    workings = [
+        "pause_reason", "resume_at", "consecutive_failures", "batch_count",
+        "batch_size", "planned_up_to", "created_at", "planned_at", "finished_at",
+    ]  # fmt: skip
     actions = ["pause", "resume", "cancel"]
 
     def get_queryset(self, request):
@@ -182,6 +198,31 @@ class MailingAdmin(admin.ModelAdmin):
         if not per_second:
             return "unknown"
         return str(timedelta(seconds=round(mailing.waiting / per_second)))
+
+    def get_fieldsets(self, request, obj=None):
+        shown = dict(
+            zip(
+                self.readonly_fields,
+                self.get_readonly_fields(request, obj),
+                strict=True,
+            )
+        )
+        if obj is None:  # no page adds a mailing
+            return super().get_fieldsets(request, obj)
+        return [
+            (None, {"fields": [shown[name] for name in self.about[obj.kind]]}),
+            ("How it went", {"fields": [shown[name] for name in self.went]}),
+            ("Sending and planning", {"fields": [shown[n] for n in self.workings]}),
+        ]
+
+    @admin.display(description="opens")
+    def opens(self, mailing: Mailing) -> str:
+        if not (settings.NEWSLETTER_TRACK_OPENS or mailing.opens_people):
+            return "not counted: open tracking is off"
+        return (
+            f"{mailing.opens_people} by people, {mailing.opens_machines} by "
+            "machines (mail scanners, privacy proxies)"
+        )
 
     def get_readonly_fields(self, request, obj=None):
         # Uncertain batches are settled on the batch list, and which readers
