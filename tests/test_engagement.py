@@ -508,6 +508,26 @@ def test_a_link_deleted_before_the_flush_does_not_stop_the_others(client, email,
 
 
 @needs_redis
+def test_a_click_redis_refuses_is_counted_at_once_and_the_next_goes_to_redis(
+    client, email, clock
+):
+    """The click's GET and RPUSH go at once on one connection: an error answer to
+    one leaves the other's unread, which must not answer the next click."""
+    links = redirects(email)
+    clock(3600)
+    clicks = cache.make_key(engagement._CLICKS)
+    engagement._redis().set(clicks, "not a list")  # RPUSH answers WRONGTYPE
+    assert click(client, links[REPORT]).status_code == 302
+    assert link_counts(REPORT) == (1, 0)  # counted in the row, not lost
+    engagement._redis().delete(clicks)
+    response = click(client, links[DATA], address="192.0.2.77")
+    assert (response.status_code, response["Location"]) == (302, DATA)
+    assert link_counts(DATA) == (0, 0)  # kept in Redis, for the flush
+    assert engagement.click_counts_flush() == 1
+    assert link_counts(DATA) == (1, 0)
+
+
+@needs_redis
 def test_the_cache_reuses_one_redis_client():
     """Django's builds one per call, which costs more than the round trip."""
     assert engagement._redis() is engagement._redis()
