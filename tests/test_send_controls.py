@@ -11,9 +11,11 @@ from django.core import mail
 from django.core.mail.backends import locmem
 from django.db import connection, connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from newsletter import delivery, tasks
+from newsletter.admin import mailings as admin_mailings
 from newsletter.delivery import control, planner, sender
 from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
@@ -1156,3 +1158,41 @@ def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.mailing_resume(mailing_id=planned.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
+
+
+def batch_and_ledger_lists(author, query: str = "") -> list[tuple[int, set[int]]]:
+    """Each list's queries and the mailings its filter offers (their ids)."""
+    pages = []
+    for path in ("/admin/newsletter/batch/", "/admin/newsletter/delivery/"):
+        with CaptureQueriesContext(connection) as queries:
+            response = author.get(path + query)
+        assert response.status_code == 200
+        offered = re.findall(r"mailing__id__exact=(\d+)", response.content.decode())
+        pages.append((len(queries), set(map(int, offered))))
+    return pages
+
+
+def test_the_batch_and_ledger_lists_offer_the_latest_mailings_in_fixed_queries(
+    author, planned
+):
+    """Their filter offered every mailing ever sent, a query each to name it."""
+    other = Mailing.objects.create(kind=Mailing.Kind.POST, post=PublishedPostFactory())
+    first = batch_and_ledger_lists(author)
+    assert [offered for _, offered in first] == [{planned.pk, other.pk}] * 2
+    for post in PublishedPostFactory.create_batch(12):
+        Mailing.objects.create(kind=Mailing.Kind.POST, post=post)
+
+    after = batch_and_ledger_lists(author)
+
+    assert [count for count, _ in after] == [count for count, _ in first]
+    latest = Mailing.objects.all()[: admin_mailings.MailingFilter.LATEST]
+    assert [offered for _, offered in after] == [{m.pk for m in latest}] * 2
+    # The one a mailing's page links to is offered, and chosen, however old.
+    chosen = batch_and_ledger_lists(author, f"?mailing__id__exact={planned.pk}")
+    assert all(planned.pk in offered for _, offered in chosen)
+    response = author.get(f"/admin/newsletter/batch/?mailing__id__exact={planned.pk}")
+    assert response.context_data["cl"].result_count == 3
+    for wrong in ("abc", "-1", "1e308", "9" * 30):
+        response = author.get(f"/admin/newsletter/delivery/?mailing__id__exact={wrong}")
+        location = "/admin/newsletter/delivery/?e=1"
+        assert (response.status_code, response.get("Location")) == (302, location)

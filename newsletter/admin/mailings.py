@@ -3,12 +3,15 @@ from datetime import timedelta
 import requests
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+
+from posts.validators import row_id_in
 
 from .. import delivery
 from ..delivery.provider import CannotAsk
@@ -62,6 +65,37 @@ class EmptyRoundsFilter(admin.SimpleListFilter):
         if self.value() == "only":
             return queryset.empty_rounds()
         return queryset.without_empty_rounds()
+
+
+class MailingFilter(admin.SimpleListFilter):
+    """A batch's or a ledger row's mailing, chosen from the latest ones (and the
+    one chosen, which a mailing's page links to). Django's filter offered every
+    mailing ever sent, reading each one's post to name it: a query a mailing on
+    every page of the list, thousands after a year of digest rounds."""
+
+    title = "mailing"
+    parameter_name = "mailing__id__exact"  # the mailing pages' links
+    LATEST = 10
+
+    def lookups(self, request, model_admin):
+        named = Mailing.objects.select_related("post", "post_update")
+        offered = list(named.without_empty_rounds()[: self.LATEST])
+        chosen = self.chosen()
+        if chosen is not None and chosen not in {mailing.pk for mailing in offered}:
+            offered += named.filter(pk=chosen)
+        return [(str(mailing.pk), str(mailing)) for mailing in offered]
+
+    def chosen(self) -> int | None:
+        if self.value() is None:
+            return None
+        mailing_id = row_id_in(self.value())
+        if mailing_id is None:  # the list says the filter is wrong, as for any
+            raise IncorrectLookupParameters(f"No mailing {self.value()!r}")
+        return mailing_id
+
+    def queryset(self, request, queryset):
+        chosen = self.chosen()
+        return queryset if chosen is None else queryset.filter(mailing_id=chosen)
 
 
 @admin.register(Mailing)
@@ -321,7 +355,7 @@ class BatchAdmin(admin.ModelAdmin):
         "number", "mailing", "status", "size", "sent", "failed", "uncertain",
         "attempts", "touched_at", "last_error",
     ]  # fmt: skip
-    list_filter = ["status", "mailing__kind", "mailing"]
+    list_filter = ["status", "mailing__kind", MailingFilter]
     list_select_related = ["mailing__post", "mailing__post_update"]
     readonly_fields = [
         "mailing", "number", "status", "size", "sent", "failed", "uncertain",
@@ -386,7 +420,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         "subscriber", "mailing", "status", "error", "sent_at", "last_event",
         "esp_message_id",
     ]  # fmt: skip
-    list_filter = ["status", "mailing__kind", "mailing"]
+    list_filter = ["status", "mailing__kind", MailingFilter]
     search_fields = ["subscriber__email", "esp_message_id"]
     list_select_related = ["subscriber", "mailing__post", "mailing__post_update"]
     readonly_fields = [
