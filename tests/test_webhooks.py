@@ -921,6 +921,24 @@ def test_events_arriving_after_a_reader_erased_their_data_keep_none_of_it(
     assert Event.objects.count() == 2  # a repeat is still recognised
 
 
+def test_the_events_list_filters_by_type_without_reading_every_event(admin_client):
+    """Django's filters read every event for the values they offer, on each page:
+    180 ms a filter at 2,000,000 events."""
+    for i, kind in enumerate(["delivered", "delivered", "bounced"]):
+        Event.objects.create(esp="postmark", event_id=f"e{i}", event_type=kind, raw={})
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get("/admin/newsletter/event/?event_type__exact=bounced")
+    assert page.status_code == 200
+    assert page.context_data["cl"].result_count == 1
+    assert not [q for q in queries if "DISTINCT" in q["sql"].upper()]
+    html = page.content.decode()
+    assert "?event_type__exact=complained" in html  # offered, if none came yet
+    assert "?esp__exact=mailgun" in html
+    assert "inbound" not in html
+    page = admin_client.get("/admin/newsletter/event/?esp__exact=mailgun")
+    assert page.context_data["cl"].result_count == 0
+
+
 def test_the_events_admin_says_why_the_webhook_is_off(admin_client, settings):
     settings.ANYMAIL = {}
     page = admin_client.get("/admin/newsletter/event/")

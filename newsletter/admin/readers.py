@@ -1,5 +1,6 @@
 import csv
 
+from anymail.signals import EventType
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import display_for_field
@@ -17,6 +18,7 @@ from django.utils import timezone
 from posts.validators import addresses_as_stored, clean_email
 
 from .. import imports, subscriptions, webhooks
+from ..esp import PROVIDER_BY_BACKEND
 from ..models import (
     Consent,
     Delivery,
@@ -364,11 +366,47 @@ READERS_OWN_SUPPRESSION = (
 )
 
 
+class _KnownValuesFilter(admin.SimpleListFilter):
+    """The values a column of events can hold, to filter by. Django's own filter
+    offers the values found, reading every event for them on each page of the
+    list: 180 ms a filter at 2,000,000 events (90 days of a 100,000-reader list),
+    more than the page's own statements. Same parameter as Django's."""
+
+    values: tuple[str, ...]
+
+    def lookups(self, request, model_admin):
+        return [(value, value) for value in self.values]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(**{self.parameter_name: self.value()})
+
+
+class ProviderFilter(_KnownValuesFilter):
+    title = "esp"
+    parameter_name = "esp__exact"
+    values = tuple(sorted(set(PROVIDER_BY_BACKEND.values())))
+
+
+class EventTypeFilter(_KnownValuesFilter):
+    title = "event type"
+    parameter_name = "event_type__exact"
+    values = tuple(
+        sorted(
+            value
+            for name, value in vars(EventType).items()
+            # Inbound ones are of mail sent to the site, which it does not take.
+            if name.isupper() and not name.startswith("INBOUND")
+        )
+    )
+
+
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
     list_display = ["received_at", "esp", "event_type", "recipient", "message_id"]
     change_list_template = "admin/newsletter/event/change_list.html"
-    list_filter = ["esp", "event_type"]
+    list_filter = [ProviderFilter, EventTypeFilter]
     search_fields = ["recipient", "message_id", "event_id"]
     readonly_fields = [
         "esp",
