@@ -145,6 +145,9 @@ class StandardRatingInline(admin.TabularInline):
 class InspectionAdmin(admin.ModelAdmin):
     formfield_overrides = HTTPS_URLS
     list_display = ["title", "area", "overall", "published_on", "post"]
+    # Named: Django's own select_related() leaves out a field that may be empty
+    # (a national inspection has no area), and read each row's area on its own.
+    list_select_related = ["area", "post"]
     list_filter = ["overall", "type", "area__region"]
     search_fields = ["title", "post__title"]
     autocomplete_fields = ["post", "area", "organisations"]
@@ -367,6 +370,7 @@ class PostForm(forms.ModelForm):
 class PostAdmin(admin.ModelAdmin):
     form = PostForm
     list_display = ["title", "status", "published_at", "email_subscribers", "author"]
+    list_select_related = ["author"]  # may be empty: see InspectionAdmin's
     list_filter = ["status", "email_subscribers", "categories"]
     search_fields = ["title", "excerpt", "body"]
     prepopulated_fields = {"slug": ["title"]}

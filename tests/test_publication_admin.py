@@ -8,7 +8,9 @@ from io import StringIO
 import pytest
 from django.apps import apps
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.html import escape
 
@@ -34,6 +36,34 @@ def author(client):
     call_command("seed_demo", stdout=StringIO())
     client.force_login(UserFactory())
     return client
+
+
+def list_queries(client, path: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+    assert response.status_code == 200
+    return len(queries)
+
+
+def test_the_post_and_inspection_lists_take_as_many_queries_for_20_rows_as_for_2(
+    client,
+):
+    """A post's author and an inspection's area may be empty, so Django's own
+    select_related() left them out, and each row read its own."""
+    client.force_login(UserFactory())
+
+    def add(n: int) -> None:
+        for _ in range(n):
+            writer = UserFactory()
+            InspectionFactory(post=PublishedPostFactory(author=writer))
+
+    add(2)
+    for_2 = [list_queries(client, f"/admin/posts/{m}/") for m in ("post", "inspection")]
+    add(18)
+    for_20 = [
+        list_queries(client, f"/admin/posts/{m}/") for m in ("post", "inspection")
+    ]
+    assert for_20 == for_2
 
 
 @pytest.mark.parametrize(
