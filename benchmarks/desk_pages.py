@@ -9,9 +9,9 @@ form on 40 pages, the departures of the last 12 weeks, and --mailings mailings (
 one a day, of --readers each (1,000,000 ledger rows by default): a post's
 announcement yesterday, today's digest, which carried it too, and older digests,
 with bounces and complaints.
-Then fetches the desk and that post's report as a logged-in administrator
-(Django's test client, DEBUG off), and prints per page the queries and the median
-time of --rounds requests, then one line:
+Then fetches the desk, that post's report and the lists that grow with the list
+(LISTS) as a logged-in administrator (Django's test client, DEBUG off), and prints
+per page the queries and the median time of --rounds requests, then one line:
 desk_pages: readers=… deliveries=… desk_queries=… desk_ms=… report_queries=… report_ms=…
 --explain prints PostgreSQL's plans of each page's slowest queries.
 """
@@ -26,6 +26,17 @@ from benchmarks import _harness as h
 
 BATCH_SIZE = 500
 FORM_PAGES = 40
+# The desk's lists of what grows with the list and the ledger.
+LISTS = [
+    "/admin/newsletter/subscriber/",
+    "/admin/newsletter/subscriber/?status__exact=active",
+    "/admin/newsletter/suppression/",
+    "/admin/newsletter/mailing/",
+    "/admin/newsletter/batch/",
+    "/admin/newsletter/delivery/",
+    "/admin/newsletter/delivery/?status__exact=failed",
+    "/admin/newsletter/event/",
+]
 
 
 def insert_select(model, values: dict, source: str, params=()) -> None:
@@ -301,6 +312,9 @@ def main() -> None:
     )
     print(f"{'/admin/':50} {desk_queries:4} q {desk_ms:9.1f} ms")
     print(f"{report_url:50} {report_queries:4} q {report_ms:9.1f} ms")
+    for path in LISTS:
+        queries, ms, _ = measure(client, path, args.rounds)
+        print(f"{path:50} {queries:4} q {ms:9.1f} ms")
     if args.explain:
         print("\n# the desk")
         explain(captured)

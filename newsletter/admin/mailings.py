@@ -422,6 +422,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     list_filter = ["status", "mailing__kind", MailingFilter]
     search_fields = ["subscriber__email", "esp_message_id"]
+    show_full_result_count = False  # one COUNT a page (docs/performance.md)
     list_select_related = ["subscriber", "mailing__post", "mailing__post_update"]
     readonly_fields = [
         "mailing",

@@ -110,6 +110,7 @@ class SubscriberAdminForm(forms.ModelForm):
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
     form = SubscriberAdminForm
+    show_full_result_count = False  # one COUNT a page (docs/performance.md)
     list_display = [
         "email",
         "name",
@@ -331,6 +332,7 @@ class SuppressionAdmin(admin.ModelAdmin):
 
     list_display = ["__str__", "reason", "created_at", "updated_at"]
     list_filter = ["reason"]
+    show_full_result_count = False  # one COUNT a page (docs/performance.md)
     search_fields = ["address_hash"]
     search_help_text = "Type a full email address to see whether it is suppressed."
     fields = ["address_hash", "reason", "created_at", "updated_at"]
@@ -407,6 +409,7 @@ class EventAdmin(admin.ModelAdmin):
     list_display = ["received_at", "esp", "event_type", "recipient", "message_id"]
     change_list_template = "admin/newsletter/event/change_list.html"
     list_filter = [ProviderFilter, EventTypeFilter]
+    show_full_result_count = False  # one COUNT a page (docs/performance.md)
     search_fields = ["recipient", "message_id", "event_id"]
     readonly_fields = [
         "esp",
