@@ -234,15 +234,11 @@ class MailingAdmin(admin.ModelAdmin):
         return str(timedelta(seconds=round(mailing.waiting / per_second)))
 
     def get_fieldsets(self, request, obj=None):
-        shown = dict(
-            zip(
-                self.readonly_fields,
-                self.get_readonly_fields(request, obj),
-                strict=True,
-            )
-        )
         if obj is None:  # no page adds a mailing
             return super().get_fieldsets(request, obj)
+        # As get_readonly_fields names them for this user.
+        names = self.get_readonly_fields(request, obj)
+        shown = dict(zip(self.readonly_fields, names, strict=True))
         return [
             (None, {"fields": [shown[name] for name in self.about[obj.kind]]}),
             ("How it went", {"fields": [shown[name] for name in self.went]}),
