@@ -10,11 +10,18 @@ from django.test import Client
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
-from newsletter import delivery
+from newsletter import delivery, subscriptions
 from newsletter.delivery import sender
-from newsletter.models import Batch, Delivery, Link, Mailing, Subscriber
+from newsletter.models import (
+    Batch,
+    Delivery,
+    Link,
+    Mailing,
+    Subscriber,
+    SubscriberTopic,
+)
 
-from .factories import PostFactory, SubscriberFactory
+from .factories import CategoryFactory, PostFactory, SubscriberFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -141,6 +148,28 @@ def test_reader_who_leaves_after_planning_is_skipped(audience, leaving):
     assert leaver.email not in [m.to[0] for m in mail.outbox]
     assert len(mail.outbox) == 2
     assert mailing.deliveries.get(subscriber=leaver).status == Delivery.Status.SKIPPED
+
+
+def test_reader_who_stops_following_the_posts_topic_after_planning_is_skipped():
+    """Planned while they followed the post's topic (the send waited: paused, a
+    backlog, the sending budget), they chose another before their batch went."""
+    moved_on = SubscriberFactory(email="moved-on@example.org")
+    SubscriberTopic.objects.create(
+        subscriber=moved_on, kind="category", value="local-inspections"
+    )
+    everything = SubscriberFactory(email="everything@example.org")
+    post = PostFactory()
+    post.categories.add(CategoryFactory(slug="local-inspections"))
+    mailing = plan(post)
+    assert mailing.deliveries.count() == 2
+    subscriptions.topics_set(subscriber=moved_on, topics=["category:youth-justice"])
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+    assert [m.to[0] for m in mail.outbox] == [everything.email]
+    row = mailing.deliveries.get(subscriber=moved_on)
+    assert (row.status, row.error) == (
+        Delivery.Status.SKIPPED,
+        "stopped following it as published before sending",
+    )
 
 
 @pytest.fixture(params=["batch", "single"])

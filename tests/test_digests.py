@@ -484,6 +484,30 @@ def test_a_post_whose_announcement_waited_past_the_switch_comes_once(
     assert posts_received(got, "turning@example.org") == {"On Suffolk": 1}
 
 
+def test_a_reader_turning_to_a_digest_before_their_announcement_goes_gets_it_there(
+    clock, beat, django_capture_on_commit_callbacks
+):
+    """Planned as an instant reader, the announcement held (a paused send, a
+    backlog) until after they chose a daily digest: their digest carries the post,
+    not the email they turned away from."""
+    turning = reader("turning@example.org", ("everything", "", "instant"))
+    clock(23, 6, 30)
+    post_publish(post=PostFactory(title="On Suffolk"))  # its doorbell not answered
+    announcement = Mailing.objects.get(kind=Mailing.Kind.POST)
+    with django_capture_on_commit_callbacks(execute=False):  # its batch not sent
+        while delivery.mailing_plan_page(mailing_id=announcement.pk):
+            pass
+    clock(23, 6, 40)
+    choose_at_the_preference_page(turning, frequency="daily")
+    mail.outbox.clear()
+    delivery.batch_send(batch_id=announcement.batches.get().pk)
+    got = list(mail.outbox)
+    assert announcement.deliveries.get().status == Delivery.Status.SKIPPED
+    clock(23, 7, 5)
+    got += beat()
+    assert posts_received(got, "turning@example.org") == {"On Suffolk": 1}
+
+
 def test_a_reader_who_was_never_on_a_digest_is_promised_no_last_one(clock):
     always = reader("always@example.org", ("everything", "", "instant"))
     page = choose_at_the_preference_page(always, frequency="instant")

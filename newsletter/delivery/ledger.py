@@ -4,6 +4,7 @@ so these few are SQL, written to run unchanged on PostgreSQL and SQLite (3.35+)
 except where a comment says otherwise."""
 
 import json
+from collections.abc import Collection
 from datetime import datetime
 from typing import NamedTuple
 
@@ -41,14 +42,22 @@ class Recipient(NamedTuple):
 
 
 def batch_recipients(
-    batch_id: int, *, digest_of: str = ""
+    batch_id: int,
+    *,
+    digest_of: str = "",
+    announcing: Collection[tuple[str, str]] | None = None,
 ) -> tuple[list[Recipient], dict[int, str]]:
     """The batch's queued deliveries: the recipients still in the audience, and
     why the others are skipped, by delivery id: they left it since planning
-    (unsubscribed, suppressed or paused: see SubscriberQuerySet.confirmed), or
-    their digest holds nothing now (its posts were unpublished). `digest_of` (a
-    digest's batch: its round's frequency) reads in the same statement the posts
-    each one's digest holds, and whether they still follow anything at it.
+    (unsubscribed, suppressed or paused: see SubscriberQuerySet.confirmed), no
+    longer follow a post's announcement as published, or their digest holds
+    nothing now (its posts were unpublished). `digest_of` (a digest's batch: its
+    round's frequency) reads in the same statement the posts each one's digest
+    holds, and whether they still follow anything at it. `announcing` (a post's
+    announcement: its Post.topic_keys()) reads whether each one still follows one
+    of them, or everything, as published (SubscriberQuerySet.following): one who
+    turned to a digest since, or unfollowed the topic, is skipped (a digest
+    carries the post to the first: a skipped row is not received).
 
     Read, not written: the batch's SENDING status is the claim on its queued rows,
     and their outcomes are written once, when the provider has answered. A worker
@@ -66,6 +75,17 @@ def batch_recipients(
         follows = f"""EXISTS (SELECT 1 FROM {T} t
             WHERE t.subscriber_id = d.subscriber_id AND t.frequency = %s)"""
         params = [digest_of]
+    elif announcing is not None:
+        # "Everything" is stored with no value (topics_set): a topic matches a
+        # key by equality. No topic rows at all: everything, as published.
+        keys = [(SubscriberTopic.Kind.EVERYTHING, ""), *sorted(announcing)]
+        matches = " OR ".join(["(t.kind = %s AND t.value = %s)"] * len(keys))
+        follows = f"""(EXISTS (SELECT 1 FROM {T} t
+                WHERE t.subscriber_id = d.subscriber_id AND t.frequency = %s
+                AND ({matches}))
+            OR NOT EXISTS (SELECT 1 FROM {T} t
+                WHERE t.subscriber_id = d.subscriber_id))"""
+        params = [SubscriberTopic.Frequency.INSTANT, *(v for key in keys for v in key)]
     sql = f"""
         SELECT d.id, d.subscriber_id, s.email, s.name,
             s.engagement_agreed_at IS NOT NULL, {posts}, s.time_zone, {follows},
@@ -83,6 +103,8 @@ def batch_recipients(
     for pk, sid, email, name, agreed, posts, zone, follows, active in rows:
         if not active:
             skipped[pk] = "left the audience before sending"
+        elif announcing is not None and not follows:
+            skipped[pk] = "stopped following it as published before sending"
         elif digest_of and not posts:
             skipped[pk] = "its posts were unpublished before sending"
         else:

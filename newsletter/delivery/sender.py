@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import requests
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
@@ -222,10 +223,14 @@ def batch_send(*, batch_id: int) -> None:
     batch = Batch.objects.select_related(
         "mailing__post", "mailing__post_update__post"
     ).get(pk=batch_id)
-    digest = batch.mailing.kind == Mailing.Kind.DIGEST
-    recipients, skipped = batch_recipients(
-        batch_id, digest_of=batch.mailing.frequency if digest else ""
-    )
+    if batch.mailing.kind == Mailing.Kind.DIGEST:
+        recipients, skipped = batch_recipients(
+            batch_id, digest_of=batch.mailing.frequency
+        )
+    else:
+        recipients, skipped = batch_recipients(
+            batch_id, announcing=_rendered(batch.mailing).announcing
+        )
     outcomes, trouble = _hand_over(batch, recipients)
     for delivery_id, why in skipped.items():
         outcomes[delivery_id] = Outcome(Delivery.Status.SKIPPED, error=why)
@@ -505,7 +510,7 @@ def _composer(
                 (digest.for_reader(r, connection=connection), [r]) for r in chunk
             ]
         ), how.batch_size if how.batches_messages else 1
-    post_email = _rendered(mailing)
+    post_email = _rendered(mailing).email
     if not how.batched:
         return (
             lambda chunk, connection: [
@@ -547,10 +552,18 @@ def take_from_budget(messages: int, *, esp: str | None = None) -> None:
         raise RetryLater(f"rate limiter unavailable: {exc!r}") from exc
 
 
-_last_rendered: tuple[tuple, BulkEmail] | None = None
+class Rendered(NamedTuple):
+    email: BulkEmail
+    # A post's announcement: what the post is about (Post.topic_keys()), one of
+    # which its readers must still follow as published when their batch goes.
+    # None for a correction, whose readers are those sent the post.
+    announcing: frozenset[tuple[str, str]] | None
 
 
-def _rendered(mailing: Mailing) -> BulkEmail:
+_last_rendered: tuple[tuple, Rendered] | None = None
+
+
+def _rendered(mailing: Mailing) -> Rendered:
     """The mailing's email, rendered once per worker process rather than per batch,
     and again once the post is edited: the batches sent after a correction carry
     the corrected post (and its readers need no correction email)."""
@@ -559,10 +572,15 @@ def _rendered(mailing: Mailing) -> BulkEmail:
     key = (mailing.pk, mailing.created_at, mailing.post.updated_at)
     if _last_rendered is None or _last_rendered[0] != key:
         if mailing.kind == Mailing.Kind.CORRECTION:
-            email = CorrectionEmail(mailing.post_update, mailing_id=mailing.pk)
+            rendered = Rendered(
+                CorrectionEmail(mailing.post_update, mailing_id=mailing.pk), None
+            )
         else:
-            email = PostEmail(mailing.post, mailing_id=mailing.pk)
-        _last_rendered = (key, email)
+            rendered = Rendered(
+                PostEmail(mailing.post, mailing_id=mailing.pk),
+                frozenset(mailing.post.topic_keys()),
+            )
+        _last_rendered = (key, rendered)
     return _last_rendered[1]
 
 
