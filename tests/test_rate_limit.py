@@ -1,6 +1,7 @@
 """The sending budget all workers share: in Redis when REDIS_URL is set (a Redis
 that is down fails these tests), in a locked file under var/ otherwise."""
 
+import time
 import uuid
 
 import pytest
@@ -65,11 +66,47 @@ def test_a_batch_over_budget_goes_back_to_the_queue_untouched(
     send = Mailing.objects.get()
     delivery.mailing_plan_page(mailing_id=send.pk)
     batch = send.batches.get()
+    # Another worker's batch took the budget 30 s ahead (the most it grants).
+    TokenBucket(name="postmark", rate=1, burst=1).reserve(31)
     with pytest.raises(delivery.RetryLater) as later:
         delivery.batch_send(batch_id=batch.pk)
-    assert later.value.countdown == pytest.approx(39, abs=1)
+    # This one's first call, 31 readers (the most the budget grants at once),
+    # would wait for 30 s of debt and its own 31 tokens.
+    assert later.value.countdown == pytest.approx(61, abs=1)
     batch.refresh_from_db()
     assert batch.status == Batch.Status.QUEUED
     assert fake_esp.count == 0
     send.refresh_from_db()
     assert send.consecutive_failures == 0  # our budget, not the provider's fault
+
+
+@pytest.mark.django_db
+def test_a_batch_larger_than_the_budget_ever_grants_goes_in_parts(
+    settings, tmp_path, monkeypatch, fake_esp
+):
+    """At one a second in bursts of one, a reservation is granted 31 tokens at
+    most (a full bucket, 30 s of refill): a batch of 40 asking for all of them
+    at once was refused at every attempt, however long it waited, and never sent."""
+    settings.VAR_DIR = tmp_path
+    settings.REDIS_URL = ""  # the file's clock is Python's, which this test moves
+    settings.NEWSLETTER_SEND_RATE = 1
+    settings.NEWSLETTER_SEND_BURST = 1
+    clock = [time.time()]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    monkeypatch.setattr(
+        time, "sleep", lambda seconds: clock.append(clock.pop() + seconds)
+    )
+    Subscriber.objects.bulk_create(
+        Subscriber(email=f"r{i}@example.org", status="active") for i in range(40)
+    )
+    delivery.mailing_create_for_post(post=PostFactory())
+    send = Mailing.objects.get()
+    delivery.mailing_plan_page(mailing_id=send.pk)
+    batch = send.batches.get()
+    started = clock[0]
+    delivery.batch_send(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.DONE
+    assert fake_esp.count == 40
+    assert fake_esp.stats()["accepted_requests"] == 2  # 31 readers, then 9
+    assert clock[0] - started == pytest.approx(39, abs=1)  # at one a second

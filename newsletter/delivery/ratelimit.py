@@ -6,7 +6,8 @@ machine) the same arithmetic runs under an exclusive file lock in var/.
 
 A caller reserves the tokens it needs and is told how long to wait before using
 them. The bucket may go into debt, which queues callers fairly (first to reserve is
-first to send) and lets one batch be larger than the burst.
+first to send) and lets one call be larger than the burst, up to what refills
+while a caller may wait (TokenBucket.largest_reservation).
 """
 
 import fcntl
@@ -72,6 +73,14 @@ class TokenBucket:
         if not taken:
             raise RateLimited(wait)
         return wait
+
+    def largest_reservation(self) -> int | None:
+        """The most tokens one reservation can ever be granted: a full bucket and
+        what refills within MAX_WAIT_SECONDS (None: no limit). A caller wanting
+        more would be refused however long it waited: it must ask in parts."""
+        if self.rate <= 0:
+            return None
+        return max(1, int(self.burst + self.rate * MAX_WAIT_SECONDS))
 
     def acquire(self, tokens: int) -> None:
         """Reserve `tokens` and sleep until they may be used."""

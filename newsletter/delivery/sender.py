@@ -356,6 +356,11 @@ def _hand_over(
     how = channel()
     claim = Claim(batch.pk, batch.touched_at)
     compose, size = _composer(batch, recipients, how)
+    # A call never asks the sending budget for more than it can ever grant:
+    # a larger one would be refused at every attempt, and the batch never sent.
+    largest = sending_budget(how.esp).largest_reservation()
+    if largest is not None:
+        size = min(size, largest)
     lanes = 1
     if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
         lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
