@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery, subscriptions
-from newsletter.delivery import sender
+from newsletter.delivery import planner, sender
 from newsletter.models import (
     Batch,
     Delivery,
@@ -126,6 +126,32 @@ def test_planning_pages_the_audience_into_batches(settings):
     # Planning again after it finished adds nothing.
     assert delivery.mailing_plan_page(mailing_id=mailing.pk) is False
     assert mailing.deliveries.count() == 5
+
+
+def test_a_reader_confirming_while_a_page_is_planned_is_counted_in_their_batch(
+    monkeypatch,
+):
+    """The page's batches are sized by one statement and given their readers by
+    the next: one who confirmed in between joined a batch that did not count
+    them, and the mailing's figures did not add up (skipped: -1)."""
+    SubscriberFactory.create_batch(2)
+    late = SubscriberFactory(status=Subscriber.Status.PENDING)
+    SubscriberFactory()
+    sized = planner._batches_create
+
+    def confirmed_meanwhile(*args, **kwargs):
+        batch_ids = sized(*args, **kwargs)
+        Subscriber.objects.filter(pk=late.pk).update(status=Subscriber.Status.ACTIVE)
+        return batch_ids
+
+    monkeypatch.setattr(planner, "_batches_create", confirmed_meanwhile)
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
+    assert batch.deliveries.count() == 4
+    assert batch.size == 4
+    delivery.batch_send(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert (batch.size, batch.sent) == (4, 4)
 
 
 def test_a_send_with_no_audience_is_done_at_once():

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from posts.models import Post, PostUpdate
@@ -173,6 +173,18 @@ def _plan_page(
         pk__gt=mailing.planned_up_to, pk__lte=chunks[-1][0]
     ).values(sid=F("pk"))
     _insert_deliveries(mailing, *members.query.sql_with_params(), batch_ids, chunks)
+    # The boundaries' statement could not see a reader who confirmed (or left)
+    # before this one's: each batch is as large as the rows it was given, or the
+    # author's figures would not add up (skipped: -1).
+    Batch.objects.filter(pk__in=batch_ids).update(
+        size=Subquery(
+            Delivery.objects.filter(batch=OuterRef("pk"))
+            .order_by()
+            .values("batch")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+    )
     return chunks[-1][0], batch_ids
 
 
@@ -273,7 +285,8 @@ def _insert_deliveries(
     id range holds it, written by the database from the query itself, in
     subscriber order (the order a batch goes out). For a
     post, a reader who confirms between the boundaries and this statement joins a
-    batch; one who leaves is skipped at send time."""
+    batch (its size is then counted again: _plan_page); one who leaves after it
+    is skipped at send time."""
     # Batch ids come from the database (integers), never from input.
     which_batch = " ".join(
         f"WHEN sid <= {int(last)} THEN {int(batch)}"
