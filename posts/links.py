@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.encoding import iri_to_uri
 
 from .markdown import link_targets
 from .models import LinkCheck, Post
@@ -197,7 +198,11 @@ def _ask(
     connection = connection_class(
         parts.hostname, parts.port or default_port, address=address, timeout=timeout
     )
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # A request line is ASCII: non-ASCII characters go percent-encoded as UTF-8, as
+    # browsers send them (a link pasted as raw HTML, a Welsh place name).
+    target = iri_to_uri(
+        (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    )
     try:
         connection.request(method, target, headers={"User-Agent": USER_AGENT})
         response = connection.getresponse()
@@ -236,10 +241,13 @@ def url_check(
                 status, location = _ask(
                     url, address=address, method="GET", timeout=timeout
                 )
-        except (OSError, http.client.HTTPException) as error:
+        except (OSError, http.client.HTTPException, ValueError) as error:
             return LinkResult(LinkCheck.Outcome.DEAD, _reason(error))
         if status in _REDIRECTS and location:
-            url = urljoin(url, location)
+            try:
+                url = urljoin(url, _utf8_header(location))
+            except ValueError:  # e.g. an unbalanced [ in the host
+                return LinkResult(LinkCheck.Outcome.DEAD, "not a valid address")
             continue
         if status >= 400:
             return LinkResult(LinkCheck.Outcome.DEAD, f"HTTP {status}")
@@ -247,7 +255,19 @@ def url_check(
     return LinkResult(LinkCheck.Outcome.DEAD, "too many redirects")
 
 
+def _utf8_header(value: str) -> str:
+    """A header's text as the server meant it: http.client reads headers as
+    Latin-1, and a server that sends a raw non-ASCII Location sends UTF-8, which
+    browsers follow."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
 def _reason(error: Exception) -> str:
+    if isinstance(error, ValueError | http.client.InvalidURL):  # unfit for a request
+        return "not a valid address"
     if isinstance(error, TimeoutError | socket.timeout):
         return "no answer in time"
     if isinstance(error, ssl.SSLError):

@@ -12,7 +12,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.utils import timezone
 
-from posts import checks
+from posts import checks, links
 from posts.links import address_is_public, post_links_check, url_check
 from posts.models import LinkCheck, Post
 from posts.tasks import check_post_links
@@ -232,6 +232,11 @@ def test_a_redirect_to_a_private_address_is_refused(site):
         assert result.outcome == LinkCheck.Outcome.REFUSED, target
 
 
+def test_a_redirect_to_a_malformed_address_is_reported_never_a_crash(site):
+    result = url_check(f"{site}/to?http://[::1/", trusted_networks=LOOPBACK)
+    assert (result.outcome, result.detail) == ("dead", "not a valid address")
+
+
 @pytest.fixture
 def trickling_site():
     """A server that answers a byte every 0.2 seconds, each within any socket
@@ -295,6 +300,54 @@ def test_the_link_checker_task_stores_what_it_found_and_forgets_removed_links(
     assert found == {"http://10.0.0.5/": "refused", "https://nope.invalid/": "dead"}
     assert "private or local" in messages_of(checks.check_dead_links(post))
     assert post_links_check(post_id=999999) == 0
+
+
+class _WelshSite(http.server.BaseHTTPRequestHandler):
+    """Answers /Ynys_Môn… only when asked as browsers ask, percent-encoded UTF-8;
+    /hen redirects there with the raw UTF-8 in its Location, as some servers do."""
+
+    def do_HEAD(self):
+        if self.path == "/hen":
+            self.send_response(301)
+            # send_header writes Latin-1: these are the UTF-8 bytes of /Ynys_Môn.
+            self.send_header("Location", "/Ynys_Môn".encode().decode("latin-1"))
+        else:
+            self.send_response(200 if self.path.startswith("/Ynys_M%C3%B4n") else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def welsh_site(monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WelshSite)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # The task checks with no trusted network: every host is this local site.
+    monkeypatch.setattr(links, "public_address", lambda *args: "127.0.0.1")
+    yield f"http://cymru.example:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_link_with_a_non_ascii_path_is_checked_never_a_crash(
+    celery_eager, welsh_site
+):
+    # Welsh place names in a report's address, or a link pasted as raw HTML (the
+    # Markdown parser percent-encodes only its own links): the whole check of the
+    # post failed on the first one, and none of its links was checked.
+    post = PostFactory(
+        body=f'See <a href="{welsh_site}/Ynys_Môn">Ynys Môn</a> and '
+        f"[the old address]({welsh_site}/hen)."
+    )
+    InspectionFactory(post=post, report_url=f"{welsh_site}/Ynys_Môn/adroddiad")
+    check_post_links.delay(post.pk)
+    found = dict(LinkCheck.objects.filter(post=post).values_list("url", "outcome"))
+    assert found == {
+        f"{welsh_site}/Ynys_Môn": "ok",
+        f"{welsh_site}/hen": "ok",
+        f"{welsh_site}/Ynys_Môn/adroddiad": "ok",
+    }
 
 
 # In the admin ----------------------------------------------------------------------
