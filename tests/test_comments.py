@@ -553,6 +553,30 @@ def test_a_website_without_scheme_is_taken_as_https(client, post):
     assert Comment.objects.get().website == "https://probation.example.org"
 
 
+def test_a_website_is_stored_as_a_browser_would_ask_for_it(client, admin_client, post):
+    """Typed as it was, a website's < > " { | made the link on the post page
+    invalid HTML; the desk's form stores it the same way as the reader's."""
+    comment_on(client, post, website='example.org/Ynys Môn?q=<probation>&"x"|{y}')
+    comment = Comment.objects.get()
+    encoded = "https://example.org/Ynys%20M%C3%B4n?q=%3Cprobation%3E&%22x%22%7C%7By%7D"
+    assert comment.website == encoded
+
+    response = admin_client.post(
+        f"/admin/comments/comment/{comment.pk}/change/",
+        {
+            "status": "approved",
+            "name": comment.name,
+            "email": comment.email,
+            "website": "https://example.org/a[1]^b`c%zz",
+            "body": comment.body,
+        },
+    )
+
+    assert response.status_code == 302
+    comment.refresh_from_db()
+    assert comment.website == "https://example.org/a%5B1%5D%5Eb%60c%25zz"
+
+
 def test_missing_fields_are_named_and_nothing_is_saved(client, post):
     response = comment_on(client, post, name="", email="not-an-address", body=" ")
     assert response.status_code == 400
@@ -1288,6 +1312,33 @@ def test_spam_there_was_before_its_marking_was_recorded_is_kept_a_while(settings
     assert Comment.objects.count() == 2
     assert Comment.objects.get(status="spam").marked_spam_at > long_ago
     assert Comment.objects.get(status="approved").marked_spam_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websites_stored_before_they_were_encoded_are_encoded_at_deploy():
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("comments")
+    executor.migrate([("comments", "0002_comment_marked_spam_at")])
+    OldComment = executor.loader.project_state(
+        ("comments", "0002_comment_marked_spam_at")
+    ).apps.get_model("comments", "Comment")
+    post_id = PublishedPostFactory().pk
+    for website in (
+        'https://example.org/?q=<probation>&"x"',
+        "https://example.org/" + "<>" * 90,  # too long once encoded
+        "https://example.org/fine",
+    ):
+        OldComment.objects.create(
+            post_id=post_id, name="Sam", email="s@example.org", website=website
+        )
+    executor.loader.build_graph()
+    executor.migrate(latest)
+
+    assert list(Comment.objects.order_by("pk").values_list("website", flat=True)) == [
+        "https://example.org/?q=%3Cprobation%3E&%22x%22",
+        "",
+        "https://example.org/fine",
+    ]
 
 
 def test_replies_hidden_with_a_spam_comment_stay_hidden_once_it_is_deleted(

@@ -17,6 +17,8 @@ from django.test import RequestFactory
 from django.views.defaults import server_error
 
 from newsletter.tokens import Purpose, make_token
+from posts.comments.models import Comment
+from posts.comments.services import comments_approve
 from posts.demo_content import FRESH_POST, POSTS
 from posts.models import Post, PostUpdate
 
@@ -31,6 +33,7 @@ PAGES = [
     ("/", 200),
     ("/?page=2", 200),
     *((f"/posts/{post['slug']}/", 200) for post in POSTS),
+    (f"/posts/{FRESH_POST['slug']}/", 200),  # comments open, and shown
     ("/category/on-probation/", 200),
     ("/tag/safeguarding/", 200),
     ("/area/suffolk/", 200),
@@ -53,6 +56,17 @@ def test_every_page_passes_the_w3c_html_checker(client, tmp_path: Path):
     PostUpdate.objects.create(
         post=Post.objects.get(slug=POSTS[0]["slug"]), note="A dated correction."
     )
+    # A commenter's website as typed, with characters no address holds as they are.
+    client.post(
+        f"/posts/{FRESH_POST['slug']}/comments/",
+        {
+            "name": "Sam",
+            "email": "sam@example.org",
+            "website": 'https://example.org/?q=<probation>&"x"|{y}',
+            "body": "Thanks for this.",
+        },
+    )
+    comments_approve(comments=Comment.objects.filter(name="Sam"))
     files = {}
     for number, (url, status) in enumerate(PAGES):
         response = client.get(url)

@@ -12,6 +12,7 @@ from posts.models import Post
 from posts.validators import addresses_as_stored, clean_email
 
 from . import services
+from .forms import WebsiteField
 from .models import Comment, PostCommentSettings
 
 
@@ -63,7 +64,8 @@ class CommentAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["approve", "mark_spam", "delete_selected", "close_comments_on_posts"]
     raw_id_fields = ["post", "parent"]
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    # The website is checked and stored as the reader's form does it.
+    formfield_overrides = {models.URLField: {"form_class": WebsiteField}}
     fields = [
         "post",
         "parent",

@@ -1,3 +1,6 @@
+import re
+from urllib.parse import quote, urlsplit, urlunsplit
+
 from django import forms
 from django.conf import settings
 
@@ -26,6 +29,44 @@ class TextareaField(forms.CharField):
         return super().to_python(value).replace("\r\n", "\n").replace("\r", "\n")
 
 
+# What an address holds as it is besides letters, digits and -._~ (RFC 3986's
+# delimiters, and the escapes already made); the rest is percent-encoded as UTF-8.
+# [ and ] only enclose an IPv6 host, which is left as typed.
+_AS_IT_IS = "!$&'()*+,;=:@/?%"
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def percent_encoded_url(url: str) -> str:
+    """The address as a browser sends it: < > " { | ^ ` and the like, kept as typed
+    in a link's href, make the page invalid HTML (and some browsers refuse it)."""
+    scheme, netloc, path, query, fragment = urlsplit(_STRAY_PERCENT.sub("%25", url))
+    userinfo, at, host = netloc.rpartition("@")
+    return urlunsplit(
+        (
+            scheme,
+            quote(userinfo, safe=_AS_IT_IS) + at + host,
+            *(quote(part, safe=_AS_IT_IS) for part in (path, query, fragment)),
+        )
+    )
+
+
+class WebsiteField(forms.URLField):
+    """A commenter's website, from the reader's form and the desk's alike: a web
+    page, taken as https without a scheme, stored percent-encoded."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(assume_scheme="https", **kwargs)
+
+    def to_python(self, value) -> str:
+        # Encoded before the length is checked: the encoded form is what is stored.
+        website = super().to_python(value)
+        reject_control_characters(website)
+        # URLField accepts ftp:// too; a commenter's website is a web page.
+        if website and not website.lower().startswith(("http://", "https://")):
+            raise forms.ValidationError("Please give a web address (http or https).")
+        return percent_encoded_url(website)
+
+
 class CommentForm(forms.Form):
     name = forms.CharField(
         max_length=NAME_MAX_LENGTH,
@@ -38,11 +79,10 @@ class CommentForm(forms.Form):
         max_length=EMAIL_MAX_LENGTH,
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
-    website = forms.URLField(
+    website = WebsiteField(
         label="Website (optional)",
         max_length=WEBSITE_MAX_LENGTH,
         required=False,
-        assume_scheme="https",
         widget=forms.URLInput(attrs={"autocomplete": "url"}),
     )
     body = TextareaField(
@@ -74,14 +114,6 @@ class CommentForm(forms.Form):
 
     def clean_email(self) -> str:
         return clean_email(self.cleaned_data["email"])
-
-    def clean_website(self) -> str:
-        website = self.cleaned_data["website"]
-        reject_control_characters(website)
-        # URLField accepts ftp:// too; a commenter's website is a web page.
-        if website and not website.lower().startswith(("http://", "https://")):
-            raise forms.ValidationError("Please give a web address (http or https).")
-        return website
 
     def clean_body(self) -> str:
         body = self.cleaned_data["body"]
