@@ -224,6 +224,21 @@ def test_a_known_commenter_confirms_by_email_and_the_comment_is_published(
     assert int(cookie["max-age"]) >= 365 * 86400
 
 
+def test_a_head_request_on_the_emailed_link_is_answered_and_confirms_nothing(
+    client, post, confirm
+):
+    """Mail scanners and link checkers ask with HEAD: answered as the page is (it
+    was a 405), and never taken for the button."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+
+    response = client.head(links[0])
+
+    assert response.status_code == 200
+    assert "comment_verified" not in response.cookies
+    assert Comment.objects.get(post=post).status == Comment.Status.PENDING
+
+
 def test_a_stranger_using_a_commenters_address_cannot_make_the_email_speak(
     client, post, confirm
 ):
@@ -727,6 +742,14 @@ def test_the_reply_page_quotes_the_comment_and_carries_its_id(client, post):
     assert response.status_code == 200
     assert f"Reply to {reply.name}" in html
     assert f'name="parent" value="{top.pk}"' in html
+
+
+def test_the_reply_page_answers_a_head_request(client, post):
+    comment = CommentFactory(post=post, status=Comment.Status.APPROVED)
+
+    response = client.head(f"/posts/{post.slug}/comments/{comment.pk}/reply/")
+
+    assert response.status_code == 200  # it was a 405
 
 
 def test_a_reply_sent_back_with_a_problem_is_still_headed_as_a_reply(client, post):

@@ -3,7 +3,11 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import (
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
 from posts.clients import client_address, client_key
 from posts.models import Post
@@ -162,7 +166,7 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     return held
 
 
-@require_GET
+@require_safe
 def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpResponse:
     """A page with the reply form, so replying works without JavaScript."""
     post = _published_post(slug)
@@ -175,13 +179,14 @@ def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpRespo
     return _form_page(request, post, form, replying_to=replying_to)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
     """GET: the comment and a button (mail scanners follow links, people press
     buttons; and the one who owns the address sees what they would publish, which
-    anyone may have typed); POST: the address is proved, the browser remembers it."""
+    anyone may have typed); POST: the address is proved, the browser remembers it.
+    HEAD is answered as GET: a scanner's HEAD must never confirm."""
     try:
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             comment = services.comment_of_confirmation(token=token)
             publishes = services.confirming_publishes(comment=comment)
             return render(
