@@ -1,14 +1,14 @@
 """Uploaded images: refused above a size, cleaned of what the camera wrote, and
 resized renditions made by a worker.
 
-Renditions are WebP files under renditions/, named after the original, so a page only
-has to list the ones that exist: until the worker has made them, pages show the
-original. The original is served as stored, so it is cleaned before it is stored,
-while the author waits; the resizing is not.
+Renditions are WebP files under renditions/, named after the original's whole name
+(renditions/posts/2024/photo.jpg-480w.webp), so a page only has to list the ones that
+exist: until the worker has made them, pages show the original. The original is
+served as stored, so it is cleaned before it is stored, while the author waits; the
+resizing is not.
 """
 
 from io import BytesIO
-from pathlib import PurePosixPath
 
 from django import forms
 from django.core.files.base import ContentFile
@@ -143,8 +143,9 @@ def _webp_is_lossless(data: bytes) -> bool:
 
 
 def rendition_name(original: str, width: int) -> str:
-    stem = PurePosixPath(original).with_suffix("")
-    return f"renditions/{stem}-{width}w.webp"
+    # The original's whole name, its extension too: photo.jpg and photo.png are two
+    # pictures, and shared their renditions when it was left out.
+    return f"renditions/{original}-{width}w.webp"
 
 
 def renditions_make(*, name: str) -> list[str]:

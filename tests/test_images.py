@@ -1,11 +1,13 @@
 """Images: a featured image with required alt text, resized renditions, body images."""
 
+import re
 from io import BytesIO
 
 import pytest
 from django.contrib import admin
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import models
+from django.db import connection, models
+from django.db.migrations.executor import MigrationExecutor
 from django.http import Http404
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
@@ -122,6 +124,69 @@ def test_body_images_need_alt_text_and_offer_their_markdown(author, media, on_co
     html = author.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
     assert "![Caseloads per officer, 2019 to 2024](/media/renditions/" in html
     assert image.image.name.endswith(".png")
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_two_images_named_alike_but_for_their_extension_keep_their_own_renditions(
+    author, media, on_commit
+):
+    """photo.jpg and photo.png shared their renditions: a post's page showed the
+    picture uploaded last under that name, whichever post it was for."""
+
+    def photo(name: str, image_format: str, colour: tuple) -> SimpleUploadedFile:
+        buffer = BytesIO()
+        Image.new("RGB", (1600, 900), colour).save(buffer, image_format)
+        return SimpleUploadedFile(name, buffer.getvalue())
+
+    red, blue = (200, 0, 0), (0, 0, 200)
+    for slug, upload in (
+        ("kent", photo("photo.jpg", "JPEG", red)),
+        ("devon", photo("photo.png", "PNG", blue)),
+    ):
+        on_commit(
+            author.post,
+            "/admin/posts/post/add/",
+            admin_post_form(
+                title=slug,
+                slug=slug,
+                featured_image=upload,
+                featured_image_alt="Office",
+            ),
+        )
+    Post.objects.update(status="published", published_at=models.F("created_at"))
+
+    for slug, colour in (("kent", red), ("devon", blue)):
+        html = author.get(f"/posts/{slug}/").text
+        smallest = re.search(r'srcset="/media/(\S+) 480w', html).group(1)
+        with Image.open(media / smallest) as shown:
+            assert shown.convert("RGB").getpixel((10, 10)) == pytest.approx(
+                colour, abs=10
+            ), slug
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_eager")
+def test_an_image_uploaded_before_shows_and_gets_its_renditions_again_at_deploy(
+    author, media
+):
+    """Renditions made before were named without the original's extension: not
+    found under the new names, the page shows the original until a worker has made
+    them again, which the migration asks for."""
+    post = PublishedPostFactory(
+        featured_image=png(1600, 900), featured_image_alt="An office"
+    )
+    html = author.get(post.get_absolute_url()).text
+    assert f'src="{post.featured_image.url}"' in html
+    assert ".webp" not in html
+
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("posts")
+    executor.migrate([("posts", "0010_search_words_across_hyphens")])
+    executor.loader.build_graph()
+    executor.migrate(latest)
+
+    html = author.get(post.get_absolute_url()).text
+    assert f"/media/renditions/{post.featured_image.name}-480w.webp 480w" in html
 
 
 # Large images (issue 17, finding 9) -----------------------------------------------
