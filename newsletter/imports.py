@@ -4,8 +4,9 @@ Every row is validated before anything is written; the author sees each rejected
 line with its number and reason, and the valid rows go in in one transaction, or
 nothing does. An import never brings back anyone who left: a suppressed address
 (even one the reader could lift by subscribing again: only their own double
-opt-in does that) or a subscriber who unsubscribed, bounced or complained is
-skipped, with the reason.
+opt-in does that), a subscriber who unsubscribed, bounced or complained, or an
+address a reader moved away from (their consent went with them) is skipped, with
+the reason.
 
 The desk's export (admin/readers.py) is a file the import takes as it is: its
 first columns are the import's, and of the three it adds, the status decides
@@ -20,12 +21,13 @@ from datetime import datetime, time
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from posts.validators import clean_email, reject_control_characters, reject_invisible
 
-from .models import Consent, Subscriber, Suppression
+from .models import Consent, PreviousAddress, Subscriber, Suppression
 
 COLUMNS = ["email", "name", "consent_source", "consent_date"]
 # What the desk's export adds after COLUMNS.
@@ -117,7 +119,7 @@ def read_csv(data: bytes) -> ImportReport:
         raise ImportFileError(
             f"Line {reader.line_num} is not valid CSV: {exc}"
         ) from exc
-    _skip_suppressed(report)
+    _skip_those_who_left(report)
     return report
 
 
@@ -209,27 +211,42 @@ def _chunks(items: list, size: int = LOOKUP_CHUNK):
         yield items[start : start + size]
 
 
-def _skip_suppressed(report: ImportReport) -> None:
-    """Move the rows whose address is on the suppression list, for any reason, to
-    the skipped ones."""
-    hashes = {Suppression.hash_address(row.email): row for row in report.rows}
-    suppressed: dict[int, str] = {}
+def _skip_those_who_left(report: ImportReport) -> None:
+    """Move the rows whose address is on the suppression list, for any reason, or
+    one a reader moved away from, to the skipped ones."""
+    by_email = {row.email: row for row in report.rows}
+    hashes = {Suppression.hash_address(email): email for email in by_email}
+    left: dict[int, str] = {}
     for chunk in _chunks(list(hashes)):
         for address_hash, reason in Suppression.objects.filter(
             address_hash__in=chunk
         ).values_list("address_hash", "reason"):
-            row = hashes[address_hash]
             label = Suppression.Reason(reason).label.lower()
-            suppressed[row.line] = f"the address is suppressed ({label})"
-    report.skipped = sorted([*report.skipped, *suppressed.items()])
-    report.rows = [row for row in report.rows if row.line not in suppressed]
+            left[by_email[hashes[address_hash]].line] = (
+                f"the address is suppressed ({label})"
+            )
+    for chunk in _chunks(list(by_email)):
+        # The list's consent was given by the reader who held the address then,
+        # and went with them to their new one. One who came back to it is
+        # subscribed there again, or not, as their status says.
+        moved_away = PreviousAddress.objects.filter(email__in=chunk).exclude(
+            subscriber__email=F("email")
+        )
+        for email in moved_away.values_list("email", flat=True):
+            left.setdefault(
+                by_email[email].line,
+                "a reader moved from this address to another: their consent "
+                "went with them",
+            )
+    report.skipped = sorted([*report.skipped, *left.items()])
+    report.rows = [row for row in report.rows if row.line not in left]
 
 
 def import_rows(*, report: ImportReport) -> ImportReport:
     """Write the report's valid rows, all in one transaction."""
     with transaction.atomic():
         # Again, as the list may have changed since the file was read.
-        _skip_suppressed(report)
+        _skip_those_who_left(report)
         existing = {}
         for chunk in _chunks([row.email for row in report.rows]):
             existing.update(

@@ -467,6 +467,6 @@ def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
         "Your data is deleted",
         f"We have deleted {email} and any address you had before it, your consent "
         "records, the record of what we sent you and your comments. We keep only a "
-        "one-way keyed fingerprint of the address, so nothing is sent to it unless "
+        "one-way keyed fingerprint of each address, so nothing is sent to it unless "
         "you subscribe again.",
     )

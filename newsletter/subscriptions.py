@@ -673,10 +673,19 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
 
 def subscriber_delete(*, subscriber: Subscriber) -> None:
     """Forget the person, under every address they had; keep only the keyed hash
-    of the current one, which honours their choice."""
+    of each, which honours their choice: an old list holding an address they
+    moved away from must not subscribe it again (imports.py)."""
     with transaction.atomic():
-        address_suppress(email=subscriber.email, reason=Suppression.Reason.DELETED)
         addresses = addresses_held(subscriber=subscriber)
+        emails = {period.email for period in addresses}
+        # An address another reader has since is theirs: its hash is not ours to add.
+        emails -= set(
+            Subscriber.objects.filter(email__in=emails)
+            .exclude(pk=subscriber.pk)
+            .values_list("email", flat=True)
+        )
+        for email in sorted(emails):
+            address_suppress(email=email, reason=Suppression.Reason.DELETED)
         tracking_events_of(subscriber=subscriber, addresses=addresses).delete()
         comments_delete_for_addresses(addresses=addresses)
         Engagement.objects.filter(subscriber=subscriber).delete()

@@ -11,7 +11,12 @@ from django.utils import timezone
 
 from newsletter import imports
 from newsletter.models import Consent, Event, Subscriber, Suppression
-from newsletter.subscriptions import address_suppress
+from newsletter.subscriptions import (
+    address_suppress,
+    email_change_confirm,
+    subscriber_delete,
+    subscriber_unsubscribe,
+)
 
 from .factories import SubscriberFactory, UserFactory
 
@@ -534,3 +539,45 @@ def test_an_import_never_brings_back_a_reader_who_left(author, reason):
     ]
     reader.refresh_from_db()
     assert reader.status == status != Subscriber.Status.ACTIVE
+
+
+MOVED_AWAY = "a reader moved from this address to another: their consent went with them"
+
+
+@pytest.mark.parametrize(
+    ("then", "why"),
+    [
+        ("stays", MOVED_AWAY),
+        ("unsubscribes", MOVED_AWAY),
+        ("erases their data", "the address is suppressed (deleted their data)"),
+    ],
+    ids=["stays", "unsubscribes", "erases their data"],
+)
+def test_an_import_never_brings_back_the_address_a_reader_moved_away_from(
+    author, then, why
+):
+    """An old list holds a reader under the address they left: the consent it
+    records went with them to their new address, and perhaps out of the list."""
+    reader = SubscriberFactory(email="sam@work.example")
+    assert email_change_confirm(subscriber=reader, new_email="sam@home.example")
+    if then == "unsubscribes":
+        subscriber_unsubscribe(subscriber=reader)
+    elif then == "erases their data":
+        subscriber_delete(subscriber=reader)
+
+    response = upload(author, HEADER + "sam@work.example,Sam,Old list,2024-01-01\n")
+
+    assert response.context["report"].skipped == [(2, why)]
+    assert not Subscriber.objects.filter(email="sam@work.example").exists()
+
+
+def test_a_reader_who_moved_back_to_an_address_is_imported_there_as_anyone(author):
+    reader = SubscriberFactory(email="sam@work.example", name="")
+    assert email_change_confirm(subscriber=reader, new_email="sam@home.example")
+    assert email_change_confirm(subscriber=reader, new_email="sam@work.example")
+
+    response = upload(author, HEADER + "sam@work.example,Sam,Old list,2024-01-01\n")
+
+    assert response.context["report"].updated == 1
+    reader.refresh_from_db()
+    assert (reader.name, reader.status) == ("Sam", Subscriber.Status.ACTIVE)

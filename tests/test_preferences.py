@@ -672,9 +672,10 @@ def test_after_a_change_of_address_my_data_includes_what_i_wrote_under_the_old_o
     assert list(Event.objects.all()) == [their_event]
     assert not Event.objects.filter(pk=my_event.pk).exists()
     assert not Comment.objects.filter(pk=mine.pk).exists()
-    # Only the current address is kept, as the keyed hash that honours the choice.
-    assert list(Suppression.objects.values_list("reason", flat=True)) == ["deleted"]
-    assert Suppression.objects.for_email("new@example.org").exists()
+    # Only the keyed hashes that honour the choice are kept, of both addresses.
+    for email in ("new@example.org", "reader@example.org"):
+        assert Suppression.objects.for_email(email).get().reason == "deleted"
+    assert Suppression.objects.count() == 2
 
 
 def test_my_data_lists_the_providers_events_about_me_and_not_my_batchmates(
@@ -811,6 +812,17 @@ def test_a_reader_who_takes_an_address_another_left_does_not_get_their_comments(
     ]
     subscriber_delete(subscriber=reader)
     assert not Comment.objects.exists()
+
+
+def test_erasing_a_reader_leaves_the_address_they_left_to_whoever_has_it_now(reader):
+    assert email_change_confirm(subscriber=reader, new_email="moved@example.org")
+    second = SubscriberFactory(email="reader@example.org")
+
+    subscriber_delete(subscriber=reader)
+
+    assert list(Subscriber.objects.confirmed()) == [second]
+    assert not Suppression.objects.for_email("reader@example.org").exists()
+    assert Suppression.objects.for_email("moved@example.org").exists()
 
 
 def test_a_reader_who_moves_back_to_an_old_address_keeps_everything_written_since(
