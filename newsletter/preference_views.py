@@ -341,12 +341,21 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
             f"going to {subscriber.email}.",
             status=409,
         )
+    # What the reader did meanwhile (unsubscribed, paused) stands at the new address.
+    if subscriber.status != Subscriber.Status.ACTIVE:
+        goes = f"You are not subscribed, so nothing is sent to {subscriber.email}."
+    elif subscriber.paused_at:
+        goes = (
+            f"Your newsletter is paused: when you resume it, it goes to "
+            f"{subscriber.email}."
+        )
+    else:
+        goes = f"From now on the newsletter goes to {subscriber.email}."
     return _done(
         request,
         subscriber,
         "Your address is changed",
-        f"From now on the newsletter goes to {subscriber.email}. Links in older "
-        "emails no longer work; use the one below.",
+        f"{goes} Links in older emails no longer work; use the one below.",
     )
 
 

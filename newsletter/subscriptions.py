@@ -411,24 +411,30 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
 def email_change_confirm(*, subscriber: Subscriber, new_email: str) -> bool:
     """Move the subscription to a confirmed new address, and remember the address
     it leaves: what was written under it is still the reader's (PreviousAddress).
-    False if it cannot be."""
+    A reader the old address's bounces took out of the audience is back in it:
+    the new address is just proved. False if it cannot be."""
     new_email = normalise_email(new_email)
     if is_blocked(new_email):
         return False
     try:
         with transaction.atomic():
-            previous_email = (
+            current = (
                 Subscriber.objects.select_for_update()
                 .filter(pk=subscriber.pk)
-                .values_list("email", flat=True)
+                .values_list("email", "status")
                 .first()
             )
-            if previous_email is None:  # erased meanwhile
+            if current is None:  # erased meanwhile
                 return False
+            previous_email, status = current
             if previous_email != new_email:
-                Subscriber.objects.filter(pk=subscriber.pk).update(
-                    email=new_email, soft_bounces=0
-                )
+                moved = {"email": new_email, "soft_bounces": 0}
+                if status == Subscriber.Status.BOUNCED:
+                    moved |= {
+                        "status": Subscriber.Status.ACTIVE,
+                        "unsubscribed_at": None,
+                    }
+                Subscriber.objects.filter(pk=subscriber.pk).update(**moved)
                 PreviousAddress.objects.create(
                     subscriber_id=subscriber.pk,
                     email=normalise_email(previous_email),

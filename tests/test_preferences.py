@@ -27,6 +27,7 @@ from newsletter.subscriptions import (
     ENGAGEMENT_CONSENT_WORDING,
     address_suppress,
     email_change_confirm,
+    is_blocked,
     subscriber_delete,
     subscriber_export,
 )
@@ -290,6 +291,48 @@ def test_a_change_link_fails_if_the_address_was_taken_meanwhile(
     assert client.post(confirm).status_code == 409
     reader.refresh_from_db()
     assert reader.email == "reader@example.org"
+
+
+def test_a_reader_whose_old_address_bounced_before_they_confirmed_the_new_one_gets_it(
+    client, reader, on_commit
+):
+    """Leaving a job, a reader asks to move; before they click the link in their
+    new inbox, the old mailbox is closed and bounces."""
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    address_suppress(email="reader@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+
+    response = client.post(confirm)
+
+    page = response.content.decode()
+    assert "From now on the newsletter goes to new@example.org." in page
+    mail.outbox.clear()
+    on_commit(post_publish, post=PostFactory())
+    assert [m.to for m in mail.outbox] == [["new@example.org"]]
+    assert is_blocked("reader@example.org")
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "said"),
+    [
+        ("unsubscribe", "You are not subscribed, so nothing is sent to new@"),
+        ("pause", "Your newsletter is paused: when you resume it, it goes to new@"),
+    ],
+)
+def test_a_reader_who_left_or_paused_before_confirming_a_new_address_is_told_so(
+    client, reader, on_commit, meanwhile, said
+):
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    client.post(url(reader), {"action": meanwhile})
+
+    page = client.post(confirm).content.decode()
+
+    assert said in page
+    assert "From now on" not in page
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+    assert not Subscriber.objects.confirmed().exists()
 
 
 def test_an_invalid_new_address_is_refused_with_a_clear_error(client, reader):
