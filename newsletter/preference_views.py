@@ -27,7 +27,7 @@ from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm
 from .models import Subscriber, SubscriberTopic
 from .subscriptions import OneTimeRequest
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
-from .views import _token_error, _too_many, allow_email_to
+from .views import _token_error, _too_many, allow_email_to, allow_subscribe_from
 
 
 def _done(
@@ -166,6 +166,10 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
                 "if you want it restored.",
                 status=409,
             )
+        # The subscribe form's limits: each request stores a consent with the
+        # client's address, and may send the reader a confirmation.
+        if not (allow_subscribe_from(request) and allow_email_to(subscriber.email)):
+            return _too_many(request)
         subscriptions.subscription_request(
             email=subscriber.email,
             name=subscriber.name,

@@ -33,12 +33,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         return render(request, "newsletter/subscribe.html", {"form": form})
     # Every POST counts against its client, valid or not, so no client can fill the
     # table or probe the form without limit.
-    if not throttle.allow(
-        "subscribe-client",
-        client_key(request),
-        limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT,
-        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS,
-    ):
+    if not allow_subscribe_from(request):
         return _too_many(request)
     form = SubscribeForm(request.POST)
     if not form.is_valid():
@@ -77,6 +72,17 @@ def _referring_page(request: HttpRequest) -> str:
     except ValueError:  # the client's to write: a bracketed host that is no IPv6
         return ""
     return referer.path if referer.netloc == request.get_host() else ""
+
+
+def allow_subscribe_from(request: HttpRequest) -> bool:
+    """Count one subscribe request from this client (the form's, or a
+    resubscribe from the preference centre); False once over the limit."""
+    return throttle.allow(
+        "subscribe-client",
+        client_key(request),
+        limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT,
+        window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS,
+    )
 
 
 def allow_email_to(address: str, *, budget: str = "subscribe-address") -> bool:

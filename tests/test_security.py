@@ -131,6 +131,40 @@ def test_behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for(
     )
 
 
+def resubscribe(client, reader, *, ip: str):
+    """The preference centre's resubscribe button: the subscribe form of a reader
+    who left, whose link anyone they forwarded an email to holds."""
+    centre = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+    return client.post(centre, {"action": "resubscribe"}, REMOTE_ADDR=ip)
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_resubscribing_one_reader_again_and_again_is_stopped_and_writes_nothing(
+    client, settings
+):
+    reader = SubscriberFactory(status=Subscriber.Status.UNSUBSCRIBED)
+    limit = settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS
+    for n in range(limit):
+        assert resubscribe(client, reader, ip=f"198.51.100.{n + 1}").status_code == 200
+
+    response = resubscribe(client, reader, ip="198.51.100.200")
+
+    assert response.status_code == 429
+    assert "Too many requests" in response.content.decode()
+    assert Consent.objects.count() == limit
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_one_client_resubscribing_many_readers_is_stopped(client, settings):
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = 2
+    readers = SubscriberFactory.create_batch(3, status=Subscriber.Status.UNSUBSCRIBED)
+
+    answers = [resubscribe(client, r, ip="203.0.113.7").status_code for r in readers]
+
+    assert answers == [200, 200, 429]
+    assert Consent.objects.count() == 2
+
+
 @pytest.mark.usefixtures("broker_queue")
 def test_a_bot_filling_the_honeypot_is_told_the_same_and_nothing_is_queued(client):
     bot = post_subscribe(client, "bot-target@example.org", website="http://spam.test")
