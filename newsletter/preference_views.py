@@ -78,9 +78,10 @@ def _current_digest_time(subscriber: Subscriber) -> DigestTimeForm:
 
 
 def _digest_time_said(subscriber: Subscriber, frequency: str) -> str:
-    """When the reader's digests now arrive, in words, for the page that confirms."""
+    """When the reader's digests now arrive, in words, for the page that confirms;
+    "" for posts as they are published."""
     arrival = subscriber.digest_arrival(frequency)
-    return f" Your digest arrives {arrival}." if arrival else ""
+    return f"Your digest arrives {arrival}." if arrival else ""
 
 
 def _page(
@@ -134,7 +135,8 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             request,
             subscriber,
             "Your newsletter is back on",
-            "New posts will arrive as they are published.",
+            _digest_time_said(subscriber, subscriber.frequency())
+            or "New posts will arrive as they are published.",
         )
     if action == "unsubscribe":
         subscriptions.subscriber_unsubscribe(subscriber=subscriber)
@@ -235,21 +237,19 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
     frequency = form.cleaned_data["frequency"]
     how_often = SubscriberTopic.Frequency(frequency).label
     subscriber.refresh_from_db(fields=["digest_owed_until"])
-    # What waited for their digest was announced without them: say where it goes.
-    owed = (
-        " Anything your digest was still to bring comes in one last digest,"
-        " at your usual hour."
-        if subscriber.digest_owed_until
-        else ""
-    )
+    said = [
+        f"You follow {'the topics you chose' if chosen else 'every post'}.",
+        f"How often: {how_often.lower()}.",
+        _digest_time_said(subscriber, frequency),
+    ]
+    if subscriber.digest_owed_until:
+        # What waited for their digest was announced without them: say where it goes.
+        said.append(
+            "Anything your digest was still to bring comes in one last digest,"
+            " at your usual hour."
+        )
     return _done(
-        request,
-        subscriber,
-        "Your topics are saved",
-        f"You follow {'the topics you chose' if chosen else 'every post'}. "
-        f"How often: {how_often.lower()}."
-        + _digest_time_said(subscriber, frequency)
-        + owed,
+        request, subscriber, "Your topics are saved", " ".join(filter(None, said))
     )
 
 

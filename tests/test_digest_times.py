@@ -305,6 +305,24 @@ def test_a_reader_chooses_a_weekly_digest_on_friday_at_seven_in_new_york(client)
     assert subscriber.topics.get().frequency == "weekly"
 
 
+@pytest.mark.parametrize(
+    ("frequency", "said"),
+    [
+        ("weekly", "Your digest arrives every Monday at 07:00, London (UK) time."),
+        ("instant", "New posts will arrive as they are published."),
+    ],
+)
+def test_a_reader_who_resumes_is_told_when_posts_come_again(client, frequency, said):
+    subscriber = reader("paused@example.org", frequency, paused_at=utc(2027, 1, 2))
+    token = make_token(subscriber, Purpose.PREFERENCES)
+
+    response = client.post(f"/preferences/{token}/", {"action": "resume"})
+
+    page = response.content.decode()
+    assert "Your newsletter is back on" in page
+    assert said in page
+
+
 def test_a_form_without_digest_times_goes_back_to_the_sites(client):
     subscriber = reader("daily@example.org", digest_hour=6, time_zone="Asia/Tokyo")
     response = client.post(topics_url(subscriber), {"frequency": "daily"})
