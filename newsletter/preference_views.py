@@ -1,7 +1,8 @@
 """The reader's preference centre, reached by a personal link in every email.
 
 The link is the reader's key, so every change is a POST with a CSRF token from the
-page itself; a GET never changes anything (mail scanners follow links). The link
+page itself; a GET or HEAD only shows the page (mail scanners and link checkers
+follow links). The link
 also travels in every newsletter, so anyone the reader forwards one to holds it:
 topics, pause, unsubscribe and withdrawing consent stay one click, but exporting,
 deleting or moving the reader's data, or agreeing to per-reader engagement, takes
@@ -111,13 +112,13 @@ def _page(
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def preferences(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
         return _token_error(request, error)
-    if request.method == "GET":
+    if request.method != "POST":
         return _page(request, subscriber, ChangeEmailForm())
     action = request.POST.get("action")
     active = subscriber.status == Subscriber.Status.ACTIVE
@@ -312,7 +313,7 @@ def _send_one_time_link(
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber, new_email = read_token_detail(token, Purpose.CHANGE_EMAIL)
@@ -328,7 +329,7 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
             "Ask for a new one from the preferences link in any newsletter email.",
             status=410,
         )
-    if request.method == "GET":
+    if request.method != "POST":
         return render(
             request,
             "newsletter/preferences_change_email.html",
@@ -374,13 +375,13 @@ def export(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def delete(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
         return _token_error(request, error)
-    if request.method == "GET":
+    if request.method != "POST":
         return render(
             request, "newsletter/preferences_delete.html", {"subscriber": subscriber}
         )
@@ -388,7 +389,7 @@ def delete(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def one_time(request: HttpRequest, token: str) -> HttpResponse:
     """The link sent to the reader's address: a page with a button, whose POST does
     what was asked for, once."""
@@ -420,7 +421,7 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
             "The editor no longer asks to see what readers do with emails.",
             status=400,
         )
-    if request.method == "GET":
+    if request.method != "POST":
         return render(
             request,
             "newsletter/one_time.html",

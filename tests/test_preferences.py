@@ -133,6 +133,26 @@ def test_every_action_needs_the_pages_csrf_token(reader):
     assert mail.outbox == []
 
 
+def test_a_head_request_gets_the_pages_answer_without_it_and_changes_nothing(
+    client, reader, on_commit
+):
+    """Mail scanners and link checkers may ask for a link with HEAD: each page a
+    link opens answers as to GET, without the body, and does nothing."""
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm_move = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    delete = one_time_link(client, on_commit, reader, "delete/")
+
+    for page in [url(reader), url(reader, "delete/"), delete, confirm_move]:
+        head, get = client.head(page), client.get(page)
+        assert (head.status_code, head.content) == (200, b""), page
+        assert head.headers == get.headers, page
+
+    reader.refresh_from_db()
+    assert (reader.email, reader.status) == ("reader@example.org", "active")
+    # The one-time link is unspent: the reader's own POST still deletes.
+    assert "Your data is deleted" in client.post(delete).content.decode()
+
+
 def test_pausing_leaves_the_reader_out_until_they_resume(client, reader, on_commit):
     response = client.post(url(reader), {"action": "pause"})
     assert response.status_code == 200
