@@ -21,8 +21,9 @@ from posts.validators import row_id_in
 
 from . import clickredirect, outbox, subscriptions, tasks
 from .celery import app as celery_app
-from .emails import confirm_max_age_days
+from .emails import confirm_max_age_days, preferences_url
 from .forms import ConfirmForm, SubscribeForm
+from .models import Subscriber
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 
 
@@ -141,7 +142,19 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
             engagement=form.cleaned_data.get("engagement", False),
             ip_address=client_address(request) or None,
         )
-        return render(request, "newsletter/confirmed.html", {"subscriber": subscriber})
+        # The link may be one confirmed long ago, or the address suppressed since:
+        # the page says where the reader stands now, not what the link asked for.
+        return render(
+            request,
+            "newsletter/confirmed.html",
+            {
+                "subscriber": subscriber,
+                "receiving": Subscriber.objects.confirmed()
+                .filter(pk=subscriber.pk)
+                .exists(),
+                "preferences_url": preferences_url(subscriber),
+            },
+        )
     return render(
         request,
         "newsletter/confirm.html",

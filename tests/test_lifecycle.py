@@ -10,6 +10,7 @@ from django.core.management.base import SystemCheckError
 from django.utils import timezone
 
 from newsletter import delivery, subscriptions, tasks
+from newsletter.emails import preferences_url
 from newsletter.models import Consent, Delivery, Mailing, Subscriber, Suppression
 from newsletter.tokens import Purpose, make_token
 from posts.services import post_publish
@@ -174,6 +175,52 @@ def test_a_paused_reader_with_no_email_left_comes_back_through_the_form(
     mail.outbox.clear()
     on_commit(post_publish, post=PostFactory())
     assert [m.to for m in mail.outbox] == [["reader@example.org"]]
+
+
+def test_a_paused_reader_using_their_old_confirmation_link_is_told_they_are_paused(
+    client, on_commit
+):
+    """Paused, a reader looking for a way back finds their confirmation email and
+    presses its button again: that request was confirmed long ago, so nothing
+    changes, and the page says so and where to resume (it said new posts would
+    arrive)."""
+    subscribe(client, on_commit, "sam@example.org")
+    link = confirm_url_from(mail.outbox[0])
+    on_commit(client.post, link)
+    reader = Subscriber.objects.get()
+    subscriptions.subscriber_pause(subscriber=reader)
+
+    page = on_commit(client.post, link)
+
+    reader.refresh_from_db()
+    assert reader.paused_at is not None
+    assert page.status_code == 200
+    assert "<h1>Your newsletter is paused</h1>" in page.text
+    assert "New posts will arrive" not in page.text
+    assert f'<a href="{preferences_url(reader)}">resume it' in page.text
+
+
+def test_a_reader_the_author_suppressed_again_before_they_confirmed_is_told_so(
+    client, on_commit
+):
+    """The author lifted their suppression of a reader who asked to come back, and
+    suppressed the address again before the reader used their link: nothing will
+    be sent, and the page says so (it said "You are subscribed")."""
+    reader = SubscriberFactory(
+        email="sam@example.org", status=Subscriber.Status.SUPPRESSED
+    )
+    subscribe(client, on_commit, "sam@example.org")
+    [confirmation] = mail.outbox
+    subscriptions.address_suppress(email="sam@example.org", reason=Reason.MANUAL)
+
+    page = on_commit(client.post, confirm_url_from(confirmation))
+
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.SUPPRESSED
+    assert mail.outbox == [confirmation]  # no welcome
+    assert "<h1>You are not subscribed</h1>" in page.text
+    assert "You are subscribed" not in page.text
+    assert f'<a href="{preferences_url(reader)}">Your preferences</a>' in page.text
 
 
 def test_a_deleted_person_may_come_back_through_a_fresh_double_opt_in(
