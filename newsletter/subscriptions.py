@@ -215,6 +215,8 @@ def subscriber_confirm(
     link's page: their name (None keeps the request's) and per-reader engagement,
     which is asked only there, where the address is proved. The request may be anyone's;
     the consent records the address the link was used from (`ip_address`) too.
+    A reader in the audience already (imported, or resumed, since the request)
+    gets what it asked for all the same: the link is their latest word.
 
     This is the fresh double opt-in that lifts the reader's own unsubscribe or
     deletion; a bounce, complaint or the author's suppression is never lifted here.
@@ -225,12 +227,14 @@ def subscriber_confirm(
     with transaction.atomic():
         if is_blocked(subscriber.email):
             return
-        consent = subscriber.consents.filter(
+        # Claimed in one UPDATE, so that a double click confirms once.
+        claimed = subscriber.consents.filter(
             pk=consent_id, confirmed_at__isnull=True
-        ).first()
-        if consent is None:
+        ).update(confirmed_at=now, confirmed_ip_address=ip_address)
+        if not claimed:
             return
-        confirmed = (
+        consent = subscriber.consents.get(pk=consent_id)
+        joined = (
             Subscriber.objects.filter(pk=subscriber.pk)
             .not_receiving()
             .update(
@@ -241,42 +245,29 @@ def subscriber_confirm(
                 soft_bounces=0,
             )
         )
-        if confirmed:
-            if engagement:
-                Subscriber.objects.filter(pk=subscriber.pk).update(
-                    engagement_agreed_at=now
-                )
-            else:
-                # The box left unticked is the reader's answer now: withdrawing,
-                # and what an earlier agreement kept goes with it.
-                engagement_withdraw(subscriber=subscriber)
-            Suppression.objects.for_email(subscriber.email).delete()
-            consent.confirmed_at = now
-            consent.confirmed_ip_address = ip_address
-            if name is not None:
-                consent.name = name
-            if engagement:
-                consent.engagement = True
-                consent.wording += f"\n{ENGAGEMENT_CONSENT_WORDING}"
-                consent.wording_version += f"+{ENGAGEMENT_CONSENT_VERSION}"
-            consent.save(
-                update_fields=[
-                    "confirmed_at",
-                    "confirmed_ip_address",
-                    "name",
-                    "engagement",
-                    "wording",
-                    "wording_version",
-                ]
+        if engagement:
+            Subscriber.objects.filter(pk=subscriber.pk).update(engagement_agreed_at=now)
+        else:
+            # The box left unticked is the reader's answer now: withdrawing,
+            # and what an earlier agreement kept goes with it.
+            engagement_withdraw(subscriber=subscriber)
+        if name is not None:
+            consent.name = name
+        if engagement:
+            consent.engagement = True
+            consent.wording += f"\n{ENGAGEMENT_CONSENT_WORDING}"
+            consent.wording_version += f"+{ENGAGEMENT_CONSENT_VERSION}"
+        consent.save(update_fields=["name", "engagement", "wording", "wording_version"])
+        if consent.name:
+            Subscriber.objects.filter(pk=subscriber.pk).update(name=consent.name)
+        if consent.topics is not None:
+            topics_set(
+                subscriber=subscriber,
+                topics=consent.topics,
+                frequency=consent.frequency,
             )
-            if consent.name:
-                Subscriber.objects.filter(pk=subscriber.pk).update(name=consent.name)
-            if consent.topics is not None:
-                topics_set(
-                    subscriber=subscriber,
-                    topics=consent.topics,
-                    frequency=consent.frequency,
-                )
+        if joined:
+            Suppression.objects.for_email(subscriber.email).delete()
             transaction.on_commit(lambda: tasks.send_welcome.delay(subscriber.pk))
     subscriber.refresh_from_db()
 

@@ -7,8 +7,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
+from newsletter import imports
 from newsletter.models import Consent, Subscriber
 from newsletter.subscriptions import (
+    CONSENT_SOURCE_FORM,
     CONSENT_VERSION,
     CONSENT_WORDING,
     subscriber_export,
@@ -430,6 +432,39 @@ def test_a_stranger_resubmitting_a_pending_address_cannot_change_what_its_link_c
     readers, strangers = subscriber.consents.order_by("created_at")
     assert readers.confirmed_at == subscriber.confirmed_at
     assert strangers.confirmed_at is None
+
+
+def test_a_request_confirmed_after_an_import_made_its_reader_one_gets_what_it_asked(
+    client, django_capture_on_commit_callbacks
+):
+    """The author imports an old list with the reader on it between their request
+    and their click: the link is still their word on what they get (they were
+    left with every post as published, and the request unconfirmed)."""
+    region = RegionFactory()
+    subscribe(
+        client,
+        "pat@example.org",
+        django_capture_on_commit_callbacks,
+        topics=[f"region:{region.slug}"],
+        frequency="weekly",
+    )
+    imports.import_rows(
+        report=imports.read_csv(
+            b"email,name,consent_source,consent_date\n"
+            b"pat@example.org,,old list,2024-01-01\n"
+        )
+    )
+
+    page = client.post(confirm_url_from(mail.outbox[0]), REMOTE_ADDR="198.51.100.7")
+
+    assert "You are subscribed" in page.text
+    reader = Subscriber.objects.get()
+    assert list(reader.topics.values_list("kind", "value", "frequency")) == [
+        ("region", region.slug, "weekly")
+    ]
+    request = reader.consents.get(source=CONSENT_SOURCE_FORM)
+    assert request.confirmed_at is not None
+    assert request.confirmed_ip_address == "198.51.100.7"
 
 
 def test_a_later_request_gets_its_own_link_which_confirms_its_own_consent(
