@@ -258,7 +258,9 @@ def subscriber_confirm(
             consent.wording += f"\n{ENGAGEMENT_CONSENT_WORDING}"
             consent.wording_version += f"+{ENGAGEMENT_CONSENT_VERSION}"
         consent.save(update_fields=["name", "engagement", "wording", "wording_version"])
-        if consent.name:
+        # The name sent from the link's page, emptied too; confirmed without the
+        # field, the request's, if it gave one.
+        if name is not None or consent.name:
             Subscriber.objects.filter(pk=subscriber.pk).update(name=consent.name)
         if consent.topics is not None:
             topics_set(

@@ -233,6 +233,28 @@ def test_a_name_joined_with_zero_width_joiners_is_kept(
     assert Consent.objects.get().name == name
 
 
+def test_a_name_cleared_on_the_confirm_page_is_cleared(
+    client, django_capture_on_commit_callbacks
+):
+    """A returning reader empties the name their request carried: every email
+    greeted them by it all the same."""
+    reader = SubscriberFactory(name="Sam", status=Subscriber.Status.UNSUBSCRIBED)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/",
+            {"action": "resubscribe"},
+        )
+    link = confirm_url_from(mail.outbox[0])
+    assert 'value="Sam"' in client.get(link).text
+
+    client.post(link, {"name": ""})
+
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert reader.name == ""
+    assert reader.consents.get().name == ""
+
+
 def test_confirm_link_shows_a_button_and_get_changes_nothing(
     client, django_capture_on_commit_callbacks
 ):
