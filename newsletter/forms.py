@@ -13,6 +13,7 @@ from .logs import redact
 from .models import (
     DEFAULT_TIME_ZONE,
     DIGEST_TIME_ZONES,
+    Consent,
     DigestSettings,
     SubscriberTopic,
     Weekday,
@@ -264,8 +265,10 @@ class SubscribeForm(TopicsForm):
         widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
     )
     # The page the reader came from (the view fills it in from the Referer), kept
-    # through the form's own round trip; only a path on this site is kept.
-    page = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+    # through the form's own round trip; only a path on this site is kept. The
+    # reader can neither see nor change it, so what will not do is dropped
+    # (page_kept), never refused.
+    page = forms.CharField(required=False, widget=forms.HiddenInput)
     consent_wording = CONSENT_WORDING
 
     def clean_email(self) -> str:
@@ -275,11 +278,19 @@ class SubscribeForm(TopicsForm):
         return self.cleaned_data["name"].strip()
 
     def clean_page(self) -> str:
-        """The page the form was on, kept with the consent and shown on the desk:
-        a reader's token in it (their preferences page, say) is not the desk's."""
-        page = self.cleaned_data["page"]
+        return self.page_kept(self.cleaned_data["page"])
+
+    @staticmethod
+    def page_kept(page: str) -> str:
+        """The page the form was on, as kept with the consent and shown on the
+        desk: a path on this site that the consent has room for, else none (a
+        long slug's page is left out, not the reader's subscription). A reader's
+        token in it (their preferences page, say) is not the desk's."""
         is_local_path = page.startswith("/") and not page.startswith("//")
-        return redact(page) if is_local_path and page.isprintable() else ""
+        if not (is_local_path and page.isprintable()):
+            return ""
+        page = redact(page)
+        return page if len(page) <= Consent._meta.get_field("page").max_length else ""
 
     def is_from_a_bot(self) -> bool:
         return bool(self.data.get("website"))

@@ -66,13 +66,16 @@ def _subscribe_done(request: HttpRequest) -> HttpResponse:
 
 
 def _referring_page(request: HttpRequest) -> str:
-    """The path of this site's page that linked to the form: browsers send the
-    Referer between the site's own pages (SECURE_REFERRER_POLICY is same-origin)."""
+    """The path of this site's page that linked to the form, as the form keeps
+    it: browsers send the Referer between the site's own pages
+    (SECURE_REFERRER_POLICY is same-origin)."""
     try:
         referer = urlsplit(request.headers.get("Referer", ""))
     except ValueError:  # the client's to write: a bracketed host that is no IPv6
         return ""
-    return referer.path if referer.netloc == request.get_host() else ""
+    if referer.netloc != request.get_host():
+        return ""
+    return SubscribeForm.page_kept(referer.path)
 
 
 def allow_subscribe_from(request: HttpRequest) -> bool:

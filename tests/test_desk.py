@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core import mail
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -405,6 +406,27 @@ def test_the_subscribe_form_records_the_page_the_reader_came_from(
         "c@example.org": "",
         "d@example.org": "/preferences/[redacted]",
     }
+
+
+def test_a_reader_who_came_from_a_long_address_subscribes_without_its_page(
+    client, django_capture_on_commit_callbacks
+):
+    """A slug may be 200 characters, a 404 page's path any length: the form
+    reached from there was refused ("Ensure this value has at most 200
+    characters", about a field the reader can neither see nor change)."""
+    long_path = "/posts/" + "a-very-long-slug-" * 12 + "/"
+    form = client.get("/subscribe/", HTTP_REFERER=f"http://testserver{long_path}")
+    assert 'name="page" value' not in form.text
+
+    # As a form served before would send it.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/subscribe/", {"email": "a@example.org", "page": long_path}
+        )
+
+    assert response.status_code == 200
+    assert [message.to for message in mail.outbox] == [["a@example.org"]]
+    assert Consent.objects.get().page == ""
 
 
 def test_seed_demo_gives_the_desk_twelve_weeks_of_plausible_history(rf):
