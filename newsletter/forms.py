@@ -5,9 +5,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.conf import settings
+from django.forms.utils import ErrorList
 
 from posts.models import Area, Category, Organisation, Rating, Region
-from posts.validators import clean_email, reject_control_characters, reject_invisible
+from posts.validators import (
+    clean_email,
+    reject_control_characters,
+    reject_invisible,
+    without_control_characters,
+)
 
 from .logs import redact
 from .models import (
@@ -19,6 +25,32 @@ from .models import (
     Weekday,
 )
 from .subscriptions import CONSENT_WORDING, ENGAGEMENT_CONSENT_WORDING
+
+
+class _ShownBackField(forms.BoundField):
+    """A field as its page shows it again, refused: without the control
+    characters it was refused for, which HTML forbids in a page (U+000B), in its
+    value and in a message quoting it ("Select a valid choice. … is not one")."""
+
+    def value(self) -> object:
+        value = super().value()
+        return without_control_characters(value) if isinstance(value, str) else value
+
+    @property
+    def errors(self) -> ErrorList:
+        errors = super().errors
+        return self.form.error_class(
+            [without_control_characters(message) for message in errors],
+            renderer=errors.renderer,
+            field_id=errors.field_id,
+        )
+
+
+class ReaderForm(forms.Form):
+    """A form a visitor sends: shown back with its errors, it shows every field
+    without control characters (_ShownBackField)."""
+
+    bound_field_class = _ShownBackField
 
 
 @dataclass(frozen=True)
@@ -139,7 +171,7 @@ def _gone_name(key: str) -> str:
     return f"{SubscriberTopic.Kind(kind).label}: {value}"
 
 
-class TopicsForm(forms.Form):
+class TopicsForm(ReaderForm):
     """What a reader follows and how often; nothing ticked means everything."""
 
     # Shown as the topic picker (templates/newsletter/_topics_fields.html, from
@@ -230,7 +262,7 @@ def _name_field() -> forms.CharField:
     )
 
 
-class ConfirmForm(forms.Form):
+class ConfirmForm(ReaderForm):
     """What the reader confirms on their own link's page, where the address is
     proved: the name the request gave (anyone may have typed it, so it is shown
     and theirs to change) and, asked only here, unticked, per-reader engagement."""
@@ -296,7 +328,7 @@ class SubscribeForm(TopicsForm):
         return bool(self.data.get("website"))
 
 
-class ChangeEmailForm(forms.Form):
+class ChangeEmailForm(ReaderForm):
     new_email = forms.CharField(
         label="New email address",
         max_length=254,
@@ -307,7 +339,7 @@ class ChangeEmailForm(forms.Form):
         return clean_email(self.cleaned_data["new_email"])
 
 
-class DigestTimeForm(forms.Form):
+class DigestTimeForm(ReaderForm):
     """When a reader's daily or weekly digests arrive, in their time zone. "The
     usual" follows the site's setting, and is what a form without these fields
     (one that predates them, or a bare POST) chooses."""

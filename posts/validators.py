@@ -22,24 +22,30 @@ _BIDI_CONTROLS = frozenset(
 )
 
 
+def _is_control_character(char: str) -> bool:
+    """A line break or other control character: header injection needs CR or LF;
+    U+0085, U+2028 and U+2029 break lines too in some mail clients, and the rest
+    of Unicode's control category has no business in a name."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
+
+
 def reject_control_characters(value: str, *, allowed: str = "") -> None:
     """No line breaks or other control characters, unless `allowed` (a comment's
-    body keeps its newlines and tabs).
-
-    Header injection needs CR or LF; U+0085, U+2028 and U+2029 break lines too in
-    some mail clients, and the rest of Unicode's control category has no business
-    in a name.
-    """
+    body keeps its newlines and tabs)."""
     for char in value:
-        if char in allowed:
-            continue
-        if unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS:
+        if char not in allowed and _is_control_character(char):
             raise ValidationError(
                 "This contains invisible control characters (U+%(code)04X): please "
                 "use letters, spaces and punctuation only.",
                 code="control",
                 params={"code": ord(char)},
             )
+
+
+def without_control_characters(value: str) -> str:
+    """What reject_control_characters refuses, taken out: for a refused value shown
+    back on its page, where HTML forbids most of them (U+000B, Word's line break)."""
+    return "".join(char for char in value if not _is_control_character(char))
 
 
 # Letters that show as a blank: the Hangul fillers and the blank braille pattern,

@@ -81,6 +81,20 @@ def test_every_page_passes_the_w3c_html_checker(client, tmp_path: Path):
         (f"/posts/{FRESH_POST['slug']}/comments/", {"website": "ftp://x"}),
         (f"/preferences/{token}/email/", {"new_email": "x"}),
         (f"/preferences/{token}/topics/", {"topics": "x", "digest_hour": "99"}),
+        # Refused for a control character pasted in (Word's line break), which
+        # HTML forbids too: shown back without it, in the fields and the messages.
+        (
+            "/subscribe/",
+            {
+                "email": "sam\x0b@example.org",
+                "name": "Sam\x0bReader",
+                "topics": "area:\x0b",
+                "frequency": "\x0b",
+                "page": "/\x0b",
+            },
+        ),
+        (f"/preferences/{token}/email/", {"new_email": "sam\x0b@example.org"}),
+        (f"/preferences/{token}/topics/", {"digest_hour": "\x0b", "time_zone": "\x0b"}),
     ]
     for number, (url, data) in enumerate(refused):
         response = client.post(url, data)
