@@ -27,7 +27,7 @@ from .models import Subscriber
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def subscribe(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         form = SubscribeForm(initial={"page": _referring_page(request)})
@@ -120,7 +120,7 @@ def _token_error(request: HttpRequest, error: InvalidToken) -> HttpResponse:
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber, detail = read_token_detail(token, Purpose.CONFIRM)
@@ -130,8 +130,9 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     consent = subscriber.consents.filter(pk=consent_id).first() if consent_id else None
     if consent is None:  # purged since, or no id at all: the link names nothing
         return _token_error(request, InvalidToken())
-    # Link scanners in corporate mail systems follow every link they see, so the
-    # GET only shows the request and a button; the reader's own POST confirms.
+    # Link scanners in corporate mail systems follow every link they see, so a
+    # GET (or HEAD) only shows the request and a button; the reader's own POST
+    # confirms.
     form = ConfirmForm(
         request.POST if request.method == "POST" else None,
         initial={"name": consent.name},
@@ -168,7 +169,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
 
 @never_cache
 @csrf_exempt  # RFC 8058: mail providers POST here with no cookie and no CSRF token
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.UNSUBSCRIBE)

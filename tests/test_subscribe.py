@@ -265,6 +265,21 @@ def test_confirm_link_shows_a_button_and_get_changes_nothing(
     assert Subscriber.objects.get().status == Subscriber.Status.PENDING
 
 
+def test_a_head_request_is_answered_as_a_get_and_changes_nothing(
+    client, django_capture_on_commit_callbacks
+):
+    """Link checkers and mail scanners ask with HEAD: they were answered 405, as
+    if the form and the link did not work."""
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    for url in ["/subscribe/", confirm_url_from(mail.outbox[0])]:
+        get, head = client.get(url), client.head(url)
+        assert (head.status_code, head["Content-Type"]) == (200, get["Content-Type"])
+        assert head.content == b""
+    assert Subscriber.objects.get().status == Subscriber.Status.PENDING
+    assert Consent.objects.get().confirmed_at is None
+    assert len(mail.outbox) == 1
+
+
 def test_the_confirm_page_says_what_the_reader_agrees_to_receive(
     client, django_capture_on_commit_callbacks
 ):

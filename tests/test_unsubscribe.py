@@ -22,6 +22,17 @@ def test_get_shows_a_button_and_changes_nothing(client, reader):
     assert reader.status == Subscriber.Status.ACTIVE
 
 
+def test_a_head_request_is_answered_as_a_get_and_changes_nothing(client, reader):
+    # A mail scanner checking the link: it was answered 405.
+    url = f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/"
+    response = client.head(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == client.get(url)["Content-Type"]
+    assert response.content == b""
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
 def test_one_click_post_without_cookie_or_csrf_token_unsubscribes(reader):
     # What Gmail and Yahoo send (RFC 8058): a bare POST with this body.
     client = Client(enforce_csrf_checks=True)
