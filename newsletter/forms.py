@@ -5,15 +5,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.conf import settings
-from django.forms.utils import ErrorList
 
+from posts.forms import ReaderForm
 from posts.models import Area, Category, Organisation, Rating, Region
-from posts.validators import (
-    clean_email,
-    reject_control_characters,
-    reject_invisible,
-    without_control_characters,
-)
+from posts.validators import clean_email, reject_control_characters, reject_invisible
 
 from .logs import redact
 from .models import (
@@ -25,32 +20,6 @@ from .models import (
     Weekday,
 )
 from .subscriptions import CONSENT_WORDING, ENGAGEMENT_CONSENT_WORDING
-
-
-class _ShownBackField(forms.BoundField):
-    """A field as its page shows it again, refused: without the control
-    characters it was refused for, which HTML forbids in a page (U+000B), in its
-    value and in a message quoting it ("Select a valid choice. … is not one")."""
-
-    def value(self) -> object:
-        value = super().value()
-        return without_control_characters(value) if isinstance(value, str) else value
-
-    @property
-    def errors(self) -> ErrorList:
-        errors = super().errors
-        return self.form.error_class(
-            [without_control_characters(message) for message in errors],
-            renderer=errors.renderer,
-            field_id=errors.field_id,
-        )
-
-
-class ReaderForm(forms.Form):
-    """A form a visitor sends: shown back with its errors, it shows every field
-    without control characters (_ShownBackField)."""
-
-    bound_field_class = _ShownBackField
 
 
 @dataclass(frozen=True)

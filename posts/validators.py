@@ -42,10 +42,12 @@ def reject_control_characters(value: str, *, allowed: str = "") -> None:
             )
 
 
-def without_control_characters(value: str) -> str:
+def without_control_characters(value: str, *, allowed: str = "") -> str:
     """What reject_control_characters refuses, taken out: for a refused value shown
     back on its page, where HTML forbids most of them (U+000B, Word's line break)."""
-    return "".join(char for char in value if not _is_control_character(char))
+    return "".join(
+        char for char in value if char in allowed or not _is_control_character(char)
+    )
 
 
 # Letters that show as a blank: the Hangul fillers and the blank braille pattern,

@@ -1127,6 +1127,18 @@ def test_control_characters_are_refused_with_a_clear_message(
     assert not Comment.objects.exists()
 
 
+def test_a_refused_comment_is_shown_back_as_written_but_for_what_was_refused(
+    client, post
+):
+    """Its line breaks kept (they are the reader's text), the control character
+    it was refused for left out: HTML forbids it in a page."""
+    response = comment_on(client, post, body="First line.\nSecond\x0b line.")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "First line.\nSecond line.</textarea>" in html
+    assert "\x0b" not in html
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("name", "\u200b"), ("name", "\u3164\u3164"), ("body", "\u200b\n\u2800\ufeff")],

@@ -93,6 +93,15 @@ def test_every_page_passes_the_w3c_html_checker(client, tmp_path: Path):
                 "page": "/\x0b",
             },
         ),
+        (
+            f"/posts/{FRESH_POST['slug']}/comments/",
+            {
+                "name": "Sam\x0bReader",
+                "email": "sam\x0b@example.org",
+                "website": "https://sam\x0b.example",
+                "body": "Thanks.\nA line\x0bbreak from Word.",
+            },
+        ),
         (f"/preferences/{token}/email/", {"new_email": "sam\x0b@example.org"}),
         (f"/preferences/{token}/topics/", {"digest_hour": "\x0b", "time_zone": "\x0b"}),
     ]

@@ -4,6 +4,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from django import forms
 from django.conf import settings
 
+from posts.forms import ReaderForm
 from posts.validators import (
     ROW_IDS,
     clean_email,
@@ -67,7 +68,7 @@ class WebsiteField(forms.URLField):
         return percent_encoded_url(website)
 
 
-class CommentForm(forms.Form):
+class CommentForm(ReaderForm):
     name = forms.CharField(
         max_length=NAME_MAX_LENGTH,
         widget=forms.TextInput(attrs={"autocomplete": "name"}),
