@@ -50,7 +50,8 @@ class NewsletterConfig(AppConfig):
             webhooks,
         )
 
-        post_published.connect(receivers.email_new_post, dispatch_uid="email_new_post")
+        post_published.connect(receivers.email_post, dispatch_uid="email_new_post")
+        post_republished.connect(receivers.email_post, dispatch_uid="email_post_back")
         post_migrate.connect(
             receivers.administrator_permissions_grant, dispatch_uid="administrator"
         )

@@ -7,7 +7,10 @@ from posts.models import Post
 from . import comment_tasks, delivery, digests
 
 
-def email_new_post(sender, *, post: Post, **kwargs) -> None:
+def email_post(sender, *, post: Post, **kwargs) -> None:
+    # Announced, or live again after it was taken down: a post has one email
+    # (mailing_create_for_post makes it once), so one ticked while off the site
+    # goes to the readers it was held from now, and one already sent is not resent.
     if post.email_subscribers:
         delivery.mailing_create_for_post(post=post)
 

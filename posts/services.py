@@ -11,11 +11,13 @@ from .models import FormerSlug, Post, PostEvent
 from .signals import post_published, post_republished, post_unpublished
 
 
+@transaction.atomic
 def post_save_from_desk(
     *, post: Post, previous_status: str | None, by: AbstractBaseUser | None
 ) -> None:
     """Save a post from the desk. A change of status is a step in its history;
-    a post published now is announced, a post published for later is scheduled."""
+    a post published now is announced, a post published for later is scheduled,
+    a post taken down and published now is back (post_republished)."""
     if post.status == Post.Status.PUBLISHED and post.published_at is None:
         # To the second, as the author sees and sets it (and as HTML's <time> takes).
         post.published_at = timezone.now().replace(microsecond=0)
@@ -28,7 +30,8 @@ def post_save_from_desk(
     # read it there: pages, feeds and the sitemap carry it from its time on,
     # before beat announces it.
     was_live = Post.objects.published().filter(pk=post.pk).exists()
-    was_read = stored is not None and (stored["announced_at"] is not None or was_live)
+    was_announced = stored is not None and stored["announced_at"] is not None
+    was_read = was_announced or was_live
     post.save()
     if was_read and stored["slug"] != post.slug:
         FormerSlug.objects.update_or_create(
@@ -53,6 +56,8 @@ def post_save_from_desk(
         )
     if previous_status == Post.Status.PUBLISHED != post.status:
         post_unpublished.send(sender=Post, post=post)
+    if was_announced and not was_live and post.is_published:
+        post_republished.send(sender=Post, post=post)
     if post.status == Post.Status.PUBLISHED:
         posts_announce_due()
 

@@ -1,18 +1,19 @@
 from django.dispatch import Signal
 
 # Sent once per post, inside the transaction that makes it visible to readers
-# (see posts.services.announce). Receivers get `post`; whatever they write commits or
-# rolls back with the publication itself.
+# (posts.services.posts_announce_due). Receivers get `post`; whatever they write
+# commits or rolls back with the publication itself.
 post_published = Signal()
 
 # Sent when a published post is taken off the site (back to draft or review), in
 # the transaction that does it. Receivers get `post`.
 post_unpublished = Signal()
 
-# Sent when a post readers were told of, taken off the site since and scheduled
-# again, is live again at its time (by beat, as nobody saves it then), in the
-# transaction that records it. Readers are not told again (post_published is sent
-# once), but every page that shows posts changes. Receivers get `post`.
+# Sent when a post readers were told of, taken off the site since, is live again:
+# published again at the desk, or at its scheduled time (by beat, as nobody saves
+# it then), in the transaction that records it. post_published is sent once, but
+# every page that shows posts changes, and an email held from its readers while it
+# was off the site goes now. Receivers get `post`.
 post_republished = Signal()
 
 # Sent by `manage.py seed_demo` once the demo posts exist, so that other apps add

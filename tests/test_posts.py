@@ -185,8 +185,9 @@ def test_unticking_a_sent_posts_box_says_it_does_not_call_its_email_back(client)
     assert list(Mailing.objects.filter(post=post)) == [mailing]
 
 
-def test_a_post_ticked_while_off_the_site_is_emailed_when_it_is_back(client):
-    client.force_login(UserFactory())
+def ticked_while_off_the_site(client: Client) -> Post:
+    """A post published without its email, taken down, and ticked while off the
+    site: the desk promises its email for when it is back."""
     client.post(
         "/admin/posts/post/add/",
         admin_post_form(status="published", email_subscribers=""),
@@ -205,12 +206,79 @@ def test_a_post_ticked_while_off_the_site_is_emailed_when_it_is_back(client):
         response.content.decode()
     )
     assert not Mailing.objects.exists()
+    post.refresh_from_db()
+    return post
 
-    client.post(
+
+def test_a_post_ticked_while_off_the_site_is_emailed_when_it_is_back(client):
+    client.force_login(UserFactory())
+    post = ticked_while_off_the_site(client)
+
+    response = client.post(
         f"/admin/posts/post/{post.pk}/change/",
         admin_post_form_of(post, status="published"),
+        follow=True,
     )
     assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
+    assert "Emailing it now to the readers who get posts as they are published" in (
+        response.content.decode()
+    )
+
+
+def test_a_post_ticked_while_off_the_site_and_scheduled_back_is_emailed_at_its_time(
+    client,
+):
+    client.force_login(StaffFactory(role="Editor"))
+    post = ticked_while_off_the_site(client)
+    when = timezone.localtime() + timedelta(hours=1)
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post,
+            status="published",
+            published_at_0=when.strftime("%d/%m/%Y"),
+            published_at_1=when.strftime("%H:%M:%S"),
+        ),
+    )
+    assert response.status_code == 302
+    assert not Mailing.objects.exists()
+
+    # Its time comes, and beat goes round.
+    Post.objects.filter(pk=post.pk).update(
+        published_at=timezone.now() - timedelta(seconds=1)
+    )
+    posts_announce_due()
+    assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
+
+
+def test_a_post_ticked_while_off_the_site_and_published_from_the_list_is_emailed(
+    client,
+):
+    client.force_login(StaffFactory(role="Editor"))
+    post = ticked_while_off_the_site(client)
+
+    response = client.post(
+        "/admin/posts/post/",
+        {"action": "publish", "_selected_action": [post.pk]},
+        follow=True,
+    )
+    assert "Published 1 post(s)." in response.content.decode()
+    assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
+
+
+def test_an_unrelated_save_of_a_live_post_never_emailed_sends_nothing(client):
+    """Its email goes when it is announced, when the box is ticked on it live, or
+    when it is back on the site: a later save of its title is none of those."""
+    client.force_login(StaffFactory(role="Editor"))
+    post = PublishedPostFactory(email_subscribers=True)  # announced, no mailing
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, title=post.title + " (updated)"),
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert not Mailing.objects.exists()
+    assert "Emailing it now" not in response.content.decode()
 
 
 def test_publish_action_on_the_post_list(client):
@@ -333,6 +401,7 @@ def test_a_post_going_live_at_its_time_is_published_by_the_site_in_its_history(
 def test_a_post_taken_down_and_scheduled_again_is_published_by_the_site_when_back():
     editor = StaffFactory(role="Editor")
     post = PublishedPostFactory()  # live, and readers were told
+    sent = Mailing.objects.create(kind=Mailing.Kind.POST, post=post)
     post.status = Post.Status.DRAFT
     post_save_from_desk(post=post, previous_status="published", by=editor)
     back_at = timezone.now().replace(microsecond=0) + timedelta(hours=1)
@@ -349,7 +418,7 @@ def test_a_post_taken_down_and_scheduled_again_is_published_by_the_site_when_bac
         ("scheduled", editor.pk),
         ("published", None),
     ]
-    assert Mailing.objects.filter(post=post).count() == 0
+    assert list(Mailing.objects.filter(post=post)) == [sent]
 
 
 @pytest.mark.parametrize("announced", [True, False], ids=["announced", "not yet"])

@@ -134,19 +134,22 @@ class PostAdmin(posts_admin.PostAdmin):
 
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
         announced = obj.announced_at is not None  # before this save published it
+        emailed = announced and _has_email(obj)
         super().save_model(request, obj, form, change)
         email = PostEmail(obj)
         if email.shortened or images_without_alt(obj.body_html):
             self.message_user(request, _describe(email), level=messages.WARNING)
         if announced and "email_subscribers" in form.changed_data:
             self._email_choice_changed(request, obj)
-        elif announced and obj.email_subscribers and obj.is_published:
-            self._email_if_never_sent(request, obj)
+        # Ticked on it live, or back on the site (newsletter.receivers.email_post).
+        if announced and not emailed and _has_email(obj):
+            self._say_email_goes_now(request, obj)
 
     def _email_choice_changed(self, request: HttpRequest, post: Post) -> None:
         """The box changed on a post already published, which is when its email was
-        decided: ticked, its readers get it now (once); unticked, what was sent is
-        sent, and the author is told how to stop the rest."""
+        decided: ticked, its readers get it now (once), or once it is back on the
+        site; unticked, what was sent is sent, and the author is told how to stop
+        the rest."""
         if not post.email_subscribers:
             self.message_user(
                 request,
@@ -163,14 +166,12 @@ class PostAdmin(posts_admin.PostAdmin):
                 level=messages.WARNING,
             )
         else:
-            self._email_if_never_sent(request, post)
+            # Published without its email, then ticked: the readers it was held
+            # from get it now, as they would have then (its announcement came and
+            # went). Made once: a post sent before is not sent again.
+            delivery.mailing_create_for_post(post=post)
 
-    def _email_if_never_sent(self, request: HttpRequest, post: Post) -> None:
-        # Published without its email, then ticked: the readers it was held from
-        # get it now, as they would have then (its announcement came and went).
-        if post.mailings.filter(kind=Mailing.Kind.POST).exists():
-            return
-        delivery.mailing_create_for_post(post=post)
+    def _say_email_goes_now(self, request: HttpRequest, post: Post) -> None:
         digests_hold_it = post.announced_at >= timezone.now() - digests.LOOKBACK
         self.message_user(
             request,
@@ -388,6 +389,10 @@ def email_problems(email: PostEmail) -> list[Problem]:
             )
         )
     return problems
+
+
+def _has_email(post: Post) -> bool:
+    return post.mailings.filter(kind=Mailing.Kind.POST).exists()
 
 
 def _describe(email: PostEmail) -> str:
