@@ -28,6 +28,7 @@ from .factories import (
     PublishedPostFactory,
     StaffFactory,
     UserFactory,
+    admin_inspection_form_of,
     admin_post_form,
 )
 
@@ -458,6 +459,54 @@ def test_a_save_over_someone_elses_since_the_form_was_opened_is_refused(editor):
     assert first.post(change_url(post), fixed).status_code == 302
     post.refresh_from_db()
     assert post.is_published and post.body == "A typo fixed."
+
+
+@pytest.mark.parametrize("change", ["edited", "deleted"])
+def test_a_post_page_opened_before_its_inspection_changed_on_its_own_page_is_refused(
+    editor, change
+):
+    """One editor opens a post, whose page shows its inspection; another corrects
+    the inspection's rating on the inspection's own page, or deletes it. The first
+    saves a word of the body, with the inspection as their page showed it: that
+    put the old rating back, silently. It is refused, as a save over the post's."""
+    inspection = InspectionFactory(post__author=editor, overall="requires_improvement")
+    post = inspection.post
+    as_opened = {
+        **opened_at(desk(editor).get(change_url(post))),
+        "inspections-TOTAL_FORMS": "1",
+        "inspections-INITIAL_FORMS": "1",
+        "inspections-0-id": inspection.pk,
+        "inspections-0-post": post.pk,
+        **{
+            f"inspections-0-{name}": value
+            for name, value in admin_inspection_form_of(inspection).items()
+            if not name.startswith("ratings-")
+        },
+    }
+    other = desk(StaffFactory(username="olu", role="Editor"))
+    inspection_url = f"/admin/posts/inspection/{inspection.pk}"
+    if change == "edited":
+        response = other.post(
+            f"{inspection_url}/change/",
+            admin_inspection_form_of(inspection, overall="inadequate"),
+        )
+    else:
+        response = other.post(f"{inspection_url}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+
+    response = desk(editor).post(
+        change_url(post),
+        form_for(post, status="published", body="A word changed.", **as_opened),
+    )
+
+    assert response.status_code == 200
+    assert any(
+        "saved by someone else since you opened it" in error
+        for error in response.context["adminform"].form.non_field_errors()
+    )
+    assert list(post.inspections.values_list("overall", flat=True)) == (
+        ["inadequate"] if change == "edited" else []
+    )
 
 
 def test_an_editor_schedules_a_post_that_is_announced_only_when_due(editor):
