@@ -133,6 +133,12 @@ def topic_groups(following: Iterable[str] = ()) -> list[TopicGroup]:
     ]
 
 
+def followed_keys(topics: Iterable[SubscriberTopic]) -> list[str]:
+    """What the reader follows, as the topic picker's keys ("everything" is
+    nothing ticked)."""
+    return [f"{t.kind}:{t.value}" for t in topics if t.value]
+
+
 def _gone_name(key: str) -> str:
     """A followed topic the site no longer has, named by what is left of it: its
     kind and slug (its name went with it)."""

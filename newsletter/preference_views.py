@@ -9,8 +9,6 @@ deleting or moving the reader's data, or agreeing to per-reader engagement, take
 a one-time link sent to the reader's address.
 """
 
-from collections.abc import Iterable
-
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -24,7 +22,7 @@ from posts.clients import client_address
 
 from . import digests, subscriptions
 from .emails import preferences_url
-from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm
+from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm, followed_keys
 from .models import Subscriber, SubscriberTopic
 from .subscriptions import OneTimeRequest
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
@@ -50,15 +48,9 @@ def _done(
     )
 
 
-def _followed_keys(topics: Iterable[SubscriberTopic]) -> list[str]:
-    """What the reader follows, as the topic picker's keys ("everything" is
-    nothing ticked)."""
-    return [f"{t.kind}:{t.value}" for t in topics if t.value]
-
-
 def _current_topics(subscriber: Subscriber) -> TopicsForm:
     topics = list(subscriber.topics.all())
-    followed = _followed_keys(topics)
+    followed = followed_keys(topics)
     return TopicsForm(
         following=followed,
         initial={
@@ -216,7 +208,7 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
         return _token_error(request, error)
-    form = TopicsForm(request.POST, following=_followed_keys(subscriber.topics.all()))
+    form = TopicsForm(request.POST, following=followed_keys(subscriber.topics.all()))
     when = DigestTimeForm(request.POST)
     # Both checked, so every error shows at once, and nothing is saved unless
     # everything is valid.

@@ -542,7 +542,7 @@ def change_topics_at_the_desk(subscriber: Subscriber, *rows: tuple[str, str, str
         if formset.prefix != "topics":
             continue
         for row in formset.initial_forms:
-            key = (row["kind"].value(), row["value"].value() or "")
+            key = tuple(row["topic"].value().split(":", 1))
             if key in wanted:
                 data[row.add_prefix("frequency")] = wanted.pop(key)
             else:
@@ -552,8 +552,7 @@ def change_topics_at_the_desk(subscriber: Subscriber, *rows: tuple[str, str, str
             data.update(
                 {
                     f"{prefix}-subscriber": subscriber.pk,
-                    f"{prefix}-kind": kind,
-                    f"{prefix}-value": value,
+                    f"{prefix}-topic": f"{kind}:{value}",
                     f"{prefix}-frequency": frequency,
                 }
             )

@@ -330,6 +330,89 @@ def test_a_topic_the_site_no_longer_has_is_shown_ticked_until_the_reader_unticks
     assert "category:prisons" not in client.get(page_url).text
 
 
+def save_topics_at_the_desk(client: Client, reader: Subscriber, *rows: dict):
+    """An Administrator gives the reader new topic rows (each its fields but its
+    frequency: as published) on their page."""
+    data = {
+        "name": "",
+        "time_zone": reader.time_zone,
+        "topics-TOTAL_FORMS": len(rows),
+        "topics-INITIAL_FORMS": "0",
+        "consents-TOTAL_FORMS": "0",
+        "consents-INITIAL_FORMS": "0",
+    }
+    for number, row in enumerate(rows):
+        for name, value in {**row, "frequency": "instant"}.items():
+            data[f"topics-{number}-{name}"] = value
+    client.force_login(StaffFactory(role="Administrator"))
+    return client.post(f"/admin/newsletter/subscriber/{reader.pk}/change/", data)
+
+
+def test_a_topic_typed_by_name_at_the_desk_leaves_the_reader_sent_its_posts(client):
+    """A reader asks by email to follow Youth justice; the author typed its name
+    where its slug was wanted, and the reader followed a category that does not
+    exist: they got no post at all, not even one in Youth justice, and nobody
+    was told."""
+    youth_justice = CategoryFactory(name="Youth justice", slug="youth-justice")
+    reader = follower("reader@example.org")
+
+    save_topics_at_the_desk(
+        client, reader, {"kind": "category", "value": "Youth justice"}
+    )
+
+    post = PostFactory(status=Post.Status.PUBLISHED, published_at=timezone.now())
+    post.categories.set([youth_justice])
+    receiving = Subscriber.objects.following(post.topic_keys(), frequency="instant")
+    assert reader in receiving
+
+
+@pytest.mark.parametrize(
+    "topic",
+    ["category:Youth justice", "everything:youth-justice"],
+    ids=["a-name", "everything-of-something"],
+)
+def test_a_topic_the_desk_does_not_offer_is_refused_on_its_row(client, topic):
+    CategoryFactory(name="Youth justice", slug="youth-justice")
+    reader = follower("reader@example.org")
+
+    response = save_topics_at_the_desk(client, reader, {"topic": topic})
+
+    assert response.status_code == 200
+    assert "Select a valid choice" in str(response.context["errors"])
+    assert not reader.topics.exists()
+
+
+def test_the_desk_offers_a_readers_topics_as_the_preference_centre_does(client):
+    youth_justice = CategoryFactory(name="Youth justice", slug="youth-justice")
+    reader = follower("reader@example.org")
+    client.force_login(StaffFactory(role="Administrator"))
+
+    page = client.get(f"/admin/newsletter/subscriber/{reader.pk}/change/").text
+    assert '<option value="category:youth-justice">Youth justice</option>' in page
+    response = save_topics_at_the_desk(
+        client, reader, {"topic": "category:youth-justice"}
+    )
+
+    assert response.status_code == 302
+    post = PostFactory(status=Post.Status.PUBLISHED, published_at=timezone.now())
+    post.categories.set([youth_justice])
+    receiving = Subscriber.objects.following(post.topic_keys(), frequency="instant")
+    assert list(receiving) == [reader]
+
+
+def test_the_same_topic_twice_at_the_desk_is_refused_on_the_page(client):
+    CategoryFactory(name="Youth justice", slug="youth-justice")
+    reader = follower("reader@example.org")
+
+    response = save_topics_at_the_desk(
+        client, reader, *[{"topic": "category:youth-justice"}] * 2
+    )
+
+    assert response.status_code == 200
+    assert "Chosen above: a reader follows it once." in response.text
+    assert not reader.topics.exists()
+
+
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="two connections' row locks"
 )

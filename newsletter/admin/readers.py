@@ -19,6 +19,7 @@ from posts.validators import addresses_as_stored, clean_email
 
 from .. import imports, subscriptions, webhooks
 from ..esp import PROVIDER_BY_BACKEND
+from ..forms import TopicsForm, followed_keys
 from ..models import (
     Consent,
     Delivery,
@@ -29,11 +30,64 @@ from ..models import (
 )
 from .spreadsheets import csv_cell
 
+# A reader's row for everything: its kind, and no value.
+EVERYTHING = f"{SubscriberTopic.Kind.EVERYTHING}:"
+
+
+class SubscriberTopicForm(forms.ModelForm):
+    """A reader's topic chosen by name from what their preference centre offers:
+    typed, "Youth justice" where its slug was wanted followed nothing, and the
+    reader was sent no post at all."""
+
+    topic = forms.ChoiceField()
+
+    def __init__(self, *args, topic_choices: list, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["topic"].choices = [
+            ("", "---------"),
+            (EVERYTHING, "Everything"),
+            *topic_choices,
+        ]
+        if self.instance.pk:
+            self.initial["topic"] = f"{self.instance.kind}:{self.instance.value}"
+
+    def clean_topic(self) -> str:
+        topic = self.cleaned_data["topic"]
+        self.instance.kind, _, self.instance.value = topic.partition(":")
+        return topic
+
+
+class SubscriberTopicFormSet(forms.BaseInlineFormSet):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Read once for every row: the reader's own keys are offered too, as on
+        # their page (one the site no longer has, to keep or delete).
+        following = followed_keys(self.get_queryset())
+        self.topic_choices = TopicsForm(following=following).fields["topics"].choices
+
+    def get_form_kwargs(self, index: int | None) -> dict:
+        return {**super().get_form_kwargs(index), "topic_choices": self.topic_choices}
+
+    def clean(self) -> None:
+        # Django checks a row's uniqueness only on the form's own model fields:
+        # the same topic twice failed on saving, a server error.
+        super().clean()
+        seen = set()
+        for form in self.forms:
+            topic = form.cleaned_data.get("topic")
+            if topic is None or form.cleaned_data.get("DELETE"):
+                continue
+            if topic in seen:
+                form.add_error("topic", "Chosen above: a reader follows it once.")
+            seen.add(topic)
+
 
 class SubscriberTopicInline(admin.TabularInline):
     model = SubscriberTopic
+    form = SubscriberTopicForm
+    formset = SubscriberTopicFormSet
     extra = 0
-    fields = ["kind", "value", "frequency"]
+    fields = ["topic", "frequency"]
 
 
 class ConsentInline(admin.TabularInline):
