@@ -177,6 +177,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return _token_error(request, error)
     if request.method == "POST":
         subscriptions.subscriber_unsubscribe(subscriber=subscriber)
+    # Already out of every send (unsubscribed, bounced, suppressed), the reader
+    # back at an old email's link is told so, not asked again as if it still went.
+    if subscriber.status != Subscriber.Status.ACTIVE:
         return render(
             request, "newsletter/unsubscribed.html", {"subscriber": subscriber}
         )

@@ -22,6 +22,23 @@ def test_get_shows_a_button_and_changes_nothing(client, reader):
     assert reader.status == Subscriber.Status.ACTIVE
 
 
+@pytest.mark.parametrize(
+    "status", [Subscriber.Status.UNSUBSCRIBED, Subscriber.Status.BOUNCED]
+)
+def test_a_reader_sent_nothing_any_more_is_told_so_not_asked_again(
+    client, reader, status
+):
+    """Back at the link of an old email, after unsubscribing (or their address
+    bounced): the page asked "Stop sending the newsletter to …?", as if it still
+    went, with a button."""
+    Subscriber.objects.filter(pk=reader.pk).update(status=status)
+    response = client.get(f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/")
+    assert response.status_code == 200
+    assert "You are unsubscribed" in response.text
+    assert "Stop sending" not in response.text
+    assert "<button" not in response.text
+
+
 def test_a_head_request_is_answered_as_a_get_and_changes_nothing(client, reader):
     # A mail scanner checking the link: it was answered 405.
     url = f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/"
