@@ -23,7 +23,7 @@ from posts.clients import client_address
 from . import digests, subscriptions
 from .emails import preferences_url
 from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm, followed_keys
-from .models import Subscriber, SubscriberTopic
+from .models import Subscriber, SubscriberTopic, Suppression
 from .subscriptions import OneTimeRequest
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 from .views import _token_error, _too_many, allow_email_to, allow_subscribe_from
@@ -77,6 +77,29 @@ def _digest_time_said(subscriber: Subscriber, frequency: str) -> str:
     return f"Your digest arrives {arrival}." if arrival else ""
 
 
+# Why nothing is sent to a reader's address, as they are told: the desk's
+# suppression is not the provider's report.
+_WHY_BLOCKED = {
+    Suppression.Reason.HARD_BOUNCE: "Our email provider reported that mail to this "
+    "address bounced",
+    Suppression.Reason.SOFT_BOUNCES: "Our email provider reported that mail to this "
+    "address bounced again and again",
+    Suppression.Reason.COMPLAINT: "An email we sent to this address was marked as spam",
+    Suppression.Reason.MANUAL: "We took this address off our list",
+}
+
+
+def _why_blocked(subscriber: Subscriber) -> str:
+    """What the reader is told of their address's suppression, if it blocks it."""
+    reason = subscriptions.blocked_because(subscriber.email)
+    if reason is None:
+        return ""
+    return (
+        f"{_WHY_BLOCKED[reason]}, so we no longer send to it. Please write to us "
+        "if you want it restored."
+    )
+
+
 def _page(
     request: HttpRequest,
     subscriber: Subscriber,
@@ -90,7 +113,7 @@ def _page(
         "newsletter/preferences.html",
         {
             "subscriber": subscriber,
-            "blocked": subscriptions.is_blocked(subscriber.email),
+            "blocked": _why_blocked(subscriber),
             "form": form,
             "topics_form": topics_form or _current_topics(subscriber),
             "digest_time_form": digest_time_form or _current_digest_time(subscriber),
@@ -151,14 +174,12 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             subscriptions.engagement_withdraw(subscriber=subscriber)
         return _engagement_saved(request, subscriber)
     if action == "resubscribe" and not active:
-        if subscriptions.is_blocked(subscriber.email):
+        if why := _why_blocked(subscriber):
             return _done(
                 request,
                 subscriber,
                 "This address cannot be resubscribed here",
-                "Our email provider reported that mail to this address bounced or "
-                "was marked as spam, so we no longer send to it. Please write to us "
-                "if you want it restored.",
+                why,
                 status=409,
             )
         # The subscribe form's limits: each request stores a consent with the

@@ -84,7 +84,13 @@ STATUS_FOR_REASON = {
 
 def is_blocked(email: str) -> bool:
     """True when nothing may be sent to the address, not even a confirmation."""
-    return Suppression.objects.for_email(email).blocking().exists()
+    return blocked_because(email) is not None
+
+
+def blocked_because(email: str) -> str | None:
+    """Why nothing may be sent to the address (its Suppression.Reason), or None."""
+    blocking = Suppression.objects.for_email(email).blocking()
+    return blocking.values_list("reason", flat=True).first()
 
 
 def topics_set(

@@ -234,6 +234,27 @@ def test_a_complained_address_cannot_resubscribe_from_the_centre(client, reader)
     assert reader.status == Subscriber.Status.COMPLAINED
 
 
+@pytest.mark.parametrize(
+    ("reason", "told"),
+    [
+        (Suppression.Reason.MANUAL, "We took this address off our list"),
+        (Suppression.Reason.HARD_BOUNCE, "mail to this address bounced"),
+        (Suppression.Reason.COMPLAINT, "was marked as spam"),
+    ],
+)
+def test_a_blocked_reader_is_told_why_as_it_is(client, reader, reason, told):
+    """Suppressed at the desk, they were told their provider reported a bounce or a
+    spam complaint, which nobody did."""
+    address_suppress(email=reader.email, reason=reason)
+    page = client.get(url(reader)).content.decode()
+    assert told in page
+    refused = client.post(url(reader), {"action": "resubscribe"})
+    assert refused.status_code == 409
+    assert told in refused.content.decode()
+    if reason == Suppression.Reason.MANUAL:
+        assert "provider" not in page and "spam" not in page
+
+
 @pytest.mark.parametrize("action", ["", "explode", "resubscribe"])
 def test_an_action_that_does_not_apply_gets_a_400(client, reader, action):
     response = client.post(url(reader), {"action": action})
