@@ -63,8 +63,14 @@ def post_save_from_desk(
 
 
 def post_publish(*, post: Post, by: AbstractBaseUser | None = None) -> None:
-    """Publish a post now, or at its scheduled time if that is in the future."""
+    """Publish a post now, or at its scheduled time if that is in the future. A
+    time passed that it never went out at (scheduled, then taken back to draft)
+    is no date of its: it is dated now, or it went live below the posts of the
+    days between, where feed readers never look again."""
     previous_status, post.status = post.status, Post.Status.PUBLISHED
+    passed = post.published_at is not None and post.published_at <= timezone.now()
+    if passed and post.announced_at is None:
+        post.published_at = None  # now, to the second (post_save_from_desk)
     post_save_from_desk(post=post, previous_status=previous_status, by=by)
 
 

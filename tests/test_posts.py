@@ -498,6 +498,27 @@ def test_a_scheduled_post_given_a_time_already_come_is_published_in_its_history(
     assert "Published by" in page
 
 
+def test_a_draft_once_scheduled_and_published_from_the_list_is_dated_now(client):
+    """Scheduled for Monday, taken back to draft, published from the list on
+    Thursday: it went live dated Monday, below the posts of the days between, in
+    the listings and the feeds, where a feed reader never looks again."""
+    client.force_login(StaffFactory(role="Editor"))
+    PublishedPostFactory(
+        title="Yesterday's", published_at=timezone.now() - timedelta(days=1)
+    )
+    late = PostFactory(
+        title="Out at last", published_at=timezone.now() - timedelta(days=3)
+    )
+    client.post(
+        "/admin/posts/post/", {"action": "publish", "_selected_action": [late.pk]}
+    )
+    late.refresh_from_db()
+    assert late.is_published
+    assert timezone.now() - late.published_at < timedelta(minutes=1)
+    home = Client().get("/").content.decode()
+    assert home.index("Out at last") < home.index("Yesterday&#x27;s")
+
+
 def test_the_publish_action_says_which_posts_it_scheduled_rather_than_published(
     client,
 ):
