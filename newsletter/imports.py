@@ -291,7 +291,10 @@ def import_rows(*, report: ImportReport) -> ImportReport:
                 Consent(
                     subscriber_id=subscriber.pk,
                     created_at=row.consented_at,
-                    confirmed_at=row.consented_at,
+                    # When it was confirmed there (the desk's own export says),
+                    # as the reader's confirmed_at: the desk tells by it which
+                    # consent brought them (desk._sources).
+                    confirmed_at=row.confirmed_at or row.consented_at,
                     wording=f"Consent given elsewhere ({row.source}), imported "
                     "by the author.",
                     wording_version=CONSENT_VERSION,

@@ -581,3 +581,27 @@ def test_a_reader_who_moved_back_to_an_address_is_imported_there_as_anyone(autho
     assert response.context["report"].updated == 1
     reader.refresh_from_db()
     assert (reader.name, reader.status) == ("Sam", Subscriber.Status.ACTIVE)
+
+
+def test_readers_moved_with_the_desks_own_export_are_counted_by_its_source(rf):
+    """The export's confirmed_at (when they confirmed) set the reader's, but their
+    imported consent was dated by when they asked: the desk, which tells a
+    reader's source by the consent their confirmation confirmed, listed them as
+    "Added in the admin", with no consent recorded."""
+    from newsletter.desk import desk_for
+
+    asked = timezone.now() - timedelta(weeks=3)
+    confirmed = asked + timedelta(minutes=5)
+    header = ",".join([*imports.COLUMNS, *imports.EXPORT_COLUMNS])
+    line = (
+        f"moved@example.org,Ali,Old site,{asked.isoformat()},active,,"
+        f"{confirmed.isoformat()}"
+    )
+    report = imports.read_csv(f"{header}\n{line}\n".encode())
+    assert report.rejected == []
+    imports.import_rows(report=report)
+    reader = Subscriber.objects.get(email="moved@example.org")
+    assert reader.consents.get().source == "Old site"
+    request = rf.get("/admin/")
+    request.user = UserFactory()
+    assert dict(desk_for(request).sources) == {"Import: Old site": 1}
