@@ -667,6 +667,28 @@ def test_a_small_mailing_going_out_has_a_rate_and_an_eta(author, planned):
     assert figures["ETA"] == "0:10:00"  # the four waiting, at that rate
 
 
+def test_settling_an_old_uncertain_batch_gives_the_mailing_no_sending_rate(
+    author, planned
+):
+    """Readers whose answer was lost an hour ago, recorded as sent now, made a
+    mailing that sent nothing for an hour read 0.4 recipients a minute."""
+    send_all(planned)
+    first = planned.batches.order_by("number").first()
+    first.deliveries.update(status=Delivery.Status.UNCERTAIN)
+    Batch.objects.filter(pk=first.pk).update(
+        status=Batch.Status.UNCERTAIN, sent=0, uncertain=2
+    )
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    planned.batches.update(finished_at=an_hour_ago)
+    Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
+    assert mailing_page(author, planned)["Rate (recipients/min)"] == "0.0"
+    assert delivery.batch_mark_sent(batch_id=first.pk)
+    figures = mailing_page(author, planned)
+    assert (figures["Sent"], figures["Rate (recipients/min)"]) == ("6", "0.0")
+    first.refresh_from_db()
+    assert first.finished_at == an_hour_ago  # when it went, not when settled
+
+
 def test_a_paused_mailing_has_no_eta_until_it_goes_again(
     author, planned, settings, fake_esp
 ):

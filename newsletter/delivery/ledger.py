@@ -192,7 +192,8 @@ def close_batch(
                 WHEN c.n_queued > 0 THEN %s
                 WHEN c.n_uncertain > 0 THEN %s
                 ELSE %s END,
-            finished_at = CASE WHEN c.n_queued > 0 THEN NULL ELSE %s END,
+            finished_at = CASE WHEN c.n_queued > 0 THEN NULL
+                ELSE COALESCE(finished_at, %s) END,
             touched_at = %s,
             last_error = CASE
                 WHEN %s = '' AND c.n_queued = 0 AND c.n_uncertain > 0 THEN last_error
