@@ -16,6 +16,9 @@ _BLOCKS = {
     "p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "ul", "ol",
     "table", "tr", "figure", "figcaption", "hr", "div",
 }  # fmt: skip
+# Words struck out (a rating corrected in place) are marked as Markdown marks
+# them: written plain, the old words read as current.
+_STRUCK_OUT = {"s", "del"}
 # Consecutive blocks of these kinds are not separated by a blank line.
 _TIGHT = {"li", "tr"}
 # Stand for <br>, and for a space that must not break (before a reference number),
@@ -109,6 +112,8 @@ class _TextWriter(HTMLParser):
             self.inline.append(f" [image: {attributes['alt']}] ")
         elif tag == "a":
             self.open_links.append(attributes.get("href"))
+        elif tag in _STRUCK_OUT:
+            self.inline.append("~~")
         if tag in _BLOCKS and tag not in {"ul", "ol", "table", "tr", "hr"}:
             self.kind = tag
 
@@ -119,6 +124,9 @@ class _TextWriter(HTMLParser):
             # after an address written out would otherwise corrupt it.
             if href:
                 self.inline.append(f"{_GLUE}[{self.reference(href)}]")
+            return
+        if tag in _STRUCK_OUT:
+            self.inline.append("~~")
             return
         if tag in {"td", "th"} and self.row is not None:
             self.flush()

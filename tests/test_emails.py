@@ -7,6 +7,8 @@ from html.parser import HTMLParser
 import css_inline
 import pytest
 from django.core import mail
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -292,6 +294,35 @@ def test_text_part_keeps_quotes_tables_code_and_line_breaks_readable():
     assert "First line\nsecond line" in text
     assert "[1] https://example.org/r" in text
     assert "alert" not in text and "<script>" not in text
+
+
+def test_struck_out_words_reach_readers_struck_out():
+    """An author correcting a rating in place ("rated ~~Good~~ Requires
+    improvement"): the sanitiser dropped the <s> Markdown makes and kept its
+    words, so the post and both parts of its email read "rated Good Requires
+    improvement", the old rating as current."""
+    post = PublishedPostFactory(
+        body="The service was rated ~~Good~~ Requires improvement.",
+        email_format=Post.EmailFormat.FULL,
+    )
+    assert "rated <s>Good</s> Requires improvement" in post.body_html
+    email = PostEmail(post).rendered
+    assert "<s>Good</s>" in email.html
+    assert "rated ~~Good~~ Requires improvement" in email.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_posts_saved_before_show_their_struck_out_words_after_the_deploy(client):
+    post = PublishedPostFactory(body="Rated ~~Good~~ Requires improvement.")
+    Post.objects.filter(pk=post.pk).update(
+        body_html="<p>Rated Good Requires improvement.</p>"  # as it was stored
+    )
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("posts")
+    executor.migrate([("posts", "0011_remake_renditions_under_whole_names")])
+    executor.loader.build_graph()
+    executor.migrate(latest)
+    assert "Rated <s>Good</s> Requires" in client.get(post.get_absolute_url()).text
 
 
 @pytest.mark.parametrize("start", ["\u00b2", "\u0663", "9" * 5000])
