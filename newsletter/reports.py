@@ -57,16 +57,25 @@ _SENT_SINCE = Delivery.objects.filter(
     sent_at__gt=OuterRef("sent_at"),
     sent_at__lte=OuterRef("subscriber__unsubscribed_at"),
 )
+# A reader who left by the provider's own link in an email (its unsubscribe
+# event names it) is counted by that email alone: not by a later one too, which
+# the week's rule would count them by.
+_LEFT_BY_AN_EMAILS_LINK = Delivery.objects.filter(
+    subscriber=OuterRef("subscriber"),
+    last_event="unsubscribed",
+    last_event_at__gte=OuterRef("sent_at"),
+)
 _LEFT = (
     Q(
         subscriber__status=Subscriber.Status.UNSUBSCRIBED,
         subscriber__unsubscribed_at__gte=F("sent_at"),
         subscriber__unsubscribed_at__lt=F("sent_at") + UNSUBSCRIBED_WITHIN,
     )
-    # Last: PostgreSQL tests a count's conditions in the order written, and this
-    # one reads the reader's ledger; first, it read it for every recipient (a
+    # Last: PostgreSQL tests a count's conditions in the order written, and these
+    # read the reader's ledger; first, they read it for every recipient (a
     # second of the report at 100,000 readers), not only for those who left.
     & ~Exists(_SENT_SINCE)
+    & ~Exists(_LEFT_BY_AN_EMAILS_LINK)
 ) | Q(last_event="unsubscribed")
 
 # The chart: the announcement's first three days, in bars of three clock hours
@@ -95,7 +104,8 @@ DELIVERY_RULES = (
     "otherwise; a delay the provider is still retrying is not a bounce. "
     "Complained: marked as spam. Unsubscribed: "
     f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, and before any "
-    "later email, or through the provider's own link. Opens count the post's "
+    "later email, or through the provider's own link in this email (then by "
+    "this email only). Opens count the post's "
     "own email, not the digests, which carry several posts."
 )
 HOURS_RULES = (

@@ -260,6 +260,29 @@ def test_a_reader_who_leaves_is_counted_by_the_latest_email_before_it_only():
     assert post_report(suffolk)["unsubscribed"] == 1
 
 
+def test_a_reader_who_leaves_by_an_older_emails_own_link_is_counted_there_only(
+    client, settings
+):
+    """Monday's post, then Wednesday's; on Thursday the reader uses the provider's
+    unsubscribe link in Monday's email. Monday's report counted them (the
+    provider said which email), and Wednesday's too (the latest before they
+    left): one reader leaving, counted twice."""
+    settings.EMAIL_BACKEND = webhooks_test.POSTMARK_BACKEND
+    settings.ANYMAIL = {"WEBHOOK_SECRET": webhooks_test.SECRET}
+    monday = timezone.now() - timedelta(days=3)
+    reader = SubscriberFactory()
+    kent, suffolk = PostFactory(slug="kent"), PostFactory(slug="suffolk")
+    kents_email = sent(kent, reader, monday)
+    sent(suffolk, reader, monday + timedelta(days=2))
+    left = event(kents_email, webhooks_test.postmark_subscription_change())
+    left["ChangedAt"] = timezone.now().isoformat()
+    assert webhooks_test.post_postmark(client, left).status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+    assert post_report(kent)["unsubscribed"] == 1
+    assert post_report(suffolk)["unsubscribed"] == 0
+
+
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="PostgreSQL's execution of the counts"
 )
