@@ -535,6 +535,11 @@ class Batch(models.Model):
     sent = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     uncertain = models.PositiveIntegerField(default=0)
+    # Of those sent and failed, readers who erased their data since: their rows
+    # went with them, and a recount (settling the batch, a retry) keeps counting
+    # them (subscriptions.subscriber_delete).
+    erased_sent = models.PositiveIntegerField(default=0)
+    erased_failed = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
 
     class Meta:

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -35,6 +35,7 @@ from .emails import (
 )
 from .enqueue import tasks
 from .models import (
+    Batch,
     Consent,
     Delivery,
     Engagement,
@@ -701,7 +702,20 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
             content_type=ContentType.objects.get_for_model(Subscriber),
             object_id=str(subscriber.pk),
         ).update(object_repr=ERASED_READER, change_message="")
-        # Its previous addresses, consents and ledger rows go with it (CASCADE).
+        # Its previous addresses, consents and ledger rows go with it (CASCADE);
+        # the emails it was sent stay counted in their batches, recounted or not.
+        outcomes = (
+            subscriber.deliveries.filter(
+                status__in=[Delivery.Status.SENT, Delivery.Status.FAILED]
+            )
+            .values_list("batch_id", "status")
+            .order_by()
+        )
+        for batch_id, status in outcomes:
+            counter = (
+                "erased_sent" if status == Delivery.Status.SENT else "erased_failed"
+            )
+            Batch.objects.filter(pk=batch_id).update(**{counter: F(counter) + 1})
         subscriber.delete()
 
 

@@ -20,7 +20,7 @@ from newsletter.delivery import control, planner, sender
 from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
-from newsletter.subscriptions import email_change_confirm
+from newsletter.subscriptions import email_change_confirm, subscriber_delete
 from posts.services import post_publish
 
 from .factories import (
@@ -687,6 +687,33 @@ def test_settling_an_old_uncertain_batch_gives_the_mailing_no_sending_rate(
     assert (figures["Sent"], figures["Rate (recipients/min)"]) == ("6", "0.0")
     first.refresh_from_db()
     assert first.finished_at == an_hour_ago  # when it went, not when settled
+
+
+def test_a_reader_who_erased_after_receiving_stays_sent_when_their_batch_is_settled(
+    author, planned
+):
+    """docs/engagement.md: the mailing's page still counts an erased reader's
+    email (its batches' counters). Settling their batch recounted it from the
+    ledger, which their rows had left: sent 5 of 6, and one 'skipped (never
+    sent)', who was sent it."""
+    send_all(planned)
+    first = planned.batches.order_by("number").first()
+    went, lost = first.deliveries.order_by("pk")
+    # The answer about the second reader's copy was lost.
+    Delivery.objects.filter(pk=lost.pk).update(status=Delivery.Status.UNCERTAIN)
+    Batch.objects.filter(pk=first.pk).update(
+        status=Batch.Status.UNCERTAIN, sent=1, uncertain=1
+    )
+    Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
+    subscriber_delete(subscriber=went.subscriber)
+    assert mailing_page(author, planned)["Sent"] == "5"
+    assert delivery.batch_mark_sent(batch_id=first.pk)
+    figures = mailing_page(author, planned)
+    assert [figures[k] for k in ("Sent", "Uncertain", "Skipped (never sent)")] == [
+        "6",
+        "0",
+        "0",
+    ]
 
 
 def test_a_paused_mailing_has_no_eta_until_it_goes_again(

@@ -198,8 +198,8 @@ def close_batch(
             last_error = CASE
                 WHEN %s = '' AND c.n_queued = 0 AND c.n_uncertain > 0 THEN last_error
                 ELSE %s END,
-            sent = c.n_sent,
-            failed = c.n_failed,
+            sent = c.n_sent + erased_sent,
+            failed = c.n_failed + erased_failed,
             uncertain = c.n_uncertain
         FROM c
         WHERE id = %s AND status = %s
