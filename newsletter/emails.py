@@ -32,14 +32,21 @@ from posts.models import Post, PostUpdate
 from posts.related import related_posts
 from posts.search import plain_text
 
-from .engagement import LinkTracker, reader_part_add, reader_parts, reader_slot_add
+from .engagement import (
+    LinkTracker,
+    reader_part_add,
+    reader_parts,
+    reader_slot_add,
+    readers_html_size,
+)
 from .models import Subscriber, SubscriberTopic
 from .plaintext import html_to_text
 from .tokens import Purpose, make_token
 
 # Gmail clips an HTML part beyond about 102 KB and hides the rest, footer and
-# unsubscribe link included. Below this size, with room for each reader's links,
-# the post goes in full; above it, as an excerpt with a link to the site.
+# unsubscribe link included. Below this size as its readers get it (links
+# tracked: readers_html_size), with room for each reader's own links, the post
+# goes in full; above it, as an excerpt with a link to the site.
 EMAIL_HTML_MAX_BYTES = 100_000
 
 # Inlined once per render. Rules that cannot live in a style attribute (media
@@ -384,19 +391,21 @@ class BulkEmail:
         # A mailing's links go through the counting redirect; a test send's do not.
         self._tracker = LinkTracker(mailing_id) if mailing_id else None
         self._links = ReaderLinks()
-        self._render()
-
-    def context(self) -> dict:
-        raise NotImplementedError
-
-    def _render(self) -> None:
-        self.rendered = self._tracked(render_email(self.template, self.context()))
+        # Tracked once chosen: only the links of the email sent get Link rows.
+        self.rendered = self._tracked(self._render())
         # Cut once at the placeholders (the odd pieces): addressing a copy is then
         # one join per body.
         self._pieces = [
             _PLACEHOLDER.split(body)
             for body in (self.rendered.text, self.rendered.html)
         ]
+
+    def context(self) -> dict:
+        raise NotImplementedError
+
+    def _render(self) -> RenderedEmail:
+        """The email as its readers get it, before its links are tracked."""
+        return render_email(self.template, self.context())
 
     def for_subscriber(
         self, subscriber: Subscriber, *, connection=None
@@ -503,7 +512,9 @@ class PostEmail(BulkEmail):
     """A post's announcement.
 
     The author chooses the full post or an excerpt; a full post whose HTML part
-    would be clipped by Gmail goes as an excerpt, and `shortened` says so.
+    would be clipped by Gmail goes as an excerpt, and `shortened` says so. The
+    author's preview and check and the mailing decide alike, on the size its
+    readers get (`size`), whether or not this email's links are tracked.
     """
 
     template = "post"
@@ -513,11 +524,17 @@ class PostEmail(BulkEmail):
         prefetch_related_objects([post], "updates")
         self.post = post
         self.full = post.email_format == Post.EmailFormat.FULL
+        self.shortened = False
         super().__init__(mailing_id=mailing_id)
-        self.shortened = self.full and html_size(self.rendered) > EMAIL_HTML_MAX_BYTES
-        if self.shortened:
-            self.full = False
-            self._render()
+
+    def _render(self) -> RenderedEmail:
+        email = super()._render()
+        self.size = readers_html_size(email.html)
+        if self.full and self.size > EMAIL_HTML_MAX_BYTES:
+            self.full, self.shortened = False, True
+            email = super()._render()
+            self.size = readers_html_size(email.html)
+        return email
 
     def context(self) -> dict:
         return post_email_context(self.post, full=self.full)

@@ -38,6 +38,7 @@ import json
 import pickle
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -56,7 +57,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from posts.models import Post
-from posts.validators import is_row_id
+from posts.validators import ROW_IDS, is_row_id
 
 from .models import (
     ClickCountBatch,
@@ -262,6 +263,54 @@ _HREF = re.compile(r'(<a\b[^>]*?\shref=")(https?://[^"]+)(")', re.IGNORECASE)
 _BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
 
+def _counted(url: str) -> bool:
+    if len(url.encode()) > MAX_URL_BYTES:
+        return False  # longer than a Link holds: left as it is, uncounted
+    if not url.startswith(settings.SITE_URL + "/"):
+        return True
+    path = url.removeprefix(settings.SITE_URL)
+    return not path.startswith(_PERSONAL_PATHS)
+
+
+def _trap() -> str:
+    """Where the hidden link goes: the front page."""
+    return settings.SITE_URL + "/"
+
+
+def _through_redirect(body: str, redirect: Callable[[str, bool], str]) -> str:
+    """The HTML body with each counted link going to its `redirect` (of the url
+    and whether it is the hidden link), and the hidden link first in the body."""
+
+    def through(match: re.Match) -> str:
+        url = html.unescape(match.group(2))
+        if not _counted(url):
+            return match.group(0)
+        return match.group(1) + redirect(url, False) + match.group(3)
+
+    hidden = (
+        f'<a href="{redirect(_trap(), True)}" aria-hidden="true" '
+        'tabindex="-1" style="display:none;font-size:0;max-height:0;'
+        'overflow:hidden;mso-hide:all"></a>'
+    )
+    return _BODY.sub(lambda m: m.group(0) + hidden, _HREF.sub(through, body), count=1)
+
+
+def readers_html_size(body: str) -> int:
+    """The bytes of the HTML body in the longest copy a mailing sends: its links
+    through the redirect (with the longest token) and, with per-reader engagement
+    on, a reader's part after each, as if every reader had agreed. Measured before
+    LinkTracker makes any Link row, so that the author's preview, the admin's
+    check and the mailing decide alike, and every reader gets the same email."""
+    longest = ROW_IDS[-1]
+    redirect = settings.SITE_URL + reverse(
+        "newsletter:click", args=[click_token(longest)]
+    )
+    body = _through_redirect(body, lambda url, hidden: redirect)
+    if settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        body = reader_slot_add(body, _reader_part(longest))
+    return len(body.encode())
+
+
 class LinkTracker:
     """Rewrites a mailing's links through the redirect, making one Link row per
     distinct URL the first time it is seen (kept here for the rest of the batch)."""
@@ -274,33 +323,11 @@ class LinkTracker:
     def tracked(self, body: str) -> str:
         """The HTML body with its links through the redirect, and the hidden link
         first in the body."""
-        trap = settings.SITE_URL + "/"
         found = {html.unescape(m.group(2)) for m in _HREF.finditer(body)}
         self._make_links(
-            {(url, False) for url in found if self._counted(url)} | {(trap, True)}
+            {(url, False) for url in found if _counted(url)} | {(_trap(), True)}
         )
-
-        def through(match: re.Match) -> str:
-            url = html.unescape(match.group(2))
-            if not self._counted(url):
-                return match.group(0)
-            return match.group(1) + self._redirects[url, False] + match.group(3)
-
-        body = _HREF.sub(through, body)
-        hidden = (
-            f'<a href="{self._redirects[trap, True]}" aria-hidden="true" '
-            'tabindex="-1" style="display:none;font-size:0;max-height:0;'
-            'overflow:hidden;mso-hide:all"></a>'
-        )
-        return _BODY.sub(lambda m: m.group(0) + hidden, body, count=1)
-
-    def _counted(self, url: str) -> bool:
-        if len(url.encode()) > MAX_URL_BYTES:
-            return False  # longer than a Link holds: left as it is, uncounted
-        if not url.startswith(settings.SITE_URL + "/"):
-            return True
-        path = url.removeprefix(settings.SITE_URL)
-        return not path.startswith(_PERSONAL_PATHS)
+        return _through_redirect(body, lambda url, hidden: self._redirects[url, hidden])
 
     def _make_links(self, wanted: set[tuple[str, bool]]) -> None:
         """The Link rows for (url, hidden) pairs not seen yet: two statements."""

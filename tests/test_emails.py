@@ -25,17 +25,19 @@ from newsletter.emails import (
     render_email,
     welcome_message,
 )
-from newsletter.models import SubscriberTopic
+from newsletter.models import Link, Subscriber, SubscriberTopic
 from newsletter.plaintext import html_to_text
 from posts.demo_content import POSTS
 from posts.markdown import render_markdown
 from posts.models import Post, PostUpdate, RelatedLink, Sponsorship
+from posts.services import post_publish
 
 from .factories import (
     AreaFactory,
     CategoryFactory,
     CommentFactory,
     InspectionFactory,
+    PostFactory,
     PublishedPostFactory,
     SubscriberFactory,
     UserFactory,
@@ -482,6 +484,90 @@ def test_longest_demo_post_is_sent_in_full_under_100_kb():
     assert email.full
     message = email.for_subscriber(SubscriberFactory())
     assert len(message.alternatives[0][0].encode()) < 100_000
+
+
+def _a_post_of_links_just_under_the_limit(links: int) -> Post:
+    """A full post summing up that many reports, a link to each, its HTML with
+    the links as written just under the limit."""
+    reports = "\n".join(
+        f"- [Report {i}](https://example.gov.uk/r{i})" for i in range(links)
+    )
+    post = PostFactory(body=reports, email_format=Post.EmailFormat.FULL)
+    whole = render_email("post", post_email_context(post, full=True))
+    words = "Inspectors read case files. "
+    room = EMAIL_HTML_MAX_BYTES - 1_500 - html_size(whole)
+    post.body = f"{words * (room // len(words))}\n\n{reports}"
+    post.save()
+    whole = render_email("post", post_email_context(post, full=True))
+    assert EMAIL_HTML_MAX_BYTES - 3_000 < html_size(whole) < EMAIL_HTML_MAX_BYTES
+    return post
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_post_goes_to_its_readers_as_the_admin_said_it_would(
+    django_capture_on_commit_callbacks,
+):
+    """The mailing sends every link through the counting redirect, some 50 bytes
+    longer each: the author's preview and check count them so, and a post they
+    show going as its excerpt goes as its excerpt."""
+    SubscriberFactory(email="reader@example.org")
+    post = _a_post_of_links_just_under_the_limit(120)
+    assert PostEmail(post).shortened  # as the admin tells the author
+    with django_capture_on_commit_callbacks(execute=True):
+        post_publish(post=post)
+    [message] = mail.outbox
+    assert "Read the full post on the site" in message.alternatives[0][0]
+
+
+def test_a_reader_who_agreed_to_engagement_gets_an_email_gmail_does_not_clip(
+    settings, django_capture_on_commit_callbacks
+):
+    """Each counted link carries the agreed reader's ?reader=… part (some 55
+    bytes): a full post of 200 links just under the limit without them would pass
+    it with them, and Gmail would hide its end, the unsubscribe link with it. Every
+    reader gets the same email, whether or not they agreed."""
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+    agreed, other = SubscriberFactory(), SubscriberFactory()
+    Subscriber.objects.filter(pk=agreed.pk).update(engagement_agreed_at=timezone.now())
+    reports = "\n".join(
+        f"- [Report {i}](https://example.gov.uk/r{i})" for i in range(200)
+    )
+    post = PostFactory(body=reports, email_format=Post.EmailFormat.FULL)
+    with django_capture_on_commit_callbacks(execute=False):
+        post_publish(post=post)  # its mailing, not yet sent
+    mailing = post.mailings.get()
+    tracked = PostEmail(post, mailing_id=mailing.pk).rendered
+    words = "Inspectors read case files. "
+    room = EMAIL_HTML_MAX_BYTES - 1_500 - html_size(tracked)
+    post.body = f"{words * (room // len(words))}\n\n{reports}"
+    post.save()
+    email = PostEmail(Post.objects.get(pk=post.pk), mailing_id=mailing.pk)
+    theirs = email.for_subscriber(agreed).alternatives[0][0]
+    anyones = email.for_subscriber(other).alternatives[0][0]
+    assert "?reader=" in theirs and "?reader=" not in anyones
+    assert len(theirs.encode()) < EMAIL_HTML_MAX_BYTES
+    assert "Unsubscribe in one click" in theirs
+    excerpt = "Read the full post on the site"
+    assert (excerpt in theirs) == (excerpt in anyones)
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_shortened_post_counts_only_the_links_its_email_carried(
+    django_capture_on_commit_callbacks,
+):
+    """The whole post, found too long, is not sent: its links get no Link row,
+    and the post's report lists only the excerpt's."""
+    SubscriberFactory()
+    paragraph = "Inspectors read case files and interviewed staff in every team. " * 8
+    body = "\n\n".join([paragraph] * 250)
+    post = PostFactory(body=f"[The report](https://example.gov.uk/report)\n\n{body}")
+    with django_capture_on_commit_callbacks(execute=True):
+        post_publish(post=post)
+    [message] = mail.outbox
+    assert "Read the full post on the site" in message.alternatives[0][0]
+    assert "example.gov.uk" not in message.alternatives[0][0]
+    urls = set(Link.objects.filter(mailing__post=post).values_list("url", flat=True))
+    assert "https://example.gov.uk/report" not in urls
 
 
 # Headers, on the raw bytes --------------------------------------------------------

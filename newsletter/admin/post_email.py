@@ -24,12 +24,7 @@ from posts.checks import Level, Problem, images_without_alt
 from posts.models import Post, PostUpdate
 
 from .. import corrections, delivery, digests, tasks
-from ..emails import (
-    EMAIL_HTML_MAX_BYTES,
-    CorrectionEmail,
-    PostEmail,
-    html_size,
-)
+from ..emails import EMAIL_HTML_MAX_BYTES, CorrectionEmail, PostEmail
 from ..models import Mailing
 
 # Longer subjects are cut short in most inbox lists (and RFC 5322 asks for lines
@@ -396,7 +391,7 @@ def _has_email(post: Post) -> bool:
 
 
 def _describe(email: PostEmail) -> str:
-    size = f"{html_size(email.rendered) / 1000:.0f} KB of HTML"
+    size = f"{email.size / 1000:.0f} KB of HTML"
     if email.shortened:
         description = (
             f"This post is too long for an inbox: Gmail clips email beyond about "
