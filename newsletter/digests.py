@@ -386,12 +386,12 @@ def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] 
 # A batch's digests are assembled, not each rendered: the templates are rendered
 # (and css-inlined, and their links tracked) once per number of posts a reader
 # holds, day (theirs) and title (a last digest's or not), with placeholders for
-# the reader's own parts, and once with all the batch's posts, whose blocks are
-# then cut out at the `*_cut` markers and joined per reader; a worker keeps them
-# for the round's next batch of the same posts (`_parts`). A block inlines the
-# same whatever precedes it, as the layout's CSS has no sibling or position
-# selectors; tests/test_digests.py checks that an assembled digest equals a plain
-# render.
+# the reader's own parts, and once with all the batch's posts per time zone (each
+# post is dated in the reader's), whose blocks are then cut out at the `*_cut`
+# markers and joined per reader; a worker keeps them for the round's next batch
+# of the same posts (`_parts`). A block inlines the same whatever precedes it, as
+# the layout's CSS has no sibling or position selectors; tests/test_digests.py
+# checks that an assembled digest equals a plain render.
 _HTML_CUT = "<!--%%post%%-->"  # a comment: css-inline keeps it as it is
 # A character no post field holds: Django's form fields refuse it, as PostgreSQL
 # does (and should one slip in, the cut pieces miscount and zip(strict) stops).
@@ -460,7 +460,8 @@ class _Block(NamedTuple):
 
 
 class _Parts:
-    """The frames and post blocks of a round's digests for a batch's posts."""
+    """The frames (by number of posts, day and title) and post blocks (by time
+    zone) of a round's digests for a batch's posts."""
 
     def __init__(self, mailing: Mailing, posts: list[Post]) -> None:
         self.mailing = mailing
@@ -470,25 +471,42 @@ class _Parts:
             for post in posts
         ]
         self._frames: dict[tuple[int, date, bool], _Frame] = {}
-        self.blocks = self._render(len(posts), mailing.period)
+        self._blocks: dict[str, list[_Block]] = {}  # by time zone
 
     def frame(self, count: int, day: date, last: bool = False) -> _Frame:
         """The frame for readers of `count` posts whose day is `day`, of their
         last digest or not (Recipient.last_digest)."""
         if (count, day, last) not in self._frames:
-            self._render(count, day, last)
+            self._render(count, day, last=last)
         return self._frames[count, day, last]
 
-    def _render(self, count: int, day: date, last: bool = False) -> list[_Block]:
+    def blocks(self, time_zone: str) -> list[_Block]:
+        """The blocks of the batch's posts for readers in `time_zone`, each post
+        dated in it (a post of 16:30 in Los Angeles is of the next day in
+        London)."""
+        if time_zone not in self._blocks:
+            day = day_of(self.mailing.slot, time_zone)
+            self._blocks[time_zone] = self._render(len(self._items), day, time_zone)
+        return self._blocks[time_zone]
+
+    def _render(
+        self,
+        count: int,
+        day: date,
+        time_zone: str = DEFAULT_TIME_ZONE,
+        last: bool = False,
+    ) -> list[_Block]:
         """Render the digest of the batch's first `count` posts for any reader
         whose day is `day`, last digest or not: keep its frame for those
-        readers, and return its posts' blocks (the same whatever the frame)."""
+        readers, and return its posts' blocks, dated in `time_zone` (a frame
+        holds no post's date: any zone makes it)."""
         email = render_email(
             "digest",
             {
                 "subscriber": {"name": _READER_NAME.strip()},
                 "mailing": self.mailing,
                 "day": day,
+                "time_zone": zone_of(time_zone),
                 "last_digest": last,
                 "posts": self._items[:count],
                 "unsubscribe_url": UNSUBSCRIBE_URL,
@@ -616,7 +634,8 @@ class DigestEmail:
         """A reader's own parts of their digest, by merge field (_TEXT_FIELDS,
         _HTML_FIELDS): their links, name and posts, the posts carrying their
         encoding, joined from their blocks'."""
-        blocks = [self._parts.blocks[i] for i in self.posts[recipient.delivery_id]]
+        blocks = self._parts.blocks(recipient.time_zone)
+        blocks = [blocks[i] for i in self.posts[recipient.delivery_id]]
         name = recipient.name
         return {
             "unsubscribe_url": self._links.link(recipient, Purpose.UNSUBSCRIBE),

@@ -770,6 +770,44 @@ def test_a_digest_carries_the_readers_own_unsubscribe_and_preference_links(
     assert Delivery.objects.get().status == Delivery.Status.SENT
 
 
+@pytest.mark.parametrize("provider", ["one message each", "postmark batch"])
+def test_each_post_in_a_digest_is_dated_the_readers_own_day_as_the_digest_is(
+    clock, publish, beat, provider, request
+):
+    """One round at 02:05 London time on Tuesday 24 November: a Los Angeles
+    reader's 18:00 digest of Monday the 23rd and a Tokyo reader's 11:00 one of
+    Tuesday the 24th hold the same two posts, published at 23:30 and 00:30 in
+    London. Each post is dated where its reader is, as the digest is: not a post
+    of 'tomorrow' in Los Angeles's 'Today's new posts', nor of yesterday in
+    Tokyo's."""
+    for address, zone, hour in (
+        ("la@example.org", "America/Los_Angeles", 18),
+        ("tokyo@example.org", "Asia/Tokyo", 11),
+    ):
+        subscriber = reader(address, ("everything", "", "daily"))
+        Subscriber.objects.filter(pk=subscriber.pk).update(
+            time_zone=zone, digest_hour=hour
+        )
+    clock(23, 23, 30)
+    publish("Kent: a late report")
+    clock(24, 0, 30)
+    publish("Suffolk: caseloads too high")
+    clock(24, 2, 5)
+    if provider == "postmark batch":
+        fake_esp = request.getfixturevalue("fake_esp")
+        beat()
+        [call] = fake_esp.messages
+        sent = {m["To"]: (m["TextBody"], m["HtmlBody"]) for m in call["payload"]}
+    else:
+        sent = {m.to[0]: (m.body, m.alternatives[0].content) for m in beat()}
+    for address, day in (("la@example.org", 23), ("tokyo@example.org", 24)):
+        text, html = sent[address]
+        dated = f"{day} November 2026"
+        assert f"On Probation</a> · {dated}" in html  # the digest's day
+        assert re.findall(r"\((\d+ November 2026)\)", text) == [dated, dated]
+        assert re.findall(r'class="meta"[^>]*>([^<]+)<', html) == [dated, dated]
+
+
 def test_a_digest_reads_to_a_screen_reader_each_link_named_for_where_it_goes(
     clock, publish, beat
 ):
@@ -810,7 +848,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     ann.name = 'Ann & "O\'Neill" <b>\u00a0Jr'
     ann.save()
     # 07:05 in London is 23:05 the day before in Los Angeles: the same round, and
-    # a digest dated the reader's own day.
+    # a digest dated the reader's own day, its posts too.
     la = reader("la@example.org", ("everything", "", "daily"))
     la.time_zone = "America/Los_Angeles"
     la.save()
@@ -851,6 +889,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
                 "subscriber": subscriber,
                 "mailing": mailing,
                 "day": digests.day_of(mailing.slot, subscriber.time_zone),
+                "time_zone": digests.zone_of(subscriber.time_zone),
                 "last_digest": subscriber == last,
                 "posts": [
                     {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
