@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import redis
-from anymail.signals import AnymailTrackingEvent
+from anymail.signals import AnymailTrackingEvent, EventType
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
@@ -669,6 +669,10 @@ def open_record(*, delivery: Delivery, machine: bool, at: datetime) -> None:
 # Per reader -------------------------------------------------------------------
 
 _READER_SALT = "newsletter.engagement.reader"
+
+# The provider's events that are the reader's own history, not their message's:
+# kept naming them only while they agree (reader_allows).
+READER_EVENTS = (EventType.OPENED, EventType.CLICKED)
 
 
 def reader_allows(subscriber: Subscriber) -> bool:

@@ -33,6 +33,7 @@ from .emails import (
     site_link,
     welcome_message,
 )
+from .engagement import READER_EVENTS
 from .enqueue import tasks
 from .models import (
     Batch,
@@ -309,10 +310,20 @@ def engagement_agree(*, subscriber: Subscriber, ip_address: str | None) -> None:
 
 
 def engagement_withdraw(*, subscriber: Subscriber) -> None:
-    """The reader withdrew: nothing more is kept, and what was kept is deleted."""
+    """The reader withdrew: nothing more is kept, and what was kept is deleted.
+
+    Their opens and clicks the provider reported named them only because they
+    agreed: they are kept as the webhook keeps anyone else's, naming nobody, so
+    that the provider sending one again is still recognised and not counted twice.
+    """
     with transaction.atomic():
         Subscriber.objects.filter(pk=subscriber.pk).update(engagement_agreed_at=None)
         Engagement.objects.filter(subscriber=subscriber).delete()
+        tracking_events_of(
+            subscriber=subscriber, addresses=addresses_held(subscriber=subscriber)
+        ).filter(event_type__in=READER_EVENTS).update(
+            recipient="", message_id="", raw={}
+        )
     subscriber.refresh_from_db()
 
 

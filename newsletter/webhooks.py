@@ -231,7 +231,7 @@ def record_tracking_event(
             if about
             else None
         )
-        engaged = event.event_type in (EventType.OPENED, EventType.CLICKED)
+        engaged = event.event_type in engagement.READER_EVENTS
         # An event names someone only while they are our reader (its message's
         # ledger row, or a subscriber at its address), so that erasing them
         # erases it: one that comes after they erased their data, or about an

@@ -370,6 +370,22 @@ def test_withdrawing_deletes_what_was_kept_and_stops_keeping(client, emails, rea
     assert not Engagement.objects.exists()
 
 
+@pytest.mark.usefixtures("per_reader", "provider")
+def test_withdrawing_forgets_whom_the_opens_kept_because_they_agreed(client, readers):
+    """The provider's open events named the reader (address, message id, their
+    browser and place in its payload) only because they agreed: withdrawn, they
+    are kept as the open of someone, as if they had never agreed."""
+    reader = readers["agreed"]
+    open_event(client, reader)
+    assert Event.objects.get(event_type="opened").recipient == reader.email
+
+    assert client.post(centre(reader), {"action": "engagement"}).status_code == 200
+
+    # Still there, to recognise it if Postmark sends it again.
+    event = Event.objects.get(event_type="opened")
+    assert (event.recipient, event.message_id, event.raw) == ("", "", {})
+
+
 @pytest.mark.usefixtures("per_reader")
 def test_confirming_again_without_the_box_deletes_what_was_kept(
     client, emails, readers, django_capture_on_commit_callbacks
