@@ -620,13 +620,14 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "consents": [
             {
                 "created_at": consent.created_at,
-                # A request nobody confirmed may be anyone's, its address theirs.
+                # A request nobody confirmed may be anyone's: the address it came
+                # from and the name typed in it are theirs.
                 "ip_address": consent.ip_address if consent.confirmed_at else None,
                 "wording": consent.wording,
                 "wording_version": consent.wording_version,
                 "source": consent.source,
                 "page": consent.page,
-                "name": consent.name,
+                "name": consent.name if consent.confirmed_at else None,
                 "topics": consent.topics,
                 "frequency": consent.frequency,
                 "confirmed_at": consent.confirmed_at,

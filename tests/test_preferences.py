@@ -466,6 +466,29 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_co
     ]
 
 
+def test_my_data_gives_no_name_a_stranger_typed_in_a_request_nobody_confirmed(
+    client, reader, on_commit
+):
+    """Anyone may type the reader's address into the form: what they typed with
+    it is theirs, withheld as its IP address is."""
+    # A paused reader's address subscribed again asks them to confirm it.
+    Subscriber.objects.filter(pk=reader.pk).update(paused_at=timezone.now())
+    response = on_commit(
+        client.post,
+        "/subscribe/",
+        {"email": reader.email, "name": "Mallory Stranger"},
+        REMOTE_ADDR="198.51.100.7",
+    )
+    assert response.status_code == 200
+
+    consents = subscriber_export(subscriber=reader)["consents"]
+
+    assert [(c["name"], c["ip_address"]) for c in consents] == [
+        ("", "192.0.2.1"),
+        (None, None),
+    ]
+
+
 def test_my_data_lists_every_email_i_was_sent_digests_and_corrections_too(
     client, reader, on_commit
 ):
