@@ -505,9 +505,14 @@ class PostAdmin(admin.ModelAdmin):
         return super().get_search_results(request, queryset, search_term)
 
     def get_list_filter(self, request: HttpRequest):
-        # Only a reviewer's list holds other people's posts (and may name them).
+        # Only a reviewer's list holds other people's posts (and may name them):
+        # their authors, not every account of the desk, which is the
+        # Administrator's to see.
         if request.user.has_perm("posts.review_post"):
-            return [*super().get_list_filter(request), "author"]
+            return [
+                *super().get_list_filter(request),
+                ("author", admin.RelatedOnlyFieldListFilter),
+            ]
         return super().get_list_filter(request)
 
     def has_publish_permission(self, request: HttpRequest) -> bool:

@@ -225,6 +225,22 @@ def test_a_contributor_sees_and_edits_only_their_own_posts(contributor, editor):
     assert theirs.title == "The editor's draft on Essex"
 
 
+def test_an_editors_post_list_offers_only_the_authors_of_posts(
+    contributor, editor, administrator
+):
+    """The accounts of the desk are the Administrator's to see: the author filter
+    names who wrote the posts listed, not one who wrote nothing, a superuser or
+    a deactivated account."""
+    PostFactory(author=contributor)
+    UserFactory(username="root-owner", is_superuser=True)
+    StaffFactory(username="left.in.2024", is_active=False, role="Editor")
+
+    listing = desk(editor).get(CHANGELIST).content.decode()
+
+    offered = set(re.findall(r"author__id__exact=(\d+)", listing))
+    assert offered == {str(contributor.pk)}
+
+
 def test_a_contributor_cannot_change_their_post_once_published(contributor):
     post = PublishedPostFactory(author=contributor)
     client = desk(contributor)
