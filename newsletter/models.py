@@ -357,7 +357,9 @@ class Event(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.esp} {self.event_type} for {self.recipient}"
+        # Not by its address: the desk's history (the admin's log) keeps this
+        # after the event is gone, where the reader's erasure cannot find it.
+        return f"{self.esp} {self.event_type}, event {self.event_id}"
 
 
 class MailingQuerySet(models.QuerySet):

@@ -645,6 +645,36 @@ def test_the_desks_history_keeps_what_it_did_to_an_erased_reader_but_not_who(
     assert LogEntry.objects.get(object_id=str(theirs.pk)).object_repr == str(theirs)
 
 
+def test_the_desks_history_of_what_it_deleted_before_an_erasure_names_nobody(
+    client, reader
+):
+    """A comment or a tracking event the desk deleted is gone by the reader's
+    erasure, which cannot find it to rewrite its history: what the history
+    holds of it never named them (str(): "Comment #12 on …", "postmark bounced,
+    event e-1")."""
+    comment = CommentFactory(email=reader.email, name="Ann Reader")
+    event = Event.objects.create(
+        esp="postmark",
+        event_id="e-1",
+        event_type="bounced",
+        recipient=reader.email,
+        raw={"Email": reader.email},
+    )
+    client.force_login(UserFactory(is_superuser=True))
+    for deleting in (
+        f"/admin/comments/comment/{comment.pk}/delete/",
+        f"/admin/newsletter/event/{event.pk}/delete/",
+    ):
+        assert client.post(deleting, {"post": "yes"}).status_code == 302
+
+    subscriber_delete(subscriber=reader)
+
+    assert sorted(LogEntry.objects.values_list("object_repr", flat=True)) == [
+        f"Comment #{comment.pk} on {comment.post}",
+        "postmark bounced, event e-1",
+    ]
+
+
 @pytest.mark.parametrize("how", ["change page", "list action"])
 def test_nobody_deletes_a_row_of_the_ledger_at_the_desk(client, reader, how):
     # A deleted row would be planned again: the reader would get a second copy.

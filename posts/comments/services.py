@@ -394,9 +394,10 @@ def comments_delete_for_addresses(*, addresses: Iterable[AddressPeriod]) -> int:
     """
     theirs = Comment.objects.written_under(addresses)
     with transaction.atomic():
-        # The desk's history (Django admin's log) names a comment by its writer
-        # (str(): "Name on Post"): it keeps what the desk did to their comments,
-        # when and who did it, but no longer whose they were.
+        # The desk's history (Django admin's log) named a comment by its writer
+        # in the entries written before str() stopped naming them: it keeps what
+        # the desk did to their comments, when and who did it, but no longer
+        # whose they were.
         LogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(Comment),
             object_id__in=[str(pk) for pk in theirs.values_list("pk", flat=True)],
