@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -573,7 +573,30 @@ def tracking_events_of(
                 message_id__in=sent_then.values("esp_message_id"),
             )
         held_from = period.until
-    return Event.objects.filter(about_them)
+    # And not those, come in late, about a message sent to an address before
+    # the reader who had it then moved away: theirs (above, from their side).
+    theirs = Q(pk__in=[])
+    for period in addresses:
+        if period.after is not None:
+            sent_before_they_left = (
+                Delivery.objects.exclude(subscriber=subscriber)
+                .exclude(esp_message_id="")
+                .annotate(at=Coalesce("sent_at", "mailing__created_at"))
+                .filter(
+                    Exists(
+                        PreviousAddress.objects.filter(
+                            subscriber=OuterRef("subscriber"),
+                            email=period.email,
+                            moved_at__gte=OuterRef("at"),
+                        )
+                    )
+                )
+            )
+            theirs |= Q(
+                recipient=period.email,
+                message_id__in=sent_before_they_left.values("esp_message_id"),
+            )
+    return Event.objects.filter(about_them).exclude(theirs)
 
 
 def subscriber_export(*, subscriber: Subscriber) -> dict:

@@ -23,7 +23,11 @@ from newsletter.models import (
     Subscriber,
     SubscriberTopic,
 )
-from newsletter.subscriptions import subscriber_delete, subscriber_export
+from newsletter.subscriptions import (
+    email_change_confirm,
+    subscriber_delete,
+    subscriber_export,
+)
 from posts.comments.models import Comment
 
 from .factories import CommentFactory, PublishedPostFactory, SubscriberFactory
@@ -192,3 +196,34 @@ def test_every_field_of_the_readers_own_row_is_in_their_export():
     exported = subscriber_export(subscriber=reader)["subscriber"]
 
     assert exported == held
+
+
+def test_a_late_event_about_the_previous_holders_email_stays_theirs():
+    """Ann moves away from team@, Cal takes it; a bounce of the email Ann was sent
+    there comes in late. It is Ann's (her export has it): Cal's export gave it
+    to Cal, and Cal's erasure deleted Ann's record."""
+    ann = SubscriberFactory(email="team@example.org")
+    sent = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    Delivery.objects.create(
+        mailing=sent,
+        batch=Batch.objects.create(mailing=sent, number=1),
+        subscriber=ann,
+        status=Delivery.Status.SENT,
+        esp_message_id="message-to-ann",
+        sent_at=timezone.now() - timedelta(hours=2),
+    )
+    assert email_change_confirm(subscriber=ann, new_email="ann@example.org")
+    cal = SubscriberFactory(email="team@example.org")
+    late = Event.objects.create(
+        esp="postmark",
+        event_id="late-bounce",
+        event_type="bounced",
+        recipient="team@example.org",
+        message_id="message-to-ann",
+        raw={},
+    )
+    ann_has = subscriber_export(subscriber=ann)["tracking_events"]
+    assert [event["event"] for event in ann_has] == ["bounced"]
+    assert subscriber_export(subscriber=cal)["tracking_events"] == []
+    subscriber_delete(subscriber=cal)
+    assert Event.objects.filter(pk=late.pk).exists()
