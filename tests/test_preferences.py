@@ -4,7 +4,10 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core import mail, signing
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
 
@@ -672,6 +675,33 @@ def test_the_desks_history_of_what_it_deleted_before_an_erasure_names_nobody(
     assert sorted(LogEntry.objects.values_list("object_repr", flat=True)) == [
         f"Comment #{comment.pk} on {comment.post}",
         "postmark bounced, event e-1",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_desks_history_written_before_names_nobody_after_the_deploy(reader):
+    """Entries written when a comment's and an event's names named the commenter
+    and the address, their rows deleted since: the erasure cannot find them."""
+    desk = UserFactory(is_superuser=True)
+    for model, object_id, named in [
+        (Comment, "12", "Ann Reader on Inspection of probation services"),
+        (Event, "7", f"postmark bounced for {reader.email}"),
+    ]:
+        LogEntry.objects.create(
+            user=desk,
+            content_type=ContentType.objects.get_for_model(model),
+            object_id=object_id,
+            object_repr=named,
+            action_flag=DELETION,
+        )
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("newsletter")
+    executor.migrate([("newsletter", "0013_batch_counts_erased_readers")])
+    executor.loader.build_graph()
+    executor.migrate(latest)
+    assert sorted(LogEntry.objects.values_list("object_repr", flat=True)) == [
+        "Comment #12",
+        "Event #7",
     ]
 
 
