@@ -38,7 +38,11 @@ from .models import (
     SubscriberTopic,
     Suppression,
 )
-from .subscriptions import CONSENT_SOURCE_FORM, CONSENT_SOURCE_PREFERENCES
+from .subscriptions import (
+    CONSENT_SOURCE_DESK,
+    CONSENT_SOURCE_FORM,
+    CONSENT_SOURCE_PREFERENCES,
+)
 
 GROWTH_WEEKS = 12
 LATEST_MAILINGS = 5
@@ -243,6 +247,8 @@ def _sources(since: datetime, joined: int) -> list[tuple[str, int]]:
             label = f"Subscribe form, from {page}" if page else "Subscribe form"
         elif source == CONSENT_SOURCE_PREFERENCES:
             label = "Preference centre (came back)"
+        elif source == CONSENT_SOURCE_DESK:
+            label = "Added at the desk, confirmed by the reader"
         else:
             label = f"Import: {source}"
         rows[label] = rows.get(label, 0) + count

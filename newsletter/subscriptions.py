@@ -66,6 +66,9 @@ ENGAGEMENT_CONSENT_WORDING = (
     "improve the newsletter."
 )
 CONSENT_SOURCE_PREFERENCES = "preference centre"
+# Added by the author at the desk (a reader who asked in person): sent the form's
+# confirmation, as anyone is.
+CONSENT_SOURCE_DESK = "the desk"
 # The throttle scope of the links confirming a new address: one a day to any
 # address, whoever asks.
 CHANGE_OF_ADDRESS_TO = "change-of-address-to"

@@ -2,14 +2,18 @@
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
+from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client, RequestFactory
 from django.utils import timezone
 
 from newsletter import imports
+from newsletter.desk import desk_for
 from newsletter.models import Consent, Event, Subscriber, Suppression
 from newsletter.subscriptions import (
     address_suppress,
@@ -18,7 +22,7 @@ from newsletter.subscriptions import (
     subscriber_unsubscribe,
 )
 
-from .factories import SubscriberFactory, UserFactory
+from .factories import StaffFactory, SubscriberFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -588,8 +592,6 @@ def test_readers_moved_with_the_desks_own_export_are_counted_by_its_source(rf):
     imported consent was dated by when they asked: the desk, which tells a
     reader's source by the consent their confirmation confirmed, listed them as
     "Added in the admin", with no consent recorded."""
-    from newsletter.desk import desk_for
-
     asked = timezone.now() - timedelta(weeks=3)
     confirmed = asked + timedelta(minutes=5)
     header = ",".join([*imports.COLUMNS, *imports.EXPORT_COLUMNS])
@@ -605,3 +607,63 @@ def test_readers_moved_with_the_desks_own_export_are_counted_by_its_source(rf):
     request = rf.get("/admin/")
     request.user = UserFactory()
     assert dict(desk_for(request).sources) == {"Import: Old site": 1}
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_reader_added_at_the_desk_is_asked_to_confirm_and_then_receives(
+    client, django_capture_on_commit_callbacks
+):
+    """Someone who asked the author in person: added at the desk, they were left
+    pending, never emailed, and deleted a week later by the purge of requests
+    nobody confirmed. They are sent the form's confirmation, and receive the
+    newsletter once they confirm it."""
+    client.force_login(StaffFactory(role="Administrator"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/admin/newsletter/subscriber/add/",
+            {
+                "email": "Sam@Example.org",
+                "name": "Sam",
+                "time_zone": "Europe/London",
+                "topics-TOTAL_FORMS": "0",
+                "topics-INITIAL_FORMS": "0",
+                "consents-TOTAL_FORMS": "0",
+                "consents-INITIAL_FORMS": "0",
+            },
+            follow=True,
+        )
+    assert response.status_code == 200
+    assert "A confirmation email went to sam@example.org" in response.text
+    reader = Subscriber.objects.get(email="sam@example.org")
+    assert reader.status == Subscriber.Status.PENDING
+    [confirmation] = mail.outbox
+    assert confirmation.to == ["sam@example.org"]
+    assert reader.consents.get().source == "the desk"
+    link = re.search(r"http://[^/\s]+(/subscribe/confirm/\S+/)", confirmation.body)[1]
+    with django_capture_on_commit_callbacks(execute=True):
+        Client().post(link, {"name": "Sam"})
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    request = RequestFactory().get("/admin/")
+    request.user = UserFactory()
+    sources = dict(desk_for(request).sources)
+    assert sources == {"Added at the desk, confirmed by the reader": 1}
+
+
+def test_an_address_on_the_suppression_list_is_refused_at_the_desk(client):
+    address_suppress(email="gone@example.org", reason=Suppression.Reason.COMPLAINT)
+    client.force_login(StaffFactory(role="Administrator"))
+    response = client.post(
+        "/admin/newsletter/subscriber/add/",
+        {
+            "email": "gone@example.org",
+            "time_zone": "Europe/London",
+            "topics-TOTAL_FORMS": "0",
+            "topics-INITIAL_FORMS": "0",
+            "consents-TOTAL_FORMS": "0",
+            "consents-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200
+    assert "is on the suppression list" in response.text
+    assert not Subscriber.objects.exists()

@@ -158,7 +158,14 @@ class SubscriberAdminForm(forms.ModelForm):
         # In the stored form, as the subscribe form and the import store it: typed
         # as "Sam@Example.org" it was a second reader beside sam@example.org, and
         # one the reader's own form, export and erasure never found.
-        return clean_email(self.cleaned_data["email"])
+        email = clean_email(self.cleaned_data["email"])
+        if self.instance.pk is None and subscriptions.is_blocked(email):
+            raise forms.ValidationError(
+                "This address is on the suppression list (it bounced, complained "
+                "or was suppressed): nothing may be sent to it, not even a "
+                "confirmation. Lift it under Suppressions first, if you may."
+            )
+        return email
 
 
 @admin.register(Subscriber)
@@ -196,6 +203,26 @@ class SubscriberAdmin(admin.ModelAdmin):
     inlines = [SubscriberTopicInline, ConsentInline]
     actions = ["export_csv", "unsubscribe", "suppress"]
     change_list_template = "admin/newsletter/subscriber/change_list.html"
+
+    def save_model(self, request, obj, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # Added at the desk, a reader is sent the form's confirmation and receives
+        # nothing until they confirm (double opt-in): left pending and never
+        # emailed, they were deleted a week later with the requests nobody confirmed.
+        subscriptions.subscription_request(
+            email=obj.email, name=obj.name, source=subscriptions.CONSENT_SOURCE_DESK
+        )
+        added = Subscriber.objects.get(email=obj.email)
+        obj.pk, obj._state.adding = added.pk, False
+        obj.refresh_from_db()
+        self.message_user(
+            request,
+            f"A confirmation email went to {obj.email}: they receive the newsletter "
+            "once they confirm it.",
+            messages.SUCCESS,
+        )
 
     def get_readonly_fields(self, request, obj=None):
         # An address changes only when its owner confirms it from their preference
