@@ -51,6 +51,17 @@ def test_no_rate_means_no_limit(store):
     assert bucket(rate=0, burst=0).reserve(10**6) == 0
 
 
+def a_planned_batch_of_forty() -> tuple[Mailing, Batch]:
+    """A post's mailing to 40 readers, planned in one batch, not yet sent."""
+    Subscriber.objects.bulk_create(
+        Subscriber(email=f"r{i}@example.org", status="active") for i in range(40)
+    )
+    delivery.mailing_create_for_post(post=PostFactory())
+    send = Mailing.objects.get()
+    delivery.mailing_plan_page(mailing_id=send.pk)
+    return send, send.batches.get()
+
+
 @pytest.mark.django_db
 def test_a_batch_over_budget_goes_back_to_the_queue_untouched(
     store, settings, fake_esp
@@ -59,13 +70,7 @@ def test_a_batch_over_budget_goes_back_to_the_queue_untouched(
     settings.NEWSLETTER_SEND_BURST = 1
     if store == "redis":
         _redis().delete("newsletter:ratelimit:postmark")
-    Subscriber.objects.bulk_create(
-        Subscriber(email=f"r{i}@example.org", status="active") for i in range(40)
-    )
-    delivery.mailing_create_for_post(post=PostFactory())
-    send = Mailing.objects.get()
-    delivery.mailing_plan_page(mailing_id=send.pk)
-    batch = send.batches.get()
+    send, batch = a_planned_batch_of_forty()
     # Another worker's batch took the budget 30 s ahead (the most it grants).
     TokenBucket(name="postmark", rate=1, burst=1).reserve(31)
     with pytest.raises(delivery.RetryLater) as later:
@@ -96,13 +101,7 @@ def test_a_batch_larger_than_the_budget_ever_grants_goes_in_parts(
     monkeypatch.setattr(
         time, "sleep", lambda seconds: clock.append(clock.pop() + seconds)
     )
-    Subscriber.objects.bulk_create(
-        Subscriber(email=f"r{i}@example.org", status="active") for i in range(40)
-    )
-    delivery.mailing_create_for_post(post=PostFactory())
-    send = Mailing.objects.get()
-    delivery.mailing_plan_page(mailing_id=send.pk)
-    batch = send.batches.get()
+    _, batch = a_planned_batch_of_forty()
     started = clock[0]
     delivery.batch_send(batch_id=batch.pk)
     batch.refresh_from_db()
