@@ -555,11 +555,20 @@ def test_hostile_html_is_shown_escaped(rf, post):
 
 
 @pytest.mark.parametrize(
-    "website", ["javascript:alert(1)", "ftp://example.org/", "data:text/html,hi"]
+    "website",
+    [
+        "javascript:alert(1)",
+        "ftp://example.org/",
+        "data:text/html,hi",
+        # No address to read (an IPv6 host unclosed): percent-encoding it was a 500.
+        "[",
+        "http://[::1",
+    ],
 )
 def test_a_website_must_be_a_web_address(client, post, website):
     response = comment_on(client, post, website=website)
     assert response.status_code == 400
+    assert "Enter a valid URL" in response.text or "web address" in response.text
     assert not Comment.objects.exists()
 
 

@@ -65,7 +65,12 @@ class WebsiteField(forms.URLField):
         # URLField accepts ftp:// too; a commenter's website is a web page.
         if website and not website.lower().startswith(("http://", "https://")):
             raise forms.ValidationError("Please give a web address (http or https).")
-        return percent_encoded_url(website)
+        try:
+            return percent_encoded_url(website)
+        except ValueError:  # no address to read ("https://[", an IPv6 host unclosed)
+            raise forms.ValidationError(
+                self.error_messages["invalid"], code="invalid"
+            ) from None
 
 
 class CommentForm(ReaderForm):
