@@ -581,15 +581,17 @@ def tracking_events_of(
     theirs = Q(pk__in=[])
     for period in addresses:
         if period.after is not None:
+            left_it = PreviousAddress.objects.filter(email=period.email).exclude(
+                subscriber=subscriber
+            )
             sent_before_they_left = (
-                Delivery.objects.exclude(subscriber=subscriber)
+                Delivery.objects.filter(subscriber__in=left_it.values("subscriber"))
                 .exclude(esp_message_id="")
                 .annotate(at=Coalesce("sent_at", "mailing__created_at"))
                 .filter(
                     Exists(
-                        PreviousAddress.objects.filter(
+                        left_it.filter(
                             subscriber=OuterRef("subscriber"),
-                            email=period.email,
                             moved_at__gte=OuterRef("at"),
                         )
                     )
@@ -742,18 +744,14 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         ).update(object_repr=ERASED_READER, change_message="")
         # Its previous addresses, consents and ledger rows go with it (CASCADE);
         # the emails it was sent stay counted in their batches, recounted or not.
-        outcomes = (
-            subscriber.deliveries.filter(
-                status__in=[Delivery.Status.SENT, Delivery.Status.FAILED]
-            )
-            .values_list("batch_id", "status")
-            .order_by()
-        )
-        for batch_id, status in outcomes:
-            counter = (
-                "erased_sent" if status == Delivery.Status.SENT else "erased_failed"
-            )
-            Batch.objects.filter(pk=batch_id).update(**{counter: F(counter) + 1})
+        # A reader has one row a mailing, so one at most a batch: a statement each.
+        for status, counter in [
+            (Delivery.Status.SENT, "erased_sent"),
+            (Delivery.Status.FAILED, "erased_failed"),
+        ]:
+            Batch.objects.filter(
+                deliveries__subscriber=subscriber, deliveries__status=status
+            ).update(**{counter: F(counter) + 1})
         subscriber.delete()
 
 
