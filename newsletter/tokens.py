@@ -2,7 +2,8 @@
 
 A token names the subscriber and carries a fingerprint of what it was issued for (the
 address, and for a link that confirms something the time it was sent). Changing the
-address, or sending a newer link of the same purpose, quietly retires the old ones.
+address, or sending a newer link of the same purpose, quietly retires the old ones,
+but for unsubscribe links, which still work for an address the reader moved from.
 A link that confirms one thing also carries its detail: the consent a confirmation
 confirms, the new address of a change of address, the action a one-time link allows.
 """
@@ -154,12 +155,37 @@ def _read(token: str, purpose: Purpose) -> tuple[Subscriber, str]:
         raise InvalidToken from exc
     detail = rest[0] if rest and type(rest[0]) is str else ""
     subscriber = Subscriber.objects.filter(pk=pk).first() if is_row_id(pk) else None
-    if subscriber is None or not constant_time_compare(
-        str(fingerprint),
-        _fingerprint(subscriber, purpose, detail, secret=settings.SECRET_KEY),
+    if subscriber is None or not (
+        _issued_for(subscriber, purpose, detail, str(fingerprint))
+        or (
+            # An email sent before the reader moved address must still let them
+            # leave (RFC 8058): the token names this subscriber, so whoever holds
+            # the old address since is not touched.
+            purpose == Purpose.UNSUBSCRIBE
+            and any(
+                _issued_for(
+                    Subscriber(pk=subscriber.pk, email=email),
+                    purpose,
+                    detail,
+                    str(fingerprint),
+                )
+                for email in subscriber.previous_addresses.values_list(
+                    "email", flat=True
+                )
+            )
+        )
     ):
         raise InvalidToken
     return subscriber, detail
+
+
+def _issued_for(
+    subscriber: Subscriber, purpose: Purpose, detail: str, fingerprint: str
+) -> bool:
+    return constant_time_compare(
+        fingerprint,
+        _fingerprint(subscriber, purpose, detail, secret=settings.SECRET_KEY),
+    )
 
 
 def read_token(token: str, purpose: Purpose) -> Subscriber:
