@@ -641,6 +641,9 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             {"email": previous.email, "until": previous.moved_at}
             for previous in subscriber.previous_addresses.all()
         ],
+        # Addresses we must not email, and why (the provider's bounces and
+        # complaints, their own unsubscribe, the desk's).
+        "suppressions": _suppressions_of(addresses),
         "topics": [
             {"kind": topic.kind, "value": topic.value, "frequency": topic.frequency}
             for topic in subscriber.topics.all()
@@ -680,6 +683,11 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                     )
                 ],
                 "status": delivery.status,
+                # Why it did not reach them. Not an uncertain row's error: that is
+                # the whole call's exception, which may name others in the call.
+                "error": delivery.error
+                if delivery.status in _READERS_OWN_ERRORS
+                else "",
                 "sent_at": delivery.sent_at,
                 "last_event": delivery.last_event,
                 "last_event_at": delivery.last_event_at,
@@ -715,6 +723,33 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         # Comments under posts written with the reader's addresses.
         "comments": comments_for_addresses(addresses=addresses),
     }
+
+
+# The ledger's errors that concern only the reader's own email.
+_READERS_OWN_ERRORS = (Delivery.Status.FAILED, Delivery.Status.SKIPPED)
+
+
+def _suppressions_of(addresses: list[AddressPeriod]) -> list[dict]:
+    """The suppressions of the reader's addresses made while each was theirs: one
+    made after they moved away is whoever's address it was then. Kept as a keyed
+    hash, so looked up address by address."""
+    held = []
+    for period in addresses:
+        suppressions = Suppression.objects.for_email(period.email)
+        if period.after is not None:
+            suppressions = suppressions.filter(created_at__gt=period.after)
+        if period.until is not None:
+            suppressions = suppressions.filter(created_at__lte=period.until)
+        held += [
+            {
+                "address": period.email,
+                "reason": suppression.reason,
+                "since": suppression.created_at,
+                "updated_at": suppression.updated_at,
+            }
+            for suppression in suppressions
+        ]
+    return held
 
 
 def subscriber_delete(*, subscriber: Subscriber) -> None:

@@ -22,6 +22,7 @@ from newsletter.models import (
     PreviousAddress,
     Subscriber,
     SubscriberTopic,
+    Suppression,
 )
 from newsletter.subscriptions import (
     email_change_confirm,
@@ -227,3 +228,67 @@ def test_a_late_event_about_the_previous_holders_email_stays_theirs():
     assert subscriber_export(subscriber=cal)["tracking_events"] == []
     subscriber_delete(subscriber=cal)
     assert Event.objects.filter(pk=late.pk).exists()
+
+
+def test_the_export_lists_the_readers_suppressed_addresses_and_failed_emails_errors():
+    """Neither was in it: a reader asking why our emails stopped, or what we hold
+    on their old address, found nothing of either."""
+    reader = SubscriberFactory(email="old@example.org")
+    Suppression.objects.create(
+        address_hash=Suppression.hash_address("old@example.org"),
+        reason=Suppression.Reason.SOFT_BOUNCES,
+    )
+    email_change_confirm(subscriber=reader, new_email="reader@example.org")
+    Suppression.objects.create(
+        address_hash=Suppression.hash_address("reader@example.org"),
+        reason=Suppression.Reason.UNSUBSCRIBED,
+    )
+    Suppression.objects.create(
+        address_hash=Suppression.hash_address("someone@example.org"),
+        reason=Suppression.Reason.COMPLAINT,
+    )
+    delivery = _delivery(reader)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.FAILED,
+        error="provider: rejected (550 5.1.1 mailbox unavailable)",
+    )
+
+    exported = subscriber_export(subscriber=reader)
+
+    assert [(s["address"], s["reason"]) for s in exported["suppressions"]] == [
+        ("old@example.org", "soft_bounces"),
+        ("reader@example.org", "unsubscribed"),
+    ]
+    assert [(d["status"], d["error"]) for d in exported["deliveries"]] == [
+        ("failed", "provider: rejected (550 5.1.1 mailbox unavailable)")
+    ]
+
+
+def test_an_old_address_suppressed_after_the_reader_left_it_is_not_in_their_export():
+    reader = SubscriberFactory(email="old@example.org")
+    email_change_confirm(subscriber=reader, new_email="reader@example.org")
+    SubscriberFactory(email="old@example.org")
+    Suppression.objects.create(
+        address_hash=Suppression.hash_address("old@example.org"),
+        reason=Suppression.Reason.COMPLAINT,
+    )
+
+    assert subscriber_export(subscriber=reader)["suppressions"] == []
+
+
+def test_erasure_takes_why_an_email_failed_and_leaves_only_the_keyed_hash():
+    reader = SubscriberFactory(email="reader@example.org")
+    delivery = _delivery(reader)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.FAILED, error="provider: rejected"
+    )
+    Suppression.objects.create(
+        address_hash=Suppression.hash_address("reader@example.org"),
+        reason=Suppression.Reason.UNSUBSCRIBED,
+    )
+
+    subscriber_delete(subscriber=reader)
+
+    assert not Delivery.objects.filter(error="provider: rejected").exists()
+    # The hash stays, by design (EXEMPT): the erased address is never mailed again.
+    assert list(Suppression.objects.values_list("reason", flat=True)) == ["deleted"]

@@ -467,11 +467,13 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_co
                 }
             ],
             "status": "sent",
+            "error": "",
             "sent_at": None,
             "last_event": "",
             "last_event_at": None,
         }
     ]
+    assert data["suppressions"] == []
 
 
 def test_my_data_gives_no_name_a_stranger_typed_in_a_request_nobody_confirmed(
