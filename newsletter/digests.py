@@ -544,13 +544,47 @@ def _parts(mailing: Mailing, edited: list[tuple[int, datetime]]) -> _Parts:
     return _last_parts[1]
 
 
+class _BatchParts:
+    """The round's parts as one batch sends them: their counted links name the
+    batch, so that a click is timed from when its batch went (engagement.py);
+    marked once a batch, from the parts the round's batches share."""
+
+    def __init__(self, parts: _Parts, batch_id: int) -> None:
+        self._parts = parts
+        self._batch_id = batch_id
+        self._frames: dict[tuple[int, date, bool], _Frame] = {}
+        self._blocks: dict[str, list[_Block]] = {}
+
+    def _marked(self, html: str) -> str:
+        return self._parts._tracker.batch_marked(html, self._batch_id)
+
+    def frame(self, count: int, day: date, last: bool = False) -> _Frame:
+        if (count, day, last) not in self._frames:
+            frame = self._parts.frame(count, day, last)
+            html = _Cut.of([self._marked(piece) for piece in frame.html.pieces])
+            self._frames[count, day, last] = frame._replace(html=html)
+        return self._frames[count, day, last]
+
+    def blocks(self, time_zone: str) -> list[_Block]:
+        if time_zone not in self._blocks:
+            self._blocks[time_zone] = [
+                block._replace(html=html, html_json=json_inner(html))
+                for block in self._parts.blocks(time_zone)
+                for html in [self._marked(block.html)]
+            ]
+        return self._blocks[time_zone]
+
+
 class DigestEmail:
     """A batch's digests, each assembled for its reader with their own posts."""
 
-    def __init__(self, mailing: Mailing, recipients: list) -> None:
+    def __init__(
+        self, mailing: Mailing, recipients: list, *, batch_id: int = 0
+    ) -> None:
         """For the batch's recipients (ledger.Recipient, read with their posts):
         all a digest needs of its reader is in their Recipient, but the order
-        of their posts, read here for the batch's few."""
+        of their posts, read here for the batch's few. `batch_id` names the
+        batch in the counted links (0: none, for a preview)."""
         self._links = ReaderLinks()
         self._slot = mailing.slot
         self._days: dict[str, date] = {}  # by time zone
@@ -566,6 +600,8 @@ class DigestEmail:
             r.delivery_id: sorted([place[pk] for pk in r.posts]) for r in recipients
         }
         self._parts = _parts(mailing, posts)
+        if batch_id:
+            self._parts = _BatchParts(self._parts, batch_id)
 
     def for_many(
         self, recipients: list, *, merge_field: str, connection=None

@@ -9,6 +9,7 @@ List-Unsubscribe only at the ", " between its <...> targets, never inside one, a
 never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes).
 """
 
+import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -392,13 +393,25 @@ class BulkEmail:
         self._tracker = LinkTracker(mailing_id) if mailing_id else None
         self._links = ReaderLinks()
         # Tracked once chosen: only the links of the email sent get Link rows.
-        self.rendered = self._tracked(self._render())
+        self._cut(self._tracked(self._render()))
+
+    def _cut(self, rendered: RenderedEmail) -> None:
+        self.rendered = rendered
         # Cut once at the placeholders (the odd pieces): addressing a copy is then
         # one join per body.
         self._pieces = [
-            _PLACEHOLDER.split(body)
-            for body in (self.rendered.text, self.rendered.html)
+            _PLACEHOLDER.split(body) for body in (rendered.text, rendered.html)
         ]
+
+    def for_batch(self, batch_id: int) -> "BulkEmail":
+        """This email as a batch sends it: its counted links name the batch, so
+        that a click is timed from when its batch went, not the mailing."""
+        if self._tracker is None:
+            return self
+        email = copy.copy(self)
+        html = self._tracker.batch_marked(self.rendered.html, batch_id)
+        email._cut(replace(self.rendered, html=html))
+        return email
 
     def context(self) -> dict:
         raise NotImplementedError

@@ -8,7 +8,9 @@ The author may later send a broken link somewhere else (link_fix): the redirect
 follows Link.target.
 A click is a machine's when any of these holds (CLICK_RULES says so to the author):
 - it is a HEAD request (a browser following a link asks with GET);
-- it comes within MACHINE_SECONDS_AFTER_SEND of the mailing starting to go out;
+- it comes within MACHINE_SECONDS_AFTER_SEND of its email going out: of its batch
+  being claimed and handed over (the link names the batch), or of the mailing
+  starting to go out where the link names none (an email sent before links did);
 - its user agent is empty or a known link scanner's (SCANNER_AGENTS);
 - it follows the hidden link, which no person can see or hear;
 - the same message "clicked" another link within BURST_SECONDS, or the hidden link
@@ -60,6 +62,7 @@ from posts.models import Post
 from posts.validators import ROW_IDS, is_row_id
 
 from .models import (
+    Batch,
     ClickCountBatch,
     Delivery,
     Engagement,
@@ -133,8 +136,13 @@ OPEN_RULES = (
 )
 
 
-def click_token(link_id: int) -> str:
-    return signing.Signer(salt=_SALT).sign(signing.b62_encode(link_id))
+def click_token(link_id: int, batch_id: int = 0) -> str:
+    """The redirect's token for a link, naming the batch whose email carries it
+    when there is one: a click is timed from when its own batch went."""
+    value = signing.b62_encode(link_id)
+    if batch_id:
+        value += "." + signing.b62_encode(batch_id)
+    return signing.Signer(salt=_SALT).sign(value)
 
 
 @dataclass(frozen=True)
@@ -167,27 +175,44 @@ _B62_ROW_ID = re.compile(r"[0-9A-Za-z]{1,11}")
 
 def _signed_row_id(token: str, *, salt: str) -> int | None:
     """The row id a signed link part names, or None: forged, or signed but of
-    another shape (b62_decode raises IndexError for an empty value, ValueError for
-    others, and reads "-" as 0), which must name nothing, as a forged one does."""
+    another shape."""
     try:
         value = signing.Signer(salt=salt).unsign(token)
     except signing.BadSignature:
         return None
+    return _row_id(value)
+
+
+def _row_id(value: str) -> int | None:
+    """The row id a signed value writes in base 62, or None for another shape
+    (b62_decode raises IndexError for an empty value, ValueError for others, and
+    reads "-" as 0), which must name nothing, as a forged one does."""
     if not _B62_ROW_ID.fullmatch(value):
         return None
     row_id = signing.b62_decode(value)
     return row_id if is_row_id(row_id) else None
 
 
-def _link_id(token: str) -> int | None:
-    return _signed_row_id(token, salt=_SALT)
+def _link_id(token: str) -> tuple[int, int] | None:
+    """The link and the batch (0: none named) a redirect token names, or None."""
+    try:
+        value = signing.Signer(salt=_SALT).unsign(token)
+    except signing.BadSignature:
+        return None
+    link, dot, batch = value.partition(".")
+    link_id = _row_id(link)
+    batch_id = _row_id(batch) if dot else 0
+    if link_id is None or batch_id is None:
+        return None
+    return link_id, batch_id
 
 
 def link_for_token(token: str) -> ClickTarget | None:
     """The link a redirect token names, or None for a forged or unknown one."""
-    link_id = _link_id(token)
-    if link_id is None:
+    ids = _link_id(token)
+    if ids is None:
         return None
+    link_id = ids[0]
     held = _cached([_link_key(link_id)]).get(_link_key(link_id))
     return _held_link(held) or _link_read(link_id)
 
@@ -303,7 +328,7 @@ def readers_html_size(body: str) -> int:
     check and the mailing decide alike, and every reader gets the same email."""
     longest = ROW_IDS[-1]
     redirect = settings.SITE_URL + reverse(
-        "newsletter:click", args=[click_token(longest)]
+        "newsletter:click", args=[click_token(longest, longest)]
     )
     body = _through_redirect(body, lambda url, hidden: redirect)
     if settings.NEWSLETTER_PER_READER_ENGAGEMENT:
@@ -318,6 +343,8 @@ class LinkTracker:
     def __init__(self, mailing_id: int) -> None:
         self.mailing_id = mailing_id
         self._redirects: dict[tuple[str, bool], str] = {}
+        self._link_ids: dict[str, int] = {}  # by redirect
+        self._batch_redirects: dict[int, dict[str, str]] = {}  # batch_marked's
         self._slot = settings.SITE_URL + reverse("newsletter:click", args=["--slot--"])
 
     def tracked(self, body: str) -> str:
@@ -346,7 +373,25 @@ class LinkTracker:
         ).values_list("pk", "url", "hidden")
         for link_id, url, hidden in made:
             token = click_token(link_id)
-            self._redirects[url, hidden] = self._slot.replace("--slot--", token)
+            redirect = self._slot.replace("--slot--", token)
+            self._redirects[url, hidden] = redirect
+            self._link_ids[redirect] = link_id
+
+    def batch_marked(self, html: str, batch_id: int) -> str:
+        """The tracked HTML with each redirect naming the batch too, so that a
+        click is timed from when its own batch went (clicks_judge): a mailing's
+        batches may go out over minutes. Once a batch: no row read."""
+        marked = self._batch_redirects.get(batch_id, {})
+        if len(marked) < len(self._link_ids):  # a digest's parts find more links
+            marked = {
+                redirect: self._slot.replace("--slot--", click_token(link_id, batch_id))
+                for redirect, link_id in self._link_ids.items()
+            }
+            # Only the batch at hand's: a worker's tracker outlives its batches.
+            self._batch_redirects = {batch_id: marked}
+        return _counted_links(settings.SITE_URL).sub(
+            lambda m: marked.get(m.group(0), m.group(0)), html
+        )
 
 
 def click_signs(*, head: bool, user_agent: str) -> bool:
@@ -369,13 +414,19 @@ class Click:
     signs: bool  # click_signs
     reader: str = ""
     machine: bool = False  # judged (clicks_judge)
+    # The batch whose email carried the link (0: the link names none). Last, so
+    # that what an older release kept reads the same.
+    batch: int = 0
 
     def kept(self) -> str:
-        return json.dumps([self.link_id, self.client, self.at, self.signs, self.reader])
+        return json.dumps(
+            [self.link_id, self.client, self.at, self.signs, self.reader, self.batch]
+        )
 
     @classmethod
     def from_kept(cls, kept: bytes | str) -> "Click":
-        return cls(*json.loads(kept))
+        link_id, client, at, signs, reader, *batch = json.loads(kept)
+        return cls(link_id, client, at, signs, reader, batch=batch[0] if batch else 0)
 
 
 def click_record(
@@ -397,9 +448,10 @@ def click_record(
     Redis (the embedded default, or Redis not answering) the click is judged and
     counted in the Link rows at once.
     """
-    link_id = _link_id(token)
-    if link_id is None:
+    ids = _link_id(token)
+    if ids is None:
         return None
+    link_id, batch_id = ids
     click = Click(
         link_id=link_id,
         client=hashlib.sha256(f"{client}|{user_agent}".encode()).hexdigest(),
@@ -408,6 +460,7 @@ def click_record(
         # Kept until the flush checks its signature: only what could be one, so
         # nobody fills the broker's Redis with kilobytes of query string a click.
         reader=reader if READER_PART.fullmatch(reader) else "",
+        batch=batch_id,
     )
     held, kept = _click_keep(click)
     link = _held_link(held) or _link_read(link_id)
@@ -454,10 +507,14 @@ def _get_and_push(pool, key: str, name: str, value: str) -> bytes | None:
 
 
 def clicks_judge(
-    earlier: list[Click], clicks: list[Click], links: dict[int, ClickTarget]
+    earlier: list[Click],
+    clicks: list[Click],
+    links: dict[int, ClickTarget],
+    went: dict[int, datetime] | None = None,
 ) -> list[Click]:
     """Judge each click a person's or a machine's (its `machine`), in the order
-    they came, by CLICK_RULES. `earlier` are clicks judged and counted before,
+    they came, by CLICK_RULES; `went` is when each batch the clicks name was
+    handed over (batches_went). `earlier` are clicks judged and counted before,
     remembered to judge these: a machine's click of the same message may move them
     to machines too. Clicks on links not in `links` (deleted since) are passed
     over. Returns the clicks to remember for the next judgement: each client's
@@ -475,11 +532,11 @@ def clicks_judge(
         if id(click) in counted:
             continue
         message = [c for c in mine if links[c.link_id].mailing_id == link.mailing_id]
+        sent = (went or {}).get(click.batch, link.mailing_created_at)
         click.machine = (
             click.signs
             or link.hidden
-            or click.at - link.mailing_created_at.timestamp()
-            < MACHINE_SECONDS_AFTER_SEND
+            or click.at - sent.timestamp() < MACHINE_SECONDS_AFTER_SEND
             or any(
                 click.at - c.at < BURST_SECONDS or links[c.link_id].hidden
                 for c in message
@@ -560,7 +617,8 @@ def clicks_add(clicks: list[Click], *, batch: str = "") -> int:
     earlier = _recent_clicks()
     links = _links_read({click.link_id for click in [*earlier, *clicks]})
     was_machine = [click.machine for click in earlier]
-    remembered = clicks_judge(earlier, clicks, links)
+    went = batches_went(clicks, links)
+    remembered = clicks_judge(earlier, clicks, links, went)
     counted = [click for click in clicks if click.link_id in links]
     moved = [
         click
@@ -608,6 +666,23 @@ def _links_read(link_ids: set[int]) -> dict[int, ClickTarget]:
         )
         for link in Link.objects.select_related("mailing").filter(pk__in=link_ids)
     }
+
+
+def batches_went(
+    clicks: list[Click], links: dict[int, ClickTarget]
+) -> dict[int, datetime]:
+    """When each batch the clicks name was last claimed, and so its email rendered
+    and handed over: what its readers' clicks are timed from. One query, and none
+    for clicks that name no batch (an email sent before links named theirs)."""
+    wanted = {click.batch for click in clicks if click.batch}
+    if not wanted:
+        return {}
+    mailings = {link.mailing_id for link in links.values()}
+    return dict(
+        Batch.objects.filter(
+            pk__in=wanted, mailing_id__in=mailings, claimed_at__isnull=False
+        ).values_list("pk", "claimed_at")
+    )
 
 
 def _links_add(changes: list[tuple[int, int, int, int]]) -> None:

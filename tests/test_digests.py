@@ -59,6 +59,7 @@ from .factories import (
     unpublish_at_the_desk,
 )
 from .locks import another_connection_waits_for_a_lock
+from .test_engagement import click, counts, redirects
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -1605,3 +1606,28 @@ def test_a_post_unpublished_while_its_round_is_planned_is_in_no_digest(
     assert "Suffolk: caseloads too high" in digest.body
     assert "Wales: a wrong figure" not in digest.body
     assert not Delivery.objects.filter(posts=taken_down).exists()
+
+
+def test_a_scanners_click_seconds_after_its_digest_went_is_a_machine(
+    clock, publish, beat, client, settings
+):
+    """Clicks were timed from the round's creation: a batch handed over minutes
+    later had its scanners' clicks counted as people's."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    reader("early@example.org", ("everything", "", "daily"))
+    reader("late@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    post = publish("Suffolk: caseloads too high")
+    clock(23, 7, 5)
+    early, late = sorted(beat(), key=lambda message: message.to)
+    # The round began minutes before these batches went.
+    Mailing.objects.filter(pk=daily_round().pk).update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+    post_url = "http://127.0.0.1:8000" + post.get_absolute_url()
+    assert daily_round().batches.count() == 2
+
+    click(client, redirects(late)[post_url], address="198.51.100.7")  # a scanner
+    clock(23, 7, 6)
+    click(client, redirects(early)[post_url], address="192.0.2.10")  # a person
+    assert counts()[post_url] == (1, 1)

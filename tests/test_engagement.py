@@ -10,7 +10,7 @@ from django.core import mail, signing
 from django.core.cache import cache
 from django.utils import timezone
 
-from newsletter import engagement
+from newsletter import delivery, engagement
 from newsletter.models import Delivery, Link, Mailing, MailingHour
 
 from . import test_webhooks as webhooks_test
@@ -178,6 +178,38 @@ def test_a_click_within_seconds_of_the_email_going_out_is_a_machine(
     clock(4)
     click(client, redirects(email)[REPORT])
     assert counts()[REPORT] == (0, 1)
+
+
+def test_a_click_within_seconds_of_a_later_batch_going_out_is_a_machine(
+    client, settings, monkeypatch
+):
+    """The rule timed every click from when the mailing was created: a scanner
+    following the link of an email whose batch went out minutes later counted as
+    a person. Each click is timed from when its own batch went."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    SubscriberFactory(email="early@example.org")
+    SubscriberFactory(email="late@example.org")
+    post = PostFactory(slug="suffolk", body=f"Read [the official report]({REPORT}).")
+    delivery.mailing_create_for_post(post=post)
+    mailing = Mailing.objects.get(post=post)
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
+        pass
+    first, second = mailing.batches.order_by("number")
+
+    def clock(seconds: float) -> None:
+        moment = mailing.created_at + timedelta(seconds=seconds)
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+
+    clock(1)
+    delivery.batch_send(batch_id=first.pk)
+    clock(300)
+    delivery.batch_send(batch_id=second.pk)
+    early, late = sorted(mail.outbox, key=lambda message: message.to)
+
+    clock(304)
+    click(client, redirects(late)[REPORT], address="198.51.100.7")  # a scanner
+    click(client, redirects(early)[REPORT], address="192.0.2.10")  # a person
+    assert counts()[REPORT] == (1, 1)
 
 
 def test_one_message_following_every_link_at_once_is_a_machine_for_all_of_them(

@@ -395,6 +395,7 @@ def sent_at_twenty_to_eleven(publish, monkeypatch):
     post = PostFactory(slug="suffolk", body=f"Read [the report]({REPORT}).")
     publish(post)
     Mailing.objects.filter(post=post).update(created_at=WENT_OUT)
+    Batch.objects.filter(mailing__post=post).update(claimed_at=WENT_OUT)
 
     def at(hours: int, minutes: int = 0, seconds: int = 0) -> None:
         moment = WENT_OUT.replace(minute=0) + timedelta(

@@ -503,7 +503,7 @@ def _composer(
     takes them together."""
     mailing = batch.mailing
     if mailing.kind == Mailing.Kind.DIGEST:
-        digest = DigestEmail(mailing, recipients)
+        digest = DigestEmail(mailing, recipients, batch_id=batch.pk)
         if how.fills_merge_fields:
             return (
                 lambda chunk, connection: digest.for_many(
@@ -515,7 +515,7 @@ def _composer(
                 (digest.for_reader(r, connection=connection), [r]) for r in chunk
             ]
         ), how.batch_size if how.batches_messages else 1
-    post_email = _rendered(mailing).email
+    post_email = _rendered(mailing).email.for_batch(batch.pk)
     if not how.batched:
         return (
             lambda chunk, connection: [
