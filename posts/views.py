@@ -34,7 +34,8 @@ DESCRIPTION_LENGTH = 160
 
 
 def meta_description(text: str, *, page: Page | None = None) -> str:
-    """A page's <meta name="description">, cut after a whole word to what search
+    """A page's <meta name="description"> (and a post's og: and twitter:
+    description, which link previews show), cut after a whole word to what search
     engines show: cut mid-word, a list of organisations ended in half a name.
     A listing's later pages say which page they are, after the cut so that it is
     always shown: with page 1's words, search engines took them for copies of it."""

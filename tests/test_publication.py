@@ -364,6 +364,24 @@ def test_a_long_description_is_cut_after_a_whole_word(client):
     assert_cut_after_a_whole_word(own, {word.strip(",") for word in excerpt.split()})
 
 
+def test_a_long_excerpt_is_cut_the_same_way_for_social_previews(client):
+    # og:description and twitter:description carried the whole excerpt, however
+    # long: link previews showed a wall of text, cut by each service mid-word.
+    excerpt = " ".join(
+        ["Inspectors found caseloads in Derby & Derbyshire too high."] * 8
+    )
+    post = PublishedPostFactory(excerpt=excerpt)
+
+    html = page(client, post.get_absolute_url())
+
+    (og,) = re.findall(r'<meta property="og:description" content="([^"]*)">', html)
+    (twitter,) = re.findall(
+        r'<meta name="twitter:description" content="([^"]*)">', html
+    )
+    assert og == twitter == meta_description(html)
+    assert_cut_after_a_whole_word(og, {word.strip(".") for word in excerpt.split()})
+
+
 def test_a_long_descriptions_later_page_is_cut_to_say_which_page_it_is(client):
     owner = OrganisationFactory(
         name="Sodexo Justice Services & Nacro", slug="sodexo", kind="owner"
