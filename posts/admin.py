@@ -100,8 +100,24 @@ class AreaAdmin(ReindexesPostsAdmin):
         return Post.objects.filter(inspections__area=area)
 
 
+class OrganisationForm(forms.ModelForm):
+    def clean_owners(self):
+        owners = self.cleaned_data["owners"]
+        # Saved so, a post's fact box read "Kent CRC (owned by Kent CRC)", and an
+        # owner's page listed itself among what it owned.
+        me = self.instance
+        if me.pk is not None and (
+            owners.filter(pk=me.pk).exists() or owners.filter(owners=me).exists()
+        ):
+            raise forms.ValidationError(
+                "An organisation cannot own itself, nor be owned by what it owns."
+            )
+        return owners
+
+
 @admin.register(Organisation)
 class OrganisationAdmin(ReindexesPostsAdmin):
+    form = OrganisationForm
     list_display = ["name", "kind"]
     list_filter = ["kind"]
     search_fields = ["name"]

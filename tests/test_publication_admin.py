@@ -432,3 +432,23 @@ def test_an_author_deleted_at_the_desk_is_no_longer_searched_by_name(client):
     response = client.post(f"/admin/auth/user/{author.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert "Nothing found" in client.get("/search/", {"q": "Quaile"}).text
+
+
+@pytest.mark.parametrize("owner", ["itself", "what it owns"])
+def test_an_organisation_cannot_be_owned_by_itself_or_by_what_it_owns(client, owner):
+    # Saved so, a post's fact box read "Kent CRC (owned by Kent CRC)", and its
+    # page "Includes inspections of Kent CRC".
+    client.force_login(StaffFactory(role="Administrator"))
+    crc = OrganisationFactory(name="Kent CRC", kind="crc")
+    seetec = OrganisationFactory(name="Seetec", kind="owner")
+    crc.owners.add(seetec)
+    changed, chosen = {"itself": (crc, crc), "what it owns": (seetec, crc)}[owner]
+
+    response = client.post(
+        f"/admin/posts/organisation/{changed.pk}/change/",
+        {"name": changed.name, "kind": changed.kind, "owners": [chosen.pk]},
+    )
+
+    assert response.status_code == 200
+    assert "cannot own itself" in unescape(response.text)
+    assert list(changed.owners.all()) == ([seetec] if changed == crc else [])
