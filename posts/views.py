@@ -244,11 +244,16 @@ def archive(request: HttpRequest, year: str, month: str) -> HttpResponse:
         first = date(int(year), int(month), 1)  # also refuses year 0000
     except ValueError:
         raise Http404("No such month.") from None
+    posts = Post.objects.published().filter(
+        published_at__year=first.year, published_at__month=first.month
+    )
+    # As a category or a place without a live post: every month of years 1 to
+    # 9999 was an empty page for crawlers, and the home page links only to these.
+    if not posts.exists():
+        raise Http404("Nothing published that month.")
     return _listing(
         request,
-        Post.objects.published().filter(
-            published_at__year=first.year, published_at__month=first.month
-        ),
+        posts,
         heading=f"Posts from {calendar.month_name[first.month]} {first.year}",
         description=(
             f"{ON_INSPECTIONS} published in "

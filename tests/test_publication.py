@@ -1,7 +1,7 @@
 """The publication's pages: a post with its inspection facts, listings, inspections."""
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from html import unescape
 from io import StringIO
 
@@ -196,6 +196,19 @@ def test_an_owner_page_covers_the_organisations_it_owned(client, demo):
 def test_unknown_listing_is_a_friendly_404(client, url):
     html = page(client, url, status=404)
     assert "Page not found" in html
+
+
+def test_a_month_with_nothing_published_is_not_found(client):
+    # Every month of years 0001 to 9999 answered 200 "Nothing published here yet":
+    # endless empty pages for crawlers, where a category, tag or place without a
+    # live post is a 404. A month whose only post is still to come tells nothing.
+    soon = timezone.localtime() + timedelta(days=40)
+    PublishedPostFactory(published_at=soon)
+    PublishedPostFactory(published_at=datetime(2023, 2, 10, 9, tzinfo=UTC))
+
+    assert client.get("/archive/2023/02/").status_code == 200
+    for month in ("2023/03", "9999/12", f"{soon:%Y/%m}"):
+        page(client, f"/archive/{month}/", status=404)
 
 
 def test_the_500_page_renders_without_a_request_context():
