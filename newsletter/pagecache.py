@@ -5,9 +5,10 @@ a send) costs one search.
 
 Every cached page is stored with the generation number it was rendered in; saving,
 deleting or announcing a post starts a new generation (and again once it commits),
-which retires every cached page at once without listing keys. A short lifetime
-bounds anything else (a scheduled post going live, first or again, is announced by
-beat, which also invalidates).
+which retires every cached page at once without listing keys. A page cached
+before a scheduled post's time expires at that time (beat announces the post, and
+invalidates, only up to POSTS_ANNOUNCE_EVERY_SECONDS later). A short lifetime
+bounds anything else.
 """
 
 import hashlib
@@ -17,9 +18,12 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Min
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
+from django.utils import timezone
 
+from posts.models import Post
 from posts.search import query_text
 
 CACHED_VIEWS = {"posts:home", "posts:detail"}
@@ -72,8 +76,9 @@ class PageCacheMiddleware:
             # A response that sets a cookie (CSRF, session, messages) belongs to
             # one visitor.
             and not response.cookies
+            and (lifetime := _page_lifetime()) > 0
         ):
-            cache.set(key, (generation, response), timeout=settings.PAGE_CACHE_SECONDS)
+            cache.set(key, (generation, response), timeout=lifetime)
         return response
 
     @staticmethod
@@ -96,6 +101,19 @@ class PageCacheMiddleware:
         ):
             return request.get_full_path()
         return None
+
+
+def _page_lifetime() -> int:
+    """Seconds a page may be kept: until the next scheduled post goes live, when
+    every listing changes, at most PAGE_CACHE_SECONDS. Beat's invalidation comes
+    up to POSTS_ANNOUNCE_EVERY_SECONDS later, and, with the embedded cache, in
+    another process's memory, never the web's."""
+    goes_live = Post.objects.scheduled().aggregate(first=Min("published_at"))["first"]
+    if goes_live is None:
+        return settings.PAGE_CACHE_SECONDS
+    # Rounded down: a page made in the last second before it is not kept.
+    until = int((goes_live - timezone.now()).total_seconds())
+    return min(settings.PAGE_CACHE_SECONDS, until)
 
 
 def _search_address(request: HttpRequest) -> str | None:

@@ -134,6 +134,12 @@ class PostQuerySet(models.QuerySet):
             status=Post.Status.PUBLISHED, published_at__lte=timezone.now()
         )
 
+    def scheduled(self) -> "PostQuerySet":
+        """Posts published for a time still to come."""
+        return self.filter(
+            status=Post.Status.PUBLISHED, published_at__gt=timezone.now()
+        )
+
     def in_region(self, region: "Region") -> "PostQuerySet":
         return self.filter(inspections__area__region=region).distinct()
 
