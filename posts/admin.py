@@ -152,8 +152,26 @@ class SponsorshipAdmin(admin.ModelAdmin):
     list_filter = ["category"]
 
 
+class StandardRatingFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        # The database refuses only the very same name: "Leadership" and
+        # "LEADERSHIP" were two rows of the fact box, rated apart.
+        seen = set()
+        for form in self.forms:
+            standard = form.cleaned_data.get("standard") if form.is_valid() else None
+            if not standard or self._should_delete_form(form):
+                continue
+            if standard.casefold() in seen:
+                raise forms.ValidationError(
+                    f"“{standard}” is rated twice: give each standard one rating."
+                )
+            seen.add(standard.casefold())
+
+
 class StandardRatingInline(admin.TabularInline):
     model = StandardRating
+    formset = StandardRatingFormSet
     extra = 1
 
 

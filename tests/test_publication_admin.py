@@ -254,6 +254,31 @@ def test_an_inspection_has_one_rating_per_standard(client):
     assert not StandardRating.objects.exists()
 
 
+def test_a_standard_typed_again_in_other_capitals_is_refused(client):
+    # Only the exact same name was refused: the fact box rated "Leadership" Good
+    # and "leadership " Inadequate, two rows for one standard.
+    client.force_login(StaffFactory(role="Editor"))
+    inspection = InspectionFactory()
+    response = client.post(
+        f"/admin/posts/inspection/{inspection.pk}/change/",
+        admin_inspection_form_of(
+            inspection,
+            **{
+                "ratings-TOTAL_FORMS": "2",
+                "ratings-0-standard": "Leadership",
+                "ratings-0-rating": "good",
+                "ratings-0-order": "0",
+                "ratings-1-standard": "LEADERSHIP",
+                "ratings-1-rating": "inadequate",
+                "ratings-1-order": "1",
+            },
+        ),
+    )
+    assert response.status_code == 200
+    assert "“LEADERSHIP” is rated twice" in unescape(response.text)
+    assert not StandardRating.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("dates", "refusal"),
     [
