@@ -236,6 +236,15 @@ def subscriber_confirm(
     engagement = engagement and settings.NEWSLETTER_PER_READER_ENGAGEMENT
     now = timezone.now()
     with transaction.atomic():
+        # The address's suppression, then the reader, locked in the order
+        # address_suppress takes them: a complaint or bounce coming in meanwhile
+        # waits, or is seen below. Checked before locking, a complaint recorded in
+        # between was deleted with the reader's unsubscribe, and they were back.
+        list(Suppression.objects.for_email(subscriber.email).select_for_update())
+        # No key: the ledger's inserts naming the reader need not wait for it.
+        Subscriber.objects.select_for_update(no_key=True).filter(
+            pk=subscriber.pk
+        ).exists()
         if is_blocked(subscriber.email):
             return
         # Claimed in one UPDATE, so that a double click confirms once.

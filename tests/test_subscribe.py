@@ -1,18 +1,21 @@
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.core import mail, signing
-from django.db import transaction
+from django.db import connection, connections, transaction
+from django.test import Client
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
-from newsletter import imports
-from newsletter.models import Consent, Subscriber
+from newsletter import imports, subscriptions
+from newsletter.models import Consent, Subscriber, Suppression
 from newsletter.subscriptions import (
     CONSENT_SOURCE_FORM,
     CONSENT_VERSION,
     CONSENT_WORDING,
+    address_suppress,
     subscriber_export,
     subscription_request,
 )
@@ -20,6 +23,7 @@ from newsletter.tasks import send_confirmation
 from newsletter.tokens import Purpose, make_token
 
 from .factories import RegionFactory, SubscriberFactory
+from .locks import another_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -530,4 +534,65 @@ def test_a_later_request_gets_its_own_link_which_confirms_its_own_consent(
     assert (earlier.confirmed_at, latest.confirmed_at) == (
         None,
         subscriber.confirmed_at,
+    )
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_complaint_recorded_while_a_returning_reader_confirms_keeps_them_out(
+    client, django_capture_on_commit_callbacks, monkeypatch
+):
+    """A reader who once unsubscribed asks again and confirms just as the
+    provider reports their complaint about an earlier email: the complaint
+    stands (the confirmation, having checked the address before it came, made
+    them active again and deleted the complaint with the old unsubscribe)."""
+    SubscriberFactory(email="back@example.org", status="unsubscribed")
+    address_suppress(email="back@example.org", reason=Suppression.Reason.UNSUBSCRIBED)
+    subscribe(client, "back@example.org", django_capture_on_commit_callbacks)
+    confirm_url = confirm_url_from(mail.outbox.pop())
+    checked, go_on = threading.Event(), threading.Event()
+    is_blocked = subscriptions.is_blocked
+
+    def check_then_wait(email: str) -> bool:
+        blocked = is_blocked(email)
+        checked.set()
+        go_on.wait(timeout=10)
+        return blocked
+
+    monkeypatch.setattr(subscriptions, "is_blocked", check_then_wait)
+    answers = []
+
+    def in_a_thread(work) -> threading.Thread:
+        def run() -> None:
+            try:
+                answers.append(work())
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    reader = in_a_thread(lambda: Client().post(confirm_url).status_code)
+    assert checked.wait(timeout=10)
+    provider = in_a_thread(
+        lambda: address_suppress(
+            email="back@example.org", reason=Suppression.Reason.COMPLAINT
+        )
+    )
+    # The complaint is recorded at once, or waits for the confirmation's locks.
+    deadline = time.monotonic() + 10
+    while provider.is_alive() and not another_connection_waits_for_a_lock():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    go_on.set()
+    reader.join(timeout=10)
+    provider.join(timeout=10)
+
+    assert sorted(answers, key=str) == [200, None]  # neither raised
+    assert Subscriber.objects.get().status == Subscriber.Status.COMPLAINED
+    assert Suppression.objects.for_email("back@example.org").get().reason == (
+        Suppression.Reason.COMPLAINT
     )
