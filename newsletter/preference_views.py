@@ -235,18 +235,22 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
     # everything is valid.
     if not all([form.is_valid(), when.is_valid()]):
         return _page(request, subscriber, ChangeEmailForm(), form, when, status=400)
-    with transaction.atomic():
-        subscriptions.topics_set(
-            subscriber=subscriber,
-            topics=form.cleaned_data["topics"],
-            frequency=form.cleaned_data["frequency"],
-        )
-        digests.digest_time_set(
-            subscriber=subscriber,
-            hour=when.cleaned_data["digest_hour"],
-            weekday=when.cleaned_data["digest_weekday"],
-            time_zone=when.cleaned_data["time_zone"],
-        )
+    try:
+        with transaction.atomic():
+            subscriptions.topics_set(
+                subscriber=subscriber,
+                topics=form.cleaned_data["topics"],
+                frequency=form.cleaned_data["frequency"],
+            )
+            digests.digest_time_set(
+                subscriber=subscriber,
+                hour=when.cleaned_data["digest_hour"],
+                weekday=when.cleaned_data["digest_weekday"],
+                time_zone=when.cleaned_data["time_zone"],
+            )
+    except Subscriber.DoesNotExist:
+        # Erased since the link was read: it names nobody now, as it will next time.
+        return _token_error(request, InvalidToken())
     chosen = form.cleaned_data["topics"]
     frequency = form.cleaned_data["frequency"]
     how_often = SubscriberTopic.Frequency(frequency).label

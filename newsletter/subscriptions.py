@@ -131,9 +131,15 @@ def topics_changing(*, subscriber: Subscriber) -> Iterator[None]:
         # One change at a time per reader (a double click on the preference page):
         # a second one running beside it would not see the first's new rows, and
         # would fail to insert them again instead of replacing them.
-        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list(
-            "pk", flat=True
-        ).first()
+        locked = (
+            Subscriber.objects.select_for_update()
+            .filter(pk=subscriber.pk)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if locked is None:
+            # Erased meanwhile (another tab): rows written now would name nobody.
+            raise Subscriber.DoesNotExist("The reader's data was erased.")
         instant_before, digest_reader = _instant_keys(subscriber)
         yield
         instant_after, _ = _instant_keys(subscriber)

@@ -1,12 +1,13 @@
 import json
 import re
+import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core import mail, signing
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
@@ -46,6 +47,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
 )
+from .locks import until_another_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -1109,3 +1111,53 @@ def test_an_engagement_link_agrees_to_nothing_once_the_editor_turns_it_off(
     reader.refresh_from_db()
     assert reader.engagement_agreed_at is None
     assert not Consent.objects.filter(subscriber=reader, engagement=True).exists()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_topics_saved_in_one_tab_while_the_reader_erases_their_data_in_another(
+    reader,
+):
+    """The reader saves their topics as their erasure commits: the page says the
+    link no longer works, and nothing of theirs is written back (it was a 500: the
+    topics were inserted for a reader no longer there)."""
+    topics_page = url(reader, "topics/")
+    erased, go_on = threading.Event(), threading.Event()
+    answers = []
+
+    def in_a_thread(work) -> threading.Thread:
+        def run() -> None:
+            try:
+                answers.append(work())
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def erase() -> None:
+        with transaction.atomic():
+            subscriber_delete(subscriber=Subscriber.objects.get(pk=reader.pk))
+            erased.set()
+            go_on.wait(timeout=10)  # before committing
+
+    eraser = in_a_thread(erase)
+    assert erased.wait(timeout=10)
+    saving = in_a_thread(
+        lambda: (
+            Client(raise_request_exception=False)
+            .post(topics_page, {"frequency": "instant"})
+            .status_code
+        )
+    )
+    until_another_connection_waits_for_a_lock()  # the save, for the erasure's
+    go_on.set()
+    eraser.join(timeout=10)
+    saving.join(timeout=10)
+
+    assert sorted(answers, key=str) == [404, None]
+    assert not Subscriber.objects.exists()
+    assert not SubscriberTopic.objects.exists()
