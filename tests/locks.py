@@ -1,6 +1,7 @@
 """Two connections at once (PostgreSQL): wait, with a deadline, for the other one
 to be held by a lock, instead of giving it a fixed moment to get there."""
 
+import threading
 import time
 
 from django.db import connection
@@ -26,4 +27,15 @@ def until_another_connection_waits_for_a_lock(timeout: float = 10.0) -> None:
     while not another_connection_waits_for_a_lock():
         if time.monotonic() > deadline:
             raise AssertionError(f"no connection waited for a lock in {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def until_done_or_waiting_for_a_lock(thread: threading.Thread, timeout: float = 10.0):
+    """Return once `thread` has finished or another connection waits for a lock:
+    for a race whose second side either runs through (the bug) or waits for the
+    first side's lock (the fix)."""
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and not another_connection_waits_for_a_lock():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"neither finished nor waited in {timeout:.0f}s")
         time.sleep(0.05)

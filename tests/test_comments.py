@@ -1,4 +1,5 @@
 import re
+import threading
 from datetime import timedelta
 
 import pytest
@@ -7,7 +8,7 @@ from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.messages import get_messages
 from django.core import mail, signing
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.template.loader import render_to_string
 from django.test import Client
@@ -19,6 +20,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from newsletter import comment_emails
+from posts import throttle
 from posts.comments import services as comments
 from posts.comments.models import BODY_MAX_LENGTH, Comment, PostCommentSettings
 from posts.comments.tasks import purge_comment_personal_data
@@ -27,6 +29,7 @@ from posts.models import FormerSlug, Post
 from posts.validators import AddressPeriod
 
 from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
+from .locks import until_done_or_waiting_for_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -92,6 +95,57 @@ def test_a_new_comment_is_held_for_moderation_and_not_shown(client, rf, post):
     assert comment.user_agent.startswith("Mozilla/5.0")
     assert len(comment.user_agent) == 255
     assert FORM["body"] not in comments_section(rf, post)
+
+
+def test_a_comment_sent_again_by_a_reload_is_recorded_once(client, post):
+    first, again = comment_on(client, post), comment_on(client, post)
+    assert (first.status_code, again.status_code) == (302, 302)
+    assert again["Location"] == first["Location"]
+    assert Comment.objects.count() == 1
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_comment_sent_twice_at_once_by_a_double_click_is_recorded_once(
+    post, monkeypatch
+):
+    """Each request looked for the other's copy before it was written: the
+    comment was recorded twice, and its writer asked twice to confirm it."""
+    looked, go_on = threading.Event(), threading.Event()
+    allow = throttle.allow
+
+    def first_waits_before_writing(scope, *args, **kwargs):
+        if scope == "comments-address" and not looked.is_set():
+            looked.set()
+            go_on.wait(timeout=10)
+        return allow(scope, *args, **kwargs)
+
+    monkeypatch.setattr(throttle, "allow", first_waits_before_writing)
+    answers = []
+
+    def click() -> threading.Thread:
+        def run() -> None:
+            try:
+                answers.append(comment_on(Client(), post).status_code)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    first = click()
+    assert looked.wait(timeout=10)
+    second = click()
+    until_done_or_waiting_for_a_lock(second)
+    go_on.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+
+    assert answers == [302, 302]
+    assert Comment.objects.count() == 1
 
 
 def test_the_commenter_is_told_the_comment_awaits_approval(client, post):
@@ -1027,10 +1081,10 @@ def test_a_filled_honeypot_looks_accepted_but_saves_nothing(client, post):
 
 def test_too_many_comments_from_one_address_are_refused(client, post, settings):
     settings.COMMENTS_MAX_PER_IP_PER_HOUR = 2
-    assert comment_on(client, post).status_code == 302
-    assert comment_on(client, post).status_code == 302
+    assert comment_on(client, post, body="One.").status_code == 302
+    assert comment_on(client, post, body="Two.").status_code == 302
 
-    refused = comment_on(client, post)
+    refused = comment_on(client, post, body="Three.")
 
     assert refused.status_code == 429
     assert "wait an hour" in refused.content.decode()
@@ -1051,8 +1105,9 @@ def test_too_many_comments_under_one_email_address_are_refused_from_any_client(
     monkeypatch.setattr(comments, "COMMENTS_MAX_PER_ADDRESS_PER_HOUR", 2)
     clients = (f"198.51.100.{n}" for n in range(1, 10))
     url = f"/posts/{post.slug}/comments/"
-    for _ in range(2):
-        assert Client().post(url, FORM, REMOTE_ADDR=next(clients)).status_code == 302
+    for said in ("One.", "Two."):
+        sent = {**FORM, "body": said}
+        assert Client().post(url, sent, REMOTE_ADDR=next(clients)).status_code == 302
 
     written = "Third time, from a third client."
     refused = Client().post(url, {**FORM, "body": written}, REMOTE_ADDR=next(clients))
@@ -1234,6 +1289,8 @@ def test_no_input_causes_an_error_and_refused_input_saves_nothing(
     client, post, data, user_agent
 ):
     cache.clear()
+    # An example sent again would be the same comment, recorded once.
+    Comment.objects.all().delete()
     before = Comment.objects.count()
 
     response = client.post(

@@ -23,7 +23,7 @@ from newsletter.tasks import send_confirmation
 from newsletter.tokens import Purpose, make_token
 
 from .factories import RegionFactory, SubscriberFactory
-from .locks import another_connection_waits_for_a_lock
+from .locks import until_done_or_waiting_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -583,10 +583,7 @@ def test_a_complaint_recorded_while_a_returning_reader_confirms_keeps_them_out(
         )
     )
     # The complaint is recorded at once, or waits for the confirmation's locks.
-    deadline = time.monotonic() + 10
-    while provider.is_alive() and not another_connection_waits_for_a_lock():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    until_done_or_waiting_for_a_lock(provider)
     go_on.set()
     reader.join(timeout=10)
     provider.join(timeout=10)

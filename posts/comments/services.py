@@ -38,6 +38,9 @@ DIGEST_MAX_COMMENTS = 50
 # A commenter is emailed the link that proves the address at most this often, so
 # a stranger using their address cannot flood their inbox.
 CONFIRMATION_INTERVAL = timedelta(hours=1)
+# The same text from the same address, under the same post and comment, within
+# this is the form sent again (a double click, a reload), not a second comment.
+RESENT_WITHIN = timedelta(hours=1)
 CONFIRMATION_MAX_AGE_SECONDS = 7 * 86400
 _CONFIRMATION_SALT = "comments.confirm"
 
@@ -169,26 +172,41 @@ def comment_post(
         parent = parent.parent or parent
     email = normalise_email(email)
     proved = bool(verified_email) and normalise_email(verified_email) == email
-    # Counted last, so that only a comment that would be recorded takes a turn.
-    if not proved and not throttle.allow(
-        "comments-address",
-        email,
-        limit=COMMENTS_MAX_PER_ADDRESS_PER_HOUR,
-        window_seconds=RATE_LIMIT_WINDOW_SECONDS,
-    ):
-        raise TooManyComments
-    known = proved and _skips_moderation(email=email)
-    comment = Comment.objects.create(
-        post=post,
-        parent=parent,
-        name=name,
-        email=email,
-        website=website,
-        body=body,
-        status=Comment.Status.APPROVED if known else Comment.Status.PENDING,
-        ip_address=ip_address,
-        user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
-    )
+    with transaction.atomic():
+        # One comment at a time per post, so that the form sent twice at once (a
+        # double click) finds its first copy: each looked before the other had
+        # written, and the comment was recorded, and its confirmation sent, twice.
+        Post.objects.select_for_update(no_key=True).filter(pk=post.pk).exists()
+        resent = Comment.objects.filter(
+            post=post,
+            parent=parent,
+            email=email,
+            body=body,
+            created_at__gte=timezone.now() - RESENT_WITHIN,
+        ).first()
+        if resent is not None:
+            return resent
+        # Counted last, so that only a comment that would be recorded takes a turn.
+        if not proved and not throttle.allow(
+            "comments-address",
+            email,
+            limit=COMMENTS_MAX_PER_ADDRESS_PER_HOUR,
+            window_seconds=RATE_LIMIT_WINDOW_SECONDS,
+        ):
+            raise TooManyComments
+        known = proved and _skips_moderation(email=email)
+        comment = Comment.objects.create(
+            post=post,
+            parent=parent,
+            name=name,
+            email=email,
+            website=website,
+            body=body,
+            status=Comment.Status.APPROVED if known else Comment.Status.PENDING,
+            ip_address=ip_address,
+            user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
+        )
+    # Once committed: a cached page emptied before would be cached again without it.
     if comment.status == Comment.Status.APPROVED:
         comments_changed.send(sender=Comment)
     else:
