@@ -121,8 +121,12 @@ def posts_announce_due() -> int:
     announced = 0
     for post in Post.objects.due_for_announcement().order_by("published_at", "id"):
         with transaction.atomic():
-            claimed = Post.objects.filter(pk=post.pk, announced_at__isnull=True).update(
-                announced_at=timezone.now()
+            # Still published: the list was read before the author may have taken
+            # the post down, and its readers would be emailed a page not there.
+            claimed = (
+                Post.objects.published()
+                .filter(pk=post.pk, announced_at__isnull=True)
+                .update(announced_at=timezone.now())
             )
             if claimed:
                 _record_going_live_on_time(post)

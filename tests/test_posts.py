@@ -5,7 +5,7 @@ from django.test import Client
 from django.utils import timezone
 
 from newsletter.models import Mailing
-from posts.models import Post
+from posts.models import Post, PostQuerySet
 from posts.services import post_publish, post_save_from_desk, posts_announce_due
 
 from .factories import (
@@ -15,6 +15,7 @@ from .factories import (
     UserFactory,
     admin_post_form,
     admin_post_form_of,
+    unpublish_at_the_desk,
 )
 
 pytestmark = pytest.mark.django_db
@@ -115,6 +116,30 @@ def test_scheduled_post_is_announced_only_when_its_time_comes():
     assert posts_announce_due() == 1
     assert posts_announce_due() == 0
     assert Mailing.objects.filter(post=post).count() == 1
+
+
+def test_a_post_taken_down_as_beat_announces_it_is_not_emailed(monkeypatch):
+    """Beat lists the posts whose time has come, and the author takes one down
+    before beat claims it: it is not announced (it was, and its readers were
+    emailed a post that is not on the site)."""
+    post = PostFactory(published_at=timezone.now() + timedelta(hours=1))
+    post_publish(post=post)
+    Post.objects.filter(pk=post.pk).update(
+        published_at=timezone.now() - timedelta(seconds=1)
+    )
+    due = PostQuerySet.due_for_announcement
+
+    def listed_as_the_author_takes_it_down(queryset: PostQuerySet) -> PostQuerySet:
+        listed = [listed.pk for listed in due(queryset)]
+        monkeypatch.setattr(PostQuerySet, "due_for_announcement", due)
+        unpublish_at_the_desk(Post.objects.get(pk=post.pk))
+        return Post.objects.filter(pk__in=listed)  # as read before the change
+
+    monkeypatch.setattr(
+        PostQuerySet, "due_for_announcement", listed_as_the_author_takes_it_down
+    )
+    assert posts_announce_due() == 0
+    assert not Mailing.objects.exists()
 
 
 def test_author_publishes_from_the_admin_form(client):
