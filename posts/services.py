@@ -21,11 +21,18 @@ def post_save_from_desk(
     if post.status == Post.Status.PUBLISHED and post.published_at is None:
         # To the second, as the author sees and sets it (and as HTML's <time> takes).
         post.published_at = timezone.now().replace(microsecond=0)
+    # Locked, and read again: the same post saved in two tabs at once was
+    # published twice in its history, and the second save, its announcement
+    # unseen, took it back and announced the post again.
     stored = (
-        Post.objects.filter(pk=post.pk)
-        .values("slug", "published_at", "announced_at")
+        Post.objects.select_for_update()
+        .filter(pk=post.pk)
+        .values("slug", "published_at", "announced_at", "status")
         .first()
     )
+    if stored is not None:
+        previous_status = stored["status"]
+        post.announced_at = stored["announced_at"]  # beat's to set, never the desk's
     # Its address is out there once readers were told of it (emails) or could
     # read it there: pages, feeds and the sitemap carry it from its time on,
     # before beat announces it.

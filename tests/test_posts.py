@@ -1,11 +1,13 @@
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.utils import timezone
 
 from newsletter.models import Mailing
-from posts.models import Post, PostQuerySet
+from posts.models import Post, PostEvent, PostQuerySet
 from posts.services import post_publish, post_save_from_desk, posts_announce_due
 
 from .factories import (
@@ -17,6 +19,7 @@ from .factories import (
     admin_post_form_of,
     unpublish_at_the_desk,
 )
+from .locks import until_another_connection_waits_for_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -140,6 +143,52 @@ def test_a_post_taken_down_as_beat_announces_it_is_not_emailed(monkeypatch):
     )
     assert posts_announce_due() == 0
     assert not Mailing.objects.exists()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_post_published_from_two_tabs_at_once_is_published_once():
+    """Each tab read the post as a draft: its history said it was published
+    twice, and the second save, not seeing the first's announcement, took it
+    back and announced the post again."""
+    post = PostFactory()
+    editor = UserFactory()
+    tabs = [Post.objects.get(pk=post.pk), Post.objects.get(pk=post.pk)]
+    published, go_on = threading.Event(), threading.Event()
+    announced_at = Post.objects.filter(pk=post.pk).values_list("announced_at")
+    announced = []
+
+    def publish_in(tab: Post, *, then_wait: bool) -> threading.Thread:
+        def run() -> None:
+            try:
+                with transaction.atomic():
+                    post_publish(post=tab, by=editor)
+                    if then_wait:
+                        announced.append(announced_at.get())
+                        published.set()
+                        go_on.wait(timeout=10)  # before committing
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    first = publish_in(tabs[0], then_wait=True)
+    assert published.wait(timeout=10)
+    second = publish_in(tabs[1], then_wait=False)
+    until_another_connection_waits_for_a_lock()  # the second, for the first
+    go_on.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+
+    assert list(post.events.values_list("kind", flat=True)) == [
+        PostEvent.Kind.PUBLISHED
+    ]
+    assert [announced_at.get()] == announced
+    assert Mailing.objects.filter(post=post).count() == 1
 
 
 def test_author_publishes_from_the_admin_form(client):
