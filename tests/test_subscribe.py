@@ -199,6 +199,16 @@ def test_a_refused_form_says_so_first_and_links_each_error_to_its_field(client):
     assert '<ul class="errorlist" id="id_email_error">' in page
 
 
+def test_a_refused_frequency_is_said_to_whoever_reaches_its_radio_group(client):
+    # The radios are Django's, but their group is ours: Django marks each radio
+    # invalid and ties the error to none, so only the group can say it.
+    page = client.post(
+        "/subscribe/", {"email": "sam@example.org", "frequency": "hourly"}
+    ).text
+    assert '<ul class="errorlist" id="id_frequency_error">' in page
+    assert '<fieldset aria-describedby="id_frequency_error">' in page
+
+
 def test_a_refused_name_on_the_confirm_page_says_so_first(
     client, django_capture_on_commit_callbacks
 ):
