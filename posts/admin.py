@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import capfirst
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
@@ -152,7 +153,23 @@ class SponsorshipAdmin(admin.ModelAdmin):
     list_filter = ["category"]
 
 
-class StandardRatingFormSet(forms.BaseInlineFormSet):
+class LabelledFieldsFormSet(forms.BaseInlineFormSet):
+    """Django's tabular inline heads each column but labels none of the fields
+    under it: a screen reader, going from field to field, heard no name. Each
+    field is named as its column heading names it."""
+
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)  # DELETE and the foreign key come here
+        for field in form.fields.values():
+            if not field.widget.is_hidden:
+                field.widget.attrs.setdefault("aria-label", capfirst(field.label))
+
+
+class LabelledTabularInline(admin.TabularInline):
+    formset = LabelledFieldsFormSet
+
+
+class StandardRatingFormSet(LabelledFieldsFormSet):
     def clean(self) -> None:
         super().clean()
         # The database refuses only the very same name: "Leadership" and
@@ -169,7 +186,7 @@ class StandardRatingFormSet(forms.BaseInlineFormSet):
             seen.add(standard.casefold())
 
 
-class StandardRatingInline(admin.TabularInline):
+class StandardRatingInline(LabelledTabularInline):
     model = StandardRating
     formset = StandardRatingFormSet
     extra = 1
@@ -238,7 +255,7 @@ class InspectionInline(admin.StackedInline):
     autocomplete_fields = ["area", "organisations"]
 
 
-class RelatedLinkInline(admin.TabularInline):
+class RelatedLinkInline(LabelledTabularInline):
     model = RelatedLink
     fk_name = "from_post"
     extra = 0
@@ -258,7 +275,7 @@ class RelatedLinkInline(admin.TabularInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class PostUpdateInline(admin.TabularInline):
+class PostUpdateInline(LabelledTabularInline):
     model = PostUpdate
     extra = 0
     verbose_name_plural = "updates and corrections (shown on the post, dated)"
@@ -270,7 +287,7 @@ def image_markdown(post_image: PostImage) -> str:
     return f"![{alt}]({images.largest_url(post_image.image)})"
 
 
-class PostImageInline(admin.TabularInline):
+class PostImageInline(LabelledTabularInline):
     model = PostImage
     formfield_overrides = IMAGE_UPLOADS
     extra = 0

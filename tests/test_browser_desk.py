@@ -197,3 +197,43 @@ def test_the_desks_own_pages_have_no_serious_accessibility_violations(
     switch.focus()
     page.keyboard.press("Space")
     assert not switch.is_checked()
+
+
+def test_the_editor_names_each_field_of_its_rows_as_its_column_does(
+    browser,  # noqa: F811
+    demo,
+):
+    """A published post's related posts and corrections are rows of fields under
+    column headings: a screen reader, going from field to field, hears each one's
+    name, and axe-core finds nothing serious of ours on the editor."""
+    require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
+    post = Post.objects.get(slug="suffolk-probation-inspection-2017")
+    PostUpdate.objects.create(
+        post=post,
+        kind=PostUpdate.Kind.CORRECTION,
+        wrong="The service was rated Inadequate.",
+        right="The service was rated Requires improvement.",
+    )
+    StaffFactory(username="eden", role="Editor")
+    page = new_page(browser, viewport=DESKTOP, bypass_csp=True)
+    log_in(page, demo, "eden")
+    page.goto(f"{demo}/admin/posts/post/{post.pk}/change/")
+
+    related = post.links_out.count()
+    assert related
+    links = page.locator('fieldset[aria-labelledby="links_out-heading"]')
+    assert links.get_by_role("combobox", name="Type", exact=True).count() == related
+    assert links.get_by_role("spinbutton", name="Order", exact=True).count() == related
+    assert links.get_by_role("checkbox", name="Delete", exact=True).count() == related
+    updates = page.locator('fieldset[aria-labelledby="updates-heading"]')
+    updates.get_by_role("textbox", name="The post said", exact=True).wait_for()
+    updates.get_by_role("checkbox", name="Delete", exact=True).wait_for()
+    found = [
+        violation
+        for violation in axe_violations(page)
+        if not all(
+            target.startswith(DJANGO_ADMINS_OWN)
+            for target in violation.partition(") at ")[2].split(", ")
+        )
+    ]
+    assert found == [], "\n".join(found)
