@@ -769,6 +769,50 @@ def test_author_writes_markdown_and_sees_the_preview_as_readers_will(browser, si
     assert author.csp_violations == []
 
 
+def test_a_long_posts_preview_scrolls_from_the_keyboard(browser, site):
+    """A post of findings with no link in it: the preview, taller than its box,
+    takes the keyboard's focus, so the author reads to its end without a mouse."""
+    require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
+    UserFactory(username="author")
+    post = PublishedPostFactory(
+        body="\n\n".join(f"Finding {n}: caseloads were too high." for n in range(80))
+    )
+    author = new_page(
+        browser, viewport={"width": 1400, "height": 1000}, bypass_csp=True
+    )
+    log_in(author, site, "author")
+    author.goto(f"{site}/admin/posts/post/{post.pk}/change/")
+    preview = author.get_by_role("region", name="Preview, as readers will see it")
+    last = preview.get_by_text("Finding 79:")
+    last.wait_for()
+    assert not last.evaluate(
+        "line => line.getBoundingClientRect().top"
+        " < line.closest('section').getBoundingClientRect().bottom"
+    )
+
+    author.locator("#id_body").focus()
+    author.keyboard.press("Tab")
+    assert preview.evaluate("region => region === document.activeElement")
+    assert preview.evaluate("region => getComputedStyle(region).outlineStyle") != (
+        "none"
+    )
+    author.keyboard.press("End")
+    author.wait_for_function(
+        "() => document.activeElement.scrollTop > 0"
+        " && document.activeElement.scrollTop + document.activeElement.clientHeight"
+        " >= document.activeElement.scrollHeight - 1"
+    )
+    violations = [
+        violation
+        for violation in accessibility_violations(author)
+        if not all(
+            target.startswith(DJANGO_ADMINS_OWN)
+            for target in violation.partition(") at ")[2].split(", ")
+        )
+    ]
+    assert violations == [], "\n".join(violations)
+
+
 # What axe finds on the admin's change page that Django's own admin puts there: the
 # help icons of its two-list selector, the unlabelled halves of its date-and-time
 # widget, the search box and chosen list of its autocomplete for many (select2, as
