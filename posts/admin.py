@@ -160,9 +160,11 @@ class LabelledFieldsFormSet(forms.BaseInlineFormSet):
 
     def add_fields(self, form: forms.Form, index: int | None) -> None:
         super().add_fields(form, index)  # DELETE and the foreign key come here
-        for field in form.fields.values():
+        for name, field in form.fields.items():
             if not field.widget.is_hidden:
-                field.widget.attrs.setdefault("aria-label", capfirst(field.label))
+                # The bound field's label: a form's own field may have none set.
+                label = capfirst(form[name].label)
+                field.widget.attrs.setdefault("aria-label", label)
 
 
 class LabelledTabularInline(admin.TabularInline):

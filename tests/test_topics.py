@@ -400,6 +400,29 @@ def test_the_desk_offers_a_readers_topics_as_the_preference_centre_does(client):
     assert list(receiving) == [reader]
 
 
+def test_each_field_of_a_readers_topic_rows_at_the_desk_is_named_as_its_column(
+    client,
+):
+    # The rows' fields sit under column headings, which a screen reader going
+    # from field to field does not read: each field must carry its name.
+    CategoryFactory(name="Youth justice", slug="youth-justice")
+    reader = follower("reader@example.org", ("category", "youth-justice"))
+    client.force_login(StaffFactory(role="Administrator"))
+
+    page = client.get(f"/admin/newsletter/subscriber/{reader.pk}/change/").text
+
+    def name_of(field: str) -> str | None:
+        tag = re.search(rf'<[^>]* name="topics-0-{field}"[^>]*>', page)[0]
+        label = re.search(r'aria-label="([^"]*)"', tag)
+        return label and label[1]
+
+    assert [name_of(field) for field in ("topic", "frequency", "DELETE")] == [
+        "Topic",
+        "Frequency",
+        "Delete",
+    ]
+
+
 def test_the_same_topic_twice_at_the_desk_is_refused_on_the_page(client):
     CategoryFactory(name="Youth justice", slug="youth-justice")
     reader = follower("reader@example.org")

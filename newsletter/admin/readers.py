@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from posts.admin import LabelledFieldsFormSet
 from posts.validators import addresses_as_stored, clean_email
 
 from .. import imports, subscriptions, webhooks
@@ -57,7 +58,7 @@ class SubscriberTopicForm(forms.ModelForm):
         return topic
 
 
-class SubscriberTopicFormSet(forms.BaseInlineFormSet):
+class SubscriberTopicFormSet(LabelledFieldsFormSet):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Read once for every row: the reader's own keys are offered too, as on
