@@ -720,6 +720,33 @@ def test_every_readers_page_is_accessible_and_fits_a_phone_and_a_desk_light_and_
     assert found == {variant: [] for variant in found}
 
 
+def test_a_post_with_a_table_of_ratings_and_a_long_address_fits_the_narrowest_phone(
+    browser, site
+):
+    """An inspection's ratings by standard, as a Markdown table, and a report's
+    address quoted as code: the page stayed as wide as the table, and the phone
+    zoomed every word of the post out to fit it."""
+    require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
+    report = "https://www.justiceinspectorates.gov.uk/hmiprobation/inspections/suffolk/"
+    post = PublishedPostFactory(
+        body="## Ratings by standard\n\n"
+        "| Standard | Leadership | Staffing | Services | Case supervision | Overall |\n"
+        "|---|---|---|---|---|---|\n"
+        "| Rating | Requires improvement | Inadequate | Requires improvement"
+        " | Good | Requires improvement |\n\n"
+        f"```\n{report}\n```\n"
+    )
+    for scheme in ("light", "dark"):
+        page = axe_page(browser, "phone", scheme, {"phone": NARROWEST})
+        page.goto(f"{site}{post.get_absolute_url()}")
+        page.get_by_role("cell", name="Inadequate").wait_for()
+        page.get_by_text(report).wait_for()
+        save_screenshot(page, f"reader-post-with-a-wide-table-{scheme}")
+        assert wider_than_the_screen(page, NARROWEST["width"]) == []
+        assert accessibility_violations(page, at_least="minor") == []
+        page.context.close()
+
+
 def test_a_refused_form_puts_the_reader_on_its_errors_and_each_links_to_its_field(
     browser, site
 ):
