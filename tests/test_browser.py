@@ -17,7 +17,7 @@ from django.db.migrations.operations import RunPython
 from django.utils import timezone
 
 from newsletter import delivery, outbox, tokens
-from newsletter.emails import preferences_url
+from newsletter.emails import PostEmail, preferences_url
 from newsletter.models import Consent, Subscriber
 from newsletter.subscriptions import CONSENT_WORDING
 from newsletter.tokens import Purpose, make_token
@@ -745,6 +745,22 @@ def test_a_post_with_a_table_of_ratings_and_a_long_address_fits_the_narrowest_ph
         assert wider_than_the_screen(page, NARROWEST["width"]) == []
         assert accessibility_violations(page, at_least="minor") == []
         page.context.close()
+
+
+def test_a_post_email_with_a_table_of_ratings_fits_a_phone(browser):
+    """The same table in the post's email: a phone's mail app showed the whole
+    email zoomed out to the table's width, every word of it small."""
+    post = PublishedPostFactory(
+        body="| Standard | Leadership | Staffing | Services | Case supervision |"
+        " Overall |\n|---|---|---|---|---|---|\n| Rating | Requires improvement |"
+        " Inadequate | Requires improvement | Good | Requires improvement |\n"
+    )
+    html = PostEmail(post).for_subscriber(SubscriberFactory()).alternatives[0][0]
+    page = new_page(browser, viewport=NARROWEST, is_mobile=True)
+    page.set_content(html)
+    page.get_by_role("cell", name="Inadequate").wait_for()
+    assert wider_than_the_screen(page, NARROWEST["width"]) == []
+    page.context.close()
 
 
 def test_a_refused_form_puts_the_reader_on_its_errors_and_each_links_to_its_field(
