@@ -743,6 +743,29 @@ def test_a_post_with_a_table_of_ratings_and_a_long_address_fits_the_narrowest_ph
         page.get_by_text(report).wait_for()
         save_screenshot(page, f"reader-post-with-a-wide-table-{scheme}")
         assert wider_than_the_screen(page, NARROWEST["width"]) == []
+        # The table scrolls in its own box, from the keyboard too, its words whole.
+        box = page.get_by_role("region", name="Table")
+        assert box.evaluate("box => box.scrollWidth > box.clientWidth")
+        box.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("document.activeElement.scrollLeft > 0")
+        for role, word in [
+            ("columnheader", "Standard"),
+            ("columnheader", "Leadership"),
+            ("cell", "Inadequate"),
+        ]:
+            assert (
+                page.get_by_role(role, name=word, exact=True).evaluate(
+                    """cell => { const words = document.createRange();
+                    words.selectNodeContents(cell);
+                    return words.getClientRects().length; }"""
+                )
+                == 1
+            ), f"{word} is broken across lines"
+        # Nothing between the share links to wrap at: "Facebook" broke in two.
+        share = page.get_by_role("navigation", name="Share this post")
+        for link in share.get_by_role("link").all():
+            assert link.evaluate("link => link.getClientRects().length") == 1
         assert accessibility_violations(page, at_least="minor") == []
         page.context.close()
 

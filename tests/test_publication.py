@@ -8,6 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -660,3 +661,35 @@ def test_post_shows_its_dated_updates_and_corrections_in_order(client):
     update = html.index('Update, <time datetime="2019-09-02">2 September 2019')
     assert correction < update
     assert "&lt;b&gt;Sorry&lt;/b&gt;" in html
+
+
+RATINGS_TABLE = (
+    "| Standard | Leadership | Overall |\n|---|---|---|\n| Rating | Good | Good |\n"
+)
+
+
+def test_a_table_scrolls_in_a_box_of_its_own_that_the_keyboard_reaches(client):
+    """A table of many columns was as wide as its words: on a phone the whole post
+    zoomed out to fit it (tests/test_browser.py sees it scroll instead)."""
+    post = PublishedPostFactory(body=RATINGS_TABLE + '\n<div class="x">Note</div>')
+    page = client.get(post.get_absolute_url()).text
+    assert (
+        '<div class="table-box" role="region" aria-label="Table" tabindex="0">'
+        "<table>" in page
+    )
+    assert page.count('class="table-box"') == 1  # an author's own div is dropped
+
+
+@pytest.mark.django_db(transaction=True)
+def test_posts_saved_before_have_their_tables_boxed_after_the_deploy(client):
+    post = PublishedPostFactory(body=RATINGS_TABLE)
+    stored = post.body_html.replace(
+        '<div class="table-box" role="region" aria-label="Table" tabindex="0">', ""
+    ).replace("</table></div>", "</table>")
+    Post.objects.filter(pk=post.pk).update(body_html=stored)
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("posts")
+    executor.migrate([("posts", "0012_keep_struck_out_words")])
+    executor.loader.build_graph()
+    executor.migrate(latest)
+    assert 'class="table-box"' in client.get(post.get_absolute_url()).text

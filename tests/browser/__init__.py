@@ -64,12 +64,17 @@ def save_screenshot(page, name: str) -> Path:
 
 
 def wider_than_the_screen(page, width: int) -> list[str]:
-    """The first few elements reaching past a screen `width` pixels wide. On a phone
-    the browser zooms such a page out to fit it all, so every word shrinks:
-    innerWidth grows with the page, and only the screen's own width tells."""
+    """The first few elements reaching past a screen `width` pixels wide, outside a
+    box that scrolls sideways. On a phone the browser zooms such a page out to fit
+    it all, so every word shrinks: innerWidth grows with the page, and only the
+    screen's own width tells."""
     return page.evaluate(
         """width => [...document.querySelectorAll("body *")]
             .filter(element => element.getBoundingClientRect().right > width + 0.5)
+            .filter(element => ![...function* () {
+                for (let box = element.parentElement; box; box = box.parentElement)
+                    yield getComputedStyle(box).overflowX;
+            }()].some(overflow => overflow === "auto" || overflow === "scroll"))
             .slice(0, 3)
             .map(element => element.tagName.toLowerCase()
                  + (element.id ? "#" + element.id : "")
