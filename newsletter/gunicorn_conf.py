@@ -39,10 +39,18 @@ class RedactingLogger(Logger):
 
     def atoms(self, resp, req, environ, request_time) -> dict:
         atoms = super().atoms(resp, req, environ, request_time)
-        return {
-            name: redact(value) if isinstance(value, str) else value
-            for name, value in atoms.items()
-        }
+        # A token path's query string on its own (the q atom, QUERY_STRING) names
+        # no token path to be redacted by, yet is as much the reader's.
+        path = environ.get("PATH_INFO", "")
+        query = environ.get("QUERY_STRING") if redact(path) != path else None
+        redacted = {}
+        for name, value in atoms.items():
+            if query and value == query:
+                value = "[redacted]"
+            elif isinstance(value, str):
+                value = redact(value)
+            redacted[name] = value
+        return redacted
 
 
 logger_class = RedactingLogger

@@ -8,11 +8,12 @@ from urllib.parse import unquote
 
 # The paths whose next part is a reader's token: anyone reading a log line with one
 # could confirm, manage or delete that reader's subscription. nginx's log redacts
-# the same paths (its `map $uri $loggable_uri`).
+# the same paths (its `map $uri $loggable_uri`), query string and all: a click's
+# ?reader=… is a consenting reader's signed id.
 TOKEN_PATH = re.compile(
     r"/(preferences/email/confirm|subscribe/confirm|comments/confirm|preferences"
     r"|unsubscribe|r)"
-    r"/[^?#\s\"]*"
+    r"/[^#\s\"]*"
 )
 
 

@@ -1121,6 +1121,46 @@ def test_gunicorns_error_log_of_a_failed_request_names_no_readers_token():
     assert "SeCrEt42" not in log.getvalue()
 
 
+@pytest.mark.parametrize(
+    "access_log_format",
+    ['%(h)s "%(r)s" %(s)s', "%(U)s?%(q)s", "%({raw_uri}e)s %({query_string}e)s"],
+    ids=["request-line", "path-and-query", "environ"],
+)
+def test_gunicorns_access_log_of_a_click_names_no_reader(access_log_format):
+    """A consenting reader's email link ends in their signed id (?reader=…):
+    nginx's log left it out, gunicorn's kept it after the redacted token, so that
+    each line named who clicked, from which address, when."""
+    from gunicorn.config import Config
+
+    from newsletter.gunicorn_conf import RedactingLogger
+
+    config = Config()
+    config.set("accesslog", "-")
+    config.set("access_log_format", access_log_format)
+    logger = RedactingLogger(config)
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    logger.access_log.addHandler(handler)
+    query = "reader=Rd3r:SiGnAtUrE0123456789012345678901234567890123"
+    environ = {
+        "REMOTE_ADDR": "192.0.2.7",
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"/r/ToKeN42/?{query}",
+        "PATH_INFO": "/r/ToKeN42/",
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+    response = mock.Mock(status="302 Found", headers=[], sent=0)
+    try:
+        logger.access(response, mock.Mock(headers=[]), environ, timedelta(0))
+    finally:
+        logger.access_log.removeHandler(handler)
+    assert log.getvalue()
+    assert "ToKeN42" not in log.getvalue()
+    assert "Rd3r" not in log.getvalue()
+    assert "SiGnAtUrE" not in log.getvalue()
+
+
 def test_djangos_own_log_of_a_404_names_no_readers_token(client):
     """django.request logs "Not Found: <path>": a mistyped suffix after a reader's
     token must not leave the token in the log."""
