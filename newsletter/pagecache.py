@@ -11,6 +11,7 @@ invalidates, only up to POSTS_ANNOUNCE_EVERY_SECONDS later). A short lifetime
 bounds anything else.
 """
 
+import contextlib
 import hashlib
 import re
 from urllib.parse import urlencode
@@ -65,7 +66,12 @@ class PageCacheMiddleware:
         key = f"pagecache:{request.method}:{path}"
         # One round trip for both: the page is stored with the generation it was
         # rendered in, and is good only while that is still the current one.
-        found = cache.get_many([GENERATION_KEY, key])
+        try:
+            found = cache.get_many([GENERATION_KEY, key])
+        except Exception:  # any cache backend's connection error
+            # The cache (Redis) unreachable: the page is made fresh, as the click
+            # redirect still takes readers to it (engagement._cached), never a 500.
+            return self.get_response(request)
         generation = found.get(GENERATION_KEY, 0)
         if key in found and found[key][0] == generation:
             return found[key][1]
@@ -78,7 +84,8 @@ class PageCacheMiddleware:
             and not response.cookies
             and (lifetime := _page_lifetime()) > 0
         ):
-            cache.set(key, (generation, response), timeout=lifetime)
+            with contextlib.suppress(Exception):  # gone since: kept next time
+                cache.set(key, (generation, response), timeout=lifetime)
         return response
 
     @staticmethod

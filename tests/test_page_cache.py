@@ -372,3 +372,27 @@ def test_a_page_cache_of_zero_seconds_answers_every_page_fresh(client, settings)
     for url in ["/", post.get_absolute_url(), "/search/?q=derby"]:
         client.get(url)
         assert queries_for(client, url) > 0, url
+
+
+@pytest.mark.parametrize("page", ["/", "/posts/derby/", "/search/?q=derby"])
+def test_with_the_cache_unreachable_pages_are_answered_fresh_not_a_500(
+    client, settings, page
+):
+    """Redis down (a restart, a blip): every cached page was a 500, and one made
+    above the CSP middleware, without the site's CSP or X-Frame-Options; an
+    email's link still took readers to it."""
+    PublishedPostFactory(slug="derby", title="Derby: Inadequate")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "newsletter.rediscache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    }
+    client.raise_request_exception = False
+
+    response = client.get(page)
+
+    assert response.status_code == 200
+    assert "Derby" in response.text
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
