@@ -139,6 +139,23 @@ def test_healthz_answers_when_database_and_broker_do(client):
     assert response.json() == {"database": "ok", "broker": "ok"}
 
 
+def test_healthz_with_the_broker_down_is_a_503_that_names_no_software(
+    client, monkeypatch
+):
+    """A monitor needs to know what failed, not the world which driver raised
+    what: the answer said "error: OperationalError" to anyone who asked."""
+    from newsletter.celery import app as celery_app
+
+    # Nothing listens on port 1.
+    monkeypatch.setitem(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    monkeypatch.setitem(celery_app.conf, "broker_transport", None)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json() == {"database": "ok", "broker": "unavailable"}
+
+
 def run_settings(env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
