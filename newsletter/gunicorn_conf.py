@@ -38,19 +38,24 @@ class RedactingLogger(Logger):
         self.error_log.addFilter(RedactTokens())
 
     def atoms(self, resp, req, environ, request_time) -> dict:
-        atoms = super().atoms(resp, req, environ, request_time)
-        # A token path's query string on its own (the q atom, QUERY_STRING) names
-        # no token path to be redacted by, yet is as much the reader's.
-        path = environ.get("PATH_INFO", "")
-        query = environ.get("QUERY_STRING") if redact(path) != path else None
-        redacted = {}
-        for name, value in atoms.items():
-            if query and value == query:
-                value = "[redacted]"
-            elif isinstance(value, str):
-                value = redact(value)
-            redacted[name] = value
-        return redacted
+        # No query string is logged, as nginx logs none: the desk's searches are
+        # readers' addresses (?q=ann@…), a click's ?reader=… a reader's signed id.
+        loggable = environ | {
+            "RAW_URI": without_query(environ["RAW_URI"]),
+            "QUERY_STRING": "",
+        }
+        if "HTTP_REFERER" in environ:
+            loggable["HTTP_REFERER"] = without_query(environ["HTTP_REFERER"])
+        atoms = super().atoms(resp, req, loggable, request_time)
+        atoms["{referer}i"] = loggable.get("HTTP_REFERER", "-")
+        return {
+            name: redact(value) if isinstance(value, str) else value
+            for name, value in atoms.items()
+        }
+
+
+def without_query(url: str) -> str:
+    return url.split("?", 1)[0]
 
 
 logger_class = RedactingLogger

@@ -814,6 +814,24 @@ def test_no_token_reaches_either_access_log(stack):
         assert not [token for token in tokens if token in log], f"{name}:\n{log}"
 
 
+@pytest.mark.production
+def test_no_address_the_desk_searches_for_reaches_either_access_log(stack):
+    """The desk finds a reader by typing their address into a list's search: the
+    query string (?q=…) and the Referer of every page after it named the reader
+    in both access logs."""
+    search = "/admin/newsletter/subscriber/?q=searched.reader%40example.org"
+    stack.request("GET", search)
+    stack.request(
+        "GET", "/admin/", headers={"Referer": f"https://localhost:{stack.port}{search}"}
+    )
+    time.sleep(0.5)  # nginx logs a request once its connection is closed
+
+    for name in ("nginx-access", "gunicorn"):
+        log = stack.log(name)
+        assert "/admin/newsletter/subscriber/" in log, name
+        assert "searched.reader" not in log, f"{name}:\n{log}"
+
+
 def deployment_checklist(env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
