@@ -158,6 +158,15 @@ def test_every_long_running_service_is_started_again_when_it_exits():
     assert set(restarts.values()) == {"unless-stopped"}, restarts
 
 
+def test_a_worker_started_before_redis_waits_for_it():
+    """Left to broker_connection_retry, Celery 5 warns at every worker start
+    (CPendingDeprecationWarning) that Celery 6 will stop retrying then: a worker
+    started before Redis is up must wait for it, not exit."""
+    from newsletter.celery import app as celery_app
+
+    assert celery_app.conf.broker_connection_retry_on_startup is True
+
+
 def nginx_seconds(value: str) -> int:
     """An nginx time ("60s", "2m", "90") in seconds."""
     number, unit = re.fullmatch(r"(\d+)(ms|s|m|h)?", value).groups()
