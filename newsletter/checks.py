@@ -4,15 +4,17 @@ production ones): settings that start, yet would quietly do the wrong thing."""
 from urllib.parse import urlsplit
 
 from anymail.backends.base_requests import AnymailRequestsBackend
+from anymail.exceptions import AnymailConfigurationError
 from django.conf import settings
 from django.core import checks
+from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.http.request import validate_host
 from django.utils.module_loading import import_string
 
 from .delivery.ratelimit import MAX_WAIT_SECONDS
 from .delivery.sender import CLAIM_RENEWAL_SHARE
-from .esp import PROVIDER_BY_BACKEND
+from .esp import PROVIDER_BY_BACKEND, is_providers
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -98,6 +100,28 @@ def check_email_is_sent(app_configs, **kwargs) -> list[checks.CheckMessage]:
             id="newsletter.E005",
         )
     ]
+
+
+@checks.register(deploy=True)
+def check_email_backend_has_its_credentials(
+    app_configs, **kwargs
+) -> list[checks.CheckMessage]:
+    """A provider's backend without its API key or server token started, and
+    every email failed in the worker; anymail says what is missing only when it
+    makes the backend, so the check makes one (which connects to nothing)."""
+    if not is_providers(settings.EMAIL_BACKEND):
+        return []  # Django's own need settings of theirs, checked where they send
+    try:
+        get_connection()
+    except AnymailConfigurationError as exc:
+        return [
+            checks.Error(
+                f"EMAIL_BACKEND {settings.EMAIL_BACKEND} cannot send: {exc}",
+                hint="Set the provider's ANYMAIL_* credential (docs/email.md).",
+                id="newsletter.E008",
+            )
+        ]
+    return []
 
 
 @checks.register(deploy=True)

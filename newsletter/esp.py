@@ -14,3 +14,8 @@ PROVIDER_BY_BACKEND = {
     POSTMARK_BACKEND: "postmark",
     ANYMAIL_MAILGUN: "mailgun",
 }
+
+
+def is_providers(backend: str) -> bool:
+    """Whether the email backend sends through a provider (any of anymail's)."""
+    return backend.startswith("anymail.") or backend in PROVIDER_BY_BACKEND

@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.checks.security.base import _check_secret_key
 from django.core.exceptions import ImproperlyConfigured
 
-from .esp import PROVIDER_BY_BACKEND
+from .esp import is_providers
 
 _yes_words = ("1", "true", "yes", "on")
 _no_words = ("0", "false", "no", "off", "")
@@ -257,10 +257,12 @@ def anymail_setting(name: str, value: str) -> str | bool | float:
 
 
 # Every ANYMAIL_FOO variable becomes ANYMAIL["FOO"], e.g. ANYMAIL_POSTMARK_SERVER_TOKEN.
+# An empty one is unset (compose passes `${ANYMAIL_…:-}` empty), so that anymail
+# says a credential is missing rather than the provider refusing every email.
 ANYMAIL = {
     name.removeprefix("ANYMAIL_"): anymail_setting(name.removeprefix("ANYMAIL_"), value)
     for name, value in os.environ.items()
-    if name.startswith("ANYMAIL_")
+    if name.startswith("ANYMAIL_") and value
 }
 # Open tracking (the provider's pixel) is off unless asked for: it reports on each
 # reader, and Apple's proxy opens everything anyway. Clicks are counted by the
@@ -275,11 +277,7 @@ ANYMAIL["SEND_DEFAULTS"] = {
 }
 # Without a secret the tracking webhook is off (newsletter/webhooks.py): in
 # production that would quietly keep mailing addresses that bounce or complain.
-if (
-    not DEBUG
-    and (EMAIL_BACKEND.startswith("anymail.") or EMAIL_BACKEND in PROVIDER_BY_BACKEND)
-    and not ANYMAIL.get("WEBHOOK_SECRET")
-):
+if not DEBUG and is_providers(EMAIL_BACKEND) and not ANYMAIL.get("WEBHOOK_SECRET"):
     raise ImproperlyConfigured(
         "ANYMAIL_WEBHOOK_SECRET must be set (to 'user:password', the credentials in "
         "the webhook URL you give your email provider) when DJANGO_DEBUG is off "

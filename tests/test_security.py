@@ -1041,6 +1041,34 @@ def test_production_refuses_to_send_through_a_provider_without_a_webhook_secret(
     assert started.returncode == 0, started.stderr
 
 
+@pytest.mark.parametrize("token", ["", None], ids=["empty", "unset"])
+@pytest.mark.parametrize(
+    ("backend", "credential"),
+    [
+        ("anymail.backends.postmark.EmailBackend", "POSTMARK_SERVER_TOKEN"),
+        ("newsletter.delivery.postmark.EmailBackend", "POSTMARK_SERVER_TOKEN"),
+        ("anymail.backends.mailgun.EmailBackend", "MAILGUN_API_KEY"),
+    ],
+)
+def test_production_without_the_providers_credential_fails_the_deployment_checklist(
+    backend, credential, token
+):
+    """compose passes ANYMAIL_POSTMARK_SERVER_TOKEN empty when it is not set: the
+    checklist passed, the site started, and every email failed in the worker."""
+    variable = f"ANYMAIL_{credential}"
+    result = run_production(
+        "manage.py",
+        "check",
+        "--deploy",
+        extra_env={"EMAIL_BACKEND": backend}
+        | ({} if token is None else {variable: token}),
+        unset=("ANYMAIL_POSTMARK_SERVER_TOKEN",) if token is None else (),
+    )
+    assert result.returncode != 0
+    assert "newsletter.E008" in result.stderr
+    assert variable in result.stderr
+
+
 def test_open_tracking_webhooks_fail_the_deployment_checklist():
     result = run_production(
         "manage.py",
