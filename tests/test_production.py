@@ -137,6 +137,22 @@ def test_compose_names_no_email_backend_of_its_own():
     assert backend.startswith("${EMAIL_BACKEND:?"), backend
 
 
+def test_the_image_says_whether_its_site_answers_and_the_other_roles_say_their_own():
+    """The image had no HEALTHCHECK: run without compose (or by another
+    orchestrator), nothing told a web container whose site had stopped answering
+    from a healthy one. The worker, beat and the migration run the same image,
+    where no site listens: each has its own check, or none."""
+    # Its instructions, each on one line.
+    dockerfile = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
+    [healthcheck] = re.findall(r"(?m)^HEALTHCHECK\b.*", dockerfile)
+    assert "http://127.0.0.1:8000/healthz" in healthcheck
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    assert "healthcheck" not in services["web"]  # the image's own
+    assert "inspect ping" in str(services["worker"]["healthcheck"]["test"])
+    for role in ("beat", "migrate"):
+        assert services[role]["healthcheck"] == {"disable": True}, role
+
+
 def test_stopping_the_worker_lets_the_batch_in_hand_finish_before_docker_kills_it():
     """SIGTERM is Celery's warm shutdown; docker's SIGKILL follows after the grace
     period (10 s unless set), and leaves the batch being sent uncertain."""
