@@ -140,6 +140,23 @@ def test_a_nul_character_in_a_login_header_is_a_400_that_records_nothing(
     assert "_auth_user_id" not in client.session
 
 
+@pytest.mark.parametrize("length", [151, 256, 100_000])
+def test_a_login_with_a_username_longer_than_any_is_a_400_that_records_nothing(
+    client, length
+):
+    """Django's login form shows the username's limit but does not check it, and
+    django-axes records every failed login's username in 255 characters: a longer
+    one was a 500 on PostgreSQL (and 100 kB kept on SQLite)."""
+    UserFactory(username="editor", password="right-password-1")
+    before = row_counts()
+    response = client.post(
+        "/admin/login/", {"username": "e" * length, "password": "wrong"}
+    )
+    assert response.status_code == 400
+    assert b"username" in response.content
+    assert row_counts() == before
+
+
 @pytest.mark.parametrize("selected", ["abc", "", "1.5", "\x00", "1e3", TOO_BIG])
 @pytest.mark.parametrize("confirmed", [False, True], ids=["index", "confirmed"])
 def test_a_selection_that_is_not_ids_is_a_400_that_changes_nothing(
