@@ -3,8 +3,9 @@ to be held by a lock, instead of giving it a fixed moment to get there."""
 
 import threading
 import time
+from collections.abc import Callable
 
-from django.db import connection
+from django.db import connection, connections
 
 
 def another_connection_waits_for_a_lock() -> bool:
@@ -39,3 +40,18 @@ def until_done_or_waiting_for_a_lock(thread: threading.Thread, timeout: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"neither finished nor waited in {timeout:.0f}s")
         time.sleep(0.05)
+
+
+def in_a_thread(work: Callable[[], object], answers: list) -> threading.Thread:
+    """`work` started in a thread, on a database connection of its own (closed
+    when it ends); what it returns is appended to `answers`."""
+
+    def run() -> None:
+        try:
+            answers.append(work())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread

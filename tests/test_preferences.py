@@ -7,7 +7,7 @@ import pytest
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core import mail, signing
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
@@ -47,7 +47,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
 )
-from .locks import until_another_connection_waits_for_a_lock
+from .locks import in_a_thread, until_another_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -1127,31 +1127,21 @@ def test_topics_saved_in_one_tab_while_the_reader_erases_their_data_in_another(
     erased, go_on = threading.Event(), threading.Event()
     answers = []
 
-    def in_a_thread(work) -> threading.Thread:
-        def run() -> None:
-            try:
-                answers.append(work())
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
     def erase() -> None:
         with transaction.atomic():
             subscriber_delete(subscriber=Subscriber.objects.get(pk=reader.pk))
             erased.set()
             go_on.wait(timeout=10)  # before committing
 
-    eraser = in_a_thread(erase)
+    eraser = in_a_thread(erase, answers)
     assert erased.wait(timeout=10)
     saving = in_a_thread(
         lambda: (
             Client(raise_request_exception=False)
             .post(topics_page, {"frequency": "instant"})
             .status_code
-        )
+        ),
+        answers,
     )
     until_another_connection_waits_for_a_lock()  # the save, for the erasure's
     go_on.set()

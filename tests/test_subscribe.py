@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail, signing
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -23,7 +23,7 @@ from newsletter.tasks import send_confirmation
 from newsletter.tokens import Purpose, make_token
 
 from .factories import RegionFactory, SubscriberFactory
-from .locks import until_done_or_waiting_for_a_lock
+from .locks import in_a_thread, until_done_or_waiting_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -574,23 +574,13 @@ def test_a_complaint_recorded_while_a_returning_reader_confirms_keeps_them_out(
     monkeypatch.setattr(subscriptions, "is_blocked", check_then_wait)
     answers = []
 
-    def in_a_thread(work) -> threading.Thread:
-        def run() -> None:
-            try:
-                answers.append(work())
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    reader = in_a_thread(lambda: Client().post(confirm_url).status_code)
+    reader = in_a_thread(lambda: Client().post(confirm_url).status_code, answers)
     assert checked.wait(timeout=10)
     provider = in_a_thread(
         lambda: address_suppress(
             email="back@example.org", reason=Suppression.Reason.COMPLAINT
-        )
+        ),
+        answers,
     )
     # The complaint is recorded at once, or waits for the confirmation's locks.
     until_done_or_waiting_for_a_lock(provider)
