@@ -47,7 +47,12 @@ def sent_earlier(
     )
     handed_over = Q(status=Delivery.Status.SENT, sent_at__lte=before) | rendered_before
     if include_uncertain:
-        handed_over |= Q(status=Delivery.Status.UNCERTAIN)
+        # Only a batch claimed before then may have carried the earlier text: one
+        # claimed since rendered the corrected post, so its reader needs no
+        # correction, whether or not the provider took it.
+        handed_over |= Q(
+            status=Delivery.Status.UNCERTAIN, batch__claimed_at__lte=before
+        )
     return Delivery.objects.carrying(post).filter(handed_over)
 
 

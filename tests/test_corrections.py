@@ -821,3 +821,45 @@ def test_the_text_emails_heading_is_underlined_to_its_end(clock, on_commit):
     lines = message.body.splitlines()
     heading = lines.index('Correction to "Kent"')
     assert lines[heading + 1] == "=" * len('Correction to "Kent"')
+
+
+def test_a_reader_whose_uncertain_copy_went_after_the_correction_is_not_sent_it(
+    settings, monkeypatch
+):
+    """The author includes readers whose delivery is uncertain, and pauses the
+    correction's email before it goes. Meanwhile the announcement goes on with
+    the corrected post, and the provider's answer for one batch is lost. Resumed,
+    the correction reaches the reader sent the earlier text, not that batch's
+    reader: their copy, if any, said it right already."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    readers = [reader(f"reader{i}@example.org") for i in range(2)]
+    post = PostFactory(title="A post", body=WRONG)
+    post_publish(post=post)  # its doorbells are not rung: batches go one by one
+    announcement = delivery.mailing_create_for_post(post=post)
+    while delivery.mailing_plan_page(mailing_id=announcement.pk):
+        pass
+    first, second = announcement.batches.order_by("number")
+    delivery.batch_send(batch_id=first.pk)
+    post.refresh_from_db()
+    post.body = RIGHT
+    post.save()
+    mailing = delivery.mailing_create_for_correction(
+        post_update=correction(post), include_uncertain=True
+    )
+    assert delivery.mailing_pause(mailing_id=mailing.pk)
+
+    def connection_dropped(backend, messages):
+        raise ConnectionResetError("the provider's answer was lost")
+
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", connection_dropped)
+    delivery.batch_send(batch_id=second.pk)
+    monkeypatch.undo()
+    second.refresh_from_db()
+    assert second.status == Batch.Status.UNCERTAIN
+    assert delivery.mailing_resume(mailing_id=mailing.pk)
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
+        pass
+    for batch in mailing.batches.all():
+        delivery.batch_send(batch_id=batch.pk)
+
+    assert corrections_sent() == {readers[0].email: 1}
