@@ -863,3 +863,24 @@ def test_a_reader_whose_uncertain_copy_went_after_the_correction_is_not_sent_it(
         delivery.batch_send(batch_id=batch.pk)
 
     assert corrections_sent() == {readers[0].email: 1}
+
+
+def test_a_correction_to_a_post_nobody_was_sent_is_not_offered_nor_locked(
+    author, on_commit
+):
+    """Published without its email (or before any reader's copy went), a post
+    has nobody to tell: the page offered to email "0 readers", and confirming
+    made the correction read-only for good though no reader had it."""
+    reader("reading@example.org")
+    post = PublishedPostFactory(email_subscribers=False)
+    update = correction(post)
+
+    page = author.get(confirm_url(update)).text
+    response = on_commit(author.post, confirm_url(update), {}, follow=True)
+
+    assert 'id="confirm-correction"' not in page
+    assert "nobody has received it, so there is nobody to tell" in page
+    assert "Nobody has received this post" in response.text
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+    change_page = author.get(reverse("admin:posts_post_change", args=[post.pk])).text
+    assert confirm_url(update) not in change_page

@@ -88,6 +88,8 @@ class PostUpdateInline(posts_admin.PostUpdateInline):
             if corrections.sent_to_anyone(update.post):
                 return "Not published: publish it again to email its readers."
             return "Not published: nobody has received this post."
+        if not corrections.sent_to_anyone(update.post):
+            return "Nobody has received this post yet: there is nobody to email."
         url = reverse("admin:posts_post_correction", args=[update.post_id, update.pk])
         return format_html(
             '<a href="{}">Email it to the readers who received this post…</a>', url

@@ -60,6 +60,10 @@ def mailing_create_for_correction(
     `include_uncertain` says then, returns the first one."""
     if not Post.objects.published().filter(pk=post_update.post_id).exists():
         raise ValueError("Only the readers of a published post can get a correction.")
+    # Made, the email makes the correction read-only for good (readers have it as
+    # sent): not for nobody. Readers sent the post from now get it corrected.
+    if not corrections.sent_to_anyone(post_update.post):
+        raise ValueError("Nobody has received this post: there is nobody to tell.")
     return _mailing_create(
         kind=Mailing.Kind.CORRECTION,
         post_update=post_update,
