@@ -78,6 +78,17 @@ def audience(mailing: Mailing) -> SubscriberQuerySet:
     return Subscriber.objects.confirmed().filter(_readers_of(deliveries))
 
 
+def readers_still_owed(mailing: Mailing, subscriber_ids: list[int]) -> set[int]:
+    """Of these readers of a correction's batch, those the ledger does not say
+    never had the post. Planned while a batch of the post was being handed over,
+    the correction counted that batch's readers in; the ones it skipped or the
+    provider refused never had it. (Not the audience asked again: a retry of that
+    batch moves its claimed_at, and would drop the readers it sent before.)"""
+    had_it = _readers_of(Delivery.objects.carrying(mailing.post).received())
+    owed = Subscriber.objects.filter(had_it, pk__in=subscriber_ids)
+    return set(owed.values_list("pk", flat=True))
+
+
 def emails_correcting_posts_in(*, batch_id: int) -> QuerySet[Mailing]:
     """The emails of the corrections to the posts a batch carried: its
     announcement's post, or those its digests held."""

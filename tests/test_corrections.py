@@ -884,3 +884,46 @@ def test_a_correction_to_a_post_nobody_was_sent_is_not_offered_nor_locked(
     assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
     change_page = author.get(reverse("admin:posts_post_change", args=[post.pk])).text
     assert confirm_url(update) not in change_page
+
+
+def test_a_reader_skipped_by_the_batch_going_when_the_correction_came_is_not_sent_it(
+    settings, monkeypatch
+):
+    """The author confirms a correction while a batch of the post is being handed
+    over. One of its readers turned to a weekly digest before it went, so the
+    batch skipped them: they never had the post (their digest will carry it,
+    corrected), and get no correction telling them "we sent you this post"."""
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    sent, turned = reader("sent@example.org"), reader("turned@example.org")
+    post = PostFactory(title="A post", body=WRONG)
+    post_publish(post=post)  # its doorbells are not rung: the batch goes below
+    announcement = delivery.mailing_create_for_post(post=post)
+    while delivery.mailing_plan_page(mailing_id=announcement.pk):
+        pass
+    SubscriberTopic.objects.filter(subscriber=turned).update(frequency="weekly")
+    [batch] = announcement.batches.all()
+    handed_over = locmem.EmailBackend.send_messages
+    corrections_made = []
+
+    def author_corrects_meanwhile(backend, messages):
+        if not corrections_made:
+            post.body = RIGHT
+            post.save()
+            mailing = delivery.mailing_create_for_correction(
+                post_update=correction(post), include_uncertain=False
+            )
+            while delivery.mailing_plan_page(mailing_id=mailing.pk):
+                pass
+            corrections_made.append(mailing)
+        return handed_over(backend, messages)
+
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", author_corrects_meanwhile)
+    delivery.batch_send(batch_id=batch.pk)
+    assert [m.to for m in mail.outbox] == [[sent.email]]
+    for correction_batch in corrections_made[0].batches.all():
+        delivery.batch_send(batch_id=correction_batch.pk)
+
+    assert corrections_sent() == {sent.email: 1}
+    assert corrections_made[0].deliveries.get(subscriber=turned).status == (
+        Delivery.Status.SKIPPED
+    )

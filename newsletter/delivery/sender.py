@@ -4,7 +4,8 @@ record outcomes.
 For a post, five database statements per batch, whatever its size (the last batch
 of a mailing adds two to close it): claim the batch, load the mailing and post, read
 the recipients (with all a message needs of them, a digest's posts among it),
-record every outcome, close the batch. A digest adds the read of its posts' order.
+record every outcome, close the batch. A digest adds the read of its posts' order;
+a correction, which of its readers the ledger still says had the post.
 
 Where one API call takes many recipients, each with their own links (Postmark's
 /email/batch, each reader's message filled in by our backend, delivery/postmark.py;
@@ -35,6 +36,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
 
+from .. import corrections
 from ..digests import DigestEmail
 from ..emails import BulkEmail, CorrectionEmail, PostEmail, RenderedEmail, json_inner
 from ..esp import ANYMAIL_MAILGUN, ANYMAIL_POSTMARK, POSTMARK_BACKEND
@@ -231,6 +233,8 @@ def batch_send(*, batch_id: int) -> None:
         recipients, skipped = batch_recipients(
             batch_id, announcing=_rendered(batch.mailing).announcing
         )
+        if batch.mailing.kind == Mailing.Kind.CORRECTION:
+            recipients = _still_owed(batch.mailing, recipients, skipped)
     outcomes, trouble = _hand_over(batch, recipients)
     for delivery_id, why in skipped.items():
         outcomes[delivery_id] = Outcome(Delivery.Status.SKIPPED, error=why)
@@ -271,6 +275,18 @@ def batch_send(*, batch_id: int) -> None:
     # not see a sibling's uncommitted close, and left the mailing to the reaper).
     if not queued:
         close_mailing_if_finished(batch.mailing_id)
+
+
+def _still_owed(
+    mailing: Mailing, recipients: list[Recipient], skipped: dict[int, str]
+) -> list[Recipient]:
+    """A correction's recipients who, as the ledger reads now, were sent the
+    post's earlier text; the others are added to `skipped`."""
+    owed = corrections.readers_still_owed(mailing, [r.pk for r in recipients])
+    for r in recipients:
+        if r.pk not in owed:
+            skipped[r.delivery_id] = "never had the post: its email skipped or failed"
+    return [r for r in recipients if r.pk in owed]
 
 
 def batch_retry_wait(*, batch_id: int, countdown: float) -> None:
