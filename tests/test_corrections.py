@@ -927,3 +927,28 @@ def test_a_reader_skipped_by_the_batch_going_when_the_correction_came_is_not_sen
     assert corrections_made[0].deliveries.get(subscriber=turned).status == (
         Delivery.Status.SKIPPED
     )
+
+
+def test_a_reader_settled_as_sent_while_the_post_is_off_the_site_gets_it_once_back(
+    clock, on_commit
+):
+    """The correction went; the post was then taken off the site; settling the
+    uncertain batch emailed its reader the correction at once, its link leading
+    nowhere. It now waits, paused, until the author resumes it with the post
+    back on the site."""
+    post, batch = post_with_an_uncertain_reader(clock, on_commit)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    unpublish_at_the_desk(post)
+    clock(23, 10)
+    on_commit(delivery.batch_mark_sent, batch_id=batch.pk)
+    assert corrections_sent() == {"sent@example.org": 1}
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    assert mailing.paused_at is not None
+
+    on_commit(post_publish, post=post)
+    on_commit(delivery.mailing_resume, mailing_id=mailing.pk)
+    assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}

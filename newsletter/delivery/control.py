@@ -279,6 +279,13 @@ def _corrections_plan_again(batch_id: int) -> None:
     one the author cancelled."""
     owed = corrections.emails_correcting_posts_in(batch_id=batch_id)
     for mailing_id in _plan_again(owed.exclude(status=Mailing.Status.CANCELLED)):
+        # Its link would lead nowhere while the post is off the site: it waits,
+        # as the post's own emails do, for the author to resume it.
+        if not Mailing.objects.filter(post_on_site(), pk=mailing_id).exists():
+            mailing_pause(
+                mailing_id=mailing_id,
+                reason="The post is not published: resume once it is published again.",
+            )
         transaction.on_commit(partial(tasks.plan_mailing.delay, mailing_id))
 
 
