@@ -510,6 +510,25 @@ def test_a_link_followed_after_comments_closed_leaves_the_comment_to_the_moderat
     assert "comment_verified" in response.cookies  # the address is proved all the same
 
 
+def test_a_link_for_a_reply_to_a_comment_since_marked_as_spam_publishes_nothing(
+    client, post, confirm
+):
+    """A reply is shown only under a comment readers see: published under spam it
+    would be hidden, yet its writer was told "your comment is published"."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    replied_to = CommentFactory(post=post, status=Comment.Status.APPROVED)
+    _, links = confirm(client, post, parent=replied_to.pk)
+    comments.comments_mark_spam(comments=Comment.objects.filter(pk=replied_to.pk))
+
+    page = client.get(links[0])
+    response = client.post(links[0])
+
+    reply = Comment.objects.get(parent=replied_to)
+    assert reply.status == Comment.Status.PENDING
+    assert "it is published" not in page.text
+    assert response["Location"] == f"/posts/{post.slug}/#comments"
+
+
 @pytest.mark.parametrize("approved", [False, True], ids=["held", "published"])
 def test_a_link_followed_after_the_post_was_unpublished_confirms_without_a_404(
     client, post, confirm, approved

@@ -300,10 +300,13 @@ def confirming_publishes(*, comment: Comment) -> bool:
     """Whether confirming its address publishes the comment now, for the page that
     asks to confirm to say so. Publishing at once is posting: on a post unpublished
     or whose comments closed since the link was sent, or a comment a moderator has
-    marked as spam, it does not (the first two wait for a moderator)."""
+    marked as spam, it does not (the first two wait for a moderator). Nor does a
+    reply to a comment readers no longer see (marked as spam since): published, it
+    would be hidden with that comment, so it waits for a moderator too."""
     return (
         comment.status == Comment.Status.PENDING
         and comments_are_open(post=comment.post)
+        and (comment.parent is None or comment.parent.status == Comment.Status.APPROVED)
         and _skips_moderation(email=comment.email)
     )
 
