@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from posts.comments import services as comments
+from posts.comments.models import Comment
 from posts.validators import normalise_email
 
 from .emails import build_message, render_email, site_link
@@ -66,6 +67,9 @@ def comment_digest_send() -> int:
                 ],
                 "queue_url": site_link("admin:comments_comment_changelist")
                 + "?status=pending",
+                # Beyond what one email holds (a flood): without it, moderators
+                # read that 50 wait when hundreds do.
+                "more": Comment.objects.awaiting_moderators().count(),
             },
         )
         for address in recipients:

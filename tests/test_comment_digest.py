@@ -60,6 +60,28 @@ def test_a_digest_of_many_long_comments_is_not_clipped_by_gmail():
     assert sum(reported) == 120
 
 
+def test_a_digest_that_lists_some_of_the_waiting_comments_says_how_many_more_wait():
+    """A flood of comments: the digest lists what one email holds, and says the
+    rest are waiting, rather than telling moderators that 50 wait when 120 do."""
+    UserFactory(email="editor@example.org")
+    CommentFactory.create_batch(120)
+
+    send_comment_digest.delay()
+
+    message = mail.outbox[0]
+    assert "70 more comments are waiting" in message.body
+    assert "70 more comments are waiting" in message.alternatives[0][0]
+
+
+def test_a_digest_that_lists_every_waiting_comment_mentions_no_more():
+    UserFactory(email="editor@example.org")
+    CommentFactory.create_batch(2)
+
+    send_comment_digest.delay()
+
+    assert "more comment" not in mail.outbox[0].body
+
+
 def test_the_digest_shows_a_hostile_comment_as_text():
     UserFactory(email="editor@example.org")
     CommentFactory(body='<script>alert("x")</script>', name="<b>Bold</b>")
