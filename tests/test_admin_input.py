@@ -429,3 +429,64 @@ def test_a_control_character_in_a_topics_name_is_a_form_error_that_saves_nothing
     )
     assert refused_and_nothing_changed(response, before)
     assert not Organisation.objects.filter(slug="kent").exists()
+
+
+def admin_comment_form(comment, **changes) -> dict:
+    return {
+        "status": comment.status,
+        "name": comment.name,
+        "email": comment.email,
+        "website": comment.website,
+        "body": comment.body,
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "char"),
+    [
+        ("name", "\x1b"),
+        ("name", "\u202e"),
+        ("name", "\n"),
+        ("body", "\x0b"),
+        ("body", "\u2028"),
+        ("body", "\u202e"),
+    ],
+    ids=[
+        "name-escape",
+        "name-right-to-left-override",
+        "name-line-feed",
+        "body-vertical-tab",
+        "body-line-separator",
+        "body-right-to-left-override",
+    ],
+)
+def test_a_control_character_in_a_comment_edited_at_the_desk_is_a_form_error(
+    desk, field, char
+):
+    """Refused on the reader's form, a moderator's edit let them through to the
+    post page (where HTML forbids most of them) and the moderators' digest."""
+    comment = CommentFactory()
+    before = row_counts()
+
+    response = desk.post(
+        f"/admin/comments/comment/{comment.pk}/change/",
+        admin_comment_form(comment, **with_control(field, char)),
+    )
+
+    assert refused_and_nothing_changed(response, before)
+    assert getattr(type(comment).objects.get(pk=comment.pk), field) == getattr(
+        comment, field
+    )
+
+
+def test_a_comment_edited_at_the_desk_keeps_its_line_breaks_and_tabs(desk):
+    comment = CommentFactory()
+
+    desk.post(
+        f"/admin/comments/comment/{comment.pk}/change/",
+        admin_comment_form(comment, body="First line.\r\n\r\n\tSecond line."),
+    )
+
+    comment.refresh_from_db()
+    assert comment.body == "First line.\r\n\r\n\tSecond line."

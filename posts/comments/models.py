@@ -9,7 +9,13 @@ from django.utils.html import Urlizer, linebreaks
 from django.utils.safestring import SafeString, mark_safe
 
 from posts.models import Post
-from posts.validators import AddressPeriod, normalise_email, written_under
+from posts.validators import (
+    AddressPeriod,
+    normalise_email,
+    reject_control_characters,
+    reject_control_characters_in_text,
+    written_under,
+)
 
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
@@ -91,7 +97,11 @@ class Comment(models.Model):
         related_name="replies",
         limit_choices_to={"parent__isnull": True},
     )
-    name = models.CharField(max_length=NAME_MAX_LENGTH)
+    # The reader's form checks these itself; the validators hold the desk's edits
+    # to the same rule (the name and text reach the post page and the digest).
+    name = models.CharField(
+        max_length=NAME_MAX_LENGTH, validators=[reject_control_characters]
+    )
     # Never shown to readers; used to recognise a known commenter and to find a
     # person's comments when they ask for their data or its deletion.
     email = models.EmailField(max_length=EMAIL_MAX_LENGTH, db_index=True)
@@ -100,7 +110,11 @@ class Comment(models.Model):
         blank=True,
         validators=[URLValidator(schemes=["http", "https"])],
     )
-    body = models.TextField("comment", help_text="Plain text; links become clickable.")
+    body = models.TextField(
+        "comment",
+        help_text="Plain text; links become clickable.",
+        validators=[reject_control_characters_in_text],
+    )
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PENDING
     )
