@@ -1030,6 +1030,26 @@ def test_the_admin_approves_in_bulk(admin_client):
     ]
 
 
+def test_approving_a_reply_to_a_comment_marked_as_spam_says_it_stays_hidden(
+    admin_client, rf
+):
+    """A reply shows only under a comment readers see: the moderator who approves
+    one written to a comment since marked as spam is told it stays hidden, rather
+    than that it is approved and nothing more."""
+    spam = CommentFactory(status=Comment.Status.SPAM)
+    reply = CommentFactory(post=spam.post, parent=spam)
+    other = CommentFactory(post=spam.post)
+
+    response = admin_action(admin_client, "approve", [reply, other])
+
+    messages = [str(message) for message in get_messages(response.wsgi_request)]
+    assert messages == [
+        "Approved 2 comment(s). 1 of them replies to a comment readers do not see "
+        "(marked as spam or waiting), and stays hidden with it."
+    ]
+    assert f"comment-{reply.pk}" not in comments_section(rf, spam.post)
+
+
 def test_the_admin_marks_spam_in_bulk(admin_client):
     waiting = CommentFactory.create_batch(2)
     admin_action(admin_client, "mark_spam", waiting)

@@ -106,7 +106,28 @@ class CommentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve selected comments", permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[Comment]) -> None:
-        approved = services.comments_approve(comments=queryset)
+        # By id: the queue's queryset holds only pending comments, none once approved.
+        selected = Comment.objects.filter(
+            pk__in=list(queryset.values_list("pk", flat=True))
+        )
+        approved = services.comments_approve(comments=selected)
+        # A reply shows only under a comment readers see (CommentQuerySet.shown):
+        # "approved", and nothing more, left the moderator looking for it.
+        hidden = selected.count() - selected.shown().count()
+        if hidden:
+            replies = (
+                "replies to a comment readers do not see (marked as spam or "
+                "waiting), and stays hidden with it"
+                if hidden == 1
+                else "reply to comments readers do not see (marked as spam or "
+                "waiting), and stay hidden with them"
+            )
+            self.message_user(
+                request,
+                f"Approved {approved} comment(s). {hidden} of them {replies}.",
+                level=messages.WARNING,
+            )
+            return
         self.message_user(
             request, f"Approved {approved} comment(s).", level=messages.SUCCESS
         )
