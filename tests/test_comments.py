@@ -364,6 +364,24 @@ def test_an_address_without_approved_comments_is_sent_no_confirmation(
     assert Comment.objects.get(post=post).status == Comment.Status.PENDING
 
 
+def test_no_link_promising_publication_is_emailed_once_comments_have_closed(
+    client, post, celery_eager, django_capture_on_commit_callbacks
+):
+    """The email says confirming publishes the comment at once: sent late (a worker
+    down for a while), after the author closed comments, it promised what its page
+    then refused."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    with django_capture_on_commit_callbacks() as emails_to_send:
+        comment_on(client, post)
+    comments.comments_close(posts=Post.objects.filter(pk=post.pk))
+
+    for send in emails_to_send:
+        send()
+
+    assert mail.outbox == []
+    assert Comment.objects.get(post=post).status == Comment.Status.PENDING
+
+
 def test_a_known_address_is_emailed_at_most_once_an_hour(post, confirm):
     CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
 

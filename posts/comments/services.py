@@ -241,13 +241,19 @@ def comment_claim_confirmation(*, comment_id: int, now: datetime) -> Comment | N
     None if nobody is to be emailed.
 
     Only a known commenter gets one (proving an address skips moderation only for
-    them), and each address at most once per CONFIRMATION_INTERVAL. The request
+    them), while confirming would still publish the comment (the email promises
+    it), and each address at most once per CONFIRMATION_INTERVAL. The request
     that held the comment answered the same either way; this runs later, in the
     email service's task. Call it inside the transaction that sends the email, so
     a refused send leaves the comment unclaimed for a retry.
     """
-    comment = Comment.objects.pending().filter(pk=comment_id).first()
-    if comment is None or not _skips_moderation(email=comment.email):
+    comment = (
+        Comment.objects.pending()
+        .filter(pk=comment_id)
+        .select_related("post", "parent")
+        .first()
+    )
+    if comment is None or not confirming_publishes(comment=comment):
         return None
     recently = Comment.objects.for_email(comment.email).filter(
         confirmation_sent_at__gt=now - CONFIRMATION_INTERVAL
