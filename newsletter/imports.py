@@ -70,6 +70,8 @@ class ImportReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     created: int = 0
     updated: int = 0
+    # Subscribed already, on the consent the row records: the same file again.
+    unchanged: int = 0
     imported: bool = False
 
 
@@ -242,6 +244,18 @@ def _skip_those_who_left(report: ImportReport) -> None:
     report.rows = [row for row in report.rows if row.line not in left]
 
 
+def _consents_recorded(subscribers: list[Subscriber]) -> set[tuple[int, str, datetime]]:
+    """(subscriber id, source, when given) of these subscribers' confirmed consents."""
+    recorded = set()
+    for chunk in _chunks([subscriber.pk for subscriber in subscribers]):
+        recorded.update(
+            Consent.objects.filter(
+                subscriber_id__in=chunk, confirmed_at__isnull=False
+            ).values_list("subscriber_id", "source", "created_at")
+        )
+    return recorded
+
+
 def import_rows(*, report: ImportReport) -> ImportReport:
     """Write the report's valid rows, all in one transaction."""
     with transaction.atomic():
@@ -255,9 +269,19 @@ def import_rows(*, report: ImportReport) -> ImportReport:
                     email__in=chunk
                 )
             )
+        recorded = _consents_recorded(list(existing.values()))
         new, consents, skipped = [], [], []
         for row in report.rows:
             subscriber = existing.get(row.email)
+            if (
+                subscriber is not None
+                and subscriber.status == Subscriber.Status.ACTIVE
+                and (subscriber.pk, row.source, row.consented_at) in recorded
+            ):
+                # Imported before: a second consent record of the same consent
+                # would be a second subscription in the reader's history.
+                report.unchanged += 1
+                continue
             if subscriber is None:
                 subscriber = Subscriber(
                     email=row.email,

@@ -308,7 +308,8 @@ def test_an_exported_address_that_starts_like_a_formula_imports_as_itself(author
     kept = io.StringIO()
     csv.writer(kept).writerows(row[:4] for row in rows)
     report = upload(author, kept.getvalue()).context["report"]
-    assert (report.created, report.updated, report.rejected) == (0, 1, [])
+    # The reader, found under their own address, on the consent already recorded.
+    assert (report.created, report.unchanged, report.rejected) == (0, 1, [])
     assert list(Subscriber.objects.values_list("email", flat=True)) == [
         "-reader@example.org"
     ]
@@ -667,3 +668,15 @@ def test_an_address_on_the_suppression_list_is_refused_at_the_desk(client):
     assert response.status_code == 200
     assert "is on the suppression list" in response.text
     assert not Subscriber.objects.exists()
+
+
+def test_importing_the_same_file_again_changes_nothing(author):
+    upload(author, HEADER + GOOD)
+    before = list(Consent.objects.values_list("subscriber__email", "source"))
+
+    again = upload(author, HEADER + GOOD)
+
+    assert list(Consent.objects.values_list("subscriber__email", "source")) == before
+    report = again.context["report"]
+    assert (report.created, report.updated, report.unchanged) == (0, 0, 2)
+    assert "2 already subscribed on this consent" in again.content.decode()
