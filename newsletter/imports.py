@@ -73,14 +73,37 @@ class ImportReport:
     # Subscribed already, on the consent the row records: the same file again.
     unchanged: int = 0
     imported: bool = False
+    # "cp1252" when the file was not UTF-8, so the author can check its accents.
+    encoding: str = "utf-8"
+
+
+def _decoded(data: bytes) -> tuple[str, str]:
+    """The file's text and the encoding it was read in."""
+    # No text file holds a NUL byte; a workbook (.xlsx, .xls, .ods) or any other
+    # binary file does, and read as text it only failed on its "header".
+    if b"\x00" in data[:4096] or data.startswith(b"PK\x03\x04"):
+        raise ImportFileError(
+            "The file is not a CSV text file (a spreadsheet workbook?): save it "
+            "from the spreadsheet as “CSV UTF-8”."
+        )
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # What Excel's "CSV (Comma delimited)" writes on a Windows machine set to
+    # English: refused, a list with one "Zoë" in it could not be imported at all.
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(
+            "The file is neither UTF-8 nor Windows-1252 text: save it from the "
+            "spreadsheet as “CSV UTF-8”."
+        ) from exc
 
 
 def read_csv(data: bytes) -> ImportReport:
     """Validate every row of the file; write nothing."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ImportFileError("The file is not UTF-8 text.") from exc
+    text, encoding = _decoded(data)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -95,7 +118,7 @@ def read_csv(data: bytes) -> ImportReport:
             f"export, which adds {','.join(EXPORT_COLUMNS)}, is taken as it is); "
             f"found {','.join(header)}."
         )
-    report = ImportReport()
+    report = ImportReport(encoding=encoding)
     first_line_of: dict[str, int] = {}
     try:
         for values in reader:

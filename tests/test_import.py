@@ -197,10 +197,11 @@ def test_suppressed_addresses_are_skipped_and_stay_out(author):
     [
         (b"", "The submitted file is empty."),
         ("\ufeff".encode(), "The file is empty."),
-        (b"\xff\xfe\x00bad", "The file is not UTF-8 text."),
+        (b"\xff\xfe\x00bad", "The file is not a CSV text file"),
+        (b"email\x81\x8d,name\n", "The file is neither UTF-8 nor Windows-1252"),
         (b"mail,who\nx@example.org,X\n", "The first line must be the header"),
     ],
-    ids=["empty", "only a byte-order mark", "not utf-8", "wrong header"],
+    ids=["empty", "only a byte-order mark", "utf-16", "not text", "wrong header"],
 )
 def test_an_unreadable_file_gets_a_clear_error_and_nothing_changes(
     author, content, message
@@ -680,3 +681,28 @@ def test_importing_the_same_file_again_changes_nothing(author):
     report = again.context["report"]
     assert (report.created, report.updated, report.unchanged) == (0, 0, 2)
     assert "2 already subscribed on this consent" in again.content.decode()
+
+
+def test_a_file_excel_saved_in_windows_1252_imports_with_its_accents(author):
+    """Excel's "CSV (Comma delimited)" on Windows writes the names in Windows-1252,
+    not UTF-8."""
+    text = HEADER + "zoe@example.org,Zoë Brontë,Café sign-up \u2013 2025,2025-10-01\r\n"
+    response = author.post(
+        IMPORT_URL,
+        {"file": SimpleUploadedFile("list.csv", text.encode("cp1252"), "text/csv")},
+    )
+    assert response.status_code == 200
+    reader = Subscriber.objects.get(email="zoe@example.org")
+    assert reader.name == "Zoë Brontë"
+    assert reader.consents.get().source == "Café sign-up \u2013 2025"
+    assert "read as Windows-1252" in response.content.decode()
+
+
+def test_a_workbook_uploaded_instead_of_its_csv_is_refused_saying_so(author):
+    workbook = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00[Content_Types].xml"
+    response = author.post(
+        IMPORT_URL, {"file": SimpleUploadedFile("list.xlsx", workbook)}
+    )
+    assert response.status_code == 400
+    assert "not a CSV text file" in response.content.decode()
+    assert not Subscriber.objects.exists()

@@ -126,7 +126,7 @@ class PausedFilter(admin.SimpleListFilter):
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
-        help_text="UTF-8, with the header line: "
+        help_text="UTF-8 (or Excel's Windows-1252), with the header line: "
         + ",".join(imports.COLUMNS)
         + ". The desk's export is taken as it is: only its subscribed readers "
         "come in.",
