@@ -104,7 +104,11 @@ def _decoded(data: bytes) -> tuple[str, str]:
 def read_csv(data: bytes) -> ImportReport:
     """Validate every row of the file; write nothing."""
     text, encoding = _decoded(data)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # Excel separates cells with ';' where the decimal mark is a comma: told by
+    # the header, whose names hold neither.
+    first_line = text.partition("\n")[0]
+    delimiter = ";" if ";" in first_line and "," not in first_line else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration as exc:

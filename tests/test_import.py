@@ -706,3 +706,24 @@ def test_a_workbook_uploaded_instead_of_its_csv_is_refused_saying_so(author):
     assert response.status_code == 400
     assert "not a CSV text file" in response.content.decode()
     assert not Subscriber.objects.exists()
+
+
+def test_excels_semicolon_separated_csv_imports_as_a_comma_separated_one(author):
+    """Excel writes ';' between cells where the decimal mark is a comma (a
+    contributor's French or German Excel)."""
+    response = upload(
+        author,
+        "Email;Name;Consent source;Consent date\r\n"
+        'a@example.org;"Dupont, Alex";Salon; Lyon;2026-10-01\r\n'
+        "b@example.org;;Liste;2025-03-15\r\n",
+    )
+    assert rejected_lines(response) == [(2, "expected 4 columns, found 5")]
+    response = upload(
+        author,
+        "Email;Name;Consent source;Consent date\r\n"
+        'a@example.org;"Dupont, Alex";"Salon; Lyon";2026-10-01\r\n'
+        "b@example.org;;Liste;2025-03-15\r\n",
+    )
+    assert response.context["report"].created == 2
+    alex = Subscriber.objects.get(email="a@example.org")
+    assert (alex.name, alex.consents.get().source) == ("Dupont, Alex", "Salon; Lyon")
