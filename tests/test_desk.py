@@ -149,6 +149,36 @@ def test_readers_now_by_status_topic_and_frequency(rf):
     }
 
 
+def test_the_readers_list_filtered_by_frequency_finds_as_many_as_the_desk_counts(
+    rf, client
+):
+    """The author reads "As it is published: 2" on the desk and filters the
+    readers' list for them: a reader who never chose follows everything as
+    published, and is found there too."""
+    a, b, _never_chose = readers(3)
+    follow(a, SubscriberTopic.Kind.EVERYTHING, "", Frequency.WEEKLY)
+    follow(b, SubscriberTopic.Kind.REGION, "wales", Frequency.INSTANT)
+    user = UserFactory()
+    desk = desk_of(rf, user)
+    client.force_login(user)
+    receiving = {"status__exact": Status.ACTIVE, "paused": "no"}
+
+    for value, label in Frequency.choices:
+        listed = client.get(
+            "/admin/newsletter/subscriber/",
+            {**receiving, "frequency": value},
+        )
+        assert listed.context["cl"].result_count == dict(desk.frequencies)[label]
+    everything = client.get(
+        "/admin/newsletter/subscriber/",
+        {**receiving, "follows": "everything"},
+    )
+    desk_topics = dict(desk.topics)
+    assert everything.context["cl"].result_count == (
+        desk_topics["Everything"] + desk_topics["Everything (never chose)"]
+    )
+
+
 def test_growth_weeks_add_up_and_sources_name_the_page(rf):
     now = timezone.now()
     weeks_ago = [now - timedelta(weeks=n) for n in range(GROWTH_WEEKS + 2)]

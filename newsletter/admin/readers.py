@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Exists, OuterRef, Subquery
 from django.http import (
     HttpRequest,
     StreamingHttpResponse,
@@ -123,6 +123,45 @@ class PausedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class _TopicsFilter(admin.SimpleListFilter):
+    """Readers by a field of what they follow, counting one who never chose as
+    the desk does: following everything, as it is published. Django's own filter
+    of the topics' rows left them out, and the list found fewer than the desk
+    said."""
+
+    field: str
+    never_chose: str  # the value a reader with no topics has
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        topics = SubscriberTopic.objects.filter(subscriber=OuterRef("pk"))
+        matches = Exists(topics.filter(**{self.field: self.value()}))
+        if self.value() == self.never_chose:
+            matches |= ~Exists(topics)
+        return queryset.filter(matches)
+
+
+class FollowsFilter(_TopicsFilter):
+    title = "follows"
+    parameter_name = "follows"
+    field = "kind"
+    never_chose = SubscriberTopic.Kind.EVERYTHING
+
+    def lookups(self, request, model_admin):
+        return SubscriberTopic.Kind.choices
+
+
+class FrequencyFilter(_TopicsFilter):
+    title = "how often"
+    parameter_name = "frequency"
+    field = "frequency"
+    never_chose = SubscriberTopic.Frequency.INSTANT
+
+    def lookups(self, request, model_admin):
+        return SubscriberTopic.Frequency.choices
+
+
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
@@ -181,7 +220,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "created_at",
         "confirmed_at",
     ]
-    list_filter = ["status", PausedFilter, "topics__kind", "topics__frequency"]
+    list_filter = ["status", PausedFilter, FollowsFilter, FrequencyFilter]
     search_fields = ["email", "name"]
     readonly_fields = [
         "status",
