@@ -394,6 +394,27 @@ def test_bulk_unsubscribe_and_suppress(author):
     assert list(Subscriber.objects.confirmed()) == [kept]
 
 
+def test_bulk_unsubscribe_says_which_readers_it_changed_and_which_had_left(author):
+    receiving, pending = (
+        SubscriberFactory(),
+        SubscriberFactory(status=Subscriber.Status.PENDING),
+    )
+    bounced = SubscriberFactory(status=Subscriber.Status.BOUNCED)
+    address_suppress(email=bounced.email, reason=Suppression.Reason.HARD_BOUNCE)
+
+    response = action(author, "unsubscribe", [receiving, pending, bounced])
+
+    assert sorted(Subscriber.objects.values_list("status", flat=True)) == [
+        "bounced",
+        "unsubscribed",
+        "unsubscribed",
+    ]
+    assert [str(m) for m in response.wsgi_request._messages] == [
+        "2 subscribers unsubscribed; left as they were, out of the list already "
+        "(bounced, complained or suppressed): 1."
+    ]
+
+
 def test_the_suppression_list_is_searchable_by_address(author):
     address_suppress(email="spam@example.org", reason=Suppression.Reason.COMPLAINT)
     address_suppress(email="other@example.org", reason=Suppression.Reason.HARD_BOUNCE)

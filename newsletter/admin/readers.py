@@ -425,11 +425,22 @@ class SubscriberAdmin(admin.ModelAdmin):
         description="Unsubscribe selected subscribers", permissions=["change"]
     )
     def unsubscribe(self, request, queryset):
-        count = 0
+        count = kept = 0
         for subscriber in queryset.iterator():
             subscriptions.subscriber_unsubscribe(subscriber=subscriber)
-            count += 1
-        self.message_user(request, f"{count} subscribers unsubscribed.")
+            # A bounce, complaint or the author's suppression is stronger than
+            # an unsubscribe and stays: the message said they were unsubscribed.
+            if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
+                count += 1
+            else:
+                kept += 1
+        message = f"{count} subscribers unsubscribed"
+        if kept:
+            message += (
+                "; left as they were, out of the list already (bounced, "
+                f"complained or suppressed): {kept}"
+            )
+        self.message_user(request, message + ".")
 
     @admin.action(
         description="Suppress selected addresses (never email them)",
