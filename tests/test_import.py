@@ -14,7 +14,15 @@ from django.utils import timezone
 
 from newsletter import imports
 from newsletter.desk import desk_for
-from newsletter.models import Consent, Event, Subscriber, Suppression
+from newsletter.models import (
+    Batch,
+    Consent,
+    Delivery,
+    Event,
+    Mailing,
+    Subscriber,
+    Suppression,
+)
 from newsletter.subscriptions import (
     address_suppress,
     email_change_confirm,
@@ -452,6 +460,38 @@ def test_the_desk_lifts_a_bounce_but_not_an_erased_persons_suppression(author):
 
     upload(author, HEADER + "erased@example.org,,Sheet,2026-10-01\n")
     assert not Subscriber.objects.filter(email="erased@example.org").exists()
+
+
+def test_a_readers_page_counts_the_newsletter_emails_sent_them_and_lists_them(
+    author,
+):
+    reader, other = SubscriberFactory.create_batch(2)
+    for n, (status, to) in enumerate(
+        [
+            (Delivery.Status.SENT, reader),
+            (Delivery.Status.SENT, reader),
+            (Delivery.Status.FAILED, reader),
+            (Delivery.Status.SENT, other),
+        ]
+    ):
+        mailing = Mailing.objects.create(
+            kind=Mailing.Kind.DIGEST,
+            frequency="daily",
+            slot=timezone.now() - timedelta(days=n),
+            period=(timezone.now() - timedelta(days=n)).date(),
+        )
+        batch = Batch.objects.create(mailing=mailing, number=1, size=1)
+        Delivery.objects.create(
+            mailing=mailing, batch=batch, subscriber=to, status=status
+        )
+
+    page = author.get(f"/admin/newsletter/subscriber/{reader.pk}/change/")
+
+    html = page.content.decode()
+    assert "2 sent, 1 failed" in html
+    (listing,) = re.findall(r'href="(/admin/newsletter/delivery/\?[^"]*)"', html)
+    listed = author.get(listing.replace("&amp;", "&"))
+    assert listed.context["cl"].result_count == 3
 
 
 def test_the_desk_cannot_set_when_a_reader_last_asked_for_a_link(author):

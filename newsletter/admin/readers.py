@@ -14,6 +14,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from posts.admin import LabelledFieldsFormSet
 from posts.validators import addresses_as_stored, clean_email
@@ -239,6 +240,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         # do neither by editing a date.
         "engagement_agreed_at",
         "last_digest_owed",
+        "newsletter_emails",
     ]
     inlines = [SubscriberTopicInline, ConsentInline]
     actions = ["export_csv", "unsubscribe", "suppress"]
@@ -283,6 +285,30 @@ class SubscriberAdmin(admin.ModelAdmin):
         # page; the next round at their hour sends it and clears it.
         return display_for_field(
             obj.digest_owed_until, Subscriber._meta.get_field("digest_owed_until"), "-"
+        )
+
+    @admin.display(description="Newsletter emails")
+    def newsletter_emails(self, obj: Subscriber):
+        # What the ledger holds for the reader, by outcome, and the rows
+        # themselves: the page showed their consents and topics, never a word
+        # of what they were sent.
+        if obj.pk is None:
+            return "-"
+        counts = dict(obj.deliveries.values_list("status").annotate(n=Count("pk")))
+        if not counts:
+            return "None yet"
+        labels = dict(Delivery.Status.choices)
+        summary = ", ".join(
+            f"{counts[status]} {labels[status].lower()}"
+            for status in labels
+            if status in counts
+        )
+        listing = reverse("admin:newsletter_delivery_changelist")
+        return format_html(
+            '{} (<a href="{}?subscriber__id__exact={}">list them</a>)',
+            summary,
+            listing,
+            obj.pk,
         )
 
     def save_related(self, request, form, formsets, change):
