@@ -494,6 +494,20 @@ def test_a_readers_page_counts_the_newsletter_emails_sent_them_and_lists_them(
     assert listed.context["cl"].result_count == 3
 
 
+def test_a_readers_emails_are_found_by_their_address_as_they_write_it(author):
+    reader = SubscriberFactory(email="reader@xn--bcher-kva.example")
+    slot = timezone.now()
+    mailing = Mailing.objects.create(
+        kind=Mailing.Kind.DIGEST, frequency="daily", slot=slot, period=slot.date()
+    )
+    batch = Batch.objects.create(mailing=mailing, number=1, size=1)
+    Delivery.objects.create(mailing=mailing, batch=batch, subscriber=reader)
+
+    found = author.get("/admin/newsletter/delivery/", {"q": "Reader@Bücher.example"})
+
+    assert found.context["cl"].result_count == 1
+
+
 def test_the_desk_cannot_set_when_a_reader_last_asked_for_a_link(author):
     reader = SubscriberFactory()
     page = author.get(f"/admin/newsletter/subscriber/{reader.pk}/change/")

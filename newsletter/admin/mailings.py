@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from posts.validators import row_id_in
+from posts.validators import addresses_as_stored, row_id_in
 
 from .. import delivery
 from ..delivery.provider import CannotAsk
@@ -432,6 +432,13 @@ class DeliveryAdmin(admin.ModelAdmin):
         "last_event",
         "last_event_at",
     ]
+
+    def get_search_results(self, request, queryset, search_term):
+        # As the readers' list does: an address typed the reader's way
+        # (Reader@Bücher.example) is looked for in its stored form.
+        return super().get_search_results(
+            request, queryset, addresses_as_stored(search_term)
+        )
 
     def has_add_permission(self, request) -> bool:
         return False
