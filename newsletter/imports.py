@@ -116,6 +116,10 @@ def read_csv(data: bytes) -> ImportReport:
     except csv.Error as exc:
         raise ImportFileError(f"The file is not valid CSV: {exc}") from exc
     header = [column.strip().lower().replace(" ", "_") for column in header]
+    # A spreadsheet column whose cells were cleared, not deleted, stays in its CSV
+    # as an empty cell at the end of every line: nothing in it to refuse.
+    while header and not header[-1]:
+        header.pop()
     if header not in (COLUMNS, COLUMNS + EXPORT_COLUMNS):
         raise ImportFileError(
             f"The first line must be the header {','.join(COLUMNS)} (the desk's "
@@ -159,6 +163,8 @@ class LeftTheList(Exception):
 
 def _parse_row(line: int, values: list[str], *, exported: bool = False) -> Row:
     expected = len(COLUMNS) + len(EXPORT_COLUMNS) * exported
+    while len(values) > expected and not values[-1].strip():
+        values = values[:-1]  # a cleared column's empty cell (see read_csv)
     if len(values) != expected:
         raise ValidationError(f"expected {expected} columns, found {len(values)}")
     values = [_unquoted(value).strip() for value in values]

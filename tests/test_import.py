@@ -802,3 +802,18 @@ def test_excels_semicolon_separated_csv_imports_as_a_comma_separated_one(author)
     assert response.context["report"].created == 2
     alex = Subscriber.objects.get(email="a@example.org")
     assert (alex.name, alex.consents.get().source) == ("Dupont, Alex", "Salon; Lyon")
+
+
+def test_empty_columns_a_spreadsheet_left_at_the_end_of_each_line_are_ignored(author):
+    """A column whose cells were cleared, not deleted, stays in the spreadsheet's
+    CSV as a trailing comma on every line."""
+    response = upload(
+        author,
+        "email,name,consent_source,consent_date,,\r\n"
+        "a@example.org,Alex,Sheet,2026-10-01,,\r\n"
+        "b@example.org,,Sheet,2026-10-01,,\r\n"
+        "c@example.org,Cy,Sheet,2026-10-01,a note,\r\n",
+    )
+    assert rejected_lines(response) == [(4, "expected 4 columns, found 5")]
+    assert upload(author, HEADER + GOOD.replace("\n", ",\n")).status_code == 200
+    assert Subscriber.objects.count() == 2
