@@ -573,6 +573,17 @@ def test_an_editor_moderates_comments_but_cannot_see_readers(editor):
     assert client.get("/admin/newsletter/subscriber/import/").status_code == 403
 
 
+def test_a_contributor_who_may_only_view_readers_is_offered_no_import(contributor):
+    contributor.user_permissions.add(Permission.objects.get(codename="view_subscriber"))
+    client = desk(contributor)
+
+    page = client.get("/admin/newsletter/subscriber/")
+
+    assert page.status_code == 200
+    assert "Import from CSV" not in page.content.decode()
+    assert client.get("/admin/newsletter/subscriber/import/").status_code == 403
+
+
 def daily_digest(day: int, **fields) -> Mailing:
     """The daily digest round of that day of November 2026, at 07:00."""
     return Mailing.objects.create(

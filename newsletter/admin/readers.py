@@ -355,17 +355,20 @@ class SubscriberAdmin(admin.ModelAdmin):
             "status_counts": [
                 (labels[status], counts.get(status, 0)) for status in labels
             ],
+            # The button only for those the import page lets in.
+            "can_import": self.has_import_permission(request),
             "paused_count": Subscriber.objects.filter(
                 status=Subscriber.Status.ACTIVE, paused_at__isnull=False
             ).count(),
         }
         return super().changelist_view(request, extra_context)
 
-    def import_view(self, request: HttpRequest):
+    def has_import_permission(self, request: HttpRequest) -> bool:
         # An import adds subscribers and records consent on existing ones.
-        if not (
-            self.has_add_permission(request) and self.has_change_permission(request)
-        ):
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def import_view(self, request: HttpRequest):
+        if not self.has_import_permission(request):
             raise PermissionDenied
         form = ImportForm(request.POST or None, request.FILES or None)
         report = None
