@@ -278,13 +278,32 @@ def test_the_export_leads_with_the_imports_columns_and_holds_no_live_formula(aut
         )
     response = action(author, "export_csv", [reader])
     assert response.status_code == 200
-    assert response["Content-Type"] == "text/csv"
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(
+        csv.reader(
+            io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))
+        )
+    )
     assert rows[0][:4] == ["email", "name", "consent_source", "consent_date"]
     assert rows[1][0] == "reader@example.org"
     assert rows[1][1] == "'=cmd|' /C calc'!A0"  # never a live formula
     assert rows[1][2:4] == ["Sheet", str(given)]
     assert rows[1][4] == "active"
+
+
+def test_the_export_tells_a_spreadsheet_it_is_utf_8_and_imports_back(author):
+    """Excel reads a CSV without a byte-order mark in the machine's code page:
+    "Zoë" showed as "ZoÃ«"."""
+    reader = SubscriberFactory(email="zoe@example.org", name="Zoë")
+    confirmed_consent(reader, "Café", timezone.now() - timedelta(days=1))
+
+    response = action(author, "export_csv", [reader])
+
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    exported = b"".join(response.streaming_content)
+    assert exported.startswith("\ufeffemail,".encode())
+    assert "zoe@example.org,Zoë,Café," in exported.decode("utf-8-sig")
+    report = upload(author, exported.decode()).context["report"]
+    assert (report.rejected, report.unchanged) == ([], 1)
 
 
 def test_the_exports_file_is_named_for_the_authors_own_clock(author):
@@ -311,7 +330,7 @@ def test_an_exported_address_that_starts_like_a_formula_imports_as_itself(author
         confirmed_at=timezone.now(),
     )
     exported = b"".join(action(author, "export_csv", [reader]).streaming_content)
-    rows = list(csv.reader(io.StringIO(exported.decode())))
+    rows = list(csv.reader(io.StringIO(exported.decode("utf-8-sig"))))
     assert rows[1][:3] == ["'-reader@example.org", "'=Sam", "'+44 sign-up sheet"]
     # The author keeps the columns the import takes, and imports the file.
     kept = io.StringIO()

@@ -1,4 +1,5 @@
 import csv
+from itertools import chain
 
 from anymail.signals import EventType
 from django import forms
@@ -30,7 +31,7 @@ from ..models import (
     SubscriberTopic,
     Suppression,
 )
-from .spreadsheets import csv_cell
+from .spreadsheets import BYTE_ORDER_MARK, csv_cell
 
 # A reader's row for everything: its kind, and no value.
 EVERYTHING = f"{SubscriberTopic.Kind.EVERYTHING}:"
@@ -442,7 +443,9 @@ class SubscriberAdmin(admin.ModelAdmin):
             writer.writerow([csv_cell(value) for value in row])
             for row in [header, *rows.iterator(chunk_size=2000)]
         )
-        response = StreamingHttpResponse(lines, content_type="text/csv")
+        response = StreamingHttpResponse(
+            chain([BYTE_ORDER_MARK], lines), content_type="text/csv; charset=utf-8"
+        )
         # The author's own clock (London), not UTC: an hour behind all summer.
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
         response["Content-Disposition"] = (
