@@ -358,8 +358,10 @@ def test_the_admin_report_shows_the_figures_and_the_rules(admin_client, story):
 def test_the_report_downloads_as_csv(admin_client, story):
     response = admin_client.get(f"/admin/newsletter/postreport/{story.pk}/csv/")
     assert response.status_code == 200
-    assert response["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    # Excel opened it as the machine's code page: a post on Ynys Môn was garbled.
+    assert response.content.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert ["Recipients", "6", "", ""] in rows
     assert ["Opens", "", "1", "2"] in rows
     assert [REPORT, "", "1", "1"] in rows
@@ -639,7 +641,7 @@ def test_the_admin_report_names_no_group_under_ten(admin_client, followed):
             io.StringIO(
                 admin_client.get(
                     f"/admin/newsletter/postreport/{followed.pk}/csv/"
-                ).content.decode()
+                ).content.decode("utf-8-sig")
             )
         )
     )

@@ -24,7 +24,7 @@ from ..reports import (
     post_report,
     post_report_rows,
 )
-from .spreadsheets import csv_cell
+from .spreadsheets import BYTE_ORDER_MARK, csv_cell
 
 # Fixing where a sent link goes changes what the post's mailings do: the
 # permission Editors hold to pause or cancel them.
@@ -176,6 +176,7 @@ class PostReportAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = (
             f'attachment; filename="report-{report["post"]}.csv"'
         )
+        response.write(BYTE_ORDER_MARK)  # Excel reads UTF-8 only after one
         csv.writer(response).writerows(
             [csv_cell(value) for value in row] for row in post_report_rows(report)
         )
