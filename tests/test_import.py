@@ -111,6 +111,14 @@ def test_a_file_with_bad_rows_reports_each_line_and_imports_nothing(author):
     assert not Subscriber.objects.exists()
 
 
+def test_a_file_of_only_bad_rows_offers_no_import_of_its_valid_ones(author):
+    # The page offered to "import the 0 valid rows without them".
+    page = upload(author, HEADER + BAD).content.decode()
+    assert "No line of the file is valid" in page
+    assert "import the valid rows" not in page
+    assert "to import the 2 valid rows" in upload(author, HEADER + GOOD + BAD).text
+
+
 def test_a_name_that_shows_nothing_is_rejected_as_the_subscribe_form_rejects_it(
     author,
 ):
