@@ -225,3 +225,19 @@ def check_claim_outlasts_a_step(app_configs, **kwargs) -> list[checks.CheckMessa
             id="newsletter.E003",
         )
     ]
+
+
+@checks.register()
+def check_beat_intervals(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """A beat task's interval of 0 seconds or less (POSTS_ANNOUNCE_EVERY_SECONDS,
+    NEWSLETTER_REAP_EVERY_SECONDS, COMMENTS_DIGEST_EVERY_SECONDS) ran it again and
+    again, the moderators' email among them."""
+    return [
+        checks.Error(
+            f"Beat's task {name} is set to run every {entry['schedule']} seconds.",
+            hint="Give its *_EVERY_SECONDS variable a whole number above 0.",
+            id="newsletter.E009",
+        )
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+        if isinstance(entry["schedule"], int | float) and entry["schedule"] <= 0
+    ]

@@ -52,3 +52,21 @@ def test_an_smtp_server_without_a_timeout_short_enough_fails_the_checks(
 
     settings.EMAIL_TIMEOUT = 30  # the default
     assert check() == ""
+
+
+def test_a_beat_task_set_to_run_every_0_seconds_fails_the_checks(settings):
+    # COMMENTS_DIGEST_EVERY_SECONDS=0: the moderators' email, over and over.
+    digest = settings.CELERY_BEAT_SCHEDULE["email-comment-digest"]
+    settings.CELERY_BEAT_SCHEDULE = {
+        **settings.CELERY_BEAT_SCHEDULE,
+        "email-comment-digest": {**digest, "schedule": 0},
+    }
+    errors = check()
+    assert "newsletter.E009" in errors
+    assert "email-comment-digest is set to run every 0 seconds" in errors
+
+    settings.CELERY_BEAT_SCHEDULE = {
+        **settings.CELERY_BEAT_SCHEDULE,
+        "email-comment-digest": digest,
+    }
+    assert check() == ""
