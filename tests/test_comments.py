@@ -998,6 +998,28 @@ def test_closing_comments_takes_the_permission_to_change_comment_settings(client
 # Moderation in the admin ----------------------------------------------------------
 
 
+def test_the_desk_offers_view_on_site_only_for_a_comment_readers_can_see(admin_client):
+    # "View on site" of a waiting comment led to the post's page, without it.
+    shown = CommentFactory(status="approved")
+    waiting = CommentFactory(post=shown.post)
+    reply_to_spam = CommentFactory(
+        post=shown.post,
+        parent=CommentFactory(post=shown.post, status="spam"),
+        status="approved",
+    )
+    under_a_draft = CommentFactory(status="approved", post=PostFactory())
+
+    def offered(comment) -> bool:
+        page = admin_client.get(f"/admin/comments/comment/{comment.pk}/change/")
+        assert page.status_code == 200
+        return "View on site" in page.text
+
+    assert offered(shown)
+    assert not offered(waiting)
+    assert not offered(reply_to_spam)
+    assert not offered(under_a_draft)
+
+
 def admin_action(admin_client, action, selected, **extra):
     return admin_client.post(
         "/admin/comments/comment/",

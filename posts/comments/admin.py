@@ -89,6 +89,15 @@ class CommentAdmin(admin.ModelAdmin):
         # Comments come from readers through the post page.
         return False
 
+    def view_on_site(self, comment: Comment) -> str | None:
+        """Offered only for a comment readers can see there: a waiting one, or one
+        under a post off the site, led to a page without it."""
+        if comment.post.is_published and Comment.objects.shown().filter(
+            pk=comment.pk
+        ).exists():
+            return comment.get_absolute_url()
+        return None
+
     def save_model(self, request, obj, form, change) -> None:
         # Through the service, which retires the cached pages that show the comment.
         services.comment_edit(comment=obj)
