@@ -128,9 +128,11 @@ def read_csv(data: bytes) -> ImportReport:
         )
     report = ImportReport(encoding=encoding)
     first_line_of: dict[str, int] = {}
+    ended = reader.line_num  # the header's last line
     try:
         for values in reader:
-            line = reader.line_num
+            # A quoted cell may hold line breaks: a row is named by its first line.
+            line, ended = ended + 1, reader.line_num
             if not any(value.strip() for value in values):
                 continue
             if len(report.rows) + len(report.rejected) >= MAX_ROWS:

@@ -111,6 +111,19 @@ def test_a_file_with_bad_rows_reports_each_line_and_imports_nothing(author):
     assert not Subscriber.objects.exists()
 
 
+def test_a_row_whose_quoted_cell_holds_a_line_break_is_named_by_its_first_line(
+    author,
+):
+    # It was named by its last line, and the author looked for it a line too low.
+    response = upload(
+        author,
+        HEADER
+        + 'a@example.org,"Alex\nSmith",Form,2026-10-01\n'
+        + "not-an-address,Bad,Form,2026-10-01\n",
+    )
+    assert [line for line, _ in rejected_lines(response)] == [2, 4]
+
+
 def test_a_file_of_only_bad_rows_offers_no_import_of_its_valid_ones(author):
     # The page offered to "import the 0 valid rows without them".
     page = upload(author, HEADER + BAD).content.decode()
