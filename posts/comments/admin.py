@@ -92,9 +92,10 @@ class CommentAdmin(admin.ModelAdmin):
     def view_on_site(self, comment: Comment) -> str | None:
         """Offered only for a comment readers can see there: a waiting one, or one
         under a post off the site, led to a page without it."""
-        if comment.post.is_published and Comment.objects.shown().filter(
-            pk=comment.pk
-        ).exists():
+        if (
+            comment.post.is_published
+            and Comment.objects.shown().filter(pk=comment.pk).exists()
+        ):
             return comment.get_absolute_url()
         return None
 
