@@ -60,3 +60,7 @@ urlpatterns = [
     path("", include("posts.urls")),
     path("", include("posts.comments.urls")),
 ]
+
+# With the security headers, wherever the error is raised (views.server_error).
+handler400 = "newsletter.views.bad_request"
+handler500 = "newsletter.views.server_error"

@@ -1,6 +1,7 @@
 from urllib.parse import urlsplit
 
 from csp.decorators import csp_update
+from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.db import connection
 from django.http import (
@@ -9,8 +10,11 @@ from django.http import (
     HttpResponse,
     JsonResponse,
 )
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.shortcuts import render
 from django.urls import reverse
+from django.views import defaults
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -283,3 +287,32 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     if response is None:
         raise Http404("This link is not valid.")
     return response
+
+
+# The 400 and 500 pages (newsletter/urls.py's handlers). Django makes them where the
+# exception is raised: above the CSP and X-Frame-Options middleware (in the page
+# cache or the click redirect, which answer without the rest of the stack; in the
+# common middleware, which refuses a Host header the site does not serve), a page
+# went out without those headers. Added here, on errors only, so a cache hit and a
+# click cost no more; each middleware adds a header only where there is none, so a
+# page made further down keeps what it has.
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _security_headers_add(request, defaults.bad_request(request, exception))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _security_headers_add(request, defaults.server_error(request))
+
+
+def _security_headers_add(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """The response with the headers the site's security middleware add."""
+    for middleware in (CSPMiddleware, XFrameOptionsMiddleware, SecurityMiddleware):
+        response = middleware(_unused).process_response(request, response)
+    return response
+
+
+def _unused(request: HttpRequest) -> HttpResponse:
+    """The get_response a middleware is built with; process_response calls none."""
+    raise NotImplementedError

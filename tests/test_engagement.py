@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.core import mail, signing
 from django.core.cache import cache
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from newsletter import delivery, engagement
@@ -120,6 +121,28 @@ def test_the_redirect_skips_sessions_and_login_but_keeps_the_security_headers(
     assert response["Referrer-Policy"] == "same-origin"
     assert "no-store" in response["Cache-Control"]
     assert response["X-Robots-Tag"] == "noindex"
+
+
+def test_a_500_made_by_the_redirect_still_carries_the_security_headers(
+    client, email, clock
+):
+    """The database down, and the link not in the cache: the redirect's 500 was
+    made above the CSP and X-Frame-Options middleware, without them."""
+    path = redirects(email)[REPORT]
+    cache.clear()
+
+    def database_down(execute, sql, params, many, context):
+        raise OperationalError("the database went away")
+
+    client.raise_request_exception = False
+    with connection.execute_wrapper(database_down):
+        response = click(client, path)
+
+    assert response.status_code == 500
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
 
 
 def test_an_address_with_a_query_string_is_followed_whole(client, email, clock):

@@ -3,7 +3,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -396,3 +396,24 @@ def test_with_the_cache_unreachable_pages_are_answered_fresh_not_a_500(
     assert "Derby" in response.text
     assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
     assert response["X-Frame-Options"] == "DENY"
+
+
+def test_a_500_made_in_the_page_cache_still_carries_the_security_headers(client):
+    """The database gone between making a page and asking how long to keep it: the
+    500 was made above the CSP and X-Frame-Options middleware, without them."""
+    post = PublishedPostFactory(slug="derby")
+
+    def lifetime_query_fails(execute, sql, params, many, context):
+        if 'MIN("posts_post"."published_at")' in sql:
+            raise OperationalError("the database went away")
+        return execute(sql, params, many, context)
+
+    client.raise_request_exception = False
+    with connection.execute_wrapper(lifetime_query_fails):
+        response = client.get(post.get_absolute_url())
+
+    assert response.status_code == 500
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"

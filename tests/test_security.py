@@ -733,6 +733,19 @@ def test_clickjacking_is_stopped_by_frame_protection(client):
     assert response["X-Content-Type-Options"] == "nosniff"
 
 
+def test_a_request_for_a_host_the_site_does_not_serve_is_refused_with_frame_protection(
+    client,
+):
+    """Django's 400 for a bad Host header was made by the common middleware, above
+    the CSP and X-Frame-Options middleware, and carried neither."""
+    response = client.get("/subscribe/", HTTP_HOST="attacker.example")
+    assert response.status_code == 400
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
 def test_the_dev_outbox_allows_inline_styles_for_its_email_frame_only(client, settings):
     settings.DEBUG = True
     settings.EMAIL_BACKEND = "newsletter.outbox.OutboxBackend"
