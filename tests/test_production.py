@@ -583,6 +583,45 @@ def subscribe(stack: Stack, address: str, *, source: str, forwarded_for: str = "
     )[0]
 
 
+def proxy_alone(folder: Path) -> Stack:
+    """nginx with docker/nginx.conf.template and the site down: nothing listens at
+    its upstream. Started, and accepting connections."""
+    nginx = program("nginx", "nginx-light")
+    authority = trustme.CA()
+    certificate = authority.issue_cert("localhost", "127.0.0.1")
+    (folder / "tls").mkdir()
+    (folder / "tls" / "fullchain.pem").write_bytes(
+        b"".join(pem.bytes() for pem in certificate.cert_chain_pems)
+    )
+    certificate.private_key_pem.write_to_path(folder / "tls" / "privkey.pem")
+    tls = ssl.create_default_context()
+    authority.configure_trust(tls)
+    port = free_port()
+    nginx_conf = render_nginx(
+        folder,
+        {
+            "NGINX_HTTP_PORT": f"127.0.0.1:{free_port()}",
+            "NGINX_HTTPS_PORT": f"127.0.0.1:{port}",
+            "NEWSLETTER_UPSTREAM": f"127.0.0.1:{free_port()}",
+            "NEWSLETTER_MEDIA_ROOT": str(folder / "media"),
+            "NGINX_TLS_DIR": str(folder / "tls"),
+            "NGINX_ACCESS_LOG": str(folder / "nginx-access.log"),
+        },
+    )
+    proxy = Stack(folder, port, tls, {"PATH": os.environ["PATH"]})
+    proxy.start("nginx", [nginx, "-c", str(nginx_conf), "-e", "stderr"])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proxy
+        except OSError:
+            if time.monotonic() > deadline:
+                proxy.stop()
+                raise AssertionError(proxy.output("nginx")) from None
+            time.sleep(0.1)
+
+
 @pytest.mark.production
 def test_no_token_of_a_request_that_fails_in_nginx_reaches_its_error_log(tmp_path):
     """nginx cannot redact its error log, and it named each request it failed by
@@ -590,44 +629,14 @@ def test_no_token_of_a_request_that_fails_in_nginx_reaches_its_error_log(tmp_pat
     followed while the site was down, or a body too large. With the site down
     (nothing listens at the upstream), neither reaches the error log; the
     redacted access log still records both."""
-    nginx = program("nginx", "nginx-light")
-    authority = trustme.CA()
-    certificate = authority.issue_cert("localhost", "127.0.0.1")
-    (tmp_path / "tls").mkdir()
-    (tmp_path / "tls" / "fullchain.pem").write_bytes(
-        b"".join(pem.bytes() for pem in certificate.cert_chain_pems)
-    )
-    certificate.private_key_pem.write_to_path(tmp_path / "tls" / "privkey.pem")
-    tls = ssl.create_default_context()
-    authority.configure_trust(tls)
-    port = free_port()
-    nginx_conf = render_nginx(
-        tmp_path,
-        {
-            "NGINX_HTTP_PORT": f"127.0.0.1:{free_port()}",
-            "NGINX_HTTPS_PORT": f"127.0.0.1:{port}",
-            "NEWSLETTER_UPSTREAM": f"127.0.0.1:{free_port()}",
-            "NEWSLETTER_MEDIA_ROOT": str(tmp_path / "media"),
-            "NGINX_TLS_DIR": str(tmp_path / "tls"),
-            "NGINX_ACCESS_LOG": str(tmp_path / "nginx-access.log"),
-        },
-    )
-    proxy = Stack(tmp_path, port, tls, {"PATH": os.environ["PATH"]})
+    proxy = proxy_alone(tmp_path)
     tokens = [secrets.token_urlsafe(24) for _ in range(3)]
     try:
-        proxy.start("nginx", [nginx, "-c", str(nginx_conf), "-e", "stderr"])
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                answer = proxy.request(
-                    "GET",
-                    f"/unsubscribe/{tokens[0]}/",
-                    headers={"Referer": f"https://localhost/preferences/{tokens[1]}/"},
-                )
-                break
-            except OSError:
-                assert time.monotonic() < deadline, proxy.output("nginx")
-                time.sleep(0.1)
+        answer = proxy.request(
+            "GET",
+            f"/unsubscribe/{tokens[0]}/",
+            headers={"Referer": f"https://localhost/preferences/{tokens[1]}/"},
+        )
         assert answer[0] == 502
         too_large = proxy.request("POST", f"/r/{tokens[2]}/", body="x" * 2**21)
         assert too_large[0] == 413
@@ -647,6 +656,68 @@ def test_no_token_of_a_request_that_fails_in_nginx_reaches_its_error_log(tmp_pat
     for name in ("nginx-errors", "nginx-error"):
         log = (tmp_path / f"{name}.log").read_text(errors="replace")
         assert [token for token in tokens if token in log] == [], f"{name}:\n{log}"
+
+
+SECURITY_HEADERS = (
+    "Strict-Transport-Security",
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+)
+
+
+def security_header_counts(headers: http.client.HTTPMessage) -> dict[str, int]:
+    """How many times each security header is sent (1 is right)."""
+    return {name: len(headers.get_all(name) or []) for name in SECURITY_HEADERS}
+
+
+@pytest.mark.production
+def test_nginxs_own_error_pages_carry_the_security_headers(tmp_path):
+    """With the site down, or a body too large, nginx answers with its own page:
+    no HSTS, CSP, X-Frame-Options or nosniff, where every page of the site has
+    them (a framed or sniffed error page, and HSTS missing from it)."""
+    proxy = proxy_alone(tmp_path)
+    try:
+        down = proxy.request("GET", "/subscribe/")
+        too_large = proxy.request("POST", "/subscribe/", body="x" * 2**21)
+        missing_upload = proxy.request("GET", "/media/posts/missing.png")
+    finally:
+        proxy.stop()
+    once = dict.fromkeys(SECURITY_HEADERS, 1)
+    for (status, headers, _), expected in [
+        (down, 502),
+        (too_large, 413),
+        (missing_upload, 404),
+    ]:
+        assert status == expected
+        assert security_header_counts(headers) == once, expected
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert "max-age=" in headers["Strict-Transport-Security"]
+
+
+@pytest.mark.production
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/healthz"),
+        ("GET", "/subscribe/"),
+        ("GET", "/no-such-page/"),
+        ("GET", "/admin/"),
+        ("POST", "/subscribe/"),  # the site's 403: no CSRF token
+    ],
+)
+def test_the_sites_own_answers_carry_each_security_header_once(stack, method, path):
+    """nginx adds its headers only to what it makes itself, never a second time
+    to the site's."""
+    status, headers, _ = stack.request(method, path)
+    assert status < 500, status
+    assert security_header_counts(headers) == dict.fromkeys(SECURITY_HEADERS, 1)
+    # The site's own policy, not nginx's.
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
 
 
 @pytest.mark.production
@@ -679,6 +750,11 @@ def test_the_authors_uploads_are_served_through_the_proxy(stack):
         assert response.read() == upload.read_bytes()
         assert response.headers["Content-Type"] == "image/png"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert security_header_counts(response.headers) == dict.fromkeys(
+            SECURITY_HEADERS, 1
+        )
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "max-age=" in response.headers["Strict-Transport-Security"]
     finally:
         connection.close()
     # Files only: no listing, nothing above the folder, nothing that is not there.
