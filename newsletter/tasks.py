@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from celery import shared_task
+from django.db import IntegrityError
 from django.utils import timezone
 
 from . import delivery, emails, engagement, logins, subscriptions, webhooks
@@ -144,9 +145,16 @@ def flush_click_counts() -> int:
     return engagement.click_counts_flush()
 
 
-@shared_task
-def plan_mailing(mailing_id: int) -> None:
-    if delivery.mailing_plan_page(mailing_id=mailing_id):
+@shared_task(bind=True, max_retries=5)
+def plan_mailing(self, mailing_id: int) -> None:
+    try:
+        more = delivery.mailing_plan_page(mailing_id=mailing_id)
+    except IntegrityError as exc:
+        # A reader the page read erased their data before it committed (the
+        # ledger's foreign keys are checked then), and the page rolled back whole:
+        # planned again at once, it no longer reads them. Not left to the reaper.
+        raise self.retry(exc=exc, countdown=0) from exc
+    if more:
         plan_mailing.delay(mailing_id)
 
 

@@ -1,16 +1,18 @@
 import base64
 import json
+import threading
 from datetime import timedelta
 from email.utils import parseaddr
 
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
-from newsletter import delivery, subscriptions
+from newsletter import delivery, subscriptions, tasks
 from newsletter.delivery import planner, sender
 from newsletter.models import (
     Batch,
@@ -22,6 +24,7 @@ from newsletter.models import (
 )
 
 from .factories import CategoryFactory, PostFactory, SubscriberFactory
+from .locks import in_a_thread, until_another_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -152,6 +155,45 @@ def test_a_reader_confirming_while_a_page_is_planned_is_counted_in_their_batch(
     delivery.batch_send(batch_id=batch.pk)
     batch.refresh_from_db()
     assert (batch.size, batch.sent) == (4, 4)
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_erasing_their_data_while_a_page_is_planned_is_left_out_at_once():
+    """The page read the reader before their erasure committed, and its ledger row
+    for them failed the page's commit (foreign keys are checked then): planning
+    stopped until the reaper rang again, minutes later. The page is planned again
+    at once, without them."""
+    staying, leaving = SubscriberFactory.create_batch(2)
+    mailing = Mailing.objects.create(kind=Mailing.Kind.POST, post=PostFactory())
+    erased, go_on = threading.Event(), threading.Event()
+    answers = []
+
+    def erase() -> None:
+        with transaction.atomic():
+            subscriptions.subscriber_delete(subscriber=leaving)
+            erased.set()
+            go_on.wait(timeout=10)  # before committing
+
+    eraser = in_a_thread(erase, answers)
+    assert erased.wait(timeout=10)
+    # As a worker runs it: a retry runs at once, an error ends in the result.
+    planning = in_a_thread(
+        lambda: tasks.plan_mailing.apply(args=[mailing.pk], throw=False).get(),
+        answers,
+    )
+    until_another_connection_waits_for_a_lock()  # the page's commit, for the erasure
+    go_on.set()
+    eraser.join(timeout=10)
+    planning.join(timeout=10)
+
+    assert answers == [None, None]
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+    assert [m.to[0] for m in mail.outbox] == [staying.email]
+    assert list(mailing.deliveries.values_list("subscriber", flat=True)) == [staying.pk]
 
 
 def test_a_send_with_no_audience_is_done_at_once():
