@@ -782,6 +782,15 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         )
         for email in sorted(emails):
             address_suppress(email=email, reason=Suppression.Reason.DELETED)
+        # Then the reader's own row (after their suppressions, the order
+        # address_suppress takes them in), held to the end, before anything naming
+        # them is deleted: a row naming them that another transaction commits
+        # meanwhile (a mailing's page that planned them, checked at its commit)
+        # waits for the erasure and fails then. Let through, it named them in a
+        # row this had already deleted, and the erasure failed instead.
+        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list(
+            "pk", flat=True
+        ).first()
         tracking_events_of(subscriber=subscriber, addresses=addresses).delete()
         comments_delete_for_addresses(addresses=addresses)
         Engagement.objects.filter(subscriber=subscriber).delete()

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.core import mail
 from django.db import connection, transaction
+from django.db.models.signals import pre_delete
 from django.test import Client
 from django.utils import timezone
 
@@ -24,7 +25,11 @@ from newsletter.models import (
 )
 
 from .factories import CategoryFactory, PostFactory, SubscriberFactory
-from .locks import in_a_thread, until_another_connection_waits_for_a_lock
+from .locks import (
+    in_a_thread,
+    until_another_connection_waits_for_a_lock,
+    until_done_or_waiting_for_a_lock,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -194,6 +199,60 @@ def test_a_reader_erasing_their_data_while_a_page_is_planned_is_left_out_at_once
     assert mailing.status == Mailing.Status.DONE
     assert [m.to[0] for m in mail.outbox] == [staying.email]
     assert list(mailing.deliveries.values_list("subscriber", flat=True)) == [staying.pk]
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_page_planned_while_a_reader_erases_their_data_does_not_undo_the_erasure(
+    monkeypatch,
+):
+    """The page wrote the reader's ledger row and committed after the erasure had
+    taken away their rows, before it took the reader: the erasure failed (their
+    new row still named them), and the reader saw an error. The erasure goes
+    through, and the page is planned again without them."""
+    staying, leaving = SubscriberFactory.create_batch(2)
+    mailing = Mailing.objects.create(kind=Mailing.Kind.POST, post=PostFactory())
+    written, erasing, go_on = threading.Event(), threading.Event(), threading.Event()
+    plan_page = planner._plan_page
+
+    def written_then_wait(*args):
+        planned = plan_page(*args)
+        if not written.is_set():  # the first time only, not the page planned again
+            written.set()
+            go_on.wait(timeout=10)  # before committing
+        return planned
+
+    def at_the_readers_own_row(sender, instance, **kwargs) -> None:
+        erasing.set()
+        go_on.wait(timeout=10)
+
+    monkeypatch.setattr(planner, "_plan_page", written_then_wait)
+    pre_delete.connect(at_the_readers_own_row, sender=Subscriber)
+    answers = []
+    try:
+        planning = in_a_thread(
+            lambda: tasks.plan_mailing.apply(args=[mailing.pk], throw=False).get(),
+            answers,
+        )
+        assert written.wait(timeout=10)
+        eraser = in_a_thread(
+            lambda: subscriptions.subscriber_delete(subscriber=leaving), answers
+        )
+        assert erasing.wait(timeout=10)  # their ledger rows are gone, not them yet
+        go_on.set()
+        until_done_or_waiting_for_a_lock(planning)
+        eraser.join(timeout=10)
+        planning.join(timeout=10)
+    finally:
+        pre_delete.disconnect(at_the_readers_own_row, sender=Subscriber)
+
+    assert answers == [None, None]
+    assert not Subscriber.objects.filter(pk=leaving.pk).exists()
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+    assert [m.to[0] for m in mail.outbox] == [staying.email]
 
 
 def test_a_send_with_no_audience_is_done_at_once():
