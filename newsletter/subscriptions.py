@@ -803,6 +803,16 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         ).update(object_repr=ERASED_READER, change_message="")
         # Its previous addresses, consents and ledger rows go with it (CASCADE);
         # the emails it was sent stay counted in their batches, recounted or not.
+        # The rows are locked before they are counted: one a worker is writing
+        # meanwhile is counted as it wrote it, not as queued and then deleted
+        # sent, counted by neither; one it writes after finds the row gone and
+        # counts it itself (ledger.record_outcomes).
+        list(
+            Delivery.objects.select_for_update()
+            .filter(subscriber=subscriber)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         # A reader has one row a mailing, so one at most a batch: a statement each.
         for status, counter in [
             (Delivery.Status.SENT, "erased_sent"),

@@ -1,6 +1,7 @@
 import base64
 import json
 import threading
+import time
 from datetime import timedelta
 from email.utils import parseaddr
 
@@ -26,6 +27,7 @@ from newsletter.models import (
 
 from .factories import CategoryFactory, PostFactory, SubscriberFactory
 from .locks import (
+    another_connection_waits_for_a_lock,
     in_a_thread,
     until_another_connection_waits_for_a_lock,
     until_done_or_waiting_for_a_lock,
@@ -275,6 +277,98 @@ def test_reader_who_leaves_after_planning_is_skipped(audience, leaving):
     assert leaver.email not in [m.to[0] for m in mail.outbox]
     assert len(mail.outbox) == 2
     assert mailing.deliveries.get(subscriber=leaver).status == Delivery.Status.SKIPPED
+
+
+def test_a_reader_who_erases_their_data_while_their_batch_is_sent_stays_counted(
+    audience, monkeypatch
+):
+    """Their email went out, and their ledger row went with their data before the
+    worker wrote that it had: the batch said 2 sent of 3, and 1 skipped (never
+    sent), to the reader who had it."""
+    mailing = plan(PostFactory())
+    leaving = audience["confirmed"][0]
+    hand_over = sender._hand_over
+
+    def erased_meanwhile(*args):
+        handed_over = hand_over(*args)
+        subscriptions.subscriber_delete(subscriber=leaving)
+        return handed_over
+
+    monkeypatch.setattr(sender, "_hand_over", erased_meanwhile)
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+
+    assert len(mail.outbox) == 3
+    batch = mailing.batches.get()
+    assert (batch.status, batch.size, batch.sent, batch.failed) == (
+        Batch.Status.DONE,
+        3,
+        3,
+        0,
+    )
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_erasing_as_the_worker_writes_their_email_went_stays_counted(
+    audience, monkeypatch
+):
+    """The erasure counted the reader's row as it read before the worker wrote it
+    (queued: not counted), and took it after (sent): counted by neither, the batch
+    said 2 sent of 3 once it was counted again."""
+    monkeypatch.setattr(planner, "_ring", lambda batch_ids: None)  # sent below
+    mailing = plan(PostFactory())
+    leaving = audience["confirmed"][0]
+    answered, recorded, erasing, erased = (threading.Event() for _ in range(4))
+    worker_goes_on, erasure_goes_on = threading.Event(), threading.Event()
+    record, close = sender.record_outcomes, sender.close_batch
+
+    def answered_then_wait(*args, **kwargs):
+        answered.set()
+        worker_goes_on.wait(timeout=10)
+        record(*args, **kwargs)
+
+    def recorded_then_close_once_erased(*args, **kwargs):
+        recorded.set()
+        erased.wait(timeout=10)
+        return close(*args, **kwargs)
+
+    def at_the_readers_own_row(sender, instance, **kwargs) -> None:
+        erasing.set()  # their rows counted, not deleted yet
+        erasure_goes_on.wait(timeout=10)
+
+    monkeypatch.setattr(sender, "record_outcomes", answered_then_wait)
+    monkeypatch.setattr(sender, "close_batch", recorded_then_close_once_erased)
+    pre_delete.connect(at_the_readers_own_row, sender=Subscriber)
+    answers = []
+    try:
+        worker = in_a_thread(
+            lambda: delivery.batch_send(batch_id=mailing.batches.get().pk), answers
+        )
+        assert answered.wait(timeout=10)
+
+        def erase() -> None:
+            subscriptions.subscriber_delete(subscriber=leaving)
+            erased.set()
+
+        eraser = in_a_thread(erase, answers)
+        assert erasing.wait(timeout=10)
+        worker_goes_on.set()
+        deadline = time.monotonic() + 10
+        while not (recorded.is_set() or another_connection_waits_for_a_lock()):
+            assert time.monotonic() < deadline, "the worker neither wrote nor waited"
+            time.sleep(0.05)
+        erasure_goes_on.set()
+        eraser.join(timeout=10)
+        worker.join(timeout=10)
+    finally:
+        pre_delete.disconnect(at_the_readers_own_row, sender=Subscriber)
+
+    assert answers == [None, None]
+    assert len(mail.outbox) == 3
+    batch = mailing.batches.get()
+    assert (batch.status, batch.size, batch.sent) == (Batch.Status.DONE, 3, 3)
 
 
 def test_reader_who_stops_following_the_posts_topic_after_planning_is_skipped():

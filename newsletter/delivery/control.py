@@ -265,7 +265,7 @@ def _uncertain_settle(
     outcomes = {pk: o for pk, o in outcomes.items() if pk in uncertain}
     if not outcomes:
         return None
-    record_outcomes(outcomes, now)
+    record_outcomes(outcomes, now, batch_id=batch_id)
     if any(o.status == Delivery.Status.SENT for o in outcomes.values()):
         _corrections_plan_again(batch_id)
     status, _queued = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)

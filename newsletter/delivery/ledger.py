@@ -4,12 +4,13 @@ so these few are SQL, written to run unchanged on PostgreSQL and SQLite (3.35+)
 except where a comment says otherwise."""
 
 import json
+from collections import Counter
 from collections.abc import Collection
 from datetime import datetime
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from ..models import Batch, Delivery, Subscriber, SubscriberTopic
 
@@ -122,8 +123,14 @@ class Outcome(NamedTuple):
     error: str = ""
 
 
-def record_outcomes(outcomes: dict[int, Outcome], now: datetime) -> None:
-    """Write every recipient's outcome in one statement."""
+def record_outcomes(
+    outcomes: dict[int, Outcome], now: datetime, *, batch_id: int
+) -> None:
+    """Write every recipient's outcome in one statement. A row gone meanwhile
+    (its reader erased their data while the batch was being sent) is counted on
+    the batch, sent or failed, as the erasure counts a row it finds written
+    (subscriptions.subscriber_delete): else the batch's recount (close_batch)
+    missed an email that went."""
     if not outcomes:
         return
     rows = json.dumps(
@@ -146,6 +153,7 @@ def record_outcomes(outcomes: dict[int, Outcome], now: datetime) -> None:
             FROM jsonb_to_recordset(%s::jsonb)
                 AS v(id bigint, status text, mid text, err text)
             WHERE d.id = v.id
+            RETURNING d.id
         """
     else:
         sql = f"""
@@ -155,9 +163,17 @@ def record_outcomes(outcomes: dict[int, Outcome], now: datetime) -> None:
                 sent_at = CASE WHEN v.value ->> 'status' = %s THEN %s END
             FROM json_each(%s) AS v
             WHERE {D}.id = v.value ->> 'id'
+            RETURNING {D}.id
         """
     with connection.cursor() as cursor:
         cursor.execute(sql, [Delivery.Status.SENT, sent_at, rows])
+        written = {pk for (pk,) in cursor.fetchall()}
+    gone = Counter(o.status for pk, o in outcomes.items() if pk not in written)
+    if gone[Delivery.Status.SENT] or gone[Delivery.Status.FAILED]:
+        Batch.objects.filter(pk=batch_id).update(
+            erased_sent=F("erased_sent") + gone[Delivery.Status.SENT],
+            erased_failed=F("erased_failed") + gone[Delivery.Status.FAILED],
+        )
 
 
 def close_batch(

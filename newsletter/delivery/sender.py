@@ -239,7 +239,7 @@ def batch_send(*, batch_id: int) -> None:
     for delivery_id, why in skipped.items():
         outcomes[delivery_id] = Outcome(Delivery.Status.SKIPPED, error=why)
     now = timezone.now()
-    record_outcomes(outcomes, now)
+    record_outcomes(outcomes, now, batch_id=batch_id)
     closed = close_batch(
         batch_id,
         from_status=Batch.Status.SENDING,
