@@ -225,13 +225,16 @@ def record_tracking_event(
     recipient = normalise_email(event.recipient or "")
     timestamp = event.timestamp or timezone.now()
     about = _ledger_row(event, recipient)
+    engaged = event.event_type in engagement.READER_EVENTS
+    rows = Delivery.objects.filter(about).select_related("subscriber")
+    if engaged:
+        # An open is kept naming the reader who agreed (Engagement): their row is
+        # held until this commits, so an erasure under way is waited for, and
+        # they are no one's then. Read without it, the open was written for a
+        # reader deleted meanwhile, and the commit failed: a 500, retried.
+        rows = rows.select_for_update(no_key=True, of=("subscriber",))
     with transaction.atomic():
-        delivery = (
-            Delivery.objects.filter(about).select_related("subscriber").first()
-            if about
-            else None
-        )
-        engaged = event.event_type in engagement.READER_EVENTS
+        delivery = rows.first() if about else None
         # An event names someone only while they are our reader (its message's
         # ledger row, or a subscriber at its address), so that erasing them
         # erases it: one that comes after they erased their data, or about an

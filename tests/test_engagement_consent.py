@@ -2,10 +2,13 @@
 NEWSLETTER_PER_READER_ENGAGEMENT on, and only for readers who agreed to it."""
 
 import re
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection, transaction
+from django.test import Client
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
@@ -25,6 +28,7 @@ from . import test_digests as digests_test
 from . import test_engagement as engagement_test
 from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory, UserFactory
+from .locks import in_a_thread, until_another_connection_waits_for_a_lock
 from .test_digests import clock  # noqa: F401 (the digests' time of day, a fixture)
 from .test_engagement import BROWSER, REPORT
 
@@ -186,6 +190,56 @@ def test_on_only_the_reader_who_agreed_has_their_opens_kept(client, readers):
     assert (kept.subscriber, kept.kind) == (readers["agreed"], "open")
     named = Event.objects.filter(event_type="opened").exclude(recipient="")
     assert [event.recipient for event in named] == ["agreed@example.org"]
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("per_reader", "provider")
+def test_an_open_reported_as_the_reader_erases_their_data_keeps_nothing_of_them(
+    readers,
+):
+    """The provider reports the open of a reader who agreed while their erasure
+    commits: the open was kept for a reader no longer there, and the webhook
+    answered 500 (the provider retries). It answers 200, and keeps nothing."""
+    reader = readers["agreed"]
+    webhooks_test.delivery_to(reader, f"message-of-{reader.pk}")
+    payload = {
+        **webhooks_test.postmark_open(),
+        "Recipient": reader.email,
+        "MessageID": f"message-of-{reader.pk}",
+        "UserAgent": BROWSER,
+    }
+    erased, go_on = threading.Event(), threading.Event()
+    answers = []
+
+    def erase() -> None:
+        with transaction.atomic():
+            subscriber_delete(subscriber=Subscriber.objects.get(pk=reader.pk))
+            erased.set()
+            go_on.wait(timeout=10)  # before committing
+
+    eraser = in_a_thread(erase, answers)
+    assert erased.wait(timeout=10)
+    reporting = in_a_thread(
+        lambda: (
+            webhooks_test.post_postmark(
+                Client(raise_request_exception=False), payload
+            ).status_code
+        ),
+        answers,
+    )
+    until_another_connection_waits_for_a_lock()  # the webhook, for the erasure's
+    go_on.set()
+    eraser.join(timeout=10)
+    reporting.join(timeout=10)
+
+    assert sorted(answers, key=str) == [200, None]
+    assert not Engagement.objects.exists()
+    assert list(Event.objects.values_list("recipient", "message_id", "raw")) == [
+        ("", "", {})
+    ]
 
 
 def confirm_link(message) -> str:
