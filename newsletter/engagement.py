@@ -829,10 +829,15 @@ def _readers_clicks_add(
             readers[id(click)] = reader
     if not readers:
         return
+    # Held until the clicks are committed: an erasure under way is waited for,
+    # and its reader is no one's then. Read without it, a click kept for a reader
+    # deleted meanwhile failed the commit, and every click counted with it was
+    # lost. In id order, as two flushes may hold the same readers.
     agreeing = set(
-        Subscriber.objects.filter(
-            pk__in=readers.values(), engagement_agreed_at__isnull=False
-        ).values_list("pk", flat=True)
+        Subscriber.objects.select_for_update(no_key=True)
+        .filter(pk__in=readers.values(), engagement_agreed_at__isnull=False)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     Engagement.objects.bulk_create(
         Engagement(

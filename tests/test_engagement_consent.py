@@ -242,6 +242,45 @@ def test_an_open_reported_as_the_reader_erases_their_data_keeps_nothing_of_them(
     ]
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("per_reader")
+def test_a_click_counted_as_its_reader_erases_their_data_is_counted_for_nobody(
+    emails, readers
+):
+    """A reader who agreed follows a link as their erasure commits: their click,
+    kept as theirs for a reader no longer there, failed the commit of the clicks
+    counted with it, and every one of them was lost (the minute's, with Redis).
+    The click is counted, and kept as nobody's."""
+    reader = readers["agreed"]
+    path = report_link(emails["agreed"])
+    erased, go_on = threading.Event(), threading.Event()
+    answers = []
+
+    def erase() -> None:
+        with transaction.atomic():
+            subscriber_delete(subscriber=Subscriber.objects.get(pk=reader.pk))
+            erased.set()
+            go_on.wait(timeout=10)  # before committing
+
+    eraser = in_a_thread(erase, answers)
+    assert erased.wait(timeout=10)
+    clicking = in_a_thread(
+        lambda: click(Client(raise_request_exception=False), path).status_code,
+        answers,
+    )
+    until_another_connection_waits_for_a_lock()  # the count, for the erasure's
+    go_on.set()
+    eraser.join(timeout=10)
+    clicking.join(timeout=10)
+
+    assert sorted(answers, key=str) == [302, None]
+    assert not Engagement.objects.exists()
+    assert Link.objects.get(url=REPORT).people == 1
+
+
 def confirm_link(message) -> str:
     return next(
         line.strip()
