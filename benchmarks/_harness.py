@@ -253,8 +253,13 @@ def digest_posts_create() -> None:
 
 def digest_readers_follow(*, prefix: str = "reader", seed: int = 1) -> None:
     """Readers whose address starts with `prefix` follow 2 to 5 topics, daily
-    (and so hear of nothing as it is published)."""
-    from newsletter.models import Subscriber, SubscriberTopic
+    (and so hear of nothing as it is published), due from midnight: so that
+    today's round is everyone's whatever the hour the benchmark runs (at the
+    default 07:00, a run before seven had no audience). Set before the audience
+    is read (digest_round_audience): on a fresh database, `make chaos` read none."""
+    from newsletter.models import DigestSettings, Subscriber, SubscriberTopic
+
+    DigestSettings.objects.update_or_create(pk=1, defaults={"hour": 0})
 
     rng = random.Random(seed)
     readers = (
@@ -286,11 +291,8 @@ def digest_round_create() -> int:
     from django.utils import timezone
 
     from newsletter import delivery, digests
-    from newsletter.models import DigestSettings, Mailing, SubscriberTopic
+    from newsletter.models import Mailing, SubscriberTopic
 
-    # Readers due from midnight, so that the round is everyone's whatever the hour
-    # the benchmark runs (at the default 07:00, a run before seven had no audience).
-    DigestSettings.objects.update_or_create(pk=1, defaults={"hour": 0})
     slot = digests.slot_of(timezone.now())
     if Mailing.objects.filter(
         kind=Mailing.Kind.DIGEST, period=digests.period_of(slot)
