@@ -5,7 +5,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from django.db import connection, connections
+from django.db import connection, connections, transaction
+
+from newsletter.subscriptions import subscriber_delete
 
 
 def another_connection_waits_for_a_lock() -> bool:
@@ -55,3 +57,28 @@ def in_a_thread(work: Callable[[], object], answers: list) -> threading.Thread:
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+def as_erasure_commits(subscriber, work: Callable[[], object]) -> object:
+    """What `work` returns, run on a connection of its own as the reader's erasure
+    is about to commit: the erasure commits once `work` waits for one of its
+    locks, so that `work` meets it committing (the race) or after (the fix)."""
+    erased, go_on = threading.Event(), threading.Event()
+
+    def erase() -> None:
+        with transaction.atomic():
+            subscriber_delete(subscriber=subscriber)
+            erased.set()
+            go_on.wait(timeout=10)  # before committing
+
+    erasure, answers = [], []
+    eraser = in_a_thread(erase, erasure)
+    assert erased.wait(timeout=10)
+    working = in_a_thread(work, answers)
+    until_another_connection_waits_for_a_lock()
+    go_on.set()
+    eraser.join(timeout=10)
+    working.join(timeout=10)
+    assert erasure == [None], "the erasure did not go through"
+    assert len(answers) == 1, "the work raised, or did not end"
+    return answers[0]

@@ -778,20 +778,10 @@ def test_a_post_taken_off_the_site_after_it_was_emailed_is_not_said_unread(
         assert "publish it again" in page.lower()
 
 
-def test_a_correction_confirmed_while_a_batch_of_the_earlier_text_goes_reaches_it(
-    settings, monkeypatch
-):
-    """A batch renders the post when it is claimed. The author corrects the post
-    and confirms the correction while one is being handed over, its readers still
-    queued in the ledger: they get the earlier text, and the correction too."""
-    settings.NEWSLETTER_BATCH_SIZE = 2
-    readers = [reader(f"reader{i}@example.org") for i in range(2)]
-    post = PostFactory(title="A post", body=WRONG)
-    post_publish(post=post)  # its doorbells are not rung: the batch goes below
-    announcement = delivery.mailing_create_for_post(post=post)
-    while delivery.mailing_plan_page(mailing_id=announcement.pk):
-        pass
-    [batch] = announcement.batches.all()
+def corrected_as_handed_over(monkeypatch, post) -> list:
+    """The author corrects the post (WRONG to RIGHT) and confirms its correction,
+    planned at once, while the first email is being handed to the provider; the
+    list gets the correction's mailing then."""
     handed_over = locmem.EmailBackend.send_messages
     corrections_made = []
 
@@ -808,6 +798,24 @@ def test_a_correction_confirmed_while_a_batch_of_the_earlier_text_goes_reaches_i
         return handed_over(backend, messages)
 
     monkeypatch.setattr(locmem.EmailBackend, "send_messages", author_corrects_meanwhile)
+    return corrections_made
+
+
+def test_a_correction_confirmed_while_a_batch_of_the_earlier_text_goes_reaches_it(
+    settings, monkeypatch
+):
+    """A batch renders the post when it is claimed. The author corrects the post
+    and confirms the correction while one is being handed over, its readers still
+    queued in the ledger: they get the earlier text, and the correction too."""
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    readers = [reader(f"reader{i}@example.org") for i in range(2)]
+    post = PostFactory(title="A post", body=WRONG)
+    post_publish(post=post)  # its doorbells are not rung: the batch goes below
+    announcement = delivery.mailing_create_for_post(post=post)
+    while delivery.mailing_plan_page(mailing_id=announcement.pk):
+        pass
+    [batch] = announcement.batches.all()
+    corrections_made = corrected_as_handed_over(monkeypatch, post)
     delivery.batch_send(batch_id=batch.pk)
     assert all(WRONG in message.body for message in mail.outbox)
     for correction_batch in corrections_made[0].batches.all():
@@ -902,22 +910,7 @@ def test_a_reader_skipped_by_the_batch_going_when_the_correction_came_is_not_sen
         pass
     SubscriberTopic.objects.filter(subscriber=turned).update(frequency="weekly")
     [batch] = announcement.batches.all()
-    handed_over = locmem.EmailBackend.send_messages
-    corrections_made = []
-
-    def author_corrects_meanwhile(backend, messages):
-        if not corrections_made:
-            post.body = RIGHT
-            post.save()
-            mailing = delivery.mailing_create_for_correction(
-                post_update=correction(post), include_uncertain=False
-            )
-            while delivery.mailing_plan_page(mailing_id=mailing.pk):
-                pass
-            corrections_made.append(mailing)
-        return handed_over(backend, messages)
-
-    monkeypatch.setattr(locmem.EmailBackend, "send_messages", author_corrects_meanwhile)
+    corrections_made = corrected_as_handed_over(monkeypatch, post)
     delivery.batch_send(batch_id=batch.pk)
     assert [m.to for m in mail.outbox] == [[sent.email]]
     for correction_batch in corrections_made[0].batches.all():

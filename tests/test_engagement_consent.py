@@ -2,12 +2,11 @@
 NEWSLETTER_PER_READER_ENGAGEMENT on, and only for readers who agreed to it."""
 
 import re
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -28,7 +27,7 @@ from . import test_digests as digests_test
 from . import test_engagement as engagement_test
 from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory, UserFactory
-from .locks import in_a_thread, until_another_connection_waits_for_a_lock
+from .locks import as_erasure_commits
 from .test_digests import clock  # noqa: F401 (the digests' time of day, a fixture)
 from .test_engagement import BROWSER, REPORT
 
@@ -211,31 +210,15 @@ def test_an_open_reported_as_the_reader_erases_their_data_keeps_nothing_of_them(
         "MessageID": f"message-of-{reader.pk}",
         "UserAgent": BROWSER,
     }
-    erased, go_on = threading.Event(), threading.Event()
-    answers = []
-
-    def erase() -> None:
-        with transaction.atomic():
-            subscriber_delete(subscriber=Subscriber.objects.get(pk=reader.pk))
-            erased.set()
-            go_on.wait(timeout=10)  # before committing
-
-    eraser = in_a_thread(erase, answers)
-    assert erased.wait(timeout=10)
-    reporting = in_a_thread(
+    reported = as_erasure_commits(
+        reader,
         lambda: (
             webhooks_test.post_postmark(
                 Client(raise_request_exception=False), payload
             ).status_code
         ),
-        answers,
     )
-    until_another_connection_waits_for_a_lock()  # the webhook, for the erasure's
-    go_on.set()
-    eraser.join(timeout=10)
-    reporting.join(timeout=10)
-
-    assert sorted(answers, key=str) == [200, None]
+    assert reported == 200
     assert not Engagement.objects.exists()
     assert list(Event.objects.values_list("recipient", "message_id", "raw")) == [
         ("", "", {})
@@ -256,27 +239,10 @@ def test_a_click_counted_as_its_reader_erases_their_data_is_counted_for_nobody(
     The click is counted, and kept as nobody's."""
     reader = readers["agreed"]
     path = report_link(emails["agreed"])
-    erased, go_on = threading.Event(), threading.Event()
-    answers = []
-
-    def erase() -> None:
-        with transaction.atomic():
-            subscriber_delete(subscriber=Subscriber.objects.get(pk=reader.pk))
-            erased.set()
-            go_on.wait(timeout=10)  # before committing
-
-    eraser = in_a_thread(erase, answers)
-    assert erased.wait(timeout=10)
-    clicking = in_a_thread(
-        lambda: click(Client(raise_request_exception=False), path).status_code,
-        answers,
+    clicked = as_erasure_commits(
+        reader, lambda: click(Client(raise_request_exception=False), path).status_code
     )
-    until_another_connection_waits_for_a_lock()  # the count, for the erasure's
-    go_on.set()
-    eraser.join(timeout=10)
-    clicking.join(timeout=10)
-
-    assert sorted(answers, key=str) == [302, None]
+    assert clicked == 302
     assert not Engagement.objects.exists()
     assert Link.objects.get(url=REPORT).people == 1
 

@@ -1,13 +1,12 @@
 import json
 import re
-import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core import mail, signing
-from django.db import connection, transaction
+from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
@@ -47,7 +46,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
 )
-from .locks import in_a_thread, until_another_connection_waits_for_a_lock
+from .locks import as_erasure_commits
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -1124,30 +1123,14 @@ def test_topics_saved_in_one_tab_while_the_reader_erases_their_data_in_another(
     link no longer works, and nothing of theirs is written back (it was a 500: the
     topics were inserted for a reader no longer there)."""
     topics_page = url(reader, "topics/")
-    erased, go_on = threading.Event(), threading.Event()
-    answers = []
-
-    def erase() -> None:
-        with transaction.atomic():
-            subscriber_delete(subscriber=Subscriber.objects.get(pk=reader.pk))
-            erased.set()
-            go_on.wait(timeout=10)  # before committing
-
-    eraser = in_a_thread(erase, answers)
-    assert erased.wait(timeout=10)
-    saving = in_a_thread(
+    saved = as_erasure_commits(
+        reader,
         lambda: (
             Client(raise_request_exception=False)
             .post(topics_page, {"frequency": "instant"})
             .status_code
         ),
-        answers,
     )
-    until_another_connection_waits_for_a_lock()  # the save, for the erasure's
-    go_on.set()
-    eraser.join(timeout=10)
-    saving.join(timeout=10)
-
-    assert sorted(answers, key=str) == [404, None]
+    assert saved == 404
     assert not Subscriber.objects.exists()
     assert not SubscriberTopic.objects.exists()
