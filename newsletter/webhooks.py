@@ -226,14 +226,19 @@ def record_tracking_event(
     timestamp = event.timestamp or timezone.now()
     about = _ledger_row(event, recipient)
     engaged = event.event_type in engagement.READER_EVENTS
-    rows = Delivery.objects.filter(about).select_related("subscriber")
-    if engaged:
-        # An open is kept naming the reader who agreed (Engagement): their row is
-        # held until this commits, so an erasure under way is waited for, and
-        # they are no one's then. Read without it, the open was written for a
-        # reader deleted meanwhile, and the commit failed: a 500, retried.
-        rows = rows.select_for_update(no_key=True, of=("subscriber",))
+    # The reader the event names is held until this commits (after the address's
+    # suppression, the order address_suppress takes them in), so that an erasure
+    # under way is waited for, and they are no one's then. Read without it, an
+    # event was kept naming a reader the erasure had just forgotten, and an open
+    # was written for a reader deleted meanwhile: the commit failed, a 500.
+    rows = (
+        Delivery.objects.filter(about)
+        .select_related("subscriber")
+        .select_for_update(no_key=True, of=("subscriber",))
+    )
     with transaction.atomic():
+        if recipient:
+            list(Suppression.objects.for_email(recipient).select_for_update())
         delivery = rows.first() if about else None
         # An event names someone only while they are our reader (its message's
         # ledger row, or a subscriber at its address), so that erasing them
@@ -243,7 +248,10 @@ def record_tracking_event(
         # Otherwise the event is recorded without naming anyone, enough to
         # recognise it if the provider sends it again.
         about_a_reader = delivery is not None or (
-            bool(recipient) and Subscriber.objects.filter(email=recipient).exists()
+            bool(recipient)
+            and Subscriber.objects.select_for_update(no_key=True)
+            .filter(email=recipient)
+            .exists()
         )
         personal = about_a_reader and (
             not engaged

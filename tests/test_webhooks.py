@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core import checks
 from django.db import connection
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -20,6 +20,7 @@ from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppr
 from newsletter.tasks import purge_old_events
 
 from .factories import PublishedPostFactory, SubscriberFactory
+from .locks import as_erasure_commits
 
 pytestmark = pytest.mark.django_db
 
@@ -919,6 +920,39 @@ def test_events_arriving_after_a_reader_erased_their_data_keep_none_of_it(
     assert Suppression.objects.for_email(reader.email).get().reason == "complaint"
     assert post_postmark(client, postmark_complaint()).status_code == 200
     assert Event.objects.count() == 2  # a repeat is still recognised
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        postmark_delivery,
+        postmark_bounce,
+        # Of an email with no ledger row (their welcome): theirs by its address.
+        lambda: postmark_bounce(message_id="welcome-message"),
+    ],
+    ids=["delivered", "bounced", "bounced-welcome"],
+)
+def test_an_event_reported_as_the_reader_erases_their_data_keeps_none_of_it(
+    reader, payload
+):
+    """The provider reports a delivery or a bounce as the reader's erasure commits:
+    the event was kept naming their address and the message, for months, after
+    the erasure had deleted every other one. It is kept naming no one."""
+    delivery_to(reader, POSTMARK_ID)
+    reported = as_erasure_commits(
+        reader,
+        lambda: (
+            post_postmark(Client(raise_request_exception=False), payload()).status_code
+        ),
+    )
+    assert reported == 200
+    assert list(Event.objects.values_list("recipient", "message_id", "raw")) == [
+        ("", "", {})
+    ]
 
 
 def test_the_events_list_filters_by_type_without_reading_every_event(admin_client):
