@@ -2,8 +2,16 @@ import gc
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    task_postrun,
+    task_prerun,
+    worker_init,
+)
 from django.db import close_old_connections
+
+from newsletter.logs import RedactReaders
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "newsletter.settings")
 
@@ -43,3 +51,13 @@ def connections_close_if_old(sender, **kwargs) -> None:
     connection and transaction are the caller's."""
     if not sender.request.is_eager:
         close_old_connections()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def logs_redacted(logger, **kwargs) -> None:
+    """The worker logs a failed task's exception, which may quote a reader's
+    address, through handlers of Celery's own in place of settings.LOGGING's:
+    they redact as the site's log does."""
+    for handler in logger.handlers:
+        handler.addFilter(RedactReaders())

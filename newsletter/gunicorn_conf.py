@@ -11,7 +11,7 @@ import os
 
 from gunicorn.glogging import Logger
 
-from newsletter.logs import RedactTokens, redact
+from newsletter.logs import RedactReaders, redact
 
 # Sync workers are enough because nginx buffers each request and each response
 # whole: a worker is busy only while Django works, never while a slow client talks.
@@ -35,7 +35,7 @@ class RedactingLogger(Logger):
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        self.error_log.addFilter(RedactTokens())
+        self.error_log.addFilter(RedactReaders())
 
     def atoms(self, resp, req, environ, request_time) -> dict:
         # No query string is logged, as nginx logs none: the desk's searches are

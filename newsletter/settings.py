@@ -511,9 +511,9 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "newsletter.logs.RedactTokens"}},
+    "filters": {"redact_readers": {"()": "newsletter.logs.RedactReaders"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]}
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_readers"]}
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

@@ -9,22 +9,27 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
 import pytest
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from celery.signals import after_setup_logger, after_setup_task_logger
 from django.contrib.sessions.models import Session
 from django.core import mail, signing
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from newsletter.celery import app as celery_app
 from newsletter.emails import PostEmail
 from newsletter.esp import PROVIDER_BY_BACKEND
-from newsletter.logs import RedactTokens
+from newsletter.logs import RedactReaders
 from newsletter.models import Consent, Subscriber, Suppression
-from newsletter.subscriptions import address_suppress
+from newsletter.subscriptions import address_suppress, subscription_request
+from newsletter.tasks import send_confirmation
 from newsletter.tokens import Purpose, make_token
 
 from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
@@ -1202,20 +1207,78 @@ def test_gunicorns_access_log_of_a_click_names_no_reader(access_log_format):
     assert "SiGnAtUrE" not in log.getvalue()
 
 
-def test_djangos_own_log_of_a_404_names_no_readers_token(client):
-    """django.request logs "Not Found: <path>": a mistyped suffix after a reader's
-    token must not leave the token in the log."""
+@contextmanager
+def djangos_log() -> Iterator[io.StringIO]:
+    """What settings.LOGGING's handler writes meanwhile."""
     handler = next(
         handler
         for handler in logging.getLogger().handlers
-        if any(isinstance(f, RedactTokens) for f in handler.filters)
+        if any(isinstance(f, RedactReaders) for f in handler.filters)
     )
     log = io.StringIO()
     previous = handler.setStream(log)
     try:
-        response = client.get("/preferences/SeCrEtToKeN123/nope/")
+        yield log
     finally:
         handler.setStream(previous)
+
+
+def test_djangos_own_log_of_a_404_names_no_readers_token(client):
+    """django.request logs "Not Found: <path>": a mistyped suffix after a reader's
+    token must not leave the token in the log."""
+    with djangos_log() as log:
+        response = client.get("/preferences/SeCrEtToKeN123/nope/")
     assert response.status_code == 404
     assert "Not Found: /preferences/[redacted]" in log.getvalue()
     assert "SeCrEtToKeN123" not in log.getvalue()
+
+
+def test_a_confirmation_refused_for_good_is_logged_without_the_readers_address(
+    smtp,
+):
+    """The worker logs a task's failure with its exception, and an SMTP server's
+    refusal is keyed by the address it refused: the log named the reader."""
+    with transaction.atomic():  # its email is queued on commit: not sent here
+        subscription_request(email="reader@example.org", name="", ip_address=None)
+    consent = Consent.objects.get(subscriber__email="reader@example.org")
+    smtp.refused["reader@example.org"] = (
+        b"550 5.1.1 <reader@example.org>: Recipient address rejected"
+    )
+    with djangos_log() as log:
+        last_try = send_confirmation.apply(
+            args=[consent.pk], retries=send_confirmation.max_retries, throw=False
+        )
+    assert last_try.failed()
+    assert "SMTPRecipientsRefused({'[address]': (550" in log.getvalue()
+    assert "Traceback" in log.getvalue()
+    assert "reader@example.org" not in log.getvalue()
+
+
+def test_a_database_error_is_logged_without_the_readers_address():
+    """PostgreSQL says which row a unique violation met by its key: "Key
+    (email)=(reader@example.org) already exists", in the traceback of a 500."""
+    SubscriberFactory(email="reader@example.org")
+    with djangos_log() as log:
+        try:
+            with transaction.atomic():
+                SubscriberFactory(email="reader@example.org")
+        except IntegrityError:
+            logging.getLogger("django.request").exception("Internal Server Error")
+    assert "IntegrityError" in log.getvalue()
+    assert "reader@example.org" not in log.getvalue()
+
+
+def test_the_workers_own_log_handlers_redact_as_the_sites_do():
+    """Celery gives the worker's loggers handlers of its own in place of
+    settings.LOGGING's, and says so with these signals."""
+    for signal in (after_setup_logger, after_setup_task_logger):
+        log = io.StringIO()
+        logger = logging.getLogger(f"test.{signal.name}")
+        logger.addHandler(logging.StreamHandler(log))
+        signal.send(sender=None, logger=logger, loglevel=logging.INFO)
+        try:
+            raise ValueError("refused reader@example.org")
+        except ValueError:
+            logger.exception("Task failed for %s", "reader@example.org")
+        assert "Task failed for [address]" in log.getvalue()
+        assert "ValueError: refused [address]" in log.getvalue()
