@@ -564,6 +564,28 @@ def test_one_message_mode_error_midway_keeps_what_went_before(
     assert not mailing.deliveries.filter(status=Delivery.Status.QUEUED).exists()
 
 
+def test_a_batchs_error_keeps_no_address_of_a_reader_who_erased_their_data(
+    smtp, audience
+):
+    """The batch keeps why its last attempt went wrong for the desk, and an SMTP
+    server's reply names the address it deferred: it outlived the reader's
+    erasure."""
+    deferred = audience["confirmed"][0]
+    smtp.refused[deferred.email] = (
+        f"452 4.2.2 <{deferred.email}>: Mailbox full".encode()
+    )
+    mailing = plan(PostFactory())
+    batch = mailing.batches.get()
+    with pytest.raises(delivery.RetryLater):
+        delivery.batch_send(batch_id=batch.pk)
+
+    subscriptions.subscriber_delete(subscriber=deferred)
+
+    batch.refresh_from_db()
+    assert "Mailbox full" in batch.last_error
+    assert deferred.email not in batch.last_error
+
+
 def test_provider_unreachable_is_retried(settings, audience):
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     # Port 9 (discard) is closed here: the connection is refused before any request.

@@ -40,6 +40,7 @@ from .. import corrections
 from ..digests import DigestEmail
 from ..emails import BulkEmail, CorrectionEmail, PostEmail, RenderedEmail, json_inner
 from ..esp import ANYMAIL_MAILGUN, ANYMAIL_POSTMARK, POSTMARK_BACKEND
+from ..logs import redact
 from ..models import Batch, Delivery, Mailing
 from .ledger import (
     Outcome,
@@ -244,7 +245,8 @@ def batch_send(*, batch_id: int) -> None:
         batch_id,
         from_status=Batch.Status.SENDING,
         now=now,
-        error=str(trouble) if trouble else "",
+        # The batch's, not a reader's: it stays after their erasure.
+        error=redact(str(trouble)) if trouble else "",
     )
     if closed is None:
         # The reaper took this claim for a dead one's and made its readers
@@ -493,10 +495,12 @@ def _send_lane(
                 if provider_refused(exc):
                     unavailable = ProviderUnavailable(str(exc), retry_after(exc))
                     return outcomes, unavailable, deferred
+                # The whole call's error, on each reader's row: it may name
+                # the others in the call, who are not theirs to see or erase.
                 for r in answered or chunk:
                     outcomes.setdefault(
                         r.delivery_id,
-                        Outcome(Delivery.Status.UNCERTAIN, error=repr(exc)),
+                        Outcome(Delivery.Status.UNCERTAIN, error=redact(repr(exc))),
                     )
                 return outcomes, exc, deferred
             for message, readers in letters:
