@@ -15,8 +15,8 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, TextField
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from posts import throttle
@@ -73,8 +73,9 @@ CONSENT_SOURCE_DESK = "the desk"
 # address, whoever asks.
 CHANGE_OF_ADDRESS_TO = "change-of-address-to"
 
-# What the desk's history calls a reader who erased their data.
+# What the desk's history calls a reader who erased their data, and an email to them.
 ERASED_READER = "an erased reader"
+ERASED_READERS_EMAIL = "an email to an erased reader"
 
 # The status a subscriber takes for each reason their address is suppressed.
 STATUS_FOR_REASON = {
@@ -801,6 +802,13 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
             content_type=ContentType.objects.get_for_model(Subscriber),
             object_id=str(subscriber.pk),
         ).update(object_repr=ERASED_READER, change_message="")
+        # And each email's row in the ledger by its str(): "… to <their address>".
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Delivery),
+            object_id__in=Delivery.objects.filter(subscriber=subscriber).values(
+                id_text=Cast("pk", TextField())
+            ),
+        ).update(object_repr=ERASED_READERS_EMAIL, change_message="")
         # Its previous addresses, consents and ledger rows go with it (CASCADE);
         # the emails it was sent stay counted in their batches, recounted or not.
         # The rows are locked before they are counted: one a worker is writing

@@ -656,6 +656,26 @@ def test_the_desks_history_keeps_what_it_did_to_an_erased_reader_but_not_who(
     assert LogEntry.objects.get(object_id=str(theirs.pk)).object_repr == str(theirs)
 
 
+def test_the_desks_history_of_a_readers_email_no_longer_names_them_once_erased(
+    client, reader
+):
+    """The desk saved an email's row in the ledger: its history named the row by
+    str(), "Announcement of … to ann@example.org: Sent", after the erasure too."""
+    sent = Mailing.objects.create(kind="post", post=PublishedPostFactory())
+    batch = Batch.objects.create(mailing=sent, number=1)
+    row = Delivery.objects.create(mailing=sent, batch=batch, subscriber=reader)
+    client.force_login(UserFactory(is_superuser=True))
+    saved = client.post(f"/admin/newsletter/delivery/{row.pk}/change/", {})
+    assert saved.status_code == 302
+    assert reader.email in LogEntry.objects.get().object_repr
+
+    subscriber_delete(subscriber=reader)
+
+    entry = LogEntry.objects.get()
+    assert entry.action_flag == CHANGE
+    assert reader.email not in entry.object_repr + entry.change_message
+
+
 def test_the_desks_history_of_what_it_deleted_before_an_erasure_names_nobody(
     client, reader
 ):
