@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 from django.apps import apps
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import models
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from newsletter.models import (
@@ -31,7 +33,12 @@ from newsletter.subscriptions import (
 )
 from posts.comments.models import Comment
 
-from .factories import CommentFactory, PublishedPostFactory, SubscriberFactory
+from .factories import (
+    CommentFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -292,3 +299,42 @@ def test_erasure_takes_why_an_email_failed_and_leaves_only_the_keyed_hash():
     assert not Delivery.objects.filter(error="provider: rejected").exists()
     # The hash stays, by design (EXEMPT): the erased address is never mailed again.
     assert list(Suppression.objects.values_list("reason", flat=True)) == ["deleted"]
+
+
+def columns_naming(address: str) -> list[str]:
+    """Every text column of every table (a JSON one read as its text) holding the
+    address."""
+    return [
+        f"{model._meta.label}.{field.name}"
+        for model in apps.get_models()
+        if not model._meta.proxy
+        for field in model._meta.concrete_fields
+        if isinstance(field, models.CharField | models.TextField | models.JSONField)
+        and model._base_manager.annotate(text=Cast(field.name, models.TextField()))
+        .filter(text__icontains=address)
+        .exists()
+    ]
+
+
+def test_after_an_erasure_no_column_of_any_table_holds_the_address():
+    reader = SubscriberFactory(email="reader@example.org", name="Sam")
+    other = SubscriberFactory(email="other@example.org")
+    for row in COVERED.values():
+        row[1](reader)
+    Delivery.objects.filter(subscriber=reader).update(
+        status=Delivery.Status.FAILED,
+        error="provider: rejected (550 5.1.1 <reader@example.org>: no such user)",
+    )
+    LogEntry.objects.log_actions(
+        user_id=UserFactory().pk,
+        queryset=[reader, *Delivery.objects.filter(subscriber=reader)],
+        action_flag=CHANGE,
+        change_message=[{"changed": {"fields": ["Status"]}}],
+    )
+    assert "newsletter.Event.raw" in columns_naming("reader@example.org")
+
+    subscriber_delete(subscriber=reader)
+
+    assert columns_naming("reader@example.org") == []
+    assert columns_naming("old@example.org") == []
+    assert columns_naming(other.email) == ["newsletter.Subscriber.email"]
