@@ -354,6 +354,46 @@ def test_a_reader_erasing_as_the_worker_writes_their_email_went_stays_counted(
     assert (batch.status, batch.size, batch.sent) == (Batch.Status.DONE, 3, 3)
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_erasing_as_the_worker_counts_their_batch_is_counted_once(
+    audience, monkeypatch
+):
+    """The worker counted the reader's row as sent, then waited for the batch's
+    row, which the erasure held having counted them among its erased: the batch
+    added both, and said 4 sent of 3 until it was counted again."""
+    monkeypatch.setattr(planner, "_ring", lambda batch_ids: None)  # sent below
+    mailing = plan(PostFactory())
+    leaving = audience["confirmed"][0]
+    close = sender.close_batch
+    counting = []
+
+    def close_as_the_erasure_commits(*args, **kwargs):
+        if counting:  # the batch counted again: not this race
+            return close(*args, **kwargs)
+        counting.append(True)
+        return as_erasure_commits(leaving, lambda: close(*args, **kwargs))
+
+    monkeypatch.setattr(sender, "close_batch", close_as_the_erasure_commits)
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+
+    assert len(mail.outbox) == 3
+    assert not Subscriber.objects.filter(pk=leaving.pk).exists()
+    batch = mailing.batches.get()
+    assert (batch.status, batch.size, batch.sent, batch.erased_sent) == (
+        Batch.Status.DONE,
+        3,
+        3,
+        1,
+    )
+    sent_in_the_ledger = mailing.deliveries.filter(status=Delivery.Status.SENT)
+    assert batch.sent == sent_in_the_ledger.count() + batch.erased_sent
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+
+
 def test_reader_who_stops_following_the_posts_topic_after_planning_is_skipped():
     """Planned while they followed the post's topic (the send waited: paused, a
     backlog, the sending budget), they chose another before their batch went."""

@@ -201,8 +201,13 @@ def close_batch(
             Delivery.Status.UNCERTAIN,
         )
     )
+    # The erased readers' counts (e) are read in the snapshot the rows are
+    # counted in (c): an erasure committing while this waits for the batch's row
+    # moves a reader from the rows to those counts, and rows read before it
+    # added to counts written by it counted that reader twice.
     sql = f"""
-        WITH c AS (SELECT {counts} FROM {D} WHERE batch_id = %s)
+        WITH c AS (SELECT {counts} FROM {D} WHERE batch_id = %s),
+            e AS (SELECT erased_sent, erased_failed FROM {B} WHERE id = %s)
         UPDATE {B}
         SET status = CASE
                 WHEN c.n_queued > 0 THEN %s
@@ -214,10 +219,10 @@ def close_batch(
             last_error = CASE
                 WHEN %s = '' AND c.n_queued = 0 AND c.n_uncertain > 0 THEN last_error
                 ELSE %s END,
-            sent = c.n_sent + erased_sent,
-            failed = c.n_failed + erased_failed,
+            sent = c.n_sent + e.erased_sent,
+            failed = c.n_failed + e.erased_failed,
             uncertain = c.n_uncertain
-        FROM c
+        FROM c, e
         WHERE id = %s AND status = %s
         RETURNING status, (
             SELECT COUNT(*) FROM {B} b
@@ -227,6 +232,7 @@ def close_batch(
     """
     when = connection.ops.adapt_datetimefield_value(now)
     params = [
+        batch_id,
         batch_id,
         Batch.Status.QUEUED,
         Batch.Status.UNCERTAIN,
