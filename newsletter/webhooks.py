@@ -385,7 +385,7 @@ def _apply_to_address(
             Subscriber.objects.filter(email=email, soft_bounces__gt=0).update(
                 soft_bounces=0
             )
-    elif kind == EventType.COMPLAINED:
+    elif kind == EventType.COMPLAINED and not _is_soft_bounce(event):
         subscriptions.address_suppress(email=email, reason=Suppression.Reason.COMPLAINT)
     elif kind == EventType.UNSUBSCRIBED:
         subscriptions.address_suppress(
@@ -411,9 +411,16 @@ def _apply_to_address(
             )
 
 
-# What a soft bounce is recorded as: Postmark's SoftBounce is a "bounced" event
-# (a hard bounce, also "bounced", suppresses the address anyway).
-SOFT_BOUNCE_EVENTS = [EventType.DEFERRED, EventType.BOUNCED]
+# What a soft bounce is recorded as: Postmark's SoftBounce is a "bounced" event,
+# its Blocked and DMARCPolicy "rejected", its SpamNotification "complained" (a
+# hard bounce or a complaint, recorded as these too, suppresses the address
+# anyway).
+SOFT_BOUNCE_EVENTS = [
+    EventType.DEFERRED,
+    EventType.BOUNCED,
+    EventType.REJECTED,
+    EventType.COMPLAINED,
+]
 
 
 def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bool:
@@ -444,27 +451,47 @@ def _soft_bounced_before(recorded: Event) -> bool:
     )
 
 
-# Postmark's full or unavailable mailbox, which anymail reports with the reason
-# "bounced" all the same.
-POSTMARK_SOFT_BOUNCE = "SoftBounce"
+# Postmark's bounce types (its "Type") that say something else of the address
+# than anymail's event type and reason for them.
+# Postmark will not send to the address (deactivated in its dashboard), which
+# anymail reports as a rejection, "blocked", as it does a block of the sender.
+POSTMARK_HARD_BOUNCES = {"ManuallyDeactivated"}
+# A full or unavailable mailbox (SoftBounce, reported with the reason "bounced"
+# all the same); or the receiving side refused the sender (Blocked: an ISP's
+# block; DMARCPolicy: the From domain's own policy, reported as rejections) or
+# its spam filter refused the message (SpamNotification, reported as a
+# complaint: the reader never saw it, and Postmark keeps the address active).
+POSTMARK_SOFT_BOUNCES = {"SoftBounce", "Blocked", "DMARCPolicy", "SpamNotification"}
+
+
+def _postmark_type(event: AnymailTrackingEvent) -> str:
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    return str(esp_event.get("Type", "")) if esp_event.get("RecordType") else ""
 
 
 def _is_hard_bounce(event: AnymailTrackingEvent) -> bool:
     """The provider says the address itself is bad (it does not exist, or bounced
-    before): only then is it suppressed for good. Any other failure to deliver
-    (Mailgun giving up after retrying, or blocked by the receiving provider;
-    Postmark's virus notification) says nothing of the mailbox for good."""
-    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    before), or will not send to it: only then is it suppressed for good. Any
+    other failure to deliver (Mailgun giving up after retrying, or blocked by the
+    receiving provider; Postmark's virus notification) says nothing of the
+    mailbox for good."""
+    postmark_type = _postmark_type(event)
+    if postmark_type in POSTMARK_HARD_BOUNCES:
+        return True
     return (
         event.event_type in (EventType.BOUNCED, EventType.REJECTED)
         and event.reject_reason in (RejectReason.BOUNCED, RejectReason.INVALID)
-        and esp_event.get("Type") != POSTMARK_SOFT_BOUNCE
+        and postmark_type not in POSTMARK_SOFT_BOUNCES
     )
 
 
 def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:
-    """A deferral, or a bounce that is not a hard one (asked first)."""
-    return event.event_type in (EventType.DEFERRED, EventType.BOUNCED)
+    """A deferral, or a bounce that is not a hard one (asked first), or one of
+    Postmark's that anymail reports as something else."""
+    return (
+        event.event_type in (EventType.DEFERRED, EventType.BOUNCED)
+        or _postmark_type(event) in POSTMARK_SOFT_BOUNCES
+    )
 
 
 def _jsonable(esp_event) -> object:

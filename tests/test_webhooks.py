@@ -85,19 +85,36 @@ def postmark_delivery(email="reader@example.org", at="2026-11-26T16:33:54Z"):
     }
 
 
+# Postmark's bounce types as its bounce API lists them: code, name, and whether it
+# deactivates the address (Inactive), for those a test posts.
+POSTMARK_BOUNCE_TYPES = {
+    "HardBounce": (1, "Hard bounce", True),
+    "Transient": (2, "Message delayed", False),
+    "AutoResponder": (64, "Auto responder", False),
+    "SpamNotification": (512, "Spam notification", False),
+    "SoftBounce": (4096, "Soft bounce", False),
+    "VirusNotification": (8192, "Virus notification", False),
+    "ManuallyDeactivated": (100002, "Manually deactivated", True),
+    "Blocked": (100006, "ISP block", False),
+    "SMTPApiError": (100007, "SMTP API error", False),
+    "DMARCPolicy": (100009, "DMARC Policy", False),
+}
+
+
 def postmark_bounce(
     bounce_type="HardBounce",
     event_id=4323372036854775807,
     at="2026-11-26T16:34:54Z",
     message_id=POSTMARK_ID,
 ):
+    code, name, inactive = POSTMARK_BOUNCE_TYPES[bounce_type]
     return {
         "RecordType": "Bounce",
         "MessageStream": "broadcast",
         "ID": event_id,
         "Type": bounce_type,
-        "TypeCode": 1 if bounce_type == "HardBounce" else 4096,
-        "Name": "Hard bounce" if bounce_type == "HardBounce" else "Soft bounce",
+        "TypeCode": code,
+        "Name": name,
         "Tag": "",
         "MessageID": message_id,
         "Metadata": {},
@@ -108,7 +125,7 @@ def postmark_bounce(
         "From": "newsletter@example.org",
         "BouncedAt": at,
         "DumpAvailable": True,
-        "Inactive": bounce_type == "HardBounce",
+        "Inactive": inactive,
         "CanActivate": True,
         "Subject": "Suffolk: caseloads too high",
         "Content": "<Full dump of bounce>",
@@ -324,6 +341,43 @@ def test_a_postmark_virus_notification_counts_as_a_soft_bounce_not_a_hard_one(
     assert reader.soft_bounces == 1
     assert not Suppression.objects.exists()
     post_postmark(client, postmark_bounce("VirusNotification", 2, message_id="m2"))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.get().reason == "soft_bounces"
+
+
+def test_an_address_postmark_deactivated_by_hand_is_suppressed_as_a_hard_bounce(
+    client, reader
+):
+    """Postmark refuses to send to an address deactivated in its dashboard
+    (ManuallyDeactivated, which anymail reports as a rejection, "blocked"): the
+    reader stayed active, and every email to them failed."""
+    delivery = delivery_to(reader, POSTMARK_ID)
+    bounce = postmark_bounce("ManuallyDeactivated")
+    assert post_postmark(client, bounce).status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.for_email(reader.email).get().reason == "hard_bounce"
+    delivery.refresh_from_db()
+    assert delivery.last_event == "rejected"
+
+
+@pytest.mark.parametrize("bounce_type", ["Blocked", "DMARCPolicy", "SpamNotification"])
+def test_a_postmark_bounce_about_the_sender_or_a_spam_filter_counts_as_a_soft_one(
+    client, reader, settings, bounce_type
+):
+    """The receiving side refused the sender (an ISP's block; the From domain's
+    own DMARC policy) or its spam filter refused the message (SpamNotification:
+    never delivered, and Postmark keeps the address active): nothing said the
+    address is bad, nor that the reader complained. These counted for nothing
+    (a reader whose every email was refused stayed on the list for good), and a
+    spam filter's refusal suppressed the reader as if they had complained."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
+    post_postmark(client, postmark_bounce(bounce_type, 1, message_id="m1"))
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 1)
+    assert not Suppression.objects.exists()
+    post_postmark(client, postmark_bounce(bounce_type, 2, message_id="m2"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
