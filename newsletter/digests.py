@@ -594,14 +594,33 @@ class DigestEmail:
             .order_by("announced_at", "pk")
             .values_list("pk", "updated_at")
         )
-        place = {pk: i for i, (pk, _) in enumerate(posts)}
+        self._place = {pk: i for i, (pk, _) in enumerate(posts)}
         # Delivery id -> its posts' places in the batch's, which are in order.
         self.posts: dict[int, list[int]] = {
-            r.delivery_id: sorted([place[pk] for pk in r.posts]) for r in recipients
+            r.delivery_id: sorted([self._place[pk] for pk in r.posts])
+            for r in recipients
         }
         self._parts = _parts(mailing, posts)
         if batch_id:
             self._parts = _BatchParts(self._parts, batch_id)
+
+    def holding_posts_on_site(self, recipients: list) -> list:
+        """Those of the recipients whose digest holds a post still on the site,
+        each left holding only those. Read as they go: the author may take a post
+        down after their batch read them (post_withdraw_from_digests takes it out
+        of the ledger's digests, not out of a batch being sent)."""
+        held = {pk for r in recipients for pk in r.posts}
+        on_site = set(
+            Post.objects.published().filter(pk__in=held).values_list("pk", flat=True)
+        )
+        if on_site == held:
+            return recipients
+        places = {self._place[pk] for pk in on_site}
+        for r in recipients:
+            self.posts[r.delivery_id] = [
+                i for i in self.posts[r.delivery_id] if i in places
+            ]
+        return [r for r in recipients if self.posts[r.delivery_id]]
 
     def for_many(
         self, recipients: list, *, merge_field: str, connection=None

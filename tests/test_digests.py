@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery, digests, esp
-from newsletter.delivery import planner
+from newsletter.delivery import planner, sender
 from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.postmark import EmailBackend
 from newsletter.delivery.ratelimit import _redis
@@ -1051,6 +1051,69 @@ def test_a_digest_whose_only_post_was_unpublished_is_skipped(clock, publish):
     assert mailing.status == Mailing.Status.DONE
 
 
+def taken_down_once_its_readers_are_read(monkeypatch, post: Post) -> None:
+    """The author takes the post off the site as its digests' batch goes: the
+    worker has claimed it and read its readers, with what each digest holds."""
+    read = sender.batch_recipients
+
+    def readers_then_taken_down(*args, **kwargs):
+        readers = read(*args, **kwargs)
+        unpublish_at_the_desk(post)
+        return readers
+
+    monkeypatch.setattr(sender, "batch_recipients", readers_then_taken_down)
+
+
+@pytest.mark.parametrize("provider", ["outbox", "postmark"])
+def test_a_post_taken_down_as_its_digests_go_out_is_left_out_of_them(
+    clock, publish, monkeypatch, request, provider
+):
+    """The batch went with the post its readers were read with: a reader got a
+    post that was off the site, and the ledger said their digest had not held it."""
+    readers = ["one@example.org", "two@example.org"]
+    mailing, taken_down = a_round_of_two_posts(clock, publish, readers)
+    taken_down_once_its_readers_are_read(monkeypatch, taken_down)
+    if provider == "postmark":
+        fake_esp = request.getfixturevalue("fake_esp")
+    send_all(mailing)
+
+    if provider == "postmark":
+        digests_sent = [
+            (m["To"], m["Subject"], m["TextBody"] + m["HtmlBody"])
+            for m in postmark_messages(fake_esp.messages)
+        ]
+    else:
+        digests_sent = [
+            (m.to[0], m.subject, m.body + m.alternatives[0].content)
+            for m in mail.outbox
+        ]
+    assert sorted(to for to, _, _ in digests_sent) == readers
+    for _, subject, bodies in digests_sent:
+        assert subject.startswith("Your daily digest: 1 new post")
+        assert "Suffolk: caseloads too high" in bodies
+        assert "Wales: a wrong figure" not in bodies
+    assert not Delivery.objects.filter(posts=taken_down).exists()
+    assert set(mailing.deliveries.values_list("status", flat=True)) == {
+        Delivery.Status.SENT
+    }
+
+
+def test_a_digest_whose_only_post_is_taken_down_as_it_goes_is_skipped(
+    clock, publish, monkeypatch
+):
+    mailing = a_round_of_two(clock, publish)
+    taken_down = Post.objects.get(title="Suffolk: caseloads too high")
+    taken_down_once_its_readers_are_read(monkeypatch, taken_down)
+    send_all(mailing)
+
+    assert mail.outbox == []
+    assert set(mailing.deliveries.values_list("status", "error")) == {
+        (Delivery.Status.SKIPPED, "its posts were unpublished before sending")
+    }
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+
+
 def test_ringing_a_batch_task_again_sends_nothing_twice(clock, publish, beat):
     reader("daily@example.org", ("everything", "", "daily"))
     clock(23, 6, 30)
@@ -1091,12 +1154,13 @@ def send_all(mailing: Mailing) -> None:
 
 
 @pytest.mark.parametrize("batch_size", [5, 40])
-def test_a_digest_batch_runs_six_statements_whatever_its_size(
+def test_a_digest_batch_runs_seven_statements_whatever_its_size(
     clock, publish, settings, fake_esp, django_assert_max_num_queries, batch_size
 ):
     """Claim, load the batch, read its recipients (with their names, consent and
-    posts), those posts' order, record the outcomes, close the batch: the readers'
-    names and posts are not read again per batch or per reader."""
+    posts), those posts' order, which of them are still on the site as the call
+    goes, record the outcomes, close the batch: the readers' names and posts are
+    not read again per batch or per reader."""
     settings.NEWSLETTER_BATCH_SIZE = batch_size
     Subscriber.objects.bulk_create(
         Subscriber(
@@ -1114,7 +1178,7 @@ def test_a_digest_batch_runs_six_statements_whatever_its_size(
     mailing = a_round_of_two(clock, publish)
     first, second, *_rest = mailing.batches.order_by("number")
     delivery.batch_send(batch_id=first.pk)  # renders the round's parts
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         delivery.batch_send(batch_id=second.pk)
     assert fake_esp.count == batch_size * 2
     greeted = {m["To"]: m["TextBody"] for m in fake_esp.messages[-1]["payload"]}

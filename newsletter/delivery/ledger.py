@@ -21,6 +21,11 @@ P = Delivery.posts.through._meta.db_table
 T = SubscriberTopic._meta.db_table
 
 
+# Why a digest is skipped that holds nothing: each of its posts was taken off the
+# site before it went (digests.post_withdraw_from_digests, or as it went).
+DIGEST_EMPTIED = "its posts were unpublished before sending"
+
+
 class Recipient(NamedTuple):
     """A claimed delivery's subscriber: all a personal message needs of them (a
     link: pk and email; a digest's greeting and counted links: name and agreed),
@@ -107,7 +112,7 @@ def batch_recipients(
         elif announcing is not None and not follows:
             skipped[pk] = "stopped following it as published before sending"
         elif digest_of and not posts:
-            skipped[pk] = "its posts were unpublished before sending"
+            skipped[pk] = DIGEST_EMPTIED
         else:
             posts = tuple(map(int, posts.split(","))) if posts else ()
             last = bool(digest_of) and not follows

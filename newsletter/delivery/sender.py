@@ -4,8 +4,9 @@ record outcomes.
 For a post, five database statements per batch, whatever its size (the last batch
 of a mailing adds two to close it): claim the batch, load the mailing and post, read
 the recipients (with all a message needs of them, a digest's posts among it),
-record every outcome, close the batch. A digest adds the read of its posts' order;
-a correction, which of its readers the ledger still says had the post.
+record every outcome, close the batch. A digest adds the read of its posts' order,
+and before each call to the provider which of them are still on the site; a
+correction, which of its readers the ledger still says had the post.
 
 Where one API call takes many recipients, each with their own links (Postmark's
 /email/batch, each reader's message filled in by our backend, delivery/postmark.py;
@@ -43,6 +44,7 @@ from ..esp import ANYMAIL_MAILGUN, ANYMAIL_POSTMARK, POSTMARK_BACKEND
 from ..logs import redact
 from ..models import Batch, Delivery, Mailing
 from .ledger import (
+    DIGEST_EMPTIED,
     Outcome,
     Recipient,
     batch_recipients,
@@ -454,6 +456,16 @@ def _send_lane(
             except ClaimLost as exc:
                 return outcomes, exc, deferred
             letters = compose(chunk, connection)
+            # A reader the chunk's messages leave out has nothing to be sent: a
+            # digest whose posts were all taken off the site as it went.
+            composed = {r.delivery_id for _, readers in letters for r in readers}
+            outcomes.update(
+                (r.delivery_id, Outcome(Delivery.Status.SKIPPED, error=DIGEST_EMPTIED))
+                for r in chunk
+                if r.delivery_id not in composed
+            )
+            if not letters:
+                continue
             for message, readers in letters:
                 # The metadata lets webhooks and the settling of uncertain
                 # batches find the ledger rows.
@@ -524,17 +536,18 @@ def _composer(
     mailing = batch.mailing
     if mailing.kind == Mailing.Kind.DIGEST:
         digest = DigestEmail(mailing, recipients, batch_id=batch.pk)
-        if how.fills_merge_fields:
-            return (
-                lambda chunk, connection: digest.for_many(
+
+        def compose_digests(chunk: list[Recipient], connection) -> list[Letter]:
+            # Just before they go: a post taken off the site since is in none of
+            # them, and a reader left with nothing gets no message.
+            chunk = digest.holding_posts_on_site(chunk)
+            if how.fills_merge_fields:
+                return digest.for_many(
                     chunk, merge_field=POSTMARK_MERGE_FIELD, connection=connection
                 )
-            ), how.batch_size
-        return (
-            lambda chunk, connection: [
-                (digest.for_reader(r, connection=connection), [r]) for r in chunk
-            ]
-        ), how.batch_size if how.batches_messages else 1
+            return [(digest.for_reader(r, connection=connection), [r]) for r in chunk]
+
+        return compose_digests, how.batch_size if how.batches_messages else 1
     post_email = _rendered(mailing).email.for_batch(batch.pk)
     if not how.batched:
         return (
