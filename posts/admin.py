@@ -107,13 +107,31 @@ class OrganisationForm(forms.ModelForm):
         # Saved so, a post's fact box read "Kent CRC (owned by Kent CRC)", and an
         # owner's page listed itself among what it owned.
         me = self.instance
-        if me.pk is not None and (
-            owners.filter(pk=me.pk).exists() or owners.filter(owners=me).exists()
-        ):
+        if me.pk is not None and me.pk in owners_at_any_remove(owners):
             raise forms.ValidationError(
                 "An organisation cannot own itself, nor be owned by what it owns."
             )
         return owners
+
+
+def owners_at_any_remove(owners: models.QuerySet) -> set[int]:
+    """The ids of these organisations, their owners, their owners' owners and so on.
+
+    A level at a time, each id once: a loop already saved ends the walk rather than
+    going round it forever."""
+    found: set[int] = set()
+    level = set(owners.values_list("pk", flat=True))
+    while level:
+        found |= level
+        level = (
+            set(
+                Organisation.owners.through.objects.filter(
+                    from_organisation__in=level
+                ).values_list("to_organisation", flat=True)
+            )
+            - found
+        )
+    return found
 
 
 @admin.register(Organisation)

@@ -461,3 +461,41 @@ def test_an_organisation_cannot_be_owned_by_itself_or_by_what_it_owns(client, ow
     assert response.status_code == 200
     assert "cannot own itself" in unescape(response.text)
     assert list(changed.owners.all()) == ([seetec] if changed == crc else [])
+
+
+def test_an_organisation_cannot_be_owned_by_what_it_owns_at_any_remove(client):
+    # Kent CRC owned by Seetec, Seetec by a holding company: the holding company
+    # owned by Kent CRC went round the loop on every owner's page.
+    client.force_login(StaffFactory(role="Administrator"))
+    crc = OrganisationFactory(name="Kent CRC", kind="crc")
+    seetec = OrganisationFactory(name="Seetec", kind="owner")
+    holding = OrganisationFactory(name="Seetec Holdings", kind="owner")
+    crc.owners.add(seetec)
+    seetec.owners.add(holding)
+
+    response = client.post(
+        f"/admin/posts/organisation/{holding.pk}/change/",
+        {"name": holding.name, "kind": holding.kind, "owners": [crc.pk]},
+    )
+
+    assert response.status_code == 200
+    assert "cannot own itself" in unescape(response.text)
+    assert list(holding.owners.all()) == []
+
+
+def test_a_loop_already_saved_elsewhere_does_not_stop_an_organisation_saving(client):
+    client.force_login(StaffFactory(role="Administrator"))
+    first = OrganisationFactory(name="First", kind="owner")
+    second = OrganisationFactory(name="Second", kind="owner")
+    crc = OrganisationFactory(name="Kent CRC", kind="crc")
+    # Bad data from before the check: the walk up from Kent CRC's owner goes round it.
+    first.owners.add(second)
+    second.owners.add(first)
+
+    response = client.post(
+        f"/admin/posts/organisation/{crc.pk}/change/",
+        {"name": crc.name, "kind": crc.kind, "owners": [first.pk]},
+    )
+
+    assert response.status_code == 302
+    assert list(crc.owners.all()) == [first]
