@@ -4,6 +4,7 @@ from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.forms.models import construct_instance
@@ -171,7 +172,105 @@ class SponsorshipAdmin(admin.ModelAdmin):
     list_filter = ["category"]
 
 
-class LabelledFieldsFormSet(forms.BaseInlineFormSet):
+class InlineFormSet(forms.BaseInlineFormSet):
+    """An inline whose queries do not grow with its rows: each row's parent is the
+    page's own, not read again a row at a time, and the names of the options chosen
+    in an autocomplete column are read for every row at once (Django's widget reads
+    each row's on its own)."""
+
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        if form.instance.pk is not None:
+            setattr(form.instance, self.fk.name, self.instance)
+        return form
+
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)
+        for name, field in form.fields.items():
+            widget = getattr(field.widget, "widget", field.widget)  # admin's wrapper
+            if isinstance(widget, ChosenReadOnce):
+                widget.chosen_in_every_row = partial(self.chosen_in_every_row, name)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._chosen: dict[str, dict[str, models.Model]] = {}
+
+    def chosen_in_every_row(self, name: str) -> dict[str, models.Model]:
+        """The options chosen in the column, by value, from the field's own choices."""
+        if name not in self._chosen and not self.forms:
+            return {}
+        if name not in self._chosen:
+            field = self.forms[0].fields[name]
+            values = set()
+            for form in self.forms:
+                value = form[name].value()
+                values.update(value if isinstance(value, list | tuple) else [value])
+            wanted = [str(v) for v in values if v not in field.empty_values]
+            self._chosen[name] = {
+                str(choice.pk): choice
+                for choice in field.queryset.filter(pk__in=wanted)
+            }
+        return self._chosen[name]
+
+
+class ChosenReadOnce:
+    """An autocomplete widget naming its chosen options from those its formset read
+    for every row at once; alone (a new row's template), as Django's does."""
+
+    chosen_in_every_row = None
+
+    def optgroups(self, name, value, attr=None):
+        if self.chosen_in_every_row is None:
+            return super().optgroups(name, value, attr)
+        chosen = self.chosen_in_every_row()
+        options = []
+        if not self.is_required and not self.allow_multiple_selected:
+            options.append(self.create_option(name, "", "", False, 0))
+        for key, choice in chosen.items():
+            if key in value:
+                label = self.choices.field.label_from_instance(choice)
+                options.append(
+                    self.create_option(name, choice.pk, label, True, len(options))
+                )
+                if not self.allow_multiple_selected:
+                    break
+        return [(None, options, 0)]
+
+
+class InlineAutocompleteSelect(ChosenReadOnce, AutocompleteSelect):
+    pass
+
+
+class InlineAutocompleteSelectMultiple(ChosenReadOnce, AutocompleteSelectMultiple):
+    pass
+
+
+class InlineAutocomplete:
+    """For an inline on InlineFormSet: its autocomplete fields name their chosen
+    options in one query for all its rows."""
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name in self.get_autocomplete_fields(request):
+            kwargs.setdefault(
+                "widget",
+                InlineAutocompleteSelect(
+                    db_field, self.admin_site, using=kwargs.get("using")
+                ),
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name in self.get_autocomplete_fields(request):
+            kwargs.setdefault(
+                "widget",
+                InlineAutocompleteSelectMultiple(
+                    db_field, self.admin_site, using=kwargs.get("using")
+                ),
+            )
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+class LabelledFieldsFormSet(InlineFormSet):
     """Django's tabular inline heads each column but labels none of the fields
     under it: a screen reader, going from field to field, heard no name. Each
     field is named as its column heading names it."""
@@ -265,17 +364,22 @@ class InspectionAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class InspectionInline(admin.StackedInline):
+class InspectionInline(InlineAutocomplete, admin.StackedInline):
     """The facts; ratings per standard are edited on the inspection's own page."""
 
     formfield_overrides = HTTPS_URLS
     model = Inspection
+    formset = InlineFormSet
     extra = 0
     show_change_link = True
     autocomplete_fields = ["area", "organisations"]
 
+    def get_queryset(self, request: HttpRequest):
+        # The rows' chosen organisations, in one query.
+        return super().get_queryset(request).prefetch_related("organisations")
 
-class RelatedLinkInline(LabelledTabularInline):
+
+class RelatedLinkInline(InlineAutocomplete, LabelledTabularInline):
     model = RelatedLink
     fk_name = "from_post"
     extra = 0
@@ -283,6 +387,10 @@ class RelatedLinkInline(LabelledTabularInline):
     fields = ["to_post", "type", "order"]
     verbose_name = "related post"
     verbose_name_plural = "related posts (in this order; see the suggestions above)"
+
+    def get_queryset(self, request: HttpRequest):
+        # Each row is named "this post → that post".
+        return super().get_queryset(request).select_related("to_post")
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
         if db_field.name == "to_post":

@@ -119,7 +119,9 @@ def check_inspection_facts(post: Post) -> list[Problem]:
             Level.WARNING,
             f"The inspection “{inspection.title}” lacks {', '.join(missing)}.",
         )
-        for inspection in post.inspections.select_related("area")
+        for inspection in post.inspections.select_related("area").prefetch_related(
+            "organisations"
+        )
         if (missing := _missing_facts(inspection))
     ]
 

@@ -60,6 +60,10 @@ class PostUpdateInline(posts_admin.PostUpdateInline):
     form = PostUpdateForm
     readonly_fields = ["email"]
 
+    def get_queryset(self, request: HttpRequest):
+        # Each row asks whether it was emailed (its form and its email column).
+        return super().get_queryset(request).prefetch_related("mailings")
+
     @admin.display(description="email")
     def email(self, update: PostUpdate) -> str:
         if not update.pk:
@@ -85,15 +89,23 @@ class PostUpdateInline(posts_admin.PostUpdateInline):
         if not update.post.is_published:
             # One taken off the site after it went out was received: its readers
             # can be told once it is back (its link would lead nowhere until then).
-            if corrections.sent_to_anyone(update.post):
+            if _received(update.post):
                 return "Not published: publish it again to email its readers."
             return "Not published: nobody has received this post."
-        if not corrections.sent_to_anyone(update.post):
+        if not _received(update.post):
             return "Nobody has received this post yet: there is nobody to email."
         url = reverse("admin:posts_post_correction", args=[update.post_id, update.pk])
         return format_html(
             '<a href="{}">Email it to the readers who received this post…</a>', url
         )
+
+
+def _received(post: Post) -> bool:
+    """corrections.sent_to_anyone, asked once for the post's page, not once a row
+    (each update's row holds the page's post: posts.admin.InlineFormSet)."""
+    if not hasattr(post, "_received_by_anyone"):
+        post._received_by_anyone = corrections.sent_to_anyone(post)
+    return post._received_by_anyone
 
 
 @admin.register(Post)
