@@ -281,7 +281,10 @@ class LabelledFieldsFormSet(InlineFormSet):
             if not field.widget.is_hidden:
                 # The bound field's label: a form's own field may have none set.
                 label = capfirst(form[name].label)
-                field.widget.attrs.setdefault("aria-label", label)
+                # On the widget a related field's wrapper renders: the wrapper's
+                # own attributes are the page's first copy's, not this row's.
+                widget = getattr(field.widget, "widget", field.widget)
+                widget.attrs.setdefault("aria-label", label)
 
 
 class LabelledTabularInline(admin.TabularInline):

@@ -98,6 +98,24 @@ def test_a_posts_page_names_what_each_row_chose(client):
     assert chosen("links_out-0-to_post") == ["The follow-up"]
 
 
+def test_each_related_post_row_names_its_post_field_as_its_column_does(client):
+    """Django's wrapper of an autocomplete field shares its attributes with the
+    page's first copy of the field, not the row's: only rows after the first were
+    named."""
+    client.force_login(UserFactory())
+    post = PublishedPostFactory()
+    for title in ("The follow-up", "The next inspection"):
+        RelatedLink.objects.create(
+            from_post=post, to_post=PublishedPostFactory(title=title), type="see_also"
+        )
+
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").text
+
+    for row in ("0", "1", "__prefix__"):
+        select = re.search(rf'<select name="links_out-{row}-to_post"[^>]*>', page)[0]
+        assert 'aria-label="Post"' in select, select
+
+
 @pytest.fixture
 def author(client):
     call_command("seed_demo", stdout=StringIO())
