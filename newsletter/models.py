@@ -319,6 +319,11 @@ class Suppression(models.Model):
 
     address_hash = models.CharField(max_length=64, unique=True)
     reason = models.CharField(max_length=12, choices=Reason.choices)
+    # The reader's own unsubscribe or erasure, kept when a stronger reason (a
+    # late bounce, a complaint) replaces it: lifting that one leaves this.
+    readers_reason = models.CharField(
+        max_length=12, choices=Reason.choices, blank=True, default=""
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

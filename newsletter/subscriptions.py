@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
@@ -363,6 +364,13 @@ def address_suppress(*, email: str, reason: Suppression.Reason) -> None:
         ):
             suppression.reason = reason
             suppression.save(update_fields=["reason", "updated_at"])
+        if reason in Suppression.READER_LIFTABLE and (
+            not suppression.readers_reason
+            or Suppression.strength(reason)
+            > Suppression.strength(suppression.readers_reason)
+        ):
+            suppression.readers_reason = reason
+            suppression.save(update_fields=["readers_reason"])
         status = STATUS_FOR_REASON[suppression.reason]
         Subscriber.objects.filter(email=email).exclude(status=status).update(
             status=status,
@@ -372,6 +380,61 @@ def address_suppress(*, email: str, reason: Suppression.Reason) -> None:
             # subscribe request, and the confirmation it sends, may.
             confirmation_sent_at=None,
         )
+
+
+class SuppressionLifted(NamedTuple):
+    # The reader's own unsubscribe or erasure the address stays suppressed for,
+    # or "" when it may be emailed again.
+    kept_as: str
+    # The status of the reader who holds the address now, or None for nobody.
+    reader_status: str | None
+
+
+def suppression_lift(*, suppression: Suppression) -> SuppressionLifted:
+    """The desk lifts a bounce, a complaint or its own suppression: its reader is
+    back where they were before it, receiving if they had confirmed, pending if
+    not. Under it, the reader's own unsubscribe or erasure stays: only they lift
+    that, by subscribing again."""
+    if suppression.reason in Suppression.READER_LIFTABLE:
+        raise ValueError("Only the reader lifts their unsubscribe or erasure.")
+    with transaction.atomic():
+        # Locked in address_suppress's order: a bounce coming in meanwhile waits.
+        locked = Suppression.objects.select_for_update().filter(pk=suppression.pk)
+        suppression = locked.first()
+        if suppression is None:
+            return SuppressionLifted(kept_as="", reader_status=None)
+        reader = _holder_of(suppression)
+        if suppression.readers_reason:
+            locked.update(reason=suppression.readers_reason, updated_at=timezone.now())
+            status = STATUS_FOR_REASON[suppression.readers_reason]
+            changes = {}
+        else:
+            locked.delete()
+            # A confirmation sent before it was cleared: they confirm a new one.
+            status = (
+                Subscriber.Status.ACTIVE
+                if reader is not None and reader.confirmed_at
+                else Subscriber.Status.PENDING
+            )
+            # Counted up to the suppression: the next soft bounce must not
+            # suppress them again at once.
+            changes = {"unsubscribed_at": None, "soft_bounces": 0}
+        if reader is None:
+            return SuppressionLifted(suppression.readers_reason, None)
+        Subscriber.objects.filter(pk=reader.pk).update(status=status, **changes)
+    return SuppressionLifted(suppression.readers_reason, status)
+
+
+def _holder_of(suppression: Suppression) -> Subscriber | None:
+    """The reader whose address is suppressed: the list keeps only its hash, so
+    it is found among the readers it put out of the audience."""
+    suppressed = Subscriber.objects.filter(
+        status=STATUS_FOR_REASON[suppression.reason]
+    ).only("pk", "email", "confirmed_at")
+    for reader in suppressed.iterator(chunk_size=2000):
+        if Suppression.hash_address(reader.email) == suppression.address_hash:
+            return reader
+    return None
 
 
 def subscriber_unsubscribe(*, subscriber: Subscriber) -> None:

@@ -10,6 +10,7 @@ from django.db import IntegrityError
 from django.db.models import Count, Exists, OuterRef, Subquery
 from django.http import (
     HttpRequest,
+    HttpResponseRedirect,
     StreamingHttpResponse,
 )
 from django.template.response import TemplateResponse
@@ -524,6 +525,38 @@ class SuppressionAdmin(admin.ModelAdmin):
         if any(s.reason in Suppression.READER_LIFTABLE for s in objs):
             perms_needed.add(READERS_OWN_SUPPRESSION)
         return to_delete, counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        # Deleting the row alone left its reader bounced or suppressed: still
+        # out of every mailing, and shown so at the desk.
+        lifted = subscriptions.suppression_lift(suppression=obj)
+        self.message_user(request, _lifted_message(lifted), messages.SUCCESS)
+
+    def delete_queryset(self, request, queryset):
+        for suppression in queryset:
+            self.delete_model(request, suppression)
+
+    def response_delete(self, request, obj_display, obj_id):
+        # The lift's own message says what became of the reader; Django's would
+        # say the row was deleted, which it is not when the reader's own stays.
+        return HttpResponseRedirect(reverse("admin:newsletter_suppression_changelist"))
+
+
+def _lifted_message(lifted: subscriptions.SuppressionLifted) -> str:
+    if lifted.kept_as:
+        kept = Suppression.Reason(lifted.kept_as).label.lower()
+        return (
+            "Lifted, but the address stays suppressed as the reader left it "
+            f"({kept}): only they lift that, by subscribing again."
+        )
+    if lifted.reader_status == Subscriber.Status.ACTIVE:
+        return "Lifted: its reader receives the newsletter again."
+    if lifted.reader_status == Subscriber.Status.PENDING:
+        return (
+            "Lifted: its reader never confirmed their subscription, and is "
+            "pending again (they receive nothing until they confirm)."
+        )
+    return "Lifted: no reader holds the address; it may subscribe again."
 
 
 READERS_OWN_SUPPRESSION = (
