@@ -132,3 +132,51 @@ def test_lifting_several_at_once_restores_each_reader(author):
 
     assert not Suppression.objects.exists()
     assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}
+
+
+def subscribe(client, on_commit, email: str):
+    return on_commit(client.post, "/subscribe/", {"email": email})
+
+
+def test_the_desk_suppresses_an_address_no_reader_holds_and_its_subscribe_is_ignored(
+    author, client, on_commit
+):
+    """Someone who wrote in asking never to be emailed, before ever subscribing:
+    a later request for their address sends nothing, and its page is the one
+    any address gets."""
+    added = author.post(
+        "/admin/newsletter/suppression/add/", {"email": " Never@Example.ORG "}
+    )
+    assert added.status_code == 302
+    assert Suppression.objects.for_email("never@example.org").get().reason == (
+        Reason.MANUAL
+    )
+
+    client.logout()
+    reference = subscribe(client, on_commit, "someone-else@example.org")
+    mail.outbox.clear()
+    page = subscribe(client, on_commit, "never@example.org")
+
+    assert page.status_code == reference.status_code == 200
+    assert page.content == reference.content
+    assert mail.outbox == []
+    assert not Subscriber.objects.filter(email="never@example.org").exists()
+
+
+def test_an_address_added_at_the_desk_takes_a_readers_out_of_the_audience(author):
+    reader = SubscriberFactory(email="sam@example.org")
+
+    author.post("/admin/newsletter/suppression/add/", {"email": "SAM@example.org"})
+
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.SUPPRESSED
+
+
+def test_an_invalid_address_is_refused_at_the_desk_and_nothing_is_suppressed(author):
+    page = author.post(
+        "/admin/newsletter/suppression/add/", {"email": "not an address"}
+    )
+
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors["email"]
+    assert not Suppression.objects.exists()

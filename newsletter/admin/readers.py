@@ -491,6 +491,25 @@ class SubscriberAdmin(admin.ModelAdmin):
         )
 
 
+class SuppressionAddForm(forms.ModelForm):
+    email = forms.CharField(
+        label="Email address",
+        max_length=254,
+        help_text="Never email it, reader or not (someone who wrote in asking "
+        "never to be emailed): a subscribe request for it is ignored, though the "
+        "visitor is told nothing of it. Only its hash is kept.",
+    )
+
+    class Meta:
+        model = Suppression
+        fields = []
+
+    def clean_email(self) -> str:
+        # In the stored form, as every other address: typed "Sam@Example.org",
+        # it must still stop a request for sam@example.org.
+        return clean_email(self.cleaned_data["email"])
+
+
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
     """The list holds no addresses: search by typing the full address."""
@@ -508,8 +527,25 @@ class SuppressionAdmin(admin.ModelAdmin):
             return queryset, False
         return queryset.for_email(search_term), False
 
-    def has_add_permission(self, request) -> bool:
-        return False
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = SuppressionAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["email"] if obj is None else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change: bool) -> None:
+        # Refused for anyone not a reader, the desk could not keep its word to
+        # a person who asked never to be emailed before they ever subscribed.
+        email = form.cleaned_data["email"]
+        subscriptions.address_suppress(email=email, reason=Suppression.Reason.MANUAL)
+        obj.pk = Suppression.objects.for_email(email).get().pk
+        obj._state.adding = False
+        obj.refresh_from_db()
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
