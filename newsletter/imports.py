@@ -12,10 +12,14 @@ The desk's export (admin/readers.py) is a file the import takes as it is: its
 first columns are the import's, and of the three it adds, the status decides
 (only a subscribed reader comes in: one who left, or never confirmed, is skipped)
 and a reader who had paused their emails comes in paused.
+
+Columns are found by their header, under the names other lists' exports give
+them too (KNOWN_COLUMNS); any other column is not read.
 """
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, time
 
@@ -32,6 +36,26 @@ from .models import Consent, PreviousAddress, Subscriber, Suppression
 COLUMNS = ["email", "name", "consent_source", "consent_date"]
 # What the desk's export adds after COLUMNS.
 EXPORT_COLUMNS = ["status", "paused_at", "confirmed_at"]
+# Every name the import knows a column by: its own, and those other lists'
+# exports give it (Mailchimp's audience export: "Email Address", "First Name",
+# "Last Name", "OPTIN_TIME", "CONFIRM_TIME"), compared without case, spaces,
+# hyphens or underscores ("E-mail", "Consent Date").
+KNOWN_COLUMNS = {
+    "email": ["email", "emailaddress"],
+    "name": ["name", "fullname"],
+    "first_name": ["firstname", "givenname", "fname"],
+    "last_name": ["lastname", "surname", "familyname", "lname"],
+    "consent_source": ["consentsource", "source"],
+    # When they asked to subscribe. Mailchimp leaves its OPTIN_TIME empty for a
+    # contact added there by hand or by import: its CONFIRM_TIME stands for it.
+    "consent_date": ["consentdate", "optintime"],
+    "status": ["status"],
+    "paused_at": ["pausedat"],
+    "confirmed_at": ["confirmedat", "confirmtime"],
+    # Mailchimp's export of those who unsubscribed there, or whose address it
+    # cleaned as undeliverable: they left that list, and are not brought back.
+    "left_at": ["unsubtime", "cleantime"],
+}
 # A list this size validates in a few seconds and fits comfortably in memory.
 MAX_ROWS = 50_000
 # Rows per IN (...) query when looking up existing subscribers and suppressions.
@@ -73,6 +97,8 @@ class ImportReport:
     # Subscribed already, on the consent the row records: the same file again.
     unchanged: int = 0
     imported: bool = False
+    # The file's columns the import does not read, as the file names them.
+    ignored_columns: list[str] = field(default_factory=list)
     # "cp1252" when the file was not UTF-8, so the author can check its accents.
     encoding: str = "utf-8"
 
@@ -101,8 +127,50 @@ def _decoded(data: bytes) -> tuple[str, str]:
         ) from exc
 
 
-def read_csv(data: bytes) -> ImportReport:
-    """Validate every row of the file; write nothing."""
+def _column_key(name: str) -> str:
+    return re.sub(r"[\s_-]", "", name.lower())
+
+
+KNOWN_COLUMN_BY_KEY = {
+    key: column for column, keys in KNOWN_COLUMNS.items() for key in keys
+}
+
+
+def _columns_read(header: list[str], *, source: str) -> dict[str, int]:
+    """Where each column the import reads is in the file."""
+    columns: dict[str, int] = {}
+    for index, name in enumerate(header):
+        column = KNOWN_COLUMN_BY_KEY.get(_column_key(name))
+        if column is None:
+            continue
+        if column in columns:
+            raise ImportFileError(
+                f"Two columns are the {column.replace('_', ' ')}: "
+                f"“{header[columns[column]]}” and “{name}”. Delete one."
+            )
+        columns[column] = index
+    if "email" not in columns:
+        raise ImportFileError(
+            f"The first line must be the header, naming {','.join(COLUMNS)} "
+            "(or other lists' names for them: Email Address, E-mail, First Name, "
+            f"Last Name, OPTIN_TIME, …); found {','.join(header)}."
+        )
+    if "consent_date" not in columns and "confirmed_at" not in columns:
+        raise ImportFileError(
+            "No column is the consent date: name it consent_date (Mailchimp's "
+            "OPTIN_TIME or CONFIRM_TIME are read as it)."
+        )
+    if "consent_source" not in columns and not source:
+        raise ImportFileError(
+            "No column is the consent source: say where these readers consented "
+            "in “Consent source” below, or add a consent_source column."
+        )
+    return columns
+
+
+def read_csv(data: bytes, *, source: str = "") -> ImportReport:
+    """Validate every row of the file; write nothing. `source` is the consent
+    source of the rows that name none."""
     text, encoding = _decoded(data)
     # Excel separates cells with ';' where the decimal mark is a comma: told by
     # the header, whose names hold neither.
@@ -115,18 +183,18 @@ def read_csv(data: bytes) -> ImportReport:
         raise ImportFileError("The file is empty.") from exc
     except csv.Error as exc:
         raise ImportFileError(f"The file is not valid CSV: {exc}") from exc
-    header = [column.strip().lower().replace(" ", "_") for column in header]
+    header = [column.strip() for column in header]
     # A spreadsheet column whose cells were cleared, not deleted, stays in its CSV
     # as an empty cell at the end of every line: nothing in it to refuse.
     while header and not header[-1]:
         header.pop()
-    if header not in (COLUMNS, COLUMNS + EXPORT_COLUMNS):
-        raise ImportFileError(
-            f"The first line must be the header {','.join(COLUMNS)} (the desk's "
-            f"export, which adds {','.join(EXPORT_COLUMNS)}, is taken as it is); "
-            f"found {','.join(header)}."
-        )
+    columns = _columns_read(header, source=source)
     report = ImportReport(encoding=encoding)
+    report.ignored_columns = [
+        name
+        for index, name in enumerate(header)
+        if name and index not in columns.values()
+    ]
     first_line_of: dict[str, int] = {}
     ended = reader.line_num  # the header's last line
     try:
@@ -138,7 +206,9 @@ def read_csv(data: bytes) -> ImportReport:
             if len(report.rows) + len(report.rejected) >= MAX_ROWS:
                 raise ImportFileError(f"The file has more than {MAX_ROWS} rows.")
             try:
-                row = _parse_row(line, values, exported=len(header) > len(COLUMNS))
+                row = _parse_row(
+                    line, values, columns=columns, width=len(header), source=source
+                )
             except ValidationError as error:
                 report.rejected.append((line, error.messages[0]))
                 continue
@@ -163,17 +233,29 @@ class LeftTheList(Exception):
     skipped."""
 
 
-def _parse_row(line: int, values: list[str], *, exported: bool = False) -> Row:
-    expected = len(COLUMNS) + len(EXPORT_COLUMNS) * exported
-    while len(values) > expected and not values[-1].strip():
+def _parse_row(
+    line: int, values: list[str], *, columns: dict[str, int], width: int, source: str
+) -> Row:
+    while len(values) > width and not values[-1].strip():
         values = values[:-1]  # a cleared column's empty cell (see read_csv)
-    if len(values) != expected:
-        raise ValidationError(f"expected {expected} columns, found {len(values)}")
+    if len(values) != width:
+        raise ValidationError(f"expected {width} columns, found {len(values)}")
     values = [_unquoted(value).strip() for value in values]
-    email, name, source, date = values[: len(COLUMNS)]
-    paused_at = confirmed_at = None
-    if exported:
-        status, paused, confirmed = values[len(COLUMNS) :]
+    cells = dict.fromkeys(KNOWN_COLUMNS, "") | {
+        column: values[index] for column, index in columns.items()
+    }
+    if cells["left_at"]:
+        raise LeftTheList("the file says they left that list")
+    email = cells["email"]
+    name = cells["name"] or " ".join(
+        filter(None, [cells["first_name"], cells["last_name"]])
+    )
+    source = cells["consent_source"] or source
+    confirmed = cells["confirmed_at"]
+    date = cells["consent_date"] or confirmed
+    paused_at = None
+    if "status" in columns:
+        status, paused = cells["status"], cells["paused_at"]
         if status not in Subscriber.Status.values:
             raise ValidationError(
                 f"the status “{status[:40]}” is not one of "
@@ -186,7 +268,7 @@ def _parse_row(line: int, values: list[str], *, exported: bool = False) -> Row:
         if status != Subscriber.Status.ACTIVE:
             raise LeftTheList(f"exported as {Subscriber.Status(status).label.lower()}")
         paused_at = _parse_moment(paused, "paused_at") if paused else None
-        confirmed_at = _parse_moment(confirmed, "confirmed_at") if confirmed else None
+    confirmed_at = _parse_moment(confirmed, "confirmed_at") if confirmed else None
     if not email:
         raise ValidationError("the email address is missing")
     # The subscribe form's own rules, so that an address is stored in one form

@@ -857,3 +857,171 @@ def test_empty_columns_a_spreadsheet_left_at_the_end_of_each_line_are_ignored(au
     assert rejected_lines(response) == [(4, "expected 4 columns, found 5")]
     assert upload(author, HEADER + GOOD.replace("\n", ",\n")).status_code == 200
     assert Subscriber.objects.count() == 2
+
+
+# Mailchimp's audience export: its subscribed members' file, as it writes it.
+MAILCHIMP_HEADER = (
+    '"Email Address","First Name","Last Name","Address","Phone Number",'
+    '"Birthday","MEMBER_RATING","OPTIN_TIME","OPTIN_IP","CONFIRM_TIME",'
+    '"CONFIRM_IP","LATITUDE","LONGITUDE","GMTOFF","DSTOFF","TIMEZONE","CC",'
+    '"REGION","LAST_CHANGED","LEID","EUID","NOTES","TAGS"\n'
+)
+
+
+def mailchimp_row(email, first, last, optin_time, confirm_time, *, extra=()):
+    return (
+        ",".join(
+            [
+                f'"{email}"',
+                f'"{first}"',
+                f'"{last}"',
+                '"1 High St  Leeds  LS1 1AA  GB"',
+                '"0113 496 0000"',
+                '"03/14"',
+                "2",
+                f'"{optin_time}"',
+                '"203.0.113.5"',
+                f'"{confirm_time}"',
+                '"203.0.113.5"',
+                '"53.8"',
+                '"-1.5"',
+                '"0"',
+                '"1"',
+                '"Europe/London"',
+                '"GB"',
+                '"ENG"',
+                '"2024-03-02 09:00:00"',
+                '"123456"',
+                '"a1b2c3"',
+                '""',
+                '""',
+                *extra,
+            ]
+        )
+        + "\n"
+    )
+
+
+def upload_with_source(client, text: str, source: str):
+    return client.post(
+        IMPORT_URL,
+        {
+            "file": SimpleUploadedFile("members.csv", text.encode(), "text/csv"),
+            "consent_source": source,
+        },
+    )
+
+
+def test_a_mailchimp_audience_export_is_imported_with_its_names_and_consent_dates(
+    author,
+):
+    response = upload_with_source(
+        author,
+        MAILCHIMP_HEADER
+        + mailchimp_row(
+            "sam@example.org",
+            "Sam",
+            "Jones",
+            "2024-03-01 12:34:56",
+            "2024-03-01 12:40:00",
+        )
+        # Added to Mailchimp by hand: no opt-in time, its confirmation stands.
+        + mailchimp_row("alex@example.org", "Alex", "", "", "2024-05-06 07:08:09"),
+        "Mailchimp: Probation news",
+    )
+
+    assert response.status_code == 200
+    assert response.context["report"].created == 2
+    sam = Subscriber.objects.get(email="sam@example.org")
+    assert sam.name == "Sam Jones"
+    assert sam.status == Subscriber.Status.ACTIVE
+    consent = sam.consents.get()
+    assert consent.source == "Mailchimp: Probation news"
+    assert consent.created_at == datetime(2024, 3, 1, 12, 34, 56, tzinfo=UTC)
+    assert consent.confirmed_at == datetime(2024, 3, 1, 12, 40, tzinfo=UTC)
+    alex = Subscriber.objects.get(email="alex@example.org")
+    assert alex.name == "Alex"
+    # British Summer Time: 07:08 in London.
+    assert alex.consents.get().created_at == datetime(2024, 5, 6, 6, 8, 9, tzinfo=UTC)
+    assert "Phone Number" in response.context["report"].ignored_columns
+    assert "Columns not read" in response.text
+
+
+def test_mailchimps_export_of_those_who_left_it_brings_none_of_them_in(author):
+    header = MAILCHIMP_HEADER.replace(
+        '"TAGS"\n', '"TAGS","UNSUB_TIME","UNSUB_CAMPAIGN_TITLE"\n'
+    )
+    response = upload_with_source(
+        author,
+        header
+        + mailchimp_row(
+            "left@example.org",
+            "Lee",
+            "",
+            "2024-03-01 12:34:56",
+            "2024-03-01 12:40:00",
+            extra=['"2024-06-01 10:00:00"', '"June issue"'],
+        ),
+        "Mailchimp: Probation news",
+    )
+
+    assert response.context["report"].skipped == [
+        (2, "the file says they left that list")
+    ]
+    assert not Subscriber.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "E-mail,Name,Consent Source,Consent Date",
+        "Email address,First Name,Last Name,Source,Consent date",
+        " EMAIL , name ,CONSENT_SOURCE,consent-date",
+        "consent_date,Notes,email,consent_source,name",
+    ],
+)
+def test_the_columns_are_found_by_their_common_names_in_any_order(author, header):
+    names = [name.strip().lower() for name in header.split(",")]
+    values = {
+        "e-mail": "sam@example.org",
+        "email address": "sam@example.org",
+        "email": "sam@example.org",
+        "name": "Sam Jones",
+        "first name": "Sam",
+        "last name": "Jones",
+        "consent source": "Sheet",
+        "source": "Sheet",
+        "consent_source": "Sheet",
+        "consent date": "2026-10-01",
+        "consent-date": "2026-10-01",
+        "consent_date": "2026-10-01",
+        "notes": "met at the conference",
+    }
+    row = ",".join(values[name] for name in names)
+
+    response = upload(author, f"{header}\n{row}\n")
+
+    assert response.status_code == 200
+    sam = Subscriber.objects.get()
+    assert (sam.email, sam.name) == ("sam@example.org", "Sam Jones")
+    assert sam.consents.get().source == "Sheet"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (
+            "Name,Phone Number,consent_source,consent_date",
+            "The first line must be the header, naming email,",
+        ),
+        ("Email,E-mail,consent_source,consent_date", "Two columns are the email"),
+        ("email,name,consent_source", "No column is the consent date"),
+        ("Email Address,OPTIN_TIME", "No column is the consent source"),
+    ],
+)
+def test_a_header_the_import_cannot_use_is_refused_saying_why(author, header, message):
+    response = upload(author, f"{header}\nsam@example.org,x,y,2026-10-01\n")
+
+    assert response.status_code == 400
+    assert message in response.text
+    assert not Subscriber.objects.exists()

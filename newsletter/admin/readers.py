@@ -19,7 +19,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from posts.admin import LabelledFieldsFormSet
-from posts.validators import addresses_as_stored, clean_email
+from posts.validators import (
+    addresses_as_stored,
+    clean_email,
+    reject_control_characters,
+)
 
 from .. import imports, subscriptions, webhooks
 from ..esp import PROVIDER_BY_BACKEND
@@ -168,10 +172,19 @@ class FrequencyFilter(_TopicsFilter):
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
-        help_text="UTF-8 (or Excel's Windows-1252), with the header line: "
+        help_text="UTF-8 (or Excel's Windows-1252), with a header line naming "
         + ",".join(imports.COLUMNS)
-        + ". The desk's export is taken as it is: only its subscribed readers "
-        "come in.",
+        + " (or Email Address, First Name, Last Name, OPTIN_TIME: a Mailchimp "
+        "export is taken as it is). The desk's export is taken as it is: only "
+        "its subscribed readers come in.",
+    )
+    consent_source = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Consent source",
+        help_text="Where these readers consented (“Mailchimp: Probation news”), "
+        "for the rows that do not say: a file with no consent_source column, "
+        "such as Mailchimp's export.",
     )
     import_despite_rejections = forms.BooleanField(
         required=False,
@@ -179,6 +192,11 @@ class ImportForm(forms.Form):
     )
 
     MAX_BYTES = 5 * 1024 * 1024
+
+    def clean_consent_source(self) -> str:
+        source = self.cleaned_data["consent_source"].strip()
+        reject_control_characters(source)
+        return source
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -376,7 +394,10 @@ class SubscriberAdmin(admin.ModelAdmin):
         report = None
         if request.method == "POST" and form.is_valid():
             try:
-                report = imports.read_csv(form.cleaned_data["file"].read())
+                report = imports.read_csv(
+                    form.cleaned_data["file"].read(),
+                    source=form.cleaned_data["consent_source"],
+                )
             except imports.ImportFileError as error:
                 form.add_error("file", str(error))
             else:
