@@ -27,6 +27,11 @@ class SubscriberQuerySet(models.QuerySet):
         suppressed. A confirmed subscribe request brings them (back) in."""
         return self.exclude(_receiving())
 
+    def holding_their_address(self) -> "SubscriberQuerySet":
+        """Everyone but requests nobody ever confirmed: anyone can type any address
+        into the subscribe form, so such a request proves nobody owns it."""
+        return self.exclude(status=Subscriber.Status.PENDING, confirmed_at=None)
+
     def following(
         self, keys: Iterable[tuple[str, str]], *, frequency: str
     ) -> "SubscriberQuerySet":

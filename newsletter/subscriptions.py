@@ -487,7 +487,9 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
             not took_turn
             or new_email == subscriber.email
             or is_blocked(new_email)
-            or Subscriber.objects.filter(email=new_email).exists()
+            or Subscriber.objects.filter(email=new_email)
+            .holding_their_address()
+            .exists()
             # Last: only a confirmation that would go takes the address's turn.
             or not throttle.allow(
                 CHANGE_OF_ADDRESS_TO, new_email, limit=1, window_seconds=86_400
@@ -505,15 +507,26 @@ def email_change_confirm(*, subscriber: Subscriber, new_email: str) -> bool:
     """Move the subscription to a confirmed new address, and remember the address
     it leaves: what was written under it is still the reader's (PreviousAddress).
     A reader the old address's bounces took out of the audience is back in it:
-    the new address is just proved. False if it cannot be."""
+    the new address is just proved, and proved theirs: a request for it that
+    nobody confirmed (anyone can type any address into the form) gives way,
+    deleted as the pending purge would delete it. False if it cannot be."""
     new_email = normalise_email(new_email)
-    if is_blocked(new_email):
-        return False
     try:
         with transaction.atomic():
-            current = (
+            # The address's suppression, then the readers, locked in the order
+            # subscriber_confirm takes them: a stranger confirming their request
+            # for the address meanwhile holds it once they have, or finds it gone.
+            list(Suppression.objects.for_email(new_email).select_for_update())
+            list(
                 Subscriber.objects.select_for_update()
-                .filter(pk=subscriber.pk)
+                .filter(Q(pk=subscriber.pk) | Q(email=new_email))
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            if is_blocked(new_email):
+                return False
+            current = (
+                Subscriber.objects.filter(pk=subscriber.pk)
                 .values_list("email", "status")
                 .first()
             )
@@ -521,6 +534,10 @@ def email_change_confirm(*, subscriber: Subscriber, new_email: str) -> bool:
                 return False
             previous_email, status = current
             if previous_email != new_email:
+                holder = Subscriber.objects.filter(email=new_email)
+                if holder.holding_their_address().exists():
+                    return False
+                holder.delete()
                 moved = {"email": new_email, "soft_bounces": 0}
                 if status == Subscriber.Status.BOUNCED:
                     moved |= {

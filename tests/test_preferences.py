@@ -1,12 +1,13 @@
 import json
 import re
+import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core import mail, signing
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
@@ -31,8 +32,10 @@ from newsletter.subscriptions import (
     address_suppress,
     email_change_confirm,
     is_blocked,
+    subscriber_confirm,
     subscriber_delete,
     subscriber_export,
+    subscription_request,
 )
 from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
@@ -46,7 +49,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
 )
-from .locks import as_erasure_commits
+from .locks import as_erasure_commits, in_a_thread, until_done_or_waiting_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -339,6 +342,71 @@ def test_a_change_link_fails_if_the_address_was_taken_meanwhile(
     confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
     SubscriberFactory(email="new@example.org")
     assert client.post(confirm).status_code == 409
+    reader.refresh_from_db()
+    assert reader.email == "reader@example.org"
+
+
+def a_stranger_subscribes(email: str) -> Subscriber:
+    """Someone types the address into the subscribe form and never confirms."""
+    subscription_request(email=email, name="Not Sam", ip_address="203.0.113.7")
+    return Subscriber.objects.get(email=email)
+
+
+@pytest.mark.parametrize("when", ["before the reader asks", "before they confirm"])
+def test_a_strangers_unconfirmed_subscription_gives_way_to_the_reader_who_moves_there(
+    client, reader, on_commit, when
+):
+    """Anyone can subscribe any address; only the reader's click on the link sent
+    to it proves the address is theirs."""
+    if when == "before the reader asks":
+        stranger = a_stranger_subscribes("new@example.org")
+    mail.outbox.clear()
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    [message] = mail.outbox
+    assert message.to == ["new@example.org"]
+    confirm = link_in(message, "/preferences/email/confirm/")
+    if when == "before they confirm":
+        stranger = a_stranger_subscribes("new@example.org")
+
+    response = client.post(confirm)
+
+    assert response.status_code == 200
+    assert "From now on the newsletter goes to new@example.org." in (
+        response.content.decode()
+    )
+    assert not Subscriber.objects.filter(pk=stranger.pk).exists()
+    assert not Consent.objects.filter(subscriber_id=stranger.pk).exists()
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert reader.name == "Sam"
+    assert [c.ip_address for c in reader.consents.all()] == ["192.0.2.1"]
+    assert [p.email for p in reader.previous_addresses.all()] == ["reader@example.org"]
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        Subscriber.Status.ACTIVE,
+        Subscriber.Status.UNSUBSCRIBED,
+        Subscriber.Status.BOUNCED,
+        Subscriber.Status.SUPPRESSED,
+    ],
+)
+def test_a_reader_who_has_the_address_still_keeps_it_from_a_reader_moving_there(
+    client, reader, on_commit, holder
+):
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    SubscriberFactory(email="new@example.org", status=holder)
+
+    response = client.post(confirm)
+
+    assert response.status_code == 409
+    assert "new@example.org cannot be used for this subscription" in (
+        response.content.decode()
+    )
+    assert Subscriber.objects.get(email="new@example.org").status == holder
     reader.refresh_from_db()
     assert reader.email == "reader@example.org"
 
@@ -1154,3 +1222,79 @@ def test_topics_saved_in_one_tab_while_the_reader_erases_their_data_in_another(
     assert saved == 404
     assert not Subscriber.objects.exists()
     assert not SubscriberTopic.objects.exists()
+
+
+def holding_its_transaction_open(work, answers: list):
+    """`work` run in a thread, in a transaction it keeps open (its locks held)
+    until the returned `commit` is called; what it returns goes to `answers`."""
+    done, go_on = threading.Event(), threading.Event()
+
+    def run():
+        with transaction.atomic():
+            answer = work()
+            done.set()
+            go_on.wait(timeout=10)
+        return answer
+
+    thread = in_a_thread(run, answers)
+    assert done.wait(timeout=10)
+
+    def commit():
+        go_on.set()
+        thread.join(timeout=10)
+
+    return commit
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["the reader moves", "the stranger confirms"])
+def test_a_stranger_confirming_the_address_as_the_reader_moves_there(
+    reader, on_commit, first
+):
+    """Whoever commits first has the address; the other is told, and neither is a
+    500 nor deletes the other's subscription."""
+    stranger = a_stranger_subscribes("new@example.org")
+    confirm_subscription = link_in(mail.outbox[-1], "/subscribe/confirm/")
+    client = Client(raise_request_exception=False)
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm_move = link_in(mail.outbox[-1], "/preferences/email/confirm/")
+    consent = stranger.consents.get()
+
+    first_answers, second_answers = [], []
+    if first == "the reader moves":
+        commit = holding_its_transaction_open(
+            lambda: email_change_confirm(
+                subscriber=reader, new_email="new@example.org"
+            ),
+            first_answers,
+        )
+        second = in_a_thread(
+            lambda: client.post(confirm_subscription).status_code, second_answers
+        )
+    else:
+        commit = holding_its_transaction_open(
+            lambda: subscriber_confirm(subscriber=stranger, consent_id=consent.pk),
+            first_answers,
+        )
+        second = in_a_thread(
+            lambda: client.post(confirm_move).status_code, second_answers
+        )
+    until_done_or_waiting_for_a_lock(second)
+    commit()
+    second.join(timeout=10)
+
+    holder = Subscriber.objects.get(email="new@example.org")
+    reader.refresh_from_db()
+    if first == "the reader moves":
+        assert (first_answers, second_answers) == ([True], [200])
+        assert holder == reader
+        assert not Subscriber.objects.filter(pk=stranger.pk).exists()
+    else:
+        assert (first_answers, second_answers) == ([None], [409])
+        assert holder == stranger
+        assert holder.status == Subscriber.Status.ACTIVE
+        assert reader.email == "reader@example.org"
+    assert reader.status == Subscriber.Status.ACTIVE
