@@ -18,7 +18,6 @@ import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
@@ -51,6 +50,8 @@ from .models import (
     Subscriber,
     SubscriberQuerySet,
     SubscriberTopic,
+    day_of,
+    zone_of,
 )
 from .tokens import Purpose
 
@@ -92,22 +93,6 @@ def slot_of(now: datetime) -> datetime:
 def period_of(slot: datetime) -> date:
     """The day a round stands for, for the author: the slot's day in site time."""
     return timezone.localtime(slot).date()
-
-
-def day_of(slot: datetime, time_zone: str) -> date:
-    """The day a round's digest bears for a reader: the slot's day in their own
-    time zone (a New York reader's evening digest is not dated London's
-    tomorrow)."""
-    return slot.astimezone(zone_of(time_zone)).date()
-
-
-def zone_of(name: str) -> ZoneInfo:
-    """The reader's time zone; one the database no longer knows reads as the
-    default rather than stopping every round."""
-    try:
-        return ZoneInfo(name)
-    except (ValueError, ZoneInfoNotFoundError):
-        return ZoneInfo(DEFAULT_TIME_ZONE)
 
 
 def rounds_due(*, slot: datetime) -> list[str]:

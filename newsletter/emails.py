@@ -26,6 +26,7 @@ from django.db.models import prefetch_related_objects
 from django.template import Context
 from django.template.loader import get_template, render_to_string
 from django.urls import reverse
+from django.utils.formats import date_format
 from django.utils.text import Truncator
 
 from posts.markdown import whole_links
@@ -40,7 +41,7 @@ from .engagement import (
     reader_slot_add,
     readers_html_size,
 )
-from .models import Subscriber, SubscriberTopic
+from .models import DEFAULT_TIME_ZONE, Subscriber, SubscriberTopic, day_of
 from .plaintext import html_to_text
 from .tokens import Purpose, make_token
 
@@ -260,7 +261,15 @@ def welcome_message(subscriber: Subscriber) -> EmailMultiAlternatives:
 # only URL-safe characters and ':', so substituting them into rendered HTML is safe.
 UNSUBSCRIBE_URL = "%%unsubscribe_url%%"
 PREFERENCES_URL = "%%preferences_url%%"
-_PLACEHOLDER = re.compile(f"({UNSUBSCRIBE_URL}|{PREFERENCES_URL})")
+# The post's date as each reader reads it, in their own time zone.
+POST_DATE = "%%post_date%%"
+_PLACEHOLDER = re.compile(f"({UNSUBSCRIBE_URL}|{PREFERENCES_URL}|{POST_DATE})")
+# What a message to many readers fills in for each, by the merge field it names.
+_MERGE_FIELDS = {
+    UNSUBSCRIBE_URL: "unsubscribe_url",
+    PREFERENCES_URL: "preferences_url",
+    POST_DATE: "post_date",
+}
 
 
 def post_email_context(post: Post, *, full: bool) -> dict:
@@ -283,6 +292,7 @@ def post_email_context(post: Post, *, full: bool) -> dict:
         # As the post page shows them: a reader sent the post after a correction
         # gets it with the post, and no correction email.
         "updates": list(post.updates.all()),
+        "post_date": POST_DATE,
         "unsubscribe_url": UNSUBSCRIBE_URL,
         "preferences_url": PREFERENCES_URL,
         **_publication_context(post),
@@ -416,6 +426,10 @@ class BulkEmail:
     def context(self) -> dict:
         raise NotImplementedError
 
+    def reader_dates(self, time_zone: str) -> dict[str, str]:
+        """The email's dates as a reader in `time_zone` reads them, by placeholder."""
+        return {}
+
     def _render(self) -> RenderedEmail:
         """The email as its readers get it, before its links are tracked."""
         return render_email(self.template, self.context())
@@ -428,6 +442,7 @@ class BulkEmail:
             links={
                 UNSUBSCRIBE_URL: self._links.link(subscriber, Purpose.UNSUBSCRIBE),
                 PREFERENCES_URL: self._links.link(subscriber, Purpose.PREFERENCES),
+                **self.reader_dates(subscriber.time_zone),
             },
             connection=connection,
             reader_id=subscriber.pk if self._tracker else None,
@@ -439,25 +454,31 @@ class BulkEmail:
         """One message to many subscribers, personalised by the provider (or by
         our Postmark backend, which then posts each subscriber their own).
 
-        Only each subscriber's pk and email are read, so the sender passes its
-        claimed ledger rows rather than model instances. `merge_field` is the
-        provider's merge syntax with NAME for the field (e.g. "%recipient.NAME%"):
-        the bodies carry each reader's own links through it, and each reader
-        gets their own list headers (anymail's merge_headers). The provider
-        assigns each copy its own Message-ID.
+        Only each subscriber's pk, email and time zone are read, so the sender
+        passes its claimed ledger rows rather than model instances. `merge_field`
+        is the provider's merge syntax with NAME for the field (e.g.
+        "%recipient.NAME%"): the bodies carry each reader's own links (and a
+        post's date) through it, and each reader gets their own list headers
+        (anymail's merge_headers). The provider assigns each copy its own
+        Message-ID.
         """
+        dated = {}  # by time zone: a few for a batch's readers
+        for s in subscribers:
+            if s.time_zone not in dated:
+                dated[s.time_zone] = {
+                    _MERGE_FIELDS[placeholder]: value
+                    for placeholder, value in self.reader_dates(s.time_zone).items()
+                }
         links = {
             s.email: {
                 "unsubscribe_url": self._links.link(s, Purpose.UNSUBSCRIBE),
                 "preferences_url": self._links.link(s, Purpose.PREFERENCES),
+                **dated[s.time_zone],
             }
             for s in subscribers
         }
         text, html = self.rendered.text, self.rendered.html
-        for placeholder, field in (
-            (UNSUBSCRIBE_URL, "unsubscribe_url"),
-            (PREFERENCES_URL, "preferences_url"),
-        ):
+        for placeholder, field in _MERGE_FIELDS.items():
             merged = merge_field.replace("NAME", field)
             text, html = (
                 text.replace(placeholder, merged),
@@ -496,6 +517,7 @@ class BulkEmail:
             links={
                 UNSUBSCRIBE_URL: site_link("newsletter:unsubscribe", token=rejected),
                 PREFERENCES_URL: site_link("newsletter:preferences", token=rejected),
+                **self.reader_dates(DEFAULT_TIME_ZONE),
             },
         )
         message.subject = header_safe(f"[TEST] {message.subject}")
@@ -536,6 +558,7 @@ class PostEmail(BulkEmail):
         # Read once, for every render of this email (full, shortened, shared).
         prefetch_related_objects([post], "updates")
         self.post = post
+        self._dates: dict[str, dict[str, str]] = {}  # by time zone
         self.full = post.email_format == Post.EmailFormat.FULL
         self.shortened = False
         super().__init__(mailing_id=mailing_id)
@@ -551,6 +574,17 @@ class PostEmail(BulkEmail):
 
     def context(self) -> dict:
         return post_email_context(self.post, full=self.full)
+
+    def reader_dates(self, time_zone: str) -> dict[str, str]:
+        """The post dated in the reader's time zone, as a digest dates it: the
+        email is rendered once, and each reader's copy filled in with the date
+        of their zone (a few for a batch's readers)."""
+        if self.post.published_at is None:
+            return {}
+        if time_zone not in self._dates:
+            day = day_of(self.post.published_at, time_zone)
+            self._dates[time_zone] = {POST_DATE: date_format(day, "j F Y")}
+        return self._dates[time_zone]
 
 
 class CorrectionEmail(BulkEmail):

@@ -1,5 +1,6 @@
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator
@@ -85,6 +86,22 @@ DIGEST_TIME_ZONES = [
     ("UTC", "UTC"),
 ]
 DEFAULT_TIME_ZONE = "Europe/London"
+
+
+def zone_of(name: str) -> ZoneInfo:
+    """The reader's time zone; one the database no longer knows reads as the
+    default rather than stopping every round."""
+    try:
+        return ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return ZoneInfo(DEFAULT_TIME_ZONE)
+
+
+def day_of(moment: datetime, time_zone: str) -> date:
+    """The day of `moment` for a reader: its day in their own time zone (a New
+    York reader's evening digest is not dated London's tomorrow, nor is the post
+    they are sent that evening)."""
+    return moment.astimezone(zone_of(time_zone)).date()
 
 
 class Weekday(models.IntegerChoices):

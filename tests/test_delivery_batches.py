@@ -4,6 +4,8 @@ number of database queries whatever the batch size."""
 import gc
 import json
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
@@ -357,3 +359,51 @@ def test_a_batch_carries_the_reader_part_only_in_the_copy_of_a_reader_who_agreed
         agreed: {engagement.reader_parts([agreed.pk])[agreed.pk]},
         other: {""},
     }
+
+
+def copy_received(esp, provider: str, address: str) -> tuple[str, str]:
+    """One reader's copy, text and HTML, as the provider fills it in."""
+    if provider == "postmark-bulk":
+        payload = esp.messages[0]["payload"]
+        [model] = [
+            m["TemplateModel"] for m in payload["Messages"] if m["To"] == address
+        ]
+        text, html = payload["TextBody"], payload["HtmlBody"]
+        for name, value in model.items():
+            text = text.replace(f"{{{{{name}}}}}", value)
+            html = html.replace(f"{{{{{name}}}}}", value)
+        return text, html
+    if provider.startswith("postmark"):
+        message = next(m for m in postmark_messages(esp.messages) if m["To"] == address)
+        return message["TextBody"], message["HtmlBody"]
+    payload = esp.messages[0]["payload"]
+    text, html = payload["text"], payload["html"]
+    for name, value in json.loads(payload["recipient-variables"])[address].items():
+        text = text.replace(f"%recipient.{name}%", value)
+        html = html.replace(f"%recipient.{name}%", value)
+    return text, html
+
+
+@pytest.mark.parametrize(
+    "provider", ["postmark", "postmark-single", "postmark-bulk", "mailgun"]
+)
+def test_a_posts_email_dates_the_post_in_each_readers_own_time_zone(
+    request, settings, provider
+):
+    """Published at 00:30 on Tuesday 24 November in London, the post is of
+    Monday the 23rd in Los Angeles, as a digest would date it there."""
+    esp = request.getfixturevalue("mailgun" if provider == "mailgun" else "fake_esp")
+    if provider == "postmark-single":
+        settings.NEWSLETTER_DELIVERY_MODE = "single"
+    if provider == "postmark-bulk":
+        settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_USE_BULK_API": True}
+    london, los_angeles = readers(2)
+    Subscriber.objects.filter(pk=los_angeles.pk).update(time_zone="America/Los_Angeles")
+    published = datetime(2026, 11, 24, 0, 30, tzinfo=ZoneInfo("Europe/London"))
+    mailing = plan(PostFactory(published_at=published))
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+    for reader, day in ((london, 24), (los_angeles, 23)):
+        text, html = copy_received(esp, provider, reader.email)
+        dated = f"{day} November 2026"
+        assert text.startswith(f"On Probation · {dated}\n")
+        assert re.findall(r"On Probation</a> · ([^<]+)<", html) == [dated]

@@ -39,7 +39,7 @@ class Recipient(NamedTuple):
     agreed: bool = False
     # A digest's: the ids of the posts it holds for them (Delivery.posts).
     posts: tuple[int, ...] = ()
-    # A digest's: the reader's time zone, whose date it bears.
+    # The reader's time zone, whose dates a digest and a post's email bear.
     time_zone: str = ""
     # A digest's: the reader follows nothing at the round's frequency (any more),
     # so it is the last one they were owed on turning to instant
