@@ -65,6 +65,8 @@ def comment_digest_send() -> int:
                     }
                     for comment in pending
                 ],
+                # Each post commented on, once, for the preview line.
+                "posts": list(dict.fromkeys(c.post.title for c in pending)),
                 "queue_url": site_link("admin:comments_comment_changelist")
                 + "?status=pending",
                 # Beyond what one email holds (a flood): without it, moderators

@@ -2,6 +2,7 @@
 
 import re
 from datetime import timedelta
+from html import unescape
 from html.parser import HTMLParser
 
 import css_inline
@@ -19,6 +20,7 @@ from newsletter.emails import (
     EMAIL_HTML_MAX_BYTES,
     CorrectionEmail,
     PostEmail,
+    build_message,
     confirmation_message,
     html_size,
     post_email_context,
@@ -760,3 +762,74 @@ def test_post_email_carries_the_inspection_related_posts_and_sponsor_of_the_post
         assert "The Probation Institute" in part
     assert f"http://127.0.0.1:8000/posts/{earlier.slug}/" in html
     assert text_links(text) == _Page(html).links
+
+
+def preheader(message) -> str:
+    """The hidden line a mail app shows after the subject in its list."""
+    html = message.alternatives[0][0]
+    hidden = re.search(r'<div class="preheader"[^>]*>(.*?)</div>', html, re.DOTALL)[1]
+    return unescape(hidden).split("\u034f")[0].strip()
+
+
+def test_each_emails_preview_line_says_what_the_subject_does_not_and_promises_no_more(
+    post,
+):
+    """In a mail app's list: not the subject again, not empty (the app would
+    show the first words it finds instead), and no "one click" where the link
+    opens a page with a button on it."""
+    emails = every_email(post)
+    comment = CommentFactory(post=post, name="Sam")
+    emails["comment-confirm"] = build_message(
+        render_email(
+            "comment-confirm",
+            {
+                "comment": comment,
+                "confirm_url": "https://x.example/c/",
+                "max_age_days": 7,
+            },
+        ),
+        to="sam@example.org",
+    )
+    for frequency in ("daily", "weekly"):
+        emails[f"{frequency} digest"] = build_message(
+            render_email(
+                "digest",
+                {
+                    "subscriber": {"name": "Ann"},
+                    "mailing": {"frequency": frequency},
+                    "day": timezone.localdate(),
+                    "time_zone": timezone.get_current_timezone(),
+                    "posts": [
+                        {"post": post, "url": "https://x.example/p/"},
+                        {"post": PublishedPostFactory(), "url": "https://x.example/q/"},
+                    ],
+                    "unsubscribe_url": "https://x.example/u/",
+                    "preferences_url": "https://x.example/p/",
+                },
+            ),
+            to="ann@example.org",
+        )
+    said = {name: preheader(message) for name, message in emails.items()}
+    today = timezone.localdate()
+    day = f"{today:%A} {today.day} {today:%B}"
+    for name, message in emails.items():
+        assert said[name], name
+        assert said[name].lower() not in message.subject.lower(), name
+        assert "one click" not in said[name].lower(), name
+    assert said == {
+        "post": "Inspectors found caseloads too high and risk assessments too thin.",
+        "correction": "We misread the report.",
+        "confirm": "Open the link inside and confirm to start receiving On "
+        "Probation's posts on probation inspections.",
+        "welcome": "You are subscribed. Here is what to expect, and how to leave "
+        "whenever you like.",
+        "change-email": "Open the link inside and confirm to receive On Probation "
+        "at this address instead.",
+        "one-time-link": "A link that works once, within 60 minutes.",
+        "comment-digest": f"On “{post.title}”. Readers see nothing until you approve.",
+        "comment-confirm": "Open the link inside and confirm your address to "
+        f"publish your comment on “{post.title}”.",
+        "daily digest": f"{day}: what was published on the topics you follow.",
+        "weekly digest": f"The week to {day}: what was published on the topics "
+        "you follow.",
+    }
