@@ -194,7 +194,11 @@ def subscription_request(
     with transaction.atomic():
         if is_blocked(email):
             return
-        subscriber, _ = Subscriber.objects.get_or_create(email=email)
+        # Locked: a request nobody confirmed may give way to a reader moving to
+        # the address (email_change_confirm), and this must not write under it.
+        subscriber, _ = Subscriber.objects.select_for_update().get_or_create(
+            email=email
+        )
         if Subscriber.objects.confirmed().filter(pk=subscriber.pk).exists():
             return
         consent = Consent.objects.create(

@@ -1298,3 +1298,34 @@ def test_a_stranger_confirming_the_address_as_the_reader_moves_there(
         assert holder.status == Subscriber.Status.ACTIVE
         assert reader.email == "reader@example.org"
     assert reader.status == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_the_stranger_asking_again_as_the_reader_moves_there_finds_it_taken(
+    reader, on_commit
+):
+    """Their second request meets the move committing: it is the subscribe form's
+    answer to an address already subscribed (nothing), not a task that fails."""
+    stranger = a_stranger_subscribes("new@example.org")
+    client = Client(raise_request_exception=False)
+    ask_to_move(client, on_commit, reader, "new@example.org")
+
+    moved, asked = [], []
+    commit = holding_its_transaction_open(
+        lambda: email_change_confirm(subscriber=reader, new_email="new@example.org"),
+        moved,
+    )
+    again = in_a_thread(
+        lambda: subscription_request(email="new@example.org", name="Not Sam"), asked
+    )
+    until_done_or_waiting_for_a_lock(again)
+    commit()
+    again.join(timeout=10)
+
+    assert (moved, asked) == ([True], [None])
+    assert Subscriber.objects.get(email="new@example.org") == reader
+    assert not Subscriber.objects.filter(pk=stranger.pk).exists()
+    assert not Consent.objects.exclude(subscriber=reader).exists()
