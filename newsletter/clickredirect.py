@@ -71,6 +71,9 @@ class ClickRedirectMiddleware:
             and token
             and "/" not in token
         ):
+            # Above the common middleware, where Django checks the Host header: a
+            # host not served gets its 400 here too, and no click is counted.
+            request.get_host()
             response = followed(request, token)
             if response is not None:
                 for name, value in self.headers.items():

@@ -59,6 +59,10 @@ class PageCacheMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        # Django checks the Host header (ALLOWED_HOSTS) in the common middleware,
+        # below this one: a cached page answered any host. Checked here, a host not
+        # served gets Django's 400 (handler400) whether or not the page is cached.
+        request.get_host()
         address = self._cached_address(request)
         if address is None:
             return self.get_response(request)

@@ -514,6 +514,20 @@ def test_a_click_is_followed_even_when_the_cache_is_unreachable(
     assert (link.people, link.machines) == (1, 0)
 
 
+def test_a_click_for_a_host_the_site_does_not_serve_is_refused_and_not_counted(
+    client, email, settings
+):
+    """The click redirect answered before Django checked the Host header."""
+    settings.ALLOWED_HOSTS = ["news.example"]
+    client.raise_request_exception = False
+    response = client.get(redirects(email)[REPORT], HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response["X-Frame-Options"] == "DENY"
+    engagement.click_counts_flush()
+    link = Link.objects.get(url=REPORT)
+    assert (link.people, link.machines) == (0, 0)
+
+
 # Counting in Redis, added to the links by beat's flush ---------------------------
 
 needs_redis = pytest.mark.skipif(

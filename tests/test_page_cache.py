@@ -118,6 +118,39 @@ def test_made_up_query_strings_are_answered_fresh_and_not_cached(client):
     assert queries_for(client, "/?page=1") == 0
 
 
+@pytest.mark.parametrize("page", ["/", "/posts/derby/", "/search/?q=derby"])
+def test_a_host_the_site_does_not_serve_gets_djangos_400_cached_page_or_not(
+    client, settings, page
+):
+    """The page cache answered before Django checked the Host header: with the
+    page cached, `Host: evil.example` got it, a 200, where Django answers 400."""
+    settings.ALLOWED_HOSTS = ["news.example"]
+    PublishedPostFactory(slug="derby", title="Derby: Inadequate")
+    client.raise_request_exception = False
+
+    refused_before = client.get(page, HTTP_HOST="evil.example")
+    client.get(page, HTTP_HOST="news.example")  # now cached
+    refused_after = client.get(page, HTTP_HOST="evil.example")
+
+    for refused in (refused_before, refused_after):
+        assert refused.status_code == 400
+        assert "Derby" not in refused.text
+        assert "frame-ancestors 'none'" in refused["Content-Security-Policy"]
+        assert refused["X-Frame-Options"] == "DENY"
+        assert refused["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_host_the_site_does_not_serve_fills_no_cache(client, settings):
+    settings.ALLOWED_HOSTS = ["news.example"]
+    PublishedPostFactory(slug="derby")
+    client.raise_request_exception = False
+    client.get("/posts/derby/", HTTP_HOST="evil.example")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/posts/derby/", HTTP_HOST="news.example")
+    assert response.status_code == 200
+    assert len(queries) > 0  # made fresh: nothing was cached for evil.example
+
+
 def test_the_logged_in_author_always_sees_fresh_pages():
     post = PublishedPostFactory()
     Client().get(post.get_absolute_url())  # cached for readers
