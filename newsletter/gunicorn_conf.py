@@ -7,7 +7,9 @@ the same nginx. GUNICORN_CMD_ARGS (e.g. "--bind 127.0.0.1:8001") overrides any o
 these settings, as gunicorn reads it after this file.
 """
 
+import logging
 import os
+import re
 
 from gunicorn.glogging import Logger
 
@@ -31,11 +33,14 @@ class RedactingLogger(Logger):
     """gunicorn's logger, with token paths redacted from every access-log atom
     (the request line, the path, the Referer and any header or environ atom a
     custom access_log_format may name), and from its error log, where a request
-    that fails is logged by its path ("Error handling request /unsubscribe/…")."""
+    that fails is logged by its path ("Error handling request /unsubscribe/…")
+    or its request line ("Invalid HTTP request line: 'GET /…'"), each without
+    its query string."""
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
         self.error_log.addFilter(RedactReaders())
+        self.error_log.addFilter(WithoutQueries())
 
     def atoms(self, resp, req, environ, request_time) -> dict:
         # No query string is logged, as nginx logs none: the desk's searches are
@@ -56,6 +61,24 @@ class RedactingLogger(Logger):
 
 def without_query(url: str) -> str:
     return url.split("?", 1)[0]
+
+
+# A query string in an error-log line: up to the space, quote or end that closes
+# the URI or request line it is part of.
+_QUERY = re.compile(r"\?[^\s'\"]+")
+
+
+class WithoutQueries(logging.Filter):
+    """The error log's record without the query strings the access log drops: a
+    request failing outside Django is logged with its URI, a desk search's
+    ?q=ann@… or a click's ?reader=… included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cut = _QUERY.sub("", message)
+        if cut != message:
+            record.msg, record.args = cut, ()
+        return True
 
 
 logger_class = RedactingLogger

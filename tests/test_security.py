@@ -1168,6 +1168,53 @@ def test_gunicorns_error_log_of_a_failed_request_names_no_readers_token():
 
 
 @pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # Well formed: the worker fails while answering it (a streamed export).
+        b"GET /admin/newsletter/subscriber/?q=ann%40example.org HTTP/1.1\r\n\r\n",
+        # Malformed: gunicorn refuses its request line, and logs the line.
+        b"GET /admin/newsletter/subscriber/?q=ann%40example.org\r\n\r\n",
+    ],
+    ids=["failed", "malformed"],
+)
+def test_gunicorns_error_log_of_a_request_keeps_no_query_string(request_bytes):
+    """The access logs drop the query string (a desk search for a reader's address,
+    a click's ?reader=…); gunicorn's error log kept it, in the URI of a request
+    that failed outside Django and in a malformed request line."""
+    import socket
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.http.parser import RequestParser
+    from gunicorn.workers.base import Worker
+
+    from newsletter.gunicorn_conf import RedactingLogger
+
+    config = Config()
+    worker = SimpleNamespace(log=RedactingLogger(config), cfg=config)
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    worker.log.error_log.addHandler(handler)
+    client, server = socket.socketpair()
+    try:
+        client.sendall(request_bytes)
+        client.shutdown(socket.SHUT_WR)
+        request = None
+        try:
+            request = next(RequestParser(config, server, ("192.0.2.7", 5000)))
+            raise RuntimeError("the response failed half-way")
+        except Exception as error:
+            Worker.handle_error(worker, request, server, ("192.0.2.7", 5000), error)
+    finally:
+        worker.log.error_log.removeHandler(handler)
+        client.close()
+        server.close()
+    assert "/admin/newsletter/subscriber/" in log.getvalue()
+    assert "ann" not in log.getvalue()
+    assert "q=" not in log.getvalue()
+
+
+@pytest.mark.parametrize(
     "access_log_format",
     ['%(h)s "%(r)s" %(s)s', "%(U)s?%(q)s", "%({raw_uri}e)s %({query_string}e)s"],
     ids=["request-line", "path-and-query", "environ"],
