@@ -85,8 +85,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Malformed input to any admin is a 400 that changes nothing, not a 500.
-    "newsletter.admin.malformed.AdminInputMiddleware",
 ]
 
 ROOT_URLCONF = "newsletter.urls"
@@ -460,6 +458,9 @@ MIDDLEWARE.insert(
 INSTALLED_APPS += ["csp", "axes"]
 MIDDLEWARE += [
     "csp.middleware.CSPMiddleware",
+    # Malformed input to any admin is a 400 that changes nothing, not a 500; below
+    # every middleware that adds a security header, so that its 400 has them all.
+    "newsletter.admin.malformed.AdminInputMiddleware",
     # Last, as django-axes requires: it turns a lockout into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
