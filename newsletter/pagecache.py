@@ -13,6 +13,7 @@ bounds anything else.
 
 import contextlib
 import hashlib
+import logging
 import re
 from urllib.parse import urlencode
 
@@ -27,6 +28,8 @@ from django.utils import timezone
 from posts.models import Post
 from posts.search import query_text
 
+logger = logging.getLogger(__name__)
+
 CACHED_VIEWS = {"posts:home", "posts:detail"}
 SEARCH_VIEW = "posts:search"
 GENERATION_KEY = "pagecache:generation"
@@ -38,9 +41,18 @@ _PAGE_NUMBER = re.compile(r"\d{1,4}")
 
 def _new_generation() -> None:
     try:
-        cache.incr(GENERATION_KEY)
-    except ValueError:  # no generation yet (or evicted): any new value retires all
-        cache.set(GENERATION_KEY, 1, timeout=None)
+        try:
+            cache.incr(GENERATION_KEY)
+        except ValueError:  # no generation yet (or evicted): any new value retires all
+            cache.set(GENERATION_KEY, 1, timeout=None)
+    except Exception:  # any cache backend's connection error
+        # The cache (Redis) unreachable: the author's change is saved all the same
+        # (this runs inside its transaction). While Redis is down no page is read
+        # from it; pages it kept from before expire within PAGE_CACHE_SECONDS.
+        logger.warning(
+            "Could not retire the cached pages: the cache is unreachable",
+            exc_info=True,
+        )
 
 
 def invalidate(**kwargs) -> None:

@@ -1,6 +1,5 @@
 import copy
 from datetime import datetime
-from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
@@ -619,10 +618,14 @@ class PostAdmin(admin.ModelAdmin):
                     for image_form in formset.forms
                     if "image" in image_form.changed_data and image_form.instance.pk
                 ]
-        # A worker resizes them; the pages show the originals until it has.
+        # A worker resizes them; the pages show the originals until it has (for
+        # good, the broker down: the post is saved all the same, the failure logged).
         for image in uploaded:
             if image:
-                transaction.on_commit(partial(tasks.make_renditions.delay, image.name))
+                transaction.on_commit(
+                    lambda name=image.name: tasks.make_renditions.delay(name),
+                    robust=True,
+                )
 
     @admin.action(description="Publish selected posts", permissions=["publish"])
     def publish(self, request: HttpRequest, queryset) -> None:
@@ -846,7 +849,11 @@ class PostAdmin(admin.ModelAdmin):
         )
         if changed or not form.instance.link_checks.exists():
             post_id = form.instance.pk
-            transaction.on_commit(lambda: tasks.check_post_links.delay(post_id))
+            # robust: the broker (Redis) down, the post is saved all the same and
+            # the failure logged.
+            transaction.on_commit(
+                lambda: tasks.check_post_links.delay(post_id), robust=True
+            )
 
     def preview_view(self, request: HttpRequest) -> JsonResponse:
         """The body as readers will see it, rendered by the site's own renderer."""

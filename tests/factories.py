@@ -1,8 +1,12 @@
+from io import BytesIO
+
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
+from PIL import Image
 
 from newsletter.models import Subscriber
 from posts.models import Inspection, Post
@@ -67,6 +71,13 @@ EMPTY_INLINES = {
     for prefix in ("inspections", "links_out", "images", "updates")
     for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
 }
+
+
+def png(width: int, height: int, name: str = "photo.png") -> SimpleUploadedFile:
+    """An image file as the desk's upload field receives it."""
+    buffer = BytesIO()
+    Image.new("RGB", (width, height), (30, 90, 150)).save(buffer, "PNG")
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png")
 
 
 def admin_post_form(**fields) -> dict:

@@ -15,7 +15,7 @@ from posts.images import ImageUploadField
 from posts.models import Post, PostImage
 from posts.views import uploaded_file
 
-from .factories import PublishedPostFactory, UserFactory, admin_post_form
+from .factories import PublishedPostFactory, UserFactory, admin_post_form, png
 
 pytestmark = pytest.mark.django_db
 
@@ -24,12 +24,6 @@ pytestmark = pytest.mark.django_db
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
-
-
-def png(width: int, height: int, name: str = "photo.png") -> SimpleUploadedFile:
-    buffer = BytesIO()
-    Image.new("RGB", (width, height), (30, 90, 150)).save(buffer, "PNG")
-    return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png")
 
 
 @pytest.fixture

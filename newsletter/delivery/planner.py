@@ -79,7 +79,10 @@ def _mailing_create(**identity) -> Mailing:
     # whoever races.
     mailing, created = Mailing.objects.get_or_create(**identity)
     if created:
-        transaction.on_commit(lambda: tasks.plan_mailing.delay(mailing.pk))
+        # robust: the broker (Redis) down, what made the mailing (the author's
+        # publish) still succeeds, the failure logged; the reaper rings a mailing
+        # left planning untouched (NEWSLETTER_DOORBELL_TIMEOUT_SECONDS).
+        transaction.on_commit(lambda: tasks.plan_mailing.delay(mailing.pk), robust=True)
     return mailing
 
 

@@ -1,0 +1,174 @@
+"""The desk with Redis down (a restart, a blip): saving, publishing, scheduling or
+deleting a post was a 500, as the page cache's generation could not be bumped, nor
+the post's email rung on the broker. The author's change is kept, each failure is
+logged, and the email goes once Redis is back, rung by the reaper."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from newsletter.celery import app as celery_app
+from newsletter.delivery.reaper import mailings_reap
+from newsletter.models import Mailing
+from posts.models import Post
+
+from .factories import (
+    PostFactory,
+    PublishedPostFactory,
+    StaffFactory,
+    SubscriberFactory,
+    admin_post_form,
+    admin_post_form_of,
+    png,
+)
+
+pytestmark = pytest.mark.django_db
+
+UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+CACHE_FAILED = "Could not retire the cached pages: the cache is unreachable"
+
+
+@pytest.fixture
+def redis_down(settings):
+    """The cache and the broker unreachable; call it to bring the broker back."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "newsletter.rediscache.RedisCache",
+            "LOCATION": UNREACHABLE,
+        }
+    }
+    broker = pytest.MonkeyPatch()
+    broker.setitem(celery_app.conf, "broker_url", UNREACHABLE)
+    broker.setitem(celery_app.conf, "broker_transport", None)
+    # Celery keeps its connections to the broker it was started with.
+    broker.setattr(celery_app, "_pool", None)
+    broker.setattr(celery_app.amqp, "_producer_pool", None)
+    yield broker.undo
+    broker.undo()
+
+
+@pytest.fixture
+def desk(client):
+    client.force_login(StaffFactory(role="Editor"))
+    client.raise_request_exception = False
+    return client
+
+
+def test_a_post_saved_at_the_desk_with_redis_down_is_saved(
+    desk, redis_down, caplog, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            "/admin/posts/post/add/",
+            admin_post_form(
+                title="Court work in Kent",
+                body="See [the report](https://example.org/r).",
+            ),
+        )
+    assert response.status_code == 302
+    assert Post.objects.filter(title="Court work in Kent").exists()
+    assert CACHE_FAILED in caplog.text
+    # Its links' check could not be queued.
+    assert "links_check_enqueue" in caplog.text
+
+
+def test_a_post_published_at_the_desk_with_redis_down_is_emailed_once_redis_is_back(
+    desk, redis_down, caplog, settings, request, django_capture_on_commit_callbacks
+):
+    SubscriberFactory(email="reader@example.org")
+    post = PostFactory(title="Derby: Inadequate")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            f"/admin/posts/post/{post.pk}/change/",
+            admin_post_form_of(post, status="published"),
+        )
+
+    assert response.status_code == 302
+    post.refresh_from_db()
+    assert post.status == Post.Status.PUBLISHED and post.announced_at is not None
+    mailing = Mailing.objects.get(post=post)
+    assert mailing.status == Mailing.Status.PLANNING
+    assert CACHE_FAILED in caplog.text
+    assert "_mailing_create" in caplog.text  # its planning could not be rung
+    assert not mail.outbox
+
+    # The broker back, the reaper rings the mailing whose doorbell was lost.
+    redis_down()
+    request.getfixturevalue("celery_eager")
+    Mailing.objects.filter(pk=mailing.pk).update(
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert mailings_reap()["mailings_rung"] == 1
+    [email] = mail.outbox
+    assert email.to == ["reader@example.org"]
+    assert "Derby: Inadequate" in email.subject
+
+
+def test_a_post_scheduled_at_the_desk_with_redis_down_is_scheduled(
+    desk, redis_down, caplog, django_capture_on_commit_callbacks
+):
+    post = PostFactory()
+    tomorrow = timezone.localtime() + timedelta(days=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            f"/admin/posts/post/{post.pk}/change/",
+            admin_post_form_of(
+                post,
+                status="published",
+                published_at_0=tomorrow.strftime("%d/%m/%Y"),
+                published_at_1=tomorrow.strftime("%H:%M:%S"),
+            ),
+        )
+    assert response.status_code == 302
+    post.refresh_from_db()
+    assert post.status == Post.Status.PUBLISHED and post.announced_at is None
+    assert CACHE_FAILED in caplog.text
+
+
+def test_posts_published_by_the_desks_action_with_redis_down_are_published(
+    desk, redis_down, caplog, django_capture_on_commit_callbacks
+):
+    drafts = PostFactory.create_batch(2)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            "/admin/posts/post/",
+            {"action": "publish", "_selected_action": [p.pk for p in drafts]},
+        )
+    assert response.status_code == 302
+    assert Post.objects.published().count() == 2
+    assert Mailing.objects.count() == 2
+    assert CACHE_FAILED in caplog.text
+
+
+def test_a_post_deleted_at_the_desk_with_redis_down_is_deleted(
+    desk, redis_down, caplog, django_capture_on_commit_callbacks
+):
+    desk.force_login(StaffFactory(role="Administrator"))
+    post = PublishedPostFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(f"/admin/posts/post/{post.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Post.objects.filter(pk=post.pk).exists()
+    assert CACHE_FAILED in caplog.text
+
+
+def test_a_post_with_an_image_uploaded_with_redis_down_is_saved_with_it(
+    desk, redis_down, caplog, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            "/admin/posts/post/add/",
+            admin_post_form(
+                featured_image=png(800, 600), featured_image_alt="An office"
+            ),
+        )
+    assert response.status_code == 302
+    assert Post.objects.get().featured_image
+    # Its renditions could not be queued: the page shows the original.
+    assert "PostAdmin.save_related.<locals>.<lambda>" in caplog.text
