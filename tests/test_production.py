@@ -901,8 +901,17 @@ def test_no_token_reaches_either_access_log(stack):
     for path in others:
         # As a link on the confirmation page would be followed: its Referer names it.
         stack.request("GET", path, headers={"Referer": f"https://localhost{confirm}"})
+    # A page reached at an escaped address (which Django routes, decoded) names
+    # that address, escapes and all, in the Referer of what it links to.
+    escaped = f"/%70references/{secrets.token_urlsafe(24)}/"
+    stack.request("GET", "/", headers={"Referer": f"https://localhost{escaped}"})
+    # Django's routes are case-sensitive: a token path in other capitals is a 404,
+    # which acts for no reader, so nginx need not redact it.
+    assert stack.request("GET", f"/Unsubscribe/{secrets.token_urlsafe(24)}/")[0] == 404
 
-    tokens = [path.rstrip("/").rsplit("/", 1)[1] for path in (confirm, *others)]
+    tokens = [
+        path.rstrip("/").rsplit("/", 1)[1] for path in (confirm, *others, escaped)
+    ]
     for name in ("nginx-access", "gunicorn"):
         log = stack.log(name)
         assert "/subscribe/confirm/[redacted]" in log, name
