@@ -1,5 +1,6 @@
 """The emails about readers' comments: the moderators' digest of the comments
-waiting for approval, and the link that proves a commenter's address.
+waiting for approval, the link that proves a commenter's address, and the link
+to a commenter's data.
 
 The comments app decides what to report and whom to ask (it sends no email
 itself); this module renders and sends.
@@ -17,7 +18,7 @@ from posts.comments.models import Comment
 from posts.validators import normalise_email
 
 from .emails import build_message, render_email, site_link
-from .subscriptions import is_blocked
+from .subscriptions import commenter_addresses, is_blocked
 
 MODERATE_COMMENTS = "comments.change_comment"
 # The backend that holds users' and groups' permissions (axes' only counts logins);
@@ -107,4 +108,30 @@ def comment_confirmation_send(*, comment_id: int) -> bool:
             },
         )
         build_message(email, to=comment.email).send()
+    return True
+
+
+def commenter_data_link_send(*, email: str) -> bool:
+    """Email the address the link to the data of the comments written under it
+    while it was its owner's, if there are any. True if sent.
+
+    Asked for by anyone, from a form that answers the same whatever the address:
+    only the address's owner can follow the link.
+    """
+    newest = (
+        Comment.objects.written_under(commenter_addresses(email=email))
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if newest is None or is_blocked(newest.email):
+        return False
+    token = comments.commenter_data_token(comment=newest)
+    message = render_email(
+        "comment-data",
+        {
+            "link": site_link("newsletter:comment_data", token=token),
+            "max_age_minutes": comments.DATA_LINK_MAX_AGE_SECONDS // 60,
+        },
+    )
+    build_message(message, to=newest.email).send()
     return True

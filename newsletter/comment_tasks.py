@@ -19,3 +19,11 @@ def email_comment_confirmation(self, comment_id: int) -> None:
         retry_if_provider_refused(
             self, exc, email=f"confirmation of comment {comment_id}"
         )
+
+
+@shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
+def email_commenter_data_link(self, email: str) -> None:
+    try:
+        comment_emails.commenter_data_link_send(email=email)
+    except Exception as exc:
+        retry_if_provider_refused(self, exc, email="link to a commenter's data")

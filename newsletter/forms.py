@@ -352,3 +352,16 @@ class DigestTimeForm(ReaderForm):
         except (ValueError, ZoneInfoNotFoundError):
             raise forms.ValidationError("Choose a time zone from the list.") from None
         return name
+
+
+class CommentDataForm(ReaderForm):
+    """The address whose comments' data a visitor asks to be sent a link to."""
+
+    email = forms.CharField(
+        label="Email address",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+
+    def clean_email(self) -> str:
+        return clean_email(self.cleaned_data["email"])

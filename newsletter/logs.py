@@ -12,7 +12,8 @@ from urllib.parse import unquote
 # the same paths (its `map $uri $loggable_uri`), query string and all: a click's
 # ?reader=… is a consenting reader's signed id.
 TOKEN_PATH = re.compile(
-    r"/(preferences/email/confirm|subscribe/confirm|comments/confirm|preferences"
+    r"/(preferences/email/confirm|subscribe/confirm|comments/confirm|comments/data"
+    r"|preferences"
     r"|unsubscribe|r)"
     r"/[^#\s\"]*"
 )

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, TextField
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
@@ -914,6 +914,37 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
                 deliveries__subscriber=subscriber, deliveries__status=status
             ).update(**{counter: F(counter) + 1})
         subscriber.delete()
+
+
+def commenter_addresses(*, email: str) -> list[AddressPeriod]:
+    """The address over the time it has been its present owner's, for their
+    comments' data, whether or not they subscribe: since the last reader who
+    moved away from it left (what was written before is that reader's).
+
+    A reader of the newsletter gets the same comments here as in their own
+    export, for this address.
+    """
+    email = normalise_email(email)
+    others_left = (
+        PreviousAddress.objects.filter(email=email)
+        .exclude(subscriber__email=email)
+        .aggregate(last=Max("moved_at"))["last"]
+    )
+    return [AddressPeriod(email, after=others_left)]
+
+
+def commenter_export(*, email: str) -> dict:
+    """The comments written under the address while it was its owner's, as the
+    reader's export lists them."""
+    return {
+        "comments": comments_for_addresses(addresses=commenter_addresses(email=email))
+    }
+
+
+def commenter_delete(*, email: str) -> int:
+    """Erase the comments written under the address while it was its owner's, as
+    a reader's erasure does theirs. Returns how many were deleted."""
+    return comments_delete_for_addresses(addresses=commenter_addresses(email=email))
 
 
 def pending_purge_expired() -> int:

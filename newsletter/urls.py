@@ -39,6 +39,16 @@ newsletter_patterns = [
         preference_views.delete,
         name="preferences_delete",
     ),
+    path(
+        "comments/data/",
+        views.comment_data_request,
+        name="comment_data_request",
+    ),
+    path(
+        "comments/data/<str:token>/",
+        views.comment_data,
+        name="comment_data",
+    ),
     path("r/<str:token>/", views.click, name="click"),
     path("outbox/", views.outbox_list, name="outbox"),
     path("outbox/<str:name>/", views.outbox_message, name="outbox_message"),

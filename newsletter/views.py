@@ -3,6 +3,7 @@ from urllib.parse import urlsplit
 from csp.decorators import csp_update
 from csp.middleware import CSPMiddleware
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.http import (
     Http404,
@@ -14,6 +15,7 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views import defaults
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -21,12 +23,14 @@ from django.views.decorators.http import require_http_methods
 
 from posts import throttle
 from posts.clients import client_address, client_key
+from posts.comments import services as comments
+from posts.comments.models import Comment
 from posts.validators import row_id_in
 
-from . import clickredirect, outbox, subscriptions, tasks
+from . import clickredirect, comment_tasks, outbox, subscriptions, tasks
 from .celery import app as celery_app
 from .emails import confirm_max_age_days, preferences_url
-from .forms import ConfirmForm, SubscribeForm
+from .forms import CommentDataForm, ConfirmForm, SubscribeForm
 from .models import Subscriber
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 
@@ -82,11 +86,15 @@ def _referring_page(request: HttpRequest) -> str:
     return SubscribeForm.page_kept(referer.path)
 
 
-def allow_subscribe_from(request: HttpRequest) -> bool:
+def allow_subscribe_from(
+    request: HttpRequest, *, budget: str = "subscribe-client"
+) -> bool:
     """Count one subscribe request from this client (the form's, or a
-    resubscribe from the preference centre); False once over the limit."""
+    resubscribe from the preference centre); False once over the limit. A
+    commenter's request for their data's link counts as much, on its own budget,
+    "comment-data-client"."""
     return throttle.allow(
-        "subscribe-client",
+        budget,
         client_key(request),
         limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT,
         window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS,
@@ -190,6 +198,87 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "newsletter/unsubscribe.html", {"subscriber": subscriber})
 
 
+# A commenter's own data, whether or not they read the newsletter: anyone asks by
+# address, and only the address's owner, through the link emailed to it, may
+# download or erase the comments written under it. The form answers the same for
+# every address, after the same work (it only counts and queues), so that it
+# tells nobody who has commented; the task emails only an address with comments.
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def comment_data_request(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return _request_page(request, CommentDataForm())
+    # Every POST counts against its client, valid or not, as the subscribe form's.
+    if not allow_subscribe_from(request, budget="comment-data-client"):
+        return _too_many(request)
+    form = CommentDataForm(request.POST)
+    if not form.is_valid():
+        return _request_page(request, form, status=400)
+    email = form.cleaned_data["email"]
+    # Its own budget: strangers asking here must not spend the one a reader's
+    # one-time links (their data, their address) draw on.
+    if not allow_email_to(email, budget="comment-data-link"):
+        return _too_many(request)
+    comment_tasks.email_commenter_data_link.delay(email)
+    return render(
+        request,
+        "newsletter/comment_data_sent.html",
+        {"max_age_minutes": comments.DATA_LINK_MAX_AGE_SECONDS // 60},
+    )
+
+
+def _request_page(
+    request: HttpRequest, form: CommentDataForm, *, status: int = 200
+) -> HttpResponse:
+    return render(
+        request,
+        "newsletter/comment_data_request.html",
+        {"form": form, "keep_ip_days": settings.COMMENTS_KEEP_IP_DAYS},
+        status=status,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def comment_data(request: HttpRequest, token: str) -> HttpResponse:
+    """GET (and a scanner's HEAD): what we hold and two buttons; POST: the
+    download, or the erasure, which ends the link with the comments it names."""
+    try:
+        email = comments.commenter_of_data_link(token=token)
+    except comments.DataLinkInvalid as error:
+        return render(
+            request,
+            "newsletter/comment_data.html",
+            {"expired": error.expired, "invalid": True},
+            status=410 if error.expired else 404,
+        )
+    action = request.POST.get("action") if request.method == "POST" else None
+    if action == "export":
+        response = JsonResponse(
+            {
+                "exported_at": timezone.now(),
+                **subscriptions.commenter_export(email=email),
+            },
+            encoder=DjangoJSONEncoder,
+            json_dumps_params={"indent": 2},
+        )
+        response["Content-Disposition"] = 'attachment; filename="my-comments-data.json"'
+        return response
+    if action == "delete":
+        subscriptions.commenter_delete(email=email)
+        return render(request, "newsletter/comment_data.html", {"deleted": True})
+    theirs = Comment.objects.written_under(
+        subscriptions.commenter_addresses(email=email)
+    )
+    return render(
+        request,
+        "newsletter/comment_data.html",
+        {"email": email, "count": theirs.count()},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
 def _outbox_only_in_debug() -> None:
     if not settings.DEBUG:
         raise Http404
@@ -240,6 +329,7 @@ ROBOTS_DISALLOWED = [
     "/preferences/",
     "/unsubscribe/",
     "/comments/confirm/",
+    "/comments/data/",
     "/r/",
 ]
 

@@ -329,6 +329,7 @@ def test_robots_txt_points_crawlers_at_the_sitemap(client):
         "newsletter:unsubscribe",
         "newsletter:click",
         "comments:confirm",
+        "newsletter:comment_data",
     ],
 )
 def test_robots_txt_keeps_crawlers_from_readers_token_links(client, url_name):

@@ -92,7 +92,7 @@ def test_no_subscribe_input_gives_a_500_and_refused_input_changes_nothing(
 def test_no_token_in_a_link_gives_a_500_or_changes_anything(client, token, method):
     SubscriberFactory(email="reader@example.org", status="pending")
     before = database_state()
-    for prefix in ("/subscribe/confirm/", "/unsubscribe/"):
+    for prefix in ("/subscribe/confirm/", "/unsubscribe/", "/comments/data/"):
         response = getattr(client, method)(f"{prefix}{quote(token, safe='')}/")
         assert response.status_code in (404, 410)
     assert database_state() == before

@@ -18,7 +18,7 @@ from django.views.defaults import server_error
 
 from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
-from posts.comments.services import comments_approve
+from posts.comments.services import commenter_data_token, comments_approve
 from posts.demo_content import FRESH_POST, POSTS
 from posts.models import Post, PostUpdate
 
@@ -47,6 +47,7 @@ PAGES = [
     ("/search/?q=Suffolk", 200),
     ("/search/?q=nothing+matches+this", 200),
     ("/subscribe/", 200),
+    ("/comments/data/", 200),
     ("/no-such-page/", 404),
 ]
 
@@ -67,12 +68,17 @@ def test_every_page_passes_the_w3c_html_checker(client, tmp_path: Path):
         },
     )
     comments_approve(comments=Comment.objects.filter(name="Sam"))
+    sams_comment = Comment.objects.get(name="Sam")
     files = {}
     for number, (url, status) in enumerate(PAGES):
         response = client.get(url)
         assert response.status_code == status, url
         files[tmp_path / f"page{number}.html"] = url
         (tmp_path / f"page{number}.html").write_bytes(response.content)
+    # A commenter's link to their comments' data, as its owner opens it.
+    data_link = f"/comments/data/{commenter_data_token(comment=sams_comment)}/"
+    files[tmp_path / "comment-data.html"] = data_link
+    (tmp_path / "comment-data.html").write_bytes(client.get(data_link).content)
     # Forms sent back with their errors: the error list is a block, which a
     # paragraph cannot hold (the browser ends the paragraph before it).
     token = make_token(SubscriberFactory(), Purpose.PREFERENCES)
@@ -104,6 +110,7 @@ def test_every_page_passes_the_w3c_html_checker(client, tmp_path: Path):
         ),
         (f"/preferences/{token}/email/", {"new_email": "sam\x0b@example.org"}),
         (f"/preferences/{token}/topics/", {"digest_hour": "\x0b", "time_zone": "\x0b"}),
+        ("/comments/data/", {"email": "sam\x0b@example.org"}),
     ]
     for number, (url, data) in enumerate(refused):
         response = client.post(url, data)

@@ -895,6 +895,7 @@ def test_no_token_reaches_either_access_log(stack):
         f"/preferences/{secrets.token_urlsafe(24)}/",
         f"/unsubscribe/{secrets.token_urlsafe(24)}/",
         f"/comments/confirm/{secrets.token_urlsafe(24)}/",
+        f"/comments/data/{secrets.token_urlsafe(24)}/",
         f"/%70references/{secrets.token_urlsafe(24)}/",  # /preferences/, escaped
     ]
     assert stack.request("GET", confirm)[0] == 200
@@ -918,6 +919,7 @@ def test_no_token_reaches_either_access_log(stack):
         assert "/preferences/[redacted]" in log, name
         assert "/unsubscribe/[redacted]" in log, name
         assert "/comments/confirm/[redacted]" in log, name
+        assert "/comments/data/[redacted]" in log, name
     # Nor in the logs the image's nginx.conf names, should a request land there.
     for name in ("nginx-access", "gunicorn", "nginx-default-access", "nginx-error"):
         log = stack.log(name)

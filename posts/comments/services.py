@@ -43,6 +43,10 @@ CONFIRMATION_INTERVAL = timedelta(hours=1)
 RESENT_WITHIN = timedelta(hours=1)
 CONFIRMATION_MAX_AGE_SECONDS = 7 * 86400
 _CONFIRMATION_SALT = "comments.confirm"
+# The link that lets whoever owns an address download or erase the comments
+# written under it: the same hour as a reader's one-time links.
+DATA_LINK_MAX_AGE_SECONDS = 3600
+_DATA_LINK_SALT = "comments.data"
 
 
 class CommentsClosed(Exception):
@@ -59,6 +63,15 @@ class ReplyNotPossible(Exception):
 
 class ConfirmationInvalid(Exception):
     """The confirmation link is forged, expired, or its comment is gone."""
+
+
+class DataLinkInvalid(Exception):
+    """The link to a commenter's data is forged, expired, or its comment is gone
+    (erased with the others, which ends the link)."""
+
+    def __init__(self, *, expired: bool = False) -> None:
+        super().__init__("expired" if expired else "invalid")
+        self.expired = expired
 
 
 # Reading ----------------------------------------------------------------------
@@ -224,10 +237,10 @@ def _skips_moderation(*, email: str) -> bool:
 # Proving the address ----------------------------------------------------------
 
 
-def _address_digest(email: str) -> str:
+def _address_digest(email: str, salt: str = _CONFIRMATION_SALT) -> str:
     # Binds the link to the address it was sent to (a moderator may edit it),
     # without writing the address into a URL.
-    return salted_hmac(_CONFIRMATION_SALT, email).hexdigest()[:16]
+    return salted_hmac(salt, email).hexdigest()[:16]
 
 
 def comment_confirmation_token(*, comment: Comment) -> str:
@@ -391,6 +404,38 @@ def comments_claim_for_digest(*, now: datetime) -> list[Comment]:
 
 
 # Personal data ----------------------------------------------------------------
+
+
+def commenter_data_token(*, comment: Comment) -> str:
+    """The link to the data of the comments written under `comment`'s address,
+    for whoever owns it. It names the newest of them, so erasing them ends it."""
+    return signing.dumps(
+        [comment.pk, _address_digest(comment.email, _DATA_LINK_SALT)],
+        salt=_DATA_LINK_SALT,
+    )
+
+
+def commenter_of_data_link(*, token: str) -> str:
+    """The address a commenter's data link was sent to.
+
+    Raises DataLinkInvalid for a forged or expired link, or one whose comment is
+    gone (erased, deleted at the desk) or was re-addressed at the desk since.
+    """
+    try:
+        comment_id, digest = signing.loads(
+            token, salt=_DATA_LINK_SALT, max_age=DATA_LINK_MAX_AGE_SECONDS
+        )
+    except signing.SignatureExpired as error:
+        raise DataLinkInvalid(expired=True) from error
+    except (signing.BadSignature, TypeError, ValueError) as error:
+        raise DataLinkInvalid from error
+    if not is_row_id(comment_id):
+        raise DataLinkInvalid
+    email = Comment.objects.filter(pk=comment_id).values_list("email", flat=True)
+    email = email.first()
+    if email is None or _address_digest(email, _DATA_LINK_SALT) != digest:
+        raise DataLinkInvalid
+    return email
 
 
 def comments_purge_personal_data() -> int:

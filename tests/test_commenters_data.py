@@ -1,0 +1,188 @@
+"""A commenter who never subscribed gets a copy of, or erases, what the site keeps
+about their comments (UK GDPR articles 15 and 17): they ask by address, and the
+address's owner is emailed a link."""
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.core.cache import cache
+from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from newsletter.logs import redact
+from newsletter.models import PreviousAddress
+from posts.comments import services as comments
+from posts.comments.models import Comment
+
+from .factories import CommentFactory, SubscriberFactory
+from .test_personal_data import columns_naming
+
+pytestmark = pytest.mark.django_db
+
+ADDRESS = "sam@example.org"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    # The rate limits live in the cache, which outlives a test on Redis.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def ask(client, celery_eager, django_capture_on_commit_callbacks):
+    """Ask for the link to an address's comments' data as a visitor would, the
+    queued email sent; the answer and the links emailed."""
+
+    def ask_for(email: str):
+        sent_before = len(mail.outbox)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post("/comments/data/", {"email": email})
+        links = [
+            re.search(r"https?://\S+(/comments/data/\S+/)", message.body).group(1)
+            for message in mail.outbox[sent_before:]
+        ]
+        return response, links
+
+    return ask_for
+
+
+def test_the_comment_form_links_to_the_commenters_data_page(client):
+    comment = CommentFactory(status=Comment.Status.APPROVED)
+    page = client.get(comment.post.get_absolute_url()).content.decode()
+    assert 'href="/comments/data/"' in page
+    assert client.get("/comments/data/").status_code == 200
+
+
+def test_the_answer_is_the_same_whether_or_not_the_address_wrote_a_comment(ask):
+    CommentFactory(email=ADDRESS)
+
+    known, known_links = ask(ADDRESS)
+    unknown, unknown_links = ask("nobody@example.org")
+
+    assert known.status_code == unknown.status_code == 200
+    assert known.content == unknown.content
+    assert "If comments were posted here with that address" in known.content.decode()
+    # Only the address that wrote a comment is emailed, and only its owner sees it.
+    assert len(known_links) == 1
+    assert unknown_links == []
+    assert [message.to for message in mail.outbox] == [[ADDRESS]]
+    assert "sam" not in mail.outbox[0].body.replace(ADDRESS, "")
+
+
+def test_the_link_downloads_exactly_that_addresss_comments(client, ask):
+    mine = CommentFactory(email=ADDRESS, name="Sam", website="https://sam.example")
+    CommentFactory(email="other@example.org", name="Kit", post=mine.post)
+    _, [link] = ask("Sam@EXAMPLE.org")
+
+    page = client.get(link)
+    assert page.status_code == 200
+    assert "We hold 1 comment posted with" in page.content.decode()
+    download = client.post(link, {"action": "export"})
+
+    assert download.status_code == 200
+    assert "attachment" in download["Content-Disposition"]
+    data = json.loads(download.content)
+    assert [(c["name"], c["email"], c["website"]) for c in data["comments"]] == [
+        ("Sam", ADDRESS, "https://sam.example")
+    ]
+    # Anyone may comment giving any address: the IP address may be a stranger's.
+    assert "192.0.2.10" not in download.content.decode()
+    assert Comment.objects.count() == 2
+
+
+def test_erasing_leaves_no_row_naming_the_address_and_ends_the_link(client, ask):
+    mine = CommentFactory(email=ADDRESS, name="Sam Commenter")
+    CommentFactory(email=ADDRESS, status=Comment.Status.APPROVED)
+    reply = CommentFactory(email="other@example.org", parent=mine, post=mine.post)
+    _, [link] = ask(ADDRESS)
+
+    response = client.post(link, {"action": "delete"})
+
+    assert response.status_code == 200
+    assert "Your comments are deleted" in response.content.decode()
+    assert columns_naming(ADDRESS) == []
+    assert columns_naming("Sam Commenter") == []
+    # Another's reply stays, as a subscriber's erasure leaves it.
+    assert Comment.objects.filter(pk=reply.pk, parent=None).exists()
+    assert client.post(link, {"action": "export"}).status_code == 404
+
+
+def test_what_a_reader_wrote_before_moving_away_from_the_address_stays_theirs(
+    client, ask
+):
+    former = SubscriberFactory(email="now@example.org")
+    theirs = CommentFactory(
+        email=ADDRESS, created_at=timezone.now() - timedelta(days=10)
+    )
+    PreviousAddress.objects.create(
+        subscriber=former, email=ADDRESS, moved_at=timezone.now() - timedelta(days=5)
+    )
+    _, links = ask(ADDRESS)
+    assert links == []  # nothing written under it since it is its owner's
+
+    CommentFactory(email=ADDRESS, name="Its owner now")
+    _, [link] = ask(ADDRESS)
+    data = json.loads(client.post(link, {"action": "export"}).content)
+    assert [c["name"] for c in data["comments"]] == ["Its owner now"]
+
+    client.post(link, {"action": "delete"})
+    assert list(Comment.objects.all()) == [theirs]
+
+
+def test_a_forged_or_expired_link_is_refused_clearly(client, ask, monkeypatch):
+    CommentFactory(email=ADDRESS)
+    _, [link] = ask(ADDRESS)
+    forged = client.post(link.replace(":", "x:", 1), {"action": "export"})
+    assert forged.status_code == 404
+    assert "This link is not valid" in forged.content.decode()
+
+    monkeypatch.setattr(comments, "DATA_LINK_MAX_AGE_SECONDS", -1)
+    expired = client.post(link, {"action": "delete"})
+    assert expired.status_code == 410
+    assert "This link has expired" in expired.content.decode()
+    assert Comment.objects.count() == 1
+
+
+def test_a_head_or_get_of_the_link_changes_nothing(client, ask):
+    CommentFactory(email=ADDRESS)
+    _, [link] = ask(ADDRESS)
+    assert client.head(link).status_code == 200
+    assert client.get(link).status_code == 200
+    assert client.post(link, {"action": "nonsense"}).status_code == 400
+    assert Comment.objects.count() == 1
+
+
+def test_asking_too_often_for_an_address_is_refused_and_sends_nothing(ask, settings):
+    CommentFactory(email=ADDRESS)
+    for _ in range(settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS):
+        assert ask(ADDRESS)[0].status_code == 200
+    response, links = ask(ADDRESS)
+    assert response.status_code == 429
+    assert links == []
+
+
+def test_the_links_token_is_kept_out_of_the_logs():
+    assert redact("GET /comments/data/abc:def:ghi/ 200") == (
+        "GET /comments/data/[redacted] 200"
+    )
+
+
+@hypothesis_settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(email=st.text(max_size=300), token=st.text(min_size=1, max_size=80))
+def test_bad_input_is_refused_and_never_a_500(client, celery_eager, email, token):
+    cache.clear()
+    response = client.post("/comments/data/", {"email": email})
+    assert response.status_code in (200, 400)
+    for method in (client.get, client.post):
+        assert method(f"/comments/data/{token}/").status_code < 500
