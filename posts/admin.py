@@ -1,5 +1,6 @@
 import copy
 from datetime import datetime
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
