@@ -164,6 +164,12 @@ def _depth(parsed: object) -> int:
 
 class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):
     DATE_FIELDS = ("DeliveredAt", "BouncedAt", "ReceivedAt", "ChangedAt")
+    # anymail reports a spam filter's refusal (SpamNotification) as a complaint:
+    # the reader never saw the email, and the desk's complaint rate and a post's
+    # report counted it as reached and complained about. It is a bounce.
+    event_types = PostmarkTrackingWebhookView.event_types | {
+        "SpamNotification": (EventType.BOUNCED, RejectReason.SPAM),
+    }
 
 
 class MailgunTrackingView(_RefuseMalformedBodies, MailgunTrackingWebhookView):
@@ -385,7 +391,7 @@ def _apply_to_address(
             Subscriber.objects.filter(email=email, soft_bounces__gt=0).update(
                 soft_bounces=0
             )
-    elif kind == EventType.COMPLAINED and not _is_soft_bounce(event):
+    elif kind == EventType.COMPLAINED:
         subscriptions.address_suppress(email=email, reason=Suppression.Reason.COMPLAINT)
     elif kind == EventType.UNSUBSCRIBED:
         subscriptions.address_suppress(
@@ -411,16 +417,10 @@ def _apply_to_address(
             )
 
 
-# What a soft bounce is recorded as: Postmark's SoftBounce is a "bounced" event,
-# its Blocked and DMARCPolicy "rejected", its SpamNotification "complained" (a
-# hard bounce or a complaint, recorded as these too, suppresses the address
-# anyway).
-SOFT_BOUNCE_EVENTS = [
-    EventType.DEFERRED,
-    EventType.BOUNCED,
-    EventType.REJECTED,
-    EventType.COMPLAINED,
-]
+# What a soft bounce is recorded as: Postmark's SoftBounce and SpamNotification
+# are "bounced" events, its Blocked and DMARCPolicy "rejected" (a hard bounce,
+# recorded as these too, suppresses the address anyway).
+SOFT_BOUNCE_EVENTS = [EventType.DEFERRED, EventType.BOUNCED, EventType.REJECTED]
 
 
 def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bool:
@@ -459,8 +459,9 @@ POSTMARK_HARD_BOUNCES = {"ManuallyDeactivated"}
 # A full or unavailable mailbox (SoftBounce, reported with the reason "bounced"
 # all the same); or the receiving side refused the sender (Blocked: an ISP's
 # block; DMARCPolicy: the From domain's own policy, reported as rejections) or
-# its spam filter refused the message (SpamNotification, reported as a
-# complaint: the reader never saw it, and Postmark keeps the address active).
+# its spam filter refused the message (SpamNotification, recorded as a bounce,
+# PostmarkTrackingView: the reader never saw it, and Postmark keeps the address
+# active).
 POSTMARK_SOFT_BOUNCES = {"SoftBounce", "Blocked", "DMARCPolicy", "SpamNotification"}
 
 

@@ -16,10 +16,12 @@ from django.utils import timezone
 
 from newsletter import subscriptions
 from newsletter.checks import check_webhook_secret
+from newsletter.desk import desk_for
 from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppression
+from newsletter.reports import post_report
 from newsletter.tasks import purge_old_events
 
-from .factories import PublishedPostFactory, SubscriberFactory
+from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
 from .locks import as_erasure_commits
 
 pytestmark = pytest.mark.django_db
@@ -381,6 +383,30 @@ def test_a_postmark_bounce_about_the_sender_or_a_spam_filter_counts_as_a_soft_on
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
+
+
+def test_a_postmark_spam_filters_refusal_counts_as_a_bounce_not_a_complaint(
+    client, rf, reader
+):
+    """Postmark's SpamNotification, which anymail calls a complaint, was kept as
+    one: the desk's complaint rate and the post's report counted a reader who
+    never saw the email as reached and complaining about it."""
+    delivery = delivery_to(reader, POSTMARK_ID)
+    assert post_postmark(client, postmark_bounce("SpamNotification")).status_code == 200
+
+    assert Event.objects.get().event_type == "bounced"
+    delivery.refresh_from_db()
+    assert delivery.last_event == "bounced"
+    request = rf.get("/admin/")
+    request.user = UserFactory()
+    (shown,) = desk_for(request).mailings
+    assert (shown["complaint_percent"], shown["bounce_percent"]) == (0, 100)
+    figures = post_report(delivery.mailing.post)
+    assert (figures["complained"], figures["delivered"], figures["bounced"]) == (
+        0,
+        0,
+        1,
+    )
 
 
 def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settings):
