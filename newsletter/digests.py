@@ -39,6 +39,7 @@ from .emails import (
     filled,
     json_inner,
     list_headers,
+    posts_on_site,
     render_email,
 )
 from .engagement import LinkTracker, reader_part_add
@@ -591,13 +592,11 @@ class DigestEmail:
 
     def holding_posts_on_site(self, recipients: list) -> list:
         """Those of the recipients whose digest holds a post still on the site,
-        each left holding only those. Read as they go: the author may take a post
-        down after their batch read them (post_withdraw_from_digests takes it out
-        of the ledger's digests, not out of a batch being sent)."""
+        each left holding only those. Read as they go (emails.posts_on_site):
+        post_withdraw_from_digests takes a post out of the ledger's digests, not
+        out of a batch being sent."""
         held = {pk for r in recipients for pk in r.posts}
-        on_site = set(
-            Post.objects.published().filter(pk__in=held).values_list("pk", flat=True)
-        )
+        on_site = posts_on_site(held)
         if on_site == held:
             return recipients
         places = {self._place[pk] for pk in on_site}

@@ -8,6 +8,7 @@ from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
+from newsletter.delivery import sender
 from newsletter.models import Subscriber
 from posts.models import Inspection, Post
 
@@ -123,6 +124,21 @@ def unpublish_at_the_desk(post: Post) -> Client:
     )
     assert response.status_code == 302
     return editor
+
+
+def taken_down_once_its_readers_are_read(monkeypatch, post: Post) -> None:
+    """The author takes the post off the site as a batch carrying it goes: the
+    worker has claimed the batch and read its readers (with what each digest
+    holds). Once: the batches sent after are read with the post already down."""
+    read = sender.batch_recipients
+
+    def readers_then_taken_down(*args, **kwargs):
+        readers = read(*args, **kwargs)
+        monkeypatch.setattr(sender, "batch_recipients", read)
+        unpublish_at_the_desk(post)
+        return readers
+
+    monkeypatch.setattr(sender, "batch_recipients", readers_then_taken_down)
 
 
 def admin_post_form_of(post: Post, **fields) -> dict:

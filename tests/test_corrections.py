@@ -42,6 +42,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
     admin_post_form,
+    taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
 )
 from .test_webhooks import POSTMARK_BACKEND, SECRET, post_postmark, postmark_delivery
@@ -776,6 +777,33 @@ def test_a_post_taken_off_the_site_after_it_was_emailed_is_not_said_unread(
     for page in pages:
         assert "nobody has received" not in page
         assert "publish it again" in page.lower()
+
+
+def test_a_correction_whose_post_is_taken_down_as_it_goes_waits_for_the_post(
+    clock, on_commit, monkeypatch
+):
+    """Unpublishing paused the correction's mailing, but its batch already
+    claimed still went, its link to the post leading nowhere."""
+    reader("one@example.org")
+    reader("two@example.org")
+    post = publish(on_commit, "Suffolk: caseloads too high")
+    taken_down_once_its_readers_are_read(monkeypatch, post)
+    on_commit(
+        delivery.mailing_create_for_correction,
+        post_update=correction(post),
+        include_uncertain=False,
+    )
+    assert corrections_sent() == {}
+    mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    assert set(mailing.deliveries.values_list("status", flat=True)) == {
+        Delivery.Status.QUEUED
+    }
+
+    on_commit(post_publish, post=post)
+    on_commit(delivery.mailing_resume, mailing_id=mailing.pk)
+    assert corrections_sent() == {"one@example.org": 1, "two@example.org": 1}
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
 
 
 def corrected_as_handed_over(monkeypatch, post) -> list:

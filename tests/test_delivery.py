@@ -25,7 +25,12 @@ from newsletter.models import (
     SubscriberTopic,
 )
 
-from .factories import CategoryFactory, PostFactory, SubscriberFactory
+from .factories import (
+    CategoryFactory,
+    PostFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+)
 from .locks import (
     another_connection_waits_for_a_lock,
     as_erasure_commits,
@@ -116,7 +121,7 @@ def test_second_publish_sends_nothing(publish, audience):
 
 
 def test_a_redelivered_batch_task_sends_nothing_twice(audience):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     delivery.batch_send(batch_id=batch.pk)
     delivery.batch_send(batch_id=batch.pk)
@@ -126,7 +131,7 @@ def test_a_redelivered_batch_task_sends_nothing_twice(audience):
 def test_planning_pages_the_audience_into_batches(settings):
     settings.NEWSLETTER_BATCH_SIZE = 2
     readers = SubscriberFactory.create_batch(5)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     assert mailing.batches.count() == 3
     planned = sorted(mailing.deliveries.values_list("subscriber_id", flat=True))
     assert planned == sorted(r.pk for r in readers)
@@ -155,7 +160,7 @@ def test_a_reader_confirming_while_a_page_is_planned_is_counted_in_their_batch(
         return batch_ids
 
     monkeypatch.setattr(planner, "_batches_create", confirmed_meanwhile)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     assert batch.deliveries.count() == 4
     assert batch.size == 4
@@ -174,7 +179,9 @@ def test_a_reader_erasing_their_data_while_a_page_is_planned_is_left_out_at_once
     stopped until the reaper rang again, minutes later. The page is planned again
     at once, without them."""
     staying, leaving = SubscriberFactory.create_batch(2)
-    mailing = Mailing.objects.create(kind=Mailing.Kind.POST, post=PostFactory())
+    mailing = Mailing.objects.create(
+        kind=Mailing.Kind.POST, post=PublishedPostFactory()
+    )
     # As a worker runs it: a retry runs at once, an error ends in the result.
     planned = as_erasure_commits(
         leaving, lambda: tasks.plan_mailing.apply(args=[mailing.pk], throw=False).get()
@@ -198,7 +205,9 @@ def test_a_page_planned_while_a_reader_erases_their_data_does_not_undo_the_erasu
     new row still named them), and the reader saw an error. The erasure goes
     through, and the page is planned again without them."""
     staying, leaving = SubscriberFactory.create_batch(2)
-    mailing = Mailing.objects.create(kind=Mailing.Kind.POST, post=PostFactory())
+    mailing = Mailing.objects.create(
+        kind=Mailing.Kind.POST, post=PublishedPostFactory()
+    )
     written, erasing, go_on = threading.Event(), threading.Event(), threading.Event()
     plan_page = planner._plan_page
 
@@ -241,7 +250,7 @@ def test_a_page_planned_while_a_reader_erases_their_data_does_not_undo_the_erasu
 
 
 def test_a_send_with_no_audience_is_done_at_once():
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     mailing.refresh_from_db()
     assert mailing.status == Mailing.Status.DONE
     assert not mailing.batches.exists()
@@ -253,7 +262,7 @@ def test_a_send_with_no_audience_is_done_at_once():
     ids=["unsubscribes", "pauses"],
 )
 def test_reader_who_leaves_after_planning_is_skipped(audience, leaving):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     leaver = audience["confirmed"][0]
     Subscriber.objects.filter(pk=leaver.pk).update(**leaving)
     delivery.batch_send(batch_id=mailing.batches.get().pk)
@@ -268,7 +277,7 @@ def test_a_reader_who_erases_their_data_while_their_batch_is_sent_stays_counted(
     """Their email went out, and their ledger row went with their data before the
     worker wrote that it had: the batch said 2 sent of 3, and 1 skipped (never
     sent), to the reader who had it."""
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     leaving = audience["confirmed"][0]
     hand_over = sender._hand_over
 
@@ -301,7 +310,7 @@ def test_a_reader_erasing_as_the_worker_writes_their_email_went_stays_counted(
     (queued: not counted), and took it after (sent): counted by neither, the batch
     said 2 sent of 3 once it was counted again."""
     monkeypatch.setattr(planner, "_ring", lambda batch_ids: None)  # sent below
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     leaving = audience["confirmed"][0]
     answered, recorded, erasing, erased = (threading.Event() for _ in range(4))
     worker_goes_on, erasure_goes_on = threading.Event(), threading.Event()
@@ -365,7 +374,7 @@ def test_a_reader_erasing_as_the_worker_counts_their_batch_is_counted_once(
     row, which the erasure held having counted them among its erased: the batch
     added both, and said 4 sent of 3 until it was counted again."""
     monkeypatch.setattr(planner, "_ring", lambda batch_ids: None)  # sent below
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     leaving = audience["confirmed"][0]
     close = sender.close_batch
     counting = []
@@ -402,7 +411,7 @@ def test_reader_who_stops_following_the_posts_topic_after_planning_is_skipped():
         subscriber=moved_on, kind="category", value="local-inspections"
     )
     everything = SubscriberFactory(email="everything@example.org")
-    post = PostFactory()
+    post = PublishedPostFactory()
     post.categories.add(CategoryFactory(slug="local-inspections"))
     mailing = plan(post)
     assert mailing.deliveries.count() == 2
@@ -424,7 +433,7 @@ def mode(request, settings, fake_esp):
 
 
 def test_sends_through_anymail_to_the_provider_api(fake_esp, mode, audience):
-    mailing = plan(PostFactory(title="Wales: Good, with caveats"))
+    mailing = plan(PublishedPostFactory(title="Wales: Good, with caveats"))
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     calls = {"batch": 1, "single": 3}[mode]
@@ -445,7 +454,7 @@ def test_sends_through_anymail_to_the_provider_api(fake_esp, mode, audience):
 def test_postmark_bodies_carry_each_readers_own_links_in_both_modes(
     client, fake_esp, mode, audience
 ):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     messages = postmark_messages(fake_esp.messages)
     assert sorted(m["To"] for m in messages) == sorted(
@@ -483,7 +492,7 @@ def test_a_long_post_goes_to_postmark_in_as_many_calls_as_its_copies_need(
     fake_esp.postmark_batch_bytes = 150_000
     monkeypatch.setattr(sender, "POSTMARK_BATCH_BYTES", 150_000)
     paragraph = "The inspectors found caseloads too high in every team. " * 10
-    mailing = plan(PostFactory(body="\n\n".join([paragraph] * 50)))
+    mailing = plan(PublishedPostFactory(body="\n\n".join([paragraph] * 50)))
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     assert fake_esp.stats()["accepted_requests"] == 2
@@ -493,7 +502,7 @@ def test_a_long_post_goes_to_postmark_in_as_many_calls_as_its_copies_need(
 def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(
     fake_esp, mode, audience
 ):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
     with pytest.raises(delivery.ProviderUnavailable):
@@ -510,7 +519,7 @@ def test_provider_5xx_releases_the_batch_for_a_retry_without_duplicates(
 def test_reader_the_provider_refuses_is_failed_and_the_others_sent(
     fake_esp, mode, audience
 ):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     refused, *others = audience["confirmed"]
     fake_esp.mark_inactive(refused.email)  # it hard-bounced at Postmark before
     delivery.batch_send(batch_id=mailing.batches.get().pk)
@@ -528,7 +537,7 @@ def test_reader_the_provider_refuses_is_failed_and_the_others_sent(
 def test_rate_limited_by_the_provider_is_retried_after_its_retry_after(
     fake_esp, mode, audience
 ):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     fake_esp.set_faults(rate_limit_next=1, retry_after_s=7)
     with pytest.raises(delivery.ProviderUnavailable) as raised:
@@ -541,7 +550,7 @@ def test_rate_limited_by_the_provider_is_retried_after_its_retry_after(
 def test_connection_dropped_after_the_request_leaves_the_batch_uncertain_never_resent(
     fake_esp, audience
 ):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     fake_esp.set_faults(drop_after_accept_next=1)
     delivery.batch_send(batch_id=batch.pk)  # nothing to retry: all of it is uncertain
@@ -561,7 +570,7 @@ def test_one_message_mode_drop_marks_only_that_message_uncertain(
     fake_esp, settings, audience
 ):
     settings.NEWSLETTER_DELIVERY_MODE = "single"
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     fake_esp.set_faults(drop_after_accept_next=1)
     with pytest.raises(delivery.RetryLater):
@@ -592,7 +601,7 @@ def test_one_message_mode_error_midway_keeps_what_went_before(
     fake_esp, settings, audience, fault, then
 ):
     settings.NEWSLETTER_DELIVERY_MODE = "single"
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     fake_esp.set_faults(faults_after=1, **{fault: 1})
     with pytest.raises(delivery.RetryLater):
@@ -614,7 +623,7 @@ def test_a_batchs_error_keeps_no_address_of_a_reader_who_erased_their_data(
     smtp.refused[deferred.email] = (
         f"452 4.2.2 <{deferred.email}>: Mailbox full".encode()
     )
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     with pytest.raises(delivery.RetryLater):
         delivery.batch_send(batch_id=batch.pk)
@@ -633,7 +642,7 @@ def test_provider_unreachable_is_retried(settings, audience):
         "POSTMARK_API_URL": "http://127.0.0.1:9/",
         "POSTMARK_SERVER_TOKEN": "x",
     }
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     with pytest.raises(delivery.RetryLater):
         delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert mailing.deliveries.filter(status=Delivery.Status.QUEUED).count() == 3
@@ -644,7 +653,7 @@ def test_over_smtp_a_reader_refused_for_good_fails_and_the_others_go_out(
 ):
     refused, *others = audience["confirmed"]
     smtp.refused[refused.email] = b"550 5.1.1 No such user"
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert sorted(smtp.recipients) == sorted(s.email for s in others)
     failed = mailing.deliveries.get(subscriber=refused)
@@ -661,7 +670,7 @@ def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
 ):
     deferred, *others = audience["confirmed"]
     smtp.refused[deferred.email] = b"452 4.2.2 Mailbox full"
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     with pytest.raises(delivery.RetryLater) as raised:
         delivery.batch_send(batch_id=batch.pk)
@@ -682,7 +691,7 @@ def test_over_smtp_a_reader_deferred_waits_for_the_retry_and_the_others_go_out(
 def test_over_smtp_a_reader_deferred_for_days_fails_at_last(smtp, audience):
     deferred, *others = audience["confirmed"]
     smtp.refused[deferred.email] = b"452 4.2.2 Mailbox full"
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     started = timezone.now() - delivery.MAX_DEFERRAL - timedelta(minutes=1)
     Mailing.objects.filter(pk=mailing.pk).update(created_at=started)
     delivery.batch_send(batch_id=mailing.batches.get().pk)
@@ -698,7 +707,7 @@ def test_over_smtp_a_message_the_server_rejects_is_retried_never_uncertain(
     smtp, audience
 ):
     smtp.data_reply = b"554 5.7.1 Message refused"
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     with pytest.raises(delivery.ProviderUnavailable):
         delivery.batch_send(batch_id=batch.pk)
@@ -712,7 +721,7 @@ def test_over_smtp_a_message_the_server_rejects_is_retried_never_uncertain(
 
 
 def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audience):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     # An earlier attempt recorded one answer; the next worker claimed the batch
     # and died before recording the others: they may have gone out.
@@ -735,7 +744,7 @@ def test_reaper_frees_a_dead_workers_claim_and_never_resends_its_message(audienc
 
 
 def test_reaper_leaves_a_fresh_claim_alone(audience):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     Batch.objects.filter(mailing=mailing).update(status=Batch.Status.SENDING)
     assert delivery.mailings_reap() == {
         "stale_claims": 0,
@@ -747,7 +756,7 @@ def test_reaper_leaves_a_fresh_claim_alone(audience):
 
 
 def test_reaper_rings_again_for_a_batch_whose_doorbell_was_lost(audience):
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     Batch.objects.filter(mailing=mailing).update(
         touched_at=timezone.now()
         - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1)
@@ -759,7 +768,7 @@ def test_reaper_rings_again_for_a_batch_whose_doorbell_was_lost(audience):
 def test_reaper_resumes_planning_whose_doorbell_was_lost(
     audience, django_capture_on_commit_callbacks
 ):
-    post = PostFactory()
+    post = PublishedPostFactory()
     delivery.mailing_create_for_post(post=post)  # on_commit never runs: doorbell lost
     Mailing.objects.update(
         touched_at=timezone.now()
@@ -795,7 +804,7 @@ def test_a_tracking_event_finds_a_row_the_provider_gave_no_id_by_its_metadata(
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     settings.ANYMAIL = {"WEBHOOK_SECRET": "hook:secret"}
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     row, other = mailing.deliveries.order_by("pk")[:2]
     Delivery.objects.filter(pk__in=[row.pk, other.pk]).update(
         status=Delivery.Status.SENT

@@ -16,7 +16,7 @@ from newsletter import delivery, engagement, subscriptions
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.tokens import Purpose, read_token
 
-from .factories import PostFactory
+from .factories import PublishedPostFactory, taken_down_once_its_readers_are_read
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -53,7 +53,7 @@ def test_a_mailing_goes_on_the_broadcast_stream_and_a_confirmation_does_not(
     settings.NEWSLETTER_DELIVERY_MODE = mode
     settings.NEWSLETTER_POSTMARK_BROADCAST_STREAM = "newsletter"
     readers(3)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     on_commit(subscriptions.subscription_request, email="new@example.org")
     streams = {
@@ -70,7 +70,7 @@ def test_a_mailing_goes_on_the_broadcast_stream_and_a_confirmation_does_not(
 
 def test_postmark_batch_is_one_call_with_each_readers_own_one_click_link(fake_esp):
     audience = readers(12)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.stats()["accepted_requests"] == 1
     assert fake_esp.recipients() == {s.email: 1 for s in audience}
@@ -88,7 +88,7 @@ def test_mailgun_batch_personalises_bodies_and_headers_through_recipient_variabl
     mailgun,
 ):
     audience = readers(5)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert mailgun.stats()["accepted_requests"] == 1
     assert mailgun.recipients() == {s.email: 1 for s in audience}
@@ -110,7 +110,7 @@ def test_postmark_bulk_api_sends_the_content_once_with_each_readers_own_links(
 ):
     settings.ANYMAIL = {**fake_esp.postmark_settings(), "POSTMARK_USE_BULK_API": True}
     audience = readers(4)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.stats()["accepted_requests"] == 1
     assert fake_esp.recipients() == {s.email: 1 for s in audience}
@@ -130,26 +130,28 @@ def test_postmark_bulk_api_sends_the_content_once_with_each_readers_own_links(
 
 @pytest.mark.parametrize("batch_size", [10, 100])
 @pytest.mark.parametrize("esp", ["postmark", "mailgun"])
-def test_database_queries_per_batch_stay_at_five_whatever_the_batch_size(
+def test_database_queries_per_batch_stay_at_six_whatever_the_batch_size(
     request, settings, fake_esp, django_assert_max_num_queries, batch_size, esp
 ):
     if esp == "mailgun":
         request.getfixturevalue("mailgun")
     settings.NEWSLETTER_BATCH_SIZE = batch_size
     readers(batch_size * 3)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     first, second, third = mailing.batches.order_by("number")
     # A worker renders the post once per mailing, on its first batch: the post with
     # its inspection, related posts and sponsor, a fixed number of reads, and its
     # links for the counting redirect (two statements, engagement.LinkTracker).
-    with django_assert_max_num_queries(5 + 15 + 2):
+    with django_assert_max_num_queries(6 + 15 + 2):
         delivery.batch_send(batch_id=first.pk)
-    with django_assert_max_num_queries(5):
+    # Claim, load, read the readers, whether the post is still on the site as the
+    # call goes, record the outcomes, close.
+    with django_assert_max_num_queries(6):
         delivery.batch_send(batch_id=second.pk)
     assert fake_esp.count == batch_size * 2
     # The last batch also closes the mailing: its row locked, then the update, in
     # a transaction of their own (a savepoint and its release here, in the test's).
-    with django_assert_max_num_queries(5 + 2 + 2):
+    with django_assert_max_num_queries(6 + 2 + 2):
         delivery.batch_send(batch_id=third.pk)
     mailing.refresh_from_db()
     assert mailing.status == Mailing.Status.DONE
@@ -161,7 +163,7 @@ def test_one_message_mode_sends_one_message_each_over_one_connection(
 ):
     settings.NEWSLETTER_DELIVERY_MODE = "single"
     audience = readers(4)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     assert fake_esp.stats()["accepted_requests"] == 4
     assert fake_esp.stats()["connections"] == 1
@@ -173,7 +175,7 @@ def test_one_message_mode_sends_a_full_batch_over_several_connections_once_each(
 ):
     settings.NEWSLETTER_DELIVERY_MODE = "single"
     audience = readers(delivery.SINGLE_MESSAGE_BATCH_SIZE)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     fake_esp.set_faults(latency_ms=5)  # answers slow enough to be seen overlapping
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     stats = fake_esp.stats()
@@ -184,6 +186,21 @@ def test_one_message_mode_sends_a_full_batch_over_several_connections_once_each(
         "esp_message_id", flat=True
     )
     assert len(set(ids)) == len(audience) and "" not in ids
+
+
+def test_one_message_mode_sends_no_lane_a_post_taken_down_as_they_start(
+    settings, fake_esp, monkeypatch
+):
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    readers(delivery.SINGLE_MESSAGE_BATCH_SIZE)
+    post = PublishedPostFactory()
+    mailing = plan(post)
+    taken_down_once_its_readers_are_read(monkeypatch, post)
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+    assert fake_esp.count == 0
+    assert set(mailing.deliveries.values_list("status", flat=True)) == {
+        Delivery.Status.QUEUED
+    }
 
 
 @pytest.mark.parametrize(
@@ -200,7 +217,7 @@ def test_one_message_mode_an_error_in_one_lane_sends_nobody_twice(
 ):
     settings.NEWSLETTER_DELIVERY_MODE = "single"
     audience = readers(delivery.SINGLE_MESSAGE_BATCH_SIZE)
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     batch = mailing.batches.get()
     fake_esp.set_faults(faults_after=10, **{fault: 1})
     with pytest.raises(delivery.RetryLater):
@@ -216,11 +233,11 @@ def test_one_message_mode_an_error_in_one_lane_sends_nobody_twice(
 
 def test_batch_sizes_follow_the_provider(settings, fake_esp):
     readers(3)
-    assert plan(PostFactory()).batch_size == delivery.POSTMARK_BATCH_SIZE
+    assert plan(PublishedPostFactory()).batch_size == delivery.POSTMARK_BATCH_SIZE
     settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
-    assert plan(PostFactory()).batch_size == delivery.MAILGUN_BATCH_SIZE
+    assert plan(PublishedPostFactory()).batch_size == delivery.MAILGUN_BATCH_SIZE
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert plan(PostFactory()).batch_size == delivery.SINGLE_MESSAGE_BATCH_SIZE
+    assert plan(PublishedPostFactory()).batch_size == delivery.SINGLE_MESSAGE_BATCH_SIZE
 
 
 def test_planning_cuts_a_page_into_batches_and_counts_each(settings, monkeypatch):
@@ -228,7 +245,7 @@ def test_planning_cuts_a_page_into_batches_and_counts_each(settings, monkeypatch
     settings.NEWSLETTER_BATCH_SIZE = 3
     audience = readers(16)
     Subscriber.objects.filter(pk=audience[5].pk).update(status="unsubscribed")
-    mailing = plan(PostFactory())
+    mailing = plan(PublishedPostFactory())
     # Pages of 7 readers, each cut into batches of 3: 3+3+1, 3+3+1, 1.
     sizes = list(mailing.batches.order_by("number").values_list("size", flat=True))
     assert sizes == [3, 3, 1, 3, 3, 1, 1]
@@ -244,7 +261,7 @@ def test_a_publish_reaches_everyone_once_across_many_batches(
     settings.NEWSLETTER_BATCH_SIZE = 4
     audience = readers(10)
     with django_capture_on_commit_callbacks(execute=True):
-        delivery.mailing_create_for_post(post=PostFactory())
+        delivery.mailing_create_for_post(post=PublishedPostFactory())
     assert sorted(m.to[0] for m in mail.outbox) == sorted(s.email for s in audience)
     assert not Batch.objects.exclude(status=Batch.Status.DONE).exists()
     assert Mailing.objects.get().status == Mailing.Status.DONE
@@ -344,7 +361,7 @@ def test_a_batch_carries_the_reader_part_only_in_the_copy_of_a_reader_who_agreed
     agreed, other = readers(2)
     Subscriber.objects.filter(pk=agreed.pk).update(engagement_agreed_at=timezone.now())
     report = "https://www.justiceinspectorates.gov.uk/hmiprobation/suffolk/"
-    mailing = plan(PostFactory(body=f"Read [the report]({report})."))
+    mailing = plan(PublishedPostFactory(body=f"Read [the report]({report})."))
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     parts = {
         reader: set(
@@ -400,7 +417,7 @@ def test_a_posts_email_dates_the_post_in_each_readers_own_time_zone(
     london, los_angeles = readers(2)
     Subscriber.objects.filter(pk=los_angeles.pk).update(time_zone="America/Los_Angeles")
     published = datetime(2026, 11, 24, 0, 30, tzinfo=ZoneInfo("Europe/London"))
-    mailing = plan(PostFactory(published_at=published))
+    mailing = plan(PublishedPostFactory(published_at=published))
     delivery.batch_send(batch_id=mailing.batches.get().pk)
     for reader, day in ((london, 24), (los_angeles, 23)):
         text, html = copy_received(esp, provider, reader.email)

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery, digests, esp
-from newsletter.delivery import planner, sender
+from newsletter.delivery import planner
 from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.postmark import EmailBackend
 from newsletter.delivery.ratelimit import _redis
@@ -56,6 +56,7 @@ from .factories import (
     StaffFactory,
     SubscriberFactory,
     UserFactory,
+    taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
 )
 from .locks import another_connection_waits_for_a_lock
@@ -1049,19 +1050,6 @@ def test_a_digest_whose_only_post_was_unpublished_is_skipped(clock, publish):
     }
     mailing.refresh_from_db()
     assert mailing.status == Mailing.Status.DONE
-
-
-def taken_down_once_its_readers_are_read(monkeypatch, post: Post) -> None:
-    """The author takes the post off the site as its digests' batch goes: the
-    worker has claimed it and read its readers, with what each digest holds."""
-    read = sender.batch_recipients
-
-    def readers_then_taken_down(*args, **kwargs):
-        readers = read(*args, **kwargs)
-        unpublish_at_the_desk(post)
-        return readers
-
-    monkeypatch.setattr(sender, "batch_recipients", readers_then_taken_down)
 
 
 @pytest.mark.parametrize("provider", ["outbox", "postmark"])

@@ -15,7 +15,7 @@ from newsletter import delivery, engagement
 from newsletter.models import Delivery, Link, Mailing, MailingHour
 
 from . import test_webhooks as webhooks_test
-from .factories import PostFactory, SubscriberFactory
+from .factories import PostFactory, PublishedPostFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -212,7 +212,9 @@ def test_a_click_within_seconds_of_a_later_batch_going_out_is_a_machine(
     settings.NEWSLETTER_BATCH_SIZE = 1
     SubscriberFactory(email="early@example.org")
     SubscriberFactory(email="late@example.org")
-    post = PostFactory(slug="suffolk", body=f"Read [the official report]({REPORT}).")
+    post = PublishedPostFactory(
+        slug="suffolk", body=f"Read [the official report]({REPORT})."
+    )
     delivery.mailing_create_for_post(post=post)
     mailing = Mailing.objects.get(post=post)
     while delivery.mailing_plan_page(mailing_id=mailing.pk):

@@ -11,7 +11,7 @@ from newsletter import delivery
 from newsletter.delivery.ratelimit import RateLimited, TokenBucket, _redis
 from newsletter.models import Batch, Mailing, Subscriber
 
-from .factories import PostFactory
+from .factories import PublishedPostFactory
 
 backends = ["file"] + (["redis"] if django_settings.REDIS_URL else [])
 
@@ -56,7 +56,7 @@ def a_planned_batch_of_forty() -> tuple[Mailing, Batch]:
     Subscriber.objects.bulk_create(
         Subscriber(email=f"r{i}@example.org", status="active") for i in range(40)
     )
-    delivery.mailing_create_for_post(post=PostFactory())
+    delivery.mailing_create_for_post(post=PublishedPostFactory())
     send = Mailing.objects.get()
     delivery.mailing_plan_page(mailing_id=send.pk)
     return send, send.batches.get()

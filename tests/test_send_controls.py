@@ -27,6 +27,7 @@ from .factories import (
     PublishedPostFactory,
     StaffFactory,
     UserFactory,
+    taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
 )
 from .locks import until_another_connection_waits_for_a_lock
@@ -1207,6 +1208,41 @@ def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.mailing_resume(mailing_id=planned.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
+
+
+@pytest.mark.parametrize("mode", ["auto", "single"])
+def test_a_post_taken_down_as_its_batch_goes_reaches_no_one_until_it_is_back(
+    planned,
+    fake_esp,
+    readers,
+    settings,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+    mode,
+):
+    """Unpublishing paused the mailing, but the batch a worker had already claimed
+    still carried the post to its readers, its link leading nowhere."""
+    settings.NEWSLETTER_DELIVERY_MODE = mode
+    post = planned.post
+    post_publish(post=post)
+    first = planned.batches.order_by("number").first()
+    taken_down_once_its_readers_are_read(monkeypatch, post)
+    delivery.batch_send(batch_id=first.pk)
+
+    assert fake_esp.count == 0
+    first.refresh_from_db()
+    assert first.status == Batch.Status.QUEUED
+    assert set(planned.deliveries.values_list("status", flat=True)) == {
+        Delivery.Status.QUEUED
+    }
+    planned.refresh_from_db()
+    assert "unpublished" in planned.pause_reason
+    post_publish(post=post)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.mailing_resume(mailing_id=planned.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
 
 
 def batch_and_ledger_lists(author, query: str = "") -> list[tuple[int, set[int]]]:

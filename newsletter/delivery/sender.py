@@ -1,12 +1,13 @@
 """Sending one batch of any mailing: claim it, render, hand it to the provider,
 record outcomes.
 
-For a post, five database statements per batch, whatever its size (the last batch
+For a post, six database statements per batch, whatever its size (the last batch
 of a mailing adds two to close it): claim the batch, load the mailing and post, read
 the recipients (with all a message needs of them, a digest's posts among it),
-record every outcome, close the batch. A digest adds the read of its posts' order,
-and before each call to the provider which of them are still on the site; a
-correction, which of its readers the ledger still says had the post.
+before each call to the provider whether the post is still on the site, record
+every outcome, close the batch. A digest adds the read of its posts' order (and
+asks which of them are still on the site); a correction, which of its readers the
+ledger still says had the post.
 
 Where one API call takes many recipients, each with their own links (Postmark's
 /email/batch, each reader's message filled in by our backend, delivery/postmark.py;
@@ -39,7 +40,14 @@ from urllib3.exceptions import NewConnectionError
 
 from .. import corrections
 from ..digests import DigestEmail
-from ..emails import BulkEmail, CorrectionEmail, PostEmail, RenderedEmail, json_inner
+from ..emails import (
+    BulkEmail,
+    CorrectionEmail,
+    PostEmail,
+    RenderedEmail,
+    json_inner,
+    posts_on_site,
+)
 from ..esp import ANYMAIL_MAILGUN, ANYMAIL_POSTMARK, POSTMARK_BACKEND
 from ..logs import redact
 from ..models import Batch, Delivery, Mailing
@@ -202,6 +210,15 @@ class ProviderUnavailable(RetryLater):
     """The provider did not take the message now (an error answer, no connection)."""
 
 
+class PostTakenDown(RetryLater):
+    """The author took the post off the site as its batch went: the readers not
+    yet handed it wait, as its mailing's pause leaves them, for the author to
+    publish it again and resume (receivers.hold_emails_of_unpublished_post)."""
+
+    def __init__(self) -> None:
+        super().__init__("the post was taken off the site as its batch went")
+
+
 def batch_send(*, batch_id: int) -> None:
     """Send one batch. Raises RetryLater when it went back to the queue."""
     now = timezone.now()
@@ -272,6 +289,8 @@ def batch_send(*, batch_id: int) -> None:
     if status == Batch.Status.QUEUED:
         if _cancel_if_cancelled(batch_id, now):
             return
+        if isinstance(trouble, PostTakenDown):
+            return  # its mailing is paused: resuming it rings for the batch
         raise trouble if isinstance(trouble, RetryLater) else RetryLater(str(trouble))
     # With none queued, this may be the last batch: ask, after this batch's close
     # is committed, whether the mailing is done. Of batches finishing side by side,
@@ -375,15 +394,17 @@ def _hand_over(
     are rendered as its readers need them, reading the database: one lane."""
     how = channel()
     claim = Claim(batch.pk, batch.touched_at)
-    compose, size = _composer(batch, recipients, how)
+    lanes = 1
+    if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
+        lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
+    compose, size = _composer(batch, recipients, how, in_lanes=lanes > 1)
     # A call never asks the sending budget for more than it can ever grant:
     # a larger one would be refused at every attempt, and the batch never sent.
     largest = sending_budget(how.esp).largest_reservation()
     if largest is not None:
         size = min(size, largest)
-    lanes = 1
-    if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
-        lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
+    if lanes > 1 and not posts_on_site([batch.mailing.post_id]):
+        return {}, PostTakenDown()
     if lanes == 1:
         outcomes, stopped_by, deferred = _send_lane(
             batch, recipients, how, compose, size, claim=claim
@@ -455,7 +476,10 @@ def _send_lane(
                 claim.hold()
             except ClaimLost as exc:
                 return outcomes, exc, deferred
-            letters = compose(chunk, connection)
+            try:
+                letters = compose(chunk, connection)
+            except PostTakenDown as exc:
+                return outcomes, exc, deferred
             # A reader the chunk's messages leave out has nothing to be sent: a
             # digest whose posts were all taken off the site as it went.
             composed = {r.delivery_id for _, readers in letters for r in readers}
@@ -521,7 +545,7 @@ def _send_lane(
 
 
 def _composer(
-    batch: Batch, recipients: list[Recipient], how: Channel
+    batch: Batch, recipients: list[Recipient], how: Channel, *, in_lanes: bool
 ) -> tuple[Callable[[list[Recipient], object], list[Letter]], int]:
     """How the kind turns a chunk of readers into messages for a connection, and
     the chunk size.
@@ -549,14 +573,16 @@ def _composer(
 
         return compose_digests, how.batch_size if how.batches_messages else 1
     post_email = _rendered(mailing).email.for_batch(batch.pk)
-    if not how.batched:
-        return (
-            lambda chunk, connection: [
-                (post_email.for_subscriber(chunk[0], connection=connection), chunk)
-            ]
-        ), 1
 
     def compose(chunk: list[Recipient], connection) -> list[Letter]:
+        # Just before it goes, as a digest's: a post (or a correction's post)
+        # taken off the site since is sent to no one else. Lanes are asked for
+        # once, as they start (_hand_over): in their threads each would open a
+        # database connection of its own.
+        if not in_lanes and not posts_on_site([mailing.post_id]):
+            raise PostTakenDown()
+        if not how.batched:
+            return [(post_email.for_subscriber(chunk[0], connection=connection), chunk)]
         message = post_email.for_many(
             chunk,
             merge_field=how.merge_field,
@@ -564,6 +590,8 @@ def _composer(
         )
         return [(message, chunk)]
 
+    if not how.batched:
+        return compose, 1
     return compose, _readers_per_call(how, post_email.rendered)
 
 
