@@ -4,11 +4,26 @@ import the services): `tasks.send_batch.delay(batch_id)`.
 A task is looked up by name in Celery's registry when it is rung; apps.py imports
 the tasks modules at start-up, so every process has them registered, and a name
 that is not a task fails loudly instead of queueing a message no worker knows.
+
+With the broker (Redis) down, a task rung from a request is either rung again later
+or refused: work the database keeps, that the reaper rings again, is rung with
+`ring_once_committed`; work nothing rings again (a test email, a reader's request)
+is rung with `ring`, or asked first with `queue_reachable`, and refused with
+QUEUE_UNREACHABLE rather than said to be on its way.
 """
 
+from collections.abc import Callable
+
 from celery import Task
+from django.db import transaction
+from kombu.exceptions import OperationalError
 
 from .celery import app
+
+QUEUE_UNREACHABLE = (
+    "The email could not be queued: the task queue is unreachable. "
+    "Try again in a minute."
+)
 
 
 class TaskModule:
@@ -22,3 +37,34 @@ class TaskModule:
 
 
 tasks = TaskModule("newsletter.tasks")
+
+
+class QueueUnreachable(Exception):
+    """The broker did not take the task."""
+
+
+def ring(task: Task, *args) -> None:
+    """Ring `task` now. Raises QueueUnreachable when the broker is down, for the
+    caller to refuse: nothing rings it again."""
+    try:
+        task.delay(*args)
+    except OperationalError as exc:  # kombu's, once Celery's retries are spent
+        raise QueueUnreachable(str(exc)) from exc
+
+
+def ring_once_committed(ring: Callable[[], object]) -> None:
+    """Call `ring` once the transaction commits, for work the database keeps and
+    the reaper rings again: the broker down then, the change stands and Django
+    logs the failure, instead of a 500 for a change already committed."""
+    transaction.on_commit(ring, robust=True)
+
+
+def queue_reachable() -> bool:
+    """Whether the broker answers now: asked before a change whose task nothing
+    would ring again, so that it is refused before anything is written."""
+    try:
+        with app.connection_for_write() as broker:
+            broker.ensure_connection(max_retries=1, timeout=2)
+    except Exception:  # any transport's connection error
+        return False
+    return True

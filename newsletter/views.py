@@ -28,8 +28,8 @@ from posts.comments.models import Comment
 from posts.validators import row_id_in
 
 from . import clickredirect, comment_tasks, outbox, subscriptions, tasks
-from .celery import app as celery_app
 from .emails import confirm_max_age_days, preferences_url
+from .enqueue import queue_reachable
 from .forms import CommentDataForm, ConfirmForm, SubscribeForm
 from .models import Subscriber
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
@@ -358,12 +358,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
         checks["database"] = "ok"
     except Exception:
         checks["database"] = "unavailable"
-    try:
-        with celery_app.connection_for_write() as broker:
-            broker.ensure_connection(max_retries=1, timeout=2)
-        checks["broker"] = "ok"
-    except Exception:
-        checks["broker"] = "unavailable"
+    checks["broker"] = "ok" if queue_reachable() else "unavailable"
     healthy = all(value == "ok" for value in checks.values())
     return JsonResponse(checks, status=200 if healthy else 503)
 

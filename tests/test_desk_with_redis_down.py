@@ -6,11 +6,13 @@ logged, and the email goes once Redis is back, rung by the reaper."""
 from datetime import timedelta
 
 import pytest
+from django.contrib.messages import get_messages
 from django.core import mail
 from django.utils import timezone
 
 from newsletter.celery import app as celery_app
 from newsletter.delivery.reaper import mailings_reap
+from newsletter.enqueue import QUEUE_UNREACHABLE
 from newsletter.models import Mailing
 from posts.models import Post
 
@@ -47,6 +49,11 @@ def redis_down(settings):
     broker.setattr(celery_app.amqp, "_producer_pool", None)
     yield broker.undo
     broker.undo()
+
+
+def flash(response) -> str:
+    """The messages the desk shows after a redirect, as one string."""
+    return " ".join(str(m) for m in get_messages(response.wsgi_request))
 
 
 @pytest.fixture
@@ -172,3 +179,17 @@ def test_a_post_with_an_image_uploaded_with_redis_down_is_saved_with_it(
     assert Post.objects.get().featured_image
     # Its renditions could not be queued: the page shows the original.
     assert "PostAdmin.save_related.<locals>.<lambda>" in caplog.text
+
+
+def test_a_test_email_asked_for_with_redis_down_is_refused_not_said_to_be_on_its_way(
+    desk, redis_down, django_capture_on_commit_callbacks
+):
+    editor = StaffFactory(role="Editor", email="editor@example.org")
+    desk.force_login(editor)
+    post = PublishedPostFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(f"/admin/posts/post/{post.pk}/email/test/")
+    assert response.status_code == 302
+    shown = flash(response)
+    assert QUEUE_UNREACHABLE in shown
+    assert "on its way" not in shown

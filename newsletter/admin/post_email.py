@@ -1,5 +1,3 @@
-from functools import partial
-
 from csp.decorators import csp_update
 from django import forms
 from django.contrib import admin, messages
@@ -25,6 +23,7 @@ from posts.models import Post, PostUpdate
 
 from .. import corrections, delivery, digests, tasks
 from ..emails import EMAIL_HTML_MAX_BYTES, CorrectionEmail, PostEmail
+from ..enqueue import QUEUE_UNREACHABLE, QueueUnreachable, ring
 from ..models import Mailing
 
 # Longer subjects are cut short in most inbox lists (and RFC 5322 asks for lines
@@ -341,7 +340,7 @@ class PostAdmin(posts_admin.PostAdmin):
     def _test_send(
         self, request: HttpRequest, task, object_id: int, *, back: str
     ) -> HttpResponse:
-        """Ring `task` to send the author a test of an email, once committed."""
+        """Ring `task` to send the author a test of an email."""
         if not request.user.email:
             self.message_user(
                 request,
@@ -350,7 +349,12 @@ class PostAdmin(posts_admin.PostAdmin):
             )
             return HttpResponseRedirect(back)
         to = request.user.email
-        transaction.on_commit(partial(task.delay, object_id, to))
+        try:
+            ring(task, object_id, to)
+        except QueueUnreachable:
+            # Nothing rings a test again: the author is told to, not that it went.
+            self.message_user(request, QUEUE_UNREACHABLE, level=messages.ERROR)
+            return HttpResponseRedirect(back)
         self.message_user(
             request, f"A test of this email is on its way to {to}.", messages.SUCCESS
         )
