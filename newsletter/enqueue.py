@@ -25,6 +25,11 @@ QUEUE_UNREACHABLE = (
     "Try again in a minute."
 )
 
+SENT_ONCE_THE_QUEUE_IS_BACK = (
+    "The task queue is unreachable just now: the emails go once it is back, "
+    "by themselves."
+)
+
 
 class TaskModule:
     """A tasks module's tasks, by attribute, looked up when rung."""

@@ -10,10 +10,11 @@ from django.contrib.messages import get_messages
 from django.core import mail
 from django.utils import timezone
 
+from newsletter import delivery
 from newsletter.celery import app as celery_app
 from newsletter.delivery.reaper import mailings_reap
-from newsletter.enqueue import QUEUE_UNREACHABLE
-from newsletter.models import Mailing
+from newsletter.enqueue import QUEUE_UNREACHABLE, SENT_ONCE_THE_QUEUE_IS_BACK
+from newsletter.models import Batch, Delivery, Mailing
 from posts.models import Post
 
 from .factories import (
@@ -193,3 +194,89 @@ def test_a_test_email_asked_for_with_redis_down_is_refused_not_said_to_be_on_its
     shown = flash(response)
     assert QUEUE_UNREACHABLE in shown
     assert "on its way" not in shown
+
+
+def doorbells_lost_long_ago(settings) -> None:
+    """As the reaper finds them a doorbell timeout later."""
+    long_ago = timezone.now() - timedelta(
+        seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1
+    )
+    Mailing.objects.update(touched_at=long_ago)
+    Batch.objects.update(touched_at=long_ago)
+
+
+@pytest.fixture
+def paused_mailing(settings):
+    """A post's mailing to two readers, planned into a queued batch, paused."""
+    SubscriberFactory(email="reader@example.org")
+    SubscriberFactory(email="another@example.org")
+    mailing = delivery.mailing_create_for_post(post=PublishedPostFactory())
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
+        pass
+    delivery.mailing_pause(mailing_id=mailing.pk)
+    return mailing
+
+
+def test_a_mailing_resumed_at_the_desk_with_redis_down_goes_once_redis_is_back(
+    desk,
+    paused_mailing,
+    redis_down,
+    caplog,
+    settings,
+    request,
+    django_capture_on_commit_callbacks,
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            "/admin/newsletter/mailing/",
+            {"action": "resume", "_selected_action": [paused_mailing.pk]},
+        )
+    assert response.status_code == 302
+    paused_mailing.refresh_from_db()
+    assert paused_mailing.paused_at is None
+    assert "mailing_resume" in caplog.text  # its batches could not be rung
+    assert SENT_ONCE_THE_QUEUE_IS_BACK in flash(response)
+    assert not mail.outbox
+
+    redis_down()
+    request.getfixturevalue("celery_eager")
+    doorbells_lost_long_ago(settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert mailings_reap()["batches_rung"] == 1
+    assert sorted(m.to[0] for m in mail.outbox) == [
+        "another@example.org",
+        "reader@example.org",
+    ]
+
+
+def test_an_uncertain_batch_resent_at_the_desk_with_redis_down_goes_once_redis_is_back(
+    desk,
+    paused_mailing,
+    redis_down,
+    caplog,
+    settings,
+    request,
+    django_capture_on_commit_callbacks,
+):
+    desk.force_login(StaffFactory(role="Administrator"))  # settles batches
+    batch = paused_mailing.batches.get()
+    Delivery.objects.update(status=Delivery.Status.UNCERTAIN)
+    Batch.objects.update(status=Batch.Status.UNCERTAIN)
+    Mailing.objects.update(status=Mailing.Status.DONE, paused_at=None, pause_reason="")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            "/admin/newsletter/batch/",
+            {"action": "resend", "_selected_action": [batch.pk]},
+        )
+    assert response.status_code == 302
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.QUEUED
+    assert "batch_resend" in caplog.text
+    assert SENT_ONCE_THE_QUEUE_IS_BACK in flash(response)
+
+    redis_down()
+    request.getfixturevalue("celery_eager")
+    doorbells_lost_long_ago(settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert mailings_reap()["batches_rung"] == 1
+    assert len(mail.outbox) == 2

@@ -15,6 +15,7 @@ from posts.validators import addresses_as_stored, row_id_in
 
 from .. import delivery
 from ..delivery.provider import CannotAsk
+from ..enqueue import SENT_ONCE_THE_QUEUE_IS_BACK, queue_reachable
 from ..models import Batch, Delivery, DigestSettings, Mailing
 
 # Progress is read from the batches' counters (a few thousand rows for a million
@@ -305,6 +306,8 @@ class MailingAdmin(admin.ModelAdmin):
     def resume(self, request, queryset) -> None:
         changed = sum(delivery.mailing_resume(mailing_id=pk) for pk in _ids(queryset))
         self.message_user(request, f"Resumed {changed} mailing(s).")
+        if changed:
+            tell_if_sent_once_the_queue_is_back(self, request)
         held = (
             queryset.filter(paused_at__isnull=False)
             .exclude(delivery.post_on_site())
@@ -340,6 +343,16 @@ class MailingAdmin(admin.ModelAdmin):
 
 def _ids(queryset) -> list[int]:
     return list(queryset.values_list("pk", flat=True))
+
+
+def tell_if_sent_once_the_queue_is_back(
+    modeladmin: admin.ModelAdmin, request: HttpRequest
+) -> None:
+    """After a control that rang the task queue: with the broker down, what it
+    queued waits in the database and the reaper rings it once the broker is back
+    (delivery.mailing_ring); the author is told so, not left to wonder."""
+    if not queue_reachable():
+        modeladmin.message_user(request, SENT_ONCE_THE_QUEUE_IS_BACK, messages.WARNING)
 
 
 @admin.register(Batch)
@@ -380,6 +393,8 @@ class BatchAdmin(admin.ModelAdmin):
             self.message_user(request, f"Could not ask the provider: {exc}", "error")
         else:
             self.message_user(request, f"Settled {changed} batch(es).")
+            if changed:
+                tell_if_sent_once_the_queue_is_back(self, request)
 
     @admin.action(
         description="Record uncertain batches as sent (provider confirms)",
@@ -396,6 +411,8 @@ class BatchAdmin(admin.ModelAdmin):
     def resend(self, request, queryset) -> None:
         changed = sum(delivery.batch_resend(batch_id=pk) for pk in _ids(queryset))
         self.message_user(request, f"Queued {changed} batch(es) to send again.")
+        if changed:
+            tell_if_sent_once_the_queue_is_back(self, request)
 
     def has_add_permission(self, request) -> bool:
         return False

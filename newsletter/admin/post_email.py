@@ -25,6 +25,7 @@ from .. import corrections, delivery, digests, tasks
 from ..emails import EMAIL_HTML_MAX_BYTES, CorrectionEmail, PostEmail
 from ..enqueue import QUEUE_UNREACHABLE, QueueUnreachable, ring
 from ..models import Mailing
+from .mailings import tell_if_sent_once_the_queue_is_back
 
 # Longer subjects are cut short in most inbox lists (and RFC 5322 asks for lines
 # of at most 78 characters).
@@ -315,6 +316,7 @@ class PostAdmin(posts_admin.PostAdmin):
                 "readers it had not reached.",
                 messages.SUCCESS,
             )
+        tell_if_sent_once_the_queue_is_back(self, request)
         return HttpResponseRedirect(
             reverse("admin:newsletter_mailing_change", args=[mailing.pk])
         )

@@ -2,7 +2,6 @@
 deliberate settling of uncertain batches. Each is a service the admin calls."""
 
 from datetime import datetime
-from functools import partial
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -11,7 +10,7 @@ from django.utils import timezone
 from posts.models import Post
 
 from .. import corrections
-from ..enqueue import tasks
+from ..enqueue import ring_once_committed, tasks
 from ..models import Batch, Delivery, Mailing
 from .ledger import (
     Outcome,
@@ -59,12 +58,15 @@ def mailing_resume(*, mailing_id: int) -> bool:
             paused_at=None, resume_at=None, pause_reason="", consecutive_failures=0
         )
         if resumed:
-            transaction.on_commit(lambda: mailing_ring(mailing_id))
+            ring_once_committed(lambda: mailing_ring(mailing_id))
     return bool(resumed)
 
 
 def mailing_ring(mailing_id: int) -> None:
-    """Enqueue the planning step and every queued batch of a mailing."""
+    """Enqueue the planning step and every queued batch of a mailing. What the
+    broker does not take, the reaper rings again (queued batches of a running
+    mailing not paused, a mailing left planning), so the controls that ring it
+    ring it once committed (ring_once_committed)."""
     if Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.PLANNING).exists():
         tasks.plan_mailing.delay(mailing_id)
     queued = Batch.objects.filter(mailing_id=mailing_id, status=Batch.Status.QUEUED)
@@ -114,7 +116,7 @@ def correction_send_again(*, mailing_id: int) -> bool:
         batches_requeue_cancelled(
             Batch.objects.filter(mailing_id=mailing_id), now=timezone.now()
         )
-        transaction.on_commit(lambda: mailing_ring(mailing_id))
+        ring_once_committed(lambda: mailing_ring(mailing_id))
     return True
 
 
@@ -139,7 +141,7 @@ def batch_resend(*, batch_id: int) -> bool:
             status=Batch.Status.QUEUED, touched_at=timezone.now(), finished_at=None
         )
         _reopen(batch.mailing_id)
-        transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
+        ring_once_committed(lambda: tasks.send_batch.delay(batch_id))
     return True
 
 
@@ -237,7 +239,7 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
                 batches_cancel(Batch.objects.filter(pk=batch_id), now=now)
             else:
                 _reopen(batch.mailing_id)
-                transaction.on_commit(lambda: tasks.send_batch.delay(batch_id))
+                ring_once_committed(lambda: tasks.send_batch.delay(batch_id))
     close_mailing_if_finished(batch.mailing_id)
     return True
 
@@ -286,7 +288,7 @@ def _corrections_plan_again(batch_id: int) -> None:
                 mailing_id=mailing_id,
                 reason="The post is not published: resume once it is published again.",
             )
-        transaction.on_commit(partial(tasks.plan_mailing.delay, mailing_id))
+        ring_once_committed(lambda i=mailing_id: tasks.plan_mailing.delay(i))
 
 
 def _plan_again(mailings: QuerySet[Mailing]) -> list[int]:

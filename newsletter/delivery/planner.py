@@ -20,7 +20,7 @@ from django.utils import timezone
 from posts.models import Post, PostUpdate
 
 from .. import corrections, digests
-from ..enqueue import tasks
+from ..enqueue import ring_once_committed, tasks
 from ..models import (
     Batch,
     Delivery,
@@ -79,10 +79,10 @@ def _mailing_create(**identity) -> Mailing:
     # whoever races.
     mailing, created = Mailing.objects.get_or_create(**identity)
     if created:
-        # robust: the broker (Redis) down, what made the mailing (the author's
-        # publish) still succeeds, the failure logged; the reaper rings a mailing
+        # The broker (Redis) down, what made the mailing (the author's publish)
+        # still succeeds, the failure logged; the reaper rings a mailing
         # left planning untouched (NEWSLETTER_DOORBELL_TIMEOUT_SECONDS).
-        transaction.on_commit(lambda: tasks.plan_mailing.delay(mailing.pk), robust=True)
+        ring_once_committed(lambda: tasks.plan_mailing.delay(mailing.pk))
     return mailing
 
 
