@@ -14,7 +14,7 @@ from newsletter import delivery
 from newsletter.celery import app as celery_app
 from newsletter.delivery.reaper import mailings_reap
 from newsletter.enqueue import QUEUE_UNREACHABLE, SENT_ONCE_THE_QUEUE_IS_BACK
-from newsletter.models import Batch, Delivery, Mailing
+from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from posts.models import Post
 
 from .factories import (
@@ -280,3 +280,24 @@ def test_an_uncertain_batch_resent_at_the_desk_with_redis_down_goes_once_redis_i
     with django_capture_on_commit_callbacks(execute=True):
         assert mailings_reap()["batches_rung"] == 1
     assert len(mail.outbox) == 2
+
+
+def test_a_reader_added_at_the_desk_with_redis_down_is_refused_not_left_unconfirmed(
+    desk, redis_down, django_capture_on_commit_callbacks
+):
+    desk.force_login(StaffFactory(role="Administrator"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            "/admin/newsletter/subscriber/add/",
+            {
+                "email": "sam@example.org",
+                "time_zone": "Europe/London",
+                "topics-TOTAL_FORMS": "0",
+                "topics-INITIAL_FORMS": "0",
+                "consents-TOTAL_FORMS": "0",
+                "consents-INITIAL_FORMS": "0",
+            },
+        )
+    assert response.status_code == 200
+    assert QUEUE_UNREACHABLE in response.text
+    assert not Subscriber.objects.exists()

@@ -26,6 +26,7 @@ from posts.validators import (
 )
 
 from .. import imports, subscriptions, webhooks
+from ..enqueue import QUEUE_UNREACHABLE, queue_reachable
 from ..esp import PROVIDER_BY_BACKEND
 from ..forms import TopicsForm, followed_keys
 from ..models import (
@@ -227,6 +228,14 @@ class SubscriberAdminForm(forms.ModelForm):
                 "confirmation. Lift it under Suppressions first, if you may."
             )
         return email
+
+    def clean(self) -> dict:
+        # A reader added here is sent their confirmation once saved, and nothing
+        # sends it again: with the task queue down they are not added at all,
+        # rather than left pending without it.
+        if self.instance.pk is None and not queue_reachable():
+            raise forms.ValidationError(QUEUE_UNREACHABLE)
+        return super().clean()
 
 
 @admin.register(Subscriber)
