@@ -29,7 +29,7 @@ from posts.validators import row_id_in
 
 from . import clickredirect, comment_tasks, outbox, subscriptions, tasks
 from .emails import confirm_max_age_days, preferences_url
-from .enqueue import queue_reachable
+from .enqueue import QueueUnreachable, queue_reachable, ring
 from .forms import CommentDataForm, ConfirmForm, SubscribeForm
 from .models import Subscriber
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
@@ -52,14 +52,22 @@ def subscribe(request: HttpRequest) -> HttpResponse:
         return _subscribe_done(request)
     if not allow_email_to(form.cleaned_data["email"]):
         return _too_many(request)
-    tasks.subscribe.delay(
-        form.cleaned_data["email"],
-        form.cleaned_data["name"],
-        client_address(request) or None,
-        form.cleaned_data["topics"],
-        form.cleaned_data["frequency"],
-        form.cleaned_data["page"],
-    )
+    try:
+        ring(
+            tasks.subscribe,
+            form.cleaned_data["email"],
+            form.cleaned_data["name"],
+            client_address(request) or None,
+            form.cleaned_data["topics"],
+            form.cleaned_data["frequency"],
+            form.cleaned_data["page"],
+        )
+    except QueueUnreachable:
+        # Nothing asks again for them: the visitor is told to, whatever the
+        # address, and nothing is stored.
+        response = render(request, "newsletter/unavailable.html", status=503)
+        response["Retry-After"] = "60"
+        return response
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
     return _subscribe_done(request)

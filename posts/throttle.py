@@ -8,8 +8,11 @@ over many addresses and hours, which the per-address confirmation rules bound.
 
 import contextlib
 import hashlib
+import logging
 
 from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
 
 
 def _cache_key(scope: str, value: str) -> str:
@@ -22,12 +25,22 @@ def _cache_key(scope: str, value: str) -> str:
 def allow(scope: str, value: str, *, limit: int, window_seconds: int) -> bool:
     """Count one attempt for value in scope; False once it is over limit in window."""
     key = _cache_key(scope, value)
-    cache.add(key, 0, timeout=window_seconds)  # starts the window; no-op if running
     try:
-        count = cache.incr(key)
-    except ValueError:  # the window ended between add and incr
-        cache.add(key, 1, timeout=window_seconds)
-        count = 1
+        cache.add(key, 0, timeout=window_seconds)  # starts the window, if none
+        try:
+            count = cache.incr(key)
+        except ValueError:  # the window ended between add and incr
+            cache.add(key, 1, timeout=window_seconds)
+            count = 1
+    except Exception:  # any cache backend's connection error
+        # The cache (Redis) unreachable: nothing is counted while it is down, and
+        # the request goes on to what it asks for (which may refuse it in turn),
+        # rather than every request being a 500.
+        logger.warning(
+            "Could not count a request against its limit: the cache is unreachable",
+            exc_info=True,
+        )
+        return True
     return count <= limit
 
 

@@ -113,6 +113,28 @@ def celery_eager():
 
 
 @pytest.fixture
+def redis_down(settings):
+    """The cache and the broker (Redis) unreachable; call it to bring the broker
+    back."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "newsletter.rediscache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+        }
+    }
+    broker = pytest.MonkeyPatch()
+    broker.setitem(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    broker.setitem(celery_app.conf, "broker_transport", None)
+    # Nor run in-process where a test file runs tasks so (celery_eager).
+    broker.setitem(celery_app.conf, "task_always_eager", False)
+    # Celery keeps its connections to the broker it was started with.
+    broker.setattr(celery_app, "_pool", None)
+    broker.setattr(celery_app.amqp, "_producer_pool", None)
+    yield broker.undo
+    broker.undo()
+
+
+@pytest.fixture
 def start_test_worker(monkeypatch):
     """Start a real Celery worker in the test's process: `with start_test_worker():`.
     Its tasks run in threads that end with the test, so each task closes its

@@ -11,7 +11,6 @@ from django.core import mail
 from django.utils import timezone
 
 from newsletter import delivery
-from newsletter.celery import app as celery_app
 from newsletter.delivery.reaper import mailings_reap
 from newsletter.enqueue import QUEUE_UNREACHABLE, SENT_ONCE_THE_QUEUE_IS_BACK
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
@@ -29,27 +28,7 @@ from .factories import (
 
 pytestmark = pytest.mark.django_db
 
-UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 CACHE_FAILED = "Could not retire the cached pages: the cache is unreachable"
-
-
-@pytest.fixture
-def redis_down(settings):
-    """The cache and the broker unreachable; call it to bring the broker back."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "newsletter.rediscache.RedisCache",
-            "LOCATION": UNREACHABLE,
-        }
-    }
-    broker = pytest.MonkeyPatch()
-    broker.setitem(celery_app.conf, "broker_url", UNREACHABLE)
-    broker.setitem(celery_app.conf, "broker_transport", None)
-    # Celery keeps its connections to the broker it was started with.
-    broker.setattr(celery_app, "_pool", None)
-    broker.setattr(celery_app.amqp, "_producer_pool", None)
-    yield broker.undo
-    broker.undo()
 
 
 def flash(response) -> str:

@@ -593,3 +593,17 @@ def test_a_complaint_recorded_while_a_returning_reader_confirms_keeps_them_out(
     assert Suppression.objects.for_email("back@example.org").get().reason == (
         Suppression.Reason.COMPLAINT
     )
+
+
+def test_a_subscription_asked_for_with_redis_down_is_refused_and_nothing_stored(
+    client, redis_down, caplog
+):
+    response = client.post("/subscribe/", {"email": "sam@example.org"})
+    assert response.status_code == 503
+    assert response["Retry-After"] == "60"
+    assert "try again in a minute" in response.text
+    assert "nothing has been stored or sent" in response.text
+    assert not Subscriber.objects.exists()
+    assert not mail.outbox
+    # Its limits could not be counted either: the request went on regardless.
+    assert "Could not count a request against its limit" in caplog.text
