@@ -63,14 +63,18 @@ def subscribe(request: HttpRequest) -> HttpResponse:
             form.cleaned_data["page"],
         )
     except QueueUnreachable:
-        # Nothing asks again for them: the visitor is told to, whatever the
-        # address, and nothing is stored.
-        response = render(request, "newsletter/unavailable.html", status=503)
-        response["Retry-After"] = "60"
-        return response
+        return _queue_unreachable(request)
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
     return _subscribe_done(request)
+
+
+def _queue_unreachable(request: HttpRequest) -> HttpResponse:
+    """Nothing asks for a visitor's request again once the task queue is back:
+    they are told to, the same whatever the address, and nothing is stored."""
+    response = render(request, "newsletter/unavailable.html", status=503)
+    response["Retry-After"] = "60"
+    return response
 
 
 def _subscribe_done(request: HttpRequest) -> HttpResponse:
@@ -228,7 +232,10 @@ def comment_data_request(request: HttpRequest) -> HttpResponse:
     # one-time links (their data, their address) draw on.
     if not allow_email_to(email, budget="comment-data-link"):
         return _too_many(request)
-    comment_tasks.email_commenter_data_link.delay(email)
+    try:
+        ring(comment_tasks.email_commenter_data_link, email)
+    except QueueUnreachable:
+        return _queue_unreachable(request)
     return render(
         request,
         "newsletter/comment_data_sent.html",

@@ -114,8 +114,8 @@ def celery_eager():
 
 @pytest.fixture
 def redis_down(settings):
-    """The cache and the broker (Redis) unreachable; call it to bring the broker
-    back."""
+    """The cache and the broker (Redis) unreachable; call it to bring them back."""
+    reachable = settings.CACHES
     settings.CACHES = {
         "default": {
             "BACKEND": "newsletter.rediscache.RedisCache",
@@ -130,8 +130,14 @@ def redis_down(settings):
     # Celery keeps its connections to the broker it was started with.
     broker.setattr(celery_app, "_pool", None)
     broker.setattr(celery_app.amqp, "_producer_pool", None)
-    yield broker.undo
-    broker.undo()
+
+    def redis_back() -> None:
+        # Before the test's teardown too, which may use the cache.
+        settings.CACHES = reachable
+        broker.undo()
+
+    yield redis_back
+    redis_back()
 
 
 @pytest.fixture

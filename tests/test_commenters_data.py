@@ -186,3 +186,13 @@ def test_bad_input_is_refused_and_never_a_500(client, celery_eager, email, token
     assert response.status_code in (200, 400)
     for method in (client.get, client.post):
         assert method(f"/comments/data/{token}/").status_code < 500
+
+
+def test_asking_for_a_commenters_data_with_redis_down_is_refused_and_sends_nothing(
+    client, redis_down
+):
+    CommentFactory(email="sam@example.org")
+    response = client.post("/comments/data/", {"email": "sam@example.org"})
+    assert response.status_code == 503
+    assert "try again in a minute" in response.text
+    assert not mail.outbox
