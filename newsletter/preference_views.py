@@ -22,11 +22,18 @@ from posts.clients import client_address
 
 from . import digests, subscriptions
 from .emails import preferences_url
+from .enqueue import queue_reachable
 from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm, followed_keys
 from .models import Subscriber, SubscriberTopic, Suppression
 from .subscriptions import OneTimeRequest
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
-from .views import _token_error, _too_many, allow_email_to, allow_subscribe_from
+from .views import (
+    _queue_unreachable,
+    _token_error,
+    _too_many,
+    allow_email_to,
+    allow_subscribe_from,
+)
 
 
 def _done(
@@ -186,6 +193,8 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         # client's address, and may send the reader a confirmation.
         if not (allow_subscribe_from(request) and allow_email_to(subscriber.email)):
             return _too_many(request)
+        if not queue_reachable():
+            return _queue_unreachable(request)
         subscriptions.subscription_request(
             email=subscriber.email,
             name=subscriber.name,
@@ -315,6 +324,8 @@ def _send_one_time_link(
         )
     if not allow_email_to(subscriber.email, budget="one-time-link"):
         return _too_many(request)
+    if not queue_reachable():
+        return _queue_unreachable(request)
     subscriptions.one_time_link_request(
         subscriber=subscriber, request=one_time_request, new_email=new_email
     )
@@ -453,6 +464,9 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         new_email
     ):
         return _too_many(request)
+    # Before the link is used up: the new address's confirmation is all it does.
+    if one_time_request == OneTimeRequest.CHANGE_EMAIL and not queue_reachable():
+        return _queue_unreachable(request)
     if not subscriptions.one_time_link_use(subscriber=subscriber):
         return _token_error(request, InvalidToken())
     if one_time_request == OneTimeRequest.EXPORT:

@@ -1329,3 +1329,20 @@ def test_the_stranger_asking_again_as_the_reader_moves_there_finds_it_taken(
     assert Subscriber.objects.get(email="new@example.org") == reader
     assert not Subscriber.objects.filter(pk=stranger.pk).exists()
     assert not Consent.objects.exclude(subscriber=reader).exists()
+
+
+def test_a_reader_asking_for_emails_with_redis_down_is_refused_and_nothing_changes(
+    client, reader, redis_down, django_capture_on_commit_callbacks
+):
+    client.post(url(reader), {"action": "unsubscribe"})
+    consents = reader.consents.count()
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(url(reader), {"action": "resubscribe"})
+        data = client.post(url(reader, "export/"))
+    for response in (again, data):
+        assert response.status_code == 503
+        assert "try again in a minute" in response.text
+    reader.refresh_from_db()
+    assert reader.confirmation_sent_at is None
+    assert reader.consents.count() == consents
+    assert not mail.outbox
