@@ -1,10 +1,10 @@
 from django.apps import apps as global_apps
-from django.db import transaction
 
 from posts.comments.models import Comment
 from posts.models import Post
 
 from . import comment_tasks, delivery, digests
+from .enqueue import ring_once_committed
 
 
 def email_post(sender, *, post: Post, **kwargs) -> None:
@@ -31,7 +31,9 @@ def email_comment_confirmation(sender, *, comment: Comment, **kwargs) -> None:
     # Every held comment rings, known address or not, so the request takes as long
     # either way; the task decides whether its commenter is asked to confirm.
     comment_id = comment.pk
-    transaction.on_commit(
+    # The task queue down, the comment is held all the same and waits for the
+    # moderators, as it does when its confirmation is never sent.
+    ring_once_committed(
         lambda: comment_tasks.email_comment_confirmation.delay(comment_id)
     )
 

@@ -1710,3 +1710,14 @@ def test_a_reader_comments_from_a_cached_post_page_without_a_csrf_token(post):
     )
     assert response.status_code == 302
     assert Comment.objects.get().body == "A fair summary."
+
+
+def test_a_comment_sent_with_redis_down_is_held_for_the_moderators(
+    client, post, redis_down, caplog, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = comment_on(client, post)
+    assert response.status_code == 302
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [HELD_MESSAGE]
+    assert Comment.objects.get().status == Comment.Status.PENDING
+    assert "email_comment_confirmation" in caplog.text  # it could not be queued
