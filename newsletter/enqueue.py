@@ -57,11 +57,11 @@ def ring(task: Task, *args) -> None:
         raise QueueUnreachable(str(exc)) from exc
 
 
-def ring_once_committed(ring: Callable[[], object]) -> None:
-    """Call `ring` once the transaction commits, for work the database keeps and
-    the reaper rings again: the broker down then, the change stands and Django
+def ring_once_committed(ringing: Callable[[], object]) -> None:
+    """Call `ringing` once the transaction commits, for work the database keeps
+    and the reaper rings again: the broker down then, the change stands and Django
     logs the failure, instead of a 500 for a change already committed."""
-    transaction.on_commit(ring, robust=True)
+    transaction.on_commit(ringing, robust=True)
 
 
 def queue_reachable() -> bool:
