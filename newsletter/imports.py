@@ -21,7 +21,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -56,6 +56,12 @@ KNOWN_COLUMNS = {
     # cleaned as undeliverable: they left that list, and are not brought back.
     "left_at": ["unsubtime", "cleantime"],
 }
+# Mailchimp writes its times with no zone, in GMT: the member export its Export
+# API documents ("very similar to exporting via the web interface") takes GMT
+# timestamps in that same "YYYY-MM-DD HH:mm:ss" form
+# (https://apidocs.mailchimp.com/export/1.0/list.func.php). Read as London's,
+# they were an hour early all summer. Other files' times are the site's.
+IN_UTC = {"optintime", "confirmtime"}
 # A list this size validates in a few seconds and fits comfortably in memory.
 MAX_ROWS = 50_000
 # Rows per IN (...) query when looking up existing subscribers and suppressions.
@@ -189,6 +195,11 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
     while header and not header[-1]:
         header.pop()
     columns = _columns_read(header, source=source)
+    in_utc = {
+        column
+        for column, index in columns.items()
+        if _column_key(header[index]) in IN_UTC
+    }
     report = ImportReport(encoding=encoding)
     report.ignored_columns = [
         name
@@ -207,7 +218,12 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
                 raise ImportFileError(f"The file has more than {MAX_ROWS} rows.")
             try:
                 row = _parse_row(
-                    line, values, columns=columns, width=len(header), source=source
+                    line,
+                    values,
+                    columns=columns,
+                    in_utc=in_utc,
+                    width=len(header),
+                    source=source,
                 )
             except ValidationError as error:
                 report.rejected.append((line, error.messages[0]))
@@ -234,7 +250,13 @@ class LeftTheList(Exception):
 
 
 def _parse_row(
-    line: int, values: list[str], *, columns: dict[str, int], width: int, source: str
+    line: int,
+    values: list[str],
+    *,
+    columns: dict[str, int],
+    in_utc: set[str],
+    width: int,
+    source: str,
 ) -> Row:
     while len(values) > width and not values[-1].strip():
         values = values[:-1]  # a cleared column's empty cell (see read_csv)
@@ -252,7 +274,8 @@ def _parse_row(
     )
     source = cells["consent_source"] or source
     confirmed = cells["confirmed_at"]
-    date = cells["consent_date"] or confirmed
+    date_column = "consent_date" if cells["consent_date"] else "confirmed_at"
+    date = cells[date_column]
     paused_at = None
     if "status" in columns:
         status, paused = cells["status"], cells["paused_at"]
@@ -268,7 +291,11 @@ def _parse_row(
         if status != Subscriber.Status.ACTIVE:
             raise LeftTheList(f"exported as {Subscriber.Status(status).label.lower()}")
         paused_at = _parse_moment(paused, "paused_at") if paused else None
-    confirmed_at = _parse_moment(confirmed, "confirmed_at") if confirmed else None
+    confirmed_at = (
+        _parse_moment(confirmed, "confirmed_at", in_utc="confirmed_at" in in_utc)
+        if confirmed
+        else None
+    )
     if not email:
         raise ValidationError("the email address is missing")
     # The subscribe form's own rules, so that an address is stored in one form
@@ -288,7 +315,7 @@ def _parse_row(
         raise ValidationError("the consent source is missing")
     if len(source) > 200:
         raise ValidationError("the consent source is longer than 200 characters")
-    consented_at = _parse_moment(date, "consent date")
+    consented_at = _parse_moment(date, "consent date", in_utc=date_column in in_utc)
     return Row(line, email, name, source, consented_at, paused_at, confirmed_at)
 
 
@@ -303,7 +330,9 @@ def _unquoted(value: str) -> str:
 EARLIEST_YEAR = 1990
 
 
-def _parse_moment(value: str, what: str) -> datetime:
+def _parse_moment(value: str, what: str, *, in_utc: bool = False) -> datetime:
+    """The moment a cell names; one without an offset is in the site's time zone,
+    or in UTC if `in_utc`."""
     try:
         moment = parse_datetime(value)
         if moment is None and (day := parse_date(value)) is not None:
@@ -319,7 +348,7 @@ def _parse_moment(value: str, what: str) -> datetime:
             f"the {what} is before {EARLIEST_YEAR}: a typo in the year?"
         )
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
+        moment = timezone.make_aware(moment, UTC if in_utc else None)
     if moment > timezone.now():
         raise ValidationError(f"the {what} is in the future")
     return moment

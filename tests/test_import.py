@@ -941,10 +941,45 @@ def test_a_mailchimp_audience_export_is_imported_with_its_names_and_consent_date
     assert consent.confirmed_at == datetime(2024, 3, 1, 12, 40, tzinfo=UTC)
     alex = Subscriber.objects.get(email="alex@example.org")
     assert alex.name == "Alex"
-    # British Summer Time: 07:08 in London.
-    assert alex.consents.get().created_at == datetime(2024, 5, 6, 6, 8, 9, tzinfo=UTC)
+    # Mailchimp writes GMT, British Summer Time or not.
+    assert alex.consents.get().created_at == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
     assert "Phone Number" in response.context["report"].ignored_columns
     assert "Columns not read" in response.text
+
+
+def test_mailchimps_times_are_the_gmt_it_writes_whatever_the_sites_time_zone(
+    author, settings
+):
+    settings.TIME_ZONE = "Europe/London"
+    upload_with_source(
+        author,
+        MAILCHIMP_HEADER
+        + mailchimp_row(
+            "sam@example.org", "Sam", "", "2024-07-01 12:00:00", "2024-07-01 12:05:00"
+        )
+        # The night the clocks went forward, before they did.
+        + mailchimp_row(
+            "kit@example.org", "Kit", "", "2024-03-31 00:30:00", "2024-03-31 01:30:00"
+        ),
+        "Mailchimp: Probation news",
+    )
+    # A file of the site's own columns, in London's summer time.
+    upload(author, HEADER + "lee@example.org,Lee,Sheet,2024-07-01 12:00:00\n")
+
+    def consent_of(email):
+        return Consent.objects.values_list("created_at", "confirmed_at").get(
+            subscriber__email=email
+        )
+
+    assert consent_of("sam@example.org") == (
+        datetime(2024, 7, 1, 12, 0, tzinfo=UTC),
+        datetime(2024, 7, 1, 12, 5, tzinfo=UTC),
+    )
+    assert consent_of("kit@example.org") == (
+        datetime(2024, 3, 31, 0, 30, tzinfo=UTC),
+        datetime(2024, 3, 31, 1, 30, tzinfo=UTC),
+    )
+    assert consent_of("lee@example.org")[0] == datetime(2024, 7, 1, 11, tzinfo=UTC)
 
 
 def test_mailchimps_export_of_those_who_left_it_brings_none_of_them_in(author):
