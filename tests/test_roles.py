@@ -9,7 +9,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -725,6 +725,81 @@ def test_an_administrator_cannot_change_a_superusers_account(administrator):
     root.refresh_from_db()
     assert root.check_password("correct horse battery staple")
     assert root.email == "root@example.org"
+
+
+def rights(user) -> tuple:
+    user.refresh_from_db()
+    return (
+        set(user.groups.values_list("name", flat=True)),
+        set(user.user_permissions.values_list("codename", flat=True)),
+        user.is_staff,
+        user.is_superuser,
+    )
+
+
+def test_an_editor_given_change_user_raises_nobodys_rights(
+    editor, contributor, administrator
+):
+    # Given outside any role, as a superuser might to let them fix a typo in a
+    # contributor's name: it is not a way to the Administrator's rights.
+    editor.user_permissions.add(Permission.objects.get(codename="change_user"))
+    outsider = UserFactory(username="outsider", is_staff=False, is_superuser=False)
+    everything = {
+        "groups": list(Group.objects.values_list("pk", flat=True)),
+        "user_permissions": list(Permission.objects.values_list("pk", flat=True)),
+        "is_staff": "on",
+        "is_superuser": "on",
+    }
+    client = desk(editor)
+    for user in (editor, contributor, outsider):
+        before = rights(user)
+        page = f"/admin/auth/user/{user.pk}/change/"
+        assert client.get(page).status_code == 200
+        response = client.post(
+            page, user_form(user, **everything, first_name="Renamed")
+        )
+        assert response.status_code == 302
+        assert rights(user) == before
+        assert user.first_name == "Renamed"
+    # Nor by taking over an account that holds more: not its page, nor its password.
+    theirs = f"/admin/auth/user/{administrator.pk}"
+    new = {
+        "password1": "a fresh long passphrase",
+        "password2": "a fresh long passphrase",
+    }
+    assert client.post(f"{theirs}/password/", new).status_code == 403
+    taken = user_form(administrator, email="mine@example.org", is_active="")
+    assert client.post(f"{theirs}/change/", taken).status_code == 403
+    administrator.refresh_from_db()
+    assert administrator.check_password("correct horse battery staple")
+    assert (administrator.email, administrator.is_active) == ("ada@example.org", True)
+
+
+def test_an_editor_given_the_groups_permissions_cannot_add_to_what_a_role_holds(
+    editor,
+):
+    editor.user_permissions.add(
+        *Permission.objects.filter(codename__in=["add_group", "change_group"])
+    )
+    role = Group.objects.get(name="Editor")
+    before = set(role.permissions.all())
+    everything = list(Permission.objects.values_list("pk", flat=True))
+    client = desk(editor)
+    page = f"/admin/auth/group/{role.pk}/change/"
+
+    assert client.get(page).status_code == 200  # to read, not to change
+    assert (
+        client.post(page, {"name": "Editor", "permissions": everything}).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            "/admin/auth/group/add/", {"name": "All", "permissions": everything}
+        ).status_code
+        == 403
+    )
+    assert set(role.permissions.all()) == before
+    assert not Group.objects.filter(name="All").exists()
 
 
 def test_make_runs_admin_is_a_superuser_in_the_administrator_group(monkeypatch):

@@ -7,7 +7,7 @@ spreadsheets: the desk's CSV cells, safe to open in a spreadsheet.
 post_email: the post editor's email preview and test send.
 reports: each announced post's report, people and machines apart.
 logins: django-axes' login attempts, their clean-up action declaring its permission.
-users: the desk's people, superusers made and changed only by superusers.
+users: the desk's people and roles, where nobody gives a right they lack.
 view_on_site: the change pages' "View on site" link, only to what the user may see.
 malformed: malformed input to any admin, ours or third-party, answered with a 400
     (a middleware, in settings.MIDDLEWARE).

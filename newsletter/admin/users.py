@@ -1,13 +1,25 @@
-"""The desk's people: Django's user admin, with superusers kept to superusers.
+"""The desk's people: Django's user admin, where nobody gains a right they lack.
 
 The roles are groups (migrations 0002_roles); an Administrator holds the
 permission to change users, so without this they could make anyone a superuser,
 or reset a superuser's password and sign in as them: past every role at once.
+And anyone else given `auth.change_user` or `auth.change_group` could put
+themselves in the Administrator group, give themselves any permission, or add it
+to their role. So:
+
+- only a superuser makes or changes a superuser;
+- only one holding every permission (an Administrator, a superuser) gives or takes
+  a role, a permission or the desk (is_staff), or changes what a role holds: any
+  permission they give, they hold;
+- anyone else changes only people whose permissions are all theirs too (their
+  password is a way into their account), and never anyone's rights.
 """
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
 from django.http import HttpRequest
 
 from posts.models import Post
@@ -18,15 +30,36 @@ from .. import pagecache
 User = get_user_model()
 
 admin.site.unregister(User)
+admin.site.unregister(Group)
+
+# What only one holding every permission changes on a user's page.
+RIGHTS = ["is_staff", "groups", "user_permissions"]
+
+
+def _permissions_of(user) -> set[int]:
+    """The ids of the permissions a user holds, their own and their groups', even
+    while the account is inactive (Django then counts none: reactivated, it has
+    them all again)."""
+    return set(
+        Permission.objects.filter(Q(user=user) | Q(group__user=user)).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def holds_every_permission(user) -> bool:
+    return user.is_superuser or len(_permissions_of(user)) == Permission.objects.count()
 
 
 @admin.register(User)
 class DeskUserAdmin(UserAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj=None):
-        readonly = super().get_readonly_fields(request, obj)
-        if request.user.is_superuser:
-            return readonly
-        return [*readonly, "is_superuser"]
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly.append("is_superuser")
+        if not holds_every_permission(request.user):
+            readonly.extend(RIGHTS)
+        return readonly
 
     # A post's search entry holds its byline: renamed, the author's posts are
     # found by the new name, not the old; deleted, by neither (the byline goes).
@@ -63,4 +96,29 @@ class DeskUserAdmin(UserAdmin):
         )
 
     def _within_reach(self, request: HttpRequest, obj) -> bool:
-        return obj is None or not obj.is_superuser or request.user.is_superuser
+        if obj is None or request.user.is_superuser:
+            return True
+        return not obj.is_superuser and (
+            _permissions_of(obj) <= _permissions_of(request.user)
+        )
+
+
+@admin.register(Group)
+class DeskGroupAdmin(GroupAdmin):
+    """A role is what its members may do: only one who may do everything already
+    makes, changes or removes one."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and holds_every_permission(
+            request.user
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and holds_every_permission(
+            request.user
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and holds_every_permission(
+            request.user
+        )
