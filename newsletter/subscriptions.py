@@ -376,10 +376,11 @@ def address_suppress(*, email: str, reason: Suppression.Reason) -> None:
             suppression.readers_reason = reason
             suppression.save(update_fields=["readers_reason"])
         status = STATUS_FOR_REASON[suppression.reason]
+        # A pause is kept under the suppression: a reader who had paused comes
+        # back paused when the desk lifts it. (Subscribing again unpauses them.)
         Subscriber.objects.filter(email=email).exclude(status=status).update(
             status=status,
             unsubscribed_at=now,
-            paused_at=None,
             # Old confirmation links must not bring the reader back: only a new
             # subscribe request, and the confirmation it sends, may.
             confirmation_sent_at=None,
@@ -392,13 +393,15 @@ class SuppressionLifted(NamedTuple):
     kept_as: str
     # The status of the reader who holds the address now, or None for nobody.
     reader_status: str | None
+    # Whether that reader had paused their newsletter, and still has.
+    reader_paused: bool = False
 
 
 def suppression_lift(*, suppression: Suppression) -> SuppressionLifted:
     """The desk lifts a bounce, a complaint or its own suppression: its reader is
-    back where they were before it, receiving if they had confirmed, pending if
-    not. Under it, the reader's own unsubscribe or erasure stays: only they lift
-    that, by subscribing again."""
+    back where they were before it, receiving if they had confirmed (paused if
+    they had paused), pending if not. Under it, the reader's own unsubscribe or
+    erasure stays: only they lift that, by subscribing again."""
     if suppression.reason in Suppression.READER_LIFTABLE:
         raise ValueError("Only the reader lifts their unsubscribe or erasure.")
     with transaction.atomic():
@@ -426,7 +429,9 @@ def suppression_lift(*, suppression: Suppression) -> SuppressionLifted:
         if reader is None:
             return SuppressionLifted(suppression.readers_reason, None)
         Subscriber.objects.filter(pk=reader.pk).update(status=status, **changes)
-    return SuppressionLifted(suppression.readers_reason, status)
+    return SuppressionLifted(
+        suppression.readers_reason, status, reader_paused=bool(reader.paused_at)
+    )
 
 
 def _holder_of(suppression: Suppression) -> Subscriber | None:
@@ -434,7 +439,7 @@ def _holder_of(suppression: Suppression) -> Subscriber | None:
     it is found among the readers it put out of the audience."""
     suppressed = Subscriber.objects.filter(
         status=STATUS_FOR_REASON[suppression.reason]
-    ).only("pk", "email", "confirmed_at")
+    ).only("pk", "email", "confirmed_at", "paused_at")
     for reader in suppressed.iterator(chunk_size=2000):
         if Suppression.hash_address(reader.email) == suppression.address_hash:
             return reader

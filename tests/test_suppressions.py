@@ -5,7 +5,11 @@ from django.contrib.messages import get_messages
 from django.core import mail
 
 from newsletter.models import Subscriber, Suppression
-from newsletter.subscriptions import address_suppress, subscriber_unsubscribe
+from newsletter.subscriptions import (
+    address_suppress,
+    subscriber_pause,
+    subscriber_unsubscribe,
+)
 from posts.services import post_publish
 
 from .factories import PostFactory, SubscriberFactory, UserFactory
@@ -66,6 +70,50 @@ def test_a_reader_who_bounced_before_confirming_is_pending_again_when_lifted(aut
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.PENDING
     assert "pending again" in messages_of(page)[0]
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [Reason.HARD_BOUNCE, Reason.SOFT_BOUNCES, Reason.MANUAL, Reason.COMPLAINT],
+)
+def test_a_reader_who_had_paused_before_being_suppressed_is_paused_again_when_lifted(
+    author, on_commit, reason
+):
+    reader = SubscriberFactory(email="sam@example.org")
+    subscriber_pause(subscriber=reader)
+    paused_at = reader.paused_at
+    address_suppress(email="sam@example.org", reason=reason)
+
+    page = lift(author, "sam@example.org")
+
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert reader.paused_at == paused_at
+    assert messages_of(page) == [
+        "Lifted: its reader is subscribed again, their newsletter paused as they "
+        "left it (nothing is sent to them until they resume it)."
+    ]
+    on_commit(post_publish, post=PostFactory())
+    assert mail.outbox == []
+
+
+def test_a_paused_reader_out_of_the_list_is_not_among_the_desks_paused_readers(
+    author,
+):
+    """The desk's "Paused" filter lists the readers the pause alone keeps from
+    the newsletter, as its count of them does."""
+    paused = SubscriberFactory()
+    subscriber_pause(subscriber=paused)
+    bounced = SubscriberFactory()
+    subscriber_pause(subscriber=bounced)
+    address_suppress(email=bounced.email, reason=Reason.HARD_BOUNCE)
+
+    listed = author.get("/admin/newsletter/subscriber/", {"paused": "yes"})
+    not_paused = author.get("/admin/newsletter/subscriber/", {"paused": "no"})
+
+    assert listed.context["paused_count"] == 1
+    assert [r.pk for r in listed.context["cl"].result_list] == [paused.pk]
+    assert [r.pk for r in not_paused.context["cl"].result_list] == [bounced.pk]
 
 
 def test_a_bounce_lifted_after_the_reader_unsubscribed_leaves_them_unsubscribed(

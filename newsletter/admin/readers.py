@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
-from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.http import (
     HttpRequest,
     HttpResponseRedirect,
@@ -126,8 +126,13 @@ class PausedFilter(admin.SimpleListFilter):
         return [("yes", "Paused"), ("no", "Not paused")]
 
     def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(paused_at__isnull=self.value() == "no")
+        # A reader suppressed keeps their pause for when it is lifted, but
+        # the suppression, not the pause, keeps the newsletter from them.
+        paused = Q(status=Subscriber.Status.ACTIVE, paused_at__isnull=False)
+        if self.value() == "yes":
+            return queryset.filter(paused)
+        if self.value() == "no":
+            return queryset.exclude(paused)
         return queryset
 
 
@@ -614,6 +619,11 @@ def _lifted_message(lifted: subscriptions.SuppressionLifted) -> str:
         return (
             "Lifted, but the address stays suppressed as the reader left it "
             f"({kept}): only they lift that, by subscribing again."
+        )
+    if lifted.reader_status == Subscriber.Status.ACTIVE and lifted.reader_paused:
+        return (
+            "Lifted: its reader is subscribed again, their newsletter paused as "
+            "they left it (nothing is sent to them until they resume it)."
         )
     if lifted.reader_status == Subscriber.Status.ACTIVE:
         return "Lifted: its reader receives the newsletter again."
