@@ -395,6 +395,8 @@ class SuppressionLifted(NamedTuple):
     reader_status: str | None
     # Whether that reader had paused their newsletter, and still has.
     reader_paused: bool = False
+    # The suppression was gone when its lift came to it: nothing was done.
+    gone: bool = False
 
 
 def suppression_lift(*, suppression: Suppression) -> SuppressionLifted:
@@ -408,8 +410,8 @@ def suppression_lift(*, suppression: Suppression) -> SuppressionLifted:
         # Locked in address_suppress's order: a bounce coming in meanwhile waits.
         locked = Suppression.objects.select_for_update().filter(pk=suppression.pk)
         suppression = locked.first()
-        if suppression is None:
-            return SuppressionLifted(kept_as="", reader_status=None)
+        if suppression is None:  # lifted meanwhile, from another page of the desk
+            return SuppressionLifted(kept_as="", reader_status=None, gone=True)
         reader = _holder_of(suppression)
         if suppression.readers_reason:
             locked.update(reason=suppression.readers_reason, updated_at=timezone.now())

@@ -9,6 +9,7 @@ from newsletter.subscriptions import (
     address_suppress,
     subscriber_pause,
     subscriber_unsubscribe,
+    suppression_lift,
 )
 from posts.services import post_publish
 
@@ -180,6 +181,97 @@ def test_lifting_several_at_once_restores_each_reader(author):
 
     assert not Suppression.objects.exists()
     assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}
+
+
+def lift_selected(author, selected):
+    return author.post(
+        "/admin/newsletter/suppression/",
+        {"action": "delete_selected", "_selected_action": selected, "post": "yes"},
+        follow=True,
+    )
+
+
+def test_lifting_several_at_once_says_once_what_became_of_them(author):
+    """One message for the lot, true of each: Django's own said every row was
+    deleted, beside the lift's message for each."""
+    SubscriberFactory(email="back@example.org")
+    SubscriberFactory(email="again@example.org")
+    SubscriberFactory(
+        email="new@example.org", status=Subscriber.Status.PENDING, confirmed_at=None
+    )
+    subscriber_unsubscribe(subscriber=SubscriberFactory(email="left@example.org"))
+    emails = ["back", "again", "new", "left", "stranger"]
+    for name in emails:
+        address_suppress(email=f"{name}@example.org", reason=Reason.HARD_BOUNCE)
+
+    page = lift_selected(author, list(Suppression.objects.values_list("pk", flat=True)))
+
+    assert page.status_code == 200
+    assert messages_of(page) == [
+        "5 suppressions lifted: 2 readers receive the newsletter again; "
+        "1 reader is pending again (they never confirmed); 1 address no reader "
+        "holds may subscribe again; 1 address stays suppressed as its reader left "
+        "it (their own unsubscribe or erasure, which only they lift, by "
+        "subscribing again)."
+    ]
+    assert list(Suppression.objects.values_list("reason", flat=True)) == [
+        Reason.UNSUBSCRIBED
+    ]
+
+
+def test_a_selection_holding_a_readers_own_unsubscribe_lifts_nothing(author):
+    reader = SubscriberFactory(email="back@example.org")
+    address_suppress(email="back@example.org", reason=Reason.HARD_BOUNCE)
+    address_suppress(email="left@example.org", reason=Reason.UNSUBSCRIBED)
+
+    page = lift_selected(author, list(Suppression.objects.values_list("pk", flat=True)))
+
+    assert page.status_code == 403
+    assert Suppression.objects.count() == 2
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+
+
+def test_lifting_a_selection_lifted_meanwhile_says_nothing_was_left_to_lift(author):
+    address_suppress(email="gone@example.org", reason=Reason.HARD_BOUNCE)
+    selected = list(Suppression.objects.values_list("pk", flat=True))
+    Suppression.objects.all().delete()  # another desk lifted it meanwhile
+
+    page = lift_selected(author, selected)
+
+    assert page.status_code == 200
+    assert messages_of(page) == [
+        "None of the selected suppressions is on the list any more: nothing was lifted."
+    ]
+
+
+def test_a_suppression_lifted_from_another_page_meanwhile_is_not_said_to_be_nobodys(
+    author,
+):
+    """Two pages of the desk lift the same bounce: the later finds it gone, and
+    must not say that no reader holds the address (the earlier put one back)."""
+    reader = SubscriberFactory(email="sam@example.org")
+    address_suppress(email="sam@example.org", reason=Reason.HARD_BOUNCE)
+    seen_by_the_later_page = Suppression.objects.get()
+    lift(author, "sam@example.org")
+
+    lifted = suppression_lift(suppression=seen_by_the_later_page)
+
+    assert lifted.gone
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.parametrize("pk", ["abc", "0", "9" * 30, "1.5", "%00"])
+@pytest.mark.parametrize("view", ["delete", "change", "history"])
+def test_a_suppression_the_url_names_wrongly_is_no_500(author, pk, view):
+    address_suppress(email="sam@example.org", reason=Reason.HARD_BOUNCE)
+
+    for method in (author.get, author.post):
+        page = method(f"/admin/newsletter/suppression/{pk}/{view}/", {"post": "yes"})
+        assert page.status_code in (302, 400, 403, 404), (method, page.status_code)
+
+    assert Suppression.objects.count() == 1
 
 
 def subscribe(client, on_commit, email: str):

@@ -1,9 +1,11 @@
 import csv
+from collections import Counter
 from itertools import chain
 
 from anymail.signals import EventType
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import actions as admin_actions
 from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
@@ -556,6 +558,8 @@ class SuppressionAdmin(admin.ModelAdmin):
     search_help_text = "Type a full email address to see whether it is suppressed."
     fields = ["address_hash", "reason", "created_at", "updated_at"]
     readonly_fields = fields
+    # Django's own, but for what the desk is told once it is done.
+    actions = ["delete_selected"]
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term:
@@ -603,9 +607,26 @@ class SuppressionAdmin(admin.ModelAdmin):
         lifted = subscriptions.suppression_lift(suppression=obj)
         self.message_user(request, _lifted_message(lifted), messages.SUCCESS)
 
+    @admin.action(permissions=["delete"], description="Lift selected suppressions")
+    def delete_selected(self, request, queryset):
+        """Django's said "Successfully deleted N suppressions" beside the lift's
+        message for each: untrue of those the reader's own unsubscribe or
+        erasure keeps. One message says what became of them all."""
+        if not request.POST.get("post"):
+            # Its page asking to confirm, which posts back here with "post".
+            return admin_actions.delete_selected(self, request, queryset)
+        if self.get_deleted_objects(queryset, request)[2]:  # a reader's own
+            raise PermissionDenied
+        self.log_deletions(request, queryset)
+        lifts = self.delete_queryset(request, queryset)
+        self.message_user(request, _lifts_message(lifts), messages.SUCCESS)
+
     def delete_queryset(self, request, queryset):
-        for suppression in queryset:
-            self.delete_model(request, suppression)
+        # As delete_model, a row at a time, the action saying what became of all.
+        return [
+            subscriptions.suppression_lift(suppression=suppression)
+            for suppression in queryset
+        ]
 
     def response_delete(self, request, obj_display, obj_id):
         # The lift's own message says what became of the reader; Django's would
@@ -614,25 +635,89 @@ class SuppressionAdmin(admin.ModelAdmin):
 
 
 def _lifted_message(lifted: subscriptions.SuppressionLifted) -> str:
-    if lifted.kept_as:
+    outcome = _lift_outcome(lifted)
+    if outcome == "kept":
         kept = Suppression.Reason(lifted.kept_as).label.lower()
         return (
             "Lifted, but the address stays suppressed as the reader left it "
             f"({kept}): only they lift that, by subscribing again."
         )
-    if lifted.reader_status == Subscriber.Status.ACTIVE and lifted.reader_paused:
+    return _LIFTED[outcome]
+
+
+def _lifts_message(lifts: list[subscriptions.SuppressionLifted]) -> str:
+    """A bulk lift's: what became of the addresses, counted."""
+    counts = Counter(map(_lift_outcome, lifts))
+    lifted = len(lifts) - counts["gone"]
+    if not lifted:
         return (
-            "Lifted: its reader is subscribed again, their newsletter paused as "
-            "they left it (nothing is sent to them until they resume it)."
+            "None of the selected suppressions is on the list any more: nothing "
+            "was lifted."
         )
+    said = "; ".join(
+        f"{counts[outcome]} {one if counts[outcome] == 1 else more}"
+        for outcome, (one, more) in _LIFTS_COUNTED.items()
+        if counts[outcome]
+    )
+    suppressions = "suppression" if lifted == 1 else "suppressions"
+    message = f"{lifted} {suppressions} lifted: {said}."
+    if counts["gone"]:
+        message += (
+            f" Lifted meanwhile, from another page of the desk: {counts['gone']}."
+        )
+    return message
+
+
+def _lift_outcome(lifted: subscriptions.SuppressionLifted) -> str:
+    if lifted.gone:
+        return "gone"
+    if lifted.kept_as:
+        return "kept"
     if lifted.reader_status == Subscriber.Status.ACTIVE:
-        return "Lifted: its reader receives the newsletter again."
+        return "paused" if lifted.reader_paused else "receiving"
     if lifted.reader_status == Subscriber.Status.PENDING:
-        return (
-            "Lifted: its reader never confirmed their subscription, and is "
-            "pending again (they receive nothing until they confirm)."
-        )
-    return "Lifted: no reader holds the address; it may subscribe again."
+        return "pending"
+    return "nobody"
+
+
+_LIFTED = {
+    "receiving": "Lifted: its reader receives the newsletter again.",
+    "paused": (
+        "Lifted: its reader is subscribed again, their newsletter paused as they "
+        "left it (nothing is sent to them until they resume it)."
+    ),
+    "pending": (
+        "Lifted: its reader never confirmed their subscription, and is "
+        "pending again (they receive nothing until they confirm)."
+    ),
+    "nobody": "Lifted: no reader holds the address; it may subscribe again.",
+    "gone": "It was lifted meanwhile, from another page of the desk.",
+}
+# The same, counted: (one, more than one).
+_LIFTS_COUNTED = {
+    "receiving": (
+        "reader receives the newsletter again",
+        "readers receive the newsletter again",
+    ),
+    "paused": (
+        "reader is subscribed again, their newsletter paused as they left it",
+        "readers are subscribed again, their newsletter paused as they left it",
+    ),
+    "pending": (
+        "reader is pending again (they never confirmed)",
+        "readers are pending again (they never confirmed)",
+    ),
+    "nobody": (
+        "address no reader holds may subscribe again",
+        "addresses no reader holds may subscribe again",
+    ),
+    "kept": (
+        "address stays suppressed as its reader left it (their own unsubscribe "
+        "or erasure, which only they lift, by subscribing again)",
+        "addresses stay suppressed as their readers left them (their own "
+        "unsubscribe or erasure, which only they lift, by subscribing again)",
+    ),
+}
 
 
 READERS_OWN_SUPPRESSION = (
