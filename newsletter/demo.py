@@ -109,7 +109,9 @@ def readers_history_seed(sender=None, **kwargs) -> None:
         )
         if reason:
             suppression = Suppression.objects.create(
-                address_hash=Suppression.hash_address(subscriber.email), reason=reason
+                address_hash=Suppression.hash_address(subscriber.email),
+                reason=reason,
+                reader=subscriber,
             )
             Suppression.objects.filter(pk=suppression.pk).update(
                 created_at=left_at, updated_at=left_at

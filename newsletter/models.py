@@ -346,6 +346,16 @@ class Suppression(models.Model):
     readers_reason = models.CharField(
         max_length=12, choices=Reason.choices, blank=True, default=""
     )
+    # The reader it put out of the audience, for lifting it to find by key: the
+    # hash names nobody. Empty for an address nobody held (or holds: erased).
+    reader = models.ForeignKey(
+        Subscriber,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -375,6 +375,14 @@ def address_suppress(*, email: str, reason: Suppression.Reason) -> None:
         ):
             suppression.readers_reason = reason
             suppression.save(update_fields=["readers_reason"])
+        # Whoever holds the address now, read under the suppression's lock,
+        # which a reader moving to it takes first (email_change_confirm).
+        reader_id = (
+            Subscriber.objects.filter(email=email).values_list("pk", flat=True).first()
+        )
+        if suppression.reader_id != reader_id:
+            suppression.reader_id = reader_id
+            suppression.save(update_fields=["reader"])
         status = STATUS_FOR_REASON[suppression.reason]
         # A pause is kept under the suppression: a reader who had paused comes
         # back paused when the desk lifts it. (Subscribing again unpauses them.)
@@ -437,14 +445,19 @@ def suppression_lift(*, suppression: Suppression) -> SuppressionLifted:
 
 
 def _holder_of(suppression: Suppression) -> Subscriber | None:
-    """The reader whose address is suppressed: the list keeps only its hash, so
-    it is found among the readers it put out of the audience."""
-    suppressed = Subscriber.objects.filter(
-        status=STATUS_FOR_REASON[suppression.reason]
-    ).only("pk", "email", "confirmed_at", "paused_at")
-    for reader in suppressed.iterator(chunk_size=2000):
-        if Suppression.hash_address(reader.email) == suppression.address_hash:
-            return reader
+    """The reader the suppression put out of the audience, if they are still
+    out for it at its address (not moved away from it since)."""
+    if suppression.reader_id is None:
+        return None
+    reader = (
+        Subscriber.objects.filter(
+            pk=suppression.reader_id, status=STATUS_FOR_REASON[suppression.reason]
+        )
+        .only("pk", "email", "confirmed_at", "paused_at")
+        .first()
+    )
+    if reader and Suppression.hash_address(reader.email) == suppression.address_hash:
+        return reader
     return None
 
 

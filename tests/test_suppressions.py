@@ -3,6 +3,9 @@
 import pytest
 from django.contrib.messages import get_messages
 from django.core import mail
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from newsletter.models import Subscriber, Suppression
 from newsletter.subscriptions import (
@@ -320,3 +323,36 @@ def test_an_invalid_address_is_refused_at_the_desk_and_nothing_is_suppressed(aut
     assert page.status_code == 200
     assert page.context["adminform"].form.errors["email"]
     assert not Suppression.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bounce_recorded_before_suppressions_named_their_reader_is_lifted_for_them():
+    """The list keeps only the address's hash: its reader, found by hashing
+    every reader's address at each lift before, is found once, at deploy."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()  # every app's, as in test_comments
+    before = ("newsletter", "0015_suppression_keeps_the_readers_own_reason")
+    executor.migrate([before])
+    old = executor.loader.project_state(before).apps
+    reader = old.get_model("newsletter", "Subscriber").objects.create(
+        email="sam@example.org",
+        status=Subscriber.Status.BOUNCED,
+        confirmed_at=timezone.now(),
+    )
+    other = old.get_model("newsletter", "Subscriber").objects.create(
+        email="other@example.org", status=Subscriber.Status.BOUNCED
+    )
+    old.get_model("newsletter", "Suppression").objects.create(
+        address_hash=Suppression.hash_address("sam@example.org"),
+        reason=Reason.HARD_BOUNCE,
+    )
+    executor.loader.build_graph()
+    executor.migrate(latest)
+
+    lifted = suppression_lift(suppression=Suppression.objects.get())
+
+    assert lifted.reader_status == Subscriber.Status.ACTIVE
+    assert dict(Subscriber.objects.values_list("pk", "status")) == {
+        reader.pk: Subscriber.Status.ACTIVE,
+        other.pk: Subscriber.Status.BOUNCED,
+    }
