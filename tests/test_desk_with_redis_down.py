@@ -80,6 +80,7 @@ def test_a_post_published_at_the_desk_with_redis_down_is_emailed_once_redis_is_b
     assert mailing.status == Mailing.Status.PLANNING
     assert CACHE_FAILED in caplog.text
     assert "_mailing_create" in caplog.text  # its planning could not be rung
+    assert SENT_ONCE_THE_QUEUE_IS_BACK in flash(response)
     assert not mail.outbox
 
     # The broker back, the reaper rings the mailing whose doorbell was lost.
@@ -115,6 +116,7 @@ def test_a_post_scheduled_at_the_desk_with_redis_down_is_scheduled(
     post.refresh_from_db()
     assert post.status == Post.Status.PUBLISHED and post.announced_at is None
     assert CACHE_FAILED in caplog.text
+    assert SENT_ONCE_THE_QUEUE_IS_BACK in flash(response)
 
 
 def test_posts_published_by_the_desks_action_with_redis_down_are_published(
@@ -130,6 +132,33 @@ def test_posts_published_by_the_desks_action_with_redis_down_are_published(
     assert Post.objects.published().count() == 2
     assert Mailing.objects.count() == 2
     assert CACHE_FAILED in caplog.text
+    assert SENT_ONCE_THE_QUEUE_IS_BACK in flash(response)
+
+
+def test_a_post_published_with_no_email_or_with_redis_up_says_nothing_of_the_queue(
+    desk, request, django_capture_on_commit_callbacks
+):
+    redis_back = request.getfixturevalue("redis_down")
+    not_emailed = PostFactory(email_subscribers=False)
+    form = admin_post_form_of(not_emailed, status="published")
+    del form["email_subscribers"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(f"/admin/posts/post/{not_emailed.pk}/change/", form)
+    assert response.status_code == 302
+    assert Post.objects.get(pk=not_emailed.pk).is_published
+    assert SENT_ONCE_THE_QUEUE_IS_BACK not in flash(response)
+
+    redis_back()
+    request.getfixturevalue("celery_eager")
+    emailed = PostFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            f"/admin/posts/post/{emailed.pk}/change/",
+            admin_post_form_of(emailed, status="published"),
+        )
+    assert response.status_code == 302
+    assert Mailing.objects.filter(post=emailed).exists()
+    assert SENT_ONCE_THE_QUEUE_IS_BACK not in flash(response)
 
 
 def test_a_post_deleted_at_the_desk_with_redis_down_is_deleted(

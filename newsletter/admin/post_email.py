@@ -150,9 +150,29 @@ class PostAdmin(posts_admin.PostAdmin):
             self.message_user(request, _describe(email), level=messages.WARNING)
         if announced and "email_subscribers" in form.changed_data:
             self._email_choice_changed(request, obj)
+        started = not emailed and obj.email_subscribers and _has_email(obj)
         # Ticked on it live, or back on the site (newsletter.receivers.email_post).
-        if announced and not emailed and _has_email(obj):
+        if announced and started:
             self._say_email_goes_now(request, obj)
+        scheduled = obj.email_subscribers and obj.announced_at is None
+        if started or (scheduled and obj.status == Post.Status.PUBLISHED):
+            tell_if_sent_once_the_queue_is_back(self, request)
+
+    @admin.action(
+        description=posts_admin.PostAdmin.publish.short_description,
+        permissions=["publish"],
+    )
+    def publish(self, request: HttpRequest, queryset) -> None:
+        emailed = list(
+            queryset.filter(
+                status__in=[Post.Status.DRAFT, Post.Status.REVIEW],
+                email_subscribers=True,
+            ).values_list("pk", flat=True)
+        )
+        super().publish(request, queryset)
+        # Published now or scheduled, their emails need the task queue.
+        if Post.objects.filter(pk__in=emailed, status=Post.Status.PUBLISHED).exists():
+            tell_if_sent_once_the_queue_is_back(self, request)
 
     def _email_choice_changed(self, request: HttpRequest, post: Post) -> None:
         """The box changed on a post already published, which is when its email was
