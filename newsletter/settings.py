@@ -191,6 +191,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "posts.tasks.announce_due_posts",
         "schedule": envint("POSTS_ANNOUNCE_EVERY_SECONDS", "30"),
     },
+    # Renditions and link checks rung while the broker was down are rung again.
+    "ring-lost-post-doorbells": {
+        "task": "posts.tasks.ring_lost_doorbells",
+        "schedule": 300,
+    },
     "reap-lost-deliveries": {
         "task": "newsletter.tasks.reap",
         "schedule": envint("NEWSLETTER_REAP_EVERY_SECONDS", "60"),

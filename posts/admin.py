@@ -619,10 +619,12 @@ class PostAdmin(admin.ModelAdmin):
                     for image_form in formset.forms
                     if "image" in image_form.changed_data and image_form.instance.pk
                 ]
-        # A worker resizes them; the pages show the originals until it has (for
-        # good, the broker down: the post is saved all the same, the failure logged).
+        # A worker resizes them; the pages show the originals until it has. The
+        # broker down, the post is saved all the same, the failure logged, and
+        # beat rings them again once it is back (tasks.ring_lost_doorbells).
         for image in uploaded:
             if image:
+                services.image_resize_rung(name=image.name)
                 transaction.on_commit(
                     lambda name=image.name: tasks.make_renditions.delay(name),
                     robust=True,
@@ -850,8 +852,9 @@ class PostAdmin(admin.ModelAdmin):
         )
         if changed or not form.instance.link_checks.exists():
             post_id = form.instance.pk
-            # robust: the broker (Redis) down, the post is saved all the same and
-            # the failure logged.
+            # robust: the broker (Redis) down, the post is saved all the same, the
+            # failure logged, and beat rings the check again once it is back.
+            services.post_links_check_rung(post_id=post_id)
             transaction.on_commit(
                 lambda: tasks.check_post_links.delay(post_id), robust=True
             )

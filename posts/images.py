@@ -15,7 +15,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models.fields.files import ImageFieldFile
-from PIL import Image, ImageOps, JpegImagePlugin
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
 
 # Phone, tablet and the reading column at high density; never enlarged.
 RENDITION_WIDTHS = (480, 800, 1200)
@@ -158,9 +158,7 @@ def renditions_make(*, name: str) -> list[str]:
         picture = ImageOps.exif_transpose(source)
         if picture.mode not in ("RGB", "RGBA"):
             picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
-        for width in RENDITION_WIDTHS:
-            if width >= picture.width:
-                break
+        for width in _widths_below(picture.width):
             height = round(picture.height * width / picture.width)
             resized = picture.resize((width, height), Image.Resampling.LANCZOS)
             rendition = rendition_name(name, width)
@@ -171,6 +169,25 @@ def renditions_make(*, name: str) -> list[str]:
                 default_storage.save(rendition, ContentFile(buffer.getvalue()))
             )
     return names
+
+
+def renditions_made(name: str) -> bool:
+    """Whether the stored image has every rendition renditions_make writes, from its
+    header alone; True once the image is gone (its post deleted, or replaced)."""
+    if not default_storage.exists(name):
+        return True
+    with default_storage.open(name, "rb") as file, Image.open(file) as source:
+        width, height = source.size
+        # Turned on its side by its orientation tag, as renditions_make turns it.
+        if source.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
+            width = height
+    return all(
+        default_storage.exists(rendition_name(name, w)) for w in _widths_below(width)
+    )
+
+
+def _widths_below(width: int) -> list[int]:
+    return [w for w in RENDITION_WIDTHS if w < width]
 
 
 def srcset(image: ImageFieldFile, width: int | None) -> str:

@@ -280,6 +280,7 @@ def _reason(error: Exception) -> str:
 def post_links_check(*, post_id: int) -> int:
     """Check every web link of the post and keep what was found; returns how many
     were checked. Results for links no longer in the post are dropped."""
+    started = timezone.now()
     post = Post.objects.filter(pk=post_id).first()
     if post is None:
         return 0
@@ -297,4 +298,9 @@ def post_links_check(*, post_id: int) -> int:
                     "checked_at": timezone.now(),
                 },
             )
+        # Done, unless rung again meanwhile (the post saved since): that check
+        # is still to come.
+        Post.objects.filter(pk=post.pk, links_check_rung_at__lte=started).update(
+            links_check_rung_at=None
+        )
     return len(results)

@@ -272,6 +272,9 @@ class Post(models.Model):
     search_vector = SearchVectorField(null=True, editable=False)
     # When readers were told of this post (post_published sent). Set exactly once.
     announced_at = models.DateTimeField(null=True, editable=False)
+    # When its link check was rung, until the check has run (posts.links): beat
+    # rings again a check the broker lost (down then, or restarted since).
+    links_check_rung_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -689,6 +692,18 @@ class PostImage(models.Model):
 
     def __str__(self) -> str:
         return self.alt
+
+
+class ImageToResize(models.Model):
+    """An uploaded image whose renditions a worker is to make (posts.images), until
+    beat finds them made: it rings again one the broker lost (down then, or
+    restarted since), where pages would otherwise show the original for good."""
+
+    name = models.CharField(max_length=255, unique=True)  # in default_storage
+    rung_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class PostUpdate(models.Model):

@@ -1,13 +1,14 @@
 """Writes on posts: their way from draft to readers, and telling the rest of the
 system about it."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from .models import FormerSlug, Post, PostEvent
+from . import images
+from .models import FormerSlug, ImageToResize, Post, PostEvent
 from .signals import post_published, post_republished, post_unpublished
 
 
@@ -161,3 +162,56 @@ def _record_going_live_on_time(post: Post) -> bool:
         post=post, kind=PostEvent.Kind.PUBLISHED, by=None, at=post.published_at
     )
     return True
+
+
+# A ring this old whose work is still undone was lost by the broker (down when it
+# was rung, or restarted since), and beat rings it again: longer than a busy queue
+# keeps a task waiting, and a second ring only makes the same files, or checks again.
+RING_LOST_AFTER = timedelta(minutes=10)
+# Rung again per run of beat, at most: a rendition decodes a whole image in a
+# worker (up to 160 MB), a link check fetches up to 50 addresses (posts.links).
+RENDITIONS_RUNG_PER_RUN = 20
+LINK_CHECKS_RUNG_PER_RUN = 20
+
+
+def image_resize_rung(*, name: str) -> None:
+    """The stored image `name`'s renditions are rung for: kept until beat finds
+    them made, and rung again by beat if the ring is lost."""
+    ImageToResize.objects.update_or_create(
+        name=name, defaults={"rung_at": timezone.now()}
+    )
+
+
+def post_links_check_rung(*, post_id: int) -> None:
+    """The post's link check is rung for: kept until it has run
+    (posts.links.post_links_check), for beat to ring again if the ring is lost."""
+    # update(): the post's stamp (updated_at) stays the author's.
+    Post.objects.filter(pk=post_id).update(links_check_rung_at=timezone.now())
+
+
+def images_to_resize_again(*, now: datetime) -> list[str]:
+    """The images whose renditions were rung for and lost, the oldest first; those
+    made since (or gone) are forgotten. The worker's task never writes here: the
+    deploy's migration 0011 rings it before this table exists."""
+    names = _rung_again(
+        ImageToResize.objects.all(), "rung_at", "name", now, RENDITIONS_RUNG_PER_RUN
+    )
+    made = [name for name in names if images.renditions_made(name)]
+    ImageToResize.objects.filter(name__in=made).delete()
+    return [name for name in names if name not in made]
+
+
+def posts_to_check_again(*, now: datetime) -> list[int]:
+    """The posts whose link check was rung for and lost, the oldest first."""
+    return _rung_again(
+        Post.objects.all(), "links_check_rung_at", "pk", now, LINK_CHECKS_RUNG_PER_RUN
+    )
+
+
+def _rung_again(rows, rung_at: str, key: str, now: datetime, limit: int) -> list:
+    """Up to `limit` rows rung before RING_LOST_AFTER, marked rung `now`: the
+    caller rings them, and the next run waits for this ring as for the first."""
+    lost = rows.filter(**{f"{rung_at}__lt": now - RING_LOST_AFTER})
+    keys = list(lost.order_by(rung_at).values_list(key, flat=True)[:limit])
+    rows.filter(**{f"{key}__in": keys}).update(**{rung_at: now})
+    return keys

@@ -1,20 +1,26 @@
 """The desk with Redis down (a restart, a blip): saving, publishing, scheduling or
 deleting a post was a 500, as the page cache's generation could not be bumped, nor
 the post's email rung on the broker. The author's change is kept, each failure is
-logged, and the email goes once Redis is back, rung by the reaper."""
+logged, and the email goes once Redis is back, rung by the reaper (an image's
+renditions and the post's link check, by beat's posts.tasks.ring_lost_doorbells)."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.messages import get_messages
 from django.core import mail
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from newsletter import delivery
 from newsletter.delivery.reaper import mailings_reap
 from newsletter.enqueue import QUEUE_UNREACHABLE, SENT_ONCE_THE_QUEUE_IS_BACK
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
-from posts.models import Post
+from posts import services
+from posts.models import ImageToResize, LinkCheck, Post
+from posts.services import RING_LOST_AFTER
+from posts.tasks import ring_lost_doorbells
 
 from .factories import (
     PostFactory,
@@ -188,6 +194,75 @@ def test_a_post_with_an_image_uploaded_with_redis_down_is_saved_with_it(
     assert Post.objects.get().featured_image
     # Its renditions could not be queued: the page shows the original.
     assert "PostAdmin.save_related.<locals>.<lambda>" in caplog.text
+
+
+def test_renditions_and_a_link_check_rung_with_redis_down_are_rung_again_once_back(
+    desk, redis_down, settings, tmp_path, request, django_capture_on_commit_callbacks
+):
+    """Lost for good, they were: the page showed the original, the post's links
+    were never checked, and nothing said so."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    renditions = tmp_path / "media" / "renditions"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            "/admin/posts/post/add/",
+            admin_post_form(
+                featured_image=png(1000, 600),
+                featured_image_alt="An office",
+                body="See [the intranet](http://192.168.1.1/).",
+            ),
+        )
+    assert response.status_code == 302
+    post = Post.objects.get()
+    assert not renditions.exists() and not post.link_checks.exists()
+
+    redis_down()
+    request.getfixturevalue("celery_eager")
+    # Beat's first run comes soon: a ring that young may be in the queue still.
+    assert ring_lost_doorbells.delay().get() == {
+        "renditions_rung": 0,
+        "link_checks_rung": 0,
+    }
+    rung_long_ago()
+    rung = ring_lost_doorbells.delay().get()
+    assert rung == {"renditions_rung": 1, "link_checks_rung": 1}
+    assert sorted(p.name for p in renditions.rglob("*.webp")) == [
+        f"{Path(post.featured_image.name).name}-480w.webp",
+        f"{Path(post.featured_image.name).name}-800w.webp",
+    ]
+    assert post.link_checks.get().outcome == LinkCheck.Outcome.REFUSED
+    # Done: nothing is rung again.
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get() == {
+        "renditions_rung": 0,
+        "link_checks_rung": 0,
+    }
+
+
+def test_beat_rings_a_few_lost_renditions_a_run_and_forgets_those_made_or_gone(
+    settings, tmp_path, monkeypatch, celery_eager
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setattr(services, "RENDITIONS_RUNG_PER_RUN", 1)
+    for name in ("posts/2026/one.png", "posts/2026/two.png"):
+        services.image_resize_rung(name=default_storage.save(name, png(1000, 600)))
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
+    assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
+    assert len(list((tmp_path / "media" / "renditions").rglob("*.webp"))) == 4
+    # Made, they are forgotten; so is an image deleted since (with its post).
+    services.image_resize_rung(name="posts/2026/gone.png")
+    rung_long_ago()
+    for _one_a_run in range(3):
+        assert ring_lost_doorbells.delay().get()["renditions_rung"] == 0
+    assert not ImageToResize.objects.exists()
+
+
+def rung_long_ago() -> None:
+    """Rings as beat finds them, lost, a while later."""
+    long_ago = timezone.now() - RING_LOST_AFTER - timedelta(seconds=1)
+    ImageToResize.objects.update(rung_at=long_ago)
+    Post.objects.exclude(links_check_rung_at=None).update(links_check_rung_at=long_ago)
 
 
 def test_a_test_email_asked_for_with_redis_down_is_refused_not_said_to_be_on_its_way(
