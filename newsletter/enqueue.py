@@ -9,7 +9,8 @@ With the broker (Redis) down, a task rung from a request is either rung again la
 or refused: work the database keeps, that the reaper rings again, is rung with
 `ring_once_committed`; work nothing rings again (a test email, a reader's request)
 is rung with `ring`, or asked first with `queue_reachable`, and refused with
-QUEUE_UNREACHABLE rather than said to be on its way.
+QUEUE_UNREACHABLE rather than said to be on its way; asked first, it is rung with
+`ring_once_committed_or_undo`, for the broker lost in between.
 """
 
 from collections.abc import Callable
@@ -62,6 +63,26 @@ def ring_once_committed(ringing: Callable[[], object]) -> None:
     and the reaper rings again: the broker down then, the change stands and Django
     logs the failure, instead of a 500 for a change already committed."""
     transaction.on_commit(ringing, robust=True)
+
+
+def ring_once_committed_or_undo(
+    ringing: Callable[[], object], undo: Callable[[], object] | None = None
+) -> None:
+    """Call `ringing` once the transaction commits, for a request nothing rings
+    again, asked first with `queue_reachable`: the broker lost in between, `undo`
+    takes back what the request wrote, so that it can be made again, and
+    QueueUnreachable reaches the caller (after the commit), to refuse it as if
+    asked first."""
+
+    def ring_or_undo() -> None:
+        try:
+            ringing()
+        except OperationalError as exc:  # kombu's, once Celery's retries are spent
+            if undo is not None:
+                undo()
+            raise QueueUnreachable(str(exc)) from exc
+
+    transaction.on_commit(ring_or_undo)
 
 
 def queue_reachable() -> bool:

@@ -22,7 +22,7 @@ from posts.clients import client_address
 
 from . import digests, subscriptions
 from .emails import preferences_url
-from .enqueue import queue_reachable
+from .enqueue import QueueUnreachable, queue_reachable
 from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm, followed_keys
 from .models import Subscriber, SubscriberTopic, Suppression
 from .subscriptions import OneTimeRequest
@@ -195,14 +195,17 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             return _too_many(request)
         if not queue_reachable():
             return _queue_unreachable(request)
-        subscriptions.subscription_request(
-            email=subscriber.email,
-            name=subscriber.name,
-            ip_address=client_address(request) or None,
-            # The consent records where it was asked for: this page shows the
-            # form's wording beside its button.
-            source=subscriptions.CONSENT_SOURCE_PREFERENCES,
-        )
+        try:
+            subscriptions.subscription_request(
+                email=subscriber.email,
+                name=subscriber.name,
+                ip_address=client_address(request) or None,
+                # The consent records where it was asked for: this page shows the
+                # form's wording beside its button.
+                source=subscriptions.CONSENT_SOURCE_PREFERENCES,
+            )
+        except QueueUnreachable:  # lost since it was asked: the request taken back
+            return _queue_unreachable(request)
         return _done(
             request,
             subscriber,
@@ -326,9 +329,12 @@ def _send_one_time_link(
         return _too_many(request)
     if not queue_reachable():
         return _queue_unreachable(request)
-    subscriptions.one_time_link_request(
-        subscriber=subscriber, request=one_time_request, new_email=new_email
-    )
+    try:
+        subscriptions.one_time_link_request(
+            subscriber=subscriber, request=one_time_request, new_email=new_email
+        )
+    except QueueUnreachable:  # lost since it was asked
+        return _queue_unreachable(request)
     # Whoever holds this page's link may not be the reader: the answer says only
     # that the reader's own inbox has the way on.
     return _done(
@@ -478,7 +484,13 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
             subscriber=subscriber, ip_address=client_address(request) or None
         )
         return _engagement_saved(request, subscriber)
-    subscriptions.email_change_request(subscriber=subscriber, new_email=new_email)
+    try:
+        subscriptions.email_change_request(subscriber=subscriber, new_email=new_email)
+    except QueueUnreachable:
+        # Lost since it was asked: the day's turn is given back, and the link
+        # works again once the queue is back.
+        subscriptions.one_time_link_give_back(subscriber=subscriber)
+        return _queue_unreachable(request)
     # The same answer whether or not the address is free, so this page does not
     # reveal who else subscribes.
     return _done(

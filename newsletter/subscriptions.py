@@ -35,7 +35,7 @@ from .emails import (
     welcome_message,
 )
 from .engagement import READER_EVENTS
-from .enqueue import tasks
+from .enqueue import ring_once_committed, ring_once_committed_or_undo, tasks
 from .models import (
     Batch,
     Consent,
@@ -222,7 +222,29 @@ def subscription_request(
             | Q(confirmation_sent_at__lt=resend_after)
         )
         if due.update(confirmation_sent_at=now):
-            transaction.on_commit(lambda: tasks.send_confirmation.delay(consent.pk))
+            ring_once_committed_or_undo(
+                lambda: tasks.send_confirmation.delay(consent.pk),
+                lambda: subscription_request_take_back(consent_id=consent.pk),
+            )
+
+
+def subscription_request_take_back(*, consent_id: int) -> None:
+    """The request's confirmation could not be queued: the request is taken back,
+    as if never made, so that it can be made again at once. Its consent goes, the
+    day's confirmation with it, and so does the reader it made (pending, with no
+    other request)."""
+    with transaction.atomic():
+        consent = Consent.objects.filter(pk=consent_id).first()
+        if consent is None:
+            return
+        confirmation_unsent(consent_id=consent_id)
+        consent.delete()
+        Subscriber.objects.filter(
+            pk=consent.subscriber_id,
+            status=Subscriber.Status.PENDING,
+            confirmed_at__isnull=True,
+            consents__isnull=True,
+        ).delete()
 
 
 def subscriber_confirm(
@@ -302,7 +324,9 @@ def subscriber_confirm(
             )
         if joined:
             Suppression.objects.for_email(subscriber.email).delete()
-            transaction.on_commit(lambda: tasks.send_welcome.delay(subscriber.pk))
+            # The broker asked first (views.confirm): lost in between, the reader
+            # is confirmed all the same, and the failure logged.
+            ring_once_committed(lambda: tasks.send_welcome.delay(subscriber.pk))
     subscriber.refresh_from_db()
 
 
@@ -520,10 +544,13 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
             )
         ):
             return
-        transaction.on_commit(
+        ring_once_committed_or_undo(
             lambda: tasks.send_email_change.delay(
                 subscriber.pk, new_email, now.isoformat()
-            )
+            ),
+            lambda: email_change_unsent(
+                subscriber_id=subscriber.pk, new_email=new_email, requested_at=now
+            ),
         )
 
 
@@ -608,7 +635,8 @@ def one_time_link_request(
         Subscriber.objects.filter(pk=subscriber.pk).update(
             one_time_link_sent_at=timezone.now()
         )
-        transaction.on_commit(
+        # Nothing to take back if lost: a fresh link retires it.
+        ring_once_committed_or_undo(
             lambda: tasks.send_one_time_link.delay(subscriber.pk, detail)
         )
 
@@ -628,6 +656,14 @@ def one_time_link_use(*, subscriber: Subscriber) -> bool:
             one_time_link_sent_at=subscriber.one_time_link_sent_at,
             one_time_link_sent_at__isnull=False,
         ).update(one_time_link_sent_at=None)
+    )
+
+
+def one_time_link_give_back(*, subscriber: Subscriber) -> None:
+    """The link one_time_link_use spent works again, its request not queued;
+    unless another was sent since. `subscriber` as read before it was spent."""
+    Subscriber.objects.filter(pk=subscriber.pk, one_time_link_sent_at=None).update(
+        one_time_link_sent_at=subscriber.one_time_link_sent_at
     )
 
 

@@ -28,7 +28,7 @@ from posts.validators import (
 )
 
 from .. import imports, subscriptions, webhooks
-from ..enqueue import QUEUE_UNREACHABLE, queue_reachable
+from ..enqueue import QUEUE_UNREACHABLE, QueueUnreachable, queue_reachable
 from ..esp import PROVIDER_BY_BACKEND
 from ..forms import TopicsForm, followed_keys
 from ..models import (
@@ -281,6 +281,17 @@ class SubscriberAdmin(admin.ModelAdmin):
     inlines = [SubscriberTopicInline, ConsentInline]
     actions = ["export_csv", "unsubscribe", "suppress"]
     change_list_template = "admin/newsletter/subscriber/change_list.html"
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except QueueUnreachable:
+            # Lost between the form's question and the commit: the reader is
+            # taken back (subscriptions.subscription_request_take_back), and the
+            # desk refuses as the form does, not saying what save_model said.
+            list(messages.get_messages(request))
+            self.message_user(request, QUEUE_UNREACHABLE, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request, obj, form, change: bool) -> None:
         if change:
