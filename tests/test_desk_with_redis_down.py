@@ -49,6 +49,28 @@ def desk(client):
     return client
 
 
+@pytest.fixture
+def reaped_once_redis_is_back(
+    redis_down, request, settings, django_capture_on_commit_callbacks
+):
+    """Call it to bring Redis back (tasks then run in-process) and have the reaper
+    go round a doorbell timeout later, when what the outage left unrung is due;
+    it returns what the reaper counted."""
+
+    def reap() -> dict[str, int]:
+        redis_down()
+        request.getfixturevalue("celery_eager")
+        long_ago = timezone.now() - timedelta(
+            seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1
+        )
+        Mailing.objects.update(touched_at=long_ago)
+        Batch.objects.update(touched_at=long_ago)
+        with django_capture_on_commit_callbacks(execute=True):
+            return mailings_reap()
+
+    return reap
+
+
 def test_a_post_saved_at_the_desk_with_redis_down_is_saved(
     desk, redis_down, caplog, django_capture_on_commit_callbacks
 ):
@@ -68,7 +90,11 @@ def test_a_post_saved_at_the_desk_with_redis_down_is_saved(
 
 
 def test_a_post_published_at_the_desk_with_redis_down_is_emailed_once_redis_is_back(
-    desk, redis_down, caplog, settings, request, django_capture_on_commit_callbacks
+    desk,
+    redis_down,
+    caplog,
+    reaped_once_redis_is_back,
+    django_capture_on_commit_callbacks,
 ):
     SubscriberFactory(email="reader@example.org")
     post = PostFactory(title="Derby: Inadequate")
@@ -90,14 +116,7 @@ def test_a_post_published_at_the_desk_with_redis_down_is_emailed_once_redis_is_b
     assert not mail.outbox
 
     # The broker back, the reaper rings the mailing whose doorbell was lost.
-    redis_down()
-    request.getfixturevalue("celery_eager")
-    Mailing.objects.filter(pk=mailing.pk).update(
-        touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1)
-    )
-    with django_capture_on_commit_callbacks(execute=True):
-        assert mailings_reap()["mailings_rung"] == 1
+    assert reaped_once_redis_is_back()["mailings_rung"] == 1
     [email] = mail.outbox
     assert email.to == ["reader@example.org"]
     assert "Derby: Inadequate" in email.subject
@@ -279,15 +298,6 @@ def test_a_test_email_asked_for_with_redis_down_is_refused_not_said_to_be_on_its
     assert "on its way" not in shown
 
 
-def doorbells_lost_long_ago(settings) -> None:
-    """As the reaper finds them a doorbell timeout later."""
-    long_ago = timezone.now() - timedelta(
-        seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1
-    )
-    Mailing.objects.update(touched_at=long_ago)
-    Batch.objects.update(touched_at=long_ago)
-
-
 @pytest.fixture
 def paused_mailing(settings):
     """A post's mailing to two readers, planned into a queued batch, paused."""
@@ -305,8 +315,7 @@ def test_a_mailing_resumed_at_the_desk_with_redis_down_goes_once_redis_is_back(
     paused_mailing,
     redis_down,
     caplog,
-    settings,
-    request,
+    reaped_once_redis_is_back,
     django_capture_on_commit_callbacks,
 ):
     with django_capture_on_commit_callbacks(execute=True):
@@ -321,11 +330,7 @@ def test_a_mailing_resumed_at_the_desk_with_redis_down_goes_once_redis_is_back(
     assert SENT_ONCE_THE_QUEUE_IS_BACK in flash(response)
     assert not mail.outbox
 
-    redis_down()
-    request.getfixturevalue("celery_eager")
-    doorbells_lost_long_ago(settings)
-    with django_capture_on_commit_callbacks(execute=True):
-        assert mailings_reap()["batches_rung"] == 1
+    assert reaped_once_redis_is_back()["batches_rung"] == 1
     assert sorted(m.to[0] for m in mail.outbox) == [
         "another@example.org",
         "reader@example.org",
@@ -337,8 +342,7 @@ def test_an_uncertain_batch_resent_at_the_desk_with_redis_down_goes_once_redis_i
     paused_mailing,
     redis_down,
     caplog,
-    settings,
-    request,
+    reaped_once_redis_is_back,
     django_capture_on_commit_callbacks,
 ):
     desk.force_login(StaffFactory(role="Administrator"))  # settles batches
@@ -357,11 +361,7 @@ def test_an_uncertain_batch_resent_at_the_desk_with_redis_down_goes_once_redis_i
     assert "batch_resend" in caplog.text
     assert SENT_ONCE_THE_QUEUE_IS_BACK in flash(response)
 
-    redis_down()
-    request.getfixturevalue("celery_eager")
-    doorbells_lost_long_ago(settings)
-    with django_capture_on_commit_callbacks(execute=True):
-        assert mailings_reap()["batches_rung"] == 1
+    assert reaped_once_redis_is_back()["batches_rung"] == 1
     assert len(mail.outbox) == 2
 
 
