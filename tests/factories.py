@@ -66,12 +66,13 @@ class SubscriberFactory(factory.django.DjangoModelFactory):
     confirmed_at = factory.LazyFunction(timezone.now)
 
 
-# The admin post form's inline formsets, sent empty.
-EMPTY_INLINES = {
-    f"{prefix}-{field}": value
-    for prefix in ("inspections", "links_out", "images", "updates")
-    for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
-}
+def no_inline_rows(*prefixes: str) -> dict:
+    """A desk form's inline formsets (by their prefixes), sent empty."""
+    return {
+        f"{prefix}-{field}": "0"
+        for prefix in prefixes
+        for field in ("TOTAL_FORMS", "INITIAL_FORMS")
+    }
 
 
 def png(width: int, height: int, name: str = "photo.png") -> SimpleUploadedFile:
@@ -94,9 +95,30 @@ def admin_post_form(**fields) -> dict:
         "published_at_1": "",
         "email_subscribers": "on",
         "email_format": "full",
-        **EMPTY_INLINES,
+        **no_inline_rows("inspections", "links_out", "images", "updates"),
         **fields,
     }
+
+
+def admin_subscriber_form(**fields) -> dict:
+    """What the desk's reader form sends for a reader with no topic or consent
+    rows; pass the fields a test cares about (email, name, …)."""
+    return {
+        "time_zone": "Europe/London",
+        **no_inline_rows("topics", "consents"),
+        **fields,
+    }
+
+
+def reader_added_at_the_desk(client: Client, *, follow: bool = False, **fields):
+    """An Administrator adds a reader on the desk's add page (admin_subscriber_form
+    with `fields`); the response."""
+    client.force_login(StaffFactory(role="Administrator"))
+    return client.post(
+        "/admin/newsletter/subscriber/add/",
+        admin_subscriber_form(**fields),
+        follow=follow,
+    )
 
 
 def admin_inspection_form_of(inspection: Inspection, **fields) -> dict:

@@ -30,6 +30,7 @@ from .factories import (
     admin_post_form,
     admin_post_form_of,
     png,
+    reader_added_at_the_desk,
 )
 
 pytestmark = pytest.mark.django_db
@@ -368,19 +369,8 @@ def test_an_uncertain_batch_resent_at_the_desk_with_redis_down_goes_once_redis_i
 def test_a_reader_added_at_the_desk_with_redis_down_is_refused_not_left_unconfirmed(
     desk, redis_down, django_capture_on_commit_callbacks
 ):
-    desk.force_login(StaffFactory(role="Administrator"))
     with django_capture_on_commit_callbacks(execute=True):
-        response = desk.post(
-            "/admin/newsletter/subscriber/add/",
-            {
-                "email": "sam@example.org",
-                "time_zone": "Europe/London",
-                "topics-TOTAL_FORMS": "0",
-                "topics-INITIAL_FORMS": "0",
-                "consents-TOTAL_FORMS": "0",
-                "consents-INITIAL_FORMS": "0",
-            },
-        )
+        response = reader_added_at_the_desk(desk, email="sam@example.org")
     assert response.status_code == 200
     assert QUEUE_UNREACHABLE in response.text
     assert not Subscriber.objects.exists()

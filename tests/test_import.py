@@ -30,7 +30,12 @@ from newsletter.subscriptions import (
     subscriber_unsubscribe,
 )
 
-from .factories import StaffFactory, SubscriberFactory, UserFactory
+from .factories import (
+    SubscriberFactory,
+    UserFactory,
+    admin_subscriber_form,
+    reader_added_at_the_desk,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -611,14 +616,7 @@ def test_an_imported_unicode_domain_and_the_forms_idna_form_are_one_reader(
 
 def test_a_reader_added_at_the_desk_is_stored_as_the_form_stores_them(author):
     SubscriberFactory(email="sam@example.org")
-    form = {
-        "name": "",
-        "time_zone": "Europe/London",
-        "topics-TOTAL_FORMS": "0",
-        "topics-INITIAL_FORMS": "0",
-        "consents-TOTAL_FORMS": "0",
-        "consents-INITIAL_FORMS": "0",
-    }
+    form = admin_subscriber_form(name="")
     twice = author.post(
         "/admin/newsletter/subscriber/add/", {**form, "email": " Sam@Example.org"}
     )
@@ -734,20 +732,9 @@ def test_a_reader_added_at_the_desk_is_asked_to_confirm_and_then_receives(
     pending, never emailed, and deleted a week later by the purge of requests
     nobody confirmed. They are sent the form's confirmation, and receive the
     newsletter once they confirm it."""
-    client.force_login(StaffFactory(role="Administrator"))
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            "/admin/newsletter/subscriber/add/",
-            {
-                "email": "Sam@Example.org",
-                "name": "Sam",
-                "time_zone": "Europe/London",
-                "topics-TOTAL_FORMS": "0",
-                "topics-INITIAL_FORMS": "0",
-                "consents-TOTAL_FORMS": "0",
-                "consents-INITIAL_FORMS": "0",
-            },
-            follow=True,
+        response = reader_added_at_the_desk(
+            client, email="Sam@Example.org", name="Sam", follow=True
         )
     assert response.status_code == 200
     assert "A confirmation email went to sam@example.org" in response.text
@@ -769,18 +756,7 @@ def test_a_reader_added_at_the_desk_is_asked_to_confirm_and_then_receives(
 
 def test_an_address_on_the_suppression_list_is_refused_at_the_desk(client):
     address_suppress(email="gone@example.org", reason=Suppression.Reason.COMPLAINT)
-    client.force_login(StaffFactory(role="Administrator"))
-    response = client.post(
-        "/admin/newsletter/subscriber/add/",
-        {
-            "email": "gone@example.org",
-            "time_zone": "Europe/London",
-            "topics-TOTAL_FORMS": "0",
-            "topics-INITIAL_FORMS": "0",
-            "consents-TOTAL_FORMS": "0",
-            "consents-INITIAL_FORMS": "0",
-        },
-    )
+    response = reader_added_at_the_desk(client, email="gone@example.org")
     assert response.status_code == 200
     assert "is on the suppression list" in response.text
     assert not Subscriber.objects.exists()
