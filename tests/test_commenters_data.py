@@ -27,14 +27,6 @@ pytestmark = pytest.mark.django_db
 ADDRESS = "sam@example.org"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    # The rate limits live in the cache, which outlives a test on Redis.
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def ask(client, celery_eager, django_capture_on_commit_callbacks):
     """Ask for the link to an address's comments' data as a visitor would, the

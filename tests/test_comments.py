@@ -40,14 +40,6 @@ FORM = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    # The rate limit lives in the cache, which outlives a test on Redis.
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def post():
     return PublishedPostFactory()
