@@ -1,3 +1,4 @@
+from datetime import datetime
 from io import BytesIO
 
 import factory
@@ -163,10 +164,14 @@ def taken_down_once_its_readers_are_read(monkeypatch, post: Post) -> None:
     monkeypatch.setattr(sender, "batch_recipients", readers_then_taken_down)
 
 
-def admin_post_form_of(post: Post, **fields) -> dict:
+def admin_post_form_of(
+    post: Post, *, published_at: datetime | None = None, **fields
+) -> dict:
     """The admin's post form for a post as stored (title, slug, body, status and
-    its time as the desk shows it), with `fields` changed."""
-    when = post.published_at and timezone.localtime(post.published_at)
+    its time as the desk shows it), with `fields` changed; `published_at`, a new
+    time, is typed into the desk's day and time boxes."""
+    when = published_at or post.published_at
+    when = when and timezone.localtime(when)
     stored = {
         "title": post.title,
         "slug": post.slug,

@@ -131,12 +131,7 @@ def test_a_post_scheduled_at_the_desk_with_redis_down_is_scheduled(
     with django_capture_on_commit_callbacks(execute=True):
         response = desk.post(
             f"/admin/posts/post/{post.pk}/change/",
-            admin_post_form_of(
-                post,
-                status="published",
-                published_at_0=tomorrow.strftime("%d/%m/%Y"),
-                published_at_1=tomorrow.strftime("%H:%M:%S"),
-            ),
+            admin_post_form_of(post, status="published", published_at=tomorrow),
         )
     assert response.status_code == 302
     post.refresh_from_db()

@@ -307,12 +307,7 @@ def test_a_post_ticked_while_off_the_site_and_scheduled_back_is_emailed_at_its_t
     when = timezone.localtime() + timedelta(hours=1)
     response = client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        admin_post_form_of(
-            post,
-            status="published",
-            published_at_0=when.strftime("%d/%m/%Y"),
-            published_at_1=when.strftime("%H:%M:%S"),
-        ),
+        admin_post_form_of(post, status="published", published_at=when),
     )
     assert response.status_code == 302
     assert not Mailing.objects.exists()
@@ -557,11 +552,7 @@ def test_a_scheduled_post_given_a_time_already_come_is_published_in_its_history(
 
     client.post(
         f"/admin/posts/post/{post.pk}/change/",
-        admin_post_form_of(
-            post,
-            published_at_0=earlier.strftime("%d/%m/%Y"),
-            published_at_1=earlier.strftime("%H:%M:%S"),
-        ),
+        admin_post_form_of(post, published_at=earlier),
     )
 
     post.refresh_from_db()
