@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
@@ -99,6 +100,16 @@ def admin_post_form(**fields) -> dict:
         **no_inline_rows("inspections", "links_out", "images", "updates"),
         **fields,
     }
+
+
+def desk_action(client: Client, action: str, *rows):
+    """The desk's action (by its name) run on these rows from their list; the
+    response."""
+    meta = rows[0]._meta
+    return client.post(
+        reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"),
+        {"action": action, "_selected_action": [row.pk for row in rows]},
+    )
 
 
 def admin_subscriber_form(**fields) -> dict:

@@ -29,6 +29,7 @@ from .factories import (
     SubscriberFactory,
     admin_post_form,
     admin_post_form_of,
+    desk_action,
     png,
     reader_added_at_the_desk,
 )
@@ -145,10 +146,7 @@ def test_posts_published_by_the_desks_action_with_redis_down_are_published(
 ):
     drafts = PostFactory.create_batch(2)
     with django_capture_on_commit_callbacks(execute=True):
-        response = desk.post(
-            "/admin/posts/post/",
-            {"action": "publish", "_selected_action": [p.pk for p in drafts]},
-        )
+        response = desk_action(desk, "publish", *drafts)
     assert response.status_code == 302
     assert Post.objects.published().count() == 2
     assert Mailing.objects.count() == 2
@@ -315,10 +313,7 @@ def test_a_mailing_resumed_at_the_desk_with_redis_down_goes_once_redis_is_back(
     django_capture_on_commit_callbacks,
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        response = desk.post(
-            "/admin/newsletter/mailing/",
-            {"action": "resume", "_selected_action": [paused_mailing.pk]},
-        )
+        response = desk_action(desk, "resume", paused_mailing)
     assert response.status_code == 302
     paused_mailing.refresh_from_db()
     assert paused_mailing.paused_at is None
@@ -347,10 +342,7 @@ def test_an_uncertain_batch_resent_at_the_desk_with_redis_down_goes_once_redis_i
     Batch.objects.update(status=Batch.Status.UNCERTAIN)
     Mailing.objects.update(status=Mailing.Status.DONE, paused_at=None, pause_reason="")
     with django_capture_on_commit_callbacks(execute=True):
-        response = desk.post(
-            "/admin/newsletter/batch/",
-            {"action": "resend", "_selected_action": [batch.pk]},
-        )
+        response = desk_action(desk, "resend", batch)
     assert response.status_code == 302
     batch.refresh_from_db()
     assert batch.status == Batch.Status.QUEUED

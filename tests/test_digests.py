@@ -56,6 +56,7 @@ from .factories import (
     StaffFactory,
     SubscriberFactory,
     UserFactory,
+    desk_action,
     taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
 )
@@ -1032,7 +1033,7 @@ def test_an_uncertain_digest_resent_after_its_post_was_unpublished_goes_without_
     unpublish_at_the_desk(taken_down)
     batch = mailing.batches.get(status=Batch.Status.UNCERTAIN)
     with django_capture_on_commit_callbacks(execute=True):
-        assert act_on(admin_client, batch, "settle").status_code == 302
+        assert desk_action(admin_client, "settle", batch).status_code == 302
 
     [digest] = postmark_messages(fake_esp.messages)
     assert "Suffolk: caseloads too high" in digest["TextBody"]
@@ -1521,18 +1522,13 @@ def an_uncertain_batch(clock, publish, fake_esp):
     return mailing.batches.get(status=Batch.Status.UNCERTAIN)
 
 
-def act_on(admin_client, batch, action: str):
-    return admin_client.post(
-        reverse("admin:newsletter_batch_changelist"),
-        {"action": action, "_selected_action": [batch.pk]},
-    )
-
-
 def test_the_author_resends_an_uncertain_round_knowingly(
     an_uncertain_batch, fake_esp, admin_client, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        assert act_on(admin_client, an_uncertain_batch, "resend").status_code == 302
+        assert (
+            desk_action(admin_client, "resend", an_uncertain_batch).status_code == 302
+        )
     assert fake_esp.recipients() == {"one@example.org": 2, "two@example.org": 2}
     an_uncertain_batch.refresh_from_db()
     assert an_uncertain_batch.status == Batch.Status.DONE
@@ -1542,7 +1538,7 @@ def test_the_author_resends_an_uncertain_round_knowingly(
 def test_the_author_records_an_uncertain_round_as_sent(
     an_uncertain_batch, fake_esp, admin_client
 ):
-    assert act_on(admin_client, an_uncertain_batch, "mark_sent").status_code == 302
+    assert desk_action(admin_client, "mark_sent", an_uncertain_batch).status_code == 302
     an_uncertain_batch.refresh_from_db()
     assert (an_uncertain_batch.status, an_uncertain_batch.sent) == ("done", 2)
     assert fake_esp.count == 2
@@ -1561,7 +1557,9 @@ def test_asking_the_provider_records_what_it_took_without_a_second_copy(
     # Either Postmark backend may be configured: each is asked the same way.
     settings.EMAIL_BACKEND = backend
     with django_capture_on_commit_callbacks(execute=True):
-        assert act_on(admin_client, an_uncertain_batch, "settle").status_code == 302
+        assert (
+            desk_action(admin_client, "settle", an_uncertain_batch).status_code == 302
+        )
     assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
     for row in an_uncertain_batch.deliveries.select_related("subscriber"):
         (accepted,) = fake_esp.deliveries(address=row.subscriber.email)
@@ -1581,7 +1579,7 @@ def test_asking_the_provider_resends_what_it_never_took(
     delivery.mailings_reap()
     batch = mailing.batches.get(status=Batch.Status.UNCERTAIN)
     with django_capture_on_commit_callbacks(execute=True):
-        assert act_on(admin_client, batch, "settle").status_code == 302
+        assert desk_action(admin_client, "settle", batch).status_code == 302
     assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
     assert set(mailing.deliveries.values_list("status", flat=True)) == {"sent"}
 
