@@ -16,7 +16,7 @@ from newsletter.models import Subscriber
 from newsletter.subscriptions import subscription_request
 from newsletter.tokens import Purpose, make_token
 
-from .factories import SubscriberFactory
+from .factories import SubscriberFactory, admin_subscriber_form
 
 # The ring is made once the request's transaction really commits.
 pytestmark = [
@@ -143,14 +143,7 @@ def test_a_reader_added_at_the_desk_as_the_queue_is_lost_is_refused_not_left_pen
 ):
     client = admin_client  # the roles' groups are flushed with every table here
     client.raise_request_exception = False
-    form = {
-        "email": "sam@example.org",
-        "time_zone": "Europe/London",
-        "topics-TOTAL_FORMS": "0",
-        "topics-INITIAL_FORMS": "0",
-        "consents-TOTAL_FORMS": "0",
-        "consents-INITIAL_FORMS": "0",
-    }
+    form = admin_subscriber_form(email="sam@example.org")
     queue_back = queue_lost("send_confirmation")
 
     refused = client.post("/admin/newsletter/subscriber/add/", form, follow=True)
