@@ -69,7 +69,10 @@ EXEMPT = {
     "posts.Post": "the post's body, written by the desk",
     # Kept on erasure on purpose: a keyed hash nobody can read back, so that the
     # erased address is never mailed again (docs/security.md).
+    # Its reader's row is named while they are held out (set null on erasure).
     "newsletter.Suppression": "a keyed hash that honours the erasure",
+    # An uploaded image waiting for its renditions: the desk's file, by name.
+    "posts.ImageToResize": "an uploaded image's file name",
 }
 
 
