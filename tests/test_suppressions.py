@@ -1,6 +1,7 @@
 """The desk's suppression list: lifting a suppression, and adding one."""
 
 import pytest
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.messages import get_messages
 from django.core import mail
 from django.db import connection
@@ -263,6 +264,69 @@ def test_a_suppression_lifted_from_another_page_meanwhile_is_not_said_to_be_nobo
     assert lifted.gone
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
+
+
+def desk_history() -> list[tuple[int, str, str]]:
+    """What the desk's history (its recent actions, a row's history page) says
+    of the suppressions: (action, the row, what was done), oldest first."""
+    return [
+        (entry.action_flag, entry.object_id, entry.get_change_message())
+        for entry in LogEntry.objects.filter(
+            content_type__model="suppression"
+        ).order_by("pk")
+    ]
+
+
+def test_a_lift_is_in_the_desks_history_as_what_became_of_the_reader(author):
+    """Logged as "Deleted" before, true of the row but not of the reader, and
+    untrue where the reader's own unsubscribe stays in the row."""
+    SubscriberFactory(email="back@example.org")
+    subscriber_unsubscribe(subscriber=SubscriberFactory(email="left@example.org"))
+    for name in ("back", "left"):
+        address_suppress(email=f"{name}@example.org", reason=Reason.HARD_BOUNCE)
+    back = Suppression.objects.for_email("back@example.org").get().pk
+    left = Suppression.objects.for_email("left@example.org").get().pk
+
+    lift(author, "back@example.org")
+    lift(author, "left@example.org")
+
+    assert desk_history() == [
+        (DELETION, str(back), "Lifted: its reader receives the newsletter again."),
+        (
+            CHANGE,
+            str(left),
+            "Lifted, but the address stays suppressed as the reader left it "
+            "(unsubscribed): only they lift that, by subscribing again.",
+        ),
+    ]
+    assert author.get(f"/admin/newsletter/suppression/{left}/history/").status_code == (
+        200
+    )
+
+
+def test_lifting_several_at_once_logs_each_lift_and_none_for_a_row_lifted_meanwhile(
+    author,
+):
+    SubscriberFactory(email="back@example.org")
+    for name in ("back", "stranger", "gone"):
+        address_suppress(email=f"{name}@example.org", reason=Reason.MANUAL)
+    selected = list(Suppression.objects.order_by("pk").values_list("pk", flat=True))
+    Suppression.objects.for_email("gone@example.org").delete()  # lifted elsewhere
+
+    lift_selected(author, selected)
+
+    assert sorted(desk_history()) == [
+        (
+            DELETION,
+            str(selected[0]),
+            "Lifted: its reader receives the newsletter again.",
+        ),
+        (
+            DELETION,
+            str(selected[1]),
+            "Lifted: no reader holds the address; it may subscribe again.",
+        ),
+    ]
 
 
 @pytest.mark.parametrize("pk", ["abc", "0", "9" * 30, "1.5", "%00"])

@@ -6,6 +6,7 @@ from anymail.signals import EventType
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
@@ -615,8 +616,27 @@ class SuppressionAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         # Deleting the row alone left its reader bounced or suppressed: still
         # out of every mailing, and shown so at the desk.
-        lifted = subscriptions.suppression_lift(suppression=obj)
+        lifted = self._lift(request, obj)
         self.message_user(request, _lifted_message(lifted), messages.SUCCESS)
+
+    def log_deletions(self, request, queryset):
+        """Nothing: each lift is logged once done (_lift). Django logged every
+        row "Deleted" before it went, untrue of a row the reader's own
+        unsubscribe keeps, and silent on what became of the reader."""
+
+    def _lift(self, request, suppression) -> subscriptions.SuppressionLifted:
+        """Lift it, and say in the desk's history what became of it: deleted,
+        or kept as the reader's own (nothing if lifted meanwhile elsewhere)."""
+        lifted = subscriptions.suppression_lift(suppression=suppression)
+        if not lifted.gone:
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=[suppression],
+                action_flag=CHANGE if lifted.kept_as else DELETION,
+                change_message=_lifted_message(lifted),
+                single_object=True,
+            )
+        return lifted
 
     @admin.action(permissions=["delete"], description="Lift selected suppressions")
     def delete_selected(self, request, queryset):
@@ -628,16 +648,12 @@ class SuppressionAdmin(admin.ModelAdmin):
             return admin_actions.delete_selected(self, request, queryset)
         if self.get_deleted_objects(queryset, request)[2]:  # a reader's own
             raise PermissionDenied
-        self.log_deletions(request, queryset)
         lifts = self.delete_queryset(request, queryset)
         self.message_user(request, _lifts_message(lifts), messages.SUCCESS)
 
     def delete_queryset(self, request, queryset):
         # As delete_model, a row at a time, the action saying what became of all.
-        return [
-            subscriptions.suppression_lift(suppression=suppression)
-            for suppression in queryset
-        ]
+        return [self._lift(request, suppression) for suppression in queryset]
 
     def response_delete(self, request, obj_display, obj_id):
         # The lift's own message says what became of the reader; Django's would
