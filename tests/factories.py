@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 from io import BytesIO
 
 import factory
@@ -12,7 +12,8 @@ from PIL import Image
 
 from newsletter.delivery import sender
 from newsletter.models import Subscriber
-from posts.models import Inspection, Post
+from posts.models import ImageToResize, Inspection, Post
+from posts.services import RING_LOST_AFTER
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -82,6 +83,13 @@ def png(width: int, height: int, name: str = "photo.png") -> SimpleUploadedFile:
     buffer = BytesIO()
     Image.new("RGB", (width, height), (30, 90, 150)).save(buffer, "PNG")
     return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png")
+
+
+def rung_long_ago() -> None:
+    """Rings as beat finds them, lost, a while later."""
+    long_ago = timezone.now() - RING_LOST_AFTER - timedelta(seconds=1)
+    ImageToResize.objects.update(rung_at=long_ago)
+    Post.objects.exclude(links_check_rung_at=None).update(links_check_rung_at=long_ago)
 
 
 def admin_post_form(**fields) -> dict:

@@ -19,7 +19,6 @@ from newsletter.enqueue import QUEUE_UNREACHABLE, SENT_ONCE_THE_QUEUE_IS_BACK
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from posts import services
 from posts.models import ImageToResize, LinkCheck, Post
-from posts.services import RING_LOST_AFTER
 from posts.tasks import ring_lost_doorbells
 
 from .factories import (
@@ -32,6 +31,7 @@ from .factories import (
     desk_action,
     png,
     reader_added_at_the_desk,
+    rung_long_ago,
 )
 
 pytestmark = pytest.mark.django_db
@@ -269,13 +269,6 @@ def test_beat_rings_a_few_lost_renditions_a_run_and_forgets_those_made_or_gone(
     for _one_a_run in range(3):
         assert ring_lost_doorbells.delay().get()["renditions_rung"] == 0
     assert not ImageToResize.objects.exists()
-
-
-def rung_long_ago() -> None:
-    """Rings as beat finds them, lost, a while later."""
-    long_ago = timezone.now() - RING_LOST_AFTER - timedelta(seconds=1)
-    ImageToResize.objects.update(rung_at=long_ago)
-    Post.objects.exclude(links_check_rung_at=None).update(links_check_rung_at=long_ago)
 
 
 def test_a_test_email_asked_for_with_redis_down_is_refused_not_said_to_be_on_its_way(
