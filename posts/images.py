@@ -148,11 +148,37 @@ def rendition_name(original: str, width: int) -> str:
     return f"renditions/{original}-{width}w.webp"
 
 
+class NotResizable(Exception):
+    """The stored image itself cannot be resized (damaged, truncated, a
+    decompression bomb, a rendition larger than WebP allows): trying again fails
+    the same way. Storage's own failures are not this: they may pass."""
+
+
+# What Pillow raises on an image it cannot read or write; read from memory, so
+# never a failure of storage. Not MemoryError: the worker may have more later.
+_UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
 def renditions_make(*, name: str) -> list[str]:
     """Write the renditions of a stored image narrower than it; return their names.
-    Again for the same image, the same files."""
+    Again for the same image, the same files. Raises NotResizable."""
+    with default_storage.open(name, "rb") as file:
+        data = file.read()
+    try:
+        renditions = _renditions_of(data, name)
+    except _UNREADABLE as error:
+        raise NotResizable(str(error)) from error
     names = []
-    with default_storage.open(name, "rb") as file, Image.open(file) as source:
+    for rendition, content in renditions.items():
+        default_storage.delete(rendition)
+        names.append(default_storage.save(rendition, ContentFile(content)))
+    return names
+
+
+def _renditions_of(data: bytes, name: str) -> dict[str, bytes]:
+    """Each rendition's name and WebP file, made in memory."""
+    renditions = {}
+    with Image.open(BytesIO(data)) as source:
         # Originals stored before uploads were cleaned still carry their
         # orientation tag, and the rest of what the camera wrote.
         picture = ImageOps.exif_transpose(source)
@@ -161,14 +187,10 @@ def renditions_make(*, name: str) -> list[str]:
         for width in _widths_below(picture.width):
             height = round(picture.height * width / picture.width)
             resized = picture.resize((width, height), Image.Resampling.LANCZOS)
-            rendition = rendition_name(name, width)
             buffer = BytesIO()
             resized.save(buffer, "WEBP", quality=WEBP_QUALITY)
-            default_storage.delete(rendition)
-            names.append(
-                default_storage.save(rendition, ContentFile(buffer.getvalue()))
-            )
-    return names
+            renditions[rendition_name(name, width)] = buffer.getvalue()
+    return renditions
 
 
 def renditions_made(name: str) -> bool:
@@ -176,11 +198,16 @@ def renditions_made(name: str) -> bool:
     header alone; True once the image is gone (its post deleted, or replaced)."""
     if not default_storage.exists(name):
         return True
-    with default_storage.open(name, "rb") as file, Image.open(file) as source:
-        width, height = source.size
-        # Turned on its side by its orientation tag, as renditions_make turns it.
-        if source.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
-            width = height
+    try:
+        with default_storage.open(name, "rb") as file, Image.open(file) as source:
+            width, height = source.size
+            # Turned on its side by its orientation tag, as renditions_make turns it.
+            if source.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
+                width = height
+    except Exception:
+        # Not read, by storage or by Pillow (a decompression bomb): not made. The
+        # worker rung for it tells which, and gives up an image it cannot resize.
+        return False
     return all(
         default_storage.exists(rendition_name(name, w)) for w in _widths_below(width)
     )

@@ -1,6 +1,7 @@
 """Writes on posts: their way from draft to readers, and telling the rest of the
 system about it."""
 
+import logging
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -10,6 +11,8 @@ from django.utils import timezone
 from . import images
 from .models import FormerSlug, ImageToResize, Post, PostEvent
 from .signals import post_published, post_republished, post_unpublished
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -182,6 +185,24 @@ def image_resize_rung(*, name: str) -> None:
     )
 
 
+def image_resize(*, name: str) -> int:
+    """Make the stored image `name`'s renditions; return how many. An image that
+    cannot be resized is given up at once (forgotten, logged), as ringing again
+    fails the same way; a failure of storage may pass, and is raised for beat to
+    ring again."""
+    try:
+        return len(images.renditions_make(name=name))
+    except images.NotResizable as error:
+        logger.error(
+            "Renditions of %s given up: the image cannot be resized (%s). "
+            "Pages show it as uploaded.",
+            name,
+            error,
+        )
+        ImageToResize.objects.filter(name=name).delete()
+        return 0
+
+
 def post_links_check_rung(*, post_id: int) -> None:
     """The post's link check is rung for: kept until it has run
     (posts.links.post_links_check), for beat to ring again if the ring is lost."""
@@ -191,8 +212,9 @@ def post_links_check_rung(*, post_id: int) -> None:
 
 def images_to_resize_again(*, now: datetime) -> list[str]:
     """The images whose renditions were rung for and lost, the oldest first; those
-    made since (or gone) are forgotten. The worker's task never writes here: the
-    deploy's migration 0011 rings it before this table exists."""
+    made since (or gone) are forgotten. The worker forgets only an image it cannot
+    resize: made, it leaves the row to this, as the deploy's migration 0011 rings
+    it before this table exists."""
     names = _rung_again(
         ImageToResize.objects.all(), "rung_at", "name", now, RENDITIONS_RUNG_PER_RUN
     )

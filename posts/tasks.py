@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.utils import timezone
 
-from . import images, links, services
+from . import links, services
 
 
 @shared_task
@@ -11,7 +11,7 @@ def announce_due_posts() -> int:
 
 @shared_task
 def make_renditions(name: str) -> int:
-    return len(images.renditions_make(name=name))
+    return services.image_resize(name=name)
 
 
 @shared_task

@@ -1,0 +1,104 @@
+"""Renditions that fail. An image a worker cannot resize was rung again by beat
+(posts.tasks.ring_lost_doorbells) every ten minutes for ever, and twenty of them
+took every run's turn from the images waiting behind them. An image that cannot be
+resized is given up at once, logged, and shown as uploaded; a failure that may
+pass (storage refusing the renditions) is rung again, a bounded number of times."""
+
+import logging
+from io import BytesIO
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from newsletter.celery import app as celery_app
+from posts import services
+from posts.models import ImageToResize, Post
+from posts.tasks import ring_lost_doorbells
+
+from .factories import UserFactory, admin_post_form, png, rung_long_ago
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def worker(celery_eager, monkeypatch):
+    """Tasks run in-process, each failing as in a worker: on its own, not in the
+    task that rang it (beat's)."""
+    monkeypatch.setitem(celery_app.conf, "task_eager_propagates", False)
+
+
+def logged(caplog, name: str) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno >= logging.WARNING and name in record.getMessage()
+    ]
+
+
+def test_an_image_too_tall_to_resize_is_given_up_at_once_and_shown_as_uploaded(
+    client, media, caplog, on_commit
+):
+    """A long infographic: narrow enough to have a rendition, which would be taller
+    than a WebP can be (16,383 pixels). The upload takes it."""
+    client.force_login(UserFactory())
+    response = on_commit(
+        client.post,
+        "/admin/posts/post/add/",
+        admin_post_form(
+            featured_image=png(500, 18_000, name="infographic.png"),
+            featured_image_alt="Caseloads by region",
+            status="published",
+        ),
+    )
+    assert response.status_code == 302
+    post = Post.objects.get()
+    assert not ImageToResize.objects.exists()
+    [message] = logged(caplog, post.featured_image.name)
+    assert "cannot be resized" in message
+
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get()["renditions_rung"] == 0
+    html = client.get(post.get_absolute_url()).text
+    assert f'src="{post.featured_image.url}"' in html
+    assert "-480w.webp" not in html
+
+
+def truncated_jpeg() -> bytes:
+    buffer = BytesIO()
+    Image.effect_noise((600, 400), 50).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()[:3000]
+
+
+def bomb_png() -> bytes:
+    """A few kilobytes, 200 megapixels decoded: beyond Pillow's own limit."""
+    buffer = BytesIO()
+    Image.new("1", (20_000, 10_000)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content", [truncated_jpeg, bomb_png], ids=["truncated", "decompression-bomb"]
+)
+def test_an_image_stored_before_uploads_were_checked_that_cannot_be_decoded_is_given_up(
+    content, media, caplog
+):
+    name = default_storage.save(
+        "posts/2024/old.img", SimpleUploadedFile("old.img", content())
+    )
+    services.image_resize_rung(name=name)
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
+    assert not ImageToResize.objects.exists()
+    assert len(logged(caplog, name)) == 1
+
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get()["renditions_rung"] == 0
+    assert not (media / "renditions").exists()
