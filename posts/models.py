@@ -701,6 +701,9 @@ class ImageToResize(models.Model):
 
     name = models.CharField(max_length=255, unique=True)  # in default_storage
     rung_at = models.DateTimeField(default=timezone.now)
+    # By beat, the ring before lost or failed: those rung again least go first,
+    # and those rung too often are given up (services.images_to_resize_again).
+    rung_again = models.PositiveSmallIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.name

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import images
@@ -175,13 +176,19 @@ RING_LOST_AFTER = timedelta(minutes=10)
 # worker (up to 160 MB), a link check fetches up to 50 addresses (posts.links).
 RENDITIONS_RUNG_PER_RUN = 20
 LINK_CHECKS_RUNG_PER_RUN = 20
+# An image's renditions still not made after beat rang for them this many times
+# (ten minutes or more apart: two hours at least) are given up. Beat runs only
+# while the broker is up, so its outage costs no ring; two hours outlast storage
+# coming back, and a worker that fails longer (killed decoding the image, out of
+# memory) will not do better.
+RENDITIONS_RUNG_AGAIN_AT_MOST = 12  # rings
 
 
 def image_resize_rung(*, name: str) -> None:
     """The stored image `name`'s renditions are rung for: kept until beat finds
     them made, and rung again by beat if the ring is lost."""
     ImageToResize.objects.update_or_create(
-        name=name, defaults={"rung_at": timezone.now()}
+        name=name, defaults={"rung_at": timezone.now(), "rung_again": 0}
     )
 
 
@@ -211,29 +218,46 @@ def post_links_check_rung(*, post_id: int) -> None:
 
 
 def images_to_resize_again(*, now: datetime) -> list[str]:
-    """The images whose renditions were rung for and lost, the oldest first; those
-    made since (or gone) are forgotten. The worker forgets only an image it cannot
-    resize: made, it leaves the row to this, as the deploy's migration 0011 rings
-    it before this table exists."""
-    names = _rung_again(
-        ImageToResize.objects.all(), "rung_at", "name", now, RENDITIONS_RUNG_PER_RUN
+    """The images whose renditions were rung for and lost (or failed), marked rung
+    `now`: those rung again least first, then the longest waiting, so that images
+    that keep failing wait behind the rest. Those made since (or gone) are
+    forgotten, and so are those rung again too often, logged. The worker forgets
+    only an image it cannot resize: made, it leaves the row to this, as the
+    deploy's migration 0011 rings it before this table exists."""
+    lost = ImageToResize.objects.filter(rung_at__lt=now - RING_LOST_AFTER)
+    rows = lost.order_by("rung_again", "rung_at", "pk").values_list(
+        "name", "rung_again"
+    )[:RENDITIONS_RUNG_PER_RUN]
+    names, done = [], []
+    for name, rung_again in rows:
+        if images.renditions_made(name):
+            done.append(name)
+        elif rung_again >= RENDITIONS_RUNG_AGAIN_AT_MOST:
+            logger.error(
+                "Renditions of %s given up: still not made after %d rings again. "
+                "Pages show it as uploaded.",
+                name,
+                rung_again,
+            )
+            done.append(name)
+        else:
+            names.append(name)
+    ImageToResize.objects.filter(name__in=done).delete()
+    ImageToResize.objects.filter(name__in=names).update(
+        rung_at=now, rung_again=F("rung_again") + 1
     )
-    made = [name for name in names if images.renditions_made(name)]
-    ImageToResize.objects.filter(name__in=made).delete()
-    return [name for name in names if name not in made]
+    return names
 
 
 def posts_to_check_again(*, now: datetime) -> list[int]:
-    """The posts whose link check was rung for and lost, the oldest first."""
-    return _rung_again(
-        Post.objects.all(), "links_check_rung_at", "pk", now, LINK_CHECKS_RUNG_PER_RUN
+    """The posts whose link check was rung for and lost, the oldest first, marked
+    rung `now`: the caller rings them, and the next run waits for this ring as for
+    the first."""
+    lost = Post.objects.filter(links_check_rung_at__lt=now - RING_LOST_AFTER)
+    post_ids = list(
+        lost.order_by("links_check_rung_at").values_list("pk", flat=True)[
+            :LINK_CHECKS_RUNG_PER_RUN
+        ]
     )
-
-
-def _rung_again(rows, rung_at: str, key: str, now: datetime, limit: int) -> list:
-    """Up to `limit` rows rung before RING_LOST_AFTER, marked rung `now`: the
-    caller rings them, and the next run waits for this ring as for the first."""
-    lost = rows.filter(**{f"{rung_at}__lt": now - RING_LOST_AFTER})
-    keys = list(lost.order_by(rung_at).values_list(key, flat=True)[:limit])
-    rows.filter(**{f"{key}__in": keys}).update(**{rung_at: now})
-    return keys
+    Post.objects.filter(pk__in=post_ids).update(links_check_rung_at=now)
+    return post_ids

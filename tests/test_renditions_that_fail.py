@@ -5,16 +5,20 @@ resized is given up at once, logged, and shown as uploaded; a failure that may
 pass (storage refusing the renditions) is rung again, a bounded number of times."""
 
 import logging
+from datetime import timedelta
 from io import BytesIO
 
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import F
 from PIL import Image
 
 from newsletter.celery import app as celery_app
 from posts import services
+from posts.images import rendition_name
 from posts.models import ImageToResize, Post
+from posts.services import RENDITIONS_RUNG_AGAIN_AT_MOST, RENDITIONS_RUNG_PER_RUN
 from posts.tasks import ring_lost_doorbells
 
 from .factories import UserFactory, admin_post_form, png, rung_long_ago
@@ -102,3 +106,55 @@ def test_an_image_stored_before_uploads_were_checked_that_cannot_be_decoded_is_g
     rung_long_ago()
     assert ring_lost_doorbells.delay().get()["renditions_rung"] == 0
     assert not (media / "renditions").exists()
+
+
+def storage_refuses_renditions_of(media, folder: str) -> None:
+    """A file stands where the renditions of the images in `folder` go: storage
+    refuses to write them, as a full or unreachable disk does for a while."""
+    blocked = media / "renditions" / folder
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("")
+
+
+def test_renditions_storage_refuses_are_rung_again_then_given_up_after_the_limit(
+    media, caplog
+):
+    name = default_storage.save("posts/2026/office.png", png(1000, 600))
+    services.image_resize_rung(name=name)
+    storage_refuses_renditions_of(media, "posts/2026")
+    for _ring in range(RENDITIONS_RUNG_AGAIN_AT_MOST):
+        rung_long_ago()
+        assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
+        # Storage may come back: kept for beat's next run.
+        assert ImageToResize.objects.filter(name=name).exists()
+    assert not [message for message in logged(caplog, name) if "given up" in message]
+
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get()["renditions_rung"] == 0
+    assert not ImageToResize.objects.exists()
+    [message] = [m for m in logged(caplog, name) if "given up" in m]
+    assert f"after {RENDITIONS_RUNG_AGAIN_AT_MOST} rings" in message
+
+
+def test_images_that_keep_failing_do_not_keep_a_newer_one_waiting(media):
+    storage_refuses_renditions_of(media, "posts/failing")
+    for number in range(RENDITIONS_RUNG_PER_RUN):
+        services.image_resize_rung(
+            name=default_storage.save(f"posts/failing/{number}.png", png(500, 300))
+        )
+    rung_long_ago()
+    assert (
+        ring_lost_doorbells.delay().get()["renditions_rung"] == RENDITIONS_RUNG_PER_RUN
+    )
+    # A photo uploaded a minute later, its ring lost too (a broker's restart).
+    new = default_storage.save("posts/2026/new.png", png(500, 300))
+    services.image_resize_rung(name=new)
+    rung_long_ago()
+    ImageToResize.objects.exclude(name=new).update(
+        rung_at=F("rung_at") - timedelta(minutes=1)
+    )
+
+    assert (
+        ring_lost_doorbells.delay().get()["renditions_rung"] == RENDITIONS_RUNG_PER_RUN
+    )
+    assert (media / rendition_name(new, 480)).exists()
