@@ -671,6 +671,10 @@ class Delivery(models.Model):
     # The latest tracking event the ESP reported for this message (webhooks.py).
     last_event = models.CharField(max_length=20, blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)
+    # The last event is the reader's mail provider refusing our sender (its
+    # domain's authentication, its reputation), not the reader's address: the
+    # desk and the reports count it apart from the readers' bounces.
+    sender_refused = models.BooleanField(default=False)
 
     objects = DeliveryQuerySet.as_manager()
 

@@ -293,7 +293,11 @@ def record_tracking_event(
             # to send correctly, so kept for every reader.
             Delivery.objects.filter(pk=delivery.pk).filter(
                 Q(last_event_at__isnull=True) | Q(last_event_at__lte=timestamp)
-            ).update(last_event=event.event_type, last_event_at=timestamp)
+            ).update(
+                last_event=event.event_type,
+                last_event_at=timestamp,
+                sender_refused=_refused_our_sender(event),
+            )
         if delivery is not None and event.event_type == EventType.OPENED:
             # Clicks are counted by the site's own redirect (engagement.py), never
             # from the provider's click events: they would count twice, and the
@@ -397,6 +401,11 @@ def _apply_to_address(
         subscriptions.address_suppress(
             email=email, reason=Suppression.Reason.UNSUBSCRIBED
         )
+    elif _refused_our_sender(event):
+        # The author's to mend (the desk counts these apart), not the reader's:
+        # one broken DMARC record suppressed every reader at Gmail and Yahoo
+        # after three emails, and Postmark itself keeps such addresses active.
+        return
     elif _is_hard_bounce(event):
         subscriptions.address_suppress(
             email=email, reason=Suppression.Reason.HARD_BOUNCE
@@ -418,9 +427,11 @@ def _apply_to_address(
 
 
 # What a soft bounce is recorded as: Postmark's SoftBounce and SpamNotification
-# are "bounced" events, its Blocked and DMARCPolicy "rejected" (a hard bounce,
-# recorded as these too, suppresses the address anyway).
-SOFT_BOUNCE_EVENTS = [EventType.DEFERRED, EventType.BOUNCED, EventType.REJECTED]
+# are "bounced" events (a hard bounce, recorded as one too, suppresses the
+# address anyway). Not "rejected": Postmark's Blocked and DMARCPolicy, refusals
+# of our sender, are recorded so, and must not keep a delivery from restarting
+# the count.
+SOFT_BOUNCE_EVENTS = [EventType.DEFERRED, EventType.BOUNCED]
 
 
 def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bool:
@@ -457,12 +468,18 @@ def _soft_bounced_before(recorded: Event) -> bool:
 # anymail reports as a rejection, "blocked", as it does a block of the sender.
 POSTMARK_HARD_BOUNCES = {"ManuallyDeactivated"}
 # A full or unavailable mailbox (SoftBounce, reported with the reason "bounced"
-# all the same); or the receiving side refused the sender (Blocked: an ISP's
-# block; DMARCPolicy: the From domain's own policy, reported as rejections) or
-# its spam filter refused the message (SpamNotification, recorded as a bounce,
-# PostmarkTrackingView: the reader never saw it, and Postmark keeps the address
-# active).
-POSTMARK_SOFT_BOUNCES = {"SoftBounce", "Blocked", "DMARCPolicy", "SpamNotification"}
+# all the same); or the reader's spam filter refused the message
+# (SpamNotification, recorded as a bounce, PostmarkTrackingView: the reader never
+# saw it, and Postmark keeps the address active).
+POSTMARK_SOFT_BOUNCES = {"SoftBounce", "SpamNotification"}
+# The receiving side refused our sender, not the reader's address: Postmark's
+# Blocked (an ISP's block, for our reputation or content) and DMARCPolicy (our
+# From domain's own DMARC policy: its DKIM or SPF failed), both reported as
+# rejections, "blocked"; Mailgun's espblock, which anymail reports as a failure
+# of no known reason. Mailgun has no reason of its own for a DMARC refusal: it
+# is a "bounce" or "generic" failure, told apart only by the receiver's words.
+POSTMARK_SENDER_REFUSALS = {"Blocked", "DMARCPolicy"}
+MAILGUN_SENDER_REFUSALS = {"espblock"}
 
 
 def _postmark_type(event: AnymailTrackingEvent) -> str:
@@ -470,12 +487,26 @@ def _postmark_type(event: AnymailTrackingEvent) -> str:
     return str(esp_event.get("Type", "")) if esp_event.get("RecordType") else ""
 
 
+def _mailgun_reason(event: AnymailTrackingEvent) -> str:
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    event_data = esp_event.get("event-data")
+    return str(event_data.get("reason", "")) if isinstance(event_data, dict) else ""
+
+
+def _refused_our_sender(event: AnymailTrackingEvent) -> bool:
+    """The reader's mail provider refused our sender: the email did not reach
+    them, and it says nothing of their mailbox."""
+    return (
+        _postmark_type(event) in POSTMARK_SENDER_REFUSALS
+        or _mailgun_reason(event) in MAILGUN_SENDER_REFUSALS
+    )
+
+
 def _is_hard_bounce(event: AnymailTrackingEvent) -> bool:
     """The provider says the address itself is bad (it does not exist, or bounced
     before), or will not send to it: only then is it suppressed for good. Any
-    other failure to deliver (Mailgun giving up after retrying, or blocked by the
-    receiving provider; Postmark's virus notification) says nothing of the
-    mailbox for good."""
+    other failure to deliver (Mailgun giving up after retrying; Postmark's virus
+    notification) says nothing of the mailbox for good."""
     postmark_type = _postmark_type(event)
     if postmark_type in POSTMARK_HARD_BOUNCES:
         return True

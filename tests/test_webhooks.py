@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.core import checks
+from django.core import checks, mail
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
@@ -21,7 +21,12 @@ from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppr
 from newsletter.reports import post_report
 from newsletter.tasks import purge_old_events
 
-from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
+from .factories import (
+    PostFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+    UserFactory,
+)
 from .locks import as_erasure_commits
 
 pytestmark = pytest.mark.django_db
@@ -364,22 +369,62 @@ def test_an_address_postmark_deactivated_by_hand_is_suppressed_as_a_hard_bounce(
     assert delivery.last_event == "rejected"
 
 
-@pytest.mark.parametrize("bounce_type", ["Blocked", "DMARCPolicy", "SpamNotification"])
-def test_a_postmark_bounce_about_the_sender_or_a_spam_filter_counts_as_a_soft_one(
-    client, reader, settings, bounce_type
+def test_a_postmark_spam_filters_refusal_counts_as_a_soft_bounce(
+    client, reader, settings
 ):
-    """The receiving side refused the sender (an ISP's block; the From domain's
-    own DMARC policy) or its spam filter refused the message (SpamNotification:
-    never delivered, and Postmark keeps the address active): nothing said the
-    address is bad, nor that the reader complained. These counted for nothing
-    (a reader whose every email was refused stayed on the list for good), and a
-    spam filter's refusal suppressed the reader as if they had complained."""
+    """The reader's spam filter refused the message (SpamNotification: never
+    delivered, and Postmark keeps the address active): nothing said the address
+    is bad, nor that the reader complained. It counted for nothing (a reader
+    whose every email was refused stayed on the list for good), and then
+    suppressed the reader as if they had complained."""
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
-    post_postmark(client, postmark_bounce(bounce_type, 1, message_id="m1"))
+    post_postmark(client, postmark_bounce("SpamNotification", 1, message_id="m1"))
     reader.refresh_from_db()
     assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 1)
     assert not Suppression.objects.exists()
-    post_postmark(client, postmark_bounce(bounce_type, 2, message_id="m2"))
+    post_postmark(client, postmark_bounce("SpamNotification", 2, message_id="m2"))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+    assert Suppression.objects.get().reason == "soft_bounces"
+
+
+@pytest.mark.usefixtures("celery_eager")
+@pytest.mark.parametrize("bounce_type", ["DMARCPolicy", "Blocked"])
+def test_a_reader_whose_emails_were_refused_for_our_sender_stays_and_gets_the_next(
+    client, reader, settings, publish, bounce_type
+):
+    """The receiving provider refused the publication's sender, not the reader
+    (DMARCPolicy: our From domain's own DMARC policy, a broken DKIM or SPF
+    record; Blocked: an ISP's block of our sender's reputation or content).
+    These counted as the reader's soft bounces: three daily digests from a
+    misconfigured domain suppressed every reader at that provider for good."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
+    sent = [delivery_to(reader, f"m{n}") for n in (1, 2, 3)]
+    for n, at in enumerate(["2026-11-26", "2026-11-27", "2026-11-28"], start=1):
+        refused = postmark_bounce(bounce_type, n, f"{at}T09:00:00Z", f"m{n}")
+        assert post_postmark(client, refused).status_code == 200
+
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 0)
+    assert not Suppression.objects.exists()
+    for delivery in sent:  # the email still did not reach them
+        delivery.refresh_from_db()
+        assert delivery.last_event == "rejected"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    publish(PostFactory(title="Suffolk: caseloads too high"))
+    assert [m.to for m in mail.outbox] == [["reader@example.org"]]
+
+
+def test_a_refusal_of_our_sender_neither_counts_nor_restarts_the_soft_bounces(
+    client, reader, settings
+):
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
+    for n, bounce_type in enumerate(["SoftBounce", "SoftBounce", "DMARCPolicy"], 1):
+        post_postmark(client, postmark_bounce(bounce_type, n, message_id=f"m{n}"))
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 2)
+
+    post_postmark(client, postmark_bounce("SoftBounce", 4, message_id="m4"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
@@ -661,13 +706,13 @@ def test_mailgun_permanent_failure_suppresses_as_a_hard_bounce(client, reader):
     assert delivery.last_event == "bounced"
 
 
-@pytest.mark.parametrize("reason", ["espblock", "old", "generic"])
+@pytest.mark.parametrize("reason", ["old", "generic"])
 def test_a_permanent_failure_that_says_nothing_of_the_address_is_a_soft_bounce(
     client, reader, reason
 ):
-    """Mailgun gives up on a message for reasons other than the mailbox: the
-    receiving provider blocked the sender (espblock), or retries ran out (old).
-    The reader's address is fine, and must not be suppressed for good."""
+    """Mailgun gives up on a message for reasons other than the mailbox: its
+    retries ran out (old). The reader's address is fine, and must not be
+    suppressed for good."""
     delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
     failed = mailgun_failed("permanent", f"token-{reason}")
     failed["event-data"]["reason"] = reason
@@ -677,6 +722,23 @@ def test_a_permanent_failure_that_says_nothing_of_the_address_is_a_soft_bounce(
     assert not Suppression.objects.exists()
     delivery.refresh_from_db()
     assert delivery.last_event == "bounced"  # the email still bounced
+
+
+def test_mailgun_reporting_the_receiver_blocked_our_sender_counts_no_soft_bounce(
+    client, reader, settings
+):
+    """Mailgun's espblock: the receiving provider refused our sender (its
+    reputation, its authentication), not the reader's address."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 1
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    failed = mailgun_failed("permanent", "token-espblock")
+    failed["event-data"]["reason"] = "espblock"
+    assert post_mailgun(client, failed).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 0)
+    assert not Suppression.objects.exists()
+    delivery.refresh_from_db()
+    assert delivery.last_event == "bounced"  # the email still did not reach them
 
 
 def test_mailgun_refusing_an_address_it_saw_bounce_suppresses_it(client, reader):

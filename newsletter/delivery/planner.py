@@ -304,10 +304,10 @@ def _insert_deliveries(
             f"""
             INSERT INTO {Delivery._meta.db_table}
                 (mailing_id, batch_id, subscriber_id, status, esp_message_id, error,
-                 last_event)
-            SELECT %s, CASE {which_batch} END, sid, %s, '', '', ''
+                 last_event, sender_refused)
+            SELECT %s, CASE {which_batch} END, sid, %s, '', '', '', %s
             FROM ({sql}) audience
             ORDER BY sid
             """,
-            [mailing.pk, Delivery.Status.QUEUED, *params],
+            [mailing.pk, Delivery.Status.QUEUED, False, *params],
         )
