@@ -7,6 +7,7 @@ queries, whatever the number of readers or ledger rows: the database counts
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import ClassVar
 
 from django.contrib import admin
 from django.db.models import (
@@ -38,6 +39,7 @@ from .models import (
     SubscriberTopic,
     Suppression,
 )
+from .reports import SENDER_REFUSED_CHECK
 from .subscriptions import (
     CONSENT_SOURCE_DESK,
     CONSENT_SOURCE_FORM,
@@ -77,6 +79,8 @@ class Desk:
     sources: list[tuple[str, int]] | None = None
     mailings: list[dict] | None = None
     attention: list[Attention] = field(default_factory=list)
+    # The latest mailings' note says it beside the refusals of our sender.
+    sender_refused_check: ClassVar[str] = SENDER_REFUSED_CHECK
 
 
 def desk_for(request: HttpRequest) -> Desk:
@@ -277,7 +281,8 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
         .values("mailing")
         .annotate(
             accepted=Count("pk", filter=Q(status=Delivery.Status.SENT)),
-            bounced=Count("pk", filter=Q(last_event__in=Delivery.BOUNCE_EVENTS)),
+            bounced=Count("pk", filter=Delivery.READERS_BOUNCES),
+            sender_refused=Count("pk", filter=Delivery.SENDER_REFUSALS),
             complained=Count("pk", filter=Q(last_event="complained")),
         )
     }
@@ -292,7 +297,7 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
 
     mailings = []
     for mailing in latest:
-        rate = rates.get(mailing.pk, {"accepted": 0, "bounced": 0, "complained": 0})
+        rate = rates.get(mailing.pk, dict.fromkeys(NO_EMAILS, 0))
         mailings.append(
             {
                 "mailing": mailing,
@@ -319,23 +324,38 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
     return mailings, flagged
 
 
+# A mailing's counts before it has any ledger row.
+NO_EMAILS = ("accepted", "bounced", "sender_refused", "complained")
+
+
 def _rates(counts: dict) -> dict:
     accepted = counts["accepted"]
     bounce_rate = counts["bounced"] / accepted if accepted else 0.0
+    refusal_rate = counts["sender_refused"] / accepted if accepted else 0.0
     complaint_rate = counts["complained"] / accepted if accepted else 0.0
     over = []
     if bounce_rate > BOUNCE_RATE_LIMIT:
         over.append(f"bounces {bounce_rate:.1%} (over {BOUNCE_RATE_LIMIT:.0%})")
+    # Refusals harm the sender as bounces do, and the author alone can end them.
+    if refusal_rate > BOUNCE_RATE_LIMIT:
+        over.append(
+            f"refused because of our sender {refusal_rate:.1%}"
+            f" (over {BOUNCE_RATE_LIMIT:.0%})"
+        )
     if complaint_rate > COMPLAINT_RATE_LIMIT:
         over.append(
             f"spam complaints {complaint_rate:.2%} (over {COMPLAINT_RATE_LIMIT:.1%})"
         )
+    summary = f"{' and '.join(over)} of {accepted} accepted"
+    if refusal_rate > BOUNCE_RATE_LIMIT:
+        summary += f": {SENDER_REFUSED_CHECK}"
     return {
         "accepted": accepted,
         "bounce_percent": 100 * bounce_rate,
+        "sender_refused_percent": 100 * refusal_rate,
         "complaint_percent": 100 * complaint_rate,
         "flagged": bool(over),
-        "summary": f"{' and '.join(over)} of {accepted} accepted",
+        "summary": summary,
     }
 
 

@@ -627,6 +627,10 @@ class Delivery(models.Model):
     # them: a refusal or a bounce (hard or soft). A deferral ("try later") is a
     # delay the provider retries, not a bounce.
     BOUNCE_EVENTS = ("bounced", "rejected")
+    # Of those, the reader's mail provider refusing our sender (sender_refused),
+    # the publication's fault, and the rest, the readers' bounces.
+    SENDER_REFUSALS = models.Q(last_event__in=BOUNCE_EVENTS, sender_refused=True)
+    READERS_BOUNCES = models.Q(last_event__in=BOUNCE_EVENTS, sender_refused=False)
     # The provider's events that say what became of the message, the only ones
     # kept as its last_event. Not an out-of-office reply (Postmark's
     # AutoResponder, after the delivery: the email arrived), nor a change to the

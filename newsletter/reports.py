@@ -35,15 +35,13 @@ UNSUBSCRIBED_WITHIN = timedelta(days=7)
 _ARRIVED = Q(
     last_event__in=["delivered", "opened", "clicked", "unsubscribed", "complained"]
 )
-_BOUNCED = Q(last_event__in=Delivery.BOUNCE_EVENTS)
+_BOUNCED = Delivery.READERS_BOUNCES
 # Hard: the bounce the address was suppressed for, the reader's latest (nothing
 # is sent to a suppressed address). Read from the reader's standing alone, a
 # mailbox full for Monday's post and gone by Wednesday's made Monday's bounce
 # hard as well, in a report already read.
 _BOUNCED_SINCE = Delivery.objects.filter(
-    subscriber=OuterRef("subscriber"),
-    sent_at__gt=OuterRef("sent_at"),
-    last_event__in=Delivery.BOUNCE_EVENTS,
+    _BOUNCED, subscriber=OuterRef("subscriber"), sent_at__gt=OuterRef("sent_at")
 )
 _BOUNCED_HARD = (
     _BOUNCED & Q(subscriber__status=Subscriber.Status.BOUNCED) & ~Exists(_BOUNCED_SINCE)
@@ -92,6 +90,12 @@ GROUP_KINDS = {
     SubscriberTopic.Kind.ORGANISATION.value: (Organisation, "Other organisations"),
 }
 
+# What the author checks when readers' mail providers refuse our sender.
+SENDER_REFUSED_CHECK = (
+    "check the sending domain's SPF, DKIM and DMARC records and the provider's"
+    " sender reputation"
+)
+
 DELIVERY_RULES = (
     "Recipients are the readers the post went to, as published and in digests. "
     "Accepted: the email provider took the message; refused: it did not; "
@@ -102,6 +106,10 @@ DELIVERY_RULES = (
     "complained about). Bounced: the provider's latest word was a bounce; hard "
     "when the address was suppressed for it, soft (a full mailbox, say) "
     "otherwise; a delay the provider is still retrying is not a bounce. "
+    "Refused because of our sender: the reader's mail provider refused the "
+    "publication's sender (its domain's authentication, its reputation), not "
+    "the reader's address: not a bounce, and the reader stays on the list; "
+    f"{SENDER_REFUSED_CHECK}. "
     "Complained: marked as spam. Unsubscribed: "
     f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, and before any "
     "later email, or through the provider's own link in this email (then by "
@@ -167,6 +175,7 @@ def post_report(post: Post) -> dict:
         delivered=Count("pk", filter=_ARRIVED),
         bounced=Count("pk", filter=_BOUNCED),
         bounced_hard=Count("pk", filter=_BOUNCED_HARD),
+        sender_refused=Count("pk", filter=Delivery.SENDER_REFUSALS),
         complained=Count("pk", filter=Q(last_event="complained")),
         unsubscribed=Count("pk", filter=_LEFT),
         **(
@@ -403,6 +412,7 @@ REPORT_FIGURES = [
     ("bounced", "Bounced"),
     ("bounced_hard", "… hard"),
     ("bounced_soft", "… soft"),
+    ("sender_refused", "Refused because of our sender"),
     ("complained", "Complained"),
     ("unsubscribed", "Unsubscribed"),
     ("skipped", "Skipped (never sent)"),

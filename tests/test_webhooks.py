@@ -454,6 +454,45 @@ def test_a_postmark_spam_filters_refusal_counts_as_a_bounce_not_a_complaint(
     )
 
 
+OUR_SENDERS_HINT = (
+    "check the sending domain's SPF, DKIM and DMARC records and the provider's"
+    " sender reputation"
+)
+
+
+def test_the_desk_counts_refusals_of_our_sender_apart_and_says_what_to_check(
+    client, reader
+):
+    """A broken DMARC record showed on the desk and the post's report only as the
+    readers' bounces: nothing pointed the author at their own sending domain."""
+    delivery = delivery_to(reader, POSTMARK_ID)
+    Delivery.objects.create(
+        mailing=delivery.mailing,
+        batch=delivery.batch,
+        subscriber=SubscriberFactory(email="gone@example.org"),
+        status=Delivery.Status.SENT,
+        esp_message_id="m-gone",
+    )
+    assert post_postmark(client, postmark_bounce("DMARCPolicy")).status_code == 200
+    gone = postmark_bounce("HardBounce", 2, message_id="m-gone")
+    gone["Email"] = "gone@example.org"
+    assert post_postmark(client, gone).status_code == 200
+    post = delivery.mailing.post
+    client.force_login(UserFactory())
+
+    desk = client.get("/admin/").content.decode().replace("&#x27;", "'")
+    assert (
+        f"{delivery.mailing}: bounces 50.0% (over 2%) and refused because of our"
+        f" sender 50.0% (over 2%) of 2 accepted: {OUR_SENDERS_HINT}"
+    ) in desk
+    assert "50.0 %<br>50.0 % refused because of our sender" in desk
+    assert desk.count(OUR_SENDERS_HINT) == 2  # needs you, and the mailings' note
+    report = client.get(f"/admin/newsletter/postreport/{post.pk}/change/")
+    figures = dict(report.context["figures"])
+    assert (figures["Bounced"], figures["Refused because of our sender"]) == (1, 1)
+    assert OUR_SENDERS_HINT in report.content.decode().replace("&#x27;", "'")
+
+
 def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settings):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
     post_postmark(client, postmark_bounce("SoftBounce", 1, message_id="m1"))
