@@ -518,12 +518,8 @@ def _is_hard_bounce(event: AnymailTrackingEvent) -> bool:
 
 
 def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:
-    """A deferral, or a bounce that is not a hard one (asked first), or one of
-    Postmark's that anymail reports as something else."""
-    return (
-        event.event_type in (EventType.DEFERRED, EventType.BOUNCED)
-        or _postmark_type(event) in POSTMARK_SOFT_BOUNCES
-    )
+    """A deferral, or a bounce that is not a hard one (asked first)."""
+    return event.event_type in (EventType.DEFERRED, EventType.BOUNCED)
 
 
 def _jsonable(esp_event) -> object:
