@@ -4,9 +4,11 @@ import socketserver
 import subprocess
 import threading
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from hypothesis import settings as hypothesis_settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -138,6 +140,30 @@ def redis_down(settings):
 
     yield redis_back
     redis_back()
+
+
+@pytest.fixture
+def reaped_once_redis_is_back(
+    redis_down, request, settings, django_capture_on_commit_callbacks
+):
+    """Call it to bring Redis back (tasks then run in-process) and have the reaper
+    go round a doorbell timeout later, when what the outage left unrung is due;
+    it returns what the reaper counted."""
+    from newsletter.delivery.reaper import mailings_reap
+    from newsletter.models import Batch, Mailing
+
+    def reap() -> dict[str, int]:
+        redis_down()
+        request.getfixturevalue("celery_eager")
+        long_ago = timezone.now() - timedelta(
+            seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1
+        )
+        Mailing.objects.update(touched_at=long_ago)
+        Batch.objects.update(touched_at=long_ago)
+        with django_capture_on_commit_callbacks(execute=True):
+            return mailings_reap()
+
+    return reap
 
 
 @pytest.fixture

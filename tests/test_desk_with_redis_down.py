@@ -14,7 +14,6 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from newsletter import delivery
-from newsletter.delivery.reaper import mailings_reap
 from newsletter.enqueue import QUEUE_UNREACHABLE, SENT_ONCE_THE_QUEUE_IS_BACK
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from posts import services
@@ -49,28 +48,6 @@ def desk(client):
     client.force_login(StaffFactory(role="Editor"))
     client.raise_request_exception = False
     return client
-
-
-@pytest.fixture
-def reaped_once_redis_is_back(
-    redis_down, request, settings, django_capture_on_commit_callbacks
-):
-    """Call it to bring Redis back (tasks then run in-process) and have the reaper
-    go round a doorbell timeout later, when what the outage left unrung is due;
-    it returns what the reaper counted."""
-
-    def reap() -> dict[str, int]:
-        redis_down()
-        request.getfixturevalue("celery_eager")
-        long_ago = timezone.now() - timedelta(
-            seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1
-        )
-        Mailing.objects.update(touched_at=long_ago)
-        Batch.objects.update(touched_at=long_ago)
-        with django_capture_on_commit_callbacks(execute=True):
-            return mailings_reap()
-
-    return reap
 
 
 def test_a_post_saved_at_the_desk_with_redis_down_is_saved(
