@@ -166,6 +166,10 @@ class Subscriber(models.Model):
     # were announced without them and are in no round of theirs any more, so the
     # next round of either frequency holds them (a last digest), then clears it.
     digest_owed_until = models.DateTimeField(null=True, editable=False)
+    # Set while the reader is owed their welcome: when it was rung (confirming),
+    # or when its retry is due; a worker clears it as it takes the welcome to
+    # send. The reaper rings again one the broker lost (down, or restarted).
+    welcome_rung_at = models.DateTimeField(null=True, editable=False)
     # When the reader agreed (on a confirmed subscribe form, or in the preference
     # centre) to per-reader engagement; empty if they never did or withdrew.
     # Nothing per reader is kept unless NEWSLETTER_PER_READER_ENGAGEMENT is on too.
@@ -174,7 +178,15 @@ class Subscriber(models.Model):
     objects = SubscriberQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["status", "id"])]
+        indexes = [
+            models.Index(fields=["status", "id"]),
+            # The reaper's every minute: the few readers owed a welcome.
+            models.Index(
+                fields=["welcome_rung_at"],
+                condition=models.Q(welcome_rung_at__isnull=False),
+                name="subscriber_owed_a_welcome",
+            ),
+        ]
         permissions = [("export_subscriber", "Can export subscribers as CSV")]
 
     def __str__(self) -> str:

@@ -297,6 +297,7 @@ def subscriber_confirm(
                 unsubscribed_at=None,
                 paused_at=None,
                 soft_bounces=0,
+                welcome_rung_at=now,
             )
         )
         if engagement:
@@ -324,8 +325,8 @@ def subscriber_confirm(
             )
         if joined:
             Suppression.objects.for_email(subscriber.email).delete()
-            # The broker asked first (views.confirm): lost in between, the reader
-            # is confirmed all the same, and the failure logged.
+            # Owed from now (welcome_rung_at): the broker down, or losing it, the
+            # reader is confirmed all the same, and the reaper rings it again.
             ring_once_committed(lambda: tasks.send_welcome.delay(subscriber.pk))
     subscriber.refresh_from_db()
 
@@ -416,6 +417,8 @@ def address_suppress(*, email: str, reason: Suppression.Reason) -> None:
             # Old confirmation links must not bring the reader back: only a new
             # subscribe request, and the confirmation it sends, may.
             confirmation_sent_at=None,
+            # Nor a welcome not yet sent, once the desk lifts a suppression.
+            welcome_rung_at=None,
         )
 
 
@@ -790,6 +793,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "last_daily_round_at": subscriber.last_daily_round_at,
             "last_weekly_round_at": subscriber.last_weekly_round_at,
             "digest_owed_until": subscriber.digest_owed_until,
+            # Set only while their welcome is still to be sent.
+            "welcome_rung_at": subscriber.welcome_rung_at,
             # Their answer now: a withdrawal is recorded only here.
             "engagement_agreed_at": subscriber.engagement_agreed_at,
         },
@@ -1048,10 +1053,74 @@ def confirmation_unsent(*, consent_id: int) -> None:
         ).update(confirmation_sent_at=None)
 
 
+# A welcome still unsent this long after the reader confirmed is given up: it
+# says what to expect from now on, and by then the newsletter itself may have
+# come. Longer than the provider's outages a one-reader email rides out.
+WELCOME_GIVEN_UP_AFTER_HOURS = 24
+# Welcomes rung again per run of the reaper, at most: one small message on the
+# queue each, and one provider call each in a worker.
+WELCOMES_RUNG_PER_RUN = 100
+
+
 def welcome_send(*, subscriber_id: int) -> None:
-    subscriber = Subscriber.objects.confirmed().filter(pk=subscriber_id).first()
-    if subscriber is not None:
+    """Send the reader their welcome if they are owed it and still receiving.
+
+    Taken (welcome_rung_at cleared, in one UPDATE) before the provider is asked:
+    a second ring, or a worker dying after the provider took it, sends no second
+    welcome. Given back only when the provider clearly refused it
+    (welcome_retry_wait); otherwise a welcome lost on the way is lost for good.
+    """
+    given_up = timezone.now() - timedelta(hours=WELCOME_GIVEN_UP_AFTER_HOURS)
+    taken = (
+        Subscriber.objects.confirmed()
+        .filter(
+            pk=subscriber_id,
+            welcome_rung_at__isnull=False,
+            confirmed_at__gte=given_up,
+        )
+        .update(welcome_rung_at=None)
+    )
+    subscriber = taken and Subscriber.objects.filter(pk=subscriber_id).first()
+    if subscriber:
         welcome_message(subscriber).send()
+
+
+def welcome_retry_wait(*, subscriber_id: int, countdown: float) -> None:
+    """The provider clearly refused the welcome: owed again, dated from when its
+    retry is due, `countdown` seconds on, so that the reaper rings it again only
+    if that retry is lost too (as delivery.batch_retry_wait dates a batch)."""
+    Subscriber.objects.confirmed().filter(
+        pk=subscriber_id, welcome_rung_at__isnull=True
+    ).update(welcome_rung_at=timezone.now() + timedelta(seconds=countdown))
+
+
+def welcomes_reap() -> dict[str, int]:
+    """Run by beat with the mailings' reaper: rings again, a few a run, the
+    welcomes still owed a doorbell timeout after their ring (the broker down when
+    the reader confirmed, or restarted since), to readers still receiving, and
+    gives up those still owed WELCOME_GIVEN_UP_AFTER_HOURS after the reader
+    confirmed."""
+    now = timezone.now()
+    owed = Subscriber.objects.filter(welcome_rung_at__isnull=False)
+    given_up = owed.filter(
+        confirmed_at__lt=now - timedelta(hours=WELCOME_GIVEN_UP_AFTER_HOURS)
+    ).update(welcome_rung_at=None)
+    cutoff = now - timedelta(seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS)
+    lost = (
+        owed.confirmed()
+        .filter(welcome_rung_at__lt=cutoff)
+        .order_by("welcome_rung_at")
+        .values_list("pk", flat=True)
+    )
+    rung = 0
+    for subscriber_id in lost[:WELCOMES_RUNG_PER_RUN]:
+        # Checked again as it is dated: one a worker took meanwhile stays taken.
+        if Subscriber.objects.filter(
+            pk=subscriber_id, welcome_rung_at__lt=cutoff
+        ).update(welcome_rung_at=now):
+            tasks.send_welcome.delay(subscriber_id)
+            rung += 1
+    return {"welcomes_rung": rung, "welcomes_given_up": given_up}
 
 
 def email_change_send(*, subscriber_id: int, new_email: str) -> None:

@@ -27,13 +27,19 @@ def backoff(retries: int) -> float:
 
 
 def retry_if_provider_refused(
-    task, exc: Exception, *, email: str, unsent: Callable[[], None] | None = None
+    task,
+    exc: Exception,
+    *,
+    email: str,
+    unsent: Callable[[], None] | None = None,
+    retrying: Callable[[float], None] | None = None,
 ) -> None:
     """Retry `task` when the provider clearly took nothing; else re-raise.
 
-    After the last retry the email is lost: `unsent` undoes what says it is on its
-    way, so that the reader may ask again, and the loss is logged, as `email` (its
-    kind and row, never the address), for someone to see.
+    `retrying` is told the retry's countdown first. After the last retry the
+    email is lost: `unsent` undoes what says it is on its way, so that the reader
+    may ask again, and the loss is logged, as `email` (its kind and row, never the
+    address), for someone to see.
     """
     if not delivery.provider_refused(exc):
         raise exc  # possibly sent already: a second copy is worse than none
@@ -42,7 +48,10 @@ def retry_if_provider_refused(
             unsent()
         logger.error("The provider refused the %s until the last retry", email)
         raise exc
-    raise task.retry(exc=exc, countdown=backoff(task.request.retries)) from exc
+    countdown = backoff(task.request.retries)
+    if retrying is not None:
+        retrying(countdown)
+    raise task.retry(exc=exc, countdown=countdown) from exc
 
 
 @shared_task
@@ -86,9 +95,15 @@ def send_welcome(self, subscriber_id: int) -> None:
     try:
         subscriptions.welcome_send(subscriber_id=subscriber_id)
     except Exception as exc:
-        # Nothing to undo: the reader is subscribed, and asks for no welcome.
+        # Taken to send (subscriptions.welcome_send): owed again for its retry;
+        # after the last, or possibly sent, it stays taken, and is not sent again.
         retry_if_provider_refused(
-            self, exc, email=f"welcome of subscriber {subscriber_id}"
+            self,
+            exc,
+            email=f"welcome of subscriber {subscriber_id}",
+            retrying=lambda countdown: subscriptions.welcome_retry_wait(
+                subscriber_id=subscriber_id, countdown=countdown
+            ),
         )
 
 
@@ -173,7 +188,8 @@ def send_batch(self, batch_id: int) -> None:
 
 @shared_task
 def reap() -> dict[str, int]:
-    return delivery.mailings_reap()
+    # Welcomes lost with the broker are rung again at the mailings' cadence.
+    return delivery.mailings_reap() | subscriptions.welcomes_reap()
 
 
 @shared_task

@@ -162,10 +162,8 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         initial={"name": consent.name},
     )
     if request.method == "POST" and form.is_valid():
-        # Confirming sends the reader's welcome, which nothing sends again: with
-        # the task queue down they confirm once it is back, the link still good.
-        if not queue_reachable():
-            return _queue_unreachable(request)
+        # With the task queue down the reader is confirmed all the same: their
+        # welcome is owed until a worker sends it (subscriptions.welcomes_reap).
         subscriptions.subscriber_confirm(
             subscriber=subscriber,
             consent_id=consent.pk,

@@ -146,11 +146,11 @@ def redis_down(settings):
 def reaped_once_redis_is_back(
     redis_down, request, settings, django_capture_on_commit_callbacks
 ):
-    """Call it to bring Redis back (tasks then run in-process) and have the reaper
-    go round a doorbell timeout later, when what the outage left unrung is due;
-    it returns what the reaper counted."""
-    from newsletter.delivery.reaper import mailings_reap
-    from newsletter.models import Batch, Mailing
+    """Call it to bring Redis back (tasks then run in-process) and have beat's
+    reaper go round a doorbell timeout later, when what the outage left unrung
+    (mailings, batches, welcomes) is due; it returns what the reaper counted."""
+    from newsletter.models import Batch, Mailing, Subscriber
+    from newsletter.tasks import reap as beats_reaper
 
     def reap() -> dict[str, int]:
         redis_down()
@@ -160,8 +160,11 @@ def reaped_once_redis_is_back(
         )
         Mailing.objects.update(touched_at=long_ago)
         Batch.objects.update(touched_at=long_ago)
+        Subscriber.objects.exclude(welcome_rung_at=None).update(
+            welcome_rung_at=long_ago
+        )
         with django_capture_on_commit_callbacks(execute=True):
-            return mailings_reap()
+            return beats_reaper()
 
     return reap
 

@@ -38,7 +38,7 @@ def a_confirmation(email: str) -> tuple:
 
 
 def a_welcome(email: str) -> tuple:
-    reader = SubscriberFactory(email=email)
+    reader = SubscriberFactory(email=email, welcome_rung_at=timezone.now())
     return tasks.send_welcome, [reader.pk], f"welcome of subscriber {reader.pk}"
 
 

@@ -3,12 +3,16 @@ and is refused while it is down. Lost between that question and the ring after t
 commit (a restart, a blip), the request was a 500, its email never sent, and what it
 wrote kept the reader from asking again (the day's confirmation, the day's change
 of address, the one-time link spent): it is taken back, and the reader gets the
-same 503 "try again in a minute" page as when the queue was down from the start."""
+same 503 "try again in a minute" page as when the queue was down from the start.
+A confirmation asks nothing first: the reader is confirmed, and the reaper rings
+their welcome again once the queue is back."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from newsletter.enqueue import QUEUE_UNREACHABLE, tasks
@@ -118,8 +122,8 @@ def test_a_new_address_confirmed_as_the_queue_is_lost_is_refused_and_the_link_wo
     assert change.to == ["new@example.org"]
 
 
-def test_a_confirmation_as_the_queue_is_lost_confirms_the_reader_and_logs_the_welcome(
-    client, queue_lost, caplog
+def test_a_confirmation_as_the_queue_is_lost_confirms_and_welcomes_once_it_is_back(
+    client, queue_lost, caplog, settings, monkeypatch
 ):
     subscription_request(email="sam@example.org")
     [message] = mail.outbox
@@ -128,14 +132,27 @@ def test_a_confirmation_as_the_queue_is_lost_confirms_the_reader_and_logs_the_we
         for line in message.body.splitlines()
         if "/subscribe/confirm/" in line
     )
-    queue_lost("send_welcome")
+    queue_back = queue_lost("send_welcome")
 
     # Confirmed when the welcome's ring fails: the page says so, rather than
-    # "nothing has been stored", and the lost welcome is logged.
+    # "nothing has been stored", and the lost ring is logged.
     confirmed = client.post(link)
     assert confirmed.status_code == 200
     assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE
     assert "subscriber_confirm" in caplog.text
+    assert mail.outbox == [message]
+
+    # The queue is back, and beat's reaper goes round a doorbell timeout later.
+    queue_back()
+    later = timezone.now() + timedelta(
+        seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1
+    )
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    tasks.reap.delay()
+    tasks.reap.delay()
+    [welcome] = mail.outbox[1:]
+    assert welcome.subject == "Welcome to On Probation"
+    assert welcome.to == ["sam@example.org"]
 
 
 def test_a_reader_added_at_the_desk_as_the_queue_is_lost_is_refused_not_left_pending(

@@ -607,23 +607,3 @@ def test_a_subscription_asked_for_with_redis_down_is_refused_and_nothing_stored(
     assert not mail.outbox
     # Its limits could not be counted either: the request went on regardless.
     assert "Could not count a request against its limit" in caplog.text
-
-
-def test_a_confirmation_with_redis_down_is_refused_and_the_link_still_works_after(
-    client, request, django_capture_on_commit_callbacks
-):
-    subscribe(client, "sam@example.org", django_capture_on_commit_callbacks)
-    link = confirm_url_from(mail.outbox[0])
-    redis_back = request.getfixturevalue("redis_down")
-    with django_capture_on_commit_callbacks(execute=True):
-        refused = client.post(link)
-    assert refused.status_code == 503
-    assert "try again in a minute" in refused.text
-    assert Subscriber.objects.get().status == Subscriber.Status.PENDING
-
-    redis_back()
-    with django_capture_on_commit_callbacks(execute=True):
-        confirmed = client.post(link)
-    assert confirmed.status_code == 200
-    assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE
-    assert len(mail.outbox) == 2  # the confirmation, then the welcome
