@@ -74,11 +74,13 @@ def test_a_reader_gone_before_their_welcome_went_gets_none(
     confirmed_with_redis_down, reaped_once_redis_is_back, leaving
 ):
     assert confirmed_with_redis_down.status_code == 200
-    leaving(Subscriber.objects.get())
+    reader = Subscriber.objects.get()
+    reader_id = reader.pk
+    leaving(reader)
 
     assert reaped_once_redis_is_back()["welcomes_rung"] == 0
     # Nor does the lost ring, found again late, send it.
-    tasks.send_welcome.delay(Subscriber.objects.values_list("pk", flat=True).first())
+    tasks.send_welcome.delay(reader_id)
     assert WELCOME not in [m.subject for m in mail.outbox]
 
 
@@ -125,5 +127,26 @@ def test_a_welcome_the_provider_may_have_taken_is_never_sent_again(
         seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS + 1
     )
     monkeypatch.setattr(timezone, "now", lambda: later)
+    assert tasks.reap()["welcomes_rung"] == 0
+    assert fake_esp.recipients() == {"sam@example.org": 2}
+
+
+def test_a_welcome_the_provider_refused_is_rung_again_if_its_retry_is_lost(
+    client, fake_esp, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Taken to send, then clearly refused (a 503): owed again for its retry,
+    which the queue loses (here, never run); the reaper rings it, once."""
+    subscribe(client, "sam@example.org", django_capture_on_commit_callbacks)
+    reader = Subscriber.objects.get()
+    fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
+    with django_capture_on_commit_callbacks(execute=True):
+        subscriptions.subscriber_confirm(
+            subscriber=reader, consent_id=reader.consents.get().pk
+        )
+    assert fake_esp.recipients() == {"sam@example.org": 1}  # the confirmation
+
+    later = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert tasks.reap()["welcomes_rung"] == 1
     assert tasks.reap()["welcomes_rung"] == 0
     assert fake_esp.recipients() == {"sam@example.org": 2}
