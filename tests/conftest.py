@@ -96,12 +96,15 @@ def _isolated_cache(settings):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_digest_parts():
-    # A worker keeps a round's rendered digest parts, keyed by ids and times that
-    # repeat from test to test (rolled-back ids, the fake clock).
+def _fresh_rendered_emails():
+    # A worker keeps a post's rendered email and a round's digest parts, keyed by
+    # ids and times that repeat from test to test (rolled-back ids, the fake
+    # clock): kept, their counted links name Link rows rolled back since.
     from newsletter import digests
+    from newsletter.delivery import sender
 
     digests._last_parts = None
+    sender._last_rendered = None
 
 
 @pytest.fixture
