@@ -78,6 +78,15 @@ def no_inline_rows(*prefixes: str) -> dict:
     }
 
 
+def confirm_link(message) -> str:
+    """The confirmation link in a reader's confirmation email."""
+    return next(
+        line.strip()
+        for line in message.body.splitlines()
+        if "/subscribe/confirm/" in line
+    )
+
+
 def png(width: int, height: int, name: str = "photo.png") -> SimpleUploadedFile:
     """An image file as the desk's upload field receives it."""
     buffer = BytesIO()

@@ -26,7 +26,7 @@ from newsletter.tokens import Purpose, make_token
 from . import test_digests as digests_test
 from . import test_engagement as engagement_test
 from . import test_webhooks as webhooks_test
-from .factories import PostFactory, SubscriberFactory, UserFactory
+from .factories import PostFactory, SubscriberFactory, UserFactory, confirm_link
 from .locks import as_erasure_commits
 from .test_digests import clock  # noqa: F401 (the digests' time of day, a fixture)
 from .test_engagement import BROWSER, REPORT
@@ -245,14 +245,6 @@ def test_a_click_counted_as_its_reader_erases_their_data_is_counted_for_nobody(
     assert clicked == 302
     assert not Engagement.objects.exists()
     assert Link.objects.get(url=REPORT).people == 1
-
-
-def confirm_link(message) -> str:
-    return next(
-        line.strip()
-        for line in message.body.splitlines()
-        if "/subscribe/confirm/" in line
-    )
 
 
 @pytest.mark.usefixtures("per_reader")

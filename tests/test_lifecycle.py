@@ -15,7 +15,7 @@ from newsletter.models import Consent, Delivery, Mailing, Subscriber, Suppressio
 from newsletter.tokens import Purpose, make_token
 from posts.services import post_publish
 
-from .factories import PostFactory, SubscriberFactory
+from .factories import PostFactory, SubscriberFactory, confirm_link
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -24,14 +24,6 @@ Reason = Suppression.Reason
 
 def subscribe(client, on_commit, email):
     return on_commit(client.post, "/subscribe/", {"email": email})
-
-
-def confirm_url_from(message) -> str:
-    return next(
-        line.strip()
-        for line in message.body.splitlines()
-        if "/subscribe/confirm/" in line
-    )
 
 
 @pytest.mark.parametrize(
@@ -133,7 +125,7 @@ def test_an_unsubscribed_reader_comes_back_only_through_a_fresh_double_opt_in(
     client, on_commit
 ):
     subscribe(client, on_commit, "reader@example.org")
-    first_link = confirm_url_from(mail.outbox[0])
+    first_link = confirm_link(mail.outbox[0])
     confirmed = on_commit(client.post, first_link)
     assert confirmed.status_code == 200
     assert "You are subscribed" in confirmed.text
@@ -148,7 +140,7 @@ def test_an_unsubscribed_reader_comes_back_only_through_a_fresh_double_opt_in(
     mail.outbox.clear()
     subscribe(client, on_commit, "reader@example.org")
     assert len(mail.outbox) == 1
-    on_commit(client.post, confirm_url_from(mail.outbox[0]))
+    on_commit(client.post, confirm_link(mail.outbox[0]))
     subscriber.refresh_from_db()
     assert subscriber.status == Subscriber.Status.ACTIVE
     assert not Suppression.objects.exists()
@@ -167,7 +159,7 @@ def test_a_paused_reader_with_no_email_left_comes_back_through_the_form(
     subscribe(client, on_commit, "reader@example.org")
     [confirmation] = mail.outbox
     assert confirmation.subject == "Confirm your subscription to On Probation"
-    on_commit(client.post, confirm_url_from(confirmation))
+    on_commit(client.post, confirm_link(confirmation))
 
     reader.refresh_from_db()
     assert reader.paused_at is None
@@ -185,7 +177,7 @@ def test_a_paused_reader_using_their_old_confirmation_link_is_told_they_are_paus
     changes, and the page says so and where to resume (it said new posts would
     arrive)."""
     subscribe(client, on_commit, "sam@example.org")
-    link = confirm_url_from(mail.outbox[0])
+    link = confirm_link(mail.outbox[0])
     on_commit(client.post, link)
     reader = Subscriber.objects.get()
     subscriptions.subscriber_pause(subscriber=reader)
@@ -213,7 +205,7 @@ def test_a_reader_the_author_suppressed_again_before_they_confirmed_is_told_so(
     [confirmation] = mail.outbox
     subscriptions.address_suppress(email="sam@example.org", reason=Reason.MANUAL)
 
-    page = on_commit(client.post, confirm_url_from(confirmation))
+    page = on_commit(client.post, confirm_link(confirmation))
 
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.SUPPRESSED
@@ -232,15 +224,15 @@ def test_a_deleted_person_may_come_back_through_a_fresh_double_opt_in(
 
     subscribe(client, on_commit, "r@example.org")
     assert Subscriber.objects.get().status == Subscriber.Status.PENDING
-    on_commit(client.post, confirm_url_from(mail.outbox[0]))
+    on_commit(client.post, confirm_link(mail.outbox[0]))
     assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE
     assert not Suppression.objects.exists()
 
 
 def test_confirming_sends_one_welcome_email_with_personal_links(client, on_commit):
     subscribe(client, on_commit, "reader@example.org")
-    on_commit(client.post, confirm_url_from(mail.outbox[0]))
-    on_commit(client.post, confirm_url_from(mail.outbox[0]))  # a second click
+    on_commit(client.post, confirm_link(mail.outbox[0]))
+    on_commit(client.post, confirm_link(mail.outbox[0]))  # a second click
 
     assert [m.subject for m in mail.outbox] == [
         "Confirm your subscription to On Probation",

@@ -20,7 +20,7 @@ from newsletter.models import Subscriber
 from newsletter.subscriptions import subscription_request
 from newsletter.tokens import Purpose, make_token
 
-from .factories import SubscriberFactory, admin_subscriber_form
+from .factories import SubscriberFactory, admin_subscriber_form, confirm_link
 
 # The ring is made once the request's transaction really commits.
 pytestmark = [
@@ -127,11 +127,7 @@ def test_a_confirmation_as_the_queue_is_lost_confirms_and_welcomes_once_it_is_ba
 ):
     subscription_request(email="sam@example.org")
     [message] = mail.outbox
-    link = next(
-        line.strip()
-        for line in message.body.splitlines()
-        if "/subscribe/confirm/" in line
-    )
+    link = confirm_link(message)
     queue_back = queue_lost("send_welcome")
 
     # Confirmed when the welcome's ring fails: the page says so, rather than

@@ -22,7 +22,7 @@ from newsletter.subscriptions import (
 from newsletter.tasks import send_confirmation
 from newsletter.tokens import Purpose, make_token
 
-from .factories import RegionFactory, SubscriberFactory
+from .factories import RegionFactory, SubscriberFactory, confirm_link
 from .locks import in_a_thread, until_done_or_waiting_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -31,14 +31,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 def subscribe(client, email, django_capture_on_commit_callbacks, **extra):
     with django_capture_on_commit_callbacks(execute=True):
         return client.post("/subscribe/", {"email": email, **extra})
-
-
-def confirm_url_from(message) -> str:
-    return next(
-        line.strip()
-        for line in message.body.splitlines()
-        if "/subscribe/confirm/" in line
-    )
 
 
 def test_subscribe_form_shows_the_consent_wording(client):
@@ -213,7 +205,7 @@ def test_a_refused_name_on_the_confirm_page_says_so_first(
     client, django_capture_on_commit_callbacks
 ):
     subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
-    response = client.post(confirm_url_from(mail.outbox[0]), {"name": "\u200b"})
+    response = client.post(confirm_link(mail.outbox[0]), {"name": "\u200b"})
     assert response.status_code == 400
     assert (
         "<title>Error: Confirm your subscription — On Probation</title>"
@@ -258,7 +250,7 @@ def test_a_name_cleared_on_the_confirm_page_is_cleared(
             f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/",
             {"action": "resubscribe"},
         )
-    link = confirm_url_from(mail.outbox[0])
+    link = confirm_link(mail.outbox[0])
     assert 'value="Sam"' in client.get(link).text
 
     client.post(link, {"name": ""})
@@ -273,7 +265,7 @@ def test_confirm_link_shows_a_button_and_get_changes_nothing(
     client, django_capture_on_commit_callbacks
 ):
     subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
-    response = client.get(confirm_url_from(mail.outbox[0]))
+    response = client.get(confirm_link(mail.outbox[0]))
     assert response.status_code == 200
     assert "Confirm my subscription" in response.content.decode()
     assert Subscriber.objects.get().status == Subscriber.Status.PENDING
@@ -285,7 +277,7 @@ def test_a_head_request_is_answered_as_a_get_and_changes_nothing(
     """Link checkers and mail scanners ask with HEAD: they were answered 405, as
     if the form and the link did not work."""
     subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
-    for url in ["/subscribe/", confirm_url_from(mail.outbox[0])]:
+    for url in ["/subscribe/", confirm_link(mail.outbox[0])]:
         get, head = client.get(url), client.head(url)
         assert (head.status_code, head["Content-Type"]) == (200, get["Content-Type"])
         assert head.content == b""
@@ -305,7 +297,7 @@ def test_the_confirm_page_says_what_the_reader_agrees_to_receive(
         ("some@example.org", {"topics": [f"region:{wales.slug}"]}),
     ]:
         subscribe(client, email, django_capture_on_commit_callbacks, **chosen)
-    everything, some = (client.get(confirm_url_from(m)).text for m in mail.outbox)
+    everything, some = (client.get(confirm_link(m)).text for m in mail.outbox)
 
     assert "0 topics" not in everything
     assert "every new post at <strong>all@example.org</strong> (weekly digest)" in (
@@ -319,7 +311,7 @@ def test_confirming_activates_and_records_when(
     client, django_capture_on_commit_callbacks
 ):
     subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
-    response = client.post(confirm_url_from(mail.outbox[0]))
+    response = client.post(confirm_link(mail.outbox[0]))
     assert response.status_code == 200
     subscriber = Subscriber.objects.get()
     assert subscriber.status == Subscriber.Status.ACTIVE
@@ -338,7 +330,7 @@ def test_the_consent_records_where_it_was_asked_and_where_it_was_confirmed(
             {"email": "reader@example.org"},
             REMOTE_ADDR="203.0.113.5",
         )
-    response = client.post(confirm_url_from(mail.outbox[0]), REMOTE_ADDR="198.51.100.7")
+    response = client.post(confirm_link(mail.outbox[0]), REMOTE_ADDR="198.51.100.7")
     assert response.status_code == 200
     consent = Consent.objects.get()
     assert consent.ip_address == "203.0.113.5"
@@ -434,11 +426,11 @@ def test_only_the_latest_confirmation_link_works(
     client, django_capture_on_commit_callbacks
 ):
     subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
-    first = confirm_url_from(mail.outbox[0])
+    first = confirm_link(mail.outbox[0])
     Subscriber.objects.update(confirmation_sent_at=timezone.now() - timedelta(days=2))
     subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
     assert client.post(first).status_code == 404
-    assert client.post(confirm_url_from(mail.outbox[1])).status_code == 200
+    assert client.post(confirm_link(mail.outbox[1])).status_code == 200
 
 
 def test_unsubscribed_reader_comes_back_only_by_confirming_again(
@@ -447,7 +439,7 @@ def test_unsubscribed_reader_comes_back_only_by_confirming_again(
     SubscriberFactory(email="back@example.org", status="unsubscribed")
     subscribe(client, "back@example.org", django_capture_on_commit_callbacks)
     assert Subscriber.objects.get().status == Subscriber.Status.UNSUBSCRIBED
-    client.post(confirm_url_from(mail.outbox[0]))
+    client.post(confirm_link(mail.outbox[0]))
     assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE
 
 
@@ -472,7 +464,7 @@ def test_a_stranger_resubmitting_a_pending_address_cannot_change_what_its_link_c
         frequency="daily",
     )
     assert len(mail.outbox) == 1  # at most one confirmation a day
-    client.post(confirm_url_from(message))
+    client.post(confirm_link(message))
 
     subscriber = Subscriber.objects.get()
     assert subscriber.status == Subscriber.Status.ACTIVE
@@ -506,7 +498,7 @@ def test_a_request_confirmed_after_an_import_made_its_reader_one_gets_what_it_as
         )
     )
 
-    page = client.post(confirm_url_from(mail.outbox[0]), REMOTE_ADDR="198.51.100.7")
+    page = client.post(confirm_link(mail.outbox[0]), REMOTE_ADDR="198.51.100.7")
 
     assert "You are subscribed" in page.text
     reader = Subscriber.objects.get()
@@ -533,8 +525,8 @@ def test_a_later_request_gets_its_own_link_which_confirms_its_own_consent(
         client, "reader@example.org", django_capture_on_commit_callbacks, name="Ann"
     )
     first, later = mail.outbox
-    assert client.post(confirm_url_from(first)).status_code == 404
-    client.post(confirm_url_from(later))
+    assert client.post(confirm_link(first)).status_code == 404
+    client.post(confirm_link(later))
 
     subscriber = Subscriber.objects.get()
     assert subscriber.status == Subscriber.Status.ACTIVE
@@ -561,7 +553,7 @@ def test_a_complaint_recorded_while_a_returning_reader_confirms_keeps_them_out(
     SubscriberFactory(email="back@example.org", status="unsubscribed")
     address_suppress(email="back@example.org", reason=Suppression.Reason.UNSUBSCRIBED)
     subscribe(client, "back@example.org", django_capture_on_commit_callbacks)
-    confirm_url = confirm_url_from(mail.outbox.pop())
+    confirm_url = confirm_link(mail.outbox.pop())
     checked, go_on = threading.Event(), threading.Event()
     is_blocked = subscriptions.is_blocked
 

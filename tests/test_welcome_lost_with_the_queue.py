@@ -15,7 +15,8 @@ from newsletter import subscriptions, tasks
 from newsletter.models import Subscriber, Suppression
 from newsletter.subscriptions import WELCOME_GIVEN_UP_AFTER_HOURS
 
-from .test_subscribe import confirm_url_from, subscribe
+from .factories import confirm_link
+from .test_subscribe import subscribe
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -26,7 +27,7 @@ WELCOME = "Welcome to On Probation"
 def confirmed_with_redis_down(client, request, django_capture_on_commit_callbacks):
     """Sam subscribes, then confirms with Redis down: the confirmation page."""
     subscribe(client, "sam@example.org", django_capture_on_commit_callbacks)
-    link = confirm_url_from(mail.outbox[0])
+    link = confirm_link(mail.outbox[0])
     request.getfixturevalue("redis_down")
     with django_capture_on_commit_callbacks(execute=True):
         return client.post(link)
