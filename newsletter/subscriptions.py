@@ -852,6 +852,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "sent_at": delivery.sent_at,
                 "last_event": delivery.last_event,
                 "last_event_at": delivery.last_event_at,
+                # Their mail provider refused our sender: not their address.
+                "sender_refused": delivery.sender_refused,
             }
             for delivery in deliveries
         ],

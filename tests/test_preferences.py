@@ -510,6 +510,9 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_co
         subscriber=reader,
         status=Delivery.Status.SENT,
         esp_message_id="abc",
+        # Their mail provider refused the publication's sender, not their address.
+        last_event="rejected",
+        sender_refused=True,
     )
     # Someone else typed the reader's address into the form; nobody confirmed it.
     form_request(reader, ip_address="198.51.100.9", confirmed=False)
@@ -538,8 +541,9 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_co
             "status": "sent",
             "error": "",
             "sent_at": None,
-            "last_event": "",
+            "last_event": "rejected",
             "last_event_at": None,
+            "sender_refused": True,
         }
     ]
     assert data["suppressions"] == []
