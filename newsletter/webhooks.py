@@ -480,6 +480,14 @@ POSTMARK_SOFT_BOUNCES = {"SoftBounce", "SpamNotification"}
 # is a "bounce" or "generic" failure, told apart only by the receiver's words.
 POSTMARK_SENDER_REFUSALS = {"Blocked", "DMARCPolicy"}
 MAILGUN_SENDER_REFUSALS = {"espblock"}
+# What the receiving server's enhanced status code (Mailgun's "enhanced-code",
+# after its class, 4 or 5) says of our sender: RFC 7372's failures of its
+# authentication (7.20-7.22 DKIM, 7.23-7.24 SPF, 7.25 reverse DNS, 7.26 more
+# than one: Gmail's DMARC refusal), and Microsoft's own DMARC refusal (7.509).
+SENDERS_AUTHENTICATION_FAILED = {
+    *(f"7.{detail}" for detail in range(20, 27)),
+    "7.509",
+}
 
 
 def _postmark_type(event: AnymailTrackingEvent) -> str:
@@ -487,18 +495,28 @@ def _postmark_type(event: AnymailTrackingEvent) -> str:
     return str(esp_event.get("Type", "")) if esp_event.get("RecordType") else ""
 
 
-def _mailgun_reason(event: AnymailTrackingEvent) -> str:
+def _mailgun_event_data(event: AnymailTrackingEvent) -> dict:
     esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
     event_data = esp_event.get("event-data")
-    return str(event_data.get("reason", "")) if isinstance(event_data, dict) else ""
+    return event_data if isinstance(event_data, dict) else {}
+
+
+def _mailgun_enhanced_code(event_data: dict) -> str:
+    """The receiving server's enhanced status code without its class: "7.26"."""
+    status = event_data.get("delivery-status")
+    code = str(status.get("enhanced-code") or "") if isinstance(status, dict) else ""
+    return code.partition(".")[2]
 
 
 def _refused_our_sender(event: AnymailTrackingEvent) -> bool:
     """The reader's mail provider refused our sender: the email did not reach
     them, and it says nothing of their mailbox."""
+    if _postmark_type(event) in POSTMARK_SENDER_REFUSALS:
+        return True
+    event_data = _mailgun_event_data(event)
     return (
-        _postmark_type(event) in POSTMARK_SENDER_REFUSALS
-        or _mailgun_reason(event) in MAILGUN_SENDER_REFUSALS
+        str(event_data.get("reason", "")) in MAILGUN_SENDER_REFUSALS
+        or _mailgun_enhanced_code(event_data) in SENDERS_AUTHENTICATION_FAILED
     )
 
 

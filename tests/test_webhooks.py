@@ -780,6 +780,55 @@ def test_mailgun_reporting_the_receiver_blocked_our_sender_counts_no_soft_bounce
     assert delivery.last_event == "bounced"  # the email still did not reach them
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        # Gmail's DMARC refusal, RFC 7372's "multiple authentication checks failed".
+        (
+            "5.7.26",
+            "Unauthenticated email from mg.example.org is not accepted due "
+            "to domain's DMARC policy.",
+        ),
+        # RFC 7372's SPF failure, as a temporary one.
+        ("4.7.23", "SPF validation failed"),
+        # Outlook's DMARC refusal, its own code.
+        (
+            "5.7.509",
+            "Access denied, sending domain mg.example.org does not pass "
+            "DMARC verification",
+        ),
+    ],
+)
+def test_mailgun_failing_our_senders_authentication_suppresses_no_reader(
+    client, reader, settings, code, message
+):
+    """Mailgun has no reason of its own for a DMARC refusal: a "bounce", which
+    suppressed the reader for good, every reader at Gmail after one email. The
+    receiver's enhanced status code says it was our sender's authentication."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 1
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    severity = "temporary" if code.startswith("4") else "permanent"
+    failed = mailgun_failed(severity, f"token-{code}")
+    failed["event-data"]["delivery-status"].update(
+        {"enhanced-code": code, "message": f"{code} {message}"}
+    )
+    assert post_mailgun(client, failed).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 0)
+    assert not Suppression.objects.exists()
+    delivery.refresh_from_db()
+    assert delivery.sender_refused
+
+
+def test_mailgun_refusing_a_mailbox_with_a_code_of_the_address_still_suppresses_it(
+    client, reader
+):
+    failed = mailgun_failed("permanent", "token-5.1.1")
+    failed["event-data"]["delivery-status"]["enhanced-code"] = "5.1.1"
+    assert post_mailgun(client, failed).status_code == 200
+    assert Suppression.objects.get().reason == "hard_bounce"
+
+
 def test_mailgun_refusing_an_address_it_saw_bounce_suppresses_it(client, reader):
     failed = mailgun_failed("permanent", "token-suppress-bounce")
     failed["event-data"]["reason"] = "suppress-bounce"
