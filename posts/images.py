@@ -22,7 +22,8 @@ RENDITION_WIDTHS = (480, 800, 1200)
 WEBP_QUALITY = 80
 # A worker decodes the whole image to resize it, at 4 bytes a pixel: 40 megapixels
 # (a large camera's photo) cost 160 MB. A small file can claim far more pixels (a
-# "decompression bomb"), which Pillow refuses only beyond 179 megapixels.
+# "decompression bomb"), which Pillow refuses only beyond 179 megapixels. Uploads
+# over it are refused, and so are, by the worker, images stored before that.
 MAX_PIXELS = 40_000_000
 # What pages serve: a TIFF would not display, a BMP is uncompressed, and other
 # formats' metadata is not cleaned here.
@@ -150,8 +151,9 @@ def rendition_name(original: str, width: int) -> str:
 
 class NotResizable(Exception):
     """The stored image itself cannot be resized (damaged, truncated, a
-    decompression bomb, a rendition larger than WebP allows): trying again fails
-    the same way. Storage's own failures are not this: they may pass."""
+    decompression bomb, more pixels than uploads take, a rendition larger than
+    WebP allows): trying again fails the same way. Storage's own failures are not
+    this: they may pass."""
 
 
 # What Pillow raises on an image it cannot read or write; read from memory, so
@@ -179,6 +181,11 @@ def _renditions_of(data: bytes, name: str) -> dict[str, bytes]:
     """Each rendition's name and WebP file, made in memory."""
     renditions = {}
     with Image.open(BytesIO(data)) as source:
+        # From the header, before decoding: an original stored before uploads were
+        # limited took up to 700 MB, and a worker killed for it is given the task
+        # again at once (acks_late), a loop beat's count of rings never sees.
+        if source.width * source.height > MAX_PIXELS:
+            raise NotResizable(f"more than {MAX_PIXELS // 10**6} million pixels")
         # Originals stored before uploads were cleaned still carry their
         # orientation tag, and the rest of what the camera wrote.
         picture = ImageOps.exif_transpose(source)

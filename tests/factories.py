@@ -94,6 +94,13 @@ def png(width: int, height: int, name: str = "photo.png") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png")
 
 
+def bomb(width: int, height: int) -> SimpleUploadedFile:
+    """A one-bit PNG: a few kilobytes on the wire, width by height pixels decoded."""
+    buffer = BytesIO()
+    Image.new("1", (width, height)).save(buffer, "PNG")
+    return SimpleUploadedFile("bomb.png", buffer.getvalue(), content_type="image/png")
+
+
 def rung_long_ago() -> None:
     """Rings as beat finds them, lost, a while later."""
     long_ago = timezone.now() - RING_LOST_AFTER - timedelta(seconds=1)

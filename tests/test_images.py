@@ -15,7 +15,13 @@ from posts.images import ImageUploadField
 from posts.models import Post, PostImage
 from posts.views import uploaded_file
 
-from .factories import PublishedPostFactory, UserFactory, admin_post_form, png
+from .factories import (
+    PublishedPostFactory,
+    UserFactory,
+    admin_post_form,
+    bomb,
+    png,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -184,13 +190,6 @@ def test_an_image_uploaded_before_shows_and_gets_its_renditions_again_at_deploy(
 
 
 # Large images (issue 17, finding 9) -----------------------------------------------
-
-
-def bomb(width: int, height: int) -> SimpleUploadedFile:
-    """A one-bit PNG: a few kilobytes on the wire, width by height pixels decoded."""
-    buffer = BytesIO()
-    Image.new("1", (width, height)).save(buffer, "PNG")
-    return SimpleUploadedFile("bomb.png", buffer.getvalue(), content_type="image/png")
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from posts.models import ImageToResize, Post
 from posts.services import RENDITIONS_RUNG_AGAIN_AT_MOST, RENDITIONS_RUNG_PER_RUN
 from posts.tasks import ring_lost_doorbells
 
-from .factories import UserFactory, admin_post_form, png, rung_long_ago
+from .factories import UserFactory, admin_post_form, bomb, png, rung_long_ago
 
 pytestmark = pytest.mark.django_db
 
@@ -82,10 +82,8 @@ def truncated_jpeg() -> bytes:
 
 
 def bomb_png() -> bytes:
-    """A few kilobytes, 200 megapixels decoded: beyond Pillow's own limit."""
-    buffer = BytesIO()
-    Image.new("1", (20_000, 10_000)).save(buffer, "PNG")
-    return buffer.getvalue()
+    """200 megapixels decoded: beyond Pillow's own limit."""
+    return bomb(20_000, 10_000).read()
 
 
 @pytest.mark.parametrize(
@@ -105,6 +103,22 @@ def test_an_image_stored_before_uploads_were_checked_that_cannot_be_decoded_is_g
 
     rung_long_ago()
     assert ring_lost_doorbells.delay().get()["renditions_rung"] == 0
+    assert not (media / "renditions").exists()
+
+
+def test_an_image_stored_before_uploads_were_limited_is_given_up_undecoded(
+    media, caplog
+):
+    """48 megapixels, within Pillow's own limit: decoded, a larger one (up to 179
+    megapixels) took 700 MB, and a worker killed for it was given the same task
+    again at once (acks_late), for ever, unseen by beat's count of rings."""
+    name = default_storage.save("posts/2019/survey.png", bomb(8000, 6000))
+    services.image_resize_rung(name=name)
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
+    assert not ImageToResize.objects.exists()
+    [message] = logged(caplog, name)
+    assert "more than 40 million pixels" in message
     assert not (media / "renditions").exists()
 
 
