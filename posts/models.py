@@ -275,6 +275,9 @@ class Post(models.Model):
     # When its link check was rung, until the check has run (posts.links): beat
     # rings again a check the broker lost (down then, or restarted since).
     links_check_rung_at = models.DateTimeField(null=True, editable=False)
+    # By beat, since the author's ring: those rung again least go first, and those
+    # rung too often are given up (services.posts_to_check_again).
+    links_check_rung_again = models.PositiveSmallIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -182,6 +182,9 @@ LINK_CHECKS_RUNG_PER_RUN = 20
 # coming back, and a worker that fails longer (killed decoding the image, out of
 # memory) will not do better.
 RENDITIONS_RUNG_AGAIN_AT_MOST = 12  # rings
+# The same for a post's link check, which fails again only if the checker itself
+# does (a worker killed, the database away): the author's next save rings it anew.
+LINK_CHECKS_RUNG_AGAIN_AT_MOST = 12  # rings
 
 
 def image_resize_rung(*, name: str) -> None:
@@ -214,7 +217,9 @@ def post_links_check_rung(*, post_id: int) -> None:
     """The post's link check is rung for: kept until it has run
     (posts.links.post_links_check), for beat to ring again if the ring is lost."""
     # update(): the post's stamp (updated_at) stays the author's.
-    Post.objects.filter(pk=post_id).update(links_check_rung_at=timezone.now())
+    Post.objects.filter(pk=post_id).update(
+        links_check_rung_at=timezone.now(), links_check_rung_again=0
+    )
 
 
 def images_to_resize_again(*, now: datetime) -> list[str]:
@@ -250,14 +255,30 @@ def images_to_resize_again(*, now: datetime) -> list[str]:
 
 
 def posts_to_check_again(*, now: datetime) -> list[int]:
-    """The posts whose link check was rung for and lost, the oldest first, marked
-    rung `now`: the caller rings them, and the next run waits for this ring as for
-    the first."""
+    """The posts whose link check was rung for and lost (or failed), marked rung
+    `now`: those rung again least first, then the longest waiting, so that checks
+    that keep failing wait behind the rest. Those rung again too often are given
+    up, logged. The caller rings the rest, and the next run waits for this ring as
+    for the first."""
     lost = Post.objects.filter(links_check_rung_at__lt=now - RING_LOST_AFTER)
-    post_ids = list(
-        lost.order_by("links_check_rung_at").values_list("pk", flat=True)[
-            :LINK_CHECKS_RUNG_PER_RUN
-        ]
+    rows = lost.order_by(
+        "links_check_rung_again", "links_check_rung_at", "pk"
+    ).values_list("pk", "links_check_rung_again")[:LINK_CHECKS_RUNG_PER_RUN]
+    post_ids, given_up = [], []
+    for post_id, rung_again in rows:
+        if rung_again >= LINK_CHECKS_RUNG_AGAIN_AT_MOST:
+            logger.error(
+                "Link check of post %d given up: still not run after %d rings "
+                "again. Saving the post rings it again.",
+                post_id,
+                rung_again,
+            )
+            given_up.append(post_id)
+        else:
+            post_ids.append(post_id)
+    # Still lost: a post the author saves meanwhile is rung afresh, not given up.
+    lost.filter(pk__in=given_up).update(links_check_rung_at=None)
+    lost.filter(pk__in=post_ids).update(
+        links_check_rung_at=now, links_check_rung_again=F("links_check_rung_again") + 1
     )
-    Post.objects.filter(pk__in=post_ids).update(links_check_rung_at=now)
     return post_ids

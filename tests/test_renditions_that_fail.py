@@ -2,7 +2,9 @@
 (posts.tasks.ring_lost_doorbells) every ten minutes for ever, and twenty of them
 took every run's turn from the images waiting behind them. An image that cannot be
 resized is given up at once, logged, and shown as uploaded; a failure that may
-pass (storage refusing the renditions) is rung again, a bounded number of times."""
+pass (storage refusing the renditions) is rung again, a bounded number of times.
+A post's link check that keeps failing was rung again for ever too, and is now
+treated the same."""
 
 import logging
 from datetime import timedelta
@@ -15,13 +17,25 @@ from django.db.models import F
 from PIL import Image
 
 from newsletter.celery import app as celery_app
-from posts import services
+from posts import links, services
 from posts.images import rendition_name
-from posts.models import ImageToResize, Post
-from posts.services import RENDITIONS_RUNG_AGAIN_AT_MOST, RENDITIONS_RUNG_PER_RUN
+from posts.models import ImageToResize, LinkCheck, Post
+from posts.services import (
+    LINK_CHECKS_RUNG_AGAIN_AT_MOST,
+    LINK_CHECKS_RUNG_PER_RUN,
+    RENDITIONS_RUNG_AGAIN_AT_MOST,
+    RENDITIONS_RUNG_PER_RUN,
+)
 from posts.tasks import ring_lost_doorbells
 
-from .factories import UserFactory, admin_post_form, bomb, png, rung_long_ago
+from .factories import (
+    PostFactory,
+    UserFactory,
+    admin_post_form,
+    bomb,
+    png,
+    rung_long_ago,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -172,3 +186,78 @@ def test_images_that_keep_failing_do_not_keep_a_newer_one_waiting(media):
         ring_lost_doorbells.delay().get()["renditions_rung"] == RENDITIONS_RUNG_PER_RUN
     )
     assert (media / rendition_name(new, 480)).exists()
+
+
+# Link checks that fail ------------------------------------------------------------
+
+
+@pytest.fixture
+def checker_fails_on(monkeypatch):
+    """The link checker raises on every link under `prefix`, as it would on a
+    failure it does not foresee, every time; other links are checked."""
+
+    def fail_on(prefix: str) -> None:
+        real_url_check = links.url_check
+
+        def url_check(url: str, **options):
+            if url.startswith(prefix):
+                raise RuntimeError("the checker failed")
+            return real_url_check(url, **options)
+
+        monkeypatch.setattr(links, "url_check", url_check)
+
+    return fail_on
+
+
+def post_with_links_check_rung(body: str) -> Post:
+    post = PostFactory(body=body)
+    services.post_links_check_rung(post_id=post.pk)
+    return post
+
+
+def test_a_link_check_that_keeps_failing_is_rung_again_then_given_up_after_the_limit(
+    checker_fails_on, caplog
+):
+    checker_fails_on("https://failing.example/")
+    post = post_with_links_check_rung("[a](https://failing.example/)")
+    for _ring in range(LINK_CHECKS_RUNG_AGAIN_AT_MOST):
+        rung_long_ago()
+        assert ring_lost_doorbells.delay().get()["link_checks_rung"] == 1
+    assert not [m for m in logged(caplog, f"post {post.pk}") if "given up" in m]
+
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get()["link_checks_rung"] == 0
+    [message] = [m for m in logged(caplog, f"post {post.pk}") if "given up" in m]
+    assert f"after {LINK_CHECKS_RUNG_AGAIN_AT_MOST} rings" in message
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get()["link_checks_rung"] == 0
+
+    # The author saves the post again: its check is rung afresh, and again if lost.
+    services.post_links_check_rung(post_id=post.pk)
+    rung_long_ago()
+    assert ring_lost_doorbells.delay().get()["link_checks_rung"] == 1
+
+
+def test_link_checks_that_keep_failing_do_not_keep_a_newer_one_waiting(
+    checker_fails_on,
+):
+    checker_fails_on("https://failing.example/")
+    for number in range(LINK_CHECKS_RUNG_PER_RUN):
+        post_with_links_check_rung(f"[a](https://failing.example/{number})")
+    rung_long_ago()
+    assert (
+        ring_lost_doorbells.delay().get()["link_checks_rung"]
+        == LINK_CHECKS_RUNG_PER_RUN
+    )
+    # A post saved a minute later, its ring lost too (a broker's restart).
+    new = post_with_links_check_rung("See [the intranet](http://192.168.1.1/).")
+    rung_long_ago()
+    Post.objects.exclude(pk=new.pk).update(
+        links_check_rung_at=F("links_check_rung_at") - timedelta(minutes=1)
+    )
+
+    assert (
+        ring_lost_doorbells.delay().get()["link_checks_rung"]
+        == LINK_CHECKS_RUNG_PER_RUN
+    )
+    assert new.link_checks.get().outcome == LinkCheck.Outcome.REFUSED
