@@ -268,11 +268,11 @@ def copy_reference(n: int) -> float:
     with transaction.atomic(), connection.cursor() as cursor:
         columns = (
             "mailing_id, batch_id, subscriber_id, status, esp_message_id, error,"
-            " last_event"
+            " last_event, sender_refused"
         )
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for pk in ids:
-                copy.write_row((send.pk, batch.pk, pk, "queued", "", "", ""))
+                copy.write_row((send.pk, batch.pk, pk, "queued", "", "", "", False))
     elapsed = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE mailing_id = %s", [send.pk])  # noqa: S608
