@@ -835,22 +835,25 @@ class PostAdmin(admin.ModelAdmin):
         if post.pk is None:
             return "Save the post to run the checks."
         problems = self.post_problems(post)
-        waiting = len(
-            set(links.web_links(post))
-            - set(post.link_checks.values_list("url", flat=True))
-        )
         return render_to_string(
             "admin/posts/publishing_checks.html",
-            {"problems": problems, "links_waiting": waiting},
+            {
+                "problems": problems,
+                "links_unchecked": len(links.unchecked(post)),
+                # Rung and not yet run; else none is coming (given up by beat, or
+                # never rung), and only saving the post rings it.
+                "check_coming": post.links_check_rung_at is not None,
+            },
         )
 
     def links_check_enqueue(self, form, formsets) -> None:
-        """Check the links again when the body or an inspection's changed."""
+        """Check the links again when the body or an inspection's changed, or
+        any is unchecked (a check beat gave up: the checks say to save the post)."""
         changed = "body" in form.changed_data or any(
             formset.model is Inspection and formset.has_changed()
             for formset in formsets
         )
-        if changed or not form.instance.link_checks.exists():
+        if changed or links.unchecked(form.instance):
             post_id = form.instance.pk
             # robust: the broker (Redis) down, the post is saved all the same, the
             # failure logged, and beat rings the check again once it is back.

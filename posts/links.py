@@ -83,6 +83,12 @@ def web_links(post: Post) -> list[str]:
     return list(dict.fromkeys(web))[:MAX_LINKS_PER_POST]
 
 
+def unchecked(post: Post) -> set[str]:
+    """The post's web links its latest check has not been through (it has not run
+    since they were added, or not at all)."""
+    return set(web_links(post)) - set(post.link_checks.values_list("url", flat=True))
+
+
 def address_is_public(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address,
     trusted_networks: Iterable[Network] = (),

@@ -15,6 +15,7 @@ from django.utils import timezone
 from posts import checks, links
 from posts.links import address_is_public, post_links_check, url_check
 from posts.models import LinkCheck, Post
+from posts.services import post_links_check_rung
 from posts.tasks import check_post_links
 
 from .factories import (
@@ -377,8 +378,39 @@ def test_the_posts_page_in_the_admin_shows_its_checks(client, author):
 
 def test_the_checks_say_when_links_are_waiting_for_the_checker(client, author):
     post = PostFactory(body="[a](https://a.example/)")
+    post_links_check_rung(post_id=post.pk)  # saved at the desk
     page = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
     assert "1 link(s) waiting for the link checker" in page
+
+
+def test_the_checks_say_when_no_check_is_coming_and_how_to_ask_for_one(client, author):
+    """Beat gives up a check that kept failing (posts_to_check_again): "reload the
+    page in a moment" stayed on the post's page for good."""
+    post = PostFactory(body="[a](https://a.example/) [b](https://b.example/)")
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
+    assert "waiting for the link checker" not in page
+    assert (
+        "2 link(s) not checked: the link checker could not run. Save the post to "
+        "check them again."
+    ) in page
+
+
+def test_saving_a_post_unchanged_checks_the_links_no_check_went_through(
+    client, author, celery_eager, django_capture_on_commit_callbacks
+):
+    """What the checks tell the author to do once beat gave a check up: the body
+    unchanged, saving rang nothing if any link had ever been checked."""
+    body = "[a](http://192.168.1.1/) [b](http://192.168.1.2/)"
+    post = PostFactory(body=body)
+    LinkCheck.objects.create(post=post, url="http://192.168.1.1/", outcome="ok")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            f"/admin/posts/post/{post.pk}/change/",
+            admin_post_form(title=post.title, slug=post.slug, body=body),
+        )
+    assert LinkCheck.objects.get(post=post, url="http://192.168.1.2/").outcome == (
+        "refused"
+    )
 
 
 def test_saving_a_post_queues_its_links_for_checking(
