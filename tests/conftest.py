@@ -108,6 +108,13 @@ def _fresh_rendered_emails():
 
 
 @pytest.fixture
+def media(settings, tmp_path):
+    """Uploads (and their renditions) in a folder of the test's own: the folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
 def celery_eager():
     """Run tasks in-process when they are enqueued (unit tests, not integration)."""
     celery_app.conf.task_always_eager = True

@@ -170,9 +170,8 @@ def test_a_post_deleted_at_the_desk_with_redis_down_is_deleted(
 
 
 def test_a_post_with_an_image_uploaded_with_redis_down_is_saved_with_it(
-    desk, redis_down, caplog, settings, tmp_path, django_capture_on_commit_callbacks
+    desk, redis_down, caplog, media, django_capture_on_commit_callbacks
 ):
-    settings.MEDIA_ROOT = tmp_path / "media"
     with django_capture_on_commit_callbacks(execute=True):
         response = desk.post(
             "/admin/posts/post/add/",
@@ -187,12 +186,11 @@ def test_a_post_with_an_image_uploaded_with_redis_down_is_saved_with_it(
 
 
 def test_renditions_and_a_link_check_rung_with_redis_down_are_rung_again_once_back(
-    desk, redis_down, settings, tmp_path, request, django_capture_on_commit_callbacks
+    desk, redis_down, media, request, django_capture_on_commit_callbacks
 ):
     """Lost for good, they were: the page showed the original, the post's links
     were never checked, and nothing said so."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    renditions = tmp_path / "media" / "renditions"
+    renditions = media / "renditions"
     with django_capture_on_commit_callbacks(execute=True):
         response = desk.post(
             "/admin/posts/post/add/",
@@ -230,16 +228,15 @@ def test_renditions_and_a_link_check_rung_with_redis_down_are_rung_again_once_ba
 
 
 def test_beat_rings_a_few_lost_renditions_a_run_and_forgets_those_made_or_gone(
-    settings, tmp_path, monkeypatch, celery_eager
+    media, monkeypatch, celery_eager
 ):
-    settings.MEDIA_ROOT = tmp_path / "media"
     monkeypatch.setattr(services, "RENDITIONS_RUNG_PER_RUN", 1)
     for name in ("posts/2026/one.png", "posts/2026/two.png"):
         services.image_resize_rung(name=default_storage.save(name, png(1000, 600)))
     rung_long_ago()
     assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
     assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
-    assert len(list((tmp_path / "media" / "renditions").rglob("*.webp"))) == 4
+    assert len(list((media / "renditions").rglob("*.webp"))) == 4
     # Made, they are forgotten; so is an image deleted since (with its post).
     services.image_resize_rung(name="posts/2026/gone.png")
     rung_long_ago()

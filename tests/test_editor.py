@@ -98,10 +98,7 @@ def test_the_change_form_has_the_editor_with_no_inline_script_or_style(client, a
     )
 
 
-def test_the_posts_images_can_be_inserted_from_the_toolbar(
-    client, author, settings, tmp_path
-):
-    settings.MEDIA_ROOT = tmp_path
+def test_the_posts_images_can_be_inserted_from_the_toolbar(client, author, media):
     post = PostFactory()
     image = PostImage.objects.create(
         post=post,

@@ -60,12 +60,11 @@ def post_page_queries(client, *, rows: int) -> int:
 
 
 def test_a_posts_page_takes_as_many_queries_for_10_rows_of_each_inline_as_for_2(
-    client, settings, tmp_path
+    client, media
 ):
     """Each inspection read its organisations, area and region, each related post
     its two posts, each update its post and its emails, one at a time: 99 queries
     for 2 rows of each, 198 for 10."""
-    settings.MEDIA_ROOT = tmp_path
     client.force_login(UserFactory())
     post_page_queries(client, rows=1)  # what Django caches once (content types)
 
