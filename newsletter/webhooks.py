@@ -11,6 +11,7 @@ applied in the same transaction, so a redelivered event changes nothing.
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 from anymail.exceptions import (
@@ -477,7 +478,8 @@ POSTMARK_SOFT_BOUNCES = {"SoftBounce", "SpamNotification"}
 # From domain's own DMARC policy: its DKIM or SPF failed), both reported as
 # rejections, "blocked"; Mailgun's espblock, which anymail reports as a failure
 # of no known reason. Mailgun has no reason of its own for a DMARC refusal: it
-# is a "bounce" or "generic" failure, told apart only by the receiver's words.
+# is a "bounce" or "generic" failure, told apart only by the receiver's code or
+# words.
 POSTMARK_SENDER_REFUSALS = {"Blocked", "DMARCPolicy"}
 MAILGUN_SENDER_REFUSALS = {"espblock"}
 # What the receiving server's enhanced status code (Mailgun's "enhanced-code",
@@ -488,6 +490,10 @@ SENDERS_AUTHENTICATION_FAILED = {
     *(f"7.{detail}" for detail in range(20, 27)),
     "7.509",
 }
+# The receiver's words naming our sender's authentication, whatever its code: a
+# DMARC refusal given a policy code ("5.7.1 Unauthenticated email … is not
+# accepted due to domain's DMARC policy", Gmail before 5.7.26) or none.
+SENDERS_AUTHENTICATION_NAMED = re.compile(r"\b(?:DMARC|SPF|DKIM)\b", re.IGNORECASE)
 
 
 def _postmark_type(event: AnymailTrackingEvent) -> str:
@@ -501,11 +507,22 @@ def _mailgun_event_data(event: AnymailTrackingEvent) -> dict:
     return event_data if isinstance(event_data, dict) else {}
 
 
+def _mailgun_delivery_status(event_data: dict) -> dict:
+    status = event_data.get("delivery-status")
+    return status if isinstance(status, dict) else {}
+
+
 def _mailgun_enhanced_code(event_data: dict) -> str:
     """The receiving server's enhanced status code without its class: "7.26"."""
-    status = event_data.get("delivery-status")
-    code = str(status.get("enhanced-code") or "") if isinstance(status, dict) else ""
+    code = str(_mailgun_delivery_status(event_data).get("enhanced-code") or "")
     return code.partition(".")[2]
+
+
+def _mailgun_receivers_words(event_data: dict) -> str:
+    """What the receiving server said (Mailgun's "message"), and Mailgun's own
+    words on it ("description")."""
+    status = _mailgun_delivery_status(event_data)
+    return f"{status.get('message') or ''} {status.get('description') or ''}"
 
 
 def _refused_our_sender(event: AnymailTrackingEvent) -> bool:
@@ -517,6 +534,8 @@ def _refused_our_sender(event: AnymailTrackingEvent) -> bool:
     return (
         str(event_data.get("reason", "")) in MAILGUN_SENDER_REFUSALS
         or _mailgun_enhanced_code(event_data) in SENDERS_AUTHENTICATION_FAILED
+        or SENDERS_AUTHENTICATION_NAMED.search(_mailgun_receivers_words(event_data))
+        is not None
     )
 
 

@@ -820,6 +820,55 @@ def test_mailgun_failing_our_senders_authentication_suppresses_no_reader(
     assert delivery.sender_refused
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        # Gmail's DMARC refusal before 5.7.26: a policy code, the reason in words.
+        (
+            "5.7.1",
+            "Unauthenticated email from mg.example.org is not accepted due to "
+            "domain's DMARC policy.",
+        ),
+        # A receiver that gives no enhanced code at all.
+        ("", "550 SPF check failed for mg.example.org"),
+        ("", "554 Message rejected: dkim signature did not verify"),
+    ],
+)
+def test_mailgun_naming_our_senders_authentication_in_words_suppresses_no_reader(
+    client, reader, settings, code, message
+):
+    """Without RFC 7372's code, the receiver's words are all that says it
+    refused our sender's DMARC, SPF or DKIM, not the reader's mailbox."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 1
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    failed = mailgun_failed("permanent", f"token-words-{message[:12]}")
+    failed["event-data"]["delivery-status"].update(
+        {"enhanced-code": code, "message": message}
+    )
+    assert post_mailgun(client, failed).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 0)
+    assert not Suppression.objects.exists()
+    delivery.refresh_from_db()
+    assert delivery.sender_refused
+
+
+def test_mailgun_refusing_with_a_policy_code_for_other_reasons_still_suppresses(
+    client, reader
+):
+    """A 5.7.1 refusal that names no authentication of ours (a receiver's spam
+    policy, an address that refuses all mail) is the reader's, as before."""
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    failed = mailgun_failed("permanent", "token-5.7.1-spam")
+    failed["event-data"]["delivery-status"].update(
+        {"enhanced-code": "5.7.1", "message": "5.7.1 Recipient address rejected"}
+    )
+    assert post_mailgun(client, failed).status_code == 200
+    assert Suppression.objects.get().reason == "hard_bounce"
+    delivery.refresh_from_db()
+    assert not delivery.sender_refused
+
+
 def test_mailgun_refusing_a_mailbox_with_a_code_of_the_address_still_suppresses_it(
     client, reader
 ):
