@@ -1,10 +1,10 @@
-"""Renditions that fail. An image a worker cannot resize was rung again by beat
-(posts.tasks.ring_lost_doorbells) every ten minutes for ever, and twenty of them
-took every run's turn from the images waiting behind them. An image that cannot be
-resized is given up at once, logged, and shown as uploaded; a failure that may
-pass (storage refusing the renditions) is rung again, a bounded number of times.
-A post's link check that keeps failing was rung again for ever too, and is now
-treated the same."""
+"""Rings that fail: renditions and link checks. An image a worker cannot resize
+was rung again by beat (posts.tasks.ring_lost_doorbells) every ten minutes for
+ever, and twenty of them took every run's turn from the images waiting behind
+them. An image that cannot be resized is given up at once, logged, and shown as
+uploaded; a failure that may pass (storage refusing the renditions) is rung again,
+a bounded number of times. A post's link check that keeps failing was rung again
+for ever too, and is now treated the same."""
 
 import logging
 from datetime import timedelta
