@@ -490,10 +490,13 @@ SENDERS_AUTHENTICATION_FAILED = {
     *(f"7.{detail}" for detail in range(20, 27)),
     "7.509",
 }
-# The receiver's words naming our sender's authentication, whatever its code: a
-# DMARC refusal given a policy code ("5.7.1 Unauthenticated email … is not
-# accepted due to domain's DMARC policy", Gmail before 5.7.26) or none.
+# The receiver's words naming our sender's authentication: a DMARC refusal given
+# a policy code ("5.7.1 Unauthenticated email … is not accepted due to domain's
+# DMARC policy", Gmail before 5.7.26) or none. Not where the code blames the
+# address or the mailbox (RFC 3463's subjects 1 and 2), which some receivers
+# follow with the sender's checks that passed ("spf=pass").
 SENDERS_AUTHENTICATION_NAMED = re.compile(r"\b(?:DMARC|SPF|DKIM)\b", re.IGNORECASE)
+THE_READERS_ADDRESS_OR_MAILBOX = {"1", "2"}
 
 
 def _postmark_type(event: AnymailTrackingEvent) -> str:
@@ -531,11 +534,17 @@ def _refused_our_sender(event: AnymailTrackingEvent) -> bool:
     if _postmark_type(event) in POSTMARK_SENDER_REFUSALS:
         return True
     event_data = _mailgun_event_data(event)
+    code = _mailgun_enhanced_code(event_data)
     return (
         str(event_data.get("reason", "")) in MAILGUN_SENDER_REFUSALS
-        or _mailgun_enhanced_code(event_data) in SENDERS_AUTHENTICATION_FAILED
-        or SENDERS_AUTHENTICATION_NAMED.search(_mailgun_receivers_words(event_data))
-        is not None
+        or code in SENDERS_AUTHENTICATION_FAILED
+        or (
+            code.partition(".")[0] not in THE_READERS_ADDRESS_OR_MAILBOX
+            and SENDERS_AUTHENTICATION_NAMED.search(
+                _mailgun_receivers_words(event_data)
+            )
+            is not None
+        )
     )
 
 

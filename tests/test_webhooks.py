@@ -853,15 +853,24 @@ def test_mailgun_naming_our_senders_authentication_in_words_suppresses_no_reader
     assert delivery.sender_refused
 
 
-def test_mailgun_refusing_with_a_policy_code_for_other_reasons_still_suppresses(
-    client, reader
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        # A receiver's spam policy, naming no authentication of ours.
+        ("5.7.1", "5.7.1 Recipient address rejected"),
+        # The mailbox does not exist; the receiver adds the checks that passed.
+        ("5.1.1", "5.1.1 User unknown in virtual mailbox table (spf=pass)"),
+    ],
+)
+def test_mailgun_refusing_the_reader_for_other_reasons_still_suppresses(
+    client, reader, code, message
 ):
-    """A 5.7.1 refusal that names no authentication of ours (a receiver's spam
-    policy, an address that refuses all mail) is the reader's, as before."""
+    """A refusal that names no authentication of ours, or whose code blames the
+    address, is the reader's, as before."""
     delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
-    failed = mailgun_failed("permanent", "token-5.7.1-spam")
+    failed = mailgun_failed("permanent", f"token-{code}-reader")
     failed["event-data"]["delivery-status"].update(
-        {"enhanced-code": "5.7.1", "message": "5.7.1 Recipient address rejected"}
+        {"enhanced-code": code, "message": message}
     )
     assert post_mailgun(client, failed).status_code == 200
     assert Suppression.objects.get().reason == "hard_bounce"
