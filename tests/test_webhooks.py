@@ -493,6 +493,23 @@ def test_the_desk_counts_refusals_of_our_sender_apart_and_says_what_to_check(
     assert OUR_SENDERS_HINT in report.content.decode().replace("&#x27;", "'")
 
 
+def test_saving_an_emails_row_at_the_desk_keeps_its_refusal_of_our_sender(
+    client, reader
+):
+    """The ledger's page shows every field read-only, as the provider's word:
+    sender_refused was a checkbox there, and the row saved with it unticked
+    moved the email into the readers' bounces on the desk and the report."""
+    delivery = delivery_to(reader, POSTMARK_ID)
+    assert post_postmark(client, postmark_bounce("DMARCPolicy")).status_code == 200
+    client.force_login(UserFactory(is_superuser=True))
+    page = f"/admin/newsletter/delivery/{delivery.pk}/change/"
+
+    assert 'name="sender_refused"' not in client.get(page).content.decode()
+    assert client.post(page, {}).status_code == 302
+    delivery.refresh_from_db()
+    assert delivery.sender_refused
+
+
 def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settings):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
     post_postmark(client, postmark_bounce("SoftBounce", 1, message_id="m1"))

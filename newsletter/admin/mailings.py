@@ -448,6 +448,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         "sent_at",
         "last_event",
         "last_event_at",
+        "sender_refused",
     ]
 
     def get_search_results(self, request, queryset, search_term):
