@@ -497,6 +497,8 @@ SENDERS_AUTHENTICATION_FAILED = {
 # follow with the sender's checks that passed ("spf=pass").
 SENDERS_AUTHENTICATION_NAMED = re.compile(r"\b(?:DMARC|SPF|DKIM)\b", re.IGNORECASE)
 THE_READERS_ADDRESS_OR_MAILBOX = {"1", "2"}
+# The events of an email that did not reach the reader, for now or for good.
+NOT_DELIVERED = {*Delivery.BOUNCE_EVENTS, EventType.FAILED, EventType.DEFERRED}
 
 
 def _postmark_type(event: AnymailTrackingEvent) -> str:
@@ -530,7 +532,10 @@ def _mailgun_receivers_words(event_data: dict) -> str:
 
 def _refused_our_sender(event: AnymailTrackingEvent) -> bool:
     """The reader's mail provider refused our sender: the email did not reach
-    them, and it says nothing of their mailbox."""
+    them, and it says nothing of their mailbox. Only a failure can say so: a
+    server that took the email may name the checks we passed ("spf=pass")."""
+    if event.event_type not in NOT_DELIVERED:
+        return False
     if _postmark_type(event) in POSTMARK_SENDER_REFUSALS:
         return True
     event_data = _mailgun_event_data(event)

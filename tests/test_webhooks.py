@@ -870,6 +870,26 @@ def test_mailgun_naming_our_senders_authentication_in_words_suppresses_no_reader
     assert delivery.sender_refused
 
 
+def test_mailgun_delivered_naming_the_checks_we_passed_is_no_refusal(client, reader):
+    """A server that took the email may list our sender's checks in its answer;
+    the email reached the reader (their data export says so)."""
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    delivered = mailgun_event(
+        "delivered",
+        "token-delivered-spf",
+        **{
+            "delivery-status": {
+                "code": 250,
+                "message": "2.0.0 OK (spf=pass dkim=pass dmarc=pass)",
+                "description": "",
+            }
+        },
+    )
+    assert post_mailgun(client, delivered).status_code == 200
+    delivery.refresh_from_db()
+    assert (delivery.last_event, delivery.sender_refused) == ("delivered", False)
+
+
 @pytest.mark.parametrize(
     ("code", "message"),
     [
