@@ -399,6 +399,11 @@ class Event(models.Model):
     timestamp = models.DateTimeField(null=True, blank=True)
     raw = models.JSONField()
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The reader's mail provider refused our sender (as on Delivery): the event
+    # then says nothing of the reader's mailbox, whatever its type.
+    sender_refused = models.BooleanField(
+        "refused our sender", default=False, editable=False
+    )
 
     class Meta:
         constraints = [

@@ -273,6 +273,7 @@ def record_tracking_event(
                 "message_id": (event.message_id or "")[:255] if personal else "",
                 "timestamp": event.timestamp,
                 "raw": raw if personal else {},
+                "sender_refused": _refused_our_sender(event),
             },
         )
         if not created:
@@ -297,7 +298,7 @@ def record_tracking_event(
             ).update(
                 last_event=event.event_type,
                 last_event_at=timestamp,
-                sender_refused=_refused_our_sender(event),
+                sender_refused=recorded.sender_refused,
             )
         if delivery is not None and event.event_type == EventType.OPENED:
             # Clicks are counted by the site's own redirect (engagement.py), never
@@ -402,7 +403,7 @@ def _apply_to_address(
         subscriptions.address_suppress(
             email=email, reason=Suppression.Reason.UNSUBSCRIBED
         )
-    elif _refused_our_sender(event):
+    elif recorded.sender_refused:
         # The author's to mend (the desk counts these apart), not the reader's:
         # one broken DMARC record suppressed every reader at Gmail and Yahoo
         # after three emails, and Postmark itself keeps such addresses active.
@@ -429,18 +430,23 @@ def _apply_to_address(
 
 # What a soft bounce is recorded as: Postmark's SoftBounce and SpamNotification
 # are "bounced" events (a hard bounce, recorded as one too, suppresses the
-# address anyway). Not "rejected": Postmark's Blocked and DMARCPolicy, refusals
-# of our sender, are recorded so, and must not keep a delivery from restarting
-# the count.
+# address anyway). Not "rejected", nor any refusal of our sender (Postmark's
+# Blocked and DMARCPolicy are rejections; Mailgun's are bounces and deferrals,
+# marked sender_refused): they must not keep a delivery from restarting the
+# count, nor hide a soft bounce of the same email.
 SOFT_BOUNCE_EVENTS = [EventType.DEFERRED, EventType.BOUNCED]
 
 
 def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bool:
-    """Whether an event of these kinds about the address is dated after moment."""
+    """Whether an event of these kinds about the address, other than a refusal
+    of our sender, is dated after moment."""
     return (
         moment is not None
         and Event.objects.filter(
-            recipient=email, event_type__in=kinds, timestamp__gt=moment
+            recipient=email,
+            event_type__in=kinds,
+            timestamp__gt=moment,
+            sender_refused=False,
         ).exists()
     )
 
@@ -457,6 +463,7 @@ def _soft_bounced_before(recorded: Event) -> bool:
             recipient=recorded.recipient,
             message_id=recorded.message_id,
             event_type__in=SOFT_BOUNCE_EVENTS,
+            sender_refused=False,
         )
         .exclude(pk=recorded.pk)
         .exists()

@@ -508,6 +508,10 @@ def test_saving_an_emails_row_at_the_desk_keeps_its_refusal_of_our_sender(
     assert client.post(page, {}).status_code == 302
     delivery.refresh_from_db()
     assert delivery.sender_refused
+    # The event that said so says so too.
+    event_page = client.get(f"/admin/newsletter/event/{Event.objects.get().pk}/change/")
+    shown = event_page.content.decode().partition("Refused our sender")[2]
+    assert 'alt="True"' in shown.partition("</div>\n</div>")[0]
 
 
 def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settings):
@@ -868,6 +872,51 @@ def test_mailgun_naming_our_senders_authentication_in_words_suppresses_no_reader
     assert not Suppression.objects.exists()
     delivery.refresh_from_db()
     assert delivery.sender_refused
+
+
+def mailgun_dmarc_refusal(severity: str, token: str) -> dict:
+    """Gmail's DMARC refusal through Mailgun: a bounce, or a deferral."""
+    failed = mailgun_failed(severity, token)
+    code = "5.7.26" if severity == "permanent" else "4.7.26"
+    failed["event-data"]["delivery-status"].update(
+        {"enhanced-code": code, "message": f"{code} Unauthenticated email"}
+    )
+    return failed
+
+
+def test_a_delivery_reported_late_restarts_the_soft_bounces_after_a_refusal(
+    client, reader
+):
+    """A refusal of our sender, dated after a delivery Mailgun reported late, is
+    no soft bounce of the reader's since that delivery: the count starts again."""
+    Subscriber.objects.filter(pk=reader.pk).update(soft_bounces=2)
+    refused = mailgun_dmarc_refusal("permanent", "token-refused-late")
+    refused["event-data"]["timestamp"] = 1764264400
+    assert post_mailgun(client, refused).status_code == 200
+    delivered = mailgun_event("delivered", "token-delivered-early")
+    delivered["event-data"]["message"]["headers"]["message-id"] = "early@mg.example"
+    delivered["event-data"]["timestamp"] = 1764178000
+    assert post_mailgun(client, delivered).status_code == 200
+    reader.refresh_from_db()
+    assert reader.soft_bounces == 0
+
+
+def test_a_soft_bounce_after_a_refusal_of_the_same_email_counts(
+    client, reader, settings
+):
+    """Mailgun deferred an email for our DMARC, then for the reader's full
+    mailbox: the second is the reader's first soft bounce of it."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
+    refused = mailgun_dmarc_refusal("temporary", "token-deferred-dmarc")
+    assert post_mailgun(client, refused).status_code == 200
+    full = mailgun_failed("temporary", "token-deferred-full")
+    full["event-data"]["delivery-status"].update(
+        {"enhanced-code": "4.2.2", "message": "4.2.2 Mailbox full"}
+    )
+    full["event-data"]["timestamp"] += 600
+    assert post_mailgun(client, full).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.soft_bounces, reader.status) == (1, Subscriber.Status.ACTIVE)
 
 
 def test_mailgun_delivered_naming_the_checks_we_passed_is_no_refusal(client, reader):

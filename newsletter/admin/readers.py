@@ -800,6 +800,7 @@ class EventAdmin(admin.ModelAdmin):
         "esp",
         "event_id",
         "event_type",
+        "sender_refused",
         "recipient",
         "message_id",
         "timestamp",
