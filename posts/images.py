@@ -189,8 +189,12 @@ def _renditions_of(data: bytes, name: str) -> dict[str, bytes]:
         # Originals stored before uploads were cleaned still carry their
         # orientation tag, and the rest of what the camera wrote.
         picture = ImageOps.exif_transpose(source)
-        if picture.mode not in ("RGB", "RGBA"):
-            picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
+        # A transparent colour (a palette logo's, a PNG's tRNS) is no band:
+        # converted to RGB, it showed black or white around the logo.
+        transparent = "A" in picture.getbands() or "transparency" in picture.info
+        mode = "RGBA" if transparent else "RGB"
+        if picture.mode != mode:
+            picture = picture.convert(mode)
         for width in _widths_below(picture.width):
             height = round(picture.height * width / picture.width)
             resized = picture.resize((width, height), Image.Resampling.LANCZOS)

@@ -441,3 +441,58 @@ def test_an_image_address_too_long_for_the_disk_is_a_404_in_development(rf, sett
         uploaded_file(
             rf.get(f"/media/{name}"), path=name, document_root=settings.MEDIA_ROOT
         )
+
+
+# Renditions show what the original shows ------------------------------------------
+
+
+def rendition_of_featured_image(author, on_commit, media, upload) -> Image.Image:
+    """The 480 pixel wide rendition of `upload`, uploaded as a featured image."""
+    response = on_commit(
+        author.post,
+        "/admin/posts/post/add/",
+        admin_post_form(featured_image=upload, featured_image_alt="A logo"),
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    return Image.open(next((media / "renditions").rglob("*-480w.webp")))
+
+
+def transparent_logo(image_format: str) -> SimpleUploadedFile:
+    """A red square on a transparent background: a palette image whose colour 0
+    is transparent, as logos are saved."""
+    picture = Image.new("P", (1000, 600), 0)
+    picture.putpalette([0, 0, 0, 200, 30, 30])
+    picture.paste(1, (400, 200, 600, 400))
+    buffer = BytesIO()
+    picture.save(buffer, image_format, transparency=0)
+    return SimpleUploadedFile(f"logo.{image_format.lower()}", buffer.getvalue())
+
+
+def transparent_rgb_png() -> SimpleUploadedFile:
+    """An RGB PNG whose white is transparent (a tRNS chunk, no alpha channel)."""
+    picture = Image.new("RGB", (1000, 600), (255, 255, 255))
+    picture.paste((200, 30, 30), (400, 200, 600, 400))
+    buffer = BytesIO()
+    picture.save(buffer, "PNG", transparency=(255, 255, 255))
+    return SimpleUploadedFile("logo.png", buffer.getvalue())
+
+
+@pytest.mark.parametrize(
+    "upload",
+    [
+        lambda: transparent_logo("PNG"),
+        lambda: transparent_logo("GIF"),
+        transparent_rgb_png,
+    ],
+    ids=["palette-png", "gif", "rgb-png"],
+)
+@pytest.mark.usefixtures("celery_eager")
+def test_a_transparent_image_keeps_its_transparency_in_its_renditions(
+    author, media, on_commit, upload
+):
+    """A logo's transparent background was black (or white) in its renditions,
+    a box around it on the page, where the original showed none."""
+    with rendition_of_featured_image(author, on_commit, media, upload()) as shown:
+        shown = shown.convert("RGBA")
+        assert shown.getpixel((10, 10))[3] == 0
+        assert shown.getpixel((240, 144)) == pytest.approx((200, 30, 30, 255), abs=10)
