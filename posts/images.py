@@ -189,6 +189,11 @@ def _renditions_of(data: bytes, name: str) -> dict[str, bytes]:
         # Originals stored before uploads were cleaned still carry their
         # orientation tag, and the rest of what the camera wrote.
         picture = ImageOps.exif_transpose(source)
+        # Its colour profile, as the original keeps it (a phone's Display P3 photo
+        # shown as sRGB is dull), when it describes RGB: a CMYK or grey one does
+        # not describe the pixels converted to RGB below (its header says which).
+        profile = picture.info.get("icc_profile") or b""
+        icc_profile = profile if profile[16:20] == b"RGB " else None
         # A transparent colour (a palette logo's, a PNG's tRNS) is no band:
         # converted to RGB, it showed black or white around the logo.
         transparent = "A" in picture.getbands() or "transparency" in picture.info
@@ -199,7 +204,7 @@ def _renditions_of(data: bytes, name: str) -> dict[str, bytes]:
             height = round(picture.height * width / picture.width)
             resized = picture.resize((width, height), Image.Resampling.LANCZOS)
             buffer = BytesIO()
-            resized.save(buffer, "WEBP", quality=WEBP_QUALITY)
+            resized.save(buffer, "WEBP", quality=WEBP_QUALITY, icc_profile=icc_profile)
             renditions[rendition_name(name, width)] = buffer.getvalue()
     return renditions
 

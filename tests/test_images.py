@@ -496,3 +496,27 @@ def test_a_transparent_image_keeps_its_transparency_in_its_renditions(
         shown = shown.convert("RGBA")
         assert shown.getpixel((10, 10))[3] == 0
         assert shown.getpixel((240, 144)) == pytest.approx((200, 30, 30, 255), abs=10)
+
+
+# A CMYK profile, as far as anything reading it can tell: the colour space its
+# header declares.
+CMYK_PROFILE = SRGB[:16] + b"CMYK" + SRGB[20:]
+
+
+@pytest.mark.parametrize(
+    ("mode", "profile", "kept"),
+    [("RGB", SRGB, SRGB), ("CMYK", CMYK_PROFILE, None)],
+    ids=["rgb", "cmyk"],
+)
+@pytest.mark.usefixtures("celery_eager")
+def test_renditions_keep_the_colour_profile_of_the_original_when_it_fits_them(
+    author, media, on_commit, mode, profile, kept
+):
+    """The original keeps its profile, without which colours shift (a phone's
+    Display P3 photo shown as sRGB is dull); its renditions lost it. A CMYK
+    photo's renditions are RGB, which its profile does not describe."""
+    buffer = BytesIO()
+    Image.new(mode, (1000, 600)).save(buffer, "JPEG", icc_profile=profile)
+    upload = SimpleUploadedFile("office.jpg", buffer.getvalue())
+    with rendition_of_featured_image(author, on_commit, media, upload) as shown:
+        assert shown.info.get("icc_profile") == kept
