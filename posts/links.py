@@ -30,6 +30,10 @@ MAX_REDIRECTS = 5
 # A post with more links than this is checked on its first ones only, so that
 # one post cannot keep a worker busy for long.
 MAX_LINKS_PER_POST = 50
+# A longer link is not checked: its check would not fit the checks' unique index
+# (PostgreSQL's takes 2,704 bytes), and failed the whole post's check, every time.
+# Browsers and servers' own limits are about as long (a sitemap's, 2,048).
+MAX_LINK_BYTES = 2000
 USER_AGENT = "probation-newsletter link checker"
 _REDIRECTS = {301, 302, 303, 307, 308}
 
@@ -75,11 +79,15 @@ class LinkResult:
 
 def web_links(post: Post) -> list[str]:
     """The http(s) addresses in the post's body and its inspections' report links,
-    once each, in order."""
+    once each, in order, up to MAX_LINKS_PER_POST of MAX_LINK_BYTES at most."""
     urls = [html.unescape(url) for url in link_targets(post.body)]
     if post.pk is not None:
         urls += [i.report_url for i in post.inspections.all() if i.report_url]
-    web = [url for url in urls if link_scheme(url) in ("http", "https")]
+    web = [
+        url
+        for url in urls
+        if link_scheme(url) in ("http", "https") and len(url.encode()) <= MAX_LINK_BYTES
+    ]
     return list(dict.fromkeys(web))[:MAX_LINKS_PER_POST]
 
 

@@ -1,9 +1,11 @@
 """Checks before publishing: each check, the link checker's guard against reaching
 our own network (SSRF), and the admin that shows the checks and enforces them."""
 
+import base64
 import datetime
 import http.server
 import ipaddress
+import random
 import socket
 import threading
 import time
@@ -411,6 +413,24 @@ def test_saving_a_post_unchanged_checks_the_links_no_check_went_through(
     assert LinkCheck.objects.get(post=post, url="http://192.168.1.2/").outcome == (
         "refused"
     )
+
+
+def test_a_link_too_long_to_index_leaves_the_posts_other_links_checked(
+    client, author, celery_eager, django_capture_on_commit_callbacks
+):
+    """A link of some thousands of characters (a document's sharing link, its
+    token) did not fit the checks' unique index: the whole check failed, again at
+    every ring and every save, and none of the post's links was ever checked."""
+    token = base64.urlsafe_b64encode(random.Random(1).randbytes(3000)).decode()
+    body = f"[report](http://10.0.0.5/share?token={token}) [intranet](http://10.0.0.6/)"
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/admin/posts/post/add/", admin_post_form(body=body))
+    post = Post.objects.get()
+    found = dict(LinkCheck.objects.filter(post=post).values_list("url", "outcome"))
+    assert found == {"http://10.0.0.6/": "refused"}
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").text
+    assert "link(s) not checked" not in page
+    assert "link(s) waiting for the link checker" not in page
 
 
 def test_saving_a_post_queues_its_links_for_checking(
