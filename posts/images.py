@@ -21,7 +21,8 @@ from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
 RENDITION_WIDTHS = (480, 800, 1200)
 WEBP_QUALITY = 80
 # A worker decodes the whole image to resize it, at 4 bytes a pixel: 40 megapixels
-# (a large camera's photo) cost 160 MB. A small file can claim far more pixels (a
+# (a large camera's photo) cost 160 MB, twice that for a moment where it turns or
+# converts it (_renditions_of). A small file can claim far more pixels (a
 # "decompression bomb"), which Pillow refuses only beyond 179 megapixels. Uploads
 # over it are refused, and so are, by the worker, images stored before that.
 MAX_PIXELS = 40_000_000
@@ -187,19 +188,23 @@ def _renditions_of(data: bytes, name: str) -> dict[str, bytes]:
         if source.width * source.height > MAX_PIXELS:
             raise NotResizable(f"more than {MAX_PIXELS // 10**6} million pixels")
         # Originals stored before uploads were cleaned still carry their
-        # orientation tag, and the rest of what the camera wrote.
-        picture = ImageOps.exif_transpose(source)
+        # orientation tag, and the rest of what the camera wrote. Turned in place:
+        # a copy, as Pillow makes by default even of an upright image, is another
+        # full image in memory.
+        ImageOps.exif_transpose(source, in_place=True)
         # Its colour profile, as the original keeps it (a phone's Display P3 photo
         # shown as sRGB is dull), when it describes RGB: a CMYK or grey one does
         # not describe the pixels converted to RGB below (its header says which).
-        profile = picture.info.get("icc_profile") or b""
+        profile = source.info.get("icc_profile") or b""
         icc_profile = profile if profile[16:20] == b"RGB " else None
         # A transparent colour (a palette logo's, a PNG's tRNS) is no band:
         # converted to RGB, it showed black or white around the logo.
-        transparent = "A" in picture.getbands() or "transparency" in picture.info
+        transparent = "A" in source.getbands() or "transparency" in source.info
         mode = "RGBA" if transparent else "RGB"
-        if picture.mode != mode:
-            picture = picture.convert(mode)
+        picture = source
+        if source.mode != mode:
+            picture = source.convert(mode)
+            source.close()  # the decoded original's memory, before resizing
         for width in _widths_below(picture.width):
             height = round(picture.height * width / picture.width)
             resized = picture.resize((width, height), Image.Resampling.LANCZOS)

@@ -5,12 +5,15 @@ from io import BytesIO
 
 import pytest
 from django.contrib import admin
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, models
 from django.db.migrations.executor import MigrationExecutor
 from django.http import Http404
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
+from posts import images
 from posts.images import ImageUploadField
 from posts.models import Post, PostImage
 from posts.views import uploaded_file
@@ -311,6 +314,29 @@ def test_a_phone_photo_is_stored_upright_without_its_gps_and_with_its_colours(
     raw = (media / post.featured_image.name).read_bytes()
     assert b"SN-12345" not in raw and b"Phone maker" not in raw
     assert b"Taken at home" not in raw and b"xmpmeta" not in raw
+
+
+@pytest.mark.parametrize("mode", ["RGB", "CMYK"])
+def test_an_original_stored_sideways_before_cleaning_gets_upright_renditions(
+    media, mode
+):
+    """Turned in place, then converted to RGB with the original let go (a 40
+    megapixel photo is 160 MB a copy): the renditions still come out upright."""
+    picture = Image.new("RGB", (1000, 600), (30, 90, 150))
+    picture.paste((220, 20, 20), (0, 0, 100, 100))  # top left, as stored
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # turn clockwise to show
+    buffer = BytesIO()
+    picture.convert(mode).save(buffer, "JPEG", quality=90, exif=exif)
+    name = default_storage.save("posts/2018/office.jpg", ContentFile(buffer.getvalue()))
+
+    made = images.renditions_make(name=name)
+
+    assert made == [images.rendition_name(name, 480)]
+    with Image.open(media / made[0]) as rendition:
+        assert (rendition.size, rendition.mode) == ((480, 800), "RGB")
+        red, green, blue = rendition.getpixel((440, 40))  # turned: now top right
+        assert red > 180 and green < 70 and blue < 70
 
 
 def test_a_png_keeps_its_pixels_and_loses_its_text(author, media):
