@@ -285,6 +285,22 @@ def test_a_head_request_on_the_emailed_link_is_answered_and_confirms_nothing(
     assert Comment.objects.get(post=post).status == Comment.Status.PENDING
 
 
+def test_the_emailed_links_pages_are_kept_by_no_cache(client, post, confirm):
+    """The page shows a comment awaiting moderation to whoever holds the link, as
+    every other page an emailed token opens: a browser or proxy must not keep it,
+    nor the answer that sets the verified cookie."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+
+    shown = client.get(links[0])
+    confirmed = client.post(links[0])
+    refused = client.get("/comments/confirm/forged/")
+
+    for response in (shown, confirmed, refused):
+        assert "no-store" in response["Cache-Control"]
+        assert "private" in response["Cache-Control"]
+
+
 def test_a_stranger_using_a_commenters_address_cannot_make_the_email_speak(
     client, post, confirm
 ):

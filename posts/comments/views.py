@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import (
     require_http_methods,
@@ -179,6 +180,9 @@ def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpRespo
     return _form_page(request, post, form, replying_to=replying_to)
 
 
+# As every page an emailed token opens: it shows a comment awaiting moderation,
+# and its answer sets the verified cookie; neither is for a browser or proxy to keep.
+@never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
     """GET: the comment and a button (mail scanners follow links, people press
