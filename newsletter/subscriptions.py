@@ -599,6 +599,12 @@ def email_change_confirm(*, subscriber: Subscriber, new_email: str) -> bool:
                         "unsubscribed_at": None,
                     }
                 Subscriber.objects.filter(pk=subscriber.pk).update(**moved)
+                if moved.get("status", status) == Subscriber.Status.ACTIVE:
+                    # Proved and chosen, the address is theirs to receive at, as
+                    # a confirmed subscribe request makes it: an earlier holder's
+                    # unsubscribe or erasure (all is_blocked lets by) is lifted,
+                    # or a bounce lifted at the desk left the reader under it.
+                    Suppression.objects.for_email(new_email).delete()
                 PreviousAddress.objects.create(
                     subscriber_id=subscriber.pk,
                     email=normalise_email(previous_email),

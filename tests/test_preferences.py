@@ -36,6 +36,7 @@ from newsletter.subscriptions import (
     subscriber_delete,
     subscriber_export,
     subscription_request,
+    suppression_lift,
 )
 from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
@@ -428,6 +429,27 @@ def test_a_reader_whose_old_address_bounced_before_they_confirmed_the_new_one_ge
     on_commit(post_publish, post=PostFactory())
     assert [m.to for m in mail.outbox] == [["new@example.org"]]
     assert is_blocked("reader@example.org")
+
+
+def test_a_reader_who_moves_to_an_erased_address_is_not_unsubscribed_by_its_erasure(
+    client, reader, on_commit
+):
+    """Whoever had the new address before erased their data there; the reader
+    moves to it, it bounces once, and the desk lifts the bounce: the reader gets
+    posts again, as before the bounce, and is not told they unsubscribed."""
+    subscriber_delete(subscriber=SubscriberFactory(email="new@example.org"))
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    client.post(link_in(mail.outbox[0], "/preferences/email/confirm/"))
+    address_suppress(email="new@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+
+    suppression_lift(suppression=Suppression.objects.for_email("new@example.org").get())
+
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert not Suppression.objects.for_email("new@example.org").exists()
+    mail.outbox.clear()
+    on_commit(post_publish, post=PostFactory())
+    assert [m.to for m in mail.outbox] == [["new@example.org"]]
 
 
 @pytest.mark.parametrize(
