@@ -299,6 +299,10 @@ def change_email_request(request: HttpRequest, token: str) -> HttpResponse:
             status=400,
         )
     form = ChangeEmailForm(request.POST)
+    # Said here, where only the address's own page shows it: the link's request
+    # would do nothing, spend the day's change and tell of a link on its way.
+    if form.is_valid() and form.cleaned_data["new_email"] == subscriber.email:
+        form.add_error("new_email", "That is your address already.")
     if not form.is_valid():
         return _page(request, subscriber, form, status=400)
     return _send_one_time_link(

@@ -499,6 +499,20 @@ def test_a_refused_preference_says_so_first_and_links_to_its_field(client, reade
     assert 'id="id_topics" aria-describedby="id_topics_error">' in page
 
 
+def test_moving_to_my_own_address_is_refused_and_leaves_the_days_change_to_me(
+    client, reader, on_commit
+):
+    """The browser fills in the reader's address; they send it, then the one they
+    meant: that one's link comes, the day's change not spent on nothing."""
+    response = client.post(url(reader, "email/"), {"new_email": "Reader@Example.org"})
+
+    assert response.status_code == 400
+    assert "That is your address already." in response.content.decode()
+    assert mail.outbox == []
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    assert [m.to for m in mail.outbox] == [["new@example.org"]]
+
+
 def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
     ask_to_move(client, on_commit, reader, "new@example.org")
     confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
