@@ -273,8 +273,8 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
     # The mailings' ids, read first: PostgreSQL reads a list of ids' rows through
     # the (mailing, subscriber) index; given a condition on each row, or a
     # subquery, it read the whole ledger.
-    shown = {m.pk for m in latest}
-    shown.update(Mailing.objects.filter(recent).values_list("pk", flat=True))
+    recent_ids = set(Mailing.objects.filter(recent).values_list("pk", flat=True))
+    shown = {m.pk for m in latest} | recent_ids
     rates = {
         row["mailing"]: row
         for row in Delivery.objects.filter(mailing__in=shown)
@@ -307,7 +307,13 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
                 **_rates(rate),
             }
         )
-    over = [mailing_id for mailing_id, rate in rates.items() if _rates(rate)["flagged"]]
+    # Only a recent one needs the author: an older one among the latest shows its
+    # rates there, and its flag would stay until five newer mailings went out.
+    over = [
+        mailing_id
+        for mailing_id, rate in rates.items()
+        if mailing_id in recent_ids and _rates(rate)["flagged"]
+    ]
     flagged = []
     for mailing in (
         Mailing.objects.filter(pk__in=over)

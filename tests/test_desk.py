@@ -250,6 +250,23 @@ def test_bounces_over_2_and_complaints_over_0_1_percent_are_flagged(rf):
     assert shown[bad.pk]["flagged"]
 
 
+def test_a_mailing_older_than_30_days_needs_nobody_though_still_among_the_latest(rf):
+    """The desk flags the mailings of the last 30 days: an older one, still among
+    the latest five of a publication that sends little, shows its rates there and
+    asks nothing more of the author."""
+    old = mailing_with(readers(10), events=["bounced"])
+    Mailing.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timedelta(days=31)
+    )
+
+    desk = desk_of(rf, UserFactory())
+
+    assert desk.attention == []
+    (shown,) = desk.mailings
+    assert shown["mailing"].pk == old.pk
+    assert shown["bounce_percent"] == pytest.approx(10)
+
+
 def test_a_flagged_announcement_leads_to_its_post_report(rf):
     post = PublishedPostFactory()
     mailing_with(readers(10), events=["complained"], post=post)
