@@ -243,6 +243,33 @@ def test_a_cancelled_mailing_is_shown_cancelled_not_paused(author, planned):
     assert 'field-state">Cancelled</td>' in page
 
 
+def test_a_mailing_whose_last_batch_went_as_the_author_paused_it_is_shown_done(
+    author, planned, monkeypatch
+):
+    """Paused while its last batch was in flight: that batch finishes and the
+    mailing is done, with nothing left to hold or resume. The desk said "Paused",
+    "paused until resumed", and resuming it did nothing."""
+    *first, last = planned.batches.order_by("number")
+    for batch in first:
+        delivery.batch_send(batch_id=batch.pk)
+    read = sender.batch_recipients
+
+    def paused_once_read(*args, **kwargs):
+        readers = read(*args, **kwargs)
+        assert delivery.mailing_pause(mailing_id=planned.pk)
+        return readers
+
+    monkeypatch.setattr(sender, "batch_recipients", paused_once_read)
+    delivery.batch_send(batch_id=last.pk)
+
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
+    figures = mailing_page(author, planned)
+    assert (figures["Status"], figures["ETA"]) == ("Done", "done")
+    listed = author.get("/admin/newsletter/mailing/").content.decode()
+    assert 'field-state">Done</td>' in listed
+
+
 def test_a_success_resets_the_failure_count(settings, planned, fake_esp):
     settings.NEWSLETTER_BREAKER_FAILURES = 2
     fake_esp.set_faults(fail_5xx_next=1)

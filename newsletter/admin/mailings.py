@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from posts.validators import addresses_as_stored, row_id_in
 
 from .. import delivery
+from ..delivery.control import RUNNING
 from ..delivery.provider import CannotAsk
 from ..enqueue import SENT_ONCE_THE_QUEUE_IS_BACK, queue_reachable
 from ..models import Batch, Delivery, DigestSettings, Mailing
@@ -179,7 +180,7 @@ class MailingAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def state(self, mailing: Mailing) -> str:
-        if mailing.paused_at:
+        if _held(mailing):
             reason = mailing.pause_reason
             return f"Paused ({reason})" if reason else "Paused"
         return mailing.get_status_display()
@@ -217,7 +218,7 @@ class MailingAdmin(admin.ModelAdmin):
         # all sent, made it "done".
         if mailing.status == Mailing.Status.CANCELLED:
             return "cancelled: nothing more goes"
-        if mailing.paused_at:
+        if _held(mailing):
             if mailing.resume_at:  # the breaker's pause, lifted by the reaper
                 return (
                     f"paused until about {timezone.localtime(mailing.resume_at):%H:%M}"
@@ -339,6 +340,12 @@ class MailingAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+def _held(mailing: Mailing) -> bool:
+    """Whether a pause holds the mailing: one paused as its last batch went out is
+    done all the same, with nothing left to hold or resume."""
+    return mailing.paused_at is not None and mailing.status in RUNNING
 
 
 def _ids(queryset) -> list[int]:
