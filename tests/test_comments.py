@@ -1623,7 +1623,7 @@ def test_a_persons_comments_are_deleted_on_request_and_replies_to_them_stay():
     assert reply.parent is None
 
 
-def test_a_persons_comments_are_in_their_data_export():
+def test_a_persons_comments_are_in_their_data_export(settings):
     mine = CommentFactory(email="sam@example.org", body="My view.")
     CommentFactory(email="someone@example.org")
 
@@ -1633,7 +1633,7 @@ def test_a_persons_comments_are_in_their_data_export():
 
     assert len(exported) == 1
     assert exported[0]["comment"] == "My view."
-    assert exported[0]["post_url"] == mine.post.get_absolute_url()
+    assert exported[0]["post_url"] == (settings.SITE_URL + mine.post.get_absolute_url())
     # Whoever posted it may not own the address: their IP and browser stay here.
     assert "ip_address" not in exported[0]
     assert "user_agent" not in exported[0]

@@ -123,7 +123,8 @@ def comments_for_addresses(*, addresses: Iterable[AddressPeriod]) -> list[dict]:
     return [
         {
             "post": comment.post.title,
-            "post_url": comment.post.get_absolute_url(),
+            # Absolute, as the deliveries' posts are: an export is read off the site.
+            "post_url": settings.SITE_URL + comment.post.get_absolute_url(),
             "created_at": comment.created_at.isoformat(),
             "status": comment.status,
             "name": comment.name,
