@@ -84,6 +84,10 @@ def test_the_link_downloads_exactly_that_addresss_comments(client, ask):
     assert [(c["name"], c["email"], c["website"]) for c in data["comments"]] == [
         ("Sam", ADDRESS, "https://sam.example")
     ]
+    # A link that opens the post from the downloaded file, not a bare path.
+    assert [c["post_url"] for c in data["comments"]] == [
+        f"http://127.0.0.1:8000/posts/{mine.post.slug}/"
+    ]
     # Anyone may comment giving any address: the IP address may be a stranger's.
     assert "192.0.2.10" not in download.content.decode()
     assert Comment.objects.count() == 2
