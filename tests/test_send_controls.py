@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.mail.backends import locmem
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -234,6 +234,54 @@ def test_the_authors_pause_holds_a_mailing_the_breaker_paused(
     assert planned.paused_at is not None
     assert (planned.resume_at, planned.pause_reason) == (None, "Paused by the author.")
     assert paused
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_the_authors_pause_as_the_reaper_ends_the_breakers_holds_the_mailing(
+    planned, fake_esp
+):
+    """The author pauses a mailing the breaker paused just as the reaper, its
+    cool-down over, resumes it: the reaper, which read the pause as the breaker's,
+    waits for the author's and leaves it standing (it lifted it, and the mailing
+    went out against the author's word)."""
+    # Committed here, planning rang every doorbell and all went out: the last
+    # batch is put back as the breaker left it, its readers still to be sent.
+    last = planned.batches.order_by("number").last()
+    last.deliveries.update(status=Delivery.Status.QUEUED, esp_message_id="")
+    Batch.objects.filter(pk=last.pk).update(status=Batch.Status.QUEUED)
+    Mailing.objects.filter(pk=planned.pk).update(
+        status=Mailing.Status.SENDING,
+        paused_at=timezone.now(),
+        resume_at=timezone.now(),
+        pause_reason="Paused after failed attempts in a row.",
+    )
+    fake_esp.reset()
+    pausing, go_on = threading.Event(), threading.Event()
+
+    def pause_then_wait() -> None:
+        with transaction.atomic():
+            delivery.mailing_pause(mailing_id=planned.pk)
+            pausing.set()
+            go_on.wait(timeout=10)
+
+    errors, reaped = [], []
+    author = in_a_thread(pause_then_wait, errors)
+    assert pausing.wait(timeout=10)
+    reaper = in_a_thread(lambda: reaped.append(delivery.mailings_reap()), errors)
+    until_another_connection_waits_for_a_lock()  # the reaper, for the author's
+    go_on.set()
+    author.join(timeout=10)
+    reaper.join(timeout=10)
+
+    assert errors == []
+    assert reaped[0]["mailings_resumed"] == 0
+    assert fake_esp.count == 0
+    planned.refresh_from_db()
+    assert planned.paused_at is not None
+    assert (planned.resume_at, planned.pause_reason) == (None, "Paused by the author.")
 
 
 def test_a_cancelled_mailing_is_shown_cancelled_not_paused(author, planned):

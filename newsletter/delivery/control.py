@@ -45,11 +45,15 @@ def post_on_site() -> Q:
     return Q(post__isnull=True) | Q(post__in=Post.objects.published())
 
 
-def mailing_resume(*, mailing_id: int) -> bool:
+def mailing_resume(*, mailing_id: int, cooled_down_by: datetime | None = None) -> bool:
     """Lift a pause and ring again for everything the pause left waiting; not
-    while the mailing's post is off the site (post_on_site)."""
+    while the mailing's post is off the site (post_on_site). `cooled_down_by`
+    (the reaper's): only the breaker's pause whose cool-down is over by then,
+    not one the author made theirs since the reaper read it (mailing_pause)."""
+    cooled_down = Q() if cooled_down_by is None else Q(resume_at__lte=cooled_down_by)
     with transaction.atomic():
         resumed = Mailing.objects.filter(
+            cooled_down,
             post_on_site(),
             pk=mailing_id,
             status__in=RUNNING,

@@ -57,7 +57,9 @@ def mailings_reap() -> dict[str, int]:
 
     due = Mailing.objects.filter(paused_at__isnull=False, resume_at__lte=now)
     for mailing_id in due.values_list("pk", flat=True):
-        counts["mailings_resumed"] += mailing_resume(mailing_id=mailing_id)
+        counts["mailings_resumed"] += mailing_resume(
+            mailing_id=mailing_id, cooled_down_by=now
+        )
 
     running = Mailing.objects.filter(
         pk=OuterRef("mailing_id"), status__in=RUNNING, paused_at__isnull=True
