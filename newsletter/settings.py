@@ -18,8 +18,20 @@ _yes_words = ("1", "true", "yes", "on")
 _no_words = ("0", "false", "no", "off", "")
 
 
+def yes_or_no(name: str, value: str) -> bool:
+    """A yes/no variable's word, or a refusal to start: any other word was read
+    as no, and "y" or "enabled" quietly turned off the HTTPS redirect or SMTP's
+    TLS."""
+    word = value.strip().lower()
+    if word in _yes_words or word in _no_words:
+        return word in _yes_words
+    raise ImproperlyConfigured(
+        f"{name} must be true or false (1/0, yes/no), not {value!r}."
+    )
+
+
 def envbool(name: str, default: str) -> bool:
-    return os.environ.get(name, default).strip().lower() in _yes_words
+    return yes_or_no(name, os.environ.get(name, default))
 
 
 def envint(name: str, default: str) -> int:
@@ -247,12 +259,7 @@ _anymail_numbers = ("REQUESTS_TIMEOUT",)
 
 def anymail_setting(name: str, value: str) -> str | bool | float:
     if name.endswith(_anymail_flags):
-        flag = value.strip().lower()
-        if flag in _yes_words or flag in _no_words:
-            return flag in _yes_words
-        raise ImproperlyConfigured(
-            f"ANYMAIL_{name} must be true or false (1/0, yes/no), not {value!r}."
-        )
+        return yes_or_no(f"ANYMAIL_{name}", value)
     if name.endswith(_anymail_numbers):
         try:
             return float(value)

@@ -1017,6 +1017,26 @@ def test_production_refuses_to_start_with_a_weak_secret_key(secret_key):
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "variable", ["DJANGO_SECURE_SSL_REDIRECT", "EMAIL_USE_TLS", "DJANGO_DEBUG"]
+)
+@pytest.mark.parametrize("word", ["y", "enabled"])
+def test_a_yes_or_no_variable_set_to_another_word_refuses_to_start(variable, word):
+    """Any word but 1, true, yes or on read as no: the redirect to HTTPS, or TLS
+    to the SMTP server (its password then sent in the clear), was quietly off."""
+    result = run_production("manage.py", "check", extra_env={variable: word})
+    assert result.returncode != 0
+    assert f"{variable} must be true or false" in result.stderr
+
+
+@pytest.mark.parametrize("word", ["Yes ", "TRUE", "off", ""])
+def test_a_yes_or_no_variable_takes_either_words_in_any_case(word):
+    result = run_production(
+        "manage.py", "check", extra_env={"DJANGO_SECURE_SSL_REDIRECT": word}
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_production_sends_hsts_and_only_secure_cookies_over_https(tmp_path):
     var = {"VAR_DIR": str(tmp_path)}
     collected = run_production("manage.py", "collectstatic", "--noinput", extra_env=var)
