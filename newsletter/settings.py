@@ -291,7 +291,13 @@ ANYMAIL["SEND_DEFAULTS"] = {
 }
 # Without a secret the tracking webhook is off (newsletter/webhooks.py): in
 # production that would quietly keep mailing addresses that bounce or complain.
-if not DEBUG and is_providers(EMAIL_BACKEND) and not ANYMAIL.get("WEBHOOK_SECRET"):
+# So with one that has no colon: a provider sends the URL's credentials as basic
+# auth, always user:password, and every event would be refused.
+if (
+    not DEBUG
+    and is_providers(EMAIL_BACKEND)
+    and ":" not in ANYMAIL.get("WEBHOOK_SECRET", "")
+):
     raise ImproperlyConfigured(
         "ANYMAIL_WEBHOOK_SECRET must be set (to 'user:password', the credentials in "
         "the webhook URL you give your email provider) when DJANGO_DEBUG is off "

@@ -1079,6 +1079,19 @@ def test_production_refuses_to_send_through_a_provider_without_a_webhook_secret(
     assert started.returncode == 0, started.stderr
 
 
+def test_production_refuses_a_webhook_secret_that_no_provider_can_send():
+    """A provider sends the URL's credentials as basic auth, always user:password:
+    a secret without the colon (a bare random token) matched none of its
+    requests, and every bounce and complaint was refused while the site ran."""
+    refused = run_production(
+        "manage.py",
+        "check",
+        extra_env={"ANYMAIL_WEBHOOK_SECRET": "a-long-random-webhook-password"},
+    )
+    assert refused.returncode != 0
+    assert "ImproperlyConfigured: ANYMAIL_WEBHOOK_SECRET must be set" in refused.stderr
+
+
 @pytest.mark.parametrize("token", ["", None], ids=["empty", "unset"])
 @pytest.mark.parametrize(
     ("backend", "credential"),
