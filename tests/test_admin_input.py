@@ -10,6 +10,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.db import connection
 
+from newsletter.models import Subscriber
 from posts.models import Area, Inspection, Organisation, Post
 
 from .factories import (
@@ -23,6 +24,7 @@ from .factories import (
     UserFactory,
     admin_inspection_form_of,
     admin_post_form,
+    admin_subscriber_form,
 )
 
 pytestmark = pytest.mark.django_db
@@ -429,6 +431,38 @@ def test_a_control_character_in_a_topics_name_is_a_form_error_that_saves_nothing
     )
     assert refused_and_nothing_changed(response, before)
     assert not Organisation.objects.filter(slug="kent").exists()
+
+
+@pytest.mark.parametrize(
+    "char", [*CONTROLS.values(), *LINE_BREAKS.values()], ids=[*CONTROLS, *LINE_BREAKS]
+)
+@pytest.mark.parametrize("page", ["add", "change"])
+def test_a_control_character_in_a_readers_name_at_the_desk_is_a_form_error(
+    desk, rows, page, char
+):
+    # The subscribe form, the reader's confirmation page and the import refuse
+    # such a name: typed here, it greeted the reader in their emails, and the
+    # desk's export of the reader was refused by its own import.
+    path = {
+        "add": "/admin/newsletter/subscriber/add/",
+        "change": f"/admin/newsletter/subscriber/{rows['subscriber']}/change/",
+    }[page]
+    before = row_counts()
+    response = desk.post(
+        path,
+        admin_subscriber_form(email="sam@example.org", **with_control("name", char)),
+    )
+    assert refused_and_nothing_changed(response, before)
+    assert not Subscriber.objects.filter(name__startswith="Court work").exists()
+
+
+def test_a_readers_name_of_nothing_visible_is_a_form_error_at_the_desk(desk, rows):
+    before = row_counts()
+    response = desk.post(
+        "/admin/newsletter/subscriber/add/",
+        admin_subscriber_form(email="sam@example.org", name="\u200b\u3164"),
+    )
+    assert refused_and_nothing_changed(response, before, "shows nothing but blank")
 
 
 def admin_comment_form(comment, **changes) -> dict:

@@ -26,6 +26,7 @@ from posts.validators import (
     addresses_as_stored,
     clean_email,
     reject_control_characters,
+    reject_invisible,
 )
 
 from .. import imports, subscriptions, webhooks
@@ -236,6 +237,15 @@ class SubscriberAdminForm(forms.ModelForm):
                 "confirmation. Lift it under Suppressions first, if you may."
             )
         return email
+
+    def clean_name(self) -> str:
+        # As the subscribe form, the reader's confirmation page and the import
+        # take it: typed here, it greeted the reader in their emails, and the
+        # desk's own export of them was refused by the import.
+        name = self.cleaned_data["name"]
+        reject_control_characters(name)
+        reject_invisible(name)
+        return name
 
     def clean(self) -> dict:
         # A reader added here is sent their confirmation once saved, and nothing
