@@ -905,7 +905,7 @@ def test_my_data_lists_comments_with_my_address_without_the_posters_ip_or_browse
     assert json.loads(export.content)["comments"] == [
         {
             "post": "Suffolk: caseloads too high",
-            "post_url": post.get_absolute_url(),
+            "post_url": f"http://127.0.0.1:8000{post.get_absolute_url()}",
             "created_at": comment.created_at.isoformat(),
             "status": "pending",
             "name": "Sam",
