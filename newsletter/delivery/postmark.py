@@ -33,6 +33,7 @@ import select
 import ssl
 from collections.abc import Callable
 from functools import cached_property, lru_cache, partial
+from json.encoder import encode_basestring_ascii
 from urllib.parse import urlsplit
 
 import certifi
@@ -110,6 +111,18 @@ def _non_lazy_dict(value):
     if isinstance(value, dict):
         return {key: _non_lazy_dict(item) for key, item in value.items()}
     return force_non_lazy_dict(value)
+
+
+def _json_headers(headers: dict[str, str]) -> str:
+    """Postmark's Headers for `headers`, as anymail's json.dumps encodes them, in
+    a third of dumps' time: each reader's five, the largest part of their message
+    encoded per reader."""
+    encoded = [
+        f'{{"Name": {encode_basestring_ascii(name)}, '
+        f'"Value": {encode_basestring_ascii(value)}}}'
+        for name, value in headers.items()
+    ]
+    return "[" + ", ".join(encoded) + "]"
 
 
 def _merged(defaults, headers) -> CaseInsensitiveDict:
@@ -193,16 +206,11 @@ class Payload(PostmarkPayload):
                 field: filled(cut, values) for field, cut in self._merge_cuts.items()
             }
             return [self._spliced(data, bodies).encode()]
-        values[_OWN["To"]] = json.dumps(reader.address)
+        values[_OWN["To"]] = encode_basestring_ascii(reader.address)
         values[_OWN["Metadata"]] = json.dumps(
             {**self.data.get("Metadata", {}), **self.merge_metadata[address]}
         )
-        values[_OWN["Headers"]] = json.dumps(
-            [
-                {"Name": name, "Value": value}
-                for name, value in self.merge_headers[address].items()
-            ]
-        )
+        values[_OWN["Headers"]] = _json_headers(self.merge_headers[address])
         pieces = self._reader_cut.copy()
         pieces[1::2] = [values[name].encode() for name in pieces[1::2]]
         return pieces
