@@ -551,6 +551,26 @@ def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(
     assert planned.status == Mailing.Status.DONE
 
 
+def test_an_uncertain_batch_resent_then_cancelled_counts_its_readers_skipped(
+    author, planned, fake_esp
+):
+    """Resending put the batch's readers back in the queue, yet the mailing still
+    counted them uncertain, with none to review; cancelled before it went, for
+    good, and none of them counted as never sent."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    assert delivery.batch_resend(batch_id=uncertain.pk)  # its doorbell not rung yet
+    assert mailing_page(author, planned)["Uncertain"] == "0"
+    assert delivery.mailing_cancel(mailing_id=planned.pk)
+    figures = mailing_page(author, planned)
+    assert [figures[k] for k in ("Sent", "Uncertain", "Skipped (never sent)")] == [
+        "4",
+        "0",
+        "2",
+    ]
+
+
 def test_an_uncertain_batch_the_provider_confirms_is_recorded_as_sent(
     planned, fake_esp
 ):

@@ -141,8 +141,14 @@ def batch_resend(*, batch_id: int) -> bool:
         batch.deliveries.filter(status=Delivery.Status.UNCERTAIN).update(
             status=Delivery.Status.QUEUED, error="resent by the author"
         )
+        # None of its readers is uncertain now: counted so until the batch went
+        # (close_batch recounts it), the mailing showed them uncertain while they
+        # waited, and for good once cancelled (batches_cancel counts nothing).
         Batch.objects.filter(pk=batch_id).update(
-            status=Batch.Status.QUEUED, touched_at=timezone.now(), finished_at=None
+            status=Batch.Status.QUEUED,
+            touched_at=timezone.now(),
+            finished_at=None,
+            uncertain=0,
         )
         _reopen(batch.mailing_id)
         ring_once_committed(lambda: tasks.send_batch.delay(batch_id))
