@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 from anymail.signals import AnymailTrackingEvent, EventType
@@ -257,6 +257,17 @@ def is_web_address(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def is_click_redirect(url: str) -> bool:
+    """Whether a web address (is_web_address) opens the emails' own redirect
+    (/r/…) on this site: whatever the case of its host, whatever its scheme (an
+    https site sends http on to https), its path as the server decodes it."""
+    redirect = urlsplit(settings.SITE_URL + reverse("newsletter:click", args=["x"]))
+    parts = urlsplit(url)
+    return parts.hostname == redirect.hostname and unquote(parts.path).startswith(
+        redirect.path.removesuffix("x/")
+    )
 
 
 def link_fix(*, post: Post, url: str, target: str, user: AbstractBaseUser) -> int:

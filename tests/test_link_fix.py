@@ -176,6 +176,9 @@ def test_a_viewer_may_not_fix_a_link(client, emails):
         (None, "Enter the address the link should go to."),
         (REPORT, "The link already goes there."),
         ("http://127.0.0.1:8000/r/abc/", "a redirect of the emails themselves"),
+        # Scheme and host are the same whatever their case, the path once decoded.
+        ("HTTP://127.0.0.1:8000/r/abc/", "a redirect of the emails themselves"),
+        ("http://127.0.0.1:8000/%72/abc/", "a redirect of the emails themselves"),
         ("https://example.org/" + "a" * 2000, "at most 2000 characters"),
     ],
     ids=[
@@ -187,6 +190,8 @@ def test_a_viewer_may_not_fix_a_link(client, emails):
         "missing",
         "unchanged",
         "a redirect",
+        "a redirect in capitals",
+        "a redirect percent-encoded",
         "too long",
     ],
 )

@@ -2,7 +2,6 @@ import csv
 from datetime import datetime
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -15,7 +14,7 @@ from django.utils.html import format_html
 from posts.validators import reject_control_characters
 
 from ..charts import Chart, bar_chart
-from ..engagement import is_web_address, link_fix
+from ..engagement import is_click_redirect, is_web_address, link_fix
 from ..models import Link, PostReport
 from ..reports import (
     CHART_HOURS,
@@ -50,7 +49,7 @@ class LinkFixForm(forms.Form):
             raise ValidationError(
                 "Enter the whole web address, starting with https:// or http://."
             )
-        if target.startswith(settings.SITE_URL + "/r/"):
+        if is_click_redirect(target):
             # The redirect would send readers round in a circle.
             raise ValidationError(
                 "That address is a redirect of the emails themselves: enter the "
