@@ -15,6 +15,8 @@ A click is a machine's when any of these holds (CLICK_RULES says so to the autho
 - it follows the hidden link, which no person can see or hear;
 - the same message "clicked" another link within BURST_SECONDS, or the hidden link
   within TRAP_SECONDS: the earlier clicks it counted as people become machines.
+The same message following the same link again within BURST_SECONDS (a person's
+double click) is not counted again: it is the one click.
 
 The redirect only keeps each click, in a list in Redis; beat judges and counts
 them into the Link rows every minute (click_counts_flush, clicks_judge;
@@ -119,7 +121,9 @@ CLICK_RULES = (
     "Mimecast, Proofpoint, Google Safe Browsing, scripts such as curl), when it "
     "follows the hidden link no person can see, or when the same email followed "
     f"another link within {BURST_SECONDS} seconds or the hidden link within "
-    f"{TRAP_SECONDS} seconds. Every other click counts as a person's. Clicks are "
+    f"{TRAP_SECONDS} seconds. The same link followed again within {BURST_SECONDS} "
+    "seconds (a double click) is the one click, counted once. Every other click "
+    "counts as a person's. Clicks are "
     "counted by the site's own redirect, not by the email provider, and only in "
     "the HTML part of the email, and added to these figures every minute: the "
     "last minute's clicks are not shown yet. No record is kept of who clicked, "
@@ -428,6 +432,8 @@ class Click:
     # The batch whose email carried the link (0: the link names none). Last, so
     # that what an older release kept reads the same.
     batch: int = 0
+    # Judged the same click again (clicks_judge): counted nowhere.
+    repeat: bool = False
 
     def kept(self) -> str:
         return json.dumps(
@@ -543,6 +549,14 @@ def clicks_judge(
         if id(click) in counted:
             continue
         message = [c for c in mine if links[c.link_id].mailing_id == link.mailing_id]
+        # A double click (the browser asks twice) is the one click a person made:
+        # taken for a burst, it made both a machine's.
+        click.repeat = any(
+            c.link_id == click.link_id and click.at - c.at < BURST_SECONDS
+            for c in message
+        )
+        if click.repeat:
+            continue
         sent = (went or {}).get(click.batch, link.mailing_created_at)
         click.machine = (
             click.signs
@@ -555,7 +569,8 @@ def clicks_judge(
         )
         if click.machine:
             for c in message:
-                c.machine = True
+                if not c.repeat:  # counted nowhere, so never moved
+                    c.machine = True
     newest = max((click.at for click in clicks), default=0)
     return [
         click
@@ -630,7 +645,7 @@ def clicks_add(clicks: list[Click], *, batch: str = "") -> int:
     was_machine = [click.machine for click in earlier]
     went = batches_went(clicks, links)
     remembered = clicks_judge(earlier, clicks, links, went)
-    counted = [click for click in clicks if click.link_id in links]
+    counted = [click for click in clicks if click.link_id in links and not click.repeat]
     moved = [
         click
         for click, was in zip(earlier, was_machine, strict=True)

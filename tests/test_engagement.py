@@ -274,6 +274,42 @@ def test_a_reader_following_a_second_link_later_is_a_person_twice(client, email,
     assert counts()[DATA] == (1, 0)
 
 
+def test_a_double_click_on_one_link_is_one_persons_click(client, email, clock):
+    """Both clicks went to machines, as if the message had followed another link
+    at once: a person's double click is one click of theirs."""
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    assert counts()[REPORT] == (1, 0)
+    clock(3600.3)
+    assert click(client, links[REPORT]).status_code == 302  # followed all the same
+    clock(3600.5)
+    click(client, links[REPORT])
+    assert counts()[REPORT] == (1, 0)
+    clock(3660)  # and again a minute later: another click of theirs
+    click(client, links[REPORT])
+    assert counts()[REPORT] == (2, 0)
+    hours = MailingHour.objects.values_list("clicks_people", "clicks_machines")
+    assert [sum(c) for c in zip(*hours, strict=True)] == [2, 0]
+
+
+def test_a_machine_repeating_a_link_then_following_another_is_one_machine_click(
+    client, email, clock
+):
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    clock(3600.3)
+    click(client, links[REPORT])
+    assert counts()[REPORT] == (1, 0)
+    clock(3601)
+    click(client, links[DATA])
+    assert counts()[REPORT] == (0, 1)
+    assert counts()[DATA] == (0, 1)
+    hours = MailingHour.objects.values_list("clicks_people", "clicks_machines")
+    assert [sum(c) for c in zip(*hours, strict=True)] == [0, 2]
+
+
 def test_the_hidden_link_is_a_machine_and_so_are_the_messages_clicks_around_it(
     client, email, clock
 ):
