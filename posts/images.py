@@ -8,14 +8,14 @@ served as stored, so it is cleaned before it is stored, while the author waits; 
 resizing is not.
 """
 
-from io import BytesIO
+from io import SEEK_CUR, BytesIO
 
 from django import forms
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models.fields.files import ImageFieldFile
-from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
 # Phone, tablet and the reading column at high density; never enlarged.
 RENDITION_WIDTHS = (480, 800, 1200)
@@ -223,7 +223,7 @@ def renditions_made(name: str) -> bool:
         with default_storage.open(name, "rb") as file, Image.open(file) as source:
             width, height = source.size
             # Turned on its side by its orientation tag, as renditions_make turns it.
-            if source.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
+            if _orientation(source, file) in (5, 6, 7, 8):
                 width = height
     except Exception:
         # Not read, by storage or by Pillow (a decompression bomb): not made. The
@@ -232,6 +232,27 @@ def renditions_made(name: str) -> bool:
     return all(
         default_storage.exists(rendition_name(name, w)) for w in _widths_below(width)
     )
+
+
+def _orientation(source: Image.Image, file) -> int:
+    """The orientation tag exif_transpose turns `source` by, without decoding it."""
+    if not isinstance(source, PngImagePlugin.PngImageFile):
+        return source.getexif().get(ExifTags.Base.Orientation, 1)
+    # A PNG's getexif decodes the whole image, all its pixels in memory, to read
+    # the chunks after them, where ImageMagick writes its eXIf and where text may
+    # be. Pillow's own chunk reader reads them here, skipping the pixels.
+    file.seek(8)  # after the signature
+    chunks = PngImagePlugin.PngStream(file)
+    while (chunk := chunks.read())[0] != b"IEND":
+        kind, position, length = chunk
+        if kind in (b"eXIf", b"tEXt", b"zTXt", b"iTXt"):
+            chunks.call(kind, position, length)
+        else:
+            file.seek(length, SEEK_CUR)
+        file.seek(4, SEEK_CUR)  # its CRC
+    source.info.update(chunks.im_info)
+    # Image's own getexif: what the PNG's adds is the decoding.
+    return Image.Image.getexif(source).get(ExifTags.Base.Orientation, 1)
 
 
 def _widths_below(width: int) -> list[int]:

@@ -1,6 +1,7 @@
 """Images: a featured image with required alt text, resized renditions, body images."""
 
 import re
+import struct
 from io import BytesIO
 
 import pytest
@@ -11,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, models
 from django.db.migrations.executor import MigrationExecutor
 from django.http import Http404
-from PIL import ExifTags, Image, ImageCms, PngImagePlugin
+from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
 
 from posts import images
 from posts.images import ImageUploadField
@@ -250,6 +251,80 @@ def test_renditions_are_made_by_a_worker_and_the_page_shows_the_original_until_t
     assert len(list((media / "renditions").rglob("*.webp"))) == 3
     html = author.get(post.get_absolute_url()).content.decode()
     assert "-480w.webp 480w" in html
+
+
+def sideways(image_format: str, exif_in: str = "eXIf") -> bytes:
+    """A 1000 by 600 image stored before uploads were cleaned, its orientation tag
+    6 (turn clockwise to show: 600 wide), in a JPEG's EXIF or in a PNG's eXIf
+    chunk (where Pillow writes it, before the pixels) or its "Raw profile type
+    exif" text (GIMP's and ImageMagick's)."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    buffer = BytesIO()
+    picture = Image.new("RGB", (1000, 600), (30, 90, 150))
+    if exif_in == "eXIf":
+        picture.save(buffer, image_format, exif=exif)
+    else:
+        raw = exif.tobytes()
+        text = PngImagePlugin.PngInfo()
+        text.add_text(exif_in, f"\nexif\n{len(raw):8}\n{raw.hex()}\n", zip=True)
+        picture.save(buffer, image_format, pnginfo=text)
+    return buffer.getvalue()
+
+
+def after_the_pixels(png: bytes) -> bytes:
+    """The PNG with its eXIf and text chunks moved after its pixels, where
+    ImageMagick writes its eXIf and where the PNG standard allows text."""
+    chunks, offset = [], 8
+    while offset < len(png):
+        (length,) = struct.unpack(">I", png[offset : offset + 4])
+        chunks.append(png[offset : offset + 12 + length])
+        offset += 12 + length
+    moved = [c for c in chunks if c[4:8] in (b"eXIf", b"zTXt")]
+    assert moved  # the test's own premise
+    kept = [c for c in chunks if c not in moved]
+    return png[:8] + b"".join(kept[:-1] + moved + kept[-1:])
+
+
+@pytest.mark.parametrize(
+    ("original", "widths"),
+    [
+        (lambda: sideways("JPEG"), [480]),
+        (lambda: sideways("PNG"), [480]),
+        (lambda: after_the_pixels(sideways("PNG")), [480]),
+        (
+            lambda: after_the_pixels(sideways("PNG", "Raw profile type exif")),
+            [480],
+        ),
+        (lambda: png(1000, 600).read(), [480, 800]),
+    ],
+    ids=[
+        "sideways-jpeg",
+        "sideways-png",
+        "sideways-png-exif-after-the-pixels",
+        "sideways-png-exif-text-after-the-pixels",
+        "upright-png",
+    ],
+)
+def test_whether_renditions_are_made_is_read_without_decoding_the_image(
+    media, monkeypatch, original, widths
+):
+    """Asked once of every upload, after its ring: Pillow's getexif of a PNG
+    decodes it all first, for metadata that may follow the pixels. The widths
+    still follow the orientation tag, as the renditions' do."""
+    name = default_storage.save("posts/2018/office.img", ContentFile(original()))
+    made = images.renditions_make(name=name)
+    assert made == [images.rendition_name(name, w) for w in widths]
+    decoded = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda image: decoded.append(image) or load(image)
+    )
+
+    assert images.renditions_made(name)
+    default_storage.delete(made[-1])
+    assert not images.renditions_made(name)
+    assert decoded == []
 
 
 # What the camera wrote (issue: an author's phone photo told readers where it was
