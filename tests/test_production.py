@@ -60,6 +60,35 @@ def production_settings(*code: str, env: dict[str, str]) -> subprocess.Completed
     )
 
 
+# What docker/.env must hold for compose to start at all.
+DOTENV_REQUIRED = {
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+}
+
+
+def compose_environment(service: str, dotenv: dict[str, str]) -> dict[str, str]:
+    """What docker/compose.yaml gives `service`'s containers with `dotenv` as
+    docker/.env: its environment, each ${NAME:-default} and ${NAME:?message} read
+    from docker/.env as compose reads it, over docker/.env itself where the
+    service takes it as its env_file."""
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    definition = compose["services"][service]
+
+    def interpolated(match: re.Match) -> str:
+        name, kind, rest = match.groups()
+        if dotenv.get(name):
+            return dotenv[name]
+        assert kind != "?", f"compose refuses to start without {name}: {rest}"
+        return rest or ""
+
+    given = {
+        name: re.sub(r"\$\{(\w+)(?::([-?])([^}]*))?\}", interpolated, str(value))
+        for name, value in definition.get("environment", {}).items()
+    }
+    return (dotenv if "env_file" in definition else {}) | given
+
+
 def test_debug_is_off_when_nobody_asks_for_it():
     key = secrets.token_urlsafe(50)
     result = production_settings(
@@ -430,9 +459,16 @@ class Stack:
         raise AssertionError(f"/healthz never answered 200 through nginx:\n{logs}")
 
 
-def render_nginx(folder: Path, variables: dict[str, str]) -> Path:
-    """docker/nginx.conf.template rendered as the nginx image renders it (envsubst of
-    the given names only) and included as the image's nginx.conf includes it."""
+def render_nginx(
+    folder: Path, variables: dict[str, str], dotenv: dict[str, str] | None = None
+) -> Path:
+    """docker/nginx.conf.template rendered as compose's nginx renders it (envsubst
+    of the names its NGINX_ENVSUBST_FILTER matches, with compose's values, `dotenv`
+    as docker/.env, under this machine's `variables`) and included as the image's
+    nginx.conf includes it."""
+    proxy = compose_environment("proxy", dotenv or {})
+    rendered = re.compile(proxy["NGINX_ENVSUBST_FILTER"])
+    variables = {k: v for k, v in proxy.items() if rendered.match(k)} | variables
     names = " ".join(f"${{{name}}}" for name in variables)
     template = (DOCKER / "nginx.conf.template").read_text()
     site = subprocess.run(  # noqa: S603
@@ -583,7 +619,7 @@ def subscribe(stack: Stack, address: str, *, source: str, forwarded_for: str = "
     )[0]
 
 
-def proxy_alone(folder: Path) -> Stack:
+def proxy_alone(folder: Path, dotenv: dict[str, str] | None = None) -> Stack:
     """nginx with docker/nginx.conf.template and the site down: nothing listens at
     its upstream. Started, and accepting connections."""
     nginx = program("nginx", "nginx-light")
@@ -607,6 +643,7 @@ def proxy_alone(folder: Path) -> Stack:
             "NGINX_TLS_DIR": str(folder / "tls"),
             "NGINX_ACCESS_LOG": str(folder / "nginx-access.log"),
         },
+        dotenv,
     )
     proxy = Stack(folder, port, tls, {"PATH": os.environ["PATH"]})
     proxy.start("nginx", [nginx, "-c", str(nginx_conf), "-e", "stderr"])
@@ -697,6 +734,49 @@ def test_nginxs_own_error_pages_carry_the_security_headers(tmp_path):
         assert "default-src 'none'" in headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         assert "max-age=" in headers["Strict-Transport-Security"]
+
+
+def sites_hsts(tmp_path: Path, dotenv: dict[str, str]) -> str | None:
+    """The Strict-Transport-Security the site sends over https, with compose's
+    DJANGO_HSTS_SECONDS (`dotenv` as docker/.env)."""
+    given = compose_environment("web", DOTENV_REQUIRED | dotenv)
+    result = production_settings(
+        "from django.test import Client",
+        "response = Client().get('/healthz', headers={'X-Forwarded-Proto': 'https'})",
+        "print(repr(response.get('Strict-Transport-Security')))",
+        env={
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_ALLOWED_HOSTS": "testserver",
+            "NEWSLETTER_TRUSTED_PROXIES": "1",
+            "VAR_DIR": str(tmp_path / "var"),
+        }
+        | {k: v for k, v in given.items() if k == "DJANGO_HSTS_SECONDS"},
+    )
+    assert result.returncode == 0, result.stderr
+    return eval(result.stdout)  # noqa: S307 (our own repr of a str or None)
+
+
+@pytest.mark.production
+@pytest.mark.parametrize(
+    "dotenv",
+    [{}, {"DJANGO_HSTS_SECONDS": "600"}, {"DJANGO_HSTS_SECONDS": "0"}],
+    ids=["unset", "ten-minutes", "off"],
+)
+def test_nginxs_own_pages_send_the_hsts_the_site_sends(tmp_path, dotenv):
+    """nginx's own pages (the site down, the uploads) said a year whatever
+    DJANGO_HSTS_SECONDS told the site: an operator trying HTTPS for ten minutes
+    first, or turning HSTS off, had browsers keep to it for a year from any
+    upload they saw."""
+    site = sites_hsts(tmp_path, dotenv)
+    proxy = proxy_alone(tmp_path, dotenv)
+    try:
+        down = proxy.request("GET", "/subscribe/")
+        upload = proxy.request("GET", "/media/posts/missing.png")
+    finally:
+        proxy.stop()
+    assert (down[0], upload[0]) == (502, 404)
+    for _, headers, _ in (down, upload):
+        assert headers.get_all("Strict-Transport-Security") == (site and [site])
 
 
 @pytest.mark.production
