@@ -158,6 +158,29 @@ def test_neither_the_image_nor_compose_supplies_a_secret_key_and_both_pin_debug_
     assert 'ports: ["80:80", "443:443"]' in compose
 
 
+def test_docker_env_names_the_database_and_broker_but_not_debug_or_the_proxies():
+    """compose set DATABASE_URL and REDIS_URL over docker/.env: an operator's
+    managed PostgreSQL or shared Redis there (more workers on more machines) was
+    quietly not used. Compose's own services stay the default; debug and the one
+    proxy in front, which the shipped stack fixes, stay as they are."""
+    dotenv = {
+        "DATABASE_URL": "postgres://news:secret@db.example.org:5432/news",
+        "REDIS_URL": "redis://queue.example.org:6379/2",
+        "DJANGO_DEBUG": "1",
+        "NEWSLETTER_TRUSTED_PROXIES": "3",
+    }
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    for service in ("migrate", "web", "worker", "beat"):
+        given = compose_environment(service, DOTENV_REQUIRED | dotenv)
+        assert given["DATABASE_URL"] == dotenv["DATABASE_URL"], service
+        assert given["REDIS_URL"] == dotenv["REDIS_URL"], service
+        assert given["DJANGO_DEBUG"] == "0", service
+        assert given["NEWSLETTER_TRUSTED_PROXIES"] == "1", service
+        default = compose_environment(service, DOTENV_REQUIRED)
+        assert urlsplit(default["DATABASE_URL"]).hostname in services, service
+        assert urlsplit(default["REDIS_URL"]).hostname in services, service
+
+
 def test_compose_names_no_email_backend_of_its_own():
     """Its default was the dev outbox: a deployment that forgot EMAIL_BACKEND
     mailed no one and kept every email on disk. Now compose asks for one."""
