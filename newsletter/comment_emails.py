@@ -7,6 +7,7 @@ itself); this module renders and sends.
 """
 
 import smtplib
+from datetime import datetime
 
 from anymail.exceptions import AnymailRecipientsRefused
 from django.contrib.auth import get_user_model
@@ -17,7 +18,9 @@ from posts.comments import services as comments
 from posts.comments.models import Comment
 from posts.validators import normalise_email
 
+from .delivery import provider_refused
 from .emails import build_message, render_email, site_link
+from .models import OwedCommentDigest
 from .subscriptions import commenter_addresses, is_blocked
 
 MODERATE_COMMENTS = "comments.change_comment"
@@ -27,11 +30,14 @@ PERMISSIONS_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def comment_digest_send() -> int:
-    """Email each moderator one list of the pending comments not yet reported.
+    """Email each moderator one list of the pending comments not yet reported,
+    after the copies of earlier digests still owed. Returns how many comments
+    this digest reports.
 
-    Returns how many comments were reported. The claim and the sending share one
-    transaction: if the provider refuses, the comments stay unreported and the
-    next digest (an hour later, on beat) lists them.
+    Whom it is owed to is written with its claim of the comments, and each copy is
+    taken before the provider is asked (OwedCommentDigest): a digest stopped
+    partway, the provider down or the worker killed, is sent with the next to
+    the moderators it had not reached, and to no one a second time.
     """
     # Those the desk lets approve or reject comments (the Editor, the Administrator,
     # a superuser): a Contributor may not see comments waiting for approval.
@@ -48,42 +54,73 @@ def comment_digest_send() -> int:
             .values_list("email", flat=True)
         }
     )
-    if not recipients:
-        return 0
-    with transaction.atomic():
-        pending = comments.comments_claim_for_digest(now=timezone.now())
-        if not pending:
-            return 0
-        email = render_email(
-            "comment-digest",
-            {
-                "comments": [
-                    {
-                        "comment": comment,
-                        "admin_url": site_link(
-                            "admin:comments_comment_change", object_id=comment.pk
-                        ),
-                    }
-                    for comment in pending
-                ],
-                # Each post commented on, once, for the preview line.
-                "posts": list(dict.fromkeys(c.post.title for c in pending)),
-                "queue_url": site_link("admin:comments_comment_changelist")
-                + "?status=pending",
-                # Beyond what one email holds (a flood): without it, moderators
-                # read that 50 wait when hundreds do.
-                "more": Comment.objects.awaiting_moderators().count(),
-            },
-        )
-        for address in recipients:
-            try:
-                build_message(email, to=address).send()
-            except (AnymailRecipientsRefused, smtplib.SMTPRecipientsRefused):
-                # The provider refused this moderator's address (a hard bounce,
-                # someone who left): raising would roll the claim back, and the
-                # others would get no digest, or the same one every hour.
-                continue
-    return len(pending)
+    reported = 0
+    now = timezone.now()
+    if recipients:
+        with transaction.atomic():
+            reported = comments.comments_claim_for_digest(now=now)
+            if reported:
+                OwedCommentDigest.objects.bulk_create(
+                    OwedCommentDigest(reported_at=now, email=address)
+                    for address in recipients
+                )
+    owed_digests = (
+        OwedCommentDigest.objects.order_by("reported_at")
+        .values_list("reported_at", flat=True)
+        .distinct()
+    )
+    for reported_at in owed_digests:
+        _comment_digest_copies_send(reported_at=reported_at)
+    return reported
+
+
+def _comment_digest_copies_send(*, reported_at: datetime) -> None:
+    owed = OwedCommentDigest.objects.filter(reported_at=reported_at)
+    pending = comments.comments_of_digest(reported_at=reported_at)
+    if not pending:
+        owed.delete()  # every comment dealt with since: nothing left to tell
+        return
+    email = render_email(
+        "comment-digest",
+        {
+            "comments": [
+                {
+                    "comment": comment,
+                    "admin_url": site_link(
+                        "admin:comments_comment_change", object_id=comment.pk
+                    ),
+                }
+                for comment in pending
+            ],
+            # Each post commented on, once, for the preview line.
+            "posts": list(dict.fromkeys(c.post.title for c in pending)),
+            "queue_url": site_link("admin:comments_comment_changelist")
+            + "?status=pending",
+            # Beyond what one email holds (a flood): without it, moderators
+            # read that 50 wait when hundreds do.
+            "more": Comment.objects.awaiting_moderators().count(),
+        },
+    )
+    for copy in owed.order_by("email"):
+        # Taken, in its own commit, before the provider is asked: a worker killed
+        # from here on has sent this copy or lost it, never sends it twice.
+        if not OwedCommentDigest.objects.filter(pk=copy.pk).delete()[0]:
+            continue  # taken by another run of the digest
+        try:
+            build_message(email, to=copy.email).send()
+        except (AnymailRecipientsRefused, smtplib.SMTPRecipientsRefused):
+            # The provider refused this moderator's address (a hard bounce,
+            # someone who left): the others still get theirs.
+            continue
+        except Exception as exc:
+            # Clearly refused (the provider down): owed again, as are the copies
+            # after it, to the next digest. Possibly taken: a second copy is worse
+            # than none.
+            if provider_refused(exc):
+                OwedCommentDigest.objects.create(
+                    reported_at=reported_at, email=copy.email
+                )
+            raise
 
 
 def comment_confirmation_send(*, comment_id: int) -> bool:

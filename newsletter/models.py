@@ -919,3 +919,28 @@ class DigestSettings(models.Model):
         the admin: every caller only reads, and a page, a refused form or the beat
         must change nothing."""
         return cls.objects.order_by("pk").first() or cls()
+
+
+class OwedCommentDigest(models.Model):
+    """A moderator's copy of a comments digest, not yet sent.
+
+    Written for every moderator with the digest's claim of its comments, and
+    deleted as it is taken to send: a digest that stops partway (the provider
+    down, the worker killed) owes the moderators not reached, and never sends the
+    others it again. Given back only when the provider clearly refused it.
+    """
+
+    # Which digest: its comments are those the moderators were told of then
+    # (Comment.moderators_notified_at).
+    reported_at = models.DateTimeField()
+    email = models.EmailField(max_length=254)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reported_at", "email"], name="one_digest_copy_a_mailbox"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Comments digest of {self.reported_at:%Y-%m-%d %H:%M}"

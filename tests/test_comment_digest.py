@@ -1,9 +1,11 @@
 import pytest
 from anymail.exceptions import AnymailAPIError
 from django.core import mail
+from django.core.mail.backends import locmem
 
 from newsletter.comment_tasks import send_comment_digest
 from posts.comments.models import Comment
+from posts.comments.services import comments_approve
 
 from .factories import CommentFactory, StaffFactory, UserFactory
 
@@ -160,3 +162,94 @@ def test_a_moderator_the_provider_will_not_deliver_to_does_not_stop_the_others_d
     assert fake_esp.recipients() == {"editor@example.org": 1}
     comment.refresh_from_db()
     assert comment.moderators_notified_at is not None
+
+
+def test_moderators_reached_before_the_provider_failed_get_the_digest_once(fake_esp):
+    """The provider fails for a while (a 503) on the second moderator's copy: the
+    next digest sends it to those not reached, not again to those who have it."""
+    UserFactory(username="first", email="first@example.org")
+    UserFactory(username="second", email="second@example.org")
+    UserFactory(username="third", email="third@example.org")
+    CommentFactory(name="Pat Waiting")
+    fake_esp.set_faults(faults_after=1, fail_5xx_next=1, fail_5xx_status=503)
+
+    with pytest.raises(AnymailAPIError):
+        send_comment_digest.delay()
+    send_comment_digest.delay()  # the next hour's
+    send_comment_digest.delay()
+
+    assert fake_esp.recipients() == {
+        "first@example.org": 1,
+        "second@example.org": 1,
+        "third@example.org": 1,
+    }
+    assert all("Pat Waiting" in m["payload"]["TextBody"] for m in fake_esp.messages)
+
+
+def test_moderators_after_one_the_provider_may_have_taken_still_get_the_digest(
+    fake_esp,
+):
+    """The provider took the second moderator's copy and the connection broke
+    before its answer: that copy is not sent again (a second is worse than none),
+    and the third moderator gets theirs with the next digest."""
+    UserFactory(username="first", email="first@example.org")
+    UserFactory(username="second", email="second@example.org")
+    UserFactory(username="third", email="third@example.org")
+    CommentFactory(name="Pat Waiting")
+    fake_esp.set_faults(faults_after=1, drop_after_accept_next=1)
+
+    with pytest.raises(AnymailAPIError):
+        send_comment_digest.delay()
+    send_comment_digest.delay()
+
+    assert fake_esp.recipients() == {
+        "first@example.org": 1,
+        "second@example.org": 1,
+        "third@example.org": 1,
+    }
+
+
+class WorkerKilled(BaseException):
+    """The worker's process killed (an out-of-memory kill, a deploy)."""
+
+
+def test_a_worker_killed_mid_digest_leaves_no_moderator_a_second_copy(monkeypatch):
+    """Killed as it hands the second moderator's copy to the provider: the queue
+    runs the digest again (late acknowledgement), or the next hour's does. The
+    first moderator is not sent it again, and the third still gets it."""
+    UserFactory(username="first", email="first@example.org")
+    UserFactory(username="second", email="second@example.org")
+    UserFactory(username="third", email="third@example.org")
+    CommentFactory(name="Pat Waiting")
+    handed_over = locmem.EmailBackend.send_messages
+
+    def killed_at_the_second(backend, messages):
+        if messages[0].to == ["second@example.org"]:
+            raise WorkerKilled
+        return handed_over(backend, messages)
+
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", killed_at_the_second)
+    with pytest.raises(WorkerKilled):
+        send_comment_digest.delay()
+    monkeypatch.undo()
+    send_comment_digest.delay()
+
+    copies = [message.to[0] for message in mail.outbox]
+    assert sorted(copies) == ["first@example.org", "third@example.org"]
+    assert all("Pat Waiting" in message.body for message in mail.outbox)
+
+
+def test_a_copy_owed_after_the_comments_were_dealt_with_is_not_sent(fake_esp):
+    """The second moderator's copy was refused; before the next digest, the first
+    approved the comment: the second is not told of a comment no longer waiting."""
+    UserFactory(username="first", email="first@example.org")
+    UserFactory(username="second", email="second@example.org")
+    comment = CommentFactory(name="Pat Waiting")
+    fake_esp.set_faults(faults_after=1, fail_5xx_next=1, fail_5xx_status=503)
+    with pytest.raises(AnymailAPIError):
+        send_comment_digest.delay()
+
+    comments_approve(comments=Comment.objects.filter(pk=comment.pk))
+    send_comment_digest.delay()
+
+    assert fake_esp.recipients() == {"first@example.org": 1}

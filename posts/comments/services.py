@@ -387,18 +387,25 @@ def comments_close(*, posts: QuerySet[Post]) -> None:
         comments_changed.send(sender=Comment)
 
 
-def comments_claim_for_digest(*, now: datetime) -> list[Comment]:
-    """Mark the pending comments the moderators have not been told about yet.
+def comments_claim_for_digest(*, now: datetime) -> int:
+    """Mark the pending comments the moderators have not been told about yet as
+    reported by the digest of `now`; returns how many.
 
-    Call it inside the transaction that sends the digest: the conditional UPDATE
-    makes two concurrent digests report each comment once, and a failed send rolls
-    the mark back so the next digest reports the comment instead.
+    The conditional UPDATE makes two concurrent digests report each comment once.
+    Call it inside the transaction that records whom the digest is owed to, so
+    that the comments are marked only with someone to tell.
     """
     unreported = Comment.objects.awaiting_moderators()
     ids = list(unreported.values_list("pk", flat=True)[:DIGEST_MAX_COMMENTS])
-    unreported.filter(pk__in=ids).update(moderators_notified_at=now)
+    return unreported.filter(pk__in=ids).update(moderators_notified_at=now)
+
+
+def comments_of_digest(*, reported_at: datetime) -> list[Comment]:
+    """The comments the digest of `reported_at` reports, those still waiting for
+    approval: a copy sent late leaves out what a moderator has dealt with since."""
     return list(
-        Comment.objects.filter(pk__in=ids, moderators_notified_at=now)
+        Comment.objects.pending()
+        .filter(moderators_notified_at=reported_at)
         .select_related("post")
         .order_by("post_id", "created_at")
     )
