@@ -127,12 +127,14 @@ def comment_confirmation_send(*, comment_id: int) -> bool:
     """Email a held comment's commenter the link that proves the address, if the
     comments app says they should have one. True if sent.
 
-    As with the digest, a refused send rolls the claim back for the retry.
+    Claimed, in its own commit, before the provider is asked: the queue running
+    the task again (a worker killed once it had handed the email over, late
+    acknowledgement) sends no second copy. Given back only when the provider
+    clearly refused it, for the task's retry.
     """
+    now = timezone.now()
     with transaction.atomic():
-        comment = comments.comment_claim_confirmation(
-            comment_id=comment_id, now=timezone.now()
-        )
+        comment = comments.comment_claim_confirmation(comment_id=comment_id, now=now)
         if comment is None or is_blocked(comment.email):
             return False
         token = comments.comment_confirmation_token(comment=comment)
@@ -144,7 +146,12 @@ def comment_confirmation_send(*, comment_id: int) -> bool:
                 "max_age_days": comments.CONFIRMATION_MAX_AGE_SECONDS // 86400,
             },
         )
+    try:
         build_message(email, to=comment.email).send()
+    except Exception as exc:
+        if provider_refused(exc):
+            comments.comment_confirmation_unsent(comment_id=comment.pk, claimed_at=now)
+        raise
     return True
 
 

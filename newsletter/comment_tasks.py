@@ -14,7 +14,7 @@ def email_comment_confirmation(self, comment_id: int) -> None:
     try:
         comment_emails.comment_confirmation_send(comment_id=comment_id)
     except Exception as exc:
-        # Nothing to undo: a refused send rolls its claim back, and the comment
+        # Nothing to undo: a refused send gives its claim back, and the comment
         # waits for the moderators.
         retry_if_provider_refused(
             self, exc, email=f"confirmation of comment {comment_id}"

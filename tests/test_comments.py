@@ -429,6 +429,21 @@ def test_a_refused_confirmation_is_sent_on_the_next_try(post, fake_esp):
     assert fake_esp.recipients() == {"alex@example.org": 1}
 
 
+def test_a_confirmation_the_provider_may_have_taken_is_not_sent_again(post, fake_esp):
+    """The provider took the confirmation and its answer was lost (the connection
+    broke, or the worker was killed once it had handed it over): the queue runs
+    the task again, which sends no second copy."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    held = CommentFactory(email="alex@example.org", post=post)
+    fake_esp.set_faults(drop_after_accept_next=1)
+
+    with pytest.raises(AnymailAPIError):
+        comment_emails.comment_confirmation_send(comment_id=held.pk)
+    comment_emails.comment_confirmation_send(comment_id=held.pk)
+
+    assert fake_esp.recipients() == {"alex@example.org": 1}
+
+
 def test_a_forged_cookie_publishes_nothing(client, post):
     CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
     client.cookies["comment_verified"] = "alex@example.org"

@@ -258,8 +258,8 @@ def comment_claim_confirmation(*, comment_id: int, now: datetime) -> Comment | N
     them), while confirming would still publish the comment (the email promises
     it), and each address at most once per CONFIRMATION_INTERVAL. The request
     that held the comment answered the same either way; this runs later, in the
-    email service's task. Call it inside the transaction that sends the email, so
-    a refused send leaves the comment unclaimed for a retry.
+    email service's task. Committed before the email is handed over, so that it
+    is never sent twice; a refused send gives it back (comment_confirmation_unsent).
     """
     comment = (
         Comment.objects.pending()
@@ -278,6 +278,15 @@ def comment_claim_confirmation(*, comment_id: int, now: datetime) -> Comment | N
         pk=comment.pk, confirmation_sent_at__isnull=True
     ).update(confirmation_sent_at=now)
     return comment if claimed else None
+
+
+def comment_confirmation_unsent(*, comment_id: int, claimed_at: datetime) -> None:
+    """The provider clearly refused the confirmation claimed at `claimed_at`: owed
+    again, for the email service's retry, and not counted against the address's
+    hourly limit."""
+    Comment.objects.filter(pk=comment_id, confirmation_sent_at=claimed_at).update(
+        confirmation_sent_at=None
+    )
 
 
 def comment_of_confirmation(*, token: str) -> Comment:
