@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
-from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
+from django.db.models import Exists, F, IntegerField, OuterRef, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -169,16 +169,28 @@ def _due(frequency: str, *, slot: datetime) -> SubscriberQuerySet:
 
 
 def readers_mark_round(*, mailing: Mailing, subscriber_ids: list[int]) -> None:
-    """Record the round on the readers it was planned for, posts or none, and
-    that it held what they were owed up to its slot (posts_held). A reader who
-    turned to instant after the slot is owed the posts since, in the next one."""
-    Subscriber.objects.filter(pk__in=subscriber_ids).update(
-        **{LAST_ROUND[mailing.frequency]: mailing.slot},
-        digest_owed_until=Case(
-            When(digest_owed_until__lte=mailing.slot, then=None),
-            default=F("digest_owed_until"),
-        ),
+    """Record the round on the readers it was planned for, posts or none. Of
+    those owed a last digest, it settles the debt of the ones it found owed
+    nothing (posts_held), unless a digest of theirs is still on its way: one it
+    planned is paid when it reaches them (delivery.ledger.record_outcomes). A
+    reader who turned to instant after the slot is owed the posts since, in the
+    next one."""
+    readers = Subscriber.objects.filter(pk__in=subscriber_ids)
+    readers.update(**{LAST_ROUND[mailing.frequency]: mailing.slot})
+    digest_debts_settle(readers.filter(digest_owed_until__lte=mailing.slot))
+
+
+def digest_debts_settle(readers: SubscriberQuerySet) -> None:
+    """Clear what `readers` were owed (Subscriber.digest_owed_until), but for
+    those with a digest still on its way (queued or uncertain): it may yet be
+    skipped or fail, and the next round must then hold its posts, which it leaves
+    out while that digest is on its way."""
+    on_its_way = Delivery.objects.filter(
+        subscriber=OuterRef("pk"),
+        mailing__kind=Mailing.Kind.DIGEST,
+        status__in=[Delivery.Status.QUEUED, Delivery.Status.UNCERTAIN],
     )
+    readers.exclude(Exists(on_its_way)).update(digest_owed_until=None)
 
 
 def post_withdraw_from_digests(*, post: Post) -> int:

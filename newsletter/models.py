@@ -164,7 +164,8 @@ class Subscriber(models.Model):
     last_weekly_round_at = models.DateTimeField(null=True, editable=False)
     # Set when a digest reader turns to instant: the posts announced up to then
     # were announced without them and are in no round of theirs any more, so the
-    # next round of either frequency holds them (a last digest), then clears it.
+    # next round of either frequency holds them (a last digest). Cleared once it
+    # reaches them (delivery.ledger.record_outcomes), not when it is planned.
     digest_owed_until = models.DateTimeField(null=True, editable=False)
     # Set while the reader is owed their welcome: when it was rung (confirming),
     # or when its retry is due; a worker clears it as it takes the welcome to

@@ -520,6 +520,141 @@ def test_a_reader_who_was_never_on_a_digest_is_promised_no_last_one(clock):
     assert not digests.audience("daily", slot=digests.slot_of(timezone.now())).exists()
 
 
+def turned_to_instant_with_a_post_waiting(clock, publish) -> Subscriber:
+    """A daily reader who turned to instant at 06:45 on Monday, owed the post
+    that waited for their 07:00 digest."""
+    turning = reader("turning@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Waiting for the digest")
+    clock(23, 6, 45)
+    choose_at_the_preference_page(turning, frequency="instant")
+    return turning
+
+
+@pytest.mark.parametrize("lost", ["cancelled by the author", "deferred for days"])
+def test_a_last_digest_that_never_reached_the_reader_comes_in_the_next_round(
+    clock, publish, beat, settings, request, lost
+):
+    """Planning their last digest does not pay what the reader is owed: one the
+    author paused and cancelled, or one their mail server deferred until it
+    failed, leaves its posts to the next round, which brings them once."""
+    turned_to_instant_with_a_post_waiting(clock, publish)
+    clock(23, 7, 5)
+    mailing = planned_round()
+    if lost == "cancelled by the author":
+        assert delivery.mailing_pause(mailing_id=mailing.pk)
+        assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    else:
+        smtp = request.getfixturevalue("smtp")
+        smtp.refused["turning@example.org"] = b"451 4.7.1 Greylisted, try later"
+        started = mailing.created_at - delivery.MAX_DEFERRAL - timedelta(minutes=1)
+        Mailing.objects.filter(pk=mailing.pk).update(created_at=started)
+        send_all(mailing)
+        settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    [lost_digest] = mailing.deliveries.all()
+    assert lost_digest.status in {Delivery.Status.SKIPPED, Delivery.Status.FAILED}
+    got = []
+    for day in (24, 25):
+        clock(day, 7, 5)
+        got += beat()
+    assert posts_received(got, "turning@example.org") == {"Waiting for the digest": 1}
+    assert got[0].subject.startswith("Since your last digest: ")
+
+
+@pytest.mark.parametrize("then", ["resumed", "cancelled"])
+def test_a_last_digest_paused_past_the_next_round_comes_once_whatever_its_fate(
+    clock, publish, beat, django_capture_on_commit_callbacks, then
+):
+    """The next round leaves out the post their paused digest holds, as it is on
+    its way; and if the author then cancels that digest, the round after brings
+    it."""
+    turned_to_instant_with_a_post_waiting(clock, publish)
+    clock(23, 7, 5)
+    mailing = planned_round()
+    assert delivery.mailing_pause(mailing_id=mailing.pk)
+    clock(24, 7, 5)
+    got = beat()
+    assert got == []
+    with django_capture_on_commit_callbacks(execute=True):
+        if then == "resumed":
+            assert delivery.mailing_resume(mailing_id=mailing.pk)
+        else:
+            assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    got += mail.outbox
+    for day in (25, 26):
+        clock(day, 7, 5)
+        got += beat()
+    assert posts_received(got, "turning@example.org") == {"Waiting for the digest": 1}
+
+
+def test_once_the_last_digest_reached_the_reader_they_are_promised_no_other(
+    clock, publish, beat
+):
+    turning = turned_to_instant_with_a_post_waiting(clock, publish)
+    clock(23, 7, 5)
+    [last] = beat()
+    assert last.subject.startswith("Since your last digest: ")
+    clock(23, 9)
+    page = choose_at_the_preference_page(turning, frequency="instant")
+    assert "Your topics are saved" in page
+    assert "last digest" not in page
+
+
+def test_a_last_digest_the_author_records_as_sent_is_owed_no_more(
+    clock, publish, beat, fake_esp, admin_client
+):
+    """Its answer lost, the digest is uncertain; the author, having checked,
+    records it as sent: the reader was paid, by the one way outcomes are
+    written."""
+    turning = turned_to_instant_with_a_post_waiting(clock, publish)
+    clock(23, 7, 5)
+    mailing = planned_round()
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(mailing)
+    uncertain = mailing.batches.get(status=Batch.Status.UNCERTAIN)
+    assert desk_action(admin_client, "mark_sent", uncertain).status_code == 302
+    page = choose_at_the_preference_page(turning, frequency="instant")
+    assert "last digest" not in page
+    clock(24, 7, 5)
+    beat()
+    assert fake_esp.recipients() == {"turning@example.org": 1}
+
+
+def test_a_reader_owed_nothing_is_promised_no_last_digest_after_the_round(
+    clock, publish, beat
+):
+    """Their digest had brought everything when they turned: the round finds
+    nothing owed, and says so by promising nothing more."""
+    turning = reader("turning@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("In Monday's digest")
+    clock(23, 7, 5)
+    assert len(beat()) == 1
+    clock(23, 9)
+    choose_at_the_preference_page(turning, frequency="instant")
+    clock(24, 7, 5)
+    assert beat() == []
+    page = choose_at_the_preference_page(turning, frequency="instant")
+    assert "last digest" not in page
+
+
+def test_a_reader_turning_back_to_daily_before_their_last_digest_goes_gets_it_once(
+    clock, publish, beat
+):
+    turning = turned_to_instant_with_a_post_waiting(clock, publish)
+    clock(23, 7, 5)
+    mailing = planned_round()
+    clock(23, 7, 10)
+    choose_at_the_preference_page(turning, frequency="daily")
+    send_all(mailing)
+    [digest] = got = list(mail.outbox)
+    assert digest.subject.startswith("Your daily digest: ")
+    for day in (24, 25):
+        clock(day, 7, 5)
+        got += beat()
+    assert posts_received(got, "turning@example.org") == {"Waiting for the digest": 1}
+
+
 def change_topics_at_the_desk(subscriber: Subscriber, *rows: tuple[str, str, str]):
     """What the desk does: an Administrator opens the reader's page and makes
     their topic rows `rows` (kind, value, frequency) in its inline, changing the

@@ -12,7 +12,8 @@ from typing import NamedTuple
 from django.db import connection
 from django.db.models import F, QuerySet
 
-from ..models import Batch, Delivery, Subscriber, SubscriberTopic
+from ..digests import digest_debts_settle
+from ..models import Batch, Delivery, Mailing, Subscriber, SubscriberTopic
 
 D = Delivery._meta.db_table
 B = Batch._meta.db_table
@@ -135,7 +136,8 @@ def record_outcomes(
     (its reader erased their data while the batch was being sent) is counted on
     the batch, sent or failed, as the erasure counts a row it finds written
     (subscriptions.subscriber_delete): else the batch's recount (close_batch)
-    missed an email that went."""
+    missed an email that went. A reader owed a last digest whom the batch's
+    digest reached is owed it no more (one more statement, for those only)."""
     if not outcomes:
         return
     rows = json.dumps(
@@ -158,7 +160,7 @@ def record_outcomes(
             FROM jsonb_to_recordset(%s::jsonb)
                 AS v(id bigint, status text, mid text, err text)
             WHERE d.id = v.id
-            RETURNING d.id
+            RETURNING d.id, {_owed_last_digest("d")}
         """
     else:
         sql = f"""
@@ -168,17 +170,42 @@ def record_outcomes(
                 sent_at = CASE WHEN v.value ->> 'status' = %s THEN %s END
             FROM json_each(%s) AS v
             WHERE {D}.id = v.value ->> 'id'
-            RETURNING {D}.id
+            RETURNING {D}.id, {_owed_last_digest(D)}
         """
     with connection.cursor() as cursor:
         cursor.execute(sql, [Delivery.Status.SENT, sent_at, rows])
-        written = {pk for (pk,) in cursor.fetchall()}
+        written = dict(cursor.fetchall())
+    if any(
+        owed and outcomes[pk].status == Delivery.Status.SENT
+        for pk, owed in written.items()
+    ):
+        # The debt is paid here, where every outcome is written (a batch sent,
+        # an uncertain one settled), not when the digest is planned: a digest
+        # then paused and cancelled, or failed, lost its posts for good, as the
+        # next round no longer held them. Only a digest whose round's slot
+        # comes after the debt holds all of it (digests.posts_held).
+        digest_debts_settle(
+            Subscriber.objects.filter(
+                deliveries__batch_id=batch_id,
+                deliveries__status=Delivery.Status.SENT,
+                deliveries__mailing__kind=Mailing.Kind.DIGEST,
+                digest_owed_until__lte=F("deliveries__mailing__slot"),
+            )
+        )
     gone = Counter(o.status for pk, o in outcomes.items() if pk not in written)
     if gone[Delivery.Status.SENT] or gone[Delivery.Status.FAILED]:
         Batch.objects.filter(pk=batch_id).update(
             erased_sent=F("erased_sent") + gone[Delivery.Status.SENT],
             erased_failed=F("erased_failed") + gone[Delivery.Status.FAILED],
         )
+
+
+def _owed_last_digest(row: str) -> str:
+    """SQL: whether the reader of the ledger's `row` is owed a last digest, read
+    as their outcome is written, so that a batch with none such runs no statement
+    more."""
+    return f"""EXISTS (SELECT 1 FROM {S} s
+        WHERE s.id = {row}.subscriber_id AND s.digest_owed_until IS NOT NULL)"""
 
 
 def close_batch(
