@@ -41,10 +41,9 @@ def sent_earlier(
     # is still answering (its readers still queued in the ledger): they were left
     # with the earlier text and no correction. Of those still being handed over,
     # one the provider refuses gets the corrected post on the retry, after this.
-    rendered_before = Q(batch__claimed_at__lte=before) & (
-        Q(status=Delivery.Status.SENT)
-        | Q(status=Delivery.Status.QUEUED, batch__status=Batch.Status.SENDING)
-    )
+    rendered_before = Q(
+        status=Delivery.Status.SENT, batch__claimed_at__lte=before
+    ) | _being_handed_over(before)
     handed_over = Q(status=Delivery.Status.SENT, sent_at__lte=before) | rendered_before
     if include_uncertain:
         # Only a batch claimed before then may have carried the earlier text: one
@@ -54,6 +53,16 @@ def sent_earlier(
             status=Delivery.Status.UNCERTAIN, batch__claimed_at__lte=before
         )
     return Delivery.objects.carrying(post).filter(handed_over)
+
+
+def _being_handed_over(before: datetime) -> Q:
+    """Still queued in a batch a worker claimed before `before`, which is handing
+    its readers the text it rendered then."""
+    return Q(
+        status=Delivery.Status.QUEUED,
+        batch__status=Batch.Status.SENDING,
+        batch__claimed_at__lte=before,
+    )
 
 
 def sent_to_anyone(post: Post) -> bool:
@@ -82,10 +91,14 @@ def readers_still_owed(mailing: Mailing, subscriber_ids: list[int]) -> set[int]:
     """Of these readers of a correction's batch, those the ledger does not say
     never had the post. Planned while a batch of the post was being handed over,
     the correction counted that batch's readers in; the ones it skipped or the
-    provider refused never had it. (Not the audience asked again: a retry of that
+    provider refused never had it, nor those it left queued for its retry, which
+    renders the corrected post. (Not the audience asked again: a retry of that
     batch moves its claimed_at, and would drop the readers it sent before.)"""
-    had_it = _readers_of(Delivery.objects.carrying(mailing.post).received())
-    owed = Subscriber.objects.filter(had_it, pk__in=subscriber_ids)
+    had_it = Q(
+        status__in=[Delivery.Status.SENT, Delivery.Status.UNCERTAIN]
+    ) | _being_handed_over(mailing.created_at)
+    deliveries = Delivery.objects.carrying(mailing.post).filter(had_it)
+    owed = Subscriber.objects.filter(_readers_of(deliveries), pk__in=subscriber_ids)
     return set(owed.values_list("pk", flat=True))
 
 

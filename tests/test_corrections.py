@@ -806,10 +806,10 @@ def test_a_correction_whose_post_is_taken_down_as_it_goes_waits_for_the_post(
     assert mailing.status == Mailing.Status.DONE
 
 
-def corrected_as_handed_over(monkeypatch, post) -> list:
+def corrected_as_handed_over(monkeypatch, post, *, refused: bool = False) -> list:
     """The author corrects the post (WRONG to RIGHT) and confirms its correction,
-    planned at once, while the first email is being handed to the provider; the
-    list gets the correction's mailing then."""
+    planned at once, while the first email is being handed to the provider (which
+    then refuses it, if `refused`); the list gets the correction's mailing then."""
     handed_over = locmem.EmailBackend.send_messages
     corrections_made = []
 
@@ -823,6 +823,8 @@ def corrected_as_handed_over(monkeypatch, post) -> list:
             while delivery.mailing_plan_page(mailing_id=mailing.pk):
                 pass
             corrections_made.append(mailing)
+            if refused:
+                raise ConnectionRefusedError("the provider is down")
         return handed_over(backend, messages)
 
     monkeypatch.setattr(locmem.EmailBackend, "send_messages", author_corrects_meanwhile)
@@ -850,6 +852,36 @@ def test_a_correction_confirmed_while_a_batch_of_the_earlier_text_goes_reaches_i
         delivery.batch_send(batch_id=correction_batch.pk)
 
     assert corrections_sent() == {r.email: 1 for r in readers}
+
+
+def test_a_reader_whose_earlier_text_the_provider_refused_gets_no_correction(
+    settings, monkeypatch
+):
+    """The author confirms a correction while a batch of the post is being handed
+    over, and the provider refuses it (down for a minute): its readers never had
+    the earlier text. The batch's retry brings them the corrected post, and the
+    correction, going first, is not sent them ("we sent you this post")."""
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    readers = [reader(f"reader{i}@example.org") for i in range(2)]
+    post = PostFactory(title="A post", body=WRONG)
+    post_publish(post=post)  # its doorbells are not rung: the batch goes below
+    announcement = delivery.mailing_create_for_post(post=post)
+    while delivery.mailing_plan_page(mailing_id=announcement.pk):
+        pass
+    [batch] = announcement.batches.all()
+    corrections_made = corrected_as_handed_over(monkeypatch, post, refused=True)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.batch_send(batch_id=batch.pk)
+    assert mail.outbox == []
+    for correction_batch in corrections_made[0].batches.all():
+        delivery.batch_send(batch_id=correction_batch.pk)
+    delivery.batch_send(batch_id=batch.pk)  # its retry
+
+    assert corrections_sent() == {}
+    assert sorted(m.to[0] for m in mail.outbox) == [r.email for r in readers]
+    for message in mail.outbox:
+        text, _ = message.body.split("Updates and corrections")
+        assert RIGHT in text and WRONG not in text
 
 
 def test_the_text_emails_heading_is_underlined_to_its_end(clock, on_commit):

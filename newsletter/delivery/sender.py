@@ -308,7 +308,9 @@ def _still_owed(
     owed = corrections.readers_still_owed(mailing, [r.pk for r in recipients])
     for r in recipients:
         if r.pk not in owed:
-            skipped[r.delivery_id] = "never had the post: its email skipped or failed"
+            skipped[r.delivery_id] = (
+                "never had the earlier text: skipped, failed or still to go"
+            )
     return [r for r in recipients if r.pk in owed]
 
 
