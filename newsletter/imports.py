@@ -226,7 +226,15 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
                     source=source,
                 )
             except ValidationError as error:
-                report.rejected.append((line, error.messages[0]))
+                reason = error.messages[0]
+                if ended > line:
+                    # A quote left open reads the lines after it into this row:
+                    # said, or their readers went missing unmentioned.
+                    reason += (
+                        f" (lines {line} to {ended} were read as this one row: "
+                        "a quote left open?)"
+                    )
+                report.rejected.append((line, reason))
                 continue
             except LeftTheList as left:
                 report.skipped.append((line, str(left)))

@@ -130,6 +130,26 @@ def test_a_row_whose_quoted_cell_holds_a_line_break_is_named_by_its_first_line(
     assert [line for line, _ in rejected_lines(response)] == [2, 4]
 
 
+def test_a_quote_left_open_says_which_lines_it_read_as_one_row(author):
+    # A stray quote reads the lines after it into one cell: the page told of one
+    # rejected line, the author imported "the valid rows", and the readers on the
+    # lines after it were left out, unmentioned.
+    response = upload(
+        author,
+        HEADER
+        + GOOD
+        + 'c@example.org,"Casey,Form,2026-10-01\n'
+        + "d@example.org,Dee,Form,2026-10-01\n"
+        + "e@example.org,Eve,Form,2026-10-01\n",
+        anyway=True,
+    )
+    [(line, reason)] = rejected_lines(response)
+    assert line == 4
+    assert "lines 4 to 6 were read as this one row" in reason
+    assert "lines 4 to 6 were read as this one row" in response.content.decode()
+    assert response.context["report"].created == 2
+
+
 def test_a_file_of_only_bad_rows_offers_no_import_of_its_valid_ones(author):
     # The page offered to "import the 0 valid rows without them".
     page = upload(author, HEADER + BAD).content.decode()
