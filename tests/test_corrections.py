@@ -45,6 +45,7 @@ from .factories import (
     taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
 )
+from .test_send_controls import parted_by_its_lanes
 from .test_webhooks import POSTMARK_BACKEND, SECRET, post_postmark, postmark_delivery
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -629,6 +630,41 @@ def test_a_cancelled_correction_is_emailed_again_to_the_readers_it_had_not_reach
     mailing = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
     assert mailing.status == Mailing.Status.DONE
     assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 3
+
+
+@pytest.mark.parametrize("settled", [False, True], ids=["left uncertain", "settled"])
+def test_a_correction_sent_again_reaches_the_readers_its_uncertain_batch_skipped(
+    settings, author, on_commit, settled
+):
+    """Cancelled while a batch waited for its retry beside a reader whose answer
+    was lost, the batch was left to settle with its waiting reader skipped:
+    confirmed again, the correction reaches that reader too, settled or not."""
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    readers = [reader(f"reader{i}@example.org") for i in range(3)]
+    post = publish(on_commit, "A post")
+    mail.outbox.clear()
+    update = correction(post)
+    mailing = delivery.mailing_create_for_correction(
+        post_update=update, include_uncertain=False
+    )
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
+        pass
+    first = mailing.batches.order_by("number").first()
+    uncertain = parted_by_its_lanes(first)
+    assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    if settled:
+        assert delivery.batch_mark_sent(batch_id=first.pk)
+
+    on_commit(author.post, confirm_url(update), {})
+    others = [r for r in readers if r.pk != uncertain.subscriber_id]
+    assert corrections_sent() == {r.email: 1 for r in others}
+    uncertain.refresh_from_db()
+    first.refresh_from_db()
+    if settled:
+        assert (uncertain.status, first.status) == ("sent", Batch.Status.DONE)
+    else:  # it went once more, and its uncertain reader is still to settle
+        assert (uncertain.status, first.status) == ("uncertain", "uncertain")
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 2 + settled
 
 
 def test_the_post_page_shows_the_dated_correction_the_email_links_to(client):

@@ -17,6 +17,7 @@ from django.utils import timezone
 from newsletter import delivery, tasks
 from newsletter.admin import mailings as admin_mailings
 from newsletter.delivery import control, planner, sender
+from newsletter.delivery.ledger import close_batch
 from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
@@ -189,6 +190,79 @@ def test_settling_a_batch_of_a_cancelled_mailing_skips_what_the_provider_never_t
     assert fake_esp.count == 0
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.CANCELLED
+
+
+def parted_by_its_lanes(batch: Batch) -> Delivery:
+    """Leave `batch` as a send in lanes leaves it when one lane's answer is lost
+    (its reader uncertain) and another lane stops early (its reader queued for the
+    retry): back in the queue, counted by close_batch. Returns the uncertain row."""
+    uncertain, _queued = batch.deliveries.order_by("pk")
+    Delivery.objects.filter(pk=uncertain.pk).update(
+        status=Delivery.Status.UNCERTAIN, error="connection reset after the request"
+    )
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.SENDING)
+    closed = close_batch(
+        batch.pk, from_status=Batch.Status.SENDING, now=timezone.now(), error="reset"
+    )
+    assert closed[0] == Batch.Status.QUEUED
+    return uncertain
+
+
+FIGURES = ("Planned", "Sent", "Failed", "Uncertain", "Skipped (never sent)")
+
+
+@pytest.mark.parametrize(
+    "settle, sent, status",
+    [
+        (lambda batch, row: delivery.batch_mark_sent(batch_id=batch.pk), 1, "done"),
+        (
+            lambda batch, row: delivery.delivery_settle_by_event(
+                delivery_id=row.pk, message_id="its-message"
+            ),
+            1,
+            "done",
+        ),
+        # The fake provider never took it: never sent, then, nor sent now.
+        (
+            lambda batch, row: delivery.batch_settle_with_provider(batch_id=batch.pk),
+            0,
+            "cancelled",
+        ),
+    ],
+    ids=["marked sent", "by the provider's event", "asking the provider"],
+)
+def test_a_cancelled_batch_holding_an_uncertain_reader_is_left_to_settle(
+    author, planned, fake_esp, settle, sent, status
+):
+    """Cancelled while its batch waited for its retry, a reader whose answer was
+    lost stayed uncertain for good: the batch was cancelled whole, and neither the
+    author nor the provider's events may settle a cancelled batch. The batch is
+    the author's to settle, its waiting readers skipped, as a batch uncertain when
+    cancelled is."""
+    first = planned.batches.order_by("number").first()
+    uncertain = parted_by_its_lanes(first)
+    assert delivery.mailing_cancel(mailing_id=planned.pk)
+    figures = mailing_page(author, planned)
+    assert [figures[k] for k in FIGURES] == ["6", "0", "0", "1", "5"]
+    assert re.search(r">1 to review</a>$", figures["Uncertain batches"])
+    assert not delivery.batch_resend(batch_id=first.pk)  # cancelled: nothing goes
+
+    assert settle(first, uncertain)
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.failed, first.uncertain) == (
+        status,
+        sent,
+        0,
+        0,
+    )
+    statuses = list(first.deliveries.values_list("status", flat=True))
+    assert statuses.count(Delivery.Status.SKIPPED) == first.size - sent
+    figures = mailing_page(author, planned)
+    assert [figures[k] for k in FIGURES] == ["6", str(sent), "0", "0", str(6 - sent)]
+    assert re.search(r">0 to review</a>$", figures["Uncertain batches"])
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.CANCELLED
+    assert fake_esp.count == 0
 
 
 def test_failures_in_a_row_trip_the_circuit_breaker_and_the_reaper_resumes_later(

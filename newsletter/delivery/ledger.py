@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 
 from ..digests import digest_debts_settle
 from ..models import Batch, Delivery, Mailing, Subscriber, SubscriberTopic
@@ -25,6 +25,10 @@ T = SubscriberTopic._meta.db_table
 # Why a digest is skipped that holds nothing: each of its posts was taken off the
 # site before it went (digests.post_withdraw_from_digests, or as it went).
 DIGEST_EMPTIED = "its posts were unpublished before sending"
+
+# Why a reader is skipped whose batch waited in the queue when the author
+# cancelled its mailing (batches_cancel); sending it after all queues them again.
+MAILING_CANCELLED = "mailing cancelled"
 
 
 class Recipient(NamedTuple):
@@ -287,22 +291,39 @@ def batches_cancel(batches: QuerySet[Batch], *, now: datetime) -> int:
     """Cancel those of `batches` that wait in the queue: their readers not handed
     over are SKIPPED. Returns how many were cancelled.
 
+    One that holds uncertain readers as well (a lane's answer lost while another
+    lane stopped early: close_batch keeps it queued for the retry) is UNCERTAIN
+    instead, the author's to settle as a batch uncertain when cancelled is
+    (control.py): cancelled, nobody could settle them, and they stayed uncertain
+    for good, the mailing's figures never adding up.
+
     A batch being sent is left to its worker (its SENDING status is the claim on
     its queued rows): skipping those rows under it recorded readers the provider
     may have taken as never sent, and a worker dying there left nothing UNCERTAIN
     for the reaper to find. It is cancelled once it is back in the queue
     (batch_send), and an uncertain batch once it is settled (control.py).
     """
+    uncertain = Delivery.objects.filter(
+        batch=OuterRef("pk"), status=Delivery.Status.UNCERTAIN
+    )
     # The batches first: their rows' locks keep a worker from claiming one while
     # its readers are being skipped.
     cancelled = batches.filter(status=Batch.Status.QUEUED).update(
-        status=Batch.Status.CANCELLED, finished_at=now
+        status=Case(
+            When(Exists(uncertain), then=Value(Batch.Status.UNCERTAIN)),
+            default=Value(Batch.Status.CANCELLED),
+        ),
+        finished_at=now,
     )
     if cancelled:
+        # An UNCERTAIN batch holds no queued reader but those it holds here:
+        # close_batch leaves none, and settling one writes them with its close.
         Delivery.objects.filter(
-            batch__in=batches.filter(status=Batch.Status.CANCELLED),
+            batch__in=batches.filter(
+                status__in=[Batch.Status.CANCELLED, Batch.Status.UNCERTAIN]
+            ),
             status=Delivery.Status.QUEUED,
-        ).update(status=Delivery.Status.SKIPPED, error="mailing cancelled")
+        ).update(status=Delivery.Status.SKIPPED, error=MAILING_CANCELLED)
     return cancelled
 
 
@@ -310,9 +331,20 @@ def batches_requeue_cancelled(batches: QuerySet[Batch], *, now: datetime) -> Non
     """Put those of `batches` that were cancelled back in the queue, with their
     readers skipped (batches_cancel): the author sends their mailing after all.
     One who has left the audience meanwhile is skipped again when the batch goes
-    (batch_recipients)."""
+    (batch_recipients). So too a batch left UNCERTAIN by the cancel (or settled
+    since) with readers it skipped: its uncertain readers stay the author's to
+    settle once it has gone (close_batch)."""
+    skipped_by_cancel = Delivery.objects.filter(
+        batch=OuterRef("pk"), status=Delivery.Status.SKIPPED, error=MAILING_CANCELLED
+    )
     cancelled = list(
-        batches.filter(status=Batch.Status.CANCELLED).values_list("pk", flat=True)
+        batches.filter(
+            Q(status=Batch.Status.CANCELLED)
+            | Q(
+                Exists(skipped_by_cancel),
+                status__in=[Batch.Status.UNCERTAIN, Batch.Status.DONE],
+            )
+        ).values_list("pk", flat=True)
     )
     Delivery.objects.filter(batch__in=cancelled, status=Delivery.Status.SKIPPED).update(
         status=Delivery.Status.QUEUED, error=""
