@@ -17,6 +17,7 @@ Columns are found by their header, under the names other lists' exports give
 them too (KNOWN_COLUMNS); any other column is not read.
 """
 
+import codecs
 import csv
 import io
 import re
@@ -109,15 +110,29 @@ class ImportReport:
     encoding: str = "utf-8"
 
 
+NOT_TEXT = (
+    "The file is not a CSV text file (a spreadsheet workbook?): save it from the "
+    "spreadsheet as “CSV UTF-8”."
+)
+
+
 def _decoded(data: bytes) -> tuple[str, str]:
     """The file's text and the encoding it was read in."""
+    # Excel's "Unicode text" (its cells separated by tabs) and some lists'
+    # exports: UTF-16, whose byte-order mark says so, and its byte order.
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = data.decode("utf-16")  # which takes the mark off
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(NOT_TEXT) from exc
+        # UTF-32's mark begins as UTF-16's; read as UTF-16 it holds NULs.
+        if "\x00" in text[:2048]:
+            raise ImportFileError(NOT_TEXT)
+        return text, "utf-16"
     # No text file holds a NUL byte; a workbook (.xlsx, .xls, .ods) or any other
     # binary file does, and read as text it only failed on its "header".
     if b"\x00" in data[:4096] or data.startswith(b"PK\x03\x04"):
-        raise ImportFileError(
-            "The file is not a CSV text file (a spreadsheet workbook?): save it "
-            "from the spreadsheet as “CSV UTF-8”."
-        )
+        raise ImportFileError(NOT_TEXT)
     try:
         return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
@@ -178,10 +193,11 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
     """Validate every row of the file; write nothing. `source` is the consent
     source of the rows that name none."""
     text, encoding = _decoded(data)
-    # Excel separates cells with ';' where the decimal mark is a comma: told by
-    # the header, whose names hold neither.
+    # Excel separates cells with ';' where the decimal mark is a comma, and with
+    # tabs in its "Unicode text": told by the header, whose names hold none of
+    # them. A comma in it makes it a comma file.
     first_line = text.partition("\n")[0]
-    delimiter = ";" if ";" in first_line and "," not in first_line else ","
+    delimiter = next((mark for mark in ",\t;" if mark in first_line), ",")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)

@@ -1,5 +1,6 @@
 """The author's subscriber desk: CSV import and export, counts, bulk actions."""
 
+import codecs
 import csv
 import io
 import re
@@ -252,11 +253,20 @@ def test_suppressed_addresses_are_skipped_and_stay_out(author):
     [
         (b"", "The submitted file is empty."),
         ("\ufeff".encode(), "The file is empty."),
-        (b"\xff\xfe\x00bad", "The file is not a CSV text file"),
+        (codecs.BOM_UTF16_LE, "The file is empty."),
+        # A UTF-16 mark, then what UTF-16 cannot be (half a surrogate pair).
+        (codecs.BOM_UTF16_LE + b"\x00\xd8", "The file is not a CSV text file"),
         (b"email\x81\x8d,name\n", "The file is neither UTF-8 nor Windows-1252"),
         (b"mail,who\nx@example.org,X\n", "The first line must be the header"),
     ],
-    ids=["empty", "only a byte-order mark", "utf-16", "not text", "wrong header"],
+    ids=[
+        "empty",
+        "only a byte-order mark",
+        "only a utf-16 byte-order mark",
+        "binary after a utf-16 byte-order mark",
+        "not text",
+        "wrong header",
+    ],
 )
 def test_an_unreadable_file_gets_a_clear_error_and_nothing_changes(
     author, content, message
@@ -811,6 +821,39 @@ def test_a_workbook_uploaded_instead_of_its_csv_is_refused_saying_so(author):
     assert response.status_code == 400
     assert "not a CSV text file" in response.content.decode()
     assert not Subscriber.objects.exists()
+
+
+@pytest.mark.parametrize("byte_order", ["le", "be"])
+def test_excels_unicode_text_in_utf_16_imports_with_its_accents(author, byte_order):
+    """Excel's "Unicode text" is UTF-16, its byte order told by its byte-order
+    mark, with tabs between the cells."""
+    text = (
+        "email\tname\tconsent_source\tconsent_date\r\n"
+        "zoe@example.org\tZoë Brontë\tCafé sign-up\t2025-10-01\r\n"
+        "sam@example.org\t\tCafé sign-up\t2025-10-01\r\n"
+    )
+    data = getattr(codecs, f"BOM_UTF16_{byte_order.upper()}") + text.encode(
+        f"utf-16-{byte_order}"
+    )
+    response = author.post(
+        IMPORT_URL, {"file": SimpleUploadedFile("list.txt", data, "text/plain")}
+    )
+    assert response.status_code == 200
+    assert response.context["report"].created == 2
+    zoe = Subscriber.objects.get(email="zoe@example.org")
+    assert (zoe.name, zoe.consents.get().source) == ("Zoë Brontë", "Café sign-up")
+
+
+def test_a_tab_separated_file_imports_as_a_comma_separated_one(author):
+    response = upload(
+        author,
+        "Email\tName\tConsent source\tConsent date\n"
+        "a@example.org\tDupont, Alex\tSalon; Lyon\t2026-10-01\n"
+        "b@example.org\t\tListe\t2025-03-15\n",
+    )
+    assert response.context["report"].created == 2
+    alex = Subscriber.objects.get(email="a@example.org")
+    assert (alex.name, alex.consents.get().source) == ("Dupont, Alex", "Salon; Lyon")
 
 
 def test_excels_semicolon_separated_csv_imports_as_a_comma_separated_one(author):

@@ -182,7 +182,8 @@ class FrequencyFilter(_TopicsFilter):
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
-        help_text="UTF-8 (or Excel's Windows-1252), with a header line naming "
+        help_text="UTF-8 (or Excel's Windows-1252, or its UTF-16 “Unicode text”), "
+        "its cells separated by commas, semicolons or tabs, with a header line naming "
         + ",".join(imports.COLUMNS)
         + " (or Email Address, First Name, Last Name, OPTIN_TIME: a Mailchimp "
         "export is taken as it is). The desk's export is taken as it is: only "
