@@ -135,8 +135,19 @@ def _decoded(data: bytes) -> tuple[str, str]:
         raise ImportFileError(NOT_TEXT)
     try:
         return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        if data.startswith(codecs.BOM_UTF8):
+            # A file its mark says is UTF-8, with a line pasted in from another
+            # encoding: read as Windows-1252, every accent in it would be
+            # garbled, and the mark's "ï»¿" hid its header's first name.
+            # (exc.start counts from after the mark, which holds no line break.)
+            before = data[: len(codecs.BOM_UTF8) + exc.start]
+            line = len(re.findall(rb"\r\n?|\n", before)) + 1
+            raise ImportFileError(
+                f"Line {line} holds a character that is not UTF-8, though the "
+                "file says it is UTF-8 (pasted in from another file?): type that "
+                "line's accented letters again and save the file as “CSV UTF-8”."
+            ) from exc
     # What Excel's "CSV (Comma delimited)" writes on a Windows machine set to
     # English: refused, a list with one "Zoë" in it could not be imported at all.
     try:

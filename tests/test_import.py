@@ -823,6 +823,24 @@ def test_a_workbook_uploaded_instead_of_its_csv_is_refused_saying_so(author):
     assert not Subscriber.objects.exists()
 
 
+def test_a_utf_8_file_holding_one_windows_1252_byte_is_refused_naming_its_line(author):
+    """A file that says it is UTF-8 (its byte-order mark) into which one line was
+    pasted from a Windows-1252 one: read as Windows-1252, its header began with
+    the mark's "ï»¿" and was refused as no header."""
+    data = (
+        codecs.BOM_UTF8
+        + HEADER.encode()
+        + "a@example.org,Zoë,Sheet,2026-10-01\r\n".encode()
+        + "b@example.org,Renée,Sheet,2026-10-01\r\n".encode("cp1252")
+    )
+    response = author.post(
+        IMPORT_URL, {"file": SimpleUploadedFile("list.csv", data, "text/csv")}
+    )
+    assert response.status_code == 400
+    assert "Line 3 holds a character that is not UTF-8" in response.text
+    assert not Subscriber.objects.exists()
+
+
 @pytest.mark.parametrize("byte_order", ["le", "be"])
 def test_excels_unicode_text_in_utf_16_imports_with_its_accents(author, byte_order):
     """Excel's "Unicode text" is UTF-16, its byte order told by its byte-order
