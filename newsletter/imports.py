@@ -185,7 +185,7 @@ def _columns_read(header: list[str], *, source: str) -> dict[str, int]:
         raise ImportFileError(
             f"The first line must be the header, naming {','.join(COLUMNS)} "
             "(or other lists' names for them: Email Address, E-mail, First Name, "
-            f"Last Name, OPTIN_TIME, …); found {','.join(header)}."
+            f"Last Name, OPTIN_TIME, …); found {','.join(header) or 'an empty line'}."
         )
     if "consent_date" not in columns and "confirmed_at" not in columns:
         raise ImportFileError(

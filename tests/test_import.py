@@ -258,6 +258,7 @@ def test_suppressed_addresses_are_skipped_and_stay_out(author):
         (codecs.BOM_UTF16_LE + b"\x00\xd8", "The file is not a CSV text file"),
         (b"email\x81\x8d,name\n", "The file is neither UTF-8 nor Windows-1252"),
         (b"mail,who\nx@example.org,X\n", "The first line must be the header"),
+        (b"\r\n" + HEADER.encode(), "found an empty line"),
     ],
     ids=[
         "empty",
@@ -266,6 +267,7 @@ def test_suppressed_addresses_are_skipped_and_stay_out(author):
         "binary after a utf-16 byte-order mark",
         "not text",
         "wrong header",
+        "a blank line before the header",
     ],
 )
 def test_an_unreadable_file_gets_a_clear_error_and_nothing_changes(
@@ -872,6 +874,13 @@ def test_a_tab_separated_file_imports_as_a_comma_separated_one(author):
     assert response.context["report"].created == 2
     alex = Subscriber.objects.get(email="a@example.org")
     assert (alex.name, alex.consents.get().source) == ("Dupont, Alex", "Salon; Lyon")
+
+
+def test_a_file_of_only_a_header_says_it_has_no_rows(author):
+    response = upload(author, HEADER + "\n,,,\n")
+    assert response.status_code == 200
+    assert "The file has no rows below its header" in response.text
+    assert not Subscriber.objects.exists()
 
 
 def test_excels_semicolon_separated_csv_imports_as_a_comma_separated_one(author):
