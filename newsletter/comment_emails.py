@@ -18,7 +18,7 @@ from posts.comments import services as comments
 from posts.comments.models import Comment
 from posts.validators import normalise_email
 
-from .delivery import provider_refused
+from .delivery import provider_refused, taken_email_send
 from .emails import build_message, render_email, site_link
 from .models import OwedCommentDigest
 from .subscriptions import commenter_addresses, is_blocked
@@ -146,12 +146,12 @@ def comment_confirmation_send(*, comment_id: int) -> bool:
                 "max_age_days": comments.CONFIRMATION_MAX_AGE_SECONDS // 86400,
             },
         )
-    try:
-        build_message(email, to=comment.email).send()
-    except Exception as exc:
-        if provider_refused(exc):
-            comments.comment_confirmation_unsent(comment_id=comment.pk, claimed_at=now)
-        raise
+    taken_email_send(
+        build_message(email, to=comment.email),
+        give_back=lambda: comments.comment_confirmation_unsent(
+            comment_id=comment.pk, claimed_at=now
+        ),
+    )
     return True
 
 

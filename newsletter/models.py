@@ -300,6 +300,10 @@ class Consent(models.Model):
     # the home page); empty when they came to the form directly. The desk counts
     # new readers by it.
     page = models.CharField(max_length=200, blank=True)
+    # When this request's confirmation email was taken to be handed to the
+    # provider: once, so that its task run again sends no second copy; given back
+    # when the provider clearly refused it (subscriptions.confirmation_send).
+    confirmation_taken_at = models.DateTimeField(null=True, editable=False)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     # Where the confirmation link was used from: the request may be anyone's
     # (ip_address), the confirmation is the reader's proof of the double opt-in.

@@ -27,6 +27,7 @@ from posts.comments.services import (
 )
 from posts.validators import AddressPeriod, normalise_email, written_under
 
+from .delivery import taken_email_send
 from .emails import (
     build_message,
     confirmation_message,
@@ -1038,6 +1039,8 @@ def pending_purge_expired() -> int:
 
 
 def confirmation_send(*, consent_id: int) -> None:
+    """Send the request its confirmation, once: taken (Consent.confirmation_taken_at)
+    before the provider is asked, given back only when it clearly refused it."""
     consent = Consent.objects.select_related("subscriber").filter(pk=consent_id).first()
     if consent is None:
         return
@@ -1046,7 +1049,17 @@ def confirmation_send(*, consent_id: int) -> None:
     receiving = not Subscriber.objects.not_receiving().filter(pk=subscriber.pk).exists()
     if receiving or is_blocked(subscriber.email):
         return
-    confirmation_message(subscriber, consent_id=consent.pk).send()
+    message = confirmation_message(subscriber, consent_id=consent.pk)
+    now = timezone.now()
+    untaken = Consent.objects.filter(pk=consent.pk, confirmation_taken_at=None)
+    if not untaken.update(confirmation_taken_at=now):
+        return  # sent, or possibly sent, by an earlier run of its task
+    taken_email_send(
+        message,
+        give_back=lambda: Consent.objects.filter(
+            pk=consent.pk, confirmation_taken_at=now
+        ).update(confirmation_taken_at=None),
+    )
 
 
 def confirmation_unsent(*, consent_id: int) -> None:

@@ -173,6 +173,27 @@ def test_a_confirmation_the_provider_may_have_taken_is_neither_sent_again_nor_un
     assert Subscriber.objects.get().confirmation_sent_at is not None
 
 
+@pytest.mark.parametrize(
+    "email_to_one_reader",
+    # Not a one-time link, nor a commenter's link to their data: each request
+    # sends a fresh link to the address's owner, who may ask again at once.
+    [a_confirmation, a_welcome, a_comment_confirmation],
+)
+def test_an_email_the_provider_may_have_taken_is_not_sent_again_when_its_task_is(
+    email_to_one_reader, fake_esp
+):
+    """The provider took the email and its answer was lost (the connection broke,
+    or the worker was killed once it had handed it over): the queue, which
+    acknowledges a task once it has run, runs it again."""
+    task, args, _ = email_to_one_reader("reader@example.org")
+    fake_esp.set_faults(drop_after_accept_next=1)
+    assert task.apply(args=args, throw=False).failed()
+
+    assert task.apply(args=args, throw=False).successful()
+
+    assert fake_esp.recipients() == {"reader@example.org": 1}
+
+
 @pytest.mark.usefixtures("tasks_run_when_queued")
 def test_a_change_of_address_the_provider_never_took_can_be_asked_for_again_at_once(
     client, on_commit, fake_esp

@@ -55,6 +55,7 @@ from .sender import (
     retry_after,
     smtp_refusal,
     take_from_budget,
+    taken_email_send,
 )
 
 __all__ = [
@@ -87,4 +88,5 @@ __all__ = [
     "retry_after",
     "smtp_refusal",
     "take_from_budget",
+    "taken_email_send",
 ]

@@ -751,6 +751,20 @@ def provider_refused(exc: BaseException) -> bool:
     )
 
 
+def taken_email_send(message: EmailMessage, *, give_back: Callable[[], object]) -> None:
+    """Send an email to one reader, taken (claimed, in its own commit) before the
+    provider is asked: the queue running its task again, a worker killed once it
+    had handed the email over, finds it taken and sends no second copy. The claim
+    is given back, for the task's retry, only when the provider clearly refused
+    it; possibly taken, a second copy is worse than none."""
+    try:
+        message.send()
+    except Exception as exc:
+        if provider_refused(exc):
+            give_back()
+        raise
+
+
 def retry_after(exc: BaseException) -> float | None:
     """The provider's Retry-After (seconds), on a 429 that carries one."""
     response = getattr(exc, "response", None)
