@@ -29,7 +29,7 @@ from posts.models import FormerSlug, Post
 from posts.validators import AddressPeriod
 
 from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
-from .locks import until_done_or_waiting_for_a_lock
+from .locks import in_a_thread, until_done_or_waiting_for_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -441,6 +441,47 @@ def test_a_confirmation_the_provider_may_have_taken_is_not_sent_again(post, fake
         comment_emails.comment_confirmation_send(comment_id=held.pk)
     comment_emails.comment_confirmation_send(comment_id=held.pk)
 
+    assert fake_esp.recipients() == {"alex@example.org": 1}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_two_comments_held_at_once_send_their_commenter_one_confirmation(
+    post, fake_esp, monkeypatch
+):
+    """Two comments from one address, held together: their tasks ran at once, and
+    each read the hour's earlier confirmations before the other's claim was
+    committed, so both sent one."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    first, second = CommentFactory.create_batch(2, email="alex@example.org", post=post)
+    claimed, go_on = threading.Event(), threading.Event()
+    is_blocked = comment_emails.is_blocked
+
+    def first_waits_once_claimed(email: str) -> bool:
+        if not claimed.is_set():
+            claimed.set()
+            go_on.wait(timeout=10)  # before its claim commits
+        return is_blocked(email)
+
+    monkeypatch.setattr(comment_emails, "is_blocked", first_waits_once_claimed)
+    answers = []
+    one = in_a_thread(
+        lambda: comment_emails.comment_confirmation_send(comment_id=first.pk), answers
+    )
+    assert claimed.wait(timeout=10)
+    other = in_a_thread(
+        lambda: comment_emails.comment_confirmation_send(comment_id=second.pk),
+        answers,
+    )
+    # The other's claim goes through at once, or waits for the first's locks.
+    until_done_or_waiting_for_a_lock(other)
+    go_on.set()
+    one.join(timeout=10)
+    other.join(timeout=10)
+
+    assert sorted(answers) == [False, True]
     assert fake_esp.recipients() == {"alex@example.org": 1}
 
 

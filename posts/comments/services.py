@@ -258,8 +258,9 @@ def comment_claim_confirmation(*, comment_id: int, now: datetime) -> Comment | N
     them), while confirming would still publish the comment (the email promises
     it), and each address at most once per CONFIRMATION_INTERVAL. The request
     that held the comment answered the same either way; this runs later, in the
-    email service's task. Committed before the email is handed over, so that it
-    is never sent twice; a refused send gives it back (comment_confirmation_unsent).
+    email service's task, inside a transaction of its own, committed before the
+    email is handed over, so that it is never sent twice; a refused send gives it
+    back (comment_confirmation_unsent).
     """
     comment = (
         Comment.objects.pending()
@@ -269,6 +270,15 @@ def comment_claim_confirmation(*, comment_id: int, now: datetime) -> Comment | N
     )
     if comment is None or not confirming_publishes(comment=comment):
         return None
+    # The address's comments locked, so that two claims at once (two comments
+    # held together) read its hour one after the other: each read the other's
+    # uncommitted claim as none, and both were sent.
+    list(
+        Comment.objects.for_email(comment.email)
+        .select_for_update()
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     recently = Comment.objects.for_email(comment.email).filter(
         confirmation_sent_at__gt=now - CONFIRMATION_INTERVAL
     )
