@@ -141,6 +141,10 @@ class Subscriber(models.Model):
     # When the reader last asked to move to another address: one request a day,
     # and only the latest request's link works.
     email_change_requested_at = models.DateTimeField(null=True, blank=True)
+    # The request (its email_change_requested_at) whose link was taken to be
+    # handed to the provider: once, so that its task run again sends no second
+    # copy; given back when the provider clearly refused it.
+    email_change_taken_for = models.DateTimeField(null=True, editable=False)
     # When the latest one-time link (export, delete, change of address, agreeing
     # to per-reader engagement) was sent:
     # its token is bound to it, and using the link clears it, so it works once.

@@ -792,6 +792,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "paused_at": subscriber.paused_at,
             "soft_bounces": subscriber.soft_bounces,
             "email_change_requested_at": subscriber.email_change_requested_at,
+            # Which request's link was sent (its email_change_requested_at).
+            "email_change_taken_for": subscriber.email_change_taken_for,
             "one_time_link_sent_at": subscriber.one_time_link_sent_at,
             # When their digests arrive, as they chose it (empty: the site's time).
             "digest_hour": subscriber.digest_hour,
@@ -829,6 +831,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "name": consent.name if consent.confirmed_at else None,
                 "topics": consent.topics,
                 "frequency": consent.frequency,
+                # When its confirmation email was sent.
+                "confirmation_taken_at": consent.confirmation_taken_at,
                 "confirmed_at": consent.confirmed_at,
                 "confirmed_ip_address": consent.confirmed_ip_address,
                 "engagement": consent.engagement,
@@ -1144,7 +1148,14 @@ def welcomes_reap() -> dict[str, int]:
     return {"welcomes_rung": rung, "welcomes_given_up": given_up}
 
 
-def email_change_send(*, subscriber_id: int, new_email: str) -> None:
+def email_change_send(
+    *, subscriber_id: int, new_email: str, requested_at: datetime
+) -> None:
+    """Send the link of the change of address asked for at `requested_at`, once,
+    and only while it is the reader's latest request: taken
+    (Subscriber.email_change_taken_for) before the provider is asked, given back
+    only when it clearly refused it. Run after a later request, it would send this
+    one's address a link bound to that request, which works."""
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None or is_blocked(new_email):
         return
@@ -1158,7 +1169,17 @@ def email_change_send(*, subscriber_id: int, new_email: str) -> None:
             "max_age_days": settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE_SECONDS // 86400,
         },
     )
-    build_message(email, to=new_email).send()
+    untaken = Subscriber.objects.filter(
+        pk=subscriber_id, email_change_requested_at=requested_at
+    ).exclude(email_change_taken_for=requested_at)
+    if not untaken.update(email_change_taken_for=requested_at):
+        return  # a later request's, or sent (possibly) by an earlier run of its task
+    taken_email_send(
+        build_message(email, to=new_email),
+        give_back=lambda: Subscriber.objects.filter(
+            pk=subscriber_id, email_change_taken_for=requested_at
+        ).update(email_change_taken_for=None),
+    )
 
 
 def email_change_unsent(

@@ -113,7 +113,9 @@ def send_email_change(
 ) -> None:
     try:
         subscriptions.email_change_send(
-            subscriber_id=subscriber_id, new_email=new_email
+            subscriber_id=subscriber_id,
+            new_email=new_email,
+            requested_at=datetime.fromisoformat(requested_at),
         )
     except Exception as exc:
         retry_if_provider_refused(

@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from newsletter.comment_emails import comment_digest_send
 from newsletter.emails import (
@@ -82,9 +83,15 @@ def every_email() -> dict[str, object]:
         body=POSTS[1]["body"],
         email_format=Post.EmailFormat.EXCERPT,
     )
-    reader = SubscriberFactory(name="Ann Reader")
+    reader = SubscriberFactory(
+        name="Ann Reader", email_change_requested_at=timezone.now()
+    )
     # These two are built and sent by their services; take them from the outbox.
-    email_change_send(subscriber_id=reader.pk, new_email="ann@work.example.org")
+    email_change_send(
+        subscriber_id=reader.pk,
+        new_email="ann@work.example.org",
+        requested_at=reader.email_change_requested_at,
+    )
     (change_of_address,) = mail.outbox
     UserFactory(email="editor@onprobation.example.org")
     CommentFactory(post=post, body="Our caseloads are higher than the report says.")

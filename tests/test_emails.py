@@ -189,12 +189,14 @@ def post():
 
 
 def every_email(post) -> dict[str, object]:
-    reader = SubscriberFactory(name="Ann")
+    reader = SubscriberFactory(name="Ann", email_change_requested_at=timezone.now())
     update = PostUpdate.objects.create(post=post, note="We misread the report.")
     # The rest are built where they are sent: caught in the outbox.
     mail.outbox.clear()
     subscriptions.email_change_send(
-        subscriber_id=reader.pk, new_email="moved@example.org"
+        subscriber_id=reader.pk,
+        new_email="moved@example.org",
+        requested_at=reader.email_change_requested_at,
     )
     subscriptions.one_time_link_send(subscriber_id=reader.pk, detail="export")
     UserFactory(email="editor@example.org")

@@ -177,7 +177,7 @@ def test_a_confirmation_the_provider_may_have_taken_is_neither_sent_again_nor_un
     "email_to_one_reader",
     # Not a one-time link, nor a commenter's link to their data: each request
     # sends a fresh link to the address's owner, who may ask again at once.
-    [a_confirmation, a_welcome, a_comment_confirmation],
+    [a_confirmation, a_welcome, a_change_of_address, a_comment_confirmation],
 )
 def test_an_email_the_provider_may_have_taken_is_not_sent_again_when_its_task_is(
     email_to_one_reader, fake_esp
@@ -192,6 +192,26 @@ def test_an_email_the_provider_may_have_taken_is_not_sent_again_when_its_task_is
     assert task.apply(args=args, throw=False).successful()
 
     assert fake_esp.recipients() == {"reader@example.org": 1}
+
+
+@pytest.mark.usefixtures("tasks_run_when_queued")
+def test_a_change_of_address_run_after_the_readers_next_request_sends_nothing(
+    on_commit, fake_esp
+):
+    """Its link would have worked: the reader, who now asks for another address,
+    could have been moved to the one they no longer want."""
+    reader = SubscriberFactory(email="reader@example.org")
+    with transaction.atomic():  # its email is queued on commit: held up here
+        email_change_request(subscriber=reader, new_email="first@example.org")
+    first_requested_at = timezone.now() - timedelta(days=1, minutes=1)
+    Subscriber.objects.update(email_change_requested_at=first_requested_at)
+    on_commit(email_change_request, subscriber=reader, new_email="second@example.org")
+
+    tasks.send_email_change.apply(
+        args=[reader.pk, "first@example.org", first_requested_at.isoformat()]
+    )
+
+    assert fake_esp.recipients() == {"second@example.org": 1}
 
 
 @pytest.mark.usefixtures("tasks_run_when_queued")
