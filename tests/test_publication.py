@@ -642,6 +642,23 @@ def test_dates_in_the_fact_box_are_machine_readable(client):
     assert '<time datetime="2024-06-27">27 June 2024</time>' in html
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "shown"),
+    [
+        # Known only by its last day: the fact box said nothing of the fieldwork.
+        (None, date(2024, 3, 15), 'ended <time datetime="2024-03-15">'),
+        # Only its first day: it read as fieldwork of one day.
+        (date(2024, 3, 4), None, 'began <time datetime="2024-03-04">'),
+        (date(2024, 3, 4), date(2024, 3, 15), "2024</time> to <time datetime="),
+    ],
+)
+def test_the_fact_box_says_what_it_knows_of_the_fieldwork(client, start, end, shown):
+    inspection = InspectionFactory(fieldwork_start=start, fieldwork_end=end)
+    html = page(client, inspection.post.get_absolute_url())
+    assert "<dt>Fieldwork</dt>" in html
+    assert shown in html
+
+
 def test_post_shows_its_dated_updates_and_corrections_in_order(client):
     post = PublishedPostFactory()
     PostUpdate.objects.create(
