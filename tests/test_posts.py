@@ -1,3 +1,4 @@
+import re
 import threading
 from datetime import timedelta
 
@@ -608,3 +609,29 @@ def test_the_publish_action_says_which_posts_it_scheduled_rather_than_published(
     ]
     later.refresh_from_db()
     assert later.status == Post.Status.PUBLISHED and not later.is_published
+
+
+def test_the_desks_list_tells_a_scheduled_post_from_one_on_the_site(client):
+    # Both read "Published" in the list, and its "Published" filter listed both:
+    # the author took a post still to come to be on the site, where it was a 404.
+    client.force_login(StaffFactory(role="Editor"))
+    PublishedPostFactory(title="On the site")
+    PublishedPostFactory(
+        title="Out on Monday",
+        published_at=timezone.now() + timedelta(days=3),
+        announced_at=None,
+    )
+
+    rows = {
+        title: status
+        for title, status in re.findall(
+            r'<th class="field-title"><a [^>]*>([^<]*)</a></th>'
+            r'<td class="field-\w*status">([^<]*)</td>',
+            client.get("/admin/posts/post/").content.decode(),
+        )
+    }
+    assert rows == {"On the site": "Published", "Out on Monday": "Scheduled"}
+    for shown, title in [("published", "On the site"), ("scheduled", "Out on Monday")]:
+        page = client.get("/admin/posts/post/", {"status__exact": shown}).text
+        assert title in page
+        assert len(re.findall(r'<th class="field-title">', page)) == 1
