@@ -329,10 +329,13 @@ class InspectionAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         index_post(form.instance.post)
-        # Moved to another post: the one it was on is found by its facts no more.
+        # Moved to another post: the one it was on is found by its facts no more,
+        # and a page of it opened before holds it still: saved, it dropped what
+        # was typed there in it, silently.
         moved = change and "post" in form.changed_data
         if moved and (before := Post.objects.filter(pk=form.initial["post"]).first()):
             index_post(before)
+            services.post_touch(post_id=before.pk)
 
     # Deleted, its facts go from its post's search entry too (the post's own
     # page re-indexes it when an inspection row goes; this page and the list did not).

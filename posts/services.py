@@ -213,6 +213,13 @@ def image_resize(*, name: str) -> int:
         return 0
 
 
+def post_touch(*, post_id: int) -> None:
+    """What the post's page shows changed on a page of its own (an inspection's):
+    the post's stamp moves, so that a page of the post opened before, which holds
+    it as it was, is refused (PostForm._refuse_if_saved_since_opened)."""
+    Post.objects.filter(pk=post_id).update(updated_at=timezone.now())
+
+
 def post_links_check_rung(*, post_id: int) -> None:
     """The post's link check is rung for: kept until it has run
     (posts.links.post_links_check), for beat to ring again if the ring is lost."""

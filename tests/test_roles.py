@@ -477,14 +477,16 @@ def test_a_save_over_someone_elses_since_the_form_was_opened_is_refused(editor):
     assert post.is_published and post.body == "A typo fixed."
 
 
-@pytest.mark.parametrize("change", ["edited", "deleted"])
+@pytest.mark.parametrize("change", ["edited", "deleted", "moved"])
 def test_a_post_page_opened_before_its_inspection_changed_on_its_own_page_is_refused(
     editor, change
 ):
     """One editor opens a post, whose page shows its inspection; another corrects
     the inspection's rating on the inspection's own page, or deletes it. The first
     saves a word of the body, with the inspection as their page showed it: that
-    put the old rating back, silently. It is refused, as a save over the post's."""
+    put the old rating back, silently. It is refused, as a save over the post's.
+    Moved to another post, the first's save was taken, and what they had typed
+    in the inspection on their page dropped, silently."""
     inspection = InspectionFactory(post__author=editor, overall="requires_improvement")
     post = inspection.post
     as_opened = {
@@ -506,6 +508,11 @@ def test_a_post_page_opened_before_its_inspection_changed_on_its_own_page_is_ref
             f"{inspection_url}/change/",
             admin_inspection_form_of(inspection, overall="inadequate"),
         )
+    elif change == "moved":
+        response = other.post(
+            f"{inspection_url}/change/",
+            admin_inspection_form_of(inspection, post=PostFactory().pk),
+        )
     else:
         response = other.post(f"{inspection_url}/delete/", {"post": "yes"})
     assert response.status_code == 302
@@ -523,6 +530,7 @@ def test_a_post_page_opened_before_its_inspection_changed_on_its_own_page_is_ref
     assert list(post.inspections.values_list("overall", flat=True)) == (
         ["inadequate"] if change == "edited" else []
     )
+    assert post.body != "A word changed."
 
 
 def test_an_editor_schedules_a_post_that_is_announced_only_when_due(editor):
