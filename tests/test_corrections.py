@@ -231,6 +231,16 @@ def test_a_reader_whose_digest_has_not_gone_gets_the_corrected_post_in_it(
     assert corrections_sent() == {}
 
 
+def announcement_planned(post):
+    """The post published and its announcement planned, no batch of it sent: its
+    doorbells are not rung, so the test sends its batches one by one."""
+    post_publish(post=post)
+    announcement = delivery.mailing_create_for_post(post=post)
+    while delivery.mailing_plan_page(mailing_id=announcement.pk):
+        pass
+    return announcement
+
+
 def test_a_correction_mid_send_goes_only_to_readers_sent_the_earlier_text(
     settings, on_commit
 ):
@@ -239,10 +249,7 @@ def test_a_correction_mid_send_goes_only_to_readers_sent_the_earlier_text(
     settings.NEWSLETTER_BATCH_SIZE = 1
     readers = [reader(f"reader{i}@example.org") for i in range(3)]
     post = PostFactory(title="A post", body=WRONG)
-    post_publish(post=post)  # its doorbells are not rung: batches go one by one
-    announcement = delivery.mailing_create_for_post(post=post)
-    while delivery.mailing_plan_page(mailing_id=announcement.pk):
-        pass
+    announcement = announcement_planned(post)
     first, *rest = announcement.batches.order_by("number")
     delivery.batch_send(batch_id=first.pk)
     [earlier] = mail.outbox
@@ -876,10 +883,7 @@ def test_a_correction_confirmed_while_a_batch_of_the_earlier_text_goes_reaches_i
     settings.NEWSLETTER_BATCH_SIZE = 2
     readers = [reader(f"reader{i}@example.org") for i in range(2)]
     post = PostFactory(title="A post", body=WRONG)
-    post_publish(post=post)  # its doorbells are not rung: the batch goes below
-    announcement = delivery.mailing_create_for_post(post=post)
-    while delivery.mailing_plan_page(mailing_id=announcement.pk):
-        pass
+    announcement = announcement_planned(post)
     [batch] = announcement.batches.all()
     corrections_made = corrected_as_handed_over(monkeypatch, post)
     delivery.batch_send(batch_id=batch.pk)
@@ -900,10 +904,7 @@ def test_a_reader_whose_earlier_text_the_provider_refused_gets_no_correction(
     settings.NEWSLETTER_BATCH_SIZE = 2
     readers = [reader(f"reader{i}@example.org") for i in range(2)]
     post = PostFactory(title="A post", body=WRONG)
-    post_publish(post=post)  # its doorbells are not rung: the batch goes below
-    announcement = delivery.mailing_create_for_post(post=post)
-    while delivery.mailing_plan_page(mailing_id=announcement.pk):
-        pass
+    announcement = announcement_planned(post)
     [batch] = announcement.batches.all()
     corrections_made = corrected_as_handed_over(monkeypatch, post, refused=True)
     with pytest.raises(delivery.ProviderUnavailable):
@@ -938,10 +939,7 @@ def test_a_reader_whose_uncertain_copy_went_after_the_correction_is_not_sent_it(
     settings.NEWSLETTER_BATCH_SIZE = 1
     readers = [reader(f"reader{i}@example.org") for i in range(2)]
     post = PostFactory(title="A post", body=WRONG)
-    post_publish(post=post)  # its doorbells are not rung: batches go one by one
-    announcement = delivery.mailing_create_for_post(post=post)
-    while delivery.mailing_plan_page(mailing_id=announcement.pk):
-        pass
+    announcement = announcement_planned(post)
     first, second = announcement.batches.order_by("number")
     delivery.batch_send(batch_id=first.pk)
     post.refresh_from_db()
@@ -1000,10 +998,7 @@ def test_a_reader_skipped_by_the_batch_going_when_the_correction_came_is_not_sen
     settings.NEWSLETTER_BATCH_SIZE = 2
     sent, turned = reader("sent@example.org"), reader("turned@example.org")
     post = PostFactory(title="A post", body=WRONG)
-    post_publish(post=post)  # its doorbells are not rung: the batch goes below
-    announcement = delivery.mailing_create_for_post(post=post)
-    while delivery.mailing_plan_page(mailing_id=announcement.pk):
-        pass
+    announcement = announcement_planned(post)
     SubscriberTopic.objects.filter(subscriber=turned).update(frequency="weekly")
     [batch] = announcement.batches.all()
     corrections_made = corrected_as_handed_over(monkeypatch, post)
