@@ -116,6 +116,11 @@ NOT_TEXT = (
 )
 
 
+# A character beyond ASCII, read as UTF-8 with errors="surrogateescape", which
+# gives each byte that is not UTF-8 as U+DC80 to U+DCFF.
+UTF_8_CHARACTER = re.compile(r"[^\x00-\x7f\udc80-\udcff]")
+
+
 def _decoded(data: bytes) -> tuple[str, str]:
     """The file's text and the encoding it was read in."""
     # Excel's "Unicode text" (its cells separated by tabs) and some lists'
@@ -134,20 +139,24 @@ def _decoded(data: bytes) -> tuple[str, str]:
     if b"\x00" in data[:4096] or data.startswith(b"PK\x03\x04"):
         raise ImportFileError(NOT_TEXT)
     try:
-        return data.decode("utf-8-sig"), "utf-8"
+        # The mark of UTF-8, if the file has one, is not part of its header.
+        return data.decode("utf-8").removeprefix("\ufeff"), "utf-8"
     except UnicodeDecodeError as exc:
-        if data.startswith(codecs.BOM_UTF8):
-            # A file its mark says is UTF-8, with a line pasted in from another
-            # encoding: read as Windows-1252, every accent in it would be
-            # garbled, and the mark's "ï»¿" hid its header's first name.
-            # (exc.start counts from after the mark, which holds no line break.)
-            before = data[: len(codecs.BOM_UTF8) + exc.start]
-            line = len(re.findall(rb"\r\n?|\n", before)) + 1
-            raise ImportFileError(
-                f"Line {line} holds a character that is not UTF-8, though the "
-                "file says it is UTF-8 (pasted in from another file?): type that "
-                "line's accented letters again and save the file as “CSV UTF-8”."
-            ) from exc
+        not_utf_8 = exc
+    # A file that holds UTF-8's multi-byte characters (or its mark) and bytes
+    # that are not UTF-8 is a UTF-8 one with a line pasted in from another
+    # encoding: read whole as Windows-1252, its every UTF-8 accent was stored
+    # garbled ("Zoë" as "ZoÃ«"), and nothing said so. Windows-1252 is read only
+    # where no such character is found: a real Windows-1252 file makes one only
+    # by chance, a capital accented letter before a symbol ("É»"), and is then
+    # refused saying where, not garbled.
+    if UTF_8_CHARACTER.search(data.decode("utf-8", "surrogateescape")):
+        line = len(re.findall(rb"\r\n?|\n", data[: not_utf_8.start])) + 1
+        raise ImportFileError(
+            f"Line {line} holds a character that is not UTF-8, though the rest "
+            "of the file is UTF-8 (pasted in from another file?): type that "
+            "line's accented letters again and save the file as “CSV UTF-8”."
+        ) from not_utf_8
     # What Excel's "CSV (Comma delimited)" writes on a Windows machine set to
     # English: refused, a list with one "Zoë" in it could not be imported at all.
     try:

@@ -825,12 +825,16 @@ def test_a_workbook_uploaded_instead_of_its_csv_is_refused_saying_so(author):
     assert not Subscriber.objects.exists()
 
 
-def test_a_utf_8_file_holding_one_windows_1252_byte_is_refused_naming_its_line(author):
-    """A file that says it is UTF-8 (its byte-order mark) into which one line was
-    pasted from a Windows-1252 one: read as Windows-1252, its header began with
-    the mark's "ï»¿" and was refused as no header."""
+@pytest.mark.parametrize("mark", [codecs.BOM_UTF8, b""], ids=["with-bom", "no-bom"])
+def test_a_utf_8_file_holding_one_windows_1252_byte_is_refused_naming_its_line(
+    author, mark
+):
+    """A UTF-8 file into which one line was pasted from a Windows-1252 one. With
+    its byte-order mark, read as Windows-1252, its header began with the mark's
+    "ï»¿" and was refused as no header; without it, it was imported with every
+    UTF-8 name garbled ("ZoÃ«"), and nothing said so."""
     data = (
-        codecs.BOM_UTF8
+        mark
         + HEADER.encode()
         + "a@example.org,Zoë,Sheet,2026-10-01\r\n".encode()
         + "b@example.org,Renée,Sheet,2026-10-01\r\n".encode("cp1252")
