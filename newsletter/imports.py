@@ -121,11 +121,16 @@ NOT_TEXT = (
 UTF_8_CHARACTER = re.compile(r"[^\x00-\x7f\udc80-\udcff]")
 
 
+def is_utf_16(data: bytes) -> bool:
+    """Whether the file (or its first two bytes) is UTF-16: Excel's "Unicode
+    text" (its cells separated by tabs) and some lists' exports, whose byte-order
+    mark says so, and its byte order."""
+    return data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+
+
 def _decoded(data: bytes) -> tuple[str, str]:
     """The file's text and the encoding it was read in."""
-    # Excel's "Unicode text" (its cells separated by tabs) and some lists'
-    # exports: UTF-16, whose byte-order mark says so, and its byte order.
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if is_utf_16(data):
         try:
             text = data.decode("utf-16")  # which takes the mark off
         except UnicodeDecodeError as exc:

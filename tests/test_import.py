@@ -868,6 +868,34 @@ def test_excels_unicode_text_in_utf_16_imports_with_its_accents(author, byte_ord
     assert (zoe.name, zoe.consents.get().source) == ("Zoë Brontë", "Café sign-up")
 
 
+@pytest.mark.parametrize(
+    ("encoding", "megabytes_of_text", "imported"),
+    [("utf-8", 4, True), ("utf-16", 4, True), ("utf-8", 6, False)],
+)
+def test_the_size_limit_is_the_lists_whatever_its_encoding(
+    author, encoding, megabytes_of_text, imported
+):
+    """UTF-16 writes in two bytes what UTF-8 writes in one: the same list saved as
+    Excel's "Unicode text" was refused as larger than 5 MB at half the size."""
+    notes = "n" * 100_000  # a column the import does not read, under csv's limit
+    rows = [
+        f"reader{number}@example.org,Sheet,2026-10-01,{notes}\r\n"
+        for number in range(megabytes_of_text * 1024 * 1024 // len(notes))
+    ]
+    text = "email,consent_source,consent_date,notes\r\n" + "".join(rows)
+    response = author.post(
+        IMPORT_URL,
+        {"file": SimpleUploadedFile("list.csv", text.encode(encoding), "text/csv")},
+    )
+    if imported:
+        assert response.status_code == 200
+        assert response.context["report"].created == len(rows)
+    else:
+        assert response.status_code == 400
+        assert "The file is larger than 5 MB." in response.text
+        assert not Subscriber.objects.exists()
+
+
 def test_a_tab_separated_file_imports_as_a_comma_separated_one(author):
     response = upload(
         author,

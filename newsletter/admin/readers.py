@@ -202,6 +202,7 @@ class ImportForm(forms.Form):
         label="Import the valid rows even if some lines are rejected",
     )
 
+    # The upload is read whole into memory, then its text: a bound on both.
     MAX_BYTES = 5 * 1024 * 1024
 
     def clean_consent_source(self) -> str:
@@ -211,7 +212,11 @@ class ImportForm(forms.Form):
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > self.MAX_BYTES:
+        # A limit on the list, not on its encoding: UTF-16 writes in two bytes
+        # what UTF-8 and Windows-1252 write in one.
+        limit = self.MAX_BYTES * (2 if imports.is_utf_16(upload.read(2)) else 1)
+        upload.seek(0)
+        if upload.size > limit:
             raise forms.ValidationError("The file is larger than 5 MB.")
         return upload
 
