@@ -286,9 +286,16 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
             first_line_of[row.email] = line
             report.rows.append(row)
     except csv.Error as exc:
-        raise ImportFileError(
-            f"Line {reader.line_num} is not valid CSV: {exc}"
-        ) from exc
+        # Most likely a cell past csv's limit (128 KB): what a quote left open
+        # makes of the lines after it. Named, as any row, by its first line: the
+        # line it failed on may be thousands below the quote.
+        line, ended = ended + 1, reader.line_num
+        reason = f"Line {line} is not valid CSV: {exc}"
+        if ended > line:
+            reason += (
+                f" (lines {line} to {ended} were read as one cell: a quote left open?)"
+            )
+        raise ImportFileError(reason) from exc
     _skip_those_who_left(report)
     return report
 

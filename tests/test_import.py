@@ -151,6 +151,25 @@ def test_a_quote_left_open_says_which_lines_it_read_as_one_row(author):
     assert response.context["report"].created == 2
 
 
+def test_a_quote_left_open_in_a_long_file_is_named_by_the_line_it_opened_on(author):
+    # Past csv's limit on one cell (128 KB), the file was refused naming the line
+    # where the cell grew too long, thousands of lines below the stray quote.
+    readers = "".join(
+        f"reader{number}@example.org,Reader {number},Form,2026-10-01\n"
+        for number in range(3000)
+    )
+    response = upload(
+        author, HEADER + 'c@example.org,"Casey,Form,2026-10-01\n' + readers
+    )
+    assert response.status_code == 400
+    assert re.search(
+        r"Line 2 is not valid CSV: .*\(lines 2 to \d+ were read as one cell: "
+        r"a quote left open\?\)",
+        response.context["form"].errors["file"][0],
+    )
+    assert not Subscriber.objects.exists()
+
+
 def test_a_file_of_only_bad_rows_offers_no_import_of_its_valid_ones(author):
     # The page offered to "import the 0 valid rows without them".
     page = upload(author, HEADER + BAD).content.decode()
