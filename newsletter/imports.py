@@ -220,8 +220,9 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
     text, encoding = _decoded(data)
     # Excel separates cells with ';' where the decimal mark is a comma, and with
     # tabs in its "Unicode text": told by the header, whose names hold none of
-    # them. A comma in it makes it a comma file.
-    first_line = text.partition("\n")[0]
+    # them. A comma in it makes it a comma file. (Excel for Mac's "Comma
+    # Separated Values" ends its lines in a carriage return alone.)
+    first_line = re.split(r"\r\n?|\n", text, maxsplit=1)[0]
     delimiter = next((mark for mark in ",\t;" if mark in first_line), ",")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:

@@ -955,6 +955,24 @@ def test_excels_semicolon_separated_csv_imports_as_a_comma_separated_one(author)
     assert (alex.name, alex.consents.get().source) == ("Dupont, Alex", "Salon; Lyon")
 
 
+def test_a_file_whose_lines_end_in_a_carriage_return_alone_is_read_by_its_header(
+    author,
+):
+    """Excel for Mac's "Comma Separated Values" ends its lines in a carriage
+    return alone: the separator was looked for in the whole file as its first
+    line, and a comma in any cell of a semicolon-separated one refused its
+    header."""
+    response = upload(
+        author,
+        "Email;Name;Consent source;Consent date\r"
+        'a@example.org;"Dupont, Alex";Salon;2026-10-01\r'
+        "b@example.org;;Liste;2025-03-15\r",
+    )
+    assert response.status_code == 200
+    assert response.context["report"].created == 2
+    assert Subscriber.objects.get(email="a@example.org").name == "Dupont, Alex"
+
+
 def test_empty_columns_a_spreadsheet_left_at_the_end_of_each_line_are_ignored(author):
     """A column whose cells were cleared, not deleted, stays in the spreadsheet's
     CSV as a trailing comma on every line."""
