@@ -106,7 +106,8 @@ class ImportReport:
     imported: bool = False
     # The file's columns the import does not read, as the file names them.
     ignored_columns: list[str] = field(default_factory=list)
-    # "cp1252" when the file was not UTF-8, so the author can check its accents.
+    # "cp1252" or "mac_roman" when the file was not UTF-8, so the author can
+    # check its accents.
     encoding: str = "utf-8"
 
 
@@ -162,6 +163,11 @@ def _decoded(data: bytes) -> tuple[str, str]:
             "of the file is UTF-8 (pasted in from another file?): type that "
             "line's accented letters again and save the file as “CSV UTF-8”."
         ) from not_utf_8
+    # Excel for Mac's "Comma Separated Values": Mac Roman, told by its lines,
+    # ended by a carriage return alone, which nothing on Windows writes. Read as
+    # Windows-1252, its "Zoë" was stored as "Zo‘".
+    if b"\r" in data and b"\n" not in data:
+        return data.decode("mac_roman"), "mac_roman"
     # What Excel's "CSV (Comma delimited)" writes on a Windows machine set to
     # English: refused, a list with one "Zoë" in it could not be imported at all.
     try:

@@ -834,6 +834,20 @@ def test_a_file_excel_saved_in_windows_1252_imports_with_its_accents(author):
     assert "read as Windows-1252" in response.content.decode()
 
 
+def test_a_file_excel_for_mac_saved_in_mac_roman_imports_with_its_accents(author):
+    """Excel for Mac's "Comma Separated Values" writes Mac Roman, its lines ended
+    by a carriage return alone: read as Windows-1252, "Zoë" was stored as "Zo‘"."""
+    text = HEADER.replace("\n", "\r") + "zoe@example.org,Zoë Brontë,Café,2025-10-01\r"
+    response = author.post(
+        IMPORT_URL,
+        {"file": SimpleUploadedFile("list.csv", text.encode("mac_roman"), "text/csv")},
+    )
+    assert response.status_code == 200
+    reader = Subscriber.objects.get(email="zoe@example.org")
+    assert (reader.name, reader.consents.get().source) == ("Zoë Brontë", "Café")
+    assert "read as Mac Roman" in response.text
+
+
 def test_a_workbook_uploaded_instead_of_its_csv_is_refused_saying_so(author):
     workbook = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00[Content_Types].xml"
     response = author.post(

@@ -182,7 +182,8 @@ class FrequencyFilter(_TopicsFilter):
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
-        help_text="UTF-8 (or Excel's Windows-1252, or its UTF-16 “Unicode text”), "
+        help_text="UTF-8 (or Excel's Windows-1252, Excel for Mac's Mac Roman, or "
+        "Excel's UTF-16 “Unicode text”), "
         "its cells separated by commas, semicolons or tabs, with a header line naming "
         + ",".join(imports.COLUMNS)
         + " (or Email Address, First Name, Last Name, OPTIN_TIME: a Mailchimp "
@@ -213,7 +214,7 @@ class ImportForm(forms.Form):
     def clean_file(self):
         upload = self.cleaned_data["file"]
         # A limit on the list, not on its encoding: UTF-16 writes in two bytes
-        # what UTF-8 and Windows-1252 write in one.
+        # what UTF-8, Windows-1252 and Mac Roman write in one.
         limit = self.MAX_BYTES * (2 if imports.is_utf_16(upload.read(2)) else 1)
         upload.seek(0)
         if upload.size > limit:
