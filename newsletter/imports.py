@@ -152,10 +152,10 @@ def _decoded(data: bytes) -> tuple[str, str]:
     # A file that holds UTF-8's multi-byte characters (or its mark) and bytes
     # that are not UTF-8 is a UTF-8 one with a line pasted in from another
     # encoding: read whole as Windows-1252, its every UTF-8 accent was stored
-    # garbled ("Zoë" as "ZoÃ«"), and nothing said so. Windows-1252 is read only
-    # where no such character is found: a real Windows-1252 file makes one only
-    # by chance, a capital accented letter before a symbol ("É»"), and is then
-    # refused saying where, not garbled.
+    # garbled ("Zoë" as "ZoÃ«"), and nothing said so. An 8-bit encoding is read
+    # only where no such character is found: a real Windows-1252 (or Mac Roman)
+    # file makes one only by chance, a letter and a symbol side by side ("É»",
+    # Mac Roman's "’é"), and is then refused saying where, not garbled.
     if UTF_8_CHARACTER.search(data.decode("utf-8", "surrogateescape")):
         line = len(re.findall(rb"\r\n?|\n", data[: not_utf_8.start])) + 1
         raise ImportFileError(
