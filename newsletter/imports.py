@@ -164,9 +164,11 @@ def _decoded(data: bytes) -> tuple[str, str]:
             "line's accented letters again and save the file as “CSV UTF-8”."
         ) from not_utf_8
     # Excel for Mac's "Comma Separated Values": Mac Roman, told by its lines,
-    # ended by a carriage return alone, which nothing on Windows writes. Read as
+    # ended by a carriage return alone, which nothing on Windows writes (a cell
+    # of several lines holds line feeds, so its header's end tells). Read as
     # Windows-1252, its "Zoë" was stored as "Zo‘".
-    if b"\r" in data and b"\n" not in data:
+    first_break = re.search(rb"\r\n?|\n", data)
+    if first_break and first_break[0] == b"\r":
         return data.decode("mac_roman"), "mac_roman"
     # What Excel's "CSV (Comma delimited)" writes on a Windows machine set to
     # English: refused, a list with one "Zoë" in it could not be imported at all.

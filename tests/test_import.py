@@ -836,13 +836,19 @@ def test_a_file_excel_saved_in_windows_1252_imports_with_its_accents(author):
 
 def test_a_file_excel_for_mac_saved_in_mac_roman_imports_with_its_accents(author):
     """Excel for Mac's "Comma Separated Values" writes Mac Roman, its lines ended
-    by a carriage return alone: read as Windows-1252, "Zoë" was stored as "Zo‘"."""
-    text = HEADER.replace("\n", "\r") + "zoe@example.org,Zoë Brontë,Café,2025-10-01\r"
+    by a carriage return alone (a cell's own line breaks by a line feed): read as
+    Windows-1252, "Zoë" was stored as "Zo‘"."""
+    text = (
+        "email,name,consent_source,consent_date,notes\r"
+        'zoe@example.org,Zoë Brontë,Café,2025-10-01,"met at\nthe café"\r'
+        "ren@example.org,Renée,Café,2025-10-01,\r"
+    )
     response = author.post(
         IMPORT_URL,
         {"file": SimpleUploadedFile("list.csv", text.encode("mac_roman"), "text/csv")},
     )
     assert response.status_code == 200
+    assert response.context["report"].created == 2
     reader = Subscriber.objects.get(email="zoe@example.org")
     assert (reader.name, reader.consents.get().source) == ("Zoë Brontë", "Café")
     assert "read as Mac Roman" in response.text
