@@ -154,8 +154,9 @@ def _decoded(data: bytes) -> tuple[str, str]:
     # encoding: read whole as Windows-1252, its every UTF-8 accent was stored
     # garbled ("Zoë" as "ZoÃ«"), and nothing said so. An 8-bit encoding is read
     # only where no such character is found: a real Windows-1252 (or Mac Roman)
-    # file makes one only by chance, a letter and a symbol side by side ("É»",
-    # Mac Roman's "’é"), and is then refused saying where, not garbled.
+    # file makes one only by chance, a letter and a symbol side by side ("É»";
+    # in Mac Roman, a curly apostrophe before "é"), and is then refused saying
+    # where, not garbled.
     if UTF_8_CHARACTER.search(data.decode("utf-8", "surrogateescape")):
         line = len(re.findall(rb"\r\n?|\n", data[: not_utf_8.start])) + 1
         raise ImportFileError(
@@ -166,7 +167,7 @@ def _decoded(data: bytes) -> tuple[str, str]:
     # Excel for Mac's "Comma Separated Values": Mac Roman, told by its lines,
     # ended by a carriage return alone, which nothing on Windows writes (a cell
     # of several lines holds line feeds, so its header's end tells). Read as
-    # Windows-1252, its "Zoë" was stored as "Zo‘".
+    # Windows-1252, its "Zoë" was stored with a curly quote for its "ë".
     first_break = re.search(rb"\r\n?|\n", data)
     if first_break and first_break[0] == b"\r":
         return data.decode("mac_roman"), "mac_roman"

@@ -837,7 +837,7 @@ def test_a_file_excel_saved_in_windows_1252_imports_with_its_accents(author):
 def test_a_file_excel_for_mac_saved_in_mac_roman_imports_with_its_accents(author):
     """Excel for Mac's "Comma Separated Values" writes Mac Roman, its lines ended
     by a carriage return alone (a cell's own line breaks by a line feed): read as
-    Windows-1252, "Zoë" was stored as "Zo‘"."""
+    Windows-1252, "Zoë" was stored with a curly quote for its "ë"."""
     text = (
         "email,name,consent_source,consent_date,notes\r"
         'zoe@example.org,Zoë Brontë,Café,2025-10-01,"met at\nthe café"\r'
