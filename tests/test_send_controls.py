@@ -4,6 +4,7 @@ breaker, and the admin pages that show a mailing's progress."""
 import re
 import threading
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -799,6 +800,38 @@ def test_an_event_about_a_batch_the_author_chose_to_resend_changes_nothing(
     assert set(uncertain.deliveries.values_list("status", "error")) == {
         (Delivery.Status.QUEUED, "resent by the author")
     }
+
+
+def test_an_event_about_a_reader_whose_batch_waits_for_its_retry_settles_them(
+    client, settings, planned, fake_esp
+):
+    """One lane's answer was lost while another stopped early: the batch waits
+    for its retry holding an uncertain reader. The provider's event about that
+    reader's message settles them there and then (it was refused while the batch
+    was not uncertain, and never came again), and the retry sends only the
+    reader still queued."""
+    first = planned.batches.order_by("number").first()
+    uncertain = parted_by_its_lanes(first)
+    lost = SimpleNamespace(
+        message_id="answer-lost-on-the-way",
+        metadata={"delivery": str(uncertain.pk)},
+        address=uncertain.subscriber.email,
+    )
+
+    provider_reports(client, settings, postmark_delivery(), lost)
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.esp_message_id) == (
+        Delivery.Status.SENT,
+        "answer-lost-on-the-way",
+    )
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.QUEUED, 1, 0)
+
+    delivery.batch_send(batch_id=first.pk)
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
+    assert uncertain.subscriber.email not in fake_esp.recipients()
+    assert len(fake_esp.recipients()) == 1
 
 
 def test_admin_shows_each_sends_progress(author, planned):

@@ -4,7 +4,7 @@ deliberate settling of uncertain batches. Each is a service the admin calls."""
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from posts.models import Post
@@ -168,7 +168,7 @@ def batch_mark_sent(*, batch_id: int) -> bool:
         )
         uncertain = batch.deliveries.filter(status=Delivery.Status.UNCERTAIN)
         outcomes = dict.fromkeys(uncertain.values_list("pk", flat=True), confirmed)
-        if _uncertain_settle(batch_id, outcomes, now=timezone.now()) is None:
+        if _uncertain_settle(batch, outcomes, now=timezone.now()) is None:
             return False
     close_mailing_if_finished(batch.mailing_id)
     return True
@@ -176,10 +176,13 @@ def batch_mark_sent(*, batch_id: int) -> bool:
 
 def delivery_settle_by_event(*, delivery_id: int, message_id: str) -> bool:
     """Record an uncertain delivery as sent: the provider has reported on its
-    message (delivered, bounced, opened…), so it took it. Its batch is closed once
-    none of its deliveries is uncertain, as the author settling it would. Not a
-    delivery settled otherwise meanwhile, nor one of a batch the author has put
-    back in the queue (resend): that choice is theirs, and stands."""
+    message (delivered, bounced, opened…), so it took it. Whatever its batch is
+    doing: one waiting for its retry, or being sent, may hold an uncertain reader
+    (one lane's answer lost while another stopped early: close_batch keeps it
+    queued), and the provider does not report again. An uncertain batch is closed
+    once none of its deliveries is uncertain, as the author settling it would.
+    Not a delivery settled otherwise meanwhile, nor one the author has put back
+    in the queue (resend): that choice is theirs, and stands."""
     batch_id = (
         Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.UNCERTAIN)
         .values_list("batch_id", flat=True)
@@ -191,18 +194,16 @@ def delivery_settle_by_event(*, delivery_id: int, message_id: str) -> bool:
         # Locked as the author's settling locks it, so an event arriving while
         # they settle the batch waits for them, then finds it settled.
         batch = _locked_with_its_mailing(batch_id)
-        if batch is None or batch.status != Batch.Status.UNCERTAIN:
+        if batch is None:
             return False
         confirmed = Outcome(
             Delivery.Status.SENT,
             message_id[:255],
             "confirmed by the provider's event about it",
         )
-        settled = _uncertain_settle(
-            batch_id, {delivery_id: confirmed}, now=timezone.now()
-        )
+        settled = _uncertain_settle(batch, {delivery_id: confirmed}, now=timezone.now())
         if settled is None:
-            return False  # settled by another event meanwhile
+            return False  # settled by another event, or resent, meanwhile
     close_mailing_if_finished(batch.mailing_id)
     return True
 
@@ -238,7 +239,7 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
         batch = _locked_with_its_mailing(batch_id)
         if batch is None or batch.status != Batch.Status.UNCERTAIN:
             return False  # settled by someone else meanwhile: nothing written
-        status = _uncertain_settle(batch_id, outcomes, now=now)
+        status = _uncertain_settle(batch, outcomes, now=now)
         if status is None:
             return False  # its readers settled otherwise meanwhile
         if status == Batch.Status.QUEUED:
@@ -255,32 +256,41 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
 
 
 def _uncertain_settle(
-    batch_id: int, outcomes: dict[int, Outcome], *, now: datetime
+    batch: Batch, outcomes: dict[int, Outcome], *, now: datetime
 ) -> str | None:
-    """Record what became of an uncertain batch's uncertain deliveries, and close
-    the batch as its ledger then reads: queued again while any is to be sent
-    again, still uncertain while any is, else done. Readers now known to have the
-    post are owed the corrections confirmed without them. In the caller's
-    transaction, the batch locked with its mailing (_locked_with_its_mailing)
-    and UNCERTAIN. Returns the batch's new status, or None when none of
-    `outcomes` was still uncertain: nothing is written.
+    """Record what became of a batch's uncertain deliveries. An uncertain batch is
+    closed as its ledger then reads: queued again while any is to be sent again,
+    still uncertain while any is, else done. Readers now known to have the post
+    are owed the corrections confirmed without them. In the caller's transaction,
+    `batch` locked with its mailing (_locked_with_its_mailing). Returns the
+    batch's status then, or None when none of `outcomes` was still uncertain:
+    nothing is written.
 
     The one way every settling writes, by the author or by the provider's event.
     Only deliveries still uncertain are written: one an event settled since the
     author asked the provider (whose search may not list it yet) is not sent a
-    second copy."""
+    second copy, and one the author resent is sent as they chose."""
     uncertain = set(
         Delivery.objects.filter(
-            batch_id=batch_id, status=Delivery.Status.UNCERTAIN
+            batch_id=batch.pk, status=Delivery.Status.UNCERTAIN
         ).values_list("pk", flat=True)
     )
     outcomes = {pk: o for pk, o in outcomes.items() if pk in uncertain}
     if not outcomes:
         return None
-    record_outcomes(outcomes, now, batch_id=batch_id)
-    if any(o.status == Delivery.Status.SENT for o in outcomes.values()):
-        _corrections_plan_again(batch_id)
-    status, _queued = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+    record_outcomes(outcomes, now, batch_id=batch.pk)
+    sent = sum(o.status == Delivery.Status.SENT for o in outcomes.values())
+    if sent:
+        _corrections_plan_again(batch.pk)
+    if batch.status != Batch.Status.UNCERTAIN:
+        # Waiting for its retry or being sent: its worker hands over and writes
+        # only its queued readers, and recounts them all as it closes the batch
+        # (close_batch). Until then its figures count these readers settled.
+        Batch.objects.filter(pk=batch.pk).update(
+            uncertain=F("uncertain") - len(outcomes), sent=F("sent") + sent
+        )
+        return batch.status
+    status, _queued = close_batch(batch.pk, from_status=Batch.Status.UNCERTAIN, now=now)
     return status
 
 
