@@ -47,6 +47,11 @@ class _RefuseMalformedBodies:
     # it reads one it cannot parse as no date (Mailgun's raises: MALFORMED).
     DATE_FIELDS: tuple[str, ...] = ()
 
+    # The media types the provider posts its events as. anymail's parsers read
+    # the body whatever the Content-Type says, so a complaint posted as text (by
+    # anyone holding the secret, or a proxy rewriting it) suppressed a reader.
+    CONTENT_TYPES: tuple[str, ...] = ("application/json",)
+
     MALFORMED = (
         AttributeError,
         KeyError,
@@ -59,6 +64,16 @@ class _RefuseMalformedBodies:
         # JSON nested deeper than the parser's recursion limit.
         RecursionError,
     )
+
+    def post(self, request, *args, **kwargs):
+        if request.content_type not in self.CONTENT_TYPES:
+            return HttpResponse(
+                f"{self.esp_name} posts its events as {', '.join(self.CONTENT_TYPES)},"
+                f" not {request.content_type or 'no Content-Type'}.",
+                status=415,
+                content_type="text/plain; charset=utf-8",
+            )
+        return super().post(request, *args, **kwargs)
 
     def run_validators(self, request):
         try:
@@ -174,6 +189,13 @@ class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):
 
 
 class MailgunTrackingView(_RefuseMalformedBodies, MailgunTrackingWebhookView):
+    # Its legacy webhooks post a form, multipart where the event carries files.
+    CONTENT_TYPES = (
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    )
+
     def validate_request(self, request):
         super().validate_request(request)
         # Mailgun signs its timestamp and token, not the event: one signed request

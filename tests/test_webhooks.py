@@ -598,6 +598,29 @@ def test_postmark_webhook_without_the_secret_is_rejected_and_writes_nothing(
     assert reader.status == Subscriber.Status.ACTIVE
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""],
+)
+def test_a_postmark_event_not_posted_as_json_is_refused_and_writes_nothing(
+    client, reader, content_type
+):
+    """Postmark posts its events as application/json, always: a complaint posted
+    as anything else, with the secret, is no event of Postmark's."""
+    response = client.post(
+        POSTMARK_URL,
+        data=json.dumps(postmark_complaint()),
+        content_type=content_type,
+        **basic_auth(),
+    )
+    assert response.status_code == 415
+    assert "application/json" in response.content.decode()
+    assert not Event.objects.exists()
+    assert not Suppression.objects.exists()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
 # Mailgun -------------------------------------------------------------------------
 
 MAILGUN_ID = "20261126182626.18666.16540@mg.example.org"
@@ -1045,6 +1068,24 @@ def test_mailgun_webhook_without_the_basic_auth_secret_is_rejected(
         MAILGUN_URL, data=json.dumps(payload), content_type="application/json"
     )
     assert response.status_code == 400
+    assert not Event.objects.exists()
+    assert not Suppression.objects.exists()
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", ""])
+def test_a_mailgun_event_posted_as_neither_json_nor_a_form_is_refused(
+    client, reader, settings, content_type
+):
+    """Mailgun posts its events as application/json, its legacy webhooks as a
+    form: a complaint posted as anything else is no event of Mailgun's."""
+    settings.EMAIL_BACKEND = MAILGUN_BACKEND
+    response = client.post(
+        MAILGUN_URL,
+        data=json.dumps(mailgun_event("complained", "token-not-json")),
+        content_type=content_type,
+        **basic_auth(),
+    )
+    assert response.status_code == 415
     assert not Event.objects.exists()
     assert not Suppression.objects.exists()
 
