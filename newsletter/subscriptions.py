@@ -641,13 +641,16 @@ def one_time_link_request(
     detail = request.value
     if request == OneTimeRequest.CHANGE_EMAIL:
         detail += f":{normalise_email(new_email)}"
+    requested_at = timezone.now()
     with transaction.atomic():
         Subscriber.objects.filter(pk=subscriber.pk).update(
-            one_time_link_sent_at=timezone.now()
+            one_time_link_sent_at=requested_at
         )
         # Nothing to take back if lost: a fresh link retires it.
         ring_once_committed_or_undo(
-            lambda: tasks.send_one_time_link.delay(subscriber.pk, detail)
+            lambda: tasks.send_one_time_link.delay(
+                subscriber.pk, detail, requested_at.isoformat()
+            )
         )
 
 
@@ -1195,8 +1198,18 @@ def email_change_unsent(
         throttle.give_back(CHANGE_OF_ADDRESS_TO, new_email)
 
 
-def one_time_link_send(*, subscriber_id: int, detail: str) -> None:
-    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
+def one_time_link_send(
+    *, subscriber_id: int, detail: str, requested_at: datetime
+) -> None:
+    """Send the one-time link asked for at `requested_at`, only while it is the
+    reader's latest request, and not yet used. Run after a later request (a retry,
+    a backlog), it would send a link for this one's action bound to that request,
+    which works: the reader asking to delete their data could be sent a working
+    link to download it. The link is made from the reader as read here, so a
+    request made while it goes retires it."""
+    subscriber = Subscriber.objects.filter(
+        pk=subscriber_id, one_time_link_sent_at=requested_at
+    ).first()
     if subscriber is None or is_blocked(subscriber.email):
         return
     request, new_email = read_one_time_detail(detail)

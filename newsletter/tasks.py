@@ -131,9 +131,15 @@ def send_email_change(
 
 
 @shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
-def send_one_time_link(self, subscriber_id: int, detail: str) -> None:
+def send_one_time_link(
+    self, subscriber_id: int, detail: str, requested_at: str
+) -> None:
     try:
-        subscriptions.one_time_link_send(subscriber_id=subscriber_id, detail=detail)
+        subscriptions.one_time_link_send(
+            subscriber_id=subscriber_id,
+            detail=detail,
+            requested_at=datetime.fromisoformat(requested_at),
+        )
     except Exception as exc:
         # Nothing to undo: every request sends a fresh link, so nothing keeps the
         # reader from asking again.

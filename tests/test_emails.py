@@ -189,7 +189,11 @@ def post():
 
 
 def every_email(post) -> dict[str, object]:
-    reader = SubscriberFactory(name="Ann", email_change_requested_at=timezone.now())
+    reader = SubscriberFactory(
+        name="Ann",
+        email_change_requested_at=timezone.now(),
+        one_time_link_sent_at=timezone.now(),
+    )
     update = PostUpdate.objects.create(post=post, note="We misread the report.")
     # The rest are built where they are sent: caught in the outbox.
     mail.outbox.clear()
@@ -198,7 +202,11 @@ def every_email(post) -> dict[str, object]:
         new_email="moved@example.org",
         requested_at=reader.email_change_requested_at,
     )
-    subscriptions.one_time_link_send(subscriber_id=reader.pk, detail="export")
+    subscriptions.one_time_link_send(
+        subscriber_id=reader.pk,
+        detail="export",
+        requested_at=reader.one_time_link_sent_at,
+    )
     UserFactory(email="editor@example.org")
     CommentFactory(post=post)
     comment_emails.comment_digest_send()
@@ -252,8 +260,11 @@ def test_every_html_part_reads_in_light_and_dark_mode(post):
             post=post, wrong="Rated Inadequate.", right="Rated Requires improvement."
         )
     ).for_subscriber(SubscriberFactory())
+    asking = SubscriberFactory(one_time_link_sent_at=timezone.now())
     subscriptions.one_time_link_send(
-        subscriber_id=SubscriberFactory().pk, detail="engagement"
+        subscriber_id=asking.pk,
+        detail="engagement",
+        requested_at=asking.one_time_link_sent_at,
     )
     emails["one-time-link (engagement)"] = mail.outbox[-1]
     for name, message in emails.items():

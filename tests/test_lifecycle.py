@@ -341,7 +341,11 @@ def test_a_complained_address_receives_nothing_from_any_path(client, on_commit):
     tasks.send_email_change.delay(
         other.pk, "spam@example.org", timezone.now().isoformat()
     )
-    tasks.send_one_time_link.delay(reader.pk, "export")
+    on_commit(
+        subscriptions.one_time_link_request,
+        subscriber=reader,
+        request=subscriptions.OneTimeRequest.EXPORT,
+    )
     on_commit(post_publish, post=PostFactory())
 
     assert [m.to for m in mail.outbox] == [["other@example.org"]] * 2

@@ -15,7 +15,12 @@ from benchmarks.fake_esp import postmark_messages
 from newsletter import comment_tasks, tasks
 from newsletter.celery import app as celery_app
 from newsletter.models import Consent, Subscriber
-from newsletter.subscriptions import email_change_request, subscription_request
+from newsletter.subscriptions import (
+    OneTimeRequest,
+    email_change_request,
+    one_time_link_request,
+    subscription_request,
+)
 from posts.comments.models import Comment
 
 from .factories import CommentFactory, SubscriberFactory
@@ -56,9 +61,12 @@ def a_change_of_address(email: str) -> tuple:
 
 def a_one_time_link(email: str) -> tuple:
     reader = SubscriberFactory(email=email)
+    with transaction.atomic():  # its email is queued on commit: not sent here
+        one_time_link_request(subscriber=reader, request=OneTimeRequest.EXPORT)
+    requested_at = Subscriber.objects.get().one_time_link_sent_at
     return (
         tasks.send_one_time_link,
-        [reader.pk, "export"],
+        [reader.pk, "export", requested_at.isoformat()],
         f"one-time link of subscriber {reader.pk}",
     )
 
@@ -141,14 +149,16 @@ def test_an_email_refused_until_the_last_retry_is_given_up_loudly(
 def test_a_one_time_link_the_provider_refused_for_hours_arrives_once_and_works(
     client, fake_esp
 ):
-    reader = SubscriberFactory(email="reader@example.org")
     # Asked for hours ago, as the outage began.
-    Subscriber.objects.filter(pk=reader.pk).update(
-        one_time_link_sent_at=timezone.now() - timedelta(hours=5)
+    requested_at = timezone.now() - timedelta(hours=5)
+    reader = SubscriberFactory(
+        email="reader@example.org", one_time_link_sent_at=requested_at
     )
     fake_esp.set_faults(fail_5xx_next=40, fail_5xx_status=503)
 
-    tasks.send_one_time_link.apply(args=[reader.pk, "export"], throw=False)
+    tasks.send_one_time_link.apply(
+        args=[reader.pk, "export", requested_at.isoformat()], throw=False
+    )
 
     assert fake_esp.recipients() == {"reader@example.org": 1}
     [message] = postmark_messages(fake_esp.messages)
@@ -212,6 +222,26 @@ def test_a_change_of_address_run_after_the_readers_next_request_sends_nothing(
     )
 
     assert fake_esp.recipients() == {"second@example.org": 1}
+
+
+@pytest.mark.usefixtures("tasks_run_when_queued")
+def test_a_one_time_link_run_after_the_readers_next_request_sends_nothing(
+    on_commit, django_capture_on_commit_callbacks, fake_esp
+):
+    """Its link would have worked, bound to the later request: the reader, who
+    now asks to delete their data, could have been sent a working link to
+    download it, or the other way round."""
+    reader = SubscriberFactory(email="reader@example.org")
+    with django_capture_on_commit_callbacks() as held_up:  # its task not run yet
+        one_time_link_request(subscriber=reader, request=OneTimeRequest.EXPORT)
+    on_commit(one_time_link_request, subscriber=reader, request=OneTimeRequest.DELETE)
+
+    for ring in held_up:
+        ring()
+
+    assert fake_esp.recipients() == {"reader@example.org": 1}
+    [message] = postmark_messages(fake_esp.messages)
+    assert message["Subject"] == "Your link to delete your On Probation data"
 
 
 @pytest.mark.usefixtures("tasks_run_when_queued")
