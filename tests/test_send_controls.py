@@ -1378,6 +1378,69 @@ def test_an_event_arriving_while_the_author_records_the_batch_as_sent_waits(
     assert (first.status, first.sent) == (Batch.Status.DONE, 2)
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_an_event_settling_a_reader_as_their_batchs_retry_closes_is_counted(
+    planned, fake_esp, monkeypatch
+):
+    """The provider's event settles the uncertain reader of a batch whose retry is
+    going out, as its worker closes it: the worker's recount, waiting for the
+    event's lock, counted the reader uncertain as it read them before the event
+    committed, and left the batch uncertain with no one in it to settle."""
+    first = planned.batches.order_by("number").first()
+    # Committed here, planning rang every batch's doorbell and all went out: the
+    # first is taken back to before its retry.
+    first.deliveries.update(
+        status=Delivery.Status.QUEUED, esp_message_id="", sent_at=None
+    )
+    uncertain = parted_by_its_lanes(first)
+    Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
+    recorded, event_holds_it = threading.Event(), threading.Event()
+    record = sender.record_outcomes
+
+    def record_then_wait(*args, **kwargs) -> None:
+        record(*args, **kwargs)
+        recorded.set()
+        event_holds_it.wait(timeout=10)
+
+    monkeypatch.setattr(sender, "record_outcomes", record_then_wait)
+    locked, go_on = threading.Event(), threading.Event()
+    lock = control._locked_with_its_mailing
+
+    def lock_then_wait(batch_id: int) -> Batch | None:
+        batch = lock(batch_id)
+        locked.set()
+        go_on.wait(timeout=10)
+        return batch
+
+    monkeypatch.setattr(control, "_locked_with_its_mailing", lock_then_wait)
+    results, errors = {}, []
+
+    worker = in_a_thread(lambda: delivery.batch_send(batch_id=first.pk), errors)
+    assert recorded.wait(timeout=10)  # its queued reader handed over
+    event = in_a_thread(
+        lambda: results.update(
+            settled=delivery.delivery_settle_by_event(
+                delivery_id=uncertain.pk, message_id="its-message"
+            )
+        ),
+        errors,
+    )
+    assert locked.wait(timeout=10)
+    event_holds_it.set()  # the worker closes the batch
+    until_another_connection_waits_for_a_lock()  # the worker, for the event's
+    go_on.set()
+    event.join(timeout=10)
+    worker.join(timeout=10)
+
+    assert errors == []
+    assert results == {"settled": True}
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
+
+
 def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(
     planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):

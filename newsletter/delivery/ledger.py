@@ -6,10 +6,11 @@ except where a comment says otherwise."""
 import json
 from collections import Counter
 from collections.abc import Collection
+from contextlib import nullcontext
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 
 from ..digests import digest_debts_settle
@@ -213,7 +214,12 @@ def _owed_last_digest(row: str) -> str:
 
 
 def close_batch(
-    batch_id: int, *, from_status: str, now: datetime, error: str = ""
+    batch_id: int,
+    *,
+    from_status: str,
+    now: datetime,
+    error: str = "",
+    uncertain_readers: bool = False,
 ) -> tuple[str, int] | None:
     """End an attempt at a batch: recount it from the ledger and set its status.
 
@@ -227,6 +233,14 @@ def close_batch(
 
     The batch's rows are counted by status in one pass (SQLite 3.30+ for FILTER,
     3.33+ for UPDATE … FROM).
+
+    `uncertain_readers`: a batch closed by its worker while it holds uncertain
+    readers, whom the provider's events may settle meanwhile, holding the batch's
+    row until committed (control.delivery_settle_by_event). Its row is locked
+    first, and its rows counted after, in a statement of their own: counted in the
+    snapshot the one statement began in, before that event committed, a reader
+    settled then was counted uncertain, and the batch left uncertain with no one
+    to settle. Other batches are closed without: one statement less each.
     """
     counts = ", ".join(
         f"COUNT(*) FILTER (WHERE status = '{status}') AS n_{status}"
@@ -281,7 +295,12 @@ def close_batch(
         from_status,
         Batch.Status.QUEUED,
     ]
-    with connection.cursor() as cursor:
+    with (
+        transaction.atomic() if uncertain_readers else nullcontext(),
+        connection.cursor() as cursor,
+    ):
+        if uncertain_readers:
+            Batch.objects.select_for_update().filter(pk=batch_id).exists()
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return (row[0], row[1]) if row else None

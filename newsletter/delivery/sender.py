@@ -266,13 +266,20 @@ def batch_send(*, batch_id: int) -> None:
         now=now,
         # The batch's, not a reader's: it stays after their erasure.
         error=redact(str(trouble)) if trouble else "",
+        # Counted as claimed: a retry holding a reader whose answer was lost.
+        uncertain_readers=batch.uncertain > 0,
     )
     if closed is None:
         # The reaper took this claim for a dead one's and made its readers
         # UNCERTAIN; the answers just recorded replaced that, so the batch is
         # counted again from the ledger (unless the author has settled it since):
         # else the desk lists as uncertain readers the provider answered for.
-        closed = close_batch(batch_id, from_status=Batch.Status.UNCERTAIN, now=now)
+        closed = close_batch(
+            batch_id,
+            from_status=Batch.Status.UNCERTAIN,
+            now=now,
+            uncertain_readers=True,
+        )
         if closed is not None and not closed[1]:
             close_mailing_if_finished(batch.mailing_id)
         return
