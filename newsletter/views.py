@@ -40,18 +40,18 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         form = SubscribeForm(initial={"page": _referring_page(request)})
         return render(request, "newsletter/subscribe.html", {"form": form})
+    form = SubscribeForm(request.POST)
     # Every POST counts against its client, valid or not, so no client can fill the
     # table or probe the form without limit.
     if not allow_subscribe_from(request):
-        return _too_many(request)
-    form = SubscribeForm(request.POST)
+        return _too_many(request, form)
     if not form.is_valid():
         return render(request, "newsletter/subscribe.html", {"form": form}, status=400)
     if form.is_from_a_bot():
         # The bot is told what a person is told, and nothing is stored or sent.
         return _subscribe_done(request)
     if not allow_email_to(form.cleaned_data["email"]):
-        return _too_many(request)
+        return _too_many(request, form)
     try:
         ring(
             tasks.subscribe,
@@ -63,18 +63,46 @@ def subscribe(request: HttpRequest) -> HttpResponse:
             form.cleaned_data["page"],
         )
     except QueueUnreachable:
-        return _queue_unreachable(request)
+        return _queue_unreachable(request, form)
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
     return _subscribe_done(request)
 
 
-def _queue_unreachable(request: HttpRequest) -> HttpResponse:
+def _queue_unreachable(
+    request: HttpRequest, form: SubscribeForm | None = None
+) -> HttpResponse:
     """Nothing asks for a visitor's request again once the task queue is back:
     they are told to, the same whatever the address, and nothing is stored."""
-    response = render(request, "newsletter/unavailable.html", status=503)
+    response = _refused(
+        request, form, "unavailable", "Please try again in a minute", status=503
+    )
     response["Retry-After"] = "60"
     return response
+
+
+def _refused(
+    request: HttpRequest,
+    form: SubscribeForm | None,
+    page: str,
+    title: str,
+    *,
+    status: int,
+) -> HttpResponse:
+    """The page saying why a request was not taken (newsletter/<page>.html); for
+    one from the subscribe form, that form again, as the reader sent it, with the
+    same said above it: they send it again later without typing their address
+    and ticking their topics again."""
+    if form is None:
+        return render(
+            request, f"newsletter/{page}.html", {"title": title}, status=status
+        )
+    return render(
+        request,
+        "newsletter/subscribe.html",
+        {"form": form, "title": title, "refused": f"newsletter/_{page}_said.html"},
+        status=status,
+    )
 
 
 def _subscribe_done(request: HttpRequest) -> HttpResponse:
@@ -128,8 +156,8 @@ def allow_email_to(address: str, *, budget: str = "subscribe-address") -> bool:
     )
 
 
-def _too_many(request: HttpRequest) -> HttpResponse:
-    response = render(request, "newsletter/too_many.html", status=429)
+def _too_many(request: HttpRequest, form: SubscribeForm | None = None) -> HttpResponse:
+    response = _refused(request, form, "too_many", "Too many requests", status=429)
     response["Retry-After"] = str(settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS)
     return response
 

@@ -599,3 +599,57 @@ def test_a_subscription_asked_for_with_redis_down_is_refused_and_nothing_stored(
     assert not mail.outbox
     # Its limits could not be counted either: the request went on regardless.
     assert "Could not count a request against its limit" in caplog.text
+
+
+def sent_with_topics(client, region, **extra):
+    """The form as a reader fills it in: their address, their name, a topic
+    among the dozens offered and a weekly digest."""
+    return client.post(
+        "/subscribe/",
+        {
+            "email": "sam@example.org",
+            "name": "Sam Reader",
+            "topics": [f"region:{region.slug}"],
+            "frequency": "weekly",
+        },
+        **extra,
+    )
+
+
+def assert_filled_in_as_sent(response, region) -> None:
+    """The subscribe form again, as the reader sent it: they send it again once
+    they may, without typing and ticking it all again."""
+    assert 'name="email" value="sam@example.org"' in response.text
+    assert 'name="name" value="Sam Reader"' in response.text
+    assert f'value="region:{region.slug}" checked' in response.text
+    assert 'value="weekly" id="id_frequency_2" checked' in response.text
+    assert not Subscriber.objects.exists()
+    assert not Consent.objects.exists()
+
+
+def test_a_reader_over_the_limit_gets_the_form_back_as_they_filled_it_in(
+    client, settings
+):
+    """The answer was a page saying "try again in an hour", with no form: the
+    address, the name and every topic ticked were gone."""
+    region = RegionFactory()
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = 0
+    response = sent_with_topics(client, region)
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(
+        settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS
+    )
+    assert "Too many requests" in response.text
+    assert_filled_in_as_sent(response, region)
+
+
+def test_a_reader_subscribing_with_redis_down_gets_the_form_back_as_they_filled_it_in(
+    client, redis_down
+):
+    region = RegionFactory()
+    response = sent_with_topics(client, region)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "60"
+    assert "try again in a minute" in response.text
+    assert_filled_in_as_sent(response, region)
+    assert not mail.outbox
