@@ -534,7 +534,13 @@ def test_strangers_subscribing_my_address_do_not_keep_me_from_my_data(
     # The reader's own links have their own budget, and it too has its limit.
     for _ in range(settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS):
         one_time_link(client, on_commit, reader, "export/")
-    assert client.post(url(reader, "export/")).status_code == 429
+    response = client.post(url(reader, "export/"))
+    assert response.status_code == 429
+    # Told of what they asked for: the page spoke of "subscription requests", and
+    # of a confirmation "on its way" if they had "asked to subscribe".
+    assert "Too many requests" in response.text
+    assert "subscription" not in response.text
+    assert "asked to subscribe" not in response.text
 
 
 def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_commit):
