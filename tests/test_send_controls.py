@@ -18,7 +18,7 @@ from django.utils import timezone
 from newsletter import delivery, tasks
 from newsletter.admin import mailings as admin_mailings
 from newsletter.delivery import control, planner, sender
-from newsletter.delivery.ledger import close_batch
+from newsletter.delivery.ledger import Outcome, close_batch
 from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
@@ -1381,27 +1381,37 @@ def test_an_event_arriving_while_the_author_records_the_batch_as_sent_waits(
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="two connections' row locks"
 )
+@pytest.mark.parametrize("lost", ["before its retry", "in this attempt"])
 @pytest.mark.django_db(transaction=True)
-def test_an_event_settling_a_reader_as_their_batchs_retry_closes_is_counted(
-    planned, fake_esp, monkeypatch
+def test_an_event_settling_a_reader_as_their_batch_closes_is_counted(
+    planned, fake_esp, monkeypatch, lost
 ):
-    """The provider's event settles the uncertain reader of a batch whose retry is
-    going out, as its worker closes it: the worker's recount, waiting for the
-    event's lock, counted the reader uncertain as it read them before the event
-    committed, and left the batch uncertain with no one in it to settle."""
+    """The provider's event settles the uncertain reader of a batch as its worker
+    closes it: the worker's recount, waiting for the event's lock, counted the
+    reader uncertain as it read them before the event committed, and left the
+    batch uncertain with no one in it to settle. The reader's answer was lost in
+    the attempt before (the batch's retry holds them) or in this one."""
     first = planned.batches.order_by("number").first()
     # Committed here, planning rang every batch's doorbell and all went out: the
-    # first is taken back to before its retry.
+    # first is taken back to before it went.
     first.deliveries.update(
         status=Delivery.Status.QUEUED, esp_message_id="", sent_at=None
     )
-    uncertain = parted_by_its_lanes(first)
+    if lost == "before its retry":
+        uncertain = parted_by_its_lanes(first)
+    else:
+        uncertain = first.deliveries.order_by("pk").first()
+        Batch.objects.filter(pk=first.pk).update(status=Batch.Status.QUEUED)
     Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
     recorded, event_holds_it = threading.Event(), threading.Event()
     record = sender.record_outcomes
 
-    def record_then_wait(*args, **kwargs) -> None:
-        record(*args, **kwargs)
+    def record_then_wait(outcomes, *args, **kwargs) -> None:
+        if lost == "in this attempt":
+            outcomes[uncertain.pk] = Outcome(
+                Delivery.Status.UNCERTAIN, error="connection reset after the request"
+            )
+        record(outcomes, *args, **kwargs)
         recorded.set()
         event_holds_it.wait(timeout=10)
 
@@ -1419,7 +1429,7 @@ def test_an_event_settling_a_reader_as_their_batchs_retry_closes_is_counted(
     results, errors = {}, []
 
     worker = in_a_thread(lambda: delivery.batch_send(batch_id=first.pk), errors)
-    assert recorded.wait(timeout=10)  # its queued reader handed over
+    assert recorded.wait(timeout=10)  # its queued readers handed over
     event = in_a_thread(
         lambda: results.update(
             settled=delivery.delivery_settle_by_event(

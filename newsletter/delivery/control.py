@@ -285,10 +285,14 @@ def _uncertain_settle(
     if batch.status != Batch.Status.UNCERTAIN:
         # Waiting for its retry or being sent: its worker hands over and writes
         # only its queued readers, and recounts them all as it closes the batch
-        # (close_batch). Until then its figures count these readers settled.
-        Batch.objects.filter(pk=batch.pk).update(
-            uncertain=F("uncertain") - len(outcomes), sent=F("sent") + sent
-        )
+        # (close_batch). Waiting, its figures are its last close's, which counted
+        # these readers uncertain: until the retry they count them settled.
+        # Being sent, they are left to that recount: a reader whose answer was
+        # lost in this attempt is not counted in them yet.
+        if batch.status == Batch.Status.QUEUED:
+            Batch.objects.filter(pk=batch.pk).update(
+                uncertain=F("uncertain") - len(outcomes), sent=F("sent") + sent
+            )
         return batch.status
     status, _queued = close_batch(batch.pk, from_status=Batch.Status.UNCERTAIN, now=now)
     return status

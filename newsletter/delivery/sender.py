@@ -266,8 +266,10 @@ def batch_send(*, batch_id: int) -> None:
         now=now,
         # The batch's, not a reader's: it stays after their erasure.
         error=redact(str(trouble)) if trouble else "",
-        # Counted as claimed: a retry holding a reader whose answer was lost.
-        uncertain_readers=batch.uncertain > 0,
+        # A retry holding a reader whose answer was lost, or one lost in this
+        # attempt: the provider's event may settle them as the batch closes.
+        uncertain_readers=batch.uncertain > 0
+        or any(o.status == Delivery.Status.UNCERTAIN for o in outcomes.values()),
     )
     if closed is None:
         # The reaper took this claim for a dead one's and made its readers
