@@ -23,9 +23,6 @@ def post_save_from_desk(
     """Save a post from the desk. A change of status is a step in its history;
     a post published now is announced, a post published for later is scheduled,
     a post taken down and published now is back (post_republished)."""
-    if post.status == Post.Status.PUBLISHED and post.published_at is None:
-        # To the second, as the author sees and sets it (and as HTML's <time> takes).
-        post.published_at = timezone.now().replace(microsecond=0)
     # Locked, and read again: the same post saved in two tabs at once was
     # published twice in its history, and the second save, its announcement
     # unseen, took it back and announced the post again.
@@ -38,6 +35,11 @@ def post_save_from_desk(
     if stored is not None:
         previous_status = stored["status"]
         post.announced_at = stored["announced_at"]  # beat's to set, never the desk's
+    if _time_passed_it_never_went_out_at(post=post, stored=stored):
+        post.published_at = None
+    if post.status == Post.Status.PUBLISHED and post.published_at is None:
+        # To the second, as the author sees and sets it (and as HTML's <time> takes).
+        post.published_at = timezone.now().replace(microsecond=0)
     # Its address is out there once readers were told of it (emails) or could
     # read it there: pages, feeds and the sitemap carry it from its time on,
     # before beat announces it.
@@ -74,15 +76,27 @@ def post_save_from_desk(
         posts_announce_due()
 
 
+def _time_passed_it_never_went_out_at(*, post: Post, stored: dict | None) -> bool:
+    """A post being published whose time, kept from before (a schedule taken
+    back to draft), has passed and it never went out then: that time is no date
+    of its, or it went live below the posts of the days between, where feed
+    readers never look again. A time passed that the author sets as they publish
+    (backdating an old report's post) is its date; one kept from before cannot
+    be told from a schedule taken back, and is not."""
+    return (
+        stored is not None
+        and post.status == Post.Status.PUBLISHED != stored["status"]
+        and stored["announced_at"] is None
+        and post.published_at is not None
+        and post.published_at == stored["published_at"]
+        and post.published_at <= timezone.now()
+    )
+
+
 def post_publish(*, post: Post, by: AbstractBaseUser | None = None) -> None:
-    """Publish a post now, or at its scheduled time if that is in the future. A
-    time passed that it never went out at (scheduled, then taken back to draft)
-    is no date of its: it is dated now, or it went live below the posts of the
-    days between, where feed readers never look again."""
+    """Publish a post now, or at its scheduled time if that is in the future (a
+    time passed is no date of its: _time_passed_it_never_went_out_at)."""
     previous_status, post.status = post.status, Post.Status.PUBLISHED
-    passed = post.published_at is not None and post.published_at <= timezone.now()
-    if passed and post.announced_at is None:
-        post.published_at = None  # now, to the second (post_save_from_desk)
     post_save_from_desk(post=post, previous_status=previous_status, by=by)
 
 

@@ -585,6 +585,59 @@ def test_a_draft_once_scheduled_and_published_from_the_list_is_dated_now(client)
     assert home.index("Out at last") < home.index("Yesterday&#x27;s")
 
 
+def test_a_draft_once_scheduled_and_published_from_its_page_is_dated_now(client):
+    """Scheduled for Monday, taken back to draft, published from its page on
+    Thursday, its time left as the page showed it: it went live dated Monday,
+    below the posts of the days between on the home page and in the feed."""
+    client.force_login(StaffFactory(role="Editor"))
+    PublishedPostFactory(
+        title="Yesterday's", published_at=timezone.now() - timedelta(days=1)
+    )
+    late = PostFactory(
+        title="Out at last", published_at=timezone.now() - timedelta(days=3)
+    )
+
+    response = client.post(
+        f"/admin/posts/post/{late.pk}/change/",
+        admin_post_form_of(late, status="published", publish_despite_warnings="on"),
+    )
+
+    assert response.status_code == 302
+    late.refresh_from_db()
+    assert late.is_published
+    assert timezone.now() - late.published_at < timedelta(minutes=1)
+    home = Client().get("/").content.decode()
+    assert home.index("Out at last") < home.index("Yesterday&#x27;s")
+    feed = Client().get("/feed/").content.decode()
+    assert feed.index("Out at last") < feed.index("Yesterday")
+
+
+def test_a_post_given_a_past_time_as_it_is_published_keeps_it(client):
+    """An old report's post, backdated on purpose: the time the author sets as
+    they publish is its date, below the posts since."""
+    client.force_login(StaffFactory(role="Editor"))
+    PublishedPostFactory(
+        title="Yesterday's", published_at=timezone.now() - timedelta(days=1)
+    )
+    old = PostFactory(title="The 2019 report")
+    when = timezone.localtime(timezone.now() - timedelta(days=30)).replace(
+        microsecond=0
+    )
+
+    response = client.post(
+        f"/admin/posts/post/{old.pk}/change/",
+        admin_post_form_of(
+            old, status="published", published_at=when, publish_despite_warnings="on"
+        ),
+    )
+
+    assert response.status_code == 302
+    old.refresh_from_db()
+    assert old.is_published and old.published_at == when
+    home = Client().get("/").content.decode()
+    assert home.index("Yesterday&#x27;s") < home.index("The 2019 report")
+
+
 def test_the_publish_action_says_which_posts_it_scheduled_rather_than_published(
     client,
 ):
