@@ -525,7 +525,10 @@ class Inspection(models.Model):
     objects = InspectionQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-published_on", "id"]
+        # The latest report first, as the post's page and its email's fact box
+        # show them; one not yet reported last on every database (PostgreSQL
+        # sorts NULL first in a descending order, SQLite last).
+        ordering = [models.F("published_on").desc(nulls_last=True), "id"]
         indexes = [models.Index(fields=["overall"])]
 
     def __str__(self) -> str:

@@ -777,6 +777,27 @@ def test_post_email_carries_the_inspection_related_posts_and_sponsor_of_the_post
     assert text_links(text) == _Page(html).links
 
 
+def test_post_emails_fact_box_is_the_inspection_the_post_page_shows_first(client):
+    """The fact box is of one inspection, taken first in the inspections'
+    order: one with no report date yet came first on PostgreSQL (NULL sorts
+    first in descending order there) and last on SQLite, so the email's fact box
+    was of another inspection than its page's first, by the database."""
+    post = PublishedPostFactory()
+    InspectionFactory(post=post, title="Kent, report to come", published_on=None)
+    InspectionFactory(
+        post=post,
+        title="Suffolk, reported in May",
+        published_on=timezone.localdate() - timedelta(days=30),
+    )
+
+    page = client.get(post.get_absolute_url()).content.decode()
+    shown = re.findall(r'<p class="report-title">([^<]*)</p>', page)
+    context = post_email_context(post, full=True)
+
+    assert shown == ["Suffolk, reported in May", "Kent, report to come"]
+    assert context["fact_box"]["title"] == "Suffolk, reported in May"
+
+
 def preheader(message) -> str:
     """The hidden line a mail app shows after the subject in its list."""
     html = message.alternatives[0][0]
