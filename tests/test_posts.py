@@ -7,6 +7,7 @@ from django.db import connection, connections, transaction
 from django.test import Client
 from django.utils import timezone
 
+from newsletter.admin.post_email import PostAdmin
 from newsletter.models import Mailing
 from posts.models import Post, PostEvent, PostQuerySet
 from posts.services import post_publish, post_save_from_desk, posts_announce_due
@@ -241,6 +242,36 @@ def test_a_post_published_without_its_email_is_emailed_once_the_box_is_ticked(
         admin_post_form_of(post, title=post.title + " (updated)"),
     )
     assert Mailing.objects.filter(post=post).count() == 1
+
+
+def test_a_post_beat_announces_as_the_author_ticks_its_email_is_emailed(
+    client, monkeypatch
+):
+    """Its time came while its page was open, unticked; beat announced it (no
+    email, as unticked) just after the desk loaded the post for the author's
+    save, which ticks the box: the save took it for not yet announced (as it
+    loaded it), left its email to the announcement, and it was never emailed."""
+    client.force_login(StaffFactory(role="Editor"))
+    post = PublishedPostFactory(
+        published_at=timezone.now() - timedelta(seconds=1),
+        announced_at=None,
+        email_subscribers=False,
+    )
+    load = PostAdmin.get_object
+
+    def loaded_as_beat_announces_it(self, request, object_id, from_field=None):
+        loaded = load(self, request, object_id, from_field)
+        assert posts_announce_due() == 1
+        return loaded
+
+    monkeypatch.setattr(PostAdmin, "get_object", loaded_as_beat_announces_it)
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/", admin_post_form_of(post), follow=True
+    )
+
+    assert response.status_code == 200
+    assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
+    assert "Emailing it now" in response.content.decode()
 
 
 def test_unticking_a_sent_posts_box_says_it_does_not_call_its_email_back(client):

@@ -142,7 +142,17 @@ class PostAdmin(posts_admin.PostAdmin):
         return [*problems, *email_problems(PostEmail(post))]
 
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
-        announced = obj.announced_at is not None  # before this save published it
+        # Before this save published it, as its row is now, locked until the save
+        # commits (the desk saves in one transaction): beat may have announced it
+        # since the desk loaded it (its time came while its page was open), and
+        # its email, ticked by this save, is then this save's to start.
+        announced_at = (
+            Post.objects.select_for_update()
+            .filter(pk=obj.pk)
+            .values_list("announced_at", flat=True)
+            .first()
+        )
+        announced = announced_at is not None
         emailed = announced and _has_email(obj)
         super().save_model(request, obj, form, change)
         email = PostEmail(obj)
