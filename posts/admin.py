@@ -527,8 +527,14 @@ class PostForm(forms.ModelForm):
         return cleaned
 
     def _refuse_if_saved_since_opened(self, opened: str | None) -> None:
+        # Locked from here, the first check, until the desk's save commits (the
+        # admin validates and saves in one transaction): what the checks read of
+        # the post stays true until it is saved. Beat announcing it (its time
+        # come) waits; unlocked, it emailed its readers a post the author was
+        # then allowed to take off the site (Post.clean: already live).
         saved = (
-            Post.objects.filter(pk=self.instance.pk)
+            Post.objects.select_for_update()
+            .filter(pk=self.instance.pk)
             .values_list("updated_at", flat=True)
             .first()
         )

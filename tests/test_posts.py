@@ -1,5 +1,6 @@
 import re
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -21,7 +22,11 @@ from .factories import (
     admin_post_form_of,
     unpublish_at_the_desk,
 )
-from .locks import until_another_connection_waits_for_a_lock
+from .locks import (
+    in_a_thread,
+    until_another_connection_waits_for_a_lock,
+    until_done_or_waiting_for_a_lock,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -191,6 +196,50 @@ def test_a_post_published_from_two_tabs_at_once_is_published_once():
     ]
     assert [announced_at.get()] == announced
     assert Mailing.objects.filter(post=post).count() == 1
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_post_going_live_as_the_author_reschedules_it_is_not_emailed_off_the_site(
+    client, monkeypatch
+):
+    """Its time came just after the desk found it not yet live and let the author
+    give it a later one, and beat announced it before the save: its readers were
+    emailed a post the save then took off the site until its new time."""
+    client.force_login(UserFactory())  # no roles: the flush between tests drops them
+    due = timezone.now() + timedelta(seconds=3)
+    post = PublishedPostFactory(published_at=due, announced_at=None)
+    validated, go_on = threading.Event(), threading.Event()
+    save = PostAdmin.save_model
+
+    def validated_then_saved(self, *args, **kwargs) -> None:
+        validated.set()
+        go_on.wait(timeout=10)
+        save(self, *args, **kwargs)
+
+    monkeypatch.setattr(PostAdmin, "save_model", validated_then_saved)
+    later = timezone.localtime(due + timedelta(hours=1)).replace(microsecond=0)
+    form = admin_post_form_of(post, published_at=later)
+    responses = []
+    desk = in_a_thread(
+        lambda: client.post(f"/admin/posts/post/{post.pk}/change/", form), responses
+    )
+    assert validated.wait(timeout=10)
+    while timezone.now() <= due:  # its time comes, and beat goes round
+        time.sleep(0.05)
+    beat = in_a_thread(posts_announce_due, [])
+    until_done_or_waiting_for_a_lock(beat)
+    go_on.set()
+    desk.join(timeout=10)
+    beat.join(timeout=10)
+
+    assert responses[0].status_code == 302
+    post.refresh_from_db()
+    assert post.published_at == later and not post.is_published
+    assert post.announced_at is None
+    assert not Mailing.objects.exists()
 
 
 def test_author_publishes_from_the_admin_form(client):
