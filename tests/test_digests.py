@@ -916,7 +916,7 @@ def test_each_post_in_a_digest_is_dated_the_readers_own_day_as_the_digest_is(
     reader's 18:00 digest of Monday the 23rd and a Tokyo reader's 11:00 one of
     Tuesday the 24th hold the same two posts, published at 23:30 and 00:30 in
     London. Each post is dated where its reader is, as the digest is: not a post
-    of 'tomorrow' in Los Angeles's 'Today's new posts', nor of yesterday in
+    of 'tomorrow' in Los Angeles's digest of the 23rd, nor of yesterday in
     Tokyo's."""
     for address, zone, hour in (
         ("la@example.org", "America/Los_Angeles", 18),
@@ -944,6 +944,29 @@ def test_each_post_in_a_digest_is_dated_the_readers_own_day_as_the_digest_is(
         assert f"On Probation</a> · {dated}" in html  # the digest's day
         assert re.findall(r"\((\d+ November 2026)\)", text) == [dated, dated]
         assert re.findall(r'class="meta"[^>]*>([^<]+)<', html) == [dated, dated]
+
+
+@pytest.mark.parametrize(
+    ("frequency", "day", "title"),
+    [("daily", 24, "Your daily digest"), ("weekly", 30, "Your weekly digest")],
+)
+def test_a_digest_at_the_usual_hour_calls_no_post_of_the_day_before_todays(
+    clock, publish, beat, frequency, day, title
+):
+    """At 07:00 the day's digest holds what was published since the last one,
+    mostly the day (or week) before: headed "Today's new posts" (or "This
+    week's", on a Monday) above posts dated the 23rd, it said what was not so."""
+    reader("reader@example.org", ("everything", "", frequency))
+    clock(23, 12)
+    publish("Suffolk: caseloads too high")
+    clock(day, 7, 5)
+    [digest] = beat()
+    html = digest.alternatives[0].content
+    assert re.findall(r"\((\d+ November 2026)\)", digest.body) == ["23 November 2026"]
+    assert re.findall(r"<h1[^>]*>([^<]*)</h1>", html) == [title]
+    assert "\n\nNew post on the topics you follow:\n" in digest.body
+    assert "Today's" not in digest.body + html
+    assert "This week's" not in digest.body + html
 
 
 def test_a_digest_reads_to_a_screen_reader_each_link_named_for_where_it_goes(
