@@ -16,7 +16,18 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, TextField
+from django.db.models import (
+    Case,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
@@ -294,7 +305,13 @@ def subscriber_confirm(
             .not_receiving()
             .update(
                 status=Subscriber.Status.ACTIVE,
-                confirmed_at=now,
+                # A paused reader (active, not receiving) resumes, as by the
+                # preference centre's Resume: dated from this confirmation, as
+                # a new reader is, their digest left out what came meanwhile.
+                confirmed_at=Case(
+                    When(status=Subscriber.Status.ACTIVE, then=F("confirmed_at")),
+                    default=Value(now),
+                ),
                 unsubscribed_at=None,
                 paused_at=None,
                 soft_bounces=0,

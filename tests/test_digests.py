@@ -43,7 +43,11 @@ from newsletter.models import (
     Subscriber,
     SubscriberTopic,
 )
-from newsletter.subscriptions import subscriber_unsubscribe, topics_set
+from newsletter.subscriptions import (
+    subscriber_pause,
+    subscriber_unsubscribe,
+    topics_set,
+)
 from newsletter.tasks import send_batch
 from newsletter.tokens import Purpose, make_token, read_token
 from posts.models import Post
@@ -56,6 +60,7 @@ from .factories import (
     StaffFactory,
     SubscriberFactory,
     UserFactory,
+    confirm_link,
     desk_action,
     taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
@@ -1126,6 +1131,43 @@ def test_an_unsubscribed_reader_gets_no_digest(clock, publish, beat):
     subscriber_unsubscribe(subscriber=leaving)
     clock(23, 7, 5)
     assert beat() == []
+
+
+@pytest.mark.parametrize("back", ["resuming", "subscribing again"])
+def test_a_paused_reader_coming_back_gets_what_waited_in_their_next_digest(
+    clock, publish, beat, client, django_capture_on_commit_callbacks, back
+):
+    """Paused, then back by the preference centre's Resume or through the
+    subscribe form (their emails deleted): either way the posts that came while
+    they were away are in their next digest. Through the form they were dated
+    from its confirmation, as a new reader is, and lost them."""
+    subscriber = reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Suffolk: caseloads too high")
+    subscriber_pause(subscriber=subscriber)
+    clock(23, 7, 5)
+    assert beat() == []  # paused
+    clock(24, 6)
+    publish("Wales: a good report")
+    if back == "resuming":
+        token = make_token(subscriber, Purpose.PREFERENCES)
+        client.post(f"/preferences/{token}/", {"action": "resume"})
+    else:
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(
+                "/subscribe/", {"email": "daily@example.org", "frequency": "daily"}
+            )
+        [confirmation] = mail.outbox
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(confirm_link(confirmation))
+    subscriber.refresh_from_db()
+    assert subscriber.paused_at is None
+    clock(24, 7, 5)
+    digests = [m for m in beat() if m.subject.startswith("Your daily digest")]
+    assert posts_received(digests, "daily@example.org") == {
+        "Suffolk: caseloads too high": 1,
+        "Wales: a good report": 1,
+    }
 
 
 def test_a_reader_who_leaves_after_planning_is_skipped(clock, publish):
