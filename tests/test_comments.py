@@ -1209,6 +1209,53 @@ def test_an_address_edited_at_the_desk_is_stored_as_the_reader_would_be_found(
     assert len(comments.comments_for_addresses(addresses=theirs)) == 1
 
 
+@pytest.mark.parametrize(
+    ("opened_as", "decided_meanwhile"),
+    [
+        # Another moderator hides it: the edit must not bring the spam back.
+        (Comment.Status.APPROVED, "mark_spam"),
+        # Its writer confirms it: the edit must not take it off the post again.
+        (Comment.Status.PENDING, "approve"),
+    ],
+)
+def test_a_desk_edit_from_a_page_opened_before_a_decision_on_the_comment_is_refused(
+    admin_client, rf, opened_as, decided_meanwhile
+):
+    """The change page sends the status it showed: saved after someone else had
+    approved the comment or marked it as spam, it undid that, silently."""
+    comment = CommentFactory(status=opened_as, body="Our caseloads are hihg.")
+    url = f"/admin/comments/comment/{comment.pk}/change/"
+    page = admin_client.get(url)
+    as_the_page_holds = dict(
+        re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text)
+    )
+    decided = Comment.objects.filter(pk=comment.pk)
+    if decided_meanwhile == "mark_spam":
+        comments.comments_mark_spam(comments=decided)
+    else:
+        comments.comments_approve(comments=decided)
+    status_now = Comment.objects.get(pk=comment.pk).status
+
+    response = admin_client.post(
+        url,
+        {
+            **as_the_page_holds,
+            "status": opened_as,
+            "name": comment.name,
+            "email": comment.email,
+            "website": "",
+            "body": "Our caseloads are high.",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "since you opened it" in response.text
+    comment.refresh_from_db()
+    assert (comment.status, comment.body) == (status_now, "Our caseloads are hihg.")
+    shown = "hihg" in comments_section(rf, comment.post)
+    assert shown == (status_now == Comment.Status.APPROVED)
+
+
 def test_staff_cannot_add_comments_in_the_admin(admin_client):
     assert admin_client.get("/admin/comments/comment/add/").status_code == 403
 

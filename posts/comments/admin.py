@@ -48,6 +48,28 @@ class StatusFilter(admin.SimpleListFilter):
 class CommentAdminForm(forms.ModelForm):
     # No Meta: the admin builds the form's fields from CommentAdmin.fields.
 
+    # The status the page showed. Saved after another moderator marked the comment
+    # as spam, or its writer confirmed it, the page's status undid that, silently:
+    # spam back on the post page, or a confirmed comment taken off it.
+    status_when_opened = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["status_when_opened"].initial = self.instance.status
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        opened = cleaned.get("status_when_opened")
+        # The instance is the comment as stored now: the form's edit is applied
+        # to it only after clean().
+        if opened and opened != self.instance.status:
+            raise forms.ValidationError(
+                "This comment's status changed since you opened it: it is now "
+                f"“{self.instance.get_status_display()}”. Nothing was saved: open "
+                "it again to see it as it is, then make your change."
+            )
+        return cleaned
+
     def clean_email(self) -> str:
         # In the stored form the reader's export and erasure look it up by.
         return clean_email(self.cleaned_data["email"])
@@ -74,6 +96,7 @@ class CommentAdmin(admin.ModelAdmin):
         "email",
         "website",
         "body",
+        "status_when_opened",
         "created_at",
         "ip_address",
         "user_agent",
