@@ -39,12 +39,37 @@ def comment_digest_send() -> int:
     partway, the provider down or the worker killed, is sent with the next to
     the moderators it had not reached, and to no one a second time.
     """
-    # Those the desk lets approve or reject comments (the Editor, the Administrator,
-    # a superuser): a Contributor may not see comments waiting for approval.
-    # One digest a mailbox: two accounts may give one address written differently
-    # (Editor@… and editor@…), which the desk does not refuse. Sent to its stored
-    # form, as readers' addresses are.
-    recipients = sorted(
+    moderators = _moderator_addresses()
+    reported = 0
+    now = timezone.now()
+    if moderators:
+        with transaction.atomic():
+            reported = comments.comments_claim_for_digest(now=now)
+            if reported:
+                OwedCommentDigest.objects.bulk_create(
+                    OwedCommentDigest(reported_at=now, email=address)
+                    for address in moderators
+                )
+    owed_digests = (
+        OwedCommentDigest.objects.order_by("reported_at")
+        .values_list("reported_at", flat=True)
+        .distinct()
+    )
+    for reported_at in owed_digests:
+        _comment_digest_copies_send(reported_at=reported_at, moderators=moderators)
+    return reported
+
+
+def _moderator_addresses() -> list[str]:
+    """Those the desk lets approve or reject comments (the Editor, the
+    Administrator, a superuser): a Contributor may not see comments waiting for
+    approval.
+
+    One digest a mailbox: two accounts may give one address written differently
+    (Editor@… and editor@…), which the desk does not refuse. Sent to its stored
+    form, as readers' addresses are.
+    """
+    return sorted(
         {
             normalise_email(address)
             for address in get_user_model()
@@ -54,28 +79,15 @@ def comment_digest_send() -> int:
             .values_list("email", flat=True)
         }
     )
-    reported = 0
-    now = timezone.now()
-    if recipients:
-        with transaction.atomic():
-            reported = comments.comments_claim_for_digest(now=now)
-            if reported:
-                OwedCommentDigest.objects.bulk_create(
-                    OwedCommentDigest(reported_at=now, email=address)
-                    for address in recipients
-                )
-    owed_digests = (
-        OwedCommentDigest.objects.order_by("reported_at")
-        .values_list("reported_at", flat=True)
-        .distinct()
-    )
-    for reported_at in owed_digests:
-        _comment_digest_copies_send(reported_at=reported_at)
-    return reported
 
 
-def _comment_digest_copies_send(*, reported_at: datetime) -> None:
+def _comment_digest_copies_send(
+    *, reported_at: datetime, moderators: list[str]
+) -> None:
     owed = OwedCommentDigest.objects.filter(reported_at=reported_at)
+    # Owed to whoever moderated when it was claimed: one who has left the desk
+    # since, or lost the role, may no longer read the comments waiting.
+    owed.exclude(email__in=moderators).delete()
     pending = comments.comments_of_digest(reported_at=reported_at)
     if not pending:
         owed.delete()  # every comment dealt with since: nothing left to tell

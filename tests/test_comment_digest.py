@@ -253,3 +253,21 @@ def test_a_copy_owed_after_the_comments_were_dealt_with_is_not_sent(fake_esp):
     send_comment_digest.delay()
 
     assert fake_esp.recipients() == {"first@example.org": 1}
+
+
+def test_a_copy_owed_to_someone_no_longer_a_moderator_is_not_sent(fake_esp):
+    """The second moderator's copy was refused; before the next digest, they left
+    the desk (their account closed): the comments waiting, readers' names and
+    words, are no longer theirs to read."""
+    UserFactory(username="first", email="first@example.org")
+    leaver = UserFactory(username="second", email="second@example.org")
+    CommentFactory(name="Pat Waiting")
+    fake_esp.set_faults(faults_after=1, fail_5xx_next=1, fail_5xx_status=503)
+    with pytest.raises(AnymailAPIError):
+        send_comment_digest.delay()
+
+    leaver.is_active = False
+    leaver.save()
+    send_comment_digest.delay()
+
+    assert fake_esp.recipients() == {"first@example.org": 1}
