@@ -1256,6 +1256,19 @@ def test_a_desk_edit_from_a_page_opened_before_a_decision_on_the_comment_is_refu
     assert shown == (status_now == Comment.Status.APPROVED)
 
 
+def test_a_page_that_may_only_view_a_comment_shows_no_status_to_check(client):
+    viewer = UserFactory(username="viewer", is_superuser=False)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_comment"))
+    client.force_login(viewer)
+    comment = CommentFactory()
+
+    page = client.get(f"/admin/comments/comment/{comment.pk}/change/")
+
+    assert page.status_code == 200
+    assert comment.body in page.text
+    assert "when opened" not in page.text.lower()
+
+
 def test_staff_cannot_add_comments_in_the_admin(admin_client):
     assert admin_client.get("/admin/comments/comment/add/").status_code == 403
 

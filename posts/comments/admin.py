@@ -103,6 +103,14 @@ class CommentAdmin(admin.ModelAdmin):
     ]
     readonly_fields = ["post", "parent", "created_at", "ip_address", "user_agent"]
 
+    def get_fields(self, request, obj=None) -> list[str]:
+        # A page that saves nothing carries no status to check: shown to one who
+        # may only view, it would be a row of its own.
+        fields = super().get_fields(request, obj)
+        if self.has_change_permission(request, obj):
+            return fields
+        return [field for field in fields if field != "status_when_opened"]
+
     def get_search_results(self, request, queryset, search_term):
         return super().get_search_results(
             request, queryset, addresses_as_stored(search_term)
