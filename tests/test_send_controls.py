@@ -1475,8 +1475,8 @@ def test_unpublishing_a_post_mid_send_holds_the_rest_of_its_email(
             follow=True,
         )
     page = response.content.decode()
-    assert "Resumed 0 mailing(s)." in page
-    assert "1 not resumed: its post is not on the site." in page
+    assert "Resumed" not in page
+    assert "1 mailing not resumed: its post is not on the site." in page
     send_all(planned)
     assert fake_esp.count == 2
     post_publish(post=post)
@@ -1560,3 +1560,66 @@ def test_the_batch_and_ledger_lists_offer_the_latest_mailings_in_fixed_queries(
         response = author.get(f"/admin/newsletter/delivery/?mailing__id__exact={wrong}")
         location = "/admin/newsletter/delivery/?e=1"
         assert (response.status_code, response.get("Location")) == (302, location)
+
+
+def said(response) -> list[tuple[str, str]]:
+    """The messages a control's answer page shows, with their level."""
+    assert response.status_code == 200
+    return [(m.level_tag, str(m)) for m in response.context["messages"]]
+
+
+def run(client, changelist: str, action: str, *rows) -> list[tuple[str, str]]:
+    return said(
+        client.post(
+            f"/admin/newsletter/{changelist}/",
+            {"action": action, "_selected_action": [row.pk for row in rows]},
+            follow=True,
+        )
+    )
+
+
+def test_each_mailing_control_says_what_it_did_and_why_it_did_nothing(author, planned):
+    """Clicked twice, or on a mailing that has ended, a control answered "Paused
+    0 mailing(s).", as if it had worked: the author could not tell a refusal
+    from a success."""
+    assert run(author, "mailing", "pause", planned) == [
+        ("success", "Paused 1 mailing.")
+    ]
+    assert run(author, "mailing", "pause", planned) == [
+        ("warning", "1 mailing not paused: already paused.")
+    ]
+    assert run(author, "mailing", "resume", planned) == [  # its doorbells not rung
+        ("success", "Resumed 1 mailing.")
+    ]
+    assert run(author, "mailing", "resume", planned) == [
+        ("warning", "1 mailing not resumed: not paused.")
+    ]
+    assert run(author, "mailing", "cancel", planned) == [
+        ("success", "Cancelled 1 mailing.")
+    ]
+    assert run(author, "mailing", "cancel", planned) == [
+        ("warning", "1 mailing not cancelled: it had ended (sent or cancelled).")
+    ]
+    for action, done in (("pause", "paused"), ("resume", "resumed")):
+        assert run(author, "mailing", action, planned) == [
+            ("warning", f"1 mailing not {done}: it had ended (sent or cancelled).")
+        ]
+
+
+def test_each_batch_control_says_what_it_did_and_why_it_did_nothing(
+    author, planned, fake_esp
+):
+    """Clicked on a batch already settled, or twice, "Recorded 0 batch(es) as
+    sent." said nothing of the refusal."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    done = planned.batches.filter(status=Batch.Status.DONE).first()
+    assert run(author, "batch", "mark_sent", uncertain, done) == [
+        ("success", "Recorded 1 batch as sent."),
+        ("warning", "1 batch not recorded as sent: not uncertain."),
+    ]
+    for action, what in (("resend", "queued again"), ("settle", "settled")):
+        assert run(author, "batch", action, uncertain) == [
+            ("warning", f"1 batch not {what}: not uncertain.")
+        ]

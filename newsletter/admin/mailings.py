@@ -1,10 +1,11 @@
+from collections.abc import Callable
 from datetime import timedelta
 
 import requests
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import F, Q, Sum
+from django.db.models import Case, CharField, Count, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
@@ -300,35 +301,61 @@ class MailingAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause the selected mailings", permissions=["change"])
     def pause(self, request, queryset) -> None:
-        changed = sum(delivery.mailing_pause(mailing_id=pk) for pk in _ids(queryset))
-        self.message_user(request, f"Paused {changed} mailing(s).")
+        ids = _ids(queryset)
+        paused = [pk for pk in ids if delivery.mailing_pause(mailing_id=pk)]
+        tell_what_was_done(
+            self,
+            request,
+            done=len(paused),
+            said=f"Paused {_mailings(len(paused))}.",
+            left=_left_as_they_were(
+                Mailing, ids, paused, {ENDED: ~Q(status__in=RUNNING)}, "already paused"
+            ),
+            not_done="not paused",
+            noun=_mailings,
+        )
 
     @admin.action(description="Resume the selected mailings", permissions=["change"])
     def resume(self, request, queryset) -> None:
-        changed = sum(delivery.mailing_resume(mailing_id=pk) for pk in _ids(queryset))
-        self.message_user(request, f"Resumed {changed} mailing(s).")
-        if changed:
-            tell_if_sent_once_the_queue_is_back(self, request)
-        held = (
-            queryset.filter(paused_at__isnull=False)
-            .exclude(delivery.post_on_site())
-            .count()
+        ids = _ids(queryset)
+        resumed = [pk for pk in ids if delivery.mailing_resume(mailing_id=pk)]
+        tell_what_was_done(
+            self,
+            request,
+            done=len(resumed),
+            said=f"Resumed {_mailings(len(resumed))}.",
+            left=_left_as_they_were(
+                Mailing,
+                ids,
+                resumed,
+                {
+                    ENDED: ~Q(status__in=RUNNING),
+                    "not paused": Q(paused_at__isnull=True),
+                },
+                "its post is not on the site. Publish it again first",
+            ),
+            not_done="not resumed",
+            noun=_mailings,
         )
-        if held:
-            self.message_user(
-                request,
-                f"{held} not resumed: its post is not on the site. Publish it "
-                "again first.",
-                messages.WARNING,
-            )
+        if resumed:
+            tell_if_sent_once_the_queue_is_back(self, request)
 
     @admin.action(
         description="Cancel the selected mailings (a correction can be sent again)",
         permissions=["change"],
     )
     def cancel(self, request, queryset) -> None:
-        changed = sum(delivery.mailing_cancel(mailing_id=pk) for pk in _ids(queryset))
-        self.message_user(request, f"Cancelled {changed} mailing(s).")
+        ids = _ids(queryset)
+        cancelled = [pk for pk in ids if delivery.mailing_cancel(mailing_id=pk)]
+        tell_what_was_done(
+            self,
+            request,
+            done=len(cancelled),
+            said=f"Cancelled {_mailings(len(cancelled))}.",
+            left=_left_as_they_were(Mailing, ids, cancelled, {}, ENDED),
+            not_done="not cancelled",
+            noun=_mailings,
+        )
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -350,6 +377,60 @@ def _held(mailing: Mailing) -> bool:
 
 def _ids(queryset) -> list[int]:
     return list(queryset.values_list("pk", flat=True))
+
+
+# Why a control left a mailing, or a batch, as it was.
+ENDED = "it had ended (sent or cancelled)"
+NOT_UNCERTAIN = {"not uncertain": ~Q(status=Batch.Status.UNCERTAIN)}
+# Its readers settled by the provider's events as the author acted.
+SETTLED_MEANWHILE = "its readers were settled meanwhile"
+
+
+def _mailings(count: int) -> str:
+    return f"{count} mailing" if count == 1 else f"{count} mailings"
+
+
+def _batches(count: int) -> str:
+    return f"{count} batch" if count == 1 else f"{count} batches"
+
+
+def _left_as_they_were(
+    model, selected: list[int], changed: list[int], why: dict[str, Q], otherwise: str
+) -> dict[str, int]:
+    """How many of the rows selected a control left as they were, by the first
+    reason in `why` that holds for them now (`otherwise` if none does). One
+    query, however many were selected."""
+    left = model.objects.filter(pk__in=selected).exclude(pk__in=changed)
+    reason = Case(
+        *(When(holds, then=Value(text)) for text, holds in why.items()),
+        default=Value(otherwise),
+        output_field=CharField(),
+    )
+    counts = left.annotate(reason=reason).order_by().values_list("reason")
+    # A reason that is one constant is not grouped by: the count of nothing left
+    # comes back as a row of 0.
+    return {text: count for text, count in counts.annotate(Count("pk")) if count}
+
+
+def tell_what_was_done(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    done: int,
+    said: str,
+    left: dict[str, int],
+    not_done: str,
+    noun: Callable[[int], str],
+) -> None:
+    """What a control did (`said`, with `done` rows), only if it did something,
+    and each reason it left some of the selection as it was: "Paused 0
+    mailing(s)." read as a success, and hid that nothing was paused, and why."""
+    if done:
+        modeladmin.message_user(request, said, messages.SUCCESS)
+    for reason, count in left.items():
+        modeladmin.message_user(
+            request, f"{noun(count)} {not_done}: {reason}.", messages.WARNING
+        )
 
 
 def tell_if_sent_once_the_queue_is_back(
@@ -391,34 +472,84 @@ class BatchAdmin(admin.ModelAdmin):
         permissions=["change"],
     )
     def settle(self, request, queryset) -> None:
-        try:
-            changed = sum(
-                delivery.batch_settle_with_provider(batch_id=pk)
-                for pk in _ids(queryset)
-            )
-        except (CannotAsk, requests.RequestException) as exc:
-            self.message_user(request, f"Could not ask the provider: {exc}", "error")
-        else:
-            self.message_user(request, f"Settled {changed} batch(es).")
-            if changed:
-                tell_if_sent_once_the_queue_is_back(self, request)
+        ids = _ids(queryset)
+        settled = []
+        for asked, pk in enumerate(ids):
+            try:
+                if delivery.batch_settle_with_provider(batch_id=pk):
+                    settled.append(pk)
+            except (CannotAsk, requests.RequestException) as exc:
+                # The rest are not asked: the provider would not answer them
+                # either. Those settled before are said so below.
+                self.message_user(
+                    request,
+                    f"Could not ask the provider: {exc}. "
+                    f"{_batches(len(ids) - asked)} left as they were.",
+                    messages.ERROR,
+                )
+                ids = ids[:asked]
+                break
+        tell_what_was_done(
+            self,
+            request,
+            done=len(settled),
+            said=f"Settled {_batches(len(settled))} with the provider.",
+            left=_left_as_they_were(
+                Batch, ids, settled, NOT_UNCERTAIN, SETTLED_MEANWHILE
+            ),
+            not_done="not settled",
+            noun=_batches,
+        )
+        if settled:
+            tell_if_sent_once_the_queue_is_back(self, request)
 
     @admin.action(
         description="Record uncertain batches as sent (provider confirms)",
         permissions=["change"],
     )
     def mark_sent(self, request, queryset) -> None:
-        changed = sum(delivery.batch_mark_sent(batch_id=pk) for pk in _ids(queryset))
-        self.message_user(request, f"Recorded {changed} batch(es) as sent.")
+        ids = _ids(queryset)
+        marked = [pk for pk in ids if delivery.batch_mark_sent(batch_id=pk)]
+        tell_what_was_done(
+            self,
+            request,
+            done=len(marked),
+            said=f"Recorded {_batches(len(marked))} as sent.",
+            left=_left_as_they_were(
+                Batch, ids, marked, NOT_UNCERTAIN, SETTLED_MEANWHILE
+            ),
+            not_done="not recorded as sent",
+            noun=_batches,
+        )
 
     @admin.action(
         description="Resend uncertain batches (some may get a second copy)",
         permissions=["change"],
     )
     def resend(self, request, queryset) -> None:
-        changed = sum(delivery.batch_resend(batch_id=pk) for pk in _ids(queryset))
-        self.message_user(request, f"Queued {changed} batch(es) to send again.")
-        if changed:
+        ids = _ids(queryset)
+        queued = [pk for pk in ids if delivery.batch_resend(batch_id=pk)]
+        tell_what_was_done(
+            self,
+            request,
+            done=len(queued),
+            said=f"Queued {_batches(len(queued))} to send again.",
+            left=_left_as_they_were(
+                Batch,
+                ids,
+                queued,
+                {
+                    **NOT_UNCERTAIN,
+                    "its mailing was cancelled": Q(
+                        mailing__status=Mailing.Status.CANCELLED
+                    ),
+                },
+                SETTLED_MEANWHILE,
+            ),
+            not_done="not queued again",
+            noun=_batches,
+        )
+        if queued:
             tell_if_sent_once_the_queue_is_back(self, request)
 
     def has_add_permission(self, request) -> bool:
