@@ -1036,3 +1036,37 @@ def test_a_reader_settled_as_sent_while_the_post_is_off_the_site_gets_it_once_ba
     on_commit(post_publish, post=post)
     on_commit(delivery.mailing_resume, mailing_id=mailing.pk)
     assert corrections_sent() == {"sent@example.org": 1, "uncertain@example.org": 1}
+
+
+def test_confirming_a_correction_that_cannot_go_again_says_why_and_sends_nothing(
+    author, sent_post, on_commit
+):
+    """Confirmed a second time while its email goes, or after a cancel with its
+    post off the site, the page came back on the mailing saying nothing: the
+    author could not tell whether it had gone again."""
+    update = correction(sent_post)
+    mailing = delivery.mailing_create_for_correction(
+        post_update=update, include_uncertain=False
+    )  # its doorbell not rung: it is going out
+    response = author.post(confirm_url(update), {}, follow=True)
+    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert said == [
+        (
+            "warning",
+            "The correction's email is already going out: nothing more to send.",
+        )
+    ]
+    assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    unpublish_at_the_desk(sent_post)
+    response = on_commit(author.post, confirm_url(update), {}, follow=True)
+    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert said == [
+        (
+            "warning",
+            "The correction's email was not sent again: its post is not on the "
+            "site. Publish it again first.",
+        )
+    ]
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.CANCELLED
+    assert corrections_sent() == {}

@@ -22,6 +22,7 @@ from posts.checks import Level, Problem, images_without_alt
 from posts.models import Post, PostUpdate
 
 from .. import corrections, delivery, digests, tasks
+from ..delivery.control import RUNNING
 from ..emails import EMAIL_HTML_MAX_BYTES, CorrectionEmail, PostEmail
 from ..enqueue import QUEUE_UNREACHABLE, QueueUnreachable, ring
 from ..models import Mailing
@@ -338,6 +339,16 @@ class PostAdmin(posts_admin.PostAdmin):
                 "readers who received the post.",
                 messages.SUCCESS,
             )
+        elif mailing.status != Mailing.Status.CANCELLED:
+            # Confirmed twice (a second tab, a double click): said, not left to
+            # the author to guess whether it went again.
+            going = "going out" if mailing.status in RUNNING else "sent"
+            self.message_user(
+                request,
+                f"The {update.get_kind_display().lower()}'s email is already "
+                f"{going}: nothing more to send.",
+                messages.WARNING,
+            )
         elif delivery.correction_send_again(mailing_id=mailing.pk):
             # Confirmed again after the author cancelled it.
             self.message_user(
@@ -345,6 +356,13 @@ class PostAdmin(posts_admin.PostAdmin):
                 f"The {update.get_kind_display().lower()} is on its way to the "
                 "readers it had not reached.",
                 messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                f"The {update.get_kind_display().lower()}'s email was not sent "
+                "again: its post is not on the site. Publish it again first.",
+                messages.WARNING,
             )
         tell_if_sent_once_the_queue_is_back(self, request)
         return HttpResponseRedirect(
