@@ -7,6 +7,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+import requests
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.mail.backends import locmem
@@ -1623,3 +1624,37 @@ def test_each_batch_control_says_what_it_did_and_why_it_did_nothing(
         assert run(author, "batch", action, uncertain) == [
             ("warning", f"1 batch not {what}: not uncertain.")
         ]
+
+
+def test_asking_the_provider_about_batches_says_which_it_settled_before_it_failed(
+    author, planned, fake_esp, monkeypatch
+):
+    """The provider failing on the second batch asked, the author was told only
+    that it could not be asked: not that the first was settled."""
+    fake_esp.set_faults(drop_after_accept_next=2)
+    send_all(planned)
+    first, second = planned.batches.filter(status=Batch.Status.UNCERTAIN)
+    search = requests.Session.get
+
+    def unreachable_after_the_first_search(session, *args, **kwargs):
+        monkeypatch.setattr(requests.Session, "get", down)
+        return search(session, *args, **kwargs)
+
+    def down(session, *args, **kwargs):
+        raise requests.ConnectionError("the provider is unreachable")
+
+    monkeypatch.setattr(requests.Session, "get", unreachable_after_the_first_search)
+    said = run(author, "batch", "settle", first, second)
+    assert said == [
+        (
+            "error",
+            "Could not ask the provider about 1 batch: the provider is unreachable",
+        ),
+        ("success", "Settled 1 batch with the provider."),
+    ]
+    statuses = set(
+        Batch.objects.filter(pk__in=[first.pk, second.pk]).values_list(
+            "status", flat=True
+        )
+    )
+    assert statuses == {Batch.Status.DONE, Batch.Status.UNCERTAIN}

@@ -474,7 +474,7 @@ class BatchAdmin(admin.ModelAdmin):
     def settle(self, request, queryset) -> None:
         ids = _ids(queryset)
         settled = []
-        for asked, pk in enumerate(ids):
+        for asked_before, pk in enumerate(ids):
             try:
                 if delivery.batch_settle_with_provider(batch_id=pk):
                     settled.append(pk)
@@ -483,11 +483,11 @@ class BatchAdmin(admin.ModelAdmin):
                 # either. Those settled before are said so below.
                 self.message_user(
                     request,
-                    f"Could not ask the provider: {exc}. "
-                    f"{_batches(len(ids) - asked)} left as they were.",
+                    f"Could not ask the provider about "
+                    f"{_batches(len(ids) - asked_before)}: {exc}",
                     messages.ERROR,
                 )
-                ids = ids[:asked]
+                ids = ids[:asked_before]
                 break
         tell_what_was_done(
             self,
