@@ -303,6 +303,7 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
                 "mailing": mailing,
                 "state": mailing_admin.state(mailing),
                 "progress": mailing_admin.progress(mailing),
+                "went": _went(mailing),
                 "url": where_to_act(mailing),
                 **_rates(rate),
             }
@@ -328,6 +329,30 @@ def _mailings(request: HttpRequest) -> tuple[list[dict], list[Attention]]:
             )
         )
     return mailings, flagged
+
+
+# What else became of a mailing's readers, said when any did.
+_WENT_OTHERWISE = [
+    ("failed", "failed"),
+    ("uncertain", "uncertain"),
+    ("skipped", "skipped (never sent)"),
+]
+
+
+def _went(mailing: Mailing) -> str:
+    """What became of a mailing no longer going out, in its figures' words on the
+    mailings' list ("" while it goes: its bar says how far): a cancelled one's
+    bar stood at 100% however few it had reached, and "Done" hid readers still
+    uncertain."""
+    if mailing.status not in (Mailing.Status.DONE, Mailing.Status.CANCELLED):
+        return ""
+    if not mailing.planned:
+        return "nothing to send"
+    went = [f"{mailing.sent} of {mailing.planned} sent"]
+    for figure, label in _WENT_OTHERWISE:
+        if count := getattr(mailing, figure):
+            went.append(f"{count} {label}")
+    return ", ".join(went)
 
 
 # A mailing's counts before it has any ledger row.

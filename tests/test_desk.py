@@ -329,6 +329,32 @@ def test_uncertain_batches_paused_sends_and_pending_comments_need_the_author(
     assert page.count("<progress") == 2
 
 
+def test_a_mailing_that_went_out_says_on_the_desk_how_many_it_reached(client):
+    """A cancelled mailing was shown "Cancelled" beside a full bar, "100%", though
+    it had reached three readers of five, and one done with readers uncertain
+    just "Done": the desk read as if everyone had it."""
+    cancelled = mailing_with(readers(3), status=Mailing.Status.CANCELLED)
+    Batch.objects.create(
+        mailing=cancelled, number=2, status=Batch.Status.CANCELLED, size=2
+    )
+    uncertain = mailing_with(readers(2))
+    Batch.objects.create(
+        mailing=uncertain, number=2, status=Batch.Status.UNCERTAIN, size=1, uncertain=1
+    )
+    everyone = mailing_with(readers(2))
+    client.force_login(UserFactory())
+
+    page = client.get("/admin/").content.decode()
+
+    rows = dict(
+        re.findall(r'<th scope="row"><a [^>]*>([^<]*)</a></th>\s*<td>(.*?)</td>', page)
+    )
+    assert rows[str(cancelled)] == "Cancelled<br>3 of 5 sent, 2 skipped (never sent)"
+    assert rows[str(uncertain)] == "Done<br>2 of 3 sent, 1 uncertain"
+    assert rows[str(everyone)] == "Done<br>2 of 2 sent"
+    assert "<progress" not in page
+
+
 def build_list(n: int) -> None:
     """n readers with topics and consent, two mailings to all of them, and a
     reader leaving: every part of the desk has rows to count."""
