@@ -144,6 +144,40 @@ def check_site_url_is_served(app_configs, **kwargs) -> list[checks.CheckMessage]
     ]
 
 
+@checks.register(deploy=True)
+def check_services_are_named(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Without DATABASE_URL or REDIS_URL the site runs on `make run`'s embedded
+    defaults, one machine's files under VAR_DIR: SQLite, whose writers queue one
+    at a time behind every web and Celery worker, and kombu's filesystem broker
+    with a cache of each process's own (each gunicorn worker counts the subscribe
+    limit alone, and a published post's cached pages stay in the others)."""
+    if settings.DEBUG:
+        return []
+    problems = []
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        problems.append(
+            checks.Error(
+                "DATABASE_URL names no database server while DJANGO_DEBUG is off: "
+                "the site would run on the development SQLite file under VAR_DIR.",
+                hint="Set DATABASE_URL to the PostgreSQL database, e.g. "
+                "postgres://user:password@host:5432/newsletter.",
+                id="newsletter.E010",
+            )
+        )
+    if not settings.REDIS_URL:
+        problems.append(
+            checks.Error(
+                "REDIS_URL is not set while DJANGO_DEBUG is off: tasks would go "
+                "through the development embedded broker under VAR_DIR, and each "
+                "process would keep a cache of its own.",
+                hint="Set REDIS_URL to the Redis every web process and worker "
+                "shares, e.g. redis://host:6379/0.",
+                id="newsletter.E011",
+            )
+        )
+    return problems
+
+
 @checks.register()
 def check_pending_outlives_confirmation(
     app_configs, **kwargs

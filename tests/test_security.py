@@ -922,6 +922,9 @@ PRODUCTION_ENV = {
     "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
     "ANYMAIL_POSTMARK_SERVER_TOKEN": "a-postmark-server-token",
     "ANYMAIL_WEBHOOK_SECRET": "tracking:a-long-random-webhook-password",
+    # Named, never reached: the checks below connect to neither.
+    "DATABASE_URL": "postgres://newsletter@db.example.org:5432/newsletter",
+    "REDIS_URL": "redis://queue.example.org:6379/0",
 }
 
 
@@ -997,6 +1000,27 @@ def test_a_site_url_over_http_is_fine_for_development():
 
 
 @pytest.mark.parametrize(
+    ("variable", "check", "said"),
+    [
+        ("DATABASE_URL", "newsletter.E010", "SQLite"),
+        ("REDIS_URL", "newsletter.E011", "embedded broker"),
+    ],
+)
+def test_production_on_the_embedded_database_or_broker_fails_the_deployment_checklist(
+    variable, check, said
+):
+    """Without DATABASE_URL or REDIS_URL the site started on `make run`'s SQLite
+    file or its embedded broker and per-process cache, and the checklist passed:
+    one machine's files, where each gunicorn worker counted the subscribe limit
+    and retired cached pages alone, and a worker elsewhere saw no task."""
+    result = run_production("manage.py", "check", "--deploy", unset=(variable,))
+    assert result.returncode != 0
+    assert check in result.stderr
+    assert said in result.stderr
+    assert variable in result.stderr
+
+
+@pytest.mark.parametrize(
     "secret_key",
     [
         "",
@@ -1039,10 +1063,16 @@ def test_a_yes_or_no_variable_takes_either_words_in_any_case(word):
 
 def test_production_sends_hsts_and_only_secure_cookies_over_https(tmp_path):
     var = {"VAR_DIR": str(tmp_path)}
-    collected = run_production("manage.py", "collectstatic", "--noinput", extra_env=var)
+    # On a database of its own, under VAR_DIR (SQLite), and the local-memory cache.
+    embedded = ("DATABASE_URL", "REDIS_URL")
+    collected = run_production(
+        "manage.py", "collectstatic", "--noinput", extra_env=var, unset=embedded
+    )
     assert collected.returncode == 0, collected.stderr
     # The subscribe form lists the topics a reader may follow, from the database.
-    migrated = run_production("manage.py", "migrate", "--noinput", extra_env=var)
+    migrated = run_production(
+        "manage.py", "migrate", "--noinput", extra_env=var, unset=embedded
+    )
     assert migrated.returncode == 0, migrated.stderr
     script = (
         "import django; django.setup()\n"
@@ -1054,7 +1084,7 @@ def test_production_sends_hsts_and_only_secure_cookies_over_https(tmp_path):
         "print(page.status_code, page['Strict-Transport-Security'])\n"
         "print(page.cookies['csrftoken']['secure'])\n"
     )
-    result = run_production("-c", script, extra_env=var)
+    result = run_production("-c", script, extra_env=var, unset=embedded)
     assert result.returncode == 0, result.stderr
     redirect, page, cookie = result.stdout.splitlines()
     assert redirect == "301 https://news.example.org/subscribe/"
