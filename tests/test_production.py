@@ -6,6 +6,7 @@ Redis (a server of its own) and a real Celery worker."""
 import email.policy
 import getpass
 import http.client
+import http.server
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import psycopg
 import pytest
 import trustme
 import yaml
+from django.test import RequestFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -189,20 +191,71 @@ def test_compose_names_no_email_backend_of_its_own():
     assert backend.startswith("${EMAIL_BACKEND:?"), backend
 
 
+def image_healthcheck() -> str:
+    """The Python the image's HEALTHCHECK runs (docker/Dockerfile)."""
+    dockerfile = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
+    [healthcheck] = re.findall(r"(?m)^HEALTHCHECK\b.*", dockerfile)
+    command = json.loads(healthcheck.split(" CMD ", 1)[1])
+    assert command[:2] == ["python", "-c"], command
+    return command[2]
+
+
 def test_the_image_says_whether_its_site_answers_and_the_other_roles_say_their_own():
     """The image had no HEALTHCHECK: run without compose (or by another
     orchestrator), nothing told a web container whose site had stopped answering
     from a healthy one. The worker, beat and the migration run the same image,
     where no site listens: each has its own check, or none."""
-    # Its instructions, each on one line.
-    dockerfile = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
-    [healthcheck] = re.findall(r"(?m)^HEALTHCHECK\b.*", dockerfile)
-    assert "http://127.0.0.1:8000/healthz" in healthcheck
+    assert "http://127.0.0.1:8000/healthz" in image_healthcheck()
     services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
     assert "healthcheck" not in services["web"]  # the image's own
     assert "inspect ping" in str(services["worker"]["healthcheck"]["test"])
     for role in ("beat", "migrate"):
         assert services[role]["healthcheck"] == {"disable": True}, role
+
+
+@pytest.mark.parametrize("allowed_hosts", ["news.example.org,localhost", "*"])
+def test_the_images_healthcheck_asks_by_a_name_the_site_serves(settings, allowed_hosts):
+    """It asked by DJANGO_ALLOWED_HOSTS' first entry: "*" (the site serving any
+    name) is no name, Django answered 400, and compose's proxy, waiting for a
+    healthy site, never started. SITE_URL names the site (check --deploy makes
+    sure it is served)."""
+    asked = []
+
+    class Site(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.headers["Host"])
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = image_healthcheck().replace(
+            "http://127.0.0.1:8000", f"http://127.0.0.1:{server.server_port}"
+        )
+        result = subprocess.run(  # noqa: S603 (our own interpreter)
+            [sys.executable, "-c", code],
+            env={
+                "PATH": os.environ["PATH"],
+                "DJANGO_ALLOWED_HOSTS": allowed_hosts,
+                "SITE_URL": "https://news.example.org",
+            },
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    settings.ALLOWED_HOSTS = allowed_hosts.split(",")
+    [host] = asked
+    # Django's own reading of the Host header: DisallowedHost (a 400) if not served.
+    assert RequestFactory().get("/healthz", HTTP_HOST=host).get_host() == host
 
 
 def test_stopping_the_worker_lets_the_batch_in_hand_finish_before_docker_kills_it():
