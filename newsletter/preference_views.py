@@ -28,6 +28,7 @@ from .models import Subscriber, SubscriberTopic, Suppression
 from .subscriptions import OneTimeRequest
 from .tokens import InvalidToken, Purpose, read_token, read_token_detail
 from .views import (
+    FormPage,
     _queue_unreachable,
     _token_error,
     _too_many,
@@ -115,8 +116,24 @@ def _page(
     digest_time_form: DigestTimeForm | None = None,
     status=200,
 ) -> HttpResponse:
-    return render(
-        request,
+    page = _centre(request, subscriber, form, topics_form, digest_time_form)
+    return render(request, page.template, page.context, status=status)
+
+
+def _centre(
+    request: HttpRequest,
+    subscriber: Subscriber,
+    form: ChangeEmailForm,
+    topics_form: TopicsForm | None = None,
+    digest_time_form: DigestTimeForm | None = None,
+    *,
+    engagement_ticked: bool | None = None,
+) -> FormPage:
+    """The preference centre's page, its forms as sent (or as the reader's
+    subscription stands); engagement_ticked: the box as the reader sent it."""
+    if engagement_ticked is None:
+        engagement_ticked = subscriber.engagement_agreed_at is not None
+    return FormPage(
         "newsletter/preferences.html",
         {
             "subscriber": subscriber,
@@ -126,10 +143,10 @@ def _page(
             "digest_time_form": digest_time_form or _current_digest_time(subscriber),
             "token": request.resolver_match.kwargs["token"],
             "engagement_offered": settings.NEWSLETTER_PER_READER_ENGAGEMENT,
+            "engagement_ticked": engagement_ticked,
             "engagement_wording": subscriptions.ENGAGEMENT_CONSENT_WORDING,
             "consent_wording": subscriptions.CONSENT_WORDING,
         },
-        status=status,
     )
 
 
@@ -176,7 +193,12 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         if wanted and not agreed:
             # Whoever holds a forwarded link cannot agree for the reader; anyone
             # may withdraw, since that keeps less.
-            return _send_one_time_link(request, subscriber, OneTimeRequest.ENGAGEMENT)
+            return _send_one_time_link(
+                request,
+                subscriber,
+                OneTimeRequest.ENGAGEMENT,
+                _centre(request, subscriber, ChangeEmailForm(), engagement_ticked=True),
+            )
         if agreed and not wanted:
             subscriptions.engagement_withdraw(subscriber=subscriber)
         return _engagement_saved(request, subscriber)
@@ -191,10 +213,11 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             )
         # The subscribe form's limits: each request stores a consent with the
         # client's address, and may send the reader a confirmation.
+        centre = _centre(request, subscriber, ChangeEmailForm())
         if not (allow_subscribe_from(request) and allow_email_to(subscriber.email)):
-            return _too_many(request)
+            return _too_many(request, centre)
         if not queue_reachable():
-            return _queue_unreachable(request)
+            return _queue_unreachable(request, centre)
         try:
             subscriptions.subscription_request(
                 email=subscriber.email,
@@ -205,7 +228,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
                 source=subscriptions.CONSENT_SOURCE_PREFERENCES,
             )
         except QueueUnreachable:  # lost since it was asked: the request taken back
-            return _queue_unreachable(request)
+            return _queue_unreachable(request, centre)
         return _done(
             request,
             subscriber,
@@ -309,6 +332,7 @@ def change_email_request(request: HttpRequest, token: str) -> HttpResponse:
         request,
         subscriber,
         OneTimeRequest.CHANGE_EMAIL,
+        _centre(request, subscriber, form),
         new_email=form.cleaned_data["new_email"],
     )
 
@@ -317,9 +341,12 @@ def _send_one_time_link(
     request: HttpRequest,
     subscriber: Subscriber,
     one_time_request: OneTimeRequest,
+    sent_from: FormPage,
     *,
     new_email: str = "",
 ) -> HttpResponse:
+    """Send the reader's address a link that does what they asked; refused, the
+    page they asked from again (sent_from), as they sent it."""
     if subscriptions.is_blocked(subscriber.email):
         return _done(
             request,
@@ -330,15 +357,15 @@ def _send_one_time_link(
             status=409,
         )
     if not allow_email_to(subscriber.email, budget="one-time-link"):
-        return _too_many(request)
+        return _too_many(request, sent_from)
     if not queue_reachable():
-        return _queue_unreachable(request)
+        return _queue_unreachable(request, sent_from)
     try:
         subscriptions.one_time_link_request(
             subscriber=subscriber, request=one_time_request, new_email=new_email
         )
     except QueueUnreachable:  # lost since it was asked
-        return _queue_unreachable(request)
+        return _queue_unreachable(request, sent_from)
     # Whoever holds this page's link may not be the reader: the answer says only
     # that the reader's own inbox has the way on.
     return _done(
@@ -409,7 +436,12 @@ def export(request: HttpRequest, token: str) -> HttpResponse:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
         return _token_error(request, error)
-    return _send_one_time_link(request, subscriber, OneTimeRequest.EXPORT)
+    return _send_one_time_link(
+        request,
+        subscriber,
+        OneTimeRequest.EXPORT,
+        _centre(request, subscriber, ChangeEmailForm()),
+    )
 
 
 @never_cache
@@ -419,11 +451,10 @@ def delete(request: HttpRequest, token: str) -> HttpResponse:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
         return _token_error(request, error)
+    page = FormPage("newsletter/preferences_delete.html", {"subscriber": subscriber})
     if request.method != "POST":
-        return render(
-            request, "newsletter/preferences_delete.html", {"subscriber": subscriber}
-        )
-    return _send_one_time_link(request, subscriber, OneTimeRequest.DELETE)
+        return render(request, page.template, page.context)
+    return _send_one_time_link(request, subscriber, OneTimeRequest.DELETE, page)
 
 
 @never_cache

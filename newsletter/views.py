@@ -1,3 +1,4 @@
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from csp.decorators import csp_update
@@ -44,14 +45,14 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     # Every POST counts against its client, valid or not, so no client can fill the
     # table or probe the form without limit.
     if not allow_subscribe_from(request):
-        return _too_many(request, form)
+        return _too_many(request, _subscribe_page(form))
     if not form.is_valid():
         return render(request, "newsletter/subscribe.html", {"form": form}, status=400)
     if form.is_from_a_bot():
         # The bot is told what a person is told, and nothing is stored or sent.
         return _subscribe_done(request)
     if not allow_email_to(form.cleaned_data["email"]):
-        return _too_many(request, form)
+        return _too_many(request, _subscribe_page(form))
     try:
         ring(
             tasks.subscribe,
@@ -63,19 +64,28 @@ def subscribe(request: HttpRequest) -> HttpResponse:
             form.cleaned_data["page"],
         )
     except QueueUnreachable:
-        return _queue_unreachable(request, form)
+        return _queue_unreachable(request, _subscribe_page(form))
     # The same page, after the same work, for every address: neither the answer nor
     # its timing may reveal who subscribes.
     return _subscribe_done(request)
 
 
+@dataclass(frozen=True)
+class FormPage:
+    """The page of the form a request was sent from, with what it is rendered
+    with: the form bound to what the reader sent."""
+
+    template: str
+    context: dict
+
+
 def _queue_unreachable(
-    request: HttpRequest, form: SubscribeForm | None = None
+    request: HttpRequest, form_page: FormPage | None = None
 ) -> HttpResponse:
     """Nothing asks for a visitor's request again once the task queue is back:
     they are told to, the same whatever the address, and nothing is stored."""
     response = _refused(
-        request, form, "unavailable", "Please try again in a minute", status=503
+        request, form_page, "unavailable", "Please try again in a minute", status=503
     )
     response["Retry-After"] = "60"
     return response
@@ -83,26 +93,33 @@ def _queue_unreachable(
 
 def _refused(
     request: HttpRequest,
-    form: SubscribeForm | None,
-    page: str,
+    form_page: FormPage | None,
+    reason: str,
     title: str,
     *,
     status: int,
 ) -> HttpResponse:
-    """The page saying why a request was not taken (newsletter/<page>.html); for
-    one from the subscribe form, that form again, as the reader sent it, with the
-    same said above it: they send it again later without typing their address
-    and ticking their topics again."""
-    if form is None:
+    """The page saying why a request was not taken (newsletter/<reason>.html); for
+    one sent from a form, the form's page again, as the reader sent it, with the
+    same said above it: they send it again later without typing it all again."""
+    if form_page is None:
         return render(
-            request, f"newsletter/{page}.html", {"title": title}, status=status
+            request, f"newsletter/{reason}.html", {"title": title}, status=status
         )
     return render(
         request,
-        "newsletter/subscribe.html",
-        {"form": form, "title": title, "refused": f"newsletter/_{page}_said.html"},
+        form_page.template,
+        {
+            **form_page.context,
+            "title": title,
+            "refused": f"newsletter/_{reason}_said.html",
+        },
         status=status,
     )
+
+
+def _subscribe_page(form: SubscribeForm) -> FormPage:
+    return FormPage("newsletter/subscribe.html", {"form": form})
 
 
 def _subscribe_done(request: HttpRequest) -> HttpResponse:
@@ -156,8 +173,8 @@ def allow_email_to(address: str, *, budget: str = "subscribe-address") -> bool:
     )
 
 
-def _too_many(request: HttpRequest, form: SubscribeForm | None = None) -> HttpResponse:
-    response = _refused(request, form, "too_many", "Too many requests", status=429)
+def _too_many(request: HttpRequest, form_page: FormPage | None = None) -> HttpResponse:
+    response = _refused(request, form_page, "too_many", "Too many requests", status=429)
     response["Retry-After"] = str(settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS)
     return response
 

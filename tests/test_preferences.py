@@ -1392,3 +1392,48 @@ def test_a_reader_asking_for_emails_with_redis_down_is_refused_and_nothing_chang
     assert reader.confirmation_sent_at is None
     assert reader.consents.count() == consents
     assert not mail.outbox
+
+
+def assert_nothing_asked(reader) -> None:
+    reader.refresh_from_db()
+    assert reader.one_time_link_sent_at is None
+    assert reader.email == "reader@example.org"
+    assert not mail.outbox
+
+
+def test_a_reader_over_the_limit_gets_the_new_address_back_as_they_typed_it(
+    client, reader, settings
+):
+    """The answer was a page saying "try again in an hour", with no form: the new
+    address the reader had typed was gone."""
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = 0
+    response = client.post(url(reader, "email/"), {"new_email": "new@example.org"})
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(
+        settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS
+    )
+    assert "<title>Too many requests: Your newsletter preferences" in response.text
+    assert "try again in an hour" in response.text
+    assert 'name="new_email" value="new@example.org"' in response.text
+    assert_nothing_asked(reader)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "sent", "as_sent"),
+    [
+        ("email/", {"new_email": "new@example.org"}, 'value="new@example.org"'),
+        ("", {"action": "engagement", "engagement": "1"}, 'value="1" checked'),
+        ("export/", {}, "Email me the link to my data</button>"),
+        ("delete/", {}, "Keep my data and go back</a>"),
+    ],
+)
+def test_a_reader_asking_for_a_link_with_redis_down_gets_the_form_back_as_sent(
+    client, reader, redis_down, per_reader, suffix, sent, as_sent
+):
+    response = client.post(url(reader, suffix), sent)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "60"
+    assert "<title>Please try again in a minute:" in response.text
+    assert "nothing has been stored or sent" in response.text
+    assert as_sent in response.text
+    assert_nothing_asked(reader)
