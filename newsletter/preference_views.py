@@ -26,7 +26,13 @@ from .enqueue import QueueUnreachable, queue_reachable
 from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm, followed_keys
 from .models import Subscriber, SubscriberTopic, Suppression
 from .subscriptions import OneTimeRequest
-from .tokens import InvalidToken, Purpose, read_token, read_token_detail
+from .tokens import (
+    InvalidToken,
+    Purpose,
+    read_change_made,
+    read_token,
+    read_token_detail,
+)
 from .views import (
     FormPage,
     _queue_unreachable,
@@ -384,7 +390,7 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
         subscriber, new_email = read_token_detail(token, Purpose.CHANGE_EMAIL)
     except InvalidToken as error:
         if not error.expired:
-            return _token_error(request, error)
+            return _change_made_or_token_error(request, token, error)
         return _done(
             request,
             None,
@@ -426,6 +432,26 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
         subscriber,
         "Your address is changed",
         f"{goes} Links in older emails no longer work; use the one below.",
+    )
+
+
+def _change_made_or_token_error(
+    request: HttpRequest, token: str, error: InvalidToken
+) -> HttpResponse:
+    """A change-of-address link used already says so, not "subscribe again": it
+    was sent only to the address it names, so its holder learns nothing new, and
+    is told nothing of what the reader did since nor given their preferences."""
+    try:
+        new_email = read_change_made(token)
+    except InvalidToken:
+        return _token_error(request, error)
+    return _done(
+        request,
+        None,
+        "Your address is already changed",
+        f"This link changed your address to {new_email}. There is nothing more to "
+        "do with it: for your preferences, use the link in the newest email we "
+        "sent you.",
     )
 
 

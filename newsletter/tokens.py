@@ -145,6 +145,24 @@ def make_token(subscriber: Subscriber, purpose: Purpose, *, detail: str = "") ->
 
 
 def _read(token: str, purpose: Purpose) -> tuple[Subscriber, str]:
+    subscriber, fingerprint, detail = _loads(token, purpose)
+    if subscriber is None or not (
+        _issued_for(subscriber, purpose, detail, fingerprint)
+        or (
+            # An email sent before the reader moved address must still let them
+            # leave (RFC 8058): the token names this subscriber, so whoever holds
+            # the old address since is not touched.
+            purpose == Purpose.UNSUBSCRIBE
+            and _issued_for_a_previous_address(subscriber, purpose, detail, fingerprint)
+        )
+    ):
+        raise InvalidToken
+    return subscriber, detail
+
+
+def _loads(token: str, purpose: Purpose) -> tuple[Subscriber | None, str, str]:
+    """The subscriber a token names (None if nobody), its fingerprint and its
+    detail, once its signature and age are checked."""
     try:
         pk, fingerprint, *rest = signing.loads(
             token, salt=f"newsletter.tokens.{purpose}", max_age=MAX_AGE[purpose]
@@ -155,28 +173,27 @@ def _read(token: str, purpose: Purpose) -> tuple[Subscriber, str]:
         raise InvalidToken from exc
     detail = rest[0] if rest and type(rest[0]) is str else ""
     subscriber = Subscriber.objects.filter(pk=pk).first() if is_row_id(pk) else None
-    if subscriber is None or not (
-        _issued_for(subscriber, purpose, detail, str(fingerprint))
-        or (
-            # An email sent before the reader moved address must still let them
-            # leave (RFC 8058): the token names this subscriber, so whoever holds
-            # the old address since is not touched.
-            purpose == Purpose.UNSUBSCRIBE
-            and any(
-                _issued_for(
-                    Subscriber(pk=subscriber.pk, email=email),
-                    purpose,
-                    detail,
-                    str(fingerprint),
-                )
-                for email in subscriber.previous_addresses.values_list(
-                    "email", flat=True
-                )
-            )
+    return subscriber, str(fingerprint), detail
+
+
+def _issued_for_a_previous_address(
+    subscriber: Subscriber, purpose: Purpose, detail: str, fingerprint: str
+) -> bool:
+    """Issued to the subscriber at an address they have since left, bound to
+    what the link's purpose is bound to now (_ISSUED_AT)."""
+    return any(
+        _issued_for(
+            Subscriber(
+                pk=subscriber.pk,
+                email=email,
+                email_change_requested_at=subscriber.email_change_requested_at,
+            ),
+            purpose,
+            detail,
+            fingerprint,
         )
-    ):
-        raise InvalidToken
-    return subscriber, detail
+        for email in subscriber.previous_addresses.values_list("email", flat=True)
+    )
 
 
 def _issued_for(
@@ -190,6 +207,23 @@ def _issued_for(
 
 def read_token(token: str, purpose: Purpose) -> Subscriber:
     return _read(token, purpose)[0]
+
+
+def read_change_made(token: str) -> str:
+    """The address a change-of-address link moved its reader to, if it did and
+    is still their latest: the link clicked again. InvalidToken otherwise (a
+    later request, a later move, an erasure retire it)."""
+    subscriber, fingerprint, detail = _loads(token, Purpose.CHANGE_EMAIL)
+    if not (
+        subscriber is not None
+        and detail
+        and detail == subscriber.email
+        and _issued_for_a_previous_address(
+            subscriber, Purpose.CHANGE_EMAIL, detail, fingerprint
+        )
+    ):
+        raise InvalidToken
+    return detail
 
 
 def read_token_detail(token: str, purpose: Purpose) -> tuple[Subscriber, str]:

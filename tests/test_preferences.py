@@ -304,8 +304,7 @@ def test_changing_the_address_waits_for_the_new_address_to_confirm(
     reader.refresh_from_db()
     assert reader.email == "new@example.org"
     assert reader.status == Subscriber.Status.ACTIVE
-    # The confirmation link is spent, and links for the old address retire.
-    assert client.post(confirm).status_code == 404
+    # Links for the old address retire.
     assert client.get(old_link).status_code == 404
     assert client.get(url(reader)).status_code == 200
 
@@ -1437,3 +1436,52 @@ def test_a_reader_asking_for_a_link_with_redis_down_gets_the_form_back_as_sent(
     assert "nothing has been stored or sent" in response.text
     assert as_sent in response.text
     assert_nothing_asked(reader)
+
+
+def test_the_change_link_clicked_again_says_the_address_is_changed_and_no_more(
+    client, reader, on_commit
+):
+    """It said "This link is not valid … subscribe again" to a reader who had just
+    changed their address with it. The link names the new address, and went only
+    to it: saying it is changed tells its holder nothing they could not know."""
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    client.post(confirm)
+    client.post(url(Subscriber.objects.get(), ""), {"action": "unsubscribe"})
+
+    for again in (client.get(confirm), client.post(confirm)):
+        assert again.status_code == 200
+        assert "Your address is already changed" in again.text
+        assert "This link changed your address to new@example.org." in again.text
+        assert "subscribe again" not in again.text
+        # Nothing of what the reader did since, nor a key to their preferences.
+        assert "/preferences/" not in again.text
+        assert "unsubscribed" not in again.text.lower()
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+    assert reader.previous_addresses.count() == 1
+
+
+@pytest.mark.parametrize("then", ["moved on", "moved back", "asked again"])
+def test_a_change_link_superseded_since_it_was_used_is_not_valid(
+    client, reader, on_commit, then
+):
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    client.post(confirm)
+    reader.refresh_from_db()
+    Subscriber.objects.update(email_change_requested_at=None)  # the next day
+    mail.outbox.clear()
+    if then == "moved on":
+        ask_to_move(client, on_commit, reader, "third@example.org")
+        client.post(link_in(mail.outbox[0], "/preferences/email/confirm/"))
+    elif then == "moved back":
+        ask_to_move(client, on_commit, reader, "reader@example.org")
+        client.post(link_in(mail.outbox[0], "/preferences/email/confirm/"))
+    else:  # not confirmed: the newsletter still goes to new@
+        ask_to_move(client, on_commit, reader, "third@example.org")
+
+    response = client.post(confirm)
+
+    assert response.status_code == 404
+    assert "This link is not valid" in response.text
