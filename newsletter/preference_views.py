@@ -409,12 +409,15 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     if not subscriptions.email_change_confirm(
         subscriber=subscriber, new_email=new_email
     ):
+        # Whoever holds this link proved no address of the subscription's (the
+        # reader may have mistyped theirs): told only what the page showed, not
+        # how the subscription stands, nor given its preferences.
         return _done(
             request,
-            subscriber,
+            None,
             "The address could not be changed",
-            f"{new_email} cannot be used for this subscription. Your emails keep "
-            f"going to {subscriber.email}.",
+            f"{new_email} cannot be used for this subscription, so nothing has "
+            f"changed: its address stays {subscriber.email}.",
             status=409,
         )
     # What the reader did meanwhile (unsubscribed, paused) stands at the new address.

@@ -411,6 +411,31 @@ def test_a_reader_who_has_the_address_still_keeps_it_from_a_reader_moving_there(
     assert reader.email == "reader@example.org"
 
 
+@pytest.mark.parametrize("meanwhile", ["unsubscribe", "pause"])
+def test_a_refused_change_says_nothing_changed_and_no_more_to_whoever_holds_the_link(
+    client, reader, on_commit, meanwhile
+):
+    """It said "Your emails keep going to reader@…" to a reader who had left or
+    paused, and gave the link's holder, who had proved no address of the
+    subscription's (the reader may have mistyped theirs), its preferences."""
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    client.post(url(reader), {"action": meanwhile})
+    SubscriberFactory(email="new@example.org")
+
+    response = client.post(confirm)
+
+    assert response.status_code == 409
+    assert (
+        "new@example.org cannot be used for this subscription, so nothing has "
+        "changed: its address stays reader@example.org."
+    ) in response.text
+    assert "keep going" not in response.text
+    assert "/preferences/" not in response.text
+    reader.refresh_from_db()
+    assert reader.email == "reader@example.org"
+
+
 def test_a_reader_whose_old_address_bounced_before_they_confirmed_the_new_one_gets_it(
     client, reader, on_commit
 ):
