@@ -519,24 +519,25 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
             "The editor no longer asks to see what readers do with emails.",
             status=400,
         )
+    page = FormPage(
+        "newsletter/one_time.html",
+        {
+            "subscriber": subscriber,
+            "request": one_time_request.value,
+            "new_email": new_email,
+            "engagement_wording": subscriptions.ENGAGEMENT_CONSENT_WORDING,
+        },
+    )
     if request.method != "POST":
-        return render(
-            request,
-            "newsletter/one_time.html",
-            {
-                "subscriber": subscriber,
-                "request": one_time_request.value,
-                "new_email": new_email,
-                "engagement_wording": subscriptions.ENGAGEMENT_CONSENT_WORDING,
-            },
-        )
+        return render(request, page.template, page.context)
+    # Refused before the link is used up, with its button again: it still works.
     if one_time_request == OneTimeRequest.CHANGE_EMAIL and not allow_email_to(
         new_email
     ):
-        return _too_many(request)
-    # Before the link is used up: the new address's confirmation is all it does.
+        return _too_many(request, page)
+    # The new address's confirmation is all it does.
     if one_time_request == OneTimeRequest.CHANGE_EMAIL and not queue_reachable():
-        return _queue_unreachable(request)
+        return _queue_unreachable(request, page)
     if not subscriptions.one_time_link_use(subscriber=subscriber):
         return _token_error(request, InvalidToken())
     if one_time_request == OneTimeRequest.EXPORT:
@@ -554,7 +555,7 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         # Lost since it was asked: the day's turn is given back, and the link
         # works again once the queue is back.
         subscriptions.one_time_link_give_back(subscriber=subscriber)
-        return _queue_unreachable(request)
+        return _queue_unreachable(request, page)
     # The same answer whether or not the address is free, so this page does not
     # reveal who else subscribes.
     return _done(

@@ -537,6 +537,31 @@ def test_moving_to_my_own_address_is_refused_and_leaves_the_days_change_to_me(
     assert [m.to for m in mail.outbox] == [["new@example.org"]]
 
 
+def test_the_new_address_over_its_limit_is_refused_on_the_links_page_and_the_link_kept(
+    client, reader, on_commit, settings
+):
+    """The answer was a page with no button: the reader went back to their
+    inbox for the link, not knowing whether it still worked."""
+    link = one_time_link(
+        client, on_commit, reader, "email/", {"new_email": "new@example.org"}
+    )
+    limit = settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = 0
+
+    response = client.post(link)
+
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(
+        settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS
+    )
+    assert "<title>Too many requests: Change my address" in response.text
+    assert "Send the link to new@example.org</button>" in response.text
+    assert not mail.outbox
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = limit
+    assert on_commit(client.post, link).status_code == 200
+    assert [m.to for m in mail.outbox] == [["new@example.org"]]
+
+
 def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
     ask_to_move(client, on_commit, reader, "new@example.org")
     confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
