@@ -179,8 +179,9 @@ def _loads(token: str, purpose: Purpose) -> tuple[Subscriber | None, str, str]:
 def _issued_for_a_previous_address(
     subscriber: Subscriber, purpose: Purpose, detail: str, fingerprint: str
 ) -> bool:
-    """Issued to the subscriber at an address they have since left, bound to
-    what the link's purpose is bound to now (_ISSUED_AT)."""
+    """Issued to the subscriber at an address they have since left: an
+    unsubscribe link, or the link of their latest change of address (bound to
+    its request, as it stands now), once it moved them."""
     return any(
         _issued_for(
             Subscriber(
