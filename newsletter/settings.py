@@ -46,14 +46,20 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 # the variable must not show debug pages and the dev outbox, nor sign with the dev key.
 DEBUG = envbool("DJANGO_DEBUG", "0")
 
+
+def guessable(secret: str, *, length: int) -> bool:
+    """Django's test of a secret key (check --deploy's security.W009), for any
+    secret: shorter than `length`, or of fewer than 5 different characters."""
+    return len(secret) < length or len(set(secret)) < 5
+
+
 _DEV_SECRET_KEY = "dev-only-insecure-key-never-use-in-production"  # noqa: S105
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
-# Django's test of a key (check --deploy's security.W009), at start-up: as a mere
-# warning it let a deployment run on `django-insecure-…` or "xxxx…".
+# Tested at start-up: as check --deploy's mere warning it let a deployment run on
+# `django-insecure-…` or "xxxx…".
 if not DEBUG and (
     SECRET_KEY == _DEV_SECRET_KEY
-    or len(SECRET_KEY) < 50
-    or len(set(SECRET_KEY)) < 5
+    or guessable(SECRET_KEY, length=50)
     or SECRET_KEY.startswith("django-insecure-")
 ):
     raise ImproperlyConfigured(
@@ -292,15 +298,21 @@ ANYMAIL["SEND_DEFAULTS"] = {
 # Without a secret the tracking webhook is off (newsletter/webhooks.py): in
 # production that would quietly keep mailing addresses that bounce or complain.
 # So with one that has no colon: a provider sends the URL's credentials as basic
-# auth, always user:password, and every event would be refused.
+# auth, always user:password, and every event would be refused. And with a
+# password anyone could guess: it is all a complaint that suppresses any reader
+# needs (Postmark signs nothing), and the route counts no failed tries.
+# 20 random characters: over a hundred bits (`make run` makes its own of 32).
+WEBHOOK_PASSWORD_LENGTH = 20
+_colon, _webhook_password = ANYMAIL.get("WEBHOOK_SECRET", "").partition(":")[1:]
 if (
     not DEBUG
     and is_providers(EMAIL_BACKEND)
-    and ":" not in ANYMAIL.get("WEBHOOK_SECRET", "")
+    and (not _colon or guessable(_webhook_password, length=WEBHOOK_PASSWORD_LENGTH))
 ):
     raise ImproperlyConfigured(
         "ANYMAIL_WEBHOOK_SECRET must be set (to 'user:password', the credentials in "
-        "the webhook URL you give your email provider) when DJANGO_DEBUG is off "
+        "the webhook URL you give your email provider, the password "
+        f"{WEBHOOK_PASSWORD_LENGTH}+ random characters) when DJANGO_DEBUG is off "
         "and EMAIL_BACKEND sends through a provider."
     )
 NEWSLETTER_FROM_EMAIL = os.environ.get(

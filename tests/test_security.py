@@ -1122,6 +1122,22 @@ def test_production_refuses_a_webhook_secret_that_no_provider_can_send():
     assert "ImproperlyConfigured: ANYMAIL_WEBHOOK_SECRET must be set" in refused.stderr
 
 
+@pytest.mark.parametrize(
+    "secret",
+    ["user:password", "tracking:", "tracking:xxxxxxxxxxxxxxxxxxxxxxxx"],
+    ids=["the-docs-example", "no-password", "one-character"],
+)
+def test_production_refuses_a_webhook_secret_anyone_could_guess(secret):
+    """The webhook's password is all that stands between anyone and a complaint
+    event that suppresses any reader (Postmark signs nothing): "user:password",
+    the docs' own example, started the site, as a guessable secret key does not."""
+    refused = run_production(
+        "manage.py", "check", extra_env={"ANYMAIL_WEBHOOK_SECRET": secret}
+    )
+    assert refused.returncode != 0
+    assert "ImproperlyConfigured: ANYMAIL_WEBHOOK_SECRET must be set" in refused.stderr
+
+
 @pytest.mark.parametrize("token", ["", None], ids=["empty", "unset"])
 @pytest.mark.parametrize(
     ("backend", "credential"),
