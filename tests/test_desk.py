@@ -347,7 +347,9 @@ def test_a_mailing_that_went_out_says_on_the_desk_how_many_it_reached(client):
     page = client.get("/admin/").content.decode()
 
     rows = dict(
-        re.findall(r'<th scope="row"><a [^>]*>([^<]*)</a></th>\s*<td>(.*?)</td>', page)
+        re.findall(
+            r'<th scope="row"><a [^>]*>([^<]*)</a></th>\s*<td[^>]*>(.*?)</td>', page
+        )
     )
     assert rows[str(cancelled)] == "Cancelled<br>3 of 5 sent, 2 skipped (never sent)"
     assert rows[str(uncertain)] == "Done<br>2 of 3 sent, 1 uncertain"
