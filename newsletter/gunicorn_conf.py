@@ -27,6 +27,13 @@ timeout = 90
 # Stopping (a deploy), requests nginx still waits for finish before workers go;
 # compose waits longer for gunicorn (docker/compose.yaml's stop_grace_period).
 graceful_timeout = 60
+# Each worker tells the arbiter it is alive by touching a file in this folder, at
+# every request and idle second: in a container /tmp is the image's overlay on
+# disk, where that touch can block long enough for the arbiter to kill a healthy
+# worker (gunicorn's FAQ). Memory, where there is any (macOS has no /dev/shm).
+# (gunicorn makes its file there with mkstemp: a name of its own, read by no one.)
+MEMORY = "/dev/shm"  # noqa: S108
+worker_tmp_dir = MEMORY if os.path.isdir(MEMORY) else None
 
 
 class RedactingLogger(Logger):

@@ -29,6 +29,8 @@ import trustme
 import yaml
 from django.test import RequestFactory
 
+from newsletter.gunicorn_conf import MEMORY
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 BIN = Path(sys.executable).parent
@@ -329,6 +331,14 @@ def test_nginx_gives_up_on_a_slow_request_before_gunicorn_kills_its_worker():
     gunicorn_timeout = int(gunicorn_settings()["timeout"])
     nginx_timeouts = nginx_read_timeouts()
     assert max(nginx_timeouts) < gunicorn_timeout, (nginx_timeouts, gunicorn_timeout)
+
+
+@pytest.mark.skipif(not os.path.isdir(MEMORY), reason="no /dev/shm (macOS)")
+def test_gunicorn_workers_say_they_are_alive_in_memory_not_on_the_images_disk():
+    """Each worker touches a file in worker_tmp_dir every second; gunicorn's
+    default, /tmp, is the container's overlay on disk, where a slow touch got a
+    healthy worker killed as dead (gunicorn's FAQ advises /dev/shm)."""
+    assert gunicorn_settings()["worker_tmp_dir"] == MEMORY
 
 
 def test_a_deploy_lets_the_requests_nginx_still_waits_for_finish():
