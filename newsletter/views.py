@@ -266,38 +266,31 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def comment_data_request(request: HttpRequest) -> HttpResponse:
+    form = CommentDataForm(request.POST if request.method == "POST" else None)
+    page = FormPage(
+        "newsletter/comment_data_request.html",
+        {"form": form, "keep_ip_days": settings.COMMENTS_KEEP_IP_DAYS},
+    )
     if request.method != "POST":
-        return _request_page(request, CommentDataForm())
+        return render(request, page.template, page.context)
     # Every POST counts against its client, valid or not, as the subscribe form's.
     if not allow_subscribe_from(request, budget="comment-data-client"):
-        return _too_many(request)
-    form = CommentDataForm(request.POST)
+        return _too_many(request, page)
     if not form.is_valid():
-        return _request_page(request, form, status=400)
+        return render(request, page.template, page.context, status=400)
     email = form.cleaned_data["email"]
     # Its own budget: strangers asking here must not spend the one a reader's
     # one-time links (their data, their address) draw on.
     if not allow_email_to(email, budget="comment-data-link"):
-        return _too_many(request)
+        return _too_many(request, page)
     try:
         ring(comment_tasks.email_commenter_data_link, email)
     except QueueUnreachable:
-        return _queue_unreachable(request)
+        return _queue_unreachable(request, page)
     return render(
         request,
         "newsletter/comment_data_sent.html",
         {"max_age_minutes": comments.DATA_LINK_MAX_AGE_SECONDS // 60},
-    )
-
-
-def _request_page(
-    request: HttpRequest, form: CommentDataForm, *, status: int = 200
-) -> HttpResponse:
-    return render(
-        request,
-        "newsletter/comment_data_request.html",
-        {"form": form, "keep_ip_days": settings.COMMENTS_KEEP_IP_DAYS},
-        status=status,
     )
 
 

@@ -164,6 +164,29 @@ def test_asking_too_often_for_an_address_is_refused_and_sends_nothing(ask, setti
     assert links == []
 
 
+@pytest.mark.parametrize(
+    "limit",
+    ["NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT", "NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS"],
+)
+def test_a_commenter_over_a_limit_gets_the_form_back_with_their_address(
+    ask, settings, limit
+):
+    """The answer was a page saying "try again in an hour", with no form: the
+    address typed was gone."""
+    CommentFactory(email=ADDRESS)
+    setattr(settings, limit, 0)
+    response, links = ask(ADDRESS)
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(
+        settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS
+    )
+    assert "Too many requests" in response.text
+    assert "try again in an hour" in response.text
+    assert f'name="email" value="{ADDRESS}"' in response.text
+    assert links == []
+    assert not mail.outbox
+
+
 def test_the_links_token_is_kept_out_of_the_logs():
     assert redact("GET /comments/data/abc:def:ghi/ 200") == (
         "GET /comments/data/[redacted] 200"
@@ -191,4 +214,16 @@ def test_asking_for_a_commenters_data_with_redis_down_is_refused_and_sends_nothi
     response = client.post("/comments/data/", {"email": "sam@example.org"})
     assert response.status_code == 503
     assert "try again in a minute" in response.text
+    assert not mail.outbox
+
+
+def test_a_commenter_asking_with_redis_down_gets_the_form_back_with_their_address(
+    client, redis_down
+):
+    CommentFactory(email=ADDRESS)
+    response = client.post("/comments/data/", {"email": ADDRESS})
+    assert response.status_code == 503
+    assert response["Retry-After"] == "60"
+    assert "try again in a minute" in response.text
+    assert f'name="email" value="{ADDRESS}"' in response.text
     assert not mail.outbox
