@@ -28,6 +28,11 @@ class SubscriberQuerySet(models.QuerySet):
         suppressed. A confirmed subscribe request brings them (back) in."""
         return self.exclude(_receiving())
 
+    def paused(self) -> "SubscriberQuerySet":
+        """Confirmed readers who paused their newsletter (a suppression keeps a
+        pause, but puts the reader out for its own reason)."""
+        return self.filter(status=Subscriber.Status.ACTIVE, paused_at__isnull=False)
+
     def holding_their_address(self) -> "SubscriberQuerySet":
         """Everyone but requests nobody ever confirmed: anyone can type any address
         into the subscribe form, so such a request proves nobody owns it."""

@@ -21,7 +21,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from posts.clients import client_address
 
 from . import digests, subscriptions
-from .emails import preferences_url
 from .enqueue import QueueUnreachable, queue_reachable
 from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm, followed_keys
 from .models import Subscriber, SubscriberTopic, Suppression
@@ -35,31 +34,15 @@ from .tokens import (
 )
 from .views import (
     FormPage,
+    _digest_time_said,
+    _done,
     _queue_unreachable,
+    _resumed,
     _token_error,
     _too_many,
     allow_email_to,
     allow_subscribe_from,
 )
-
-
-def _done(
-    request: HttpRequest,
-    subscriber: Subscriber | None,
-    title: str,
-    message: str,
-    status: int = 200,
-) -> HttpResponse:
-    return render(
-        request,
-        "newsletter/preferences_done.html",
-        {
-            "title": title,
-            "message": message,
-            "preferences_url": preferences_url(subscriber) if subscriber else "",
-        },
-        status=status,
-    )
 
 
 def _current_topics(subscriber: Subscriber) -> TopicsForm:
@@ -82,13 +65,6 @@ def _current_digest_time(subscriber: Subscriber) -> DigestTimeForm:
             "time_zone": subscriber.time_zone,
         }
     )
-
-
-def _digest_time_said(subscriber: Subscriber, frequency: str) -> str:
-    """When the reader's digests now arrive, in words, for the page that confirms;
-    "" for posts as they are published."""
-    arrival = subscriber.digest_arrival(frequency)
-    return f"Your digest arrives {arrival}." if arrival else ""
 
 
 # Why nothing is sent to a reader's address, as they are told: the desk's
@@ -177,13 +153,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         )
     if action == "resume" and active:
         subscriptions.subscriber_resume(subscriber=subscriber)
-        return _done(
-            request,
-            subscriber,
-            "Your newsletter is back on",
-            _digest_time_said(subscriber, subscriber.frequency())
-            or "New posts will arrive as they are published.",
-        )
+        return _resumed(request, subscriber)
     if action == "unsubscribe":
         subscriptions.subscriber_unsubscribe(subscriber=subscriber)
         return _done(

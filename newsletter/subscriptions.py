@@ -16,18 +16,7 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
-from django.db.models import (
-    Case,
-    Exists,
-    F,
-    Max,
-    OuterRef,
-    Q,
-    QuerySet,
-    TextField,
-    Value,
-    When,
-)
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
@@ -266,7 +255,7 @@ def subscriber_confirm(
     name: str | None = None,
     engagement: bool = False,
     ip_address: str | None = None,
-) -> None:
+) -> bool:
     """Make a pending, paused or returning subscriber part of the audience, with
     what the confirmed request asked for, and what the reader chose on their
     link's page: their name (None keeps the request's) and per-reader engagement,
@@ -278,6 +267,7 @@ def subscriber_confirm(
     This is the fresh double opt-in that lifts the reader's own unsubscribe or
     deletion; a bounce, complaint or the author's suppression is never lifted here.
     A link confirms the consent it was sent for, never a later request's.
+    True when it resumed a paused reader, who is told so as Resume tells them.
     """
     engagement = engagement and settings.NEWSLETTER_PER_READER_ENGAGEMENT
     now = timezone.now()
@@ -292,32 +282,33 @@ def subscriber_confirm(
             pk=subscriber.pk
         ).exists()
         if is_blocked(subscriber.email):
-            return
+            return False
         # Claimed in one UPDATE, so that a double click confirms once.
         claimed = subscriber.consents.filter(
             pk=consent_id, confirmed_at__isnull=True
         ).update(confirmed_at=now, confirmed_ip_address=ip_address)
         if not claimed:
-            return
+            return False
         consent = subscriber.consents.get(pk=consent_id)
+        # A paused reader resumes; anyone else out of the audience (pending, or
+        # having left) joins, from now, and is welcomed.
+        resumed = subscriber_resume(subscriber=subscriber)
         joined = (
             Subscriber.objects.filter(pk=subscriber.pk)
             .not_receiving()
             .update(
                 status=Subscriber.Status.ACTIVE,
-                # A paused reader (active, not receiving) resumes, as by the
-                # preference centre's Resume: dated from this confirmation, as
-                # a new reader is, their digest left out what came meanwhile.
-                confirmed_at=Case(
-                    When(status=Subscriber.Status.ACTIVE, then=F("confirmed_at")),
-                    default=Value(now),
-                ),
+                confirmed_at=now,
                 unsubscribed_at=None,
                 paused_at=None,
-                soft_bounces=0,
                 welcome_rung_at=now,
             )
         )
+        if resumed or joined:
+            # The confirmation reached them: the soft bounces counted before it
+            # no longer say their address fails.
+            Subscriber.objects.filter(pk=subscriber.pk).update(soft_bounces=0)
+            Suppression.objects.for_email(subscriber.email).delete()
         if engagement:
             Subscriber.objects.filter(pk=subscriber.pk).update(engagement_agreed_at=now)
         else:
@@ -342,11 +333,11 @@ def subscriber_confirm(
                 frequency=consent.frequency,
             )
         if joined:
-            Suppression.objects.for_email(subscriber.email).delete()
             # Owed from now (welcome_rung_at): the broker down, or losing it, the
             # reader is confirmed all the same, and the reaper rings it again.
             ring_once_committed(lambda: tasks.send_welcome.delay(subscriber.pk))
     subscriber.refresh_from_db()
+    return bool(resumed)
 
 
 def engagement_agree(*, subscriber: Subscriber, ip_address: str | None) -> None:
@@ -519,9 +510,17 @@ def subscriber_pause(*, subscriber: Subscriber) -> None:
     subscriber.refresh_from_db()
 
 
-def subscriber_resume(*, subscriber: Subscriber) -> None:
-    Subscriber.objects.filter(pk=subscriber.pk).update(paused_at=None)
+def subscriber_resume(*, subscriber: Subscriber) -> bool:
+    """A paused reader receives again, resumed, not joined: dated from when they
+    joined (their digest brings what came meanwhile), and not welcomed again (a
+    welcome still owed stays owed). By the preference centre's Resume, or by
+    confirming a subscribe request: the way back of a reader who kept no email.
+    False if they were not paused."""
+    resumed = (
+        Subscriber.objects.filter(pk=subscriber.pk).paused().update(paused_at=None)
+    )
     subscriber.refresh_from_db()
+    return bool(resumed)
 
 
 def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:

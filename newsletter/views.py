@@ -179,6 +179,44 @@ def _too_many(request: HttpRequest, form_page: FormPage | None = None) -> HttpRe
     return response
 
 
+def _done(
+    request: HttpRequest,
+    subscriber: Subscriber | None,
+    title: str,
+    message: str,
+    status: int = 200,
+) -> HttpResponse:
+    return render(
+        request,
+        "newsletter/preferences_done.html",
+        {
+            "title": title,
+            "message": message,
+            "preferences_url": preferences_url(subscriber) if subscriber else "",
+        },
+        status=status,
+    )
+
+
+def _digest_time_said(subscriber: Subscriber, frequency: str) -> str:
+    """When the reader's digests now arrive, in words, for the page that confirms;
+    "" for posts as they are published."""
+    arrival = subscriber.digest_arrival(frequency)
+    return f"Your digest arrives {arrival}." if arrival else ""
+
+
+def _resumed(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
+    """What a paused reader is told once they receive again, by the preference
+    centre's Resume or by confirming a subscribe request: when posts come."""
+    return _done(
+        request,
+        subscriber,
+        "Your newsletter is back on",
+        _digest_time_said(subscriber, subscriber.frequency())
+        or "New posts will arrive as they are published.",
+    )
+
+
 def _token_error(request: HttpRequest, error: InvalidToken) -> HttpResponse:
     return render(
         request,
@@ -209,7 +247,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         # With the task queue down the reader is confirmed all the same: their
         # welcome is owed until a worker sends it (subscriptions.welcomes_reap).
-        subscriptions.subscriber_confirm(
+        resumed = subscriptions.subscriber_confirm(
             subscriber=subscriber,
             consent_id=consent.pk,
             # A POST without the field (a plain client) keeps the request's.
@@ -217,6 +255,8 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
             engagement=form.cleaned_data.get("engagement", False),
             ip_address=client_address(request) or None,
         )
+        if resumed:
+            return _resumed(request, subscriber)
         # The link may be one confirmed long ago, or the address suppressed since:
         # the page says where the reader stands now, not what the link asked for.
         return render(

@@ -22,7 +22,7 @@ from newsletter.models import (
 )
 from newsletter.tokens import Purpose, make_token
 
-from .factories import PublishedPostFactory, SubscriberFactory
+from .factories import PublishedPostFactory, SubscriberFactory, confirm_link
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -312,11 +312,27 @@ def test_a_reader_chooses_a_weekly_digest_on_friday_at_seven_in_new_york(client)
         ("instant", "New posts will arrive as they are published."),
     ],
 )
-def test_a_reader_who_resumes_is_told_when_posts_come_again(client, frequency, said):
+@pytest.mark.parametrize("back", ["resuming", "subscribing again"])
+def test_a_reader_who_resumes_is_told_when_posts_come_again(
+    client, django_capture_on_commit_callbacks, frequency, said, back
+):
+    """Back by the preference centre's Resume or through the subscribe form
+    (their emails deleted), they are told the same (the form's link said "You
+    are subscribed", as to a new reader, and left the digest's time to the
+    welcome, which a reader resumed is not sent)."""
     subscriber = reader("paused@example.org", frequency, paused_at=utc(2027, 1, 2))
-    token = make_token(subscriber, Purpose.PREFERENCES)
 
-    response = client.post(f"/preferences/{token}/", {"action": "resume"})
+    if back == "resuming":
+        token = make_token(subscriber, Purpose.PREFERENCES)
+        response = client.post(f"/preferences/{token}/", {"action": "resume"})
+    else:
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(
+                "/subscribe/", {"email": "paused@example.org", "frequency": frequency}
+            )
+        [confirmation] = mail.outbox
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(confirm_link(confirmation))
 
     page = response.content.decode()
     assert "Your newsletter is back on" in page

@@ -153,7 +153,8 @@ def test_a_paused_reader_with_no_email_left_comes_back_through_the_form(
     nothing more arrives while paused, so the form is their only way back. It
     sends a confirmation, and confirming resumes them (the form sent nothing,
     and they stayed paused for good). Resumed, not joined: they are dated from
-    when they joined, as the desk counts them and their digests look back."""
+    when they joined, as the desk counts them and their digests look back, and
+    are not welcomed again (they were, as if they had just joined)."""
     reader = SubscriberFactory(email="reader@example.org")
     joined = reader.confirmed_at
     subscriptions.subscriber_pause(subscriber=reader)
@@ -161,14 +162,38 @@ def test_a_paused_reader_with_no_email_left_comes_back_through_the_form(
     subscribe(client, on_commit, "reader@example.org")
     [confirmation] = mail.outbox
     assert confirmation.subject == "Confirm your subscription to On Probation"
-    on_commit(client.post, confirm_link(confirmation))
+    page = on_commit(client.post, confirm_link(confirmation))
 
     reader.refresh_from_db()
     assert reader.paused_at is None
     assert reader.confirmed_at == joined < reader.consents.get().confirmed_at
-    mail.outbox.clear()
+    assert reader.welcome_rung_at is None
+    assert mail.outbox == [confirmation]
+    assert "<h1>Your newsletter is back on</h1>" in page.text
     on_commit(post_publish, post=PostFactory())
-    assert [m.to for m in mail.outbox] == [["reader@example.org"]]
+    assert [m.to for m in mail.outbox[1:]] == [["reader@example.org"]]
+
+
+def test_an_unsubscribed_reader_coming_back_is_welcomed_as_a_new_reader(
+    client, on_commit
+):
+    """They left, and join again: dated from this confirmation, and welcomed."""
+    reader = SubscriberFactory(email="reader@example.org")
+    subscriptions.subscriber_pause(subscriber=reader)
+    subscriptions.subscriber_unsubscribe(subscriber=reader)
+    subscribe(client, on_commit, "reader@example.org")
+
+    page = on_commit(client.post, confirm_link(mail.outbox[0]))
+
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert reader.paused_at is None
+    assert reader.confirmed_at == reader.consents.get().confirmed_at
+    assert [m.subject for m in mail.outbox] == [
+        "Confirm your subscription to On Probation",
+        "Welcome to On Probation",
+    ]
+    assert "<h1>You are subscribed</h1>" in page.text
 
 
 def test_a_paused_reader_using_their_old_confirmation_link_is_told_they_are_paused(

@@ -1388,7 +1388,7 @@ def test_a_stranger_confirming_the_address_as_the_reader_moves_there(
         assert holder == reader
         assert not Subscriber.objects.filter(pk=stranger.pk).exists()
     else:
-        assert (first_answers, second_answers) == ([None], [409])
+        assert (first_answers, second_answers) == ([False], [409])
         assert holder == stranger
         assert holder.status == Subscriber.Status.ACTIVE
         assert reader.email == "reader@example.org"

@@ -151,3 +151,33 @@ def test_a_welcome_the_provider_refused_is_rung_again_if_its_retry_is_lost(
     assert tasks.reap()["welcomes_rung"] == 1
     assert tasks.reap()["welcomes_rung"] == 0
     assert fake_esp.recipients() == {"sam@example.org": 2}
+
+
+def test_a_welcome_still_owed_stays_owed_to_a_reader_resumed_through_the_form(
+    confirmed_with_redis_down,
+    redis_down,
+    reaped_once_redis_is_back,
+    client,
+    django_capture_on_commit_callbacks,
+    settings,
+):
+    """Sam confirms with Redis down and pauses; back through the subscribe form,
+    they are resumed, not joined, so not welcomed again; but the welcome they
+    never had is still owed, and goes, once."""
+    assert confirmed_with_redis_down.status_code == 200
+    redis_down()  # back
+    reader = Subscriber.objects.get()
+    subscriptions.subscriber_pause(subscriber=reader)
+    # Not the day's limit on confirmations: the welcome is given up in a day.
+    settings.NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS = 0
+    subscribe(client, "sam@example.org", django_capture_on_commit_callbacks)
+    [_, confirmation] = mail.outbox
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(confirm_link(confirmation))
+
+    reaped_once_redis_is_back()
+    reaped_once_redis_is_back()
+
+    reader.refresh_from_db()
+    assert reader.paused_at is None
+    assert [m.subject for m in mail.outbox].count(WELCOME) == 1
