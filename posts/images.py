@@ -8,6 +8,7 @@ served as stored, so it is cleaned before it is stored, while the author waits; 
 resizing is not.
 """
 
+import os
 from io import SEEK_CUR, BytesIO
 
 from django import forms
@@ -36,6 +37,10 @@ WEB_FORMATS = {
     "GIF": "GIF",
     "WEBP": "WEBP",
 }
+# What an original is stored as, by what it was saved as: nginx (and Django in
+# debug) serve a file as its extension says, and a PNG uploaded as chart.pdf was
+# served as a PDF.
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"}
 # What an original keeps besides its pixels: its colour profile, without which
 # colours shift, and its transparent colour. Not its EXIF (a phone's GPS position,
 # its serial number, the time), XMP, IPTC or comments: an author's photo of an
@@ -80,7 +85,8 @@ def _refuse_too_many_pixels(upload) -> None:
 def original_clean(*, upload) -> SimpleUploadedFile:
     """The upload as it will be served: its pixels turned as the camera meant them
     shown (the orientation tag goes with the rest of the EXIF), its colour profile,
-    and nothing else the camera or an editor wrote."""
+    and nothing else the camera or an editor wrote, named with the extension of
+    the format it is saved in."""
     upload.seek(0)
     data = upload.read()
     with Image.open(BytesIO(data)) as source:
@@ -91,6 +97,7 @@ def original_clean(*, upload) -> SimpleUploadedFile:
                 code="not_a_web_format",
                 params={"format": source.format},
             )
+        saved_as = WEB_FORMATS[source.format]
         # A page, an email and the renditions show one picture: of an animation,
         # only some screens would show it moving, and the rest its first frame.
         # An MPO's second picture is no frame but a phone's depth map: it goes.
@@ -117,7 +124,7 @@ def original_clean(*, upload) -> SimpleUploadedFile:
             picture.info = {k: v for k, v in picture.info.items() if k in KEPT_INFO}
             picture.save(
                 buffer,
-                WEB_FORMATS[source.format],
+                saved_as,
                 icc_profile=picture.info.get("icc_profile"),
                 **options,
             )
@@ -128,8 +135,10 @@ def original_clean(*, upload) -> SimpleUploadedFile:
                 code="not_saved",
                 params={"error": error},
             ) from error
-        content_type = Image.MIME[WEB_FORMATS[source.format]]
-    return SimpleUploadedFile(upload.name, buffer.getvalue(), content_type)
+    stem, _ = os.path.splitext(upload.name)
+    return SimpleUploadedFile(
+        stem + EXTENSIONS[saved_as], buffer.getvalue(), Image.MIME[saved_as]
+    )
 
 
 def _webp_is_lossless(data: bytes) -> bool:

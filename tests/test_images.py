@@ -621,3 +621,73 @@ def test_renditions_keep_the_colour_profile_of_the_original_when_it_fits_them(
     upload = SimpleUploadedFile("office.jpg", buffer.getvalue())
     with rendition_of_featured_image(author, on_commit, media, upload) as shown:
         assert shown.info.get("icc_profile") == kept
+
+
+# Stored under the extension of what it is (a PNG uploaded as chart.pdf was served
+# as a PDF) ---------------------------------------------------------------------------
+
+
+def picture(name: str, image_format: str, width: int = 1000) -> SimpleUploadedFile:
+    buffer = BytesIO()
+    Image.new("RGB", (width, 600), (30, 90, 150)).save(buffer, image_format)
+    return SimpleUploadedFile(name, buffer.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("uploaded_as", "image_format", "stored_as", "content_type"),
+    [
+        ("x.pdf", "PNG", "x.png", "image/png"),
+        ("y.png", "JPEG", "y.jpg", "image/jpeg"),
+        ("x.svg", "PNG", "x.png", "image/png"),
+        ("photo.JPG.exe", "JPEG", "photo.JPG.jpg", "image/jpeg"),
+        ("chart", "GIF", "chart.gif", "image/gif"),
+    ],
+)
+@pytest.mark.usefixtures("celery_eager")
+def test_a_featured_image_is_stored_and_served_as_the_format_it_is(
+    author, media, on_commit, rf, uploaded_as, image_format, stored_as, content_type
+):
+    response = on_commit(
+        author.post,
+        "/admin/posts/post/add/",
+        admin_post_form(
+            featured_image=picture(uploaded_as, image_format),
+            featured_image_alt="An office",
+            status="published",
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    name = Post.objects.get().featured_image.name
+    assert name.rsplit("/", 1)[1] == stored_as
+    assert sorted(p.name for p in (media / "renditions").rglob("*.webp")) == [
+        f"{stored_as}-480w.webp",
+        f"{stored_as}-800w.webp",
+    ]
+    html = author.get(Post.objects.get().get_absolute_url()).text
+    assert f'src="/media/{name}"' in html
+    assert f"/media/renditions/{name}-480w.webp 480w" in html
+    served = uploaded_file(rf.get(f"/media/{name}"), path=name, document_root=media)
+    assert served["Content-Type"] == content_type
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_body_image_is_stored_as_the_format_it_is_and_its_markdown_says_so(
+    author, on_commit
+):
+    post = PublishedPostFactory()
+    form = admin_post_form(
+        title=post.title,
+        slug=post.slug,
+        body=post.body,
+        **{
+            "images-TOTAL_FORMS": "1",
+            "images-0-image": picture("y.png", "JPEG", width=1600),
+            "images-0-alt": "A chart",
+        },
+    )
+    response = on_commit(author.post, f"/admin/posts/post/{post.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    name = PostImage.objects.get().image.name
+    assert name.rsplit("/", 1)[1] == "y.jpg"
+    html = author.get(f"/admin/posts/post/{post.pk}/change/").text
+    assert f"![A chart](/media/renditions/{name}-1200w.webp)" in html
