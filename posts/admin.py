@@ -680,8 +680,11 @@ class PostAdmin(admin.ModelAdmin):
         drafts = queryset.filter(status__in=[Post.Status.DRAFT, Post.Status.REVIEW])
         # A list has no room to confirm warnings: those posts wait for their page.
         checked = [post for post in drafts if not self.post_problems(post)]
-        for post in checked:
-            services.post_publish(post=post, by=request.user)
+        # All or none: refused partway, the desk answers that nothing was
+        # changed, and the posts before it were published all the same.
+        with transaction.atomic():
+            for post in checked:
+                services.post_publish(post=post, by=request.user)
         # A draft given a time to come goes live then, not now: counting it as
         # published told the author it was on the site.
         scheduled = [post for post in checked if not post.is_published]
@@ -710,8 +713,9 @@ class PostAdmin(admin.ModelAdmin):
     )
     def submit_for_review(self, request: HttpRequest, queryset) -> None:
         drafts = queryset.editable_by(request.user).filter(status=Post.Status.DRAFT)
-        for post in drafts:
-            services.post_submit_for_review(post=post, by=request.user)
+        with transaction.atomic():  # all or none, as publishing
+            for post in drafts:
+                services.post_submit_for_review(post=post, by=request.user)
         self.message_user(
             request, f"Submitted {len(drafts)} post(s) for review.", messages.SUCCESS
         )

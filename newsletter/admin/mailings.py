@@ -5,6 +5,7 @@ import requests
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.db import transaction
 from django.db.models import Case, CharField, Count, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
@@ -302,7 +303,7 @@ class MailingAdmin(admin.ModelAdmin):
     @admin.action(description="Pause the selected mailings", permissions=["change"])
     def pause(self, request, queryset) -> None:
         ids = _ids(queryset)
-        paused = [pk for pk in ids if delivery.mailing_pause(mailing_id=pk)]
+        paused = _all_or_none(ids, lambda pk: delivery.mailing_pause(mailing_id=pk))
         tell_what_was_done(
             self,
             request,
@@ -318,7 +319,7 @@ class MailingAdmin(admin.ModelAdmin):
     @admin.action(description="Resume the selected mailings", permissions=["change"])
     def resume(self, request, queryset) -> None:
         ids = _ids(queryset)
-        resumed = [pk for pk in ids if delivery.mailing_resume(mailing_id=pk)]
+        resumed = _all_or_none(ids, lambda pk: delivery.mailing_resume(mailing_id=pk))
         tell_what_was_done(
             self,
             request,
@@ -346,7 +347,7 @@ class MailingAdmin(admin.ModelAdmin):
     )
     def cancel(self, request, queryset) -> None:
         ids = _ids(queryset)
-        cancelled = [pk for pk in ids if delivery.mailing_cancel(mailing_id=pk)]
+        cancelled = _all_or_none(ids, lambda pk: delivery.mailing_cancel(mailing_id=pk))
         tell_what_was_done(
             self,
             request,
@@ -377,6 +378,17 @@ def _held(mailing: Mailing) -> bool:
 
 def _ids(queryset) -> list[int]:
     return list(queryset.values_list("pk", flat=True))
+
+
+def _all_or_none(ids: list[int], control: Callable[[int], bool]) -> list[int]:
+    """The rows `control` changed, of those selected, in one transaction: a
+    control refused partway is a 400 saying nothing was changed (malformed.py),
+    and the rows before it are left as they were. Each control rings the task queue
+    once committed, so nothing rung goes out for a change undone. In the order
+    of their ids: two desks controlling the same rows lock them in one order,
+    and neither waits for the other for good."""
+    with transaction.atomic():
+        return [pk for pk in sorted(ids) if control(pk)]
 
 
 # Why a control left a mailing, or a batch, as it was.
@@ -509,7 +521,7 @@ class BatchAdmin(admin.ModelAdmin):
     )
     def mark_sent(self, request, queryset) -> None:
         ids = _ids(queryset)
-        marked = [pk for pk in ids if delivery.batch_mark_sent(batch_id=pk)]
+        marked = _all_or_none(ids, lambda pk: delivery.batch_mark_sent(batch_id=pk))
         tell_what_was_done(
             self,
             request,
@@ -528,7 +540,7 @@ class BatchAdmin(admin.ModelAdmin):
     )
     def resend(self, request, queryset) -> None:
         ids = _ids(queryset)
-        queued = [pk for pk in ids if delivery.batch_resend(batch_id=pk)]
+        queued = _all_or_none(ids, lambda pk: delivery.batch_resend(batch_id=pk))
         tell_what_was_done(
             self,
             request,

@@ -65,7 +65,9 @@ class AdminInputMiddleware:
         # datetime holds in a changelist's lookups or date hierarchy, an id that
         # is not one in an autocomplete field shown again, an id beyond SQLite's
         # INTEGER in a form. Nothing has changed by then: a changelist only
-        # reads, and a change form's transaction is rolled back.
+        # reads, a change form's transaction is rolled back, and so is an
+        # action's, each of ours writing its rows in one. (Asking the provider
+        # about batches keeps each one it settled, and says so itself.)
         if not (
             _is_admin(request) and isinstance(exception, (ValueError, OverflowError))
         ):

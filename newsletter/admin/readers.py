@@ -9,7 +9,7 @@ from django.contrib.admin import actions as admin_actions
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.http import (
     HttpRequest,
@@ -525,14 +525,17 @@ class SubscriberAdmin(admin.ModelAdmin):
     )
     def unsubscribe(self, request, queryset):
         count = kept = 0
-        for subscriber in queryset.iterator():
-            subscriptions.subscriber_unsubscribe(subscriber=subscriber)
-            # A bounce, complaint or the author's suppression is stronger than
-            # an unsubscribe and stays: the message said they were unsubscribed.
-            if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
-                count += 1
-            else:
-                kept += 1
+        # All or none: refused partway, the desk says nothing was changed
+        # (malformed.py), and the readers before were unsubscribed all the same.
+        with transaction.atomic():
+            for subscriber in queryset.iterator():
+                subscriptions.subscriber_unsubscribe(subscriber=subscriber)
+                # A bounce, complaint or the author's suppression is stronger than
+                # an unsubscribe and stays: the message said they were unsubscribed.
+                if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
+                    count += 1
+                else:
+                    kept += 1
         message = f"{count} subscribers unsubscribed"
         if kept:
             message += (
@@ -547,11 +550,12 @@ class SubscriberAdmin(admin.ModelAdmin):
     )
     def suppress(self, request, queryset):
         count = 0
-        for email in queryset.values_list("email", flat=True).iterator():
-            subscriptions.address_suppress(
-                email=email, reason=Suppression.Reason.MANUAL
-            )
-            count += 1
+        with transaction.atomic():  # all or none, as unsubscribing
+            for email in queryset.values_list("email", flat=True).iterator():
+                subscriptions.address_suppress(
+                    email=email, reason=Suppression.Reason.MANUAL
+                )
+                count += 1
         self.message_user(
             request, f"{count} addresses suppressed.", level=messages.WARNING
         )
@@ -665,7 +669,10 @@ class SuppressionAdmin(admin.ModelAdmin):
             return admin_actions.delete_selected(self, request, queryset)
         if self.get_deleted_objects(queryset, request)[2]:  # a reader's own
             raise PermissionDenied
-        lifts = self.delete_queryset(request, queryset)
+        # All or none: refused partway, the desk says nothing was changed
+        # (malformed.py), and the suppressions before were lifted all the same.
+        with transaction.atomic():
+            lifts = self.delete_queryset(request, queryset)
         self.message_user(request, _lifts_message(lifts), messages.SUCCESS)
 
     def delete_queryset(self, request, queryset):
