@@ -1,12 +1,14 @@
 """An action of the desk that fails partway changes nothing, as its 400 says
 ("Nothing was changed.", newsletter/admin/malformed.py): it had paused, unsubscribed
-or published the first of the rows selected, and the author was told nothing had."""
+or published the first of the rows selected, and the author was told nothing had.
+Asking the provider keeps each batch it settled, and says which."""
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.test import Client
 
 from newsletter import delivery, subscriptions
+from newsletter.delivery import control
 from newsletter.models import Batch, Delivery, Mailing, Subscriber, Suppression
 from posts import services
 from posts.models import Post
@@ -133,6 +135,25 @@ def test_settling_batches_refused_on_the_second_leaves_the_first_uncertain(
         batch__in=two_uncertain
     )
     assert rung == []
+
+
+def test_asking_the_provider_keeps_the_batches_it_settled_and_says_which(
+    author, two_uncertain, fake_esp, monkeypatch
+):
+    """Each batch is settled in its own transaction, the provider asked outside
+    any: the first stays settled when the second's answer cannot be read, and
+    the author is told so, not that nothing was changed."""
+    failing_on_the_second(monkeypatch, control, "accepted_recipients")
+    response = desk_action(author, "settle", *two_uncertain)
+    assert response.status_code == 302
+    page = author.get(response.url).content.decode()
+    assert "Settled 1 batch with the provider." in page
+    assert "Could not settle 1 batch with the provider" in page
+    # The first asked, which the provider never took, goes again.
+    assert sorted(batch_statuses(two_uncertain)) == [
+        Batch.Status.QUEUED,
+        Batch.Status.UNCERTAIN,
+    ]
 
 
 def test_unsubscribing_refused_on_the_second_reader_leaves_the_first_subscribed(

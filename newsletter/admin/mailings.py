@@ -1,3 +1,4 @@
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -20,6 +21,8 @@ from ..delivery.control import RUNNING
 from ..delivery.provider import CannotAsk
 from ..enqueue import SENT_ONCE_THE_QUEUE_IS_BACK, queue_reachable
 from ..models import Batch, Delivery, DigestSettings, Mailing
+
+logger = logging.getLogger(__name__)
 
 # Progress is read from the batches' counters (a few thousand rows for a million
 # recipients), never by counting the ledger. Rate: recipients sent in this window.
@@ -486,21 +489,30 @@ class BatchAdmin(admin.ModelAdmin):
     def settle(self, request, queryset) -> None:
         ids = _ids(queryset)
         settled = []
+        # A batch at a time, each settled in its own transaction, the provider
+        # asked outside any (no row stays locked while it answers): those settled
+        # before a failure stay settled, and are said so below.
         for asked_before, pk in enumerate(ids):
+            left = _batches(len(ids) - asked_before)
             try:
                 if delivery.batch_settle_with_provider(batch_id=pk):
                     settled.append(pk)
+                continue
             except (CannotAsk, requests.RequestException) as exc:
                 # The rest are not asked: the provider would not answer them
-                # either. Those settled before are said so below.
-                self.message_user(
-                    request,
-                    f"Could not ask the provider about "
-                    f"{_batches(len(ids) - asked_before)}: {exc}",
-                    messages.ERROR,
+                # either.
+                stopped = f"Could not ask the provider about {left}: {exc}"
+            except Exception:
+                # An answer it could not read, or a bug of ours: a 400 saying
+                # nothing was changed (malformed.py), or a 500, hid those settled.
+                logger.exception("Settling batch %s with the provider failed", pk)
+                stopped = (
+                    f"Could not settle {left} with the provider: its answer could "
+                    "not be read (the error is in the log)."
                 )
-                ids = ids[:asked_before]
-                break
+            self.message_user(request, stopped, messages.ERROR)
+            ids = ids[:asked_before]
+            break
         tell_what_was_done(
             self,
             request,
