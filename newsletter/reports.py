@@ -179,7 +179,11 @@ def post_report(post: Post) -> dict:
         complained=Count("pk", filter=Q(last_event="complained")),
         unsubscribed=Count("pk", filter=_LEFT),
         **(
-            {"readers_agreed": Count("subscriber", distinct=True, filter=_AGREED)}
+            {
+                "readers_agreed": Count(
+                    "subscriber", distinct=True, filter=_AGREED & ~skipped
+                )
+            }
             if settings.NEWSLETTER_PER_READER_ENGAGEMENT
             else {}
         ),

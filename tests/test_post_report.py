@@ -951,6 +951,24 @@ def test_small_groups_folded_together_show_their_engagement_once_per_reader(
     ]
 
 
+def test_readers_skipped_are_not_among_the_readers_who_agreed(settings):
+    """The mailing cancelled before three readers who agreed were sent it: they
+    are not its readers, and the page said the groups' figures were of 13."""
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = True
+    post = PostFactory(slug="suffolk", announced_at=WENT_OUT)
+    mailing = Mailing.objects.create(kind="post", post=post, status="cancelled")
+    sent = readers_following(mailing, 10, EAST)
+    skipped = readers_following(
+        mailing, 3, EAST, status="skipped", sent_at=None, last_event=""
+    )
+    agree(*sent, *skipped)
+    report = post_report(post)
+    assert report["recipients"] == 10
+    assert report["readers_agreed"] == 10
+    assert "10 of this post's readers" in report["rules"]["groups"]
+    assert report["groups"]["region"][0]["agreed"] == 10
+
+
 def test_the_csv_never_hands_a_spreadsheet_a_formula(admin_client):
     # A region's name is the desk's text, and a spreadsheet runs a cell that
     # starts with =, +, - or @.
