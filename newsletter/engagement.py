@@ -312,6 +312,20 @@ def _counted(url: str) -> bool:
     return not path.startswith(_PERSONAL_PATHS)
 
 
+# What the URL standard's parser drops from an href before reading it: tabs and
+# newlines anywhere, controls and spaces at either end.
+_DROPPED_INSIDE = str.maketrans("", "", "\t\n\r")
+_DROPPED_AT_ENDS = "".join(map(chr, range(0x21)))
+
+
+def _href_address(href: str) -> str:
+    """The address a browser follows for an href as the HTML has it: the
+    redirect goes where the post's page's link goes, even for a link pasted with
+    a trailing space or wrapped onto two lines (kept, they sent readers to
+    ".../%20")."""
+    return html.unescape(href).translate(_DROPPED_INSIDE).strip(_DROPPED_AT_ENDS)
+
+
 def _trap() -> str:
     """Where the hidden link goes: the front page."""
     return settings.SITE_URL + "/"
@@ -322,7 +336,7 @@ def _through_redirect(body: str, redirect: Callable[[str, bool], str]) -> str:
     and whether it is the hidden link), and the hidden link first in the body."""
 
     def through(match: re.Match) -> str:
-        url = html.unescape(match.group(2))
+        url = _href_address(match.group(2))
         if not _counted(url):
             return match.group(0)
         return match.group(1) + redirect(url, False) + match.group(3)
@@ -365,7 +379,7 @@ class LinkTracker:
     def tracked(self, body: str) -> str:
         """The HTML body with its links through the redirect, and the hidden link
         first in the body."""
-        found = {html.unescape(m.group(2)) for m in _HREF.finditer(body)}
+        found = {_href_address(m.group(2)) for m in _HREF.finditer(body)}
         self._make_links(
             {(url, False) for url in found if _counted(url)} | {(_trap(), True)}
         )

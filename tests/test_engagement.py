@@ -150,6 +150,28 @@ def test_an_address_with_a_query_string_is_followed_whole(client, email, clock):
     assert click(client, redirects(email)[DATA])["Location"] == DATA
 
 
+def test_an_address_written_with_spaces_or_over_two_lines_goes_where_the_page_does(
+    client, publish, celery_eager
+):
+    """A link pasted as HTML with a space before its closing quote, or wrapped
+    onto a second line: the post's page follows it as browsers read it (without
+    them), yet the email's redirect kept them, and sent readers on to
+    ".../suffolk/%20", a page the inspectorate does not have."""
+    SubscriberFactory(email="reader@example.org")
+    post = PostFactory(
+        slug="suffolk",
+        body=f'Read <a href="{REPORT} ">the official report</a> and '
+        '<a href="https://data.justice.gov.uk/probation?area=suffolk\n'
+        '&amp;year=2026">the figures</a>.',
+    )
+    publish(post)
+    [message] = mail.outbox
+    paths = redirects(message)
+    assert {REPORT, DATA} <= set(paths)
+    followed = {click(client, paths[url])["Location"] for url in (REPORT, DATA)}
+    assert followed == {REPORT, DATA}
+
+
 def test_the_redirect_keeps_no_record_of_who_clicked(client, email, clock):
     clock(3600)
     click(client, redirects(email)[REPORT])
