@@ -71,6 +71,14 @@ def sent_to_anyone(post: Post) -> bool:
     return sent_earlier(post, before=timezone.now(), include_uncertain=True).exists()
 
 
+def anyone_to_tell(post: Post) -> bool:
+    """Whether a correction confirmed now would reach anyone: a reader still in
+    the audience sent the post, or whose copy is uncertain (theirs, if the author
+    includes them, or once it is settled as sent)."""
+    deliveries = sent_earlier(post, before=timezone.now(), include_uncertain=True)
+    return Subscriber.objects.confirmed().filter(_readers_of(deliveries)).exists()
+
+
 def _readers_of(deliveries: DeliveryQuerySet) -> Exists:
     return Exists(deliveries.filter(subscriber=OuterRef("pk")))
 

@@ -988,6 +988,37 @@ def test_a_correction_to_a_post_nobody_was_sent_is_not_offered_nor_locked(
     assert confirm_url(update) not in change_page
 
 
+def test_a_correction_to_a_post_whose_readers_have_all_left_is_not_offered_nor_locked(
+    author, on_commit
+):
+    """Everyone sent the post has unsubscribed or paused since: the page offered
+    to email "0 readers", and confirming said the correction was "on its way"
+    and made it read-only for good, though it went to nobody."""
+    left, paused = reader("left@example.org"), reader("paused@example.org")
+    post = publish(on_commit, "A post")
+    subscriber_unsubscribe(subscriber=left)
+    subscriber_pause(subscriber=paused)
+    mail.outbox.clear()
+    update = correction(post)
+
+    page = author.get(confirm_url(update)).text
+    response = on_commit(author.post, confirm_url(update), {}, follow=True)
+
+    assert 'id="confirm-correction"' not in page
+    assert "1 reader received the post but will not get it: unsubscribed since" in page
+    assert "Nobody who received it still gets our emails" in page
+    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert said == [
+        (
+            "error",
+            "Nobody who received this post still gets our emails: "
+            "there is nobody to tell.",
+        )
+    ]
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+    assert corrections_sent() == {}
+
+
 def test_a_reader_skipped_by_the_batch_going_when_the_correction_came_is_not_sent_it(
     settings, monkeypatch
 ):
