@@ -3,6 +3,7 @@ post (as published, or in a digest that carried it), less those who left since,
 once each, as a mailing of the one delivery engine; and the author sees who it
 will reach, previews it and confirms it in the admin."""
 
+import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,6 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.mail.backends import locmem
+from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -45,6 +47,7 @@ from .factories import (
     taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
 )
+from .locks import in_a_thread, until_another_connection_waits_for_a_lock
 from .test_send_controls import parted_by_its_lanes
 from .test_webhooks import POSTMARK_BACKEND, SECRET, post_postmark, postmark_delivery
 
@@ -1101,3 +1104,54 @@ def test_confirming_a_correction_that_cannot_go_again_says_why_and_sends_nothing
     mailing.refresh_from_db()
     assert mailing.status == Mailing.Status.CANCELLED
     assert corrections_sent() == {}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_sending_a_cancelled_correction_again_says_it_is_going(
+    author, on_commit
+):
+    """The author cancelled a correction's email, then confirms it again with a
+    double click: the first click sends it again as the second asks, and the
+    second came back saying it was not sent again because the post was not on
+    the site, though the post was, and the email was going."""
+    reader("reading@example.org")
+    post = publish(on_commit, "A post")
+    update = correction(post)
+    with transaction.atomic():  # cancelled before it goes
+        mailing = delivery.mailing_create_for_correction(
+            post_update=update, include_uncertain=False
+        )
+        assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    sent_again, go_on = threading.Event(), threading.Event()
+
+    def first_click() -> bool:
+        with transaction.atomic():
+            going = delivery.correction_send_again(mailing_id=mailing.pk)
+            sent_again.set()
+            go_on.wait(timeout=10)  # before committing
+        return going
+
+    firsts, seconds = [], []
+    first = in_a_thread(first_click, firsts)
+    assert sent_again.wait(timeout=10)
+    second = in_a_thread(
+        lambda: author.post(confirm_url(update), {}, follow=True), seconds
+    )
+    until_another_connection_waits_for_a_lock()  # the second, for the first's
+    go_on.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+
+    assert firsts == [True]
+    [response] = seconds
+    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert said == [
+        (
+            "warning",
+            "The correction's email is already going out: nothing more to send.",
+        )
+    ]
+    assert corrections_sent() == {"reading@example.org": 1}

@@ -339,17 +339,9 @@ class PostAdmin(posts_admin.PostAdmin):
                 "readers who received the post.",
                 messages.SUCCESS,
             )
-        elif mailing.status != Mailing.Status.CANCELLED:
-            # Confirmed twice (a second tab, a double click): said, not left to
-            # the author to guess whether it went again.
-            going = "going out" if mailing.status in RUNNING else "sent"
-            self.message_user(
-                request,
-                f"The {update.get_kind_display().lower()}'s email is already "
-                f"{going}: nothing more to send.",
-                messages.WARNING,
-            )
-        elif delivery.correction_send_again(mailing_id=mailing.pk):
+        elif mailing.status == Mailing.Status.CANCELLED and (
+            delivery.correction_send_again(mailing_id=mailing.pk)
+        ):
             # Confirmed again after the author cancelled it.
             self.message_user(
                 request,
@@ -358,10 +350,22 @@ class PostAdmin(posts_admin.PostAdmin):
                 messages.SUCCESS,
             )
         else:
+            # Confirmed twice (a second tab, a double click), or its post is off
+            # the site: said, not left to the author to guess whether it went
+            # again. Read again: the other click may have sent a cancelled one
+            # again since this one read it, which this one then could not.
+            mailing.refresh_from_db(fields=["status"])
+            if mailing.status != Mailing.Status.CANCELLED:
+                going = "going out" if mailing.status in RUNNING else "sent"
+                said = f"is already {going}: nothing more to send."
+            else:
+                said = (
+                    "was not sent again: its post is not on the site. "
+                    "Publish it again first."
+                )
             self.message_user(
                 request,
-                f"The {update.get_kind_display().lower()}'s email was not sent "
-                "again: its post is not on the site. Publish it again first.",
+                f"The {update.get_kind_display().lower()}'s email {said}",
                 messages.WARNING,
             )
         tell_if_sent_once_the_queue_is_back(self, request)
