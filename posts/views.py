@@ -76,11 +76,14 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-def listing_canonical_url(request: HttpRequest, page) -> str:
+def listing_canonical_url(
+    request: HttpRequest, page, *, filters: dict[str, str] | None = None
+) -> str:
     """The address of the page of a listing shown: a page number mistyped or out
-    of range shows page 1 or the last page, and names it, not a copy of it."""
-    number = f"?page={page.number}" if page.number > 1 else ""
-    return settings.SITE_URL + request.path + number
+    of range shows page 1 or the last page, and names it, not a copy of it; the
+    inspections' filters as chosen, those left at "Any" and anything else left out."""
+    query = {**(filters or {}), **({"page": page.number} if page.number > 1 else {})}
+    return settings.SITE_URL + request.path + (f"?{urlencode(query)}" if query else "")
 
 
 def detail(request: HttpRequest, slug: str) -> HttpResponse:
@@ -318,12 +321,18 @@ def inspections(request: HttpRequest) -> HttpResponse:
     )
     status = 200
     chosen = ""
+    filters = {}
     if form.is_bound and not form.is_valid():
         status = 400
         found = found.none()
     elif form.is_bound:
         choice = form.cleaned_data
         chosen = _inspections_chosen(choice)
+        filters = {
+            name: getattr(value, "slug", value)
+            for name, value in choice.items()
+            if value
+        }
         if choice["region"]:
             found = found.filter(area__region=choice["region"])
         if choice["organisation"]:
@@ -350,6 +359,12 @@ def inspections(request: HttpRequest) -> HttpResponse:
                 else "Every inspection of probation and youth justice services we "
                 "have reported on, newest first, by region, organisation and rating.",
                 page=page,
+            ),
+            # A 400 (a filter naming nothing) is no page of the index to name.
+            "canonical_url": (
+                listing_canonical_url(request, page, filters=filters)
+                if status == 200
+                else ""
             ),
         },
         status=status,

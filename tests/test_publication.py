@@ -448,6 +448,38 @@ def test_a_filtered_inspections_page_says_what_it_lists(client, demo):
 
 
 @pytest.mark.parametrize(
+    ("asked", "shown"),
+    [
+        ("", ""),
+        ("?page=999", "?page=2"),
+        ("?page=0", "?page=2"),
+        ("?page=x", ""),
+        # The form sent with every filter left at "Any".
+        ("?region=&organisation=&owner=&rating=", ""),
+        (
+            "?rating=inadequate&region=coast&page=999",
+            "?region=coast&rating=inadequate&page=2",
+        ),
+        ("?region=coast&utm_source=newsletter", "?region=coast"),
+    ],
+)
+def test_an_inspections_page_names_the_page_it_shows_as_canonical(
+    client, settings, asked, shown
+):
+    # As the listings: a mistyped or out-of-range page number, or the form sent
+    # with nothing chosen, answered 200 with a copy of another page of the index
+    # (which the sitemap lists), and nothing said which.
+    settings.SITE_URL = "https://onprobation.example"
+    coast = AreaFactory(region=RegionFactory(slug="coast"))
+    for _ in range(21):  # two pages
+        InspectionFactory(area=coast, overall="inadequate")
+    (canonical,) = re.findall(
+        r'<link rel="canonical" href="([^"]*)">', page(client, f"/inspections/{asked}")
+    )
+    assert unescape(canonical) == f"https://onprobation.example/inspections/{shown}"
+
+
+@pytest.mark.parametrize(
     "query",
     [
         "region=atlantis",
