@@ -401,18 +401,24 @@ def search_page(request: HttpRequest) -> HttpResponse:
     # same however the words were typed, and cached once (newsletter/pagecache.py).
     page_query = QueryDict(mutable=True)
     page_query["q"] = query
+    # What a shared link's preview says: that posts were found only when they were.
+    if results:
+        description = f"{ON_INSPECTIONS} found for “{query}”, best first."
+    elif query:
+        description = (
+            f"No posts on inspections of probation services found for “{query}”."
+        )
+    else:
+        description = (
+            "Search the posts on inspections of probation services by "
+            "place, organisation, finding or word."
+        )
     return render(
         request,
         "posts/search.html",
         {
             "query": query,
-            "description": meta_description(
-                f"{ON_INSPECTIONS} found for “{query}”, best first."
-                if query
-                else "Search the posts on inspections of probation services by "
-                "place, organisation, finding or word.",
-                page=page,
-            ),
+            "description": meta_description(description, page=page),
             "asked": "q" in request.GET,
             "has_words": bool(terms),
             "max_results": search.MAX_RESULTS,

@@ -294,6 +294,17 @@ def test_each_listing_says_what_it_lists_in_its_description(client):
     assert "“2.0”" in found
 
 
+@pytest.mark.parametrize("query", ["zeppelin", "the of and", "!!!"])
+def test_a_search_that_found_nothing_does_not_say_it_found_posts(client, query):
+    # A shared search link's preview (its description) said posts were "found for
+    # “zeppelin”, best first" over a page saying nothing was found.
+    PublishedPostFactory(title="Caseloads in Kent")
+    html = page(client, f"/search/?q={query}")
+    assert unescape(meta_description(html)) == (
+        f"No posts on inspections of probation services found for “{query}”."
+    )
+
+
 def test_a_listing_description_is_cut_to_what_search_engines_show(client):
     organisation = OrganisationFactory(name="A" * 100, slug="long")
     for n in range(3):
