@@ -66,6 +66,20 @@ class ListingSitemap(OnSiteUrl):
         return self.model.objects.with_published_posts().order_by("slug")
 
 
+class ArchiveSitemap(OnSiteUrl):
+    """The months with a published post, as the home page's archive lists them."""
+
+    changefreq = "monthly"
+
+    def items(self):
+        return Post.objects.published().datetimes("published_at", "month")
+
+    def location(self, month) -> str:
+        return reverse(
+            "posts:archive", kwargs={"year": f"{month:%Y}", "month": f"{month:%m}"}
+        )
+
+
 SITEMAPS = {
     "pages": PagesSitemap,
     "posts": PostSitemap,
@@ -74,4 +88,5 @@ SITEMAPS = {
     "areas": ListingSitemap(Area),
     "regions": ListingSitemap(Region),
     "organisations": ListingSitemap(Organisation),
+    "archive": ArchiveSitemap,
 }

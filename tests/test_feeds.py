@@ -1,6 +1,6 @@
 """Syndication: RSS 2.0 and Atom feeds, per category too, and the sitemap."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree
 
 import feedparser
@@ -286,6 +286,26 @@ def test_sitemap_lists_published_posts_and_listing_pages_on_site_url(client, pos
     assert f"{base}/category/empty-category/" not in locations
     assert not any("draft" in location for location in locations)
     assert len([loc for loc in locations if "/posts/" in loc]) == 3
+
+
+def test_sitemap_lists_the_months_of_the_archive_with_a_published_post(client):
+    # The home page links to each month's archive; the sitemap, which says it
+    # lists every listing page with something published, left them out.
+    PublishedPostFactory(published_at=datetime(2025, 3, 14, 12, tzinfo=UTC))
+    PostFactory(  # a draft once scheduled keeps its time
+        status=Post.Status.DRAFT, published_at=datetime(2024, 1, 9, 12, tzinfo=UTC)
+    )
+    PublishedPostFactory(
+        published_at=timezone.now() + timedelta(days=40)  # scheduled, not yet live
+    )
+    root = ElementTree.fromstring(client.get("/sitemap.xml").content)  # noqa: S314
+    archive = sorted(
+        element.text
+        for element in root.findall("s:url/s:loc", SITEMAP_NS)
+        if "/archive/" in element.text
+    )
+    assert archive == ["https://onprobation.example/archive/2025/03/"]
+    assert client.get("/archive/2025/03/").status_code == 200
 
 
 def test_sitemap_lastmod_of_a_scheduled_post_is_when_it_went_live(client):
