@@ -85,7 +85,12 @@ class _RefuseMalformedBodies:
 
     def parse_events(self, request):
         try:
-            _refuse_unstorable_json(request.body)
+            if request.content_type == "application/json":
+                _refuse_unstorable_json(request.body)
+            else:
+                # Mailgun's legacy form, read as its signature was: a multipart
+                # body is a stream read once, and request.body raised after it.
+                _refuse_unstorable(dict(request.POST.lists()))
             events = super().parse_events(request)
         except self.MALFORMED as exc:
             raise AnymailWebhookValidationFailure(
@@ -142,8 +147,7 @@ def _refuse_unstorable_json(body: bytes) -> None:
     """A JSON body the event log could not store is malformed: Python's json reads
     NaN and Infinity, which are not JSON (RFC 8259), and numbers too large for a
     float, which it reads as infinite; it reads escaped lone surrogates, which no
-    UTF-8 text can hold; PostgreSQL's jsonb refuses the NUL character (\\u0000);
-    and deep nesting is refused (MAX_JSON_DEPTH)."""
+    UTF-8 text can hold; and deep nesting is refused (MAX_JSON_DEPTH)."""
 
     def refuse(constant: str) -> None:
         raise _NotJSON(f"{constant} is not JSON")
@@ -153,9 +157,15 @@ def _refuse_unstorable_json(body: bytes) -> None:
     except _NotJSON:
         raise
     except ValueError:
-        return  # not JSON at all (e.g. a form-encoded body): anymail's parser decides
+        return  # not JSON at all: anymail's parser refuses it
     if _depth(parsed) > MAX_JSON_DEPTH:
         raise _NotJSON(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    _refuse_unstorable(parsed)
+
+
+def _refuse_unstorable(parsed: object) -> None:
+    """A parsed body that no UTF-8 text can hold, or that holds the NUL character,
+    which PostgreSQL stores in neither text nor jsonb (\\u0000)."""
     try:
         stored = json.dumps(parsed, allow_nan=False, ensure_ascii=False)
         stored.encode()
