@@ -753,7 +753,9 @@ def _count_without_waiting_for_the_disk() -> None:
 def open_by_machine(event: AnymailTrackingEvent) -> bool:
     """Whether a provider's open event was a machine's (OPEN_RULES)."""
     esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
-    client_info = (esp_event.get("event-data") or {}).get("client-info") or {}
+    # Only Mailgun's events nest it there: another's "event-data" may be anything.
+    event_data = esp_event.get("event-data")
+    client_info = event_data.get("client-info") if isinstance(event_data, dict) else {}
     if isinstance(client_info, dict) and client_info.get("bot"):
         return True  # Mailgun's own verdict: "apple", "gmail", "generic"
     agent = (event.user_agent or "").strip()

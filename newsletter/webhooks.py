@@ -97,7 +97,7 @@ class _RefuseMalformedBodies:
                 f"Malformed {self.esp_name} webhook body: {exc!r}"
             ) from exc
         for event in events:
-            for name in ("event_id", "recipient", "message_id"):
+            for name in ("event_id", "recipient", "message_id", "user_agent"):
                 if not isinstance(getattr(event, name), str | None):
                     raise AnymailWebhookValidationFailure(
                         f"Malformed {self.esp_name} webhook body: {name} is not text"

@@ -327,6 +327,33 @@ def test_postmark_opens_and_clicks_are_not_kept_against_the_reader(client, reade
     assert reader.status == Subscriber.Status.ACTIVE
 
 
+@pytest.mark.parametrize("agent", [5, ["Mozilla/5.0"], {"Name": "Chrome"}])
+def test_an_open_whose_user_agent_is_not_text_is_a_400_and_counts_nothing(
+    client, reader, agent
+):
+    delivery = delivery_to(reader, POSTMARK_ID)
+    malformed = postmark_open() | {"UserAgent": agent}
+    assert post_postmark(client, malformed).status_code == 400
+    assert not Event.objects.exists()
+    delivery.mailing.refresh_from_db()
+    assert (delivery.mailing.opens_people, delivery.mailing.opens_machines) == (0, 0)
+
+
+def test_an_open_carrying_a_field_mailgun_would_nest_is_counted_as_postmarks(
+    client, reader
+):
+    # Only Mailgun's events have "event-data"; read as Mailgun's in a Postmark
+    # open, a text there was a 500.
+    delivery = delivery_to(reader, POSTMARK_ID)
+    stray = postmark_open() | {
+        "UserAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/133.0",
+        "event-data": "not Mailgun's",
+    }
+    assert post_postmark(client, stray).status_code == 200
+    delivery.mailing.refresh_from_db()
+    assert (delivery.mailing.opens_people, delivery.mailing.opens_machines) == (1, 0)
+
+
 def test_postmark_hard_bounce_suppresses_the_address(client, reader):
     delivery = delivery_to(reader, POSTMARK_ID)
     assert post_postmark(client, postmark_bounce()).status_code == 200
