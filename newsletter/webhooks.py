@@ -450,8 +450,14 @@ def _apply_to_address(
     elif kind == EventType.COMPLAINED:
         subscriptions.address_suppress(email=email, reason=Suppression.Reason.COMPLAINT)
     elif kind == EventType.UNSUBSCRIBED:
+        suppressed_by_the_author = (
+            _postmark_field(event, "Origin") in POSTMARK_NOT_THE_READERS_ORIGINS
+        )
         subscriptions.address_suppress(
-            email=email, reason=Suppression.Reason.UNSUBSCRIBED
+            email=email,
+            reason=Suppression.Reason.MANUAL
+            if suppressed_by_the_author
+            else Suppression.Reason.UNSUBSCRIBED,
         )
     elif recorded.sender_refused:
         # The author's to mend (the desk counts these apart), not the reader's:
@@ -530,6 +536,11 @@ POSTMARK_HARD_BOUNCES = {"ManuallyDeactivated"}
 # (SpamNotification, recorded as a bounce, PostmarkTrackingView: the reader never
 # saw it, and Postmark keeps the address active).
 POSTMARK_SOFT_BOUNCES = {"SoftBounce", "SpamNotification"}
+# Who suppressed an address at Postmark (a SubscriptionChange's Origin), where it
+# was not the reader through its unsubscribe link ("Recipient"): the author, in
+# its dashboard or API ("Customer"), or Postmark's staff ("Admin"). anymail
+# reports each as an unsubscribe; the reader's own, only they could lift it.
+POSTMARK_NOT_THE_READERS_ORIGINS = {"Customer", "Admin"}
 # The receiving side refused our sender, not the reader's address: Postmark's
 # Blocked (an ISP's block, for our reputation or content) and DMARCPolicy (our
 # From domain's own DMARC policy: its DKIM or SPF failed), both reported as
@@ -558,9 +569,10 @@ THE_READERS_ADDRESS_OR_MAILBOX = {"1", "2"}
 NOT_DELIVERED = {*Delivery.BOUNCE_EVENTS, EventType.FAILED, EventType.DEFERRED}
 
 
-def _postmark_type(event: AnymailTrackingEvent) -> str:
+def _postmark_field(event: AnymailTrackingEvent, name: str) -> str:
+    """A field of a Postmark event, as text; "" for any other provider's."""
     esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
-    return str(esp_event.get("Type", "")) if esp_event.get("RecordType") else ""
+    return str(esp_event.get(name, "")) if esp_event.get("RecordType") else ""
 
 
 def _mailgun_event_data(event: AnymailTrackingEvent) -> dict:
@@ -593,7 +605,7 @@ def _refused_our_sender(event: AnymailTrackingEvent) -> bool:
     server that took the email may name the checks we passed ("spf=pass")."""
     if event.event_type not in NOT_DELIVERED:
         return False
-    if _postmark_type(event) in POSTMARK_SENDER_REFUSALS:
+    if _postmark_field(event, "Type") in POSTMARK_SENDER_REFUSALS:
         return True
     event_data = _mailgun_event_data(event)
     code = _mailgun_enhanced_code(event_data)
@@ -615,7 +627,7 @@ def _is_hard_bounce(event: AnymailTrackingEvent) -> bool:
     before), or will not send to it: only then is it suppressed for good. Any
     other failure to deliver (Mailgun giving up after retrying; Postmark's virus
     notification) says nothing of the mailbox for good."""
-    postmark_type = _postmark_type(event)
+    postmark_type = _postmark_field(event, "Type")
     if postmark_type in POSTMARK_HARD_BOUNCES:
         return True
     return (

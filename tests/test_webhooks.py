@@ -607,6 +607,27 @@ def test_postmark_unsubscribe_suppresses_as_unsubscribed(client, reader):
     assert Suppression.objects.get().reason == "unsubscribed"
 
 
+@pytest.mark.parametrize("origin", ["Customer", "Admin"])
+def test_an_address_suppressed_at_postmark_by_the_author_is_theirs_to_lift(
+    client, reader, origin
+):
+    # Postmark reports the author's own suppression (its dashboard or API) and
+    # its staff's as a ManualSuppression too: kept as the reader's unsubscribe,
+    # the desk said they had unsubscribed and could not lift it.
+    by_the_author = postmark_subscription_change() | {
+        "Origin": origin,
+        "MessageID": None,
+    }
+    assert post_postmark(client, by_the_author).status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.SUPPRESSED
+    suppression = Suppression.objects.get()
+    assert (suppression.reason, suppression.readers_reason) == ("manual", "")
+    subscriptions.suppression_lift(suppression=suppression)
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
 @pytest.mark.parametrize(
     "auth",
     [{}, basic_auth("anymail-hook:wrong"), basic_auth("someone:" + SECRET)],
