@@ -974,6 +974,23 @@ def test_a_digest_at_the_usual_hour_calls_no_post_of_the_day_before_todays(
     assert "This week's" not in digest.body + html
 
 
+@pytest.mark.parametrize("titles", [["Suffolk"], ["Suffolk", "Wales"]])
+def test_a_digest_greets_its_reader_with_what_was_published_however_many_posts(
+    clock, publish, beat, titles
+):
+    """Here is what was published, of one post or several: a digest of two
+    said "here are what was published" to every reader it went to."""
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    for title in titles:
+        publish(title)
+    clock(23, 7, 5)
+    [digest] = beat()
+    html = digest.alternatives[0].content
+    assert "Hello, here is what was published on the topics you follow." in html
+    assert "here are" not in html
+
+
 def test_a_digest_reads_to_a_screen_reader_each_link_named_for_where_it_goes(
     clock, publish, beat
 ):
@@ -1100,7 +1117,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     assert isinstance(named, Encoded) and not isinstance(everything, Encoded)
     assert 'Hello Ann &amp; "O\'Neill" &lt;b&gt;&nbsp;Jr,' in named
     assert "Kent: &lt;first&gt; &amp; foremost" not in named  # not Ann's
-    assert "Hello, here are" in everything
+    assert "Hello, here is what was published" in everything
     assert "Kent: &lt;first&gt; &amp; foremost" in everything
     assert ">New posts since your last digest</h1>" in html_to["last@example.org"]
 
