@@ -377,6 +377,19 @@ def test_the_pages_say_how_long_the_link_works_as_the_email_does(
     assert "week" not in done.content.decode() + expired.content.decode()
 
 
+def test_a_link_that_works_for_one_day_says_one_day(
+    client, settings, django_capture_on_commit_callbacks
+):
+    # NEWSLETTER_CONFIRM_MAX_AGE_DAYS set to 1: the page said "1 day", the email
+    # "1 days".
+    settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS = 86400
+    done = subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    [email] = mail.outbox
+    for said in (done.content.decode(), email.body, email.alternatives[0].content):
+        assert "The link works for 1 day." in said
+        assert "1 days" not in said
+
+
 @pytest.mark.parametrize(
     "token",
     ["nonsense", "a:b:c", "%2e%2e", "x" * 500],
