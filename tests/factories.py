@@ -187,10 +187,13 @@ def admin_inspection_form_of(inspection: Inspection, **fields) -> dict:
     }
 
 
-def unpublish_at_the_desk(post: Post) -> Client:
-    """An Editor takes the post off the site at the desk; their client, logged in."""
-    editor = Client()
-    editor.force_login(StaffFactory(role="Editor"))
+def unpublish_at_the_desk(post: Post, *, editor: Client | None = None) -> Client:
+    """An Editor takes the post off the site at the desk; their client, logged in.
+    `editor`, a client logged in already: a test whose database is flushed after
+    it (transaction=True) has no roles."""
+    if editor is None:
+        editor = Client()
+        editor.force_login(StaffFactory(role="Editor"))
     response = editor.post(
         f"/admin/posts/post/{post.pk}/change/",
         admin_post_form_of(post, status="draft"),

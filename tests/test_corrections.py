@@ -16,7 +16,8 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from newsletter import delivery
+from newsletter import corrections, delivery
+from newsletter.delivery import planner
 from newsletter.digest_tasks import start_due_digests
 from newsletter.models import (
     Batch,
@@ -47,7 +48,11 @@ from .factories import (
     taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
 )
-from .locks import in_a_thread, until_another_connection_waits_for_a_lock
+from .locks import (
+    in_a_thread,
+    until_another_connection_waits_for_a_lock,
+    until_done_or_waiting_for_a_lock,
+)
 from .test_send_controls import parted_by_its_lanes
 from .test_webhooks import POSTMARK_BACKEND, SECRET, post_postmark, postmark_delivery
 
@@ -463,6 +468,15 @@ def test_only_a_published_posts_readers_can_get_a_correction():
 def author():
     client = Client()
     client.force_login(UserFactory(email="author@example.org"))
+    return client
+
+
+@pytest.fixture
+def editor():
+    """Another person at the desk (all permissions: a test whose database is
+    flushed after it has no roles)."""
+    client = Client()
+    client.force_login(UserFactory(email="editor@example.org"))
     return client
 
 
@@ -1154,4 +1168,107 @@ def test_a_double_click_sending_a_cancelled_correction_again_says_it_is_going(
             "The correction's email is already going out: nothing more to send.",
         )
     ]
+    assert corrections_sent() == {"reading@example.org": 1}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_correction_confirmed_as_its_post_is_taken_down_is_refused(
+    author, editor, on_commit
+):
+    """The author confirms a correction's email as an editor takes its post off the
+    site: the confirmation read the post as published before the unpublish
+    committed and made a mailing the unpublish had not paused, which went out
+    once the post was back without the author resuming it. It now waits for the
+    unpublish, and is refused as for any post off the site."""
+    reader("reading@example.org")
+    post = publish(on_commit, "A post")
+    update = correction(post)
+    taken_down, go_on = threading.Event(), threading.Event()
+
+    def take_down() -> None:
+        with transaction.atomic():
+            unpublish_at_the_desk(post, editor=editor)
+            taken_down.set()
+            go_on.wait(timeout=10)  # before committing
+
+    desk, confirmed = [], []
+    taking_down = in_a_thread(take_down, desk)
+    assert taken_down.wait(timeout=10)
+    confirming = in_a_thread(
+        lambda: author.post(confirm_url(update), {}, follow=True), confirmed
+    )
+    until_done_or_waiting_for_a_lock(confirming)
+    go_on.set()
+    taking_down.join(timeout=10)
+    confirming.join(timeout=10)
+
+    assert desk == [None]
+    [response] = confirmed
+    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert said == [
+        ("error", "Only the readers of a published post can get a correction.")
+    ]
+    assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
+    assert corrections_sent() == {}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_post_taken_down_as_its_correction_is_confirmed_holds_the_correction(
+    editor, on_commit, monkeypatch
+):
+    """An editor takes the post off the site as its correction's email, its
+    readers counted, is being made: the unpublish paused the post's mailings but
+    not the correction's, made just after, whose email went out once the post was
+    back without the author resuming it. The unpublish now waits for the
+    correction and pauses its mailing with the others."""
+    reader("reading@example.org")
+    post = publish(on_commit, "A post")
+    update = correction(post)
+    counted, go_on = threading.Event(), threading.Event()
+    count = corrections.anyone_to_tell
+
+    def counted_then_wait(post):
+        monkeypatch.setattr(corrections, "anyone_to_tell", count)
+        anyone = count(post)
+        counted.set()
+        go_on.wait(timeout=10)  # before the mailing is made
+        return anyone
+
+    monkeypatch.setattr(corrections, "anyone_to_tell", counted_then_wait)
+    # A worker busy elsewhere takes up its planning once the desk is done: rung
+    # at the commit (tasks run in-process here), it would race the desk's pause.
+    rings = []
+    monkeypatch.setattr(planner, "ring_once_committed", rings.append)
+
+    def confirm() -> Mailing:
+        with transaction.atomic():
+            return delivery.mailing_create_for_correction(
+                post_update=update, include_uncertain=False
+            )
+
+    made, desk = [], []
+    confirming = in_a_thread(confirm, made)
+    assert counted.wait(timeout=10)
+    taking_down = in_a_thread(lambda: unpublish_at_the_desk(post, editor=editor), desk)
+    until_done_or_waiting_for_a_lock(taking_down)
+    go_on.set()
+    confirming.join(timeout=10)
+    taking_down.join(timeout=10)
+
+    assert len(desk) == 1, "the unpublish did not go through"
+    [mailing] = made
+    mailing.refresh_from_db()
+    assert mailing.paused_at is not None
+    for ring in rings:
+        ring()
+    assert corrections_sent() == {}
+
+    on_commit(post_publish, post=post)
+    on_commit(delivery.mailing_resume, mailing_id=mailing.pk)
     assert corrections_sent() == {"reading@example.org": 1}

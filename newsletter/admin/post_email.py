@@ -3,7 +3,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
@@ -325,11 +324,10 @@ class PostAdmin(posts_admin.PostAdmin):
             raise PermissionDenied
         if mailing is None:
             try:
-                with transaction.atomic():
-                    mailing = delivery.mailing_create_for_correction(
-                        post_update=update,
-                        include_uncertain=request.POST.get("include_uncertain") == "on",
-                    )
+                mailing = delivery.mailing_create_for_correction(
+                    post_update=update,
+                    include_uncertain=request.POST.get("include_uncertain") == "on",
+                )
             except ValueError as exc:
                 self.message_user(request, str(exc), level=messages.ERROR)
                 return HttpResponseRedirect(request.path)
