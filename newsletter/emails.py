@@ -343,9 +343,11 @@ _PATH_SLOT = "--slot--"  # survives reverse() unescaped
 
 
 def filled(pieces: list[str], values: dict[str, str]) -> str:
-    """The text cut at its placeholders (the odd pieces), with their values."""
+    """The text cut at its placeholders (the odd pieces), with their values; one
+    with none stays as it is (the date placeholder a draft's author typed: a draft
+    has no date to fill in)."""
     pieces = pieces.copy()
-    pieces[1::2] = [values[p] for p in pieces[1::2]]
+    pieces[1::2] = [values.get(p, p) for p in pieces[1::2]]
     return "".join(pieces)
 
 

@@ -111,3 +111,18 @@ def test_saving_a_post_with_an_image_without_alt_text_warns_the_author(client, a
     assert "1 image(s) have no alt text" in flash(response)
     page = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
     assert "1 image(s) have no alt text" in page
+
+
+def test_a_draft_whose_author_typed_the_emails_date_placeholder_previews(
+    client, author
+):
+    """The email fills in the post's date, in each reader's zone, where its
+    template left %%post_date%%: typed by the author into a draft (which has no
+    date yet), its preview was a 500. Left as typed."""
+    typed = "%%post_date%%"
+    post = PostFactory(title=f"About {typed}", body=f"Write {typed} in the template.")
+    page = client.get(f"/admin/posts/post/{post.pk}/email/")
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert f"Write {typed} in the template." in content  # the text part, as typed
+    assert f"About {typed}" in content
