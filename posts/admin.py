@@ -402,9 +402,15 @@ class RelatedLinkInline(InlineAutocomplete, LabelledTabularInline):
         if db_field.name == "to_post":
             # What readers may read, or the desk shows the user: the form names
             # the post it links to, so any other id would show the title of
-            # someone else's draft.
-            kwargs["queryset"] = Post.objects.published() | Post.objects.visible_to(
-                request.user
+            # someone else's draft. And what their posts link to already, which
+            # their pages name: a post taken off the site since showed as an
+            # empty row, and the author's draft could not be saved.
+            visible = Post.objects.visible_to(request.user)
+            linked = RelatedLink.objects.filter(from_post__in=visible)
+            kwargs["queryset"] = (
+                Post.objects.published()
+                | visible
+                | Post.objects.filter(pk__in=linked.values("to_post"))
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 

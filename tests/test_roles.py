@@ -30,6 +30,7 @@ from .factories import (
     UserFactory,
     admin_inspection_form_of,
     admin_post_form,
+    unpublish_at_the_desk,
 )
 
 pytestmark = pytest.mark.django_db
@@ -308,6 +309,52 @@ def test_a_contributors_related_posts_are_published_ones_or_their_own(
     assert link_to(published).status_code == 302
     assert RelatedLink.objects.get().to_post == published
     assert "Published by the editor" in client.get(change_url(draft)).content.decode()
+
+
+def test_a_contributor_saves_a_draft_linking_a_post_taken_down_since(
+    contributor, editor
+):
+    """A Contributor's draft links to a published post; an editor takes that post
+    off the site. The draft's page showed the link's post field empty, and every
+    save of the draft, whatever it changed, was refused ("Select a valid
+    choice"). The link stays as the author made it, its post named, and the
+    draft saves; readers see the link once the post is back."""
+    linked = PublishedPostFactory(author=editor, title="Published by the editor")
+    draft = PostFactory(author=contributor)
+    link = RelatedLink.objects.create(
+        from_post=draft, to_post=linked, type=RelatedLink.Type.SEE_ALSO, order=1
+    )
+    unpublish_at_the_desk(linked)
+    client = desk(contributor)
+
+    page = client.get(change_url(draft)).content.decode()
+    row = re.search(r'<select name="links_out-0-to_post".*?</select>', page, re.S)
+    assert re.search(
+        rf'<option value="{linked.pk}" selected>Published by the editor</option>',
+        row[0],
+    )
+    response = client.post(
+        change_url(draft),
+        form_for(
+            draft,
+            body="A paragraph more.",
+            **opened_at(client.get(change_url(draft))),
+            **{
+                "links_out-TOTAL_FORMS": "1",
+                "links_out-INITIAL_FORMS": "1",
+                "links_out-0-id": str(link.pk),
+                "links_out-0-from_post": str(draft.pk),
+                "links_out-0-to_post": str(linked.pk),
+                "links_out-0-type": RelatedLink.Type.SEE_ALSO,
+                "links_out-0-order": "1",
+            },
+        ),
+    )
+
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.body == "A paragraph more."
+    assert RelatedLink.objects.get().to_post == linked
 
 
 def test_a_contributors_related_post_search_finds_published_posts_not_others_drafts(
