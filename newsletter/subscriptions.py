@@ -409,18 +409,22 @@ def address_suppress(*, email: str, reason: Suppression.Reason) -> None:
         ):
             suppression.readers_reason = reason
             suppression.save(update_fields=["readers_reason"])
+        holders = Subscriber.objects.filter(email=email)
+        if reason == Suppression.Reason.DELETED:
+            # An erasure puts out the reader erased, not a request nobody
+            # confirmed for an address they had left: anyone may have typed it,
+            # and its own link confirms it, lifting the erasure as theirs would.
+            holders = holders.holding_their_address()
         # Whoever holds the address now, read under the suppression's lock,
         # which a reader moving to it takes first (email_change_confirm).
-        reader_id = (
-            Subscriber.objects.filter(email=email).values_list("pk", flat=True).first()
-        )
+        reader_id = holders.values_list("pk", flat=True).first()
         if suppression.reader_id != reader_id:
             suppression.reader_id = reader_id
             suppression.save(update_fields=["reader"])
         status = STATUS_FOR_REASON[suppression.reason]
         # A pause is kept under the suppression: a reader who had paused comes
         # back paused when the desk lifts it. (Subscribing again unpauses them.)
-        Subscriber.objects.filter(email=email).exclude(status=status).update(
+        holders.exclude(status=status).update(
             status=status,
             unsubscribed_at=now,
             # Old confirmation links must not bring the reader back: only a new
@@ -952,10 +956,13 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
     with transaction.atomic():
         addresses = addresses_held(subscriber=subscriber)
         emails = {period.email for period in addresses}
-        # An address another reader has since is theirs: its hash is not ours to add.
+        # An address another reader has since is theirs: its hash is not ours to
+        # add. Not one a request nobody confirmed names: left out, the address
+        # was free for an old list to subscribe again (imports.py).
         emails -= set(
             Subscriber.objects.filter(email__in=emails)
             .exclude(pk=subscriber.pk)
+            .holding_their_address()
             .values_list("email", flat=True)
         )
         for email in sorted(emails):

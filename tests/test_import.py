@@ -27,8 +27,10 @@ from newsletter.models import (
 from newsletter.subscriptions import (
     address_suppress,
     email_change_confirm,
+    subscriber_confirm,
     subscriber_delete,
     subscriber_unsubscribe,
+    subscription_request,
 )
 
 from .factories import (
@@ -733,6 +735,30 @@ def test_an_import_never_brings_back_the_address_a_reader_moved_away_from(
 
     assert response.context["report"].skipped == [(2, why)]
     assert not Subscriber.objects.filter(email="sam@work.example").exists()
+
+
+def test_a_request_nobody_confirmed_for_the_address_an_erased_reader_left_keeps_it_out(
+    author,
+):
+    """Someone typed the address the reader had left into the subscribe form and
+    never confirmed it: the erasure took that request for the address's owner and
+    left the address unsuppressed, and the old list's consent, which went with
+    the reader, stood in for the request's confirmation."""
+    reader = SubscriberFactory(email="sam@work.example")
+    assert email_change_confirm(subscriber=reader, new_email="sam@home.example")
+    subscription_request(email="sam@work.example")
+    subscriber_delete(subscriber=reader)
+
+    response = upload(author, HEADER + "sam@work.example,Sam,Old list,2024-01-01\n")
+
+    assert response.context["report"].skipped == [
+        (2, "the address is suppressed (deleted their data)")
+    ]
+    # The request is untouched, as anyone's: its own link still confirms it.
+    request = Subscriber.objects.get(email="sam@work.example")
+    assert request.status == Subscriber.Status.PENDING
+    subscriber_confirm(subscriber=request, consent_id=request.consents.get().pk)
+    assert Subscriber.objects.confirmed().get() == request
 
 
 def test_a_reader_who_moved_back_to_an_address_is_imported_there_as_anyone(author):
