@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from newsletter import corrections, delivery
-from newsletter.delivery import planner
+from newsletter.delivery import control, planner
 from newsletter.digest_tasks import start_due_digests
 from newsletter.models import (
     Batch,
@@ -34,7 +34,7 @@ from newsletter.subscriptions import (
     subscriber_unsubscribe,
 )
 from newsletter.tasks import plan_mailing, send_batch
-from posts.models import PostUpdate
+from posts.models import Post, PostUpdate
 from posts.services import post_publish
 
 from .factories import (
@@ -1120,6 +1120,20 @@ def test_confirming_a_correction_that_cannot_go_again_says_why_and_sends_nothing
     assert corrections_sent() == {}
 
 
+def cancelled_correction(on_commit) -> tuple[Post, PostUpdate, Mailing]:
+    """A published post to one reader, and its correction's email, cancelled
+    before it went."""
+    reader("reading@example.org")
+    post = publish(on_commit, "A post")
+    update = correction(post)
+    with transaction.atomic():
+        mailing = delivery.mailing_create_for_correction(
+            post_update=update, include_uncertain=False
+        )
+        assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    return post, update, mailing
+
+
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="two connections' row locks"
 )
@@ -1131,14 +1145,7 @@ def test_a_double_click_sending_a_cancelled_correction_again_says_it_is_going(
     double click: the first click sends it again as the second asks, and the
     second came back saying it was not sent again because the post was not on
     the site, though the post was, and the email was going."""
-    reader("reading@example.org")
-    post = publish(on_commit, "A post")
-    update = correction(post)
-    with transaction.atomic():  # cancelled before it goes
-        mailing = delivery.mailing_create_for_correction(
-            post_update=update, include_uncertain=False
-        )
-        assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    _post, update, mailing = cancelled_correction(on_commit)
     sent_again, go_on = threading.Event(), threading.Event()
 
     def first_click() -> bool:
@@ -1270,5 +1277,104 @@ def test_a_post_taken_down_as_its_correction_is_confirmed_holds_the_correction(
     assert corrections_sent() == {}
 
     on_commit(post_publish, post=post)
+    on_commit(delivery.mailing_resume, mailing_id=mailing.pk)
+    assert corrections_sent() == {"reading@example.org": 1}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_correction_sent_again_as_its_post_is_taken_down_is_refused(
+    author, editor, on_commit
+):
+    """The author confirms a cancelled correction's email again as an editor takes
+    its post off the site: the send again read the post as published before the
+    unpublish committed, whose pause passed the mailing by, cancelled still. Its
+    email then waited queued, not shown paused at the desk, and went out once the
+    post was back without the author resuming it. The send again now waits for
+    the unpublish, and is refused as for any post off the site."""
+    post, update, mailing = cancelled_correction(on_commit)
+    taken_down, go_on = threading.Event(), threading.Event()
+
+    def take_down() -> None:
+        with transaction.atomic():
+            unpublish_at_the_desk(post, editor=editor)
+            taken_down.set()
+            go_on.wait(timeout=10)  # before committing
+
+    desk, confirmed = [], []
+    taking_down = in_a_thread(take_down, desk)
+    assert taken_down.wait(timeout=10)
+    confirming = in_a_thread(
+        lambda: author.post(confirm_url(update), {}, follow=True), confirmed
+    )
+    until_done_or_waiting_for_a_lock(confirming)
+    go_on.set()
+    taking_down.join(timeout=10)
+    confirming.join(timeout=10)
+
+    assert desk == [None]
+    [response] = confirmed
+    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert said == [
+        (
+            "warning",
+            "The correction's email was not sent again: its post is not on the "
+            "site. Publish it again first.",
+        )
+    ]
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.CANCELLED
+    assert corrections_sent() == {}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_post_taken_down_as_its_correction_is_sent_again_holds_the_correction(
+    editor, on_commit, monkeypatch
+):
+    """An editor takes the post off the site as the author sends a cancelled
+    correction's email again: the unpublish's pause passed the mailing by,
+    cancelled still, the send again not yet committed. Its email then waited
+    queued, not shown paused at the desk, and went out once the post was back
+    without the author resuming it. The unpublish now waits for the send again,
+    and pauses the mailing with the post's others."""
+    post, _update, mailing = cancelled_correction(on_commit)
+    # A worker busy elsewhere takes up its planning once the desk is done: rung
+    # at the commit (tasks run in-process here), it would race the desk's pause.
+    rings = []
+    monkeypatch.setattr(control, "ring_once_committed", rings.append)
+    sent_again, go_on = threading.Event(), threading.Event()
+
+    def send_again() -> bool:
+        with transaction.atomic():
+            going = delivery.correction_send_again(mailing_id=mailing.pk)
+            sent_again.set()
+            go_on.wait(timeout=10)  # before committing
+        return going
+
+    made, desk = [], []
+    sending_again = in_a_thread(send_again, made)
+    assert sent_again.wait(timeout=10)
+    taking_down = in_a_thread(lambda: unpublish_at_the_desk(post, editor=editor), desk)
+    until_done_or_waiting_for_a_lock(taking_down)
+    go_on.set()
+    sending_again.join(timeout=10)
+    taking_down.join(timeout=10)
+
+    assert made == [True]
+    assert len(desk) == 1, "the unpublish did not go through"
+    mailing.refresh_from_db()
+    assert mailing.paused_at is not None
+    for ring in rings:
+        ring()
+    assert corrections_sent() == {}
+
+    monkeypatch.undo()
+    on_commit(post_publish, post=post)
+    assert corrections_sent() == {}
     on_commit(delivery.mailing_resume, mailing_id=mailing.pk)
     assert corrections_sent() == {"reading@example.org": 1}

@@ -24,6 +24,7 @@ from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.subscriptions import email_change_confirm, subscriber_delete
+from posts.models import Post
 from posts.services import post_publish
 
 from .factories import (
@@ -33,7 +34,10 @@ from .factories import (
     taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
 )
-from .locks import until_another_connection_waits_for_a_lock
+from .locks import (
+    until_another_connection_waits_for_a_lock,
+    until_done_or_waiting_for_a_lock,
+)
 from .test_webhooks import SECRET, post_postmark, postmark_bounce, postmark_delivery
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -1519,6 +1523,117 @@ def test_a_post_taken_down_as_its_batch_goes_reaches_no_one_until_it_is_back(
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
+
+
+@pytest.fixture
+def paused(settings, fake_esp, readers):
+    """A mailing of three batches of two the author paused before any went:
+    committed, for tests on two connections (its batches, rung, wait)."""
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    with transaction.atomic():
+        mailing = delivery.mailing_create_for_post(post=PublishedPostFactory())
+        assert delivery.mailing_pause(mailing_id=mailing.pk)
+    return mailing
+
+
+def held_until_resumed(mailing: Mailing, fake_esp, readers, *, rung=()) -> None:
+    """Its post off the site, the mailing is held: nothing goes, whatever was
+    `rung` for it meanwhile, nor once the post is back, until the author
+    resumes it; then every reader gets it once."""
+    for ring in rung:
+        ring()
+    send_all(mailing)
+    post_publish(post=Post.objects.get(pk=mailing.post_id))
+    send_all(mailing)
+    assert fake_esp.count == 0
+    assert delivery.mailing_resume(mailing_id=mailing.pk)  # rung as it commits
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_mailing_resumed_as_its_post_is_taken_down_is_refused(
+    author, paused, fake_esp, readers
+):
+    """The author resumes a paused mailing as an editor takes its post off the
+    site: the resume read the post as published before the unpublish committed,
+    whose pause found the mailing paused still and left it. Resumed, its batches
+    waited queued, not shown paused at the desk, and went out once the post was
+    back without the author resuming it. The resume now waits for the
+    unpublish, and is refused as for any post off the site."""
+    post = paused.post
+    taken_down, go_on = threading.Event(), threading.Event()
+
+    def take_down() -> None:
+        with transaction.atomic():
+            unpublish_at_the_desk(post, editor=author)
+            taken_down.set()
+            go_on.wait(timeout=10)  # before committing
+
+    errors, resumed = [], []
+    taking_down = in_a_thread(take_down, errors)
+    assert taken_down.wait(timeout=10)
+    resuming = in_a_thread(
+        lambda: resumed.append(delivery.mailing_resume(mailing_id=paused.pk)),
+        errors,
+    )
+    until_done_or_waiting_for_a_lock(resuming)
+    go_on.set()
+    taking_down.join(timeout=10)
+    resuming.join(timeout=10)
+
+    assert errors == []
+    assert resumed == [False]
+    paused.refresh_from_db()
+    assert paused.paused_at is not None
+    held_until_resumed(paused, fake_esp, readers)
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_post_taken_down_as_its_mailing_is_resumed_holds_the_mailing(
+    author, paused, fake_esp, readers, monkeypatch
+):
+    """An editor takes the post off the site as the author resumes its mailing:
+    the unpublish's pause found the mailing paused still, the resume not yet
+    committed, and left it. Resumed, its batches waited queued, not shown paused
+    at the desk, and went out once the post was back without the author resuming
+    it. The unpublish now waits for the resume, and pauses the mailing."""
+    post = paused.post
+    # A worker busy elsewhere takes up the resumed mailing once the desk is
+    # done: rung at the commit (tasks run in-process here), it would race the
+    # desk's pause.
+    rings = []
+    monkeypatch.setattr(control, "ring_once_committed", rings.append)
+    resumed, go_on = threading.Event(), threading.Event()
+
+    def resume() -> None:
+        with transaction.atomic():
+            made.append(delivery.mailing_resume(mailing_id=paused.pk))
+            resumed.set()
+            go_on.wait(timeout=10)  # before committing
+
+    made, errors = [], []
+    resuming = in_a_thread(resume, errors)
+    assert resumed.wait(timeout=10)
+    taking_down = in_a_thread(
+        lambda: unpublish_at_the_desk(post, editor=author), errors
+    )
+    until_done_or_waiting_for_a_lock(taking_down)
+    go_on.set()
+    resuming.join(timeout=10)
+    taking_down.join(timeout=10)
+
+    assert errors == []
+    assert made == [True]
+    paused.refresh_from_db()
+    assert "unpublished" in paused.pause_reason
+    monkeypatch.undo()
+    held_until_resumed(paused, fake_esp, readers, rung=rings)
 
 
 def batch_and_ledger_lists(author, query: str = "") -> list[tuple[int, set[int]]]:

@@ -45,6 +45,20 @@ def post_on_site() -> Q:
     return Q(post__isnull=True) | Q(post__in=Post.objects.published())
 
 
+def _post_lock(*, mailing_id: int) -> None:
+    """Lock the mailing's post (a digest has none) until the transaction ends,
+    before post_on_site() reads it and before the mailing's row is written, the
+    desk's order. The desk's unpublish (which locks the post FOR UPDATE) then
+    comes before, and the caller finds the post off the site, or after, and its
+    pause sees the mailing as the caller left it. Unlocked, an unpublish
+    committing between the two found the mailing paused, or cancelled, and left
+    it: its email went out once the post was back, without the author resuming
+    it. NO KEY: rows that only refer to the post (a reader's comment) are not
+    held up."""
+    its_post = Mailing.objects.filter(pk=mailing_id).values("post_id")
+    Post.objects.filter(pk__in=its_post).select_for_update(no_key=True).exists()
+
+
 def mailing_resume(*, mailing_id: int, cooled_down_by: datetime | None = None) -> bool:
     """Lift a pause and ring again for everything the pause left waiting; not
     while the mailing's post is off the site (post_on_site). `cooled_down_by`
@@ -52,6 +66,7 @@ def mailing_resume(*, mailing_id: int, cooled_down_by: datetime | None = None) -
     not one the author made theirs since the reaper read it (mailing_pause)."""
     cooled_down = Q() if cooled_down_by is None else Q(resume_at__lte=cooled_down_by)
     with transaction.atomic():
+        _post_lock(mailing_id=mailing_id)
         resumed = Mailing.objects.filter(
             cooled_down,
             post_on_site(),
@@ -115,6 +130,7 @@ def correction_send_again(*, mailing_id: int) -> bool:
         status=Mailing.Status.CANCELLED,
     )
     with transaction.atomic():
+        _post_lock(mailing_id=mailing_id)
         if not _plan_again(cancelled):
             return False
         batches_requeue_cancelled(
