@@ -3,7 +3,7 @@ deliberate settling of uncertain batches. Each is a service the admin calls."""
 
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -53,10 +53,20 @@ def _post_lock(*, mailing_id: int) -> None:
     pause sees the mailing as the caller left it. Unlocked, an unpublish
     committing between the two found the mailing paused, or cancelled, and left
     it: its email went out once the post was back, without the author resuming
-    it. NO KEY: rows that only refer to the post (a reader's comment) are not
-    held up."""
-    its_post = Mailing.objects.filter(pk=mailing_id).values("post_id")
-    Post.objects.filter(pk__in=its_post).select_for_update(no_key=True).exists()
+    it. FOR KEY SHARE, which only FOR UPDATE waits for: the desk resumes many
+    mailings in one transaction, and a lock other resumes, or a digest round's
+    planning (FOR NO KEY UPDATE), waited for could cross theirs, post by post,
+    into a deadlock. Django's select_for_update has no such mode. (SQLite runs
+    one writer at a time.)"""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {Post._meta.db_table} WHERE id = "  # noqa: S608
+            f"(SELECT post_id FROM {Mailing._meta.db_table} WHERE id = %s)"
+            " FOR KEY SHARE",
+            [mailing_id],
+        )
 
 
 def mailing_resume(*, mailing_id: int, cooled_down_by: datetime | None = None) -> bool:
