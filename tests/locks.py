@@ -9,6 +9,8 @@ from django.db import connection, connections, transaction
 
 from newsletter.subscriptions import subscriber_delete
 
+from .factories import unpublish_at_the_desk
+
 
 def another_connection_waits_for_a_lock() -> bool:
     """Whether a connection to this database other than ours waits for a lock."""
@@ -80,5 +82,31 @@ def as_erasure_commits(subscriber, work: Callable[[], object]) -> object:
     eraser.join(timeout=10)
     working.join(timeout=10)
     assert erasure == [None], "the erasure did not go through"
+    assert len(answers) == 1, "the work raised, or did not end"
+    return answers[0]
+
+
+def as_taken_down(post, editor, work: Callable[[], object]) -> object:
+    """What `work` returns, run on a connection of its own while an editor's
+    unpublish of `post` (their logged-in client, `editor`) holds the post's lock,
+    not yet committed: `work` runs through it (the race) or waits for it (the
+    fix), and the unpublish then commits."""
+    taken_down, go_on = threading.Event(), threading.Event()
+
+    def take_down() -> None:
+        with transaction.atomic():
+            unpublish_at_the_desk(post, editor=editor)
+            taken_down.set()
+            go_on.wait(timeout=10)  # before committing
+
+    desk, answers = [], []
+    taking_down = in_a_thread(take_down, desk)
+    assert taken_down.wait(timeout=10)
+    working = in_a_thread(work, answers)
+    until_done_or_waiting_for_a_lock(working)
+    go_on.set()
+    taking_down.join(timeout=10)
+    working.join(timeout=10)
+    assert desk == [None], "the unpublish did not go through"
     assert len(answers) == 1, "the work raised, or did not end"
     return answers[0]

@@ -49,6 +49,7 @@ from .factories import (
     unpublish_at_the_desk,
 )
 from .locks import (
+    as_taken_down,
     in_a_thread,
     until_another_connection_waits_for_a_lock,
     until_done_or_waiting_for_a_lock,
@@ -1193,27 +1194,9 @@ def test_a_correction_confirmed_as_its_post_is_taken_down_is_refused(
     reader("reading@example.org")
     post = publish(on_commit, "A post")
     update = correction(post)
-    taken_down, go_on = threading.Event(), threading.Event()
-
-    def take_down() -> None:
-        with transaction.atomic():
-            unpublish_at_the_desk(post, editor=editor)
-            taken_down.set()
-            go_on.wait(timeout=10)  # before committing
-
-    desk, confirmed = [], []
-    taking_down = in_a_thread(take_down, desk)
-    assert taken_down.wait(timeout=10)
-    confirming = in_a_thread(
-        lambda: author.post(confirm_url(update), {}, follow=True), confirmed
+    response = as_taken_down(
+        post, editor, lambda: author.post(confirm_url(update), {}, follow=True)
     )
-    until_done_or_waiting_for_a_lock(confirming)
-    go_on.set()
-    taking_down.join(timeout=10)
-    confirming.join(timeout=10)
-
-    assert desk == [None]
-    [response] = confirmed
     said = [(m.level_tag, str(m)) for m in response.context["messages"]]
     assert said == [
         ("error", "Only the readers of a published post can get a correction.")
@@ -1295,27 +1278,9 @@ def test_a_correction_sent_again_as_its_post_is_taken_down_is_refused(
     post was back without the author resuming it. The send again now waits for
     the unpublish, and is refused as for any post off the site."""
     post, update, mailing = cancelled_correction(on_commit)
-    taken_down, go_on = threading.Event(), threading.Event()
-
-    def take_down() -> None:
-        with transaction.atomic():
-            unpublish_at_the_desk(post, editor=editor)
-            taken_down.set()
-            go_on.wait(timeout=10)  # before committing
-
-    desk, confirmed = [], []
-    taking_down = in_a_thread(take_down, desk)
-    assert taken_down.wait(timeout=10)
-    confirming = in_a_thread(
-        lambda: author.post(confirm_url(update), {}, follow=True), confirmed
+    response = as_taken_down(
+        post, editor, lambda: author.post(confirm_url(update), {}, follow=True)
     )
-    until_done_or_waiting_for_a_lock(confirming)
-    go_on.set()
-    taking_down.join(timeout=10)
-    confirming.join(timeout=10)
-
-    assert desk == [None]
-    [response] = confirmed
     said = [(m.level_tag, str(m)) for m in response.context["messages"]]
     assert said == [
         (

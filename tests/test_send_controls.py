@@ -35,6 +35,7 @@ from .factories import (
     unpublish_at_the_desk,
 )
 from .locks import (
+    as_taken_down,
     until_another_connection_waits_for_a_lock,
     until_done_or_waiting_for_a_lock,
 )
@@ -1564,28 +1565,10 @@ def test_a_mailing_resumed_as_its_post_is_taken_down_is_refused(
     back without the author resuming it. The resume now waits for the
     unpublish, and is refused as for any post off the site."""
     post = paused.post
-    taken_down, go_on = threading.Event(), threading.Event()
-
-    def take_down() -> None:
-        with transaction.atomic():
-            unpublish_at_the_desk(post, editor=author)
-            taken_down.set()
-            go_on.wait(timeout=10)  # before committing
-
-    errors, resumed = [], []
-    taking_down = in_a_thread(take_down, errors)
-    assert taken_down.wait(timeout=10)
-    resuming = in_a_thread(
-        lambda: resumed.append(delivery.mailing_resume(mailing_id=paused.pk)),
-        errors,
+    resumed = as_taken_down(
+        post, author, lambda: delivery.mailing_resume(mailing_id=paused.pk)
     )
-    until_done_or_waiting_for_a_lock(resuming)
-    go_on.set()
-    taking_down.join(timeout=10)
-    resuming.join(timeout=10)
-
-    assert errors == []
-    assert resumed == [False]
+    assert resumed is False
     paused.refresh_from_db()
     assert paused.paused_at is not None
     held_until_resumed(paused, fake_esp, readers)
