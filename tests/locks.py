@@ -4,6 +4,7 @@ to be held by a lock, instead of giving it a fixed moment to get there."""
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from django.db import connection, connections, transaction
 
@@ -61,52 +62,47 @@ def in_a_thread(work: Callable[[], object], answers: list) -> threading.Thread:
     return thread
 
 
-def as_erasure_commits(subscriber, work: Callable[[], object]) -> object:
-    """What `work` returns, run on a connection of its own as the reader's erasure
-    is about to commit: the erasure commits once `work` waits for one of its
-    locks, so that `work` meets it committing (the race) or after (the fix)."""
-    erased, go_on = threading.Event(), threading.Event()
+def as_it_commits(
+    held: Callable[[], object], work: Callable[[], object], *, must_wait: bool = False
+) -> tuple[object, object]:
+    """What `held` and `work` return, each run on a connection of its own: `held`
+    in a transaction, kept from committing while `work` runs, until `work` ends
+    (the race run through) or waits for one of its locks (the fix); `held` then
+    commits. `must_wait`: `work` waiting for a lock is the test's point, and its
+    running through is a failure of its own."""
+    reached, go_on = threading.Event(), threading.Event()
 
-    def erase() -> None:
+    def hold() -> object:
         with transaction.atomic():
-            subscriber_delete(subscriber=subscriber)
-            erased.set()
+            answer = held()
+            reached.set()
             go_on.wait(timeout=10)  # before committing
+        return answer
 
-    erasure, answers = [], []
-    eraser = in_a_thread(erase, erasure)
-    assert erased.wait(timeout=10)
+    holds, answers = [], []
+    holding = in_a_thread(hold, holds)
+    assert reached.wait(timeout=10)
     working = in_a_thread(work, answers)
-    until_another_connection_waits_for_a_lock()
+    if must_wait:
+        until_another_connection_waits_for_a_lock()
+    else:
+        until_done_or_waiting_for_a_lock(working)
     go_on.set()
-    eraser.join(timeout=10)
+    holding.join(timeout=10)
     working.join(timeout=10)
-    assert erasure == [None], "the erasure did not go through"
+    assert len(holds) == 1, "the held side raised, or did not end"
     assert len(answers) == 1, "the work raised, or did not end"
-    return answers[0]
+    return holds[0], answers[0]
+
+
+def as_erasure_commits(subscriber, work: Callable[[], object]) -> object:
+    """What `work` returns, run as the reader's erasure is about to commit: it
+    meets the erasure committing (the race) or after (the fix)."""
+    erasure = partial(subscriber_delete, subscriber=subscriber)
+    return as_it_commits(erasure, work, must_wait=True)[1]
 
 
 def as_taken_down(post, editor, work: Callable[[], object]) -> object:
-    """What `work` returns, run on a connection of its own while an editor's
-    unpublish of `post` (their logged-in client, `editor`) holds the post's lock,
-    not yet committed: `work` runs through it (the race) or waits for it (the
-    fix), and the unpublish then commits."""
-    taken_down, go_on = threading.Event(), threading.Event()
-
-    def take_down() -> None:
-        with transaction.atomic():
-            unpublish_at_the_desk(post, editor=editor)
-            taken_down.set()
-            go_on.wait(timeout=10)  # before committing
-
-    desk, answers = [], []
-    taking_down = in_a_thread(take_down, desk)
-    assert taken_down.wait(timeout=10)
-    working = in_a_thread(work, answers)
-    until_done_or_waiting_for_a_lock(working)
-    go_on.set()
-    taking_down.join(timeout=10)
-    working.join(timeout=10)
-    assert desk == [None], "the unpublish did not go through"
-    assert len(answers) == 1, "the work raised, or did not end"
-    return answers[0]
+    """What `work` returns, run while an editor's unpublish of `post` (their
+    logged-in client, `editor`) holds the post's lock, not yet committed."""
+    return as_it_commits(lambda: unpublish_at_the_desk(post, editor=editor), work)[1]

@@ -49,9 +49,9 @@ from .factories import (
     unpublish_at_the_desk,
 )
 from .locks import (
+    as_it_commits,
     as_taken_down,
     in_a_thread,
-    until_another_connection_waits_for_a_lock,
     until_done_or_waiting_for_a_lock,
 )
 from .test_send_controls import parted_by_its_lanes
@@ -1147,28 +1147,14 @@ def test_a_double_click_sending_a_cancelled_correction_again_says_it_is_going(
     second came back saying it was not sent again because the post was not on
     the site, though the post was, and the email was going."""
     _post, update, mailing = cancelled_correction(on_commit)
-    sent_again, go_on = threading.Event(), threading.Event()
 
-    def first_click() -> bool:
-        with transaction.atomic():
-            going = delivery.correction_send_again(mailing_id=mailing.pk)
-            sent_again.set()
-            go_on.wait(timeout=10)  # before committing
-        return going
-
-    firsts, seconds = [], []
-    first = in_a_thread(first_click, firsts)
-    assert sent_again.wait(timeout=10)
-    second = in_a_thread(
-        lambda: author.post(confirm_url(update), {}, follow=True), seconds
+    going, response = as_it_commits(
+        lambda: delivery.correction_send_again(mailing_id=mailing.pk),
+        lambda: author.post(confirm_url(update), {}, follow=True),
+        must_wait=True,  # the second, for the first's
     )
-    until_another_connection_waits_for_a_lock()  # the second, for the first's
-    go_on.set()
-    first.join(timeout=10)
-    second.join(timeout=10)
 
-    assert firsts == [True]
-    [response] = seconds
+    assert going is True
     said = [(m.level_tag, str(m)) for m in response.context["messages"]]
     assert said == [
         (
@@ -1312,26 +1298,13 @@ def test_a_post_taken_down_as_its_correction_is_sent_again_holds_the_correction(
     # at the commit (tasks run in-process here), it would race the desk's pause.
     rings = []
     monkeypatch.setattr(control, "ring_once_committed", rings.append)
-    sent_again, go_on = threading.Event(), threading.Event()
 
-    def send_again() -> bool:
-        with transaction.atomic():
-            going = delivery.correction_send_again(mailing_id=mailing.pk)
-            sent_again.set()
-            go_on.wait(timeout=10)  # before committing
-        return going
+    going, _editor = as_it_commits(
+        lambda: delivery.correction_send_again(mailing_id=mailing.pk),
+        lambda: unpublish_at_the_desk(post, editor=editor),
+    )
 
-    made, desk = [], []
-    sending_again = in_a_thread(send_again, made)
-    assert sent_again.wait(timeout=10)
-    taking_down = in_a_thread(lambda: unpublish_at_the_desk(post, editor=editor), desk)
-    until_done_or_waiting_for_a_lock(taking_down)
-    go_on.set()
-    sending_again.join(timeout=10)
-    taking_down.join(timeout=10)
-
-    assert made == [True]
-    assert len(desk) == 1, "the unpublish did not go through"
+    assert going is True
     mailing.refresh_from_db()
     assert mailing.paused_at is not None
     for ring in rings:

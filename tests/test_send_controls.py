@@ -35,9 +35,9 @@ from .factories import (
     unpublish_at_the_desk,
 )
 from .locks import (
+    as_it_commits,
     as_taken_down,
     until_another_connection_waits_for_a_lock,
-    until_done_or_waiting_for_a_lock,
 )
 from .test_webhooks import SECRET, post_postmark, postmark_bounce, postmark_delivery
 
@@ -1592,27 +1592,13 @@ def test_a_post_taken_down_as_its_mailing_is_resumed_holds_the_mailing(
     # desk's pause.
     rings = []
     monkeypatch.setattr(control, "ring_once_committed", rings.append)
-    resumed, go_on = threading.Event(), threading.Event()
 
-    def resume() -> None:
-        with transaction.atomic():
-            made.append(delivery.mailing_resume(mailing_id=paused.pk))
-            resumed.set()
-            go_on.wait(timeout=10)  # before committing
-
-    made, errors = [], []
-    resuming = in_a_thread(resume, errors)
-    assert resumed.wait(timeout=10)
-    taking_down = in_a_thread(
-        lambda: unpublish_at_the_desk(post, editor=author), errors
+    resumed, _editor = as_it_commits(
+        lambda: delivery.mailing_resume(mailing_id=paused.pk),
+        lambda: unpublish_at_the_desk(post, editor=author),
     )
-    until_done_or_waiting_for_a_lock(taking_down)
-    go_on.set()
-    resuming.join(timeout=10)
-    taking_down.join(timeout=10)
 
-    assert errors == []
-    assert made == [True]
+    assert resumed is True
     paused.refresh_from_db()
     assert "unpublished" in paused.pause_reason
     monkeypatch.undo()
