@@ -45,28 +45,35 @@ def post_on_site() -> Q:
     return Q(post__isnull=True) | Q(post__in=Post.objects.published())
 
 
-def _post_lock(*, mailing_id: int) -> None:
-    """Lock the mailing's post (a digest has none) until the transaction ends,
-    before post_on_site() reads it and before the mailing's row is written, the
-    desk's order. The desk's unpublish (which locks the post FOR UPDATE) then
-    comes before, and the caller finds the post off the site, or after, and its
-    pause sees the mailing as the caller left it. Unlocked, an unpublish
-    committing between the two found the mailing paused, or cancelled, and left
-    it: its email went out once the post was back, without the author resuming
-    it. FOR KEY SHARE, which only FOR UPDATE waits for: the desk resumes many
-    mailings in one transaction, and a lock other resumes, or a digest round's
-    planning (FOR NO KEY UPDATE), waited for could cross theirs, post by post,
-    into a deadlock. Django's select_for_update has no such mode. (SQLite runs
-    one writer at a time.)"""
-    if connection.vendor != "postgresql":
+def post_lock(*, post_id: int | None) -> None:
+    """Lock the post a mailing carries (a digest carries none) until the
+    transaction ends, before reading whether it is on the site and before the
+    mailing is made or written, the desk's order. The desk's unpublish (which
+    locks the post FOR UPDATE, then pauses its mailings) then comes before, and
+    the caller finds the post off the site, or after, and its pause sees the
+    mailing as the caller left it. Unlocked, an unpublish committing between the
+    two passed the mailing by (made, resumed or sent again just after), and its
+    email went out once the post was back, without the author resuming it. FOR
+    KEY SHARE, which only FOR UPDATE waits for: the desk resumes many mailings in
+    one transaction, and a lock other resumes, or a digest round's planning (FOR
+    NO KEY UPDATE), waited for could cross theirs, post by post, into a deadlock.
+    Django's select_for_update has no such mode. (SQLite runs one writer at a
+    time.)"""
+    if post_id is None or connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {Post._meta.db_table} WHERE id = "  # noqa: S608
-            f"(SELECT post_id FROM {Mailing._meta.db_table} WHERE id = %s)"
-            " FOR KEY SHARE",
-            [mailing_id],
+            f"SELECT 1 FROM {Post._meta.db_table} WHERE id = %s FOR KEY SHARE",  # noqa: S608
+            [post_id],
         )
+
+
+def _post_lock_of(mailing_id: int) -> None:
+    post_lock(
+        post_id=Mailing.objects.filter(pk=mailing_id)
+        .values_list("post_id", flat=True)
+        .first()
+    )
 
 
 def mailing_resume(*, mailing_id: int, cooled_down_by: datetime | None = None) -> bool:
@@ -76,7 +83,7 @@ def mailing_resume(*, mailing_id: int, cooled_down_by: datetime | None = None) -
     not one the author made theirs since the reaper read it (mailing_pause)."""
     cooled_down = Q() if cooled_down_by is None else Q(resume_at__lte=cooled_down_by)
     with transaction.atomic():
-        _post_lock(mailing_id=mailing_id)
+        _post_lock_of(mailing_id)
         resumed = Mailing.objects.filter(
             cooled_down,
             post_on_site(),
@@ -140,7 +147,7 @@ def correction_send_again(*, mailing_id: int) -> bool:
         status=Mailing.Status.CANCELLED,
     )
     with transaction.atomic():
-        _post_lock(mailing_id=mailing_id)
+        _post_lock_of(mailing_id)
         if not _plan_again(cancelled):
             return False
         batches_requeue_cancelled(

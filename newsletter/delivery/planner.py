@@ -29,6 +29,7 @@ from ..models import (
     SubscriberQuerySet,
     SubscriberTopic,
 )
+from .control import post_lock
 from .sender import channel, close_mailing_if_finished
 
 # Subscribers per planning step of a post (one task, one transaction). Only the
@@ -59,13 +60,10 @@ def mailing_create_for_correction(
     """The one email of a correction to a published post, to the readers sent its
     earlier text (corrections.audience), rung likewise. Asking again, whatever
     `include_uncertain` says then, returns the first one."""
-    # Locked until the mailing is committed: the desk's unpublish (which locks the
-    # post FOR UPDATE) then comes before, and this refuses, or after, and pauses
-    # this mailing with the post's others. Between, it missed it, and the email
-    # went out once the post was back, without the author resuming it. NO KEY:
-    # rows that only refer to the post (a reader's comment) are not held up.
-    published = Post.objects.published().select_for_update(no_key=True)
-    if not published.filter(pk=post_update.post_id).exists():
+    # Locked until the mailing is committed: an unpublish then comes before, and
+    # this refuses, or after, and pauses this mailing with the post's others.
+    post_lock(post_id=post_update.post_id)
+    if not Post.objects.published().filter(pk=post_update.post_id).exists():
         raise ValueError("Only the readers of a published post can get a correction.")
     # Made, the email makes the correction read-only for good (readers have it as
     # sent): not for nobody. Readers sent the post from now get it corrected.
