@@ -106,6 +106,11 @@ def correction(post, **fields) -> PostUpdate:
     return PostUpdate.objects.create(post=post, **fields)
 
 
+def said(response) -> list[tuple[str, str]]:
+    """What the desk told the author on the page it answered: (level, message)."""
+    return [(m.level_tag, str(m)) for m in response.context["messages"]]
+
+
 def corrections_sent() -> dict[str, int]:
     """Each address the correction went to, and how many copies."""
     copies: dict[str, int] = {}
@@ -1025,8 +1030,7 @@ def test_a_correction_to_a_post_whose_readers_have_all_left_is_not_offered_nor_l
     assert 'id="confirm-correction"' not in page
     assert "1 reader received the post but will not get it: unsubscribed since" in page
     assert "Nobody who received it still gets our emails" in page
-    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
-    assert said == [
+    assert said(response) == [
         (
             "error",
             "Nobody who received this post still gets our emails: "
@@ -1098,8 +1102,7 @@ def test_confirming_a_correction_that_cannot_go_again_says_why_and_sends_nothing
         post_update=update, include_uncertain=False
     )  # its doorbell not rung: it is going out
     response = author.post(confirm_url(update), {}, follow=True)
-    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
-    assert said == [
+    assert said(response) == [
         (
             "warning",
             "The correction's email is already going out: nothing more to send.",
@@ -1108,8 +1111,7 @@ def test_confirming_a_correction_that_cannot_go_again_says_why_and_sends_nothing
     assert delivery.mailing_cancel(mailing_id=mailing.pk)
     unpublish_at_the_desk(sent_post)
     response = on_commit(author.post, confirm_url(update), {}, follow=True)
-    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
-    assert said == [
+    assert said(response) == [
         (
             "warning",
             "The correction's email was not sent again: its post is not on the "
@@ -1155,8 +1157,7 @@ def test_a_double_click_sending_a_cancelled_correction_again_says_it_is_going(
     )
 
     assert going is True
-    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
-    assert said == [
+    assert said(response) == [
         (
             "warning",
             "The correction's email is already going out: nothing more to send.",
@@ -1183,8 +1184,7 @@ def test_a_correction_confirmed_as_its_post_is_taken_down_is_refused(
     response = as_taken_down(
         post, editor, lambda: author.post(confirm_url(update), {}, follow=True)
     )
-    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
-    assert said == [
+    assert said(response) == [
         ("error", "Only the readers of a published post can get a correction.")
     ]
     assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
@@ -1267,8 +1267,7 @@ def test_a_correction_sent_again_as_its_post_is_taken_down_is_refused(
     response = as_taken_down(
         post, editor, lambda: author.post(confirm_url(update), {}, follow=True)
     )
-    said = [(m.level_tag, str(m)) for m in response.context["messages"]]
-    assert said == [
+    assert said(response) == [
         (
             "warning",
             "The correction's email was not sent again: its post is not on the "
