@@ -57,9 +57,9 @@ def seed(count: int) -> None:
     from django.utils import timezone
 
     from posts.demo_content import AREAS
-    from posts.markdown import render_markdown
+    from posts.markdown import plain_text, render_markdown
     from posts.models import Post
-    from posts.search import index_posts, plain_text
+    from posts.search import index_posts
 
     pool = paragraphs()
     places = [area["name"] for area in AREAS]

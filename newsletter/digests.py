@@ -464,8 +464,14 @@ class _Parts:
     def __init__(self, mailing: Mailing, posts: list[Post]) -> None:
         self.mailing = mailing
         self._tracker = LinkTracker(mailing.pk)
+        # The summary once a post, not once a render: a batch renders its posts
+        # once per time zone and frame.
         self._items = [
-            {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
+            {
+                "post": post,
+                "url": settings.SITE_URL + post.get_absolute_url(),
+                "summary": post.summary,
+            }
             for post in posts
         ]
         self._frames: dict[tuple[int, date, bool], _Frame] = {}

@@ -32,7 +32,6 @@ from django.utils.text import Truncator
 from posts.markdown import whole_links
 from posts.models import Post, PostUpdate
 from posts.related import related_posts
-from posts.search import plain_text
 
 from .engagement import (
     LinkTracker,
@@ -277,9 +276,7 @@ def post_email_context(post: Post, *, full: bool) -> dict:
     shows around it (the inspection fact box, related posts, the sponsor line)."""
     post_url = settings.SITE_URL + post.get_absolute_url()
     body_html = whole_links(post.body_html, page_url=post_url)
-    # The body's words as a reader sees them: its HTML holds them escaped, and
-    # the templates escape what they are given (the HTML part) or not at all.
-    summary = post.excerpt or Truncator(plain_text(post.body_html)).words(60)
+    summary = post.summary
     return {
         "post": post,
         "post_url": post_url,

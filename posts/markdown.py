@@ -10,6 +10,7 @@ from urllib.parse import urljoin
 
 import nh3
 from django.conf import settings
+from django.utils.html import strip_tags
 from markdown_it import MarkdownIt
 
 _markdown = MarkdownIt("commonmark", {"typographer": True}).enable(
@@ -83,6 +84,11 @@ def link_targets(text: str) -> list[str]:
 
 def word_count(text: str) -> int:
     return len(re.findall(r"\w+", text))
+
+
+def plain_text(body_html: str) -> str:
+    """The words of a rendered body as a reader sees them, for snippets."""
+    return " ".join(html.unescape(strip_tags(body_html)).split())
 
 
 # A post body's links and images (in a tag: text may hold ' href="'), and a

@@ -8,12 +8,17 @@ from django.core.validators import URLValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import Truncator
 
-from .markdown import render_markdown, word_count
+from .markdown import plain_text, render_markdown, word_count
 from .validators import reject_control_characters, reject_control_characters_in_text
 
 # Adult silent reading speed; a reading time is a courtesy, not a promise.
 WORDS_PER_MINUTE = 230
+
+# A post without an excerpt is summed up by its opening: a paragraph, enough to
+# choose by.
+SUMMARY_WORDS = 60
 
 # A link readers follow from a page: URLField alone also takes ftp(s), which no
 # current browser opens. A code of its own, or a form would show its own "Enter a
@@ -263,7 +268,7 @@ class Post(models.Model):
     # search covers it: its inspections' facts (area, region, organisations, the
     # standards rated, key findings) and the byline.
     search_facts = models.TextField(editable=False, default="")
-    # The body's words without Markdown or HTML (posts.search.plain_text), kept by
+    # The body's words without Markdown or HTML (posts.markdown.plain_text), kept by
     # index_post: search snippets are cut from it.
     search_text = models.TextField(editable=False, default="")
     # PostgreSQL only (always empty on SQLite, which searches an FTS5 table): the
@@ -376,6 +381,15 @@ class Post(models.Model):
         if self.author is None:
             return ""
         return self.author.get_full_name() or self.author.get_username()
+
+    @property
+    def summary(self) -> str:
+        """What a reader is told of the post before they open it, in its email
+        and in a digest: the author's excerpt, or the body's first words as a
+        reader sees them (plain text: the templates escape it where needed)."""
+        return self.excerpt or Truncator(plain_text(self.body_html)).words(
+            SUMMARY_WORDS
+        )
 
     @property
     def reading_minutes(self) -> int:

@@ -12,7 +12,6 @@ Snippets come from search_text, the post's words without Markdown or HTML.
 import json
 import re
 from dataclasses import dataclass
-from html import unescape
 
 from django.contrib.postgres.lookups import Unaccent
 from django.contrib.postgres.search import (
@@ -24,9 +23,10 @@ from django.contrib.postgres.search import (
 from django.db import connection
 from django.db.models import F, QuerySet, TextField, Value
 from django.db.models.functions import Greatest, Lower, Replace, StrIndex, Substr
-from django.utils.html import escape, strip_tags
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from .markdown import plain_text
 from .models import Post
 
 # english with each word unaccented before it is stemmed (migration 0007 creates
@@ -263,11 +263,6 @@ def highlight(marked_text: str) -> SafeString:
     return mark_safe(  # noqa: S308 (escaped above; only our own tags added)
         escaped.replace(_START, "<mark>").replace(_STOP, "</mark>")
     )
-
-
-def plain_text(body_html: str) -> str:
-    """The words of a rendered body as a reader sees them, for snippets."""
-    return " ".join(unescape(strip_tags(body_html)).split())
 
 
 def search_facts(post: Post) -> str:

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
-from newsletter import delivery, digests, esp
+from newsletter import delivery, digests, engagement, esp
 from newsletter.delivery import planner
 from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.postmark import EmailBackend
@@ -89,8 +89,8 @@ def clock(monkeypatch):
 
 @pytest.fixture
 def publish(django_capture_on_commit_callbacks):
-    def publish(title: str, area=None):
-        post = PostFactory(title=title)
+    def publish(title: str, area=None, **fields):
+        post = PostFactory(title=title, **fields)
         if area is not None:
             InspectionFactory(post=post, area=area)
         with django_capture_on_commit_callbacks(execute=True):
@@ -951,6 +951,56 @@ def test_each_post_in_a_digest_is_dated_the_readers_own_day_as_the_digest_is(
         assert re.findall(r'class="meta"[^>]*>([^<]+)<', html) == [dated, dated]
 
 
+@pytest.mark.parametrize("provider", ["one message each", "postmark batch"])
+def test_a_post_without_an_excerpt_is_summed_up_in_a_digest_as_in_its_own_email(
+    clock, publish, beat, provider, request
+):
+    """A post the author gave no excerpt went in its own email with its first
+    words, and in a digest as its title alone. A digest reader gets the summary
+    the post's email gives, and each part of the digest the post's title, date,
+    summary and link."""
+    outbox = (
+        request.getfixturevalue("fake_esp") if provider == "postmark batch" else None
+    )
+
+    def sent() -> dict[str, tuple[str, str]]:
+        if outbox is None:
+            return {m.to[0]: (m.body, m.alternatives[0].content) for m in mail.outbox}
+        messages = postmark_messages(outbox.messages)
+        return {m["To"]: (m["TextBody"], m["HtmlBody"]) for m in messages}
+
+    reader("instant@example.org", ("everything", "", "instant"))
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    words = [f"word{n}" for n in range(80)]
+    post = publish(
+        "Derby: caseloads",
+        excerpt="",
+        body="Derby & Derbyshire: " + " ".join(words),
+        email_format=Post.EmailFormat.EXCERPT,
+    )
+    own_text, own_html = sent()["instant@example.org"]
+    clock(23, 7, 5)
+    beat()
+    text, html = sent()["daily@example.org"]
+    summary = "Derby & Derbyshire: " + " ".join(words[:57]) + "…"
+    summary_html = summary.replace("&", "&amp;")
+    paragraph = re.compile(r'<p class="summary"[^>]*>([^<]*)</p>')
+    assert summary in " ".join(own_text.split())
+    assert paragraph.findall(own_html) == [summary_html]
+    url = settings.SITE_URL + post.get_absolute_url()
+    block = text.split("on the topics you follow:\n\n")[1].split("\n--\n")[0]
+    assert block.splitlines()[0] == "Derby: caseloads (23 November 2026)"
+    assert " ".join(block.splitlines()[1:-1]) == summary
+    assert block.splitlines()[-1] == url
+    [(link, title)] = re.findall(
+        r'<h2[^>]*><a [^>]*href="[^"]*/r/([^"/]+)/"[^>]*>([^<]*)</a></h2>', html
+    )
+    assert (engagement.link_for_token(link).url, title) == (url, "Derby: caseloads")
+    assert re.findall(r'class="meta"[^>]*>([^<]+)<', html) == ["23 November 2026"]
+    assert paragraph.findall(html) == [summary_html]
+
+
 @pytest.mark.parametrize(
     ("frequency", "day", "title"),
     [("daily", 24, "Your daily digest"), ("weekly", 30, "Your weekly digest")],
@@ -1042,7 +1092,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     clock(23, 6, 20)
     publish("On Suffolk", area=suffolk)
     clock(23, 6, 30)
-    publish("Wales: a good report")
+    publish("Wales: a good report", excerpt="")  # summed up by its first words
     clock(23, 6, 40)
     topics_set(subscriber=last, frequency="instant")
     clock(23, 7, 5)
@@ -1075,7 +1125,11 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
                 "time_zone": digests.zone_of(subscriber.time_zone),
                 "last_digest": subscriber == last,
                 "posts": [
-                    {"post": post, "url": settings.SITE_URL + post.get_absolute_url()}
+                    {
+                        "post": post,
+                        "url": settings.SITE_URL + post.get_absolute_url(),
+                        "summary": post.summary,
+                    }
                     for post in posts
                 ],
                 "unsubscribe_url": unsubscribe_url(subscriber),

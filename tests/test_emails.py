@@ -834,8 +834,11 @@ def test_each_emails_preview_line_says_what_the_subject_does_not_and_promises_no
                     "day": timezone.localdate(),
                     "time_zone": timezone.get_current_timezone(),
                     "posts": [
-                        {"post": post, "url": "https://x.example/p/"},
-                        {"post": PublishedPostFactory(), "url": "https://x.example/q/"},
+                        {"post": p, "url": url, "summary": p.summary}
+                        for p, url in (
+                            (post, "https://x.example/p/"),
+                            (PublishedPostFactory(), "https://x.example/q/"),
+                        )
                     ],
                     "unsubscribe_url": "https://x.example/u/",
                     "preferences_url": "https://x.example/p/",
