@@ -11,7 +11,7 @@ import requests
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.mail.backends import locmem
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -37,6 +37,7 @@ from .factories import (
 from .locks import (
     as_it_commits,
     as_taken_down,
+    in_a_thread,
     until_another_connection_waits_for_a_lock,
 )
 from .test_webhooks import SECRET, post_postmark, postmark_bounce, postmark_delivery
@@ -348,16 +349,16 @@ def test_the_authors_pause_as_the_reaper_ends_the_breakers_holds_the_mailing(
             pausing.set()
             go_on.wait(timeout=10)
 
-    errors, reaped = [], []
-    author = in_a_thread(pause_then_wait, errors)
+    paused, reaped = [], []
+    author = in_a_thread(pause_then_wait, paused)
     assert pausing.wait(timeout=10)
-    reaper = in_a_thread(lambda: reaped.append(delivery.mailings_reap()), errors)
+    reaper = in_a_thread(delivery.mailings_reap, reaped)
     until_another_connection_waits_for_a_lock()  # the reaper, for the author's
     go_on.set()
     author.join(timeout=10)
     reaper.join(timeout=10)
 
-    assert errors == []
+    assert paused == [None]
     assert reaped[0]["mailings_resumed"] == 0
     assert fake_esp.count == 0
     planned.refresh_from_db()
@@ -1150,22 +1151,6 @@ def requeue_held(monkeypatch):
     return requeued, go_on
 
 
-def in_a_thread(work, errors: list) -> threading.Thread:
-    """`work` on a database connection of its own; what it raises goes to `errors`."""
-
-    def run() -> None:
-        try:
-            work()
-        except Exception as exc:  # asserted by the caller
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="two connections' row locks"
 )
@@ -1181,19 +1166,19 @@ def test_a_batch_settled_back_into_the_queue_while_its_mailing_closes_is_sent(
     requeued, go_on = requeue_held
     # Another batch is being sent again, so the mailing is open.
     Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
-    errors = []
+    settled, closed = [], []
 
     author = in_a_thread(
-        lambda: delivery.batch_settle_with_provider(batch_id=first.pk), errors
+        lambda: delivery.batch_settle_with_provider(batch_id=first.pk), settled
     )
     assert requeued.wait(timeout=10)
-    worker = in_a_thread(lambda: close_mailing_if_finished(planned.pk), errors)
+    worker = in_a_thread(lambda: close_mailing_if_finished(planned.pk), closed)
     worker.join(timeout=0.5)  # waits for the author's lock, or closes at once
     go_on.set()
     author.join(timeout=10)
     worker.join(timeout=10)
 
-    assert errors == []
+    assert (settled, len(closed)) == ([True], 1)
     assert fake_esp.recipients() == dict.fromkeys(readers, 1)
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
@@ -1223,9 +1208,9 @@ def test_a_mailing_whose_last_batch_ends_as_its_planning_ends_is_closed(
         go_on.wait(timeout=10)  # before the planning step commits
 
     monkeypatch.setattr(planner, "close_mailing_if_finished", planner_looks_then_waits)
-    errors = []
+    planned_steps, ended = [], []
     planning = in_a_thread(
-        lambda: delivery.mailing_plan_page(mailing_id=planned.pk), errors
+        lambda: delivery.mailing_plan_page(mailing_id=planned.pk), planned_steps
     )
     assert looked.wait(timeout=10)
 
@@ -1233,13 +1218,13 @@ def test_a_mailing_whose_last_batch_ends_as_its_planning_ends_is_closed(
         Batch.objects.filter(pk=last.pk).update(status=Batch.Status.DONE)
         close_mailing_if_finished(planned.pk)
 
-    worker = in_a_thread(last_batch_ends, errors)
+    worker = in_a_thread(last_batch_ends, ended)
     until_another_connection_waits_for_a_lock()  # the worker, for the planner's
     go_on.set()
     planning.join(timeout=10)
     worker.join(timeout=10)
 
-    assert errors == []
+    assert (planned_steps, ended) == ([False], [None])
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
 
@@ -1257,24 +1242,19 @@ def test_recording_a_batch_as_sent_while_it_is_resent_waits_and_is_refused(
     changed nothing, or the two deadlocked)."""
     first, readers = uncertain_first
     requeued, go_on = requeue_held
-    results, errors = {}, []
+    resent, recorded = [], []
 
-    resender = in_a_thread(
-        lambda: results.update(resent=delivery.batch_resend(batch_id=first.pk)),
-        errors,
-    )
+    resender = in_a_thread(lambda: delivery.batch_resend(batch_id=first.pk), resent)
     assert requeued.wait(timeout=10)
     recorder = in_a_thread(
-        lambda: results.update(recorded=delivery.batch_mark_sent(batch_id=first.pk)),
-        errors,
+        lambda: delivery.batch_mark_sent(batch_id=first.pk), recorded
     )
     until_another_connection_waits_for_a_lock()  # the recorder, for the resend's
     go_on.set()
     resender.join(timeout=10)
     recorder.join(timeout=10)
 
-    assert errors == []
-    assert results == {"resent": True, "recorded": False}
+    assert (resent, recorded) == ([True], [False])
     assert fake_esp.recipients() == dict.fromkeys(readers, 1)
 
 
@@ -1303,22 +1283,21 @@ def test_an_event_settling_a_reader_while_the_author_asks_the_provider_is_kept(
     delivered = postmark_delivery(row.subscriber.email)
     delivered["Metadata"] = {"batch": str(first.pk), "delivery": str(row.pk)}
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
-    errors = []
+    answered, settled = [], []
 
     webhook = in_a_thread(
-        lambda: errors.append(post_postmark(Client(), delivered).status_code),
-        errors,
+        lambda: post_postmark(Client(), delivered).status_code, answered
     )
     assert settling.wait(timeout=10)
     author = in_a_thread(
-        lambda: delivery.batch_settle_with_provider(batch_id=first.pk), errors
+        lambda: delivery.batch_settle_with_provider(batch_id=first.pk), settled
     )
     until_another_connection_waits_for_a_lock()  # the author, for the event's
     go_on.set()
     webhook.join(timeout=10)
     author.join(timeout=10)
 
-    assert errors == [200]
+    assert (answered, len(settled)) == ([200], 1)
     assert fake_esp.recipients() == {other.subscriber.email: 1}
     row.refresh_from_db()
     assert (row.status, row.error) == (
@@ -1356,24 +1335,19 @@ def test_an_event_arriving_while_the_author_records_the_batch_as_sent_waits(
     delivered = postmark_delivery(row.subscriber.email)
     delivered["Metadata"] = {"batch": str(first.pk), "delivery": str(row.pk)}
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
-    results, errors = {}, []
+    recorded, answered = [], []
 
-    author = in_a_thread(
-        lambda: results.update(recorded=delivery.batch_mark_sent(batch_id=first.pk)),
-        errors,
-    )
+    author = in_a_thread(lambda: delivery.batch_mark_sent(batch_id=first.pk), recorded)
     assert locked.wait(timeout=10)
     webhook = in_a_thread(
-        lambda: results.update(event=post_postmark(Client(), delivered).status_code),
-        errors,
+        lambda: post_postmark(Client(), delivered).status_code, answered
     )
     until_another_connection_waits_for_a_lock()  # the event, for the author's
     go_on.set()
     author.join(timeout=10)
     webhook.join(timeout=10)
 
-    assert errors == []
-    assert results == {"recorded": True, "event": 200}
+    assert (recorded, answered) == ([True], [200])
     row.refresh_from_db()
     assert (row.status, row.error, row.last_event) == (
         Delivery.Status.SENT,
@@ -1432,17 +1406,15 @@ def test_an_event_settling_a_reader_as_their_batch_closes_is_counted(
         return batch
 
     monkeypatch.setattr(control, "_locked_with_its_mailing", lock_then_wait)
-    results, errors = {}, []
+    sent, settled = [], []
 
-    worker = in_a_thread(lambda: delivery.batch_send(batch_id=first.pk), errors)
+    worker = in_a_thread(lambda: delivery.batch_send(batch_id=first.pk), sent)
     assert recorded.wait(timeout=10)  # its queued readers handed over
     event = in_a_thread(
-        lambda: results.update(
-            settled=delivery.delivery_settle_by_event(
-                delivery_id=uncertain.pk, message_id="its-message"
-            )
+        lambda: delivery.delivery_settle_by_event(
+            delivery_id=uncertain.pk, message_id="its-message"
         ),
-        errors,
+        settled,
     )
     assert locked.wait(timeout=10)
     event_holds_it.set()  # the worker closes the batch
@@ -1451,8 +1423,7 @@ def test_an_event_settling_a_reader_as_their_batch_closes_is_counted(
     event.join(timeout=10)
     worker.join(timeout=10)
 
-    assert errors == []
-    assert results == {"settled": True}
+    assert (len(sent), settled) == (1, [True])
     first.refresh_from_db()
     assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
 
