@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from anymail.exceptions import (
     AnymailConfigurationError,
@@ -550,8 +551,8 @@ POSTMARK_NOT_THE_READERS_ORIGINS = {"Customer", "Admin"}
 # words.
 POSTMARK_SENDER_REFUSALS = {"Blocked", "DMARCPolicy"}
 MAILGUN_SENDER_REFUSALS = {"espblock"}
-# What the receiving server's enhanced status code (Mailgun's "enhanced-code",
-# after its class, 4 or 5) says of our sender: RFC 7372's failures of its
+# What the receiving server's enhanced status code (MailgunOutcome's code, after
+# its class, 4 or 5) says of our sender: RFC 7372's failures of its
 # authentication (7.20-7.22 DKIM, 7.23-7.24 SPF, 7.25 reverse DNS, 7.26 more
 # than one: Gmail's DMARC refusal), and Microsoft's own DMARC refusal (7.509).
 SENDERS_AUTHENTICATION_FAILED = {
@@ -575,28 +576,52 @@ def _postmark_field(event: AnymailTrackingEvent, name: str) -> str:
     return str(esp_event.get(name, "")) if esp_event.get("RecordType") else ""
 
 
-def _mailgun_event_data(event: AnymailTrackingEvent) -> dict:
-    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
-    event_data = esp_event.get("event-data")
-    return event_data if isinstance(event_data, dict) else {}
+class MailgunOutcome(NamedTuple):
+    """What Mailgun says became of a message, read alike from its JSON events and
+    its legacy forms: its own reason ("bounce", "old", "espblock"), the receiving
+    server's enhanced status code without its class ("7.26"), and the receiving
+    server's words with Mailgun's own on them."""
+
+    reason: str
+    code: str
+    words: str
 
 
-def _mailgun_delivery_status(event_data: dict) -> dict:
-    status = event_data.get("delivery-status")
-    return status if isinstance(status, dict) else {}
+# An RFC 3463 enhanced status code (class.subject.detail) in a server's words, not
+# part of an address or a version ("192.2.61.154", "5.7.26.1").
+ENHANCED_CODE = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d]|\.\d)")
 
 
-def _mailgun_enhanced_code(event_data: dict) -> str:
-    """The receiving server's enhanced status code without its class: "7.26"."""
-    code = str(_mailgun_delivery_status(event_data).get("enhanced-code") or "")
-    return code.partition(".")[2]
+def _mailgun_outcome(event: AnymailTrackingEvent) -> MailgunOutcome:
+    """The event's MailgunOutcome, whichever webhook posted it; empty for any
+    other provider's. Legacy forms give the receiver's code as a basic one
+    ("550") or an enhanced one ("5.7.26"), and its words as "error" (a bounce),
+    "notification", or "description" (a drop); where no field gives the enhanced
+    code, the words do ("550 5.7.26 Unauthenticated email …")."""
+    esp_event = event.esp_event
+    if isinstance(esp_event, QueryDict):  # Mailgun's legacy form-encoded webhooks
 
+        def field(name: str) -> str:
+            # Mailgun merges the message's own variables into the form after
+            # its fields: the first value is Mailgun's (as anymail reads them).
+            return (esp_event.getlist(name) or [""])[0]
 
-def _mailgun_receivers_words(event_data: dict) -> str:
-    """What the receiving server said (Mailgun's "message"), and Mailgun's own
-    words on it ("description")."""
-    status = _mailgun_delivery_status(event_data)
-    return f"{status.get('message') or ''} {status.get('description') or ''}"
+        reason = field("reason")
+        code = field("code") if ENHANCED_CODE.fullmatch(field("code")) else ""
+        words = " ".join(
+            field(name) for name in ("error", "notification", "description")
+        )
+    else:
+        event_data = esp_event.get("event-data") if isinstance(esp_event, dict) else {}
+        event_data = event_data if isinstance(event_data, dict) else {}
+        status = event_data.get("delivery-status")
+        status = status if isinstance(status, dict) else {}
+        reason = str(event_data.get("reason") or "")
+        code = str(status.get("enhanced-code") or "")
+        words = f"{status.get('message') or ''} {status.get('description') or ''}"
+    if not code and (said := ENHANCED_CODE.search(words)):
+        code = said.group(1)
+    return MailgunOutcome(reason=reason, code=code.partition(".")[2], words=words)
 
 
 def _refused_our_sender(event: AnymailTrackingEvent) -> bool:
@@ -607,17 +632,13 @@ def _refused_our_sender(event: AnymailTrackingEvent) -> bool:
         return False
     if _postmark_field(event, "Type") in POSTMARK_SENDER_REFUSALS:
         return True
-    event_data = _mailgun_event_data(event)
-    code = _mailgun_enhanced_code(event_data)
+    outcome = _mailgun_outcome(event)
     return (
-        str(event_data.get("reason", "")) in MAILGUN_SENDER_REFUSALS
-        or code in SENDERS_AUTHENTICATION_FAILED
+        outcome.reason in MAILGUN_SENDER_REFUSALS
+        or outcome.code in SENDERS_AUTHENTICATION_FAILED
         or (
-            code.partition(".")[0] not in THE_READERS_ADDRESS_OR_MAILBOX
-            and SENDERS_AUTHENTICATION_NAMED.search(
-                _mailgun_receivers_words(event_data)
-            )
-            is not None
+            outcome.code.partition(".")[0] not in THE_READERS_ADDRESS_OR_MAILBOX
+            and SENDERS_AUTHENTICATION_NAMED.search(outcome.words) is not None
         )
     )
 

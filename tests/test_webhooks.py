@@ -1141,6 +1141,58 @@ def test_a_mailgun_legacy_form_the_event_log_cannot_store_is_refused(
     assert reader.status == Subscriber.Status.ACTIVE
 
 
+@pytest.mark.parametrize("content_type", LEGACY_FORMS, ids=["multipart", "urlencoded"])
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        # Gmail's DMARC refusal: the basic code, the enhanced one in its words.
+        (
+            "550",
+            "5.7.26 Unauthenticated email from mg.example.org is not accepted due"
+            " to domain's DMARC policy. Please contact the administrator of"
+            " mg.example.org domain if this was a legitimate mail.",
+        ),
+        # Outlook's, posted with RFC 3463's code as Mailgun sometimes does.
+        (
+            "5.7.509",
+            "smtp;550 5.7.509 Access denied, sending domain mg.example.org does"
+            " not pass DMARC verification and has a DMARC policy of reject.",
+        ),
+        # A receiver that gives no enhanced code: its words alone.
+        ("550", "SPF check failed for mg.example.org"),
+    ],
+)
+def test_a_mailgun_legacy_refusal_of_our_senders_authentication_suppresses_no_one(
+    client, reader, settings, content_type, code, error
+):
+    """The same refusal of our sender as the JSON webhook's, posted as a legacy
+    form: the reader's address is fine, and stays so."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 1
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    form = mailgun_legacy_bounce(f"token-legacy-{code}", code=code, error=error)
+    assert post_mailgun_form(client, form, content_type).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 0)
+    assert not Suppression.objects.exists()
+    delivery.refresh_from_db()
+    assert (delivery.last_event, delivery.sender_refused) == ("bounced", True)
+
+
+def test_a_mailgun_legacy_bounce_of_an_unknown_mailbox_naming_our_checks_suppresses(
+    client, reader
+):
+    """The enhanced code in the receiver's words blames the address: the checks
+    of our sender that passed, named after it, make it no refusal of ours."""
+    form = mailgun_legacy_bounce(
+        "token-legacy-unknown-spf",
+        error="5.1.1 User unknown in virtual mailbox table (spf=pass dkim=pass)",
+    )
+    assert post_mailgun_form(client, form, MULTIPART_CONTENT).status_code == 200
+    assert Suppression.objects.get().reason == "hard_bounce"
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+
+
 def test_mailgun_webhook_with_a_forged_signature_is_rejected(client, reader):
     forged = mailgun_event("complained", "token-forged", key="not-the-signing-key")
     assert post_mailgun(client, forged).status_code == 400
