@@ -207,6 +207,19 @@ class MailgunTrackingView(_RefuseMalformedBodies, MailgunTrackingWebhookView):
         "multipart/form-data",
     )
 
+    def mailgun_legacy_to_anymail_event(self, esp_event):
+        event = super().mailgun_legacy_to_anymail_event(esp_event)
+        # A legacy "dropped" message Mailgun gave up on after trying it for hours
+        # ("old"), which anymail reads by its code (the receiver's last answer, or
+        # Mailgun's 498, no mail server for the domain) as a rejected bounce, and
+        # which suppressed the reader for good. The JSON webhook reports it as a
+        # failure "old": a bounce that says nothing of the address for good.
+        gave_up = _mailgun_outcome(event).reason in MAILGUN_GAVE_UP
+        if event.event_type == EventType.REJECTED and gave_up:
+            event.event_type = EventType.BOUNCED
+            event.reject_reason = RejectReason.OTHER
+        return event
+
     def validate_request(self, request):
         super().validate_request(request)
         # Mailgun signs its timestamp and token, not the event: one signed request
@@ -551,6 +564,8 @@ POSTMARK_NOT_THE_READERS_ORIGINS = {"Customer", "Admin"}
 # words.
 POSTMARK_SENDER_REFUSALS = {"Blocked", "DMARCPolicy"}
 MAILGUN_SENDER_REFUSALS = {"espblock"}
+# Mailgun's reason where it gave up on a message after retrying it for hours.
+MAILGUN_GAVE_UP = {"old"}
 # What the receiving server's enhanced status code (MailgunOutcome's code, after
 # its class, 4 or 5) says of our sender: RFC 7372's failures of its
 # authentication (7.20-7.22 DKIM, 7.23-7.24 SPF, 7.25 reverse DNS, 7.26 more

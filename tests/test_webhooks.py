@@ -1141,6 +1141,22 @@ def test_a_mailgun_legacy_form_the_event_log_cannot_store_is_refused(
     assert reader.status == Subscriber.Status.ACTIVE
 
 
+def mailgun_legacy_drop(token: str, **fields) -> dict:
+    """A message Mailgun dropped, as its legacy webhooks post it: its reason,
+    "hardfail" (the address bounced, unsubscribed or complained before) or "old"
+    (Mailgun tried to deliver it for more than 8 hours), its code and its words."""
+    form = mailgun_legacy_bounce(token)
+    del form["error"], form["notification"]
+    return {
+        **form,
+        "event": "dropped",
+        "reason": "hardfail",
+        "code": "605",
+        "description": "Not delivering to previously bounced address",
+        **fields,
+    }
+
+
 @pytest.mark.parametrize("content_type", LEGACY_FORMS, ids=["multipart", "urlencoded"])
 @pytest.mark.parametrize(
     ("code", "error"),
@@ -1187,6 +1203,43 @@ def test_a_mailgun_legacy_bounce_of_an_unknown_mailbox_naming_our_checks_suppres
         "token-legacy-unknown-spf",
         error="5.1.1 User unknown in virtual mailbox table (spf=pass dkim=pass)",
     )
+    assert post_mailgun_form(client, form, MULTIPART_CONTENT).status_code == 200
+    assert Suppression.objects.get().reason == "hard_bounce"
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.BOUNCED
+
+
+@pytest.mark.parametrize("content_type", LEGACY_FORMS, ids=["multipart", "urlencoded"])
+@pytest.mark.parametrize(
+    ("code", "description"),
+    [
+        # No MX for the reader's domain, tried for 8 hours.
+        ("498", "No MX for example.org"),
+        # The reader's mailbox was full all that time.
+        ("452", "4.2.2 The email account that you tried to reach is over quota."),
+    ],
+)
+def test_a_mailgun_legacy_drop_after_retrying_for_hours_is_a_soft_bounce(
+    client, reader, content_type, code, description
+):
+    """Mailgun gave up on the message ("old"), which anymail reads as a bounce of
+    the address for its code: the JSON webhook's failure "old", a soft bounce."""
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    form = mailgun_legacy_drop(
+        f"token-legacy-old-{code}", reason="old", code=code, description=description
+    )
+    assert post_mailgun_form(client, form, content_type).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 1)
+    assert not Suppression.objects.exists()
+    delivery.refresh_from_db()
+    assert delivery.last_event == "bounced"  # the email still did not reach them
+
+
+def test_a_mailgun_legacy_drop_of_an_address_that_bounced_before_suppresses_it(
+    client, reader
+):
+    form = mailgun_legacy_drop("token-legacy-hardfail")
     assert post_mailgun_form(client, form, MULTIPART_CONTENT).status_code == 200
     assert Suppression.objects.get().reason == "hard_bounce"
     reader.refresh_from_db()
