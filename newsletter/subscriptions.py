@@ -954,28 +954,9 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
     of each, which honours their choice: an old list holding an address they
     moved away from must not subscribe it again (imports.py)."""
     with transaction.atomic():
-        addresses = addresses_held(subscriber=subscriber)
-        emails = {period.email for period in addresses}
-        # An address another reader has since is theirs: its hash is not ours to
-        # add. Not one a request nobody confirmed names: left out, the address
-        # was free for an old list to subscribe again (imports.py).
-        emails -= set(
-            Subscriber.objects.filter(email__in=emails)
-            .exclude(pk=subscriber.pk)
-            .holding_their_address()
-            .values_list("email", flat=True)
-        )
-        for email in sorted(emails):
-            address_suppress(email=email, reason=Suppression.Reason.DELETED)
-        # Then the reader's own row (after their suppressions, the order
-        # address_suppress takes them in), held to the end, before anything naming
-        # them is deleted: a row naming them that another transaction commits
-        # meanwhile (a mailing's page that planned them, checked at its commit)
-        # waits for the erasure and fails then. Let through, it named them in a
-        # row this had already deleted, and the erasure failed instead.
-        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list(
-            "pk", flat=True
-        ).first()
+        addresses = _addresses_erased(subscriber=subscriber)
+        if addresses is None:
+            return  # erased meanwhile (a second click): nothing is left
         tracking_events_of(subscriber=subscriber, addresses=addresses).delete()
         comments_delete_for_addresses(addresses=addresses)
         Engagement.objects.filter(subscriber=subscriber).delete()
@@ -1014,6 +995,67 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
                 deliveries__subscriber=subscriber, deliveries__status=status
             ).update(**{counter: F(counter) + 1})
         subscriber.delete()
+
+
+class _MovedMeanwhile(Exception):
+    """The reader's addresses changed between their reading and their locks."""
+
+
+def _addresses_erased(*, subscriber: Subscriber) -> list[AddressPeriod] | None:
+    """The reader's addresses, each suppressed as erased, then the reader's row
+    locked to the end of the erasure; None if they are erased meanwhile.
+
+    Taken in the order address_suppress and email_change_confirm take them (an
+    address's suppression, then its reader), so the addresses are read before
+    their locks: read again under the reader's lock, which a move to a new
+    address waits for, they are the addresses the erasure forgets. A move
+    committed in between (the reader confirming it in another tab) added one:
+    its locks let go (a savepoint's rollback), the erasure starts again from the
+    new addresses, rather than take the new address's suppression under the
+    reader's lock, out of that order. Read once, the erasure left the new
+    address unhashed, free for an old list to subscribe again.
+    """
+    while True:
+        try:
+            with transaction.atomic():
+                addresses = _addresses_now(subscriber=subscriber)
+                if addresses is None:
+                    return None
+                emails = {period.email for period in addresses}
+                # An address another reader has since is theirs: its hash is not
+                # ours to add. Not one a request nobody confirmed names: left
+                # out, the address was free for an old list to subscribe again
+                # (imports.py).
+                emails -= set(
+                    Subscriber.objects.filter(email__in=emails)
+                    .exclude(pk=subscriber.pk)
+                    .holding_their_address()
+                    .values_list("email", flat=True)
+                )
+                for email in sorted(emails):
+                    address_suppress(email=email, reason=Suppression.Reason.DELETED)
+                # Then the reader's own row, held to the end, before anything
+                # naming them is deleted: a row naming them that another
+                # transaction commits meanwhile (a mailing's page that planned
+                # them, checked at its commit) waits for the erasure and fails
+                # then. Let through, it named them in a row the erasure had
+                # already deleted, and the erasure failed instead.
+                Subscriber.objects.select_for_update().filter(pk=subscriber.pk).exists()
+                if _addresses_now(subscriber=subscriber) == addresses:
+                    return addresses
+                raise _MovedMeanwhile
+        except _MovedMeanwhile:
+            continue
+
+
+def _addresses_now(*, subscriber: Subscriber) -> list[AddressPeriod] | None:
+    """addresses_held from the reader's row as it is now, not as the caller read
+    it (their page opened before a move); None if it is gone."""
+    try:
+        subscriber.refresh_from_db(fields=["email"])
+    except Subscriber.DoesNotExist:
+        return None
+    return addresses_held(subscriber=subscriber)
 
 
 def commenter_addresses(*, email: str) -> list[AddressPeriod]:

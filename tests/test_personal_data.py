@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.apps import apps
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.db import models
+from django.db import connection, models
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -39,6 +39,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
 )
+from .locks import as_it_commits
 
 pytestmark = pytest.mark.django_db
 
@@ -344,3 +345,32 @@ def test_after_an_erasure_no_column_of_any_table_holds_the_address():
     assert columns_naming("reader@example.org") == []
     assert columns_naming("old@example.org") == []
     assert columns_naming(other.email) == ["newsletter.Subscriber.email"]
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_forgets_the_address_the_reader_confirms_a_move_to_as_it_runs():
+    """The reader confirms their move to a new address as their erasure runs
+    (each from the reader as read when their page opened): the erasure read the
+    old address only, before it waited for the move to commit, and left the new
+    one unhashed (free for an old list to subscribe again) and what was written
+    under it."""
+    reader = SubscriberFactory(email="old@example.org")
+    CommentFactory(email="new@example.org")
+    moving, erased = (Subscriber.objects.get(pk=reader.pk) for _ in range(2))
+
+    as_it_commits(
+        lambda: email_change_confirm(subscriber=moving, new_email="new@example.org"),
+        lambda: subscriber_delete(subscriber=erased),
+        must_wait=True,
+    )
+
+    assert not Subscriber.objects.exists()
+    assert sorted(Suppression.objects.values_list("address_hash", "reason")) == sorted(
+        (Suppression.hash_address(email), Suppression.Reason.DELETED)
+        for email in ["old@example.org", "new@example.org"]
+    )
+    assert columns_naming("new@example.org") == []
+    assert columns_naming("old@example.org") == []
