@@ -511,7 +511,11 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
     if not subscriptions.one_time_link_use(subscriber=subscriber):
         return _token_error(request, InvalidToken())
     if one_time_request == OneTimeRequest.EXPORT:
-        return _export(subscriber)
+        try:
+            return _export(subscriber)
+        except Subscriber.DoesNotExist:
+            # Erased since the link was spent (another tab): nobody's to give.
+            return _token_error(request, InvalidToken())
     if one_time_request == OneTimeRequest.DELETE:
         return _delete(request, subscriber)
     if one_time_request == OneTimeRequest.ENGAGEMENT:

@@ -794,7 +794,11 @@ def tracking_events_of(
 
 
 def subscriber_export(*, subscriber: Subscriber) -> dict:
-    """Everything held about the subscriber, for the reader to download."""
+    """Everything held about the subscriber, for the reader to download; raises
+    Subscriber.DoesNotExist if they are erased meanwhile."""
+    # As held now, not as the caller read it: the one-time link the download
+    # came by is spent since (it said a link was still out), or a change made.
+    subscriber = Subscriber.objects.get(pk=subscriber.pk)
     # Every email the reader was sent: a digest's and a correction's rows are
     # theirs as much as an announcement's (only announcements were listed once).
     deliveries = (
@@ -842,24 +846,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             for topic in subscriber.topics.all()
         ],
         "consents": [
-            {
-                "created_at": consent.created_at,
-                # A request nobody confirmed may be anyone's: the address it came
-                # from and the name typed in it are theirs.
-                "ip_address": consent.ip_address if consent.confirmed_at else None,
-                "wording": consent.wording,
-                "wording_version": consent.wording_version,
-                "source": consent.source,
-                "page": consent.page,
-                "name": consent.name if consent.confirmed_at else None,
-                "topics": consent.topics,
-                "frequency": consent.frequency,
-                # When its confirmation email was sent.
-                "confirmation_taken_at": consent.confirmation_taken_at,
-                "confirmed_at": consent.confirmed_at,
-                "confirmed_ip_address": consent.confirmed_ip_address,
-                "engagement": consent.engagement,
-            }
+            _consent_exported(consent)
             for consent in subscriber.consents.order_by("created_at")
         ],
         "deliveries": [
@@ -919,6 +906,31 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         ],
         # Comments under posts written with the reader's addresses.
         "comments": comments_for_addresses(addresses=addresses),
+    }
+
+
+def _consent_exported(consent: Consent) -> dict:
+    """A subscribe request as its reader downloads it. One nobody confirmed may
+    be anyone's (whoever typed the address into the form): the address it came
+    from, the page they came from, and the name, topics and frequency they chose
+    are theirs; the request made in the reader's name, when, and its email are
+    the reader's."""
+    readers_own = consent.confirmed_at is not None
+    return {
+        "created_at": consent.created_at,
+        "ip_address": consent.ip_address if readers_own else None,
+        "wording": consent.wording,
+        "wording_version": consent.wording_version,
+        "source": consent.source,
+        "page": consent.page if readers_own else None,
+        "name": consent.name if readers_own else None,
+        "topics": consent.topics if readers_own else None,
+        "frequency": consent.frequency if readers_own else None,
+        # When its confirmation email was sent.
+        "confirmation_taken_at": consent.confirmation_taken_at,
+        "confirmed_at": consent.confirmed_at,
+        "confirmed_ip_address": consent.confirmed_ip_address,
+        "engagement": consent.engagement,
     }
 
 

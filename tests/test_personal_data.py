@@ -30,6 +30,7 @@ from newsletter.subscriptions import (
     email_change_confirm,
     subscriber_delete,
     subscriber_export,
+    subscription_request,
 )
 from posts.comments.models import Comment
 
@@ -40,6 +41,7 @@ from .factories import (
     UserFactory,
 )
 from .locks import as_it_commits
+from .test_preferences import one_time_link
 
 pytestmark = pytest.mark.django_db
 
@@ -374,3 +376,45 @@ def test_an_erasure_forgets_the_address_the_reader_confirms_a_move_to_as_it_runs
     )
     assert columns_naming("new@example.org") == []
     assert columns_naming("old@example.org") == []
+
+
+def test_my_data_holds_no_page_or_topics_a_stranger_chose_for_my_address():
+    """Anyone may type a reader's address into the form, with the topics and how
+    often they chose, from the page they came from: that is theirs, withheld as
+    the name and IP address they sent are. What a request in the reader's name
+    was, and when, is the reader's."""
+    reader = SubscriberFactory(email="reader@example.org")
+    # A paused reader's address subscribed again asks them to confirm it.
+    Subscriber.objects.filter(pk=reader.pk).update(paused_at=timezone.now())
+    subscription_request(
+        email=reader.email,
+        topics=["region:london"],
+        frequency="weekly",
+        page="/posts/a-strangers-reading/",
+    )
+
+    [exported] = subscriber_export(subscriber=reader)["consents"]
+
+    assert (exported["page"], exported["topics"], exported["frequency"]) == (
+        None,
+        None,
+        None,
+    )
+    assert exported["source"] == "subscribe form"
+    assert exported["confirmed_at"] is None
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_my_downloaded_data_shows_the_link_i_downloaded_it_with_as_spent(
+    client, on_commit
+):
+    """The export was made from the reader as read before their one-time link
+    was spent: it said a link was still out, one that no longer works."""
+    reader = SubscriberFactory(email="reader@example.org")
+    link = one_time_link(client, on_commit, reader, "export/")
+
+    data = json.loads(client.post(link).content)
+
+    assert data["subscriber"]["one_time_link_sent_at"] is None
+    reader.refresh_from_db()
+    assert reader.one_time_link_sent_at is None
