@@ -40,7 +40,13 @@ from .locks import (
     in_a_thread,
     until_another_connection_waits_for_a_lock,
 )
-from .test_webhooks import SECRET, post_postmark, postmark_bounce, postmark_delivery
+from .test_webhooks import (
+    SECRET,
+    post_postmark,
+    postmark_bounce,
+    postmark_delivery,
+    provider_reports,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -716,15 +722,6 @@ def test_asking_the_provider_finds_a_reader_who_moved_address_since(
     assert sorted(fake_esp.recipients().values()) == [1] * 6
     uncertain.refresh_from_db()
     assert (uncertain.status, uncertain.sent) == (Batch.Status.DONE, 2)
-
-
-def provider_reports(client, settings, payload: dict, taken) -> None:
-    """The provider posts its tracking webhook about a message it took (one of
-    fake_esp.deliveries()), as Postmark does: its id and our metadata."""
-    payload.update(MessageID=taken.message_id, Metadata=taken.metadata)
-    payload["Email" if "Email" in payload else "Recipient"] = taken.address
-    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
-    assert post_postmark(client, payload).status_code == 200
 
 
 def test_the_providers_events_about_an_uncertain_batch_record_it_as_sent(

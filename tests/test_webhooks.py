@@ -229,6 +229,15 @@ def post_postmark(client, payload, **auth):
     )
 
 
+def provider_reports(client, settings, payload: dict, taken) -> None:
+    """The provider posts its tracking webhook about a message it took (one of
+    fake_esp.deliveries()), as Postmark does: its id and our metadata."""
+    payload.update(MessageID=taken.message_id, Metadata=taken.metadata)
+    payload["Email" if "Email" in payload else "Recipient"] = taken.address
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    assert post_postmark(client, payload).status_code == 200
+
+
 def test_postmark_delivery_updates_the_ledger_once(client, reader):
     delivery = delivery_to(reader, POSTMARK_ID)
     for _ in range(2):  # Postmark retries; the second copy changes nothing
