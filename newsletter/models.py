@@ -676,6 +676,11 @@ class Delivery(models.Model):
         "complained",
         "unsubscribed",
     )
+    # Of those, the ones that prove the provider took the message: the receiving
+    # server answered for it, or the reader's mail system did. Not a rejection
+    # or a failure (the provider may have refused it at its API), nor an
+    # unsubscribe (a change to the address's standing, maybe the author's own).
+    OUTCOME_EVENTS_TAKEN = ("delivered", "deferred", "bounced", "complained")
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -384,16 +384,16 @@ def record_tracking_event(
 # not): Mailgun's "rejected" is a refusal at its API, so the message may never have
 # been taken. Nor an unsubscribe or a subscribe: Postmark reports a change to the
 # address's standing, which may be the author's own in its dashboard.
+# Those kept as the ledger row's last_event (Delivery.OUTCOME_EVENTS_TAKEN) also
+# settle a row whose answer is recorded uncertain after the event came
+# (ledger.record_outcomes).
 PROVIDER_TOOK_IT = (
     EventType.QUEUED,
     EventType.SENT,
-    EventType.DELIVERED,
-    EventType.DEFERRED,
-    EventType.BOUNCED,
     EventType.AUTORESPONDED,
     EventType.OPENED,
     EventType.CLICKED,
-    EventType.COMPLAINED,
+    *Delivery.OUTCOME_EVENTS_TAKEN,
 )
 
 

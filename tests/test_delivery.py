@@ -4,6 +4,7 @@ import threading
 import time
 from datetime import timedelta
 from email.utils import parseaddr
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
@@ -23,7 +24,9 @@ from newsletter.models import (
     Mailing,
     Subscriber,
     SubscriberTopic,
+    Suppression,
 )
+from newsletter.reports import post_report
 
 from .factories import (
     CategoryFactory,
@@ -36,6 +39,12 @@ from .locks import (
     as_erasure_commits,
     in_a_thread,
     until_done_or_waiting_for_a_lock,
+)
+from .test_webhooks import (
+    postmark_bounce,
+    postmark_complaint,
+    postmark_delivery,
+    provider_reports,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -564,6 +573,83 @@ def test_connection_dropped_after_the_request_leaves_the_batch_uncertain_never_r
     assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
     mailing.refresh_from_db()
     assert mailing.status == Mailing.Status.DONE
+
+
+def test_the_providers_events_before_its_lost_answer_is_recorded_settle_the_batch(
+    client, settings, fake_esp, audience, monkeypatch
+):
+    """The provider took the batch, delivered it and told of each message by its
+    webhook while the worker still waited for the answer, which was then lost.
+    The events prove it took them: the readers are sent, the batch is done, the
+    post's report adds up, the bounced address is suppressed, and no one is
+    sent a second copy."""
+    post = PublishedPostFactory()
+    mailing = plan(post)
+    batch = mailing.batches.get()
+    fake_esp.set_faults(drop_after_accept_next=1)
+    hand_over = sender._hand_over
+
+    def reported_before_the_answer_is_recorded(batch, recipients):
+        answered = hand_over(batch, recipients)
+        delivered, bounced, complained = fake_esp.deliveries()
+        provider_reports(client, settings, postmark_delivery(), delivered)
+        provider_reports(client, settings, postmark_bounce(), bounced)
+        provider_reports(client, settings, postmark_complaint(), complained)
+        return answered
+
+    monkeypatch.setattr(sender, "_hand_over", reported_before_the_answer_is_recorded)
+    delivery.batch_send(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent, batch.uncertain) == (Batch.Status.DONE, 3, 0)
+    assert set(mailing.deliveries.values_list("status", "error")) == {
+        (Delivery.Status.SENT, "confirmed by the provider's event about it")
+    }
+    report = post_report(post)
+    assert (report["accepted"], report["uncertain"]) == (3, 0)
+    assert (report["delivered"], report["bounced_hard"], report["complained"]) == (
+        2,
+        1,
+        1,
+    )
+    assert Suppression.objects.count() == 2
+    delivery.mailings_reap()
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+
+
+def test_the_providers_event_before_a_worker_died_settles_its_reader_when_reaped(
+    client, settings, fake_esp, audience
+):
+    """The worker handed a reader over and died before writing the answer; the
+    provider's event about that reader's message came first. When the reaper
+    finds the batch, that reader is sent, not uncertain: the author is left to
+    settle only the readers nothing is known of."""
+    mailing = plan(PublishedPostFactory())
+    batch = mailing.batches.get()
+    Batch.objects.filter(pk=batch.pk).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+    )
+    taken = mailing.deliveries.order_by("pk").first()
+    handed_over = SimpleNamespace(
+        message_id="answer-never-written",
+        metadata={"delivery": str(taken.pk)},
+        address=taken.subscriber.email,
+    )
+    provider_reports(client, settings, postmark_delivery(), handed_over)
+
+    assert delivery.mailings_reap()["stale_claims"] == 1
+    taken.refresh_from_db()
+    assert (taken.status, taken.last_event) == (Delivery.Status.SENT, "delivered")
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent, batch.uncertain) == (
+        Batch.Status.UNCERTAIN,
+        1,
+        2,
+    )
+    assert fake_esp.count == 0  # never resent blindly
 
 
 def test_one_message_mode_drop_marks_only_that_message_uncertain(

@@ -13,6 +13,7 @@ from .. import corrections
 from ..enqueue import ring_once_committed, tasks
 from ..models import Batch, Delivery, Mailing
 from .ledger import (
+    CONFIRMED_BY_EVENT,
     Outcome,
     batches_cancel,
     batches_requeue_cancelled,
@@ -232,7 +233,7 @@ def delivery_settle_by_event(*, delivery_id: int, message_id: str) -> bool:
         confirmed = Outcome(
             Delivery.Status.SENT,
             message_id[:255],
-            "confirmed by the provider's event about it",
+            CONFIRMED_BY_EVENT,
         )
         settled = _uncertain_settle(batch, {delivery_id: confirmed}, now=timezone.now())
         if settled is None:

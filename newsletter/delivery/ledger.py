@@ -128,6 +128,12 @@ def batch_recipients(
     return recipients, skipped
 
 
+# Why a reader is sent whose message the provider's event told of, though the
+# answer to handing it over was lost (control.delivery_settle_by_event, and
+# record_outcomes for an event that came before the answer was recorded).
+CONFIRMED_BY_EVENT = "confirmed by the provider's event about it"
+
+
 class Outcome(NamedTuple):
     status: str
     esp_message_id: str = ""
@@ -137,12 +143,19 @@ class Outcome(NamedTuple):
 def record_outcomes(
     outcomes: dict[int, Outcome], now: datetime, *, batch_id: int
 ) -> None:
-    """Write every recipient's outcome in one statement. A row gone meanwhile
-    (its reader erased their data while the batch was being sent) is counted on
-    the batch, sent or failed, as the erasure counts a row it finds written
-    (subscriptions.subscriber_delete): else the batch's recount (close_batch)
-    missed an email that went. A reader owed a last digest whom the batch's
-    digest reached is owed it no more (one more statement, for those only)."""
+    """Write every recipient's outcome in one statement. An uncertain outcome
+    (the answer lost) of a row the provider's event has already told of
+    (Delivery.OUTCOME_EVENTS_TAKEN: it came while the worker waited for the
+    answer, or before the reaper found the worker dead) is written sent: the
+    event settled nothing then, as the row was still queued, and the provider
+    does not report again.
+
+    A row gone meanwhile (its reader erased their data while the batch was being
+    sent) is counted on the batch, sent or failed, as the erasure counts a row
+    it finds written (subscriptions.subscriber_delete): else the batch's recount
+    (close_batch) missed an email that went. A reader owed a last digest whom
+    the batch's digest reached is owed it no more (one more statement, for those
+    only)."""
     if not outcomes:
         return
     rows = json.dumps(
@@ -158,31 +171,44 @@ def record_outcomes(
     )
     sent_at = connection.ops.adapt_datetimefield_value(now)
     if connection.vendor == "postgresql":
-        sql = f"""
+        sql = """
             UPDATE {D} AS d
-            SET status = v.status, esp_message_id = v.mid, error = v.err,
-                sent_at = CASE WHEN v.status = %s THEN %s::timestamptz END
+            SET status = {status}, esp_message_id = v.mid, error = {error},
+                sent_at = CASE WHEN {status} = %s THEN %s::timestamptz END
             FROM jsonb_to_recordset(%s::jsonb)
                 AS v(id bigint, status text, mid text, err text)
             WHERE d.id = v.id
-            RETURNING d.id, {_owed_last_digest("d")}
+            RETURNING d.id, {owed}, d.status
         """
+        row, status, error = "d", "v.status", "v.err"
     else:
-        sql = f"""
+        sql = """
             UPDATE {D}
-            SET status = v.value ->> 'status', esp_message_id = v.value ->> 'mid',
-                error = v.value ->> 'err',
-                sent_at = CASE WHEN v.value ->> 'status' = %s THEN %s END
+            SET status = {status}, esp_message_id = v.value ->> 'mid',
+                error = {error},
+                sent_at = CASE WHEN {status} = %s THEN %s END
             FROM json_each(%s) AS v
             WHERE {D}.id = v.value ->> 'id'
-            RETURNING {D}.id, {_owed_last_digest(D)}
+            RETURNING {D}.id, {owed}, {D}.status
         """
+        row, status, error = D, "v.value ->> 'status'", "v.value ->> 'err'"
+    # SET reads the row as it was: the test is repeated in each column it decides.
+    taken = (
+        f"{status} = {_text(Delivery.Status.UNCERTAIN)} AND {row}.last_event"
+        f" IN ({', '.join(map(_text, Delivery.OUTCOME_EVENTS_TAKEN))})"
+    )
+    sent = _text(Delivery.Status.SENT)
+    sql = sql.format(
+        D=D,
+        owed=_owed_last_digest(row),
+        status=f"CASE WHEN {taken} THEN {sent} ELSE {status} END",
+        error=f"CASE WHEN {taken} THEN {_text(CONFIRMED_BY_EVENT)} ELSE {error} END",
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, [Delivery.Status.SENT, sent_at, rows])
-        written = dict(cursor.fetchall())
+        written = {pk: (owed, status) for pk, owed, status in cursor.fetchall()}
     if any(
-        owed and outcomes[pk].status == Delivery.Status.SENT
-        for pk, owed in written.items()
+        owed and status == Delivery.Status.SENT for owed, status in written.values()
     ):
         # The debt is paid here, where every outcome is written (a batch sent,
         # an uncertain one settled), not when the digest is planned: a digest
@@ -203,6 +229,11 @@ def record_outcomes(
             erased_sent=F("erased_sent") + gone[Delivery.Status.SENT],
             erased_failed=F("erased_failed") + gone[Delivery.Status.FAILED],
         )
+
+
+def _text(constant: str) -> str:
+    """One of our own constants as an SQL string literal."""
+    return "'" + constant.replace("'", "''") + "'"
 
 
 def _owed_last_digest(row: str) -> str:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from ..enqueue import tasks
 from ..models import Batch, Delivery, Mailing
 from .control import RUNNING, mailing_resume
-from .ledger import close_batch
+from .ledger import Outcome, close_batch, record_outcomes
 from .sender import close_mailing_if_finished
 
 
@@ -38,12 +38,22 @@ def mailings_reap() -> dict[str, int]:
             ).update(touched_at=now):
                 continue
             # The worker died holding the batch: any of its queued rows may have
-            # been handed over without the answer being recorded.
-            Delivery.objects.filter(
+            # been handed over without the answer being recorded. Written as a
+            # lost answer is (a row the provider's event told of is sent),
+            # locked until then: a slow worker's answers wait, and replace it.
+            queued = Delivery.objects.filter(
                 batch_id=batch_id, status=Delivery.Status.QUEUED
-            ).update(
-                status=Delivery.Status.UNCERTAIN,
-                error="worker stopped while sending; not resent automatically",
+            ).select_for_update()
+            record_outcomes(
+                dict.fromkeys(
+                    queued.values_list("pk", flat=True),
+                    Outcome(
+                        Delivery.Status.UNCERTAIN,
+                        error="worker stopped while sending; not resent automatically",
+                    ),
+                ),
+                now,
+                batch_id=batch_id,
             )
             status, _queued = close_batch(
                 batch_id,
