@@ -192,18 +192,17 @@ def record_outcomes(
             RETURNING {D}.id, {owed}, {D}.status
         """
         row, status, error = D, "v.value ->> 'status'", "v.value ->> 'err'"
-    # SET reads the row as it was: the test is repeated in each column it decides.
-    taken = (
-        f"{status} = {_text(Delivery.Status.UNCERTAIN)} AND {row}.last_event"
-        f" IN ({', '.join(map(_text, Delivery.OUTCOME_EVENTS_TAKEN))})"
-    )
-    sent = _text(Delivery.Status.SENT)
-    sql = sql.format(
-        D=D,
-        owed=_owed_last_digest(row),
-        status=f"CASE WHEN {taken} THEN {sent} ELSE {status} END",
-        error=f"CASE WHEN {taken} THEN {_text(CONFIRMED_BY_EVENT)} ELSE {error} END",
-    )
+    if any(o.status == Delivery.Status.UNCERTAIN for o in outcomes.values()):
+        # Only then: a batch's answers as they came cost no test a row. SET
+        # reads the row as it was: the test is repeated in each column it decides.
+        taken = (
+            f"{status} = {_text(Delivery.Status.UNCERTAIN)} AND {row}.last_event"
+            f" IN ({', '.join(map(_text, Delivery.OUTCOME_EVENTS_TAKEN))})"
+        )
+        sent = _text(Delivery.Status.SENT)
+        status = f"CASE WHEN {taken} THEN {sent} ELSE {status} END"
+        error = f"CASE WHEN {taken} THEN {_text(CONFIRMED_BY_EVENT)} ELSE {error} END"
+    sql = sql.format(D=D, owed=_owed_last_digest(row), status=status, error=error)
     with connection.cursor() as cursor:
         cursor.execute(sql, [Delivery.Status.SENT, sent_at, rows])
         written = {pk: (owed, status) for pk, owed, status in cursor.fetchall()}
