@@ -160,6 +160,18 @@ class ClickTarget:
     target: str  # where the redirect goes (Link.target: the fixed address, if any)
     hidden: bool
     mailing_created_at: datetime
+    # When the author last fixed where the link goes (link_fix), for the flush:
+    # a click before it went where the link went before. Last, with a default,
+    # so that what an older release held reads the same.
+    fixed_at: datetime | None = None
+
+    def led_somewhere(self, click: "Click") -> bool:
+        """Whether the click was taken to a page, not answered 404 (the email's
+        address is no web address, and the link was not fixed yet). A fix
+        always goes to a web address (LinkFixForm)."""
+        if is_web_address(self.url):
+            return True
+        return self.fixed_at is not None and click.at >= self.fixed_at.timestamp()
 
 
 # A send's burst of clicks reads each link's row once in this long. Also the most
@@ -656,6 +668,13 @@ def clicks_add(clicks: list[Click], *, batch: str = "") -> int:
     from Redis) is added once only: a second call with it adds nothing."""
     earlier = _recent_clicks()
     links = _links_read({click.link_id for click in [*earlier, *clicks]})
+    # With Redis, the redirect keeps a click before it reads the link: one it
+    # then answered 404 took the reader nowhere, and is no click.
+    clicks = [
+        click
+        for click in clicks
+        if click.link_id not in links or links[click.link_id].led_somewhere(click)
+    ]
     was_machine = [click.machine for click in earlier]
     went = batches_went(clicks, links)
     remembered = clicks_judge(earlier, clicks, links, went)
@@ -703,6 +722,7 @@ def _links_read(link_ids: set[int]) -> dict[int, ClickTarget]:
             target=link.target,
             hidden=link.hidden,
             mailing_created_at=link.mailing.created_at,
+            fixed_at=link.fixed_at,
         )
         for link in Link.objects.select_related("mailing").filter(pk__in=link_ids)
     }

@@ -13,9 +13,15 @@ from django.utils import timezone
 
 from newsletter import delivery, engagement
 from newsletter.models import Delivery, Link, Mailing, MailingHour
+from posts.models import Post
 
 from . import test_webhooks as webhooks_test
-from .factories import PostFactory, PublishedPostFactory, SubscriberFactory
+from .factories import (
+    PostFactory,
+    PublishedPostFactory,
+    StaffFactory,
+    SubscriberFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -55,12 +61,15 @@ def clock(email, monkeypatch):
 
 def redirects(message) -> dict[str, str]:
     """The email's redirect paths, by the address each leads to ("hidden" for
-    the link no person sees)."""
+    the link no person sees, "nowhere" for one the redirect cannot follow)."""
     html = message.alternatives[0].content
     found = {}
     for path in re.findall(r'href="http://127\.0\.0\.1:8000(/r/[^"/]+/)"', html):
         link = engagement.link_for_token(path.split("/")[2])
-        found["hidden" if link.hidden else link.url] = path
+        if link is None:
+            found["nowhere"] = path
+        else:
+            found["hidden" if link.hidden else link.url] = path
     return found
 
 
@@ -779,3 +788,48 @@ def test_a_link_held_in_the_cache_by_an_older_release_is_read_again(
     cache.set(engagement._link_key(link.pk), (link.pk, link.mailing_id, REPORT))
     response = click(client, path)
     assert (response.status_code, response["Location"]) == (302, REPORT)
+
+
+# A report's address typed with three slashes: the email carries it, and no
+# browser can open it.
+NOWHERE = "https:///www.justiceinspectorates.gov.uk/hmiprobation/suffolk/"
+
+
+@pytest.fixture
+def email_with_a_broken_link(publish, celery_eager):
+    SubscriberFactory(email="reader@example.org")
+    publish(PostFactory(slug="suffolk", body=f"Read [the report]({NOWHERE})."))
+    [message] = mail.outbox
+    return message
+
+
+def test_a_click_on_a_link_that_leads_nowhere_is_a_404_counted_nowhere(
+    client, email_with_a_broken_link, monkeypatch
+):
+    path = redirects(email_with_a_broken_link)["nowhere"]
+    later = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+
+    assert click(client, path).status_code == 404
+
+    assert counts()[NOWHERE] == (0, 0)
+    assert not MailingHour.objects.exists()
+
+
+def test_a_click_before_the_broken_link_was_fixed_is_not_counted_the_next_is(
+    client, email_with_a_broken_link, monkeypatch
+):
+    """The click's 404 and the author's fix may fall within one flush."""
+    path = redirects(email_with_a_broken_link)["nowhere"]
+    later = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert click(client, path).status_code == 404
+
+    monkeypatch.setattr(timezone, "now", lambda: later + timedelta(seconds=20))
+    engagement.link_fix(
+        post=Post.objects.get(), url=NOWHERE, target=REPORT, user=StaffFactory()
+    )
+    monkeypatch.setattr(timezone, "now", lambda: later + timedelta(seconds=40))
+    assert click(client, path, address="192.0.2.77")["Location"] == REPORT
+
+    assert counts()[NOWHERE] == (1, 0)
