@@ -20,7 +20,7 @@ from django.db.models import (
 
 from posts.models import Organisation, Post, Region
 
-from .engagement import CLICK_RULES, OPEN_RULES
+from .engagement import CLICK_RULES, OPEN_RULES, is_web_address
 from .models import (
     Delivery,
     Engagement,
@@ -113,8 +113,14 @@ DELIVERY_RULES = (
     "Complained: marked as spam. Unsubscribed: "
     f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, and before any "
     "later email, or through the provider's own link in this email (then by "
-    "this email only). Opens count the post's "
-    "own email, not the digests, which carry several posts."
+    "this email only)."
+)
+DIGEST_CLICKS_RULES = (
+    "Opens and clicks count the post's own email. A digest, which carries "
+    "several posts, is counted apart: its clicks on its link to this post are "
+    "the clicks in digests (a digest's opens are not this post's). A link that "
+    "leads nowhere (its address is no web page) takes readers to “page not "
+    "found”: their clicks are not counted until it is fixed."
 )
 HOURS_RULES = (
     f"The post's own email over its first {CHART_HOURS} hours, in bars of "
@@ -194,7 +200,7 @@ def post_report(post: Post) -> dict:
         "people": announcement.opens_people if announcement else 0,
         "machines": announcement.opens_machines if announcement else 0,
     }
-    figures["links"] = _links(post)
+    figures["links"], figures["clicks_in_digests"] = _links(post)
     figures["clicks"] = {
         "people": sum(link["people"] for link in figures["links"]),
         "machines": sum(link["machines"] for link in figures["links"]),
@@ -212,6 +218,7 @@ def post_report(post: Post) -> dict:
             "deliveries": DELIVERY_RULES,
             "opens": OPEN_RULES,
             "clicks": CLICK_RULES,
+            "clicks_in_digests": DIGEST_CLICKS_RULES,
             "first_hours": HOURS_RULES,
             "groups": GROUPS_RULES
             if readers_agreed is None
@@ -220,12 +227,13 @@ def post_report(post: Post) -> dict:
     }
 
 
-def _links(post: Post) -> list[dict]:
-    """The announcement's every link, and each digest's link to this post."""
+def _links(post: Post) -> tuple[list[dict], dict]:
+    """The post's own email's every link, and the clicks on each digest's link
+    to this post (people and machines), counted apart: in one query."""
     links = (
         Link.objects.of_post(post)
-        .exclude(mailing__kind=Mailing.Kind.CORRECTION)
-        .values("url", "hidden")
+        .filter(mailing__kind__in=[Mailing.Kind.POST, Mailing.Kind.DIGEST])
+        .values("url", "hidden", "mailing__kind")
         .annotate(
             people=Sum("people"),
             machines=Sum("machines"),
@@ -236,22 +244,31 @@ def _links(post: Post) -> list[dict]:
         )
         .order_by("hidden", "-people", "url")
     )
-    return [
-        {
-            "url": link["url"],
-            "hidden": link["hidden"],
-            "people": link["people"],
-            "machines": link["machines"],
-            "fixed": {
-                "to": link["fixed_url"],
-                "at": link["fixed_at"],
-                "by": link["fixed_by"] or "",
+    own, in_digests = [], {"people": 0, "machines": 0}
+    for link in links:
+        if link["mailing__kind"] == Mailing.Kind.DIGEST:
+            in_digests["people"] += link["people"]
+            in_digests["machines"] += link["machines"]
+            continue
+        own.append(
+            {
+                "url": link["url"],
+                "hidden": link["hidden"],
+                "people": link["people"],
+                "machines": link["machines"],
+                "fixed": {
+                    "to": link["fixed_url"],
+                    "at": link["fixed_at"],
+                    "by": link["fixed_by"] or "",
+                }
+                if link["fixed_at"]
+                else None,
+                # Readers following it get a 404, counted nowhere: the author
+                # fixes where it goes.
+                "leads_nowhere": not is_web_address(link["fixed_url"] or link["url"]),
             }
-            if link["fixed_at"]
-            else None,
-        }
-        for link in links
-    ]
+        )
+    return own, in_digests
 
 
 def _first_hours(announcement: Mailing | None) -> dict:
@@ -421,6 +438,12 @@ REPORT_FIGURES = [
     ("unsubscribed", "Unsubscribed"),
     ("skipped", "Skipped (never sent)"),
 ]
+# The report's opens and clicks, people and machines apart, in the order shown.
+ENGAGEMENT_FIGURES = [
+    ("opens", "Opens"),
+    ("clicks", "Clicks"),
+    ("clicks_in_digests", "Clicks in digests"),
+]
 GROUP_FIGURES = ["readers", "delivered", "bounced", "unsubscribed"]
 
 
@@ -456,10 +479,8 @@ def group_counts(group: dict) -> list[int | None]:
 def post_report_rows(report: dict) -> list[list]:
     rows = [["figure", "count", "people", "machines"]]
     rows += [[label, report[key], "", ""] for key, label in REPORT_FIGURES]
-    for key in ("opens", "clicks"):
-        rows.append(
-            [key.capitalize(), "", report[key]["people"], report[key]["machines"]]
-        )
+    for key, label in ENGAGEMENT_FIGURES:
+        rows.append([label, "", report[key]["people"], report[key]["machines"]])
     rows.append([])
     rows.append(["link", "hidden", "people", "machines"])
     rows += [

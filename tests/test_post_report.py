@@ -150,12 +150,26 @@ def test_the_report_counts_each_outcome_and_people_and_machines_apart(story):
     assert report["complained"] == 1
     assert report["unsubscribed"] == 1
     assert report["opens"] == {"people": 1, "machines": 2}
-    assert report["clicks"] == {"people": 2, "machines": 3}
+    assert report["clicks"] == {"people": 1, "machines": 3}
     counts = link_counts(report)
     assert counts[REPORT] == (1, 1)
     assert counts[DATA] == (0, 1)
     assert counts["hidden"] == (0, 1)
-    assert counts[POST_URL] == (1, 0)  # through the digest
+
+
+def test_clicks_in_digests_are_counted_apart_from_the_posts_own_email(
+    story, admin_client
+):
+    """Opens count the post's own email only: its clicks beside them must too,
+    and a digest's clicks on its link to the post are said apart."""
+    report = post_report(story)
+
+    assert report["clicks"] == {"people": 1, "machines": 3}
+    assert report["clicks_in_digests"] == {"people": 1, "machines": 0}
+    assert link_counts(report).get(POST_URL, (0, 0)) == (0, 0)  # the email's own
+    page = admin_client.get(f"/admin/newsletter/postreport/{story.pk}/change/").text
+    assert "Clicks in digests" in page
+    assert "link to this post" in page
 
 
 def test_a_delay_the_provider_retries_is_not_a_bounce(story, client):
@@ -332,7 +346,8 @@ def test_the_command_prints_the_same_figures_as_json(story):
     for key in ("recipients", "delivered", "bounced", "complained", "unsubscribed"):
         assert isinstance(printed[key], int)
     assert printed["opens"] == {"people": 1, "machines": 2}
-    assert printed["clicks"] == {"people": 2, "machines": 3}
+    assert printed["clicks"] == {"people": 1, "machines": 3}
+    assert printed["clicks_in_digests"] == {"people": 1, "machines": 0}
     assert {"url", "people", "machines"} <= set(printed["links"][0])
     assert len(printed["first_hours"]["bars"]) == 24
     assert set(printed["groups"]) == {"region", "organisation"}
@@ -364,6 +379,8 @@ def test_the_report_downloads_as_csv(admin_client, story):
     rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert ["Recipients", "6", "", ""] in rows
     assert ["Opens", "", "1", "2"] in rows
+    assert ["Clicks", "", "1", "3"] in rows
+    assert ["Clicks in digests", "", "1", "0"] in rows
     assert [REPORT, "", "1", "1"] in rows
 
 
@@ -979,3 +996,18 @@ def test_the_csv_never_hands_a_spreadsheet_a_formula(admin_client):
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert ['\'=HYPERLINK("https://evil.example")', "10", "10", "0", "0"] in rows
     assert not [c for row in rows for c in row if c.startswith(("=", "+", "-", "@"))]
+
+
+def test_a_link_that_leads_nowhere_is_marked_for_the_author(publish, admin_client):
+    nowhere = "https:///www.justiceinspectorates.gov.uk/hmiprobation/suffolk/"
+    SubscriberFactory()
+    post = PostFactory(slug="suffolk", body=f"Read [the report]({nowhere}).")
+    publish(post)
+
+    report = post_report(post)
+
+    [broken] = [link for link in report["links"] if link["url"] == nowhere]
+    assert broken["leads_nowhere"]
+    assert not any(link["leads_nowhere"] for link in report["links"] if link != broken)
+    page = admin_client.get(f"/admin/newsletter/postreport/{post.pk}/change/").text
+    assert "Leads nowhere: readers who follow it get" in page

@@ -18,6 +18,7 @@ from ..engagement import is_click_redirect, is_web_address, link_fix
 from ..models import Link, PostReport
 from ..reports import (
     CHART_HOURS,
+    ENGAGEMENT_FIGURES,
     REPORT_FIGURES,
     SMALLEST_GROUP,
     post_report,
@@ -114,6 +115,9 @@ class PostReportAdmin(admin.ModelAdmin):
                 "title": f"Report: {report['title']}",
                 "report": report,
                 "figures": [(label, report[key]) for key, label in REPORT_FIGURES],
+                "engagement": [
+                    (label, report[key]) for key, label in ENGAGEMENT_FIGURES
+                ],
                 "chart": _first_hours_chart(report["first_hours"]),
                 "smallest_group": SMALLEST_GROUP,
                 "csv_url": reverse("admin:newsletter_postreport_csv", args=[object_id]),

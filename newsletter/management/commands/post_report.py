@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
 from newsletter.reports import (
+    ENGAGEMENT_FIGURES,
     REPORT_FIGURES,
     SMALLEST_GROUP,
     group_counts,
@@ -36,17 +37,18 @@ class Command(BaseCommand):
         self.stdout.write(report["title"])
         for key, label in REPORT_FIGURES:
             self.stdout.write(f"{label:<28} {report[key]:>8}")
-        for key in ("opens", "clicks"):
+        for key, label in ENGAGEMENT_FIGURES:
             counts = report[key]
             self.stdout.write(
-                f"{key.capitalize():<28} people {counts['people']}, "
-                f"machines {counts['machines']}"
+                f"{label:<28} people {counts['people']}, machines {counts['machines']}"
             )
         for link in report["links"]:
-            hidden = " (hidden link)" if link["hidden"] else ""
+            note = " (hidden link)" if link["hidden"] else ""
+            if link["leads_nowhere"]:
+                note = " (leads nowhere: readers get page not found; fix it)"
             self.stdout.write(
                 f"  {link['people']:>6} people {link['machines']:>6} machines  "
-                f"{link['url']}{hidden}"
+                f"{link['url']}{note}"
             )
         if report["readers_agreed"] is not None:
             self.stdout.write(
