@@ -114,5 +114,5 @@ def readers_history_seed(sender=None, **kwargs) -> None:
                 reader=subscriber,
             )
             Suppression.objects.filter(pk=suppression.pk).update(
-                created_at=left_at, updated_at=left_at
+                created_at=left_at, updated_at=left_at, reader_left_at=left_at
             )

@@ -156,7 +156,7 @@ def _left(reader: Subscriber, reason: str, at: datetime) -> None:
     Subscriber.objects.filter(pk=reader.pk).update(unsubscribed_at=at)
     Suppression.objects.filter(
         address_hash=Suppression.hash_address(reader.email)
-    ).update(created_at=at, updated_at=at)
+    ).update(created_at=at, updated_at=at, reader_left_at=at)
 
 
 def _engagement_create(

@@ -186,7 +186,10 @@ def _growth() -> tuple[Chart, list[tuple[str, int]]]:
 
     A reader counts once as joining, in the week of their latest confirmation (one
     who left and came back is not counted twice). Leaving is read from the
-    suppression list, which keeps every address that left, erased or not.
+    suppression list, which keeps every address that left, erased or not, and
+    marks the one a reader in the audience left by (Suppression.reader_left_at):
+    a reader erased under two addresses left once, and a request nobody
+    confirmed, whose confirmation bounced, lost nobody.
     """
     weeks = _week_starts(timezone.now())
     since = timezone.make_aware(datetime.combine(weeks[0], datetime.min.time()))
@@ -197,9 +200,9 @@ def _growth() -> tuple[Chart, list[tuple[str, int]]]:
         .annotate(Count("pk"))
     )
     departures = (
-        Suppression.objects.filter(created_at__gte=since)
+        Suppression.objects.filter(reader_left_at__gte=since)
         .annotate(
-            week=TruncWeek("created_at"),
+            week=TruncWeek("reader_left_at"),
             left=Case(
                 When(reason__in=LEFT_REASONS, then=Value("left")),
                 default=Value("lost"),

@@ -382,6 +382,11 @@ class Suppression(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # When it took a reader in the audience out of it (address_suppress): the
+    # desk counts readers leaving by this, once a person. Empty for an address
+    # nobody received at: an erased reader's earlier addresses, a request nobody
+    # confirmed, a reader out already (a late complaint after they left).
+    reader_left_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

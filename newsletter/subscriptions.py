@@ -417,10 +417,16 @@ def address_suppress(*, email: str, reason: Suppression.Reason) -> None:
             holders = holders.holding_their_address()
         # Whoever holds the address now, read under the suppression's lock,
         # which a reader moving to it takes first (email_change_confirm).
-        reader_id = holders.values_list("pk", flat=True).first()
+        holder = holders.values_list("pk", "status").first()
+        reader_id, reader_status = holder or (None, None)
         if suppression.reader_id != reader_id:
             suppression.reader_id = reader_id
             suppression.save(update_fields=["reader"])
+        if reader_status == Subscriber.Status.ACTIVE:
+            # A reader leaves (the desk's growth): not one who never confirmed,
+            # nor one out already.
+            suppression.reader_left_at = now
+            suppression.save(update_fields=["reader_left_at"])
         status = STATUS_FOR_REASON[suppression.reason]
         # A pause is kept under the suppression: a reader who had paused comes
         # back paused when the desk lifts it. (Subscribing again unpauses them.)

@@ -24,7 +24,13 @@ from newsletter.models import (
     SubscriberTopic,
     Suppression,
 )
-from newsletter.subscriptions import CONSENT_SOURCE_FORM, CONSENT_SOURCE_PREFERENCES
+from newsletter.subscriptions import (
+    CONSENT_SOURCE_FORM,
+    CONSENT_SOURCE_PREFERENCES,
+    address_suppress,
+    email_change_confirm,
+    subscriber_delete,
+)
 from posts.comments.models import Comment
 from posts.models import PostUpdate
 
@@ -67,10 +73,14 @@ def consent(subscriber, *, source=CONSENT_SOURCE_FORM, page=""):
 
 
 def suppress(email, reason, at):
+    """A reader in the audience left by their address at `at` (address_suppress
+    marks it so), whose row is gone since (erased, or a list trimmed)."""
     suppression = Suppression.objects.create(
         address_hash=Suppression.hash_address(email), reason=reason
     )
-    Suppression.objects.filter(pk=suppression.pk).update(created_at=at)
+    Suppression.objects.filter(pk=suppression.pk).update(
+        created_at=at, reader_left_at=at
+    )
 
 
 _slots = iter(range(1000))
@@ -219,6 +229,29 @@ def test_growth_weeks_add_up_and_sources_name_the_page(rf):
         "Added in the admin": 1,
     }
     assert sum(dict(desk.sources).values()) == confirmed
+
+
+def test_growth_counts_readers_who_left_not_their_addresses_nor_unconfirmed_requests(
+    rf,
+):
+    """One erasure of a reader who had moved address suppresses both addresses:
+    one reader left. A request nobody confirmed, whose confirmation bounced, was
+    never a reader: nobody was lost."""
+    moved = SubscriberFactory(email="old@example.org")
+    assert email_change_confirm(subscriber=moved, new_email="new@example.org")
+    subscriber_delete(subscriber=moved)
+    never_confirmed = SubscriberFactory(
+        email="typo@example.org", status=Status.PENDING, confirmed_at=None
+    )
+    address_suppress(email=never_confirmed.email, reason=Suppression.Reason.HARD_BOUNCE)
+    bounced = SubscriberFactory(email="gone@example.org")
+    address_suppress(email=bounced.email, reason=Suppression.Reason.HARD_BOUNCE)
+    assert Suppression.objects.count() == 4  # an address each
+
+    desk = desk_of(rf, UserFactory())
+
+    this_week = desk.growth.rows[-1][1]
+    assert this_week[1:3] == [1, 1]  # one left, one lost
 
 
 def test_a_reader_back_through_the_preference_centre_is_counted_as_such(rf):
