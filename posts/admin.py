@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.forms.models import construct_instance
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -511,6 +511,8 @@ class PostForm(forms.ModelForm):
     def clean(self) -> dict:
         cleaned = super().clean()
         self._refuse_if_saved_since_opened(cleaned.get("opened_at"))
+        if "slug" in self.changed_data and cleaned.get("slug"):
+            self._hold_slug(cleaned["slug"])
         if self.errors or not self._publishing(cleaned):
             return cleaned
         # The post as it would be saved, without touching the form's instance.
@@ -554,6 +556,19 @@ class PostForm(forms.ModelForm):
                 "undo theirs. Your text is still below to copy; open the post "
                 "again to see it as it is now.",
             )
+
+    def _hold_slug(self, slug: str) -> None:
+        # Held until the desk's save commits, and taken before the form asks
+        # whether the slug is free (validate_unique, after clean): two saves of
+        # it at once (a double click on Save of a new post) both found it free,
+        # and the second's insert met the first's row, a server error. Now the
+        # second waits, finds the first's post, and says so on the form. SQLite
+        # needs none: its transactions (IMMEDIATE) take the write lock at BEGIN.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"post slug {slug}"]
+                )
 
     def _publishing(self, cleaned: dict) -> bool:
         stored = None if self.instance._state.adding else self.instance.status

@@ -34,8 +34,10 @@ from .factories import (
     StaffFactory,
     UserFactory,
     admin_inspection_form_of,
+    admin_post_form,
     admin_post_form_of,
 )
+from .locks import as_it_commits
 
 pytestmark = pytest.mark.django_db
 
@@ -469,6 +471,29 @@ def test_publishing_a_post_whose_report_is_yet_to_come_is_refused(client):
     assert FUTURE_REPORT in response.text
     post.refresh_from_db()
     assert post.status == "draft"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="two connections at once")
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_on_save_of_a_new_post_saves_it_once_and_says_so():
+    """Both clicks' forms found the slug free, neither having committed: the
+    second's insert then met the first's row, and the author got a server error."""
+    author = UserFactory()
+    first, second = Client(), Client(raise_request_exception=False)
+    first.force_login(author)
+    second.force_login(author)
+    form = admin_post_form(title="Court work in Kent", slug="court-work-in-kent")
+
+    saved, again = as_it_commits(
+        lambda: first.post("/admin/posts/post/add/", form),
+        lambda: second.post("/admin/posts/post/add/", form),
+        must_wait=True,  # the second, for the first's
+    )
+
+    assert saved.status_code == 302
+    assert again.status_code == 200
+    assert "Post with this Slug already exists." in unescape(again.text)
+    assert list(Post.objects.values_list("slug", flat=True)) == ["court-work-in-kent"]
 
 
 def test_a_key_finding_edited_at_the_desk_is_searched_by_its_new_words(client):
