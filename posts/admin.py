@@ -1,13 +1,12 @@
-import copy
 from datetime import datetime
 from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
+from django.contrib.messages.storage import default_storage
 from django.core.exceptions import PermissionDenied
 from django.db import connection, models, transaction
-from django.forms.models import construct_instance
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -499,6 +498,9 @@ class PostForm(forms.ModelForm):
     opened_at = forms.CharField(widget=forms.HiddenInput, required=False)
     # Set by PostAdmin.get_form: the checks, with what other apps' admins add.
     post_problems = staticmethod(checks.post_problems)
+    # Set by PostAdmin.get_form: why the checks refused this form's save, undone
+    # (PostAdmin.changeform_view), shown on the form sent again.
+    refused: list[str] = []
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -513,26 +515,31 @@ class PostForm(forms.ModelForm):
         self._refuse_if_saved_since_opened(cleaned.get("opened_at"))
         if "slug" in self.changed_data and cleaned.get("slug"):
             self._hold_slug(cleaned["slug"])
-        if self.errors or not self._publishing(cleaned):
-            return cleaned
-        # The post as it would be saved, without touching the form's instance.
-        post = construct_instance(self, copy.copy(self.instance))
-        post.body_html = render_markdown(post.body)
-        problems = self.post_problems(post)
+        # Read here: the instance takes the form's status once clean is done.
+        self.publishing = self._publishing(cleaned)
+        if self.refused:
+            raise forms.ValidationError(self.refused)
+        return cleaned
+
+    def publish_refusal(self) -> list[str]:
+        """Why this save may not publish its post, or [] when it may: asked once
+        the post and its inspections are saved (PostAdmin.save_related). The
+        checks read the inspections from the database: asked as the form was
+        checked, they read them as they were before this save, and warned of an
+        inspection the author was completing, or not of one being emptied."""
+        if not self.publishing:
+            return []
+        problems = self.post_problems(self.instance)
         blocking = [p.message for p in problems if p.blocking]
         if blocking:
-            raise forms.ValidationError(
-                ["This post cannot be published until this is fixed:", *blocking]
-            )
-        if problems and not cleaned.get("publish_despite_warnings"):
-            raise forms.ValidationError(
-                [
-                    "Check these warnings, then tick “Publish despite warnings” "
-                    "to publish anyway:",
-                    *(p.message for p in problems),
-                ]
-            )
-        return cleaned
+            return ["This post cannot be published until this is fixed:", *blocking]
+        if problems and not self.cleaned_data.get("publish_despite_warnings"):
+            return [
+                "Check these warnings, then tick “Publish despite warnings” "
+                "to publish anyway:",
+                *(p.message for p in problems),
+            ]
+        return []
 
     def _refuse_if_saved_since_opened(self, opened: str | None) -> None:
         # Locked from here, the first check, until the desk's save commits (the
@@ -576,6 +583,15 @@ class PostForm(forms.ModelForm):
             cleaned.get("status") == Post.Status.PUBLISHED
             and stored != Post.Status.PUBLISHED
         )
+
+
+class PublishRefused(Exception):
+    """The checks before publishing, run on the post as saved with its inspections,
+    refuse to publish it: raised to undo the save (PostAdmin.changeform_view)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(reasons)
+        self.reasons = reasons
 
 
 # Not a status of its own: a post published for a time still to come.
@@ -670,9 +686,6 @@ class PostAdmin(admin.ModelAdmin):
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        # The inspections were saved after the post: index their facts too.
-        index_post(form.instance)
-        self.links_check_enqueue(form, formsets)
         uploaded = (
             [form.instance.featured_image]
             if "featured_image" in form.changed_data
@@ -685,16 +698,37 @@ class PostAdmin(admin.ModelAdmin):
                     for image_form in formset.forms
                     if "image" in image_form.changed_data and image_form.instance.pk
                 ]
+        uploaded = [image for image in uploaded if image]
+        if refusal := form.publish_refusal():
+            # Stored as the rows were saved, they go with them.
+            for image in uploaded:
+                image.storage.delete(image.name)
+            raise PublishRefused(refusal)
+        # The inspections were saved after the post: index their facts too.
+        index_post(form.instance)
+        self.links_check_enqueue(form, formsets)
         # A worker resizes them; the pages show the originals until it has. The
         # broker down, the post is saved all the same, the failure logged, and
         # beat rings them again once it is back (tasks.ring_lost_doorbells).
         for image in uploaded:
-            if image:
-                services.image_resize_rung(name=image.name)
-                transaction.on_commit(
-                    lambda name=image.name: tasks.make_renditions.delay(name),
-                    robust=True,
-                )
+            services.image_resize_rung(name=image.name)
+            transaction.on_commit(
+                lambda name=image.name: tasks.make_renditions.delay(name),
+                robust=True,
+            )
+
+    def changeform_view(
+        self, request: HttpRequest, object_id=None, form_url="", extra_context=None
+    ):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except PublishRefused as refused:
+            # Raised inside the save's transaction, which is rolled back: nothing
+            # of it is kept, nor the messages it queued (an email said to be
+            # going). The form is sent again with why, as the author typed it.
+            request._messages = default_storage(request)
+            request.publish_refused = refused.reasons
+            return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Publish selected posts", permissions=["publish"])
     def publish(self, request: HttpRequest, queryset) -> None:
@@ -901,6 +935,7 @@ class PostAdmin(admin.ModelAdmin):
         kwargs["widgets"] = {"body": editor, **kwargs.get("widgets", {})}
         form = super().get_form(request, obj, **kwargs)
         form.post_problems = self.post_problems
+        form.refused = getattr(request, "publish_refused", [])
         return form
 
     def post_problems(self, post: Post) -> list[checks.Problem]:

@@ -443,18 +443,112 @@ def test_a_report_dated_after_its_post_goes_live_is_refused(
     assert inspection.published_on == (None if refused else report_on)
 
 
+def its_row(inspection: Inspection, **fields) -> dict:
+    """The post's form's inspections, one row: this inspection as stored, with
+    `fields` changed."""
+    row = {
+        **admin_inspection_form_of(inspection),
+        "id": inspection.pk,
+        "organisations": [o.pk for o in inspection.organisations.all()],
+        "report_url": inspection.report_url,
+        "published_on": inspection.published_on or "",
+        **fields,
+    }
+    del row["ratings-TOTAL_FORMS"], row["ratings-INITIAL_FORMS"]
+    return {
+        **{f"inspections-0-{name}": value for name, value in row.items()},
+        "inspections-TOTAL_FORMS": "1",
+        "inspections-INITIAL_FORMS": "1",
+    }
+
+
+NO_REPORT_LINK = "lacks the link to the report"
+
+
+def test_an_inspection_completed_as_the_post_is_published_is_not_warned_of(client):
+    """The author adds the missing report link and publishes in one save: the
+    checks read the inspection as it was stored, and asked them to publish
+    despite a warning already fixed."""
+    post = PostFactory()
+    inspection = InspectionFactory(post=post, organisations=[OrganisationFactory()])
+    client.force_login(StaffFactory(role="Editor"))
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post,
+            status="published",
+            **its_row(inspection, report_url="https://example.org/kent.pdf"),
+        ),
+    )
+
+    assert response.status_code == 302, NO_REPORT_LINK in response.text
+    post.refresh_from_db()
+    assert post.status == "published"
+    inspection.refresh_from_db()
+    assert inspection.report_url == "https://example.org/kent.pdf"
+
+
+def test_an_inspection_emptied_as_the_post_is_published_is_warned_of(client):
+    """The author deletes the report link and publishes in one save: the checks
+    read the link as it was stored, and published with no warning."""
+    post = PostFactory()
+    inspection = InspectionFactory(
+        post=post,
+        organisations=[OrganisationFactory()],
+        report_url="https://example.org/kent.pdf",
+    )
+    client.force_login(StaffFactory(role="Editor"))
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post, status="published", **its_row(inspection, report_url="")
+        ),
+    )
+
+    assert response.status_code == 200
+    assert NO_REPORT_LINK in response.text
+    post.refresh_from_db()
+    assert post.status == "draft"
+    inspection.refresh_from_db()
+    assert inspection.report_url == "https://example.org/kent.pdf"
+
+
+def test_a_new_post_published_with_an_incomplete_inspection_is_warned_of(client):
+    """Its inspection is saved with it: a post not yet saved had no inspections
+    for the checks to read, and went live with no warning."""
+    client.force_login(StaffFactory(role="Editor"))
+    inspection = {
+        "title": "Probation services in Kent",
+        "inspectorate": "HM Inspectorate of Probation",
+        "type": "local",
+        "area": AreaFactory().pk,
+        "organisations": [OrganisationFactory().pk],
+        "overall": "good",
+    }
+
+    response = client.post(
+        "/admin/posts/post/add/",
+        admin_post_form(
+            status="published",
+            **{f"inspections-0-{name}": value for name, value in inspection.items()},
+            **{"inspections-TOTAL_FORMS": "1", "inspections-INITIAL_FORMS": "0"},
+        ),
+    )
+
+    assert response.status_code == 200
+    assert NO_REPORT_LINK in response.text
+    assert not Post.objects.exists()
+    assert not Inspection.objects.exists()
+
+
 def test_publishing_a_post_whose_report_is_yet_to_come_is_refused(client):
     # Written under the report's embargo, and published before the report is out.
     post = PostFactory(title="Kent: under embargo")
     report_on = timezone.localdate() + timedelta(days=2)
     inspection = InspectionFactory(post=post, published_on=report_on)
     client.force_login(StaffFactory(role="Editor"))
-    its_inline = {
-        **admin_inspection_form_of(inspection),
-        "published_on": report_on.isoformat(),
-        "id": inspection.pk,
-    }
-    del its_inline["ratings-TOTAL_FORMS"], its_inline["ratings-INITIAL_FORMS"]
 
     response = client.post(
         f"/admin/posts/post/{post.pk}/change/",
@@ -462,8 +556,7 @@ def test_publishing_a_post_whose_report_is_yet_to_come_is_refused(client):
             post,
             status="published",
             publish_despite_warnings="on",
-            **{f"inspections-0-{name}": value for name, value in its_inline.items()},
-            **{"inspections-TOTAL_FORMS": "1", "inspections-INITIAL_FORMS": "1"},
+            **its_row(inspection, published_on=report_on.isoformat()),
         ),
     )
 
