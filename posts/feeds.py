@@ -11,9 +11,12 @@ from django.conf import settings
 from django.contrib.syndication.views import Feed
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils.cache import patch_cache_control
+from django.utils.cache import (
+    get_conditional_response,
+    patch_cache_control,
+    set_response_etag,
+)
 from django.utils.feedgenerator import Atom1Feed
-from django.views.decorators.http import conditional_page
 
 from .markdown import whole_links
 from .models import Category, Post
@@ -37,24 +40,25 @@ class LatestPostsFeed(Feed):
     author_name = "On Probation"
 
     def __call__(self, request, *args, **kwargs):
-        # Readers poll: a feed unchanged since the last poll is a 304 (its ETag,
-        # a hash of the very bytes), and every poll asks (no-cache).
-        response = conditional_page(self._without_last_modified)(
-            request, *args, **kwargs
-        )
-        patch_cache_control(response, no_cache=True)
-        return response
-
-    def _without_last_modified(self, request, *args, **kwargs):
+        response = super().__call__(request, *args, **kwargs)
         # Django's Last-Modified is the newest entry's date: a post taken down or
         # deleted moves it back, and a reader sending only If-Modified-Since was
         # told 304 and showed the post for ever. A date that only moves forward
         # would have to see deletions, corrections and renamed categories too;
         # without one, such a reader gets the whole feed, which the server renders
         # for its ETag on every poll anyway.
-        response = super().__call__(request, *args, **kwargs)
         response.headers.pop("Last-Modified", None)
-        return response
+        # Readers poll: a feed unchanged since the last poll is a 304 (its ETag,
+        # a hash of the very bytes), and every poll asks (no-cache).
+        patch_cache_control(response, no_cache=True)
+        # Not Django's conditional_page, which leaves HEAD alone (a HEAD response
+        # usually has no body to hash): the feed is rendered whole for a HEAD too,
+        # the server dropping the body, so a reader's HEAD gets the ETag and the
+        # 304 its GET would.
+        set_response_etag(response)
+        return get_conditional_response(
+            request, etag=response.get("ETag"), response=response
+        )
 
     def link(self) -> str:
         return absolute(reverse("posts:home"))

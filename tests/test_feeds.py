@@ -157,6 +157,29 @@ def test_a_feed_reader_asking_again_gets_304_until_the_feed_changes(client, url)
 
 
 @pytest.mark.parametrize("url", ["/feed/", "/feed/atom/", "/category/courts/feed/"])
+def test_a_feed_readers_head_request_gets_the_headers_of_its_get(client, url):
+    # HEAD was answered without the ETag a GET gets: a feed reader asking "has it
+    # changed?" with a HEAD could neither learn the ETag nor be told 304.
+    courts = CategoryFactory(slug="courts")
+    PublishedPostFactory().categories.add(courts)
+    got = client.get(url)
+
+    head = client.head(url)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head["ETag"] == got["ETag"]
+    assert head["Cache-Control"] == got["Cache-Control"]
+    assert head.has_header("Last-Modified") == got.has_header("Last-Modified")
+
+    unchanged = client.head(url, headers={"If-None-Match": got["ETag"]})
+    assert unchanged.status_code == 304
+    PublishedPostFactory(title="Courts in Kent").categories.add(courts)
+    changed = client.head(url, headers={"If-None-Match": got["ETag"]})
+    assert changed.status_code == 200
+    assert changed["ETag"] != got["ETag"]
+
+
+@pytest.mark.parametrize("url", ["/feed/", "/feed/atom/", "/category/courts/feed/"])
 def test_a_reader_sending_only_if_modified_since_sees_a_post_taken_down(client, url):
     # Last-Modified was the newest entry's date: taking the newest post down moved
     # it back to the one before, and a reader asking "modified since my last
