@@ -562,6 +562,28 @@ def test_the_new_address_over_its_limit_is_refused_on_the_links_page_and_the_lin
     assert [m.to for m in mail.outbox] == [["new@example.org"]]
 
 
+@pytest.mark.parametrize("refused_by", ["its limit", "the queue down"])
+def test_a_refused_change_link_page_says_what_it_is_before_why_refused(
+    client, reader, on_commit, settings, request, refused_by
+):
+    """The refusal's h2 came above the page's h1: a screen reader's list of
+    headings began with a subheading of nothing."""
+    link = one_time_link(
+        client, on_commit, reader, "email/", {"new_email": "new@example.org"}
+    )
+    if refused_by == "its limit":
+        settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = 0
+    else:
+        request.getfixturevalue("redis_down")
+
+    page = client.post(link).text
+
+    assert page.count("<h1>") == 1
+    assert page.index("<h1>Change my address</h1>") < page.index(
+        '<h2 id="refused-title">'
+    )
+
+
 def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
     ask_to_move(client, on_commit, reader, "new@example.org")
     confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
