@@ -115,12 +115,17 @@ def _centre(
     subscription stands); engagement_ticked: the box as the reader sent it."""
     if engagement_ticked is None:
         engagement_ticked = subscriber.engagement_agreed_at is not None
+    # One form is sent at a time, and the page's one error summary lists its
+    # errors: the address, or the topics with their digest time.
+    sent = (form, None) if topics_form is None else (topics_form, digest_time_form)
     return FormPage(
         "newsletter/preferences.html",
         {
             "subscriber": subscriber,
             "blocked": _why_blocked(subscriber),
             "form": form,
+            "sent_form": sent[0],
+            "sent_and_form": sent[1],
             "topics_form": topics_form or _current_topics(subscriber),
             "digest_time_form": digest_time_form or _current_digest_time(subscriber),
             "token": request.resolver_match.kwargs["token"],

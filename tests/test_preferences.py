@@ -511,11 +511,13 @@ def test_a_refused_preference_says_so_first_and_links_to_its_field(client, reade
     assert "<title>Error: Your newsletter preferences — On Probation</title>" in page
     assert 'class="error-summary" role="alert"' in page
     assert '<a href="#id_new_email">New email address: Enter a valid' in page
+    assert page.count('id="error-summary-title"') == 1
 
     sent = {"topics": "area:atlantis", "digest_hour": "99"}
     page = client.post(url(reader, "topics/"), sent).text
     assert "<title>Error: Your newsletter preferences" in page
     assert page.count("autofocus") == 1  # both forms' errors, in one summary
+    assert page.count('id="error-summary-title"') == 1
     assert '<a href="#id_digest_hour">Hour: Select a valid choice.' in page
     # The checkboxes are the picker's own: their group is where the link goes,
     # and what says the error.
