@@ -27,6 +27,7 @@ from .models import Subscriber, SubscriberTopic, Suppression
 from .subscriptions import OneTimeRequest
 from .tokens import (
     InvalidToken,
+    LinkUsed,
     Purpose,
     read_change_made,
     read_token,
@@ -469,6 +470,8 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber, detail = read_token_detail(token, Purpose.ONE_TIME)
         one_time_request, new_email = subscriptions.read_one_time_detail(detail)
+    except LinkUsed as used:
+        return _one_time_link_used(request, erased=used.subscriber is None)
     except InvalidToken as error:
         if not error.expired:
             return _token_error(request, error)
@@ -513,8 +516,8 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
     # The new address's confirmation is all it does.
     if one_time_request == OneTimeRequest.CHANGE_EMAIL and not queue_reachable():
         return _queue_unreachable(request, page)
-    if not subscriptions.one_time_link_use(subscriber=subscriber):
-        return _token_error(request, InvalidToken())
+    if not subscriptions.one_time_link_use(subscriber=subscriber):  # a double click
+        return _one_time_link_used(request, erased=False)
     if one_time_request == OneTimeRequest.EXPORT:
         try:
             return _export(subscriber)
@@ -544,6 +547,29 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         f"If {new_email} can receive the newsletter, a link to confirm it is on its "
         "way there (at most one change a day). Until you click it, emails keep "
         f"going to {subscriber.email}.",
+    )
+
+
+def _one_time_link_used(request: HttpRequest, *, erased: bool) -> HttpResponse:
+    """A one-time link clicked again: it was good, and the reader is told what
+    became of it rather than that it is not valid."""
+    if erased:
+        return _done(
+            request,
+            None,
+            "Your data is deleted",
+            "We no longer hold your address or anything with it, so this link has "
+            "nothing left to do. You can subscribe again at any time.",
+            status=410,
+        )
+    return _done(
+        request,
+        None,
+        "This link has been used",
+        "Links like this work once, and this one, or a newer one we sent you, has "
+        "been used. To do it again, ask for a new link from the preferences link "
+        "in any newsletter email.",
+        status=410,
     )
 
 

@@ -43,6 +43,16 @@ class InvalidToken(Exception):
         self.expired = expired
 
 
+class LinkUsed(InvalidToken):
+    """A one-time link of ours, within its hour, whose reader has used it or a
+    newer one since (using one retires them all); `subscriber` None once the
+    reader's data is deleted."""
+
+    def __init__(self, *, subscriber: Subscriber | None) -> None:
+        super().__init__()
+        self.subscriber = subscriber
+
+
 # Unsubscribe and preference links must keep working in old emails; links that
 # confirm something expire.
 MAX_AGE = {
@@ -156,8 +166,16 @@ def _read(token: str, purpose: Purpose) -> tuple[Subscriber, str]:
             and _issued_for_a_previous_address(subscriber, purpose, detail, fingerprint)
         )
     ):
+        if purpose == Purpose.ONE_TIME and detail and _one_time_link_spent(subscriber):
+            raise LinkUsed(subscriber=subscriber)
         raise InvalidToken
     return subscriber, detail
+
+
+def _one_time_link_spent(subscriber: Subscriber | None) -> bool:
+    """Whether the reader's latest one-time link is spent: only using one clears
+    its time (a newer request sets it again), and an erasure takes the reader."""
+    return subscriber is None or subscriber.one_time_link_sent_at is None
 
 
 def _loads(token: str, purpose: Purpose) -> tuple[Subscriber | None, str, str]:

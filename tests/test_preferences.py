@@ -1299,11 +1299,62 @@ def test_a_tampered_expired_or_used_engagement_link_gets_a_clear_answer(
     agreed_at = reader.engagement_agreed_at
     assert agreed_at is not None
     response = client.post(link)
-    assert response.status_code == 404
-    assert "not valid" in response.content.decode()
+    assert response.status_code == 410
+    assert "This link has been used" in response.text
     reader.refresh_from_db()
     assert reader.engagement_agreed_at == agreed_at
     assert Consent.objects.filter(subscriber=reader, engagement=True).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("suffix", "sent"),
+    [
+        ("export/", {}),
+        ("", {"action": "engagement", "engagement": "1"}),
+        ("email/", {"new_email": "new@example.org"}),
+    ],
+)
+def test_a_one_time_link_clicked_again_says_it_was_used_and_how_to_ask_again(
+    client, reader, on_commit, per_reader, suffix, sent
+):
+    """It said "This link is not valid … copied incompletely … subscribe again"
+    to a subscribed reader who had just used it."""
+    link = one_time_link(client, on_commit, reader, suffix, sent)
+    assert on_commit(client.post, link).status_code == 200
+    mail.outbox.clear()
+
+    for again in (client.get(link), client.post(link)):
+        assert again.status_code == 410
+        assert "This link has been used" in again.text
+        assert "ask for a new link from the preferences link" in again.text
+        assert "not valid" not in again.text
+        assert "subscribe again" not in again.text
+    assert not mail.outbox
+
+
+def test_the_delete_link_clicked_again_says_the_data_is_deleted(
+    client, reader, on_commit
+):
+    link = one_time_link(client, on_commit, reader, "delete/")
+    assert client.post(link).status_code == 200
+
+    for again in (client.get(link), client.post(link)):
+        assert again.status_code == 410
+        assert "Your data is deleted" in again.text
+        assert "not valid" not in again.text
+    assert not Subscriber.objects.exists()
+
+
+def test_an_older_one_time_link_is_still_not_valid_while_a_newer_one_waits(
+    client, reader, on_commit
+):
+    older = one_time_link(client, on_commit, reader, "export/")
+    one_time_link(client, on_commit, reader, "export/")
+
+    response = client.get(older)
+
+    assert response.status_code == 404
+    assert "This link is not valid" in response.text
 
 
 @pytest.mark.usefixtures("per_reader")
