@@ -237,6 +237,9 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     consent = subscriber.consents.filter(pk=consent_id).first() if consent_id else None
     if consent is None:  # purged since, or no id at all: the link names nothing
         return _token_error(request, InvalidToken())
+    if consent.confirmed_at is not None:
+        # Opened again once used: where the reader stands, not the button again.
+        return _confirmed(request, subscriber)
     # Link scanners in corporate mail systems follow every link they see, so a
     # GET (or HEAD) only shows the request and a button; the reader's own POST
     # confirms.
@@ -257,24 +260,28 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         )
         if resumed:
             return _resumed(request, subscriber)
-        # The link may be one confirmed long ago, or the address suppressed since:
-        # the page says where the reader stands now, not what the link asked for.
-        return render(
-            request,
-            "newsletter/confirmed.html",
-            {
-                "subscriber": subscriber,
-                "receiving": Subscriber.objects.confirmed()
-                .filter(pk=subscriber.pk)
-                .exists(),
-                "preferences_url": preferences_url(subscriber),
-            },
-        )
+        return _confirmed(request, subscriber)
     return render(
         request,
         "newsletter/confirm.html",
         {"subscriber": subscriber, "consent": consent, "form": form},
         status=400 if form.is_bound else 200,
+    )
+
+
+def _confirmed(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
+    """The link may be one confirmed long ago, or the address suppressed since:
+    the page says where the reader stands now, not what the link asked for."""
+    return render(
+        request,
+        "newsletter/confirmed.html",
+        {
+            "subscriber": subscriber,
+            "receiving": Subscriber.objects.confirmed()
+            .filter(pk=subscriber.pk)
+            .exists(),
+            "preferences_url": preferences_url(subscriber),
+        },
     )
 
 

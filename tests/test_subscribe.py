@@ -319,6 +319,22 @@ def test_confirming_activates_and_records_when(
     assert Consent.objects.get().confirmed_at == subscriber.confirmed_at
 
 
+def test_a_confirmation_link_opened_again_says_the_reader_is_subscribed(
+    client, django_capture_on_commit_callbacks
+):
+    """It showed the button again and "Press the button to start receiving" to a
+    reader who already received."""
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    link = confirm_link(mail.outbox[0])
+    client.post(link)
+
+    for again in (client.get(link), client.post(link)):
+        assert again.status_code == 200
+        assert "You are subscribed" in again.text
+        assert "Press the button" not in again.text
+    assert Consent.objects.get().confirmed_at is not None
+
+
 def test_the_consent_records_where_it_was_asked_and_where_it_was_confirmed(
     client, django_capture_on_commit_callbacks
 ):
