@@ -186,18 +186,20 @@ def ranked_post_ids(terms: SearchQueryText) -> list[int]:
                 params,
             )
             return [row[0] for row in cursor.fetchall()]
+    # Only published posts before the cap: drafts (indexed too) capped first
+    # took the places of posts a reader may see, and the count said fewer.
+    published, published_params = (
+        Post.objects.published().values("id").query.sql_with_params()
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT rowid FROM posts_search WHERE posts_search MATCH %s "
+            "SELECT rowid FROM posts_search WHERE posts_search MATCH %s "  # noqa: S608 (Django's SQL)
+            f"AND rowid IN ({published}) "
             "ORDER BY bm25(posts_search, 10.0, 4.0, 4.0, 1.0), rowid DESC "
             "LIMIT %s",
-            [terms.fts5(), MAX_RESULTS],
+            [terms.fts5(), *published_params, MAX_RESULTS],
         )
-        ids = [row[0] for row in cursor.fetchall()]
-    visible = set(
-        Post.objects.published().filter(id__in=ids).values_list("id", flat=True)
-    )
-    return [post_id for post_id in ids if post_id in visible]
+        return [row[0] for row in cursor.fetchall()]
 
 
 def search_results(terms: SearchQueryText, post_ids: list[int]) -> list[SearchResult]:

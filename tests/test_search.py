@@ -388,6 +388,27 @@ def test_paging_through_all_results_shows_each_post_exactly_once(client):
     assert len(seen) == len(set(seen)) == 23
 
 
+def test_drafts_do_not_take_the_places_of_published_posts_under_the_cap(
+    client, monkeypatch
+):
+    """On SQLite the newest matches were capped first and drafts left out after:
+    drafts matching the words took the cap's places, and the count said fewer
+    posts, or none, than were there."""
+    monkeypatch.setattr("posts.search.MAX_RESULTS", 3)
+    for n in range(2):
+        PublishedPostFactory(title=f"Luton inspection {n}")
+    for n in range(3):
+        PostFactory(title=f"Luton draft {n}")
+
+    html = results(client, "Luton")
+
+    assert "2 results for “luton”" in html
+    assert sorted(result_titles(client, "Luton")) == [
+        "Luton inspection 0",
+        "Luton inspection 1",
+    ]
+
+
 def test_a_results_page_makes_as_many_queries_with_ten_results_as_with_one(
     client, django_assert_num_queries
 ):
