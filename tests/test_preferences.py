@@ -771,7 +771,7 @@ def test_deleting_my_data_forgets_the_person_but_keeps_them_suppressed(
     assert list(Event.objects.values_list("recipient", flat=True)) == [other.email]
     suppression = Suppression.objects.for_email("reader@example.org").get()
     assert suppression.reason == "deleted"
-    assert client.get(link).status_code == 404
+    assert client.get(link).status_code == 410  # used: says the data is deleted
 
     on_commit(post_publish, post=PostFactory())
     assert [m.to for m in mail.outbox] == [["other@example.org"]]
