@@ -417,7 +417,10 @@ def test_a_one_time_link_works_once_and_a_newer_one_retires_it(
 
     export = one_time_link("export/")
     assert json.loads(client.post(export).content)["subscriber"]["name"] == "Sam Member"
-    assert client.post(export).status_code == 404
+    again = client.post(export)
+    assert again.status_code == 410  # told it was used, and nothing in it
+    assert "This link has been used" in again.text
+    assert "Sam Member" not in again.text
 
     export = one_time_link("export/")
     delete = one_time_link("delete/")
@@ -426,7 +429,7 @@ def test_a_one_time_link_works_once_and_a_newer_one_retires_it(
     assert Subscriber.objects.filter(pk=member.pk).exists()
     assert client.post(delete).status_code == 200
     assert not Subscriber.objects.filter(pk=member.pk).exists()
-    assert client.post(delete).status_code == 404
+    assert client.post(delete).status_code == 410
 
 
 @pytest.mark.usefixtures("celery_eager")
