@@ -240,6 +240,42 @@ def test_known_and_unknown_addresses_get_the_same_answer(post):
     assert answer(known) == (302, f"/posts/{post.slug}/#comments", [HELD_MESSAGE])
 
 
+def test_sending_a_published_comments_words_again_does_not_tell_whose_address_it_is(
+    post,
+):
+    """A reload finds its comment, published or not: a stranger who copied a
+    published comment's text and tried addresses read "your comment is published"
+    for the writer's, and so learnt the address the page never shows."""
+    CommentFactory(
+        post=post,
+        email="alex@example.org",
+        body=FORM["body"],
+        status=Comment.Status.APPROVED,
+    )
+
+    right = comment_on(Client(), post, email="Alex@Example.org")
+    wrong = comment_on(Client(), post, email="nobody@example.org")
+
+    assert answer(right) == answer(wrong)
+    assert answer(right) == (302, f"/posts/{post.slug}/#comments", [HELD_MESSAGE])
+
+
+def test_the_browser_that_proved_the_address_is_told_its_resent_comment_is_published(
+    client, post, confirm
+):
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post, body="My first words here.")
+    client.post(links[0])
+
+    comment_on(client, post)
+    again = comment_on(client, post)
+
+    comment = Comment.objects.get(post=post, body=FORM["body"])
+    assert comment.status == Comment.Status.APPROVED
+    assert again["Location"] == f"/posts/{post.slug}/#comment-{comment.pk}"
+    assert answer(again)[2][-1] == "Thank you: your comment is published."
+
+
 def test_a_known_commenter_confirms_by_email_and_the_comment_is_published(
     client, post, confirm
 ):

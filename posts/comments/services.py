@@ -169,7 +169,8 @@ def comment_post(
     browser proved it: strangers using an address must not lock its owner out.
 
     A reply to a reply joins the thread of the top-level comment, so threads are
-    one level deep.
+    one level deep. The same text sent again (RESENT_WITHIN) returns the comment
+    first sent, whoever sent it: say "published" only where address_proved.
     """
     if not comments_are_open(post=post):
         raise CommentsClosed
@@ -185,7 +186,7 @@ def comment_post(
             raise ReplyNotPossible
         parent = parent.parent or parent
     email = normalise_email(email)
-    proved = bool(verified_email) and normalise_email(verified_email) == email
+    proved = address_proved(email=email, verified_email=verified_email)
     with transaction.atomic():
         # One comment at a time per post, so that the form sent twice at once (a
         # double click) finds its first copy: each looked before the other had
@@ -226,6 +227,16 @@ def comment_post(
     else:
         comment_held.send(sender=Comment, comment=comment)
     return comment
+
+
+def address_proved(*, email: str, verified_email: str) -> bool:
+    """Whether this browser proved `email` is its commenter's (`verified_email`,
+    the address it proved). Only such a browser is told its comment is published:
+    the same text sent again under another's address finds that person's comment,
+    and "published" would tell a stranger whose address it is."""
+    if not verified_email:
+        return False
+    return normalise_email(verified_email) == normalise_email(email)
 
 
 def _skips_moderation(*, email: str) -> bool:

@@ -130,6 +130,7 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
         messages.info(request, HELD_MESSAGE)
         return held
     data = form.cleaned_data
+    verified_email = _verified_email(request)
     try:
         comment = services.comment_post(
             post=post,
@@ -140,7 +141,7 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
             body=data["body"],
             ip_address=client_address(request) or None,
             user_agent=_user_agent(request),
-            verified_email=_verified_email(request),
+            verified_email=verified_email,
         )
     except services.CommentsClosed:
         return _form_page(request, post, form, status=403)
@@ -160,7 +161,10 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
             "You can post yours as a comment on the post."
         )
         return _form_page(request, post, CommentForm(data), status=400, problem=problem)
-    if comment.status == Comment.Status.APPROVED:
+    # The comment found may be one sent before, by whoever owns the address.
+    if comment.status == Comment.Status.APPROVED and services.address_proved(
+        email=comment.email, verified_email=verified_email
+    ):
         messages.success(request, "Thank you: your comment is published.")
         return redirect(comment.get_absolute_url())
     messages.info(request, HELD_MESSAGE)
