@@ -157,7 +157,7 @@ def test_an_approved_comment_appears_under_the_post(client, rf, post):
     assert "1 comment<" in html
     assert (
         '<a href="https://probation.example.org/blog" rel="nofollow ugc" '
-        'itemprop="url"><span itemprop="name">Alex Officer</span></a>'
+        'itemprop="url"><bdi itemprop="name">Alex Officer</bdi></a>'
     ) in html
 
 
@@ -745,6 +745,25 @@ def test_hostile_html_is_shown_escaped(rf, post):
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
 
 
+@pytest.mark.parametrize("website", ["", "https://example.org/"])
+def test_a_name_written_right_to_left_keeps_the_date_after_it_in_order(
+    rf, post, website
+):
+    """Not isolated, an Arabic or Hebrew name pulled the date's leading day into
+    its own direction: "محمد · 7 December 2026" showed as "7 · محمد December
+    2026"."""
+    comment = CommentFactory(
+        post=post, status=Comment.Status.APPROVED, name="محمد", website=website
+    )
+
+    html = comments_section(rf, post)
+
+    assert '<bdi itemprop="name">محمد</bdi>' in html
+    assert f"Reply to <bdi>{comment.name}</bdi>" in html
+    reply_page = Client().get(f"/posts/{post.slug}/comments/{comment.pk}/reply/")
+    assert "<h1>Reply to <bdi>محمد</bdi></h1>" in reply_page.text
+
+
 @pytest.mark.parametrize(
     "website",
     [
@@ -959,7 +978,7 @@ def test_a_reply_sent_back_with_a_problem_is_still_headed_as_a_reply(client, pos
 
     assert response.status_code == 400
     html = response.content.decode()
-    assert f"<h1>Reply to {top.name}</h1>" in html
+    assert f"<h1>Reply to <bdi>{top.name}</bdi></h1>" in html
     assert "Quoted." in html
     assert f'name="parent" value="{top.pk}"' in html
 
