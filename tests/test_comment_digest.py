@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from anymail.exceptions import AnymailAPIError
 from django.core import mail
@@ -94,6 +96,20 @@ def test_the_digest_shows_a_hostile_comment_as_text():
     assert "<script>" not in html
     assert "<b>Bold" not in html
     assert "&lt;script&gt;" in html
+
+
+def test_a_comment_of_one_very_long_word_is_wrapped_to_a_phones_width():
+    """Spam is often one long address, a name can be 100 letters without a
+    space: unbroken, a mail app zooms the whole digest out to that line's width
+    (the layout breaks long words only in a post's tables and code)."""
+    UserFactory(email="editor@example.org")
+    CommentFactory(name="N" * 100, body="See https://spam.example/" + "x" * 400)
+
+    send_comment_digest.delay()
+
+    html = mail.outbox[0].alternatives[0][0]
+    comment_block = re.search(r'<div style="([^"]*)">\s*<p[^>]*>On “', html)
+    assert "word-break:break-word" in comment_block.group(1).replace(" ", "")
 
 
 def test_without_staff_addresses_nothing_is_sent_and_comments_wait():
