@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -68,6 +68,9 @@ MAX_ROWS = 50_000
 # Rows per IN (...) query when looking up existing subscribers and suppressions.
 LOOKUP_CHUNK = 1000
 CONSENT_VERSION = "import"
+# Tries at writing one import: each undone by an address another request added
+# meanwhile finds that reader existing on the next.
+WRITE_ATTEMPTS = 3
 # What a spreadsheet reads as the start of a formula. The desk's CSV export
 # (admin/spreadsheets.py) quotes such a cell with an apostrophe, which an import
 # of that file takes off again: else "-reader@example.org" would come back as
@@ -470,6 +473,18 @@ def _consents_recorded(subscribers: list[Subscriber]) -> set[tuple[int, str, dat
 
 def import_rows(*, report: ImportReport) -> ImportReport:
     """Write the report's valid rows, all in one transaction."""
+    for _ in range(WRITE_ATTEMPTS - 1):
+        try:
+            return _rows_write(report)
+        except IntegrityError:
+            # Another request added one of the file's new addresses and committed
+            # while this one waited to add it (the same file clicked twice, a
+            # reader subscribing): written again, they are found as existing.
+            continue
+    return _rows_write(report)
+
+
+def _rows_write(report: ImportReport) -> ImportReport:
     with transaction.atomic():
         # Again, as the list may have changed since the file was read.
         _skip_those_who_left(report)
@@ -483,6 +498,7 @@ def import_rows(*, report: ImportReport) -> ImportReport:
             )
         recorded = _consents_recorded(list(existing.values()))
         new, consents, skipped = [], [], []
+        updated = unchanged = 0
         for row in report.rows:
             subscriber = existing.get(row.email)
             if (
@@ -492,7 +508,7 @@ def import_rows(*, report: ImportReport) -> ImportReport:
             ):
                 # Imported before: a second consent record of the same consent
                 # would be a second subscription in the reader's history.
-                report.unchanged += 1
+                unchanged += 1
                 continue
             if subscriber is None:
                 subscriber = Subscriber(
@@ -515,13 +531,12 @@ def import_rows(*, report: ImportReport) -> ImportReport:
                         subscriber.confirmed_at or row.confirmed_at or row.consented_at
                     ),
                 )
-                report.updated += 1
+                updated += 1
             else:
                 skipped.append((row.line, f"the subscriber is {subscriber.status}"))
                 continue
             consents.append((subscriber, row))
         Subscriber.objects.bulk_create(new, batch_size=LOOKUP_CHUNK)
-        report.created = len(new)
         Consent.objects.bulk_create(
             (
                 Consent(
@@ -540,6 +555,8 @@ def import_rows(*, report: ImportReport) -> ImportReport:
             ),
             batch_size=LOOKUP_CHUNK,
         )
+    # Counted once written: an attempt undone above counts for nothing.
+    report.created, report.updated, report.unchanged = len(new), updated, unchanged
     report.skipped = sorted([*report.skipped, *skipped])
     report.imported = True
     return report

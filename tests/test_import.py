@@ -10,6 +10,7 @@ from unittest import mock
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
@@ -40,6 +41,7 @@ from .factories import (
     desk_action,
     reader_added_at_the_desk,
 )
+from .locks import as_it_commits
 
 pytestmark = pytest.mark.django_db
 
@@ -1235,3 +1237,31 @@ def test_a_header_the_import_cannot_use_is_refused_saying_why(author, header, me
     assert response.status_code == 400
     assert message in response.text
     assert not Subscriber.objects.exists()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_an_import_clicked_twice_at_once_says_the_second_found_them_imported():
+    """A double click on "Check and import": the second request met the first's
+    new readers as it inserted them, and told the author nothing was imported
+    and to upload the file again, though the whole list was in."""
+    author = UserFactory()
+    existing = SubscriberFactory(email="b@example.org", status="pending")
+    first = imports.read_csv((HEADER + GOOD).encode())
+
+    def second_click():
+        client = Client()
+        client.force_login(author)
+        return upload(client, HEADER + GOOD)
+
+    _, again = as_it_commits(lambda: imports.import_rows(report=first), second_click)
+
+    assert again.status_code == 200
+    report = again.context["report"]
+    assert (report.imported, report.created, report.updated) == (True, 0, 0)
+    assert report.unchanged == 2
+    assert "upload the file again" not in again.content.decode()
+    assert Subscriber.objects.get(pk=existing.pk).status == Subscriber.Status.ACTIVE
+    assert Consent.objects.count() == 2
