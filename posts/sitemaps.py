@@ -75,8 +75,11 @@ class ArchiveSitemap(OnSiteUrl):
         return Post.objects.published().datetimes("published_at", "month")
 
     def location(self, month) -> str:
+        # Four digits, as the home page's links write it (its date filter's "Y"):
+        # strftime's %Y writes a year before 1000 short, an address of no month.
         return reverse(
-            "posts:archive", kwargs={"year": f"{month:%Y}", "month": f"{month:%m}"}
+            "posts:archive",
+            kwargs={"year": f"{month.year:04d}", "month": f"{month.month:02d}"},
         )
 
 

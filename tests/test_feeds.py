@@ -331,6 +331,23 @@ def test_sitemap_lists_the_months_of_the_archive_with_a_published_post(client):
     assert client.get("/archive/2025/03/").status_code == 200
 
 
+def test_a_post_dated_before_the_year_1000_leaves_the_sitemap_answering(client):
+    # A year typed short at the desk ("0999" for 1999) is a date the desk takes
+    # and publishes under: the home page linked to its month as /archive/0999/07/,
+    # and the sitemap, writing the year as 999, found no such address (a 500 for
+    # every crawler until the author found the post).
+    PublishedPostFactory(published_at=datetime(999, 7, 1, 12, tzinfo=UTC))
+
+    response = client.get("/sitemap.xml")
+
+    assert response.status_code == 200
+    root = ElementTree.fromstring(response.content)  # noqa: S314
+    locations = [element.text for element in root.findall("s:url/s:loc", SITEMAP_NS)]
+    assert "https://onprobation.example/archive/0999/07/" in locations
+    assert 'href="/archive/0999/07/"' in client.get("/").content.decode()
+    assert client.get("/archive/0999/07/").status_code == 200
+
+
 def test_sitemap_lastmod_of_a_scheduled_post_is_when_it_went_live(client):
     # Written and scheduled on Monday, live on Friday: the sitemap said Monday,
     # for the post and for the home page, which crawlers then had no cause to
