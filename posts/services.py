@@ -73,7 +73,7 @@ def post_save_from_desk(
     if was_announced and not was_live and post.is_published:
         post_republished.send(sender=Post, post=post)
     if post.status == Post.Status.PUBLISHED:
-        posts_announce_due()
+        posts_announce_due(post_id=post.pk)
 
 
 def _time_passed_it_never_went_out_at(*, post: Post, stored: dict | None) -> bool:
@@ -135,17 +135,25 @@ def _record_steps(
     )
 
 
-def posts_announce_due() -> int:
+def posts_announce_due(*, post_id: int | None = None) -> int:
     """Send post_published once for every post whose publication time has come,
-    and post_republished for every post back at its time after it was taken down.
+    and post_republished for every post back at its time after it was taken down;
+    `post_id`: for that post only.
 
-    Called after each publish and periodically by beat for scheduled posts. The
-    conditional UPDATE makes the announcement happen once even when two processes
-    race, and the signal's receivers write in the same transaction. Returns how
-    many were announced.
+    Called by the desk for the post it saves, and periodically by beat for all
+    (scheduled posts). The conditional UPDATE makes the announcement happen once
+    even when two processes race, and the signal's receivers write in the same
+    transaction. Returns how many were announced.
     """
+    due = Post.objects.due_for_announcement()
+    back = Post.objects.back_at_scheduled_time()
+    if post_id is not None:
+        # The desk's save holds its own post until it commits: announcing the
+        # others there waited for another editor's save of one, which waited for
+        # this one (a deadlock). They are beat's, a few seconds later.
+        due, back = due.filter(pk=post_id), back.filter(pk=post_id)
     announced = 0
-    for post in Post.objects.due_for_announcement().order_by("published_at", "id"):
+    for post in due.order_by("published_at", "id"):
         with transaction.atomic():
             # Still published: the list was read before the author may have taken
             # the post down, and its readers would be emailed a page not there.
@@ -158,7 +166,7 @@ def posts_announce_due() -> int:
                 _record_going_live_on_time(post)
                 post_published.send(sender=Post, post=post)
                 announced += 1
-    for post in Post.objects.back_at_scheduled_time().order_by("published_at", "id"):
+    for post in back.order_by("published_at", "id"):
         with transaction.atomic():
             # The lock makes the step once when two processes race (its history
             # is what says it is still to be taken), and sees it still live.

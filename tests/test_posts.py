@@ -2,6 +2,7 @@ import re
 import threading
 import time
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.db import connection, connections, transaction
@@ -240,6 +241,45 @@ def test_a_post_going_live_as_the_author_reschedules_it_is_not_emailed_off_the_s
     assert post.published_at == later and not post.is_published
     assert post.announced_at is None
     assert not Mailing.objects.exists()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_two_editors_saving_two_posts_whose_time_has_come_both_save(monkeypatch):
+    """Two posts scheduled for the same time, each saved by an editor as it came
+    and before beat went round: each save, holding its own post, announced every
+    post due, and waited for the other's, which waited for the first's (a
+    deadlock, one editor's save lost with a server error)."""
+    now = timezone.now()
+    posts = [
+        PublishedPostFactory(published_at=now, announced_at=None) for _ in range(2)
+    ]
+    both_validated = threading.Barrier(2, timeout=10)
+    save = PostAdmin.save_model
+
+    def validated_then_saved(self, *args, **kwargs) -> None:
+        both_validated.wait()  # each holds its post (PostForm's check) by now
+        save(self, *args, **kwargs)
+
+    monkeypatch.setattr(PostAdmin, "save_model", validated_then_saved)
+
+    def saved_at_the_desk(post: Post):
+        editor = Client(raise_request_exception=False)
+        editor.force_login(UserFactory())  # no roles: the flush drops them
+        form = admin_post_form_of(post, title=f"{post.title}, corrected")
+        return editor.post(f"/admin/posts/post/{post.pk}/change/", form).status_code
+
+    answers = []
+    desks = [in_a_thread(partial(saved_at_the_desk, post), answers) for post in posts]
+    for desk in desks:
+        desk.join(timeout=20)
+
+    assert answers == [302, 302]
+    assert not Post.objects.filter(title__endswith="corrected", announced_at=None)
+    assert Post.objects.filter(title__endswith="corrected").count() == 2
+    assert Mailing.objects.filter(post__in=posts).count() == 2
 
 
 def test_author_publishes_from_the_admin_form(client):
