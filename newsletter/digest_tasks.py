@@ -6,7 +6,7 @@ from . import delivery, digests
 
 @shared_task
 def start_due_digests() -> list[int]:
-    """Beat, every 15 minutes: create each digest round due in this slot. Its
+    """Beat, on each quarter hour: create each digest round due in this slot. Its
     planning and batches then go as every mailing's do; the reaper recovers them."""
     slot = digests.slot_of(timezone.now())
     return [

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from .esp import is_providers
@@ -405,9 +406,11 @@ CELERY_BEAT_SCHEDULE["email-comment-digest"] = {
 # Every quarter hour, a digest round for the readers whose hour (in their own time
 # zone) has come; its mailing, unique per (frequency, quarter hour), and each
 # reader's last round keep every ring after it from sending a period again.
+# On the quarter hours themselves (digests.slot_of), not 15 minutes after
+# whenever beat started: a reader's 07:00 then went at 07:13, every day.
 CELERY_BEAT_SCHEDULE["start-due-digests"] = {
     "task": "newsletter.digest_tasks.start_due_digests",
-    "schedule": 15 * 60,
+    "schedule": crontab(minute="*/15"),
 }
 CELERY_BEAT_SCHEDULE["purge-comment-personal-data"] = {
     "task": "posts.comments.tasks.purge_comment_personal_data",

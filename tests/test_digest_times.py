@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
+from celery.schedules import maybe_schedule
+from django.conf import settings
 from django.core import mail
 
 from newsletter import delivery, digests, subscriptions
+from newsletter.celery import app as celery_app
 from newsletter.models import (
     DEFAULT_TIME_ZONE,
     DIGEST_TIME_ZONES,
@@ -239,6 +242,23 @@ def test_a_weekly_reader_who_turns_to_daily_gets_the_weeks_posts_so_far(beat):
         "Tuesday's",
         "Wednesday's",
     ]
+
+
+@pytest.mark.parametrize("started", [utc(2027, 3, 13, 6, 58), utc(2027, 3, 13, 6, 47)])
+def test_beat_rings_the_rounds_as_each_quarter_hour_comes_whenever_it_started(started):
+    """A reader's hour is a slot's (digests.slot_of): rung 15 minutes after
+    whenever beat started, a 07:00 reader's digest went at 07:13, every day."""
+    entry = settings.CELERY_BEAT_SCHEDULE["start-due-digests"]
+    ring = maybe_schedule(entry["schedule"], app=celery_app)
+
+    def due_at(now: datetime, last_rang: datetime) -> bool:
+        ring.nowfun = lambda: now
+        return ring.is_due(last_rang).is_due
+
+    assert due_at(utc(2027, 3, 13, 7, 0, 30), last_rang=started)
+    # And once a quarter: not again before the next one.
+    assert not due_at(utc(2027, 3, 13, 7, 14, 30), last_rang=utc(2027, 3, 13, 7, 0))
+    assert due_at(utc(2027, 3, 13, 7, 15, 30), last_rang=utc(2027, 3, 13, 7, 0))
 
 
 def test_a_zone_the_database_no_longer_knows_reads_as_london(beat):
