@@ -246,6 +246,18 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
         return _token_error(request, error)
+    if subscriber.status != Subscriber.Status.ACTIVE:
+        # The page offers topics only to a current subscription; a tab opened
+        # before the reader left would be told when digests arrive, and none does.
+        return _done(
+            request,
+            subscriber,
+            "Nothing to do",
+            "You are not subscribed, so nothing is sent to you and nothing has "
+            "changed. To receive the newsletter again, resubscribe from your "
+            "preferences.",
+            status=400,
+        )
     form = TopicsForm(request.POST, following=followed_keys(subscriber.topics.all()))
     when = DigestTimeForm(request.POST)
     # Both checked, so every error shows at once, and nothing is saved unless
@@ -283,6 +295,9 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
             "Anything your digest was still to bring comes in one last digest,"
             " at your usual hour."
         )
+    if subscriber.paused_at:
+        # Kept for when they resume: choosing topics does not resume them.
+        said.append("Your newsletter is paused: nothing comes until you resume it.")
     return _done(
         request, subscriber, "Your topics are saved", " ".join(filter(None, said))
     )

@@ -11,7 +11,7 @@ from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
-from newsletter import digests
+from newsletter import digests, subscriptions
 from newsletter.forms import TopicsForm
 from newsletter.models import Delivery, Subscriber, SubscriberTopic
 from newsletter.tokens import Purpose, make_token
@@ -285,6 +285,31 @@ def test_the_preference_centre_changes_topics_and_frequency(client, suffolk_post
     # Everything again, as published.
     client.post(topics_url(reader), {"frequency": "instant"})
     assert followed(reader) == {("everything", "", "instant")}
+
+
+def test_a_paused_reader_saving_topics_is_told_nothing_comes_until_they_resume(
+    client,
+):
+    reader = follower("reader@example.org", ("everything", ""), frequency="daily")
+    subscriptions.subscriber_pause(subscriber=reader)
+    response = client.post(topics_url(reader), {"frequency": "weekly"})
+    assert response.status_code == 200
+    assert followed(reader) == {("everything", "", "weekly")}
+    assert (
+        "Your newsletter is paused: nothing comes until you resume it." in response.text
+    )
+
+
+def test_topics_sent_from_a_page_opened_before_unsubscribing_change_nothing(client):
+    """The page shows no topics once the reader has left; a tab opened before
+    was told "Your digest arrives every day at 07:00", and nothing did."""
+    reader = follower("reader@example.org", ("everything", ""), frequency="weekly")
+    subscriptions.subscriber_unsubscribe(subscriber=reader)
+    response = client.post(topics_url(reader), {"frequency": "daily"})
+    assert response.status_code == 400
+    assert "Your digest arrives" not in response.text
+    assert "You are not subscribed" in response.text
+    assert followed(reader) == {("everything", "", "weekly")}
 
 
 @pytest.mark.parametrize(
