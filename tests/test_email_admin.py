@@ -48,6 +48,21 @@ def test_change_form_links_to_the_email_preview_and_tells_the_format(client, aut
     assert "Subscribers get the whole post" in page.content.decode()
 
 
+def test_a_post_not_emailed_is_not_said_to_reach_subscribers(client, author):
+    """With "Email to subscribers" unticked nobody is emailed the post (nor is it
+    in a digest), but its page and its preview said "Subscribers get the whole
+    post": the author read it as going out."""
+    post = PostFactory(email_subscribers=False)
+    for url in (
+        f"/admin/posts/post/{post.pk}/change/",
+        f"/admin/posts/post/{post.pk}/email/",
+    ):
+        content = client.get(url).content.decode()
+        assert "Subscribers get" not in content
+        assert "Not emailed: “Email to subscribers” is unticked." in content
+        assert "Ticked, subscribers would get the whole post" in content
+
+
 def test_send_a_test_to_me_goes_through_the_backend_marked_test(
     client, author, celery_eager, django_capture_on_commit_callbacks
 ):

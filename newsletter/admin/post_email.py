@@ -462,17 +462,26 @@ def _has_email(post: Post) -> bool:
 
 def _describe(email: PostEmail) -> str:
     size = f"{email.size / 1000:.0f} KB of HTML"
+    description = ""
     if email.shortened:
         description = (
             f"This post is too long for an inbox: Gmail clips email beyond about "
             f"{EMAIL_HTML_MAX_BYTES // 1000} KB, hiding the unsubscribe link. "
-            f"Subscribers will get its excerpt with a link to read it on the site "
-            f"({size})."
         )
+        gets = f"its excerpt with a link to read it on the site ({size})"
     elif email.full:
-        description = f"Subscribers get the whole post ({size})."
+        gets = f"the whole post ({size})"
     else:
-        description = f"Subscribers get the excerpt with a link to the site ({size})."
+        gets = f"the excerpt with a link to the site ({size})"
+    # Unticked, nobody is emailed the post, digests included (digests.py): the
+    # preview is of the email they would get. Unticked after it went, it went.
+    if email.post.email_subscribers or _has_email(email.post):
+        description += f"Subscribers get {gets}."
+    else:
+        description += (
+            "Not emailed: “Email to subscribers” is unticked. "
+            f"Ticked, subscribers would get {gets}."
+        )
     missing = images_without_alt(email.post.body_html)
     if missing:
         description += (
