@@ -411,6 +411,28 @@ def test_a_contributor_cannot_open_the_email_of_a_correction_to_their_post(
     assert not Mailing.objects.exists()
 
 
+def test_a_contributor_is_offered_no_test_of_a_published_posts_email(
+    contributor, editor
+):
+    """A test of an email is for those who may change its post: the contributor's
+    published post offered them "send a test to yourself", and its button
+    answered 403."""
+    post = PublishedPostFactory(author=contributor)
+    preview = f"/admin/posts/post/{post.pk}/email/"
+    client = desk(contributor)
+    change_page = client.get(change_url(post)).text
+    assert preview in change_page
+    assert "send a test" not in change_page
+    page = client.get(preview)
+    assert page.status_code == 200
+    assert f"{preview}test/" not in page.text
+    assert "Send a test to me" not in page.text
+    assert client.post(f"{preview}test/").status_code == 403
+    # Those who may change it are offered one, as before.
+    assert "send a test to yourself" in desk(editor).get(change_url(post)).text
+    assert f"{preview}test/" in desk(editor).get(preview).text
+
+
 @pytest.mark.parametrize(
     "url",
     [

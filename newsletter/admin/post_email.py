@@ -116,22 +116,34 @@ class PostAdmin(posts_admin.PostAdmin):
     ]
 
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "email_preview"]
+        return [*super().get_readonly_fields(request, obj), self._email(request, obj)]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None:
             return fieldsets
-        return [*fieldsets, ("Email preview", {"fields": ["email_preview"]})]
+        email = self._email(request, obj)
+        return [*fieldsets, ("Email preview", {"fields": [email]})]
+
+    def _email(self, request: HttpRequest, post: Post | None) -> str:
+        # A test is for those who may change the post (email_test_view): others
+        # (a contributor, once their post is published) are offered the preview.
+        if self.has_change_permission(request, post):
+            return "email_preview"
+        return "email_preview_only"
 
     @admin.display(description="The email")
     def email_preview(self, post: Post) -> str:
-        email = PostEmail(post)
+        return self._email_link(post, "Preview the email and send a test to yourself")
+
+    @admin.display(description="The email")
+    def email_preview_only(self, post: Post) -> str:
+        return self._email_link(post, "Preview the email")
+
+    def _email_link(self, post: Post, words: str) -> str:
         url = reverse("admin:posts_post_email_preview", args=[post.pk])
         return format_html(
-            '<a href="{}">Preview the email and send a test to yourself</a><br>{}',
-            url,
-            _describe(email),
+            '<a href="{}">{}</a><br>{}', url, words, _describe(PostEmail(post))
         )
 
     def post_problems(self, post: Post) -> list[Problem]:
@@ -265,6 +277,7 @@ class PostAdmin(posts_admin.PostAdmin):
             "text": message.body,
             "description": _describe(email),
             "shortened": email.shortened,
+            "may_test": self.has_change_permission(request, post),
         }
         return TemplateResponse(
             request, "admin/newsletter/post_email_preview.html", context
