@@ -187,6 +187,15 @@ def test_reader_subscribes_confirms_reads_a_new_post_and_unsubscribes(browser, s
     pick_autocomplete(author, "#id_links_out-0-to_post", "Cardiff youth justice")
     author.locator("#id_links_out-0-type").select_option("same_area")
     author.get_by_role("button", name="Save", exact=True).click()
+    # The inspection lacks its organisation and report link: the desk warns, and
+    # keeps all the author typed, inspection and related post, until they choose.
+    author.get_by_text("lacks the organisation inspected").wait_for()
+    assert not Post.objects.filter(slug="wales-unpaid-work-restarts").exists()
+    assert author.locator("#id_inspections-0-title").input_value() == (
+        "An inspection of probation services in Cardiff"
+    )
+    author.locator("#id_publish_despite_warnings").check()
+    author.get_by_role("button", name="Save", exact=True).click()
     author.get_by_text("was added successfully").wait_for()
     post = Post.objects.published().get(slug="wales-unpaid-work-restarts")
     assert post.inspections.get().area.name == "Cardiff"
