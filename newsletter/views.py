@@ -26,7 +26,7 @@ from posts import throttle
 from posts.clients import client_address, client_key
 from posts.comments import services as comments
 from posts.comments.models import Comment
-from posts.validators import row_id_in
+from posts.validators import inbox_of, row_id_in
 
 from . import clickredirect, comment_tasks, outbox, subscriptions, tasks
 from .emails import confirm_max_age_days, preferences_url
@@ -164,10 +164,10 @@ def allow_email_to(address: str, *, budget: str = "subscribe-address") -> bool:
     mixing them floods nobody's inbox. A reader's one-time links (their data,
     their address, their consent) have their own, "one-time-link": anyone may
     spend the first on any address, and must not so keep a reader from their own
-    data."""
+    data. Counted per inbox: victim+1@, victim+2@, … flood one."""
     return throttle.allow(
         budget,
-        address,
+        inbox_of(address),
         limit=settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS,
         window_seconds=settings.NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS,
     )

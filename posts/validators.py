@@ -117,6 +117,17 @@ def normalise_email(email: str) -> str:
     return f"{local}@{domain}"
 
 
+def inbox_of(email: str) -> str:
+    """The inbox a stored address delivers to: without its "+tag" (RFC 5233
+    subaddressing: Gmail, Outlook, iCloud and Fastmail deliver reader+anything@
+    to reader@). For the limits that keep an inbox from being flooded, which
+    counted each tag as an address of its own; never stored or emailed."""
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return email
+    return f"{local.partition('+')[0]}@{domain}"
+
+
 def addresses_as_stored(search_term: str) -> str:
     """A search of the desk's with each address in it in its stored form: a
     person asking by email for their data, or its erasure, writes their address

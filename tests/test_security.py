@@ -76,6 +76,25 @@ def test_subscription_bombing_of_one_address_is_stopped_and_writes_nothing(
 
 
 @pytest.mark.usefixtures("celery_eager")
+def test_subscription_bombing_of_one_inbox_through_plus_addresses_is_stopped(
+    client, settings, django_capture_on_commit_callbacks
+):
+    """victim+1@, victim+2@, … each had a budget of its own, and each a
+    confirmation a day: every one of them reached victim@'s inbox."""
+    limit = settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS
+    for n in range(limit + 3):
+        with django_capture_on_commit_callbacks(execute=True):
+            # From many clients, so only the address limit bites.
+            response = post_subscribe(
+                client, f"Victim+{n}@example.org", ip=f"198.51.100.{n + 1}"
+            )
+
+    assert response.status_code == 429
+    assert "Too many requests" in response.text
+    assert len(mail.outbox) == limit
+
+
+@pytest.mark.usefixtures("celery_eager")
 def test_one_client_filling_the_table_with_addresses_is_stopped(client, settings):
     limit = settings.NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT
     for n in range(limit):
