@@ -4,15 +4,18 @@ import re
 from datetime import timedelta
 from html import unescape
 from html.parser import HTMLParser
+from io import BytesIO
 
 import css_inline
 import pytest
 from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from newsletter import comment_emails, subscriptions
 from newsletter.delivery.postmark import EmailBackend
@@ -31,7 +34,7 @@ from newsletter.models import Link, Subscriber, SubscriberTopic
 from newsletter.plaintext import html_to_text
 from posts.demo_content import POSTS
 from posts.markdown import render_markdown
-from posts.models import Post, PostUpdate, RelatedLink, Sponsorship
+from posts.models import Post, PostImage, PostUpdate, RelatedLink, Sponsorship
 from posts.services import post_publish
 
 from .factories import (
@@ -43,6 +46,7 @@ from .factories import (
     PublishedPostFactory,
     SubscriberFactory,
     UserFactory,
+    admin_post_form,
 )
 
 pytestmark = pytest.mark.django_db
@@ -408,6 +412,131 @@ def test_every_link_in_a_post_leads_where_it_does_on_the_post_page():
     assert whole <= _Page(html).links
     assert whole <= text_links(text)
     assert _Page(html).images[0]["src"] == page + "media/chart.png"
+
+
+# A post's images, as every mail program shows them ------------------------------------
+# Outlook for Windows (Word's renderer), where much of this audience reads, shows no
+# WebP and sizes an image by its width attribute alone, not by CSS.
+
+COLUMN = (
+    552  # the email's column: 600px less its padding (templates/email/_layout.html)
+)
+
+
+def image_file(
+    width: int, height: int, image_format: str, name: str, *, transparent=False
+) -> SimpleUploadedFile:
+    buffer = BytesIO()
+    picture = Image.new("RGBA" if transparent else "RGB", (width, height), "#1e5a96")
+    if transparent:
+        picture.paste((0, 0, 0, 0), (0, 0, 40, 40))
+    picture.save(buffer, image_format)
+    return SimpleUploadedFile(name, buffer.getvalue())
+
+
+def post_showing(client, upload, *, on_commit=None) -> Post:
+    """A post whose body shows `upload`, uploaded for the body at the desk and its
+    Markdown pasted as the desk offers it; `on_commit` runs what the upload left
+    for the commit (the worker's resizing), or nothing runs it."""
+    client.force_login(UserFactory())
+    post = PublishedPostFactory()
+    form = admin_post_form(
+        title=post.title,
+        slug=post.slug,
+        body=post.body,
+        **{
+            "images-TOTAL_FORMS": "1",
+            "images-0-image": upload,
+            "images-0-alt": "Caseloads per officer",
+        },
+    )
+    url = f"/admin/posts/post/{post.pk}/change/"
+    response = (
+        on_commit(client.post, url, form) if on_commit else client.post(url, form)
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    markdown = re.search(r"!\[Caseloads per officer\]\([^)]+\)", client.get(url).text)
+    post.body = f"Caseloads rose.\n\n{markdown[0]}\n"
+    post.save()
+    return post
+
+
+def email_image(post: Post) -> dict:
+    (image,) = _Page(PostEmail(post).rendered.html).images
+    return image
+
+
+def served(media, url: str) -> Image.Image:
+    assert url.startswith("http://127.0.0.1:8000/media/"), url
+    return Image.open(media / url.removeprefix("http://127.0.0.1:8000/media/"))
+
+
+def style_of(image: dict) -> str:
+    return image.get("style", "").replace(" ", "")
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_body_photo_reaches_every_mail_program_as_a_jpeg_the_columns_width(
+    client, media, on_commit
+):
+    post = post_showing(
+        client, image_file(3000, 1500, "JPEG", "photo.jpg"), on_commit=on_commit
+    )
+    image = email_image(post)
+    assert image["width"] == str(COLUMN)
+    assert "max-width:100%" in style_of(image) and "height:auto" in style_of(image)
+    assert image["alt"] == "Caseloads per officer"
+    with served(media, image["src"]) as shown:
+        # Twice the column's width, sharp on a high-density screen.
+        assert (shown.format, shown.size) == ("JPEG", (2 * COLUMN, COLUMN))
+    # The post's page keeps its WebP renditions.
+    assert "-1200w.webp" in post.body_html
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_transparent_body_image_reaches_mail_programs_as_a_png_keeping_it(
+    client, media, on_commit
+):
+    upload = image_file(1600, 800, "PNG", "logo.png", transparent=True)
+    image = email_image(post_showing(client, upload, on_commit=on_commit))
+    assert image["width"] == str(COLUMN)
+    with served(media, image["src"]) as shown:
+        assert (shown.format, shown.size) == ("PNG", (2 * COLUMN, COLUMN))
+        assert shown.convert("RGBA").getpixel((5, 5))[3] == 0
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_narrow_webp_reaches_mail_programs_as_a_jpeg_never_enlarged(
+    client, media, on_commit
+):
+    upload = image_file(400, 300, "WEBP", "chart.webp")
+    image = email_image(post_showing(client, upload, on_commit=on_commit))
+    assert image["width"] == "400"
+    with served(media, image["src"]) as shown:
+        assert (shown.format, shown.size) == ("JPEG", (400, 300))
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_narrow_jpeg_reaches_mail_programs_as_uploaded(client, media, on_commit):
+    upload = image_file(300, 200, "JPEG", "small.jpg")
+    post = post_showing(client, upload, on_commit=on_commit)
+    image = email_image(post)
+    assert image["width"] == "300"
+    assert image["src"] == "http://127.0.0.1:8000" + PostImage.objects.get().image.url
+    assert not (media / "renditions").exists()  # nothing to make
+
+
+def test_a_body_image_not_yet_resized_goes_as_uploaded_the_columns_width(client, media):
+    post = post_showing(client, image_file(3000, 1500, "JPEG", "photo.jpg"))
+    image = email_image(post)
+    assert image["src"] == "http://127.0.0.1:8000" + PostImage.objects.get().image.url
+    assert image["width"] == str(COLUMN)
+    assert "max-width:100%" in style_of(image)
+
+
+def test_an_image_from_elsewhere_keeps_its_address(post):
+    (image,) = _Page(PostEmail(post).rendered.html).images
+    assert image["src"] == "https://example.org/chart.png"
 
 
 def test_post_email_has_a_web_link_a_preheader_and_a_footer_with_unsubscribe(post):
