@@ -10,6 +10,7 @@ never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes
 """
 
 import copy
+import html
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.text import Truncator
 
+from posts.images import email_image
 from posts.markdown import whole_links
 from posts.models import Post, PostUpdate
 from posts.related import related_posts
@@ -275,7 +277,7 @@ def post_email_context(post: Post, *, full: bool) -> dict:
     """What the post templates need: the post, its links, and what the post page
     shows around it (the inspection fact box, related posts, the sponsor line)."""
     post_url = settings.SITE_URL + post.get_absolute_url()
-    body_html = whole_links(post.body_html, page_url=post_url)
+    body_html = whole_links(_images_for_mail(post.body_html), page_url=post_url)
     summary = post.summary
     return {
         "post": post,
@@ -294,6 +296,34 @@ def post_email_context(post: Post, *, full: bool) -> dict:
         "preferences_url": PREFERENCES_URL,
         **_publication_context(post),
     }
+
+
+# An image in a post body as the sanitiser writes it (each value in double quotes),
+# and one of its attributes.
+_BODY_IMAGE = re.compile(r"<img\b[^>]*>")
+_ATTRIBUTE = re.compile(r'\s([a-z]+)="([^"]*)"')
+
+
+def _images_for_mail(body_html: str) -> str:
+    """The body with each image uploaded here as every mail program shows it
+    (posts.images.email_image), held to the column by a width attribute: Outlook
+    for Windows reads no max-width, and showed a 1200px image 1200px wide. The
+    layout's CSS (height: auto) keeps its proportions where CSS is read, and
+    Outlook keeps them given a width alone."""
+
+    def for_mail(image: re.Match) -> str:
+        attributes = dict(_ATTRIBUTE.findall(image[0]))
+        shown = email_image(html.unescape(attributes.get("src", "")))
+        if shown is None:  # from elsewhere: its size is not known here
+            return image[0]
+        src, width = shown
+        if attributes.get("width", "").isdigit():  # the author's, if narrower
+            width = min(width, int(attributes["width"]))
+        attributes.pop("height", None)  # the author's, for another width
+        attributes.update(src=html.escape(src), width=str(width))
+        return "<img" + "".join(f' {k}="{v}"' for k, v in attributes.items()) + ">"
+
+    return _BODY_IMAGE.sub(for_mail, body_html)
 
 
 def _publication_context(post: Post) -> dict:

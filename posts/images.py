@@ -5,13 +5,17 @@ Renditions are WebP files under renditions/, named after the original's whole na
 (renditions/posts/2024/photo.jpg-480w.webp), so a page only has to list the ones that
 exist: until the worker has made them, pages show the original. The original is
 served as stored, so it is cleaned before it is stored, while the author waits; the
-resizing is not.
+resizing is not. An email shows an image as a JPEG or PNG (email_image).
 """
 
 import os
+import re
 from io import SEEK_CUR, BytesIO
+from urllib.parse import unquote
 
 from django import forms
+from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -48,6 +52,16 @@ EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"}
 KEPT_INFO = ("icc_profile", "transparency", "background")
 # A lossy WebP's own quality is not in the file: saved again at 90, it loses little.
 WEBP_ORIGINAL_QUALITY = 90
+# Outlook for Windows (Word's renderer), where much of this audience reads its mail,
+# shows no WebP, and sizes an image by its width attribute alone, never by CSS. An
+# email shows an image at most its column wide (templates/email/_layout.html: 600px
+# less 24px padding each side), from a JPEG (a PNG where it has transparency) twice
+# that wide at most, sharp on a high-density screen: its email rendition, made
+# where the original is wider or in a format not every mail program shows.
+EMAIL_COLUMN_WIDTH = 552
+EMAIL_RENDITION_WIDTH = 2 * EMAIL_COLUMN_WIDTH
+EMAIL_FORMATS = {"JPEG", "PNG", "GIF"}
+EMAIL_JPEG_QUALITY = 85
 
 
 class ImageUploadField(forms.ImageField):
@@ -159,6 +173,19 @@ def rendition_name(original: str, width: int) -> str:
     return f"renditions/{original}-{width}w.webp"
 
 
+def _email_rendition_name(original: str, *, transparent: bool) -> str:
+    return f"renditions/{original}-email{'.png' if transparent else '.jpg'}"
+
+
+def _email_rendition_names(original: str) -> list[str]:
+    """Where the original's email rendition is, whichever it is made as."""
+    return [_email_rendition_name(original, transparent=t) for t in (False, True)]
+
+
+def _email_rendition_needed(image_format: str | None, width: int) -> bool:
+    return image_format not in EMAIL_FORMATS or width > EMAIL_RENDITION_WIDTH
+
+
 class NotResizable(Exception):
     """The stored image itself cannot be resized (damaged, truncated, a
     decompression bomb, more pixels than uploads take, a rendition larger than
@@ -188,9 +215,10 @@ def renditions_make(*, name: str) -> list[str]:
 
 
 def _renditions_of(data: bytes, name: str) -> dict[str, bytes]:
-    """Each rendition's name and WebP file, made in memory."""
+    """Each rendition's name and file (WebP, and the email's), made in memory."""
     renditions = {}
     with Image.open(BytesIO(data)) as source:
+        image_format = source.format
         # From the header, before decoding: an original stored before uploads were
         # limited took up to 700 MB, and a worker killed for it is given the task
         # again at once (acks_late), a loop beat's count of rings never sees.
@@ -214,12 +242,35 @@ def _renditions_of(data: bytes, name: str) -> dict[str, bytes]:
         if source.mode != mode:
             picture = source.convert(mode)
             source.close()  # the decoded original's memory, before resizing
-        for width in _widths_below(picture.width):
+
+        def resized(width: int) -> Image.Image:
+            if width == picture.width:
+                return picture
             height = round(picture.height * width / picture.width)
-            resized = picture.resize((width, height), Image.Resampling.LANCZOS)
+            return picture.resize((width, height), Image.Resampling.LANCZOS)
+
+        for width in _widths_below(picture.width):
             buffer = BytesIO()
-            resized.save(buffer, "WEBP", quality=WEBP_QUALITY, icc_profile=icc_profile)
+            resized(width).save(
+                buffer, "WEBP", quality=WEBP_QUALITY, icc_profile=icc_profile
+            )
             renditions[rendition_name(name, width)] = buffer.getvalue()
+        if _email_rendition_needed(image_format, picture.width):
+            buffer = BytesIO()
+            email = resized(min(picture.width, EMAIL_RENDITION_WIDTH))
+            if transparent:
+                email.save(buffer, "PNG", optimize=True, icc_profile=icc_profile)
+            else:
+                email.save(
+                    buffer,
+                    "JPEG",
+                    quality=EMAIL_JPEG_QUALITY,
+                    optimize=True,
+                    icc_profile=icc_profile,
+                )
+            renditions[_email_rendition_name(name, transparent=transparent)] = (
+                buffer.getvalue()
+            )
     return renditions
 
 
@@ -229,18 +280,28 @@ def renditions_made(name: str) -> bool:
     if not default_storage.exists(name):
         return True
     try:
-        with default_storage.open(name, "rb") as file, Image.open(file) as source:
-            width, height = source.size
-            # Turned on its side by its orientation tag, as renditions_make turns it.
-            if _orientation(source, file) in (5, 6, 7, 8):
-                width = height
+        image_format, width = _shown_width(name)
     except Exception:
         # Not read, by storage or by Pillow (a decompression bomb): not made. The
         # worker rung for it tells which, and gives up an image it cannot resize.
         return False
+    if _email_rendition_needed(image_format, width) and not any(
+        map(default_storage.exists, _email_rendition_names(name))
+    ):
+        return False
     return all(
         default_storage.exists(rendition_name(name, w)) for w in _widths_below(width)
     )
+
+
+def _shown_width(name: str) -> tuple[str | None, int]:
+    """The stored image's format and the width it is shown at, from its header."""
+    with default_storage.open(name, "rb") as file, Image.open(file) as source:
+        width, height = source.size
+        # Turned on its side by its orientation tag, as renditions_make turns it.
+        if _orientation(source, file) in (5, 6, 7, 8):
+            width = height
+        return source.format, width
 
 
 def _orientation(source: Image.Image, file) -> int:
@@ -287,3 +348,38 @@ def largest_url(image: ImageFieldFile) -> str:
     """The URL to put in a post body: the widest rendition, or the original."""
     name = rendition_name(image.name, max(RENDITION_WIDTHS))
     return default_storage.url(name) if default_storage.exists(name) else image.url
+
+
+# A rendition's address in a post body, as largest_url gives it: the original's name
+# is in it.
+_RENDITION = re.compile(r"renditions/(.+)-\d+w\.webp")
+
+
+def email_image(url: str) -> tuple[str, int] | None:
+    """What an email shows for the image at `url` in a post body (its original's
+    address, or a rendition's): the address of a file every mail program shows and
+    the width to show it at; None for an image not uploaded here, or gone.
+
+    Until the worker has made the email rendition (seconds after the upload, which
+    comes before its Markdown can be pasted), it is the original, as pages show it:
+    JPEG, PNG or GIF but for a WebP upload, and held to the column by the width, if
+    a camera's photo is megabytes to download. Making it here would decode up to
+    160 MB in the sender (see MAX_PIXELS)."""
+    path = url.removeprefix(settings.SITE_URL)
+    if not path.startswith(settings.MEDIA_URL):
+        return None
+    original = unquote(path.removeprefix(settings.MEDIA_URL))
+    if rendition := _RENDITION.fullmatch(original):
+        original = rendition[1]
+    for name in [*_email_rendition_names(original), original]:
+        try:
+            if not default_storage.exists(name):  # not made yet, not needed, or gone
+                continue
+        except SuspiciousFileOperation:  # out of the uploads: "/media/../"
+            return None
+        try:
+            _, width = _shown_width(name)
+        except Exception:  # Pillow refuses it (damaged, a decompression bomb)
+            width = EMAIL_COLUMN_WIDTH
+        return default_storage.url(name), min(width, EMAIL_COLUMN_WIDTH)
+    return None

@@ -539,6 +539,21 @@ def test_an_image_from_elsewhere_keeps_its_address(post):
     assert image["src"] == "https://example.org/chart.png"
 
 
+@pytest.mark.usefixtures("media")
+def test_an_image_address_out_of_the_uploads_is_sent_as_written():
+    post = PublishedPostFactory(
+        body="![a](/media/../../etc/passwd) ![b](/media//etc/passwd) "
+        "![c](/media/%00.png) ![d](/media/)"
+    )
+    images = _Page(PostEmail(post).rendered.html).images
+    assert [image["src"] for image in images] == [
+        "http://127.0.0.1:8000/media/../../etc/passwd",
+        "http://127.0.0.1:8000/media//etc/passwd",
+        "http://127.0.0.1:8000/media/%00.png",
+        "http://127.0.0.1:8000/media/",
+    ]
+
+
 def test_post_email_has_a_web_link_a_preheader_and_a_footer_with_unsubscribe(post):
     message = PostEmail(post).for_subscriber(SubscriberFactory())
     html = message.alternatives[0][0]

@@ -17,6 +17,7 @@ from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
 from posts import images
 from posts.images import ImageUploadField
 from posts.models import Post, PostImage
+from posts.tasks import ring_lost_doorbells
 from posts.views import uploaded_file
 
 from .factories import (
@@ -691,3 +692,70 @@ def test_a_body_image_is_stored_as_the_format_it_is_and_its_markdown_says_so(
     assert name.rsplit("/", 1)[1] == "y.jpg"
     html = author.get(f"/admin/posts/post/{post.pk}/change/").text
     assert f"![A chart](/media/renditions/{name}-1200w.webp)" in html
+
+
+# What emails show (Outlook for Windows shows no WebP; tests/test_emails.py shows
+# them in the email) ------------------------------------------------------------------
+
+
+def email_renditions(media) -> list[tuple[str, tuple[int, int], str]]:
+    """Each email rendition made: its format, size and mode."""
+    made = []
+    for path in sorted((media / "renditions").rglob("*-email.*")):
+        with Image.open(path) as shown:
+            made.append((shown.format, shown.size, "A" in shown.getbands()))
+    return made
+
+
+def transparent_png(width: int, height: int) -> bytes:
+    picture = Image.new("RGBA", (width, height), (200, 30, 30, 255))
+    picture.paste((0, 0, 0, 0), (0, 0, 40, 40))
+    buffer = BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("original", "made"),
+    [
+        (lambda: picture("a.jpg", "JPEG", 3000).read(), [("JPEG", (1104, 221), False)]),
+        (lambda: png(2400, 1200).read(), [("JPEG", (1104, 552), False)]),
+        (lambda: transparent_png(2400, 1200), [("PNG", (1104, 552), True)]),
+        (lambda: picture("a.webp", "WEBP", 700).read(), [("JPEG", (700, 600), False)]),
+        (lambda: picture("a.jpg", "JPEG", 1000).read(), []),
+        (lambda: transparent_logo("GIF").read(), []),
+    ],
+    ids=["wide-jpeg", "wide-png", "transparent-png", "webp", "narrow-jpeg", "gif"],
+)
+def test_an_image_gets_an_email_rendition_where_mail_programs_need_one(
+    media, original, made
+):
+    """A JPEG (a PNG where it has transparency) at most twice the email's column
+    wide, never enlarged; none where the original is one already, and no wider."""
+    name = default_storage.save("posts/2024/chart.img", ContentFile(original()))
+    images.renditions_make(name=name)
+    assert email_renditions(media) == made
+    assert images.renditions_made(name)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_eager")
+def test_a_body_image_uploaded_before_gets_its_email_rendition_after_the_deploy(
+    media,
+):
+    """Its WebP renditions made, it had no email rendition: the migration rings it
+    as lost, and beat's next ring makes it."""
+    post = PublishedPostFactory()
+    PostImage.objects.create(
+        post=post, image=picture("office.jpg", "JPEG", 2000), alt="An office"
+    )
+    assert not (media / "renditions").exists()
+
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
+    executor.migrate([("posts", "0017_inspections_not_yet_reported_last")])
+    executor.loader.build_graph()
+    executor.migrate(latest)
+
+    assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
+    assert email_renditions(media) == [("JPEG", (1104, 331), False)]
