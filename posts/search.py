@@ -11,6 +11,7 @@ Snippets come from search_text, the post's words without Markdown or HTML.
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from django.contrib.postgres.lookups import Unaccent
@@ -28,6 +29,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from .markdown import plain_text
 from .models import Post
+from .validators import without_control_characters
 
 # english with each word unaccented before it is stemmed (migration 0007 creates
 # it), so that the stored document, the query and the highlighting all fold accents,
@@ -85,10 +87,18 @@ def post_search_vector() -> SearchVector:
 
 
 def query_text(typed: str) -> str:
-    """The query as it is searched and shown: spacing collapsed, lower case (search
-    ignores case anyway), capped. The same words typed another way are the same
-    page, so the page cache keeps one copy of it."""
-    return " ".join(typed.split()).lower()[:MAX_QUERY_LENGTH].rstrip()
+    """The query as it is searched and shown: in Unicode's compatibility form (an
+    accent typed as a character of its own split "Môn" in two, and full-width
+    letters were words only PostgreSQL's parser read), without control characters
+    (HTML forbids them in a page, and a right-to-left override showed the query
+    reversed), spacing collapsed, lower case (search ignores case anyway), capped.
+    The same words typed another way are the same page, so the page cache keeps one
+    copy of it."""
+    words = (
+        without_control_characters(w)
+        for w in unicodedata.normalize("NFKC", typed).split()
+    )
+    return " ".join(w for w in words if w).lower()[:MAX_QUERY_LENGTH].rstrip()
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,34 @@ def test_an_accented_search_finds_the_word_written_without_accents(client, query
     assert result_titles(client, query) == ["Ynys Mon probation office"]
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "Mo\u0302n",  # the accent as a character of its own (macOS, some PDFs)
+        # Full-width letters, as a Chinese or Japanese keyboard types them.
+        "\uff59\uff4e\uff59\uff53 \uff4d\u00f4\uff4e",
+        "\uff39\uff2e\uff39\uff33",
+    ],
+)
+def test_a_word_typed_in_another_unicode_form_finds_the_post(client, query):
+    # "Mo\u0302n" was the words "mo" and "n" on both databases, and full-width
+    # letters found the post on PostgreSQL but nothing on SQLite.
+    PublishedPostFactory(title="Ynys Môn probation office")
+    assert result_titles(client, query) == ["Ynys Môn probation office"]
+
+
+@pytest.mark.parametrize(
+    "typed", ["\x00derby", "derby\x1b\x07", "\u202ederby", "derby \x00 \x85inadequate"]
+)
+def test_the_query_is_shown_without_control_characters(client, typed):
+    # HTML forbids them in a page, and a right-to-left override showed the query
+    # (and the page's title) reversed to whoever the link was shared with.
+    PublishedPostFactory(title="Derby: Inadequate")
+    html = results(client, typed)
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\u202a-\u202e]", html)
+    assert "Derby: Inadequate" in html
+
+
 def test_a_search_without_accents_highlights_the_accented_word(client):
     PublishedPostFactory(
         title="Anglesey", excerpt="", body="Caseloads on Ynys Môn rose again."
