@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.static import serve
 
 from . import images, related, search
+from .forms import ReaderForm
 from .models import (
     Area,
     Category,
@@ -265,7 +266,9 @@ def archive(request: HttpRequest, year: str, month: str) -> HttpResponse:
     )
 
 
-class InspectionFilter(forms.Form):
+class InspectionFilter(ReaderForm):
+    # A ReaderForm: a rating refused is quoted in its error, shown without the
+    # control characters HTML forbids in a page.
     region = forms.ModelChoiceField(
         Region.objects.none(), to_field_name="slug", required=False, empty_label="Any"
     )

@@ -507,6 +507,15 @@ def test_inspections_index_answers_a_bad_filter_with_400_and_the_form(
     assert "Some filters name nothing we know of" in html
 
 
+@pytest.mark.parametrize("rating", ["%00", "%0B", "good%1B%07", "%E2%80%AEgood"])
+def test_a_bad_filter_is_shown_back_without_control_characters(client, rating):
+    # The rating's error quoted the value as sent: HTML forbids these in a page.
+    InspectionFactory()
+    html = page(client, f"/inspections/?rating={rating}", status=400)
+    assert "Some filters name nothing we know of" in html
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\u202a-\u202e]", html)
+
+
 def test_inspections_index_shows_only_inspections_of_published_posts(client):
     InspectionFactory(title="Published inspection report")
     InspectionFactory(title="Draft inspection report", post=PostFactory())
