@@ -732,22 +732,28 @@ class PostAdmin(admin.ModelAdmin):
 
     @admin.action(description="Publish selected posts", permissions=["publish"])
     def publish(self, request: HttpRequest, queryset) -> None:
-        drafts = queryset.filter(status__in=[Post.Status.DRAFT, Post.Status.REVIEW])
-        # A list has no room to confirm warnings: those posts wait for their page.
-        checked = [post for post in drafts if not self.post_problems(post)]
+        selected = list(queryset.values_list("pk", flat=True))
         # All or none: refused partway, the desk answers that nothing was
         # changed, and the posts before it were published all the same.
         with transaction.atomic():
+            # Read again as they are, and held until published: read before,
+            # a post another editor scheduled as the checks ran went live now,
+            # before its time, with their edits undone.
+            drafts = Post.objects.filter(
+                pk__in=selected, status__in=[Post.Status.DRAFT, Post.Status.REVIEW]
+            ).locked()
+            # A list has no room to confirm warnings: those posts wait for their page.
+            checked = [post for post in drafts if not self.post_problems(post)]
             for post in checked:
                 services.post_publish(post=post, by=request.user)
         # A draft given a time to come goes live then, not now: counting it as
         # published told the author it was on the site.
         scheduled = [post for post in checked if not post.is_published]
-        self.message_user(
-            request,
-            f"Published {len(checked) - len(scheduled)} post(s).",
-            level=messages.SUCCESS,
-        )
+        # Said only of some: "Published 0 post(s)." read as a success.
+        if published := len(checked) - len(scheduled):
+            self.message_user(
+                request, f"Published {published} post(s).", level=messages.SUCCESS
+            )
         if scheduled:
             self.message_user(
                 request,
@@ -762,18 +768,56 @@ class PostAdmin(admin.ModelAdmin):
                 f"{', '.join(held)}. Open each post to see them.",
                 level=messages.WARNING,
             )
+        self._tell_left_as_they_were(
+            request,
+            selected,
+            drafts,
+            "Not published, as they are published or scheduled already",
+        )
 
     @admin.action(
         description="Submit selected drafts for review", permissions=["change"]
     )
     def submit_for_review(self, request: HttpRequest, queryset) -> None:
-        drafts = queryset.editable_by(request.user).filter(status=Post.Status.DRAFT)
+        selected = list(queryset.values_list("pk", flat=True))
         with transaction.atomic():  # all or none, as publishing
+            # Read again as they are, and held until submitted: read before, a
+            # post an editor published meanwhile was taken off the site by a
+            # Contributor, whose role may not.
+            drafts = (
+                Post.objects.editable_by(request.user)
+                .filter(pk__in=selected, status=Post.Status.DRAFT)
+                .locked()
+            )
             for post in drafts:
                 services.post_submit_for_review(post=post, by=request.user)
-        self.message_user(
-            request, f"Submitted {len(drafts)} post(s) for review.", messages.SUCCESS
+        if drafts:
+            self.message_user(
+                request,
+                f"Submitted {len(drafts)} post(s) for review.",
+                messages.SUCCESS,
+            )
+        self._tell_left_as_they_were(
+            request,
+            selected,
+            drafts,
+            "Not submitted for review, as they are not drafts",
         )
+
+    def _tell_left_as_they_were(
+        self, request: HttpRequest, selected: list[int], done: list[Post], why: str
+    ) -> None:
+        """The posts selected that an action left as they were, named with their
+        status now: chosen as drafts, they were changed meanwhile, or never were."""
+        left = Post.objects.filter(pk__in=selected).exclude(
+            pk__in=[post.pk for post in done]
+        )
+        if left:
+            named = ", ".join(
+                f"{post.title} ({self.publication_status(post).lower()})"
+                for post in left
+            )
+            self.message_user(request, f"{why}: {named}.", level=messages.WARNING)
 
     # Roles and review. Code asks for the permission (posts.review_post,
     # publish_post, email_post), never for the group that holds it.

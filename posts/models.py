@@ -178,6 +178,16 @@ class PostQuerySet(models.QuerySet):
             .filter(last_step=PostEvent.Kind.SCHEDULED)
         )
 
+    def locked(self) -> list["Post"]:
+        """These posts, read as they are now and locked until the transaction
+        ends (FOR UPDATE, as post_save_from_desk locks the one it saves): what
+        an action does to several is decided on them as they stand, not as a
+        list read before another editor's change. In the order of their ids:
+        two desks locking some of the same posts take them in one order, and
+        neither waits for the other for good. Filter on the posts' own columns
+        only: PostgreSQL checks those again on a post changed while it waited."""
+        return list(self.select_for_update().order_by("pk"))
+
     def in_review(self) -> "PostQuerySet":
         return self.filter(status=Post.Status.REVIEW)
 
@@ -312,7 +322,7 @@ class Post(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.body_html = render_markdown(self.body)
-        if "update_fields" in kwargs and "body" in kwargs["update_fields"]:
+        if "body" in (kwargs.get("update_fields") or ()):
             kwargs["update_fields"] = {*kwargs["update_fields"], "body_html"}
         super().save(*args, **kwargs)
         # Like body_html, the search entry is derived data kept current on save;

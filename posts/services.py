@@ -16,13 +16,25 @@ from .signals import post_published, post_republished, post_unpublished
 logger = logging.getLogger(__name__)
 
 
+# What a step of a post's status alone writes: its time (set on publishing) and
+# its stamp, which refuses a page of the post opened before (PostForm).
+STATUS_FIELDS = ("status", "published_at", "updated_at")
+
+
 @transaction.atomic
 def post_save_from_desk(
-    *, post: Post, previous_status: str | None, by: AbstractBaseUser | None
+    *,
+    post: Post,
+    previous_status: str | None,
+    by: AbstractBaseUser | None,
+    status_only: bool = False,
 ) -> None:
     """Save a post from the desk. A change of status is a step in its history;
     a post published now is announced, a post published for later is scheduled,
-    a post taken down and published now is back (post_republished)."""
+    a post taken down and published now is back (post_republished).
+    `status_only`: a step of its status alone (publish, submit for review)
+    writes STATUS_FIELDS alone: the whole post, as the step had read it, undid
+    what another editor saved since."""
     # Locked, and read again: the same post saved in two tabs at once was
     # published twice in its history, and the second save, its announcement
     # unseen, took it back and announced the post again.
@@ -46,8 +58,8 @@ def post_save_from_desk(
     was_live = Post.objects.published().filter(pk=post.pk).exists()
     was_announced = stored is not None and stored["announced_at"] is not None
     was_read = was_announced or was_live
-    post.save()
-    if was_read and stored["slug"] != post.slug:
+    post.save(update_fields=STATUS_FIELDS if status_only else None)
+    if was_read and not status_only and stored["slug"] != post.slug:
         FormerSlug.objects.update_or_create(
             slug=stored["slug"], defaults={"post": post}
         )
@@ -97,12 +109,16 @@ def post_publish(*, post: Post, by: AbstractBaseUser | None = None) -> None:
     """Publish a post now, or at its scheduled time if that is in the future (a
     time passed is no date of its: _time_passed_it_never_went_out_at)."""
     previous_status, post.status = post.status, Post.Status.PUBLISHED
-    post_save_from_desk(post=post, previous_status=previous_status, by=by)
+    post_save_from_desk(
+        post=post, previous_status=previous_status, by=by, status_only=True
+    )
 
 
 def post_submit_for_review(*, post: Post, by: AbstractBaseUser) -> None:
     previous_status, post.status = post.status, Post.Status.REVIEW
-    post_save_from_desk(post=post, previous_status=previous_status, by=by)
+    post_save_from_desk(
+        post=post, previous_status=previous_status, by=by, status_only=True
+    )
 
 
 def _record_steps(

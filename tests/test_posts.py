@@ -117,6 +117,17 @@ def test_post_not_marked_for_email_creates_no_send():
     assert not Mailing.objects.exists()
 
 
+def test_publishing_a_post_read_before_another_editors_save_keeps_their_edits():
+    # It saved the whole post as it had been read, and undid the other's title.
+    post = PostFactory(title="Kent: court work")
+    read_before = Post.objects.get(pk=post.pk)
+    Post.objects.filter(pk=post.pk).update(title="Kent: court work, reviewed")
+    post_publish(post=read_before)
+    post.refresh_from_db()
+    assert post.title == "Kent: court work, reviewed"
+    assert post.is_published
+
+
 def test_scheduled_post_is_announced_only_when_its_time_comes():
     post = PostFactory(published_at=timezone.now() + timedelta(hours=1))
     post_publish(post=post)

@@ -7,6 +7,7 @@ from io import StringIO
 
 import pytest
 from django.apps import apps
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
@@ -15,10 +16,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.html import escape
 
+from newsletter.models import Mailing
 from posts.models import (
     Inspection,
     Organisation,
     Post,
+    PostEvent,
     PostImage,
     PostUpdate,
     RelatedLink,
@@ -32,6 +35,7 @@ from .factories import (
     PostFactory,
     PublishedPostFactory,
     StaffFactory,
+    SubscriberFactory,
     UserFactory,
     admin_inspection_form_of,
     admin_post_form,
@@ -587,6 +591,97 @@ def test_a_double_click_on_save_of_a_new_post_saves_it_once_and_says_so():
     assert again.status_code == 200
     assert "Post with this Slug already exists." in unescape(again.text)
     assert list(Post.objects.values_list("slug", flat=True)) == ["court-work-in-kent"]
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def page_messages(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="two connections at once")
+@pytest.mark.django_db(transaction=True)
+def test_a_post_scheduled_by_another_editor_as_the_list_publishes_it_keeps_its_time():
+    """The list's action read the draft, ran the checks, then saved the post as it
+    had read it: scheduled meanwhile by another editor, it went live there and
+    then, before its report's embargo lifted, its readers were emailed, and the
+    other editor's title was undone."""
+    SubscriberFactory()
+    post = PostFactory(title="Kent: court work", email_subscribers=True)
+    monday = timezone.now().replace(microsecond=0) + timedelta(days=3)
+    scheduling, publishing = logged_in(UserFactory()), logged_in(UserFactory())
+    form = admin_post_form_of(
+        post, status="published", published_at=monday, title="Kent: embargoed"
+    )
+
+    scheduled, published = as_it_commits(
+        lambda: scheduling.post(f"/admin/posts/post/{post.pk}/change/", form),
+        lambda: publishing.post(
+            "/admin/posts/post/",
+            {"action": "publish", "_selected_action": [post.pk]},
+            follow=True,
+        ),
+        must_wait=True,  # the list, for the other editor's save
+    )
+
+    assert scheduled.status_code == 302
+    post.refresh_from_db()
+    assert (post.status, post.published_at) == (Post.Status.PUBLISHED, monday)
+    assert post.title == "Kent: embargoed"
+    assert not post.is_published
+    assert not Mailing.objects.exists()
+    assert list(post.events.values_list("kind", flat=True)) == [
+        PostEvent.Kind.SCHEDULED
+    ]
+    assert page_messages(published) == [
+        "Not published, as they are published or scheduled already: "
+        "Kent: embargoed (scheduled)."
+    ]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="two connections at once")
+@pytest.mark.django_db(transaction=True)
+def test_a_draft_published_as_its_contributor_submits_it_for_review_stays_published():
+    """The list's action read the draft, then saved it as in review once the
+    editor's publication committed: a Contributor took a published post off the
+    site, which their role may not, and its email was paused."""
+    SubscriberFactory()
+    # A Contributor's rights on posts (the roles' groups go with the flush).
+    contributor = StaffFactory()
+    contributor.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_post", "change_post"])
+    )
+    post = PostFactory(title="Kent: court work", author=contributor)
+    editor, submitting = logged_in(UserFactory()), logged_in(contributor)
+
+    published, submitted = as_it_commits(
+        lambda: editor.post(
+            f"/admin/posts/post/{post.pk}/change/",
+            admin_post_form_of(post, status="published"),
+        ),
+        lambda: submitting.post(
+            "/admin/posts/post/",
+            {"action": "submit_for_review", "_selected_action": [post.pk]},
+            follow=True,
+        ),
+        must_wait=True,  # the contributor's action, for the editor's save
+    )
+
+    assert published.status_code == 302
+    post.refresh_from_db()
+    assert post.status == Post.Status.PUBLISHED and post.is_published
+    assert list(post.events.values_list("kind", flat=True)) == [
+        PostEvent.Kind.PUBLISHED
+    ]
+    assert Mailing.objects.get(post=post).paused_at is None
+    assert page_messages(submitted) == [
+        "Not submitted for review, as they are not drafts: "
+        "Kent: court work (published)."
+    ]
 
 
 def test_a_key_finding_edited_at_the_desk_is_searched_by_its_new_words(client):
