@@ -73,12 +73,19 @@ def topic_groups(following: Iterable[str] = ()) -> list[TopicGroup]:
     regions = dict(
         _offered(Region, kinds.REGION, following).values_list("slug", "name")
     )
-    areas_in: dict[str, list[TopicOption]] = {slug: [] for slug in regions}
-    for slug, name, region in _offered(Area, kinds.AREA, following).values_list(
-        "slug", "name", "region__slug"
+    # Each region's areas under its name, the regions in the order of the group's.
+    areas_in: dict[tuple[str, str], list[TopicOption]] = {}
+    for slug, name, region, region_name in (
+        _offered(Area, kinds.AREA, following)
+        .order_by("region__name", "name")
+        .values_list("slug", "name", "region__slug", "region__name")
     ):
-        if region in areas_in:  # not under a region not offered
-            areas_in[region].append(TopicOption(f"{kinds.AREA}:{slug}", name))
+        option = TopicOption(f"{kinds.AREA}:{slug}", name)
+        # Not under a region not offered (its only posts are yet to go live), but
+        # for an area the reader follows already, which stays where it was: with
+        # no region to come under, it was listed as gone from the site.
+        if region in regions or option.key in following:
+            areas_in.setdefault((region, region_name), []).append(option)
     offered_organisations = _offered(Organisation, kinds.ORGANISATION, following)
     owners_of: dict[str, list[str]] = defaultdict(list)
     for owned, owner in Organisation.owners.through.objects.filter(
@@ -122,9 +129,8 @@ def topic_groups(following: Iterable[str] = ()) -> list[TopicGroup]:
         TopicGroup(
             "Areas",
             [
-                TopicSection(areas_in[slug], label=name, key=f"{kinds.REGION}:{slug}")
-                for slug, name in regions.items()
-                if areas_in[slug]
+                TopicSection(areas, label=name, key=f"{kinds.REGION}:{slug}")
+                for (slug, name), areas in areas_in.items()
             ],
         ),
         TopicGroup("Organisations and their owners", [TopicSection(organisations)]),

@@ -34,9 +34,13 @@
     const nameOf = (box) => box.nextSibling.textContent.trim();
     // Areas come in one fieldset a region: finding a region's name finds its areas too.
     const regionOf = (box) => box.closest("fieldset[data-region]")?.dataset.region;
+    // Named by its heading: the region of an area the reader follows may not be
+    // offered itself (only posts yet to go live are about it), and has no box.
+    const regionNameOf = (box) =>
+      box.closest("fieldset[data-region]")?.querySelector("legend").textContent ?? "";
     const searchText = new Map(
       boxes.map((box) => {
-        const region = regionOf(box) ? nameOf(byKey.get(regionOf(box))) : "";
+        const region = regionNameOf(box);
         return [box, normalise(`${box.parentElement.textContent} ${region}`)];
       }),
     );

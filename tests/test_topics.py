@@ -259,6 +259,34 @@ def test_a_followed_organisation_a_draft_is_then_about_stays_followed_in_place(
     assert "No longer on the site" not in page
 
 
+def test_a_followed_area_whose_region_gets_its_first_draft_stays_followed_under_it(
+    client,
+):
+    """A reader follows Thurrock, in a region no post is about yet; the author
+    drafts the region's first post, on Essex. The region is no longer offered (its
+    draft is news), and Thurrock, with no region to come under, was listed as "No
+    longer on the site: Area: thurrock", though it is on the site as it was."""
+    east = RegionFactory(name="East of England", slug="east-of-england")
+    AreaFactory(name="Thurrock", slug="thurrock", region=east)
+    essex = AreaFactory(name="Essex", slug="essex", region=east)
+    reader = follower("reader@example.org", ("area", "thurrock"))
+    InspectionFactory(post=PostFactory(), area=essex)
+
+    page = client.get(topics_url(reader).removesuffix("topics/")).text
+
+    assert "No longer on the site" not in page
+    east_section = re.search(
+        r'<fieldset data-region="region:east-of-england">'
+        r"<legend>East of England</legend>(.*?)</fieldset>",
+        page,
+        re.S,
+    )
+    assert re.search(r'value="area:thurrock"[^>]*checked>Thurrock<', east_section[1])
+    # Still nothing offered that only the draft is about.
+    assert 'value="region:east-of-england"' not in page
+    assert 'value="area:essex"' not in page
+
+
 def test_an_unknown_topic_at_subscription_is_refused_and_nothing_stored(client):
     response = client.post(
         "/subscribe/", {"email": "new@example.org", "topics": ["region:atlantis"]}
