@@ -671,9 +671,8 @@ class PostAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
         if obj.author_id is None:
             obj.author = request.user
-        previous_status = (
-            Post.objects.filter(pk=obj.pk).values_list("status", flat=True).first()
-        )
+        stored = Post.objects.filter(pk=obj.pk).values("status", "published_at").first()
+        previous_status = stored and stored["status"]
         # The form offers a publisher's choices only to publishers; this is the
         # server's own word on it, whatever the request says.
         publishing = Post.Status.PUBLISHED in (obj.status, previous_status)
@@ -683,6 +682,35 @@ class PostAdmin(admin.ModelAdmin):
         services.post_save_from_desk(
             post=obj, previous_status=previous_status, by=request.user
         )
+        if obj.status == Post.Status.PUBLISHED and (
+            previous_status != Post.Status.PUBLISHED
+            or stored["published_at"] != obj.published_at
+        ):
+            level, words = self.publication_said(obj)
+            self.message_user(request, _sentences(words), level)
+
+    def publication_said(self, post: Post) -> tuple[int, list[str]]:
+        """What a save that published the post, or gave it another time, did, in
+        the author's words, and the message's level. A year typed wrong as the
+        post was published put it live at once, below a year of posts, emailed to
+        every reader, and the page said only that it was "changed successfully":
+        the date is said, and a day already past is a warning. The newsletter's
+        post admin adds what becomes of its email."""
+        when = _when(post.published_at)
+        if not post.is_published:
+            return messages.SUCCESS, [
+                f"“{post.title}” goes live on {when}: until then it is scheduled, "
+                "not on the site."
+            ]
+        if localtime(post.published_at).date() >= localtime().date():
+            return messages.SUCCESS, [
+                f"“{post.title}” is on the site now (dated {when})."
+            ]
+        since = Post.objects.published().filter(published_at__gt=post.published_at)
+        return messages.WARNING, [
+            f"“{post.title}” is on the site now, dated in the past ({when}): it is "
+            f"listed as of then, below the {since.count()} post(s) published since."
+        ]
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -1077,3 +1105,8 @@ class PostAdmin(admin.ModelAdmin):
 
 def _when(moment) -> str:
     return date_format(localtime(moment), "DATETIME_FORMAT")
+
+
+def _sentences(words: list[str]) -> str:
+    """One message of sentences, some of them HTML (a link), escaping the rest."""
+    return format_html_join(" ", "{}", ((sentence,) for sentence in words))

@@ -334,7 +334,7 @@ def test_a_post_published_without_its_email_is_emailed_once_the_box_is_ticked(
     )
     assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
     page = response.content.decode()
-    assert "Emailing it now to the readers who get posts as they are published" in page
+    assert "Emailing it now to 0 reader(s) who get posts as they are published" in page
     assert "readers of digests get it in their next one" in page
     # Saved again, ticked: nothing more goes.
     client.post(
@@ -426,7 +426,7 @@ def test_a_post_ticked_while_off_the_site_is_emailed_when_it_is_back(client):
         follow=True,
     )
     assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
-    assert "Emailing it now to the readers who get posts as they are published" in (
+    assert "Emailing it now to 0 reader(s) who get posts as they are published" in (
         response.content.decode()
     )
 

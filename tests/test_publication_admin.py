@@ -13,10 +13,12 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import escape
 
-from newsletter.models import Mailing
+from newsletter.models import Mailing, SubscriberTopic
 from posts.models import (
     Inspection,
     Organisation,
@@ -40,6 +42,7 @@ from .factories import (
     admin_inspection_form_of,
     admin_post_form,
     admin_post_form_of,
+    unpublish_at_the_desk,
 )
 from .locks import as_it_commits
 
@@ -796,3 +799,165 @@ def test_a_loop_already_saved_elsewhere_does_not_stop_an_organisation_saving(cli
 
     assert response.status_code == 302
     assert list(crc.owners.all()) == [first]
+
+
+# What the author is told of a save that publishes a post, or gives it a time.
+
+
+def readers_of_posts_as_published_and_of_digests() -> None:
+    """Three readers who get posts as they are published, one of a weekly digest,
+    and one who paused their newsletter."""
+    SubscriberFactory.create_batch(3)
+    SubscriberTopic.objects.create(
+        subscriber=SubscriberFactory(), kind="everything", frequency="weekly"
+    )
+    SubscriberFactory(paused_at=timezone.now())
+
+
+def said(response) -> list[str]:
+    """The messages on the page, as text."""
+    return [
+        unescape(re.sub(r"<[^>]+>", "", str(message)))
+        for message in response.context["messages"]
+    ]
+
+
+def desk_time(moment) -> str:
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def test_publishing_with_a_past_date_says_it_is_live_now_dated_then_and_emailed(
+    client,
+):
+    """The author meant next year's date and typed last year's: the post went
+    live at once, below a year of posts, and was emailed to every reader, and the
+    page said only that the post was changed successfully."""
+    readers_of_posts_as_published_and_of_digests()
+    PublishedPostFactory(published_at=timezone.now() - timedelta(days=30))
+    post = PostFactory(title="Kent: court work")
+    client.force_login(StaffFactory(role="Editor"))
+    typed = timezone.localtime().replace(microsecond=0) - timedelta(days=365)
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post, status="published", published_at=typed, publish_despite_warnings="on"
+        ),
+        follow=True,
+    )
+
+    assert Mailing.objects.filter(post=post).count() == 1
+    assert (
+        "“Kent: court work” is on the site now, dated in the past "
+        f"({desk_time(typed)}): it is listed as of then, below the 1 post(s) "
+        "published since. "
+        "Emailing it now to 3 reader(s) who get posts as they are published; "
+        "readers of digests get it in their next one."
+    ) in said(response)
+    level = next(m.level_tag for m in response.context["messages"] if "dated" in str(m))
+    assert level == "warning"
+
+
+def test_publishing_now_says_it_is_live_dated_now_and_emailed(client):
+    readers_of_posts_as_published_and_of_digests()
+    post = PostFactory(title="Kent: court work")
+    client.force_login(StaffFactory(role="Editor"))
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="published", publish_despite_warnings="on"),
+        follow=True,
+    )
+
+    post.refresh_from_db()
+    assert (
+        "“Kent: court work” is on the site now "
+        f"(dated {desk_time(post.published_at)}). "
+        "Emailing it now to 3 reader(s) who get posts as they are published; "
+        "readers of digests get it in their next one."
+    ) in said(response)
+
+
+def test_scheduling_says_when_it_goes_live_and_who_its_email_goes_to_then(client):
+    readers_of_posts_as_published_and_of_digests()
+    post = PostFactory(title="Kent: court work")
+    client.force_login(StaffFactory(role="Editor"))
+    when = timezone.localtime().replace(microsecond=0) + timedelta(days=2)
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post, status="published", published_at=when, publish_despite_warnings="on"
+        ),
+        follow=True,
+    )
+
+    assert not Mailing.objects.exists()
+    assert (
+        f"“Kent: court work” goes live on {desk_time(when)}: until then it is "
+        "scheduled, not on the site. "
+        "Its email goes then to the readers who get posts as they are published "
+        "(3 as of now); readers of digests get it in their next one."
+    ) in said(response)
+
+
+def test_publishing_a_post_unticked_says_it_is_not_emailed(client):
+    readers_of_posts_as_published_and_of_digests()
+    post = PostFactory(title="Kent: court work")
+    client.force_login(StaffFactory(role="Editor"))
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post,
+            status="published",
+            publish_despite_warnings="on",
+            email_subscribers="",
+        ),
+        follow=True,
+    )
+
+    assert not Mailing.objects.exists()
+    assert any(
+        message.endswith(
+            "It is not emailed, nor in digests: “Email to subscribers” is unticked."
+        )
+        for message in said(response)
+    )
+
+
+def test_a_post_back_on_the_site_says_its_paused_email_is_still_paused_and_where(
+    client,
+):
+    """Taken down as its email went out (which paused it), then published again:
+    its email stayed paused, rightly (the pause is the author's to lift), and the
+    save said nothing, so the readers not yet sent it waited unnoticed."""
+    readers_of_posts_as_published_and_of_digests()
+    post = PostFactory(title="Kent: court work")
+    editor = StaffFactory(role="Editor")
+    client.force_login(editor)
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="published", publish_despite_warnings="on"),
+    )
+    mailing = Mailing.objects.get(post=post)
+    post.refresh_from_db()
+    unpublish_at_the_desk(post)
+    post.refresh_from_db()
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="published", publish_despite_warnings="on"),
+        follow=True,
+    )
+
+    mailing.refresh_from_db()
+    assert mailing.paused_at is not None
+    page = response.content.decode()
+    url = reverse("admin:newsletter_mailing_change", args=[mailing.pk])
+    assert f'<a href="{url}">' in page
+    assert any(
+        "Its email is still paused: nobody more gets it until you resume it on its "
+        "mailing's page." in message
+        for message in said(response)
+    )

@@ -158,13 +158,13 @@ class PostAdmin(posts_admin.PostAdmin):
         # commits (the desk saves in one transaction): beat may have announced it
         # since the desk loaded it (its time came while its page was open), and
         # its email, ticked by this save, is then this save's to start.
-        announced_at = (
+        stored = (
             Post.objects.select_for_update()
             .filter(pk=obj.pk)
-            .values_list("announced_at", flat=True)
+            .values("announced_at", "status")
             .first()
         )
-        announced = announced_at is not None
+        announced = stored is not None and stored["announced_at"] is not None
         emailed = announced and _has_email(obj)
         super().save_model(request, obj, form, change)
         email = PostEmail(obj)
@@ -173,9 +173,11 @@ class PostAdmin(posts_admin.PostAdmin):
         if announced and "email_subscribers" in form.changed_data:
             self._email_choice_changed(request, obj)
         started = not emailed and obj.email_subscribers and _has_email(obj)
-        # Ticked on it live, or back on the site (newsletter.receivers.email_post).
-        if announced and started:
-            self._say_email_goes_now(request, obj)
+        # Ticked on it live. Back on the site (newsletter.receivers.email_post),
+        # its email is told of with its publication (publication_said).
+        if announced and started and stored["status"] == Post.Status.PUBLISHED:
+            level, words = email_said(obj)
+            self.message_user(request, words, level)
         scheduled = obj.email_subscribers and obj.announced_at is None
         if started or (scheduled and obj.status == Post.Status.PUBLISHED):
             tell_if_sent_once_the_queue_is_back(self, request)
@@ -222,19 +224,10 @@ class PostAdmin(posts_admin.PostAdmin):
             # went). Made once: a post sent before is not sent again.
             delivery.mailing_create_for_post(post=post)
 
-    def _say_email_goes_now(self, request: HttpRequest, post: Post) -> None:
-        digests_hold_it = post.announced_at >= timezone.now() - digests.LOOKBACK
-        self.message_user(
-            request,
-            "Emailing it now to the readers who get posts as they are published; "
-            + (
-                "readers of digests get it in their next one."
-                if digests_hold_it
-                else "not to readers of digests: it was published longer ago than "
-                "a digest looks back."
-            ),
-            level=messages.SUCCESS,
-        )
+    def publication_said(self, post: Post) -> tuple[int, list[str]]:
+        level, words = super().publication_said(post)
+        email_level, email_words = email_said(post)
+        return max(level, email_level), [*words, email_words]
 
     def get_urls(self):
         # Before the post's own URLs: <path:object_id> would swallow these.
@@ -467,6 +460,53 @@ def email_problems(email: PostEmail) -> list[Problem]:
             )
         )
     return problems
+
+
+def email_said(post: Post) -> tuple[int, str]:
+    """What becomes of the post's email, in the author's words, and the message's
+    level: said by a save that publishes the post (now, for later, or again) or
+    ticks its box on it live, in one place, so that each says it alike. Taken down,
+    a post's email is paused (receivers.hold_emails_of_unpublished_post) and stays
+    paused once it is back, the author's to resume: the save said nothing, and
+    the readers not yet sent it waited unnoticed."""
+    mailing = post.mailings.filter(kind=Mailing.Kind.POST).first()
+    if mailing is None and not post.email_subscribers:
+        return messages.SUCCESS, (
+            "It is not emailed, nor in digests: “Email to subscribers” is unticked."
+        )
+    if mailing is None:  # ticked, its time to come: its announcement emails it
+        readers = delivery.post_audience(post=post).count()
+        return messages.SUCCESS, (
+            "Its email goes then to the readers who get posts as they are "
+            f"published ({readers} as of now); readers of digests get it in their "
+            "next one."
+        )
+    if mailing.status in RUNNING and mailing.paused_at is not None:
+        return messages.WARNING, format_html(
+            "Its email is still paused: nobody more gets it until you resume it on "
+            '<a href="{}">its mailing\'s page</a>{}.',
+            reverse("admin:newsletter_mailing_change", args=[mailing.pk]),
+            "" if post.is_published else " once the post is live",
+        )
+    if mailing.status in RUNNING:
+        readers = delivery.post_audience(post=post).count()
+        announced_at = (
+            Post.objects.filter(pk=post.pk).values_list("announced_at", flat=True)
+        ).get()
+        digests_hold_it = announced_at >= timezone.now() - digests.LOOKBACK
+        return messages.SUCCESS, (
+            f"Emailing it now to {readers} reader(s) who get posts as they are "
+            "published; "
+            + (
+                "readers of digests get it in their next one."
+                if digests_hold_it
+                else "not to readers of digests: it was published longer ago than "
+                "a digest looks back."
+            )
+        )
+    if mailing.status == Mailing.Status.CANCELLED:
+        return messages.SUCCESS, "Its email was cancelled, and is not sent again."
+    return messages.SUCCESS, "Its email went out before, and is not sent again."
 
 
 def _has_email(post: Post) -> bool:

@@ -38,6 +38,7 @@ from .planner import (
     mailing_create_for_digest,
     mailing_create_for_post,
     mailing_plan_page,
+    post_audience,
 )
 from .reaper import mailings_reap
 from .sender import (
@@ -83,6 +84,7 @@ __all__ = [
     "mailing_plan_page",
     "mailing_resume",
     "mailings_reap",
+    "post_audience",
     "post_on_site",
     "provider_refused",
     "retry_after",

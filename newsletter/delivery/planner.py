@@ -148,23 +148,26 @@ def _ring(batch_ids: list[int]) -> None:
 
 
 def _audience(mailing: Mailing) -> SubscriberQuerySet:
-    """Who gets a post as it is published: confirmed readers following any of its
-    topics (or everything) instantly, but for those a digest carried it to
-    already (its round went while this waited to be planned, and they turned to
-    instant since). Digests carry it to the others. A correction goes to the
-    readers sent the post before it, each once."""
+    """A post's audience (post_audience); a correction goes to the readers sent
+    the post before it, each once."""
     if mailing.kind == Mailing.Kind.CORRECTION:
         # Planned again from its first reader (control.py: after a settle, or a
         # cancel the author takes back): whoever is in its ledger has their row.
         in_ledger = Delivery.objects.filter(mailing=mailing, subscriber=OuterRef("pk"))
         return corrections.audience(mailing).exclude(Exists(in_ledger))
-    keys = mailing.post.topic_keys()
+    return post_audience(post=mailing.post)
+
+
+def post_audience(*, post: Post) -> SubscriberQuerySet:
+    """Who gets a post as it is published: confirmed readers following any of its
+    topics (or everything) instantly, but for those a digest carried it to
+    already (its round went while this waited to be planned, and they turned to
+    instant since). Digests carry it to the others."""
+    keys = post.topic_keys()
     # NOT EXISTS, an anti-join: NOT IN (…) doubled the statement's estimated cost,
     # past PostgreSQL's threshold for compiling it (JIT), which took longer than
     # planning the page.
-    had_it = Delivery.objects.filter(
-        posts=mailing.post, subscriber=OuterRef("pk")
-    ).received()
+    had_it = Delivery.objects.filter(posts=post, subscriber=OuterRef("pk")).received()
     return (
         Subscriber.objects.confirmed()
         .following(keys, frequency=SubscriberTopic.Frequency.INSTANT)
