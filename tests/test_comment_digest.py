@@ -98,6 +98,21 @@ def test_the_digest_shows_a_hostile_comment_as_text():
     assert "&lt;script&gt;" in html
 
 
+def test_a_name_written_right_to_left_keeps_the_date_after_it_in_order():
+    """Not isolated, an Arabic or Hebrew name pulled the date after it into its
+    own direction: "محمد · 7 December" showed as "7 · محمد December". The site's
+    pages isolate it in a <bdi>, which mail apps support patchily: the email
+    isolates it with Unicode's own marks (FSI … PDI), in both parts."""
+    UserFactory(email="editor@example.org")
+    CommentFactory(name="محمد")
+
+    send_comment_digest.delay()
+
+    message = mail.outbox[0]
+    assert "\n\u2068محمد\u2069, " in message.body
+    assert " · \u2068محمد\u2069 · " in message.alternatives[0][0]
+
+
 def test_a_comment_of_one_very_long_word_is_wrapped_to_a_phones_width():
     """Spam is often one long address, a name can be 100 letters without a
     space: unbroken, a mail app zooms the whole digest out to that line's width
