@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminTextareaWidget, AdminTextInputWidget
 from django.contrib.auth import get_permission_codename
 from django.db import models
 from django.db.models import QuerySet
@@ -12,7 +13,7 @@ from posts.models import Post
 from posts.validators import addresses_as_stored, clean_email
 
 from . import services
-from .forms import WebsiteField
+from .forms import CommentBodyField, CommentNameField, WebsiteField
 from .models import Comment, PostCommentSettings
 
 
@@ -47,6 +48,14 @@ class StatusFilter(admin.SimpleListFilter):
 
 class CommentAdminForm(forms.ModelForm):
     # No Meta: the admin builds the form's fields from CommentAdmin.fields.
+
+    # The reader's form's fields: an edit at the desk is published as the
+    # reader's words are, so it is held to the same rules (line breaks as LF,
+    # nothing blank, the link limit).
+    name = CommentNameField(widget=AdminTextInputWidget)
+    body = CommentBodyField(
+        widget=AdminTextareaWidget, help_text=Comment._meta.get_field("body").help_text
+    )
 
     # The status the page showed. Saved after another moderator marked the comment
     # as spam, or its writer confirmed it, the page's status undid that, silently:

@@ -73,11 +73,43 @@ class WebsiteField(forms.URLField):
             ) from None
 
 
+class CommentNameField(forms.CharField):
+    """A commenter's name, from the reader's form and the desk's alike: it shows
+    as the comment's byline, on the post page and in the moderators' digest."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_length=NAME_MAX_LENGTH, **kwargs)
+
+    def clean(self, value) -> str:
+        name = super().clean(value)
+        reject_control_characters(name)
+        reject_invisible(name)
+        return name
+
+
+class CommentBodyField(TextareaField):
+    """A comment's text, from the reader's form and the desk's alike: a
+    moderator's edit is published as the reader's text is, and held to its rules."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(label="Comment", max_length=BODY_MAX_LENGTH, **kwargs)
+
+    def clean(self, value) -> str:
+        body = super().clean(value)
+        reject_control_characters(body, allowed="\n\t")
+        reject_invisible(body)
+        max_links = settings.COMMENTS_MAX_LINKS
+        if count_links(body) > max_links:
+            raise forms.ValidationError(
+                "Please include at most %(max)d links.",
+                code="too_many_links",
+                params={"max": max_links},
+            )
+        return body
+
+
 class CommentForm(ReaderForm):
-    name = forms.CharField(
-        max_length=NAME_MAX_LENGTH,
-        widget=forms.TextInput(attrs={"autocomplete": "name"}),
-    )
+    name = CommentNameField(widget=forms.TextInput(attrs={"autocomplete": "name"}))
     # Checked by clean_email, as every form that takes an address: Django's
     # EmailField would let through what no provider delivers to.
     email = forms.CharField(
@@ -91,10 +123,7 @@ class CommentForm(ReaderForm):
         required=False,
         widget=forms.URLInput(attrs={"autocomplete": "url"}),
     )
-    body = TextareaField(
-        label="Comment",
-        max_length=BODY_MAX_LENGTH,
-        strip=True,
+    body = CommentBodyField(
         widget=forms.Textarea(attrs={"rows": 6}),
         help_text="Plain text. Links become clickable; "
         "comments are published once the author has approved them.",
@@ -112,27 +141,8 @@ class CommentForm(ReaderForm):
         widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
     )
 
-    def clean_name(self) -> str:
-        name = self.cleaned_data["name"]
-        reject_control_characters(name)
-        reject_invisible(name)
-        return name
-
     def clean_email(self) -> str:
         return clean_email(self.cleaned_data["email"])
-
-    def clean_body(self) -> str:
-        body = self.cleaned_data["body"]
-        reject_control_characters(body, allowed="\n\t")
-        reject_invisible(body)
-        max_links = settings.COMMENTS_MAX_LINKS
-        if count_links(body) > max_links:
-            raise forms.ValidationError(
-                "Please include at most %(max)d links.",
-                code="too_many_links",
-                params={"max": max_links},
-            )
-        return body
 
     @property
     def is_from_a_bot(self) -> bool:

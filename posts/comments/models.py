@@ -97,8 +97,9 @@ class Comment(models.Model):
         related_name="replies",
         limit_choices_to={"parent__isnull": True},
     )
-    # The reader's form checks these itself; the validators hold the desk's edits
-    # to the same rule (the name and text reach the post page and the digest).
+    # The reader's form and the desk's check these with the same fields
+    # (CommentNameField, CommentBodyField); the validators are the control-character
+    # rule for any other form of the model.
     name = models.CharField(
         max_length=NAME_MAX_LENGTH, validators=[reject_control_characters]
     )
