@@ -147,7 +147,13 @@ def comment_confirmation_send(*, comment_id: int) -> bool:
     now = timezone.now()
     with transaction.atomic():
         comment = comments.comment_claim_confirmation(comment_id=comment_id, now=now)
-        if comment is None or is_blocked(comment.email):
+        if comment is None:
+            return False
+        if is_blocked(comment.email):
+            # Nothing is sent, so nothing is claimed: recorded as sent, it used up
+            # the address's hour, and a comment once the block was lifted got no
+            # link. The commenter was answered before this ran, the same either way.
+            transaction.set_rollback(True)
             return False
         token = comments.comment_confirmation_token(comment=comment)
         email = render_email(

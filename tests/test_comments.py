@@ -20,6 +20,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from newsletter import comment_emails
+from newsletter.models import Suppression
+from newsletter.subscriptions import address_suppress, suppression_lift
 from posts import throttle
 from posts.comments import services as comments
 from posts.comments.models import BODY_MAX_LENGTH, Comment, PostCommentSettings
@@ -433,6 +435,26 @@ def test_a_known_address_is_emailed_at_most_once_an_hour(post, confirm):
     confirm(Client(), post, body="Second.")
 
     assert len(mail.outbox) == 1
+
+
+def test_a_confirmation_not_sent_to_a_blocked_address_leaves_its_hour_unused(
+    post, confirm
+):
+    """Nothing is sent to an address that bounced, yet its comment was recorded
+    as sent its confirmation: once the desk lifted the bounce, the commenter's
+    next comment within the hour was sent no link. The commenter is answered the
+    same, blocked or not: the worker decides, after the answer."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    address_suppress(email="alex@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+
+    while_blocked, links = confirm(Client(), post, body="First.")
+    assert links == []
+    suppression_lift(suppression=Suppression.objects.get())
+    once_lifted, links = confirm(Client(), post, body="Second.")
+
+    assert [message.to for message in mail.outbox] == [["alex@example.org"]]
+    assert answer(while_blocked) == answer(once_lifted)
+    assert answer(once_lifted) == (302, f"/posts/{post.slug}/#comments", [HELD_MESSAGE])
 
 
 @pytest.mark.parametrize("known", [True, False])
