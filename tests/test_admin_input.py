@@ -515,6 +515,9 @@ def test_a_control_character_in_a_comment_edited_at_the_desk_is_a_form_error(
 
 
 def test_a_comment_edited_at_the_desk_keeps_its_line_breaks_and_tabs(desk):
+    """As the reader's form stores them, line breaks as LF: the desk's textarea
+    sends CR LF, as every browser's does, and kept so, the comment was counted
+    long by a character a line."""
     comment = CommentFactory()
 
     desk.post(
@@ -523,7 +526,40 @@ def test_a_comment_edited_at_the_desk_keeps_its_line_breaks_and_tabs(desk):
     )
 
     comment.refresh_from_db()
-    assert comment.body == "First line.\r\n\r\n\tSecond line."
+    assert comment.body == "First line.\n\n\tSecond line."
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"body": "\u200b\n\u2800\ufeff"}, "blank or invisible characters"),
+        ({"name": "\u3164\u3164"}, "blank or invisible characters"),
+        (
+            {"body": "See https://a.example/ and www.b.example and http://c.ex/x."},
+            "at most 2 links",
+        ),
+        ({"body": "a" * 5001}, "at most 5000 characters"),
+    ],
+    ids=["blank-comment", "blank-name", "too-many-links", "too-long"],
+)
+def test_a_desk_edit_the_readers_form_would_refuse_is_a_form_error_that_saves_nothing(
+    desk, settings, changes, problem
+):
+    """The desk took what the reader's form refuses (a comment of nothing visible,
+    a name that shows blank, more links than allowed): published under the
+    author's approval, a blank byline or a link farm."""
+    settings.COMMENTS_MAX_LINKS = 2
+    comment = CommentFactory(name="Alex Officer", body="Our caseloads are high.")
+    before = row_counts()
+
+    response = desk.post(
+        f"/admin/comments/comment/{comment.pk}/change/",
+        admin_comment_form(comment, **changes),
+    )
+
+    assert refused_and_nothing_changed(response, before, problem)
+    comment.refresh_from_db()
+    assert (comment.name, comment.body) == ("Alex Officer", "Our caseloads are high.")
 
 
 @pytest.mark.parametrize(

@@ -1346,63 +1346,6 @@ def test_a_page_that_may_only_view_a_comment_shows_no_status_to_check(client):
     assert "when opened" not in page.text.lower()
 
 
-def desk_edit(admin_client, comment, **changes):
-    return admin_client.post(
-        f"/admin/comments/comment/{comment.pk}/change/",
-        {
-            "status": comment.status,
-            "name": comment.name,
-            "email": comment.email,
-            "website": comment.website,
-            "body": comment.body,
-            **changes,
-        },
-    )
-
-
-def test_a_comment_edited_at_the_desk_keeps_its_line_breaks_as_the_readers_form_does(
-    admin_client,
-):
-    """The desk's textarea sends CR LF, as every browser's does: kept as sent, the
-    comment was counted long by a character a line, unlike the reader's."""
-    comment = CommentFactory()
-
-    response = desk_edit(admin_client, comment, body="First line.\r\nSecond line.")
-
-    assert response.status_code == 302
-    comment.refresh_from_db()
-    assert comment.body == "First line.\nSecond line."
-
-
-@pytest.mark.parametrize(
-    ("changes", "problem"),
-    [
-        ({"body": "\u200b\n\u2800\ufeff"}, "blank or invisible characters"),
-        ({"name": "\u3164\u3164"}, "blank or invisible characters"),
-        (
-            {"body": "See https://a.example/ and www.b.example and http://c.ex/x."},
-            "at most 2 links",
-        ),
-        ({"body": "a" * (BODY_MAX_LENGTH + 1)}, "at most 5000 characters"),
-    ],
-)
-def test_a_desk_edit_the_readers_form_would_refuse_is_refused_and_saves_nothing(
-    admin_client, settings, changes, problem
-):
-    """The desk's edit took what the reader's form refuses (a comment of nothing
-    visible, a name that shows blank, more links than allowed): published, a blank
-    byline or a link farm under the author's approval."""
-    settings.COMMENTS_MAX_LINKS = 2
-    comment = CommentFactory(name="Alex Officer", body="Our caseloads are high.")
-
-    response = desk_edit(admin_client, comment, **changes)
-
-    assert response.status_code == 200
-    assert problem in response.text
-    comment.refresh_from_db()
-    assert (comment.name, comment.body) == ("Alex Officer", "Our caseloads are high.")
-
-
 def test_staff_cannot_add_comments_in_the_admin(admin_client):
     assert admin_client.get("/admin/comments/comment/add/").status_code == 403
 
