@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import json
 import time
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 
@@ -178,12 +179,16 @@ def _one_time_link_spent(subscriber: Subscriber | None) -> bool:
     return subscriber is None or subscriber.one_time_link_sent_at is None
 
 
-def _loads(token: str, purpose: Purpose) -> tuple[Subscriber | None, str, str]:
+def _loads(
+    token: str, purpose: Purpose, *, any_age: bool = False
+) -> tuple[Subscriber | None, str, str]:
     """The subscriber a token names (None if nobody), its fingerprint and its
-    detail, once its signature and age are checked."""
+    detail, once its signature and (unless `any_age`) its age are checked."""
     try:
         pk, fingerprint, *rest = signing.loads(
-            token, salt=f"newsletter.tokens.{purpose}", max_age=MAX_AGE[purpose]
+            token,
+            salt=f"newsletter.tokens.{purpose}",
+            max_age=None if any_age else MAX_AGE[purpose],
         )
     except signing.SignatureExpired as exc:
         raise InvalidToken(expired=True) from exc
@@ -226,6 +231,26 @@ def _issued_for(
 
 def read_token(token: str, purpose: Purpose) -> Subscriber:
     return _read(token, purpose)[0]
+
+
+def read_sent_to(token: str, purpose: Purpose) -> Subscriber:
+    """The reader a link of ours was sent to, however old, and whether or not a
+    newer link or their leaving has retired it, as long as the address it went
+    to is still theirs: for a page that only says where they stand. Its signature
+    names whom we sent it to; a move since (its address may be someone else's
+    now) refuses it. InvalidToken otherwise."""
+    subscriber, _, _ = _loads(token, purpose, any_age=True)
+    # Signed as signing.dumps signs: "<payload>:<timestamp>:<signature>", the
+    # timestamp in whole seconds, so a move in the same second refuses it too.
+    signed_at = datetime.fromtimestamp(
+        signing.b62_decode(token.rsplit(":", 2)[1]), tz=UTC
+    )
+    if (
+        subscriber is None
+        or subscriber.previous_addresses.filter(moved_at__gte=signed_at).exists()
+    ):
+        raise InvalidToken
+    return subscriber
 
 
 def read_change_made(token: str) -> str:

@@ -33,7 +33,13 @@ from .emails import confirm_max_age_days, preferences_url
 from .enqueue import QueueUnreachable, queue_reachable, ring
 from .forms import CommentDataForm, ConfirmForm, SubscribeForm
 from .models import Subscriber
-from .tokens import InvalidToken, Purpose, read_token, read_token_detail
+from .tokens import (
+    InvalidToken,
+    Purpose,
+    read_sent_to,
+    read_token,
+    read_token_detail,
+)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -232,11 +238,11 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber, detail = read_token_detail(token, Purpose.CONFIRM)
     except InvalidToken as error:
-        return _token_error(request, error)
+        return _confirm_link_spent(request, token, error)
     consent_id = row_id_in(detail)
     consent = subscriber.consents.filter(pk=consent_id).first() if consent_id else None
     if consent is None:  # purged since, or no id at all: the link names nothing
-        return _token_error(request, InvalidToken())
+        return _confirm_link_spent(request, token, InvalidToken())
     if consent.confirmed_at is not None:
         # Opened again once used: where the reader stands, not the button again.
         return _confirmed(request, subscriber)
@@ -267,6 +273,23 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         {"subscriber": subscriber, "consent": consent, "form": form},
         status=400 if form.is_bound else 200,
     )
+
+
+def _confirm_link_spent(
+    request: HttpRequest, token: str, error: InvalidToken
+) -> HttpResponse:
+    """A confirmation link that can confirm nothing now: expired, retired by a
+    newer one or by the reader's leaving, or naming a request purged since. A
+    reader no longer pending is shown where they stand, however old the link:
+    told it had expired, they subscribed again, and were sent nothing as they
+    were subscribed. Only a reader still pending is told to ask for a new one."""
+    try:
+        reader = read_sent_to(token, Purpose.CONFIRM)
+    except InvalidToken:
+        return _token_error(request, error)
+    if reader.status == Subscriber.Status.PENDING:
+        return _token_error(request, error)
+    return _confirmed(request, reader)
 
 
 def _confirmed(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:

@@ -375,6 +375,87 @@ def test_expired_confirmation_link_says_so(client, monkeypatch):
     assert subscriber.status == Subscriber.Status.PENDING
 
 
+def opened_days_later(client, link, monkeypatch, days: float, method="get"):
+    """The link opened `days` from now, as its signature's clock reads it."""
+    later = time.time() + days * 86400
+    with monkeypatch.context() as then:
+        then.setattr(signing.time, "time", lambda: later)
+        return getattr(client, method)(link)
+
+
+def test_a_subscribed_reader_opening_their_expired_link_is_told_they_are_subscribed(
+    client, monkeypatch, django_capture_on_commit_callbacks
+):
+    """It said "This link has expired… Subscribe again", and subscribing again
+    sent nothing: they were subscribed."""
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    link = confirm_link(mail.outbox[0])
+    client.post(link)
+
+    for method in ("get", "post"):
+        page = opened_days_later(client, link, monkeypatch, 8, method)
+        assert page.status_code == 200
+        assert "You are subscribed" in page.text
+        assert "reader@example.org" in page.text
+        assert "expired" not in page.text
+    assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize("days", [0, 8], ids=["within-its-week", "expired"])
+def test_a_reader_who_left_opening_their_old_link_is_told_how_to_come_back(
+    client, monkeypatch, django_capture_on_commit_callbacks, days
+):
+    """After an unsubscribe the link said "not valid… replaced by a newer email":
+    no newer email was ever sent. It says where the reader stands, and changes
+    nothing."""
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    link = confirm_link(mail.outbox[0])
+    client.post(link)
+    subscriptions.subscriber_unsubscribe(subscriber=Subscriber.objects.get())
+
+    for method in ("get", "post"):
+        page = opened_days_later(client, link, monkeypatch, days, method)
+        assert page.status_code == 200
+        assert "You are not subscribed" in page.text
+        assert "/preferences/" in page.text
+    assert Subscriber.objects.get().status == Subscriber.Status.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize("days", [0, 8], ids=["within-its-week", "expired"])
+def test_an_old_link_to_an_address_the_reader_left_shows_nothing_of_them(
+    client, monkeypatch, django_capture_on_commit_callbacks, days
+):
+    """Whoever has the address the link went to is not shown the reader's new
+    address, nor given their preferences."""
+    subscribe(client, "old@example.org", django_capture_on_commit_callbacks)
+    link = confirm_link(mail.outbox[0])
+    client.post(link)
+    reader = Subscriber.objects.get()
+    assert subscriptions.email_change_confirm(
+        subscriber=reader, new_email="new@example.org"
+    )
+
+    page = opened_days_later(client, link, monkeypatch, days)
+    assert page.status_code == (410 if days else 404)
+    assert "new@example.org" not in page.text
+    assert "/preferences/" not in page.text
+
+
+def test_a_pending_readers_link_retired_by_a_newer_one_still_says_so(
+    client, monkeypatch, django_capture_on_commit_callbacks
+):
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    first = confirm_link(mail.outbox[0])
+    Subscriber.objects.update(confirmation_sent_at=timezone.now() - timedelta(days=2))
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+
+    for days, status in [(0, 404), (8, 410)]:
+        page = opened_days_later(client, first, monkeypatch, days)
+        assert page.status_code == status
+        assert "/preferences/" not in page.text
+
+
 def test_the_pages_say_how_long_the_link_works_as_the_email_does(
     client, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
