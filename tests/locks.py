@@ -16,6 +16,9 @@ from .factories import unpublish_at_the_desk
 def another_connection_waits_for_a_lock() -> bool:
     """Whether a connection to this database other than ours waits for a lock."""
     with connection.cursor() as cursor:
+        # Read fresh: within a transaction (asked from inside the held side)
+        # PostgreSQL answers from the view as first read in it, for good.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
