@@ -1121,7 +1121,16 @@ def pending_purge_expired() -> int:
         | Q(confirmation_sent_at__isnull=True, created_at__lt=cutoff)
     )
     with transaction.atomic():
-        deleted, _ = expired.delete()
+        # Locked before they are deleted, and deleted only if still expired under
+        # the lock: a reader asking again meanwhile (subscription_request holds
+        # their row) is skipped, not waited for, and a request committed since
+        # the read has taken its reader out of it. Deleted as read, the request
+        # went with its reader after the asker was told to check their inbox.
+        # A reader skipped today is purged tomorrow if nobody confirms.
+        locked = expired.select_for_update(skip_locked=True).values_list(
+            "pk", flat=True
+        )
+        deleted, _ = Subscriber.objects.filter(pk__in=list(locked)).delete()
         Consent.objects.filter(
             confirmed_at__isnull=True, created_at__lt=cutoff
         ).delete()

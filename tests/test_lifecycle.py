@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connection
+from django.db.models.signals import pre_delete
 from django.utils import timezone
 
 from newsletter import delivery, subscriptions, tasks
@@ -16,6 +18,7 @@ from newsletter.tokens import Purpose, make_token
 from posts.services import post_publish
 
 from .factories import PostFactory, SubscriberFactory, confirm_link
+from .locks import as_it_commits, in_a_thread, until_done_or_waiting_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -327,6 +330,94 @@ def test_requests_never_confirmed_are_forgotten_when_pending_ones_are(
     # then the request is gone; the reader, their consent and a live request stay.
     assert set(Consent.objects.all()) == {kept, recent}
     assert Subscriber.objects.get() == reader
+
+
+def an_expired_request(email: str) -> Subscriber:
+    """A reader who asked once, long enough ago for the purge to take them."""
+    long_ago = timezone.now() - timedelta(
+        seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS + 60
+    )
+    reader = SubscriberFactory(
+        email=email, status="pending", confirmed_at=None, confirmation_sent_at=long_ago
+    )
+    Consent.objects.create(subscriber=reader, wording="w", created_at=long_ago)
+    return reader
+
+
+def the_request_is_kept(client, email: str) -> None:
+    """The reader told to check their inbox finds a confirmation there, and its
+    link subscribes them."""
+    [confirmation] = [m for m in mail.outbox if m.to == [email]]
+    assert client.post(confirm_link(confirmation)).status_code == 200
+    assert Subscriber.objects.get(email=email).status == Subscriber.Status.ACTIVE
+
+
+needs_two_connections = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+
+
+@needs_two_connections
+@pytest.mark.django_db(transaction=True)
+def test_a_request_made_as_the_purge_deletes_its_reader_is_kept(client):
+    """The purge read the expired reader, the reader asked again and was told to
+    check their inbox, then the purge deleted the reader with the new request:
+    the link in the email led nowhere."""
+    an_expired_request("reader@example.org")
+    asking, answers = [], []
+
+    def request_as_the_purge_deletes(sender, instance, **kwargs):
+        if instance.email == "reader@example.org" and not asking:
+            asking.append(
+                in_a_thread(
+                    lambda: subscriptions.subscription_request(email=instance.email),
+                    answers,
+                )
+            )
+            # The request commits at once (the race), or waits for the purge.
+            until_done_or_waiting_for_a_lock(asking[0])
+
+    pre_delete.connect(request_as_the_purge_deletes, sender=Subscriber)
+    try:
+        subscriptions.pending_purge_expired()
+    finally:
+        pre_delete.disconnect(request_as_the_purge_deletes, sender=Subscriber)
+    asking[0].join(timeout=10)
+
+    assert answers == [None]  # the request ended without raising
+    the_request_is_kept(client, "reader@example.org")
+
+
+@needs_two_connections
+@pytest.mark.django_db(transaction=True)
+def test_the_purge_leaves_a_reader_whose_request_is_being_written(client):
+    """It waited for the request, then deleted its reader, and failed at its
+    commit on the request's consent: nothing expired was purged that day."""
+    an_expired_request("reader@example.org")
+    other = an_expired_request("other@example.org")
+
+    _, purged = as_it_commits(
+        lambda: subscriptions.subscription_request(email="reader@example.org"),
+        subscriptions.pending_purge_expired,
+    )
+
+    assert purged
+    assert not Subscriber.objects.filter(pk=other.pk).exists()
+    the_request_is_kept(client, "reader@example.org")
+
+
+@needs_two_connections
+@pytest.mark.django_db(transaction=True)
+def test_a_request_made_as_the_purge_commits_is_kept(client):
+    """The request waits for the purge, and asks anew for an address free again."""
+    an_expired_request("reader@example.org")
+
+    as_it_commits(
+        subscriptions.pending_purge_expired,
+        lambda: subscriptions.subscription_request(email="reader@example.org"),
+    )
+
+    the_request_is_kept(client, "reader@example.org")
 
 
 def test_a_purge_sooner_than_the_confirmation_link_expires_fails_the_checks(
