@@ -11,7 +11,12 @@ the reason.
 The desk's export (admin/readers.py) is a file the import takes as it is: its
 first columns are the import's, and of the three it adds, the status decides
 (only a subscribed reader comes in: one who left, or never confirmed, is skipped)
-and a reader who had paused their emails comes in paused.
+and a reader who had paused their emails comes in paused. Its last columns are
+what the reader chose: the topics they follow at each frequency, and when their
+digests arrive. A new reader comes in with them; a reader on the list already
+keeps their own (their choice, made here, is newer than any file). A topic this
+site does not have is left out, and said so; a reader who followed only such
+topics is refused: followed nothing, they would be sent everything.
 
 Columns are found by their header, under the names other lists' exports give
 them too (KNOWN_COLUMNS); any other column is not read.
@@ -21,6 +26,7 @@ import codecs
 import csv
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
@@ -30,13 +36,29 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from posts.models import Area, Category, Organisation, Rating, Region
 from posts.validators import clean_email, reject_control_characters, reject_invisible
 
-from .models import Consent, PreviousAddress, Subscriber, Suppression
+from .models import (
+    DEFAULT_TIME_ZONE,
+    DIGEST_TIME_ZONES,
+    Consent,
+    PreviousAddress,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
+    Weekday,
+)
 
 COLUMNS = ["email", "name", "consent_source", "consent_date"]
 # What the desk's export adds after COLUMNS.
 EXPORT_COLUMNS = ["status", "paused_at", "confirmed_at"]
+# And after those, what the reader chose (preferences_cells): the topics they
+# follow at each frequency ("topics_weekly": "region:london; category:youth"),
+# and their digests' hour, day and time zone (empty: the site's usual).
+TOPIC_COLUMNS = [f"topics_{frequency}" for frequency in SubscriberTopic.Frequency]
+DIGEST_COLUMNS = ["digest_hour", "digest_weekday", "digest_time_zone"]
+PREFERENCE_COLUMNS = [*TOPIC_COLUMNS, *DIGEST_COLUMNS]
 # Every name the import knows a column by: its own, and those other lists'
 # exports give it (Mailchimp's audience export: "Email Address", "First Name",
 # "Last Name", "OPTIN_TIME", "CONFIRM_TIME"), compared without case, spaces,
@@ -56,6 +78,9 @@ KNOWN_COLUMNS = {
     # Mailchimp's export of those who unsubscribed there, or whose address it
     # cleaned as undeliverable: they left that list, and are not brought back.
     "left_at": ["unsubtime", "cleantime"],
+    # Not "time zone": Mailchimp's TIMEZONE is where it guessed the contact is,
+    # in any of the world's zones, not when they asked for their digests.
+    **{column: [column.replace("_", "")] for column in PREFERENCE_COLUMNS},
 }
 # Mailchimp writes its times with no zone, in GMT: the member export its Export
 # API documents ("very similar to exporting via the web interface") takes GMT
@@ -92,6 +117,12 @@ class Row:
     # From the desk's export: when the reader paused their emails, and confirmed.
     paused_at: datetime | None = None
     confirmed_at: datetime | None = None
+    # What a new reader follows, as (kind, value, frequency); none is everything,
+    # as it is published. And when their digests arrive (None: the site's usual).
+    topics: list[tuple[str, str, str]] = field(default_factory=list)
+    digest_hour: int | None = None
+    digest_weekday: int | None = None
+    time_zone: str = DEFAULT_TIME_ZONE
 
 
 @dataclass
@@ -107,6 +138,10 @@ class ImportReport:
     # Subscribed already, on the consent the row records: the same file again.
     unchanged: int = 0
     imported: bool = False
+    # (line, the topics left out of it: this site does not have them)
+    topics_dropped: list[tuple[int, str]] = field(default_factory=list)
+    # The file names readers' topics or digest times: given to new readers only.
+    reads_preferences: bool = False
     # The file's columns the import does not read, as the file names them.
     ignored_columns: list[str] = field(default_factory=list)
     # "cp1252" or "mac_roman" when the file was not UTF-8, so the author can
@@ -260,6 +295,7 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
         for index, name in enumerate(header)
         if name and index not in columns.values()
     ]
+    report.reads_preferences = any(column in columns for column in PREFERENCE_COLUMNS)
     first_line_of: dict[str, int] = {}
     ended = reader.line_num  # the header's last line
     try:
@@ -310,6 +346,7 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
             )
         raise ImportFileError(reason) from exc
     _skip_those_who_left(report)
+    _drop_topics_not_on_the_site(report)
     return report
 
 
@@ -385,7 +422,98 @@ def _parse_row(
     if len(source) > 200:
         raise ValidationError("the consent source is longer than 200 characters")
     consented_at = _parse_moment(date, "consent date", in_utc=date_column in in_utc)
-    return Row(line, email, name, source, consented_at, paused_at, confirmed_at)
+    return Row(
+        line,
+        email,
+        name,
+        source,
+        consented_at,
+        paused_at,
+        confirmed_at,
+        topics=_topics_read(cells),
+        **_digest_time_read(cells),
+    )
+
+
+def preferences_cells(
+    *,
+    topics: Iterable[tuple[str, str, str]],
+    digest_hour: int | None,
+    digest_weekday: int | None,
+    time_zone: str,
+) -> list[str]:
+    """The PREFERENCE_COLUMNS' cells of a reader's export: the (kind, value,
+    frequency) of their topic rows, and their digest time. As the import reads
+    them (_topics_read, _digest_time_read)."""
+    keys: dict[str, list[str]] = {
+        frequency: [] for frequency in SubscriberTopic.Frequency
+    }
+    for kind, value, frequency in sorted(topics):
+        keys[frequency].append(f"{kind}:{value}" if value else kind)
+    return [
+        *("; ".join(keys[frequency]) for frequency in SubscriberTopic.Frequency),
+        "" if digest_hour is None else str(digest_hour),
+        "" if digest_weekday is None else Weekday(digest_weekday).label,
+        time_zone,
+    ]
+
+
+# Read once, not for each of 50,000 rows (Django builds a choices' list anew).
+FREQUENCY_COLUMNS = list(zip(SubscriberTopic.Frequency, TOPIC_COLUMNS, strict=True))
+TOPIC_KINDS = frozenset(SubscriberTopic.Kind.values)
+
+
+def _topics_read(cells: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The topics a row's TOPIC_COLUMNS name, as (kind, value, frequency)."""
+    frequency_of: dict[tuple[str, str], str] = {}
+    for frequency, column in FREQUENCY_COLUMNS:
+        # Separated as the export writes them ("; "), or as a hand may type them.
+        for key in re.split(r"[;,\s]+", cells[column]):
+            if not key:
+                continue
+            kind, _, value = key.partition(":")
+            everything = kind == SubscriberTopic.Kind.EVERYTHING
+            if kind not in TOPIC_KINDS or everything == bool(value):
+                raise ValidationError(
+                    f"the topic “{key[:60]}” is not “everything” or a kind and "
+                    "a slug (“region:london”)"
+                )
+            # One frequency a topic: the reader follows it once (topic_once).
+            if frequency_of.setdefault((kind, value), frequency) != frequency:
+                raise ValidationError(
+                    f"the topic “{key[:60]}” is under two frequencies: "
+                    f"{frequency_of[kind, value]} and {frequency}"
+                )
+    return [
+        (kind, value, frequency) for (kind, value), frequency in frequency_of.items()
+    ]
+
+
+WEEKDAY_BY_NAME = {label.lower(): day for day, label in Weekday.choices}
+TIME_ZONES = dict(DIGEST_TIME_ZONES)
+
+
+def _digest_time_read(cells: dict[str, str]) -> dict:
+    """A row's DIGEST_COLUMNS as the Row's fields; an empty cell is the usual."""
+    hour, day, zone = (cells[column] for column in DIGEST_COLUMNS)
+    if hour and not (re.fullmatch(r"[0-9]{1,2}", hour) and int(hour) <= 23):
+        raise ValidationError(
+            f"the digest hour “{hour[:20]}” is not a whole hour from 0 to 23"
+        )
+    if day and day.lower() not in WEEKDAY_BY_NAME:
+        raise ValidationError(
+            f"the digest weekday “{day[:20]}” is not a day of the week (Monday, …)"
+        )
+    if zone and zone not in TIME_ZONES:
+        raise ValidationError(
+            f"the digest time zone “{zone[:40]}” is not one a reader may choose "
+            "(Europe/London, America/New_York, …)"
+        )
+    return {
+        "digest_hour": int(hour) if hour else None,
+        "digest_weekday": WEEKDAY_BY_NAME[day.lower()] if day else None,
+        "time_zone": zone or DEFAULT_TIME_ZONE,
+    }
 
 
 def _unquoted(value: str) -> str:
@@ -459,6 +587,83 @@ def _skip_those_who_left(report: ImportReport) -> None:
     report.rows = [row for row in report.rows if row.line not in left]
 
 
+# What a topic's value names, by its kind: the slug of one of these.
+TOPIC_MODELS = {
+    SubscriberTopic.Kind.REGION: Region,
+    SubscriberTopic.Kind.AREA: Area,
+    SubscriberTopic.Kind.ORGANISATION: Organisation,
+    SubscriberTopic.Kind.CATEGORY: Category,
+}
+
+
+def _topics_on_the_site(keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Those of the (kind, value) keys this site has: a query per kind and
+    thousand slugs, however many readers follow them."""
+    on_the_site = {(SubscriberTopic.Kind.EVERYTHING, "")} | {
+        (SubscriberTopic.Kind.RATING, code) for code in Rating.values
+    }
+    for kind, model in TOPIC_MODELS.items():
+        for chunk in _chunks(sorted({value for of, value in keys if of == kind})):
+            on_the_site.update(
+                (kind, slug)
+                for slug in model.objects.filter(slug__in=chunk).values_list(
+                    "slug", flat=True
+                )
+            )
+    return keys & on_the_site
+
+
+def _drop_topics_not_on_the_site(report: ImportReport) -> None:
+    """Leave out of new readers' rows the topics this site does not have (a
+    category the old site had and this one not yet): kept, one would match no
+    post, and the reader would not know why. Said, line by line. A new reader
+    who followed only such topics is refused: left following none, they would
+    be sent every post (the author adds the topics, or empties the row's topic
+    cells to have them follow everything)."""
+    keys = {(kind, value) for row in report.rows for kind, value, _ in row.topics}
+    on_the_site = _topics_on_the_site(keys)
+    if on_the_site == keys:
+        return
+    touched = [
+        row
+        for row in report.rows
+        if any((kind, value) not in on_the_site for kind, value, _ in row.topics)
+    ]
+    # A reader on the list already keeps their own topics: the file's are not read.
+    existing = set()
+    for chunk in _chunks([row.email for row in touched]):
+        existing.update(
+            Subscriber.objects.filter(email__in=chunk).values_list("email", flat=True)
+        )
+    refused = set()
+    for row in touched:
+        if row.email in existing:
+            continue
+        gone = ", ".join(
+            f"{kind}:{value}"[:80]
+            for kind, value, _ in row.topics
+            if (kind, value) not in on_the_site
+        )
+        row.topics = [
+            topic for topic in row.topics if (topic[0], topic[1]) in on_the_site
+        ]
+        if row.topics:
+            report.topics_dropped.append((row.line, gone))
+        else:
+            refused.add(row.line)
+            report.rejected.append(
+                (
+                    row.line,
+                    f"follows only topics this site does not have ({gone}): "
+                    "add them to the site, or empty the row's topics to have the "
+                    "reader follow everything",
+                )
+            )
+    report.rejected.sort()
+    report.topics_dropped.sort()
+    report.rows = [row for row in report.rows if row.line not in refused]
+
+
 def _consents_recorded(subscribers: list[Subscriber]) -> set[tuple[int, str, datetime]]:
     """(subscriber id, source, when given) of these subscribers' confirmed consents."""
     recorded = set()
@@ -498,6 +703,7 @@ def _rows_write(report: ImportReport) -> ImportReport:
             )
         recorded = _consents_recorded(list(existing.values()))
         new, consents, skipped = [], [], []
+        chosen: list[tuple[Subscriber, Row]] = []  # the new readers' topics
         updated = unchanged = 0
         for row in report.rows:
             subscriber = existing.get(row.email)
@@ -517,8 +723,13 @@ def _rows_write(report: ImportReport) -> ImportReport:
                     status=Subscriber.Status.ACTIVE,
                     confirmed_at=row.confirmed_at or row.consented_at,
                     paused_at=row.paused_at,
+                    digest_hour=row.digest_hour,
+                    digest_weekday=row.digest_weekday,
+                    time_zone=row.time_zone,
                 )
                 new.append(subscriber)
+                if row.topics:
+                    chosen.append((subscriber, row))
             elif subscriber.status in (
                 Subscriber.Status.ACTIVE,
                 Subscriber.Status.PENDING,
@@ -555,6 +766,19 @@ def _rows_write(report: ImportReport) -> ImportReport:
             ),
             batch_size=LOOKUP_CHUNK,
         )
+        # A thousand readers' topics at a time: a list of 50,000 following
+        # several each is too many rows to hold at once.
+        for chunk in _chunks(chosen):
+            SubscriberTopic.objects.bulk_create(
+                SubscriberTopic(
+                    subscriber_id=subscriber.pk,
+                    kind=kind,
+                    value=value,
+                    frequency=frequency,
+                )
+                for subscriber, row in chunk
+                for kind, value, frequency in row.topics
+            )
     # Counted once written: an attempt undone above counts for nothing.
     report.created, report.updated, report.unchanged = len(new), updated, unchanged
     report.skipped = sorted([*report.skipped, *skipped])

@@ -23,7 +23,9 @@ from newsletter.models import (
     Event,
     Mailing,
     Subscriber,
+    SubscriberTopic,
     Suppression,
+    Weekday,
 )
 from newsletter.subscriptions import (
     address_suppress,
@@ -35,6 +37,8 @@ from newsletter.subscriptions import (
 )
 
 from .factories import (
+    CategoryFactory,
+    RegionFactory,
     SubscriberFactory,
     UserFactory,
     admin_subscriber_form,
@@ -466,6 +470,195 @@ def test_the_desks_export_imports_as_it_is_and_brings_back_only_subscribed_reade
     active = Subscriber.objects.get(email="active@example.org")
     assert (active.name, active.confirmed_at) == ("Ali", when)
     assert active.consents.get().source == "Conference sheet"
+
+
+def follows(reader: Subscriber, frequency: str, *keys: str) -> None:
+    for key in keys:
+        kind, _, value = key.partition(":")
+        SubscriberTopic.objects.create(
+            subscriber=reader, kind=kind, value=value, frequency=frequency
+        )
+
+
+def topic_rows() -> set[tuple[str, str, str, str]]:
+    return set(
+        SubscriberTopic.objects.values_list(
+            "subscriber__email", "kind", "value", "frequency"
+        )
+    )
+
+
+def digest_times() -> set[tuple[str, int | None, int | None, str]]:
+    return set(
+        Subscriber.objects.values_list(
+            "email", "digest_hour", "digest_weekday", "time_zone"
+        )
+    )
+
+
+def test_a_readers_topics_frequency_and_digest_time_come_back_with_the_export(
+    author,
+):
+    """Moving the list to a new site: a weekly-digest reader came back with no
+    topic rows, which is everything as it is published, and was emailed every
+    post at once."""
+    region = RegionFactory(slug="london")
+    CategoryFactory(slug="youth")
+    when = timezone.now() - timedelta(days=40)
+    weekly = SubscriberFactory(
+        email="weekly@example.org", digest_weekday=Weekday.FRIDAY, digest_hour=18
+    )
+    follows(weekly, SubscriberTopic.Frequency.WEEKLY, "everything:")
+    daily = SubscriberFactory(email="daily@example.org", time_zone="America/New_York")
+    follows(daily, SubscriberTopic.Frequency.DAILY, "region:london", "category:youth")
+    # The desk may set each topic's frequency on its own.
+    mixed = SubscriberFactory(email="mixed@example.org")
+    follows(mixed, SubscriberTopic.Frequency.INSTANT, "rating:inadequate")
+    follows(mixed, SubscriberTopic.Frequency.WEEKLY, f"region:{region.slug}")
+    never_chose = SubscriberFactory(email="never@example.org")
+    readers = [weekly, daily, mixed, never_chose]
+    for reader in readers:
+        confirmed_consent(reader, "Conference sheet", when)
+    topics, times = topic_rows(), digest_times()
+    exported = b"".join(desk_action(author, "export_csv", *readers).streaming_content)
+    Subscriber.objects.all().delete()  # the new site's empty list
+
+    response = upload(author, exported.decode())
+
+    report = response.context["report"]
+    assert (report.created, report.rejected, report.skipped) == (4, [], [])
+    assert topic_rows() == topics
+    assert digest_times() == times
+    # Readable in a spreadsheet, and no cell of it a formula.
+    rows = list(csv.DictReader(io.StringIO(exported.decode("utf-8-sig"))))
+    assert [row["topics_weekly"] for row in rows] == [
+        "everything",
+        "",
+        "region:london",
+        "",
+    ]
+    assert rows[1]["topics_daily"] == "category:youth; region:london"
+    assert rows[2]["topics_instant"] == "rating:inadequate"
+    assert [rows[0][c] for c in ("digest_hour", "digest_weekday")] == ["18", "Friday"]
+    assert rows[1]["digest_time_zone"] == "America/New_York"
+    assert "a reader already on the list keeps what they chose" in response.text
+
+
+def preferences_file(*rows: str) -> str:
+    header = [*imports.COLUMNS, *imports.EXPORT_COLUMNS, *imports.PREFERENCE_COLUMNS]
+    return ",".join(header) + "\n" + "".join(row + "\n" for row in rows)
+
+
+def test_a_topic_this_site_does_not_have_is_left_out_saying_so(author):
+    CategoryFactory(slug="youth")
+    response = upload(
+        author,
+        preferences_file(
+            "a@example.org,,Sheet,2026-01-05,active,,,,,category:youth; region:gone,,,",
+        ),
+    )
+
+    report = response.context["report"]
+    assert (report.created, report.rejected) == (1, [])
+    assert topic_rows() == {("a@example.org", "category", "youth", "weekly")}
+    assert report.topics_dropped == [(2, "region:gone")]
+    assert "Topics left out" in response.text
+    assert "region:gone" in response.text
+
+
+def test_a_new_reader_following_only_topics_this_site_lacks_is_refused(author):
+    """Left following none of them, they would follow everything, as published."""
+    response = upload(
+        author,
+        preferences_file(
+            "a@example.org,,Sheet,2026-01-05,active,,,,category:gone,,,,",
+            "b@example.org,,Sheet,2026-01-05,active,,,,,everything,,,",
+        ),
+    )
+
+    assert rejected_lines(response) == [
+        (
+            2,
+            "follows only topics this site does not have (category:gone): add "
+            "them to the site, or empty the row's topics to have the reader "
+            "follow everything",
+        )
+    ]
+    assert not Subscriber.objects.exists()
+    upload(
+        author,
+        preferences_file(
+            "a@example.org,,Sheet,2026-01-05,active,,,,category:gone,,,,",
+            "b@example.org,,Sheet,2026-01-05,active,,,,,everything,,,",
+        ),
+        anyway=True,
+    )
+    assert topic_rows() == {("b@example.org", "everything", "", "weekly")}
+
+
+def test_a_reader_already_on_the_list_keeps_the_topics_and_times_they_chose(author):
+    reader = SubscriberFactory(email="a@example.org", digest_hour=7)
+    follows(reader, SubscriberTopic.Frequency.DAILY, "rating:good")
+    SubscriberFactory(email="b@example.org", status=Subscriber.Status.PENDING)
+
+    response = upload(
+        author,
+        preferences_file(
+            "a@example.org,,Sheet,2026-01-05,active,,,everything,,,18,Friday,UTC",
+            # Their topics are not read: none is refused for them.
+            "b@example.org,,Sheet,2026-01-05,active,,,,,category:gone,,,",
+        ),
+    )
+
+    report = response.context["report"]
+    assert (report.updated, report.rejected, report.topics_dropped) == (2, [], [])
+    assert topic_rows() == {("a@example.org", "rating", "good", "daily")}
+    assert digest_times() == {
+        ("a@example.org", 7, None, "Europe/London"),
+        ("b@example.org", None, None, "Europe/London"),
+    }
+    assert "keeps what they chose here (2 kept theirs)" in response.text
+
+
+@pytest.mark.parametrize(
+    "cells, reason",
+    [
+        ("region,,,,,", "the topic “region” is not “everything” or a kind and a slug"),
+        ("colour:red,,,,,", "the topic “colour:red” is not “everything”"),
+        ("rating:good,,rating:good,,,", "the topic “rating:good” is under two"),
+        (",,,24,,", "the digest hour “24” is not a whole hour from 0 to 23"),
+        (",,,7pm,,", "the digest hour “7pm” is not a whole hour"),
+        (",,,,Funday,", "the digest weekday “Funday” is not a day of the week"),
+        (",,,,,Mars/Olympus", "the digest time zone “Mars/Olympus” is not one a"),
+    ],
+)
+def test_a_topic_or_digest_time_no_export_writes_is_rejected(author, cells, reason):
+    response = upload(
+        author, preferences_file(f"a@example.org,,Sheet,2026-01-05,active,,,{cells}")
+    )
+
+    ((line, said),) = rejected_lines(response)
+    assert line == 2 and said.startswith(reason)
+    assert not Subscriber.objects.exists()
+
+
+def test_a_digest_day_is_read_whatever_its_case_and_a_topic_however_separated(
+    author,
+):
+    RegionFactory(slug="london")
+    upload(
+        author,
+        preferences_file(
+            'a@example.org,,Sheet,2026-01-05,active,,,,"region:london, rating:good",'
+            ",06,monday,Europe/Paris"
+        ),
+    )
+
+    assert topic_rows() == {
+        ("a@example.org", "region", "london", "daily"),
+        ("a@example.org", "rating", "good", "daily"),
+    }
+    assert digest_times() == {("a@example.org", 6, Weekday.MONDAY, "Europe/Paris")}
 
 
 def test_an_exported_row_with_a_status_or_date_no_export_writes_is_rejected(author):
@@ -1122,6 +1315,10 @@ def test_a_mailchimp_audience_export_is_imported_with_its_names_and_consent_date
     assert alex.consents.get().created_at == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
     assert "Phone Number" in response.context["report"].ignored_columns
     assert "Columns not read" in response.text
+    # Its TIMEZONE is where it guessed the contact is, not a digest time.
+    assert "TIMEZONE" in response.context["report"].ignored_columns
+    assert not SubscriberTopic.objects.exists()
+    assert "keeps what they chose" not in response.text
 
 
 def test_mailchimps_times_are_the_gmt_it_writes_whatever_the_sites_time_zone(

@@ -1,6 +1,7 @@
 import csv
 from collections import Counter
-from itertools import chain
+from collections.abc import Iterator
+from itertools import chain, islice
 
 from anymail.signals import EventType
 from django import forms
@@ -227,6 +228,31 @@ class Echo:
 
     def write(self, value: str) -> str:
         return value
+
+
+# Readers exported at a time: each batch is one query for their topics.
+EXPORT_BATCH = 2000
+
+
+def _with_preferences(rows) -> Iterator[list]:
+    """The export's rows (pk first, the digest hour, day and zone last) as its
+    lines: what the reader follows and when, in the import's columns. Without
+    them a weekly-digest reader moved to a new site followed nothing there:
+    every post, at once."""
+    stream = rows.iterator(chunk_size=EXPORT_BATCH)
+    while batch := list(islice(stream, EXPORT_BATCH)):
+        topics: dict[int, list[tuple[str, str, str]]] = {pk: [] for pk, *_ in batch}
+        for pk, *topic in SubscriberTopic.objects.filter(
+            subscriber_id__in=list(topics)
+        ).values_list("subscriber_id", "kind", "value", "frequency"):
+            topics[pk].append(tuple(topic))
+        for pk, *cells, hour, weekday, time_zone in batch:
+            yield cells + imports.preferences_cells(
+                topics=topics[pk],
+                digest_hour=hour,
+                digest_weekday=weekday,
+                time_zone=time_zone,
+            )
 
 
 class SubscriberAdminForm(forms.ModelForm):
@@ -495,6 +521,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             )
             .order_by("pk")
             .values_list(
+                "pk",
                 "email",
                 "name",
                 "consent_source",
@@ -502,13 +529,20 @@ class SubscriberAdmin(admin.ModelAdmin):
                 "status",
                 "paused_at",
                 "confirmed_at",
+                "digest_hour",
+                "digest_weekday",
+                "time_zone",
             )
         )
         writer = csv.writer(Echo())
-        header = [*imports.COLUMNS, *imports.EXPORT_COLUMNS]
+        header = [
+            *imports.COLUMNS,
+            *imports.EXPORT_COLUMNS,
+            *imports.PREFERENCE_COLUMNS,
+        ]
         lines = (
             writer.writerow([csv_cell(value) for value in row])
-            for row in [header, *rows.iterator(chunk_size=2000)]
+            for row in chain([header], _with_preferences(rows))
         )
         response = StreamingHttpResponse(
             chain([BYTE_ORDER_MARK], lines), content_type="text/csv; charset=utf-8"
