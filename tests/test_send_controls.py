@@ -31,6 +31,7 @@ from .factories import (
     PublishedPostFactory,
     StaffFactory,
     UserFactory,
+    desk_action,
     taken_down_once_its_readers_are_read,
     unpublish_at_the_desk,
 )
@@ -1571,6 +1572,63 @@ def test_a_post_taken_down_as_its_mailing_is_resumed_holds_the_mailing(
     assert "unpublished" in paused.pause_reason
     monkeypatch.undo()
     held_until_resumed(paused, fake_esp, readers, rung=rings)
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_resuming_mailings_as_an_editor_publishes_their_posts_again_deadlocks_no_one(
+    settings, fake_esp, readers, monkeypatch
+):
+    """The author resumes two mailings held as their posts were taken down, as an
+    editor publishes both posts again from their list. The resume locked each
+    mailing's post as it came to it, in the mailings' order (the later post's
+    first), the publish the posts in theirs: each waited for the other's second,
+    and PostgreSQL failed one of the two desks (a 500). The resume now locks its
+    posts first, in their order: the publish waits for it, then goes."""
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    earlier, later = PublishedPostFactory.create_batch(2)
+    with transaction.atomic():
+        mailings = [  # the later post's emailed first
+            delivery.mailing_create_for_post(post=post) for post in (later, earlier)
+        ]
+        for mailing in mailings:
+            assert delivery.mailing_pause(mailing_id=mailing.pk)
+    author, editor = Client(raise_request_exception=False), Client()
+    author.force_login(UserFactory())
+    editor.force_login(UserFactory())
+    for post in (later, earlier):
+        unpublish_at_the_desk(post, editor=editor)
+    editor.raise_request_exception = False
+
+    # The editor publishes the posts again as the author's resume has gone past
+    # the first mailing, before its second (the real resume, a step later).
+    resume, editors, published = delivery.mailing_resume, [], []
+
+    def then_the_editor_publishes(*, mailing_id: int) -> bool:
+        if mailing_id == mailings[1].pk:
+            editors.append(
+                in_a_thread(
+                    lambda: desk_action(editor, "publish", earlier, later), published
+                )
+            )
+            until_another_connection_waits_for_a_lock()
+        return resume(mailing_id=mailing_id)
+
+    monkeypatch.setattr(delivery, "mailing_resume", then_the_editor_publishes)
+    answer = desk_action(author, "resume", *mailings)
+    editors[0].join(timeout=10)
+    monkeypatch.undo()
+
+    assert [answer.status_code, published[0].status_code] == [302, 302]
+    page = author.get(answer["Location"]).content.decode()
+    assert "2 mailings not resumed: its post is not on the site." in page
+    assert set(Post.objects.values_list("status", flat=True)) == {Post.Status.PUBLISHED}
+    assert fake_esp.count == 0  # held until the author resumes them again
+    for mailing in mailings:
+        assert delivery.mailing_resume(mailing_id=mailing.pk)
+    assert fake_esp.recipients() == {s.email: 2 for s in readers}
 
 
 def batch_and_ledger_lists(author, query: str = "") -> list[tuple[int, set[int]]]:

@@ -322,7 +322,14 @@ class MailingAdmin(admin.ModelAdmin):
     @admin.action(description="Resume the selected mailings", permissions=["change"])
     def resume(self, request, queryset) -> None:
         ids = _ids(queryset)
-        resumed = _all_or_none(ids, lambda pk: delivery.mailing_resume(mailing_id=pk))
+        with transaction.atomic():
+            # Their posts locked first, in the posts' order: each resume locking
+            # its own, in the mailings' order, crossed an editor's publish of
+            # the same posts into a deadlock.
+            delivery.mailings_posts_lock(mailing_ids=ids)
+            resumed = _all_or_none(
+                ids, lambda pk: delivery.mailing_resume(mailing_id=pk)
+            )
         tell_what_was_done(
             self,
             request,

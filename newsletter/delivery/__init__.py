@@ -30,6 +30,7 @@ from .control import (
     mailing_cancel,
     mailing_pause,
     mailing_resume,
+    mailings_posts_lock,
     post_on_site,
 )
 from .planner import (
@@ -83,6 +84,7 @@ __all__ = [
     "mailing_pause",
     "mailing_plan_page",
     "mailing_resume",
+    "mailings_posts_lock",
     "mailings_reap",
     "post_audience",
     "post_on_site",

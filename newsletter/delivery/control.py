@@ -1,6 +1,7 @@
 """The author's controls over a mailing of any kind: pause, resume, cancel, and the
 deliberate settling of uncertain batches. Each is a service the admin calls."""
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -46,10 +47,10 @@ def post_on_site() -> Q:
     return Q(post__isnull=True) | Q(post__in=Post.objects.published())
 
 
-def post_lock(*, post_id: int | None) -> None:
-    """Lock the post a mailing carries (a digest carries none) until the
-    transaction ends, before reading whether it is on the site and before the
-    mailing is made or written, the desk's order. The desk's unpublish (which
+def posts_lock(*, post_ids: Iterable[int | None]) -> None:
+    """Lock the posts mailings carry (a digest carries none) until the
+    transaction ends, before reading whether they are on the site and before the
+    mailings are made or written, the desk's order. The desk's unpublish (which
     locks the post FOR UPDATE, then pauses its mailings) then comes before, and
     the caller finds the post off the site, or after, and its pause sees the
     mailing as the caller left it. Unlocked, an unpublish committing between the
@@ -58,22 +59,30 @@ def post_lock(*, post_id: int | None) -> None:
     KEY SHARE, which only FOR UPDATE waits for: the desk resumes many mailings in
     one transaction, and a lock other resumes, or a digest round's planning (FOR
     NO KEY UPDATE), waited for could cross theirs, post by post, into a deadlock.
-    Django's select_for_update has no such mode. (SQLite runs one writer at a
-    time.)"""
-    if post_id is None or connection.vendor != "postgresql":
+    Django's select_for_update has no such mode. In the order of their ids, as
+    the desk's actions on posts lock them FOR UPDATE (PostQuerySet.locked):
+    locked as each mailing came, the desk resuming several and an editor
+    publishing their posts each held a post the other waited for. (SQLite runs
+    one writer at a time.)"""
+    ids = sorted({pk for pk in post_ids if pk is not None})
+    if not ids or connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {Post._meta.db_table} WHERE id = %s FOR KEY SHARE",  # noqa: S608
-            [post_id],
+            f"SELECT 1 FROM {Post._meta.db_table} WHERE id = ANY(%s)"  # noqa: S608
+            " ORDER BY id FOR KEY SHARE",
+            [ids],
         )
 
 
-def _post_lock_of(mailing_id: int) -> None:
-    post_lock(
-        post_id=Mailing.objects.filter(pk=mailing_id)
-        .values_list("post_id", flat=True)
-        .first()
+def mailings_posts_lock(*, mailing_ids: Iterable[int]) -> None:
+    """Lock the posts these mailings carry (posts_lock), all at once: a control
+    of several takes them before the first mailing's, whose control locks its
+    post alone, then the next's, in the mailings' order, not the posts'."""
+    posts_lock(
+        post_ids=Mailing.objects.filter(pk__in=list(mailing_ids)).values_list(
+            "post_id", flat=True
+        )
     )
 
 
@@ -84,7 +93,7 @@ def mailing_resume(*, mailing_id: int, cooled_down_by: datetime | None = None) -
     not one the author made theirs since the reaper read it (mailing_pause)."""
     cooled_down = Q() if cooled_down_by is None else Q(resume_at__lte=cooled_down_by)
     with transaction.atomic():
-        _post_lock_of(mailing_id)
+        mailings_posts_lock(mailing_ids=[mailing_id])
         resumed = Mailing.objects.filter(
             cooled_down,
             post_on_site(),
@@ -148,7 +157,7 @@ def correction_send_again(*, mailing_id: int) -> bool:
         status=Mailing.Status.CANCELLED,
     )
     with transaction.atomic():
-        _post_lock_of(mailing_id)
+        mailings_posts_lock(mailing_ids=[mailing_id])
         if not _plan_again(cancelled):
             return False
         batches_requeue_cancelled(

@@ -29,7 +29,7 @@ from ..models import (
     SubscriberQuerySet,
     SubscriberTopic,
 )
-from .control import post_lock
+from .control import posts_lock
 from .sender import channel, close_mailing_if_finished
 
 # Subscribers per planning step of a post (one task, one transaction). Only the
@@ -62,7 +62,7 @@ def mailing_create_for_correction(
     `include_uncertain` says then, returns the first one."""
     # Locked until the mailing is committed: an unpublish then comes before, and
     # this refuses, or after, and pauses this mailing with the post's others.
-    post_lock(post_id=post_update.post_id)
+    posts_lock(post_ids=[post_update.post_id])
     if not Post.objects.published().filter(pk=post_update.post_id).exists():
         raise ValueError("Only the readers of a published post can get a correction.")
     # Made, the email makes the correction read-only for good (readers have it as
