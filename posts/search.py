@@ -4,8 +4,9 @@ PostgreSQL uses its own text search: a weighted tsvector stored on the post and
 GIN-indexed, ranked by ts_rank, highlighted by ts_headline. SQLite uses an FTS5 table
 kept by index_post, ranked by bm25, highlighted by snippet(). Both weigh a match in
 the title most, then the inspection facts and the excerpt, then the body; both AND
-the words of the query together, and words in double quotes are a phrase. Both fold
-accents: "mon" finds "Ynys Môn", and "Môn" finds "Mon".
+the words of the query together, and words in quotes are a phrase ("…", or as
+phones and other languages type them: “…”, „…“, «…», or in single typographic
+quotes). Both fold accents: "mon" finds "Ynys Môn", and "Môn" finds "Mon".
 Snippets come from search_text, the post's words without Markdown or HTML.
 """
 
@@ -62,6 +63,17 @@ _POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
 # parser stores "2.0" as one token, which "2" and "0" never match (and they match
 # a post that has both anywhere). SQLite's index holds "2" "0", found as a phrase.
 _WORD = re.compile(r"\w*\d(?:\.\d\w*)+|\w+")
+# Phones type “…” for "…" (and readers of other languages „…“ or «…»): each is a
+# phrase, as straight double quotes are. None of them is ever anything but a
+# quote, so each is read as ".
+_DOUBLE_QUOTES = str.maketrans(
+    dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"')
+)
+# Single typographic quotes too, but the closing one (U+2019) is also the
+# apostrophe ("CRC\u2019s"), and phones type the opening one (U+2018) for an
+# apostrophe at the start of a word ("\u201890s"): words in single quotes are a
+# phrase only when the quote is closed, by a U+2019 that no letter follows.
+_SINGLE_QUOTED = re.compile(r"\u2018([^\u2018]*?)\u2019(?!\w)")
 # Words joined by hyphens ("2022-23", "high-risk"): found side by side, as a
 # phrase, as they are written, not each anywhere in a post.
 _JOINED = re.compile(r"\w-\w")
@@ -104,7 +116,8 @@ def query_text(typed: str) -> str:
 @dataclass(frozen=True)
 class SearchQueryText:
     """What a reader typed, as the words to find anywhere and the phrases to find
-    word for word (between double quotes; a quote left open runs to the end)."""
+    word for word (between quotes, straight or typographic; a double quote left
+    open runs to the end)."""
 
     words: list[str]
     phrases: list[list[str]]
@@ -114,6 +127,7 @@ class SearchQueryText:
         words: list[str] = []
         phrases: list[list[str]] = []
         budget = MAX_TERMS
+        query = _SINGLE_QUOTED.sub(r'"\1"', query.translate(_DOUBLE_QUOTES))
         for phrase, loose in re.findall(r'"([^"]*)"?|([^"]+)', query):
             parts = [phrase] if phrase else _POSSESSIVE.sub("", loose).split()
             for part in parts:

@@ -329,6 +329,35 @@ def test_a_quoted_phrase_finds_the_words_together_not_apart(client):
     assert len(result_titles(client, "youth offending")) == 2
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "\u201cunpaid work\u201d",  # “…”: what a phone types for "…"
+        "\u2018unpaid work\u2019",  # single typographic quotes
+        "\u201eunpaid work\u201c",  # „…“
+        "\u00abunpaid work\u00bb",  # «…»
+        "\u00ab unpaid work \u00bb",
+        "\u201cunpaid work",  # left open, as a straight quote may be
+        "\u2018unpaid work\u2019 kent",
+        "\u2018CRC\u2019s unpaid work\u2019",  # an apostrophe inside
+    ],
+)
+def test_typographic_quotes_are_a_phrase_as_straight_ones_are(client, query):
+    # A reader on a phone typing "unpaid work" in quotes sends “unpaid work”,
+    # which was searched word by word: both posts came back.
+    PublishedPostFactory(title="The CRC\u2019s unpaid work in Kent", body="Staffing.")
+    PublishedPostFactory(title="Work in Kent", body="Unpaid fines rose.")
+    assert result_titles(client, query) == ["The CRC\u2019s unpaid work in Kent"]
+
+
+@pytest.mark.parametrize("query", ["\u2018unpaid fines", "\u2018unpaid\u2019s fines"])
+def test_a_single_quote_never_closed_is_an_apostrophe_not_a_phrase(client, query):
+    # Phones type an opening single quote for an apostrophe at the start of a
+    # word too ("\u201890s"): alone, it does not make the rest a phrase.
+    PublishedPostFactory(title="Unpaid work in Kent", body="Fines rose.")
+    assert result_titles(client, query) == ["Unpaid work in Kent"]
+
+
 def test_a_phrase_and_a_word_must_both_match(client):
     PublishedPostFactory(title="Youth offending in Kent")
     PublishedPostFactory(title="Youth offending in Essex")
