@@ -298,6 +298,10 @@ class Post(models.Model):
 
     objects = PostQuerySet.as_manager()
 
+    # The long text columns, the bulk of a post's row: a list of posts that
+    # shows their titles and links defers them.
+    TEXT_FIELDS = ("body", "body_html", "search_facts", "search_text", "search_vector")
+
     class Meta:
         ordering = ["-published_at", "-id"]
         indexes = [models.Index(fields=["status", "published_at"])]

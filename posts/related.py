@@ -152,7 +152,7 @@ def suggestions(
     candidates = with_features(
         Post.objects.filter(pk__in=candidate_ids)
         # Scoring reads titles and excerpts; the text columns are the heavy part.
-        .defer("body", "body_html", "search_facts", "search_text", "search_vector")
+        .defer(*Post.TEXT_FIELDS)
         .order_by("-published_at", "-id")
     )[:MAX_CANDIDATES]
     scored = []

@@ -313,6 +313,8 @@ def inspections(request: HttpRequest) -> HttpResponse:
     found = (
         Inspection.objects.of_published_posts()
         .select_related("post", "area__region")
+        # Each row links to its post: its text is no part of the table.
+        .defer(*(f"post__{field}" for field in Post.TEXT_FIELDS))
         .prefetch_related(
             Prefetch(
                 "organisations",

@@ -601,6 +601,34 @@ def test_inspections_index_puts_a_report_not_yet_dated_after_the_dated_ones(clie
     assert titles == ["Newest report", "Older report", "Undated report"]
 
 
+def test_inspections_index_reads_no_posts_text_in_a_fixed_number_of_queries(
+    client, settings
+):
+    # Each row links to its post, and read the post's whole body, its HTML and
+    # its search columns to do it: a page of long reports read them all.
+    settings.PAGE_CACHE_SECONDS = 0
+    for n in range(3):
+        InspectionFactory(
+            title=f"Report {n}",
+            post=PublishedPostFactory(slug=f"report-{n}", body="Findings. " * 5000),
+        )
+    page(client, "/inspections/")  # per-process caches filled
+    with CaptureQueriesContext(connection) as queries:
+        html = page(client, "/inspections/")
+    for n in range(3):
+        assert f'<a href="/posts/report-{n}/">Report {n}</a>' in html
+    # The count, the page, its organisations, and the filters' three lists.
+    assert len(queries) == 6
+    text_columns = ["body", "body_html", "search_facts", "search_text", "search_vector"]
+    read = [
+        column
+        for column in text_columns
+        for query in queries
+        if f'"posts_post"."{column}"' in query["sql"]
+    ]
+    assert read == []
+
+
 @pytest.fixture
 def add_posts():
     """Adds posts with everything a page shows (categories, tags, inspections,
