@@ -357,7 +357,12 @@ class Post(models.Model):
             )
 
     def sponsor(self, on: datetime.date | None = None) -> "Sponsorship | None":
-        """Who sponsors this post's category on that day (today by default)."""
+        """Who sponsors this post's category on that day; by default on the day
+        readers first see the post: today, or the later day it is scheduled for
+        (its email goes then, and the author's preview of it names that sponsor)."""
+        if on is None:
+            now = timezone.now()
+            on = timezone.localdate(max(now, self.published_at or now))
         return (
             Sponsorship.objects.active(on)
             .filter(category__posts=self)

@@ -1,12 +1,21 @@
 """The author's email tools in the admin: preview, test send, and the size warning."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.messages import get_messages
 from django.core import mail
+from django.utils import timezone
 
-from posts.models import Post
+from posts.models import Post, Sponsorship
 
-from .factories import PostFactory, PublishedPostFactory, UserFactory, admin_post_form
+from .factories import (
+    CategoryFactory,
+    PostFactory,
+    PublishedPostFactory,
+    UserFactory,
+    admin_post_form,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -141,3 +150,37 @@ def test_a_draft_whose_author_typed_the_emails_date_placeholder_previews(
     content = page.content.decode()
     assert f"Write {typed} in the template." in content  # the text part, as typed
     assert f"About {typed}" in content
+
+
+def test_a_scheduled_posts_preview_shows_the_sponsor_of_the_day_it_goes_out(
+    client, author
+):
+    """The preview of a post scheduled for next week named this week's sponsor:
+    the email names the one in force the day it goes, as the preview now does.
+    A post already live goes today, and names today's."""
+    today = timezone.localdate()
+    category = CategoryFactory(name="Youth justice")
+    for name, starts_on in [
+        ("Sponsor Now", today),
+        ("Sponsor Then", today + timedelta(days=10)),
+    ]:
+        Sponsorship.objects.create(
+            category=category,
+            name=name,
+            url="https://sponsor.example/",
+            starts_on=starts_on,
+            ends_on=starts_on + timedelta(days=3),
+        )
+    scheduled = PublishedPostFactory(
+        published_at=timezone.now() + timedelta(days=11), announced_at=None
+    )
+    live = PublishedPostFactory(
+        published_at=timezone.now() - timedelta(days=30), announced_at=None
+    )
+    for post in (scheduled, live):
+        post.categories.add(category)
+
+    preview = client.get(f"/admin/posts/post/{scheduled.pk}/email/").content.decode()
+    assert "Sponsor Then" in preview and "Sponsor Now" not in preview
+    preview = client.get(f"/admin/posts/post/{live.pk}/email/").content.decode()
+    assert "Sponsor Now" in preview and "Sponsor Then" not in preview
