@@ -150,8 +150,11 @@ def test_fixing_the_posts_own_address_reaches_its_digest_and_correction_too(
     assert follow(client, digest, KENT_URL, next(addresses)) == KENT_URL
     # As published, the digest, and the one correction mailing.
     assert Link.objects.filter(fixed_url=moved).count() == 3
-    counts = link_counts(editor.get(report_url()).context["report"])
-    assert counts[POST_URL] == (3, 0)  # as published and in the digest
+    report = editor.get(report_url()).context["report"]
+    # The post's own email, and the digest's two clicks (before and after the
+    # fix) counted apart.
+    assert link_counts(report)[POST_URL] == (1, 0)
+    assert report["clicks_in_digests"] == {"people": 2, "machines": 0}
 
 
 def test_a_viewer_may_not_fix_a_link(client, emails):
