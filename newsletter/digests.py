@@ -54,6 +54,7 @@ from .models import (
     day_of,
     zone_of,
 )
+from .templatetags.bidi import isolated
 from .tokens import Purpose
 
 Frequency = SubscriberTopic.Frequency
@@ -394,9 +395,13 @@ _HTML_CUT = "<!--%%post%%-->"  # a comment: css-inline keeps it as it is
 # A character no post field holds: Django's form fields refuse it, as PostgreSQL
 # does (and should one slip in, the cut pieces miscount and zip(strict) stops).
 _TEXT_CUT = "\x00"
-# The greeting puts a space before the reader's name, none without one: the
-# placeholder holds the space.
-_READER_NAME = " %%name%%"
+# The greeting puts a space before the reader's name and isolates it (bidi.py:
+# a right-to-left name pulls the comma after it into its direction), neither
+# without one: the placeholder holds the space and the isolate's marks, and a
+# reader's name goes between them, as the template's filter puts it.
+_NAME = "%%name%%"
+_READER_NAME = f" {isolated(_NAME)}"
+_BEFORE_NAME, _AFTER_NAME = _READER_NAME.split(_NAME)
 _POSTS = "%%posts%%"
 _PLACEHOLDER = re.compile(
     f"({_READER_NAME}|{_POSTS}|{UNSUBSCRIBE_URL}|{PREFERENCES_URL})"
@@ -507,7 +512,7 @@ class _Parts:
         email = render_email(
             "digest",
             {
-                "subscriber": {"name": _READER_NAME.strip()},
+                "subscriber": {"name": _NAME},
                 "mailing": self.mailing,
                 "day": day,
                 "time_zone": zone_of(time_zone),
@@ -697,8 +702,10 @@ class DigestEmail:
         return {
             "unsubscribe_url": self._links.link(recipient, Purpose.UNSUBSCRIBE),
             "preferences_url": self._links.link(recipient, Purpose.PREFERENCES),
-            "text_name": f" {name}" if name else "",
-            "html_name": f" {_serialised(name)}" if name else "",
+            "text_name": f"{_BEFORE_NAME}{name}{_AFTER_NAME}" if name else "",
+            "html_name": (
+                f"{_BEFORE_NAME}{_serialised(name)}{_AFTER_NAME}" if name else ""
+            ),
             "text_posts": Encoded.of(
                 "".join([block.text for block in blocks]),
                 f'"{"".join([block.text_json for block in blocks])}"',

@@ -1041,6 +1041,37 @@ def test_a_digest_greets_its_reader_with_what_was_published_however_many_posts(
     assert "here are" not in html
 
 
+@pytest.mark.parametrize("sent_as", ["one message a reader", "merge data"])
+def test_a_name_written_right_to_left_keeps_the_greeting_after_it_in_order(
+    clock, publish, beat, request, sent_as
+):
+    """Not isolated, a Hebrew or Arabic name pulled the comma and the words after
+    it into its own direction. The digest isolates it as the moderators' comment
+    digest does (FSI … PDI, templatetags/bidi.py), in both parts, whether each
+    reader's digest is a message of its own (DigestEmail.for_reader, over SMTP)
+    or the batch's frame with each reader's name as merge data (for_many, over
+    Postmark)."""
+    subscriber = reader("dana@example.org", ("everything", "", "daily"))
+    subscriber.name = "דנה כהן"
+    subscriber.save()
+    clock(23, 6, 30)
+    publish("Suffolk")
+    clock(23, 7, 5)
+    if sent_as == "merge data":
+        fake_esp = request.getfixturevalue("fake_esp")
+        beat()
+        [sent] = fake_esp.messages[0]["payload"]
+        text, html = sent["TextBody"], sent["HtmlBody"]
+    else:
+        [digest] = beat()
+        text, html = digest.body, digest.alternatives[0].content
+    assert text.startswith("Hello \u2068דנה כהן\u2069,\n")
+    assert (
+        "Hello \u2068דנה כהן\u2069, here is what was published on the topics you"
+        in html
+    )
+
+
 def test_a_digest_reads_to_a_screen_reader_each_link_named_for_where_it_goes(
     clock, publish, beat
 ):
@@ -1084,6 +1115,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     # a digest dated the reader's own day, its posts too.
     la = reader("la@example.org", ("everything", "", "daily"))
     la.time_zone = "America/Los_Angeles"
+    la.name = "محمد"  # isolated in the greeting (templatetags/bidi.py)
     la.save()
     # A weekly reader who turns to instant at 06:40: their last digest.
     last = reader("last@example.org", ("everything", "", "weekly"))
@@ -1169,7 +1201,7 @@ def test_each_assembled_digest_is_the_plain_render_of_the_readers_own(
     assert "?reader=" not in named
     # Pieces encoded once; the agreed reader's HTML, with their own part, whole.
     assert isinstance(named, Encoded) and not isinstance(everything, Encoded)
-    assert 'Hello Ann &amp; "O\'Neill" &lt;b&gt;&nbsp;Jr,' in named
+    assert 'Hello \u2068Ann &amp; "O\'Neill" &lt;b&gt;&nbsp;Jr\u2069,' in named
     assert "Kent: &lt;first&gt; &amp; foremost" not in named  # not Ann's
     assert "Hello, here is what was published" in everything
     assert "Kent: &lt;first&gt; &amp; foremost" in everything
@@ -1434,7 +1466,7 @@ def test_a_digest_batch_runs_seven_statements_whatever_its_size(
     assert fake_esp.count == batch_size * 2
     greeted = {m["To"]: m["TextBody"] for m in fake_esp.messages[-1]["payload"]}
     for address, text in greeted.items():
-        assert f"Hello Reader {address[6:-12]}," in text
+        assert f"Hello \u2068Reader {address[6:-12]}\u2069," in text
 
 
 def test_planning_pages_the_readers_into_batches_each_reached_once(

@@ -889,6 +889,15 @@ def test_welcome_email_says_what_a_new_reader_chose_and_when_it_arrives():
     assert "Posts go out when they are published" in everything.body
 
 
+def test_welcome_email_keeps_the_greeting_after_a_right_to_left_name_in_order():
+    """Not isolated, an Arabic or Hebrew name pulled the comma after it into its
+    own direction: isolated as in every email (templatetags/bidi.py), in both
+    parts."""
+    message = welcome_message(SubscriberFactory(name="محمد"))
+    assert message.body.startswith("Hello \u2068محمد\u2069,\n")
+    assert "Hello \u2068محمد\u2069,</p>" in message.alternatives[0].content
+
+
 def test_post_email_carries_the_inspection_related_posts_and_sponsor_of_the_post():
     category = CategoryFactory(name="On Probation")
     inspection = InspectionFactory(
