@@ -3,10 +3,12 @@ Django cache (Redis in production), so a page costs one cache read instead of
 queries and a template render: a burst of readers searching the same words (after
 a send) costs one search.
 
-Every cached page is stored with the generation number it was rendered in; saving,
+Every cached page is stored with the generation it was rendered in; saving,
 deleting or announcing a post starts a new generation (and again once it commits),
-which retires every cached page at once without listing keys. A page cached
-before a scheduled post's time expires at that time (beat announces the post, and
+which retires every cached page at once without listing keys. A generation is a
+random number, never a count: Redis may evict it under memory pressure, and a count
+restarted then would meet pages cached the first time round. A page cached before
+a scheduled post's time expires at that time (beat announces the post, and
 invalidates, only up to POSTS_ANNOUNCE_EVERY_SECONDS later). A short lifetime
 bounds anything else.
 """
@@ -15,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import secrets
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -39,12 +42,15 @@ _CACHEABLE_QUERY = re.compile(r"(page=\d{1,4})?")
 _PAGE_NUMBER = re.compile(r"\d{1,4}")
 
 
+def _generation() -> int:
+    """A generation no page cached before can carry: random, and an integer, which
+    an older release's cache.incr still moves on during a deployment."""
+    return secrets.randbits(62)
+
+
 def _new_generation() -> None:
     try:
-        try:
-            cache.incr(GENERATION_KEY)
-        except ValueError:  # no generation yet (or evicted): any new value retires all
-            cache.set(GENERATION_KEY, 1, timeout=None)
+        cache.set(GENERATION_KEY, _generation(), timeout=None)
     except Exception:  # any cache backend's connection error
         # The cache (Redis) unreachable: the author's change is saved all the same
         # (this runs inside its transaction). While Redis is down no page is read
@@ -88,12 +94,15 @@ class PageCacheMiddleware:
             # The cache (Redis) unreachable: the page is made fresh, as the click
             # redirect still takes readers to it (engagement._cached), never a 500.
             return self.get_response(request)
-        generation = found.get(GENERATION_KEY, 0)
-        if key in found and found[key][0] == generation:
+        generation = found.get(GENERATION_KEY)
+        if generation is None:
+            generation = _generation_start()
+        elif key in found and found[key][0] == generation:
             return found[key][1]
         response = self.get_response(request)
         if (
-            response.status_code == 200
+            generation is not None
+            and response.status_code == 200
             and not response.streaming
             # A response that sets a cookie (CSRF, session, messages) belongs to
             # one visitor.
@@ -124,6 +133,19 @@ class PageCacheMiddleware:
         ):
             return request.get_full_path()
         return None
+
+
+def _generation_start() -> int | None:
+    """Start a generation where the cache has none (never started, or evicted),
+    and return it; None if another request started one first, or the cache is
+    unreachable: the page is then not kept. Nothing cached without a generation is
+    served, as nothing tells whether it was cached before the last change."""
+    generation = _generation()
+    try:
+        started = cache.add(GENERATION_KEY, generation, timeout=None)
+    except Exception:  # any cache backend's connection error
+        return None
+    return generation if started else None
 
 
 def _page_lifetime() -> int:

@@ -3,11 +3,13 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from newsletter.pagecache import GENERATION_KEY
 from posts import services
 from posts.comments import services as comments
 from posts.comments.models import Comment
@@ -108,6 +110,56 @@ def test_a_post_taken_down_and_scheduled_again_retires_the_cached_home_page_when
     with django_capture_on_commit_callbacks(execute=True):
         services.posts_announce_due()
     assert "Back again" in client.get("/").text
+
+
+def edit_title(post: Post, title: str, on_commit) -> None:
+    """The author saves a new title, and the change commits."""
+    with on_commit(execute=True):
+        post.title = title
+        post.save()
+
+
+def test_a_page_cached_before_the_cache_lost_its_generation_is_not_served_again(
+    client, django_capture_on_commit_callbacks
+):
+    """Redis may evict any key under memory pressure (allkeys-lru), the
+    generation among them: it restarted at 1, and a page cached under an early
+    generation, before a series of changes, was current again."""
+    post = PublishedPostFactory(title="Derby: Inadequate")
+    url = post.get_absolute_url()
+    cache.delete(GENERATION_KEY)  # evicted
+    edit_title(post, "Derby: Requires improvement", django_capture_on_commit_callbacks)
+    assert "Derby: Requires improvement" in client.get(url).text  # cached
+    edit_title(post, "Derby: Good", django_capture_on_commit_callbacks)
+    cache.delete(GENERATION_KEY)  # evicted again, and the post changes once more
+    edit_title(post, "Derby: Outstanding", django_capture_on_commit_callbacks)
+
+    assert "Derby: Outstanding" in client.get(url).text
+
+
+def test_a_page_cached_while_the_cache_had_no_generation_is_not_served_again(
+    client, django_capture_on_commit_callbacks
+):
+    """Pages cached while the generation was missing were stored under 0, which a
+    missing generation read as again: after a change and a second eviction, the
+    page from before the change was served."""
+    post = PublishedPostFactory(title="Derby: Inadequate")
+    cache.delete(GENERATION_KEY)  # evicted
+    assert "Derby: Inadequate" in client.get("/").text  # cached
+    edit_title(post, "Derby: Requires improvement", django_capture_on_commit_callbacks)
+    cache.delete(GENERATION_KEY)  # evicted again
+
+    home = client.get("/").text
+
+    assert "Derby: Requires improvement" in home
+    assert "Derby: Inadequate" not in home
+
+
+def test_a_page_is_cached_again_once_the_cache_lost_its_generation(client):
+    post = PublishedPostFactory(title="Derby: Inadequate")
+    cache.delete(GENERATION_KEY)  # evicted
+    client.get(post.get_absolute_url())
+    assert queries_for(client, post.get_absolute_url()) == 0
 
 
 def test_made_up_query_strings_are_answered_fresh_and_not_cached(client):
