@@ -5,6 +5,7 @@ import re
 from datetime import timedelta
 
 import pytest
+import redis
 from django.conf import settings
 from django.core import mail, signing
 from django.core.cache import cache
@@ -663,6 +664,52 @@ def test_a_click_redis_refuses_is_counted_at_once_and_the_next_goes_to_redis(
     assert link_counts(DATA) == (0, 0)  # kept in Redis, for the flush
     assert engagement.click_counts_flush() == 1
     assert link_counts(DATA) == (1, 0)
+
+
+@needs_redis
+def test_a_click_whose_answer_from_redis_is_lost_is_counted_once(
+    client, email, clock, monkeypatch
+):
+    """Redis kept the click for the flush, and its answer timed out on the way
+    back: the click was counted in the row at once as well, so twice."""
+    links = redirects(email)
+    clock(3600)
+    connection = engagement._redis().connection_pool.connection_class
+    answer = connection.read_response
+
+    def answer_lost(self, *args, **kwargs):
+        answer(self, *args, **kwargs)  # Redis ran the commands
+        raise redis.TimeoutError("Timeout reading from 127.0.0.1:6379")
+
+    monkeypatch.setattr(connection, "read_response", answer_lost)
+    response = click(client, links[REPORT])
+    monkeypatch.setattr(connection, "read_response", answer)
+
+    assert (response.status_code, response["Location"]) == (302, REPORT)
+    assert counts()[REPORT] == (1, 0)
+    hours = MailingHour.objects.get()
+    assert (hours.clicks_people, hours.clicks_machines) == (1, 0)
+
+
+@needs_redis
+def test_a_click_redis_never_received_is_counted_at_once_and_once(
+    client, email, clock, monkeypatch
+):
+    links = redirects(email)
+    clock(3600)
+    connection = engagement._redis().connection_pool.connection_class
+    send = connection.send_packed_command
+
+    def send_fails(self, *args, **kwargs):
+        raise redis.ConnectionError("Error 32 while writing to socket. Broken pipe.")
+
+    monkeypatch.setattr(connection, "send_packed_command", send_fails)
+    response = click(client, links[REPORT])
+    monkeypatch.setattr(connection, "send_packed_command", send)
+
+    assert (response.status_code, response["Location"]) == (302, REPORT)
+    assert link_counts(REPORT) == (1, 0)  # in the row at once, not lost
+    assert counts()[REPORT] == (1, 0)  # and nothing for the flush to add
 
 
 @needs_redis
