@@ -473,6 +473,14 @@ def _apply_to_address(
             if suppressed_by_the_author
             else Suppression.Reason.UNSUBSCRIBED,
         )
+    elif kind in NOT_DELIVERED and (
+        listed := MAILGUN_LISTED.get(_mailgun_outcome(event).reason)
+    ):
+        # Mailgun will never send to the address: the reader complained or
+        # unsubscribed there (an event this site missed, a list moved here from
+        # another tool). Counted as a soft bounce, the reader stayed in the
+        # audience, dropped from every email, until kept as soft-bounced.
+        subscriptions.address_suppress(email=email, reason=listed)
     elif recorded.sender_refused:
         # The author's to mend (the desk counts these apart), not the reader's:
         # one broken DMARC record suppressed every reader at Gmail and Yahoo
@@ -566,6 +574,16 @@ POSTMARK_SENDER_REFUSALS = {"Blocked", "DMARCPolicy"}
 MAILGUN_SENDER_REFUSALS = {"espblock"}
 # Mailgun's reason where it gave up on a message after retrying it for hours.
 MAILGUN_GAVE_UP = {"old"}
+# Mailgun's reasons for not sending to an address on its complaints or
+# unsubscribes list, which anymail reads as a failure of no known reason (a soft
+# bounce), and the suppression each is here.
+MAILGUN_LISTED = {
+    "suppress-complaint": Suppression.Reason.COMPLAINT,
+    "suppress-unsubscribe": Suppression.Reason.UNSUBSCRIBED,
+}
+# Its legacy drops give the reason "hardfail" for every list: their code names
+# the list (605, the bounces list, anymail reads as a bounce itself).
+MAILGUN_LEGACY_LISTED = {"606": "suppress-unsubscribe", "607": "suppress-complaint"}
 # What the receiving server's enhanced status code (MailgunOutcome's code, after
 # its class, 4 or 5) says of our sender: RFC 7372's failures of its
 # authentication (7.20-7.22 DKIM, 7.23-7.24 SPF, 7.25 reverse DNS, 7.26 more
@@ -593,9 +611,10 @@ def _postmark_field(event: AnymailTrackingEvent, name: str) -> str:
 
 class MailgunOutcome(NamedTuple):
     """What Mailgun says became of a message, read alike from its JSON events and
-    its legacy forms: its own reason ("bounce", "old", "espblock"), the receiving
-    server's enhanced status code without its class ("7.26"), and the receiving
-    server's words with Mailgun's own on them."""
+    its legacy forms: its own reason ("bounce", "old", "espblock",
+    "suppress-complaint"), the receiving server's enhanced status code without
+    its class ("7.26"), and the receiving server's words with Mailgun's own on
+    them."""
 
     reason: str
     code: str
@@ -621,7 +640,7 @@ def _mailgun_outcome(event: AnymailTrackingEvent) -> MailgunOutcome:
             # its fields: the first value is Mailgun's (as anymail reads them).
             return (esp_event.getlist(name) or [""])[0]
 
-        reason = field("reason")
+        reason = MAILGUN_LEGACY_LISTED.get(field("code"), field("reason"))
         code = field("code") if ENHANCED_CODE.fullmatch(field("code")) else ""
         words = " ".join(
             field(name) for name in ("error", "notification", "description")

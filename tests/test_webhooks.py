@@ -1255,6 +1255,57 @@ def test_a_mailgun_legacy_drop_of_an_address_that_bounced_before_suppresses_it(
     assert reader.status == Subscriber.Status.BOUNCED
 
 
+# Mailgun will not send to an address on its complaints or unsubscribes list (a
+# list moved here from another tool on the same Mailgun domain, an event this
+# site missed): the JSON webhook's permanent failure names the list, the legacy
+# drop its code.
+MAILGUN_LISTED = [
+    ("suppress-complaint", "607", "complaint", Subscriber.Status.COMPLAINED),
+    ("suppress-unsubscribe", "606", "unsubscribed", Subscriber.Status.UNSUBSCRIBED),
+]
+MAILGUN_LISTED_WORDS = {
+    "607": "Not delivering to a user who marked your messages as spam",
+    "606": "Not delivering to unsubscribed address",
+}
+
+
+@pytest.mark.parametrize(("reason", "code", "kept_as", "status"), MAILGUN_LISTED)
+def test_a_mailgun_drop_of_an_address_on_its_complaints_or_unsubscribes_list(
+    client, reader, settings, reason, code, kept_as, status
+):
+    """Not the reader's soft bounce: Mailgun never tried, and never will. Counted
+    as one, the reader stayed in the audience, dropped from every mailing, then
+    was kept as 'soft-bounced repeatedly', which the desk may lift."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
+    failed = mailgun_failed("permanent", f"token-{reason}")
+    failed["event-data"]["reason"] = reason
+    failed["event-data"]["delivery-status"] |= {
+        "code": int(code),
+        "message": "",
+        "description": MAILGUN_LISTED_WORDS[code],
+    }
+    assert post_mailgun(client, failed).status_code == 200
+    assert Suppression.objects.get().reason == kept_as
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (status, 0)
+
+
+@pytest.mark.parametrize(("reason", "code", "kept_as", "status"), MAILGUN_LISTED)
+def test_a_mailgun_legacy_drop_of_an_address_on_its_complaints_or_unsubscribes_list(
+    client, reader, reason, code, kept_as, status
+):
+    """The same drop, posted as a legacy form, which anymail reads as a rejection
+    of no reason of the address's: it changed nothing, and the reader stayed in
+    the audience for good, every email to them dropped."""
+    form = mailgun_legacy_drop(
+        f"token-legacy-{code}", code=code, description=MAILGUN_LISTED_WORDS[code]
+    )
+    assert post_mailgun_form(client, form, MULTIPART_CONTENT).status_code == 200
+    assert Suppression.objects.get().reason == kept_as
+    reader.refresh_from_db()
+    assert reader.status == status
+
+
 def test_mailgun_webhook_with_a_forged_signature_is_rejected(client, reader):
     forged = mailgun_event("complained", "token-forged", key="not-the-signing-key")
     assert post_mailgun(client, forged).status_code == 400
