@@ -34,6 +34,26 @@ def check_webhook_secret(app_configs, **kwargs) -> list[checks.CheckMessage]:
 
 
 @checks.register(checks.Tags.security, deploy=True)
+def check_provider_has_tracking(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """anymail sends through many providers, but the site reads the tracking
+    events of Postmark and Mailgun alone: through any other, the site started,
+    the secret set, and no bounce or complaint was ever recorded, the list
+    mailing addresses that refuse it, which only the Events page said."""
+    backend = settings.EMAIL_BACKEND
+    if not is_providers(backend) or backend in PROVIDER_BY_BACKEND:
+        return []
+    return [
+        checks.Warning(
+            f"EMAIL_BACKEND {backend} has no tracking webhook here: bounces and "
+            "complaints are never recorded, and their addresses stay on the list.",
+            hint="Send through Postmark or Mailgun (docs/email.md), whose tracking "
+            "webhooks the site reads.",
+            id="newsletter.W002",
+        )
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
 def check_mailgun_signing_key(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Without its own key anymail checks Mailgun's signatures against the API key,
     which Mailgun's accounts no longer sign with: every event is refused (400),

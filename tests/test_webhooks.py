@@ -1378,6 +1378,23 @@ def test_deploy_check_warns_when_webhooks_have_no_secret(settings):
     assert warning.id == "newsletter.W001"
 
 
+def test_deploy_check_warns_when_the_provider_has_no_tracking_webhook(settings):
+    """anymail sends through SendGrid as readily, whose events nothing here
+    reads: the site ran, its secret set, and never heard of a bounce."""
+
+    def deploy_checks() -> set[str]:
+        found = checks.run_checks(
+            include_deployment_checks=True, tags=[checks.Tags.security]
+        )
+        return {message.id for message in found}
+
+    assert "newsletter.W002" not in deploy_checks()  # Postmark's
+    settings.EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
+    assert "newsletter.W002" in deploy_checks()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert "newsletter.W002" not in deploy_checks()  # a server, not a provider
+
+
 @pytest.mark.parametrize(
     "constant", ["Infinity", "-Infinity", "NaN", '"\\u0000"'], ids=str
 )
