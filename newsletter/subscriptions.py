@@ -25,7 +25,7 @@ from posts.comments.services import (
     comments_delete_for_addresses,
     comments_for_addresses,
 )
-from posts.validators import AddressPeriod, normalise_email, written_under
+from posts.validators import AddressPeriod, inbox_of, normalise_email, written_under
 
 from .delivery import taken_email_send
 from .emails import (
@@ -71,8 +71,14 @@ CONSENT_SOURCE_PREFERENCES = "preference centre"
 # Added by the author at the desk (a reader who asked in person): sent the form's
 # confirmation, as anyone is.
 CONSENT_SOURCE_DESK = "the desk"
-# The throttle scope of the links confirming a new address: one a day to any
-# address, whoever asks.
+# The throttle scopes of the emails asking whoever owns an address to confirm it:
+# one a day to any inbox, whoever asks, counted per inbox as the subscribe budget
+# is (posts.validators.inbox_of: victim+1@, victim+2@, … are all victim@'s).
+# A subscribe request's confirmation: the inbox's day is held by the address it
+# went to, whose own once a day is its row's (confirmation_sent_at, which its link
+# is bound to), so that only that address is sent another when its day comes.
+CONFIRMATION_TO = "confirmation-to"
+# A change of address's link to the new address: counted, one a day.
 CHANGE_OF_ADDRESS_TO = "change-of-address-to"
 
 # What the desk's history calls a reader who erased their data, and an email to them.
@@ -182,7 +188,8 @@ def subscription_request(
 
     Whatever the address's state, the caller learns nothing: a reader receiving
     the newsletter is left alone, a bounced or complained address gets nothing and
-    leaves no trace, and anyone else gets at most one confirmation per day. A
+    leaves no trace, and anyone else gets at most one confirmation a day to
+    their inbox, which their plus-addresses share (CONFIRMATION_TO). A
     paused reader is sent one too: nothing else reaches them with their
     preferences link, so without it a reader who kept no email could never
     resume. The request's name and
@@ -222,7 +229,14 @@ def subscription_request(
             Q(confirmation_sent_at__isnull=True)
             | Q(confirmation_sent_at__lt=resend_after)
         )
-        if due.update(confirmation_sent_at=now):
+        # Last, the row locked: only a confirmation that would go takes the inbox.
+        if due.exists() and throttle.hold(
+            CONFIRMATION_TO,
+            inbox_of(email),
+            email,
+            window_seconds=settings.NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS,
+        ):
+            due.update(confirmation_sent_at=now)
             ring_once_committed_or_undo(
                 lambda: tasks.send_confirmation.delay(consent.pk),
                 lambda: subscription_request_take_back(consent_id=consent.pk),
@@ -537,8 +551,9 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
     """Send a link to the new address; the address changes only when it is used.
 
     One request a day per reader, and only the latest request's link works; and
-    one confirmation a day to any new address, whoever asks, so that many readers
-    (a stranger's throwaway subscriptions) cannot flood one inbox with them. The
+    one confirmation a day to any new address's inbox, whoever asks, so that many
+    readers (a stranger's throwaway subscriptions) cannot flood one inbox with
+    them, through one address or its plus-addresses. The
     reader is told the same whatever happens, so the preference centre does not
     reveal whether another address is subscribed or suppressed.
     """
@@ -570,7 +585,10 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
             .exists()
             # Last: only a confirmation that would go takes the address's turn.
             or not throttle.allow(
-                CHANGE_OF_ADDRESS_TO, new_email, limit=1, window_seconds=86_400
+                CHANGE_OF_ADDRESS_TO,
+                inbox_of(new_email),
+                limit=1,
+                window_seconds=86_400,
             )
         ):
             return
@@ -1165,12 +1183,17 @@ def confirmation_unsent(*, consent_id: int) -> None:
     """The provider refused this request's confirmation email until its task gave
     up: the reader got nothing, and must not wait a day for the once-a-day limit
     (NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS, which counts emails sent) before the
-    form sends another. Unless a later request's email was sent since."""
-    consent = Consent.objects.filter(pk=consent_id).first()
-    if consent is not None:
-        Subscriber.objects.filter(
-            pk=consent.subscriber_id, confirmation_sent_at__lte=consent.created_at
-        ).update(confirmation_sent_at=None)
+    form sends another, nor their inbox's other addresses (a tag mistyped). Unless
+    a later request's email was sent since."""
+    consent = Consent.objects.select_related("subscriber").filter(pk=consent_id).first()
+    if consent is None:
+        return
+    freed = Subscriber.objects.filter(
+        pk=consent.subscriber_id, confirmation_sent_at__lte=consent.created_at
+    ).update(confirmation_sent_at=None)
+    if freed:
+        email = consent.subscriber.email
+        throttle.let_go(CONFIRMATION_TO, inbox_of(email), email)
 
 
 # A welcome still unsent this long after the reader confirmed is given up: it
@@ -1287,7 +1310,7 @@ def email_change_unsent(
         pk=subscriber_id, email_change_requested_at__lte=requested_at
     ).update(email_change_requested_at=None)
     if freed:
-        throttle.give_back(CHANGE_OF_ADDRESS_TO, new_email)
+        throttle.give_back(CHANGE_OF_ADDRESS_TO, inbox_of(new_email))
 
 
 def one_time_link_send(

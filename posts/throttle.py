@@ -1,5 +1,5 @@
 """Request throttling: a fixed-window counter per key in the Django cache (Redis in
-production, local memory in dev).
+production, local memory in dev), and a key held by one holder for a window.
 
 A fixed window is enough here: the limits stop floods (subscription bombing of one
 address, one client filling a table), not a careful attacker spreading requests
@@ -15,11 +15,14 @@ from django.core.cache import cache
 logger = logging.getLogger(__name__)
 
 
-def _cache_key(scope: str, value: str) -> str:
+def _digest(value: str) -> str:
     # Hashed so that no email address is stored in the cache, and any value makes
     # a valid key.
-    digest = hashlib.sha256(value.encode()).hexdigest()[:32]
-    return f"throttle:{scope}:{digest}"
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def _cache_key(scope: str, value: str) -> str:
+    return f"throttle:{scope}:{_digest(value)}"
 
 
 def allow(scope: str, value: str, *, limit: int, window_seconds: int) -> bool:
@@ -49,3 +52,32 @@ def give_back(scope: str, value: str) -> None:
     # A ValueError: its window has ended, and nothing is counted any more.
     with contextlib.suppress(ValueError):
         cache.decr(_cache_key(scope, value))
+
+
+def hold(scope: str, value: str, holder: str, *, window_seconds: int) -> bool:
+    """Give value in scope to holder alone for window: True when it is holder's
+    (from now, or from earlier), False while another holds it. For a limit of one
+    shared by a group (an inbox's addresses) whose holder's own repeats are
+    limited elsewhere (an address's day, in its row)."""
+    key = _cache_key(scope, value)
+    mark = _digest(holder)
+    try:
+        return cache.add(key, mark, timeout=window_seconds) or cache.get(key) == mark
+    except Exception:  # any cache backend's connection error: as `allow`
+        logger.warning(
+            "Could not count a request against its limit: the cache is unreachable",
+            exc_info=True,
+        )
+        return True
+
+
+def let_go(scope: str, value: str, holder: str) -> None:
+    """Free value in scope, if holder holds it, for one `hold` that came to nothing."""
+    key = _cache_key(scope, value)
+    try:
+        if cache.get(key) == _digest(holder):
+            cache.delete(key)
+    except Exception:  # the cache unreachable: held to the window's end
+        logger.warning(
+            "Could not free a limit: the cache is unreachable", exc_info=True
+        )

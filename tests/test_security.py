@@ -91,7 +91,25 @@ def test_subscription_bombing_of_one_inbox_through_plus_addresses_is_stopped(
 
     assert response.status_code == 429
     assert "Too many requests" in response.text
-    assert len(mail.outbox) == limit
+    # The requests the budget let through share the inbox's one confirmation.
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_plus_addresses_of_one_inbox_get_one_confirmation_a_day_between_them(
+    client, on_commit
+):
+    """Under the subscribe budget, victim@, victim+news@ and victim+2@ each had a
+    day's confirmation of their own, and all three reached victim@'s inbox."""
+    for n, email in enumerate(
+        ["victim@example.org", "Victim+news@example.org", "victim+2@example.org"]
+    ):
+        on_commit(post_subscribe, client, email, ip=f"198.51.100.{n + 1}")
+
+    assert [m.to for m in mail.outbox] == [["victim@example.org"]]
+    # The address that had it keeps its own once-a-day rule: asked again, nothing.
+    on_commit(post_subscribe, client, "victim@example.org", ip="198.51.100.9")
+    assert len(mail.outbox) == 1
 
 
 @pytest.mark.usefixtures("celery_eager")
@@ -326,6 +344,19 @@ def test_change_of_address_bombing_sends_the_target_one_confirmation_a_day(
     )
     assert response.status_code == 429
     assert len([m for m in mail.outbox if m.to == ["victim@example.org"]]) == 1
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_change_of_address_bombing_through_plus_addresses_sends_the_inbox_one_a_day(
+    client, on_commit
+):
+    # Each new address had its own day's turn: victim+0@, victim+1@, … all
+    # reached victim@'s inbox.
+    for n in range(3):
+        reader = SubscriberFactory(email=f"attacker-{n}@example.org")
+        ask_to_move(client, on_commit, reader, f"victim+{n}@example.org")
+    to_victim = [m.to for m in mail.outbox if m.to[0].startswith("victim")]
+    assert to_victim == [["victim+0@example.org"]]
 
 
 @pytest.mark.usefixtures("celery_eager")

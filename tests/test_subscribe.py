@@ -122,6 +122,22 @@ def test_a_confirmation_the_provider_never_took_does_not_hold_back_the_next_for_
     assert "/subscribe/confirm/" in message["TextBody"]
 
 
+def test_a_confirmation_the_provider_never_took_leaves_the_inbox_its_day(
+    client, django_capture_on_commit_callbacks, fake_esp
+):
+    # The reader mistyped a tag, and the provider refused that email for good:
+    # the inbox got nothing, and its day's one confirmation is still to come.
+    consent = a_request_whose_confirmation_waits("reader+typo@example.org")
+    fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
+    send_confirmation.apply(
+        args=[consent.pk], retries=send_confirmation.max_retries, throw=False
+    )
+    assert fake_esp.count == 0
+
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    assert fake_esp.recipients() == {"reader@example.org": 1}
+
+
 def test_a_confirmation_sent_on_a_retry_still_holds_back_the_next_for_a_day(
     client, django_capture_on_commit_callbacks, fake_esp
 ):
