@@ -1130,7 +1130,7 @@ def pending_purge_expired() -> int:
     and every request never confirmed as old: a request for a known reader's
     address (one who left, or asked twice) holds the asker's IP address and the
     name they typed, may be a stranger's, and is of no use once nobody can
-    confirm it. Returns how many subscriptions were deleted."""
+    confirm it. Returns how many readers were deleted."""
     cutoff = timezone.now() - timedelta(
         seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS
     )
@@ -1148,11 +1148,12 @@ def pending_purge_expired() -> int:
         locked = expired.select_for_update(skip_locked=True).values_list(
             "pk", flat=True
         )
-        deleted, _ = Subscriber.objects.filter(pk__in=list(locked)).delete()
+        # Readers, not delete()'s total, which counts their consents and topics too.
+        _, deleted_by_model = Subscriber.objects.filter(pk__in=list(locked)).delete()
         Consent.objects.filter(
             confirmed_at__isnull=True, created_at__lt=cutoff
         ).delete()
-    return deleted
+    return deleted_by_model.get(Subscriber._meta.label, 0)
 
 
 def confirmation_send(*, consent_id: int) -> None:

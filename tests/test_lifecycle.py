@@ -284,6 +284,7 @@ def test_pending_subscriptions_expire_and_are_purged_by_the_beat_task():
         confirmation_sent_at=now - timedelta(days=8),
     )
     Consent.objects.create(subscriber=expired, wording="w", wording_version="v")
+    subscriptions.topics_set(subscriber=expired)
     recent = SubscriberFactory(
         status=Subscriber.Status.PENDING,
         confirmed_at=None,
@@ -293,7 +294,8 @@ def test_pending_subscriptions_expire_and_are_purged_by_the_beat_task():
 
     schedule = settings.CELERY_BEAT_SCHEDULE["purge-expired-pending"]
     assert schedule["task"] == "newsletter.tasks.purge_expired_pending"
-    tasks.purge_expired_pending.delay()
+    # One reader deleted, whatever went with them (their request, their topics).
+    assert tasks.purge_expired_pending.delay().get() == 1
 
     assert set(Subscriber.objects.all()) == {recent, old_but_confirmed}
     assert not Consent.objects.exists()
