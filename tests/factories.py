@@ -68,7 +68,13 @@ class SubscriberFactory(factory.django.DjangoModelFactory):
 
     email = factory.Sequence(lambda n: f"reader{n}@example.org")
     status = Subscriber.Status.ACTIVE
-    confirmed_at = factory.LazyFunction(timezone.now)
+    # Every status but pending is reached by confirming (or by leaving after it):
+    # a pending reader never confirmed.
+    confirmed_at = factory.LazyAttribute(
+        lambda reader: (
+            None if reader.status == Subscriber.Status.PENDING else timezone.now()
+        )
+    )
 
 
 def no_inline_rows(*prefixes: str) -> dict:
