@@ -527,6 +527,18 @@ def subscriber_unsubscribe(*, subscriber: Subscriber) -> None:
     subscriber.refresh_from_db()
 
 
+def unsubscribed_themselves(*, subscriber: Subscriber) -> bool:
+    """Whether the reader's own unsubscribe keeps them out: not only a bounce, a
+    complaint or the desk's suppression, which the desk may lift (and with it
+    send again, unless the reader's own is kept under it: suppression_lift)."""
+    return (
+        subscriber.status == Subscriber.Status.UNSUBSCRIBED
+        or Suppression.objects.for_email(subscriber.email)
+        .exclude(readers_reason="")
+        .exists()
+    )
+
+
 def subscriber_pause(*, subscriber: Subscriber) -> None:
     Subscriber.objects.filter(
         pk=subscriber.pk, status=Subscriber.Status.ACTIVE, paused_at__isnull=True

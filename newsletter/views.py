@@ -318,12 +318,15 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return _token_error(request, error)
     if request.method == "POST":
         subscriptions.subscriber_unsubscribe(subscriber=subscriber)
-    # Already out of every send (unsubscribed, bounced, suppressed), the reader
-    # back at an old email's link is told so, not asked again as if it still went.
-    if subscriber.status != Subscriber.Status.ACTIVE:
+    # The reader back at an old email's link after unsubscribing is told so, not
+    # asked again as if it still went.
+    if subscriptions.unsubscribed_themselves(subscriber=subscriber):
         return render(
             request, "newsletter/unsubscribed.html", {"subscriber": subscriber}
         )
+    # Paused, or out only for a bounce, a complaint or the desk's suppression
+    # (which the desk may lift), nothing goes now: the page says so, and it is
+    # still theirs to unsubscribe, so that nothing comes then.
     return render(request, "newsletter/unsubscribe.html", {"subscriber": subscriber})
 
 

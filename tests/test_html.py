@@ -83,6 +83,13 @@ def test_every_page_passes_the_w3c_html_checker(
     data_link = f"/comments/data/{commenter_data_token(comment=sams_comment)}/"
     files[tmp_path / "comment-data.html"] = data_link
     (tmp_path / "comment-data.html").write_bytes(client.get(data_link).content)
+    # The unsubscribe link's page, as a reader receiving opens it, and as one
+    # whose address bounced (nothing goes now; theirs to make it for good).
+    for status in (Subscriber.Status.ACTIVE, Subscriber.Status.BOUNCED):
+        leaving = SubscriberFactory(status=status)
+        leave = f"/unsubscribe/{make_token(leaving, Purpose.UNSUBSCRIBE)}/"
+        files[tmp_path / f"unsubscribe-{status}.html"] = leave
+        (tmp_path / f"unsubscribe-{status}.html").write_bytes(client.get(leave).content)
     # Forms sent back with their errors: the error list is a block, which a
     # paragraph cannot hold (the browser ends the paragraph before it).
     token = make_token(SubscriberFactory(), Purpose.PREFERENCES)

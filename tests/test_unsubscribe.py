@@ -23,21 +23,40 @@ def test_get_shows_a_button_and_changes_nothing(client, reader):
     assert reader.status == Subscriber.Status.ACTIVE
 
 
-@pytest.mark.parametrize(
-    "status", [Subscriber.Status.UNSUBSCRIBED, Subscriber.Status.BOUNCED]
-)
-def test_a_reader_sent_nothing_any_more_is_told_so_not_asked_again(
-    client, reader, status
-):
-    """Back at the link of an old email, after unsubscribing (or their address
-    bounced): the page asked "Stop sending the newsletter to …?", as if it still
-    went, with a button."""
-    Subscriber.objects.filter(pk=reader.pk).update(status=status)
+def test_a_reader_who_unsubscribed_is_told_so_not_asked_again(client, reader):
+    """Back at the link of an old email, after unsubscribing: the page asked
+    "Stop sending the newsletter to …?", as if it still went, with a button."""
+    subscriptions.subscriber_unsubscribe(subscriber=reader)
     response = client.get(f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/")
     assert response.status_code == 200
     assert "You are unsubscribed" in response.text
     assert "Stop sending" not in response.text
     assert "<button" not in response.text
+
+
+@pytest.mark.parametrize(
+    "reason", [Suppression.Reason.SOFT_BOUNCES, Suppression.Reason.COMPLAINT]
+)
+def test_a_reader_out_only_for_a_bounce_can_still_unsubscribe_for_good(
+    client, reader, reason
+):
+    """The page told a reader whose address had bounced "You are unsubscribed",
+    with no button, though nothing of theirs was recorded: once the desk lifted
+    the bounce, the newsletter came again."""
+    subscriptions.address_suppress(email=reader.email, reason=reason)
+    url = f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/"
+
+    page = client.get(url)
+    assert "You are unsubscribed" not in page.text
+    assert "Nothing is being sent to <strong>reader@example.org</strong>" in page.text
+    assert "Stop sending" not in page.text  # it does not go now
+    assert "<button" in page.text
+    assert client.post(url).status_code == 200
+    assert "You are unsubscribed" in client.get(url).text
+
+    subscriptions.suppression_lift(suppression=Suppression.objects.get())
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
 
 
 def test_a_head_request_is_answered_as_a_get_and_changes_nothing(client, reader):
