@@ -311,13 +311,7 @@ def change_email_request(request: HttpRequest, token: str) -> HttpResponse:
     except InvalidToken as error:
         return _token_error(request, error)
     if subscriber.status != Subscriber.Status.ACTIVE:
-        return _done(
-            request,
-            subscriber,
-            "Nothing to do",
-            "Only a current subscription can move to another address.",
-            status=400,
-        )
+        return _only_a_subscription_moves(request, subscriber)
     form = ChangeEmailForm(request.POST)
     # Said here, where only the address's own page shows it: the link's request
     # would do nothing, spend the day's change and tell of a link on its way.
@@ -331,6 +325,20 @@ def change_email_request(request: HttpRequest, token: str) -> HttpResponse:
         OneTimeRequest.CHANGE_EMAIL,
         _centre(request, subscriber, form),
         new_email=form.cleaned_data["new_email"],
+    )
+
+
+def _only_a_subscription_moves(
+    request: HttpRequest, subscriber: Subscriber
+) -> HttpResponse:
+    """A reader not subscribed asked to move (subscriptions.email_change_request
+    sends nothing for them)."""
+    return _done(
+        request,
+        subscriber,
+        "Nothing to do",
+        "Only a current subscription can move to another address.",
+        status=400,
     )
 
 
@@ -512,6 +520,14 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
             "The editor no longer asks to see what readers do with emails.",
             status=400,
         )
+    if (
+        one_time_request == OneTimeRequest.CHANGE_EMAIL
+        and subscriber.status != Subscriber.Status.ACTIVE
+    ):
+        # Unsubscribed (or bounced) since it was asked: the new address would be
+        # sent nothing, so the page offers nothing, and the link is kept for a
+        # reader who subscribes again within its hour.
+        return _only_a_subscription_moves(request, subscriber)
     page = FormPage(
         "newsletter/one_time.html",
         {

@@ -499,6 +499,31 @@ def test_a_reader_who_left_or_paused_before_confirming_a_new_address_is_told_so(
     assert not Subscriber.objects.confirmed().exists()
 
 
+def test_a_reader_who_unsubscribed_before_using_the_move_link_is_told_nothing_moves(
+    client, reader, on_commit
+):
+    """The link's page offered to send a link to the new address, and its button
+    said one was on its way there, spending the link: nothing was sent, as only
+    a current subscription moves."""
+    link = one_time_link(
+        client, on_commit, reader, "email/", {"new_email": "new@x.org"}
+    )
+    client.post(url(reader), {"action": "unsubscribe"})
+
+    for page in (client.get(link), on_commit(client.post, link)):
+        assert page.status_code == 400
+        assert "Only a current subscription can move" in page.text
+        assert "Send the link" not in page.text
+        assert "Check the new inbox" not in page.text
+    assert mail.outbox == []
+
+    # Subscribed again within the hour, the link still works.
+    Subscriber.objects.filter(pk=reader.pk).update(status=Subscriber.Status.ACTIVE)
+    assert "Check the new inbox" in on_commit(client.post, link).text
+    [message] = mail.outbox
+    assert message.to == ["new@x.org"]
+
+
 def test_an_invalid_new_address_is_refused_with_a_clear_error(client, reader):
     response = client.post(url(reader, "email/"), {"new_email": "not-an-address"})
     assert response.status_code == 400
