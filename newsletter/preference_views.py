@@ -388,17 +388,7 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber, new_email = read_token_detail(token, Purpose.CHANGE_EMAIL)
     except InvalidToken as error:
-        if not error.expired:
-            return _change_made_or_token_error(request, token, error)
-        return _done(
-            request,
-            None,
-            "This link has expired",
-            "Links that confirm a new address work for "
-            f"{settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE_SECONDS // 86400} days. "
-            "Ask for a new one from the preferences link in any newsletter email.",
-            status=410,
-        )
+        return _change_made_or_token_error(request, token, error)
     if request.method != "POST":
         return render(
             request,
@@ -440,13 +430,24 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
 def _change_made_or_token_error(
     request: HttpRequest, token: str, error: InvalidToken
 ) -> HttpResponse:
-    """A change-of-address link used already says so, not "subscribe again": it
-    was sent only to the address it names, so its holder learns nothing new, and
-    is told nothing of what the reader did since nor given their preferences."""
+    """A change-of-address link used already says so, however old, not "subscribe
+    again" nor "expired, ask again": it was sent only to the address it names, so
+    its holder learns nothing new, and is told nothing of what the reader did
+    since nor given their preferences."""
     try:
         new_email = read_change_made(token)
     except InvalidToken:
-        return _token_error(request, error)
+        if not error.expired:
+            return _token_error(request, error)
+        return _done(
+            request,
+            None,
+            "This link has expired",
+            "Links that confirm a new address work for "
+            f"{settings.NEWSLETTER_CHANGE_EMAIL_MAX_AGE_SECONDS // 86400} days. "
+            "Ask for a new one from the preferences link in any newsletter email.",
+            status=410,
+        )
     return _done(
         request,
         None,

@@ -255,9 +255,10 @@ def read_sent_to(token: str, purpose: Purpose) -> Subscriber:
 
 def read_change_made(token: str) -> str:
     """The address a change-of-address link moved its reader to, if it did and
-    is still their latest: the link clicked again. InvalidToken otherwise (a
-    later request, a later move, an erasure retire it)."""
-    subscriber, fingerprint, detail = _loads(token, Purpose.CHANGE_EMAIL)
+    is still their latest: the link clicked again, however old (its days are
+    for making the change). InvalidToken otherwise (a later request, a later
+    move, an erasure retire it)."""
+    subscriber, fingerprint, detail = _loads(token, Purpose.CHANGE_EMAIL, any_age=True)
     if not (
         subscriber is not None
         and detail

@@ -1612,6 +1612,26 @@ def test_the_change_link_clicked_again_says_the_address_is_changed_and_no_more(
     assert reader.previous_addresses.count() == 1
 
 
+def test_the_change_link_opened_after_its_days_once_used_says_the_address_is_changed(
+    client, reader, on_commit, monkeypatch
+):
+    """Back at the email a week on, the reader whose address it had changed was
+    told the link had expired and to ask for a new one, as if it were still to do
+    (the new request refused: that is their address already)."""
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    client.post(confirm)
+    monkeypatch.setitem(tokens.MAX_AGE, Purpose.CHANGE_EMAIL, -1)
+
+    for again in (client.get(confirm), client.post(confirm)):
+        assert again.status_code == 200
+        assert "This link changed your address to new@example.org." in again.text
+        assert "expired" not in again.text
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+    assert reader.previous_addresses.count() == 1
+
+
 @pytest.mark.parametrize("then", ["moved on", "moved back", "asked again"])
 def test_a_change_link_superseded_since_it_was_used_is_not_valid(
     client, reader, on_commit, then
