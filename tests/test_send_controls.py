@@ -1495,6 +1495,49 @@ def test_a_post_taken_down_as_its_batch_goes_reaches_no_one_until_it_is_back(
     assert planned.status == Mailing.Status.DONE
 
 
+@pytest.mark.parametrize("send_again", ["resend", "ask the provider"])
+def test_an_uncertain_batch_sent_again_with_its_post_off_the_site_waits_paused(
+    settings, planned, fake_esp, readers, django_capture_on_commit_callbacks, send_again
+):
+    """The post's email had gone out (done), one batch uncertain, when the post
+    was taken off the site: unpublishing pauses only a mailing still going out.
+    Sent again then, the batch waited unseen in a mailing shown as sending, not
+    paused, and went out once the post was back, without the author resuming
+    it. It waits in the mailing paused, as the post's emails do."""
+    post = planned.post
+    post_publish(post=post)
+    first, *others = planned.batches.order_by("number")
+    # A worker claimed the first batch and died before its request went out.
+    Batch.objects.filter(pk=first.pk).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+    )
+    delivery.mailings_reap()
+    for batch in others:
+        delivery.batch_send(batch_id=batch.pk)
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
+    unpublish_at_the_desk(post)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        if send_again == "resend":
+            assert delivery.batch_resend(batch_id=first.pk)
+        else:  # the provider never took them: they are to be sent
+            assert delivery.batch_settle_with_provider(batch_id=first.pk)
+
+    planned.refresh_from_db()
+    assert planned.paused_at is not None
+    assert "not published" in planned.pause_reason
+    post_publish(post=post)
+    delivery.mailings_reap()
+    send_all(planned)
+    assert fake_esp.count == 4
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.mailing_resume(mailing_id=planned.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+
+
 @pytest.fixture
 def paused(settings, fake_esp, readers):
     """A mailing of three batches of two the author paused before any went:

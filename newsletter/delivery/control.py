@@ -348,14 +348,24 @@ def _corrections_plan_again(batch_id: int) -> None:
     one the author cancelled."""
     owed = corrections.emails_correcting_posts_in(batch_id=batch_id)
     for mailing_id in _plan_again(owed.exclude(status=Mailing.Status.CANCELLED)):
-        # Its link would lead nowhere while the post is off the site: it waits,
-        # as the post's own emails do, for the author to resume it.
-        if not Mailing.objects.filter(post_on_site(), pk=mailing_id).exists():
-            mailing_pause(
-                mailing_id=mailing_id,
-                reason="The post is not published: resume once it is published again.",
-            )
+        _held_while_off_the_site(mailing_id)
         ring_once_committed(lambda i=mailing_id: tasks.plan_mailing.delay(i))
+
+
+def _held_while_off_the_site(mailing_id: int) -> None:
+    """Pause a mailing going out again while its post is off the site: its link
+    would lead nowhere, and it waits, as the post's own emails do, for the author
+    to resume it. The unpublish paused only the mailings going out then; one
+    finished since going again (planned again, a batch resent) was left running,
+    its batches queued unseen, and they went out once the post was back without
+    the author resuming it. Read without the post's lock, which would come after
+    the mailing's here (an unpublish committing as this reads is left to the
+    sender's own check, which sends nothing while the post is off the site)."""
+    if not Mailing.objects.filter(post_on_site(), pk=mailing_id).exists():
+        mailing_pause(
+            mailing_id=mailing_id,
+            reason="The post is not published: resume once it is published again.",
+        )
 
 
 def _plan_again(mailings: QuerySet[Mailing]) -> list[int]:
@@ -384,7 +394,9 @@ def _locked_with_its_mailing(batch_id: int) -> Batch | None:
 
 
 def _reopen(mailing_id: int) -> None:
-    """A finished mailing has a batch to send again."""
-    Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.DONE).update(
+    """A finished mailing has a batch to send again (held while its post is off
+    the site)."""
+    if Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.DONE).update(
         status=Mailing.Status.SENDING, finished_at=None
-    )
+    ):
+        _held_while_off_the_site(mailing_id)
