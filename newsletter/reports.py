@@ -17,6 +17,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.functions import Coalesce
 
 from posts.models import Organisation, Post, Region
 
@@ -113,7 +114,10 @@ DELIVERY_RULES = (
     "Complained: marked as spam. Unsubscribed: "
     f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, and before any "
     "later email, or through the provider's own link in this email (then by "
-    "this email only)."
+    "this email only). A reader who has erased their data since counts among "
+    "the recipients of the post's own email, accepted or refused, as its "
+    "mailing counts them, and in no other figure: the rest went with their data "
+    "(in digests, which carry several posts, they are not counted)."
 )
 DIGEST_CLICKS_RULES = (
     "Opens and clicks count the post's own email. A digest, which carries "
@@ -195,7 +199,24 @@ def post_report(post: Post) -> dict:
         ),
     )
     figures["bounced_soft"] = figures["bounced"] - figures["bounced_hard"]
-    announcement = Mailing.objects.filter(kind=Mailing.Kind.POST, post=post).first()
+    announcement = (
+        Mailing.objects.filter(kind=Mailing.Kind.POST, post=post)
+        .annotate(
+            erased_sent=Coalesce(Sum("batches__erased_sent"), 0),
+            erased_failed=Coalesce(Sum("batches__erased_failed"), 0),
+        )
+        .first()
+    )
+    if announcement is not None:
+        # Readers who erased their data since: their ledger rows went with them,
+        # but their batches keep what became of their emails, which the
+        # mailing's page counts. A digest batch carries many posts, so a
+        # digest's erased readers cannot be told apart (DELIVERY_RULES).
+        erased = announcement.erased_sent + announcement.erased_failed
+        figures["recipients"] += erased
+        figures["as_published"] += erased
+        figures["accepted"] += announcement.erased_sent
+        figures["failed"] += announcement.erased_failed
     figures["opens"] = {
         "people": announcement.opens_people if announcement else 0,
         "machines": announcement.opens_machines if announcement else 0,

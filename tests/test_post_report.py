@@ -28,7 +28,7 @@ from newsletter.models import (
     SubscriberTopic,
 )
 from newsletter.reports import post_report
-from newsletter.subscriptions import subscriber_unsubscribe
+from newsletter.subscriptions import subscriber_delete, subscriber_unsubscribe
 from posts.models import Organisation, Post, Region
 
 from . import test_webhooks as webhooks_test
@@ -600,6 +600,35 @@ def test_a_cancelled_mailing_counts_as_recipients_only_who_it_was_sent_or_meant_
     assert (report["failed"], report["uncertain"], report["queued"]) == (1, 1, 1)
     assert report["skipped"] == 3
     assert "Skipped" in report["rules"]["deliveries"]
+
+
+def test_readers_who_erased_their_data_since_still_count_as_its_emails_went(
+    publish, admin_client
+):
+    """The post's mailing still counts the emails sent and refused to readers
+    who erased their data since (their batches keep them); the report lost them
+    with their ledger rows, and said fewer recipients than its mailing sent."""
+    for name in "abcd":
+        SubscriberFactory(email=f"{name}@example.org")
+    post = PostFactory(slug="suffolk")
+    publish(post)
+    announcement = Mailing.objects.get(post=post)
+    refused = announcement.deliveries.get(subscriber__email="d@example.org")
+    Delivery.objects.filter(pk=refused.pk).update(status=Delivery.Status.FAILED)
+    Batch.objects.filter(mailing=announcement).update(sent=3, failed=1)
+    for name in "cd":
+        subscriber_delete(
+            subscriber=Subscriber.objects.get(email=f"{name}@example.org")
+        )
+
+    report = post_report(post)
+    assert (report["recipients"], report["as_published"]) == (4, 4)
+    assert (report["accepted"], report["failed"]) == (3, 1)
+    assert "erased their data" in report["rules"]["deliveries"]
+    mailing_page = admin_client.get(
+        f"/admin/newsletter/mailing/{announcement.pk}/change/"
+    ).content.decode()
+    assert re.search(r"Sent:?</label>\s*<div class=\"readonly\">3<", mailing_page)
 
 
 def test_groups_of_ten_or_more_are_shown_and_smaller_ones_folded(followed):
