@@ -924,6 +924,34 @@ def test_a_reader_who_erased_after_receiving_stays_sent_when_their_batch_is_sett
     ]
 
 
+@pytest.mark.parametrize("action", ["mark_sent", "settle"])
+def test_an_uncertain_batch_whose_uncertain_readers_all_erased_their_data_is_settled(
+    author, planned, fake_esp, action
+):
+    """Every reader of an uncertain batch whose copy was uncertain erased their
+    data: their rows went, and the batch stayed uncertain for good. Recording it
+    as sent, or asking the provider, answered "its readers were settled
+    meanwhile" and changed nothing; the desk asked the author to settle it ever
+    after, and the mailing counted them uncertain. It is closed as its ledger
+    reads: nothing is left to send, nor to settle."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    for row in uncertain.deliveries.all():
+        subscriber_delete(subscriber=row.subscriber)
+    fake_esp.reset()
+
+    done = "Recorded 1 batch as sent." if action == "mark_sent" else "Settled 1"
+    [(level, words)] = run(author, "batch", action, uncertain)
+    assert (level, words[: len(done)]) == ("success", done)
+    uncertain.refresh_from_db()
+    assert uncertain.status == Batch.Status.DONE
+    assert mailing_page(author, planned)["Uncertain"] == "0"
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
+    assert fake_esp.count == 0
+
+
 def test_a_paused_mailing_has_no_eta_until_it_goes_again(
     author, planned, settings, fake_esp
 ):

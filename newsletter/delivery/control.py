@@ -307,7 +307,8 @@ def _uncertain_settle(
     are owed the corrections confirmed without them. In the caller's transaction,
     `batch` locked with its mailing (_locked_with_its_mailing). Returns the
     batch's status then, or None when none of `outcomes` was still uncertain:
-    nothing is written.
+    nothing is written (but for an uncertain batch left with no uncertain
+    reader at all, which is closed).
 
     The one way every settling writes, by the author or by the provider's event.
     Only deliveries still uncertain are written: one an event settled since the
@@ -319,6 +320,16 @@ def _uncertain_settle(
         ).values_list("pk", flat=True)
     )
     outcomes = {pk: o for pk, o in outcomes.items() if pk in uncertain}
+    if not uncertain and batch.status == Batch.Status.UNCERTAIN:
+        # Every reader it held uncertain erased their data since, their rows
+        # with them: nothing is left to settle, and unclosed it stayed uncertain
+        # for good, the desk asking the author to settle it, every settling
+        # refused. Closed as its ledger reads (its mailing's figures count those
+        # readers as they count erased readers with no outcome).
+        status, _queued = close_batch(
+            batch.pk, from_status=Batch.Status.UNCERTAIN, now=now
+        )
+        return status
     if not outcomes:
         return None
     record_outcomes(outcomes, now, batch_id=batch.pk)
