@@ -30,6 +30,7 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from posts.comments.models import Comment
 from posts.validators import normalise_email, row_id_in
 
 from . import engagement, esp, subscriptions
@@ -446,6 +447,11 @@ def _apply_to_address(
     known = (
         Subscriber.objects.filter(email=email).exists()
         or Suppression.objects.for_email(email).exists()
+        # A commenter is written to whether or not they read the newsletter (the
+        # link proving their address, the link to their data), and the emails
+        # about comments refuse a suppressed address (is_blocked): their bounce or
+        # complaint suppresses the address, and makes no reader of them.
+        or Comment.objects.for_email(email).exists()
     )
     if not known:
         # We never wrote to this address: the event is forged or stray, and must

@@ -17,14 +17,16 @@ from django.test.client import MULTIPART_CONTENT
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from newsletter import subscriptions
+from newsletter import comment_emails, subscriptions
 from newsletter.checks import check_webhook_secret
 from newsletter.desk import desk_for
 from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppression
 from newsletter.reports import post_report
 from newsletter.tasks import purge_old_events
+from posts.comments.models import Comment
 
 from .factories import (
+    CommentFactory,
     PostFactory,
     PublishedPostFactory,
     SubscriberFactory,
@@ -1601,6 +1603,30 @@ def test_an_event_about_an_address_we_never_emailed_is_recorded_and_changes_noth
     assert not Suppression.objects.exists()
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("payload", "kept_as"),
+    [(postmark_bounce(), "hard_bounce"), (postmark_complaint(), "complaint")],
+    ids=["hard-bounce", "complaint"],
+)
+def test_a_commenters_hard_bounce_or_complaint_stops_the_emails_about_their_comments(
+    client, settings, payload, kept_as
+):
+    """A commenter who reads no newsletter is still written to: the link proving
+    their address, the link to their comments' data. A hard bounce or a spam
+    complaint about one was taken for an event about an address never written
+    to, and ignored: the commenter was written to again, comment after comment."""
+    CommentFactory(email="reader@example.org", status=Comment.Status.APPROVED)
+    held = CommentFactory(email="reader@example.org")
+    assert post_postmark(client, payload).status_code == 200
+
+    assert Suppression.objects.for_email("reader@example.org").get().reason == kept_as
+    assert not Subscriber.objects.exists()  # suppressed, not made a reader
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert not comment_emails.comment_confirmation_send(comment_id=held.pk)
+    assert not comment_emails.commenter_data_link_send(email="reader@example.org")
+    assert mail.outbox == []
 
 
 def test_a_complaint_about_a_reader_who_erased_their_data_still_suppresses_them(
