@@ -195,8 +195,13 @@ class PostmarkTrackingView(_RefuseMalformedBodies, PostmarkTrackingWebhookView):
     # anymail reports a spam filter's refusal (SpamNotification) as a complaint:
     # the reader never saw the email, and the desk's complaint rate and a post's
     # report counted it as reached and complained about. It is a bounce.
+    # And its OpenRelayTest, which anymail reads as a deferral, is the reader's
+    # mail server testing whether Postmark relays anyone's mail: counted as the
+    # reader's soft bounce, it suppressed them, though it says nothing of their
+    # mailbox nor of the email. It is nothing (Postmark's "Unknown" is too).
     event_types = PostmarkTrackingWebhookView.event_types | {
         "SpamNotification": (EventType.BOUNCED, RejectReason.SPAM),
+        "OpenRelayTest": (EventType.UNKNOWN, None),
     }
 
 

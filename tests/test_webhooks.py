@@ -104,6 +104,7 @@ POSTMARK_BOUNCE_TYPES = {
     "Transient": (2, "Message delayed", False),
     "AutoResponder": (64, "Auto responder", False),
     "SpamNotification": (512, "Spam notification", False),
+    "OpenRelayTest": (1024, "Open relay test", False),
     "SoftBounce": (4096, "Soft bounce", False),
     "VirusNotification": (8192, "Virus notification", False),
     "ManuallyDeactivated": (100002, "Manually deactivated", True),
@@ -493,6 +494,29 @@ def test_a_postmark_spam_filters_refusal_counts_as_a_bounce_not_a_complaint(
         0,
         1,
     )
+
+
+def test_a_postmark_open_relay_test_counts_for_nothing_against_the_reader(
+    client, reader, settings
+):
+    """The reader's mail server testing whether Postmark relays anyone's mail,
+    which anymail reads as a deferral: it counted as the reader's soft bounce,
+    and a reader two bounces in was suppressed for it, though it says nothing of
+    their mailbox; the email it names was delivered all the same."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
+    delivery = delivery_to(reader, POSTMARK_ID)
+    assert post_postmark(client, postmark_delivery()).status_code == 200
+    # Two soft bounces of earlier emails, reported after this one's delivery.
+    Subscriber.objects.filter(pk=reader.pk).update(soft_bounces=2)
+
+    relay_test = postmark_bounce("OpenRelayTest", at="2026-11-26T16:40:00Z")
+    assert post_postmark(client, relay_test).status_code == 200
+
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 2)
+    assert not Suppression.objects.exists()
+    delivery.refresh_from_db()
+    assert delivery.last_event == "delivered"
 
 
 OUR_SENDERS_HINT = (
