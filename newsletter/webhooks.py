@@ -362,11 +362,16 @@ def record_tracking_event(
             )
         if delivery is not None and event.event_type in Delivery.OUTCOME_EVENTS:
             # What became of the message (delivered, bounced, complained): needed
-            # to send correctly, so kept for every reader.
+            # to send correctly, so kept for every reader. An email Mailgun
+            # dropped for an address on its lists, never trying to deliver it,
+            # is one the provider did not send: kept as the bounce anymail
+            # reads it as, the post's report and the desk counted it as the
+            # reader's soft bounce.
+            outcome = EventType.FAILED if _mailgun_listed(event) else event.event_type
             Delivery.objects.filter(pk=delivery.pk).filter(
                 Q(last_event_at__isnull=True) | Q(last_event_at__lte=timestamp)
             ).update(
-                last_event=event.event_type,
+                last_event=outcome,
                 last_event_at=timestamp,
                 sender_refused=recorded.sender_refused,
             )
@@ -484,9 +489,7 @@ def _apply_to_address(
             if suppressed_by_the_author
             else Suppression.Reason.UNSUBSCRIBED,
         )
-    elif kind in NOT_DELIVERED and (
-        listed := MAILGUN_LISTED.get(_mailgun_outcome(event).reason)
-    ):
+    elif listed := _mailgun_listed(event):
         # Mailgun will never send to the address: the reader complained or
         # unsubscribed there (an event this site missed, a list moved here from
         # another tool). Counted as a soft bounce, the reader stayed in the
@@ -667,6 +670,14 @@ def _mailgun_outcome(event: AnymailTrackingEvent) -> MailgunOutcome:
     if not code and (said := ENHANCED_CODE.search(words)):
         code = said.group(1)
     return MailgunOutcome(reason=reason, code=code.partition(".")[2], words=words)
+
+
+def _mailgun_listed(event: AnymailTrackingEvent) -> Suppression.Reason | None:
+    """Where Mailgun did not send the email, the address being on its
+    complaints or unsubscribes list: the suppression that list is here."""
+    if event.event_type not in NOT_DELIVERED:
+        return None
+    return MAILGUN_LISTED.get(_mailgun_outcome(event).reason)
 
 
 def _refused_our_sender(event: AnymailTrackingEvent) -> bool:

@@ -1295,6 +1295,17 @@ MAILGUN_LISTED_WORDS = {
 }
 
 
+def mailgun_listed_failure(reason: str, code: str) -> dict:
+    failed = mailgun_failed("permanent", f"token-{reason}")
+    failed["event-data"]["reason"] = reason
+    failed["event-data"]["delivery-status"] |= {
+        "code": int(code),
+        "message": "",
+        "description": MAILGUN_LISTED_WORDS[code],
+    }
+    return failed
+
+
 @pytest.mark.parametrize(("reason", "code", "kept_as", "status"), MAILGUN_LISTED)
 def test_a_mailgun_drop_of_an_address_on_its_complaints_or_unsubscribes_list(
     client, reader, settings, reason, code, kept_as, status
@@ -1303,14 +1314,7 @@ def test_a_mailgun_drop_of_an_address_on_its_complaints_or_unsubscribes_list(
     as one, the reader stayed in the audience, dropped from every mailing, then
     was kept as 'soft-bounced repeatedly', which the desk may lift."""
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
-    failed = mailgun_failed("permanent", f"token-{reason}")
-    failed["event-data"]["reason"] = reason
-    failed["event-data"]["delivery-status"] |= {
-        "code": int(code),
-        "message": "",
-        "description": MAILGUN_LISTED_WORDS[code],
-    }
-    assert post_mailgun(client, failed).status_code == 200
+    assert post_mailgun(client, mailgun_listed_failure(reason, code)).status_code == 200
     assert Suppression.objects.get().reason == kept_as
     reader.refresh_from_db()
     assert (reader.status, reader.soft_bounces) == (status, 0)
@@ -1330,6 +1334,35 @@ def test_a_mailgun_legacy_drop_of_an_address_on_its_complaints_or_unsubscribes_l
     assert Suppression.objects.get().reason == kept_as
     reader.refresh_from_db()
     assert reader.status == status
+
+
+@pytest.mark.parametrize("webhook", ["json", "legacy"])
+@pytest.mark.parametrize(("reason", "code", "kept_as", "status"), MAILGUN_LISTED)
+def test_a_mailgun_drop_of_a_listed_address_is_no_bounce_in_the_report_or_the_desk(
+    client, rf, reader, webhook, reason, code, kept_as, status
+):
+    """Mailgun never tried to deliver the email: kept as a bounce, the post's
+    report counted it as the reader's soft bounce, and the desk in its bounce
+    rate. It is an email the provider did not send."""
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    if webhook == "json":
+        posted = post_mailgun(client, mailgun_listed_failure(reason, code))
+    else:
+        form = mailgun_legacy_drop(
+            f"token-legacy-{code}", code=code, description=MAILGUN_LISTED_WORDS[code]
+        )
+        posted = post_mailgun_form(client, form, MULTIPART_CONTENT)
+    assert posted.status_code == 200
+
+    figures = post_report(delivery.mailing.post)
+    counted = {name: figures[name] for name in ("delivered", "bounced", "complained")}
+    assert counted == {"delivered": 0, "bounced": 0, "complained": 0}
+    request = rf.get("/admin/")
+    request.user = UserFactory()
+    (shown,) = desk_for(request).mailings
+    assert (shown["complaint_percent"], shown["bounce_percent"]) == (0, 0)
+    delivery.refresh_from_db()
+    assert delivery.last_event == "failed"
 
 
 def test_mailgun_webhook_with_a_forged_signature_is_rejected(client, reader):
