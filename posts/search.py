@@ -94,7 +94,10 @@ def post_search_vector() -> SearchVector:
         SearchVector(_words("title"), weight="A", config=CONFIG)
         + SearchVector(_words("search_facts"), weight="B", config=CONFIG)
         + SearchVector(_words("excerpt"), weight="B", config=CONFIG)
-        + SearchVector(_words("body"), weight="C", config=CONFIG)
+        # The body's words as its page shows them (search_text), as SQLite's
+        # index has them: indexed as typed, a note in an HTML comment, which no
+        # page shows, found the post, and a sentence quoted across a link did not.
+        + SearchVector(_words("search_text"), weight="C", config=CONFIG)
     )
 
 

@@ -421,6 +421,20 @@ def test_snippets_show_the_text_a_reader_sees_not_markdown(client):
         assert markdown not in snippet
 
 
+def test_a_post_is_found_by_the_words_its_page_shows_and_no_others(client):
+    # On PostgreSQL the body was indexed as the author typed it: a note to the
+    # editor in an HTML comment, which no page shows, found the post, and a
+    # sentence quoted as the page reads it, across a link, did not.
+    PublishedPostFactory(
+        title="Kent",
+        body="Inspectors found the [Kent CRC](https://example.gov.uk/hmip/kent.pdf) "
+        "was failing.\n\n<!-- Not to publish: the chief officer resigned. -->",
+    )
+    assert result_titles(client, '"Kent CRC was failing"') == ["Kent"]
+    for hidden in ["resigned", "chief officer", "hmip", "pdf"]:
+        assert result_titles(client, hidden) == [], hidden
+
+
 def test_a_match_deep_in_a_long_post_is_highlighted(client):
     filler = " ".join(f"word{n}" for n in range(1500))
     PublishedPostFactory(title="Long", body=f"{filler}\n\nThe Quillworthy approach.")
@@ -605,3 +619,30 @@ def test_posts_indexed_before_hyphens_were_read_are_found_by_the_year(client):
     migration.reindex(state.apps, connection.schema_editor())
     # then a search for the year finds it.
     assert result_titles(client, "2022-23") == ["Caseloads in 2022-23"]
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite's FTS5 index holds the text"
+)
+def test_posts_indexed_from_their_markdown_are_found_by_their_pages_words(client):
+    # Given a post whose search entry was written as the previous posts migration
+    # wrote it, from the body as the author typed it,
+    post = PublishedPostFactory(
+        title="Kent",
+        body="The [Kent CRC](https://example.gov.uk/kent.pdf) was failing.\n\n"
+        "<!-- Not to publish: the chief officer resigned. -->",
+    )
+    previous = import_module("posts.migrations.0010_search_words_across_hyphens")
+    Post.objects.filter(pk=post.pk).update(
+        search_vector=SearchVector(previous._words("body"), config=CONFIG)
+    )
+    assert ranked_post_ids(SearchQueryText.parse("resigned")) == [post.pk]
+    # when the posts migration that re-indexes them runs,
+    migration = import_module("posts.migrations.0019_search_the_words_pages_show")
+    state = MigrationLoader(connection).project_state(
+        ("posts", "0019_search_the_words_pages_show")
+    )
+    migration.reindex(state.apps, connection.schema_editor())
+    # then it is found by the words its page shows, and by those alone.
+    assert result_titles(client, '"Kent CRC was failing"') == ["Kent"]
+    assert ranked_post_ids(SearchQueryText.parse("resigned")) == []
