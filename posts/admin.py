@@ -19,7 +19,7 @@ from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
 from . import checks, images, links, related, services, tasks
-from .markdown import render_markdown, word_count
+from .markdown import escape_markdown, render_markdown, word_count
 from .models import (
     Area,
     Category,
@@ -422,7 +422,7 @@ class PostUpdateInline(LabelledTabularInline):
 
 def image_markdown(post_image: PostImage) -> str:
     """What to put in a post's body to show one of its images."""
-    alt = post_image.alt.replace("]", "")
+    alt = escape_markdown(post_image.alt)
     return f"![{alt}]({images.largest_url(post_image.image)})"
 
 

@@ -65,6 +65,18 @@ def render_markdown(text: str) -> str:
     )
 
 
+# What Markdown reads in a line of text, escaped by a backslash: brackets (a link's
+# or an image's text), emphasis, strikethrough, code, HTML, entities, and the
+# backslash itself. Not the rest, which the author reads more easily unescaped.
+_MARKDOWN_SIGNS = re.compile(r"([\\\[\]*_~`<&])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text to put in Markdown (an image's alt text) and read back as written:
+    a "[" in it ended the image, and "*" or "`" became emphasis or code."""
+    return _MARKDOWN_SIGNS.sub(r"\\\1", text)
+
+
 def link_targets(text: str) -> list[str]:
     """Every link and image address in the Markdown, in order, as the author wrote
     it (links in raw HTML included), before the sanitiser removes any."""

@@ -2,6 +2,7 @@
 
 import re
 import struct
+from html import unescape
 from io import BytesIO
 
 import pytest
@@ -123,6 +124,32 @@ def test_body_images_need_alt_text_and_offer_their_markdown(author, media, on_co
     html = author.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
     assert "![Caseloads per officer, 2019 to 2024](/media/renditions/" in html
     assert image.image.name.endswith(".png")
+
+
+@pytest.mark.parametrize(
+    "alt",
+    [
+        "Caseloads [2019 to 2024] by region",  # a bracket the Markdown had half of
+        "Officers *per* team, C:\\data\\",  # emphasis, and a closing backslash
+        "`Good` & <Outstanding> ratings!",
+    ],
+)
+def test_an_images_markdown_shows_it_with_its_alt_text_as_written(author, alt):
+    # The desk wrote the alt text into ![…](…) as typed, but for "]": a "[" in it
+    # showed readers "![Caseloads " and a link where the image was, and Markdown's
+    # own characters were lost from what a screen reader says.
+    post = PublishedPostFactory()
+    PostImage.objects.create(post=post, image=png(800, 400, "chart.png"), alt=alt)
+    html = author.get(f"/admin/posts/post/{post.pk}/change/").text
+    markdown = unescape(re.search(r"<code>(!\[.*?)</code>", html)[1])
+
+    post.body = markdown
+    post.save()
+
+    assert re.fullmatch(
+        r'<p><img src="/media/posts/[^"]+" alt="[^"]*"></p>\s*', post.body_html
+    )
+    assert unescape(re.search(r'alt="([^"]*)"', post.body_html)[1]) == alt
 
 
 @pytest.mark.usefixtures("celery_eager")
