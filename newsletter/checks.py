@@ -4,9 +4,9 @@ production ones): settings that start, yet would quietly do the wrong thing."""
 from urllib.parse import urlsplit
 
 from anymail.backends.base_requests import AnymailRequestsBackend
-from anymail.exceptions import AnymailConfigurationError
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.http.request import validate_host
@@ -14,7 +14,7 @@ from django.utils.module_loading import import_string
 
 from .delivery.ratelimit import MAX_WAIT_SECONDS
 from .delivery.sender import CLAIM_RENEWAL_SHARE
-from .esp import PROVIDER_BY_BACKEND, is_providers
+from .esp import PROVIDER_BY_BACKEND
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -126,18 +126,21 @@ def check_email_is_sent(app_configs, **kwargs) -> list[checks.CheckMessage]:
 def check_email_backend_has_its_credentials(
     app_configs, **kwargs
 ) -> list[checks.CheckMessage]:
-    """A provider's backend without its API key or server token started, and
-    every email failed in the worker; anymail says what is missing only when it
-    makes the backend, so the check makes one (which connects to nothing)."""
-    if not is_providers(settings.EMAIL_BACKEND):
-        return []  # Django's own need settings of theirs, checked where they send
+    """A provider's backend without its API key or server token, or the DKIM
+    signer without its key (unset, a file not mounted, a file that is no key),
+    started, and every email failed in the worker; each says what is missing only
+    when it is made, so the check makes one (which connects to nothing). Not the
+    backends that keep every email (E005 says so; the outbox's makes its folder)."""
+    if settings.EMAIL_BACKEND in KEEPING_BACKENDS:
+        return []
     try:
         get_connection()
-    except AnymailConfigurationError as exc:
+    except (ImproperlyConfigured, OSError) as exc:  # anymail's, the key file's
         return [
             checks.Error(
                 f"EMAIL_BACKEND {settings.EMAIL_BACKEND} cannot send: {exc}",
-                hint="Set the provider's ANYMAIL_* credential (docs/email.md).",
+                hint="Set the provider's ANYMAIL_* credential, or the DKIM "
+                "signer's NEWSLETTER_DKIM_* settings and key file (docs/email.md).",
                 id="newsletter.E008",
             )
         ]

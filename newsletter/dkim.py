@@ -9,6 +9,7 @@ import smtplib
 from pathlib import Path
 
 import dkim
+import dkim.crypto
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.smtp import EmailBackend as SMTPEmailBackend
@@ -50,6 +51,14 @@ class DKIMEmailBackend(SMTPEmailBackend):
                 "NEWSLETTER_DKIM_SELECTOR and NEWSLETTER_DKIM_KEY_FILE."
             )
         self.private_key = Path(key_file).read_bytes()
+        # Here, not at the first message: each would fail alike (a public key or
+        # a certificate in the file).
+        try:
+            dkim.crypto.parse_pem_private_key(self.private_key)
+        except dkim.crypto.UnparsableKeyError:
+            raise ImproperlyConfigured(
+                f"NEWSLETTER_DKIM_KEY_FILE ({key_file}) is not a PEM RSA private key."
+            ) from None
 
     def _send(self, email_message) -> bool:
         # As Django's own _send, with the signature added to the bytes it sends.

@@ -1219,6 +1219,37 @@ def test_production_without_the_providers_credential_fails_the_deployment_checkl
     assert variable in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("dkim", "said"),
+    [
+        ({}, "NEWSLETTER_DKIM_KEY_FILE"),
+        ({"NEWSLETTER_DKIM_KEY_FILE": "/run/secrets/no-such-key.pem"}, "no-such-key"),
+        ({"NEWSLETTER_DKIM_KEY_FILE": "README.md"}, "not a PEM RSA private key"),
+    ],
+    ids=["unset", "missing-file", "not-a-key"],
+)
+def test_production_that_cannot_sign_over_smtp_fails_the_deployment_checklist(
+    dkim, said
+):
+    """The DKIM signer reads its key when it is made, in the worker: without its
+    settings, with a key file not mounted, or with a file that is no key, the
+    checklist passed, the site started, and every email failed in the worker."""
+    signer = {
+        "NEWSLETTER_DKIM_DOMAIN": "news.example.org",
+        "NEWSLETTER_DKIM_SELECTOR": "news2026",
+    }
+    result = run_production(
+        "manage.py",
+        "check",
+        "--deploy",
+        extra_env={"EMAIL_BACKEND": "newsletter.dkim.DKIMEmailBackend"}
+        | (signer | dkim if dkim else {}),
+    )
+    assert result.returncode != 0
+    assert "newsletter.E008" in result.stderr
+    assert said in result.stderr
+
+
 def test_open_tracking_webhooks_fail_the_deployment_checklist():
     result = run_production(
         "manage.py",
