@@ -1,6 +1,7 @@
 """The configuration's system checks (manage.py check; with --deploy, the
 production ones): settings that start, yet would quietly do the wrong thing."""
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from anymail.backends.base_requests import AnymailRequestsBackend
@@ -145,6 +146,43 @@ def check_email_backend_has_its_credentials(
             )
         ]
     return []
+
+
+def _on_this_machine(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name
+        return False
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_smtp_password_is_encrypted(
+    app_configs, **kwargs
+) -> list[checks.CheckMessage]:
+    """EMAIL_USE_TLS is off unless set: with a password, Django's SMTP backend
+    logs in to any server that offers AUTH before STARTTLS (Postfix does by
+    default), and the password, then every reader's email, crosses the network
+    in the clear."""
+    if (
+        not issubclass(import_string(settings.EMAIL_BACKEND), SMTPBackend)
+        or not settings.EMAIL_HOST_PASSWORD
+        or settings.EMAIL_USE_TLS
+        or settings.EMAIL_USE_SSL
+        or _on_this_machine(settings.EMAIL_HOST)
+    ):
+        return []
+    return [
+        checks.Error(
+            f"EMAIL_HOST_PASSWORD is set and EMAIL_USE_TLS is off: the password "
+            f"would be sent to {settings.EMAIL_HOST} in the clear.",
+            hint="Set EMAIL_USE_TLS=1 (STARTTLS, e.g. on port 587), or leave "
+            "EMAIL_HOST_USER and EMAIL_HOST_PASSWORD empty for a relay that "
+            "takes none.",
+            id="newsletter.E012",
+        )
+    ]
 
 
 @checks.register(deploy=True)

@@ -1250,6 +1250,46 @@ def test_production_that_cannot_sign_over_smtp_fails_the_deployment_checklist(
     assert said in result.stderr
 
 
+SMTP_WITH_A_PASSWORD = {
+    "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+    "EMAIL_HOST": "smtp.example.org",
+    "EMAIL_PORT": "587",
+    "EMAIL_HOST_USER": "newsletter",
+    "EMAIL_HOST_PASSWORD": "the-relays-password",
+}
+
+
+def test_an_smtp_password_sent_in_the_clear_fails_the_deployment_checklist():
+    """EMAIL_USE_TLS is off unless set: with a password, Django logs in to any
+    server that offers AUTH before STARTTLS (Postfix does by default), and the
+    password, then every reader's email, crossed the network in the clear."""
+    result = run_production(
+        "manage.py", "check", "--deploy", extra_env=SMTP_WITH_A_PASSWORD
+    )
+    assert result.returncode != 0
+    assert "newsletter.E012" in result.stderr
+    assert "EMAIL_USE_TLS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "smtp",
+    [
+        {"EMAIL_USE_TLS": "1"},
+        # A relay on this machine: nothing crosses a network.
+        {"EMAIL_HOST": "localhost"},
+        {"EMAIL_HOST": "127.0.0.1"},
+        # A relay that trusts the network it is on takes no password.
+        {"EMAIL_HOST_USER": "", "EMAIL_HOST_PASSWORD": ""},
+    ],
+    ids=["tls", "localhost", "loopback", "no-password"],
+)
+def test_smtp_with_tls_or_without_a_password_passes_the_deployment_checklist(smtp):
+    result = run_production(
+        "manage.py", "check", "--deploy", extra_env=SMTP_WITH_A_PASSWORD | smtp
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_open_tracking_webhooks_fail_the_deployment_checklist():
     result = run_production(
         "manage.py",
