@@ -360,6 +360,13 @@ NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = envint(
 # How many reverse proxies in front of the site set X-Forwarded-For: 0 when gunicorn
 # faces the internet, 1 behind the shipped nginx (docker/compose.yaml).
 NEWSLETTER_TRUSTED_PROXIES = envint("NEWSLETTER_TRUSTED_PROXIES", "0")
+# Counted from the right of X-Forwarded-For (posts/clients.py): a negative count
+# read from its left, what the client wrote, or past its end (a 500).
+if NEWSLETTER_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured(
+        "NEWSLETTER_TRUSTED_PROXIES must be 0 or more (1 behind the shipped nginx), "
+        f"not {NEWSLETTER_TRUSTED_PROXIES}."
+    )
 
 # Delivery engine (newsletter/delivery/) ------------------------------------------
 

@@ -1106,6 +1106,17 @@ def test_a_yes_or_no_variable_set_to_another_word_refuses_to_start(variable, wor
     assert f"{variable} must be true or false" in result.stderr
 
 
+def test_a_negative_count_of_trusted_proxies_refuses_to_start():
+    """-1 started: each subscribe, comment and desk login behind the shipped nginx
+    (one X-Forwarded-For entry) was a 500, and behind a proxy that appends, an
+    entry the client wrote was believed."""
+    result = run_production(
+        "manage.py", "check", extra_env={"NEWSLETTER_TRUSTED_PROXIES": "-1"}
+    )
+    assert result.returncode != 0
+    assert "NEWSLETTER_TRUSTED_PROXIES must be 0 or more" in result.stderr
+
+
 @pytest.mark.parametrize("word", ["Yes ", "TRUE", "off", ""])
 def test_a_yes_or_no_variable_takes_either_words_in_any_case(word):
     result = run_production(
