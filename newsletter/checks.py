@@ -94,12 +94,15 @@ def check_site_url_https(app_configs, **kwargs) -> list[checks.CheckMessage]:
 
 
 # Backends that mail no one and keep every message: the dev outbox (files under
-# OUTBOX_DIR), Django's file, console (the log) and memory ones.
+# OUTBOX_DIR), Django's file, console (the log) and memory ones, and anymail's
+# console and memory ones, which answer as a provider does.
 KEEPING_BACKENDS = (
     "newsletter.outbox.OutboxBackend",
     "django.core.mail.backends.filebased.EmailBackend",
     "django.core.mail.backends.console.EmailBackend",
     "django.core.mail.backends.locmem.EmailBackend",
+    "anymail.backends.console.EmailBackend",
+    "anymail.backends.test.EmailBackend",
 )
 
 
