@@ -15,7 +15,7 @@ from django.utils.module_loading import import_string
 
 from .delivery.ratelimit import MAX_WAIT_SECONDS
 from .delivery.sender import CLAIM_RENEWAL_SHARE
-from .esp import PROVIDER_BY_BACKEND
+from .esp import PROVIDER_BY_BACKEND, is_providers
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -41,7 +41,11 @@ def check_provider_has_tracking(app_configs, **kwargs) -> list[checks.CheckMessa
     the secret set, and no bounce or complaint was ever recorded, the list
     mailing addresses that refuse it, which only the Events page said."""
     backend = settings.EMAIL_BACKEND
-    if not is_providers(backend) or backend in PROVIDER_BY_BACKEND:
+    if (
+        not is_providers(backend)
+        or backend in PROVIDER_BY_BACKEND
+        or backend in KEEPING_BACKENDS  # E005's: they send nothing at all
+    ):
         return []
     return [
         checks.Warning(
