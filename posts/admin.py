@@ -669,7 +669,10 @@ class PostAdmin(admin.ModelAdmin):
     ]
 
     def save_model(self, request: HttpRequest, obj: Post, form, change: bool) -> None:
-        if obj.author_id is None:
+        # A new post's author is who writes it. A post whose author's account
+        # was deleted keeps no byline: given the name of whoever saved it next
+        # (an editor fixing a typo), it read as theirs, and was found by it.
+        if not change and obj.author_id is None:
             obj.author = request.user
         stored = Post.objects.filter(pk=obj.pk).values("status", "published_at").first()
         previous_status = stored and stored["status"]

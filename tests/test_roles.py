@@ -30,6 +30,7 @@ from .factories import (
     UserFactory,
     admin_inspection_form_of,
     admin_post_form,
+    admin_post_form_of,
     unpublish_at_the_desk,
 )
 
@@ -256,6 +257,23 @@ def test_a_contributor_cannot_change_their_post_once_published(contributor):
     )
     post.refresh_from_db()
     assert post.title != "Quietly changed"
+
+
+def test_an_editor_correcting_a_post_whose_authors_account_is_gone_takes_no_byline(
+    editor,
+):
+    """A post keeps no byline once its author's account is deleted: an editor's
+    later save (a typo fixed) put their own name on it, on its page and in the
+    search, as if they had written it."""
+    post = PublishedPostFactory(author=None)
+    response = desk(editor).post(
+        change_url(post), admin_post_form_of(post, title="Typo fixed")
+    )
+    assert response.status_code == 302
+    post.refresh_from_db()
+    assert post.title == "Typo fixed"
+    assert post.author is None
+    assert editor.get_username() not in Client().get(post.get_absolute_url()).text
 
 
 def test_a_contributor_links_related_posts_only_to_drafts_of_their_own(contributor):
