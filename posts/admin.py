@@ -478,6 +478,18 @@ class PublicationTimeField(forms.SplitDateTimeField):
 
     stored: datetime | None = None  # set by PostForm: the post's time as saved
 
+    def prepare_value(self, value):
+        # A first value given in the add page's address (?published_at=…, as
+        # for any field) is text, which the day and time boxes could not split:
+        # the page was a 500. Read as a time typed in one box is; one that is
+        # not a time leaves the boxes empty.
+        if isinstance(value, str):
+            try:
+                value = forms.DateTimeField(required=False).clean(value)
+            except forms.ValidationError:
+                value = None
+        return super().prepare_value(value)
+
     def compress(self, data_list):
         if self.stored is not None and data_list and all(data_list):
             shown = localtime(self.stored).replace(tzinfo=None, microsecond=0)

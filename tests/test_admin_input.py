@@ -4,6 +4,8 @@ calendar holds in a changelist's lookups, and ids no column holds in a form.
 Each was a 500 from Django's own admin, in ours and in third-party admins alike.
 """
 
+import re
+
 import pytest
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
@@ -235,6 +237,31 @@ def test_a_date_no_calendar_holds_in_a_changelist_is_a_400(desk, rows, path, que
     response = desk.get(f"{path}?{query}")
     assert response.status_code == 400
     assert b"date" in response.content
+
+
+@pytest.mark.parametrize(
+    ("given", "day", "time"),
+    [
+        ("2026-06-01 10:30", "01/06/2026", "10:30:00"),
+        ("not a time", "", ""),
+        ("2026-02-30 10:30", "", ""),
+    ],
+)
+def test_a_publication_time_in_the_add_pages_address_is_shown_or_left_out(
+    desk, given, day, time
+):
+    # Any field's first value can be given in the add page's address; the day
+    # and time boxes could not split a time given so, and the page was a 500.
+    response = desk.get("/admin/posts/post/add/", {"published_at": given})
+    assert response.status_code == 200
+    shown = {
+        name: re.search(rf'<input[^>]* name="{name}"( value="([^"]*)")?', response.text)
+        for name in ("published_at_0", "published_at_1")
+    }
+    assert (shown["published_at_0"][2] or "", shown["published_at_1"][2] or "") == (
+        day,
+        time,
+    )
 
 
 @pytest.mark.parametrize(
