@@ -543,6 +543,60 @@ def test_reader_the_provider_refuses_is_failed_and_the_others_sent(
     assert (mailing.status, mailing.consecutive_failures) == (Mailing.Status.DONE, 0)
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        {"ErrorCode": 405, "Message": "Not allowed to send: out of credits."},
+        {"ErrorCode": 400, "Message": "The 'From' address is not a Sender Signature."},
+        {"ErrorCode": 300, "Message": "Invalid 'From' address: 'news@example'."},
+    ],
+)
+def test_the_provider_refusing_the_message_not_the_reader_fails_nobody(
+    fake_esp, mode, audience, monkeypatch, refusal
+):
+    """Postmark refusing a message for the sender's fault (credits spent, a From
+    it does not know: the same error for every reader) fails none of them: the
+    batch waits for its retry, as after any error answer, counted by the breaker."""
+    mailing = plan(PublishedPostFactory())
+    batch = mailing.batches.get()
+    monkeypatch.setattr(fake_esp, "_postmark_message", lambda *_: dict(refusal))
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.batch_send(batch_id=batch.pk)
+    assert not mailing.deliveries.exclude(status=Delivery.Status.QUEUED).exists()
+    batch.refresh_from_db()
+    assert (batch.status, batch.failed) == (Batch.Status.QUEUED, 0)
+    mailing.refresh_from_db()
+    assert mailing.consecutive_failures == 1
+    monkeypatch.undo()
+    delivery.batch_send(batch_id=batch.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 3
+
+
+def test_readers_whose_message_the_provider_took_are_sent_beside_one_it_refused(
+    fake_esp, mode, audience, monkeypatch
+):
+    mailing = plan(PublishedPostFactory())
+    batch = mailing.batches.get()
+    first, refused, _ = audience["confirmed"]
+    answer = fake_esp._postmark_message
+
+    def refusing(message, *args):
+        if message["To"] == refused.email:
+            return {"ErrorCode": 405, "Message": "Not allowed to send."}
+        return answer(message, *args)
+
+    monkeypatch.setattr(fake_esp, "_postmark_message", refusing)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.batch_send(batch_id=batch.pk)
+    monkeypatch.undo()
+    assert mailing.deliveries.get(subscriber=refused).status == Delivery.Status.QUEUED
+    assert mailing.deliveries.get(subscriber=first).status == Delivery.Status.SENT
+    delivery.batch_send(batch_id=batch.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in audience["confirmed"]}
+    assert mailing.deliveries.filter(status=Delivery.Status.SENT).count() == 3
+
+
 def test_rate_limited_by_the_provider_is_retried_after_its_retry_after(
     fake_esp, mode, audience
 ):

@@ -308,8 +308,14 @@ class Messages:
 
 
 # Postmark's per-message error codes that mean the address, not the message, was
-# refused, as anymail reads them for /email.
-_REFUSED_ADDRESS = {406: "rejected", 300: "invalid"}
+# refused, as anymail reads them for /email: an inactive address (406), and an
+# invalid request (300) that names a recipient's field (any other 300, an invalid
+# From or metadata, is the message's).
+_INACTIVE = 406
+_INVALID_REQUEST = 300
+_INVALID_ADDRESS = re.compile(r"(Invalid|Error\s+parsing)\s+'(To|Cc|Bcc)'", re.I)
+# A reader whose answer cannot be read, or whose message was refused (not sent).
+_UNKNOWN = AnymailRecipientStatus(None, "unknown")
 
 
 class NotConnected(ConnectionError):
@@ -426,9 +432,11 @@ class EmailBackend(AnymailPostmarkBackend):
         sender's batch size keeps to), each as its own /email message or, where
         this backend fills in its merge data, as each reader's own. Each message's
         anymail_status holds Postmark's answer for each of its readers: "sent",
-        or the reason they were refused. An error posting raises, with no reader
-        answered; an answer that does not match the readers raises AnymailError:
-        Postmark may have taken them. Anything else is anymail's own sending."""
+        or the reason their address was refused. An error posting raises, with no
+        reader answered; an answer that does not match the readers raises
+        AnymailError: Postmark may have taken them; messages Postmark refused
+        (not their addresses) raise anymail's API error, the others answered.
+        Anything else is anymail's own sending."""
         if self.per_reader or not email_messages:
             return super().send_messages(email_messages)
         created = self.open()
@@ -462,26 +470,52 @@ class EmailBackend(AnymailPostmarkBackend):
                     f"{response.text[:200]!r}"
                 ) from err
             statuses = {id(message): {} for message in email_messages}
+            refused, unreadable = False, False
             for (message, addresses), answer in zip(readers, answers, strict=True):
-                statuses[id(message)].update(self._answer_status(addresses, answer))
+                status = self._answer_status(answer)
+                refused |= status is None
+                unreadable |= status is not None and status.status == "unknown"
+                statuses[id(message)].update(
+                    dict.fromkeys(addresses, status or _UNKNOWN)
+                )
             for message in email_messages:
                 message.anymail_status.esp_response = response
                 message.anymail_status.set_recipient_status(statuses[id(message)])
+            if refused and not unreadable:
+                # Postmark refused messages for the sender's fault (credits
+                # spent, a From it does not know…), as anymail raises for /email:
+                # their readers are not failed for it, but wait for the retry,
+                # those answered keeping their answers. (With an answer that
+                # could not be read beside them, it is all left uncertain: a
+                # retry might send that one twice.)
+                raise AnymailRequestsAPIError(
+                    "Postmark refused messages of the batch:",
+                    email_message=email_messages[0],
+                    response=response,
+                    backend=self,
+                )
         finally:
             if created:
                 self.close()
         return len(email_messages)
 
     @staticmethod
-    def _answer_status(
-        addresses: list[str], answer
-    ) -> dict[str, AnymailRecipientStatus]:
+    def _answer_status(answer) -> AnymailRecipientStatus | None:
+        """The status of the readers of a message of /email/batch, by Postmark's
+        answer for it: None when it refused the message itself, not its address;
+        "unknown" when the answer cannot be read."""
         code = answer.get("ErrorCode") if isinstance(answer, dict) else None
         if code == 0 and answer.get("MessageID"):
-            status = AnymailRecipientStatus(answer["MessageID"], "sent")
-        else:  # refused: the address, or the message itself
-            status = AnymailRecipientStatus(None, _REFUSED_ADDRESS.get(code, "failed"))
-        return dict.fromkeys(addresses, status)
+            return AnymailRecipientStatus(answer["MessageID"], "sent")
+        if code == _INACTIVE:
+            return AnymailRecipientStatus(None, "rejected")
+        if code == _INVALID_REQUEST and _INVALID_ADDRESS.match(
+            str(answer.get("Message", ""))
+        ):
+            return AnymailRecipientStatus(None, "invalid")
+        if isinstance(code, int) and code != 0:
+            return None
+        return _UNKNOWN
 
     def _post(self, payload, message):
         """One post through http.client: anymail's request, and an answer that
