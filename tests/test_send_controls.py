@@ -565,6 +565,64 @@ def test_a_worker_whose_claim_the_reaper_took_hands_over_no_more_readers(
     )
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="two connections")
+@pytest.mark.django_db(transaction=True)
+def test_a_stalled_worker_whose_batch_was_resent_and_claimed_sends_nobody_twice(
+    settings, planned, slow_provider, monkeypatch
+):
+    """A worker stalls past the claim timeout on its batch's first reader: the
+    reaper takes the batch for a dead one's, the author sends its uncertain readers
+    again, and another worker claims it. The stalled worker goes on: the batch
+    being sent by the other is not its claim, and it hands over nobody more; the
+    second reader, whom nobody had handed over before, gets one copy, not two."""
+    monkeypatch.setattr(
+        slow_provider, "seconds", settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1
+    )
+    # Committed here, planning rang every batch's doorbell and all went out: the
+    # first is put back in the queue, still to go.
+    first = planned.batches.order_by("number").first()
+    first.deliveries.update(status=Delivery.Status.QUEUED, esp_message_id="")
+    Batch.objects.filter(pk=first.pk).update(status=Batch.Status.QUEUED)
+    Mailing.objects.filter(pk=planned.pk).update(status=Mailing.Status.SENDING)
+    stalled, claimed_again, handed_on = (threading.Event() for _ in range(3))
+    second_sends_its_last = threading.Event()
+    handed = {}
+
+    def during(_n):
+        me = threading.current_thread()
+        handed[me] = handed.get(me, 0) + 1
+        stalled_one = me is not threading.main_thread()  # the second: this test's
+        if stalled_one and handed[me] == 1:
+            stalled.set()
+            assert claimed_again.wait(timeout=10)
+        elif stalled_one:  # a reader more, after its claim was taken
+            handed_on.set()
+            second_sends_its_last.wait(timeout=10)
+        elif handed[me] == 1:  # the second worker, on the first reader
+            claimed_again.set()
+            # The stalled worker goes on: it hands its next reader over (to
+            # wait for this one's), or stops.
+            while not handed_on.is_set() and stalled_worker.is_alive():
+                handed_on.wait(timeout=0.05)
+        else:
+            second_sends_its_last.set()
+
+    monkeypatch.setattr(slow_provider, "during", staticmethod(during))
+    stalled_worker = in_a_thread(lambda: delivery.batch_send(batch_id=first.pk), [])
+    assert stalled.wait(timeout=10)
+    assert delivery.mailings_reap()["stale_claims"] == 1
+    # Its doorbell, once committed, is the second worker's task (run here).
+    assert delivery.batch_resend(batch_id=first.pk)
+    stalled_worker.join(timeout=10)
+
+    *_, second_reader = sorted(
+        first.deliveries.values_list("subscriber__email", flat=True)
+    )
+    assert copies_to(first).count(second_reader) == 1
+    first.refresh_from_db()
+    assert (first.status, first.sent, first.uncertain) == (Batch.Status.DONE, 2, 0)
+
+
 def test_a_slow_provider_in_one_message_mode_keeps_a_live_batch_from_the_reaper(
     settings, planned, fake_esp, clock, monkeypatch
 ):

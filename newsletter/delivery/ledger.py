@@ -248,6 +248,7 @@ def close_batch(
     *,
     from_status: str,
     now: datetime,
+    attempt: int | None = None,
     error: str = "",
     uncertain_readers: bool = False,
 ) -> tuple[str, int] | None:
@@ -258,8 +259,10 @@ def close_batch(
     that leaves the batch UNCERTAIN keeps the last one recorded, which tells the
     reviewer what went wrong (each uncertain delivery has its own as well). Returns
     (new status, other batches of the mailing still queued), or None when the
-    batch was not in `from_status`. Batches being sent beside it are not counted:
-    the statement cannot see whether they finish meanwhile (see batch_send).
+    batch was not in `from_status` (or, given the `attempt` of a worker's claim,
+    is not that claim: another worker's, the batch put back in the queue since).
+    Batches being sent beside it are not counted: the statement cannot see
+    whether they finish meanwhile (see batch_send).
 
     The batch's rows are counted by status in one pass (SQLite 3.30+ for FILTER,
     3.33+ for UPDATE … FROM).
@@ -281,6 +284,8 @@ def close_batch(
             Delivery.Status.UNCERTAIN,
         )
     )
+    # A worker closes only its own claim on the batch.
+    claim = "" if attempt is None else " AND attempts = %s"
     # The erased readers' counts (e) are read in the snapshot the rows are
     # counted in (c): an erasure committing while this waits for the batch's row
     # moves a reader from the rows to those counts, and rows read before it
@@ -303,7 +308,7 @@ def close_batch(
             failed = c.n_failed + e.erased_failed,
             uncertain = c.n_uncertain
         FROM c, e
-        WHERE id = %s AND status = %s
+        WHERE id = %s AND status = %s{claim}
         RETURNING status, (
             SELECT COUNT(*) FROM {B} b
             WHERE b.mailing_id = {B}.mailing_id AND b.id <> {B}.id
@@ -323,6 +328,7 @@ def close_batch(
         error[:2000],
         batch_id,
         from_status,
+        *([] if attempt is None else [attempt]),
         Batch.Status.QUEUED,
     ]
     with (

@@ -263,6 +263,7 @@ def batch_send(*, batch_id: int) -> None:
     closed = close_batch(
         batch_id,
         from_status=Batch.Status.SENDING,
+        attempt=batch.attempts,
         now=now,
         # The batch's, not a reader's: it stays after their erasure.
         error=redact(str(trouble)) if trouble else "",
@@ -274,8 +275,10 @@ def batch_send(*, batch_id: int) -> None:
     if closed is None:
         # The reaper took this claim for a dead one's and made its readers
         # UNCERTAIN; the answers just recorded replaced that, so the batch is
-        # counted again from the ledger (unless the author has settled it since):
-        # else the desk lists as uncertain readers the provider answered for.
+        # counted again from the ledger (unless the author has settled it since,
+        # or put it back in the queue, and another worker may be sending it: its
+        # close counts it): else the desk lists as uncertain readers the
+        # provider answered for.
         closed = close_batch(
             batch_id,
             from_status=Batch.Status.UNCERTAIN,
@@ -355,9 +358,14 @@ class Claim:
     round trip times its readers, a shared budget's waits): what must stay under the
     timeout is the time between two steps, not the whole batch."""
 
-    def __init__(self, batch_id: int, claimed_at: datetime) -> None:
+    def __init__(self, batch_id: int, claimed_at: datetime, attempt: int) -> None:
         self.batch_id = batch_id
         self.renewed_at = claimed_at
+        # Which claim on the batch is this worker's (Batch.attempts, counted by
+        # each claim): once the reaper has taken it, the author may put the batch
+        # back in the queue and another worker claim it, and that batch being
+        # sent is not this claim.
+        self.attempt = attempt
         self.lost = False
         self._lock = threading.Lock()  # a post's lanes share the claim
 
@@ -373,7 +381,7 @@ class Claim:
             # The reaper re-checks touched_at before taking a claim, so a renewal
             # that lands first keeps the batch; one that lands after finds it gone.
             renewed = Batch.objects.filter(
-                pk=self.batch_id, status=Batch.Status.SENDING
+                pk=self.batch_id, status=Batch.Status.SENDING, attempts=self.attempt
             ).update(touched_at=now)
             if renewed:
                 self.renewed_at = now
@@ -404,7 +412,7 @@ def _hand_over(
     meets an error stops the others before their next chunk. A digest's frames
     are rendered as its readers need them, reading the database: one lane."""
     how = channel()
-    claim = Claim(batch.pk, batch.touched_at)
+    claim = Claim(batch.pk, batch.touched_at, batch.attempts)
     lanes = 1
     if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
         lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
