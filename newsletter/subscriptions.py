@@ -617,10 +617,12 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
 def email_change_confirm(*, subscriber: Subscriber, new_email: str) -> bool:
     """Move the subscription to a confirmed new address, and remember the address
     it leaves: what was written under it is still the reader's (PreviousAddress).
-    A reader the old address's bounces took out of the audience is back in it:
-    the new address is just proved, and proved theirs: a request for it that
-    nobody confirmed (anyone can type any address into the form) gives way,
-    deleted as the pending purge would delete it. False if it cannot be."""
+    A reader the old address's bounces took out of the audience is back in it
+    (the new address is just proved, and proved theirs), unless they had
+    unsubscribed before the bounce came: they stay unsubscribed. A request for
+    the new address that nobody confirmed (anyone can type any address into
+    the form) gives way, deleted as the pending purge would delete it. False if
+    it cannot be."""
     new_email = normalise_email(new_email)
     try:
         with transaction.atomic():
@@ -636,14 +638,11 @@ def email_change_confirm(*, subscriber: Subscriber, new_email: str) -> bool:
             )
             if is_blocked(new_email):
                 return False
-            current = (
-                Subscriber.objects.filter(pk=subscriber.pk)
-                .values_list("email", "status")
-                .first()
-            )
-            if current is None:  # erased meanwhile
+            try:
+                subscriber.refresh_from_db(fields=["email", "status"])
+            except Subscriber.DoesNotExist:  # erased meanwhile
                 return False
-            previous_email, status = current
+            previous_email, status = subscriber.email, subscriber.status
             if previous_email != new_email:
                 holder = Subscriber.objects.filter(email=new_email)
                 if holder.holding_their_address().exists():
@@ -651,10 +650,16 @@ def email_change_confirm(*, subscriber: Subscriber, new_email: str) -> bool:
                 holder.delete()
                 moved = {"email": new_email, "soft_bounces": 0}
                 if status == Subscriber.Status.BOUNCED:
-                    moved |= {
-                        "status": Subscriber.Status.ACTIVE,
-                        "unsubscribed_at": None,
-                    }
+                    # The bounce was the old address's, not the reader's choice;
+                    # their own unsubscribe under it (an earlier email's bounce
+                    # coming late) stands: only they lift it, by subscribing again.
+                    if unsubscribed_themselves(subscriber=subscriber):
+                        moved["status"] = Subscriber.Status.UNSUBSCRIBED
+                    else:
+                        moved |= {
+                            "status": Subscriber.Status.ACTIVE,
+                            "unsubscribed_at": None,
+                        }
                 Subscriber.objects.filter(pk=subscriber.pk).update(**moved)
                 if moved.get("status", status) == Subscriber.Status.ACTIVE:
                     # Proved and chosen, the address is theirs to receive at, as

@@ -455,6 +455,37 @@ def test_a_reader_whose_old_address_bounced_before_they_confirmed_the_new_one_ge
     assert is_blocked("reader@example.org")
 
 
+@pytest.mark.parametrize(
+    ("late", "status"),
+    [
+        (Suppression.Reason.HARD_BOUNCE, Subscriber.Status.UNSUBSCRIBED),
+        (Suppression.Reason.SOFT_BOUNCES, Subscriber.Status.UNSUBSCRIBED),
+        (Suppression.Reason.COMPLAINT, Subscriber.Status.COMPLAINED),
+        (Suppression.Reason.MANUAL, Subscriber.Status.SUPPRESSED),
+    ],
+)
+def test_a_reader_who_unsubscribed_stays_out_at_the_new_address_whatever_came_since(
+    client, reader, on_commit, late, status
+):
+    """A reader asks to move, then unsubscribes; a late bounce of an earlier email
+    marks them bounced. Confirming the new address then made them a reader again
+    there, told the newsletter now went to it, and sent it: they had left."""
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    client.post(url(reader), {"action": "unsubscribe"})
+    address_suppress(email="reader@example.org", reason=late)
+
+    page = client.post(confirm).text
+
+    assert "You are not subscribed, so nothing is sent to new@example.org." in page
+    assert "From now on" not in page
+    reader.refresh_from_db()
+    assert (reader.email, reader.status) == ("new@example.org", status)
+    mail.outbox.clear()
+    on_commit(post_publish, post=PostFactory())
+    assert mail.outbox == []
+
+
 def test_a_reader_who_moves_to_an_erased_address_is_not_unsubscribed_by_its_erasure(
     client, reader, on_commit
 ):
