@@ -419,11 +419,14 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
         )
     else:
         goes = f"From now on the newsletter goes to {subscriber.email}."
+    # Said as tokens.py keeps them: an old email's unsubscribe link still lets the
+    # reader leave (RFC 8058), and its preferences link is retired with the address.
     return _done(
         request,
         subscriber,
         "Your address is changed",
-        f"{goes} Links in older emails no longer work; use the one below.",
+        f"{goes} The preferences links in older emails no longer work: use the one "
+        "below. Their unsubscribe links still do.",
     )
 
 

@@ -309,6 +309,29 @@ def test_changing_the_address_waits_for_the_new_address_to_confirm(
     assert client.get(url(reader)).status_code == 200
 
 
+def test_the_changed_page_says_which_links_in_older_emails_still_work(
+    client, reader, on_commit
+):
+    """It said links in older emails no longer worked, though their unsubscribe
+    links still do (RFC 8058), and so do their links to posts."""
+    old_preferences = url(reader)
+    old_unsubscribe = f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/"
+    ask_to_move(client, on_commit, reader, "new@example.org")
+
+    page = client.post(link_in(mail.outbox[0], "/preferences/email/confirm/")).text
+
+    assert "Links in older emails no longer work" not in page
+    assert (
+        "The preferences links in older emails no longer work: use the one below. "
+        "Their unsubscribe links still do."
+    ) in page
+    assert client.get(old_preferences).status_code == 404
+    assert "new@example.org" in client.get(old_unsubscribe).text
+    client.post(old_unsubscribe)
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+
+
 def same_page(content: bytes, address: bytes) -> bytes:
     return re.sub(rb"/preferences/[^/\"]+/", b"/preferences/.../", content).replace(
         address, b""
