@@ -455,9 +455,14 @@ def _change_made_or_token_error(
         request,
         None,
         "Your address is already changed",
+        # Not "the newest email we sent": that may be this link's own, which has
+        # no preferences link. Every newsletter email has one; a reader paused
+        # or gone gets none until subscribing again starts it, said without
+        # saying which they are.
         f"This link changed your address to {new_email}. There is nothing more to "
-        "do with it: for your preferences, use the link in the newest email we "
-        "sent you.",
+        "do with it. For your preferences, use the link at the end of any "
+        f"newsletter email sent to {new_email}. None comes while the newsletter "
+        "is paused or stopped: subscribe with that address again to start it.",
     )
 
 

@@ -1666,6 +1666,39 @@ def test_the_change_link_clicked_again_says_the_address_is_changed_and_no_more(
     assert reader.previous_addresses.count() == 1
 
 
+@pytest.mark.parametrize("meanwhile", ["nothing", "pause", "unsubscribe"])
+def test_the_change_link_clicked_again_leads_the_reader_to_their_preferences(
+    client, reader, on_commit, meanwhile
+):
+    """It said to use the link in the newest email we sent, which may be this very
+    one, with no preferences link in it. Followed as it says now, the advice
+    leads to the reader's preferences, whatever they did since."""
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    client.post(confirm)
+    if meanwhile != "nothing":
+        client.post(url(Subscriber.objects.get()), {"action": meanwhile})
+
+    page = client.get(confirm).text
+
+    assert "newest email" not in page
+    assert (
+        "For your preferences, use the link at the end of any newsletter email "
+        "sent to new@example.org. None comes while the newsletter is paused or "
+        "stopped: subscribe with that address again to start it."
+    ) in page
+    mail.outbox.clear()
+    if meanwhile != "nothing":
+        on_commit(subscription_request, email="new@example.org")
+        on_commit(client.post, link_in(mail.outbox[-1], "/subscribe/confirm/"))
+    on_commit(post_publish, post=PostFactory())
+    newsletter = mail.outbox[-1]
+    assert newsletter.to == ["new@example.org"]
+    centre = client.get(link_in(newsletter, "/preferences/"))
+    assert centre.status_code == 200
+    assert "new@example.org" in centre.text
+
+
 def test_the_change_link_opened_after_its_days_once_used_says_the_address_is_changed(
     client, reader, on_commit, monkeypatch
 ):
