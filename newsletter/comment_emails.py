@@ -68,17 +68,20 @@ def _moderator_addresses() -> list[str]:
     One digest a mailbox: two accounts may give one address written differently
     (Editor@… and editor@…), which the desk does not refuse. Sent to its stored
     form, as readers' addresses are.
+
+    Not to an address nothing may be sent to (a hard bounce, a spam complaint:
+    the tracking webhook suppresses a moderator's as a reader's), which the
+    desk's suppression list shows, and lifts: with none left, the comments wait.
     """
-    return sorted(
-        {
-            normalise_email(address)
-            for address in get_user_model()
-            .objects.with_perm(MODERATE_COMMENTS, backend=PERMISSIONS_BACKEND)
-            .filter(is_staff=True)
-            .exclude(email="")
-            .values_list("email", flat=True)
-        }
-    )
+    addresses = {
+        normalise_email(address)
+        for address in get_user_model()
+        .objects.with_perm(MODERATE_COMMENTS, backend=PERMISSIONS_BACKEND)
+        .filter(is_staff=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+    }
+    return sorted(address for address in addresses if not is_blocked(address))
 
 
 def _comment_digest_copies_send(
@@ -86,7 +89,8 @@ def _comment_digest_copies_send(
 ) -> None:
     owed = OwedCommentDigest.objects.filter(reported_at=reported_at)
     # Owed to whoever moderated when it was claimed: one who has left the desk
-    # since, or lost the role, may no longer read the comments waiting.
+    # since, or lost the role, may no longer read the comments waiting; one whose
+    # address was suppressed since may not be written to.
     owed.exclude(email__in=moderators).delete()
     pending = comments.comments_of_digest(reported_at=reported_at)
     if not pending:

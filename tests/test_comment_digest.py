@@ -6,6 +6,8 @@ from django.core import mail
 from django.core.mail.backends import locmem
 
 from newsletter.comment_tasks import send_comment_digest
+from newsletter.models import Suppression
+from newsletter.subscriptions import address_suppress, suppression_lift
 from posts.comments.models import Comment
 from posts.comments.services import comments_approve
 
@@ -175,6 +177,45 @@ def test_a_mailbox_two_moderators_share_gets_one_digest():
     send_comment_digest.delay()
 
     assert [message.to for message in mail.outbox] == [["editor@example.org"]]
+
+
+def test_a_moderator_whose_address_is_suppressed_is_not_sent_the_digest():
+    """A hard bounce, a spam complaint or the author's own suppression: nothing may
+    be sent to the address (is_blocked), which the other emails about comments
+    refused and the digest did not, writing to it again every digest. A
+    moderator who only left the newsletter still gets the digest."""
+    for name in ("bounced", "complained", "suppressed", "left"):
+        UserFactory(username=name, email=f"{name}@example.org")
+    address_suppress(email="bounced@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+    address_suppress(
+        email="complained@example.org", reason=Suppression.Reason.COMPLAINT
+    )
+    address_suppress(email="suppressed@example.org", reason=Suppression.Reason.MANUAL)
+    address_suppress(email="left@example.org", reason=Suppression.Reason.UNSUBSCRIBED)
+    CommentFactory(name="Pat Waiting")
+
+    send_comment_digest.delay()
+
+    assert [message.to for message in mail.outbox] == [["left@example.org"]]
+
+
+def test_comments_wait_for_a_moderator_the_digest_may_reach():
+    """Every moderator's address suppressed: the comments are not counted as
+    reported to nobody, and the digest after the desk lifts the suppression
+    tells of them."""
+    UserFactory(email="editor@example.org")
+    address_suppress(email="editor@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+    comment = CommentFactory(name="Pat Waiting")
+
+    send_comment_digest.delay()
+    assert mail.outbox == []
+    comment.refresh_from_db()
+    assert comment.moderators_notified_at is None
+
+    suppression_lift(suppression=Suppression.objects.get())
+    send_comment_digest.delay()
+    assert [message.to for message in mail.outbox] == [["editor@example.org"]]
+    assert "Pat Waiting" in mail.outbox[0].body
 
 
 def test_a_moderator_the_provider_will_not_deliver_to_does_not_stop_the_others_digest(

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from newsletter import comment_emails, subscriptions
 from newsletter.checks import check_webhook_secret
+from newsletter.comment_tasks import send_comment_digest
 from newsletter.desk import desk_for
 from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppression
 from newsletter.reports import post_report
@@ -1684,6 +1685,36 @@ def test_a_commenters_hard_bounce_or_complaint_stops_the_emails_about_their_comm
     assert not comment_emails.comment_confirmation_send(comment_id=held.pk)
     assert not comment_emails.commenter_data_link_send(email="reader@example.org")
     assert mail.outbox == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "kept_as"),
+    [(postmark_bounce(), "hard_bounce"), (postmark_complaint(), "complaint")],
+    ids=["hard-bounce", "complaint"],
+)
+def test_a_moderators_hard_bounce_or_complaint_stops_their_comment_digest(
+    client, admin_client, admin_user, settings, payload, kept_as
+):
+    """The desk's people are written to (the moderators' digest of comments
+    waiting) though they read no newsletter: a hard bounce or a spam complaint
+    about a moderator's digest was taken for an event about an address never
+    written to, and ignored, so the moderator was written to again every digest.
+    The address is suppressed, the desk's suppression list says why when asked
+    for it, and the digest goes to the other moderators."""
+    UserFactory(username="editor", email="Editor@Example.org")
+    payload["Email"] = "editor@example.org"
+    assert post_postmark(client, payload).status_code == 200
+
+    assert Suppression.objects.for_email("editor@example.org").get().reason == kept_as
+    assert not Subscriber.objects.exists()  # suppressed, not made a reader
+    found = admin_client.get(
+        "/admin/newsletter/suppression/", {"q": "Editor@Example.org"}
+    ).context["cl"]
+    assert [suppression.reason for suppression in found.result_list] == [kept_as]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    CommentFactory(name="Pat Waiting")
+    send_comment_digest()
+    assert [message.to for message in mail.outbox] == [[admin_user.email]]
 
 
 def test_a_complaint_about_a_reader_who_erased_their_data_still_suppresses_them(
