@@ -70,6 +70,10 @@ _LEFT = (
         subscriber__unsubscribed_at__gte=F("sent_at"),
         subscriber__unsubscribed_at__lt=F("sent_at") + UNSUBSCRIBED_WITHIN,
     )
+    # An email the provider did not send is nobody's reason to leave: Mailgun
+    # drops one to an address on its unsubscribes list, and that drop is what
+    # marks the reader unsubscribed here, within the week of the email.
+    & ~Q(last_event="failed")
     # Last: PostgreSQL tests a count's conditions in the order written, and these
     # read the reader's ledger; first, they read it for every recipient (a
     # second of the report at 100,000 readers), not only for those who left.
@@ -114,7 +118,9 @@ DELIVERY_RULES = (
     "Complained: marked as spam. Unsubscribed: "
     f"left within {UNSUBSCRIBED_WITHIN.days} days of this email, and before any "
     "later email, or through the provider's own link in this email (then by "
-    "this email only). A reader who has erased their data since counts among "
+    "this email only); not for an email the provider did not send (Mailgun "
+    "drops one to an address on its unsubscribes list, marking the reader as "
+    "having left). A reader who has erased their data since counts among "
     "the recipients of the post's own email, accepted or refused, as its "
     "mailing counts them, and in no other figure: the rest went with their data "
     "(in digests, which carry several posts, they are not counted)."

@@ -1366,6 +1366,34 @@ def test_a_mailgun_drop_of_a_listed_address_is_no_bounce_in_the_report_or_the_de
     assert delivery.last_event == "failed"
 
 
+@pytest.mark.parametrize("webhook", ["json", "legacy"])
+def test_a_reader_mailgun_dropped_the_email_for_is_not_counted_as_leaving_over_it(
+    client, reader, webhook
+):
+    """Mailgun dropped the post's email, the reader being on its unsubscribes
+    list: the drop marks them unsubscribed here, moments after the email went,
+    and the post's report counted them as leaving because of an email they never
+    received."""
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    Delivery.objects.filter(pk=delivery.pk).update(
+        sent_at=timezone.now() - timedelta(minutes=1)
+    )
+    if webhook == "json":
+        posted = post_mailgun(
+            client, mailgun_listed_failure("suppress-unsubscribe", "606")
+        )
+    else:
+        form = mailgun_legacy_drop(
+            "token-legacy-606", code="606", description=MAILGUN_LISTED_WORDS["606"]
+        )
+        posted = post_mailgun_form(client, form, MULTIPART_CONTENT)
+    assert posted.status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+
+    assert post_report(delivery.mailing.post)["unsubscribed"] == 0
+
+
 def test_mailgun_webhook_with_a_forged_signature_is_rejected(client, reader):
     forged = mailgun_event("complained", "token-forged", key="not-the-signing-key")
     assert post_mailgun(client, forged).status_code == 400
