@@ -31,7 +31,7 @@ from django.utils.formats import date_format
 from django.utils.text import Truncator
 
 from posts.images import email_image
-from posts.markdown import whole_links
+from posts.markdown import alignment_inline, whole_links
 from posts.models import Post, PostUpdate
 from posts.related import related_posts
 
@@ -278,6 +278,9 @@ def post_email_context(post: Post, *, full: bool) -> dict:
     shows around it (the inspection fact box, related posts, the sponsor line)."""
     post_url = settings.SITE_URL + post.get_absolute_url()
     body_html = whole_links(_images_for_mail(post.body_html), page_url=post_url)
+    # A table's alignment in the cell's own style, which wins over the layout's
+    # (text-align: left) as css-inline merges them.
+    body_html = alignment_inline(body_html)
     summary = post.summary
     return {
         "post": post,

@@ -18,7 +18,7 @@ from django.utils.cache import (
 )
 from django.utils.feedgenerator import Atom1Feed
 
-from .markdown import whole_links
+from .markdown import alignment_inline, whole_links
 from .models import Category, Post
 
 FEED_SIZE = 20
@@ -87,11 +87,13 @@ class LatestPostsFeed(Feed):
 
     def get_context_data(self, **kwargs) -> dict:
         # Its links whole, as in an email: a feed reader has no page to resolve
-        # "/media/…" or "../kent/" against, and showed them broken.
+        # "/media/…" or "../kent/" against, and showed them broken. Nor has it the
+        # site's stylesheet, which aligns a table's figures.
         post = kwargs["item"]
+        body_html = whole_links(post.body_html, page_url=self.item_link(post))
         return {
             **super().get_context_data(**kwargs),
-            "body_html": whole_links(post.body_html, page_url=self.item_link(post)),
+            "body_html": alignment_inline(body_html),
         }
 
     def posts(self):

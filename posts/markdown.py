@@ -17,6 +17,22 @@ _markdown = MarkdownIt("commonmark", {"typographer": True}).enable(
     ["table", "strikethrough", "replacements", "smartquotes"]
 )
 
+# A table column's alignment (|--:| for figures: caseloads, ratings) as a class,
+# align-left, align-center or align-right, not as the style="text-align:…" that
+# markdown-it writes: the site's Content-Security-Policy refuses style attributes,
+# and HTML5 made align obsolete. The site's stylesheet aligns by the class; a feed
+# or an email, which has none, gets it back as a style (alignment_inline).
+ALIGNMENT_CLASSES = {"align-left", "align-center", "align-right"}
+
+
+def _alignment_as_class(state) -> None:
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open") and (style := token.attrGet("style")):
+            token.attrs = {"class": "align-" + style.removeprefix("text-align:")}
+
+
+_markdown.core.ruler.push("alignment_as_class", _alignment_as_class)
+
 # What a post body may contain after rendering. Anything else (scripts, styles,
 # event handlers, javascript: and data: URLs) is removed, not escaped. Every tag
 # keeps lang and title (nh3's own default); span is how an author marks a Welsh
@@ -31,9 +47,31 @@ ALLOWED_ATTRIBUTES = {
     "abbr": {"title"},
     "img": {"src", "alt", "title", "width", "height"},
     "ol": {"start"},
-    "td": {"align"},
-    "th": {"align", "scope"},
+    "th": {"scope"},
 }
+
+# An author's raw HTML may give an attribute a value no browser reads, which made
+# the page invalid HTML: such a value is dropped, the attribute with it. An
+# image's size is in whole pixels ("50%" and "auto" are CSS's), a list starts at a
+# whole number, and a language is a BCP 47 tag's language, script and region
+# ("cy", "en-GB", "zh-Hant-TW"): a rarer tag (a variant, an extension) goes too,
+# as does "welsh"; one of that shape but unknown ("xx", "en-JJ") stays, as only
+# IANA's registry of subtags tells it.
+# Other attributes (title, alt, href) take any text.
+_VALID_VALUES = {
+    "width": re.compile(r"[0-9]+"),
+    "height": re.compile(r"[0-9]+"),
+    "start": re.compile(r"-?[0-9]+"),
+    "scope": re.compile(r"row|col|rowgroup|colgroup", re.IGNORECASE),
+    "lang": re.compile(
+        r"([a-z]{2,3}(-[a-z]{4})?(-([a-z]{2}|[0-9]{3}))?)?", re.IGNORECASE
+    ),
+}
+
+
+def _valid_value(tag: str, attribute: str, value: str) -> str | None:
+    valid = _VALID_VALUES.get(attribute)
+    return value if valid is None or valid.fullmatch(value) else None
 
 
 URL_SCHEMES = {"http", "https", "mailto"}
@@ -57,12 +95,25 @@ def render_markdown(text: str) -> str:
         _markdown.render(text),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
+        allowed_classes={"td": ALIGNMENT_CLASSES, "th": ALIGNMENT_CLASSES},
+        attribute_filter=_valid_value,
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer",
     )
     return body.replace("<table>", TABLE_BOX + "<table>").replace(
         "</table>", "</table></div>"
     )
+
+
+# A table cell's alignment class (in a tag: text may hold ' class="').
+_ALIGNMENT_CLASS = re.compile(r'(<t[dh]\b[^>]*?\s)class="align-(left|center|right)"')
+
+
+def alignment_inline(body_html: str) -> str:
+    """The body with each table cell's alignment as a style, for a feed or an
+    email: they have not the site's stylesheet, which aligns by the class, and a
+    feed reader or a mail program keeps text-align where it keeps any style."""
+    return _ALIGNMENT_CLASS.sub(r'\1style="text-align:\2"', body_html)
 
 
 # What Markdown reads in a line of text, escaped by a backslash: brackets (a link's

@@ -795,6 +795,46 @@ def test_a_post_email_with_a_table_of_ratings_fits_a_phone(browser):
     page.context.close()
 
 
+def test_a_tables_right_aligned_figures_stay_right_on_the_page_and_in_the_email(
+    browser, site
+):
+    """Caseloads right-aligned in the Markdown (|--:|) showed left-aligned: the
+    sanitiser dropped the alignment, on the page and in the email."""
+    post = PublishedPostFactory(
+        body="| Area | Caseload | Rating |\n|:--|--:|:-:|\n| Kent | 48 | Good |\n"
+    )
+    alignment = "cell => getComputedStyle(cell).textAlign"
+    page = new_page(browser)
+    page.goto(f"{site}{post.get_absolute_url()}")
+    email = new_page(browser)
+    email.set_content(
+        PostEmail(post).for_subscriber(SubscriberFactory()).alternatives[0][0]
+    )
+    for shown in (page, email):
+        aligned = {
+            word: shown.get_by_role(role, name=word, exact=True).evaluate(alignment)
+            for role, word in [
+                ("columnheader", "Area"),
+                ("columnheader", "Caseload"),
+                ("columnheader", "Rating"),
+                ("cell", "Kent"),
+                ("cell", "48"),
+                ("cell", "Good"),
+            ]
+        }
+        assert aligned == {
+            "Area": "left",
+            "Caseload": "right",
+            "Rating": "center",
+            "Kent": "left",
+            "48": "right",
+            "Good": "center",
+        }
+    assert page.csp_violations == []
+    page.context.close()
+    email.context.close()
+
+
 def test_a_refused_form_puts_the_reader_on_its_errors_and_each_links_to_its_field(
     browser, site
 ):

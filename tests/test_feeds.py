@@ -5,6 +5,8 @@ from xml.etree import ElementTree
 
 import feedparser
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import http_date
@@ -401,3 +403,31 @@ def test_robots_txt_keeps_crawlers_from_readers_token_links(client, url_name):
     token_url = reverse(url_name, kwargs={"token": "a-readers-token"})
     assert any(token_url.startswith(path) for path in disallowed), token_url
     assert {"/admin/", "/outbox/"} <= set(disallowed)
+
+
+def test_a_tables_alignment_reaches_a_feed_reader(client):
+    # Figures right-aligned in the Markdown (|--:|) came out left-aligned: the
+    # sanitiser dropped the alignment, and a feed reader has no site stylesheet.
+    PublishedPostFactory(
+        body="| Area | Caseload | Rating |\n|:--|--:|:-:|\n| Kent | 48 | Good |"
+    )
+    entry = parse(client, "/feed/", "application/rss+xml").entries[0]
+    # feedparser sanitises as feed readers do: what survives it, they show.
+    assert '<td style="text-align: right;">48</td>' in entry.description
+    assert '<th style="text-align: center;">Rating</th>' in entry.description
+
+
+@pytest.mark.django_db(transaction=True)
+def test_posts_saved_before_align_their_tables_after_the_deploy(client):
+    post = PublishedPostFactory(body="| Area | Caseload |\n|:--|--:|\n| Kent | 48 |")
+    Post.objects.filter(pk=post.pk).update(  # as it was stored
+        body_html="<table><tr><th>Area</th><th>Caseload</th></tr>"
+        "<tr><td>Kent</td><td>48</td></tr></table>"
+    )
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
+    executor.migrate([("posts", "0019_search_the_words_pages_show")])
+    executor.loader.build_graph()
+    executor.migrate(latest)
+    entry = parse(client, "/feed/", "application/rss+xml").entries[0]
+    assert '<td style="text-align: right;">48</td>' in entry.description
