@@ -6,9 +6,13 @@ the post (its announcement, or a digest that held it) and was handed to the
 provider before the correction was confirmed, or was being handed over then (a
 batch renders the post when it is claimed). A delivery still queued in a batch not
 yet claimed then carries the corrected post itself (the sender renders the post as
-it is when a batch goes), so its reader needs no correction. A delivery whose
-outcome is uncertain is the author's call (Mailing.include_uncertain); left out,
-and settled as sent later, its reader is sent the correction then (control.py).
+it is when a batch goes), so its reader needs no correction. The post's own email
+shows its updates (emails.post_email_context) from the moment one is saved: for
+an announcement the cutoff is when the correction was last saved. A digest shows
+only the post's summary: its readers are told up to the confirmation. A delivery
+whose outcome is uncertain is the author's call (Mailing.include_uncertain); left
+out, and settled as sent later, its reader is sent the correction then
+(control.py).
 
 Everything else (the one Mailing per correction, planning, batches, the claim,
 retries, settling, the breaker and the budget) is the delivery engine's.
@@ -20,7 +24,7 @@ from datetime import datetime
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from posts.models import Post
+from posts.models import Post, PostUpdate
 
 from .models import (
     Batch,
@@ -33,9 +37,28 @@ from .models import (
 
 
 def sent_earlier(
-    post: Post, *, before: datetime, include_uncertain: bool
+    post: Post,
+    *,
+    before: datetime,
+    include_uncertain: bool,
+    update: PostUpdate | None = None,
 ) -> DeliveryQuerySet:
-    """Deliveries that carried the post to a reader before `before`."""
+    """Deliveries that carried the post to a reader before `before`, and without
+    `update`: the post's own email shows it from when it was saved."""
+    carried = _carried_before(before, include_uncertain)
+    if update is not None and update.saved_at is not None:
+        # Saved again after its email was confirmed (its text then read-only),
+        # the emails of the post between the two showed it all the same.
+        shown_from = min(update.saved_at, before)
+        announced = Q(mailing__kind=Mailing.Kind.POST)
+        carried = (announced & _carried_before(shown_from, include_uncertain)) | (
+            ~announced & carried
+        )
+    return Delivery.objects.carrying(post).filter(carried)
+
+
+def _carried_before(before: datetime, include_uncertain: bool) -> Q:
+    """Deliveries whose email was rendered, and handed over, before `before`."""
     # A batch renders its email when it is claimed, so a batch claimed before
     # `before` carried the earlier text, though the provider answered after it, or
     # is still answering (its readers still queued in the ledger): they were left
@@ -52,7 +75,7 @@ def sent_earlier(
         handed_over |= Q(
             status=Delivery.Status.UNCERTAIN, batch__claimed_at__lte=before
         )
-    return Delivery.objects.carrying(post).filter(handed_over)
+    return handed_over
 
 
 def _being_handed_over(before: datetime) -> Q:
@@ -71,11 +94,13 @@ def sent_to_anyone(post: Post) -> bool:
     return sent_earlier(post, before=timezone.now(), include_uncertain=True).exists()
 
 
-def anyone_to_tell(post: Post) -> bool:
+def anyone_to_tell(update: PostUpdate) -> bool:
     """Whether a correction confirmed now would reach anyone: a reader still in
-    the audience sent the post, or whose copy is uncertain (theirs, if the author
-    includes them, or once it is settled as sent)."""
-    deliveries = sent_earlier(post, before=timezone.now(), include_uncertain=True)
+    the audience sent the post without it, or whose copy is uncertain (theirs, if
+    the author includes them, or once it is settled as sent)."""
+    deliveries = sent_earlier(
+        update.post, before=timezone.now(), include_uncertain=True, update=update
+    )
     return Subscriber.objects.confirmed().filter(_readers_of(deliveries)).exists()
 
 
@@ -84,13 +109,14 @@ def _readers_of(deliveries: DeliveryQuerySet) -> Exists:
 
 
 def audience(mailing: Mailing) -> SubscriberQuerySet:
-    """Who gets a correction: the readers sent the post's earlier text who are
-    still in the audience (not unsubscribed, paused or suppressed since; an erased
-    reader's ledger rows went with them)."""
+    """Who gets a correction: the readers sent the post's earlier text (not the
+    post showing the correction) who are still in the audience (not unsubscribed,
+    paused or suppressed since; an erased reader's ledger rows went with them)."""
     deliveries = sent_earlier(
         mailing.post,
         before=mailing.created_at,
         include_uncertain=mailing.include_uncertain,
+        update=mailing.post_update,
     )
     return Subscriber.objects.confirmed().filter(_readers_of(deliveries))
 
@@ -141,16 +167,23 @@ _WHY_LEFT = {
 }
 
 
-def correction_reach(*, post: Post) -> Reach:
+def correction_reach(*, update: PostUpdate) -> Reach:
     """Who a correction to the post confirmed now would reach, and who not."""
-    now = timezone.now()
-    sent = _readers_of(sent_earlier(post, before=now, include_uncertain=False))
-    anyhow = _readers_of(sent_earlier(post, before=now, include_uncertain=True))
+    post, now = update.post, timezone.now()
+    sent = _readers_of(
+        sent_earlier(post, before=now, include_uncertain=False, update=update)
+    )
+    anyhow = _readers_of(
+        sent_earlier(post, before=now, include_uncertain=True, update=update)
+    )
     audience = Subscriber.objects.confirmed()
     readers = audience.filter(sent).count()
     uncertain = audience.filter(anyhow).exclude(sent).count()
     gone = Subscriber.objects.filter(anyhow).exclude(pk__in=audience.values("pk"))
     left = []
+    received = _readers_of(sent_earlier(post, before=now, include_uncertain=True))
+    if shown := audience.filter(received).exclude(anyhow).count():
+        left.append(("their email of the post went after you saved it, with it", shown))
     paused = gone.filter(status=Subscriber.Status.ACTIVE).count()
     if paused:
         left.append(("paused their emails", paused))

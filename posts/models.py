@@ -771,6 +771,10 @@ class PostUpdate(models.Model):
         help_text="Plain text, shown as written.",
         validators=[reject_control_characters_in_text],
     )
+    # When it was last saved: from then on the post shows it as it reads now,
+    # wherever the post is shown whole. (`made_on` is the date it is shown
+    # under, which the author chooses.) Empty for those saved before it was kept.
+    saved_at = models.DateTimeField(auto_now=True, null=True)
 
     class Meta:
         ordering = ["made_on", "id"]

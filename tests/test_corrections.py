@@ -287,6 +287,48 @@ def test_a_correction_mid_send_goes_only_to_readers_sent_the_earlier_text(
         assert f'we said "{WRONG}"; it should say "{RIGHT}"' in message.body
 
 
+def test_a_reader_sent_the_post_after_its_correction_was_saved_is_not_told_again(
+    clock, author, on_commit
+):
+    """The post's email shows its updates from the moment they are saved: a
+    reader it went to before the author confirmed the correction's email read it
+    there, and gets no second telling. A digest shows only the post's summary:
+    its reader, sent it then, is told."""
+    reader("first@example.org")
+    late = reader("second@example.org")
+    reader("daily@example.org", "daily")
+    clock(23, 6, 30)
+    post = PostFactory(title="A post", body=WRONG)
+    with override_settings(NEWSLETTER_BATCH_SIZE=1):
+        announcement = announcement_planned(post)
+    first, second = announcement.batches.order_by("number")
+    delivery.batch_send(batch_id=first.pk)
+    clock(23, 6, 45)
+    post.refresh_from_db()
+    change_url = reverse("admin:posts_post_change", args=[post.pk])
+    saved = author.post(change_url, correction_form(post, wrong=WRONG, right=RIGHT))
+    assert saved.status_code == 302
+    update = PostUpdate.objects.get()
+    clock(23, 7, 5)
+    on_commit(start_due_digests.delay)  # the daily digest: the post's summary
+    clock(23, 7, 10)
+    delivery.batch_send(batch_id=second.pk)
+    [later] = [m for m in mail.outbox if m.to == [late.email]]
+    assert f'we said "{WRONG}"; it should say "{RIGHT}"' in later.body
+    mail.outbox.clear()
+    clock(23, 9)
+
+    page = author.get(confirm_url(update)).content.decode()
+    on_commit(author.post, confirm_url(update), {})
+
+    assert "<strong>2</strong> readers who received the post" in page
+    assert (
+        "1 reader received the post but will not get it: their email of the post "
+        "went after you saved it, with it." in page
+    )
+    assert corrections_sent() == {"first@example.org": 1, "daily@example.org": 1}
+
+
 def post_with_an_uncertain_reader(clock, on_commit):
     """A post emailed at 06:30 to two readers in one batch, the provider's answer
     for one of them lost (as the reaper records it); then 09:00. The post and its
@@ -1029,12 +1071,12 @@ def test_a_correction_to_a_post_whose_readers_have_all_left_is_not_offered_nor_l
 
     assert 'id="confirm-correction"' not in page
     assert "1 reader received the post but will not get it: unsubscribed since" in page
-    assert "Nobody who received it still gets our emails" in page
+    assert "Nobody who received it without this correction still gets" in page
     assert said(response) == [
         (
             "error",
-            "Nobody who received this post still gets our emails: "
-            "there is nobody to tell.",
+            "Nobody who received this post without this correction still gets our "
+            "emails: there is nobody to tell.",
         )
     ]
     assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()

@@ -69,10 +69,11 @@ def mailing_create_for_correction(
     # sent): not for nobody. Readers sent the post from now get it corrected.
     if not corrections.sent_to_anyone(post_update.post):
         raise ValueError("Nobody has received this post: there is nobody to tell.")
-    if not corrections.anyone_to_tell(post_update.post):
+    if not corrections.anyone_to_tell(post_update):
+        kind = post_update.get_kind_display().lower()
         raise ValueError(
-            "Nobody who received this post still gets our emails: "
-            "there is nobody to tell."
+            f"Nobody who received this post without this {kind} still gets our "
+            "emails: there is nobody to tell."
         )
     return _mailing_create(
         kind=Mailing.Kind.CORRECTION,
