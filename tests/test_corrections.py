@@ -986,6 +986,48 @@ def test_a_reader_whose_earlier_text_the_provider_refused_gets_no_correction(
         assert RIGHT in text and WRONG not in text
 
 
+def test_a_reader_skipped_as_never_sent_the_earlier_text_stays_so_when_sent_again(
+    settings, monkeypatch
+):
+    """The correction's batch skipped a reader whose email of the post the
+    provider had refused (never sent the earlier text), and waited for its retry
+    when the author cancelled it. The post's retry brought that reader the
+    corrected post. Sent again, the correction reaches the reader it was kept
+    from, not them."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    told, refused = (reader(f"{name}@example.org") for name in ("told", "refused"))
+    post = PostFactory(title="A post", body=WRONG)
+    announcement = announcement_planned(post)
+    first, second = announcement.batches.order_by("number")
+    delivery.batch_send(batch_id=first.pk)
+    settings.NEWSLETTER_BATCH_SIZE = 2  # the correction's: one batch of both
+    corrections_made = corrected_as_handed_over(monkeypatch, post, refused=True)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.batch_send(batch_id=second.pk)
+    [mailing] = corrections_made
+    [batch] = mailing.batches.all()
+
+    def still_down(backend, messages):
+        raise ConnectionRefusedError("the provider is down")
+
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", still_down)
+    with pytest.raises(delivery.ProviderUnavailable):
+        delivery.batch_send(batch_id=batch.pk)
+    monkeypatch.undo()
+    skipped = batch.deliveries.get(subscriber=refused)
+    assert skipped.status == Delivery.Status.SKIPPED
+    assert delivery.mailing_cancel(mailing_id=mailing.pk)
+    delivery.batch_send(batch_id=second.pk)  # its retry: the corrected post
+    assert [m.to for m in mail.outbox] == [[told.email], [refused.email]]
+
+    assert delivery.correction_send_again(mailing_id=mailing.pk)
+    delivery.batch_send(batch_id=batch.pk)
+
+    assert corrections_sent() == {told.email: 1}
+    skipped.refresh_from_db()
+    assert skipped.status == Delivery.Status.SKIPPED
+
+
 def test_the_text_emails_heading_is_underlined_to_its_end(clock, on_commit):
     _post, message = emailed_correction(clock, on_commit, "Kent")
     lines = message.body.splitlines()

@@ -383,12 +383,16 @@ def batches_cancel(batches: QuerySet[Batch], *, now: datetime) -> int:
 
 
 def batches_requeue_cancelled(batches: QuerySet[Batch], *, now: datetime) -> None:
-    """Put those of `batches` that were cancelled back in the queue, with their
-    readers skipped (batches_cancel): the author sends their mailing after all.
-    One who has left the audience meanwhile is skipped again when the batch goes
-    (batch_recipients). So too a batch left UNCERTAIN by the cancel (or settled
-    since) with readers it skipped: its uncertain readers stay the author's to
-    settle once it has gone (close_batch)."""
+    """Put those of `batches` that were cancelled back in the queue, with the
+    readers the cancel skipped (batches_cancel): the author sends their mailing
+    after all. One who has left the audience meanwhile is skipped again when the
+    batch goes (batch_recipients). So too a batch left UNCERTAIN by the cancel (or
+    settled since) with readers it skipped: its uncertain readers stay the
+    author's to settle once it has gone (close_batch). A reader an attempt before
+    the cancel skipped stays skipped, as a retry leaves them: put back, a
+    correction's reader skipped as never sent the earlier text, who had the
+    corrected post since, was counted as owed the correction and sent it
+    (corrections.readers_still_owed reads the ledger as it is when a batch goes)."""
     skipped_by_cancel = Delivery.objects.filter(
         batch=OuterRef("pk"), status=Delivery.Status.SKIPPED, error=MAILING_CANCELLED
     )
@@ -401,9 +405,9 @@ def batches_requeue_cancelled(batches: QuerySet[Batch], *, now: datetime) -> Non
             )
         ).values_list("pk", flat=True)
     )
-    Delivery.objects.filter(batch__in=cancelled, status=Delivery.Status.SKIPPED).update(
-        status=Delivery.Status.QUEUED, error=""
-    )
+    Delivery.objects.filter(
+        batch__in=cancelled, status=Delivery.Status.SKIPPED, error=MAILING_CANCELLED
+    ).update(status=Delivery.Status.QUEUED, error="")
     Batch.objects.filter(pk__in=cancelled).update(
         status=Batch.Status.QUEUED, finished_at=None, touched_at=now
     )
