@@ -121,6 +121,17 @@ def audience(mailing: Mailing) -> SubscriberQuerySet:
     return Subscriber.objects.confirmed().filter(_readers_of(deliveries))
 
 
+def anyone_left_to_reach(mailing: Mailing) -> bool:
+    """Whether a cancelled correction sent again would reach anyone: a reader
+    still in its audience it has no row for (the cancel kept them from being
+    planned), or one still to be handed it or skipped by the cancel."""
+    reached = Delivery.objects.filter(mailing=mailing, subscriber=OuterRef("pk"))
+    reached = reached.exclude(status=Delivery.Status.QUEUED).exclude(
+        status=Delivery.Status.SKIPPED, error=Delivery.MAILING_CANCELLED
+    )
+    return audience(mailing).exclude(Exists(reached)).exists()
+
+
 def readers_still_owed(mailing: Mailing, subscriber_ids: list[int]) -> set[int]:
     """Of these readers of a correction's batch, those the ledger does not say
     never had the post. Planned while a batch of the post was being handed over,

@@ -686,6 +686,10 @@ class Delivery(models.Model):
     # or a failure (the provider may have refused it at its API), nor an
     # unsubscribe (a change to the address's standing, maybe the author's own).
     OUTCOME_EVENTS_TAKEN = ("delivered", "deferred", "bounced", "complained")
+    # Why a reader is skipped whose batch waited in the queue when the author
+    # cancelled its mailing (ledger.batches_cancel); sending a correction after
+    # all queues them again (ledger.batches_requeue_cancelled).
+    MAILING_CANCELLED = "mailing cancelled"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -24,6 +24,7 @@ from newsletter.models import (
     Delivery,
     DigestSettings,
     Mailing,
+    Subscriber,
     SubscriberTopic,
     Suppression,
 )
@@ -1219,6 +1220,41 @@ def cancelled_correction(on_commit) -> tuple[Post, PostUpdate, Mailing]:
         )
         assert delivery.mailing_cancel(mailing_id=mailing.pk)
     return post, update, mailing
+
+
+def test_a_cancelled_correction_sent_again_with_nobody_left_to_reach_says_so(
+    author, on_commit
+):
+    """The one reader the cancel kept it from unsubscribed since: confirmed
+    again, the page said it was on its way to the readers it had not reached."""
+    _post, update, _mailing = cancelled_correction(on_commit)
+    subscriber_unsubscribe(subscriber=Subscriber.objects.get())
+
+    response = on_commit(author.post, confirm_url(update), {}, follow=True)
+
+    assert said(response) == [
+        (
+            "warning",
+            "The correction's email has reached every reader who received the "
+            "post without it and still gets our emails: nothing more to send.",
+        )
+    ]
+    assert corrections_sent() == {}
+
+
+def test_the_correction_page_says_its_email_is_going_or_paused_not_emailed(
+    author, sent_post
+):
+    update = correction(sent_post)
+    # Its doorbell not rung: it is going out.
+    delivery.mailing_create_for_correction(post_update=update, include_uncertain=False)
+    going = author.get(confirm_url(update)).text
+    unpublish_at_the_desk(sent_post)
+    paused = author.get(confirm_url(update)).text
+
+    assert "This correction's email is going out" in going
+    assert "This correction's email is paused. The post was unpublished" in paused
+    assert "has been emailed" not in going + paused
 
 
 @pytest.mark.skipif(

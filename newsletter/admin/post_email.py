@@ -328,6 +328,14 @@ class PostAdmin(posts_admin.PostAdmin):
     ) -> HttpResponse:
         if not self._may_send_correction(request, post):
             raise PermissionDenied
+        kind = update.get_kind_display().lower()
+        # Asked before it goes again: its batches may be sent before this could
+        # tell whom it went again for.
+        left_to_reach = (
+            mailing is not None
+            and mailing.status == Mailing.Status.CANCELLED
+            and corrections.anyone_left_to_reach(mailing)
+        )
         if mailing is None:
             try:
                 mailing = delivery.mailing_create_for_correction(
@@ -339,20 +347,28 @@ class PostAdmin(posts_admin.PostAdmin):
                 return HttpResponseRedirect(request.path)
             self.message_user(
                 request,
-                f"The {update.get_kind_display().lower()} is on its way to the "
-                "readers who received the post.",
+                f"The {kind} is on its way to the readers who received the post.",
                 messages.SUCCESS,
             )
         elif mailing.status == Mailing.Status.CANCELLED and (
             delivery.correction_send_again(mailing_id=mailing.pk)
         ):
-            # Confirmed again after the author cancelled it.
-            self.message_user(
-                request,
-                f"The {update.get_kind_display().lower()} is on its way to the "
-                "readers it had not reached.",
-                messages.SUCCESS,
-            )
+            # Confirmed again after the author cancelled it: those it had not
+            # reached may have left since, or the cancel came as it reached the
+            # last of them.
+            if left_to_reach:
+                self.message_user(
+                    request,
+                    f"The {kind} is on its way to the readers it had not reached.",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"The {kind}'s email has reached every reader who received the "
+                    "post without it and still gets our emails: nothing more to send.",
+                    messages.WARNING,
+                )
         else:
             # Confirmed twice (a second tab, a double click), or its post is off
             # the site: said, not left to the author to guess whether it went
@@ -369,7 +385,7 @@ class PostAdmin(posts_admin.PostAdmin):
                 )
             self.message_user(
                 request,
-                f"The {update.get_kind_display().lower()}'s email {said}",
+                f"The {kind}'s email {said}",
                 messages.WARNING,
             )
         tell_if_sent_once_the_queue_is_back(self, request)

@@ -27,10 +27,6 @@ T = SubscriberTopic._meta.db_table
 # site before it went (digests.post_withdraw_from_digests, or as it went).
 DIGEST_EMPTIED = "its posts were unpublished before sending"
 
-# Why a reader is skipped whose batch waited in the queue when the author
-# cancelled its mailing (batches_cancel); sending it after all queues them again.
-MAILING_CANCELLED = "mailing cancelled"
-
 
 class Recipient(NamedTuple):
     """A claimed delivery's subscriber: all a personal message needs of them (a
@@ -378,7 +374,7 @@ def batches_cancel(batches: QuerySet[Batch], *, now: datetime) -> int:
                 status__in=[Batch.Status.CANCELLED, Batch.Status.UNCERTAIN]
             ),
             status=Delivery.Status.QUEUED,
-        ).update(status=Delivery.Status.SKIPPED, error=MAILING_CANCELLED)
+        ).update(status=Delivery.Status.SKIPPED, error=Delivery.MAILING_CANCELLED)
     return cancelled
 
 
@@ -394,7 +390,9 @@ def batches_requeue_cancelled(batches: QuerySet[Batch], *, now: datetime) -> Non
     corrected post since, was counted as owed the correction and sent it
     (corrections.readers_still_owed reads the ledger as it is when a batch goes)."""
     skipped_by_cancel = Delivery.objects.filter(
-        batch=OuterRef("pk"), status=Delivery.Status.SKIPPED, error=MAILING_CANCELLED
+        batch=OuterRef("pk"),
+        status=Delivery.Status.SKIPPED,
+        error=Delivery.MAILING_CANCELLED,
     )
     cancelled = list(
         batches.filter(
@@ -406,7 +404,9 @@ def batches_requeue_cancelled(batches: QuerySet[Batch], *, now: datetime) -> Non
         ).values_list("pk", flat=True)
     )
     Delivery.objects.filter(
-        batch__in=cancelled, status=Delivery.Status.SKIPPED, error=MAILING_CANCELLED
+        batch__in=cancelled,
+        status=Delivery.Status.SKIPPED,
+        error=Delivery.MAILING_CANCELLED,
     ).update(status=Delivery.Status.QUEUED, error="")
     Batch.objects.filter(pk__in=cancelled).update(
         status=Batch.Status.QUEUED, finished_at=None, touched_at=now
