@@ -350,6 +350,10 @@ def _went(mailing: Mailing) -> str:
     if mailing.status not in (Mailing.Status.DONE, Mailing.Status.CANCELLED):
         return ""
     if not mailing.planned:
+        # Cancelled, it may have had readers: the cancel kept them from being
+        # planned. Done, it had none.
+        if mailing.status == Mailing.Status.CANCELLED:
+            return "none sent: cancelled before its readers were planned"
         return "nothing to send"
     went = [f"{mailing.sent} of {mailing.planned} sent"]
     for figure, label in _WENT_OTHERWISE:

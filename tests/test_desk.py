@@ -390,6 +390,27 @@ def test_a_mailing_that_went_out_says_on_the_desk_how_many_it_reached(client):
     assert "<progress" not in page
 
 
+def test_a_mailing_cancelled_before_any_reader_was_planned_says_so_on_the_desk(
+    client,
+):
+    """It said "nothing to send", as if the post had had no readers."""
+    cancelled = Mailing.objects.create(
+        kind=Mailing.Kind.POST,
+        post=PublishedPostFactory(),
+        status=Mailing.Status.CANCELLED,
+    )
+    client.force_login(UserFactory())
+
+    page = client.get("/admin/").content.decode()
+
+    row = re.search(
+        rf'<th scope="row"><a [^>]*>{re.escape(str(cancelled))}</a></th>\s*'
+        r"<td[^>]*>(.*?)</td>",
+        page,
+    )
+    assert row[1] == "Cancelled<br>none sent: cancelled before its readers were planned"
+
+
 def build_list(n: int) -> None:
     """n readers with topics and consent, two mailings to all of them, and a
     reader leaving: every part of the desk has rows to count."""
