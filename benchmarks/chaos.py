@@ -277,10 +277,20 @@ def report_uncertain(mailing_id: int) -> list[int]:
 
 
 def resolve(mailing_id: int, uncertain: list[int]) -> None:
+    from django.utils import timezone
+
     from newsletter import delivery
+    from newsletter.delivery.provider import TooSoonToAsk
 
     for batch_id in uncertain:
-        delivery.batch_settle_with_provider(batch_id=batch_id)
+        try:
+            delivery.batch_settle_with_provider(batch_id=batch_id)
+        except TooSoonToAsk as too_soon:
+            # As the author waits: the provider's search may not list yet what
+            # it took (provider.SEARCH_LAG).
+            wait = (too_soon.askable_from - timezone.now()).total_seconds()
+            time.sleep(max(wait, 0))
+            delivery.batch_settle_with_provider(batch_id=batch_id)
     h.wait_for(lambda: mailing_done(mailing_id), timeout=120, every=0.5)
     print(f"resolved {len(uncertain)} uncertain batches with the provider")
 

@@ -7,13 +7,15 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
 from newsletter.delivery import sender
-from newsletter.models import Subscriber
+from newsletter.delivery.provider import SEARCH_LAG
+from newsletter.models import Batch, Subscriber
 from posts.models import ImageToResize, Inspection, Post
 from posts.services import RING_LOST_AFTER
 
@@ -145,6 +147,15 @@ def admin_post_form(**fields) -> dict:
         **no_inline_rows("inspections", "links_out", "images", "updates"),
         **fields,
     }
+
+
+def uncertain_long_enough_to_ask(*batches) -> None:
+    """The clock moved on past provider.SEARCH_LAG for these uncertain batches:
+    as if they turned uncertain that long ago, the provider's search lists what
+    it took of them, and it may be asked (delivery.batch_settle_with_provider)."""
+    Batch.objects.filter(pk__in=[batch.pk for batch in batches]).update(
+        finished_at=F("finished_at") - SEARCH_LAG
+    )
 
 
 def desk_action(client: Client, action: str, *rows):

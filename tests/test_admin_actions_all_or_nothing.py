@@ -6,6 +6,7 @@ Asking the provider keeps each batch it settled, and says which."""
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.test import Client
+from django.utils import timezone
 
 from newsletter import delivery, subscriptions
 from newsletter.delivery import control
@@ -19,6 +20,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
     desk_action,
+    uncertain_long_enough_to_ask,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -105,7 +107,10 @@ def two_uncertain(two_mailings):
     batches = [mailing.batches.order_by("number").first() for mailing in two_mailings]
     for batch in batches:
         batch.deliveries.update(status=Delivery.Status.UNCERTAIN)
-        Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.UNCERTAIN)
+        # Closed uncertain, as its worker closes it (close_batch).
+        Batch.objects.filter(pk=batch.pk).update(
+            status=Batch.Status.UNCERTAIN, finished_at=timezone.now()
+        )
     return batches
 
 
@@ -144,6 +149,7 @@ def test_asking_the_provider_keeps_the_batches_it_settled_and_says_which(
     any: the first stays settled when the second's answer cannot be read, and
     the author is told so, not that nothing was changed."""
     failing_on_the_second(monkeypatch, control, "accepted_recipients")
+    uncertain_long_enough_to_ask(*two_uncertain)
     response = desk_action(author, "settle", *two_uncertain)
     assert response.status_code == 302
     page = author.get(response.url).content.decode()

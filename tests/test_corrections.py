@@ -47,6 +47,7 @@ from .factories import (
     UserFactory,
     admin_post_form,
     taken_down_once_its_readers_are_read,
+    uncertain_long_enough_to_ask,
     unpublish_at_the_desk,
 )
 from .locks import (
@@ -449,6 +450,7 @@ def test_readers_the_provider_took_the_post_for_get_the_correction_once(
         post_update=correction(post),
         include_uncertain=False,
     )
+    uncertain_long_enough_to_ask(uncertain)
     on_commit(delivery.batch_settle_with_provider, batch_id=uncertain.pk)
     copies: dict[str, int] = {}
     for sent in fake_esp.deliveries():

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from newsletter import delivery, tasks
 from newsletter.admin import mailings as admin_mailings
-from newsletter.delivery import control, planner, sender
+from newsletter.delivery import control, planner, provider, sender
 from newsletter.delivery.ledger import Outcome, close_batch
 from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
@@ -33,6 +33,7 @@ from .factories import (
     UserFactory,
     desk_action,
     taken_down_once_its_readers_are_read,
+    uncertain_long_enough_to_ask,
     unpublish_at_the_desk,
 )
 from .locks import (
@@ -162,6 +163,7 @@ def test_a_worker_dying_after_a_cancel_leaves_its_batch_uncertain_not_skipped(
     assert delivery.mailings_reap()["stale_claims"] == 1
     first.refresh_from_db()
     assert (first.status, first.uncertain) == (Batch.Status.UNCERTAIN, 2)
+    uncertain_long_enough_to_ask(first)
     assert delivery.batch_settle_with_provider(batch_id=first.pk)
     first.refresh_from_db()
     assert (first.status, first.sent) == (Batch.Status.DONE, 2)
@@ -196,6 +198,7 @@ def test_settling_a_batch_of_a_cancelled_mailing_skips_what_the_provider_never_t
     )
     delivery.mailings_reap()
     assert delivery.mailing_cancel(mailing_id=planned.pk)
+    uncertain_long_enough_to_ask(first)
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.batch_settle_with_provider(batch_id=first.pk)
     first.refresh_from_db()
@@ -262,6 +265,7 @@ def test_a_cancelled_batch_holding_an_uncertain_reader_is_left_to_settle(
     assert re.search(r">1 to review</a>$", figures["Uncertain batches"])
     assert not delivery.batch_resend(batch_id=first.pk)  # cancelled: nothing goes
 
+    uncertain_long_enough_to_ask(first)
     assert settle(first, uncertain)
     first.refresh_from_db()
     assert (first.status, first.sent, first.failed, first.uncertain) == (
@@ -735,12 +739,54 @@ def test_resolving_with_the_provider_records_what_it_took_as_sent(planned, fake_
     fake_esp.set_faults(drop_after_accept_next=1)
     send_all(planned)
     uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    uncertain_long_enough_to_ask(uncertain)
     assert delivery.batch_settle_with_provider(batch_id=uncertain.pk)
     uncertain.refresh_from_db()
     assert (uncertain.status, uncertain.sent) == (Batch.Status.DONE, 2)
     ids = uncertain.deliveries.values_list("esp_message_id", flat=True)
     assert "" not in ids
     assert sorted(fake_esp.recipients().values()) == [1] * 6
+
+
+def test_asking_the_provider_before_its_search_lists_what_it_took_changes_nothing(
+    author, planned, fake_esp, readers, clock, monkeypatch
+):
+    """Postmark's search lists a message seconds to minutes after taking it:
+    asked as the batch turned uncertain, it listed none of the readers it had
+    taken, and they were queued and sent a second copy. The desk says when it may
+    be asked, changes nothing until then, and settles the batch as sent after."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    listed_from = clock.now + timedelta(minutes=1)
+    search = control.accepted_recipients
+
+    def lagging_search(**metadata):
+        return search(**metadata) if timezone.now() >= listed_from else []
+
+    monkeypatch.setattr(control, "accepted_recipients", lagging_search)
+    clock.now += timedelta(seconds=30)
+    askable_from = uncertain.finished_at + provider.SEARCH_LAG
+    assert run(author, "batch", "settle", uncertain) == [
+        (
+            "warning",
+            "1 batch not settled: uncertain for less than 5 minutes, and the"
+            " provider's search may not list yet what it took. Ask again after"
+            f" {timezone.localtime(askable_from):%H:%M:%S}.",
+        )
+    ]
+    assert fake_esp.count == 6
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.uncertain) == (Batch.Status.UNCERTAIN, 2)
+    assert uncertain.deliveries.filter(status=Delivery.Status.UNCERTAIN).count() == 2
+
+    clock.now = askable_from
+    assert run(author, "batch", "settle", uncertain) == [
+        ("success", "Settled 1 batch with the provider.")
+    ]
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.sent) == (Batch.Status.DONE, 2)
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
 
 
 def test_resolving_with_the_provider_resends_only_what_it_never_took(
@@ -757,6 +803,7 @@ def test_resolving_with_the_provider_resends_only_what_it_never_took(
     for batch in others:
         delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.count == 4
+    uncertain_long_enough_to_ask(first)
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.batch_settle_with_provider(batch_id=first.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
@@ -775,6 +822,7 @@ def test_asking_the_provider_finds_a_reader_who_moved_address_since(
     uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
     mover = uncertain.deliveries.order_by("pk").first().subscriber
     assert email_change_confirm(subscriber=mover, new_email="moved@example.org")
+    uncertain_long_enough_to_ask(uncertain)
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.batch_settle_with_provider(batch_id=uncertain.pk)
     assert "moved@example.org" not in fake_esp.recipients()
@@ -998,6 +1046,7 @@ def test_an_uncertain_batch_whose_uncertain_readers_all_erased_their_data_is_set
     for row in uncertain.deliveries.all():
         subscriber_delete(subscriber=row.subscriber)
     fake_esp.reset()
+    uncertain_long_enough_to_ask(uncertain)
 
     done = "Recorded 1 batch as sent." if action == "mark_sent" else "Settled 1"
     [(level, words)] = run(author, "batch", action, uncertain)
@@ -1144,6 +1193,7 @@ def test_asking_a_provider_without_a_search_changes_nothing_and_says_so(
     send_all(planned)
     uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
     settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    uncertain_long_enough_to_ask(uncertain)
     response = author.post(
         "/admin/newsletter/batch/",
         {"action": "settle", "_selected_action": [uncertain.pk]},
@@ -1215,6 +1265,7 @@ def uncertain_first(planned, fake_esp):
     readers = set(first.deliveries.values_list("subscriber__email", flat=True))
     first.deliveries.update(status=Delivery.Status.UNCERTAIN, esp_message_id="")
     Batch.objects.filter(pk=first.pk).update(status=Batch.Status.UNCERTAIN)
+    uncertain_long_enough_to_ask(first)
     fake_esp.reset()
     return first, readers
 
@@ -1605,6 +1656,7 @@ def test_an_uncertain_batch_sent_again_with_its_post_off_the_site_waits_paused(
     planned.refresh_from_db()
     assert planned.status == Mailing.Status.DONE
     unpublish_at_the_desk(post)
+    uncertain_long_enough_to_ask(first)
 
     with django_capture_on_commit_callbacks(execute=True):
         if send_again == "resend":
@@ -1883,6 +1935,7 @@ def test_asking_the_provider_about_batches_says_which_it_settled_before_it_faile
         raise requests.ConnectionError("the provider is unreachable")
 
     monkeypatch.setattr(requests.Session, "get", unreachable_after_the_first_search)
+    uncertain_long_enough_to_ask(first, second)
     said = run(author, "batch", "settle", first, second)
     assert said == [
         (

@@ -18,7 +18,7 @@ from posts.validators import addresses_as_stored, row_id_in
 
 from .. import delivery
 from ..delivery.control import RUNNING
-from ..delivery.provider import CannotAsk
+from ..delivery.provider import SEARCH_LAG, CannotAsk, TooSoonToAsk
 from ..enqueue import SENT_ONCE_THE_QUEUE_IS_BACK, queue_reachable
 from ..models import Batch, Delivery, DigestSettings, Mailing
 
@@ -496,6 +496,7 @@ class BatchAdmin(admin.ModelAdmin):
     def settle(self, request, queryset) -> None:
         ids = _ids(queryset)
         settled = []
+        askable_from = {}  # batches uncertain too recently to ask about: from when
         # A batch at a time, each settled in its own transaction, the provider
         # asked outside any (no row stays locked while it answers): those settled
         # before a failure stay settled, and are said so below.
@@ -504,6 +505,9 @@ class BatchAdmin(admin.ModelAdmin):
             try:
                 if delivery.batch_settle_with_provider(batch_id=pk):
                     settled.append(pk)
+                continue
+            except TooSoonToAsk as exc:
+                askable_from[pk] = exc.askable_from
                 continue
             except (CannotAsk, requests.RequestException) as exc:
                 # The rest are not asked: the provider would not answer them
@@ -526,11 +530,25 @@ class BatchAdmin(admin.ModelAdmin):
             done=len(settled),
             said=f"Settled {_batches(len(settled))} with the provider.",
             left=_left_as_they_were(
-                Batch, ids, settled, NOT_UNCERTAIN, SETTLED_MEANWHILE
+                Batch,
+                [pk for pk in ids if pk not in askable_from],
+                settled,
+                NOT_UNCERTAIN,
+                SETTLED_MEANWHILE,
             ),
             not_done="not settled",
             noun=_batches,
         )
+        if askable_from:
+            minutes = int(SEARCH_LAG.total_seconds() // 60)
+            when = timezone.localtime(max(askable_from.values()))
+            self.message_user(
+                request,
+                f"{_batches(len(askable_from))} not settled: uncertain for less"
+                f" than {minutes} minutes, and the provider's search may not list"
+                f" yet what it took. Ask again after {when:%H:%M:%S}.",
+                messages.WARNING,
+            )
         if settled:
             tell_if_sent_once_the_queue_is_back(self, request)
 

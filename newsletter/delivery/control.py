@@ -21,7 +21,7 @@ from .ledger import (
     close_batch,
     record_outcomes,
 )
-from .provider import accepted_recipients
+from .provider import SEARCH_LAG, TooSoonToAsk, accepted_recipients
 from .sender import close_mailing_if_finished
 
 RUNNING = [Mailing.Status.PLANNING, Mailing.Status.SENDING]
@@ -256,10 +256,23 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
 
     Recipients the provider took are recorded as sent; the others were never
     accepted, so they are queued and sent again: no one gets a second copy, no one
-    is left without one. Raises provider.CannotAsk for providers without a search.
+    is left without one. Raises provider.CannotAsk for providers without a search,
+    and provider.TooSoonToAsk, changing nothing, for a batch uncertain for less
+    than SEARCH_LAG: its search may not list yet what it took.
     """
-    if not Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).exists():
+    # When it turned uncertain: its last attempt's end (close_batch), or the
+    # cancel's that left it so (batches_cancel), later than its readers' handing
+    # over. Not touched_at: settling some of its readers moves it.
+    finished = list(
+        Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).values_list(
+            "finished_at", flat=True
+        )
+    )
+    if not finished:
         return False
+    (finished_at,) = finished
+    if timezone.now() < finished_at + SEARCH_LAG:
+        raise TooSoonToAsk(finished_at + SEARCH_LAG)
     taken = accepted_recipients(batch=batch_id)
     # By the row the message names: the reader may have moved address since, and
     # their copy, taken at the old one, is still theirs. By address where it

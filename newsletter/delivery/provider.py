@@ -3,9 +3,11 @@ guessing. Every message of a mailing carries the metadata {"batch": id}, so one
 search by that metadata lists the recipients the provider took.
 
 Only Postmark's outbound message search is wired up. Its index lags acceptance by
-seconds to minutes, so ask about a batch that has been uncertain for a while.
+seconds to minutes, so a batch is asked about only once it has been uncertain
+for SEARCH_LAG.
 """
 
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import requests
@@ -17,9 +19,24 @@ from ..esp import PROVIDER_BY_BACKEND
 
 PAGE = 500  # Postmark's largest page
 
+# How long after a batch turned uncertain its messages the provider took are
+# surely in its search. Asked sooner, the search may not list a message taken
+# moments before, and its reader, counted as never taken, gets a second copy.
+# Postmark's index lags acceptance by seconds to minutes: 5 leaves it room.
+SEARCH_LAG = timedelta(minutes=5)
+
 
 class CannotAsk(Exception):
     """The configured provider offers no search we use."""
+
+
+class TooSoonToAsk(Exception):
+    """The batch turned uncertain too recently: the provider's search may not
+    list yet what it took. It may be asked from `askable_from`."""
+
+    def __init__(self, askable_from: datetime) -> None:
+        super().__init__(f"not before {askable_from.isoformat()}")
+        self.askable_from = askable_from
 
 
 class Accepted(NamedTuple):
