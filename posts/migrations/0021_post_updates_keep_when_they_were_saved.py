@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("posts", "0018_ring_body_images_for_their_email_renditions"),
+        ("posts", "0020_align_table_columns_and_drop_invalid_attribute_values"),
     ]
 
     operations = [
