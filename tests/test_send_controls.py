@@ -812,6 +812,48 @@ def test_resolving_with_the_provider_resends_only_what_it_never_took(
     assert planned.deliveries.filter(status=Delivery.Status.SENT).count() == 6
 
 
+def test_a_batch_sent_again_while_the_provider_is_asked_is_left_to_ask_again(
+    settings, author, planned, fake_esp, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The provider never took the first attempt; while its search was asked, the
+    author resent the batch, the provider took it and the answer was lost again.
+    The old search's answer was written to the new attempt: its readers, taken
+    now but not listed then, were queued and sent a second copy. Nothing is
+    written, and the desk says to ask again."""
+    first = planned.batches.order_by("number").first()
+    readers = set(first.deliveries.values_list("subscriber__email", flat=True))
+    # A worker claimed the first batch and died before its request went out.
+    Batch.objects.filter(pk=first.pk).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+    )
+    delivery.mailings_reap()
+    uncertain_long_enough_to_ask(first)
+    search = control.accepted_recipients
+
+    def sent_again_meanwhile(**metadata):
+        answer = search(**metadata)  # none taken: the first attempt never went
+        assert delivery.batch_resend(batch_id=first.pk)
+        fake_esp.set_faults(drop_after_accept_next=1)
+        delivery.batch_send(batch_id=first.pk)
+        return answer
+
+    monkeypatch.setattr(control, "accepted_recipients", sent_again_meanwhile)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run(author, "batch", "settle", first) == [
+            (
+                "warning",
+                "1 batch not settled: it was sent again while the provider was"
+                " asked; ask again.",
+            )
+        ]
+    assert fake_esp.recipients() == dict.fromkeys(readers, 1)
+    first.refresh_from_db()
+    assert (first.status, first.uncertain) == (Batch.Status.UNCERTAIN, 2)
+    assert first.deliveries.filter(status=Delivery.Status.UNCERTAIN).count() == 2
+
+
 def test_asking_the_provider_finds_a_reader_who_moved_address_since(
     planned, fake_esp, django_capture_on_commit_callbacks
 ):

@@ -406,6 +406,8 @@ ENDED = "it had ended (sent or cancelled)"
 NOT_UNCERTAIN = {"not uncertain": ~Q(status=Batch.Status.UNCERTAIN)}
 # Its readers settled by the provider's events as the author acted.
 SETTLED_MEANWHILE = "its readers were settled meanwhile"
+# The provider's answer was about an attempt before the batch's latest.
+SENT_AGAIN_WHILE_ASKED = "it was sent again while the provider was asked; ask again"
 
 
 def _mailings(count: int) -> str:
@@ -497,6 +499,7 @@ class BatchAdmin(admin.ModelAdmin):
         ids = _ids(queryset)
         settled = []
         askable_from = {}  # batches uncertain too recently to ask about: from when
+        sent_again = []
         # A batch at a time, each settled in its own transaction, the provider
         # asked outside any (no row stays locked while it answers): those settled
         # before a failure stay settled, and are said so below.
@@ -508,6 +511,9 @@ class BatchAdmin(admin.ModelAdmin):
                 continue
             except TooSoonToAsk as exc:
                 askable_from[pk] = exc.askable_from
+                continue
+            except delivery.SentAgainWhileAsked:
+                sent_again.append(pk)
                 continue
             except (CannotAsk, requests.RequestException) as exc:
                 # The rest are not asked: the provider would not answer them
@@ -531,11 +537,12 @@ class BatchAdmin(admin.ModelAdmin):
             said=f"Settled {_batches(len(settled))} with the provider.",
             left=_left_as_they_were(
                 Batch,
-                [pk for pk in ids if pk not in askable_from],
+                [pk for pk in ids if pk not in askable_from and pk not in sent_again],
                 settled,
                 NOT_UNCERTAIN,
                 SETTLED_MEANWHILE,
-            ),
+            )
+            | ({SENT_AGAIN_WHILE_ASKED: len(sent_again)} if sent_again else {}),
             not_done="not settled",
             noun=_batches,
         )

@@ -22,6 +22,7 @@ broker only rings the doorbell:
 """
 
 from .control import (
+    SentAgainWhileAsked,
     batch_mark_sent,
     batch_resend,
     batch_settle_with_provider,
@@ -70,6 +71,7 @@ __all__ = [
     "ProviderUnavailable",
     "ReaderDeferred",
     "RetryLater",
+    "SentAgainWhileAsked",
     "batch_mark_sent",
     "batch_resend",
     "batch_retry_wait",

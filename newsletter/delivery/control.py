@@ -251,6 +251,11 @@ def delivery_settle_by_event(*, delivery_id: int, message_id: str) -> bool:
     return True
 
 
+class SentAgainWhileAsked(Exception):
+    """The batch was sent again while the provider was asked, and is uncertain
+    again: the answer, about its earlier attempt, is not written to this one."""
+
+
 def batch_settle_with_provider(*, batch_id: int) -> bool:
     """Settle an uncertain batch by asking the provider what it accepted.
 
@@ -258,19 +263,20 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
     accepted, so they are queued and sent again: no one gets a second copy, no one
     is left without one. Raises provider.CannotAsk for providers without a search,
     and provider.TooSoonToAsk, changing nothing, for a batch uncertain for less
-    than SEARCH_LAG: its search may not list yet what it took.
+    than SEARCH_LAG: its search may not list yet what it took. Raises
+    SentAgainWhileAsked, changing nothing, for one sent again as it was asked.
     """
     # When it turned uncertain: its last attempt's end (close_batch), or the
     # cancel's that left it so (batches_cancel), later than its readers' handing
     # over. Not touched_at: settling some of its readers moves it.
-    finished = list(
+    asked_about = list(
         Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).values_list(
-            "finished_at", flat=True
+            "attempts", "finished_at"
         )
     )
-    if not finished:
+    if not asked_about:
         return False
-    (finished_at,) = finished
+    ((attempts, finished_at),) = asked_about
     if timezone.now() < finished_at + SEARCH_LAG:
         raise TooSoonToAsk(finished_at + SEARCH_LAG)
     taken = accepted_recipients(batch=batch_id)
@@ -295,6 +301,11 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
         batch = _locked_with_its_mailing(batch_id)
         if batch is None or batch.status != Batch.Status.UNCERTAIN:
             return False  # settled by someone else meanwhile: nothing written
+        if (batch.attempts, batch.finished_at) != (attempts, finished_at):
+            # Resent (or settled back into the queue), sent and uncertain again
+            # while the provider was asked: its readers it took this time are
+            # not in the answer, and would be sent a second copy.
+            raise SentAgainWhileAsked(batch_id)
         status = _uncertain_settle(batch, outcomes, now=now)
         if status is None:
             return False  # its readers settled otherwise meanwhile
