@@ -8,12 +8,15 @@ DATABASE_URL, REDIS_URL and EMAIL_BACKEND/ANYMAIL_*.
 
 import os
 from pathlib import Path
+from typing import TypeVar
 
 import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from .esp import is_providers
+
+Number = TypeVar("Number", int, float)
 
 _yes_words = ("1", "true", "yes", "on")
 _no_words = ("0", "false", "no", "off", "")
@@ -35,8 +38,21 @@ def envbool(name: str, default: str) -> bool:
     return yes_or_no(name, os.environ.get(name, default))
 
 
+def number(name: str, value: str, read: type[Number], what: str) -> Number:
+    """A number variable's value, or a refusal to start that names it: a bare
+    ValueError ("invalid literal for int()") left the operator to guess which."""
+    try:
+        return read(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be {what}, not {value!r}.") from None
+
+
 def envint(name: str, default: str) -> int:
-    return int(os.environ.get(name, default))
+    return number(name, os.environ.get(name, default), int, "a whole number")
+
+
+def envfloat(name: str, default: str) -> float:
+    return number(name, os.environ.get(name, default), float, "a number")
 
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -268,12 +284,7 @@ def anymail_setting(name: str, value: str) -> str | bool | float:
     if name.endswith(_anymail_flags):
         return yes_or_no(f"ANYMAIL_{name}", value)
     if name.endswith(_anymail_numbers):
-        try:
-            return float(value)
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"ANYMAIL_{name} must be a number of seconds, not {value!r}."
-            ) from None
+        return number(f"ANYMAIL_{name}", value, float, "a number of seconds")
     return value
 
 
@@ -372,7 +383,7 @@ if NEWSLETTER_TRUSTED_PROXIES < 0:
 
 # Recipients per second handed to the provider, one budget shared by every worker
 # (a Redis token bucket with REDIS_URL, else a file-locked one under var/); 0: none.
-NEWSLETTER_SEND_RATE = float(os.environ.get("NEWSLETTER_SEND_RATE", "0"))
+NEWSLETTER_SEND_RATE = envfloat("NEWSLETTER_SEND_RATE", "0")
 NEWSLETTER_SEND_BURST = envint("NEWSLETTER_SEND_BURST", "1000")
 # "auto": the provider's batch API where anymail supports it (Postmark, Mailgun),
 # else one message per recipient; "single" forces one message per recipient.

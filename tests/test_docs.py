@@ -24,13 +24,15 @@ SPELLED_OUT = {"31536000": "a year"}
 
 _NAME = r"([A-Z][A-Z0-9_]*)"
 _PYTHON_READS = [
-    rf'\benv(?:int|bool)?\(\s*"{_NAME}"',
+    rf'\benv(?:int|bool|float)?\(\s*"{_NAME}"',
     rf'os\.environ\.(?:get|setdefault)\(\s*["\']{_NAME}["\']',
     rf'os\.getenv\(\s*["\']{_NAME}["\']',
     rf'os\.environ\[\s*["\']{_NAME}["\']\s*\](?!\s*=[^=])',
 ]
 # A literal default, as settings.py and gunicorn_conf.py give them.
-_PYTHON_DEFAULT = rf'(?:\benv(?:int|bool)|os\.environ\.get)\(\s*"{_NAME}",\s*"([^"]+)"'
+_PYTHON_DEFAULT = (
+    rf'(?:\benv(?:int|bool|float)|os\.environ\.get)\(\s*"{_NAME}",\s*"([^"]+)"'
+)
 
 
 def _code_files() -> list[Path]:

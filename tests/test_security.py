@@ -1106,6 +1106,28 @@ def test_a_yes_or_no_variable_set_to_another_word_refuses_to_start(variable, wor
     assert f"{variable} must be true or false" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("EMAIL_PORT", "twenty-five", "a whole number"),
+        ("NEWSLETTER_BATCH_SIZE", "1.5", "a whole number"),
+        ("NEWSLETTER_SEND_RATE", "50/s", "a number"),
+    ],
+)
+def test_a_number_variable_set_to_something_else_refuses_to_start_naming_it(
+    variable, value, expected
+):
+    """A bare ValueError ("invalid literal for int() with base 10: 'twenty-five'")
+    named neither the variable nor what it wanted: the operator had to guess which
+    of some thirty numbers docker/.env had wrong."""
+    result = run_production("manage.py", "check", extra_env={variable: value})
+    assert result.returncode != 0
+    assert (
+        f"ImproperlyConfigured: {variable} must be {expected}, not {value!r}."
+        in result.stderr
+    )
+
+
 def test_a_negative_count_of_trusted_proxies_refuses_to_start():
     """-1 started: each subscribe, comment and desk login behind the shipped nginx
     (one X-Forwarded-For entry) was a 500, and behind a proxy that appends, an
