@@ -387,7 +387,15 @@ NEWSLETTER_SEND_RATE = envfloat("NEWSLETTER_SEND_RATE", "0")
 NEWSLETTER_SEND_BURST = envint("NEWSLETTER_SEND_BURST", "1000")
 # "auto": the provider's batch API where anymail supports it (Postmark, Mailgun),
 # else one message per recipient; "single" forces one message per recipient.
-NEWSLETTER_DELIVERY_MODE = os.environ.get("NEWSLETTER_DELIVERY_MODE", "auto")
+NEWSLETTER_DELIVERY_MODE = (
+    os.environ.get("NEWSLETTER_DELIVERY_MODE", "auto").strip().lower()
+)
+# Any other word ("singel") was read as auto: the batch API the operator had refused.
+if NEWSLETTER_DELIVERY_MODE not in ("auto", "single"):
+    raise ImproperlyConfigured(
+        "NEWSLETTER_DELIVERY_MODE must be auto or single, "
+        f"not {os.environ['NEWSLETTER_DELIVERY_MODE']!r}."
+    )
 # Recipients per batch; 0 uses the provider's own batch size.
 NEWSLETTER_BATCH_SIZE = envint("NEWSLETTER_BATCH_SIZE", "0")
 # A claimed batch untouched this long belongs to a dead worker; a queued batch or a

@@ -1128,6 +1128,28 @@ def test_a_number_variable_set_to_something_else_refuses_to_start_naming_it(
     )
 
 
+def test_a_delivery_mode_misspelt_refuses_to_start_and_either_mode_in_any_case_starts():
+    """ "Single" (or "singel") quietly meant auto: an operator who had asked for one
+    message per reader got the provider's batch API."""
+    result = run_production(
+        "manage.py", "check", extra_env={"NEWSLETTER_DELIVERY_MODE": "singel"}
+    )
+    assert result.returncode != 0
+    assert (
+        "ImproperlyConfigured: NEWSLETTER_DELIVERY_MODE must be auto or single, "
+        "not 'singel'." in result.stderr
+    )
+    for word, mode in [("Single", "single"), (" AUTO", "auto")]:
+        result = run_production(
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.NEWSLETTER_DELIVERY_MODE)",
+            extra_env={"NEWSLETTER_DELIVERY_MODE": word},
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == mode
+
+
 def test_a_negative_count_of_trusted_proxies_refuses_to_start():
     """-1 started: each subscribe, comment and desk login behind the shipped nginx
     (one X-Forwarded-For entry) was a 500, and behind a proxy that appends, an
