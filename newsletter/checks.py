@@ -168,10 +168,10 @@ def _on_this_machine(host: str) -> bool:
 def check_smtp_password_is_encrypted(
     app_configs, **kwargs
 ) -> list[checks.CheckMessage]:
-    """EMAIL_USE_TLS is off unless set: with a password, Django's SMTP backend
-    logs in to any server that offers AUTH before STARTTLS (Postfix does by
-    default), and the password, then every reader's email, crosses the network
-    in the clear."""
+    """EMAIL_USE_TLS and EMAIL_USE_SSL are off unless set: with a password,
+    Django's SMTP backend logs in to any server that offers AUTH before STARTTLS
+    (Postfix does by default), and the password, then every reader's email,
+    crosses the network in the clear."""
     if (
         not issubclass(import_string(settings.EMAIL_BACKEND), SMTPBackend)
         or not settings.EMAIL_HOST_PASSWORD
@@ -182,11 +182,11 @@ def check_smtp_password_is_encrypted(
         return []
     return [
         checks.Error(
-            f"EMAIL_HOST_PASSWORD is set and EMAIL_USE_TLS is off: the password "
-            f"would be sent to {settings.EMAIL_HOST} in the clear.",
-            hint="Set EMAIL_USE_TLS=1 (STARTTLS, e.g. on port 587), or leave "
-            "EMAIL_HOST_USER and EMAIL_HOST_PASSWORD empty for a relay that "
-            "takes none.",
+            "EMAIL_HOST_PASSWORD is set and EMAIL_USE_TLS and EMAIL_USE_SSL are "
+            f"off: the password would be sent to {settings.EMAIL_HOST} in the clear.",
+            hint="Set EMAIL_USE_TLS=1 (STARTTLS, e.g. on port 587) or EMAIL_USE_SSL=1 "
+            "(TLS from the start, on port 465), or leave EMAIL_HOST_USER and "
+            "EMAIL_HOST_PASSWORD empty for a relay that takes none.",
             id="newsletter.E012",
         )
     ]

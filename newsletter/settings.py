@@ -260,7 +260,15 @@ EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", "25")
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "0")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "0")  # STARTTLS, e.g. on port 587
+# TLS from the start, for a provider that offers SMTP only on port 465.
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", "0")
+# Django's SMTP backend refuses the pair only when a worker first sends.
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured(
+        "EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on: EMAIL_USE_TLS for "
+        "STARTTLS (port 587), EMAIL_USE_SSL for TLS from the start (port 465)."
+    )
 # Seconds an SMTP server may take over each command: without a bound, one that
 # stops answering holds a worker (and its batch's claim) for ever.
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "30")

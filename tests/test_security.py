@@ -1095,7 +1095,8 @@ def test_production_refuses_to_start_with_a_weak_secret_key(secret_key):
 
 
 @pytest.mark.parametrize(
-    "variable", ["DJANGO_SECURE_SSL_REDIRECT", "EMAIL_USE_TLS", "DJANGO_DEBUG"]
+    "variable",
+    ["DJANGO_SECURE_SSL_REDIRECT", "EMAIL_USE_TLS", "EMAIL_USE_SSL", "DJANGO_DEBUG"],
 )
 @pytest.mark.parametrize("word", ["y", "enabled"])
 def test_a_yes_or_no_variable_set_to_another_word_refuses_to_start(variable, word):
@@ -1326,17 +1327,35 @@ def test_an_smtp_password_sent_in_the_clear_fails_the_deployment_checklist():
     assert "EMAIL_USE_TLS" in result.stderr
 
 
+def test_smtp_asked_for_both_starttls_and_tls_from_the_start_refuses_to_start():
+    """Django's SMTP backend refuses the pair only when a worker first sends:
+    the site would start, and every email fail."""
+    result = run_production(
+        "manage.py",
+        "check",
+        extra_env=SMTP_WITH_A_PASSWORD | {"EMAIL_USE_TLS": "1", "EMAIL_USE_SSL": "1"},
+    )
+    assert result.returncode != 0
+    assert (
+        "ImproperlyConfigured: EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on"
+        in result.stderr
+    )
+
+
 @pytest.mark.parametrize(
     "smtp",
     [
         {"EMAIL_USE_TLS": "1"},
+        # A provider that offers SMTP only over TLS from the start, on port 465:
+        # EMAIL_USE_SSL was not read, and it could not be configured.
+        {"EMAIL_USE_SSL": "1", "EMAIL_PORT": "465"},
         # A relay on this machine: nothing crosses a network.
         {"EMAIL_HOST": "localhost"},
         {"EMAIL_HOST": "127.0.0.1"},
         # A relay that trusts the network it is on takes no password.
         {"EMAIL_HOST_USER": "", "EMAIL_HOST_PASSWORD": ""},
     ],
-    ids=["tls", "localhost", "loopback", "no-password"],
+    ids=["tls", "ssl", "localhost", "loopback", "no-password"],
 )
 def test_smtp_with_tls_or_without_a_password_passes_the_deployment_checklist(smtp):
     result = run_production(
