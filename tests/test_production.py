@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -185,6 +186,31 @@ def test_docker_env_names_the_database_and_broker_but_not_debug_or_the_proxies()
         assert urlsplit(default["REDIS_URL"]).hostname in services, service
 
 
+def test_docker_env_cannot_move_the_images_static_files_or_the_shared_volume():
+    """compose did not pin them: STATIC_ROOT in docker/.env named a folder with no
+    collected files (no manifest: every page a 500, /healthz 200), and MEDIA_ROOT
+    or VAR_DIR put uploads outside the volume nginx serves them from."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    image = dict(re.findall(r"\b(STATIC_ROOT|VAR_DIR)=(\S+)", dockerfile))
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    [volume] = compose["x-app"]["volumes"]
+    shared = volume.split(":")[1]
+    assert image["VAR_DIR"] == shared
+    nginx_serves = compose["services"]["proxy"]["environment"]["NEWSLETTER_MEDIA_ROOT"]
+    assert f"appdata:{shared}:ro" in compose["services"]["proxy"]["volumes"]
+    dotenv = {
+        "STATIC_ROOT": "/srv/static",
+        "MEDIA_ROOT": "/srv/media",
+        "VAR_DIR": "/srv/newsletter",
+    }
+    for service in ("migrate", "web", "worker", "beat"):
+        given = compose_environment(service, DOTENV_REQUIRED | dotenv)
+        assert given["STATIC_ROOT"] == image["STATIC_ROOT"], service
+        assert given["VAR_DIR"] == shared, service
+        assert given["MEDIA_ROOT"] == nginx_serves, service
+    assert nginx_serves.startswith(f"{shared}/")
+
+
 def test_compose_names_no_email_backend_of_its_own():
     """Its default was the dev outbox: a deployment that forgot EMAIL_BACKEND
     mailed no one and kept every email on disk. Now compose asks for one."""
@@ -215,19 +241,15 @@ def test_the_image_says_whether_its_site_answers_and_the_other_roles_say_their_o
         assert services[role]["healthcheck"] == {"disable": True}, role
 
 
-@pytest.mark.parametrize("allowed_hosts", ["news.example.org,localhost", "*"])
-def test_the_images_healthcheck_asks_by_a_name_the_site_serves(settings, allowed_hosts):
-    """It asked by DJANGO_ALLOWED_HOSTS' first entry: "*" (the site serving any
-    name) is no name, Django answered 400, and compose's proxy, waiting for a
-    healthy site, never started. SITE_URL names the site (check --deploy makes
-    sure it is served)."""
-    asked = []
+def run_image_healthcheck(
+    answer: Callable[[http.server.BaseHTTPRequestHandler], None], env: dict[str, str]
+) -> subprocess.CompletedProcess:
+    """The image's HEALTHCHECK, asking a site on this machine that answers each
+    GET with `answer`."""
 
     class Site(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            asked.append(self.headers["Host"])
-            self.send_response(200)
-            self.end_headers()
+            answer(self)
 
         def log_message(self, *args) -> None:
             pass
@@ -238,13 +260,9 @@ def test_the_images_healthcheck_asks_by_a_name_the_site_serves(settings, allowed
         code = image_healthcheck().replace(
             "http://127.0.0.1:8000", f"http://127.0.0.1:{server.server_port}"
         )
-        result = subprocess.run(  # noqa: S603 (our own interpreter)
+        return subprocess.run(  # noqa: S603 (our own interpreter)
             [sys.executable, "-c", code],
-            env={
-                "PATH": os.environ["PATH"],
-                "DJANGO_ALLOWED_HOSTS": allowed_hosts,
-                "SITE_URL": "https://news.example.org",
-            },
+            env={"PATH": os.environ["PATH"]} | env,
             capture_output=True,
             text=True,
             timeout=30,
@@ -253,11 +271,48 @@ def test_the_images_healthcheck_asks_by_a_name_the_site_serves(settings, allowed
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("allowed_hosts", ["news.example.org,localhost", "*"])
+def test_the_images_healthcheck_asks_by_a_name_the_site_serves(settings, allowed_hosts):
+    """It asked by DJANGO_ALLOWED_HOSTS' first entry: "*" (the site serving any
+    name) is no name, Django answered 400, and compose's proxy, waiting for a
+    healthy site, never started. SITE_URL names the site (check --deploy makes
+    sure it is served)."""
+    asked = []
+
+    def answer(request: http.server.BaseHTTPRequestHandler) -> None:
+        asked.append(request.headers["Host"])
+        request.send_response(200)
+        request.end_headers()
+
+    result = run_image_healthcheck(
+        answer,
+        {"DJANGO_ALLOWED_HOSTS": allowed_hosts, "SITE_URL": "https://news.example.org"},
+    )
     assert result.returncode == 0, result.stderr
     settings.ALLOWED_HOSTS = allowed_hosts.split(",")
     [host] = asked
     # Django's own reading of the Host header: DisallowedHost (a 400) if not served.
     assert RequestFactory().get("/healthz", HTTP_HOST=host).get_host() == host
+
+
+def test_the_images_healthcheck_calls_a_redirect_unhealthy():
+    """It followed redirects: a site sending /healthz to https (the proxy header
+    not believed) or to a login page was called healthy by whatever that page
+    answered."""
+
+    def answer(request: http.server.BaseHTTPRequestHandler) -> None:
+        if request.path == "/healthz":
+            request.send_response(301)
+            request.send_header("Location", "/elsewhere")
+        else:
+            request.send_response(200)
+        request.end_headers()
+
+    result = run_image_healthcheck(answer, {"SITE_URL": "https://news.example.org"})
+    assert result.returncode != 0
+    assert "301" in result.stderr
 
 
 def test_stopping_the_worker_lets_the_batch_in_hand_finish_before_docker_kills_it():
