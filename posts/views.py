@@ -95,7 +95,12 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
     if post is None:
         # An address the post had before the author changed its slug.
         moved = get_object_or_404(Post.objects.published(), former_slugs__slug=slug)
-        return redirect(moved, permanent=True)
+        # With the link's own query string (a campaign's utm parameters): only
+        # the path is ours to change, and it stays on this site.
+        query = request.META.get("QUERY_STRING", "")
+        return redirect(
+            moved.get_absolute_url() + (f"?{query}" if query else ""), permanent=True
+        )
     url = settings.SITE_URL + post.get_absolute_url()
     return render(
         request,

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from newsletter.admin.post_email import PostAdmin
 from newsletter.models import Mailing
-from posts.models import Post, PostEvent, PostQuerySet
+from posts.models import FormerSlug, Post, PostEvent, PostQuerySet
 from posts.services import post_publish, post_save_from_desk, posts_announce_due
 
 from .factories import (
@@ -508,6 +508,20 @@ def test_a_published_posts_old_address_leads_to_its_new_one(client):
     assert old.status_code == 301
     assert old["Location"] == "/posts/suffolk-requires-improvement-2023/"
     assert client.get(old["Location"]).status_code == 200
+
+
+def test_a_campaign_link_to_a_posts_old_address_keeps_its_query_string(client):
+    # A newsletter or campaign link sent before the rename carries utm
+    # parameters (or ?page=): the new address is reached with them, not without.
+    post = PublishedPostFactory(slug="suffolk-2023")
+    FormerSlug.objects.create(slug="suffolk-2019", post=post)
+
+    old = client.get("/posts/suffolk-2019/?utm_source=newsletter&utm_campaign=june")
+
+    assert (old.status_code, old["Location"]) == (
+        301,
+        "/posts/suffolk-2023/?utm_source=newsletter&utm_campaign=june",
+    )
 
 
 def test_a_draft_renamed_before_it_was_published_keeps_no_old_address(client):
