@@ -19,7 +19,7 @@ from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
 from . import checks, images, links, related, services, tasks
-from .markdown import escape_markdown, render_markdown, word_count
+from .markdown import escape_markdown, plain_text, render_markdown, word_count
 from .models import (
     Area,
     Category,
@@ -1067,12 +1067,13 @@ class PostAdmin(admin.ModelAdmin):
             self.has_add_permission(request) or self.has_change_permission(request)
         ):
             raise PermissionDenied
-        body = request.POST.get("body", "")
+        body_html = render_markdown(request.POST.get("body", ""))
         return JsonResponse(
             {
-                "html": render_markdown(body),
-                "words": word_count(body),
-                "minutes": Post(body=body).reading_minutes,
+                "html": body_html,
+                # The words readers will see, as the post's page counts them.
+                "words": word_count(plain_text(body_html)),
+                "minutes": Post(body_html=body_html).reading_minutes,
             }
         )
 

@@ -412,7 +412,10 @@ class Post(models.Model):
 
     @property
     def reading_minutes(self) -> int:
-        return max(1, math.ceil(word_count(self.body) / WORDS_PER_MINUTE))
+        # The words the page shows: counted in the Markdown as typed, a link's
+        # address and a note in an HTML comment took a reader time too.
+        words = word_count(plain_text(self.body_html))
+        return max(1, math.ceil(words / WORDS_PER_MINUTE))
 
     def is_editable_by(self, user) -> bool:
         """The rule of PostQuerySet.editable_by, for one post in hand."""

@@ -51,6 +51,14 @@ def test_the_preview_counts_words_and_reading_time(client, author):
     assert empty == {"html": "", "words": 0, "minutes": 1}
 
 
+def test_the_preview_counts_the_words_readers_will_see(client, author):
+    note = "<!-- " + "a note to the desk " * 100 + "-->"
+    link = "[the report](https://example.org/" + "/".join(["report"] * 250) + ")"
+    body = f"{'word ' * 458}{link}\n\n{note}"
+    preview = client.post(PREVIEW_URL, {"body": body}).json()
+    assert (preview["words"], preview["minutes"]) == (460, 2)
+
+
 def test_the_preview_answers_only_a_post_with_a_csrf_token(author):
     client = Client(enforce_csrf_checks=True)
     client.force_login(author)

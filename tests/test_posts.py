@@ -43,6 +43,18 @@ def test_markdown_body_is_rendered_once_and_sanitised():
     assert "onerror" not in post.body_html
 
 
+def test_the_reading_time_counts_the_words_the_page_shows(client):
+    # 400 words read; a note to the desk in an HTML comment and the long
+    # addresses of the links are not on the page, and take a reader no time.
+    note = "<!-- " + "check this figure with the inspectorate " * 60 + "-->"
+    link = "[the report](https://example.org/" + "/".join(["report"] * 80) + ")"
+    post = PublishedPostFactory(body=f"{'word ' * 398}{link}\n\n{note}")
+
+    html = client.get(post.get_absolute_url()).content.decode()
+
+    assert "· 2 min read" in html
+
+
 def test_a_welsh_name_the_author_marks_is_read_in_welsh():
     # A screen reader reads the page in en-GB: Welsh words read in English
     # sounds, unless they say they are Welsh (WCAG 3.1.2).
