@@ -120,7 +120,13 @@ class LatestPostsFeed(Feed):
         return post.published_at
 
     def item_updateddate(self, post: Post):
-        return max(post.updated_at, post.published_at)
+        # When readers last had something new in the entry: an update or a
+        # correction (prefetched). Not the post's last save (updated_at): a save
+        # at the desk that changed nothing had feed readers mark it as updated.
+        return max(
+            [post.published_at]
+            + [update.saved_at for update in post.updates.all() if update.saved_at]
+        )
 
     def item_author_name(self, post: Post) -> str | None:
         return post.byline or None

@@ -19,6 +19,8 @@ from .factories import (
     InspectionFactory,
     PostFactory,
     PublishedPostFactory,
+    StaffFactory,
+    admin_post_form_of,
 )
 
 pytestmark = pytest.mark.django_db
@@ -231,6 +233,30 @@ def test_a_correction_shows_in_the_posts_feed_entry(client, url):
     assert "it should say <q>21 officers</q>" in entry.summary
     assert "We misread the table in the report." in entry.summary
     assert "Inspectors met <strong>12 officers</strong>." in entry.summary
+
+
+def test_a_desk_save_that_changes_nothing_leaves_the_entry_not_updated(client):
+    # Its <updated> was the post's last save: a save at the desk that changed
+    # nothing a reader sees had feed readers mark the post as updated. It moves
+    # when the post gets an update or a correction, as the page shows one.
+    went_live = (timezone.now() - timedelta(days=2)).replace(microsecond=0)
+    post = PublishedPostFactory(published_at=went_live, announced_at=went_live)
+    client.force_login(StaffFactory(role="Editor"))
+    saved = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, publish_despite_warnings="on"),
+    )
+    assert saved.status_code == 302
+    client.logout()
+
+    entry = parse(client, "/feed/atom/", "application/atom+xml").entries[0]
+    assert entry.updated_parsed == went_live.utctimetuple()
+
+    correction = PostUpdate.objects.create(
+        post=post, kind=PostUpdate.Kind.CORRECTION, note="We misread the table."
+    )
+    entry = parse(client, "/feed/atom/", "application/atom+xml").entries[0]
+    assert entry.updated_parsed == correction.saved_at.utctimetuple()
 
 
 @pytest.mark.parametrize(
