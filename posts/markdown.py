@@ -158,6 +158,12 @@ def plain_text(body_html: str) -> str:
 # scheme that makes one whole.
 _BODY_LINK = re.compile(r'(<(?:a|img)\b[^>]*?\s(?:href|src)=")([^"]*)(")')
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+# What a browser makes of an address before reading it (the WHATWG URL standard):
+# spaces and controls at either end, and tabs and newlines anywhere, are dropped,
+# and the slashes it starts with may be backslashes ("/\host/" is "//host/").
+_ENDS = "".join(map(chr, range(0x21)))
+_TABS_AND_NEWLINES = re.compile(r"[\t\n\r]")
+_LEADING_SLASHES = re.compile(r"^[/\\]+")
 
 
 def whole_links(body_html: str, *, page_url: str) -> str:
@@ -167,7 +173,10 @@ def whole_links(body_html: str, *, page_url: str) -> str:
     prefix."""
 
     def whole(link: re.Match) -> str:
-        url = html.unescape(link[2])
+        # As the page's browser reads it: "/\host/" went to that host from the
+        # page, and to a page of this site's that does not exist from an email.
+        url = _TABS_AND_NEWLINES.sub("", html.unescape(link[2]).strip(_ENDS))
+        url = _LEADING_SLASHES.sub(lambda slashes: "/" * len(slashes[0]), url, 1)
         if _SCHEME.match(url):
             return link[0]
         if url.startswith("/") and not url.startswith("//"):

@@ -414,6 +414,23 @@ def test_every_link_in_a_post_leads_where_it_does_on_the_post_page():
     assert _Page(html).images[0]["src"] == page + "media/chart.png"
 
 
+def test_a_link_a_browser_reads_as_another_sites_leads_there_in_the_email_too():
+    # A browser reads a backslash as a slash, and drops tabs and leading spaces:
+    # on the page these all go to example.org, and the email led to pages of
+    # this site's that do not exist.
+    post = PublishedPostFactory(
+        body='<a href="/\\example.org/a">one</a> <a href="\\\\example.org/b">two</a> '
+        '<a href="\\/example.org/c">three</a> <a href="/&#9;/example.org/d">four</a> '
+        '<a href=" /\\example.org/e">five</a> <img src="/\\example.org/f.png" alt="">'
+    )
+    html = PostEmail(post).rendered.html
+    text = PostEmail(post).rendered.text
+    whole = {f"http://example.org/{path}" for path in "abcde"}
+    assert whole <= _Page(html).links
+    assert whole <= text_links(text)
+    assert _Page(html).images[0]["src"] == "http://example.org/f.png"
+
+
 # A post's images, as every mail program shows them ------------------------------------
 # Outlook for Windows (Word's renderer), where much of this audience reads, shows no
 # WebP and sizes an image by its width attribute alone, not by CSS.

@@ -274,7 +274,9 @@ def test_a_posts_links_and_images_are_whole_in_its_feed_entry(client, url, conte
     post = PublishedPostFactory(
         slug="derby",
         body="![A chart](/media/posts/2024/chart.png) [Kent](../kent/) "
-        "[the findings](#findings) [the report](https://example.gov.uk/r)",
+        "[the findings](#findings) [the report](https://example.gov.uk/r) "
+        # A browser reads a backslash as a slash: another site's address.
+        '<a href="/\\example.org/">elsewhere</a>',
     )
     post.categories.add(CategoryFactory(slug="derby"))
     feed = ElementTree.fromstring(client.get(url).content)  # noqa: S314 (our own)
@@ -283,6 +285,7 @@ def test_a_posts_links_and_images_are_whole_in_its_feed_entry(client, url, conte
     assert 'href="https://onprobation.example/posts/kent/"' in entry
     assert 'href="https://onprobation.example/posts/derby/#findings"' in entry
     assert 'href="https://example.gov.uk/r"' in entry
+    assert 'href="https://example.org/"' in entry
 
 
 def test_category_feed_lists_only_that_categorys_posts(client, posts):
