@@ -634,6 +634,34 @@ def test_an_editor_without_the_mailing_permission_may_preview_but_not_send(
     assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
 
 
+def test_who_may_not_change_the_post_is_offered_no_test_of_its_correction(
+    sent_post, on_commit
+):
+    """The correction's page offered "Send a test to me" to anyone who could open
+    it, and the button answered 403 to those who may not change the post."""
+    reviewer = UserFactory(
+        username="reviewer", email="reviewer@example.org", is_superuser=False
+    )
+    reviewer.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["view_post", "review_post", "view_postupdate"]
+        )
+    )
+    client = Client()
+    client.force_login(reviewer)
+    update = correction(sent_post)
+    test_url = reverse(
+        "admin:posts_post_correction_test", args=[sent_post.pk, update.pk]
+    )
+    page = client.get(confirm_url(update))
+    assert page.status_code == 200
+    assert test_url not in page.text
+    assert "Send a test to me" not in page.text
+    assert "Tests of this email are sent by those who may change the post." in page.text
+    assert on_commit(client.post, test_url).status_code == 403
+    assert mail.outbox == []
+
+
 def test_a_correction_of_another_post_or_a_draft_sends_nothing(author, on_commit):
     draft = PostFactory()
     published = PublishedPostFactory()

@@ -310,6 +310,7 @@ class PostAdmin(posts_admin.PostAdmin):
             "cancelled": mailing is not None
             and mailing.status == Mailing.Status.CANCELLED,
             "may_send": self._may_send_correction(request, post),
+            "may_test": self.has_change_permission(request, post),
             "reach": corrections.correction_reach(update=update),
             "subject": email.rendered.subject,
             "html": message.alternatives[0][0],
