@@ -399,13 +399,19 @@ class RelatedLinkInline(InlineAutocomplete, LabelledTabularInline):
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
         if db_field.name == "to_post":
-            # What readers may read, or the desk shows the user: the form names
-            # the post it links to, so any other id would show the title of
-            # someone else's draft. And what their posts link to already, which
-            # their pages name: a post taken off the site since showed as an
-            # empty row, and the author's draft could not be saved.
+            # What readers may read, or the desk shows the user, as the field's
+            # search offers (PostAdmin.get_search_results): the form names the
+            # post it links to, so any other id would show the title of someone
+            # else's draft. And what this post links to already, which its page
+            # names: a post taken off the site since showed as an empty row, and
+            # the author's draft could not be saved. This post's only: what an
+            # editor linked from one of theirs, they could link from any other.
             visible = Post.objects.visible_to(request.user)
-            linked = RelatedLink.objects.filter(from_post__in=visible)
+            match = request.resolver_match
+            this_post = match and row_id_in(match.kwargs.get("object_id", ""))
+            linked = RelatedLink.objects.filter(
+                from_post__in=visible, from_post__pk=this_post
+            )
             kwargs["queryset"] = (
                 Post.objects.published()
                 | visible

@@ -375,6 +375,43 @@ def test_a_contributor_saves_a_draft_linking_a_post_taken_down_since(
     assert RelatedLink.objects.get().to_post == linked
 
 
+def test_a_contributor_cannot_link_elsewhere_a_draft_an_editor_linked_from_theirs(
+    contributor, editor
+):
+    """An editor links the contributor's draft to their own unpublished draft.
+    Any other post of the contributor's then took that draft too, though the
+    related posts' search never offers it: only the draft the editor linked
+    names it, as its row."""
+    hidden = PostFactory(author=editor, title="The editor's unpublished draft")
+    linked_by_the_editor = PostFactory(author=contributor)
+    RelatedLink.objects.create(
+        from_post=linked_by_the_editor,
+        to_post=hidden,
+        type=RelatedLink.Type.SEE_ALSO,
+        order=1,
+    )
+    other = PostFactory(author=contributor)
+    client = desk(contributor)
+
+    refused = client.post(
+        change_url(other),
+        form_for(
+            other,
+            **{
+                "links_out-TOTAL_FORMS": "1",
+                "links_out-0-to_post": str(hidden.pk),
+                "links_out-0-type": RelatedLink.Type.SEE_ALSO,
+                "links_out-0-order": "1",
+            },
+        ),
+    )
+
+    assert refused.status_code == 200
+    assert "Select a valid choice" in refused.text
+    assert "unpublished draft" not in refused.text
+    assert not RelatedLink.objects.filter(from_post=other).exists()
+
+
 def test_a_contributors_related_post_search_finds_published_posts_not_others_drafts(
     contributor, editor
 ):
