@@ -353,6 +353,20 @@ class InspectionAdmin(admin.ModelAdmin):
         visible = Post.objects.visible_to(request.user)
         return super().get_queryset(request).filter(post__in=visible)
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field=None):
+        inspection = super().get_object(request, object_id, from_field)
+        if inspection is not None and request.method == "POST":
+            # Its post locked and read again, until the save or delete commits
+            # (the admin's transaction), before the permissions ask whether it
+            # is editable: read unlocked, an editor publishing it meanwhile let
+            # a Contributor's edit land on the live post.
+            # Its post deleted meanwhile, it went with it: as if never there.
+            locked = Post.objects.filter(pk=inspection.post_id).locked()
+            if not locked:
+                return None
+            inspection.post = locked[0]
+        return inspection
+
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return super().has_change_permission(request, obj) and (
             obj is None or obj.post.is_editable_by(request.user)

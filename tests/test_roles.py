@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from newsletter.models import DigestSettings, Mailing, Subscriber
+from posts import services
 from posts.comments.models import Comment
 from posts.models import Inspection, Post, PostEvent, PostUpdate, RelatedLink
 
@@ -33,6 +34,7 @@ from .factories import (
     admin_post_form_of,
     unpublish_at_the_desk,
 )
+from .locks import as_it_commits
 
 pytestmark = pytest.mark.django_db
 
@@ -444,6 +446,41 @@ def test_a_contributor_cannot_touch_the_inspection_of_someone_elses_post(contrib
     url = f"/admin/posts/inspection/{inspection.pk}/change/"
     assert client.get(url).status_code == 302
     client.post(url, {"post": inspection.post_id, "title": "Changed"})
+    assert Inspection.objects.get(pk=inspection.pk).title == "The original title"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_contributors_inspection_edit_waits_for_an_editor_publishing_the_post():
+    """An editor publishes a Contributor's draft as the Contributor saves its
+    inspection: the page was allowed on the draft as it stood, and the edit
+    landed on the live post, unreviewed. It waits for the publishing, and is
+    then refused."""
+    # Permissions, not roles: a test whose database is flushed after it has none.
+    contributor = StaffFactory(username="casey")
+    contributor.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="posts",
+            codename__in=[
+                "view_post",
+                "change_post",
+                "view_inspection",
+                "change_inspection",
+            ],
+        )
+    )
+    inspection = InspectionFactory(
+        title="The original title", post=PostFactory(author=contributor)
+    )
+    client = desk(contributor)
+    url = f"/admin/posts/inspection/{inspection.pk}/change/"
+    assert client.get(url).status_code == 200
+
+    as_it_commits(
+        lambda: services.post_publish(post=Post.objects.get(pk=inspection.post_id)),
+        lambda: client.post(url, admin_inspection_form_of(inspection, title="Changed")),
+    )
+
+    assert Post.objects.get(pk=inspection.post_id).is_published
     assert Inspection.objects.get(pk=inspection.pk).title == "The original title"
 
 
