@@ -1,6 +1,7 @@
 import re
 import threading
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from anymail.exceptions import AnymailAPIError
@@ -21,7 +22,11 @@ from hypothesis import strategies as st
 
 from newsletter import comment_emails
 from newsletter.models import Suppression
-from newsletter.subscriptions import address_suppress, suppression_lift
+from newsletter.subscriptions import (
+    address_suppress,
+    commenter_delete,
+    suppression_lift,
+)
 from posts import throttle
 from posts.comments import services as comments
 from posts.comments.models import BODY_MAX_LENGTH, Comment, PostCommentSettings
@@ -31,7 +36,7 @@ from posts.models import FormerSlug, Post
 from posts.validators import AddressPeriod
 
 from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
-from .locks import in_a_thread, until_done_or_waiting_for_a_lock
+from .locks import as_it_commits, in_a_thread, until_done_or_waiting_for_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -971,6 +976,53 @@ def test_a_reply_to_a_comment_gone_meanwhile_can_be_sent_again_as_a_comment(
     )
     assert again.status_code == 302
     assert Comment.objects.get(body="My considered reply.").parent is None
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_sent_as_its_comments_writer_erases_it_is_given_back_not_a_500():
+    """The reply's comment was read as there, and gone by the time the reply was
+    written: the database refused the reply's link to it, a 500 that lost the
+    reader's text."""
+    top = CommentFactory(email="sam@example.org", status=Comment.Status.APPROVED)
+    erasure = partial(commenter_delete, email="sam@example.org")
+
+    _, reply = as_it_commits(
+        erasure, lambda: comment_on(Client(), top.post, parent=top.pk, body="Yes.")
+    )
+
+    assert reply.status_code == 400
+    assert "not available" in reply.text
+    assert "Yes." in reply.text
+    assert not Comment.objects.exists()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_comments_writer_erasing_it_as_a_reply_is_written_keeps_the_reply():
+    """The erasure did not see the reply being written, and deleted the comment
+    under it: whichever committed second was refused, the erasure (a 500, nothing
+    erased) or the reply."""
+    top = CommentFactory(email="sam@example.org", status=Comment.Status.APPROVED)
+
+    def reply() -> Comment:
+        return comments.comment_post(
+            post=top.post,
+            parent_id=top.pk,
+            name="Alex",
+            email="alex@example.org",
+            body="Yes.",
+        )
+
+    _, erased = as_it_commits(reply, partial(commenter_delete, email="sam@example.org"))
+
+    assert erased == 1
+    (kept,) = Comment.objects.all()
+    assert (kept.body, kept.parent) == ("Yes.", None)
 
 
 def test_the_reply_page_quotes_the_comment_and_carries_its_id(client, post):

@@ -174,17 +174,6 @@ def comment_post(
     """
     if not comments_are_open(post=post):
         raise CommentsClosed
-    parent = None
-    if parent_id is not None:
-        parent = (
-            Comment.objects.shown()
-            .filter(post=post, pk=parent_id)
-            .select_related("parent")
-            .first()
-        )
-        if parent is None:
-            raise ReplyNotPossible
-        parent = parent.parent or parent
     email = normalise_email(email)
     proved = address_proved(email=email, verified_email=verified_email)
     with transaction.atomic():
@@ -192,6 +181,9 @@ def comment_post(
         # double click) finds its first copy: each looked before the other had
         # written, and the comment was recorded, and its confirmation sent, twice.
         Post.objects.select_for_update(no_key=True).filter(pk=post.pk).exists()
+        parent = None
+        if parent_id is not None:
+            parent = _thread_replied_to(post=post, comment_id=parent_id)
         resent = Comment.objects.filter(
             post=post,
             parent=parent,
@@ -227,6 +219,36 @@ def comment_post(
     else:
         comment_held.send(sender=Comment, comment=comment)
     return comment
+
+
+def _thread_replied_to(*, post: Post, comment_id: int) -> Comment:
+    """The top-level comment whose thread a reply to `comment_id` joins, locked
+    until the reply commits: deleted meanwhile (by a moderator, its writer's
+    erasure), the reply's link to it was refused by the database, a 500, or
+    refused the deletion. comments_delete locks what it deletes first.
+
+    Raises ReplyNotPossible unless readers see it on this post.
+    """
+    replied_to = (
+        Comment.objects.shown()
+        .filter(post=post, pk=comment_id)
+        .values_list("pk", "parent_id")
+        .first()
+    )
+    if replied_to is None:
+        raise ReplyNotPossible
+    comment_id, parent_id = replied_to
+    top = (
+        Comment.objects.shown()
+        .filter(post=post, pk=parent_id or comment_id)
+        # Only the comment: shown() reads its parent through an outer join,
+        # whose nullable side PostgreSQL does not lock.
+        .select_for_update(no_key=True, of=("self",))
+        .first()
+    )
+    if top is None:
+        raise ReplyNotPossible
+    return top
 
 
 def address_proved(*, email: str, verified_email: str) -> bool:
@@ -391,6 +413,14 @@ def comments_delete(*, comments: QuerySet[Comment]) -> int:
     they are marked as spam with it. Other replies stay, as top-level comments.
     """
     with transaction.atomic():
+        # Locked first: a reply being written to one of them (which holds it,
+        # comment_post) is committed before they are read, and kept with the others.
+        list(
+            Comment.objects.select_for_update()
+            .filter(pk__in=comments.values("pk"))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         Comment.objects.filter(parent__in=comments.spam()).exclude(
             status=Comment.Status.SPAM
         ).update(status=Comment.Status.SPAM, marked_spam_at=timezone.now())
