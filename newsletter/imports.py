@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
 from django.core.exceptions import ValidationError
+from django.core.validators import slug_re
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -473,7 +474,13 @@ def _topics_read(cells: dict[str, str]) -> list[tuple[str, str, str]]:
                 continue
             kind, _, value = key.partition(":")
             everything = kind == SubscriberTopic.Kind.EVERYTHING
-            if kind not in TOPIC_KINDS or everything == bool(value):
+            # A value no slug can be is on no site: not looked for (a NUL in it
+            # failed the query on PostgreSQL).
+            if (
+                kind not in TOPIC_KINDS
+                or everything == bool(value)
+                or (value and not slug_re.match(value))
+            ):
                 raise ValidationError(
                     f"the topic “{key[:60]}” is not “everything” or a kind and "
                     "a slug (“region:london”)"

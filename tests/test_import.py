@@ -642,6 +642,26 @@ def test_a_topic_or_digest_time_no_export_writes_is_rejected(author, cells, reas
     assert not Subscriber.objects.exists()
 
 
+def test_a_topic_that_is_no_slug_is_rejected_with_its_line_not_looked_for(author):
+    # A NUL past the first few KB (where a binary file is told) went into the
+    # query for the site's topics: a server error on PostgreSQL.
+    readers = "".join(
+        f"reader{number}@example.org,,Sheet,2026-01-05,active,,,,,,,,\n"
+        for number in range(100)
+    )
+    response = upload(
+        author,
+        preferences_file(
+            readers + "a@example.org,,Sheet,2026-01-05,active,,,,region:lon\x00don,,,,"
+        ),
+    )
+
+    ((line, said),) = rejected_lines(response)
+    assert line == 102
+    assert said.startswith("the topic “region:lon\x00don” is not “everything” or")
+    assert not Subscriber.objects.exists()
+
+
 def test_a_digest_day_is_read_whatever_its_case_and_a_topic_however_separated(
     author,
 ):
