@@ -555,7 +555,8 @@ def _parse_moment(value: str, what: str, *, in_utc: bool = False) -> datetime:
         moment = timezone.make_aware(moment, UTC if in_utc else None)
     if moment > timezone.now():
         raise ValidationError(f"the {what} is in the future")
-    return moment
+    # In UTC: PostgreSQL holds no offset beyond 15:59, Python's go to 23:59.
+    return moment.astimezone(UTC)
 
 
 def _chunks(items: list, size: int = LOOKUP_CHUNK):

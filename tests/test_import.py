@@ -1341,6 +1341,16 @@ def test_a_mailchimp_audience_export_is_imported_with_its_names_and_consent_date
     assert "keeps what they chose" not in response.text
 
 
+def test_a_date_whose_offset_the_database_cannot_hold_is_imported_as_its_moment(
+    author,
+):
+    # A moment's own offset went to the database with it, and PostgreSQL holds
+    # none beyond 15:59 (Python's go to 23:59): a server error.
+    upload(author, HEADER + "a@example.org,,Sheet,2026-01-05T10:00:00+23:00\n")
+
+    assert Consent.objects.get().created_at == datetime(2026, 1, 4, 11, tzinfo=UTC)
+
+
 def test_mailchimps_times_are_the_gmt_it_writes_whatever_the_sites_time_zone(
     author, settings
 ):
