@@ -560,7 +560,7 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         return _one_time_link_used(request, erased=False)
     if one_time_request == OneTimeRequest.EXPORT:
         try:
-            return _export(subscriber)
+            return data_download(subscriber)
         except Subscriber.DoesNotExist:
             # Erased since the link was spent (another tab): nobody's to give.
             return _token_error(request, InvalidToken())
@@ -613,7 +613,10 @@ def _one_time_link_used(request: HttpRequest, *, erased: bool) -> HttpResponse:
     )
 
 
-def _export(subscriber: Subscriber) -> HttpResponse:
+def data_download(subscriber: Subscriber) -> HttpResponse:
+    """The reader's data as they download it: from their one-time link, or from
+    the desk for a reader who wrote in (no link reaches an address we no longer
+    send to)."""
     data = {
         "exported_at": timezone.now(),
         **subscriptions.subscriber_export(subscriber=subscriber),

@@ -287,7 +287,10 @@ def test_a_viewer_cannot_send_a_test_of_a_posts_email(
     assert mail.outbox == []
 
 
-def test_exporting_subscribers_takes_the_export_permission_not_just_change(client):
+@pytest.mark.parametrize("action", ["export_csv", "download_data"])
+def test_exporting_subscribers_takes_the_export_permission_not_just_change(
+    client, action
+):
     SubscriberFactory(email="reader@example.org")
     editor = UserFactory(username="editor", is_superuser=False)
     editor.user_permissions.set(
@@ -295,7 +298,7 @@ def test_exporting_subscribers_takes_the_export_permission_not_just_change(clien
     )
     client.force_login(editor)
     export = {
-        "action": "export_csv",
+        "action": action,
         "_selected_action": list(Subscriber.objects.values_list("pk", flat=True)),
         "index": "0",
     }
@@ -305,4 +308,4 @@ def test_exporting_subscribers_takes_the_export_permission_not_just_change(clien
     editor = type(editor).objects.get(pk=editor.pk)  # forget the cached permissions
     response = client.post(changelist, export)
     assert response["Content-Disposition"].startswith("attachment")
-    assert b"reader@example.org" in b"".join(response.streaming_content)
+    assert b"reader@example.org" in b"".join(response)

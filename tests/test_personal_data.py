@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.apps import apps
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.messages import get_messages
 from django.db import connection, models
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -27,6 +28,7 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.subscriptions import (
+    address_suppress,
     email_change_confirm,
     subscriber_delete,
     subscriber_export,
@@ -39,6 +41,7 @@ from .factories import (
     PublishedPostFactory,
     SubscriberFactory,
     UserFactory,
+    desk_action,
 )
 from .locks import as_it_commits
 from .test_preferences import one_time_link
@@ -418,3 +421,33 @@ def test_my_downloaded_data_shows_the_link_i_downloaded_it_with_as_spent(
     assert data["subscriber"]["one_time_link_sent_at"] is None
     reader.refresh_from_db()
     assert reader.one_time_link_sent_at is None
+
+
+def test_the_desk_downloads_the_data_of_a_reader_we_no_longer_email(client):
+    """A reader whose address bounced is told no link can reach them and to write
+    to us: the desk had no way to give them their data, only to erase it."""
+    reader = SubscriberFactory(email="reader@example.org", name="Ann")
+    address_suppress(email=reader.email, reason=Suppression.Reason.HARD_BOUNCE)
+    CommentFactory(email=reader.email)
+    client.force_login(UserFactory())
+
+    response = desk_action(client, "download_data", reader)
+
+    assert response["Content-Disposition"] == (
+        'attachment; filename="my-newsletter-data.json"'
+    )
+    data = json.loads(response.content)
+    assert data["subscriber"]["name"] == "Ann"
+    assert [s["reason"] for s in data["suppressions"]] == ["hard_bounce"]
+    assert len(data["comments"]) == 1
+
+
+def test_the_desk_downloads_one_readers_data_at_a_time(client):
+    readers = SubscriberFactory.create_batch(2)
+    client.force_login(UserFactory())
+
+    response = desk_action(client, "download_data", *readers)
+
+    assert response.status_code == 302
+    [message] = get_messages(response.wsgi_request)
+    assert "one reader" in str(message)

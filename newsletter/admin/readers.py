@@ -42,6 +42,7 @@ from ..models import (
     SubscriberTopic,
     Suppression,
 )
+from ..preference_views import data_download
 from .spreadsheets import BYTE_ORDER_MARK, csv_cell
 
 # A reader's row for everything: its kind, and no value.
@@ -323,7 +324,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "newsletter_emails",
     ]
     inlines = [SubscriberTopicInline, ConsentInline]
-    actions = ["export_csv", "unsubscribe", "suppress"]
+    actions = ["export_csv", "download_data", "unsubscribe", "suppress"]
     change_list_template = "admin/newsletter/subscriber/change_list.html"
 
     def add_view(self, request, form_url="", extra_context=None):
@@ -553,6 +554,28 @@ class SubscriberAdmin(admin.ModelAdmin):
             f'attachment; filename="subscribers-{stamp}.csv"'
         )
         return response
+
+    @admin.action(
+        description="Download the selected reader's data (as they download it)",
+        permissions=["export"],
+    )
+    def download_data(self, request, queryset):
+        # For a reader who writes in: one whose address bounced, complained or
+        # was suppressed is told no link can reach them, and to write to us.
+        # One person's data at a time, as they would download it themselves.
+        readers = list(queryset[:2])
+        if len(readers) != 1:
+            self.message_user(
+                request,
+                "Select one reader: a download holds one reader's data.",
+                messages.ERROR,
+            )
+            return None
+        try:
+            return data_download(readers[0])
+        except Subscriber.DoesNotExist:  # erased since the list was read
+            self.message_user(request, "That reader's data is deleted.", messages.ERROR)
+            return None
 
     @admin.action(
         description="Unsubscribe selected subscribers", permissions=["change"]
