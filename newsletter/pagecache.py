@@ -18,6 +18,7 @@ import hashlib
 import logging
 import re
 import secrets
+from datetime import datetime
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -99,6 +100,7 @@ class PageCacheMiddleware:
             generation = _generation_start()
         elif key in found and found[key][0] == generation:
             return found[key][1]
+        made_from = timezone.now()  # the page reads the posts live from here on
         response = self.get_response(request)
         if (
             generation is not None
@@ -107,7 +109,7 @@ class PageCacheMiddleware:
             # A response that sets a cookie (CSRF, session, messages) belongs to
             # one visitor.
             and not response.cookies
-            and (lifetime := _page_lifetime()) > 0
+            and (lifetime := _page_lifetime(made_from=made_from)) > 0
         ):
             with contextlib.suppress(Exception):  # gone since: kept next time
                 cache.set(key, (generation, response), timeout=lifetime)
@@ -148,12 +150,16 @@ def _generation_start() -> int | None:
     return generation if started else None
 
 
-def _page_lifetime() -> int:
+def _page_lifetime(*, made_from: datetime) -> int:
     """Seconds a page may be kept: until the next scheduled post goes live, when
     every listing changes, at most PAGE_CACHE_SECONDS. Beat's invalidation comes
     up to POSTS_ANNOUNCE_EVERY_SECONDS later, and, with the embedded cache, in
-    another process's memory, never the web's."""
-    goes_live = Post.objects.scheduled().aggregate(first=Min("published_at"))["first"]
+    another process's memory, never the web's. Scheduled as of `made_from`, when
+    the page began reading posts: one that went live while it was made is not on
+    it, and it is not kept."""
+    goes_live = Post.objects.scheduled(as_of=made_from).aggregate(
+        first=Min("published_at")
+    )["first"]
     if goes_live is None:
         return settings.PAGE_CACHE_SECONDS
     # Rounded down: a page made in the last second before it is not kept.

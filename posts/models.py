@@ -139,10 +139,10 @@ class PostQuerySet(models.QuerySet):
             status=Post.Status.PUBLISHED, published_at__lte=timezone.now()
         )
 
-    def scheduled(self) -> "PostQuerySet":
-        """Posts published for a time still to come."""
+    def scheduled(self, *, as_of: datetime.datetime | None = None) -> "PostQuerySet":
+        """Posts published for a time still to come: after `as_of`, by default now."""
         return self.filter(
-            status=Post.Status.PUBLISHED, published_at__gt=timezone.now()
+            status=Post.Status.PUBLISHED, published_at__gt=as_of or timezone.now()
         )
 
     def in_region(self, region: "Region") -> "PostQuerySet":

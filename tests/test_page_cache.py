@@ -95,6 +95,26 @@ def test_a_page_cached_before_a_scheduled_posts_time_shows_it_from_that_time(cli
     assert "Wales: unpaid work" in client.get("/").text
 
 
+def test_a_page_made_as_a_scheduled_post_went_live_is_not_kept_without_it(client):
+    """The page read the posts before the post's time and was stored after it: how
+    long to keep it was asked then, of the posts still to come, and the post was
+    no longer one of them. The home page went on without it for a minute."""
+    PublishedPostFactory(title="An older post")
+    goes_live = timezone.now() + timedelta(seconds=1)
+    PublishedPostFactory(title="Wales: unpaid work", published_at=goes_live)
+
+    def render_ends_after_its_time(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if '"posts_post"."title"' in sql:  # the posts listed are read
+            time.sleep(max(0, (goes_live - timezone.now()).total_seconds()) + 0.1)
+        return result
+
+    with connection.execute_wrapper(render_ends_after_its_time):
+        assert "Wales: unpaid work" not in client.get("/").text
+
+    assert "Wales: unpaid work" in client.get("/").text
+
+
 def test_a_post_taken_down_and_scheduled_again_retires_the_cached_home_page_when_back(
     client, django_capture_on_commit_callbacks
 ):
