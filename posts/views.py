@@ -9,6 +9,7 @@ from django.db.models import F, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_cache_control
 from django.views.static import serve
 
 from . import images, related, search
@@ -98,9 +99,14 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
         # With the link's own query string (a campaign's utm parameters): only
         # the path is ours to change, and it stays on this site.
         query = request.META.get("QUERY_STRING", "")
-        return redirect(
+        response = redirect(
             moved.get_absolute_url() + (f"?{query}" if query else ""), permanent=True
         )
+        # Permanent for search engines, but asked again by browsers, which keep a
+        # 301 for good otherwise: the address may be the post's own again (renamed
+        # back: a redirect loop) or another post's (FormerSlug).
+        patch_cache_control(response, no_cache=True)
+        return response
     url = settings.SITE_URL + post.get_absolute_url()
     return render(
         request,

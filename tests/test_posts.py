@@ -536,6 +536,20 @@ def test_a_campaign_link_to_a_posts_old_address_keeps_its_query_string(client):
     )
 
 
+def test_a_browser_that_followed_an_old_address_asks_again_next_time(client):
+    """A permanent redirect without a word on caching is kept by browsers for good:
+    the author renaming the post back (a typo put right, then undone) sent those
+    browsers round between its two addresses, a loop, and a new post taking the
+    old address was never reached from them."""
+    post = PublishedPostFactory(slug="suffolk-2023")
+    FormerSlug.objects.create(slug="suffolk-2019", post=post)
+
+    old = client.get("/posts/suffolk-2019/")
+
+    assert old.status_code == 301
+    assert "no-cache" in old["Cache-Control"].split(", ")
+
+
 def test_a_draft_renamed_before_it_was_published_keeps_no_old_address(client):
     client.force_login(StaffFactory(role="Editor"))
     post = PostFactory(slug="first-try", published_at=timezone.now())
