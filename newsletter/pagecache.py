@@ -34,12 +34,16 @@ from posts.search import query_text
 
 logger = logging.getLogger(__name__)
 
-CACHED_VIEWS = {"posts:home", "posts:detail"}
+# Each cached page, with the only query strings it is cached under: those the
+# pages themselves link to (the home page's page numbers; a post's page has none).
+# Anything else (made up by a crawler or an attacker) is answered fresh, so it
+# cannot fill the cache.
+CACHED_VIEWS = {
+    "posts:home": re.compile(r"(page=\d{1,4})?"),
+    "posts:detail": re.compile(""),
+}
 SEARCH_VIEW = "posts:search"
 GENERATION_KEY = "pagecache:generation"
-# Only the query strings the pages themselves link to: anything else (made up by a
-# crawler or an attacker) is answered fresh, so it cannot fill the cache.
-_CACHEABLE_QUERY = re.compile(r"(page=\d{1,4})?")
 _PAGE_NUMBER = re.compile(r"\d{1,4}")
 
 
@@ -130,7 +134,8 @@ class PageCacheMiddleware:
             return None
         if view_name == SEARCH_VIEW:
             return _search_address(request)
-        if view_name in CACHED_VIEWS and _CACHEABLE_QUERY.fullmatch(
+        cacheable_query = CACHED_VIEWS.get(view_name)
+        if cacheable_query is not None and cacheable_query.fullmatch(
             request.META.get("QUERY_STRING", "")
         ):
             return request.get_full_path()

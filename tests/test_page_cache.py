@@ -190,6 +190,14 @@ def test_made_up_query_strings_are_answered_fresh_and_not_cached(client):
     assert queries_for(client, "/?page=1") == 0
 
 
+def test_a_post_page_with_a_page_number_is_answered_fresh_and_not_cached(client):
+    """A post's page has no pages: "?page=2" is made up, and every post cached
+    again under each of ten thousand numbers filled the cache."""
+    post = PublishedPostFactory()
+    client.get(post.get_absolute_url() + "?page=2")
+    assert queries_for(client, post.get_absolute_url() + "?page=2") > 0
+
+
 @pytest.mark.parametrize("page", ["/", "/posts/derby/", "/search/?q=derby"])
 def test_a_host_the_site_does_not_serve_gets_djangos_400_cached_page_or_not(
     client, settings, page
