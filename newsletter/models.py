@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -754,13 +755,27 @@ class LinkQuerySet(models.QuerySet):
     def of_post(self, post: Post) -> "LinkQuerySet":
         """The post's links in every email that carried it: all of its
         announcement's and its corrections', and each digest's link to the post
-        (a digest's other links are the other posts')."""
+        (a digest's other links are the other posts'), at the address the post
+        had when the digest went: its slug since changed, a digest's link is to
+        a former one (still leading to the post)."""
         rounds = Mailing.digest_posts.through.objects.filter(post=post)
+        before, after = (
+            settings.SITE_URL + Post(slug="--slug--").get_absolute_url()
+        ).split("--slug--")
+        former = post.former_slugs.annotate(
+            url=Concat(
+                models.Value(before),
+                "slug",
+                models.Value(after),
+                output_field=models.CharField(),
+            )
+        ).values("url")
         return self.filter(
             models.Q(mailing__post=post)
             | models.Q(
+                models.Q(url=settings.SITE_URL + post.get_absolute_url())
+                | models.Q(url__in=former),
                 mailing_id__in=rounds.values("mailing_id"),
-                url=settings.SITE_URL + post.get_absolute_url(),
             )
         )
 

@@ -30,6 +30,7 @@ from newsletter.models import (
 from newsletter.reports import post_report
 from newsletter.subscriptions import subscriber_delete, subscriber_unsubscribe
 from posts.models import Organisation, Post, Region
+from posts.services import post_save_from_desk
 
 from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory, UserFactory
@@ -170,6 +171,18 @@ def test_clicks_in_digests_are_counted_apart_from_the_posts_own_email(
     page = admin_client.get(f"/admin/newsletter/postreport/{story.pk}/change/").text
     assert "Clicks in digests" in page
     assert "link to this post" in page
+
+
+def test_a_digests_clicks_still_count_after_the_post_changes_its_address(story):
+    """The digest linked to the post's address as it was then: the author
+    changing the slug since (its former address still leads to the post) took
+    the digest's clicks out of the report."""
+    story.slug = "suffolk-inspection"
+    post_save_from_desk(post=story, previous_status=story.status, by=None)
+
+    report = post_report(story)
+
+    assert report["clicks_in_digests"] == {"people": 1, "machines": 0}
 
 
 def test_a_delay_the_provider_retries_is_not_a_bounce(story, client):
