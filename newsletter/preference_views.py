@@ -130,7 +130,7 @@ def _centre(
             "topics_form": topics_form or _current_topics(subscriber),
             "digest_time_form": digest_time_form or _current_digest_time(subscriber),
             "token": request.resolver_match.kwargs["token"],
-            "engagement_offered": settings.NEWSLETTER_PER_READER_ENGAGEMENT,
+            "engagement_offered": _engagement_offered(subscriber),
             "engagement_ticked": engagement_ticked,
             "engagement_wording": subscriptions.ENGAGEMENT_CONSENT_WORDING,
             "consent_wording": subscriptions.CONSENT_WORDING,
@@ -169,10 +169,10 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             f"Nothing more will be sent to {subscriber.email}. You can resubscribe "
             "from this page at any time.",
         )
-    if action == "engagement" and settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+    if action == "engagement" and _engagement_offered(subscriber):
         agreed = subscriber.engagement_agreed_at is not None
         wanted = request.POST.get("engagement") == "1"
-        if wanted and not agreed:
+        if wanted and not agreed and settings.NEWSLETTER_PER_READER_ENGAGEMENT:
             # Whoever holds a forwarded link cannot agree for the reader; anyone
             # may withdraw, since that keeps less.
             return _send_one_time_link(
@@ -224,6 +224,16 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         "Nothing to do",
         "That change does not apply to your subscription as it stands.",
         status=400,
+    )
+
+
+def _engagement_offered(subscriber: Subscriber) -> bool:
+    """Whether the centre shows the engagement box: while the editor asks, and
+    to a reader who agreed until they withdraw, the setting turned off since
+    (what was kept by their agreement stays until they withdraw)."""
+    return (
+        settings.NEWSLETTER_PER_READER_ENGAGEMENT
+        or subscriber.engagement_agreed_at is not None
     )
 
 

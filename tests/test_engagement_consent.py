@@ -421,6 +421,37 @@ def test_withdrawing_deletes_what_was_kept_and_stops_keeping(client, emails, rea
     assert not Engagement.objects.exists()
 
 
+@pytest.mark.usefixtures("per_reader")
+def test_a_reader_who_agreed_can_still_withdraw_once_the_editor_turned_it_off(
+    client, emails, readers, settings
+):
+    """Turned off, the centre offered no box and answered the reader's untick
+    "nothing to do": what they agreed to, and their opens and clicks kept by
+    it, stayed until they erased everything."""
+    reader = readers["agreed"]
+    click(client, report_link(emails["agreed"]))
+    assert Engagement.objects.filter(subscriber=reader).count() == 1
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = False
+    mail.outbox.clear()
+    centre = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+
+    assert ENGAGEMENT_CONSENT_WORDING in client.get(centre).content.decode()
+    response = client.post(centre, {"action": "engagement"})
+
+    assert response.status_code == 200
+    assert "The editor sees nothing" in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is None
+    assert not Engagement.objects.exists()
+    # Withdrawn, the box is gone: there is nothing to agree to while it is off.
+    assert ENGAGEMENT_CONSENT_WORDING not in client.get(centre).content.decode()
+    assert (
+        client.post(centre, {"action": "engagement", "engagement": "1"}).status_code
+        == 400
+    )
+    assert mail.outbox == []  # no link to agree by
+
+
 @pytest.mark.usefixtures("per_reader", "provider")
 def test_withdrawing_forgets_whom_the_opens_kept_because_they_agreed(client, readers):
     """The provider's open events named the reader (address, message id, their
