@@ -1,7 +1,7 @@
 """Each post's report: what became of its emails, and opens and clicks by people
 and machines, read from the ledger and the counts engagement.py records."""
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import (
@@ -10,6 +10,7 @@ from django.db.models import (
     Exists,
     F,
     Max,
+    Min,
     OuterRef,
     Q,
     QuerySet,
@@ -194,6 +195,9 @@ def post_report(post: Post) -> dict:
         sender_refused=Count("pk", filter=Delivery.SENDER_REFUSALS),
         complained=Count("pk", filter=Q(last_event="complained")),
         unsubscribed=Count("pk", filter=_LEFT),
+        # When the post's own email first went: it may have been held since its
+        # mailing was made (paused, its post taken down), and the chart starts then.
+        went_out=Min("sent_at", filter=Q(mailing__kind=Mailing.Kind.POST)),
         **(
             {
                 "readers_agreed": Count(
@@ -232,13 +236,14 @@ def post_report(post: Post) -> dict:
         "people": sum(link["people"] for link in figures["links"]),
         "machines": sum(link["machines"] for link in figures["links"]),
     }
+    went_out = figures.pop("went_out")
     # With per-reader engagement on: the groups' opens and clicks are theirs.
     readers_agreed = figures.pop("readers_agreed", None)
     return {
         "post": post.slug,
         "title": post.title,
         **figures,
-        "first_hours": _first_hours(announcement),
+        "first_hours": _first_hours(announcement, went_out),
         "groups": _groups(post, deliveries),
         "readers_agreed": readers_agreed,
         "rules": {
@@ -298,13 +303,16 @@ def _links(post: Post) -> tuple[list[dict], dict]:
     return own, in_digests
 
 
-def _first_hours(announcement: Mailing | None) -> dict:
+def _first_hours(announcement: Mailing | None, went_out: datetime | None) -> dict:
     """The announcement's opens and clicks in its first CHART_HOURS, a bar every
-    HOURS_PER_BAR hours from the clock hour it went out in. One query."""
+    HOURS_PER_BAR hours from the clock hour it went out in (when its mailing was
+    made, if no reader's email went out yet). One query."""
     if announcement is None:
         return {"from": None, "bars": []}
-    start = announcement.created_at.astimezone(UTC).replace(
-        minute=0, second=0, microsecond=0
+    start = (
+        (went_out or announcement.created_at)
+        .astimezone(UTC)
+        .replace(minute=0, second=0, microsecond=0)
     )
     bars = [
         {

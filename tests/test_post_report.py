@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from newsletter import engagement
+from newsletter.delivery import mailing_pause, mailing_resume
 from newsletter.models import (
     Batch,
     Delivery,
@@ -30,7 +31,7 @@ from newsletter.models import (
 from newsletter.reports import post_report
 from newsletter.subscriptions import subscriber_delete, subscriber_unsubscribe
 from posts.models import Organisation, Post, Region
-from posts.services import post_save_from_desk
+from posts.services import post_publish, post_save_from_desk
 
 from . import test_webhooks as webhooks_test
 from .factories import PostFactory, SubscriberFactory, UserFactory
@@ -428,6 +429,7 @@ def sent_at_twenty_to_eleven(publish, monkeypatch):
     publish(post)
     Mailing.objects.filter(post=post).update(created_at=WENT_OUT)
     Batch.objects.filter(mailing__post=post).update(claimed_at=WENT_OUT)
+    Delivery.objects.filter(mailing__post=post).update(sent_at=WENT_OUT)
 
     def at(hours: int, minutes: int = 0, seconds: int = 0) -> None:
         moment = WENT_OUT.replace(minute=0) + timedelta(
@@ -491,6 +493,32 @@ def test_a_scanners_burst_moves_its_earlier_click_to_machines_in_its_own_hour(
     click(client, links["hidden"], address="203.0.113.7")
     assert bars(post) == {"3-6": (0, 0, 0, 1), "6-9": (0, 0, 0, 1)}
     assert post_report(post)["clicks"] == {"people": 0, "machines": 2}
+
+
+def test_the_first_hours_start_when_a_held_email_went_out(
+    client, django_capture_on_commit_callbacks, monkeypatch
+):
+    """An announcement held as it was made (paused, or its post taken down at
+    once) went out days later: its chart started when it was made, and the
+    clicks of its real first hours fell outside it."""
+    SubscriberFactory()
+    post = PostFactory(slug="suffolk", body=f"Read [the report]({REPORT}).")
+    with django_capture_on_commit_callbacks(execute=False):
+        post_publish(post=post)
+    mailing = Mailing.objects.get(post=post)
+    assert mailing_pause(mailing_id=mailing.pk)
+    resumed = mailing.created_at + timedelta(days=4)
+    monkeypatch.setattr(timezone, "now", lambda: resumed)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert mailing_resume(mailing_id=mailing.pk)
+    monkeypatch.setattr(timezone, "now", lambda: resumed + timedelta(hours=1))
+    click(client, redirects(mail.outbox[0])[REPORT], address="192.0.2.1")
+
+    found = bars(post)
+
+    went_out = resumed.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    assert post_report(post)["first_hours"]["from"] == went_out.isoformat()
+    assert sum(figures[2] for figures in found.values()) == 1
 
 
 def test_digests_sent_before_rounds_recorded_their_posts_still_count():
