@@ -49,13 +49,18 @@ LEAVES = 0.01
 FIRST_HOURS = 72
 
 
-def mailings_history_seed(sender=None, **kwargs) -> None:
-    """Give each announced post without an email its announcement, as sent
-    (nothing when run again)."""
+def mailings_history_seed(sender=None, *, posts: list[Post], **kwargs) -> None:
+    """Give each of the demo's announced posts without an email its announcement,
+    as sent (nothing when run again). Never the author's own: one published
+    without an email would report one it never had."""
     _demo_readers_create()
     for post in (
         Post.objects.published()
-        .filter(announced_at__isnull=False, mailings__isnull=True)
+        .filter(
+            pk__in=[post.pk for post in posts],
+            announced_at__isnull=False,
+            mailings__isnull=True,
+        )
         .order_by("announced_at")
     ):
         _announcement_create(post, random.Random(post.slug))

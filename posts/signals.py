@@ -17,5 +17,6 @@ post_unpublished = Signal()
 post_republished = Signal()
 
 # Sent by `manage.py seed_demo` once the demo posts exist, so that other apps add
-# their own part of the demo (newsletter: readers and their history).
+# their own part of the demo (newsletter: readers and their history). Receivers get
+# `posts`, the demo's own: the author's posts are no part of it.
 demo_seeded = Signal()

@@ -814,6 +814,20 @@ def test_seed_demo_gives_the_demo_posts_a_history_to_report_once():
     assert not Delivery.objects.exclude(subscriber__email__startswith="demo-reader-")
 
 
+def test_seed_demo_run_again_makes_up_no_emails_for_the_authors_own_post(publish):
+    """`make run` loads the demo each time it starts: a post the author published
+    since without emailing readers was given the demo's made-up announcement,
+    "sent" to 100 readers with their bounces and clicks, in its report."""
+    call_command("seed_demo", stdout=io.StringIO())
+    own = PostFactory(slug="own", email_subscribers=False)
+    publish(own)
+
+    call_command("seed_demo", stdout=io.StringIO())
+
+    assert not Mailing.objects.filter(post=own).exists()
+    assert post_report(own)["recipients"] == 0
+
+
 # By what readers follow, with per-reader engagement on: opens and clicks from
 # the readers who agreed, in groups where ten or more of them did.
 

@@ -116,10 +116,10 @@ class Command(BaseCommand):
             f"Demo content: {created} post(s) created, {len(demo.POSTS)} in all."
         )
         people = {item["username"]: self._person(item) for item in demo.PEOPLE}
-        self._fresh_post(people, categories, tags)
+        fresh = self._fresh_post(people, categories, tags)
         self._review_post(people, categories, tags)
         self._comments()
-        demo_seeded.send(sender=self.__class__)
+        demo_seeded.send(sender=self.__class__, posts=[*posts.values(), fresh])
         Sponsorship.objects.get_or_create(
             category=categories[demo.SPONSOR["category"]],
             name=demo.SPONSOR["name"],
@@ -151,7 +151,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{item['role']} login: {user.username} / {password}")
         return user
 
-    def _fresh_post(self, people: dict, categories: dict, tags: dict) -> None:
+    def _fresh_post(self, people: dict, categories: dict, tags: dict) -> Post:
         item = demo.FRESH_POST
         published_at = timezone.now().replace(microsecond=0) - timedelta(
             days=item["days_ago"]
@@ -179,6 +179,7 @@ class Command(BaseCommand):
                 at=published_at,
             )
             index_post(post)
+        return post
 
     def _review_post(self, people: dict, categories: dict, tags: dict) -> None:
         item = demo.REVIEW_POST
