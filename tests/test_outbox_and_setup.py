@@ -84,6 +84,21 @@ def test_ensure_admin_creates_the_admin_once(monkeypatch, capsys):
     assert admin.check_password("a-long-demo-password")
 
 
+def test_ensure_admin_says_it_set_the_password_from_admin_password(monkeypatch, capsys):
+    """Run again with a new ADMIN_PASSWORD, it changes the password: it said the
+    password was as before, and to set ADMIN_PASSWORD to change it."""
+    monkeypatch.setenv("ADMIN_PASSWORD", "a-long-demo-password")
+    call_command("ensure_admin")
+    monkeypatch.setenv("ADMIN_PASSWORD", "another-long-demo-password")
+    capsys.readouterr()
+
+    call_command("ensure_admin")
+
+    assert capsys.readouterr().out == "Admin login: admin / from ADMIN_PASSWORD\n"
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.check_password("another-long-demo-password")
+
+
 @pytest.mark.parametrize("password", ["admin", "12345678", "short"])
 def test_ensure_admin_refuses_a_weak_admin_password_and_creates_nobody(
     monkeypatch, password

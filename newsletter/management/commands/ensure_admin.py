@@ -49,7 +49,10 @@ class Command(BaseCommand):
                 user.save(update_fields=["password"])
             user.groups.add(Group.objects.get(name=ADMINISTRATOR))
             self.stdout.write(
-                "Admin login: admin (password as before; set ADMIN_PASSWORD to change)"
+                "Admin login: admin / from ADMIN_PASSWORD"
+                if password
+                else "Admin login: admin (password as before; set ADMIN_PASSWORD to "
+                "change)"
             )
             return
         generated = password is None
