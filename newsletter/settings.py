@@ -6,6 +6,7 @@ on-disk outbox instead of an email provider. Production names real services thro
 DATABASE_URL, REDIS_URL and EMAIL_BACKEND/ANYMAIL_*.
 """
 
+import logging
 import os
 from pathlib import Path
 from typing import TypeVar
@@ -576,6 +577,15 @@ AUTH_PASSWORD_VALIDATORS = [
     ]
 ]
 
+# Taken in any case, as most tools take it; any other word stopped the site with
+# a traceback ending in "Unable to configure root logger".
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in logging.getLevelNamesMapping():
+    raise ImproperlyConfigured(
+        "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "
+        f"not {os.environ['LOG_LEVEL']!r}."
+    )
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -583,5 +593,5 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["redact_readers"]}
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

@@ -236,6 +236,19 @@ def test_an_anymail_variable_of_the_wrong_kind_refuses_to_start(variable):
     assert next(iter(variable)) in result.stderr
 
 
+def test_log_level_is_taken_in_lower_case_too():
+    """LOG_LEVEL=debug (as most tools take it) stopped the site from starting, with
+    a traceback ending in "Unable to configure root logger"."""
+    result = run_settings({"LOG_LEVEL": "debug"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unknown_log_level_refuses_to_start_and_names_the_variable():
+    result = run_settings({"LOG_LEVEL": "loud"})
+    assert result.returncode != 0
+    assert "LOG_LEVEL must be one of" in result.stderr
+
+
 def test_manage_py_runs_in_debug_for_a_developer():
     """A developer's `manage.py makemigrations --check` needs no DJANGO_DEBUG (the
     image pins it off: tests/test_production.py)."""
