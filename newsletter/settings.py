@@ -407,6 +407,13 @@ if NEWSLETTER_DELIVERY_MODE not in ("auto", "single"):
     )
 # Recipients per batch; 0 uses the provider's own batch size.
 NEWSLETTER_BATCH_SIZE = envint("NEWSLETTER_BATCH_SIZE", "0")
+# A negative size (as if "no limit") made batches of no size: planning failed on
+# every retry, and no reader was emailed.
+if NEWSLETTER_BATCH_SIZE < 0:
+    raise ImproperlyConfigured(
+        "NEWSLETTER_BATCH_SIZE must be 0 or more (0: the provider's own), "
+        f"not {NEWSLETTER_BATCH_SIZE}."
+    )
 # A claimed batch untouched this long belongs to a dead worker; a queued batch or a
 # planning send untouched this long lost its doorbell (the reaper rings again).
 NEWSLETTER_CLAIM_TIMEOUT_SECONDS = envint("NEWSLETTER_CLAIM_TIMEOUT_SECONDS", "600")

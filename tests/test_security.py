@@ -1162,6 +1162,16 @@ def test_a_negative_count_of_trusted_proxies_refuses_to_start():
     assert "NEWSLETTER_TRUSTED_PROXIES must be 0 or more" in result.stderr
 
 
+def test_a_negative_batch_size_refuses_to_start():
+    """-1 (as if "no limit") started, and every mailing's planning failed on
+    each retry (a batch of no size): no reader was ever emailed a post."""
+    result = run_production(
+        "manage.py", "check", extra_env={"NEWSLETTER_BATCH_SIZE": "-1"}
+    )
+    assert result.returncode != 0
+    assert "NEWSLETTER_BATCH_SIZE must be 0 or more" in result.stderr
+
+
 @pytest.mark.parametrize("word", ["Yes ", "TRUE", "off", ""])
 def test_a_yes_or_no_variable_takes_either_words_in_any_case(word):
     result = run_production(
