@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from email.utils import make_msgid
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import css_inline
 from anymail.message import AnymailMessage
@@ -27,6 +27,7 @@ from django.db.models import prefetch_related_objects
 from django.template import Context
 from django.template.loader import get_template, render_to_string
 from django.urls import reverse
+from django.utils.encoding import iri_to_uri
 from django.utils.formats import date_format
 from django.utils.text import Truncator
 
@@ -34,6 +35,7 @@ from posts.images import email_image
 from posts.markdown import alignment_inline, whole_links
 from posts.models import Post, PostUpdate
 from posts.related import related_posts
+from posts.validators import normalise_email
 
 from .engagement import (
     LinkTracker,
@@ -107,17 +109,26 @@ def _domain(url: str) -> str:
     return host.encode("idna").decode("ascii")
 
 
+def _header_url(url: str) -> str:
+    """The URL in ASCII, its host in the IDNA form: Django RFC 2047-encodes a
+    header that is not ASCII, and no mail program reads a link out of that."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    host = _domain(url) + (f":{parts.port}" if parts.port else "")
+    return iri_to_uri(urlunsplit(parts._replace(netloc=host)))
+
+
 def list_headers(*, unsubscribe_url: str) -> dict[str, str]:
     """RFC 2919 List-Id, RFC 2369 List-Unsubscribe and RFC 8058 one-click.
 
     Gmail and Yahoo require the one-click pair on bulk mail: the mail client POSTs
     "List-Unsubscribe=One-Click" to the https URL, without a cookie or a page.
     """
-    targets = [f"<{unsubscribe_url}>"]
+    targets = [f"<{_header_url(unsubscribe_url)}>"]
     if settings.NEWSLETTER_UNSUBSCRIBE_MAILTO:
-        targets.append(
-            f"<mailto:{settings.NEWSLETTER_UNSUBSCRIBE_MAILTO}?subject=unsubscribe>"
-        )
+        mailbox = normalise_email(settings.NEWSLETTER_UNSUBSCRIBE_MAILTO)
+        targets.append(f"<mailto:{mailbox}?subject=unsubscribe>")
     return {
         "List-Id": f"On Probation <posts.{site_domain()}>",
         "List-Unsubscribe": ", ".join(targets),

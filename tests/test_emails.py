@@ -840,6 +840,31 @@ def test_list_headers_are_never_encoded_or_broken_inside_their_brackets(settings
     assert header(message, "Message-ID").endswith("@onprobation.example>")
 
 
+def test_a_site_on_an_international_domain_keeps_one_click_unsubscribe_readable(
+    client, settings
+):
+    """SITE_URL written as its owners write their domain, not in its xn-- form:
+    the header was RFC 2047-encoded, which no mail program reads as a link, so
+    Gmail and Yahoo offered no one-click unsubscribe."""
+    settings.SITE_URL = "https://bücher.example"
+    settings.NEWSLETTER_UNSUBSCRIBE_MAILTO = "abmelden@bücher.example"
+    reader = SubscriberFactory()
+    message = PostEmail(PublishedPostFactory()).for_subscriber(reader)
+
+    targets = re.findall(r"<([^<>]*)>", header(message, "List-Unsubscribe"))
+    assert "=?" not in header(message, "List-Unsubscribe")
+    assert targets[1] == "mailto:abmelden@xn--bcher-kva.example?subject=unsubscribe"
+    assert targets[0].startswith("https://xn--bcher-kva.example/unsubscribe/")
+    # The mail program's one-click POST to that address unsubscribes the reader.
+    client.post(
+        targets[0].removeprefix("https://xn--bcher-kva.example"),
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+
+
 def test_cr_lf_in_a_title_or_a_name_never_reaches_a_header():
     post = PublishedPostFactory(title="Derby\r\nBcc: victim@example.org\nX-Evil: 1")
     reader = SubscriberFactory(name="Eve\r\nBcc: eve@example.org")
