@@ -523,9 +523,16 @@ def _digest_time_read(cells: dict[str, str]) -> dict:
     }
 
 
+def quoted_as_text(value: str) -> bool:
+    """Whether the cell starts as the desk's export quotes a formula: with an
+    apostrophe, before what starts one or before a cell quoted so itself (the
+    export of "'-x", which the import took back as "-x")."""
+    return value[:1] == "'" and value.lstrip("'")[:1] in FORMULA_STARTS
+
+
 def _unquoted(value: str) -> str:
     """The cell as it was before the desk's export quoted it as text."""
-    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
+    return value[1:] if quoted_as_text(value) else value
 
 
 # No mailing list holds a date from before email newsletters: an earlier year is

@@ -423,6 +423,23 @@ def test_an_exported_address_that_starts_like_a_formula_imports_as_itself(author
     assert Consent.objects.latest("pk").source == "+44 sign-up sheet"
 
 
+@pytest.mark.parametrize("name", ["'-x", "'=1+1", "''@home"])
+def test_a_name_stored_with_an_apostrophe_before_a_formula_comes_back_as_stored(
+    author, name
+):
+    """The import takes off the apostrophe the export quotes a formula with: a
+    name that began with one of its own came back without it."""
+    reader = SubscriberFactory(email="reader@example.org", name=name)
+    confirmed_consent(reader, "Sheet", timezone.now() - timedelta(days=1))
+    exported = b"".join(desk_action(author, "export_csv", reader).streaming_content)
+    Subscriber.objects.all().delete()  # the list moved to a new site
+
+    report = upload(author, exported.decode()).context["report"]
+
+    assert (report.created, report.rejected) == (1, [])
+    assert Subscriber.objects.get().name == name
+
+
 def test_the_desks_export_imports_as_it_is_and_brings_back_only_subscribed_readers(
     author,
 ):
