@@ -262,6 +262,11 @@ def _columns_read(header: list[str], *, source: str) -> dict[str, int]:
     return columns
 
 
+# Excel's "sep=;" line, naming the character that separates the cells: any one
+# but the quote, which the csv module cannot take as both.
+SEPARATOR_LINE = re.compile(r'sep=([^"\r\n])', re.IGNORECASE)
+
+
 def read_csv(data: bytes, *, source: str = "") -> ImportReport:
     """Validate every row of the file; write nothing. `source` is the consent
     source of the rows that name none."""
@@ -269,11 +274,18 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
     # Excel separates cells with ';' where the decimal mark is a comma, and with
     # tabs in its "Unicode text": told by the header, whose names hold none of
     # them. A comma in it makes it a comma file. (Excel for Mac's "Comma
-    # Separated Values" ends its lines in a carriage return alone.)
+    # Separated Values" ends its lines in a carriage return alone.) Or the file
+    # says which, as Excel reads it, on a line of its own above the header.
     first_line = re.split(r"\r\n?|\n", text, maxsplit=1)[0]
-    delimiter = next((mark for mark in ",\t;" if mark in first_line), ",")
+    separator_line = SEPARATOR_LINE.fullmatch(first_line)
+    if separator_line:
+        delimiter = separator_line[1]
+    else:
+        delimiter = next((mark for mark in ",\t;" if mark in first_line), ",")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
+        if separator_line:
+            next(reader)  # its line is counted: the header is the file's line 2
         header = next(reader)
     except StopIteration as exc:
         raise ImportFileError("The file is empty.") from exc

@@ -1233,6 +1233,30 @@ def test_excels_semicolon_separated_csv_imports_as_a_comma_separated_one(author)
     assert (alex.name, alex.consents.get().source) == ("Dupont, Alex", "Salon; Lyon")
 
 
+@pytest.mark.parametrize("separator", [";", "|", "\t"])
+def test_excels_sep_line_is_skipped_and_the_separator_it_names_is_used(
+    author, separator
+):
+    """Excel writes "sep=;" above the header to say what separates the cells:
+    the file was refused, the line read as its header."""
+    lines = [
+        ["Email", "Name", "Consent source", "Consent date"],
+        ["a@example.org", "Dupont, Alex", "Salon", "2026-10-01"],
+        ["not-an-address", "", "Liste", "2025-03-15"],
+        ["b@example.org", "", "Liste", "2025-03-15"],
+    ]
+    text = f"sep={separator}\r\n" + "".join(
+        separator.join(cells) + "\r\n" for cells in lines
+    )
+
+    response = upload(author, text, anyway=True)
+
+    assert response.status_code == 200
+    assert [line for line, _ in rejected_lines(response)] == [4]
+    assert response.context["report"].created == 2
+    assert Subscriber.objects.get(email="a@example.org").name == "Dupont, Alex"
+
+
 def test_a_file_whose_lines_end_in_a_carriage_return_alone_is_read_by_its_header(
     author,
 ):
