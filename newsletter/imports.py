@@ -271,6 +271,8 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
     """Validate every row of the file; write nothing. `source` is the consent
     source of the rows that name none."""
     text, encoding = _decoded(data)
+    # What old DOS programs end a text file with (Ctrl-Z): not a line of it.
+    text = text.removesuffix("\x1a")
     # Excel separates cells with ';' where the decimal mark is a comma, and with
     # tabs in its "Unicode text": told by the header, whose names hold none of
     # them. A comma in it makes it a comma file. (Excel for Mac's "Comma

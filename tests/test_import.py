@@ -1257,6 +1257,22 @@ def test_excels_sep_line_is_skipped_and_the_separator_it_names_is_used(
     assert Subscriber.objects.get(email="a@example.org").name == "Dupont, Alex"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [HEADER + GOOD + "\x1a", HEADER + "a@example.org,Alex,Sheet,2026-10-01\x1a"],
+    ids=["on a line of its own", "after the last cell"],
+)
+def test_a_ctrl_z_at_the_very_end_of_the_file_is_ignored(author, text):
+    """Old DOS programs end a text file with Ctrl-Z: it was a rejected line, or
+    a date that was no date."""
+    response = upload(author, text)
+    assert rejected_lines(response) == []
+    assert response.context["report"].imported
+    # Anywhere else it is a control character, as in any cell.
+    response = upload(author, HEADER + "d@example.org,D\x1a,Sheet,2026-10-01\n")
+    assert [line for line, _ in rejected_lines(response)] == [2]
+
+
 def test_a_file_whose_lines_end_in_a_carriage_return_alone_is_read_by_its_header(
     author,
 ):
