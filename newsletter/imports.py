@@ -312,6 +312,9 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
     ]
     report.reads_preferences = any(column in columns for column in PREFERENCE_COLUMNS)
     first_line_of: dict[str, int] = {}
+    # The file's lines as the reader counts them, read if a row of several
+    # lines is rejected.
+    file_lines: list[str] | None = None
     ended = reader.line_num  # the header's last line
     try:
         for values in reader:
@@ -334,11 +337,16 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
                 reason = error.messages[0]
                 if ended > line:
                     # A quote left open reads the lines after it into this row:
-                    # said, or their readers went missing unmentioned.
-                    reason += (
-                        f" (lines {line} to {ended} were read as this one row: "
-                        "a quote left open?)"
-                    )
+                    # said, or their readers went missing unmentioned. Asked
+                    # only if the row's quotes are not good CSV: a cell quoted
+                    # as it should be may hold a line break.
+                    if file_lines is None:
+                        file_lines = io.StringIO(text, newline="").readlines()
+                    row_lines = file_lines[line - 1 : ended]
+                    reason += f" (lines {line} to {ended} were read as this one row"
+                    if _quote_left_open(row_lines, delimiter=delimiter):
+                        reason += ": a quote left open?"
+                    reason += ")"
                 report.rejected.append((line, reason))
                 continue
             except LeftTheList as left:
@@ -363,6 +371,15 @@ def read_csv(data: bytes, *, source: str = "") -> ImportReport:
     _skip_those_who_left(report)
     _drop_topics_not_on_the_site(report)
     return report
+
+
+def _quote_left_open(lines: list[str], *, delimiter: str) -> bool:
+    """Whether these lines, read as one row, are not one row of good CSV: a
+    quote never closed, or closed before the cell ends."""
+    try:
+        return len(list(csv.reader(lines, delimiter=delimiter, strict=True))) != 1
+    except csv.Error:
+        return True
 
 
 class LeftTheList(Exception):

@@ -159,6 +159,19 @@ def test_a_quote_left_open_says_which_lines_it_read_as_one_row(author):
     assert response.context["report"].created == 2
 
 
+def test_a_quoted_cell_holding_a_line_break_is_rejected_without_blaming_a_quote(
+    author,
+):
+    """The cell is quoted as it should be: the page asked "a quote left open?"
+    of a file whose every quote was closed."""
+    response = upload(author, HEADER + 'a@example.org,"Alex\nSmith",Form,2026-10-01\n')
+    [(line, reason)] = rejected_lines(response)
+    assert line == 2
+    assert "control characters (U+000A)" in reason
+    assert "lines 2 to 3 were read as this one row" in reason
+    assert "quote" not in reason
+
+
 def test_a_quote_left_open_in_a_long_file_is_named_by_the_line_it_opened_on(author):
     # Past csv's limit on one cell (128 KB), the file was refused naming the line
     # where the cell grew too long, thousands of lines below the stray quote.
