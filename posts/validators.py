@@ -128,12 +128,21 @@ def inbox_of(email: str) -> str:
     return f"{local.partition('+')[0]}@{domain}"
 
 
+# An address in angle brackets, as an email's From line gives it after the
+# sender's name ("Sam <sam@example.org>").
+_BRACKETED_ADDRESS = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+
+
 def addresses_as_stored(search_term: str) -> str:
     """A search of the desk's with each address in it in its stored form: a
     person asking by email for their data, or its erasure, writes their address
-    their own way (Sam@Bücher.example)."""
+    their own way (Sam@Bücher.example), or is named by their email's From line,
+    pasted as it is: then its addresses alone are searched for, the name before
+    them being whatever the sender's mail program calls them."""
+    bracketed = _BRACKETED_ADDRESS.findall(search_term)
     return " ".join(
-        normalise_email(bit) if "@" in bit else bit for bit in search_term.split()
+        normalise_email(bit) if "@" in bit else bit
+        for bit in (bracketed or search_term.split())
     )
 
 

@@ -874,6 +874,36 @@ def test_a_reader_is_found_at_the_desk_by_their_address_as_they_write_it(author)
 
 
 @pytest.mark.parametrize(
+    "pasted",
+    [
+        "<Reader@Bücher.example>",
+        "Sam <reader@bücher.example>",
+        '"Jones, Samantha" <Reader@xn--bcher-kva.example>',
+    ],
+)
+def test_a_reader_is_found_at_the_desk_by_the_address_pasted_from_their_email(
+    author, pasted
+):
+    """A reader writing in is named by their email's From line, pasted as it is:
+    the desk found nothing, the brackets and the sender's own name searched for
+    too."""
+    reader = SubscriberFactory(email="reader@xn--bcher-kva.example", name="Sam")
+    SubscriberFactory(email="other@example.org", name="Sam")
+    slot = timezone.now()
+    mailing = Mailing.objects.create(
+        kind=Mailing.Kind.DIGEST, frequency="daily", slot=slot, period=slot.date()
+    )
+    batch = Batch.objects.create(mailing=mailing, number=1, size=1)
+    Delivery.objects.create(mailing=mailing, batch=batch, subscriber=reader)
+
+    readers = author.get(LIST_URL, {"q": pasted}).context["cl"].result_list
+    emails = author.get("/admin/newsletter/delivery/", {"q": pasted})
+
+    assert [found.email for found in readers] == [reader.email]
+    assert emails.context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize(
     "email", ["reader@☕.example", "reader@localhost", "reader@[127.0.0.1]"]
 )
 def test_the_import_refuses_an_address_the_subscribe_form_refuses(author, email):
