@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from django.conf import settings
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, TextField
@@ -23,6 +23,7 @@ from django.utils import timezone
 from posts import throttle
 from posts.comments.services import (
     comments_delete_for_addresses,
+    comments_desk_history,
     comments_for_addresses,
 )
 from posts.validators import AddressPeriod, inbox_of, normalise_email, written_under
@@ -947,7 +948,60 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         ],
         # Comments under posts written with the reader's addresses.
         "comments": comments_for_addresses(addresses=addresses),
+        # What the desk did to the reader, to the emails they were sent and to
+        # their comments (Django admin's log, which their erasure keeps without
+        # naming them).
+        "desk_history": _desk_history_exported(
+            _desk_history_of_reader(subscriber=subscriber)
+            | _desk_history_of_their_emails(subscriber=subscriber)
+            | comments_desk_history(addresses=addresses)
+        ),
     }
+
+
+def _desk_history_of_reader(*, subscriber: Subscriber) -> QuerySet[LogEntry]:
+    """The desk's history (Django admin's log) of the reader's row, which names
+    them by their address, and their consents and topics."""
+    return LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Subscriber),
+        object_id=str(subscriber.pk),
+    )
+
+
+def _desk_history_of_their_emails(*, subscriber: Subscriber) -> QuerySet[LogEntry]:
+    """The desk's history of the reader's rows in the ledger, each named by its
+    str(): "… to <their address>"."""
+    return LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Delivery),
+        object_id__in=Delivery.objects.filter(subscriber=subscriber).values(
+            id_text=Cast("pk", TextField())
+        ),
+    )
+
+
+# What an entry of the desk's history did, in the export's words.
+_DESK_ACTIONS = {ADDITION: "added", CHANGE: "changed", DELETION: "deleted"}
+
+
+def _desk_history_exported(entries: QuerySet[LogEntry]) -> list[dict]:
+    """The desk's history as the reader downloads it: what was done to what,
+    when, and by which role. Not by whom: who at the desk did it is that staff
+    member's personal data, not the reader's, and the role says what standing
+    the change was made with. The role is the member's now (the log keeps the
+    member, not their role then)."""
+    return [
+        {
+            "about": entry.object_repr,
+            "action": _DESK_ACTIONS.get(entry.action_flag, ""),
+            "at": entry.action_time,
+            "by": ", ".join(sorted(group.name for group in entry.user.groups.all()))
+            or "the desk",
+            "change": entry.get_change_message(),
+        }
+        for entry in entries.prefetch_related("user__groups").order_by(
+            "action_time", "pk"
+        )
+    ]
 
 
 def _consent_exported(consent: Consent) -> dict:
@@ -1013,20 +1067,15 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         tracking_events_of(subscriber=subscriber, addresses=addresses).delete()
         comments_delete_for_addresses(addresses=addresses)
         Engagement.objects.filter(subscriber=subscriber).delete()
-        # The desk's history (Django admin's log) names the reader by their
-        # address in every entry about them, their consents and topics too: it
-        # keeps what the desk did, when and who did it, but no longer to whom.
-        LogEntry.objects.filter(
-            content_type=ContentType.objects.get_for_model(Subscriber),
-            object_id=str(subscriber.pk),
-        ).update(object_repr=ERASED_READER, change_message="")
-        # And each email's row in the ledger by its str(): "… to <their address>".
-        LogEntry.objects.filter(
-            content_type=ContentType.objects.get_for_model(Delivery),
-            object_id__in=Delivery.objects.filter(subscriber=subscriber).values(
-                id_text=Cast("pk", TextField())
-            ),
-        ).update(object_repr=ERASED_READERS_EMAIL, change_message="")
+        # The desk's history names the reader by their address in every entry
+        # about them, their consents and topics too, and their emails: it keeps
+        # what the desk did, when and who did it, but no longer to whom.
+        _desk_history_of_reader(subscriber=subscriber).update(
+            object_repr=ERASED_READER, change_message=""
+        )
+        _desk_history_of_their_emails(subscriber=subscriber).update(
+            object_repr=ERASED_READERS_EMAIL, change_message=""
+        )
         # Its previous addresses, consents and ledger rows go with it (CASCADE);
         # the emails it was sent stay counted in their batches, recounted or not.
         # The rows are locked before they are counted: one a worker is writing

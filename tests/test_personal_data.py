@@ -39,6 +39,7 @@ from posts.comments.models import Comment
 from .factories import (
     CommentFactory,
     PublishedPostFactory,
+    StaffFactory,
     SubscriberFactory,
     UserFactory,
     desk_action,
@@ -379,6 +380,36 @@ def test_an_erasure_forgets_the_address_the_reader_confirms_a_move_to_as_it_runs
     )
     assert columns_naming("new@example.org") == []
     assert columns_naming("old@example.org") == []
+
+
+def test_my_data_holds_what_the_desk_did_to_me_my_emails_and_comments_but_not_who():
+    """The export said it was everything held about the reader, and left out
+    the desk's history of them, which the erasure rewrites. The desk's members
+    are named by their role: who they are is not the reader's data."""
+    reader = SubscriberFactory(email="reader@example.org", name="Sam")
+    editor = StaffFactory(username="jo.bloggs", first_name="Jo", role="Editor")
+    email = _delivery(reader)
+    comment = CommentFactory(email=reader.email)
+    someone_elses = CommentFactory(email="other@example.org")
+    for row in (reader, email, comment, someone_elses):
+        LogEntry.objects.log_actions(
+            user_id=editor.pk,
+            queryset=[row],
+            action_flag=CHANGE,
+            change_message=[{"changed": {"fields": ["Status"]}}],
+        )
+
+    exported = json.loads(json.dumps(subscriber_export(subscriber=reader), default=str))
+
+    assert [
+        (entry["about"], entry["action"], entry["by"], entry["change"])
+        for entry in exported["desk_history"]
+    ] == [
+        (str(row), "changed", "Editor", "Changed Status.")
+        for row in (reader, email, comment)
+    ]
+    assert all(entry["at"] for entry in exported["desk_history"])
+    assert "jo.bloggs" not in json.dumps(exported)
 
 
 def test_my_data_holds_no_page_or_topics_a_stranger_chose_for_my_address():

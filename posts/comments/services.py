@@ -532,14 +532,26 @@ def comments_delete_for_addresses(*, addresses: Iterable[AddressPeriod]) -> int:
     Other people's replies to them stay, as top-level comments (bar those their
     spam hid: comments_delete).
     """
-    theirs = Comment.objects.written_under(addresses)
     with transaction.atomic():
-        # The desk's history (Django admin's log) named a comment by its writer
-        # in the entries written before str() stopped naming them: it keeps what
-        # the desk did to their comments, when and who did it, but no longer
-        # whose they were.
-        LogEntry.objects.filter(
-            content_type=ContentType.objects.get_for_model(Comment),
-            object_id__in=[str(pk) for pk in theirs.values_list("pk", flat=True)],
-        ).update(object_repr=ERASED_COMMENTER, change_message="")
-        return comments_delete(comments=theirs)
+        # The desk's history named a comment by its writer in the entries
+        # written before str() stopped naming them: it keeps what the desk did
+        # to their comments, when and who did it, but no longer whose they were.
+        comments_desk_history(addresses=addresses).update(
+            object_repr=ERASED_COMMENTER, change_message=""
+        )
+        return comments_delete(comments=Comment.objects.written_under(addresses))
+
+
+def comments_desk_history(*, addresses: Iterable[AddressPeriod]) -> QuerySet[LogEntry]:
+    """The desk's history (Django admin's log) of the comments written under the
+    person's addresses while each was theirs: what their data export lists, and
+    their erasure rewrites."""
+    return LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Comment),
+        object_id__in=[
+            str(pk)
+            for pk in Comment.objects.written_under(addresses).values_list(
+                "pk", flat=True
+            )
+        ],
+    )
