@@ -195,8 +195,9 @@ def digest_debts_settle(readers: SubscriberQuerySet) -> None:
 
 
 def post_withdraw_from_digests(*, post: Post) -> int:
-    """Take an unpublished post out of the digests not yet sent, so that none
-    links to a page that is gone: queued ones, and uncertain ones, which the
+    """Take an unpublished post (or one whose email the author unticked) out of
+    the digests not yet sent, so that none links to a page that is gone, nor
+    carries what the author stopped: queued ones, and uncertain ones, which the
     author may resend. A digest left holding nothing is skipped when its batch
     goes (batch_recipients). Their ledger then says what they hold: published
     again within the lookback, the post comes in the reader's next digest (a

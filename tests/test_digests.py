@@ -60,6 +60,7 @@ from .factories import (
     StaffFactory,
     SubscriberFactory,
     UserFactory,
+    admin_post_form_of,
     confirm_link,
     desk_action,
     taken_down_once_its_readers_are_read,
@@ -1321,6 +1322,34 @@ def test_a_post_unpublished_after_planning_is_left_out_of_the_digests(
     next_digests = beat()
     assert sorted(m.to[0] for m in next_digests) == readers
     assert all("Wales: a wrong figure" in m.body for m in next_digests)
+
+
+def test_a_post_whose_email_is_unticked_after_planning_is_left_out_of_the_digests(
+    clock, publish, beat
+):
+    """The desk says, as the author unticks "email to subscribers" on a post
+    already sent: "Digests not yet sent go without it"; the round planned
+    before still carried it to every reader."""
+    readers = ["one@example.org", "two@example.org"]
+    mailing, unticked = a_round_of_two_posts(clock, publish, readers)
+    editor = Client()
+    editor.force_login(StaffFactory(role="Editor"))
+    response = editor.post(
+        f"/admin/posts/post/{unticked.pk}/change/",
+        admin_post_form_of(unticked, email_subscribers=""),
+        follow=True,
+    )
+    assert "Digests not yet sent go without it." in response.text
+    send_all(mailing)
+
+    assert sorted(m.to[0] for m in mail.outbox) == readers
+    for digest in mail.outbox:
+        assert digest.subject.startswith("Your daily digest: 1 new post")
+        assert "Wales: a wrong figure" not in digest.body
+        assert "Wales: a wrong figure" not in digest.alternatives[0].content
+    assert not Delivery.objects.filter(posts=unticked).exists()
+    clock(24, 7, 5)
+    assert beat() == []  # nor in the next one
 
 
 def test_an_uncertain_digest_resent_after_its_post_was_unpublished_goes_without_it(

@@ -204,6 +204,9 @@ class PostAdmin(posts_admin.PostAdmin):
         site; unticked, what was sent is sent, and the author is told how to stop
         the rest."""
         if not post.email_subscribers:
+            # No round plans it from now on (digests.posts_held); those planned
+            # already carried it until the worker sent them.
+            digests.post_withdraw_from_digests(post=post)
             self.message_user(
                 request,
                 "Its email is not called back by unticking the box: pause or cancel "
