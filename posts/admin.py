@@ -747,6 +747,18 @@ class PostAdmin(admin.ModelAdmin):
             f"listed as of then, below the {since.count()} post(s) published since."
         ]
 
+    def delete_model(self, request: HttpRequest, obj: Post) -> None:
+        self.delete_queryset(request, Post.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        with transaction.atomic():
+            # Locked before their comments are read: a comment being written
+            # (which holds its post) commits first and goes with the others.
+            # Read unlocked, the database then found it under the deleted post
+            # and refused the deletion, a 500.
+            Post.objects.filter(pk__in=queryset.values("pk")).locked()
+            super().delete_queryset(request, queryset)
+
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         uploaded = (

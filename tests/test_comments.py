@@ -31,12 +31,17 @@ from posts import throttle
 from posts.comments import services as comments
 from posts.comments.models import BODY_MAX_LENGTH, Comment, PostCommentSettings
 from posts.comments.tasks import purge_comment_personal_data
-from posts.comments.views import HELD_MESSAGE
+from posts.comments.views import HELD_MESSAGE, VERIFIED_COOKIE, VERIFIED_COOKIE_SALT
 from posts.models import FormerSlug, Post
 from posts.validators import AddressPeriod
 
 from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
-from .locks import as_it_commits, in_a_thread, until_done_or_waiting_for_a_lock
+from .locks import (
+    as_it_commits,
+    as_taken_down,
+    in_a_thread,
+    until_done_or_waiting_for_a_lock,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +63,15 @@ def comment_on(client, post, **overrides):
         {**FORM, **overrides},
         HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux) " + "x" * 400,
     )
+
+
+def proved_browser(email: str) -> Client:
+    """A browser that proved `email` through its emailed link: it holds the cookie
+    that link's button sets, signed as Django signs it."""
+    browser = Client()
+    signer = signing.get_cookie_signer(salt=VERIFIED_COOKIE + VERIFIED_COOKIE_SALT)
+    browser.cookies[VERIFIED_COOKIE] = signer.sign(email)
+    return browser
 
 
 def comments_section(rf, post) -> str:
@@ -880,6 +894,82 @@ def test_a_comment_sent_after_the_post_was_unpublished_is_given_back_to_copy(
     assert "not open for comments" in response.text
     assert "so your\ncomment was not sent." in response.text
     assert escape(written) in response.text
+    assert not Comment.objects.exists()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_known_commenters_comment_sent_as_the_post_is_taken_down_is_given_back():
+    """The comment read the post as open before the unpublish committed, and was
+    then published under the post taken off the site."""
+    post = PublishedPostFactory()
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    editor = Client()
+    editor.force_login(UserFactory())
+    written = "Written as the post went <down>."
+
+    response = as_taken_down(
+        post,
+        editor,
+        lambda: comment_on(proved_browser("alex@example.org"), post, body=written),
+    )
+
+    assert response.status_code == 404
+    assert escape(written) in response.text
+    assert not Comment.objects.filter(post=post).exists()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_comment_sent_as_the_post_is_deleted_is_given_back_not_a_500():
+    """The comment was written under the post the author had just deleted: the
+    database refused its link to the post, a 500 that lost the reader's text."""
+    post = PublishedPostFactory()
+    author = Client()
+    author.force_login(UserFactory())
+
+    def delete_the_post():
+        response = author.post(f"/admin/posts/post/{post.pk}/delete/", {"post": "yes"})
+        assert response.status_code == 302
+
+    _, response = as_it_commits(
+        delete_the_post, lambda: comment_on(Client(), post, body="Too late.")
+    )
+
+    assert response.status_code == 404
+    assert "Too late." in response.text
+    assert not Comment.objects.exists()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_the_author_deleting_a_post_as_a_comment_is_written_deletes_both():
+    """The deletion read the post's comments before the comment being written
+    committed, which the database then found under the deleted post: the author's
+    delete was refused, a 500."""
+    post = PublishedPostFactory()
+    author = Client()
+    author.force_login(UserFactory())
+
+    def write_a_comment() -> Comment:
+        return comments.comment_post(
+            post=post, name="Alex", email="alex@example.org", body="Just in time."
+        )
+
+    def delete_the_post() -> int:
+        response = author.post(f"/admin/posts/post/{post.pk}/delete/", {"post": "yes"})
+        return response.status_code
+
+    _, deleted = as_it_commits(write_a_comment, delete_the_post, must_wait=True)
+
+    assert deleted == 302
+    assert not Post.objects.filter(pk=post.pk).exists()
     assert not Comment.objects.exists()
 
 

@@ -53,6 +53,10 @@ class CommentsClosed(Exception):
     """The post takes no new comments."""
 
 
+class PostNotPublished(Exception):
+    """The post went off the site (taken down, or deleted) as the comment was sent."""
+
+
 class TooManyComments(Exception):
     """Too many comments were sent under this email address in the last hour."""
 
@@ -166,7 +170,8 @@ def comment_post(
     and proved the address (`verified_email`, the address this browser proved).
 
     Raises TooManyComments when the address is over its hourly limit, unless this
-    browser proved it: strangers using an address must not lock its owner out.
+    browser proved it: strangers using an address must not lock its owner out;
+    PostNotPublished when the post was taken down or deleted as it was sent.
 
     A reply to a reply joins the thread of the top-level comment, so threads are
     one level deep. The same text sent again (RESENT_WITHIN) returns the comment
@@ -180,7 +185,11 @@ def comment_post(
         # One comment at a time per post, so that the form sent twice at once (a
         # double click) finds its first copy: each looked before the other had
         # written, and the comment was recorded, and its confirmation sent, twice.
-        Post.objects.select_for_update(no_key=True).filter(pk=post.pk).exists()
+        # Read again as locked: a post taken down meanwhile had the comment
+        # published under it, and one deleted refused it (a 500).
+        live = Post.objects.published().select_for_update(no_key=True)
+        if not live.filter(pk=post.pk).exists():
+            raise PostNotPublished
         parent = None
         if parent_id is not None:
             parent = _thread_replied_to(post=post, comment_id=parent_id)

@@ -143,6 +143,8 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
             user_agent=_user_agent(request),
             verified_email=verified_email,
         )
+    except services.PostNotPublished:
+        return _post_not_open(request, form)
     except services.CommentsClosed:
         return _form_page(request, post, form, status=403)
     except services.TooManyComments:
