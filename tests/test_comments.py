@@ -688,6 +688,30 @@ def test_a_link_for_a_reply_to_a_comment_since_marked_as_spam_publishes_nothing(
     assert response["Location"] == f"/posts/{post.slug}/#comments"
 
 
+def test_the_link_of_a_reply_hidden_with_its_comment_does_not_call_it_published(
+    client, post
+):
+    """An approved reply under a comment since marked as spam is hidden with it:
+    the link's page said "This one is published already", and its button "your
+    comment is published", sending the reader to a comment the page does not show."""
+    spam = CommentFactory(post=post, status=Comment.Status.SPAM)
+    reply = CommentFactory(
+        post=post, parent=spam, email="alex@example.org", status="approved"
+    )
+    link = f"/comments/confirm/{comments.comment_confirmation_token(comment=reply)}/"
+
+    page = client.get(link)
+    response = client.post(link)
+
+    assert "published already" not in page.text
+    assert "This one is not published." in page.text
+    assert answer(response) == (
+        302,
+        f"/posts/{post.slug}/#comments",
+        ["Thank you: your address is confirmed."],
+    )
+
+
 @pytest.mark.parametrize("approved", [False, True], ids=["held", "published"])
 def test_a_link_followed_after_the_post_was_unpublished_confirms_without_a_404(
     client, post, confirm, approved

@@ -90,6 +90,13 @@ def _post_not_open(request: HttpRequest, form: CommentForm) -> HttpResponse:
     )
 
 
+def _shown(comment: Comment) -> bool:
+    """Whether readers see the comment: only then is its writer told it is
+    published, and sent to it (an approved reply is hidden with a comment marked
+    as spam)."""
+    return Comment.objects.shown().filter(pk=comment.pk).exists()
+
+
 def _user_agent(request: HttpRequest) -> str:
     # Headers are the client's to fill: keep printable characters only (PostgreSQL
     # refuses NUL in text).
@@ -164,7 +171,7 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
         )
         return _form_page(request, post, CommentForm(data), status=400, problem=problem)
     # The comment found may be one sent before, by whoever owns the address.
-    if comment.status == Comment.Status.APPROVED and services.address_proved(
+    if _shown(comment) and services.address_proved(
         email=comment.email, verified_email=verified_email
     ):
         messages.success(request, "Thank you: your comment is published.")
@@ -202,7 +209,7 @@ def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
             return render(
                 request,
                 "posts/comment_confirm.html",
-                {"comment": comment, "publishes": publishes},
+                {"comment": comment, "publishes": publishes, "shown": _shown(comment)},
             )
         comment = services.comment_confirm(token=token)
     except services.ConfirmationInvalid:
@@ -212,7 +219,7 @@ def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
     if not comment.post.is_published:
         # Unpublished since the link was sent: its page would be a 404.
         response = render(request, "posts/comment_confirm.html", {"confirmed": True})
-    elif comment.status == Comment.Status.APPROVED:
+    elif _shown(comment):
         messages.success(request, "Thank you: your comment is published.")
         response = redirect(comment.get_absolute_url())
     else:
