@@ -1958,6 +1958,34 @@ def test_replies_hidden_with_a_spam_comment_stay_hidden_whoever_deletes_it(
     assert comments.comment_counts(posts=[post]) == {}
 
 
+def test_replies_hidden_with_a_comment_put_back_to_wait_wait_again_once_it_is_deleted(
+    admin_client, rf, post
+):
+    """A moderator set a published comment back to waiting, which hides its
+    replies, then deleted it: the replies came back as comments of their own, with
+    nobody's say. They wait for a moderator, and the next digest lists them."""
+    taken_back = CommentFactory(post=post, status="approved", body="Taken back.")
+    reply = CommentFactory(
+        post=post,
+        parent=taken_back,
+        status="approved",
+        body="Answering it.",
+        moderators_notified_at=timezone.now() - timedelta(days=2),
+    )
+    taken_back.status = Comment.Status.PENDING
+    comments.comment_edit(comment=taken_back)
+    assert "Answering it." not in comments_section(rf, post)
+
+    admin_client.post(
+        f"/admin/comments/comment/{taken_back.pk}/delete/", {"post": "yes"}
+    )
+
+    assert not Comment.objects.filter(pk=taken_back.pk).exists()
+    assert "Answering it." not in comments_section(rf, post)
+    assert comments.comment_counts(posts=[post]) == {}
+    assert list(Comment.objects.awaiting_moderators()) == [reply]
+
+
 def test_the_purge_runs_on_beat():
     from newsletter.celery import app
     from newsletter.settings import CELERY_BEAT_SCHEDULE

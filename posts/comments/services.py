@@ -417,9 +417,11 @@ def comment_edit(*, comment: Comment) -> None:
 def comments_delete(*, comments: QuerySet[Comment]) -> int:
     """Delete these comments (the desk's delete, the purge, a person's erasure).
 
-    Replies are hidden with the spam they answer (CommentQuerySet.shown); once it
-    is deleted they would come back as top-level comments, with nobody's say, so
-    they are marked as spam with it. Other replies stay, as top-level comments.
+    Replies are hidden with a comment readers do not see (CommentQuerySet.shown);
+    once it is deleted they would come back as top-level comments, with nobody's
+    say: those of spam are marked as spam with it, and those of a comment waiting
+    for a moderator (put back to wait) wait for one too, reported by the next
+    digest. Other replies stay, as top-level comments.
     """
     with transaction.atomic():
         # Locked first: a reply being written to one of them (which holds it,
@@ -433,6 +435,9 @@ def comments_delete(*, comments: QuerySet[Comment]) -> int:
         Comment.objects.filter(parent__in=comments.spam()).exclude(
             status=Comment.Status.SPAM
         ).update(status=Comment.Status.SPAM, marked_spam_at=timezone.now())
+        Comment.objects.approved().filter(parent__in=comments.pending()).update(
+            status=Comment.Status.PENDING, moderators_notified_at=None
+        )
         deleted, _ = comments.delete()
     comments_changed.send(sender=Comment)
     return deleted
@@ -538,8 +543,8 @@ def comments_delete_for_addresses(*, addresses: Iterable[AddressPeriod]) -> int:
     """Delete every comment written under the person's addresses while each was
     theirs (the person's data request).
 
-    Other people's replies to them stay, as top-level comments (bar those their
-    spam hid: comments_delete).
+    Other people's replies to them stay, as top-level comments (bar those hidden
+    with them: comments_delete).
     """
     with transaction.atomic():
         # The desk's history named a comment by its writer in the entries
