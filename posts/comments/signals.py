@@ -5,7 +5,8 @@ from django.dispatch import Signal
 # get no arguments beyond the sender.
 comments_changed = Signal()
 
-# Sent inside the transaction that holds a new comment for moderation. Receivers
+# Sent once a new comment held for moderation is committed (comment_post, after
+# its transaction; a caller's own outer transaction may still be open). Receivers
 # get `comment`; the email service offers its commenter the link that proves the
 # address (this app sends no email itself).
 comment_held = Signal()
