@@ -1413,18 +1413,27 @@ def test_the_admin_deletes_in_bulk_after_confirming(admin_client):
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "shows"),
     [
-        "/admin/comments/comment/{pk}/change/",
-        "/admin/comments/postcommentsettings/",
-        "/admin/comments/postcommentsettings/add/",
+        ("/admin/comments/comment/{pk}/change/", lambda comment: comment.body),
+        ("/admin/comments/postcommentsettings/", lambda comment: comment.post.title),
+        # The post is picked by a search (autocomplete): the form is what shows.
+        (
+            "/admin/comments/postcommentsettings/add/",
+            lambda comment: "Untick to close comments on this post.",
+        ),
     ],
+    ids=["comment", "settings", "settings-add"],
 )
-def test_the_comment_admin_pages_open(admin_client, url):
-    comment = CommentFactory(parent=CommentFactory(status=Comment.Status.APPROVED))
+def test_the_comment_admin_pages_open(admin_client, url, shows):
+    comment = CommentFactory(
+        body="A reply the desk is to read.",
+        parent=CommentFactory(status=Comment.Status.APPROVED),
+    )
     PostCommentSettings.objects.create(post=comment.post, comments_open=False)
     response = admin_client.get(url.format(pk=comment.pk))
     assert response.status_code == 200
+    assert shows(comment) in response.text
 
 
 def test_an_address_edited_at_the_desk_is_stored_as_the_reader_would_be_found(
