@@ -139,6 +139,17 @@ OPEN_RULES = (
     "is off unless NEWSLETTER_TRACK_OPENS is set."
 )
 
+# What the mailing's page and the post's report show for opens nobody counted.
+OPENS_NOT_COUNTED = "not counted: open tracking is off"
+
+
+def opens_counted(mailing: Mailing | None) -> bool:
+    """Whether the mailing's opens were counted: open tracking is on, or was
+    when the opens it holds came. Otherwise its zeros are no figure."""
+    return settings.NEWSLETTER_TRACK_OPENS or bool(
+        mailing and (mailing.opens_people or mailing.opens_machines)
+    )
+
 
 def click_token(link_id: int, batch_id: int = 0) -> str:
     """The redirect's token for a link, naming the batch whose email carries it

@@ -22,7 +22,13 @@ from django.db.models.functions import Coalesce
 
 from posts.models import Organisation, Post, Region
 
-from .engagement import CLICK_RULES, OPEN_RULES, is_web_address
+from .engagement import (
+    CLICK_RULES,
+    OPEN_RULES,
+    OPENS_NOT_COUNTED,
+    is_web_address,
+    opens_counted,
+)
 from .models import (
     Delivery,
     Engagement,
@@ -227,10 +233,15 @@ def post_report(post: Post) -> dict:
         figures["as_published"] += erased
         figures["accepted"] += announcement.erased_sent
         figures["failed"] += announcement.erased_failed
-    figures["opens"] = {
-        "people": announcement.opens_people if announcement else 0,
-        "machines": announcement.opens_machines if announcement else 0,
-    }
+    # None, as the mailing's page says "not counted", when nobody counted them.
+    figures["opens"] = (
+        {
+            "people": announcement.opens_people if announcement else 0,
+            "machines": announcement.opens_machines if announcement else 0,
+        }
+        if opens_counted(announcement)
+        else None
+    )
     figures["links"], figures["clicks_in_digests"] = _links(post)
     figures["clicks"] = {
         "people": sum(link["people"] for link in figures["links"]),
@@ -515,7 +526,10 @@ def post_report_rows(report: dict) -> list[list]:
     rows = [["figure", "count", "people", "machines"]]
     rows += [[label, report[key], "", ""] for key, label in REPORT_FIGURES]
     for key, label in ENGAGEMENT_FIGURES:
-        rows.append([label, "", report[key]["people"], report[key]["machines"]])
+        if report[key] is None:
+            rows.append([label, "", OPENS_NOT_COUNTED, ""])
+        else:
+            rows.append([label, "", report[key]["people"], report[key]["machines"]])
     rows.append([])
     rows.append(["link", "hidden", "people", "machines"])
     rows += [

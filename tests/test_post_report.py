@@ -398,6 +398,26 @@ def test_the_report_downloads_as_csv(admin_client, story):
     assert [REPORT, "", "1", "1"] in rows
 
 
+def test_opens_not_tracked_are_not_counted_not_zero(publish, admin_client, settings):
+    SubscriberFactory()
+    post = PostFactory(slug="suffolk")
+    publish(post)
+    settings.NEWSLETTER_TRACK_OPENS = False
+
+    assert post_report(post)["opens"] is None
+    page = admin_client.get(f"/admin/newsletter/postreport/{post.pk}/change/")
+    assert "not counted: open tracking is off" in page.content.decode()
+    response = admin_client.get(f"/admin/newsletter/postreport/{post.pk}/csv/")
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert ["Opens", "", "not counted: open tracking is off", ""] in rows
+    out = io.StringIO()
+    call_command("post_report", "suffolk", stdout=out)
+    assert "not counted: open tracking is off" in out.getvalue()
+
+    settings.NEWSLETTER_TRACK_OPENS = True
+    assert post_report(post)["opens"] == {"people": 0, "machines": 0}
+
+
 def test_a_report_for_nothing_is_a_404(admin_client):
     for path in (
         "/admin/newsletter/postreport/999/change/",

@@ -3,7 +3,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import requests
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db import transaction
@@ -19,6 +18,7 @@ from posts.validators import addresses_as_stored, row_id_in
 from .. import delivery
 from ..delivery.control import RUNNING
 from ..delivery.provider import SEARCH_LAG, CannotAsk, TooSoonToAsk
+from ..engagement import OPENS_NOT_COUNTED, opens_counted
 from ..enqueue import SENT_ONCE_THE_QUEUE_IS_BACK, queue_reachable
 from ..models import Batch, Delivery, DigestSettings, Mailing
 
@@ -254,8 +254,8 @@ class MailingAdmin(admin.ModelAdmin):
 
     @admin.display(description="opens")
     def opens(self, mailing: Mailing) -> str:
-        if not (settings.NEWSLETTER_TRACK_OPENS or mailing.opens_people):
-            return "not counted: open tracking is off"
+        if not opens_counted(mailing):
+            return OPENS_NOT_COUNTED
         return (
             f"{mailing.opens_people} by people, {mailing.opens_machines} by "
             "machines (mail scanners, privacy proxies)"

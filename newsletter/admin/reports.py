@@ -14,7 +14,12 @@ from django.utils.html import format_html
 from posts.validators import reject_control_characters
 
 from ..charts import Chart, bar_chart
-from ..engagement import is_click_redirect, is_web_address, link_fix
+from ..engagement import (
+    OPENS_NOT_COUNTED,
+    is_click_redirect,
+    is_web_address,
+    link_fix,
+)
 from ..models import Link, PostReport
 from ..reports import (
     CHART_HOURS,
@@ -118,6 +123,7 @@ class PostReportAdmin(admin.ModelAdmin):
                 "engagement": [
                     (label, report[key]) for key, label in ENGAGEMENT_FIGURES
                 ],
+                "opens_not_counted": OPENS_NOT_COUNTED,
                 "chart": _first_hours_chart(report["first_hours"]),
                 "smallest_group": SMALLEST_GROUP,
                 "csv_url": reverse("admin:newsletter_postreport_csv", args=[object_id]),

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
+from newsletter.engagement import OPENS_NOT_COUNTED
 from newsletter.reports import (
     ENGAGEMENT_FIGURES,
     REPORT_FIGURES,
@@ -40,7 +41,10 @@ class Command(BaseCommand):
         for key, label in ENGAGEMENT_FIGURES:
             counts = report[key]
             self.stdout.write(
-                f"{label:<28} people {counts['people']}, machines {counts['machines']}"
+                f"{label:<28} {OPENS_NOT_COUNTED}"
+                if counts is None
+                else f"{label:<28} people {counts['people']}, "
+                f"machines {counts['machines']}"
             )
         for link in report["links"]:
             note = " (hidden link)" if link["hidden"] else ""
