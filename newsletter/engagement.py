@@ -706,6 +706,32 @@ def clicks_add(clicks: list[Click], *, batch: str = "") -> int:
     """Judge the clicks and add them to their Link rows and mailings' hours (and
     consenting readers' own); returns how many were counted. A `batch` (taken
     from Redis) is added once only: a second call with it adds nothing."""
+    with _judging_alone():
+        return _clicks_add(clicks, batch=batch)
+
+
+@contextlib.contextmanager
+def _judging_alone():
+    """Held from reading the last judgement's clicks until this one's are
+    remembered: two flushes at once (or a click counted at once beside one) read
+    the same memory, and each moved its clicks to machines, so twice. A session
+    lock, as the memory is written after the commit; the connection's end
+    releases it. None on SQLite: the embedded default's memory is each
+    process's own, and it has no Redis to flush from."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = cache.make_key(_RECENT)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+
+
+def _clicks_add(clicks: list[Click], *, batch: str) -> int:
     earlier = _recent_clicks()
     links = _links_read({click.link_id for click in [*earlier, *clicks]})
     # With Redis, the redirect keeps a click before it reads the link: one it

@@ -2,6 +2,7 @@
 and never per reader (newsletter/engagement.py)."""
 
 import re
+import threading
 from datetime import timedelta
 
 import pytest
@@ -23,6 +24,7 @@ from .factories import (
     StaffFactory,
     SubscriberFactory,
 )
+from .locks import in_a_thread, until_done_or_waiting_for_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -754,6 +756,55 @@ def test_two_overlapping_flushes_add_each_click_once(client, email, clock, monke
     monkeypatch.setattr(engagement, "_links_add", another_flush_meanwhile)
     engagement.click_counts_flush()
     assert (link_counts(REPORT), link_counts(DATA)) == ((1, 0), (1, 0))
+
+
+@needs_redis
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs two connections' locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_two_flushes_at_once_move_a_remembered_click_to_machines_once(
+    client, email, clock, monkeypatch
+):
+    """Each flush remembers the last seconds' clicks for the next: two at once,
+    on batches of their own, both read the same memory, and both moved its
+    click to machines."""
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+    engagement.click_counts_flush()  # remembered as a person's
+    clock(3601)  # the same message follows the other links: a scanner
+    click(client, links[DATA])
+    first = take_batch("first")
+    clock(3602)
+    click(client, links["hidden"])
+    second = take_batch("second")
+    adding, go_on = threading.Event(), threading.Event()
+    add_to_rows = engagement._links_add
+
+    def wait_for_the_other_flush(changes):
+        if not adding.is_set():  # the first flush only
+            adding.set()
+            go_on.wait(timeout=10)
+        add_to_rows(changes)
+
+    def flush(name, kept):
+        clicks = [engagement.Click.from_kept(click) for click in kept]
+        return lambda: engagement.clicks_add(clicks, batch=name)
+
+    monkeypatch.setattr(engagement, "_links_add", wait_for_the_other_flush)
+    answers = []
+    flushing = in_a_thread(flush("first", first), answers)
+    assert adding.wait(timeout=10)
+    other = in_a_thread(flush("second", second), answers)
+    until_done_or_waiting_for_a_lock(other)
+    go_on.set()
+    flushing.join(timeout=10)
+    other.join(timeout=10)
+
+    assert sorted(answers) == [1, 1]
+    assert link_counts(REPORT) == (0, 1)  # moved to machines once
+    assert link_counts(DATA) == (0, 1)
 
 
 @needs_redis
