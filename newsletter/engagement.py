@@ -54,7 +54,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.urls import reverse
@@ -754,17 +754,16 @@ def _clicks_add(clicks: list[Click], *, batch: str) -> int:
         (click.link_id, _hour(click.at), int(not click.machine), int(click.machine))
         for click in counted
     ] + [(click.link_id, _hour(click.at), -1, 1) for click in moved]
-    try:
-        with transaction.atomic():
-            if batch:
-                # Waits for an overlapping flush adding the same batch, then fails.
-                ClickCountBatch.objects.create(batch=batch)
-            else:
-                _count_without_waiting_for_the_disk()
-            _links_add(changes)
-            _readers_clicks_add(counted, moved, links)
-    except IntegrityError:
-        return 0  # added already
+    with transaction.atomic():
+        if batch:
+            # Only this is "added already": any other refusal raises, and the
+            # batch stays in Redis for the next flush.
+            if not ClickCountBatch.objects.get_or_create(batch=batch)[1]:
+                return 0
+        else:
+            _count_without_waiting_for_the_disk()
+        _links_add(changes)
+        _readers_clicks_add(counted, moved, links)
     # Unreachable, the cache only forgets: the next clicks are judged without these.
     with contextlib.suppress(Exception):
         cache.set(_RECENT, [astuple(click) for click in remembered], timeout=600)

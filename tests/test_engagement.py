@@ -10,7 +10,7 @@ import redis
 from django.conf import settings
 from django.core import mail, signing
 from django.core.cache import cache
-from django.db import OperationalError, connection
+from django.db import IntegrityError, OperationalError, connection
 from django.utils import timezone
 
 from newsletter import delivery, engagement
@@ -805,6 +805,28 @@ def test_two_flushes_at_once_move_a_remembered_click_to_machines_once(
     assert sorted(answers) == [1, 1]
     assert link_counts(REPORT) == (0, 1)  # moved to machines once
     assert link_counts(DATA) == (0, 1)
+
+
+@needs_redis
+def test_a_flush_the_database_refuses_keeps_its_batch_for_the_next(
+    client, email, clock
+):
+    """Only a batch added already is skipped: any other refusal was taken for
+    one, and the batch deleted from Redis with its clicks uncounted."""
+    links = redirects(email)
+    clock(3600)
+    click(client, links[REPORT])
+
+    def hours_refused(execute, sql, params, many, context):
+        if "newsletter_mailinghour" in sql and sql.lstrip().startswith("INSERT"):
+            raise IntegrityError("new row violates check constraint")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(hours_refused), pytest.raises(IntegrityError):
+        engagement.click_counts_flush()
+    assert link_counts(REPORT) == (0, 0)
+    assert engagement.click_counts_flush() == 1  # the next minute's
+    assert link_counts(REPORT) == (1, 0)
 
 
 @needs_redis
