@@ -201,21 +201,24 @@ def post_withdraw_from_digests(*, post: Post) -> int:
     author may resend. A digest left holding nothing is skipped when its batch
     goes (batch_recipients). Their ledger then says what they hold: published
     again within the lookback, the post comes in the reader's next digest (a
-    second time, for a reader whose uncertain digest had reached them). Returns
-    how many digests it left."""
+    second time, for a reader whose uncertain digest had reached them). A round
+    keeps listing it while any of its digests may have carried it, uncertain
+    ones too, settled later or not: those emails may have arrived, and their
+    clicks on it are the post's (Link.objects.of_post). Returns how many
+    digests it left."""
+    # A round lists it no more only when just its queued digests, none of which
+    # has gone, held it.
+    not_queued = Delivery.posts.through.objects.filter(
+        post=post, delivery__mailing=OuterRef("mailing")
+    ).exclude(delivery__status=Delivery.Status.QUEUED)
+    Mailing.digest_posts.through.objects.filter(post=post).exclude(
+        Exists(not_queued)
+    ).delete()
     carried = Delivery.posts.through.objects.filter(
         post=post,
         delivery__status__in=[Delivery.Status.QUEUED, Delivery.Status.UNCERTAIN],
     )
-    withdrawn = carried.delete()[0]
-    # A round none of whose digests holds it any more no longer lists it.
-    still_held = Delivery.posts.through.objects.filter(
-        post=post, delivery__mailing=OuterRef("mailing")
-    )
-    Mailing.digest_posts.through.objects.filter(post=post).exclude(
-        Exists(still_held)
-    ).delete()
-    return withdrawn
+    return carried.delete()[0]
 
 
 def digest_time_set(

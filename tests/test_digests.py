@@ -10,6 +10,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -43,6 +44,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberTopic,
 )
+from newsletter.reports import post_report
 from newsletter.subscriptions import (
     subscriber_pause,
     subscriber_unsubscribe,
@@ -1372,6 +1374,32 @@ def test_an_uncertain_digest_resent_after_its_post_was_unpublished_goes_without_
     [digest] = postmark_messages(fake_esp.messages)
     assert "Suffolk: caseloads too high" in digest["TextBody"]
     assert "Wales: a wrong figure" not in digest["TextBody"]
+
+
+def test_a_post_taken_down_keeps_the_clicks_of_digests_that_may_have_reached_readers(
+    clock, publish, fake_esp, client, admin_client
+):
+    """The provider took the digest and its answer was lost: uncertain, it may
+    have arrived, and its reader followed the post's link. Taken down, the post
+    left the round's record, and that click left the post's report."""
+    mailing, taken_down = a_round_of_two_posts(clock, publish, ["one@example.org"])
+    fake_esp.set_faults(drop_after_accept_next=1)
+    send_all(mailing)
+    batch = mailing.batches.get(status=Batch.Status.UNCERTAIN)
+    [digest] = postmark_messages(fake_esp.messages)
+    post_url = "http://127.0.0.1:8000" + taken_down.get_absolute_url()
+    clock(23, 8)
+    html = SimpleNamespace(content=digest["HtmlBody"])
+    click(client, redirects(SimpleNamespace(alternatives=[html]))[post_url])
+    counts()
+
+    unpublish_at_the_desk(taken_down)
+    read_by_people = {"people": 1, "machines": 0}
+    assert taken_down in mailing.digest_posts.all()
+    assert post_report(taken_down)["clicks_in_digests"] == read_by_people
+    # The author confirms the provider took it: it did reach the reader.
+    assert desk_action(admin_client, "mark_sent", batch).status_code == 302
+    assert post_report(taken_down)["clicks_in_digests"] == read_by_people
 
 
 @pytest.mark.parametrize("taken_down", ["before it goes", "as it goes"])
