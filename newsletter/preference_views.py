@@ -238,15 +238,21 @@ def _engagement_offered(subscriber: Subscriber) -> bool:
 
 
 def _engagement_saved(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
-    return _done(
-        request,
-        subscriber,
-        "Your choice is saved",
-        "The editor can see which links you follow and whether you open emails."
-        if subscriber.engagement_agreed_at
-        else "The editor sees nothing of what you do with emails: "
-        "they are counted only with everyone else's.",
-    )
+    if not subscriber.engagement_agreed_at:
+        said = (
+            "The editor sees nothing of what you do with emails: "
+            "they are counted only with everyone else's."
+        )
+    elif settings.NEWSLETTER_PER_READER_ENGAGEMENT:
+        said = "The editor can see which links you follow and whether you open emails."
+    else:
+        # Agreed, and kept so, while the editor asks no more (_engagement_offered).
+        said = (
+            "The editor has turned this off: nothing more is kept about what you "
+            "do with emails. What was kept before stays until you untick the box, "
+            "which deletes it."
+        )
+    return _done(request, subscriber, "Your choice is saved", said)
 
 
 @never_cache

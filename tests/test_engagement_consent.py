@@ -452,6 +452,25 @@ def test_a_reader_who_agreed_can_still_withdraw_once_the_editor_turned_it_off(
     assert mail.outbox == []  # no link to agree by
 
 
+def test_a_reader_who_agreed_saving_their_tick_once_it_is_off_is_told_so(
+    client, readers, settings
+):
+    """They were told the editor can see which links they follow: while it is
+    off, nothing more is kept."""
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = False
+    reader = readers["agreed"]
+    centre = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+
+    response = client.post(centre, {"action": "engagement", "engagement": "1"})
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "The editor can see" not in page
+    assert "The editor has turned this off" in page
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is not None  # kept until they untick it
+
+
 @pytest.mark.usefixtures("per_reader", "provider")
 def test_withdrawing_forgets_whom_the_opens_kept_because_they_agreed(client, readers):
     """The provider's open events named the reader (address, message id, their
