@@ -2119,6 +2119,28 @@ def test_a_reader_comments_from_a_cached_post_page_without_a_csrf_token(post):
     assert Comment.objects.get().body == "A fair summary."
 
 
+@pytest.mark.parametrize("origin", ["https://elsewhere.example", "null"])
+def test_a_comment_another_site_makes_a_readers_browser_send_is_refused(
+    client, post, settings, origin
+):
+    # The comment form takes no CSRF token, so a page elsewhere could have each of
+    # its visitors' browsers post comments: from their addresses, recorded as the
+    # commenter's, and each under its own client limit. Browsers say where a form
+    # was sent from (Origin); only the site's own pages' are taken.
+    settings.COMMENTS_MAX_PER_IP_PER_HOUR = 1
+    forged = client.post(f"/posts/{post.slug}/comments/", FORM, HTTP_ORIGIN=origin)
+    assert forged.status_code == 403
+    assert "from this site" in forged.text
+    assert FORM["body"] in forged.text  # the reader's words come back
+    assert not Comment.objects.exists()
+    # Nothing counted against the reader's own limit: their own comment is taken.
+    own = client.post(
+        f"/posts/{post.slug}/comments/", FORM, HTTP_ORIGIN="http://testserver"
+    )
+    assert own.status_code == 302
+    assert Comment.objects.get().body == FORM["body"]
+
+
 def test_a_comment_sent_with_redis_down_is_held_for_the_moderators(
     client, post, redis_down, caplog, django_capture_on_commit_callbacks
 ):

@@ -114,9 +114,23 @@ def _verified_email(request: HttpRequest) -> str:
     )
 
 
-# Comments are anonymous, so a forged cross-site POST gains nothing a direct one
-# would not (and meets the same honeypot, limits and moderation); without a CSRF
-# token in the form, the post page stays one cacheable page for every reader.
+def _sent_from_another_site(request: HttpRequest) -> bool:
+    """Whether a browser says the form was sent from a page not on this site
+    (Origin, which browsers send with every POST; "null" from a page that hides
+    where it is). A request without one is no browser's, sent from its own client."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    own = f"{request.scheme}://{request.get_host()}"
+    return origin not in (own, *settings.CSRF_TRUSTED_ORIGINS)
+
+
+# Without a CSRF token in the form, the post page stays one cacheable page for
+# every reader. A page elsewhere could then make its visitors' browsers post
+# comments: from their addresses, which the moderators keep to trace abuse, and
+# each under its own client limit. Browsers say where a form was sent from, so
+# only the site's own pages' are taken; a direct POST meets the same honeypot,
+# limits and moderation from its sender's own address.
 @csrf_exempt
 @require_POST
 def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
@@ -124,6 +138,12 @@ def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
     form = CommentForm(request.POST)
     if post is None:
         return _post_not_open(request, form)
+    if _sent_from_another_site(request):
+        problem = (
+            "Your browser says this comment was sent from another website. Comments "
+            "are taken only from this site's own pages: please send it from here."
+        )
+        return _form_page(request, post, form, status=403, problem=problem)
     if services.comment_rate_limited(client=client_key(request)):
         problem = "You have sent a lot of comments. Please wait an hour and try again."
         return _too_many(request, post, form, problem=problem)
