@@ -26,6 +26,7 @@ from .models import (
     Inspection,
     Organisation,
     Post,
+    PostEvent,
     PostImage,
     PostUpdate,
     Region,
@@ -1012,7 +1013,7 @@ class PostAdmin(admin.ModelAdmin):
                 (
                     (
                         event.get_kind_display(),
-                        event.by or "the site",
+                        event.by or _nobody_named(event),
                         _when(event.at),
                         f" (for {_when(event.for_time)})" if event.for_time else "",
                     )
@@ -1149,6 +1150,16 @@ class PostAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(change_url)
+
+
+def _nobody_named(event: PostEvent) -> str:
+    """Who took a step no account is named for: the site only ever publishes (a
+    schedule's time come); any other step was someone's, whose account is gone.
+    (A publication by an account since deleted reads as the site's: the two are
+    stored alike.)"""
+    if event.kind == PostEvent.Kind.PUBLISHED:
+        return "the site"
+    return "an account since deleted"
 
 
 def _when(moment) -> str:

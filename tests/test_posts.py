@@ -12,7 +12,12 @@ from django.utils import timezone
 from newsletter.admin.post_email import PostAdmin
 from newsletter.models import Mailing
 from posts.models import FormerSlug, Post, PostEvent, PostQuerySet
-from posts.services import post_publish, post_save_from_desk, posts_announce_due
+from posts.services import (
+    post_publish,
+    post_save_from_desk,
+    post_submit_for_review,
+    posts_announce_due,
+)
 
 from .factories import (
     PostFactory,
@@ -637,6 +642,22 @@ def test_a_post_going_live_at_its_time_is_published_by_the_site_in_its_history(
     assert steps[0][:3] == ("scheduled", soon, editor.pk)
     page = client.get(f"/admin/posts/post/{post.pk}/change/").text
     assert "Published by the site" in page
+
+
+def test_a_step_by_an_account_deleted_since_is_not_said_to_be_the_sites(client):
+    """The site only ever publishes (a schedule's time come): a submission, an
+    approval or a schedule by someone whose account was deleted since read as
+    done "by the site"."""
+    contributor, editor = StaffFactory(role="Contributor"), StaffFactory(role="Editor")
+    post = PostFactory(author=contributor)
+    post_submit_for_review(post=post, by=contributor)
+    contributor.delete()
+    client.force_login(editor)
+
+    page = client.get(f"/admin/posts/post/{post.pk}/change/").text
+
+    assert "Submitted for review by the site" not in page
+    assert "Submitted for review by an account since deleted" in page
 
 
 def test_a_post_taken_down_and_scheduled_again_is_published_by_the_site_when_back():
