@@ -185,6 +185,27 @@ def postmark_messages(stored: list[dict]) -> list[dict]:
     return messages
 
 
+# A Mustachio tag, as Postmark's template engine finds one (its Tokenizer.cs).
+_MUSTACHIO_TAG = re.compile(r"\{\{[^{}]+?\}\}|\{\{\{[^{}]+?\}\}\}")
+
+
+def postmark_bulk_copy(payload: dict, address: str) -> dict[str, str]:
+    """A reader's Subject, TextBody and HtmlBody from a bulk API request, filled in
+    as Postmark fills them: each tag by its value in the reader's TemplateModel,
+    or by nothing (sections and comments too; Postmark refuses a request whose tag
+    names no valid path, which this does not check)."""
+    [model] = [
+        m.get("TemplateModel", {}) for m in payload["Messages"] if m["To"] == address
+    ]
+    return {
+        field: _MUSTACHIO_TAG.sub(
+            lambda tag: str(model.get(tag[0].strip("{} "), "")), payload[field]
+        )
+        for field in ("Subject", "TextBody", "HtmlBody")
+        if field in payload
+    }
+
+
 def _addresses(field: Any) -> list[str]:
     """addr-specs in a Postmark-style "a@x, Name <b@y>" string (or list of them)."""
     if not field:

@@ -11,7 +11,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from benchmarks.fake_esp import postmark_messages
+from benchmarks.fake_esp import postmark_bulk_copy, postmark_messages
 from newsletter import delivery, engagement, subscriptions
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.tokens import Purpose, read_token
@@ -126,6 +126,30 @@ def test_postmark_bulk_api_sends_the_content_once_with_each_readers_own_links(
     sent = mailing.deliveries.filter(status=Delivery.Status.SENT)
     assert sent.count() == 4
     assert "" not in set(sent.values_list("esp_message_id", flat=True))
+
+
+AUTHORS_BRACES = "Templates {{ like this }}, {{name}} and {{{raw}}} stay {{"
+
+
+def test_postmark_bulk_api_gives_the_authors_braces_as_written_and_readers_links(
+    settings, fake_esp
+):
+    """Postmark's bulk API reads the subject and bodies as Mustachio templates:
+    the author's own braces must reach the reader as written, not be filled in
+    (with nothing) as fields, while each reader's own links still are."""
+    settings.ANYMAIL = {**fake_esp.postmark_settings(), "POSTMARK_USE_BULK_API": True}
+    (reader,) = readers(1)
+    post = PublishedPostFactory(
+        title=f"Title {AUTHORS_BRACES}", body=f"Body {AUTHORS_BRACES}"
+    )
+    mailing = plan(post)
+    delivery.batch_send(batch_id=mailing.batches.get().pk)
+    subject, text, html = bulk_copy_received(fake_esp, reader.email)
+    assert subject == f"Title {AUTHORS_BRACES}"
+    assert f"Body {AUTHORS_BRACES}" in text
+    assert f"Body {AUTHORS_BRACES}" in html
+    [unsubscribe] = re.findall(r"/unsubscribe/([^/]+)/", text)
+    assert read_token(unsubscribe, Purpose.UNSUBSCRIBE) == reader
 
 
 @pytest.mark.parametrize("batch_size", [10, 100])
@@ -378,18 +402,16 @@ def test_a_batch_carries_the_reader_part_only_in_the_copy_of_a_reader_who_agreed
     }
 
 
+def bulk_copy_received(esp, address: str) -> tuple[str, str, str]:
+    """One reader's subject, text and HTML from Postmark's bulk API."""
+    copy = postmark_bulk_copy(esp.messages[0]["payload"], address)
+    return copy["Subject"], copy["TextBody"], copy["HtmlBody"]
+
+
 def copy_received(esp, provider: str, address: str) -> tuple[str, str]:
     """One reader's copy, text and HTML, as the provider fills it in."""
     if provider == "postmark-bulk":
-        payload = esp.messages[0]["payload"]
-        [model] = [
-            m["TemplateModel"] for m in payload["Messages"] if m["To"] == address
-        ]
-        text, html = payload["TextBody"], payload["HtmlBody"]
-        for name, value in model.items():
-            text = text.replace(f"{{{{{name}}}}}", value)
-            html = html.replace(f"{{{{{name}}}}}", value)
-        return text, html
+        return bulk_copy_received(esp, address)[1:]
     if provider.startswith("postmark"):
         message = next(m for m in postmark_messages(esp.messages) if m["To"] == address)
         return message["TextBody"], message["HtmlBody"]

@@ -15,7 +15,7 @@ from anymail.exceptions import (
 )
 from anymail.message import AnymailMessage
 
-from benchmarks.fake_esp import FakeESP
+from benchmarks.fake_esp import FakeESP, postmark_bulk_copy
 from newsletter.delivery import provider_refused
 from newsletter.delivery.postmark import EmailBackend, NotConnected
 from newsletter.emails import Encoded, PostEmail
@@ -238,6 +238,31 @@ def reader_message(to: str, i: int) -> AnymailMessage:
     message.attach_alternative(f"<p>Caf\u00e9 {i} <b>&amp;</b> 𝛑</p>", "text/html")
     message.metadata = {"batch": "7", "delivery": str(i)}
     return message
+
+
+def test_a_message_through_the_bulk_api_reaches_its_reader_as_written(fake_esp):
+    """Postmark's bulk API fills a message's subject and bodies in as templates:
+    text with braces (a digest's post titles, a commenter's words) is sent so
+    that Postmark fills it in to the text itself, whatever the engine reads
+    there, and the message's own fields are still filled in."""
+    written = "{{ a b }}, {{name}}, {{{raw}}}, {{#each x}}{{/each}}, {{!c}} and {{"
+    message = AnymailMessage(
+        subject=f"Digest: {written}",
+        body=f"Text: {written} {{{{greeting}}}}",
+        from_email="news@example.org",
+        to=["reader@example.org"],
+    )
+    message.attach_alternative(f"<p>{written}</p>", "text/html")
+    message.merge_global_data = {"greeting": "Hello"}
+    EmailBackend(use_bulk_api=True).send_messages([message])
+    (request,) = fake_esp.get_messages(limit=1)
+    assert request["endpoint"].endswith("email/bulk")
+    copy = postmark_bulk_copy(json.loads(request["request_body"]), "reader@example.org")
+    assert copy == {
+        "Subject": f"Digest: {written}",
+        "TextBody": f"Text: {written} Hello",
+        "HtmlBody": f"<p>{written}</p>",
+    }
 
 
 @pytest.mark.parametrize("bulk_api", [False, True])

@@ -68,6 +68,13 @@ _MARKED = {json.dumps(marker): field for field, marker in _MARKERS.items()}
 _MARKER = re.compile("(" + "|".join(map(re.escape, _MARKED)) + ")")
 # A reader's own fields in a cut of their message, by keys no merge field has.
 _OWN = {field: ("own", field) for field in ("To", "Metadata", "Headers")}
+# Postmark's bulk API reads a message's Subject and bodies as Mustachio templates,
+# where any "{{" opens a field (up to the next "}}"), filled with the reader's value
+# or with nothing, or refused for a name it cannot read. Every "{{" of the text (a
+# post's title and body, a commenter's words), bar the message's own merge fields,
+# goes as this field, whose value is "{{": Mustachio puts a value in as it is
+# (HTML-escaping leaves braces alone), never reading it as a template.
+_OPEN_BRACES = "open_braces"
 
 
 @lru_cache(maxsize=64)
@@ -183,7 +190,31 @@ class Payload(PostmarkPayload):
         parser longer to read than anymail's ASCII escapes.)"""
         if self.reader is not None:
             return b"".join(self.reader_message(self.reader))
+        if self.get_api_endpoint() == "email/bulk":
+            self._braces_kept()
         return self._spliced(self.data, self._encoded_bodies, whole=True).encode()
+
+    def _braces_kept(self) -> None:
+        """The Subject and bodies as templates that Mustachio fills in to the text
+        as written, the message's merge fields filled in (see _OPEN_BRACES)."""
+        fields = [*self._merge_fields, *self.data.get("TemplateModel", {})]
+        literal = re.compile(
+            r"\{\{(?!(?:"
+            + "|".join(map(re.escape, [_OPEN_BRACES, *fields]))
+            + r")\}\})"
+        )
+        kept = False
+        for field in ("Subject", *_BODIES):
+            text, found = literal.subn(
+                "{{" + _OPEN_BRACES + "}}", self.data.get(field, "")
+            )
+            if found:  # else as it was (a body that carries its encoding, Encoded)
+                self.data[field], kept = text, True
+        if kept:
+            self.data["TemplateModel"] = {
+                **self.data.get("TemplateModel", {}),
+                _OPEN_BRACES: "{{",
+            }
 
     def reader_message(self, reader: EmailAddress) -> list[bytes]:
         """Postmark's /email message for one reader of a payload whose merge
@@ -259,7 +290,8 @@ class Payload(PostmarkPayload):
     @cached_property
     def _merge_fields(self) -> dict[str, str]:
         """Each merge field of the payload's merge data, by name, as it is."""
-        names = {name for personal in self.merge_data.values() for name in personal}
+        merge_data = self.merge_data or {}
+        names = {name for personal in merge_data.values() for name in personal}
         return {name: "{{" + name + "}}" for name in sorted(names)}
 
     @cached_property
