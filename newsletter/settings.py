@@ -354,6 +354,14 @@ NEWSLETTER_POSTMARK_BROADCAST_STREAM = os.environ.get(
 NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
 if any(char in NEWSLETTER_UNSUBSCRIBE_MAILTO for char in "<>?, \t\r\n"):
     raise ImproperlyConfigured("NEWSLETTER_UNSUBSCRIBE_MAILTO must be a bare address.")
+# List-Unsubscribe must be ASCII for mail programs to read it (a header that is not
+# is RFC 2047-encoded): the domain has an ASCII (IDNA) form, the part before the @
+# none.
+if not NEWSLETTER_UNSUBSCRIBE_MAILTO.rpartition("@")[0].isascii():
+    raise ImproperlyConfigured(
+        "NEWSLETTER_UNSUBSCRIBE_MAILTO must have only ASCII characters before its @: "
+        "List-Unsubscribe carries it, and mail programs read only an ASCII header."
+    )
 
 # How long a confirmation link works, and how often one address may be sent one.
 NEWSLETTER_CONFIRM_MAX_AGE_SECONDS = (

@@ -236,6 +236,26 @@ def test_an_anymail_variable_of_the_wrong_kind_refuses_to_start(variable):
     assert next(iter(variable)) in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("mailbox", "starts"),
+    [
+        ("abmelden@bücher.example", True),  # the domain goes in its xn-- form
+        ("désinscription@onprobation.example", False),
+        ("unsubscribe <unsubscribe@onprobation.example>", False),
+    ],
+)
+def test_an_unsubscribe_mailbox_a_header_cannot_carry_as_it_is_refuses_to_start(
+    mailbox, starts
+):
+    """List-Unsubscribe must be ASCII for mail programs to read it: a local part
+    that is not (unlike a domain, it has no ASCII form) had the header RFC
+    2047-encoded, and neither target could be read."""
+    result = run_settings({"NEWSLETTER_UNSUBSCRIBE_MAILTO": mailbox})
+    assert (result.returncode == 0) is starts, result.stderr
+    if not starts:
+        assert "NEWSLETTER_UNSUBSCRIBE_MAILTO" in result.stderr
+
+
 def test_log_level_is_taken_in_lower_case_too():
     """LOG_LEVEL=debug (as most tools take it) stopped the site from starting, with
     a traceback ending in "Unable to configure root logger"."""
