@@ -54,6 +54,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
+from django.core.mail.message import SafeMIMEText
 from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
@@ -385,7 +386,16 @@ def readers_html_size(body: str) -> int:
     body = _through_redirect(body, lambda url, hidden: redirect)
     if settings.NEWSLETTER_PER_READER_ENGAGEMENT:
         body = reader_slot_add(body, _reader_part(longest))
-    return len(body.encode())
+    return _size_as_sent(body)
+
+
+def _size_as_sent(html: str) -> int:
+    """The bytes of the HTML part as sent, which is what Gmail counts: encoded as
+    Django encodes it, quoted-printable once a line passes 998 bytes (a long
+    paragraph), where "=" is three bytes and a non-ASCII character up to nine,
+    each line ending in CRLF."""
+    encoded = SafeMIMEText(html, "html", "utf-8").get_payload()
+    return len(encoded.encode(errors="surrogateescape")) + encoded.count("\n")
 
 
 class LinkTracker:

@@ -651,6 +651,27 @@ def test_a_post_too_long_for_gmail_goes_as_an_excerpt():
     assert ">Unsubscribe</a>" in message.alternatives[0][0]
 
 
+def html_part_as_sent(message) -> bytes:
+    """The HTML part of a message as it goes over the wire, transfer-encoded."""
+    [html] = [
+        p for p in message.message().walk() if p.get_content_type() == "text/html"
+    ]
+    return html.as_bytes().partition(b"\n\n")[2].replace(b"\n", b"\r\n")
+
+
+def test_a_post_gmail_would_clip_once_encoded_goes_as_an_excerpt():
+    """A paragraph over 998 bytes (a line of the HTML) makes the HTML part go
+    quoted-printable, where "é" is six bytes, not two: a post of 60 KB as written
+    is some 150 KB as sent, and Gmail clipped it, the unsubscribe link with it."""
+    paragraph = "Les inspecteurs ont évalué le numéro de série à l'hôpital. " * 40
+    post = PublishedPostFactory(body="\n\n".join([paragraph] * 25))
+    email = PostEmail(post)
+    assert html_size(email.rendered) < EMAIL_HTML_MAX_BYTES * 0.8  # as written
+    assert email.shortened and not email.full
+    message = email.for_subscriber(SubscriberFactory())
+    assert len(html_part_as_sent(message)) < EMAIL_HTML_MAX_BYTES
+
+
 def test_longest_demo_post_is_sent_in_full_under_100_kb():
     longest = max(POSTS, key=lambda demo: len(demo["body"]))
     post = PublishedPostFactory(
