@@ -1,3 +1,4 @@
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -440,11 +441,24 @@ def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
             "name": name,
             "message": message,
             "headers": list(message.items()),
-            # Links in the sandboxed frame open in the whole window, not the frame.
-            "html": '<base target="_top">' + html.get_content() if html else "",
+            "html": _links_open_the_window(html.get_content()) if html else "",
             "text": text.get_content() if text else "",
         },
     )
+
+
+_HEAD = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
+
+
+def _links_open_the_window(email_html: str) -> str:
+    """The email with its links in the sandboxed frame opening in the whole window,
+    not the frame: <base target="_top"> first in its <head>. Before the <!DOCTYPE>
+    it put the email in quirks mode, shown as no reader's mail program shows it."""
+    base = '<base target="_top">'
+    head = _HEAD.search(email_html)
+    if head is None:  # a fragment: no doctype to keep first
+        return base + email_html
+    return email_html[: head.end()] + base + email_html[head.end() :]
 
 
 # What crawlers are kept from: the desk, the dev outbox, and every address that

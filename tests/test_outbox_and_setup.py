@@ -1,6 +1,8 @@
 import contextlib
+import html
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -57,6 +59,22 @@ def test_outbox_pages_list_and_render_messages_in_debug(
     assert "List-Unsubscribe-Post" in page.content.decode()
     assert client.get("/outbox/../../etc/passwd/").status_code == 404
     assert client.get("/outbox/nope.eml/").status_code == 404
+
+
+def test_the_outbox_shows_an_email_in_standards_mode_its_links_opening_the_window(
+    client, settings, outbox_backend
+):
+    """The preview put <base target="_top"> before the email's <!DOCTYPE>, and a
+    browser reads a document that does not start with its doctype in quirks mode:
+    the email looked as no reader's mail program shows it."""
+    settings.DEBUG = True
+    PostEmail(PublishedPostFactory()).for_subscriber(SubscriberFactory()).send()
+    name = next(outbox_backend.glob("*.eml")).name
+    page = client.get(f"/outbox/{name}/").content.decode()
+    shown = html.unescape(re.search(r'srcdoc="([^"]*)"', page)[1])
+    assert shown.lstrip().lower().startswith("<!doctype html>")
+    head = re.search(r"<head\b[^>]*>(.*?)</head>", shown, re.S | re.I)[1]
+    assert '<base target="_top">' in head
 
 
 def test_outbox_is_not_served_in_production(client, settings, outbox_backend):
