@@ -12,9 +12,10 @@ a one-time link sent to the reader's address.
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.text import get_text_list
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -46,16 +47,51 @@ from .views import (
 )
 
 
-def _current_topics(subscriber: Subscriber) -> TopicsForm:
+def _current_topics(
+    subscriber: Subscriber, data: QueryDict | None = None
+) -> TopicsForm:
+    """The topics form as the page fills it in; with `data`, as sent from it, so
+    that has_changed() tells whether the reader changed their topics or how
+    often, or only sent them back with a new digest time."""
     topics = list(subscriber.topics.all())
     followed = followed_keys(topics)
     return TopicsForm(
+        data,
         following=followed,
         initial={
             "topics": followed,
             "frequency": subscriber.frequency(),
         },
     )
+
+
+def _followed_at_each_frequency(subscriber: Subscriber, form: TopicsForm) -> str:
+    """What the reader follows at which frequency, in words, when the desk gave
+    their topics different ones: the form shows only one, the first's. "" when
+    they are all at one."""
+    rows = list(subscriber.topics.all())
+    if len({row.frequency for row in rows}) < 2:
+        return ""
+    names = {
+        option.key: option.name
+        for group in form.topic_groups
+        for option in group.options
+    }
+    said = []
+    for frequency in SubscriberTopic.Frequency:
+        followed = [
+            names[f"{row.kind}:{row.value}"] if row.value else "every post"
+            for row in rows
+            if row.frequency == frequency
+        ]
+        if followed:
+            how = (
+                "as published"
+                if frequency == SubscriberTopic.Frequency.INSTANT
+                else f"in a {frequency.label.lower()}"
+            )
+            said.append(f"{get_text_list(followed, 'and')} {how}")
+    return f"You follow {', '.join(said[:-1])}, and {said[-1]}."
 
 
 def _current_digest_time(subscriber: Subscriber) -> DigestTimeForm:
@@ -119,6 +155,7 @@ def _centre(
     # One form is sent at a time, and the page's one error summary lists its
     # errors: the address, or the topics with their digest time.
     sent = (form, None) if topics_form is None else (topics_form, digest_time_form)
+    topics_form = topics_form or _current_topics(subscriber)
     return FormPage(
         "newsletter/preferences.html",
         {
@@ -127,7 +164,10 @@ def _centre(
             "form": form,
             "sent_form": sent[0],
             "sent_and_form": sent[1],
-            "topics_form": topics_form or _current_topics(subscriber),
+            "topics_form": topics_form,
+            "followed_at_each_frequency": _followed_at_each_frequency(
+                subscriber, topics_form
+            ),
             "digest_time_form": digest_time_form or _current_digest_time(subscriber),
             "token": request.resolver_match.kwargs["token"],
             "engagement_offered": _engagement_offered(subscriber),
@@ -274,19 +314,24 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
             "preferences.",
             status=400,
         )
-    form = TopicsForm(request.POST, following=followed_keys(subscriber.topics.all()))
+    form = _current_topics(subscriber, request.POST)
     when = DigestTimeForm(request.POST)
     # Both checked, so every error shows at once, and nothing is saved unless
     # everything is valid.
     if not all([form.is_valid(), when.is_valid()]):
         return _page(request, subscriber, ChangeEmailForm(), form, when, status=400)
+    # Topics and digest time are one form: a reader who changed only the time
+    # sent their topics back as the page showed them, and a reader the desk gave
+    # topics at different frequencies would lose all but one.
+    topics_changed = form.has_changed()
     try:
         with transaction.atomic():
-            subscriptions.topics_set(
-                subscriber=subscriber,
-                topics=form.cleaned_data["topics"],
-                frequency=form.cleaned_data["frequency"],
-            )
+            if topics_changed:
+                subscriptions.topics_set(
+                    subscriber=subscriber,
+                    topics=form.cleaned_data["topics"],
+                    frequency=form.cleaned_data["frequency"],
+                )
             digests.digest_time_set(
                 subscriber=subscriber,
                 hour=when.cleaned_data["digest_hour"],
@@ -296,15 +341,24 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
     except Subscriber.DoesNotExist:
         # Erased since the link was read: it names nobody now, as it will next time.
         return _token_error(request, InvalidToken())
-    chosen = form.cleaned_data["topics"]
-    frequency = form.cleaned_data["frequency"]
-    how_often = SubscriberTopic.Frequency(frequency).label
     subscriber.refresh_from_db(fields=["digest_owed_until"])
-    said = [
-        f"You follow {'the topics you chose' if chosen else 'every post'}.",
-        f"How often: {how_often.lower()}.",
-        _digest_time_said(subscriber, frequency),
-    ]
+    if followed := _followed_at_each_frequency(subscriber, form):
+        # Kept as the desk set them: each digest's time is said.
+        frequencies = set(subscriber.topics.values_list("frequency", flat=True))
+        said = [followed] + [
+            _digest_time_said(subscriber, frequency)
+            for frequency in SubscriberTopic.Frequency
+            if frequency in frequencies
+        ]
+    else:
+        chosen = form.cleaned_data["topics"]
+        frequency = form.cleaned_data["frequency"]
+        how_often = SubscriberTopic.Frequency(frequency).label
+        said = [
+            f"You follow {'the topics you chose' if chosen else 'every post'}.",
+            f"How often: {how_often.lower()}.",
+            _digest_time_said(subscriber, frequency),
+        ]
     if subscriber.digest_owed_until:
         # What waited for their digest was announced without them: say where it goes.
         said.append(

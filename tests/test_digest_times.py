@@ -25,7 +25,12 @@ from newsletter.models import (
 )
 from newsletter.tokens import Purpose, make_token
 
-from .factories import PublishedPostFactory, SubscriberFactory, confirm_link
+from .factories import (
+    AreaFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+    confirm_link,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -323,6 +328,56 @@ def test_a_reader_chooses_a_weekly_digest_on_friday_at_seven_in_new_york(client)
     assert (subscriber.digest_hour, subscriber.digest_weekday) == (7, 4)
     assert subscriber.time_zone == "America/New_York"
     assert subscriber.topics.get().frequency == "weekly"
+
+
+def reader_the_desk_gave_two_frequencies() -> Subscriber:
+    """Every post in a daily digest, and Suffolk as published: the desk can give
+    one reader topics at different frequencies; the page's form sets one."""
+    subscriber = reader("mixed@example.org", digest_hour=6)
+    AreaFactory(slug="suffolk", name="Suffolk")
+    SubscriberTopic.objects.create(
+        subscriber=subscriber, kind="area", value="suffolk", frequency="instant"
+    )
+    return subscriber
+
+
+def topic_rows(subscriber: Subscriber) -> set[tuple[str, str, str]]:
+    return set(subscriber.topics.values_list("kind", "value", "frequency"))
+
+
+def test_a_reader_at_two_frequencies_who_moves_only_their_hour_keeps_both(client):
+    subscriber = reader_the_desk_gave_two_frequencies()
+    before = topic_rows(subscriber)
+    # The form as the page filled it in, only the hour changed.
+    response = client.post(
+        topics_url(subscriber),
+        {"topics": ["area:suffolk"], "frequency": "instant", "digest_hour": "8"},
+    )
+    assert response.status_code == 200
+    subscriber.refresh_from_db()
+    assert subscriber.digest_hour == 8
+    assert topic_rows(subscriber) == before
+    page = response.content.decode()
+    assert "How often: as it is published." not in page
+    assert "You follow Suffolk as published, and every post in a daily digest." in page
+    assert "Your digest arrives every day at 08:00, London (UK) time." in page
+
+
+def test_the_page_says_which_topics_come_at_which_frequency(client):
+    subscriber = reader_the_desk_gave_two_frequencies()
+    token = make_token(subscriber, Purpose.PREFERENCES)
+    page = client.get(f"/preferences/{token}/").content.decode()
+    assert "You follow Suffolk as published, and every post in a daily digest." in page
+    assert "sets one “How often” for them all" in page
+
+
+def test_a_reader_at_two_frequencies_who_changes_how_often_gets_one(client):
+    subscriber = reader_the_desk_gave_two_frequencies()
+    response = client.post(
+        topics_url(subscriber), {"topics": ["area:suffolk"], "frequency": "weekly"}
+    )
+    assert response.status_code == 200
+    assert topic_rows(subscriber) == {("area", "suffolk", "weekly")}
 
 
 @pytest.mark.parametrize(
