@@ -235,7 +235,12 @@ def digest_time_set(
     subscriber.digest_hour = hour
     subscriber.digest_weekday = weekday
     subscriber.time_zone = time_zone
-    subscriber.save(update_fields=["digest_hour", "digest_weekday", "time_zone"])
+    # One UPDATE: it waits for an erasure committing meanwhile (another tab),
+    # then finds nobody, as topics_set does.
+    if not Subscriber.objects.filter(pk=subscriber.pk).update(
+        digest_hour=hour, digest_weekday=weekday, time_zone=time_zone
+    ):
+        raise Subscriber.DoesNotExist("The reader's data was erased.")
 
 
 def posts_held(*, mailing: Mailing, after: int, up_to: int) -> tuple[str, list] | None:
