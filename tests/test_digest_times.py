@@ -266,6 +266,31 @@ def test_beat_rings_the_rounds_as_each_quarter_hour_comes_whenever_it_started(st
     assert due_at(utc(2027, 3, 13, 7, 15, 30), last_rang=utc(2027, 3, 13, 7, 0))
 
 
+def test_every_ring_of_beats_is_dropped_once_it_has_waited_past_its_interval():
+    """With the workers down and beat ringing on, a day's rings (~7,000) all ran
+    ahead of the sends when the workers came back. A ring waits its interval at
+    most, or 5 minutes for the frequent ones (not to be dropped behind a send's
+    batches): the next ring then does its work."""
+    rang = utc(2027, 3, 13, 7, 0)
+    for name, entry in celery_app.conf.beat_schedule.items():
+        ring = maybe_schedule(entry["schedule"], app=celery_app)
+        ring.nowfun = lambda: rang
+        interval = ring.is_due(rang).next
+        expires = entry.get("options", {}).get("expires")
+        assert expires is not None, name
+        assert 0 < expires <= max(interval, settings.RING_WAITS_AT_LEAST_SECONDS), name
+
+
+def test_a_readers_digest_whose_ring_was_dropped_goes_at_the_next_ring(beat):
+    """The 07:00 ring dropped, its wait for a worker past its expiry: the 07:15
+    ring sends the 07:00 reader's digest, which start_due_digests finds from
+    the time it runs."""
+    reader("seven@example.org")
+    post_at(utc(2027, 3, 13, 6))
+    sent = beat(utc(2027, 3, 13, 7, 15), utc(2027, 3, 13, 8))
+    assert sent == [("seven@example.org", "Sat 13 Mar 07:15 GMT")]
+
+
 def test_a_zone_the_database_no_longer_knows_reads_as_london(beat):
     reader("lost@example.org")
     Subscriber.objects.update(time_zone="Mars/Olympus_Mons")
