@@ -91,7 +91,14 @@ def _comment_digest_copies_send(
     # Owed to whoever moderated when it was claimed: one who has left the desk
     # since, or lost the role, may no longer read the comments waiting; one whose
     # address was suppressed since may not be written to.
-    owed.exclude(email__in=moderators).delete()
+    dropped = owed.exclude(email__in=moderators).delete()[0]
+    if dropped and not owed.exists():
+        # None of those owed it may be told now: its comments, marked as
+        # reported, would be told to no moderator ever. The next digest reports
+        # them to the moderators then (one who took an earlier copy of this one,
+        # the provider failing on the next, reads of them again).
+        comments.comments_unclaim_for_digest(reported_at=reported_at)
+        return
     pending = comments.comments_of_digest(reported_at=reported_at)
     if not pending:
         owed.delete()  # every comment dealt with since: nothing left to tell

@@ -343,3 +343,27 @@ def test_a_copy_owed_to_someone_no_longer_a_moderator_is_not_sent(fake_esp):
     send_comment_digest.delay()
 
     assert fake_esp.recipients() == {"first@example.org": 1}
+
+
+def test_comments_whose_digest_reached_no_moderator_go_to_the_moderators_then(
+    fake_esp,
+):
+    """The only moderator's copy was refused (the provider down), and before the
+    next digest they left the desk and another editor came: the copy is not
+    sent to the leaver, and the comments, which were told to no one, are in the
+    new editor's digest rather than counted as reported for ever."""
+    leaver = UserFactory(username="leaver", email="leaver@example.org")
+    CommentFactory(name="Pat Waiting")
+    fake_esp.set_faults(faults_after=0, fail_5xx_next=1, fail_5xx_status=503)
+    with pytest.raises(AnymailAPIError):
+        send_comment_digest.delay()
+
+    leaver.is_active = False
+    leaver.save()
+    UserFactory(username="editor", email="editor@example.org")
+    send_comment_digest.delay()
+    send_comment_digest.delay()  # the next hour's
+    send_comment_digest.delay()
+
+    assert fake_esp.recipients() == {"editor@example.org": 1}
+    assert "Pat Waiting" in fake_esp.messages[0]["payload"]["TextBody"]

@@ -474,6 +474,16 @@ def comments_claim_for_digest(*, now: datetime) -> int:
     return unreported.filter(pk__in=ids).update(moderators_notified_at=now)
 
 
+def comments_unclaim_for_digest(*, reported_at: datetime) -> int:
+    """Give the comments still waiting that the digest of `reported_at` reports
+    back to the next digest: it could reach none of its moderators."""
+    return (
+        Comment.objects.pending()
+        .filter(moderators_notified_at=reported_at)
+        .update(moderators_notified_at=None)
+    )
+
+
 def comments_of_digest(*, reported_at: datetime) -> list[Comment]:
     """The comments the digest of `reported_at` reports, those still waiting for
     approval: a copy sent late leaves out what a moderator has dealt with since."""
