@@ -38,7 +38,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from posts.models import Area, Category, Organisation, Rating, Region
-from posts.validators import clean_email, reject_control_characters, reject_invisible
+from posts.validators import (
+    EARLIEST_YEAR,
+    clean_email,
+    reject_control_characters,
+    reject_invisible,
+)
 
 from .models import (
     DEFAULT_TIME_ZONE,
@@ -564,12 +569,6 @@ def quoted_as_text(value: str) -> bool:
 def _unquoted(value: str) -> str:
     """The cell as it was before the desk's export quoted it as text."""
     return value[1:] if quoted_as_text(value) else value
-
-
-# No mailing list holds a date from before email newsletters: an earlier year is
-# a typo (0201, 0001), and one near year 1 cannot even be stored in UTC (the
-# database would hold a date before year 1 that no page can read back).
-EARLIEST_YEAR = 1990
 
 
 def _parse_moment(value: str, what: str, *, in_utc: bool = False) -> datetime:

@@ -15,7 +15,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
-from django.utils.timezone import localtime
+from django.utils.timezone import get_current_timezone, localtime
 from django.views.decorators.http import require_POST
 
 from . import checks, images, links, related, services, tasks
@@ -36,7 +36,7 @@ from .models import (
     Tag,
 )
 from .search import index_post
-from .validators import row_id_in
+from .validators import EARLIEST_YEAR, row_id_in
 
 # Links typed without a scheme are taken as https (Django 6's default, chosen now).
 HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
@@ -512,11 +512,47 @@ class PublicationTimeField(forms.SplitDateTimeField):
         return super().prepare_value(value)
 
     def compress(self, data_list):
-        if self.stored is not None and data_list and all(data_list):
-            shown = localtime(self.stored).replace(tzinfo=None, microsecond=0)
-            if datetime.combine(*data_list) == shown:
-                return self.stored
+        if data_list and all(data_list):
+            typed = datetime.combine(*data_list)
+            if self.stored is not None:
+                shown = localtime(self.stored).replace(tzinfo=None, microsecond=0)
+                if typed == shown:
+                    return self.stored
+            _refuse_a_year_typed_wrong(typed)
+            _refuse_a_time_the_clocks_skip_or_repeat(typed)
         return super().compress(data_list)
+
+
+def _refuse_a_year_typed_wrong(typed: datetime) -> None:
+    # Year 9999 was taken, and the post list's link to it was a 400 (Django
+    # reads the year after it); year 1 published with a warning only.
+    latest = localtime().year + 1
+    if typed.year < EARLIEST_YEAR:
+        raise forms.ValidationError(
+            f"The date is before {EARLIEST_YEAR}: a typo in the year?"
+        )
+    if typed.year > latest:
+        raise forms.ValidationError(f"The date is after {latest}: a typo in the year?")
+
+
+def _refuse_a_time_the_clocks_skip_or_repeat(typed: datetime) -> None:
+    """Refuse a local time the clocks skip or pass twice, saying which: Django's
+    own message ("may be ambiguous or it may not exist") left the author to
+    work out which, and what to type instead."""
+    zone = get_current_timezone()
+    # zoneinfo gives such a time both offsets: fold 0 the one before the change.
+    before = typed.replace(tzinfo=zone, fold=0).utcoffset()
+    after = typed.replace(tzinfo=zone, fold=1).utcoffset()
+    if before < after:
+        raise forms.ValidationError(
+            f"{typed:%H:%M} does not happen on that day: the clocks go forward. "
+            "Choose another time."
+        )
+    if before > after:
+        raise forms.ValidationError(
+            f"{typed:%H:%M} happens twice on that day: the clocks go back. "
+            "Choose another time."
+        )
 
 
 class PostForm(forms.ModelForm):

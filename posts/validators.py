@@ -183,6 +183,13 @@ def clean_email(value: str) -> str:
     return address
 
 
+# No date the site is given, a post's or a mailing list's, is from before email
+# newsletters: an earlier year is a typo (0201, 0001), and one near year 1 cannot
+# even be stored in UTC (the database would hold a date before year 1 that no
+# page can read back).
+EARLIEST_YEAR = 1990
+
+
 class AddressPeriod(NamedTuple):
     """An address over the time it was one person's: after `after` and up to
     `until` (None: from the start; still theirs). What was written under the

@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.utils import timezone
 
 from newsletter.models import Subscriber
 from posts.models import Area, Inspection, Organisation, Post
@@ -26,6 +27,7 @@ from .factories import (
     UserFactory,
     admin_inspection_form_of,
     admin_post_form,
+    admin_post_form_of,
     admin_subscriber_form,
 )
 
@@ -610,3 +612,29 @@ def test_the_desks_400_for_malformed_input_carries_every_security_header(
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.parametrize(
+    ("day", "why"),
+    [
+        ("31/12/9999", "The date is after {next_year}: a typo in the year?"),
+        ("01/01/0001", "The date is before 1990: a typo in the year?"),
+    ],
+)
+def test_a_publication_year_typed_wrong_is_a_form_error_that_saves_nothing(
+    desk, rows, day, why
+):
+    # Year 9999 was taken: the post list's date link to it was then a 400 (its
+    # next year is past any the calendar holds). Year 1 published with a warning
+    # only that the post was dated in the past.
+    post = Post.objects.get(pk=rows["post"])
+    response = desk.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, published_at_0=day),
+    )
+    assert response.status_code == 200
+    next_year = timezone.localdate().year + 1
+    assert response.context["adminform"].form.errors["published_at"] == [
+        why.format(next_year=next_year)
+    ]
+    assert Post.objects.get(pk=post.pk).published_at == post.published_at
