@@ -1176,15 +1176,23 @@ class PostAdmin(admin.ModelAdmin):
         try:
             if to_post_id is None:
                 raise Post.DoesNotExist
-            link = related.related_link_add(from_post=post, to_post_id=to_post_id)
+            link, created = related.related_link_add(
+                from_post=post, to_post_id=to_post_id
+            )
         except Post.DoesNotExist:
             self.message_user(request, "That post cannot be linked.", messages.ERROR)
         else:
-            self.message_user(
-                request,
-                f"Linked “{link.to_post}” as {link.get_type_display().lower()}.",
-                messages.SUCCESS,
-            )
+            linked_as = link.get_type_display().lower()
+            if created:
+                said = f"Linked “{link.to_post}” as {linked_as}."
+                level = messages.SUCCESS
+            else:  # a page opened before the first "Add", or a double click
+                said = (
+                    f"“{link.to_post}” was linked already, as {linked_as}: "
+                    "nothing changed."
+                )
+                level = messages.INFO
+            self.message_user(request, said, level)
         return HttpResponseRedirect(change_url)
 
 

@@ -206,8 +206,9 @@ def related_posts(post: Post, *, size: int = RELATED_BOX_SIZE) -> list[RelatedPo
     return list(shown.values())
 
 
-def related_link_add(*, from_post: Post, to_post_id: int) -> RelatedLink:
-    """Link from_post to a published post, after the existing links (idempotent)."""
+def related_link_add(*, from_post: Post, to_post_id: int) -> tuple[RelatedLink, bool]:
+    """Link from_post to a published post, after the existing links (idempotent):
+    the link, and whether it is new."""
     to_post = Post.objects.published().exclude(pk=from_post.pk).get(pk=to_post_id)
     same_area = (
         from_post.inspections.filter(area__isnull=False)
@@ -215,7 +216,7 @@ def related_link_add(*, from_post: Post, to_post_id: int) -> RelatedLink:
         .exists()
     )
     next_order = (from_post.links_out.aggregate(last=Max("order"))["last"] or 0) + 1
-    link, _ = RelatedLink.objects.get_or_create(
+    return RelatedLink.objects.get_or_create(
         from_post=from_post,
         to_post=to_post,
         defaults={
@@ -225,4 +226,3 @@ def related_link_add(*, from_post: Post, to_post_id: int) -> RelatedLink:
             "order": next_order,
         },
     )
-    return link

@@ -165,6 +165,22 @@ def test_admin_change_page_suggests_and_adds_a_related_post_in_one_click(client)
     assert RelatedLink.objects.filter(from_post=post).count() == 1
 
 
+def test_adding_a_related_post_linked_already_says_so(client):
+    # The second "Add" (a page opened before the first, a double click) said
+    # "Linked … as …", though it linked nothing.
+    client.force_login(UserFactory())
+    post = PostFactory()
+    neighbour = PublishedPostFactory(title="Neighbour")
+    url = f"/admin/posts/post/{post.pk}/add-related/"
+    first = client.post(url, {"to_post": neighbour.pk}, follow=True)
+    again = client.post(url, {"to_post": neighbour.pk}, follow=True)
+    assert "Linked “Neighbour” as same theme." in first.content.decode()
+    assert [str(m) for m in again.context["messages"]] == [
+        "“Neighbour” was linked already, as same theme: nothing changed."
+    ]
+    assert RelatedLink.objects.filter(from_post=post).count() == 1
+
+
 @pytest.mark.parametrize("bad", ["", "nonsense", "999999", "self", "draft"])
 def test_admin_add_related_refuses_what_cannot_be_linked(client, bad):
     client.force_login(UserFactory())
