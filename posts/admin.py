@@ -751,6 +751,7 @@ class PostAdmin(admin.ModelAdmin):
         changing = obj.status != previous_status
         if publishing and changing and not self.has_publish_permission(request):
             raise PermissionDenied
+        was_live = Post.objects.published().filter(pk=obj.pk).exists()
         services.post_save_from_desk(
             post=obj, previous_status=previous_status, by=request.user
         )
@@ -759,6 +760,11 @@ class PostAdmin(admin.ModelAdmin):
             or stored["published_at"] != obj.published_at
         ):
             level, words = self.publication_said(obj)
+            self.message_user(request, _sentences(words), level)
+        elif previous_status == Post.Status.PUBLISHED != obj.status:
+            level, words = self.unpublication_said(
+                obj, was_live=was_live, was_for=stored["published_at"]
+            )
             self.message_user(request, _sentences(words), level)
 
     def publication_said(self, post: Post) -> tuple[int, list[str]]:
@@ -782,6 +788,23 @@ class PostAdmin(admin.ModelAdmin):
         return messages.WARNING, [
             f"“{post.title}” is on the site now, dated in the past ({when}): it is "
             f"listed as of then, below the {since.count()} post(s) published since."
+        ]
+
+    def unpublication_said(
+        self, post: Post, *, was_live: bool, was_for: datetime
+    ) -> tuple[int, list[str]]:
+        """What a save that took the post back from the site, or from its
+        schedule (`was_for`), did, in the author's words, and the message's
+        level: the page said only that it was "changed successfully". The
+        newsletter's post admin adds what became of its email."""
+        if was_live:
+            return messages.SUCCESS, [
+                f"“{post.title}” is off the site: its page is not found until you "
+                "publish it again."
+            ]
+        return messages.SUCCESS, [
+            f"“{post.title}” no longer goes live on {_when(was_for)}: it is not "
+            "scheduled any more."
         ]
 
     def delete_model(self, request: HttpRequest, obj: Post) -> None:

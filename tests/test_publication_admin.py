@@ -961,3 +961,82 @@ def test_a_post_back_on_the_site_says_its_paused_email_is_still_paused_and_where
         "mailing's page." in message
         for message in said(response)
     )
+
+
+def published_at_the_desk(client, title: str, **fields) -> Post:
+    post = PostFactory(title=title)
+    client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post, status="published", publish_despite_warnings="on", **fields
+        ),
+    )
+    return Post.objects.get(pk=post.pk)
+
+
+def test_unpublishing_says_the_post_is_off_the_site_and_its_email_paused(client):
+    """Taken down as its email went out: the page said only that the post was
+    changed successfully, not that its email stopped, nor what brings it back."""
+    readers_of_posts_as_published_and_of_digests()
+    client.force_login(StaffFactory(role="Editor"))
+    post = published_at_the_desk(client, "Kent: court work")
+    mailing = Mailing.objects.get(post=post)
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="draft"),
+        follow=True,
+    )
+
+    mailing.refresh_from_db()
+    assert mailing.paused_at is not None
+    url = reverse("admin:newsletter_mailing_change", args=[mailing.pk])
+    assert f'<a href="{url}">' in response.content.decode()
+    assert (
+        "“Kent: court work” is off the site: its page is not found until you "
+        "publish it again. Its email is paused (a batch already going out "
+        "finishes): the readers it has not reached get it only once you publish "
+        "the post again and resume its email on its mailing's page. "
+        "Digests not yet sent go without it."
+    ) in said(response)
+    assert client.get(post.get_absolute_url()).status_code == 404
+
+
+def test_unpublishing_a_post_whose_email_went_out_says_its_readers_have_it(client):
+    readers_of_posts_as_published_and_of_digests()
+    client.force_login(StaffFactory(role="Editor"))
+    post = published_at_the_desk(client, "Kent: court work")
+    Mailing.objects.filter(post=post).update(status=Mailing.Status.DONE)
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="draft"),
+        follow=True,
+    )
+
+    assert (
+        "“Kent: court work” is off the site: its page is not found until you "
+        "publish it again. Its email had gone out: its readers have it, and its "
+        "link leads nowhere until the post is back. "
+        "Digests not yet sent go without it."
+    ) in said(response)
+
+
+def test_taking_back_a_scheduled_post_says_it_no_longer_goes_live_nor_out(client):
+    readers_of_posts_as_published_and_of_digests()
+    client.force_login(StaffFactory(role="Editor"))
+    when = timezone.localtime().replace(microsecond=0) + timedelta(days=2)
+    post = published_at_the_desk(client, "Kent: court work", published_at=when)
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(post, status="draft"),
+        follow=True,
+    )
+
+    assert not Mailing.objects.exists()
+    assert (
+        f"“Kent: court work” no longer goes live on {desk_time(when)}: it is not "
+        "scheduled any more. Nobody was emailed it: its email goes out once you "
+        "publish it again."
+    ) in said(response)

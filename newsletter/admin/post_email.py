@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from csp.decorators import csp_update
 from django import forms
 from django.contrib import admin, messages
@@ -231,6 +233,15 @@ class PostAdmin(posts_admin.PostAdmin):
         level, words = super().publication_said(post)
         email_level, email_words = email_said(post)
         return max(level, email_level), [*words, email_words]
+
+    def unpublication_said(
+        self, post: Post, *, was_live: bool, was_for: datetime
+    ) -> tuple[int, list[str]]:
+        level, words = super().unpublication_said(
+            post, was_live=was_live, was_for=was_for
+        )
+        email_level, email_words = email_said_taken_back(post, was_live=was_live)
+        return max(level, email_level), [*words, *email_words]
 
     def get_urls(self):
         # Before the post's own URLs: <path:object_id> would swallow these.
@@ -527,6 +538,40 @@ def email_said(post: Post) -> tuple[int, str]:
     if mailing.status == Mailing.Status.CANCELLED:
         return messages.SUCCESS, "Its email was cancelled, and is not sent again."
     return messages.SUCCESS, "Its email went out before, and is not sent again."
+
+
+def email_said_taken_back(post: Post, *, was_live: bool) -> tuple[int, list[str]]:
+    """What became of the post's email as it was taken off the site or its
+    schedule (receivers.hold_emails_of_unpublished_post), in the author's words,
+    and the message's level."""
+    mailing = post.mailings.filter(kind=Mailing.Kind.POST).first()
+    if mailing is None and not post.email_subscribers:
+        return messages.SUCCESS, [
+            "It was not emailed, nor in digests: “Email to subscribers” is unticked."
+        ]
+    if mailing is None:  # its announcement emails it, once it is published again
+        said = "Nobody was emailed it: its email goes out once you publish it again."
+    elif mailing.status in RUNNING:
+        said = format_html(
+            "Its email is paused (a batch already going out finishes): the readers "
+            "it has not reached get it only once you publish the post again and "
+            'resume its email on <a href="{}">its mailing\'s page</a>.',
+            reverse("admin:newsletter_mailing_change", args=[mailing.pk]),
+        )
+    elif mailing.status == Mailing.Status.CANCELLED:
+        said = "Its email was cancelled, and is not sent again."
+    else:
+        said = (
+            "Its email had gone out: its readers have it, and its link leads "
+            "nowhere until the post is back."
+        )
+    words = [said]
+    if was_live and post.email_subscribers:
+        words.append("Digests not yet sent go without it.")
+    level = (
+        messages.WARNING if mailing and mailing.status in RUNNING else messages.SUCCESS
+    )
+    return level, words
 
 
 def _has_email(post: Post) -> bool:
