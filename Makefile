@@ -19,7 +19,11 @@ install: $(VENV)/.installed
 # named by DATABASE_URL / REDIS_URL), until Ctrl-C stops all three; so does any of
 # them stopping (runserver on a port in use; polled, as macOS's bash 3 has no
 # `wait -n`). The trap stops them once, and waits for them: `kill 0` signalled the
-# shell itself too, whose trap ran again, thousands of times.
+# shell itself too, whose trap ran again, thousands of times. Each of the three
+# runs in a process group of its own (`set -m`): Ctrl-C, or a TERM to make's group,
+# reaches the shell alone, which stops each one's main process (the worker's pool
+# processes, signalled too, died holding the pool's lock, and the worker hung for
+# good after "Warm shutdown").
 run: export SITE_URL ?= http://127.0.0.1:$(PORT)
 run: export DJANGO_DEBUG ?= 1
 # The tracking webhook answers only with a secret: a development one is made once
@@ -34,10 +38,15 @@ run: install var/webhook-secret
 	print(reverse('tracking_webhook', kwargs={'esp': tracking_provider()}))" \
 	2>/dev/null) && webhook="http://$$ANYMAIL_WEBHOOK_SECRET@127.0.0.1:$(PORT)$$webhook" \
 	|| webhook="off (the admin's Events page says why)"; \
-	trap 'trap - INT TERM EXIT; kill $$(jobs -p) 2>/dev/null; wait; exit' INT TERM EXIT; \
+	stop() { trap '' INT TERM HUP; trap - EXIT; kill $$(jobs -p) 2>/dev/null; wait; }; \
+	trap 'stop; echo "make run: stopped the web server, the worker and beat."; exit 0' \
+	INT TERM HUP; \
+	trap stop EXIT; \
+	set -m; \
 	$(VENV)/bin/celery -A newsletter worker --loglevel=INFO --concurrency=2 & worker=$$!; \
 	$(VENV)/bin/celery -A newsletter beat --loglevel=INFO & beat=$$!; \
 	$(PY) manage.py runserver --noreload 127.0.0.1:$(PORT) & site=$$!; \
+	set +m; \
 	sleep 2; \
 	echo; \
 	echo "  Site:   http://127.0.0.1:$(PORT)/"; \

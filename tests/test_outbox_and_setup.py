@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -311,42 +312,111 @@ def test_manage_py_runs_in_debug_for_a_developer():
     assert result.stdout.strip() == "True"
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# What the worker, beat and the site each print once started.
+ALL_THREE_STARTED = (" ready.", "beat: Starting", "Starting development server at")
+
+
+def processes_in_session(session: int) -> list[int]:
+    """Every process of make run's session, in whichever process group it is."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(ProcessLookupError):
+                if os.getsid(int(entry.name)) == session:
+                    pids.append(int(entry.name))
+    return pids
+
+
+AS_INSTALLED = ["-o", ".venv/.installed", "-o", "var/webhook-secret"]
+
+
+@contextlib.contextmanager
+def make_run(tmp_path: Path, port: int):
+    """`make run` as installed (by make test: not installed again, nor a secret
+    made), on a VAR_DIR of its own (a database, broker and outbox), in a session of
+    its own as in a terminal; its output in tmp_path/output."""
+    with (tmp_path / "output").open("w") as output:
+        run = subprocess.Popen(  # noqa: S603 (our own command)
+            ["make", *AS_INSTALLED, "run", f"PORT={port}"],  # noqa: S607
+            cwd=ROOT,
+            env={
+                "PATH": os.environ["PATH"],
+                "HOME": str(tmp_path),
+                "VAR_DIR": str(tmp_path / "var"),
+                "PYTHONUNBUFFERED": "1",  # runserver's lines as it prints them
+                "ANYMAIL_WEBHOOK_SECRET": "test:secret",
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield run
+    finally:
+        for pid in processes_in_session(run.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run.wait()
+
+
+def wait_until_all_three_run(run: subprocess.Popen, output: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not all(started in output.read_text() for started in ALL_THREE_STARTED):
+        assert run.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(0.5)
+
+
 @pytest.mark.django_db(False)
 def test_make_run_stops_the_worker_and_beat_with_a_site_that_cannot_start(tmp_path):
     """`make run` is the site, a worker and beat, ended together: with its port
     taken, runserver's error ends it, and no worker or beat is left running (they
     ran on without a site), each stopped once (its trap signalled the shell
     itself, and ran again thousands of times)."""
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "VAR_DIR": str(tmp_path),  # a database, broker and outbox of its own
-        "ANYMAIL_WEBHOOK_SECRET": "test:secret",
-    }
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
-        # As installed (by make test): not installed again, nor a secret made.
-        as_installed = ["-o", ".venv/.installed", "-o", "var/webhook-secret"]
-        run = subprocess.Popen(  # noqa: S603 (our own command)
-            ["make", *as_installed, "run", f"PORT={port}"],  # noqa: S607
-            cwd=Path(__file__).resolve().parent.parent,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group, the worker's too
-        )
-        try:
-            output, _ = run.communicate(timeout=120)
-            left = True
-            try:
-                os.killpg(run.pid, 0)
-            except ProcessLookupError:
-                left = False
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(run.pid, signal.SIGKILL)
+    with (
+        socket.create_server(("127.0.0.1", 0)) as taken,
+        make_run(tmp_path, taken.getsockname()[1]) as run,
+    ):
+        run.wait(timeout=120)
+        left = processes_in_session(run.pid)
+    output = (tmp_path / "output").read_text()
     assert "That port is already in use" in output
+    assert "make run: one of the three stopped, so the others stop too." in output
     assert run.returncode != 0
     assert not left, "a worker or beat outlived make run"
     assert output.count("Warm shutdown") <= 1
+
+
+@pytest.mark.django_db(False)
+@pytest.mark.parametrize(
+    "stop",
+    [
+        # As a terminal's Ctrl-C does: SIGINT to make's whole process group.
+        signal.SIGINT,
+        # As an editor's stop button or `kill -- -PGID` does.
+        signal.SIGTERM,
+    ],
+    ids=["ctrl-c", "term-to-the-group"],
+)
+def test_make_run_stops_all_three_when_stopped(tmp_path, stop):
+    """Stopped by a TERM to its whole process group, the worker hung for good after
+    "Warm shutdown" (its pool's processes, killed by the TERM too, left the pool's
+    lock taken); a Ctrl-C said one of the three had stopped by itself, and make
+    said "Error 1"."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    with make_run(tmp_path, port) as run:
+        wait_until_all_three_run(run, tmp_path / "output")
+
+        os.killpg(run.pid, stop)
+
+        run.wait(timeout=60)
+        left = processes_in_session(run.pid)
+    output = (tmp_path / "output").read_text()
+    assert not left, "a process outlived make run"
+    assert output.endswith(
+        "make run: stopped the web server, the worker and beat.\n"
+    ), output[-2000:]
+    assert "one of the three stopped" not in output
+    assert "make: ***" not in output
