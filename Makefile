@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+# Where the site writes (newsletter/settings.py): make run's webhook secret too.
+VAR_DIR ?= var
 
 .PHONY: install run test lint load
 
@@ -27,13 +29,14 @@ install: $(VENV)/.installed
 run: export SITE_URL ?= http://127.0.0.1:$(PORT)
 run: export DJANGO_DEBUG ?= 1
 # The tracking webhook answers only with a secret: a development one is made once
-# under var/ and kept, unless ANYMAIL_WEBHOOK_SECRET is set already.
-run: export ANYMAIL_WEBHOOK_SECRET ?= $(shell cat var/webhook-secret)
-run: install var/webhook-secret
+# under VAR_DIR and kept, unless ANYMAIL_WEBHOOK_SECRET is set already (read in the
+# recipe, once the file is made: read by make, it was missing on a first run).
+run: install $(VAR_DIR)/webhook-secret
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py seed_demo
-	@webhook=$$($(PY) manage.py shell --no-imports -c "from django.urls import reverse; \
+	@export ANYMAIL_WEBHOOK_SECRET="$${ANYMAIL_WEBHOOK_SECRET-$$(cat $(VAR_DIR)/webhook-secret)}"; \
+	webhook=$$($(PY) manage.py shell --no-imports -c "from django.urls import reverse; \
 	from newsletter.webhooks import tracking_provider; \
 	print(reverse('tracking_webhook', kwargs={'esp': tracking_provider()}))" \
 	2>/dev/null) && webhook="http://$$ANYMAIL_WEBHOOK_SECRET@127.0.0.1:$(PORT)$$webhook" \
@@ -59,8 +62,8 @@ run: install var/webhook-secret
 	echo "make run: one of the three stopped, so the others stop too." >&2; \
 	exit 1
 
-var/webhook-secret:
-	mkdir -p var
+$(VAR_DIR)/webhook-secret:
+	mkdir -p $(VAR_DIR)
 	umask 077; $(PYTHON) -c "import secrets; print('dev:' + secrets.token_urlsafe(24))" > $@
 
 test: install

@@ -328,24 +328,20 @@ def processes_in_session(session: int) -> list[int]:
     return pids
 
 
-AS_INSTALLED = ["-o", ".venv/.installed", "-o", "var/webhook-secret"]
-
-
 @contextlib.contextmanager
 def make_run(tmp_path: Path, port: int):
-    """`make run` as installed (by make test: not installed again, nor a secret
-    made), on a VAR_DIR of its own (a database, broker and outbox), in a session of
-    its own as in a terminal; its output in tmp_path/output."""
+    """`make run` as installed (by make test: not installed again), on a VAR_DIR of
+    its own (a database, broker, outbox and webhook secret), in a session of its own
+    as in a terminal; its output in tmp_path/output."""
     with (tmp_path / "output").open("w") as output:
         run = subprocess.Popen(  # noqa: S603 (our own command)
-            ["make", *AS_INSTALLED, "run", f"PORT={port}"],  # noqa: S607
+            ["make", "-o", ".venv/.installed", "run", f"PORT={port}"],  # noqa: S607
             cwd=ROOT,
             env={
                 "PATH": os.environ["PATH"],
                 "HOME": str(tmp_path),
                 "VAR_DIR": str(tmp_path / "var"),
                 "PYTHONUNBUFFERED": "1",  # runserver's lines as it prints them
-                "ANYMAIL_WEBHOOK_SECRET": "test:secret",
             },
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -420,3 +416,19 @@ def test_make_run_stops_all_three_when_stopped(tmp_path, stop):
     ), output[-2000:]
     assert "one of the three stopped" not in output
     assert "make: ***" not in output
+
+
+@pytest.mark.django_db(False)
+def test_make_run_makes_and_uses_its_webhook_secret_under_var_dir(tmp_path):
+    """A first `make run` said "cat: var/webhook-secret: No such file or
+    directory", and wrote the secret under var/ whatever VAR_DIR said."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as taken,
+        make_run(tmp_path, taken.getsockname()[1]) as run,
+    ):
+        run.wait(timeout=120)
+    output = (tmp_path / "output").read_text()
+    secret = (tmp_path / "var" / "webhook-secret").read_text().strip()
+    assert secret.startswith("dev:")
+    assert f"Tracking webhook: http://{secret}@127.0.0.1:" in output
+    assert "No such file" not in output
