@@ -6,8 +6,9 @@ from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+from django.db import transaction
+
+from posts.management.commands.seed_demo import refuse_before_migrate
 
 # Created by the roles migration (newsletter/migrations/0002_roles.py).
 ADMINISTRATOR = "Administrator"
@@ -19,15 +20,9 @@ class Command(BaseCommand):
         "Its password is ADMIN_PASSWORD, or a generated one printed once."
     )
 
+    @refuse_before_migrate
+    @transaction.atomic
     def handle(self, *args, **options) -> None:
-        # The user and the Administrator group live in migrated tables: run before
-        # `migrate`, say so rather than fail with "no such table".
-        executor = MigrationExecutor(connection)
-        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
-            raise CommandError(
-                "The database is not migrated: run `manage.py migrate` first. "
-                "Nothing changed."
-            )
         User = get_user_model()
         # An empty ADMIN_PASSWORD (compose's ${ADMIN_PASSWORD:-}) is no password:
         # it must not set an unusable one while saying it came from the variable.

@@ -12,6 +12,7 @@ from newsletter.reports import (
     group_figures,
     post_report,
 )
+from posts.management.commands.seed_demo import refuse_before_migrate
 from posts.models import Post
 
 
@@ -25,6 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--json", action="store_true", help="Print JSON.")
 
+    @refuse_before_migrate
     def handle(self, *args, slug: str, **options) -> None:
         post = Post.objects.filter(slug=slug).first()
         if post is None:
