@@ -367,6 +367,21 @@ def test_the_command_prints_the_same_figures_as_json(story):
     assert set(printed["groups"]) == {"region", "organisation"}
 
 
+def test_the_command_finds_a_post_by_the_slug_it_had_and_says_which(story, capsys):
+    """An address from an old email or link names the post as it was: the report
+    said there was no such post, though the post keeps its former slug."""
+    story.slug = "suffolk-inspection"
+    post_save_from_desk(post=story, previous_status=story.status, by=None)
+
+    call_command("post_report", "suffolk", "--json")
+
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == json.loads(json.dumps(post_report(story)))
+    assert "'suffolk' was this post's slug; it is now 'suffolk-inspection'." in (
+        printed.err
+    )
+
+
 def test_the_command_refuses_an_unknown_post_clearly():
     with pytest.raises(Exception, match="No post with the slug 'nothing'"):
         call_command("post_report", "nothing", "--json")

@@ -30,7 +30,15 @@ class Command(BaseCommand):
     def handle(self, *args, slug: str, **options) -> None:
         post = Post.objects.filter(slug=slug).first()
         if post is None:
-            raise CommandError(f"No post with the slug {slug!r}.")
+            # An address from an old email or link: the post's slug before its
+            # author changed it.
+            post = Post.objects.filter(former_slugs__slug=slug).first()
+            if post is None:
+                raise CommandError(f"No post with the slug {slug!r}.")
+            # On stderr: the --json on stdout stays JSON.
+            self.stderr.write(
+                f"{slug!r} was this post's slug; it is now {post.slug!r}."
+            )
         report = post_report(post)
         if options["json"]:
             self.stdout.write(
