@@ -150,6 +150,33 @@ def test_ensure_admin_with_an_empty_admin_password_prints_the_one_it_made(
 
 
 @pytest.mark.parametrize(
+    "taken_away",
+    [{"is_active": False}, {"is_superuser": False, "is_staff": False}],
+    ids=["deactivated", "no-longer-a-superuser"],
+)
+def test_ensure_admin_makes_the_admin_it_prints_able_to_log_in_again(
+    client, monkeypatch, capsys, taken_away
+):
+    """An admin deactivated (or made an ordinary user) in the desk: ensure_admin
+    printed its login as before, and the login failed."""
+    monkeypatch.setenv("ADMIN_PASSWORD", "a-long-demo-password")
+    call_command("ensure_admin")
+    get_user_model().objects.filter(username="admin").update(**taken_away)
+    capsys.readouterr()
+
+    call_command("ensure_admin")
+
+    assert capsys.readouterr().out == (
+        "The admin was inactive or not a superuser: it is an active superuser "
+        "again.\nAdmin login: admin / from ADMIN_PASSWORD\n"
+    )
+    client.post(
+        "/admin/login/", {"username": "admin", "password": "a-long-demo-password"}
+    )
+    assert client.get("/admin/auth/user/add/").status_code == 200  # a superuser's
+
+
+@pytest.mark.parametrize(
     "command",
     [["ensure_admin"], ["seed_demo"], ["post_report", "suffolk"]],
     ids=["ensure_admin", "seed_demo", "post_report"],

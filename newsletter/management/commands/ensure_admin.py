@@ -39,6 +39,15 @@ class Command(BaseCommand):
                     + " ".join(error.messages)
                 ) from None
         if user is not None:
+            # Deactivated, or made an ordinary user, in the desk: the login printed
+            # below would fail, and this command is how the site's owner gets in.
+            if not (user.is_active and user.is_staff and user.is_superuser):
+                user.is_active = user.is_staff = user.is_superuser = True
+                user.save(update_fields=["is_active", "is_staff", "is_superuser"])
+                self.stdout.write(
+                    "The admin was inactive or not a superuser: it is an active "
+                    "superuser again."
+                )
             if password:
                 user.set_password(password)
                 user.save(update_fields=["password"])
