@@ -34,7 +34,6 @@ from .browser import (
     NARROWEST,
     VIEWPORTS,
     accessibility_violations,
-    require,
     save_screenshot,
     wider_than_the_screen,
 )
@@ -47,6 +46,7 @@ from .factories import (
     UserFactory,
     create_inspectorate,
 )
+from .required import require
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -11,9 +11,10 @@ from django.core.management import call_command
 from newsletter.models import Batch, Link, Mailing
 from posts.models import Post, PostUpdate
 
-from .browser import AXE_SCRIPT, DESKTOP, VIEWPORTS, require, save_screenshot
+from .browser import AXE_SCRIPT, DESKTOP, VIEWPORTS, save_screenshot
 from .browser import accessibility_violations as axe_violations
 from .factories import StaffFactory, UserFactory
+from .required import require
 from .test_browser import (  # noqa: F401 (fixtures)
     DJANGO_ADMINS_OWN,
     axe_page,

@@ -9,9 +9,10 @@ from django.core.management import call_command
 
 from posts.models import Post
 
-from .browser import AXE_SCRIPT, VIEWPORTS, require, save_screenshot
+from .browser import AXE_SCRIPT, VIEWPORTS, save_screenshot
 from .browser import accessibility_violations as violations
 from .factories import StaffFactory
+from .required import require
 from .test_browser import (  # noqa: F401 (browser and site are fixtures)
     DJANGO_ADMINS_OWN,
     axe_page,

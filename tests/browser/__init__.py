@@ -1,10 +1,7 @@
 """Helpers for the browser journeys: Debian's Chromium driven by Playwright,
 axe-core for accessibility, and screenshots kept as artefacts."""
 
-import os
 from pathlib import Path
-
-import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -24,16 +21,6 @@ VIEWPORTS = {"phone": MOBILE, "desktop": DESKTOP}
 # The narrowest width a reader's page must fit without scrolling sideways: WCAG
 # 2.2's Reflow (1.4.10), 320 CSS pixels, as a phone at 400 % zoom or a small one.
 NARROWEST = {"width": 320, "height": 640}
-
-
-def require(path: Path, how_to_install: str) -> None:
-    """Skip on a developer's machine without it; fail in CI, which must have it."""
-    if path.exists():
-        return
-    message = f"{path} is missing: {how_to_install}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 # axe-core's impacts, least first.
