@@ -6,6 +6,7 @@ on-disk outbox instead of an email provider. Production names real services thro
 DATABASE_URL, REDIS_URL and EMAIL_BACKEND/ANYMAIL_*.
 """
 
+import email.policy
 import logging
 import os
 from pathlib import Path
@@ -352,13 +353,34 @@ if (
         f"{WEBHOOK_PASSWORD_LENGTH}+ random characters) when DJANGO_DEBUG is off "
         "and EMAIL_BACKEND sends through a provider."
     )
-NEWSLETTER_FROM_EMAIL = os.environ.get(
-    "NEWSLETTER_FROM_EMAIL", "On Probation <newsletter@localhost>"
+
+
+def mailbox(name: str, value: str) -> str:
+    """A From or Reply-To variable's address, or a refusal to start: Django reads
+    it only as a worker sends, and one it could not parse ("Probation, News <…>")
+    failed every email, while one it could ("On Probation news@…", its <>
+    forgotten) went out as a header no mail provider takes."""
+    header = email.policy.default.header_factory("From", value)
+    if len(header.addresses) != 1 or header.defects or not header.addresses[0].domain:
+        raise ImproperlyConfigured(
+            f"{name} must be one address, as 'On Probation <newsletter@example.org>' "
+            f"or newsletter@example.org (ASCII before its @), not {value!r}."
+        )
+    return value
+
+
+NEWSLETTER_FROM_EMAIL = mailbox(
+    "NEWSLETTER_FROM_EMAIL",
+    os.environ.get("NEWSLETTER_FROM_EMAIL", "On Probation <newsletter@localhost>"),
 )
 DEFAULT_FROM_EMAIL = NEWSLETTER_FROM_EMAIL
 SERVER_EMAIL = NEWSLETTER_FROM_EMAIL
 # Where readers' replies go; the From address unless a person reads another mailbox.
-NEWSLETTER_REPLY_TO = os.environ.get("NEWSLETTER_REPLY_TO", NEWSLETTER_FROM_EMAIL)
+# Left empty (a docker/.env line), unset.
+NEWSLETTER_REPLY_TO = mailbox(
+    "NEWSLETTER_REPLY_TO",
+    os.environ.get("NEWSLETTER_REPLY_TO") or NEWSLETTER_FROM_EMAIL,
+)
 # The Postmark message stream mailings go on: a broadcast stream, which Postmark
 # requires for bulk mail and keeps apart from the transactional "outbound" stream
 # that confirmations and one-time links go on (newsletter/delivery/sender.py).

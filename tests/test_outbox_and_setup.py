@@ -308,6 +308,42 @@ def test_an_unsubscribe_mailbox_a_header_cannot_carry_as_it_is_refuses_to_start(
         assert "NEWSLETTER_UNSUBSCRIBE_MAILTO" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "address", "starts"),
+    [
+        ("NEWSLETTER_FROM_EMAIL", '"Probation, News" <news@onprobation.example>', True),
+        ("NEWSLETTER_FROM_EMAIL", "Zoë <news@bücher.example>", True),  # xn-- form
+        ("NEWSLETTER_REPLY_TO", "", True),  # a docker/.env line left empty: the From
+        # Its <> forgotten: "On Probation newsletter"@… went out.
+        ("NEWSLETTER_FROM_EMAIL", "On Probation newsletter@onprobation.example", False),
+        (
+            "NEWSLETTER_FROM_EMAIL",
+            "On Probation <newsletter@onprobation.example",
+            False,
+        ),
+        ("NEWSLETTER_FROM_EMAIL", "newsletter", False),
+        # Every email failed in the worker ("Invalid address; only Probation …").
+        ("NEWSLETTER_FROM_EMAIL", "Probation, News <news@onprobation.example>", False),
+        (
+            "NEWSLETTER_REPLY_TO",
+            "news@onprobation.example, ed@onprobation.example",
+            False,
+        ),
+        ("NEWSLETTER_REPLY_TO", "désinscription@onprobation.example", False),
+    ],
+)
+def test_a_sender_address_no_receiver_would_take_refuses_to_start(
+    variable, address, starts
+):
+    """Django reads the From and Reply-To only as a worker sends: one it could
+    not parse failed every email (a reader's confirmation lost), and one it
+    could went out as a header no mail provider accepts."""
+    result = run_settings({variable: address})
+    assert (result.returncode == 0) is starts, result.stderr
+    if not starts:
+        assert f"{variable} must be one address" in result.stderr
+
+
 def test_log_level_is_taken_in_lower_case_too():
     """LOG_LEVEL=debug (as most tools take it) stopped the site from starting, with
     a traceback ending in "Unable to configure root logger"."""
