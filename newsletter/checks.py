@@ -2,6 +2,7 @@
 production ones): settings that start, yet would quietly do the wrong thing."""
 
 import ipaddress
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from anymail.backends.base_requests import AnymailRequestsBackend
@@ -13,8 +14,11 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.http.request import validate_host
 from django.utils.module_loading import import_string
 
+from posts.validators import normalise_email
+
 from .delivery.ratelimit import MAX_WAIT_SECONDS
 from .delivery.sender import CLAIM_RENEWAL_SHARE
+from .dkim import DKIMEmailBackend, dns_name
 from .esp import PROVIDER_BY_BACKEND, is_providers
 
 
@@ -153,6 +157,37 @@ def check_email_backend_has_its_credentials(
             )
         ]
     return []
+
+
+@checks.register(deploy=True)
+def check_dkim_signs_for_the_sender(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Receivers hold a signature to the From's domain (DMARC): one for another
+    domain verifies and vouches for nothing, and where the From's domain
+    publishes p=reject, every email is refused."""
+    backend = import_string(settings.EMAIL_BACKEND)
+    if not issubclass(backend, DKIMEmailBackend):
+        return []
+    try:
+        signer = dns_name("NEWSLETTER_DKIM_DOMAIN", settings.NEWSLETTER_DKIM_DOMAIN)
+    except ImproperlyConfigured:  # E008 says so
+        return []
+    address = normalise_email(parseaddr(settings.NEWSLETTER_FROM_EMAIL)[1])
+    sender = address.rpartition("@")[2]
+    # The one domain, or one under the other: aligned, as DMARC's relaxed mode
+    # (the default) finds them.
+    if f".{sender}".endswith(f".{signer}") or f".{signer}".endswith(f".{sender}"):
+        return []
+    return [
+        checks.Warning(
+            f"NEWSLETTER_DKIM_DOMAIN ({signer}) is not the domain of "
+            f"NEWSLETTER_FROM_EMAIL ({sender}): receivers hold the signature to the "
+            "From's domain (DMARC), and one for another domain vouches for nothing.",
+            hint=f"Sign for {sender} (its key published at "
+            f"<selector>._domainkey.{sender}). Two subdomains of one organisation's "
+            "domain pass DMARC's relaxed alignment: then ignore this.",
+            id="newsletter.W003",
+        )
+    ]
 
 
 def _on_this_machine(host: str) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dkim
 import dkim.crypto
+import idna
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.smtp import EmailBackend as SMTPEmailBackend
@@ -21,6 +22,19 @@ SIGNED_HEADERS = [
     b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-id",
     b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type",
 ]  # fmt: skip
+
+
+def dns_name(variable: str, value: str) -> str:
+    """A domain or selector as DNS holds it, in its ASCII (xn--) form (RFC 6376
+    3.1): the signature names the key's TXT record by it, and a name in its own
+    letters failed every email in the worker."""
+    try:
+        return idna.encode(value, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        raise ImproperlyConfigured(
+            f"{variable} must be a DNS name, as in <selector>._domainkey.<domain>, "
+            f"not {value!r}."
+        ) from None
 
 
 def sign(raw: bytes, *, domain: str, selector: str, private_key: bytes) -> bytes:
@@ -42,14 +56,16 @@ class DKIMEmailBackend(SMTPEmailBackend):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.domain = settings.NEWSLETTER_DKIM_DOMAIN
-        self.selector = settings.NEWSLETTER_DKIM_SELECTOR
+        domain = settings.NEWSLETTER_DKIM_DOMAIN
+        selector = settings.NEWSLETTER_DKIM_SELECTOR
         key_file = settings.NEWSLETTER_DKIM_KEY_FILE
-        if not (self.domain and self.selector and key_file):
+        if not (domain and selector and key_file):
             raise ImproperlyConfigured(
                 "DKIMEmailBackend needs NEWSLETTER_DKIM_DOMAIN, "
                 "NEWSLETTER_DKIM_SELECTOR and NEWSLETTER_DKIM_KEY_FILE."
             )
+        self.domain = dns_name("NEWSLETTER_DKIM_DOMAIN", domain)
+        self.selector = dns_name("NEWSLETTER_DKIM_SELECTOR", selector)
         self.private_key = Path(key_file).read_bytes()
         # Here, not at the first message: each would fail alike (a public key or
         # a certificate in the file).
