@@ -22,6 +22,30 @@ from .dkim import DKIMEmailBackend, dns_name
 from .esp import PROVIDER_BY_BACKEND, is_providers
 
 
+def email_backend() -> type | None:
+    """The EMAIL_BACKEND class, or None where it names none (E013 says so)."""
+    try:
+        return import_string(settings.EMAIL_BACKEND)
+    except ImportError:
+        return None
+
+
+@checks.register()
+def check_email_backend_exists(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """A typo in EMAIL_BACKEND stopped the checks with a traceback from inside
+    one of them, and a site started without them failed every email."""
+    if email_backend() is not None:
+        return []
+    return [
+        checks.Error(
+            f"EMAIL_BACKEND ({settings.EMAIL_BACKEND}) names no email backend.",
+            hint="Set it to your provider's, e.g. "
+            "anymail.backends.postmark.EmailBackend (docs/email.md).",
+            id="newsletter.E013",
+        )
+    ]
+
+
 @checks.register(checks.Tags.security, deploy=True)
 def check_webhook_secret(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Without a secret the tracking webhook is off: bounces and complaints are
@@ -143,7 +167,7 @@ def check_email_backend_has_its_credentials(
     started, and every email failed in the worker; each says what is missing only
     when it is made, so the check makes one (which connects to nothing). Not the
     backends that keep every email (E005 says so; the outbox's makes its folder)."""
-    if settings.EMAIL_BACKEND in KEEPING_BACKENDS:
+    if settings.EMAIL_BACKEND in KEEPING_BACKENDS or email_backend() is None:
         return []
     try:
         get_connection()
@@ -164,8 +188,8 @@ def check_dkim_signs_for_the_sender(app_configs, **kwargs) -> list[checks.CheckM
     """Receivers hold a signature to the From's domain (DMARC): one for another
     domain verifies and vouches for nothing, and where the From's domain
     publishes p=reject, every email is refused."""
-    backend = import_string(settings.EMAIL_BACKEND)
-    if not issubclass(backend, DKIMEmailBackend):
+    backend = email_backend()
+    if backend is None or not issubclass(backend, DKIMEmailBackend):
         return []
     try:
         signer = dns_name("NEWSLETTER_DKIM_DOMAIN", settings.NEWSLETTER_DKIM_DOMAIN)
@@ -207,8 +231,10 @@ def check_smtp_password_is_encrypted(
     Django's SMTP backend logs in to any server that offers AUTH before STARTTLS
     (Postfix does by default), and the password, then every reader's email,
     crosses the network in the clear."""
+    backend = email_backend()
     if (
-        not issubclass(import_string(settings.EMAIL_BACKEND), SMTPBackend)
+        backend is None
+        or not issubclass(backend, SMTPBackend)
         or not settings.EMAIL_HOST_PASSWORD
         or settings.EMAIL_USE_TLS
         or settings.EMAIL_USE_SSL
@@ -312,7 +338,9 @@ SMTP_COMMANDS_PER_MESSAGE = 4
 def _longest_provider_call() -> float | None:
     """The seconds one call to the email backend may take before giving up (a
     connection, then an answer); None where nothing bounds it."""
-    backend = import_string(settings.EMAIL_BACKEND)
+    backend = email_backend()
+    if backend is None:  # E013 says so
+        return 0.0
     if issubclass(backend, AnymailRequestsBackend):
         timeout = settings.ANYMAIL.get("REQUESTS_TIMEOUT", 30)  # anymail's default
         if timeout is None:

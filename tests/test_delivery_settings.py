@@ -4,6 +4,7 @@ names the ones that do not (newsletter/checks.py)."""
 from io import StringIO
 
 import pytest
+from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
@@ -70,3 +71,24 @@ def test_a_beat_task_set_to_run_every_0_seconds_fails_the_checks(settings):
         "email-comment-digest": digest,
     }
     assert check() == ""
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "anymail.backends.postmark.Emailbackend",
+        "anymail.backends.postmrak.EmailBackend",
+    ],
+)
+def test_an_email_backend_that_does_not_exist_fails_the_checks_naming_it(
+    settings, backend
+):
+    """A typo in EMAIL_BACKEND stopped `manage.py check` (and the deployment's
+    check --deploy) with an ImportError's traceback from inside a check."""
+    settings.EMAIL_BACKEND = backend
+    errors = check()
+    assert "newsletter.E013" in errors
+    assert f"EMAIL_BACKEND ({backend}) names no email backend" in errors
+    # The deployment's checks too, each of which reads the backend.
+    found = checks.run_checks(include_deployment_checks=True)
+    assert [m.id for m in found].count("newsletter.E013") == 1
