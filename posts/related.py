@@ -9,7 +9,7 @@ so the same content always gives the same suggestions.
 import re
 from dataclasses import dataclass, field
 
-from django.db.models import Max, Prefetch, Q, prefetch_related_objects
+from django.db.models import Case, Max, Prefetch, Q, When, prefetch_related_objects
 
 from .models import Inspection, Post, RelatedLink
 
@@ -131,10 +131,14 @@ def suggestions(
     # queries more.
     prefetch_related_objects([post], *_what_scoring_reads())
     mine = _features(post)
-    shares_something = (
+    shares_the_inspected = (
         Q(inspections__organisations__in=list(mine.organisations))
         | Q(inspections__organisations__in=list(mine.owners))
         | Q(inspections__organisations__owners__in=list(mine.owners))
+        | Q(inspections__area__in=list(mine.areas))
+    )
+    shares_something = (
+        shares_the_inspected
         | Q(inspections__area__region__in=list(mine.regions))
         | Q(categories__in=list(mine.categories))
         | Q(tags__in=list(mine.tags))
@@ -153,7 +157,20 @@ def suggestions(
         Post.objects.filter(pk__in=candidate_ids)
         # Scoring reads titles and excerpts; the text columns are the heavy part.
         .defer(*Post.TEXT_FIELDS)
-        .order_by("-published_at", "-id")
+        # Those on the same organisations or area first: by date alone, the newest
+        # posts sharing only a busy category or region filled the candidates, and
+        # the same provider's earlier inspection, the best suggestion, went unscored.
+        .order_by(
+            Case(
+                When(
+                    pk__in=Post.objects.filter(shares_the_inspected).values("pk"),
+                    then=0,
+                ),
+                default=1,
+            ),
+            "-published_at",
+            "-id",
+        )
     )[:MAX_CANDIDATES]
     scored = []
     for candidate in candidates:

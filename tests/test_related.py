@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from posts.models import Post, RelatedLink
-from posts.related import related_posts, suggestions
+from posts.related import MAX_CANDIDATES, related_posts, suggestions
 
 from .factories import (
     AreaFactory,
@@ -140,6 +140,32 @@ def test_shared_category_and_words_count_too():
     far = PublishedPostFactory(title="Leadership changes")
     far.categories.add(category)
     assert titles(suggestions(post)) == ["Unpaid work placements", "Leadership changes"]
+
+
+def test_an_earlier_post_on_the_same_provider_is_suggested_behind_a_busy_category():
+    # Given an archive where every post is filed under one category, with more
+    # posts since the provider's earlier inspection than suggestions are scored from
+    category = CategoryFactory()
+    crc = OrganisationFactory()
+    post = InspectionFactory(organisations=[crc]).post
+    earlier = InspectionFactory(
+        organisations=[crc],
+        post=PublishedPostFactory(
+            title="The CRC's inspection three years ago",
+            published_at=post.published_at - timedelta(days=3 * 365),
+        ),
+    ).post
+    since = Post.objects.bulk_create(
+        PostFactory.build(
+            status=Post.Status.PUBLISHED,
+            published_at=post.published_at - timedelta(days=days),
+        )
+        for days in range(1, MAX_CANDIDATES + 2)
+    )
+    category.posts.add(post, earlier, *since)
+    # When the post's page shows its related posts, then the same provider's
+    # earlier inspection comes first, as its score says.
+    assert titles(related_posts(post))[0] == "The CRC's inspection three years ago"
 
 
 def test_admin_change_page_suggests_and_adds_a_related_post_in_one_click(client):
