@@ -4,9 +4,11 @@ of them a correction reaches.
 A reader was sent the earlier text when the ledger holds a delivery that carried
 the post (its announcement, or a digest that held it) and was handed to the
 provider before the correction was confirmed, or was being handed over then (a
-batch renders the post when it is claimed). A delivery still queued in a batch not
-yet claimed then carries the corrected post itself (the sender renders the post as
-it is when a batch goes), so its reader needs no correction. The post's own email
+batch renders the post when it is claimed), and did not bounce or get dropped
+(the provider's latest word on it: the reader never had it). A delivery still
+queued in a batch not yet claimed then carries the corrected post itself (the
+sender renders the post as it is when a batch goes), so its reader needs no
+correction. The post's own email
 shows its updates (emails.post_email_context) from the moment one is saved: for
 an announcement the cutoff is when the correction was last saved. A digest shows
 only the post's summary: its readers are told up to the confirmation. A delivery
@@ -75,7 +77,9 @@ def _carried_before(before: datetime, include_uncertain: bool) -> Q:
         handed_over |= Q(
             status=Delivery.Status.UNCERTAIN, batch__claimed_at__lte=before
         )
-    return handed_over
+    # An email that bounced or was dropped never showed the reader the earlier
+    # text: "we sent you this post" would be news to them.
+    return handed_over & ~Delivery.NEVER_ARRIVED
 
 
 def _being_handed_over(before: datetime) -> Q:
@@ -195,6 +199,17 @@ def correction_reach(*, update: PostUpdate) -> Reach:
     received = _readers_of(sent_earlier(post, before=now, include_uncertain=True))
     if shown := audience.filter(received).exclude(anyhow).count():
         left.append(("their email of the post went after you saved it, with it", shown))
+    never_arrived = _readers_of(
+        Delivery.objects.carrying(post).filter(Delivery.NEVER_ARRIVED)
+    )
+    if bounced := audience.filter(never_arrived).exclude(anyhow).count():
+        left.append(
+            (
+                "their email of the post never arrived (the provider reported it "
+                "bounced or dropped)",
+                bounced,
+            )
+        )
     paused = gone.filter(status=Subscriber.Status.ACTIVE).count()
     if paused:
         left.append(("paused their emails", paused))

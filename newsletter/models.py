@@ -668,6 +668,10 @@ class Delivery(models.Model):
     # the publication's fault, and the rest, the readers' bounces.
     SENDER_REFUSALS = models.Q(last_event__in=BOUNCE_EVENTS, sender_refused=True)
     READERS_BOUNCES = models.Q(last_event__in=BOUNCE_EVENTS, sender_refused=False)
+    # Taken by the provider, but its latest word is that the email never
+    # reached the reader: it bounced (their mailbox, or our sender refused) or
+    # was dropped ("failed": Mailgun, for an address on its lists).
+    NEVER_ARRIVED = models.Q(last_event__in=(*BOUNCE_EVENTS, "failed"))
     # The provider's events that say what became of the message, the only ones
     # kept as its last_event. Not an out-of-office reply (Postmark's
     # AutoResponder, after the delivery: the email arrived), nor a change to the

@@ -576,6 +576,38 @@ def test_the_author_sees_who_it_reaches_and_a_preview_before_anything_is_sent(
     assert not Mailing.objects.filter(kind=Mailing.Kind.CORRECTION).exists()
 
 
+def test_readers_whose_email_of_the_post_never_arrived_are_not_sent_its_correction(
+    author, on_commit
+):
+    """The provider took the post for four readers but its latest word on three
+    is that the email never arrived: a full mailbox (a soft bounce: the reader
+    stays on the list), their mail provider refusing our sender, an address
+    Mailgun dropped it for. They were told "we sent you this post" of a text
+    they never had; the author is told why they are left out."""
+    for name in ("arrived", "full", "refused", "dropped"):
+        reader(f"{name}@example.org")
+    post = publish(on_commit, "Suffolk: caseloads too high")
+    for name, fields in (
+        ("full", {"last_event": "bounced"}),
+        ("refused", {"last_event": "bounced", "sender_refused": True}),
+        ("dropped", {"last_event": "failed"}),
+    ):
+        Delivery.objects.filter(subscriber__email=f"{name}@example.org").update(
+            **fields
+        )
+    mail.outbox.clear()
+    update = correction(post)
+
+    page = author.get(confirm_url(update)).content.decode()
+    assert "<strong>1</strong> reader who received the post" in page
+    assert (
+        "3 readers received the post but will not get it: their email of the post "
+        "never arrived (the provider reported it bounced or dropped)" in page
+    )
+    on_commit(author.post, confirm_url(update), {})
+    assert corrections_sent() == {"arrived@example.org": 1}
+
+
 def test_confirming_twice_emails_each_reader_once(author, sent_post, on_commit):
     update = correction(sent_post)
     for _ in range(2):
