@@ -254,7 +254,9 @@ def post_report(post: Post) -> dict:
         "post": post.slug,
         "title": post.title,
         **figures,
-        "first_hours": _first_hours(announcement, went_out),
+        "first_hours": _first_hours(
+            announcement, went_out, recipients=figures["as_published"]
+        ),
         "groups": _groups(post, deliveries),
         "readers_agreed": readers_agreed,
         "rules": {
@@ -314,11 +316,15 @@ def _links(post: Post) -> tuple[list[dict], dict]:
     return own, in_digests
 
 
-def _first_hours(announcement: Mailing | None, went_out: datetime | None) -> dict:
+def _first_hours(
+    announcement: Mailing | None, went_out: datetime | None, *, recipients: int
+) -> dict:
     """The announcement's opens and clicks in its first CHART_HOURS, a bar every
     HOURS_PER_BAR hours from the clock hour it went out in (when its mailing was
     made, if no reader's email went out yet). One query."""
-    if announcement is None:
+    # An announcement to nobody (every reader hears by digest) has no hours:
+    # 72 of zeros read as an email nobody opened.
+    if announcement is None or not recipients:
         return {"from": None, "bars": []}
     start = (
         (went_out or announcement.created_at)
