@@ -1992,3 +1992,52 @@ def test_asking_the_provider_about_batches_says_which_it_settled_before_it_faile
         )
     )
     assert statuses == {Batch.Status.DONE, Batch.Status.UNCERTAIN}
+
+
+def mailing_controls(client, mailing: Mailing) -> tuple[str, dict, list[str]]:
+    """The controls a mailing's page offers: where its form posts, the fields it
+    sends, and the actions of its buttons."""
+    page = client.get(f"/admin/newsletter/mailing/{mailing.pk}/change/")
+    assert page.status_code == 200
+    form = re.search(
+        r'<form id="mailing-controls" method="post" action="([^"]+)">(.*?)</form>',
+        page.content.decode(),
+        re.S,
+    )
+    if form is None:
+        return "", {}, []
+    fields = dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', form[2]))
+    return form[1], fields, re.findall(r'name="action" value="(\w+)"', form[2])
+
+
+def test_a_paused_mailings_page_resumes_it_where_the_desk_says(
+    author, planned, fake_esp, django_capture_on_commit_callbacks
+):
+    """The desk and the post's messages send the author to a paused mailing's page
+    to resume it: the page showed its figures and no way to resume it."""
+    delivery.mailing_pause(mailing_id=planned.pk)
+    url, fields, actions = mailing_controls(author, planned)
+    assert actions == ["resume"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = author.post(url, {**fields, "action": "resume"}, follow=True)
+    assert said(response) == [("success", "Resumed 1 mailing.")]
+    assert fake_esp.count == 6
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
+    assert mailing_controls(author, planned)[2] == []  # it has ended
+
+
+def test_a_mailings_page_offers_only_the_controls_that_apply_to_those_allowed(
+    client, author, planned, viewer
+):
+    assert mailing_controls(author, planned)[2] == ["pause"]
+    client.force_login(StaffFactory(role="Editor"))  # may pause and resume
+    assert mailing_controls(client, planned)[2] == ["pause"]
+    assert mailing_controls(viewer, planned)[2] == []
+    # Its post taken off the site: it cannot be resumed until the post is back.
+    unpublish_at_the_desk(planned.post, editor=author)
+    assert mailing_controls(author, planned)[2] == []
+    post_publish(post=Post.objects.get(pk=planned.post_id))
+    assert mailing_controls(client, planned)[2] == ["resume"]
+    delivery.mailing_cancel(mailing_id=planned.pk)
+    assert mailing_controls(author, planned)[2] == []

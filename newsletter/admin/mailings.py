@@ -5,6 +5,7 @@ from datetime import timedelta
 import requests
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
 from django.db import transaction
 from django.db.models import Case, CharField, Count, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
@@ -239,6 +240,39 @@ class MailingAdmin(admin.ModelAdmin):
         if not per_second:
             return "unknown"
         return str(timedelta(seconds=round(mailing.waiting / per_second)))
+
+    # A mailing's page offers these of its controls. Not cancel, which is for
+    # good (but for a correction's): it stays on the list, an action chosen
+    # and then confirmed with Go, not one click beside the figures.
+    controls = {"pause": "Pause this mailing", "resume": "Resume this mailing"}
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The desk and the post's messages send the author to a paused mailing's
+        # page to resume it: it offers the list's controls that apply to the
+        # mailing now, to those who may use them, run by the list's actions
+        # (their permissions, their checks, their words).
+        mailing = self.get_object(request, unquote(object_id))
+        controls = [] if mailing is None else self._controls_applying(request, mailing)
+        extra_context = {**(extra_context or {}), "controls": controls}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _controls_applying(self, request, mailing: Mailing) -> list[tuple[str, str]]:
+        if mailing.status not in RUNNING:
+            return []
+        # A pause the breaker set (resume_at) the author may make theirs.
+        held = mailing.paused_at is not None and mailing.resume_at is None
+        applying = {
+            "pause": not held,
+            # Not while its post is off the site: the resume would be refused.
+            "resume": mailing.paused_at is not None
+            and Mailing.objects.filter(delivery.post_on_site(), pk=mailing.pk).exists(),
+        }
+        allowed = self.get_actions(request)
+        return [
+            (name, label)
+            for name, label in self.controls.items()
+            if applying[name] and name in allowed
+        ]
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:  # no page adds a mailing
