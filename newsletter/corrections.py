@@ -141,11 +141,13 @@ def readers_still_owed(mailing: Mailing, subscriber_ids: list[int]) -> set[int]:
     never had the post. Planned while a batch of the post was being handed over,
     the correction counted that batch's readers in; the ones it skipped or the
     provider refused never had it, nor those it left queued for its retry, which
-    renders the corrected post. (Not the audience asked again: a retry of that
-    batch moves its claimed_at, and would drop the readers it sent before.)"""
-    had_it = Q(
-        status__in=[Delivery.Status.SENT, Delivery.Status.UNCERTAIN]
-    ) | _being_handed_over(mailing.created_at)
+    renders the corrected post, nor those whose email of it the provider has
+    since reported bounced or dropped. (Not the audience asked again: a retry of
+    that batch moves its claimed_at, and would drop the readers it sent before.)"""
+    had_it = (
+        Q(status__in=[Delivery.Status.SENT, Delivery.Status.UNCERTAIN])
+        | _being_handed_over(mailing.created_at)
+    ) & ~Delivery.NEVER_ARRIVED
     deliveries = Delivery.objects.carrying(mailing.post).filter(had_it)
     owed = Subscriber.objects.filter(_readers_of(deliveries), pk__in=subscriber_ids)
     return set(owed.values_list("pk", flat=True))

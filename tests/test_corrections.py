@@ -608,6 +608,36 @@ def test_readers_whose_email_of_the_post_never_arrived_are_not_sent_its_correcti
     assert corrections_sent() == {"arrived@example.org": 1}
 
 
+def test_a_reader_whose_email_of_the_post_bounces_as_the_correction_goes_is_skipped(
+    author, on_commit, django_capture_on_commit_callbacks
+):
+    """The author confirms the correction; before its batch goes, the provider
+    reports one reader's email of the post bounced. The batch reads the ledger
+    as it is when it goes, as the page did: that reader never had the post."""
+    for name in ("arrived", "bounced"):
+        reader(f"{name}@example.org")
+    post = publish(on_commit, "Suffolk: caseloads too high")
+    mail.outbox.clear()
+    update = correction(post)
+    with django_capture_on_commit_callbacks() as to_plan:
+        author.post(confirm_url(update), {})
+    with django_capture_on_commit_callbacks() as to_send:
+        for plan in to_plan:
+            plan()
+    assert Delivery.objects.filter(mailing__kind=Mailing.Kind.CORRECTION).count() == 2
+    Delivery.objects.filter(subscriber__email="bounced@example.org").update(
+        last_event="bounced"
+    )
+    for send in to_send:
+        on_commit(send)
+
+    assert corrections_sent() == {"arrived@example.org": 1}
+    skipped = Delivery.objects.get(
+        mailing__kind=Mailing.Kind.CORRECTION, subscriber__email="bounced@example.org"
+    )
+    assert skipped.status == Delivery.Status.SKIPPED
+
+
 def test_confirming_twice_emails_each_reader_once(author, sent_post, on_commit):
     update = correction(sent_post)
     for _ in range(2):
