@@ -6,7 +6,6 @@ address, one client filling a table), not a careful attacker spreading requests
 over many addresses and hours, which the per-address confirmation rules bound.
 """
 
-import contextlib
 import hashlib
 import logging
 
@@ -49,9 +48,17 @@ def allow(scope: str, value: str, *, limit: int, window_seconds: int) -> bool:
 
 def give_back(scope: str, value: str) -> None:
     """Uncount one attempt `allow` counted, for one that came to nothing."""
-    # A ValueError: its window has ended, and nothing is counted any more.
-    with contextlib.suppress(ValueError):
+    try:
         cache.decr(_cache_key(scope, value))
+    except ValueError:  # its window has ended, and nothing is counted any more
+        pass
+    except Exception:  # the cache unreachable: counted to the window's end
+        # Given back as a request is taken back for Redis lost (broker and cache
+        # alike): its refusal must not become a 500.
+        logger.warning(
+            "Could not give back a request's turn: the cache is unreachable",
+            exc_info=True,
+        )
 
 
 def hold(scope: str, value: str, holder: str, *, window_seconds: int) -> bool:

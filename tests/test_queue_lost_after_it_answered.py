@@ -171,3 +171,34 @@ def test_a_reader_added_at_the_desk_as_the_queue_is_lost_is_refused_not_left_pen
     assert Subscriber.objects.get().status == Subscriber.Status.PENDING
     [confirmation] = mail.outbox
     assert confirmation.to == ["sam@example.org"]
+
+
+def test_a_new_address_confirmed_as_redis_is_lost_is_refused_and_the_link_works(
+    client, reader, queue_lost, settings
+):
+    """The broker and the cache are one Redis: lost together, giving the new
+    address's day back to the cache failed too, and the reader got a 500 with
+    their link spent and their day's change taken."""
+    client.post(preferences(reader, "email/"), {"new_email": "new@example.org"})
+    [message] = mail.outbox
+    link = link_in(message, "/preferences/once/")
+    mail.outbox.clear()
+    cache = settings.CACHES
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "newsletter.rediscache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+        }
+    }
+    queue_back = queue_lost("send_email_change")
+
+    assert refused_to_try_again(client.post(link))
+    reader.refresh_from_db()
+    assert reader.email_change_requested_at is None
+
+    settings.CACHES = cache
+    queue_back()
+    moved = client.post(link)
+    assert moved.status_code == 200
+    [change] = mail.outbox
+    assert change.to == ["new@example.org"]
