@@ -26,14 +26,8 @@ def _cache_key(scope: str, value: str) -> str:
 
 def allow(scope: str, value: str, *, limit: int, window_seconds: int) -> bool:
     """Count one attempt for value in scope; False once it is over limit in window."""
-    key = _cache_key(scope, value)
     try:
-        cache.add(key, 0, timeout=window_seconds)  # starts the window, if none
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the window ended between add and incr
-            cache.add(key, 1, timeout=window_seconds)
-            count = 1
+        count = _count(_cache_key(scope, value), window_seconds)
     except Exception:  # any cache backend's connection error
         # The cache (Redis) unreachable: nothing is counted while it is down, and
         # the request goes on to what it asks for (which may refuse it in turn),
@@ -44,6 +38,23 @@ def allow(scope: str, value: str, *, limit: int, window_seconds: int) -> bool:
         )
         return True
     return count <= limit
+
+
+def _count(key: str, window_seconds: int) -> int:
+    """One more in key's window, started by the first."""
+    if cache.add(key, 1, timeout=window_seconds):
+        return 1
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the window ended since add: this is the next one's first
+        cache.add(key, 1, timeout=window_seconds)
+        return 1
+    if count == 1:
+        # The window ended between incr's look for the key and Redis's INCR,
+        # which made the key again without expiry: counted for good. (Or every
+        # attempt in it was given back, and it starts again from this one.)
+        cache.touch(key, timeout=window_seconds)
+    return count
 
 
 def give_back(scope: str, value: str) -> None:
