@@ -612,6 +612,7 @@ AXES_COOLOFF_TIME = 1  # hour
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "posts.clients.client_key"
+AXES_LOCKOUT_CALLABLE = "newsletter.admin.logins.locked_out"
 AXES_VERBOSE = False  # no banner on every manage.py command
 # The desk's logins and failed logins (username, IP address, browser) are kept this
 # long to trace a misused account, then forgotten (axes itself never does).

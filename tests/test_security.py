@@ -851,6 +851,28 @@ def test_the_author_logs_in_normally_after_a_mistyped_password(client):
     assert "Log out" in desk.text
 
 
+def test_a_locked_out_author_is_told_it_is_their_network_and_for_how_long(
+    client, settings
+):
+    """The lockout was a bare line of text, "Account locked: … try again later",
+    without Retry-After: the account was not locked (the network is, and the
+    author may log in from another), and nothing said for how long."""
+    UserFactory(username="author")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        locked = client.post(
+            "/admin/login/",
+            {"username": "author", "password": "guess"},
+            REMOTE_ADDR="203.0.113.50",
+        )
+
+    assert locked.status_code == 429
+    assert locked["Retry-After"] == "3600"
+    assert "<title>Too many wrong passwords" in locked.text
+    assert "from your network" in locked.text
+    assert "for 1\xa0hour after the last one" in locked.text
+    assert "Account locked" not in locked.text
+
+
 def test_password_guessing_from_one_ipv6_network_shares_one_lockout(client, settings):
     # One customer usually holds a whole /64: counting single addresses would give
     # them 2**64 times the failure limit.
