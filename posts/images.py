@@ -10,6 +10,7 @@ resizing is not. An email shows an image as a JPEG or PNG (email_image).
 
 import os
 import re
+import secrets
 from io import SEEK_CUR, BytesIO
 from urllib.parse import unquote
 
@@ -20,6 +21,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models.fields.files import ImageFieldFile
+from django.utils import timezone
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
 # Phone, tablet and the reading column at high density; never enlarged.
@@ -74,6 +76,15 @@ class ImageUploadField(forms.ImageField):
         # Here, not in a storage: every image field of the site is uploaded
         # through this field (tests/test_images.py checks it).
         return None if upload is None else original_clean(upload=upload)
+
+
+def upload_name(instance, filename: str) -> str:
+    """Where a post's image is stored: posts/<year>/<a random folder>/<its name>.
+    nginx serves every upload, a draft's too, so an address guessed from a file's
+    name (kent-inspection-chart.png, IMG_0001.jpg) showed an embargoed post's
+    images before it was published; the folder, 12 random bytes, cannot be
+    guessed, and the name stays the author's."""
+    return f"posts/{timezone.now():%Y}/{secrets.token_urlsafe(12)}/{filename}"
 
 
 def _refuse_too_many_pixels(upload) -> None:

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import Truncator
 
+from .images import upload_name
 from .markdown import plain_text, render_markdown, word_count
 from .validators import reject_control_characters, reject_control_characters_in_text
 
@@ -257,7 +258,7 @@ class Post(models.Model):
         "is sent as its excerpt whatever this says.",
     )
     featured_image = models.ImageField(
-        upload_to="posts/%Y/",
+        upload_to=upload_name,
         blank=True,
         width_field="featured_image_width",
         height_field="featured_image_height",
@@ -721,7 +722,7 @@ class PostImage(models.Model):
     """An image uploaded for use in a post's body (Markdown: ![alt](url))."""
 
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="images")
-    image = models.ImageField(upload_to="posts/%Y/")
+    image = models.ImageField(upload_to=upload_name)
     alt = models.CharField(
         "alt text",
         max_length=300,

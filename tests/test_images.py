@@ -13,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, models
 from django.db.migrations.executor import MigrationExecutor
 from django.http import Http404
+from django.utils import timezone
 from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
 
 from posts import images
@@ -786,3 +787,36 @@ def test_a_body_image_uploaded_before_gets_its_email_rendition_after_the_deploy(
 
     assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
     assert email_renditions(media) == [("JPEG", (1104, 331), False)]
+
+
+# A draft's images before it is published ---------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["featured_image", "images-0-image"])
+def test_a_drafts_image_is_not_found_at_an_address_guessed_from_its_file_name(
+    author, media, rf, field
+):
+    """nginx serves every upload, a draft's too: stored as posts/<year>/<the
+    file's name>, an embargoed report's chart (kent-inspection-chart.png) or a
+    camera's IMG_0001.jpg was found by anyone who guessed the name, before the
+    post was published. Each upload is under a folder of its own, named at random."""
+    year = f"{timezone.now():%Y}"
+    chart = png(800, 600, "kent-inspection-chart.png")
+    if field == "featured_image":
+        form = admin_post_form(featured_image=chart, featured_image_alt="A chart")
+    else:
+        form = admin_post_form(
+            **{"images-TOTAL_FORMS": "1", field: chart, "images-0-alt": "A chart"}
+        )
+    response = author.post("/admin/posts/post/add/", form)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+
+    guessed = f"posts/{year}/kent-inspection-chart.png"
+    with pytest.raises(Http404):
+        uploaded_file(rf.get(f"/media/{guessed}"), path=guessed, document_root=media)
+    post = Post.objects.get()
+    stored = post.featured_image or post.images.get().image
+    assert stored.name.startswith(f"posts/{year}/")
+    assert stored.name.endswith("/kent-inspection-chart.png")
+    served = uploaded_file(rf.get(stored.url), path=stored.name, document_root=media)
+    assert served.status_code == 200
