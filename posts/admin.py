@@ -447,8 +447,23 @@ def image_markdown(post_image: PostImage) -> str:
     return f"![{alt}]({images.largest_url(post_image.image)})"
 
 
+class PostImageFormSet(LabelledFieldsFormSet):
+    def clean(self) -> None:
+        super().clean()
+        # Deleted while the body showed it, the page showed a broken image.
+        body = self.instance.body
+        for form in self.deleted_forms:
+            image = form.initial.get("image")  # as stored, whatever was sent
+            if image and any(named in body for named in images.named_as(image.name)):
+                raise forms.ValidationError(
+                    f"The image “{form.initial['alt']}” is in the body: take it out "
+                    "of the body before deleting it."
+                )
+
+
 class PostImageInline(LabelledTabularInline):
     model = PostImage
+    formset = PostImageFormSet
     formfield_overrides = IMAGE_UPLOADS
     extra = 0
     fields = ["image", "alt", "markdown"]
@@ -839,6 +854,20 @@ class PostAdmin(admin.ModelAdmin):
             for image in uploaded:
                 image.storage.delete(image.name)
             raise PublishRefused(refusal)
+        taken_off = [
+            image_form.initial["image"].name
+            for formset in formsets
+            if formset.model is PostImage
+            for image_form in formset.deleted_forms
+            if image_form.initial.get("image")  # a row stored, not one just added
+        ]
+        before = form.initial.get("featured_image")  # none on a new post
+        if "featured_image" in form.changed_data and before:
+            taken_off.append(before.name)
+        # Once the rows that name them are gone for good.
+        transaction.on_commit(
+            lambda: services.images_delete_unshown(names=taken_off), robust=True
+        )
         # The inspections were saved after the post: index their facts too.
         index_post(form.instance)
         self.links_check_enqueue(form, formsets)

@@ -22,6 +22,7 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models.fields.files import ImageFieldFile
 from django.utils import timezone
+from django.utils.encoding import filepath_to_uri
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
 # Phone, tablet and the reading column at high density; never enlarged.
@@ -283,6 +284,20 @@ def _renditions_of(data: bytes, name: str) -> dict[str, bytes]:
                 buffer.getvalue()
             )
     return renditions
+
+
+def image_files_delete(*, name: str) -> None:
+    """Delete a stored image and whichever of its renditions were made."""
+    renditions = [rendition_name(name, width) for width in RENDITION_WIDTHS]
+    for each in [name, *renditions, *_email_rendition_names(name)]:
+        default_storage.delete(each)
+
+
+def named_as(name: str) -> set[str]:
+    """What a post body names the stored image `name` by, whether it shows the
+    original or a rendition: its name, and its address's, percent-encoded where it
+    has letters beyond ASCII."""
+    return {name, filepath_to_uri(name)}
 
 
 def renditions_made(name: str) -> bool:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import images
@@ -231,6 +231,19 @@ def image_resize_rung(*, name: str) -> None:
     ImageToResize.objects.update_or_create(
         name=name, defaults={"rung_at": timezone.now(), "rung_again": 0}
     )
+
+
+def images_delete_unshown(*, names: list[str]) -> None:
+    """Delete the stored images `names`, taken off their post (a body image
+    deleted, a featured image replaced or taken off), with their renditions: left,
+    a photo uploaded by mistake stayed on the site at its address. One that a
+    post's body still shows (its Markdown pasted into another post) is kept."""
+    for name in names:
+        shown = Q()
+        for named in images.named_as(name):
+            shown |= Q(body__contains=named)
+        if not Post.objects.filter(shown).exists():
+            images.image_files_delete(name=name)
 
 
 def image_resize(*, name: str) -> int:

@@ -23,9 +23,11 @@ from posts.tasks import ring_lost_doorbells
 from posts.views import uploaded_file
 
 from .factories import (
+    PostFactory,
     PublishedPostFactory,
     UserFactory,
     admin_post_form,
+    admin_post_form_of,
     bomb,
     png,
 )
@@ -820,3 +822,109 @@ def test_a_drafts_image_is_not_found_at_an_address_guessed_from_its_file_name(
     assert stored.name.endswith("/kent-inspection-chart.png")
     served = uploaded_file(rf.get(stored.url), path=stored.name, document_root=media)
     assert served.status_code == 200
+
+
+# An image deleted, or replaced -----------------------------------------------------
+
+
+def uploaded_files(media) -> list[str]:
+    """Every file under the uploads, originals and renditions."""
+    return sorted(p.name for p in media.rglob("*") if p.is_file())
+
+
+def body_image_deleted(post: Post, image: PostImage, *, body: str) -> dict:
+    return admin_post_form_of(
+        post,
+        body=body,
+        **{
+            "images-TOTAL_FORMS": "1",
+            "images-INITIAL_FORMS": "1",
+            "images-0-id": str(image.pk),
+            "images-0-post": str(post.pk),
+            "images-0-alt": image.alt,
+            "images-0-DELETE": "on",
+        },
+    )
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_body_image_deleted_is_no_longer_served(author, media, on_commit):
+    """Deleted at the desk, a photo uploaded by mistake (a reader's face, a
+    document on a desk) stayed on the site at its address, renditions and all."""
+    post = PostFactory()
+    form = admin_post_form_of(
+        post,
+        **{
+            "images-TOTAL_FORMS": "1",
+            "images-0-image": png(1600, 900, "wrong.png"),
+            "images-0-alt": "A desk",
+        },
+    )
+    assert (
+        on_commit(author.post, f"/admin/posts/post/{post.pk}/change/", form).status_code
+        == 302
+    )
+    assert "wrong.png-480w.webp" in uploaded_files(media)
+
+    image = PostImage.objects.get()
+    form = body_image_deleted(post, image, body=post.body)
+    response = on_commit(author.post, f"/admin/posts/post/{post.pk}/change/", form)
+
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    assert not PostImage.objects.exists()
+    assert uploaded_files(media) == []
+
+
+def test_a_body_image_still_in_the_body_is_kept_saying_why(author, media):
+    """Deleted while the body showed it, the page showed a broken image."""
+    post = PostFactory()
+    image = PostImage.objects.create(post=post, image=png(800, 400), alt="A chart")
+    post.body = f"Caseloads rose.\n\n![A chart]({image.image.url})"
+    post.save()
+
+    form = body_image_deleted(post, image, body=post.body)
+    response = author.post(f"/admin/posts/post/{post.pk}/change/", form)
+
+    assert response.status_code == 200
+    assert "The image “A chart” is in the body: take it out" in response.text
+    assert PostImage.objects.exists()
+    assert uploaded_files(media) == ["photo.png"]
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_featured_image_replaced_or_taken_off_is_no_longer_served(
+    author, media, on_commit
+):
+    post = PostFactory()
+    first = admin_post_form_of(
+        post, featured_image=png(1000, 600, "first.png"), featured_image_alt="An office"
+    )
+    assert (
+        on_commit(
+            author.post, f"/admin/posts/post/{post.pk}/change/", first
+        ).status_code
+        == 302
+    )
+    replaced = admin_post_form_of(
+        post, featured_image=png(1000, 600, "second.png"), featured_image_alt="A court"
+    )
+    assert (
+        on_commit(
+            author.post, f"/admin/posts/post/{post.pk}/change/", replaced
+        ).status_code
+        == 302
+    )
+    assert uploaded_files(media) == [
+        "second.png",
+        "second.png-480w.webp",
+        "second.png-800w.webp",
+    ]
+
+    taken_off = admin_post_form_of(post, **{"featured_image-clear": "on"})
+    assert (
+        on_commit(
+            author.post, f"/admin/posts/post/{post.pk}/change/", taken_off
+        ).status_code
+        == 302
+    )
+    assert uploaded_files(media) == []
