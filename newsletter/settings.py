@@ -610,7 +610,10 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5")
 AXES_COOLOFF_TIME = 1  # hour
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
-AXES_RESET_ON_SUCCESS = True
+# A login does not clear the client's failures: it would let anyone with an account
+# guess at a colleague's password without end, logging in as themselves between
+# guesses. The failures expire after AXES_COOLOFF_TIME instead.
+AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "posts.clients.client_key"
 AXES_LOCKOUT_CALLABLE = "newsletter.admin.logins.locked_out"
 AXES_VERBOSE = False  # no banner on every manage.py command

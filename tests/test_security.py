@@ -838,6 +838,30 @@ def test_admin_password_guessing_is_locked_out_after_the_failure_limit(
     assert "_auth_user_id" not in client.session
 
 
+def test_guessing_a_colleagues_password_between_ones_own_logins_is_locked_out(
+    client, settings
+):
+    """A contributor's own login, between guesses at the administrator's password
+    from the same client, cleared the client's failures: unlimited guesses."""
+    UserFactory(username="administrator")
+    UserFactory(username="contributor")
+
+    def log_in(username: str, password: str):
+        return client.post(
+            "/admin/login/?next=/admin/",
+            {"username": username, "password": password},
+            REMOTE_ADDR="203.0.113.50",
+        )
+
+    for n in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert log_in("administrator", f"guess {n}").status_code == 200
+    assert log_in("contributor", "correct horse battery staple").status_code == 302
+    client.logout()
+
+    assert log_in("administrator", "one guess more").status_code == 429
+    assert log_in("administrator", "correct horse battery staple").status_code == 429
+
+
 def test_the_author_logs_in_normally_after_a_mistyped_password(client):
     UserFactory(username="author")
     client.post("/admin/login/", {"username": "author", "password": "typo"})
