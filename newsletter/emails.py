@@ -27,6 +27,7 @@ from django.db.models import prefetch_related_objects
 from django.template import Context
 from django.template.loader import get_template, render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.encoding import iri_to_uri
 from django.utils.formats import date_format
 from django.utils.text import Truncator
@@ -375,7 +376,11 @@ def _publication_context(post: Post) -> dict:
         }
         for item in related_posts(post)
     ]
-    if sponsor := post.sponsor():
+    # Every copy names the sponsor of the day the post was announced, however
+    # late its batch goes (past midnight, resumed, retried); before that, the
+    # day it will go (Post.sponsor), as the author's preview shows it.
+    announced_on = post.announced_at and timezone.localdate(post.announced_at)
+    if sponsor := post.sponsor(on=announced_on):
         context["sponsor"] = {
             "name": sponsor.name,
             "url": sponsor.url,

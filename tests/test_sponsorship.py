@@ -1,16 +1,20 @@
 """Category sponsorship: shown on the category's posts while it runs."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from newsletter import delivery
+from newsletter.delivery import sender
 from posts.models import Sponsorship
 
-from .factories import CategoryFactory, PublishedPostFactory
+from .factories import CategoryFactory, PublishedPostFactory, SubscriberFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
 
 def sponsor(category, name: str, starts_on: date, ends_on: date) -> Sponsorship:
@@ -67,3 +71,37 @@ def test_a_sponsorship_cannot_end_before_it_starts():
     )
     with pytest.raises(ValidationError):
         deal.full_clean()
+
+
+def test_every_reader_of_a_posts_email_gets_the_sponsor_of_the_day_it_went(
+    monkeypatch, settings
+):
+    """A post announced on the last evening of one sponsor's deal, whose later
+    batches went after midnight (a large list, a pause, a retry): each worker
+    rendered the email with the sponsor of its own day, so some readers had the
+    next sponsor's line and some the first's, of one email. Every copy names
+    the sponsor of the day the post was announced."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    london = ZoneInfo("Europe/London")
+    evening = datetime(2026, 1, 31, 23, 50, tzinfo=london)
+    monkeypatch.setattr(timezone, "now", lambda: evening)
+    category = CategoryFactory(name="Youth justice")
+    sponsor(category, "January Ltd", date(2026, 1, 1), date(2026, 1, 31))
+    sponsor(category, "February Ltd", date(2026, 2, 1), date(2026, 2, 28))
+    SubscriberFactory.create_batch(2)
+    post = PublishedPostFactory(published_at=evening, announced_at=evening)
+    post.categories.add(category)
+    mailing = delivery.mailing_create_for_post(post=post)
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
+        pass
+    first, second = mailing.batches.order_by("number")
+
+    delivery.batch_send(batch_id=first.pk)
+    sender._last_rendered = None  # the next batch goes from another worker
+    monkeypatch.setattr(timezone, "now", lambda: evening + timedelta(minutes=20))
+    delivery.batch_send(batch_id=second.pk)
+
+    assert len(mail.outbox) == 2
+    for message in mail.outbox:
+        assert "sponsored by January Ltd" in message.body
+        assert "February Ltd" not in message.body
