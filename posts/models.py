@@ -717,6 +717,30 @@ class Sponsorship(models.Model):
     def __str__(self) -> str:
         return f"{self.category} posts sponsored by {self.name}"
 
+    def clean(self) -> None:
+        # One sponsor of a category is shown on a day (Post.sponsor): a second
+        # deal over days already sold would be paid for and one never seen.
+        if None in (self.category_id, self.starts_on, self.ends_on):
+            return  # refused by its own fields' errors
+        in_the_way = (
+            Sponsorship.objects.filter(
+                category_id=self.category_id,
+                starts_on__lte=self.ends_on,
+                ends_on__gte=self.starts_on,
+            )
+            .exclude(pk=self.pk)
+            .select_related("category")
+            .first()
+        )
+        if in_the_way is not None:
+            raise ValidationError(
+                f"{in_the_way.name} sponsors {in_the_way.category} posts from "
+                f"{in_the_way.starts_on:%-d %B %Y} to {in_the_way.ends_on:%-d %B %Y}, "
+                "and one sponsor of a category is shown on a day: choose days "
+                "outside theirs, or change their deal first.",
+                code="sponsorship_days_taken",
+            )
+
 
 class PostImage(models.Model):
     """An image uploaded for use in a post's body (Markdown: ![alt](url))."""

@@ -105,3 +105,49 @@ def test_every_reader_of_a_posts_email_gets_the_sponsor_of_the_day_it_went(
     for message in mail.outbox:
         assert "sponsored by January Ltd" in message.body
         assert "February Ltd" not in message.body
+
+
+def test_a_second_sponsor_of_a_category_on_days_already_sold_is_refused(
+    admin_client,
+):
+    """Only one sponsor of a category is shown on a day: a second deal over the
+    same days was saved, paid for, and one of the two never appeared. The desk
+    now refuses it, naming the deal in the way; the day after one ends, and
+    another category's days, are free."""
+    category, other = CategoryFactory(name="Youth justice"), CategoryFactory()
+    sponsor(category, "Acme Training", date(2026, 1, 1), date(2026, 1, 31))
+
+    def add(category, name: str, starts_on: str, ends_on: str):
+        return admin_client.post(
+            "/admin/posts/sponsorship/add/",
+            {
+                "category": category.pk,
+                "name": name,
+                "url": "https://sponsor.example/",
+                "starts_on": starts_on,
+                "ends_on": ends_on,
+            },
+        )
+
+    refused = add(category, "Rival Ltd", "2026-01-31", "2026-02-28")
+    assert refused.status_code == 200
+    assert (
+        "Acme Training sponsors Youth justice posts from 1 January 2026 to "
+        "31 January 2026" in refused.content.decode()
+    )
+    assert not Sponsorship.objects.filter(name="Rival Ltd").exists()
+
+    assert add(category, "Rival Ltd", "2026-02-01", "2026-02-28").status_code == 302
+    assert add(other, "Other Ltd", "2026-01-15", "2026-01-20").status_code == 302
+    deal = Sponsorship.objects.get(name="Acme Training")
+    changed = admin_client.post(
+        f"/admin/posts/sponsorship/{deal.pk}/change/",
+        {
+            "category": category.pk,
+            "name": "Acme Training",
+            "url": "https://sponsor.example/",
+            "starts_on": "2026-01-02",
+            "ends_on": "2026-01-31",
+        },
+    )
+    assert changed.status_code == 302  # its own days are not in its way
