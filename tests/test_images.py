@@ -896,35 +896,19 @@ def test_a_featured_image_replaced_or_taken_off_is_no_longer_served(
     author, media, on_commit
 ):
     post = PostFactory()
-    first = admin_post_form_of(
-        post, featured_image=png(1000, 600, "first.png"), featured_image_alt="An office"
-    )
-    assert (
-        on_commit(
-            author.post, f"/admin/posts/post/{post.pk}/change/", first
-        ).status_code
-        == 302
-    )
-    replaced = admin_post_form_of(
-        post, featured_image=png(1000, 600, "second.png"), featured_image_alt="A court"
-    )
-    assert (
-        on_commit(
-            author.post, f"/admin/posts/post/{post.pk}/change/", replaced
-        ).status_code
-        == 302
-    )
+
+    def save(**fields):
+        form = admin_post_form_of(post, **fields)
+        page = on_commit(author.post, f"/admin/posts/post/{post.pk}/change/", form)
+        assert page.status_code == 302
+
+    save(featured_image=png(1000, 600, "first.png"), featured_image_alt="An office")
+    save(featured_image=png(1000, 600, "second.png"), featured_image_alt="A court")
     assert uploaded_files(media) == [
         "second.png",
         "second.png-480w.webp",
         "second.png-800w.webp",
     ]
 
-    taken_off = admin_post_form_of(post, **{"featured_image-clear": "on"})
-    assert (
-        on_commit(
-            author.post, f"/admin/posts/post/{post.pk}/change/", taken_off
-        ).status_code
-        == 302
-    )
+    save(**{"featured_image-clear": "on"})
     assert uploaded_files(media) == []
