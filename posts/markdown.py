@@ -149,9 +149,19 @@ def word_count(text: str) -> int:
     return len(re.findall(r"\w+", text))
 
 
+# Tags a page shows words apart at (a line break, a cell, a paragraph): the author's
+# raw HTML may put their words side by side ("<td>Kent</td><td>Surrey</td>",
+# "Kent<br>Surrey"), which the plain text ran together as one word, "KentSurrey",
+# that no search for either finds. Only the inline tags join the words around them.
+_INLINE_TAGS = {"a", "abbr", "code", "del", "em", "s", "span", "strong", "sub", "sup"}
+_APART_TAG = re.compile(
+    rf"</?(?:{'|'.join(sorted(ALLOWED_TAGS - _INLINE_TAGS))})\b[^>]*>", re.IGNORECASE
+)
+
+
 def plain_text(body_html: str) -> str:
     """The words of a rendered body as a reader sees them, for snippets."""
-    return " ".join(html.unescape(strip_tags(body_html)).split())
+    return " ".join(html.unescape(strip_tags(_APART_TAG.sub(" ", body_html))).split())
 
 
 # A post body's links and images (in a tag: text may hold ' href="'), and a

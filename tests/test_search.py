@@ -435,6 +435,24 @@ def test_a_post_is_found_by_the_words_its_page_shows_and_no_others(client):
         assert result_titles(client, hidden) == [], hidden
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<table><tr><td>Kent</td><td>Surrey</td></tr></table>",
+        "| Areas |\n|---|\n| Kent<br>Surrey |",
+        "<p>Kent was failing.</p><p>Surrey was not.</p>",
+        "<ul><li>Kent</li><li>Surrey</li></ul>",
+    ],
+)
+def test_words_apart_on_the_page_are_found_apart(client, body):
+    # The author's raw HTML puts two cells, paragraphs or lines side by side: the
+    # post's stored text ran them together ("KentSurrey", or "failing.Surrey",
+    # which PostgreSQL reads as a web address), and no search for Surrey found it.
+    PublishedPostFactory(title="Areas", excerpt="", body=body)
+    assert result_titles(client, "surrey") == ["Areas"]
+    assert "<mark>Surrey</mark>" in results(client, "surrey")
+
+
 def test_a_match_deep_in_a_long_post_is_highlighted(client):
     filler = " ".join(f"word{n}" for n in range(1500))
     PublishedPostFactory(title="Long", body=f"{filler}\n\nThe Quillworthy approach.")
@@ -646,3 +664,23 @@ def test_posts_indexed_from_their_markdown_are_found_by_their_pages_words(client
     # then it is found by the words its page shows, and by those alone.
     assert result_titles(client, '"Kent CRC was failing"') == ["Kent"]
     assert ranked_post_ids(SearchQueryText.parse("resigned")) == []
+
+
+def test_posts_with_raw_html_indexed_before_are_found_by_each_word(client):
+    # Given a post whose stored text was written as plain_text wrote it before,
+    # its raw HTML's cells run together,
+    post = PublishedPostFactory(
+        title="Areas", body="<table><tr><td>Kent</td><td>Surrey</td></tr></table>"
+    )
+    Post.objects.filter(pk=post.pk).update(search_text="KentSurrey")
+    index_posts(Post.objects.filter(pk=post.pk))
+    assert ranked_post_ids(SearchQueryText.parse("surrey")) == []
+    # when the posts migration that writes it again runs,
+    migration = import_module("posts.migrations.0022_search_words_apart_in_raw_html")
+    state = MigrationLoader(connection).project_state(
+        ("posts", "0022_search_words_apart_in_raw_html")
+    )
+    migration.search_text_again(state.apps, connection.schema_editor())
+    # then a search for either word finds it.
+    assert result_titles(client, "surrey") == ["Areas"]
+    assert result_titles(client, "kent") == ["Areas"]
