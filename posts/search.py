@@ -77,6 +77,30 @@ _SINGLE_QUOTED = re.compile(r"\u2018([^\u2018]*?)\u2019(?!\w)")
 # Words joined by hyphens ("2022-23", "high-risk"): found side by side, as a
 # phrase, as they are written, not each anywhere in a post.
 _JOINED = re.compile(r"\w-\w")
+# The site writes British English, but a phone's American dictionary (or an
+# American reader) types "license", "offenses" or "behavior programs", which found
+# nothing: such a word is searched in its British spelling too (as typed as well,
+# for a post quoting an American source). Stemming matches the rest of the word.
+_BRITISH_SPELLINGS = [
+    (re.compile(r"(lic|off|def)ense(s?)"), r"\1ence\2"),
+    (
+        re.compile(r"(behavi|lab|neighb|col|fav|hon|rum|endeav)or(s|al|ally|ed|ing)?"),
+        r"\1our\2",
+    ),
+    (re.compile(r"(\w{2,})iz(e|es|ed|ing|ation|ations)"), r"\1is\2"),
+    (re.compile(r"(\w+)yz(e|es|ed|ing)"), r"\1ys\2"),
+    (re.compile(r"program(s?)"), r"programme\1"),
+    (re.compile(r"center(s?)"), r"centre\1"),
+    (re.compile(r"counselor(s?)"), r"counsellor\1"),
+]
+
+
+def british_spelling(word: str) -> str | None:
+    """The word's British spelling, if it is an American spelling of one."""
+    for american, british in _BRITISH_SPELLINGS:
+        if american.fullmatch(word.lower()):
+            return american.sub(british, word.lower())
+    return None
 
 
 def _words(field: str) -> Replace:
@@ -149,10 +173,28 @@ class SearchQueryText:
         """The start of the first word, lowercased, to find it in plain text: what
         stemming keeps of it (inspection, inspected → inspect), give or take."""
         word = (self.words or self.phrases[0])[0].lower()
+        # The site's own spelling, which its posts have.
+        word = british_spelling(word) or word
         return word[: max(4, len(word) - 3)]
 
+    def _either_spelling(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """The words spelt one way only, and each American spelling with its
+        British one."""
+        plain, either = [], []
+        for word in self.words:
+            if british := british_spelling(word):
+                either.append((word, british))
+            else:
+                plain.append(word)
+        return plain, either
+
     def postgres(self) -> SearchQuery:
-        parts = [SearchQuery(" ".join(self.words), config=CONFIG)] if self.words else []
+        plain, either = self._either_spelling()
+        parts = [SearchQuery(" ".join(plain), config=CONFIG)] if plain else []
+        parts += [
+            SearchQuery(american, config=CONFIG) | SearchQuery(british, config=CONFIG)
+            for american, british in either
+        ]
         parts += [
             SearchQuery(" ".join(p), config=CONFIG, search_type="phrase")
             for p in self.phrases
@@ -164,8 +206,12 @@ class SearchQueryText:
 
     def fts5(self) -> str:
         # Each word and phrase quoted: FTS5 operators typed by a reader are words.
-        return " ".join(
-            f'"{" ".join(p)}"' for p in [*([w] for w in self.words), *self.phrases]
+        plain, either = self._either_spelling()
+        return " AND ".join(
+            [
+                *(f'"{" ".join(p)}"' for p in [*([w] for w in plain), *self.phrases]),
+                *(f'("{american}" OR "{british}")' for american, british in either),
+            ]
         )
 
 
