@@ -889,6 +889,7 @@ def test_reaper_leaves_a_fresh_claim_alone(audience):
     assert delivery.mailings_reap() == {
         "stale_claims": 0,
         "batches_rung": 0,
+        "batches_cancelled": 0,
         "mailings_rung": 0,
         "mailings_resumed": 0,
     }

@@ -210,6 +210,37 @@ def test_settling_a_batch_of_a_cancelled_mailing_skips_what_the_provider_never_t
     assert planned.status == Mailing.Status.CANCELLED
 
 
+def test_a_batch_back_in_the_queue_as_its_mailing_was_cancelled_is_not_left_waiting(
+    author, planned, fake_esp
+):
+    """Its worker put it back in the queue (a retry) just as the author cancelled,
+    after the cancel had skipped the waiting readers and before the worker saw
+    the cancel; the broker then lost its retry. The reaper rang only running
+    mailings' batches: it waited for good, the mailing's page saying what was
+    going out finishes. The reaper finishes it as the cancel would have."""
+    first = planned.batches.order_by("number").first()
+    Batch.objects.filter(pk=first.pk).update(status=Batch.Status.SENDING)
+    assert delivery.mailing_cancel(mailing_id=planned.pk)
+    # The worker's close, which did not see the cancel: its readers wait.
+    closed = close_batch(
+        first.pk, from_status=Batch.Status.SENDING, now=timezone.now(), error="5xx"
+    )
+    assert closed[0] == Batch.Status.QUEUED
+
+    assert delivery.mailings_reap()["batches_cancelled"] == 1
+    first.refresh_from_db()
+    assert first.status == Batch.Status.CANCELLED
+    assert set(first.deliveries.values_list("status", "error")) == {
+        (Delivery.Status.SKIPPED, Delivery.MAILING_CANCELLED)
+    }
+    figures = mailing_page(author, planned)
+    assert (figures["Skipped (never sent)"], figures["ETA"]) == (
+        "6",
+        "cancelled: nothing more goes",
+    )
+    assert fake_esp.count == 0
+
+
 def parted_by_its_lanes(batch: Batch) -> Delivery:
     """Leave `batch` as a send in lanes leaves it when one lane's answer is lost
     (its reader uncertain) and another lane stops early (its reader queued for the

@@ -1,7 +1,8 @@
 """The reaper, run by beat: recovers work whose worker died or whose doorbell the
 broker lost (a Redis restart loses queued tasks), resumes mailings whose
-circuit-breaker cool-down is over, and closes mailings whose last batches finished
-side by side. The same for every kind of mailing."""
+circuit-breaker cool-down is over, cancels the batches a cancelled mailing left in
+the queue, and closes mailings whose last batches finished side by side. The same
+for every kind of mailing."""
 
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from ..enqueue import tasks
 from ..models import Batch, Delivery, Mailing
 from .control import RUNNING, mailing_resume
 from .ledger import Outcome, close_batch, record_outcomes
-from .sender import close_mailing_if_finished
+from .sender import batch_cancel_if_mailing_cancelled, close_mailing_if_finished
 
 
 def mailings_reap() -> dict[str, int]:
@@ -24,7 +25,14 @@ def mailings_reap() -> dict[str, int]:
         seconds=settings.NEWSLETTER_DOORBELL_TIMEOUT_SECONDS
     )
     counts = dict.fromkeys(
-        ["stale_claims", "batches_rung", "mailings_rung", "mailings_resumed"], 0
+        [
+            "stale_claims",
+            "batches_rung",
+            "batches_cancelled",
+            "mailings_rung",
+            "mailings_resumed",
+        ],
+        0,
     )
 
     stale = Batch.objects.filter(
@@ -81,6 +89,17 @@ def mailings_reap() -> dict[str, int]:
         Batch.objects.filter(pk=batch_id).update(touched_at=now)
         tasks.send_batch.delay(batch_id)
         counts["batches_rung"] += 1
+
+    # A batch put back in the queue as its mailing was cancelled (after the
+    # cancel, before its worker saw it), whose retry the broker lost: no worker
+    # claims a cancelled mailing's batch, so it waited for good, and the mailing's
+    # figures never ended. Finished as the cancel would have, at once, not a
+    # doorbell late: nothing would send it.
+    stranded = Batch.objects.filter(
+        status=Batch.Status.QUEUED, mailing__status=Mailing.Status.CANCELLED
+    )
+    for batch_id in stranded.values_list("pk", flat=True):
+        counts["batches_cancelled"] += batch_cancel_if_mailing_cancelled(batch_id, now)
 
     for mailing_id in Mailing.objects.filter(
         status=Mailing.Status.PLANNING,

@@ -240,7 +240,7 @@ def batch_send(*, batch_id: int) -> None:
     if not claimed:
         # Done already, another worker has it, or its mailing is paused; or
         # cancelled while this batch was being sent, and it came back to the queue.
-        _cancel_if_cancelled(batch_id, now)
+        batch_cancel_if_mailing_cancelled(batch_id, now)
         return
     batch = Batch.objects.select_related(
         "mailing__post", "mailing__post_update__post"
@@ -299,7 +299,7 @@ def batch_send(*, batch_id: int) -> None:
     elif batch.mailing.consecutive_failures:
         Mailing.objects.filter(pk=batch.mailing_id).update(consecutive_failures=0)
     if status == Batch.Status.QUEUED:
-        if _cancel_if_cancelled(batch_id, now):
+        if batch_cancel_if_mailing_cancelled(batch_id, now):
             return
         if isinstance(trouble, PostTakenDown):
             return  # its mailing is paused: resuming it rings for the batch
@@ -337,10 +337,11 @@ def batch_retry_wait(*, batch_id: int, countdown: float) -> None:
     )
 
 
-def _cancel_if_cancelled(batch_id: int, now: datetime) -> bool:
+def batch_cancel_if_mailing_cancelled(batch_id: int, now: datetime) -> bool:
     """Cancel the batch if it waits in the queue of a cancelled mailing: the
     author cancelled while it was being sent (mailing_cancel leaves a batch in
-    flight to its worker), and no worker will claim it again."""
+    flight to its worker), and no worker will claim it again. Its worker does so
+    as it puts it back; the reaper, for one whose worker missed the cancel."""
     batch = Batch.objects.filter(pk=batch_id, mailing__status=Mailing.Status.CANCELLED)
     with transaction.atomic():
         return bool(batches_cancel(batch, now=now))
