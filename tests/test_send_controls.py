@@ -1259,6 +1259,35 @@ def test_admin_lists_uncertain_batches_and_resends_one_deliberately(
     assert fake_esp.count == 8
 
 
+def test_an_uncertain_batch_resent_in_a_paused_mailing_says_it_waits_for_the_resume(
+    author, planned, fake_esp, readers, django_capture_on_commit_callbacks
+):
+    """The author resent an uncertain batch of a mailing they had paused: told
+    "Queued 1 batch to send again", they waited for emails that went only once
+    they resumed the mailing."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    first = planned.batches.order_by("number").first()
+    delivery.batch_send(batch_id=first.pk)
+    first.refresh_from_db()
+    assert first.status == Batch.Status.UNCERTAIN
+    assert delivery.mailing_pause(mailing_id=planned.pk)
+    fake_esp.reset()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run(author, "batch", "resend", first) == [
+            ("success", "Queued 1 batch to send again."),
+            (
+                "warning",
+                "1 batch queued again waits for its paused mailing to be resumed:"
+                " nothing goes until then.",
+            ),
+        ]
+    assert fake_esp.count == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.mailing_resume(mailing_id=planned.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+
+
 def test_asking_a_provider_without_a_search_changes_nothing_and_says_so(
     author, planned, fake_esp, settings
 ):

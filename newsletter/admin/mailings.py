@@ -505,6 +505,25 @@ def tell_if_sent_once_the_queue_is_back(
         modeladmin.message_user(request, SENT_ONCE_THE_QUEUE_IS_BACK, messages.WARNING)
 
 
+def tell_if_held_by_a_pause(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, batch_ids: list[int]
+) -> None:
+    """After batches were put back in the queue: those of a paused mailing (the
+    author's pause, the breaker's, or their post off the site) go only once it
+    is resumed, which "Queued" alone did not say."""
+    held = Batch.objects.filter(
+        pk__in=batch_ids, mailing__paused_at__isnull=False
+    ).count()
+    if held:
+        waits = "waits for its" if held == 1 else "wait for their"
+        modeladmin.message_user(
+            request,
+            f"{_batches(held)} queued again {waits} paused mailing to be resumed:"
+            " nothing goes until then.",
+            messages.WARNING,
+        )
+
+
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
     """Where uncertain batches are reviewed: check the provider's activity log for
@@ -644,6 +663,7 @@ class BatchAdmin(admin.ModelAdmin):
             noun=_batches,
         )
         if queued:
+            tell_if_held_by_a_pause(self, request, queued)
             tell_if_sent_once_the_queue_is_back(self, request)
 
     def has_add_permission(self, request) -> bool:
