@@ -22,9 +22,10 @@ from newsletter.delivery import control, planner, provider, sender
 from newsletter.delivery.ledger import Outcome, close_batch
 from newsletter.delivery.postmark import EmailBackend as PostmarkBackend
 from newsletter.delivery.sender import close_mailing_if_finished
+from newsletter.enqueue import SENT_ONCE_THE_QUEUE_IS_BACK
 from newsletter.models import Batch, Delivery, Mailing, Subscriber
 from newsletter.subscriptions import email_change_confirm, subscriber_delete
-from posts.models import Post
+from posts.models import Post, PostUpdate
 from posts.services import post_publish
 
 from .factories import (
@@ -2052,6 +2053,68 @@ def test_asking_the_provider_about_batches_says_which_it_settled_before_it_faile
         )
     )
     assert statuses == {Batch.Status.DONE, Batch.Status.UNCERTAIN}
+
+
+@pytest.mark.parametrize(
+    "provider_took, queue_warned",
+    [(True, False), (False, True)],
+    ids=["everything confirmed", "some never taken"],
+)
+def test_asking_the_provider_with_the_queue_down_says_so_only_if_something_goes(
+    request, author, planned, fake_esp, settings, provider_took, queue_warned
+):
+    """Everything the provider took, and nothing queued again, the author was
+    told all the same that the emails go once the task queue is back."""
+    first = planned.batches.order_by("number").first()
+    if provider_took:  # its answer lost
+        fake_esp.set_faults(drop_after_accept_next=1)
+        delivery.batch_send(batch_id=first.pk)
+    else:  # its worker died before the request went out
+        Batch.objects.filter(pk=first.pk).update(
+            status=Batch.Status.SENDING,
+            touched_at=timezone.now()
+            - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+        )
+        delivery.mailings_reap()
+    first.refresh_from_db()
+    assert first.status == Batch.Status.UNCERTAIN
+    uncertain_long_enough_to_ask(first)
+
+    request.getfixturevalue("redis_down")
+    said = run(author, "batch", "settle", first)
+    assert said[0] == ("success", "Settled 1 batch with the provider.")
+    assert (("warning", SENT_ONCE_THE_QUEUE_IS_BACK) in said) == queue_warned
+
+
+def test_recording_a_batch_as_sent_with_the_queue_down_says_its_correction_waits(
+    request, author, planned, fake_esp, readers, django_capture_on_commit_callbacks
+):
+    """Readers recorded as sent are owed the post's correction, planned again for
+    them: with the task queue down, the author was not told it waits for it."""
+    fake_esp.set_faults(drop_after_accept_next=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        send_all(planned)
+        update = PostUpdate.objects.create(
+            post=planned.post, kind=PostUpdate.Kind.CORRECTION, wrong="A", right="B"
+        )
+        delivery.mailing_create_for_correction(
+            post_update=update, include_uncertain=False
+        )
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    correction = Mailing.objects.get(kind=Mailing.Kind.CORRECTION)
+    assert correction.status == Mailing.Status.DONE
+    fake_esp.reset()
+
+    reaped_once_redis_is_back = request.getfixturevalue("reaped_once_redis_is_back")
+    assert run(author, "batch", "mark_sent", uncertain) == [
+        ("success", "Recorded 1 batch as sent."),
+        ("warning", SENT_ONCE_THE_QUEUE_IS_BACK),
+    ]
+    assert fake_esp.count == 0
+    reaped_once_redis_is_back()
+    assert fake_esp.recipients() == {
+        row.subscriber.email: 1 for row in uncertain.deliveries.all()
+    }
 
 
 def mailing_controls(client, mailing: Mailing) -> tuple[str, dict, list[str]]:

@@ -16,7 +16,7 @@ from django.utils.html import format_html
 
 from posts.validators import addresses_as_stored, row_id_in
 
-from .. import delivery
+from .. import corrections, delivery
 from ..delivery.control import RUNNING
 from ..delivery.provider import SEARCH_LAG, CannotAsk, TooSoonToAsk
 from ..engagement import OPENS_NOT_COUNTED, opens_counted
@@ -524,6 +524,19 @@ def tell_if_held_by_a_pause(
         )
 
 
+def _corrections_planned_again(batch_ids: list[int]) -> bool:
+    """Whether settling these batches planned a correction again, for their
+    readers now known to have had the post (control._corrections_plan_again):
+    its emails wait for the task queue too. Read after its ring: with the queue
+    down, no worker has planned it since."""
+    return any(
+        corrections.emails_correcting_posts_in(batch_id=pk)
+        .filter(status=Mailing.Status.PLANNING, paused_at__isnull=True)
+        .exists()
+        for pk in batch_ids
+    )
+
+
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
     """Where uncertain batches are reviewed: check the provider's activity log for
@@ -613,7 +626,9 @@ class BatchAdmin(admin.ModelAdmin):
                 f" yet what it took. Ask again after {when:%H:%M:%S}.",
                 messages.WARNING,
             )
-        if settled:
+        # Read after their rings: with the queue down, no worker took them since.
+        queued = Batch.objects.filter(pk__in=settled, status=Batch.Status.QUEUED)
+        if queued.exists() or _corrections_planned_again(settled):
             tell_if_sent_once_the_queue_is_back(self, request)
 
     @admin.action(
@@ -634,6 +649,8 @@ class BatchAdmin(admin.ModelAdmin):
             not_done="not recorded as sent",
             noun=_batches,
         )
+        if _corrections_planned_again(marked):
+            tell_if_sent_once_the_queue_is_back(self, request)
 
     @admin.action(
         description="Resend uncertain batches (some may get a second copy)",
