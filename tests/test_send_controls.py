@@ -1260,23 +1260,41 @@ def test_admin_lists_uncertain_batches_and_resends_one_deliberately(
     assert fake_esp.count == 8
 
 
-def test_an_uncertain_batch_resent_in_a_paused_mailing_says_it_waits_for_the_resume(
-    author, planned, fake_esp, readers, django_capture_on_commit_callbacks
+@pytest.mark.parametrize(
+    "action, done",
+    [
+        ("resend", "Queued 1 batch to send again."),
+        # The provider never took its readers: they are queued again.
+        ("settle", "Settled 1 batch with the provider."),
+    ],
+)
+def test_an_uncertain_batch_sent_again_in_a_paused_mailing_says_it_waits_for_the_resume(
+    settings,
+    author,
+    planned,
+    fake_esp,
+    readers,
+    django_capture_on_commit_callbacks,
+    action,
+    done,
 ):
-    """The author resent an uncertain batch of a mailing they had paused: told
-    "Queued 1 batch to send again", they waited for emails that went only once
-    they resumed the mailing."""
-    fake_esp.set_faults(drop_after_accept_next=1)
+    """The author sent an uncertain batch of a mailing they had paused again:
+    told "Queued 1 batch to send again", they waited for emails that went only
+    once they resumed the mailing."""
     first = planned.batches.order_by("number").first()
-    delivery.batch_send(batch_id=first.pk)
-    first.refresh_from_db()
-    assert first.status == Batch.Status.UNCERTAIN
+    # A worker claimed the first batch and died before its request went out.
+    Batch.objects.filter(pk=first.pk).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+    )
+    delivery.mailings_reap()
+    uncertain_long_enough_to_ask(first)
     assert delivery.mailing_pause(mailing_id=planned.pk)
-    fake_esp.reset()
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert run(author, "batch", "resend", first) == [
-            ("success", "Queued 1 batch to send again."),
+        assert run(author, "batch", action, first) == [
+            ("success", done),
             (
                 "warning",
                 "1 batch queued again waits for its paused mailing to be resumed:"

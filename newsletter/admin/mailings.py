@@ -626,9 +626,15 @@ class BatchAdmin(admin.ModelAdmin):
                 f" yet what it took. Ask again after {when:%H:%M:%S}.",
                 messages.WARNING,
             )
-        # Read after their rings: with the queue down, no worker took them since.
-        queued = Batch.objects.filter(pk__in=settled, status=Batch.Status.QUEUED)
-        if queued.exists() or _corrections_planned_again(settled):
+        # Read after their rings: with the queue down, or their mailing paused,
+        # no worker took them since.
+        queued = list(
+            Batch.objects.filter(
+                pk__in=settled, status=Batch.Status.QUEUED
+            ).values_list("pk", flat=True)
+        )
+        tell_if_held_by_a_pause(self, request, queued)
+        if queued or _corrections_planned_again(settled):
             tell_if_sent_once_the_queue_is_back(self, request)
 
     @admin.action(
