@@ -14,8 +14,33 @@ from django.utils.html import strip_tags
 from markdown_it import MarkdownIt
 
 _markdown = MarkdownIt("commonmark", {"typographer": True}).enable(
-    ["table", "strikethrough", "replacements", "smartquotes"]
+    ["table", "strikethrough", "smartquotes"]
 )
+
+# Of the typographer's replacements, only the signs a writer means: "--" between
+# spaces an en dash, "---" an em dash, "..." an ellipsis. markdown-it's own also
+# made "(c)" ©, "(r)" ® and "(tm)" ™ (an inspection's recommendation (c), section
+# 3(c) of an Act), "+-" ±, ".." an ellipsis, and cut "????" and ",," short.
+# An unspaced "--" stays: it is in addresses written out ("/a--b/").
+_TYPOGRAPHY = (
+    (re.compile(r"(?<!-)---(?!-)"), "\u2014"),
+    (re.compile(r"(?<!\S)--(?!\S)"), "\u2013"),
+    (re.compile(r"\.\.\."), "\u2026"),
+)
+
+
+def _dashes_and_ellipses(state) -> None:
+    for block in state.tokens:
+        in_autolink = False  # <https://…>: its text is the address
+        for token in block.children or ():
+            if token.type in ("link_open", "link_close") and token.info == "auto":
+                in_autolink = token.type == "link_open"
+            elif token.type == "text" and not in_autolink:
+                for pattern, sign in _TYPOGRAPHY:
+                    token.content = pattern.sub(sign, token.content)
+
+
+_markdown.core.ruler.before("smartquotes", "dashes_and_ellipses", _dashes_and_ellipses)
 
 # A table column's alignment (|--:| for figures: caseloads, ratings) as a class,
 # align-left, align-center or align-right, not as the style="text-align:…" that

@@ -1,0 +1,63 @@
+"""A post's body as the author writes it in Markdown, and as readers get it: on the
+post's page and in both parts of its email."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from newsletter.emails import PostEmail
+from posts.models import Post
+
+from .factories import PublishedPostFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def everywhere(client, body: str) -> dict[str, str]:
+    """The body's post as its page, its email's HTML and its email's text show it,
+    each with its lines joined (the text part wraps at 72 characters)."""
+    post = PublishedPostFactory(body=body, email_format=Post.EmailFormat.FULL)
+    email = PostEmail(post).rendered
+    shown = {
+        "page": client.get(post.get_absolute_url()).text,
+        "email": email.html,
+        "text": email.text,
+    }
+    return {where: " ".join(text.split()) for where, text in shown.items()}
+
+
+def test_the_authors_words_reach_readers_as_written_but_for_dashes_and_quotes(client):
+    """markdown-it's typographer made "(c)" ©, "(r)" ® and "(tm)" ™: an inspection's
+    recommendation (c), or section 3(c) of an Act, read as a copyright sign. It
+    also made "+-" ±, ".." an ellipsis, and cut "????", "!!!!" and ",," short."""
+    shown = everywhere(
+        client,
+        "Recommendations (a), (b) and (c) were met, under section 3(c); (r) and "
+        "(tm) too. Caseloads of 50 +-5. Which ones????\n\n"
+        'Staffing -- the "core" problem --- was the officers\' ... and more.',
+    )
+    for where, text in shown.items():
+        assert "(b) and (c) were met, under section 3(c); (r) and (tm) too" in text, (
+            where
+        )
+        assert "50 +-5. Which ones????" in text, where
+        assert "©" not in text and "®" not in text and "™" not in text, where
+        # What a writer means by these still becomes the sign they mean.
+        assert (
+            "Staffing \u2013 the \u201ccore\u201d problem \u2014 was the "
+            "officers\u2019 \u2026 and more"
+        ) in text, where
+
+
+@pytest.mark.django_db(transaction=True)
+def test_posts_saved_before_keep_their_authors_words_after_the_deploy(client):
+    post = PublishedPostFactory(body="Recommendation (c) was met.")
+    Post.objects.filter(pk=post.pk).update(
+        body_html="<p>Recommendation © was met.</p>"  # as it was stored
+    )
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
+    executor.migrate([("posts", "0021_post_updates_keep_when_they_were_saved")])
+    executor.loader.build_graph()
+    executor.migrate(latest)
+    assert "Recommendation (c) was met." in client.get(post.get_absolute_url()).text
