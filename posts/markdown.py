@@ -42,6 +42,20 @@ def _dashes_and_ellipses(state) -> None:
 
 _markdown.core.ruler.before("smartquotes", "dashes_and_ellipses", _dashes_and_ellipses)
 
+
+# The page's one h1 is the post's title, and the sanitiser drops a body's: a body
+# written from "#" (as Markdown's first heading is, or pasted from elsewhere) has
+# each heading one level down, its outline kept, rather than its top headings
+# reaching readers as bare text.
+def _headings_under_the_title(state) -> None:
+    headings = [t for t in state.tokens if t.type in ("heading_open", "heading_close")]
+    if any(heading.tag == "h1" for heading in headings):
+        for heading in headings:
+            heading.tag = f"h{min(int(heading.tag[1]) + 1, 6)}"
+
+
+_markdown.core.ruler.push("headings_under_the_title", _headings_under_the_title)
+
 # A table column's alignment (|--:| for figures: caseloads, ratings) as a class,
 # align-left, align-center or align-right, not as the style="text-align:…" that
 # markdown-it writes: the site's Content-Security-Policy refuses style attributes,

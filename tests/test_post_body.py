@@ -1,6 +1,8 @@
 """A post's body as the author writes it in Markdown, and as readers get it: on the
 post's page and in both parts of its email."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -61,3 +63,20 @@ def test_posts_saved_before_keep_their_authors_words_after_the_deploy(client):
     executor.loader.build_graph()
     executor.migrate(latest)
     assert "Recommendation (c) was met." in client.get(post.get_absolute_url()).text
+
+
+def test_a_body_written_from_a_top_level_heading_keeps_its_headings(client):
+    """The page's one h1 is the post's title, and the sanitiser dropped a body's:
+    "# Findings", the first heading an author writes in Markdown (or pastes from
+    elsewhere), reached readers as a line of bare text run into the next."""
+    post = PublishedPostFactory(
+        body="# Findings\n\nCaseloads were high.\n\n## Leadership\n\nIt was clear.",
+        email_format=Post.EmailFormat.FULL,
+    )
+    email = PostEmail(post).rendered
+    for html in (client.get(post.get_absolute_url()).text, email.html):
+        # The email's headings carry the layout's style.
+        assert re.search(r"<h2\b[^>]*>Findings</h2>", html)
+        assert re.search(r"<h3\b[^>]*>Leadership</h3>", html)
+    assert "Findings\n========\n\nCaseloads were high." in email.text
+    assert "Leadership\n----------\n\nIt was clear." in email.text
