@@ -10,6 +10,7 @@ nothing of email. Dead links come from the link checker's stored results
 
 import datetime
 import enum
+import html
 import re
 from dataclasses import dataclass
 
@@ -66,6 +67,23 @@ def check_link_schemes(post: Post) -> list[Problem]:
         )
         for url in link_targets(post.body)
         if (scheme := link_scheme(url)) and scheme not in URL_SCHEMES
+    ]
+
+
+def check_links_under_the_post(post: Post) -> list[Problem]:
+    """A link written without its https:// ("www.gov.uk/…") is read by a browser
+    as a page under the post's own address, which the site never has: on the page
+    and in every email it leads nowhere, and the link checker, which checks web
+    addresses, never sees it."""
+    return [
+        Problem(
+            Level.WARNING,
+            f"The link “{url[:80]}” has no https:// in front, so readers' browsers "
+            f"look for it under this post's address, where there is no page: "
+            f"write it whole (https://…), or from the site's root (/…).",
+        )
+        for url in link_targets(post.body)
+        if not link_scheme(url) and html.unescape(url).strip()[:1].isalnum()
     ]
 
 
@@ -158,6 +176,7 @@ def check_title_unused(post: Post) -> list[Problem]:
 
 CHECKS = [
     check_link_schemes,
+    check_links_under_the_post,
     check_alt_text,
     check_dead_links,
     check_excerpt,

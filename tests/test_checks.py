@@ -78,6 +78,34 @@ def test_web_mail_and_relative_links_pass_the_scheme_check():
     assert checks.check_link_schemes(PostFactory(body=body)) == []
 
 
+def without_https(post: Post) -> list[checks.Problem]:
+    return [p for p in checks.post_problems(post) if "no https://" in p.message]
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "[the report](www.justiceinspectorates.gov.uk/hmiprobation/kent/)",
+        "[the report](justiceinspectorates.gov.uk/report.pdf)",
+        "![A chart of caseloads](chart.png)",
+        '<a href="www.gov.uk/probation">GOV.UK</a>',
+    ],
+)
+def test_a_link_without_its_https_is_a_warning(link):
+    # A browser reads it as a page under the post's own address (the page's
+    # /posts/<slug>/www.gov.uk/…, and the email's the same), where there is none.
+    [problem] = without_https(PostFactory(body=f"See {link}."))
+    assert problem.level == checks.Level.WARNING
+
+
+def test_links_from_the_post_to_its_own_parts_and_other_pages_are_no_warning():
+    body = (
+        "[a](https://e.org) [b](mailto:x@e.org) [c](/area/kent/) [d](#findings) "
+        "[e](?page=2) [f](../kent/) ![g](/media/posts/chart.png)"
+    )
+    assert without_https(PostFactory(body=body)) == []
+
+
 def test_an_empty_excerpt_is_a_warning():
     assert checks.check_excerpt(PostFactory(excerpt="  ")) != []
     assert checks.check_excerpt(PostFactory(excerpt="One sentence.")) == []
