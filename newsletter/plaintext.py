@@ -37,7 +37,8 @@ class _TextWriter(HTMLParser):
         self.blocks: list[tuple[str, str]] = []  # (kind, text)
         self.inline: list[str] = []
         self.kind = "p"
-        self.lists: list[list] = []  # [ordered, next number] per open list
+        # [ordered, next number, its item's marker's width] per open list
+        self.lists: list[list] = []
         self.marker = ""  # a list item's bullet, waiting for the item's first block
         self.quote_depth = 0
         self.in_pre = False
@@ -56,12 +57,15 @@ class _TextWriter(HTMLParser):
             return
         if not text.strip():
             return  # a list item's bullet waits for the item's first words
-        indent = "  " * max(len(self.lists) - 1, 0)
-        first, rest = indent + self.marker, indent + " " * len(self.marker)
+        # A list item's every block, and a list inside it, under the item's first
+        # words: read from the margin, they were the list's end.
+        outer = " " * sum(width for _, _, width in self.lists[:-1])
+        rest = outer + " " * (self.lists[-1][2] if self.lists else 0)
+        first = outer + self.marker if self.marker else rest
         self.marker = ""
         if self.in_pre:
             lines = [
-                indent + line
+                rest + line
                 for line in text.strip("\n").replace(_BREAK, "\n").splitlines()
             ]
         else:
@@ -90,12 +94,12 @@ class _TextWriter(HTMLParser):
         if tag in {"ul", "ol"}:
             start = attributes.get("start") or "1"
             self.lists.append(
-                [tag == "ol", int(start) if _LIST_START.fullmatch(start) else 1]
+                [tag == "ol", int(start) if _LIST_START.fullmatch(start) else 1, 0]
             )
         elif tag == "li" and self.lists:
-            ordered, number = self.lists[-1]
+            ordered, number, _ = self.lists[-1]
             self.marker = f"{number}. " if ordered else "- "
-            self.lists[-1][1] += 1
+            self.lists[-1][1:] = [number + 1, len(self.marker)]
         elif tag == "blockquote":
             self.quote_depth += 1
         elif tag == "pre":

@@ -80,3 +80,25 @@ def test_a_body_written_from_a_top_level_heading_keeps_its_headings(client):
         assert re.search(r"<h3\b[^>]*>Leadership</h3>", html)
     assert "Findings\n========\n\nCaseloads were high." in email.text
     assert "Leadership\n----------\n\nIt was clear." in email.text
+
+
+def test_the_text_part_keeps_a_list_items_paragraphs_and_lists_inside_it():
+    """A second paragraph of a list item, and a list inside it, began at the
+    left margin (or two spaces in, under "1. "), so the text part read them as
+    the list's end or a list of their own."""
+    post = PublishedPostFactory(
+        body="1. Staffing\n\n"
+        "   Officers carried caseloads of 60 or more, well above the 50 the "
+        "service aims for.\n\n"
+        "   - Kent\n   - Surrey\n"
+        "2. Leadership\n",
+        email_format=Post.EmailFormat.FULL,
+    )
+    assert (
+        "1. Staffing\n\n"
+        "   Officers carried caseloads of 60 or more, well above the 50 the\n"
+        "   service aims for.\n\n"
+        "   - Kent\n"
+        "   - Surrey\n\n"
+        "2. Leadership"
+    ) in PostEmail(post).rendered.text
