@@ -59,7 +59,7 @@ def test_posts_saved_before_keep_their_authors_words_after_the_deploy(client):
     )
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
-    executor.migrate([("posts", "0021_post_updates_keep_when_they_were_saved")])
+    executor.migrate([("posts", "0022_uploads_under_a_random_folder")])
     executor.loader.build_graph()
     executor.migrate(latest)
     assert "Recommendation (c) was met." in client.get(post.get_absolute_url()).text

@@ -701,9 +701,9 @@ def test_posts_with_raw_html_indexed_before_are_found_by_each_word(client):
     index_posts(Post.objects.filter(pk=post.pk))
     assert ranked_post_ids(SearchQueryText.parse("surrey")) == []
     # when the posts migration that writes it again runs,
-    migration = import_module("posts.migrations.0023_search_words_apart_in_raw_html")
+    migration = import_module("posts.migrations.0024_search_words_apart_in_raw_html")
     state = MigrationLoader(connection).project_state(
-        ("posts", "0023_search_words_apart_in_raw_html")
+        ("posts", "0024_search_words_apart_in_raw_html")
     )
     migration.search_text_again(state.apps, connection.schema_editor())
     # then a search for either word finds it.

@@ -13,7 +13,7 @@ def rendered_again(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("posts", "0021_post_updates_keep_when_they_were_saved"),
+        ("posts", "0022_uploads_under_a_random_folder"),
     ]
 
     operations = [

@@ -1,7 +1,7 @@
 """A post's stored text (search_text) ran the words of two cells, paragraphs or
 lines of the author's raw HTML together ("<td>Kent</td><td>Surrey</td>" read
 "KentSurrey"), and no search for either word found the post: it is written again
-for the posts with raw HTML, and their search entries with it."""
+where it changed, and the posts' search entries with it."""
 
 from importlib import import_module
 
@@ -18,10 +18,10 @@ reindex_postgresql = import_module(
 def search_text_again(apps, schema_editor):
     Post = apps.get_model("posts", "Post")
     db = schema_editor.connection.alias
-    # Markdown's own HTML puts a line break between blocks and after <br>: only
-    # the author's raw HTML ("<" in the body) has words side by side.
+    # Every post: the author's raw HTML had words side by side, and the bodies
+    # rendered again before this (0023) changed their text ("(c)" kept as typed).
     changed = []
-    posts = Post.objects.using(db).filter(body__contains="<")
+    posts = Post.objects.using(db)
     for post in posts.only("body_html", "search_text").iterator():
         text = plain_text(post.body_html)
         if text != post.search_text:
@@ -40,7 +40,7 @@ def search_text_again(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("posts", "0022_uploads_under_a_random_folder"),
+        ("posts", "0023_keep_the_authors_words_as_written"),
     ]
 
     # Back, the text keeps its words apart: harmless, and found by more words.
