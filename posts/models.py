@@ -360,7 +360,10 @@ class Post(models.Model):
     def sponsor(self, on: datetime.date | None = None) -> "Sponsorship | None":
         """Who sponsors this post's category on that day; by default on the day
         readers first see the post: today, or the later day it is scheduled for
-        (its email goes then, and the author's preview of it names that sponsor)."""
+        (its email goes then, and the author's preview of it names that sponsor).
+        A post in two sponsored categories names one: the deal that started first,
+        booked first if the same day, so a running deal keeps the posts it is
+        shown on until it ends, whatever deal starts or category is renamed."""
         if on is None:
             now = timezone.now()
             on = timezone.localdate(max(now, self.published_at or now))
@@ -368,7 +371,7 @@ class Post(models.Model):
             Sponsorship.objects.active(on)
             .filter(category__posts=self)
             .select_related("category")
-            .order_by("category__name", "-starts_on", "id")
+            .order_by("starts_on", "id")
             .first()
         )
 

@@ -151,3 +151,32 @@ def test_a_second_sponsor_of_a_category_on_days_already_sold_is_refused(
         },
     )
     assert changed.status_code == 302  # its own days are not in its way
+
+
+def test_a_post_in_two_sponsored_categories_names_the_deal_that_started_first(client):
+    """A post filed under two categories, each sponsored that day, showed the
+    sponsor of the category first by name: renaming a category, or a deal
+    starting in another, took the posts a running deal was shown on away from
+    it. The deal that started first is named (booked first, if the same day)."""
+    today = timezone.localdate()
+    youth, adult = CategoryFactory(name="Youth justice"), CategoryFactory(name="Adult")
+    post = PublishedPostFactory()
+    post.categories.add(youth, adult)
+    ends_on = today + timedelta(days=10)
+    sponsor(youth, "Running Ltd", today - timedelta(days=10), ends_on)
+    sponsor(adult, "Newcomer Ltd", today, ends_on)
+
+    html = client.get(post.get_absolute_url()).content.decode()
+
+    assert "Running Ltd" in html
+    assert "Newcomer Ltd" not in html
+
+
+def test_of_two_deals_starting_the_same_day_the_one_booked_first_is_named():
+    zeta, alpha = CategoryFactory(name="Zeta"), CategoryFactory(name="Alpha")
+    post = PublishedPostFactory()
+    post.categories.add(zeta, alpha)
+    booked_first = sponsor(zeta, "First Ltd", date(2026, 3, 1), date(2026, 3, 31))
+    sponsor(alpha, "Second Ltd", date(2026, 3, 1), date(2026, 3, 31))
+
+    assert post.sponsor(on=date(2026, 3, 15)) == booked_first
