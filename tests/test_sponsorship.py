@@ -180,3 +180,17 @@ def test_of_two_deals_starting_the_same_day_the_one_booked_first_is_named():
     sponsor(alpha, "Second Ltd", date(2026, 3, 1), date(2026, 3, 31))
 
     assert post.sponsor(on=date(2026, 3, 15)) == booked_first
+
+
+def test_the_post_page_says_sponsors_have_no_say_as_its_email_does(client):
+    # The email said it under the sponsor's name; the page, where most readers
+    # meet the sponsor, did not.
+    today = timezone.localdate()
+    category = CategoryFactory(name="Youth justice")
+    post = PublishedPostFactory()
+    post.categories.add(category)
+    sponsor(category, "Acme Training", today, today)
+
+    html = client.get(post.get_absolute_url()).content.decode()
+
+    assert "Acme Training</a>. Sponsors have no say in what we write." in html
