@@ -4,7 +4,6 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.sitemaps import Sitemap
-from django.db.models import Max
 from django.db.models.functions import Greatest
 from django.urls import reverse
 
@@ -42,6 +41,10 @@ class PostSitemap(OnSiteUrl):
 
 
 class PagesSitemap(OnSiteUrl):
+    """No lastmod, as the feeds send no Last-Modified (posts.feeds): the newest
+    live post's date moved back when that post was taken down or deleted, and a
+    crawler that read the page with it had no cause to read it again."""
+
     changefreq = "daily"
 
     def items(self) -> list[str]:
@@ -49,9 +52,6 @@ class PagesSitemap(OnSiteUrl):
 
     def location(self, name: str) -> str:
         return reverse(name)
-
-    def lastmod(self, name: str):
-        return Post.objects.published().aggregate(last=Max(LAST_CHANGED))["last"]
 
 
 class ListingSitemap(OnSiteUrl):

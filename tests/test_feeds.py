@@ -379,25 +379,53 @@ def test_a_post_dated_before_the_year_1000_leaves_the_sitemap_answering(client):
     assert client.get("/archive/0999/07/").status_code == 200
 
 
-def test_sitemap_lastmod_of_a_scheduled_post_is_when_it_went_live(client):
-    # Written and scheduled on Monday, live on Friday: the sitemap said Monday,
-    # for the post and for the home page, which crawlers then had no cause to
-    # read again.
-    went_live = timezone.now() - timedelta(minutes=1)
-    post = PublishedPostFactory(published_at=went_live)
-    Post.objects.filter(pk=post.pk).update(updated_at=went_live - timedelta(days=4))
-
+def sitemap_lastmods(client) -> dict[str, str | None]:
+    """Each location in the sitemap, with its lastmod (None when it has none)."""
     # Our own response, not untrusted input.
     root = ElementTree.fromstring(client.get("/sitemap.xml").content)  # noqa: S314
-    lastmods = {
+    return {
         url.findtext("s:loc", namespaces=SITEMAP_NS): url.findtext(
             "s:lastmod", namespaces=SITEMAP_NS
         )
         for url in root.findall("s:url", SITEMAP_NS)
     }
+
+
+@pytest.mark.parametrize("how", ["taken down", "deleted"])
+def test_the_home_and_inspections_pages_lastmod_never_goes_back(client, how):
+    # Their lastmod was the newest live post's: taking that post down or
+    # deleting it moved it back 30 days, to the post before, and a crawler that
+    # read the home page with the post on it had no cause to read it again.
+    month_ago = timezone.now() - timedelta(days=30)
+    older = PublishedPostFactory(published_at=month_ago)
+    Post.objects.filter(pk=older.pk).update(updated_at=month_ago)
+    newest = PublishedPostFactory(published_at=timezone.now() - timedelta(minutes=1))
+    pages = ["https://onprobation.example/", "https://onprobation.example/inspections/"]
+    before = sitemap_lastmods(client)
+
+    if how == "deleted":
+        newest.delete()
+    else:
+        newest.status = Post.Status.DRAFT
+        services.post_save_from_desk(post=newest, previous_status="published", by=None)
+    after = sitemap_lastmods(client)
+
+    for page in pages:
+        assert page in after
+        assert after[page] is None or after[page] >= before[page]
+
+
+def test_sitemap_lastmod_of_a_scheduled_post_is_when_it_went_live(client):
+    # Written and scheduled on Monday, live on Friday: the sitemap said Monday,
+    # which crawlers then had no cause to read again.
+    went_live = timezone.now() - timedelta(minutes=1)
+    post = PublishedPostFactory(published_at=went_live)
+    Post.objects.filter(pk=post.pk).update(updated_at=went_live - timedelta(days=4))
+
+    lastmods = sitemap_lastmods(client)
+
     day = f"{timezone.localdate(went_live):%Y-%m-%d}"
     assert lastmods[f"https://onprobation.example/posts/{post.slug}/"] == day
-    assert lastmods["https://onprobation.example/"] == day
 
 
 def test_robots_txt_points_crawlers_at_the_sitemap(client):
