@@ -701,7 +701,8 @@ class Sponsorship(models.Model):
     logo = models.ImageField(
         upload_to="sponsors/",
         blank=True,
-        help_text="Optional; shown small, with the sponsor's name as its alt text.",
+        help_text="Optional; shown small, beside the sponsor's name, which says who "
+        "they are: screen readers skip the logo.",
     )
     starts_on = models.DateField()
     ends_on = models.DateField()

@@ -194,3 +194,13 @@ def test_the_post_page_says_sponsors_have_no_say_as_its_email_does(client):
     html = client.get(post.get_absolute_url()).content.decode()
 
     assert "Acme Training</a>. Sponsors have no say in what we write." in html
+
+
+def test_the_desk_says_the_logo_stands_beside_the_sponsors_name(admin_client):
+    # Its help said the name was the logo's alt text, while the page gives the
+    # logo alt="" (the name beside it says who it is): an author looking for
+    # where to type the alt text, or checking the page, was misled.
+    html = admin_client.get("/admin/posts/sponsorship/add/").content.decode()
+
+    assert "alt text" not in html
+    assert "shown small, beside the sponsor's name" in html
