@@ -831,8 +831,19 @@ class PostAdmin(admin.ModelAdmin):
             # (which holds its post) commits first and goes with the others.
             # Read unlocked, the database then found it under the deleted post
             # and refused the deletion, a 500.
-            Post.objects.filter(pk__in=queryset.values("pk")).locked()
+            deleted = Post.objects.filter(pk__in=queryset.values("pk")).locked()
+            # Their images go with them, unless another post's body shows one:
+            # left, they stayed at their addresses for good.
+            names = [
+                post.featured_image.name for post in deleted if post.featured_image
+            ]
+            names += PostImage.objects.filter(post__in=deleted).values_list(
+                "image", flat=True
+            )
             super().delete_queryset(request, queryset)
+            transaction.on_commit(
+                lambda: services.images_delete_unshown(names=names), robust=True
+            )
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)

@@ -235,9 +235,10 @@ def image_resize_rung(*, name: str) -> None:
 
 def images_delete_unshown(*, names: list[str]) -> None:
     """Delete the stored images `names`, taken off their post (a body image
-    deleted, a featured image replaced or taken off), with their renditions: left,
-    a photo uploaded by mistake stayed on the site at its address. One that a
-    post's body still shows (its Markdown pasted into another post) is kept."""
+    deleted, a featured image replaced or taken off, the post deleted), with their
+    renditions: left, a photo uploaded by mistake stayed on the site at its
+    address. One that a post's body still shows (its Markdown pasted into another
+    post) is kept."""
     for name in names:
         shown = Q()
         for named in images.named_as(name):

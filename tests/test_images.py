@@ -912,3 +912,59 @@ def test_a_featured_image_replaced_or_taken_off_is_no_longer_served(
 
     save(**{"featured_image-clear": "on"})
     assert uploaded_files(media) == []
+
+
+@pytest.mark.usefixtures("celery_eager")
+@pytest.mark.parametrize("deleted_by", ["its delete page", "the list's action"])
+def test_a_post_deleted_takes_its_images_off_the_site(
+    author, media, on_commit, deleted_by
+):
+    """Deleted at the desk, a post's featured image, its body images and their
+    renditions stayed at their addresses for good."""
+    post = PostFactory()
+    form = admin_post_form_of(
+        post,
+        featured_image=png(1000, 600, "office.png"),
+        featured_image_alt="An office",
+        **{
+            "images-TOTAL_FORMS": "1",
+            "images-0-image": png(1600, 900, "desk.png"),
+            "images-0-alt": "A desk",
+        },
+    )
+    change = f"/admin/posts/post/{post.pk}/change/"
+    assert on_commit(author.post, change, form).status_code == 302
+    assert "desk.png-480w.webp" in uploaded_files(media)
+    assert "office.png-480w.webp" in uploaded_files(media)
+
+    if deleted_by == "its delete page":
+        response = on_commit(
+            author.post, f"/admin/posts/post/{post.pk}/delete/", {"post": "yes"}
+        )
+    else:
+        response = on_commit(
+            author.post,
+            "/admin/posts/post/",
+            {"action": "delete_selected", "_selected_action": [post.pk], "post": "yes"},
+        )
+
+    assert response.status_code == 302
+    assert not Post.objects.exists()
+    assert uploaded_files(media) == []
+
+
+def test_a_post_deleted_keeps_an_image_another_posts_body_shows(
+    author, media, on_commit
+):
+    """Its Markdown pasted into another post, the image stays for that post."""
+    post = PostFactory()
+    image = PostImage.objects.create(post=post, image=png(800, 400), alt="A chart")
+    other = PostFactory(body=f"As we showed:\n\n![A chart]({image.image.url})")
+
+    response = on_commit(
+        author.post, f"/admin/posts/post/{post.pk}/delete/", {"post": "yes"}
+    )
+
+    assert response.status_code == 302
+    assert list(Post.objects.all()) == [other]
+    assert uploaded_files(media) == ["photo.png"]
