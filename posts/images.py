@@ -117,9 +117,11 @@ def original_clean(*, upload) -> SimpleUploadedFile:
     data = upload.read()
     with Image.open(BytesIO(data)) as source:
         if source.format not in WEB_FORMATS:
+            # No article before the format: "a" or "an" goes by how its name
+            # is said (an ICO, a TIFF), which its letters do not tell.
             raise forms.ValidationError(
-                "This image is a %(format)s: please save it as a JPEG, PNG, GIF "
-                "or WebP and upload it again.",
+                "This image is in the %(format)s format: please save it as a JPEG, "
+                "PNG, GIF or WebP and upload it again.",
                 code="not_a_web_format",
                 params={"format": source.format},
             )

@@ -532,18 +532,26 @@ def test_an_animated_gif_is_refused_with_the_reason(author):
     assert not Post.objects.exists()
 
 
-def test_a_format_other_than_jpeg_png_gif_or_webp_is_refused_with_the_reason(author):
+@pytest.mark.parametrize("image_format", ["TIFF", "ICO", "EPS"])
+def test_a_format_other_than_jpeg_png_gif_or_webp_is_refused_with_the_reason(
+    author, image_format
+):
+    """Worded with no article, which read "a ICO", "a EPS": whether a format
+    takes "a" or "an" is how its name is said, which its letters do not tell."""
     buffer = BytesIO()
-    Image.new("RGB", (40, 30)).save(buffer, "TIFF")
+    Image.new("RGB", (40, 30)).save(buffer, image_format)
     response = author.post(
         "/admin/posts/post/add/",
         admin_post_form(
-            featured_image=SimpleUploadedFile("scan.tiff", buffer.getvalue()),
+            featured_image=SimpleUploadedFile("scan", buffer.getvalue()),
             featured_image_alt="A scan",
         ),
     )
     assert response.status_code == 200
-    assert "This image is a TIFF: please save it as a JPEG" in response.text
+    assert (
+        f"This image is in the {image_format} format: please save it as a JPEG, "
+        "PNG, GIF or WebP and upload it again."
+    ) in response.text
     assert not Post.objects.exists()
 
 
