@@ -12,6 +12,7 @@ from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from newsletter import delivery, engagement
 from newsletter.digest_tasks import start_due_digests
@@ -239,6 +240,20 @@ def test_the_report_command_prints_the_fix(emails, editor):
         REPORT,
         MOVED,
         "eden",
+    )
+
+
+def test_the_report_commands_text_prints_where_a_fixed_link_goes_now(emails, editor):
+    """It printed the link at the address it had in the emails only, which no
+    click goes to any more; the desk's report shows the new one, and the old."""
+    editor.post(fix_url(REPORT), {"target": MOVED})
+    out = io.StringIO()
+    call_command("post_report", "suffolk", stdout=out)
+    [line] = [line for line in out.getvalue().splitlines() if REPORT in line]
+    fixed_at = Link.objects.filter(url=REPORT).values_list("fixed_at", flat=True)[0]
+    assert line.endswith(
+        f"  {MOVED} (fixed on {timezone.localtime(fixed_at):%-d %B %Y} by eden, "
+        f"was {REPORT})"
     )
 
 

@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import dateformat, timezone
 
 from newsletter.engagement import OPENS_NOT_COUNTED
 from newsletter.reports import (
@@ -60,9 +61,15 @@ class Command(BaseCommand):
             note = " (hidden link)" if link["hidden"] else ""
             if link["leads_nowhere"]:
                 note = " (leads nowhere: readers get page not found; fix it)"
+            address = link["url"]
+            if fixed := link["fixed"]:
+                # Where its clicks go now, as the desk's report shows it.
+                by = f" by {fixed['by']}" if fixed["by"] else ""
+                when = dateformat.format(timezone.localtime(fixed["at"]), "j F Y")
+                address = f"{fixed['to']} (fixed on {when}{by}, was {address})"
             self.stdout.write(
                 f"  {link['people']:>6} people {link['machines']:>6} machines  "
-                f"{link['url']}{note}"
+                f"{address}{note}"
             )
         if report["readers_agreed"] is not None:
             self.stdout.write(
