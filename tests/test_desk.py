@@ -159,6 +159,21 @@ def test_readers_now_by_status_topic_and_frequency(rf):
     }
 
 
+def test_the_desks_receiving_and_paused_readers_are_the_audience_and_the_paused(rf):
+    """The desk counted them by a copy of what confirmed() and paused() mean,
+    which would drift from the audience the newsletter is sent to."""
+    readers(3)
+    SubscriberFactory(paused_at=timezone.now())
+    SubscriberFactory(status=Status.PENDING, confirmed_at=None)
+    SubscriberFactory(status=Status.UNSUBSCRIBED)
+    SubscriberFactory(status=Status.SUPPRESSED, paused_at=timezone.now())
+
+    figures = dict(desk_of(rf, UserFactory()).readers)
+
+    assert figures["Confirmed, receiving"] == Subscriber.objects.confirmed().count()
+    assert figures["Paused"] == Subscriber.objects.paused().count()
+
+
 def test_the_readers_list_filtered_by_frequency_finds_as_many_as_the_desk_counts(
     rf, client
 ):
