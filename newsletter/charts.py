@@ -19,12 +19,17 @@ from django.utils.safestring import SafeString, mark_safe
 # so a phone shows it at about two thirds of this size.
 WIDTH = 480
 HEIGHT = 240
-# Room for the value axis on the left and the row labels below.
-MARGIN_LEFT = 44
+# Room for the row labels below; the value axis's room on the left is sized by
+# its longest label (_svg): a fixed 44 cut 100000 to its last digits.
 MARGIN_BOTTOM = 28
 MARGIN_TOP = 10
 MARGIN_RIGHT = 6
 FONT_SIZE = 15
+# A digit's width at most in the admin's fonts: 0.56 em in Segoe UI, Roboto and
+# Arial, 0.64 em in DejaVu Sans (where Linux has none of those).
+DIGIT_WIDTH = 0.64 * FONT_SIZE
+# Between a value label and the plot, and the label and the drawing's edge.
+LABEL_GAP = 4
 # At most this many row labels under the bars: more would overlap at phone width.
 MAX_ROW_LABELS = 6
 
@@ -69,13 +74,15 @@ def _series_class(index: int) -> str:
 def _svg(
     title: str, series: list[str], rows: list[tuple[str, list[int]]]
 ) -> SafeString:
-    plot_width = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_height = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
     values = [v for _, vs in rows for v in vs]
     top = max([0, *values])
     bottom = min([0, *values])
     if top == bottom:  # empty or all zero: a flat line at zero
         top = 1
+    longest_label = max(len(str(value)) for value in (top, bottom))
+    margin_left = ceil(longest_label * DIGIT_WIDTH) + 2 * LABEL_GAP
+    plot_width = WIDTH - margin_left - MARGIN_RIGHT
     scale = plot_height / (top - bottom)
     zero_y = MARGIN_TOP + top * scale
 
@@ -97,7 +104,7 @@ def _svg(
         parts.append(
             format_html(
                 '<line class="chart-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>',
-                MARGIN_LEFT,
+                margin_left,
                 WIDTH - MARGIN_RIGHT,
                 _n(y),
                 _n(y),
@@ -108,7 +115,7 @@ def _svg(
                 format_html(
                     '<text class="chart-text" x="{}" y="{}" text-anchor="end"'
                     ' dominant-baseline="middle">{}</text>',
-                    MARGIN_LEFT - 4,
+                    margin_left - LABEL_GAP,
                     _n(y),
                     value,
                 )
@@ -118,7 +125,7 @@ def _svg(
             format_html(
                 '<text class="chart-text" x="{}" y="{}" text-anchor="middle">'
                 "No figures yet</text>",
-                MARGIN_LEFT + plot_width / 2,
+                margin_left + plot_width / 2,
                 MARGIN_TOP + plot_height / 2,
             )
         )
@@ -126,7 +133,7 @@ def _svg(
     bar_width = group_width * 0.8 / max(len(series), 1)
     label_every = ceil(len(rows) / MAX_ROW_LABELS) if rows else 1
     for r, (label, row_values) in enumerate(rows):
-        group_x = MARGIN_LEFT + r * group_width + group_width * 0.1
+        group_x = margin_left + r * group_width + group_width * 0.1
         for s, value in enumerate(row_values):
             y = zero_y - max(value, 0) * scale
             parts.append(
@@ -148,7 +155,7 @@ def _svg(
                 format_html(
                     '<text class="chart-text" x="{}" y="{}" text-anchor="middle">'
                     "{}</text>",
-                    _n(MARGIN_LEFT + (r + 0.5) * group_width),
+                    _n(margin_left + (r + 0.5) * group_width),
                     HEIGHT - 8,
                     label,
                 )

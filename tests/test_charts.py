@@ -107,3 +107,21 @@ def test_the_value_axis_labels_the_top_zero_and_a_lowest_far_enough_from_zero():
     shallow = bar_chart(title="T", series=["Net"], rows=[("a", [50]), ("b", [-1])])
     assert value_labels(shallow.svg) == ["0", "50"]
     assert shallow.svg.count('class="chart-grid"') == 3
+
+
+@pytest.mark.parametrize("longest", [100_000, -250_000, 12_345_678])
+def test_a_value_axis_label_of_many_digits_is_inside_the_drawing(longest):
+    """With room for four digits, "100000 readers" lost its first digits off the
+    chart's left edge."""
+    chart = bar_chart(
+        title="T", series=["Readers"], rows=[("a", [longest]), ("b", [3])]
+    )
+    root = parse(chart.svg)
+    left, _, width, _ = map(float, root.get("viewBox").split())
+    font_size = float(root.get("font-size"))
+    [label] = [t for t in root.findall(f"{SVG}text") if t.text == str(longest)]
+    # Anchored at its end; a digit of the admin's fonts is 0.56 em wide (Segoe
+    # UI's, Roboto's, Arial's), 0.64 em (DejaVu Sans's, Linux's fallback).
+    x = float(label.get("x"))
+    assert x - len(label.text) * 0.64 * font_size >= left
+    assert x <= left + width
