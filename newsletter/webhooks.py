@@ -477,7 +477,9 @@ def _apply_to_address(
         # Providers retry and batch their webhooks, so events come out of order:
         # a delivery older than a soft bounce we already counted says nothing of
         # the mailbox now, and must not restart the count.
-        if not _reported_after(email, SOFT_BOUNCE_EVENTS, event.timestamp):
+        if not _reported_after(
+            email, _soft_bounce_events(recorded.esp), event.timestamp
+        ):
             Subscriber.objects.filter(email=email, soft_bounces__gt=0).update(
                 soft_bounces=0
             )
@@ -508,7 +510,7 @@ def _apply_to_address(
         subscriptions.address_suppress(
             email=email, reason=Suppression.Reason.HARD_BOUNCE
         )
-    elif _is_soft_bounce(event):
+    elif event.event_type in _soft_bounce_events(recorded.esp):
         if _reported_after(email, [EventType.DELIVERED], event.timestamp):
             return  # a delivery since has restarted the count
         if _soft_bounced_before(recorded):
@@ -537,13 +539,20 @@ def _at_the_desk(email: str) -> bool:
     return any(normalise_email(address) == email for address in typed)
 
 
-# What a soft bounce is recorded as: Postmark's SoftBounce and SpamNotification
-# are "bounced" events (a hard bounce, recorded as one too, suppresses the
-# address anyway). Not "rejected", nor any refusal of our sender (Postmark's
-# Blocked and DMARCPolicy are rejections; Mailgun's are bounces and deferrals,
-# marked sender_refused): they must not keep a delivery from restarting the
-# count, nor hide a soft bounce of the same email.
-SOFT_BOUNCE_EVENTS = [EventType.DEFERRED, EventType.BOUNCED]
+def _soft_bounce_events(esp: str) -> list[str]:
+    """The events a soft bounce is recorded as, asked after the hard bounce: a
+    deferral, or a bounce (Postmark's SoftBounce and SpamNotification; a hard
+    bounce, recorded as one too, suppresses the address anyway). Not Mailgun's
+    deferral: it reports each attempt it will make again as a temporary failure,
+    and the email's end after (delivered, or failed "old"); counted, a mail host
+    that delayed three emails which then arrived lost us the reader. Not
+    "rejected", nor any refusal of our sender (Postmark's Blocked and DMARCPolicy
+    are rejections; Mailgun's are bounces and deferrals, marked sender_refused):
+    they must not keep a delivery from restarting the count, nor hide a soft
+    bounce of the same email."""
+    if esp == "mailgun":
+        return [EventType.BOUNCED]
+    return [EventType.DEFERRED, EventType.BOUNCED]
 
 
 def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bool:
@@ -571,7 +580,7 @@ def _soft_bounced_before(recorded: Event) -> bool:
             esp=recorded.esp,
             recipient=recorded.recipient,
             message_id=recorded.message_id,
-            event_type__in=SOFT_BOUNCE_EVENTS,
+            event_type__in=_soft_bounce_events(recorded.esp),
             sender_refused=False,
         )
         .exclude(pk=recorded.pk)
@@ -729,11 +738,6 @@ def _is_hard_bounce(event: AnymailTrackingEvent) -> bool:
         and event.reject_reason in (RejectReason.BOUNCED, RejectReason.INVALID)
         and postmark_type not in POSTMARK_SOFT_BOUNCES
     )
-
-
-def _is_soft_bounce(event: AnymailTrackingEvent) -> bool:
-    """A deferral, or a bounce that is not a hard one (asked first)."""
-    return event.event_type in (EventType.DEFERRED, EventType.BOUNCED)
 
 
 def _jsonable(esp_event) -> object:

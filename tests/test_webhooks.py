@@ -780,6 +780,14 @@ def mailgun_failed(severity: str, token: str, message_id: str = MAILGUN_ID) -> d
     return failed
 
 
+def mailgun_gave_up(token: str, message_id: str = MAILGUN_ID) -> dict:
+    """Mailgun's end of an email it tried again for hours: failed, "old"."""
+    failed = mailgun_failed("permanent", token, message_id)
+    failed["event-data"]["reason"] = "old"
+    failed["event-data"]["timestamp"] += 8 * 3600
+    return failed
+
+
 def post_mailgun(client, payload, **auth):
     with override_settings(EMAIL_BACKEND=MAILGUN_BACKEND):
         return client.post(
@@ -992,16 +1000,15 @@ def test_a_delivery_reported_late_restarts_the_soft_bounces_after_a_refusal(
 def test_a_soft_bounce_after_a_refusal_of_the_same_email_counts(
     client, reader, settings
 ):
-    """Mailgun deferred an email for our DMARC, then for the reader's full
-    mailbox: the second is the reader's first soft bounce of it."""
+    """Mailgun refused an email for our DMARC, then gave up on it for the
+    reader's full mailbox: the second is the reader's first soft bounce of it."""
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
-    refused = mailgun_dmarc_refusal("temporary", "token-deferred-dmarc")
+    refused = mailgun_dmarc_refusal("permanent", "token-refused-dmarc")
     assert post_mailgun(client, refused).status_code == 200
-    full = mailgun_failed("temporary", "token-deferred-full")
+    full = mailgun_gave_up("token-gave-up-full")
     full["event-data"]["delivery-status"].update(
         {"enhanced-code": "4.2.2", "message": "4.2.2 Mailbox full"}
     )
-    full["event-data"]["timestamp"] += 600
     assert post_mailgun(client, full).status_code == 200
     reader.refresh_from_db()
     assert (reader.soft_bounces, reader.status) == (1, Subscriber.Status.ACTIVE)
@@ -1068,12 +1075,15 @@ def test_mailgun_refusing_an_address_it_saw_bounce_suppresses_it(client, reader)
     assert Suppression.objects.get().reason == "hard_bounce"
 
 
-def test_mailgun_temporary_failures_count_as_soft_bounces(client, reader, settings):
+def test_mailgun_giving_up_on_emails_counts_soft_bounces(client, reader, settings):
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
     post_mailgun(client, mailgun_failed("temporary", "token-temp-1", "m1@mg"))
     reader.refresh_from_db()
+    assert (reader.soft_bounces, reader.status) == (0, Subscriber.Status.ACTIVE)
+    post_mailgun(client, mailgun_gave_up("token-old-1", "m1@mg"))
+    reader.refresh_from_db()
     assert (reader.soft_bounces, reader.status) == (1, Subscriber.Status.ACTIVE)
-    post_mailgun(client, mailgun_failed("temporary", "token-temp-2", "m2@mg"))
+    post_mailgun(client, mailgun_gave_up("token-old-2", "m2@mg"))
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
 
@@ -1082,23 +1092,45 @@ def test_one_messages_retried_deferrals_count_as_one_soft_bounce(
     client, reader, settings
 ):
     """Mailgun reports a temporary failure for each attempt it makes at one
-    message, for hours: a mailbox full for an afternoon is one email that
-    bounced, not the reader's limit of them."""
+    message, for hours, then its end: a mailbox full for an afternoon is one
+    email that bounced, not the reader's limit of them."""
     settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 2
     for attempt in range(3):
         retry = mailgun_failed("temporary", f"token-attempt-{attempt}")
         retry["event-data"]["timestamp"] = 1764178000 + attempt * 600
         assert post_mailgun(client, retry).status_code == 200
+    assert post_mailgun(client, mailgun_gave_up("token-gave-up")).status_code == 200
+    assert post_mailgun(client, mailgun_gave_up("token-resigned")).status_code == 200
     reader.refresh_from_db()
     assert (reader.soft_bounces, reader.status) == (1, Subscriber.Status.ACTIVE)
     assert not Suppression.objects.exists()
 
-    next_email = mailgun_failed("temporary", "token-next-email", "next@mg.example")
+    next_email = mailgun_gave_up("token-next-email", "next@mg.example")
     next_email["event-data"]["timestamp"] = 1764264400
     assert post_mailgun(client, next_email).status_code == 200
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
+
+
+def test_a_reader_whose_mail_host_delayed_emails_that_all_arrived_stays(
+    client, reader, settings
+):
+    """Mailgun reports a temporary failure for an email it will try again, and
+    the email's end after: a mail host that delayed three emails for an hour,
+    then took them, loses us no reader."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
+    for n in (1, 2, 3):
+        delayed = mailgun_failed("temporary", f"token-delayed-{n}", f"m{n}@mg")
+        assert post_mailgun(client, delayed).status_code == 200
+    for n in (1, 2, 3):
+        arrived = mailgun_event("delivered", f"token-arrived-{n}")
+        arrived["event-data"]["message"]["headers"]["message-id"] = f"m{n}@mg"
+        arrived["event-data"]["timestamp"] += 3600
+        assert post_mailgun(client, arrived).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 0)
+    assert not Suppression.objects.exists()
 
 
 def test_mailgun_complaint_and_unsubscribe_suppress(client, reader):
