@@ -14,7 +14,7 @@ import html
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from email.utils import make_msgid
+from email.utils import make_msgid, parseaddr
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from urllib.parse import urlsplit, urlunsplit
@@ -148,6 +148,12 @@ AUTOMATIC = {
     "Auto-Submitted": "auto-generated",
     "X-Auto-Response-Suppress": "OOF, AutoReply",
 }
+
+
+def replies_address() -> str:
+    """Where readers' replies go (NEWSLETTER_REPLY_TO, without its name): the
+    address a page names to a reader no link of ours can reach."""
+    return parseaddr(settings.NEWSLETTER_REPLY_TO)[1]
 
 
 def build_message(

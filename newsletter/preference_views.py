@@ -22,6 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from posts.clients import client_address
 
 from . import digests, subscriptions
+from .emails import replies_address
 from .enqueue import QueueUnreachable, queue_reachable
 from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm, followed_keys
 from .models import Subscriber, SubscriberTopic, Suppression
@@ -123,7 +124,7 @@ def _why_blocked(subscriber: Subscriber) -> str:
         return ""
     return (
         f"{_WHY_BLOCKED[reason]}, so we no longer send to it. Please write to us "
-        "if you want it restored."
+        f"at {replies_address()} if you want it restored, or your data deleted."
     )
 
 
@@ -428,7 +429,7 @@ def _send_one_time_link(
             subscriber,
             "We cannot email this address",
             "We no longer send to this address, so we cannot send you the link this "
-            "needs. Please write to us instead.",
+            f"needs. Please write to us at {replies_address()} instead.",
             status=409,
         )
     if not allow_email_to(subscriber.email, budget="one-time-link"):

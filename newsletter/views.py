@@ -30,7 +30,7 @@ from posts.comments.models import Comment
 from posts.validators import inbox_of, row_id_in
 
 from . import clickredirect, comment_tasks, outbox, subscriptions, tasks
-from .emails import confirm_max_age_days, preferences_url
+from .emails import confirm_max_age_days, preferences_url, replies_address
 from .enqueue import QueueUnreachable, queue_reachable, ring
 from .forms import CommentDataForm, ConfirmForm, SubscribeForm
 from .models import Subscriber
@@ -364,7 +364,10 @@ def comment_data_request(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "newsletter/comment_data_sent.html",
-        {"max_age_minutes": comments.DATA_LINK_MAX_AGE_SECONDS // 60},
+        {
+            "max_age_minutes": comments.DATA_LINK_MAX_AGE_SECONDS // 60,
+            "replies_address": replies_address(),
+        },
     )
 
 

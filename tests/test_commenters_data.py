@@ -15,7 +15,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from newsletter.logs import redact
-from newsletter.models import PreviousAddress
+from newsletter.models import PreviousAddress, Suppression
+from newsletter.subscriptions import address_suppress
 from posts.comments import services as comments
 from posts.comments.models import Comment
 
@@ -66,6 +67,20 @@ def test_the_answer_is_the_same_whether_or_not_the_address_wrote_a_comment(ask):
     assert unknown_links == []
     assert [message.to for message in mail.outbox] == [[ADDRESS]]
     assert "sam" not in mail.outbox[0].body.replace(ADDRESS, "")
+
+
+def test_a_commenter_we_no_longer_email_is_told_where_to_write_instead(ask, settings):
+    """No link goes to an address that complained, bounced or asked never to be
+    emailed; its commenter was told only to check their spam folder, and could
+    never have their comments erased."""
+    settings.NEWSLETTER_REPLY_TO = "On Probation <editor@probation.example>"
+    CommentFactory(email=ADDRESS)
+    address_suppress(email=ADDRESS, reason=Suppression.Reason.COMPLAINT)
+
+    response, links = ask(ADDRESS)
+
+    assert links == []
+    assert "write to us at editor@probation.example" in response.text
 
 
 def test_the_link_downloads_exactly_that_addresss_comments(client, ask):

@@ -11,6 +11,7 @@ import pytest
 from django.apps import apps
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.messages import get_messages
+from django.core import mail
 from django.db import connection, models
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -45,7 +46,7 @@ from .factories import (
     desk_action,
 )
 from .locks import as_it_commits
-from .test_preferences import one_time_link
+from .test_preferences import one_time_link, url
 
 pytestmark = pytest.mark.django_db
 
@@ -482,3 +483,31 @@ def test_the_desk_downloads_one_readers_data_at_a_time(client):
     assert response.status_code == 302
     [message] = get_messages(response.wsgi_request)
     assert "one reader" in str(message)
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        Suppression.Reason.COMPLAINT,
+        Suppression.Reason.HARD_BOUNCE,
+        Suppression.Reason.MANUAL,
+    ],
+)
+def test_a_reader_we_no_longer_email_is_told_where_to_write_to_delete_their_data(
+    client, settings, reason
+):
+    """No link can reach an address that complained, bounced or that the desk
+    suppressed, so its reader is asked to write to us: the pages never said
+    where, and a reader who marked us as spam could not have their data erased."""
+    settings.NEWSLETTER_REPLY_TO = "On Probation <editor@probation.example>"
+    reader = SubscriberFactory(email="reader@example.org")
+    address_suppress(email=reader.email, reason=reason)
+
+    centre = client.get(url(reader))
+    refused = client.post(url(reader, "delete/"))
+
+    assert "write to us at editor@probation.example" in centre.text
+    assert refused.status_code == 409
+    assert "write to us at editor@probation.example" in refused.text
+    assert mail.outbox == []
+    assert Subscriber.objects.filter(pk=reader.pk).exists()
