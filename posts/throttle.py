@@ -6,18 +6,19 @@ address, one client filling a table), not a careful attacker spreading requests
 over many addresses and hours, which the per-address confirmation rules bound.
 """
 
-import hashlib
 import logging
 
 from django.core.cache import cache
+from django.utils.crypto import salted_hmac
 
 logger = logging.getLogger(__name__)
 
 
 def _digest(value: str) -> str:
-    # Hashed so that no email address is stored in the cache, and any value makes
-    # a valid key.
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
+    # Hashed so that any value makes a valid key, and keyed (as the suppression
+    # list's hash is) so that nobody reading the cache can match an address's
+    # count to a guess at it, a reader's erasure notwithstanding, for its window.
+    return salted_hmac("posts.throttle", value, algorithm="sha256").hexdigest()[:32]
 
 
 def _cache_key(scope: str, value: str) -> str:

@@ -4,6 +4,7 @@ below as exempt, with the reason. A new model with an address, a name, an IP
 address, a browser, a reader's own text, a provider's payload or a link to a
 subscriber fails this test until it is one or the other."""
 
+import hashlib
 import json
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from django.apps import apps
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.messages import get_messages
 from django.core import mail
+from django.core.cache import cache
 from django.db import connection, models
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -511,3 +513,34 @@ def test_a_reader_we_no_longer_email_is_told_where_to_write_to_delete_their_data
     assert "write to us at editor@probation.example" in refused.text
     assert mail.outbox == []
     assert Subscriber.objects.filter(pk=reader.pk).exists()
+
+
+def cache_contents() -> str:
+    """Every key of this test's in the cache, with its value, as text."""
+    store = cache._cache
+    if isinstance(store, dict):  # local memory: values pickled, text in them shows
+        return " ".join(f"{key} {kept!r}" for key, kept in store.items())
+    client = store.get_client()
+    return " ".join(
+        f"{key!r} {client.get(key)!r}"
+        for key in client.scan_iter(match=cache.make_key("*"))
+    )
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_the_limits_counted_for_an_erased_address_keep_no_plain_hash_of_it(
+    client, on_commit
+):
+    """The limits on emailing an address count it in the cache for up to a day,
+    after its reader erased their data too, under a plain SHA-256 of it: anyone
+    reading the cache could match it to a guess at the address, as the keyed
+    hash the suppression list keeps is made so that nobody can."""
+    on_commit(client.post, "/subscribe/", {"email": "reader@example.org"})
+    assert len(mail.outbox) == 1
+
+    subscriber_delete(subscriber=Subscriber.objects.get())
+
+    held = cache_contents()
+    assert "throttle:" in held  # still counted: the limits hold for their window
+    plain = hashlib.sha256(b"reader@example.org").hexdigest()[:32]
+    assert plain not in held
