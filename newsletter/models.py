@@ -13,26 +13,34 @@ from posts.models import Post, PostUpdate
 from posts.validators import normalise_email
 
 
-def _receiving() -> models.Q:
+def receiving() -> models.Q:
+    """The audience (SubscriberQuerySet.confirmed), as a condition: the desk counts
+    it beside the other statuses in one statement."""
     # Every suppression also moves the subscriber out of ACTIVE (see
     # subscriptions.address_suppress), so the status and the pause alone decide.
     return models.Q(status=Subscriber.Status.ACTIVE, paused_at__isnull=True)
 
 
+def pausing() -> models.Q:
+    """Confirmed readers who paused their newsletter (SubscriberQuerySet.paused),
+    as a condition."""
+    return models.Q(status=Subscriber.Status.ACTIVE, paused_at__isnull=False)
+
+
 class SubscriberQuerySet(models.QuerySet):
     def confirmed(self) -> "SubscriberQuerySet":
         """The audience: confirmed, not paused, not unsubscribed or suppressed."""
-        return self.filter(_receiving())
+        return self.filter(receiving())
 
     def not_receiving(self) -> "SubscriberQuerySet":
         """Everyone out of the audience: pending, paused, unsubscribed or
         suppressed. A confirmed subscribe request brings them (back) in."""
-        return self.exclude(_receiving())
+        return self.exclude(receiving())
 
     def paused(self) -> "SubscriberQuerySet":
         """Confirmed readers who paused their newsletter (a suppression keeps a
         pause, but puts the reader out for its own reason)."""
-        return self.filter(status=Subscriber.Status.ACTIVE, paused_at__isnull=False)
+        return self.filter(pausing())
 
     def holding_their_address(self) -> "SubscriberQuerySet":
         """Everyone but requests nobody ever confirmed: anyone can type any address

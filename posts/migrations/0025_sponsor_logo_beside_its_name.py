@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("posts", "0023_search_words_apart_in_raw_html"),
+        ("posts", "0024_search_words_apart_in_raw_html"),
     ]
 
     operations = [
