@@ -181,6 +181,19 @@ def readers_mark_round(*, mailing: Mailing, subscriber_ids: list[int]) -> None:
     digest_debts_settle(readers.filter(digest_owed_until__lte=mailing.slot))
 
 
+def round_mark_unplanned(*, mailing: Mailing) -> None:
+    """Record a round cancelled before it was planned to the end on the readers
+    it had still to plan: the cancel stops their digest of this period too (the
+    next quarter hour's round took them), and the posts come in their next one.
+    Their debts stay: no round looked for what they are owed."""
+    if mailing.kind != Mailing.Kind.DIGEST:
+        return
+    unplanned = audience(mailing.frequency, slot=mailing.slot).filter(
+        pk__gt=mailing.planned_up_to
+    )
+    unplanned.update(**{LAST_ROUND[mailing.frequency]: mailing.slot})
+
+
 def digest_debts_settle(readers: SubscriberQuerySet) -> None:
     """Clear what `readers` were owed (Subscriber.digest_owed_until), but for
     those with a digest still on its way (queued or uncertain): it may yet be

@@ -1757,6 +1757,46 @@ def test_a_paused_round_claims_no_batch_and_resuming_sends_it(
     assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
 
 
+@pytest.mark.parametrize("control", ["pause", "cancel"])
+def test_a_round_held_before_it_was_planned_is_not_sent_by_the_next_one(
+    clock, publish, beat, control, django_capture_on_commit_callbacks
+):
+    """The author pauses (or cancels) the morning's round before a worker planned
+    it (a busy queue, or a list planned a page at a time): its readers' digests
+    wait for the resume (or are not sent that day), not go out in the quarter
+    hour's next round."""
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Wales: a wrong figure")
+    clock(23, 7, 0)
+    # Its planning rung, and waiting in the queue.
+    with django_capture_on_commit_callbacks(execute=False) as planning:
+        held = delivery.mailing_create_for_digest(
+            frequency="daily", slot=digests.slot_of(timezone.now())
+        )
+    if control == "pause":
+        assert delivery.mailing_pause(mailing_id=held.pk)
+    else:
+        assert delivery.mailing_cancel(mailing_id=held.pk)
+    clock(23, 7, 15)
+    with django_capture_on_commit_callbacks(execute=True):
+        for ring in planning:  # the queue reaches it before the next round's
+            ring()
+    assert mail.outbox == []
+    assert beat() == []
+    clock(23, 7, 30)
+    assert beat() == []
+    if control == "pause":
+        mail.outbox.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            assert delivery.mailing_resume(mailing_id=held.pk)
+        assert [m.to for m in mail.outbox] == [["daily@example.org"]]
+    clock(24, 7, 5)
+    # The next day's holds what the cancelled one would have.
+    expected = [] if control == "pause" else [["daily@example.org"]]
+    assert [m.to for m in beat()] == expected
+
+
 def test_failures_in_a_row_trip_the_breaker_for_a_round_too(
     clock, publish, fake_esp, settings, django_capture_on_commit_callbacks
 ):

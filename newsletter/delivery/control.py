@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from posts.models import Post
 
-from .. import corrections
+from .. import corrections, digests
 from ..enqueue import ring_once_committed, tasks
 from ..models import Batch, Delivery, Mailing
 from .ledger import (
@@ -137,6 +137,7 @@ def mailing_cancel(*, mailing_id: int) -> bool:
         )
         if cancelled:
             batches_cancel(Batch.objects.filter(mailing_id=mailing_id), now=now)
+            digests.round_mark_unplanned(mailing=Mailing.objects.get(pk=mailing_id))
     return bool(cancelled)
 
 

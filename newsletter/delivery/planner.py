@@ -101,10 +101,14 @@ def mailing_plan_page(*, mailing_id: int) -> bool:
     """Plan the next page of a mailing's audience. Returns True while there is more."""
     with transaction.atomic():
         mailing = _locked(mailing_id)
+        # A paused round is planned all the same (its batches wait for the
+        # resume): planning marks its readers' round, and readers left unmarked
+        # were taken, and sent, by the next quarter hour's round.
+        paused = mailing is not None and mailing.paused_at is not None
         if (
             mailing is None
             or mailing.status != Mailing.Status.PLANNING
-            or mailing.paused_at
+            or (paused and mailing.kind != Mailing.Kind.DIGEST)
         ):
             return False
         now = timezone.now()

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from ..enqueue import tasks
@@ -102,8 +102,9 @@ def mailings_reap() -> dict[str, int]:
         counts["batches_cancelled"] += batch_cancel_if_mailing_cancelled(batch_id, now)
 
     for mailing_id in Mailing.objects.filter(
+        # A paused round is planned all the same (planner.mailing_plan_page).
+        Q(paused_at__isnull=True) | Q(kind=Mailing.Kind.DIGEST),
         status=Mailing.Status.PLANNING,
-        paused_at__isnull=True,
         touched_at__lt=doorbell_cutoff,
     ).values_list("pk", flat=True):
         Mailing.objects.filter(pk=mailing_id).update(touched_at=now)
