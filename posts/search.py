@@ -6,7 +6,8 @@ kept by index_post, ranked by bm25, highlighted by snippet(). Both weigh a match
 the title most, then the inspection facts and the excerpt, then the body; both AND
 the words of the query together, and words in quotes are a phrase ("…", or as
 phones and other languages type them: “…”, „…“, «…», or in single typographic
-quotes). Both fold accents: "mon" finds "Ynys Môn", and "Môn" finds "Mon".
+quotes). Both fold accents: "mon" finds "Ynys Môn", and "Môn" finds "Mon". Both
+read a word whole across the invisible characters pasted into it (INVISIBLE_IN_WORDS).
 Snippets come from search_text, the post's words without Markdown or HTML.
 """
 
@@ -23,7 +24,7 @@ from django.contrib.postgres.search import (
     SearchVector,
 )
 from django.db import connection
-from django.db.models import F, QuerySet, TextField, Value
+from django.db.models import Expression, F, QuerySet, TextField, Value
 from django.db.models.functions import Greatest, Lower, Replace, StrIndex, Substr
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -47,6 +48,16 @@ MAX_QUERY_LENGTH = 200
 # more than a short one, and a match deep in it is still shown.
 HEADLINE_LEAD = 150
 HEADLINE_WINDOW = 600
+# Characters no page shows that Word and PDFs leave inside a word: the soft hyphen
+# (Word's optional hyphen, in text pasted from an inspection report), the
+# zero-width space, the word joiner and the zero-width no-break space (a byte
+# order mark). Both databases' parsers read each as a break: "rehabil\u00aditation"
+# was "rehabil" and "itation", which no search for rehabilitation found. They are
+# taken out of what is indexed and of the query. Not the zero-width (non-)joiners:
+# Persian and Indic scripts spell words with them, and the query's words are
+# parted at them as the post's are.
+INVISIBLE_IN_WORDS = "\u00ad\u200b\u2060\ufeff"
+_WITHOUT_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_IN_WORDS))
 # Private-use characters mark highlights in the raw text; the text is escaped and
 # only then are they turned into <mark>, so post text can never inject markup.
 _START, _STOP = "\ue000", "\ue001"
@@ -103,25 +114,33 @@ def british_spelling(word: str) -> str | None:
     return None
 
 
-def _words(field: str) -> Replace:
+def _indexed(field: str) -> Expression:
+    """A column's text as both databases index it: without INVISIBLE_IN_WORDS."""
+    text = F(field)
+    for char in INVISIBLE_IN_WORDS:
+        text = Replace(text, Value(char), output_field=TextField())
+    return text
+
+
+def _words(text: Expression) -> Replace:
     # PostgreSQL's parser reads "Sodexo/Nacro" or "NPS/CRC" as one file path, a
     # single word no search for either name finds, and "2022-23" as 2022 and the
     # negative number -23 (as "-1.5" is one), which no search for the year or for
     # 23 (or 1.5) finds; SQLite's reads words on both sides of either.
-    slashes = Replace(F(field), Value("/"), Value(" "), output_field=TextField())
+    slashes = Replace(text, Value("/"), Value(" "), output_field=TextField())
     return Replace(slashes, Value("-"), Value(" "), output_field=TextField())
 
 
 def post_search_vector() -> SearchVector:
     """The weighted document, stored in Post.search_vector on PostgreSQL."""
     return (
-        SearchVector(_words("title"), weight="A", config=CONFIG)
-        + SearchVector(_words("search_facts"), weight="B", config=CONFIG)
-        + SearchVector(_words("excerpt"), weight="B", config=CONFIG)
+        SearchVector(_words(_indexed("title")), weight="A", config=CONFIG)
+        + SearchVector(_words(_indexed("search_facts")), weight="B", config=CONFIG)
+        + SearchVector(_words(_indexed("excerpt")), weight="B", config=CONFIG)
         # The body's words as its page shows them (search_text), as SQLite's
         # index has them: indexed as typed, a note in an HTML comment, which no
         # page shows, found the post, and a sentence quoted across a link did not.
-        + SearchVector(_words("search_text"), weight="C", config=CONFIG)
+        + SearchVector(_words(_indexed("search_text")), weight="C", config=CONFIG)
     )
 
 
@@ -130,12 +149,15 @@ def query_text(typed: str) -> str:
     accent typed as a character of its own split "Môn" in two, and full-width
     letters were words only PostgreSQL's parser read), without control characters
     (HTML forbids them in a page, and a right-to-left override showed the query
-    reversed), spacing collapsed, lower case (search ignores case anyway), capped.
+    reversed) or the invisible characters pasted inside a word (INVISIBLE_IN_WORDS),
+    spacing collapsed, lower case (search ignores case anyway), capped.
     The same words typed another way are the same page, so the page cache keeps one
     copy of it."""
     words = (
         without_control_characters(w)
-        for w in unicodedata.normalize("NFKC", typed).split()
+        for w in unicodedata.normalize("NFKC", typed)
+        .translate(_WITHOUT_INVISIBLE)
+        .split()
     )
     return " ".join(w for w in words if w).lower()[:MAX_QUERY_LENGTH].rstrip()
 
@@ -279,14 +301,13 @@ def search_results(terms: SearchQueryText, post_ids: list[int]) -> list[SearchRe
     """The posts with these ids (one page), in this order, each with a snippet."""
     posts = Post.objects.filter(id__in=post_ids).only("title", "slug", "published_at")
     if connection.vendor == "postgresql":
+        text = _indexed("search_text")
         window = Substr(
-            "search_text",
+            text,
             Greatest(
                 # Unaccented on both sides: "mon" finds "Môn", and "Môn" finds
                 # "Mon".
-                StrIndex(
-                    Lower(Unaccent("search_text")), Unaccent(Value(terms.anchor()))
-                )
+                StrIndex(Lower(Unaccent(text)), Unaccent(Value(terms.anchor())))
                 - HEADLINE_LEAD,
                 1,
             ),
@@ -370,6 +391,15 @@ def index_posts(posts: QuerySet[Post]) -> None:
         posts.update(search_vector=post_search_vector())
     elif connection.vendor == "sqlite":
         ids = json.dumps(list(posts.values_list("id", flat=True)))
+        entries, params = (
+            Post.objects.filter(id__in=posts.values("id"))
+            .order_by()
+            .values_list(
+                "id",
+                *map(_indexed, ["title", "search_facts", "excerpt", "search_text"]),
+            )
+            .query.sql_with_params()
+        )
         with connection.cursor() as cursor:
             cursor.execute(
                 "DELETE FROM posts_search WHERE rowid IN "
@@ -378,9 +408,8 @@ def index_posts(posts: QuerySet[Post]) -> None:
             )
             cursor.execute(
                 "INSERT INTO posts_search (rowid, title, facts, excerpt, body) "
-                "SELECT id, title, search_facts, excerpt, search_text FROM posts_post "
-                "WHERE id IN (SELECT value FROM json_each(%s))",
-                [ids],
+                + entries,  # Django's SQL
+                params,
             )
 
 
@@ -391,14 +420,5 @@ def index_post(post: Post) -> None:
     if (facts, text) != (post.search_facts, post.search_text):
         Post.objects.filter(pk=post.pk).update(search_facts=facts, search_text=text)
         post.search_facts, post.search_text = facts, text
-    if connection.vendor == "postgresql":
-        # From the stored columns, after the facts above are written.
-        Post.objects.filter(pk=post.pk).update(search_vector=post_search_vector())
-    elif connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM posts_search WHERE rowid = %s", [post.pk])
-            cursor.execute(
-                "INSERT INTO posts_search (rowid, title, facts, excerpt, body) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                [post.pk, post.title, facts, post.excerpt, text],
-            )
+    # From the stored columns, after the facts above are written.
+    index_posts(Post.objects.filter(pk=post.pk))

@@ -709,3 +709,77 @@ def test_posts_with_raw_html_indexed_before_are_found_by_each_word(client):
     # then a search for either word finds it.
     assert result_titles(client, "surrey") == ["Areas"]
     assert result_titles(client, "kent") == ["Areas"]
+
+
+# Invisible characters that Word and PDFs leave inside a word: the soft hyphen
+# (Word's optional hyphen), the zero-width space, the word joiner, the byte order
+# mark (a zero-width no-break space).
+INVISIBLE_IN_WORDS = ["\u00ad", "\u200b", "\u2060", "\ufeff"]
+
+
+@pytest.mark.parametrize("invisible", INVISIBLE_IN_WORDS)
+@pytest.mark.parametrize("where", ["title", "excerpt", "body", "key_findings"])
+def test_a_word_with_an_invisible_break_pasted_in_it_is_found_whole(
+    client, where, invisible
+):
+    # Pasted from an inspection report, "rehabil\u00aditation" was "rehabil" and
+    # "itation" on both databases: a search for rehabilitation never found it.
+    pasted = f"Rehabil{invisible}itation services were poor."
+    if where == "key_findings":
+        post = PublishedPostFactory(title="Derby")
+        InspectionFactory(post=post, key_findings=pasted)
+    else:
+        fields = {"title": "Derby", "excerpt": "A report.", "body": "Caseloads."}
+        post = PublishedPostFactory(**{**fields, where: pasted})
+    assert result_titles(client, "rehabilitation services") == [post.title]
+
+
+@pytest.mark.parametrize("invisible", INVISIBLE_IN_WORDS)
+def test_a_query_with_an_invisible_break_in_a_word_finds_it_whole(client, invisible):
+    # Copied from a report into the search box, the word was two, found nowhere.
+    PublishedPostFactory(title="Derby", body="Rehabilitation services were poor.")
+    html = results(client, f"rehabil{invisible}itation")
+    assert result_titles(client, f"rehabil{invisible}itation") == ["Derby"]
+    assert "<mark>Rehabilitation</mark>" in html
+    assert invisible not in html
+
+
+def test_a_word_with_a_soft_hyphen_in_it_is_highlighted_whole(client):
+    PublishedPostFactory(
+        title="Derby", excerpt="", body="Rehabil\u00aditation services were poor."
+    )
+    assert "<mark>Rehabilitation</mark>" in results(client, "rehabilitation")
+
+
+def test_posts_indexed_with_invisible_breaks_in_their_words_are_found_whole(client):
+    # Given a post whose search entry was written with the soft hyphen pasted
+    # into its title, "rehabil" and "itation",
+    post = PublishedPostFactory(
+        title="Rehabil\u00aditation services", excerpt="", body="Caseloads."
+    )
+    # and one without any, whose entry is left as it is (here, emptied),
+    other = PublishedPostFactory(title="Derby", excerpt="", body="Caseloads.")
+    if connection.vendor == "postgresql":
+        Post.objects.filter(pk=post.pk).update(
+            search_vector=SearchVector("title", config=CONFIG)
+        )
+        Post.objects.filter(pk=other.pk).update(search_vector=None)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE posts_search SET title = %s WHERE rowid = %s",
+                [post.title, post.pk],
+            )
+            cursor.execute("DELETE FROM posts_search WHERE rowid = %s", [other.pk])
+    assert ranked_post_ids(SearchQueryText.parse("rehabilitation")) == []
+    # when the posts migration that re-indexes those holding one runs,
+    migration = import_module(
+        "posts.migrations.0026_search_words_whole_across_invisible_breaks"
+    )
+    state = MigrationLoader(connection).project_state(
+        ("posts", "0026_search_words_whole_across_invisible_breaks")
+    )
+    migration.reindex(state.apps, connection.schema_editor())
+    # then a search for the word finds it, and the others are not re-indexed.
+    assert result_titles(client, "rehabilitation") == [post.title]
+    assert result_titles(client, "derby") == []
