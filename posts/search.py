@@ -24,7 +24,7 @@ from django.contrib.postgres.search import (
     SearchVector,
 )
 from django.db import connection
-from django.db.models import Expression, F, QuerySet, TextField, Value
+from django.db.models import Expression, F, Func, QuerySet, TextField, Value
 from django.db.models.functions import Greatest, Lower, Replace, StrIndex, Substr
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -61,11 +61,17 @@ _WITHOUT_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_IN_WORDS))
 # Private-use characters mark highlights in the raw text; the text is escaped and
 # only then are they turned into <mark>, so post text can never inject markup.
 _START, _STOP = "\ue000", "\ue001"
-# ts_headline parses the text it is given afresh, where "2022-23" is 2022 and -23
-# and "Sodexo/Nacro" one file path (see _words): none of them was highlighted. It
-# is given hyphens and slashes as these private-use characters, which it reads
-# as the index read them, between words, and which are put back after.
-_HEADLINE_STAND_INS = {"-": "\ue002", "/": "\ue003"}
+# ts_headline parses the text it is given afresh, where "2022-23" is 2022 and -23,
+# "Sodexo/Nacro" one file path and "St.Helens" one host name (see _words): none of
+# them was highlighted. It is given the hyphens, slashes and full stops _words
+# reads as a space as these private-use characters, which it reads as the index
+# read them, between words, and which are put back after.
+_HEADLINE_STAND_INS = {"-": "\ue002", "/": "\ue003", ".": "\ue004"}
+_SPACES = dict.fromkeys(_HEADLINE_STAND_INS, " ")
+# A full stop between a letter or digit and a letter: "failed.Inspectors" (its
+# space lost), "St.Helens", "www.justice.gov.uk". Not before a digit: "2.0" and
+# "1.5m" are numbers, one word each on both sides.
+_FULL_STOP_BEFORE_A_LETTER = r"(?<=\w)\.(?=[[:alpha:]])"
 # "CRC's" (or with a typographic apostrophe): the s is no word a post must hold,
 # though SQLite's index keeps it as one. Only outside quotes: inside, the words are
 # matched as the post has them.
@@ -122,13 +128,22 @@ def _indexed(field: str) -> Expression:
     return text
 
 
-def _words(text: Expression) -> Replace:
+def _words(text: Expression, *, apart: dict[str, str] = _SPACES) -> Func:
     # PostgreSQL's parser reads "Sodexo/Nacro" or "NPS/CRC" as one file path, a
-    # single word no search for either name finds, and "2022-23" as 2022 and the
+    # single word no search for either name finds, "2022-23" as 2022 and the
     # negative number -23 (as "-1.5" is one), which no search for the year or for
-    # 23 (or 1.5) finds; SQLite's reads words on both sides of either.
-    slashes = Replace(text, Value("/"), Value(" "), output_field=TextField())
-    return Replace(slashes, Value("-"), Value(" "), output_field=TextField())
+    # 23 (or 1.5) finds, and "St.Helens" or "failed.Inspectors" as a host name, one
+    # word (the query, like SQLite's parser, reads words on both sides of each).
+    for char in "/-":
+        text = Replace(text, Value(char), Value(apart[char]), output_field=TextField())
+    return Func(
+        text,
+        Value(_FULL_STOP_BEFORE_A_LETTER),
+        Value(apart["."]),
+        Value("g"),
+        function="REGEXP_REPLACE",
+        output_field=TextField(),
+    )
 
 
 def post_search_vector() -> SearchVector:
@@ -313,13 +328,9 @@ def search_results(terms: SearchQueryText, post_ids: list[int]) -> list[SearchRe
             ),
             HEADLINE_WINDOW,
         )
-        for char, stand_in in _HEADLINE_STAND_INS.items():
-            window = Replace(
-                window, Value(char), Value(stand_in), output_field=TextField()
-            )
         posts = posts.annotate(
             headline=SearchHeadline(
-                window,
+                _words(window, apart=_HEADLINE_STAND_INS),
                 terms.postgres(),
                 config=CONFIG,
                 start_sel=_START,

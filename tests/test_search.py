@@ -188,6 +188,40 @@ def test_words_and_numbers_joined_by_a_hyphen_are_found(client, query, title):
 @pytest.mark.parametrize(
     ("query", "highlighted"),
     [
+        ("inspectors", "failed. <mark>Inspectors</mark> found"),
+        ("failed", "<mark>failed</mark>. Inspectors"),
+        ("helens", "St. <mark>Helens</mark>"),
+        ("st.helens", "<mark>St</mark>. <mark>Helens</mark>"),
+        (
+            "justice.gov.uk",
+            "www. <mark>justice</mark>. <mark>gov</mark>. <mark>uk</mark>",
+        ),
+        ("2.0", "version <mark>2.0</mark>"),
+    ],
+)
+def test_words_joined_by_a_full_stop_without_its_space_are_found(
+    client, query, highlighted
+):
+    # PostgreSQL's parser read "failed.Inspectors" (a full stop whose space was
+    # lost), "St.Helens" and "www.justice.gov.uk" as host names, one word each,
+    # which no search for either part (nor for the address: the query is read as
+    # its words) found. A number's decimal point keeps it whole.
+    PublishedPostFactory(
+        title="Merseyside",
+        excerpt="",
+        body="Supervision failed.Inspectors found St.Helens short of staff. "
+        "Report at www.justice.gov.uk, version 2.0.",
+    )
+    html = results(client, query)
+    assert result_titles(client, query) == ["Merseyside"]
+    snippet = html.split('class="snippet">', 1)[1].split("</p>", 1)[0]
+    # Each word marked, as the page shows them, without the space.
+    assert highlighted.replace(". ", ".") in snippet
+
+
+@pytest.mark.parametrize(
+    ("query", "highlighted"),
+    [
         ("2022-23", "<mark>2022-23</mark> caseloads"),
         ("nacro", "Sodexo/<mark>Nacro</mark> ran"),
         ("1.5", "by -<mark>1.5</mark> a team"),
@@ -782,4 +816,34 @@ def test_posts_indexed_with_invisible_breaks_in_their_words_are_found_whole(clie
     migration.reindex(state.apps, connection.schema_editor())
     # then a search for the word finds it, and the others are not re-indexed.
     assert result_titles(client, "rehabilitation") == [post.title]
+    assert result_titles(client, "derby") == []
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite's FTS5 index reads full stops"
+)
+def test_posts_indexed_with_a_full_stop_between_words_are_found_by_each(client):
+    # Given a post whose search entry was written as the previous posts migration
+    # wrote it, "St.Helens" one host name,
+    post = PublishedPostFactory(title="St.Helens", excerpt="", body="Caseloads.")
+    previous = import_module(
+        "posts.migrations.0026_search_words_whole_across_invisible_breaks"
+    )
+    Post.objects.filter(pk=post.pk).update(
+        search_vector=SearchVector(
+            previous._words(previous._indexed("title")), config=CONFIG
+        )
+    )
+    # and one without a full stop, whose entry is left as it is (here, emptied),
+    other = PublishedPostFactory(title="Derby", excerpt="", body="Caseloads.")
+    Post.objects.filter(pk=other.pk).update(search_vector=None)
+    assert ranked_post_ids(SearchQueryText.parse("helens")) == []
+    # when the posts migration that re-indexes those with one runs,
+    migration = import_module("posts.migrations.0027_search_words_apart_at_a_full_stop")
+    state = MigrationLoader(connection).project_state(
+        ("posts", "0027_search_words_apart_at_a_full_stop")
+    )
+    migration.reindex(state.apps, connection.schema_editor())
+    # then a search for either word finds it, and the others are not re-indexed.
+    assert result_titles(client, "helens") == ["St.Helens"]
     assert result_titles(client, "derby") == []
