@@ -57,8 +57,9 @@ class FollowedAdmin(admin.ModelAdmin):
         return super().get_prepopulated_fields(request, obj) if obj is None else {}
 
 
-class ReindexesPostsAdmin(FollowedAdmin):
-    """For places and organisations: their names are part of posts' search entries."""
+class ReindexesPostsAdmin(admin.ModelAdmin):
+    """For places, organisations, categories and tags: their names are part of
+    posts' search entries."""
 
     def posts_mentioning(self, obj) -> models.QuerySet:
         raise NotImplementedError
@@ -82,7 +83,7 @@ class ReindexesPostsAdmin(FollowedAdmin):
 
 
 @admin.register(Region)
-class RegionAdmin(ReindexesPostsAdmin):
+class RegionAdmin(ReindexesPostsAdmin, FollowedAdmin):
     list_display = ["name", "slug"]
     search_fields = ["name"]
     prepopulated_fields = {"slug": ["name"]}
@@ -92,7 +93,7 @@ class RegionAdmin(ReindexesPostsAdmin):
 
 
 @admin.register(Area)
-class AreaAdmin(ReindexesPostsAdmin):
+class AreaAdmin(ReindexesPostsAdmin, FollowedAdmin):
     list_display = ["name", "region"]
     list_filter = ["region"]
     search_fields = ["name"]
@@ -136,7 +137,7 @@ def owners_at_any_remove(owners: models.QuerySet) -> set[int]:
 
 
 @admin.register(Organisation)
-class OrganisationAdmin(ReindexesPostsAdmin):
+class OrganisationAdmin(ReindexesPostsAdmin, FollowedAdmin):
     form = OrganisationForm
     list_display = ["name", "kind"]
     list_filter = ["kind"]
@@ -152,17 +153,23 @@ class OrganisationAdmin(ReindexesPostsAdmin):
 
 
 @admin.register(Category)
-class CategoryAdmin(FollowedAdmin):
+class CategoryAdmin(ReindexesPostsAdmin, FollowedAdmin):
     list_display = ["name", "slug"]
     search_fields = ["name"]
     prepopulated_fields = {"slug": ["name"]}
+
+    def posts_mentioning(self, category: Category) -> models.QuerySet:
+        return category.posts.all()
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(ReindexesPostsAdmin):
     list_display = ["name", "slug"]
     search_fields = ["name"]
     prepopulated_fields = {"slug": ["name"]}
+
+    def posts_mentioning(self, tag: Tag) -> models.QuerySet:
+        return tag.posts.all()
 
 
 @admin.register(Sponsorship)

@@ -374,16 +374,21 @@ def highlight(marked_text: str) -> SafeString:
 
 def search_facts(post: Post) -> str:
     """What the post shows beside its text, as readers would search for it: its
-    inspections' facts (the fact box: report, area, organisations, the standards
-    rated and the key findings) and the author's name (the byline). Not the ratings
-    themselves: the inspections page filters by them, and "good" would otherwise
-    find every post rated Good on any standard."""
+    inspections' facts (the fact box: report, its type unless local, area,
+    organisations, the standards rated and the key findings), the author's name
+    (the byline), its categories and tags, and its updates and corrections as they
+    read now (the note and what the post should say). Not the ratings themselves:
+    the inspections page filters by them, and "good" would otherwise find every
+    post rated Good on any standard; nor "local", for the same reason. Nor what a
+    correction says the post said wrongly: the post no longer says it."""
     lines = []
     for inspection in post.inspections.select_related("area__region").prefetch_related(
         "organisations__owners", "ratings"
     ):
         lines.append(inspection.title)
         lines.append(inspection.inspectorate)
+        if inspection.type != inspection.Type.LOCAL:
+            lines.append(f"{inspection.get_type_display()} inspection")
         if inspection.area:
             lines.append(f"{inspection.area.name}, {inspection.area.region.name}")
         for organisation in inspection.organisations.all():
@@ -392,6 +397,10 @@ def search_facts(post: Post) -> str:
         lines.extend(rating.standard for rating in inspection.ratings.all())
         lines.extend(inspection.key_findings_list)
     lines.append(post.byline)
+    lines.extend(category.name for category in post.categories.all())
+    lines.extend(tag.name for tag in post.tags.all())
+    for update in post.updates.all():
+        lines.extend([update.right, update.note])
     return "\n".join(line for line in dict.fromkeys(lines) if line)
 
 

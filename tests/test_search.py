@@ -25,12 +25,15 @@ from posts.search import (
 
 from .factories import (
     AreaFactory,
+    CategoryFactory,
     InspectionFactory,
     OrganisationFactory,
     PostFactory,
     PublishedPostFactory,
     RegionFactory,
+    TagFactory,
     UserFactory,
+    admin_post_form_of,
 )
 
 pytestmark = pytest.mark.django_db
@@ -847,3 +850,105 @@ def test_posts_indexed_with_a_full_stop_between_words_are_found_by_each(client):
     # then a search for either word finds it, and the others are not re-indexed.
     assert result_titles(client, "helens") == ["St.Helens"]
     assert result_titles(client, "derby") == []
+
+
+def test_a_post_is_found_by_its_categories_tags_corrections_and_inspection_type(
+    client, admin_client
+):
+    # The post's page shows them, but no search for them found it.
+    post = PublishedPostFactory(title="Derby", excerpt="", body="Caseloads.")
+    category = CategoryFactory(name="Resettlement")
+    tag = TagFactory(name="Polygraph testing")
+    response = admin_client.post(
+        f"/admin/posts/post/{post.pk}/change/",
+        admin_post_form_of(
+            post,
+            categories=[category.pk],
+            tags=[tag.pk],
+            **{
+                "updates-TOTAL_FORMS": "1",
+                "updates-0-kind": "correction",
+                "updates-0-made_on": "2026-11-24",
+                "updates-0-wrong": "Led by Ms Quennell.",
+                "updates-0-right": "Led by Ms Ashdown.",
+                "updates-0-note": "The council replied in Marchmont Hall.",
+            },
+        ),
+    )
+    assert response.status_code == 302, response.text[-2000:]
+    InspectionFactory(post=post, type="thematic")
+    for words in ["resettlement", "polygraph", "ashdown", "marchmont", "thematic"]:
+        assert result_titles(client, words) == ["Derby"], words
+    # Not by what the correction says was wrong: the post no longer says it.
+    assert result_titles(client, "quennell") == []
+
+
+def filed_under(what: str, **fields):
+    """A new category or tag (what), with a published post "Derby" under it."""
+    post = PublishedPostFactory(title="Derby", excerpt="", body="Caseloads.")
+    if what == "category":
+        listed = CategoryFactory(**fields)
+        post.categories.add(listed)
+    else:
+        listed = TagFactory(**fields)
+        post.tags.add(listed)
+    index_post(post)
+    return listed
+
+
+@pytest.mark.parametrize("what", ["category", "tag"])
+def test_a_category_or_tag_renamed_at_the_desk_finds_its_posts_by_the_new_name(
+    client, admin_client, what
+):
+    listed = filed_under(what, name="Resettlement", slug="resettlement")
+
+    response = admin_client.post(
+        f"/admin/posts/{what}/{listed.pk}/change/",
+        {"name": "Through the gate", "slug": "resettlement"},
+    )
+
+    assert response.status_code == 302, response.text[-2000:]
+    assert result_titles(client, "gate") == ["Derby"]
+    assert result_titles(client, "resettlement") == []
+
+
+@pytest.mark.parametrize("what", ["category", "tag"])
+def test_a_category_or_tag_deleted_at_the_desk_no_longer_finds_its_posts(
+    client, admin_client, what
+):
+    listed = filed_under(what, name="Resettlement")
+    assert result_titles(client, "resettlement") == ["Derby"]
+
+    response = admin_client.post(
+        f"/admin/posts/{what}/{listed.pk}/delete/", {"post": "yes"}
+    )
+
+    assert response.status_code == 302, response.text[-2000:]
+    assert result_titles(client, "resettlement") == []
+
+
+def test_posts_indexed_before_categories_tags_and_corrections_are_found_by_them(
+    client,
+):
+    # Given a post whose search entry was written before it held its categories,
+    # tags, corrections and its inspection's type,
+    post = PublishedPostFactory(title="Derby", excerpt="", body="Caseloads.")
+    post.categories.add(CategoryFactory(name="Resettlement"))
+    post.tags.add(TagFactory(name="Polygraph testing"))
+    post.updates.create(kind="correction", wrong="Quennell", right="Ashdown")
+    InspectionFactory(post=post, type="thematic")
+    Post.objects.filter(pk=post.pk).update(search_facts="")
+    index_posts(Post.objects.filter(pk=post.pk))
+    assert ranked_post_ids(SearchQueryText.parse("resettlement")) == []
+    # when the posts migration that writes them again runs,
+    name = "0028_search_categories_tags_corrections_and_inspection_type"
+    migration = import_module(f"posts.migrations.{name}")
+    state = MigrationLoader(connection).project_state(("posts", name))
+    migration.reindex(state.apps, connection.schema_editor())
+    # then a search finds it by each.
+    for words in ["resettlement", "polygraph", "ashdown", "thematic"]:
+        assert result_titles(client, words) == ["Derby"], words
+    # and its facts are as the post's next save writes them.
+    stored = Post.objects.get(pk=post.pk).search_facts
+    index_post(post)
+    assert Post.objects.get(pk=post.pk).search_facts == stored
