@@ -1,7 +1,8 @@
 """Readable plain text from a post's sanitised HTML, for the text part of its email.
 
 The text part carries what the HTML carries: headings underlined, lists as lists,
-tables as rows, and each link as a numbered reference [1] listed at the end. It is
+tables as rows, and each link as a numbered reference [1] listed at the end (an
+address written out as its own link's text stays where it is, once). It is
 made from the sanitised HTML rather than the Markdown so that both parts hold exactly
 the same links (the sanitiser has already removed what the HTML may not carry).
 """
@@ -31,6 +32,12 @@ _GLUE = "\x01"
 _LIST_START = re.compile(r"[0-9]{1,9}")
 
 
+def _address_as_text(href: str) -> set[str]:
+    """The link texts that are the address itself: as written, or from "www."
+    (the renderer's http:// added)."""
+    return {href, href.removeprefix("http://")}
+
+
 class _TextWriter(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -43,7 +50,8 @@ class _TextWriter(HTMLParser):
         self.quote_depth = 0
         self.in_pre = False
         self.links: list[str] = []
-        self.open_links: list[str | None] = []
+        # Each open link's address, and where its text starts in self.inline.
+        self.open_links: list[tuple[str | None, int]] = []
         self.row: list[str] | None = None
 
     # Blocks ------------------------------------------------------------------
@@ -115,7 +123,7 @@ class _TextWriter(HTMLParser):
         elif tag == "img" and attributes.get("alt"):
             self.inline.append(f" [image: {attributes['alt']}] ")
         elif tag == "a":
-            self.open_links.append(attributes.get("href"))
+            self.open_links.append((attributes.get("href"), len(self.inline)))
         elif tag in _STRUCK_OUT:
             self.inline.append("~~")
         if tag in _BLOCKS and tag not in {"ul", "ol", "table", "tr", "hr"}:
@@ -123,10 +131,14 @@ class _TextWriter(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self.open_links:
-            href = self.open_links.pop()
-            # Numbered even when the text is the address itself: text running on
-            # after an address written out would otherwise corrupt it.
-            if href:
+            href, start = self.open_links.pop()
+            if href and "".join(self.inline[start:]) in _address_as_text(href):
+                # An address written out ("The report: https://…."): once, in
+                # <>, which end it for a mail program that links it, as RFC
+                # 3986 (appendix C) has it, before any text running on.
+                self.inline[start:] = [f"<{href}>"]
+            elif href:
+                # Numbered: a reference after words, for the links at the end.
                 self.inline.append(f"{_GLUE}[{self.reference(href)}]")
             return
         if tag in _STRUCK_OUT:

@@ -11,11 +11,36 @@ from urllib.parse import urljoin
 import nh3
 from django.conf import settings
 from django.utils.html import strip_tags
+from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
 
-_markdown = MarkdownIt("commonmark", {"typographer": True}).enable(
-    ["table", "strikethrough", "smartquotes"]
+
+class _WebAddresses(LinkifyIt):
+    """The web addresses an author writes out in a sentence ("The report:
+    https://…"), made links: those with http(s):// and those from "www.". Not a
+    bare name ("probation.gov", "Probation.Service"): a sentence has too many
+    that are no address; nor ftp:, mailto: or //host, which a reader's link
+    would not be."""
+
+    def __init__(self) -> None:
+        super().__init__(options={"fuzzy_email": False})
+        for scheme in ("ftp:", "mailto:", "//"):
+            self.add(scheme, None)
+
+    def match(self, text: str):
+        return [
+            link
+            for link in super().match(text) or ()
+            if link.schema or link.raw.lower().startswith("www.")
+        ] or None
+
+
+_web_addresses = _WebAddresses()
+
+_markdown = MarkdownIt("commonmark", {"typographer": True, "linkify": True}).enable(
+    ["table", "strikethrough", "smartquotes", "linkify"]
 )
+_markdown.linkify = _web_addresses
 
 # Of the typographer's replacements, only the signs a writer means: "--" between
 # spaces an en dash, "---" an em dash, "..." an ellipsis. markdown-it's own also
@@ -117,7 +142,11 @@ URL_SCHEMES = {"http", "https", "mailto"}
 
 # The same Markdown, but keeping every link as written: markdown-it quietly drops
 # javascript:, file: and most data: links, and the author's checks must see them.
-_links_as_written = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+# Addresses written out are links readers get, so the checks see them too.
+_links_as_written = MarkdownIt("commonmark", {"linkify": True}).enable(
+    ["table", "strikethrough", "linkify"]
+)
+_links_as_written.linkify = _web_addresses
 _links_as_written.validateLink = lambda url: True
 _HTML_LINK = re.compile(r"""\b(?:href|src)\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 

@@ -8,9 +8,11 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from newsletter.emails import PostEmail
+from newsletter.models import Link
 from posts.models import Post
+from posts.services import post_publish
 
-from .factories import PublishedPostFactory
+from .factories import PostFactory, PublishedPostFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -102,3 +104,60 @@ def test_the_text_part_keeps_a_list_items_paragraphs_and_lists_inside_it():
         "   - Surrey\n\n"
         "2. Leadership"
     ) in PostEmail(post).rendered.text
+
+
+REPORT = "https://www.justiceinspectorates.gov.uk/hmiprobation/inspections/kent/"
+PRISON_SERVICE = "www.gov.uk/government/organisations/hm-prison-and-probation-service"
+WRITTEN_OUT = (
+    f"The report: {REPORT}. The service (at {PRISON_SERVICE}) answered; "
+    "probation.gov did not."
+)
+
+
+def test_a_web_address_written_out_is_a_link_on_the_page_and_in_the_email(client):
+    """An address an author pastes into a sentence reached readers as bare text,
+    on the page and in the email, for them to copy. Not a name like
+    "probation.gov" mid-sentence, nor the full stop or bracket after one."""
+    post = PublishedPostFactory(body=WRITTEN_OUT, email_format=Post.EmailFormat.FULL)
+    email = PostEmail(post).rendered
+    for html in (client.get(post.get_absolute_url()).text, email.html):
+        assert re.search(rf'<a href="{re.escape(REPORT)}"[^>]*>{REPORT}</a>\.', html)
+        assert re.search(
+            rf'<a href="http://{PRISON_SERVICE}"[^>]*>{PRISON_SERVICE}</a>\)', html
+        )
+        assert "; probation.gov did not." in html
+    # The text part shows each address once, where it was written, delimited.
+    text = " ".join(email.text.split())
+    assert f"The report: <{REPORT}>. The service (at <http://{PRISON_SERVICE}>)" in (
+        text
+    )
+    assert text.count(REPORT) == 1 and text.count(PRISON_SERVICE) == 1
+
+
+def test_a_web_address_written_out_is_counted_in_a_mailing_like_any_link(
+    django_capture_on_commit_callbacks,
+):
+    post = PostFactory(body=WRITTEN_OUT, email_format=Post.EmailFormat.FULL)
+    with django_capture_on_commit_callbacks(execute=False):
+        post_publish(post=post)  # its mailing, not yet sent
+    mailing = post.mailings.get()
+    email = PostEmail(post, mailing_id=mailing.pk).rendered
+    counted = set(Link.objects.filter(mailing=mailing).values_list("url", flat=True))
+    assert {REPORT, f"http://{PRISON_SERVICE}"} <= counted
+    assert f'href="{REPORT}"' not in email.html  # through the redirect
+
+
+@pytest.mark.django_db(transaction=True)
+def test_posts_saved_before_get_their_web_addresses_as_links_after_the_deploy(
+    client,
+):
+    post = PublishedPostFactory(body=f"The report: {REPORT}.")
+    Post.objects.filter(pk=post.pk).update(
+        body_html=f"<p>The report: {REPORT}.</p>"  # as it was stored
+    )
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
+    executor.migrate([("posts", "0025_sponsor_logo_beside_its_name")])
+    executor.loader.build_graph()
+    executor.migrate(latest)
+    assert f'<a href="{REPORT}"' in client.get(post.get_absolute_url()).text
