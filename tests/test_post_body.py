@@ -157,7 +157,9 @@ def test_posts_saved_before_get_their_web_addresses_as_links_after_the_deploy(
     )
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
-    executor.migrate([("posts", "0025_sponsor_logo_beside_its_name")])
+    executor.migrate(
+        [("posts", "0028_search_categories_tags_corrections_and_inspection_type")]
+    )
     executor.loader.build_graph()
     executor.migrate(latest)
     assert f'<a href="{REPORT}"' in client.get(post.get_absolute_url()).text

@@ -15,7 +15,7 @@ def rendered_again(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("posts", "0025_sponsor_logo_beside_its_name"),
+        ("posts", "0028_search_categories_tags_corrections_and_inspection_type"),
     ]
 
     operations = [
