@@ -477,9 +477,7 @@ def _apply_to_address(
         # Providers retry and batch their webhooks, so events come out of order:
         # a delivery older than a soft bounce we already counted says nothing of
         # the mailbox now, and must not restart the count.
-        if not _reported_after(
-            email, _soft_bounce_events(recorded.esp), event.timestamp
-        ):
+        if not _reported_after(email, SOFT_BOUNCE_EVENTS, event.timestamp):
             Subscriber.objects.filter(email=email, soft_bounces__gt=0).update(
                 soft_bounces=0
             )
@@ -510,7 +508,7 @@ def _apply_to_address(
         subscriptions.address_suppress(
             email=email, reason=Suppression.Reason.HARD_BOUNCE
         )
-    elif event.event_type in _soft_bounce_events(recorded.esp):
+    elif event.event_type in SOFT_BOUNCE_EVENTS:
         if _reported_after(email, [EventType.DELIVERED], event.timestamp):
             return  # a delivery since has restarted the count
         if _soft_bounced_before(recorded):
@@ -539,20 +537,17 @@ def _at_the_desk(email: str) -> bool:
     return any(normalise_email(address) == email for address in typed)
 
 
-def _soft_bounce_events(esp: str) -> list[str]:
-    """The events a soft bounce is recorded as, asked after the hard bounce: a
-    deferral, or a bounce (Postmark's SoftBounce and SpamNotification; a hard
-    bounce, recorded as one too, suppresses the address anyway). Not Mailgun's
-    deferral: it reports each attempt it will make again as a temporary failure,
-    and the email's end after (delivered, or failed "old"); counted, a mail host
-    that delayed three emails which then arrived lost us the reader. Not
-    "rejected", nor any refusal of our sender (Postmark's Blocked and DMARCPolicy
-    are rejections; Mailgun's are bounces and deferrals, marked sender_refused):
-    they must not keep a delivery from restarting the count, nor hide a soft
-    bounce of the same email."""
-    if esp == "mailgun":
-        return [EventType.BOUNCED]
-    return [EventType.DEFERRED, EventType.BOUNCED]
+# What a soft bounce is recorded as, asked after the hard bounce: a bounce
+# (Postmark's SoftBounce and SpamNotification, Mailgun's failure "old"; a hard
+# bounce, recorded as one too, suppresses the address anyway). Only how an email
+# ends counts: not a deferral, which both providers report for an email they
+# will try again (Postmark's Transient and DnsError, Mailgun's temporary
+# failures), reporting its delivery or failure after; counted, a mail host that
+# delayed three emails which then arrived lost us the reader. Not "rejected",
+# nor any refusal of our sender (Postmark's Blocked and DMARCPolicy are
+# rejections; Mailgun's are failures marked sender_refused): they must not keep
+# a delivery from restarting the count, nor hide a soft bounce of the same email.
+SOFT_BOUNCE_EVENTS = [EventType.BOUNCED]
 
 
 def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bool:
@@ -571,8 +566,8 @@ def _reported_after(email: str, kinds: list[str], moment: datetime | None) -> bo
 
 def _soft_bounced_before(recorded: Event) -> bool:
     """Whether the email this event is about had already soft-bounced: a provider
-    reports each attempt at one message (Mailgun's temporary failures, for hours),
-    and the limit counts emails in a row, not attempts. By the address too, as
+    may report more than one bounce of one message, and the limit counts emails
+    in a row, not reports. By the address too, as
     Mailgun gives every reader of a batch call one message id."""
     return (
         bool(recorded.message_id)
@@ -580,7 +575,7 @@ def _soft_bounced_before(recorded: Event) -> bool:
             esp=recorded.esp,
             recipient=recorded.recipient,
             message_id=recorded.message_id,
-            event_type__in=_soft_bounce_events(recorded.esp),
+            event_type__in=SOFT_BOUNCE_EVENTS,
             sender_refused=False,
         )
         .exclude(pk=recorded.pk)

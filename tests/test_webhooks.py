@@ -104,6 +104,7 @@ POSTMARK_BOUNCE_TYPES = {
     "HardBounce": (1, "Hard bounce", True),
     "Transient": (2, "Message delayed", False),
     "AutoResponder": (64, "Auto responder", False),
+    "DnsError": (256, "DNS error", False),
     "SpamNotification": (512, "Spam notification", False),
     "OpenRelayTest": (1024, "Open relay test", False),
     "SoftBounce": (4096, "Soft bounce", False),
@@ -600,6 +601,28 @@ def test_postmark_soft_bounces_suppress_only_at_the_limit(client, reader, settin
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.BOUNCED
     assert Suppression.objects.get().reason == "soft_bounces"
+
+
+@pytest.mark.parametrize("delay", ["Transient", "DnsError"])
+def test_a_reader_whose_mail_host_postmark_waited_on_for_emails_that_arrived_stays(
+    client, reader, settings, delay
+):
+    """Postmark's Transient ("Message delayed") and DnsError ("a temporary DNS
+    error") say it will try the email again, and it reports the delivery after:
+    a mail host that delayed three emails for an hour, then took them, loses us
+    no reader."""
+    settings.NEWSLETTER_SOFT_BOUNCE_LIMIT = 3
+    for n in (1, 2, 3):
+        delayed = postmark_bounce(delay, n, "2026-11-26T16:34:54Z", f"m{n}")
+        assert post_postmark(client, delayed).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 0)
+    for n in (1, 2, 3):
+        arrived = postmark_delivery(at="2026-11-26T17:34:54Z") | {"MessageID": f"m{n}"}
+        assert post_postmark(client, arrived).status_code == 200
+    reader.refresh_from_db()
+    assert (reader.status, reader.soft_bounces) == (Subscriber.Status.ACTIVE, 0)
+    assert not Suppression.objects.exists()
 
 
 def test_a_delivery_older_than_the_soft_bounces_does_not_restart_their_count(
