@@ -466,6 +466,8 @@ class SuppressionLifted(NamedTuple):
     reader_paused: bool = False
     # The suppression was gone when its lift came to it: nothing was done.
     gone: bool = False
+    # The reason lifted (the suppression's before the lift); "" when gone.
+    reason: str = ""
 
 
 def suppression_lift(*, suppression: Suppression) -> SuppressionLifted:
@@ -498,10 +500,15 @@ def suppression_lift(*, suppression: Suppression) -> SuppressionLifted:
             # suppress them again at once.
             changes = {"unsubscribed_at": None, "soft_bounces": 0}
         if reader is None:
-            return SuppressionLifted(suppression.readers_reason, None)
+            return SuppressionLifted(
+                suppression.readers_reason, None, reason=suppression.reason
+            )
         Subscriber.objects.filter(pk=reader.pk).update(status=status, **changes)
     return SuppressionLifted(
-        suppression.readers_reason, status, reader_paused=bool(reader.paused_at)
+        suppression.readers_reason,
+        status,
+        reader_paused=bool(reader.paused_at),
+        reason=suppression.reason,
     )
 
 

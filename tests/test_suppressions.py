@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from newsletter import esp
 from newsletter.models import Subscriber, Suppression
 from newsletter.subscriptions import (
     address_suppress,
@@ -420,3 +421,100 @@ def test_a_bounce_recorded_before_suppressions_named_their_reader_is_lifted_for_
         reader.pk: Subscriber.Status.ACTIVE,
         other.pk: Subscriber.Status.BOUNCED,
     }
+
+
+@pytest.mark.parametrize(
+    "backend, reason, at_the_provider",
+    [
+        (
+            esp.POSTMARK_BACKEND,
+            Reason.HARD_BOUNCE,
+            "Postmark keeps an address inactive after its hard bounce and refuses "
+            "every email to it, a confirmation too: reactivate it in Postmark (the "
+            "message stream's Suppressions).",
+        ),
+        (
+            esp.ANYMAIL_POSTMARK,
+            Reason.COMPLAINT,
+            "Postmark keeps an address inactive after its spam complaint and "
+            "refuses every email to it, a confirmation too: only Postmark's support "
+            "can reactivate it; ask them.",
+        ),
+        (
+            esp.ANYMAIL_MAILGUN,
+            Reason.HARD_BOUNCE,
+            "Mailgun keeps an address on its Bounces list and drops every email to "
+            "it, a confirmation too, reporting a bounce that suppresses it here "
+            "again: delete it from that list in Mailgun (the sending domain's "
+            "Suppressions).",
+        ),
+        (
+            esp.ANYMAIL_MAILGUN,
+            Reason.COMPLAINT,
+            "Mailgun keeps an address on its Complaints list and drops every email "
+            "to it, a confirmation too, reporting a complaint that suppresses it "
+            "here again: delete it from that list in Mailgun (the sending domain's "
+            "Suppressions).",
+        ),
+    ],
+)
+def test_lifting_a_bounce_or_complaint_tells_the_author_to_lift_it_at_the_provider(
+    author, settings, backend, reason, at_the_provider
+):
+    """The provider keeps its own list: lifted here only, the reader's emails,
+    a confirmation of their subscribing again too, go nowhere."""
+    settings.EMAIL_BACKEND = backend
+    SubscriberFactory(email="sam@example.org")
+    address_suppress(email="sam@example.org", reason=reason)
+
+    page = lift(author, "sam@example.org")
+
+    assert messages_of(page) == [
+        f"Lifted: its reader receives the newsletter again. {at_the_provider}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "backend, reason",
+    [
+        (esp.ANYMAIL_POSTMARK, Reason.SOFT_BOUNCES),
+        (esp.ANYMAIL_MAILGUN, Reason.MANUAL),
+        ("django.core.mail.backends.locmem.EmailBackend", Reason.HARD_BOUNCE),
+    ],
+)
+def test_a_lift_the_provider_keeps_no_list_of_says_nothing_of_it(
+    author, settings, backend, reason
+):
+    """Neither provider keeps an address that soft-bounced, nor the desk's own
+    suppression; nor is there any provider's list to lift with no provider."""
+    settings.EMAIL_BACKEND = backend
+    SubscriberFactory(email="sam@example.org")
+    address_suppress(email="sam@example.org", reason=reason)
+
+    page = lift(author, "sam@example.org")
+
+    assert messages_of(page) == ["Lifted: its reader receives the newsletter again."]
+
+
+def test_lifting_several_at_once_counts_those_the_provider_keeps(author, settings):
+    settings.EMAIL_BACKEND = esp.ANYMAIL_MAILGUN
+    for name in ("bounced", "also-bounced", "complained", "soft"):
+        SubscriberFactory(email=f"{name}@example.org")
+    for name in ("bounced", "also-bounced"):
+        address_suppress(email=f"{name}@example.org", reason=Reason.HARD_BOUNCE)
+    address_suppress(email="complained@example.org", reason=Reason.COMPLAINT)
+    address_suppress(email="soft@example.org", reason=Reason.SOFT_BOUNCES)
+
+    page = lift_selected(author, list(Suppression.objects.values_list("pk", flat=True)))
+
+    assert messages_of(page) == [
+        "4 suppressions lifted: 4 readers receive the newsletter again. "
+        "2 of them were hard bounces: Mailgun keeps an address on its Bounces list "
+        "and drops every email to it, a confirmation too, reporting a bounce that "
+        "suppresses it here again: delete it from that list in Mailgun (the "
+        "sending domain's Suppressions). "
+        "1 of them was a spam complaint: Mailgun keeps an address on its "
+        "Complaints list and drops every email to it, a confirmation too, "
+        "reporting a complaint that suppresses it here again: delete it from that "
+        "list in Mailgun (the sending domain's Suppressions)."
+    ]

@@ -5,6 +5,7 @@ from itertools import chain, islice
 
 from anymail.signals import EventType
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
@@ -695,7 +696,8 @@ class SuppressionAdmin(admin.ModelAdmin):
         # Deleting the row alone left its reader bounced or suppressed: still
         # out of every mailing, and shown so at the desk.
         lifted = self._lift(request, obj)
-        self.message_user(request, _lifted_message(lifted), messages.SUCCESS)
+        message = " ".join([_lifted_message(lifted), *_at_the_provider([lifted])])
+        self.message_user(request, message, messages.SUCCESS)
 
     def log_deletions(self, request, queryset):
         """Nothing: each lift is logged once done (_lift). Django logged every
@@ -730,7 +732,8 @@ class SuppressionAdmin(admin.ModelAdmin):
         # (malformed.py), and the suppressions before were lifted all the same.
         with transaction.atomic():
             lifts = self.delete_queryset(request, queryset)
-        self.message_user(request, _lifts_message(lifts), messages.SUCCESS)
+        message = " ".join([_lifts_message(lifts), *_at_the_provider(lifts)])
+        self.message_user(request, message, messages.SUCCESS)
 
     def delete_queryset(self, request, queryset):
         # As delete_model, a row at a time, the action saying what became of all.
@@ -774,6 +777,61 @@ def _lifts_message(lifts: list[subscriptions.SuppressionLifted]) -> str:
             f" Lifted meanwhile, from another page of the desk: {counts['gone']}."
         )
     return message
+
+
+def _at_the_provider(lifts: list[subscriptions.SuppressionLifted]) -> list[str]:
+    """What the author must do at the configured provider too: it keeps its own
+    list of the addresses that hard-bounced or complained, and lifted here only,
+    the reader's emails (the confirmation of their subscribing again too) go
+    nowhere. Counted for a bulk lift."""
+    provider = PROVIDER_BY_BACKEND.get(settings.EMAIL_BACKEND)
+    counts = Counter(lifted.reason for lifted in lifts if not lifted.gone)
+    said = []
+    for reason, (one, more) in _KEPT_BY_REASON.items():
+        advice = _KEPT_AT_THE_PROVIDER.get((provider, reason))
+        if not advice or not counts[reason]:
+            continue
+        if len(lifts) == 1:
+            said.append(advice)
+        elif counts[reason] == 1:
+            said.append(f"1 of them was {one}: {advice}")
+        else:
+            said.append(f"{counts[reason]} of them were {more}: {advice}")
+    return said
+
+
+# The suppressions a provider keeps a list of its own for: (one, more).
+_KEPT_BY_REASON = {
+    Suppression.Reason.HARD_BOUNCE: ("a hard bounce", "hard bounces"),
+    Suppression.Reason.COMPLAINT: ("a spam complaint", "spam complaints"),
+}
+# Where each provider keeps them, and how the author takes an address off:
+# told, not done through its API (Postmark lets only its support reactivate a
+# complaint).
+_KEPT_AT_THE_PROVIDER = {
+    ("postmark", Suppression.Reason.HARD_BOUNCE): (
+        "Postmark keeps an address inactive after its hard bounce and refuses "
+        "every email to it, a confirmation too: reactivate it in Postmark (the "
+        "message stream's Suppressions)."
+    ),
+    ("postmark", Suppression.Reason.COMPLAINT): (
+        "Postmark keeps an address inactive after its spam complaint and refuses "
+        "every email to it, a confirmation too: only Postmark's support can "
+        "reactivate it; ask them."
+    ),
+    ("mailgun", Suppression.Reason.HARD_BOUNCE): (
+        "Mailgun keeps an address on its Bounces list and drops every email to "
+        "it, a confirmation too, reporting a bounce that suppresses it here "
+        "again: delete it from that list in Mailgun (the sending domain's "
+        "Suppressions)."
+    ),
+    ("mailgun", Suppression.Reason.COMPLAINT): (
+        "Mailgun keeps an address on its Complaints list and drops every email "
+        "to it, a confirmation too, reporting a complaint that suppresses it "
+        "here again: delete it from that list in Mailgun (the sending domain's "
+        "Suppressions)."
+    ),
+}
 
 
 def _lift_outcome(lifted: subscriptions.SuppressionLifted) -> str:
