@@ -19,6 +19,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce
+from django.utils import dateformat, timezone
 
 from posts.models import Organisation, Post, Region
 
@@ -316,6 +317,17 @@ def _links(post: Post) -> tuple[list[dict], dict]:
     return own, in_digests
 
 
+def link_address(link: dict) -> str:
+    """Where a report's link goes, in words: a fixed link by where its clicks go
+    now, then when and by whom it was fixed and what it was; as the desk's
+    report shows it."""
+    if not (fixed := link["fixed"]):
+        return link["url"]
+    by = f" by {fixed['by']}" if fixed["by"] else ""
+    when = dateformat.format(timezone.localtime(fixed["at"]), "j F Y")
+    return f"{fixed['to']} (fixed on {when}{by}, was {link['url']})"
+
+
 def _first_hours(
     announcement: Mailing | None, went_out: datetime | None, *, recipients: int
 ) -> dict:
@@ -539,7 +551,12 @@ def post_report_rows(report: dict) -> list[list]:
     rows.append([])
     rows.append(["link", "hidden", "people", "machines"])
     rows += [
-        [link["url"], "yes" if link["hidden"] else "", link["people"], link["machines"]]
+        [
+            link_address(link),
+            "yes" if link["hidden"] else "",
+            link["people"],
+            link["machines"],
+        ]
         for link in report["links"]
     ]
     rows.append([])

@@ -3,6 +3,7 @@ link): every later click, in every email that carried the post (as published, in
 a digest, in a correction), goes to the new address; the counts are kept, and the
 report says what it was, who fixed it and when."""
 
+import csv
 import io
 import json
 from urllib.parse import quote
@@ -253,6 +254,21 @@ def test_the_report_commands_text_prints_where_a_fixed_link_goes_now(emails, edi
     fixed_at = Link.objects.filter(url=REPORT).values_list("fixed_at", flat=True)[0]
     assert line.endswith(
         f"  {MOVED} (fixed on {timezone.localtime(fixed_at):%-d %B %Y} by eden, "
+        f"was {REPORT})"
+    )
+
+
+def test_the_reports_csv_lists_where_a_fixed_link_goes_now(emails, editor):
+    """The download listed the link at the address it had in the emails only,
+    where no click goes any more; it now says what the desk's report says."""
+    editor.post(fix_url(REPORT), {"target": MOVED})
+    post = Post.objects.get(slug="suffolk")
+    response = editor.get(f"/admin/newsletter/postreport/{post.pk}/csv/")
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    [row] = [row for row in rows if row and REPORT in row[0]]
+    fixed_at = Link.objects.filter(url=REPORT).values_list("fixed_at", flat=True)[0]
+    assert row[0] == (
+        f"{MOVED} (fixed on {timezone.localtime(fixed_at):%-d %B %Y} by eden, "
         f"was {REPORT})"
     )
 

@@ -2,7 +2,6 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.utils import dateformat, timezone
 
 from newsletter.engagement import OPENS_NOT_COUNTED
 from newsletter.reports import (
@@ -11,6 +10,7 @@ from newsletter.reports import (
     SMALLEST_GROUP,
     group_counts,
     group_figures,
+    link_address,
     post_report,
 )
 from posts.management.commands.seed_demo import refuse_before_migrate
@@ -61,15 +61,9 @@ class Command(BaseCommand):
             note = " (hidden link)" if link["hidden"] else ""
             if link["leads_nowhere"]:
                 note = " (leads nowhere: readers get page not found; fix it)"
-            address = link["url"]
-            if fixed := link["fixed"]:
-                # Where its clicks go now, as the desk's report shows it.
-                by = f" by {fixed['by']}" if fixed["by"] else ""
-                when = dateformat.format(timezone.localtime(fixed["at"]), "j F Y")
-                address = f"{fixed['to']} (fixed on {when}{by}, was {address})"
             self.stdout.write(
                 f"  {link['people']:>6} people {link['machines']:>6} machines  "
-                f"{address}{note}"
+                f"{link_address(link)}{note}"
             )
         if report["readers_agreed"] is not None:
             self.stdout.write(
