@@ -577,7 +577,12 @@ class Mailing(models.Model):
 
     def __str__(self) -> str:
         if self.kind == self.Kind.DIGEST:
-            at = timezone.localtime(self.slot).strftime("%H:%M")
+            local = timezone.localtime(self.slot)
+            at = f"{local:%H:%M}"
+            # The night the clocks go back the same hour comes twice: its
+            # zone's name (BST, GMT) tells its two rounds apart.
+            if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+                at = f"{local:%H:%M %Z}"
             return f"{self.get_frequency_display()} digest of {self.period}, {at}"
         if self.kind == self.Kind.CORRECTION:
             return f"{self.post_update.get_kind_display()} to “{self.post}”"

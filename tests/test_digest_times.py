@@ -112,6 +112,27 @@ def test_a_reader_at_one_gets_one_digest_the_night_one_oclock_comes_twice(beat):
     assert list(last.posts.all()) == [between]
 
 
+def test_the_two_rounds_at_one_the_night_the_clocks_go_back_have_two_names(
+    beat, admin_client
+):
+    """Sunday 31 October 2027, London's 01:00 comes twice: once for its reader
+    at one (00:00 UTC, BST), once for a reader in Reykjavik at one (01:00 UTC,
+    GMT in London). The Mailings list named both rounds "…, 01:00"."""
+    reader("london@example.org", digest_hour=1)
+    reader("reykjavik@example.org", time_zone="Atlantic/Reykjavik", digest_hour=1)
+    # Each reader's first ring sends at once what is due: Saturday's rounds.
+    beat(utc(2027, 10, 30, 2), utc(2027, 10, 30, 3))
+    post_at(utc(2027, 10, 30, 12))
+    sent = beat(utc(2027, 10, 30, 23), utc(2027, 10, 31, 2))
+    assert sent == [
+        ("london@example.org", "Sun 31 Oct 01:00 BST"),
+        ("reykjavik@example.org", "Sun 31 Oct 01:00 GMT"),
+    ]
+    listing = admin_client.get("/admin/newsletter/mailing/").content.decode()
+    assert "Daily digest of 2027-10-31, 01:00 BST" in listing
+    assert "Daily digest of 2027-10-31, 01:00 GMT" in listing
+
+
 def test_readers_in_london_and_new_york_each_get_theirs_at_seven_their_time(beat):
     """America's clocks go forward a fortnight before Europe's: on Sunday 14 March
     2027 New York's seven o'clock comes an hour earlier for a London reader."""
