@@ -198,6 +198,17 @@ def test_readers_who_never_chose_follow_the_sites_setting(beat):
     ]
 
 
+def test_the_desk_shows_the_digest_times_in_force_before_anyone_sets_them(
+    admin_client,
+):
+    """With no settings row the digests go at the defaults, yet the desk's
+    Digest settings page listed nothing at all."""
+    assert not DigestSettings.objects.exists()
+    page = admin_client.get("/admin/newsletter/digestsettings/").content.decode()
+    assert "In force: Daily at 07:00, weekly on Monday" in page
+    assert not DigestSettings.objects.exists()
+
+
 def test_a_reader_with_nothing_at_their_hour_gets_no_digest_later_that_day(beat):
     reader("daily@example.org")
     post_at(utc(2027, 3, 13, 9))  # after the 07:00 round, which had nothing

@@ -756,3 +756,13 @@ class DigestSettingsAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        # Until someone adds the row the digests go at the fields' defaults
+        # (DigestSettings.load), which the list, empty, did not say.
+        in_force = DigestSettings.load()
+        extra_context = {
+            **(extra_context or {}),
+            "defaults_in_force": None if in_force.pk else in_force,
+        }
+        return super().changelist_view(request, extra_context)
