@@ -661,6 +661,16 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
+# What outlives a reader's erasure, as docs/security.md says: the suppression
+# list's keyed hash, and what the provider keeps, beyond the site's reach.
+KEPT_AFTER_DELETING = (
+    "We keep only a one-way keyed fingerprint of each address, so nothing is sent "
+    "to it unless you subscribe again. The service that delivers our emails keeps "
+    "its own records of the emails it sent you, with your address, until they "
+    "expire or we delete them there."
+)
+
+
 def _one_time_link_used(request: HttpRequest, *, erased: bool) -> HttpResponse:
     """A one-time link clicked again: it was good, and the reader is told what
     became of it rather than that it is not valid."""
@@ -669,8 +679,8 @@ def _one_time_link_used(request: HttpRequest, *, erased: bool) -> HttpResponse:
             request,
             None,
             "Your data is deleted",
-            "We no longer hold your address or anything with it, so this link has "
-            "nothing left to do. You can subscribe again at any time.",
+            "Your data has been deleted, so this link has nothing left to do. "
+            f"{KEPT_AFTER_DELETING} You can subscribe again at any time.",
             status=410,
         )
     return _done(
@@ -707,7 +717,6 @@ def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
         None,
         "Your data is deleted",
         f"We have deleted {email} and any address you had before it, your consent "
-        "records, the record of what we sent you and your comments. We keep only a "
-        "one-way keyed fingerprint of each address, so nothing is sent to it unless "
-        "you subscribe again.",
+        "records, the record of what we sent you and your comments. "
+        f"{KEPT_AFTER_DELETING}",
     )

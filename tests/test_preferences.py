@@ -1424,6 +1424,21 @@ def test_the_delete_link_clicked_again_says_the_data_is_deleted(
     assert not Subscriber.objects.exists()
 
 
+def test_the_delete_link_clicked_again_says_what_is_still_kept(
+    client, reader, on_commit
+):
+    """It said "We no longer hold your address or anything with it", yet the
+    suppression list keeps a keyed fingerprint of it and the email provider its
+    own copies (docs/security.md)."""
+    link = one_time_link(client, on_commit, reader, "delete/")
+    client.post(link)
+
+    again = client.get(link).text
+    assert "no longer hold your address" not in again
+    assert "We keep only a one-way keyed fingerprint of each address" in again
+    assert "The service that delivers our emails keeps its own records" in again
+
+
 def test_an_older_one_time_link_is_still_not_valid_while_a_newer_one_waits(
     client, reader, on_commit
 ):
