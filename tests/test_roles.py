@@ -948,6 +948,27 @@ def test_an_editor_given_change_user_raises_nobodys_rights(
     assert (administrator.email, administrator.is_active) == ("ada@example.org", True)
 
 
+def test_an_editor_given_change_user_cannot_reactivate_whom_an_administrator_stopped(
+    editor, contributor, administrator
+):
+    """is_active was not among the rights: an Editor given auth.change_user
+    brought back a Contributor an Administrator had deactivated."""
+    desk(administrator).post(
+        f"/admin/auth/user/{contributor.pk}/change/",
+        user_form(contributor, is_active=""),
+    )
+    contributor.refresh_from_db()
+    assert not contributor.is_active
+    editor.user_permissions.add(Permission.objects.get(codename="change_user"))
+    response = desk(editor).post(
+        f"/admin/auth/user/{contributor.pk}/change/",
+        user_form(contributor, is_active="on", first_name="Renamed"),
+    )
+    assert response.status_code == 302
+    contributor.refresh_from_db()
+    assert (contributor.first_name, contributor.is_active) == ("Renamed", False)
+
+
 def test_an_editor_given_the_groups_permissions_cannot_add_to_what_a_role_holds(
     editor,
 ):

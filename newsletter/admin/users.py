@@ -9,8 +9,9 @@ to their role. So:
 
 - only a superuser makes or changes a superuser;
 - only one holding every permission (an Administrator, a superuser) gives or takes
-  a role, a permission or the desk (is_staff), or changes what a role holds: any
-  permission they give, they hold;
+  a role, a permission, the desk (is_staff) or the account itself (is_active:
+  else one deactivated by an Administrator is brought back by anyone who may
+  change users), or changes what a role holds: any permission they give, they hold;
 - anyone else changes only people whose permissions are all theirs too (their
   password is a way into their account), and never anyone's rights.
 """
@@ -33,7 +34,7 @@ admin.site.unregister(User)
 admin.site.unregister(Group)
 
 # What only one holding every permission changes on a user's page.
-RIGHTS = ["is_staff", "groups", "user_permissions"]
+RIGHTS = ["is_active", "is_staff", "groups", "user_permissions"]
 
 
 def _permissions_of(user) -> set[int]:
