@@ -10,8 +10,6 @@ import css_inline
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -48,6 +46,7 @@ from .factories import (
     UserFactory,
     admin_post_form,
 )
+from .migrating import migrate_again_after
 
 pytestmark = pytest.mark.django_db
 
@@ -338,11 +337,7 @@ def test_posts_saved_before_show_their_struck_out_words_after_the_deploy(client)
     Post.objects.filter(pk=post.pk).update(
         body_html="<p>Rated Good Requires improvement.</p>"  # as it was stored
     )
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
-    executor.migrate([("posts", "0011_remake_renditions_under_whole_names")])
-    executor.loader.build_graph()
-    executor.migrate(latest)
+    migrate_again_after("posts", "0011_remake_renditions_under_whole_names")
     assert "Rated <s>Good</s> Requires" in client.get(post.get_absolute_url()).text
 
 

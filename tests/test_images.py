@@ -10,8 +10,7 @@ from django.contrib import admin
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection, models
-from django.db.migrations.executor import MigrationExecutor
+from django.db import models
 from django.http import Http404
 from django.utils import timezone
 from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
@@ -31,6 +30,7 @@ from .factories import (
     bomb,
     png,
 )
+from .migrating import migrate_again_after
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
@@ -208,11 +208,7 @@ def test_an_image_uploaded_before_shows_and_gets_its_renditions_again_at_deploy(
     assert f'src="{post.featured_image.url}"' in html
     assert ".webp" not in html
 
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
-    executor.migrate([("posts", "0010_search_words_across_hyphens")])
-    executor.loader.build_graph()
-    executor.migrate(latest)
+    migrate_again_after("posts", "0010_search_words_across_hyphens")
 
     html = author.get(post.get_absolute_url()).text
     assert f"/media/renditions/{post.featured_image.name}-480w.webp 480w" in html
@@ -789,11 +785,7 @@ def test_a_body_image_uploaded_before_gets_its_email_rendition_after_the_deploy(
     )
     assert not (media / "renditions").exists()
 
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
-    executor.migrate([("posts", "0017_inspections_not_yet_reported_last")])
-    executor.loader.build_graph()
-    executor.migrate(latest)
+    migrate_again_after("posts", "0017_inspections_not_yet_reported_last")
 
     assert ring_lost_doorbells.delay().get()["renditions_rung"] == 1
     assert email_renditions(media) == [("JPEG", (1104, 331), False)]

@@ -4,8 +4,6 @@ post's page and in both parts of its email."""
 import re
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from newsletter.emails import PostEmail
 from newsletter.models import Link
@@ -13,6 +11,7 @@ from posts.models import Post
 from posts.services import post_publish
 
 from .factories import PostFactory, PublishedPostFactory
+from .migrating import migrate_again_after
 
 pytestmark = pytest.mark.django_db
 
@@ -59,11 +58,7 @@ def test_posts_saved_before_keep_their_authors_words_after_the_deploy(client):
     Post.objects.filter(pk=post.pk).update(
         body_html="<p>Recommendation © was met.</p>"  # as it was stored
     )
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
-    executor.migrate([("posts", "0022_uploads_under_a_random_folder")])
-    executor.loader.build_graph()
-    executor.migrate(latest)
+    migrate_again_after("posts", "0022_uploads_under_a_random_folder")
     assert "Recommendation (c) was met." in client.get(post.get_absolute_url()).text
 
 
@@ -155,11 +150,7 @@ def test_posts_saved_before_get_their_web_addresses_as_links_after_the_deploy(
     Post.objects.filter(pk=post.pk).update(
         body_html=f"<p>The report: {REPORT}.</p>"  # as it was stored
     )
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
-    executor.migrate(
-        [("posts", "0028_search_categories_tags_corrections_and_inspection_type")]
+    migrate_again_after(
+        "posts", "0028_search_categories_tags_corrections_and_inspection_type"
     )
-    executor.loader.build_graph()
-    executor.migrate(latest)
     assert f'<a href="{REPORT}"' in client.get(post.get_absolute_url()).text

@@ -8,7 +8,6 @@ from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core import mail, signing
 from django.db import connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
 
@@ -51,6 +50,7 @@ from .factories import (
     UserFactory,
 )
 from .locks import as_erasure_commits, in_a_thread, until_done_or_waiting_for_a_lock
+from .migrating import migrate_again_after
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -988,11 +988,7 @@ def test_the_desks_history_written_before_names_nobody_after_the_deploy(reader):
             object_repr=named,
             action_flag=DELETION,
         )
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
-    executor.migrate([("newsletter", "0013_batch_counts_erased_readers")])
-    executor.loader.build_graph()
-    executor.migrate(latest)
+    migrate_again_after("newsletter", "0013_batch_counts_erased_readers")
     assert sorted(LogEntry.objects.values_list("object_repr", flat=True)) == [
         "Comment #12",
         "Event #7",

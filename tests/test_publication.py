@@ -8,7 +8,6 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -35,6 +34,7 @@ from .factories import (
     RegionFactory,
     TagFactory,
 )
+from .migrating import migrate_again_after
 
 pytestmark = pytest.mark.django_db
 
@@ -784,9 +784,5 @@ def test_posts_saved_before_have_their_tables_boxed_after_the_deploy(client):
         '<div class="table-box" role="region" aria-label="Table" tabindex="0">', ""
     ).replace("</table></div>", "</table>")
     Post.objects.filter(pk=post.pk).update(body_html=stored)
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()  # every app's: see test_comments
-    executor.migrate([("posts", "0012_keep_struck_out_words")])
-    executor.loader.build_graph()
-    executor.migrate(latest)
+    migrate_again_after("posts", "0012_keep_struck_out_words")
     assert 'class="table-box"' in client.get(post.get_absolute_url()).text

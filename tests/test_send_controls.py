@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.mail.backends import locmem
@@ -83,6 +84,17 @@ def author():
 def send_all(mailing: Mailing) -> None:
     for batch_id in mailing.batches.values_list("pk", flat=True):
         delivery.batch_send(batch_id=batch_id)
+
+
+def died_before_its_request_went_out(batch: Batch) -> None:
+    """A worker claimed the batch and died before its request went out: the
+    reaper finds its claim stale and the batch uncertain."""
+    Batch.objects.filter(pk=batch.pk).update(
+        status=Batch.Status.SENDING,
+        touched_at=timezone.now()
+        - timedelta(seconds=django_settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+    )
+    delivery.mailings_reap()
 
 
 def test_a_paused_send_claims_no_batch_and_resuming_sends_the_rest(
@@ -191,13 +203,7 @@ def test_settling_a_batch_of_a_cancelled_mailing_skips_what_the_provider_never_t
     settings, planned, fake_esp, django_capture_on_commit_callbacks
 ):
     first = planned.batches.order_by("number").first()
-    # A worker claimed the first batch and died before its request went out.
-    Batch.objects.filter(pk=first.pk).update(
-        status=Batch.Status.SENDING,
-        touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
-    )
-    delivery.mailings_reap()
+    died_before_its_request_went_out(first)
     assert delivery.mailing_cancel(mailing_id=planned.pk)
     uncertain_long_enough_to_ask(first)
     with django_capture_on_commit_callbacks(execute=True):
@@ -825,13 +831,7 @@ def test_resolving_with_the_provider_resends_only_what_it_never_took(
     settings, planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):
     first, *others = planned.batches.order_by("number")
-    # A worker claimed the first batch and died before its request went out.
-    Batch.objects.filter(pk=first.pk).update(
-        status=Batch.Status.SENDING,
-        touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
-    )
-    delivery.mailings_reap()
+    died_before_its_request_went_out(first)
     for batch in others:
         delivery.batch_send(batch_id=batch.pk)
     assert fake_esp.count == 4
@@ -854,13 +854,7 @@ def test_a_batch_sent_again_while_the_provider_is_asked_is_left_to_ask_again(
     written, and the desk says to ask again."""
     first = planned.batches.order_by("number").first()
     readers = set(first.deliveries.values_list("subscriber__email", flat=True))
-    # A worker claimed the first batch and died before its request went out.
-    Batch.objects.filter(pk=first.pk).update(
-        status=Batch.Status.SENDING,
-        touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
-    )
-    delivery.mailings_reap()
+    died_before_its_request_went_out(first)
     uncertain_long_enough_to_ask(first)
     search = control.accepted_recipients
 
@@ -1282,13 +1276,7 @@ def test_an_uncertain_batch_sent_again_in_a_paused_mailing_says_it_waits_for_the
     told "Queued 1 batch to send again", they waited for emails that went only
     once they resumed the mailing."""
     first = planned.batches.order_by("number").first()
-    # A worker claimed the first batch and died before its request went out.
-    Batch.objects.filter(pk=first.pk).update(
-        status=Batch.Status.SENDING,
-        touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
-    )
-    delivery.mailings_reap()
+    died_before_its_request_went_out(first)
     uncertain_long_enough_to_ask(first)
     assert delivery.mailing_pause(mailing_id=planned.pk)
 
@@ -1765,13 +1753,7 @@ def test_an_uncertain_batch_sent_again_with_its_post_off_the_site_waits_paused(
     post = planned.post
     post_publish(post=post)
     first, *others = planned.batches.order_by("number")
-    # A worker claimed the first batch and died before its request went out.
-    Batch.objects.filter(pk=first.pk).update(
-        status=Batch.Status.SENDING,
-        touched_at=timezone.now()
-        - timedelta(seconds=settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
-    )
-    delivery.mailings_reap()
+    died_before_its_request_went_out(first)
     for batch in others:
         delivery.batch_send(batch_id=batch.pk)
     planned.refresh_from_db()
