@@ -1797,6 +1797,36 @@ def test_a_round_held_before_it_was_planned_is_not_sent_by_the_next_one(
     assert [m.to for m in beat()] == expected
 
 
+def test_a_round_cancelled_once_planned_leaves_readers_who_joined_after_it_due(
+    clock, publish, django_capture_on_commit_callbacks
+):
+    """Cancelling a round planned to the end marks nobody more: a reader who
+    joined after its planning was never its reader, and a later round may take
+    them (only a round cancelled while planning marks those it had still to plan)."""
+    planned = reader("planned@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Wales: a wrong figure")
+    clock(23, 7, 0)
+    with django_capture_on_commit_callbacks(execute=False) as planning:
+        held = delivery.mailing_create_for_digest(
+            frequency="daily", slot=digests.slot_of(timezone.now())
+        )
+    with django_capture_on_commit_callbacks(execute=False):  # its batches wait
+        for ring in planning:
+            ring()
+    held.refresh_from_db()
+    assert held.status == Mailing.Status.SENDING
+    clock(23, 7, 5)
+    joined = reader("joined@example.org", ("everything", "", "daily"))
+
+    assert delivery.mailing_cancel(mailing_id=held.pk)
+
+    planned.refresh_from_db()
+    joined.refresh_from_db()
+    assert planned.last_daily_round_at == held.slot
+    assert joined.last_daily_round_at is None
+
+
 def test_failures_in_a_row_trip_the_breaker_for_a_round_too(
     clock, publish, fake_esp, settings, django_capture_on_commit_callbacks
 ):

@@ -126,19 +126,30 @@ def mailing_cancel(*, mailing_id: int) -> bool:
     (correction_send_again)."""
     now = timezone.now()
     with transaction.atomic():
+        # Locked as the planner locks it for a page: how far planning went is
+        # read as it stops.
+        mailing = (
+            Mailing.objects.select_for_update()
+            .filter(pk=mailing_id, status__in=RUNNING)
+            .first()
+        )
+        if mailing is None:
+            return False
         # A pause ends with the mailing: the desk showed a cancelled mailing
         # paused, and the reaper kept trying to resume one the breaker paused.
-        cancelled = Mailing.objects.filter(pk=mailing_id, status__in=RUNNING).update(
+        Mailing.objects.filter(pk=mailing_id).update(
             status=Mailing.Status.CANCELLED,
             finished_at=now,
             paused_at=None,
             resume_at=None,
             pause_reason="",
         )
-        if cancelled:
-            batches_cancel(Batch.objects.filter(mailing_id=mailing_id), now=now)
-            digests.round_mark_unplanned(mailing=Mailing.objects.get(pk=mailing_id))
-    return bool(cancelled)
+        batches_cancel(Batch.objects.filter(mailing_id=mailing_id), now=now)
+        # Only a round cancelled while planning left readers unplanned: once
+        # planned, a reader beyond it joined after, whom a later round may take.
+        if mailing.status == Mailing.Status.PLANNING:
+            digests.round_mark_unplanned(mailing=mailing)
+    return True
 
 
 def correction_send_again(*, mailing_id: int) -> bool:
