@@ -1757,6 +1757,21 @@ def test_a_paused_round_claims_no_batch_and_resuming_sends_it(
     assert fake_esp.recipients() == {"one@example.org": 1, "two@example.org": 1}
 
 
+def a_round_waiting_to_be_planned(
+    clock, publish, capture_on_commit_callbacks
+) -> tuple[Mailing, list]:
+    """The daily round of 07:00 holding a post published at 06:30, created and its
+    planning rung: the rings, returned, wait in the queue until the test runs them."""
+    clock(23, 6, 30)
+    publish("Wales: a wrong figure")
+    clock(23, 7, 0)
+    with capture_on_commit_callbacks(execute=False) as planning:
+        held = delivery.mailing_create_for_digest(
+            frequency="daily", slot=digests.slot_of(timezone.now())
+        )
+    return held, planning
+
+
 @pytest.mark.parametrize("control", ["pause", "cancel"])
 def test_a_round_held_before_it_was_planned_is_not_sent_by_the_next_one(
     clock, publish, beat, control, django_capture_on_commit_callbacks
@@ -1766,14 +1781,9 @@ def test_a_round_held_before_it_was_planned_is_not_sent_by_the_next_one(
     wait for the resume (or are not sent that day), not go out in the quarter
     hour's next round."""
     reader("daily@example.org", ("everything", "", "daily"))
-    clock(23, 6, 30)
-    publish("Wales: a wrong figure")
-    clock(23, 7, 0)
-    # Its planning rung, and waiting in the queue.
-    with django_capture_on_commit_callbacks(execute=False) as planning:
-        held = delivery.mailing_create_for_digest(
-            frequency="daily", slot=digests.slot_of(timezone.now())
-        )
+    held, planning = a_round_waiting_to_be_planned(
+        clock, publish, django_capture_on_commit_callbacks
+    )
     if control == "pause":
         assert delivery.mailing_pause(mailing_id=held.pk)
     else:
@@ -1804,13 +1814,9 @@ def test_a_round_cancelled_once_planned_leaves_readers_who_joined_after_it_due(
     joined after its planning was never its reader, and a later round may take
     them (only a round cancelled while planning marks those it had still to plan)."""
     planned = reader("planned@example.org", ("everything", "", "daily"))
-    clock(23, 6, 30)
-    publish("Wales: a wrong figure")
-    clock(23, 7, 0)
-    with django_capture_on_commit_callbacks(execute=False) as planning:
-        held = delivery.mailing_create_for_digest(
-            frequency="daily", slot=digests.slot_of(timezone.now())
-        )
+    held, planning = a_round_waiting_to_be_planned(
+        clock, publish, django_capture_on_commit_callbacks
+    )
     with django_capture_on_commit_callbacks(execute=False):  # its batches wait
         for ring in planning:
             ring()
