@@ -11,6 +11,8 @@ import re
 import textwrap
 from html.parser import HTMLParser
 
+from markdown_it.common.normalize_url import normalizeLink
+
 WIDTH = 72
 
 _BLOCKS = {
@@ -32,10 +34,15 @@ _GLUE = "\x01"
 _LIST_START = re.compile(r"[0-9]{1,9}")
 
 
-def _address_as_text(href: str) -> set[str]:
-    """The link texts that are the address itself: as written, or from "www."
-    (the renderer's http:// added)."""
-    return {href, href.removeprefix("http://")}
+def _is_address_itself(text: str, href: str) -> bool:
+    """Whether a link's text is its address: as written, or from "www." (the
+    renderer's http:// added), or as the author wrote an address that its href
+    holds encoded (café, [2024], a name in Unicode: caf%C3%A9, %5B2024%5D,
+    Punycode), as the renderer encodes it."""
+    return href in {text, "http://" + text} or href in {
+        normalizeLink(text),
+        normalizeLink("http://" + text),
+    }
 
 
 class _TextWriter(HTMLParser):
@@ -132,10 +139,11 @@ class _TextWriter(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self.open_links:
             href, start = self.open_links.pop()
-            if href and "".join(self.inline[start:]) in _address_as_text(href):
+            if href and _is_address_itself("".join(self.inline[start:]), href):
                 # An address written out ("The report: https://…."): once, in
                 # <>, which end it for a mail program that links it, as RFC
-                # 3986 (appendix C) has it, before any text running on.
+                # 3986 (appendix C) has it, before any text running on; as the
+                # HTML's link has it, so both parts hold the same links.
                 self.inline[start:] = [f"<{href}>"]
             elif href:
                 # Numbered: a reference after words, for the links at the end.

@@ -154,3 +154,28 @@ def test_posts_saved_before_get_their_web_addresses_as_links_after_the_deploy(
         "posts", "0028_search_categories_tags_corrections_and_inspection_type"
     )
     assert f'<a href="{REPORT}"' in client.get(post.get_absolute_url()).text
+
+
+# markdown-it writes an address's href encoded (%C3%A9, %5B1%5D, Punycode) and its
+# text as the author wrote it.
+ENCODED = "https://www.gov.uk/guidance/café-probation-[2024]"
+ENCODED_HREF = "https://www.gov.uk/guidance/caf%C3%A9-probation-%5B2024%5D"
+
+
+def test_a_web_address_written_out_with_letters_its_link_encodes_is_once_in_place(
+    django_capture_on_commit_callbacks,
+):
+    """An address holding an accented letter or a bracket reached the text part of
+    a mailing as the address, then a reference [1] to itself under Links: twice,
+    for the reader to wonder which to follow."""
+    post = PostFactory(
+        body=f"The guidance: {ENCODED}. See [the report]({REPORT}).",
+        email_format=Post.EmailFormat.FULL,
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        post_publish(post=post)
+    email = PostEmail(post, mailing_id=post.mailings.get().pk).rendered
+    text = " ".join(email.text.split())
+    assert f"The guidance: <{ENCODED_HREF}>. See the report [1]." in text
+    assert text.count("probation-") == 1
+    assert f"Links: [1] {REPORT}" in text  # a link with words of its own, as ever
