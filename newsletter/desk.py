@@ -59,6 +59,10 @@ BOUNCE_RATE_LIMIT = 0.02
 # The topics listed by readers; the rest are summed in one line.
 TOPICS_SHOWN = 10
 
+# Readers who joined and whose data is deleted since: where they came from went
+# with their consents.
+DELETED_SINCE = "Data deleted since (source not kept)"
+
 LEFT_REASONS = [Suppression.Reason.UNSUBSCRIBED, Suppression.Reason.DELETED]
 
 
@@ -188,7 +192,9 @@ def _growth() -> tuple[Chart, list[tuple[str, int]]]:
     """Readers confirmed, left and lost per week, and where the new ones came from.
 
     A reader counts once as joining, in the week of their latest confirmation (one
-    who left and came back is not counted twice). Leaving is read from the
+    who left and came back is not counted twice); one whose row is deleted since
+    (erased), in the week their suppression keeps (reader_joined_week), so that
+    they count joining as they count leaving. Leaving is read from the
     suppression list, which keeps every address that left, erased or not, and
     marks the one a reader in the audience left by (Suppression.reader_left_at):
     a reader erased under two addresses left once, and a request nobody
@@ -200,6 +206,12 @@ def _growth() -> tuple[Chart, list[tuple[str, int]]]:
         Subscriber.objects.filter(confirmed_at__gte=since)
         .annotate(week=TruncWeek("confirmed_at"))
         .values_list("week")
+        .annotate(Count("pk"))
+    )
+    # Deleted since they left: their suppression keeps the week, and only then.
+    deleted = dict(
+        Suppression.objects.filter(reader_joined_week__gte=weeks[0])
+        .values_list("reader_joined_week")
         .annotate(Count("pk"))
     )
     departures = (
@@ -219,6 +231,8 @@ def _growth() -> tuple[Chart, list[tuple[str, int]]]:
     for week, kind, count in departures:
         left[timezone.localdate(week), kind] = count
     joined_by_day = {timezone.localdate(week): count for week, count in joined.items()}
+    for monday, count in deleted.items():
+        joined_by_day[monday] = joined_by_day.get(monday, 0) + count
     rows = []
     for monday in weeks:
         confirmed = joined_by_day.get(monday, 0)
@@ -235,15 +249,17 @@ def _growth() -> tuple[Chart, list[tuple[str, int]]]:
         series=["Confirmed", "Left", "Lost", "Net"],
         rows=rows,
     )
-    return chart, _sources(since, joined=sum(joined.values()))
+    return chart, _sources(
+        since, joined=sum(joined.values()), deleted=sum(deleted.values())
+    )
 
 
-def _sources(since: datetime, joined: int) -> list[tuple[str, int]]:
+def _sources(since: datetime, joined: int, deleted: int) -> list[tuple[str, int]]:
     """The readers who joined since then (`joined` of them) by where they
     subscribed: the form (on which page), the preference centre (a reader who
     came back), an import (by its source), or the admin
-    (no consent recorded). A reader's source is the consent their latest
-    confirmation confirmed."""
+    (no consent recorded); and those `deleted` since, whose consents went with
+    them. A reader's source is the consent their latest confirmation confirmed."""
     counts = (
         Consent.objects.filter(
             confirmed_at__gte=since, confirmed_at=F("subscriber__confirmed_at")
@@ -264,6 +280,8 @@ def _sources(since: datetime, joined: int) -> list[tuple[str, int]]:
         rows[label] = rows.get(label, 0) + count
     if added := joined - sum(rows.values()):
         rows["Added in the admin"] = added
+    if deleted:
+        rows[DELETED_SINCE] = deleted
     return sorted(rows.items(), key=lambda row: (-row[1], row[0]))
 
 

@@ -396,6 +396,11 @@ class Suppression(models.Model):
     # nobody received at: an erased reader's earlier addresses, a request nobody
     # confirmed, a reader out already (a late complaint after they left).
     reader_left_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The Monday of the week that reader last joined, kept when they erase their
+    # data (subscriber_delete), whose row the desk otherwise counts joining by:
+    # counted leaving, they count joining too. The week, as the desk counts it,
+    # and no closer.
+    reader_joined_week = models.DateField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -662,10 +662,12 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
 
 
 # What outlives a reader's erasure, as docs/security.md says: the suppression
-# list's keyed hash, and what the provider keeps, beyond the site's reach.
+# list's keyed hash, with when its reader joined (the week) and left, for the
+# desk's count of readers, and what the provider keeps, beyond the site's reach.
 KEPT_AFTER_DELETING = (
     "We keep only a one-way keyed fingerprint of each address, so nothing is sent "
-    "to it unless you subscribe again. The service that delivers our emails keeps "
+    "to it unless you subscribe again, with the week you joined and when you left, "
+    "to count our readers. The service that delivers our emails keeps "
     "its own records of the emails it sent you, with your address, until they "
     "expire or we delete them there."
 )

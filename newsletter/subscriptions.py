@@ -16,8 +16,18 @@ from django.conf import settings
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, TextField
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import (
+    DateField,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+)
+from django.db.models.functions import Cast, Coalesce, TruncWeek
 from django.utils import timezone
 
 from posts import throttle
@@ -1096,6 +1106,7 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
             .values_list("pk", flat=True)
         )
         # A reader has one row a mailing, so one at most a batch: a statement each.
+        _joined_week_keep(readers=Subscriber.objects.filter(pk=subscriber.pk))
         for status, counter in [
             (Delivery.Status.SENT, "erased_sent"),
             (Delivery.Status.FAILED, "erased_failed"),
@@ -1104,6 +1115,20 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
                 deliveries__subscriber=subscriber, deliveries__status=status
             ).update(**{counter: F(counter) + 1})
         subscriber.delete()
+
+
+def _joined_week_keep(*, readers: QuerySet[Subscriber]) -> None:
+    """Keep the week each of these readers last joined on the suppression they
+    left by, before their rows are deleted: the desk counts them leaving by it
+    (Suppression.reader_left_at), and joining by their row, soon gone. The week
+    as the desk counts it, and no closer."""
+    Suppression.objects.filter(reader__in=readers, reader_left_at__isnull=False).update(
+        reader_joined_week=Subquery(
+            Subscriber.objects.filter(pk=OuterRef("reader")).values(
+                week=TruncWeek("confirmed_at", output_field=DateField())
+            )
+        )
+    )
 
 
 class _MovedMeanwhile(Exception):
@@ -1222,7 +1247,10 @@ def pending_purge_expired() -> int:
             "pk", flat=True
         )
         # Readers, not delete()'s total, which counts their consents and topics too.
-        _, deleted_by_model = Subscriber.objects.filter(pk__in=list(locked)).delete()
+        purged = Subscriber.objects.filter(pk__in=list(locked))
+        # A reader who had left and asked to come back, never confirmed.
+        _joined_week_keep(readers=purged)
+        _, deleted_by_model = purged.delete()
         Consent.objects.filter(
             confirmed_at__isnull=True, created_at__lt=cutoff
         ).delete()

@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from newsletter.desk import GROWTH_WEEKS, desk_for
+from newsletter.desk import DELETED_SINCE, GROWTH_WEEKS, desk_for
 from newsletter.models import (
     Batch,
     Consent,
@@ -29,6 +29,7 @@ from newsletter.subscriptions import (
     CONSENT_SOURCE_PREFERENCES,
     address_suppress,
     email_change_confirm,
+    pending_purge_expired,
     subscriber_delete,
 )
 from posts.comments.models import Comment
@@ -269,6 +270,44 @@ def test_growth_counts_readers_who_left_not_their_addresses_nor_unconfirmed_requ
 
     this_week = desk.growth.rows[-1][1]
     assert this_week[1:3] == [1, 1]  # one left, one lost
+
+
+def test_a_reader_who_joined_and_erased_their_data_within_the_weeks_joined_and_left(
+    rf,
+):
+    """Erasure deletes the reader's row, which the chart counted joining by: the
+    reader counted as leaving, never as joining, and the net fell by one reader
+    the list never gained. The week they joined is kept, and no more."""
+    three_weeks_ago = timezone.now() - timedelta(weeks=3)
+    reader = SubscriberFactory(confirmed_at=three_weeks_ago)
+    consent(reader, page="/posts/suffolk/")
+    subscriber_delete(subscriber=reader)
+
+    desk = desk_of(rf, UserFactory())
+
+    rows = desk.growth.rows
+    assert [sum(v[i] for _, v in rows) for i in range(4)] == [1, 1, 0, 0]
+    assert rows[-4][1][0] == 1  # joined three weeks ago
+    assert rows[-1][1][1] == 1  # left this week
+    assert dict(desk.sources) == {DELETED_SINCE: 1}
+    joined_day = timezone.localdate(three_weeks_ago)
+    assert list(Suppression.objects.values_list("reader_joined_week", flat=True)) == [
+        joined_day - timedelta(days=joined_day.weekday())  # its Monday, no more
+    ]
+
+
+def test_a_reader_who_left_asked_again_and_never_confirmed_joined_and_left(rf):
+    reader = SubscriberFactory(confirmed_at=timezone.now() - timedelta(weeks=2))
+    address_suppress(email=reader.email, reason=Suppression.Reason.UNSUBSCRIBED)
+    long_ago = timezone.now() - timedelta(days=365)  # their request expired
+    Subscriber.objects.filter(pk=reader.pk).update(
+        status=Status.PENDING, confirmation_sent_at=long_ago
+    )
+    assert pending_purge_expired() == 1
+
+    rows = desk_of(rf, UserFactory()).growth.rows
+
+    assert [sum(v[i] for _, v in rows) for i in range(4)] == [1, 1, 0, 0]
 
 
 def test_a_reader_back_through_the_preference_centre_is_counted_as_such(rf):
