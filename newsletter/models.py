@@ -449,6 +449,22 @@ class Event(models.Model):
         return f"{self.esp} {self.event_type}, event {self.event_id}"
 
 
+class SignatureToken(models.Model):
+    """A token the provider signed a webhook request with (Mailgun's), good once.
+
+    Mailgun signs its timestamp and token, not the event: a signed request seen
+    once could carry any event again. Its events are recognised by their own id,
+    which stays the same as Mailgun posts one again signed anew, so the tokens are
+    kept apart, as long as events are (older signatures are refused outright).
+    """
+
+    token = models.CharField(max_length=255, unique=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"signature token {self.token}"
+
+
 class MailingQuerySet(models.QuerySet):
     """Digest rounds that found nothing to send are "empty rounds". A round starts
     whenever some readers' hour comes, and on most days of a publication that

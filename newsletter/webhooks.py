@@ -36,7 +36,14 @@ from posts.validators import normalise_email, row_id_in
 
 from . import engagement, esp, subscriptions
 from .delivery import delivery_settle_by_event
-from .models import Delivery, Event, PreviousAddress, Subscriber, Suppression
+from .models import (
+    Delivery,
+    Event,
+    PreviousAddress,
+    SignatureToken,
+    Subscriber,
+    Suppression,
+)
 
 
 class _RefuseMalformedBodies:
@@ -67,6 +74,12 @@ class _RefuseMalformedBodies:
         # JSON nested deeper than the parser's recursion limit.
         RecursionError,
     )
+
+    @staticmethod
+    def signature_token(event: AnymailTrackingEvent) -> str:
+        """The token the provider signed the event's request with, good once; ""
+        where it signs none."""
+        return ""
 
     def post(self, request, *args, **kwargs):
         if request.content_type not in self.CONTENT_TYPES:
@@ -227,11 +240,31 @@ class MailgunTrackingView(_RefuseMalformedBodies, MailgunTrackingWebhookView):
             event.reject_reason = RejectReason.OTHER
         return event
 
+    def esp_to_anymail_event(self, esp_event):
+        event = super().esp_to_anymail_event(esp_event)
+        # anymail names the event by its signature's token, which is new each
+        # time Mailgun posts the event (again when our answer did not reach it):
+        # recognised by it, the event counted again. Mailgun's own id stays the
+        # same, "unique within a day" (its docs): with the event's time, for good.
+        own_id = esp_event["event-data"].get("id")
+        if own_id is not None:
+            if not isinstance(own_id, str):
+                raise TypeError(f"event-data id {own_id!r} is not text")
+            when = event.timestamp.isoformat() if event.timestamp else ""
+            event.event_id = f"{own_id} {when}".strip()
+        return event
+
+    @staticmethod
+    def signature_token(event: AnymailTrackingEvent) -> str:
+        if isinstance(event.esp_event, QueryDict):  # the legacy form: the last
+            return event.esp_event.get("token", "")  # token, as anymail checked it
+        return str(event.esp_event["signature"]["token"])
+
     def validate_request(self, request):
         super().validate_request(request)
         # Mailgun signs its timestamp and token, not the event: one signed request
-        # could carry any event again. Its token is the event's id, so a replay is
-        # refused as seen while its event is kept, and here once it is forgotten.
+        # could carry any event again. A token is good once (SignatureToken) while
+        # tokens are kept, and a signature older than that is refused here.
         days = settings.NEWSLETTER_KEEP_EVENTS_DAYS
         if days and _mailgun_signed_at(request) < timezone.now() - timedelta(days):
             raise AnymailWebhookValidationFailure(
@@ -300,6 +333,7 @@ def record_tracking_event(
     """Receiver of anymail's `tracking` signal."""
     raw = _jsonable(event.esp_event)
     event_id = event.event_id or _digest(raw)
+    token = sender.signature_token(event)
     recipient = normalise_email(event.recipient or "")
     timestamp = event.timestamp or timezone.now()
     about = _ledger_row(event, recipient)
@@ -315,6 +349,8 @@ def record_tracking_event(
         .select_for_update(no_key=True, of=("subscriber",))
     )
     with transaction.atomic():
+        if token and not SignatureToken.objects.get_or_create(token=token[:255])[1]:
+            return  # a signature used before: whatever it carries, a replay
         if recipient:
             list(Suppression.objects.for_email(recipient).select_for_update())
         delivery = rows.first() if about else None
@@ -448,6 +484,8 @@ def events_purge_old(*, now: datetime) -> int:
     if not settings.NEWSLETTER_KEEP_EVENTS_DAYS:
         return 0
     cutoff = now - timedelta(days=settings.NEWSLETTER_KEEP_EVENTS_DAYS)
+    # Signed that long ago, a request is refused whatever its token.
+    SignatureToken.objects.filter(received_at__lt=cutoff).delete()
     deleted, _ = Event.objects.filter(received_at__lt=cutoff).delete()
     return deleted
 

@@ -21,7 +21,15 @@ from newsletter import comment_emails, subscriptions
 from newsletter.checks import check_webhook_secret
 from newsletter.comment_tasks import send_comment_digest
 from newsletter.desk import desk_for
-from newsletter.models import Batch, Delivery, Event, Mailing, Subscriber, Suppression
+from newsletter.models import (
+    Batch,
+    Delivery,
+    Event,
+    Mailing,
+    SignatureToken,
+    Subscriber,
+    Suppression,
+)
 from newsletter.reports import post_report
 from newsletter.tasks import purge_old_events
 from posts.comments.models import Comment
@@ -761,7 +769,7 @@ def mailgun_event(event: str, token: str, key=MAILGUN_KEY, **extra) -> dict:
                 "targets": "reader@example.org",
             },
             "recipient-domain": "example.org",
-            "id": "CPgfbmQMTCKtHW6uIWtuVe",
+            "id": f"id-{token}",  # each event its own, as Mailgun's are
             "campaigns": [],
             "user-variables": {},
             "flags": {"is-routed": False, "is-authenticated": True},
@@ -821,15 +829,76 @@ def post_mailgun(client, payload, **auth):
         )
 
 
-def test_mailgun_delivered_updates_the_ledger_once_per_token(client, reader):
+def test_mailgun_delivered_updates_the_ledger_once(client, reader):
     delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
     payload = mailgun_event("delivered", "a8ce0edb2dd8301dee6c2405235584e45a")
     assert post_mailgun(client, payload).status_code == 200
     assert post_mailgun(client, payload).status_code == 200
     event = Event.objects.get()
-    assert (event.esp, event.event_id) == ("mailgun", payload["signature"]["token"])
+    assert (event.esp, event.event_id) == (
+        "mailgun",
+        f"{payload['event-data']['id']} 2025-11-26T17:26:40.908181+00:00",
+    )
     delivery.refresh_from_db()
     assert delivery.last_event == "delivered"
+
+
+def signed_again(payload: dict, token: str) -> dict:
+    """The event as Mailgun posts it again when our answer did not reach it: the
+    same event, signed anew."""
+    return {**payload, "signature": mailgun_signature(token)}
+
+
+def test_a_mailgun_event_posted_again_signed_anew_counts_once(client, reader):
+    """Mailgun signs each attempt at posting an event anew, with a new token: an
+    event recognised by its token was counted again, an open twice, a bounce
+    recorded twice (and, for soft bounces, counted towards the reader's limit)."""
+    delivery = delivery_to(reader, f"<{MAILGUN_ID}>")
+    opened = mailgun_event("opened", "token-opened")
+    bounced = mailgun_failed("permanent", "token-bounced")
+    for payload in (opened, bounced):
+        assert post_mailgun(client, payload).status_code == 200
+        again = signed_again(payload, payload["signature"]["token"] + "-again")
+        assert post_mailgun(client, again).status_code == 200
+
+    assert sorted(Event.objects.values_list("event_type", flat=True)) == [
+        "bounced",
+        "opened",
+    ]
+    delivery.mailing.refresh_from_db()
+    assert delivery.mailing.opens_people + delivery.mailing.opens_machines == 1
+
+
+def test_a_mailgun_signature_used_once_carries_no_other_event(client, reader):
+    """Mailgun signs its timestamp and token, not the event: a signed request seen
+    once could carry a complaint about anyone."""
+    delivery_to(reader, f"<{MAILGUN_ID}>")
+    assert post_mailgun(client, mailgun_event("delivered", "token-seen")).status_code
+    forged = mailgun_event("complained", "token-other")
+    forged["signature"] = mailgun_event("delivered", "token-seen")["signature"]
+
+    post_mailgun(client, forged)
+
+    assert list(Event.objects.values_list("event_type", flat=True)) == ["delivered"]
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert not Suppression.objects.exists()
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_mailgun_signature_tokens_are_forgotten_with_the_events(
+    client, reader, settings
+):
+    settings.NEWSLETTER_KEEP_EVENTS_DAYS = 90
+    post_mailgun(client, mailgun_event("delivered", "token-old"))
+    post_mailgun(client, mailgun_event("opened", "token-recent"))
+    SignatureToken.objects.filter(token="token-old").update(
+        received_at=timezone.now() - timedelta(days=91)
+    )
+    purge_old_events.delay().get()
+    assert list(SignatureToken.objects.values_list("token", flat=True)) == [
+        "token-recent"
+    ]
 
 
 def test_a_mailgun_event_is_about_its_own_reader_of_a_batch_sharing_a_message_id(
