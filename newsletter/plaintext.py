@@ -13,6 +13,8 @@ from html.parser import HTMLParser
 
 from markdown_it.common.normalize_url import normalizeLink
 
+from posts.markdown import ID_PREFIX
+
 WIDTH = 72
 
 _BLOCKS = {
@@ -32,6 +34,10 @@ _GLUE = "\x01"
 # also takes "²", which int() refuses), at most nine, as CommonMark numbers lists;
 # anything else counts from 1.
 _LIST_START = re.compile(r"[0-9]{1,9}")
+# A link to a place in the post itself (posts.markdown.ID_PREFIX): a section, a
+# footnote where it is cited ("fn1", its number "[1]"), or a footnote's way back
+# to where it is cited ("fnref1", an arrow).
+_IN_THE_POST = re.compile("#" + re.escape(ID_PREFIX) + r"(fnref|fn(?=[0-9]))?")
 
 
 def _is_address_itself(text: str, href: str) -> bool:
@@ -139,7 +145,16 @@ class _TextWriter(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self.open_links:
             href, start = self.open_links.pop()
-            if href and _is_address_itself("".join(self.inline[start:]), href):
+            if href and (place := _IN_THE_POST.search(href)):
+                # The text part holds the whole post, with nowhere to jump to: a
+                # section's name stays as words, a footnote's number reads apart
+                # from the links' [1], [2], and the way back goes.
+                if place[1] == "fn":
+                    number = "".join(self.inline[start:]).strip("[] ")
+                    self.inline[start:] = [f"[note {number}]"]
+                elif place[1] == "fnref":
+                    del self.inline[start:]
+            elif href and _is_address_itself("".join(self.inline[start:]), href):
                 # An address written out ("The report: https://…."): once, in
                 # <>, which end it for a mail program that links it, as RFC
                 # 3986 (appendix C) has it, before any text running on; as the

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.utils.html import strip_tags
 from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
+from mdit_py_plugins.anchors import anchors_plugin
+from mdit_py_plugins.footnote import footnote_plugin
 
 
 class _WebAddresses(LinkifyIt):
@@ -37,8 +39,12 @@ class _WebAddresses(LinkifyIt):
 
 _web_addresses = _WebAddresses()
 
-_markdown = MarkdownIt("commonmark", {"typographer": True, "linkify": True}).enable(
-    ["table", "strikethrough", "smartquotes", "linkify"]
+# Footnotes ("[^1]", and "[^1]: source" below) are an author's sources, listed
+# at the end of the body, each with a way back to where it is cited.
+_markdown = (
+    MarkdownIt("commonmark", {"typographer": True, "linkify": True})
+    .enable(["table", "strikethrough", "smartquotes", "linkify"])
+    .use(footnote_plugin)
 )
 _markdown.linkify = _web_addresses
 
@@ -81,6 +87,19 @@ def _headings_under_the_title(state) -> None:
 
 _markdown.core.ruler.push("headings_under_the_title", _headings_under_the_title)
 
+
+# A note cited twice is "[1]" both times, not the plugin's "[1:1]" the second.
+def _note_number(self, tokens, idx, options, env) -> str:
+    return f"[{tokens[idx].meta['id'] + 1}]"
+
+
+_markdown.add_render_rule("footnote_caption", _note_number)
+
+# Each heading named by its words, as GitHub does ("Officers' caseloads" is
+# "officers-caseloads", a second "Findings" "findings-1"), for the author's
+# "[Findings](#findings)". The sanitiser puts them under ID_PREFIX.
+_markdown.use(anchors_plugin, max_level=6)
+
 # A table column's alignment (|--:| for figures: caseloads, ratings) as a class,
 # align-left, align-center or align-right, not as the style="text-align:…" that
 # markdown-it writes: the site's Content-Security-Policy refuses style attributes,
@@ -107,8 +126,10 @@ ALLOWED_TAGS = {
     "strong", "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title"},
+    "a": {"href", "title", "id"},  # id: where a footnote is cited
     "abbr": {"title"},
+    **{heading: {"id"} for heading in ("h2", "h3", "h4", "h5", "h6")},
+    "li": {"id"},  # a footnote
     "img": {"src", "alt", "title", "width", "height"},
     "ol": {"start"},
     "th": {"scope"},
@@ -130,12 +151,29 @@ _VALID_VALUES = {
     "lang": re.compile(
         r"([a-z]{2,3}(-[a-z]{4})?(-([a-z]{2}|[0-9]{3}))?)?", re.IGNORECASE
     ),
+    "id": re.compile(r"\S+"),  # HTML's ids hold no space
 }
+
+# A body's ids (its headings', its footnotes', any in the author's HTML) each
+# begin with this, as GitHub's do: the page around the body has ids of its own
+# ("content", "related-heading") that an author's must not take, and a browser
+# makes an element's id a global name that a script may read in place of its own
+# ("location", "config": DOM clobbering), where no script's name has a hyphen. The
+# body's own "#findings" links are written "#user-content-findings" to match: a
+# "#" link in a body is to a place in it, as the page's ids are not the author's
+# to know. Done by the sanitiser, so no id or "#" link leaves it otherwise.
+ID_PREFIX = "user-content-"
 
 
 def _valid_value(tag: str, attribute: str, value: str) -> str | None:
     valid = _VALID_VALUES.get(attribute)
-    return value if valid is None or valid.fullmatch(value) else None
+    if valid is not None and not valid.fullmatch(value):
+        return None
+    if attribute == "id":
+        return ID_PREFIX + value
+    if attribute == "href" and value.startswith("#") and value != "#":
+        return "#" + ID_PREFIX + value[1:]
+    return value
 
 
 URL_SCHEMES = {"http", "https", "mailto"}

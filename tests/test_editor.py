@@ -39,7 +39,7 @@ def test_the_preview_is_what_readers_get_sanitised(client, author):
     assert response.status_code == 200
     preview = response.json()
     assert preview["html"] == render_markdown(body)
-    assert "<h2>Findings</h2>" in preview["html"]
+    assert '<h2 id="user-content-findings">Findings</h2>' in preview["html"]
     assert "<script" not in preview["html"] and "onerror" not in preview["html"]
     assert 'href="javascript' not in preview["html"]
 

@@ -75,7 +75,7 @@ def test_site_feeds_parse_and_list_published_posts_newest_first(
     assert feed.entries[0].link == (
         f"https://onprobation.example/posts/{posts[1].slug}/"
     )
-    assert "<h2>Findings</h2>" in feed.entries[0].summary
+    assert '<h2 id="user-content-findings">Findings</h2>' in feed.entries[0].summary
 
 
 @pytest.mark.parametrize(
@@ -282,7 +282,8 @@ def test_a_posts_links_and_images_are_whole_in_its_feed_entry(client, url, conte
     entry = feed.find(content).text
     assert 'src="https://onprobation.example/media/posts/2024/chart.png"' in entry
     assert 'href="https://onprobation.example/posts/kent/"' in entry
-    assert 'href="https://onprobation.example/posts/derby/#findings"' in entry
+    findings = "https://onprobation.example/posts/derby/#user-content-findings"
+    assert f'href="{findings}"' in entry
     assert 'href="https://example.gov.uk/r"' in entry
     assert 'href="https://example.org/"' in entry
 

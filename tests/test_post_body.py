@@ -4,6 +4,7 @@ post's page and in both parts of its email."""
 import re
 
 import pytest
+from django.conf import settings
 
 from newsletter.emails import PostEmail
 from newsletter.models import Link
@@ -179,3 +180,102 @@ def test_a_web_address_written_out_with_letters_its_link_encodes_is_once_in_plac
     assert f"The guidance: <{ENCODED_HREF}>. See the report [1]." in text
     assert text.count("probation-") == 1
     assert f"Links: [1] {REPORT}" in text  # a link with words of its own, as ever
+
+
+SECTIONS = (
+    "The [findings](#findings) come first, then [the later ones](#findings-1).\n\n"
+    "# Findings\n\nCaseloads were high.\n\n"
+    "## Findings\n\nStill high a year on.\n\n"
+    "## Officers\u2019 *caseloads*\n\nOver 50."
+)
+
+
+def test_a_link_to_one_of_the_posts_own_headings_goes_to_it_on_the_page(client):
+    """An inspection report refers to its own sections: "[Findings](#findings)"
+    went nowhere, as no heading had an id. Each heading now has one from its
+    words, a second "Findings" its own, under a prefix that no id of the page
+    and no name a script reads can be ("comments", "location")."""
+    post = PublishedPostFactory(body=SECTIONS)
+    page = client.get(post.get_absolute_url()).text
+    assert '<h2 id="user-content-findings">Findings</h2>' in page
+    assert '<h3 id="user-content-findings-1">Findings</h3>' in page
+    assert '<h3 id="user-content-officers-caseloads">' in page
+    assert 'href="#user-content-findings"' in page
+    assert 'href="#user-content-findings-1"' in page
+
+
+def test_an_id_in_the_authors_own_html_is_kept_only_under_the_prefix(client):
+    post = PublishedPostFactory(
+        body='<h2 id="location">Kent</h2>\n\n<p id="content">Text</p>\n\n'
+        '<a href="#location" id="comments">Up</a>'
+    )
+    page = client.get(post.get_absolute_url()).text
+    assert '<h2 id="user-content-location">Kent</h2>' in page
+    assert '<a href="#user-content-location" id="user-content-comments"' in page
+    assert '<p id="content">' not in page and "<p>Text</p>" in page
+
+
+def test_a_link_to_a_heading_in_the_email_goes_to_it_on_the_posts_page(
+    django_capture_on_commit_callbacks,
+):
+    """A mail program has no page to find "#findings" in: the email's link goes,
+    through the click redirect like any other, to the heading on the post's page."""
+    post = PostFactory(body=SECTIONS, email_format=Post.EmailFormat.FULL)
+    with django_capture_on_commit_callbacks(execute=False):
+        post_publish(post=post)
+    mailing = post.mailings.get()
+    email = PostEmail(post, mailing_id=mailing.pk).rendered
+    assert 'href="#' not in email.html
+    page = settings.SITE_URL + post.get_absolute_url()
+    counted = set(Link.objects.filter(mailing=mailing).values_list("url", flat=True))
+    assert {page + "#user-content-findings", page + "#user-content-findings-1"} <= (
+        counted
+    )
+    assert not any(url.endswith("#findings") for url in counted)
+
+
+NOTED = (
+    "Caseloads were high.[^1] Leadership was clear.[^kent] Both.[^1]\n\n"
+    "[^1]: HMI Probation, Kent report, 2024.\n"
+    "[^kent]: Inspectors' interviews with [the board](https://example.org/board)."
+)
+
+
+def test_footnotes_are_notes_at_the_end_with_a_way_back_on_the_page(client):
+    """An author citing sources wrote "[^1]" and "[^1]: source", which readers
+    got as they were typed."""
+    post = PublishedPostFactory(body=NOTED)
+    page = client.get(post.get_absolute_url()).text
+    assert "[^" not in page
+    assert re.search(
+        r'high\.<sup><a href="#user-content-fn1" id="user-content-fnref1"[^>]*>'
+        r"\[1\]</a></sup>",
+        page,
+    )
+    assert re.search(
+        r'<li id="user-content-fn1">\s*<p>HMI Probation, Kent report, 2024\. '
+        r'<a href="#user-content-fnref1"',
+        page,
+    )
+    assert '<li id="user-content-fn2">' in page
+    # Cited again, a note has the same number, and a way back to each citation.
+    assert re.search(r'id="user-content-fnref1:1"[^>]*>\[1\]</a>', page)
+    assert 'href="#user-content-fnref1:1"' in page
+    assert '<a href="https://example.org/board"' in page
+
+
+def test_footnotes_in_both_parts_of_the_email(client):
+    shown = everywhere(client, NOTED)
+    assert "[^" not in shown["email"] and "[^" not in shown["text"]
+    assert re.search(r'<a href="[^"]*#user-content-fn1"[^>]*>\[1\]</a>', shown["email"])
+    # The text part: each note's number where it is cited, the notes at the end,
+    # with no way back (an arrow) and no link to the page for either.
+    text = shown["text"]
+    assert (
+        "Caseloads were high.[note 1] Leadership was clear.[note 2] Both.[note 1]"
+    ) in text
+    assert (
+        "1. HMI Probation, Kent report, 2024. 2. Inspectors' interviews with the "
+        "board [1]"
+    ) in text.replace("\u2019", "'")
+    assert "\u21a9" not in text and "user-content" not in text

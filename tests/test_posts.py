@@ -42,7 +42,7 @@ def test_markdown_body_is_rendered_once_and_sanitised():
         body="## Findings\n\n<script>alert(1)</script>[report](javascript:alert(1)) "
         '<a href="javascript:alert(2)">raw</a> <img src="x" onerror="alert(1)">'
     )
-    assert "<h2>Findings</h2>" in post.body_html
+    assert '<h2 id="user-content-findings">Findings</h2>' in post.body_html
     assert "<script" not in post.body_html
     assert 'href="javascript' not in post.body_html
     assert "onerror" not in post.body_html
