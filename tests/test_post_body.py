@@ -9,6 +9,7 @@ from django.conf import settings
 from newsletter.emails import PostEmail
 from newsletter.models import Link
 from posts.models import Post
+from posts.search import index_posts
 from posts.services import post_publish
 
 from .factories import PostFactory, PublishedPostFactory
@@ -279,3 +280,33 @@ def test_footnotes_in_both_parts_of_the_email(client):
         "board [1]"
     ) in text.replace("\u2019", "'")
     assert "\u21a9" not in text and "user-content" not in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_posts_saved_before_get_their_headings_and_footnotes_after_the_deploy(
+    client,
+):
+    sections = PublishedPostFactory(body=SECTIONS)
+    noted = PublishedPostFactory(body=NOTED)
+    plain = PublishedPostFactory(body="Caseloads were high.")
+    Post.objects.filter(pk=sections.pk).update(  # as they were stored
+        body_html="<p>Findings</p><h2>Findings</h2>"
+    )
+    Post.objects.filter(pk=noted.pk).update(
+        body_html="<p>Caseloads were high.[^1]</p>",
+        search_text="Caseloads were high.[^1]",
+    )
+    index_posts(Post.objects.filter(pk=noted.pk))  # its entry from that text
+    assert noted.title not in client.get("/search/", {"q": "interviews"}).text
+    Post.objects.filter(pk=plain.pk).update(search_text="as it was")
+    migrate_again_after("posts", "0029_web_addresses_written_out_as_links")
+    page = client.get(sections.get_absolute_url()).text
+    assert '<h2 id="user-content-findings">Findings</h2>' in page
+    assert '<li id="user-content-fn1">' in client.get(noted.get_absolute_url()).text
+    # Its words as they read now are searched: the source, not "[^1]".
+    noted.refresh_from_db()
+    assert "[^" not in noted.search_text and "Kent report" in noted.search_text
+    assert noted.title in client.get("/search/", {"q": "board"}).text
+    # A post whose body renders as it did is left as it was, its search text too.
+    plain.refresh_from_db()
+    assert plain.search_text == "as it was"
