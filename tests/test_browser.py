@@ -835,6 +835,31 @@ def test_a_tables_right_aligned_figures_stay_right_on_the_page_and_in_the_email(
     email.context.close()
 
 
+def test_a_posts_links_to_its_own_sections_and_notes_go_to_them(browser, site):
+    """An author's "[Findings](#findings)" went nowhere, as no heading had an
+    id, and "[^1]" was shown as typed."""
+    filler = "\n\n".join(["Officers carried caseloads above the target."] * 40)
+    post = PublishedPostFactory(
+        body=f"Read [the findings](#findings) first.[^1]\n\n{filler}\n\n"
+        f"# Findings\n\nCaseloads were high.\n\n{filler}\n\n"
+        "[^1]: HMI Probation, Kent report, 2024."
+    )
+    page = new_page(browser)
+    page.goto(f"{site}{post.get_absolute_url()}")
+    target = "() => document.querySelector(':target')?.textContent.trim()"
+    page.get_by_role("link", name="the findings").click()
+    page.wait_for_url(re.compile("#user-content-findings$"))
+    assert page.evaluate(target) == "Findings"
+    page.get_by_role("link", name="[1]").click()
+    page.wait_for_url(re.compile("#user-content-fn1$"))
+    assert page.evaluate(target).startswith("HMI Probation, Kent report, 2024.")
+    page.get_by_role("link", name="\u21a9").click()  # the way back
+    page.wait_for_url(re.compile("#user-content-fnref1$"))
+    assert page.evaluate(target) == "[1]"
+    assert page.get_by_role("link", name="[1]").is_visible()
+    page.context.close()
+
+
 def test_a_refused_form_puts_the_reader_on_its_errors_and_each_links_to_its_field(
     browser, site
 ):
