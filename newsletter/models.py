@@ -472,6 +472,13 @@ class MailingQuerySet(models.QuerySet):
     mailings that went out. (A post announced to nobody is not one: that is news
     to its author.)"""
 
+    def going_out(self) -> "MailingQuerySet":
+        """Mailings whose batches may be sent: planning or sending, not paused."""
+        return self.filter(
+            status__in=[Mailing.Status.PLANNING, Mailing.Status.SENDING],
+            paused_at__isnull=True,
+        )
+
     def empty_rounds(self) -> "MailingQuerySet":
         return self.filter(self._empty_round())
 

@@ -694,6 +694,137 @@ def test_a_slow_provider_in_one_message_mode_keeps_a_live_batch_from_the_reaper(
     assert sorted(fake_esp.recipients().values()) == [1] * 6
 
 
+@pytest.fixture
+def one_batch_in_one_message_mode(settings, fake_esp, readers):
+    """Postmark, one message per reader: a mailing of one batch of six, planned,
+    its doorbell not rung."""
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    settings.NEWSLETTER_BATCH_SIZE = len(readers)
+    delivery.mailing_create_for_post(post=PublishedPostFactory())
+    mailing = Mailing.objects.get()
+    while delivery.mailing_plan_page(mailing_id=mailing.pk):
+        pass
+    return mailing
+
+
+def stopped_by_the_author_as_it_goes(monkeypatch, clock, control, mailing) -> None:
+    """Each reader's request takes two seconds by the clock; the author presses
+    `control` (pause, cancel) once the second reader's message has gone."""
+    post, posted = PostmarkBackend._post, []
+
+    def post_then_press(backend, payload, message):
+        answer = post(backend, payload, message)
+        clock.now += timedelta(seconds=2)
+        posted.append(payload.reader.addr_spec)
+        if len(posted) == 2:
+            assert control(mailing_id=mailing.pk)
+        return answer
+
+    monkeypatch.setattr(PostmarkBackend, "_post", post_then_press)
+
+
+def test_pausing_stops_a_batch_going_out_one_message_each_and_resuming_sends_the_rest(
+    one_batch_in_one_message_mode,
+    fake_esp,
+    readers,
+    clock,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    """The worker posted every reader of its batch after the author paused: a
+    batch of thousands went on for minutes. It stops before its next reader; the
+    others wait in the queue, and resuming sends them each one copy."""
+    mailing = one_batch_in_one_message_mode
+    stopped_by_the_author_as_it_goes(
+        monkeypatch, clock, delivery.mailing_pause, mailing
+    )
+    batch = mailing.batches.get()
+    delivery.batch_send(batch_id=batch.pk)
+
+    assert fake_esp.count == 2
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent) == (Batch.Status.QUEUED, 2)
+    statuses = list(mailing.deliveries.values_list("status", flat=True))
+    assert sorted(statuses) == ["queued"] * 4 + ["sent"] * 2
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.mailing_resume(mailing_id=mailing.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.DONE
+
+
+def test_cancelling_stops_a_batch_going_out_one_message_each(
+    one_batch_in_one_message_mode, fake_esp, clock, monkeypatch
+):
+    """mailing_cancel promises that nobody not yet handed over gets it: the
+    worker's batch stops before its next reader, and its other readers are
+    skipped, never sent."""
+    mailing = one_batch_in_one_message_mode
+    stopped_by_the_author_as_it_goes(
+        monkeypatch, clock, delivery.mailing_cancel, mailing
+    )
+    batch = mailing.batches.get()
+    delivery.batch_send(batch_id=batch.pk)
+
+    assert fake_esp.count == 2
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent) == (Batch.Status.CANCELLED, 2)
+    skipped = mailing.deliveries.filter(status=Delivery.Status.SKIPPED)
+    assert skipped.count() == 4
+    assert set(skipped.values_list("error", flat=True)) == {"mailing cancelled"}
+    delivery.batch_send(batch_id=batch.pk)
+    delivery.mailings_reap()
+    assert fake_esp.count == 2
+
+
+def test_pausing_stops_every_lane_of_a_batch_going_out_one_message_each(
+    one_batch_in_one_message_mode,
+    fake_esp,
+    readers,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    """A batch split into lanes, a thread each: the worker reads that the author
+    paused, and every lane stops before its next reader. Each lane waits, after
+    its first reader, until the worker has read its mailing again, as the lanes
+    of a long batch would still be going then."""
+    mailing = one_batch_in_one_message_mode
+    monkeypatch.setattr(sender, "LANE_MIN_READERS", 2)  # three lanes of two
+    hand_over, post = sender._hand_over, PostmarkBackend._post
+    read = sender.HandOver.read_if_due
+    mailing_read = threading.Event()
+
+    def paused_meanwhile(batch, recipients):
+        assert delivery.mailing_pause(mailing_id=mailing.pk)
+        return hand_over(batch, recipients)
+
+    def read_by_the_worker(self):
+        read(self)
+        if self.held:
+            mailing_read.set()
+
+    def post_then_wait(backend, payload, message):
+        answer = post(backend, payload, message)
+        assert mailing_read.wait(timeout=5)
+        return answer
+
+    monkeypatch.setattr(sender, "_hand_over", paused_meanwhile)
+    monkeypatch.setattr(sender.HandOver, "read_if_due", read_by_the_worker)
+    monkeypatch.setattr(PostmarkBackend, "_post", post_then_wait)
+    batch = mailing.batches.get()
+    delivery.batch_send(batch_id=batch.pk)
+
+    assert fake_esp.stats()["connections"] == 3
+    assert fake_esp.count == 3  # each lane's first reader
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent) == (Batch.Status.QUEUED, 3)
+    monkeypatch.setattr(sender, "_hand_over", hand_over)
+    monkeypatch.setattr(PostmarkBackend, "_post", post)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery.mailing_resume(mailing_id=mailing.pk)
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+
+
 def test_a_batch_waiting_for_the_providers_retry_after_is_not_rung_before_it(
     settings, planned, fake_esp, clock
 ):

@@ -358,7 +358,9 @@ class EmailBackend(AnymailPostmarkBackend):
     # The kept-alive connection to Postmark while open; None where requests is needed.
     http_connection: http.client.HTTPConnection | None = None
     # Called before each reader's own request (one-message mode), where a call's
-    # readers may take minutes: the sender renews its claim on the batch there.
+    # readers may take minutes: the sender renews its claim on the batch there,
+    # and stops once the author has paused or cancelled. What it raises stops the
+    # call before that reader's request: they were not handed over.
     before_each_reader: Callable[[], None] | None = None
 
     def __init__(self, *, per_reader: bool = True, **kwargs) -> None:
@@ -443,10 +445,14 @@ class EmailBackend(AnymailPostmarkBackend):
         payload.statuses = {}
         unknown = AnymailRecipientStatus(message_id=None, status="unknown")
         for reader in payload.to_emails:
+            if self.before_each_reader is not None:
+                try:
+                    self.before_each_reader()
+                except Exception:
+                    message.anymail_status.set_recipient_status(payload.statuses)
+                    raise
             payload.reader = reader
             try:
-                if self.before_each_reader is not None:
-                    self.before_each_reader()
                 response = self._post(payload, message)
                 answer = self.parse_recipient_status(response, payload, message)
             except Exception:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from ..enqueue import tasks
 from ..models import Batch, Delivery, Mailing
-from .control import RUNNING, mailing_resume
+from .control import mailing_resume
 from .ledger import Outcome, close_batch, record_outcomes
 from .sender import batch_cancel_if_mailing_cancelled, close_mailing_if_finished
 
@@ -79,9 +79,7 @@ def mailings_reap() -> dict[str, int]:
             mailing_id=mailing_id, cooled_down_by=now
         )
 
-    running = Mailing.objects.filter(
-        pk=OuterRef("mailing_id"), status__in=RUNNING, paused_at__isnull=True
-    )
+    running = Mailing.objects.going_out().filter(pk=OuterRef("mailing_id"))
     lost = Batch.objects.filter(
         Exists(running), status=Batch.Status.QUEUED, touched_at__lt=doorbell_cutoff
     )

@@ -23,7 +23,7 @@ import smtplib
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -83,6 +83,10 @@ SINGLE_MESSAGE_BATCH_SIZE = 200
 # A lane has at least LANE_MIN_READERS (fewer are not worth a thread and a connection).
 SEND_LANES = 4
 LANE_MIN_READERS = 50
+# How often, in seconds, a batch being handed over reads whether the author has
+# paused or cancelled its mailing: it stops within about that long, at one query
+# per batch each time, not one per reader.
+HOLD_READ_SECONDS = 1.0
 # The longest Retry-After honoured, in seconds.
 MAX_RETRY_AFTER = 600
 # A worker renews its claim on a batch as the batch goes out, once this share of
@@ -219,14 +223,19 @@ class PostTakenDown(RetryLater):
         super().__init__("the post was taken off the site as its batch went")
 
 
+class MailingHeld(RetryLater):
+    """The author paused or cancelled the mailing as its batch went: the readers
+    not yet handed over wait in the queue, for the resume to send them (or the
+    cancel to skip them)."""
+
+    def __init__(self) -> None:
+        super().__init__("the mailing was paused or cancelled as its batch went")
+
+
 def batch_send(*, batch_id: int) -> None:
     """Send one batch. Raises RetryLater when it went back to the queue."""
     now = timezone.now()
-    running = Mailing.objects.filter(
-        pk=OuterRef("mailing_id"),
-        status__in=[Mailing.Status.PLANNING, Mailing.Status.SENDING],
-        paused_at__isnull=True,
-    )
+    running = Mailing.objects.going_out().filter(pk=OuterRef("mailing_id"))
     claimed = (
         Batch.objects.filter(pk=batch_id, status=Batch.Status.QUEUED)
         .filter(Exists(running))
@@ -303,6 +312,10 @@ def batch_send(*, batch_id: int) -> None:
             return
         if isinstance(trouble, PostTakenDown):
             return  # its mailing is paused: resuming it rings for the batch
+        if isinstance(trouble, MailingHeld) and not _going_out(batch.mailing_id):
+            # Paused: resuming rings for it. Resumed already, that ring found it
+            # still being sent: its retry sends it.
+            return
         raise trouble if isinstance(trouble, RetryLater) else RetryLater(str(trouble))
     # With none queued, this may be the last batch: ask, after this batch's close
     # is committed, whether the mailing is done. Of batches finishing side by side,
@@ -310,6 +323,10 @@ def batch_send(*, batch_id: int) -> None:
     # not see a sibling's uncommitted close, and left the mailing to the reaper).
     if not queued:
         close_mailing_if_finished(batch.mailing_id)
+
+
+def _going_out(mailing_id: int) -> bool:
+    return Mailing.objects.going_out().filter(pk=mailing_id).exists()
 
 
 def _still_owed(
@@ -396,6 +413,46 @@ class Claim:
             raise ClaimLost("the reaper took the claim")
 
 
+class HandOverStopped(Exception):
+    """A lane stops before its next reader (HandOver.check)."""
+
+
+class HandOver:
+    """Whether a batch's lanes go on to their next reader: not once the author
+    has paused or cancelled its mailing, nor once another lane has met an error.
+    The mailing is read at most every HOLD_READ_SECONDS, by the worker's own
+    thread (read_if_due): in the lanes' threads each would open a database
+    connection of its own."""
+
+    def __init__(self, mailing_id: int, claimed_at: datetime) -> None:
+        self.mailing_id = mailing_id
+        self.read_at = claimed_at  # the claim found the mailing going out
+        self.held = False
+        self._stopped = threading.Event()
+
+    def read_if_due(self) -> None:
+        now = timezone.now()
+        if (now - self.read_at).total_seconds() < HOLD_READ_SECONDS:
+            return
+        self.read_at = now
+        if not _going_out(self.mailing_id):
+            self.held = True
+            self._stopped.set()
+
+    def stop(self) -> None:
+        """Another lane met an error: the others go no further."""
+        self._stopped.set()
+
+    def check(self) -> None:
+        if self._stopped.is_set():
+            raise HandOverStopped()
+
+    def why(self) -> MailingHeld | None:
+        """What stopped the batch, for its worker: the author's pause or cancel;
+        None when another lane's error did, which that lane reports."""
+        return MailingHeld() if self.held else None
+
+
 # A message and the readers it goes to.
 Letter = tuple[EmailMessage, list[Recipient]]
 # A lane's outcomes, the error that stopped it, and a reader deferred on the way.
@@ -410,10 +467,12 @@ def _hand_over(
 
     Where each reader's message is a request of its own, a post's readers are
     split into lanes sent side by side, each over its own connection; a lane that
-    meets an error stops the others before their next chunk. A digest's frames
-    are rendered as its readers need them, reading the database: one lane."""
+    meets an error, or the author pausing or cancelling the mailing, stops them
+    all before their next reader. A digest's frames are rendered as its readers
+    need them, reading the database: one lane."""
     how = channel()
     claim = Claim(batch.pk, batch.touched_at, batch.attempts)
+    hand_over = HandOver(batch.mailing_id, batch.touched_at)
     lanes = 1
     if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
         lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
@@ -427,28 +486,38 @@ def _hand_over(
         return {}, PostTakenDown()
     if lanes == 1:
         outcomes, stopped_by, deferred = _send_lane(
-            batch, recipients, how, compose, size, claim=claim
+            batch,
+            recipients,
+            how,
+            compose,
+            size,
+            claim=claim,
+            hand_over=hand_over,
+            reads_mailing=True,
         )
         return outcomes, stopped_by or deferred
-    stop = threading.Event()
 
     def send_lane(readers: list[Recipient]) -> Lane:
         try:
             lane = _send_lane(
-                batch, readers, how, compose, size, claim=claim, stop=stop
+                batch, readers, how, compose, size, claim=claim, hand_over=hand_over
             )
         except BaseException:
-            stop.set()
+            hand_over.stop()
             raise
         finally:
             connections.close_all()  # this thread's, should anything have opened one
         if lane[1] is not None:
-            stop.set()
+            hand_over.stop()
         return lane
 
     per_lane = -(-len(recipients) // lanes)
     with ThreadPoolExecutor(lanes, thread_name_prefix=f"batch-{batch.pk}") as pool:
-        results = list(pool.map(send_lane, _chunks(recipients, per_lane)))
+        going = [pool.submit(send_lane, r) for r in _chunks(recipients, per_lane)]
+        # This thread reads the mailing for the lanes while they go.
+        while wait(going, timeout=HOLD_READ_SECONDS).not_done:
+            hand_over.read_if_due()
+        results = [lane.result() for lane in going]
     outcomes: dict[int, Outcome] = {}
     for lane_outcomes, _, _ in results:
         outcomes.update(lane_outcomes)  # the lanes' readers are disjoint
@@ -473,28 +542,37 @@ def _send_lane(
     size: int,
     *,
     claim: Claim,
-    stop: threading.Event | None = None,
+    hand_over: HandOver,
+    reads_mailing: bool = False,
 ) -> Lane:
     """Send the recipients, `size` a chunk, over one connection, until an error
-    (or `stop`, set by another lane's error), renewing the batch's claim on the
-    way; the rest stay QUEUED (UNCERTAIN if the reaper took the claim)."""
+    (or `hand_over` stops: the author paused or cancelled, another lane met an
+    error), renewing the batch's claim on the way; the rest stay QUEUED
+    (UNCERTAIN if the reaper took the claim). `reads_mailing`: this lane runs
+    in the worker's own thread, and reads the mailing for itself."""
     mailing = batch.mailing
     outcomes: dict[int, Outcome] = {}
     deferred: ReaderDeferred | None = None
+
+    def go_on() -> None:
+        """Before each call, and each reader where our backend posts a call's
+        readers one by one (one-message mode, minutes for a batch)."""
+        if reads_mailing:
+            hand_over.read_if_due()
+        hand_over.check()
+        claim.hold()
+
     with how.connection() as connection:
         if isinstance(connection, PostmarkBackend):
-            # It posts a call's readers one by one in one-message mode.
-            connection.before_each_reader = claim.hold
+            connection.before_each_reader = go_on
         for chunk in _chunks(recipients, size):
-            if stop is not None and stop.is_set():
-                break
             try:
+                hand_over.check()  # not waiting for the budget first
                 take_from_budget(len(chunk), esp=how.esp)
-            except RetryLater as exc:
-                return outcomes, exc, deferred
-            try:
-                claim.hold()
-            except ClaimLost as exc:
+                go_on()
+            except HandOverStopped:
+                return outcomes, hand_over.why(), deferred
+            except (RetryLater, ClaimLost) as exc:
                 return outcomes, exc, deferred
             try:
                 letters = compose(chunk, connection)
@@ -527,6 +605,15 @@ def _send_lane(
                     connection.send_messages([message for message, _ in letters])
             except AnymailRecipientsRefused:
                 pass  # every recipient refused: anymail_status says how, as below
+            except (HandOverStopped, ClaimLost) as exc:
+                # Before a reader's request (our backend's before_each_reader):
+                # those answered before it went, the others were not handed over.
+                for message, readers in letters:
+                    answered = _answered(message, readers)
+                    outcomes.update((r.delivery_id, o) for r, o in answered.items())
+                if isinstance(exc, HandOverStopped):
+                    return outcomes, hand_over.why(), deferred
+                return outcomes, exc, deferred
             except smtplib.SMTPRecipientsRefused as exc:
                 # An SMTP server refused a reader's address (one reader per
                 # message here): the others go out either way.
