@@ -994,8 +994,8 @@ def test_unpublishing_says_the_post_is_off_the_site_and_its_email_paused(client)
     assert f'<a href="{url}">' in response.content.decode()
     assert (
         "“Kent: court work” is off the site: its page is not found until you "
-        "publish it again. Its email is paused (a batch already going out "
-        "finishes): the readers it has not reached get it only once you publish "
+        "publish it again. Its email is paused (a batch going out stops within "
+        "a second): the readers it has not reached get it only once you publish "
         "the post again and resume its email on its mailing's page. "
         "Digests not yet sent go without it."
     ) in said(response)

@@ -2297,14 +2297,13 @@ def test_a_mailings_page_offers_only_the_controls_that_apply_to_those_allowed(
     assert mailing_controls(author, planned)[2] == []
 
 
-def test_a_mailing_cancelled_as_a_batch_goes_out_says_that_batch_finishes(
-    author, planned
-):
+def test_a_mailing_cancelled_as_a_batch_goes_out_says_that_batch_stops(author, planned):
     """Cancelled while a worker was sending a batch, the page said "nothing more
-    goes" as that batch's readers were still being handed over."""
+    goes" as that batch's readers were still being handed over; then that the
+    batch finishes, where it stops within a second."""
     first = planned.batches.order_by("number").first()
     Batch.objects.filter(pk=first.pk).update(status=Batch.Status.SENDING)
     delivery.mailing_cancel(mailing_id=planned.pk)
     assert mailing_page(author, planned)["ETA"] == (
-        "cancelled: what was going out finishes, then nothing more goes"
+        "cancelled: the batch being sent stops within a second"
     )

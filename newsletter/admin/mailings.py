@@ -223,10 +223,11 @@ class MailingAdmin(admin.ModelAdmin):
         # minutes of sending gave it one, and a planning one's first batches,
         # all sent, made it "done".
         if mailing.status == Mailing.Status.CANCELLED:
-            # A batch being sent as it was cancelled is its worker's to finish
-            # (control.mailing_cancel): its readers are still handed over.
+            # A batch being sent as it was cancelled is its worker's to stop
+            # (control.mailing_cancel), within about a second; the readers it
+            # has not handed over are skipped as it comes back to the queue.
             if mailing.waiting:
-                return "cancelled: what was going out finishes, then nothing more goes"
+                return "cancelled: the batch being sent stops within a second"
             return "cancelled: nothing more goes"
         if _held(mailing):
             if mailing.resume_at:  # the breaker's pause, lifted by the reaper

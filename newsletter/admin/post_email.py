@@ -553,9 +553,9 @@ def email_said_taken_back(post: Post, *, was_live: bool) -> tuple[int, list[str]
         said = "Nobody was emailed it: its email goes out once you publish it again."
     elif mailing.status in RUNNING:
         said = format_html(
-            "Its email is paused (a batch already going out finishes): the readers "
-            "it has not reached get it only once you publish the post again and "
-            'resume its email on <a href="{}">its mailing\'s page</a>.',
+            "Its email is paused (a batch going out stops within a second): the "
+            "readers it has not reached get it only once you publish the post again "
+            'and resume its email on <a href="{}">its mailing\'s page</a>.',
             reverse("admin:newsletter_mailing_change", args=[mailing.pk]),
         )
     elif mailing.status == Mailing.Status.CANCELLED:

@@ -28,7 +28,9 @@ RUNNING = [Mailing.Status.PLANNING, Mailing.Status.SENDING]
 
 
 def mailing_pause(*, mailing_id: int, reason: str = "Paused by the author.") -> bool:
-    """Stop claiming batches; a batch already in flight finishes. Until resumed.
+    """Stop claiming batches; a batch being sent stops within about a second
+    (sender.HOLD_READ_SECONDS), its readers not yet handed over left in the
+    queue with the rest. Until resumed.
 
     A pause the breaker set (resume_at: the reaper lifts it after the cool-down)
     becomes the author's: they pause to hold the mailing until they say so.
@@ -123,7 +125,9 @@ def mailing_ring(mailing_id: int) -> None:
 def mailing_cancel(*, mailing_id: int) -> bool:
     """Stop a mailing. Nobody not yet handed over gets it; the ledger says so. For
     good, but for a correction's, which the author may send after all
-    (correction_send_again)."""
+    (correction_send_again). A batch being sent is left to its worker, which
+    stops within about a second (sender.HOLD_READ_SECONDS) and skips the rest as
+    it puts the batch back (batch_cancel_if_mailing_cancelled)."""
     now = timezone.now()
     with transaction.atomic():
         # Locked as the planner locks it for a page: how far planning went is
