@@ -851,6 +851,37 @@ def test_a_batch_waiting_for_the_providers_retry_after_is_not_rung_before_it(
     assert sorted(fake_esp.recipients().values()) == [1, 1]
 
 
+def test_resuming_rings_a_batch_waiting_out_the_providers_retry_after_once_due(
+    planned, fake_esp, readers, clock, django_capture_on_commit_callbacks
+):
+    """Postmark answered 429 with Retry-After 500 s, and the author paused the
+    mailing and resumed it: resuming rang every queued batch at once, and the one
+    waiting went back to Postmark long before it said to. It is rung for when its
+    retry is due; the others at once. Each reader has one copy."""
+    first, *others = planned.batches.order_by("number")
+    fake_esp.set_faults(rate_limit_next=1, retry_after_s=500)
+    with pytest.raises(delivery.ProviderUnavailable):
+        tasks.send_batch(first.pk)  # called as a worker would; retried in 500 s
+    assert delivery.mailing_pause(mailing_id=planned.pk)
+    rung = {}
+
+    def ring(args, kwargs=None, *, countdown=None, **options):
+        rung[args[0]] = countdown or 0
+
+    with pytest.MonkeyPatch.context() as broker:
+        # The broker's side: when each doorbell is to ring.
+        broker.setattr(tasks.send_batch, "apply_async", ring)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert delivery.mailing_resume(mailing_id=planned.pk)
+    assert rung[first.pk] >= 500
+    assert [rung[batch.pk] for batch in others] == [0, 0]
+
+    clock.now += timedelta(seconds=rung[first.pk])
+    for batch_id in rung:
+        tasks.send_batch(batch_id)
+    assert fake_esp.recipients() == {s.email: 1 for s in readers}
+
+
 def test_an_uncertain_batch_is_resent_only_when_the_author_says_so(
     planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):

@@ -114,12 +114,18 @@ def mailing_ring(mailing_id: int) -> None:
     """Enqueue the planning step and every queued batch of a mailing. What the
     broker does not take, the reaper rings again (queued batches of a running
     mailing not paused, a mailing left planning), so the controls that ring it
-    ring it once committed (ring_once_committed)."""
+    ring it once committed (ring_once_committed).
+
+    A batch waiting out a provider's Retry-After (or its backoff) is dated from
+    when its retry is due (sender.batch_retry_wait): it is rung for then, not
+    now, or resuming sent it to a provider that had asked for time."""
     if Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.PLANNING).exists():
         tasks.plan_mailing.delay(mailing_id)
+    now = timezone.now()
     queued = Batch.objects.filter(mailing_id=mailing_id, status=Batch.Status.QUEUED)
-    for batch_id in queued.values_list("pk", flat=True).iterator():
-        tasks.send_batch.delay(batch_id)
+    for batch_id, due in queued.values_list("pk", "touched_at").iterator():
+        wait = (due - now).total_seconds()
+        tasks.send_batch.apply_async((batch_id,), countdown=wait if wait > 0 else None)
 
 
 def mailing_cancel(*, mailing_id: int) -> bool:
