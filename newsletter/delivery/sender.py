@@ -7,7 +7,8 @@ the recipients (with all a message needs of them, a digest's posts among it),
 before each call to the provider whether the post is still on the site, record
 every outcome, close the batch. A digest adds the read of its posts' order (and
 asks which of them are still on the site); a correction, which of its readers the
-ledger still says had the post.
+ledger still says had the post. A batch handed over for longer than a second adds
+one a second, whether its mailing still goes out (HOLD_READ_SECONDS).
 
 Where one API call takes many recipients, each with their own links (Postmark's
 /email/batch, each reader's message filled in by our backend, delivery/postmark.py;
