@@ -95,6 +95,18 @@ def _note_number(self, tokens, idx, options, env) -> str:
 
 _markdown.add_render_rule("footnote_caption", _note_number)
 
+
+# A note's way back to where it is cited: the plugin's arrow, which names nothing
+# to a screen reader, named. ("\ufe0e": not shown as an emoji on iOS.)
+def _back_to_the_text(self, tokens, idx, options, env) -> str:
+    ident = self.rules["footnote_anchor_name"](tokens, idx, options, env)
+    if tokens[idx].meta["subId"] > 0:  # the second place the note is cited
+        ident += f":{tokens[idx].meta['subId']}"
+    return f' <a href="#fnref{ident}" aria-label="Back to the text">\u21a9\ufe0e</a>'
+
+
+_markdown.add_render_rule("footnote_anchor", _back_to_the_text)
+
 # Each heading named by its words, as GitHub does ("Officers' caseloads" is
 # "officers-caseloads", a second "Findings" "findings-1"), for the author's
 # "[Findings](#findings)". The sanitiser puts them under ID_PREFIX.
@@ -126,7 +138,7 @@ ALLOWED_TAGS = {
     "strong", "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title", "id"},  # id: where a footnote is cited
+    "a": {"href", "title", "id", "aria-label"},  # id: where a footnote is cited
     "abbr": {"title"},
     **{heading: {"id"} for heading in ("h2", "h3", "h4", "h5", "h6")},
     "li": {"id"},  # a footnote
@@ -265,9 +277,14 @@ _APART_TAG = re.compile(
 )
 
 
+# A footnote's way back to where it is cited: an arrow, no word of the post.
+_BACK_TO_THE_TEXT = re.compile(rf'<a href="#{ID_PREFIX}fnref[^"]*"[^>]*>[^<]*</a>')
+
+
 def plain_text(body_html: str) -> str:
     """The words of a rendered body as a reader sees them, for snippets."""
-    return " ".join(html.unescape(strip_tags(_APART_TAG.sub(" ", body_html))).split())
+    words = _APART_TAG.sub(" ", _BACK_TO_THE_TEXT.sub("", body_html))
+    return " ".join(html.unescape(strip_tags(words)).split())
 
 
 # A post body's links and images (in a tag: text may hold ' href="'), and a

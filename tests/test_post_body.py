@@ -263,6 +263,15 @@ def test_footnotes_are_notes_at_the_end_with_a_way_back_on_the_page(client):
     assert re.search(r'id="user-content-fnref1:1"[^>]*>\[1\]</a>', page)
     assert 'href="#user-content-fnref1:1"' in page
     assert '<a href="https://example.org/board"' in page
+    # The way back is named for a screen reader, and is no word of the post.
+    assert re.search(
+        r'<a href="#user-content-fnref1" aria-label="Back to the text"', page
+    )
+    post.refresh_from_db()
+    assert post.search_text == (
+        "Caseloads were high.[1] Leadership was clear.[2] Both.[1] HMI Probation, "
+        "Kent report, 2024. Inspectors\u2019 interviews with the board."
+    )
 
 
 def test_footnotes_in_both_parts_of_the_email(client):
