@@ -49,8 +49,15 @@ def number(name: str, value: str, read: type[Number], what: str) -> Number:
         raise ImproperlyConfigured(f"{name} must be {what}, not {value!r}.") from None
 
 
-def envint(name: str, default: str) -> int:
-    return number(name, os.environ.get(name, default), int, "a whole number")
+def envint(name: str, default: str, *, at_least: int | None = None) -> int:
+    value = number(name, os.environ.get(name, default), int, "a whole number")
+    # A limit of 0 read as "no limit", or -1 as "for ever", would refuse everyone
+    # or forget everything at once: refused here, naming the variable.
+    if at_least is not None and value < at_least:
+        raise ImproperlyConfigured(
+            f"{name} must be {at_least} or more, not {os.environ[name]!r}."
+        )
+    return value
 
 
 def envfloat(name: str, default: str) -> float:
@@ -403,7 +410,7 @@ if not NEWSLETTER_UNSUBSCRIBE_MAILTO.rpartition("@")[0].isascii():
 
 # How long a confirmation link works, and how often one address may be sent one.
 NEWSLETTER_CONFIRM_MAX_AGE_SECONDS = (
-    envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7") * 86400
+    envint("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "7", at_least=1) * 86400
 )
 NEWSLETTER_CONFIRM_RESEND_AFTER_SECONDS = 24 * 3600
 # Unconfirmed subscriptions are deleted this long after their latest confirmation.
@@ -418,10 +425,10 @@ NEWSLETTER_SOFT_BOUNCE_LIMIT = envint("NEWSLETTER_SOFT_BOUNCE_LIMIT", "3")
 # address in each window; over either, a 429 page and nothing stored or sent.
 NEWSLETTER_SUBSCRIBE_LIMIT_WINDOW_SECONDS = 3600
 NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT = envint(
-    "NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT", "20"
+    "NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT", "20", at_least=1
 )
 NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS = envint(
-    "NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS", "5"
+    "NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS", "5", at_least=1
 )
 # How many reverse proxies in front of the site set X-Forwarded-For: 0 when gunicorn
 # faces the internet, 1 behind the shipped nginx (docker/compose.yaml).
@@ -474,19 +481,19 @@ NEWSLETTER_BREAKER_COOLDOWN_SECONDS = envint(
 )
 # Tracking events (each names a reader's address) are forgotten after this many
 # days (0: kept for ever); their effects on the ledger and suppressions stay.
-NEWSLETTER_KEEP_EVENTS_DAYS = envint("NEWSLETTER_KEEP_EVENTS_DAYS", "90")
+NEWSLETTER_KEEP_EVENTS_DAYS = envint("NEWSLETTER_KEEP_EVENTS_DAYS", "90", at_least=0)
 
 # Comments -----------------------------------------------------------------------
 
 # Comments close by themselves this many days after publication (0: never).
-COMMENTS_CLOSE_AFTER_DAYS = envint("COMMENTS_CLOSE_AFTER_DAYS", "30")
+COMMENTS_CLOSE_AFTER_DAYS = envint("COMMENTS_CLOSE_AFTER_DAYS", "30", at_least=0)
 # A commenter whose address has an approved comment, and who proved the address
 # (through a link emailed once; then a cookie in that browser), skips moderation.
 COMMENTS_AUTO_APPROVE_KNOWN = envbool("COMMENTS_AUTO_APPROVE_KNOWN", "1")
-COMMENTS_MAX_LINKS = envint("COMMENTS_MAX_LINKS", "2")
-COMMENTS_MAX_PER_IP_PER_HOUR = envint("COMMENTS_MAX_PER_IP_PER_HOUR", "10")
+COMMENTS_MAX_LINKS = envint("COMMENTS_MAX_LINKS", "2", at_least=0)
+COMMENTS_MAX_PER_IP_PER_HOUR = envint("COMMENTS_MAX_PER_IP_PER_HOUR", "10", at_least=1)
 # Commenters' IP addresses and browsers are forgotten, and spam deleted, after this.
-COMMENTS_KEEP_IP_DAYS = envint("COMMENTS_KEEP_IP_DAYS", "30")
+COMMENTS_KEEP_IP_DAYS = envint("COMMENTS_KEEP_IP_DAYS", "30", at_least=0)
 CELERY_BEAT_SCHEDULE["email-comment-digest"] = {
     "task": "newsletter.comment_tasks.send_comment_digest",
     **every(envint("COMMENTS_DIGEST_EVERY_SECONDS", "3600")),
@@ -607,7 +614,7 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5")
+AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5", at_least=1)
 AXES_COOLOFF_TIME = 1  # hour
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 # A login does not clear the client's failures: it would let anyone with an account

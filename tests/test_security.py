@@ -1218,6 +1218,37 @@ def test_a_negative_batch_size_refuses_to_start():
     assert "NEWSLETTER_BATCH_SIZE must be 0 or more" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "least"),
+    [
+        # 0, as if "no limit", refused everyone: every desk login locked out for
+        # "too many attempts", every subscribe or comment a 429, every
+        # confirmation link expired as it was sent ("The link works for 0 days").
+        ("AXES_FAILURE_LIMIT", "0", 1),
+        ("NEWSLETTER_SUBSCRIBE_LIMIT_PER_CLIENT", "0", 1),
+        ("NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS", "0", 1),
+        ("COMMENTS_MAX_PER_IP_PER_HOUR", "0", 1),
+        ("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "0", 1),
+        # -1, as if "for ever": every tracking event forgotten within the day (a
+        # provider's redelivered bounce then counted twice), spam deleted as it
+        # was marked, every post's comments closed, every comment refused.
+        ("NEWSLETTER_KEEP_EVENTS_DAYS", "-1", 0),
+        ("COMMENTS_KEEP_IP_DAYS", "-1", 0),
+        ("COMMENTS_CLOSE_AFTER_DAYS", "-1", 0),
+        ("COMMENTS_MAX_LINKS", "-1", 0),
+    ],
+)
+def test_a_limit_or_a_number_of_days_that_would_refuse_or_forget_everything_refuses_to_start(  # noqa: E501
+    variable, value, least
+):
+    result = run_production("manage.py", "check", extra_env={variable: value})
+    assert result.returncode != 0
+    assert (
+        f"ImproperlyConfigured: {variable} must be {least} or more, not {value!r}."
+        in result.stderr
+    )
+
+
 @pytest.mark.parametrize("word", ["Yes ", "TRUE", "off", ""])
 def test_a_yes_or_no_variable_takes_either_words_in_any_case(word):
     result = run_production(
