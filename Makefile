@@ -46,8 +46,8 @@ run: install $(VAR_DIR)/webhook-secret
 	INT TERM HUP; \
 	trap stop EXIT; \
 	set -m; \
-	$(VENV)/bin/celery -A newsletter worker --loglevel=INFO --concurrency=2 & worker=$$!; \
-	$(VENV)/bin/celery -A newsletter beat --loglevel=INFO & beat=$$!; \
+	$(VENV)/bin/celery -A newsletter worker --loglevel=$${LOG_LEVEL:-INFO} --concurrency=2 & worker=$$!; \
+	$(VENV)/bin/celery -A newsletter beat --loglevel=$${LOG_LEVEL:-INFO} & beat=$$!; \
 	$(PY) manage.py runserver --noreload 127.0.0.1:$(PORT) & site=$$!; \
 	set +m; \
 	sleep 2; \

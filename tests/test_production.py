@@ -79,6 +79,16 @@ def compose_environment(service: str, dotenv: dict[str, str]) -> dict[str, str]:
     service takes it as its env_file."""
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     definition = compose["services"][service]
+    given = {
+        name: compose_interpolated(str(value), dotenv)
+        for name, value in definition.get("environment", {}).items()
+    }
+    return (dotenv if "env_file" in definition else {}) | given
+
+
+def compose_interpolated(text: str, dotenv: dict[str, str]) -> str:
+    """text with each ${NAME:-default} and ${NAME:?message} read from `dotenv` as
+    docker/.env, as compose reads them."""
 
     def interpolated(match: re.Match) -> str:
         name, kind, rest = match.groups()
@@ -87,11 +97,7 @@ def compose_environment(service: str, dotenv: dict[str, str]) -> dict[str, str]:
         assert kind != "?", f"compose refuses to start without {name}: {rest}"
         return rest or ""
 
-    given = {
-        name: re.sub(r"\$\{(\w+)(?::([-?])([^}]*))?\}", interpolated, str(value))
-        for name, value in definition.get("environment", {}).items()
-    }
-    return (dotenv if "env_file" in definition else {}) | given
+    return re.sub(r"\$\{(\w+)(?::([-?])([^}]*))?\}", interpolated, text)
 
 
 def test_debug_is_off_when_nobody_asks_for_it():
@@ -322,6 +328,17 @@ def test_stopping_the_worker_lets_the_batch_in_hand_finish_before_docker_kills_i
     grace = compose["services"]["worker"].get("stop_grace_period", "10s")
     number, unit = re.fullmatch(r"(\d+)([sm])", grace).groups()
     assert int(number) * {"s": 1, "m": 60}[unit] >= 120
+
+
+@pytest.mark.parametrize(("level", "logged"), [("WARNING", "WARNING"), ("", "INFO")])
+def test_the_worker_and_beat_log_at_the_level_docker_env_gives_the_site(level, logged):
+    """LOG_LEVEL set the site's level alone: Celery logs at its command's
+    --loglevel, which compose fixed at INFO, so LOG_LEVEL=DEBUG showed nothing more
+    of a send, and LOG_LEVEL=WARNING left a line for every task of every batch."""
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    for role in ("worker", "beat"):
+        command = compose_interpolated(services[role]["command"], {"LOG_LEVEL": level})
+        assert f"--loglevel={logged}" in command.split(), role
 
 
 def test_every_long_running_service_is_started_again_when_it_exits():
