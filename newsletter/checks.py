@@ -183,6 +183,47 @@ def check_email_backend_has_its_credentials(
     return []
 
 
+def _at_this_machine(address: str) -> bool:
+    """Whether an address's domain names a machine rather than a domain on the
+    internet: localhost, or a name without a dot (a host's own)."""
+    domain = normalise_email(parseaddr(address)[1]).rpartition("@")[2].rstrip(".")
+    return "." not in domain or domain.endswith(".localhost")
+
+
+@checks.register(deploy=True)
+def check_sender_is_on_the_internet(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """NEWSLETTER_FROM_EMAIL defaults to newsletter@localhost (compose's too):
+    forgotten, the site started and the provider refused every email (Postmark
+    sends only from a sender it has confirmed), or an SMTP relay's went from a
+    domain no receiver trusts; readers' replies went nowhere. Not while nothing
+    is sent (the dummy backend; E005 for the ones that keep every email)."""
+    backend = settings.EMAIL_BACKEND
+    if (
+        settings.DEBUG
+        or backend in KEEPING_BACKENDS
+        or backend == "django.core.mail.backends.dummy.EmailBackend"
+        or email_backend() is None  # E013 says so
+    ):
+        return []
+    addresses = {"NEWSLETTER_FROM_EMAIL": settings.NEWSLETTER_FROM_EMAIL}
+    # Unset, the Reply-To is the From: said once.
+    if settings.NEWSLETTER_REPLY_TO != settings.NEWSLETTER_FROM_EMAIL:
+        addresses["NEWSLETTER_REPLY_TO"] = settings.NEWSLETTER_REPLY_TO
+    return [
+        checks.Error(
+            f"{name} ({address}) is an address at this machine, not at a domain on "
+            "the internet: the email provider would refuse the site's emails, or "
+            "receivers distrust them, and readers' replies would go nowhere.",
+            hint=f"Set {name} to an address at the site's own domain, e.g. 'On "
+            "Probation <newsletter@news.example.org>', one your provider has "
+            "confirmed as a sender (docs/email.md).",
+            id="newsletter.E014",
+        )
+        for name, address in addresses.items()
+        if _at_this_machine(address)
+    ]
+
+
 @checks.register(deploy=True)
 def check_dkim_signs_for_the_sender(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Receivers hold a signature to the From's domain (DMARC): one for another

@@ -1200,6 +1200,7 @@ def test_the_production_environment_passes_the_deployment_checklist(stack):
     provider = {
         "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
         "ANYMAIL_POSTMARK_SERVER_TOKEN": secrets.token_urlsafe(24),
+        "NEWSLETTER_FROM_EMAIL": "On Probation <newsletter@news.example.org>",
     }
     result = deployment_checklist(stack.env | provider)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1021,6 +1021,7 @@ PRODUCTION_ENV = {
     "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
     "ANYMAIL_POSTMARK_SERVER_TOKEN": "a-postmark-server-token",
     "ANYMAIL_WEBHOOK_SECRET": "tracking:a-long-random-webhook-password",
+    "NEWSLETTER_FROM_EMAIL": "On Probation <newsletter@news.example.org>",
     # Named, never reached: the checks below connect to neither.
     "DATABASE_URL": "postgres://newsletter@db.example.org:5432/newsletter",
     "REDIS_URL": "redis://queue.example.org:6379/0",
@@ -1079,6 +1080,41 @@ def test_a_site_url_the_site_does_not_serve_fails_the_deployment_checklist(site_
     )
     assert result.returncode != 0
     assert "newsletter.E007" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "address"),
+    [
+        ("NEWSLETTER_FROM_EMAIL", None),  # the settings' default, and compose's
+        ("NEWSLETTER_REPLY_TO", "letters@localhost"),
+        ("NEWSLETTER_FROM_EMAIL", "On Probation <newsletter@news-server>"),
+    ],
+    ids=["default-from", "reply-to-at-localhost", "from-a-machines-own-name"],
+)
+def test_an_address_at_this_machine_fails_the_deployment_checklist(variable, address):
+    """The From address defaults to newsletter@localhost: forgotten, the checklist
+    passed, the site started, and the provider refused every email (Postmark
+    sends only from a sender it has confirmed); through an SMTP relay each went
+    from a domain no receiver trusts, and readers' replies went nowhere."""
+    result = run_production(
+        "manage.py",
+        "check",
+        "--deploy",
+        extra_env={} if address is None else {variable: address},
+        unset=(variable,) if address is None else (),
+    )
+    assert result.returncode != 0
+    assert "newsletter.E014" in result.stderr
+    assert variable in result.stderr
+    # Sending nothing, on purpose (docs/production.md's trial), it is no matter.
+    trial = run_production(
+        "manage.py",
+        "check",
+        "--deploy",
+        extra_env={"EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend"},
+        unset=("NEWSLETTER_FROM_EMAIL",),
+    )
+    assert trial.returncode == 0, trial.stderr
 
 
 def test_a_site_url_over_http_is_fine_for_development():
