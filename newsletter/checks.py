@@ -315,6 +315,34 @@ def check_site_url_is_served(app_configs, **kwargs) -> list[checks.CheckMessage]
 
 
 @checks.register(deploy=True)
+def check_site_url_is_the_sites_address(
+    app_configs, **kwargs
+) -> list[checks.CheckMessage]:
+    """Each email's links are SITE_URL followed by one of the site's paths, which
+    it serves from its root: with a path, a query or a fragment after the name,
+    or a port no server has, every confirmation and unsubscribe link (one-click
+    unsubscribe too) led to a page not found."""
+    address = urlsplit(settings.SITE_URL)
+    try:
+        address.port  # noqa: B018 (urlsplit reads the port only when asked)
+    except ValueError:
+        pass
+    else:
+        if not (address.path or address.query or address.fragment):
+            return []
+    return [
+        checks.Error(
+            f"SITE_URL ({settings.SITE_URL}) must be the site's address alone, "
+            "its scheme, name and any port: the links in every email add the "
+            "site's own paths to it, and would lead nowhere.",
+            hint="Set SITE_URL to e.g. https://news.example.org, with nothing after "
+            "the name (the site serves its pages from its root).",
+            id="newsletter.E015",
+        )
+    ]
+
+
+@checks.register(deploy=True)
 def check_services_are_named(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Without DATABASE_URL or REDIS_URL the site runs on `make run`'s embedded
     defaults, one machine's files under VAR_DIR: SQLite, whose writers queue one

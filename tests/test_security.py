@@ -1083,6 +1083,31 @@ def test_a_site_url_the_site_does_not_serve_fails_the_deployment_checklist(site_
 
 
 @pytest.mark.parametrize(
+    "site_url",
+    [
+        "https://news.example.org/news",
+        "https://news.example.org/?from=email",
+        "https://news.example.org#top",
+        "https://news.example.org:99999",
+    ],
+    ids=["a-path", "a-query", "a-fragment", "a-port-out-of-range"],
+)
+def test_a_site_url_that_is_more_than_the_sites_address_fails_the_deployment_checklist(
+    site_url,
+):
+    """Each email's links are SITE_URL followed by a path of the site's, which it
+    serves from its root: with a path, a query or a fragment after the name, the
+    checklist passed and every confirmation and unsubscribe link led to a page
+    not found, one-click unsubscribe included."""
+    result = run_production(
+        "manage.py", "check", "--deploy", extra_env={"SITE_URL": site_url}
+    )
+    assert result.returncode != 0
+    assert "newsletter.E015" in result.stderr
+    assert site_url.rstrip("/") in result.stderr
+
+
+@pytest.mark.parametrize(
     ("variable", "address"),
     [
         ("NEWSLETTER_FROM_EMAIL", None),  # the settings' default, and compose's
