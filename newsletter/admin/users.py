@@ -14,19 +14,27 @@ to their role. So:
   change users), or changes what a role holds: any permission they give, they hold;
 - anyone else changes only people whose permissions are all theirs too (their
   password is a way into their account), and never anyone's rights.
+
+And an account that did anything at the desk is kept, deactivated, not deleted:
+its deletion would take with it the record of who did what (below).
 """
 
+from collections import Counter
+
 from django.contrib import admin
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, Permission
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.http import HttpRequest
+from django.utils.html import format_html
 
-from posts.models import Post
+from posts.models import Post, PostEvent
 from posts.search import index_post
 
 from .. import pagecache
+from ..models import Link
 
 User = get_user_model()
 
@@ -52,6 +60,29 @@ def holds_every_permission(user) -> bool:
     return user.is_superuser or len(_permissions_of(user)) == Permission.objects.count()
 
 
+def _desk_history_of(users) -> Counter:
+    """How many records name each of these users as who did something at the
+    desk, by user id. Deleting the account deletes the admin's log of what they
+    published, changed or deleted, paused or cancelled (LogEntry.user cascades),
+    and blanks who published a post or fixed a link in a sent email."""
+    ids = [user.pk for user in users]
+    history = Counter()
+    for records, who in (
+        (LogEntry.objects, "user"),
+        (PostEvent.objects, "by"),
+        (Link.objects, "fixed_by"),
+    ):
+        history.update(
+            dict(
+                records.filter(**{f"{who}__in": ids})
+                .values(who)
+                .annotate(records=Count("pk"))
+                .values_list(who, "records")
+            )
+        )
+    return history
+
+
 @admin.register(User)
 class DeskUserAdmin(UserAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj=None):
@@ -72,6 +103,31 @@ class DeskUserAdmin(UserAdmin):
             # Their pages show the byline, and search pages find by it. Not on every
             # save of a user: a login saves one.
             pagecache.invalidate()
+
+    # The delete page and "delete selected" both ask this, and delete nothing
+    # while anything is protected: all or nothing, and the page says why.
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        deleted, counts, permissions_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        history = _desk_history_of(objs)
+        instead = (
+            "untick “Active” on its page to deactivate it instead"
+            if holds_every_permission(request.user)
+            else "an Administrator can deactivate it instead"
+        )
+        for user in objs:
+            if records := history[user.pk]:
+                protected.append(
+                    format_html(
+                        "{} {} of what {} did at the desk: keep the account, {}.",
+                        records,
+                        "entry" if records == 1 else "entries",
+                        user.get_username(),
+                        instead,
+                    )
+                )
+        return deleted, counts, permissions_needed, protected
 
     def delete_model(self, request: HttpRequest, obj) -> None:
         self.delete_queryset(request, User.objects.filter(pk=obj.pk))

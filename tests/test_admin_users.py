@@ -1,0 +1,125 @@
+"""The desk's staff accounts: made, given a role, stopped and removed by an
+Administrator, without losing the record of who did what at the desk."""
+
+from html import unescape
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from posts.models import Post, PostEvent
+
+from .factories import PostFactory, StaffFactory
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+USERS = "/admin/auth/user/"
+
+
+def desk(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def administrator():
+    return StaffFactory(username="ada", role="Administrator")
+
+
+def changed_a_post_at_the_desk(user) -> None:
+    """What the admin records when `user` saves a post's page."""
+    post = PostFactory()
+    LogEntry.objects.log_actions(
+        user_id=user.pk,
+        queryset=Post.objects.filter(pk=post.pk),
+        action_flag=CHANGE,
+        change_message="Changed title.",
+        single_object=True,
+    )
+
+
+def delete_selected(client: Client, *users):
+    return client.post(
+        USERS,
+        {
+            "action": "delete_selected",
+            "_selected_action": [user.pk for user in users],
+            "post": "yes",
+        },
+    )
+
+
+def test_an_account_with_desk_history_is_kept_and_the_desk_says_to_deactivate_it(
+    administrator,
+):
+    # Deleting the account deleted, with it, the admin's record of every post
+    # its holder published, changed or deleted.
+    departed = StaffFactory(username="eden", role="Editor")
+    changed_a_post_at_the_desk(departed)
+
+    response = desk(administrator).post(
+        f"{USERS}{departed.pk}/delete/", {"post": "yes"}
+    )
+
+    assert response.status_code == 200
+    assert "deactivate" in unescape(response.text)
+    assert User.objects.filter(pk=departed.pk).exists()
+    assert LogEntry.objects.filter(user=departed).count() == 1
+
+
+def test_deleting_selected_accounts_keeps_them_all_if_one_has_desk_history(
+    administrator,
+):
+    departed = StaffFactory(username="eden", role="Editor")
+    changed_a_post_at_the_desk(departed)
+    never_used = StaffFactory(username="casey", role="Contributor")
+
+    response = delete_selected(desk(administrator), never_used, departed)
+
+    assert response.status_code == 200
+    assert "deactivate" in unescape(response.text)
+    assert User.objects.filter(pk__in=[departed.pk, never_used.pk]).count() == 2
+    assert LogEntry.objects.filter(user=departed).count() == 1
+
+
+def test_an_account_that_published_is_kept_with_the_posts_history(administrator):
+    # A post's history names who published it; deleted, it named nobody.
+    departed = StaffFactory(username="eden", role="Editor")
+    post = PostFactory()
+    PostEvent.objects.create(post=post, kind=PostEvent.Kind.PUBLISHED, by=departed)
+
+    response = desk(administrator).post(
+        f"{USERS}{departed.pk}/delete/", {"post": "yes"}
+    )
+
+    assert response.status_code == 200
+    assert post.events.get().by == departed
+
+
+def test_an_account_with_no_history_is_deleted(administrator):
+    never_used = StaffFactory(username="casey", role="Contributor")
+    also_never_used = StaffFactory(username="cole", role="Contributor")
+    client = desk(administrator)
+
+    response = client.post(f"{USERS}{never_used.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    response = delete_selected(client, also_never_used)
+    assert response.status_code == 302
+
+    assert not User.objects.filter(username__in=["casey", "cole"]).exists()
+
+
+def test_the_delete_page_of_an_account_with_history_says_why_before_asking(
+    administrator,
+):
+    departed = StaffFactory(username="eden", role="Editor")
+    changed_a_post_at_the_desk(departed)
+
+    page = unescape(desk(administrator).get(f"{USERS}{departed.pk}/delete/").text)
+
+    assert "1 entry of what eden did at the desk" in page
+    assert "untick “Active”" in page
+    assert 'name="post"' not in page  # no button to delete it anyway
