@@ -8,9 +8,11 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from newsletter.models import Mailing
 from posts.models import Post, PostEvent
 
 from .factories import PostFactory, StaffFactory
+from .test_roles import daily_digest
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +125,27 @@ def test_the_delete_page_of_an_account_with_history_says_why_before_asking(
     assert "1 entry of what eden did at the desk" in page
     assert "untick “Active”" in page
     assert 'name="post"' not in page  # no button to delete it anyway
+
+
+def test_who_paused_resumed_and_cancelled_a_mailing_is_in_its_history(administrator):
+    # The controls recorded nothing: a mailing's history named nobody, and
+    # the account of the Editor who cancelled it was deleted as one unused.
+    editor = StaffFactory(username="eden", role="Editor")
+    digest = daily_digest(23, status=Mailing.Status.SENDING)
+    client = desk(editor)
+    for action in ("pause", "resume", "cancel"):
+        response = client.post(
+            "/admin/newsletter/mailing/",
+            {"action": action, "_selected_action": [digest.pk]},
+        )
+        assert response.status_code == 302
+
+    history = LogEntry.objects.filter(object_id=str(digest.pk)).order_by("pk")
+    assert [(entry.user, entry.get_change_message()) for entry in history] == [
+        (editor, "Paused."),
+        (editor, "Resumed."),
+        (editor, "Cancelled."),
+    ]
+    response = desk(administrator).post(f"{USERS}{editor.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 200
+    assert User.objects.filter(pk=editor.pk).exists()
