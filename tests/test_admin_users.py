@@ -2,10 +2,13 @@
 Administrator, without losing the record of who did what at the desk."""
 
 from html import unescape
+from io import StringIO
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.test import Client
 
 from newsletter.models import Mailing
@@ -149,3 +152,29 @@ def test_who_paused_resumed_and_cancelled_a_mailing_is_in_its_history(administra
     response = desk(administrator).post(f"{USERS}{editor.pk}/delete/", {"post": "yes"})
     assert response.status_code == 200
     assert User.objects.filter(pk=editor.pk).exists()
+
+
+def test_the_administrator_role_is_neither_renamed_changed_nor_deleted(administrator):
+    # Renamed or deleted, `manage.py ensure_admin` failed at the next deploy
+    # (it gives the site's owner the role by name), and a release's new
+    # permissions went to no one; one permission taken from it, no Administrator
+    # could give a role any more (only one holding every permission does).
+    role = Group.objects.get(name="Administrator")
+    holds = set(role.permissions.all())
+    client = desk(administrator)
+    page = f"/admin/auth/group/{role.pk}"
+
+    assert client.get(f"{page}/change/").status_code == 200  # to read
+    renamed = {"name": "Admins", "permissions": [next(iter(holds)).pk]}
+    assert client.post(f"{page}/change/", renamed).status_code == 403
+    assert client.post(f"{page}/delete/", {"post": "yes"}).status_code == 403
+    response = client.post(
+        "/admin/auth/group/",
+        {"action": "delete_selected", "_selected_action": [role.pk], "post": "yes"},
+    )
+    assert response.status_code == 403
+
+    role.refresh_from_db()
+    assert (role.name, set(role.permissions.all())) == ("Administrator", holds)
+    call_command("ensure_admin", stdout=StringIO())
+    assert User.objects.get(username="admin").groups.filter(pk=role.pk).exists()

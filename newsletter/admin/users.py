@@ -34,6 +34,7 @@ from posts.models import Post, PostEvent
 from posts.search import index_post
 
 from .. import pagecache
+from ..management.commands.ensure_admin import ADMINISTRATOR
 from ..models import Link
 
 User = get_user_model()
@@ -171,11 +172,23 @@ class DeskGroupAdmin(GroupAdmin):
         )
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return super().has_change_permission(request, obj) and holds_every_permission(
-            request.user
+        return (
+            super().has_change_permission(request, obj)
+            and holds_every_permission(request.user)
+            and not _is_the_administrator_role(obj)
         )
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return super().has_delete_permission(request, obj) and holds_every_permission(
-            request.user
+        return (
+            super().has_delete_permission(request, obj)
+            and holds_every_permission(request.user)
+            and not _is_the_administrator_role(obj)
         )
+
+
+def _is_the_administrator_role(role: Group | None) -> bool:
+    """The Administrator role is every permission, kept so by code: found by its
+    name by ensure_admin and at each migrate (receivers.py), and what lets its
+    members give roles (holds_every_permission). Renamed, changed or deleted at
+    the desk, those stop: only read on its page."""
+    return role is not None and role.name == ADMINISTRATOR
