@@ -15,7 +15,7 @@ from newsletter.models import Mailing
 from posts.models import Post, PostEvent
 
 from .factories import PostFactory, StaffFactory
-from .test_roles import daily_digest
+from .test_roles import daily_digest, user_form
 
 pytestmark = pytest.mark.django_db
 
@@ -178,3 +178,21 @@ def test_the_administrator_role_is_neither_renamed_changed_nor_deleted(administr
     assert (role.name, set(role.permissions.all())) == ("Administrator", holds)
     call_command("ensure_admin", stdout=StringIO())
     assert User.objects.get(username="admin").groups.filter(pk=role.pk).exists()
+
+
+def test_an_administrator_does_not_lock_themselves_out_on_their_own_page(
+    administrator,
+):
+    # Unticking their own Active, Staff status or role took effect at once: out
+    # of the desk, with nobody there to bring them back.
+    response = desk(administrator).post(
+        f"{USERS}{administrator.pk}/change/",
+        user_form(administrator, is_active="", is_staff="", groups=[], first_name="A"),
+    )
+
+    assert response.status_code == 302
+    administrator.refresh_from_db()
+    assert administrator.first_name == "A"
+    assert (administrator.is_active, administrator.is_staff) == (True, True)
+    assert administrator.groups.filter(name="Administrator").exists()
+    assert desk(administrator).get(USERS).status_code == 200

@@ -13,7 +13,8 @@ to their role. So:
   else one deactivated by an Administrator is brought back by anyone who may
   change users), or changes what a role holds: any permission they give, they hold;
 - anyone else changes only people whose permissions are all theirs too (their
-  password is a way into their account), and never anyone's rights.
+  password is a way into their account), and never anyone's rights;
+- nobody changes their own rights: only a way to lock themselves out.
 
 And an account that did anything at the desk is kept, deactivated, not deleted:
 its deletion would take with it the record of who did what (below).
@@ -88,9 +89,12 @@ def _desk_history_of(users) -> Counter:
 class DeskUserAdmin(UserAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
-        if not request.user.is_superuser:
+        # On their own page too: unticking their own Active, Staff status or role
+        # takes them out of the desk at once, with nobody there to undo it.
+        own = obj == request.user
+        if not request.user.is_superuser or own:
             readonly.append("is_superuser")
-        if not holds_every_permission(request.user):
+        if not holds_every_permission(request.user) or own:
             readonly.extend(RIGHTS)
         return readonly
 
