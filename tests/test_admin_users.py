@@ -196,3 +196,15 @@ def test_an_administrator_does_not_lock_themselves_out_on_their_own_page(
     assert (administrator.is_active, administrator.is_staff) == (True, True)
     assert administrator.groups.filter(name="Administrator").exists()
     assert desk(administrator).get(USERS).status_code == 200
+
+
+def test_the_list_of_accounts_shows_which_are_deactivated(administrator):
+    # Deactivating is how a departed colleague's account is kept, and the list
+    # showed them as any other member of the desk.
+    departed = StaffFactory(username="eden", role="Editor", is_active=False)
+
+    page = desk(administrator).get(USERS).text
+
+    assert "column-is_active" in page
+    row = next(row for row in page.split("<tr") if f"/{departed.pk}/change/" in row)
+    assert 'alt="False"' in row

@@ -87,6 +87,9 @@ def _desk_history_of(users) -> Counter:
 
 @admin.register(User)
 class DeskUserAdmin(UserAdmin):
+    # A departed colleague's account is kept, deactivated: the list says which.
+    list_display = (*UserAdmin.list_display, "is_active")
+
     def get_readonly_fields(self, request: HttpRequest, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
         # On their own page too: unticking their own Active, Staff status or role
