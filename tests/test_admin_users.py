@@ -208,3 +208,15 @@ def test_the_list_of_accounts_shows_which_are_deactivated(administrator):
     assert "column-is_active" in page
     row = next(row for row in page.split("<tr") if f"/{departed.pk}/change/" in row)
     assert 'alt="False"' in row
+
+
+def test_the_delete_page_of_an_author_says_their_posts_lose_the_byline(
+    administrator,
+):
+    # Their posts stay, naming no author: the page listed nothing of them.
+    author = StaffFactory(username="casey", role="Contributor")
+    PostFactory(title="A report", author=author)
+
+    page = unescape(desk(administrator).get(f"{USERS}{author.pk}/delete/").text)
+
+    assert "The byline of the post “A report” (the post stays)" in page

@@ -135,6 +135,14 @@ class DeskUserAdmin(UserAdmin):
                         instead,
                     )
                 )
+        # SET_NULL: the posts stay, and the page listed nothing of what goes.
+        bylines = Post.objects.filter(author__in=objs).order_by("title")
+        deleted.extend(
+            f"The byline of the post “{post.title}” (the post stays)"
+            for post in bylines
+        )
+        if bylines:
+            counts["bylines"] = len(bylines)
         return deleted, counts, permissions_needed, protected
 
     def delete_model(self, request: HttpRequest, obj) -> None:
