@@ -1403,6 +1403,28 @@ def test_the_admin_marks_spam_in_bulk(admin_client):
     assert set(Comment.objects.values_list("status", flat=True)) == {"spam"}
 
 
+def test_marking_a_comment_as_spam_says_the_replies_it_hides_with_it(admin_client, rf):
+    """Other readers' approved replies go off the page with a comment marked as
+    spam: the moderator is told, rather than only that one comment was marked."""
+    published = CommentFactory(status=Comment.Status.APPROVED)
+    replies = CommentFactory.create_batch(
+        2, post=published.post, parent=published, status=Comment.Status.APPROVED
+    )
+
+    response = admin_client.post(
+        "/admin/comments/comment/?status=approved",
+        {"action": "mark_spam", "_selected_action": [published.pk]},
+    )
+
+    messages = [str(message) for message in get_messages(response.wsgi_request)]
+    assert messages == [
+        "Marked 1 comment(s) as spam. 2 approved replies to them are hidden with "
+        "them: readers no longer see them."
+    ]
+    section = comments_section(rf, published.post)
+    assert not any(f"comment-{reply.pk}" in section for reply in replies)
+
+
 def test_the_admin_deletes_in_bulk_after_confirming(admin_client):
     waiting = CommentFactory.create_batch(2)
     keep = CommentFactory()

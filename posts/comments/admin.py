@@ -184,10 +184,24 @@ class CommentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark selected comments as spam", permissions=["change"])
     def mark_spam(self, request: HttpRequest, queryset: QuerySet[Comment]) -> None:
+        # Other readers' approved replies show only under a comment readers see
+        # (CommentQuerySet.shown): "marked 1 as spam" hid them too, unsaid.
+        were_shown = list(queryset.approved().values_list("pk", flat=True))
         marked = services.comments_mark_spam(comments=queryset)
-        self.message_user(
-            request, f"Marked {marked} comment(s) as spam.", level=messages.SUCCESS
-        )
+        said = f"Marked {marked} comment(s) as spam."
+        hidden = Comment.objects.approved().filter(parent__in=were_shown).count()
+        if hidden:
+            replies = (
+                "approved reply to them is hidden with them: readers no longer see it"
+                if hidden == 1
+                else "approved replies to them are hidden with them: readers no "
+                "longer see them"
+            )
+            self.message_user(
+                request, f"{said} {hidden} {replies}.", level=messages.WARNING
+            )
+            return
+        self.message_user(request, said, level=messages.SUCCESS)
 
     @admin.action(
         description="Close comments on the posts of the selected comments",
