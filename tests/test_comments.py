@@ -1269,6 +1269,35 @@ def test_zero_days_means_comments_never_close_by_age(client, settings):
     assert comment_on(client, old).status_code == 302
 
 
+def test_the_desk_says_whether_readers_may_comment_now_not_only_the_switch(
+    admin_client, settings
+):
+    """A ticked "Comments open" on a post older than the set number of days left
+    its comments closed, while the desk's list showed them open and its form named
+    a setting where the author reads the days."""
+    settings.COMMENTS_CLOSE_AFTER_DAYS = 30
+    old = PublishedPostFactory(published_at=timezone.now() - timedelta(days=31))
+    recent = PublishedPostFactory(published_at=timezone.now() - timedelta(days=29))
+    for post in (old, recent):
+        PostCommentSettings.objects.create(post=post, comments_open=True)
+
+    page = admin_client.get("/admin/comments/postcommentsettings/").content.decode()
+
+    readers_may_comment = dict(
+        re.findall(
+            r'value="(\d+)".*?<td class="field-open_to_readers_now">'
+            r'<img src="[^"]*" alt="(True|False)">',
+            page,
+        )
+    )
+    assert readers_may_comment == {str(old.pk): "False", str(recent.pk): "True"}
+    form = admin_client.get(
+        f"/admin/comments/postcommentsettings/{old.pk}/change/"
+    ).content.decode()
+    assert "close by themselves 30 days after publication" in form
+    assert "COMMENTS_CLOSE_AFTER_DAYS" not in form
+
+
 def test_the_admin_can_close_comments_from_the_queue(admin_client, client):
     first, second = PublishedPostFactory(), PublishedPostFactory()
     PostCommentSettings.objects.create(post=second, comments_open=True)

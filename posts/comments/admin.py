@@ -1,6 +1,7 @@
 """The moderation queue: pending comments first; bulk approve, spam, delete."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import AdminTextareaWidget, AdminTextInputWidget
 from django.contrib.auth import get_permission_codename
@@ -225,8 +226,30 @@ class CommentAdmin(admin.ModelAdmin):
 
 @admin.register(PostCommentSettings)
 class PostCommentSettingsAdmin(admin.ModelAdmin):
-    list_display = ["post", "comments_open"]
+    list_display = ["post", "comments_open", "open_to_readers_now"]
     list_editable = ["comments_open"]
     list_filter = ["comments_open"]
+    list_select_related = ["post"]
     search_fields = ["post__title"]
     autocomplete_fields = ["post"]
+
+    # The switch alone read as open for a post past its days, whose comments are
+    # closed whatever it says (services.comments_are_open).
+    @admin.display(description="open to readers now", boolean=True)
+    def open_to_readers_now(self, comment_settings: PostCommentSettings) -> bool:
+        return comment_settings.comments_open and services.comments_open_by_age(
+            post=comment_settings.post
+        )
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "comments_open":
+            # The days in force (0: never), where the model's help names the setting.
+            days = settings.COMMENTS_CLOSE_AFTER_DAYS
+            field.help_text = "Untick to close comments on this post." + (
+                f" Comments also close by themselves {days} days after "
+                "publication, ticked or not."
+                if days
+                else ""
+            )
+        return field

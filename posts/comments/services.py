@@ -83,9 +83,17 @@ class DataLinkInvalid(Exception):
 
 def comments_are_open(*, post: Post) -> bool:
     """Open unless the author closed them, or the post is older than the setting."""
-    if not post.is_published:
+    if not comments_open_by_age(post=post):
         return False
-    if PostCommentSettings.objects.filter(post=post, comments_open=False).exists():
+    return not PostCommentSettings.objects.filter(
+        post=post, comments_open=False
+    ).exists()
+
+
+def comments_open_by_age(*, post: Post) -> bool:
+    """Whether the post, published, is still within COMMENTS_CLOSE_AFTER_DAYS of
+    its publication (whatever the author's switch says)."""
+    if not post.is_published:
         return False
     days = settings.COMMENTS_CLOSE_AFTER_DAYS  # 0: never close by age
     return not days or post.published_at > timezone.now() - timedelta(days=days)
