@@ -1393,6 +1393,28 @@ def test_a_commenters_comments_are_found_by_their_address_as_they_write_it(
     assert [c.body for c in found.context["cl"].result_list] == ["Mine."]
 
 
+def test_a_search_from_the_queue_finds_a_commenters_comments_whatever_their_status(
+    admin_client,
+):
+    """The search box of the queue as it opens (no status chosen): a moderator
+    handling a commenter's erasure by email found only the comments still
+    waiting, and deleted those, leaving the published ones on the site."""
+    mine = [
+        CommentFactory(email="sam@example.org", status=status, body=f"Mine, {status}.")
+        for status in Comment.Status.values
+    ]
+    CommentFactory(email="other@example.org", body="Not mine.")
+
+    found = admin_client.get("/admin/comments/comment/", {"q": "Sam@Example.org"})
+
+    assert {c.pk for c in found.context["cl"].result_list} == {c.pk for c in mine}
+    queue = admin_client.get("/admin/comments/comment/")
+    assert [c.body for c in queue.context["cl"].result_list] == [
+        "Mine, pending.",
+        "Not mine.",
+    ]
+
+
 def test_the_admin_approves_in_bulk(admin_client):
     waiting = CommentFactory.create_batch(3)
 

@@ -3,6 +3,7 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.admin.widgets import AdminTextareaWidget, AdminTextInputWidget
 from django.contrib.auth import get_permission_codename
 from django.db import models
@@ -19,16 +20,24 @@ from .models import Comment, PostCommentSettings
 
 
 class StatusFilter(admin.SimpleListFilter):
-    """Status filter whose default is the moderation queue (pending) instead of all."""
+    """Status filter whose default is the moderation queue (pending) instead of all,
+    but for a search, which finds comments whatever their status."""
 
     title = "status"
     parameter_name = "status"
+
+    def __init__(self, request, params, model, model_admin) -> None:
+        # Searched from the queue as it opens, a commenter's address found only
+        # their comments still waiting: a moderator erasing them on their request
+        # left the published ones on the site.
+        self.default = "all" if request.GET.get(SEARCH_VAR) else Comment.Status.PENDING
+        super().__init__(request, params, model, model_admin)
 
     def lookups(self, request, model_admin):
         return [*Comment.Status.choices, ("all", "All")]
 
     def value(self) -> str:
-        return super().value() or Comment.Status.PENDING
+        return super().value() or self.default
 
     def queryset(self, request, queryset):
         if self.value() == "all":
