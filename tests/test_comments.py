@@ -1581,6 +1581,34 @@ def test_a_desk_edit_from_a_page_opened_before_a_decision_on_the_comment_is_refu
     assert shown == (status_now == Comment.Status.APPROVED)
 
 
+def test_a_comment_set_to_spam_on_its_page_says_the_replies_it_hides_with_it(
+    admin_client,
+):
+    """The change page's status is the queue's "Mark as spam" for one comment:
+    it says so too of the approved replies that go off the post page with it."""
+    published = CommentFactory(status=Comment.Status.APPROVED)
+    CommentFactory(post=published.post, parent=published, status="approved")
+    url = f"/admin/comments/comment/{published.pk}/change/"
+
+    response = admin_client.post(
+        url,
+        {
+            "status_when_opened": "approved",
+            "status": "spam",
+            "name": published.name,
+            "email": published.email,
+            "website": "",
+            "body": published.body,
+        },
+    )
+
+    assert response.status_code == 302
+    messages = [str(message) for message in get_messages(response.wsgi_request)]
+    assert "1 approved reply to it is hidden with it: readers no longer see it." in (
+        messages
+    )
+
+
 def test_a_page_that_may_only_view_a_comment_shows_no_status_to_check(client):
     viewer = UserFactory(username="viewer", is_superuser=False)
     viewer.user_permissions.set(Permission.objects.filter(codename="view_comment"))

@@ -56,6 +56,24 @@ class StatusFilter(admin.SimpleListFilter):
             }
 
 
+def _replies_hidden_said(*, were_shown: list[int], them: str) -> str:
+    """What taking these comments readers saw off the post page hid with them, for
+    the moderator ("" if nothing): other readers' approved replies show only under
+    a comment readers see (CommentQuerySet.shown), and went with it, unsaid."""
+    hidden = Comment.objects.approved().filter(parent__in=were_shown).count()
+    if hidden == 1:
+        return (
+            f"1 approved reply to {them} is hidden with {them}: readers no longer "
+            "see it."
+        )
+    if hidden:
+        return (
+            f"{hidden} approved replies to {them} are hidden with {them}: readers no "
+            "longer see them."
+        )
+    return ""
+
+
 class CommentAdminForm(forms.ModelForm):
     # No Meta: the admin builds the form's fields from CommentAdmin.fields.
 
@@ -150,8 +168,13 @@ class CommentAdmin(admin.ModelAdmin):
         return None
 
     def save_model(self, request, obj, form, change) -> None:
+        was_shown = Comment.objects.approved().filter(pk=obj.pk).exists()
         # Through the service, which retires the cached pages that show the comment.
         services.comment_edit(comment=obj)
+        if was_shown and obj.status != Comment.Status.APPROVED:
+            hidden = _replies_hidden_said(were_shown=[obj.pk], them="it")
+            if hidden:
+                self.message_user(request, hidden, level=messages.WARNING)
 
     def delete_model(self, request, obj) -> None:
         # Through the service, which keeps hidden the replies a spam comment hid.
@@ -194,22 +217,12 @@ class CommentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark selected comments as spam", permissions=["change"])
     def mark_spam(self, request: HttpRequest, queryset: QuerySet[Comment]) -> None:
-        # Other readers' approved replies show only under a comment readers see
-        # (CommentQuerySet.shown): "marked 1 as spam" hid them too, unsaid.
         were_shown = list(queryset.approved().values_list("pk", flat=True))
         marked = services.comments_mark_spam(comments=queryset)
         said = f"Marked {marked} comment(s) as spam."
-        hidden = Comment.objects.approved().filter(parent__in=were_shown).count()
+        hidden = _replies_hidden_said(were_shown=were_shown, them="them")
         if hidden:
-            replies = (
-                "approved reply to them is hidden with them: readers no longer see it"
-                if hidden == 1
-                else "approved replies to them are hidden with them: readers no "
-                "longer see them"
-            )
-            self.message_user(
-                request, f"{said} {hidden} {replies}.", level=messages.WARNING
-            )
+            self.message_user(request, f"{said} {hidden}", level=messages.WARNING)
             return
         self.message_user(request, said, level=messages.SUCCESS)
 
