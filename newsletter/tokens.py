@@ -44,6 +44,11 @@ class InvalidToken(Exception):
         self.expired = expired
 
 
+class SubscriptionGone(InvalidToken):
+    """A link we signed for its purpose whose subscription is gone: the reader's
+    data erased, by them or by the desk. Nothing is sent under it any more."""
+
+
 class LinkUsed(InvalidToken):
     """A one-time link of ours, within its hour, whose reader has used it or a
     newer one since (using one retires them all); `subscriber` None once the
@@ -169,6 +174,8 @@ def _read(token: str, purpose: Purpose) -> tuple[Subscriber, str]:
     ):
         if purpose == Purpose.ONE_TIME and detail and _one_time_link_spent(subscriber):
             raise LinkUsed(subscriber=subscriber)
+        if subscriber is None:
+            raise SubscriptionGone
         raise InvalidToken
     return subscriber, detail
 
@@ -182,8 +189,8 @@ def _one_time_link_spent(subscriber: Subscriber | None) -> bool:
 def _loads(
     token: str, purpose: Purpose, *, any_age: bool = False
 ) -> tuple[Subscriber | None, str, str]:
-    """The subscriber a token names (None if nobody), its fingerprint and its
-    detail, once its signature and (unless `any_age`) its age are checked."""
+    """The subscriber a token names (None if erased since), its fingerprint and
+    its detail, once its signature and (unless `any_age`) its age are checked."""
     try:
         pk, fingerprint, *rest = signing.loads(
             token,
@@ -194,8 +201,10 @@ def _loads(
         raise InvalidToken(expired=True) from exc
     except (signing.BadSignature, TypeError, ValueError) as exc:
         raise InvalidToken from exc
+    if not is_row_id(pk):
+        raise InvalidToken  # signed, but in no shape of ours: it names nobody
     detail = rest[0] if rest and type(rest[0]) is str else ""
-    subscriber = Subscriber.objects.filter(pk=pk).first() if is_row_id(pk) else None
+    subscriber = Subscriber.objects.filter(pk=pk).first()
     return subscriber, str(fingerprint), detail
 
 

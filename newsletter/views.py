@@ -37,6 +37,7 @@ from .models import Subscriber
 from .tokens import (
     InvalidToken,
     Purpose,
+    SubscriptionGone,
     read_sent_to,
     read_token,
     read_token_detail,
@@ -315,6 +316,10 @@ def _confirmed(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.UNSUBSCRIBE)
+    except SubscriptionGone:
+        # Their data erased: nothing goes under this link, which is what they
+        # came for, and what a mail provider's one-click POST is answered.
+        return render(request, "newsletter/unsubscribed.html", {"subscriber": None})
     except InvalidToken as error:
         return _token_error(request, error)
     if request.method == "POST":

@@ -156,3 +156,23 @@ def test_a_link_made_for_an_address_the_reader_never_held_does_not_work(client, 
     token = make_token(reader, Purpose.UNSUBSCRIBE)
     Subscriber.objects.filter(pk=reader.pk).update(email="new@example.org")
     assert client.post(f"/unsubscribe/{token}/").status_code == 404
+
+
+def test_an_old_emails_link_after_the_reader_erased_their_data_says_nothing_goes(
+    reader,
+):
+    """A reader who deleted their data, at an old email's link, was told it was
+    not valid, to use a newer email's or to "subscribe again"; their mail
+    provider's one-click POST from it was answered 404, as a forged link is."""
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+    subscriptions.subscriber_delete(subscriber=reader)
+
+    page = Client().get(f"/unsubscribe/{token}/")
+    assert page.status_code == 200
+    assert "was deleted" in page.text
+    assert "not valid" not in page.text
+    assert "<button" not in page.text
+    response = one_click(token)
+    assert response.status_code == 200
+    assert "was deleted" in response.text
+    assert not Subscriber.objects.exists()
