@@ -9,15 +9,18 @@ deleting or moving the reader's data, or agreeing to per-reader engagement, take
 a one-time link sent to the reader's address.
 """
 
+from collections.abc import Callable
+from functools import wraps
+
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.text import get_text_list
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from posts.clients import client_address
 
@@ -296,8 +299,24 @@ def _engagement_saved(request: HttpRequest, subscriber: Subscriber) -> HttpRespo
     return _done(request, subscriber, "Your choice is saved", said)
 
 
+def _a_get_shows_the_page(
+    view: Callable[[HttpRequest, str], HttpResponse],
+) -> Callable[[HttpRequest, str], HttpResponse]:
+    """For the addresses the page's forms post to: the reader is left at one once
+    its form is sent, and opened again (a bookmark, tabs the browser restores) it
+    shows the page, which a GET may, rather than a blank 405."""
+
+    @wraps(view)
+    def a_post_or_the_page(request: HttpRequest, token: str) -> HttpResponse:
+        if request.method != "POST":
+            return redirect("newsletter:preferences", token=token)
+        return view(request, token)
+
+    return require_http_methods(["GET", "HEAD", "POST"])(a_post_or_the_page)
+
+
 @never_cache
-@require_POST
+@_a_get_shows_the_page
 def topics(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
@@ -375,7 +394,7 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @never_cache
-@require_POST
+@_a_get_shows_the_page
 def change_email_request(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
@@ -538,7 +557,7 @@ def _change_made_or_token_error(
 
 
 @never_cache
-@require_POST
+@_a_get_shows_the_page
 def export(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
