@@ -165,6 +165,7 @@ def _centre(
         {
             "subscriber": subscriber,
             "blocked": _why_blocked(subscriber),
+            "replies_address": replies_address(),
             "form": form,
             "sent_form": sent[0],
             "sent_and_form": sent[1],

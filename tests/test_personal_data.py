@@ -509,6 +509,9 @@ def test_a_reader_we_no_longer_email_is_told_where_to_write_to_delete_their_data
     refused = client.post(url(reader, "delete/"))
 
     assert "write to us at editor@probation.example" in centre.text
+    # Its data section offered the links no address of theirs can be sent.
+    assert "Email me the link" not in centre.text
+    assert "we email your address a link" not in centre.text
     assert refused.status_code == 409
     assert "write to us at editor@probation.example" in refused.text
     assert mail.outbox == []
