@@ -201,11 +201,11 @@ def _loads(
         raise InvalidToken(expired=True) from exc
     except (signing.BadSignature, TypeError, ValueError) as exc:
         raise InvalidToken from exc
-    if not is_row_id(pk):
+    if not (is_row_id(pk) and type(fingerprint) is str):
         raise InvalidToken  # signed, but in no shape of ours: it names nobody
     detail = rest[0] if rest and type(rest[0]) is str else ""
     subscriber = Subscriber.objects.filter(pk=pk).first()
-    return subscriber, str(fingerprint), detail
+    return subscriber, fingerprint, detail
 
 
 def _issued_for_a_previous_address(
