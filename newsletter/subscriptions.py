@@ -336,9 +336,10 @@ def subscriber_confirm(
             Suppression.objects.for_email(subscriber.email).delete()
         if engagement:
             Subscriber.objects.filter(pk=subscriber.pk).update(engagement_agreed_at=now)
-        else:
+        elif settings.NEWSLETTER_PER_READER_ENGAGEMENT:
             # The box left unticked is the reader's answer now: withdrawing,
-            # and what an earlier agreement kept goes with it.
+            # and what an earlier agreement kept goes with it. Turned off, the
+            # page asks nothing, and an agreement stays until they untick it.
             engagement_withdraw(subscriber=subscriber)
         if name is not None:
             consent.name = name

@@ -510,6 +510,28 @@ def test_confirming_again_without_the_box_deletes_what_was_kept(
     assert not Engagement.objects.exists()
 
 
+def test_confirming_again_once_it_is_off_keeps_what_the_reader_agreed_to(
+    client, readers, settings, django_capture_on_commit_callbacks
+):
+    """Turned off, the confirmation's page asks nothing, yet confirming withdrew
+    the reader's agreement, which stays until they untick it in the centre."""
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = False
+    reader = readers["agreed"]
+    centre = f"/preferences/{make_token(reader, Purpose.PREFERENCES)}/"
+    client.post(centre, {"action": "pause"})
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/subscribe/", {"email": reader.email})
+    page = client.get(confirm_link(mail.outbox[0])).content.decode()
+    assert ENGAGEMENT_CONSENT_WORDING not in page
+
+    client.post(confirm_link(mail.outbox[0]), {"name": ""})
+
+    reader.refresh_from_db()
+    assert (reader.status, reader.paused_at) == (Subscriber.Status.ACTIVE, None)
+    assert reader.engagement_agreed_at is not None
+    assert ENGAGEMENT_CONSENT_WORDING in client.get(centre).content.decode()
+
+
 @pytest.mark.usefixtures("per_reader")
 @pytest.mark.parametrize("agreed", [False, True])
 def test_the_desk_can_neither_agree_for_a_reader_nor_withdraw_for_them(
