@@ -1,5 +1,6 @@
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from csp.decorators import csp_update
@@ -297,6 +298,7 @@ def _confirm_link_spent(
 def _confirmed(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
     """The link may be one confirmed long ago, or the address suppressed since:
     the page says where the reader stands now, not what the link asked for."""
+    sent_at = subscriber.confirmation_sent_at
     return render(
         request,
         "newsletter/confirmed.html",
@@ -305,6 +307,13 @@ def _confirmed(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
             "receiving": Subscriber.objects.confirmed()
             .filter(pk=subscriber.pk)
             .exists(),
+            # Leaving clears it (subscriptions.address_suppress): set on one out
+            # of the audience, they asked again since, and that email's link,
+            # while it works, is the way back.
+            "newer_link_works": subscriber.status != Subscriber.Status.ACTIVE
+            and sent_at is not None
+            and timezone.now() - sent_at
+            < timedelta(seconds=settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS),
             "preferences_url": preferences_url(subscriber),
         },
     )

@@ -438,6 +438,26 @@ def test_a_reader_who_left_opening_their_old_link_is_told_how_to_come_back(
     assert Subscriber.objects.get().status == Subscriber.Status.UNSUBSCRIBED
 
 
+def test_a_returning_reader_at_their_old_link_is_sent_to_their_new_one(
+    client, django_capture_on_commit_callbacks
+):
+    """Back after unsubscribing, they asked again; their old link, found first in
+    their inbox, said "this link cannot change that", and their preferences
+    offered to send a link that the day's limit kept from going."""
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    old = confirm_link(mail.outbox[0])
+    client.post(old)
+    subscriptions.subscriber_unsubscribe(subscriber=Subscriber.objects.get())
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    new = confirm_link(mail.outbox[-1])
+
+    page = client.get(old)
+    assert "cannot change that" not in page.text
+    assert "use the link in the newest email" in page.text
+    assert Subscriber.objects.get().status == Subscriber.Status.UNSUBSCRIBED
+    assert "Confirm my subscription" in client.get(new).text
+
+
 @pytest.mark.parametrize("days", [0, 8], ids=["within-its-week", "expired"])
 def test_an_old_link_to_an_address_the_reader_left_shows_nothing_of_them(
     client, monkeypatch, django_capture_on_commit_callbacks, days
