@@ -438,6 +438,24 @@ def test_a_reader_who_left_opening_their_old_link_is_told_how_to_come_back(
     assert Subscriber.objects.get().status == Subscriber.Status.UNSUBSCRIBED
 
 
+def test_a_reader_who_paused_then_left_is_not_told_to_resume(
+    client, django_capture_on_commit_callbacks
+):
+    """Their pause is kept under their unsubscribe, and their old link said the
+    newsletter was paused, to resume it from their preferences, which offer no
+    Resume to a reader who left."""
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+    link = confirm_link(mail.outbox[0])
+    client.post(link)
+    reader = Subscriber.objects.get()
+    subscriptions.subscriber_pause(subscriber=reader)
+    subscriptions.subscriber_unsubscribe(subscriber=reader)
+
+    page = client.get(link)
+    assert "You are not subscribed" in page.text
+    assert "resume" not in page.text.lower()
+
+
 def test_a_returning_reader_at_their_old_link_is_sent_to_their_new_one(
     client, django_capture_on_commit_callbacks
 ):
