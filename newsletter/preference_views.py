@@ -23,6 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from posts.clients import client_address
+from posts.validators import readable_email
 
 from . import digests, subscriptions
 from .emails import replies_address
@@ -211,8 +212,8 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             request,
             subscriber,
             "You are unsubscribed",
-            f"Nothing more will be sent to {subscriber.email}. You can resubscribe "
-            "from this page at any time.",
+            f"Nothing more will be sent to {readable_email(subscriber.email)}. You "
+            "can resubscribe from this page at any time.",
         )
     if action == "engagement" and _engagement_offered(subscriber):
         agreed = subscriber.engagement_agreed_at is not None
@@ -260,8 +261,9 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             request,
             subscriber,
             "Check your inbox",
-            f"We have sent a confirmation link to {subscriber.email} (at most one "
-            "a day). Your subscription starts again when you click it.",
+            "We have sent a confirmation link to "
+            f"{readable_email(subscriber.email)} (at most one a day). Your "
+            "subscription starts again when you click it.",
         )
     return _done(
         request,
@@ -496,20 +498,19 @@ def change_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
             request,
             None,
             "The address could not be changed",
-            f"{new_email} cannot be used for this subscription, so nothing has "
-            f"changed: its address stays {subscriber.email}.",
+            f"{readable_email(new_email)} cannot be used for this subscription, so "
+            "nothing has changed: its address stays "
+            f"{readable_email(subscriber.email)}.",
             status=409,
         )
     # What the reader did meanwhile (unsubscribed, paused) stands at the new address.
+    address = readable_email(subscriber.email)
     if subscriber.status != Subscriber.Status.ACTIVE:
-        goes = f"You are not subscribed, so nothing is sent to {subscriber.email}."
+        goes = f"You are not subscribed, so nothing is sent to {address}."
     elif subscriber.paused_at:
-        goes = (
-            f"Your newsletter is paused: when you resume it, it goes to "
-            f"{subscriber.email}."
-        )
+        goes = f"Your newsletter is paused: when you resume it, it goes to {address}."
     else:
-        goes = f"From now on the newsletter goes to {subscriber.email}."
+        goes = f"From now on the newsletter goes to {address}."
     # Said as tokens.py keeps them: an old email's unsubscribe link still lets the
     # reader leave (RFC 8058), and its preferences link is retired with the address.
     return _done(
@@ -550,10 +551,11 @@ def _change_made_or_token_error(
         # no preferences link. Every newsletter email has one; a reader paused
         # or gone gets none until subscribing again starts it, said without
         # saying which they are.
-        f"This link changed your address to {new_email}. There is nothing more to "
-        "do with it. For your preferences, use the link at the end of any "
-        f"newsletter email sent to {new_email}. None comes while the newsletter "
-        "is paused or stopped: subscribe with that address again to start it.",
+        f"This link changed your address to {readable_email(new_email)}. There is "
+        "nothing more to do with it. For your preferences, use the link at the end "
+        f"of any newsletter email sent to {readable_email(new_email)}. None comes "
+        "while the newsletter is paused or stopped: subscribe with that address "
+        "again to start it.",
     )
 
 
@@ -675,9 +677,9 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         request,
         subscriber,
         "Check the new inbox",
-        f"If {new_email} can receive the newsletter, a link to confirm it is on its "
-        "way there (at most one change a day). Until you click it, emails keep "
-        f"going to {subscriber.email}.",
+        f"If {readable_email(new_email)} can receive the newsletter, a link to "
+        "confirm it is on its way there (at most one change a day). Until you click "
+        f"it, emails keep going to {readable_email(subscriber.email)}.",
     )
 
 
@@ -732,13 +734,13 @@ def data_download(subscriber: Subscriber) -> HttpResponse:
 
 
 def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
-    email = subscriber.email
+    address = readable_email(subscriber.email)
     subscriptions.subscriber_delete(subscriber=subscriber)
     return _done(
         request,
         None,
         "Your data is deleted",
-        f"We have deleted {email} and any address you had before it, your consent "
+        f"We have deleted {address} and any address you had before it, your consent "
         "records, the record of what we sent you and your comments. "
         f"{KEPT_AFTER_DELETING}",
     )

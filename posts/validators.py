@@ -117,6 +117,21 @@ def normalise_email(email: str) -> str:
     return f"{local}@{domain}"
 
 
+def readable_email(email: str) -> str:
+    """A stored address as its reader writes it, to show them: the domain in
+    Unicode (sam@bücher.example), where it is stored and emailed in its ASCII
+    form (sam@xn--bcher-kva.example), which a reader may take for a mistake.
+    Never for a header or a lookup; a domain that is no valid IDNA (imported,
+    or stored before addresses were checked) is shown as stored."""
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return email
+    try:
+        return f"{local}@{idna.decode(domain)}"
+    except UnicodeError:  # idna's IDNAError is one
+        return email
+
+
 def inbox_of(email: str) -> str:
     """The inbox a stored address delivers to: without its "+tag" (RFC 5233
     subaddressing: Gmail, Outlook, iCloud and Fastmail deliver reader+anything@

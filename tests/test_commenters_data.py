@@ -242,3 +242,13 @@ def test_a_commenter_asking_with_redis_down_gets_the_form_back_with_their_addres
     assert "try again in a minute" in response.text
     assert f'name="email" value="{ADDRESS}"' in response.text
     assert not mail.outbox
+
+
+def test_an_international_address_is_named_as_its_commenter_writes_it(client, ask):
+    """The page named the address in its stored ASCII form (xn--bcher-kva)."""
+    CommentFactory(email="sam@xn--bcher-kva.example")
+    _, [link] = ask("Sam@Bücher.example")
+
+    page = client.get(link).text
+
+    assert "posted with <strong>sam@bücher.example</strong>" in page

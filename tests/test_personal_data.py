@@ -547,3 +547,18 @@ def test_the_limits_counted_for_an_erased_address_keep_no_plain_hash_of_it(
     assert "throttle:" in held  # still counted: the limits hold for their window
     plain = hashlib.sha256(b"reader@example.org").hexdigest()[:32]
     assert plain not in held
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_deleting_an_international_address_names_it_as_its_reader_writes_it(
+    client, on_commit
+):
+    """The page and its answer named the address in its stored ASCII form."""
+    reader = SubscriberFactory(email="sam@xn--bcher-kva.example")
+    link = one_time_link(client, on_commit, reader, "delete/")
+
+    asked, deleted = client.get(link).text, client.post(link).text
+
+    assert "This deletes <strong>sam@bücher.example</strong>" in asked
+    assert "We have deleted sam@bücher.example and" in deleted
+    assert not Subscriber.objects.exists()

@@ -1769,3 +1769,33 @@ def test_a_change_link_superseded_since_it_was_used_is_not_valid(
 
     assert response.status_code == 404
     assert "This link is not valid" in response.text
+
+
+def test_international_addresses_are_shown_to_the_reader_as_they_write_them(
+    client, on_commit
+):
+    """Stored and emailed in their ASCII form, the addresses were shown so too
+    (sam@xn--bcher-kva.example), on the pages and in the emails a reader reads."""
+    reader = SubscriberFactory(email="sam@xn--bcher-kva.example")
+
+    assert "<strong>sam@bücher.example</strong>" in client.get(url(reader)).text
+    link = one_time_link(
+        client, on_commit, reader, "email/", {"new_email": "sam@Bibliothèque.example"}
+    )
+    asked = client.get(link).text
+    assert (
+        "Send the newsletter to <strong>sam@bibliothèque.example</strong> instead "
+        "of sam@bücher.example?"
+    ) in asked
+    on_commit(client.post, link)
+    [message] = mail.outbox
+    assert message.to == ["sam@xn--bibliothque-59a.example"]
+    assert "at this address (sam@bibliothèque.example)" in message.body
+    moved = client.post(link_in(message, "/preferences/email/confirm/")).text
+    assert "the newsletter goes to sam@bibliothèque.example." in moved
+    reader.refresh_from_db()
+    assert reader.email == "sam@xn--bibliothque-59a.example"
+    left = client.post(url(reader), {"action": "unsubscribe"}).text
+    assert "Nothing more will be sent to sam@bibliothèque.example." in left
+    for page in (asked, moved, left, message.body):
+        assert "xn--" not in page

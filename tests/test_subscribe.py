@@ -817,3 +817,17 @@ def test_a_reader_subscribing_with_redis_down_gets_the_form_back_as_they_filled_
     assert "try again in a minute" in response.text
     assert_filled_in_as_sent(response, region)
     assert not mail.outbox
+
+
+def test_an_international_address_is_shown_to_its_reader_as_they_write_it(
+    client, django_capture_on_commit_callbacks
+):
+    """Stored and emailed in its ASCII form, the address was shown so too, as
+    sam@xn--bcher-kva.example: a reader may take it for a mistake and not confirm."""
+    subscribe(client, "Sam@Bücher.example", django_capture_on_commit_callbacks)
+    link = confirm_link(mail.outbox[0])
+
+    for page in (client.get(link).text, client.post(link).text):
+        assert "<strong>sam@bücher.example</strong>" in page
+        assert "xn--" not in page
+    assert Subscriber.objects.get().email == "sam@xn--bcher-kva.example"

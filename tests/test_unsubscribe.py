@@ -176,3 +176,24 @@ def test_an_old_emails_link_after_the_reader_erased_their_data_says_nothing_goes
     assert response.status_code == 200
     assert "was deleted" in response.text
     assert not Subscriber.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "stored, shown",
+    [
+        ("sam@xn--bcher-kva.example", "sam@bücher.example"),
+        # No valid IDNA (imported, or stored before addresses were checked): as it is.
+        ("sam@xn--a.example", "sam@xn--a.example"),
+        ("sam@under_score.example", "sam@under_score.example"),
+    ],
+)
+def test_an_address_is_shown_as_its_reader_writes_it(client, stored, shown):
+    """An international address was shown in its stored ASCII form."""
+    reader = SubscriberFactory(email=stored)
+    url = f"/unsubscribe/{make_token(reader, Purpose.UNSUBSCRIBE)}/"
+
+    asked, done = client.get(url), client.post(url)
+
+    assert (asked.status_code, done.status_code) == (200, 200)
+    assert f"Stop sending the newsletter to <strong>{shown}</strong>?" in asked.text
+    assert f"We will send no more posts to <strong>{shown}</strong>." in done.text
