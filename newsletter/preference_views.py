@@ -190,7 +190,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
-        return _token_error(request, error)
+        return _token_error(request, error, purpose=Purpose.PREFERENCES)
     if request.method != "POST":
         return _page(request, subscriber, ChangeEmailForm())
     action = request.POST.get("action")
@@ -324,7 +324,7 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
-        return _token_error(request, error)
+        return _token_error(request, error, purpose=Purpose.PREFERENCES)
     if subscriber.status != Subscriber.Status.ACTIVE:
         # The page offers topics only to a current subscription; a tab opened
         # before the reader left would be told when digests arrive, and none does.
@@ -363,7 +363,7 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
             )
     except Subscriber.DoesNotExist:
         # Erased since the link was read: it names nobody now, as it will next time.
-        return _token_error(request, InvalidToken())
+        return _token_error(request, InvalidToken(), purpose=Purpose.PREFERENCES)
     subscriber.refresh_from_db(fields=["digest_owed_until"])
     if followed := _followed_at_each_frequency(subscriber, form):
         # Kept as the desk set them: each digest's time is said.
@@ -402,7 +402,7 @@ def change_email_request(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
-        return _token_error(request, error)
+        return _token_error(request, error, purpose=Purpose.PREFERENCES)
     if subscriber.status != Subscriber.Status.ACTIVE:
         return _only_a_subscription_moves(request, subscriber)
     form = ChangeEmailForm(request.POST)
@@ -533,7 +533,7 @@ def _change_made_or_token_error(
         new_email = read_change_made(token)
     except InvalidToken:
         if not error.expired:
-            return _token_error(request, error)
+            return _token_error(request, error, purpose=Purpose.CHANGE_EMAIL)
         return _done(
             request,
             None,
@@ -565,7 +565,7 @@ def export(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
-        return _token_error(request, error)
+        return _token_error(request, error, purpose=Purpose.PREFERENCES)
     return _send_one_time_link(
         request,
         subscriber,
@@ -580,7 +580,7 @@ def delete(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except InvalidToken as error:
-        return _token_error(request, error)
+        return _token_error(request, error, purpose=Purpose.PREFERENCES)
     page = FormPage("newsletter/preferences_delete.html", {"subscriber": subscriber})
     if request.method != "POST":
         return render(request, page.template, page.context)
@@ -599,7 +599,7 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         return _one_time_link_used(request, erased=used.subscriber is None)
     except InvalidToken as error:
         if not error.expired:
-            return _token_error(request, error)
+            return _token_error(request, error, purpose=Purpose.ONE_TIME)
         return _done(
             request,
             None,
@@ -609,7 +609,7 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
             status=410,
         )
     except ValueError:  # signed by us, so never in practice
-        return _token_error(request, InvalidToken())
+        return _token_error(request, InvalidToken(), purpose=Purpose.ONE_TIME)
     if (
         one_time_request == OneTimeRequest.ENGAGEMENT
         and not settings.NEWSLETTER_PER_READER_ENGAGEMENT
@@ -656,7 +656,7 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
             return data_download(subscriber)
         except Subscriber.DoesNotExist:
             # Erased since the link was spent (another tab): nobody's to give.
-            return _token_error(request, InvalidToken())
+            return _token_error(request, InvalidToken(), purpose=Purpose.ONE_TIME)
     if one_time_request == OneTimeRequest.DELETE:
         return _delete(request, subscriber)
     if one_time_request == OneTimeRequest.ENGAGEMENT:

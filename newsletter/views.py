@@ -226,11 +226,20 @@ def _resumed(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
     )
 
 
-def _token_error(request: HttpRequest, error: InvalidToken) -> HttpResponse:
+def _token_error(
+    request: HttpRequest, error: InvalidToken, *, purpose: Purpose
+) -> HttpResponse:
+    """The page for a link that does nothing, its way on the one for what the
+    link was for: "subscribe again" only to a reader who came to subscribe."""
     return render(
         request,
         "newsletter/bad_link.html",
-        {"expired": error.expired, "confirm_days": confirm_max_age_days()},
+        {
+            "expired": error.expired,
+            "confirm_days": confirm_max_age_days(),
+            "purpose": purpose,
+            "replies_address": replies_address(),
+        },
         status=410 if error.expired else 404,
     )
 
@@ -289,9 +298,9 @@ def _confirm_link_spent(
     try:
         reader = read_sent_to(token, Purpose.CONFIRM)
     except InvalidToken:
-        return _token_error(request, error)
+        return _token_error(request, error, purpose=Purpose.CONFIRM)
     if reader.status == Subscriber.Status.PENDING:
-        return _token_error(request, error)
+        return _token_error(request, error, purpose=Purpose.CONFIRM)
     return _confirmed(request, reader)
 
 
@@ -330,7 +339,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         # came for, and what a mail provider's one-click POST is answered.
         return render(request, "newsletter/unsubscribed.html", {"subscriber": None})
     except InvalidToken as error:
-        return _token_error(request, error)
+        return _token_error(request, error, purpose=Purpose.UNSUBSCRIBE)
     if request.method == "POST":
         subscriptions.subscriber_unsubscribe(subscriber=subscriber)
     # The reader back at an old email's link after unsubscribing is told so, not

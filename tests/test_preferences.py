@@ -1799,3 +1799,11 @@ def test_international_addresses_are_shown_to_the_reader_as_they_write_them(
     assert "Nothing more will be sent to sam@bibliothèque.example." in left
     for page in (asked, moved, left, message.body):
         assert "xn--" not in page
+
+
+def test_a_broken_preferences_link_says_where_a_working_one_is(client, reader):
+    response = client.get(url(reader)[:-4] + "/")
+
+    assert response.status_code == 404
+    assert "subscribe again" not in response.text
+    assert "the preferences link at the end of any newsletter email" in response.text

@@ -197,3 +197,19 @@ def test_an_address_is_shown_as_its_reader_writes_it(client, stored, shown):
     assert (asked.status_code, done.status_code) == (200, 200)
     assert f"Stop sending the newsletter to <strong>{shown}</strong>?" in asked.text
     assert f"We will send no more posts to <strong>{shown}</strong>." in done.text
+
+
+def test_a_broken_unsubscribe_link_says_how_to_unsubscribe_not_to_subscribe_again(
+    client, reader, settings
+):
+    """The invalid-link page ended "or subscribe again", to someone who came to
+    leave."""
+    settings.NEWSLETTER_REPLY_TO = "On Probation <editor@probation.example>"
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+
+    response = client.get(f"/unsubscribe/{token[:-3]}/")
+
+    assert response.status_code == 404
+    assert "This link is not valid" in response.text
+    assert "subscribe again" not in response.text
+    assert "write to us at editor@probation.example" in response.text
