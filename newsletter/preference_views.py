@@ -275,12 +275,16 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _engagement_offered(subscriber: Subscriber) -> bool:
-    """Whether the centre shows the engagement box: while the editor asks, and
-    to a reader who agreed until they withdraw, the setting turned off since
-    (what was kept by their agreement stays until they withdraw)."""
-    return (
-        settings.NEWSLETTER_PER_READER_ENGAGEMENT
-        or subscriber.engagement_agreed_at is not None
+    """Whether the centre shows the engagement box: to a reader who agreed, until
+    they withdraw, the setting turned off since or their address blocked (what
+    was kept by their agreement stays until they withdraw, which needs no email);
+    and while the editor asks, to a reader whose address can be sent the link
+    that agrees (_send_one_time_link), not to one that bounced, complained or
+    was suppressed."""
+    if subscriber.engagement_agreed_at is not None:
+        return True
+    return settings.NEWSLETTER_PER_READER_ENGAGEMENT and not subscriptions.is_blocked(
+        subscriber.email
     )
 
 

@@ -12,11 +12,20 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import engagement
-from newsletter.models import Consent, Engagement, Event, Link, Mailing, Subscriber
+from newsletter.models import (
+    Consent,
+    Engagement,
+    Event,
+    Link,
+    Mailing,
+    Subscriber,
+    Suppression,
+)
 from newsletter.subscriptions import (
     CONSENT_WORDING,
     ENGAGEMENT_CONSENT_VERSION,
     ENGAGEMENT_CONSENT_WORDING,
+    address_suppress,
     engagement_agree,
     subscriber_delete,
     subscriber_export,
@@ -337,6 +346,36 @@ def test_agreeing_in_the_preference_centre_only_emails_the_reader_a_link(
     reader.refresh_from_db()
     assert reader.engagement_agreed_at is None
     assert not Consent.objects.filter(subscriber=reader).exists()
+
+
+@pytest.mark.usefixtures("per_reader")
+@pytest.mark.parametrize(
+    "reason",
+    [
+        Suppression.Reason.HARD_BOUNCE,
+        Suppression.Reason.COMPLAINT,
+        Suppression.Reason.MANUAL,
+    ],
+)
+def test_a_reader_we_no_longer_email_is_offered_no_box_that_needs_an_email(
+    client, readers, reason
+):
+    """The box promised a link by email, and ticking it answered 409 "We cannot
+    email this address". A reader who agreed may still untick it: that needs no
+    email, and deletes what was kept."""
+    for reader in readers.values():
+        address_suppress(email=reader.email, reason=reason)
+
+    not_agreed = client.get(centre(readers["not"])).text
+    agreed = client.get(centre(readers["agreed"])).text
+
+    assert ENGAGEMENT_CONSENT_WORDING not in not_agreed
+    assert 'name="engagement"' not in not_agreed
+    assert ENGAGEMENT_CONSENT_WORDING in agreed
+    client.post(centre(readers["agreed"]), {"action": "engagement"})
+    readers["agreed"].refresh_from_db()
+    assert readers["agreed"].engagement_agreed_at is None
+    assert mail.outbox == []
 
 
 @pytest.mark.usefixtures("per_reader")
