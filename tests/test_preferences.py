@@ -616,9 +616,9 @@ def test_a_refused_preference_says_so_first_and_links_to_its_field(client, reade
     assert page.count('id="error-summary-title"') == 1
     assert '<a href="#id_digest_hour">Hour: Select a valid choice.' in page
     # The checkboxes are the picker's own: their group is where the link goes,
-    # and what says the error.
+    # and what says the error; it takes the focus the link gives it.
     assert '<a href="#id_topics">Only posts about' in page
-    assert 'id="id_topics" aria-describedby="id_topics_error">' in page
+    assert 'id="id_topics" aria-describedby="id_topics_error" tabindex="-1">' in page
 
 
 def test_moving_to_my_own_address_is_refused_and_leaves_the_days_change_to_me(

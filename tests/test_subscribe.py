@@ -1,3 +1,4 @@
+import re
 import threading
 import time
 from datetime import timedelta
@@ -215,6 +216,22 @@ def test_a_refused_frequency_is_said_to_whoever_reaches_its_radio_group(client):
     ).text
     assert '<ul class="errorlist" id="id_frequency_error">' in page
     assert '<fieldset aria-describedby="id_frequency_error">' in page
+
+
+def test_each_error_summary_link_lands_where_focus_can_go(client):
+    """GOV.UK's error summary links to the first radio or checkbox of a group:
+    "How often" linked to #id_frequency, the radios' div, which cannot take focus,
+    so a keyboard or screen reader user following it went nowhere."""
+    page = client.post(
+        "/subscribe/",
+        {"email": "sam@example.org", "frequency": "hourly", "topics": ["region:x"]},
+    ).text
+
+    frequency = re.search(r'<a href="#([^"]+)">How often: ', page)[1]
+    topics = re.search(r'<a href="#([^"]+)">Only posts about ', page)[1]
+    assert re.search(rf'<input type="radio"[^>]* id="{frequency}"', page)
+    # The topics' checkboxes are collapsed in their groups: their fieldset takes it.
+    assert re.search(rf'<fieldset [^>]*id="{topics}"[^>]* tabindex="-1"', page)
 
 
 def test_a_refused_name_on_the_confirm_page_says_so_first(
