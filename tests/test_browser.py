@@ -877,6 +877,26 @@ def test_a_refused_form_puts_the_reader_on_its_errors_and_each_links_to_its_fiel
     page.context.close()
 
 
+def test_a_refused_choice_links_to_the_radio_where_the_reader_chooses_again(
+    browser, site
+):
+    """The summary's "How often" link went to the radios' div, which cannot take
+    focus: the reader following it stayed where they were."""
+    page = new_page(browser)
+    page.goto(f"{site}/subscribe/")
+    page.get_by_label("Email address").fill("sam@example.org")
+    # What a page from before a change of choices sends: no radio offers it now.
+    first = page.locator("input[name=frequency]").first
+    first.evaluate("radio => { radio.value = 'hourly'; radio.checked = true; }")
+    page.get_by_role("button", name="Subscribe").click()
+    summary = page.get_by_role("alert")
+    summary.get_by_role("link", name=re.compile("^How often: ")).click()
+    assert page.evaluate("document.activeElement.id") == "id_frequency_0"
+    page.keyboard.press("ArrowDown")  # on the radios, the reader chooses again
+    assert page.evaluate("document.activeElement.id") == "id_frequency_1"
+    page.context.close()
+
+
 def test_author_writes_markdown_and_sees_the_preview_as_readers_will(browser, site):
     UserFactory(username="author")
     author = new_page(browser, viewport={"width": 1400, "height": 1000})
