@@ -479,6 +479,14 @@ class MailingQuerySet(models.QuerySet):
             paused_at__isnull=True,
         )
 
+    def post_on_site(self) -> "MailingQuerySet":
+        """Mailings whose post readers can read now, or that carry none (a digest):
+        the others' emails would lead nowhere, so they are neither sent nor
+        resumed."""
+        return self.filter(
+            models.Q(post__isnull=True) | models.Q(post__in=Post.objects.published())
+        )
+
     def empty_rounds(self) -> "MailingQuerySet":
         return self.filter(self._empty_round())
 

@@ -129,18 +129,18 @@ def test_cancelling_stops_a_send_and_the_ledger_says_who_was_skipped(planned, fa
 
 
 def cancel_while_sending(mailing: Mailing, monkeypatch, *, then=None) -> None:
-    """The author cancels while a worker is handing a batch to the provider, then
-    `then` happens to the worker (it dies, say)."""
-    hand_over = sender._hand_over
+    """The author cancels while a worker is handing a batch to the provider (the
+    provider has answered, the worker not yet recorded it), then `then` happens
+    to the worker (it dies, say)."""
+    record = sender.record_outcomes
 
-    def cancelled_meanwhile(batch, recipients):
+    def cancelled_meanwhile(*args, **kwargs):
         assert delivery.mailing_cancel(mailing_id=mailing.pk)
-        answer = hand_over(batch, recipients)
         if then:
             then()
-        return answer
+        return record(*args, **kwargs)
 
-    monkeypatch.setattr(sender, "_hand_over", cancelled_meanwhile)
+    monkeypatch.setattr(sender, "record_outcomes", cancelled_meanwhile)
 
 
 def test_cancelling_while_a_batch_goes_out_records_it_as_it_went(
@@ -431,14 +431,13 @@ def test_a_mailing_whose_last_batch_went_as_the_author_paused_it_is_shown_done(
     *first, last = planned.batches.order_by("number")
     for batch in first:
         delivery.batch_send(batch_id=batch.pk)
-    read = sender.batch_recipients
+    record = sender.record_outcomes
 
-    def paused_once_read(*args, **kwargs):
-        readers = read(*args, **kwargs)
+    def paused_as_the_provider_answers(*args, **kwargs):
         assert delivery.mailing_pause(mailing_id=planned.pk)
-        return readers
+        return record(*args, **kwargs)
 
-    monkeypatch.setattr(sender, "batch_recipients", paused_once_read)
+    monkeypatch.setattr(sender, "record_outcomes", paused_as_the_provider_answers)
     delivery.batch_send(batch_id=last.pk)
 
     planned.refresh_from_db()
@@ -695,16 +694,21 @@ def test_a_slow_provider_in_one_message_mode_keeps_a_live_batch_from_the_reaper(
 
 
 @pytest.fixture
-def one_batch_in_one_message_mode(settings, fake_esp, readers):
-    """Postmark, one message per reader: a mailing of one batch of six, planned,
-    its doorbell not rung."""
-    settings.NEWSLETTER_DELIVERY_MODE = "single"
+def one_batch(settings, readers):
+    """A mailing of one batch of six, planned, its doorbell not rung."""
     settings.NEWSLETTER_BATCH_SIZE = len(readers)
     delivery.mailing_create_for_post(post=PublishedPostFactory())
     mailing = Mailing.objects.get()
     while delivery.mailing_plan_page(mailing_id=mailing.pk):
         pass
     return mailing
+
+
+@pytest.fixture
+def one_batch_in_one_message_mode(settings, fake_esp, one_batch):
+    """Postmark, one message per reader: one batch of six (one_batch)."""
+    settings.NEWSLETTER_DELIVERY_MODE = "single"
+    return one_batch
 
 
 def stopped_by_the_author_as_it_goes(monkeypatch, clock, control, mailing) -> None:
@@ -790,17 +794,16 @@ def test_pausing_stops_every_lane_of_a_batch_going_out_one_message_each(
     of a long batch would still be going then."""
     mailing = one_batch_in_one_message_mode
     monkeypatch.setattr(sender, "LANE_MIN_READERS", 2)  # three lanes of two
-    hand_over, post = sender._hand_over, PostmarkBackend._post
+    post = PostmarkBackend._post
     read = sender.HandOver.read_if_due
-    mailing_read = threading.Event()
-
-    def paused_meanwhile(batch, recipients):
-        assert delivery.mailing_pause(mailing_id=mailing.pk)
-        return hand_over(batch, recipients)
+    reads, mailing_read = [], threading.Event()
 
     def read_by_the_worker(self):
         read(self)
-        if self.held:
+        reads.append(self.held)
+        if len(reads) == 1:  # as the lanes start: the author pauses then
+            assert delivery.mailing_pause(mailing_id=mailing.pk)
+        elif self.held:
             mailing_read.set()
 
     def post_then_wait(backend, payload, message):
@@ -808,7 +811,6 @@ def test_pausing_stops_every_lane_of_a_batch_going_out_one_message_each(
         assert mailing_read.wait(timeout=5)
         return answer
 
-    monkeypatch.setattr(sender, "_hand_over", paused_meanwhile)
     monkeypatch.setattr(sender.HandOver, "read_if_due", read_by_the_worker)
     monkeypatch.setattr(PostmarkBackend, "_post", post_then_wait)
     batch = mailing.batches.get()
@@ -818,11 +820,48 @@ def test_pausing_stops_every_lane_of_a_batch_going_out_one_message_each(
     assert fake_esp.count == 3  # each lane's first reader
     batch.refresh_from_db()
     assert (batch.status, batch.sent) == (Batch.Status.QUEUED, 3)
-    monkeypatch.setattr(sender, "_hand_over", hand_over)
+    monkeypatch.setattr(sender.HandOver, "read_if_due", read)
     monkeypatch.setattr(PostmarkBackend, "_post", post)
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.mailing_resume(mailing_id=mailing.pk)
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
+
+
+def taken_down(mailing: Mailing) -> None:
+    unpublish_at_the_desk(Post.objects.get(pk=mailing.post_id))
+
+
+def published_again_and_resumed(mailing: Mailing) -> bool:
+    post_publish(post=Post.objects.get(pk=mailing.post_id))
+    return delivery.mailing_resume(mailing_id=mailing.pk)
+
+
+def test_a_post_taken_down_as_its_batch_goes_one_message_each_reaches_no_one_more(
+    one_batch, slow_provider, readers, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A backend that takes a message per reader (SMTP's way), each taking two
+    seconds: the author takes the post off the site as the second reader's goes.
+    The worker stops before the next reader, its batch back in the queue with the
+    paused mailing, saying why; once the post is back and the mailing resumed,
+    each reader has one copy."""
+    monkeypatch.setattr(slow_provider, "seconds", 2)
+    monkeypatch.setattr(
+        slow_provider,
+        "during",
+        staticmethod(lambda n: n == 2 and taken_down(one_batch)),
+    )
+    batch = one_batch.batches.get()
+    delivery.batch_send(batch_id=batch.pk)
+
+    assert len(mail.outbox) == 2
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent) == (Batch.Status.QUEUED, 2)
+    assert "taken off the site" in batch.last_error
+    statuses = list(one_batch.deliveries.values_list("status", flat=True))
+    assert sorted(statuses) == ["queued"] * 4 + ["sent"] * 2
+    with django_capture_on_commit_callbacks(execute=True):
+        assert published_again_and_resumed(one_batch)
+    assert sorted(copies_to(batch)) == sorted(s.email for s in readers)
 
 
 def test_a_batch_waiting_for_the_providers_retry_after_is_not_rung_before_it(

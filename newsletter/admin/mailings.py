@@ -271,7 +271,7 @@ class MailingAdmin(admin.ModelAdmin):
             "pause": not held,
             # Not while its post is off the site: the resume would be refused.
             "resume": mailing.paused_at is not None
-            and Mailing.objects.filter(delivery.post_on_site(), pk=mailing.pk).exists(),
+            and Mailing.objects.post_on_site().filter(pk=mailing.pk).exists(),
         }
         allowed = self.get_actions(request)
         return [

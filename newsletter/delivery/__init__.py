@@ -32,7 +32,6 @@ from .control import (
     mailing_pause,
     mailing_resume,
     mailings_posts_lock,
-    post_on_site,
 )
 from .planner import (
     PLANNING_PAGE_SIZE,
@@ -89,7 +88,6 @@ __all__ = [
     "mailings_posts_lock",
     "mailings_reap",
     "post_audience",
-    "post_on_site",
     "provider_refused",
     "retry_after",
     "smtp_refusal",

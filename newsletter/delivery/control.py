@@ -43,12 +43,6 @@ def mailing_pause(*, mailing_id: int, reason: str = "Paused by the author.") -> 
     )
 
 
-def post_on_site() -> Q:
-    """Mailings whose post readers can read now, or that carry none (a digest):
-    the others' emails would lead nowhere, so they are not resumed."""
-    return Q(post__isnull=True) | Q(post__in=Post.objects.published())
-
-
 def posts_lock(*, post_ids: Iterable[int | None]) -> None:
     """Lock the posts mailings carry (a digest carries none) until the
     transaction ends, before reading whether they are on the site and before the
@@ -90,19 +84,17 @@ def mailings_posts_lock(*, mailing_ids: Iterable[int]) -> None:
 
 def mailing_resume(*, mailing_id: int, cooled_down_by: datetime | None = None) -> bool:
     """Lift a pause and ring again for everything the pause left waiting; not
-    while the mailing's post is off the site (post_on_site). `cooled_down_by`
-    (the reaper's): only the breaker's pause whose cool-down is over by then,
-    not one the author made theirs since the reaper read it (mailing_pause)."""
+    while the mailing's post is off the site (MailingQuerySet.post_on_site).
+    `cooled_down_by` (the reaper's): only the breaker's pause whose cool-down is
+    over by then, not one the author made theirs since the reaper read it
+    (mailing_pause)."""
     cooled_down = Q() if cooled_down_by is None else Q(resume_at__lte=cooled_down_by)
     with transaction.atomic():
         mailings_posts_lock(mailing_ids=[mailing_id])
-        resumed = Mailing.objects.filter(
-            cooled_down,
-            post_on_site(),
-            pk=mailing_id,
-            status__in=RUNNING,
-            paused_at__isnull=False,
-        ).update(
+        paused = Mailing.objects.post_on_site().filter(
+            cooled_down, pk=mailing_id, status__in=RUNNING, paused_at__isnull=False
+        )
+        resumed = paused.update(
             paused_at=None, resume_at=None, pause_reason="", consecutive_failures=0
         )
         if resumed:
@@ -167,13 +159,13 @@ def correction_send_again(*, mailing_id: int) -> bool:
     had not reached: its cancelled batches go back in the queue, and its audience
     is planned again for the readers the cancel kept from being planned, or
     settled as sent since. Who got it before keeps their one ledger row, and gets
-    no second copy. Not while its post is off the site (post_on_site).
+    no second copy. Not while its post is off the site
+    (MailingQuerySet.post_on_site).
 
     A correction's alone: its audience, those sent the post before it, is fixed,
     so planning it again finds only whom it has not reached.
     """
-    cancelled = Mailing.objects.filter(
-        post_on_site(),
+    cancelled = Mailing.objects.post_on_site().filter(
         pk=mailing_id,
         kind=Mailing.Kind.CORRECTION,
         status=Mailing.Status.CANCELLED,
@@ -418,7 +410,7 @@ def _held_while_off_the_site(mailing_id: int) -> None:
     the author resuming it. Read without the post's lock, which would come after
     the mailing's here (an unpublish committing as this reads is left to the
     sender's own check, which sends nothing while the post is off the site)."""
-    if not Mailing.objects.filter(post_on_site(), pk=mailing_id).exists():
+    if not Mailing.objects.post_on_site().filter(pk=mailing_id).exists():
         mailing_pause(
             mailing_id=mailing_id,
             reason="The post is not published: resume once it is published again.",

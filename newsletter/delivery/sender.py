@@ -4,11 +4,12 @@ record outcomes.
 For a post, six database statements per batch, whatever its size (the last batch
 of a mailing adds two to close it): claim the batch, load the mailing and post, read
 the recipients (with all a message needs of them, a digest's posts among it),
-before each call to the provider whether the post is still on the site, record
-every outcome, close the batch. A digest adds the read of its posts' order (and
-asks which of them are still on the site); a correction, which of its readers the
-ledger still says had the post. A batch handed over for longer than a second adds
-one a second, whether its mailing still goes out (HOLD_READ_SECONDS).
+before the first call to the provider whether the mailing still goes out and its
+post is on the site, record every outcome, close the batch. A digest adds the read
+of its posts' order (and, before each call, asks which of them are still on the
+site); a correction, which of its readers the ledger still says had the post. A
+batch handed over for longer than a second adds one a second, the mailing and its
+post read again (HOLD_READ_SECONDS).
 
 Where one API call takes many recipients, each with their own links (Postmark's
 /email/batch, each reader's message filled in by our backend, delivery/postmark.py;
@@ -47,7 +48,6 @@ from ..emails import (
     PostEmail,
     RenderedEmail,
     json_inner,
-    posts_on_site,
 )
 from ..esp import ANYMAIL_MAILGUN, ANYMAIL_POSTMARK, POSTMARK_BACKEND
 from ..logs import redact
@@ -85,8 +85,8 @@ SINGLE_MESSAGE_BATCH_SIZE = 200
 SEND_LANES = 4
 LANE_MIN_READERS = 50
 # How often, in seconds, a batch being handed over reads whether the author has
-# paused or cancelled its mailing: it stops within about that long, at one query
-# per batch each time, not one per reader.
+# paused or cancelled its mailing, or taken its post off the site: it stops within
+# about that long, at one query per batch each time, not one per reader.
 HOLD_READ_SECONDS = 1.0
 # The longest Retry-After honoured, in seconds.
 MAX_RETRY_AFTER = 600
@@ -313,7 +313,7 @@ def batch_send(*, batch_id: int) -> None:
             return
         if isinstance(trouble, PostTakenDown):
             return  # its mailing is paused: resuming it rings for the batch
-        if isinstance(trouble, MailingHeld) and not _going_out(batch.mailing_id):
+        if isinstance(trouble, MailingHeld) and _holding(batch.mailing_id):
             # Paused: resuming rings for it. Resumed already, that ring found it
             # still being sent: its retry sends it.
             return
@@ -326,8 +326,16 @@ def batch_send(*, batch_id: int) -> None:
         close_mailing_if_finished(batch.mailing_id)
 
 
-def _going_out(mailing_id: int) -> bool:
-    return Mailing.objects.going_out().filter(pk=mailing_id).exists()
+def _holding(mailing_id: int) -> PostTakenDown | MailingHeld | None:
+    """What holds the mailing's batches now, in one statement: its post off the
+    site (first: the take-down pauses the mailing too), or the author's pause or
+    cancel. None while it goes out."""
+    going_out = Mailing.objects.going_out().filter(pk=OuterRef("pk"))
+    on_site = Mailing.objects.post_on_site().filter(pk=mailing_id)
+    goes = on_site.values_list(Exists(going_out), flat=True).first()
+    if goes is None:
+        return PostTakenDown()
+    return None if goes else MailingHeld()
 
 
 def _still_owed(
@@ -420,24 +428,31 @@ class HandOverStopped(Exception):
 
 class HandOver:
     """Whether a batch's lanes go on to their next reader: not once the author
-    has paused or cancelled its mailing, nor once another lane has met an error.
-    The mailing is read at most every HOLD_READ_SECONDS, by the worker's own
-    thread (read_if_due): in the lanes' threads each would open a database
-    connection of its own."""
+    has paused or cancelled its mailing, or taken its post off the site, nor once
+    another lane has met an error. The mailing is read (_holding) at most every
+    HOLD_READ_SECONDS, by the worker's own thread (read_if_due): in the lanes'
+    threads each would open a database connection of its own."""
 
-    def __init__(self, mailing_id: int, claimed_at: datetime) -> None:
-        self.mailing_id = mailing_id
-        self.read_at = claimed_at  # the claim found the mailing going out
-        self.held = False
+    def __init__(self, mailing: Mailing, claimed_at: datetime) -> None:
+        self.mailing_id = mailing.pk
+        # The claim found the mailing going out, but read nothing of its post: a
+        # post's is read before its first call.
+        self.read_at = claimed_at if mailing.post_id is None else None
+        # What stopped the batch, for its worker; None when another lane's
+        # error did, which that lane reports.
+        self.held: PostTakenDown | MailingHeld | None = None
         self._stopped = threading.Event()
 
     def read_if_due(self) -> None:
         now = timezone.now()
-        if (now - self.read_at).total_seconds() < HOLD_READ_SECONDS:
+        if (
+            self.read_at is not None
+            and (now - self.read_at).total_seconds() < HOLD_READ_SECONDS
+        ):
             return
         self.read_at = now
-        if not _going_out(self.mailing_id):
-            self.held = True
+        self.held = _holding(self.mailing_id)
+        if self.held is not None:
             self._stopped.set()
 
     def stop(self) -> None:
@@ -447,11 +462,6 @@ class HandOver:
     def check(self) -> None:
         if self._stopped.is_set():
             raise HandOverStopped()
-
-    def why(self) -> MailingHeld | None:
-        """What stopped the batch, for its worker: the author's pause or cancel;
-        None when another lane's error did, which that lane reports."""
-        return MailingHeld() if self.held else None
 
 
 # A message and the readers it goes to.
@@ -468,23 +478,24 @@ def _hand_over(
 
     Where each reader's message is a request of its own, a post's readers are
     split into lanes sent side by side, each over its own connection; a lane that
-    meets an error, or the author pausing or cancelling the mailing, stops them
-    all before their next reader. A digest's frames are rendered as its readers
-    need them, reading the database: one lane."""
+    meets an error, or the author pausing or cancelling the mailing or taking its
+    post off the site, stops them all before their next reader. A digest's frames
+    are rendered as its readers need them, reading the database: one lane."""
     how = channel()
     claim = Claim(batch.pk, batch.touched_at, batch.attempts)
-    hand_over = HandOver(batch.mailing_id, batch.touched_at)
+    hand_over = HandOver(batch.mailing, batch.touched_at)
     lanes = 1
     if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
         lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
-    compose, size = _composer(batch, recipients, how, in_lanes=lanes > 1)
+    compose, size = _composer(batch, recipients, how)
     # A call never asks the sending budget for more than it can ever grant:
     # a larger one would be refused at every attempt, and the batch never sent.
     largest = sending_budget(how.esp).largest_reservation()
     if largest is not None:
         size = min(size, largest)
-    if lanes > 1 and not posts_on_site([batch.mailing.post_id]):
-        return {}, PostTakenDown()
+    hand_over.read_if_due()  # before the first call, and before any lane starts
+    if hand_over.held is not None:
+        return {}, hand_over.held
     if lanes == 1:
         outcomes, stopped_by, deferred = _send_lane(
             batch,
@@ -547,10 +558,11 @@ def _send_lane(
     reads_mailing: bool = False,
 ) -> Lane:
     """Send the recipients, `size` a chunk, over one connection, until an error
-    (or `hand_over` stops: the author paused or cancelled, another lane met an
-    error), renewing the batch's claim on the way; the rest stay QUEUED
-    (UNCERTAIN if the reaper took the claim). `reads_mailing`: this lane runs
-    in the worker's own thread, and reads the mailing for itself."""
+    (or `hand_over` stops: the author paused or cancelled, or took the post off
+    the site, another lane met an error), renewing the batch's claim on the way;
+    the rest stay QUEUED (UNCERTAIN if the reaper took the claim).
+    `reads_mailing`: this lane runs in the worker's own thread, and reads the
+    mailing for itself."""
     mailing = batch.mailing
     outcomes: dict[int, Outcome] = {}
     deferred: ReaderDeferred | None = None
@@ -572,13 +584,10 @@ def _send_lane(
                 take_from_budget(len(chunk), esp=how.esp)
                 go_on()
             except HandOverStopped:
-                return outcomes, hand_over.why(), deferred
+                return outcomes, hand_over.held, deferred
             except (RetryLater, ClaimLost) as exc:
                 return outcomes, exc, deferred
-            try:
-                letters = compose(chunk, connection)
-            except PostTakenDown as exc:
-                return outcomes, exc, deferred
+            letters = compose(chunk, connection)
             # A reader the chunk's messages leave out has nothing to be sent: a
             # digest whose posts were all taken off the site as it went.
             composed = {r.delivery_id for _, readers in letters for r in readers}
@@ -613,7 +622,7 @@ def _send_lane(
                     answered = _answered(message, readers)
                     outcomes.update((r.delivery_id, o) for r, o in answered.items())
                 if isinstance(exc, HandOverStopped):
-                    return outcomes, hand_over.why(), deferred
+                    return outcomes, hand_over.held, deferred
                 return outcomes, exc, deferred
             except smtplib.SMTPRecipientsRefused as exc:
                 # An SMTP server refused a reader's address (one reader per
@@ -653,7 +662,7 @@ def _send_lane(
 
 
 def _composer(
-    batch: Batch, recipients: list[Recipient], how: Channel, *, in_lanes: bool
+    batch: Batch, recipients: list[Recipient], how: Channel
 ) -> tuple[Callable[[list[Recipient], object], list[Letter]], int]:
     """How the kind turns a chunk of readers into messages for a connection, and
     the chunk size.
@@ -683,12 +692,8 @@ def _composer(
     post_email = _rendered(mailing).email.for_batch(batch.pk)
 
     def compose(chunk: list[Recipient], connection) -> list[Letter]:
-        # Just before it goes, as a digest's: a post (or a correction's post)
-        # taken off the site since is sent to no one else. Lanes are asked for
-        # once, as they start (_hand_over): in their threads each would open a
-        # database connection of its own.
-        if not in_lanes and not posts_on_site([mailing.post_id]):
-            raise PostTakenDown()
+        # Whether the post (or a correction's post) is still on the site is
+        # HandOver's to read, once a second: here it would be once a reader.
         if not how.batched:
             return [(post_email.for_subscriber(chunk[0], connection=connection), chunk)]
         message = post_email.for_many(
