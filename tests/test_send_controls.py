@@ -864,6 +864,64 @@ def test_a_post_taken_down_as_its_batch_goes_one_message_each_reaches_no_one_mor
     assert sorted(copies_to(batch)) == sorted(s.email for s in readers)
 
 
+def taken_down_as_its_readers_are_read(monkeypatch, slow_provider, mailing) -> None:
+    post = Post.objects.get(pk=mailing.post_id)
+    taken_down_once_its_readers_are_read(monkeypatch, post)
+
+
+def paused_as_the_second_goes(monkeypatch, slow_provider, mailing) -> None:
+    def pause(n: int) -> None:
+        if n == 2:
+            assert delivery.mailing_pause(mailing_id=mailing.pk)
+
+    monkeypatch.setattr(slow_provider, "seconds", 2)
+    monkeypatch.setattr(slow_provider, "during", staticmethod(pause))
+
+
+@pytest.mark.parametrize(
+    ("stopped", "go_again"),
+    [
+        (taken_down_as_its_readers_are_read, published_again_and_resumed),
+        (
+            paused_as_the_second_goes,
+            lambda m: delivery.mailing_resume(mailing_id=m.pk),
+        ),
+    ],
+    ids=["post taken down", "paused"],
+)
+def test_a_mailing_resumed_as_its_stopped_batch_comes_back_is_sent_by_its_retry(
+    one_batch,
+    slow_provider,
+    readers,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+    stopped,
+    go_again,
+):
+    """The author stops a batch as it goes (takes the post off the site, or
+    pauses), then lets the mailing go again while its worker is still putting the
+    batch back: the resume's ring finds the batch being sent and passes it by.
+    The worker's retry sends it, not the reaper's doorbell minutes later."""
+    stopped(monkeypatch, slow_provider, one_batch)
+    record = sender.record_outcomes
+
+    def going_again_as_it_is_recorded(*args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):  # rung, in vain
+            assert go_again(one_batch)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(sender, "record_outcomes", going_again_as_it_is_recorded)
+    batch = one_batch.batches.get()
+    with pytest.raises(delivery.RetryLater):
+        delivery.batch_send(batch_id=batch.pk)
+    monkeypatch.setattr(sender, "record_outcomes", record)
+
+    delivery.batch_send(batch_id=batch.pk)  # the retry
+    assert sorted(copies_to(batch)) == sorted(s.email for s in readers)
+    one_batch.refresh_from_db()
+    assert one_batch.status == Mailing.Status.DONE
+
+
 def test_a_batch_waiting_for_the_providers_retry_after_is_not_rung_before_it(
     settings, planned, fake_esp, clock
 ):

@@ -215,7 +215,12 @@ class ProviderUnavailable(RetryLater):
     """The provider did not take the message now (an error answer, no connection)."""
 
 
-class PostTakenDown(RetryLater):
+class BatchHeld(RetryLater):
+    """The author stopped the batch as it went: the readers not yet handed over
+    wait in the queue, for the mailing to go again."""
+
+
+class PostTakenDown(BatchHeld):
     """The author took the post off the site as its batch went: the readers not
     yet handed it wait, as its mailing's pause leaves them, for the author to
     publish it again and resume (receivers.hold_emails_of_unpublished_post)."""
@@ -224,7 +229,7 @@ class PostTakenDown(RetryLater):
         super().__init__("the post was taken off the site as its batch went")
 
 
-class MailingHeld(RetryLater):
+class MailingHeld(BatchHeld):
     """The author paused or cancelled the mailing as its batch went: the readers
     not yet handed over wait in the queue, for the resume to send them (or the
     cancel to skip them)."""
@@ -311,11 +316,9 @@ def batch_send(*, batch_id: int) -> None:
     if status == Batch.Status.QUEUED:
         if batch_cancel_if_mailing_cancelled(batch_id, now):
             return
-        if isinstance(trouble, PostTakenDown):
-            return  # its mailing is paused: resuming it rings for the batch
-        if isinstance(trouble, MailingHeld) and _holding(batch.mailing_id):
-            # Paused: resuming rings for it. Resumed already, that ring found it
-            # still being sent: its retry sends it.
+        if isinstance(trouble, BatchHeld) and _holding(batch.mailing_id):
+            # Held still: resuming rings for it. Resumed already (the post back
+            # on the site), that ring found it still being sent: its retry sends it.
             return
         raise trouble if isinstance(trouble, RetryLater) else RetryLater(str(trouble))
     # With none queued, this may be the last batch: ask, after this batch's close
@@ -326,7 +329,7 @@ def batch_send(*, batch_id: int) -> None:
         close_mailing_if_finished(batch.mailing_id)
 
 
-def _holding(mailing_id: int) -> PostTakenDown | MailingHeld | None:
+def _holding(mailing_id: int) -> BatchHeld | None:
     """What holds the mailing's batches now, in one statement: its post off the
     site (first: the take-down pauses the mailing too), or the author's pause or
     cancel. None while it goes out."""
@@ -440,7 +443,7 @@ class HandOver:
         self.read_at = claimed_at if mailing.post_id is None else None
         # What stopped the batch, for its worker; None when another lane's
         # error did, which that lane reports.
-        self.held: PostTakenDown | MailingHeld | None = None
+        self.held: BatchHeld | None = None
         self._stopped = threading.Event()
 
     def read_if_due(self) -> None:
