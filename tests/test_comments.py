@@ -1716,6 +1716,24 @@ def test_more_links_than_allowed_are_refused(client, post, settings):
     assert comment_on(client, post, body=three[:40]).status_code == 302
 
 
+def test_addresses_typed_in_a_comment_are_not_links_and_not_counted_as_links(
+    client, rf, post, settings
+):
+    """A reader giving three colleagues' addresses was refused "at most 2 links":
+    the text made each a mailto: link, which also handed every address typed on
+    the page to the harvesters that collect them from mailto: links. An address
+    stays plain text, and only what is shown as a link counts."""
+    settings.COMMENTS_MAX_LINKS = 2
+    three = "Write to a.b@example.org, sam@example.net or jo@probation.example."
+
+    assert comment_on(client, post, body=three).status_code == 302
+
+    Comment.objects.update(status=Comment.Status.APPROVED)
+    html = comments_section(rf, post)
+    assert "mailto:" not in html
+    assert "Write to a.b@example.org, sam@example.net or jo@probation.example." in html
+
+
 @pytest.mark.parametrize(
     ("field", "length"), [("name", 101), ("body", 5001), ("website", 201)]
 )

@@ -29,12 +29,20 @@ class _CommentUrlizer(Urlizer):
     # endorsement (Google's rel="ugc"), nor pass ranking through them ("nofollow").
     url_template = '<a href="{href}" rel="nofollow ugc">{url}</a>'
 
+    @staticmethod
+    def is_email_simple(value: str) -> bool:
+        # An address a reader types stays text: a mailto: link is what address
+        # harvesters collect, and it is no link a reader cannot copy. Nor does it
+        # count against COMMENTS_MAX_LINKS (count_links), being no link.
+        return False
+
 
 _urlize = _CommentUrlizer()
 
 
 def comment_body_html(body: str) -> SafeString:
-    """The reader's plain text as HTML: everything escaped, links made clickable."""
+    """The reader's plain text as HTML: everything escaped, web links made
+    clickable (email addresses stay text)."""
     return mark_safe(  # noqa: S308 - every piece of the reader's text is escaped
         linebreaks(_urlize(body, trim_url_limit=60, autoescape=True))
     )
