@@ -12,9 +12,10 @@ from django.core.management import call_command
 from django.test import Client
 
 from newsletter.models import Mailing
+from posts.comments.models import Comment
 from posts.models import Post, PostEvent
 
-from .factories import PostFactory, StaffFactory
+from .factories import CommentFactory, PostFactory, StaffFactory
 from .test_roles import daily_digest, user_form
 
 pytestmark = pytest.mark.django_db
@@ -148,6 +149,43 @@ def test_who_paused_resumed_and_cancelled_a_mailing_is_in_its_history(administra
         (editor, "Paused."),
         (editor, "Resumed."),
         (editor, "Cancelled."),
+    ]
+    response = desk(administrator).post(f"{USERS}{editor.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 200
+    assert User.objects.filter(pk=editor.pk).exists()
+
+
+def test_who_approved_marked_as_spam_and_closed_comments_is_in_their_history(
+    administrator,
+):
+    # The moderation list's actions recorded nothing: a comment's history named
+    # nobody, and the account of the Editor who moderated was deleted as unused.
+    editor = StaffFactory(username="eden", role="Editor")
+    waiting, spam, already_approved = (
+        CommentFactory(),
+        CommentFactory(),
+        CommentFactory(status=Comment.Status.APPROVED),
+    )
+    client = desk(editor)
+    for action, comments in (
+        ("approve", [waiting, already_approved]),
+        ("mark_spam", [spam]),
+        ("close_comments_on_posts", [waiting]),
+    ):
+        response = client.post(
+            "/admin/comments/comment/?status=all",
+            {"action": action, "_selected_action": [c.pk for c in comments]},
+        )
+        assert response.status_code == 302
+
+    history = LogEntry.objects.order_by("pk")
+    assert [
+        (entry.user, entry.get_edited_object(), entry.get_change_message())
+        for entry in history
+    ] == [
+        (editor, waiting, "Approved."),
+        (editor, spam, "Marked as spam."),
+        (editor, waiting.post.comment_settings, "Closed comments."),
     ]
     response = desk(administrator).post(f"{USERS}{editor.pk}/delete/", {"post": "yes"})
     assert response.status_code == 200

@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import requests
 from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.db import transaction
@@ -15,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from posts.desk import record_in_the_history
 from posts.validators import addresses_as_stored, row_id_in
 
 from .. import corrections, delivery
@@ -347,7 +347,7 @@ class MailingAdmin(admin.ModelAdmin):
     def pause(self, request, queryset) -> None:
         ids = _ids(queryset)
         paused = _all_or_none(ids, lambda pk: delivery.mailing_pause(mailing_id=pk))
-        _record_in_the_history(request, paused, "Paused.")
+        record_in_the_history(request, Mailing.objects.filter(pk__in=paused), "Paused.")
         tell_what_was_done(
             self,
             request,
@@ -371,7 +371,9 @@ class MailingAdmin(admin.ModelAdmin):
             resumed = _all_or_none(
                 ids, lambda pk: delivery.mailing_resume(mailing_id=pk)
             )
-        _record_in_the_history(request, resumed, "Resumed.")
+        record_in_the_history(
+            request, Mailing.objects.filter(pk__in=resumed), "Resumed."
+        )
         tell_what_was_done(
             self,
             request,
@@ -400,7 +402,9 @@ class MailingAdmin(admin.ModelAdmin):
     def cancel(self, request, queryset) -> None:
         ids = _ids(queryset)
         cancelled = _all_or_none(ids, lambda pk: delivery.mailing_cancel(mailing_id=pk))
-        _record_in_the_history(request, cancelled, "Cancelled.")
+        record_in_the_history(
+            request, Mailing.objects.filter(pk__in=cancelled), "Cancelled."
+        )
         tell_what_was_done(
             self,
             request,
@@ -442,18 +446,6 @@ def _all_or_none(ids: list[int], control: Callable[[int], bool]) -> list[int]:
     and neither waits for the other for good."""
     with transaction.atomic():
         return [pk for pk in sorted(ids) if control(pk)]
-
-
-def _record_in_the_history(request: HttpRequest, ids: list[int], said: str) -> None:
-    """Name who paused, resumed or cancelled these mailings in their history:
-    Django logs only what its own forms change, and the desk kept no record of
-    who stopped an email (nor, so, kept the account that did: admin/users.py)."""
-    LogEntry.objects.log_actions(
-        user_id=request.user.pk,
-        queryset=Mailing.objects.filter(pk__in=ids),
-        action_flag=CHANGE,
-        change_message=said,
-    )
 
 
 # Why a control left a mailing, or a batch, as it was.

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 
+from posts.desk import record_in_the_history
 from posts.models import Post
 from posts.validators import addresses_as_stored, clean_email
 
@@ -194,6 +195,9 @@ class CommentAdmin(admin.ModelAdmin):
             pk__in=list(queryset.values_list("pk", flat=True))
         )
         approved = services.comments_approve(comments=selected)
+        record_in_the_history(
+            request, Comment.objects.filter(pk__in=approved), "Approved."
+        )
         # A reply shows only under a comment readers see (CommentQuerySet.shown):
         # "approved", and nothing more, left the moderator looking for it.
         hidden = selected.count() - selected.shown().count()
@@ -207,19 +211,22 @@ class CommentAdmin(admin.ModelAdmin):
             )
             self.message_user(
                 request,
-                f"Approved {approved} comment(s). {hidden} of them {replies}.",
+                f"Approved {len(approved)} comment(s). {hidden} of them {replies}.",
                 level=messages.WARNING,
             )
             return
         self.message_user(
-            request, f"Approved {approved} comment(s).", level=messages.SUCCESS
+            request, f"Approved {len(approved)} comment(s).", level=messages.SUCCESS
         )
 
     @admin.action(description="Mark selected comments as spam", permissions=["change"])
     def mark_spam(self, request: HttpRequest, queryset: QuerySet[Comment]) -> None:
         were_shown = list(queryset.approved().values_list("pk", flat=True))
         marked = services.comments_mark_spam(comments=queryset)
-        said = f"Marked {marked} comment(s) as spam."
+        record_in_the_history(
+            request, Comment.objects.filter(pk__in=marked), "Marked as spam."
+        )
+        said = f"Marked {len(marked)} comment(s) as spam."
         hidden = _replies_hidden_said(were_shown=were_shown, them="them")
         if hidden:
             self.message_user(request, f"{said} {hidden}", level=messages.WARNING)
@@ -235,6 +242,11 @@ class CommentAdmin(admin.ModelAdmin):
     ) -> None:
         posts = Post.objects.filter(pk__in=queryset.values("post"))
         services.comments_close(posts=posts)
+        record_in_the_history(
+            request,
+            PostCommentSettings.objects.filter(post__in=posts),
+            "Closed comments.",
+        )
         self.message_user(
             request, f"Closed comments on {posts.count()} post(s).", messages.SUCCESS
         )

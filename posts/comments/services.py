@@ -403,10 +403,14 @@ def confirming_publishes(*, comment: Comment) -> bool:
 # Moderating -------------------------------------------------------------------
 
 
-def comments_approve(*, comments: QuerySet[Comment]) -> int:
-    approved = comments.exclude(status=Comment.Status.APPROVED).update(
-        status=Comment.Status.APPROVED, marked_spam_at=None
-    )
+def comments_approve(*, comments: QuerySet[Comment]) -> list[int]:
+    """Approve these comments; returns the ids of those it approved (the desk
+    records them in its history), not those already approved."""
+    with transaction.atomic():
+        approved = _comments_not_yet(comments, Comment.Status.APPROVED)
+        Comment.objects.filter(pk__in=approved).update(
+            status=Comment.Status.APPROVED, marked_spam_at=None
+        )
     comments_changed.send(sender=Comment)
     return approved
 
@@ -451,12 +455,32 @@ def comments_delete(*, comments: QuerySet[Comment]) -> int:
     return deleted
 
 
-def comments_mark_spam(*, comments: QuerySet[Comment]) -> int:
-    marked = comments.exclude(status=Comment.Status.SPAM).update(
-        status=Comment.Status.SPAM, marked_spam_at=timezone.now()
-    )
+def comments_mark_spam(*, comments: QuerySet[Comment]) -> list[int]:
+    """Mark these comments as spam; returns the ids of those it marked, not those
+    already spam."""
+    with transaction.atomic():
+        marked = _comments_not_yet(comments, Comment.Status.SPAM)
+        Comment.objects.filter(pk__in=marked).update(
+            status=Comment.Status.SPAM, marked_spam_at=timezone.now()
+        )
     comments_changed.send(sender=Comment)
     return marked
+
+
+def _comments_not_yet(comments: QuerySet[Comment], status: str) -> list[int]:
+    """The ids of these comments not in `status`, locked until the caller's
+    transaction ends: its update then changes exactly those, and the desk's history
+    names this moderator only for what they changed, not for what another
+    moderator did meanwhile. In id order, so that two moderators lock alike."""
+    return list(
+        Comment.objects.select_for_update()
+        .filter(pk__in=comments.values("pk"))
+        # On the rows locked, not in the subquery: PostgreSQL checks it again on
+        # a row another moderator changed while this waited for its lock.
+        .exclude(status=status)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def comments_close(*, posts: QuerySet[Post]) -> None:
