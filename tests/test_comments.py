@@ -5,6 +5,7 @@ from functools import partial
 
 import pytest
 from anymail.exceptions import AnymailAPIError
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.messages import get_messages
 from django.core import mail, signing
@@ -35,7 +36,13 @@ from posts.comments.views import HELD_MESSAGE, VERIFIED_COOKIE, VERIFIED_COOKIE_
 from posts.models import FormerSlug, Post
 from posts.validators import AddressPeriod
 
-from .factories import CommentFactory, PostFactory, PublishedPostFactory, UserFactory
+from .factories import (
+    CommentFactory,
+    PostFactory,
+    PublishedPostFactory,
+    StaffFactory,
+    UserFactory,
+)
 from .locks import (
     as_it_commits,
     as_taken_down,
@@ -1452,6 +1459,33 @@ def test_the_admin_marks_spam_in_bulk(admin_client):
     waiting = CommentFactory.create_batch(2)
     admin_action(admin_client, "mark_spam", waiting)
     assert set(Comment.objects.values_list("status", flat=True)) == {"spam"}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_two_moderators_approving_one_comment_at_once_leave_one_in_its_history():
+    """The desk's history names who approved a comment: the second of two
+    moderators at once changed nothing, and is not named for it."""
+    comment = CommentFactory()
+    first, second = StaffFactory(role="Editor"), StaffFactory(role="Editor")
+
+    def approve(moderator) -> str:
+        client = Client()
+        client.force_login(moderator)
+        response = admin_action(client, "approve", [comment])
+        return [str(said) for said in get_messages(response.wsgi_request)]
+
+    said_first, said_second = as_it_commits(
+        partial(approve, first), partial(approve, second), must_wait=True
+    )
+
+    assert (said_first, said_second) == (
+        ["Approved 1 comment(s)."],
+        ["Approved 0 comment(s)."],
+    )
+    assert [entry.user for entry in LogEntry.objects.all()] == [first]
 
 
 def test_marking_a_comment_as_spam_says_the_replies_it_hides_with_it(admin_client, rf):
