@@ -8,6 +8,7 @@ readers keeps them.
 import random
 from datetime import timedelta
 
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from posts.models import Category, Post, Region
@@ -26,6 +27,13 @@ def readers_history_seed(sender=None, **kwargs) -> None:
     a few bounced or complained, a few still pending."""
     if Subscriber.objects.filter(email__endswith=f"@{DEMO_DOMAIN}").exists():
         return
+    # Readers of the site's own and none of the demo's: a live site, whose next
+    # post would go to the demo's readers too. seed_demo's transaction rolls back.
+    if Subscriber.objects.exists():
+        raise CommandError(
+            "This database holds readers the demo did not make: the demo is for a "
+            "new database, never a live site's. Nothing changed."
+        )
     rng = random.Random(19)
     now = timezone.now()
     pages = [

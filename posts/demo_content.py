@@ -1566,10 +1566,21 @@ by.
     },
 ]
 
-# The desk's other people, made by seed_demo in the roles of the same names.
+# The desk's other people, made by seed_demo in the roles of the same names; their
+# logins at example.org are the demo's mark on a database (no desk has them).
 PEOPLE = [
-    {"username": "contributor", "role": "Contributor", "first_name": "Casey"},
-    {"username": "editor", "role": "Editor", "first_name": "Eden"},
+    {
+        "username": "contributor",
+        "email": "contributor@example.org",
+        "role": "Contributor",
+        "first_name": "Casey",
+    },
+    {
+        "username": "editor",
+        "email": "editor@example.org",
+        "role": "Editor",
+        "first_name": "Eden",
+    },
 ]
 
 # Published a few days before the demo is seeded, so that its comment form is open

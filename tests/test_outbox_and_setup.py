@@ -10,6 +10,7 @@ import sys
 import time
 from email import policy
 from email.parser import BytesParser
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,11 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 
 from newsletter.emails import PostEmail
+from newsletter.models import Subscriber
 from posts.demo_content import POSTS
 from posts.models import Post
 
-from .factories import PublishedPostFactory, SubscriberFactory
+from .factories import PublishedPostFactory, StaffFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -90,6 +92,55 @@ def test_seed_demo_loads_the_demo_posts_and_is_idempotent():
     suffolk = Post.objects.get(slug=POSTS[0]["slug"])
     assert "Suffolk" in suffolk.title
     assert suffolk.body_html.startswith("<")
+
+
+def site_content() -> tuple[int, int, int]:
+    return (
+        Post.objects.count(),
+        get_user_model().objects.count(),
+        Subscriber.objects.count(),
+    )
+
+
+@pytest.mark.parametrize(
+    "live_site",
+    [
+        lambda: PublishedPostFactory(slug="own"),
+        lambda: StaffFactory(username="jo", role="Editor"),
+        lambda: SubscriberFactory(email="sam@news.example.org"),
+    ],
+    ids=["a-post", "a-desk-member", "a-reader"],
+)
+def test_seed_demo_on_a_site_with_content_of_its_own_refuses_and_changes_nothing(
+    live_site,
+):
+    """Run on a live site, it published the demo posts, made a Contributor and an
+    Editor whose passwords it printed, and confirmed 180 readers at example.org,
+    whom the site's next post was emailed to."""
+    live_site()
+    before = site_content()
+
+    with pytest.raises(CommandError, match="Nothing changed"):
+        call_command("seed_demo", stdout=StringIO())
+
+    assert site_content() == before
+    assert not Post.objects.filter(slug=POSTS[0]["slug"]).exists()
+
+
+def test_seed_demo_loads_after_ensure_admin_and_again_over_the_authors_own_post(
+    monkeypatch,
+):
+    """`make run`'s order: the admin first, then the demo, each time it starts."""
+    monkeypatch.setenv("ADMIN_PASSWORD", "a-long-demo-password")
+    call_command("ensure_admin")
+    call_command("seed_demo", stdout=StringIO())
+    PublishedPostFactory(slug="own")
+    SubscriberFactory(email="me@news.example.org")
+    before = site_content()
+
+    call_command("seed_demo", stdout=StringIO())
+
+    assert site_content() == before
 
 
 def test_ensure_admin_creates_the_admin_once(monkeypatch, capsys):

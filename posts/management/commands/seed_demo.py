@@ -67,12 +67,14 @@ class Command(BaseCommand):
         "Contributor and an Editor (their passwords printed once), a post waiting for "
         "review, a recent post open for comments, a few comments and a sponsor. "
         "Safe to run again: nothing is duplicated, and posts that exist keep their "
-        "text and inspections."
+        "text and inspections. For a new database: one with posts, desk members or "
+        "readers of its own is refused."
     )
 
     @refuse_before_migrate
     @transaction.atomic
     def handle(self, *args, **options) -> None:
+        self._refuse_a_sites_own_content()
         regions = {
             item["slug"]: Region.objects.get_or_create(
                 slug=item["slug"], defaults={"name": item["name"]}
@@ -162,6 +164,28 @@ class Command(BaseCommand):
             },
         )
 
+    def _refuse_a_sites_own_content(self) -> None:
+        """Run on a live site, the demo published its posts, made two desk logins
+        and (newsletter's part, which refuses readers of the site's own) confirmed
+        readers at example.org, whom the next real post was emailed to. So it loads
+        into a new database, where ensure_admin's superuser may be already, or one
+        it was loaded into before (its people mark it): `make run` loads it at
+        every start, over the author's posts since."""
+        User = get_user_model()
+        if User.objects.filter(
+            username__in=[item["username"] for item in demo.PEOPLE],
+            email__in=[item["email"] for item in demo.PEOPLE],
+        ).exists():
+            return
+        posts = Post.objects.count()
+        desk = User.objects.filter(is_staff=True, is_superuser=False).count()
+        if posts or desk:
+            raise CommandError(
+                f"This database holds {posts} post(s) and {desk} desk member(s) "
+                "the demo did not make: the demo is for a new database, never a "
+                "live site's. Nothing changed."
+            )
+
     def _person(self, item: dict):
         """A staff user in a role; like ensure_admin, the password is shown once."""
         User = get_user_model()
@@ -174,7 +198,7 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         user = User.objects.create_user(
             item["username"],
-            f"{item['username']}@example.org",
+            item["email"],
             password,
             first_name=item["first_name"],
             is_staff=True,
