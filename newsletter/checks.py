@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from anymail.backends.base_requests import AnymailRequestsBackend
 from django.conf import settings
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
@@ -338,6 +339,30 @@ def check_site_url_is_the_sites_address(
             hint="Set SITE_URL to e.g. https://news.example.org, with nothing after "
             "the name (the site serves its pages from its root).",
             id="newsletter.E015",
+        )
+    ]
+
+
+@checks.register(deploy=True)
+def check_static_files_are_collected(
+    app_configs, **kwargs
+) -> list[checks.CheckMessage]:
+    """With debug off, whitenoise's storage names each static file by the manifest
+    collectstatic writes in STATIC_ROOT: without it every page is a 500. The image
+    collects them as it is built; a site started from a checkout must be told."""
+    if (
+        not isinstance(staticfiles_storage, ManifestFilesMixin)
+        or staticfiles_storage.read_manifest() is not None
+    ):
+        return []
+    return [
+        checks.Error(
+            f"The static files are not collected: STATIC_ROOT ({settings.STATIC_ROOT}) "
+            f"has no {staticfiles_storage.manifest_name}, and every page would be "
+            "a 500.",
+            hint="Run `manage.py collectstatic --noinput` with the site's settings "
+            "(docker/Dockerfile does, as the image is built).",
+            id="newsletter.E016",
         )
     ]
 

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -1034,21 +1035,28 @@ PRODUCTION_ENV = {
 def run_production(
     *args: str, extra_env: dict | None = None, unset: tuple[str, ...] = ()
 ):
-    env = {
-        "PATH": os.environ["PATH"],
-        "DJANGO_SETTINGS_MODULE": "newsletter.settings",
-        **PRODUCTION_ENV,
-        **(extra_env or {}),
-    }
-    # Our own interpreter running our own manage.py or a literal script.
-    return subprocess.run(  # noqa: S603
-        [sys.executable, *args],
-        env={name: value for name, value in env.items() if name not in unset},
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # The manifest collectstatic leaves in STATIC_ROOT, which the checklist asks
+    # for (newsletter.E016): the checks read nothing else there.
+    with tempfile.TemporaryDirectory() as static_root:
+        Path(static_root, "staticfiles.json").write_text(
+            json.dumps({"paths": {}, "version": "1.1", "hash": ""})
+        )
+        env = {
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "newsletter.settings",
+            **PRODUCTION_ENV,
+            "STATIC_ROOT": static_root,
+            **(extra_env or {}),
+        }
+        # Our own interpreter running our own manage.py or a literal script.
+        return subprocess.run(  # noqa: S603
+            [sys.executable, *args],
+            env={name: value for name, value in env.items() if name not in unset},
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
 
 def test_production_settings_pass_the_deployment_checklist():
@@ -1108,6 +1116,26 @@ def test_a_site_url_that_is_more_than_the_sites_address_fails_the_deployment_che
     assert result.returncode != 0
     assert "newsletter.E015" in result.stderr
     assert site_url.rstrip("/") in result.stderr
+
+
+def test_static_files_not_collected_fail_the_deployment_checklist(tmp_path):
+    """With debug off whitenoise serves the files collectstatic listed in its
+    manifest, and a page naming a file not listed is a 500: outside the image,
+    which collects them as it is built, every page was a 500 while the checklist
+    passed."""
+    static_root = {"STATIC_ROOT": str(tmp_path / "static")}
+    result = run_production("manage.py", "check", "--deploy", extra_env=static_root)
+    assert result.returncode != 0
+    assert "newsletter.E016" in result.stderr
+    assert "manage.py collectstatic" in result.stderr
+
+    collected = run_production(
+        "manage.py", "collectstatic", "--noinput", extra_env=static_root
+    )
+    assert collected.returncode == 0, collected.stderr
+    result = run_production("manage.py", "check", "--deploy", extra_env=static_root)
+    assert result.returncode == 0, result.stderr
+    assert "newsletter.E016" not in result.stderr
 
 
 @pytest.mark.parametrize(
