@@ -14,11 +14,15 @@ import re
 from gunicorn.glogging import Logger
 
 from newsletter.logs import RedactReaders, redact
+from newsletter.settings import envint
 
 # Sync workers are enough because nginx buffers each request and each response
 # whole: a worker is busy only while Django works, never while a slow client talks.
 bind = ["0.0.0.0:8000"]
-workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+# 0 started no worker, a site that never answered: refused as the settings refuse
+# theirs. (gunicorn reads the variable too, before this file: it refuses a word or
+# a number below 0 itself.)
+workers = envint("WEB_CONCURRENCY", "3", at_least=1)
 accesslog = "-"
 # Longer than nginx's proxy_read_timeout (60 s, docker/nginx.conf.template): a slow
 # desk request (an import, a camera's original) runs until nginx gives up with its

@@ -368,22 +368,43 @@ def nginx_seconds(value: str) -> int:
     return int(number) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[unit]
 
 
-def gunicorn_settings() -> dict[str, str]:
-    """gunicorn's settings as the image's command runs it (--print-config)."""
+def gunicorn_print_config(**env: str) -> subprocess.CompletedProcess:
+    """The image's command with --print-config, which reads its settings and stops."""
     command = image_command()
-    printed = subprocess.run(  # noqa: S603 (the image's own command)
+    return subprocess.run(  # noqa: S603 (the image's own command)
         [str(BIN / command[0]), *command[1:-1], "--print-config", command[-1]],
         # It loads the site too, which starts only with a secret key.
         env={
             "PATH": os.environ["PATH"],
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            **env,
         },
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    return dict(re.findall(r"^(\w+)\s*=\s*(.*)$", printed, re.M))
+        check=False,
+    )
+
+
+def gunicorn_settings(**env: str) -> dict[str, str]:
+    """gunicorn's settings as the image's command runs it (--print-config)."""
+    printed = gunicorn_print_config(**env)
+    assert printed.returncode == 0, printed.stderr
+    return dict(re.findall(r"^(\w+)\s*=\s*(.*)$", printed.stdout, re.M))
+
+
+def test_web_concurrency_of_no_worker_refuses_to_start_naming_it():
+    """WEB_CONCURRENCY=0 started gunicorn with no worker, and the site never
+    answered. (A word or a number below 0 gunicorn refuses itself, reading the
+    variable before the image's config file.)"""
+    result = gunicorn_print_config(WEB_CONCURRENCY="0")
+    assert result.returncode != 0
+    assert "WEB_CONCURRENCY must be 1 or more, not '0'" in result.stderr
+
+
+def test_web_concurrency_sets_the_number_of_workers():
+    assert gunicorn_settings(WEB_CONCURRENCY="5")["workers"] == "5"
+    assert gunicorn_settings()["workers"] == "3"
 
 
 def nginx_read_timeouts() -> list[float]:
