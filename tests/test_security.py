@@ -1036,7 +1036,8 @@ def run_production(
     *args: str, extra_env: dict | None = None, unset: tuple[str, ...] = ()
 ):
     # The manifest collectstatic leaves in STATIC_ROOT, which the checklist asks
-    # for (newsletter.E016): the checks read nothing else there.
+    # for (newsletter.E016): the checks read nothing else there. A test serving
+    # pages collects the files into a STATIC_ROOT of its own.
     with tempfile.TemporaryDirectory() as static_root:
         Path(static_root, "staticfiles.json").write_text(
             json.dumps({"paths": {}, "version": "1.1", "hash": ""})
@@ -1350,7 +1351,7 @@ def test_a_yes_or_no_variable_takes_either_words_in_any_case(word):
 
 
 def test_production_sends_hsts_and_only_secure_cookies_over_https(tmp_path):
-    var = {"VAR_DIR": str(tmp_path)}
+    var = {"VAR_DIR": str(tmp_path), "STATIC_ROOT": str(tmp_path / "static")}
     # On a database of its own, under VAR_DIR (SQLite), and the local-memory cache.
     embedded = ("DATABASE_URL", "REDIS_URL")
     collected = run_production(
