@@ -158,6 +158,13 @@ def uncertain_long_enough_to_ask(*batches) -> None:
     )
 
 
+def desk(user) -> Client:
+    """A browser logged in at the desk as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 def desk_action(client: Client, action: str, *rows):
     """The desk's action (by its name) run on these rows from their list; the
     response."""

@@ -15,19 +15,13 @@ from newsletter.models import Mailing
 from posts.comments.models import Comment
 from posts.models import Post, PostEvent
 
-from .factories import CommentFactory, PostFactory, StaffFactory
+from .factories import CommentFactory, PostFactory, StaffFactory, desk
 from .test_roles import daily_digest, user_form
 
 pytestmark = pytest.mark.django_db
 
 User = get_user_model()
 USERS = "/admin/auth/user/"
-
-
-def desk(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from .factories import (
     admin_inspection_form_of,
     admin_post_form,
     admin_post_form_of,
+    desk,
     unpublish_at_the_desk,
 )
 from .locks import as_it_commits
@@ -44,12 +45,6 @@ CHANGELIST = "/admin/posts/post/"
 
 def change_url(post: Post) -> str:
     return f"/admin/posts/post/{post.pk}/change/"
-
-
-def desk(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
