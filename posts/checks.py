@@ -13,9 +13,12 @@ import enum
 import html
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
+
+from django.utils.html import strip_tags
 
 from .links import link_scheme, web_links
-from .markdown import URL_SCHEMES, link_targets
+from .markdown import ID_PREFIX, URL_SCHEMES, link_targets, notes_astray
 from .models import Inspection, LinkCheck, Post, Rating
 
 
@@ -84,6 +87,71 @@ def check_links_under_the_post(post: Post) -> list[Problem]:
         )
         for url in link_targets(post.body)
         if not link_scheme(url) and html.unescape(url).strip()[:1].isalnum()
+    ]
+
+
+# In the rendered body, where the sanitiser has put every id and "#" link under
+# ID_PREFIX: a link to a place in the body, each id, and each heading's.
+_LINK_WITHIN = re.compile(
+    rf'<a\b[^>]*?\shref="#{ID_PREFIX}([^"]*)"[^>]*>(.*?)</a>', re.S
+)
+_ID = re.compile(rf'\sid="{ID_PREFIX}([^"]*)"')
+_HEADING = re.compile(rf'<h([2-6]) id="{ID_PREFIX}([^"]*)">(.*?)</h\1>', re.S)
+
+
+def _words(fragment: str) -> str:
+    return html.unescape(strip_tags(fragment)).strip()
+
+
+def check_links_within_the_post(post: Post) -> list[Problem]:
+    """A link to a heading the post does not have ("#findnigs", or a heading
+    renamed since) does nothing on the page, and from the email opens the page
+    at its top; a footnote cited and not written reaches readers as "[^2]", and
+    one written and not cited does not reach them at all."""
+    ids = {html.unescape(id) for id in _ID.findall(post.body_html)}
+    headings = [
+        f"“{_words(text)[:80]}” (#{html.unescape(id)})"
+        for _, id, text in _HEADING.findall(post.body_html)
+    ]
+    if headings:
+        listed = ", ".join(headings[:-1]) + " and " if len(headings) > 1 else ""
+        listed = f"this post's headings are {listed}{headings[-1]}."
+    else:
+        listed = "this post has no headings."
+    # A browser reads the link's place with its %-escapes undone ("#ŵyr").
+    nowhere = {
+        target: _words(text)[:80]
+        for target, text in _LINK_WITHIN.findall(post.body_html)
+        if unquote(html.unescape(target)) not in ids
+    }
+    unwritten, uncited = notes_astray(post.body)
+    return [
+        *(
+            Problem(
+                Level.WARNING,
+                f"The link “{text}” goes to #{unquote(html.unescape(target))}, "
+                f"which is no heading of this post, so it takes readers nowhere: "
+                f"{listed}",
+            )
+            for target, text in nowhere.items()
+        ),
+        *(
+            Problem(
+                Level.WARNING,
+                f"The note [^{label}] is cited but never written, so readers see "
+                f"“[^{label}]” as typed: write it below the text, as "
+                f"“[^{label}]: the source”.",
+            )
+            for label in unwritten
+        ),
+        *(
+            Problem(
+                Level.WARNING,
+                f"The note [^{label}] is written but cited nowhere, so readers "
+                f"never see it: cite it in the text as “[^{label}]”, or delete it.",
+            )
+            for label in uncited
+        ),
     ]
 
 
@@ -177,6 +245,7 @@ def check_title_unused(post: Post) -> list[Problem]:
 CHECKS = [
     check_link_schemes,
     check_links_under_the_post,
+    check_links_within_the_post,
     check_alt_text,
     check_dead_links,
     check_excerpt,

@@ -263,6 +263,27 @@ def link_targets(text: str) -> list[str]:
     return [target for target in targets if target]
 
 
+# A citation the footnote plugin found no note for, left in the text as typed.
+_CITATION = re.compile(r"\[\^([^\]\s]+)\]")
+
+
+def notes_astray(text: str) -> tuple[list[str], list[str]]:
+    """The labels of the footnotes cited ("[^2]") but never written, which
+    readers get as the signs typed, and of those written ("[^3]: …") but never
+    cited, which the plugin leaves out: readers never see them."""
+    env: dict = {}
+    unwritten = [
+        label
+        for block in _markdown.parse(text, env)
+        for token in block.children or ()
+        if token.type == "text"  # not code, where "[^2]" is what the author means
+        for label in _CITATION.findall(token.content)
+    ]
+    refs = env.get("footnotes", {}).get("refs", {})  # ":label": -1 if not cited
+    uncited = [label[1:] for label, cited in refs.items() if cited < 0]
+    return list(dict.fromkeys(unwritten)), uncited
+
+
 def word_count(text: str) -> int:
     return len(re.findall(r"\w+", text))
 

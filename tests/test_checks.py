@@ -106,6 +106,61 @@ def test_links_from_the_post_to_its_own_parts_and_other_pages_are_no_warning():
     assert without_https(PostFactory(body=body)) == []
 
 
+REPORT = (
+    "The [findings](#findings) come first; see [the board's view](#the-board).[^1]"
+    "\n\n## Findings\n\nCaseloads were high.\n\n## Officers\u2019 caseloads\n\n"
+    "Over 50.[^2]\n\n[^1]: HMI Probation, Kent report, 2024.\n"
+    "[^3]: Inspectors' interviews."
+)
+
+
+def test_a_link_to_no_heading_of_the_post_is_a_warning_naming_those_it_has():
+    """ "[the board's view](#the-board)" (a typo, or a heading renamed since)
+    goes nowhere on the page and lands on the page's top from the email."""
+    problems = checks.check_links_within_the_post(PostFactory(body=REPORT))
+    [nowhere] = [p for p in problems if "#the-board" in p.message]
+    assert nowhere.level == checks.Level.WARNING
+    assert nowhere.message == (
+        "The link \u201cthe board\u2019s view\u201d goes to #the-board, which is no "
+        "heading of this post, so it takes readers nowhere: this post's "
+        "headings are \u201cFindings\u201d (#findings) and \u201cOfficers\u2019 "
+        "caseloads\u201d (#officers-caseloads)."
+    )
+    assert not any("#findings," in p.message for p in problems)
+
+
+def test_a_footnote_cited_but_never_written_or_written_but_never_cited_is_a_warning():
+    # "[^2]" reaches readers as typed; "[^3]: …" not at all.
+    problems = checks.check_links_within_the_post(PostFactory(body=REPORT))
+    assert [p.message for p in problems if "[^" in p.message] == [
+        "The note [^2] is cited but never written, so readers see \u201c[^2]\u201d as "
+        "typed: write it below the text, as \u201c[^2]: the source\u201d.",
+        "The note [^3] is written but cited nowhere, so readers never see it: cite "
+        "it in the text as \u201c[^3]\u201d, or delete it.",
+    ]
+    assert all(p.level == checks.Level.WARNING for p in problems)
+
+
+def test_links_to_the_posts_headings_notes_and_own_ids_are_no_warning():
+    body = (
+        "[a](#findings) [b](#officers-caseloads) [c](#findings-1) [d](#kent) "
+        "[e](#canfyddiadau-ŵyr) [f](https://e.org/#x) [g](/area/kent/#top) "
+        "[h](#) Cited.[^1] Twice.[^1] Code: `[^9]`\n\n"
+        "# Findings\n\n## Findings\n\n## Officers\u2019 *caseloads*\n\n"
+        "## Canfyddiadau ŵyr\n\n"
+        '<a id="kent">Kent</a>\n\n    [^8] in a code block\n\n'
+        "[^1]: The source, see [the top](#findings)."
+    )
+    assert checks.check_links_within_the_post(PostFactory(body=body)) == []
+
+
+def test_a_post_without_headings_says_so_of_its_link_to_nowhere():
+    [problem] = checks.check_links_within_the_post(
+        PostFactory(body="Back to [the top](#top).")
+    )
+    assert problem.message.endswith("this post has no headings.")
+
+
 def test_an_empty_excerpt_is_a_warning():
     assert checks.check_excerpt(PostFactory(excerpt="  ")) != []
     assert checks.check_excerpt(PostFactory(excerpt="One sentence.")) == []
