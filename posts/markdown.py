@@ -14,6 +14,7 @@ from django.utils.html import strip_tags
 from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
 from mdit_py_plugins.anchors import anchors_plugin
+from mdit_py_plugins.anchors.index import slugify
 from mdit_py_plugins.footnote import footnote_plugin
 
 
@@ -110,7 +111,18 @@ _markdown.add_render_rule("footnote_anchor", _back_to_the_text)
 # Each heading named by its words, as GitHub does ("Officers' caseloads" is
 # "officers-caseloads", a second "Findings" "findings-1"), for the author's
 # "[Findings](#findings)". The sanitiser puts them under ID_PREFIX.
-_markdown.use(anchors_plugin, max_level=6)
+# The notes' ids are the footnote plugin's fn1, fnref1 and fnref1:1: a heading
+# "fn1" is named as a second of that name would be, "fn1-1", or the note's link
+# would land on the heading. (No heading's name holds a ":".)
+_NOTE_ID = re.compile(r"fn(ref)?[0-9]+")
+
+
+def _heading_id(title: str) -> str:
+    slug = slugify(title)
+    return f"{slug}-1" if _NOTE_ID.fullmatch(slug) else slug
+
+
+_markdown.use(anchors_plugin, max_level=6, slug_func=_heading_id)
 
 # A table column's alignment (|--:| for figures: caseloads, ratings) as a class,
 # align-left, align-center or align-right, not as the style="text-align:…" that

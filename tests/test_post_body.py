@@ -274,6 +274,22 @@ def test_footnotes_are_notes_at_the_end_with_a_way_back_on_the_page(client):
     )
 
 
+def test_a_heading_named_like_a_note_leaves_the_notes_links_to_the_note(client):
+    """A heading "fn1" had the id of the first note, and "fnref1" that of where
+    it is cited: the note's [1] and its way back landed on the heading."""
+    post = PublishedPostFactory(
+        body="## fn1\n\n## FNref1\n\n## fn1\n\nCited.[^a]\n\n[^a]: The source."
+    )
+    page = client.get(post.get_absolute_url()).text
+    ids = re.findall(r'\sid="([^"]*)"', page)
+    assert len(ids) == len(set(ids))
+    assert '<li id="user-content-fn1">' in page
+    assert 'id="user-content-fnref1"' in re.search(r"Cited\.<sup>(.*?)</sup>", page)[1]
+    headings = re.findall(r'<h[2-6] id="user-content-([^"]*)">', page)
+    assert len(headings) == 3
+    assert not set(headings) & {"fn1", "fnref1"}
+
+
 def test_footnotes_in_both_parts_of_the_email(client):
     shown = everywhere(client, NOTED)
     assert "[^" not in shown["email"] and "[^" not in shown["text"]
