@@ -124,7 +124,7 @@ def check_links_within_the_post(post: Post) -> list[Problem]:
         for target, text in _LINK_WITHIN.findall(post.body_html)
         if unquote(html.unescape(target)) not in ids
     }
-    unwritten, uncited = notes_astray(post.body)
+    notes = notes_astray(post.body)
     return [
         *(
             Problem(
@@ -142,7 +142,7 @@ def check_links_within_the_post(post: Post) -> list[Problem]:
                 f"“[^{label}]” as typed: write it below the text, as "
                 f"“[^{label}]: the source”.",
             )
-            for label in unwritten
+            for label in notes.unwritten
         ),
         *(
             Problem(
@@ -150,7 +150,16 @@ def check_links_within_the_post(post: Post) -> list[Problem]:
                 f"The note [^{label}] is written but cited nowhere, so readers "
                 f"never see it: cite it in the text as “[^{label}]”, or delete it.",
             )
-            for label in uncited
+            for label in notes.uncited
+        ),
+        *(
+            Problem(
+                Level.WARNING,
+                f"The note [^{label}] is written more than once, and readers see "
+                f"only the last: give each its own label (“[^{label}]”, "
+                f"“[^{label}b]”) and cite each, or delete the one not wanted.",
+            )
+            for label in notes.written_twice
         ),
     ]
 

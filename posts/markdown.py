@@ -6,6 +6,8 @@ sees while typing is what readers get.
 
 import html
 import re
+from collections import Counter
+from typing import NamedTuple
 from urllib.parse import urljoin
 
 import nh3
@@ -278,22 +280,41 @@ def link_targets(text: str) -> list[str]:
 # A citation the footnote plugin found no note for, left in the text as typed.
 _CITATION = re.compile(r"\[\^([^\]\s]+)\]")
 
+# The notes as the author wrote them, each in its place: the renderer's last step
+# (footnote_tail) moves them to the end, and keeps one note of each label.
+_notes_as_written = (
+    MarkdownIt("commonmark")
+    .enable(["table", "strikethrough"])
+    .use(footnote_plugin)
+    .disable("footnote_tail")
+)
 
-def notes_astray(text: str) -> tuple[list[str], list[str]]:
-    """The labels of the footnotes cited ("[^2]") but never written, which
-    readers get as the signs typed, and of those written ("[^3]: …") but never
-    cited, which the plugin leaves out: readers never see them."""
+
+class NotesAstray(NamedTuple):
+    """The labels of the footnotes readers would not get as the author meant."""
+
+    unwritten: list[str]  # cited ("[^2]"), never written: readers see "[^2]"
+    uncited: list[str]  # written ("[^3]: …"), never cited: readers never see it
+    written_twice: list[str]  # readers see the last written alone
+
+
+def notes_astray(text: str) -> NotesAstray:
     env: dict = {}
-    unwritten = [
-        label
-        for block in _markdown.parse(text, env)
-        for token in block.children or ()
-        if token.type == "text"  # not code, where "[^2]" is what the author means
-        for label in _CITATION.findall(token.content)
-    ]
+    written = []
+    unwritten = []
+    for block in _notes_as_written.parse(text, env):
+        if block.type == "footnote_reference_open":
+            written.append(block.meta["label"])
+        for token in block.children or ():
+            # Not in code, where "[^2]" is what the author means.
+            if token.type == "text":
+                unwritten += _CITATION.findall(token.content)
     refs = env.get("footnotes", {}).get("refs", {})  # ":label": -1 if not cited
-    uncited = [label[1:] for label, cited in refs.items() if cited < 0]
-    return list(dict.fromkeys(unwritten)), uncited
+    return NotesAstray(
+        unwritten=list(dict.fromkeys(unwritten)),
+        uncited=[label[1:] for label, cited in refs.items() if cited < 0],
+        written_twice=[label for label, n in Counter(written).items() if n > 1],
+    )
 
 
 def word_count(text: str) -> int:

@@ -141,6 +141,20 @@ def test_a_footnote_cited_but_never_written_or_written_but_never_cited_is_a_warn
     assert all(p.level == checks.Level.WARNING for p in problems)
 
 
+def test_a_footnote_written_twice_is_a_warning():
+    # The footnote plugin shows the last "[^1]: …" alone: the first source was
+    # lost to readers, and the page gave no sign of it.
+    post = PostFactory(
+        body="Cited.[^1] Again.[^2]\n\n[^1]: Kent report.\n[^2]: Survey.\n\n"
+        "[^1]: Surrey report.\n\n```\n[^2]: in code, as typed\n```"
+    )
+    assert [p.message for p in checks.check_links_within_the_post(post)] == [
+        "The note [^1] is written more than once, and readers see only the last: "
+        "give each its own label (“[^1]”, “[^1b]”) and cite each, or delete the "
+        "one not wanted."
+    ]
+
+
 def test_links_to_the_posts_headings_notes_and_own_ids_are_no_warning():
     body = (
         "[a](#findings) [b](#officers-caseloads) [c](#findings-1) [d](#kent) "
