@@ -40,22 +40,28 @@ class Problem:
 # The inspectorate gave narrative judgements before its ratings began in June 2018.
 GRADED_SINCE = datetime.date(2018, 6, 1)
 _IMAGE_WITHOUT_ALT = re.compile(r'<img\b(?![^>]*\salt="[^"]*[^"\s])[^>]*>')
+_SRC = re.compile(r'\ssrc="([^"]*)"')
 
 
-def images_without_alt(html: str) -> int:
-    """Images a reader who cannot see them (or whose mail client blocks them) would
-    know nothing about."""
-    return len(_IMAGE_WITHOUT_ALT.findall(html))
+def images_without_alt(body_html: str) -> list[str]:
+    """The addresses of the images a reader who cannot see them (or whose mail
+    client blocks them) would know nothing about."""
+    return [
+        html.unescape(src[1]) if (src := _SRC.search(image)) else ""
+        for image in _IMAGE_WITHOUT_ALT.findall(body_html)
+    ]
 
 
 def check_alt_text(post: Post) -> list[Problem]:
     missing = images_without_alt(post.body_html)
     if not missing:
         return []
+    # Which, or the author looks through every chart of the inspection for them.
     return [
         Problem(
             Level.WARNING,
-            f"{missing} image(s) in the body have no alt text: describe each one, "
+            f"{len(missing)} image(s) in the body have no alt text "
+            f"({', '.join(src[:80] for src in missing)}): describe each one, "
             f"as in ![what it shows](address).",
         )
     ]

@@ -48,6 +48,20 @@ def test_an_image_without_alt_text_is_a_warning():
     [problem] = checks.check_alt_text(post)
     assert problem.level == checks.Level.WARNING
     assert "1 image(s)" in problem.message
+
+
+def test_the_alt_text_warning_says_which_images():
+    # Of an inspection's charts, which: the author had to look through them all.
+    post = PostFactory(
+        body="![Caseloads](/media/posts/a.png) ![](/media/posts/b%20c.png)\n\n"
+        '<img src="/media/posts/d.png?w=1&amp;h=2" alt=" ">'
+    )
+    [problem] = checks.check_alt_text(post)
+    assert problem.message == (
+        "2 image(s) in the body have no alt text (/media/posts/b%20c.png, "
+        "/media/posts/d.png?w=1&h=2): describe each one, as in "
+        "![what it shows](address)."
+    )
     assert (
         checks.check_alt_text(PostFactory(body="![Staff](https://e.org/b.png)")) == []
     )

@@ -600,7 +600,7 @@ def _describe(email: PostEmail) -> str:
             "Not emailed: “Email to subscribers” is unticked. "
             f"Ticked, subscribers would get {gets}."
         )
-    missing = images_without_alt(email.post.body_html)
+    missing = len(images_without_alt(email.post.body_html))
     if missing:
         description += (
             f" {missing} image(s) have no alt text: most mail clients hide images "
