@@ -79,23 +79,6 @@ def check_link_schemes(post: Post) -> list[Problem]:
     ]
 
 
-def check_links_under_the_post(post: Post) -> list[Problem]:
-    """A link written without its https:// ("www.gov.uk/…") is read by a browser
-    as a page under the post's own address, which the site never has: on the page
-    and in every email it leads nowhere, and the link checker, which checks web
-    addresses, never sees it."""
-    return [
-        Problem(
-            Level.WARNING,
-            f"The link “{url[:80]}” has no https:// in front, so readers' browsers "
-            f"look for it under this post's address, where there is no page: "
-            f"write it whole (https://…), or from the site's root (/…).",
-        )
-        for url in link_targets(post.body)
-        if not link_scheme(url) and html.unescape(url).strip()[:1].isalnum()
-    ]
-
-
 # In the rendered body, where the sanitiser has put every id and "#" link under
 # ID_PREFIX: a link to a place in the body, each id, and each heading's.
 _LINK_WITHIN = re.compile(
@@ -109,16 +92,47 @@ def _words(fragment: str) -> str:
     return html.unescape(strip_tags(fragment)).strip()
 
 
+def _headings(body_html: str) -> dict[str, str]:
+    """The body's headings: each one's id (ID_PREFIX taken off), and its words."""
+    return {
+        html.unescape(id): _words(text)[:80]
+        for _, id, text in _HEADING.findall(body_html)
+    }
+
+
+def check_links_under_the_post(post: Post) -> list[Problem]:
+    """A link written without its https:// ("www.gov.uk/…") is read by a browser
+    as a page under the post's own address, which the site never has: on the page
+    and in every email it leads nowhere, and the link checker, which checks web
+    addresses, never sees it."""
+    headings = _headings(post.body_html)
+
+    def how_to_write(url: str) -> str:
+        # "[the findings](findings)": a heading's id without its "#".
+        if (heading := headings.get(html.unescape(url).strip())) is not None:
+            return f"to go to the heading “{heading}”, write #{url}."
+        return "write it whole (https://…), or from the site's root (/…)."
+
+    return [
+        Problem(
+            Level.WARNING,
+            f"The link “{url[:80]}” has no https:// in front, so readers' browsers "
+            f"look for it under this post's address, where there is no page: "
+            f"{how_to_write(url)}",
+        )
+        for url in link_targets(post.body)
+        if not link_scheme(url) and html.unescape(url).strip()[:1].isalnum()
+    ]
+
+
 def check_links_within_the_post(post: Post) -> list[Problem]:
     """A link to a heading the post does not have ("#findnigs", or a heading
     renamed since) does nothing on the page, and from the email opens the page
-    at its top; a footnote cited and not written reaches readers as "[^2]", and
-    one written and not cited does not reach them at all."""
+    at its top; a footnote cited and not written reaches readers as "[^2]", one
+    written and not cited does not reach them at all, and of one written twice
+    they get the last alone."""
     ids = {html.unescape(id) for id in _ID.findall(post.body_html)}
-    headings = [
-        f"“{_words(text)[:80]}” (#{html.unescape(id)})"
-        for _, id, text in _HEADING.findall(post.body_html)
-    ]
+    headings = [f"“{words}” (#{id})" for id, words in _headings(post.body_html).items()]
     if headings:
         listed = ", ".join(headings[:-1]) + " and " if len(headings) > 1 else ""
         listed = f"this post's headings are {listed}{headings[-1]}."

@@ -112,6 +112,18 @@ def test_a_link_without_its_https_is_a_warning(link):
     assert problem.level == checks.Level.WARNING
 
 
+def test_a_link_to_a_heading_without_its_hash_says_to_write_the_hash():
+    # Told to write it whole (https://…), the author of "[the findings](findings)"
+    # was sent looking for a web address that was never meant.
+    post = PostFactory(body="See [the findings](findings).\n\n## Findings\n\nHigh.")
+    [problem] = without_https(post)
+    assert problem.message == (
+        "The link \u201cfindings\u201d has no https:// in front, so readers' browsers "
+        "look for it under this post's address, where there is no page: to go to "
+        "the heading \u201cFindings\u201d, write #findings."
+    )
+
+
 def test_links_from_the_post_to_its_own_parts_and_other_pages_are_no_warning():
     body = (
         "[a](https://e.org) [b](mailto:x@e.org) [c](/area/kent/) [d](#findings) "
