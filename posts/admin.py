@@ -1,3 +1,4 @@
+import hashlib
 from datetime import datetime
 from functools import partial
 
@@ -577,12 +578,26 @@ def _refuse_a_time_the_clocks_skip_or_repeat(typed: datetime) -> None:
         )
 
 
+def _listed(messages: list[str]) -> str:
+    """Messages a page lists, short, for the page to send back: each one's
+    digest, as a message may be long and holds the author's words."""
+    return " ".join(
+        hashlib.sha256(message.encode()).hexdigest()[:16] for message in messages
+    )
+
+
 class PostForm(forms.ModelForm):
     publish_despite_warnings = forms.BooleanField(
         required=False,
         help_text="The checks before publishing found warnings; tick to publish "
         "anyway. Blocking problems must be fixed.",
     )
+    # What the box confirms: the problems this page lists (the post's as saved,
+    # or those a refused publish listed), sent back with it. The body changed
+    # as the box was ticked, a warning no page showed was confirmed unread: it
+    # is listed and asked again. (Not sent, by a client other than the desk's
+    # page: the box confirms what there is.)
+    warnings_shown = forms.CharField(widget=forms.HiddenInput, required=False)
     # When the post was last saved as this form showed it. Two people editing
     # one post: a save from a page opened before the other's save would undo it,
     # silently (a draft's page saved over its publication unpublished it).
@@ -600,6 +615,16 @@ class PostForm(forms.ModelForm):
             field.stored = self.instance.published_at
         if self.instance.updated_at is not None:
             self.fields["opened_at"].initial = self.instance.updated_at.isoformat()
+        # Absent with the box, for a user without the permission to publish.
+        if "warnings_shown" in self.fields:
+            if self.refused:  # the page now lists why, after its first line
+                self.data = self.data.copy()
+                self.data[self.add_prefix("warnings_shown")] = _listed(self.refused[1:])
+            elif not self.is_bound and self.instance.pk is not None:
+                problems = self.post_problems(self.instance)
+                self.fields["warnings_shown"].initial = _listed(
+                    [problem.message for problem in problems]
+                )
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -624,7 +649,13 @@ class PostForm(forms.ModelForm):
         blocking = [p.message for p in problems if p.blocking]
         if blocking:
             return ["This post cannot be published until this is fixed:", *blocking]
-        if problems and not self.cleaned_data.get("publish_despite_warnings"):
+        shown = self.data.get(self.add_prefix("warnings_shown"))
+        unread = shown is not None and not set(
+            _listed([p.message for p in problems]).split()
+        ) <= set(shown.split())
+        if problems and (
+            unread or not self.cleaned_data.get("publish_despite_warnings")
+        ):
             return [
                 "Check these warnings, then tick “Publish despite warnings” "
                 "to publish anyway:",
@@ -751,6 +782,7 @@ class PostAdmin(admin.ModelAdmin):
                     "published_at",
                     "email_subscribers",
                     "publish_despite_warnings",
+                    "warnings_shown",
                 ]
             },
         ),
@@ -1004,7 +1036,11 @@ class PostAdmin(admin.ModelAdmin):
     # Roles and review. Code asks for the permission (posts.review_post,
     # publish_post, email_post), never for the group that holds it.
     ROLE_FIELDS = {
-        "posts.publish_post": ["published_at", "publish_despite_warnings"],
+        "posts.publish_post": [
+            "published_at",
+            "publish_despite_warnings",
+            "warnings_shown",
+        ],
         "posts.email_post": ["email_subscribers", "email_format"],
     }
 

@@ -6,6 +6,7 @@ import datetime
 import http.server
 import ipaddress
 import random
+import re
 import socket
 import threading
 import time
@@ -610,6 +611,53 @@ def test_a_warning_asks_to_confirm_before_publishing(
         response = client.post(
             f"/admin/posts/post/{post.pk}/change/",
             publish_form(post, publish_despite_warnings="on"),
+        )
+    assert response.status_code == 302
+    post.refresh_from_db()
+    assert post.is_published
+
+
+def warnings_shown(page: str) -> str:
+    """What the post's page sends back with the box: the warnings it showed."""
+    shown = re.search(r'name="warnings_shown" value="([^"]*)"', page)
+    return shown[1] if shown else ""
+
+
+def test_ticking_the_box_confirms_only_the_warnings_the_page_showed(
+    client, author, django_capture_on_commit_callbacks
+):
+    """The author saw one warning on the post's page (its empty excerpt), ticked
+    "Publish despite warnings" for it, and published at the same time a body
+    with a link to no heading: a warning no page had shown was confirmed too."""
+    post = PostFactory(excerpt="")
+    url = f"/admin/posts/post/{post.pk}/change/"
+    page = client.get(url).content.decode()
+    assert "The excerpt is empty" in page
+    body = "See [the findings](#findings)."
+    response = client.post(
+        url,
+        publish_form(
+            post,
+            body=body,
+            publish_despite_warnings="on",
+            warnings_shown=warnings_shown(page),
+        ),
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Check these warnings" in page and "#findings, which is no heading" in page
+    post.refresh_from_db()
+    assert post.status == Post.Status.DRAFT
+    # Shown them both, the author confirms them.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            url,
+            publish_form(
+                post,
+                body=body,
+                publish_despite_warnings="on",
+                warnings_shown=warnings_shown(page),
+            ),
         )
     assert response.status_code == 302
     post.refresh_from_db()
