@@ -278,7 +278,9 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         )
         if resumed:
             return _resumed(request, subscriber)
-        return _confirmed(request, subscriber)
+        # This link is the newest: refused (the address suppressed since), no
+        # other email's link can do better.
+        return _confirmed(request, subscriber, newest_link=True)
     return render(
         request,
         "newsletter/confirm.html",
@@ -304,10 +306,12 @@ def _confirm_link_spent(
     return _confirmed(request, reader)
 
 
-def _confirmed(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
+def _confirmed(
+    request: HttpRequest, subscriber: Subscriber, *, newest_link: bool = False
+) -> HttpResponse:
     """The link may be one confirmed long ago, or the address suppressed since:
     the page says where the reader stands now, not what the link asked for."""
-    sent_at = subscriber.confirmation_sent_at
+    sent_at = None if newest_link else subscriber.confirmation_sent_at
     return render(
         request,
         "newsletter/confirmed.html",
