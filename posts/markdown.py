@@ -47,7 +47,8 @@ _web_addresses = _WebAddresses()
 _markdown = (
     MarkdownIt("commonmark", {"typographer": True, "linkify": True})
     .enable(["table", "strikethrough", "smartquotes", "linkify"])
-    .use(footnote_plugin)
+    # Not Pandoc's inline notes ("^[…]"): a "^" before a link made it a note.
+    .use(footnote_plugin, inline=False)
 )
 _markdown.linkify = _web_addresses
 
@@ -285,7 +286,7 @@ _CITATION = re.compile(r"\[\^([^\]\s]+)\]")
 _notes_as_written = (
     MarkdownIt("commonmark")
     .enable(["table", "strikethrough"])
-    .use(footnote_plugin)
+    .use(footnote_plugin, inline=False)
     .disable("footnote_tail")
 )
 

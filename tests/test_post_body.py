@@ -8,6 +8,7 @@ from django.conf import settings
 
 from newsletter.emails import PostEmail
 from newsletter.models import Link
+from posts.markdown import render_markdown
 from posts.models import Post
 from posts.search import index_posts
 from posts.services import post_publish
@@ -335,3 +336,11 @@ def test_posts_saved_before_get_their_headings_and_footnotes_after_the_deploy(
     # A post whose body renders as it did is left as it was, its search text too.
     plain.refresh_from_db()
     assert plain.search_text == "as it was"
+
+
+def test_a_caret_before_a_link_leaves_it_a_link_not_an_inline_note():
+    # Pandoc's inline notes ("^[…]"), on by default in the footnote plugin, made
+    # "^[the report](…)" a note reading "the report" and dropped its link.
+    html = render_markdown("Rated ^[the report](https://example.org/a).")
+    assert '<a href="https://example.org/a"' in html
+    assert "user-content-fn" not in html
