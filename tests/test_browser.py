@@ -853,7 +853,7 @@ def test_a_posts_links_to_its_own_sections_and_notes_go_to_them(browser, site):
     page.get_by_role("link", name="[1]").click()
     page.wait_for_url(re.compile("#user-content-fn1$"))
     assert page.evaluate(target).startswith("HMI Probation, Kent report, 2024.")
-    page.get_by_role("link", name="\u21a9").click()  # the way back
+    page.get_by_role("link", name="Back to the text").click()  # the way back
     page.wait_for_url(re.compile("#user-content-fnref1$"))
     assert page.evaluate(target) == "[1]"
     assert page.get_by_role("link", name="[1]").is_visible()
