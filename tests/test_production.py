@@ -532,10 +532,21 @@ def program(name: str, package: str) -> str:
     return found
 
 
+# Ports free_port handed out in this run.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port nothing listens on, and none handed out before: two asked for one
+    after the other, neither yet bound, may be the same (nginx then took its HTTP
+    and HTTPS listens for one, and refused to start, failing a CI run)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def scratch_database(url: str, name: str) -> tuple[str, str]:
