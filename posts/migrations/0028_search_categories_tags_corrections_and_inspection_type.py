@@ -47,6 +47,20 @@ def _facts(post) -> str:
     return "\n".join(line for line in dict.fromkeys(lines) if line)
 
 
+def search_vector():
+    """The search vector's expression as posts.search built it when this
+    migration was written (a later migration re-indexing posts uses it too)."""
+    vector = [
+        SearchVector(
+            full_stops._words(invisible._indexed(field)),
+            weight=weight,
+            config=SEARCH_CONFIG,
+        )
+        for field, weight in zip(invisible.INDEXED, "ABBC", strict=True)
+    ]
+    return reduce(add, vector)
+
+
 def reindex(apps, schema_editor):
     Post = apps.get_model("posts", "Post")
     db = schema_editor.connection.alias
@@ -78,15 +92,7 @@ def reindex(apps, schema_editor):
             changed.append(post.pk)
     rewritten = Post.objects.using(db).filter(pk__in=changed)
     if schema_editor.connection.vendor == "postgresql":
-        vector = [
-            SearchVector(
-                full_stops._words(invisible._indexed(field)),
-                weight=weight,
-                config=SEARCH_CONFIG,
-            )
-            for field, weight in zip(invisible.INDEXED, "ABBC", strict=True)
-        ]
-        rewritten.update(search_vector=reduce(add, vector))
+        rewritten.update(search_vector=search_vector())
     elif schema_editor.connection.vendor == "sqlite":
         facts = rewritten.values_list(invisible._indexed("search_facts"), "pk")
         with schema_editor.connection.cursor() as cursor:

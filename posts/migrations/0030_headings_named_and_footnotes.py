@@ -7,13 +7,10 @@ render_markdown and plain_text are called as they are, as the earlier re-render
 migrations (0013, 0020, 0023, 0029) call them: a body's HTML and its words are
 by definition what the code running makes of the body, so a later renderer run
 here makes what that later code wants. The search vector's SQL, which must match
-the queries of the code this migration shipped with, is frozen (as 0028)."""
+the queries of the code this migration shipped with, is 0028's, frozen there."""
 
-from functools import reduce
 from importlib import import_module
-from operator import add
 
-from django.contrib.postgres.search import SearchVector
 from django.db import migrations
 
 from posts.markdown import plain_text, render_markdown
@@ -22,8 +19,9 @@ from posts.markdown import plain_text, render_markdown
 invisible = import_module(
     "posts.migrations.0026_search_words_whole_across_invisible_breaks"
 )
-full_stops = import_module("posts.migrations.0027_search_words_apart_at_a_full_stop")
-SEARCH_CONFIG = "english_unaccent"
+indexing = import_module(
+    "posts.migrations.0028_search_categories_tags_corrections_and_inspection_type"
+)
 # Posts read at a time, each with its body twice (as written and as rendered).
 BATCH_SIZE = 500
 
@@ -45,15 +43,7 @@ def rendered_again(apps, schema_editor):
         return
     rewritten = posts.filter(pk__in=words_changed)
     if schema_editor.connection.vendor == "postgresql":
-        vector = [
-            SearchVector(
-                full_stops._words(invisible._indexed(field)),
-                weight=weight,
-                config=SEARCH_CONFIG,
-            )
-            for field, weight in zip(invisible.INDEXED, "ABBC", strict=True)
-        ]
-        rewritten.update(search_vector=reduce(add, vector))
+        rewritten.update(search_vector=indexing.search_vector())
     elif schema_editor.connection.vendor == "sqlite":
         texts = rewritten.values_list(invisible._indexed("search_text"), "pk")
         with schema_editor.connection.cursor() as cursor:
