@@ -39,7 +39,6 @@ from .emails import (
     filled,
     json_inner,
     list_headers,
-    posts_on_site,
     render_email,
 )
 from .engagement import LinkTracker, reader_part_add
@@ -635,14 +634,13 @@ class DigestEmail:
         if batch_id:
             self._parts = _BatchParts(self._parts, batch_id)
 
-    def holding_posts_on_site(self, recipients: list) -> list:
-        """Those of the recipients whose digest holds a post still on the site,
-        each left holding only those. Read as they go (emails.posts_on_site):
-        post_withdraw_from_digests takes a post out of the ledger's digests, not
-        out of a batch being sent."""
+    def holding_posts_on_site(self, recipients: list, on_site: set[int]) -> list:
+        """Those of the recipients whose digest holds a post of `on_site`, each
+        left holding only those: the batch's posts readers could read as its
+        worker last read them (sender.HandOver), since post_withdraw_from_digests
+        takes a post out of the ledger's digests, not out of a batch being sent."""
         held = {pk for r in recipients for pk in r.posts}
-        on_site = posts_on_site(held)
-        if on_site == held:
+        if held <= on_site:
             return recipients
         places = {self._place[pk] for pk in on_site}
         for r in recipients:

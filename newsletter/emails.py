@@ -12,7 +12,7 @@ never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes
 import copy
 import html
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from email.utils import make_msgid, parseaddr
 from functools import lru_cache
@@ -448,16 +448,6 @@ class ReaderLinks:
 
     def link(self, subscriber: Subscriber, purpose: Purpose) -> str:
         return self._slots[purpose].replace(_PATH_SLOT, make_token(subscriber, purpose))
-
-
-def posts_on_site(post_ids: Collection[int]) -> set[int]:
-    """Those of the posts readers can read now. A mailing's worker asks just
-    before each call to the provider: the author may take a post off the site
-    after its batch was claimed and its readers read, and its email, or a digest
-    holding it, would lead nowhere."""
-    return set(
-        Post.objects.published().filter(pk__in=post_ids).values_list("pk", flat=True)
-    )
 
 
 class BulkEmail:

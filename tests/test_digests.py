@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.core.mail import EmailMessage
 from django.db import connection, connections, transaction
 from django.test import Client
 from django.urls import reverse
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery, digests, engagement, esp
-from newsletter.delivery import planner
+from newsletter.delivery import planner, sender
 from newsletter.delivery.ledger import batch_recipients
 from newsletter.delivery.postmark import EmailBackend
 from newsletter.delivery.ratelimit import _redis
@@ -1456,6 +1457,75 @@ def test_a_post_taken_down_as_its_digests_go_out_is_left_out_of_them(
     }
 
 
+@pytest.mark.parametrize("provider", ["one message each", "postmark, one message each"])
+def test_a_post_taken_down_as_a_batch_goes_one_digest_each_is_left_out_of_those_after(
+    clock, publish, settings, monkeypatch, request, provider
+):
+    """The worker reads which of the batch's posts are still on the site once a
+    second, not once a reader: the author takes a post down as the first reader's
+    digest goes, and the digests handed over from the worker's next read (a second
+    on) go without it, while the first had it."""
+    readers = ["one@example.org", "three@example.org", "two@example.org"]
+    mailing, taken_down = a_round_of_two_posts(clock, publish, readers)
+    if provider == "postmark, one message each":
+        fake_esp = request.getfixturevalue("fake_esp")
+        settings.NEWSLETTER_DELIVERY_MODE = "single"
+    send, moment = EmailMessage.send, timezone.now()
+
+    def send_then_taken_down(message, *args, **kwargs):
+        sent = send(message, *args, **kwargs)
+        if Post.objects.get(pk=taken_down.pk).status == Post.Status.PUBLISHED:
+            unpublish_at_the_desk(taken_down)
+            later = moment + timedelta(seconds=sender.HOLD_READ_SECONDS)
+            monkeypatch.setattr(timezone, "now", lambda: later)
+        return sent
+
+    monkeypatch.setattr(EmailMessage, "send", send_then_taken_down)
+    send_all(mailing)
+
+    if provider == "postmark, one message each":
+        digests_sent = [
+            (m["To"], m["TextBody"]) for m in postmark_messages(fake_esp.messages)
+        ]
+    else:
+        digests_sent = [(m.to[0], m.body) for m in mail.outbox]
+    assert [to for to, _ in digests_sent] == readers
+    holding = ["Wales: a wrong figure" in text for _, text in digests_sent]
+    assert holding == [True, False, False]
+    assert all("Suffolk: caseloads too high" in text for _, text in digests_sent)
+    first = mailing.deliveries.get(subscriber__email=readers[0])
+    assert list(first.posts.values_list("title", flat=True)) == [
+        "Suffolk: caseloads too high"
+    ]
+
+
+@pytest.mark.parametrize("stop", ["pause", "cancel"])
+def test_a_round_stopped_once_its_batch_is_claimed_sends_none_of_its_digests(
+    clock, publish, monkeypatch, stop
+):
+    """The author pauses or cancels the round just after a worker claimed a batch
+    and read its readers: the claim had read the round going out, and the worker
+    took it for its first read of the second, so the batch went."""
+    mailing = a_round_of_two(clock, publish)
+    control = {"pause": delivery.mailing_pause, "cancel": delivery.mailing_cancel}
+    read = sender.batch_recipients
+
+    def readers_then_stopped(*args, **kwargs):
+        readers = read(*args, **kwargs)
+        assert control[stop](mailing_id=mailing.pk)
+        return readers
+
+    monkeypatch.setattr(sender, "batch_recipients", readers_then_stopped)
+    send_all(mailing)
+
+    assert mail.outbox == []
+    left = {
+        "pause": (Delivery.Status.QUEUED, ""),
+        "cancel": (Delivery.Status.SKIPPED, "mailing cancelled"),
+    }
+    assert set(mailing.deliveries.values_list("status", "error")) == {left[stop]}
+
+
 def test_ringing_a_batch_task_again_sends_nothing_twice(clock, publish, beat):
     reader("daily@example.org", ("everything", "", "daily"))
     clock(23, 6, 30)
@@ -1496,13 +1566,31 @@ def send_all(mailing: Mailing) -> None:
 
 
 @pytest.mark.parametrize("batch_size", [5, 40])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "postmark",
+        "postmark, one message each",
+        "one message each",
+        "postmark, readers counted as themselves",
+    ],
+)
 def test_a_digest_batch_runs_seven_statements_whatever_its_size(
-    clock, publish, settings, fake_esp, django_assert_max_num_queries, batch_size
+    clock, publish, settings, fake_esp, django_assert_max_num_queries, batch_size, mode
 ):
     """Claim, load the batch, read its recipients (with their names, consent and
-    posts), those posts' order, which of them are still on the site as the call
-    goes, record the outcomes, close the batch: the readers' names and posts are
-    not read again per batch or per reader."""
+    posts), those posts' order, whether the round still goes and which of them
+    are still on the site before the first call (again once a second: the clock
+    stands still here), record the outcomes, close the batch: the readers' names
+    and posts are not read again per batch or per reader, nor the posts on the
+    site per reader where each has a message of their own."""
+    if mode == "postmark, one message each":
+        settings.NEWSLETTER_DELIVERY_MODE = "single"
+    if mode == "one message each":
+        # A backend that takes a message per reader (SMTP's way), not Postmark's.
+        settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    agreed = mode == "postmark, readers counted as themselves"
+    settings.NEWSLETTER_PER_READER_ENGAGEMENT = agreed
     settings.NEWSLETTER_BATCH_SIZE = batch_size
     Subscriber.objects.bulk_create(
         Subscriber(
@@ -1510,6 +1598,7 @@ def test_a_digest_batch_runs_seven_statements_whatever_its_size(
             name=f"Reader {i}",
             status=Subscriber.Status.ACTIVE,
             confirmed_at=timezone.now(),
+            engagement_agreed_at=timezone.now() if agreed else None,
         )
         for i in range(batch_size * 2)
     )
@@ -1522,8 +1611,11 @@ def test_a_digest_batch_runs_seven_statements_whatever_its_size(
     delivery.batch_send(batch_id=first.pk)  # renders the round's parts
     with django_assert_max_num_queries(7):
         delivery.batch_send(batch_id=second.pk)
-    assert fake_esp.count == batch_size * 2
-    greeted = {m["To"]: m["TextBody"] for m in fake_esp.messages[-1]["payload"]}
+    if mode == "one message each":
+        greeted = {m.to[0]: m.body for m in mail.outbox}
+    else:
+        greeted = {m["To"]: m["TextBody"] for m in postmark_messages(fake_esp.messages)}
+    assert len(greeted) == batch_size * 2
     for address, text in greeted.items():
         assert f"Hello \u2068Reader {address[6:-12]}\u2069," in text
 

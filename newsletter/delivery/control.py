@@ -121,11 +121,12 @@ def mailing_ring(mailing_id: int) -> None:
 
 
 def mailing_cancel(*, mailing_id: int) -> bool:
-    """Stop a mailing. Nobody not yet handed over gets it; the ledger says so. For
-    good, but for a correction's, which the author may send after all
-    (correction_send_again). A batch being sent is left to its worker, which
-    stops within about a second (sender.HOLD_READ_SECONDS) and skips the rest as
-    it puts the batch back (batch_cancel_if_mailing_cancelled)."""
+    """Stop a mailing; the ledger says who had it. For good, but for a
+    correction's, which the author may send after all (correction_send_again).
+    A batch being sent is left to its worker, which stops within about a second
+    (sender.HOLD_READ_SECONDS: the readers it hands over in that second have
+    it) and skips the rest as it puts the batch back
+    (batch_cancel_if_mailing_cancelled)."""
     now = timezone.now()
     with transaction.atomic():
         # Locked as the planner locks it for a page: how far planning went is

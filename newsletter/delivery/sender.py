@@ -5,11 +5,10 @@ For a post, six database statements per batch, whatever its size (the last batch
 of a mailing adds two to close it): claim the batch, load the mailing and post, read
 the recipients (with all a message needs of them, a digest's posts among it),
 before the first call to the provider whether the mailing still goes out and its
-post is on the site, record every outcome, close the batch. A digest adds the read
-of its posts' order (and, before each call, asks which of them are still on the
-site); a correction, which of its readers the ledger still says had the post. A
-batch handed over for longer than a second adds one a second, the mailing and its
-post read again (HOLD_READ_SECONDS).
+post (a digest's: which of its posts) is on the site, record every outcome, close
+the batch. A digest adds the read of its posts' order; a correction, which of its
+readers the ledger still says had the post. A batch handed over for longer than a
+second adds one a second, the mailing and its posts read again (HOLD_READ_SECONDS).
 
 Where one API call takes many recipients, each with their own links (Postmark's
 /email/batch, each reader's message filled in by our backend, delivery/postmark.py;
@@ -24,7 +23,7 @@ import random
 import smtplib
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,9 +35,11 @@ from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMessage
 from django.db import connections, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, IntegerField, OuterRef, Value
 from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
+
+from posts.models import Post
 
 from .. import corrections
 from ..digests import DigestEmail
@@ -316,7 +317,7 @@ def batch_send(*, batch_id: int) -> None:
     if status == Batch.Status.QUEUED:
         if batch_cancel_if_mailing_cancelled(batch_id, now):
             return
-        if isinstance(trouble, BatchHeld) and _holding(batch.mailing_id):
+        if isinstance(trouble, BatchHeld) and _holding(batch.mailing_id)[0]:
             # Held still: resuming rings for it. Resumed already (the post back
             # on the site), that ring found it still being sent: its retry sends it.
             return
@@ -329,16 +330,35 @@ def batch_send(*, batch_id: int) -> None:
         close_mailing_if_finished(batch.mailing_id)
 
 
-def _holding(mailing_id: int) -> BatchHeld | None:
-    """What holds the mailing's batches now, in one statement: its post off the
-    site (first: the take-down pauses the mailing too), or the author's pause or
-    cancel. None while it goes out."""
+def _holding(
+    mailing_id: int, digest_posts: Collection[int] = ()
+) -> tuple[BatchHeld | None, set[int]]:
+    """What holds the mailing's batches now: its post off the site (first: the
+    take-down pauses the mailing too), or the author's pause or cancel; None while
+    it goes out. And which of `digest_posts` (a digest batch's) readers can read
+    now: a digest goes without a post taken down, unheld. In one statement."""
     going_out = Mailing.objects.going_out().filter(pk=OuterRef("pk"))
-    on_site = Mailing.objects.post_on_site().filter(pk=mailing_id)
-    goes = on_site.values_list(Exists(going_out), flat=True).first()
+    # The mailing's row (no post id), absent once its post is off the site; then
+    # a row for each of the digest's posts on the site. Unordered: a compound
+    # statement's parts take no ORDER BY (SQLite).
+    rows = (
+        Mailing.objects.post_on_site()
+        .filter(pk=mailing_id)
+        .order_by()
+        .values_list(Exists(going_out), Value(None, output_field=IntegerField()))
+    )
+    if digest_posts:
+        on_site = Post.objects.published().filter(pk__in=digest_posts).order_by()
+        rows = rows.union(on_site.values_list(Value(True), "pk"), all=True)
+    goes, posts_on_site = None, set()
+    for going, post_id in rows:
+        if post_id is None:
+            goes = going
+        else:
+            posts_on_site.add(post_id)
     if goes is None:
-        return PostTakenDown()
-    return None if goes else MailingHeld()
+        return PostTakenDown(), posts_on_site
+    return (None if goes else MailingHeld()), posts_on_site
 
 
 def _still_owed(
@@ -432,18 +452,22 @@ class HandOverStopped(Exception):
 class HandOver:
     """Whether a batch's lanes go on to their next reader: not once the author
     has paused or cancelled its mailing, or taken its post off the site, nor once
-    another lane has met an error. The mailing is read (_holding) at most every
-    HOLD_READ_SECONDS, by the worker's own thread (read_if_due): in the lanes'
-    threads each would open a database connection of its own."""
+    another lane has met an error; and which of a digest batch's posts are still
+    on the site, for the digests that go next. The mailing is read (_holding)
+    before the first call, then at most every HOLD_READ_SECONDS, by the worker's
+    own thread (read_if_due): in the lanes' threads each would open a database
+    connection of its own."""
 
-    def __init__(self, mailing: Mailing, claimed_at: datetime) -> None:
-        self.mailing_id = mailing.pk
-        # The claim found the mailing going out, but read nothing of its post: a
-        # post's is read before its first call.
-        self.read_at = claimed_at if mailing.post_id is None else None
+    def __init__(self, mailing_id: int, digest_posts: frozenset[int]) -> None:
+        self.mailing_id = mailing_id
+        self._digest_posts = digest_posts
+        # Not the claim's read of the mailing going out: a pause or cancel landing
+        # between the claim and the first call would let the first second go.
+        self.read_at: datetime | None = None
         # What stopped the batch, for its worker; None when another lane's
         # error did, which that lane reports.
         self.held: BatchHeld | None = None
+        self.posts_on_site: set[int] = set(digest_posts)
         self._stopped = threading.Event()
 
     def read_if_due(self) -> None:
@@ -454,7 +478,7 @@ class HandOver:
         ):
             return
         self.read_at = now
-        self.held = _holding(self.mailing_id)
+        self.held, self.posts_on_site = _holding(self.mailing_id, self._digest_posts)
         if self.held is not None:
             self._stopped.set()
 
@@ -486,11 +510,12 @@ def _hand_over(
     are rendered as its readers need them, reading the database: one lane."""
     how = channel()
     claim = Claim(batch.pk, batch.touched_at, batch.attempts)
-    hand_over = HandOver(batch.mailing, batch.touched_at)
+    digest_posts = frozenset(pk for r in recipients for pk in r.posts)
+    hand_over = HandOver(batch.mailing_id, digest_posts)
     lanes = 1
     if how.per_reader and batch.mailing.kind != Mailing.Kind.DIGEST:
         lanes = max(1, min(SEND_LANES, len(recipients) // LANE_MIN_READERS))
-    compose, size = _composer(batch, recipients, how)
+    compose, size = _composer(batch, recipients, how, hand_over)
     # A call never asks the sending budget for more than it can ever grant:
     # a larger one would be refused at every attempt, and the batch never sent.
     largest = sending_budget(how.esp).largest_reservation()
@@ -665,7 +690,7 @@ def _send_lane(
 
 
 def _composer(
-    batch: Batch, recipients: list[Recipient], how: Channel
+    batch: Batch, recipients: list[Recipient], how: Channel, hand_over: HandOver
 ) -> tuple[Callable[[list[Recipient], object], list[Letter]], int]:
     """How the kind turns a chunk of readers into messages for a connection, and
     the chunk size.
@@ -682,9 +707,10 @@ def _composer(
         digest = DigestEmail(mailing, recipients, batch_id=batch.pk)
 
         def compose_digests(chunk: list[Recipient], connection) -> list[Letter]:
-            # Just before they go: a post taken off the site since is in none of
-            # them, and a reader left with nothing gets no message.
-            chunk = digest.holding_posts_on_site(chunk)
+            # As last read, before this call or within the second: a post taken
+            # off the site since is in none of them, and a reader left with
+            # nothing gets no message.
+            chunk = digest.holding_posts_on_site(chunk, hand_over.posts_on_site)
             if how.fills_merge_fields:
                 return digest.for_many(
                     chunk, merge_field=POSTMARK_MERGE_FIELD, connection=connection
