@@ -7,11 +7,13 @@ class NewsletterConfig(AppConfig):
 
     def ready(self) -> None:
         from anymail.signals import tracking
+        from django.contrib.auth import get_user_model
         from django.db.models.signals import (
             m2m_changed,
             post_delete,
             post_migrate,
             post_save,
+            pre_delete,
         )
 
         from posts.comments.models import Comment, PostCommentSettings
@@ -54,6 +56,11 @@ class NewsletterConfig(AppConfig):
         post_republished.connect(receivers.email_post, dispatch_uid="email_post_back")
         post_migrate.connect(
             receivers.administrator_permissions_grant, dispatch_uid="administrator"
+        )
+        pre_delete.connect(
+            receivers.refuse_deleting_account_with_desk_history,
+            sender=get_user_model(),
+            dispatch_uid="keep_desk_history",
         )
         post_unpublished.connect(
             receivers.hold_emails_of_unpublished_post, dispatch_uid="hold_emails"

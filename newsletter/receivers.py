@@ -1,10 +1,16 @@
+from collections import Counter
+from collections.abc import Iterable
+
 from django.apps import apps as global_apps
+from django.contrib.admin.models import LogEntry
+from django.db.models import Count, ProtectedError
 
 from posts.comments.models import Comment
-from posts.models import Post
+from posts.models import Post, PostEvent
 
 from . import comment_tasks, delivery, digests
 from .enqueue import ring_once_committed
+from .models import Link
 
 
 def email_post(sender, *, post: Post, **kwargs) -> None:
@@ -50,3 +56,39 @@ def administrator_permissions_grant(
     administrator = Group.objects.using(using).filter(name="Administrator").first()
     if administrator is not None:  # not before the roles migration, nor on a flush
         administrator.permissions.set(Permission.objects.using(using).all())
+
+
+def desk_history_of(users: Iterable) -> Counter:
+    """How many records name each of these users as who did something at the
+    desk, by user id. Deleting the account deletes the admin's log of what they
+    published, changed or deleted, paused or cancelled (LogEntry.user cascades),
+    and blanks who published a post or fixed a link in a sent email."""
+    ids = [user.pk for user in users]
+    history = Counter()
+    for records, who in (
+        (LogEntry.objects, "user"),
+        (PostEvent.objects, "by"),
+        (Link.objects, "fixed_by"),
+    ):
+        history.update(
+            dict(
+                records.filter(**{f"{who}__in": ids})
+                .values(who)
+                .annotate(records=Count("pk"))
+                .values_list(who, "records")
+            )
+        )
+    return history
+
+
+def refuse_deleting_account_with_desk_history(sender, *, instance, **kwargs) -> None:
+    """The desk's delete page refuses first, and says why (admin/users.py); this
+    keeps the record from a script or `manage.py shell` too. Raised here, inside
+    the deletion's transaction, nothing is deleted."""
+    if records := desk_history_of([instance])[instance.pk]:
+        raise ProtectedError(
+            f"{records} {'entry' if records == 1 else 'entries'} of what "
+            f"{instance.get_username()} did at the desk: keep the account, "
+            "deactivate it instead (is_active = False).",
+            {instance},
+        )

@@ -9,6 +9,8 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.db import transaction
+from django.db.models import ProtectedError
 from django.test import Client
 
 from newsletter.models import Mailing
@@ -110,6 +112,34 @@ def test_an_account_with_no_history_is_deleted(administrator):
     assert response.status_code == 302
 
     assert not User.objects.filter(username__in=["casey", "cole"]).exists()
+
+
+def test_an_account_with_desk_history_is_kept_when_deleted_from_the_shell():
+    # A script or `manage.py shell` deleted it all the same, and with it the
+    # admin's record of what its holder did and who published their posts.
+    departed = StaffFactory(username="eden", role="Editor")
+    changed_a_post_at_the_desk(departed)
+    post = PostFactory()
+    PostEvent.objects.create(post=post, kind=PostEvent.Kind.PUBLISHED, by=departed)
+
+    # Each in its own transaction, as in the shell: the refusal rolls it back.
+    said = "2 entries of what eden did at the desk"
+    with pytest.raises(ProtectedError, match=said), transaction.atomic():
+        User.objects.get(pk=departed.pk).delete()
+    with pytest.raises(ProtectedError), transaction.atomic():
+        User.objects.filter(username__in=["eden"]).delete()
+
+    assert User.objects.filter(pk=departed.pk).exists()
+    assert LogEntry.objects.filter(user=departed).count() == 1
+    assert post.events.get().by == departed
+
+
+def test_an_account_with_no_history_is_deleted_from_the_shell():
+    StaffFactory(username="casey", role="Contributor")
+
+    User.objects.get(username="casey").delete()
+
+    assert not User.objects.filter(username="casey").exists()
 
 
 def test_the_delete_page_of_an_account_with_history_says_why_before_asking(

@@ -17,26 +17,24 @@ to their role. So:
 - nobody changes their own rights: only a way to lock themselves out.
 
 And an account that did anything at the desk is kept, deactivated, not deleted:
-its deletion would take with it the record of who did what (below).
+its deletion would take with it the record of who did what (receivers.py refuses
+it anywhere; the delete page says so first, below).
 """
 
-from collections import Counter
-
 from django.contrib import admin
-from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, Permission
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from posts.models import Post, PostEvent
+from posts.models import Post
 from posts.search import index_post
 
 from .. import pagecache
 from ..management.commands.ensure_admin import ADMINISTRATOR
-from ..models import Link
+from ..receivers import desk_history_of
 
 User = get_user_model()
 
@@ -60,29 +58,6 @@ def _permissions_of(user) -> set[int]:
 
 def holds_every_permission(user) -> bool:
     return user.is_superuser or len(_permissions_of(user)) == Permission.objects.count()
-
-
-def _desk_history_of(users) -> Counter:
-    """How many records name each of these users as who did something at the
-    desk, by user id. Deleting the account deletes the admin's log of what they
-    published, changed or deleted, paused or cancelled (LogEntry.user cascades),
-    and blanks who published a post or fixed a link in a sent email."""
-    ids = [user.pk for user in users]
-    history = Counter()
-    for records, who in (
-        (LogEntry.objects, "user"),
-        (PostEvent.objects, "by"),
-        (Link.objects, "fixed_by"),
-    ):
-        history.update(
-            dict(
-                records.filter(**{f"{who}__in": ids})
-                .values(who)
-                .annotate(records=Count("pk"))
-                .values_list(who, "records")
-            )
-        )
-    return history
 
 
 @admin.register(User)
@@ -118,7 +93,7 @@ class DeskUserAdmin(UserAdmin):
         deleted, counts, permissions_needed, protected = super().get_deleted_objects(
             objs, request
         )
-        history = _desk_history_of(objs)
+        history = desk_history_of(objs)
         instead = (
             "untick “Active” on its page to deactivate it instead"
             if holds_every_permission(request.user)
