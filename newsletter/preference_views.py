@@ -215,7 +215,11 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             f"Nothing more will be sent to {readable_email(subscriber.email)}. You "
             "can resubscribe from this page at any time.",
         )
-    if action == "engagement" and _engagement_offered(subscriber):
+    # Also while the editor asks from a page opened before the address was blocked
+    # (no longer offered the box): the tick is refused as any link to it is.
+    if action == "engagement" and (
+        _engagement_offered(subscriber) or settings.NEWSLETTER_PER_READER_ENGAGEMENT
+    ):
         agreed = subscriber.engagement_agreed_at is not None
         wanted = request.POST.get("engagement") == "1"
         if wanted and not agreed and settings.NEWSLETTER_PER_READER_ENGAGEMENT:

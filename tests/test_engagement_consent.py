@@ -379,6 +379,25 @@ def test_a_reader_we_no_longer_email_is_offered_no_box_that_needs_an_email(
 
 
 @pytest.mark.usefixtures("per_reader")
+def test_a_tick_from_a_page_opened_before_the_address_bounced_is_refused_as_elsewhere(
+    client, readers
+):
+    """The page showed the box; the address bounced meanwhile. Ticked, it
+    answered 400 "Nothing to do", where every other form that needs an email
+    says that none can be sent."""
+    reader = readers["not"]
+    address_suppress(email=reader.email, reason=Suppression.Reason.HARD_BOUNCE)
+
+    response = client.post(centre(reader), {"action": "engagement", "engagement": "1"})
+
+    assert response.status_code == 409
+    assert "We cannot email this address" in response.text
+    assert mail.outbox == []
+    reader.refresh_from_db()
+    assert reader.engagement_agreed_at is None
+
+
+@pytest.mark.usefixtures("per_reader")
 def test_the_link_sent_to_the_readers_address_records_their_agreement(
     client, readers, on_commit
 ):
