@@ -59,6 +59,11 @@ ESP endpoints (any token/key is accepted; a missing one gets 401):
   ``recipient-variables`` for batch sends): ``{"id": "<...@domain>",
   "message": "Queued. Thank you."}``. ``%recipient.KEY%`` in the subject and
   ``h:`` headers is expanded per recipient when recorded.
+* ``GET /v3/<domain>/events?begin=T&end=T&event=accepted&limit=N``: Mailgun's
+  Events API over what was accepted (needs record_deliveries; any domain), oldest
+  first: ``{"items": [{"event": "accepted", "timestamp", "recipient",
+  "message": {"headers": {"message-id"}}, "user-variables"}], "paging":
+  {"next": URL}}``, a page of at most 300; the page after the last is empty.
 
 Control endpoints (no auth, never faulted):
 
@@ -130,6 +135,7 @@ FAULT_DEFAULTS: dict[str, Any] = {
 
 _JSON = "application/json"
 _MAILGUN_PATH = re.compile(r"^/(?:v3/)?([^/]+)/messages/?$")
+_MAILGUN_EVENTS_PATH = re.compile(r"^/(?:v3/)?([^/]+)/events/?$")
 _RECIPIENT_VAR = re.compile(r"%recipient\.([^%]+)%")
 _REASONS = {
     200: "OK",
@@ -164,10 +170,13 @@ class Delivery(NamedTuple):
     #: Postmark: the message's "Headers" list as sent ([{"Name", "Value"}], or
     #: None); Mailgun: {name: value} from the ``h:`` fields, recipient-expanded.
     headers: Any
-    #: Postmark: the message's "Metadata" object, or None.
+    #: Postmark: the message's "Metadata" object, or None; Mailgun: {name: value}
+    #: from the ``v:`` fields, recipient-expanded.
     metadata: Any = None
     #: Postmark: the message stream it went on ("outbound" when none was named).
     stream: str = "outbound"
+    #: Mailgun: when it was accepted (time.time()), as its events are dated.
+    accepted_at: float = 0.0
 
 
 class _Dropped(Exception):
@@ -343,6 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(url.path, parse_qs(url.query), body)
         elif url.path.rstrip("/") == "/messages/outbound":
             self._outbound_search(parse_qs(url.query))
+        elif _MAILGUN_EVENTS_PATH.match(url.path):
+            self._mailgun_events(url.path, parse_qs(url.query))
         else:
             self._respond(404, {"message": "Not found"})
 
@@ -385,6 +396,50 @@ class _Handler(BaseHTTPRequestHandler):
         found = list(messages.values())
         page = found[offset : offset + min(count, 500)]
         self._respond(200, {"TotalCount": len(found), "Messages": page})
+
+    def _mailgun_events(self, path, query):
+        """Mailgun's Events API (never faulted): the ``accepted`` events between
+        ``begin`` and ``end`` (epoch seconds), oldest first, a page of ``limit``
+        (at most 300) at a time, the next page's URL in ``paging.next``."""
+        if not _basic_auth_ok(self.headers.get("Authorization")):
+            self._respond(401, {"message": "Invalid private key"})
+            return
+        try:
+            begin = float(query["begin"][0])
+            end = float(query["end"][0])
+            limit = min(int(query.get("limit", ["100"])[0]), 300)
+            skip = int(query.get("skip", ["0"])[0])
+        except (KeyError, ValueError):
+            self._respond(400, {"message": "begin, end, limit"})
+            return
+        if query.get("event", ["accepted"])[0] != "accepted":
+            self._respond(400, {"message": "only accepted events are faked"})
+            return
+        found = [
+            {
+                "event": "accepted",
+                "id": f"{d.message_id}/{d.address}",
+                "timestamp": d.accepted_at,
+                "recipient": d.address,
+                "message": {"headers": {"message-id": d.message_id.strip("<>")}},
+                "user-variables": d.metadata or {},
+            }
+            for d in self.server.fake.deliveries()
+            if d.accepted_at and begin <= d.accepted_at <= end
+        ]
+        following = {k: v[0] for k, v in query.items()} | {"skip": skip + limit}
+        self._respond(
+            200,
+            {
+                "items": found[skip : skip + limit],
+                "paging": {
+                    "next": self.server.fake.url.rstrip("/")
+                    + path
+                    + "?"
+                    + urlencode(following)
+                },
+            },
+        )
 
     def do_POST(self):
         body = self._read_body()
@@ -1079,19 +1134,33 @@ class FakeESP:
         if isinstance(subject, str) and not subject_is_template:
             subject = sys.intern(subject)
 
+        user_variables = {
+            name[2:]: values[0] for name, values in fields.items() if name[:2] == "v:"
+        }
+        accepted_at = time.time()
         deliveries = []
         for address in to:
             this_subject, these_headers = subject, headers
-            if recipient_variables is not None and (
-                subject_is_template or headers_are_templates
-            ):
+            these_variables = user_variables
+            if recipient_variables is not None:
                 variables = recipient_variables.get(address) or {}
-                this_subject = _expand(subject, variables)
-                these_headers = {k: _expand(v, variables) for k, v in headers.items()}
+                these_variables = {
+                    k: _expand(v, variables) for k, v in user_variables.items()
+                }
+                if subject_is_template or headers_are_templates:
+                    this_subject = _expand(subject, variables)
+                    these_headers = {
+                        k: _expand(v, variables) for k, v in headers.items()
+                    }
             deliveries.append(
-                Delivery(address, this_subject, message_id, these_headers)
-            )
-        deliveries.extend(Delivery(a, subject, message_id, headers) for a in others)
+                Delivery(address, this_subject, message_id, these_headers,
+                         these_variables, accepted_at=accepted_at)
+            )  # fmt: skip
+        deliveries.extend(
+            Delivery(a, subject, message_id, headers, user_variables,
+                     accepted_at=accepted_at)
+            for a in others
+        )  # fmt: skip
 
         stored = None
         if self._messages.maxlen:

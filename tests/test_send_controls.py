@@ -89,10 +89,11 @@ def send_all(mailing: Mailing) -> None:
 def died_before_its_request_went_out(batch: Batch) -> None:
     """A worker claimed the batch and died before its request went out: the
     reaper finds its claim stale and the batch uncertain."""
+    claimed_at = timezone.now() - timedelta(
+        seconds=django_settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1
+    )
     Batch.objects.filter(pk=batch.pk).update(
-        status=Batch.Status.SENDING,
-        touched_at=timezone.now()
-        - timedelta(seconds=django_settings.NEWSLETTER_CLAIM_TIMEOUT_SECONDS + 1),
+        status=Batch.Status.SENDING, touched_at=claimed_at, claimed_at=claimed_at
     )
     delivery.mailings_reap()
 
@@ -1086,6 +1087,100 @@ def test_asking_the_provider_before_its_search_lists_what_it_took_changes_nothin
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
 
 
+@pytest.fixture
+def mailgun(settings, fake_esp):
+    """Send through anymail's Mailgun backend to the fake's Mailgun API."""
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = fake_esp.mailgun_settings(sender_domain="example.org")
+    return fake_esp
+
+
+def test_asking_mailgun_records_what_it_took_and_resends_only_what_it_never_took(
+    mailgun,
+    author,
+    planned,
+    readers,
+    clock,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    """A worker died before its batch's request went out; another batch's answer
+    was lost after Mailgun took it. Its Events API, its accepted events of the
+    time each batch went out kept where they name the batch, a page at a time,
+    tells them apart: every reader has exactly one copy."""
+    monkeypatch.setattr(provider, "MAILGUN_PAGE", 2)  # every batch's events on pages
+    first, second, third = planned.batches.order_by("number")
+    died_before_its_request_went_out(first)
+    mailgun.set_faults(drop_after_accept_next=1)
+    delivery.batch_send(batch_id=second.pk)
+    delivery.batch_send(batch_id=third.pk)
+    assert mailgun.count == 4
+    clock.now += timedelta(minutes=35)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run(author, "batch", "settle", first, second) == [
+            ("success", "Settled 2 batches with the provider.")
+        ]
+    assert mailgun.recipients() == {s.email: 1 for s in readers}
+    second.refresh_from_db()
+    assert (second.status, second.sent, second.uncertain) == (Batch.Status.DONE, 2, 0)
+    [taken] = {
+        d.message_id
+        for d in mailgun.deliveries()
+        if d.metadata["batch"] == str(second.pk)
+    }
+    assert set(second.deliveries.values_list("esp_message_id", flat=True)) == {taken}
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.DONE
+
+
+def test_asking_mailgun_before_its_events_are_settled_changes_nothing(
+    mailgun, author, planned, clock
+):
+    """Mailgun's events reach its store out of order, and a page of them is
+    complete only once they are half an hour old: asked sooner, a reader it took
+    could be missing from the answer and be sent a second copy."""
+    mailgun.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    clock.now += timedelta(minutes=10)
+    askable_from = uncertain.finished_at + timedelta(minutes=35)
+    assert run(author, "batch", "settle", uncertain) == [
+        (
+            "warning",
+            "1 batch not settled: uncertain for less than 35 minutes, and the"
+            " provider's search may not list yet what it took. Ask again after"
+            f" {timezone.localtime(askable_from):%H:%M:%S}.",
+        )
+    ]
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.uncertain) == (Batch.Status.UNCERTAIN, 2)
+
+
+def test_asking_mailgun_after_it_may_have_dropped_its_events_changes_nothing(
+    mailgun, author, planned, clock
+):
+    """Mailgun keeps its events for a day on its free plan: asked later, an
+    empty answer would send every reader a second copy. The desk says how to
+    settle the batch by hand."""
+    mailgun.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    clock.now += timedelta(days=1, minutes=1)
+    author.force_login(UserFactory())  # the day-old login has expired
+    assert run(author, "batch", "settle", uncertain) == [
+        (
+            "error",
+            "Could not ask the provider about 1 batch: Mailgun may no longer keep"
+            " its record of what it took (a day, on its free plan). Look the"
+            " batch's readers up in Mailgun's logs: record the batch as sent if it"
+            " took them all, or resend it if it took none.",
+        ),
+    ]
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.uncertain) == (Batch.Status.UNCERTAIN, 2)
+    assert mailgun.count == 6
+
+
 def test_resolving_with_the_provider_resends_only_what_it_never_took(
     settings, planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):
@@ -1560,7 +1655,7 @@ def test_asking_a_provider_without_a_search_changes_nothing_and_says_so(
     fake_esp.set_faults(drop_after_accept_next=1)
     send_all(planned)
     uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
-    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.EMAIL_BACKEND = "anymail.backends.amazon_ses.EmailBackend"
     uncertain_long_enough_to_ask(uncertain)
     response = author.post(
         "/admin/newsletter/batch/",

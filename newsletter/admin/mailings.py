@@ -19,7 +19,7 @@ from posts.validators import addresses_as_stored, row_id_in
 
 from .. import corrections, delivery
 from ..delivery.control import RUNNING
-from ..delivery.provider import SEARCH_LAG, CannotAsk, TooSoonToAsk
+from ..delivery.provider import CannotAsk, TooSoonToAsk, search_lag
 from ..engagement import OPENS_NOT_COUNTED, opens_counted
 from ..enqueue import SENT_ONCE_THE_QUEUE_IS_BACK, queue_reachable
 from ..models import Batch, Delivery, DigestSettings, Mailing
@@ -626,7 +626,7 @@ class BatchAdmin(admin.ModelAdmin):
             noun=_batches,
         )
         if askable_from:
-            minutes = int(SEARCH_LAG.total_seconds() // 60)
+            minutes = int(search_lag().total_seconds() // 60)
             when = timezone.localtime(max(askable_from.values()))
             self.message_user(
                 request,

@@ -21,7 +21,7 @@ from .ledger import (
     close_batch,
     record_outcomes,
 )
-from .provider import SEARCH_LAG, TooSoonToAsk, accepted_recipients
+from .provider import TooSoonToAsk, accepted_recipients, search_lag
 from .sender import close_mailing_if_finished
 
 RUNNING = [Mailing.Status.PLANNING, Mailing.Status.SENDING]
@@ -278,7 +278,7 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
     accepted, so they are queued and sent again: no one gets a second copy, no one
     is left without one. Raises provider.CannotAsk for providers without a search,
     and provider.TooSoonToAsk, changing nothing, for a batch uncertain for less
-    than SEARCH_LAG: its search may not list yet what it took. Raises
+    than its provider's search_lag(): its search may not list yet what it took. Raises
     SentAgainWhileAsked, changing nothing, for one sent again as it was asked.
     """
     # When it turned uncertain: its last attempt's end (close_batch), or the
@@ -286,15 +286,17 @@ def batch_settle_with_provider(*, batch_id: int) -> bool:
     # over. Not touched_at: settling some of its readers moves it.
     asked_about = list(
         Batch.objects.filter(pk=batch_id, status=Batch.Status.UNCERTAIN).values_list(
-            "attempts", "finished_at"
+            "attempts", "claimed_at", "finished_at"
         )
     )
     if not asked_about:
         return False
-    ((attempts, finished_at),) = asked_about
-    if timezone.now() < finished_at + SEARCH_LAG:
-        raise TooSoonToAsk(finished_at + SEARCH_LAG)
-    taken = accepted_recipients(batch=batch_id)
+    ((attempts, claimed_at, finished_at),) = asked_about
+    if timezone.now() < finished_at + search_lag():
+        raise TooSoonToAsk(finished_at + search_lag())
+    taken = accepted_recipients(
+        batch=batch_id, went_out=claimed_at, uncertain_from=finished_at
+    )
     # By the row the message names: the reader may have moved address since, and
     # their copy, taken at the old one, is still theirs. By address where it
     # names none.
