@@ -64,6 +64,10 @@ ESP endpoints (any token/key is accepted; a missing one gets 401):
   first: ``{"items": [{"event": "accepted", "timestamp", "recipient",
   "message": {"headers": {"message-id"}}, "user-variables"}], "paging":
   {"next": URL}}``, a page of at most 300; the page after the last is empty.
+* A Mailgun message to an address on its Unsubscribes list
+  (:meth:`FakeESP.mailgun_unsubscribe`) is accepted and not delivered to it, and
+  ``DELETE /v3/<domain>/unsubscribes/<address>`` takes the address off (404 when
+  it is not on it).
 
 Control endpoints (no auth, never faulted):
 
@@ -136,6 +140,7 @@ FAULT_DEFAULTS: dict[str, Any] = {
 _JSON = "application/json"
 _MAILGUN_PATH = re.compile(r"^/(?:v3/)?([^/]+)/messages/?$")
 _MAILGUN_EVENTS_PATH = re.compile(r"^/(?:v3/)?([^/]+)/events/?$")
+_MAILGUN_UNSUBSCRIBE_PATH = re.compile(r"^/(?:v3/)?([^/]+)/unsubscribes/([^/]+)$")
 _RECIPIENT_VAR = re.compile(r"%recipient\.([^%]+)%")
 _REASONS = {
     200: "OK",
@@ -441,6 +446,29 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def do_DELETE(self):
+        """Mailgun's removal of an address from its Unsubscribes list."""
+        if self._read_body() is None:
+            return
+        match = _MAILGUN_UNSUBSCRIBE_PATH.match(urlsplit(self.path).path)
+        if match is None:
+            self._respond(404, {"message": "Not found"})
+            return
+        if not _basic_auth_ok(self.headers.get("Authorization")):
+            self._respond(401, {"message": "Invalid private key"})
+            return
+        address = unquote(match.group(2)).lower()
+        fake = self.server.fake
+        with fake._lock:
+            listed = address in fake._mailgun_unsubscribed
+            fake._mailgun_unsubscribed -= {address}
+        if not listed:
+            self._respond(404, {"message": "Address not found in unsubscribers table"})
+            return
+        self._respond(
+            200, {"message": "Unsubscribe event has been removed", "address": address}
+        )
+
     def do_POST(self):
         body = self._read_body()
         if body is None:
@@ -667,6 +695,7 @@ class FakeESP:
         self._faults: dict[str, Any] = {}
         self._rng = random.Random()
         self._inactive: frozenset[str] = frozenset()
+        self._mailgun_unsubscribed: set[str] = set()
         self._clear(faults=True)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -867,6 +896,17 @@ class FakeESP:
         an address that hard-bounced or complained (kept across reset())."""
         with self._lock:
             self._inactive |= {a.lower() for a in addresses}
+
+    def mailgun_unsubscribe(self, *addresses: str) -> None:
+        """Put these addresses on Mailgun's Unsubscribes list: it accepts messages
+        to them and delivers none (kept across reset())."""
+        with self._lock:
+            self._mailgun_unsubscribed |= {a.lower() for a in addresses}
+
+    def mailgun_unsubscribes(self) -> set[str]:
+        """The addresses on Mailgun's Unsubscribes list."""
+        with self._lock:
+            return set(self._mailgun_unsubscribed)
 
     # -- state ------------------------------------------------------------------
 
@@ -1138,6 +1178,11 @@ class FakeESP:
             name[2:]: values[0] for name, values in fields.items() if name[:2] == "v:"
         }
         accepted_at = time.time()
+        with self._lock:
+            unsubscribed = set(self._mailgun_unsubscribed)
+        # Mailgun takes the call, and drops the message to an unsubscribed address.
+        to = [a for a in to if a.lower() not in unsubscribed]
+        others = [a for a in others if a.lower() not in unsubscribed]
         deliveries = []
         for address in to:
             this_subject, these_headers = subject, headers

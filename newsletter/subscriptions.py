@@ -39,6 +39,7 @@ from posts.comments.services import (
 from posts.validators import AddressPeriod, inbox_of, normalise_email, written_under
 
 from .delivery import taken_email_send
+from .delivery.provider import mailgun_unsubscribe_delete
 from .emails import (
     build_message,
     confirmation_message,
@@ -1274,6 +1275,10 @@ def confirmation_send(*, consent_id: int) -> None:
     untaken = Consent.objects.filter(pk=consent.pk, confirmation_taken_at=None)
     if not untaken.update(confirmation_taken_at=now):
         return  # sent, or possibly sent, by an earlier run of its task
+    if Suppression.objects.for_email(subscriber.email).exists():
+        # Their own unsubscribe (no other lets a request through, is_blocked),
+        # which Mailgun keeps too: it would drop the email they asked for.
+        mailgun_unsubscribe_delete(email=subscriber.email)
     taken_email_send(
         message,
         give_back=lambda: Consent.objects.filter(

@@ -848,3 +848,39 @@ def test_an_international_address_is_shown_to_its_reader_as_they_write_it(
         assert "<strong>sam@bücher.example</strong>" in page
         assert "xn--" not in page
     assert Subscriber.objects.get().email == "sam@xn--bcher-kva.example"
+
+
+@pytest.fixture
+def mailgun(settings, fake_esp):
+    """Send through anymail's Mailgun backend to the fake's Mailgun API."""
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = fake_esp.mailgun_settings(sender_domain="example.org")
+    return fake_esp
+
+
+def test_a_reader_who_unsubscribed_at_mailgun_gets_their_confirmation_back(
+    client, django_capture_on_commit_callbacks, mailgun
+):
+    """Mailgun keeps a reader who unsubscribed on its Unsubscribes list and drops
+    every email to them: subscribing again, they were told to check their inbox
+    and nothing came. Their asking is the opt-in Mailgun's list waits for."""
+    SubscriberFactory(email="back@example.org")
+    mailgun.mailgun_unsubscribe("back@example.org")
+    subscriptions.subscriber_unsubscribe(subscriber=Subscriber.objects.get())
+    subscribe(client, "back@example.org", django_capture_on_commit_callbacks)
+    assert mailgun.recipients() == {"back@example.org": 1}
+    assert mailgun.mailgun_unsubscribes() == set()
+    # Still out here until their link confirms it.
+    assert Suppression.objects.for_email("back@example.org").exists()
+
+
+def test_mailgun_keeps_an_address_this_site_never_saw_unsubscribe(
+    client, django_capture_on_commit_callbacks, mailgun
+):
+    """Only the reader's own unsubscribe, recorded here, is lifted at Mailgun:
+    not an entry of its list this site knows nothing of (an import, the author's
+    hand), which Mailgun's drop reports here, for the reader's next request."""
+    mailgun.mailgun_unsubscribe("stranger@example.org")
+    subscribe(client, "stranger@example.org", django_capture_on_commit_callbacks)
+    assert mailgun.recipients() == {}
+    assert mailgun.mailgun_unsubscribes() == {"stranger@example.org"}

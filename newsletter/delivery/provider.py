@@ -7,11 +7,16 @@ API, the "accepted" events of the time the batch went out, kept where their
 user-variables name the batch (the API filters by no user variable). Each lags
 what it took: a batch is asked about only once it has been uncertain for its
 provider's search_lag().
+
+Also Mailgun's Unsubscribes list, which a reader who unsubscribed and asks to
+subscribe again is taken off (mailgun_unsubscribe_delete).
 """
 
+import logging
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import NamedTuple
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
@@ -20,6 +25,8 @@ from django.utils import timezone
 from posts.validators import row_id_in
 
 from ..esp import PROVIDER_BY_BACKEND
+
+logger = logging.getLogger(__name__)
 
 PAGE = 500  # Postmark's largest page
 MAILGUN_PAGE = 300  # Mailgun's largest page of events
@@ -127,9 +134,10 @@ def _row_named(metadata: object) -> int | None:
 def _mailgun_accepted(
     batch: int, went_out: datetime | None, uncertain_from: datetime
 ) -> list[Accepted]:
-    key = settings.ANYMAIL.get("MAILGUN_API_KEY")
-    if not key:
+    api = _mailgun_api()
+    if api is None:
         raise CannotAsk("Mailgun's events need ANYMAIL_MAILGUN_API_KEY")
+    domain_url, key = api
     if went_out is None or went_out < timezone.now() - MAILGUN_EVENTS_KEPT:
         raise CannotAsk(
             "Mailgun may no longer keep its record of what it took (a day, on"
@@ -137,13 +145,7 @@ def _mailgun_accepted(
             " record the batch as sent if it took them all, or resend it if it"
             " took none."
         )
-    # anymail sends from this domain, else from the From address's.
-    domain = (
-        settings.ANYMAIL.get("MAILGUN_SENDER_DOMAIN")
-        or (parseaddr(settings.NEWSLETTER_FROM_EMAIL)[1].rpartition("@")[2])
-    )
-    api = settings.ANYMAIL.get("MAILGUN_API_URL", "https://api.mailgun.net/v3")
-    url = f"{api.rstrip('/')}/{domain}/events"
+    url = f"{domain_url}/events"
     params: dict | None = {
         "begin": (went_out - CLOCK_SKEW).timestamp(),
         "end": (uncertain_from + CLOCK_SKEW).timestamp(),
@@ -173,3 +175,40 @@ def _mailgun_accepted(
                 )
             # The next page's URL carries the query.
             url, params = found["paging"]["next"], None
+
+
+def _mailgun_api() -> tuple[str, str] | None:
+    """The URL of the sending domain at Mailgun's API, and the API key; None
+    without a key."""
+    key = settings.ANYMAIL.get("MAILGUN_API_KEY")
+    if not key:
+        return None
+    # anymail sends from this domain, else from the From address's.
+    domain = (
+        settings.ANYMAIL.get("MAILGUN_SENDER_DOMAIN")
+        or (parseaddr(settings.NEWSLETTER_FROM_EMAIL)[1].rpartition("@")[2])
+    )
+    api = settings.ANYMAIL.get("MAILGUN_API_URL", "https://api.mailgun.net/v3")
+    return f"{api.rstrip('/')}/{quote(domain, safe='')}", key
+
+
+def mailgun_unsubscribe_delete(*, email: str) -> None:
+    """Take the address off Mailgun's Unsubscribes list, where it drops every
+    email to it, a confirmation too; nothing where the site does not send
+    through Mailgun, or the address is not on it. Never its Bounces or
+    Complaints lists: those are the author's to judge (admin/readers.py)."""
+    api = _mailgun_api()
+    if PROVIDER_BY_BACKEND.get(settings.EMAIL_BACKEND) != "mailgun" or api is None:
+        return
+    domain_url, key = api
+    try:
+        response = requests.delete(
+            f"{domain_url}/unsubscribes/{quote(email, safe='@')}",
+            auth=("api", key),
+            timeout=30,
+        )
+        if response.status_code != 404:  # 404: not on the list
+            response.raise_for_status()
+    except requests.RequestException:
+        # The email goes all the same: Mailgun may drop it, as it did before.
+        logger.warning("Could not take an address off Mailgun's Unsubscribes list")
