@@ -147,8 +147,9 @@ def _mailgun_accepted(
         )
     url = f"{domain_url}/events"
     params: dict | None = {
-        "begin": (went_out - CLOCK_SKEW).timestamp(),
-        "end": (uncertain_from + CLOCK_SKEW).timestamp(),
+        # Whole seconds, as its API documents them (the margins dwarf the rest).
+        "begin": int((went_out - CLOCK_SKEW).timestamp()),
+        "end": int((uncertain_from + CLOCK_SKEW).timestamp()),
         "event": "accepted",
         "limit": MAILGUN_PAGE,
     }
