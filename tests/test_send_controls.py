@@ -1173,7 +1173,7 @@ def test_asking_mailgun_after_it_may_have_dropped_its_events_changes_nothing(
             "Could not ask the provider about 1 batch: Mailgun may no longer keep"
             " its record of what it took (a day, on its free plan). Look the"
             " batch's readers up in Mailgun's logs: record the batch as sent if it"
-            " took them all, or resend it if it took none.",
+            " took them all, or resend it if not (those it took get a second copy).",
         ),
     ]
     uncertain.refresh_from_db()

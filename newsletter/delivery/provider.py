@@ -142,8 +142,8 @@ def _mailgun_accepted(
         raise CannotAsk(
             "Mailgun may no longer keep its record of what it took (a day, on"
             " its free plan). Look the batch's readers up in Mailgun's logs:"
-            " record the batch as sent if it took them all, or resend it if it"
-            " took none."
+            " record the batch as sent if it took them all, or resend it if not"
+            " (those it took get a second copy)."
         )
     url = f"{domain_url}/events"
     params: dict | None = {
