@@ -13,8 +13,14 @@ import enum
 import html
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, urljoin, urlsplit
 
+from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files.storage import default_storage
+from django.db.models import Exists, OuterRef, Q
+from django.urls import Resolver404, resolve
 from django.utils.html import strip_tags
 
 from .links import link_scheme, web_links
@@ -184,6 +190,96 @@ def check_links_within_the_post(post: Post) -> list[Problem]:
     ]
 
 
+def _site_path(url: str) -> str | None:
+    """The path of this site a link goes to, as a browser reads it ("/posts/kent/"
+    for "https://<the site>/posts/x/../kent/#findings"), or None for a link to
+    another site, or within or under the post (checked above)."""
+    try:
+        parts = urlsplit(html.unescape(url).strip())
+        ours = parts.scheme.lower() in ("http", "https") and (
+            parts.hostname == urlsplit(settings.SITE_URL).hostname
+        )
+    except ValueError:  # e.g. an unbalanced [ in the host
+        return None
+    written_from_the_root = not parts.scheme and not parts.netloc
+    if not ours and not (written_from_the_root and parts.path.startswith("/")):
+        return None
+    return unquote(urljoin("/", parts.path))
+
+
+def _file_exists(path: str) -> bool | None:
+    """Whether an uploaded or static file is at the path, served by nginx or
+    whitenoise before any view; None for a path outside both."""
+    try:
+        if path.startswith(settings.MEDIA_URL):
+            return default_storage.exists(path.removeprefix(settings.MEDIA_URL))
+        if path.startswith(settings.STATIC_URL):
+            return bool(finders.find(path.removeprefix(settings.STATIC_URL)))
+    except (SuspiciousFileOperation, OSError, ValueError):  # "..", too long, a NUL
+        return False
+    return None
+
+
+def _post_slug_or_page(path: str) -> str | bool:
+    """The slug of the post at the path; else whether a page is there. Without
+    its last "/", as Django's APPEND_SLASH redirects to the address with it."""
+    for candidate in dict.fromkeys([path, path.rstrip("/") + "/"]):
+        try:
+            found = resolve(candidate)
+        except Resolver404:
+            continue
+        if found.view_name == "posts:detail":
+            return found.kwargs["slug"]
+        return True
+    return False
+
+
+def _live_slugs(slugs: set[str]) -> tuple[set[str], set[str]]:
+    """Of these slugs, those a post has, and those a post readers can see has:
+    its own or one it had before (FormerSlug), both of which its page answers
+    to. One question for them all."""
+    rows = (
+        Post.objects.filter(Q(slug__in=slugs) | Q(former_slugs__slug__in=slugs))
+        .annotate(live=Exists(Post.objects.published().filter(pk=OuterRef("pk"))))
+        .values_list("slug", "former_slugs__slug", "live")
+    )
+    known, live = set(), set()
+    for slug, former_slug, is_live in rows:
+        known |= {slug, former_slug}
+        if is_live:
+            live |= {slug, former_slug}
+    return known, live
+
+
+def check_links_to_the_site(post: Post) -> list[Problem]:
+    """A link to a page of this site that is not there (a post's address
+    mistyped, an image never uploaded) or to a post readers cannot see (a draft,
+    one scheduled or taken down) gets readers "Page not found". The link checker
+    never sees one written from the root ("/posts/…"), and asks the web about the
+    others later; this asks the site's own addresses and posts, at once."""
+    found = {}  # each link to the site: whether a page is there, or its post's slug
+    for url in dict.fromkeys(link_targets(post.body)):
+        if (path := _site_path(url)) is not None:
+            file = _file_exists(path)
+            found[url] = _post_slug_or_page(path) if file is None else file
+    # The post itself goes live as it is published.
+    slugs = {slug for slug in found.values() if isinstance(slug, str)} - {post.slug}
+    known, live = _live_slugs(slugs) if slugs else (set(), set())
+    return [
+        Problem(
+            Level.WARNING,
+            f"The link “{url[:80]}” goes to a post readers cannot see (a draft, "
+            f"in review, scheduled or taken off the site), so they get “Page not "
+            f"found”: publish that post first, or link elsewhere."
+            if where in known
+            else f"The link “{url[:80]}” leads to nothing on this site, so readers "
+            f"get “Page not found” or a broken image: check its address.",
+        )
+        for url, where in found.items()
+        if where is False or (where in slugs - live)
+    ]
+
+
 def check_dead_links(post: Post) -> list[Problem]:
     if post.pk is None:
         return []
@@ -275,6 +371,7 @@ CHECKS = [
     check_link_schemes,
     check_links_under_the_post,
     check_links_within_the_post,
+    check_links_to_the_site,
     check_alt_text,
     check_dead_links,
     check_excerpt,

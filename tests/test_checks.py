@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from posts import checks, links
 from posts.links import address_is_public, post_links_check, url_check
-from posts.models import LinkCheck, Post
+from posts.models import FormerSlug, LinkCheck, Post
 from posts.services import post_links_check_rung
 from posts.tasks import check_post_links
 
@@ -200,6 +200,140 @@ def test_a_post_without_headings_says_so_of_its_link_to_nowhere():
         PostFactory(body="Back to [the top](#top).")
     )
     assert problem.message.endswith("this post has no headings.")
+
+
+# Links to the site's own pages: a reader following one to a page that is not
+# there, or to a post not live, gets "Page not found".
+
+
+def site_links(post: Post) -> list[str]:
+    return [problem.message for problem in checks.check_links_to_the_site(post)]
+
+
+def no_page(link: str) -> str:
+    return (
+        f"The link \u201c{link}\u201d leads to nothing on this site, so readers get "
+        f"\u201cPage not found\u201d or a broken image: check its address."
+    )
+
+
+def post_not_live(link: str) -> str:
+    return (
+        f"The link \u201c{link}\u201d goes to a post readers cannot see (a draft, "
+        f"in review, scheduled or taken off the site), so they get \u201cPage not "
+        f"found\u201d: publish that post first, or link elsewhere."
+    )
+
+
+def test_a_link_to_a_post_readers_cannot_see_or_to_no_page_is_a_warning(
+    settings, media
+):
+    settings.SITE_URL = "https://probation.example"
+    PostFactory(slug="kent-draft")
+    PostFactory(slug="surrey-in-review", status=Post.Status.REVIEW)
+    PostFactory(
+        slug="sussex-scheduled",
+        status=Post.Status.PUBLISHED,
+        published_at=timezone.now() + datetime.timedelta(days=1),
+    )
+    body = (
+        "[a](/posts/no-such-post/) [b](/posts/kent-draft/) "
+        "[c](/posts/surrey-in-review/#findings) "
+        "[d](https://probation.example/posts/sussex-scheduled/) "
+        "[e](https://PROBATION.example:443/posts/nowhere/?utm_source=x) "
+        "[f](/no-such-page/) ![g](/media/posts/missing.png) "
+        '<img alt="h" src="/static/no-such.css"> [a again](/posts/no-such-post/)'
+    )
+    post = PostFactory(body=body)
+    assert site_links(post) == [
+        no_page("/posts/no-such-post/"),
+        post_not_live("/posts/kent-draft/"),
+        post_not_live("/posts/surrey-in-review/#findings"),
+        post_not_live("https://probation.example/posts/sussex-scheduled/"),
+        no_page("https://PROBATION.example:443/posts/nowhere/?utm_source=x"),
+        no_page("/no-such-page/"),
+        no_page("/media/posts/missing.png"),
+        no_page("/static/no-such.css"),
+    ]
+    assert all(
+        problem.level == checks.Level.WARNING
+        for problem in checks.check_links_to_the_site(post)
+    )
+    assert set(site_links(post)) <= set(
+        messages_of(checks.post_problems(post)).split(" | ")
+    )
+
+
+def test_a_link_to_a_post_taken_off_the_site_is_a_warning():
+    taken_down = PublishedPostFactory(slug="kent")
+    taken_down.status = Post.Status.DRAFT
+    taken_down.save()
+    assert site_links(PostFactory(body="[Kent](/posts/kent/)")) == [
+        post_not_live("/posts/kent/")
+    ]
+
+
+def test_links_to_the_sites_live_pages_and_files_are_no_warning(
+    settings, media, django_assert_max_num_queries
+):
+    settings.SITE_URL = "https://probation.example"
+    live = PublishedPostFactory(slug="kent")
+    FormerSlug.objects.create(post=live, slug="kent-2023")
+    (media / "posts").mkdir(parents=True)
+    (media / "posts" / "chart.png").write_bytes(b"png")
+    body = (
+        "[a](/posts/kent/) [b](https://probation.example/posts/kent/#findings) "
+        "[c](/posts/kent-2023/) [d](/posts/kent) [e](/) [f](https://probation.example) "
+        "[g](/inspections/?rating=good) [h](/feed/) [i](/search/?q=kent) "
+        "[j](/subscribe/) ![k](/media/posts/chart.png) [l](/static/site.css) "
+        "[m](https://example.org/posts/nowhere/) [n](mailto:x@e.org) [o](#top) "
+        "[p](//example.org/x) [q](?page=2) [r](../kent/) "
+        "[s](/posts/" + "draft-of-itself/)"
+    )
+    post = PostFactory(slug="draft-of-itself", body=body)
+    # One question for all the body's post links, however many.
+    with django_assert_max_num_queries(1):
+        assert site_links(post) == []
+
+
+def test_a_body_without_links_to_the_site_asks_the_database_nothing(
+    django_assert_num_queries,
+):
+    post = PostFactory(body="[a](https://example.org/posts/x/) Plain words.")
+    with django_assert_num_queries(0):
+        assert site_links(post) == []
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "//",
+        "///",
+        "/%",
+        "/%00",
+        "/posts/%ZZ/",
+        "/posts/\u0175yr-\u2603/",
+        "/posts/" + "a" * 5000 + "/",
+        "/media/../../etc/passwd",
+        "/static/../newsletter/settings.py",
+        "/media/" + "a" * 5000 + ".png",
+        "http://[::1",
+        "https://probation.example:99999/posts/x/",
+        "javascript:alert(1)",
+        "/posts/x/../../admin/",
+    ],
+)
+def test_an_odd_link_to_the_site_is_a_warning_never_a_crash(
+    settings, media, client, link
+):
+    settings.SITE_URL = "https://probation.example"
+    post = PostFactory(body=f'[x]({link}) <a href="{link}">y</a>')
+    checks.post_problems(post)
+    user = UserFactory()
+    client.force_login(user)
+    assert client.get(f"/admin/posts/post/{post.pk}/change/").status_code == 200
+    response = client.post("/admin/posts/post/preview/", {"body": post.body})
+    assert response.status_code == 200
 
 
 def test_an_empty_excerpt_is_a_warning():
