@@ -1242,13 +1242,23 @@ class PostAdmin(admin.ModelAdmin):
             self.has_add_permission(request) or self.has_change_permission(request)
         ):
             raise PermissionDenied
-        body_html = render_markdown(request.POST.get("body", ""))
+        body = request.POST.get("body", "")
+        post = Post(body=body, body_html=render_markdown(body))
+        # The checks that read the text alone, in the words saving shows them in.
+        problems = checks.post_problems(post, checks=checks.BODY_CHECKS)
         return JsonResponse(
             {
-                "html": body_html,
+                "html": post.body_html,
                 # The words readers will see, as the post's page counts them.
-                "words": word_count(plain_text(body_html)),
-                "minutes": Post(body_html=body_html).reading_minutes,
+                "words": word_count(plain_text(post.body_html)),
+                "minutes": post.reading_minutes,
+                "problems": (
+                    render_to_string(
+                        "admin/posts/preview_problems.html", {"problems": problems}
+                    )
+                    if problems
+                    else ""
+                ),
             }
         )
 

@@ -2,7 +2,8 @@
 
 Each check reads a post and returns Problems; none writes. A blocking problem stops
 the publish; a warning asks the author to confirm. The admin shows them on the
-post's page and runs them again when the post is published. The newsletter adds
+post's page and runs them again when the post is published; the editor's live
+preview runs those that read the body alone as the author types. The newsletter adds
 its own (the email's size and subject) through its post admin, since posts knows
 nothing of email. Dead links come from the link checker's stored results
 (posts.links, run by a worker), so reading them here costs no request.
@@ -12,6 +13,7 @@ import datetime
 import enum
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -367,12 +369,17 @@ def check_title_unused(post: Post) -> list[Problem]:
     ]
 
 
-CHECKS = [
+Check = Callable[[Post], list[Problem]]
+# Those that read the body alone: the editor's preview runs them as the author types.
+BODY_CHECKS: list[Check] = [
     check_link_schemes,
     check_links_under_the_post,
     check_links_within_the_post,
     check_links_to_the_site,
     check_alt_text,
+]
+CHECKS: list[Check] = [
+    *BODY_CHECKS,
     check_dead_links,
     check_excerpt,
     check_inspection_facts,
@@ -381,7 +388,8 @@ CHECKS = [
 ]
 
 
-def post_problems(post: Post) -> list[Problem]:
-    """Every problem the publication's own checks find, blocking ones first."""
-    problems = [problem for check in CHECKS for problem in check(post)]
+def post_problems(post: Post, *, checks: list[Check] = CHECKS) -> list[Problem]:
+    """Every problem the publication's own checks (or those given) find, blocking
+    ones first."""
+    problems = [problem for check in checks for problem in check(post)]
     return sorted(problems, key=lambda problem: not problem.blocking)

@@ -918,6 +918,21 @@ def test_author_writes_markdown_and_sees_the_preview_as_readers_will(browser, si
     author.get_by_text("7 words, about 1 min to read").wait_for()
     save_screenshot(author, "admin-editor")
 
+    # A link to a post the site does not have: the checks under the preview say
+    # so as the author types, in the words saving would, read out as they change.
+    body.press_sequentially(" See [Kent](/posts/kent-next/).")
+    checks = author.locator(".markdown-editor-problems")
+    checks.get_by_role(
+        "heading", name="Checks before publishing, on this text"
+    ).wait_for()
+    checks.get_by_role("listitem").filter(
+        has_text="Warning: The link “/posts/kent-next/” leads to nothing on this site"
+    ).wait_for()
+    assert checks.get_attribute("aria-live") == "polite"
+    # Fixed, the list goes.
+    body.fill(body.input_value().replace(" See [Kent](/posts/kent-next/).", ""))
+    checks.get_by_role("heading").wait_for(state="detached")
+
     # Leaving with unsaved changes asks first; the author stays.
     dialogs = []
     author.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))

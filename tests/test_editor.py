@@ -1,12 +1,15 @@
 """The post editor in the admin: a live preview from the site's own renderer, a
 toolbar, the post's images to insert, and a textarea that works without JavaScript."""
 
+import html
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.staticfiles import finders
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from posts import checks
 from posts.markdown import render_markdown
 from posts.models import Post, PostImage
 
@@ -48,7 +51,7 @@ def test_the_preview_counts_words_and_reading_time(client, author):
     preview = client.post(PREVIEW_URL, {"body": "word " * 500}).json()
     assert (preview["words"], preview["minutes"]) == (500, 3)
     empty = client.post(PREVIEW_URL, {}).json()
-    assert empty == {"html": "", "words": 0, "minutes": 1}
+    assert empty == {"html": "", "words": 0, "minutes": 1, "problems": ""}
 
 
 def test_the_preview_counts_the_words_readers_will_see(client, author):
@@ -57,6 +60,29 @@ def test_the_preview_counts_the_words_readers_will_see(client, author):
     body = f"{'word ' * 458}{link}\n\n{note}"
     preview = client.post(PREVIEW_URL, {"body": body}).json()
     assert (preview["words"], preview["minutes"]) == (460, 2)
+
+
+def test_the_preview_lists_the_texts_warnings_as_saving_would(client, author):
+    """The author saw a warning only on saving: a link to a post not yet live,
+    written minutes before, went unnoticed until then."""
+    PostFactory(slug="kent-draft")
+    body = (
+        "See [Kent](/posts/kent-draft/), [the board](#the-board) and "
+        "[x](javascript:alert(1)).\n\n![](https://example.org/chart.png)"
+    )
+    preview = client.post(PREVIEW_URL, {"body": body}).json()
+    listed = checks.post_problems(PostFactory(body=body))
+    problems = html.unescape(preview["problems"])
+    assert "<h2>Checks before publishing, on this text</h2>" in problems
+    assert problems.count("<li") == len(listed) == 4
+    for problem in listed:
+        said = "Blocks publishing:" if problem.blocking else "Warning:"
+        assert f"<strong>{said}</strong> {problem.message}</li>" in problems
+
+
+def test_the_preview_of_a_text_without_problems_lists_none(client, author):
+    preview = client.post(PREVIEW_URL, {"body": "[a](https://example.org/)"}).json()
+    assert preview["problems"] == ""
 
 
 def test_the_preview_answers_only_a_post_with_a_csrf_token(author):

@@ -1,8 +1,9 @@
 // The post editor in the admin: a toolbar that inserts Markdown at the cursor, a
 // live preview rendered by the site itself (POST to the admin's preview URL, so
-// what it shows is what readers get), word count and reading time, and a question
-// before leaving a page with unsaved changes. Without JavaScript the textarea works
-// alone. No inline script or style: the admin runs under a strict CSP.
+// what it shows is what readers get), word count and reading time, the checks
+// before publishing that read the text alone, and a question before leaving a page
+// with unsaved changes. Without JavaScript the textarea works alone. No inline
+// script or style: the admin runs under a strict CSP.
 "use strict";
 
 (function () {
@@ -56,9 +57,11 @@
     const form = textarea.form;
     const preview = editor.querySelector(".markdown-editor-preview");
     const stats = editor.querySelector(".markdown-editor-stats");
+    const problems = editor.querySelector(".markdown-editor-problems");
     const toolbar = editor.querySelector(".markdown-editor-toolbar");
     let timer = null;
     let latest = 0;
+    let problemsShown = "";
 
     async function refresh() {
       const request = ++latest;
@@ -77,6 +80,12 @@
         // Sanitised by the server (posts.markdown), exactly as on the site.
         preview.innerHTML = answer.html;
         stats.textContent = `${answer.words} words, about ${answer.minutes} min to read`;
+        // Rendered by the server, in the words saving shows them in. Replaced only
+        // when they change: the live region reads them out each time it is.
+        if (answer.problems !== problemsShown) {
+          problems.innerHTML = answer.problems;
+          problemsShown = answer.problems;
+        }
       } catch (error) {
         if (request === latest) stats.textContent = "The preview is unavailable just now.";
       }
