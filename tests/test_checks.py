@@ -168,6 +168,14 @@ def test_a_footnote_cited_but_never_written_or_written_but_never_cited_is_a_warn
     assert all(p.level == checks.Level.WARNING for p in problems)
 
 
+def test_an_escaped_citation_is_the_authors_own_text_and_no_warning():
+    # "\[^2]" is how an author writes "[^2]" as text: readers see it as meant.
+    post = PostFactory(
+        body="Cited.[^1] Written as text: \\[^2] and [^3\\].\n\n[^1]: Kent."
+    )
+    assert checks.check_links_within_the_post(post) == []
+
+
 def test_a_footnote_written_twice_is_a_warning():
     # The footnote plugin shows the last "[^1]: …" alone: the first source was
     # lost to readers, and the page gave no sign of it.
