@@ -283,7 +283,7 @@ _CITATION = re.compile(r"\[\^([^\]\s]+)\]")
 
 # The notes as the author wrote them, each in its place: the renderer's last step
 # (footnote_tail) moves them to the end, and keeps one note of each label. Each
-# sign the author escaped ("\\[^2]", written to be read as typed) stays a token of
+# sign the author escaped ("\[^2]", written to be read as typed) stays a token of
 # its own (text_join made it text), so it begins no citation.
 _notes_as_written = (
     MarkdownIt("commonmark")
