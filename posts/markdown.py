@@ -111,6 +111,22 @@ def _back_to_the_text(self, tokens, idx, options, env) -> str:
 
 _markdown.add_render_rule("footnote_anchor", _back_to_the_text)
 
+
+# The notes a list named for a screen reader ("list, Notes, 2 items"), as GitHub
+# names its by a heading it hides. A name, not a heading: no word of the post (its
+# search text, the email's text part), no level in the page's outline, and the
+# same in an email, where no stylesheet hides a heading.
+def _notes_named(self, tokens, idx, options, env) -> str:
+    return '<hr>\n<ol aria-label="Notes">\n'
+
+
+def _notes_end(self, tokens, idx, options, env) -> str:
+    return "</ol>\n"
+
+
+_markdown.add_render_rule("footnote_block_open", _notes_named)
+_markdown.add_render_rule("footnote_block_close", _notes_end)
+
 # Each heading named by its words, as GitHub does ("Officers' caseloads" is
 # "officers-caseloads", a second "Findings" "findings-1"), for the author's
 # "[Findings](#findings)". The sanitiser puts them under ID_PREFIX.
@@ -158,7 +174,7 @@ ALLOWED_ATTRIBUTES = {
     **{heading: {"id"} for heading in ("h2", "h3", "h4", "h5", "h6")},
     "li": {"id"},  # a footnote
     "img": {"src", "alt", "title", "width", "height"},
-    "ol": {"start"},
+    "ol": {"start", "aria-label"},  # aria-label: the notes
     "th": {"scope"},
 }
 

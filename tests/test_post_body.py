@@ -275,6 +275,17 @@ def test_footnotes_are_notes_at_the_end_with_a_way_back_on_the_page(client):
     )
 
 
+def test_the_notes_are_a_list_named_notes_on_the_page_and_in_the_email(client):
+    """A screen reader's user met an unnamed list at the end of the post. Its name
+    is no word of the post: not in the search text, nor the email's text part."""
+    shown = everywhere(client, NOTED)
+    for where in ("page", "email"):  # the email's with its style
+        assert re.search(r'<ol aria-label="Notes"[ >]', shown[where])
+    post = Post.objects.get()
+    assert "Notes" not in post.search_text
+    assert "Notes" not in shown["text"]
+
+
 def test_a_heading_named_like_a_note_leaves_the_notes_links_to_the_note(client):
     """A heading "fn1" had the id of the first note, and "fnref1" that of where
     it is cited: the note's [1] and its way back landed on the heading."""
