@@ -33,7 +33,7 @@ from django.utils.formats import date_format
 from django.utils.text import Truncator
 
 from posts.images import email_image
-from posts.markdown import alignment_inline, whole_links
+from posts.markdown import alignment_inline, places_as_print, whole_links
 from posts.models import Post, PostUpdate
 from posts.related import related_posts
 from posts.validators import normalise_email
@@ -299,7 +299,11 @@ def post_email_context(post: Post, *, full: bool) -> dict:
     """What the post templates need: the post, its links, and what the post page
     shows around it (the inspection fact box, related posts, the sponsor line)."""
     post_url = settings.SITE_URL + post.get_absolute_url()
-    body_html = whole_links(_images_for_mail(post.body_html), page_url=post_url)
+    body_html = _images_for_mail(post.body_html)
+    # The text part reads the places in the post itself ("[note 1]"); the HTML
+    # part has them as print has them.
+    body_text = html_to_text(whole_links(body_html, page_url=post_url)) if full else ""
+    body_html = whole_links(places_as_print(body_html), page_url=post_url)
     # A table's alignment in the cell's own style, which wins over the layout's
     # (text-align: left) as css-inline merges them.
     body_html = alignment_inline(body_html)
@@ -312,7 +316,7 @@ def post_email_context(post: Post, *, full: bool) -> dict:
         "summary": summary,
         "preheader": Truncator(summary).chars(140),
         "body_html": body_html,
-        "body_text": html_to_text(body_html) if full else "",
+        "body_text": body_text,
         # As the post page shows them: a reader sent the post after a correction
         # gets it with the post, and no correction email.
         "updates": list(post.updates.all()),

@@ -26,7 +26,13 @@ from django.urls import Resolver404, resolve
 from django.utils.html import strip_tags
 
 from .links import link_scheme, web_links
-from .markdown import ID_PREFIX, URL_SCHEMES, link_targets, notes_astray
+from .markdown import (
+    ID_PREFIX,
+    LINK_WITHIN,
+    URL_SCHEMES,
+    link_targets,
+    notes_astray,
+)
 from .models import Inspection, LinkCheck, Post, Rating
 
 
@@ -88,10 +94,7 @@ def check_link_schemes(post: Post) -> list[Problem]:
 
 
 # In the rendered body, where the sanitiser has put every id and "#" link under
-# ID_PREFIX: a link to a place in the body, each id, and each heading's.
-_LINK_WITHIN = re.compile(
-    rf'<a\b[^>]*?\shref="#{ID_PREFIX}([^"]*)"[^>]*>(.*?)</a>', re.S
-)
+# ID_PREFIX: each id, and each heading's.
 _ID = re.compile(rf'\sid="{ID_PREFIX}([^"]*)"')
 _HEADING = re.compile(rf'<h([2-6]) id="{ID_PREFIX}([^"]*)">(.*?)</h\1>', re.S)
 
@@ -149,7 +152,7 @@ def check_links_within_the_post(post: Post) -> list[Problem]:
     # A browser reads the link's place with its %-escapes undone ("#ŵyr").
     nowhere = {
         target: _words(text)[:80]
-        for target, text in _LINK_WITHIN.findall(post.body_html)
+        for target, text in LINK_WITHIN.findall(post.body_html)
         if unquote(html.unescape(target)) not in ids
     }
     notes = notes_astray(post.body)

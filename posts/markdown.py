@@ -351,13 +351,27 @@ _APART_TAG = re.compile(
 
 
 # A footnote's way back to where it is cited: an arrow, no word of the post.
-_BACK_TO_THE_TEXT = re.compile(rf'<a href="#{ID_PREFIX}fnref[^"]*"[^>]*>[^<]*</a>')
+_BACK_TO_THE_TEXT = re.compile(rf' ?<a href="#{ID_PREFIX}fnref[^"]*"[^>]*>[^<]*</a>')
+# A link to a place in the body (ID_PREFIX taken off the place), and its words: a
+# heading, a note where it is cited ("[1]"), a note's way back.
+LINK_WITHIN = re.compile(
+    rf'<a\b[^>]*?\shref="#{ID_PREFIX}([^"]*)"[^>]*>(.*?)</a>', re.S
+)
 
 
 def plain_text(body_html: str) -> str:
     """The words of a rendered body as a reader sees them, for snippets."""
     words = _APART_TAG.sub(" ", _BACK_TO_THE_TEXT.sub("", body_html))
     return " ".join(html.unescape(strip_tags(words)).split())
+
+
+def places_as_print(body_html: str) -> str:
+    """The body for an email, which holds the whole post: read as print, each
+    place in it is no link (a mail program has no page to go to, and a link to the
+    post's page would leave the email for the website). A section's name stays as
+    words, a note's number a plain "[1]", and a note has no way back, as in the
+    email's text part (newsletter.plaintext). The post's page keeps every link."""
+    return LINK_WITHIN.sub(r"\2", _BACK_TO_THE_TEXT.sub("", body_html))
 
 
 # A post body's links and images (in a tag: text may hold ' href="'), and a

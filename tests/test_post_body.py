@@ -4,7 +4,6 @@ post's page and in both parts of its email."""
 import re
 
 import pytest
-from django.conf import settings
 
 from newsletter.emails import PostEmail
 from newsletter.models import Link
@@ -217,23 +216,36 @@ def test_an_id_in_the_authors_own_html_is_kept_only_under_the_prefix(client):
     assert '<p id="content">' not in page and "<p>Text</p>" in page
 
 
-def test_a_link_to_a_heading_in_the_email_goes_to_it_on_the_posts_page(
+def test_a_place_in_the_post_is_no_link_in_its_email_as_in_print(
     django_capture_on_commit_callbacks,
 ):
-    """A mail program has no page to find "#findings" in: the email's link goes,
-    through the click redirect like any other, to the heading on the post's page."""
-    post = PostFactory(body=SECTIONS, email_format=Post.EmailFormat.FULL)
+    """Each note's number and each note's way back was a counted link to the
+    post's page (a post of 10 notes, 20), and the way back left the email for the
+    website. The email holds the whole post, as its text part does: a section's
+    name stays as words, a note's number a plain superscript, the way back goes."""
+    post = PostFactory(
+        body=SECTIONS + "\n\n" + NOTED, email_format=Post.EmailFormat.FULL
+    )
     with django_capture_on_commit_callbacks(execute=False):
         post_publish(post=post)
     mailing = post.mailings.get()
     email = PostEmail(post, mailing_id=mailing.pk).rendered
-    assert 'href="#' not in email.html
-    page = settings.SITE_URL + post.get_absolute_url()
     counted = set(Link.objects.filter(mailing=mailing).values_list("url", flat=True))
-    assert {page + "#user-content-findings", page + "#user-content-findings-1"} <= (
-        counted
+    assert not any("#" in url for url in counted)
+    assert "user-content-f" not in " ".join(re.findall(r'href="[^"]*"', email.html))
+    html = " ".join(email.html.split())
+    assert "The findings come first, then the later ones." in html
+    assert (
+        "Caseloads were high.<sup>[1]</sup> Leadership was clear.<sup>[2]</sup>" in html
     )
-    assert not any(url.endswith("#findings") for url in counted)
+    assert re.search(
+        r"<li[^>]*>\s*<p[^>]*>HMI Probation, Kent report, 2024\.</p>", html
+    )
+    assert "Back to the text" not in html and "\u21a9" not in html
+    # The web page keeps both ways.
+    page = " ".join(post.body_html.split())
+    assert 'href="#user-content-findings"' in page
+    assert page.count('aria-label="Back to the text"') == 3
 
 
 NOTED = (
@@ -305,7 +317,6 @@ def test_a_heading_named_like_a_note_leaves_the_notes_links_to_the_note(client):
 def test_footnotes_in_both_parts_of_the_email(client):
     shown = everywhere(client, NOTED)
     assert "[^" not in shown["email"] and "[^" not in shown["text"]
-    assert re.search(r'<a href="[^"]*#user-content-fn1"[^>]*>\[1\]</a>', shown["email"])
     # The text part: each note's number where it is cited, the notes at the end,
     # with no way back (an arrow) and no link to the page for either.
     text = shown["text"]
