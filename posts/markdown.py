@@ -6,6 +6,7 @@ sees while typing is what readers get.
 
 import html
 import re
+import secrets
 from collections import Counter
 from typing import NamedTuple
 from urllib.parse import urljoin
@@ -143,6 +144,36 @@ def _heading_id(title: str) -> str:
 
 _markdown.use(anchors_plugin, max_level=6, slug_func=_heading_id)
 
+
+# Each id the renderer makes (a heading's, a note's, where a note is cited) begins
+# with the render's mark, for the sanitiser to tell it from an id in the author's
+# own HTML, which must not take its name (render_markdown).
+def _heading_ids_marked(state) -> None:
+    for token in state.tokens:
+        if token.type == "heading_open" and (ident := token.attrGet("id")):
+            token.attrSet("id", state.env.get("id_mark", "") + ident)
+
+
+_markdown.core.ruler.push("heading_ids_marked", _heading_ids_marked)
+
+
+def _note_cited(self, tokens, idx, options, env) -> str:
+    number = tokens[idx].meta["id"] + 1
+    place = f"fnref{number}"
+    if tokens[idx].meta["subId"] > 0:  # the second place the note is cited
+        place += f":{tokens[idx].meta['subId']}"
+    caption = self.rules["footnote_caption"](tokens, idx, options, env)
+    mark = env.get("id_mark", "")
+    return f'<sup><a href="#fn{number}" id="{mark}{place}">{caption}</a></sup>'
+
+
+def _note_open(self, tokens, idx, options, env) -> str:
+    return f'<li id="{env.get("id_mark", "")}fn{tokens[idx].meta["id"] + 1}">'
+
+
+_markdown.add_render_rule("footnote_ref", _note_cited)
+_markdown.add_render_rule("footnote_open", _note_open)
+
 # A table column's alignment (|--:| for figures: caseloads, ratings) as a class,
 # align-left, align-center or align-right, not as the style="text-align:…" that
 # markdown-it writes: the site's Content-Security-Policy refuses style attributes,
@@ -208,15 +239,34 @@ _VALID_VALUES = {
 ID_PREFIX = "user-content-"
 
 
-def _valid_value(tag: str, attribute: str, value: str) -> str | None:
-    valid = _VALID_VALUES.get(attribute)
-    if valid is not None and not valid.fullmatch(value):
-        return None
-    if attribute == "id":
-        return ID_PREFIX + value
-    if attribute == "href" and value.startswith("#") and value != "#":
-        return "#" + ID_PREFIX + value[1:]
-    return value
+def _valid_values(rendered: str, *, mark: str):
+    """The sanitiser's check of each attribute's value, for one rendered body whose
+    own ids begin with `mark`. One rule for the author's ids: each is kept under
+    ID_PREFIX, for the author's "#" links to their own anchors, unless the renderer
+    made that id (a heading's, a note's: <a id="fn1"> took the first note's) or
+    the author wrote it before (an id is one place). Then it goes."""
+    made = {
+        html.unescape(ident)
+        for ident in re.findall(rf'\sid="{re.escape(mark)}([^"]*)"', rendered)
+    }
+    authors = set()
+
+    def valid_value(tag: str, attribute: str, value: str) -> str | None:
+        valid = _VALID_VALUES.get(attribute)
+        if valid is not None and not valid.fullmatch(value):
+            return None
+        if attribute == "id":
+            if value.startswith(mark):
+                return ID_PREFIX + value.removeprefix(mark)
+            if value in made or value in authors:
+                return None
+            authors.add(value)
+            return ID_PREFIX + value
+        if attribute == "href" and value.startswith("#") and value != "#":
+            return "#" + ID_PREFIX + value[1:]
+        return value
+
+    return valid_value
 
 
 URL_SCHEMES = {"http", "https", "mailto"}
@@ -240,12 +290,15 @@ TABLE_BOX = '<div class="table-box" role="region" aria-label="Table" tabindex="0
 
 
 def render_markdown(text: str) -> str:
+    # New each time: no author can write it in their HTML.
+    mark = secrets.token_hex(8)
+    rendered = _markdown.render(text, {"id_mark": mark})
     body = nh3.clean(
-        _markdown.render(text),
+        rendered,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         allowed_classes={"td": ALIGNMENT_CLASSES, "th": ALIGNMENT_CLASSES},
-        attribute_filter=_valid_value,
+        attribute_filter=_valid_values(rendered, mark=mark),
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer",
     )

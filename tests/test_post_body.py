@@ -216,6 +216,30 @@ def test_an_id_in_the_authors_own_html_is_kept_only_under_the_prefix(client):
     assert '<p id="content">' not in page and "<p>Text</p>" in page
 
 
+def test_an_id_in_the_authors_own_html_leaves_the_headings_and_notes_theirs(client):
+    """An author's <a id="fn1"> took the id of the first note, and <a id="findings">
+    that of the heading "Findings": the note's [1] landed on the author's anchor.
+    An id the renderer makes is the heading's or the note's; an author's id of the
+    same name goes, as does an author's id written twice, and any other is kept
+    under the prefix, for the author's own "#" link to it."""
+    post = PublishedPostFactory(
+        body='<a id="fn1">Here</a> <a id="fnref1">There</a> <a id="findings">F</a> '
+        '<a id="user-content-fn1">U</a> <a id="kent">Kent</a> <a id="kent">Again</a>'
+        "\n\n## Findings\n\nCited.[^a] [Back to Kent](#kent)\n\n[^a]: The source."
+    )
+    page = client.get(post.get_absolute_url()).text
+    ids = re.findall(r'\sid="([^"]*)"', page)
+    assert len(ids) == len(set(ids))
+    assert '<li id="user-content-fn1">' in page
+    assert 'id="user-content-fnref1"' in re.search(r"Cited\.<sup>(.*?)</sup>", page)[1]
+    assert '<h2 id="user-content-findings">Findings</h2>' in page
+    anchors = page.replace(' rel="noopener noreferrer"', "")
+    assert "<a>Here</a> <a>There</a> <a>F</a>" in anchors
+    assert '<a id="user-content-user-content-fn1">U</a>' in anchors
+    assert '<a id="user-content-kent">Kent</a> <a>Again</a>' in anchors
+    assert '<a href="#user-content-kent"' in page
+
+
 def test_a_place_in_the_post_is_no_link_in_its_email_as_in_print(
     django_capture_on_commit_callbacks,
 ):
