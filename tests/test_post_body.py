@@ -384,6 +384,19 @@ def test_posts_saved_before_get_their_headings_and_footnotes_after_the_deploy(
     assert plain.search_text == "as it was"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_posts_saved_before_get_their_notes_named_after_the_deploy(client):
+    noted = PublishedPostFactory(body='<a id="fn1">Here</a>\n\n' + NOTED)
+    old_html = noted.body_html.replace(' aria-label="Notes"', "").replace(
+        "<a>Here</a>", '<a id="user-content-fn1">Here</a>'
+    )
+    Post.objects.filter(pk=noted.pk).update(body_html=old_html)  # as it was stored
+    migrate_again_after("posts", "0030_headings_named_and_footnotes")
+    page = client.get(noted.get_absolute_url()).text
+    assert '<ol aria-label="Notes">' in page
+    assert page.count('id="user-content-fn1"') == 1
+
+
 def test_a_caret_before_a_link_leaves_it_a_link_not_an_inline_note():
     # Pandoc's inline notes ("^[…]"), on by default in the footnote plugin, made
     # "^[the report](…)" a note reading "the report" and dropped its link.
