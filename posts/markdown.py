@@ -289,6 +289,13 @@ _HTML_LINK = re.compile(r"""\b(?:href|src)\s*=\s*["']?([^"'\s>]+)""", re.IGNOREC
 TABLE_BOX = '<div class="table-box" role="region" aria-label="Table" tabindex="0">'
 
 
+# The sanitiser gives every <a> its rel (last), and HTML allows rel only on a link:
+# an author's anchor (<a id="kent">, no href) made the page invalid HTML.
+_ANCHOR_REL = re.compile(
+    r'<a((?:\s(?!href=)[a-z-]+="[^"]*")*) rel="noopener noreferrer">'
+)
+
+
 def render_markdown(text: str) -> str:
     # New each time: no author can write it in their HTML.
     mark = secrets.token_hex(8)
@@ -302,6 +309,7 @@ def render_markdown(text: str) -> str:
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer",
     )
+    body = _ANCHOR_REL.sub(r"<a\1>", body)
     return body.replace("<table>", TABLE_BOX + "<table>").replace(
         "</table>", "</table></div>"
     )

@@ -73,7 +73,8 @@ def test_every_page_passes_the_w3c_html_checker(
     comments_approve(comments=Comment.objects.filter(name="Sam"))
     sams_comment = Comment.objects.get(name="Sam")
     # An author's raw HTML with values no browser can read, which the sanitiser
-    # kept and the page carried; and a Markdown table's alignment.
+    # kept and the page carried, and an id a note has; a Markdown table's
+    # alignment; and the notes, a list named for a screen reader.
     PublishedPostFactory(
         slug="raw-html",
         published_at=timezone.now().replace(microsecond=0),  # as the desk publishes
@@ -82,7 +83,8 @@ def test_every_page_passes_the_w3c_html_checker(
         '<td align="right" lang="not a lang!">48</td></tr></table>\n\n'
         '<img src="/media/chart.png" alt="A chart" width="50%" height="auto">\n\n'
         '<ol start="abc"><li>First</li></ol>\n\n'
-        '<p lang="welsh">Croeso</p> <p lang="en_GB">Welcome</p>',
+        '<p lang="welsh">Croeso</p> <p lang="en_GB">Welcome</p>\n\n'
+        '<a id="fn1">Here</a>, cited.[^1]\n\n[^1]: The source.',
     )
     files = {}
     for number, (url, status) in enumerate(PAGES):
