@@ -860,6 +860,21 @@ def test_a_posts_links_to_its_own_sections_and_notes_go_to_them(browser, site):
     page.context.close()
 
 
+def test_a_posts_notes_are_a_list_named_notes_that_axe_passes(browser, site):
+    """A screen reader met the notes at the end of a post as an unnamed list."""
+    require(AXE_SCRIPT, "npm install --prefix tests/browser (.ci/run does)")
+    post = PublishedPostFactory(
+        body="## Findings\n\nCaseloads were high.[^1]\n\n### Kent\n\nAs were Kent's."
+        "[^2]\n\n[^1]: HMI Probation, 2024.\n[^2]: Kent report."
+    )
+    page = axe_page(browser, "desktop", "light")
+    page.goto(f"{site}{post.get_absolute_url()}")
+    notes = page.get_by_role("list", name="Notes")
+    assert notes.get_by_role("listitem").count() == 2
+    assert accessibility_violations(page, at_least="minor") == []
+    page.context.close()
+
+
 def test_a_refused_form_puts_the_reader_on_its_errors_and_each_links_to_its_field(
     browser, site
 ):
