@@ -278,6 +278,14 @@ def fake_esp(settings):
 
 
 @pytest.fixture
+def mailgun(settings, fake_esp):
+    """Send through anymail's real Mailgun backend to the same fake's Mailgun API."""
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = fake_esp.mailgun_settings(sender_domain="mg.example.org")
+    return fake_esp
+
+
+@pytest.fixture
 def publish(django_capture_on_commit_callbacks):
     """Publish a post as the admin does, running what waits for the commit."""
     from posts.services import post_publish

@@ -37,13 +37,6 @@ def plan(post) -> Mailing:
     return mailing
 
 
-@pytest.fixture
-def mailgun(settings, fake_esp):
-    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
-    settings.ANYMAIL = fake_esp.mailgun_settings(sender_domain="mg.example.org")
-    return fake_esp
-
-
 @pytest.mark.parametrize("mode", ["auto", "single"])
 def test_a_mailing_goes_on_the_broadcast_stream_and_a_confirmation_does_not(
     fake_esp, settings, on_commit, mode

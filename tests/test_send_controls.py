@@ -1087,14 +1087,6 @@ def test_asking_the_provider_before_its_search_lists_what_it_took_changes_nothin
     assert fake_esp.recipients() == {s.email: 1 for s in readers}
 
 
-@pytest.fixture
-def mailgun(settings, fake_esp):
-    """Send through anymail's Mailgun backend to the fake's Mailgun API."""
-    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
-    settings.ANYMAIL = fake_esp.mailgun_settings(sender_domain="example.org")
-    return fake_esp
-
-
 def test_asking_mailgun_records_what_it_took_and_resends_only_what_it_never_took(
     mailgun,
     author,

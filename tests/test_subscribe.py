@@ -850,14 +850,6 @@ def test_an_international_address_is_shown_to_its_reader_as_they_write_it(
     assert Subscriber.objects.get().email == "sam@xn--bcher-kva.example"
 
 
-@pytest.fixture
-def mailgun(settings, fake_esp):
-    """Send through anymail's Mailgun backend to the fake's Mailgun API."""
-    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
-    settings.ANYMAIL = fake_esp.mailgun_settings(sender_domain="example.org")
-    return fake_esp
-
-
 def test_a_reader_who_unsubscribed_at_mailgun_gets_their_confirmation_back(
     client, django_capture_on_commit_callbacks, mailgun
 ):
