@@ -34,7 +34,7 @@ from django.utils.text import Truncator
 
 from posts.images import email_image
 from posts.markdown import alignment_inline, places_as_print, whole_links
-from posts.models import Post, PostUpdate
+from posts.models import Post, PostUpdate, Sponsorship
 from posts.related import related_posts
 from posts.validators import normalise_email
 
@@ -386,17 +386,35 @@ def _publication_context(post: Post) -> dict:
         }
         for item in related_posts(post)
     ]
-    # Every copy names the sponsor of the day the post was announced, however
-    # late its batch goes (past midnight, resumed, retried); before that, the
-    # day it will go (Post.sponsor), as the author's preview shows it.
-    announced_on = post.announced_at and timezone.localdate(post.announced_at)
-    if sponsor := post.sponsor(on=announced_on):
-        context["sponsor"] = {
+    if sponsor := sponsor_lines([post]).get(post.pk):
+        context["sponsor"] = sponsor
+    return context
+
+
+def sponsor_lines(posts: Collection[Post]) -> dict[int, dict[str, str]]:
+    """The sponsor line (templates/email/_sponsor.*) of each sponsored post, by
+    post id, read in one statement for them all: a digest batch's posts each name
+    theirs, as sponsored content must wherever it is sent. Every copy, in the
+    post's own email or a digest, names the sponsor of the day the post was
+    announced, however late its batch goes (past midnight, resumed, retried);
+    before that, the day it will go (Post.first_seen_on), as the author's
+    preview shows it."""
+    days = {
+        post.pk: (
+            timezone.localdate(post.announced_at)
+            if post.announced_at
+            else post.first_seen_on()
+        )
+        for post in posts
+    }
+    return {
+        post_id: {
             "name": sponsor.name,
             "url": sponsor.url,
             "text": f"{sponsor.category.name} posts sponsored by",
         }
-    return context
+        for post_id, sponsor in Sponsorship.objects.of_posts(days).items()
+    }
 
 
 _PATH_SLOT = "--slot--"  # survives reverse() unescaped

@@ -358,23 +358,18 @@ class Post(models.Model):
                 }
             )
 
+    def first_seen_on(self) -> datetime.date:
+        """The day readers first see the post: today, or the later day it is
+        scheduled for (its email goes then)."""
+        now = timezone.now()
+        return timezone.localdate(max(now, self.published_at or now))
+
     def sponsor(self, on: datetime.date | None = None) -> "Sponsorship | None":
-        """Who sponsors this post's category on that day; by default on the day
-        readers first see the post: today, or the later day it is scheduled for
-        (its email goes then, and the author's preview of it names that sponsor).
-        A post in two sponsored categories names one: the deal that started first,
-        booked first if the same day, so a running deal keeps the posts it is
-        shown on until it ends, whatever deal starts or category is renamed."""
-        if on is None:
-            now = timezone.now()
-            on = timezone.localdate(max(now, self.published_at or now))
-        return (
-            Sponsorship.objects.active(on)
-            .filter(category__posts=self)
-            .select_related("category")
-            .order_by("starts_on", "id")
-            .first()
-        )
+        """Who sponsors this post's category on that day (Sponsorship.objects.
+        of_posts); by default on the day readers first see the post (its email
+        goes then, and the author's preview of it names that sponsor)."""
+        day = on or self.first_seen_on()
+        return Sponsorship.objects.of_posts({self.pk: day}).get(self.pk)
 
     def topic_keys(self) -> set[tuple[str, str]]:
         """What a reader may follow that this post is about, as (kind, value) pairs:
@@ -684,9 +679,32 @@ class RelatedLink(models.Model):
 
 
 class SponsorshipQuerySet(models.QuerySet):
-    def active(self, on: "datetime.date | None" = None) -> "SponsorshipQuerySet":
-        day = on or timezone.localdate()
-        return self.filter(starts_on__lte=day, ends_on__gte=day)
+    def of_posts(self, days: dict[int, datetime.date]) -> dict[int, "Sponsorship"]:
+        """Who sponsors each post's category on its day (`days`, by post id), by
+        post id, in one statement for them all: a digest names its posts'
+        sponsors together. A post in two sponsored categories names one: the deal
+        that started first, booked first if the same day, so a running deal keeps
+        the posts it is shown on until it ends, whatever deal starts or category
+        is renamed."""
+        if not days:
+            return {}
+        on_its_day = models.Q(
+            *(
+                models.Q(category__posts=post_id, starts_on__lte=day, ends_on__gte=day)
+                for post_id, day in days.items()
+            ),
+            _connector=models.Q.OR,
+        )
+        deals = (
+            self.filter(on_its_day)
+            .annotate(sponsored_post=models.F("category__posts"))
+            .select_related("category")
+            .order_by("starts_on", "id")
+        )
+        sponsors: dict[int, Sponsorship] = {}
+        for deal in deals:
+            sponsors.setdefault(deal.sponsored_post, deal)
+        return sponsors
 
 
 class Sponsorship(models.Model):
