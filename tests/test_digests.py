@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,7 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.db import connection, connections, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -53,11 +54,12 @@ from newsletter.subscriptions import (
 )
 from newsletter.tasks import send_batch
 from newsletter.tokens import Purpose, make_token, read_token
-from posts.models import Post
+from posts.models import Post, Sponsorship
 from posts.services import post_publish, post_save_from_desk
 
 from .factories import (
     AreaFactory,
+    CategoryFactory,
     InspectionFactory,
     PostFactory,
     StaffFactory,
@@ -1006,6 +1008,82 @@ def test_a_post_without_an_excerpt_is_summed_up_in_a_digest_as_in_its_own_email(
     assert paragraph.findall(html) == [summary_html]
 
 
+@pytest.mark.parametrize("provider", ["one message each", "postmark batch"])
+def test_a_sponsored_post_in_a_digest_names_the_sponsor_its_own_email_named(
+    clock, beat, provider, request, django_capture_on_commit_callbacks
+):
+    """Sponsored content must say so wherever it is sent (UK advertising rules),
+    but a sponsored post went in its own email with its sponsor's line and in a
+    digest with none. Its block in a digest names the sponsor its announcement
+    named, of the day it was announced (Sunday evening's deal, not Monday's, when
+    the digest goes), with the sponsor's link, in both parts; the unsponsored
+    post beside it names none."""
+    outbox = (
+        request.getfixturevalue("fake_esp") if provider == "postmark batch" else None
+    )
+
+    def sent() -> dict[str, tuple[str, str]]:
+        if outbox is None:
+            return {m.to[0]: (m.body, m.alternatives[0].content) for m in mail.outbox}
+        messages = postmark_messages(outbox.messages)
+        return {m["To"]: (m["TextBody"], m["HtmlBody"]) for m in messages}
+
+    youth = CategoryFactory(name="Youth justice")
+    for name, first, last in (("Sunday Ltd", 22, 22), ("Monday Ltd", 23, 30)):
+        Sponsorship.objects.create(
+            category=youth,
+            name=name,
+            url=f"https://{name.split()[0].lower()}.example/",
+            starts_on=date(2026, 11, first),
+            ends_on=date(2026, 11, last),
+        )
+    clock(22, 23)
+    reader("instant@example.org", ("category", youth.slug, "instant"))
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(22, 23, 50)
+    sponsored = PostFactory(title="Youth justice: a sponsored look")
+    sponsored.categories.add(youth)
+    for post in (sponsored, PostFactory(title="Kent: caseloads too high")):
+        with django_capture_on_commit_callbacks(execute=True):
+            post_publish(post=post)
+    own_text, own_html = sent()["instant@example.org"]
+    clock(23, 7, 5)
+    beat()
+    text, html = sent()["daily@example.org"]
+
+    line = (
+        "Youth justice posts sponsored by Sunday Ltd. "
+        "Sponsors have no say in what we write.\nhttps://sunday.example/\n"
+    )
+    assert line in own_text
+    sponsored_block, unsponsored_block = text.split("Kent: caseloads too high")
+    assert sponsored_block.split("Youth justice: a sponsored look")[1].endswith(
+        settings.SITE_URL + sponsored.get_absolute_url() + "\n" + line + "\n"
+    )
+    assert "sponsored by" not in unsponsored_block
+
+    def sponsor_lines(html: str) -> list[tuple[str, str]]:
+        """Each sponsor line's words and where its link leads."""
+        lines = []
+        for line in re.findall(r'<p class="sponsor"[^>]*>(.*?)</p>', html, re.S):
+            [token] = re.findall(r'href="[^"]*/r/([^"/]+)/"', line)
+            words = " ".join(re.sub(r"<[^>]+>", "", line).split())
+            lines.append((words, engagement.link_for_token(token).url))
+        return lines
+
+    assert sponsor_lines(html) == sponsor_lines(own_html)
+    assert sponsor_lines(html) == [
+        (
+            "Youth justice posts sponsored by Sunday Ltd. "
+            "Sponsors have no say in what we write.",
+            "https://sunday.example/",
+        )
+    ]
+    sponsored_at = html.index("Youth justice: a sponsored look")
+    assert sponsored_at < html.index('class="sponsor"') < html.index("Kent: caseloads")
+    assert "Monday Ltd" not in text + html
+
+
 @pytest.mark.parametrize(
     ("frequency", "day", "title"),
     [("daily", 24, "Your daily digest"), ("weekly", 30, "Your weekly digest")],
@@ -1618,6 +1696,39 @@ def test_a_digest_batch_runs_seven_statements_whatever_its_size(
     assert len(greeted) == batch_size * 2
     for address, text in greeted.items():
         assert f"Hello \u2068Reader {address[6:-12]}\u2069," in text
+
+
+@pytest.mark.parametrize("sponsored", [1, 3])
+def test_a_digest_batch_reads_the_sponsors_of_all_its_posts_in_one_statement(
+    clock, publish, sponsored, django_capture_on_commit_callbacks
+):
+    """The batch that renders a round's parts reads who sponsors its posts once,
+    however many of them are sponsored: not once a post, nor once a reader."""
+    reader("one@example.org", ("everything", "", "daily"))
+    reader("two@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    publish("Kent: caseloads too high")
+    for number in range(sponsored):
+        category = CategoryFactory()
+        Sponsorship.objects.create(
+            category=category,
+            name=f"Sponsor {number}",
+            url="https://sponsor.example/",
+            starts_on=date(2026, 11, 1),
+            ends_on=date(2026, 11, 30),
+        )
+        post = PostFactory(title=f"Sponsored post {number}")
+        post.categories.add(category)
+        with django_capture_on_commit_callbacks(execute=True):
+            post_publish(post=post)
+    clock(23, 7, 5)
+    batch = planned_round().batches.get()
+    with CaptureQueriesContext(connection) as statements:
+        delivery.batch_send(batch_id=batch.pk)
+    assert len(mail.outbox) == 2
+    assert all(m.body.count("sponsored by") == sponsored for m in mail.outbox)
+    table = Sponsorship._meta.db_table
+    assert sum(table in s["sql"] for s in statements.captured_queries) == 1
 
 
 def test_planning_pages_the_readers_into_batches_each_reached_once(
