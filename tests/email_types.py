@@ -25,9 +25,10 @@ from newsletter.subscriptions import (
 )
 from posts.comments.models import Comment
 from posts.demo_content import POSTS
-from posts.models import Post, PostUpdate
+from posts.models import Post, PostUpdate, Sponsorship
 
 from .factories import (
+    CategoryFactory,
     CommentFactory,
     PublishedPostFactory,
     SubscriberFactory,
@@ -44,6 +45,17 @@ def every_email(post: Post) -> dict[str, object]:
         excerpt=POSTS[1]["excerpt"],
         body=POSTS[1]["body"],
         email_format=Post.EmailFormat.EXCERPT,
+    )
+    # Sponsored, so that the rules cover the sponsor's line, in the post's own
+    # email and in the digest beside `post`, which is not.
+    sponsored = CategoryFactory(name="On Probation")
+    excerpt.categories.add(sponsored)
+    Sponsorship.objects.create(
+        category=sponsored,
+        name="Example Training Partnership",
+        url="https://training.example/",
+        starts_on=timezone.localdate(),
+        ends_on=timezone.localdate(),
     )
     reader = SubscriberFactory(
         name="Ann Reader",
