@@ -365,9 +365,9 @@ class Post(models.Model):
         return timezone.localdate(max(now, self.published_at or now))
 
     def sponsor(self, on: datetime.date | None = None) -> "Sponsorship | None":
-        """Who sponsors this post's category on that day (Sponsorship.objects.
-        of_posts); by default on the day readers first see the post (its email
-        goes then, and the author's preview of it names that sponsor)."""
+        """Who sponsors this post's category on that day (as of_posts chooses);
+        by default on the day readers first see the post (its email goes then,
+        and the author's preview of it names that sponsor)."""
         day = on or self.first_seen_on()
         return Sponsorship.objects.of_posts({self.pk: day}).get(self.pk)
 
