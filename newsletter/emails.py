@@ -12,7 +12,7 @@ never RFC 2047-encodes an ASCII value (tests/test_emails.py checks the raw bytes
 import copy
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from email.utils import make_msgid, parseaddr
 from functools import lru_cache
