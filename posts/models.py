@@ -686,6 +686,9 @@ class SponsorshipQuerySet(models.QuerySet):
         that started first, booked first if the same day, so a running deal keeps
         the posts it is shown on until it ends, whatever deal starts or category
         is renamed."""
+        # An unsaved post (no id) is in no category yet: "category__posts=None"
+        # would find the categories without posts.
+        days = {post_id: day for post_id, day in days.items() if post_id is not None}
         if not days:
             return {}
         on_its_day = models.Q(

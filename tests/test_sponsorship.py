@@ -12,7 +12,12 @@ from newsletter import delivery
 from newsletter.delivery import sender
 from posts.models import Sponsorship
 
-from .factories import CategoryFactory, PublishedPostFactory, SubscriberFactory
+from .factories import (
+    CategoryFactory,
+    PostFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -59,6 +64,14 @@ def test_sponsor_on_a_given_day_counts_both_end_days():
     assert post.sponsor(on=date(2025, 1, 1)) == deal
     assert post.sponsor(on=date(2025, 1, 31)) == deal
     assert post.sponsor(on=date(2025, 2, 1)) is None
+
+
+def test_a_post_not_yet_saved_names_no_sponsor_even_of_a_category_without_posts():
+    """An unsaved post is in no category; asked by its id (None), the one
+    statement for many posts matched the sponsors of categories without posts."""
+    today = timezone.localdate()
+    sponsor(CategoryFactory(), "Acme", today, today)
+    assert PostFactory.build().sponsor() is None
 
 
 def test_a_sponsorship_cannot_end_before_it_starts():
