@@ -1400,6 +1400,10 @@ def email_change_send(
     ).exclude(email_change_taken_for=requested_at)
     if not untaken.update(email_change_taken_for=requested_at):
         return  # a later request's, or sent (possibly) by an earlier run of its task
+    if Suppression.objects.for_email(new_email).exists():
+        # Its own unsubscribe here (is_blocked lets no other by), which Mailgun
+        # keeps too: it would drop the link the reader asked for.
+        mailgun_unsubscribe_delete(email=new_email)
     taken_email_send(
         build_message(email, to=new_email),
         give_back=lambda: Subscriber.objects.filter(

@@ -30,6 +30,7 @@ from newsletter.subscriptions import (
     ENGAGEMENT_CONSENT_WORDING,
     address_suppress,
     email_change_confirm,
+    email_change_send,
     is_blocked,
     subscriber_confirm,
     subscriber_delete,
@@ -679,6 +680,31 @@ def test_a_refused_change_link_page_says_what_it_is_before_why_refused(
     assert page.count("<h1>") == 1
     assert page.index("<h1>Change my address</h1>") < page.index(
         '<h2 id="refused-title">'
+    )
+
+
+@pytest.mark.parametrize(
+    "unsubscribed_here, sent", [(True, {"moved@example.org": 1}), (False, {})]
+)
+def test_a_change_link_to_an_address_i_unsubscribed_gets_past_mailgun(
+    reader, mailgun, unsubscribed_here, sent
+):
+    """Mailgun keeps an address that unsubscribed on its Unsubscribes list and
+    drops every email to it: a reader moving to an address they had unsubscribed
+    with here never got the link. Only our own unsubscribe is lifted there."""
+    if unsubscribed_here:
+        address_suppress(email="moved@example.org", reason="unsubscribed")
+    mailgun.mailgun_unsubscribe("moved@example.org")
+    asked = timezone.now()
+    Subscriber.objects.filter(pk=reader.pk).update(email_change_requested_at=asked)
+
+    email_change_send(
+        subscriber_id=reader.pk, new_email="moved@example.org", requested_at=asked
+    )
+
+    assert mailgun.recipients() == sent
+    assert mailgun.mailgun_unsubscribes() == (
+        set() if unsubscribed_here else {"moved@example.org"}
     )
 
 

@@ -8,8 +8,9 @@ user-variables name the batch (the API filters by no user variable). Each lags
 what it took: a batch is asked about only once it has been uncertain for its
 provider's search_lag().
 
-Also Mailgun's Unsubscribes list, which a reader who unsubscribed and asks to
-subscribe again is taken off (mailgun_unsubscribe_delete).
+Also Mailgun's Unsubscribes list, which an address that unsubscribed here is
+taken off as a reader asks to subscribe with it, or to move to it, again
+(mailgun_unsubscribe_delete).
 """
 
 import logging
