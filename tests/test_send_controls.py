@@ -1173,6 +1173,42 @@ def test_asking_mailgun_after_it_may_have_dropped_its_events_changes_nothing(
     assert mailgun.count == 6
 
 
+def test_mailgun_giving_the_page_just_read_as_the_next_one_is_not_asked_forever(
+    mailgun, author, planned, clock, monkeypatch
+):
+    """Mailgun's last page of events leads to an empty one. A next page that is
+    the one just read (an API fault) was asked for again and again, holding a
+    worker for good and counting its readers over: nothing is settled on it."""
+    mailgun.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    clock.now += timedelta(minutes=35)
+    get, asked = requests.Session.get, []
+
+    def same_page_again(session, url, **kwargs):
+        response = get(session, url, **kwargs)
+        asked.append(url)
+        if len(asked) < 50:  # not forever, so that today's code ends
+            page = response.json()
+            page["paging"]["next"] = response.url
+            response.json = lambda: page
+        return response
+
+    monkeypatch.setattr(requests.Session, "get", same_page_again)
+    assert run(author, "batch", "settle", uncertain) == [
+        (
+            "error",
+            "Could not ask the provider about 1 batch: Mailgun's events gave as"
+            " the next page one already read. Ask again later, or look the"
+            " batch's readers up in Mailgun's logs.",
+        ),
+    ]
+    assert len(asked) == 1  # the page is not asked for again
+    uncertain.refresh_from_db()
+    assert (uncertain.status, uncertain.uncertain) == (Batch.Status.UNCERTAIN, 2)
+    assert mailgun.count == 6
+
+
 def test_resolving_with_the_provider_resends_only_what_it_never_took(
     settings, planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):

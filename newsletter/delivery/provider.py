@@ -155,11 +155,13 @@ def _mailgun_accepted(
         "limit": MAILGUN_PAGE,
     }
     accepted: list[Accepted] = []
+    read: set[str] = set()
     with requests.Session() as session:
         session.auth = ("api", key)
         while True:
             response = session.get(url, params=params, timeout=30)
             response.raise_for_status()
+            read.add(response.url)
             found = response.json()
             if not found["items"]:
                 # Mailgun pages until an empty page, its last.
@@ -177,6 +179,12 @@ def _mailgun_accepted(
                 )
             # The next page's URL carries the query.
             url, params = found["paging"]["next"], None
+            if url in read:
+                # Asked again it would give the same, for good: an API fault.
+                raise CannotAsk(
+                    "Mailgun's events gave as the next page one already read. Ask"
+                    " again later, or look the batch's readers up in Mailgun's logs."
+                )
 
 
 def _mailgun_api() -> tuple[str, str] | None:
