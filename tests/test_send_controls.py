@@ -1209,6 +1209,39 @@ def test_mailgun_giving_the_page_just_read_as_the_next_one_is_not_asked_forever(
     assert mailgun.count == 6
 
 
+def test_mailgun_giving_a_next_page_outside_its_api_is_not_given_the_key(
+    mailgun, author, planned, clock, monkeypatch
+):
+    """The session asking Mailgun sends the API key with every request: a next
+    page at another host would have had it. Nothing is settled on it."""
+    mailgun.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
+    clock.now += timedelta(minutes=35)
+    get, asked = requests.Session.get, []
+
+    def elsewhere_next(session, url, **kwargs):
+        asked.append(url)
+        response = get(session, url, **kwargs)
+        page = response.json()
+        page["paging"]["next"] = "https://collector.example/v3/events/p2"
+        response.json = lambda: page
+        return response
+
+    monkeypatch.setattr(requests.Session, "get", elsewhere_next)
+    assert run(author, "batch", "settle", uncertain) == [
+        (
+            "error",
+            "Could not ask the provider about 1 batch: Mailgun's events gave as"
+            " the next page an address outside its API, not followed. Look the"
+            " batch's readers up in Mailgun's logs.",
+        ),
+    ]
+    assert not [url for url in asked if "collector.example" in url]
+    uncertain.refresh_from_db()
+    assert uncertain.status == Batch.Status.UNCERTAIN
+
+
 def test_resolving_with_the_provider_resends_only_what_it_never_took(
     settings, planned, fake_esp, readers, django_capture_on_commit_callbacks
 ):

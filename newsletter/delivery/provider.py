@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import NamedTuple
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from django.conf import settings
@@ -184,6 +184,13 @@ def _mailgun_accepted(
                 raise CannotAsk(
                     "Mailgun's events gave as the next page one already read. Ask"
                     " again later, or look the batch's readers up in Mailgun's logs."
+                )
+            if urlsplit(url)[:2] != urlsplit(domain_url)[:2]:
+                # The session would give it the API key.
+                raise CannotAsk(
+                    "Mailgun's events gave as the next page an address outside its"
+                    " API, not followed. Look the batch's readers up in Mailgun's"
+                    " logs."
                 )
 
 
