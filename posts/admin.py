@@ -1243,7 +1243,13 @@ class PostAdmin(admin.ModelAdmin):
         ):
             raise PermissionDenied
         body = request.POST.get("body", "")
-        post = Post(body=body, body_html=render_markdown(body))
+        # The slug as the form has it now, which saving gives the post: a link to
+        # its own address goes live with it, and the checks leave it alone.
+        post = Post(
+            body=body,
+            body_html=render_markdown(body),
+            slug=request.POST.get("slug", ""),
+        )
         # The checks that read the text alone, in the words saving shows them in.
         problems = checks.post_problems(post, checks=checks.BODY_CHECKS)
         return JsonResponse(

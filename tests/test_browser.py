@@ -944,6 +944,13 @@ def test_author_writes_markdown_and_sees_the_preview_as_readers_will(browser, si
         has_text="Warning: The link “/posts/kent-next/” leads to nothing on this site"
     ).wait_for()
     assert checks.get_attribute("aria-live") == "polite"
+    # Given that address as its slug, the link is to the post itself, which goes
+    # live with it: no warning, as on saving. Another slug, and it is back.
+    slug = author.locator("#id_slug")
+    slug.fill("kent-next")
+    checks.get_by_role("heading").wait_for(state="detached")
+    slug.fill("kent-later")
+    checks.get_by_role("heading").wait_for()
     # Fixed, the list goes.
     body.fill(body.input_value().replace(" See [Kent](/posts/kent-next/).", ""))
     checks.get_by_role("heading").wait_for(state="detached")

@@ -80,6 +80,25 @@ def test_the_preview_lists_the_texts_warnings_as_saving_would(client, author):
         assert f"<strong>{said}</strong> {problem.message}</li>" in problems
 
 
+def test_the_preview_of_a_post_linking_to_its_own_address_warns_as_saving_would(
+    client, author
+):
+    """A post's link to its own address goes live with it, and saving says
+    nothing of it; the preview, not told which post it was, warned of it."""
+    body = "Share [this post](/posts/kent-draft/)."
+    draft = PostFactory(slug="kent-draft", body=body)
+    assert checks.post_problems(draft, checks=checks.BODY_CHECKS) == []
+    preview = client.post(PREVIEW_URL, {"body": body, "slug": "kent-draft"}).json()
+    assert preview["problems"] == ""
+    # A new post, not saved yet: the slug the author typed is its address.
+    body = "Share [this post](/posts/surrey-new/)."
+    preview = client.post(PREVIEW_URL, {"body": body, "slug": "surrey-new"}).json()
+    assert preview["problems"] == ""
+    # Another post's address is still checked.
+    preview = client.post(PREVIEW_URL, {"body": body, "slug": "kent-draft"}).json()
+    assert "leads to nothing on this site" in html.unescape(preview["problems"])
+
+
 def test_the_preview_of_a_text_without_problems_lists_none(client, author):
     preview = client.post(PREVIEW_URL, {"body": "[a](https://example.org/)"}).json()
     assert preview["problems"] == ""

@@ -67,6 +67,10 @@
       const request = ++latest;
       const body = new FormData();
       body.append("body", textarea.value);
+      // The checks leave alone a link to the post's own address, the one its slug
+      // field has now (typed, or filled from the title on a new post).
+      const slug = form.elements.namedItem("slug");
+      if (slug) body.append("slug", slug.value);
       try {
         const response = await fetch(editor.dataset.previewUrl, {
           method: "POST",
@@ -102,7 +106,9 @@
       if (button.dataset.snippet) insert(textarea, button.dataset.snippet);
       else applyFormat(textarea, FORMATS[button.dataset.markdown]);
     });
-    textarea.addEventListener("input", () => {
+    // Any field, not the body alone: the checks read the slug too, and on a new
+    // post the title fills it in.
+    form.addEventListener("input", () => {
       clearTimeout(timer);
       timer = setTimeout(refresh, PREVIEW_DELAY_MS);
     });
