@@ -15,7 +15,7 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
@@ -25,7 +25,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.urls import Resolver404, resolve
 from django.utils.html import strip_tags
 
-from .links import link_scheme, web_links
+from .links import link_scheme, site_path, web_links
 from .markdown import (
     ID_PREFIX,
     LINK_WITHIN,
@@ -195,23 +195,6 @@ def check_links_within_the_post(post: Post) -> list[Problem]:
     ]
 
 
-def _site_path(url: str) -> str | None:
-    """The path of this site a link goes to, as a browser reads it ("/posts/kent/"
-    for "https://<the site>/posts/x/../kent/#findings"), or None for a link to
-    another site, or within or under the post (checked above)."""
-    try:
-        parts = urlsplit(html.unescape(url).strip())
-        ours = parts.scheme.lower() in ("http", "https") and (
-            parts.hostname == urlsplit(settings.SITE_URL).hostname
-        )
-    except ValueError:  # e.g. an unbalanced [ in the host
-        return None
-    written_from_the_root = not parts.scheme and not parts.netloc
-    if not ours and not (written_from_the_root and parts.path.startswith("/")):
-        return None
-    return unquote(urljoin("/", parts.path))
-
-
 def _file_exists(path: str) -> bool | None:
     """Whether an uploaded or static file is at the path, served by nginx or
     whitenoise before any view; None for a path outside both."""
@@ -260,11 +243,11 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
     """A link to a page of this site that is not there (a post's address
     mistyped, an image never uploaded) or to a post readers cannot see (a draft,
     one scheduled or taken down) gets readers "Page not found". The link checker
-    never sees one written from the root ("/posts/…"), and asks the web about the
-    others later; this asks the site's own addresses and posts, at once."""
+    leaves these alone (links.site_path, one rule for both): this asks the site's
+    own addresses and posts, at once."""
     found = {}  # each link to the site: whether a page is there, or its post's slug
     for url in dict.fromkeys(link_targets(post.body)):
-        if (path := _site_path(url)) is not None:
+        if (path := site_path(url)) is not None:
             file = _file_exists(path)
             found[url] = _post_slug_or_page(path) if file is None else file
     # The post itself goes live as it is published.

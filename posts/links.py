@@ -16,8 +16,9 @@ import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.encoding import iri_to_uri
@@ -67,6 +68,24 @@ def link_scheme(url: str) -> str:
         return "invalid"
 
 
+def site_path(url: str) -> str | None:
+    """The path of this site a link goes to, as a browser reads it ("/posts/kent/"
+    for "https://<the site>/posts/x/../kent/#findings"), or None for a link to
+    another site, or within or under the post. The checks before publishing ask
+    the site itself about these; the link checker leaves them alone."""
+    try:
+        parts = urlsplit(html.unescape(url).strip())
+        ours = parts.scheme.lower() in ("http", "https") and (
+            parts.hostname == urlsplit(settings.SITE_URL).hostname
+        )
+    except ValueError:  # e.g. an unbalanced [ in the host
+        return None
+    written_from_the_root = not parts.scheme and not parts.netloc
+    if not ours and not (written_from_the_root and parts.path.startswith("/")):
+        return None
+    return unquote(urljoin("/", parts.path))
+
+
 class NotPublic(Exception):
     """The address is private, loopback, link-local or otherwise not global."""
 
@@ -79,8 +98,12 @@ class LinkResult:
 
 def web_links(post: Post) -> list[str]:
     """The http(s) addresses in the post's body and its inspections' report links,
-    once each, in order, up to MAX_LINKS_PER_POST of MAX_LINK_BYTES at most."""
-    urls = [html.unescape(url) for url in link_targets(post.body)]
+    once each, in order, up to MAX_LINKS_PER_POST of MAX_LINK_BYTES at most. Not
+    the body's links to this site: checks.check_links_to_the_site asks the site
+    about those at once, and a page not there got two warnings for one link."""
+    urls = [
+        html.unescape(url) for url in link_targets(post.body) if site_path(url) is None
+    ]
     if post.pk is not None:
         urls += [i.report_url for i in post.inspections.all() if i.report_url]
     web = [

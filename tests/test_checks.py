@@ -571,6 +571,24 @@ def test_the_link_checker_task_stores_what_it_found_and_forgets_removed_links(
     assert post_links_check(post_id=999999) == 0
 
 
+def test_a_full_address_of_the_site_is_left_to_its_own_check_and_warned_of_once(
+    settings, celery_eager
+):
+    """The link checker fetched the site's own addresses too, so a page not there
+    got two warnings for one link: "looks dead (HTTP 404)" and "leads to nothing"."""
+    settings.SITE_URL = "https://probation.example"
+    ours = "https://probation.example/posts/nowhere/"
+    post = PostFactory(body=f"[a]({ours}) [b](https://nope.invalid/)")
+    assert links.unchecked(post) == {"https://nope.invalid/"}
+    # A result stored by the checker before it left them alone is not shown.
+    LinkCheck.objects.create(post=post, url=ours, outcome="dead", detail="HTTP 404")
+    check_post_links.delay(post.pk)
+    checked = LinkCheck.objects.filter(post=post).values_list("url", flat=True)
+    assert list(checked) == ["https://nope.invalid/"]
+    said = messages_of(checks.post_problems(post)).split(" | ")
+    assert [message for message in said if ours in message] == [no_page(ours)]
+
+
 class _WelshSite(http.server.BaseHTTPRequestHandler):
     """Answers /Ynys_Môn… only when asked as browsers ask, percent-encoded UTF-8;
     /hen redirects there with the raw UTF-8 in its Location, as some servers do."""
