@@ -958,24 +958,29 @@ def test_each_post_in_a_digest_is_dated_the_readers_own_day_as_the_digest_is(
         assert re.findall(r'class="meta"[^>]*>([^<]+)<', html) == [dated, dated]
 
 
+@pytest.fixture
+def sent(provider, request):
+    """Each reader's text and HTML parts as sent, by address: from the outbox
+    (one message each) or from the fake Postmark (its batch API)."""
+    esp = request.getfixturevalue("fake_esp") if provider == "postmark batch" else None
+
+    def parts() -> dict[str, tuple[str, str]]:
+        if esp is None:
+            return {m.to[0]: (m.body, m.alternatives[0].content) for m in mail.outbox}
+        messages = postmark_messages(esp.messages)
+        return {m["To"]: (m["TextBody"], m["HtmlBody"]) for m in messages}
+
+    return parts
+
+
 @pytest.mark.parametrize("provider", ["one message each", "postmark batch"])
 def test_a_post_without_an_excerpt_is_summed_up_in_a_digest_as_in_its_own_email(
-    clock, publish, beat, provider, request
+    clock, publish, beat, sent
 ):
     """A post the author gave no excerpt went in its own email with its first
     words, and in a digest as its title alone. A digest reader gets the summary
     the post's email gives, and each part of the digest the post's title, date,
     summary and link."""
-    outbox = (
-        request.getfixturevalue("fake_esp") if provider == "postmark batch" else None
-    )
-
-    def sent() -> dict[str, tuple[str, str]]:
-        if outbox is None:
-            return {m.to[0]: (m.body, m.alternatives[0].content) for m in mail.outbox}
-        messages = postmark_messages(outbox.messages)
-        return {m["To"]: (m["TextBody"], m["HtmlBody"]) for m in messages}
-
     reader("instant@example.org", ("everything", "", "instant"))
     reader("daily@example.org", ("everything", "", "daily"))
     clock(23, 6, 30)
@@ -1010,7 +1015,7 @@ def test_a_post_without_an_excerpt_is_summed_up_in_a_digest_as_in_its_own_email(
 
 @pytest.mark.parametrize("provider", ["one message each", "postmark batch"])
 def test_a_sponsored_post_in_a_digest_names_the_sponsor_its_own_email_named(
-    clock, beat, provider, request, django_capture_on_commit_callbacks
+    clock, beat, sent, django_capture_on_commit_callbacks
 ):
     """Sponsored content must say so wherever it is sent (UK advertising rules),
     but a sponsored post went in its own email with its sponsor's line and in a
@@ -1018,16 +1023,6 @@ def test_a_sponsored_post_in_a_digest_names_the_sponsor_its_own_email_named(
     named, of the day it was announced (Sunday evening's deal, not Monday's, when
     the digest goes), with the sponsor's link, in both parts; the unsponsored
     post beside it names none."""
-    outbox = (
-        request.getfixturevalue("fake_esp") if provider == "postmark batch" else None
-    )
-
-    def sent() -> dict[str, tuple[str, str]]:
-        if outbox is None:
-            return {m.to[0]: (m.body, m.alternatives[0].content) for m in mail.outbox}
-        messages = postmark_messages(outbox.messages)
-        return {m["To"]: (m["TextBody"], m["HtmlBody"]) for m in messages}
-
     youth = CategoryFactory(name="Youth justice")
     for name, first, last in (("Sunday Ltd", 22, 22), ("Monday Ltd", 23, 30)):
         Sponsorship.objects.create(

@@ -1173,28 +1173,37 @@ def test_asking_mailgun_after_it_may_have_dropped_its_events_changes_nothing(
     assert mailgun.count == 6
 
 
+def uncertain_at_mailgun_paging_to(next_page, mailgun, planned, clock, monkeypatch):
+    """A batch left uncertain that Mailgun may be asked about now, its events'
+    pages each leading to next_page(the page just read); and the addresses the
+    asking reads, in order."""
+    mailgun.set_faults(drop_after_accept_next=1)
+    send_all(planned)
+    clock.now += timedelta(minutes=35)
+    get, asked = requests.Session.get, []
+
+    def paged(session, url, **kwargs):
+        asked.append(url)
+        response = get(session, url, **kwargs)
+        if len(asked) < 50:  # not forever, so that a loop ends
+            page = response.json()
+            page["paging"]["next"] = next_page(response.url)
+            response.json = lambda: page
+        return response
+
+    monkeypatch.setattr(requests.Session, "get", paged)
+    return planned.batches.get(status=Batch.Status.UNCERTAIN), asked
+
+
 def test_mailgun_giving_the_page_just_read_as_the_next_one_is_not_asked_forever(
     mailgun, author, planned, clock, monkeypatch
 ):
     """Mailgun's last page of events leads to an empty one. A next page that is
     the one just read (an API fault) was asked for again and again, holding a
     worker for good and counting its readers over: nothing is settled on it."""
-    mailgun.set_faults(drop_after_accept_next=1)
-    send_all(planned)
-    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
-    clock.now += timedelta(minutes=35)
-    get, asked = requests.Session.get, []
-
-    def same_page_again(session, url, **kwargs):
-        response = get(session, url, **kwargs)
-        asked.append(url)
-        if len(asked) < 50:  # not forever, so that today's code ends
-            page = response.json()
-            page["paging"]["next"] = response.url
-            response.json = lambda: page
-        return response
-
-    monkeypatch.setattr(requests.Session, "get", same_page_again)
+    uncertain, asked = uncertain_at_mailgun_paging_to(
+        lambda page_read: page_read, mailgun, planned, clock, monkeypatch
+    )
     assert run(author, "batch", "settle", uncertain) == [
         (
             "error",
@@ -1214,21 +1223,13 @@ def test_mailgun_giving_a_next_page_outside_its_api_is_not_given_the_key(
 ):
     """The session asking Mailgun sends the API key with every request: a next
     page at another host would have had it. Nothing is settled on it."""
-    mailgun.set_faults(drop_after_accept_next=1)
-    send_all(planned)
-    uncertain = planned.batches.get(status=Batch.Status.UNCERTAIN)
-    clock.now += timedelta(minutes=35)
-    get, asked = requests.Session.get, []
-
-    def elsewhere_next(session, url, **kwargs):
-        asked.append(url)
-        response = get(session, url, **kwargs)
-        page = response.json()
-        page["paging"]["next"] = "https://collector.example/v3/events/p2"
-        response.json = lambda: page
-        return response
-
-    monkeypatch.setattr(requests.Session, "get", elsewhere_next)
+    uncertain, asked = uncertain_at_mailgun_paging_to(
+        lambda page_read: "https://collector.example/v3/events/p2",
+        mailgun,
+        planned,
+        clock,
+        monkeypatch,
+    )
     assert run(author, "batch", "settle", uncertain) == [
         (
             "error",
