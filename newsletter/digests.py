@@ -492,15 +492,15 @@ class _Parts:
         self.mailing = mailing
         self._tracker = LinkTracker(mailing.pk)
         # The summary once a post, not once a render: a batch renders its posts
-        # once per time zone and frame. Each sponsored post names its sponsor as
-        # its own email does, all read in one statement.
+        # once per time zone and frame. Each sponsored post names its sponsors
+        # as its own email does, all read in one statement.
         sponsors = sponsor_lines(posts)
         self._items = [
             {
                 "post": post,
                 "url": settings.SITE_URL + post.get_absolute_url(),
                 "summary": post.summary,
-                "sponsor": sponsors.get(post.pk),
+                "sponsors": sponsors.get(post.pk, []),
             }
             for post in posts
         ]

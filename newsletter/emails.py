@@ -386,15 +386,15 @@ def _publication_context(post: Post) -> dict:
         }
         for item in related_posts(post)
     ]
-    if sponsor := sponsor_lines([post]).get(post.pk):
-        context["sponsor"] = sponsor
+    context["sponsors"] = sponsor_lines([post]).get(post.pk, [])
     return context
 
 
-def sponsor_lines(posts: Collection[Post]) -> dict[int, dict[str, str]]:
-    """The sponsor line (templates/email/_sponsor.*) of each sponsored post, by
-    post id, read in one statement for them all: a digest batch's posts each name
-    theirs, as sponsored content must wherever it is sent. Every copy, in the
+def sponsor_lines(posts: Collection[Post]) -> dict[int, list[dict[str, str]]]:
+    """The sponsors (templates/email/_sponsor.*) of each sponsored post, by post
+    id, in Sponsorship.objects.of_posts' order, read in one statement for them
+    all: a digest batch's posts each name theirs, as sponsored content must
+    wherever it is sent. Every copy, in the
     post's own email or a digest, names the sponsor of the day the post was
     announced, however late its batch goes (past midnight, resumed, retried);
     before that, the day it will go (Post.first_seen_on), as the author's
@@ -408,12 +408,15 @@ def sponsor_lines(posts: Collection[Post]) -> dict[int, dict[str, str]]:
         for post in posts
     }
     return {
-        post_id: {
-            "name": sponsor.name,
-            "url": sponsor.url,
-            "text": f"{sponsor.category.name} posts sponsored by",
-        }
-        for post_id, sponsor in Sponsorship.objects.of_posts(days).items()
+        post_id: [
+            {
+                "name": sponsor.name,
+                "url": sponsor.url,
+                "text": f"{sponsor.category.name} posts sponsored by",
+            }
+            for sponsor in sponsors
+        ]
+        for post_id, sponsors in Sponsorship.objects.of_posts(days).items()
     }
 
 

@@ -364,12 +364,12 @@ class Post(models.Model):
         now = timezone.now()
         return timezone.localdate(max(now, self.published_at or now))
 
-    def sponsor(self, on: datetime.date | None = None) -> "Sponsorship | None":
-        """Who sponsors this post's category on that day (as of_posts chooses);
-        by default on the day readers first see the post (its email goes then,
-        and the author's preview of it names that sponsor)."""
+    def sponsors(self, on: datetime.date | None = None) -> list["Sponsorship"]:
+        """Who sponsors this post's categories on that day, in the order of_posts
+        gives; by default on the day readers first see the post (its email goes
+        then, and the author's preview of it names those sponsors)."""
         day = on or self.first_seen_on()
-        return Sponsorship.objects.of_posts({self.pk: day}).get(self.pk)
+        return Sponsorship.objects.of_posts({self.pk: day}).get(self.pk, [])
 
     def topic_keys(self) -> set[tuple[str, str]]:
         """What a reader may follow that this post is about, as (kind, value) pairs:
@@ -679,13 +679,15 @@ class RelatedLink(models.Model):
 
 
 class SponsorshipQuerySet(models.QuerySet):
-    def of_posts(self, days: dict[int, datetime.date]) -> dict[int, "Sponsorship"]:
-        """Who sponsors each post's category on its day (`days`, by post id), by
+    def of_posts(
+        self, days: dict[int, datetime.date]
+    ) -> dict[int, list["Sponsorship"]]:
+        """Who sponsors each post's categories on its day (`days`, by post id), by
         post id, in one statement for them all: a digest names its posts'
-        sponsors together. A post in two sponsored categories names one: the deal
-        that started first, booked first if the same day, so a running deal keeps
-        the posts it is shown on until it ends, whatever deal starts or category
-        is renamed."""
+        sponsors together. A post in two sponsored categories names both, as
+        each paid for its category's posts and readers are told of every one:
+        the deal that started first first (booked first, if the same day), an
+        order no renamed category or newly started deal changes."""
         # An unsaved post (no id) is in no category yet: "category__posts=None"
         # would find the categories without posts.
         days = {post_id: day for post_id, day in days.items() if post_id is not None}
@@ -704,9 +706,9 @@ class SponsorshipQuerySet(models.QuerySet):
             .select_related("category")
             .order_by("starts_on", "id")
         )
-        sponsors: dict[int, Sponsorship] = {}
+        sponsors: dict[int, list[Sponsorship]] = {}
         for deal in deals:
-            sponsors.setdefault(deal.sponsored_post, deal)
+            sponsors.setdefault(deal.sponsored_post, []).append(deal)
         return sponsors
 
 
@@ -744,7 +746,7 @@ class Sponsorship(models.Model):
         return f"{self.category} posts sponsored by {self.name}"
 
     def clean(self) -> None:
-        # One sponsor of a category is shown on a day (Post.sponsor): a second
+        # One sponsor of a category is shown on a day (Post.sponsors): a second
         # deal over days already sold would be paid for and one never seen.
         if None in (self.category_id, self.starts_on, self.ends_on):
             return  # refused by its own fields' errors

@@ -116,7 +116,7 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
             "description": meta_description(post.excerpt or post.title),
             "canonical_url": url,
             "related_posts": related.related_posts(post),
-            "sponsor": post.sponsor(),
+            "sponsors": post.sponsors(),
             "share_links": share_links(url=url, title=post.title),
             "featured_srcset": images.srcset(
                 post.featured_image, post.featured_image_width
