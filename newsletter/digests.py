@@ -26,7 +26,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from posts.models import Post
+from posts.models import Post, Sponsorship
 
 from .emails import (
     PREFERENCES_URL,
@@ -565,13 +565,16 @@ class _Parts:
 _last_parts: tuple[tuple, _Parts] | None = None
 
 
-def _parts(mailing: Mailing, edited: list[tuple[int, datetime]]) -> _Parts:
+def _parts(
+    mailing: Mailing, edited: list[tuple[int, datetime]], *, sponsorships: str
+) -> _Parts:
     """The round's parts for the posts (id, last edit) in the digest's order,
     rendered once per worker process while its batches hold the same posts (a
-    round's batches mostly do), and again once a post is edited."""
+    round's batches mostly do), and again once a post is edited or a sponsorship
+    changes (`sponsorships`: SponsorshipQuerySet.last_change)."""
     global _last_parts
     # Ids alone may be reused (tests, restores).
-    key = (mailing.pk, mailing.created_at, tuple(edited))
+    key = (mailing.pk, mailing.created_at, tuple(edited), sponsorships)
     if _last_parts is None or _last_parts[0] != key:
         posts = Post.objects.in_bulk([pk for pk, _ in edited])
         _last_parts = (key, _Parts(mailing, [posts[pk] for pk, _ in edited]))
@@ -622,19 +625,22 @@ class DigestEmail:
         self._links = ReaderLinks()
         self._slot = mailing.slot
         self._days: dict[str, date] = {}  # by time zone
-        # Only the posts' order and edit times: their rendered parts are kept.
-        posts = list(
+        # Only the posts' order and edit times, and the sponsorships' last change
+        # (the same on every row): their rendered parts are kept.
+        rows = list(
             Post.objects.filter(pk__in={pk for r in recipients for pk in r.posts})
             .order_by("announced_at", "pk")
-            .values_list("pk", "updated_at")
+            .annotate(sponsorships_changed=Sponsorship.objects.last_change())
+            .values_list("pk", "updated_at", "sponsorships_changed")
         )
+        posts = [(pk, edited) for pk, edited, _ in rows]
         self._place = {pk: i for i, (pk, _) in enumerate(posts)}
         # Delivery id -> its posts' places in the batch's, which are in order.
         self.posts: dict[int, list[int]] = {
             r.delivery_id: sorted([self._place[pk] for pk in r.posts])
             for r in recipients
         }
-        self._parts = _parts(mailing, posts)
+        self._parts = _parts(mailing, posts, sponsorships=rows[0][2] if rows else "")
         if batch_id:
             self._parts = _BatchParts(self._parts, batch_id)
 

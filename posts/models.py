@@ -6,6 +6,7 @@ from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
+from django.db.models.functions import Concat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import Truncator
@@ -711,6 +712,24 @@ class SponsorshipQuerySet(models.QuerySet):
             sponsors.setdefault(deal.sponsored_post, []).append(deal)
         return sponsors
 
+    def last_change(self) -> models.Subquery:
+        """An expression that changes whenever a deal is added, saved or deleted
+        (their number and latest save), for another statement to read along: a
+        worker keeping a rendered email (a post's, a round's digest parts) renders
+        it again when it changes, so that the batches sent next name the sponsors
+        as they now are, at no statement of its own."""
+        return models.Subquery(
+            self.order_by().values(
+                # Aggregates Django does not group by: one row for all the deals.
+                changed=Concat(
+                    models.Func("pk", function="COUNT"),
+                    models.Value(" "),
+                    models.Func("saved_at", function="MAX"),
+                    output_field=models.CharField(),
+                )
+            )
+        )
+
 
 class Sponsorship(models.Model):
     """A sponsor of one category's posts for a date range (both days included)."""
@@ -730,6 +749,8 @@ class Sponsorship(models.Model):
     )
     starts_on = models.DateField()
     ends_on = models.DateField()
+    # Read by SponsorshipQuerySet.last_change.
+    saved_at = models.DateTimeField(auto_now=True)
 
     objects = SponsorshipQuerySet.as_manager()
 

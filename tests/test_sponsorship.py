@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from newsletter import delivery
 from newsletter.delivery import sender
-from posts.models import Sponsorship
+from posts.models import Post, Sponsorship
 from posts.services import post_publish
 
 from .factories import (
@@ -236,6 +236,76 @@ def test_of_two_deals_starting_the_same_day_the_one_booked_first_comes_first():
     booked_next = sponsor(alpha, "Second Ltd", date(2026, 3, 1), date(2026, 3, 31))
 
     assert post.sponsors(on=date(2026, 3, 15)) == [booked_first, booked_next]
+
+
+@pytest.mark.parametrize("change", ["renamed", "relinked", "deleted", "added"])
+@pytest.mark.parametrize("frequency", ["instant", "daily"])
+def test_a_sponsorship_changed_mid_round_reaches_the_batches_sent_after_it(
+    clock,  # noqa: F811 (the fixture imported above)
+    settings,
+    frequency,
+    change,
+    django_capture_on_commit_callbacks,
+):
+    """A worker keeps a round's rendered email for its next batches (a post's,
+    or a digest's parts), and kept it across a change to a sponsorship: its
+    later batches named a sponsor renamed, taken off or moved to another link,
+    and no sponsor for a deal added over the post's day, while a worker starting
+    afresh named them as they now are. The batches sent after a change name the
+    sponsors of the post's day as they now are."""
+    settings.NEWSLETTER_BATCH_SIZE = 1
+    youth, adult = CategoryFactory(name="Youth justice"), CategoryFactory(name="Adult")
+    deal = sponsor(youth, "Acme Ltd", date(2026, 11, 1), date(2026, 11, 30))
+    reader("one@example.org", ("everything", "", frequency))
+    reader("two@example.org", ("everything", "", frequency))
+    clock(23, 6, 30)
+    post = PostFactory(title="Youth justice: a sponsored look")
+    post.categories.add(youth, adult)
+    if frequency == "instant":
+        post.status, post.published_at = Post.Status.PUBLISHED, timezone.now()
+        post.announced_at = post.published_at
+        post.save()
+        mailing = delivery.mailing_create_for_post(post=post)
+        while delivery.mailing_plan_page(mailing_id=mailing.pk):
+            pass
+    else:
+        with django_capture_on_commit_callbacks(execute=True):
+            post_publish(post=post)
+        clock(23, 7, 5)
+        mailing = planned_round()
+    first, second = mailing.batches.order_by("number")
+    delivery.batch_send(batch_id=first.pk)
+    [before] = mail.outbox
+    assert "Youth justice posts sponsored by Acme Ltd." in before.body
+
+    clock(23, 7, 10)  # the author's change, at the desk
+    if change == "renamed":
+        deal.name = "Acme Training"
+        deal.save()
+    elif change == "relinked":
+        deal.url = "https://acme.example/"
+        deal.save()
+    elif change == "deleted":
+        deal.delete()
+    else:
+        sponsor(adult, "Newcomer Ltd", date(2026, 11, 23), date(2026, 11, 23))
+    mail.outbox.clear()
+    delivery.batch_send(batch_id=second.pk)  # by the same worker
+
+    [after] = mail.outbox
+    text, html = after.body, after.alternatives[0].content
+    expected = {
+        "renamed": "Youth justice posts sponsored by Acme Training.",
+        "relinked": "https://acme.example/",
+        "deleted": "Youth justice: a sponsored look",
+        "added": "Adult posts sponsored by Newcomer Ltd.",
+    }[change]
+    assert expected in text
+    if change == "deleted":
+        assert "sponsored by" not in text + html
+    elif change != "relinked":  # the HTML part's links are counted ones
+        [words] = sponsor_words(html)
+        assert expected in words
 
 
 def test_the_post_page_says_sponsors_have_no_say_as_its_email_does(client):

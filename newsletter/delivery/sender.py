@@ -39,7 +39,7 @@ from django.db.models import Exists, F, IntegerField, OuterRef, Value
 from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
 
-from posts.models import Post
+from posts.models import Post, Sponsorship
 
 from .. import corrections
 from ..digests import DigestEmail
@@ -258,16 +258,19 @@ def batch_send(*, batch_id: int) -> None:
         # cancelled while this batch was being sent, and it came back to the queue.
         batch_cancel_if_mailing_cancelled(batch_id, now)
         return
-    batch = Batch.objects.select_related(
-        "mailing__post", "mailing__post_update__post"
-    ).get(pk=batch_id)
+    batch = (
+        Batch.objects.select_related("mailing__post", "mailing__post_update__post")
+        # Read along for a post's kept email (_rendered): no statement of its own.
+        .annotate(sponsorships_changed=Sponsorship.objects.last_change())
+        .get(pk=batch_id)
+    )
     if batch.mailing.kind == Mailing.Kind.DIGEST:
         recipients, skipped = batch_recipients(
             batch_id, digest_of=batch.mailing.frequency
         )
     else:
         recipients, skipped = batch_recipients(
-            batch_id, announcing=_rendered(batch.mailing).announcing
+            batch_id, announcing=_rendered(batch).announcing
         )
         if batch.mailing.kind == Mailing.Kind.CORRECTION:
             recipients = _still_owed(batch.mailing, recipients, skipped)
@@ -718,7 +721,7 @@ def _composer(
             return [(digest.for_reader(r, connection=connection), [r]) for r in chunk]
 
         return compose_digests, how.batch_size if how.batches_messages else 1
-    post_email = _rendered(mailing).email.for_batch(batch.pk)
+    post_email = _rendered(batch).email.for_batch(batch.pk)
 
     def compose(chunk: list[Recipient], connection) -> list[Letter]:
         # Whether the post (or a correction's post) is still on the site is
@@ -771,13 +774,21 @@ class Rendered(NamedTuple):
 _last_rendered: tuple[tuple, Rendered] | None = None
 
 
-def _rendered(mailing: Mailing) -> Rendered:
-    """The mailing's email, rendered once per worker process rather than per batch,
-    and again once the post is edited: the batches sent after a correction carry
-    the corrected post (and its readers need no correction email)."""
+def _rendered(batch: Batch) -> Rendered:
+    """The batch's mailing's email, rendered once per worker process rather than
+    per batch, and again once the post is edited: the batches sent after a
+    correction carry the corrected post (and its readers need no correction
+    email); or once a sponsorship changes (read with the batch), so that they
+    name its sponsors as they now are."""
     global _last_rendered
+    mailing = batch.mailing
     # Ids alone may be reused (tests, restores).
-    key = (mailing.pk, mailing.created_at, mailing.post.updated_at)
+    key = (
+        mailing.pk,
+        mailing.created_at,
+        mailing.post.updated_at,
+        batch.sponsorships_changed,
+    )
     if _last_rendered is None or _last_rendered[0] != key:
         if mailing.kind == Mailing.Kind.CORRECTION:
             rendered = Rendered(
