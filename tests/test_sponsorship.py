@@ -21,7 +21,7 @@ from .factories import (
     PublishedPostFactory,
     SubscriberFactory,
 )
-from .test_digests import clock, planned_round, reader  # noqa: F401 (clock: a fixture)
+from .test_digests import clock, planned_round, reader, sent  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
@@ -306,6 +306,43 @@ def test_a_sponsorship_changed_mid_round_reaches_the_batches_sent_after_it(
     elif change != "relinked":  # the HTML part's links are counted ones
         [words] = sponsor_words(html)
         assert expected in words
+
+
+@pytest.mark.parametrize("provider", ["one message each", "postmark batch"])
+def test_a_sponsors_name_and_link_read_as_typed_in_every_part(
+    clock,  # noqa: F811 (the fixtures imported above)
+    sent,  # noqa: F811
+    client,
+    django_capture_on_commit_callbacks,
+):
+    """A sponsor's name and link as the desk took them, with characters HTML,
+    and JSON (Postmark's batch), give a meaning to: read as typed on the page
+    and in each part of the post's email and of a digest, never as markup."""
+    name = 'Smith & "Sons" <Training>'
+    url = "https://sponsor.example/?from=probation&to=readers"
+    youth = CategoryFactory(name="Youth & justice")
+    sponsor(youth, name, date(2026, 11, 1), date(2026, 11, 30), url)
+    reader("instant@example.org", ("category", youth.slug, "instant"))
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    post = PostFactory(title="Youth justice: a sponsored look")
+    post.categories.add(youth)
+    with django_capture_on_commit_callbacks(execute=True):
+        post_publish(post=post)
+    own_text, own_html = sent()["instant@example.org"]
+    clock(23, 7, 5)
+    send_round(planned_round())
+    text, html = sent()["daily@example.org"]
+    page = client.get(post.get_absolute_url()).content.decode()
+
+    words = f"Youth & justice posts sponsored by {name}. "
+    words += "Sponsors have no say in what we write."
+    for part in (page, own_html, html):
+        assert sponsor_words(part) == [words]
+        assert "<Training>" not in part and "Smith &amp; " in part
+    assert f"{words}\n{url}\n" in own_text
+    assert f"{words}\n{url}\n" in text
+    assert 'href="https://sponsor.example/?from=probation&amp;to=readers"' in page
 
 
 def test_the_post_page_says_sponsors_have_no_say_as_its_email_does(client):
