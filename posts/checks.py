@@ -13,6 +13,7 @@ import datetime
 import enum
 import html
 import re
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -23,6 +24,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef, Q
 from django.urls import Resolver404, resolve
+from django.utils import timezone
 from django.utils.html import strip_tags
 
 from .links import link_scheme, site_path, web_links
@@ -33,7 +35,18 @@ from .markdown import (
     link_targets,
     notes_astray,
 )
-from .models import Inspection, LinkCheck, Post, Rating
+from .models import (
+    Area,
+    Category,
+    Inspection,
+    LinkCheck,
+    Listed,
+    Organisation,
+    Post,
+    Rating,
+    Region,
+    Tag,
+)
 
 
 class Level(enum.StrEnum):
@@ -208,16 +221,44 @@ def _file_exists(path: str) -> bool | None:
     return None
 
 
-def _post_slug_or_page(path: str) -> str | bool:
-    """The slug of the post at the path; else whether a page is there. Without
-    its last "/", as Django's APPEND_SLASH redirects to the address with it."""
+# The site's pages that show what their address names: one whose post, category,
+# tag, place or organisation is not there, or not for readers (a post not live, a
+# listing no live post is filed under), is "Page not found", though its address
+# has the right shape. A page added with a slug in its address belongs here
+# (test_a_link_to_any_page_whose_slug_names_nothing_is_a_warning tries each).
+_SHOWN_BY_SLUG: dict[str, type[Post | Listed]] = {
+    "posts:detail": Post,
+    "comments:reply": Post,  # its comment's id is not asked: none links to it
+    "posts:category": Category,
+    "posts:category_feed": Category,
+    "posts:tag": Tag,
+    "posts:area": Area,
+    "posts:region": Region,
+    "posts:organisation": Organisation,
+}
+MONTH = "month"  # an archive's, by its first day
+PageKind = type[Post | Listed] | str
+
+
+def _page_or_what_it_shows(path: str) -> bool | tuple[PageKind, str | datetime.date]:
+    """What the page at the path shows, as (its kind, its name), to be asked of the
+    database with the other links to pages of that kind; else whether a page is
+    there. Without its last "/", as Django's APPEND_SLASH redirects to the address
+    with it."""
     for candidate in dict.fromkeys([path, path.rstrip("/") + "/"]):
         try:
             found = resolve(candidate)
         except Resolver404:
             continue
-        if found.view_name == "posts:detail":
-            return found.kwargs["slug"]
+        if (kind := _SHOWN_BY_SLUG.get(found.view_name)) is not None:
+            return kind, found.kwargs["slug"]
+        if found.view_name == "posts:archive":
+            try:
+                return MONTH, datetime.date(
+                    int(found.kwargs["year"]), int(found.kwargs["month"]), 1
+                )
+            except ValueError:  # month 13, year 0: as the archive's own 404
+                return False
         return True
     return False
 
@@ -239,32 +280,79 @@ def _live_slugs(slugs: set[str]) -> tuple[set[str], set[str]]:
     return known, live
 
 
+def _there_and_live(kind: PageKind, names: set, post: Post) -> tuple[set, set]:
+    """Of these names of pages of a kind, those that name something, and those
+    readers can see, the post itself counted as live: publishing it puts its page,
+    its month and what it is filed under on the site. One question for them all."""
+    if kind is Post:
+        known, live = _live_slugs(names - {post.slug})
+        return known, live | {post.slug}
+    if kind == MONTH:
+        months = Q()
+        for month in names:
+            months |= Q(published_at__year=month.year, published_at__month=month.month)
+        published = Post.objects.published().filter(months)
+        live = {*published.dates("published_at", "month"), _month_of(post)}
+        return live, live
+    goes_live = Post.objects.published() | Post.objects.filter(pk=post.pk)
+    rows = list(
+        kind.objects.filter(slug__in=names)
+        .annotate(live=kind.objects.filed_under(goes_live))
+        .values_list("slug", "live")
+    )
+    return {slug for slug, _ in rows}, {slug for slug, is_live in rows if is_live}
+
+
+def _month_of(post: Post) -> datetime.date:
+    """The month whose archive lists the post once it is published (this one, for
+    a post not yet given a time)."""
+    return timezone.localdate(post.published_at).replace(day=1)
+
+
 def check_links_to_the_site(post: Post) -> list[Problem]:
     """A link to a page of this site that is not there (a post's address
-    mistyped, an image never uploaded) or to a post readers cannot see (a draft,
-    one scheduled or taken down) gets readers "Page not found". The link checker
-    leaves these alone (links.site_path, one rule for both): this asks the site's
-    own addresses and posts, at once."""
-    found = {}  # each link to the site: whether a page is there, or its post's slug
+    mistyped, an image never uploaded, a category with no post live) or to a post
+    readers cannot see (a draft, one scheduled or taken down) gets readers "Page
+    not found". The link checker leaves these alone (links.site_path, one rule
+    for both): this asks the site's own addresses, and the database once for each
+    kind of page they show."""
+    found = {}  # each link to the site: whether a page is there, or what it shows
     for url in dict.fromkeys(link_targets(post.body)):
         if (path := site_path(url)) is not None:
             file = _file_exists(path)
-            found[url] = _post_slug_or_page(path) if file is None else file
-    # The post itself goes live as it is published.
-    slugs = {slug for slug in found.values() if isinstance(slug, str)} - {post.slug}
-    known, live = _live_slugs(slugs) if slugs else (set(), set())
-    return [
-        Problem(
-            Level.WARNING,
-            f"The link “{url[:80]}” goes to a post readers cannot see (a draft, "
-            f"in review, scheduled or taken off the site), so they get “Page not "
-            f"found”: publish that post first, or link elsewhere."
-            if where in known
-            else f"The link “{url[:80]}” leads to nothing on this site, so readers "
-            f"get “Page not found” or a broken image: check its address.",
+            found[url] = _page_or_what_it_shows(path) if file is None else file
+    shown = defaultdict(set)
+    for where in found.values():
+        if isinstance(where, tuple):
+            shown[where[0]].add(where[1])
+    known, live = set(), set()
+    for kind, names in shown.items():
+        there, seen = _there_and_live(kind, names, post)
+        known |= {(kind, name) for name in there}
+        live |= {(kind, name) for name in seen}
+
+    def message(url: str, where: bool | tuple) -> str:
+        if where in known and where[0] is Post:
+            return (
+                f"The link “{url[:80]}” goes to a post readers cannot see (a draft, "
+                f"in review, scheduled or taken off the site), so they get “Page "
+                f"not found”: publish that post first, or link elsewhere."
+            )
+        if where in known:
+            return (
+                f"The link “{url[:80]}” goes to a listing with no published post "
+                f"yet, so readers get “Page not found”: publish a post filed under "
+                f"it first, or link elsewhere."
+            )
+        return (
+            f"The link “{url[:80]}” leads to nothing on this site, so readers "
+            f"get “Page not found” or a broken image: check its address."
         )
+
+    return [
+        Problem(Level.WARNING, message(url, where))
         for url, where in found.items()
-        if where is False or (where in slugs - live)
+        if where is False or (isinstance(where, tuple) and where not in live)
     ]
 
 

@@ -33,8 +33,8 @@ web_address = URLValidator(
 
 
 class ListedQuerySet(models.QuerySet):
-    def _filed_under(self, posts: "PostQuerySet") -> models.Exists:
-        """Whether one of these posts is filed under each."""
+    def filed_under(self, posts: "PostQuerySet") -> models.Exists:
+        """Whether one of these posts is filed under each: to filter or annotate by."""
         filed = models.Q()
         for path in self.model.paths_from_posts:
             filed |= models.Q(**{path: models.OuterRef("pk")})
@@ -45,15 +45,15 @@ class ListedQuerySet(models.QuerySet):
         One made for a post still in draft, in review or scheduled stays unknown
         until the post goes live: which area or provider is next is news while
         the inspection's report is under embargo."""
-        return self.filter(self._filed_under(Post.objects.published()))
+        return self.filter(self.filed_under(Post.objects.published()))
 
     def followable(self) -> "ListedQuerySet":
         """What a reader may follow: those with a published post, and those with
         no post yet (a reader may follow a provider before its first inspection
         is reported); not one only posts yet to go live are filed under."""
         return self.filter(
-            self._filed_under(Post.objects.published())
-            | ~self._filed_under(Post.objects.all())
+            self.filed_under(Post.objects.published())
+            | ~self.filed_under(Post.objects.all())
         )
 
 

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from django.contrib.messages import get_messages
+from django.urls import URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from posts import checks, links
@@ -22,10 +23,14 @@ from posts.services import post_links_check_rung
 from posts.tasks import check_post_links
 
 from .factories import (
+    AreaFactory,
+    CategoryFactory,
     InspectionFactory,
     OrganisationFactory,
     PostFactory,
     PublishedPostFactory,
+    RegionFactory,
+    TagFactory,
     UserFactory,
     admin_post_form,
 )
@@ -279,6 +284,156 @@ def test_a_link_to_a_post_taken_off_the_site_is_a_warning():
     assert site_links(PostFactory(body="[Kent](/posts/kent/)")) == [
         post_not_live("/posts/kent/")
     ]
+
+
+def listing_not_live(link: str) -> str:
+    return (
+        f"The link \u201c{link}\u201d goes to a listing with no published post yet, "
+        f"so readers get \u201cPage not found\u201d: publish a post filed under it "
+        f"first, or link elsewhere."
+    )
+
+
+def answered_not_found(client, links: list[str]) -> list[str]:
+    """Those of the links the site answers "Page not found", as a reader's browser
+    follows them (APPEND_SLASH's redirect too)."""
+    return [link for link in links if client.get(link, follow=True).status_code == 404]
+
+
+@pytest.fixture
+def kent():
+    """A live post of March 2019 filed under a category, a tag, an area, its region
+    and an organisation, each of which has its page."""
+    kent = PublishedPostFactory(
+        slug="kent",
+        published_at=datetime.datetime(2019, 3, 5, 12, tzinfo=datetime.UTC),
+    )
+    InspectionFactory(
+        post=kent,
+        area=AreaFactory(slug="kent", region=RegionFactory(slug="south-east")),
+        organisations=[OrganisationFactory(slug="kss-crc")],
+    )
+    kent.categories.add(CategoryFactory(slug="youth-justice"))
+    kent.tags.add(TagFactory(slug="caseloads"))
+    return kent
+
+
+def test_a_link_to_a_listing_of_nothing_readers_can_see_is_a_warning(
+    kent, client, django_assert_max_num_queries
+):
+    """Only the address's shape was asked of the site ("/category/<slug>/"), so a
+    link to a category, tag, place or organisation that is not there or has no
+    post live yet, or to a month with nothing published, passed, and readers got
+    "Page not found", as the site's own answer to each says."""
+    PostFactory(slug="surrey").categories.add(CategoryFactory(slug="in-draft-only"))
+    missing = [
+        "/category/no-such-category/",
+        "/category/in-draft-only/",
+        "/category/no-such-category/feed/",
+        "/tag/no-such-tag/?page=2",
+        "/area/no-such-area/#findings",
+        "/region/no-such-region",
+        "/organisation/no-such-organisation/",
+        "/archive/2019/04/",
+        "/archive/2019/13/",
+        "/posts/surrey/comments/1/reply/",
+    ]
+    there = [
+        "/category/youth-justice/",
+        "/category/youth-justice/feed/",
+        "/tag/caseloads/?page=2",
+        "/area/kent/#findings",
+        "/region/south-east",
+        "/organisation/kss-crc/",
+        "/archive/2019/03/",
+    ]
+    post = PostFactory(body=" ".join(f"[x]({link})" for link in missing + there))
+    # One question for each kind of page, however many links: categories, tags,
+    # areas, regions, organisations, months, posts.
+    with django_assert_max_num_queries(7):
+        warned = site_links(post)
+    assert warned == [
+        no_page("/category/no-such-category/"),
+        listing_not_live("/category/in-draft-only/"),
+        no_page("/category/no-such-category/feed/"),
+        no_page("/tag/no-such-tag/?page=2"),
+        no_page("/area/no-such-area/#findings"),
+        no_page("/region/no-such-region"),
+        no_page("/organisation/no-such-organisation/"),
+        no_page("/archive/2019/04/"),
+        no_page("/archive/2019/13/"),
+        post_not_live("/posts/surrey/comments/1/reply/"),
+    ]
+    assert answered_not_found(client, missing + there) == missing
+
+
+def pages_named_by_a_slug(patterns=None, namespace: str = "") -> list[tuple]:
+    """Each of the site's URL patterns with a slug in its address: (its name, its
+    address's parts)."""
+    found = []
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(pattern, URLResolver):
+            found += pages_named_by_a_slug(
+                pattern.url_patterns, pattern.namespace or namespace
+            )
+        elif "slug" in pattern.pattern.converters:
+            found.append((f"{namespace}:{pattern.name}", pattern.pattern.converters))
+    return found
+
+
+def test_a_link_to_any_page_whose_slug_names_nothing_is_a_warning(client):
+    """Each page with a slug in its address, a page added later too; not the
+    comment form's address, which takes a POST only (a GET there is a 405,
+    whatever the slug)."""
+    links = [
+        reverse(
+            name,
+            kwargs={part: "no-such-slug" if part == "slug" else 1 for part in parts},
+        )
+        for name, parts in pages_named_by_a_slug()
+        if name != "comments:create"
+    ]
+    assert len(links) >= 8
+    post = PostFactory(body=" ".join(f"[x]({link})" for link in links))
+    assert site_links(post) == [no_page(link) for link in links]
+    assert answered_not_found(client, links) == links
+
+
+def test_a_link_to_a_listing_the_post_itself_brings_live_is_no_warning():
+    """As a link to the post's own address: publishing it puts its category, its
+    inspection's area and this month's archive on the site."""
+    post = PostFactory(
+        body=f"[a](/category/new-series/) [b](/area/dover/) "
+        f"[c](/archive/{timezone.localdate():%Y/%m}/)"
+    )
+    post.categories.add(CategoryFactory(slug="new-series"))
+    InspectionFactory(post=post, area=AreaFactory(slug="dover"))
+    assert site_links(post) == []
+
+
+def test_links_with_a_query_or_a_place_and_to_feeds_warn_only_where_no_page_is(
+    settings, kent, client
+):
+    """A query string or a "#place" is no part of the page's address, and the
+    site's feeds, sitemap and robots.txt are pages as any other."""
+    settings.SITE_URL = "https://probation.example"
+    missing = ["/sitemap.xml/", "/feed/rss/", "/robots.txt/", "/posts/kent/feed/"]
+    there = [
+        "/feed/",
+        "/feed/atom",
+        "/category/youth-justice/feed/?format=rss#latest",
+        "/sitemap.xml",
+        "/robots.txt",
+        "/category/youth-justice/?page=99#top",
+        "/inspections/?region=nowhere",
+        "/search/?q=kent#results",
+        "/subscribe/?page=/posts/kent/",
+        "/posts/kent/?utm_source=x#findings",
+        "https://probation.example/archive/2019/03/?page=2#x",
+    ]
+    post = PostFactory(body=" ".join(f"[x]({link})" for link in missing + there))
+    assert site_links(post) == [no_page(link) for link in missing]
+    assert answered_not_found(client, missing + there) == missing
 
 
 def test_links_to_the_sites_live_pages_and_files_are_no_warning(
