@@ -27,7 +27,7 @@ from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django.utils.html import strip_tags
 
-from .links import link_scheme, site_path, web_links
+from .links import link_scheme, report_links, site_path, web_links
 from .markdown import (
     ID_PREFIX,
     LINK_WITHIN,
@@ -313,11 +313,11 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
     """A link to a page of this site that is not there (a post's address
     mistyped, an image never uploaded, a category with no post live) or to a post
     readers cannot see (a draft, one scheduled or taken down) gets readers "Page
-    not found". The link checker leaves these alone (links.site_path, one rule
-    for both): this asks the site's own addresses, and the database once for each
-    kind of page they show."""
+    not found". The link checker leaves these alone, the inspections' report
+    links among them (links.site_path, one rule for both): this asks the site's
+    own addresses, and the database once for each kind of page they show."""
     found = {}  # each link to the site: whether a page is there, or what it shows
-    for url in dict.fromkeys(link_targets(post.body)):
+    for url in dict.fromkeys([*link_targets(post.body), *report_links(post)]):
         if (path := site_path(url)) is not None:
             file = _file_exists(path)
             found[url] = _page_or_what_it_shows(path) if file is None else file
@@ -444,7 +444,8 @@ def check_title_unused(post: Post) -> list[Problem]:
 
 
 Check = Callable[[Post], list[Problem]]
-# Those that read the body alone: the editor's preview runs them as the author types.
+# Those that read the body (and, once the post is saved, its report links): the
+# editor's preview runs them as the author types.
 BODY_CHECKS: list[Check] = [
     check_link_schemes,
     check_links_under_the_post,

@@ -99,19 +99,27 @@ class LinkResult:
 def web_links(post: Post) -> list[str]:
     """The http(s) addresses in the post's body and its inspections' report links,
     once each, in order, up to MAX_LINKS_PER_POST of MAX_LINK_BYTES at most. Not
-    the body's links to this site: checks.check_links_to_the_site asks the site
-    about those at once, and a page not there got two warnings for one link."""
+    those to this site: checks.check_links_to_the_site asks the site about those
+    at once, and a page not there got two warnings for one link."""
     urls = [
-        html.unescape(url) for url in link_targets(post.body) if site_path(url) is None
+        *(html.unescape(url) for url in link_targets(post.body)),
+        *report_links(post),
     ]
-    if post.pk is not None:
-        urls += [i.report_url for i in post.inspections.all() if i.report_url]
     web = [
         url
         for url in urls
-        if link_scheme(url) in ("http", "https") and len(url.encode()) <= MAX_LINK_BYTES
+        if link_scheme(url) in ("http", "https")
+        and len(url.encode()) <= MAX_LINK_BYTES
+        and site_path(url) is None
     ]
     return list(dict.fromkeys(web))[:MAX_LINKS_PER_POST]
+
+
+def report_links(post: Post) -> list[str]:
+    """The post's inspections' report links, as typed (none before it is saved)."""
+    if post.pk is None:
+        return []
+    return [i.report_url for i in post.inspections.all() if i.report_url]
 
 
 def unchecked(post: Post) -> set[str]:

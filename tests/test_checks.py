@@ -349,8 +349,8 @@ def test_a_link_to_a_listing_of_nothing_readers_can_see_is_a_warning(
     ]
     post = PostFactory(body=" ".join(f"[x]({link})" for link in missing + there))
     # One question for each kind of page, however many links: categories, tags,
-    # areas, regions, organisations, months, posts.
-    with django_assert_max_num_queries(7):
+    # areas, regions, organisations, months, posts; and the report links.
+    with django_assert_max_num_queries(8):
         warned = site_links(post)
     assert warned == [
         no_page("/category/no-such-category/"),
@@ -454,16 +454,22 @@ def test_links_to_the_sites_live_pages_and_files_are_no_warning(
         "[s](/posts/" + "draft-of-itself/)"
     )
     post = PostFactory(slug="draft-of-itself", body=body)
-    # One question for all the body's post links, however many.
-    with django_assert_max_num_queries(1):
+    # One question for all the body's post links, however many; one for the
+    # post's report links.
+    with django_assert_max_num_queries(2):
         assert site_links(post) == []
 
 
 def test_a_body_without_links_to_the_site_asks_the_database_nothing(
     django_assert_num_queries,
 ):
-    post = PostFactory(body="[a](https://example.org/posts/x/) Plain words.")
+    body = "[a](https://example.org/posts/x/) Plain words."
+    # As the editor's preview checks it, as the author types.
     with django_assert_num_queries(0):
+        assert site_links(Post(body=body)) == []
+    # Saved, the post has its inspections' report links to ask for too.
+    post = PostFactory(body=body)
+    with django_assert_num_queries(1):
         assert site_links(post) == []
 
 
@@ -742,6 +748,27 @@ def test_a_full_address_of_the_site_is_left_to_its_own_check_and_warned_of_once(
     assert list(checked) == ["https://nope.invalid/"]
     said = messages_of(checks.post_problems(post)).split(" | ")
     assert [message for message in said if ours in message] == [no_page(ours)]
+
+
+def test_a_report_link_to_the_site_is_left_to_its_own_check_and_warned_of_once(
+    settings, media, celery_eager
+):
+    """An inspection's report link to the site's own address (a report kept under
+    /media/) was fetched by the link checker, where the body's are asked of the
+    site: a report not there was "looks dead", or not checked at all."""
+    settings.SITE_URL = "https://probation.example"
+    ours = "https://probation.example/media/reports/kent.pdf"
+    post = PostFactory(body="[b](https://nope.invalid/)")
+    InspectionFactory(post=post, report_url=ours)
+    assert links.web_links(post) == ["https://nope.invalid/"]
+    check_post_links.delay(post.pk)
+    checked = LinkCheck.objects.filter(post=post).values_list("url", flat=True)
+    assert list(checked) == ["https://nope.invalid/"]
+    said = messages_of(checks.post_problems(post)).split(" | ")
+    assert [message for message in said if ours in message] == [no_page(ours)]
+    (media / "reports").mkdir(parents=True)
+    (media / "reports" / "kent.pdf").write_bytes(b"%PDF")
+    assert ours not in messages_of(checks.post_problems(post))
 
 
 class _WelshSite(http.server.BaseHTTPRequestHandler):
