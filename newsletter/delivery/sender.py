@@ -320,7 +320,7 @@ def batch_send(*, batch_id: int) -> None:
     if status == Batch.Status.QUEUED:
         if batch_cancel_if_mailing_cancelled(batch_id, now):
             return
-        if isinstance(trouble, BatchHeld) and _holding(batch.mailing_id)[0]:
+        if isinstance(trouble, BatchHeld) and _holding(batch.mailing_id).held:
             # Held still: resuming rings for it. Resumed already (the post back
             # on the site), that ring found it still being sent: its retry sends it.
             return
@@ -333,13 +333,19 @@ def batch_send(*, batch_id: int) -> None:
         close_mailing_if_finished(batch.mailing_id)
 
 
-def _holding(
-    mailing_id: int, digest_posts: Collection[int] = ()
-) -> tuple[BatchHeld | None, set[int]]:
-    """What holds the mailing's batches now: its post off the site (first: the
-    take-down pauses the mailing too), or the author's pause or cancel; None while
-    it goes out. And which of `digest_posts` (a digest batch's) readers can read
-    now: a digest goes without a post taken down, unheld. In one statement."""
+class Holding(NamedTuple):
+    # What holds the mailing's batches now: its post off the site (first: the
+    # take-down pauses the mailing too), or the author's pause or cancel; None
+    # while it goes out.
+    held: BatchHeld | None
+    # Which of a digest batch's posts its readers can read now: a digest goes
+    # without a post taken down, unheld.
+    posts_on_site: set[int]
+
+
+def _holding(mailing_id: int, digest_posts: Collection[int] = ()) -> Holding:
+    """What holds the mailing's batches now, and which of `digest_posts` are on
+    the site. In one statement."""
     going_out = Mailing.objects.going_out().filter(pk=OuterRef("pk"))
     # The mailing's row (no post id), absent once its post is off the site; then
     # a row for each of the digest's posts on the site. Unordered: a compound
@@ -360,8 +366,8 @@ def _holding(
         else:
             posts_on_site.add(post_id)
     if goes is None:
-        return PostTakenDown(), posts_on_site
-    return (None if goes else MailingHeld()), posts_on_site
+        return Holding(PostTakenDown(), posts_on_site)
+    return Holding(None if goes else MailingHeld(), posts_on_site)
 
 
 def _still_owed(
@@ -481,7 +487,8 @@ class HandOver:
         ):
             return
         self.read_at = now
-        self.held, self.posts_on_site = _holding(self.mailing_id, self._digest_posts)
+        holding = _holding(self.mailing_id, self._digest_posts)
+        self.held, self.posts_on_site = holding.held, holding.posts_on_site
         if self.held is not None:
             self._stopped.set()
 
