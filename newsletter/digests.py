@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
+from django.db import transaction
 from django.db.models import Exists, F, IntegerField, OuterRef, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -45,6 +46,7 @@ from .emails import (
 from .engagement import LinkTracker, reader_part_add
 from .models import (
     DEFAULT_TIME_ZONE,
+    Batch,
     Delivery,
     DigestSettings,
     Mailing,
@@ -214,24 +216,51 @@ def post_withdraw_from_digests(*, post: Post) -> int:
     author may resend. A digest left holding nothing is skipped when its batch
     goes (batch_recipients). Their ledger then says what they hold: published
     again within the lookback, the post comes in the reader's next digest (a
-    second time, for a reader whose uncertain digest had reached them). A round
-    keeps listing it while any of its digests may have carried it, uncertain
-    ones too, settled later or not: those emails may have arrived, and their
-    clicks on it are the post's (Link.objects.of_post). Returns how many
-    digests it left."""
-    # A round lists it no more only when just its queued digests, none of which
-    # has gone, held it.
-    not_queued = Delivery.posts.through.objects.filter(
-        post=post, delivery__mailing=OuterRef("mailing")
-    ).exclude(delivery__status=Delivery.Status.QUEUED)
-    Mailing.digest_posts.through.objects.filter(post=post).exclude(
-        Exists(not_queued)
-    ).delete()
+    second time, for a reader whose uncertain digest had reached them). Not
+    those of a batch being sent: its worker reads the posts on the site once a
+    second, and some of its digests went, or will go within that second, with
+    the post; it takes the post out of those it sends without it
+    (digests_record_left_out). A round keeps listing it while any of its
+    digests may have carried it, uncertain ones too, settled later or not:
+    those emails may have arrived, and their clicks on it are the post's
+    (Link.objects.of_post). Returns how many digests it left."""
+    being_sent = Q(delivery__batch__status=Batch.Status.SENDING)
     carried = Delivery.posts.through.objects.filter(
         post=post,
         delivery__status__in=[Delivery.Status.QUEUED, Delivery.Status.UNCERTAIN],
     )
-    return carried.delete()[0]
+    with transaction.atomic():
+        # Their batches locked: a worker's claim waits for this commit and then
+        # reads its digests without the post (unlocked, it could read them as
+        # they were, the post still on the site, and send it to readers whose
+        # rows this then emptied). In order: two take-downs lock alike.
+        waiting = Batch.objects.exclude(status=Batch.Status.SENDING).filter(
+            Exists(carried.filter(delivery__batch=OuterRef("pk")))
+        )
+        list(waiting.select_for_update().order_by("pk").values_list("pk"))
+        # A round lists it no more only when just its queued digests, none of
+        # which has gone, held it.
+        may_have_gone = Delivery.posts.through.objects.filter(
+            post=post, delivery__mailing=OuterRef("mailing")
+        ).filter(~Q(delivery__status=Delivery.Status.QUEUED) | being_sent)
+        Mailing.digest_posts.through.objects.filter(post=post).exclude(
+            Exists(may_have_gone)
+        ).delete()
+        return carried.exclude(being_sent).delete()[0]
+
+
+def digests_record_left_out(*, left_out: dict[int, set[int]]) -> None:
+    """Take each post out of the digests a batch's worker sent without it
+    (post id -> delivery ids): it was off the site as they went
+    (DigestEmail.holding_posts_on_site), and post_withdraw_from_digests left
+    the batch's rows to the worker. Those it sent with the post keep it, so
+    that the next round, the post back on the site, brings it to the others
+    only. One statement, and only after a take-down."""
+    rows = Q()
+    for post_id, delivery_ids in left_out.items():
+        rows |= Q(post_id=post_id, delivery_id__in=delivery_ids)
+    if rows:
+        Delivery.posts.through.objects.filter(rows).delete()
 
 
 def digest_time_set(
@@ -644,16 +673,22 @@ class DigestEmail:
         if batch_id:
             self._parts = _BatchParts(self._parts, batch_id)
 
-    def holding_posts_on_site(self, recipients: list, on_site: set[int]) -> list:
+    def holding_posts_on_site(
+        self, recipients: list, on_site: set[int], left_out: dict[int, set[int]]
+    ) -> list:
         """Those of the recipients whose digest holds a post of `on_site`, each
         left holding only those: the batch's posts readers could read as its
         worker last read them (sender.HandOver), since post_withdraw_from_digests
-        takes a post out of the ledger's digests, not out of a batch being sent."""
+        takes a post out of the ledger's digests, not out of a batch being sent.
+        Each post left out of a digest is noted in `left_out` (post id ->
+        delivery ids), for digests_record_left_out."""
         held = {pk for r in recipients for pk in r.posts}
         if held <= on_site:
             return recipients
         places = {self._place[pk] for pk in on_site}
         for r in recipients:
+            for pk in set(r.posts) - on_site:
+                left_out.setdefault(pk, set()).add(r.delivery_id)
             self.posts[r.delivery_id] = [
                 i for i in self.posts[r.delivery_id] if i in places
             ]

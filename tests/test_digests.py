@@ -1530,46 +1530,141 @@ def test_a_post_taken_down_as_its_digests_go_out_is_left_out_of_them(
     }
 
 
-@pytest.mark.parametrize("provider", ["one message each", "postmark, one message each"])
+def as_each_digest_goes(monkeypatch, *steps) -> None:
+    """The author acts as a batch's digests go out one message each: after the
+    nth is handed over, the nth step (an action, and whether the worker's clock
+    then moves on a second, to its next read of the posts on the site)."""
+    send, moment = EmailMessage.send, timezone.now()
+    to_come = list(steps)
+
+    def send_then_the_author_acts(message, *args, **kwargs):
+        nonlocal moment
+        sent = send(message, *args, **kwargs)
+        if to_come:
+            act, a_second_on = to_come.pop(0)
+            act()
+            if a_second_on:
+                moment += timedelta(seconds=sender.HOLD_READ_SECONDS)
+                monkeypatch.setattr(timezone, "now", lambda: moment)
+        return sent
+
+    monkeypatch.setattr(EmailMessage, "send", send_then_the_author_acts)
+
+
+def digests_sent_one_each(request, provider: str) -> list[tuple[str, str]]:
+    """Each digest's reader and text, as handed over."""
+    if provider == "postmark, one message each":
+        fake_esp = request.getfixturevalue("fake_esp")
+        return [(m["To"], m["TextBody"]) for m in postmark_messages(fake_esp.messages)]
+    return [(m.to[0], m.body) for m in mail.outbox]
+
+
+def the_next_round(beat, request, provider: str) -> list[tuple[str, str]]:
+    """The digests the next round hands over: reader and text."""
+    mail.outbox.clear()
+    before = len(digests_sent_one_each(request, provider))
+    beat()
+    return digests_sent_one_each(request, provider)[before:]
+
+
+def put_back(post: Post) -> None:
+    post_publish(post=Post.objects.get(pk=post.pk))
+
+
+def recorded(mailing: Mailing, email: str) -> set[str]:
+    """What the ledger says the reader's digest of the round carried."""
+    row = mailing.deliveries.get(subscriber__email=email)
+    return set(row.posts.values_list("title", flat=True))
+
+
+@pytest.fixture(params=["one message each", "postmark, one message each"])
+def one_each(request, settings):
+    """A batch's digests go one message each: to SMTP's way, or Postmark's."""
+    if request.param == "postmark, one message each":
+        request.getfixturevalue("fake_esp")
+        settings.NEWSLETTER_DELIVERY_MODE = "single"
+    return request.param
+
+
 def test_a_post_taken_down_as_a_batch_goes_one_digest_each_is_left_out_of_those_after(
-    clock, publish, settings, monkeypatch, request, provider
+    clock, publish, monkeypatch, request, one_each
 ):
     """The worker reads which of the batch's posts are still on the site once a
     second, not once a reader: the author takes a post down as the first reader's
     digest goes, and the digests handed over from the worker's next read (a second
-    on) go without it, while the first had it."""
+    on) go without it, while the first had it, as its row says."""
     readers = ["one@example.org", "three@example.org", "two@example.org"]
     mailing, taken_down = a_round_of_two_posts(clock, publish, readers)
-    if provider == "postmark, one message each":
-        fake_esp = request.getfixturevalue("fake_esp")
-        settings.NEWSLETTER_DELIVERY_MODE = "single"
-    send, moment = EmailMessage.send, timezone.now()
-
-    def send_then_taken_down(message, *args, **kwargs):
-        sent = send(message, *args, **kwargs)
-        if Post.objects.get(pk=taken_down.pk).status == Post.Status.PUBLISHED:
-            unpublish_at_the_desk(taken_down)
-            later = moment + timedelta(seconds=sender.HOLD_READ_SECONDS)
-            monkeypatch.setattr(timezone, "now", lambda: later)
-        return sent
-
-    monkeypatch.setattr(EmailMessage, "send", send_then_taken_down)
+    as_each_digest_goes(monkeypatch, (lambda: unpublish_at_the_desk(taken_down), True))
     send_all(mailing)
 
-    if provider == "postmark, one message each":
-        digests_sent = [
-            (m["To"], m["TextBody"]) for m in postmark_messages(fake_esp.messages)
-        ]
-    else:
-        digests_sent = [(m.to[0], m.body) for m in mail.outbox]
+    digests_sent = digests_sent_one_each(request, one_each)
     assert [to for to, _ in digests_sent] == readers
     holding = ["Wales: a wrong figure" in text for _, text in digests_sent]
     assert holding == [True, False, False]
     assert all("Suffolk: caseloads too high" in text for _, text in digests_sent)
-    first = mailing.deliveries.get(subscriber__email=readers[0])
-    assert list(first.posts.values_list("title", flat=True)) == [
-        "Suffolk: caseloads too high"
+    both = {"Suffolk: caseloads too high", "Wales: a wrong figure"}
+    assert [recorded(mailing, email) for email in readers] == [
+        both,
+        {"Suffolk: caseloads too high"},
+        {"Suffolk: caseloads too high"},
     ]
+
+
+def test_a_post_taken_down_within_the_workers_second_stays_on_the_digests_it_went_in(
+    clock, publish, monkeypatch, request, beat, one_each
+):
+    """The author takes a post down as the first reader's digest goes, and the
+    worker, which reads the posts on the site once a second, hands the other two
+    theirs within that second, with the post. The take-down had taken it out of
+    their rows: put back on the site, it came to all three again in the next
+    round."""
+    readers = ["one@example.org", "three@example.org", "two@example.org"]
+    mailing, taken_down = a_round_of_two_posts(clock, publish, readers)
+    as_each_digest_goes(monkeypatch, (lambda: unpublish_at_the_desk(taken_down), False))
+    send_all(mailing)
+
+    digests_sent = digests_sent_one_each(request, one_each)
+    assert all("Wales: a wrong figure" in text for _, text in digests_sent)
+    both = {"Suffolk: caseloads too high", "Wales: a wrong figure"}
+    assert [recorded(mailing, email) for email in readers] == [both] * 3
+    clock(23, 9)
+    put_back(taken_down)
+    clock(24, 7, 5)
+    assert the_next_round(beat, request, one_each) == []
+
+
+def test_a_post_taken_down_and_put_back_as_a_batch_goes_reaches_each_reader_once(
+    clock, publish, monkeypatch, request, beat, one_each
+):
+    """The author takes a post down as the first reader's digest goes and puts it
+    back as the second's goes: read a second on each time, the second reader's
+    digest goes without it, the third's with it again. The take-down had taken it
+    out of all three rows, and the next round gave it a second time to the first
+    and the third."""
+    readers = ["one@example.org", "three@example.org", "two@example.org"]
+    mailing, taken_down = a_round_of_two_posts(clock, publish, readers)
+    as_each_digest_goes(
+        monkeypatch,
+        (lambda: unpublish_at_the_desk(taken_down), True),
+        (lambda: put_back(taken_down), True),
+    )
+    send_all(mailing)
+
+    digests_sent = digests_sent_one_each(request, one_each)
+    holding = ["Wales: a wrong figure" in text for _, text in digests_sent]
+    assert holding == [True, False, True]
+    both = {"Suffolk: caseloads too high", "Wales: a wrong figure"}
+    assert [recorded(mailing, email) for email in readers] == [
+        both,
+        {"Suffolk: caseloads too high"},
+        both,
+    ]
+    assert taken_down in mailing.digest_posts.all()  # its clicks are the post's
+    clock(24, 7, 5)
+    [(to, text)] = the_next_round(beat, request, one_each)
+    assert to == "three@example.org"
+    assert "Wales: a wrong figure" in text
 
 
 @pytest.mark.parametrize("stop", ["pause", "cancel"])
@@ -2287,6 +2382,72 @@ def test_a_post_unpublished_while_its_round_is_planned_is_in_no_digest(
     assert "Suffolk: caseloads too high" in digest.body
     assert "Wales: a wrong figure" not in digest.body
     assert not Delivery.objects.filter(posts=taken_down).exists()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two connections' row locks"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_claimed_while_the_author_takes_a_post_down_goes_as_its_rows_say(
+    clock, monkeypatch
+):
+    """The author's take-down had taken the post out of the batch's rows, not yet
+    committed, when a worker claimed the batch: it read its digests as they were,
+    and the post as still on the site, and sent it to a reader whose row then said
+    their digest had not carried it."""
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    kept = PostFactory(title="Suffolk: caseloads too high")
+    taken_down = PostFactory(title="Wales: a wrong figure")
+    for post in (kept, taken_down):
+        post_publish(post=post)
+    clock(23, 7, 5)
+    waiting = []  # the round's batch, for this test to send
+    monkeypatch.setattr(planner, "_ring", waiting.extend)
+    delivery.mailing_create_for_digest(
+        frequency="daily", slot=digests.slot_of(timezone.now())
+    )
+    [batch_id] = waiting
+    withdrawn, sent = threading.Event(), threading.Event()
+    withdraw = digests.post_withdraw_from_digests
+
+    def withdrawn_then_committed_later(**kwargs):
+        left = withdraw(**kwargs)
+        withdrawn.set()
+        # The worker sends meanwhile, or waits for what the take-down holds (the
+        # fix): commit only when one of the two has happened.
+        deadline = time.monotonic() + 10
+        while not (sent.wait(0.05) or another_connection_waits_for_a_lock()):
+            assert time.monotonic() < deadline, "the worker neither waited nor sent"
+        return left
+
+    monkeypatch.setattr(
+        digests, "post_withdraw_from_digests", withdrawn_then_committed_later
+    )
+
+    def unpublish() -> None:
+        try:
+            post = Post.objects.get(pk=taken_down.pk)
+            with transaction.atomic():
+                post.status = Post.Status.DRAFT
+                post_save_from_desk(
+                    post=post, previous_status=Post.Status.PUBLISHED, by=None
+                )
+        finally:
+            connections.close_all()
+
+    author = threading.Thread(target=unpublish)
+    author.start()
+    assert withdrawn.wait(timeout=10)
+    delivery.batch_send(batch_id=batch_id)
+    sent.set()
+    author.join(timeout=10)
+
+    [digest] = mail.outbox
+    assert "Suffolk: caseloads too high" in digest.body
+    assert "Wales: a wrong figure" not in digest.body
+    assert not Delivery.objects.filter(posts=taken_down).exists()
+    assert Delivery.objects.get().status == Delivery.Status.SENT
 
 
 def test_a_scanners_click_seconds_after_its_digest_went_is_a_machine(

@@ -8,7 +8,8 @@ before the first call to the provider whether the mailing still goes out and its
 post (a digest's: which of its posts) is on the site, record every outcome, close
 the batch. A digest adds the read of its posts' order; a correction, which of its
 readers the ledger still says had the post. A batch handed over for longer than a
-second adds one a second, the mailing and its posts read again (HOLD_READ_SECONDS).
+second adds one a second, the mailing and its posts read again (HOLD_READ_SECONDS);
+a digest batch that went without a post taken down, one to say so in the ledger.
 
 Where one API call takes many recipients, each with their own links (Postmark's
 /email/batch, each reader's message filled in by our backend, delivery/postmark.py;
@@ -42,7 +43,7 @@ from urllib3.exceptions import NewConnectionError
 from posts.models import Post, Sponsorship
 
 from .. import corrections
-from ..digests import DigestEmail
+from ..digests import DigestEmail, digests_record_left_out
 from ..emails import (
     BulkEmail,
     CorrectionEmail,
@@ -477,6 +478,9 @@ class HandOver:
         # error did, which that lane reports.
         self.held: BatchHeld | None = None
         self.posts_on_site: set[int] = set(digest_posts)
+        # The posts the digests were sent without, off the site as they went
+        # (post id -> delivery ids): to be taken out of their rows.
+        self.left_out: dict[int, set[int]] = {}
         self._stopped = threading.Event()
 
     def read_if_due(self) -> None:
@@ -545,6 +549,10 @@ def _hand_over(
             hand_over=hand_over,
             reads_mailing=True,
         )
+        if hand_over.left_out:
+            # The ledger says what each digest carried: take-downs as the batch
+            # went left their rows to it (digests.post_withdraw_from_digests).
+            digests_record_left_out(left_out=hand_over.left_out)
         return outcomes, stopped_by or deferred
 
     def send_lane(readers: list[Recipient]) -> Lane:
@@ -720,7 +728,9 @@ def _composer(
             # As last read, before this call or within the second: a post taken
             # off the site since is in none of them, and a reader left with
             # nothing gets no message.
-            chunk = digest.holding_posts_on_site(chunk, hand_over.posts_on_site)
+            chunk = digest.holding_posts_on_site(
+                chunk, hand_over.posts_on_site, hand_over.left_out
+            )
             if how.fills_merge_fields:
                 return digest.for_many(
                     chunk, merge_field=POSTMARK_MERGE_FIELD, connection=connection
