@@ -358,7 +358,16 @@ def batches_cancel(batches: QuerySet[Batch], *, now: datetime) -> int:
         batch=OuterRef("pk"), status=Delivery.Status.UNCERTAIN
     )
     # The batches first: their rows' locks keep a worker from claiming one while
-    # its readers are being skipped.
+    # its readers are being skipped. Locked in id order, as a take-down locks a
+    # round's batches (digests.post_withdraw_from_digests): in the order the
+    # UPDATE meets them, each could wait for the other, and PostgreSQL would
+    # abort one of the two.
+    list(
+        batches.filter(status=Batch.Status.QUEUED)
+        .select_for_update(of=("self",))
+        .order_by("pk")
+        .values_list("pk")
+    )
     cancelled = batches.filter(status=Batch.Status.QUEUED).update(
         status=Case(
             When(Exists(uncertain), then=Value(Batch.Status.UNCERTAIN)),
