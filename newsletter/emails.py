@@ -412,7 +412,7 @@ def sponsor_lines(posts: Collection[Post]) -> dict[int, list[dict[str, str]]]:
             {
                 "name": sponsor.name,
                 "url": sponsor.url,
-                "text": f"{sponsor.category.name} posts sponsored by",
+                "text": sponsor.posts_sponsored_by,
             }
             for sponsor in sponsors
         ]

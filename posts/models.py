@@ -764,7 +764,13 @@ class Sponsorship(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.category} posts sponsored by {self.name}"
+        return f"{self.posts_sponsored_by} {self.name}"
+
+    @property
+    def posts_sponsored_by(self) -> str:
+        """The words before the sponsor's name, wherever its line is shown or
+        sent (the page, the emails, the feeds): they say what the sponsor paid for."""
+        return f"{self.category.name} posts sponsored by"
 
     def clean(self) -> None:
         # One sponsor of a category is shown on a day (Post.sponsors): a second

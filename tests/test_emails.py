@@ -590,7 +590,13 @@ def test_fact_box_related_posts_sponsor_and_preferences_render_when_provided(pos
         "related_posts": [
             {"title": "Nottingham City PDU", "url": "http://127.0.0.1:8000/posts/n/"}
         ],
-        "sponsors": [{"name": "Probation Institute", "url": "https://example.org/pi/"}],
+        "sponsors": [
+            {
+                "name": "Probation Institute",
+                "url": "https://example.org/pi/",
+                "text": "Youth justice posts sponsored by",
+            }
+        ],
         "preferences_url": "http://127.0.0.1:8000/preferences/abc/",
         "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/abc/",
     }
