@@ -5,11 +5,13 @@ request came in on.
 """
 
 import re
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.syndication.views import Feed
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import (
     get_conditional_response,
@@ -19,7 +21,7 @@ from django.utils.cache import (
 from django.utils.feedgenerator import Atom1Feed
 
 from .markdown import alignment_inline, whole_links
-from .models import Category, Post
+from .models import Category, Post, Sponsorship
 
 FEED_SIZE = 20
 # What XML 1.0 cannot hold (its Char production): C0 controls but tab, LF and CR,
@@ -29,6 +31,18 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def absolute(path: str) -> str:
     return settings.SITE_URL + path
+
+
+def with_sponsors(posts: Iterable[Post]) -> list[Post]:
+    """The posts, each with the sponsors its page names (`sponsors_shown`, as
+    Post.sponsors), read in one statement for the whole feed."""
+    posts = list(posts)
+    sponsors = Sponsorship.objects.of_posts(
+        {post.pk: post.first_seen_on() for post in posts}
+    )
+    for post in posts:
+        post.sponsors_shown = sponsors.get(post.pk, [])
+    return posts
 
 
 class LatestPostsFeed(Feed):
@@ -90,7 +104,15 @@ class LatestPostsFeed(Feed):
         # "/media/…" or "../kent/" against, and showed them broken. Nor has it the
         # site's stylesheet, which aligns a table's figures.
         post = kwargs["item"]
-        body_html = whole_links(post.body_html, page_url=self.item_link(post))
+        body_html = post.body_html
+        if post.sponsors_shown:
+            # Named first, as on its page: sponsored content says so wherever
+            # it is shown, a feed reader too (its logo's link made whole).
+            line = render_to_string(
+                "posts/_sponsors.html", {"sponsors": post.sponsors_shown}
+            )
+            body_html = line + body_html
+        body_html = whole_links(body_html, page_url=self.item_link(post))
         return {
             **super().get_context_data(**kwargs),
             "body_html": alignment_inline(body_html),
@@ -100,7 +122,7 @@ class LatestPostsFeed(Feed):
         return Post.objects.published().prefetch_related("updates")
 
     def items(self):
-        return self.posts().for_listing()[:FEED_SIZE]
+        return with_sponsors(self.posts().for_listing()[:FEED_SIZE])
 
     def item_title(self, post: Post) -> str:
         return post.title
@@ -161,4 +183,6 @@ class CategoryFeed(LatestPostsFeed):
         return absolute(reverse("posts:category_feed", kwargs={"slug": category.slug}))
 
     def items(self, category: Category):
-        return self.posts().filter(categories=category).for_listing()[:FEED_SIZE]
+        return with_sponsors(
+            self.posts().filter(categories=category).for_listing()[:FEED_SIZE]
+        )

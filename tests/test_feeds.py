@@ -5,12 +5,14 @@ from xml.etree import ElementTree
 
 import feedparser
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import http_date
 
 from posts import services
-from posts.models import Post, PostUpdate
+from posts.models import Post, PostUpdate, Sponsorship
 
 from .factories import (
     CategoryFactory,
@@ -21,6 +23,7 @@ from .factories import (
     admin_post_form_of,
 )
 from .migrating import migrate_again_after
+from .test_sponsorship import sponsor_words
 
 pytestmark = pytest.mark.django_db
 
@@ -311,7 +314,7 @@ def test_feed_makes_a_bounded_number_of_queries(client, django_assert_max_num_qu
     category = CategoryFactory()
     for post in PublishedPostFactory.create_batch(25):
         post.categories.add(category)
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):  # the posts' sponsors are one
         feed = parse(client, "/feed/", "application/rss+xml")
     assert len(feed.entries) == 20  # a full feed, each entry with its category
     assert all(entry.tags[0].term == category.name for entry in feed.entries)
@@ -484,3 +487,86 @@ def test_posts_saved_before_align_their_tables_after_the_deploy(client):
     migrate_again_after("posts", "0019_search_the_words_pages_show")
     entry = parse(client, "/feed/", "application/rss+xml").entries[0]
     assert '<td style="text-align: right;">48</td>' in entry.description
+
+
+@pytest.mark.parametrize(
+    ("url", "content_type"),
+    [
+        ("/feed/", "application/rss+xml"),
+        ("/feed/atom/", "application/atom+xml"),
+        ("/category/youth/feed/", "application/rss+xml"),
+    ],
+)
+def test_a_sponsored_posts_feed_entry_names_its_sponsors_as_its_page_does(
+    client, url, content_type
+):
+    # A feed reader read a sponsored post whole, and no word said it was
+    # sponsored, nor by whom: sponsored content says so wherever it is shown.
+    today = timezone.localdate()
+    youth = CategoryFactory(name="Youth & justice", slug="youth")
+    post = PublishedPostFactory(title="Sponsored")
+    post.categories.add(youth)
+    PublishedPostFactory(title="Not sponsored")
+    name = 'Smith & "Sons" <Training>'
+    Sponsorship.objects.create(
+        category=youth,
+        name=name,
+        url="https://sponsor.example/?from=feed&to=readers",
+        logo="sponsors/smith.png",
+        starts_on=today,
+        ends_on=today,
+    )
+
+    response = client.get(url)
+    entries = {e.title: e for e in parse(client, url, content_type).entries}
+
+    words = f"Youth & justice posts sponsored by {name}. "
+    words += "Sponsors have no say in what we write."
+    page = client.get(post.get_absolute_url()).content.decode()
+    assert sponsor_words(entries["Sponsored"].summary) == sponsor_words(page) == [words]
+    summary = entries["Sponsored"].summary
+    assert 'href="https://sponsor.example/?from=feed&amp;to=readers"' in summary
+    # Its logo's address whole: a feed reader has no page to resolve it against.
+    assert 'src="https://onprobation.example/media/sponsors/smith.png"' in summary
+    # Escaped once for HTML, and once more for the XML that carries it.
+    assert "Smith &amp;amp; &amp;quot;Sons&amp;quot; &amp;lt;Training" in (
+        response.content.decode()
+    )
+    assert "sponsored" not in entries.get("Not sponsored", {"summary": ""})["summary"]
+
+
+def test_a_feed_reads_its_posts_sponsors_in_one_statement(client):
+    # Each of a feed's sponsored posts names its sponsors, read for them all at
+    # once: a feed of twenty sponsored posts makes no more statements than one.
+    today = timezone.localdate()
+
+    def add_sponsored_posts(count: int) -> None:
+        for _ in range(count):
+            category = CategoryFactory()
+            PublishedPostFactory().categories.add(category)
+            Sponsorship.objects.create(
+                category=category,
+                name=f"{category.name} Ltd",
+                url="https://sponsor.example/",
+                starts_on=today,
+                ends_on=today,
+            )
+
+    def statements_and_entries():
+        with CaptureQueriesContext(connection) as statements:
+            feed = parse(client, "/feed/", "application/rss+xml")
+        return len(statements), feed.entries
+
+    add_sponsored_posts(1)
+    one, entries = statements_and_entries()
+    add_sponsored_posts(19)
+    twenty, entries = statements_and_entries()
+
+    assert len(entries) == 20
+    for entry in entries:
+        [category] = [tag.term for tag in entry.tags]
+        assert sponsor_words(entry.summary) == [
+            f"{category} posts sponsored by {category} Ltd. "
+            "Sponsors have no say in what we write."
+        ]
+    assert twenty == one
