@@ -124,6 +124,8 @@ class Organisation(Listed):
 class Category(Listed):
     url_name = "category"
     paths_from_posts = ("categories",)
+    # Read by SponsorshipQuerySet.last_change: a sponsor's line names the category.
+    saved_at = models.DateTimeField(auto_now=True)
 
     class Meta(Listed.Meta):
         verbose_name_plural = "categories"
@@ -713,11 +715,12 @@ class SponsorshipQuerySet(models.QuerySet):
         return sponsors
 
     def last_change(self) -> models.Subquery:
-        """An expression that changes whenever a deal is added, saved or deleted
-        (their number and latest save), for another statement to read along: a
-        worker keeping a rendered email (a post's, a round's digest parts) renders
-        it again when it changes, so that the batches sent next name the sponsors
-        as they now are, at no statement of its own."""
+        """An expression that changes whenever a deal is added, saved or deleted,
+        or a sponsored category saved (renamed): their number and latest saves,
+        for another statement to read along. A worker keeping a rendered email (a
+        post's, a round's digest parts) renders it again when it changes, so that
+        the batches sent next name the sponsors as they now are, at no statement
+        of its own."""
         return models.Subquery(
             self.order_by().values(
                 # Aggregates Django does not group by: one row for all the deals.
@@ -725,6 +728,8 @@ class SponsorshipQuerySet(models.QuerySet):
                     models.Func("pk", function="COUNT"),
                     models.Value(" "),
                     models.Func("saved_at", function="MAX"),
+                    models.Value(" "),
+                    models.Func("category__saved_at", function="MAX"),
                     output_field=models.CharField(),
                 )
             )

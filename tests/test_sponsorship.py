@@ -238,7 +238,9 @@ def test_of_two_deals_starting_the_same_day_the_one_booked_first_comes_first():
     assert post.sponsors(on=date(2026, 3, 15)) == [booked_first, booked_next]
 
 
-@pytest.mark.parametrize("change", ["renamed", "relinked", "deleted", "added"])
+@pytest.mark.parametrize(
+    "change", ["renamed", "relinked", "deleted", "added", "category renamed"]
+)
 @pytest.mark.parametrize("frequency", ["instant", "daily"])
 def test_a_sponsorship_changed_mid_round_reaches_the_batches_sent_after_it(
     clock,  # noqa: F811 (the fixture imported above)
@@ -250,9 +252,10 @@ def test_a_sponsorship_changed_mid_round_reaches_the_batches_sent_after_it(
     """A worker keeps a round's rendered email for its next batches (a post's,
     or a digest's parts), and kept it across a change to a sponsorship: its
     later batches named a sponsor renamed, taken off or moved to another link,
-    and no sponsor for a deal added over the post's day, while a worker starting
-    afresh named them as they now are. The batches sent after a change name the
-    sponsors of the post's day as they now are."""
+    no sponsor for a deal added over the post's day, and a sponsored category
+    by its old name, while a worker starting afresh named them as they now are.
+    The batches sent after a change name the sponsors of the post's day as they
+    now are."""
     settings.NEWSLETTER_BATCH_SIZE = 1
     youth, adult = CategoryFactory(name="Youth justice"), CategoryFactory(name="Adult")
     deal = sponsor(youth, "Acme Ltd", date(2026, 11, 1), date(2026, 11, 30))
@@ -287,8 +290,11 @@ def test_a_sponsorship_changed_mid_round_reaches_the_batches_sent_after_it(
         deal.save()
     elif change == "deleted":
         deal.delete()
-    else:
+    elif change == "added":
         sponsor(adult, "Newcomer Ltd", date(2026, 11, 23), date(2026, 11, 23))
+    else:  # the line names the category its sponsor paid for
+        youth.name = "Youth courts"
+        youth.save()
     mail.outbox.clear()
     delivery.batch_send(batch_id=second.pk)  # by the same worker
 
@@ -299,6 +305,7 @@ def test_a_sponsorship_changed_mid_round_reaches_the_batches_sent_after_it(
         "relinked": "https://acme.example/",
         "deleted": "Youth justice: a sponsored look",
         "added": "Adult posts sponsored by Newcomer Ltd.",
+        "category renamed": "Youth courts posts sponsored by Acme Ltd.",
     }[change]
     assert expected in text
     if change == "deleted":
