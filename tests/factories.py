@@ -165,13 +165,17 @@ def desk(user) -> Client:
     return client
 
 
-def desk_action(client: Client, action: str, *rows):
+def desk_action(client: Client, action: str, *rows, confirmed: bool = False):
     """The desk's action (by its name) run on these rows from their list; the
-    response."""
+    response. `confirmed`: as its page asking first is answered yes."""
     meta = rows[0]._meta
     return client.post(
         reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"),
-        {"action": action, "_selected_action": [row.pk for row in rows]},
+        {
+            "action": action,
+            "_selected_action": [row.pk for row in rows],
+            **({"post": "yes"} if confirmed else {}),
+        },
     )
 
 

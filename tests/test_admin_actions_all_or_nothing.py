@@ -167,7 +167,7 @@ def test_unsubscribing_refused_on_the_second_reader_leaves_the_first_subscribed(
 ):
     readers = SubscriberFactory.create_batch(2)
     failing_on_the_second(monkeypatch, subscriptions, "subscriber_unsubscribe")
-    response = desk_action(author, "unsubscribe", *readers)
+    response = desk_action(author, "unsubscribe", *readers, confirmed=True)
     assert response.status_code == 400
     assert REFUSED in response.content
     assert set(Subscriber.objects.values_list("status", flat=True)) == {

@@ -134,6 +134,12 @@ def test_the_desks_own_pages_have_no_serious_accessibility_violations(
         page.get_by_role("button", name="Check and import").click()
         page.locator(".errorlist").first.wait_for()
 
+    def asking_to_unsubscribe(page):
+        page.locator("input.action-select").first.check()
+        page.get_by_label("Action:").select_option("unsubscribe")
+        page.get_by_role("button", name="Go").click()
+        page.get_by_role("heading", name="Unsubscribe 1 reader?").wait_for()
+
     # (who, what, where, then what they do there)
     visits = [
         ("eden", "desk", "/admin/", None),
@@ -155,6 +161,12 @@ def test_the_desks_own_pages_have_no_serious_accessibility_violations(
         ),
         ("jo", "live preview", "/admin/posts/post/add/", writing),
         ("boss", "batches", "/admin/newsletter/batch/?status__exact=uncertain", None),
+        (
+            "boss",
+            "unsubscribing",
+            "/admin/newsletter/subscriber/",
+            asking_to_unsubscribe,
+        ),
         ("boss", "import", "/admin/newsletter/subscriber/import/", None),
         ("boss", "import report", "/admin/newsletter/subscriber/import/", importing),
         (

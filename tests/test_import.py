@@ -729,7 +729,7 @@ def test_an_exported_row_with_a_status_or_date_no_export_writes_is_rejected(auth
 
 def test_bulk_unsubscribe_and_suppress(author):
     first, second, kept = SubscriberFactory.create_batch(3)
-    desk_action(author, "unsubscribe", first)
+    desk_action(author, "unsubscribe", first, confirmed=True)
     desk_action(author, "suppress", second)
     first.refresh_from_db()
     second.refresh_from_db()
@@ -747,7 +747,9 @@ def test_bulk_unsubscribe_says_which_readers_it_changed_and_which_had_left(autho
     bounced = SubscriberFactory(status=Subscriber.Status.BOUNCED)
     address_suppress(email=bounced.email, reason=Suppression.Reason.HARD_BOUNCE)
 
-    response = desk_action(author, "unsubscribe", receiving, pending, bounced)
+    response = desk_action(
+        author, "unsubscribe", receiving, pending, bounced, confirmed=True
+    )
 
     assert sorted(Subscriber.objects.values_list("status", flat=True)) == [
         "bounced",
@@ -758,6 +760,47 @@ def test_bulk_unsubscribe_says_which_readers_it_changed_and_which_had_left(autho
         "2 subscribers unsubscribed; left as they were, out of the list already "
         "(bounced, complained or suppressed): 1."
     ]
+
+
+def test_bulk_unsubscribe_asks_first_as_the_desk_cannot_undo_it(author):
+    """Only a reader lifts their unsubscribe, by subscribing again: one Go on the
+    wrong action, over a whole list selected, lost every reader for good."""
+    readers = SubscriberFactory.create_batch(2)
+
+    asked = desk_action(author, "unsubscribe", *readers)
+
+    assert asked.status_code == 200
+    page = asked.content.decode()
+    assert "Unsubscribe 2 readers?" in page
+    assert "only they can subscribe again" in page
+    assert all(reader.email in page for reader in readers)
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {
+        Subscriber.Status.ACTIVE
+    }
+    assert not Suppression.objects.exists()
+
+    desk_action(author, "unsubscribe", *readers, confirmed=True)
+
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {
+        Subscriber.Status.UNSUBSCRIBED
+    }
+
+
+def test_bulk_unsubscribe_of_the_whole_list_asks_for_the_whole_list(author):
+    """Every reader the list's filter found ("Select all"), not the page's alone."""
+    SubscriberFactory.create_batch(3)
+    changelist = "/admin/newsletter/subscriber/"
+    chosen = {
+        "action": "unsubscribe",
+        "select_across": "1",
+        "_selected_action": [Subscriber.objects.first().pk],
+    }
+
+    asked = author.post(changelist, chosen)
+
+    assert "Unsubscribe 3 readers?" in asked.content.decode()
+    author.post(changelist, {**chosen, "post": "yes"})
+    assert not Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).exists()
 
 
 def test_the_suppression_list_is_searchable_by_address(author):

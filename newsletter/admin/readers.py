@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import PermissionDenied
@@ -582,6 +583,11 @@ class SubscriberAdmin(admin.ModelAdmin):
         description="Unsubscribe selected subscribers", permissions=["change"]
     )
     def unsubscribe(self, request, queryset):
+        # Asked first, as Django asks before deleting: only a reader lifts their
+        # unsubscribe, so one Go on the wrong action, over the whole list
+        # selected, lost every reader for good.
+        if request.POST.get("post") != "yes":
+            return self._unsubscribe_confirmation(request, queryset)
         count = kept = 0
         # All or none: refused partway, the desk says nothing was changed
         # (malformed.py), and the readers before were unsubscribed all the same.
@@ -601,6 +607,32 @@ class SubscriberAdmin(admin.ModelAdmin):
                 f"complained or suppressed): {kept}"
             )
         self.message_user(request, message + ".")
+
+    # The addresses the question names; the rest are counted.
+    ASKED_ABOUT_BY_NAME = 20
+
+    def _unsubscribe_confirmation(self, request, queryset) -> TemplateResponse:
+        count = queryset.count()
+        named = list(
+            queryset.values_list("email", flat=True)[: self.ASKED_ABOUT_BY_NAME]
+        )
+        readers = "1 reader" if count == 1 else f"{count} readers"
+        return TemplateResponse(
+            request,
+            "admin/newsletter/subscriber/unsubscribe_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Unsubscribe {readers}?",
+                "named": named,
+                "unnamed": count - len(named),
+                # The selection as the list sent it: "Select all" keeps its
+                # filter (the page's address) rather than listing every id.
+                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            },
+        )
 
     @admin.action(
         description="Suppress selected addresses (never email them)",
