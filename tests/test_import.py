@@ -32,6 +32,7 @@ from newsletter.subscriptions import (
     email_change_confirm,
     subscriber_confirm,
     subscriber_delete,
+    subscriber_export,
     subscriber_unsubscribe,
     subscription_request,
 )
@@ -801,6 +802,32 @@ def test_bulk_unsubscribe_of_the_whole_list_asks_for_the_whole_list(author):
     assert "Unsubscribe 3 readers?" in asked.content.decode()
     author.post(changelist, {**chosen, "post": "yes"})
     assert not Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).exists()
+
+
+def test_bulk_unsubscribe_and_suppress_are_in_each_readers_history(author):
+    """Who at the desk stopped a reader's emails, on the reader's history page and
+    in the data they download: the list's actions recorded nothing, where lifting
+    a suppression did."""
+    unsubscribed, suppressed, left_themselves = SubscriberFactory.create_batch(3)
+    subscriber_unsubscribe(subscriber=left_themselves)
+
+    desk_action(author, "unsubscribe", unsubscribed, left_themselves, confirmed=True)
+    # From the list of those receiving, which a suppressed reader leaves.
+    author.post(
+        f"{LIST_URL}?status__exact=active",
+        {"action": "suppress", "_selected_action": [suppressed.pk]},
+    )
+
+    def history(reader) -> str:
+        return author.get(f"{LIST_URL}{reader.pk}/history/").content.decode()
+
+    assert "Unsubscribed at the desk." in history(unsubscribed)
+    assert "Suppressed at the desk: never emailed." in history(suppressed)
+    assert "at the desk" not in history(left_themselves)  # they left by themselves
+    exported = subscriber_export(subscriber=Subscriber.objects.get(pk=unsubscribed.pk))
+    assert [entry["change"] for entry in exported["desk_history"]] == [
+        "Unsubscribed at the desk."
+    ]
 
 
 def test_the_suppression_list_is_searchable_by_address(author):

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from posts.admin import LabelledFieldsFormSet
+from posts.desk import record_in_the_history
 from posts.validators import (
     addresses_as_stored,
     clean_email,
@@ -589,17 +590,26 @@ class SubscriberAdmin(admin.ModelAdmin):
         if request.POST.get("post") != "yes":
             return self._unsubscribe_confirmation(request, queryset)
         count = kept = 0
+        by_the_desk = []  # not those who had unsubscribed themselves
         # All or none: refused partway, the desk says nothing was changed
         # (malformed.py), and the readers before were unsubscribed all the same.
         with transaction.atomic():
             for subscriber in queryset.iterator():
+                had_left = subscriber.status == Subscriber.Status.UNSUBSCRIBED
                 subscriptions.subscriber_unsubscribe(subscriber=subscriber)
                 # A bounce, complaint or the author's suppression is stronger than
                 # an unsubscribe and stays: the message said they were unsubscribed.
                 if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
                     count += 1
+                    if not had_left:
+                        by_the_desk.append(subscriber.pk)
                 else:
                     kept += 1
+            record_in_the_history(
+                request,
+                Subscriber.objects.filter(pk__in=by_the_desk),
+                "Unsubscribed at the desk.",
+            )
         message = f"{count} subscribers unsubscribed"
         if kept:
             message += (
@@ -639,13 +649,20 @@ class SubscriberAdmin(admin.ModelAdmin):
         permissions=["change"],
     )
     def suppress(self, request, queryset):
-        count = 0
+        suppressed = []
         with transaction.atomic():  # all or none, as unsubscribing
-            for email in queryset.values_list("email", flat=True).iterator():
+            for pk, email in queryset.values_list("pk", "email").iterator():
                 subscriptions.address_suppress(
                     email=email, reason=Suppression.Reason.MANUAL
                 )
-                count += 1
+                suppressed.append(pk)
+            # By id: the list's filter (those receiving, say) no longer finds them.
+            record_in_the_history(
+                request,
+                Subscriber.objects.filter(pk__in=suppressed),
+                "Suppressed at the desk: never emailed.",
+            )
+        count = len(suppressed)
         self.message_user(
             request, f"{count} addresses suppressed.", level=messages.WARNING
         )
