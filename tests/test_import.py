@@ -763,6 +763,20 @@ def test_bulk_unsubscribe_says_which_readers_it_changed_and_which_had_left(autho
     ]
 
 
+def test_bulk_unsubscribe_counts_only_the_readers_it_unsubscribed(author):
+    """A reader who had left by themselves was counted as unsubscribed by the desk."""
+    receiving, left_themselves = SubscriberFactory.create_batch(2)
+    subscriber_unsubscribe(subscriber=left_themselves)
+
+    response = desk_action(
+        author, "unsubscribe", receiving, left_themselves, confirmed=True
+    )
+
+    assert [str(m) for m in response.wsgi_request._messages] == [
+        "1 subscriber unsubscribed; left as they were, unsubscribed already: 1."
+    ]
+
+
 def test_bulk_unsubscribe_asks_first_as_the_desk_cannot_undo_it(author):
     """Only a reader lifts their unsubscribe, by subscribing again: one Go on the
     wrong action, over a whole list selected, lost every reader for good."""

@@ -589,20 +589,20 @@ class SubscriberAdmin(admin.ModelAdmin):
         # selected, lost every reader for good.
         if request.POST.get("post") != "yes":
             return self._unsubscribe_confirmation(request, queryset)
-        count = kept = 0
+        had_left = kept = 0
         by_the_desk = []  # not those who had unsubscribed themselves
         # All or none: refused partway, the desk says nothing was changed
         # (malformed.py), and the readers before were unsubscribed all the same.
         with transaction.atomic():
             for subscriber in queryset.iterator():
-                had_left = subscriber.status == Subscriber.Status.UNSUBSCRIBED
+                left_already = subscriber.status == Subscriber.Status.UNSUBSCRIBED
                 subscriptions.subscriber_unsubscribe(subscriber=subscriber)
                 # A bounce, complaint or the author's suppression is stronger than
                 # an unsubscribe and stays: the message said they were unsubscribed.
-                if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
-                    count += 1
-                    if not had_left:
-                        by_the_desk.append(subscriber.pk)
+                if left_already:
+                    had_left += 1
+                elif subscriber.status == Subscriber.Status.UNSUBSCRIBED:
+                    by_the_desk.append(subscriber.pk)
                 else:
                     kept += 1
             record_in_the_history(
@@ -610,7 +610,10 @@ class SubscriberAdmin(admin.ModelAdmin):
                 Subscriber.objects.filter(pk__in=by_the_desk),
                 "Unsubscribed at the desk.",
             )
-        message = f"{count} subscribers unsubscribed"
+        count = len(by_the_desk)
+        message = f"{count} subscriber{'' if count == 1 else 's'} unsubscribed"
+        if had_left:
+            message += f"; left as they were, unsubscribed already: {had_left}"
         if kept:
             message += (
                 "; left as they were, out of the list already (bounced, "
