@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 from django.core.management import call_command
 
-from newsletter.models import Batch, Link, Mailing
+from newsletter.models import Batch, Link, Mailing, Subscriber
 from posts.models import Post, PostUpdate
 
 from .browser import AXE_SCRIPT, DESKTOP, VIEWPORTS, save_screenshot
@@ -236,3 +236,31 @@ def test_the_editor_names_each_field_of_its_rows_as_its_column_does(
     updates.get_by_role("checkbox", name="Delete", exact=True).wait_for()
     found = axe_violations(page, excusing=DJANGO_ADMINS_OWN)
     assert found == [], "\n".join(found)
+
+
+def test_unsubscribing_readers_from_their_list_asks_first(browser, demo):  # noqa: F811
+    """Under the site's CSP: "No, take me back" leaves the readers as they were,
+    and only "Yes" unsubscribes them."""
+    reader = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).first()
+    page = new_page(browser, viewport=DESKTOP)
+    log_in(page, demo, "boss")
+    listed = f"{demo}/admin/newsletter/subscriber/?{urlencode({'q': reader.email})}"
+
+    def ask():
+        page.goto(listed)
+        page.locator("input.action-select").first.check()
+        page.get_by_label("Action:").select_option("unsubscribe")
+        page.get_by_role("button", name="Go").click()
+        page.get_by_role("heading", name="Unsubscribe 1 reader?").wait_for()
+
+    ask()
+    page.get_by_role("link", name="No, take me back").click()
+    page.wait_for_url(listed)
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+    ask()
+    page.get_by_role("button", name="Yes, unsubscribe them").click()
+    page.get_by_text("1 subscriber unsubscribed.").wait_for()
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
