@@ -169,6 +169,23 @@ def test_invalid_email_is_refused_with_a_clear_error_and_nothing_stored(client):
     assert not Subscriber.objects.exists()
 
 
+def test_a_form_sent_without_its_cookie_is_refused_in_the_sites_words(settings):
+    """A reader whose browser keeps no cookies (or lost the form's) was shown
+    Django's page for developers, "CSRF verification failed. Request aborted.",
+    unstyled (the CSP forbids its inline style) and without the site around it."""
+    settings.DEBUG = False
+    response = Client(enforce_csrf_checks=True).post(
+        "/subscribe/", {"email": "reader@example.org"}
+    )
+    page = response.content.decode()
+    assert response.status_code == 403
+    assert "<title>Your form could not be sent — On Probation</title>" in page
+    assert "allow cookies from this site" in page
+    assert 'href="/subscribe/">Subscribe</a>' in page  # the site's own header
+    assert "CSRF" not in page
+    assert not Subscriber.objects.exists()
+
+
 # Mail servers take at most 64 characters before the @ (RFC 5321): the provider
 # would refuse every email to a longer one.
 LONGEST_LOCAL_PART = "r" * 64
