@@ -1011,8 +1011,21 @@ def test_an_unpublished_post_is_answered_as_an_unknown_one(client, post):
     assert "A draft nobody has seen" not in unpublished.text
 
 
-def test_the_comment_endpoint_only_accepts_post(client, post):
-    assert client.get(f"/posts/{post.slug}/comments/").status_code == 405
+def test_the_comment_forms_address_opened_again_goes_to_the_posts_comments(
+    client, post
+):
+    """A comment sent back (a field left empty, too many sent) leaves the reader at
+    the address the form posts to; opened again (reloaded from the address bar,
+    tabs the browser restores, a bookmark) it was a blank 405 page."""
+    address = f"/posts/{post.slug}/comments/"
+    assert comment_on(client, post, body="").status_code == 400
+
+    for ask in (client.get, client.head):
+        response = ask(address)
+        assert response.status_code == 302
+        assert response["Location"] == f"/posts/{post.slug}/#comments"
+    assert client.put(address).status_code == 405
+    assert not Comment.objects.exists()
 
 
 # Replies --------------------------------------------------------------------------

@@ -2,11 +2,11 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import (
     require_http_methods,
-    require_POST,
     require_safe,
 )
 
@@ -132,8 +132,13 @@ def _sent_from_another_site(request: HttpRequest) -> bool:
 # only the site's own pages' are taken; a direct POST meets the same honeypot,
 # limits and moderation from its sender's own address.
 @csrf_exempt
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def comment_create(request: HttpRequest, slug: str) -> HttpResponse:
+    if request.method != "POST":
+        # The address a refused comment leaves the reader at, opened again (a
+        # reload, tabs the browser restores, a bookmark): the post's comments, as
+        # the preference centre's forms' addresses, rather than a blank 405.
+        return redirect(reverse("posts:detail", kwargs={"slug": slug}) + "#comments")
     post = _published_post(slug)
     form = CommentForm(request.POST)
     if post is None:
