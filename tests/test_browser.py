@@ -512,6 +512,15 @@ def subscribe_too_often(page, site, demo):
     page.get_by_role("button", name="Subscribe").click()
 
 
+@readers_page
+def subscribe_without_its_cookie(page, site, demo):
+    page.goto(f"{site}/subscribe/")
+    page.context.clear_cookies()  # a browser that keeps none
+    page.get_by_label("Email address").fill("sam@example.org")
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Your form could not be sent").wait_for()
+
+
 def _confirm_token() -> str:
     """The link in the confirmation email of a reader who asked for Suffolk."""
     reader = SubscriberFactory(status="pending", confirmed_at=None)
