@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.syndication.views import Feed
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -21,7 +22,7 @@ from django.utils.cache import (
 from django.utils.feedgenerator import Atom1Feed
 
 from .markdown import alignment_inline, whole_links
-from .models import Category, Post, Sponsorship
+from .models import Category, Inspection, Post, Sponsorship
 
 FEED_SIZE = 20
 # What XML 1.0 cannot hold (its Char production): C0 controls but tab, LF and CR,
@@ -104,22 +105,33 @@ class LatestPostsFeed(Feed):
         # "/media/…" or "../kent/" against, and showed them broken. Nor has it the
         # site's stylesheet, which aligns a table's figures.
         post = kwargs["item"]
-        body_html = post.body_html
-        if post.sponsors_shown:
-            # Named first, as on its page: sponsored content says so wherever
-            # it is shown, a feed reader too (its logo's link made whole).
-            line = render_to_string(
-                "posts/_sponsors.html", {"sponsors": post.sponsors_shown}
-            )
-            body_html = line + body_html
-        body_html = whole_links(body_html, page_url=self.item_link(post))
+        page_url = self.item_link(post)
+        # Opened as its page opens: its sponsors (sponsored content says so
+        # wherever it is shown, a feed reader too), then the inspection's facts
+        # (without them a feed reader learnt the rating only if the body said it).
+        opening = (
+            render_to_string("posts/_sponsors.html", {"sponsors": post.sponsors_shown})
+            if post.sponsors_shown
+            else ""
+        )
+        opening += render_to_string("posts/_facts.html", {"post": post})
+        body_html = whole_links(post.body_html, page_url=page_url)
         return {
             **super().get_context_data(**kwargs),
+            "opening_html": whole_links(opening, page_url=page_url),
             "body_html": alignment_inline(body_html),
         }
 
     def posts(self):
-        return Post.objects.published().prefetch_related("updates")
+        return Post.objects.published().prefetch_related(
+            "updates",
+            Prefetch(
+                "inspections",
+                queryset=Inspection.objects.select_related("area__region"),
+            ),
+            "inspections__organisations__owners",
+            "inspections__ratings",
+        )
 
     def items(self):
         return with_sponsors(self.posts().for_listing()[:FEED_SIZE])

@@ -12,11 +12,13 @@ from django.utils import timezone
 from django.utils.http import http_date
 
 from posts import services
-from posts.models import Post, PostUpdate, Sponsorship
+from posts.models import Post, PostUpdate, Sponsorship, StandardRating
 
 from .factories import (
+    AreaFactory,
     CategoryFactory,
     InspectionFactory,
+    OrganisationFactory,
     PostFactory,
     PublishedPostFactory,
     StaffFactory,
@@ -291,6 +293,34 @@ def test_a_posts_links_and_images_are_whole_in_its_feed_entry(client, url, conte
     assert 'href="https://example.org/"' in entry
 
 
+@pytest.mark.parametrize("url", ["/feed/", "/feed/atom/"])
+def test_a_posts_feed_entry_opens_with_its_inspections_facts(client, url):
+    """As the post's page and its email open: the rating, each standard's, the
+    key findings. The entry was the body alone, and a feed reader learnt how the
+    service was rated only if the body happened to say it."""
+    post = PublishedPostFactory(slug="derby", body="Our view of it.")
+    inspection = InspectionFactory(
+        post=post,
+        title="An inspection of probation services in: Derby City PDU",
+        area=AreaFactory(name="Derby", slug="derby-area"),
+        overall="inadequate",
+        key_findings="Caseloads were too high.",
+    )
+    StandardRating.objects.create(
+        inspection=inspection, standard="2.1 Assessment", rating="good"
+    )
+
+    entry = parse(client, url, "application/").entries[0]
+    facts, found, _ = entry.summary.partition("Our view of it.")
+    assert found  # the body follows the facts
+    assert "An inspection of probation services in: Derby City PDU" in facts
+    assert "Inadequate" in facts
+    assert "2.1 Assessment" in facts and "Good" in facts
+    assert "Caseloads were too high." in facts
+    # Its links whole, as the body's: a feed reader has no page to resolve them.
+    assert 'href="https://onprobation.example/area/derby-area/"' in facts
+
+
 def test_category_feed_lists_only_that_categorys_posts(client, posts):
     category = CategoryFactory(name="Youth justice", slug="youth-justice")
     posts[0].categories.add(category)
@@ -314,7 +344,14 @@ def test_feed_makes_a_bounded_number_of_queries(client, django_assert_max_num_qu
     category = CategoryFactory()
     for post in PublishedPostFactory.create_batch(25):
         post.categories.add(category)
-    with django_assert_max_num_queries(5):  # the posts' sponsors are one
+        # Each with the facts its entry opens with.
+        inspection = InspectionFactory(post=post, organisations=[OrganisationFactory()])
+        StandardRating.objects.create(
+            inspection=inspection, standard="Leadership", rating="good"
+        )
+    # The posts, then each of what they show, for them all: categories, updates,
+    # inspections (with their places), organisations, owners, ratings and sponsors.
+    with django_assert_max_num_queries(8):
         feed = parse(client, "/feed/", "application/rss+xml")
     assert len(feed.entries) == 20  # a full feed, each entry with its category
     assert all(entry.tags[0].term == category.name for entry in feed.entries)
