@@ -1,4 +1,5 @@
 import calendar
+from collections.abc import Sequence
 from datetime import date
 from urllib.parse import quote, urlencode
 
@@ -158,6 +159,7 @@ def _listing(
     heading: str,
     description: str,
     intro: str = "",
+    intro_links: Sequence[Area | Organisation] = (),
     feed_url: str = "",
 ) -> HttpResponse:
     page = Paginator(posts.for_listing(), POSTS_PER_PAGE).get_page(
@@ -171,6 +173,10 @@ def _listing(
             "heading": heading,
             "description": meta_description(description, page=page),
             "intro": intro,
+            # The places or organisations the intro names, each a list item and a
+            # link: a name may hold a comma ("Leicester, Leicestershire and
+            # Rutland"), and joined by commas they read as more than there are.
+            "intro_links": intro_links,
             "feed_url": feed_url,
             "canonical_url": listing_canonical_url(request, page),
         },
@@ -218,15 +224,14 @@ def area(request: HttpRequest, slug: str) -> HttpResponse:
 
 def region(request: HttpRequest, slug: str) -> HttpResponse:
     region = get_object_or_404(Region.objects.with_published_posts(), slug=slug)
-    area_names = ", ".join(
-        region.areas.with_published_posts().values_list("name", flat=True)
-    )
+    areas = list(region.areas.with_published_posts())
     return _listing(
         request,
         Post.objects.published().in_region(region),
         heading=f"Inspections in the {region.name} region",
         description=f"{ON_INSPECTIONS} in the {region.name} region.",
-        intro=f"Areas in this region: {area_names}." if area_names else "",
+        intro="Areas in this region:" if areas else "",
+        intro_links=areas,
     )
 
 
@@ -234,23 +239,23 @@ def organisation(request: HttpRequest, slug: str) -> HttpResponse:
     organisation = get_object_or_404(
         Organisation.objects.with_published_posts(), slug=slug
     )
-    owned = ", ".join(
-        organisation.owned.with_published_posts().values_list("name", flat=True)
-    )
+    owned = list(organisation.owned.with_published_posts())
+    owned_names = ", ".join(owned_one.name for owned_one in owned)
     return _listing(
         request,
         Post.objects.published().about_organisation(organisation),
         heading=organisation.name,
         description=(
-            f"Posts on inspections of {organisation.name} and of {owned}."
+            f"Posts on inspections of {organisation.name} and of {owned_names}."
             if owned
             else f"Posts on inspections of {organisation.name}."
         ),
         intro=(
-            f"{organisation.get_kind_display()}. Includes inspections of {owned}."
+            f"{organisation.get_kind_display()}. Includes inspections of:"
             if owned
             else f"{organisation.get_kind_display()}."
         ),
+        intro_links=owned,
     )
 
 

@@ -174,6 +174,35 @@ def test_a_region_page_names_its_region_as_a_region(client):
     assert "<title>Inspections in the Wales region — On Probation</title>" in html
 
 
+def test_a_region_page_lists_its_areas_apart_each_a_link(client):
+    """An area's name may hold a comma: joined by commas, the East Midlands' areas
+    read "Derby, Leicester, Leicestershire and Rutland", as if Leicester were one
+    of them, and none led to its area's page."""
+    region = RegionFactory(name="East Midlands", slug="east-midlands")
+    for name, slug in [
+        ("Derby", "derby"),
+        ("Leicester, Leicestershire and Rutland", "llr"),
+    ]:
+        InspectionFactory(area=AreaFactory(name=name, slug=slug, region=region))
+
+    html = page(client, "/region/east-midlands/")
+
+    assert "Areas in this region:" in html
+    assert '<li><a href="/area/derby/">Derby</a></li>' in html
+    llr = '<li><a href="/area/llr/">Leicester, Leicestershire and Rutland</a></li>'
+    assert llr in html
+
+
+def test_an_owner_page_lists_what_it_owned_each_a_link(client, demo):
+    html = page(client, "/organisation/sodexo-justice-services/")
+
+    assert "Includes inspections of:" in html
+    owned = "Norfolk and Suffolk Community Rehabilitation Company"
+    assert (
+        f'<li><a href="/organisation/norfolk-and-suffolk-crc/">{owned}</a></li>' in html
+    )
+
+
 def test_an_owner_page_covers_the_organisations_it_owned(client, demo):
     html = page(client, "/organisation/sodexo-justice-services/")
     assert "Suffolk probation: far more needed" in html
@@ -576,7 +605,7 @@ def test_listings_do_not_name_what_only_a_post_not_yet_live_is_about(client, emb
     assert "Kent CRC" not in owner
     InspectionFactory(area=AreaFactory(name="Surrey", region=embargoed.area.region))
     region = page(client, "/region/coast/")
-    assert "Areas in this region: Surrey." in region
+    assert ">Surrey</a></li>" in region
     assert "Kent" not in region
 
 
