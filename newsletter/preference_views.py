@@ -400,7 +400,7 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
         # Kept for when they resume: choosing topics does not resume them.
         said.append("Your newsletter is paused: nothing comes until you resume it.")
     return _done(
-        request, subscriber, "Your topics are saved", " ".join(filter(None, said))
+        request, subscriber, "Your choices are saved", " ".join(filter(None, said))
     )
 
 

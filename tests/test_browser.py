@@ -247,7 +247,7 @@ def test_reader_chooses_a_weekly_digest_on_friday_at_seven(browser, site):
     reader.get_by_label("Day, for weekly digests").select_option(label="Friday")
     reader.get_by_label("Hour").select_option(label="07:00")
     assert reader.get_by_label("Your time zone").input_value() == "Europe/London"
-    reader.get_by_role("button", name="Save my topics").click()
+    reader.get_by_role("button", name="Save my choices").click()
     reader.get_by_text(
         "Your digest arrives every Friday at 07:00, London (UK) time."
     ).wait_for()
@@ -599,8 +599,8 @@ def preferences_unsubscribed(page, site, demo):
 @readers_page
 def preferences_topics_saved(page, site, demo):
     _preferences(page, site, demo.reader())
-    page.get_by_role("button", name="Save my topics").click()
-    page.get_by_role("heading", name="Your topics are saved").wait_for()
+    page.get_by_role("button", name="Save my choices").click()
+    page.get_by_role("heading", name="Your choices are saved").wait_for()
 
 
 @readers_page

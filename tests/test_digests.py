@@ -526,7 +526,7 @@ def test_a_reader_turning_to_a_digest_before_their_announcement_goes_gets_it_the
 def test_a_reader_who_was_never_on_a_digest_is_promised_no_last_one(clock):
     always = reader("always@example.org", ("everything", "", "instant"))
     page = choose_at_the_preference_page(always, frequency="instant")
-    assert "Your topics are saved" in page
+    assert "Your choices are saved" in page
     assert "last digest" not in page
     clock(23, 7, 5)
     assert not digests.audience("daily", slot=digests.slot_of(timezone.now())).exists()
@@ -608,7 +608,7 @@ def test_once_the_last_digest_reached_the_reader_they_are_promised_no_other(
     assert last.subject.startswith("Since your last digest: ")
     clock(23, 9)
     page = choose_at_the_preference_page(turning, frequency="instant")
-    assert "Your topics are saved" in page
+    assert "Your choices are saved" in page
     assert "last digest" not in page
 
 

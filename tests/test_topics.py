@@ -300,6 +300,27 @@ def topics_url(subscriber) -> str:
     return f"/preferences/{make_token(subscriber, Purpose.PREFERENCES)}/topics/"
 
 
+def test_a_reader_changing_only_when_digests_arrive_is_told_their_choices_are_saved(
+    client,
+):
+    """One button saves the topics, how often and when digests arrive: it said
+    "Save my topics", and a reader who had changed only their digest's day read
+    "Your choices are saved" over the answer."""
+    reader = follower("reader@example.org", ("everything", ""), frequency="weekly")
+    page = client.get(topics_url(reader).removesuffix("topics/")).text
+    assert '<button type="submit">Save my choices</button>' in page
+
+    response = client.post(
+        topics_url(reader), {"frequency": "weekly", "digest_weekday": "4"}
+    )
+
+    assert "<h1>Your choices are saved</h1>" in response.text
+    assert "topics are saved" not in response.text
+    reader.refresh_from_db()
+    assert reader.digest_weekday == 4
+    assert followed(reader) == {("everything", "", "weekly")}
+
+
 def test_the_preference_centre_changes_topics_and_frequency(client, suffolk_post):
     reader = follower("reader@example.org")
     page = client.get(topics_url(reader).removesuffix("topics/")).content.decode()
@@ -308,7 +329,7 @@ def test_the_preference_centre_changes_topics_and_frequency(client, suffolk_post
         topics_url(reader), {"topics": ["region:wales"], "frequency": "daily"}
     )
     assert response.status_code == 200
-    assert "Your topics are saved" in response.text
+    assert "Your choices are saved" in response.text
     assert followed(reader) == {("region", "wales", "daily")}
     # Everything again, as published.
     client.post(topics_url(reader), {"frequency": "instant"})
@@ -496,7 +517,7 @@ def test_the_same_topic_twice_at_the_desk_is_refused_on_the_page(client):
 def test_saving_topics_twice_at_once_saves_them_once_without_an_error(
     suffolk_post, monkeypatch
 ):
-    """The reader double-clicks "Save my topics": the second request arrives while
+    """The reader double-clicks "Save my choices": the second request arrives while
     the first is still saving. Both are answered, and the choice is saved once
     (the second failed on the first's new rows: a 500)."""
     reader = follower("reader@example.org", ("area", "suffolk"))
