@@ -160,24 +160,24 @@ def make_token(subscriber: Subscriber, purpose: Purpose, *, detail: str = "") ->
     return f"{value}:{_b64(mac)}"
 
 
-def _read(token: str, purpose: Purpose) -> tuple[Subscriber, str]:
+def _read(token: str, purpose: Purpose) -> tuple[Subscriber, str, str]:
+    """The subscriber a token names, its detail, and the address it was sent to."""
     subscriber, fingerprint, detail = _loads(token, purpose)
-    if subscriber is None or not (
-        _issued_for(subscriber, purpose, detail, fingerprint)
-        or (
-            # An email sent before the reader moved address must still let them
-            # leave (RFC 8058): the token names this subscriber, so whoever holds
-            # the old address since is not touched.
-            purpose == Purpose.UNSUBSCRIBE
-            and _issued_for_a_previous_address(subscriber, purpose, detail, fingerprint)
-        )
-    ):
+    sent_to = None
+    if subscriber is not None and _issued_for(subscriber, purpose, detail, fingerprint):
+        sent_to = subscriber.email
+    elif subscriber is not None and purpose == Purpose.UNSUBSCRIBE:
+        # An email sent before the reader moved address must still let them
+        # leave (RFC 8058): the token names this subscriber, so whoever holds
+        # the old address since is not touched.
+        sent_to = _previous_address_issued_for(subscriber, purpose, detail, fingerprint)
+    if sent_to is None:
         if purpose == Purpose.ONE_TIME and detail and _one_time_link_spent(subscriber):
             raise LinkUsed(subscriber=subscriber)
         if subscriber is None:
             raise SubscriptionGone
         raise InvalidToken
-    return subscriber, detail
+    return subscriber, detail, sent_to
 
 
 def _one_time_link_spent(subscriber: Subscriber | None) -> bool:
@@ -208,24 +208,28 @@ def _loads(
     return subscriber, fingerprint, detail
 
 
-def _issued_for_a_previous_address(
+def _previous_address_issued_for(
     subscriber: Subscriber, purpose: Purpose, detail: str, fingerprint: str
-) -> bool:
-    """Issued to the subscriber at an address they have since left: an
-    unsubscribe link, or the link of their latest change of address (bound to
-    its request, as it stands now), once it moved them."""
-    return any(
-        _issued_for(
-            Subscriber(
-                pk=subscriber.pk,
-                email=email,
-                email_change_requested_at=subscriber.email_change_requested_at,
-            ),
-            purpose,
-            detail,
-            fingerprint,
-        )
-        for email in subscriber.previous_addresses.values_list("email", flat=True)
+) -> str | None:
+    """The address the subscriber has since left that a link was issued to, if
+    any: an unsubscribe link, or the link of their latest change of address
+    (bound to its request, as it stands now), once it moved them."""
+    return next(
+        (
+            email
+            for email in subscriber.previous_addresses.values_list("email", flat=True)
+            if _issued_for(
+                Subscriber(
+                    pk=subscriber.pk,
+                    email=email,
+                    email_change_requested_at=subscriber.email_change_requested_at,
+                ),
+                purpose,
+                detail,
+                fingerprint,
+            )
+        ),
+        None,
     )
 
 
@@ -240,6 +244,15 @@ def _issued_for(
 
 def read_token(token: str, purpose: Purpose) -> Subscriber:
     return _read(token, purpose)[0]
+
+
+def read_unsubscribe(token: str) -> tuple[Subscriber, str]:
+    """The reader an unsubscribe link names, and the address its email went to:
+    theirs now, or one they have moved from, which may be someone else's since
+    (a colleague given a leaver's mailbox), so that its page tells the link's
+    holder nothing of where the reader went."""
+    subscriber, _, sent_to = _read(token, Purpose.UNSUBSCRIBE)
+    return subscriber, sent_to
 
 
 def read_sent_to(token: str, purpose: Purpose) -> Subscriber:
@@ -272,9 +285,10 @@ def read_change_made(token: str) -> str:
         subscriber is not None
         and detail
         and detail == subscriber.email
-        and _issued_for_a_previous_address(
+        and _previous_address_issued_for(
             subscriber, Purpose.CHANGE_EMAIL, detail, fingerprint
         )
+        is not None
     ):
         raise InvalidToken
     return detail
@@ -282,7 +296,7 @@ def read_change_made(token: str) -> str:
 
 def read_token_detail(token: str, purpose: Purpose) -> tuple[Subscriber, str]:
     """The subscriber and the one thing the link confirms (see make_token)."""
-    subscriber, detail = _read(token, purpose)
+    subscriber, detail, _ = _read(token, purpose)
     if not detail:
         raise InvalidToken
     return subscriber, detail

@@ -40,8 +40,8 @@ from .tokens import (
     Purpose,
     SubscriptionGone,
     read_sent_to,
-    read_token,
     read_token_detail,
+    read_unsubscribe,
 )
 
 
@@ -337,7 +337,7 @@ def _confirmed(
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        subscriber = read_token(token, Purpose.UNSUBSCRIBE)
+        subscriber, sent_to = read_unsubscribe(token)
     except SubscriptionGone:
         # Their data erased: nothing goes under this link, which is what they
         # came for, and what a mail provider's one-click POST is answered.
@@ -346,16 +346,21 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return _token_error(request, error, purpose=Purpose.UNSUBSCRIBE)
     if request.method == "POST":
         subscriptions.subscriber_unsubscribe(subscriber=subscriber)
+    # An email sent before the reader moved: its inbox may be someone else's
+    # now, who learns neither the reader's new address nor how it stands.
+    page = {
+        "subscriber": subscriber,
+        "sent_to": sent_to,
+        "moved_since": sent_to != subscriber.email,
+    }
     # The reader back at an old email's link after unsubscribing is told so, not
     # asked again as if it still went.
     if subscriptions.unsubscribed_themselves(subscriber=subscriber):
-        return render(
-            request, "newsletter/unsubscribed.html", {"subscriber": subscriber}
-        )
+        return render(request, "newsletter/unsubscribed.html", page)
     # Paused, or out only for a bounce, a complaint or the desk's suppression
     # (which the desk may lift), nothing goes now: the page says so, and it is
     # still theirs to unsubscribe, so that nothing comes then.
-    return render(request, "newsletter/unsubscribe.html", {"subscriber": subscriber})
+    return render(request, "newsletter/unsubscribe.html", page)
 
 
 # A commenter's own data, whether or not they read the newsletter: anyone asks by

@@ -24,6 +24,7 @@ from django.core import mail, signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from newsletter import subscriptions
 from newsletter.celery import app as celery_app
 from newsletter.emails import PostEmail
 from newsletter.esp import PROVIDER_BY_BACKEND
@@ -630,6 +631,35 @@ def test_an_unsubscribe_link_in_an_email_years_old_still_works(client, monkeypat
     response = client.post(f"/unsubscribe/{token}/")
     assert response.status_code == 200
     assert "You are unsubscribed" in response.text
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_an_old_addresss_unsubscribe_link_tells_its_holder_nothing_of_the_new_one(
+    client,
+):
+    """An email sent before the reader moved still unsubscribes them, from
+    whoever holds the old inbox now (a colleague given a leaver's mailbox, an
+    address recycled): its page named the reader's new, private address, and
+    whether their newsletter was paused."""
+    reader = SubscriberFactory(email="j.smith@agency.example")
+    token = make_token(reader, Purpose.UNSUBSCRIBE)
+    assert subscriptions.email_change_confirm(
+        subscriber=reader, new_email="jo.home@mail.example"
+    )
+    subscriptions.subscriber_pause(subscriber=reader)
+
+    page = client.get(f"/unsubscribe/{token}/")
+    assert page.status_code == 200
+    assert "jo.home" not in page.text
+    assert "at the moment" not in page.text  # paused, or bounced: not theirs to know
+    assert "j.smith@agency.example" in page.text  # the inbox the email went to
+    assert "<button" in page.text
+
+    done = client.post(f"/unsubscribe/{token}/")
+    assert "You are unsubscribed" in done.text
+    assert "jo.home" not in done.text
+    assert "jo.home" not in client.get(f"/unsubscribe/{token}/").text
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.UNSUBSCRIBED
 
