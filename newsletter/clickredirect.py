@@ -46,6 +46,23 @@ def followed(request: HttpRequest, token: str) -> HttpResponse | None:
     return response
 
 
+def headers_of_a_page() -> dict[str, str]:
+    """The headers the CSP and X-Frame-Options middleware give every page, for
+    what is answered above them: the click redirect, and static files, which
+    whitenoise answers right below the security middleware (settings.py's
+    WHITENOISE_ADD_HEADERS_FUNCTION)."""
+    bare = HttpResponse()
+    dressed = HttpResponse()
+    for middleware in (CSPMiddleware, XFrameOptionsMiddleware):
+        dressed = middleware(_unused).process_response(HttpRequest(), dressed)
+    return {name: value for name, value in dressed.items() if name not in bare}
+
+
+def _unused(request: HttpRequest) -> HttpResponse:
+    """The get_response a middleware is built with; process_response calls none."""
+    raise NotImplementedError
+
+
 class ClickRedirectMiddleware:
     def __init__(self, get_response) -> None:
         self.get_response = get_response
@@ -55,11 +72,9 @@ class ClickRedirectMiddleware:
         # never_cache's Expires is the moment of the response: any moment past
         # says the same.
         add_never_cache_headers(dressed)
-        for skipped in (CSPMiddleware, XFrameOptionsMiddleware):
-            dressed = skipped(get_response).process_response(HttpRequest(), dressed)
         self.headers = {
             name: value for name, value in dressed.items() if name not in bare
-        }
+        } | headers_of_a_page()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info

@@ -523,6 +523,21 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Images the author uploads (featured images, sponsor logos) and their renditions.
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"
+
+
+def _static_file_headers_add(headers, path: str, url: str) -> None:
+    """whitenoise answers static files above the CSP and X-Frame-Options
+    middleware, and nginx, seeing the site's nosniff, adds no headers of its
+    own: an SVG opened as a page is a document of the site, which would run its
+    inline scripts and could be framed by any other site without them."""
+    # Imported here: whitenoise calls this once Django is set up.
+    from .clickredirect import headers_of_a_page
+
+    for name, value in headers_of_a_page().items():
+        headers.setdefault(name, value)
+
+
+WHITENOISE_ADD_HEADERS_FUNCTION = _static_file_headers_add
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -838,6 +838,28 @@ def test_a_request_for_a_host_the_site_does_not_serve_is_refused_with_frame_prot
     assert response["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/static/admin/img/icon-yes.svg", "/static/site.css"],
+    ids=["an-svg-opened-as-a-page", "a-stylesheet"],
+)
+def test_a_static_file_carries_the_pages_policy_and_frame_protection(
+    client, settings, path
+):
+    """whitenoise answers /static/ above the CSP and X-Frame-Options middleware,
+    and nginx, seeing the site's nosniff, adds none of its own: an SVG of the
+    admin's, opened as a page, was a document of the site with no policy, and
+    any static file could be framed by another site."""
+    settings.WHITENOISE_USE_FINDERS = True  # as in development: no collectstatic
+    response = client.get(path)
+    assert response.status_code == 200
+    page = client.get("/subscribe/")
+    assert response["Content-Security-Policy"] == page["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+
+
 def test_the_dev_outbox_allows_inline_styles_for_its_email_frame_only(client, settings):
     settings.DEBUG = True
     settings.EMAIL_BACKEND = "newsletter.outbox.OutboxBackend"
