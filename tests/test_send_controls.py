@@ -2566,6 +2566,32 @@ def test_a_paused_mailings_page_resumes_it_where_the_desk_says(
     assert mailing_controls(author, planned)[2] == []  # it has ended
 
 
+def test_a_control_on_a_mailings_page_comes_back_to_that_page(author, planned):
+    """Paused from its page, the author landed on the list of every mailing, not
+    on the page that shows what the pause did. From the list, the list."""
+    page = f"/admin/newsletter/mailing/{planned.pk}/change/"
+    url, fields, actions = mailing_controls(author, planned)
+    assert actions == ["pause"]
+    response = author.post(url, {**fields, "action": "pause"})
+    assert (response.status_code, response["Location"]) == (302, page)
+    assert said(author.get(page)) == [("success", "Paused 1 mailing.")]
+    assert mailing_controls(author, planned)[2] == ["resume"]
+
+    listed = "/admin/newsletter/mailing/?kind__exact=post"
+    response = author.post(
+        listed, {"action": "resume", "_selected_action": [planned.pk]}
+    )
+    assert (response.status_code, response["Location"]) == (302, listed)
+    # The page's own field with several selected, or a row that is not a mailing:
+    # never an address the request chose.
+    for selected in ([planned.pk, planned.pk + 1], ["//evil.example"]):
+        response = author.post(
+            listed, {**fields, "action": "pause", "_selected_action": selected}
+        )
+        assert response.status_code in (302, 400)
+        assert response.get("Location") in (None, listed)
+
+
 def test_a_mailings_page_offers_only_the_controls_that_apply_to_those_allowed(
     client, author, planned, viewer
 ):

@@ -4,12 +4,13 @@ from datetime import timedelta
 
 import requests
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.db import transaction
 from django.db.models import Case, CharField, Count, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -261,6 +262,23 @@ class MailingAdmin(admin.ModelAdmin):
         controls = [] if mailing is None else self._controls_applying(request, mailing)
         extra_context = {**(extra_context or {}), "controls": controls}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def response_action(self, request, queryset):
+        # Used from a mailing's page, a control answered with the list of every
+        # mailing, not the page showing what it did. The page's address is built
+        # here from the one mailing acted on, never taken from the request.
+        response = super().response_action(request, queryset)
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
+        mailing_id = row_id_in(selected[0]) if len(selected) == 1 else None
+        if (
+            request.POST.get("_back_to_its_page")
+            and mailing_id is not None
+            and isinstance(response, HttpResponseRedirect)
+        ):
+            return HttpResponseRedirect(
+                reverse("admin:newsletter_mailing_change", args=[mailing_id])
+            )
+        return response
 
     def _controls_applying(self, request, mailing: Mailing) -> list[tuple[str, str]]:
         if mailing.status not in RUNNING:
