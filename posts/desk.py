@@ -6,6 +6,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 
+def counted(count: int, one: str, more: str) -> str:
+    """A count and its noun as the desk's messages say it: "1 address", "2
+    addresses". The messages said "1 addresses suppressed." and "1 post(s)"."""
+    return f"{count} {one if count == 1 else more}"
+
+
 def record_in_the_history(request: HttpRequest, rows: QuerySet, said: str) -> None:
     """Name who changed these rows with a list action in their history: Django
     logs only what its own forms change, and an action recorded nothing of who

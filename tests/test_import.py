@@ -740,6 +740,21 @@ def test_bulk_unsubscribe_and_suppress(author):
     assert list(Subscriber.objects.confirmed()) == [kept]
 
 
+def test_bulk_suppress_says_how_many_it_suppressed_as_a_success(author):
+    """It said "1 addresses suppressed.", and as a warning, though it was done."""
+    one, two, three = SubscriberFactory.create_batch(3)
+
+    response = desk_action(author, "suppress", one)
+    assert [(m.level_tag, str(m)) for m in response.wsgi_request._messages] == [
+        ("success", "1 address suppressed.")
+    ]
+    author.get(LIST_URL)  # the first message read, as the list shows it
+    response = desk_action(author, "suppress", two, three)
+    assert [(m.level_tag, str(m)) for m in response.wsgi_request._messages] == [
+        ("success", "2 addresses suppressed.")
+    ]
+
+
 def test_bulk_unsubscribe_says_which_readers_it_changed_and_which_had_left(author):
     receiving, pending = (
         SubscriberFactory(),

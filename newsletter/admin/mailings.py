@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from posts.desk import record_in_the_history
+from posts.desk import counted, record_in_the_history
 from posts.validators import addresses_as_stored, row_id_in
 
 from .. import corrections, delivery
@@ -476,11 +476,11 @@ SENT_AGAIN_WHILE_ASKED = "it was sent again while the provider was asked; ask ag
 
 
 def _mailings(count: int) -> str:
-    return f"{count} mailing" if count == 1 else f"{count} mailings"
+    return counted(count, "mailing", "mailings")
 
 
 def _batches(count: int) -> str:
-    return f"{count} batch" if count == 1 else f"{count} batches"
+    return counted(count, "batch", "batches")
 
 
 def _left_as_they_were(

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from posts.admin import LabelledFieldsFormSet
-from posts.desk import record_in_the_history
+from posts.desk import counted, record_in_the_history
 from posts.validators import (
     addresses_as_stored,
     clean_email,
@@ -610,8 +610,9 @@ class SubscriberAdmin(admin.ModelAdmin):
                 Subscriber.objects.filter(pk__in=by_the_desk),
                 "Unsubscribed at the desk.",
             )
-        count = len(by_the_desk)
-        message = f"{count} subscriber{'' if count == 1 else 's'} unsubscribed"
+        message = (
+            f"{counted(len(by_the_desk), 'subscriber', 'subscribers')} unsubscribed"
+        )
         if had_left:
             message += f"; left as they were, unsubscribed already: {had_left}"
         if kept:
@@ -629,7 +630,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         named = list(
             queryset.values_list("email", flat=True)[: self.ASKED_ABOUT_BY_NAME]
         )
-        readers = "1 reader" if count == 1 else f"{count} readers"
+        readers = counted(count, "reader", "readers")
         return TemplateResponse(
             request,
             "admin/newsletter/subscriber/unsubscribe_confirmation.html",
@@ -665,9 +666,10 @@ class SubscriberAdmin(admin.ModelAdmin):
                 Subscriber.objects.filter(pk__in=suppressed),
                 "Suppressed at the desk: never emailed.",
             )
-        count = len(suppressed)
         self.message_user(
-            request, f"{count} addresses suppressed.", level=messages.WARNING
+            request,
+            f"{counted(len(suppressed), 'address', 'addresses')} suppressed.",
+            messages.SUCCESS,
         )
 
 
@@ -818,12 +820,11 @@ def _lifts_message(lifts: list[subscriptions.SuppressionLifted]) -> str:
             "was lifted."
         )
     said = "; ".join(
-        f"{counts[outcome]} {one if counts[outcome] == 1 else more}"
+        counted(counts[outcome], one, more)
         for outcome, (one, more) in _LIFTS_COUNTED.items()
         if counts[outcome]
     )
-    suppressions = "suppression" if lifted == 1 else "suppressions"
-    message = f"{lifted} {suppressions} lifted: {said}."
+    message = f"{counted(lifted, 'suppression', 'suppressions')} lifted: {said}."
     if counts["gone"]:
         message += (
             f" Lifted meanwhile, from another page of the desk: {counts['gone']}."
