@@ -20,6 +20,7 @@ from django.utils.timezone import get_current_timezone, localtime
 from django.views.decorators.http import require_POST
 
 from . import checks, images, links, related, services, tasks
+from .desk import counted
 from .markdown import escape_markdown, plain_text, render_markdown, word_count
 from .models import (
     Area,
@@ -841,7 +842,8 @@ class PostAdmin(admin.ModelAdmin):
         since = Post.objects.published().filter(published_at__gt=post.published_at)
         return messages.WARNING, [
             f"“{post.title}” is on the site now, dated in the past ({when}): it is "
-            f"listed as of then, below the {since.count()} post(s) published since."
+            f"listed as of then, below the {counted(since.count(), 'post', 'posts')} "
+            "published since."
         ]
 
     def unpublication_said(
@@ -966,13 +968,16 @@ class PostAdmin(admin.ModelAdmin):
         # Said only of some: "Published 0 post(s)." read as a success.
         if published := len(checked) - len(scheduled):
             self.message_user(
-                request, f"Published {published} post(s).", level=messages.SUCCESS
+                request,
+                f"Published {counted(published, 'post', 'posts')}.",
+                level=messages.SUCCESS,
             )
         if scheduled:
             self.message_user(
                 request,
-                f"Scheduled {len(scheduled)} post(s) for their publication time, "
-                f"still to come: {', '.join(post.title for post in scheduled)}.",
+                f"Scheduled {counted(len(scheduled), 'post', 'posts')} for their "
+                "publication time, still to come: "
+                f"{', '.join(post.title for post in scheduled)}.",
                 level=messages.SUCCESS,
             )
         if held := [post.title for post in drafts if post not in checked]:
@@ -1008,7 +1013,7 @@ class PostAdmin(admin.ModelAdmin):
         if drafts:
             self.message_user(
                 request,
-                f"Submitted {len(drafts)} post(s) for review.",
+                f"Submitted {counted(len(drafts), 'post', 'posts')} for review.",
                 messages.SUCCESS,
             )
         self._tell_left_as_they_were(
@@ -1126,9 +1131,8 @@ class PostAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     format_html(
-                        '{} post(s) wait for review: <a href="?status__exact={}">'
-                        "show them</a>.",
-                        waiting,
+                        '{} for review: <a href="?status__exact={}">show them</a>.',
+                        counted(waiting, "post waits", "posts wait"),
                         Post.Status.REVIEW,
                     ),
                     messages.INFO,

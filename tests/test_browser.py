@@ -1104,7 +1104,7 @@ def test_an_editor_sees_the_checks_approves_and_publishes(browser, site):
 
     # The list says what waits for them, and leads to it.
     editor.goto(f"{site}/admin/posts/post/")
-    editor.get_by_text("1 post(s) wait for review").wait_for()
+    editor.get_by_text("1 post waits for review").wait_for()
     editor.get_by_role("link", name="show them").click()
     editor.get_by_role("link", name="Kent: court work").click()
 

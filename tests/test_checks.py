@@ -1057,7 +1057,7 @@ def test_the_publish_action_holds_back_posts_with_problems(client, author):
         follow=True,
     )
     page = response.content.decode()
-    assert "Published 1 post(s)." in page
+    assert "Published 1 post." in page
     assert "Not published, as the checks before publishing found problems: " in page
     assert "Kent: a bad link" in page
     assert Post.objects.get(pk=clean.pk).is_published
@@ -1091,7 +1091,7 @@ def test_the_publish_action_holds_back_a_post_whose_report_is_yet_to_come(
 
     page = response.content.decode()
     assert "Not published, as the checks before publishing found problems: " in page
-    assert "Scheduled 1 post(s) for their publication time" in page
+    assert "Scheduled 1 post for their publication time" in page
     assert Post.objects.get(pk=early.pk).status == Post.Status.DRAFT
     assert Post.objects.get(pk=on_time.pk).status == Post.Status.PUBLISHED
     problems = [p.message for p in checks.post_problems(Post.objects.get(pk=early.pk))]

@@ -132,9 +132,9 @@ def test_saving_a_post_with_an_image_without_alt_text_warns_the_author(client, a
         ),
     )
     assert response.status_code == 302
-    assert "1 image(s) have no alt text" in flash(response)
+    assert "1 image has no alt text" in flash(response)
     page = client.get(f"/admin/posts/post/{post.pk}/change/").content.decode()
-    assert "1 image(s) have no alt text" in page
+    assert "1 image has no alt text" in page
 
 
 def test_a_draft_whose_author_typed_the_emails_date_placeholder_previews(

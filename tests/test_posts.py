@@ -351,7 +351,7 @@ def test_a_post_published_without_its_email_is_emailed_once_the_box_is_ticked(
     )
     assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
     page = response.content.decode()
-    assert "Emailing it now to 0 reader(s) who get posts as they are published" in page
+    assert "Emailing it now to 0 readers who get posts as they are published" in page
     assert "readers of digests get it in their next one" in page
     # Saved again, ticked: nothing more goes.
     client.post(
@@ -443,7 +443,7 @@ def test_a_post_ticked_while_off_the_site_is_emailed_when_it_is_back(client):
         follow=True,
     )
     assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
-    assert "Emailing it now to 0 reader(s) who get posts as they are published" in (
+    assert "Emailing it now to 0 readers who get posts as they are published" in (
         response.content.decode()
     )
 
@@ -480,7 +480,7 @@ def test_a_post_ticked_while_off_the_site_and_published_from_the_list_is_emailed
         {"action": "publish", "_selected_action": [post.pk]},
         follow=True,
     )
-    assert "Published 1 post(s)." in response.content.decode()
+    assert "Published 1 post." in response.content.decode()
     assert Mailing.objects.filter(post=post, kind=Mailing.Kind.POST).count() == 1
 
 
@@ -507,7 +507,7 @@ def test_publish_action_on_the_post_list(client):
         {"action": "publish", "_selected_action": [p.pk for p in drafts]},
         follow=True,
     )
-    assert "Published 2 post(s)." in response.content.decode()
+    assert "Published 2 posts." in response.content.decode()
     assert Mailing.objects.count() == 2
 
 
@@ -834,7 +834,7 @@ def test_a_post_given_a_past_time_as_it_is_published_keeps_it(client):
 def test_the_publish_action_says_which_posts_it_scheduled_rather_than_published(
     client,
 ):
-    # A draft given a time to come was counted as "Published 1 post(s).": the
+    # A draft given a time to come was counted as "Published 1 post.": the
     # author took it to be on the site, where it answered 404 until its time.
     client.force_login(StaffFactory(role="Editor"))
     now = PostFactory(title="Live today")
@@ -850,8 +850,8 @@ def test_the_publish_action_says_which_posts_it_scheduled_rather_than_published(
 
     messages = [str(message) for message in response.context["messages"]]
     assert messages == [
-        "Published 1 post(s).",
-        "Scheduled 1 post(s) for their publication time, still to come: Out on Monday.",
+        "Published 1 post.",
+        "Scheduled 1 post for their publication time, still to come: Out on Monday.",
     ]
     later.refresh_from_db()
     assert later.status == Post.Status.PUBLISHED and not later.is_published

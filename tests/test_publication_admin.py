@@ -849,9 +849,9 @@ def test_publishing_with_a_past_date_says_it_is_live_now_dated_then_and_emailed(
     assert Mailing.objects.filter(post=post).count() == 1
     assert (
         "“Kent: court work” is on the site now, dated in the past "
-        f"({desk_time(typed)}): it is listed as of then, below the 1 post(s) "
+        f"({desk_time(typed)}): it is listed as of then, below the 1 post "
         "published since. "
-        "Emailing it now to 3 reader(s) who get posts as they are published; "
+        "Emailing it now to 3 readers who get posts as they are published; "
         "readers of digests get it in their next one."
     ) in said(response)
     level = next(m.level_tag for m in response.context["messages"] if "dated" in str(m))
@@ -873,7 +873,7 @@ def test_publishing_now_says_it_is_live_dated_now_and_emailed(client):
     assert (
         "“Kent: court work” is on the site now "
         f"(dated {desk_time(post.published_at)}). "
-        "Emailing it now to 3 reader(s) who get posts as they are published; "
+        "Emailing it now to 3 readers who get posts as they are published; "
         "readers of digests get it in their next one."
     ) in said(response)
 

@@ -192,11 +192,15 @@ def test_a_contributor_submits_a_draft_for_review(contributor):
 
 def test_a_contributor_submits_drafts_with_the_list_action(contributor):
     post = PostFactory(author=contributor)
-    desk(contributor).post(
+    response = desk(contributor).post(
         CHANGELIST, {"action": "submit_for_review", "_selected_action": [post.pk]}
     )
     post.refresh_from_db()
     assert post.status == Post.Status.REVIEW
+    # It said "Submitted 1 post(s) for review."
+    assert [str(m) for m in response.wsgi_request._messages] == [
+        "Submitted 1 post for review."
+    ]
 
 
 def test_a_contributor_cannot_use_the_publish_action(contributor):
@@ -573,7 +577,7 @@ def test_the_editors_list_shows_what_waits_for_review(contributor, editor):
     PostFactory(author=contributor, title="Waiting one", status=Post.Status.REVIEW)
     PostFactory(author=contributor, title="Still a draft")
     client = desk(editor)
-    assert "1 post(s) wait for review" in client.get(CHANGELIST).content.decode()
+    assert "1 post waits for review" in client.get(CHANGELIST).content.decode()
     waiting = client.get(CHANGELIST, {"status__exact": "review"}).content.decode()
     assert "Waiting one" in waiting
     assert "Still a draft" not in waiting
@@ -1039,7 +1043,7 @@ def test_the_demo_has_a_contributors_post_waiting_for_the_editor():
     assert waiting.author == contributor
     assert waiting.events.get().kind == PostEvent.Kind.SUBMITTED
     editors_list = desk(User.objects.get(username="editor")).get(CHANGELIST)
-    assert "1 post(s) wait for review" in editors_list.content.decode()
+    assert "1 post waits for review" in editors_list.content.decode()
     assert escape(waiting.title) in desk(contributor).get(CHANGELIST).content.decode()
 
 

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from posts import admin as posts_admin
 from posts.checks import Level, Problem, images_without_alt
+from posts.desk import counted
 from posts.models import Post, PostUpdate
 
 from .. import corrections, delivery, digests, tasks
@@ -526,8 +527,8 @@ def email_said(post: Post) -> tuple[int, str]:
         ).get()
         digests_hold_it = announced_at >= timezone.now() - digests.LOOKBACK
         return messages.SUCCESS, (
-            f"Emailing it now to {readers} reader(s) who get posts as they are "
-            "published; "
+            f"Emailing it now to {counted(readers, 'reader', 'readers')} who get "
+            "posts as they are published; "
             + (
                 "readers of digests get it in their next one."
                 if digests_hold_it
@@ -603,7 +604,8 @@ def _describe(email: PostEmail) -> str:
     missing = len(images_without_alt(email.post.body_html))
     if missing:
         description += (
-            f" {missing} image(s) have no alt text: most mail clients hide images "
-            f"until asked, so describe each one, as in ![what it shows](address)."
+            f" {counted(missing, 'image has', 'images have')} no alt text: most "
+            "mail clients hide images until asked, so describe each one, as in "
+            "![what it shows](address)."
         )
     return description
