@@ -343,6 +343,64 @@ def test_a_head_request_on_the_emailed_link_is_answered_and_confirms_nothing(
     assert Comment.objects.get(post=post).status == Comment.Status.PENDING
 
 
+def test_opening_the_emailed_link_changes_nothing_and_leaves_it_to_confirm(
+    client, post, confirm
+):
+    """Mail scanners open links: the page only shows the comment and its button,
+    and the link still proves the address once its owner presses it."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+
+    scanned = Client().get(links[0])
+
+    assert scanned.status_code == 200
+    assert "comment_verified" not in scanned.cookies
+    assert Comment.objects.get(post=post).status == Comment.Status.PENDING
+    confirmed = client.post(links[0])
+    assert "comment_verified" in confirmed.cookies
+    assert Comment.objects.get(post=post).status == Comment.Status.APPROVED
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_a_used_link_proves_the_address_to_no_other_browser(
+    client, post, confirm, method
+):
+    """The link proves the address once: forwarded, or opened by anyone else who
+    reads the email, it gave a stranger's browser the commenter's proven identity
+    for a year, and the stranger's comments under the commenter's name skipped
+    moderation."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    client.post(links[0])
+    stranger = Client()
+
+    response = getattr(stranger, method)(links[0])
+
+    assert response.status_code == 410
+    assert "already confirmed" in response.text
+    assert "It is mine" not in response.text  # no button to press again
+    assert "comment_verified" not in response.cookies
+    comment_on(stranger, post, body="Posing as Alex.")
+    assert Comment.objects.get(body="Posing as Alex.").status == "pending"
+
+
+def test_a_link_used_while_its_comment_waits_confirms_nothing_more(
+    client, post, confirm
+):
+    """Used while its comment stayed held (comments closed meanwhile), the link
+    does not prove the address again once a moderator has seen to the comment."""
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(client, post)
+    comments.comments_close(posts=Post.objects.filter(pk=post.pk))
+    assert "comment_verified" in client.post(links[0]).cookies
+
+    again = Client().post(links[0])
+
+    assert again.status_code == 410
+    assert "comment_verified" not in again.cookies
+    assert Comment.objects.get(post=post).status == Comment.Status.PENDING
+
+
 def test_the_emailed_links_pages_are_kept_by_no_cache(client, post, confirm):
     """The page shows a comment awaiting moderation to whoever holds the link, as
     every other page an emailed token opens: a browser or proxy must not keep it,
@@ -719,8 +777,8 @@ def test_a_link_followed_after_the_post_was_unpublished_confirms_without_a_404(
 ):
     CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
     _, links = confirm(client, post)
-    if approved:
-        client.post(links[0])
+    if approved:  # at the desk: the link proves the address once
+        comments.comments_approve(comments=Comment.objects.filter(post=post))
     Post.objects.filter(pk=post.pk).update(status=Post.Status.DRAFT)
 
     response = client.post(links[0], follow=True)

@@ -20,7 +20,11 @@ from django.views.defaults import permission_denied, server_error
 from newsletter.models import Subscriber
 from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
-from posts.comments.services import commenter_data_token, comments_approve
+from posts.comments.services import (
+    comment_confirmation_token,
+    commenter_data_token,
+    comments_approve,
+)
 from posts.demo_content import FRESH_POST, POSTS
 from posts.models import Post, PostUpdate
 
@@ -97,6 +101,17 @@ def test_every_page_passes_the_w3c_html_checker(
     data_link = f"/comments/data/{commenter_data_token(comment=sams_comment)}/"
     files[tmp_path / "comment-data.html"] = data_link
     (tmp_path / "comment-data.html").write_bytes(client.get(data_link).content)
+    # A commenter's confirmation link, as they open it, and once it is used.
+    confirm_link = (
+        f"/comments/confirm/{comment_confirmation_token(comment=sams_comment)}/"
+    )
+    files[tmp_path / "comment-confirm.html"] = confirm_link
+    (tmp_path / "comment-confirm.html").write_bytes(client.get(confirm_link).content)
+    client.post(confirm_link)
+    used = client.get(confirm_link)
+    assert used.status_code == 410
+    files[tmp_path / "comment-confirm-used.html"] = confirm_link + " (used)"
+    (tmp_path / "comment-confirm-used.html").write_bytes(used.content)
     # The unsubscribe link's page, as a reader receiving opens it, and as one
     # whose address bounced (nothing goes now; theirs to make it for good).
     for status in (Subscriber.Status.ACTIVE, Subscriber.Status.BOUNCED):

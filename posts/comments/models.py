@@ -138,6 +138,9 @@ class Comment(models.Model):
     # When the commenter was emailed the link that proves the address: once per
     # comment, and at most once an hour per address.
     confirmation_sent_at = models.DateTimeField(null=True, editable=False)
+    # When the commenter used that link: it proves the address once, so that
+    # whoever else opens it (forwarded, a shared mailbox) is given nothing.
+    confirmation_used_at = models.DateTimeField(null=True, editable=False)
     # When a moderator marked it as spam (None unless it is spam): the purge
     # deletes spam a while after this, so a mistake can still be undone.
     marked_spam_at = models.DateTimeField(null=True, editable=False)

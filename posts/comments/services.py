@@ -69,6 +69,10 @@ class ConfirmationInvalid(Exception):
     """The confirmation link is forged, expired, or its comment is gone."""
 
 
+class ConfirmationUsed(ConfirmationInvalid):
+    """The confirmation link was good, and has been used: it proves the address once."""
+
+
 class DataLinkInvalid(Exception):
     """The link to a commenter's data is forged, expired, or its comment is gone
     (erased with the others, which ends the link)."""
@@ -354,7 +358,8 @@ def comment_of_confirmation(*, token: str) -> Comment:
     page shows the comment first, as whoever posted it typed it, not the one who
     owns the address.
 
-    Raises ConfirmationInvalid for a forged or expired link, or a deleted comment.
+    Raises ConfirmationInvalid for a forged or expired link, or a deleted comment;
+    ConfirmationUsed once it has been used.
     """
     try:
         comment_id, digest = signing.loads(
@@ -367,6 +372,8 @@ def comment_of_confirmation(*, token: str) -> Comment:
     comment = Comment.objects.filter(pk=comment_id).select_related("post").first()
     if comment is None or _address_digest(comment.email) != digest:
         raise ConfirmationInvalid
+    if comment.confirmation_used_at is not None:
+        raise ConfirmationUsed
     return comment
 
 
@@ -375,9 +382,17 @@ def comment_confirm(*, token: str) -> Comment:
     comment is published (unless a moderator marked it as spam, or the post's
     comments have closed).
 
-    Raises ConfirmationInvalid as comment_of_confirmation does.
+    Raises ConfirmationInvalid as comment_of_confirmation does, and
+    ConfirmationUsed to all but the first of two presses at once.
     """
     comment = comment_of_confirmation(token=token)
+    # Marked used first, by one conditional update, so that of two presses at
+    # once (or a forwarded link's) only one proves the address.
+    used = Comment.objects.filter(
+        pk=comment.pk, confirmation_used_at__isnull=True
+    ).update(confirmation_used_at=timezone.now())
+    if not used:
+        raise ConfirmationUsed
     if confirming_publishes(comment=comment):
         # Still pending: a moderator may have marked it as spam since it was read.
         comments_approve(comments=Comment.objects.pending().filter(pk=comment.pk))

@@ -225,7 +225,8 @@ def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpRespo
 def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
     """GET: the comment and a button (mail scanners follow links, people press
     buttons; and the one who owns the address sees what they would publish, which
-    anyone may have typed); POST: the address is proved, the browser remembers it.
+    anyone may have typed); POST: the address is proved, the browser remembers it,
+    once: the link proves nothing to the next browser that opens it.
     HEAD is answered as GET: a scanner's HEAD must never confirm."""
     try:
         if request.method in ("GET", "HEAD"):
@@ -237,6 +238,10 @@ def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
                 {"comment": comment, "publishes": publishes, "shown": _shown(comment)},
             )
         comment = services.comment_confirm(token=token)
+    except services.ConfirmationUsed:
+        # Good once: whoever opens it again (a forwarded email, another browser)
+        # is told so, and proves nothing.
+        return render(request, "posts/comment_confirm.html", {"used": True}, status=410)
     except services.ConfirmationInvalid:
         return render(
             request, "posts/comment_confirm.html", {"invalid": True}, status=400
