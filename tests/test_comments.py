@@ -377,7 +377,7 @@ def test_a_used_link_proves_the_address_to_no_other_browser(
     response = getattr(stranger, method)(links[0])
 
     assert response.status_code == 410
-    assert "already confirmed" in response.text
+    assert "This link has been used" in response.text
     assert "It is mine" not in response.text  # no button to press again
     assert "comment_verified" not in response.cookies
     comment_on(stranger, post, body="Posing as Alex.")
