@@ -50,6 +50,18 @@ def until_done_or_waiting_for_a_lock(thread: threading.Thread, timeout: float = 
         time.sleep(0.05)
 
 
+def until_set_or_waiting_for_a_lock(
+    event: threading.Event, timeout: float = 10.0
+) -> None:
+    """Return once `event` is set or another connection waits for a lock: for a
+    side held open until the other either runs through (the bug, which sets the
+    event) or waits for this side's lock (the fix)."""
+    deadline = time.monotonic() + timeout
+    while not (event.wait(0.05) or another_connection_waits_for_a_lock()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"neither went on nor waited in {timeout:.0f}s")
+
+
 def in_a_thread(work: Callable[[], object], answers: list) -> threading.Thread:
     """`work` started in a thread, on a database connection of its own (closed
     when it ends); what it returns is appended to `answers`."""

@@ -7,7 +7,6 @@ import json
 import math
 import re
 import threading
-import time
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
@@ -72,7 +71,7 @@ from .factories import (
     uncertain_long_enough_to_ask,
     unpublish_at_the_desk,
 )
-from .locks import another_connection_waits_for_a_lock
+from .locks import until_set_or_waiting_for_a_lock
 from .test_engagement import click, counts, redirects
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -2319,6 +2318,33 @@ def test_asking_the_provider_resends_what_it_never_took(
     assert set(mailing.deliveries.values_list("status", flat=True)) == {"sent"}
 
 
+def two_posts_for_a_daily_reader(clock) -> Post:
+    """A daily reader's round due, with two posts published the evening before:
+    Suffolk's, kept, and Wales's, returned, which the author takes off the site."""
+    reader("daily@example.org", ("everything", "", "daily"))
+    clock(23, 6, 30)
+    kept = PostFactory(title="Suffolk: caseloads too high")
+    taken_down = PostFactory(title="Wales: a wrong figure")
+    for post in (kept, taken_down):
+        post_publish(post=post)
+    clock(23, 7, 5)
+    return taken_down
+
+
+def taken_off_the_site(post: Post) -> None:
+    """The author takes the post off the site at the desk, in a thread of its own
+    (whose connection is closed as it ends)."""
+    try:
+        post = Post.objects.get(pk=post.pk)
+        with transaction.atomic():
+            post.status = Post.Status.DRAFT
+            post_save_from_desk(
+                post=post, previous_status=Post.Status.PUBLISHED, by=None
+            )
+    finally:
+        connections.close_all()
+
+
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="two connections' row locks"
 )
@@ -2329,13 +2355,7 @@ def test_a_post_unpublished_while_its_round_is_planned_is_in_no_digest(
     """The author takes a post down while a page of the round is being planned:
     the step had read the post as published, and wrote the page's digests with it
     after the unpublishing had taken the post out of the queued ones."""
-    reader("daily@example.org", ("everything", "", "daily"))
-    clock(23, 6, 30)
-    kept = PostFactory(title="Suffolk: caseloads too high")
-    taken_down = PostFactory(title="Wales: a wrong figure")
-    for post in (kept, taken_down):
-        post_publish(post=post)
-    clock(23, 7, 5)
+    taken_down = two_posts_for_a_daily_reader(clock)
     planning_read, unpublished = threading.Event(), threading.Event()
     posts_held = digests.posts_held
 
@@ -2344,25 +2364,15 @@ def test_a_post_unpublished_while_its_round_is_planned_is_in_no_digest(
         planning_read.set()
         # The author unpublishes at once, or waits for the posts this step holds
         # (the fix): go on only when one of the two has happened.
-        deadline = time.monotonic() + 10
-        while not (unpublished.wait(0.05) or another_connection_waits_for_a_lock()):
-            assert time.monotonic() < deadline, "the author neither waited nor went"
+        until_set_or_waiting_for_a_lock(unpublished)
         return held
 
     monkeypatch.setattr(digests, "posts_held", held_while_the_author_unpublishes)
 
     def unpublish() -> None:
-        try:
-            assert planning_read.wait(timeout=10)
-            post = Post.objects.get(pk=taken_down.pk)
-            with transaction.atomic():
-                post.status = Post.Status.DRAFT
-                post_save_from_desk(
-                    post=post, previous_status=Post.Status.PUBLISHED, by=None
-                )
-            unpublished.set()
-        finally:
-            connections.close_all()
+        assert planning_read.wait(timeout=10)
+        taken_off_the_site(taken_down)
+        unpublished.set()
 
     # The round's batches wait their turn (a round of many goes over minutes).
     waiting = []
@@ -2395,13 +2405,7 @@ def test_a_batch_claimed_while_the_author_takes_a_post_down_goes_as_its_rows_say
     committed, when a worker claimed the batch: it read its digests as they were,
     and the post as still on the site, and sent it to a reader whose row then said
     their digest had not carried it."""
-    reader("daily@example.org", ("everything", "", "daily"))
-    clock(23, 6, 30)
-    kept = PostFactory(title="Suffolk: caseloads too high")
-    taken_down = PostFactory(title="Wales: a wrong figure")
-    for post in (kept, taken_down):
-        post_publish(post=post)
-    clock(23, 7, 5)
+    taken_down = two_posts_for_a_daily_reader(clock)
     waiting = []  # the round's batch, for this test to send
     monkeypatch.setattr(planner, "_ring", waiting.extend)
     delivery.mailing_create_for_digest(
@@ -2416,27 +2420,14 @@ def test_a_batch_claimed_while_the_author_takes_a_post_down_goes_as_its_rows_say
         withdrawn.set()
         # The worker sends meanwhile, or waits for what the take-down holds (the
         # fix): commit only when one of the two has happened.
-        deadline = time.monotonic() + 10
-        while not (sent.wait(0.05) or another_connection_waits_for_a_lock()):
-            assert time.monotonic() < deadline, "the worker neither waited nor sent"
+        until_set_or_waiting_for_a_lock(sent)
         return left
 
     monkeypatch.setattr(
         digests, "post_withdraw_from_digests", withdrawn_then_committed_later
     )
 
-    def unpublish() -> None:
-        try:
-            post = Post.objects.get(pk=taken_down.pk)
-            with transaction.atomic():
-                post.status = Post.Status.DRAFT
-                post_save_from_desk(
-                    post=post, previous_status=Post.Status.PUBLISHED, by=None
-                )
-        finally:
-            connections.close_all()
-
-    author = threading.Thread(target=unpublish)
+    author = threading.Thread(target=taken_off_the_site, args=[taken_down])
     author.start()
     assert withdrawn.wait(timeout=10)
     delivery.batch_send(batch_id=batch_id)
