@@ -219,8 +219,8 @@ def post_withdraw_from_digests(*, post: Post) -> int:
     second time, for a reader whose uncertain digest had reached them). Not
     those of a batch being sent: its worker reads the posts on the site once a
     second, and some of its digests went, or will go within that second, with
-    the post; it takes the post out of those it sends without it
-    (digests_record_left_out). A round keeps listing it while any of its
+    the post; it takes the post out of those it sends without it, before it
+    sends them (digests_record_left_out). A round keeps listing it while any of its
     digests may have carried it, uncertain ones too, settled later or not:
     those emails may have arrived, and their clicks on it are the post's
     (Link.objects.of_post). Returns how many digests it left."""
@@ -250,12 +250,15 @@ def post_withdraw_from_digests(*, post: Post) -> int:
 
 
 def digests_record_left_out(*, left_out: dict[int, set[int]]) -> None:
-    """Take each post out of the digests a batch's worker sent without it
-    (post id -> delivery ids): it was off the site as they went
+    """Take each post out of the digests a batch's worker is about to send
+    without it (post id -> delivery ids): it was off the site as they went
     (DigestEmail.holding_posts_on_site), and post_withdraw_from_digests left
     the batch's rows to the worker. Those it sent with the post keep it, so
     that the next round, the post back on the site, brings it to the others
-    only. One statement, and only after a take-down."""
+    only. Before the provider's call, not after the batch: a worker killed once
+    the provider took the call leaves rows that say what went, however the
+    batch is settled; should the call fail, they go again without the post,
+    which is off the site. One statement a call, and only after a take-down."""
     rows = Q()
     for post_id, delivery_ids in left_out.items():
         rows |= Q(post_id=post_id, delivery_id__in=delivery_ids)
@@ -674,25 +677,26 @@ class DigestEmail:
             self._parts = _BatchParts(self._parts, batch_id)
 
     def holding_posts_on_site(
-        self, recipients: list, on_site: set[int], left_out: dict[int, set[int]]
-    ) -> list:
+        self, recipients: list, on_site: set[int]
+    ) -> tuple[list, dict[int, set[int]]]:
         """Those of the recipients whose digest holds a post of `on_site`, each
         left holding only those: the batch's posts readers could read as its
         worker last read them (sender.HandOver), since post_withdraw_from_digests
         takes a post out of the ledger's digests, not out of a batch being sent.
-        Each post left out of a digest is noted in `left_out` (post id ->
-        delivery ids), for digests_record_left_out."""
+        And the posts left out of their digests (post id -> delivery ids), for
+        digests_record_left_out."""
         held = {pk for r in recipients for pk in r.posts}
         if held <= on_site:
-            return recipients
+            return recipients, {}
         places = {self._place[pk] for pk in on_site}
+        left_out: dict[int, set[int]] = {}
         for r in recipients:
             for pk in set(r.posts) - on_site:
                 left_out.setdefault(pk, set()).add(r.delivery_id)
             self.posts[r.delivery_id] = [
                 i for i in self.posts[r.delivery_id] if i in places
             ]
-        return [r for r in recipients if self.posts[r.delivery_id]]
+        return [r for r in recipients if self.posts[r.delivery_id]], left_out
 
     def for_many(
         self, recipients: list, *, merge_field: str, connection=None

@@ -72,6 +72,7 @@ from .factories import (
     unpublish_at_the_desk,
 )
 from .locks import until_set_or_waiting_for_a_lock
+from .test_comment_digest import WorkerKilled
 from .test_engagement import click, counts, redirects
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
@@ -1664,6 +1665,60 @@ def test_a_post_taken_down_and_put_back_as_a_batch_goes_reaches_each_reader_once
     [(to, text)] = the_next_round(beat, request, one_each)
     assert to == "three@example.org"
     assert "Wales: a wrong figure" in text
+
+
+def killed_once_the_provider_took_the_call(monkeypatch) -> None:
+    """The worker's process is killed (out of memory, a deploy) just after the
+    provider accepted its first call: nothing after that call runs in it."""
+    send = EmailMessage.send
+
+    def sent_then_killed(message, *args, **kwargs):
+        send(message, *args, **kwargs)
+        monkeypatch.setattr(EmailMessage, "send", send)
+        raise WorkerKilled
+
+    monkeypatch.setattr(EmailMessage, "send", sent_then_killed)
+
+
+def test_a_digest_sent_without_a_post_taken_down_says_so_though_its_worker_died(
+    clock,
+    monkeypatch,
+    fake_esp,
+    admin_client,
+    beat,
+    django_capture_on_commit_callbacks,
+):
+    """The author takes a post off the site as the reader's digest goes, which
+    goes without it, and the worker is killed once the provider took it: the row
+    still said the digest carried the post, and put back on the site, the post
+    never came to the reader."""
+    taken_down = two_posts_for_a_daily_reader(clock)
+    mailing = planned_round()
+    taken_down_once_its_readers_are_read(monkeypatch, taken_down)
+    killed_once_the_provider_took_the_call(monkeypatch)
+    with pytest.raises(WorkerKilled):
+        send_all(mailing)
+    # Reaped as a dead worker's, then settled by asking the provider: it took it.
+    clock(23, 7, 30)
+    assert delivery.mailings_reap()["stale_claims"] == 1
+    batch = mailing.batches.get(status=Batch.Status.UNCERTAIN)
+    uncertain_long_enough_to_ask(batch)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert desk_action(admin_client, "settle", batch).status_code == 302
+
+    assert mailing.deliveries.get().status == Delivery.Status.SENT
+    assert recorded(mailing, "daily@example.org") == {"Suffolk: caseloads too high"}
+    clock(23, 9)
+    put_back(taken_down)
+    clock(24, 7, 5)
+    beat()
+    clock(25, 7, 5)
+    beat()
+    digests_sent = [m["TextBody"] for m in postmark_messages(fake_esp.messages)]
+    assert [("Wales: a wrong figure" in text) for text in digests_sent] == [
+        False,
+        True,
+    ]
 
 
 @pytest.mark.parametrize("stop", ["pause", "cancel"])

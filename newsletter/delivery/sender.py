@@ -9,7 +9,8 @@ post (a digest's: which of its posts) is on the site, record every outcome, clos
 the batch. A digest adds the read of its posts' order; a correction, which of its
 readers the ledger still says had the post. A batch handed over for longer than a
 second adds one a second, the mailing and its posts read again (HOLD_READ_SECONDS);
-a digest batch that went without a post taken down, one to say so in the ledger.
+each call of a digest batch that goes without a post taken down, one before it to
+say so in the ledger.
 
 Where one API call takes many recipients, each with their own links (Postmark's
 /email/batch, each reader's message filled in by our backend, delivery/postmark.py;
@@ -478,9 +479,6 @@ class HandOver:
         # error did, which that lane reports.
         self.held: BatchHeld | None = None
         self.posts_on_site: set[int] = set(digest_posts)
-        # The posts the digests were sent without, off the site as they went
-        # (post id -> delivery ids): to be taken out of their rows.
-        self.left_out: dict[int, set[int]] = {}
         self._stopped = threading.Event()
 
     def read_if_due(self) -> None:
@@ -521,7 +519,8 @@ def _hand_over(
     split into lanes sent side by side, each over its own connection; a lane that
     meets an error, or the author pausing or cancelling the mailing or taking its
     post off the site, stops them all before their next reader. A digest's frames
-    are rendered as its readers need them, reading the database: one lane."""
+    are rendered as its readers need them, reading the database (and writing
+    which posts they go without, after a take-down): one lane."""
     how = channel()
     claim = Claim(batch.pk, batch.touched_at, batch.attempts)
     digest_posts = frozenset(pk for r in recipients for pk in r.posts)
@@ -549,10 +548,6 @@ def _hand_over(
             hand_over=hand_over,
             reads_mailing=True,
         )
-        if hand_over.left_out:
-            # The ledger says what each digest carried: take-downs as the batch
-            # went left their rows to it (digests.post_withdraw_from_digests).
-            digests_record_left_out(left_out=hand_over.left_out)
         return outcomes, stopped_by or deferred
 
     def send_lane(readers: list[Recipient]) -> Lane:
@@ -728,9 +723,14 @@ def _composer(
             # As last read, before this call or within the second: a post taken
             # off the site since is in none of them, and a reader left with
             # nothing gets no message.
-            chunk = digest.holding_posts_on_site(
-                chunk, hand_over.posts_on_site, hand_over.left_out
+            chunk, left_out = digest.holding_posts_on_site(
+                chunk, hand_over.posts_on_site
             )
+            if left_out:
+                # A take-down left these rows to the worker: written before the
+                # call, not after the batch, so that a worker killed once the
+                # provider took it leaves them saying what went.
+                digests_record_left_out(left_out=left_out)
             if how.fills_merge_fields:
                 return digest.for_many(
                     chunk, merge_field=POSTMARK_MERGE_FIELD, connection=connection
