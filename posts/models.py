@@ -280,8 +280,9 @@ class Post(models.Model):
     tags = models.ManyToManyField(Tag, blank=True, related_name="posts")
     # What the post shows beside its text, kept by posts.search.index_post so that
     # search covers it: its inspections' facts (area, region, organisations, the
-    # standards rated, key findings, type), the byline, categories, tags and
-    # corrections (posts.search.search_facts).
+    # standards rated, key findings, type), the byline, categories, tags,
+    # corrections and the years of its inspections and publication
+    # (posts.search.search_facts).
     search_facts = models.TextField(editable=False, default="")
     # The body's words without Markdown or HTML (posts.markdown.plain_text), kept by
     # index_post: search snippets are cut from it.

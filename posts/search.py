@@ -26,6 +26,7 @@ from django.contrib.postgres.search import (
 from django.db import connection
 from django.db.models import Expression, F, Func, QuerySet, TextField, Value
 from django.db.models.functions import Greatest, Lower, Replace, StrIndex, Substr
+from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -380,11 +381,17 @@ def search_facts(post: Post) -> str:
     read now (the note and what the post should say). Not the ratings themselves:
     the inspections page filters by them, and "good" would otherwise find every
     post rated Good on any standard; nor "local", for the same reason. Nor what a
-    correction says the post said wrongly: the post no longer says it."""
+    correction says the post said wrongly: the post no longer says it.
+    Last, the years of its inspections' fieldwork and reports and of the post's
+    publication, as words: readers look reports up by area and year ("Durham
+    2019"), and a page's dates are no words the index holds."""
     lines = []
+    days = [timezone.localdate(post.published_at)] if post.published_at else []
     for inspection in post.inspections.select_related("area__region").prefetch_related(
         "organisations__owners", "ratings"
     ):
+        days += [inspection.fieldwork_start, inspection.fieldwork_end]
+        days.append(inspection.published_on)
         lines.append(inspection.title)
         lines.append(inspection.inspectorate)
         if inspection.type != inspection.Type.LOCAL:
@@ -401,6 +408,7 @@ def search_facts(post: Post) -> str:
     lines.extend(tag.name for tag in post.tags.all())
     for update in post.updates.all():
         lines.extend([update.right, update.note])
+    lines.extend(str(year) for year in sorted({day.year for day in days if day}))
     return "\n".join(line for line in dict.fromkeys(lines) if line)
 
 

@@ -1,7 +1,7 @@
 """Search: ranked, over posts and their inspection facts, highlighted safely."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib import import_module
 from io import StringIO
 
@@ -366,6 +366,17 @@ def test_snippets_highlight_matches_and_cannot_inject_markup(client):
         "\u202eprobation\r\n\t",
         '"' + "probation " * 2000,
         "probation^2 {title} AND NOT",
+        "2019",
+        "2019 2020",
+        "2019-2020",
+        "1234567890" * 4,
+        "0" * 40 + " durham",
+        "!?;:.,()[]{}",
+        "2019!!",
+        "nps " * 20,
+        "hm prison and probation service " * 10,
+        '"national probation service',
+        "moj's crcs' hmip\u2019s",
     ],
 )
 def test_any_query_gets_a_clear_answer_never_an_error(client, query):
@@ -948,7 +959,68 @@ def test_posts_indexed_before_categories_tags_and_corrections_are_found_by_them(
     # then a search finds it by each.
     for words in ["resettlement", "polygraph", "ashdown", "thematic"]:
         assert result_titles(client, words) == ["Derby"], words
-    # and its facts are as the post's next save writes them.
-    stored = Post.objects.get(pk=post.pk).search_facts
-    index_post(post)
-    assert Post.objects.get(pk=post.pk).search_facts == stored
+
+
+def reports_of_two_areas():
+    """Durham's report of 2019-20, Kent's of 2019, Durham's of 2021 (a post of
+    2022) and a post of 2019 on no inspection."""
+    durham = AreaFactory(name="Durham")
+    for title, published, area, fieldwork, report in [
+        ("Durham's first", (2020, 3, 2), durham, (2019, 11, 4), (2020, 2, 20)),
+        ("Kent's", (2019, 6, 3), AreaFactory(name="Kent"), (2019, 1, 7), (2019, 5, 9)),
+        ("Durham's second", (2022, 1, 10), durham, (2021, 10, 4), (2021, 12, 6)),
+    ]:
+        post = PublishedPostFactory(
+            title=title, published_at=datetime(*published, 9, tzinfo=UTC)
+        )
+        InspectionFactory(
+            post=post,
+            area=area,
+            fieldwork_start=date(*fieldwork),
+            fieldwork_end=date(*fieldwork) + timedelta(days=11),
+            published_on=date(*report),
+        )
+    PublishedPostFactory(
+        title="A comment", published_at=datetime(2019, 9, 2, 9, tzinfo=UTC)
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "titles"),
+    [
+        ("2019", ["A comment", "Durham&#x27;s first", "Kent&#x27;s"]),
+        ("Durham 2019", ["Durham&#x27;s first"]),
+        ("2020 durham", ["Durham&#x27;s first"]),
+        ("2021 inspection", ["Durham&#x27;s second"]),
+        ("2022", ["Durham&#x27;s second"]),
+        ("Kent 2021", []),
+    ],
+)
+def test_a_year_finds_the_inspections_and_posts_of_that_year(client, query, titles):
+    # Readers look reports up by area and year: "Durham 2019" found nothing, as
+    # no date of a post or of its inspection was searched.
+    reports_of_two_areas()
+    assert sorted(result_titles(client, query)) == titles
+
+
+def test_posts_indexed_before_years_were_searched_are_found_by_them(client):
+    # Given posts whose search entries were written before they held the years,
+    reports_of_two_areas()
+    for post in Post.objects.all():
+        lines = post.search_facts.split("\n")
+        facts = "\n".join(line for line in lines if not line.isdigit())
+        Post.objects.filter(pk=post.pk).update(search_facts=facts)
+    index_posts(Post.objects.all())
+    assert ranked_post_ids(SearchQueryText.parse("2019")) == []
+    # when the posts migration that writes them again runs,
+    name = "0034_search_the_years_of_posts_and_their_inspections"
+    migration = import_module(f"posts.migrations.{name}")
+    state = MigrationLoader(connection).project_state(("posts", name))
+    migration.reindex(state.apps, connection.schema_editor())
+    # then a search finds them by their years,
+    assert result_titles(client, "durham 2019") == ["Durham&#x27;s first"]
+    # and their facts are as their next save writes them.
+    stored = dict(Post.objects.values_list("pk", "search_facts"))
+    for post in Post.objects.all():
+        index_post(post)
+    assert dict(Post.objects.values_list("pk", "search_facts")) == stored

@@ -63,9 +63,8 @@ def search_vector():
 
 def reindex(apps, schema_editor):
     Post = apps.get_model("posts", "Post")
-    db = schema_editor.connection.alias
     posts = (
-        Post.objects.using(db)
+        Post.objects.using(schema_editor.connection.alias)
         .filter(
             Q(categories__isnull=False)
             | Q(tags__isnull=False)
@@ -73,7 +72,17 @@ def reindex(apps, schema_editor):
             | Q(inspections__type__in=TYPE_NAMES)
         )
         .distinct()
-        .select_related("author")
+    )
+    write_facts(schema_editor, posts, _facts)
+
+
+def write_facts(schema_editor, posts, facts_of) -> None:
+    """Write again the stored facts of those of these posts that facts_of reads
+    otherwise, and their search entries (a later migration writing the facts
+    again uses it too)."""
+    stored = posts.model.objects.using(posts.db)
+    posts = (
+        posts.select_related("author")
         .prefetch_related(
             "inspections__area__region",
             "inspections__organisations__owners",
@@ -86,11 +95,11 @@ def reindex(apps, schema_editor):
     )
     changed = []
     for post in posts.iterator(chunk_size=BATCH_SIZE):
-        facts = _facts(post)
+        facts = facts_of(post)
         if facts != post.search_facts:
-            Post.objects.using(db).filter(pk=post.pk).update(search_facts=facts)
+            stored.filter(pk=post.pk).update(search_facts=facts)
             changed.append(post.pk)
-    rewritten = Post.objects.using(db).filter(pk__in=changed)
+    rewritten = stored.filter(pk__in=changed)
     if schema_editor.connection.vendor == "postgresql":
         rewritten.update(search_vector=search_vector())
     elif schema_editor.connection.vendor == "sqlite":
