@@ -36,6 +36,8 @@ QUERIES = [
     ("two words", {"q": "domestic abuse"}),
     ("two words apart", {"q": "sodexo safeguarding"}),
     ("phrase", {"q": '"youth offending"'}),
+    ("a name, in its forms", {"q": "nps"}),
+    ("a name and a year", {"q": "national probation service 2019"}),
     ("rare word", {"q": "quillworthy"}),
     ("no match", {"q": "xylophone"}),
 ]

@@ -8,6 +8,8 @@ the words of the query together, and words in quotes are a phrase ("…", or as
 phones and other languages type them: “…”, „…“, «…», or in single typographic
 quotes). Both fold accents: "mon" finds "Ynys Môn", and "Môn" finds "Mon". Both
 read a word whole across the invisible characters pasted into it (INVISIBLE_IN_WORDS).
+Both find an abbreviation and the name it stands for as one (ABBREVIATIONS), and a
+post by the years of its inspections and its publication (search_facts).
 Snippets come from search_text, the post's words without Markdown or HTML.
 """
 
@@ -15,6 +17,8 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import reduce
+from operator import or_
 
 from django.contrib.postgres.lookups import Unaccent
 from django.contrib.postgres.search import (
@@ -112,6 +116,31 @@ _BRITISH_SPELLINGS = [
     (re.compile(r"counselor(s?)"), r"counsellor\1"),
 ]
 
+# The field's abbreviations and the names they stand for: posts write one or the
+# other, readers type either, and each found only the posts that wrote it. A
+# search for any form of a name finds every form (SearchQueryText.parse reads
+# them), each word for word. A form must be no English word: "DIP" (the Drug
+# Interventions Programme) would find the posts on the name for every "dip".
+ABBREVIATIONS = {
+    # The public probation service of 2014-21. (Prison reports use NPS for new
+    # psychoactive substances too, which this publication seldom writes of.)
+    "NPS": ("National Probation Service",),
+    # The private companies of 2014-21; the plural as a form of its own, as
+    # PostgreSQL's stemmer leaves "CRCs" whole (no vowel before its s).
+    "CRC": (
+        "CRCs",
+        "Community Rehabilitation Company",
+        "Community Rehabilitation Companies",
+    ),
+    # The agency over prisons and probation since 2017.
+    "HMPPS": ("HM Prison and Probation Service",),
+    # The inspectorate whose reports the posts discuss, which calls itself "HMI
+    # Probation". (Elsewhere HMIP may be the prisons' inspectorate.)
+    "HMIP": ("HMI Probation", "HM Inspectorate of Probation"),
+    # The department over HMPPS, and the probation service's policy.
+    "MoJ": ("Ministry of Justice",),
+}
+
 
 def british_spelling(word: str) -> str | None:
     """The word's British spelling, if it is an American spelling of one."""
@@ -178,19 +207,58 @@ def query_text(typed: str) -> str:
     return " ".join(w for w in words if w).lower()[:MAX_QUERY_LENGTH].rstrip()
 
 
+# Each form of a name in ABBREVIATIONS, as the words of a query, to its name.
+_NAME_OF_FORM = {
+    tuple(_WORD.findall(form.lower())): name
+    for name, forms in ABBREVIATIONS.items()
+    for form in (name, *forms)
+}
+_LONGEST_FORM = max(map(len, _NAME_OF_FORM))
+
+
+def _names_apart(run: list[str]) -> tuple[list[str], list[str]]:
+    """The words typed in a row, without the names among them (a form of one of
+    ABBREVIATIONS, its words in order, the longest read first), and those names."""
+    words, names = [], []
+    start = 0
+    while start < len(run):
+        for length in range(min(_LONGEST_FORM, len(run) - start), 0, -1):
+            form = tuple(word.lower() for word in run[start : start + length])
+            if name := _NAME_OF_FORM.get(form):
+                names.append(name)
+                start += length
+                break
+        else:
+            words.append(run[start])
+            start += 1
+    return words, names
+
+
+def _forms(name: str) -> list[str]:
+    """A name's forms, each as the words to find in a row."""
+    return [
+        " ".join(_WORD.findall(form.lower())) for form in (name, *ABBREVIATIONS[name])
+    ]
+
+
 @dataclass(frozen=True)
 class SearchQueryText:
-    """What a reader typed, as the words to find anywhere and the phrases to find
+    """What a reader typed, as the words to find anywhere, the phrases to find
     word for word (between quotes, straight or typographic; a double quote left
-    open runs to the end)."""
+    open runs to the end), and the names of ABBREVIATIONS to find in any of their
+    forms (typed loose, or as a phrase that is the whole name: "NPS staff" in
+    quotes is a phrase as typed)."""
 
     words: list[str]
     phrases: list[list[str]]
+    names: list[str]
 
     @classmethod
     def parse(cls, query: str) -> "SearchQueryText":
         words: list[str] = []
         phrases: list[list[str]] = []
+        names: list[str] = []
+        runs: list[list[str]] = [[]]  # words typed in a row, where a name may be
         budget = MAX_TERMS
         query = _SINGLE_QUOTED.sub(r'"\1"', query.translate(_DOUBLE_QUOTES))
         for phrase, loose in re.findall(r'"([^"]*)"?|([^"]+)', query):
@@ -198,19 +266,29 @@ class SearchQueryText:
             for part in parts:
                 found = _WORD.findall(part)[:budget]
                 budget -= len(found)
-                if (phrase or _JOINED.search(part)) and len(found) > 1:
+                if (
+                    (phrase or _JOINED.search(part))
+                    and len(found) > 1
+                    and tuple(word.lower() for word in found) not in _NAME_OF_FORM
+                ):
                     phrases.append(found)
+                    runs.append([])
                 else:
-                    words.extend(found)
-        return cls(words=words, phrases=phrases)
+                    runs[-1].extend(found)
+            runs.append([])
+        for run in runs:
+            loose_words, named = _names_apart(run)
+            words.extend(loose_words)
+            names.extend(named)
+        return cls(words=words, phrases=phrases, names=names)
 
     def __bool__(self) -> bool:
-        return bool(self.words or self.phrases)
+        return bool(self.words or self.phrases or self.names)
 
     def anchor(self) -> str:
         """The start of the first word, lowercased, to find it in plain text: what
         stemming keeps of it (inspection, inspected → inspect), give or take."""
-        word = (self.words or self.phrases[0])[0].lower()
+        word = [*self.words, *(p[0] for p in self.phrases), *self.names][0].lower()
         # The site's own spelling, which its posts have.
         word = british_spelling(word) or word
         return word[: max(4, len(word) - 3)]
@@ -237,6 +315,16 @@ class SearchQueryText:
             SearchQuery(" ".join(p), config=CONFIG, search_type="phrase")
             for p in self.phrases
         ]
+        parts += [
+            reduce(
+                or_,
+                (
+                    SearchQuery(form, config=CONFIG, search_type="phrase")
+                    for form in _forms(name)
+                ),
+            )
+            for name in self.names
+        ]
         combined = parts[0]
         for part in parts[1:]:
             combined &= part
@@ -249,6 +337,10 @@ class SearchQueryText:
             [
                 *(f'"{" ".join(p)}"' for p in [*([w] for w in plain), *self.phrases]),
                 *(f'("{american}" OR "{british}")' for american, british in either),
+                *(
+                    "(" + " OR ".join(f'"{form}"' for form in _forms(name)) + ")"
+                    for name in self.names
+                ),
             ]
         )
 
@@ -267,7 +359,12 @@ def only_common_words(terms: SearchQueryText) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT numnode(plainto_tsquery(%s::regconfig, %s))",
-            [CONFIG, " ".join([*terms.words, *(w for p in terms.phrases for w in p)])],
+            [
+                CONFIG,
+                " ".join(
+                    [*terms.words, *(w for p in terms.phrases for w in p), *terms.names]
+                ),
+            ],
         )
         return cursor.fetchone()[0] == 0
 

@@ -1024,3 +1024,72 @@ def test_posts_indexed_before_years_were_searched_are_found_by_them(client):
     for post in Post.objects.all():
         index_post(post)
     assert dict(Post.objects.values_list("pk", "search_facts")) == stored
+
+
+@pytest.mark.parametrize(
+    ("forms", "others"),
+    [
+        (["NPS", "National Probation Service"], []),
+        (
+            ["CRC", "CRCs", "Community Rehabilitation Company"],
+            ["Community Rehabilitation Companies"],
+        ),
+        (["HMPPS", "HM Prison and Probation Service"], []),
+        (["HMIP", "HM Inspectorate of Probation"], ["HMI Probation"]),
+        (["MoJ", "Ministry of Justice"], []),
+    ],
+)
+def test_an_abbreviation_and_the_name_it_stands_for_find_each_other(
+    client, forms, others
+):
+    # The field writes "NPS", posts often spell it out, and the reverse: a
+    # search for one form found only the posts that wrote that one.
+    titles = [f"Post {n}" for n, _ in enumerate([*forms, *others])]
+    for title, form in zip(titles, [*forms, *others], strict=True):
+        PublishedPostFactory(title=title, excerpt="", body=f"The {form}'s view.")
+    PublishedPostFactory(title="Neither", excerpt="", body="The council's view.")
+    for query in [*forms, f'"{forms[-1]}"', f"{forms[-1]}'s"]:
+        assert sorted(result_titles(client, query)) == titles, query
+        snippet = results(client, query).split('class="snippet">')[1]
+        assert "<mark>" in snippet.split("</p>", 1)[0], query
+
+
+def test_an_abbreviation_and_a_year_find_the_posts_that_have_both(client):
+    in_2019 = datetime(2019, 6, 3, 9, tzinfo=UTC)
+    PublishedPostFactory(
+        title="Old", body="The National Probation Service.", published_at=in_2019
+    )
+    PublishedPostFactory(title="New", body="The National Probation Service.")
+    PublishedPostFactory(title="Other", published_at=in_2019)
+    assert result_titles(client, "NPS 2019") == ["Old"]
+    assert result_titles(client, "2019 national probation service") == ["Old"]
+
+
+def test_a_names_words_apart_are_not_the_name(client):
+    # "National Probation Service" is found word for word, as "NPS" is one
+    # name: not by a post with the words apart.
+    PublishedPostFactory(
+        title="Standards", excerpt="", body="National standards for the service."
+    )
+    assert result_titles(client, "nps") == []
+    assert result_titles(client, "national probation service") == []
+
+
+def test_a_quoted_phrase_holding_a_name_is_found_as_typed(client):
+    PublishedPostFactory(title="Short", excerpt="", body="NPS staff left.")
+    PublishedPostFactory(
+        title="Long", excerpt="", body="National Probation Service staff left."
+    )
+    assert result_titles(client, '"nps staff"') == ["Short"]
+    assert sorted(result_titles(client, "nps staff")) == ["Long", "Short"]
+
+
+def test_a_name_and_a_year_cost_a_page_the_queries_of_one_word(client):
+    PublishedPostFactory(title="Swindon", body="The National Probation Service.")
+    with CaptureQueriesContext(connection) as one_word:
+        results(client, "swindon")
+    with CaptureQueriesContext(connection) as name_and_year:
+        html = results(client, f"NPS {timezone.now().year}")
+    assert result_titles(client, f"NPS {timezone.now().year}") == ["Swindon"]
+    assert "1 result for" in html
+    assert len(name_and_year) == len(one_word)
