@@ -228,6 +228,8 @@ def _file_exists(path: str) -> bool | None:
 # (test_a_link_to_any_page_whose_slug_names_nothing_is_a_warning tries each).
 _SHOWN_BY_SLUG: dict[str, type[Post | Listed]] = {
     "posts:detail": Post,
+    # A GET redirects to the post's comments: its page, or its "Page not found".
+    "comments:create": Post,
     "comments:reply": Post,  # its comment's id is not asked: none links to it
     "posts:category": Category,
     "posts:category_feed": Category,
