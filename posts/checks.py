@@ -246,8 +246,9 @@ def _page_or_what_it_shows(path: str) -> bool | tuple[PageKind, str | datetime.d
     """What the page at the path shows, as (its kind, its name), to be asked of the
     database with the other links to pages of that kind; else whether a page is
     there. Without its last "/", as Django's APPEND_SLASH redirects to the address
-    with it."""
-    for candidate in dict.fromkeys([path, path.rstrip("/") + "/"]):
+    with it (only there: "/posts/kent//" is no page)."""
+    slash_added = settings.APPEND_SLASH and not path.endswith("/")
+    for candidate in [path, path + "/"] if slash_added else [path]:
         try:
             found = resolve(candidate)
         except Resolver404:
