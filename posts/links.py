@@ -16,10 +16,11 @@ import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from django.conf import settings
 from django.db import transaction
+from django.http.request import validate_host
 from django.utils import timezone
 from django.utils.encoding import iri_to_uri
 
@@ -68,6 +69,37 @@ def link_scheme(url: str) -> str:
         return "invalid"
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _reaches_the_site(parts: SplitResult) -> bool:
+    """Whether a link's scheme, host and port are this site's, as the site answers
+    them: over http too (redirected to https), its host in any case or with its
+    trailing dot, its default port written out, and its www. or bare twin where
+    the site answers that too (ALLOWED_HOSTS)."""
+    site = urlsplit(settings.SITE_URL)
+    scheme = parts.scheme.lower() or site.scheme  # "//host/…": the page's scheme
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return False
+    port = _DEFAULT_PORTS[scheme] if parts.port is None else parts.port
+    site_port = site.port or _DEFAULT_PORTS[site.scheme]
+    # nginx sends http on its own port to https on its own.
+    both_default = (
+        port == _DEFAULT_PORTS[scheme] and site_port == _DEFAULT_PORTS[site.scheme]
+    )
+    if not both_default and (scheme, port) != (site.scheme, site_port):
+        return False
+    # urlsplit gives hosts in lower case; Django drops their trailing dot.
+    host = parts.hostname.removesuffix(".")
+    site_host = (site.hostname or "").removesuffix(".")
+    if host == site_host:
+        return True
+    twin = host.removeprefix("www.") if host.startswith("www.") else f"www.{host}"
+    # "*" answers any name, and says nothing of whether the twin reaches us.
+    named = [allowed for allowed in settings.ALLOWED_HOSTS if allowed != "*"]
+    return twin == site_host and validate_host(host, named)
+
+
 def site_path(url: str) -> str | None:
     """The path of this site a link goes to, as a browser reads it ("/posts/kent/"
     for "https://<the site>/posts/x/../kent/#findings"), or None for a link to
@@ -75,10 +107,8 @@ def site_path(url: str) -> str | None:
     the site itself about these; the link checker leaves them alone."""
     try:
         parts = urlsplit(html.unescape(url).strip())
-        ours = parts.scheme.lower() in ("http", "https") and (
-            parts.hostname == urlsplit(settings.SITE_URL).hostname
-        )
-    except ValueError:  # e.g. an unbalanced [ in the host
+        ours = bool(parts.netloc) and _reaches_the_site(parts)
+    except ValueError:  # e.g. an unbalanced [ in the host, a port past 65535
         return None
     written_from_the_root = not parts.scheme and not parts.netloc
     if not ours and not (written_from_the_root and parts.path.startswith("/")):

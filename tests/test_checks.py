@@ -468,6 +468,64 @@ def test_links_to_the_sites_live_pages_and_files_are_no_warning(
         assert site_links(post) == []
 
 
+SITE_HOSTS = ["probation.example", "www.probation.example"]
+
+
+@pytest.mark.parametrize(
+    "site_url, link",
+    [
+        ("https://probation.example", "https://www.probation.example/posts/x/"),
+        ("https://www.probation.example", "https://probation.example/posts/x/"),
+        ("https://probation.example", "http://probation.example/posts/x/"),
+        ("https://probation.example", "http://WWW.Probation.Example:80/posts/x/"),
+        ("https://probation.example", "https://probation.example./posts/x/"),
+        ("https://probation.example", "//probation.example/posts/x/"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000/posts/x/"),
+    ],
+)
+def test_a_link_to_the_site_by_another_of_its_names_is_asked_of_the_site(
+    settings, site_url, link
+):
+    """Only SITE_URL's host, exactly, was the site's: a link by its www. (or bare)
+    name, over http, with a trailing dot or from "//" was fetched by the link
+    checker as another site's, a request to ourselves, and one to a post not
+    there or not live was no warning."""
+    settings.SITE_URL = site_url
+    settings.ALLOWED_HOSTS = [*SITE_HOSTS, "127.0.0.1"]
+    PostFactory(slug="kent-draft")
+    PublishedPostFactory(slug="kent")
+    missing, draft, live = (
+        link.replace("/x/", f"/{slug}/") for slug in ["nowhere", "kent-draft", "kent"]
+    )
+    post = PostFactory(body=f"[a]({missing}) [b]({draft}) [c]({live})")
+    assert site_links(post) == [no_page(missing), post_not_live(draft)]
+    assert links.web_links(post) == []
+
+
+@pytest.mark.parametrize(
+    "allowed_hosts, link",
+    [
+        # The site does not answer that name: readers get its 400, or nothing.
+        (["probation.example"], "https://www.probation.example/posts/kent/"),
+        (["*"], "https://www.probation.example/posts/kent/"),
+        (SITE_HOSTS, "https://staging.probation.example/posts/kent/"),
+        # Another server on the same host.
+        (SITE_HOSTS, "https://probation.example:8443/posts/kent/"),
+        (SITE_HOSTS, "http://probation.example:443/posts/kent/"),
+        (SITE_HOSTS, "https://probation.example:0/posts/kent/"),
+    ],
+)
+def test_a_link_to_a_name_or_port_the_site_does_not_answer_is_fetched(
+    settings, allowed_hosts, link
+):
+    settings.SITE_URL = "https://probation.example"
+    settings.ALLOWED_HOSTS = allowed_hosts
+    PublishedPostFactory(slug="kent")
+    post = PostFactory(body=f"[a]({link})")
+    assert site_links(post) == []
+    assert links.web_links(post) == [link]
+
+
 def test_a_body_without_links_to_the_site_asks_the_database_nothing(
     django_assert_num_queries,
 ):
