@@ -23,7 +23,7 @@ from django.contrib.staticfiles import finders
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef, Q
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
@@ -240,19 +240,25 @@ _SHOWN_BY_SLUG: dict[str, type[Post | Listed]] = {
 }
 MONTH = "month"  # an archive's, by its first day
 PageKind = type[Post | Listed] | str
+# The desk's addresses, which answer readers with its login page.
+DESK = "desk"
 
 
-def _page_or_what_it_shows(path: str) -> bool | tuple[PageKind, str | datetime.date]:
+def _page_or_what_it_shows(
+    path: str,
+) -> bool | str | tuple[PageKind, str | datetime.date]:
     """What the page at the path shows, as (its kind, its name), to be asked of the
-    database with the other links to pages of that kind; else whether a page is
-    there. Without its last "/", as Django's APPEND_SLASH redirects to the address
-    with it (only there: "/posts/kent//" is no page)."""
+    database with the other links to pages of that kind; DESK for the desk's; else
+    whether a page is there. Without its last "/", as Django's APPEND_SLASH
+    redirects to the address with it (only there: "/posts/kent//" is no page)."""
     slash_added = settings.APPEND_SLASH and not path.endswith("/")
     for candidate in [path, path + "/"] if slash_added else [path]:
         try:
             found = resolve(candidate)
         except Resolver404:
             continue
+        if candidate.startswith(reverse("admin:index")):
+            return DESK
         if (kind := _SHOWN_BY_SLUG.get(found.view_name)) is not None:
             return kind, found.kwargs["slug"]
         if found.view_name == "posts:archive":
@@ -334,7 +340,13 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
         known |= {(kind, name) for name in there}
         live |= {(kind, name) for name in seen}
 
-    def message(url: str, where: bool | tuple) -> str:
+    def message(url: str, where: bool | str | tuple) -> str:
+        if where == DESK:
+            # Copied from the desk's address bar, or its "View on site" button.
+            return (
+                f"The link “{url[:80]}” goes to the desk, which readers cannot "
+                f"open (they get its login page): link to the page readers see."
+            )
         if where in known and where[0] is Post:
             return (
                 f"The link “{url[:80]}” goes to a post readers cannot see (a draft, "
@@ -355,7 +367,7 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
     return [
         Problem(Level.WARNING, message(url, where))
         for url, where in found.items()
-        if where is False or (isinstance(where, tuple) and where not in live)
+        if where in (False, DESK) or (isinstance(where, tuple) and where not in live)
     ]
 
 

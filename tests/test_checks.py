@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.messages import get_messages
 from django.urls import URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -397,6 +398,30 @@ def test_a_link_to_any_page_whose_slug_names_nothing_is_a_warning(client):
     post = PostFactory(body=" ".join(f"[x]({link})" for link in links))
     assert site_links(post) == [no_page(link) for link in links]
     assert answered_not_found(client, links) == links
+
+
+def on_the_desk(link: str) -> str:
+    return (
+        f"The link \u201c{link}\u201d goes to the desk, which readers cannot open "
+        f"(they get its login page): link to the page readers see."
+    )
+
+
+def test_a_link_to_the_desk_is_a_warning(client):
+    """An address copied from the desk (a post's page there, its "View on site"
+    button) passed as a page of the site, and readers get the desk's login page."""
+    kent = PublishedPostFactory(slug="kent")
+    post_type = ContentType.objects.get_for_model(Post)
+    desk = [
+        f"/admin/posts/post/{kent.pk}/change/",
+        f"/admin/r/{post_type.pk}/{kent.pk}/",
+        "/admin",
+    ]
+    post = PostFactory(body=" ".join(f"[x]({link})" for link in desk))
+    assert site_links(post) == [on_the_desk(link) for link in desk]
+    for link in desk:
+        landed_on = client.get(link, follow=True).redirect_chain[-1][0]
+        assert landed_on.startswith(reverse("admin:login"))
 
 
 def test_a_link_to_a_listing_the_post_itself_brings_live_is_no_warning():
