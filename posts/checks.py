@@ -242,15 +242,20 @@ MONTH = "month"  # an archive's, by its first day
 PageKind = type[Post | Listed] | str
 # The desk's addresses, which answer readers with its login page.
 DESK = "desk"
+# An emailed link's page, its address carrying one reader's token (a confirmation,
+# the preference centre, an unsubscribe, a counted link): others following it get
+# an error, or act as that reader.
+EMAILED = "emailed"
 
 
 def _page_or_what_it_shows(
     path: str,
 ) -> bool | str | tuple[PageKind, str | datetime.date]:
     """What the page at the path shows, as (its kind, its name), to be asked of the
-    database with the other links to pages of that kind; DESK for the desk's; else
-    whether a page is there. Without its last "/", as Django's APPEND_SLASH
-    redirects to the address with it (only there: "/posts/kent//" is no page)."""
+    database with the other links to pages of that kind; DESK for the desk's,
+    EMAILED for an emailed link's; else whether a page is there. Without its last
+    "/", as Django's APPEND_SLASH redirects to the address with it (only there:
+    "/posts/kent//" is no page)."""
     slash_added = settings.APPEND_SLASH and not path.endswith("/")
     for candidate in [path, path + "/"] if slash_added else [path]:
         try:
@@ -259,6 +264,8 @@ def _page_or_what_it_shows(
             continue
         if candidate.startswith(reverse("admin:index")):
             return DESK
+        if "token" in found.kwargs:
+            return EMAILED
         if (kind := _SHOWN_BY_SLUG.get(found.view_name)) is not None:
             return kind, found.kwargs["slug"]
         if found.view_name == "posts:archive":
@@ -347,6 +354,12 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
                 f"The link “{url[:80]}” goes to the desk, which readers cannot "
                 f"open (they get its login page): link to the page readers see."
             )
+        if where == EMAILED:
+            return (
+                f"The link “{url[:80]}” is one reader's link from an email, so "
+                f"readers following it get an error, or act as that reader: link "
+                f"to the page itself."
+            )
         if where in known and where[0] is Post:
             return (
                 f"The link “{url[:80]}” goes to a post readers cannot see (a draft, "
@@ -367,7 +380,8 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
     return [
         Problem(Level.WARNING, message(url, where))
         for url, where in found.items()
-        if where in (False, DESK) or (isinstance(where, tuple) and where not in live)
+        if where in (False, DESK, EMAILED)
+        or (isinstance(where, tuple) and where not in live)
     ]
 
 

@@ -370,16 +370,16 @@ def test_a_link_to_a_listing_of_nothing_readers_can_see_is_a_warning(
     assert answered_not_found(client, missing + there) == missing
 
 
-def pages_named_by_a_slug(patterns=None, namespace: str = "") -> list[tuple]:
-    """Each of the site's URL patterns with a slug in its address: (its name, its
-    address's parts)."""
+def pages_with(part: str, patterns=None, namespace: str = "") -> list[tuple]:
+    """Each of the site's URL patterns with the part ("slug") in its address: (its
+    name, its address's parts)."""
     found = []
     for pattern in get_resolver().url_patterns if patterns is None else patterns:
         if isinstance(pattern, URLResolver):
-            found += pages_named_by_a_slug(
-                pattern.url_patterns, pattern.namespace or namespace
+            found += pages_with(
+                part, pattern.url_patterns, pattern.namespace or namespace
             )
-        elif "slug" in pattern.pattern.converters:
+        elif part in pattern.pattern.converters:
             found.append((f"{namespace}:{pattern.name}", pattern.pattern.converters))
     return found
 
@@ -392,7 +392,7 @@ def test_a_link_to_any_page_whose_slug_names_nothing_is_a_warning(client):
             name,
             kwargs={part: "no-such-slug" if part == "slug" else 1 for part in parts},
         )
-        for name, parts in pages_named_by_a_slug()
+        for name, parts in pages_with("slug")
     ]
     assert len(links) >= 8
     post = PostFactory(body=" ".join(f"[x]({link})" for link in links))
@@ -422,6 +422,24 @@ def test_a_link_to_the_desk_is_a_warning(client):
     for link in desk:
         landed_on = client.get(link, follow=True).redirect_chain[-1][0]
         assert landed_on.startswith(reverse("admin:login"))
+
+
+def emailed(link: str) -> str:
+    return (
+        f"The link \u201c{link}\u201d is one reader's link from an email, so readers "
+        f"following it get an error, or act as that reader: link to the page itself."
+    )
+
+
+def test_a_link_from_a_readers_email_is_a_warning(client):
+    """A link copied from an email (its confirmation, preferences, unsubscribe or
+    counted link) passed as a page of the site: others following it get an
+    error (an expired link, a token mistyped) or that reader's own page."""
+    links = [reverse(name, args=["not-a-token"]) for name, _ in pages_with("token")]
+    assert len(links) >= 10
+    post = PostFactory(body=" ".join(f"[x]({link})" for link in links))
+    assert site_links(post) == [emailed(link) for link in links]
+    assert all(client.get(link, follow=True).status_code >= 400 for link in links)
 
 
 def test_a_link_to_a_listing_the_post_itself_brings_live_is_no_warning():
