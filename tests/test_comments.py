@@ -401,6 +401,35 @@ def test_a_link_used_while_its_comment_waits_confirms_nothing_more(
     assert Comment.objects.get(post=post).status == Comment.Status.PENDING
 
 
+def test_a_link_whose_publishing_failed_is_not_spent_and_works_again(
+    post, confirm, monkeypatch
+):
+    """The link was marked used before its comment was published, apart: publishing
+    failed, and the commenter's one link was spent on a comment still held, every
+    press after told "This link has been used"."""
+    commenter = Client(raise_request_exception=False)
+    CommentFactory(email="alex@example.org", status=Comment.Status.APPROVED)
+    _, links = confirm(commenter, post)
+
+    def publishing_fails(**kwargs):
+        raise RuntimeError("publishing failed")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(comments, "comments_approve", publishing_fails)
+        failed = commenter.post(links[0])
+
+    assert failed.status_code == 500
+    held = Comment.objects.get(post=post)
+    assert held.confirmation_used_at is None
+    assert held.status == Comment.Status.PENDING
+    confirmed = commenter.post(links[0])
+    assert confirmed.status_code == 302
+    assert "comment_verified" in confirmed.cookies
+    held.refresh_from_db()
+    assert held.confirmation_used_at is not None
+    assert held.status == Comment.Status.APPROVED
+
+
 def test_the_emailed_links_pages_are_kept_by_no_cache(client, post, confirm):
     """The page shows a comment awaiting moderation to whoever holds the link, as
     every other page an emailed token opens: a browser or proxy must not keep it,

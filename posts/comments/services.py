@@ -386,17 +386,21 @@ def comment_confirm(*, token: str) -> Comment:
     ConfirmationUsed to all but the first of two presses at once.
     """
     comment = comment_of_confirmation(token=token)
-    # Marked used first, by one conditional update, so that of two presses at
-    # once (or a forwarded link's) only one proves the address.
-    used = Comment.objects.filter(
-        pk=comment.pk, confirmation_used_at__isnull=True
-    ).update(confirmation_used_at=timezone.now())
-    if not used:
-        raise ConfirmationUsed
-    if confirming_publishes(comment=comment):
-        # Still pending: a moderator may have marked it as spam since it was read.
-        comments_approve(comments=Comment.objects.pending().filter(pk=comment.pk))
-        comment.refresh_from_db()
+    # One step with what the link does: marked used and then failing to publish,
+    # it was spent on a comment still held, and the commenter had no other.
+    with transaction.atomic():
+        # Marked used first, by one conditional update, so that of two presses at
+        # once (or a forwarded link's) only one proves the address.
+        used = Comment.objects.filter(
+            pk=comment.pk, confirmation_used_at__isnull=True
+        ).update(confirmation_used_at=timezone.now())
+        if not used:
+            raise ConfirmationUsed
+        if confirming_publishes(comment=comment):
+            # Still pending: a moderator may have marked it as spam since it was
+            # read.
+            comments_approve(comments=Comment.objects.pending().filter(pk=comment.pk))
+            comment.refresh_from_db()
     return comment
 
 
