@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from posts.comments.models import Comment
+from posts.desk import counted
 
 from .charts import Chart, bar_chart
 from .forms import topic_groups
@@ -439,13 +440,16 @@ def _uncertain_batches() -> list[Attention]:
         .values("mailing")
         .annotate(batches=Count("pk"))
     )
-    by_mailing = {row["mailing"]: row["batches"] for row in uncertain}
+    by_mailing = {
+        row["mailing"]: counted(row["batches"], "uncertain batch", "uncertain batches")
+        for row in uncertain
+    }
     if not by_mailing:
         return []
     url = reverse("admin:newsletter_batch_changelist")
     return [
         Attention(
-            f"{mailing}: {by_mailing[mailing.pk]} uncertain batch(es) to settle",
+            f"{mailing}: {by_mailing[mailing.pk]} to settle",
             f"{url}?mailing__id__exact={mailing.pk}&status__exact=uncertain",
         )
         for mailing in Mailing.objects.filter(pk__in=by_mailing).select_related(
@@ -460,7 +464,7 @@ def _comments_awaiting() -> list[Attention]:
         return []
     return [
         Attention(
-            f"{pending} comment(s) awaiting moderation",
+            f"{counted(pending, 'comment', 'comments')} awaiting moderation",
             reverse("admin:comments_comment_changelist"),
         )
     ]

@@ -27,6 +27,7 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
+from .desk import counted
 from .links import link_scheme, report_links, site_path, web_links
 from .markdown import (
     ID_PREFIX,
@@ -83,11 +84,12 @@ def check_alt_text(post: Post) -> list[Problem]:
     missing = images_without_alt(post.body_html)
     if not missing:
         return []
+    images = counted(len(missing), "image in the body has", "images in the body have")
     # Which, or the author looks through every chart of the inspection for them.
     return [
         Problem(
             Level.WARNING,
-            f"{len(missing)} image(s) in the body have no alt text "
+            f"{images} no alt text "
             f"({', '.join(src[:80] for src in missing)}): describe each one, "
             f"as in ![what it shows](address).",
         )

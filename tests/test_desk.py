@@ -404,18 +404,34 @@ def test_uncertain_batches_paused_sends_and_pending_comments_need_the_author(
 
     page = client.get("/admin/").content.decode()
 
-    assert f"{uncertain}: 1 uncertain batch(es) to settle" in page
+    assert f"{uncertain}: 1 uncertain batch to settle" in page
     assert (
         f"/admin/newsletter/batch/?mailing__id__exact={uncertain.pk}"
         "&amp;status__exact=uncertain"
     ) in page
     assert f"{paused} is paused (the provider failed 5 times)" in page
     assert page.count(" is paused") == 1  # a finished mailing needs nothing
-    assert "1 comment(s) awaiting moderation" in page
+    assert "1 comment awaiting moderation" in page
     assert 'href="/admin/comments/comment/"' in page
     assert "Nothing needs you now." not in page
     # Latest mailings: a bar for each of the two still going, not the one done.
     assert page.count("<progress") == 2
+
+
+def test_what_needs_the_author_is_counted_in_words(client):
+    """It said "1 comment(s) awaiting moderation", "2 uncertain batch(es)"."""
+    uncertain = mailing_with(readers(3), status=Mailing.Status.SENDING)
+    for number in (2, 3):
+        Batch.objects.create(
+            mailing=uncertain, number=number, status=Batch.Status.UNCERTAIN
+        )
+    CommentFactory.create_batch(2, status=Comment.Status.PENDING)
+    client.force_login(UserFactory())
+
+    page = client.get("/admin/").content.decode()
+
+    assert f"{uncertain}: 2 uncertain batches to settle" in page
+    assert "2 comments awaiting moderation" in page
 
 
 def test_a_mailing_that_went_out_says_on_the_desk_how_many_it_reached(client):

@@ -56,12 +56,15 @@ def test_outbox_pages_list_and_render_messages_in_debug(
     listing = client.get("/outbox/")
     assert listing.status_code == 200
     assert "Derby: Inadequate" in listing.content.decode()
+    assert "read from 1 file in the outbox folder" in listing.content.decode()
     name = next(outbox_backend.glob("*.eml")).name
     page = client.get(f"/outbox/{name}/")
     assert page.status_code == 200
     assert "List-Unsubscribe-Post" in page.content.decode()
     assert client.get("/outbox/../../etc/passwd/").status_code == 404
     assert client.get("/outbox/nope.eml/").status_code == 404
+    mail.EmailMessage("Hello", "Body", "from@example.org", ["a@example.org"]).send()
+    assert "read from 2 files in" in client.get("/outbox/").content.decode()
 
 
 def test_the_outbox_shows_an_email_in_standards_mode_its_links_opening_the_window(
