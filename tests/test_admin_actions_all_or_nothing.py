@@ -181,7 +181,7 @@ def test_suppressing_refused_on_the_second_address_suppresses_neither(
 ):
     readers = SubscriberFactory.create_batch(2)
     failing_on_the_second(monkeypatch, subscriptions, "address_suppress")
-    response = desk_action(author, "suppress", *readers)
+    response = desk_action(author, "suppress", *readers, confirmed=True)
     assert response.status_code == 400
     assert REFUSED in response.content
     assert not Suppression.objects.exists()

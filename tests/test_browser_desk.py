@@ -238,9 +238,22 @@ def test_the_editor_names_each_field_of_its_rows_as_its_column_does(
     assert found == [], "\n".join(found)
 
 
-def test_unsubscribing_readers_from_their_list_asks_first(browser, demo):  # noqa: F811
+@pytest.mark.parametrize(
+    ("action", "said", "then"),
+    [
+        ("unsubscribe", "1 subscriber unsubscribed.", Subscriber.Status.UNSUBSCRIBED),
+        ("suppress", "1 address suppressed.", Subscriber.Status.SUPPRESSED),
+    ],
+)
+def test_stopping_readers_emails_from_their_list_asks_first(
+    browser,  # noqa: F811
+    demo,
+    action,
+    said,
+    then,
+):
     """Under the site's CSP: "No, take me back" leaves the readers as they were,
-    and only "Yes" unsubscribes them."""
+    and only "Yes" unsubscribes (or suppresses) them."""
     reader = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).first()
     page = new_page(browser, viewport=DESKTOP)
     log_in(page, demo, "boss")
@@ -249,9 +262,9 @@ def test_unsubscribing_readers_from_their_list_asks_first(browser, demo):  # noq
     def ask():
         page.goto(listed)
         page.locator("input.action-select").first.check()
-        page.get_by_label("Action:").select_option("unsubscribe")
+        page.get_by_label("Action:").select_option(action)
         page.get_by_role("button", name="Go").click()
-        page.get_by_role("heading", name="Unsubscribe 1 reader?").wait_for()
+        page.get_by_role("heading", name=f"{action.capitalize()} 1 reader?").wait_for()
 
     ask()
     page.get_by_role("link", name="No, take me back").click()
@@ -260,7 +273,7 @@ def test_unsubscribing_readers_from_their_list_asks_first(browser, demo):  # noq
     assert reader.status == Subscriber.Status.ACTIVE
 
     ask()
-    page.get_by_role("button", name="Yes, unsubscribe them").click()
-    page.get_by_text("1 subscriber unsubscribed.").wait_for()
+    page.get_by_role("button", name=f"Yes, {action} them").click()
+    page.get_by_text(said).wait_for()
     reader.refresh_from_db()
-    assert reader.status == Subscriber.Status.UNSUBSCRIBED
+    assert reader.status == then

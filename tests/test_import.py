@@ -731,7 +731,7 @@ def test_an_exported_row_with_a_status_or_date_no_export_writes_is_rejected(auth
 def test_bulk_unsubscribe_and_suppress(author):
     first, second, kept = SubscriberFactory.create_batch(3)
     desk_action(author, "unsubscribe", first, confirmed=True)
-    desk_action(author, "suppress", second)
+    desk_action(author, "suppress", second, confirmed=True)
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.status == Subscriber.Status.UNSUBSCRIBED
@@ -744,12 +744,12 @@ def test_bulk_suppress_says_how_many_it_suppressed_as_a_success(author):
     """It said "1 addresses suppressed.", and as a warning, though it was done."""
     one, two, three = SubscriberFactory.create_batch(3)
 
-    response = desk_action(author, "suppress", one)
+    response = desk_action(author, "suppress", one, confirmed=True)
     assert [(m.level_tag, str(m)) for m in response.wsgi_request._messages] == [
         ("success", "1 address suppressed.")
     ]
     author.get(LIST_URL)  # the first message read, as the list shows it
-    response = desk_action(author, "suppress", two, three)
+    response = desk_action(author, "suppress", two, three, confirmed=True)
     assert [(m.level_tag, str(m)) for m in response.wsgi_request._messages] == [
         ("success", "2 addresses suppressed.")
     ]
@@ -816,21 +816,71 @@ def test_bulk_unsubscribe_asks_first_as_the_desk_cannot_undo_it(author):
     }
 
 
-def test_bulk_unsubscribe_of_the_whole_list_asks_for_the_whole_list(author):
+def test_bulk_suppress_asks_first_as_it_stops_every_email_until_lifted(author):
+    """One Go on the wrong action, over a whole list selected, stopped every email
+    to every reader at once, the links they ask for too."""
+    readers = SubscriberFactory.create_batch(2)
+
+    asked = desk_action(author, "suppress", *readers)
+
+    assert asked.status_code == 200
+    page = asked.content.decode()
+    assert "Suppress 2 readers?" in page
+    assert "We send nothing to their addresses" in page
+    assert "lifts the suppression from the Suppressions list" in page
+    assert all(reader.email in page for reader in readers)
+    assert not Suppression.objects.exists()
+
+    desk_action(author, "suppress", *readers, confirmed=True)
+
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {
+        Subscriber.Status.SUPPRESSED
+    }
+    assert Suppression.objects.count() == 2
+
+
+@pytest.mark.parametrize("action", ["unsubscribe", "suppress"])
+def test_taking_back_the_question_stops_no_readers_emails(author, action):
+    """Its "No, take me back" is a link back to the list, which sends nothing: the
+    readers are left as they were."""
+    reader = SubscriberFactory()
+
+    asked = desk_action(author, action, reader).content.decode()
+    author.get(LIST_URL)  # as "No, take me back" goes back to it
+
+    assert '<a href="#" class="button cancel-link">No, take me back</a>' in asked
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert not Suppression.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "question", "then"),
+    [
+        ("unsubscribe", "Unsubscribe 3 readers?", Subscriber.Status.UNSUBSCRIBED),
+        ("suppress", "Suppress 3 readers?", Subscriber.Status.SUPPRESSED),
+    ],
+)
+def test_the_question_for_the_whole_list_counts_every_reader_its_filter_finds(
+    author, action, question, then
+):
     """Every reader the list's filter found ("Select all"), not the page's alone."""
     SubscriberFactory.create_batch(3)
-    changelist = "/admin/newsletter/subscriber/"
+    SubscriberFactory(status=Subscriber.Status.PENDING)  # filtered out
+    changelist = f"{LIST_URL}?status__exact=active"
     chosen = {
-        "action": "unsubscribe",
+        "action": action,
         "select_across": "1",
         "_selected_action": [Subscriber.objects.first().pk],
     }
 
     asked = author.post(changelist, chosen)
 
-    assert "Unsubscribe 3 readers?" in asked.content.decode()
+    assert question in asked.content.decode()
     author.post(changelist, {**chosen, "post": "yes"})
-    assert not Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).exists()
+    assert sorted(Subscriber.objects.values_list("status", flat=True)) == sorted(
+        [then, then, then, Subscriber.Status.PENDING]
+    )
 
 
 def test_bulk_unsubscribe_and_suppress_are_in_each_readers_history(author):
@@ -844,7 +894,7 @@ def test_bulk_unsubscribe_and_suppress_are_in_each_readers_history(author):
     # From the list of those receiving, which a suppressed reader leaves.
     author.post(
         f"{LIST_URL}?status__exact=active",
-        {"action": "suppress", "_selected_action": [suppressed.pk]},
+        {"action": "suppress", "_selected_action": [suppressed.pk], "post": "yes"},
     )
 
     def history(reader) -> str:

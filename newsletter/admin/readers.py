@@ -588,7 +588,16 @@ class SubscriberAdmin(admin.ModelAdmin):
         # unsubscribe, so one Go on the wrong action, over the whole list
         # selected, lost every reader for good.
         if request.POST.get("post") != "yes":
-            return self._unsubscribe_confirmation(request, queryset)
+            return self._asking_first(
+                request,
+                queryset,
+                action="unsubscribe",
+                verb="Unsubscribe",
+                what_it_does="They get no more emails from us, and only they can "
+                "subscribe again: the desk cannot undo this. To stop emailing an "
+                "address for now, suppress it instead, which the Suppressions list "
+                "can lift.",
+            )
         had_left = kept = 0
         by_the_desk = []  # not those who had unsubscribed themselves
         # All or none: refused partway, the desk says nothing was changed
@@ -625,7 +634,11 @@ class SubscriberAdmin(admin.ModelAdmin):
     # The addresses the question names; the rest are counted.
     ASKED_ABOUT_BY_NAME = 20
 
-    def _unsubscribe_confirmation(self, request, queryset) -> TemplateResponse:
+    def _asking_first(
+        self, request, queryset, *, action: str, verb: str, what_it_does: str
+    ) -> TemplateResponse:
+        """The page asking before a list action stops the readers' emails, naming
+        them; its "Yes" sends the selection back with `post=yes`."""
         count = queryset.count()
         named = list(
             queryset.values_list("email", flat=True)[: self.ASKED_ABOUT_BY_NAME]
@@ -633,11 +646,14 @@ class SubscriberAdmin(admin.ModelAdmin):
         readers = counted(count, "reader", "readers")
         return TemplateResponse(
             request,
-            "admin/newsletter/subscriber/unsubscribe_confirmation.html",
+            "admin/newsletter/subscriber/action_confirmation.html",
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
-                "title": f"Unsubscribe {readers}?",
+                "title": f"{verb} {readers}?",
+                "verb": verb,
+                "what_it_does": what_it_does,
+                "action": action,
                 "named": named,
                 "unnamed": count - len(named),
                 # The selection as the list sent it: "Select all" keeps its
@@ -653,6 +669,19 @@ class SubscriberAdmin(admin.ModelAdmin):
         permissions=["change"],
     )
     def suppress(self, request, queryset):
+        # Asked first too: one Go over a whole list selected stopped every email
+        # to every reader, the newsletter's and those they ask for, at once.
+        if request.POST.get("post") != "yes":
+            return self._asking_first(
+                request,
+                queryset,
+                action="suppress",
+                verb="Suppress",
+                what_it_does="We send nothing to their addresses, not even a "
+                "confirmation or a link they ask for, until the desk lifts the "
+                "suppression from the Suppressions list, which puts each reader "
+                "back as they were.",
+            )
         suppressed = []
         with transaction.atomic():  # all or none, as unsubscribing
             for pk, email in queryset.values_list("pk", "email").iterator():
