@@ -121,11 +121,27 @@ class Organisation(Listed):
     )
 
 
+class SavedAtOnUpdate(models.QuerySet):
+    """update() sets saved_at, as save() does (auto_now): a bulk update (a script,
+    an admin action, bulk_update()) would leave it behind, and SponsorshipQuerySet.
+    last_change with it: a worker would go on sending the old sponsor line."""
+
+    def update(self, **kwargs) -> int:
+        kwargs.setdefault("saved_at", timezone.now())  # unless the caller sets it
+        return super().update(**kwargs)
+
+
+class CategoryQuerySet(SavedAtOnUpdate, ListedQuerySet):
+    pass
+
+
 class Category(Listed):
     url_name = "category"
     paths_from_posts = ("categories",)
     # Read by SponsorshipQuerySet.last_change: a sponsor's line names the category.
     saved_at = models.DateTimeField(auto_now=True)
+
+    objects = CategoryQuerySet.as_manager()
 
     class Meta(Listed.Meta):
         verbose_name_plural = "categories"
@@ -682,7 +698,7 @@ class RelatedLink(models.Model):
         return self.type in self.SYMMETRIC_TYPES
 
 
-class SponsorshipQuerySet(models.QuerySet):
+class SponsorshipQuerySet(SavedAtOnUpdate):
     def of_posts(
         self, days: dict[int, datetime.date]
     ) -> dict[int, list["Sponsorship"]]:

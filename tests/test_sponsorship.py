@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from newsletter import delivery
 from newsletter.delivery import sender
-from posts.models import Post, Sponsorship
+from posts.models import Category, Post, Sponsorship
 from posts.services import post_publish
 
 from .factories import (
@@ -239,7 +239,17 @@ def test_of_two_deals_starting_the_same_day_the_one_booked_first_comes_first():
 
 
 @pytest.mark.parametrize(
-    "change", ["renamed", "relinked", "deleted", "added", "category renamed"]
+    "change",
+    [
+        "renamed",
+        "relinked",
+        "deleted",
+        "added",
+        "category renamed",
+        # A queryset's update(), as a script or an admin action does: no save().
+        "renamed in bulk",
+        "category renamed in bulk",
+    ],
 )
 @pytest.mark.parametrize("frequency", ["instant", "daily"])
 def test_a_sponsorship_changed_mid_round_reaches_the_batches_sent_after_it(
@@ -292,6 +302,10 @@ def test_a_sponsorship_changed_mid_round_reaches_the_batches_sent_after_it(
         deal.delete()
     elif change == "added":
         sponsor(adult, "Newcomer Ltd", date(2026, 11, 23), date(2026, 11, 23))
+    elif change == "renamed in bulk":
+        Sponsorship.objects.filter(pk=deal.pk).update(name="Acme Training")
+    elif change == "category renamed in bulk":
+        Category.objects.filter(pk=youth.pk).update(name="Youth courts")
     else:  # the line names the category its sponsor paid for
         youth.name = "Youth courts"
         youth.save()
@@ -302,10 +316,12 @@ def test_a_sponsorship_changed_mid_round_reaches_the_batches_sent_after_it(
     text, html = after.body, after.alternatives[0].content
     expected = {
         "renamed": "Youth justice posts sponsored by Acme Training.",
+        "renamed in bulk": "Youth justice posts sponsored by Acme Training.",
         "relinked": "https://acme.example/",
         "deleted": "Youth justice: a sponsored look",
         "added": "Adult posts sponsored by Newcomer Ltd.",
         "category renamed": "Youth courts posts sponsored by Acme Ltd.",
+        "category renamed in bulk": "Youth courts posts sponsored by Acme Ltd.",
     }[change]
     assert expected in text
     if change == "deleted":
