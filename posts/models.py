@@ -739,17 +739,23 @@ class SponsorshipQuerySet(SavedAtOnUpdate):
         the batches sent next name the sponsors as they now are, at no statement
         of its own."""
         return models.Subquery(
-            self.order_by().values(
-                # Aggregates Django does not group by: one row for all the deals.
+            self.order_by()
+            # values() then annotate() groups by the values (Django's aggregation
+            # docs); grouped by a constant, which SQL needs no GROUP BY for, the
+            # aggregates make one row of all the deals.
+            .annotate(every_deal=models.Value(1))
+            .values("every_deal")
+            .annotate(
                 changed=Concat(
-                    models.Func("pk", function="COUNT"),
+                    models.Count("pk"),
                     models.Value(" "),
-                    models.Func("saved_at", function="MAX"),
+                    models.Max("saved_at"),
                     models.Value(" "),
-                    models.Func("category__saved_at", function="MAX"),
+                    models.Max("category__saved_at"),
                     output_field=models.CharField(),
                 )
             )
+            .values("changed")
         )
 
 
