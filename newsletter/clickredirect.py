@@ -14,7 +14,13 @@ forged or unknown tokens, whose 404 page is then made, with every header, like a
 page's.
 """
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from csp.middleware import CSPMiddleware
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.urls import reverse
@@ -46,16 +52,28 @@ def followed(request: HttpRequest, token: str) -> HttpResponse | None:
     return response
 
 
-def headers_of_a_page() -> dict[str, str]:
+@functools.cache
+def headers_of_a_page() -> Mapping[str, str]:
     """The headers the CSP and X-Frame-Options middleware give every page, for
     what is answered above them: the click redirect, and static files, which
     whitenoise answers right below the security middleware (settings.py's
-    WHITENOISE_ADD_HEADERS_FUNCTION)."""
+    WHITENOISE_ADD_HEADERS_FUNCTION). Worked out once: whitenoise asks for each
+    of the hundreds of files it indexes as a web process starts."""
     bare = HttpResponse()
     dressed = HttpResponse()
     for middleware in (CSPMiddleware, XFrameOptionsMiddleware):
         dressed = middleware(_unused).process_response(HttpRequest(), dressed)
-    return {name: value for name, value in dressed.items() if name not in bare}
+    # Read-only: every caller shares it.
+    return MappingProxyType(
+        {name: value for name, value in dressed.items() if name not in bare}
+    )
+
+
+@receiver(setting_changed)
+def _headers_of_a_page_forget(**kwargs) -> None:
+    """A test that changes the policy (override_settings, pytest's settings) gets
+    pages' headers that follow it, as Django's own caches of settings do."""
+    headers_of_a_page.cache_clear()
 
 
 def _unused(request: HttpRequest) -> HttpResponse:

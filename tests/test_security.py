@@ -19,10 +19,13 @@ from unittest import mock
 import pytest
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from celery.signals import after_setup_logger, after_setup_task_logger
+from csp.middleware import CSPMiddleware
 from django.contrib.sessions.models import Session
 from django.core import mail, signing
 from django.db import IntegrityError, transaction
+from django.test import Client, RequestFactory
 from django.utils import timezone
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from newsletter import subscriptions
 from newsletter.celery import app as celery_app
@@ -858,6 +861,46 @@ def test_a_static_file_carries_the_pages_policy_and_frame_protection(
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_whitenoise_works_out_the_pages_headers_once_for_all_its_static_files(
+    settings, tmp_path
+):
+    """whitenoise indexes every static file at start-up, and each file's headers
+    were worked out again through the CSP and X-Frame-Options middleware: the
+    same policy hundreds of times over in every web process."""
+    settings.STATIC_ROOT = tmp_path
+    settings.WHITENOISE_USE_FINDERS = False  # as in production: collectstatic's
+    for name in ("site.css", "site.js", "logo.svg"):
+        (tmp_path / name).write_text("/* */")
+    policy_made = mock.patch.object(
+        CSPMiddleware,
+        "process_response",
+        autospec=True,
+        side_effect=CSPMiddleware.process_response,
+    )
+    with policy_made as made:
+        static = WhiteNoiseMiddleware(lambda request: None)
+    assert made.call_count <= 1
+    for name in ("site.css", "site.js", "logo.svg"):
+        response = static(RequestFactory().get(f"/static/{name}"))
+        assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+        assert response["X-Frame-Options"] == "DENY"
+
+
+def test_a_static_file_carries_the_policy_as_the_settings_now_say(client, settings):
+    """The page's headers are worked out once (clickredirect.headers_of_a_page);
+    a test that changes the policy gets static files that follow it, as pages do."""
+    settings.WHITENOISE_USE_FINDERS = True  # as in development: no collectstatic
+    assert "'self' https:" in client.get("/static/site.css")["Content-Security-Policy"]
+    directives = settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]
+    settings.CONTENT_SECURITY_POLICY = {
+        "DIRECTIVES": {**directives, "img-src": ["'self'"]}
+    }
+    fresh = Client()  # whitenoise indexes the files again, as a new process does
+    static, page = fresh.get("/static/site.css"), fresh.get("/subscribe/")
+    assert csp_directives(static)["img-src"] == ["'self'"]
+    assert static["Content-Security-Policy"] == page["Content-Security-Policy"]
 
 
 def test_the_dev_outbox_allows_inline_styles_for_its_email_frame_only(client, settings):
