@@ -607,3 +607,41 @@ def test_a_feed_reads_its_posts_sponsors_in_one_statement(client):
             "Sponsors have no say in what we write."
         ]
     assert twenty == one
+
+
+@pytest.mark.parametrize("url", ["/feed/", "/feed/atom/", "/category/youth/feed/"])
+@pytest.mark.parametrize("edit", ["sponsor renamed", "category renamed"])
+def test_a_feed_reader_polling_sees_a_sponsorship_edited_since(client, url, edit):
+    # Sponsored content names its sponsor wherever it is shown: a reader polling
+    # with its validators must not be told 304 and keep the old sponsor line.
+    today = timezone.localdate()
+    youth = CategoryFactory(name="Youth justice", slug="youth")
+    PublishedPostFactory(title="Sponsored").categories.add(youth)
+    deal = Sponsorship.objects.create(
+        category=youth,
+        name="Acme Ltd",
+        url="https://sponsor.example/",
+        starts_on=today,
+        ends_on=today,
+    )
+    first = client.get(url)
+    polled = {"If-None-Match": first["ETag"], "If-Modified-Since": http_date()}
+    assert client.get(url, headers=polled).status_code == 304
+
+    if edit == "sponsor renamed":
+        deal.name = "Bolt plc"
+        deal.save()
+        line = "Youth justice posts sponsored by Bolt plc. "
+    else:
+        youth.name = "Youth courts"
+        youth.save()
+        line = "Youth courts posts sponsored by Acme Ltd. "
+    after = client.get(url, headers=polled)
+
+    assert after.status_code == 200
+    [entry] = feedparser.parse(after.content).entries
+    assert sponsor_words(entry.summary) == [
+        line + "Sponsors have no say in what we write."
+    ]
+    unchanged = {"If-None-Match": after["ETag"], "If-Modified-Since": http_date()}
+    assert client.get(url, headers=unchanged).status_code == 304
