@@ -55,7 +55,9 @@ class PagesSitemap(OnSiteUrl):
 
 
 class ListingSitemap(OnSiteUrl):
-    """The listing pages of one model, for those with a published post on them."""
+    """The listing pages of one model, for those with a published post on them.
+    No lastmod, as the home page has none (PagesSitemap): their newest post's date
+    would move back when that post is taken down, deleted or filed elsewhere."""
 
     changefreq = "weekly"
 
