@@ -159,10 +159,19 @@ class Subscriber(models.Model):
     # handed to the provider: once, so that its task run again sends no second
     # copy; given back when the provider clearly refused it.
     email_change_taken_for = models.DateTimeField(null=True, editable=False)
+    # The address the latest request (email_change_requested_at) asks to move to,
+    # while its link is on its way there: its task reads it here, where erasure
+    # reaches it, not from the queue's message, where it could wait for hours.
+    email_change_to = models.EmailField(max_length=254, blank=True, editable=False)
     # When the latest one-time link (export, delete, change of address, agreeing
     # to per-reader engagement) was sent:
     # its token is bound to it, and using the link clears it, so it works once.
     one_time_link_sent_at = models.DateTimeField(null=True, blank=True)
+    # The new address the latest one-time link is for, when it is for a change of
+    # address, while the link is on its way to the reader: as email_change_to.
+    one_time_link_new_email = models.EmailField(
+        max_length=254, blank=True, editable=False
+    )
     # When digests arrive, in the reader's time zone; empty follows the site's
     # DigestSettings, so an author's change reaches every reader who never chose.
     digest_hour = models.PositiveSmallIntegerField(

@@ -6,6 +6,7 @@ suppression list first, and every suppression moves the subscriber out of the
 audience in the same transaction.
 """
 
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -62,6 +63,8 @@ from .models import (
     Suppression,
 )
 from .tokens import MAX_AGE, Purpose, make_token
+
+logger = logging.getLogger(__name__)
 
 # What the subscribe form says, stored verbatim with each consent. Change the
 # version whenever the wording changes.
@@ -606,7 +609,7 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
                 Q(email_change_requested_at__isnull=True)
                 | Q(email_change_requested_at__lt=now - timedelta(days=1))
             )
-            .update(email_change_requested_at=now)
+            .update(email_change_requested_at=now, email_change_to="")
         )
         if (
             not took_turn
@@ -624,13 +627,13 @@ def email_change_request(*, subscriber: Subscriber, new_email: str) -> None:
             )
         ):
             return
+        # Kept in the row for its task, not put in the task's message.
+        Subscriber.objects.filter(pk=subscriber.pk).update(email_change_to=new_email)
         ring_once_committed_or_undo(
             lambda: tasks.send_email_change.delay(
-                subscriber.pk, new_email, now.isoformat()
+                subscriber.pk, requested_at=now.isoformat()
             ),
-            lambda: email_change_unsent(
-                subscriber_id=subscriber.pk, new_email=new_email, requested_at=now
-            ),
+            lambda: email_change_unsent(subscriber_id=subscriber.pk, requested_at=now),
         )
 
 
@@ -719,18 +722,21 @@ def one_time_link_request(
 
     Sending it retires the reader's earlier one-time links.
     """
-    detail = request.value
     if request == OneTimeRequest.CHANGE_EMAIL:
-        detail += f":{normalise_email(new_email)}"
+        new_email = normalise_email(new_email)
     requested_at = timezone.now()
     with transaction.atomic():
+        # The new address kept in the row for the task, not put in its message.
         Subscriber.objects.filter(pk=subscriber.pk).update(
-            one_time_link_sent_at=requested_at
+            one_time_link_sent_at=requested_at,
+            one_time_link_new_email=new_email
+            if request == OneTimeRequest.CHANGE_EMAIL
+            else "",
         )
         # Nothing to take back if lost: a fresh link retires it.
         ring_once_committed_or_undo(
             lambda: tasks.send_one_time_link.delay(
-                subscriber.pk, detail, requested_at.isoformat()
+                subscriber.pk, request.value, requested_at.isoformat()
             )
         )
 
@@ -882,7 +888,10 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "email_change_requested_at": subscriber.email_change_requested_at,
             # Which request's link was sent (its email_change_requested_at).
             "email_change_taken_for": subscriber.email_change_taken_for,
+            # Set only while a link to a new address is on its way.
+            "email_change_to": subscriber.email_change_to,
             "one_time_link_sent_at": subscriber.one_time_link_sent_at,
+            "one_time_link_new_email": subscriber.one_time_link_new_email,
             # When their digests arrive, as they chose it (empty: the site's time).
             "digest_hour": subscriber.digest_hour,
             "digest_weekday": subscriber.digest_weekday,
@@ -1230,10 +1239,11 @@ def pending_purge_expired() -> int:
     and every request never confirmed as old: a request for a known reader's
     address (one who left, or asked twice) holds the asker's IP address and the
     name they typed, may be a stranger's, and is of no use once nobody can
-    confirm it. Returns how many readers were deleted."""
-    cutoff = timezone.now() - timedelta(
-        seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS
-    )
+    confirm it. Forget the new addresses whose links never went. Returns how
+    many readers were deleted."""
+    now = timezone.now()
+    _new_addresses_forget_unsent(now=now)
+    cutoff = now - timedelta(seconds=settings.NEWSLETTER_PENDING_MAX_AGE_SECONDS)
     expired = Subscriber.objects.filter(status=Subscriber.Status.PENDING).filter(
         Q(confirmation_sent_at__lt=cutoff)
         | Q(confirmation_sent_at__isnull=True, created_at__lt=cutoff)
@@ -1257,6 +1267,24 @@ def pending_purge_expired() -> int:
             confirmed_at__isnull=True, created_at__lt=cutoff
         ).delete()
     return deleted_by_model.get(Subscriber._meta.label, 0)
+
+
+# A new address (a change of address) whose link is still unsent this long after
+# it was asked for is forgotten: its task gave up long before (about six hours),
+# or its message was lost with the queue, and nothing rings it again.
+NEW_ADDRESS_FORGOTTEN_AFTER_HOURS = 24
+
+
+def _new_addresses_forget_unsent(*, now: datetime) -> None:
+    """A sent link carries its address, which its row then no longer keeps: left
+    are those never sent, of no use to anyone."""
+    asked_before = now - timedelta(hours=NEW_ADDRESS_FORGOTTEN_AFTER_HOURS)
+    Subscriber.objects.exclude(email_change_to="").exclude(
+        email_change_requested_at__gte=asked_before
+    ).update(email_change_to="")
+    Subscriber.objects.exclude(one_time_link_new_email="").exclude(
+        one_time_link_sent_at__gte=asked_before
+    ).update(one_time_link_new_email="")
 
 
 def confirmation_send(*, consent_id: int) -> None:
@@ -1375,16 +1403,27 @@ def welcomes_reap() -> dict[str, int]:
 
 
 def email_change_send(
-    *, subscriber_id: int, new_email: str, requested_at: datetime
+    *, subscriber_id: int, requested_at: datetime, new_email: str = ""
 ) -> None:
-    """Send the link of the change of address asked for at `requested_at`, once,
-    and only while it is the reader's latest request: taken
+    """Send the link of the change of address asked for at `requested_at`, to
+    the address the request keeps (Subscriber.email_change_to), once, and only
+    while it is the reader's latest request: taken
     (Subscriber.email_change_taken_for) before the provider is asked, given back
     only when it clearly refused it. Run after a later request, it would send this
-    one's address a link bound to that request, which works."""
+    one's address a link bound to that request, which works.
+
+    `new_email` only from a task queued before the request kept its address.
+    """
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
-    if subscriber is None or is_blocked(new_email):
+    if subscriber is None:
+        logger.info(
+            "The change-of-address link of subscriber %s was not sent: they are erased",
+            subscriber_id,
+        )
         return
+    new_email = new_email or subscriber.email_change_to
+    if not new_email or is_blocked(new_email):
+        return  # on its way or sent, or forgotten, or an address not to email
     token = make_token(subscriber, Purpose.CHANGE_EMAIL, detail=new_email)
     email = render_email(
         "change-email",
@@ -1398,7 +1437,9 @@ def email_change_send(
     untaken = Subscriber.objects.filter(
         pk=subscriber_id, email_change_requested_at=requested_at
     ).exclude(email_change_taken_for=requested_at)
-    if not untaken.update(email_change_taken_for=requested_at):
+    # Once handed to the provider the address is the link's to carry: the row
+    # keeps it again only for a retry.
+    if not untaken.update(email_change_taken_for=requested_at, email_change_to=""):
         return  # a later request's, or sent (possibly) by an earlier run of its task
     if Suppression.objects.for_email(new_email).exists():
         # Its own unsubscribe here (is_blocked lets no other by), which Mailgun
@@ -1408,20 +1449,25 @@ def email_change_send(
         build_message(email, to=new_email),
         give_back=lambda: Subscriber.objects.filter(
             pk=subscriber_id, email_change_taken_for=requested_at
-        ).update(email_change_taken_for=None),
+        ).update(email_change_taken_for=None, email_change_to=new_email),
     )
 
 
 def email_change_unsent(
-    *, subscriber_id: int, new_email: str, requested_at: datetime
+    *, subscriber_id: int, requested_at: datetime, new_email: str = ""
 ) -> None:
     """The provider refused the link to the new address until its task gave up:
     the reader got nothing, and must not wait a day for the day's turn, and the
-    new address's, before asking again. Unless a later request took the turn."""
-    freed = Subscriber.objects.filter(
+    new address's, before asking again. Unless a later request took the turn.
+    `new_email` as for email_change_send."""
+    requesting = Subscriber.objects.filter(
         pk=subscriber_id, email_change_requested_at__lte=requested_at
-    ).update(email_change_requested_at=None)
-    if freed:
+    )
+    new_email = (
+        new_email or requesting.values_list("email_change_to", flat=True).first()
+    )
+    freed = requesting.update(email_change_requested_at=None, email_change_to="")
+    if freed and new_email:
         throttle.give_back(CHANGE_OF_ADDRESS_TO, inbox_of(new_email))
 
 
@@ -1434,12 +1480,27 @@ def one_time_link_send(
     which works: the reader asking to delete their data could be sent a working
     link to download it. The link is made from the reader as read here, so a
     request made while it goes retires it."""
-    subscriber = Subscriber.objects.filter(
+    asked = Subscriber.objects.filter(
         pk=subscriber_id, one_time_link_sent_at=requested_at
-    ).first()
-    if subscriber is None or is_blocked(subscriber.email):
+    )
+    subscriber = asked.first()
+    if subscriber is None:
+        logger.info(
+            "The one-time link of subscriber %s was not sent: they are erased, or "
+            "asked for another since",
+            subscriber_id,
+        )
         return
+    if is_blocked(subscriber.email):
+        return
+    # The detail names the new address only in a task queued before the request
+    # kept it (Subscriber.one_time_link_new_email); the link carries it as before.
     request, new_email = read_one_time_detail(detail)
+    if request == OneTimeRequest.CHANGE_EMAIL:
+        new_email = new_email or subscriber.one_time_link_new_email
+        if not new_email:
+            return  # sent already, or forgotten since
+        detail = f"{request.value}:{new_email}"
     token = make_token(subscriber, Purpose.ONE_TIME, detail=detail)
     email = render_email(
         "one-time-link",
@@ -1452,3 +1513,6 @@ def one_time_link_send(
         },
     )
     build_message(email, to=subscriber.email).send()
+    if request == OneTimeRequest.CHANGE_EMAIL:
+        # Sent, the link carries the address: the row keeps it no longer.
+        asked.update(one_time_link_new_email="")

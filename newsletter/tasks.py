@@ -109,13 +109,17 @@ def send_welcome(self, subscriber_id: int) -> None:
 
 @shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
 def send_email_change(
-    self, subscriber_id: int, new_email: str, requested_at: str
+    self, subscriber_id: int, new_email: str = "", requested_at: str = ""
 ) -> None:
+    # Rung with the reader's id and the request's time only: the new address is
+    # read from the reader's row, which their erasure deletes. `new_email` comes
+    # only in a message queued before that (…, new_email, requested_at), still
+    # sent once, as it was queued.
     try:
         subscriptions.email_change_send(
             subscriber_id=subscriber_id,
-            new_email=new_email,
             requested_at=datetime.fromisoformat(requested_at),
+            new_email=new_email,
         )
     except Exception as exc:
         retry_if_provider_refused(
@@ -124,8 +128,8 @@ def send_email_change(
             email=f"change-of-address link of subscriber {subscriber_id}",
             unsent=lambda: subscriptions.email_change_unsent(
                 subscriber_id=subscriber_id,
-                new_email=new_email,
                 requested_at=datetime.fromisoformat(requested_at),
+                new_email=new_email,
             ),
         )
 
@@ -134,6 +138,9 @@ def send_email_change(
 def send_one_time_link(
     self, subscriber_id: int, detail: str, requested_at: str
 ) -> None:
+    # `detail` is the request ("export", "change-email", …); the new address of
+    # a change is read from the reader's row, but in a message queued before
+    # (…, "change-email:<address>", …), still sent as it was queued.
     try:
         subscriptions.one_time_link_send(
             subscriber_id=subscriber_id,

@@ -60,13 +60,13 @@ def every_email(post: Post) -> dict[str, object]:
     reader = SubscriberFactory(
         name="Ann Reader",
         email_change_requested_at=timezone.now(),
+        email_change_to="ann@work.example.org",
         one_time_link_sent_at=timezone.now(),
     )
     # These are built and sent by their services; taken from the outbox.
     mail.outbox.clear()
     email_change_send(
         subscriber_id=reader.pk,
-        new_email="ann@work.example.org",
         requested_at=reader.email_change_requested_at,
     )
     one_time_link_send(

@@ -458,9 +458,11 @@ def test_a_complained_address_receives_nothing_from_any_path(client, on_commit):
     consent = Consent.objects.create(subscriber=reader, wording="Email me.")
     tasks.send_confirmation.delay(consent.pk)
     tasks.send_welcome.delay(reader.pk)
-    tasks.send_email_change.delay(
-        other.pk, "spam@example.org", timezone.now().isoformat()
+    asked = timezone.now()
+    Subscriber.objects.filter(pk=other.pk).update(
+        email_change_requested_at=asked, email_change_to="spam@example.org"
     )
+    tasks.send_email_change.delay(other.pk, requested_at=asked.isoformat())
     on_commit(
         subscriptions.one_time_link_request,
         subscriber=reader,

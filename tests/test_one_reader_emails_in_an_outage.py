@@ -36,15 +36,14 @@ def a_confirmation(email: str) -> tuple:
         subscription_request(email=email)
     consent = Consent.objects.get(subscriber__email=email)
     return (
-        tasks.send_confirmation,
-        [consent.pk],
+        tasks.send_confirmation.s(consent.pk),
         f"confirmation of consent {consent.pk}",
     )
 
 
 def a_welcome(email: str) -> tuple:
     reader = SubscriberFactory(email=email, welcome_rung_at=timezone.now())
-    return tasks.send_welcome, [reader.pk], f"welcome of subscriber {reader.pk}"
+    return tasks.send_welcome.s(reader.pk), f"welcome of subscriber {reader.pk}"
 
 
 def a_change_of_address(email: str) -> tuple:
@@ -53,8 +52,7 @@ def a_change_of_address(email: str) -> tuple:
         email_change_request(subscriber=reader, new_email=email)
     requested_at = Subscriber.objects.get().email_change_requested_at
     return (
-        tasks.send_email_change,
-        [reader.pk, email, requested_at.isoformat()],
+        tasks.send_email_change.s(reader.pk, requested_at=requested_at.isoformat()),
         f"change-of-address link of subscriber {reader.pk}",
     )
 
@@ -65,8 +63,7 @@ def a_one_time_link(email: str) -> tuple:
         one_time_link_request(subscriber=reader, request=OneTimeRequest.EXPORT)
     requested_at = Subscriber.objects.get().one_time_link_sent_at
     return (
-        tasks.send_one_time_link,
-        [reader.pk, "export", requested_at.isoformat()],
+        tasks.send_one_time_link.s(reader.pk, "export", requested_at.isoformat()),
         f"one-time link of subscriber {reader.pk}",
     )
 
@@ -75,8 +72,7 @@ def a_comment_confirmation(email: str) -> tuple:
     CommentFactory(email=email, status=Comment.Status.APPROVED)
     held = CommentFactory(email=email)
     return (
-        comment_tasks.email_comment_confirmation,
-        [held.pk],
+        comment_tasks.email_comment_confirmation.s(held.pk),
         f"confirmation of comment {held.pk}",
     )
 
@@ -118,11 +114,11 @@ EMAILS_TO_ONE_READER = pytest.mark.parametrize(
 def test_an_email_the_provider_refuses_is_tried_again_for_hours(
     email_to_one_reader, fake_esp, caplog
 ):
-    task, args, _ = email_to_one_reader("reader@example.org")
+    task, _ = email_to_one_reader("reader@example.org")
     fake_esp.set_faults(fail_5xx_next=DOWN_FOR_GOOD, fail_5xx_status=503)
     caplog.set_level(logging.INFO, logger="celery.app.trace")
 
-    assert task.apply(args=args, throw=False).failed()
+    assert task.apply(throw=False).failed()
 
     assert fake_esp.count == 0
     # Full jitter makes the waits random; they add up to about six hours.
@@ -133,10 +129,10 @@ def test_an_email_the_provider_refuses_is_tried_again_for_hours(
 def test_an_email_refused_until_the_last_retry_is_given_up_loudly(
     email_to_one_reader, fake_esp, caplog
 ):
-    task, args, named = email_to_one_reader("reader@example.org")
+    task, named = email_to_one_reader("reader@example.org")
     fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
 
-    last_try = task.apply(args=args, retries=task.max_retries, throw=False)
+    last_try = task.apply(retries=task.type.max_retries, throw=False)
 
     assert last_try.failed()
     assert fake_esp.count == 0
@@ -174,10 +170,10 @@ def test_a_confirmation_the_provider_may_have_taken_is_neither_sent_again_nor_un
 ):
     # The provider took the email and the connection broke before its answer: a
     # second copy is worse than none, and the reader's next request waits its day.
-    task, args, _ = a_confirmation("reader@example.org")
+    task, _ = a_confirmation("reader@example.org")
     fake_esp.set_faults(drop_after_accept_next=1)
 
-    assert task.apply(args=args, throw=False).failed()
+    assert task.apply(throw=False).failed()
 
     assert fake_esp.recipients() == {"reader@example.org": 1}
     assert Subscriber.objects.get().confirmation_sent_at is not None
@@ -195,11 +191,11 @@ def test_an_email_the_provider_may_have_taken_is_not_sent_again_when_its_task_is
     """The provider took the email and its answer was lost (the connection broke,
     or the worker was killed once it had handed it over): the queue, which
     acknowledges a task once it has run, runs it again."""
-    task, args, _ = email_to_one_reader("reader@example.org")
+    task, _ = email_to_one_reader("reader@example.org")
     fake_esp.set_faults(drop_after_accept_next=1)
-    assert task.apply(args=args, throw=False).failed()
+    assert task.apply(throw=False).failed()
 
-    assert task.apply(args=args, throw=False).successful()
+    assert task.apply(throw=False).successful()
 
     assert fake_esp.recipients() == {"reader@example.org": 1}
 
@@ -218,7 +214,7 @@ def test_a_change_of_address_run_after_the_readers_next_request_sends_nothing(
     on_commit(email_change_request, subscriber=reader, new_email="second@example.org")
 
     tasks.send_email_change.apply(
-        args=[reader.pk, "first@example.org", first_requested_at.isoformat()]
+        [reader.pk], {"requested_at": first_requested_at.isoformat()}
     )
 
     assert fake_esp.recipients() == {"second@example.org": 1}
@@ -281,7 +277,8 @@ def test_giving_up_a_day_late_on_a_change_of_address_spares_the_next_and_its_lin
     # The first request's email is tried at last, and refused to the end.
     fake_esp.set_faults(fail_5xx_next=1, fail_5xx_status=503)
     tasks.send_email_change.apply(
-        args=[reader.pk, "first@example.org", first_requested_at.isoformat()],
+        [reader.pk],
+        {"requested_at": first_requested_at.isoformat()},
         retries=tasks.send_email_change.max_retries,
         throw=False,
     )

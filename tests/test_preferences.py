@@ -699,11 +699,11 @@ def test_a_change_link_to_an_address_i_unsubscribed_gets_past_mailgun(
         address_suppress(email="moved@example.org", reason="unsubscribed")
     mailgun.mailgun_unsubscribe("moved@example.org")
     asked = timezone.now()
-    Subscriber.objects.filter(pk=reader.pk).update(email_change_requested_at=asked)
-
-    email_change_send(
-        subscriber_id=reader.pk, new_email="moved@example.org", requested_at=asked
+    Subscriber.objects.filter(pk=reader.pk).update(
+        email_change_requested_at=asked, email_change_to="moved@example.org"
     )
+
+    email_change_send(subscriber_id=reader.pk, requested_at=asked)
 
     assert mailgun.recipients() == sent
     assert mailgun.mailgun_unsubscribes() == (

@@ -1,0 +1,200 @@
+"""A reader's address is not in the task queue: a task names the reader by their
+row, and reads the address from it when it runs. A message can wait in the broker
+for hours (a provider's outage, its retries), where an erasure cannot reach it;
+a reader erased meanwhile is sent nothing."""
+
+import json
+import logging
+import re
+from datetime import timedelta
+
+import pytest
+from celery.app.task import Task
+from django.core import mail
+from django.utils import timezone
+
+from benchmarks.fake_esp import postmark_messages
+from newsletter import tasks
+from newsletter.celery import app as celery_app
+from newsletter.models import Subscriber
+from newsletter.subscriptions import subscriber_delete
+
+from .factories import SubscriberFactory
+from .test_preferences import link_in, url
+
+pytestmark = pytest.mark.django_db
+
+
+class Queue:
+    """The messages rung, kept rather than sent: each task's name and arguments,
+    as a worker would receive them."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, tuple, dict]] = []
+
+    def run(self) -> list:
+        """Run the messages kept, as a worker takes them, and empty the queue."""
+        messages, self.messages = self.messages, []
+        return [
+            celery_app.tasks[name].apply(args, kwargs, throw=False)
+            for name, args, kwargs in messages
+        ]
+
+
+@pytest.fixture
+def queue(monkeypatch):
+    kept = Queue()
+
+    def keep(task, args=None, kwargs=None, **options):
+        kept.messages.append((task.name, tuple(args or ()), dict(kwargs or {})))
+
+    monkeypatch.setattr(Task, "apply_async", keep)
+    return kept
+
+
+def names_no_address(queue: Queue) -> bool:
+    return all("@" not in json.dumps([a, k]) for _, a, k in queue.messages)
+
+
+def ask_to_move(client, on_commit, queue, reader, new_email: str) -> str:
+    """The form, its one-time link to the reader's own address, then its button:
+    the change-of-address email queued."""
+    on_commit(client.post, url(reader, "email/"), {"new_email": new_email})
+    assert queue.messages and names_no_address(queue)
+    [sent] = queue.run()
+    assert sent.successful()
+    [one_time] = mail.outbox
+    mail.outbox.clear()
+    response = on_commit(client.post, link_in(one_time, "/preferences/once/"))
+    assert "Check the new inbox" in response.text
+    return response
+
+
+def test_a_change_of_address_queues_no_address_and_moves_the_reader(
+    client, on_commit, queue
+):
+    reader = SubscriberFactory(email="reader@example.org")
+
+    ask_to_move(client, on_commit, queue, reader, "new@example.org")
+
+    assert queue.messages and names_no_address(queue)
+    [sent] = queue.run()
+    assert sent.successful()
+    [message] = mail.outbox
+    assert message.to == ["new@example.org"]
+    assert on_commit(client.post, link_in(message, "/preferences/email/confirm/"))
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+    # Once its link is sent the address is the link's: no row keeps it waiting.
+    assert reader.email_change_to == reader.one_time_link_new_email == ""
+
+
+def test_a_change_of_address_refused_by_the_provider_goes_on_its_retry(
+    client, on_commit, queue, request
+):
+    reader = SubscriberFactory(email="reader@example.org")
+    ask_to_move(client, on_commit, queue, reader, "new@example.org")
+    fake_esp = request.getfixturevalue("fake_esp")  # the provider from now on
+    fake_esp.set_faults(fail_5xx_next=2, fail_5xx_status=503)
+
+    [sent] = queue.run()  # refused twice, taken on the third try
+
+    assert sent.successful()
+    assert fake_esp.recipients() == {"new@example.org": 1}
+    [message] = postmark_messages(fake_esp.messages)
+    confirm = re.search(r"/preferences/email/confirm/\S+/", message["TextBody"])[0]
+    assert on_commit(client.post, confirm).status_code == 200
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+
+
+def test_a_reader_erased_while_their_change_of_address_waits_is_sent_nothing(
+    client, on_commit, queue, caplog
+):
+    reader = SubscriberFactory(email="reader@example.org")
+    ask_to_move(client, on_commit, queue, reader, "new@example.org")
+    reader_id = reader.pk
+
+    subscriber_delete(subscriber=reader)
+    caplog.set_level(logging.INFO, logger="newsletter")
+    [ran] = queue.run()
+
+    assert ran.successful()
+    assert not mail.outbox
+    [said] = [r.getMessage() for r in caplog.records if r.name.startswith("newsletter")]
+    assert f"subscriber {reader_id}" in said
+    assert "@" not in said
+
+
+def test_a_reader_erased_while_their_one_time_link_waits_is_sent_nothing(
+    client, on_commit, queue
+):
+    reader = SubscriberFactory(email="reader@example.org")
+    on_commit(client.post, url(reader, "email/"), {"new_email": "new@example.org"})
+
+    subscriber_delete(subscriber=reader)
+    [ran] = queue.run()
+
+    assert ran.successful()
+    assert not mail.outbox
+
+
+def test_a_new_address_whose_link_never_went_is_forgotten_a_day_later(
+    client, on_commit, queue
+):
+    lost, asking = SubscriberFactory(), SubscriberFactory()
+    # Their messages lost with the queue: nothing rings them again.
+    ask_to_move(client, on_commit, queue, lost, "lost@example.org")
+    queue.messages.clear()
+    ask_to_move(client, on_commit, queue, asking, "asking@example.org")
+    queue.messages.clear()
+    Subscriber.objects.filter(pk=lost.pk).update(
+        email_change_requested_at=timezone.now() - timedelta(hours=25)
+    )
+
+    tasks.purge_expired_pending.apply()
+
+    assert Subscriber.objects.get(pk=lost.pk).email_change_to == ""
+    assert Subscriber.objects.get(pk=asking.pk).email_change_to == "asking@example.org"
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_change_of_address_queued_before_its_address_was_kept_still_goes(
+    client, on_commit
+):
+    """A message the code before this one queued, with the address in it: after
+    the deploy its link still reaches the new address, and works."""
+    asked = timezone.now()
+    reader = SubscriberFactory(
+        email="reader@example.org", email_change_requested_at=asked
+    )
+
+    tasks.send_email_change.apply(
+        args=[reader.pk, "new@example.org", asked.isoformat()], throw=True
+    )
+
+    [message] = mail.outbox
+    assert message.to == ["new@example.org"]
+    on_commit(client.post, link_in(message, "/preferences/email/confirm/"))
+    assert Subscriber.objects.get().email == "new@example.org"
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_one_time_link_queued_before_its_address_was_kept_still_goes(
+    client, on_commit
+):
+    asked = timezone.now()
+    reader = SubscriberFactory(email="reader@example.org", one_time_link_sent_at=asked)
+
+    tasks.send_one_time_link.apply(
+        args=[reader.pk, "change-email:new@example.org", asked.isoformat()],
+        throw=True,
+    )
+
+    [message] = mail.outbox
+    assert message.to == ["reader@example.org"]
+    assert "new@example.org" in message.body
+    response = on_commit(client.post, link_in(message, "/preferences/once/"))
+    assert "Check the new inbox" in response.text
+    [change] = mail.outbox[1:]
+    assert change.to == ["new@example.org"]
