@@ -208,12 +208,13 @@ def reap() -> dict[str, int]:
 
 
 @shared_task
-def send_post_test(post_id: int, to: str) -> None:
+def send_post_test(post_id: int, author_id: int | str) -> None:
     # No retries: the author is watching and can press the button again.
-    emails.post_test_send(post_id=post_id, to=to)
+    # `author_id` is the address itself in a message queued before the id was.
+    emails.post_test_send(post_id=post_id, author_id=author_id)
 
 
 @shared_task
-def send_correction_test(post_update_id: int, to: str) -> None:
-    # No retries, as for a post's test.
-    emails.correction_test_send(post_update_id=post_update_id, to=to)
+def send_correction_test(post_update_id: int, author_id: int | str) -> None:
+    # No retries, as for a post's test; `author_id` as for it.
+    emails.correction_test_send(post_update_id=post_update_id, author_id=author_id)

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from celery.app.task import Task
 from django.core import mail
+from django.urls import reverse
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
@@ -18,8 +19,9 @@ from newsletter import tasks
 from newsletter.celery import app as celery_app
 from newsletter.models import Subscriber
 from newsletter.subscriptions import subscriber_delete
+from posts.models import PostUpdate
 
-from .factories import SubscriberFactory
+from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
 from .test_preferences import link_in, url
 
 pytestmark = pytest.mark.django_db
@@ -198,3 +200,31 @@ def test_a_one_time_link_queued_before_its_address_was_kept_still_goes(
     assert "Check the new inbox" in response.text
     [change] = mail.outbox[1:]
     assert change.to == ["new@example.org"]
+
+
+def test_a_test_email_names_its_author_by_id_in_the_queue(client, on_commit, queue):
+    author = UserFactory(email="editor@example.org")
+    client.force_login(author)
+    post = PublishedPostFactory()
+    update = PostUpdate.objects.create(
+        post=post, kind=PostUpdate.Kind.CORRECTION, wrong="Good", right="Outstanding"
+    )
+
+    on_commit(client.post, f"/admin/posts/post/{post.pk}/email/test/")
+    on_commit(
+        client.post,
+        reverse("admin:posts_post_correction_test", args=[post.pk, update.pk]),
+    )
+
+    assert len(queue.messages) == 2 and names_no_address(queue)
+    assert all(ran.successful() for ran in queue.run())
+    assert [message.to for message in mail.outbox] == [["editor@example.org"]] * 2
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_test_email_queued_with_its_authors_address_still_goes():
+    post = PublishedPostFactory()
+
+    tasks.send_post_test.apply(args=[post.pk, "editor@example.org"], throw=True)
+
+    assert [message.to for message in mail.outbox] == [["editor@example.org"]]

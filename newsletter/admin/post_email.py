@@ -440,7 +440,7 @@ class PostAdmin(posts_admin.PostAdmin):
             return HttpResponseRedirect(back)
         to = request.user.email
         try:
-            ring(task, object_id, to)
+            ring(task, object_id, request.user.pk)
         except QueueUnreachable:
             # Nothing rings a test again: the author is told to, not that it went.
             self.message_user(request, QUEUE_UNREACHABLE, level=messages.ERROR)
