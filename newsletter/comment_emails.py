@@ -6,6 +6,7 @@ The comments app decides what to report and whom to ask (it sends no email
 itself); this module renders and sends.
 """
 
+import logging
 import smtplib
 from datetime import datetime
 
@@ -22,6 +23,8 @@ from .delivery import provider_refused, taken_email_send
 from .emails import build_message, render_email, site_link
 from .models import OwedCommentDigest
 from .subscriptions import commenter_addresses, is_blocked
+
+logger = logging.getLogger(__name__)
 
 MODERATE_COMMENTS = "comments.change_comment"
 # The backend that holds users' and groups' permissions (axes' only counts logins);
@@ -184,19 +187,34 @@ def comment_confirmation_send(*, comment_id: int) -> bool:
     return True
 
 
-def commenter_data_link_send(*, email: str) -> bool:
-    """Email the address the link to the data of the comments written under it
-    while it was its owner's, if there are any. True if sent.
+def commenter_newest_comment_id(*, email: str) -> int | None:
+    """The newest comment written under the address while it was its owner's,
+    which a link to their data names; None if there is none."""
+    return (
+        Comment.objects.written_under(commenter_addresses(email=email))
+        .order_by("-created_at", "-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def commenter_data_link_send(*, comment_id: int | None) -> bool:
+    """Email the address of comment `comment_id` (commenter_newest_comment_id)
+    the link to the data of the comments written under it while it was its
+    owner's. True if sent; not if the comment is gone (erased meanwhile).
 
     Asked for by anyone, from a form that answers the same whatever the address:
     only the address's owner can follow the link.
     """
-    newest = (
-        Comment.objects.written_under(commenter_addresses(email=email))
-        .order_by("-created_at", "-pk")
-        .first()
-    )
-    if newest is None or is_blocked(newest.email):
+    newest = Comment.objects.filter(pk=comment_id).first()
+    if newest is None:
+        if comment_id is not None:
+            logger.info(
+                "The link to a commenter's data was not sent: comment %s is gone",
+                comment_id,
+            )
+        return False
+    if is_blocked(newest.email):
         return False
     token = comments.commenter_data_token(comment=newest)
     message = render_email(

@@ -22,8 +22,21 @@ def email_comment_confirmation(self, comment_id: int) -> None:
 
 
 @shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
-def email_commenter_data_link(self, email: str) -> None:
+def email_commenter_data_link(
+    self, email: str = "", comment_id: int | None = None
+) -> None:
+    # The form's message holds the address it was given (the form writes
+    # nothing, answering alike for every address) and waits only for a worker.
+    # Its retries, which may wait for hours, name the newest comment under it
+    # instead, where erasing the comments reaches them.
+    if comment_id is None:
+        comment_id = comment_emails.commenter_newest_comment_id(email=email)
     try:
-        comment_emails.commenter_data_link_send(email=email)
+        comment_emails.commenter_data_link_send(comment_id=comment_id)
     except Exception as exc:
-        retry_if_provider_refused(self, exc, email="link to a commenter's data")
+        retry_if_provider_refused(
+            self,
+            exc,
+            email="link to a commenter's data",
+            retry_with={"comment_id": comment_id},
+        )

@@ -33,10 +33,12 @@ def retry_if_provider_refused(
     email: str,
     unsent: Callable[[], None] | None = None,
     retrying: Callable[[float], None] | None = None,
+    retry_with: dict | None = None,
 ) -> None:
     """Retry `task` when the provider clearly took nothing; else re-raise.
 
-    `retrying` is told the retry's countdown first. After the last retry the
+    `retrying` is told the retry's countdown first; `retry_with`, the retry's
+    keyword arguments in place of the message's. After the last retry the
     email is lost: `unsent` undoes what says it is on its way, so that the reader
     may ask again, and the loss is logged, as `email` (its kind and row, never the
     address), for someone to see.
@@ -51,7 +53,8 @@ def retry_if_provider_refused(
     countdown = backoff(task.request.retries)
     if retrying is not None:
         retrying(countdown)
-    raise task.retry(exc=exc, countdown=countdown) from exc
+    replaced = {} if retry_with is None else {"args": (), "kwargs": retry_with}
+    raise task.retry(exc=exc, countdown=countdown, **replaced) from exc
 
 
 @shared_task

@@ -8,6 +8,7 @@ from newsletter.comment_emails import (
     comment_confirmation_send,
     comment_digest_send,
     commenter_data_link_send,
+    commenter_newest_comment_id,
 )
 from newsletter.delivery.ledger import Recipient
 from newsletter.digests import DigestEmail
@@ -84,7 +85,9 @@ def every_email(post: Post) -> dict[str, object]:
     held = CommentFactory(post=post, email=COMMENTER, body="And so are ours.")
     assert comment_confirmation_send(comment_id=held.pk)
     comment_confirmation = mail.outbox[-1]
-    assert commenter_data_link_send(email=COMMENTER)
+    assert commenter_data_link_send(
+        comment_id=commenter_newest_comment_id(email=COMMENTER)
+    )
     commenter_data_link = mail.outbox[-1]
     # A reader's daily digest of both posts, as the engine assembles it.
     digest = Mailing.objects.create(

@@ -15,13 +15,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from benchmarks.fake_esp import postmark_messages
-from newsletter import tasks
+from newsletter import comment_tasks, tasks
 from newsletter.celery import app as celery_app
 from newsletter.models import Subscriber
-from newsletter.subscriptions import subscriber_delete
+from newsletter.subscriptions import commenter_delete, subscriber_delete
 from posts.models import PostUpdate
 
-from .factories import PublishedPostFactory, SubscriberFactory, UserFactory
+from .factories import (
+    CommentFactory,
+    PublishedPostFactory,
+    SubscriberFactory,
+    UserFactory,
+)
 from .test_preferences import link_in, url
 
 pytestmark = pytest.mark.django_db
@@ -228,3 +233,60 @@ def test_a_test_email_queued_with_its_authors_address_still_goes():
     tasks.send_post_test.apply(args=[post.pk, "editor@example.org"], throw=True)
 
     assert [message.to for message in mail.outbox] == [["editor@example.org"]]
+
+
+@pytest.fixture
+def retries(monkeypatch) -> list:
+    """The arguments each retry is queued with, as its message carries them."""
+    queued = []
+    retry = Task.retry
+
+    def keep(task, args=None, kwargs=None, **options):
+        queued.append(
+            [
+                task.request.args if args is None else args,
+                task.request.kwargs if kwargs is None else kwargs,
+            ]
+        )
+        return retry(task, args, kwargs, **options)
+
+    monkeypatch.setattr(Task, "retry", keep)
+    return queued
+
+
+def test_a_commenters_data_link_is_retried_naming_their_comment_not_the_address(
+    client, on_commit, queue, request, retries
+):
+    """The form's own message holds the address it was given, and waits only for
+    a worker: the retries, which wait for hours, name the comment."""
+    CommentFactory(email="sam@example.org")
+    on_commit(client.post, "/comments/data/", {"email": "sam@example.org"})
+    fake_esp = request.getfixturevalue("fake_esp")
+    fake_esp.set_faults(fail_5xx_next=2, fail_5xx_status=503)
+
+    [ran] = queue.run()
+
+    assert ran.successful()
+    assert len(retries) == 2 and "@" not in json.dumps(retries)
+    assert fake_esp.recipients() == {"sam@example.org": 1}
+    [message] = postmark_messages(fake_esp.messages)
+    link = re.search(r"/comments/data/\S+/", message["TextBody"])[0]
+    assert "sam@example.org" in client.get(link).text
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_commenters_data_link_retried_after_they_erased_their_comments_sends_nothing(
+    caplog,
+):
+    comment = CommentFactory(email="sam@example.org")
+    commenter_delete(email="sam@example.org")
+    caplog.set_level(logging.INFO, logger="newsletter")
+
+    retry = comment_tasks.email_commenter_data_link.apply(
+        kwargs={"comment_id": comment.pk}, throw=True
+    )
+
+    assert retry.successful()
+    assert not mail.outbox
+    [said] = [r.getMessage() for r in caplog.records if r.name.startswith("newsletter")]
+    assert f"comment {comment.pk} is gone" in said

@@ -1835,7 +1835,11 @@ def test_a_commenters_hard_bounce_or_complaint_stops_the_emails_about_their_comm
     assert not Subscriber.objects.exists()  # suppressed, not made a reader
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert not comment_emails.comment_confirmation_send(comment_id=held.pk)
-    assert not comment_emails.commenter_data_link_send(email="reader@example.org")
+    assert not comment_emails.commenter_data_link_send(
+        comment_id=comment_emails.commenter_newest_comment_id(
+            email="reader@example.org"
+        )
+    )
     assert mail.outbox == []
 
 
