@@ -1,7 +1,8 @@
-"""A reader's address is not in the task queue: a task names the reader by their
-row, and reads the address from it when it runs. A message can wait in the broker
-for hours (a provider's outage, its retries), where an erasure cannot reach it;
-a reader erased meanwhile is sent nothing."""
+"""A reader's address is not in the task queue, nor a desk member's: a task names
+them by their row, and reads the address from it when it runs. A message can wait
+in the broker for hours (a provider's outage, its retries), where an erasure
+cannot reach it; a reader erased meanwhile is sent nothing. A commenter's address
+is in the data form's own message only, not in its retries."""
 
 import json
 import logging
@@ -63,7 +64,7 @@ def names_no_address(queue: Queue) -> bool:
     return all("@" not in json.dumps([a, k]) for _, a, k in queue.messages)
 
 
-def ask_to_move(client, on_commit, queue, reader, new_email: str) -> str:
+def ask_to_move(client, on_commit, queue, reader, new_email: str) -> None:
     """The form, its one-time link to the reader's own address, then its button:
     the change-of-address email queued."""
     on_commit(client.post, url(reader, "email/"), {"new_email": new_email})
@@ -74,7 +75,6 @@ def ask_to_move(client, on_commit, queue, reader, new_email: str) -> str:
     mail.outbox.clear()
     response = on_commit(client.post, link_in(one_time, "/preferences/once/"))
     assert "Check the new inbox" in response.text
-    return response
 
 
 def test_a_change_of_address_queues_no_address_and_moves_the_reader(
