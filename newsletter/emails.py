@@ -702,23 +702,21 @@ def html_size(email: RenderedEmail) -> int:
     return len(email.html.encode())
 
 
-def _author_address(author_id: int | str) -> str:
+def _author_address(author_id: int) -> str:
     """The address of the desk member who asked for a test, read as it is sent:
-    the queue holds their id. An address itself only from a task queued before."""
-    if isinstance(author_id, str):
-        return author_id
+    the queue holds their id."""
     authors = get_user_model().objects.filter(pk=author_id)
     return authors.values_list("email", flat=True).first() or ""
 
 
-def post_test_send(*, post_id: int, author_id: int | str) -> None:
+def post_test_send(*, post_id: int, author_id: int) -> None:
     """Send the author a test of a post's email through the normal backend."""
     post = Post.objects.filter(pk=post_id).first()
     if post is not None and (to := _author_address(author_id)):
         PostEmail(post).test_message(to=to).send()
 
 
-def correction_test_send(*, post_update_id: int, author_id: int | str) -> None:
+def correction_test_send(*, post_update_id: int, author_id: int) -> None:
     """Send the author a test of a correction's email through the normal backend."""
     update = PostUpdate.objects.select_related("post").filter(pk=post_update_id)
     post_update = update.first()

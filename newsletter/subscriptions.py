@@ -1402,18 +1402,13 @@ def welcomes_reap() -> dict[str, int]:
     return {"welcomes_rung": rung, "welcomes_given_up": given_up}
 
 
-def email_change_send(
-    *, subscriber_id: int, requested_at: datetime, new_email: str = ""
-) -> None:
+def email_change_send(*, subscriber_id: int, requested_at: datetime) -> None:
     """Send the link of the change of address asked for at `requested_at`, to
     the address the request keeps (Subscriber.email_change_to), once, and only
     while it is the reader's latest request: taken
     (Subscriber.email_change_taken_for) before the provider is asked, given back
     only when it clearly refused it. Run after a later request, it would send this
-    one's address a link bound to that request, which works.
-
-    `new_email` only from a task queued before the request kept its address.
-    """
+    one's address a link bound to that request, which works."""
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None:
         logger.info(
@@ -1421,7 +1416,7 @@ def email_change_send(
             subscriber_id,
         )
         return
-    new_email = new_email or subscriber.email_change_to
+    new_email = subscriber.email_change_to
     if not new_email or is_blocked(new_email):
         return  # on its way or sent, or forgotten, or an address not to email
     token = make_token(subscriber, Purpose.CHANGE_EMAIL, detail=new_email)
@@ -1453,19 +1448,14 @@ def email_change_send(
     )
 
 
-def email_change_unsent(
-    *, subscriber_id: int, requested_at: datetime, new_email: str = ""
-) -> None:
+def email_change_unsent(*, subscriber_id: int, requested_at: datetime) -> None:
     """The provider refused the link to the new address until its task gave up:
     the reader got nothing, and must not wait a day for the day's turn, and the
-    new address's, before asking again. Unless a later request took the turn.
-    `new_email` as for email_change_send."""
+    new address's, before asking again. Unless a later request took the turn."""
     requesting = Subscriber.objects.filter(
         pk=subscriber_id, email_change_requested_at__lte=requested_at
     )
-    new_email = (
-        new_email or requesting.values_list("email_change_to", flat=True).first()
-    )
+    new_email = requesting.values_list("email_change_to", flat=True).first()
     freed = requesting.update(email_change_requested_at=None, email_change_to="")
     if freed and new_email:
         throttle.give_back(CHANGE_OF_ADDRESS_TO, inbox_of(new_email))
@@ -1493,11 +1483,12 @@ def one_time_link_send(
         return
     if is_blocked(subscriber.email):
         return
-    # The detail names the new address only in a task queued before the request
-    # kept it (Subscriber.one_time_link_new_email); the link carries it as before.
-    request, new_email = read_one_time_detail(detail)
+    request, new_email = OneTimeRequest(detail), ""
+    detail = request.value
     if request == OneTimeRequest.CHANGE_EMAIL:
-        new_email = new_email or subscriber.one_time_link_new_email
+        # Kept in the row for this task (one_time_link_request); the link's
+        # detail carries it, as read_one_time_detail reads it.
+        new_email = subscriber.one_time_link_new_email
         if not new_email:
             return  # sent already, or forgotten since
         detail = f"{request.value}:{new_email}"

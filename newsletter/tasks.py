@@ -111,18 +111,14 @@ def send_welcome(self, subscriber_id: int) -> None:
 
 
 @shared_task(bind=True, max_retries=ONE_READER_EMAIL_RETRIES)
-def send_email_change(
-    self, subscriber_id: int, new_email: str = "", requested_at: str = ""
-) -> None:
-    # Rung with the reader's id and the request's time only: the new address is
-    # read from the reader's row, which their erasure deletes. `new_email` comes
-    # only in a message queued before that (…, new_email, requested_at), still
-    # sent once, as it was queued.
+def send_email_change(self, subscriber_id: int, requested_at: str) -> None:
+    # The reader's id and the request's time only: the new address is read from
+    # the reader's row, which their erasure deletes, not carried in the queue,
+    # where a message retried for hours would keep it out of erasure's reach.
     try:
         subscriptions.email_change_send(
             subscriber_id=subscriber_id,
             requested_at=datetime.fromisoformat(requested_at),
-            new_email=new_email,
         )
     except Exception as exc:
         retry_if_provider_refused(
@@ -132,7 +128,6 @@ def send_email_change(
             unsent=lambda: subscriptions.email_change_unsent(
                 subscriber_id=subscriber_id,
                 requested_at=datetime.fromisoformat(requested_at),
-                new_email=new_email,
             ),
         )
 
@@ -141,9 +136,8 @@ def send_email_change(
 def send_one_time_link(
     self, subscriber_id: int, detail: str, requested_at: str
 ) -> None:
-    # `detail` is the request ("export", "change-email", …); the new address of
-    # a change is read from the reader's row, but in a message queued before
-    # (…, "change-email:<address>", …), still sent as it was queued.
+    # `detail` is the request ("export", "change-email", …): a change's new
+    # address is read from the reader's row, as for send_email_change.
     try:
         subscriptions.one_time_link_send(
             subscriber_id=subscriber_id,
@@ -211,13 +205,12 @@ def reap() -> dict[str, int]:
 
 
 @shared_task
-def send_post_test(post_id: int, author_id: int | str) -> None:
+def send_post_test(post_id: int, author_id: int) -> None:
     # No retries: the author is watching and can press the button again.
-    # `author_id` is the address itself in a message queued before the id was.
     emails.post_test_send(post_id=post_id, author_id=author_id)
 
 
 @shared_task
-def send_correction_test(post_update_id: int, author_id: int | str) -> None:
+def send_correction_test(post_update_id: int, author_id: int) -> None:
     # No retries, as for a post's test; `author_id` as for it.
     emails.correction_test_send(post_update_id=post_update_id, author_id=author_id)
