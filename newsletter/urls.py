@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from . import preference_views, views, webhooks
 from .admin.view_on_site import view_on_site
@@ -54,6 +56,14 @@ newsletter_patterns = [
     path("outbox/<str:name>/", views.outbox_message, name="outbox_message"),
     path("healthz", views.healthz, name="healthz"),
     path("robots.txt", views.robots, name="robots"),
+    # Asked for by every browser (and feed reader) whatever the page links. The
+    # icon's name without the hash collectstatic gives it: a browser keeps a
+    # permanent redirect for good, and a hashed name changes with the icon.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg", permanent=True),
+        name="favicon",
+    ),
 ]
 
 urlpatterns = [

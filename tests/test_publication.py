@@ -85,6 +85,20 @@ def test_post_page_opens_with_the_inspection_facts_and_labelled_badges(client, d
     assert "First CRC to be rated Good overall." in html  # a key finding
 
 
+def test_the_site_has_an_icon_where_browsers_ask_for_it(client, settings):
+    """Every browser asks for /favicon.ico on a first visit: it was a 404, which
+    filled the logs, and tabs showed no icon."""
+    settings.WHITENOISE_USE_FINDERS = True  # as in development: no collectstatic
+    icon = client.get("/favicon.ico", follow=True)
+    html = page(client, "/")
+
+    assert icon.status_code == 200
+    assert icon["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in b"".join(icon.streaming_content)
+    [linked] = re.findall(r'<link rel="icon" href="([^"]+)"', html)
+    assert client.get(linked)["Content-Type"] == "image/svg+xml"
+
+
 def test_an_unrated_inspection_says_so_in_words(client, demo):
     html = page(client, SUFFOLK)
     assert '<span class="badge badge-narrative">Narrative (not rated)</span>' in html
