@@ -18,6 +18,8 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.text import get_text_list
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -31,6 +33,7 @@ from .enqueue import QueueUnreachable, queue_reachable
 from .forms import ChangeEmailForm, DigestTimeForm, TopicsForm, followed_keys
 from .models import Subscriber, SubscriberTopic, Suppression
 from .subscriptions import OneTimeRequest
+from .templatetags.addresses import mailto
 from .tokens import (
     InvalidToken,
     LinkUsed,
@@ -121,14 +124,16 @@ _WHY_BLOCKED = {
 }
 
 
-def _why_blocked(subscriber: Subscriber) -> str:
+def _why_blocked(subscriber: Subscriber) -> SafeString:
     """What the reader is told of their address's suppression, if it blocks it."""
     reason = subscriptions.blocked_because(subscriber.email)
     if reason is None:
-        return ""
-    return (
-        f"{_WHY_BLOCKED[reason]}, so we no longer send to it. Please write to us "
-        f"at {replies_address()} if you want it restored, or your data deleted."
+        return SafeString()
+    return format_html(
+        "{}, so we no longer send to it. Please write to us at {} if you want it "
+        "restored, or your data deleted.",
+        _WHY_BLOCKED[reason],
+        mailto(replies_address()),
     )
 
 
@@ -458,8 +463,11 @@ def _send_one_time_link(
             request,
             subscriber,
             "We cannot email this address",
-            "We no longer send to this address, so we cannot send you the link this "
-            f"needs. Please write to us at {replies_address()} instead.",
+            format_html(
+                "We no longer send to this address, so we cannot send you the link "
+                "this needs. Please write to us at {} instead.",
+                mailto(replies_address()),
+            ),
             status=409,
         )
     if not allow_email_to(subscriber.email, budget="one-time-link"):

@@ -74,13 +74,18 @@ def test_a_commenter_we_no_longer_email_is_told_where_to_write_instead(ask, sett
     emailed; its commenter was told only to check their spam folder, and could
     never have their comments erased."""
     settings.NEWSLETTER_REPLY_TO = "On Probation <editor@probation.example>"
+    # A link the reader's mail program opens, addressed.
+    write_to_us = (
+        'write to us at <a href="mailto:editor@probation.example">'
+        "editor@probation.example</a>"
+    )
     CommentFactory(email=ADDRESS)
     address_suppress(email=ADDRESS, reason=Suppression.Reason.COMPLAINT)
 
     response, links = ask(ADDRESS)
 
     assert links == []
-    assert "write to us at editor@probation.example" in response.text
+    assert write_to_us in response.text
 
 
 def test_the_link_downloads_exactly_that_addresss_comments(client, ask):

@@ -502,18 +502,27 @@ def test_a_reader_we_no_longer_email_is_told_where_to_write_to_delete_their_data
     suppressed, so its reader is asked to write to us: the pages never said
     where, and a reader who marked us as spam could not have their data erased."""
     settings.NEWSLETTER_REPLY_TO = "On Probation <editor@probation.example>"
+    # A link the reader's mail program opens, addressed.
+    write_to_us = (
+        'write to us at <a href="mailto:editor@probation.example">'
+        "editor@probation.example</a>"
+    )
     reader = SubscriberFactory(email="reader@example.org")
     address_suppress(email=reader.email, reason=reason)
 
     centre = client.get(url(reader))
     refused = client.post(url(reader, "delete/"))
+    not_resubscribed = client.post(url(reader), {"action": "resubscribe"})
 
-    assert "write to us at editor@probation.example" in centre.text
+    # Why nothing is sent, and where to ask for the data instead.
+    assert centre.text.count(write_to_us) == 2
     # Its data section offered the links no address of theirs can be sent.
     assert "Email me the link" not in centre.text
     assert "we email your address a link" not in centre.text
     assert refused.status_code == 409
-    assert "write to us at editor@probation.example" in refused.text
+    assert write_to_us in refused.text
+    assert not_resubscribed.status_code == 409
+    assert write_to_us in not_resubscribed.text
     assert mail.outbox == []
     assert Subscriber.objects.filter(pk=reader.pk).exists()
 
