@@ -252,23 +252,42 @@ def confirm_max_age_days() -> int:
     return settings.NEWSLETTER_CONFIRM_MAX_AGE_SECONDS // 86400
 
 
+# How many of the latest posts a welcome looks through for one on the reader's
+# topics: reading a post's topics takes a few queries.
+WELCOME_POSTS_LOOKED_AT = 20
+
+
+def _latest_post_followed(subscriber: Subscriber, frequency: str) -> Post | None:
+    """The latest post the reader would have been sent, by the rule that chooses
+    a new post's audience (SubscriberQuerySet.following), if it is among the
+    latest WELCOME_POSTS_LOOKED_AT."""
+    reader = Subscriber.objects.filter(pk=subscriber.pk)
+    for post in Post.objects.published()[:WELCOME_POSTS_LOOKED_AT]:
+        if reader.following(post.topic_keys(), frequency=frequency).exists():
+            return post
+    return None
+
+
 def welcome_message(subscriber: Subscriber) -> EmailMultiAlternatives:
     """Sent once a subscription is confirmed: what to expect, and how to leave."""
     leave_url = unsubscribe_url(subscriber)
-    latest = Post.objects.published().first()
     frequency = subscriber.frequency()
+    chosen = subscriber.topics.exclude(value="").exists()
+    followed = _latest_post_followed(subscriber, frequency)
+    latest = followed or Post.objects.published().first()
     email = render_email(
         "welcome",
         {
             "subscriber": subscriber,
             # What they chose: the topics they follow or every post, as published
             # or in a digest, and when that arrives.
-            "chosen": subscriber.topics.exclude(value="").exists(),
+            "chosen": chosen,
             "digest": SubscriberTopic.Frequency(frequency).label.lower(),
             "digest_arrival": subscriber.digest_arrival(frequency),
             "unsubscribe_url": leave_url,
             "preferences_url": preferences_url(subscriber),
             "latest_post": latest,
+            "latest_post_on_topics": chosen and followed is not None,
             "latest_post_url": (
                 settings.SITE_URL + latest.get_absolute_url() if latest else ""
             ),

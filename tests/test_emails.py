@@ -937,6 +937,37 @@ def test_welcome_email_says_what_a_new_reader_chose_and_when_it_arrives():
     assert "Posts go out when they are published" in everything.body
 
 
+def test_welcome_email_names_the_latest_post_on_the_readers_topics():
+    """It named the site's latest post, on whatever topic, to a reader who had
+    just chosen theirs."""
+    cardiff = InspectionFactory(
+        area=AreaFactory(slug="cardiff"),
+        post__title="Cardiff, a year on",
+        post__published_at=timezone.now() - timedelta(days=30),
+    )
+    InspectionFactory(post__title="Kent and Medway", area__slug="kent")
+    reader, unmatched = SubscriberFactory(), SubscriberFactory()
+    SubscriberTopic.objects.create(subscriber=reader, kind="area", value="cardiff")
+    SubscriberTopic.objects.create(subscriber=unmatched, kind="area", value="leeds")
+
+    message = welcome_message(reader)
+    html = message.alternatives[0].content
+
+    text, shown = (" ".join(part.split()) for part in (message.body, _Text(html).text))
+    assert 'latest post on the topics you chose is "Cardiff, a year on"' in text
+    assert "latest post on the topics you chose is Cardiff, a year on." in shown
+    assert "Kent and Medway" not in text + html
+    assert cardiff.post.get_absolute_url() in html
+    # Nothing of theirs lately, or everything followed: the site's latest post.
+    for everything in (
+        welcome_message(unmatched),
+        welcome_message(SubscriberFactory()),
+    ):
+        assert 'the latest post is "Kent and Medway"' in " ".join(
+            everything.body.split()
+        )
+
+
 def test_welcome_email_keeps_the_greeting_after_a_right_to_left_name_in_order():
     """Not isolated, an Arabic or Hebrew name pulled the comma after it into its
     own direction: isolated as in every email (templatetags/bidi.py), in both
