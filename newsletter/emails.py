@@ -391,13 +391,19 @@ def _publication_context(post: Post) -> dict:
             facts.append(("Area", f"{inspection.area}, {inspection.area.region}"))
         if organisations := ", ".join(map(str, inspection.organisations.all())):
             facts.append(("Organisations", organisations))
+        if fieldwork := inspection.fieldwork_said:
+            said = "".join(f"{words}{day:%-d %B %Y}" for words, day in fieldwork)
+            facts.append(("Fieldwork", said))
         if inspection.published_on:
             facts.append(("Report published", f"{inspection.published_on:%-d %B %Y}"))
+        if inspection.recommendations is not None:
+            facts.append(("Recommendations", str(inspection.recommendations)))
         context["fact_box"] = {
             "title": inspection.title,
             "facts": facts,
             "ratings": [("Overall", inspection.get_overall_display())]
             + [(r.standard, r.get_rating_display()) for r in inspection.ratings.all()],
+            "findings": inspection.key_findings_list,
         }
     context["related_posts"] = [
         {

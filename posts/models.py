@@ -620,6 +620,20 @@ class Inspection(models.Model):
         return post.last_day_for_its_report()
 
     @property
+    def fieldwork_said(self) -> list[tuple[str, datetime.date]]:
+        """The fieldwork's days as its fact box says them (on the page, in the
+        feed and in the email), each after its words: either day may be unknown,
+        and one alone says which it is."""
+        start, end = self.fieldwork_start, self.fieldwork_end
+        if start and end:
+            return [("", start), (" to ", end)]
+        if start:
+            return [("began ", start)]
+        if end:
+            return [("ended ", end)]
+        return []
+
+    @property
     def key_findings_list(self) -> list[str]:
         return [line.strip() for line in self.key_findings.splitlines() if line.strip()]
 

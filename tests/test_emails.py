@@ -1,7 +1,7 @@
 """What every email carries: its parts, its links, and headers exact to the byte."""
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from html import unescape
 from html.parser import HTMLParser
 from io import BytesIO
@@ -1007,6 +1007,40 @@ def test_post_email_carries_the_inspection_related_posts_and_sponsor_of_the_post
         assert "The Probation Institute" in part
     assert f"http://127.0.0.1:8000/posts/{earlier.slug}/" in html
     assert text_links(text) == _Page(html).links
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "said"),
+    [
+        (date(2024, 3, 4), date(2024, 3, 15), "4 March 2024 to 15 March 2024"),
+        (date(2024, 3, 4), None, "began 4 March 2024"),
+        (None, date(2024, 3, 15), "ended 15 March 2024"),
+    ],
+)
+def test_post_emails_fact_box_says_the_fieldwork_and_findings_the_page_does(
+    client, start, end, said
+):
+    """The page's fact box gives the fieldwork, the number of recommendations
+    and the key findings; the email's left them out, in both parts."""
+    inspection = InspectionFactory(
+        fieldwork_start=start,
+        fieldwork_end=end,
+        recommendations=7,
+        key_findings="Caseloads were too high.\nRisk assessments were thin.",
+    )
+    PostEmail(inspection.post).for_subscriber(SubscriberFactory()).send()
+    [message] = mail.outbox
+    html = message.alternatives[0].content
+    page = client.get(inspection.post.get_absolute_url()).content.decode()
+
+    box = html.split('class="facts"')[1].split(">", 1)[1].split("</table>")[0]
+    for part in (" ".join(_Text(box).text.split()), message.body):
+        assert f"Fieldwork: {said}" in part
+        assert "Recommendations: 7" in part
+        assert "Caseloads were too high." in part
+        assert "Risk assessments were thin." in part
+    assert "Key findings:\n- Caseloads were too high.\n- Risk" in message.body
+    assert said in " ".join(_Text(page).text.split())
 
 
 def test_post_emails_fact_box_is_the_inspection_the_post_page_shows_first(client):
