@@ -35,7 +35,7 @@ from django.utils.text import Truncator
 
 from posts.images import email_image
 from posts.markdown import alignment_inline, places_as_print, whole_links
-from posts.models import Post, PostUpdate, Sponsorship
+from posts.models import Inspection, Post, PostUpdate, Sponsorship
 from posts.related import related_posts
 from posts.validators import normalise_email
 
@@ -375,36 +375,39 @@ def _images_for_mail(body_html: str) -> str:
     return _BODY_IMAGE.sub(for_mail, body_html)
 
 
+def _fact_box(inspection: Inspection) -> dict:
+    """An inspection's facts as the email's box says them: what the page's
+    (templates/posts/_facts.html) says, in an email's plainer frame."""
+    facts = [
+        ("Inspected by", inspection.inspectorate),
+        ("Inspection", inspection.get_type_display()),
+    ]
+    if inspection.area:
+        facts.append(("Area", f"{inspection.area}, {inspection.area.region}"))
+    if organisations := ", ".join(map(str, inspection.organisations.all())):
+        facts.append(("Organisations", organisations))
+    if fieldwork := inspection.fieldwork_said:
+        said = "".join(f"{words}{day:%-d %B %Y}" for words, day in fieldwork)
+        facts.append(("Fieldwork", said))
+    if inspection.published_on:
+        facts.append(("Report published", f"{inspection.published_on:%-d %B %Y}"))
+    if inspection.recommendations is not None:
+        facts.append(("Recommendations", str(inspection.recommendations)))
+    return {
+        "title": inspection.title,
+        "facts": facts,
+        "ratings": [("Overall", inspection.get_overall_display())]
+        + [(r.standard, r.get_rating_display()) for r in inspection.ratings.all()],
+        "findings": inspection.key_findings_list,
+    }
+
+
 def _publication_context(post: Post) -> dict:
-    context = {}
-    inspection = (
-        post.inspections.select_related("area__region")
-        .prefetch_related("organisations", "ratings")
-        .first()
+    inspections = post.inspections.select_related("area__region").prefetch_related(
+        "organisations", "ratings"
     )
-    if inspection is not None:
-        facts = [
-            ("Inspected by", inspection.inspectorate),
-            ("Inspection", inspection.get_type_display()),
-        ]
-        if inspection.area:
-            facts.append(("Area", f"{inspection.area}, {inspection.area.region}"))
-        if organisations := ", ".join(map(str, inspection.organisations.all())):
-            facts.append(("Organisations", organisations))
-        if fieldwork := inspection.fieldwork_said:
-            said = "".join(f"{words}{day:%-d %B %Y}" for words, day in fieldwork)
-            facts.append(("Fieldwork", said))
-        if inspection.published_on:
-            facts.append(("Report published", f"{inspection.published_on:%-d %B %Y}"))
-        if inspection.recommendations is not None:
-            facts.append(("Recommendations", str(inspection.recommendations)))
-        context["fact_box"] = {
-            "title": inspection.title,
-            "facts": facts,
-            "ratings": [("Overall", inspection.get_overall_display())]
-            + [(r.standard, r.get_rating_display()) for r in inspection.ratings.all()],
-            "findings": inspection.key_findings_list,
-        }
+    # A box for each inspection, in the order the post's page shows them.
+    context = {"fact_boxes": [_fact_box(i) for i in inspections]}
     context["related_posts"] = [
         {
             "title": item.post.title,

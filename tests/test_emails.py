@@ -582,11 +582,13 @@ def test_a_post_without_an_excerpt_is_previewed_in_its_words_as_written():
 
 def test_fact_box_related_posts_sponsor_and_preferences_render_when_provided(post):
     context = post_email_context(post, full=True) | {
-        "fact_box": {
-            "title": "Derby City PDU, inspected 2023",
-            "facts": [("Inspected by", "HM Inspectorate of Probation")],
-            "ratings": [("Overall", "Requires improvement")],
-        },
+        "fact_boxes": [
+            {
+                "title": "Derby City PDU, inspected 2023",
+                "facts": [("Inspected by", "HM Inspectorate of Probation")],
+                "ratings": [("Overall", "Requires improvement")],
+            }
+        ],
         "related_posts": [
             {"title": "Nottingham City PDU", "url": "http://127.0.0.1:8000/posts/n/"}
         ],
@@ -1043,11 +1045,11 @@ def test_post_emails_fact_box_says_the_fieldwork_and_findings_the_page_does(
     assert said in " ".join(_Text(page).text.split())
 
 
-def test_post_emails_fact_box_is_the_inspection_the_post_page_shows_first(client):
-    """The fact box is of one inspection, taken first in the inspections'
-    order: one with no report date yet came first on PostgreSQL (NULL sorts
-    first in descending order there) and last on SQLite, so the email's fact box
-    was of another inspection than its page's first, by the database."""
+def test_post_emails_fact_boxes_are_the_inspections_the_post_page_shows(client):
+    """A box for each inspection, as the page has (the email had the first
+    alone), in the page's order: one with no report date yet came first on
+    PostgreSQL (NULL sorts first in descending order there) and last on SQLite,
+    so the email's order was not its page's, by the database."""
     post = PublishedPostFactory()
     InspectionFactory(post=post, title="Kent, report to come", published_on=None)
     InspectionFactory(
@@ -1061,7 +1063,12 @@ def test_post_emails_fact_box_is_the_inspection_the_post_page_shows_first(client
     context = post_email_context(post, full=True)
 
     assert shown == ["Suffolk, reported in May", "Kent, report to come"]
-    assert context["fact_box"]["title"] == "Suffolk, reported in May"
+    assert [box["title"] for box in context["fact_boxes"]] == shown
+    message = PostEmail(post).for_subscriber(SubscriberFactory())
+    for part in (message.body, message.alternatives[0][0]):
+        assert part.index("Suffolk, reported in May") < part.index(
+            "Kent, report to come"
+        )
 
 
 def preheader(message) -> str:
