@@ -292,7 +292,7 @@ def test_reader_comments_and_sees_it_once_the_author_approves_it(browser, site):
     author.locator("input.action-select").first.check()
     author.locator("select[name=action]").select_option("approve")
     author.get_by_role("button", name="Go").click()
-    author.get_by_text("Approved 1 comment(s).").wait_for()
+    author.get_by_text("Approved 1 comment.").wait_for()
 
     # The reader reloads the post, served from the page cache, and sees it.
     reader.reload()

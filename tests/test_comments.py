@@ -1404,8 +1404,11 @@ def test_the_admin_can_close_comments_from_the_queue(admin_client, client):
     PostCommentSettings.objects.create(post=second, comments_open=True)
     spam = [CommentFactory(post=first), CommentFactory(post=second)]
 
-    admin_action(admin_client, "close_comments_on_posts", spam)
+    response = admin_action(admin_client, "close_comments_on_posts", spam)
 
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Closed comments on 2 posts."
+    ]
     assert set(PostCommentSettings.objects.values_list("post", "comments_open")) == {
         (first.pk, False),
         (second.pk, False),
@@ -1522,6 +1525,9 @@ def test_the_admin_approves_in_bulk(admin_client):
     response = admin_action(admin_client, "approve", waiting[:2])
 
     assert response.status_code == 302
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Approved 2 comments."
+    ]
     assert sorted(Comment.objects.values_list("status", flat=True)) == [
         "approved",
         "approved",
@@ -1543,7 +1549,7 @@ def test_approving_a_reply_to_a_comment_marked_as_spam_says_it_stays_hidden(
 
     messages = [str(message) for message in get_messages(response.wsgi_request)]
     assert messages == [
-        "Approved 2 comment(s). 1 of them replies to a comment readers do not see "
+        "Approved 2 comments. 1 of them replies to a comment readers do not see "
         "(marked as spam or waiting), and stays hidden with it."
     ]
     assert f"comment-{reply.pk}" not in comments_section(rf, spam.post)
@@ -1551,7 +1557,10 @@ def test_approving_a_reply_to_a_comment_marked_as_spam_says_it_stays_hidden(
 
 def test_the_admin_marks_spam_in_bulk(admin_client):
     waiting = CommentFactory.create_batch(2)
-    admin_action(admin_client, "mark_spam", waiting)
+    response = admin_action(admin_client, "mark_spam", waiting)
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Marked 2 comments as spam."
+    ]
     assert set(Comment.objects.values_list("status", flat=True)) == {"spam"}
 
 
@@ -1578,8 +1587,8 @@ def test_two_moderators_approving_one_comment_at_once_leave_one_in_its_history()
     )
 
     assert (said_first, said_second) == (
-        ["Approved 1 comment(s)."],
-        ["Approved 0 comment(s)."],
+        ["Approved 1 comment."],
+        ["Approved 0 comments."],
     )
     assert [entry.user for entry in LogEntry.objects.all()] == [first]
 
@@ -1599,7 +1608,7 @@ def test_marking_a_comment_as_spam_says_the_replies_it_hides_with_it(admin_clien
 
     messages = [str(message) for message in get_messages(response.wsgi_request)]
     assert messages == [
-        "Marked 1 comment(s) as spam. 2 approved replies to them are hidden with "
+        "Marked 1 comment as spam. 2 approved replies to them are hidden with "
         "them: readers no longer see them."
     ]
     section = comments_section(rf, published.post)

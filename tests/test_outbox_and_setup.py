@@ -89,8 +89,11 @@ def test_outbox_is_not_served_in_production(client, settings, outbox_backend):
 
 
 def test_seed_demo_loads_the_demo_posts_and_is_idempotent():
-    call_command("seed_demo")
-    call_command("seed_demo")
+    first, again = StringIO(), StringIO()
+    call_command("seed_demo", stdout=first)
+    call_command("seed_demo", stdout=again)
+    assert f"Demo content: {len(POSTS)} posts created" in first.getvalue()
+    assert "Demo content: 0 posts created" in again.getvalue()
     assert Post.objects.published().count() == len(POSTS) + 1  # and a recent one
     suffolk = Post.objects.get(slug=POSTS[0]["slug"])
     assert "Suffolk" in suffolk.title
@@ -106,16 +109,22 @@ def site_content() -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize(
-    "live_site",
+    "live_site, refusal",
     [
-        lambda: PublishedPostFactory(slug="own"),
-        lambda: StaffFactory(username="jo", role="Editor"),
-        lambda: SubscriberFactory(email="sam@news.example.org"),
+        (
+            lambda: PublishedPostFactory(slug="own"),
+            "holds 1 post and 0 desk members",
+        ),
+        (
+            lambda: StaffFactory(username="jo", role="Editor"),
+            "holds 0 posts and 1 desk member",
+        ),
+        (lambda: SubscriberFactory(email="sam@news.example.org"), "Nothing changed"),
     ],
     ids=["a-post", "a-desk-member", "a-reader"],
 )
 def test_seed_demo_on_a_site_with_content_of_its_own_refuses_and_changes_nothing(
-    live_site,
+    live_site, refusal
 ):
     """Run on a live site, it published the demo posts, made a Contributor and an
     Editor whose passwords it printed, and confirmed 180 readers at example.org,
@@ -123,9 +132,10 @@ def test_seed_demo_on_a_site_with_content_of_its_own_refuses_and_changes_nothing
     live_site()
     before = site_content()
 
-    with pytest.raises(CommandError, match="Nothing changed"):
+    with pytest.raises(CommandError, match="Nothing changed") as refused:
         call_command("seed_demo", stdout=StringIO())
 
+    assert refusal in str(refused.value)
     assert site_content() == before
     assert not Post.objects.filter(slug=POSTS[0]["slug"]).exists()
 

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
 
-from posts.desk import record_in_the_history
+from posts.desk import counted, record_in_the_history
 from posts.models import Post
 from posts.validators import addresses_as_stored, clean_email
 
@@ -201,6 +201,7 @@ class CommentAdmin(admin.ModelAdmin):
         # A reply shows only under a comment readers see (CommentQuerySet.shown):
         # "approved", and nothing more, left the moderator looking for it.
         hidden = selected.count() - selected.shown().count()
+        approved_said = counted(len(approved), "comment", "comments")
         if hidden:
             replies = (
                 "replies to a comment readers do not see (marked as spam or "
@@ -211,13 +212,11 @@ class CommentAdmin(admin.ModelAdmin):
             )
             self.message_user(
                 request,
-                f"Approved {len(approved)} comment(s). {hidden} of them {replies}.",
+                f"Approved {approved_said}. {hidden} of them {replies}.",
                 level=messages.WARNING,
             )
             return
-        self.message_user(
-            request, f"Approved {len(approved)} comment(s).", level=messages.SUCCESS
-        )
+        self.message_user(request, f"Approved {approved_said}.", level=messages.SUCCESS)
 
     @admin.action(description="Mark selected comments as spam", permissions=["change"])
     def mark_spam(self, request: HttpRequest, queryset: QuerySet[Comment]) -> None:
@@ -226,7 +225,7 @@ class CommentAdmin(admin.ModelAdmin):
         record_in_the_history(
             request, Comment.objects.filter(pk__in=marked), "Marked as spam."
         )
-        said = f"Marked {len(marked)} comment(s) as spam."
+        said = f"Marked {counted(len(marked), 'comment', 'comments')} as spam."
         hidden = _replies_hidden_said(were_shown=were_shown, them="them")
         if hidden:
             self.message_user(request, f"{said} {hidden}", level=messages.WARNING)
@@ -248,7 +247,9 @@ class CommentAdmin(admin.ModelAdmin):
             "Closed comments.",
         )
         self.message_user(
-            request, f"Closed comments on {posts.count()} post(s).", messages.SUCCESS
+            request,
+            f"Closed comments on {counted(posts.count(), 'post', 'posts')}.",
+            messages.SUCCESS,
         )
 
     def has_close_comments_permission(self, request: HttpRequest) -> bool:

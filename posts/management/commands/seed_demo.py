@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from posts import demo_content as demo
 from posts.comments.models import Comment
+from posts.desk import counted
 from posts.models import (
     Area,
     Category,
@@ -147,7 +148,8 @@ class Command(BaseCommand):
                     defaults={"type": link["type"], "order": order},
                 )
         self.stdout.write(
-            f"Demo content: {created} post(s) created, {len(demo.POSTS)} in all."
+            f"Demo content: {counted(created, 'post', 'posts')} created, "
+            f"{len(demo.POSTS)} in all."
         )
         people = {item["username"]: self._person(item) for item in demo.PEOPLE}
         fresh = self._fresh_post(people, categories, tags)
@@ -181,7 +183,8 @@ class Command(BaseCommand):
         desk = User.objects.filter(is_staff=True, is_superuser=False).count()
         if posts or desk:
             raise CommandError(
-                f"This database holds {posts} post(s) and {desk} desk member(s) "
+                f"This database holds {counted(posts, 'post', 'posts')} and "
+                f"{counted(desk, 'desk member', 'desk members')} "
                 "the demo did not make: the demo is for a new database, never a "
                 "live site's. Nothing changed."
             )
