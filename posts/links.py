@@ -69,6 +69,13 @@ def link_scheme(url: str) -> str:
         return "invalid"
 
 
+def _as_opened(url: str) -> str:
+    """The address a reader's browser opens for the link: one from "//"
+    ("//example.org/x") takes the scheme of the page it is on, and readers' pages
+    are served over https. Left as typed, it was no http(s) link and never checked."""
+    return f"https:{url}" if url.startswith("//") else url
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -138,7 +145,7 @@ def web_links(post: Post) -> list[str]:
     web = [
         url
         for url in urls
-        if link_scheme(url) in ("http", "https")
+        if link_scheme(_as_opened(url)) in ("http", "https")
         and len(url.encode()) <= MAX_LINK_BYTES
         and site_path(url) is None
     ]
@@ -294,6 +301,7 @@ def url_check(
 ) -> LinkResult:
     """Whether the link works, following redirects. `trusted_networks` are let
     through the address check (the test suite's own servers, on loopback)."""
+    url = _as_opened(url)
     for _hop in range(MAX_REDIRECTS + 1):
         try:
             parts = urlsplit(url)

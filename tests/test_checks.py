@@ -841,6 +841,23 @@ def test_the_link_checker_task_stores_what_it_found_and_forgets_removed_links(
     assert post_links_check(post_id=999999) == 0
 
 
+def test_a_link_from_two_slashes_to_another_site_is_checked_over_https(
+    site, celery_eager
+):
+    """Readers' browsers open "//example.org/x" over https, the page's scheme: the
+    link checker took it for no web link, and a broken one was never warned."""
+    post = PostFactory(body="[the report](//nope.invalid/report.pdf)")
+    check_post_links.delay(post.pk)
+    assert messages_of(checks.check_dead_links(post)) == (
+        "The link //nope.invalid/report.pdf looks dead (no such host)."
+    )
+    # Fetched over https: the test site answers http alone.
+    over_https = url_check(
+        site.removeprefix("http:") + "/ok", trusted_networks=LOOPBACK
+    )
+    assert (over_https.outcome, over_https.detail) == ("dead", "bad certificate or TLS")
+
+
 def test_a_full_address_of_the_site_is_left_to_its_own_check_and_warned_of_once(
     settings, celery_eager
 ):
