@@ -24,7 +24,7 @@ from django.http.request import validate_host
 from django.utils import timezone
 from django.utils.encoding import iri_to_uri
 
-from .markdown import link_targets
+from .markdown import as_a_browser_reads, link_targets
 from .models import LinkCheck, Post
 
 TIMEOUT_SECONDS = 5  # per hop: a reader would have given up by then
@@ -109,11 +109,12 @@ def _reaches_the_site(parts: SplitResult) -> bool:
 
 def site_path(url: str) -> str | None:
     """The path of this site a link goes to, as a browser reads it ("/posts/kent/"
-    for "https://<the site>/posts/x/../kent/#findings"), or None for a link to
-    another site, or within or under the post. The checks before publishing ask
-    the site itself about these; the link checker leaves them alone."""
+    for "https://<the site>/posts/x/../kent/#findings", "/posts\\kent/" or
+    "/posts/ke&#9;nt/"), or None for a link to another site, or within or under
+    the post. The checks before publishing ask the site itself about these; the
+    link checker leaves them alone."""
     try:
-        parts = urlsplit(html.unescape(url).strip())
+        parts = urlsplit(as_a_browser_reads(url))
         ours = bool(parts.netloc) and _reaches_the_site(parts)
     except ValueError:  # e.g. an unbalanced [ in the host, a port past 65535
         return None

@@ -439,12 +439,24 @@ def places_as_print(body_html: str) -> str:
 # scheme that makes one whole.
 _BODY_LINK = re.compile(r'(<(?:a|img)\b[^>]*?\s(?:href|src)=")([^"]*)(")')
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-# What a browser makes of an address before reading it (the WHATWG URL standard):
-# spaces and controls at either end, and tabs and newlines anywhere, are dropped,
-# and the slashes it starts with may be backslashes ("/\host/" is "//host/").
 _ENDS = "".join(map(chr, range(0x21)))
 _TABS_AND_NEWLINES = re.compile(r"[\t\n\r]")
-_LEADING_SLASHES = re.compile(r"^[/\\]+")
+_QUERY_OR_PLACE = re.compile(r"[?#]")
+
+
+def as_a_browser_reads(url: str) -> str:
+    """A link's address (as in the HTML) as a browser reads it, the WHATWG URL
+    standard's way: spaces and controls at either end, and tabs and newlines
+    anywhere, dropped, and a backslash in a web address's path read as "/"
+    ("/\\host/" is "//host/", "/posts\\kent/" is "/posts/kent/"), though not in
+    its query or #place, nor in an address of another scheme (mailto:)."""
+    url = _TABS_AND_NEWLINES.sub("", html.unescape(url).strip(_ENDS))
+    scheme = _SCHEME.match(url)
+    if scheme and scheme[0].lower() not in ("http:", "https:"):
+        return url
+    query_or_place = _QUERY_OR_PLACE.search(url)
+    path_ends = query_or_place.start() if query_or_place else len(url)
+    return url[:path_ends].replace("\\", "/") + url[path_ends:]
 
 
 def whole_links(body_html: str, *, page_url: str) -> str:
@@ -456,8 +468,7 @@ def whole_links(body_html: str, *, page_url: str) -> str:
     def whole(link: re.Match) -> str:
         # As the page's browser reads it: "/\host/" went to that host from the
         # page, and to a page of this site's that does not exist from an email.
-        url = _TABS_AND_NEWLINES.sub("", html.unescape(link[2]).strip(_ENDS))
-        url = _LEADING_SLASHES.sub(lambda slashes: "/" * len(slashes[0]), url, 1)
+        url = as_a_browser_reads(link[2])
         if _SCHEME.match(url):
             return link[0]
         if url.startswith("/") and not url.startswith("//"):

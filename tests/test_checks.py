@@ -514,6 +514,20 @@ def test_links_to_the_sites_live_pages_and_files_are_no_warning(
 SITE_HOSTS = ["probation.example", "www.probation.example"]
 
 
+def test_a_link_to_the_site_is_read_as_a_browser_reads_it(settings):
+    """Browsers read a backslash in a link's path as "/" and drop its tabs and
+    newlines: "/posts\\kent/" opens the post, and was warned as leading to
+    nothing. One to no post still is, named as the author wrote it."""
+    settings.SITE_URL = "https://probation.example"
+    PublishedPostFactory(slug="kent")
+    body = (
+        '<a href="/posts\\kent/">a</a> <a href="/posts/ke&#9;nt/">b</a> '
+        '<a href="https://probation.example\\posts\\kent\\">c</a> '
+        '<a href="/posts/kent/?q=a\\b">d</a> <a href="/posts\\nowhere/">e</a>'
+    )
+    assert site_links(PostFactory(body=body)) == [no_page("/posts\\nowhere/")]
+
+
 @pytest.mark.parametrize(
     "site_url, link",
     [
