@@ -29,7 +29,16 @@ from django.contrib.postgres.search import (
 )
 from django.db import connection
 from django.db.models import Expression, F, Func, QuerySet, TextField, Value
-from django.db.models.functions import Greatest, Lower, Replace, StrIndex, Substr
+from django.db.models.functions import (
+    Coalesce,
+    Greatest,
+    Least,
+    Lower,
+    NullIf,
+    Replace,
+    StrIndex,
+    Substr,
+)
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -49,8 +58,9 @@ MAX_RESULTS = 1000
 MAX_TERMS = 12
 MAX_QUERY_LENGTH = 200
 # ts_headline parses all the text it is given, so it gets a window of the post's
-# text around the first occurrence of the query's first word: a long post costs no
-# more than a short one, and a match deep in it is still shown.
+# text around the first occurrence of the query's first word (or of any form of its
+# first name): a long post costs no more than a short one, and a match deep in it
+# is still shown. (SQLite's snippet() finds its window itself.)
 HEADLINE_LEAD = 150
 HEADLINE_WINDOW = 600
 # Characters no page shows that Word and PDFs leave inside a word: the soft hyphen
@@ -285,13 +295,18 @@ class SearchQueryText:
     def __bool__(self) -> bool:
         return bool(self.words or self.phrases or self.names)
 
-    def anchor(self) -> str:
-        """The start of the first word, lowercased, to find it in plain text: what
-        stemming keeps of it (inspection, inspected → inspect), give or take."""
-        word = [*self.words, *(p[0] for p in self.phrases), *self.names][0].lower()
+    def anchors(self) -> list[str]:
+        """What to find in plain text, lowercased, where the snippet starts: the
+        start of the first word, what stemming keeps of it (inspection, inspected
+        → inspect), give or take; or a name's every form, as a post may hold any
+        one of them ("NPS" or "national probation service")."""
+        first = [*self.words, *(p[0] for p in self.phrases)]
+        if not first:
+            return _forms(self.names[0])
+        word = first[0].lower()
         # The site's own spelling, which its posts have.
         word = british_spelling(word) or word
-        return word[: max(4, len(word) - 3)]
+        return [word[: max(4, len(word) - 3)]]
 
     def _either_spelling(self) -> tuple[list[str], list[tuple[str, str]]]:
         """The words spelt one way only, and each American spelling with its
@@ -415,15 +430,16 @@ def search_results(terms: SearchQueryText, post_ids: list[int]) -> list[SearchRe
     posts = Post.objects.filter(id__in=post_ids).only("title", "slug", "published_at")
     if connection.vendor == "postgresql":
         text = _indexed("search_text")
+        # Where the first of them is (StrIndex's 0, not there, is left out):
+        # unaccented on both sides, "mon" finds "Môn", and "Môn" finds "Mon".
+        found_at = [
+            NullIf(StrIndex(Lower(Unaccent(text)), Unaccent(Value(anchor))), 0)
+            for anchor in terms.anchors()
+        ]
+        first = Least(*found_at) if len(found_at) > 1 else found_at[0]
         window = Substr(
             text,
-            Greatest(
-                # Unaccented on both sides: "mon" finds "Môn", and "Môn" finds
-                # "Mon".
-                StrIndex(Lower(Unaccent(text)), Unaccent(Value(terms.anchor())))
-                - HEADLINE_LEAD,
-                1,
-            ),
+            Greatest(Coalesce(first, 0) - HEADLINE_LEAD, 1),
             HEADLINE_WINDOW,
         )
         posts = posts.annotate(

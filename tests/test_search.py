@@ -533,6 +533,22 @@ def test_a_match_deep_in_a_long_post_is_highlighted(client):
     assert "<mark>Quillworthy</mark>" in html
 
 
+@pytest.mark.parametrize(
+    ("query", "written"),
+    [("NPS", "National Probation Service"), ("National Probation Service", "NPS")],
+)
+def test_a_name_written_in_another_form_deep_in_a_long_post_is_highlighted(
+    client, query, written
+):
+    """On PostgreSQL the snippet's window was found by the form typed: a long post
+    with only the other form, deep down, showed its start, nothing highlighted."""
+    filler = " ".join(f"word{n}" for n in range(1500))
+    PublishedPostFactory(title="Long", body=f"{filler}\n\nThe {written} split.")
+    snippet = results(client, query).split('class="snippet">')[1].split("</p>")[0]
+    assert "<mark>" in snippet
+    assert f"The {written} split" in re.sub("</?mark>", "", snippet)
+
+
 def test_paging_through_all_results_shows_each_post_exactly_once(client):
     # Equal content and publication time: only the id tells them apart.
     published_at = timezone.now() - timedelta(hours=1)
