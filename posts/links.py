@@ -71,9 +71,11 @@ def link_scheme(url: str) -> str:
 
 def _as_opened(url: str) -> str:
     """The address a reader's browser opens for the link: one from "//"
-    ("//example.org/x") takes the scheme of the page it is on, and readers' pages
-    are served over https. Left as typed, it was no http(s) link and never checked."""
-    return f"https:{url}" if url.startswith("//") else url
+    ("//example.org/x", or "/\\example.org/x") takes the scheme of the page it is
+    on, and readers' pages are served over https. Left as typed, it was no http(s)
+    link and never checked."""
+    read = as_a_browser_reads(url)
+    return f"https:{read}" if read.startswith("//") else url
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -860,10 +860,13 @@ def test_a_link_from_two_slashes_to_another_site_is_checked_over_https(
 ):
     """Readers' browsers open "//example.org/x" over https, the page's scheme: the
     link checker took it for no web link, and a broken one was never warned."""
-    post = PostFactory(body="[the report](//nope.invalid/report.pdf)")
+    post = PostFactory(
+        body='[the report](//nope.invalid/report.pdf) <a href="/\\nope.invalid/b">b</a>'
+    )
     check_post_links.delay(post.pk)
     assert messages_of(checks.check_dead_links(post)) == (
-        "The link //nope.invalid/report.pdf looks dead (no such host)."
+        "The link //nope.invalid/report.pdf looks dead (no such host). | "
+        "The link /\\nope.invalid/b looks dead (no such host)."
     )
     # Fetched over https: the test site answers http alone.
     over_https = url_check(
