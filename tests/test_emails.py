@@ -410,6 +410,20 @@ def test_a_link_a_browser_reads_as_another_sites_leads_there_in_the_email_too():
     assert _Page(html).images[0]["src"] == "http://example.org/f.png"
 
 
+def test_a_link_to_the_site_a_browser_reads_with_its_backslashes_as_slashes(
+    settings,
+):
+    # On the page, "/posts\\kent/" opens /posts/kent/: so must the email's link,
+    # made whole from it; a backslash in the query is the query's own, as sent.
+    post = PublishedPostFactory(
+        body='<a href="/posts\\kent/">one</a> <a href="/search/?q=a\\b">two</a>'
+    )
+    settings.SITE_URL = site = "https://onprobation.example"
+    rendered = PostEmail(post).rendered
+    whole = {f"{site}/posts/kent/", f"{site}/search/?q=a\\b"}
+    assert whole <= {link.split("#")[0] for link in _Page(rendered.html).links}
+
+
 # A post's images, as every mail program shows them ------------------------------------
 # Outlook for Windows (Word's renderer), where much of this audience reads, shows no
 # WebP and sizes an image by its width attribute alone, not by CSS.
