@@ -31,11 +31,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import iri_to_uri
 from django.utils.formats import date_format
-from django.utils.text import Truncator
+from django.utils.text import Truncator, get_text_list
 
 from posts.images import email_image
 from posts.markdown import alignment_inline, places_as_print, whole_links
-from posts.models import Inspection, Post, PostUpdate, Sponsorship
+from posts.models import Inspection, Organisation, Post, PostUpdate, Sponsorship
 from posts.related import related_posts
 from posts.validators import normalise_email
 
@@ -375,6 +375,15 @@ def _images_for_mail(body_html: str) -> str:
     return _BODY_IMAGE.sub(for_mail, body_html)
 
 
+def _with_owners(organisation: Organisation) -> str:
+    """ "Norfolk and Suffolk CRC (owned by Sodexo Justice Services and Nacro)", as
+    the page says who ran what was inspected."""
+    owners = [owner.name for owner in organisation.owners.all()]
+    if not owners:
+        return organisation.name
+    return f"{organisation.name} (owned by {get_text_list(owners, 'and')})"
+
+
 def _fact_box(inspection: Inspection) -> dict:
     """An inspection's facts as the email's box says them: what the page's
     (templates/posts/_facts.html) says, in an email's plainer frame."""
@@ -384,7 +393,7 @@ def _fact_box(inspection: Inspection) -> dict:
     ]
     if inspection.area:
         facts.append(("Area", f"{inspection.area}, {inspection.area.region}"))
-    if organisations := ", ".join(map(str, inspection.organisations.all())):
+    if organisations := "; ".join(map(_with_owners, inspection.organisations.all())):
         facts.append(("Organisations", organisations))
     if fieldwork := inspection.fieldwork_said:
         said = "".join(f"{words}{day:%-d %B %Y}" for words, day in fieldwork)
@@ -395,6 +404,7 @@ def _fact_box(inspection: Inspection) -> dict:
         facts.append(("Recommendations", str(inspection.recommendations)))
     return {
         "title": inspection.title,
+        "report_url": inspection.report_url,
         "facts": facts,
         "ratings": [("Overall", inspection.get_overall_display())]
         + [(r.standard, r.get_rating_display()) for r in inspection.ratings.all()],
@@ -404,7 +414,7 @@ def _fact_box(inspection: Inspection) -> dict:
 
 def _publication_context(post: Post) -> dict:
     inspections = post.inspections.select_related("area__region").prefetch_related(
-        "organisations", "ratings"
+        "organisations__owners", "ratings"
     )
     # A box for each inspection, in the order the post's page shows them.
     context = {"fact_boxes": [_fact_box(i) for i in inspections]}

@@ -40,6 +40,7 @@ from .factories import (
     AreaFactory,
     CategoryFactory,
     InspectionFactory,
+    OrganisationFactory,
     PostFactory,
     PublishedPostFactory,
     SubscriberFactory,
@@ -1057,6 +1058,33 @@ def test_post_emails_fact_box_says_the_fieldwork_and_findings_the_page_does(
         assert "Risk assessments were thin." in part
     assert "Key findings:\n- Caseloads were too high.\n- Risk" in message.body
     assert said in " ".join(_Text(page).text.split())
+
+
+def test_post_emails_fact_box_names_who_ran_what_was_inspected_and_links_the_report():
+    """The page says a CRC was "owned by" its companies and links the report; the
+    email's box named the CRC alone, and its report was a title to search for."""
+    crc = OrganisationFactory(name="Norfolk and Suffolk CRC")
+    crc.owners.set(
+        [
+            OrganisationFactory(name="Sodexo Justice Services", kind="owner"),
+            OrganisationFactory(name="Nacro", kind="owner"),
+        ]
+    )
+    inspection = InspectionFactory(
+        title="An inspection of probation services in Norfolk and Suffolk",
+        report_url="https://www.justiceinspectorates.gov.uk/hmiprobation/norfolk/",
+    )
+    inspection.organisations.set([crc])
+
+    PostEmail(inspection.post).for_subscriber(SubscriberFactory()).send()
+    [message] = mail.outbox
+    html = message.alternatives[0].content
+
+    owned = "Norfolk and Suffolk CRC (owned by Nacro and Sodexo Justice Services)"
+    assert owned in " ".join(_Text(html).text.split())
+    assert f"Organisations: {owned}" in message.body
+    assert inspection.report_url in _Page(html).links
+    assert inspection.report_url in text_links(message.body)
 
 
 def test_post_emails_fact_boxes_are_the_inspections_the_post_page_shows(client):
