@@ -1249,7 +1249,7 @@ def test_the_reply_page_quotes_the_comment_and_carries_its_id(client, post):
     html = response.content.decode()
     assert response.status_code == 200
     assert f"Reply to {reply.name}" in html
-    assert f'name="parent" value="{top.pk}"' in html
+    assert f'name="parent" value="{reply.pk}"' in html
 
 
 def test_the_reply_page_answers_a_head_request(client, post):
@@ -1270,6 +1270,27 @@ def test_a_reply_sent_back_with_a_problem_is_still_headed_as_a_reply(client, pos
     assert f"<h1>Reply to <bdi>{top.name}</bdi></h1>" in html
     assert "Quoted." in html
     assert f'name="parent" value="{top.pk}"' in html
+
+
+def test_a_reply_to_a_reply_sent_back_with_a_problem_still_names_whom_it_answers(
+    client, post
+):
+    """Replying to Sam's reply under Jo's comment, a reader who left out their
+    address was sent back to a page headed "Reply to Jo", quoting Jo."""
+    top = CommentFactory(post=post, status="approved", name="Jo", body="Jo's words.")
+    reply = CommentFactory(
+        post=post, parent=top, status="approved", name="Sam", body="Sam's words."
+    )
+    reply_page = client.get(f"/posts/{post.slug}/comments/{reply.pk}/reply/").text
+    parent = re.search(r'name="parent" value="(\d+)"', reply_page).group(1)
+
+    response = comment_on(client, post, parent=parent, email="")
+
+    assert response.status_code == 400
+    assert "<h1>Reply to <bdi>Sam</bdi></h1>" in response.text
+    assert "Sam&#x27;s words." in response.text
+    comment_on(client, post, parent=parent)
+    assert Comment.objects.latest("id").parent == top  # in Jo's thread all the same
 
 
 def test_there_is_no_reply_page_for_a_pending_comment(client, post):

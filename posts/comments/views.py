@@ -61,8 +61,8 @@ def _too_many(
 
 
 def _replied_to(post: Post, form: CommentForm) -> Comment | None:
-    """The comment a reply sent back with a problem answers (its thread's first),
-    so that its page is still headed as a reply and quotes it."""
+    """The comment a reply sent back with a problem answers, so that its page is
+    still headed as a reply to it and quotes it."""
     parent = row_id_in(str(form.data.get("parent", "")))
     if parent is None:
         return None
@@ -214,7 +214,9 @@ def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpRespo
     replying_to = get_object_or_404(
         Comment.objects.shown().filter(post=post), pk=comment_id
     )
-    form = CommentForm(initial={"parent": replying_to.parent_id or replying_to.pk})
+    # The comment itself, not its thread's first: the service puts the reply in
+    # that thread, and a page sent back with a problem still names whom it answers.
+    form = CommentForm(initial={"parent": replying_to.pk})
     return _form_page(request, post, form, replying_to=replying_to)
 
 
