@@ -1576,6 +1576,57 @@ def test_approving_a_reply_to_a_comment_marked_as_spam_says_it_stays_hidden(
     assert f"comment-{reply.pk}" not in comments_section(rf, spam.post)
 
 
+@pytest.mark.parametrize("replied_to_is", ["spam", "pending"])
+def test_approving_a_hidden_reply_on_its_page_says_it_stays_hidden(
+    admin_client, rf, replied_to_is
+):
+    """The digest's "Review this comment" leads to the comment's page: approved
+    there, a reply to a comment readers do not see said only "changed
+    successfully", and the moderator took it as published."""
+    replied_to = CommentFactory(status=replied_to_is)
+    reply = CommentFactory(post=replied_to.post, parent=replied_to)
+
+    response = admin_client.post(
+        f"/admin/comments/comment/{reply.pk}/change/",
+        {
+            "status_when_opened": "pending",
+            "status": "approved",
+            "name": reply.name,
+            "email": reply.email,
+            "website": "",
+            "body": reply.body,
+        },
+    )
+
+    assert response.status_code == 302
+    messages = [str(message) for message in get_messages(response.wsgi_request)]
+    assert (
+        "It replies to a comment readers do not see (marked as spam or waiting), "
+        "and stays hidden with it." in messages
+    )
+    assert f"comment-{reply.pk}" not in comments_section(rf, replied_to.post)
+
+
+def test_approving_a_reply_readers_see_on_its_page_warns_of_nothing(admin_client):
+    replied_to = CommentFactory(status="approved")
+    reply = CommentFactory(post=replied_to.post, parent=replied_to)
+
+    response = admin_client.post(
+        f"/admin/comments/comment/{reply.pk}/change/",
+        {
+            "status_when_opened": "pending",
+            "status": "approved",
+            "name": reply.name,
+            "email": reply.email,
+            "website": "",
+            "body": reply.body,
+        },
+    )
+
+    messages = get_messages(response.wsgi_request)
+    assert [m.level_tag for m in messages] == ["success"]
+
+
 def test_the_admin_marks_spam_in_bulk(admin_client):
     waiting = CommentFactory.create_batch(2)
     response = admin_action(admin_client, "mark_spam", waiting)

@@ -176,6 +176,18 @@ class CommentAdmin(admin.ModelAdmin):
             hidden = _replies_hidden_said(were_shown=[obj.pk], them="it")
             if hidden:
                 self.message_user(request, hidden, level=messages.WARNING)
+        # As the queue's "Approve" says it: the digest's link leads here, and
+        # "changed successfully" alone left the moderator thinking it published.
+        if (
+            obj.status == Comment.Status.APPROVED
+            and not Comment.objects.shown().filter(pk=obj.pk).exists()
+        ):
+            self.message_user(
+                request,
+                "It replies to a comment readers do not see (marked as spam or "
+                "waiting), and stays hidden with it.",
+                level=messages.WARNING,
+            )
 
     def delete_model(self, request, obj) -> None:
         # Through the service, which keeps hidden the replies a spam comment hid.
