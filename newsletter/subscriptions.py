@@ -1221,10 +1221,14 @@ def commenter_addresses(*, email: str) -> list[AddressPeriod]:
 
 
 def commenter_export(*, email: str) -> dict:
-    """The comments written under the address while it was its owner's, as the
-    reader's export lists them."""
+    """The comments written under the address while it was its owner's, and what
+    the desk did to them, as the reader's export lists them."""
+    addresses = commenter_addresses(email=email)
     return {
-        "comments": comments_for_addresses(addresses=commenter_addresses(email=email))
+        "comments": comments_for_addresses(addresses=addresses),
+        "desk_history": _desk_history_exported(
+            comments_desk_history(addresses=addresses)
+        ),
     }
 
 

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core import mail
 from django.core.cache import cache
 from django.utils import timezone
@@ -20,7 +21,7 @@ from newsletter.subscriptions import address_suppress
 from posts.comments import services as comments
 from posts.comments.models import Comment
 
-from .factories import CommentFactory, SubscriberFactory
+from .factories import CommentFactory, StaffFactory, SubscriberFactory
 from .test_personal_data import columns_naming
 
 pytestmark = pytest.mark.django_db
@@ -111,6 +112,32 @@ def test_the_link_downloads_exactly_that_addresss_comments(client, ask):
     # Anyone may comment giving any address: the IP address may be a stranger's.
     assert "192.0.2.10" not in download.content.decode()
     assert Comment.objects.count() == 2
+
+
+def test_the_download_holds_what_the_desk_did_to_the_comments_but_not_who(client, ask):
+    """A reader's export lists what the desk did to their comments (the admin's
+    log, which the erasure rewrites); a commenter's, with "the same rights over
+    their comments", left it out."""
+    editor = StaffFactory(username="jo.bloggs", role="Editor")
+    mine = CommentFactory(email=ADDRESS)
+    someone_elses = CommentFactory(email="other@example.org", post=mine.post)
+    for comment in (mine, someone_elses):
+        LogEntry.objects.log_actions(
+            user_id=editor.pk,
+            queryset=[comment],
+            action_flag=CHANGE,
+            change_message="Approved.",
+        )
+    _, [link] = ask(ADDRESS)
+
+    download = client.post(link, {"action": "export"})
+
+    data = json.loads(download.content)
+    assert [
+        (entry["about"], entry["action"], entry["by"], entry["change"])
+        for entry in data["desk_history"]
+    ] == [(str(mine), "changed", "Editor", "Approved.")]
+    assert "jo.bloggs" not in download.content.decode()
 
 
 def test_erasing_leaves_no_row_naming_the_address_and_ends_the_link(client, ask):
