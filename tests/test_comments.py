@@ -753,7 +753,15 @@ def test_a_link_followed_after_comments_closed_leaves_the_comment_to_the_moderat
     response = client.post(links[0])
 
     assert Comment.objects.get(post=post).status == Comment.Status.PENDING
-    assert response["Location"] == f"/posts/{post.slug}/#comments"
+    # Sent to the post's comments, where theirs is not: told why, not only
+    # that the address is confirmed.
+    status, location, messages = answer(response)
+    assert (status, location, messages[-1]) == (
+        302,
+        f"/posts/{post.slug}/#comments",
+        "Thank you: your address is confirmed. Your comment waits for the "
+        "author's approval.",
+    )
     assert "comment_verified" in response.cookies  # the address is proved all the same
 
 

@@ -255,7 +255,13 @@ def comment_confirm(request: HttpRequest, token: str) -> HttpResponse:
         messages.success(request, "Thank you: your comment is published.")
         response = redirect(comment.get_absolute_url())
     else:
-        messages.info(request, "Thank you: your address is confirmed.")
+        # Sent to the post's comments, where theirs is not: what becomes of it.
+        waits = (
+            " Your comment waits for the author's approval."
+            if comment.status == Comment.Status.PENDING
+            else ""
+        )
+        messages.info(request, f"Thank you: your address is confirmed.{waits}")
         response = redirect(f"{comment.post.get_absolute_url()}#comments")
     response.set_signed_cookie(
         VERIFIED_COOKIE,
