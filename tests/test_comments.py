@@ -1935,6 +1935,25 @@ def test_more_links_than_allowed_are_refused(client, post, settings):
     assert comment_on(client, post, body=three[:40]).status_code == 302
 
 
+@pytest.mark.parametrize(
+    "max_links, said",
+    [(0, "Please include no links."), (1, "Please include at most 1 link.")],
+)
+def test_the_link_limit_is_said_in_good_english(
+    client, post, settings, max_links, said
+):
+    """The author may allow one link, or none: the reader was asked for "at most
+    1 links", or "at most 0 links"."""
+    settings.COMMENTS_MAX_LINKS = max_links
+
+    response = comment_on(
+        client, post, body="See https://a.example/ and https://b.example/."
+    )
+
+    assert response.status_code == 400
+    assert said in response.text
+
+
 def test_addresses_typed_in_a_comment_are_not_links_and_not_counted_as_links(
     client, rf, post, settings
 ):

@@ -3,6 +3,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from django import forms
 from django.conf import settings
+from django.template.defaultfilters import pluralize
 
 from posts.forms import ReaderForm
 from posts.validators import (
@@ -101,9 +102,11 @@ class CommentBodyField(TextareaField):
         max_links = settings.COMMENTS_MAX_LINKS
         if count_links(body) > max_links:
             raise forms.ValidationError(
-                "Please include at most %(max)d links.",
+                "Please include no links."
+                if max_links == 0
+                else "Please include at most %(max)d link%(s)s.",
                 code="too_many_links",
-                params={"max": max_links},
+                params={"max": max_links, "s": pluralize(max_links)},
             )
         return body
 
