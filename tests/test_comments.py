@@ -1301,10 +1301,37 @@ def test_a_reply_to_a_reply_sent_back_with_a_problem_still_names_whom_it_answers
     assert Comment.objects.latest("id").parent == top  # in Jo's thread all the same
 
 
-def test_there_is_no_reply_page_for_a_pending_comment(client, post):
-    pending = CommentFactory(post=post)
-    response = client.get(f"/posts/{post.slug}/comments/{pending.pk}/reply/")
-    assert response.status_code == 404
+@pytest.mark.parametrize(
+    "case", ["pending", "spam", "deleted", "other post", "under a hidden comment"]
+)
+def test_the_reply_page_of_a_comment_readers_do_not_see_says_so_on_the_post(
+    client, post, case
+):
+    """A comment taken off the post after the page with its Reply link was
+    opened: the link led to "Page not found", for a post that is there."""
+    comment = {
+        "pending": lambda: CommentFactory(post=post),
+        "spam": lambda: CommentFactory(post=post, status=Comment.Status.SPAM),
+        "deleted": lambda: Comment(pk=987654),
+        "other post": lambda: CommentFactory(status=Comment.Status.APPROVED),
+        "under a hidden comment": lambda: CommentFactory(
+            post=post,
+            status=Comment.Status.APPROVED,
+            parent=CommentFactory(post=post, status=Comment.Status.SPAM),
+        ),
+    }[case]()
+
+    response = client.get(f"/posts/{post.slug}/comments/{comment.pk}/reply/")
+
+    assert answer(response) == (
+        302,
+        f"/posts/{post.slug}/#comments",
+        [
+            "The comment you wanted to reply to is not available any more. "
+            "You can still comment on the post."
+        ],
+    )
+    assert "The comment you wanted to reply to" in client.get(response["Location"]).text
 
 
 def test_a_reply_sent_after_the_post_was_unpublished_is_given_back_to_copy(

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -211,9 +211,16 @@ def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpRespo
     post = _published_post(slug)
     if post is None:
         raise Http404
-    replying_to = get_object_or_404(
-        Comment.objects.shown().filter(post=post), pk=comment_id
-    )
+    replying_to = Comment.objects.shown().filter(post=post, pk=comment_id).first()
+    if replying_to is None:
+        # Taken off the post since the page with its Reply link was opened: a
+        # "Page not found" for a post that is there left the reader guessing.
+        messages.info(
+            request,
+            "The comment you wanted to reply to is not available any more. "
+            "You can still comment on the post.",
+        )
+        return redirect(f"{post.get_absolute_url()}#comments")
     # The comment itself, not its thread's first: the service puts the reply in
     # that thread, and a page sent back with a problem still names whom it answers.
     form = CommentForm(initial={"parent": replying_to.pk})
