@@ -214,6 +214,23 @@ def test_a_refused_comment_says_so_first_and_links_each_error_to_its_field(
     assert '<ul class="errorlist" id="id_body_error">' in page
 
 
+def test_a_comment_refused_for_a_limit_says_so_in_the_pages_title(
+    client, post, settings
+):
+    """A screen reader starts at the title: a comment refused for its client's
+    limit (or sent from another site, or replying to a comment gone) came back
+    titled as the form is before anything went wrong."""
+    settings.COMMENTS_MAX_PER_IP_PER_HOUR = 1
+    comment_on(client, post)
+
+    page = comment_on(client, post, body="Another comment.")
+
+    assert page.status_code == 429
+    assert f"<title>Error: Your comment — {post.title} — On Probation</title>" in (
+        page.text
+    )
+
+
 # Known commenters prove their address ---------------------------------------------
 
 
