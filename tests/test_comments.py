@@ -1351,6 +1351,19 @@ def test_the_reply_page_of_a_comment_readers_do_not_see_says_so_on_the_post(
     assert "The comment you wanted to reply to" in client.get(response["Location"]).text
 
 
+def test_the_reply_page_of_a_comment_gone_from_a_closed_post_offers_no_comment(
+    client, post
+):
+    PostCommentSettings.objects.create(post=post, comments_open=False)
+    spam = CommentFactory(post=post, status=Comment.Status.SPAM)
+
+    response = client.get(f"/posts/{post.slug}/comments/{spam.pk}/reply/")
+
+    assert answer(response)[2] == [
+        "The comment you wanted to reply to is not available any more."
+    ]
+
+
 def test_a_reply_sent_after_the_post_was_unpublished_is_given_back_to_copy(
     client, post
 ):

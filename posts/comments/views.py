@@ -215,11 +215,10 @@ def comment_reply(request: HttpRequest, slug: str, comment_id: int) -> HttpRespo
     if replying_to is None:
         # Taken off the post since the page with its Reply link was opened: a
         # "Page not found" for a post that is there left the reader guessing.
-        messages.info(
-            request,
-            "The comment you wanted to reply to is not available any more. "
-            "You can still comment on the post.",
-        )
+        gone = "The comment you wanted to reply to is not available any more."
+        if services.comments_are_open(post=post):
+            gone += " You can still comment on the post."
+        messages.info(request, gone)
         return redirect(f"{post.get_absolute_url()}#comments")
     # The comment itself, not its thread's first: the service puts the reply in
     # that thread, and a page sent back with a problem still names whom it answers.
