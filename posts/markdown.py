@@ -279,7 +279,15 @@ _links_as_written = MarkdownIt("commonmark", {"linkify": True}).enable(
 )
 _links_as_written.linkify = _web_addresses
 _links_as_written.validateLink = lambda url: True
-_HTML_LINK = re.compile(r"""\b(?:href|src)\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
+# A quoted value is whole up to its quote, newlines and spaces too: browsers drop
+# the newlines and tabs of an address wrapped over lines (as_a_browser_reads).
+_HTML_LINK = re.compile(
+    r"""\b(?:href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^"'\s>]+))""", re.IGNORECASE
+)
+
+
+def _html_links(raw_html: str) -> list[str]:
+    return ["".join(value) for value in _HTML_LINK.findall(raw_html)]
 
 
 # A table of many columns (an inspection's ratings by standard) scrolls sideways in
@@ -344,14 +352,14 @@ def link_targets(text: str) -> list[str]:
     targets = []
     for block in _links_as_written.parse(text):
         if block.type == "html_block":
-            targets += _HTML_LINK.findall(block.content)
+            targets += _html_links(block.content)
         for token in block.children or ():
             if token.type == "link_open":
                 targets.append(token.attrGet("href"))
             elif token.type == "image":
                 targets.append(token.attrGet("src"))
             elif token.type == "html_inline":
-                targets += _HTML_LINK.findall(token.content)
+                targets += _html_links(token.content)
     return [target for target in targets if target]
 
 

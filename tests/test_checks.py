@@ -84,6 +84,8 @@ def test_the_alt_text_warning_says_which_images():
         "[ref][r]\n\n[r]: vbscript:msgbox",
         '<a href="java&#09;script:alert(1)">click</a>',
         "<p><a href='data:text/html,hi'>x</a></p>",
+        # A space inside the quotes: the value was not read at all.
+        '<a href=" javascript:alert(1)">click</a>',
     ],
 )
 def test_a_link_with_a_scheme_other_than_http_blocks_publishing(link):
@@ -526,6 +528,21 @@ def test_a_link_to_the_site_is_read_as_a_browser_reads_it(settings):
         '<a href="/posts/kent/?q=a\\b">d</a> <a href="/posts\\nowhere/">e</a>'
     )
     assert site_links(PostFactory(body=body)) == [no_page("/posts\\nowhere/")]
+
+
+def test_a_raw_html_link_across_lines_is_read_whole_as_a_browser_reads_it(settings):
+    """A raw-HTML address broken over lines (wrapped by an editor) was cut at its
+    newline: "/posts/" was warned as leading to nothing, and the page it does go
+    to (browsers drop newlines and tabs from an address) was never asked of."""
+    settings.SITE_URL = "https://probation.example"
+    PublishedPostFactory(slug="kent")
+    body = (
+        "See <a href=\"/posts/\nkent/\">Kent</a>, <a href='/posts/\tkent/'>again</a>"
+        ' and <a\nhref="/posts/\nnowhere/">nowhere</a>.'
+    )
+    post = PostFactory(body=body)
+    assert site_links(post) == [no_page("/posts/\nnowhere/")]
+    assert checks.check_links_under_the_post(post) == []
 
 
 @pytest.mark.parametrize(
