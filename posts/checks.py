@@ -248,6 +248,10 @@ DESK = "desk"
 # the preference centre, an unsubscribe, a counted link): others following it get
 # an error, or act as that reader.
 EMAILED = "emailed"
+# The outbox of a development machine (DEBUG only): it opens on the author's
+# machine, and readers get "Page not found".
+DEVELOPMENT = "development"
+_DEVELOPMENT_ONLY = {"newsletter:outbox", "newsletter:outbox_message"}
 
 
 def _page_or_what_it_shows(
@@ -255,7 +259,8 @@ def _page_or_what_it_shows(
 ) -> bool | str | tuple[PageKind, str | datetime.date]:
     """What the page at the path shows, as (its kind, its name), to be asked of the
     database with the other links to pages of that kind; DESK for the desk's,
-    EMAILED for an emailed link's; else whether a page is there. Without its last
+    EMAILED for an emailed link's, DEVELOPMENT for the outbox's; else whether a
+    page is there. Without its last
     "/", as Django's APPEND_SLASH redirects to the address with it (only there:
     "/posts/kent//" is no page)."""
     slash_added = settings.APPEND_SLASH and not path.endswith("/")
@@ -268,6 +273,8 @@ def _page_or_what_it_shows(
             return DESK
         if "token" in found.kwargs:
             return EMAILED
+        if found.view_name in _DEVELOPMENT_ONLY:
+            return DEVELOPMENT
         if (kind := _SHOWN_BY_SLUG.get(found.view_name)) is not None:
             return kind, found.kwargs["slug"]
         if found.view_name == "posts:archive":
@@ -362,6 +369,11 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
                 f"readers following it get an error, or act as that reader: link "
                 f"to the page itself."
             )
+        if where == DEVELOPMENT:
+            return (
+                f"The link “{url[:80]}” goes to the outbox of a development machine, "
+                f"which readers get “Page not found” for: link to the page itself."
+            )
         if where in known and where[0] is Post:
             return (
                 f"The link “{url[:80]}” goes to a post readers cannot see (a draft, "
@@ -382,7 +394,7 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
     return [
         Problem(Level.WARNING, message(url, where))
         for url, where in found.items()
-        if where in (False, DESK, EMAILED)
+        if where in (False, DESK, EMAILED, DEVELOPMENT)
         or (isinstance(where, tuple) and where not in live)
     ]
 

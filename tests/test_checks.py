@@ -444,6 +444,19 @@ def test_a_link_from_a_readers_email_is_a_warning(client):
     assert all(client.get(link, follow=True).status_code >= 400 for link in links)
 
 
+def test_a_link_to_the_development_outbox_is_a_warning(client):
+    """/outbox/ lists the mail a development machine sent (DEBUG only): it opened
+    on the author's machine, passed the checks, and readers get "Page not found"."""
+    links = ["/outbox/", "/outbox/20261208-kent.eml/"]
+    post = PostFactory(body=" ".join(f"[x]({link})" for link in links))
+    assert site_links(post) == [
+        f"The link \u201c{link}\u201d goes to the outbox of a development machine, "
+        f"which readers get \u201cPage not found\u201d for: link to the page itself."
+        for link in links
+    ]
+    assert answered_not_found(client, links) == links
+
+
 def test_a_link_to_a_listing_the_post_itself_brings_live_is_no_warning():
     """As a link to the post's own address: publishing it puts its category, its
     inspection's area and this month's archive on the site."""
