@@ -33,6 +33,7 @@ from .markdown import (
     ID_PREFIX,
     LINK_WITHIN,
     URL_SCHEMES,
+    attribute_value,
     link_targets,
     notes_astray,
 )
@@ -135,7 +136,7 @@ def check_links_under_the_post(post: Post) -> list[Problem]:
 
     def how_to_write(url: str) -> str:
         # "[the findings](findings)": a heading's id without its "#".
-        if (heading := headings.get(html.unescape(url).strip())) is not None:
+        if (heading := headings.get(attribute_value(url).strip())) is not None:
             return f"to go to the heading “{heading}”, write #{url}."
         return "write it whole (https://…), or from the site's root (/…)."
 
@@ -147,7 +148,7 @@ def check_links_under_the_post(post: Post) -> list[Problem]:
             f"{how_to_write(url)}",
         )
         for url in link_targets(post.body)
-        if not link_scheme(url) and html.unescape(url).strip()[:1].isalnum()
+        if not link_scheme(url) and attribute_value(url).strip()[:1].isalnum()
     ]
 
 

@@ -7,7 +7,6 @@ that was checked (no second lookup for DNS rebinding to answer), and each redire
 hop is checked the same way.
 """
 
-import html
 import http.client
 import ipaddress
 import re
@@ -24,7 +23,7 @@ from django.http.request import validate_host
 from django.utils import timezone
 from django.utils.encoding import iri_to_uri
 
-from .markdown import as_a_browser_reads, link_targets
+from .markdown import as_a_browser_reads, attribute_value, link_targets
 from .models import LinkCheck, Post
 
 TIMEOUT_SECONDS = 5  # per hop: a reader would have given up by then
@@ -62,7 +61,7 @@ _IGNORED_IN_SCHEME = re.compile(r"[\x00-\x20\x7f]")
 
 def link_scheme(url: str) -> str:
     """The scheme a browser would see in the link ('' for a relative link)."""
-    cleaned = _IGNORED_IN_SCHEME.sub("", html.unescape(url))
+    cleaned = _IGNORED_IN_SCHEME.sub("", attribute_value(url))
     try:
         return urlsplit(cleaned).scheme.lower()
     except ValueError:  # e.g. an unbalanced [ in the host
@@ -142,7 +141,7 @@ def web_links(post: Post) -> list[str]:
     those to this site: checks.check_links_to_the_site asks the site about those
     at once, and a page not there got two warnings for one link."""
     urls = [
-        *(html.unescape(url) for url in link_targets(post.body)),
+        *(attribute_value(url) for url in link_targets(post.body)),
         *report_links(post),
     ]
     web = [

@@ -5,6 +5,7 @@ sees while typing is what readers get.
 """
 
 import html
+import html.entities
 import re
 import secrets
 from collections import Counter
@@ -452,13 +453,32 @@ _TABS_AND_NEWLINES = re.compile(r"[\t\n\r]")
 _QUERY_OR_PLACE = re.compile(r"[?#]")
 
 
+# A character reference with no ";" ("&copy", "&region"), and whether "=" follows.
+_UNENDED_REFERENCE = re.compile(r"&([A-Za-z0-9]+)(?![;A-Za-z0-9])(=?)")
+
+
+def attribute_value(raw: str) -> str:
+    """An attribute's value (a link's address) as a browser reads it, the HTML
+    standard's way: a reference with no ";" is read only where it is a whole
+    name of the old ones ("&copy" before a space), not when a letter, a digit
+    or "=" follows ("?x=1&region=east", "&copy=2"), where html.unescape read
+    "®ion=east"."""
+
+    def kept(reference: re.Match) -> str:
+        if reference[1] in html.entities.html5 and not reference[2]:
+            return reference[0]
+        return "&amp;" + reference[0][1:]
+
+    return html.unescape(_UNENDED_REFERENCE.sub(kept, raw))
+
+
 def as_a_browser_reads(url: str) -> str:
     """A link's address (as in the HTML) as a browser reads it, the WHATWG URL
     standard's way: spaces and controls at either end, and tabs and newlines
     anywhere, dropped, and a backslash in a web address's path read as "/"
     ("/\\host/" is "//host/", "/posts\\kent/" is "/posts/kent/"), though not in
     its query or #place, nor in an address of another scheme (mailto:)."""
-    url = _TABS_AND_NEWLINES.sub("", html.unescape(url).strip(_ENDS))
+    url = _TABS_AND_NEWLINES.sub("", attribute_value(url).strip(_ENDS))
     scheme = _SCHEME.match(url)
     if scheme and scheme[0].lower() not in ("http:", "https:"):
         return url

@@ -543,6 +543,22 @@ def test_a_link_to_the_site_is_read_as_a_browser_reads_it(settings):
     assert site_links(PostFactory(body=body)) == [no_page("/posts\\nowhere/")]
 
 
+def test_an_ampersand_in_a_links_query_is_read_as_a_browser_reads_it(settings):
+    """ "&region=" and "&copy=" in a query are no characters to a browser, which
+    reads a reference with no ";" only where no letter, digit or "=" follows: the
+    link checker fetched "?a=1®ion=east" and "©=2", another address."""
+    body = (
+        "[a](https://e.org/?a=1&region=east&copy=2) "
+        '<a href="https://e.org/?b=1&amp;reg=2&para;&not&#x41;&copy x">b</a> '
+        "<a href='/posts/kent/?a=1&sect=2'>c</a>"
+    )
+    assert links.web_links(PostFactory(body=body)) == [
+        "https://e.org/?a=1&region=east&copy=2",
+        "https://e.org/?b=1&reg=2\u00b6\u00acA\u00a9 x",
+    ]
+    assert links.site_path("/posts/kent&copy=1/") == "/posts/kent&copy=1/"
+
+
 def test_a_raw_html_link_across_lines_is_read_whole_as_a_browser_reads_it(settings):
     """A raw-HTML address broken over lines (wrapped by an editor) was cut at its
     newline: "/posts/" was warned as leading to nothing, and the page it does go
