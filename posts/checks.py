@@ -16,13 +16,14 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef, Q
+from django.http import QueryDict
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
@@ -33,6 +34,7 @@ from .markdown import (
     ID_PREFIX,
     LINK_WITHIN,
     URL_SCHEMES,
+    as_a_browser_reads,
     attribute_value,
     link_targets,
     notes_astray,
@@ -49,6 +51,7 @@ from .models import (
     Region,
     Tag,
 )
+from .views import InspectionFilter
 
 
 class Level(enum.StrEnum):
@@ -253,6 +256,8 @@ EMAILED = "emailed"
 # machine, and readers get "Page not found".
 DEVELOPMENT = "development"
 _DEVELOPMENT_ONLY = {"newsletter:outbox", "newsletter:outbox_message"}
+# The inspections' index, whose filters (its query) are asked of its own form.
+INSPECTIONS = "inspections"
 
 
 def _page_or_what_it_shows(
@@ -260,8 +265,8 @@ def _page_or_what_it_shows(
 ) -> bool | str | tuple[PageKind, str | datetime.date]:
     """What the page at the path shows, as (its kind, its name), to be asked of the
     database with the other links to pages of that kind; DESK for the desk's,
-    EMAILED for an emailed link's, DEVELOPMENT for the outbox's; else whether a
-    page is there. Without its last
+    EMAILED for an emailed link's, DEVELOPMENT for the outbox's, INSPECTIONS for
+    the inspections' index; else whether a page is there. Without its last
     "/", as Django's APPEND_SLASH redirects to the address with it (only there:
     "/posts/kent//" is no page)."""
     slash_added = settings.APPEND_SLASH and not path.endswith("/")
@@ -276,6 +281,8 @@ def _page_or_what_it_shows(
             return EMAILED
         if found.view_name in _DEVELOPMENT_ONLY:
             return DEVELOPMENT
+        if found.view_name == "posts:inspections":
+            return INSPECTIONS
         if (kind := _SHOWN_BY_SLUG.get(found.view_name)) is not None:
             return kind, found.kwargs["slug"]
         if found.view_name == "posts:archive":
@@ -335,6 +342,19 @@ def _month_of(post: Post) -> datetime.date:
     return timezone.localdate(post.published_at).replace(day=1)
 
 
+def _inspections_refused(url: str, post: Post) -> str:
+    """The filters of a link to the inspections' index that readers cannot choose
+    ("region=nowhere, rating=brilliant"), which its form answers with an error and
+    no inspections; "" for none. The post itself counted as published: publishing
+    it puts its inspections' regions and organisations on the index."""
+    query = QueryDict(urlsplit(as_a_browser_reads(url)).query)
+    published = Post.objects.published() | Post.objects.filter(pk=post.pk)
+    form = InspectionFilter(query or None, published=published)
+    if not form.is_bound or form.is_valid():
+        return ""
+    return ", ".join(f"{name}={form.data[name]}" for name in form.errors)
+
+
 def check_links_to_the_site(post: Post) -> list[Problem]:
     """A link to a page of this site that is not there (a post's address
     mistyped, an image never uploaded, a category with no post live) or to a post
@@ -343,10 +363,13 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
     links among them (links.site_path, one rule for both): this asks the site's
     own addresses, and the database once for each kind of page they show."""
     found = {}  # each link to the site: whether a page is there, or what it shows
+    refused = {}  # each link to the inspections' index: what readers cannot choose
     for url in dict.fromkeys([*link_targets(post.body), *report_links(post)]):
         if (path := site_path(url)) is not None:
             file = _file_exists(path)
             found[url] = _page_or_what_it_shows(path) if file is None else file
+            if found[url] == INSPECTIONS:
+                refused[url] = _inspections_refused(url, post)
     shown = defaultdict(set)
     for where in found.values():
         if isinstance(where, tuple):
@@ -369,6 +392,13 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
                 f"The link “{url[:80]}” is one reader's link from an email, so "
                 f"readers following it get an error, or act as that reader: link "
                 f"to the page itself."
+            )
+        if where == INSPECTIONS:
+            return (
+                f"The link “{url[:80]}” filters the inspections by what readers "
+                f"cannot choose ({refused[url][:80]}: none of that name, or none "
+                f"with a published post), so they get an error page and no "
+                f"inspections: check its address."
             )
         if where == DEVELOPMENT:
             return (
@@ -396,6 +426,7 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
         Problem(Level.WARNING, message(url, where))
         for url, where in found.items()
         if where in (False, DESK, EMAILED, DEVELOPMENT)
+        or refused.get(url)
         or (isinstance(where, tuple) and where not in live)
     ]
 

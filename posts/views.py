@@ -21,6 +21,7 @@ from .models import (
     Inspection,
     Organisation,
     Post,
+    PostQuerySet,
     Rating,
     Region,
     Tag,
@@ -305,13 +306,19 @@ class InspectionFilter(ReaderForm):
         choices=[("", "Any"), *Rating.choices], required=False, label="Overall rating"
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, published: PostQuerySet | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Only those with a published post, as their pages; made per form, as
         # "published" is as of now. One named that has none is a 400, as one
         # that does not exist: a draft's provider is not to be found this way.
-        organisations = Organisation.objects.with_published_posts()
-        self.fields["region"].queryset = Region.objects.with_published_posts()
+        # (The checks before publishing count the post checked as published.)
+        published = Post.objects.published() if published is None else published
+        organisations = Organisation.objects.filter(
+            Organisation.objects.filed_under(published)
+        )
+        self.fields["region"].queryset = Region.objects.filter(
+            Region.objects.filed_under(published)
+        )
         self.fields["organisation"].queryset = organisations.exclude(
             kind=Organisation.Kind.OWNER
         )

@@ -491,7 +491,6 @@ def test_links_with_a_query_or_a_place_and_to_feeds_warn_only_where_no_page_is(
         "/sitemap.xml",
         "/robots.txt",
         "/category/youth-justice/?page=99#top",
-        "/inspections/?region=nowhere",
         "/search/?q=kent#results",
         "/subscribe/?page=/posts/kent/",
         "/posts/kent/?utm_source=x#findings",
@@ -500,6 +499,57 @@ def test_links_with_a_query_or_a_place_and_to_feeds_warn_only_where_no_page_is(
     post = PostFactory(body=" ".join(f"[x]({link})" for link in missing + there))
     assert site_links(post) == [no_page(link) for link in missing]
     assert answered_not_found(client, missing + there) == missing
+
+
+def filters_refused(link: str, refused: str) -> str:
+    return (
+        f"The link \u201c{link}\u201d filters the inspections by what readers "
+        f"cannot choose ({refused}: none of that name, or none with a published "
+        f"post), so they get an error page and no inspections: check its address."
+    )
+
+
+def test_a_link_to_the_inspections_filtered_by_what_readers_cannot_choose_is_a_warning(
+    kent, client
+):
+    """The index answers a region, organisation or rating readers cannot choose
+    (mistyped, or with no published post) with its form's error and a 400: the
+    link passed, as only the address's path was asked of the site."""
+    kent.inspections.get().organisations.get().owners.add(
+        OrganisationFactory(slug="sodexo", kind="owner")
+    )
+    draft = PostFactory(slug="surrey")
+    InspectionFactory(post=draft, area=AreaFactory(region=RegionFactory(slug="west")))
+    missing = {
+        "/inspections/?region=nowhere": "region=nowhere",
+        "/inspections/?region=west&rating=good": "region=west",
+        "/inspections/?organisation=no-such&rating=brilliant#x": (
+            "organisation=no-such, rating=brilliant"
+        ),
+        "/inspections/?owner=kss-crc": "owner=kss-crc",
+    }
+    there = [
+        "/inspections/",
+        "/inspections/?region=south-east&rating=good",
+        "/inspections/?organisation=kss-crc&region=#table",
+        "/inspections/?page=2",
+        "/inspections/?owner=sodexo&utm_source=x",
+    ]
+    post = PostFactory(body=" ".join(f"[x]({link})" for link in [*missing, *there]))
+    # The post itself counted as live, as for its listings: it brings its own
+    # inspection's region and organisations onto the index.
+    InspectionFactory(
+        post=post,
+        area=AreaFactory(region=RegionFactory(slug="east")),
+        organisations=[OrganisationFactory(slug="nacro", kind="owner")],
+    )
+    post.body += " [y](/inspections/?region=east&owner=nacro)"
+    assert site_links(post) == [
+        filters_refused(link, refused) for link, refused in missing.items()
+    ]
+    assert [
+        link for link in [*missing, *there] if client.get(link).status_code == 400
+    ] == list(missing)
 
 
 def test_links_to_the_sites_live_pages_and_files_are_no_warning(
