@@ -28,6 +28,7 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
+from .comments.models import Comment
 from .desk import counted
 from .links import link_scheme, report_links, site_path, web_links
 from .markdown import (
@@ -236,7 +237,6 @@ _SHOWN_BY_SLUG: dict[str, type[Post | Listed]] = {
     "posts:detail": Post,
     # A GET redirects to the post's comments: its page, or its "Page not found".
     "comments:create": Post,
-    "comments:reply": Post,  # its comment's id is not asked: none links to it
     "posts:category": Category,
     "posts:category_feed": Category,
     "posts:tag": Tag,
@@ -252,6 +252,9 @@ DESK = "desk"
 # the preference centre, an unsubscribe, a counted link): others following it get
 # an error, or act as that reader.
 EMAILED = "emailed"
+# A comment's reply page, by its post's slug and the comment's id: there only for
+# a comment readers see, on that post.
+REPLY = "reply"
 # The outbox of a development machine (DEBUG only): it opens on the author's
 # machine, and readers get "Page not found".
 DEVELOPMENT = "development"
@@ -283,6 +286,8 @@ def _page_or_what_it_shows(
             return DEVELOPMENT
         if found.view_name == "posts:inspections":
             return INSPECTIONS
+        if found.view_name == "comments:reply":
+            return REPLY, (found.kwargs["slug"], found.kwargs["comment_id"])
         if (kind := _SHOWN_BY_SLUG.get(found.view_name)) is not None:
             return kind, found.kwargs["slug"]
         if found.view_name == "posts:archive":
@@ -320,6 +325,11 @@ def _there_and_live(kind: PageKind, names: set, post: Post) -> tuple[set, set]:
     if kind is Post:
         known, live = _live_slugs(names - {post.slug})
         return known, live | {post.slug}
+    if kind == REPLY:
+        shown = Comment.objects.shown().filter(pk__in={pk for _, pk in names})
+        rows = shown.values_list("pk", "post__slug", "post__former_slugs__slug")
+        there = {(slug, pk) for pk, *slugs in rows for slug in slugs}
+        return there, there
     if kind == MONTH:
         months = Q()
         for month in names:
@@ -374,11 +384,18 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
     for where in found.values():
         if isinstance(where, tuple):
             shown[where[0]].add(where[1])
+            if where[0] == REPLY:  # and its post
+                shown[Post].add(where[1][0])
     known, live = set(), set()
     for kind, names in shown.items():
         there, seen = _there_and_live(kind, names, post)
         known |= {(kind, name) for name in there}
         live |= {(kind, name) for name in seen}
+    for url, where in found.items():
+        # A reply page's post not there or not live is what readers meet first.
+        is_reply = isinstance(where, tuple) and where[0] == REPLY
+        if is_reply and (Post, where[1][0]) not in live:
+            found[url] = Post, where[1][0]
 
     def message(url: str, where: bool | str | tuple) -> str:
         if where == DESK:
@@ -404,6 +421,13 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
             return (
                 f"The link “{url[:80]}” goes to the outbox of a development machine, "
                 f"which readers get “Page not found” for: link to the page itself."
+            )
+        if isinstance(where, tuple) and where[0] == REPLY:
+            return (
+                f"The link “{url[:80]}” goes to the reply page of a comment readers "
+                f"cannot see (held for moderation, marked as spam, or not on that "
+                f"post), so they get “Page not found”: link to the post's comments "
+                f"instead."
             )
         if where in known and where[0] is Post:
             return (

@@ -26,6 +26,7 @@ from posts.tasks import check_post_links
 from .factories import (
     AreaFactory,
     CategoryFactory,
+    CommentFactory,
     InspectionFactory,
     OrganisationFactory,
     PostFactory,
@@ -353,8 +354,8 @@ def test_a_link_to_a_listing_of_nothing_readers_can_see_is_a_warning(
     ]
     post = PostFactory(body=" ".join(f"[x]({link})" for link in missing + there))
     # One question for each kind of page, however many links: categories, tags,
-    # areas, regions, organisations, months, posts; and the report links.
-    with django_assert_max_num_queries(8):
+    # areas, regions, organisations, months, posts, comments; and the report links.
+    with django_assert_max_num_queries(9):
         warned = site_links(post)
     assert warned == [
         no_page("/category/no-such-category/"),
@@ -400,6 +401,38 @@ def test_a_link_to_any_page_whose_slug_names_nothing_is_a_warning(client):
     post = PostFactory(body=" ".join(f"[x]({link})" for link in links))
     assert site_links(post) == [no_page(link) for link in links]
     assert answered_not_found(client, links) == links
+
+
+def test_a_link_to_the_reply_page_of_a_comment_readers_cannot_see_is_a_warning(
+    client,
+):
+    """The reply page answers only for a comment readers see, on its own post: a
+    link to one held for moderation, marked as spam (its replies with it), or of
+    another post passed, as its comment was not asked of, and readers get "Page
+    not found"."""
+    kent = PublishedPostFactory(slug="kent")
+    FormerSlug.objects.create(post=kent, slug="kent-2023")
+    approved = CommentFactory(post=kent, status="approved")
+    spam = CommentFactory(post=kent, status="spam")
+    hidden = [
+        CommentFactory(post=kent, status="pending"),
+        spam,
+        CommentFactory(post=kent, status="approved", parent=spam),
+        CommentFactory(status="approved"),
+    ]
+    shown = [approved, CommentFactory(post=kent, status="approved", parent=approved)]
+    reply = "/posts/{}/comments/{}/reply/"
+    missing = [reply.format("kent", comment.pk) for comment in hidden]
+    there = [reply.format("kent", comment.pk) for comment in shown]
+    there.append(reply.format("kent-2023", approved.pk))
+    post = PostFactory(body=" ".join(f"[x]({link})" for link in missing + there))
+    assert site_links(post) == [
+        f"The link \u201c{link}\u201d goes to the reply page of a comment readers "
+        f"cannot see (held for moderation, marked as spam, or not on that post), so "
+        f"they get \u201cPage not found\u201d: link to the post's comments instead."
+        for link in missing
+    ]
+    assert answered_not_found(client, missing + there) == missing
 
 
 def on_the_desk(link: str) -> str:
