@@ -156,6 +156,13 @@ def check_links_under_the_post(post: Post) -> list[Problem]:
     ]
 
 
+def _listed(headings: dict[str, str]) -> str:
+    """The headings, as “Findings” (#user-content-findings) and “Officers”
+    (#user-content-officers); "" for none."""
+    named = [f"“{words}” (#{id})" for id, words in headings.items()]
+    return " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
+
+
 def check_links_within_the_post(post: Post) -> list[Problem]:
     """A link to a heading the post does not have ("#findnigs", or a heading
     renamed since) does nothing on the page, and from the email opens the page
@@ -163,10 +170,8 @@ def check_links_within_the_post(post: Post) -> list[Problem]:
     written and not cited does not reach them at all, and of one written twice
     they get the last alone."""
     ids = {html.unescape(id) for id in _ID.findall(post.body_html)}
-    headings = [f"“{words}” (#{id})" for id, words in _headings(post.body_html).items()]
-    if headings:
-        listed = ", ".join(headings[:-1]) + " and " if len(headings) > 1 else ""
-        listed = f"this post's headings are {listed}{headings[-1]}."
+    if headings := _listed(_headings(post.body_html)):
+        listed = f"this post's headings are {headings}."
     else:
         listed = "this post has no headings."
     # A browser reads the link's place with its %-escapes undone ("#ŵyr").
@@ -365,6 +370,44 @@ def _inspections_refused(url: str, post: Post) -> str:
     return ", ".join(f"{name}={form.data[name]}" for name in form.errors)
 
 
+# The ids a post's page has of its own, around its body's (which are under
+# ID_PREFIX): test_a_link_to_any_place_a_posts_page_has_is_no_warning reads them
+# off a page, so that one added to its templates is not warned of.
+_POST_PAGE_IDS = re.compile(
+    r"content|comments|comments-heading|updates-heading|related-heading"
+    r"|subscribe-heading|(comment|inspection)-[0-9]+|id_\w+"
+)
+
+
+def _places_not_there(places: dict[str, tuple[str, str]], post: Post) -> dict:
+    """Of links to places in posts' bodies ({link: (the post's slug, the
+    place)}), those whose post has no such place, each with what to say of the
+    post's headings instead. A browser lands at the page's top for those. One
+    question for all the posts but this one."""
+    slugs = {slug for slug, _ in places.values()} - {post.slug}
+    bodies = {post.slug: post.body_html}
+    rows = Post.objects.filter(Q(slug__in=slugs) | Q(former_slugs__slug__in=slugs))
+    for slug, former_slug, body_html in rows.values_list(
+        "slug", "former_slugs__slug", "body_html"
+    ):
+        bodies[slug] = bodies[former_slug] = body_html
+    not_there = {}
+    for url, (slug, place) in places.items():
+        if place in {ID_PREFIX + html.unescape(id) for id in _ID.findall(bodies[slug])}:
+            continue
+        headings = _headings(bodies[slug])
+        if place in headings:  # written without ID_PREFIX, as within a post
+            instead = f"its heading “{headings[place]}” is at #{ID_PREFIX}{place}."
+        elif listed := _listed(
+            {ID_PREFIX + id: words for id, words in headings.items()}
+        ):
+            instead = f"its headings are {listed}."
+        else:
+            instead = "it has no headings."
+        not_there[url] = instead
+    return not_there
+
+
 def check_links_to_the_site(post: Post) -> list[Problem]:
     """A link to a page of this site that is not there (a post's address
     mistyped, an image never uploaded, a category with no post live) or to a post
@@ -396,8 +439,22 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
         is_reply = isinstance(where, tuple) and where[0] == REPLY
         if is_reply and (Post, where[1][0]) not in live:
             found[url] = Post, where[1][0]
+    places = {}  # each link to a live post's page with a #place: its slug and place
+    for url, where in found.items():
+        if not (isinstance(where, tuple) and where[0] is Post and where in live):
+            continue
+        place = unquote(urlsplit(as_a_browser_reads(url)).fragment)
+        # "#top", with no such id, is the page's top to a browser.
+        if place and not _POST_PAGE_IDS.fullmatch(place) and place.lower() != "top":
+            places[url] = where[1], place
+    not_there = _places_not_there(places, post) if places else {}
 
     def message(url: str, where: bool | str | tuple) -> str:
+        if url in not_there:
+            return (
+                f"The link “{url[:80]}” goes to a place that post's page does not "
+                f"have, so readers land at its top: {not_there[url]}"
+            )
         if where == DESK:
             # Copied from the desk's address bar, or its "View on site" button.
             return (
@@ -451,6 +508,7 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
         for url, where in found.items()
         if where in (False, DESK, EMAILED, DEVELOPMENT)
         or refused.get(url)
+        or url in not_there
         or (isinstance(where, tuple) and where not in live)
     ]
 

@@ -526,7 +526,7 @@ def test_links_with_a_query_or_a_place_and_to_feeds_warn_only_where_no_page_is(
         "/category/youth-justice/?page=99#top",
         "/search/?q=kent#results",
         "/subscribe/?page=/posts/kent/",
-        "/posts/kent/?utm_source=x#findings",
+        "/posts/kent/?utm_source=x#user-content-findings",
         "https://probation.example/archive/2019/03/?page=2#x",
     ]
     post = PostFactory(body=" ".join(f"[x]({link})" for link in missing + there))
@@ -594,7 +594,7 @@ def test_links_to_the_sites_live_pages_and_files_are_no_warning(
     (media / "posts").mkdir(parents=True)
     (media / "posts" / "chart.png").write_bytes(b"png")
     body = (
-        "[a](/posts/kent/) [b](https://probation.example/posts/kent/#findings) "
+        "[a](/posts/kent/) [b](https://probation.example/posts/kent/#comments) "
         "[c](/posts/kent-2023/) [d](/posts/kent) [e](/) [f](https://probation.example) "
         "[g](/inspections/?rating=good) [h](/feed/) [i](/search/?q=kent) "
         "[j](/subscribe/) ![k](/media/posts/chart.png) [l](/static/site.css) "
@@ -607,6 +607,79 @@ def test_links_to_the_sites_live_pages_and_files_are_no_warning(
     # post's report links.
     with django_assert_max_num_queries(2):
         assert site_links(post) == []
+
+
+def place_not_on(link: str, headings: str) -> str:
+    return (
+        f"The link \u201c{link}\u201d goes to a place that post's page does not "
+        f"have, so readers land at its top: {headings}"
+    )
+
+
+def test_a_link_to_a_place_another_post_does_not_have_is_a_warning(settings, client):
+    """ "/posts/kent/#findings" passed: on Kent's page its heading's place is
+    #user-content-findings (every id of a body is, for the page's own to stay
+    apart), so readers landed at the top of the page, as for a place mistyped or
+    a heading renamed since."""
+    settings.SITE_URL = "https://probation.example"
+    kent = PublishedPostFactory(
+        slug="kent", body="## Findings\n\nHigh.\n\n## Officers\u2019 caseloads"
+    )
+    FormerSlug.objects.create(post=kent, slug="kent-2023")
+    PublishedPostFactory(slug="surrey", body="No headings.")
+    comment = CommentFactory(post=kent, status="approved")
+    kents = (
+        "its headings are \u201cFindings\u201d (#user-content-findings) and "
+        "\u201cOfficers\u2019 caseloads\u201d (#user-content-officers-caseloads)."
+    )
+    missing = {
+        "/posts/kent/#findings": "its heading \u201cFindings\u201d is at "
+        "#user-content-findings.",
+        "/posts/kent-2023/#user-content-findnigs": kents,
+        "https://probation.example/posts/kent/?x=1#nowhere": kents,
+        "/posts/surrey/#findings": "it has no headings.",
+        "/posts/draft-of-itself/#background": "its headings are "
+        "\u201cContext\u201d (#user-content-context).",
+    }
+    there = [
+        "/posts/kent/#user-content-findings",
+        "/posts/kent-2023/#user-content-officers-caseloads",
+        "/posts/kent/#comments",
+        f"/posts/kent/#comment-{comment.pk}",
+        "/posts/kent/#top",
+        "/posts/kent/#",
+        "/posts/kent/#user-content-officers%2Dcaseloads",
+        "/posts/draft-of-itself/#user-content-context",
+    ]
+    post = PostFactory(
+        slug="draft-of-itself",
+        body=" ".join(f"[x]({link})" for link in [*missing, *there]) + "\n\n## Context",
+    )
+    assert site_links(post) == [
+        place_not_on(link, headings) for link, headings in missing.items()
+    ]
+    # What the page has: each id it does not is one the post's page lacks.
+    kents_page = client.get("/posts/kent/").text
+    ids = set(re.findall(r'\sid="([^"]*)"', kents_page))
+    assert {"user-content-findings", "comments", f"comment-{comment.pk}"} <= ids
+    assert "findings" not in ids and "nowhere" not in ids
+
+
+def test_a_link_to_any_place_a_posts_page_has_is_no_warning(client):
+    """Each id on a post's page as readers get it (its body's, its comments',
+    its inspection's, its corrections' and its forms'), linked from another post."""
+    kent = PublishedPostFactory(
+        slug="kent", body="## Findings\n\nHigh.[^1]\n\n[^1]: Kent."
+    )
+    InspectionFactory(post=kent, organisations=[OrganisationFactory()])
+    kent.updates.create(kind="correction", wrong="Ten.", right="Eleven.")
+    approved = CommentFactory(post=kent, status="approved")
+    CommentFactory(post=kent, status="approved", parent=approved)
+    PublishedPostFactory(slug="surrey").tags.add(*kent.tags.all())
+    ids = re.findall(r'\sid="([^"]*)"', client.get("/posts/kent/").text)
+    assert len(ids) >= 12
+    post = PostFactory(body=" ".join(f"[x](/posts/kent/#{id})" for id in ids))
+    assert site_links(post) == []
 
 
 SITE_HOSTS = ["probation.example", "www.probation.example"]
