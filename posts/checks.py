@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
-from django.core.exceptions import SuspiciousFileOperation
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef, Q
 from django.http import QueryDict
@@ -52,6 +52,7 @@ from .models import (
     Region,
     Tag,
 )
+from .validators import clean_email
 from .views import InspectionFilter
 
 
@@ -142,7 +143,11 @@ def check_links_under_the_post(post: Post) -> list[Problem]:
         # "[the findings](findings)": a heading's id without its "#".
         if (heading := headings.get(attribute_value(url).strip())) is not None:
             return f"to go to the heading “{heading}”, write #{url}."
-        return "write it whole (https://…), or from the site's root (/…)."
+        try:  # "[the press office](press@justice.gov.uk)"
+            clean_email(attribute_value(url))
+        except ValidationError:
+            return "write it whole (https://…), or from the site's root (/…)."
+        return f"to write to that address, write mailto:{url}."
 
     return [
         Problem(

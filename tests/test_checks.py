@@ -134,6 +134,18 @@ def test_a_link_to_a_heading_without_its_hash_says_to_write_the_hash():
     )
 
 
+def test_an_email_address_without_its_mailto_says_to_write_the_mailto():
+    # Told to write it whole (https://…), the author of "[the press office]
+    # (press@justice.gov.uk)" was sent looking for a web address.
+    post = PostFactory(body="Ask [the press office](press@justice.gov.uk).")
+    [problem] = without_https(post)
+    assert problem.message == (
+        "The link \u201cpress@justice.gov.uk\u201d has no https:// in front, so "
+        "readers' browsers look for it under this post's address, where there is "
+        "no page: to write to that address, write mailto:press@justice.gov.uk."
+    )
+
+
 def test_links_from_the_post_to_its_own_parts_and_other_pages_are_no_warning():
     body = (
         "[a](https://e.org) [b](mailto:x@e.org) [c](/area/kent/) [d](#findings) "
