@@ -16,7 +16,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
@@ -24,7 +24,7 @@ from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef, Q
 from django.http import QueryDict
-from django.urls import Resolver404, resolve, reverse
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
@@ -413,6 +413,20 @@ def _places_not_there(places: dict[str, tuple[str, str]], post: Post) -> dict:
     return not_there
 
 
+def _path_from_the_post(url: str, post: Post) -> str | None:
+    """The path of this site a link relative to the post's page goes to ("../kent/"
+    is /posts/kent/), as on its page and in its email (markdown.whole_links); None
+    for another link, and for one under the post ("kent/"), which
+    check_links_under_the_post tells of."""
+    read = as_a_browser_reads(url)
+    if link_scheme(read) or read[:1] in ("", "/", "#") or read[:1].isalnum():
+        return None
+    try:
+        return site_path(urljoin(post.get_absolute_url(), read))
+    except NoReverseMatch:  # the editor's preview, its slug not yet a slug
+        return None
+
+
 def check_links_to_the_site(post: Post) -> list[Problem]:
     """A link to a page of this site that is not there (a post's address
     mistyped, an image never uploaded, a category with no post live) or to a post
@@ -423,7 +437,8 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
     found = {}  # each link to the site: whether a page is there, or what it shows
     refused = {}  # each link to the inspections' index: what readers cannot choose
     for url in dict.fromkeys([*link_targets(post.body), *report_links(post)]):
-        if (path := site_path(url)) is not None:
+        path = site_path(url) or _path_from_the_post(url, post)
+        if path is not None:
             file = _file_exists(path)
             found[url] = _page_or_what_it_shows(path) if file is None else file
             if found[url] == INSPECTIONS:

@@ -727,6 +727,24 @@ def test_an_ampersand_in_a_links_query_is_read_as_a_browser_reads_it(settings):
     assert links.site_path("/posts/kent&copy=1/") == "/posts/kent&copy=1/"
 
 
+def test_a_link_relative_to_the_posts_address_is_asked_of_the_site(client):
+    """ "../kent/" on a post's page (and in its email, made whole from the post's
+    address) opens /posts/kent/: the checks left it alone, and "../kentt/" or a
+    draft's address passed."""
+    PublishedPostFactory(slug="kent")
+    PostFactory(slug="surrey-draft")
+    body = (
+        "[a](../kent/) [b](../kentt/) [c](../surrey-draft/#x) [d](./) [e](?page=2) "
+        "[f](../../category/nowhere/) <a href='..\\kent/'>g</a> [h](#findings)"
+    )
+    post = PostFactory(slug="dover", body=body)
+    assert site_links(post) == [
+        no_page("../kentt/"),
+        post_not_live("../surrey-draft/#x"),
+        no_page("../../category/nowhere/"),
+    ]
+
+
 def test_a_raw_html_link_across_lines_is_read_whole_as_a_browser_reads_it(settings):
     """A raw-HTML address broken over lines (wrapped by an editor) was cut at its
     newline: "/posts/" was warned as leading to nothing, and the page it does go
