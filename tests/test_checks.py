@@ -845,6 +845,11 @@ def test_a_body_without_links_to_the_site_asks_the_database_nothing(
         "https://probation.example:99999/posts/x/",
         "javascript:alert(1)",
         "/posts/x/../../admin/",
+        "/posts/x/comments/99999999999999999999/reply/",
+        "/inspections/?region=%00&rating=%FF",
+        "/posts/x/#%FF%00",
+        "..%2F..%2F",
+        "../[",
     ],
 )
 def test_an_odd_link_to_the_site_is_a_warning_never_a_crash(
