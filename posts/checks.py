@@ -247,6 +247,7 @@ _SHOWN_BY_SLUG: dict[str, type[Post | Listed]] = {
     "posts:detail": Post,
     # A GET redirects to the post's comments: its page, or its "Page not found".
     "comments:create": Post,
+    # (The reply page, which names a comment of the post too, is a REPLY.)
     "posts:category": Category,
     "posts:category_feed": Category,
     "posts:tag": Tag,
@@ -275,7 +276,7 @@ INSPECTIONS = "inspections"
 
 def _page_or_what_it_shows(
     path: str,
-) -> bool | str | tuple[PageKind, str | datetime.date]:
+) -> bool | str | tuple[PageKind, str | datetime.date | tuple[str, int]]:
     """What the page at the path shows, as (its kind, its name), to be asked of the
     database with the other links to pages of that kind; DESK for the desk's,
     EMAILED for an emailed link's, DEVELOPMENT for the outbox's, INSPECTIONS for
