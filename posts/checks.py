@@ -52,7 +52,7 @@ from .models import (
     Region,
     Tag,
 )
-from .validators import clean_email
+from .validators import clean_email, is_row_id, row_id_in
 from .views import InspectionFilter
 
 
@@ -337,7 +337,8 @@ def _there_and_live(kind: PageKind, names: set, post: Post) -> tuple[set, set]:
         known, live = _live_slugs(names - {post.slug})
         return known, live | {post.slug}
     if kind == REPLY:
-        shown = Comment.objects.shown().filter(pk__in={pk for _, pk in names})
+        ids = {pk for _, pk in names if is_row_id(pk)}  # past a bigint: none
+        shown = Comment.objects.shown().filter(pk__in=ids)
         rows = shown.values_list("pk", "post__slug", "post__former_slugs__slug")
         there = {(slug, pk) for pk, *slugs in rows for slug in slugs}
         return there, there
@@ -381,8 +382,11 @@ def _inspections_refused(url: str, post: Post) -> str:
 # off a page, so that one added to its templates is not warned of.
 _POST_PAGE_IDS = re.compile(
     r"content|comments|comments-heading|updates-heading|related-heading"
-    r"|subscribe-heading|(comment|inspection)-[0-9]+|id_\w+"
+    r"|subscribe-heading|inspection-[0-9]+|id_\w+"
 )
+# A comment's place on its post's page (Comment.get_absolute_url), there only for
+# a comment readers see.
+_COMMENT_PLACE = re.compile(r"comment-([0-9]+)")
 
 
 def _places_not_there(places: dict[str, tuple[str, str]], post: Post) -> dict:
@@ -445,11 +449,19 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
             if found[url] == INSPECTIONS:
                 refused[url] = _inspections_refused(url, post)
     shown = defaultdict(set)
-    for where in found.values():
-        if isinstance(where, tuple):
-            shown[where[0]].add(where[1])
-            if where[0] == REPLY:  # and its post
-                shown[Post].add(where[1][0])
+    place_of = {}  # each link to a post's page with a #place: the place
+    for url, where in found.items():
+        if not isinstance(where, tuple):
+            continue
+        shown[where[0]].add(where[1])
+        if where[0] == REPLY:  # and its post
+            shown[Post].add(where[1][0])
+        if where[0] is Post and (
+            place := unquote(urlsplit(as_a_browser_reads(url)).fragment)
+        ):
+            place_of[url] = place
+            if comment := _COMMENT_PLACE.fullmatch(place):  # asked as its reply page
+                shown[REPLY].add((where[1], row_id_in(comment[1])))
     known, live = set(), set()
     for kind, names in shown.items():
         there, seen = _there_and_live(kind, names, post)
@@ -460,15 +472,23 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
         is_reply = isinstance(where, tuple) and where[0] == REPLY
         if is_reply and (Post, where[1][0]) not in live:
             found[url] = Post, where[1][0]
-    places = {}  # each link to a live post's page with a #place: its slug and place
-    for url, where in found.items():
-        if not (isinstance(where, tuple) and where[0] is Post and where in live):
+    not_there = {}  # each link to a place a live post's page lacks: what to say
+    places = {}  # each link to a place in a live post's body: its slug and place
+    for url, place in place_of.items():
+        slug = found[url][1]
+        if (Post, slug) not in live:
             continue
-        place = unquote(urlsplit(as_a_browser_reads(url)).fragment)
+        if comment := _COMMENT_PLACE.fullmatch(place):
+            if (REPLY, (slug, row_id_in(comment[1]))) not in live:
+                not_there[url] = (
+                    "that comment is not on it (held for moderation, marked as "
+                    "spam, or of another post)."
+                )
         # "#top", with no such id, is the page's top to a browser.
-        if place and not _POST_PAGE_IDS.fullmatch(place) and place.lower() != "top":
-            places[url] = where[1], place
-    not_there = _places_not_there(places, post) if places else {}
+        elif not _POST_PAGE_IDS.fullmatch(place) and place.lower() != "top":
+            places[url] = slug, place
+    if places:
+        not_there |= _places_not_there(places, post)
 
     def message(url: str, where: bool | str | tuple) -> str:
         if url in not_there:

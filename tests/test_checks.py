@@ -677,6 +677,29 @@ def test_a_link_to_a_place_another_post_does_not_have_is_a_warning(settings, cli
     assert "findings" not in ids and "nowhere" not in ids
 
 
+def test_a_link_to_a_comment_readers_cannot_see_is_a_warning(client):
+    """A comment's own address (/posts/kent/#comment-5, its "View on site" at the
+    desk) passed for one held for moderation or marked as spam, which its page
+    does not show: readers landed at the page's top."""
+    kent = PublishedPostFactory(slug="kent")
+    shown = CommentFactory(post=kent, status="approved")
+    held = CommentFactory(post=kent, status="pending")
+    elsewhere = CommentFactory(status="approved")
+    links = [
+        held.get_absolute_url(),
+        f"/posts/kent/#comment-{elsewhere.pk}",
+        shown.get_absolute_url(),
+    ]
+    post = PostFactory(body=" ".join(f"[x]({link})" for link in links))
+    not_on_it = (
+        "that comment is not on it (held for moderation, marked as spam, or of "
+        "another post)."
+    )
+    assert site_links(post) == [place_not_on(link, not_on_it) for link in links[:2]]
+    ids = re.findall(r'\sid="([^"]*)"', client.get("/posts/kent/").text)
+    assert f"comment-{shown.pk}" in ids and f"comment-{held.pk}" not in ids
+
+
 def test_a_link_to_any_place_a_posts_page_has_is_no_warning(client):
     """Each id on a post's page as readers get it (its body's, its comments',
     its inspection's, its corrections' and its forms'), linked from another post."""
@@ -848,6 +871,8 @@ def test_a_body_without_links_to_the_site_asks_the_database_nothing(
         "/posts/x/comments/99999999999999999999/reply/",
         "/inspections/?region=%00&rating=%FF",
         "/posts/x/#%FF%00",
+        "/posts/live/#comment-99999999999999999999",
+        "/posts/live/#comment-" + "9" * 5000,
         "..%2F..%2F",
         "../[",
     ],
@@ -856,6 +881,7 @@ def test_an_odd_link_to_the_site_is_a_warning_never_a_crash(
     settings, media, client, link
 ):
     settings.SITE_URL = "https://probation.example"
+    PublishedPostFactory(slug="live")
     post = PostFactory(body=f'[x]({link}) <a href="{link}">y</a>')
     checks.post_problems(post)
     user = UserFactory()
