@@ -524,8 +524,8 @@ def check_links_to_the_site(post: Post) -> list[Problem]:
             return (
                 f"The link “{url[:80]}” goes to the reply page of a comment readers "
                 f"cannot see (held for moderation, marked as spam, or not on that "
-                f"post), so they get “Page not found”: link to the post's comments "
-                f"instead."
+                f"post), so they are sent to the post's comments, told it is not "
+                f"available any more: link to the post's comments instead."
             )
         if where in known and where[0] is Post:
             return (

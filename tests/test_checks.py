@@ -441,10 +441,14 @@ def test_a_link_to_the_reply_page_of_a_comment_readers_cannot_see_is_a_warning(
     assert site_links(post) == [
         f"The link \u201c{link}\u201d goes to the reply page of a comment readers "
         f"cannot see (held for moderation, marked as spam, or not on that post), so "
-        f"they get \u201cPage not found\u201d: link to the post's comments instead."
+        f"they are sent to the post's comments, told it is not available any more: "
+        f"link to the post's comments instead."
         for link in missing
     ]
-    assert answered_not_found(client, missing + there) == missing
+    # Each sends the reader back to the post's comments; each other one opens.
+    for link in missing:
+        assert client.get(link)["Location"] == "/posts/kent/#comments"
+    assert answered_not_found(client, missing + there) == []
 
 
 def on_the_desk(link: str) -> str:
