@@ -223,6 +223,15 @@ class TopicsForm(ReaderForm):
             )
         return picker
 
+    def topics_shown(self) -> str:
+        """Where the form is compared with what its page showed
+        (show_hidden_initial, the preference centre): the topics shown as chosen,
+        as hidden inputs. The picker's checkboxes are not the widget's, which
+        would add them."""
+        if not self.fields["topics"].show_hidden_initial:
+            return ""
+        return self["topics"].as_hidden(only_initial=True)
+
     def chosen_topics(self) -> list[TopicOption]:
         chosen = set(self["topics"].value() or ())
         return [
@@ -325,17 +334,28 @@ class DigestTimeForm(ReaderForm):
     usual" follows the site's setting, and is what a form without these fields
     (one that predates them, or a bare POST) chooses."""
 
+    # Each with the value its page showed (show_hidden_initial): a page opened
+    # before the reader changed it in another tab sends that back.
     digest_hour = forms.TypedChoiceField(
-        label="Hour", coerce=int, empty_value=None, required=False
+        label="Hour",
+        coerce=int,
+        empty_value=None,
+        required=False,
+        show_hidden_initial=True,
     )
     digest_weekday = forms.TypedChoiceField(
-        label="Day, for weekly digests", coerce=int, empty_value=None, required=False
+        label="Day, for weekly digests",
+        coerce=int,
+        empty_value=None,
+        required=False,
+        show_hidden_initial=True,
     )
     time_zone = forms.ChoiceField(
         label="Your time zone",
         choices=DIGEST_TIME_ZONES,
         initial=DEFAULT_TIME_ZONE,
         required=False,
+        show_hidden_initial=True,
     )
 
     def __init__(self, *args, **kwargs) -> None:

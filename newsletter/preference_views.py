@@ -58,12 +58,13 @@ from .views import (
 def _current_topics(
     subscriber: Subscriber, data: QueryDict | None = None
 ) -> TopicsForm:
-    """The topics form as the page fills it in; with `data`, as sent from it, so
-    that has_changed() tells whether the reader changed their topics or how
-    often, or only sent them back with a new digest time."""
+    """The topics form as the page fills it in; with `data`, as sent from it
+    (_as_the_reader_changed_it), so that has_changed() tells whether the reader
+    changed their topics or how often, or only sent them back with a new digest
+    time."""
     topics = list(subscriber.topics.all())
     followed = followed_keys(topics)
-    return TopicsForm(
+    form = TopicsForm(
         data,
         following=followed,
         initial={
@@ -71,6 +72,39 @@ def _current_topics(
             "frequency": subscriber.frequency(),
         },
     )
+    # The page keeps what it showed, to tell what the reader changed on it.
+    for name in ("topics", "frequency"):
+        form.fields[name].show_hidden_initial = True
+    return form
+
+
+def _as_the_reader_changed_it(subscriber: Subscriber, data: QueryDict) -> QueryDict:
+    """The topics form as sent, each field the reader left as its page showed it
+    (its hidden initial value) as their subscription has it now: a page opened
+    before they changed it in another tab sends back what it showed, which
+    undid that change (or was refused: a topic no longer followed nor offered).
+    A POST not from the page, without those values, is taken as sent."""
+    now = {
+        "topics": followed_keys(subscriber.topics.all()),
+        "frequency": [subscriber.frequency()],
+        "digest_hour": [_or_empty(subscriber.digest_hour)],
+        "digest_weekday": [_or_empty(subscriber.digest_weekday)],
+        "time_zone": [subscriber.time_zone],
+    }
+    from_the_page = "initial-frequency" in data
+    data = data.copy()
+    for name, values in now.items():
+        shown = f"initial-{name}"
+        if not from_the_page:
+            data.setlist(shown, values)  # compared with what the reader has now
+        elif sorted(data.getlist(name)) == sorted(data.getlist(shown)):
+            data.setlist(name, values)
+            data.setlist(shown, values)
+    return data
+
+
+def _or_empty(value: int | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _followed_at_each_frequency(subscriber: Subscriber, form: TopicsForm) -> str:
@@ -350,15 +384,16 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
             "preferences.",
             status=400,
         )
-    form = _current_topics(subscriber, request.POST)
-    when = DigestTimeForm(request.POST)
+    sent = _as_the_reader_changed_it(subscriber, request.POST)
+    form = _current_topics(subscriber, sent)
+    when = DigestTimeForm(sent)
     # Both checked, so every error shows at once, and nothing is saved unless
     # everything is valid.
     if not all([form.is_valid(), when.is_valid()]):
         return _page(request, subscriber, ChangeEmailForm(), form, when, status=400)
     # Topics and digest time are one form: a reader who changed only the time
-    # sent their topics back as the page showed them, and a reader the desk gave
-    # topics at different frequencies would lose all but one.
+    # sent their topics back, and a reader the desk gave topics at different
+    # frequencies would lose all but one.
     topics_changed = form.has_changed()
     try:
         with transaction.atomic():

@@ -267,6 +267,27 @@ def test_reader_chooses_a_weekly_digest_on_friday_at_seven(browser, site):
     assert reader.csp_violations == []
 
 
+def test_a_tab_opened_earlier_saves_only_what_the_reader_changed_in_it(browser, site):
+    """Two tabs of the preference centre: the newer chooses a weekly digest; the
+    older, still showing every post as published, then changes only the hour.
+    It sent back what it showed, and the reader was as published again."""
+    sam = SubscriberFactory(email="sam@example.org")
+    older, newer = new_page(browser), new_page(browser)
+    older.goto(preferences_url(sam))
+    newer.goto(preferences_url(sam))
+    newer.get_by_role("radio", name="Weekly digest").check()
+    newer.get_by_role("button", name="Save my choices").click()
+    newer.get_by_text("How often: weekly digest.").wait_for()
+
+    older.get_by_label("Hour").select_option(label="09:00")
+    older.get_by_role("button", name="Save my choices").click()
+
+    older.get_by_text("How often: weekly digest.").wait_for()
+    sam.refresh_from_db()
+    assert sam.digest_hour == 9
+    assert sam.topics.get().frequency == "weekly"
+
+
 def test_reader_comments_and_sees_it_once_the_author_approves_it(browser, site):
     post = PublishedPostFactory(title="Suffolk: caseloads too high")
     reader = new_page(browser)

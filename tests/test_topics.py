@@ -3,6 +3,7 @@ topics (or everything) instantly, once each; the others do not get it."""
 
 import re
 import threading
+from html.parser import HTMLParser
 
 import pytest
 from django.apps import apps
@@ -334,6 +335,101 @@ def test_the_preference_centre_changes_topics_and_frequency(client, suffolk_post
     # Everything again, as published.
     client.post(topics_url(reader), {"frequency": "instant"})
     assert followed(reader) == {("everything", "", "instant")}
+
+
+class _TopicsFormSent(HTMLParser):
+    """What a browser sends from the page's topics form, as the page was made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, str]] = []
+        self._in_form = False
+        self._select = ""
+        self._first_option: tuple[str, str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self._in_form = a.get("action", "").endswith("/topics/")
+        elif not self._in_form:
+            return
+        elif tag == "input" and (a.get("type") == "hidden" or "checked" in a):
+            self.sent.append((a["name"], a.get("value", "")))
+        elif tag == "select":
+            self._select, self._first_option = a["name"], None
+        elif tag == "option" and self._select:
+            if self._first_option is None:
+                self._first_option = (self._select, a.get("value", ""))
+            if "selected" in a:
+                self.sent.append((self._select, a.get("value", "")))
+                self._select = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+        elif tag == "select" and self._select:  # nothing selected: the first
+            self.sent.append(self._first_option)
+            self._select = ""
+
+
+def topics_form_sent(page: str, **changed: str | list[str]) -> dict[str, list[str]]:
+    """The topics form of a preference page as a browser sends it, with the
+    reader's `changed` fields."""
+    parser = _TopicsFormSent()
+    parser.feed(page)
+    sent: dict[str, list[str]] = {}
+    for name, value in parser.sent:
+        sent.setdefault(name, []).append(value)
+    for name, value in changed.items():
+        sent[name] = value if isinstance(value, list) else [value]
+    return sent
+
+
+def test_a_tab_opened_before_the_reader_changed_topics_elsewhere_keeps_that_change(
+    client, suffolk_post
+):
+    """Two tabs of the preference centre: in the newer the reader chose Wales,
+    weekly; in the older, which still shows Suffolk daily, they then changed
+    only the hour their digest arrives. That older page sent back the topics
+    it showed, and they replaced the reader's newer choice."""
+    reader = follower("reader@example.org", ("area", "suffolk"), frequency="daily")
+    centre = topics_url(reader).removesuffix("topics/")
+    older_tab = client.get(centre).text
+    newer_tab = client.get(centre).text
+    client.post(
+        topics_url(reader),
+        topics_form_sent(newer_tab, topics=["region:wales"], frequency="weekly"),
+    )
+
+    response = client.post(
+        topics_url(reader), topics_form_sent(older_tab, digest_hour="9")
+    )
+
+    assert response.status_code == 200
+    assert followed(reader) == {("region", "wales", "weekly")}
+    reader.refresh_from_db()
+    assert reader.digest_hour == 9
+    # The answer says what the reader gets now, not what the older page showed.
+    assert "How often: weekly digest." in response.text
+    assert "every Monday at 09:00" in response.text
+
+
+def test_a_tab_opened_before_the_reader_chose_a_digest_time_elsewhere_keeps_it(
+    client, suffolk_post
+):
+    reader = follower("reader@example.org", ("area", "suffolk"), frequency="daily")
+    centre = topics_url(reader).removesuffix("topics/")
+    older_tab = client.get(centre).text
+    newer_tab = client.get(centre).text
+    client.post(topics_url(reader), topics_form_sent(newer_tab, digest_hour="6"))
+
+    client.post(
+        topics_url(reader), topics_form_sent(older_tab, topics=["region:wales"])
+    )
+
+    assert followed(reader) == {("region", "wales", "daily")}
+    reader.refresh_from_db()
+    assert reader.digest_hour == 6
 
 
 def test_a_paused_reader_saving_topics_is_told_nothing_comes_until_they_resume(
