@@ -245,6 +245,8 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     if action == "resume" and active:
         subscriptions.subscriber_resume(subscriber=subscriber)
         return _resumed(request, subscriber)
+    if action in ("pause", "resume"):  # a page opened before the reader left
+        return _not_subscribed(request, subscriber)
     if action == "unsubscribe":
         subscriptions.subscriber_unsubscribe(subscriber=subscriber)
         return _done(
@@ -273,7 +275,17 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         if agreed and not wanted:
             subscriptions.engagement_withdraw(subscriber=subscriber)
         return _engagement_saved(request, subscriber)
-    if action == "resubscribe" and not active:
+    if action == "resubscribe" and active:  # a page opened before they confirmed
+        return _done(
+            request,
+            subscriber,
+            "You are subscribed already",
+            "Your newsletter is paused: nothing comes until you resume it."
+            if subscriber.paused_at
+            else f"New posts arrive at {readable_email(subscriber.email)}.",
+            status=400,
+        )
+    if action == "resubscribe":
         if why := _why_blocked(subscriber):
             return _done(
                 request,
@@ -313,6 +325,23 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         subscriber,
         "Nothing to do",
         "That change does not apply to your subscription as it stands.",
+        status=400,
+    )
+
+
+def _not_subscribed(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
+    """What a page opened before the reader left (unsubscribed, bounced, …)
+    answers a change that only a current subscription takes."""
+    next_step = (
+        "Your preferences say why, and what you can do."
+        if subscriptions.is_blocked(subscriber.email)
+        else "To receive the newsletter again, resubscribe from your preferences."
+    )
+    return _done(
+        request,
+        subscriber,
+        "You are not subscribed",
+        f"Nothing is sent to you, and nothing has changed. {next_step}",
         status=400,
     )
 
@@ -375,15 +404,7 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
     if subscriber.status != Subscriber.Status.ACTIVE:
         # The page offers topics only to a current subscription; a tab opened
         # before the reader left would be told when digests arrive, and none does.
-        return _done(
-            request,
-            subscriber,
-            "Nothing to do",
-            "You are not subscribed, so nothing is sent to you and nothing has "
-            "changed. To receive the newsletter again, resubscribe from your "
-            "preferences.",
-            status=400,
-        )
+        return _not_subscribed(request, subscriber)
     sent = _as_the_reader_changed_it(subscriber, request.POST)
     form = _current_topics(subscriber, sent)
     when = DigestTimeForm(sent)

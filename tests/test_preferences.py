@@ -35,6 +35,7 @@ from newsletter.subscriptions import (
     subscriber_confirm,
     subscriber_delete,
     subscriber_export,
+    subscriber_pause,
     subscription_request,
     suppression_lift,
 )
@@ -292,6 +293,55 @@ def test_an_action_that_does_not_apply_gets_a_400(client, reader, action):
     assert response.status_code == 400
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.parametrize("action", ["pause", "resume"])
+@pytest.mark.parametrize(
+    ("reason", "next_step"),
+    [
+        (Suppression.Reason.UNSUBSCRIBED, "resubscribe from your preferences"),
+        (Suppression.Reason.HARD_BOUNCE, "Your preferences say why"),
+    ],
+)
+def test_pausing_from_a_page_opened_before_the_reader_left_says_where_they_stand(
+    client, reader, action, reason, next_step
+):
+    """A tab opened before the reader unsubscribed (or bounced) in another: it
+    answered "Nothing to do. That change does not apply to your subscription as
+    it stands", which said neither how it stands nor what they can do."""
+    address_suppress(email=reader.email, reason=reason)
+
+    response = client.post(url(reader), {"action": action})
+
+    assert response.status_code == 400
+    assert "You are not subscribed" in response.text
+    assert "nothing has changed" in response.text
+    assert next_step in response.text
+    reader.refresh_from_db()
+    assert reader.paused_at is None
+
+
+@pytest.mark.parametrize(
+    ("paused", "told"),
+    [
+        (False, "New posts arrive at reader@example.org."),
+        (True, "Your newsletter is paused: nothing comes until you resume it"),
+    ],
+)
+def test_resubscribing_from_a_page_opened_before_confirming_says_they_are_subscribed(
+    client, reader, on_commit, paused, told
+):
+    """A tab opened while unsubscribed, the reader confirmed by their email's
+    link since: "That change does not apply to your subscription as it stands"."""
+    if paused:
+        subscriber_pause(subscriber=reader)
+
+    response = on_commit(client.post, url(reader), {"action": "resubscribe"})
+
+    assert response.status_code == 400
+    assert "You are subscribed already" in response.text
+    assert told in response.text
+    assert mail.outbox == []
 
 
 def test_changing_the_address_waits_for_the_new_address_to_confirm(
