@@ -38,6 +38,7 @@ from .tokens import (
     InvalidToken,
     LinkUsed,
     Purpose,
+    SubscriptionGone,
     read_change_made,
     read_token,
     read_token_detail,
@@ -432,7 +433,7 @@ def topics(request: HttpRequest, token: str) -> HttpResponse:
             )
     except Subscriber.DoesNotExist:
         # Erased since the link was read: it names nobody now, as it will next time.
-        return _token_error(request, InvalidToken(), purpose=Purpose.PREFERENCES)
+        return _token_error(request, SubscriptionGone(), purpose=Purpose.PREFERENCES)
     subscriber.refresh_from_db(fields=["digest_owed_until"])
     if followed := _followed_at_each_frequency(subscriber, form):
         # Kept as the desk set them: each digest's time is said.

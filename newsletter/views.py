@@ -230,17 +230,23 @@ def _token_error(
     request: HttpRequest, error: InvalidToken, *, purpose: Purpose
 ) -> HttpResponse:
     """The page for a link that does nothing, its way on the one for what the
-    link was for: "subscribe again" only to a reader who came to subscribe."""
+    link was for: "subscribe again" only to a reader who came to subscribe, or
+    whose subscription is gone. A preferences link went only to a reader who
+    had confirmed: gone, they deleted it (or the desk did), and no newer email
+    has a link that works. A confirmation link's request may have been purged
+    unconfirmed: it is only "not valid"."""
+    deleted = isinstance(error, SubscriptionGone) and purpose == Purpose.PREFERENCES
     return render(
         request,
         "newsletter/bad_link.html",
         {
             "expired": error.expired,
+            "deleted": deleted,
             "confirm_days": confirm_max_age_days(),
             "purpose": purpose,
             "replies_address": replies_address(),
         },
-        status=410 if error.expired else 404,
+        status=410 if error.expired or deleted else 404,
     )
 
 

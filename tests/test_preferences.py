@@ -344,6 +344,27 @@ def test_resubscribing_from_a_page_opened_before_confirming_says_they_are_subscr
     assert mail.outbox == []
 
 
+@pytest.mark.parametrize(
+    ("method", "suffix"), [("get", ""), ("post", "topics/"), ("get", "delete/")]
+)
+def test_a_deleted_readers_preferences_link_says_their_subscription_was_deleted(
+    client, reader, method, suffix
+):
+    """A reader who deleted their data opens the preferences link of an old
+    email: "This link is not valid. It may have been copied incompletely, or
+    replaced by a newer email", and to use the link in any newsletter email,
+    of which none will come."""
+    link = url(reader, suffix)
+    subscriber_delete(subscriber=reader)
+
+    response = getattr(client, method)(link)
+
+    assert response.status_code == 410
+    assert "This subscription was deleted" in response.text
+    assert "subscribe again" in response.text
+    assert "copied incompletely" not in response.text
+
+
 def test_changing_the_address_waits_for_the_new_address_to_confirm(
     client, reader, on_commit
 ):
