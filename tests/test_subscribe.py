@@ -90,6 +90,22 @@ def test_the_answer_is_the_same_whatever_the_address_state(
     assert response.content == reference.content
 
 
+def test_asking_again_the_same_day_is_told_the_first_emails_link_is_the_one(
+    client, django_capture_on_commit_callbacks
+):
+    """A reader who could not find their confirmation asked again: no second
+    email goes within the day, and the page said "we have sent it an email with
+    a link to confirm", so they waited for one that never came."""
+    subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+
+    again = subscribe(client, "reader@example.org", django_capture_on_commit_callbacks)
+
+    assert len(mail.outbox) == 1
+    assert "we have sent it" not in again.text
+    assert "at most one a day" in again.text
+    assert "if you asked earlier today, use the link in that email" in again.text
+
+
 def test_confirmed_reader_gets_no_new_confirmation(
     client, django_capture_on_commit_callbacks
 ):
