@@ -161,6 +161,12 @@ class TopicsForm(ReaderForm):
         label="Only posts about (leave all unticked for everything)",
         required=False,
         widget=forms.CheckboxSelectMultiple,
+        # Said in words, not the site's key: a page opened before a topic went
+        # (its only post back to draft, a category deleted) sends it still.
+        error_messages={
+            "invalid_choice": "A topic you ticked is no longer offered, so it is "
+            "not in the list now. Check your choice and send the form again."
+        },
     )
     frequency = forms.ChoiceField(
         label="How often",
