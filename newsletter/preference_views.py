@@ -317,8 +317,10 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             request,
             subscriber,
             "Check your inbox",
-            "We have sent a confirmation link to "
-            f"{readable_email(subscriber.email)} (at most one a day). Your "
+            # Nothing goes the second time in a day: the first email's link works.
+            "A confirmation link is on its way to "
+            f"{readable_email(subscriber.email)}. We send at most one a day: if we "
+            "sent you one earlier today, use the link in that email. Your "
             "subscription starts again when you click it.",
         )
     return _done(

@@ -223,6 +223,22 @@ def test_resubscribing_sends_a_fresh_confirmation(client, reader, on_commit):
     assert reader.status == Subscriber.Status.ACTIVE
 
 
+def test_resubscribing_twice_the_same_day_says_the_first_emails_link_is_the_one(
+    client, reader, on_commit
+):
+    """The second press of Resubscribe sends nothing within the day, and the
+    page said "We have sent a confirmation link", so the reader waited for it."""
+    client.post(url(reader), {"action": "unsubscribe"})
+    on_commit(client.post, url(reader), {"action": "resubscribe"})
+
+    again = on_commit(client.post, url(reader), {"action": "resubscribe"})
+
+    assert len(mail.outbox) == 1
+    assert "We have sent" not in again.text
+    assert "at most one a day" in again.text
+    assert "if we sent you one earlier today, use the link in that email" in again.text
+
+
 def test_resubscribing_records_how_often_the_reader_gets_what_they_follow(
     client, reader, on_commit
 ):
