@@ -754,7 +754,7 @@ def one_time(request: HttpRequest, token: str) -> HttpResponse:
         "Check the new inbox",
         f"If {readable_email(new_email)} can receive the newsletter, a link to "
         "confirm it is on its way there (at most one change a day). Until you click "
-        f"it, emails keep going to {readable_email(subscriber.email)}.",
+        f"it, your address stays {readable_email(subscriber.email)}.",
     )
 
 

@@ -542,6 +542,22 @@ def test_a_reader_who_has_the_address_still_keeps_it_from_a_reader_moving_there(
     assert reader.email == "reader@example.org"
 
 
+def test_a_paused_reader_asking_to_move_is_not_told_emails_keep_going(
+    client, reader, on_commit
+):
+    """ "Until you click it, emails keep going to reader@…", to a reader who had
+    paused them."""
+    subscriber_pause(subscriber=reader)
+
+    response = ask_to_move(client, on_commit, reader, "new@example.org")
+
+    assert "Check the new inbox" in response.text
+    assert "keep going" not in response.text
+    assert "Until you click it, your address stays reader@example.org." in (
+        response.text
+    )
+
+
 @pytest.mark.parametrize("meanwhile", ["unsubscribe", "pause"])
 def test_a_refused_change_says_nothing_changed_and_no_more_to_whoever_holds_the_link(
     client, reader, on_commit, meanwhile
