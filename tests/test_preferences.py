@@ -1616,18 +1616,17 @@ def test_topics_saved_in_one_tab_while_the_reader_erases_their_data_in_another(
     reader,
 ):
     """The reader saves their topics as their erasure commits: the page says the
-    link no longer works, and nothing of theirs is written back (it was a 500: the
-    topics were inserted for a reader no longer there)."""
+    subscription was deleted, and nothing of theirs is written back (it was a 500:
+    the topics were inserted for a reader no longer there)."""
     topics_page = url(reader, "topics/")
     saved = as_erasure_commits(
         reader,
-        lambda: (
-            Client(raise_request_exception=False)
-            .post(topics_page, {"frequency": "instant"})
-            .status_code
+        lambda: Client(raise_request_exception=False).post(
+            topics_page, {"frequency": "instant"}
         ),
     )
-    assert saved == 404
+    assert saved.status_code == 410
+    assert "This subscription was deleted" in saved.text
     assert not Subscriber.objects.exists()
     assert not SubscriberTopic.objects.exists()
 
