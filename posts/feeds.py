@@ -107,13 +107,15 @@ class LatestPostsFeed(Feed):
         post = kwargs["item"]
         page_url = self.item_link(post)
         # Opened as its page opens: its sponsors (sponsored content says so
-        # wherever it is shown, a feed reader too), then the inspection's facts
-        # (without them a feed reader learnt the rating only if the body said it).
+        # wherever it is shown, a feed reader too), its featured image, then the
+        # inspection's facts (without them a feed reader learnt the rating only if
+        # the body said it).
         opening = (
             render_to_string("posts/_sponsors.html", {"sponsors": post.sponsors_shown})
             if post.sponsors_shown
             else ""
         )
+        opening += render_to_string("posts/_featured_image.html", {"post": post})
         opening += render_to_string("posts/_facts.html", {"post": post})
         body_html = whole_links(post.body_html, page_url=page_url)
         return {

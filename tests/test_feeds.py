@@ -23,6 +23,7 @@ from .factories import (
     PublishedPostFactory,
     StaffFactory,
     admin_post_form_of,
+    png,
 )
 from .migrating import migrate_again_after
 from .test_sponsorship import sponsor_words
@@ -319,6 +320,28 @@ def test_a_posts_feed_entry_opens_with_its_inspections_facts(client, url):
     assert "Caseloads were too high." in facts
     # Its links whole, as the body's: a feed reader has no page to resolve them.
     assert 'href="https://onprobation.example/area/derby-area/"' in facts
+
+
+@pytest.mark.usefixtures("media")
+@pytest.mark.parametrize("url", ["/feed/", "/feed/atom/"])
+def test_a_posts_feed_entry_shows_its_featured_image_as_its_page_does(client, url):
+    # The page opens with the post's picture; the entry left it out, and a feed
+    # reader showed the post without it (and with no picture to list it by).
+    post = PublishedPostFactory(
+        body="Our view of it.",
+        featured_image=png(800, 450),
+        featured_image_alt="Derby's probation office & car park",
+    )
+    InspectionFactory(post=post, title="Derby City PDU")
+
+    entry = parse(client, url, "application/").entries[0]
+    image = (  # as feedparser writes it: attributes in alphabetical order
+        '<img alt="Derby&#x27;s probation office &amp; car park" height="450" '
+        f'src="https://onprobation.example{post.featured_image.url}" width="800" />'
+    )
+    assert image in entry.summary
+    # Where the page shows it: above the inspection's facts and the body.
+    assert entry.summary.index(image) < entry.summary.index("Derby City PDU")
 
 
 def test_category_feed_lists_only_that_categorys_posts(client, posts):
