@@ -115,7 +115,9 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
         "posts/detail.html",
         {
             "post": post,
-            "description": meta_description(post.excerpt or post.title),
+            # Its excerpt, or its opening words as its email sums it up: its
+            # title again was what a link preview already says above it.
+            "description": meta_description(post.summary),
             "canonical_url": url,
             "related_posts": related.related_posts(post),
             "sponsors": post.sponsors(),

@@ -366,6 +366,29 @@ def test_a_post_keeps_its_own_description(client):
     )
 
 
+def test_a_post_without_an_excerpt_is_summed_up_by_its_opening_words(client):
+    # Its description was its title again (a link preview said the title twice)
+    # and the listings showed nothing under the title, where its email and the
+    # digests sum it up by its opening words.
+    PublishedPostFactory(
+        title="Derby: caseloads",
+        slug="derby-caseloads",
+        excerpt="",
+        body="Inspectors found caseloads *too high* in Derby & Derbyshire.",
+    )
+    post_page = page(client, "/posts/derby-caseloads/")
+    assert meta_description(post_page) == (
+        "Inspectors found caseloads too high in Derby &amp; Derbyshire."
+    )
+    assert (
+        '<meta property="og:description" content="Inspectors found caseloads too '
+        'high in Derby &amp; Derbyshire.">'
+    ) in post_page
+    assert "<p>Inspectors found caseloads too high in Derby &amp; Derbyshire.</p>" in (
+        page(client, "/")
+    )
+
+
 def title(html: str) -> str:
     (text,) = re.findall(r"<title>([^<]*)</title>", html)
     return text
