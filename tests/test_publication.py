@@ -777,6 +777,22 @@ def test_pages_make_the_same_number_of_queries_at_2_and_at_20_posts(
     assert at_20 == at_2 <= 20
 
 
+def test_each_fact_box_of_a_post_on_two_inspections_has_a_heading_of_its_own(client):
+    # Both were headed "The inspection": a screen reader's list of headings read
+    # the same words twice, and nothing told the boxes apart but their order.
+    post = PublishedPostFactory()
+    InspectionFactory(post=post, title="Cardiff YOS", published_on=date(2024, 2, 5))
+    InspectionFactory(post=post, title="Surrey YOS", published_on=date(2024, 1, 5))
+    html = page(client, post.get_absolute_url())
+    headings = re.findall(r'<section class="facts"[^>]*>\s*<h2[^>]*>([^<]*)</h2>', html)
+    assert headings == ["Inspection 1 of 2", "Inspection 2 of 2"]
+
+    alone = InspectionFactory(title="Derby City PDU").post
+    html = page(client, alone.get_absolute_url())
+    headings = re.findall(r'<section class="facts"[^>]*>\s*<h2[^>]*>([^<]*)</h2>', html)
+    assert headings == ["The inspection"]
+
+
 def test_dates_in_the_fact_box_are_machine_readable(client):
     inspection = InspectionFactory(
         fieldwork_start=date(2024, 3, 4),
