@@ -39,6 +39,8 @@ from .browser import (
 )
 from .factories import (
     AreaFactory,
+    InspectionFactory,
+    OrganisationFactory,
     PostFactory,
     PublishedPostFactory,
     StaffFactory,
@@ -807,6 +809,27 @@ def test_a_post_with_a_table_of_ratings_and_a_long_address_fits_the_narrowest_ph
             assert link.evaluate("link => link.getClientRects().length") == 1
         assert accessibility_violations(page, at_least="minor") == []
         page.context.close()
+
+
+def test_a_place_with_a_long_name_fits_the_narrowest_phone(browser, site):
+    """Anglesey's village of 58 letters, the area of an inspection: the fact box's
+    columns were as wide as its longest word, and the phone zoomed the whole post
+    out to fit it."""
+    village = "Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch"
+    inspection = InspectionFactory(
+        area=AreaFactory(name=village, slug="llanfairpwll"),
+        organisations=[OrganisationFactory(name=f"{village} Youth Justice Service")],
+    )
+    page = axe_page(browser, "phone", "dark", {"phone": NARROWEST})
+    for url in [
+        inspection.post.get_absolute_url(),
+        "/inspections/",
+        "/area/llanfairpwll/",
+    ]:
+        page.goto(f"{site}{url}")
+        assert village in page.content(), url
+        assert wider_than_the_screen(page, NARROWEST["width"]) == [], url
+    page.context.close()
 
 
 def test_a_post_email_with_a_table_of_ratings_fits_a_phone(browser):
