@@ -36,7 +36,8 @@ def absolute(path: str) -> str:
 
 def with_sponsors(posts: Iterable[Post]) -> list[Post]:
     """The posts, each with the sponsors its page names (`sponsors_shown`, as
-    Post.sponsors), read in one statement for the whole feed."""
+    Post.sponsors), read in one statement for the whole feed, listing or page
+    of search results."""
     posts = list(posts)
     sponsors = Sponsorship.objects.of_posts(
         {post.pk: post.first_seen_on() for post in posts}

@@ -14,6 +14,7 @@ from django.utils.cache import patch_cache_control
 from django.views.static import serve
 
 from . import images, related, search
+from .feeds import with_sponsors
 from .forms import ReaderForm
 from .models import (
     Area,
@@ -63,6 +64,8 @@ def home(request: HttpRequest) -> HttpResponse:
     page = Paginator(Post.objects.published().for_listing(), POSTS_PER_PAGE).get_page(
         request.GET.get("page")
     )
+    # Sponsored content says so wherever it is shown: a listing too.
+    page.object_list = with_sponsors(page.object_list)
     months = Post.objects.published().datetimes("published_at", "month", order="DESC")
     return render(
         request,
@@ -168,6 +171,7 @@ def _listing(
     page = Paginator(posts.for_listing(), POSTS_PER_PAGE).get_page(
         request.GET.get("page")
     )
+    page.object_list = with_sponsors(page.object_list)
     return render(
         request,
         "posts/listing.html",
@@ -426,6 +430,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
     ids = search.ranked_post_ids(terms)
     page = Paginator(ids, SEARCH_RESULTS_PER_PAGE).get_page(request.GET.get("page"))
     results = search.search_results(terms, list(page.object_list)) if ids else []
+    with_sponsors(result.post for result in results)
     too_common = bool(terms) and not ids and search.only_common_words(terms)
     # The pages' links carry the query as searched, not as typed: the page is the
     # same however the words were typed, and cached once (newsletter/pagecache.py).

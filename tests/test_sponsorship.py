@@ -75,6 +75,32 @@ def test_no_sponsor_line_outside_the_dates_or_for_another_category(client):
     assert "sponsored by" not in client.get(post.get_absolute_url()).content.decode()
 
 
+@pytest.mark.parametrize(
+    "listing", ["/", "/category/youth-justice/", "/search/?q=courts"]
+)
+def test_a_sponsored_post_says_so_where_it_is_listed_as_on_its_page(client, listing):
+    # The listings and search results showed a sponsored post's title and summary
+    # without a word of its sponsor, which its page, its feed entry, its email and
+    # its block in a digest all name.
+    today = timezone.localdate()
+    category = CategoryFactory(name="Youth justice", slug="youth-justice")
+    sponsored = PublishedPostFactory(title="Youth courts: sponsored")
+    sponsored.categories.add(category)
+    not_sponsored = PublishedPostFactory(title="Adult courts")
+    not_sponsored.categories.add(CategoryFactory())
+    sponsor(category, "Acme Training", today, today)
+
+    html = client.get(listing).content.decode()
+
+    assert sponsor_words(html) == [
+        "Youth justice posts sponsored by Acme Training. "
+        "Sponsors have no say in what we write."
+    ]
+    # Under the sponsored post, not the other.
+    item = html[html.index("Youth courts: sponsored") :]
+    assert 'class="sponsor"' in item[: item.index("</li>")]
+
+
 def test_sponsor_on_a_given_day_counts_both_end_days():
     category = CategoryFactory()
     post = PublishedPostFactory()
