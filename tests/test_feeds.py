@@ -1,5 +1,6 @@
 """Syndication: RSS 2.0 and Atom feeds, per category too, and the sitemap."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree
 
@@ -361,6 +362,16 @@ def test_pages_advertise_the_feeds(client, posts):
     html = client.get("/").content.decode()
     assert 'type="application/rss+xml"' in html
     assert 'href="/feed/atom/"' in html
+
+
+def test_a_category_page_offers_its_own_feed_first(client, posts):
+    # Its feed came after the site's two: a reader giving their feed reader the
+    # category's address (which takes the first a page names) got every post.
+    posts[0].categories.add(CategoryFactory(name="Youth justice", slug="youth"))
+    html = client.get("/category/youth/").content.decode()
+    first = re.search(r'<link rel="alternate"[^>]*>', html)[0]
+    assert 'href="/category/youth/feed/"' in first
+    assert 'title="Youth justice — On Probation"' in first
 
 
 def test_feed_makes_a_bounded_number_of_queries(client, django_assert_max_num_queries):
