@@ -24,7 +24,7 @@ from newsletter.tokens import Purpose, make_token
 from posts.comments.models import Comment
 from posts.comments.services import comment_confirmation_token
 from posts.demo_content import FRESH_POST
-from posts.models import Post, PostEvent
+from posts.models import Post, PostEvent, Sponsorship
 
 from .browser import (
     AXE_SCRIPT,
@@ -39,6 +39,7 @@ from .browser import (
 )
 from .factories import (
     AreaFactory,
+    CategoryFactory,
     InspectionFactory,
     OrganisationFactory,
     PostFactory,
@@ -47,6 +48,7 @@ from .factories import (
     SubscriberFactory,
     UserFactory,
     create_inspectorate,
+    png,
 )
 from .required import require
 
@@ -828,6 +830,37 @@ def test_a_place_with_a_long_name_fits_the_narrowest_phone(browser, site):
     ]:
         page.goto(f"{site}{url}")
         assert village in page.content(), url
+        assert wider_than_the_screen(page, NARROWEST["width"]) == [], url
+    page.context.close()
+
+
+def test_a_sponsors_wide_logo_fits_the_narrowest_phone(browser, site):
+    """A sponsor's logo is often a wordmark ten times as wide as it is high: held
+    to the line's height, it was wider than a phone, on the post and the listings,
+    and the phone zoomed the whole page out to fit it."""
+    today = timezone.localdate()
+    category = CategoryFactory(slug="youth-justice")
+    post = PublishedPostFactory()
+    post.categories.add(category)
+    Sponsorship.objects.create(
+        category=category,
+        name="Acme Training",
+        url="https://acme.example/",
+        logo="sponsors/acme.png",
+        starts_on=today,
+        ends_on=today,
+    )
+    page = axe_page(browser, "phone", "dark", {"phone": NARROWEST})
+    wordmark = png(1200, 120).read()
+    page.route(
+        "**/media/sponsors/**",
+        lambda route: route.fulfill(body=wordmark, content_type="image/png"),
+    )
+    for url in [post.get_absolute_url(), "/", "/category/youth-justice/"]:
+        page.goto(f"{site}{url}")
+        page.wait_for_function(
+            "document.querySelector('.sponsor img').naturalWidth === 1200"
+        )
         assert wider_than_the_screen(page, NARROWEST["width"]) == [], url
     page.context.close()
 
