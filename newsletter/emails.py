@@ -24,7 +24,7 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import prefetch_related_objects
+from django.db.models import Exists, prefetch_related_objects
 from django.template import Context
 from django.template.loader import get_template, render_to_string
 from django.urls import reverse
@@ -253,19 +253,29 @@ def confirm_max_age_days() -> int:
 
 
 # How many of the latest posts a welcome looks through for one on the reader's
-# topics: reading a post's topics takes a few queries.
+# topics.
 WELCOME_POSTS_LOOKED_AT = 20
 
 
-def _latest_post_followed(subscriber: Subscriber, frequency: str) -> Post | None:
-    """The latest post the reader would have been sent, by the rule that chooses
-    a new post's audience (SubscriberQuerySet.following), if it is among the
-    latest WELCOME_POSTS_LOOKED_AT."""
+def _first_followed(
+    subscriber: Subscriber, posts: Sequence[Post], frequency: str
+) -> Post | None:
+    """The first of the posts the reader would have been sent, by the rule that
+    chooses a new post's audience (SubscriberQuerySet.following): asked of every
+    post in one statement."""
+    if not posts:
+        return None
+    keys = Post.objects.filter(pk__in=[post.pk for post in posts]).topic_keys()
     reader = Subscriber.objects.filter(pk=subscriber.pk)
-    for post in Post.objects.published()[:WELCOME_POSTS_LOOKED_AT]:
-        if reader.following(post.topic_keys(), frequency=frequency).exists():
-            return post
-    return None
+    follows = reader.values(
+        **{
+            f"post_{post.pk}": Exists(
+                reader.following(keys.get(post.pk, ()), frequency=frequency)
+            )
+            for post in posts
+        }
+    ).first()
+    return next((p for p in posts if follows and follows[f"post_{p.pk}"]), None)
 
 
 def welcome_message(subscriber: Subscriber) -> EmailMultiAlternatives:
@@ -273,8 +283,9 @@ def welcome_message(subscriber: Subscriber) -> EmailMultiAlternatives:
     leave_url = unsubscribe_url(subscriber)
     frequency = subscriber.frequency()
     chosen = subscriber.topics.exclude(value="").exists()
-    followed = _latest_post_followed(subscriber, frequency)
-    latest = followed or Post.objects.published().first()
+    posts = list(Post.objects.published()[:WELCOME_POSTS_LOOKED_AT])
+    followed = _first_followed(subscriber, posts, frequency)
+    latest = followed or (posts[0] if posts else None)
     email = render_email(
         "welcome",
         {

@@ -208,6 +208,36 @@ class PostQuerySet(models.QuerySet):
         only: PostgreSQL checks those again on a post changed while it waited."""
         return list(self.select_for_update().order_by("pk"))
 
+    def topic_keys(self) -> dict[int, set[tuple[str, str]]]:
+        """What a reader may follow that each of these posts is about, as (kind,
+        value) pairs, by post id (a post about nothing followable is missing): its
+        categories; each inspection's area and that area's region; each
+        organisation inspected and the organisations owning it; each inspection's
+        overall rating and its ratings on single standards. Five statements
+        however many posts."""
+        keys: dict[int, set[tuple[str, str]]] = {}
+        categories = Post.categories.through.objects.filter(post__in=self)
+        for post_id, slug in categories.values_list("post_id", "category__slug"):
+            keys.setdefault(post_id, set()).add(("category", slug))
+        inspections = (
+            Inspection.objects.filter(post__in=self)
+            .select_related("area__region")
+            .prefetch_related("organisations__owners", "ratings")
+        )
+        for inspection in inspections:
+            post_keys = keys.setdefault(inspection.post_id, set())
+            if inspection.area is not None:
+                post_keys.add(("area", inspection.area.slug))
+                post_keys.add(("region", inspection.area.region.slug))
+            for organisation in inspection.organisations.all():
+                post_keys.add(("organisation", organisation.slug))
+                post_keys.update(
+                    ("organisation", o.slug) for o in organisation.owners.all()
+                )
+            post_keys.add(("rating", inspection.overall))
+            post_keys.update(("rating", r.rating) for r in inspection.ratings.all())
+        return keys
+
     def in_review(self) -> "PostQuerySet":
         return self.filter(status=Post.Status.REVIEW)
 
@@ -392,27 +422,9 @@ class Post(models.Model):
         return Sponsorship.objects.of_posts({self.pk: day}).get(self.pk, [])
 
     def topic_keys(self) -> set[tuple[str, str]]:
-        """What a reader may follow that this post is about, as (kind, value) pairs:
-        its categories; each inspection's area and that area's region; each
-        organisation inspected and the organisations owning it; each inspection's
-        overall rating and its ratings on single standards."""
-        keys = {
-            ("category", slug)
-            for slug in self.categories.values_list("slug", flat=True)
-        }
-        inspections = self.inspections.select_related("area__region").prefetch_related(
-            "organisations__owners", "ratings"
-        )
-        for inspection in inspections:
-            if inspection.area is not None:
-                keys.add(("area", inspection.area.slug))
-                keys.add(("region", inspection.area.region.slug))
-            for organisation in inspection.organisations.all():
-                keys.add(("organisation", organisation.slug))
-                keys.update(("organisation", o.slug) for o in organisation.owners.all())
-            keys.add(("rating", inspection.overall))
-            keys.update(("rating", r.rating) for r in inspection.ratings.all())
-        return keys
+        """What a reader may follow that this post is about, as (kind, value) pairs
+        (PostQuerySet.topic_keys)."""
+        return Post.objects.filter(pk=self.pk).topic_keys().get(self.pk, set())
 
     @property
     def byline(self) -> str:

@@ -19,6 +19,7 @@ from newsletter import subscriptions
 from newsletter.delivery.postmark import EmailBackend
 from newsletter.emails import (
     EMAIL_HTML_MAX_BYTES,
+    WELCOME_POSTS_LOOKED_AT,
     CorrectionEmail,
     PostEmail,
     build_message,
@@ -983,6 +984,38 @@ def test_welcome_email_names_the_latest_post_on_the_readers_topics():
         assert 'the latest post is "Kent and Medway"' in " ".join(
             everything.body.split()
         )
+
+
+def test_welcome_email_reads_the_latest_posts_topics_in_a_handful_of_statements(
+    django_assert_max_num_queries,
+):
+    """It read each of the latest posts' topics, and asked whether the reader
+    followed each, one post at a time: ~120 statements for a reader whose topics
+    matched none of them."""
+    for n in range(WELCOME_POSTS_LOOKED_AT + 1):
+        inspection = InspectionFactory(
+            area__slug=f"area-{n}",
+            post__title=f"Post {n}",
+            post__published_at=timezone.now() - timedelta(days=n),
+        )
+        inspection.organisations.add(OrganisationFactory())
+        inspection.ratings.create(standard="Leadership", rating="good")
+        inspection.post.categories.add(CategoryFactory())
+    oldest_looked_at, unmatched = SubscriberFactory(), SubscriberFactory()
+    last = WELCOME_POSTS_LOOKED_AT - 1
+    SubscriberTopic.objects.create(
+        subscriber=oldest_looked_at, kind="area", value=f"area-{last}"
+    )
+    SubscriberTopic.objects.create(
+        subscriber=unmatched, kind="area", value=f"area-{last + 1}"
+    )
+
+    with django_assert_max_num_queries(10):
+        message = welcome_message(unmatched)
+    assert 'the latest post is "Post 0"' in " ".join(message.body.split())
+    with django_assert_max_num_queries(10):
+        message = welcome_message(oldest_looked_at)
+    assert f'topics you chose is "Post {last}"' in " ".join(message.body.split())
 
 
 def test_welcome_email_keeps_the_greeting_after_a_right_to_left_name_in_order():
