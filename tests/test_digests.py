@@ -21,6 +21,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import wrap
 
 from benchmarks.fake_esp import postmark_messages
 from newsletter import delivery, digests, engagement, esp
@@ -1046,10 +1047,10 @@ def test_a_sponsored_post_in_a_digest_names_the_sponsor_its_own_email_named(
     beat()
     text, html = sent()["daily@example.org"]
 
-    line = (
-        "Youth justice posts sponsored by Sunday Ltd. "
-        "Sponsors have no say in what we write.\nhttps://sunday.example/\n"
-    )
+    words = "Youth justice posts sponsored by Sunday Ltd. "
+    words += "Sponsors have no say in what we write."
+    # Wrapped as a plain-text reader shows it whole.
+    line = f"{wrap(words, 72)}\nhttps://sunday.example/\n"
     assert line in own_text
     sponsored_block, unsponsored_block = text.split("Kent: caseloads too high")
     assert sponsored_block.split("Youth justice: a sponsored look")[1].endswith(

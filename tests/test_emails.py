@@ -254,6 +254,17 @@ def test_text_and_html_parts_carry_the_same_links(post):
         assert text_links(message.body) == html_links, name
 
 
+def test_every_text_part_keeps_its_lines_to_what_a_mail_program_shows_whole(post):
+    """A plain-text reader shows a line as sent: the welcome's first sentence
+    ran to 134 characters, then broke after "Probation's"; the change of
+    address's and a sponsor's lines ran on too. Past 78 characters (RFC 5322)
+    only a line that ends in its link, which breaking would cut."""
+    for name, message in every_email(post).items():
+        for line in message.body.splitlines():
+            if not re.search(r"(https?://|mailto:)\S+$", line):
+                assert len(line) <= 78, (name, line)
+
+
 def test_post_text_part_reads_as_text_with_numbered_link_references(post):
     text = PostEmail(post).for_subscriber(SubscriberFactory()).body
     assert "What inspectors found\n=====================" in text
