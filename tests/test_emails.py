@@ -265,6 +265,22 @@ def test_every_text_part_keeps_its_lines_to_what_a_mail_program_shows_whole(post
                 assert len(line) <= 78, (name, line)
 
 
+def test_a_posts_corrections_in_its_text_part_keep_to_the_same_lines(post):
+    """Sent after a correction, the post's text part gave each update one line,
+    what it said and should say and the note together."""
+    PostUpdate.objects.create(
+        post=post,
+        kind=PostUpdate.Kind.CORRECTION,
+        wrong="Inspectors rated the service Inadequate.",
+        right="Inspectors rated the service Requires improvement.",
+        note="We misread the report's table of ratings.",
+    )
+    text = PostEmail(post).for_subscriber(SubscriberFactory()).body
+    said = " ".join(text.split())
+    assert 'it should say "Inspectors rated the service Requires improvement."' in said
+    assert max(len(line) for line in text.splitlines() if "://" not in line) <= 78
+
+
 def test_post_text_part_reads_as_text_with_numbered_link_references(post):
     text = PostEmail(post).for_subscriber(SubscriberFactory()).body
     assert "What inspectors found\n=====================" in text
