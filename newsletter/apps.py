@@ -36,6 +36,7 @@ class NewsletterConfig(AppConfig):
             post_published,
             post_republished,
             post_unpublished,
+            shown_with_posts_changed,
         )
 
         # The tasks modules only register their tasks with Celery (enqueue.py
@@ -101,6 +102,8 @@ class NewsletterConfig(AppConfig):
                 signal.connect(
                     pagecache.invalidate, sender=model, dispatch_uid="pagecache"
                 )
+        # Those of them changed in bulk send no post_save.
+        shown_with_posts_changed.connect(pagecache.invalidate, dispatch_uid="pagecache")
         for through in (
             Post.categories.through,
             Post.tags.through,

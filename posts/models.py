@@ -13,6 +13,7 @@ from django.utils.text import Truncator
 
 from .images import upload_name
 from .markdown import plain_text, render_markdown, word_count
+from .signals import shown_with_posts_changed
 from .validators import reject_control_characters, reject_control_characters_in_text
 
 # Adult silent reading speed; a reading time is a courtesy, not a promise.
@@ -32,7 +33,19 @@ web_address = URLValidator(
 )
 
 
-class ListedQuerySet(models.QuerySet):
+class ShownWithPostsQuerySet(models.QuerySet):
+    """update() says so (shown_with_posts_changed), as save() does by post_save: a
+    bulk update (a script, an admin action, bulk_update()) sends none, and the
+    pages showing posts kept the old name or sponsor line until they expired."""
+
+    def update(self, **kwargs) -> int:
+        updated = super().update(**kwargs)
+        if updated:
+            shown_with_posts_changed.send(sender=self.model)
+        return updated
+
+
+class ListedQuerySet(ShownWithPostsQuerySet):
     def filed_under(self, posts: "PostQuerySet") -> models.Exists:
         """Whether one of these posts is filed under each: to filter or annotate by."""
         filed = models.Q()
@@ -121,7 +134,7 @@ class Organisation(Listed):
     )
 
 
-class SavedAtOnUpdate(models.QuerySet):
+class SavedAtOnUpdate(ShownWithPostsQuerySet):
     """update() sets saved_at, as save() does (auto_now): a bulk update (a script,
     an admin action, bulk_update()) would leave it behind, and SponsorshipQuerySet.
     last_change with it: a worker would go on sending the old sponsor line."""

@@ -16,6 +16,12 @@ post_unpublished = Signal()
 # was off the site goes now. Receivers get `post`.
 post_republished = Signal()
 
+# Sent when what pages show with posts (a category's or a place's name, a
+# sponsorship) is changed by a bulk update (QuerySet.update, bulk_update), which
+# sends no post_save (models.ShownWithPostsQuerySet). Receivers get `sender`, the
+# model.
+shown_with_posts_changed = Signal()
+
 # Sent by `manage.py seed_demo` once the demo posts exist, so that other apps add
 # their own part of the demo (newsletter: readers and their history). Receivers get
 # `posts`, the demo's own: the author's posts are no part of it.

@@ -13,7 +13,7 @@ from newsletter.pagecache import GENERATION_KEY
 from posts import services
 from posts.comments import services as comments
 from posts.comments.models import Comment
-from posts.models import Post
+from posts.models import Category, Post, Sponsorship
 from posts.validators import AddressPeriod
 
 from .factories import (
@@ -385,6 +385,46 @@ def test_a_category_renamed_at_the_desk_shows_on_the_cached_pages_at_once(
             f"/admin/posts/category/{category.pk}/change/",
             {"name": "Youth offending", "slug": "youth-justice"},
         )
+
+    assert "Youth offending" in client.get("/").text
+    assert "Youth offending" in client.get(post.get_absolute_url()).text
+
+
+def test_a_sponsorship_changed_in_bulk_shows_on_the_cached_post_page_at_once(
+    client, django_capture_on_commit_callbacks
+):
+    # A script's or an admin action's queryset.update() (and bulk_update) sends no
+    # post_save: the post page named the old sponsor until its cache expired.
+    today = timezone.localdate()
+    category = CategoryFactory(name="Youth justice")
+    post = PublishedPostFactory()
+    post.categories.add(category)
+    Sponsorship.objects.create(
+        category=category,
+        name="Acme Training",
+        url="https://acme.example/",
+        starts_on=today,
+        ends_on=today,
+    )
+    assert "Acme Training" in client.get(post.get_absolute_url()).text  # now cached
+
+    with django_capture_on_commit_callbacks(execute=True):
+        Sponsorship.objects.filter(category=category).update(name="Zenith Learning")
+
+    assert "Zenith Learning" in client.get(post.get_absolute_url()).text
+
+
+def test_categories_renamed_in_bulk_show_on_the_cached_pages_at_once(
+    client, django_capture_on_commit_callbacks
+):
+    category = CategoryFactory(name="Youth justice", slug="youth-justice")
+    post = PublishedPostFactory()
+    post.categories.add(category)
+    assert "Youth justice" in client.get("/").text  # now cached
+
+    with django_capture_on_commit_callbacks(execute=True):
+        category.name = "Youth offending"
+        Category.objects.bulk_update([category], ["name"])
 
     assert "Youth offending" in client.get("/").text
     assert "Youth offending" in client.get(post.get_absolute_url()).text
