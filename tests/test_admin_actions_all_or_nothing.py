@@ -94,7 +94,7 @@ def test_a_mailing_control_refused_on_the_second_mailing_leaves_the_first_as_it_
     before = statuses(two_mailings)
     failing_on_the_second(monkeypatch, delivery, control_name)
     with django_capture_on_commit_callbacks() as rung:
-        response = desk_action(author, action, *two_mailings)
+        response = desk_action(author, action, *two_mailings, confirmed=True)
     assert response.status_code == 400
     assert REFUSED in response.content
     assert statuses(two_mailings) == before

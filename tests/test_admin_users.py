@@ -164,7 +164,8 @@ def test_who_paused_resumed_and_cancelled_a_mailing_is_in_its_history(administra
     for action in ("pause", "resume", "cancel"):
         response = client.post(
             "/admin/newsletter/mailing/",
-            {"action": action, "_selected_action": [digest.pk]},
+            # Cancelling asks first: answered yes.
+            {"action": action, "_selected_action": [digest.pk], "post": "yes"},
         )
         assert response.status_code == 302
 

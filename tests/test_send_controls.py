@@ -1,6 +1,7 @@
 """The author's controls (pause, resume, cancel, uncertain batches), the circuit
 breaker, and the admin pages that show a mailing's progress."""
 
+import html
 import re
 import threading
 from datetime import timedelta
@@ -1630,11 +1631,33 @@ def test_an_empty_mailing_shows_its_zeroes(author, planned):
 def test_admin_pauses_and_cancels_sends(author, planned, action, check):
     response = author.post(
         "/admin/newsletter/mailing/",
-        {"action": action, "_selected_action": [planned.pk]},
+        {"action": action, "_selected_action": [planned.pk], "post": "yes"},
     )
     assert response.status_code == 302
     planned.refresh_from_db()
     assert check(planned)
+
+
+def test_cancelling_a_mailing_from_the_list_asks_first_naming_it(author, planned):
+    """Cancelled, a post's announcement never reaches the readers it had not
+    reached, and cannot be resumed: one Go on the wrong action, over the whole
+    list selected, stopped every mailing going out, unasked."""
+    planned.refresh_from_db()
+    going = planned.status
+    cancel = {"action": "cancel", "_selected_action": [planned.pk]}
+    asked = author.post("/admin/newsletter/mailing/", cancel)
+    assert asked.status_code == 200
+    page = asked.content.decode()
+    assert "Cancel 1 mailing?" in page
+    assert f"<li>{html.escape(str(planned))}</li>" in page
+    assert '<input type="submit" value="Yes, cancel them">' in page
+    planned.refresh_from_db()
+    assert planned.status == going
+
+    answered = author.post("/admin/newsletter/mailing/", {**cancel, "post": "yes"})
+    assert answered.status_code == 302
+    planned.refresh_from_db()
+    assert planned.status == Mailing.Status.CANCELLED
 
 
 def test_admin_resumes_a_paused_send(
@@ -2383,7 +2406,12 @@ def run(client, changelist: str, action: str, *rows) -> list[tuple[str, str]]:
     return said(
         client.post(
             f"/admin/newsletter/{changelist}/",
-            {"action": action, "_selected_action": [row.pk for row in rows]},
+            # Cancelling asks first: answered yes.
+            {
+                "action": action,
+                "_selected_action": [row.pk for row in rows],
+                "post": "yes",
+            },
             follow=True,
         )
     )

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from posts.desk import counted, record_in_the_history
+from posts.desk import answered_yes, asking_first, counted, record_in_the_history
 from posts.validators import addresses_as_stored, row_id_in
 
 from .. import corrections, delivery
@@ -417,7 +417,20 @@ class MailingAdmin(admin.ModelAdmin):
         description="Cancel the selected mailings (a correction can be sent again)",
         permissions=["change"],
     )
-    def cancel(self, request, queryset) -> None:
+    def cancel(self, request, queryset):
+        if not answered_yes(request):
+            return asking_first(
+                self,
+                request,
+                queryset,
+                action="cancel",
+                verb="Cancel",
+                what_it_does="A cancelled mailing sends nothing more: the readers "
+                "it has not reached yet never get its email, and it cannot be "
+                "resumed (pause it instead, to hold it for now). Only a "
+                "correction's email can be confirmed again, from its page.",
+                noun=_mailings,
+            )
         ids = _ids(queryset)
         cancelled = _all_or_none(ids, lambda pk: delivery.mailing_cancel(mailing_id=pk))
         record_in_the_history(

@@ -8,7 +8,6 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import display_for_field
 from django.core.exceptions import PermissionDenied
@@ -25,7 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from posts.admin import LabelledFieldsFormSet
-from posts.desk import counted, record_in_the_history
+from posts.desk import answered_yes, asking_first, counted, record_in_the_history
 from posts.validators import (
     addresses_as_stored,
     clean_email,
@@ -587,7 +586,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         # Asked first, as Django asks before deleting: only a reader lifts their
         # unsubscribe, so one Go on the wrong action, over the whole list
         # selected, lost every reader for good.
-        if request.POST.get("post") != "yes":
+        if not answered_yes(request):
             return self._asking_first(
                 request,
                 queryset,
@@ -631,37 +630,20 @@ class SubscriberAdmin(admin.ModelAdmin):
             )
         self.message_user(request, message + ".")
 
-    # The addresses the question names; the rest are counted.
-    ASKED_ABOUT_BY_NAME = 20
-
     def _asking_first(
         self, request, queryset, *, action: str, verb: str, what_it_does: str
     ) -> TemplateResponse:
         """The page asking before a list action stops the readers' emails, naming
-        them; its "Yes" sends the selection back with `post=yes`."""
-        count = queryset.count()
-        named = list(
-            queryset.values_list("email", flat=True)[: self.ASKED_ABOUT_BY_NAME]
-        )
-        readers = counted(count, "reader", "readers")
-        return TemplateResponse(
+        them by their addresses."""
+        return asking_first(
+            self,
             request,
-            "admin/newsletter/subscriber/action_confirmation.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.model._meta,
-                "title": f"{verb} {readers}?",
-                "verb": verb,
-                "what_it_does": what_it_does,
-                "action": action,
-                "named": named,
-                "unnamed": count - len(named),
-                # The selection as the list sent it: "Select all" keeps its
-                # filter (the page's address) rather than listing every id.
-                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
-                "select_across": request.POST.get("select_across", "0"),
-                "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            },
+            queryset,
+            action=action,
+            verb=verb,
+            what_it_does=what_it_does,
+            noun=lambda count: counted(count, "reader", "readers"),
+            name=lambda reader: reader.email,
         )
 
     @admin.action(
@@ -671,7 +653,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     def suppress(self, request, queryset):
         # Asked first too: one Go over a whole list selected stopped every email
         # to every reader, the newsletter's and those they ask for, at once.
-        if request.POST.get("post") != "yes":
+        if not answered_yes(request):
             return self._asking_first(
                 request,
                 queryset,
