@@ -408,8 +408,34 @@ class InspectionInline(InlineAutocomplete, admin.StackedInline):
         return super().get_queryset(request).prefetch_related("organisations")
 
 
+class RelatedLinkFormSet(LabelledFieldsFormSet):
+    def save_existing_objects(self, commit: bool = True) -> list:
+        """Rows given another post are saved anew, once the rest are saved: saved
+        in place a row at a time, two rows swapping their posts (to put them in
+        the other order) met the one link per pair halfway, a server error."""
+        retargeted = [
+            form
+            for form in self.initial_forms
+            if form.instance.pk is not None
+            and "to_post" in form.changed_data
+            and not self._should_delete_form(form)
+        ]
+        if not commit or not retargeted:
+            return super().save_existing_objects(commit)
+        RelatedLink.objects.filter(pk__in=[f.instance.pk for f in retargeted]).delete()
+        for form in retargeted:
+            form.instance.pk = None  # Django's save leaves a row without one alone
+            form.instance._state.adding = True
+        saved = super().save_existing_objects(commit)
+        for form in retargeted:
+            saved.append(self.save_new(form))
+            self.changed_objects.append((form.instance, form.changed_data))
+        return saved
+
+
 class RelatedLinkInline(InlineAutocomplete, LabelledTabularInline):
     model = RelatedLink
+    formset = RelatedLinkFormSet
     fk_name = "from_post"
     extra = 0
     autocomplete_fields = ["to_post"]

@@ -1040,3 +1040,36 @@ def test_taking_back_a_scheduled_post_says_it_no_longer_goes_live_nor_out(client
         "scheduled any more. Nobody was emailed it: its email goes out once you "
         "publish it again."
     ) in said(response)
+
+
+def test_two_related_posts_swapped_between_their_rows_are_saved_not_a_500():
+    """The author re-picks the posts of two rows to put them in the other order:
+    saved a row at a time, the first met the second's link to the same post
+    (the table's one link per pair), and the page was a server error."""
+    post = PostFactory()
+    first, second = PublishedPostFactory(), PublishedPostFactory()
+    rows = [
+        RelatedLink.objects.create(from_post=post, to_post=to, type="see_also", order=i)
+        for i, to in enumerate([first, second])
+    ]
+    swapped = {"links_out-TOTAL_FORMS": "2", "links_out-INITIAL_FORMS": "2"}
+    for i, (row, to) in enumerate(zip(rows, [second, first], strict=True)):
+        swapped |= {
+            f"links_out-{i}-id": row.pk,
+            f"links_out-{i}-from_post": post.pk,
+            f"links_out-{i}-to_post": to.pk,
+            f"links_out-{i}-type": "see_also",
+            f"links_out-{i}-order": str(i),
+        }
+    client = Client()
+    client.force_login(UserFactory())
+
+    response = client.post(
+        f"/admin/posts/post/{post.pk}/change/", admin_post_form_of(post, **swapped)
+    )
+
+    assert response.status_code == 302
+    assert list(post.links_out.values_list("to_post", "order")) == [
+        (second.pk, 0),
+        (first.pk, 1),
+    ]
