@@ -381,6 +381,30 @@ def test_a_deleted_readers_preferences_link_says_their_subscription_was_deleted(
     assert "copied incompletely" not in response.text
 
 
+def test_a_paused_reader_who_moved_is_told_how_to_resume_at_the_old_link(
+    client, reader, on_commit
+):
+    """A paused reader moved address and kept no email with the new preferences
+    link: the old one said to use the link in any newsletter email, of which
+    none comes while they are paused. Subscribing again resumes them."""
+    subscriber_pause(subscriber=reader)
+    old_link = url(reader)
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    client.post(link_in(mail.outbox[0], "/preferences/email/confirm/"))
+    mail.outbox.clear()
+
+    page = client.get(old_link)
+
+    assert page.status_code == 404
+    assert "None comes while your newsletter is paused" in page.text
+    assert 'to resume it, give your address to the <a href="/subscribe/">' in page.text
+    on_commit(client.post, "/subscribe/", {"email": "new@example.org"})
+    on_commit(client.post, link_in(mail.outbox[-1], "/subscribe/confirm/"))
+    reader.refresh_from_db()
+    assert reader.email == "new@example.org"
+    assert reader.paused_at is None
+
+
 def test_changing_the_address_waits_for_the_new_address_to_confirm(
     client, reader, on_commit
 ):
