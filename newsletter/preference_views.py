@@ -606,6 +606,8 @@ def _change_made_or_token_error(
     since nor given their preferences."""
     try:
         new_email = read_change_made(token)
+    except SubscriptionGone as gone:  # however old: no newer link will come
+        return _token_error(request, gone, purpose=Purpose.CHANGE_EMAIL)
     except InvalidToken:
         if not error.expired:
             return _token_error(request, error, purpose=Purpose.CHANGE_EMAIL)

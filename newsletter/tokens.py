@@ -278,12 +278,14 @@ def read_sent_to(token: str, purpose: Purpose) -> Subscriber:
 def read_change_made(token: str) -> str:
     """The address a change-of-address link moved its reader to, if it did and
     is still their latest: the link clicked again, however old (its days are
-    for making the change). InvalidToken otherwise (a later request, a later
-    move, an erasure retire it)."""
+    for making the change). SubscriptionGone once the reader is erased (the link
+    went only to a reader who confirmed, whose row only an erasure deletes);
+    InvalidToken otherwise (a later request, a later move retire it)."""
     subscriber, fingerprint, detail = _loads(token, Purpose.CHANGE_EMAIL, any_age=True)
+    if subscriber is None:
+        raise SubscriptionGone
     if not (
-        subscriber is not None
-        and detail
+        detail
         and detail == subscriber.email
         and _previous_address_issued_for(
             subscriber, Purpose.CHANGE_EMAIL, detail, fingerprint

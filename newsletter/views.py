@@ -231,11 +231,15 @@ def _token_error(
 ) -> HttpResponse:
     """The page for a link that does nothing, its way on the one for what the
     link was for: "subscribe again" only to a reader who came to subscribe, or
-    whose subscription is gone. A preferences link went only to a reader who
-    had confirmed: gone, they deleted it (or the desk did), and no newer email
-    has a link that works. A confirmation link's request may have been purged
-    unconfirmed: it is only "not valid"."""
-    deleted = isinstance(error, SubscriptionGone) and purpose == Purpose.PREFERENCES
+    whose subscription is gone. A preferences or change-of-address link went
+    only to a reader who had confirmed: gone, they deleted it (or the desk did:
+    subscriptions.subscriber_delete is all that deletes a confirmed reader), and
+    no newer email has a link that works. A confirmation link's request may
+    have been purged unconfirmed: it is only "not valid"."""
+    deleted = isinstance(error, SubscriptionGone) and purpose in (
+        Purpose.PREFERENCES,
+        Purpose.CHANGE_EMAIL,
+    )
     return render(
         request,
         "newsletter/bad_link.html",

@@ -850,6 +850,28 @@ def test_an_expired_change_link_says_so(client, reader, on_commit, monkeypatch):
     assert reader.email == "reader@example.org"
 
 
+@pytest.mark.parametrize("expired", [False, True])
+def test_an_erased_readers_change_link_says_their_subscription_was_deleted(
+    client, reader, on_commit, monkeypatch, expired
+):
+    """It said "This link is not valid. It may have been copied incompletely",
+    or, after its days, to ask for a new one from the preferences link in any
+    newsletter email, of which none comes. A change-of-address link goes only to
+    a reader who confirmed, whose row only their erasure deletes."""
+    ask_to_move(client, on_commit, reader, "new@example.org")
+    confirm = link_in(mail.outbox[0], "/preferences/email/confirm/")
+    subscriber_delete(subscriber=reader)
+    if expired:
+        monkeypatch.setitem(tokens.MAX_AGE, Purpose.CHANGE_EMAIL, -1)
+
+    for response in (client.get(confirm), client.post(confirm)):
+        assert response.status_code == 410
+        assert "This subscription was deleted" in response.text
+        assert "copied incompletely" not in response.text
+        assert "expired" not in response.text
+    assert not Subscriber.objects.exists()
+
+
 def test_strangers_subscribing_my_address_do_not_keep_me_from_my_data(
     client, reader, on_commit, settings
 ):
