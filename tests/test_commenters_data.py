@@ -114,6 +114,27 @@ def test_the_link_downloads_exactly_that_addresss_comments(client, ask):
     assert Comment.objects.count() == 2
 
 
+def test_a_post_since_unpublished_is_named_in_the_download_without_a_link(client, ask):
+    """Each comment linked to its post, and a post the author has since taken
+    off the site led to "Page not found"."""
+    gone = CommentFactory(email=ADDRESS, post__title="Taken down")
+    still = CommentFactory(email=ADDRESS, post__title="Still up")
+    gone.post.status = gone.post.Status.DRAFT
+    gone.post.save()
+    _, [link] = ask(ADDRESS)
+
+    data = json.loads(client.post(link, {"action": "export"}).content)
+
+    by_title = {c["post"]: c for c in data["comments"]}
+    assert by_title["Taken down"]["post_url"] is None
+    assert by_title["Taken down"]["post_on_site"] is False
+    assert by_title["Still up"]["post_url"] == (
+        f"http://127.0.0.1:8000/posts/{still.post.slug}/"
+    )
+    assert by_title["Still up"]["post_on_site"] is True
+    assert client.get(by_title["Still up"]["post_url"]).status_code == 200
+
+
 def test_the_download_holds_what_the_desk_did_to_the_comments_but_not_who(client, ask):
     """A reader's export lists what the desk did to their comments (the admin's
     log, which the erasure rewrites); a commenter's, with "the same rights over

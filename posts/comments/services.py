@@ -140,7 +140,11 @@ def comments_for_addresses(*, addresses: Iterable[AddressPeriod]) -> list[dict]:
         {
             "post": comment.post.title,
             # Absolute, as the deliveries' posts are: an export is read off the site.
-            "post_url": settings.SITE_URL + comment.post.get_absolute_url(),
+            # None for a post taken off the site since: its link is "Page not found".
+            "post_url": settings.SITE_URL + comment.post.get_absolute_url()
+            if comment.post.is_published
+            else None,
+            "post_on_site": comment.post.is_published,
             "created_at": comment.created_at.isoformat(),
             "status": comment.status,
             "name": comment.name,
