@@ -367,3 +367,25 @@ def test_comments_whose_digest_reached_no_moderator_go_to_the_moderators_then(
 
     assert fake_esp.recipients() == {"editor@example.org": 1}
     assert "Pat Waiting" in fake_esp.messages[0]["payload"]["TextBody"]
+
+
+def test_a_reply_says_whose_comment_it_answers():
+    """The digest said "a reply", and the moderator had to open the post to
+    learn what it replied to: a reply reads differently once its comment is
+    known."""
+    UserFactory(email="editor@example.org")
+    answered = CommentFactory(
+        name="Alex Original",
+        body="Caseloads in the north are far too high\nfor anyone to manage well.",
+        status=Comment.Status.APPROVED,
+    )
+    CommentFactory(name="Pat Reply", post=answered.post, parent=answered)
+
+    send_comment_digest.delay()
+
+    [message] = mail.outbox
+    text = message.body.replace("\u2068", "").replace("\u2069", "")
+    html = message.alternatives[0][0].replace("\u2068", "").replace("\u2069", "")
+    answers = "a reply to Alex Original: “Caseloads in the north are far too …”"
+    assert answers in text
+    assert answers in html

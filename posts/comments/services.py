@@ -545,7 +545,8 @@ def comments_of_digest(*, reported_at: datetime) -> list[Comment]:
     return list(
         Comment.objects.pending()
         .filter(moderators_notified_at=reported_at)
-        .select_related("post")
+        # A reply is told with whose comment it answers.
+        .select_related("post", "parent")
         .order_by("post_id", "created_at")
     )
 
