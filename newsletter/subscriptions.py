@@ -922,11 +922,15 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "deliveries": [
             {
                 "email": str(delivery.mailing),
-                # The post announced or corrected, or those the digest held.
+                # The post announced or corrected, or those the digest held; one
+                # taken off the site since has no link: it is "Page not found".
                 "posts": [
                     {
                         "title": post.title,
-                        "url": settings.SITE_URL + post.get_absolute_url(),
+                        "url": settings.SITE_URL + post.get_absolute_url()
+                        if post.is_published
+                        else None,
+                        "on_site": post.is_published,
                     }
                     for post in (
                         delivery.posts.all()

@@ -287,6 +287,29 @@ def test_the_export_lists_the_readers_suppressed_addresses_and_failed_emails_err
     ]
 
 
+def test_a_post_taken_down_since_it_was_sent_is_named_in_the_export_without_a_link():
+    """Each email's posts were linked, and one the author has since taken off the
+    site led to "Page not found"."""
+    reader = SubscriberFactory()
+    delivery = _delivery(reader)
+    still = PublishedPostFactory(title="Still up")
+    gone = PublishedPostFactory(title="Taken down")
+    delivery.posts.add(still, gone)
+    gone.status = gone.Status.DRAFT
+    gone.save()
+
+    [exported] = subscriber_export(subscriber=reader)["deliveries"]
+
+    assert sorted(exported["posts"], key=lambda post: post["title"]) == [
+        {
+            "title": "Still up",
+            "url": f"http://127.0.0.1:8000/posts/{still.slug}/",
+            "on_site": True,
+        },
+        {"title": "Taken down", "url": None, "on_site": False},
+    ]
+
+
 def test_an_old_address_suppressed_after_the_reader_left_it_is_not_in_their_export():
     reader = SubscriberFactory(email="old@example.org")
     email_change_confirm(subscriber=reader, new_email="reader@example.org")

@@ -995,19 +995,39 @@ def test_my_data_lists_every_email_i_was_sent_digests_and_corrections_too(
     assert [(d["email"], d["posts"]) for d in data["deliveries"]] == [
         (
             str(mailings[0]),
-            [{"title": post.title, "url": site + post.get_absolute_url()}],
+            [
+                {
+                    "title": post.title,
+                    "url": site + post.get_absolute_url(),
+                    "on_site": True,
+                }
+            ],
         ),
         (
             str(digest),
             # In the publication's order, newest first.
             [
-                {"title": other.title, "url": site + other.get_absolute_url()},
-                {"title": post.title, "url": site + post.get_absolute_url()},
+                {
+                    "title": other.title,
+                    "url": site + other.get_absolute_url(),
+                    "on_site": True,
+                },
+                {
+                    "title": post.title,
+                    "url": site + post.get_absolute_url(),
+                    "on_site": True,
+                },
             ],
         ),
         (
             str(mailings[2]),
-            [{"title": post.title, "url": site + post.get_absolute_url()}],
+            [
+                {
+                    "title": post.title,
+                    "url": site + post.get_absolute_url(),
+                    "on_site": True,
+                }
+            ],
         ),
     ]
 
@@ -1254,6 +1274,7 @@ def test_my_data_lists_comments_with_my_address_without_the_posters_ip_or_browse
         {
             "post": "Suffolk: caseloads too high",
             "post_url": f"http://127.0.0.1:8000{post.get_absolute_url()}",
+            "post_on_site": True,
             "created_at": comment.created_at.isoformat(),
             "status": "pending",
             "name": "Sam",
