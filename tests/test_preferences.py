@@ -924,6 +924,7 @@ def test_downloading_my_data_gives_everything_held_as_json(client, reader, on_co
                 {
                     "title": "Suffolk: caseloads too high",
                     "url": f"http://127.0.0.1:8000{post.get_absolute_url()}",
+                    "on_site": True,
                 }
             ],
             "status": "sent",
