@@ -38,15 +38,40 @@ def redact(text: str) -> str:
     return text
 
 
+# What every record has; anything else was a logging call's `extra`, which a
+# handler of the whole record (JSON lines, Sentry's) writes out: Celery's task
+# records carry the task's arguments as `extra["data"]`, a reader's address among
+# them for the subscribe form's task and the commenters' data form's first one.
+RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def _redacted(value: object) -> object:
+    """value with each string in it redacted, through dicts, lists and tuples."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redacted(item) for item in value)
+    return value
+
+
 class RedactReaders(logging.Filter):
-    """A handler's filter: the record's message, and the traceback of the exception
-    it logs, redacted."""
+    """A handler's filter: the record's message, its arguments, its extra
+    attributes and the traceback of the exception it logs, redacted. The record
+    itself is changed, so the handlers after this one, and Sentry's (which runs
+    after every handler), are handed it redacted too."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, ()
+        else:
+            # Celery's arguments are a dict its message uses only part of.
+            record.args = _redacted(record.args)
+        for name in vars(record).keys() - RECORD_ATTRIBUTES:
+            setattr(record, name, _redacted(getattr(record, name)))
         # Formatters print the traceback they find here rather than format it again.
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)

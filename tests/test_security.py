@@ -1892,3 +1892,55 @@ def test_the_workers_own_log_handlers_redact_as_the_sites_do():
             logger.exception("Task failed for %s", "reader@example.org")
         assert "Task failed for [address]" in log.getvalue()
         assert "ValueError: refused [address]" in log.getvalue()
+
+
+class KeptRecords(logging.Handler):
+    """A handler a deployer adds (JSON lines, Sentry's): it is handed the whole
+    record, its arguments and Celery's `extra` among it, not only the line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_the_workers_log_of_a_task_hands_no_handler_the_readers_address(
+    start_test_worker,
+):
+    """A worker logs each task it receives and each it finishes with the task's
+    arguments, in the record's args and in `extra["data"]` "for custom handlers":
+    the subscribe form's task and the commenters' data form's first one carry
+    the address typed in."""
+    kept = KeptRecords()
+    root = logging.getLogger()
+    with start_test_worker(loglevel="INFO"):
+        # After the handlers the worker set up: Sentry's runs after them too.
+        root.addHandler(kept)
+        try:
+            celery_app.tasks["newsletter.tasks.subscribe"].delay(
+                "reader@example.org", "", None
+            )
+            celery_app.tasks[
+                "newsletter.comment_tasks.email_commenter_data_link"
+            ].delay("commenter@example.org")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not {
+                "newsletter.tasks.subscribe",
+                "newsletter.comment_tasks.email_commenter_data_link",
+            } <= {
+                record.data["name"]
+                for record in kept.records
+                if "succeeded" in record.msg or "raised" in record.msg
+            }:
+                time.sleep(0.1)
+        finally:
+            root.removeHandler(kept)
+    received = [r for r in kept.records if r.getMessage().endswith("received")]
+    assert len(received) >= 2
+    for record in kept.records:
+        assert "@example.org" not in repr(vars(record)), record.getMessage()
+    assert Subscriber.objects.filter(email="reader@example.org").exists()
