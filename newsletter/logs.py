@@ -46,14 +46,21 @@ RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "as
 
 
 def _redacted(value: object) -> object:
-    """value with each string in it redacted, through dicts, lists and tuples."""
+    """value with each string in it redacted, through dicts, lists and tuples; any
+    other object whose repr a handler would write with a token or an address in
+    it (django.request's `extra["request"]`: "<WSGIRequest: GET '/unsubscribe/…'>")
+    as that repr, redacted."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
         return {key: _redacted(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_redacted(item) for item in value)
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = repr(value)
+    redacted = redact(text)
+    return value if redacted == text else redacted
 
 
 class RedactReaders(logging.Filter):

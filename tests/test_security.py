@@ -1944,3 +1944,21 @@ def test_the_workers_log_of_a_task_hands_no_handler_the_readers_address(
     for record in kept.records:
         assert "@example.org" not in repr(vars(record)), record.getMessage()
     assert Subscriber.objects.filter(email="reader@example.org").exists()
+
+
+def test_djangos_log_of_a_404_hands_no_handler_the_readers_token(client):
+    """django.request logs "Not Found: <path>" with the request itself as an
+    extra attribute, which a handler of the whole record writes out as
+    "<WSGIRequest: GET '/preferences/<token>/…'>"."""
+    kept = KeptRecords()
+    root = logging.getLogger()
+    root.addHandler(kept)  # after the site's own, as Sentry's runs after them
+    try:
+        response = client.get("/preferences/SeCrEtToKeN123/nope/")
+    finally:
+        root.removeHandler(kept)
+    assert response.status_code == 404
+    [not_found] = [r for r in kept.records if r.name == "django.request"]
+    assert "/preferences/[redacted]" in str(not_found.request)
+    for record in kept.records:
+        assert "SeCrEtToKeN123" not in repr(vars(record)), record.getMessage()
