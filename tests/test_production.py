@@ -926,6 +926,50 @@ def test_nginxs_own_error_pages_carry_the_security_headers(tmp_path):
         assert "max-age=" in headers["Strict-Transport-Security"]
 
 
+def answered(proxy: Stack, host: str) -> int | None:
+    """The status nginx answers a request for host with, or None where it closes
+    the connection unanswered."""
+    try:
+        return proxy.request("GET", "/", headers={"Host": host})[0]
+    except http.client.RemoteDisconnected:
+        return None
+
+
+@pytest.mark.production
+@pytest.mark.parametrize(
+    ("allowed_hosts", "served", "refused"),
+    [
+        ("", ["localhost", "LOCALHOST:443"], ["203.0.113.9", "localhost.evil"]),
+        (
+            "news.example.org, .example.net",
+            ["news.example.org", "example.net", "www.example.net"],
+            ["localhost", "example.org", "evilexample.net", "example.net.evil"],
+        ),
+        ("*", ["anything.example"], []),
+    ],
+    ids=["default", "names", "any"],
+)
+def test_nginx_passes_the_site_only_the_names_it_serves(
+    tmp_path, allowed_hosts, served, refused
+):
+    """A request for a name the site does not serve (a scanner at the address,
+    a forged Host) reached gunicorn, which logged each as an error with its
+    traceback: nginx closes it unanswered, as DJANGO_ALLOWED_HOSTS would refuse."""
+    proxy = proxy_alone(
+        tmp_path, {"DJANGO_ALLOWED_HOSTS": allowed_hosts} if allowed_hosts else {}
+    )
+    try:
+        # The site is down: a name passed on is nginx's 502.
+        assert {host: answered(proxy, host) for host in served} == dict.fromkeys(
+            served, 502
+        )
+        assert {host: answered(proxy, host) for host in refused} == dict.fromkeys(
+            refused
+        )
+    finally:
+        proxy.stop()
+
+
 def sites_hsts(tmp_path: Path, dotenv: dict[str, str]) -> str | None:
     """The Strict-Transport-Security the site sends over https, with compose's
     DJANGO_HSTS_SECONDS (`dotenv` as docker/.env)."""
