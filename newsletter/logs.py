@@ -65,9 +65,10 @@ def _redacted(value: object) -> object:
 
 class RedactReaders(logging.Filter):
     """A handler's filter: the record's message, its arguments, its extra
-    attributes and the traceback of the exception it logs, redacted. The record
-    itself is changed, so the handlers after this one, and Sentry's (which runs
-    after every handler), are handed it redacted too."""
+    attributes and the traceback of the exception it logs, redacted, the
+    exception itself dropped. The record itself is changed, so the handlers after
+    this one, and Sentry's (which runs after every handler), are handed it
+    redacted too."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -84,4 +85,8 @@ class RedactReaders(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+        # The exception itself is not redacted: a handler that formats it again
+        # (python-json-logger's) or sends it whole (Sentry's) would name the
+        # reader. Without it, they take the redacted traceback above.
+        record.exc_info = None
         return True

@@ -1962,3 +1962,31 @@ def test_djangos_log_of_a_404_hands_no_handler_the_readers_token(client):
     assert "/preferences/[redacted]" in str(not_found.request)
     for record in kept.records:
         assert "SeCrEtToKeN123" not in repr(vars(record)), record.getMessage()
+
+
+def test_a_failed_tasks_exception_reaches_no_handler_with_the_readers_address(smtp):
+    """A handler that formats the record's exception itself (python-json-logger's
+    JsonFormatter; Sentry's, which reads record.exc_info) rather than the
+    traceback the site's handler redacted wrote the SMTP server's refusal, keyed
+    by the reader's address."""
+    with transaction.atomic():  # its email is queued on commit: not sent here
+        subscription_request(email="reader@example.org", name="", ip_address=None)
+    consent = Consent.objects.get(subscriber__email="reader@example.org")
+    smtp.refused["reader@example.org"] = b"550 5.1.1 Recipient address rejected"
+    kept = KeptRecords()
+    root = logging.getLogger()
+    root.addHandler(kept)  # after the site's own, as Sentry's runs after them
+    try:
+        last_try = send_confirmation.apply(
+            args=[consent.pk], retries=send_confirmation.max_retries, throw=False
+        )
+    finally:
+        root.removeHandler(kept)
+    assert last_try.failed()
+    [failure] = [record for record in kept.records if record.exc_text]
+    assert "SMTPRecipientsRefused" in failure.exc_text
+    for record in kept.records:
+        formatted = logging.Formatter().format(record)
+        if record.exc_info:
+            formatted += logging.Formatter().formatException(record.exc_info)
+        assert "reader@example.org" not in formatted
